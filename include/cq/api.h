@@ -1,0 +1,107 @@
+/*
+ * api.h — the admin API: REST/JSON over libmicrohttpd.
+ *
+ * Endpoints (openapi/openapi.yaml is the contract):
+ *   GET /health     liveness + every service's health record   (no token)
+ *   GET /readiness  200 {"ready":true} or 503 with reasons       (no token)
+ *   GET /metrics    Prometheus text format                       (no token)
+ *   GET /config     effective config, sources, secrets redacted  (token)
+ * Everything else requires "Authorization: Bearer <token>" (constant-time
+ * compare). Errors are {"error":{"code","message","hint"}}.
+ *
+ * Threads: libmicrohttpd runs its own internal polling thread (created by
+ * cq_api_start, which only the supervisor calls). Handlers never touch
+ * engine state: they read the health board (its own lock), the current
+ * config (a reference from struct cq_config_current) and the log stats.
+ * Commands to the engine, when later issues add them, go through a queue.
+ *
+ * The request router is plain code (cq_api_handle) so tests drive it
+ * without sockets; cq_api_start puts it behind libmicrohttpd.
+ */
+#ifndef CQ_API_H
+#define CQ_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cq/clock.h"
+#include "cq/common.h"
+#include "cq/config.h"
+#include "cq/health.h"
+
+struct cq_api_options {
+    struct cq_health_board *board;       /* borrowed */
+    struct cq_config_current *config;    /* borrowed; read per request */
+    const struct cq_clock *clock;        /* NULL = system; borrowed */
+    const char *version;                 /* coinquantd version string; copied */
+    const char *token;                   /* bearer token (explicit or generated); copied */
+    const char *bind;                    /* "127.0.0.1:8080", port 0 = ephemeral; copied */
+    const char *data_dir;                /* admin.addr is written here; copied */
+    unsigned max_connections;
+    unsigned timeout_s;                  /* per-connection inactivity timeout */
+    size_t max_body_bytes;               /* larger request bodies get 413 */
+};
+
+struct cq_api;
+
+/* Build the API (no socket yet). NULL on error. */
+struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err);
+/* Bind and start serving; on success logs "admin_listening" with the real
+ * address and writes it to DATA_DIR/admin.addr ("127.0.0.1:43123\n").
+ * Supervisor only. */
+int cq_api_start(struct cq_api *api, struct cq_err *err) CQ_WUR;
+/* "127.0.0.1:43123" once started, else "". Borrowed. */
+const char *cq_api_address(const struct cq_api *api);
+/* Stop serving (joins libmicrohttpd's thread); idempotent. */
+void cq_api_stop(struct cq_api *api);
+void cq_api_free(struct cq_api *api);
+
+/* ---- the router, without sockets ------------------------------------------ */
+
+struct cq_api_request {
+    const char *method;         /* "GET" */
+    const char *path;           /* "/health" (no query string) */
+    const char *authorization;  /* Authorization header value or NULL */
+    size_t body_bytes;          /* bytes of request body received */
+    bool body_too_large;        /* body exceeded max_body_bytes */
+};
+
+struct cq_api_response {
+    int status;                 /* HTTP status */
+    char *body;                 /* owned, NUL-terminated */
+    size_t body_len;
+    const char *content_type;   /* static string */
+    char allow[64];             /* Allow header for 405, else "" */
+    bool www_authenticate;      /* send WWW-Authenticate: Bearer (401) */
+};
+
+/* Route and answer one request. resp must be released with
+ * cq_api_response_fini. Thread-safe. */
+void cq_api_handle(struct cq_api *api, const struct cq_api_request *req,
+                   struct cq_api_response *resp);
+void cq_api_response_fini(struct cq_api_response *resp);
+
+/* Counters for /metrics and tests. */
+struct cq_api_stats {
+    uint64_t requests_total;
+    uint64_t responses_2xx, responses_4xx, responses_5xx;
+    uint64_t auth_failures;
+    uint64_t connections_rejected; /* over max_connections */
+};
+void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out);
+
+/* ---- token helpers ---------------------------------------------------------- */
+
+/* Constant-time comparison of a presented "Bearer x" header against token. */
+bool cq_api_auth_ok(const char *authorization, const char *token);
+
+/* Load DATA_DIR/admin.token, or create it (mode 0600, 64 hex chars from the
+ * OS's CSPRNG) if it does not exist. Refuses a token file readable by group
+ * or others (-CQ_EPERM, hint: chmod 600). token_out gets the value. */
+int cq_api_token_load_or_create(const char *data_dir, char *token_out, size_t token_len,
+                                bool *created, struct cq_err *err) CQ_WUR;
+
+#endif /* CQ_API_H */

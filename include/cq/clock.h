@@ -1,0 +1,41 @@
+/*
+ * clock.h — time sources behind a small vtable, so tests can inject time.
+ *
+ * Two clocks: monotonic milliseconds (durations, freshness, timeouts) and wall
+ * clock microseconds since the Unix epoch (timestamps shown to people).
+ * cq_clock_system() is the real one; tests/fakes/fake_clock.h is a settable
+ * one. Every function here may be called from any thread.
+ */
+#ifndef CQ_CLOCK_H
+#define CQ_CLOCK_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+struct cq_clock {
+    int64_t (*mono_ms)(void *ctx);  /* monotonic, never goes back */
+    int64_t (*wall_us)(void *ctx);  /* Unix epoch, microseconds, UTC */
+    void *ctx;                      /* borrowed */
+};
+
+/* The process's real clock (CLOCK_MONOTONIC, CLOCK_REALTIME). Static storage. */
+const struct cq_clock *cq_clock_system(void);
+
+static inline int64_t cq_clock_mono_ms(const struct cq_clock *c) { return c->mono_ms(c->ctx); }
+static inline int64_t cq_clock_wall_us(const struct cq_clock *c) { return c->wall_us(c->ctx); }
+
+/* Direct reads of the system clock. */
+int64_t cq_time_mono_ms(void);
+int64_t cq_time_wall_us(void);
+
+/* "2026-11-21T11:16:00.123456Z" plus NUL. */
+#define CQ_RFC3339_US_LEN 28
+
+/* Format wall_us as RFC 3339 UTC with microseconds into buf (at least
+ * CQ_RFC3339_US_LEN bytes). Returns buf. */
+char *cq_time_rfc3339_us(int64_t wall_us, char *buf, size_t buf_len);
+
+/* Days since the Unix epoch of wall_us in UTC (for midnight rotation). */
+int64_t cq_time_utc_day(int64_t wall_us);
+
+#endif /* CQ_CLOCK_H */
