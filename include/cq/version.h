@@ -20,4 +20,9 @@ json_t *cq_version_libraries_json(void);
 /* `coinquantd --version`: the version line, then one line per library. */
 void cq_version_print(FILE *out);
 
+/* Log a service's startup banner (event "service_banner"): service, version,
+ * mode, config hash and the thresholds it enforces (stolen; may be NULL). */
+void cq_version_log_banner(const char *service, const char *mode, const char *config_hash,
+                           json_t *thresholds);
+
 #endif /* CQ_VERSION_H */

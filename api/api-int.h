@@ -1,0 +1,120 @@
+/*
+ * api-int.h — private to api/: the struct behind struct cq_api, the route
+ * table, and the helpers api.c, router.c, auth.c and metrics.c share.
+ * Nothing outside api/ includes this except tests/unit/test_api.c (which
+ * checks the route table against openapi/openapi.yaml).
+ *
+ * Threads: the fields set by cq_api_new are read-only afterwards. The
+ * counters are atomics (relaxed: they are statistics, nothing is ordered by
+ * them). `daemon` and `address` are touched only by the caller of
+ * cq_api_start/cq_api_stop (the supervisor). `last_mhd_error` is written by
+ * libmicrohttpd's thread through the external logger and read by
+ * cq_api_start to explain a failed start, so it has its own mutex.
+ */
+#ifndef CQ_API_INT_H
+#define CQ_API_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq/api.h"
+#include "cq/log.h"
+
+#define CQ_API_SERVICE "api" /* the "service" field of our log lines */
+
+/* Longest Authorization header value we look at; longer ones are refused
+ * without comparing. */
+#define CQ_API_AUTHZ_MAX 1024
+/* Longest admin token accepted from a file (a generated one is 64). */
+#define CQ_API_TOKEN_MAX 256
+/* Shortest admin token accepted from a file (CQ_ADMIN_TOKEN's rule too). */
+#define CQ_API_TOKEN_MIN 16
+/* Largest /metrics document; over it the scrape gets a 500. */
+#define CQ_API_METRICS_MAX_BYTES (1024 * 1024)
+
+struct MHD_Daemon;
+
+struct cq_api {
+    /* set by cq_api_new, read-only afterwards */
+    struct cq_health_board *board;      /* borrowed */
+    struct cq_config_current *config;   /* borrowed */
+    const struct cq_clock *clock;       /* borrowed; never NULL */
+    char *version;                      /* owned */
+    char *token;                        /* owned; "" = no token route works */
+    char *bind;                         /* owned; NULL = router only */
+    char *data_dir;                     /* owned; NULL = no admin.addr */
+    unsigned max_connections;
+    unsigned timeout_s;
+    size_t max_body_bytes;
+    int64_t created_mono_ms;            /* uptime counts from here */
+
+    /* supervisor thread only (cq_api_start / cq_api_stop) */
+    struct MHD_Daemon *daemon;          /* owned; NULL when not serving */
+    char address[96];                   /* "127.0.0.1:43123", "[::1]:8080" or "" */
+
+    /* statistics: relaxed atomics, any thread */
+    _Atomic uint64_t requests_total;
+    _Atomic uint64_t responses_2xx;
+    _Atomic uint64_t responses_4xx;
+    _Atomic uint64_t responses_5xx;
+    _Atomic uint64_t auth_failures;
+    _Atomic uint64_t connections_rejected;
+    _Atomic uint64_t connections_open;  /* written by MHD's thread only */
+
+    /* rate limits for "api_auth_failed" and "api_connection_rejected"
+     * lines (any thread: mutex) */
+    pthread_mutex_t log_lock;
+    struct cq_log_ratelimit auth_log_rl;
+    struct cq_log_ratelimit conn_log_rl;
+
+    /* last message from libmicrohttpd's logger (explains a failed start) */
+    pthread_mutex_t mhd_error_lock;
+    char last_mhd_error[256];
+};
+
+/* ---- router.c --------------------------------------------------------------- */
+
+typedef void (*cq_api_handler_fn)(struct cq_api *api, const struct cq_api_request *req,
+                                  struct cq_api_response *resp);
+
+struct cq_api_route {
+    const char *method;        /* "GET" (HEAD is answered like GET) */
+    const char *path;          /* exact match, no trailing slash */
+    cq_api_handler_fn handler;
+    bool needs_token;
+};
+
+/* The route table (static storage). */
+const struct cq_api_route *cq_api__routes(size_t *count);
+
+/* Fill resp with {"error":{"code","message","hint"}}. */
+void cq_api__error(struct cq_api_response *resp, int status, const char *code,
+                   const char *message, const char *hint);
+/* Fill resp with json (stolen) as application/json; 500 if it cannot be
+ * serialised. */
+void cq_api__json(struct cq_api_response *resp, int status, json_t *json);
+
+/* ---- handlers (router.c) and /metrics (metrics.c) ----------------------------- */
+
+int64_t cq_api__uptime_s(const struct cq_api *api);
+/* The text of /metrics: *out is malloc'd and NUL-terminated. */
+int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len) CQ_WUR;
+
+/* ---- auth.c ----------------------------------------------------------------- */
+
+enum cq_api_auth_result {
+    CQ_API_AUTH_OK,
+    CQ_API_AUTH_MISSING,   /* no Authorization header */
+    CQ_API_AUTH_SCHEME,    /* not "Bearer <token>" */
+    CQ_API_AUTH_MISMATCH,  /* wrong token */
+    CQ_API_AUTH_NO_TOKEN   /* the server has no token configured */
+};
+
+/* What cq_api_auth_ok decides, with the reason. Constant time in the
+ * content of the token. */
+enum cq_api_auth_result cq_api__auth_check(const char *authorization, const char *token);
+
+#endif /* CQ_API_INT_H */

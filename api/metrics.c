@@ -1,0 +1,230 @@
+/*
+ * metrics.c — GET /metrics: the Prometheus text exposition format (0.0.4)
+ * of the process's health board, log statistics and API counters.
+ *
+ * The document is built per scrape into a growable buffer bounded by
+ * CQ_API_METRICS_MAX_BYTES (a scrape that would exceed it fails with 500
+ * rather than growing without limit). Service series come from one copy of
+ * the health board, so one scrape is consistent across services.
+ *
+ * Threads: called from the router (libmicrohttpd's thread); reads only the
+ * health board, a config reference, the log stats and our atomic counters.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api-int.h"
+#include "cq/log.h"
+
+struct mbuf {
+    char *p;     /* owned */
+    size_t len;
+    size_t cap;
+    bool failed; /* out of memory or over CQ_API_METRICS_MAX_BYTES */
+};
+
+static bool mb_reserve(struct mbuf *b, size_t extra)
+{
+    if (b->failed) {
+        return false;
+    }
+    if (b->len + extra + 1 <= b->cap) {
+        return true;
+    }
+    size_t need = b->len + extra + 1;
+    if (need > CQ_API_METRICS_MAX_BYTES) {
+        b->failed = true;
+        return false;
+    }
+    size_t cap = b->cap > 0 ? b->cap : 4096;
+    while (cap < need) {
+        cap *= 2;
+    }
+    if (cap > CQ_API_METRICS_MAX_BYTES) {
+        cap = CQ_API_METRICS_MAX_BYTES;
+    }
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->failed = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void mb_printf(struct mbuf *b, const char *fmt, ...) CQ_PRINTF(2, 3);
+
+static void mb_printf(struct mbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !mb_reserve(b, (size_t)n)) {
+        b->failed = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* A label value, escaped as the exposition format requires: \ " and newline. */
+static void mb_label(struct mbuf *b, const char *value)
+{
+    for (const char *s = value; *s != '\0'; s++) {
+        if (*s == '\\') {
+            mb_printf(b, "\\\\");
+        } else if (*s == '"') {
+            mb_printf(b, "\\\"");
+        } else if (*s == '\n') {
+            mb_printf(b, "\\n");
+        } else {
+            mb_printf(b, "%c", *s);
+        }
+    }
+}
+
+static void mb_head(struct mbuf *b, const char *name, const char *type, const char *help)
+{
+    mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void mb_metric_u64(struct mbuf *b, const char *name, const char *type, const char *help,
+                          uint64_t value)
+{
+    mb_head(b, name, type, help);
+    mb_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
+static uint64_t load(const _Atomic uint64_t *counter)
+{
+    /* relaxed: a scrape needs no ordering with other memory */
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+static void render_services(struct mbuf *b, json_t *services)
+{
+    static const enum cq_health_status statuses[] = {
+        CQ_HEALTH_STARTING, CQ_HEALTH_OK, CQ_HEALTH_DEGRADED, CQ_HEALTH_DOWN, CQ_HEALTH_STOPPED,
+    };
+    bool all_ready = true;
+
+    mb_head(b, "coinquant_service_ready", "gauge",
+            "1 when the service is ready (its readiness gate is open), else 0.");
+    for (int id = 0; id < CQ_SVC__COUNT; id++) {
+        const char *name = cq_service_name((enum cq_service_id)id);
+        bool ready = json_is_true(json_object_get(json_object_get(services, name), "ready"));
+        all_ready = all_ready && ready;
+        mb_printf(b, "coinquant_service_ready{service=\"");
+        mb_label(b, name);
+        mb_printf(b, "\"} %d\n", ready ? 1 : 0);
+    }
+
+    mb_head(b, "coinquant_service_status", "gauge",
+            "1 for the service's current health status, 0 for the others.");
+    for (int id = 0; id < CQ_SVC__COUNT; id++) {
+        const char *name = cq_service_name((enum cq_service_id)id);
+        const char *current =
+            json_string_value(json_object_get(json_object_get(services, name), "status"));
+        for (size_t s = 0; s < CQ_ARRAY_LEN(statuses); s++) {
+            const char *status = cq_health_status_name(statuses[s]);
+            mb_printf(b, "coinquant_service_status{service=\"");
+            mb_label(b, name);
+            mb_printf(b, "\",status=\"");
+            mb_label(b, status);
+            mb_printf(b, "\"} %d\n", current != NULL && strcmp(current, status) == 0 ? 1 : 0);
+        }
+    }
+
+    mb_head(b, "coinquant_service_freshness_ms", "gauge",
+            "Age in milliseconds of the data the service last acted on (or of its last "
+            "health publish).");
+    for (int id = 0; id < CQ_SVC__COUNT; id++) {
+        const char *name = cq_service_name((enum cq_service_id)id);
+        json_t *fresh = json_object_get(json_object_get(services, name), "freshness_ms");
+        mb_printf(b, "coinquant_service_freshness_ms{service=\"");
+        mb_label(b, name);
+        mb_printf(b, "\"} %lld\n",
+                  (long long)(json_is_integer(fresh) ? json_integer_value(fresh) : 0));
+    }
+
+    mb_head(b, "coinquant_ready", "gauge", "1 when every service is ready, else 0.");
+    mb_printf(b, "coinquant_ready %d\n", all_ready ? 1 : 0);
+}
+
+int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
+{
+    struct mbuf b = {0};
+    *out = NULL;
+    *out_len = 0;
+
+    struct cq_config *cfg = cq_config_current_get(api->config);
+    json_t *services = cq_health_services_json(api->board);
+    if (services == NULL) {
+        cq_config_unref(cfg);
+        return -CQ_ENOMEM;
+    }
+
+    mb_metric_u64(&b, "coinquant_up", "gauge", "1 while coinquantd is running.", 1);
+    mb_head(&b, "coinquant_uptime_seconds", "gauge", "Seconds since the admin API was created.");
+    mb_printf(&b, "coinquant_uptime_seconds %lld\n", (long long)cq_api__uptime_s(api));
+
+    mb_head(&b, "coinquant_build_info", "gauge",
+            "Always 1; the labels name the version, the trading mode and the config hash.");
+    mb_printf(&b, "coinquant_build_info{version=\"");
+    mb_label(&b, api->version);
+    mb_printf(&b, "\",mode=\"");
+    mb_label(&b, cfg != NULL ? cq_mode_name(cq_config_mode(cfg)) : "unknown");
+    mb_printf(&b, "\",config_hash=\"");
+    mb_label(&b, cfg != NULL ? cq_config_hash(cfg) : "");
+    mb_printf(&b, "\"} 1\n");
+    cq_config_unref(cfg);
+
+    render_services(&b, services);
+    json_decref(services);
+
+    struct cq_log_stats ls;
+    memset(&ls, 0, sizeof(ls));
+    cq_log_get_stats(&ls);
+    mb_metric_u64(&b, "coinquant_log_lines_total", "counter",
+                  "Log lines accepted (after the level filter).", ls.lines_total);
+    mb_metric_u64(&b, "coinquant_log_lines_dropped_total", "counter",
+                  "Log lines dropped because the log queue was full.", ls.lines_dropped);
+    mb_metric_u64(&b, "coinquant_log_rotations_total", "counter", "Log file rotations.",
+                  ls.rotations);
+    mb_metric_u64(&b, "coinquant_log_write_errors_total", "counter",
+                  "Failed log writes, opens or renames.", ls.write_errors);
+    mb_metric_u64(&b, "coinquant_log_queue_bytes", "gauge",
+                  "Bytes of log lines waiting to be written.", ls.queue_bytes);
+
+    mb_metric_u64(&b, "coinquant_api_requests_total", "counter",
+                  "Admin API requests routed (this scrape included).",
+                  load(&api->requests_total));
+    mb_head(&b, "coinquant_api_responses_total", "counter",
+            "Admin API responses by status class.");
+    mb_printf(&b, "coinquant_api_responses_total{class=\"2xx\"} %llu\n",
+              (unsigned long long)load(&api->responses_2xx));
+    mb_printf(&b, "coinquant_api_responses_total{class=\"4xx\"} %llu\n",
+              (unsigned long long)load(&api->responses_4xx));
+    mb_printf(&b, "coinquant_api_responses_total{class=\"5xx\"} %llu\n",
+              (unsigned long long)load(&api->responses_5xx));
+    mb_metric_u64(&b, "coinquant_api_auth_failures_total", "counter",
+                  "Admin API requests refused for a missing or wrong bearer token.",
+                  load(&api->auth_failures));
+    mb_metric_u64(&b, "coinquant_api_connections_rejected_total", "counter",
+                  "Admin API connections closed because max_connections were open.",
+                  load(&api->connections_rejected));
+
+    if (b.failed) {
+        free(b.p);
+        return -CQ_ENOMEM;
+    }
+    *out = b.p;
+    *out_len = b.len;
+    return 0;
+}

@@ -1,0 +1,545 @@
+/*
+ * supervisor.c — coinquantd's main loop: start order, watchdog, signals,
+ * config reload, health files, stop order.
+ *
+ * Threads (all created and joined here):
+ *   main        this loop; the only thread that takes signals (sigtimedwait)
+ *   log writer  drains the log queue (cq_log_writer_main)
+ *   mhd         libmicrohttpd's internal polling thread (cq_api_start)
+ *   feeder, ares, trader   struct cq_service loops
+ * Every thread inherits the blocked signal mask set in main.c.
+ *
+ * Start: feeder -> ARES -> trader. Each is started when the previous one is
+ * ready or when CQ_SUPERVISOR_START_WAIT_MS has passed (logged as
+ * start_wait_timeout: the later services then start anyway, because each
+ * one gates its own work on its upstream's readiness; /readiness stays 503).
+ * The wait is part of the loop, so signals and the watchdog work during it.
+ *
+ * Stop (SIGTERM/SIGINT): trader, ARES, feeder, then the admin API, all
+ * within CQ_SUPERVISOR_STOP_BUDGET_MS; then a last health-file write, the
+ * log writer, exit 0.
+ *
+ * Reload (SIGHUP): the config is read again from the same file and the
+ * environment. An invalid config is rejected whole (config_reload_failed).
+ * Reloadable keys take effect; others are refused (config_reload_refused)
+ * and keep their running value; the resulting hash is logged
+ * (config_reloaded).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "cq/api.h"
+#include "cq/ares.h"
+#include "cq/feeder.h"
+#include "cq/fs.h"
+#include "cq/health.h"
+#include "cq/log.h"
+#include "cq/service.h"
+#include "cq/supervisor.h"
+#include "cq/trader.h"
+#include "cq/version.h"
+
+#define TICK_MS 100
+#define HEALTH_WRITE_MS 1000
+
+enum { STAGE_FEEDER, STAGE_ARES, STAGE_TRADER, STAGE__COUNT };
+
+struct supervisor {
+    const struct cq_supervisor_options *opts;
+    struct cq_config_current *current; /* owned */
+    struct cq_health_board *board;     /* owned */
+    struct cq_api *api;                /* owned */
+    struct cq_feeder *feeder;          /* owned */
+    struct cq_ares *ares;              /* owned */
+    struct cq_trader *trader;          /* owned */
+    struct cq_service *stages[STAGE__COUNT]; /* borrowed from the three above */
+    int next_stage;                    /* index of the next service to start */
+    int64_t stage_started_ms;          /* when the last started stage began */
+    pthread_t log_thread;
+    bool log_thread_running;
+    char data_dir[1024];
+    char health_dir[1100];
+    struct cq_log_ratelimit health_write_rl;
+};
+
+static void log_secret(const char *name, const char *value, void *ctx)
+{
+    (void)name;
+    (void)ctx;
+    cq_log_add_secret(value);
+}
+
+static int open_logs(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
+{
+    enum cq_log_level level = CQ_LOG_INFO;
+    if (cq_log_level_parse(cq_config_str(cfg, CQ_CFG_LOG_LEVEL), &level) < 0) {
+        level = CQ_LOG_INFO; /* unreachable: config validation checked it */
+    }
+    char log_dir[1100];
+    snprintf(log_dir, sizeof(log_dir), "%s/logs", sv->data_dir);
+    struct cq_log_options lo = {
+        .dir = log_dir,
+        .to_stderr = true,
+        .level = level,
+        .max_bytes = cq_config_int(cfg, CQ_CFG_LOG_MAX_BYTES),
+        .keep = (int)cq_config_int(cfg, CQ_CFG_LOG_KEEP),
+        .ring_lines = (size_t)cq_config_int(cfg, CQ_CFG_LOG_RING_LINES),
+        .clock = NULL,
+    };
+    int rc = cq_log_open(&lo, err);
+    if (rc < 0) {
+        return rc;
+    }
+    cq_config_foreach_secret(cfg, log_secret, NULL);
+    int e = pthread_create(&sv->log_thread, NULL, cq_log_writer_main, NULL);
+    if (e != 0) {
+        /* The logger keeps writing synchronously; say so and go on. */
+        cq_log_warn("supervisor", "log_writer_unavailable", json_pack("{s:s}", "error", strerror(e)),
+                    "log writer thread not started; logging synchronously");
+    } else {
+        sv->log_thread_running = true;
+    }
+    return 0;
+}
+
+static void close_logs(struct supervisor *sv)
+{
+    if (sv->log_thread_running) {
+        cq_log_writer_stop();
+        pthread_join(sv->log_thread, NULL);
+        sv->log_thread_running = false;
+    }
+    cq_log_close();
+}
+
+/* The admin token: CQ_ADMIN_TOKEN, else DATA_DIR/admin.token (created at
+ * first start). The value is registered for redaction, never logged. */
+static int resolve_token(struct supervisor *sv, const struct cq_config *cfg, char *token,
+                         size_t token_len, struct cq_err *err)
+{
+    if (cq_config_is_set(cfg, CQ_CFG_ADMIN_TOKEN)) {
+        cq_strlcpy(token, cq_config_str(cfg, CQ_CFG_ADMIN_TOKEN), token_len);
+        cq_log_info("api", "admin_token", json_pack("{s:s}", "source", "CQ_ADMIN_TOKEN"),
+                    "admin API token from CQ_ADMIN_TOKEN");
+        return 0;
+    }
+    bool created = false;
+    int rc = cq_api_token_load_or_create(sv->data_dir, token, token_len, &created, err);
+    if (rc < 0) {
+        return rc;
+    }
+    cq_log_add_secret(token);
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/admin.token", sv->data_dir);
+    cq_log_info("api", created ? "admin_token_created" : "admin_token_loaded",
+                json_pack("{s:s}", "path", path),
+                "admin API token %s %s (send it as Authorization: Bearer <token>)",
+                created ? "written to" : "read from", path);
+    return 0;
+}
+
+static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
+{
+    char token[300];
+    int rc = resolve_token(sv, cfg, token, sizeof(token), err);
+    if (rc < 0) {
+        return rc;
+    }
+    struct cq_api_options ao = {
+        .board = sv->board,
+        .config = sv->current,
+        .clock = NULL,
+        .version = cq_version(),
+        .token = token,
+        .bind = cq_config_str(cfg, CQ_CFG_ADMIN_BIND),
+        .data_dir = sv->data_dir,
+        .max_connections = (unsigned)cq_config_int(cfg, CQ_CFG_ADMIN_MAX_CONNECTIONS),
+        .timeout_s = (unsigned)cq_config_int(cfg, CQ_CFG_ADMIN_TIMEOUT_S),
+        .max_body_bytes = (size_t)cq_config_int(cfg, CQ_CFG_ADMIN_MAX_BODY_BYTES),
+    };
+    sv->api = cq_api_new(&ao, err);
+    OPENSSL_cleanse(token, sizeof(token)); /* not left on the stack */
+    if (sv->api == NULL) {
+        return -(err != NULL ? err->code : CQ_EIO);
+    }
+    rc = cq_api_start(sv->api, err);
+    if (rc < 0) {
+        return rc;
+    }
+    char detail[CQ_HEALTH_DETAIL_MAX];
+    snprintf(detail, sizeof(detail), "listening on %s", cq_api_address(sv->api));
+    cq_health_publish(sv->board, CQ_SVC_API, CQ_HEALTH_OK, true, "", detail,
+                      json_pack("{s:s}", "address", cq_api_address(sv->api)));
+    return 0;
+}
+
+static int build_services(struct supervisor *sv, struct cq_config *cfg, struct cq_err *err)
+{
+    sv->feeder = cq_feeder_new(cfg, sv->board, err);
+    if (sv->feeder == NULL) {
+        return -err->code;
+    }
+    sv->ares = cq_ares_new(cfg, sv->board, err);
+    if (sv->ares == NULL) {
+        return -err->code;
+    }
+    sv->trader = cq_trader_new(cfg, sv->board, err);
+    if (sv->trader == NULL) {
+        return -err->code;
+    }
+    sv->stages[STAGE_FEEDER] = cq_feeder_service(sv->feeder);
+    sv->stages[STAGE_ARES] = cq_ares_service(sv->ares);
+    sv->stages[STAGE_TRADER] = cq_trader_service(sv->trader);
+    return 0;
+}
+
+/* Start the next service when the previous one is ready or its wait ran
+ * out. Returns a negative code if a thread could not be created. */
+static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
+                         struct cq_err *err)
+{
+    if (sv->next_stage >= STAGE__COUNT) {
+        return 0;
+    }
+    if (sv->next_stage > 0) {
+        struct cq_service *prev = sv->stages[sv->next_stage - 1];
+        enum cq_service_id prev_id = cq_service_id_of(prev);
+        if (!cq_health_is_ready(sv->board, prev_id)) {
+            if (now_ms - sv->stage_started_ms < wait_ms) {
+                return 0;
+            }
+            json_t *rec = cq_health_record_json(sv->board, prev_id);
+            cq_log_warn("supervisor", "start_wait_timeout",
+                        json_pack("{s:s,s:s,s:I,s:O}", "service", cq_service_name(prev_id),
+                                  "next", cq_service_name(cq_service_id_of(
+                                              sv->stages[sv->next_stage])),
+                                  "waited_ms", (json_int_t)(now_ms - sv->stage_started_ms),
+                                  "reason", json_object_get(rec, "reason")),
+                        "%s not ready after %lld ms; starting the next service anyway",
+                        cq_service_name(prev_id), (long long)(now_ms - sv->stage_started_ms));
+            json_decref(rec);
+        }
+    }
+    struct cq_service *svc = sv->stages[sv->next_stage];
+    int rc = cq_service_start(svc, err);
+    if (rc < 0) {
+        return rc;
+    }
+    cq_log_info("supervisor", "service_started",
+                json_pack("{s:s}", "service", cq_service_name(cq_service_id_of(svc))),
+                "%s thread started", cq_service_name(cq_service_id_of(svc)));
+    sv->next_stage++;
+    sv->stage_started_ms = now_ms;
+    return 0;
+}
+
+static void write_health_files(struct supervisor *sv, int64_t now_ms)
+{
+    struct cq_err err;
+    if (cq_health_write_files(sv->board, sv->health_dir, &err) < 0) {
+        uint64_t suppressed = 0;
+        if (cq_log_ratelimit_allow(&sv->health_write_rl, now_ms, &suppressed)) {
+            cq_log_error("supervisor", "health_write_failed",
+                         json_pack("{s:s,s:s,s:I}", "dir", sv->health_dir, "hint", err.hint,
+                                   "suppressed", (json_int_t)suppressed),
+                         "cannot write health files: %s", err.message);
+        }
+    }
+}
+
+struct reload_ctx {
+    json_t *refused;
+    json_t *changed;
+};
+
+static void on_refused(const struct cq_config_key *key, void *ctx)
+{
+    struct reload_ctx *rc = ctx;
+    json_array_append_new(rc->refused, json_string(key->name));
+    cq_log_warn("supervisor", "config_reload_refused",
+                json_pack("{s:s,s:s}", "key", key->name, "hint",
+                          "this key is not reloadable: restart coinquantd to apply it"),
+                "%s changed but is not reloadable; keeping the running value", key->name);
+}
+
+static void on_changed(const struct cq_config_key *key, const char *old_value,
+                       const char *new_value, void *ctx)
+{
+    struct reload_ctx *rc = ctx;
+    (void)old_value;
+    (void)new_value;
+    json_array_append_new(rc->changed, json_string(key->name));
+}
+
+static void apply_reloadable(struct supervisor *sv, const struct cq_config *cfg)
+{
+    enum cq_log_level level;
+    if (cq_log_level_parse(cq_config_str(cfg, CQ_CFG_LOG_LEVEL), &level) == 0) {
+        cq_log_set_level(level);
+    }
+    cq_log_set_rotation(cq_config_int(cfg, CQ_CFG_LOG_MAX_BYTES),
+                        (int)cq_config_int(cfg, CQ_CFG_LOG_KEEP));
+    cq_feeder_reconfigure(sv->feeder, cfg);
+    /* CQ_WATCHDOG_STALL_MS is read from the current config every tick. */
+}
+
+static void log_config_warnings(const struct cq_config_report *report)
+{
+    for (size_t i = 0; report != NULL && i < report->n_warnings; i++) {
+        const struct cq_config_problem *p = &report->warnings[i];
+        cq_log_warn("supervisor", "config_warning",
+                    json_pack("{s:s,s:s}", "key", p->key, "hint", p->hint), "%s", p->message);
+    }
+}
+
+static void reload(struct supervisor *sv)
+{
+    static struct cq_config_report report; /* large; main thread only */
+    memset(&report, 0, sizeof(report));
+    struct cq_config_load_options lo = {.file_path = sv->opts->config_path,
+                                        .envp = sv->opts->envp};
+    struct cq_config *fresh = cq_config_load(&lo, &report);
+    log_config_warnings(&report);
+    if (fresh == NULL) {
+        json_t *errors = json_array();
+        for (size_t i = 0; i < report.n_errors; i++) {
+            const struct cq_config_problem *p = &report.errors[i];
+            json_array_append_new(errors, json_pack("{s:s,s:s,s:s,s:s}", "key", p->key,
+                                                    "value", p->value, "rule", p->rule,
+                                                    "hint", p->hint));
+            cq_log_error("supervisor", "config_error",
+                         json_pack("{s:s,s:s,s:s}", "key", p->key, "rule", p->rule, "hint",
+                                   p->hint),
+                         "%s", p->message);
+        }
+        cq_log_error("supervisor", "config_reload_failed",
+                     json_pack("{s:o,s:I}", "errors", errors, "count",
+                               (json_int_t)report.n_errors),
+                     "SIGHUP: the config has %zu error(s); keeping the running config",
+                     report.n_errors);
+        return;
+    }
+    struct cq_config *old = cq_config_current_get(sv->current);
+    struct reload_ctx rctx = {json_array(), json_array()};
+    struct cq_config *merged = cq_config_merge_reload(old, fresh, on_refused, &rctx);
+    cq_config_unref(fresh);
+    if (merged == NULL) {
+        cq_log_error("supervisor", "config_reload_failed", NULL,
+                     "SIGHUP: out of memory building the new config; keeping the running one");
+        json_decref(rctx.refused);
+        json_decref(rctx.changed);
+        cq_config_unref(old);
+        return;
+    }
+    cq_config_diff(old, merged, on_changed, &rctx);
+    cq_config_foreach_secret(merged, log_secret, NULL);
+    apply_reloadable(sv, merged);
+    cq_log_info("supervisor", "config_reloaded",
+                json_pack("{s:s,s:s,s:o,s:o}", "old_hash", cq_config_hash(old), "config_hash",
+                          cq_config_hash(merged), "changed", rctx.changed, "refused",
+                          rctx.refused),
+                "SIGHUP: config reloaded, hash %s -> %s", cq_config_hash(old),
+                cq_config_hash(merged));
+    cq_config_unref(old);
+    cq_config_current_set(sv->current, merged);
+}
+
+static int64_t stall_ms_now(struct supervisor *sv)
+{
+    struct cq_config *cfg = cq_config_current_get(sv->current);
+    int64_t v = cq_config_int(cfg, CQ_CFG_WATCHDOG_STALL_MS);
+    cq_config_unref(cfg);
+    return v;
+}
+
+/* Stop the started services in reverse order within the budget. Returns
+ * false if one overran it. */
+static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
+{
+    bool clean = true;
+    for (int i = sv->next_stage - 1; i >= 0; i--) {
+        struct cq_service *svc = sv->stages[i];
+        const char *name = cq_service_name(cq_service_id_of(svc));
+        cq_service_request_stop(svc);
+        int64_t left = deadline_ms - cq_time_mono_ms();
+        if (cq_service_join(svc, left > 0 ? left : 0) < 0) {
+            clean = false;
+            cq_log_error("supervisor", "service_stop_timeout", json_pack("{s:s}", "service", name),
+                         "%s did not stop within the stop budget", name);
+        } else {
+            cq_log_info("supervisor", "service_stopped", json_pack("{s:s}", "service", name),
+                        "%s stopped", name);
+        }
+    }
+    return clean;
+}
+
+static void free_all(struct supervisor *sv)
+{
+    cq_api_free(sv->api);
+    cq_trader_free(sv->trader);
+    cq_ares_free(sv->ares);
+    cq_feeder_free(sv->feeder);
+    cq_health_board_free(sv->board);
+    cq_config_current_free(sv->current);
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    default:
+        return "signal";
+    }
+}
+
+int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options *opts)
+{
+    struct supervisor sv;
+    struct cq_err err;
+    int exit_code = 0;
+    bool overran = false; /* a service thread outlived the stop budget */
+    int64_t stop_started_ms = 0;
+    memset(&sv, 0, sizeof(sv));
+    cq_err_clear(&err);
+    sv.opts = opts;
+    sv.health_write_rl.window_ms = 60000;
+    sv.health_write_rl.burst = 1;
+    cq_strlcpy(sv.data_dir, cq_config_str(cfg, CQ_CFG_DATA_DIR), sizeof(sv.data_dir));
+    snprintf(sv.health_dir, sizeof(sv.health_dir), "%s/health", sv.data_dir);
+
+    if (cq_fs_mkdir_p(sv.data_dir, 0750, &err) < 0) {
+        fprintf(stderr, "coinquantd: cannot use CQ_DATA_DIR: %s (%s)\n", err.message, err.hint);
+        cq_config_unref(cfg);
+        return 1;
+    }
+    if (open_logs(&sv, cfg, &err) < 0) {
+        fprintf(stderr, "coinquantd: cannot open logs: %s (%s)\n", err.message, err.hint);
+        cq_config_unref(cfg);
+        return 1;
+    }
+    sv.current = cq_config_current_new(cq_config_ref(cfg));
+    cq_version_log_banner("supervisor", cq_mode_name(cq_config_mode(cfg)), cq_config_hash(cfg),
+                          json_pack("{s:I,s:I,s:I}", "start_wait_ms",
+                                    (json_int_t)cq_config_int(cfg, CQ_CFG_SUPERVISOR_START_WAIT_MS),
+                                    "watchdog_stall_ms",
+                                    (json_int_t)cq_config_int(cfg, CQ_CFG_WATCHDOG_STALL_MS),
+                                    "stop_budget_ms", (json_int_t)CQ_SUPERVISOR_STOP_BUDGET_MS));
+    cq_log_info("supervisor", "config_loaded",
+                json_pack("{s:s?,s:s,s:s}", "file", cq_config_file_path(cfg), "config_hash",
+                          cq_config_hash(cfg), "data_dir", sv.data_dir),
+                "config %s loaded", cq_config_hash(cfg));
+    log_config_warnings(opts->startup_report);
+
+    sv.board = cq_health_board_new(NULL, &err);
+    if (sv.board == NULL) {
+        exit_code = 1;
+        goto out;
+    }
+    cq_health_publish(sv.board, CQ_SVC_JOURNAL, CQ_HEALTH_STARTING, false, "not_implemented",
+                      "journal skeleton: decisions are not journaled yet", NULL);
+
+    if (start_api(&sv, cfg, &err) < 0) {
+        cq_log_error("api", "admin_start_failed",
+                     json_pack("{s:s,s:s}", "bind", cq_config_str(cfg, CQ_CFG_ADMIN_BIND), "hint",
+                               err.hint),
+                     "admin API did not start: %s", err.message);
+        exit_code = 1;
+        goto out;
+    }
+    if (build_services(&sv, cfg, &err) < 0) {
+        cq_log_error("supervisor", "start_failed", json_pack("{s:s}", "hint", err.hint), "%s",
+                     err.message);
+        exit_code = 1;
+        goto out;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    const int64_t start_wait_ms = cq_config_int(cfg, CQ_CFG_SUPERVISOR_START_WAIT_MS);
+    int64_t last_health_write = 0;
+    int stop_signal = 0;
+
+    while (stop_signal == 0) {
+        int64_t now = cq_time_mono_ms();
+        if (advance_start(&sv, now, start_wait_ms, &err) < 0) {
+            cq_log_error("supervisor", "start_failed", json_pack("{s:s}", "hint", err.hint), "%s",
+                         err.message);
+            exit_code = 1;
+            break;
+        }
+        int64_t stall_ms = stall_ms_now(&sv);
+        for (int i = 0; i < sv.next_stage; i++) {
+            cq_service_watchdog(sv.stages[i], now, stall_ms);
+        }
+        if (now - last_health_write >= HEALTH_WRITE_MS) {
+            write_health_files(&sv, now);
+            last_health_write = now;
+        }
+        struct timespec tick = {0, TICK_MS * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGHUP) {
+            cq_log_info("supervisor", "signal_received", json_pack("{s:s}", "signal", "SIGHUP"),
+                        "SIGHUP: reloading the config");
+            reload(&sv);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            stop_signal = sig;
+        }
+    }
+
+    stop_started_ms = cq_time_mono_ms();
+    if (stop_signal != 0) {
+        cq_log_info("supervisor", "shutdown_started",
+                    json_pack("{s:s,s:I}", "signal", signal_name(stop_signal), "budget_ms",
+                              (json_int_t)CQ_SUPERVISOR_STOP_BUDGET_MS),
+                    "%s: stopping trader, ARES, feeder, then the admin API",
+                    signal_name(stop_signal));
+    }
+    if (!stop_services(&sv, stop_started_ms + CQ_SUPERVISOR_STOP_BUDGET_MS)) {
+        overran = true;
+        exit_code = 1;
+    }
+
+out:
+    if (sv.api != NULL) {
+        cq_api_stop(sv.api);
+        cq_health_publish(sv.board, CQ_SVC_API, CQ_HEALTH_STOPPED, false, "stopped",
+                          "stopped on request", NULL);
+    }
+    if (sv.board != NULL) {
+        cq_health_publish(sv.board, CQ_SVC_JOURNAL, CQ_HEALTH_STOPPED, false, "stopped",
+                          "stopped on request", NULL);
+        write_health_files(&sv, cq_time_mono_ms());
+    }
+    if (exit_code == 0) {
+        cq_log_info("supervisor", "shutdown_complete",
+                    json_pack("{s:I}", "took_ms", (json_int_t)(cq_time_mono_ms() - stop_started_ms)),
+                    "coinquantd stopped cleanly");
+    } else {
+        cq_log_error("supervisor", "exit_failure", json_pack("{s:i}", "exit_code", exit_code),
+                     "coinquantd exits with code %d", exit_code);
+    }
+    /* Threads that overran the stop budget still run: leave their memory to
+     * the process exit rather than free it under their feet. */
+    if (!overran) {
+        free_all(&sv);
+    }
+    close_logs(&sv);
+    cq_config_unref(cfg);
+    return exit_code;
+}

@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# test_daemon.sh — runs the real coinquantd on an ephemeral loopback port and
+# checks, from the outside as an operator would: config check, every admin
+# endpoint and status code, the health files against their schema, SIGHUP
+# reload (reloadable key applied, non-reloadable refused, invalid config
+# rejected), SIGTERM clean stop and exit code, the log events, the generated
+# admin token, and the start-up refusals (exit 2 / exit 1).
+#
+# usage: test_daemon.sh COINQUANTD SCHEMA_CHECK SOURCE_DIR
+# Output: TAP.
+set -uo pipefail
+
+BIN=$1
+SCHEMA_CHECK=$2
+SRC=$3
+SCHEMA="$SRC/openapi/schemas/health.v1.json"
+
+WORK=$(mktemp -d /tmp/cq-daemon-XXXXXX)
+PID=""
+n=0
+failures=0
+
+cleanup() {
+  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+    kill -KILL "$PID" 2>/dev/null
+  fi
+  if [ "$failures" -eq 0 ]; then
+    rm -rf "$WORK"
+  else
+    echo "# work dir kept for inspection: $WORK"
+  fi
+}
+trap cleanup EXIT
+
+ok() {
+  n=$((n + 1))
+  echo "ok $n - $1"
+}
+
+not_ok() {
+  n=$((n + 1))
+  failures=$((failures + 1))
+  echo "not ok $n - $1"
+  shift
+  for line in "$@"; do
+    echo "#   $line"
+  done
+}
+
+# check DESCRIPTION COMMAND...: passes when the command succeeds.
+check() {
+  local desc=$1
+  shift
+  if "$@" >/dev/null 2>&1; then
+    ok "$desc"
+  else
+    not_ok "$desc" "command: $*"
+  fi
+}
+
+# Run coinquantd with a clean environment: only what the test sets.
+cq() {
+  env -i PATH="$PATH" HOME="$WORK" "$@"
+}
+
+# http METHOD PATH [TOKEN] [curl args...]: sets STATUS and BODY.
+http() {
+  local method=$1 path=$2 token=${3:-}
+  shift 3 2>/dev/null || shift $#
+  local auth=()
+  if [ -n "$token" ]; then
+    auth=(-H "Authorization: Bearer $token")
+  fi
+  BODY=$(curl -s -m 5 -o - -w '\n%{http_code}' -X "$method" "${auth[@]}" "$@" "http://$ADDR$path")
+  STATUS=${BODY##*$'\n'}
+  BODY=${BODY%$'\n'*}
+}
+
+wait_for_file() {
+  local f=$1
+  for _ in $(seq 1 100); do
+    [ -s "$f" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+wait_for_log() {
+  local pattern=$1 file=$2
+  for _ in $(seq 1 100); do
+    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Count log lines with a given event.
+events() {
+  grep -c "\"event\":\"$1\"" "$LOG" 2>/dev/null || true
+}
+
+TOKEN="itest-token-0123456789abcdef"
+CONF="$WORK/coinquant.env"
+DATA="$WORK/var"
+LOG="$DATA/logs/coinquantd.log"
+cat >"$CONF" <<EOF
+# integration test config
+CQ_ADMIN_BIND=127.0.0.1:0
+CQ_DATA_DIR=$DATA
+CQ_SUPERVISOR_START_WAIT_MS=300
+CQ_ADMIN_MAX_BODY_BYTES=1024
+CQ_LOG_LEVEL=info
+EOF
+
+echo "TAP version 13"
+
+# ---- config check ---------------------------------------------------------
+out=$(cq CQ_ADMIN_TOKEN="$TOKEN" "$BIN" config check --config "$CONF" 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^config_hash=[0-9a-f]\{12\}$' <<<"$out" \
+   && grep -q 'CQ_DATA_DIR=.*(file)' <<<"$out" && grep -q 'CQ_ADMIN_TOKEN=.*(env)' <<<"$out" \
+   && grep -q 'CQ_MODE=paper.*(default)' <<<"$out" && ! grep -q "$TOKEN" <<<"$out"; then
+  ok "config check prints keys with sources and the hash, token redacted"
+else
+  not_ok "config check prints keys with sources and the hash, token redacted" "rc=$rc" "$out"
+fi
+HASH=$(sed -n 's/^config_hash=//p' <<<"$out")
+
+out=$(cq CQ_FEEDER_STALE_MS=fast CQ_MODE=moon "$BIN" config check --config "$CONF" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q 'CQ_FEEDER_STALE_MS' <<<"$out" && grep -q 'CQ_MODE' <<<"$out"; then
+  ok "config check reports every error and exits 2"
+else
+  not_ok "config check reports every error and exits 2" "rc=$rc" "$out"
+fi
+
+# ---- start-up refusals ----------------------------------------------------
+out=$(cq CQ_ADMIN_BIND=0.0.0.0:0 CQ_DATA_DIR="$WORK/refused" "$BIN" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q 'CQ_ADMIN_BIND' <<<"$out" && grep -q 'CQ_ADMIN_TOKEN' <<<"$out"; then
+  ok "non-loopback bind without a token is refused with exit 2"
+else
+  not_ok "non-loopback bind without a token is refused with exit 2" "rc=$rc" "$out"
+fi
+
+out=$(cq CQ_MODE=live CQ_DATA_DIR="$WORK/refused" "$BIN" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q 'CQ_LIVE_CONFIRM' <<<"$out"; then
+  ok "live mode without CQ_LIVE_CONFIRM=yes is refused with exit 2"
+else
+  not_ok "live mode without CQ_LIVE_CONFIRM=yes is refused with exit 2" "rc=$rc" "$out"
+fi
+
+# ---- a running daemon -----------------------------------------------------
+cq CQ_ADMIN_TOKEN="$TOKEN" CQ_UNKNOWN_THING=1 "$BIN" --config "$CONF" 2>"$WORK/stderr.log" &
+PID=$!
+if wait_for_file "$DATA/admin.addr"; then
+  ok "admin.addr written"
+else
+  not_ok "admin.addr written" "$(tail -5 "$WORK/stderr.log")"
+  echo "1..$n"
+  exit 1
+fi
+ADDR=$(tr -d '\n' <"$DATA/admin.addr")
+check "admin.addr is a loopback address with a real port" grep -Eq '^127\.0\.0\.1:[1-9][0-9]*$' <<<"$ADDR"
+check "admin_listening logged with the address" wait_for_log "\"event\":\"admin_listening\".*$ADDR" "$LOG"
+
+http GET /health ""
+if [ "$STATUS" = 200 ] && jq -e --arg h "$HASH" '.status and .version and (.uptime_s|type=="number")
+      and .mode=="paper" and .config_hash==$h and (.services|keys|length)==5
+      and .libraries.libmicrohttpd and .libraries.jansson' <<<"$BODY" >/dev/null; then
+  ok "GET /health 200 with version, mode, config hash, five services, libraries"
+else
+  not_ok "GET /health 200 with version, mode, config hash, five services, libraries" "status=$STATUS" "$BODY"
+fi
+echo "$BODY" >"$WORK/health.json"
+check "every service record in /health matches health.v1.json" \
+  "$SCHEMA_CHECK" "$SCHEMA" "$WORK/health.json" --each /services
+
+# The skeleton services start in order once the previous one's wait runs out.
+wait_for_log '"service":"trader".*"event":"service_started"\|"event":"service_started".*"service":"trader"' "$LOG"
+http GET /readiness ""
+if [ "$STATUS" = 503 ] && jq -e '.ready==false and ([.reasons[]|select(.service=="feeder" and .reason=="not_implemented")]|length==1)' <<<"$BODY" >/dev/null; then
+  ok "GET /readiness 503 with the skeletons' reasons"
+else
+  not_ok "GET /readiness 503 with the skeletons' reasons" "status=$STATUS" "$BODY"
+fi
+
+order=$(grep '"event":"service_started"' "$LOG" | jq -r .service | tr '\n' ' ')
+if [ "$order" = "feeder ares trader " ]; then
+  ok "services start in order feeder, ares, trader"
+else
+  not_ok "services start in order feeder, ares, trader" "got: $order"
+fi
+check "bounded start wait logged (start_wait_timeout)" wait_for_log '"event":"start_wait_timeout"' "$LOG"
+for svc in supervisor feeder ares trader; do
+  check "startup banner for $svc with version, mode, hash, thresholds" \
+    jq -e --arg s "$svc" --arg h "$HASH" 'select(.event=="service_banner" and .service==$s)
+        | select(.version and .mode=="paper" and .config_hash==$h and (.thresholds|type=="object"))' "$LOG"
+done
+check "unknown CQ_ environment variable logged as a warning" \
+  jq -e 'select(.event=="config_warning" and .level=="warn" and (.msg|test("CQ_UNKNOWN_THING")))' "$LOG"
+
+http GET /config ""
+if [ "$STATUS" = 401 ] && jq -e '.error.code and .error.message and .error.hint' <<<"$BODY" >/dev/null; then
+  ok "GET /config without a token: 401 with a JSON error"
+else
+  not_ok "GET /config without a token: 401 with a JSON error" "status=$STATUS" "$BODY"
+fi
+http GET /config "wrong-token-0123456789"
+check "GET /config with a wrong token: 401" test "$STATUS" = 401
+http GET /config "$TOKEN"
+if [ "$STATUS" = 200 ] && jq -e --arg h "$HASH" '.config_hash==$h and .keys.CQ_DATA_DIR.source=="file"
+      and .keys.CQ_ADMIN_TOKEN.value=="<redacted>"' <<<"$BODY" >/dev/null && ! grep -q "$TOKEN" <<<"$BODY"; then
+  ok "GET /config with the token: sources, hash, secret redacted"
+else
+  not_ok "GET /config with the token: sources, hash, secret redacted" "status=$STATUS" "$BODY"
+fi
+
+http GET /no/such/thing "$TOKEN"
+if [ "$STATUS" = 404 ] && jq -e '.error.code=="not_found"' <<<"$BODY" >/dev/null; then
+  ok "unknown path: 404 not_found"
+else
+  not_ok "unknown path: 404 not_found" "status=$STATUS" "$BODY"
+fi
+http DELETE /health ""
+check "wrong method: 405" test "$STATUS" = 405
+big=$(head -c 4096 /dev/zero | tr '\0' 'x')
+http POST /config "$TOKEN" --data-binary "$big"
+if [ "$STATUS" = 413 ] && jq -e '.error.code=="payload_too_large"' <<<"$BODY" >/dev/null; then
+  ok "oversized body: 413 payload_too_large"
+else
+  not_ok "oversized body: 413 payload_too_large" "status=$STATUS" "$BODY"
+fi
+http GET /metrics ""
+if [ "$STATUS" = 200 ] && grep -q '^coinquant_up 1' <<<"$BODY" \
+   && grep -q '^coinquant_service_ready{service="feeder"} 0' <<<"$BODY"; then
+  ok "GET /metrics: Prometheus text without a token"
+else
+  not_ok "GET /metrics: Prometheus text without a token" "status=$STATUS" "$(head -20 <<<"$BODY")"
+fi
+
+# Health files, rewritten every second.
+sleep 1.2
+files_ok=1
+for svc in feeder ares trader journal api; do
+  f="$DATA/health/$svc.json"
+  if ! "$SCHEMA_CHECK" "$SCHEMA" "$f" >/dev/null 2>&1; then
+    files_ok=0
+  fi
+done
+if [ $files_ok = 1 ]; then
+  ok "DATA_DIR/health/<service>.json written for all five, valid against the schema"
+else
+  not_ok "DATA_DIR/health/<service>.json written for all five, valid against the schema" "$(ls -la "$DATA/health")"
+fi
+
+# ---- SIGHUP ----------------------------------------------------------------
+cp "$CONF" "$WORK/orig.env"
+sed -i 's/^CQ_LOG_LEVEL=info/CQ_LOG_LEVEL=debug/' "$CONF"
+echo "CQ_MODE=dryrun" >>"$CONF"
+kill -HUP "$PID"
+if wait_for_log '"event":"config_reloaded"' "$LOG"; then
+  ok "SIGHUP: config_reloaded logged"
+else
+  not_ok "SIGHUP: config_reloaded logged" "$(tail -5 "$LOG")"
+fi
+check "SIGHUP: non-reloadable CQ_MODE refused" \
+  jq -e 'select(.event=="config_reload_refused" and .key=="CQ_MODE")' "$LOG"
+NEWHASH=$(jq -r 'select(.event=="config_reloaded") | .config_hash' "$LOG" | tail -1)
+http GET /health ""
+if jq -e --arg h "$NEWHASH" --arg old "$HASH" '.config_hash==$h and $h!=$old and .mode=="paper"' <<<"$BODY" >/dev/null; then
+  ok "SIGHUP: /health shows the new hash, mode unchanged"
+else
+  not_ok "SIGHUP: /health shows the new hash, mode unchanged" "new=$NEWHASH old=$HASH" "$BODY"
+fi
+check "SIGHUP: reloadable CQ_LOG_LEVEL applied (debug lines appear)" \
+  jq -e 'select(.event=="config_reloaded") | select(.changed|index("CQ_LOG_LEVEL"))' "$LOG"
+
+echo "CQ_WATCHDOG_STALL_MS=1" >>"$CONF"
+kill -HUP "$PID"
+if wait_for_log '"event":"config_reload_failed"' "$LOG"; then
+  ok "SIGHUP with an invalid config: config_reload_failed, running config kept"
+else
+  not_ok "SIGHUP with an invalid config: config_reload_failed, running config kept"
+fi
+http GET /health ""
+check "SIGHUP invalid: hash unchanged" jq -e --arg h "$NEWHASH" '.config_hash==$h' <<<"$BODY"
+
+# ---- SIGTERM ---------------------------------------------------------------
+start_ms=$(date +%s%3N)
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+took=$(( $(date +%s%3N) - start_ms ))
+PID=""
+if [ $rc -eq 0 ] && [ $took -lt 5000 ]; then
+  ok "SIGTERM: exit 0 within 5 s (${took} ms)"
+else
+  not_ok "SIGTERM: exit 0 within 5 s" "rc=$rc took=${took}ms"
+fi
+stops=$(grep '"event":"service_stopped"' "$LOG" | jq -r .service | tr '\n' ' ')
+if [ "$stops" = "trader ares feeder " ]; then
+  ok "services stop in reverse order"
+else
+  not_ok "services stop in reverse order" "got: $stops"
+fi
+check "shutdown_complete logged" jq -e 'select(.event=="shutdown_complete")' "$LOG"
+check "the api service was ready once (readiness_changed)" \
+  jq -e 'select(.event=="readiness_changed" and .service=="api" and .from==false and .to==true)' "$LOG"
+if grep -q "$TOKEN" "$LOG" "$WORK/stderr.log" "$DATA"/health/*.json; then
+  not_ok "the token never reaches the log, stderr or health files"
+else
+  ok "the token never reaches the log, stderr or health files"
+fi
+bad=$(jq -R 'fromjson? // "BAD"' "$LOG" | grep -c '^"BAD"$' || true)
+check "every log line is one JSON object" test "$bad" = 0
+check "every log line has ts, level, service, event, msg" \
+  test "$(jq -c 'select((.ts|test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{6}Z$")|not) or (.level|not) or (.service|not) or (.event|not) or (.msg|not))' "$LOG" | wc -l)" = 0
+
+# ---- generated token --------------------------------------------------------
+cp "$WORK/orig.env" "$CONF"
+rm -f "$DATA/admin.addr"
+cq "$BIN" --config "$CONF" 2>"$WORK/stderr2.log" &
+PID=$!
+if wait_for_file "$DATA/admin.addr"; then
+  ADDR=$(tr -d '\n' <"$DATA/admin.addr")
+  mode=$(stat -c %a "$DATA/admin.token")
+  GEN=$(cat "$DATA/admin.token")
+  check "no CQ_ADMIN_TOKEN: admin.token generated with mode 600" test "$mode" = 600
+  http GET /config "$GEN"
+  check "the generated token opens /config" test "$STATUS" = 200
+  check "admin_token_created logged with the path" \
+    jq -e 'select(.event=="admin_token_created" and (.path|endswith("admin.token")))' "$LOG"
+  if grep -q "$GEN" "$LOG" "$WORK/stderr2.log"; then
+    not_ok "the generated token's value is never logged"
+  else
+    ok "the generated token's value is never logged"
+  fi
+else
+  not_ok "second start wrote admin.addr" "$(tail -5 "$WORK/stderr2.log")"
+fi
+
+# The port is taken by the running daemon: a second one must fail cleanly.
+out=$(cq CQ_ADMIN_BIND="$ADDR" CQ_DATA_DIR="$WORK/second" CQ_ADMIN_TOKEN="$TOKEN" "$BIN" 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'admin_start_failed' <<<"$out"; then
+  ok "port in use: admin_start_failed, exit 1"
+else
+  not_ok "port in use: admin_start_failed, exit 1" "rc=$rc" "$(tail -3 <<<"$out")"
+fi
+kill -INT "$PID"
+wait "$PID"
+rc=$?
+PID=""
+check "SIGINT: exit 0" test $rc = 0
+
+echo "1..$n"
+[ "$failures" -eq 0 ]
