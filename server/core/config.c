@@ -48,11 +48,11 @@ static const char *const log_level_choices[] = {"debug", "info", "warn", "error"
 
 /* An integer key: the rule text is generated from the bounds at compile time,
  * so MIN and MAX must be plain decimal literals. */
-#define INT_KEY(key_id, key_name, lo, hi, def, is_reloadable, key_doc)                         \
-    {                                                                                          \
-        .id = (key_id), .name = (key_name), .type = CQ_CFG_T_INT, .default_value = (def),     \
-        .rule = "whole number from " #lo " to " #hi, .min = (lo), .max = (hi),                \
-        .choices = NULL, .secret = false, .reloadable = (is_reloadable), .doc = (key_doc)     \
+#define INT_KEY(key_id, key_name, lo, hi, def, is_reloadable, key_doc)                             \
+    {                                                                                              \
+        .id = (key_id), .name = (key_name), .type = CQ_CFG_T_INT, .default_value = (def),          \
+        .rule = "whole number from " #lo " to " #hi, .min = (lo), .max = (hi), .choices = NULL,    \
+        .secret = false, .reloadable = (is_reloadable), .doc = (key_doc)                           \
     }
 
 /* For CQ_CFG_T_PATH and CQ_CFG_T_SECRET rows, min and max bound the length of
@@ -190,10 +190,10 @@ struct cq_config {
     enum cq_config_source sources[CQ_CFG__COUNT];
     int64_t ints[CQ_CFG__COUNT]; /* parsed CQ_CFG_T_INT values */
     enum cq_mode mode;
-    char *symbols_buf;                     /* owned: CQ_SYMBOLS split at the commas */
-    const char *symbols[CFG_SYMBOLS_MAX];  /* borrowed from symbols_buf */
+    char *symbols_buf;                    /* owned: CQ_SYMBOLS split at the commas */
+    const char *symbols[CFG_SYMBOLS_MAX]; /* borrowed from symbols_buf */
     size_t n_symbols;
-    char *file_path;                       /* owned; NULL when no file was read */
+    char *file_path; /* owned; NULL when no file was read */
     char hash_full[65];
     char hash[13];
 };
@@ -302,8 +302,8 @@ static bool contains_ci(const char *haystack, const char *needle)
 /* A name that probably carries a secret: its value is never echoed. */
 static bool looks_secret(const char *name)
 {
-    return contains_ci(name, "SECRET") || contains_ci(name, "TOKEN") ||
-           contains_ci(name, "KEY") || contains_ci(name, "PASS");
+    return contains_ci(name, "SECRET") || contains_ci(name, "TOKEN") || contains_ci(name, "KEY") ||
+           contains_ci(name, "PASS");
 }
 
 /* "a, b, c" (sep ", ") or "a|b|c" from a NULL-terminated list. */
@@ -336,9 +336,8 @@ static size_t edit_distance_ci(const char *a, size_t alen, const char *b)
     for (size_t i = 1; i <= alen; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= blen; j++) {
-            size_t cost = toupper((unsigned char)a[i - 1]) == toupper((unsigned char)b[j - 1])
-                              ? 0
-                              : 1;
+            size_t cost =
+                toupper((unsigned char)a[i - 1]) == toupper((unsigned char)b[j - 1]) ? 0 : 1;
             size_t best = prev[j - 1] + cost;
             if (prev[j] + 1 < best) {
                 best = prev[j] + 1;
@@ -393,13 +392,55 @@ static int parse_int64(const char *s, int64_t *out)
 
 /* ---- reports -------------------------------------------------------------- */
 
-static void report_add(struct cq_config_report *r, bool warning, const char *key,
-                       const char *value, const char *rule, const char *hint, const char *fmt,
-                       ...) CQ_PRINTF(7, 8);
+/* Replace every byte that is not part of a valid UTF-8 sequence with '?', so
+ * report fields can go into JSON logs (a value cut to fit a field may end in
+ * half a character; a file may hold any bytes). */
+static void sanitize_utf8(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p != '\0') {
+        size_t n;
+        uint32_t cp;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        if ((*p & 0xE0) == 0xC0) {
+            n = 2;
+            cp = *p & 0x1Fu;
+        } else if ((*p & 0xF0) == 0xE0) {
+            n = 3;
+            cp = *p & 0x0Fu;
+        } else if ((*p & 0xF8) == 0xF0) {
+            n = 4;
+            cp = *p & 0x07u;
+        } else {
+            *p++ = '?';
+            continue;
+        }
+        size_t i = 1;
+        while (i < n && (p[i] & 0xC0) == 0x80) {
+            cp = (cp << 6) | (p[i] & 0x3Fu);
+            i++;
+        }
+        bool ok = i == n;
+        if (ok) {
+            static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+            ok = cp >= min_cp[n] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+        }
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
 
-static void report_add(struct cq_config_report *r, bool warning, const char *key,
-                       const char *value, const char *rule, const char *hint, const char *fmt,
-                       ...)
+static void report_add(struct cq_config_report *r, bool warning, const char *key, const char *value,
+                       const char *rule, const char *hint, const char *fmt, ...) CQ_PRINTF(7, 8);
+
+static void report_add(struct cq_config_report *r, bool warning, const char *key, const char *value,
+                       const char *rule, const char *hint, const char *fmt, ...)
 {
     struct cq_config_problem *list = warning ? r->warnings : r->errors;
     size_t *n = warning ? &r->n_warnings : &r->n_errors;
@@ -417,6 +458,10 @@ static void report_add(struct cq_config_report *r, bool warning, const char *key
     va_start(ap, fmt);
     vsnprintf(p->message, sizeof(p->message), fmt, ap);
     va_end(ap);
+    sanitize_utf8(p->key);
+    sanitize_utf8(p->value);
+    sanitize_utf8(p->message);
+    sanitize_utf8(p->hint);
     (*n)++;
 }
 
@@ -466,8 +511,7 @@ struct value_problem {
     char hint[256];
 };
 
-static int problem(struct value_problem *p, const char *hint, const char *fmt, ...)
-    CQ_PRINTF(3, 4);
+static int problem(struct value_problem *p, const char *hint, const char *fmt, ...) CQ_PRINTF(3, 4);
 
 static int problem(struct value_problem *p, const char *hint, const char *fmt, ...)
 {
@@ -539,8 +583,9 @@ static int check_onoff(const char *v, struct value_problem *p)
         return 0;
     }
     if (strcasecmp(v, "on") == 0 || strcasecmp(v, "off") == 0) {
-        return problem(p, strcasecmp(v, "on") == 0 ? "write on (values are lower case)"
-                                                   : "write off (values are lower case)",
+        return problem(p,
+                       strcasecmp(v, "on") == 0 ? "write on (values are lower case)"
+                                                : "write off (values are lower case)",
                        "is not on or off");
     }
     if (v[0] == '\0') {
@@ -551,8 +596,8 @@ static int check_onoff(const char *v, struct value_problem *p)
 
 /* Split a CQ_SYMBOLS value. On success *buf_out (owned by the caller) holds
  * the symbols, NUL-separated, and syms[] points into it. */
-static int check_symbols(const char *v, struct value_problem *p, char **buf_out,
-                         const char **syms, size_t *n_syms)
+static int check_symbols(const char *v, struct value_problem *p, char **buf_out, const char **syms,
+                         size_t *n_syms)
 {
     const char *hint = "write upper-case symbols separated by commas, e.g. BTCUSDT,ETHUSDT";
     size_t count = 0;
@@ -569,8 +614,9 @@ static int check_symbols(const char *v, struct value_problem *p, char **buf_out,
             return problem(p, "list at most 32 symbols", "lists more than 32 symbols");
         }
         if (len == 0) {
-            return problem(p, "remove the empty entry (two commas in a row, or a comma at "
-                              "either end)",
+            return problem(p,
+                           "remove the empty entry (two commas in a row, or a comma at "
+                           "either end)",
                            "has an empty symbol");
         }
         for (size_t i = 0; i < len; i++) {
@@ -753,9 +799,9 @@ static int check_value(const struct cq_config_key *k, const char *v, struct valu
 
 struct loader {
     struct cq_config_report *report;
-    const char *file_path;             /* borrowed; NULL when no file */
-    char *file_values[CQ_CFG__COUNT];  /* owned: values given in the file */
-    unsigned file_lines[CQ_CFG__COUNT]; /* line of each, 0 = not in the file */
+    const char *file_path;                 /* borrowed; NULL when no file */
+    char *file_values[CQ_CFG__COUNT];      /* owned: values given in the file */
+    unsigned file_lines[CQ_CFG__COUNT];    /* line of each, 0 = not in the file */
     const char *env_values[CQ_CFG__COUNT]; /* borrowed from envp */
     bool valid[CQ_CFG__COUNT];
     bool oom;
@@ -824,17 +870,17 @@ static void parse_line(struct loader *ld, unsigned line_no, char *line)
     if (k == NULL) {
         char hint[256];
         const struct cq_config_key *sug = suggest_key(name, strlen(name));
-        unknown_key_hint(sug, "remove the line, or check the name against config.env.example",
-                         hint, sizeof(hint));
-        report_add(ld->report, false, name, unknown_key_value(name, sug, value), "a key listed in config.env.example",
-                   hint, "%s:%u: unknown key %s", path, line_no, name);
+        unknown_key_hint(sug, "remove the line, or check the name against config.env.example", hint,
+                         sizeof(hint));
+        report_add(ld->report, false, name, unknown_key_value(name, sug, value),
+                   "a key listed in config.env.example", hint, "%s:%u: unknown key %s", path,
+                   line_no, name);
         return;
     }
     if (ld->file_lines[k->id] != 0) {
         report_add(ld->report, false, k->name, shown_value(k, value), "each key at most once",
-                   "delete one of the two lines",
-                   "%s:%u: %s is given twice, on lines %u and %u", path, line_no, k->name,
-                   ld->file_lines[k->id], line_no);
+                   "delete one of the two lines", "%s:%u: %s is given twice, on lines %u and %u",
+                   path, line_no, k->name, ld->file_lines[k->id], line_no);
         return;
     }
     char *copy = strdup(value);
@@ -865,8 +911,7 @@ static void parse_file(struct loader *ld, const char *buf, size_t len)
         if (n > CFG_LINE_MAX_BYTES) {
             report_add(ld->report, false, "", "", "a line is at most 4096 bytes",
                        "shorten the line or split the value",
-                       "%s:%u: line is %zu bytes, longer than 4096", ld->file_path, line_no,
-                       n);
+                       "%s:%u: line is %zu bytes, longer than 4096", ld->file_path, line_no, n);
             continue;
         }
         if (memchr(start, '\0', n) != NULL) {
@@ -903,7 +948,7 @@ static char *load_file(struct loader *ld, const char *explicit_path)
     cq_err_clear(&err);
     int rc = cq_fs_read_file(path, CFG_FILE_MAX_BYTES, &buf, &len, &err);
     if (rc == -CQ_ENOTFOUND) {
-        report_add(ld->report, false, "", path, "", 
+        report_add(ld->report, false, "", path, "",
                    "check the path given with --config (relative paths start from the "
                    "working directory), or omit --config to use ./config.env when present",
                    "config file %s does not exist", path);
@@ -923,8 +968,9 @@ static char *load_file(struct loader *ld, const char *explicit_path)
         return NULL;
     }
     if (rc < 0) {
-        report_add(ld->report, false, "", path, "", err.hint[0] != '\0' ? err.hint : "check the path",
-                   "cannot read config file: %s", err.message);
+        report_add(ld->report, false, "", path, "",
+                   err.hint[0] != '\0' ? err.hint : "check the path", "cannot read config file: %s",
+                   err.message);
         free(owned);
         return NULL;
     }
@@ -964,8 +1010,8 @@ static void load_env(struct loader *ld, char *const *envp)
             char hint[256];
             snprintf(name, sizeof(name), "%.*s", (int)(name_len < 63 ? name_len : 63), entry);
             const struct cq_config_key *sug = suggest_key(entry, name_len);
-            unknown_key_hint(sug, "unset it, or check the name against config.env.example",
-                             hint, sizeof(hint));
+            unknown_key_hint(sug, "unset it, or check the name against config.env.example", hint,
+                             sizeof(hint));
             report_add(ld->report, true, name, unknown_key_value(name, sug, eq + 1),
                        "a key listed in config.env.example", hint,
                        "unknown environment variable %s is ignored", name);
@@ -1007,8 +1053,8 @@ static void validate_values(struct loader *ld, struct cq_config *cfg)
         if (rc < 0) {
             char src[1200];
             describe_source(ld, cfg, k->id, src, sizeof(src));
-            report_add(ld->report, false, k->name, shown, k->rule, p.hint,
-                       "value from %s %s", src, p.what);
+            report_add(ld->report, false, k->name, shown, k->rule, p.hint, "value from %s %s", src,
+                       p.what);
             continue;
         }
         ld->valid[i] = true;
@@ -1027,8 +1073,8 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                    "live mode refuses to start unless CQ_LIVE_CONFIRM=yes",
                    "set CQ_LIVE_CONFIRM=yes to confirm trading real funds, or choose "
                    "CQ_MODE=paper, dryrun or testnet",
-                   "CQ_MODE=live (from %s) needs CQ_LIVE_CONFIRM=yes; it is %s (from %s)",
-                   mode_src, cfg->values[CQ_CFG_LIVE_CONFIRM],
+                   "CQ_MODE=live (from %s) needs CQ_LIVE_CONFIRM=yes; it is %s (from %s)", mode_src,
+                   cfg->values[CQ_CFG_LIVE_CONFIRM],
                    cq_config_source_name(cfg->sources[CQ_CFG_LIVE_CONFIRM]));
     }
     if (exchange) {
@@ -1042,9 +1088,8 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                          "set %s in the environment or the config file, or use CQ_MODE=paper "
                          "or dryrun",
                          k->name);
-                report_add(ld->report, false, k->name, "<unset>",
-                           "required in testnet and live", hint,
-                           "CQ_MODE=%s (from %s) needs %s, which is not set",
+                report_add(ld->report, false, k->name, "<unset>", "required in testnet and live",
+                           hint, "CQ_MODE=%s (from %s) needs %s, which is not set",
                            cq_mode_name(cfg->mode), mode_src, k->name);
             }
         }
@@ -1061,9 +1106,8 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
     if (ok[CQ_CFG_ADMIN_BIND] && cfg->values[CQ_CFG_ADMIN_TOKEN][0] == '\0') {
         char host[256];
         int port = 0;
-        if (cq_hostport_parse(cfg->values[CQ_CFG_ADMIN_BIND], host, sizeof(host), &port,
-                              NULL) == 0 &&
-            !cq_host_is_loopback(host)) {
+        int rc = cq_hostport_parse(cfg->values[CQ_CFG_ADMIN_BIND], host, sizeof(host), &port, NULL);
+        if (rc == 0 && !cq_host_is_loopback(host)) {
             report_add(ld->report, false, "CQ_ADMIN_BIND", cfg->values[CQ_CFG_ADMIN_BIND],
                        "a non-loopback address needs CQ_ADMIN_TOKEN",
                        "set CQ_ADMIN_TOKEN (16-256 characters), or bind to 127.0.0.1",
@@ -1299,7 +1343,7 @@ const char *cq_config_hash_full(const struct cq_config *cfg)
     return cfg->hash_full;
 }
 
-/* json_string() needs UTF-8; a path may hold other bytes: show them as '?'. */
+/* json_string() needs UTF-8; a path may hold other bytes: those show as '?'. */
 static json_t *json_text(const char *s)
 {
     json_t *j = json_string(s);
@@ -1310,11 +1354,7 @@ static json_t *json_text(const char *s)
     if (copy == NULL) {
         return NULL;
     }
-    for (char *p = copy; *p != '\0'; p++) {
-        if ((unsigned char)*p >= 0x80) {
-            *p = '?';
-        }
-    }
+    sanitize_utf8(copy);
     j = json_string(copy);
     free(copy);
     return j;
@@ -1328,8 +1368,8 @@ json_t *cq_config_to_json(const struct cq_config *cfg)
         goto fail;
     }
     if (json_object_set_new(root, "config_hash", json_string(cfg->hash)) != 0 ||
-        json_object_set_new(root, "file", cfg->file_path != NULL ? json_text(cfg->file_path)
-                                                                 : json_null()) != 0) {
+        json_object_set_new(
+            root, "file", cfg->file_path != NULL ? json_text(cfg->file_path) : json_null()) != 0) {
         goto fail;
     }
     for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
@@ -1378,8 +1418,7 @@ void cq_config_print(const struct cq_config *cfg, FILE *out)
 }
 
 void cq_config_foreach_secret(const struct cq_config *cfg,
-                              void (*fn)(const char *name, const char *value, void *ctx),
-                              void *ctx)
+                              void (*fn)(const char *name, const char *value, void *ctx), void *ctx)
 {
     for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
         if (keys[i].secret && cfg->values[i][0] != '\0') {
@@ -1410,11 +1449,9 @@ size_t cq_config_diff(const struct cq_config *old_cfg, const struct cq_config *n
     return n;
 }
 
-struct cq_config *cq_config_merge_reload(const struct cq_config *old_cfg,
-                                         const struct cq_config *new_cfg,
-                                         void (*refused_fn)(const struct cq_config_key *key,
-                                                            void *ctx),
-                                         void *ctx)
+struct cq_config *
+cq_config_merge_reload(const struct cq_config *old_cfg, const struct cq_config *new_cfg,
+                       void (*refused_fn)(const struct cq_config_key *key, void *ctx), void *ctx)
 {
     struct cq_config *cfg = config_alloc();
     if (cfg == NULL) {
@@ -1523,8 +1560,8 @@ void cq_config_write_doc_table(FILE *out)
 
 static bool hostname_char_ok(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-';
 }
 
 static bool ipv6_char_ok(unsigned char c)
@@ -1532,8 +1569,7 @@ static bool ipv6_char_ok(unsigned char c)
     return isxdigit(c) || c == ':' || c == '.';
 }
 
-int cq_hostport_parse(const char *s, char *host, size_t host_len, int *port,
-                      struct cq_err *err)
+int cq_hostport_parse(const char *s, char *host, size_t host_len, int *port, struct cq_err *err)
 {
     static const char *const hint = "write host:port or [ipv6]:port, e.g. 127.0.0.1:8080";
     const char *host_start;
@@ -1575,7 +1611,8 @@ int cq_hostport_parse(const char *s, char *host, size_t host_len, int *port,
                               "has no :port");
         }
         if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
-            return cq_err_set(err, CQ_EPARSE, 0, "write an IPv6 address in brackets, e.g. [::1]:8080",
+            return cq_err_set(err, CQ_EPARSE, 0,
+                              "write an IPv6 address in brackets, e.g. [::1]:8080",
                               "has several ':' (an IPv6 address needs brackets)");
         }
         host_start = s;
@@ -1587,7 +1624,8 @@ int cq_hostport_parse(const char *s, char *host, size_t host_len, int *port,
                               "has no host before ':'");
         }
         if (hlen > 253) {
-            return cq_err_set(err, CQ_EPARSE, 0, hint, "has a host name longer than 253 characters");
+            return cq_err_set(err, CQ_EPARSE, 0, hint,
+                              "has a host name longer than 253 characters");
         }
         for (size_t i = 0; i < hlen; i++) {
             if (!hostname_char_ok((unsigned char)host_start[i])) {
@@ -1658,7 +1696,7 @@ bool cq_host_is_loopback(const char *host)
 /* ---- current config ---------------------------------------------------------- */
 
 struct cq_config_current {
-    pthread_mutex_t lock; /* guards cfg */
+    pthread_mutex_t lock;  /* guards cfg */
     struct cq_config *cfg; /* owned reference */
 };
 
