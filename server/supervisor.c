@@ -216,9 +216,8 @@ static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
                 return 0;
             }
             json_t *rec = cq_health_record_json(sv->board, prev_id);
-            cq_log_warn("supervisor", "start_wait_timeout",
-                        json_pack("{s:s,s:s,s:I,s:O}", "service", cq_service_name(prev_id),
-                                  "next", cq_service_name(cq_service_id_of(
+            cq_log_warn(cq_service_name(prev_id), "start_wait_timeout",
+                        json_pack("{s:s,s:I,s:O}", "next", cq_service_name(cq_service_id_of(
                                               sv->stages[sv->next_stage])),
                                   "waited_ms", (json_int_t)(now_ms - sv->stage_started_ms),
                                   "reason", json_object_get(rec, "reason")),
@@ -232,8 +231,7 @@ static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
     if (rc < 0) {
         return rc;
     }
-    cq_log_info("supervisor", "service_started",
-                json_pack("{s:s}", "service", cq_service_name(cq_service_id_of(svc))),
+    cq_log_info(cq_service_name(cq_service_id_of(svc)), "service_started", NULL,
                 "%s thread started", cq_service_name(cq_service_id_of(svc)));
     sv->next_stage++;
     sv->stage_started_ms = now_ms;
@@ -371,10 +369,10 @@ static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
         int64_t left = deadline_ms - cq_time_mono_ms();
         if (cq_service_join(svc, left > 0 ? left : 0) < 0) {
             clean = false;
-            cq_log_error("supervisor", "service_stop_timeout", json_pack("{s:s}", "service", name),
+            cq_log_error(name, "service_stop_timeout", NULL,
                          "%s did not stop within the stop budget", name);
         } else {
-            cq_log_info("supervisor", "service_stopped", json_pack("{s:s}", "service", name),
+            cq_log_info(name, "service_stopped", NULL,
                         "%s stopped", name);
         }
     }

@@ -138,9 +138,8 @@ void cq_health_publish(struct cq_health_board *b, enum cq_service_id id,
 
     json_decref(old_details);
     if (was_ready != ready) {
-        cq_log_info("health", "readiness_changed",
-                    json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "service", service_names[id],
-                              "from", was_ready, "to", ready, "status",
+        cq_log_info(service_names[id], "readiness_changed",
+                    json_pack("{s:b,s:b,s:s,s:s,s:s}", "from", was_ready, "to", ready, "status",
                               cq_health_status_name(status), "reason",
                               reason != NULL ? reason : "", "detail",
                               detail != NULL ? detail : ""),

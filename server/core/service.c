@@ -242,8 +242,8 @@ bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stal
         snprintf(detail, sizeof(detail), "no heartbeat for %lld ms (limit %lld ms)",
                  (long long)(now_mono_ms - last), (long long)stall_ms);
         cq_health_publish(s->board, s->ops->id, CQ_HEALTH_DOWN, false, "stalled", detail, NULL);
-        cq_log_error("supervisor", "service_stalled",
-                     json_pack("{s:s,s:I,s:I}", "service", name, "since_beat_ms",
+        cq_log_error(name, "service_stalled",
+                     json_pack("{s:I,s:I}", "since_beat_ms",
                                (json_int_t)(now_mono_ms - last), "stall_ms",
                                (json_int_t)stall_ms),
                      "%s missed its heartbeats: marked down", name);

@@ -1,0 +1,72 @@
+/*
+ * sim.h — coinquant-simex: a Binance-compatible spot exchange on loopback
+ * (REST + WebSocket), as a library. The `coinquant-simex` binary and
+ * coinquantd's paper mode (embedded, ephemeral ports) both use it, so paper
+ * mode exercises coinquant's real HTTP, WS and signing code.
+ *
+ * Threads: cq_sim_start creates the simulator's threads (REST server, WS
+ * server, market clock); only the owner (the binary's main, or coinquantd's
+ * supervisor) calls new/start/stop/free. Everything else happens over the
+ * sockets. See server/sim/sim-int.h for the inside.
+ */
+#ifndef CQ_SIM_H
+#define CQ_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq/common.h"
+#include "cq/decimal.h"
+
+#define CQ_SIM_DEFAULT_API_KEY "simex-local-api-key-0000000000000000000000000000000000000000000000"
+#define CQ_SIM_DEFAULT_API_SECRET "simex-local-api-secret-000000000000000000000000000000000000000000"
+#define CQ_SIM_DEFAULT_BALANCES "USDT=10000,BTC=0,ETH=0"
+
+struct cq_sim_balance {
+    char asset[12];
+    cq_dec amount;
+};
+
+struct cq_sim_options {
+    const char *bind;                  /* "127.0.0.1" */
+    int rest_port;                     /* 0 = ephemeral */
+    int ws_port;                       /* 0 = ephemeral */
+    const char *const *symbols;        /* e.g. {"BTCUSDT","ETHUSDT"} */
+    size_t n_symbols;
+    const char *data_path;             /* recorded klines (dir or file); NULL = synthetic */
+    uint32_t speed;                    /* replay multiplier, 1..1000000 */
+    bool speed_max;                    /* --speed max: no waiting between events */
+    uint64_t seed;
+    const char *api_key;               /* NULL = CQ_SIM_DEFAULT_API_KEY */
+    const char *api_secret;            /* NULL = CQ_SIM_DEFAULT_API_SECRET */
+    const struct cq_sim_balance *balances;
+    size_t n_balances;
+    unsigned maker_bps, taker_bps;     /* fees; default 10/10 */
+    const char *state_path;            /* --state FILE, or NULL */
+    /* Limits announced in exchangeInfo and enforced (0 = Binance's defaults:
+     * 6000 weight per minute, 100 orders per 10 s, 200000 per day). Tests
+     * lower them to reach 429 quickly. */
+    uint32_t weight_limit_1m;
+    uint32_t order_limit_10s;
+    uint32_t order_limit_1d;
+};
+
+struct cq_sim;
+
+struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err);
+/* Bind both ports and start the threads; loads --state first if given. */
+int cq_sim_start(struct cq_sim *sim, struct cq_err *err) CQ_WUR;
+/* "http://127.0.0.1:P" and "ws://127.0.0.1:Q" once started. Borrowed. */
+const char *cq_sim_rest_url(const struct cq_sim *sim);
+const char *cq_sim_ws_url(const struct cq_sim *sim);
+/* Stop the threads (saves --state if given). Idempotent. */
+void cq_sim_stop(struct cq_sim *sim);
+void cq_sim_free(struct cq_sim *sim);
+
+/* "USDT=10000,BTC=0.5" -> array (at most max entries). -CQ_EPARSE with err
+ * naming the bad entry. */
+int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max, size_t *n,
+                          struct cq_err *err) CQ_WUR;
+
+#endif /* CQ_SIM_H */

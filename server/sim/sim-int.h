@@ -1,0 +1,180 @@
+/*
+ * sim-int.h — the inside of coinquant-simex, shared by server/sim/*.c only.
+ *
+ * Threads and the one lock:
+ *   market   sim.c's clock thread: advances the market model (at --speed, or
+ *            event to event for --speed max) under sim->lock. The market's
+ *            listener callbacks (still under the lock) let the engine fill
+ *            resting orders and publish stream events through sim_ws_publish_*.
+ *   rest     libmicrohttpd's internal thread (rest.c). Every handler takes
+ *            sim->lock around engine/market/fault access, and never holds it
+ *            while sleeping (injected latency) or doing socket I/O.
+ *   ws       the libwebsockets service thread (ws.c). It never takes
+ *            sim->lock: it drains the outbound queue that sim_ws_publish_*
+ *            fill (their own mutex), and reads the WS fault flags (atomics).
+ *            Listen-key checks use sim_listen_key_valid (takes sim->lock
+ *            briefly; never called with the queue mutex held).
+ * Lock order: sim->lock, then the WS queue mutex. Nothing takes them in the
+ * other order.
+ */
+#ifndef CQ_SIM_INT_H
+#define CQ_SIM_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cq/sim.h"
+#include "sim/sim-engine.h"
+#include "sim/sim-market.h"
+
+#define SIM_LISTEN_KEY_LEN 64
+#define SIM_LISTEN_KEYS_MAX 16
+#define SIM_LISTEN_KEY_TTL_MS (60LL * 60 * 1000)
+
+/* Fault injection state, set over the /_sim/ control path (rest.c).
+ * Fields without _Atomic are guarded by sim->lock. */
+struct sim_faults {
+    int64_t rest_latency_ms;         /* added before every /api answer */
+    uint32_t rest_5xx_per_mille;     /* share of /api requests answered 503 (seeded) */
+    int64_t storm_until_ms;          /* wall ms: until then every /api request is 429;
+                                      * a client that keeps going gets 418 */
+    uint32_t reject_next_orders;     /* next N POST /order answered -2010 */
+    bool force_insufficient;         /* orders fail -2010 insufficient balance */
+    int64_t clock_skew_ms;           /* added to the server's time */
+    bool market_paused;              /* mirrored into sim_market_set_paused */
+    /* WS thread reads these without the lock. */
+    _Atomic uint64_t ws_drop_generation; /* bumped: close every WS connection */
+    _Atomic bool ws_stall;               /* keep connections, send no data */
+};
+
+/* Rate-limit accounting (rest.c), guarded by sim->lock. One client IP in
+ * practice (loopback), so one set of counters. */
+struct sim_ratelimit {
+    uint32_t weight_limit_1m, order_limit_10s, order_limit_1d;
+    int64_t weight_window_start_ms;  /* wall ms, minute-aligned */
+    uint32_t weight_used;
+    int64_t orders_10s_window_start_ms;
+    uint32_t orders_10s;
+    int64_t orders_1d_window_start_ms;
+    uint32_t orders_1d;
+    uint32_t requests_after_429;     /* in the current window; over a threshold -> ban */
+    int64_t banned_until_ms;         /* 418 until then */
+    uint32_t bans;                   /* ban length doubles: 2 min, 4 min, … 3 days */
+};
+
+struct sim_listen_key {
+    char key[SIM_LISTEN_KEY_LEN + 1];
+    int64_t expires_ms;              /* wall ms */
+    bool active;
+};
+
+/* Counters for GET /_sim/state and the benchmark. Guarded by sim->lock
+ * except where _Atomic. */
+struct sim_counters {
+    uint64_t rest_requests;
+    uint64_t rest_errors_4xx, rest_errors_5xx;
+    uint64_t rest_429, rest_418;
+    uint64_t market_events;
+    _Atomic uint64_t ws_connections;     /* open now */
+    _Atomic uint64_t ws_messages_sent;
+    _Atomic uint64_t ws_messages_dropped; /* queue full or slow client */
+};
+
+struct sim_rest;  /* rest.c */
+struct sim_ws;    /* ws.c */
+
+struct cq_sim {
+    struct cq_sim_options opts;      /* strings below are owned copies */
+    char *bind;
+    char *data_path;
+    char *state_path;
+    char *api_key;
+    char *api_secret;
+    char (*symbols)[SIM_SYMBOL_LEN];
+    struct cq_sim_balance *balances;
+
+    pthread_mutex_t lock;            /* THE lock: engine, market, faults, rl, keys */
+    struct sim_engine *engine;       /* owned */
+    struct sim_market *market;       /* owned */
+    struct sim_faults faults;
+    struct sim_ratelimit rl;
+    struct sim_listen_key listen_keys[SIM_LISTEN_KEYS_MAX];
+    struct sim_counters counters;
+    uint64_t rng_state;              /* seeded; for fault sampling and listen keys */
+
+    struct sim_rest *rest;           /* owned */
+    struct sim_ws *ws;               /* owned */
+    char rest_url[96];
+    char ws_url[96];
+
+    pthread_t market_thread;
+    bool market_thread_running;
+    atomic_bool stop;
+    int64_t market_start_wall_ms;    /* wall time when the market clock started */
+    int64_t market_start_sim_ms;
+};
+
+/* ---- sim.c ----------------------------------------------------------------- */
+
+/* Server time in ms: the real clock plus the injected skew. Caller holds the
+ * lock (it reads faults.clock_skew_ms). */
+int64_t sim_server_time_ms(const struct cq_sim *sim);
+/* Real wall clock, ms (no skew). Any thread. */
+int64_t sim_wall_ms(void);
+/* Seeded 64-bit random number. Caller holds the lock. */
+uint64_t sim_rand(struct cq_sim *sim);
+
+/* Listen keys (caller holds the lock). create returns the existing active
+ * key if there is one (and extends it), like Binance. keepalive/delete
+ * return -CQ_ENOTFOUND for an unknown or expired key. */
+const char *sim_listen_key_create(struct cq_sim *sim, int64_t now_ms);
+int sim_listen_key_keepalive(struct cq_sim *sim, const char *key, int64_t now_ms);
+int sim_listen_key_delete(struct cq_sim *sim, const char *key);
+/* Takes the lock itself: for the WS thread. */
+bool sim_listen_key_valid(struct cq_sim *sim, const char *key);
+
+/* The market's current book as the engine wants it (caller holds the lock). */
+void sim_book_view(struct cq_sim *sim, int symbol_idx, struct sim_book_view *out);
+
+/* GET /_sim/state body (caller holds the lock): orders, balances, counters,
+ * faults, rate-limit state. New reference. */
+json_t *sim_state_json(struct cq_sim *sim);
+
+/* ---- rest.c: the REST server (libmicrohttpd) ----------------------------- */
+
+/* Bind opts.bind:rest_port (0 = ephemeral); *port_out gets the real port.
+ * Serves /api/v3/... and the /_sim/ control path (loopback peers only). */
+struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err);
+void sim_rest_stop(struct sim_rest *rest); /* joins; NULL ok */
+
+/* ---- ws.c: the WebSocket server (libwebsockets) --------------------------- */
+
+struct sim_ws *sim_ws_start(struct cq_sim *sim, int *port_out, struct cq_err *err);
+void sim_ws_stop(struct sim_ws *ws); /* joins; NULL ok */
+
+/* Publishers: called by sim.c's listeners with sim->lock held. They format
+ * the payload once and queue it for the WS thread (bounded; when full the
+ * event is dropped and counted in ws_messages_dropped). Subscribers get it
+ * raw on /ws/<stream> connections and wrapped {"stream","data"} on combined
+ * ones. Stream names are lower case: "btcusdt@trade". */
+void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
+                          const struct sim_public_trade *t, int64_t event_ms);
+void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
+                         const struct sim_book_view *book, uint64_t update_id, int64_t event_ms);
+void sim_ws_publish_kline(struct sim_ws *ws, const struct sim_symbol *sym, const char *interval,
+                          const struct sim_kline *k, int64_t event_ms);
+/* User data stream: delivered to every connection on a valid listen key. */
+void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
+                              const struct sim_exec_report *r);
+void sim_ws_publish_account(struct sim_ws *ws, const struct sim_balance *changed, size_t n,
+                            int64_t event_ms);
+/* A listen key expired or was deleted: send listenKeyExpired (expiry only)
+ * and close its connections. */
+void sim_ws_listen_key_closed(struct sim_ws *ws, const char *key, bool expired,
+                              int64_t event_ms);
+
+#endif /* CQ_SIM_INT_H */
