@@ -39,21 +39,21 @@ struct MHD_Daemon;
 
 struct cq_api {
     /* set by cq_api_new, read-only afterwards */
-    struct cq_health_board *board;      /* borrowed */
-    struct cq_config_current *config;   /* borrowed */
-    const struct cq_clock *clock;       /* borrowed; never NULL */
-    char *version;                      /* owned */
-    char *token;                        /* owned; "" = no token route works */
-    char *bind;                         /* owned; NULL = router only */
-    char *data_dir;                     /* owned; NULL = no admin.addr */
+    struct cq_health_board *board;    /* borrowed */
+    struct cq_config_current *config; /* borrowed */
+    const struct cq_clock *clock;     /* borrowed; never NULL */
+    char *version;                    /* owned */
+    char *token;                      /* owned; "" = no token route works */
+    char *bind;                       /* owned; NULL = router only */
+    char *data_dir;                   /* owned; NULL = no admin.addr */
     unsigned max_connections;
     unsigned timeout_s;
     size_t max_body_bytes;
-    int64_t created_mono_ms;            /* uptime counts from here */
+    int64_t created_mono_ms; /* uptime counts from here */
 
     /* supervisor thread only (cq_api_start / cq_api_stop) */
-    struct MHD_Daemon *daemon;          /* owned; NULL when not serving */
-    char address[96];                   /* "127.0.0.1:43123", "[::1]:8080" or "" */
+    struct MHD_Daemon *daemon; /* owned; NULL when not serving */
+    char address[96];          /* "127.0.0.1:43123", "[::1]:8080" or "" */
 
     /* statistics: relaxed atomics, any thread */
     _Atomic uint64_t requests_total;
@@ -62,7 +62,7 @@ struct cq_api {
     _Atomic uint64_t responses_5xx;
     _Atomic uint64_t auth_failures;
     _Atomic uint64_t connections_rejected;
-    _Atomic uint64_t connections_open;  /* written by MHD's thread only */
+    _Atomic uint64_t connections_open; /* written by MHD's thread only */
 
     /* rate limits for "api_auth_failed" and "api_connection_rejected"
      * lines (any thread: mutex) */
@@ -81,8 +81,8 @@ typedef void (*cq_api_handler_fn)(struct cq_api *api, const struct cq_api_reques
                                   struct cq_api_response *resp);
 
 struct cq_api_route {
-    const char *method;        /* "GET" (HEAD is answered like GET) */
-    const char *path;          /* exact match, no trailing slash */
+    const char *method; /* "GET" (HEAD is answered like GET) */
+    const char *path;   /* exact match, no trailing slash */
     cq_api_handler_fn handler;
     bool needs_token;
 };
@@ -91,8 +91,8 @@ struct cq_api_route {
 const struct cq_api_route *cq_api__routes(size_t *count);
 
 /* Fill resp with {"error":{"code","message","hint"}}. */
-void cq_api__error(struct cq_api_response *resp, int status, const char *code,
-                   const char *message, const char *hint);
+void cq_api__error(struct cq_api_response *resp, int status, const char *code, const char *message,
+                   const char *hint);
 /* Fill resp with json (stolen) as application/json; 500 if it cannot be
  * serialised. */
 void cq_api__json(struct cq_api_response *resp, int status, json_t *json);
@@ -107,10 +107,10 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len) CQ_W
 
 enum cq_api_auth_result {
     CQ_API_AUTH_OK,
-    CQ_API_AUTH_MISSING,   /* no Authorization header */
-    CQ_API_AUTH_SCHEME,    /* not "Bearer <token>" */
-    CQ_API_AUTH_MISMATCH,  /* wrong token */
-    CQ_API_AUTH_NO_TOKEN   /* the server has no token configured */
+    CQ_API_AUTH_MISSING,  /* no Authorization header */
+    CQ_API_AUTH_SCHEME,   /* not "Bearer <token>" */
+    CQ_API_AUTH_MISMATCH, /* wrong token */
+    CQ_API_AUTH_NO_TOKEN  /* the server has no token configured */
 };
 
 /* What cq_api_auth_ok decides, with the reason. Constant time in the

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "api-int.h"
 #include "cq/fs.h"
@@ -145,7 +146,7 @@ void cq_api_free(struct cq_api *api)
     pthread_mutex_destroy(&api->log_lock);
     pthread_mutex_destroy(&api->mhd_error_lock);
     if (api->token != NULL) {
-        memset(api->token, 0, strlen(api->token));
+        OPENSSL_cleanse(api->token, strlen(api->token)); /* not left in freed memory */
     }
     free(api->version);
     free(api->token);
@@ -212,8 +213,8 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
     return MHD_NO;
 }
 
-static void notify_connection(void *cls, struct MHD_Connection *connection,
-                              void **socket_context, enum MHD_ConnectionNotificationCode toe)
+static void notify_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
 {
     struct cq_api *api = cls;
     CQ_UNUSED(connection);
@@ -231,6 +232,7 @@ struct http_request {
     uint64_t body_bytes;
     uint64_t discarded_bytes;
     bool too_large;
+    bool answered; /* a response is queued: ignore further calls */
 };
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -285,10 +287,10 @@ static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *co
         cq_api_response_fini(&resp);
         return MHD_NO; /* out of memory: drop the connection */
     }
-    bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type) ==
-                  MHD_YES &&
-              MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
-              MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") == MHD_YES;
+    bool ok =
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp.content_type) == MHD_YES &&
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") == MHD_YES;
     if (ok && resp.allow[0] != '\0') {
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp.allow) == MHD_YES;
     }
@@ -305,8 +307,8 @@ static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *co
     return rc;
 }
 
-static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
-                                      const char *url, const char *method, const char *version,
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                      const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
@@ -327,8 +329,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL && content_length_exceeds(cl, api->max_body_bytes)) {
             st->too_large = true;
+            st->answered = true;
             return send_answer(api, connection, url, method, st);
         }
+        return MHD_YES;
+    }
+    if (st->answered) {
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -347,6 +354,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         }
         return MHD_YES;
     }
+    st->answered = true;
     return send_answer(api, connection, url, method, st);
 }
 
@@ -445,11 +453,10 @@ static int start_error(struct cq_api *api, const struct bind_addr *ba, int port,
         break;
     }
     if (e != 0) {
-        return cq_err_set(err, CQ_EIO, e, hint, "cannot listen on %s (CQ_ADMIN_BIND)",
-                          api->bind);
+        return cq_err_set(err, CQ_EIO, e, hint, "cannot listen on %s (CQ_ADMIN_BIND)", api->bind);
     }
-    return cq_err_set(err, CQ_EIO, 0, hint, "cannot listen on %s (CQ_ADMIN_BIND): %s",
-                      api->bind, mhd_msg[0] != '\0' ? mhd_msg : "libmicrohttpd failed to start");
+    return cq_err_set(err, CQ_EIO, 0, hint, "cannot listen on %s (CQ_ADMIN_BIND): %s", api->bind,
+                      mhd_msg[0] != '\0' ? mhd_msg : "libmicrohttpd failed to start");
 }
 
 int cq_api_start(struct cq_api *api, struct cq_err *err)
@@ -488,15 +495,12 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
     }
     errno = 0;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)port, accept_policy, api, access_handler, api,
-        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ba.ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(api->max_connections + 1),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)api->timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, api,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
+        flags, (uint16_t)port, accept_policy, api, access_handler, api, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)&ba.ss, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)(api->max_connections + 1), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)api->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, api, MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
         MHD_OPTION_END);
     if (d == NULL) {
         int e = errno;
@@ -519,8 +523,7 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
     if (api->data_dir != NULL && api->data_dir[0] != '\0') {
         char path[4096], line[128];
         int n = snprintf(line, sizeof(line), "%s\n", api->address);
-        if ((size_t)snprintf(path, sizeof(path), "%s/admin.addr", api->data_dir) >=
-            sizeof(path)) {
+        if ((size_t)snprintf(path, sizeof(path), "%s/admin.addr", api->data_dir) >= sizeof(path)) {
             cq_api_stop(api);
             return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter CQ_DATA_DIR",
                               "data directory path too long");

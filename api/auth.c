@@ -172,10 +172,11 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
             return cq_err_set(err, CQ_EPERM, 0,
                               "replace the symbolic link with a regular file (mode 0600)",
                               "%s is a symbolic link; refusing to read the admin token "
-                              "through it", path);
+                              "through it",
+                              path);
         }
-        return cq_err_set(err, CQ_EIO, e, "check the permissions of DATA_DIR",
-                          "cannot open %s", path);
+        return cq_err_set(err, CQ_EIO, e, "check the permissions of DATA_DIR", "cannot open %s",
+                          path);
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -191,7 +192,7 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
     if ((st.st_mode & 077) != 0) {
         char hint[CQ_ERR_HINT_MAX];
         close(fd);
-        snprintf(hint, sizeof(hint), "chmod 600 %s", path);
+        snprintf(hint, sizeof(hint), "chmod 600 %.200s", path);
         return cq_err_set(err, CQ_EPERM, 0, hint,
                           "%s is accessible by group or others (mode %04o); the admin "
                           "token must be private to its owner",
@@ -229,18 +230,18 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
 
     char fix[CQ_ERR_HINT_MAX];
     snprintf(fix, sizeof(fix),
-             "delete %s to have a new token generated, or write one token of %d to %d "
+             "delete %.120s to have a new token generated, or write one token of %d to %d "
              "printable characters (no spaces) into it",
              path, CQ_API_TOKEN_MIN, CQ_API_TOKEN_MAX);
 
     /* One token, optionally surrounded by whitespace (a trailing newline). */
     size_t start = 0, end = got;
-    while (start < end && (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\n' ||
-                           buf[start] == '\r')) {
+    while (start < end &&
+           (buf[start] == ' ' || buf[start] == '\t' || buf[start] == '\n' || buf[start] == '\r')) {
         start++;
     }
-    while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' ||
-                           buf[end - 1] == '\n' || buf[end - 1] == '\r')) {
+    while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' || buf[end - 1] == '\n' ||
+                           buf[end - 1] == '\r')) {
         end--;
     }
     size_t len = end - start;
@@ -264,8 +265,8 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
     }
     if (rc == 0 && len + 1 > token_len) {
         rc = cq_err_set(err, CQ_ETOOBIG, 0, "pass a larger token buffer",
-                        "the token in %s (%zu characters) does not fit the %zu-byte buffer",
-                        path, len, token_len);
+                        "the token in %s (%zu characters) does not fit the %zu-byte buffer", path,
+                        len, token_len);
     }
     if (rc == 0) {
         memcpy(token_out, buf + start, len);

@@ -19,7 +19,7 @@
 #include "cq/log.h"
 
 struct mbuf {
-    char *p;     /* owned */
+    char *p; /* owned */
     size_t len;
     size_t cap;
     bool failed; /* out of memory or over CQ_API_METRICS_MAX_BYTES */
@@ -203,10 +203,8 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
                   "Bytes of log lines waiting to be written.", ls.queue_bytes);
 
     mb_metric_u64(&b, "coinquant_api_requests_total", "counter",
-                  "Admin API requests routed (this scrape included).",
-                  load(&api->requests_total));
-    mb_head(&b, "coinquant_api_responses_total", "counter",
-            "Admin API responses by status class.");
+                  "Admin API requests routed (this scrape included).", load(&api->requests_total));
+    mb_head(&b, "coinquant_api_responses_total", "counter", "Admin API responses by status class.");
     mb_printf(&b, "coinquant_api_responses_total{class=\"2xx\"} %llu\n",
               (unsigned long long)load(&api->responses_2xx));
     mb_printf(&b, "coinquant_api_responses_total{class=\"4xx\"} %llu\n",

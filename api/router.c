@@ -27,8 +27,8 @@
 #include "cq/log.h"
 #include "cq/version.h"
 
-#define AUTH_HINT                                                                       \
-    "send Authorization: Bearer <token>; the token is CQ_ADMIN_TOKEN or the contents of " \
+#define AUTH_HINT                                                                                  \
+    "send Authorization: Bearer <token>; the token is CQ_ADMIN_TOKEN or the contents of "          \
     "DATA_DIR/admin.token"
 
 /* ---- responses ------------------------------------------------------------------ */
@@ -77,11 +77,11 @@ void cq_api__json(struct cq_api_response *resp, int status, json_t *json)
     resp->content_type = CONTENT_TYPE_JSON;
 }
 
-void cq_api__error(struct cq_api_response *resp, int status, const char *code,
-                   const char *message, const char *hint)
+void cq_api__error(struct cq_api_response *resp, int status, const char *code, const char *message,
+                   const char *hint)
 {
-    json_t *err = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message,
-                            "hint", hint != NULL ? hint : "");
+    json_t *err = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message, "hint",
+                            hint != NULL ? hint : "");
     cq_api__json(resp, status, err);
 }
 
@@ -109,7 +109,8 @@ static const char *overall_status(json_t *services)
     bool stalled = false, all_ok = json_object_size(services) > 0;
     const char *name;
     json_t *rec;
-    json_object_foreach(services, name, rec) {
+    json_object_foreach(services, name, rec)
+    {
         const char *status = json_string_value(json_object_get(rec, "status"));
         const char *reason = json_string_value(json_object_get(rec, "reason"));
         if (status != NULL && strcmp(status, "down") == 0 && reason != NULL &&
@@ -182,8 +183,8 @@ static void handle_readiness(struct cq_api *api, const struct cq_api_request *re
         body = json_pack("{s:b}", "ready", 1);
     } else {
         /* "o" steals reasons, on failure too */
-        body = json_pack("{s:b,s:o}", "ready", 0, "reasons",
-                         reasons != NULL ? reasons : json_array());
+        body =
+            json_pack("{s:b,s:o}", "ready", 0, "reasons", reasons != NULL ? reasons : json_array());
     }
     cq_api__json(resp, ready ? 200 : 503, body);
 }
@@ -269,8 +270,7 @@ static void log_auth_failure(struct cq_api *api, const struct cq_api_request *re
     uint64_t suppressed = 0;
     bool allowed;
     pthread_mutex_lock(&api->log_lock);
-    allowed = cq_log_ratelimit_allow(&api->auth_log_rl, cq_clock_mono_ms(api->clock),
-                                     &suppressed);
+    allowed = cq_log_ratelimit_allow(&api->auth_log_rl, cq_clock_mono_ms(api->clock), &suppressed);
     pthread_mutex_unlock(&api->log_lock);
     if (allowed) {
         cq_log_warn(CQ_API_SERVICE, "api_auth_failed",
@@ -330,8 +330,7 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
 {
     char message[256], hint[256];
 
-    if (req->method == NULL || req->method[0] == '\0' || req->path == NULL ||
-        req->path[0] != '/') {
+    if (req->method == NULL || req->method[0] == '\0' || req->path == NULL || req->path[0] != '/') {
         cq_api__error(resp, 400, "bad_request",
                       "the request has no method or its target is not an absolute path",
                       "request a path such as GET /health");
@@ -372,8 +371,8 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
         return;
     }
     if (found == NULL) {
-        snprintf(message, sizeof(message), "method %.16s is not allowed on %.128s",
-                 req->method, req->path);
+        snprintf(message, sizeof(message), "method %.16s is not allowed on %.128s", req->method,
+                 req->path);
         snprintf(hint, sizeof(hint), "use one of: %s", resp->allow);
         cq_api__error(resp, 405, "method_not_allowed", message, hint);
         return;
@@ -404,8 +403,7 @@ void cq_api_handle(struct cq_api *api, const struct cq_api_request *req,
     }
     cq_log_debug(CQ_API_SERVICE, "api_request",
                  json_pack("{s:s,s:s,s:i}", "method", req->method != NULL ? req->method : "",
-                           "path", req->path != NULL ? req->path : "", "status",
-                           resp->status),
+                           "path", req->path != NULL ? req->path : "", "status", resp->status),
                  "%.16s %.128s -> %d", req->method != NULL ? req->method : "-",
                  req->path != NULL ? req->path : "-", resp->status);
 }
