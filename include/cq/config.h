@@ -50,6 +50,12 @@ enum cq_config_key_id {
     CQ_CFG_SUPERVISOR_START_WAIT_MS,  /* 30000 */
     CQ_CFG_WATCHDOG_STALL_MS,         /* 5000 */
     CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, /* on|off */
+    CQ_CFG_SIM_DATA,                  /* "" = synthetic market */
+    CQ_CFG_SIM_SPEED,                 /* 1..1000000 or max */
+    CQ_CFG_SIM_SEED,                  /* 1 */
+    CQ_CFG_SIM_BALANCES,              /* USDT=10000,BTC=0,ETH=0 */
+    CQ_CFG_EXCHANGE_REST_URL,         /* "" = embedded simulator in paper mode */
+    CQ_CFG_EXCHANGE_WS_URL,           /* "" = embedded simulator in paper mode */
     CQ_CFG__COUNT
 };
 
@@ -82,6 +88,10 @@ struct cq_config_key {
     bool secret;
     bool reloadable;
     const char *doc;              /* one line */
+    /* CQ_CFG_T_STRING: the key's own rule. Returns 0, or -1 with why (what is
+     * wrong, e.g. "is not a number") and hint (the fix) filled. NULL = any
+     * text is accepted. */
+    int (*check)(const char *value, char *why, size_t why_len, char *hint, size_t hint_len);
 };
 
 enum cq_mode {

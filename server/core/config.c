@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 
 #include "cq/config.h"
+#include "cq/decimal.h"
 #include "cq/fs.h"
 
 #define CFG_FILE_MAX_BYTES (1024 * 1024)
@@ -54,6 +55,119 @@ static const char *const log_level_choices[] = {"debug", "info", "warn", "error"
         .rule = "whole number from " #lo " to " #hi, .min = (lo), .max = (hi), .choices = NULL,    \
         .secret = false, .reloadable = (is_reloadable), .doc = (key_doc)                           \
     }
+
+/* ---- the rules of CQ_CFG_T_STRING keys ------------------------------------ */
+
+static int fail_with(char *why, size_t why_len, char *hint, size_t hint_len, const char *w,
+                     const char *h)
+{
+    cq_strlcpy(why, w, why_len);
+    cq_strlcpy(hint, h, hint_len);
+    return -1;
+}
+
+static int check_sim_speed(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    const char *h = "write a whole number from 1 to 1000000 (replay multiplier) or max";
+    if (strcmp(v, "max") == 0) {
+        return 0;
+    }
+    if (v[0] == '\0' || strlen(v) > 7) {
+        return fail_with(why, why_len, hint, hint_len, "is not a speed", h);
+    }
+    int64_t n = 0;
+    for (const char *c = v; *c != '\0'; c++) {
+        if (*c < '0' || *c > '9') {
+            return fail_with(why, why_len, hint, hint_len, "is not a speed", h);
+        }
+        n = n * 10 + (*c - '0');
+    }
+    if (n < 1 || n > 1000000) {
+        return fail_with(why, why_len, hint, hint_len, "is out of range", h);
+    }
+    return 0;
+}
+
+static int check_sim_balances(const char *v, char *why, size_t why_len, char *hint,
+                              size_t hint_len)
+{
+    const char *h = "write ASSET=AMOUNT pairs separated by commas, e.g. USDT=10000,BTC=0.5";
+    size_t count = 0;
+    const char *s = v;
+    if (v[0] == '\0') {
+        return fail_with(why, why_len, hint, hint_len, "is empty", h);
+    }
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (eq == NULL || eq == s || (size_t)(eq - s) > 11 || ++count > 64) {
+            return fail_with(why, why_len, hint, hint_len,
+                             "has an entry that is not ASSET=AMOUNT (asset 1-11 characters, "
+                             "at most 64 entries)",
+                             h);
+        }
+        for (const char *c = s; c < eq; c++) {
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'))) {
+                return fail_with(why, why_len, hint, hint_len,
+                                 "has an asset name outside A-Z 0-9", h);
+            }
+        }
+        cq_dec amount;
+        if (cq_dec_parse(eq + 1, len - (size_t)(eq - s) - 1, &amount) < 0 ||
+            cq_dec_sign(amount) < 0) {
+            return fail_with(why, why_len, hint, hint_len,
+                             "has an amount that is not a non-negative decimal", h);
+        }
+        if (comma == NULL) {
+            return 0;
+        }
+        s = comma + 1;
+    }
+}
+
+static int check_url(const char *v, const char *const *schemes, const char *h, char *why,
+                     size_t why_len, char *hint, size_t hint_len)
+{
+    if (v[0] == '\0') {
+        return 0;
+    }
+    if (strlen(v) > 512) {
+        return fail_with(why, why_len, hint, hint_len, "is longer than 512 bytes", h);
+    }
+    for (const unsigned char *c = (const unsigned char *)v; *c != '\0'; c++) {
+        if (*c <= 0x20 || *c >= 0x7f) {
+            return fail_with(why, why_len, hint, hint_len,
+                             "contains a space, control or non-ASCII character", h);
+        }
+    }
+    for (size_t i = 0; schemes[i] != NULL; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0' && v[n] != '/' && v[n] != ':') {
+            return 0;
+        }
+    }
+    return fail_with(why, why_len, hint, hint_len, "is not a URL with a supported scheme and host",
+                     h);
+}
+
+static int check_rest_url(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    static const char *const schemes[] = {"http://", "https://", NULL};
+    return check_url(v, schemes,
+                     "give the exchange's REST base URL, e.g. http://127.0.0.1:9000, or leave "
+                     "it empty",
+                     why, why_len, hint, hint_len);
+}
+
+static int check_ws_url(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    static const char *const schemes[] = {"ws://", "wss://", NULL};
+    return check_url(v, schemes,
+                     "give the exchange's WebSocket base URL, e.g. ws://127.0.0.1:9001, or "
+                     "leave it empty",
+                     why, why_len, hint, hint_len);
+}
 
 /* For CQ_CFG_T_PATH and CQ_CFG_T_SECRET rows, min and max bound the length of
  * the value in bytes (a secret may also be empty, meaning unset). The
@@ -176,6 +290,57 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
         .default_value = "off",
         .rule = "on or off; refused in testnet and live",
         .doc = "Lets ARES emit a periodic test signal in paper and dryrun modes.",
+    },
+    {
+        .id = CQ_CFG_SIM_DATA,
+        .name = "CQ_SIM_DATA",
+        .type = CQ_CFG_T_PATH,
+        .default_value = "",
+        .rule = "empty (a seeded synthetic market), or a directory of <SYMBOL>-1m.csv files, "
+                "or one such CSV for a single symbol; at most 1024 bytes",
+        .min = 0,
+        .max = 1024,
+        .doc = "Recorded 1m klines the embedded simulator replays in paper mode.",
+    },
+    {
+        .id = CQ_CFG_SIM_SPEED,
+        .name = "CQ_SIM_SPEED",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "1",
+        .rule = "whole number from 1 to 1000000, or max",
+        .doc = "Replay speed of the embedded simulator's market (1 = real time).",
+        .check = check_sim_speed,
+    },
+    INT_KEY(CQ_CFG_SIM_SEED, "CQ_SIM_SEED", 0, 2147483647, "1", false,
+            "Seed of the embedded simulator's synthetic market and ids."),
+    {
+        .id = CQ_CFG_SIM_BALANCES,
+        .name = "CQ_SIM_BALANCES",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "USDT=10000,BTC=0,ETH=0",
+        .rule = "ASSET=AMOUNT pairs separated by commas, amounts non-negative decimals",
+        .doc = "Starting balances of the embedded simulator's account.",
+        .check = check_sim_balances,
+    },
+    {
+        .id = CQ_CFG_EXCHANGE_REST_URL,
+        .name = "CQ_EXCHANGE_REST_URL",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "",
+        .rule = "empty, or an http:// or https:// URL; set together with CQ_EXCHANGE_WS_URL",
+        .doc = "REST base URL of a running exchange; in paper mode it replaces the embedded "
+               "simulator.",
+        .check = check_rest_url,
+    },
+    {
+        .id = CQ_CFG_EXCHANGE_WS_URL,
+        .name = "CQ_EXCHANGE_WS_URL",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "",
+        .rule = "empty, or a ws:// or wss:// URL; set together with CQ_EXCHANGE_REST_URL",
+        .doc = "WebSocket base URL of a running exchange; in paper mode it replaces the "
+               "embedded simulator.",
+        .check = check_ws_url,
     },
 };
 
@@ -662,7 +827,7 @@ static int check_symbols(const char *v, struct value_problem *p, char **buf_out,
 static int check_path(const struct cq_config_key *k, const char *v, struct value_problem *p)
 {
     size_t len = strlen(v);
-    if (len == 0) {
+    if (len == 0 && k->min > 0) {
         return problem(p, "give a directory path, e.g. ./var", "is empty");
     }
     if ((int64_t)len > k->max) {
@@ -790,6 +955,12 @@ static int check_value(const struct cq_config_key *k, const char *v, struct valu
         rc = check_secret(k, v, p);
         break;
     case CQ_CFG_T_STRING:
+        if (k->check != NULL) {
+            char why[160], hint[256];
+            if (k->check(v, why, sizeof(why), hint, sizeof(hint)) < 0) {
+                rc = problem(p, hint, "%s", why);
+            }
+        }
         break;
     }
     return rc;
@@ -1102,6 +1273,18 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                    "TEST_ALLOW_DEFAULT_SIGNAL=on (from %s) is refused in %s mode (from %s)",
                    cq_config_source_name(cfg->sources[CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL]),
                    cq_mode_name(cfg->mode), mode_src);
+    }
+    if (ok[CQ_CFG_EXCHANGE_REST_URL] && ok[CQ_CFG_EXCHANGE_WS_URL] &&
+        (cfg->values[CQ_CFG_EXCHANGE_REST_URL][0] == '\0') !=
+            (cfg->values[CQ_CFG_EXCHANGE_WS_URL][0] == '\0')) {
+        bool rest_set = cfg->values[CQ_CFG_EXCHANGE_REST_URL][0] != '\0';
+        const char *unset = rest_set ? "CQ_EXCHANGE_WS_URL" : "CQ_EXCHANGE_REST_URL";
+        report_add(ld->report, false, unset, "<unset>",
+                   "CQ_EXCHANGE_REST_URL and CQ_EXCHANGE_WS_URL are set together",
+                   "set both URLs of the running exchange, or neither to use the embedded "
+                   "simulator",
+                   "%s is set but %s is not", rest_set ? "CQ_EXCHANGE_REST_URL" : "CQ_EXCHANGE_WS_URL",
+                   unset);
     }
     if (ok[CQ_CFG_ADMIN_BIND] && cfg->values[CQ_CFG_ADMIN_TOKEN][0] == '\0') {
         char host[256];

@@ -144,7 +144,7 @@ Test(config, table_rows_are_in_id_order_and_complete)
     size_t n = 0;
     const struct cq_config_key *keys = cq_config_keys(&n);
     cr_assert_eq(n, CQ_CFG__COUNT);
-    cr_assert_eq(n, 19);
+    cr_assert_eq(n, 25);
     for (size_t i = 0; i < n; i++) {
         const struct cq_config_key *k = &keys[i];
         cr_assert_eq((size_t)k->id, i, "row %zu has id %d", i, (int)k->id);
@@ -420,6 +420,23 @@ static const struct bad_value_case bad_values[] = {
     {"TEST_ALLOW_DEFAULT_SIGNAL=ON", "TEST_ALLOW_DEFAULT_SIGNAL", "is not on or off",
      "write on (values are lower case)"},
     {"TEST_ALLOW_DEFAULT_SIGNAL=", "TEST_ALLOW_DEFAULT_SIGNAL", "is empty", "on or off"},
+    {"CQ_SIM_DATA=./da\nta", "CQ_SIM_DATA", "control character", "control character"},
+    {"CQ_SIM_SPEED=fast", "CQ_SIM_SPEED", "is not a speed", "or max"},
+    {"CQ_SIM_SPEED=0", "CQ_SIM_SPEED", "is out of range", "from 1 to 1000000"},
+    {"CQ_SIM_SPEED=1000001", "CQ_SIM_SPEED", "is out of range", "from 1 to 1000000"},
+    {"CQ_SIM_SPEED=MAX", "CQ_SIM_SPEED", "is not a speed", "or max"},
+    {"CQ_SIM_SPEED=", "CQ_SIM_SPEED", "is not a speed", "or max"},
+    {"CQ_SIM_SEED=-1", "CQ_SIM_SEED", "out of range", "from 0 to 2147483647"},
+    {"CQ_SIM_BALANCES=USDT", "CQ_SIM_BALANCES", "not ASSET=AMOUNT", "USDT=10000"},
+    {"CQ_SIM_BALANCES=USDT=-5", "CQ_SIM_BALANCES", "non-negative decimal", "USDT=10000"},
+    {"CQ_SIM_BALANCES=USDT=1e5", "CQ_SIM_BALANCES", "non-negative decimal", "USDT=10000"},
+    {"CQ_SIM_BALANCES=usdt=5", "CQ_SIM_BALANCES", "outside A-Z 0-9", "USDT=10000"},
+    {"CQ_SIM_BALANCES=", "CQ_SIM_BALANCES", "is empty", "USDT=10000"},
+    {"CQ_SIM_BALANCES=USDT=5,", "CQ_SIM_BALANCES", "not ASSET=AMOUNT", "USDT=10000"},
+    {"CQ_EXCHANGE_REST_URL=ftp://x", "CQ_EXCHANGE_REST_URL", "supported scheme", "http://"},
+    {"CQ_EXCHANGE_REST_URL=http://", "CQ_EXCHANGE_REST_URL", "supported scheme", "http://"},
+    {"CQ_EXCHANGE_REST_URL=http://a b", "CQ_EXCHANGE_REST_URL", "space", "http://"},
+    {"CQ_EXCHANGE_WS_URL=http://127.0.0.1:1", "CQ_EXCHANGE_WS_URL", "supported scheme", "ws://"},
 };
 
 static void expect_single_bad_value(const char *entry, const char *key, const char *msg_part,
@@ -520,7 +537,7 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 9);
+    cr_assert_eq(int_keys, 10);
 }
 
 Test(config, good_values_are_accepted)
@@ -560,6 +577,11 @@ Test(config, good_values_are_accepted)
         "CQ_LIVE_CONFIRM=yes",
         "CQ_LOG_LEVEL=error",
         "TEST_ALLOW_DEFAULT_SIGNAL=on",
+        "CQ_SIM_DATA=../shared/data/klines",
+        "CQ_SIM_SPEED=max",
+        "CQ_SIM_SPEED=1000000",
+        "CQ_SIM_SEED=0",
+        "CQ_SIM_BALANCES=USDT=0.5,BTC=0,DOGE=1000000",
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(good); i++) {
         const char *env[] = {good[i], NULL};
@@ -653,6 +675,18 @@ Test(config, cross_key_rules)
         {{"CQ_ADMIN_BIND=[::1]:8080"}, 0, {NULL}, NULL},
         {{"CQ_ADMIN_BIND=localhost:8080"}, 0, {NULL}, NULL},
         {{"CQ_ADMIN_BIND=127.1.2.3:0"}, 0, {NULL}, NULL},
+        {{"CQ_EXCHANGE_REST_URL=http://127.0.0.1:9000"},
+         1,
+         {"CQ_EXCHANGE_WS_URL"},
+         "CQ_EXCHANGE_REST_URL is set but CQ_EXCHANGE_WS_URL is not"},
+        {{"CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9001"},
+         1,
+         {"CQ_EXCHANGE_REST_URL"},
+         "CQ_EXCHANGE_WS_URL is set but CQ_EXCHANGE_REST_URL is not"},
+        {{"CQ_EXCHANGE_REST_URL=http://127.0.0.1:9000", "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9001"},
+         0,
+         {NULL},
+         NULL},
         /* an invalid mode does not cascade into mode rules */
         {{"CQ_MODE=LIVE"}, 1, {"CQ_MODE"}, "is not one of"},
         /* every rule at once */
@@ -1157,26 +1191,38 @@ Test(config, hash_is_stable)
 
 Test(config, hash_changes_with_every_non_secret_key)
 {
+    /* The two exchange URLs are set together (a cross-key rule), so their
+     * rows compare against a base that sets both, changing one. */
     static const struct {
         enum cq_config_key_id id;
         const char *entry;
+        const char *with;       /* also set, in the base and the variant */
+        const char *base_value; /* the base's value for this key */
     } alt[] = {
-        {CQ_CFG_MODE, "CQ_MODE=dryrun"},
-        {CQ_CFG_SYMBOLS, "CQ_SYMBOLS=ETHUSDT,BTCUSDT"},
-        {CQ_CFG_DATA_DIR, "CQ_DATA_DIR=./var2"},
-        {CQ_CFG_ADMIN_BIND, "CQ_ADMIN_BIND=127.0.0.1:8081"},
-        {CQ_CFG_ADMIN_MAX_CONNECTIONS, "CQ_ADMIN_MAX_CONNECTIONS=65"},
-        {CQ_CFG_ADMIN_TIMEOUT_S, "CQ_ADMIN_TIMEOUT_S=11"},
-        {CQ_CFG_ADMIN_MAX_BODY_BYTES, "CQ_ADMIN_MAX_BODY_BYTES=65537"},
-        {CQ_CFG_LIVE_CONFIRM, "CQ_LIVE_CONFIRM=yes"},
-        {CQ_CFG_FEEDER_STALE_MS, "CQ_FEEDER_STALE_MS=5001"},
-        {CQ_CFG_LOG_LEVEL, "CQ_LOG_LEVEL=warn"},
-        {CQ_CFG_LOG_MAX_BYTES, "CQ_LOG_MAX_BYTES=52428801"},
-        {CQ_CFG_LOG_KEEP, "CQ_LOG_KEEP=11"},
-        {CQ_CFG_LOG_RING_LINES, "CQ_LOG_RING_LINES=2001"},
-        {CQ_CFG_SUPERVISOR_START_WAIT_MS, "CQ_SUPERVISOR_START_WAIT_MS=30001"},
-        {CQ_CFG_WATCHDOG_STALL_MS, "CQ_WATCHDOG_STALL_MS=5001"},
-        {CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, "TEST_ALLOW_DEFAULT_SIGNAL=on"},
+        {CQ_CFG_MODE, "CQ_MODE=dryrun", NULL, NULL},
+        {CQ_CFG_SYMBOLS, "CQ_SYMBOLS=ETHUSDT,BTCUSDT", NULL, NULL},
+        {CQ_CFG_DATA_DIR, "CQ_DATA_DIR=./var2", NULL, NULL},
+        {CQ_CFG_ADMIN_BIND, "CQ_ADMIN_BIND=127.0.0.1:8081", NULL, NULL},
+        {CQ_CFG_ADMIN_MAX_CONNECTIONS, "CQ_ADMIN_MAX_CONNECTIONS=65", NULL, NULL},
+        {CQ_CFG_ADMIN_TIMEOUT_S, "CQ_ADMIN_TIMEOUT_S=11", NULL, NULL},
+        {CQ_CFG_ADMIN_MAX_BODY_BYTES, "CQ_ADMIN_MAX_BODY_BYTES=65537", NULL, NULL},
+        {CQ_CFG_LIVE_CONFIRM, "CQ_LIVE_CONFIRM=yes", NULL, NULL},
+        {CQ_CFG_FEEDER_STALE_MS, "CQ_FEEDER_STALE_MS=5001", NULL, NULL},
+        {CQ_CFG_LOG_LEVEL, "CQ_LOG_LEVEL=warn", NULL, NULL},
+        {CQ_CFG_LOG_MAX_BYTES, "CQ_LOG_MAX_BYTES=52428801", NULL, NULL},
+        {CQ_CFG_LOG_KEEP, "CQ_LOG_KEEP=11", NULL, NULL},
+        {CQ_CFG_LOG_RING_LINES, "CQ_LOG_RING_LINES=2001", NULL, NULL},
+        {CQ_CFG_SUPERVISOR_START_WAIT_MS, "CQ_SUPERVISOR_START_WAIT_MS=30001", NULL, NULL},
+        {CQ_CFG_WATCHDOG_STALL_MS, "CQ_WATCHDOG_STALL_MS=5001", NULL, NULL},
+        {CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, "TEST_ALLOW_DEFAULT_SIGNAL=on", NULL, NULL},
+        {CQ_CFG_SIM_DATA, "CQ_SIM_DATA=/data/klines", NULL, NULL},
+        {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
+        {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
+        {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},
+        {CQ_CFG_EXCHANGE_REST_URL, "CQ_EXCHANGE_REST_URL=http://127.0.0.1:1",
+         "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:1", "CQ_EXCHANGE_REST_URL=http://127.0.0.1:2"},
+        {CQ_CFG_EXCHANGE_WS_URL, "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:1",
+         "CQ_EXCHANGE_REST_URL=http://127.0.0.1:1", "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:2"},
     };
     size_t n = 0;
     const struct cq_config_key *keys = cq_config_keys(&n);
@@ -1186,16 +1232,17 @@ Test(config, hash_changes_with_every_non_secret_key)
     }
     cr_assert_eq(CQ_ARRAY_LEN(alt), non_secret, "every non-secret key needs a case here");
 
-    struct cq_config *base = load_ok(NULL, NULL);
     for (size_t i = 0; i < CQ_ARRAY_LEN(alt); i++) {
-        const char *env[] = {alt[i].entry, NULL};
+        const char *base_env[] = {alt[i].with, alt[i].base_value, NULL};
+        const char *env[] = {alt[i].entry, alt[i].with, NULL};
+        struct cq_config *base = load_ok(NULL, alt[i].with != NULL ? base_env : NULL);
         struct cq_config *cfg = load_ok(NULL, env);
         cr_assert_eq(cq_config_source(cfg, alt[i].id), CQ_CFG_SRC_ENV, "%s", alt[i].entry);
         cr_assert_str_neq(cq_config_hash_full(cfg), cq_config_hash_full(base), "%s", alt[i].entry);
         cr_assert_str_neq(cq_config_hash(cfg), cq_config_hash(base), "%s", alt[i].entry);
         cq_config_unref(cfg);
+        cq_config_unref(base);
     }
-    cq_config_unref(base);
 }
 
 Test(config, hash_covers_only_whether_a_secret_is_set)
