@@ -7,7 +7,14 @@
  *   log writer  drains the log queue (cq_log_writer_main)
  *   mhd         libmicrohttpd's internal polling thread (cq_api_start)
  *   feeder, ares, trader   struct cq_service loops
+ *   simex (paper mode)     the embedded simulator's REST, WS and market
+ *                          threads (cq_sim_start), on ephemeral loopback ports
  * Every thread inherits the blocked signal mask set in main.c.
+ *
+ * Venue: paper mode without CQ_EXCHANGE_REST_URL/WS_URL embeds
+ * coinquant-simex; with them it uses that running exchange (how crash tests
+ * kill the daemon while the exchange lives on); testnet and live use
+ * Binance's URLs. The choice is logged as venue_selected.
  *
  * Start: feeder -> ARES -> trader. Each is started when the previous one is
  * ready or when CQ_SUPERVISOR_START_WAIT_MS has passed (logged as
@@ -15,8 +22,8 @@
  * one gates its own work on its upstream's readiness; /readiness stays 503).
  * The wait is part of the loop, so signals and the watchdog work during it.
  *
- * Stop (SIGTERM/SIGINT): trader, ARES, feeder, then the admin API, all
- * within CQ_SUPERVISOR_STOP_BUDGET_MS; then a last health-file write, the
+ * Stop (SIGTERM/SIGINT): trader, ARES, feeder, the embedded simulator, then
+ * the admin API, all within CQ_SUPERVISOR_STOP_BUDGET_MS; then a last health-file write, the
  * log writer, exit 0.
  *
  * Reload (SIGHUP): the config is read again from the same file and the
@@ -30,6 +37,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,6 +50,7 @@
 #include "cq/health.h"
 #include "cq/log.h"
 #include "cq/service.h"
+#include "cq/sim.h"
 #include "cq/supervisor.h"
 #include "cq/trader.h"
 #include "cq/version.h"
@@ -62,6 +71,9 @@ struct supervisor {
     struct cq_service *stages[STAGE__COUNT]; /* borrowed from the three above */
     int next_stage;                    /* index of the next service to start */
     int64_t stage_started_ms;          /* when the last started stage began */
+    struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
+    char venue_rest_url[600];          /* where the feeder and trader will connect */
+    char venue_ws_url[600];
     pthread_t log_thread;
     bool log_thread_running;
     char data_dir[1024];
@@ -177,6 +189,71 @@ static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct 
     snprintf(detail, sizeof(detail), "listening on %s", cq_api_address(sv->api));
     cq_health_publish(sv->board, CQ_SVC_API, CQ_HEALTH_OK, true, "", detail,
                       json_pack("{s:s}", "address", cq_api_address(sv->api)));
+    return 0;
+}
+
+/* Paper mode without CQ_EXCHANGE_*_URL: start coinquant-simex in-process on
+ * ephemeral loopback ports, so paper trading exercises the real HTTP, WS and
+ * signing code. Otherwise the venue is the configured (or the mode's
+ * default) exchange. */
+static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
+{
+    enum cq_mode mode = cq_config_mode(cfg);
+    if (cq_config_is_set(cfg, CQ_CFG_EXCHANGE_REST_URL)) {
+        cq_strlcpy(sv->venue_rest_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_REST_URL),
+                   sizeof(sv->venue_rest_url));
+        cq_strlcpy(sv->venue_ws_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_WS_URL),
+                   sizeof(sv->venue_ws_url));
+    } else if (mode == CQ_MODE_PAPER) {
+        static struct cq_sim_balance balances[64];
+        size_t n_balances = 0;
+        int rc = cq_sim_parse_balances(cq_config_str(cfg, CQ_CFG_SIM_BALANCES), balances,
+                                       CQ_ARRAY_LEN(balances), &n_balances, err);
+        if (rc < 0) {
+            return rc;
+        }
+        const char *const *symbols = NULL;
+        size_t n_symbols = cq_config_symbols(cfg, &symbols);
+        const char *speed = cq_config_str(cfg, CQ_CFG_SIM_SPEED);
+        struct cq_sim_options so = {
+            .bind = "127.0.0.1",
+            .symbols = symbols,
+            .n_symbols = n_symbols,
+            .data_path = cq_config_is_set(cfg, CQ_CFG_SIM_DATA) ? cq_config_str(cfg, CQ_CFG_SIM_DATA)
+                                                              : NULL,
+            .speed_max = strcmp(speed, "max") == 0,
+            .speed = 1,
+            .seed = (uint64_t)cq_config_int(cfg, CQ_CFG_SIM_SEED),
+            .balances = balances,
+            .n_balances = n_balances,
+            .maker_bps = 10,
+            .taker_bps = 10,
+        };
+        if (!so.speed_max) {
+            so.speed = (uint32_t)strtoul(speed, NULL, 10); /* validated: 1..1000000 */
+        }
+        sv->sim = cq_sim_new(&so, err);
+        if (sv->sim == NULL) {
+            return -err->code;
+        }
+        rc = cq_sim_start(sv->sim, err);
+        if (rc < 0) {
+            return rc;
+        }
+        cq_strlcpy(sv->venue_rest_url, cq_sim_rest_url(sv->sim), sizeof(sv->venue_rest_url));
+        cq_strlcpy(sv->venue_ws_url, cq_sim_ws_url(sv->sim), sizeof(sv->venue_ws_url));
+    } else if (mode == CQ_MODE_TESTNET) {
+        cq_strlcpy(sv->venue_rest_url, "https://testnet.binance.vision", sizeof(sv->venue_rest_url));
+        cq_strlcpy(sv->venue_ws_url, "wss://stream.testnet.binance.vision", sizeof(sv->venue_ws_url));
+    } else {
+        cq_strlcpy(sv->venue_rest_url, "https://api.binance.com", sizeof(sv->venue_rest_url));
+        cq_strlcpy(sv->venue_ws_url, "wss://stream.binance.com:9443", sizeof(sv->venue_ws_url));
+    }
+    cq_log_info("supervisor", "venue_selected",
+                json_pack("{s:s,s:s,s:b}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
+                          "embedded_simex", sv->sim != NULL),
+                "%s venue: %s, %s", sv->sim != NULL ? "embedded simulator" : "exchange",
+                sv->venue_rest_url, sv->venue_ws_url);
     return 0;
 }
 
@@ -381,6 +458,7 @@ static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
 
 static void free_all(struct supervisor *sv)
 {
+    cq_sim_free(sv->sim);
     cq_api_free(sv->api);
     cq_trader_free(sv->trader);
     cq_ares_free(sv->ares);
@@ -457,6 +535,12 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
         exit_code = 1;
         goto out;
     }
+    if (start_venue(&sv, cfg, &err) < 0) {
+        cq_log_error("supervisor", "venue_start_failed", json_pack("{s:s}", "hint", err.hint),
+                     "the trading venue did not start: %s", err.message);
+        exit_code = 1;
+        goto out;
+    }
     if (build_services(&sv, cfg, &err) < 0) {
         cq_log_error("supervisor", "start_failed", json_pack("{s:s}", "hint", err.hint), "%s",
                      err.message);
@@ -514,6 +598,10 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
     }
 
 out:
+    if (sv.sim != NULL) {
+        cq_sim_stop(sv.sim);
+        cq_log_info("supervisor", "venue_stopped", NULL, "embedded simulator stopped");
+    }
     if (sv.api != NULL) {
         cq_api_stop(sv.api);
         cq_health_publish(sv.board, CQ_SVC_API, CQ_HEALTH_STOPPED, false, "stopped",

@@ -1,5 +1,5 @@
 /*
- * sim-int.h — the inside of coinquant-simex, shared by server/sim/*.c only.
+ * sim-int.h — the inside of coinquant-simex, shared by the files in server/sim/ only.
  *
  * Threads and the one lock:
  *   market   sim.c's clock thread: advances the market model (at --speed, or

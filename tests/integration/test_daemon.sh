@@ -180,6 +180,16 @@ ADDR=$(tr -d '\n' <"$DATA/admin.addr")
 check "admin.addr is a loopback address with a real port" grep -Eq '^127\.0\.0\.1:[1-9][0-9]*$' <<<"$ADDR"
 check "admin_listening logged with the address" wait_for_log "\"event\":\"admin_listening\".*$ADDR" "$LOG"
 
+# Paper mode embeds coinquant-simex on ephemeral loopback ports.
+venue=$(jq -c 'select(.event=="venue_selected")' "$LOG" | head -1)
+SIM_REST=$(jq -r '.rest // ""' <<<"$venue")
+if jq -e '.embedded_simex==true and (.rest|test("^http://127\\.0\\.0\\.1:[0-9]+$")) and (.ws|test("^ws://127\\.0\\.0\\.1:[0-9]+$"))' <<<"$venue" >/dev/null 2>&1 \
+   && [ "$(curl -s -m 5 "$SIM_REST/api/v3/ping")" = "{}" ]; then
+  ok "paper mode: embedded simulator on loopback answers /api/v3/ping"
+else
+  not_ok "paper mode: embedded simulator on loopback answers /api/v3/ping" "venue: $venue"
+fi
+
 http GET /health ""
 if [ "$STATUS" = 200 ] && jq -e --arg h "$HASH" '.status and .version and (.uptime_s|type=="number")
       and .mode=="paper" and .config_hash==$h and (.services|keys|length)==5
@@ -321,6 +331,12 @@ else
   not_ok "services stop in reverse order" "got: $stops"
 fi
 check "shutdown_complete logged" has_log 'select(.event=="shutdown_complete")'
+check "the embedded simulator stopped with the daemon" has_log 'select(.event=="venue_stopped")'
+if curl -s -m 2 "$SIM_REST/api/v3/ping" >/dev/null 2>&1; then
+  not_ok "the embedded simulator's port is closed after the stop"
+else
+  ok "the embedded simulator's port is closed after the stop"
+fi
 check "the api service was ready once (readiness_changed)" \
   has_log 'select(.event=="readiness_changed" and .service=="api" and .from==false and .to==true)'
 if grep -q "$TOKEN" "$LOG" "$WORK/stderr.log" "$DATA"/health/*.json; then
@@ -336,7 +352,7 @@ check "every log line has ts, level, service, event, msg" \
 # ---- generated token --------------------------------------------------------
 cp "$WORK/orig.env" "$CONF"
 rm -f "$DATA/admin.addr"
-start_daemon "$WORK/stderr2.log" "$BIN" --config "$CONF"
+start_daemon "$WORK/stderr2.log" CQ_EXCHANGE_REST_URL=http://127.0.0.1:9 CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9 "$BIN" --config "$CONF"
 if wait_for_file "$DATA/admin.addr"; then
   ADDR=$(tr -d '\n' <"$DATA/admin.addr")
   mode=$(stat -c %a "$DATA/admin.token")
@@ -344,6 +360,8 @@ if wait_for_file "$DATA/admin.addr"; then
   check "no CQ_ADMIN_TOKEN: admin.token generated with mode 600" test "$mode" = 600
   http GET /config "$GEN"
   check "the generated token opens /config" test "$STATUS" = 200
+  check "CQ_EXCHANGE_*_URL replace the embedded simulator" \
+    has_log 'select(.event=="venue_selected" and .embedded_simex==false and .rest=="http://127.0.0.1:9")'
   check "admin_token_created logged with the path" \
     has_log 'select(.event=="admin_token_created" and (.path|endswith("admin.token")))'
   if grep -q "$GEN" "$LOG" "$WORK/stderr2.log"; then

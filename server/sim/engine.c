@@ -1,0 +1,2631 @@
+/*
+ * engine.c — coinquant-simex's exchange core: symbols and filters, one
+ * account's balances, orders, matching against the market model's book,
+ * trades and ids. The interface and its Binance semantics are in
+ * sim-engine.h; this comment is about how it is built.
+ *
+ * What it owns. One struct sim_engine holds the symbol table (filters
+ * canonicalised to 8 decimals), the fee rates, the listener, and a struct
+ * sim_state with everything sim_engine_save writes: balances, every order
+ * ever accepted, the retained trades, the next ids and the client-id
+ * generator. Nothing is shared; the engine never calls out except to the
+ * listener.
+ *
+ * Lock rule. Not thread-safe. The simulator serialises every call with its
+ * one lock; listener callbacks run inside the call that caused them, must
+ * copy what they keep, and must not call back into the engine.
+ *
+ * Invariants (the unit tests check them after every step of a long seeded
+ * random sequence; sim_engine_load checks them on its input):
+ *   I1 every free and locked balance is >= 0 at scale 8, and free + locked
+ *      fits an int64 mantissa, so moving money between them cannot
+ *      overflow;
+ *   I2 per asset, locked == the sum of what the open orders need:
+ *        open BUY:  ceil8((orig_qty - executed_qty) * price) of the quote,
+ *        open SELL: orig_qty - executed_qty of the base,
+ *      so an order that closes (filled, canceled, expired) leaves exactly
+ *      nothing locked: no dust;
+ *   I3 an order is open (NEW or PARTIALLY_FILLED, is_working) iff it is on
+ *      its symbol's open list and on the global open list, both oldest
+ *      first; only LIMIT GTC and LIMIT_MAKER orders are ever open;
+ *   I4 order i of the array has id first_order_id + i (O(1) lookup); the
+ *      retained trades have contiguous ids ending at next_trade_id - 1;
+ *   I5 the client-id index maps (symbol, client id) to the newest order
+ *      with that id; at most one of those orders is open.
+ *
+ * Amounts. Every amount the engine stores has scale 8 (Binance's asset and
+ * commission precision). Request values with more decimals fail the filter
+ * they belong to. Rounding is fixed here, once:
+ *   - a fill's quote amount = price * qty truncated to 8 decimals (exact for
+ *     every real filter set, where tick * step has at most 8 decimals);
+ *   - a BUY's lock = remaining qty * limit price rounded up (CEIL);
+ *   - commission = gross received * bps / 10000 rounded UP to 8 decimals:
+ *     the simulated exchange never under-charges, and for bps <= 10000 the
+ *     commission never exceeds the gross, so received = gross - commission
+ *     >= 0. A BUY pays it in the base received, a SELL in the quote.
+ *   Truncating the fill and rounding the lock up make
+ *   ceil(R*P) >= floor(q*p) + ceil((R-q)*P) for any fill at p <= P, so a fill
+ *   never needs more than its order holds, and the excess goes back to free.
+ *
+ * Calls that change state run in two phases: prepare() validates in the
+ * Binance order, matches against the book view and computes the balances
+ * after the order on local copies with every overflow checked; commit then
+ * reserves capacity (the only step that may fail, and it changes nothing)
+ * and applies, emitting listener events as it goes. A rejected call changes
+ * nothing but the rejection counter.
+ *
+ * Memory. The order array (index = id - first_order_id) doubles up to
+ * max_orders, then place answers -CQ_EFULL. The trade store doubles up to
+ * max_trades, then becomes a ring that forgets the oldest trades (myTrades
+ * history is bounded; fills never stop). The client-id index is an
+ * open-addressing table (linear probing, load <= 1/2) over all orders, which
+ * GET /order by origClientOrderId needs for closed orders too. Those three
+ * amortised growths are the only allocations after sim_engine_new.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/sim-engine.h"
+
+#define AMOUNT_SCALE 8u
+#define NO_IDX UINT32_MAX
+#define DEFAULT_MAX_ORDERS ((size_t)1000000)
+#define DEFAULT_MAX_TRADES ((size_t)1000000)
+#define MAX_CAPACITY ((size_t)1 << 30)   /* indices are uint32 */
+#define MAX_FIRST_ID ((uint64_t)1 << 53) /* ids stay exact JSON numbers */
+#define CLIENT_ID_MAX 36
+#define GEN_CLIENT_ID_LEN 22
+#define STATE_VERSION 1
+#define MAX_BPS 10000u
+
+/* Codes for requests the REST layer should have refused (kept defensive). */
+#define SIM_ERR_UNKNOWN -1000
+#define SIM_ERR_ILLEGAL_CHARS -1100
+#define SIM_ERR_MANDATORY -1102
+#define SIM_ERR_NOT_REQUIRED -1106
+#define SIM_ERR_TIF_NOT_REQUIRED -1114
+#define SIM_ERR_INVALID_TYPE -1116
+#define SIM_ERR_INVALID_SIDE -1117
+#define MSG_UNKNOWN_ERROR "An unknown error occurred while processing the request."
+#define MSG_BAD_CLIENT_ID                                                                          \
+    "Illegal characters found in parameter 'newClientOrderId'; legal range is "                    \
+    "'^[a-zA-Z0-9-_]{1,36}$'."
+
+static const cq_dec ZERO8 = {0, AMOUNT_SCALE};
+static const cq_dec ONE = {1, 0};
+
+/* ---- data ------------------------------------------------------------------ */
+
+struct order_rec {
+    struct sim_order o;
+    uint32_t prev, next;   /* the symbol's open list, oldest first (NO_IDX = end) */
+    uint32_t gprev, gnext; /* the global open list, oldest first */
+};
+
+struct open_list {
+    uint32_t head, tail;
+    size_t count;
+};
+
+/* The key's hash is kept beside the index so probing and rehashing rarely
+ * touch an order record. */
+struct cid_slot {
+    uint32_t idx1; /* 0 = empty, else order index + 1 */
+    uint32_t hash;
+};
+
+/* Everything sim_engine_save writes, and what load replaces in one swap. */
+struct sim_state {
+    struct order_rec *orders; /* owned; index = order_id - first_order_id */
+    size_t n_orders, cap_orders;
+    struct sim_trade *trades; /* owned; a ring once cap_trades == max_trades */
+    size_t n_trades, cap_trades, trades_head;
+    struct cid_slot *cid_slots; /* owned; the client-id index */
+    size_t cid_cap, cid_used;
+    struct sim_balance bal[SIM_ASSETS_MAX];
+    size_t n_assets;
+    int base_asset[SIM_SYMBOLS_MAX], quote_asset[SIM_SYMBOLS_MAX];
+    struct open_list open[SIM_SYMBOLS_MAX];
+    struct open_list all_open;
+    uint64_t first_order_id, next_trade_id;
+    uint64_t rng; /* splitmix64 state for generated client ids */
+    uint64_t orders_placed, orders_rejected, orders_canceled, fills;
+};
+
+/* One taker fill planned by prepare(). */
+struct plan_fill {
+    cq_dec price, qty, cost, commission;
+};
+
+/* prepare()'s result: what place will do. */
+struct plan {
+    cq_dec price, qty, quote_qty; /* the request at scale 8 (0 when absent) */
+    cq_dec orig_qty, exec_qty, cum_quote;
+    enum sim_order_status final_status;
+    bool rests;                     /* a GTC / LIMIT_MAKER remainder goes on the book */
+    bool crosses;                   /* a LIMIT_MAKER would take */
+    struct sim_balance base, quote; /* the account after the order */
+    size_t n_fills;
+    struct plan_fill fills[SIM_DEPTH_MAX];
+};
+
+struct sim_engine {
+    struct sim_symbol symbols[SIM_SYMBOLS_MAX];
+    size_t n_symbols;
+    unsigned maker_bps, taker_bps;
+    size_t max_orders, max_trades;
+    struct sim_engine_listener listener;
+    struct sim_state st;
+    /* per-call scratch, so no call allocates for it */
+    struct plan plan;
+    struct sim_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
+    bool touched[SIM_ASSETS_MAX];
+    struct sim_balance before[SIM_ASSETS_MAX];
+    struct sim_balance changed[SIM_ASSETS_MAX];
+    char cancel_client_id[SIM_CLIENT_ID_LEN];
+};
+
+/* ---- amounts --------------------------------------------------------------- */
+
+/* v at scale 8 exactly; fails if v has more significant decimals or does
+ * not fit. */
+static int to_amount(cq_dec v, cq_dec *out)
+{
+    return cq_dec_rescale(v, AMOUNT_SCALE, CQ_ROUND_EXACT, out);
+}
+
+/* Checked in-place arithmetic: false on overflow (*acc unchanged). */
+static bool dadd(cq_dec *acc, cq_dec v)
+{
+    return cq_dec_add(*acc, v, acc) == 0;
+}
+
+static bool dsub(cq_dec *acc, cq_dec v)
+{
+    return cq_dec_sub(*acc, v, acc) == 0;
+}
+
+/* For arithmetic prepare() or an invariant has already proven in range. */
+static void add_ok(cq_dec *acc, cq_dec v)
+{
+    bool ok = dadd(acc, v);
+    assert(ok);
+    (void)ok;
+}
+
+static void sub_ok(cq_dec *acc, cq_dec v)
+{
+    bool ok = dsub(acc, v);
+    assert(ok);
+    (void)ok;
+}
+
+static bool dec_eq(cq_dec a, cq_dec b)
+{
+    return cq_dec_cmp(a, b) == 0;
+}
+
+static bool dec_lt(cq_dec a, cq_dec b)
+{
+    return cq_dec_cmp(a, b) < 0;
+}
+
+/* A fill's quote amount: truncated (see the top comment). */
+static int fill_quote(cq_dec qty, cq_dec price, cq_dec *out)
+{
+    return cq_dec_mul(qty, price, AMOUNT_SCALE, CQ_ROUND_DOWN, out);
+}
+
+/* What a BUY of qty at price locks: rounded up. */
+static int buy_lock(cq_dec qty, cq_dec price, cq_dec *out)
+{
+    return cq_dec_mul(qty, price, AMOUNT_SCALE, CQ_ROUND_CEIL, out);
+}
+
+/* Commission on gross at bps: rounded up (away from zero). */
+static int commission_of(cq_dec gross, unsigned bps, cq_dec *out)
+{
+    return cq_dec_mul(gross, cq_dec_make((int64_t)bps, 4), AMOUNT_SCALE, CQ_ROUND_UP, out);
+}
+
+static bool is_open(const struct sim_order *o)
+{
+    return o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED;
+}
+
+/* I2: what an open order holds locked, in the asset it pays with. */
+static int order_need(const struct sim_order *o, cq_dec *out)
+{
+    cq_dec rem = o->orig_qty;
+    if (!dsub(&rem, o->executed_qty)) {
+        return -CQ_ETOOBIG;
+    }
+    if (o->side == SIM_SELL) {
+        *out = rem;
+        return 0;
+    }
+    return buy_lock(rem, o->price, out);
+}
+
+/* ---- names and rejections -------------------------------------------------- */
+
+static bool client_id_valid(const char *s)
+{
+    size_t n = strnlen(s, CLIENT_ID_MAX + 1);
+    if (n == 0 || n > CLIENT_ID_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool asset_name_valid(const char *s)
+{
+    size_t n = strnlen(s, SIM_ASSET_LEN);
+    if (n == 0 || n >= SIM_ASSET_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int reject(struct sim_reject *rej, int code, const char *msg)
+{
+    if (rej != NULL) {
+        rej->code = code;
+        cq_strlcpy(rej->msg, msg, sizeof(rej->msg));
+    }
+    return -CQ_EVENUE;
+}
+
+static int reject_filter(struct sim_reject *rej, const char *filter)
+{
+    if (rej != NULL) {
+        rej->code = SIM_ERR_FILTER;
+        snprintf(rej->msg, sizeof(rej->msg), "Filter failure: %s", filter);
+    }
+    return -CQ_EVENUE;
+}
+
+static int reject_param(struct sim_reject *rej, int code, const char *fmt_name, const char *param)
+{
+    if (rej != NULL) {
+        rej->code = code;
+        if (strcmp(fmt_name, "mandatory") == 0) {
+            snprintf(rej->msg, sizeof(rej->msg),
+                     "Mandatory parameter '%s' was not sent, was empty/null, or malformed.", param);
+        } else {
+            snprintf(rej->msg, sizeof(rej->msg), "Parameter '%s' sent when not required.", param);
+        }
+    }
+    return -CQ_EVENUE;
+}
+
+/* Capacity (max_orders, memory, the int64 range of an amount): the call
+ * fails with rc and the REST layer answers -1000. */
+static int reject_capacity(struct sim_reject *rej, int rc)
+{
+    reject(rej, SIM_ERR_UNKNOWN, MSG_UNKNOWN_ERROR);
+    return rc;
+}
+
+/* ---- ids --------------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* 22 alphanumeric characters: 6-bit chunks of splitmix64 output, chunks
+ * >= 62 skipped, so every character is uniform. */
+static void gen_client_id(uint64_t *rng, char out[SIM_CLIENT_ID_LEN])
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t n = 0;
+    while (n < GEN_CLIENT_ID_LEN) {
+        uint64_t r = splitmix64(rng);
+        for (int k = 0; k < 10 && n < GEN_CLIENT_ID_LEN; k++, r >>= 6) {
+            unsigned v = (unsigned)(r & 63u);
+            if (v < 62) {
+                out[n++] = alnum[v];
+            }
+        }
+    }
+    out[n] = '\0';
+}
+
+/* ---- client-id index ----------------------------------------------------------- */
+
+static uint32_t cid_hash(int symbol_idx, const char *cid)
+{
+    uint32_t h = 2166136261u ^ ((uint32_t)symbol_idx * 0x9e3779b9u);
+    for (const unsigned char *p = (const unsigned char *)cid; *p != '\0'; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    return h;
+}
+
+/* The slot holding (symbol_idx, cid), or the empty slot where it would go.
+ * The table is never full (load <= 1/2). */
+static size_t cid_slot(const struct sim_state *st, int symbol_idx, const char *cid, uint32_t h)
+{
+    size_t mask = st->cid_cap - 1;
+    size_t i = h & mask;
+    for (;;) {
+        const struct cid_slot *sl = &st->cid_slots[i];
+        if (sl->idx1 == 0) {
+            return i;
+        }
+        if (sl->hash == h) {
+            const struct sim_order *o = &st->orders[sl->idx1 - 1].o;
+            if (o->symbol_idx == symbol_idx && strcmp(o->client_id, cid) == 0) {
+                return i;
+            }
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static struct order_rec *cid_find(const struct sim_state *st, int symbol_idx, const char *cid)
+{
+    uint32_t v;
+    if (st->cid_cap == 0 || cid == NULL || cid[0] == '\0') {
+        return NULL;
+    }
+    v = st->cid_slots[cid_slot(st, symbol_idx, cid, cid_hash(symbol_idx, cid))].idx1;
+    return v == 0 ? NULL : &st->orders[v - 1];
+}
+
+/* Room for one more key. */
+static int cid_reserve(struct sim_state *st)
+{
+    size_t cap;
+    struct cid_slot *slots;
+    if ((st->cid_used + 1) * 2 <= st->cid_cap) {
+        return 0;
+    }
+    cap = st->cid_cap != 0 ? st->cid_cap * 2 : 256;
+    slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL) {
+        return -CQ_ENOMEM;
+    }
+    for (size_t i = 0; i < st->cid_cap; i++) {
+        if (st->cid_slots[i].idx1 != 0) {
+            size_t j = st->cid_slots[i].hash & (cap - 1);
+            while (slots[j].idx1 != 0) {
+                j = (j + 1) & (cap - 1);
+            }
+            slots[j] = st->cid_slots[i];
+        }
+    }
+    free(st->cid_slots);
+    st->cid_slots = slots;
+    st->cid_cap = cap;
+    return 0;
+}
+
+/* Index order idx under its key (after cid_reserve); a reused key now
+ * points at this newer order. */
+static void cid_put(struct sim_state *st, uint32_t idx)
+{
+    const struct sim_order *o = &st->orders[idx].o;
+    uint32_t h = cid_hash(o->symbol_idx, o->client_id);
+    size_t i = cid_slot(st, o->symbol_idx, o->client_id, h);
+    if (st->cid_slots[i].idx1 == 0) {
+        st->cid_used++;
+    }
+    st->cid_slots[i].idx1 = idx + 1;
+    st->cid_slots[i].hash = h;
+}
+
+/* ---- orders, open lists, trades ------------------------------------------------- */
+
+static int orders_reserve(struct sim_state *st, size_t max_orders)
+{
+    size_t cap;
+    struct order_rec *a;
+    if (st->n_orders >= max_orders) {
+        return -CQ_EFULL;
+    }
+    if (st->n_orders < st->cap_orders) {
+        return 0;
+    }
+    cap = st->cap_orders != 0 ? st->cap_orders * 2 : 256;
+    if (cap > max_orders) {
+        cap = max_orders;
+    }
+    a = realloc(st->orders, cap * sizeof(*a));
+    if (a == NULL) {
+        return -CQ_ENOMEM;
+    }
+    st->orders = a;
+    st->cap_orders = cap;
+    return 0;
+}
+
+static struct order_rec *order_by_id(const struct sim_state *st, uint64_t order_id)
+{
+    if (order_id < st->first_order_id || order_id - st->first_order_id >= st->n_orders) {
+        return NULL;
+    }
+    return &st->orders[order_id - st->first_order_id];
+}
+
+static void list_init(struct open_list *l)
+{
+    l->head = NO_IDX;
+    l->tail = NO_IDX;
+    l->count = 0;
+}
+
+static void open_link(struct sim_state *st, uint32_t idx)
+{
+    struct order_rec *r = &st->orders[idx];
+    struct open_list *l = &st->open[r->o.symbol_idx];
+    struct open_list *g = &st->all_open;
+
+    r->prev = l->tail;
+    r->next = NO_IDX;
+    if (l->tail != NO_IDX) {
+        st->orders[l->tail].next = idx;
+    } else {
+        l->head = idx;
+    }
+    l->tail = idx;
+    l->count++;
+
+    r->gprev = g->tail;
+    r->gnext = NO_IDX;
+    if (g->tail != NO_IDX) {
+        st->orders[g->tail].gnext = idx;
+    } else {
+        g->head = idx;
+    }
+    g->tail = idx;
+    g->count++;
+}
+
+static void open_unlink(struct sim_state *st, uint32_t idx)
+{
+    struct order_rec *r = &st->orders[idx];
+    struct open_list *l = &st->open[r->o.symbol_idx];
+    struct open_list *g = &st->all_open;
+
+    if (r->prev != NO_IDX) {
+        st->orders[r->prev].next = r->next;
+    } else {
+        l->head = r->next;
+    }
+    if (r->next != NO_IDX) {
+        st->orders[r->next].prev = r->prev;
+    } else {
+        l->tail = r->prev;
+    }
+    l->count--;
+
+    if (r->gprev != NO_IDX) {
+        st->orders[r->gprev].gnext = r->gnext;
+    } else {
+        g->head = r->gnext;
+    }
+    if (r->gnext != NO_IDX) {
+        st->orders[r->gnext].gprev = r->gprev;
+    } else {
+        g->tail = r->gprev;
+    }
+    g->count--;
+    r->prev = r->next = r->gprev = r->gnext = NO_IDX;
+}
+
+/* Room for `extra` more trades, up to max_trades (then the ring forgets the
+ * oldest). */
+static int trades_reserve(struct sim_state *st, size_t max_trades, size_t extra)
+{
+    size_t need = st->n_trades + extra;
+    size_t cap;
+    struct sim_trade *a;
+    if (need <= st->cap_trades || st->cap_trades >= max_trades) {
+        return 0;
+    }
+    cap = st->cap_trades != 0 ? st->cap_trades * 2 : 256;
+    if (cap < need) {
+        cap = need;
+    }
+    if (cap > max_trades) {
+        cap = max_trades;
+    }
+    /* The ring only wraps at max_trades, so below it trades_head is 0 and a
+     * plain realloc keeps the order. */
+    a = realloc(st->trades, cap * sizeof(*a));
+    if (a == NULL) {
+        return -CQ_ENOMEM;
+    }
+    st->trades = a;
+    st->cap_trades = cap;
+    return 0;
+}
+
+/* A slot for the next trade (after trades_reserve). */
+static struct sim_trade *trades_push(struct sim_state *st)
+{
+    struct sim_trade *t;
+    if (st->n_trades < st->cap_trades) {
+        t = &st->trades[(st->trades_head + st->n_trades) % st->cap_trades];
+        st->n_trades++;
+    } else {
+        t = &st->trades[st->trades_head];
+        st->trades_head = (st->trades_head + 1) % st->cap_trades;
+    }
+    return t;
+}
+
+static const struct sim_trade *trade_at(const struct sim_state *st, size_t i)
+{
+    return &st->trades[(st->trades_head + i) % st->cap_trades];
+}
+
+/* ---- assets and account_position ---------------------------------------------- */
+
+static int asset_find(const struct sim_state *st, const char *asset)
+{
+    for (size_t i = 0; i < st->n_assets; i++) {
+        if (strcmp(st->bal[i].asset, asset) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Index of asset, adding a zero balance if new; -CQ_EFULL if the table is. */
+static int asset_add(struct sim_state *st, const char *asset)
+{
+    int i = asset_find(st, asset);
+    if (i >= 0) {
+        return i;
+    }
+    if (st->n_assets >= SIM_ASSETS_MAX) {
+        return -CQ_EFULL;
+    }
+    i = (int)st->n_assets++;
+    memset(&st->bal[i], 0, sizeof(st->bal[i]));
+    cq_strlcpy(st->bal[i].asset, asset, sizeof(st->bal[i].asset));
+    st->bal[i].free = ZERO8;
+    st->bal[i].locked = ZERO8;
+    return i;
+}
+
+/* Remember an asset's balance before the call's first change to it. */
+static void change_note(struct sim_engine *e, int asset)
+{
+    if (!e->touched[asset]) {
+        e->touched[asset] = true;
+        e->before[asset] = e->st.bal[asset];
+    }
+}
+
+/* One account_position with the assets whose balance differs from before
+ * the call (in balance-table order); none if nothing changed. */
+static void changes_end(struct sim_engine *e, int64_t now_ms)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < e->st.n_assets; a++) {
+        if (!e->touched[a]) {
+            continue;
+        }
+        e->touched[a] = false;
+        if (!dec_eq(e->before[a].free, e->st.bal[a].free) ||
+            !dec_eq(e->before[a].locked, e->st.bal[a].locked)) {
+            e->changed[n++] = e->st.bal[a];
+        }
+    }
+    if (n > 0 && e->listener.account_position != NULL) {
+        e->listener.account_position(e->listener.ctx, e->changed, n, now_ms);
+    }
+}
+
+static void emit(struct sim_engine *e, const struct sim_order *o, enum sim_exec_type type,
+                 const struct sim_fill *fill, const char *orig_client_id,
+                 const char *cancel_client_id, int64_t now_ms)
+{
+    struct sim_exec_report r;
+    if (e->listener.execution_report == NULL) {
+        return;
+    }
+    r.order = o;
+    r.exec_type = type;
+    r.fill = fill;
+    r.orig_client_id = orig_client_id != NULL ? orig_client_id : "";
+    r.cancel_client_id = cancel_client_id != NULL ? cancel_client_id : "";
+    r.event_ms = now_ms;
+    e->listener.execution_report(e->listener.ctx, &r);
+}
+
+/* ---- filters --------------------------------------------------------------------- */
+
+static bool price_ok(const struct sim_filters *f, cq_dec price)
+{
+    if (price.m <= 0) {
+        return false;
+    }
+    if (f->min_price.m > 0 && dec_lt(price, f->min_price)) {
+        return false;
+    }
+    if (f->max_price.m > 0 && dec_lt(f->max_price, price)) {
+        return false;
+    }
+    if (f->tick_size.m > 0 && !cq_dec_is_multiple(price, f->tick_size)) {
+        return false;
+    }
+    return true;
+}
+
+/* The quantity rule an order obeys. MARKET orders take each MARKET_LOT_SIZE
+ * field that is non-zero and fall back to LOT_SIZE's field otherwise (so
+ * real BTCUSDT, MARKET_LOT_SIZE 0 / 129.8 / 0, checks LOT_SIZE's min and
+ * step and MARKET_LOT_SIZE's max); a failure names the filter whose field
+ * was broken. */
+struct qty_rule {
+    cq_dec min, max, step;
+    const char *min_filter, *max_filter, *step_filter;
+};
+
+static void qty_rule_of(const struct sim_filters *f, bool market, struct qty_rule *r)
+{
+    bool mmin = market && f->market_min_qty.m > 0;
+    bool mmax = market && f->market_max_qty.m > 0;
+    bool mstep = market && f->market_step.m > 0;
+    r->min = mmin ? f->market_min_qty : f->min_qty;
+    r->max = mmax ? f->market_max_qty : f->max_qty;
+    r->step = mstep ? f->market_step : f->step_size;
+    r->min_filter = mmin ? "MARKET_LOT_SIZE" : "LOT_SIZE";
+    r->max_filter = mmax ? "MARKET_LOT_SIZE" : "LOT_SIZE";
+    r->step_filter = mstep ? "MARKET_LOT_SIZE" : "LOT_SIZE";
+}
+
+/* The filter qty breaks, or NULL. */
+static const char *qty_violation(const struct qty_rule *r, cq_dec qty)
+{
+    if (qty.m <= 0) {
+        return r->min_filter;
+    }
+    if (r->min.m > 0 && dec_lt(qty, r->min)) {
+        return r->min_filter;
+    }
+    if (r->max.m > 0 && dec_lt(r->max, qty)) {
+        return r->max_filter;
+    }
+    if (r->step.m > 0 && !cq_dec_is_multiple(qty, r->step)) {
+        return r->step_filter;
+    }
+    return NULL;
+}
+
+/* NOTIONAL: min <= price * qty <= max for each bound that is non-zero (and,
+ * for MARKET, applied to market). price * qty rounded down is compared
+ * with min and rounded up with max: exact decisions, as the bounds sit on
+ * the 8-decimal grid. A product too large for int64 passes min and fails
+ * max. */
+static bool notional_ok(const struct sim_filters *f, bool market, cq_dec price, cq_dec qty)
+{
+    bool use_min = f->min_notional.m > 0 && (!market || f->apply_min_to_market);
+    bool use_max = f->max_notional.m > 0 && (!market || f->apply_max_to_market);
+    cq_dec v;
+    if (use_min && cq_dec_mul(price, qty, AMOUNT_SCALE, CQ_ROUND_FLOOR, &v) == 0 &&
+        dec_lt(v, f->min_notional)) {
+        return false;
+    }
+    if (use_max && (cq_dec_mul(price, qty, AMOUNT_SCALE, CQ_ROUND_CEIL, &v) < 0 ||
+                    dec_lt(f->max_notional, v))) {
+        return false;
+    }
+    return true;
+}
+
+/* ---- the book ---------------------------------------------------------------------- */
+
+/* The levels a taker on `side` walks, best first, at most SIM_DEPTH_MAX. */
+static const struct sim_level *taker_levels(const struct sim_book_view *b, enum sim_side side,
+                                            size_t *n)
+{
+    const struct sim_level *lv = side == SIM_BUY ? b->asks : b->bids;
+    size_t cnt = side == SIM_BUY ? b->n_asks : b->n_bids;
+    if (lv == NULL) {
+        cnt = 0;
+    }
+    *n = cnt < SIM_DEPTH_MAX ? cnt : SIM_DEPTH_MAX;
+    return lv;
+}
+
+/* A level's price at scale 8, rounded against the taker (asks up, bids
+ * down); false if it is not a usable price. */
+static bool level_price(cq_dec raw, enum sim_side taker_side, cq_dec *out)
+{
+    if (raw.m <= 0) {
+        return false;
+    }
+    return cq_dec_rescale(raw, AMOUNT_SCALE, taker_side == SIM_BUY ? CQ_ROUND_CEIL : CQ_ROUND_FLOOR,
+                          out) == 0;
+}
+
+/* What a level offers: its quantity down to the step (or to 8 decimals). */
+static cq_dec level_qty(cq_dec raw, cq_dec step)
+{
+    cq_dec q;
+    if (raw.m <= 0 || cq_dec_rescale(raw, AMOUNT_SCALE, CQ_ROUND_DOWN, &q) < 0) {
+        return ZERO8;
+    }
+    if (step.m > 0 && cq_dec_quantize(q, step, CQ_ROUND_DOWN, &q) < 0) {
+        return ZERO8;
+    }
+    return q;
+}
+
+/* Does a level (or trade) at `price` cross an order on `side` limited at
+ * `limit`? */
+static bool crosses(enum sim_side side, cq_dec price, cq_dec limit)
+{
+    int c = cq_dec_cmp(price, limit);
+    return side == SIM_BUY ? c <= 0 : c >= 0;
+}
+
+/* MARKET's NOTIONAL reference: the last price, else the best opposite
+ * level; false when the book has neither. */
+static bool market_ref_price(const struct sim_book_view *b, enum sim_side side, cq_dec *out)
+{
+    size_t n;
+    const struct sim_level *lv;
+    if (b->last_price.m > 0) {
+        *out = b->last_price;
+        return true;
+    }
+    lv = taker_levels(b, side, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (lv[i].price.m > 0 && lv[i].qty.m > 0) {
+            *out = lv[i].price;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- prepare: validate, match, balance ------------------------------------------- */
+
+static int check_shape(const struct sim_order_req *req, struct sim_reject *rej)
+{
+    if (req->side != SIM_BUY && req->side != SIM_SELL) {
+        return reject(rej, SIM_ERR_INVALID_SIDE, "Invalid side.");
+    }
+    switch (req->type) {
+    case SIM_LIMIT:
+        if (req->tif != SIM_GTC && req->tif != SIM_IOC && req->tif != SIM_FOK) {
+            return reject_param(rej, SIM_ERR_MANDATORY, "mandatory", "timeInForce");
+        }
+        break;
+    case SIM_LIMIT_MAKER:
+    case SIM_MARKET:
+        if (req->tif != SIM_TIF_NONE) {
+            return reject(rej, SIM_ERR_TIF_NOT_REQUIRED,
+                          "TimeInForce parameter sent when not required.");
+        }
+        break;
+    default:
+        return reject(rej, SIM_ERR_INVALID_TYPE, "Invalid orderType.");
+    }
+    if (req->type == SIM_MARKET) {
+        if (req->has_price) {
+            return reject_param(rej, SIM_ERR_NOT_REQUIRED, "not_required", "price");
+        }
+        if (req->has_qty && req->has_quote_qty) {
+            return reject_param(rej, SIM_ERR_NOT_REQUIRED, "not_required", "quoteOrderQty");
+        }
+        if (!req->has_qty && !req->has_quote_qty) {
+            return reject(rej, SIM_ERR_MANDATORY,
+                          "Param 'quantity' or 'quoteOrderQty' must be sent, but both were "
+                          "empty/null!");
+        }
+    } else {
+        if (!req->has_price) {
+            return reject_param(rej, SIM_ERR_MANDATORY, "mandatory", "price");
+        }
+        if (!req->has_qty) {
+            return reject_param(rej, SIM_ERR_MANDATORY, "mandatory", "quantity");
+        }
+        if (req->has_quote_qty) {
+            return reject_param(rej, SIM_ERR_NOT_REQUIRED, "not_required", "quoteOrderQty");
+        }
+    }
+    if (req->client_id[0] != '\0' && !client_id_valid(req->client_id)) {
+        return reject(rej, SIM_ERR_ILLEGAL_CHARS, MSG_BAD_CLIENT_ID);
+    }
+    return 0;
+}
+
+/* Walk the opposite side best first as taker and plan the fills. Pure. */
+static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
+                      const struct sim_order_req *req, const struct sim_book_view *book,
+                      struct plan *p, struct sim_reject *rej)
+{
+    size_t n;
+    const struct sim_level *lv = taker_levels(book, req->side, &n);
+    bool market = req->type == SIM_MARKET;
+    bool by_quote = market && req->has_quote_qty;
+    bool exhausted = true; /* the walk ran out of levels */
+    cq_dec rem = p->qty;
+    cq_dec rem_quote = p->quote_qty;
+
+    p->n_fills = 0;
+    p->exec_qty = ZERO8;
+    p->cum_quote = ZERO8;
+    p->crosses = false;
+    p->rests = false;
+
+    if (req->type == SIM_LIMIT_MAKER) {
+        for (size_t i = 0; i < n; i++) {
+            cq_dec lp;
+            if (lv[i].qty.m > 0 && level_price(lv[i].price, req->side, &lp)) {
+                p->crosses = crosses(req->side, lp, p->price);
+                break;
+            }
+        }
+        p->orig_qty = p->qty;
+        p->rests = true;
+        p->final_status = SIM_NEW;
+        return 0;
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        struct plan_fill *f;
+        cq_dec lp, avail, take, cost, gross, comm;
+        bool quote_bound = false; /* this fill used up what the quote buys */
+        if (!level_price(lv[i].price, req->side, &lp)) {
+            continue;
+        }
+        if (!market && !crosses(req->side, lp, p->price)) {
+            exhausted = false;
+            break;
+        }
+        avail = level_qty(lv[i].qty, rule->step);
+        if (avail.m == 0) {
+            continue;
+        }
+        if (by_quote) {
+            /* As much as fits in what is left of the quote, down to the
+             * step. When that is no more than the level offers, the order
+             * is done: less than one step's worth is left at this price,
+             * and price priority forbids skipping to a worse level. */
+            cq_dec afford;
+            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, CQ_ROUND_DOWN, &afford);
+            if (rc == -CQ_ETOOBIG) {
+                take = avail; /* the quote buys more than any level holds */
+            } else {
+                if (rc < 0 || (rule->step.m > 0 &&
+                               cq_dec_quantize(afford, rule->step, CQ_ROUND_DOWN, &afford) < 0)) {
+                    return reject_capacity(rej, -CQ_EFULL);
+                }
+                if (afford.m == 0) {
+                    exhausted = false;
+                    break;
+                }
+                quote_bound = cq_dec_cmp(afford, avail) <= 0;
+                take = quote_bound ? afford : avail;
+            }
+        } else {
+            take = cq_dec_min(rem, avail);
+        }
+        if (fill_quote(take, lp, &cost) < 0) {
+            return reject_capacity(rej, -CQ_EFULL);
+        }
+        gross = req->side == SIM_BUY ? take : cost;
+        if (commission_of(gross, e->taker_bps, &comm) < 0 || !dadd(&p->exec_qty, take) ||
+            !dadd(&p->cum_quote, cost)) {
+            return reject_capacity(rej, -CQ_EFULL);
+        }
+        f = &p->fills[p->n_fills++];
+        f->price = lp;
+        f->qty = take;
+        f->cost = cost;
+        f->commission = comm;
+        if (by_quote) {
+            sub_ok(&rem_quote, cost);
+            if (quote_bound || rem_quote.m == 0) {
+                exhausted = false;
+                break;
+            }
+        } else {
+            sub_ok(&rem, take);
+            if (rem.m == 0) {
+                exhausted = false;
+                break;
+            }
+        }
+    }
+
+    if (market) {
+        if (by_quote) {
+            p->orig_qty = p->exec_qty;
+            p->final_status = exhausted ? SIM_EXPIRED : SIM_FILLED;
+        } else {
+            p->orig_qty = p->qty;
+            p->final_status = dec_eq(p->exec_qty, p->qty) ? SIM_FILLED : SIM_EXPIRED;
+        }
+        return 0;
+    }
+    p->orig_qty = p->qty;
+    if (dec_eq(p->exec_qty, p->qty)) {
+        p->final_status = SIM_FILLED;
+    } else if (req->tif == SIM_GTC) {
+        p->rests = true;
+        p->final_status = p->exec_qty.m > 0 ? SIM_PARTIALLY_FILLED : SIM_NEW;
+    } else {
+        p->final_status = SIM_EXPIRED;
+        if (req->tif == SIM_FOK) { /* all or nothing */
+            p->n_fills = 0;
+            p->exec_qty = ZERO8;
+            p->cum_quote = ZERO8;
+        }
+    }
+    return 0;
+}
+
+/* The account after the order, on local copies; -2010 if the asset the
+ * order pays with does not cover it. LIMIT orders lock what they may pay
+ * (Binance locks on entry); MARKET orders pay what their fills cost. */
+static int plan_balances(const struct sim_engine *e, const struct sim_order_req *req,
+                         struct plan *p, struct sim_reject *rej)
+{
+    const struct sim_state *st = &e->st;
+    bool buy = req->side == SIM_BUY;
+    bool locks = req->type != SIM_MARKET;
+    struct sim_balance *pay = buy ? &p->quote : &p->base;
+    struct sim_balance *get = buy ? &p->base : &p->quote;
+    cq_dec need;
+    cq_dec lock = ZERO8;
+    cq_dec sum;
+
+    p->base = st->bal[st->base_asset[req->symbol_idx]];
+    p->quote = st->bal[st->quote_asset[req->symbol_idx]];
+    if (locks) {
+        if (!buy) {
+            need = p->qty;
+        } else if (buy_lock(p->qty, p->price, &need) < 0) {
+            return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_INSUFFICIENT);
+        }
+    } else {
+        need = buy ? p->cum_quote : p->exec_qty;
+    }
+    if (dec_lt(pay->free, need)) {
+        return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_INSUFFICIENT);
+    }
+    sub_ok(&pay->free, need);
+    if (locks) {
+        add_ok(&pay->locked, need); /* I1: free + locked fits */
+        lock = need;
+    }
+    for (size_t i = 0; i < p->n_fills; i++) {
+        const struct plan_fill *f = &p->fills[i];
+        cq_dec spent = buy ? f->cost : f->qty;
+        cq_dec net = buy ? f->qty : f->cost;
+        if (locks) {
+            sub_ok(&pay->locked, spent);
+            sub_ok(&lock, spent);
+        }
+        sub_ok(&net, f->commission);
+        if (!dadd(&get->free, net)) {
+            return reject_capacity(rej, -CQ_EFULL);
+        }
+    }
+    if (locks) {
+        cq_dec target = ZERO8;
+        cq_dec rem = p->qty;
+        sub_ok(&rem, p->exec_qty);
+        if (p->rests) {
+            if (!buy) {
+                target = rem;
+            } else if (buy_lock(rem, p->price, &target) < 0) {
+                return reject_capacity(rej, -CQ_EFULL);
+            }
+        }
+        /* lock >= target: see the rounding note at the top */
+        assert(!dec_lt(lock, target));
+        sub_ok(&lock, target);
+        sub_ok(&pay->locked, lock);
+        add_ok(&pay->free, lock);
+    }
+    sum = get->free;
+    if (!dadd(&sum, get->locked)) {
+        return reject_capacity(rej, -CQ_EFULL);
+    }
+    return 0;
+}
+
+/* Everything place checks, in Binance's order, without changing anything:
+ * symbol (-1121), market status (-2010), shape, PRICE_FILTER, LOT_SIZE /
+ * MARKET_LOT_SIZE, NOTIONAL, MAX_NUM_ORDERS (-1013), duplicate client id,
+ * balance, LIMIT_MAKER cross (-2010). */
+static int prepare(struct sim_engine *e, const struct sim_order_req *req,
+                   const struct sim_book_view *book, struct plan *p, struct sim_reject *rej)
+{
+    static const struct sim_book_view empty_book;
+    const struct sim_symbol *sym;
+    const struct sim_filters *f;
+    struct qty_rule rule;
+    bool market;
+    int rc;
+
+    if (req == NULL) {
+        return reject_capacity(rej, -CQ_EINVAL);
+    }
+    if (book == NULL) {
+        book = &empty_book;
+    }
+    if (req->symbol_idx < 0 || (size_t)req->symbol_idx >= e->n_symbols) {
+        return reject(rej, SIM_ERR_INVALID_SYMBOL, SIM_MSG_INVALID_SYMBOL);
+    }
+    sym = &e->symbols[req->symbol_idx];
+    f = &sym->filters;
+    if (sym->status != SIM_TRADING) {
+        return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_MARKET_CLOSED);
+    }
+    rc = check_shape(req, rej);
+    if (rc < 0) {
+        return rc;
+    }
+    market = req->type == SIM_MARKET;
+    p->price = ZERO8;
+    p->qty = ZERO8;
+    p->quote_qty = ZERO8;
+
+    if (!market && (to_amount(req->price, &p->price) < 0 || !price_ok(f, p->price))) {
+        return reject_filter(rej, "PRICE_FILTER");
+    }
+    qty_rule_of(f, market, &rule);
+    if (req->has_qty) {
+        const char *bad;
+        if (to_amount(req->qty, &p->qty) < 0) {
+            return reject_filter(rej, rule.step_filter);
+        }
+        bad = qty_violation(&rule, p->qty);
+        if (bad != NULL) {
+            return reject_filter(rej, bad);
+        }
+    } else if (to_amount(req->quote_qty, &p->quote_qty) < 0 || p->quote_qty.m <= 0) {
+        return reject_filter(rej, "NOTIONAL");
+    }
+
+    if (!market) {
+        if (!notional_ok(f, false, p->price, p->qty)) {
+            return reject_filter(rej, "NOTIONAL");
+        }
+    } else if (req->has_quote_qty) {
+        if (!notional_ok(f, true, p->quote_qty, ONE)) {
+            return reject_filter(rej, "NOTIONAL");
+        }
+    } else {
+        cq_dec ref;
+        if (market_ref_price(book, req->side, &ref) && !notional_ok(f, true, ref, p->qty)) {
+            return reject_filter(rej, "NOTIONAL");
+        }
+    }
+
+    rc = plan_fills(e, &rule, req, book, p, rej);
+    if (rc < 0) {
+        return rc;
+    }
+    if (market && req->has_quote_qty && (p->exec_qty.m > 0 || p->final_status == SIM_FILLED)) {
+        /* the quantity a quoteOrderQty buys obeys the same rule */
+        const char *bad = qty_violation(&rule, p->exec_qty);
+        if (bad != NULL) {
+            return reject_filter(rej, bad);
+        }
+    }
+    if (f->max_num_orders > 0 && e->st.open[req->symbol_idx].count >= (size_t)f->max_num_orders) {
+        return reject_filter(rej, "MAX_NUM_ORDERS");
+    }
+    if (req->client_id[0] != '\0') {
+        const struct order_rec *dup = cid_find(&e->st, req->symbol_idx, req->client_id);
+        if (dup != NULL && is_open(&dup->o)) {
+            return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_DUPLICATE);
+        }
+    }
+    rc = plan_balances(e, req, p, rej);
+    if (rc < 0) {
+        return rc;
+    }
+    if (p->crosses) {
+        return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_WOULD_TAKE);
+    }
+    return 0;
+}
+
+/* ---- construction -------------------------------------------------------------------- */
+
+static void state_init(struct sim_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (size_t i = 0; i < SIM_SYMBOLS_MAX; i++) {
+        list_init(&st->open[i]);
+    }
+    list_init(&st->all_open);
+}
+
+static void state_fini(struct sim_state *st)
+{
+    free(st->orders);
+    free(st->trades);
+    free(st->cid_slots);
+    st->orders = NULL;
+    st->trades = NULL;
+    st->cid_slots = NULL;
+}
+
+/* Give every symbol's assets a balance entry (zero if new). */
+static int state_add_symbol_assets(struct sim_state *st, const struct sim_engine *e)
+{
+    for (size_t i = 0; i < e->n_symbols; i++) {
+        int b = asset_add(st, e->symbols[i].base);
+        int q = asset_add(st, e->symbols[i].quote);
+        if (b < 0 || q < 0) {
+            return -CQ_EFULL;
+        }
+        st->base_asset[i] = b;
+        st->quote_asset[i] = q;
+    }
+    return 0;
+}
+
+static int canon_filter(cq_dec *v, const char *symbol, const char *name, struct cq_err *err)
+{
+    cq_dec c;
+    if (v->m < 0 || to_amount(*v, &c) < 0) {
+        return cq_err_set(err, CQ_ECONFIG, 0, "filter values are >= 0 with at most 8 decimals",
+                          "symbol %s: filter field %s is not a non-negative amount with at "
+                          "most 8 decimals",
+                          symbol, name);
+    }
+    *v = c;
+    return 0;
+}
+
+static int copy_symbol(struct sim_engine *e, const struct sim_symbol *in, struct cq_err *err)
+{
+    struct sim_symbol *s = &e->symbols[e->n_symbols];
+    struct sim_filters *f = &s->filters;
+    size_t len = strnlen(in->symbol, SIM_SYMBOL_LEN);
+    int rc = 0;
+
+    if (len == 0 || len >= SIM_SYMBOL_LEN) {
+        return cq_err_set(err, CQ_ECONFIG, 0, "symbol names are like BTCUSDT",
+                          "symbol %zu: empty or longer than %d characters", e->n_symbols,
+                          SIM_SYMBOL_LEN - 1);
+    }
+    for (size_t i = 0; i < e->n_symbols; i++) {
+        if (strcmp(e->symbols[i].symbol, in->symbol) == 0) {
+            return cq_err_set(err, CQ_ECONFIG, 0, "list each symbol once",
+                              "symbol %s is listed twice", in->symbol);
+        }
+    }
+    if (!asset_name_valid(in->base) || !asset_name_valid(in->quote) ||
+        strcmp(in->base, in->quote) == 0) {
+        return cq_err_set(err, CQ_ECONFIG, 0, "base and quote are distinct asset names",
+                          "symbol %s: bad base or quote asset", in->symbol);
+    }
+    if ((unsigned)in->status > (unsigned)SIM_BREAK || in->filters.max_num_orders < 0) {
+        return cq_err_set(err, CQ_ECONFIG, 0, NULL, "symbol %s: bad status or max_num_orders",
+                          in->symbol);
+    }
+    *s = *in;
+    rc = rc < 0 ? rc : canon_filter(&f->min_price, s->symbol, "minPrice", err);
+    rc = rc < 0 ? rc : canon_filter(&f->max_price, s->symbol, "maxPrice", err);
+    rc = rc < 0 ? rc : canon_filter(&f->tick_size, s->symbol, "tickSize", err);
+    rc = rc < 0 ? rc : canon_filter(&f->min_qty, s->symbol, "minQty", err);
+    rc = rc < 0 ? rc : canon_filter(&f->max_qty, s->symbol, "maxQty", err);
+    rc = rc < 0 ? rc : canon_filter(&f->step_size, s->symbol, "stepSize", err);
+    rc = rc < 0 ? rc : canon_filter(&f->market_min_qty, s->symbol, "MARKET_LOT_SIZE.minQty", err);
+    rc = rc < 0 ? rc : canon_filter(&f->market_max_qty, s->symbol, "MARKET_LOT_SIZE.maxQty", err);
+    rc = rc < 0 ? rc : canon_filter(&f->market_step, s->symbol, "MARKET_LOT_SIZE.stepSize", err);
+    rc = rc < 0 ? rc : canon_filter(&f->min_notional, s->symbol, "minNotional", err);
+    rc = rc < 0 ? rc : canon_filter(&f->max_notional, s->symbol, "maxNotional", err);
+    if (rc < 0) {
+        return rc;
+    }
+    e->n_symbols++;
+    return 0;
+}
+
+struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq_err *err)
+{
+    struct sim_engine *e;
+    struct sim_state *st;
+
+    if (cfg == NULL || (cfg->n_symbols > 0 && cfg->symbols == NULL) ||
+        (cfg->n_balances > 0 && cfg->balances == NULL)) {
+        cq_err_set(err, CQ_EINVAL, 0, NULL, "sim_engine_new: no config");
+        return NULL;
+    }
+    if (cfg->n_symbols > SIM_SYMBOLS_MAX || cfg->n_balances > SIM_ASSETS_MAX) {
+        cq_err_set(err, CQ_ECONFIG, 0, NULL, "at most %d symbols and %d assets", SIM_SYMBOLS_MAX,
+                   SIM_ASSETS_MAX);
+        return NULL;
+    }
+    if (cfg->maker_bps > MAX_BPS || cfg->taker_bps > MAX_BPS) {
+        cq_err_set(err, CQ_ECONFIG, 0, "fees are basis points, 0 to 10000",
+                   "maker_bps %u / taker_bps %u out of range", cfg->maker_bps, cfg->taker_bps);
+        return NULL;
+    }
+    if (cfg->max_orders > MAX_CAPACITY || cfg->max_trades > MAX_CAPACITY ||
+        cfg->first_order_id > MAX_FIRST_ID || cfg->first_trade_id > MAX_FIRST_ID) {
+        cq_err_set(err, CQ_ECONFIG, 0, NULL,
+                   "max_orders/max_trades above %zu or first ids above 2^53", MAX_CAPACITY);
+        return NULL;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "sim_engine_new: out of memory");
+        return NULL;
+    }
+    st = &e->st;
+    state_init(st);
+    e->maker_bps = cfg->maker_bps;
+    e->taker_bps = cfg->taker_bps;
+    e->max_orders = cfg->max_orders != 0 ? cfg->max_orders : DEFAULT_MAX_ORDERS;
+    e->max_trades = cfg->max_trades != 0 ? cfg->max_trades : DEFAULT_MAX_TRADES;
+    st->first_order_id = cfg->first_order_id != 0 ? cfg->first_order_id : 1;
+    st->next_trade_id = cfg->first_trade_id != 0 ? cfg->first_trade_id : 1;
+    st->rng = cfg->seed;
+
+    for (size_t i = 0; i < cfg->n_symbols; i++) {
+        if (copy_symbol(e, &cfg->symbols[i], err) < 0) {
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_balances; i++) {
+        const struct sim_balance *b = &cfg->balances[i];
+        cq_dec amount;
+        int a;
+        if (!asset_name_valid(b->asset) || asset_find(st, b->asset) >= 0) {
+            cq_err_set(err, CQ_ECONFIG, 0, "asset names are letters and digits, each once",
+                       "balance %zu: bad or repeated asset name", i);
+            goto fail;
+        }
+        if (b->free.m < 0 || to_amount(b->free, &amount) < 0 || b->locked.m != 0) {
+            cq_err_set(err, CQ_ECONFIG, 0,
+                       "a starting balance is free, >= 0, with at most 8 decimals",
+                       "balance of %s: bad amount", b->asset);
+            goto fail;
+        }
+        a = asset_add(st, b->asset);
+        st->bal[a].free = amount;
+    }
+    if (state_add_symbol_assets(st, e) < 0) {
+        cq_err_set(err, CQ_ECONFIG, 0, NULL, "more than %d assets", SIM_ASSETS_MAX);
+        goto fail;
+    }
+    return e;
+fail:
+    sim_engine_free(e);
+    return NULL;
+}
+
+void sim_engine_free(struct sim_engine *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    state_fini(&e->st);
+    free(e);
+}
+
+void sim_engine_set_listener(struct sim_engine *e, const struct sim_engine_listener *l)
+{
+    if (l != NULL) {
+        e->listener = *l;
+    } else {
+        memset(&e->listener, 0, sizeof(e->listener));
+    }
+}
+
+int sim_engine_symbol_index(const struct sim_engine *e, const char *symbol)
+{
+    if (symbol == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < e->n_symbols; i++) {
+        if (strcmp(e->symbols[i].symbol, symbol) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+size_t sim_engine_symbol_count(const struct sim_engine *e)
+{
+    return e->n_symbols;
+}
+
+const struct sim_symbol *sim_engine_symbol(const struct sim_engine *e, int idx)
+{
+    if (idx < 0 || (size_t)idx >= e->n_symbols) {
+        return NULL;
+    }
+    return &e->symbols[idx];
+}
+
+void sim_engine_set_symbol_status(struct sim_engine *e, int idx, enum sim_symbol_status s)
+{
+    if (idx >= 0 && (size_t)idx < e->n_symbols && (unsigned)s <= (unsigned)SIM_BREAK) {
+        e->symbols[idx].status = s;
+    }
+}
+
+void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *taker_bps)
+{
+    if (maker_bps != NULL) {
+        *maker_bps = e->maker_bps;
+    }
+    if (taker_bps != NULL) {
+        *taker_bps = e->taker_bps;
+    }
+}
+
+void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *out)
+{
+    out->orders_placed = e->st.orders_placed;
+    out->orders_rejected = e->st.orders_rejected;
+    out->orders_canceled = e->st.orders_canceled;
+    out->fills = e->st.fills;
+    out->open_orders = e->st.all_open.count;
+}
+
+const char *sim_engine_last_cancel_client_id(const struct sim_engine *e)
+{
+    return e->cancel_client_id;
+}
+
+/* ---- place ------------------------------------------------------------------------------- */
+
+int sim_engine_test_order(struct sim_engine *e, const struct sim_order_req *req,
+                          const struct sim_book_view *book, struct sim_reject *rej)
+{
+    return prepare(e, req, book, &e->plan, rej);
+}
+
+int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
+                     const struct sim_book_view *book, int64_t now_ms, struct sim_order *order,
+                     struct sim_fill *fills, size_t max_fills, size_t *n_fills,
+                     struct sim_reject *rej)
+{
+    struct sim_state *st = &e->st;
+    struct plan *p = &e->plan;
+    const struct sim_symbol *sym;
+    struct order_rec *rec;
+    struct sim_order *o;
+    uint32_t idx;
+    size_t out_n = 0;
+    int base_a, quote_a;
+    int rc;
+
+    if (n_fills != NULL) {
+        *n_fills = 0;
+    }
+    rc = prepare(e, req, book, p, rej);
+    if (rc == 0) {
+        rc = orders_reserve(st, e->max_orders);
+        if (rc == 0) {
+            rc = cid_reserve(st);
+        }
+        if (rc == 0) {
+            rc = trades_reserve(st, e->max_trades, p->n_fills);
+        }
+        if (rc < 0) {
+            reject_capacity(rej, rc);
+        }
+    }
+    if (rc < 0) {
+        st->orders_rejected++;
+        return rc;
+    }
+
+    /* commit: nothing below can fail */
+    sym = &e->symbols[req->symbol_idx];
+    idx = (uint32_t)st->n_orders;
+    rec = &st->orders[idx];
+    memset(rec, 0, sizeof(*rec));
+    rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
+    o = &rec->o;
+    o->order_id = st->first_order_id + idx;
+    o->symbol_idx = req->symbol_idx;
+    if (req->client_id[0] != '\0') {
+        cq_strlcpy(o->client_id, req->client_id, sizeof(o->client_id));
+    } else {
+        const struct order_rec *clash;
+        do { /* a generated id never collides with an open order's */
+            gen_client_id(&st->rng, o->client_id);
+            clash = cid_find(st, req->symbol_idx, o->client_id);
+        } while (clash != NULL && is_open(&clash->o));
+    }
+    o->side = req->side;
+    o->type = req->type;
+    o->tif = req->type == SIM_LIMIT ? req->tif : SIM_TIF_NONE;
+    o->price = req->type == SIM_MARKET ? ZERO8 : p->price;
+    o->orig_qty = p->orig_qty;
+    o->orig_quote_qty = req->type == SIM_MARKET && req->has_quote_qty ? p->quote_qty : ZERO8;
+    o->executed_qty = ZERO8;
+    o->cum_quote_qty = ZERO8;
+    o->status = SIM_NEW;
+    o->time_ms = now_ms;
+    o->update_ms = now_ms;
+    o->working_ms = p->rests ? now_ms : -1;
+    o->is_working = p->rests;
+    st->n_orders++;
+    cid_put(st, idx);
+    st->orders_placed++;
+
+    base_a = st->base_asset[req->symbol_idx];
+    quote_a = st->quote_asset[req->symbol_idx];
+    change_note(e, base_a);
+    change_note(e, quote_a);
+    st->bal[base_a] = p->base;
+    st->bal[quote_a] = p->quote;
+
+    emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
+    for (size_t i = 0; i < p->n_fills; i++) {
+        const struct plan_fill *pf = &p->fills[i];
+        struct sim_trade *t = trades_push(st);
+        struct sim_fill f;
+        bool last = i + 1 == p->n_fills;
+
+        f.trade_id = st->next_trade_id++;
+        f.price = pf->price;
+        f.qty = pf->qty;
+        f.quote_qty = pf->cost;
+        f.commission = pf->commission;
+        cq_strlcpy(f.commission_asset, req->side == SIM_BUY ? sym->base : sym->quote,
+                   sizeof(f.commission_asset));
+        f.maker = false;
+
+        t->trade_id = f.trade_id;
+        t->order_id = o->order_id;
+        t->symbol_idx = o->symbol_idx;
+        t->price = f.price;
+        t->qty = f.qty;
+        t->quote_qty = f.quote_qty;
+        t->commission = f.commission;
+        memcpy(t->commission_asset, f.commission_asset, sizeof(t->commission_asset));
+        t->time_ms = now_ms;
+        t->is_buyer = req->side == SIM_BUY;
+        t->is_maker = false;
+
+        add_ok(&o->executed_qty, f.qty);
+        add_ok(&o->cum_quote_qty, f.quote_qty);
+        o->status = last && p->final_status == SIM_FILLED ? SIM_FILLED : SIM_PARTIALLY_FILLED;
+        st->fills++;
+        if (fills != NULL && out_n < max_fills) {
+            fills[out_n++] = f;
+        }
+        emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
+    }
+    o->status = p->final_status;
+    if (p->rests) {
+        open_link(st, idx);
+    } else if (p->final_status == SIM_EXPIRED) {
+        emit(e, o, SIM_EXEC_EXPIRED, NULL, NULL, NULL, now_ms);
+    }
+    changes_end(e, now_ms);
+    if (order != NULL) {
+        *order = *o;
+    }
+    if (n_fills != NULL) {
+        *n_fills = out_n;
+    }
+    return 0;
+}
+
+/* ---- cancel and queries ------------------------------------------------------------------ */
+
+/* By id (then the client id, if given, must match) or by client id. */
+static struct order_rec *lookup(const struct sim_state *st, int symbol_idx, uint64_t order_id,
+                                const char *client_id)
+{
+    struct order_rec *rec;
+    bool has_cid = client_id != NULL && client_id[0] != '\0';
+    if (order_id != 0) {
+        rec = order_by_id(st, order_id);
+        if (rec == NULL || rec->o.symbol_idx != symbol_idx ||
+            (has_cid && strcmp(rec->o.client_id, client_id) != 0)) {
+            return NULL;
+        }
+        return rec;
+    }
+    return has_cid ? cid_find(st, symbol_idx, client_id) : NULL;
+}
+
+/* Close an open order: release what it holds (I2) and take it off the
+ * book. */
+static void close_order(struct sim_engine *e, struct order_rec *rec, enum sim_order_status status,
+                        int64_t now_ms)
+{
+    struct sim_state *st = &e->st;
+    struct sim_order *o = &rec->o;
+    int asset = o->side == SIM_BUY ? st->quote_asset[o->symbol_idx] : st->base_asset[o->symbol_idx];
+    cq_dec need = ZERO8;
+    int rc = order_need(o, &need);
+    assert(rc == 0);
+    (void)rc;
+    change_note(e, asset);
+    sub_ok(&st->bal[asset].locked, need);
+    add_ok(&st->bal[asset].free, need);
+    open_unlink(st, (uint32_t)(rec - st->orders));
+    o->status = status;
+    o->is_working = false;
+    o->update_ms = now_ms;
+}
+
+int sim_engine_cancel(struct sim_engine *e, int symbol_idx, uint64_t order_id,
+                      const char *client_id, const char *cancel_client_id, int64_t now_ms,
+                      struct sim_order *order, struct sim_reject *rej)
+{
+    struct order_rec *rec;
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return reject(rej, SIM_ERR_INVALID_SYMBOL, SIM_MSG_INVALID_SYMBOL);
+    }
+    if (cancel_client_id != NULL && cancel_client_id[0] != '\0' &&
+        !client_id_valid(cancel_client_id)) {
+        return reject(rej, SIM_ERR_ILLEGAL_CHARS, MSG_BAD_CLIENT_ID);
+    }
+    rec = lookup(&e->st, symbol_idx, order_id, client_id);
+    if (rec == NULL || !is_open(&rec->o)) {
+        return reject(rej, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER);
+    }
+    if (cancel_client_id != NULL && cancel_client_id[0] != '\0') {
+        cq_strlcpy(e->cancel_client_id, cancel_client_id, sizeof(e->cancel_client_id));
+    } else {
+        gen_client_id(&e->st.rng, e->cancel_client_id);
+    }
+    close_order(e, rec, SIM_CANCELED, now_ms);
+    e->st.orders_canceled++;
+    emit(e, &rec->o, SIM_EXEC_CANCELED, NULL, rec->o.client_id, e->cancel_client_id, now_ms);
+    changes_end(e, now_ms);
+    if (order != NULL) {
+        *order = rec->o;
+    }
+    return 0;
+}
+
+size_t sim_engine_cancel_all(struct sim_engine *e, int symbol_idx, int64_t now_ms,
+                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+{
+    struct sim_state *st = &e->st;
+    size_t count = 0;
+    uint32_t idx;
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return 0;
+    }
+    idx = st->open[symbol_idx].head;
+    while (idx != NO_IDX) {
+        struct order_rec *rec = &st->orders[idx];
+        uint32_t next = rec->next;
+        gen_client_id(&st->rng, e->cancel_client_id);
+        close_order(e, rec, SIM_CANCELED, now_ms);
+        st->orders_canceled++;
+        emit(e, &rec->o, SIM_EXEC_CANCELED, NULL, rec->o.client_id, e->cancel_client_id, now_ms);
+        if (fn != NULL) {
+            fn(ctx, &rec->o);
+        }
+        count++;
+        idx = next;
+    }
+    changes_end(e, now_ms);
+    return count;
+}
+
+int sim_engine_get_order(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
+                         const char *client_id, struct sim_order *order, struct sim_reject *rej)
+{
+    const struct order_rec *rec;
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return reject(rej, SIM_ERR_INVALID_SYMBOL, SIM_MSG_INVALID_SYMBOL);
+    }
+    rec = lookup(&e->st, symbol_idx, order_id, client_id);
+    if (rec == NULL) {
+        return reject(rej, SIM_ERR_NO_SUCH_ORDER, SIM_MSG_NO_SUCH_ORDER);
+    }
+    if (order != NULL) {
+        *order = rec->o;
+    }
+    return 0;
+}
+
+size_t sim_engine_open_orders(const struct sim_engine *e, int symbol_idx,
+                              void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+{
+    const struct sim_state *st = &e->st;
+    size_t count = 0;
+    bool all = symbol_idx == -1;
+    uint32_t idx;
+    if (!all && (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols)) {
+        return 0;
+    }
+    idx = all ? st->all_open.head : st->open[symbol_idx].head;
+    while (idx != NO_IDX) {
+        const struct order_rec *rec = &st->orders[idx];
+        if (fn != NULL) {
+            fn(ctx, &rec->o);
+        }
+        count++;
+        idx = all ? rec->gnext : rec->next;
+    }
+    return count;
+}
+
+static bool in_window(int64_t t, int64_t start_ms, int64_t end_ms)
+{
+    return (start_ms == 0 || t >= start_ms) && (end_ms == 0 || t <= end_ms);
+}
+
+static bool order_matches(const struct sim_order *o, int symbol_idx, int64_t start_ms,
+                          int64_t end_ms)
+{
+    return (symbol_idx < 0 || o->symbol_idx == symbol_idx) &&
+           in_window(o->time_ms, start_ms, end_ms);
+}
+
+/* allOrders. limit 0 means no limit. As on Binance, without from_order_id
+ * and start_ms the most recent `limit` orders come back (oldest first);
+ * otherwise the oldest `limit` from there on. symbol_idx -1 = all. */
+size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_t from_order_id,
+                             int64_t start_ms, int64_t end_ms, size_t limit,
+                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+{
+    const struct sim_state *st = &e->st;
+    size_t begin = 0;
+    size_t count = 0;
+    if (symbol_idx < -1 || symbol_idx >= (int)e->n_symbols) {
+        return 0;
+    }
+    if (limit == 0) {
+        limit = SIZE_MAX;
+    }
+    if (from_order_id > st->first_order_id) {
+        if (from_order_id - st->first_order_id >= st->n_orders) {
+            return 0;
+        }
+        begin = (size_t)(from_order_id - st->first_order_id);
+    }
+    if (from_order_id == 0 && start_ms == 0 && limit != SIZE_MAX) {
+        size_t found = 0;
+        size_t i = st->n_orders;
+        while (i > begin && found < limit) {
+            i--;
+            if (order_matches(&st->orders[i].o, symbol_idx, start_ms, end_ms)) {
+                found++;
+            }
+        }
+        begin = i;
+    }
+    for (size_t i = begin; i < st->n_orders && count < limit; i++) {
+        const struct sim_order *o = &st->orders[i].o;
+        if (order_matches(o, symbol_idx, start_ms, end_ms)) {
+            if (fn != NULL) {
+                fn(ctx, o);
+            }
+            count++;
+        }
+    }
+    return count;
+}
+
+static bool trade_matches(const struct sim_trade *t, int symbol_idx, uint64_t order_id,
+                          int64_t start_ms, int64_t end_ms)
+{
+    return (symbol_idx < 0 || t->symbol_idx == symbol_idx) &&
+           (order_id == 0 || t->order_id == order_id) && in_window(t->time_ms, start_ms, end_ms);
+}
+
+/* myTrades; same conventions as allOrders (limit 0 = none; most recent
+ * without from_id and start_ms). */
+size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
+                            uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
+                            void (*fn)(void *ctx, const struct sim_trade *t), void *ctx)
+{
+    const struct sim_state *st = &e->st;
+    size_t begin = 0;
+    size_t count = 0;
+    uint64_t oldest;
+    if (symbol_idx < -1 || symbol_idx >= (int)e->n_symbols || st->n_trades == 0) {
+        return 0;
+    }
+    if (limit == 0) {
+        limit = SIZE_MAX;
+    }
+    oldest = trade_at(st, 0)->trade_id;
+    if (from_id > oldest) {
+        if (from_id - oldest >= st->n_trades) {
+            return 0;
+        }
+        begin = (size_t)(from_id - oldest);
+    }
+    if (from_id == 0 && start_ms == 0 && limit != SIZE_MAX) {
+        size_t found = 0;
+        size_t i = st->n_trades;
+        while (i > begin && found < limit) {
+            i--;
+            if (trade_matches(trade_at(st, i), symbol_idx, order_id, start_ms, end_ms)) {
+                found++;
+            }
+        }
+        begin = i;
+    }
+    for (size_t i = begin; i < st->n_trades && count < limit; i++) {
+        const struct sim_trade *t = trade_at(st, i);
+        if (trade_matches(t, symbol_idx, order_id, start_ms, end_ms)) {
+            if (fn != NULL) {
+                fn(ctx, t);
+            }
+            count++;
+        }
+    }
+    return count;
+}
+
+size_t sim_engine_balances(const struct sim_engine *e,
+                           void (*fn)(void *ctx, const struct sim_balance *b), void *ctx)
+{
+    if (fn != NULL) {
+        for (size_t i = 0; i < e->st.n_assets; i++) {
+            fn(ctx, &e->st.bal[i]);
+        }
+    }
+    return e->st.n_assets;
+}
+
+int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_amount,
+                           int64_t now_ms)
+{
+    struct sim_state *st = &e->st;
+    cq_dec amount;
+    cq_dec sum;
+    int a;
+    if (asset == NULL || !asset_name_valid(asset) || free_amount.m < 0 ||
+        to_amount(free_amount, &amount) < 0) {
+        return -CQ_EINVAL;
+    }
+    a = asset_find(st, asset);
+    sum = amount;
+    if (a >= 0 && !dadd(&sum, st->bal[a].locked)) {
+        return -CQ_ETOOBIG; /* I1 */
+    }
+    if (a < 0) {
+        a = asset_add(st, asset);
+        if (a < 0) {
+            return a;
+        }
+    }
+    change_note(e, a);
+    st->bal[a].free = amount;
+    changes_end(e, now_ms);
+    return 0;
+}
+
+/* ---- the market moves --------------------------------------------------------------------- */
+
+/* Fill q of a resting order as maker at its own price. -1 (nothing done)
+ * if an amount would leave the int64 range or the trade store cannot
+ * grow. */
+static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_ms)
+{
+    struct sim_state *st = &e->st;
+    struct order_rec *rec = &st->orders[idx];
+    struct sim_order *o = &rec->o;
+    const struct sim_symbol *sym = &e->symbols[o->symbol_idx];
+    int base_a = st->base_asset[o->symbol_idx];
+    int quote_a = st->quote_asset[o->symbol_idx];
+    struct sim_balance b = st->bal[base_a];
+    struct sim_balance qb = st->bal[quote_a];
+    bool buy = o->side == SIM_BUY;
+    cq_dec rem = o->orig_qty;
+    cq_dec rem_after, cost, comm, net, cum, sum;
+    struct sim_trade *t;
+    struct sim_fill f;
+
+    sub_ok(&rem, o->executed_qty);
+    rem_after = rem;
+    sub_ok(&rem_after, q);
+    cum = o->cum_quote_qty;
+    if (fill_quote(q, o->price, &cost) < 0 || !dadd(&cum, cost) ||
+        commission_of(buy ? q : cost, e->maker_bps, &comm) < 0) {
+        return -1;
+    }
+    net = buy ? q : cost;
+    sub_ok(&net, comm);
+    if (buy) {
+        cq_dec lock_before, lock_after, release;
+        if (buy_lock(rem, o->price, &lock_before) < 0 ||
+            buy_lock(rem_after, o->price, &lock_after) < 0) {
+            return -1;
+        }
+        release = lock_before;
+        sub_ok(&release, cost);
+        sub_ok(&release, lock_after); /* >= 0: the rounding note at the top */
+        sub_ok(&qb.locked, lock_before);
+        add_ok(&qb.locked, lock_after);
+        add_ok(&qb.free, release);
+        if (!dadd(&b.free, net)) {
+            return -1;
+        }
+    } else {
+        sub_ok(&b.locked, q);
+        if (!dadd(&qb.free, net)) {
+            return -1;
+        }
+    }
+    sum = b.free;
+    if (!dadd(&sum, b.locked)) {
+        return -1;
+    }
+    sum = qb.free;
+    if (!dadd(&sum, qb.locked)) {
+        return -1;
+    }
+    if (trades_reserve(st, e->max_trades, 1) < 0) {
+        return -1;
+    }
+
+    change_note(e, base_a);
+    change_note(e, quote_a);
+    st->bal[base_a] = b;
+    st->bal[quote_a] = qb;
+    add_ok(&o->executed_qty, q);
+    o->cum_quote_qty = cum;
+    o->update_ms = now_ms;
+    if (rem_after.m == 0) {
+        o->status = SIM_FILLED;
+        o->is_working = false;
+        open_unlink(st, idx);
+    } else {
+        o->status = SIM_PARTIALLY_FILLED;
+    }
+
+    f.trade_id = st->next_trade_id++;
+    f.price = o->price;
+    f.qty = q;
+    f.quote_qty = cost;
+    f.commission = comm;
+    cq_strlcpy(f.commission_asset, buy ? sym->base : sym->quote, sizeof(f.commission_asset));
+    f.maker = true;
+    t = trades_push(st);
+    t->trade_id = f.trade_id;
+    t->order_id = o->order_id;
+    t->symbol_idx = o->symbol_idx;
+    t->price = f.price;
+    t->qty = q;
+    t->quote_qty = cost;
+    t->commission = comm;
+    memcpy(t->commission_asset, f.commission_asset, sizeof(t->commission_asset));
+    t->time_ms = now_ms;
+    t->is_buyer = buy;
+    t->is_maker = true;
+    st->fills++;
+    emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
+    return 0;
+}
+
+/* Resting orders fill in time priority (oldest first), each at its own
+ * limit price, from one shared pool: the book levels that cross it (down
+ * to the step), then the market trade if it crosses. The pool shrinks as
+ * orders take from it, so two orders never fill against the same
+ * liquidity within one call. */
+size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct sim_book_view *book,
+                            cq_dec trade_price, cq_dec trade_qty, int64_t now_ms)
+{
+    struct sim_state *st = &e->st;
+    const struct sim_symbol *sym;
+    struct sim_level *asks = e->mk_asks;
+    struct sim_level *bids = e->mk_bids;
+    size_t n_asks = 0, n_bids = 0, nfills = 0;
+    cq_dec step, tq = ZERO8;
+    bool has_trade;
+    uint32_t idx;
+
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols || st->open[symbol_idx].count == 0) {
+        return 0;
+    }
+    sym = &e->symbols[symbol_idx];
+    step = sym->filters.step_size;
+    if (book != NULL) {
+        size_t n;
+        const struct sim_level *lv = taker_levels(book, SIM_BUY, &n);
+        for (size_t i = 0; i < n; i++) {
+            asks[n_asks].qty = level_qty(lv[i].qty, step);
+            if (asks[n_asks].qty.m > 0 && level_price(lv[i].price, SIM_BUY, &asks[n_asks].price)) {
+                n_asks++;
+            }
+        }
+        lv = taker_levels(book, SIM_SELL, &n);
+        for (size_t i = 0; i < n; i++) {
+            bids[n_bids].qty = level_qty(lv[i].qty, step);
+            if (bids[n_bids].qty.m > 0 && level_price(lv[i].price, SIM_SELL, &bids[n_bids].price)) {
+                n_bids++;
+            }
+        }
+    }
+    has_trade = trade_price.m > 0 && trade_qty.m > 0;
+    if (has_trade) {
+        tq = level_qty(trade_qty, step);
+        has_trade = tq.m > 0;
+    }
+
+    idx = st->open[symbol_idx].head;
+    while (idx != NO_IDX) {
+        struct order_rec *rec = &st->orders[idx];
+        struct sim_order *o = &rec->o;
+        uint32_t next = rec->next;
+        struct sim_level *lv = o->side == SIM_BUY ? asks : bids;
+        size_t n = o->side == SIM_BUY ? n_asks : n_bids;
+        cq_dec rem = o->orig_qty;
+        cq_dec q = ZERO8;
+        cq_dec left;
+        size_t i;
+
+        sub_ok(&rem, o->executed_qty);
+        for (i = 0; i < n && dec_lt(q, rem); i++) {
+            cq_dec want = rem;
+            if (!crosses(o->side, lv[i].price, o->price)) {
+                break;
+            }
+            sub_ok(&want, q);
+            add_ok(&q, cq_dec_min(want, lv[i].qty));
+        }
+        if (dec_lt(q, rem) && has_trade && crosses(o->side, trade_price, o->price)) {
+            cq_dec want = rem;
+            sub_ok(&want, q);
+            add_ok(&q, cq_dec_min(want, tq));
+        }
+        if (q.m > 0 && maker_fill(e, idx, q, now_ms) == 0) {
+            nfills++;
+            left = q; /* take it out of the pool, book first */
+            for (i = 0; i < n && left.m > 0; i++) {
+                cq_dec take;
+                if (!crosses(o->side, lv[i].price, o->price)) {
+                    break;
+                }
+                take = cq_dec_min(left, lv[i].qty);
+                sub_ok(&lv[i].qty, take);
+                sub_ok(&left, take);
+            }
+            if (left.m > 0) {
+                sub_ok(&tq, left);
+            }
+        }
+        idx = next;
+    }
+    changes_end(e, now_ms);
+    return nfills;
+}
+
+/* ---- persistence ------------------------------------------------------------------------ */
+
+static void put(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+    if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+        *ok = false;
+    }
+}
+
+static void push(json_t *arr, json_t *v, bool *ok)
+{
+    if (v == NULL || json_array_append_new(arr, v) != 0) {
+        *ok = false;
+    }
+}
+
+static json_t *dec_json(cq_dec d)
+{
+    char buf[CQ_DEC_STR_MAX];
+    return json_string(cq_dec_format(d, buf, sizeof(buf)));
+}
+
+static json_t *order_json(const struct sim_engine *e, const struct sim_order *o, bool *ok)
+{
+    json_t *j = json_object();
+    put(j, "order_id", json_integer((json_int_t)o->order_id), ok);
+    put(j, "symbol", json_string(e->symbols[o->symbol_idx].symbol), ok);
+    put(j, "client_id", json_string(o->client_id), ok);
+    put(j, "side", json_string(sim_side_name(o->side)), ok);
+    put(j, "type", json_string(sim_order_type_name(o->type)), ok);
+    put(j, "time_in_force", json_string(sim_tif_name(o->tif)), ok);
+    put(j, "price", dec_json(o->price), ok);
+    put(j, "orig_qty", dec_json(o->orig_qty), ok);
+    put(j, "orig_quote_qty", dec_json(o->orig_quote_qty), ok);
+    put(j, "executed_qty", dec_json(o->executed_qty), ok);
+    put(j, "cum_quote_qty", dec_json(o->cum_quote_qty), ok);
+    put(j, "status", json_string(sim_order_status_name(o->status)), ok);
+    put(j, "time_ms", json_integer(o->time_ms), ok);
+    put(j, "update_ms", json_integer(o->update_ms), ok);
+    put(j, "working_ms", json_integer(o->working_ms), ok);
+    put(j, "is_working", json_boolean(o->is_working), ok);
+    return j;
+}
+
+static json_t *trade_json(const struct sim_engine *e, const struct sim_trade *t, bool *ok)
+{
+    json_t *j = json_object();
+    put(j, "trade_id", json_integer((json_int_t)t->trade_id), ok);
+    put(j, "order_id", json_integer((json_int_t)t->order_id), ok);
+    put(j, "symbol", json_string(e->symbols[t->symbol_idx].symbol), ok);
+    put(j, "price", dec_json(t->price), ok);
+    put(j, "qty", dec_json(t->qty), ok);
+    put(j, "quote_qty", dec_json(t->quote_qty), ok);
+    put(j, "commission", dec_json(t->commission), ok);
+    put(j, "commission_asset", json_string(t->commission_asset), ok);
+    put(j, "time_ms", json_integer(t->time_ms), ok);
+    put(j, "is_buyer", json_boolean(t->is_buyer), ok);
+    put(j, "is_maker", json_boolean(t->is_maker), ok);
+    return j;
+}
+
+/* {"version":1, "first_order_id", "next_order_id", "next_trade_id",
+ *  "client_id_rng" (u64 as a decimal string), "stats":{…},
+ *  "balances":[{asset,free,locked}], "orders":[…], "trades":[…]} with
+ * every amount an exact 8-decimal string. */
+json_t *sim_engine_save(const struct sim_engine *e)
+{
+    const struct sim_state *st = &e->st;
+    json_t *root = json_object();
+    json_t *stats = json_object();
+    json_t *bal = json_array();
+    json_t *orders = json_array();
+    json_t *trades = json_array();
+    char rng[24];
+    bool ok = root != NULL;
+
+    snprintf(rng, sizeof(rng), "%" PRIu64, st->rng);
+    put(root, "version", json_integer(STATE_VERSION), &ok);
+    put(root, "first_order_id", json_integer((json_int_t)st->first_order_id), &ok);
+    put(root, "next_order_id", json_integer((json_int_t)(st->first_order_id + st->n_orders)), &ok);
+    put(root, "next_trade_id", json_integer((json_int_t)st->next_trade_id), &ok);
+    put(root, "client_id_rng", json_string(rng), &ok);
+    put(stats, "orders_placed", json_integer((json_int_t)st->orders_placed), &ok);
+    put(stats, "orders_rejected", json_integer((json_int_t)st->orders_rejected), &ok);
+    put(stats, "orders_canceled", json_integer((json_int_t)st->orders_canceled), &ok);
+    put(stats, "fills", json_integer((json_int_t)st->fills), &ok);
+    put(root, "stats", stats, &ok);
+    for (size_t i = 0; i < st->n_assets; i++) {
+        json_t *b = json_object();
+        put(b, "asset", json_string(st->bal[i].asset), &ok);
+        put(b, "free", dec_json(st->bal[i].free), &ok);
+        put(b, "locked", dec_json(st->bal[i].locked), &ok);
+        push(bal, b, &ok);
+    }
+    put(root, "balances", bal, &ok);
+    for (size_t i = 0; i < st->n_orders; i++) {
+        push(orders, order_json(e, &st->orders[i].o, &ok), &ok);
+    }
+    put(root, "orders", orders, &ok);
+    for (size_t i = 0; i < st->n_trades; i++) {
+        push(trades, trade_json(e, trade_at(st, i), &ok), &ok);
+    }
+    put(root, "trades", trades, &ok);
+    if (!ok) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* ---- load --------------------------------------------------------------------------------- */
+
+#define LOAD_HINT "the state file is damaged or from another version; move it away to start fresh"
+
+/* -CQ_EPARSE naming the field: "orders[3].price". */
+static int bad_field(struct cq_err *err, const char *path, const char *key, const char *what)
+{
+    return cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT, "state field '%s%s%s': %s", path,
+                      path[0] != '\0' && key != NULL ? "." : "", key != NULL ? key : "", what);
+}
+
+static int get_int(const json_t *obj, const char *path, const char *key, json_int_t lo,
+                   json_int_t hi, json_int_t *out, struct cq_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    json_int_t x;
+    if (!json_is_integer(v)) {
+        return bad_field(err, path, key, "missing or not an integer");
+    }
+    x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        return bad_field(err, path, key, "out of range");
+    }
+    *out = x;
+    return 0;
+}
+
+static int get_i64(const json_t *obj, const char *path, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out, struct cq_err *err)
+{
+    json_int_t x = 0;
+    int rc = get_int(obj, path, key, (json_int_t)lo, (json_int_t)hi, &x, err);
+    if (rc == 0) {
+        *out = (int64_t)x;
+    }
+    return rc;
+}
+
+static int get_u64(const json_t *obj, const char *path, const char *key, uint64_t lo, uint64_t hi,
+                   uint64_t *out, struct cq_err *err)
+{
+    json_int_t x = 0;
+    int rc = get_int(obj, path, key, (json_int_t)lo, (json_int_t)hi, &x, err);
+    if (rc == 0) {
+        *out = (uint64_t)x;
+    }
+    return rc;
+}
+
+static int get_str(const json_t *obj, const char *path, const char *key, char *buf, size_t len,
+                   bool allow_empty, struct cq_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    size_t n;
+    if (!json_is_string(v)) {
+        return bad_field(err, path, key, "missing or not a string");
+    }
+    n = json_string_length(v);
+    if ((n == 0 && !allow_empty) || n >= len || strlen(json_string_value(v)) != n) {
+        return bad_field(err, path, key, "empty or too long");
+    }
+    memcpy(buf, json_string_value(v), n + 1);
+    return 0;
+}
+
+/* A non-negative amount string with at most 8 decimals. */
+static int get_amount(const json_t *obj, const char *path, const char *key, cq_dec *out,
+                      struct cq_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    cq_dec d;
+    if (!json_is_string(v) || cq_dec_parse(json_string_value(v), json_string_length(v), &d) < 0 ||
+        d.m < 0 || to_amount(d, out) < 0) {
+        return bad_field(err, path, key,
+                         "missing or not a non-negative decimal string with at most 8 decimals");
+    }
+    return 0;
+}
+
+static int get_bool(const json_t *obj, const char *path, const char *key, bool *out,
+                    struct cq_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_boolean(v)) {
+        return bad_field(err, path, key, "missing or not a boolean");
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+static const json_t *get_array(const json_t *obj, const char *key, size_t max, struct cq_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_array(v)) {
+        bad_field(err, "", key, "missing or not an array");
+        return NULL;
+    }
+    if (json_array_size(v) > max) {
+        bad_field(err, "", key, "more entries than this engine keeps");
+        return NULL;
+    }
+    return v;
+}
+
+static int parse_status(const char *s, enum sim_order_status *out)
+{
+    for (int i = SIM_NEW; i <= SIM_EXPIRED_IN_MATCH; i++) {
+        if (strcmp(s, sim_order_status_name((enum sim_order_status)i)) == 0) {
+            *out = (enum sim_order_status)i;
+            return 0;
+        }
+    }
+    return -CQ_EPARSE;
+}
+
+static int load_balances(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+                         struct cq_err *err)
+{
+    const json_t *arr = get_array(root, "balances", SIM_ASSETS_MAX, err);
+    char path[48];
+    if (arr == NULL) {
+        return -CQ_EPARSE;
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *b = json_array_get(arr, i);
+        struct sim_balance *out = &ns->bal[i];
+        cq_dec sum;
+        int rc;
+        snprintf(path, sizeof(path), "balances[%zu]", i);
+        if (!json_is_object(b)) {
+            return bad_field(err, path, NULL, "not an object");
+        }
+        memset(out, 0, sizeof(*out));
+        rc = get_str(b, path, "asset", out->asset, sizeof(out->asset), false, err);
+        if (rc == 0 && (!asset_name_valid(out->asset) || asset_find(ns, out->asset) >= 0)) {
+            rc = bad_field(err, path, "asset", "not an asset name, or repeated");
+        }
+        if (rc == 0) {
+            rc = get_amount(b, path, "free", &out->free, err);
+        }
+        if (rc == 0) {
+            rc = get_amount(b, path, "locked", &out->locked, err);
+        }
+        sum = out->free;
+        if (rc == 0 && !dadd(&sum, out->locked)) {
+            rc = bad_field(err, path, "free", "free + locked is too large");
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        ns->n_assets = i + 1;
+    }
+    if (state_add_symbol_assets(ns, e) < 0) {
+        return bad_field(err, "", "balances", "too many assets with the symbols' assets");
+    }
+    return 0;
+}
+
+/* One order; consistency of its fields with each other. */
+static int load_order(const struct sim_engine *e, const json_t *j, const char *path,
+                      uint64_t want_id, struct sim_order *o, struct cq_err *err)
+{
+    char name[SIM_SYMBOL_LEN + 1];
+    char word[24];
+    bool market, open;
+    int rc;
+
+    if (!json_is_object(j)) {
+        return bad_field(err, path, NULL, "not an object");
+    }
+    memset(o, 0, sizeof(*o));
+    rc = get_u64(j, path, "order_id", want_id, want_id, &o->order_id, err);
+    if (rc < 0) {
+        return bad_field(err, path, "order_id", "not the next id in sequence");
+    }
+    rc = get_str(j, path, "symbol", name, sizeof(name), false, err);
+    if (rc < 0) {
+        return rc;
+    }
+    o->symbol_idx = sim_engine_symbol_index(e, name);
+    if (o->symbol_idx < 0) {
+        return bad_field(err, path, "symbol", "not a symbol of this engine");
+    }
+    rc = get_str(j, path, "client_id", o->client_id, sizeof(o->client_id), false, err);
+    if (rc < 0) {
+        return rc;
+    }
+    if (!client_id_valid(o->client_id)) {
+        return bad_field(err, path, "client_id", "not ^[a-zA-Z0-9-_]{1,36}$");
+    }
+    if (get_str(j, path, "side", word, sizeof(word), false, err) < 0 ||
+        sim_side_parse(word, &o->side) < 0) {
+        return bad_field(err, path, "side", "not BUY or SELL");
+    }
+    if (get_str(j, path, "type", word, sizeof(word), false, err) < 0 ||
+        sim_order_type_parse(word, &o->type) < 0) {
+        return bad_field(err, path, "type", "not LIMIT, MARKET or LIMIT_MAKER");
+    }
+    market = o->type == SIM_MARKET;
+    if (get_str(j, path, "time_in_force", word, sizeof(word), true, err) < 0) {
+        return -CQ_EPARSE;
+    }
+    if (word[0] == '\0') {
+        o->tif = SIM_TIF_NONE;
+    } else if (sim_tif_parse(word, &o->tif) < 0) {
+        return bad_field(err, path, "time_in_force", "not GTC, IOC, FOK or \"\"");
+    }
+    if ((o->type == SIM_LIMIT) != (o->tif != SIM_TIF_NONE)) {
+        return bad_field(err, path, "time_in_force", "does not fit the order type");
+    }
+    if (get_amount(j, path, "price", &o->price, err) < 0 ||
+        get_amount(j, path, "orig_qty", &o->orig_qty, err) < 0 ||
+        get_amount(j, path, "orig_quote_qty", &o->orig_quote_qty, err) < 0 ||
+        get_amount(j, path, "executed_qty", &o->executed_qty, err) < 0 ||
+        get_amount(j, path, "cum_quote_qty", &o->cum_quote_qty, err) < 0) {
+        return -CQ_EPARSE;
+    }
+    if (market != (o->price.m == 0)) {
+        return bad_field(err, path, "price", "must be 0 for MARKET and > 0 otherwise");
+    }
+    if (!market && o->orig_quote_qty.m != 0) {
+        return bad_field(err, path, "orig_quote_qty", "only a MARKET order has one");
+    }
+    if (!market && o->orig_qty.m == 0) {
+        return bad_field(err, path, "orig_qty", "must be > 0");
+    }
+    if (dec_lt(o->orig_qty, o->executed_qty)) {
+        return bad_field(err, path, "executed_qty", "exceeds orig_qty");
+    }
+    if (get_str(j, path, "status", word, sizeof(word), false, err) < 0 ||
+        parse_status(word, &o->status) < 0) {
+        return bad_field(err, path, "status", "not an order status");
+    }
+    open = is_open(o);
+    if (o->status == SIM_REJECTED || o->status == SIM_EXPIRED_IN_MATCH ||
+        (o->status == SIM_NEW && o->executed_qty.m != 0) ||
+        (o->status == SIM_PARTIALLY_FILLED &&
+         (o->executed_qty.m == 0 || dec_eq(o->executed_qty, o->orig_qty))) ||
+        (o->status == SIM_FILLED && !dec_eq(o->executed_qty, o->orig_qty)) ||
+        (open && !(o->tif == SIM_GTC || o->type == SIM_LIMIT_MAKER))) {
+        return bad_field(err, path, "status", "does not fit the order's type or quantities");
+    }
+    if (get_i64(j, path, "time_ms", 0, INT64_MAX, &o->time_ms, err) < 0 ||
+        get_i64(j, path, "update_ms", o->time_ms, INT64_MAX, &o->update_ms, err) < 0 ||
+        get_i64(j, path, "working_ms", -1, INT64_MAX, &o->working_ms, err) < 0 ||
+        get_bool(j, path, "is_working", &o->is_working, err) < 0) {
+        return -CQ_EPARSE;
+    }
+    if (o->is_working != open || (open && o->working_ms < 0)) {
+        return bad_field(err, path, "is_working", "must be true exactly for open orders");
+    }
+    return 0;
+}
+
+static int load_orders(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+                       struct cq_err *err)
+{
+    const json_t *arr = get_array(root, "orders", e->max_orders, err);
+    uint64_t next_id;
+    size_t n;
+    char path[48];
+    if (arr == NULL) {
+        return -CQ_EPARSE;
+    }
+    n = json_array_size(arr);
+    if (get_u64(root, "", "next_order_id", ns->first_order_id + n, ns->first_order_id + n, &next_id,
+                err) < 0) {
+        return bad_field(err, "", "next_order_id", "is not first_order_id + the order count");
+    }
+    if (n > 0) {
+        ns->orders = malloc(n * sizeof(*ns->orders));
+        if (ns->orders == NULL) {
+            return cq_err_set(err, CQ_ENOMEM, 0, NULL, "state: out of memory for orders");
+        }
+        ns->cap_orders = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct order_rec *rec = &ns->orders[i];
+        const struct order_rec *dup;
+        int rc;
+        snprintf(path, sizeof(path), "orders[%zu]", i);
+        rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
+        rc = load_order(e, json_array_get(arr, i), path, ns->first_order_id + i, &rec->o, err);
+        if (rc < 0) {
+            return rc;
+        }
+        ns->n_orders = i + 1;
+        dup = cid_find(ns, rec->o.symbol_idx, rec->o.client_id);
+        if (dup != NULL && is_open(&dup->o)) {
+            /* no order can be placed with the id of an open one */
+            return bad_field(err, path, "client_id", "an older open order has this client id");
+        }
+        if (cid_reserve(ns) < 0) {
+            return cq_err_set(err, CQ_ENOMEM, 0, NULL, "state: out of memory for the index");
+        }
+        cid_put(ns, (uint32_t)i);
+        if (is_open(&rec->o)) {
+            open_link(ns, (uint32_t)i);
+        }
+    }
+    return 0;
+}
+
+static int load_trades(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+                       struct cq_err *err)
+{
+    const json_t *arr = get_array(root, "trades", e->max_trades, err);
+    size_t n;
+    char path[48];
+    if (arr == NULL) {
+        return -CQ_EPARSE;
+    }
+    n = json_array_size(arr);
+    if (n > 0) {
+        ns->trades = malloc(n * sizeof(*ns->trades));
+        if (ns->trades == NULL) {
+            return cq_err_set(err, CQ_ENOMEM, 0, NULL, "state: out of memory for trades");
+        }
+        ns->cap_trades = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *j = json_array_get(arr, i);
+        struct sim_trade *t = &ns->trades[i];
+        const struct order_rec *rec;
+        const struct sim_symbol *sym;
+        char name[SIM_SYMBOL_LEN + 1];
+        uint64_t lo = i == 0 ? 1 : ns->trades[i - 1].trade_id + 1;
+        uint64_t hi = i == 0 ? MAX_FIRST_ID * 2 : lo;
+        snprintf(path, sizeof(path), "trades[%zu]", i);
+        if (!json_is_object(j)) {
+            return bad_field(err, path, NULL, "not an object");
+        }
+        memset(t, 0, sizeof(*t));
+        if (get_u64(j, path, "trade_id", lo, hi, &t->trade_id, err) < 0) {
+            return bad_field(err, path, "trade_id", "not the next id in sequence");
+        }
+        if (get_u64(j, path, "order_id", 1, INT64_MAX, &t->order_id, err) < 0) {
+            return -CQ_EPARSE;
+        }
+        rec = order_by_id(ns, t->order_id);
+        if (rec == NULL) {
+            return bad_field(err, path, "order_id", "no such order");
+        }
+        if (get_str(j, path, "symbol", name, sizeof(name), false, err) < 0) {
+            return -CQ_EPARSE;
+        }
+        t->symbol_idx = sim_engine_symbol_index(e, name);
+        if (t->symbol_idx != rec->o.symbol_idx) {
+            return bad_field(err, path, "symbol", "not the order's symbol");
+        }
+        sym = &e->symbols[t->symbol_idx];
+        if (get_amount(j, path, "price", &t->price, err) < 0 ||
+            get_amount(j, path, "qty", &t->qty, err) < 0 ||
+            get_amount(j, path, "quote_qty", &t->quote_qty, err) < 0 ||
+            get_amount(j, path, "commission", &t->commission, err) < 0 ||
+            get_str(j, path, "commission_asset", t->commission_asset, sizeof(t->commission_asset),
+                    false, err) < 0 ||
+            get_i64(j, path, "time_ms", 0, INT64_MAX, &t->time_ms, err) < 0 ||
+            get_bool(j, path, "is_buyer", &t->is_buyer, err) < 0 ||
+            get_bool(j, path, "is_maker", &t->is_maker, err) < 0) {
+            return -CQ_EPARSE;
+        }
+        if (t->price.m == 0 || t->qty.m == 0) {
+            return bad_field(err, path, "qty", "price and qty must be > 0");
+        }
+        if (t->is_buyer != (rec->o.side == SIM_BUY)) {
+            return bad_field(err, path, "is_buyer", "does not match the order's side");
+        }
+        if (strcmp(t->commission_asset, t->is_buyer ? sym->base : sym->quote) != 0) {
+            return bad_field(err, path, "commission_asset", "not the asset the order received");
+        }
+        ns->n_trades = i + 1;
+    }
+    if (n > 0 && ns->next_trade_id != ns->trades[n - 1].trade_id + 1) {
+        return bad_field(err, "", "next_trade_id", "does not follow the last trade");
+    }
+    return 0;
+}
+
+/* I2 on the loaded state: each asset's locked is what its open orders
+ * need. */
+static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, size_t n_file,
+                             struct cq_err *err)
+{
+    cq_dec need[SIM_ASSETS_MAX];
+    char path[48];
+    char want[CQ_DEC_STR_MAX];
+    for (size_t a = 0; a < ns->n_assets; a++) {
+        need[a] = ZERO8;
+    }
+    for (uint32_t i = ns->all_open.head; i != NO_IDX; i = ns->orders[i].gnext) {
+        const struct sim_order *o = &ns->orders[i].o;
+        int asset =
+            o->side == SIM_BUY ? ns->quote_asset[o->symbol_idx] : ns->base_asset[o->symbol_idx];
+        cq_dec v;
+        if (order_need(o, &v) < 0 || !dadd(&need[asset], v)) {
+            snprintf(path, sizeof(path), "orders[%" PRIu64 "]", o->order_id - ns->first_order_id);
+            return bad_field(err, path, "orig_qty", "what the order locks is too large");
+        }
+    }
+    (void)e;
+    for (size_t a = 0; a < ns->n_assets; a++) {
+        if (dec_eq(need[a], ns->bal[a].locked)) {
+            continue;
+        }
+        cq_dec_format(need[a], want, sizeof(want));
+        if (a < n_file) {
+            snprintf(path, sizeof(path), "balances[%zu]", a);
+            cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT,
+                       "state field '%s.locked': is not what the open orders lock (%s)", path,
+                       want);
+        } else {
+            cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT,
+                       "state field 'balances': no entry for %s, which open orders lock (%s)",
+                       ns->bal[a].asset, want);
+        }
+        return -CQ_EPARSE;
+    }
+    return 0;
+}
+
+static int load_state(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+                      struct cq_err *err)
+{
+    const json_t *stats;
+    const json_t *rngv;
+    json_int_t version;
+    uint64_t rng = 0;
+    const char *s;
+    int rc;
+
+    if (!json_is_object(root)) {
+        return cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT, "state: not a JSON object");
+    }
+    rc = get_int(root, "", "version", STATE_VERSION, STATE_VERSION, &version, err);
+    if (rc < 0) {
+        return rc;
+    }
+    if (get_u64(root, "", "first_order_id", 1, MAX_FIRST_ID, &ns->first_order_id, err) < 0 ||
+        get_u64(root, "", "next_trade_id", 1, MAX_FIRST_ID * 2, &ns->next_trade_id, err) < 0) {
+        return -CQ_EPARSE;
+    }
+    rngv = json_object_get(root, "client_id_rng");
+    s = json_string_value(rngv);
+    if (s == NULL || s[0] == '\0' || strlen(s) > 20) {
+        return bad_field(err, "", "client_id_rng", "missing or not a decimal u64 string");
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (d > 9 || rng > (UINT64_MAX - d) / 10) {
+            return bad_field(err, "", "client_id_rng", "missing or not a decimal u64 string");
+        }
+        rng = rng * 10 + d;
+    }
+    ns->rng = rng;
+    stats = json_object_get(root, "stats");
+    if (!json_is_object(stats)) {
+        return bad_field(err, "", "stats", "missing or not an object");
+    }
+    if (get_u64(stats, "stats", "orders_placed", 0, INT64_MAX, &ns->orders_placed, err) < 0 ||
+        get_u64(stats, "stats", "orders_rejected", 0, INT64_MAX, &ns->orders_rejected, err) < 0 ||
+        get_u64(stats, "stats", "orders_canceled", 0, INT64_MAX, &ns->orders_canceled, err) < 0 ||
+        get_u64(stats, "stats", "fills", 0, INT64_MAX, &ns->fills, err) < 0) {
+        return -CQ_EPARSE;
+    }
+    rc = load_balances(e, root, ns, err);
+    if (rc < 0) {
+        return rc;
+    }
+    {
+        size_t n_file = json_array_size(json_object_get(root, "balances"));
+        rc = load_orders(e, root, ns, err);
+        if (rc == 0) {
+            rc = load_trades(e, root, ns, err);
+        }
+        if (rc == 0) {
+            rc = load_check_locked(e, ns, n_file, err);
+        }
+    }
+    return rc;
+}
+
+int sim_engine_load(struct sim_engine *e, const json_t *state, struct cq_err *err)
+{
+    struct sim_state ns;
+    int rc;
+    state_init(&ns);
+    rc = load_state(e, state, &ns, err);
+    if (rc < 0) {
+        state_fini(&ns);
+        return rc;
+    }
+    state_fini(&e->st);
+    e->st = ns;
+    return 0;
+}

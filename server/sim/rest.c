@@ -1,0 +1,2613 @@
+/*
+ * rest.c — coinquant-simex's REST server: the Binance spot /api/v3 endpoints
+ * (../shared/BINANCE_PROTOCOL.md §1–§3) and the /_sim/ fault-control path,
+ * served by libmicrohttpd.
+ *
+ * Threads
+ *   libmicrohttpd runs with MHD_USE_INTERNAL_POLLING_THREAD |
+ *   MHD_USE_THREAD_PER_CONNECTION: one listener thread accepts, and each
+ *   connection (at most CONNECTION_LIMIT) gets its own thread that calls the
+ *   callbacks below. One thread per connection so that injected latency (a
+ *   sleep) delays only the request that drew it, as network latency would,
+ *   instead of stalling every client behind one polling loop.
+ *   sim_rest_stop() -> MHD_stop_daemon joins all of them.
+ *
+ * The lock
+ *   Every handler takes sim->lock around engine, market, fault, rate-limit,
+ *   listen-key and counter access, in short sections, and never holds it
+ *   while sleeping (latency injection), verifying an HMAC, serialising JSON
+ *   to text or doing socket I/O (the response is queued after unlock).
+ *   Parameter parsing (params.c) and signature checks are lock-free.
+ *
+ * A request, in order
+ *   1. uri_logger (MHD_OPTION_URI_LOG_CALLBACK) stashes the RAW URI — the
+ *      query bytes exactly as sent, before libmicrohttpd decodes them — in the
+ *      per-request struct rest_conn; the body is collected there (at most
+ *      SIM_BODY_MAX_BYTES; more, or a Content-Length announcing more, is 413
+ *      -1101, and a client that keeps sending past 1 MiB is disconnected).
+ *   2. /_sim/... -> control path (loopback peers only, else 403).
+ *   3. /api/...: route by path and method (404 / 405 with a JSON error).
+ *   4. Parse the params: raw query + form body (POST/PUT/DELETE with no
+ *      Content-Type or application/x-www-form-urlencoded; any other body, e.g.
+ *      the connector's empty application/json one, is ignored), query wins.
+ *   5. Injected latency: sleep (no lock).
+ *   6. Admission under the lock: ban (418) -> storm / weight over the limit
+ *      (429, then 418 for a client that keeps going) -> 5xx fault sample.
+ *      Weight is charged here; POST/DELETE /order and DELETE /openOrders are
+ *      charged 1 only when they fail (0 on success).
+ *   7. A parse error from step 4 is answered now.
+ *   8. The endpoint: its own params (-1102/-1100/-1106/-1114..-1117/-1120)
+ *      -> signed params (recvWindow -1131, timestamp -1102, signature -1102)
+ *      -> API key (-2014/-2015, 401) -> timestamp window (-1021) -> signature
+ *      (-1022) -> symbol (-1121) -> order rate (-1015) -> faults -> engine
+ *      (-1013 filters, -2010 balance/duplicate/would-take/closed, -2011,
+ *      -2013). NONE endpoints ignore X-MBX-APIKEY; USER_STREAM ones check
+ *      only the key.
+ *   9. Headers: X-MBX-USED-WEIGHT-1M and x-mbx-used-weight on every /api
+ *      answer, X-MBX-ORDER-COUNT-10S/-1D on POST /order answers that reached
+ *      the order counter, Retry-After on 429/418.
+ *
+ * Rate limits (one client in practice: loopback; one set of counters)
+ *   - weight per wall-clock minute; over sim->rl.weight_limit_1m -> 429 -1003
+ *     "Too much request weight used; current limit is N request weight per 1
+ *     MINUTE. …" with Retry-After = seconds to the minute's end;
+ *   - the first 429 of a minute and BAN_AFTER_429 more requests are answered
+ *     429; the next one starts a ban: 418 -1003 "Way too much request weight
+ *     used; IP banned until <ms>. …" (ms in server time), Retry-After =
+ *     seconds to its end. Bans last 2 min, doubling per ban up to 3 days;
+ *     while banned every /api request is 418. POST /_sim/faults/clear lifts
+ *     a ban;
+ *   - orders per 10 s and per day (POST /order only, counted when the order
+ *     reaches the engine, engine rejections included) -> 429 -1015 "Too many
+ *     new orders; current limit is N orders per 10 SECOND." / "… per DAY."
+ *     (no ban).
+ *
+ * Faults (struct sim_faults, set over /_sim/)
+ *   - latency: sleep before handling each /api request (in 10 ms slices so
+ *     that a stop is not held up);
+ *   - 5xx: per_mille of /api requests are answered HTTP 503 with the JSON
+ *     body {"code":-1000,"msg":"An unknown error occurred while processing
+ *     the request."} (JSON rather than a gateway's HTML page so ccxt maps it
+ *     to OperationFailed, not ExchangeNotAvailable). For POST/DELETE /order
+ *     and DELETE /openOrders a seeded coin flip decides whether the request
+ *     is executed BEFORE the 503 goes out: a 5xx means "status unknown", and
+ *     the client must reconcile;
+ *   - storm: every /api request is 429 until the storm ends (Retry-After =
+ *     seconds left), with the same ban escalation;
+ *   - reject next N orders: POST /order -> -2010 "Order rejected by
+ *     coinquant-simex fault injection (orders/reject).";
+ *   - insufficient: POST /order and /order/test -> -2010 "Account has
+ *     insufficient balance for requested action." (filters still come first);
+ *   - clock skew: sim_server_time_ms (GET /time, timestamp window);
+ *   - market pause: sim_market_set_paused.
+ *
+ * Control path (loopback peers only; others get 403). Params in the query or
+ * a form body. Every answer is JSON: {"ok":true,…} or 400
+ * {"ok":false,"error":{"param":"<name>","message":"…"}}.
+ *
+ *   | method+path                      | params                     | effect                         |
+ *   |----------------------------------|----------------------------|--------------------------------|
+ *   | GET  /_sim/state                 |                            | sim_state_json()               |
+ *   | POST /_sim/ws/drop               |                            | close every WS connection      |
+ *   | POST /_sim/ws/stall              | on=1|0                     | WS keeps connections, no data  |
+ *   | POST /_sim/rest/latency          | ms=0..60000                | sleep before each /api answer  |
+ *   | POST /_sim/rest/errors           | per_mille=0..1000          | share of /api answered 503     |
+ *   | POST /_sim/ratelimit/storm       | seconds=0..3600            | every /api request 429 (0 ends)|
+ *   | POST /_sim/orders/reject         | count=0..1000000           | next N POST /order -> -2010    |
+ *   | POST /_sim/balance/insufficient  | on=1|0                     | orders -> -2010 insufficient   |
+ *   | POST /_sim/balance/set           | asset=[A-Z0-9]{1,11}, free=D| set an asset's free balance   |
+ *   | POST /_sim/clock/skew            | ms=±631152000000 (20 y)    | server time = wall + ms        |
+ *   | POST /_sim/market/pause          | on=1|0                     | market holds, emits nothing    |
+ *   | POST /_sim/faults/clear          |                            | all of the above off; lift ban |
+ *
+ * Limitations (documented, deliberate): stop and take-profit order types are
+ * listed in exchangeInfo (ccxt requires it) but answered -2010 "Stop orders
+ * are not supported by coinquant-simex."; iceberg, trailing and peg params
+ * are -1106 (exchangeInfo says icebergAllowed/allowTrailingStop false); the
+ * engine keeps no STP mode, so POST /order echoes the one sent and queries
+ * report "NONE" (self-trades cannot happen: the book is exogenous).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "cq/log.h"
+#include "cq/sign.h"
+#include "sim/sim-int.h"
+#include "sim/sim-params.h"
+
+#define SERVICE "simex"
+#define CONNECTION_LIMIT 128
+#define CONNECTION_TIMEOUT_S 30
+/* Request line + headers must fit: the raw query can be SIM_QUERY_MAX_BYTES. */
+#define CONNECTION_MEMORY_BYTES ((size_t)256 * 1024)
+#define DISCARD_MAX_BYTES ((uint64_t)1024 * 1024)
+#define BAN_AFTER_429 10
+#define BAN_BASE_MS (2LL * 60 * 1000)
+#define BAN_MAX_MS (3LL * 24 * 60 * 60 * 1000)
+#define MAX_FILLS 512
+#define LATENCY_MAX_MS 60000
+/* 20 years: tests move the server clock back to the documented 2017 vectors */
+#define SKEW_MAX_MS (20LL * 365 * 86400000)
+#define API_KEY_MAX 256
+#define GENERATED_ID_LEN 22
+
+#define MSG_UNKNOWN "An unknown error occurred while processing the request."
+#define MSG_TOO_MANY_PARAMS "Too many parameters sent for this endpoint."
+
+/* ---- server state ------------------------------------------------------------- */
+
+struct sim_rest {
+    struct cq_sim *sim;        /* borrowed */
+    struct MHD_Daemon *daemon; /* owned */
+    int port;
+};
+
+/* Per request (libmicrohttpd's req_cls), created by uri_logger. */
+struct rest_conn {
+    char *uri; /* raw, owned; NULL when too long */
+    bool uri_too_long;
+    bool started;
+    char *body; /* owned */
+    size_t body_len, body_cap;
+    bool body_too_large;
+    uint64_t discarded;
+};
+
+enum security { SEC_NONE, SEC_USER_STREAM, SEC_SIGNED };
+
+#define EP_FREE_ON_SUCCESS 1u /* weight 0 on success, 1 on failure */
+#define EP_MUTATES 2u         /* a 5xx fault may execute it first */
+#define EP_ORDER_POST 4u
+
+struct rest_resp {
+    int status;
+    json_t *body; /* owned */
+    int64_t retry_after_s;
+    bool is_error;
+    bool order_headers;
+    uint32_t orders_10s, orders_1d;
+};
+
+struct rest_req {
+    struct cq_sim *sim;
+    struct MHD_Connection *conn;
+    const char *method;
+    struct sim_params params;
+    const char *api_key; /* header, borrowed; NULL if absent */
+    bool time_us;        /* X-MBX-TIME-UNIT: MICROSECOND */
+    int64_t timestamp_us, recv_window_us;
+    struct rest_resp resp;
+};
+
+struct endpoint {
+    const char *method;
+    const char *path;
+    enum security sec;
+    unsigned weight;
+    unsigned (*weight_fn)(const struct sim_params *p);
+    unsigned flags;
+    void (*handler)(struct rest_req *r);
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int64_t ceil_div_s(int64_t ms)
+{
+    if (ms <= 0) {
+        return 1;
+    }
+    return (ms + 999) / 1000;
+}
+
+static json_t *jdec(cq_dec d)
+{
+    char buf[CQ_DEC_STR_MAX];
+    if (cq_dec_format_scale(d, 8, CQ_ROUND_HALF_EVEN, buf, sizeof(buf)) < 0) {
+        cq_dec_format(d, buf, sizeof(buf));
+    }
+    return json_string(buf);
+}
+
+static json_t *jtime(const struct rest_req *r, int64_t ms)
+{
+    return json_integer((json_int_t)(r->time_us ? ms * 1000 : ms));
+}
+
+static void set_error(struct rest_req *r, int status, int code, const char *fmt, ...)
+    CQ_PRINTF(4, 5);
+
+static void set_error(struct rest_req *r, int status, int code, const char *fmt, ...)
+{
+    char msg[SIM_API_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_decref(r->resp.body);
+    r->resp.status = status;
+    r->resp.is_error = true;
+    r->resp.body = json_pack("{s:i,s:s}", "code", code, "msg", msg);
+}
+
+static bool fail_api(struct rest_req *r, const struct sim_api_error *e)
+{
+    set_error(r, e->http_status, e->code, "%s", e->msg);
+    return false;
+}
+
+static void set_ok(struct rest_req *r, json_t *body)
+{
+    json_decref(r->resp.body);
+    r->resp.status = 200;
+    r->resp.is_error = false;
+    r->resp.body = body;
+    if (body == NULL) {
+        set_error(r, 500, -1000, MSG_UNKNOWN);
+    }
+}
+
+static void gen_id(struct cq_sim *sim, char out[GENERATED_ID_LEN + 1])
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    for (int i = 0; i < GENERATED_ID_LEN; i++) {
+        out[i] = alnum[sim_rand(sim) % (sizeof(alnum) - 1)];
+    }
+    out[GENERATED_ID_LEN] = '\0';
+}
+
+static const char *tif_wire(enum sim_tif t)
+{
+    /* Binance reports GTC for MARKET and LIMIT_MAKER orders. */
+    return t == SIM_TIF_NONE ? "GTC" : sim_tif_name(t);
+}
+
+/* ---- signed / keyed requests ----------------------------------------------------- */
+
+static bool check_key(struct rest_req *r)
+{
+    const char *k = r->api_key;
+    size_t len = k != NULL ? strlen(k) : 0;
+    bool malformed = len == 0 || len > API_KEY_MAX;
+    for (size_t i = 0; !malformed && i < len; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            malformed = true;
+        }
+    }
+    if (malformed) {
+        set_error(r, 401, -2014, "API-key format invalid.");
+        return false;
+    }
+    if (strcmp(k, r->sim->api_key) != 0) {
+        set_error(r, 401, -2015, "Invalid API-key, IP, or permissions for action.");
+        return false;
+    }
+    return true;
+}
+
+/* The timing rule (§2), in µs. */
+static bool time_ok(struct rest_req *r, int64_t server_ms)
+{
+    int64_t server_us = server_ms * 1000;
+    if (r->timestamp_us >= server_us + 1000000) {
+        set_error(r, 400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.");
+        return false;
+    }
+    if (server_us - r->timestamp_us > r->recv_window_us) {
+        set_error(r, 400, -1021, "Timestamp for this request is outside of the recvWindow.");
+        return false;
+    }
+    return true;
+}
+
+/* After the endpoint's own params: signed params -> key -> time -> signature. */
+static bool auth_signed(struct rest_req *r)
+{
+    struct sim_api_error e;
+    const struct sim_params *p = &r->params;
+    if (sim_param_recv_window_us(p, &r->recv_window_us, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    int64_t ts = 0;
+    if (sim_param_long(p, "timestamp", true, &ts, NULL, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    r->timestamp_us = sim_time_param_to_us(ts);
+    const char *sig = sim_params_get(p, "signature");
+    if (sig == NULL) {
+        set_error(r, 400, -1102,
+                  "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.");
+        return false;
+    }
+    if (!check_key(r)) {
+        return false;
+    }
+    pthread_mutex_lock(&r->sim->lock);
+    int64_t server_ms = sim_server_time_ms(r->sim);
+    pthread_mutex_unlock(&r->sim->lock);
+    if (!time_ok(r, server_ms)) {
+        return false;
+    }
+    const char *secret = r->sim->api_secret;
+    if (!cq_sign_verify(secret, strlen(secret), p->signed_query, p->signed_query_len,
+                        p->signed_body, p->signed_body_len, sig, strlen(sig))) {
+        set_error(r, 400, -1022, "Signature for this request is not valid.");
+        return false;
+    }
+    return true;
+}
+
+/* Symbol -> index, under the lock; -1121 if unknown. */
+static int symbol_index_locked(struct rest_req *r, const char *symbol)
+{
+    int idx = sim_engine_symbol_index(r->sim->engine, symbol);
+    if (idx < 0) {
+        set_error(r, 400, -1121, SIM_MSG_INVALID_SYMBOL);
+    }
+    return idx;
+}
+
+/* ---- symbol selection (symbol / symbols / none) ----------------------------------- */
+
+struct symbol_sel {
+    bool one;   /* `symbol` was sent: answer an object */
+    bool all;   /* neither was sent */
+    size_t n;
+    char names[SIM_PARAM_SYMBOLS_MAX][SIM_PARAM_SYMBOL_MAX + 1];
+};
+
+static bool parse_symbol_sel(struct rest_req *r, struct symbol_sel *sel)
+{
+    struct sim_api_error e;
+    bool has_symbol = false;
+    memset(sel, 0, sizeof(*sel));
+    if (sim_param_symbol(&r->params, "symbol", false, sel->names[0], &has_symbol, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    const char *symbols = sim_params_get(&r->params, "symbols");
+    if (has_symbol && symbols != NULL) {
+        set_error(r, 400, -1106, "Parameter 'symbols' sent when not required.");
+        return false;
+    }
+    if (has_symbol) {
+        sel->one = true;
+        sel->n = 1;
+        return true;
+    }
+    if (symbols == NULL) {
+        sel->all = true;
+        return true;
+    }
+    if (sim_param_symbols(symbols, sel->names, SIM_PARAM_SYMBOLS_MAX, &sel->n, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    return true;
+}
+
+/* Resolve under the lock into indexes; -1121 on an unknown name. */
+static bool resolve_sel_locked(struct rest_req *r, const struct symbol_sel *sel, int *idx,
+                               size_t *n)
+{
+    const struct sim_engine *eng = r->sim->engine;
+    if (sel->all) {
+        size_t count = sim_engine_symbol_count(eng);
+        for (size_t i = 0; i < count && i < SIM_SYMBOLS_MAX; i++) {
+            idx[i] = (int)i;
+        }
+        *n = count < SIM_SYMBOLS_MAX ? count : SIM_SYMBOLS_MAX;
+        return true;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < sel->n; i++) {
+        int at = symbol_index_locked(r, sel->names[i]);
+        if (at < 0) {
+            return false;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < k; j++) {
+            dup = dup || idx[j] == at;
+        }
+        if (!dup && k < SIM_SYMBOLS_MAX) {
+            idx[k++] = at;
+        }
+    }
+    *n = k;
+    return true;
+}
+
+/* ---- weights ---------------------------------------------------------------------- */
+
+static unsigned w_depth(const struct sim_params *p)
+{
+    int64_t limit = 100;
+    struct sim_api_error e;
+    if (sim_param_long(p, "limit", false, &limit, NULL, &e) < 0 || limit == 0) {
+        limit = 100;
+    }
+    if (limit <= 100) {
+        return 5;
+    }
+    if (limit <= 500) {
+        return 25;
+    }
+    if (limit <= 1000) {
+        return 50;
+    }
+    return 250;
+}
+
+static size_t symbols_count(const struct sim_params *p)
+{
+    /* A rough count is enough for the weight: names are comma-separated. */
+    const char *v = sim_params_get(p, "symbols");
+    size_t n = 1;
+    for (const char *c = v; *c != '\0'; c++) {
+        n += *c == ',';
+    }
+    return n;
+}
+
+static unsigned w_ticker24(const struct sim_params *p)
+{
+    if (sim_params_get(p, "symbol") != NULL) {
+        return 2;
+    }
+    if (sim_params_get(p, "symbols") == NULL) {
+        return 80;
+    }
+    size_t n = symbols_count(p);
+    return n <= 20 ? 2 : n <= 100 ? 40 : 80;
+}
+
+static unsigned w_ticker_price(const struct sim_params *p)
+{
+    return sim_params_get(p, "symbol") != NULL ? 2 : 4;
+}
+
+static unsigned w_order_test(const struct sim_params *p)
+{
+    const char *v = sim_params_get(p, "computeCommissionRates");
+    return v != NULL && strcasecmp(v, "true") == 0 ? 20 : 1;
+}
+
+static unsigned w_open_orders(const struct sim_params *p)
+{
+    return sim_params_get(p, "symbol") != NULL ? 6 : 80;
+}
+
+static unsigned w_my_trades(const struct sim_params *p)
+{
+    return sim_params_get(p, "orderId") != NULL ? 5 : 20;
+}
+
+/* ---- public endpoints ----------------------------------------------------------- */
+
+static void h_ping(struct rest_req *r)
+{
+    set_ok(r, json_object());
+}
+
+static void h_time(struct rest_req *r)
+{
+    pthread_mutex_lock(&r->sim->lock);
+    int64_t now = sim_server_time_ms(r->sim);
+    pthread_mutex_unlock(&r->sim->lock);
+    set_ok(r, json_pack("{s:o}", "serverTime", jtime(r, now)));
+}
+
+static const char *const symbol_status_names[] = {"TRADING", "END_OF_DAY", "HALT", "BREAK",
+                                                  "CANCEL_ONLY", NULL};
+
+static const char *symbol_status_wire(enum sim_symbol_status s)
+{
+    switch (s) {
+    case SIM_TRADING:
+        return "TRADING";
+    case SIM_HALT:
+        return "HALT";
+    case SIM_BREAK:
+        return "BREAK";
+    }
+    return "BREAK";
+}
+
+static json_t *filters_json(const struct sim_filters *f)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "PRICE_FILTER",
+                                       "minPrice", jdec(f->min_price), "maxPrice",
+                                       jdec(f->max_price), "tickSize", jdec(f->tick_size)));
+    json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "LOT_SIZE", "minQty",
+                                       jdec(f->min_qty), "maxQty", jdec(f->max_qty), "stepSize",
+                                       jdec(f->step_size)));
+    json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "MARKET_LOT_SIZE",
+                                       "minQty", jdec(f->market_min_qty), "maxQty",
+                                       jdec(f->market_max_qty), "stepSize",
+                                       jdec(f->market_step)));
+    json_array_append_new(
+        a, json_pack("{s:s,s:o,s:b,s:o,s:b,s:i}", "filterType", "NOTIONAL", "minNotional",
+                     jdec(f->min_notional), "applyMinToMarket", f->apply_min_to_market,
+                     "maxNotional", jdec(f->max_notional), "applyMaxToMarket",
+                     f->apply_max_to_market, "avgPriceMins", 5));
+    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ORDERS",
+                                       "maxNumOrders", f->max_num_orders));
+    return a;
+}
+
+static json_t *symbol_info_json(const struct sim_symbol *s, bool show_permission_sets)
+{
+    json_t *order_types = json_pack("[s,s,s,s,s,s,s]", "LIMIT", "LIMIT_MAKER", "MARKET",
+                                    "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                                    "TAKE_PROFIT_LIMIT");
+    json_t *perm_sets = show_permission_sets ? json_pack("[[s]]", "SPOT") : json_array();
+    json_t *o = json_object();
+    json_object_set_new(o, "symbol", json_string(s->symbol));
+    json_object_set_new(o, "status", json_string(symbol_status_wire(s->status)));
+    json_object_set_new(o, "baseAsset", json_string(s->base));
+    json_object_set_new(o, "baseAssetPrecision", json_integer(s->base_precision));
+    json_object_set_new(o, "quoteAsset", json_string(s->quote));
+    json_object_set_new(o, "quotePrecision", json_integer(s->quote_precision));
+    json_object_set_new(o, "quoteAssetPrecision", json_integer(s->quote_precision));
+    json_object_set_new(o, "baseCommissionPrecision", json_integer(s->base_precision));
+    json_object_set_new(o, "quoteCommissionPrecision", json_integer(s->quote_precision));
+    json_object_set_new(o, "orderTypes", order_types);
+    json_object_set_new(o, "icebergAllowed", json_false());
+    json_object_set_new(o, "ocoAllowed", json_false());
+    json_object_set_new(o, "otoAllowed", json_false());
+    json_object_set_new(o, "opoAllowed", json_false());
+    json_object_set_new(o, "quoteOrderQtyMarketAllowed", json_true());
+    json_object_set_new(o, "allowTrailingStop", json_false());
+    json_object_set_new(o, "cancelReplaceAllowed", json_false());
+    json_object_set_new(o, "amendAllowed", json_false());
+    json_object_set_new(o, "pegInstructionsAllowed", json_false());
+    json_object_set_new(o, "isSpotTradingAllowed", json_true());
+    json_object_set_new(o, "isMarginTradingAllowed", json_false());
+    json_object_set_new(o, "filters", filters_json(&s->filters));
+    json_object_set_new(o, "permissions", json_array());
+    json_object_set_new(o, "permissionSets", perm_sets);
+    json_object_set_new(o, "defaultSelfTradePreventionMode", json_string("NONE"));
+    json_object_set_new(o, "allowedSelfTradePreventionModes",
+                        json_pack("[s,s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER",
+                                  "EXPIRE_BOTH", "DECREMENT"));
+    return o;
+}
+
+/* `permissions`: "SPOT" or a JSON array of names. *spot: SPOT is among them. */
+static bool parse_permissions(struct rest_req *r, const char *v, bool *spot)
+{
+    static const char range[] = "^\\[?(\"?[A-Z0-9_]{1,32}\"?(,\"?[A-Z0-9_]{1,32}\"?){0,})\\]?$";
+    *spot = false;
+    const char *s = v;
+    bool array = *s == '[';
+    if (array) {
+        s++;
+    }
+    for (;;) {
+        bool quoted = array && *s == '"';
+        if (quoted) {
+            s++;
+        }
+        const char *start = s;
+        while ((*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_') {
+            s++;
+        }
+        size_t len = (size_t)(s - start);
+        if (len == 0 || len > 32 || (quoted && *s++ != '"')) {
+            break;
+        }
+        if (len == 4 && memcmp(start, "SPOT", 4) == 0) {
+            *spot = true;
+        }
+        if (array && *s == ',') {
+            s++;
+            continue;
+        }
+        if (array && *s == ']' && s[1] == '\0') {
+            return true;
+        }
+        if (!array && *s == '\0') {
+            return true;
+        }
+        break;
+    }
+    set_error(r, 400, -1100, "Illegal characters found in parameter 'permissions'; legal range is '%s'.",
+              range);
+    return false;
+}
+
+static void h_exchange_info(struct rest_req *r)
+{
+    struct sim_api_error e;
+    struct symbol_sel *sel = malloc(sizeof(*sel));
+    if (sel == NULL) {
+        set_error(r, 500, -1000, MSG_UNKNOWN);
+        return;
+    }
+    bool show_sets = true, has_show = false;
+    int status_idx = -1;
+    bool has_status = false;
+    bool spot = true;
+    if (!parse_symbol_sel(r, sel)) {
+        goto out;
+    }
+    const char *perms = sim_params_get(&r->params, "permissions");
+    if (perms != NULL && !sel->all) {
+        set_error(r, 400, -1106, "Parameter 'permissions' sent when not required.");
+        goto out;
+    }
+    if (perms != NULL && !parse_permissions(r, perms, &spot)) {
+        goto out;
+    }
+    if (sim_param_bool(&r->params, "showPermissionSets", &show_sets, &has_show, &e) < 0) {
+        fail_api(r, &e);
+        goto out;
+    }
+    if (sim_param_enum(&r->params, "symbolStatus", false, symbol_status_names, &status_idx,
+                       &has_status, 0, NULL, &e) < 0) {
+        fail_api(r, &e);
+        goto out;
+    }
+    if (has_status && !sel->all) {
+        set_error(r, 400, -1106, "Parameter 'symbolStatus' sent when not required.");
+        goto out;
+    }
+
+    int idx[SIM_SYMBOLS_MAX];
+    size_t n = 0;
+    struct cq_sim *sim = r->sim;
+    pthread_mutex_lock(&sim->lock);
+    if (!resolve_sel_locked(r, sel, idx, &n)) {
+        pthread_mutex_unlock(&sim->lock);
+        goto out;
+    }
+    int64_t now = sim_server_time_ms(sim);
+    json_t *symbols = json_array();
+    for (size_t i = 0; spot && i < n; i++) {
+        const struct sim_symbol *s = sim_engine_symbol(sim->engine, idx[i]);
+        if (has_status && strcmp(symbol_status_wire(s->status), symbol_status_names[status_idx]) != 0) {
+            continue;
+        }
+        json_array_append_new(symbols, symbol_info_json(s, show_sets));
+    }
+    uint32_t wl = sim->rl.weight_limit_1m, o10 = sim->rl.order_limit_10s,
+             o1d = sim->rl.order_limit_1d;
+    pthread_mutex_unlock(&sim->lock);
+
+    json_t *limits = json_pack(
+        "[{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:i}]",
+        "rateLimitType", "REQUEST_WEIGHT", "interval", "MINUTE", "intervalNum", 1, "limit",
+        (json_int_t)wl, "rateLimitType", "ORDERS", "interval", "SECOND", "intervalNum", 10,
+        "limit", (json_int_t)o10, "rateLimitType", "ORDERS", "interval", "DAY", "intervalNum", 1,
+        "limit", (json_int_t)o1d, "rateLimitType", "RAW_REQUESTS", "interval", "MINUTE",
+        "intervalNum", 5, "limit", 300000);
+    set_ok(r, json_pack("{s:s,s:o,s:o,s:[],s:o}", "timezone", "UTC", "serverTime",
+                        jtime(r, now), "rateLimits", limits, "exchangeFilters", "symbols",
+                        symbols));
+out:
+    free(sel);
+}
+
+static json_t *levels_json(const struct sim_level *lv, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(a, json_pack("[o,o]", jdec(lv[i].price), jdec(lv[i].qty)));
+    }
+    return a;
+}
+
+static void h_depth(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int64_t limit = 100;
+    bool has_limit = false;
+    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        sim_param_long(&r->params, "limit", false, &limit, &has_limit, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!has_limit || limit == 0) {
+        limit = 100;
+    }
+    if (limit > 5000) {
+        limit = 5000;
+    }
+    struct cq_sim *sim = r->sim;
+    pthread_mutex_lock(&sim->lock);
+    int idx = symbol_index_locked(r, symbol);
+    if (idx < 0) {
+        pthread_mutex_unlock(&sim->lock);
+        return;
+    }
+    struct sim_book_view book;
+    sim_market_book(sim->market, idx, &book);
+    size_t nb = book.n_bids < (size_t)limit ? book.n_bids : (size_t)limit;
+    size_t na = book.n_asks < (size_t)limit ? book.n_asks : (size_t)limit;
+    json_t *body = json_pack("{s:I,s:o,s:o}", "lastUpdateId",
+                             (json_int_t)sim_market_book_update_id(sim->market, idx), "bids",
+                             levels_json(book.bids, nb), "asks", levels_json(book.asks, na));
+    pthread_mutex_unlock(&sim->lock);
+    set_ok(r, body);
+}
+
+static const char *const kline_intervals[] = {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h",
+                                              "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
+                                              NULL};
+
+struct kline_ctx {
+    const struct rest_req *r;
+    json_t *arr;
+};
+
+static void add_kline(void *ctx, const struct sim_kline *k)
+{
+    struct kline_ctx *kc = ctx;
+    json_array_append_new(
+        kc->arr, json_pack("[o,o,o,o,o,o,o,o,I,o,o,s]", jtime(kc->r, k->open_ms), jdec(k->open),
+                           jdec(k->high), jdec(k->low), jdec(k->close), jdec(k->volume),
+                           jtime(kc->r, k->close_ms), jdec(k->quote_volume),
+                           (json_int_t)k->trades, jdec(k->taker_buy_base),
+                           jdec(k->taker_buy_quote), "0"));
+}
+
+/* startTime/endTime (ms or µs) -> ms; start > end is -1023. */
+static bool parse_time_range(struct rest_req *r, int64_t *start_ms, int64_t *end_ms,
+                             bool *has_start, bool *has_end)
+{
+    struct sim_api_error e;
+    int64_t s = 0, t = 0;
+    if (sim_param_long(&r->params, "startTime", false, &s, has_start, &e) < 0 ||
+        sim_param_long(&r->params, "endTime", false, &t, has_end, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    *start_ms = *has_start ? sim_time_param_to_us(s) / 1000 : 0;
+    *end_ms = *has_end ? sim_time_param_to_us(t) / 1000 : 0;
+    if (*has_start && *has_end && *start_ms > *end_ms) {
+        set_error(r, 400, -1023, "Start time is greater than end time.");
+        return false;
+    }
+    return true;
+}
+
+/* limit: default def, capped at max. */
+static bool parse_limit(struct rest_req *r, int64_t def, int64_t max, int64_t *out)
+{
+    struct sim_api_error e;
+    bool has = false;
+    if (sim_param_long(&r->params, "limit", false, out, &has, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (!has || *out == 0) {
+        *out = def;
+    }
+    if (*out > max) {
+        *out = max;
+    }
+    return true;
+}
+
+static void h_klines(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int iv = 0;
+    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        sim_param_enum(&r->params, "interval", true, kline_intervals, &iv, NULL, -1120,
+                       "Invalid interval.", &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    int64_t start = 0, end = 0, limit = 500;
+    bool has_start, has_end;
+    if (!parse_time_range(r, &start, &end, &has_start, &has_end) ||
+        !parse_limit(r, 500, 1000, &limit)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct kline_ctx kc = {r, json_array()};
+    pthread_mutex_lock(&sim->lock);
+    int idx = symbol_index_locked(r, symbol);
+    if (idx >= 0) {
+        if (sim_market_klines(sim->market, idx, kline_intervals[iv], start, end, (size_t)limit,
+                              add_kline, &kc) < 0) {
+            /* an interval the model cannot aggregate from 1m bars (1s): no bars */
+        }
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (idx < 0) {
+        json_decref(kc.arr);
+        return;
+    }
+    set_ok(r, kc.arr);
+}
+
+static json_t *ticker24_json(const char *symbol, const struct sim_ticker24 *t, bool full,
+                             const struct rest_req *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "symbol", json_string(symbol));
+    if (full) {
+        cq_dec change = CQ_DEC_ZERO, pct = CQ_DEC_ZERO, wavg = CQ_DEC_ZERO;
+        if (cq_dec_sub(t->last, t->open, &change) < 0) {
+            change = CQ_DEC_ZERO;
+        }
+        if (!cq_dec_is_zero(t->open)) {
+            cq_dec ratio;
+            if (cq_dec_mul(change, cq_dec_make(100, 0), 8, CQ_ROUND_HALF_EVEN, &ratio) < 0 ||
+                cq_dec_div(ratio, t->open, 3, CQ_ROUND_HALF_EVEN, &pct) < 0) {
+                pct = CQ_DEC_ZERO;
+            }
+        }
+        if (!cq_dec_is_zero(t->volume) &&
+            cq_dec_div(t->quote_volume, t->volume, 8, CQ_ROUND_HALF_EVEN, &wavg) < 0) {
+            wavg = CQ_DEC_ZERO;
+        }
+        char pct_text[CQ_DEC_STR_MAX];
+        if (cq_dec_format_scale(pct, 3, CQ_ROUND_HALF_EVEN, pct_text, sizeof(pct_text)) < 0) {
+            cq_strlcpy(pct_text, "0.000", sizeof(pct_text));
+        }
+        json_object_set_new(o, "priceChange", jdec(change));
+        json_object_set_new(o, "priceChangePercent", json_string(pct_text));
+        json_object_set_new(o, "weightedAvgPrice", jdec(wavg));
+        /* The model keeps no bar before the window: its open stands in. */
+        json_object_set_new(o, "prevClosePrice", jdec(t->open));
+        json_object_set_new(o, "lastPrice", jdec(t->last));
+        json_object_set_new(o, "lastQty", jdec(t->last_qty));
+        json_object_set_new(o, "bidPrice", jdec(t->bid));
+        json_object_set_new(o, "bidQty", jdec(t->bid_qty));
+        json_object_set_new(o, "askPrice", jdec(t->ask));
+        json_object_set_new(o, "askQty", jdec(t->ask_qty));
+    }
+    json_object_set_new(o, "openPrice", jdec(t->open));
+    json_object_set_new(o, "highPrice", jdec(t->high));
+    json_object_set_new(o, "lowPrice", jdec(t->low));
+    if (!full) {
+        json_object_set_new(o, "lastPrice", jdec(t->last));
+    }
+    json_object_set_new(o, "volume", jdec(t->volume));
+    json_object_set_new(o, "quoteVolume", jdec(t->quote_volume));
+    json_object_set_new(o, "openTime", jtime(r, t->open_ms));
+    json_object_set_new(o, "closeTime", jtime(r, t->close_ms));
+    json_object_set_new(o, "firstId", json_integer(t->count > 0 ? (json_int_t)t->first_id : -1));
+    json_object_set_new(o, "lastId", json_integer(t->count > 0 ? (json_int_t)t->last_id : -1));
+    json_object_set_new(o, "count", json_integer((json_int_t)t->count));
+    return o;
+}
+
+enum ticker_kind { TICKER_24H, TICKER_PRICE, TICKER_BOOK };
+
+static void ticker_common(struct rest_req *r, enum ticker_kind kind)
+{
+    struct sim_api_error e;
+    static const char *const types[] = {"FULL", "MINI", NULL};
+    int type = 0;
+    struct symbol_sel *sel = malloc(sizeof(*sel));
+    if (sel == NULL) {
+        set_error(r, 500, -1000, MSG_UNKNOWN);
+        return;
+    }
+    if (!parse_symbol_sel(r, sel)) {
+        goto out;
+    }
+    if (kind == TICKER_24H &&
+        sim_param_enum(&r->params, "type", false, types, &type, NULL, 0, NULL, &e) < 0) {
+        fail_api(r, &e);
+        goto out;
+    }
+    int idx[SIM_SYMBOLS_MAX];
+    size_t n = 0;
+    struct cq_sim *sim = r->sim;
+    pthread_mutex_lock(&sim->lock);
+    if (!resolve_sel_locked(r, sel, idx, &n)) {
+        pthread_mutex_unlock(&sim->lock);
+        goto out;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *name = sim_engine_symbol(sim->engine, idx[i])->symbol;
+        json_t *o = NULL;
+        if (kind == TICKER_24H) {
+            struct sim_ticker24 t;
+            sim_market_ticker24(sim->market, idx[i], &t);
+            o = ticker24_json(name, &t, type == 0, r);
+        } else if (kind == TICKER_PRICE) {
+            o = json_pack("{s:s,s:o}", "symbol", name, "price",
+                          jdec(sim_market_last_price(sim->market, idx[i])));
+        } else {
+            struct sim_book_view book;
+            sim_market_book(sim->market, idx[i], &book);
+            struct sim_level none = {CQ_DEC_ZERO, CQ_DEC_ZERO};
+            const struct sim_level *bid = book.n_bids > 0 ? &book.bids[0] : &none;
+            const struct sim_level *ask = book.n_asks > 0 ? &book.asks[0] : &none;
+            o = json_pack("{s:s,s:o,s:o,s:o,s:o}", "symbol", name, "bidPrice", jdec(bid->price),
+                          "bidQty", jdec(bid->qty), "askPrice", jdec(ask->price), "askQty",
+                          jdec(ask->qty));
+        }
+        json_array_append_new(arr, o);
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (sel->one) {
+        json_t *one = json_incref(json_array_get(arr, 0));
+        json_decref(arr);
+        set_ok(r, one);
+    } else {
+        set_ok(r, arr);
+    }
+out:
+    free(sel);
+}
+
+static void h_ticker24(struct rest_req *r)
+{
+    ticker_common(r, TICKER_24H);
+}
+
+static void h_ticker_price(struct rest_req *r)
+{
+    ticker_common(r, TICKER_PRICE);
+}
+
+static void h_book_ticker(struct rest_req *r)
+{
+    ticker_common(r, TICKER_BOOK);
+}
+
+/* ---- account ------------------------------------------------------------------------ */
+
+struct balances_ctx {
+    json_t *arr;
+    bool omit_zero;
+};
+
+static void add_account_balance(void *ctx, const struct sim_balance *b)
+{
+    struct balances_ctx *bc = ctx;
+    if (bc->omit_zero && cq_dec_is_zero(b->free) && cq_dec_is_zero(b->locked)) {
+        return;
+    }
+    json_array_append_new(bc->arr, json_pack("{s:s,s:o,s:o}", "asset", b->asset, "free",
+                                             jdec(b->free), "locked", jdec(b->locked)));
+}
+
+static json_t *bps_rate(unsigned bps)
+{
+    return jdec(cq_dec_make((int64_t)bps, 4));
+}
+
+static void h_account(struct rest_req *r)
+{
+    struct sim_api_error e;
+    bool omit = false;
+    if (sim_param_bool(&r->params, "omitZeroBalances", &omit, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct balances_ctx bc = {json_array(), omit};
+    unsigned maker = 0, taker = 0;
+    pthread_mutex_lock(&sim->lock);
+    sim_engine_balances(sim->engine, add_account_balance, &bc);
+    sim_engine_fees(sim->engine, &maker, &taker);
+    int64_t now = sim_server_time_ms(sim);
+    pthread_mutex_unlock(&sim->lock);
+
+    json_t *o = json_object();
+    json_object_set_new(o, "makerCommission", json_integer(maker));
+    json_object_set_new(o, "takerCommission", json_integer(taker));
+    json_object_set_new(o, "buyerCommission", json_integer(0));
+    json_object_set_new(o, "sellerCommission", json_integer(0));
+    json_object_set_new(o, "commissionRates",
+                        json_pack("{s:o,s:o,s:o,s:o}", "maker", bps_rate(maker), "taker",
+                                  bps_rate(taker), "buyer", bps_rate(0), "seller", bps_rate(0)));
+    json_object_set_new(o, "canTrade", json_true());
+    json_object_set_new(o, "canWithdraw", json_true());
+    json_object_set_new(o, "canDeposit", json_true());
+    json_object_set_new(o, "brokered", json_false());
+    json_object_set_new(o, "requireSelfTradePrevention", json_false());
+    json_object_set_new(o, "preventSor", json_false());
+    json_object_set_new(o, "updateTime", jtime(r, now));
+    json_object_set_new(o, "accountType", json_string("SPOT"));
+    json_object_set_new(o, "balances", bc.arr);
+    json_object_set_new(o, "permissions", json_pack("[s]", "SPOT"));
+    json_object_set_new(o, "uid", json_integer(354937868));
+    set_ok(r, o);
+}
+
+/* ---- orders: JSON shapes ------------------------------------------------------------ */
+
+static json_t *order_ack_json(const struct rest_req *r, const char *symbol,
+                              const struct sim_order *o, int64_t transact_ms)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "symbol", json_string(symbol));
+    json_object_set_new(j, "orderId", json_integer((json_int_t)o->order_id));
+    json_object_set_new(j, "orderListId", json_integer(-1));
+    json_object_set_new(j, "clientOrderId", json_string(o->client_id));
+    json_object_set_new(j, "transactTime", jtime(r, transact_ms));
+    return j;
+}
+
+static int64_t working_ms(const struct sim_order *o, int64_t fallback)
+{
+    return o->working_ms >= 0 ? o->working_ms : fallback;
+}
+
+static void add_result_fields(const struct rest_req *r, json_t *j, const struct sim_order *o,
+                              int64_t transact_ms, const char *stp)
+{
+    json_object_set_new(j, "price", jdec(o->price));
+    json_object_set_new(j, "origQty", jdec(o->orig_qty));
+    json_object_set_new(j, "executedQty", jdec(o->executed_qty));
+    json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
+    json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
+    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
+    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "workingTime", jtime(r, working_ms(o, transact_ms)));
+    json_object_set_new(j, "selfTradePreventionMode", json_string(stp));
+}
+
+static json_t *fills_json(const struct sim_fill *fills, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:s,s:I}", "price",
+                                           jdec(fills[i].price), "qty", jdec(fills[i].qty),
+                                           "commission", jdec(fills[i].commission),
+                                           "commissionAsset", fills[i].commission_asset,
+                                           "tradeId", (json_int_t)fills[i].trade_id));
+    }
+    return a;
+}
+
+static json_t *order_query_json(const struct rest_req *r, const char *symbol,
+                                const struct sim_order *o)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "symbol", json_string(symbol));
+    json_object_set_new(j, "orderId", json_integer((json_int_t)o->order_id));
+    json_object_set_new(j, "orderListId", json_integer(-1));
+    json_object_set_new(j, "clientOrderId", json_string(o->client_id));
+    json_object_set_new(j, "price", jdec(o->price));
+    json_object_set_new(j, "origQty", jdec(o->orig_qty));
+    json_object_set_new(j, "executedQty", jdec(o->executed_qty));
+    json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
+    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
+    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "stopPrice", jdec(CQ_DEC_ZERO));
+    json_object_set_new(j, "icebergQty", jdec(CQ_DEC_ZERO));
+    json_object_set_new(j, "time", jtime(r, o->time_ms));
+    json_object_set_new(j, "updateTime", jtime(r, o->update_ms));
+    json_object_set_new(j, "isWorking", json_boolean(o->is_working));
+    json_object_set_new(j, "workingTime", jtime(r, working_ms(o, o->time_ms)));
+    json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
+    json_object_set_new(j, "selfTradePreventionMode", json_string("NONE"));
+    return j;
+}
+
+static json_t *cancel_json(const struct rest_req *r, const char *symbol, const struct sim_order *o,
+                           const char *cancel_id, int64_t transact_ms)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "symbol", json_string(symbol));
+    json_object_set_new(j, "origClientOrderId", json_string(o->client_id));
+    json_object_set_new(j, "orderId", json_integer((json_int_t)o->order_id));
+    json_object_set_new(j, "orderListId", json_integer(-1));
+    json_object_set_new(j, "clientOrderId", json_string(cancel_id));
+    json_object_set_new(j, "transactTime", jtime(r, transact_ms));
+    json_object_set_new(j, "price", jdec(o->price));
+    json_object_set_new(j, "origQty", jdec(o->orig_qty));
+    json_object_set_new(j, "executedQty", jdec(o->executed_qty));
+    json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
+    json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
+    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
+    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "selfTradePreventionMode", json_string("NONE"));
+    return j;
+}
+
+/* ---- POST /order and /order/test ------------------------------------------------------- */
+
+enum wire_type { WT_LIMIT, WT_MARKET, WT_STOP_LOSS, WT_STOP_LOSS_LIMIT, WT_TAKE_PROFIT,
+                 WT_TAKE_PROFIT_LIMIT, WT_LIMIT_MAKER };
+static const char *const wire_types[] = {"LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
+                                         "TAKE_PROFIT", "TAKE_PROFIT_LIMIT", "LIMIT_MAKER",
+                                         NULL};
+static const char *const sides[] = {"BUY", "SELL", NULL};
+static const char *const tifs[] = {"GTC", "IOC", "FOK", NULL};
+static const char *const resp_types[] = {"ACK", "RESULT", "FULL", NULL};
+static const char *const stp_modes[] = {"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH",
+                                        "DECREMENT", NULL};
+enum { RESP_ACK, RESP_RESULT, RESP_FULL };
+
+struct order_args {
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int side, type, tif, resp_type, stp;
+    bool has_tif, has_qty, has_quote, has_price, has_resp_type, has_stp;
+    cq_dec qty, quote, price;
+    char client_id[SIM_PARAM_CLIENT_ID_MAX + 1];
+    bool compute_commission;
+};
+
+static bool not_required(struct rest_req *r, const char *name)
+{
+    set_error(r, 400, -1106, "Parameter '%s' sent when not required.", name);
+    return false;
+}
+
+static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test)
+{
+    struct sim_api_error e;
+    const struct sim_params *p = &r->params;
+    memset(a, 0, sizeof(*a));
+    if (sim_param_symbol(p, "symbol", true, a->symbol, NULL, &e) < 0 ||
+        sim_param_enum(p, "side", true, sides, &a->side, NULL, -1117, "Invalid side.", &e) < 0 ||
+        sim_param_enum(p, "type", true, wire_types, &a->type, NULL, -1116, "Invalid orderType.",
+                       &e) < 0) {
+        return fail_api(r, &e);
+    }
+    int t = a->type;
+    bool needs_tif = t == WT_LIMIT || t == WT_STOP_LOSS_LIMIT || t == WT_TAKE_PROFIT_LIMIT;
+    bool needs_price = needs_tif || t == WT_LIMIT_MAKER;
+    bool needs_stop = t == WT_STOP_LOSS || t == WT_STOP_LOSS_LIMIT || t == WT_TAKE_PROFIT ||
+                      t == WT_TAKE_PROFIT_LIMIT;
+
+    /* timeInForce */
+    if (sim_params_get(p, "timeInForce") != NULL && !needs_tif) {
+        set_error(r, 400, -1114, "TimeInForce parameter sent when not required.");
+        return false;
+    }
+    if (sim_param_enum(p, "timeInForce", needs_tif, tifs, &a->tif, &a->has_tif, -1115,
+                       "Invalid timeInForce.", &e) < 0) {
+        return fail_api(r, &e);
+    }
+    /* quantity / quoteOrderQty */
+    if (sim_param_decimal(p, "quantity", false, &a->qty, &a->has_qty, &e) < 0 ||
+        sim_param_decimal(p, "quoteOrderQty", false, &a->quote, &a->has_quote, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (t == WT_MARKET) {
+        if (!a->has_qty && !a->has_quote) {
+            set_error(r, 400, -1102,
+                      "Param 'quantity' or 'quoteOrderQty' must be sent, but both were "
+                      "empty/null!");
+            return false;
+        }
+        if (a->has_qty && a->has_quote) {
+            return not_required(r, "quoteOrderQty");
+        }
+    } else {
+        if (!a->has_qty) {
+            set_error(r, 400, -1102,
+                      "Mandatory parameter 'quantity' was not sent, was empty/null, or "
+                      "malformed.");
+            return false;
+        }
+        if (a->has_quote) {
+            return not_required(r, "quoteOrderQty");
+        }
+    }
+    /* price */
+    if (sim_param_decimal(p, "price", needs_price, &a->price, &a->has_price, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (a->has_price && !needs_price) {
+        return not_required(r, "price");
+    }
+    /* stopPrice and the features this venue does not offer */
+    cq_dec stop;
+    bool has_stop = false;
+    if (sim_param_decimal(p, "stopPrice", needs_stop, &stop, &has_stop, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (has_stop && !needs_stop) {
+        return not_required(r, "stopPrice");
+    }
+    static const char *const unsupported[] = {"icebergQty", "trailingDelta", "pegPriceType",
+                                              "pegOffsetValue", "pegOffsetType", NULL};
+    for (int i = 0; unsupported[i] != NULL; i++) {
+        if (sim_params_get(p, unsupported[i]) != NULL) {
+            return not_required(r, unsupported[i]);
+        }
+    }
+    int64_t ignored;
+    if (sim_param_client_id(p, "newClientOrderId", false, a->client_id, NULL, &e) < 0 ||
+        sim_param_enum(p, "newOrderRespType", false, resp_types, &a->resp_type,
+                       &a->has_resp_type, 0, NULL, &e) < 0 ||
+        sim_param_enum(p, "selfTradePreventionMode", false, stp_modes, &a->stp, &a->has_stp, 0,
+                       NULL, &e) < 0 ||
+        sim_param_long(p, "strategyId", false, &ignored, NULL, &e) < 0 ||
+        sim_param_long(p, "strategyType", false, &ignored, NULL, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (test && sim_param_bool(p, "computeCommissionRates", &a->compute_commission, NULL, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    if (!a->has_resp_type) {
+        a->resp_type = (t == WT_MARKET || t == WT_LIMIT) ? RESP_FULL : RESP_ACK;
+    }
+    if (!a->has_stp) {
+        a->stp = 0;
+    }
+    return true;
+}
+
+static void build_order_req(const struct order_args *a, int idx, struct sim_order_req *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->symbol_idx = idx;
+    req->side = a->side == 0 ? SIM_BUY : SIM_SELL;
+    req->type = a->type == WT_MARKET ? SIM_MARKET : a->type == WT_LIMIT_MAKER ? SIM_LIMIT_MAKER
+                                                                              : SIM_LIMIT;
+    req->tif = !a->has_tif ? SIM_TIF_NONE : a->tif == 0 ? SIM_GTC : a->tif == 1 ? SIM_IOC
+                                                                                : SIM_FOK;
+    req->has_qty = a->has_qty;
+    req->qty = a->qty;
+    req->has_quote_qty = a->has_quote;
+    req->quote_qty = a->quote;
+    req->has_price = a->has_price;
+    req->price = a->price;
+    cq_strlcpy(req->client_id, a->client_id, sizeof(req->client_id));
+}
+
+static void roll_windows(struct sim_ratelimit *rl, int64_t now)
+{
+    int64_t minute = now - now % 60000;
+    if (rl->weight_window_start_ms != minute) {
+        rl->weight_window_start_ms = minute;
+        rl->weight_used = 0;
+        rl->requests_after_429 = 0;
+    }
+    int64_t ten = now - now % 10000;
+    if (rl->orders_10s_window_start_ms != ten) {
+        rl->orders_10s_window_start_ms = ten;
+        rl->orders_10s = 0;
+    }
+    int64_t day = now - now % 86400000;
+    if (rl->orders_1d_window_start_ms != day) {
+        rl->orders_1d_window_start_ms = day;
+        rl->orders_1d = 0;
+    }
+}
+
+/* Under the lock: -1015, or count the order. */
+static bool count_order_locked(struct rest_req *r)
+{
+    struct sim_ratelimit *rl = &r->sim->rl;
+    int64_t now = sim_wall_ms();
+    roll_windows(rl, now);
+    r->resp.order_headers = true;
+    if (rl->order_limit_10s > 0 && rl->orders_10s >= rl->order_limit_10s) {
+        set_error(r, 429, -1015, "Too many new orders; current limit is %u orders per 10 SECOND.",
+                  rl->order_limit_10s);
+        r->resp.retry_after_s = ceil_div_s(rl->orders_10s_window_start_ms + 10000 - now);
+    } else if (rl->order_limit_1d > 0 && rl->orders_1d >= rl->order_limit_1d) {
+        set_error(r, 429, -1015, "Too many new orders; current limit is %u orders per DAY.",
+                  rl->order_limit_1d);
+        r->resp.retry_after_s = ceil_div_s(rl->orders_1d_window_start_ms + 86400000 - now);
+    } else {
+        rl->orders_10s++;
+        rl->orders_1d++;
+    }
+    r->resp.orders_10s = rl->orders_10s;
+    r->resp.orders_1d = rl->orders_1d;
+    return !r->resp.is_error;
+}
+
+static void order_common(struct rest_req *r, bool test)
+{
+    struct order_args a;
+    if (!parse_order_args(r, &a, test) || !auth_signed(r)) {
+        return;
+    }
+    struct sim_fill *fills = NULL;
+    if (!test) {
+        fills = malloc(MAX_FILLS * sizeof(*fills));
+        if (fills == NULL) {
+            set_error(r, 500, -1000, MSG_UNKNOWN);
+            return;
+        }
+    }
+    struct cq_sim *sim = r->sim;
+    struct sim_reject rej = {0, ""};
+    struct sim_order order;
+    size_t n_fills = 0;
+    unsigned maker = 0, taker = 0;
+    int64_t now = 0;
+    bool placed = false;
+
+    pthread_mutex_lock(&sim->lock);
+    now = sim_server_time_ms(sim);
+    /* the window is checked again where the request meets the engine */
+    if (!time_ok(r, now)) {
+        goto unlock;
+    }
+    int idx = symbol_index_locked(r, a.symbol);
+    if (idx < 0) {
+        goto unlock;
+    }
+    if (a.type != WT_LIMIT && a.type != WT_MARKET && a.type != WT_LIMIT_MAKER) {
+        set_error(r, 400, -2010, "Stop orders are not supported by coinquant-simex.");
+        goto unlock;
+    }
+    if (!test) {
+        if (!count_order_locked(r)) {
+            goto unlock;
+        }
+        if (sim->faults.reject_next_orders > 0) {
+            sim->faults.reject_next_orders--;
+            set_error(r, 400, -2010,
+                      "Order rejected by coinquant-simex fault injection (orders/reject).");
+            goto unlock;
+        }
+    }
+    struct sim_order_req req;
+    build_order_req(&a, idx, &req);
+    struct sim_book_view book;
+    sim_book_view(sim, idx, &book);
+    int rc = 0;
+    if (test || sim->faults.force_insufficient) {
+        rc = sim_engine_test_order(sim->engine, &req, &book, &rej);
+        if (rc == 0 && sim->faults.force_insufficient) {
+            rc = -CQ_EVENUE;
+            rej.code = SIM_ERR_NEW_ORDER_REJECTED;
+            cq_strlcpy(rej.msg, SIM_MSG_INSUFFICIENT, sizeof(rej.msg));
+        } else if (rc < 0 && rej.code != SIM_ERR_FILTER && sim->faults.force_insufficient) {
+            rej.code = SIM_ERR_NEW_ORDER_REJECTED;
+            cq_strlcpy(rej.msg, SIM_MSG_INSUFFICIENT, sizeof(rej.msg));
+        }
+    }
+    if (rc == 0 && !test) {
+        rc = sim_engine_place(sim->engine, &req, &book, now, &order, fills, MAX_FILLS, &n_fills,
+                              &rej);
+        placed = rc == 0;
+    }
+    if (rc == -CQ_EFULL) {
+        set_error(r, 500, -1000, MSG_UNKNOWN);
+    } else if (rc < 0) {
+        set_error(r, 400, rej.code != 0 ? rej.code : SIM_ERR_NEW_ORDER_REJECTED, "%s",
+                  rej.msg[0] != '\0' ? rej.msg : MSG_UNKNOWN);
+    }
+    sim_engine_fees(sim->engine, &maker, &taker);
+unlock:
+    pthread_mutex_unlock(&sim->lock);
+
+    if (r->resp.is_error) {
+        free(fills);
+        return;
+    }
+    if (test) {
+        if (!a.compute_commission) {
+            set_ok(r, json_object());
+        } else {
+            set_ok(r, json_pack("{s:{s:o,s:o},s:{s:o,s:o},s:{s:b,s:b,s:s,s:o}}",
+                                "standardCommissionForOrder", "maker", bps_rate(maker), "taker",
+                                bps_rate(taker), "taxCommissionForOrder", "maker", bps_rate(0),
+                                "taker", bps_rate(0), "discount", "enabledForAccount", 0,
+                                "enabledForSymbol", 0, "discountAsset", "BNB", "discount",
+                                bps_rate(0)));
+        }
+        return;
+    }
+    if (!placed) {
+        free(fills);
+        set_error(r, 500, -1000, MSG_UNKNOWN);
+        return;
+    }
+    json_t *j = order_ack_json(r, a.symbol, &order, now);
+    if (a.resp_type != RESP_ACK) {
+        add_result_fields(r, j, &order, now, stp_modes[a.stp]);
+    }
+    if (a.resp_type == RESP_FULL) {
+        json_object_set_new(j, "fills", fills_json(fills, n_fills));
+    }
+    free(fills);
+    set_ok(r, j);
+}
+
+static void h_order_post(struct rest_req *r)
+{
+    order_common(r, false);
+}
+
+static void h_order_test(struct rest_req *r)
+{
+    order_common(r, true);
+}
+
+/* ---- order queries and cancels ------------------------------------------------------ */
+
+struct order_ref {
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    bool has_id, has_cid;
+    int64_t order_id;
+    char cid[SIM_CLIENT_ID_LEN];
+    bool cid_too_long; /* cannot exist */
+};
+
+static bool parse_order_ref(struct rest_req *r, struct order_ref *ref)
+{
+    struct sim_api_error e;
+    memset(ref, 0, sizeof(*ref));
+    if (sim_param_symbol(&r->params, "symbol", true, ref->symbol, NULL, &e) < 0 ||
+        sim_param_long(&r->params, "orderId", false, &ref->order_id, &ref->has_id, &e) < 0) {
+        return fail_api(r, &e);
+    }
+    const char *cid = sim_params_get(&r->params, "origClientOrderId");
+    ref->has_cid = cid != NULL;
+    if (!ref->has_id && !ref->has_cid) {
+        set_error(r, 400, -1102,
+                  "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                  "empty/null!");
+        return false;
+    }
+    if (cid != NULL && cq_strlcpy(ref->cid, cid, sizeof(ref->cid)) >= sizeof(ref->cid)) {
+        ref->cid_too_long = true;
+    }
+    return true;
+}
+
+/* Look the order up (under the lock); code for "not found" is the caller's. */
+static bool find_order_locked(struct rest_req *r, int idx, const struct order_ref *ref,
+                              struct sim_order *o, int not_found_code, const char *not_found_msg)
+{
+    struct sim_reject rej;
+    if (ref->cid_too_long || (ref->has_id && ref->order_id == 0) ||
+        sim_engine_get_order(r->sim->engine, idx, ref->has_id ? (uint64_t)ref->order_id : 0,
+                             ref->has_cid ? ref->cid : NULL, o, &rej) < 0) {
+        set_error(r, 400, not_found_code, "%s", not_found_msg);
+        return false;
+    }
+    return true;
+}
+
+static void h_order_get(struct rest_req *r)
+{
+    struct order_ref ref;
+    if (!parse_order_ref(r, &ref) || !auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct sim_order o;
+    bool found = false;
+    pthread_mutex_lock(&sim->lock);
+    int idx = symbol_index_locked(r, ref.symbol);
+    if (idx >= 0) {
+        found = find_order_locked(r, idx, &ref, &o, SIM_ERR_NO_SUCH_ORDER, SIM_MSG_NO_SUCH_ORDER);
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (found) {
+        set_ok(r, order_query_json(r, ref.symbol, &o));
+    }
+}
+
+static const char *const cancel_restrictions[] = {"ONLY_NEW", "ONLY_PARTIALLY_FILLED", NULL};
+
+static void h_order_delete(struct rest_req *r)
+{
+    struct sim_api_error e;
+    struct order_ref ref;
+    char cancel_id[SIM_PARAM_CLIENT_ID_MAX + 1] = "";
+    int restriction = -1;
+    bool has_restriction = false;
+    if (!parse_order_ref(r, &ref)) {
+        return;
+    }
+    if (sim_param_client_id(&r->params, "newClientOrderId", false, cancel_id, NULL, &e) < 0 ||
+        sim_param_enum(&r->params, "cancelRestrictions", false, cancel_restrictions,
+                       &restriction, &has_restriction, 0, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct sim_order o;
+    struct sim_reject rej;
+    bool done = false;
+    int64_t now = 0;
+    pthread_mutex_lock(&sim->lock);
+    now = sim_server_time_ms(sim);
+    int idx = symbol_index_locked(r, ref.symbol);
+    if (idx < 0 ||
+        !find_order_locked(r, idx, &ref, &o, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER)) {
+        goto unlock;
+    }
+    if (has_restriction &&
+        ((restriction == 0 && o.status != SIM_NEW) ||
+         (restriction == 1 && o.status != SIM_PARTIALLY_FILLED))) {
+        set_error(r, 400, SIM_ERR_CANCEL_REJECTED,
+                  "Order was not canceled due to cancel restrictions.");
+        goto unlock;
+    }
+    if (cancel_id[0] == '\0') {
+        gen_id(sim, cancel_id);
+    }
+    if (sim_engine_cancel(sim->engine, idx, o.order_id, NULL, cancel_id, now, &o, &rej) < 0) {
+        set_error(r, 400, SIM_ERR_CANCEL_REJECTED, "%s",
+                  rej.msg[0] != '\0' ? rej.msg : SIM_MSG_UNKNOWN_ORDER);
+        goto unlock;
+    }
+    done = true;
+unlock:
+    pthread_mutex_unlock(&sim->lock);
+    if (done) {
+        set_ok(r, cancel_json(r, ref.symbol, &o, cancel_id, now));
+    }
+}
+
+struct orders_ctx {
+    const struct rest_req *r;
+    const struct sim_engine *engine;
+    json_t *arr;
+};
+
+static void add_query_order(void *ctx, const struct sim_order *o)
+{
+    struct orders_ctx *oc = ctx;
+    const struct sim_symbol *s = sim_engine_symbol(oc->engine, o->symbol_idx);
+    json_array_append_new(oc->arr, order_query_json(oc->r, s != NULL ? s->symbol : "", o));
+}
+
+static void h_open_orders_get(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    bool has_symbol = false;
+    if (sim_param_symbol(&r->params, "symbol", false, symbol, &has_symbol, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct orders_ctx oc = {r, sim->engine, json_array()};
+    pthread_mutex_lock(&sim->lock);
+    int idx = has_symbol ? symbol_index_locked(r, symbol) : -1;
+    if (!has_symbol || idx >= 0) {
+        sim_engine_open_orders(sim->engine, idx, add_query_order, &oc);
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (r->resp.is_error) {
+        json_decref(oc.arr);
+        return;
+    }
+    set_ok(r, oc.arr);
+}
+
+struct id_list {
+    uint64_t *ids;
+    size_t n, cap;
+    bool oom;
+};
+
+static void collect_id(void *ctx, const struct sim_order *o)
+{
+    struct id_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap == 0 ? 64 : l->cap * 2;
+        uint64_t *ids = realloc(l->ids, cap * sizeof(*ids));
+        if (ids == NULL) {
+            l->oom = true;
+            return;
+        }
+        l->ids = ids;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = o->order_id;
+}
+
+static void h_open_orders_delete(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct id_list ids = {NULL, 0, 0, false};
+    json_t *arr = json_array();
+    pthread_mutex_lock(&sim->lock);
+    int64_t now = sim_server_time_ms(sim);
+    int idx = symbol_index_locked(r, symbol);
+    if (idx >= 0) {
+        sim_engine_open_orders(sim->engine, idx, collect_id, &ids);
+        /* Binance answers -2011 when there is nothing to cancel. */
+        if (ids.oom) {
+            set_error(r, 500, -1000, MSG_UNKNOWN);
+        } else if (ids.n == 0) {
+            set_error(r, 400, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER);
+        }
+        for (size_t i = 0; !r->resp.is_error && i < ids.n; i++) {
+            char cancel_id[GENERATED_ID_LEN + 1];
+            struct sim_order o;
+            struct sim_reject rej;
+            gen_id(sim, cancel_id);
+            if (sim_engine_cancel(sim->engine, idx, ids.ids[i], NULL, cancel_id, now, &o, &rej) ==
+                0) {
+                json_array_append_new(arr, cancel_json(r, symbol, &o, cancel_id, now));
+            }
+        }
+    }
+    pthread_mutex_unlock(&sim->lock);
+    free(ids.ids);
+    if (r->resp.is_error) {
+        json_decref(arr);
+        return;
+    }
+    set_ok(r, arr);
+}
+
+#define DAY_MS 86400000LL
+
+static void h_all_orders(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int64_t from_id = 0, start = 0, end = 0, limit = 500;
+    bool has_start, has_end;
+    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        sim_param_long(&r->params, "orderId", false, &from_id, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!parse_time_range(r, &start, &end, &has_start, &has_end) ||
+        !parse_limit(r, 500, 1000, &limit)) {
+        return;
+    }
+    if (has_start && has_end && end - start > DAY_MS) {
+        set_error(r, 400, -1127, "More than 24 hours between startTime and endTime.");
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct orders_ctx oc = {r, sim->engine, json_array()};
+    pthread_mutex_lock(&sim->lock);
+    int idx = symbol_index_locked(r, symbol);
+    if (idx >= 0) {
+        sim_engine_all_orders(sim->engine, idx, (uint64_t)from_id, start, end, (size_t)limit,
+                              add_query_order, &oc);
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (idx < 0) {
+        json_decref(oc.arr);
+        return;
+    }
+    set_ok(r, oc.arr);
+}
+
+struct trades_ctx {
+    const struct rest_req *r;
+    const char *symbol;
+    json_t *arr;
+};
+
+static void add_trade(void *ctx, const struct sim_trade *t)
+{
+    struct trades_ctx *tc = ctx;
+    json_t *j = json_object();
+    json_object_set_new(j, "symbol", json_string(tc->symbol));
+    json_object_set_new(j, "id", json_integer((json_int_t)t->trade_id));
+    json_object_set_new(j, "orderId", json_integer((json_int_t)t->order_id));
+    json_object_set_new(j, "orderListId", json_integer(-1));
+    json_object_set_new(j, "price", jdec(t->price));
+    json_object_set_new(j, "qty", jdec(t->qty));
+    json_object_set_new(j, "quoteQty", jdec(t->quote_qty));
+    json_object_set_new(j, "commission", jdec(t->commission));
+    json_object_set_new(j, "commissionAsset", json_string(t->commission_asset));
+    json_object_set_new(j, "time", jtime(tc->r, t->time_ms));
+    json_object_set_new(j, "isBuyer", json_boolean(t->is_buyer));
+    json_object_set_new(j, "isMaker", json_boolean(t->is_maker));
+    json_object_set_new(j, "isBestMatch", json_true());
+    json_array_append_new(tc->arr, j);
+}
+
+static void h_my_trades(struct rest_req *r)
+{
+    struct sim_api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int64_t order_id = 0, from_id = 0, start = 0, end = 0, limit = 500;
+    bool has_start, has_end, has_from = false;
+    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        sim_param_long(&r->params, "orderId", false, &order_id, NULL, &e) < 0 ||
+        sim_param_long(&r->params, "fromId", false, &from_id, &has_from, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!parse_time_range(r, &start, &end, &has_start, &has_end) ||
+        !parse_limit(r, 500, 1000, &limit)) {
+        return;
+    }
+    if (has_from && (has_start || has_end)) {
+        set_error(r, 400, -1128, "Combination of optional parameters invalid.");
+        return;
+    }
+    if (has_start && has_end && end - start > DAY_MS) {
+        set_error(r, 400, -1127, "More than 24 hours between startTime and endTime.");
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    struct cq_sim *sim = r->sim;
+    struct trades_ctx tc = {r, symbol, json_array()};
+    pthread_mutex_lock(&sim->lock);
+    int idx = symbol_index_locked(r, symbol);
+    if (idx >= 0) {
+        sim_engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start, end,
+                             (size_t)limit, add_trade, &tc);
+    }
+    pthread_mutex_unlock(&sim->lock);
+    if (idx < 0) {
+        json_decref(tc.arr);
+        return;
+    }
+    set_ok(r, tc.arr);
+}
+
+/* ---- user data stream ------------------------------------------------------------- */
+
+static void h_listen_key_post(struct rest_req *r)
+{
+    if (!check_key(r)) {
+        return;
+    }
+    char key[SIM_LISTEN_KEY_LEN + 1];
+    pthread_mutex_lock(&r->sim->lock);
+    cq_strlcpy(key, sim_listen_key_create(r->sim, sim_wall_ms()), sizeof(key));
+    pthread_mutex_unlock(&r->sim->lock);
+    set_ok(r, json_pack("{s:s}", "listenKey", key));
+}
+
+static void listen_key_change(struct rest_req *r, bool del)
+{
+    const char *key = sim_params_get(&r->params, "listenKey");
+    if (key == NULL) {
+        set_error(r, 400, -1102,
+                  "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed.");
+        return;
+    }
+    if (!check_key(r)) {
+        return;
+    }
+    pthread_mutex_lock(&r->sim->lock);
+    int rc = del ? sim_listen_key_delete(r->sim, key)
+                 : sim_listen_key_keepalive(r->sim, key, sim_wall_ms());
+    pthread_mutex_unlock(&r->sim->lock);
+    if (rc < 0) {
+        set_error(r, 400, -1125, "This listenKey does not exist.");
+        return;
+    }
+    set_ok(r, json_object());
+}
+
+static void h_listen_key_put(struct rest_req *r)
+{
+    listen_key_change(r, false);
+}
+
+static void h_listen_key_delete(struct rest_req *r)
+{
+    listen_key_change(r, true);
+}
+
+/* ---- routing -------------------------------------------------------------------------- */
+
+static const struct endpoint endpoints[] = {
+    {"GET", "/api/v3/ping", SEC_NONE, 1, NULL, 0, h_ping},
+    {"GET", "/api/v3/time", SEC_NONE, 1, NULL, 0, h_time},
+    {"GET", "/api/v3/exchangeInfo", SEC_NONE, 20, NULL, 0, h_exchange_info},
+    {"GET", "/api/v3/depth", SEC_NONE, 5, w_depth, 0, h_depth},
+    {"GET", "/api/v3/klines", SEC_NONE, 2, NULL, 0, h_klines},
+    {"GET", "/api/v3/ticker/24hr", SEC_NONE, 2, w_ticker24, 0, h_ticker24},
+    {"GET", "/api/v3/ticker/price", SEC_NONE, 2, w_ticker_price, 0, h_ticker_price},
+    {"GET", "/api/v3/ticker/bookTicker", SEC_NONE, 2, w_ticker_price, 0, h_book_ticker},
+    {"GET", "/api/v3/account", SEC_SIGNED, 20, NULL, 0, h_account},
+    {"POST", "/api/v3/order", SEC_SIGNED, 1, NULL,
+     EP_FREE_ON_SUCCESS | EP_MUTATES | EP_ORDER_POST, h_order_post},
+    {"POST", "/api/v3/order/test", SEC_SIGNED, 1, w_order_test, 0, h_order_test},
+    {"GET", "/api/v3/order", SEC_SIGNED, 4, NULL, 0, h_order_get},
+    {"DELETE", "/api/v3/order", SEC_SIGNED, 1, NULL, EP_FREE_ON_SUCCESS | EP_MUTATES,
+     h_order_delete},
+    {"GET", "/api/v3/openOrders", SEC_SIGNED, 6, w_open_orders, 0, h_open_orders_get},
+    {"DELETE", "/api/v3/openOrders", SEC_SIGNED, 1, NULL, EP_FREE_ON_SUCCESS | EP_MUTATES,
+     h_open_orders_delete},
+    {"GET", "/api/v3/allOrders", SEC_SIGNED, 20, NULL, 0, h_all_orders},
+    {"GET", "/api/v3/myTrades", SEC_SIGNED, 20, w_my_trades, 0, h_my_trades},
+    {"POST", "/api/v3/userDataStream", SEC_USER_STREAM, 2, NULL, 0, h_listen_key_post},
+    {"PUT", "/api/v3/userDataStream", SEC_USER_STREAM, 2, NULL, 0, h_listen_key_put},
+    {"DELETE", "/api/v3/userDataStream", SEC_USER_STREAM, 2, NULL, 0, h_listen_key_delete},
+};
+
+/* ---- admission: bans, weight, storms, 5xx ------------------------------------------- */
+
+enum admit { ADMIT_OK, ADMIT_REFUSED, ADMIT_5XX_BEFORE, ADMIT_5XX_AFTER };
+
+static void start_ban_locked(struct rest_req *r, int64_t now)
+{
+    struct sim_ratelimit *rl = &r->sim->rl;
+    int64_t len = BAN_BASE_MS;
+    for (uint32_t i = 0; i < rl->bans && len < BAN_MAX_MS; i++) {
+        len *= 2;
+    }
+    if (len > BAN_MAX_MS) {
+        len = BAN_MAX_MS;
+    }
+    rl->banned_until_ms = now + len;
+    rl->bans++;
+    rl->requests_after_429 = 0;
+    cq_log_warn(SERVICE, "simex_ip_banned",
+                json_pack("{s:I,s:I}", "ban_ms", (json_int_t)len, "bans", (json_int_t)rl->bans),
+                "REST client banned for %lld ms after ignoring 429s", (long long)len);
+}
+
+static void answer_banned_locked(struct rest_req *r, int64_t now)
+{
+    struct sim_ratelimit *rl = &r->sim->rl;
+    set_error(r, 418, -1003,
+              "Way too much request weight used; IP banned until %lld. Please use WebSocket "
+              "Streams for live updates to avoid bans.",
+              (long long)(rl->banned_until_ms + r->sim->faults.clock_skew_ms));
+    r->resp.retry_after_s = ceil_div_s(rl->banned_until_ms - now);
+}
+
+static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, unsigned weight)
+{
+    struct cq_sim *sim = r->sim;
+    struct sim_ratelimit *rl = &sim->rl;
+    int64_t now = sim_wall_ms();
+    roll_windows(rl, now);
+    sim->counters.rest_requests++;
+    if (now < rl->banned_until_ms) {
+        answer_banned_locked(r, now);
+        return ADMIT_REFUSED;
+    }
+    uint32_t limit = rl->weight_limit_1m != 0 ? rl->weight_limit_1m : 6000;
+    bool free_ok = ep != NULL && (ep->flags & EP_FREE_ON_SUCCESS) != 0;
+    uint32_t charge = free_ok ? 0 : weight;
+    rl->weight_used = rl->weight_used > UINT32_MAX - charge ? UINT32_MAX : rl->weight_used + charge;
+    bool storm = now < sim->faults.storm_until_ms;
+    bool over = free_ok ? rl->weight_used + 1 > limit : rl->weight_used > limit;
+    if (storm || over) {
+        if (free_ok && rl->weight_used < UINT32_MAX) {
+            rl->weight_used++; /* a failed order request costs 1 */
+        }
+        rl->requests_after_429++;
+        if (rl->requests_after_429 > BAN_AFTER_429 + 1) {
+            start_ban_locked(r, now);
+            answer_banned_locked(r, now);
+            return ADMIT_REFUSED;
+        }
+        set_error(r, 429, -1003,
+                  "Too much request weight used; current limit is %u request weight per 1 "
+                  "MINUTE. Please use WebSocket Streams for live updates to avoid polling the "
+                  "API.",
+                  limit);
+        int64_t until = storm ? sim->faults.storm_until_ms : rl->weight_window_start_ms + 60000;
+        r->resp.retry_after_s = ceil_div_s(until - now);
+        return ADMIT_REFUSED;
+    }
+    if (sim->faults.rest_5xx_per_mille > 0) {
+        uint64_t x = sim_rand(sim);
+        if (x % 1000 < sim->faults.rest_5xx_per_mille) {
+            bool mutates = ep != NULL && (ep->flags & EP_MUTATES) != 0;
+            return mutates && ((x >> 32) & 1) != 0 ? ADMIT_5XX_AFTER : ADMIT_5XX_BEFORE;
+        }
+    }
+    return ADMIT_OK;
+}
+
+static void set_5xx(struct rest_req *r)
+{
+    set_error(r, 503, -1000, MSG_UNKNOWN);
+}
+
+static bool body_is_form(struct MHD_Connection *conn)
+{
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct == NULL) {
+        return true;
+    }
+    while (*ct == ' ') {
+        ct++;
+    }
+    static const char form[] = "application/x-www-form-urlencoded";
+    return strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
+           (ct[sizeof(form) - 1] == '\0' || ct[sizeof(form) - 1] == ';' ||
+            ct[sizeof(form) - 1] == ' ');
+}
+
+static void injected_latency(struct cq_sim *sim)
+{
+    pthread_mutex_lock(&sim->lock);
+    int64_t ms = sim->faults.rest_latency_ms;
+    pthread_mutex_unlock(&sim->lock);
+    while (ms > 0 && !atomic_load(&sim->stop)) {
+        int64_t slice = ms < 10 ? ms : 10;
+        sleep_ms(slice);
+        ms -= slice;
+    }
+}
+
+/* /api/... : everything but the MHD plumbing. */
+static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const char *method,
+                       const char *path, const char *query, size_t query_len,
+                       const struct rest_conn *c, struct rest_req *r, uint32_t *used_weight)
+{
+    const struct endpoint *ep = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < CQ_ARRAY_LEN(endpoints); i++) {
+        if (strcmp(endpoints[i].path, path) == 0) {
+            path_known = true;
+            if (strcmp(endpoints[i].method, method) == 0) {
+                ep = &endpoints[i];
+                break;
+            }
+        }
+    }
+    struct sim_api_error perr;
+    bool parse_failed = false;
+    if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
+        parse_failed = true;
+        sim_api_error_set(&perr, 413, -1101, MSG_TOO_MANY_PARAMS);
+    } else {
+        bool use_body = strcmp(method, "GET") != 0 && c->body_len > 0 && body_is_form(conn);
+        if (sim_params_parse(&r->params, query, query_len, use_body ? c->body : NULL,
+                             use_body ? c->body_len : 0, &perr) < 0) {
+            parse_failed = true;
+        }
+    }
+    unsigned weight = 1;
+    if (ep != NULL) {
+        weight = ep->weight;
+        if (ep->weight_fn != NULL && !parse_failed) {
+            weight = ep->weight_fn(&r->params);
+        }
+    }
+
+    injected_latency(sim);
+
+    pthread_mutex_lock(&sim->lock);
+    enum admit ad = admit_locked(r, ep, weight);
+    pthread_mutex_unlock(&sim->lock);
+
+    if (ad == ADMIT_REFUSED) {
+        /* answered */
+    } else if (ad == ADMIT_5XX_BEFORE) {
+        set_5xx(r);
+    } else if (ep == NULL) {
+        if (path_known) {
+            set_error(r, 405, -1000, "Method %s is not allowed on this endpoint.",
+                      strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0 ||
+                              strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0
+                          ? method
+                          : "other than GET, POST, PUT, DELETE");
+        } else {
+            set_error(r, 404, -1000, "No such endpoint.");
+        }
+    } else if (parse_failed) {
+        fail_api(r, &perr);
+    } else {
+        const char *unit = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MBX-TIME-UNIT");
+        r->time_us = unit != NULL && strcasecmp(unit, "MICROSECOND") == 0;
+        if (ep->sec != SEC_NONE) {
+            r->api_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MBX-APIKEY");
+        }
+        ep->handler(r);
+        if (r->resp.body == NULL) {
+            set_error(r, 500, -1000, MSG_UNKNOWN);
+        }
+        if (ad == ADMIT_5XX_AFTER) {
+            set_5xx(r); /* executed, but the client learns nothing */
+        }
+    }
+
+    pthread_mutex_lock(&sim->lock);
+    struct sim_ratelimit *rl = &sim->rl;
+    if (ad != ADMIT_REFUSED && ep != NULL && (ep->flags & EP_FREE_ON_SUCCESS) != 0 &&
+        r->resp.is_error && rl->weight_used < UINT32_MAX) {
+        rl->weight_used++;
+    }
+    *used_weight = rl->weight_used;
+    int st = r->resp.status;
+    if (st == 429) {
+        sim->counters.rest_429++;
+    } else if (st == 418) {
+        sim->counters.rest_418++;
+    }
+    if (st >= 500) {
+        sim->counters.rest_errors_5xx++;
+    } else if (st >= 400) {
+        sim->counters.rest_errors_4xx++;
+    }
+    pthread_mutex_unlock(&sim->lock);
+}
+
+/* ---- /_sim/ control path ------------------------------------------------------------- */
+
+static void ctl_error(struct rest_resp *resp, int status, const char *param, const char *fmt, ...)
+    CQ_PRINTF(4, 5);
+
+static void ctl_error(struct rest_resp *resp, int status, const char *param, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_decref(resp->body);
+    resp->status = status;
+    resp->is_error = true;
+    resp->body = param != NULL
+                     ? json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "param", param, "message",
+                                 msg)
+                     : json_pack("{s:b,s:{s:s}}", "ok", 0, "error", "message", msg);
+}
+
+/* A signed integer in [min, max]. */
+static bool ctl_int(const struct sim_params *p, const char *name, int64_t min, int64_t max,
+                    int64_t *out, struct rest_resp *resp)
+{
+    const char *v = sim_params_get(p, name);
+    if (v == NULL) {
+        ctl_error(resp, 400, name, "parameter '%s' is required (an integer from %lld to %lld)",
+                  name, (long long)min, (long long)max);
+        return false;
+    }
+    const char *s = v;
+    bool neg = *s == '-';
+    if (neg) {
+        s++;
+    }
+    int64_t n = 0;
+    size_t digits = 0;
+    bool ok = *s != '\0';
+    for (; ok && *s != '\0'; s++) {
+        if (*s < '0' || *s > '9' || ++digits > 15) {
+            ok = false;
+            break;
+        }
+        n = n * 10 + (*s - '0');
+    }
+    if (neg) {
+        n = -n;
+    }
+    if (!ok || n < min || n > max) {
+        ctl_error(resp, 400, name, "parameter '%s' must be an integer from %lld to %lld", name,
+                  (long long)min, (long long)max);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+static bool ctl_on(const struct sim_params *p, bool *out, struct rest_resp *resp)
+{
+    const char *v = sim_params_get(p, "on");
+    if (v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0)) {
+        *out = true;
+        return true;
+    }
+    if (v != NULL && (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0)) {
+        *out = false;
+        return true;
+    }
+    ctl_error(resp, 400, "on", "parameter 'on' must be 1 or 0");
+    return false;
+}
+
+static void ctl_ok(struct rest_resp *resp, json_t *extra)
+{
+    json_t *o = json_pack("{s:b}", "ok", 1);
+    if (extra != NULL) {
+        json_object_update(o, extra);
+        json_decref(extra);
+    }
+    json_decref(resp->body);
+    resp->status = 200;
+    resp->is_error = false;
+    resp->body = o;
+}
+
+static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, const char *method,
+                           const char *path, const char *query, size_t query_len,
+                           const struct rest_conn *c, struct rest_resp *resp)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || !sim_peer_is_loopback(ci->client_addr)) {
+        ctl_error(resp, 403, NULL, "the /_sim/ control path answers loopback clients only");
+        return;
+    }
+    struct sim_params p;
+    struct sim_api_error perr;
+    bool use_body = strcmp(method, "GET") != 0 && c->body_len > 0 && body_is_form(conn);
+    if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
+        ctl_error(resp, 413, NULL, "request too large");
+        return;
+    }
+    if (sim_params_parse(&p, query, query_len, use_body ? c->body : NULL,
+                         use_body ? c->body_len : 0, &perr) < 0) {
+        ctl_error(resp, 400, NULL, "malformed parameters: %s", perr.msg);
+        return;
+    }
+    bool is_get = strcmp(method, "GET") == 0;
+    bool is_post = strcmp(method, "POST") == 0;
+    int64_t n = 0;
+    bool on = false;
+
+    if (strcmp(path, "/_sim/state") == 0) {
+        if (!is_get) {
+            goto bad_method;
+        }
+        pthread_mutex_lock(&sim->lock);
+        json_t *state = sim_state_json(sim);
+        pthread_mutex_unlock(&sim->lock);
+        if (state == NULL) {
+            ctl_error(resp, 500, NULL, "cannot build the state");
+        } else {
+            json_decref(resp->body);
+            resp->status = 200;
+            resp->body = state;
+        }
+        goto out;
+    }
+    static const char *const posts[] = {
+        "/_sim/ws/drop",       "/_sim/ws/stall",           "/_sim/rest/latency",
+        "/_sim/rest/errors",   "/_sim/ratelimit/storm",    "/_sim/orders/reject",
+        "/_sim/balance/insufficient", "/_sim/balance/set", "/_sim/clock/skew",
+        "/_sim/market/pause",  "/_sim/faults/clear",       NULL};
+    bool known = false;
+    for (int i = 0; posts[i] != NULL; i++) {
+        known = known || strcmp(path, posts[i]) == 0;
+    }
+    if (!known) {
+        ctl_error(resp, 404, NULL,
+                  "unknown control path; see the table at the top of server/sim/rest.c");
+        goto out;
+    }
+    if (!is_post) {
+        goto bad_method;
+    }
+
+    if (strcmp(path, "/_sim/ws/drop") == 0) {
+        /* relaxed: the WS thread only needs to see the change eventually */
+        uint64_t g = atomic_fetch_add_explicit(&sim->faults.ws_drop_generation, 1,
+                                               memory_order_relaxed) + 1;
+        ctl_ok(resp, json_pack("{s:I}", "ws_drop_generation", (json_int_t)g));
+    } else if (strcmp(path, "/_sim/ws/stall") == 0) {
+        if (ctl_on(&p, &on, resp)) {
+            atomic_store_explicit(&sim->faults.ws_stall, on, memory_order_relaxed);
+            ctl_ok(resp, json_pack("{s:b}", "ws_stall", on));
+        }
+    } else if (strcmp(path, "/_sim/rest/latency") == 0) {
+        if (ctl_int(&p, "ms", 0, LATENCY_MAX_MS, &n, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.rest_latency_ms = n;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:I}", "rest_latency_ms", (json_int_t)n));
+        }
+    } else if (strcmp(path, "/_sim/rest/errors") == 0) {
+        if (ctl_int(&p, "per_mille", 0, 1000, &n, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.rest_5xx_per_mille = (uint32_t)n;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:I}", "rest_5xx_per_mille", (json_int_t)n));
+        }
+    } else if (strcmp(path, "/_sim/ratelimit/storm") == 0) {
+        if (ctl_int(&p, "seconds", 0, 3600, &n, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.storm_until_ms = n > 0 ? sim_wall_ms() + n * 1000 : 0;
+            int64_t until = sim->faults.storm_until_ms;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:I}", "storm_until_ms", (json_int_t)until));
+        }
+    } else if (strcmp(path, "/_sim/orders/reject") == 0) {
+        if (ctl_int(&p, "count", 0, 1000000, &n, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.reject_next_orders = (uint32_t)n;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)n));
+        }
+    } else if (strcmp(path, "/_sim/balance/insufficient") == 0) {
+        if (ctl_on(&p, &on, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.force_insufficient = on;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:b}", "force_insufficient", on));
+        }
+    } else if (strcmp(path, "/_sim/balance/set") == 0) {
+        const char *asset = sim_params_get(&p, "asset");
+        const char *free_text = sim_params_get(&p, "free");
+        size_t alen = asset != NULL ? strlen(asset) : 0;
+        bool asset_ok = alen >= 1 && alen < SIM_ASSET_LEN;
+        for (size_t i = 0; asset_ok && i < alen; i++) {
+            asset_ok = (asset[i] >= 'A' && asset[i] <= 'Z') || (asset[i] >= '0' && asset[i] <= '9');
+        }
+        cq_dec amount;
+        if (!asset_ok) {
+            ctl_error(resp, 400, "asset", "parameter 'asset' must match ^[A-Z0-9]{1,11}$");
+        } else if (free_text == NULL || cq_dec_parse(free_text, (size_t)-1, &amount) < 0 ||
+                   cq_dec_sign(amount) < 0) {
+            ctl_error(resp, 400, "free", "parameter 'free' must be a non-negative decimal");
+        } else {
+            pthread_mutex_lock(&sim->lock);
+            int rc = sim_engine_set_balance(sim->engine, asset, amount, sim_server_time_ms(sim));
+            pthread_mutex_unlock(&sim->lock);
+            if (rc < 0) {
+                ctl_error(resp, 400, "asset", "cannot set the balance of %s: %s", asset,
+                          cq_strerror(rc));
+            } else {
+                ctl_ok(resp, json_pack("{s:s,s:o}", "asset", asset, "free", jdec(amount)));
+            }
+        }
+    } else if (strcmp(path, "/_sim/clock/skew") == 0) {
+        if (ctl_int(&p, "ms", -SKEW_MAX_MS, SKEW_MAX_MS, &n, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.clock_skew_ms = n;
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:I}", "clock_skew_ms", (json_int_t)n));
+        }
+    } else if (strcmp(path, "/_sim/market/pause") == 0) {
+        if (ctl_on(&p, &on, resp)) {
+            pthread_mutex_lock(&sim->lock);
+            sim->faults.market_paused = on;
+            sim_market_set_paused(sim->market, on);
+            pthread_mutex_unlock(&sim->lock);
+            ctl_ok(resp, json_pack("{s:b}", "market_paused", on));
+        }
+    } else if (strcmp(path, "/_sim/faults/clear") == 0) {
+        pthread_mutex_lock(&sim->lock);
+        sim->faults.rest_latency_ms = 0;
+        sim->faults.rest_5xx_per_mille = 0;
+        sim->faults.storm_until_ms = 0;
+        sim->faults.reject_next_orders = 0;
+        sim->faults.force_insufficient = false;
+        sim->faults.clock_skew_ms = 0;
+        sim->faults.market_paused = false;
+        sim_market_set_paused(sim->market, false);
+        sim->rl.banned_until_ms = 0;
+        sim->rl.requests_after_429 = 0;
+        pthread_mutex_unlock(&sim->lock);
+        atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
+        ctl_ok(resp, NULL);
+    }
+    goto out;
+
+bad_method:
+    ctl_error(resp, 405, NULL, "method %s not allowed here",
+              is_get || is_post ? method : "other than GET/POST");
+out:
+    sim_params_fini(&p);
+}
+
+/* ---- libmicrohttpd plumbing ---------------------------------------------------------- */
+
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    CQ_UNUSED(cls);
+    CQ_UNUSED(con);
+    struct rest_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    size_t len = strlen(uri);
+    if (len > SIM_QUERY_MAX_BYTES + 1024) {
+        /* keep the path only; the request is answered 413 */
+        c->uri_too_long = true;
+        const char *q = strchr(uri, '?');
+        len = q != NULL ? (size_t)(q - uri) : len;
+        if (len > 1024) {
+            len = 1024;
+        }
+    }
+    c->uri = malloc(len + 1);
+    if (c->uri == NULL) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c->uri, uri, len);
+    c->uri[len] = '\0';
+    return c;
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    CQ_UNUSED(cls);
+    CQ_UNUSED(connection);
+    CQ_UNUSED(toe);
+    struct rest_conn *c = *con_cls;
+    if (c != NULL) {
+        free(c->uri);
+        free(c->body);
+        free(c);
+    }
+    *con_cls = NULL;
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest_resp *resp,
+                                  bool weight_headers, uint32_t used_weight)
+{
+    char *text = resp->body != NULL ? json_dumps(resp->body, JSON_COMPACT) : NULL;
+    static const char fallback[] = "{\"code\":-1000,\"msg\":\"" MSG_UNKNOWN "\"}";
+    int status = resp->status;
+    const char *out = text;
+    if (out == NULL) {
+        out = fallback;
+        status = 500;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(out), (void *)out, MHD_RESPMEM_MUST_COPY);
+    free(text);
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    char num[32];
+    bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                      "application/json;charset=UTF-8") == MHD_YES;
+    if (ok && weight_headers) {
+        snprintf(num, sizeof(num), "%u", used_weight);
+        ok = MHD_add_response_header(r, "X-MBX-USED-WEIGHT-1M", num) == MHD_YES &&
+             MHD_add_response_header(r, "x-mbx-used-weight", num) == MHD_YES;
+    }
+    if (ok && resp->order_headers) {
+        snprintf(num, sizeof(num), "%u", resp->orders_10s);
+        ok = MHD_add_response_header(r, "X-MBX-ORDER-COUNT-10S", num) == MHD_YES;
+        snprintf(num, sizeof(num), "%u", resp->orders_1d);
+        ok = ok && MHD_add_response_header(r, "X-MBX-ORDER-COUNT-1D", num) == MHD_YES;
+    }
+    if (ok && resp->retry_after_s > 0) {
+        snprintf(num, sizeof(num), "%lld", (long long)resp->retry_after_s);
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num) == MHD_YES;
+    }
+    enum MHD_Result rc = MHD_NO;
+    if (ok) {
+        rc = MHD_queue_response(conn, (unsigned int)status, r);
+    }
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static bool content_length_exceeds(const char *value, size_t max)
+{
+    uint64_t n = 0;
+    const char *p = value;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    if (*p < '0' || *p > '9') {
+        return false;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) {
+            return true;
+        }
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    return n > max;
+}
+
+static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn,
+                              const char *method, struct rest_conn *c)
+{
+    struct cq_sim *sim = rest->sim;
+    const char *uri = c->uri != NULL ? c->uri : "";
+    const char *qmark = strchr(uri, '?');
+    size_t path_len = qmark != NULL ? (size_t)(qmark - uri) : strlen(uri);
+    const char *query = qmark != NULL ? qmark + 1 : "";
+    size_t query_len = strlen(query);
+    char path[128];
+    if (path_len >= sizeof(path)) {
+        path_len = sizeof(path) - 1; /* no route is that long: it will be 404 */
+    }
+    memcpy(path, uri, path_len);
+    path[path_len] = '\0';
+
+    if (c->uri_too_long) {
+        query_len = SIM_QUERY_MAX_BYTES + 1; /* answered 413 by the handlers */
+        query = "";
+    }
+    /* (query is only read when query_len <= SIM_QUERY_MAX_BYTES) */
+    if (strncmp(path, "/_sim/", 6) == 0) {
+        struct rest_resp resp = {500, NULL, 0, false, false, 0, 0};
+        handle_control(sim, conn, method, path, query, query_len, c, &resp);
+        enum MHD_Result rc = queue_json(conn, &resp, false, 0);
+        json_decref(resp.body);
+        return rc;
+    }
+    struct rest_req *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    r->sim = sim;
+    r->conn = conn;
+    r->method = method;
+    r->resp.status = 500;
+    uint32_t used = 0;
+    handle_api(sim, conn, method, path, query, query_len, c, r, &used);
+    enum MHD_Result rc = queue_json(conn, &r->resp, true, used);
+    json_decref(r->resp.body);
+    sim_params_fini(&r->params);
+    free(r);
+    return rc;
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
+                                      const char *url, const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    struct sim_rest *rest = cls;
+    struct rest_conn *c = *con_cls;
+    CQ_UNUSED(url);
+    CQ_UNUSED(version);
+    if (c == NULL) {
+        return MHD_NO; /* uri_logger could not allocate */
+    }
+    if (!c->started) {
+        c->started = true;
+        const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && content_length_exceeds(cl, SIM_BODY_MAX_BYTES)) {
+            c->body_too_large = true;
+            return answer(rest, connection, method, c);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (c->body_too_large || c->body_len + n > SIM_BODY_MAX_BYTES) {
+            c->body_too_large = true;
+            c->discarded += n;
+            return c->discarded > DISCARD_MAX_BYTES ? MHD_NO : MHD_YES;
+        }
+        if (c->body_len + n + 1 > c->body_cap) {
+            size_t cap = c->body_cap == 0 ? 1024 : c->body_cap;
+            while (cap < c->body_len + n + 1) {
+                cap *= 2;
+            }
+            char *b = realloc(c->body, cap);
+            if (b == NULL) {
+                return MHD_NO;
+            }
+            c->body = b;
+            c->body_cap = cap;
+        }
+        memcpy(c->body + c->body_len, upload_data, n);
+        c->body_len += n;
+        c->body[c->body_len] = '\0';
+        return MHD_YES;
+    }
+    return answer(rest, connection, method, c);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) CQ_PRINTF(2, 0);
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    CQ_UNUSED(cls);
+    char line[256];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t len = strlen(line);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+        line[--len] = '\0';
+    }
+    cq_log_warn(SERVICE, "simex_mhd_error", json_pack("{s:s}", "detail", line),
+                "libmicrohttpd: %s", line);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
+{
+    const char *bind = sim->bind != NULL ? sim->bind
+                       : sim->opts.bind != NULL ? sim->opts.bind
+                                                : "127.0.0.1";
+    int port = sim->opts.rest_port;
+    if (port < 0 || port > 65535) {
+        cq_err_set(err, CQ_ECONFIG, 0, "use a port from 0 (ephemeral) to 65535",
+                   "REST port %d is out of range", port);
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    const char *ip = strcmp(bind, "localhost") == 0 ? "127.0.0.1" : bind;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                         MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        cq_err_set(err, CQ_ECONFIG, 0, "bind an IP address such as 127.0.0.1 or ::1",
+                   "REST bind address '%s' is not an IP address", bind);
+        return NULL;
+    }
+    struct sim_rest *rest = calloc(1, sizeof(*rest));
+    if (rest == NULL) {
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the REST server");
+        return NULL;
+    }
+    rest->sim = sim;
+    errno = 0;
+    rest->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, access_handler, rest, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, rest, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, rest, MHD_OPTION_NOTIFY_COMPLETED,
+        request_completed, rest, MHD_OPTION_END);
+    if (rest->daemon == NULL) {
+        int e = errno;
+        cq_err_set(err, CQ_EIO, e,
+                   e == EADDRINUSE ? "another process uses the port; pick another or use 0"
+                                   : "check the bind address and port",
+                   "cannot serve REST on %s:%d", bind, port);
+        free(rest);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(rest->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    rest->port = di != NULL ? (int)di->port : port;
+    if (port_out != NULL) {
+        *port_out = rest->port;
+    }
+    cq_log_info(SERVICE, "simex_rest_listening",
+                json_pack("{s:s,s:i}", "bind", bind, "port", rest->port),
+                "simulator REST listening on %s port %d", bind, rest->port);
+    return rest;
+}
+
+void sim_rest_stop(struct sim_rest *rest)
+{
+    if (rest == NULL) {
+        return;
+    }
+    if (rest->daemon != NULL) {
+        MHD_stop_daemon(rest->daemon); /* joins the listener and connection threads */
+        rest->daemon = NULL;
+    }
+    free(rest);
+}

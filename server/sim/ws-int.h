@@ -1,0 +1,23 @@
+/*
+ * ws-int.h — extras of coinquant-simex's WebSocket server (ws.c) beyond the
+ * calls declared in sim-int.h. Private to server/sim/.
+ *
+ * Threads: any thread may call these; they take no lock.
+ */
+#ifndef CQ_SIM_WS_INT_H
+#define CQ_SIM_WS_INT_H
+
+#include <stdbool.h>
+
+struct sim_ws;
+
+/* Does any open connection subscribe to this stream? `stream` is the
+ * lower-case name the publishers use: "btcusdt@kline_3m", "btcusdt@trade",
+ * "btcusdt@depth" (for @depth and @depth@100ms), "btcusdt@depth5"…
+ * Lock-free and cheap: a caller can skip aggregating klines of intervals
+ * nobody watches. May answer true for a stream nobody watches (a hash
+ * collision); answers false only when no connection had subscribed at the
+ * time of the call. NULL ws: false. */
+bool sim_ws_has_subscribers(struct sim_ws *ws, const char *stream);
+
+#endif /* CQ_SIM_WS_INT_H */
