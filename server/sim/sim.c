@@ -29,6 +29,7 @@
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "sim/sim-int.h"
+#include "sim/ws-int.h"
 
 #define MARKET_TICK_MS 10
 #define MAX_BURST_EVENTS 1024
@@ -36,9 +37,10 @@
 #define HISTORY_BARS 1000
 #define BOOK_LEVELS 20
 
-/* Kline intervals published on streams besides 1m (aggregated on each 1m
- * update). Other intervals are served over REST only. */
-static const char *const stream_intervals[] = {"5m", "15m", "1h"};
+/* Kline intervals streamed besides 1m: each is aggregated on a 1m update
+ * only while some connection subscribes to it. */
+static const char *const stream_intervals[] = {"3m", "5m", "15m", "30m", "1h", "2h", "4h",
+                                               "6h", "8h", "12h", "1d", "3d", "1w", "1M"};
 
 int64_t sim_wall_ms(void)
 {
@@ -257,13 +259,24 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct sim_kline *k
     }
     const struct sim_symbol *sym = sim_engine_symbol(sim->engine, symbol_idx);
     sim_ws_publish_kline(sim->ws, sym, "1m", k, k->closed ? k->close_ms : sim_market_now_ms(sim->market));
+    char lower[SIM_SYMBOL_LEN];
+    size_t n = 0;
+    for (; sym->symbol[n] != '\0' && n + 1 < sizeof(lower); n++) {
+        char c = sym->symbol[n];
+        lower[n] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    lower[n] = '\0';
     for (size_t i = 0; i < CQ_ARRAY_LEN(stream_intervals); i++) {
+        char stream[64];
+        snprintf(stream, sizeof(stream), "%s@kline_%s", lower, stream_intervals[i]);
+        if (!sim_ws_has_subscribers(sim->ws, stream)) {
+            continue;
+        }
+        /* Events come in time order, so the newest bar of the interval is
+         * the one that contains this 1m bar. */
         struct last_kline lk = {.found = false};
-        int64_t iv = sim_interval_ms(stream_intervals[i]);
-        /* The bar of this interval that contains the 1m bar. */
-        int64_t start = k->open_ms - (k->open_ms % iv);
-        if (sim_market_klines(sim->market, symbol_idx, stream_intervals[i], start, start + iv - 1,
-                              1, keep_last_kline, &lk) > 0 &&
+        if (sim_market_klines(sim->market, symbol_idx, stream_intervals[i], 0, 0, 1,
+                              keep_last_kline, &lk) > 0 &&
             lk.found) {
             sim_ws_publish_kline(sim->ws, sym, stream_intervals[i], &lk.k,
                                  sim_market_now_ms(sim->market));

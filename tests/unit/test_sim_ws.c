@@ -1,0 +1,1684 @@
+/*
+ * test_sim_ws.c — coinquant-simex's WebSocket server (server/sim/ws.c)
+ * against real clients over loopback: the whole simulator is started through
+ * cq/sim.h (synthetic market, high speed, ephemeral ports) and a real
+ * libwebsockets CLIENT (its own context and service thread) connects to it.
+ * The keepalive tests use a hand-written RFC 6455 client on a plain socket,
+ * since lws answers pings itself and hides them.
+ *
+ * User-data events are published straight through sim_ws_publish_* (with
+ * sim->lock held, as sim.c does) so their fields can be checked exactly;
+ * market events come from the running market model.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "cq/log.h"
+#include "cq/sim.h"
+#include "sim/sim-int.h"
+#include "sim/ws-int.h"
+
+/* ---- time ------------------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the simulator under test ---------------------------------------------- */
+
+static struct cq_sim *g_sim;
+static int g_port;
+
+static void sim_up(void)
+{
+    static const char *const symbols[] = {"BTCUSDT", "ETHUSDT"};
+    struct cq_sim_balance balances[4];
+    size_t n_balances = 0;
+    struct cq_err err;
+    cq_log_set_level(CQ_LOG_WARN);
+    cr_assert_eq(cq_sim_parse_balances(CQ_SIM_DEFAULT_BALANCES, balances, 4, &n_balances, &err), 0);
+    struct cq_sim_options o;
+    memset(&o, 0, sizeof o);
+    o.bind = "127.0.0.1";
+    o.symbols = symbols;
+    o.n_symbols = 2;
+    o.speed = 200; /* a 1m bar every 0.3 s */
+    o.seed = 42;
+    o.balances = balances;
+    o.n_balances = n_balances;
+    o.maker_bps = 10;
+    o.taker_bps = 10;
+    g_sim = cq_sim_new(&o, &err);
+    cr_assert_not_null(g_sim, "cq_sim_new: %s", err.message);
+    cr_assert_eq(cq_sim_start(g_sim, &err), 0, "cq_sim_start: %s", err.message);
+    const char *url = cq_sim_ws_url(g_sim);
+    const char *colon = strrchr(url, ':');
+    cr_assert_not_null(colon, "ws url %s", url);
+    g_port = atoi(colon + 1);
+    cr_assert_gt(g_port, 0);
+}
+
+static void sim_down(void)
+{
+    cq_sim_free(g_sim);
+    g_sim = NULL;
+}
+
+static uint64_t counter(_Atomic uint64_t *c)
+{
+    return atomic_load(c);
+}
+
+/* ---- a libwebsockets client with its own context and thread ----------------- */
+
+#define TC_MSGS_MAX 50000
+#define TC_OUT_MAX 64
+
+struct tclient {
+    struct lws_context *ctx;
+    struct lws *wsi;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* guarded by mu */
+    bool established, closed, conn_error;
+    int close_code; /* from the server's close frame, 0 if none */
+    char **msgs;
+    size_t n_msgs;
+    char *out[TC_OUT_MAX];
+    size_t n_out;
+    bool want_close;
+    /* service thread only */
+    char *rx;
+    size_t rx_len;
+};
+
+static void tc_signal(struct tclient *tc)
+{
+    pthread_cond_broadcast(&tc->cv);
+}
+
+static int tc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    struct tclient *tc = lws_context_user(lws_get_context(wsi));
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        pthread_mutex_lock(&tc->mu);
+        tc->established = true;
+        tc_signal(tc);
+        pthread_mutex_unlock(&tc->mu);
+        return 0;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        pthread_mutex_lock(&tc->mu);
+        tc->conn_error = true;
+        tc->closed = true;
+        tc->wsi = NULL;
+        tc_signal(tc);
+        pthread_mutex_unlock(&tc->mu);
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        char *rx = realloc(tc->rx, tc->rx_len + len + 1);
+        cr_assert_not_null(rx);
+        tc->rx = rx;
+        memcpy(tc->rx + tc->rx_len, in, len);
+        tc->rx_len += len;
+        tc->rx[tc->rx_len] = '\0';
+        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+            pthread_mutex_lock(&tc->mu);
+            if (tc->n_msgs < TC_MSGS_MAX) {
+                tc->msgs[tc->n_msgs++] = tc->rx;
+                tc->rx = NULL;
+            }
+            tc_signal(tc);
+            pthread_mutex_unlock(&tc->mu);
+            free(tc->rx);
+            tc->rx = NULL;
+            tc->rx_len = 0;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        pthread_mutex_lock(&tc->mu);
+        if (len >= 2) {
+            const unsigned char *p = in;
+            tc->close_code = (p[0] << 8) | p[1];
+        }
+        pthread_mutex_unlock(&tc->mu);
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        pthread_mutex_lock(&tc->mu);
+        tc->closed = true;
+        tc->wsi = NULL;
+        tc_signal(tc);
+        pthread_mutex_unlock(&tc->mu);
+        return 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE: {
+        pthread_mutex_lock(&tc->mu);
+        if (tc->want_close) {
+            pthread_mutex_unlock(&tc->mu);
+            return -1;
+        }
+        char *text = NULL;
+        if (tc->n_out > 0) {
+            text = tc->out[0];
+            memmove(&tc->out[0], &tc->out[1], (tc->n_out - 1) * sizeof tc->out[0]);
+            tc->n_out--;
+        }
+        bool more = tc->n_out > 0;
+        pthread_mutex_unlock(&tc->mu);
+        if (text != NULL) {
+            size_t n = strlen(text);
+            unsigned char *buf = malloc(LWS_PRE + n);
+            cr_assert_not_null(buf);
+            memcpy(buf + LWS_PRE, text, n);
+            int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
+            free(buf);
+            free(text);
+            if (w < 0) {
+                return -1;
+            }
+        }
+        if (more) {
+            lws_callback_on_writable(wsi);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (tc != NULL) {
+            pthread_mutex_lock(&tc->mu);
+            bool go = tc->wsi != NULL && tc->established && (tc->n_out > 0 || tc->want_close);
+            struct lws *w = tc->wsi;
+            pthread_mutex_unlock(&tc->mu);
+            if (go) {
+                lws_callback_on_writable(w);
+            }
+        }
+        return 0;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols tc_protocols[] = {
+    {"tc", tc_callback, 0, 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *tc_main(void *arg)
+{
+    struct tclient *tc = arg;
+    while (!atomic_load(&tc->stop)) {
+        if (lws_service(tc->ctx, 0) < 0) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static struct tclient *tc_open(const char *path)
+{
+    struct tclient *tc = calloc(1, sizeof *tc);
+    cr_assert_not_null(tc);
+    pthread_mutex_init(&tc->mu, NULL);
+    pthread_cond_init(&tc->cv, NULL);
+    tc->msgs = calloc(TC_MSGS_MAX, sizeof *tc->msgs);
+    cr_assert_not_null(tc->msgs);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = tc_protocols;
+    info.user = tc;
+    tc->ctx = lws_create_context(&info);
+    cr_assert_not_null(tc->ctx);
+
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof ci);
+    ci.context = tc->ctx;
+    ci.address = "127.0.0.1";
+    ci.port = g_port;
+    ci.path = path;
+    ci.host = "127.0.0.1";
+    ci.origin = "127.0.0.1";
+    ci.local_protocol_name = "tc";
+    ci.pwsi = &tc->wsi;
+    if (lws_client_connect_via_info(&ci) == NULL) {
+        tc->conn_error = true;
+        tc->closed = true;
+    }
+    cr_assert_eq(pthread_create(&tc->thread, NULL, tc_main, tc), 0);
+    return tc;
+}
+
+static void tc_free(struct tclient *tc)
+{
+    if (tc == NULL) {
+        return;
+    }
+    atomic_store(&tc->stop, true);
+    lws_cancel_service(tc->ctx);
+    pthread_join(tc->thread, NULL);
+    lws_context_destroy(tc->ctx);
+    for (size_t i = 0; i < tc->n_msgs; i++) {
+        free(tc->msgs[i]);
+    }
+    for (size_t i = 0; i < tc->n_out; i++) {
+        free(tc->out[i]);
+    }
+    free(tc->msgs);
+    free(tc->rx);
+    pthread_mutex_destroy(&tc->mu);
+    pthread_cond_destroy(&tc->cv);
+    free(tc);
+}
+
+static void tc_wait_until(struct tclient *tc, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    if (left <= 0) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
+    ts.tv_sec += left / 1000 + ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&tc->cv, &tc->mu, &ts);
+}
+
+/* True once the handshake completed; false on a refused connection. */
+static bool tc_wait_established(struct tclient *tc, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    pthread_mutex_lock(&tc->mu);
+    while (!tc->established && !tc->closed && now_ms() < deadline) {
+        tc_wait_until(tc, deadline);
+    }
+    bool ok = tc->established && !tc->closed;
+    pthread_mutex_unlock(&tc->mu);
+    return ok;
+}
+
+static bool tc_wait_closed(struct tclient *tc, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    pthread_mutex_lock(&tc->mu);
+    while (!tc->closed && now_ms() < deadline) {
+        tc_wait_until(tc, deadline);
+    }
+    bool closed = tc->closed;
+    pthread_mutex_unlock(&tc->mu);
+    return closed;
+}
+
+static bool tc_is_closed(struct tclient *tc)
+{
+    pthread_mutex_lock(&tc->mu);
+    bool closed = tc->closed;
+    pthread_mutex_unlock(&tc->mu);
+    return closed;
+}
+
+static size_t tc_count(struct tclient *tc)
+{
+    pthread_mutex_lock(&tc->mu);
+    size_t n = tc->n_msgs;
+    pthread_mutex_unlock(&tc->mu);
+    return n;
+}
+
+static size_t tc_wait_count(struct tclient *tc, size_t n, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    pthread_mutex_lock(&tc->mu);
+    while (tc->n_msgs < n && !tc->closed && now_ms() < deadline) {
+        tc_wait_until(tc, deadline);
+    }
+    size_t got = tc->n_msgs;
+    pthread_mutex_unlock(&tc->mu);
+    return got;
+}
+
+/* Message i parsed (new reference), waiting for it up to timeout_ms. */
+static json_t *tc_msg(struct tclient *tc, size_t i, int timeout_ms)
+{
+    if (tc_wait_count(tc, i + 1, timeout_ms) <= i) {
+        return NULL;
+    }
+    pthread_mutex_lock(&tc->mu);
+    json_error_t jerr;
+    json_t *v = json_loads(tc->msgs[i], 0, &jerr);
+    cr_assert_not_null(v, "message %zu is not JSON (%s): %s", i, jerr.text, tc->msgs[i]);
+    pthread_mutex_unlock(&tc->mu);
+    return v;
+}
+
+static void tc_send(struct tclient *tc, const char *text)
+{
+    pthread_mutex_lock(&tc->mu);
+    cr_assert_lt(tc->n_out, (size_t)TC_OUT_MAX);
+    tc->out[tc->n_out] = strdup(text);
+    cr_assert_not_null(tc->out[tc->n_out]);
+    tc->n_out++;
+    pthread_mutex_unlock(&tc->mu);
+    lws_cancel_service(tc->ctx);
+}
+
+static bool is_reply(const json_t *m)
+{
+    return json_is_object(m) &&
+           (json_object_get(m, "result") != NULL || json_object_get(m, "error") != NULL);
+}
+
+/* The next control reply after *cursor (data messages are skipped). */
+static json_t *tc_next_reply(struct tclient *tc, size_t *cursor, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        json_t *m = tc_msg(tc, *cursor, left > 0 ? (int)left : 0);
+        if (m == NULL) {
+            return NULL;
+        }
+        (*cursor)++;
+        if (is_reply(m)) {
+            return m;
+        }
+        json_decref(m);
+    }
+}
+
+/* Send a control message and return its reply. */
+static json_t *tc_request(struct tclient *tc, size_t *cursor, const char *text)
+{
+    tc_send(tc, text);
+    json_t *r = tc_next_reply(tc, cursor, 3000);
+    cr_assert_not_null(r, "no reply to %s", text);
+    return r;
+}
+
+/* ---- a raw RFC 6455 client (sees pings; answers them only when told) ---------- */
+
+static int raw_connect(const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path, g_port);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    /* Read the response headers byte by byte so no frame is swallowed. */
+    char resp[2048];
+    size_t len = 0;
+    while (len + 1 < sizeof resp) {
+        struct pollfd p = {fd, POLLIN, 0};
+        cr_assert_gt(poll(&p, 1, 3000), 0, "no handshake response");
+        ssize_t r = read(fd, resp + len, 1);
+        cr_assert_eq(r, 1, "connection closed during the handshake");
+        len++;
+        resp[len] = '\0';
+        if (len >= 4 && memcmp(resp + len - 4, "\r\n\r\n", 4) == 0) {
+            break;
+        }
+    }
+    cr_assert(strncmp(resp, "HTTP/1.1 101", 12) == 0, "handshake: %s", resp);
+    cr_assert(strstr(resp, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != NULL, "accept key: %s", resp);
+    return fd;
+}
+
+/* A handshake that may be refused: the fd, or -1. */
+static int raw_try_connect(const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    size_t cap = strlen(path) + 256;
+    char *req = malloc(cap);
+    cr_assert_not_null(req);
+    int n = snprintf(req, cap,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    free(req);
+    char resp[16] = "";
+    size_t len = 0;
+    while (len < 12) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 3000) <= 0) {
+            break;
+        }
+        ssize_t r = read(fd, resp + len, 12 - len);
+        if (r <= 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    if (len < 12 || strncmp(resp, "HTTP/1.1 101", 12) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd; /* the rest of the headers stay unread: fine for this use */
+}
+
+/* Read exactly n bytes before deadline: 1, 0 on timeout, -1 on EOF/error. */
+static int raw_read_exact(int fd, unsigned char *buf, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            return 0;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        int pr = poll(&p, 1, (int)left);
+        if (pr == 0) {
+            return 0;
+        }
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) {
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+struct raw_frame {
+    int opcode;
+    unsigned char payload[65536];
+    size_t len;
+};
+
+/* 1 frame read, 0 timeout, -1 EOF. Only frames up to 64 KiB (enough here). */
+static int raw_read_frame(int fd, struct raw_frame *f, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    unsigned char h[2];
+    int rc = raw_read_exact(fd, h, 2, deadline);
+    if (rc <= 0) {
+        return rc;
+    }
+    deadline = now_ms() + 3000; /* the rest of a started frame comes promptly */
+    f->opcode = h[0] & 0x0f;
+    size_t len = h[1] & 0x7f;
+    cr_assert_eq(h[1] & 0x80, 0, "server frames are not masked");
+    if (len == 126) {
+        unsigned char e[2];
+        cr_assert_eq(raw_read_exact(fd, e, 2, deadline), 1);
+        len = ((size_t)e[0] << 8) | e[1];
+    } else if (len == 127) {
+        unsigned char e[8];
+        cr_assert_eq(raw_read_exact(fd, e, 8, deadline), 1);
+        len = 0;
+        for (int i = 0; i < 8; i++) {
+            len = (len << 8) | e[i];
+        }
+    }
+    cr_assert_leq(len, sizeof f->payload);
+    f->len = len;
+    if (len > 0) {
+        cr_assert_eq(raw_read_exact(fd, f->payload, len, deadline), 1);
+    }
+    return 1;
+}
+
+static void raw_send_frame(int fd, int opcode, const void *payload, size_t len)
+{
+    unsigned char buf[256];
+    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+    cr_assert_lt(len, (size_t)126);
+    buf[0] = (unsigned char)(0x80 | opcode);
+    buf[1] = (unsigned char)(0x80 | len);
+    memcpy(buf + 2, mask, 4);
+    for (size_t i = 0; i < len; i++) {
+        buf[6 + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
+    }
+    cr_assert_eq(write(fd, buf, 6 + len), (ssize_t)(6 + len));
+}
+
+/* ---- payload checks ----------------------------------------------------------- */
+
+/* A Binance decimal: digits, a point, exactly 8 digits. */
+static bool is_dec8(const json_t *v)
+{
+    if (!json_is_string(v)) {
+        return false;
+    }
+    const char *s = json_string_value(v);
+    const char *dot = strchr(s, '.');
+    if (dot == NULL || dot == s || strlen(dot + 1) != 8) {
+        return false;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (p != dot && (*p < '0' || *p > '9')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void assert_keys_in_order(const json_t *obj, const char *const *keys, size_t n,
+                                 const char *what)
+{
+    cr_assert_eq(json_object_size(obj), n, "%s: %zu keys, want %zu", what, json_object_size(obj),
+                 n);
+    size_t i = 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        (void)v;
+        cr_assert_str_eq(k, keys[i], "%s: key %zu is %s, want %s", what, i, k, keys[i]);
+        i++;
+    }
+}
+
+static void check_trade(const json_t *d, const char *symbol)
+{
+    static const char *const keys[] = {"e", "E", "s", "t", "p", "q", "T", "m", "M"};
+    assert_keys_in_order(d, keys, CQ_ARRAY_LEN(keys), "trade");
+    cr_assert_str_eq(json_string_value(json_object_get(d, "e")), "trade");
+    cr_assert_str_eq(json_string_value(json_object_get(d, "s")), symbol);
+    cr_assert(json_is_integer(json_object_get(d, "E")));
+    cr_assert(json_is_integer(json_object_get(d, "T")));
+    cr_assert(json_is_integer(json_object_get(d, "t")));
+    cr_assert(is_dec8(json_object_get(d, "p")));
+    cr_assert(is_dec8(json_object_get(d, "q")));
+    cr_assert(json_is_boolean(json_object_get(d, "m")));
+    cr_assert(json_is_true(json_object_get(d, "M")));
+}
+
+static void check_kline(const json_t *d)
+{
+    static const char *const keys[] = {"e", "E", "s", "k"};
+    static const char *const kkeys[] = {"t", "T", "s", "i", "f", "L", "o", "c", "h",
+                                        "l", "v", "n", "x", "q", "V", "Q", "B"};
+    assert_keys_in_order(d, keys, CQ_ARRAY_LEN(keys), "kline");
+    const json_t *k = json_object_get(d, "k");
+    assert_keys_in_order(k, kkeys, CQ_ARRAY_LEN(kkeys), "kline.k");
+    cr_assert_str_eq(json_string_value(json_object_get(d, "e")), "kline");
+    cr_assert_str_eq(json_string_value(json_object_get(k, "i")), "1m");
+    cr_assert_eq(json_integer_value(json_object_get(k, "T")) -
+                     json_integer_value(json_object_get(k, "t")),
+                 59999);
+    static const char *const decs[] = {"o", "c", "h", "l", "v", "q", "V", "Q"};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(decs); i++) {
+        cr_assert(is_dec8(json_object_get(k, decs[i])), "k.%s", decs[i]);
+    }
+    cr_assert(json_is_integer(json_object_get(k, "f")));
+    cr_assert(json_is_integer(json_object_get(k, "L")));
+    cr_assert(json_is_integer(json_object_get(k, "n")));
+    cr_assert(json_is_boolean(json_object_get(k, "x")));
+    cr_assert_str_eq(json_string_value(json_object_get(k, "B")), "0");
+}
+
+static void check_levels(const json_t *side, size_t max)
+{
+    cr_assert(json_is_array(side));
+    cr_assert_leq(json_array_size(side), max);
+    size_t i;
+    const json_t *lv;
+    json_array_foreach(side, i, lv)
+    {
+        cr_assert_eq(json_array_size(lv), 2);
+        cr_assert(is_dec8(json_array_get(lv, 0)));
+        cr_assert(is_dec8(json_array_get(lv, 1)));
+    }
+}
+
+/* ---- combined and raw market streams ------------------------------------------- */
+
+TestSuite(sim_ws, .init = sim_up, .fini = sim_down, .timeout = 60);
+
+Test(sim_ws, combined_stream_is_wrapped_and_in_order)
+{
+    struct tclient *tc = tc_open("/stream?streams=btcusdt@trade/btcusdt@kline_1m/"
+                                 "btcusdt@depth@100ms/btcusdt@depth5/ethusdt@bookTicker");
+    cr_assert(tc_wait_established(tc, 3000));
+    int64_t deadline = now_ms() + 15000;
+    size_t i = 0, trades = 0, klines = 0, diffs = 0, partials = 0, tickers = 0;
+    int64_t last_trade_id = -1, last_kline_open = -1;
+    int64_t last_u = -1;
+    while ((trades < 50 || klines < 5 || diffs < 20 || partials < 5 || tickers < 5) &&
+           now_ms() < deadline) {
+        json_t *m = tc_msg(tc, i++, (int)(deadline - now_ms()));
+        if (m == NULL) {
+            break;
+        }
+        cr_assert_eq(json_object_size(m), 2, "wrapped: {stream, data}");
+        const char *stream = json_string_value(json_object_get(m, "stream"));
+        const json_t *d = json_object_get(m, "data");
+        cr_assert_not_null(stream);
+        cr_assert(json_is_object(d));
+        if (strcmp(stream, "btcusdt@trade") == 0) {
+            check_trade(d, "BTCUSDT");
+            int64_t t = json_integer_value(json_object_get(d, "t"));
+            cr_assert_gt(t, last_trade_id, "trade ids increase: %" PRId64 " after %" PRId64, t,
+                         last_trade_id);
+            last_trade_id = t;
+            trades++;
+        } else if (strcmp(stream, "btcusdt@kline_1m") == 0) {
+            check_kline(d);
+            int64_t t = json_integer_value(json_object_get(json_object_get(d, "k"), "t"));
+            cr_assert_geq(t, last_kline_open, "kline open times never go back");
+            last_kline_open = t;
+            klines++;
+        } else if (strcmp(stream, "btcusdt@depth@100ms") == 0) {
+            static const char *const keys[] = {"e", "E", "s", "U", "u", "b", "a"};
+            assert_keys_in_order(d, keys, CQ_ARRAY_LEN(keys), "depthUpdate");
+            cr_assert_str_eq(json_string_value(json_object_get(d, "e")), "depthUpdate");
+            int64_t U = json_integer_value(json_object_get(d, "U"));
+            int64_t u = json_integer_value(json_object_get(d, "u"));
+            cr_assert_leq(U, u);
+            if (last_u >= 0) {
+                cr_assert_eq(U, last_u + 1, "diffs chain: U %" PRId64 " after u %" PRId64, U,
+                             last_u);
+            }
+            last_u = u;
+            check_levels(json_object_get(d, "b"), 2 * SIM_DEPTH_MAX);
+            check_levels(json_object_get(d, "a"), 2 * SIM_DEPTH_MAX);
+            diffs++;
+        } else if (strcmp(stream, "btcusdt@depth5") == 0) {
+            static const char *const keys[] = {"lastUpdateId", "bids", "asks"};
+            assert_keys_in_order(d, keys, CQ_ARRAY_LEN(keys), "depth5");
+            cr_assert(json_is_integer(json_object_get(d, "lastUpdateId")));
+            check_levels(json_object_get(d, "bids"), 5);
+            check_levels(json_object_get(d, "asks"), 5);
+            cr_assert_gt(json_array_size(json_object_get(d, "bids")), 0);
+            partials++;
+        } else if (strcmp(stream, "ethusdt@bookTicker") == 0) {
+            static const char *const keys[] = {"u", "s", "b", "B", "a", "A"};
+            assert_keys_in_order(d, keys, CQ_ARRAY_LEN(keys), "bookTicker");
+            cr_assert_str_eq(json_string_value(json_object_get(d, "s")), "ETHUSDT");
+            cr_assert(is_dec8(json_object_get(d, "b")));
+            cr_assert(is_dec8(json_object_get(d, "A")));
+            tickers++;
+        } else {
+            cr_assert_fail("unexpected stream %s", stream);
+        }
+        json_decref(m);
+    }
+    cr_assert_geq(trades, 50);
+    cr_assert_geq(klines, 5);
+    cr_assert_geq(diffs, 20);
+    cr_assert_geq(partials, 5);
+    cr_assert_geq(tickers, 5);
+    cr_assert_gt(counter(&g_sim->counters.ws_messages_sent), 0);
+    cr_assert_eq(counter(&g_sim->counters.ws_connections), 1);
+    tc_free(tc);
+}
+
+Test(sim_ws, raw_stream_is_unwrapped)
+{
+    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    cr_assert(tc_wait_established(tc, 3000));
+    int64_t last = -1;
+    for (size_t i = 0; i < 30; i++) {
+        json_t *m = tc_msg(tc, i, 10000);
+        cr_assert_not_null(m, "trade %zu", i);
+        check_trade(m, "BTCUSDT");
+        int64_t t = json_integer_value(json_object_get(m, "t"));
+        cr_assert_gt(t, last);
+        last = t;
+        json_decref(m);
+    }
+    tc_free(tc);
+}
+
+Test(sim_ws, bad_paths_and_stream_names_are_refused)
+{
+    static const char *const paths[] = {
+        "/stream?streams=btcusdt@nonsense",
+        "/stream?streams=btcusdt@trade/BTCUSDT@trade",
+        "/api/v3/time",
+        "/ws-api/v3",
+        "/ws/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab", /* unknown key */
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(paths); i++) {
+        struct tclient *tc = tc_open(paths[i]);
+        cr_assert_not(tc_wait_established(tc, 3000), "%s was accepted", paths[i]);
+        tc_free(tc);
+    }
+    /* Anything else under /ws/ stays open with no subscriptions. */
+    struct tclient *tc = tc_open("/ws/not-a-stream");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
+    json_t *want = json_pack("{s:[],s:i}", "result", "id", 1);
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    tc_free(tc);
+}
+
+/* ---- the control protocol ---------------------------------------------------- */
+
+Test(sim_ws, subscribe_list_unsubscribe_on_ws0)
+{
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    json_t *r = tc_request(tc, &cursor,
+                           "{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\",\"ethusdt@"
+                           "bookTicker\"],\"id\":1}");
+    json_t *want = json_pack("{s:n,s:i}", "result", "id", 1);
+    cr_assert(json_equal(r, want), "reply %s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    json_decref(want);
+
+    /* Both streams arrive, raw (combined is false on /ws/). */
+    size_t trades = 0, tickers = 0;
+    int64_t deadline = now_ms() + 10000;
+    for (size_t i = cursor; (trades < 5 || tickers < 5) && now_ms() < deadline; i++) {
+        json_t *m = tc_msg(tc, i, (int)(deadline - now_ms()));
+        cr_assert_not_null(m);
+        cr_assert_null(json_object_get(m, "stream"));
+        if (json_object_get(m, "e") != NULL) {
+            check_trade(m, "BTCUSDT");
+            trades++;
+        } else {
+            cr_assert_str_eq(json_string_value(json_object_get(m, "s")), "ETHUSDT");
+            cr_assert(json_is_integer(json_object_get(m, "u")));
+            tickers++;
+        }
+        json_decref(m);
+    }
+    cr_assert_geq(trades, 5);
+    cr_assert_geq(tickers, 5);
+
+    cursor = tc_count(tc);
+    r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":\"list1\"}");
+    want =
+        json_pack("{s:[s,s],s:s}", "result", "btcusdt@trade", "ethusdt@bookTicker", "id", "list1");
+    cr_assert(json_equal(r, want), "reply %s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    json_decref(want);
+
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"UNSUBSCRIBE\",\"params\":[\"btcusdt@trade\","
+                   "\"ethusdt@bookTicker\"],\"id\":312}");
+    want = json_pack("{s:n,s:i}", "result", "id", 312);
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    /* Frames already queued may still land; after that, silence. */
+    sleep_ms(300);
+    size_t before = tc_count(tc);
+    sleep_ms(1000);
+    cr_assert_eq(tc_count(tc), before, "data after UNSUBSCRIBE");
+    tc_free(tc);
+}
+
+Test(sim_ws, properties_switch_wrapping)
+{
+    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    json_t *r =
+        tc_request(tc, &cursor, "{\"method\":\"GET_PROPERTY\",\"params\":[\"combined\"],\"id\":2}");
+    json_t *want = json_pack("{s:b,s:i}", "result", 0, "id", 2);
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"SET_PROPERTY\",\"params\":[\"combined\",true],\"id\":5}");
+    want = json_pack("{s:n,s:i}", "result", "id", 5);
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"GET_PROPERTY\",\"params\":[\"combined\"],\"id\":null}");
+    want = json_pack("{s:b,s:n}", "result", 1, "id");
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    /* From now on, wrapped. */
+    size_t start = tc_count(tc);
+    for (size_t i = start; i < start + 5; i++) {
+        json_t *m = tc_msg(tc, i, 10000);
+        cr_assert_not_null(m);
+        cr_assert_str_eq(json_string_value(json_object_get(m, "stream")), "btcusdt@trade");
+        check_trade(json_object_get(m, "data"), "BTCUSDT");
+        json_decref(m);
+    }
+    tc_free(tc);
+}
+
+struct control_case {
+    const char *request;
+    int code; /* -1: a success reply */
+    const char *msg_prefix;
+    const char *id_json; /* the id echoed, as JSON text */
+};
+
+Test(sim_ws, control_errors)
+{
+    static const struct control_case cases[] = {
+        {"{\"method\":\"GET_PROPERTY\",\"params\":[\"speed\"],\"id\":1}", 0, "Unknown property",
+         "1"},
+        {"{\"method\":\"SET_PROPERTY\",\"params\":[\"fast\",true],\"id\":2}", 0, "Unknown property",
+         "2"},
+        {"{\"method\":\"SET_PROPERTY\",\"params\":[\"combined\",\"yes\"],\"id\":3}", 1,
+         "Invalid value type: expected Boolean", "3"},
+        {"{\"method\":\"SET_PROPERTY\",\"params\":[\"combined\",1],\"id\":4}", 1,
+         "Invalid value type: expected Boolean", "4"},
+        {"{\"method\":\"PING\",\"id\":5}", 2, "Invalid request: unknown variant", "5"},
+        {"{\"params\":[],\"id\":6}", 2, "Invalid request: missing field `method`", "6"},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@bogus\"],\"id\":7}", 2,
+         "Invalid request: invalid stream", "7"},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":1.5}", 2,
+         "Invalid request: request ID", "null"},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":\"has-dash\"}", 2,
+         "Invalid request: request ID", "null"},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":[],\"id\":"
+         "\"0123456789012345678901234567890123456\"}",
+         2, "Invalid request: request ID", "null"},
+        {"{\"method\":\"GET_PROPERTY\",\"params\":[\"combined\",\"x\"],\"id\":8}", 2,
+         "Invalid request: too many parameters", "8"},
+        {"{\"method\":\"GET_PROPERTY\",\"params\":[7],\"id\":9}", 2,
+         "Invalid request: property name must be a string", "9"},
+        {"{\"method\":\"LIST_SUBSCRIPTIONS\",\"params\":[\"x\"],\"id\":10}", 2,
+         "Invalid request: too many parameters", "10"},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":\"btcusdt@trade\",\"id\":11}", 2,
+         "Invalid request:", "11"},
+        {"{\"method\":\"SUBSCRIBE\",", 3, "Invalid JSON: ", "null"},
+        {"[1,2", 3, "Invalid JSON: ", "null"},
+        /* valid ids: int64, <= 36 alphanumerics, null */
+        {"{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":-9223372036854775807}", -1, NULL,
+         "-9223372036854775807"},
+        {"{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":\"abcDEF123456789012345678901234567890\"}", -1,
+         NULL, "\"abcDEF123456789012345678901234567890\""},
+        {"{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@depth20@100ms\",\"btcusdt@kline_1M\"],"
+         "\"id\":null}",
+         -1, NULL, "null"},
+    };
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
+        const struct control_case *c = &cases[i];
+        sleep_ms(250); /* stay under 5 messages per second */
+        json_t *r = tc_request(tc, &cursor, c->request);
+        json_t *id = json_loads(c->id_json, JSON_DECODE_ANY, NULL);
+        cr_assert_not_null(id);
+        cr_assert(json_equal(json_object_get(r, "id"), id), "case %zu: id %s", i,
+                  json_dumps(r, JSON_COMPACT));
+        if (c->code < 0) {
+            cr_assert_not_null(json_object_get(r, "result"), "case %zu: %s", i,
+                               json_dumps(r, JSON_COMPACT));
+            cr_assert_null(json_object_get(r, "error"));
+        } else {
+            json_t *err = json_object_get(r, "error");
+            cr_assert(json_is_object(err), "case %zu: %s", i, json_dumps(r, JSON_COMPACT));
+            cr_assert_eq(json_object_size(r), 2, "case %zu: {error, id}", i);
+            cr_assert_eq(json_integer_value(json_object_get(err, "code")), c->code, "case %zu: %s",
+                         i, json_dumps(r, JSON_COMPACT));
+            const char *msg = json_string_value(json_object_get(err, "msg"));
+            cr_assert_not_null(msg);
+            cr_assert(strncmp(msg, c->msg_prefix, strlen(c->msg_prefix)) == 0, "case %zu: msg %s",
+                      i, msg);
+        }
+        json_decref(id);
+        json_decref(r);
+    }
+    cr_assert_not(tc_is_closed(tc), "control errors do not close the connection");
+    tc_free(tc);
+}
+
+Test(sim_ws, malformed_json_gets_code_3)
+{
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    json_t *r = tc_request(tc, &cursor, "{\"method\": SUBSCRIBE}");
+    json_t *err = json_object_get(r, "error");
+    cr_assert_eq(json_integer_value(json_object_get(err, "code")), 3);
+    cr_assert(strncmp(json_string_value(json_object_get(err, "msg")), "Invalid JSON: ", 14) == 0);
+    cr_assert(json_is_null(json_object_get(r, "id")));
+    json_decref(r);
+    tc_free(tc);
+}
+
+Test(sim_ws, flooding_client_is_closed)
+{
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    for (int i = 0; i < 10; i++) {
+        char req[80];
+        snprintf(req, sizeof req, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":%d}", i);
+        tc_send(tc, req);
+    }
+    cr_assert(tc_wait_closed(tc, 5000), "a client sending 10 messages at once is closed");
+    cr_assert_leq(tc_count(tc), 5, "at most 5 messages answered");
+    pthread_mutex_lock(&tc->mu);
+    cr_assert_eq(tc->close_code, 1008);
+    pthread_mutex_unlock(&tc->mu);
+    tc_free(tc);
+
+    /* A client within the limit stays. */
+    tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    for (int i = 0; i < 8; i++) {
+        sleep_ms(220);
+        json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
+        json_decref(r);
+    }
+    cr_assert_not(tc_is_closed(tc));
+    tc_free(tc);
+}
+
+/* ---- the user data stream ------------------------------------------------------ */
+
+static char g_key[SIM_LISTEN_KEY_LEN + 1];
+
+static void make_listen_key(void)
+{
+    pthread_mutex_lock(&g_sim->lock);
+    const char *k = sim_listen_key_create(g_sim, sim_wall_ms());
+    cr_assert_not_null(k);
+    cq_strlcpy(g_key, k, sizeof g_key);
+    pthread_mutex_unlock(&g_sim->lock);
+    cr_assert_eq(strlen(g_key), (size_t)SIM_LISTEN_KEY_LEN);
+}
+
+static cq_dec dec(const char *s)
+{
+    cq_dec d;
+    cr_assert_eq(cq_dec_parse(s, (size_t)-1, &d), 0, "%s", s);
+    return d;
+}
+
+static const char *const exec_keys[] = {"e", "E", "s", "c", "S", "o", "f", "q", "p", "P", "F", "g",
+                                        "C", "x", "X", "r", "i", "l", "z", "L", "n", "N", "T", "t",
+                                        "I", "w", "m", "M", "O", "Z", "Y", "Q", "W", "V"};
+
+/* Compare an executionReport with the expected one: same keys in Binance's
+ * order, same values and JSON types; "I" (execution id) only has to grow. */
+static void check_exec(json_t *got, json_t *want, int64_t *last_exec_id, const char *what)
+{
+    const json_t *I = json_object_get(got, "I");
+    cr_assert(json_is_integer(I), "%s: I", what);
+    cr_assert_gt(json_integer_value(I), *last_exec_id, "%s: execution ids grow", what);
+    *last_exec_id = json_integer_value(I);
+    bool has_w = json_object_get(want, "W") != NULL;
+    const char *order[CQ_ARRAY_LEN(exec_keys)];
+    size_t n = 0;
+    for (size_t i = 0; i < CQ_ARRAY_LEN(exec_keys); i++) {
+        if (strcmp(exec_keys[i], "W") != 0 || has_w) {
+            order[n++] = exec_keys[i];
+        }
+    }
+    assert_keys_in_order(got, order, n, what);
+    json_object_del(got, "I");
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert(json_equal(got, want), "%s:\n got %s\nwant %s", what, g, w);
+    free(g);
+    free(w);
+}
+
+Test(sim_ws, user_data_stream_exact_fields)
+{
+    make_listen_key();
+    char path[128];
+    snprintf(path, sizeof path, "/ws/%s", g_key);
+    struct tclient *tc = tc_open(path);
+    cr_assert(tc_wait_established(tc, 3000));
+
+    /* A LIMIT BUY that rests, fills in two parts; a canceled order; an
+     * expired MARKET remainder; one balance update. */
+    struct sim_order o = {
+        .order_id = 12345,
+        .symbol_idx = 0,
+        .client_id = "myOrder1",
+        .side = SIM_BUY,
+        .type = SIM_LIMIT,
+        .tif = SIM_GTC,
+        .price = dec("60000.5"),
+        .orig_qty = dec("0.01"),
+        .orig_quote_qty = CQ_DEC_ZERO,
+        .executed_qty = CQ_DEC_ZERO,
+        .cum_quote_qty = CQ_DEC_ZERO,
+        .status = SIM_NEW,
+        .time_ms = 1700000000000,
+        .update_ms = 1700000000000,
+        .working_ms = 1700000000000,
+        .is_working = true,
+    };
+    struct sim_fill f1 = {.trade_id = 777,
+                          .price = dec("60000.5"),
+                          .qty = dec("0.004"),
+                          .quote_qty = dec("240.002"),
+                          .commission = dec("0.000004"),
+                          .commission_asset = "BTC",
+                          .maker = true};
+    struct sim_fill f2 = {.trade_id = 778,
+                          .price = dec("60000.5"),
+                          .qty = dec("0.006"),
+                          .quote_qty = dec("360.003"),
+                          .commission = dec("0.00000600"),
+                          .commission_asset = "BTC",
+                          .maker = true};
+    struct sim_order cancel = o;
+    cancel.order_id = 12346;
+    cq_strlcpy(cancel.client_id, "origCid", sizeof cancel.client_id);
+    cancel.side = SIM_SELL;
+    cancel.status = SIM_CANCELED;
+    cancel.is_working = false;
+    struct sim_order market = {
+        .order_id = 12347,
+        .client_id = "mkt1",
+        .side = SIM_SELL,
+        .type = SIM_MARKET,
+        .tif = SIM_TIF_NONE,
+        .price = CQ_DEC_ZERO,
+        .orig_qty = dec("1"),
+        .orig_quote_qty = CQ_DEC_ZERO,
+        .executed_qty = dec("0.5"),
+        .cum_quote_qty = dec("30000"),
+        .status = SIM_EXPIRED,
+        .time_ms = 1700000000100,
+        .update_ms = 1700000000100,
+        .working_ms = -1,
+        .is_working = false,
+    };
+    struct sim_balance changed[2] = {
+        {.asset = "BTC", .free = dec("0.01"), .locked = CQ_DEC_ZERO},
+        {.asset = "USDT", .free = dec("9399.995"), .locked = dec("0.5")},
+    };
+
+    pthread_mutex_lock(&g_sim->lock);
+    const struct sim_symbol *sym = sim_engine_symbol(g_sim->engine, 0);
+    cr_assert_str_eq(sym->symbol, "BTCUSDT");
+    struct sim_exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001};
+    sim_ws_publish_execution(g_sim->ws, sym, &r);
+    struct sim_order o1 = o;
+    o1.status = SIM_PARTIALLY_FILLED;
+    o1.executed_qty = dec("0.004");
+    o1.cum_quote_qty = dec("240.002");
+    r = (struct sim_exec_report){&o1, SIM_EXEC_TRADE, &f1, "", "", 1700000000002};
+    sim_ws_publish_execution(g_sim->ws, sym, &r);
+    struct sim_order o2 = o1;
+    o2.status = SIM_FILLED;
+    o2.executed_qty = dec("0.01");
+    o2.cum_quote_qty = dec("600.005");
+    o2.is_working = false;
+    r = (struct sim_exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003};
+    sim_ws_publish_execution(g_sim->ws, sym, &r);
+    r = (struct sim_exec_report){&cancel,   SIM_EXEC_CANCELED, NULL,
+                                 "origCid", "cancelCid",       1700000000004};
+    sim_ws_publish_execution(g_sim->ws, sym, &r);
+    r = (struct sim_exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
+    sim_ws_publish_execution(g_sim->ws, sym, &r);
+    sim_ws_publish_account(g_sim->ws, changed, 2, 1700000000006);
+    pthread_mutex_unlock(&g_sim->lock);
+
+    int64_t last_exec_id = 0;
+    json_t *m = tc_msg(tc, 0, 5000);
+    cr_assert_not_null(m);
+    json_t *want = json_pack(
+        "{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,"
+        "s:n,s:I,s:i,s:b,s:b,s:b,s:I,s:s,s:s,s:s,s:I,s:s}",
+        "e", "executionReport", "E", (json_int_t)1700000000001, "s", "BTCUSDT", "c", "myOrder1",
+        "S", "BUY", "o", "LIMIT", "f", "GTC", "q", "0.01000000", "p", "60000.50000000", "P",
+        "0.00000000", "F", "0.00000000", "g", -1, "C", "", "x", "NEW", "X", "NEW", "r", "NONE", "i",
+        (json_int_t)12345, "l", "0.00000000", "z", "0.00000000", "L", "0.00000000", "n", "0", "N",
+        "T", (json_int_t)1700000000001, "t", -1, "w", 1, "m", 0, "M", 0, "O",
+        (json_int_t)1700000000000, "Z", "0.00000000", "Y", "0.00000000", "Q", "0.00000000", "W",
+        (json_int_t)1700000000000, "V", "EXPIRE_MAKER");
+    check_exec(m, want, &last_exec_id, "NEW");
+    json_decref(m);
+    json_decref(want);
+
+    m = tc_msg(tc, 1, 5000);
+    cr_assert_not_null(m);
+    want = json_pack(
+        "{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,"
+        "s:s,s:I,s:I,s:b,s:b,s:b,s:I,s:s,s:s,s:s,s:I,s:s}",
+        "e", "executionReport", "E", (json_int_t)1700000000002, "s", "BTCUSDT", "c", "myOrder1",
+        "S", "BUY", "o", "LIMIT", "f", "GTC", "q", "0.01000000", "p", "60000.50000000", "P",
+        "0.00000000", "F", "0.00000000", "g", -1, "C", "", "x", "TRADE", "X", "PARTIALLY_FILLED",
+        "r", "NONE", "i", (json_int_t)12345, "l", "0.00400000", "z", "0.00400000", "L",
+        "60000.50000000", "n", "0.00000400", "N", "BTC", "T", (json_int_t)1700000000002, "t",
+        (json_int_t)777, "w", 1, "m", 1, "M", 0, "O", (json_int_t)1700000000000, "Z",
+        "240.00200000", "Y", "240.00200000", "Q", "0.00000000", "W", (json_int_t)1700000000000, "V",
+        "EXPIRE_MAKER");
+    check_exec(m, want, &last_exec_id, "TRADE 1");
+    json_decref(m);
+    json_decref(want);
+
+    m = tc_msg(tc, 2, 5000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "X")), "FILLED");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "x")), "TRADE");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "z")), "0.01000000");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "Z")), "600.00500000");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "l")), "0.00600000");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "Y")), "360.00300000");
+    cr_assert_str_eq(json_string_value(json_object_get(m, "n")), "0.00000600");
+    cr_assert_eq(json_integer_value(json_object_get(m, "t")), 778);
+    cr_assert(json_is_false(json_object_get(m, "w")));
+    cr_assert_gt(json_integer_value(json_object_get(m, "I")), last_exec_id);
+    last_exec_id = json_integer_value(json_object_get(m, "I"));
+    json_decref(m);
+
+    m = tc_msg(tc, 3, 5000);
+    cr_assert_not_null(m);
+    want = json_pack(
+        "{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,"
+        "s:n,s:I,s:i,s:b,s:b,s:b,s:I,s:s,s:s,s:s,s:I,s:s}",
+        "e", "executionReport", "E", (json_int_t)1700000000004, "s", "BTCUSDT", "c", "cancelCid",
+        "S", "SELL", "o", "LIMIT", "f", "GTC", "q", "0.01000000", "p", "60000.50000000", "P",
+        "0.00000000", "F", "0.00000000", "g", -1, "C", "origCid", "x", "CANCELED", "X", "CANCELED",
+        "r", "NONE", "i", (json_int_t)12346, "l", "0.00000000", "z", "0.00000000", "L",
+        "0.00000000", "n", "0", "N", "T", (json_int_t)1700000000004, "t", -1, "w", 0, "m", 0, "M",
+        0, "O", (json_int_t)1700000000000, "Z", "0.00000000", "Y", "0.00000000", "Q", "0.00000000",
+        "W", (json_int_t)1700000000000, "V", "EXPIRE_MAKER");
+    check_exec(m, want, &last_exec_id, "CANCELED");
+    json_decref(m);
+    json_decref(want);
+
+    m = tc_msg(tc, 4, 5000);
+    cr_assert_not_null(m);
+    want = json_pack(
+        "{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,"
+        "s:n,s:I,s:i,s:b,s:b,s:b,s:I,s:s,s:s,s:s,s:s}",
+        "e", "executionReport", "E", (json_int_t)1700000000005, "s", "BTCUSDT", "c", "mkt1", "S",
+        "SELL", "o", "MARKET", "f", "GTC", "q", "1.00000000", "p", "0.00000000", "P", "0.00000000",
+        "F", "0.00000000", "g", -1, "C", "", "x", "EXPIRED", "X", "EXPIRED", "r", "NONE", "i",
+        (json_int_t)12347, "l", "0.00000000", "z", "0.50000000", "L", "0.00000000", "n", "0", "N",
+        "T", (json_int_t)1700000000005, "t", -1, "w", 0, "m", 0, "M", 0, "O",
+        (json_int_t)1700000000100, "Z", "30000.00000000", "Y", "0.00000000", "Q", "0.00000000", "V",
+        "EXPIRE_MAKER");
+    check_exec(m, want, &last_exec_id, "EXPIRED (never worked: no W)");
+    json_decref(m);
+    json_decref(want);
+
+    m = tc_msg(tc, 5, 5000);
+    cr_assert_not_null(m);
+    want = json_pack("{s:s,s:I,s:I,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "e",
+                     "outboundAccountPosition", "E", (json_int_t)1700000000006, "u",
+                     (json_int_t)1700000000006, "B", "a", "BTC", "f", "0.01000000", "l",
+                     "0.00000000", "a", "USDT", "f", "9399.99500000", "l", "0.50000000");
+    static const char *const acct_keys[] = {"e", "E", "u", "B"};
+    assert_keys_in_order(m, acct_keys, CQ_ARRAY_LEN(acct_keys), "outboundAccountPosition");
+    cr_assert(json_equal(m, want), "account: %s", json_dumps(m, JSON_COMPACT));
+    json_decref(m);
+    json_decref(want);
+
+    /* Nothing else: market data never reaches a user-data connection. */
+    sleep_ms(500);
+    cr_assert_eq(tc_count(tc), 6);
+    tc_free(tc);
+}
+
+Test(sim_ws, user_data_on_combined_stream_is_wrapped_with_the_key)
+{
+    make_listen_key();
+    char path[160];
+    snprintf(path, sizeof path, "/stream?streams=%s/btcusdt@trade", g_key);
+    struct tclient *tc = tc_open(path);
+    cr_assert(tc_wait_established(tc, 3000));
+    struct sim_balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
+    pthread_mutex_lock(&g_sim->lock);
+    sim_ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
+    pthread_mutex_unlock(&g_sim->lock);
+    bool seen = false, seen_trade = false;
+    int64_t deadline = now_ms() + 10000;
+    for (size_t i = 0; (!seen || !seen_trade) && now_ms() < deadline; i++) {
+        json_t *m = tc_msg(tc, i, (int)(deadline - now_ms()));
+        cr_assert_not_null(m);
+        const char *stream = json_string_value(json_object_get(m, "stream"));
+        cr_assert_not_null(stream);
+        if (strcmp(stream, g_key) == 0) {
+            json_t *want =
+                json_pack("{s:s,s:I,s:I,s:[{s:s,s:s,s:s}]}", "e", "outboundAccountPosition", "E",
+                          (json_int_t)1700000000000, "u", (json_int_t)1700000000000, "B", "a",
+                          "ETH", "f", "2.50000000", "l", "0.00000000");
+            cr_assert(json_equal(json_object_get(m, "data"), want));
+            json_decref(want);
+            seen = true;
+        } else {
+            cr_assert_str_eq(stream, "btcusdt@trade");
+            seen_trade = true;
+        }
+        json_decref(m);
+    }
+    cr_assert(seen && seen_trade);
+    tc_free(tc);
+}
+
+Test(sim_ws, listen_key_expiry_sends_event_then_closes)
+{
+    make_listen_key();
+    char path[128];
+    snprintf(path, sizeof path, "/ws/%s", g_key);
+    struct tclient *tc = tc_open(path);
+    cr_assert(tc_wait_established(tc, 3000));
+
+    /* What sim.c does when the key's hour is up. */
+    pthread_mutex_lock(&g_sim->lock);
+    for (int i = 0; i < SIM_LISTEN_KEYS_MAX; i++) {
+        if (strcmp(g_sim->listen_keys[i].key, g_key) == 0) {
+            g_sim->listen_keys[i].active = false;
+        }
+    }
+    sim_ws_listen_key_closed(g_sim->ws, g_key, true, 1700000001234);
+    pthread_mutex_unlock(&g_sim->lock);
+
+    json_t *m = tc_msg(tc, 0, 5000);
+    cr_assert_not_null(m);
+    json_t *want = json_pack("{s:s,s:I,s:s}", "e", "listenKeyExpired", "E",
+                             (json_int_t)1700000001234, "listenKey", g_key);
+    cr_assert(json_equal(m, want), "got %s", json_dumps(m, JSON_COMPACT));
+    json_decref(m);
+    json_decref(want);
+    cr_assert(tc_wait_closed(tc, 5000), "closed after listenKeyExpired");
+    cr_assert_eq(tc_count(tc), 1);
+    tc_free(tc);
+
+    /* The expired key is refused now. */
+    tc = tc_open(path);
+    cr_assert_not(tc_wait_established(tc, 3000));
+    tc_free(tc);
+}
+
+Test(sim_ws, listen_key_delete_closes_without_event)
+{
+    make_listen_key();
+    char path[128];
+    snprintf(path, sizeof path, "/ws/%s", g_key);
+    struct tclient *tc = tc_open(path);
+    cr_assert(tc_wait_established(tc, 3000));
+    pthread_mutex_lock(&g_sim->lock);
+    cr_assert_eq(sim_listen_key_delete(g_sim, g_key), 0);
+    pthread_mutex_unlock(&g_sim->lock);
+    cr_assert(tc_wait_closed(tc, 5000));
+    cr_assert_eq(tc_count(tc), 0, "no listenKeyExpired on a delete");
+    tc_free(tc);
+}
+
+Test(sim_ws, subscribe_to_listen_key)
+{
+    make_listen_key();
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    size_t cursor = 0;
+    char req[200];
+    snprintf(req, sizeof req, "{\"method\":\"SUBSCRIBE\",\"params\":[\"%s\"],\"id\":1}", g_key);
+    json_t *r = tc_request(tc, &cursor, req);
+    cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    /* A key-shaped name that is not a live key is an invalid stream. */
+    sleep_ms(250);
+    r = tc_request(
+        tc, &cursor,
+        "{\"method\":\"SUBSCRIBE\",\"params\":[\"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+        "zzzzzzzzzzzzzzzzzzzzzz\"],\"id\":2}");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")), 2);
+    json_decref(r);
+    struct sim_balance changed[1] = {{.asset = "BTC", .free = dec("1"), .locked = CQ_DEC_ZERO}};
+    pthread_mutex_lock(&g_sim->lock);
+    sim_ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
+    pthread_mutex_unlock(&g_sim->lock);
+    json_t *m = tc_msg(tc, cursor, 5000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(json_string_value(json_object_get(m, "e")), "outboundAccountPosition");
+    json_decref(m);
+    tc_free(tc);
+}
+
+/* ---- faults ------------------------------------------------------------------- */
+
+Test(sim_ws, drop_fault_closes_every_connection)
+{
+    struct tclient *a = tc_open("/ws/btcusdt@trade");
+    struct tclient *b = tc_open("/stream?streams=ethusdt@trade");
+    cr_assert(tc_wait_established(a, 3000));
+    cr_assert(tc_wait_established(b, 3000));
+    cr_assert_eq(counter(&g_sim->counters.ws_connections), 2);
+    atomic_fetch_add(&g_sim->faults.ws_drop_generation, 1);
+    cr_assert(tc_wait_closed(a, 3000));
+    cr_assert(tc_wait_closed(b, 3000));
+    tc_free(a);
+    tc_free(b);
+    int64_t deadline = now_ms() + 3000;
+    while (counter(&g_sim->counters.ws_connections) != 0 && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    cr_assert_eq(counter(&g_sim->counters.ws_connections), 0);
+    /* New connections work after the fault. */
+    a = tc_open("/ws/btcusdt@trade");
+    cr_assert(tc_wait_established(a, 3000));
+    cr_assert_geq(tc_wait_count(a, 3, 10000), 3);
+    cr_assert_not(tc_is_closed(a));
+    tc_free(a);
+}
+
+Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
+{
+    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    cr_assert(tc_wait_established(tc, 3000));
+    cr_assert_geq(tc_wait_count(tc, 3, 10000), 3);
+    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
+    atomic_store(&g_sim->faults.ws_stall, true);
+    sleep_ms(200); /* frames already written may still arrive */
+    size_t before = tc_count(tc);
+    sleep_ms(1500);
+    cr_assert_eq(tc_count(tc), before, "no data while stalled");
+    cr_assert_not(tc_is_closed(tc), "the connection stays open");
+    cr_assert_gt(counter(&g_sim->counters.ws_messages_dropped), dropped0,
+                 "discarded data is counted");
+    /* Control replies still flow. */
+    size_t cursor = before;
+    json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
+    json_t *want = json_pack("{s:[s],s:i}", "result", "btcusdt@trade", "id", 1);
+    cr_assert(json_equal(r, want));
+    json_decref(r);
+    json_decref(want);
+    /* Pings are still answered. */
+    int fd = raw_connect("/ws/0");
+    raw_send_frame(fd, 0x9, "hello", 5);
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    cr_assert_eq(raw_read_frame(fd, f, 3000), 1, "a pong while stalled");
+    cr_assert_eq(f->opcode, 0xA);
+    cr_assert_eq(f->len, 5);
+    cr_assert(memcmp(f->payload, "hello", 5) == 0);
+    free(f);
+    close(fd);
+    /* And data resumes. */
+    atomic_store(&g_sim->faults.ws_stall, false);
+    size_t now = tc_count(tc);
+    cr_assert_geq(tc_wait_count(tc, now + 3, 10000), now + 3);
+    tc_free(tc);
+}
+
+/* ---- keepalive ---------------------------------------------------------------- */
+
+static void short_keepalive(void)
+{
+    setenv("SIMEX_WS_PING_MS", "200", 1);
+    setenv("SIMEX_WS_PONG_TIMEOUT_MS", "1000", 1);
+    sim_up();
+}
+
+Test(sim_ws, server_pings_and_keeps_a_ponging_client, .init = short_keepalive)
+{
+    int fd = raw_connect("/ws/0");
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    int pings = 0;
+    int64_t start = now_ms();
+    int64_t first_ping = 0, last_ping = 0;
+    char last_payload[64] = "";
+    while (now_ms() - start < 2500) {
+        int rc = raw_read_frame(fd, f, 100);
+        cr_assert_geq(rc, 0, "server closed a client that answers pings");
+        if (rc == 0) {
+            continue;
+        }
+        cr_assert_eq(f->opcode, 0x9, "only pings on an idle connection (opcode %d)", f->opcode);
+        cr_assert_gt(f->len, 0, "pings carry a payload");
+        cr_assert_lt(f->len, sizeof last_payload);
+        memcpy(last_payload, f->payload, f->len);
+        last_payload[f->len] = '\0';
+        last_ping = now_ms();
+        if (pings == 0) {
+            first_ping = last_ping;
+        }
+        pings++;
+        raw_send_frame(fd, 0xA, f->payload, f->len); /* pong echoing the payload */
+    }
+    /* 2.5 s at one ping per 200 ms (+ a tick of jitter) */
+    cr_assert_geq(pings, 8, "%d pings", pings);
+    cr_assert_leq(pings, 14, "%d pings", pings);
+    cr_assert_lt(first_ping - start, 500);
+    (void)last_ping;
+    close(fd);
+    free(f);
+}
+
+Test(sim_ws, client_that_does_not_pong_is_closed, .init = short_keepalive)
+{
+    int fd = raw_connect("/ws/0");
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    int64_t start = now_ms();
+    int pings = 0, close_code = -1;
+    int64_t closed_at = 0;
+    while (now_ms() - start < 5000) {
+        int rc = raw_read_frame(fd, f, 100);
+        if (rc < 0) {
+            closed_at = now_ms();
+            break;
+        }
+        if (rc == 0) {
+            continue;
+        }
+        if (f->opcode == 0x9) {
+            pings++;
+            /* An unsolicited pong with another payload keeps nothing alive. */
+            if (pings == 2) {
+                raw_send_frame(fd, 0xA, "nope", 4);
+            }
+        } else if (f->opcode == 0x8) {
+            close_code = f->len >= 2 ? (f->payload[0] << 8) | f->payload[1] : 0;
+            closed_at = now_ms();
+            break;
+        }
+    }
+    cr_assert_neq(closed_at, 0, "a client that never pongs is closed");
+    cr_assert_geq(pings, 3);
+    cr_assert_geq(closed_at - start, 900, "not before the pong timeout");
+    cr_assert_leq(closed_at - start, 2500);
+    if (close_code >= 0) {
+        cr_assert_eq(close_code, 1008);
+    }
+    close(fd);
+    free(f);
+}
+
+Test(sim_ws, lws_client_answers_pings_and_stays, .init = short_keepalive)
+{
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    sleep_ms(2500);
+    cr_assert_not(tc_is_closed(tc));
+    tc_free(tc);
+}
+
+/* ---- slow consumers --------------------------------------------------------------- */
+
+Test(sim_ws, slow_consumer_is_disconnected_and_counted)
+{
+    make_listen_key();
+    char path[128];
+    snprintf(path, sizeof path, "/ws/%s", g_key);
+    int fd = raw_connect(path);
+    int rcvbuf = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    /* ~40 KB per event; the client reads nothing. */
+    enum { N_ASSETS = 600 };
+    struct sim_balance *bal = calloc(N_ASSETS, sizeof *bal);
+    cr_assert_not_null(bal);
+    for (int i = 0; i < N_ASSETS; i++) {
+        snprintf(bal[i].asset, sizeof bal[i].asset, "A%u", (unsigned)(i % 1000));
+        bal[i].free = dec("12345.6789");
+        bal[i].locked = dec("1");
+    }
+    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
+    for (int k = 0; k < 400; k++) {
+        pthread_mutex_lock(&g_sim->lock);
+        sim_ws_publish_account(g_sim->ws, bal, N_ASSETS, 1700000000000 + k);
+        pthread_mutex_unlock(&g_sim->lock);
+    }
+    free(bal);
+    int64_t deadline = now_ms() + 10000;
+    while (counter(&g_sim->counters.ws_messages_dropped) == dropped0 && now_ms() < deadline) {
+        sleep_ms(20);
+    }
+    cr_assert_gt(counter(&g_sim->counters.ws_messages_dropped), dropped0);
+    deadline = now_ms() + 10000;
+    while (counter(&g_sim->counters.ws_connections) != 0 && now_ms() < deadline) {
+        sleep_ms(20);
+    }
+    cr_assert_eq(counter(&g_sim->counters.ws_connections), 0, "the slow client was dropped");
+    close(fd);
+}
+
+/* ---- limits ------------------------------------------------------------------ */
+
+Test(sim_ws, at_most_256_connections)
+{
+    static int fds[256];
+    for (int i = 0; i < 256; i++) {
+        fds[i] = raw_try_connect("/ws/0");
+        cr_assert_geq(fds[i], 0, "connection %d refused", i);
+    }
+    cr_assert_eq(counter(&g_sim->counters.ws_connections), 256);
+    cr_assert_lt(raw_try_connect("/ws/0"), 0, "the 257th connection is refused");
+    close(fds[0]);
+    int64_t deadline = now_ms() + 3000;
+    while (counter(&g_sim->counters.ws_connections) != 255 && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    fds[0] = raw_try_connect("/ws/0");
+    cr_assert_geq(fds[0], 0, "a freed slot is usable again");
+    for (int i = 0; i < 256; i++) {
+        close(fds[i]);
+    }
+}
+
+static char *stream_list(size_t n, const char *sep, bool quoted)
+{
+    size_t cap = n * 32 + 1;
+    char *s = malloc(cap);
+    cr_assert_not_null(s);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(s + len, cap - len, "%s%sx%zuusdt@trade%s", i > 0 ? sep : "",
+                         quoted ? "\"" : "", i, quoted ? "\"" : "");
+        len += (size_t)w;
+    }
+    return s;
+}
+
+Test(sim_ws, at_most_1024_streams_per_connection)
+{
+    /* Over the URL (raw client: lws's own client caps the request line). */
+    char *list = stream_list(1025, "/", false);
+    size_t cap = strlen(list) + 32;
+    char *path = malloc(cap);
+    cr_assert_not_null(path);
+    snprintf(path, cap, "/stream?streams=%s", list);
+    cr_assert_lt(raw_try_connect(path), 0, "1025 streams in the URL are refused");
+    free(list);
+    list = stream_list(1024, "/", false);
+    snprintf(path, cap, "/stream?streams=%s", list);
+    int fd = raw_try_connect(path);
+    cr_assert_geq(fd, 0, "1024 streams in the URL are fine");
+    close(fd);
+    free(list);
+    free(path);
+
+    /* Over SUBSCRIBE: up to 1024; one more is refused and changes nothing. */
+    struct tclient *tc = tc_open("/ws/0");
+    cr_assert(tc_wait_established(tc, 3000));
+    list = stream_list(1024, ",", true);
+    cap = strlen(list) + 64;
+    char *req = malloc(cap);
+    cr_assert_not_null(req);
+    snprintf(req, cap, "{\"method\":\"SUBSCRIBE\",\"params\":[%s],\"id\":1}", list);
+    free(list);
+    size_t cursor = 0;
+    json_t *r = tc_request(tc, &cursor, req);
+    free(req);
+    cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    sleep_ms(250);
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":2}");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")), 2, "%s",
+                 json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    sleep_ms(250);
+    r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":3}");
+    cr_assert_eq(json_array_size(json_object_get(r, "result")), 1024);
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(r, "result"), 1023)),
+                     "x1023usdt@trade");
+    json_decref(r);
+    sleep_ms(250);
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"UNSUBSCRIBE\",\"params\":[\"x0usdt@trade\"],\"id\":4}");
+    cr_assert(json_is_null(json_object_get(r, "result")));
+    json_decref(r);
+    sleep_ms(250);
+    r = tc_request(tc, &cursor,
+                   "{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":5}");
+    cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    tc_free(tc);
+}
+
+Test(sim_ws, has_subscribers_follows_subscriptions)
+{
+    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    struct tclient *tc = tc_open("/ws/btcusdt@kline_3m/btcusdt@depth@100ms");
+    cr_assert(tc_wait_established(tc, 3000));
+    cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+    tc_free(tc);
+    int64_t deadline = now_ms() + 3000;
+    while (sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m") && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+}
