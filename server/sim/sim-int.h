@@ -113,6 +113,9 @@ struct cq_sim {
 
     pthread_t market_thread;
     bool market_thread_running;
+    /* --state was loaded (or absent) at start: only then may stop write it,
+     * so a file refused at start is never overwritten. */
+    bool state_writable;
     atomic_bool stop;
     int64_t market_start_wall_ms;    /* wall time when the market clock started */
     int64_t market_start_sim_ms;

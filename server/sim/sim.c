@@ -604,6 +604,7 @@ int cq_sim_start(struct cq_sim *sim, struct cq_err *err)
         if (rc < 0) {
             return rc;
         }
+        sim->state_writable = true;
     }
     int rest_port = sim->opts.rest_port;
     int ws_port = sim->opts.ws_port;
@@ -656,7 +657,7 @@ void cq_sim_stop(struct cq_sim *sim)
     sim->rest = NULL;
     sim_ws_stop(sim->ws);
     sim->ws = NULL;
-    if (sim->state_path != NULL && sim->engine != NULL) {
+    if (sim->state_writable && sim->engine != NULL) {
         struct cq_err err;
         pthread_mutex_lock(&sim->lock);
         if (save_state(sim, &err) < 0) {
