@@ -1,0 +1,50 @@
+/*
+ * ring.h — a bounded single-producer/single-consumer ring of fixed-size
+ * messages, copied in and out (PipeWire's spa_ringbuffer idea, minus the
+ * byte stream). The producer thread calls push, the consumer thread pop;
+ * any thread may read the counters. Capacity is a power of two.
+ *
+ * Full policy is the caller's: cq_spsc_push returns false when full, and the
+ * producer either coalesces (market data), retries later (backpressure), or
+ * counts a drop. The ring itself never blocks and never allocates after init.
+ */
+#ifndef CQ_RING_H
+#define CQ_RING_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cq/common.h"
+
+struct cq_spsc {
+    /* head: next slot to write (producer); tail: next slot to read
+     * (consumer). Each side stores its own index with release and loads the
+     * other's with acquire, so a slot's bytes are visible before its index. */
+    _Atomic size_t head;
+    _Atomic size_t tail;
+    size_t mask;            /* capacity - 1 */
+    size_t elem_size;
+    unsigned char *slots;   /* owned */
+    _Atomic uint64_t pushed;   /* totals, for metrics */
+    _Atomic uint64_t full;     /* push attempts that found the ring full */
+    _Atomic size_t high_water; /* most messages ever waiting */
+};
+
+/* capacity is rounded up to a power of two (>= 2). */
+int cq_spsc_init(struct cq_spsc *r, size_t capacity, size_t elem_size) CQ_WUR;
+void cq_spsc_fini(struct cq_spsc *r);
+
+/* Producer only. false when full (counted in r->full). */
+bool cq_spsc_push(struct cq_spsc *r, const void *elem);
+/* Consumer only. false when empty. */
+bool cq_spsc_pop(struct cq_spsc *r, void *out);
+/* Consumer only: the oldest message without removing it, or NULL. */
+const void *cq_spsc_peek(struct cq_spsc *r);
+
+/* Any thread: messages waiting now (a snapshot). */
+size_t cq_spsc_size(const struct cq_spsc *r);
+size_t cq_spsc_capacity(const struct cq_spsc *r);
+
+#endif /* CQ_RING_H */

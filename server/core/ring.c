@@ -1,0 +1,87 @@
+/* ring.c — the SPSC ring (see include/cq/ring.h for the memory-order rule). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq/ring.h"
+
+int cq_spsc_init(struct cq_spsc *r, size_t capacity, size_t elem_size)
+{
+    size_t cap = 2;
+    if (capacity > ((size_t)1 << 30) || elem_size == 0 || elem_size > 65536) {
+        return -CQ_EINVAL;
+    }
+    while (cap < capacity) {
+        cap <<= 1;
+    }
+    memset(r, 0, sizeof(*r));
+    r->slots = calloc(cap, elem_size);
+    if (r->slots == NULL) {
+        return -CQ_ENOMEM;
+    }
+    r->mask = cap - 1;
+    r->elem_size = elem_size;
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    atomic_init(&r->pushed, 0);
+    atomic_init(&r->full, 0);
+    atomic_init(&r->high_water, 0);
+    return 0;
+}
+
+void cq_spsc_fini(struct cq_spsc *r)
+{
+    free(r->slots);
+    r->slots = NULL;
+}
+
+bool cq_spsc_push(struct cq_spsc *r, const void *elem)
+{
+    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* our own index */
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire); /* slot freed */
+    size_t used = head - tail;
+    if (used > r->mask) {
+        atomic_fetch_add_explicit(&r->full, 1, memory_order_relaxed);
+        return false;
+    }
+    memcpy(r->slots + (head & r->mask) * r->elem_size, elem, r->elem_size);
+    atomic_store_explicit(&r->head, head + 1, memory_order_release); /* publish the bytes */
+    atomic_fetch_add_explicit(&r->pushed, 1, memory_order_relaxed);
+    if (used + 1 > atomic_load_explicit(&r->high_water, memory_order_relaxed)) {
+        atomic_store_explicit(&r->high_water, used + 1, memory_order_relaxed);
+    }
+    return true;
+}
+
+const void *cq_spsc_peek(struct cq_spsc *r)
+{
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed); /* our own index */
+    size_t head = atomic_load_explicit(&r->head, memory_order_acquire); /* bytes visible */
+    if (head == tail) {
+        return NULL;
+    }
+    return r->slots + (tail & r->mask) * r->elem_size;
+}
+
+bool cq_spsc_pop(struct cq_spsc *r, void *out)
+{
+    const void *slot = cq_spsc_peek(r);
+    if (slot == NULL) {
+        return false;
+    }
+    memcpy(out, slot, r->elem_size);
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    atomic_store_explicit(&r->tail, tail + 1, memory_order_release); /* slot reusable */
+    return true;
+}
+
+size_t cq_spsc_size(const struct cq_spsc *r)
+{
+    size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return head - tail;
+}
+
+size_t cq_spsc_capacity(const struct cq_spsc *r)
+{
+    return r->mask + 1;
+}
