@@ -583,9 +583,10 @@ static json_t *symbol_info_json(const struct sim_symbol *s, bool show_permission
     json_object_set_new(o, "permissions", json_array());
     json_object_set_new(o, "permissionSets", perm_sets);
     json_object_set_new(o, "defaultSelfTradePreventionMode", json_string("NONE"));
-    json_object_set_new(o, "allowedSelfTradePreventionModes",
-                        json_pack("[s,s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER",
-                                  "EXPIRE_BOTH", "DECREMENT"));
+    /* One account whose orders never meet each other (the book is the
+     * market model's): self-trade prevention never fires, so only NONE is
+     * offered and the mode reported everywhere is NONE. */
+    json_object_set_new(o, "allowedSelfTradePreventionModes", json_pack("[s]", "NONE"));
     return o;
 }
 
@@ -1354,6 +1355,12 @@ static void order_common(struct rest_req *r, bool test)
     }
     if (a.type != WT_LIMIT && a.type != WT_MARKET && a.type != WT_LIMIT_MAKER) {
         set_error(r, 400, -2010, "Stop orders are not supported by coinquant-simex.");
+        goto unlock;
+    }
+    if (a.stp != 0) {
+        set_error(r, 400, -2010,
+                  "Self-trade prevention modes other than NONE are not supported by "
+                  "coinquant-simex.");
         goto unlock;
     }
     if (!test) {

@@ -220,7 +220,10 @@ static void on_market_trade(void *ctx, int symbol_idx, const struct sim_public_t
     struct sim_book_view book;
     sim->counters.market_events++;
     sim_market_book(sim->market, symbol_idx, &book);
-    sim_engine_on_market(sim->engine, symbol_idx, &book, t->price, t->qty, t->time_ms);
+    /* Fills are the exchange's own events: stamped with the server clock,
+     * not the (possibly sped-up) market clock of the public feed. */
+    sim_engine_on_market(sim->engine, symbol_idx, &book, t->price, t->qty,
+                         sim_server_time_ms(sim));
     if (sim->ws != NULL) {
         sim_ws_publish_trade(sim->ws, sim_engine_symbol(sim->engine, symbol_idx), t, t->time_ms);
     }
@@ -231,7 +234,8 @@ static void on_market_book(void *ctx, int symbol_idx, const struct sim_book_view
 {
     struct cq_sim *sim = ctx;
     sim->counters.market_events++;
-    sim_engine_on_market(sim->engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO, time_ms);
+    sim_engine_on_market(sim->engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO,
+                         sim_server_time_ms(sim));
     if (sim->ws != NULL) {
         sim_ws_publish_book(sim->ws, sim_engine_symbol(sim->engine, symbol_idx), book, update_id,
                             time_ms);

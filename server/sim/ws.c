@@ -850,7 +850,7 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     if (o->working_ms >= 0) { /* only once the order has been on the book */
         sb_printf(&b, ",\"W\":%" PRId64, o->working_ms);
     }
-    sb_puts(&b, ",\"V\":\"EXPIRE_MAKER\"}");
+    sb_puts(&b, ",\"V\":\"NONE\"}"); /* the only STP mode the simulator offers */
     struct ws_item *it = item_take(ITEM_USER, "", &b);
     queue_push(ws, &it, 1);
 }

@@ -162,6 +162,13 @@ ORDER_ID=$(jq -r .orderId <<<"$BODY")
 signed GET /api/v3/account ""
 check "the order locks exactly qty x price" jq -e '.balances[] | select(.asset=="USDT") | .free=="990.00000000" and .locked=="10.00000000"' <<<"$BODY"
 
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00&selfTradePreventionMode=EXPIRE_MAKER"
+if [ "$STATUS" = 400 ] && jq -e '.code==-2010 and (.msg|test("other than NONE"))' <<<"$BODY" >/dev/null; then
+  ok "a self-trade prevention mode other than NONE is refused (-2010), not silently ignored"
+else
+  not_ok "a self-trade prevention mode other than NONE is refused (-2010), not silently ignored" "status=$STATUS" "$BODY"
+fi
+
 curl -s -m 5 -X POST "$REST/_sim/orders/reject?count=1" >/dev/null
 signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
 if [ "$STATUS" = 400 ] && jq -e '.code==-2010' <<<"$BODY" >/dev/null; then

@@ -1171,7 +1171,7 @@ Test(sim_ws, user_data_stream_exact_fields)
         (json_int_t)12345, "l", "0.00000000", "z", "0.00000000", "L", "0.00000000", "n", "0", "N",
         "T", (json_int_t)1700000000001, "t", -1, "w", 1, "m", 0, "M", 0, "O",
         (json_int_t)1700000000000, "Z", "0.00000000", "Y", "0.00000000", "Q", "0.00000000", "W",
-        (json_int_t)1700000000000, "V", "EXPIRE_MAKER");
+        (json_int_t)1700000000000, "V", "NONE");
     check_exec(m, want, &last_exec_id, "NEW");
     json_decref(m);
     json_decref(want);
@@ -1188,7 +1188,7 @@ Test(sim_ws, user_data_stream_exact_fields)
         "60000.50000000", "n", "0.00000400", "N", "BTC", "T", (json_int_t)1700000000002, "t",
         (json_int_t)777, "w", 1, "m", 1, "M", 0, "O", (json_int_t)1700000000000, "Z",
         "240.00200000", "Y", "240.00200000", "Q", "0.00000000", "W", (json_int_t)1700000000000, "V",
-        "EXPIRE_MAKER");
+        "NONE");
     check_exec(m, want, &last_exec_id, "TRADE 1");
     json_decref(m);
     json_decref(want);
@@ -1219,7 +1219,7 @@ Test(sim_ws, user_data_stream_exact_fields)
         "r", "NONE", "i", (json_int_t)12346, "l", "0.00000000", "z", "0.00000000", "L",
         "0.00000000", "n", "0", "N", "T", (json_int_t)1700000000004, "t", -1, "w", 0, "m", 0, "M",
         0, "O", (json_int_t)1700000000000, "Z", "0.00000000", "Y", "0.00000000", "Q", "0.00000000",
-        "W", (json_int_t)1700000000000, "V", "EXPIRE_MAKER");
+        "W", (json_int_t)1700000000000, "V", "NONE");
     check_exec(m, want, &last_exec_id, "CANCELED");
     json_decref(m);
     json_decref(want);
@@ -1235,7 +1235,7 @@ Test(sim_ws, user_data_stream_exact_fields)
         (json_int_t)12347, "l", "0.00000000", "z", "0.50000000", "L", "0.00000000", "n", "0", "N",
         "T", (json_int_t)1700000000005, "t", -1, "w", 0, "m", 0, "M", 0, "O",
         (json_int_t)1700000000100, "Z", "30000.00000000", "Y", "0.00000000", "Q", "0.00000000", "V",
-        "EXPIRE_MAKER");
+        "NONE");
     check_exec(m, want, &last_exec_id, "EXPIRED (never worked: no W)");
     json_decref(m);
     json_decref(want);
