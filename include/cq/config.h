@@ -56,6 +56,12 @@ enum cq_config_key_id {
     CQ_CFG_SIM_BALANCES,              /* USDT=10000,BTC=0,ETH=0 */
     CQ_CFG_EXCHANGE_REST_URL,         /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_WS_URL,           /* "" = embedded simulator in paper mode */
+    CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, /* 2000 */
+    CQ_CFG_EXCHANGE_TIMEOUT_MS,       /* 10000 */
+    CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, /* 10 */
+    CQ_CFG_FEEDER_WS_STALL_MS,        /* 10000 */
+    CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS,  /* 30000 */
+    CQ_CFG_FEEDER_WARMUP_BARS,        /* 200 */
     CQ_CFG__COUNT
 };
 

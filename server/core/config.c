@@ -328,8 +328,8 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
         .type = CQ_CFG_T_STRING,
         .default_value = "",
         .rule = "empty, or an http:// or https:// URL; set together with CQ_EXCHANGE_WS_URL",
-        .doc = "REST base URL of a running exchange; in paper mode it replaces the embedded "
-               "simulator.",
+        .doc = "REST base URL of the exchange, overriding the mode's default; in paper mode it "
+               "replaces the embedded simulator.",
         .check = check_rest_url,
     },
     {
@@ -338,10 +338,24 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
         .type = CQ_CFG_T_STRING,
         .default_value = "",
         .rule = "empty, or a ws:// or wss:// URL; set together with CQ_EXCHANGE_REST_URL",
-        .doc = "WebSocket base URL of a running exchange; in paper mode it replaces the "
-               "embedded simulator.",
+        .doc = "WebSocket base URL of the exchange, overriding the mode's default; in paper "
+               "mode it replaces the embedded simulator.",
         .check = check_ws_url,
     },
+    INT_KEY(CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS", 100, 30000, "2000",
+            false, "Exchange REST connect timeout, milliseconds."),
+    INT_KEY(CQ_CFG_EXCHANGE_TIMEOUT_MS, "CQ_EXCHANGE_TIMEOUT_MS", 500, 60000, "10000", false,
+            "Exchange REST request timeout (one attempt), milliseconds."),
+    INT_KEY(CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, "CQ_EXCHANGE_WEIGHT_HEADROOM_PCT", 0, 90, "10",
+            false,
+            "Share of the exchange's request-weight limit kept free: requests that would use it "
+            "wait for the next minute."),
+    INT_KEY(CQ_CFG_FEEDER_WS_STALL_MS, "CQ_FEEDER_WS_STALL_MS", 500, 600000, "10000", false,
+            "A market stream connection silent this long is closed and reconnected."),
+    INT_KEY(CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS, "CQ_FEEDER_WS_BACKOFF_MAX_MS", 500, 300000, "30000",
+            false, "Longest wait between WebSocket reconnect attempts (exponential backoff cap)."),
+    INT_KEY(CQ_CFG_FEEDER_WARMUP_BARS, "CQ_FEEDER_WARMUP_BARS", 0, 1000, "200", false,
+            "Closed 1m candles per symbol fetched at start as history for ARES."),
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,

@@ -96,16 +96,20 @@
  *   | POST /_sim/orders/reject         | count=0..1000000           | next N POST /order -> -2010    |
  *   | POST /_sim/balance/insufficient  | on=1|0                     | orders -> -2010 insufficient   |
  *   | POST /_sim/balance/set           | asset=[A-Z0-9]{1,11}, free=D| set an asset's free balance   |
- *   | POST /_sim/clock/skew            | ms=±631152000000 (20 y)    | server time = wall + ms        |
+ *   | POST /_sim/clock/skew            | ms=±630720000000 (20 y)    | server time = wall + ms        |
  *   | POST /_sim/market/pause          | on=1|0                     | market holds, emits nothing    |
- *   | POST /_sim/faults/clear          |                            | all of the above off; lift ban |
+ *   | POST /_sim/symbol/status         | symbol=S&status=TRADING|   | HALT/BREAK: new orders -2010   |
+ *   |                                  |   HALT|BREAK               |   "Market is closed."          |
+ *   | POST /_sim/faults/clear          |                            | all of the above off; lift ban;|
+ *   |                                  |                            | ban length back to 2 min; all  |
+ *   |                                  |                            | symbols TRADING                |
  *
  * Limitations (documented, deliberate): stop and take-profit order types are
  * listed in exchangeInfo (ccxt requires it) but answered -2010 "Stop orders
  * are not supported by coinquant-simex."; iceberg, trailing and peg params
- * are -1106 (exchangeInfo says icebergAllowed/allowTrailingStop false); the
- * engine keeps no STP mode, so POST /order echoes the one sent and queries
- * report "NONE" (self-trades cannot happen: the book is exogenous).
+ * are -1106 (exchangeInfo says icebergAllowed/allowTrailingStop false);
+ * self-trade prevention: only NONE is offered and accepted (any other mode
+ * is -2010), because self-trades cannot happen: the book is exogenous.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -2198,7 +2202,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         "/_sim/ws/drop",       "/_sim/ws/stall",           "/_sim/rest/latency",
         "/_sim/rest/errors",   "/_sim/ratelimit/storm",    "/_sim/orders/reject",
         "/_sim/balance/insufficient", "/_sim/balance/set", "/_sim/clock/skew",
-        "/_sim/market/pause",  "/_sim/faults/clear",       NULL};
+        "/_sim/market/pause",  "/_sim/faults/clear",       "/_sim/symbol/status", NULL};
     bool known = false;
     for (int i = 0; posts[i] != NULL; i++) {
         known = known || strcmp(path, posts[i]) == 0;
@@ -2298,8 +2302,36 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             pthread_mutex_unlock(&sim->lock);
             ctl_ok(resp, json_pack("{s:b}", "market_paused", on));
         }
+    } else if (strcmp(path, "/_sim/symbol/status") == 0) {
+        const char *sym = sim_params_get(&p, "symbol");
+        const char *st = sim_params_get(&p, "status");
+        enum sim_symbol_status status = SIM_TRADING;
+        bool status_ok = st != NULL && (strcmp(st, "TRADING") == 0 || strcmp(st, "HALT") == 0 ||
+                                        strcmp(st, "BREAK") == 0);
+        if (status_ok) {
+            status = strcmp(st, "TRADING") == 0 ? SIM_TRADING
+                     : strcmp(st, "HALT") == 0  ? SIM_HALT
+                                                : SIM_BREAK;
+        }
+        pthread_mutex_lock(&sim->lock);
+        int idx = sym != NULL ? sim_engine_symbol_index(sim->engine, sym) : -1;
+        if (idx >= 0 && status_ok) {
+            sim_engine_set_symbol_status(sim->engine, idx, status);
+        }
+        pthread_mutex_unlock(&sim->lock);
+        if (idx < 0) {
+            ctl_error(resp, 400, "symbol", "parameter 'symbol' must name a listed symbol");
+        } else if (!status_ok) {
+            ctl_error(resp, 400, "status", "parameter 'status' must be TRADING, HALT or BREAK");
+        } else {
+            ctl_ok(resp, json_pack("{s:s,s:s}", "symbol", sym, "status", st));
+        }
     } else if (strcmp(path, "/_sim/faults/clear") == 0) {
         pthread_mutex_lock(&sim->lock);
+        for (size_t i = 0; i < sim_engine_symbol_count(sim->engine); i++) {
+            sim_engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
+        }
+        sim->rl.bans = 0;
         sim->faults.rest_latency_ms = 0;
         sim->faults.rest_5xx_per_mille = 0;
         sim->faults.storm_until_ms = 0;

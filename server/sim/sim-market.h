@@ -20,7 +20,7 @@
  * Time is the simulator's: the caller advances it (sim_market_advance) and
  * the model emits every event up to that instant, in time order. When the
  * recorded data runs out the replay starts again from its first row with
- * prices rescaled so the path stays continuous (logged by the caller).
+ * prices rescaled so the path stays continuous.
  *
  * Threads: not thread-safe; the simulator serialises calls with its lock.
  * Listener callbacks run inside sim_market_advance under that lock.

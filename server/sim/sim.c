@@ -627,7 +627,11 @@ int cq_sim_start(struct cq_sim *sim, struct cq_err *err)
              rest_port);
     snprintf(sim->ws_url, sizeof(sim->ws_url), v6 ? "ws://[%s]:%d" : "ws://%s:%d", host, ws_port);
 
-    sim->market_start_wall_ms = sim_wall_ms();
+    /* The market clock starts at the current wall minute (bars align with
+     * minutes), and that minute's wall time is its origin too: at speed 1
+     * market time equals wall time (the elapsed part of the minute plays out
+     * at once); at speed N it runs N times faster from there. */
+    sim->market_start_wall_ms = sim->market_start_sim_ms;
     int e = pthread_create(&sim->market_thread, NULL, market_main, sim);
     if (e != 0) {
         cq_sim_stop(sim);

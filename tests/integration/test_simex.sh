@@ -169,6 +169,15 @@ else
   not_ok "a self-trade prevention mode other than NONE is refused (-2010), not silently ignored" "status=$STATUS" "$BODY"
 fi
 
+curl -s -m 5 -X POST "$REST/_sim/symbol/status?symbol=BTCUSDT&status=HALT" >/dev/null
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
+if [ "$STATUS" = 400 ] && jq -e '.code==-2010 and .msg=="Market is closed."' <<<"$BODY" >/dev/null; then
+  ok "fault: a halted symbol refuses orders (-2010 Market is closed.)"
+else
+  not_ok "fault: a halted symbol refuses orders (-2010 Market is closed.)" "status=$STATUS" "$BODY"
+fi
+curl -s -m 5 -X POST "$REST/_sim/faults/clear" >/dev/null
+
 curl -s -m 5 -X POST "$REST/_sim/orders/reject?count=1" >/dev/null
 signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
 if [ "$STATUS" = 400 ] && jq -e '.code==-2010' <<<"$BODY" >/dev/null; then

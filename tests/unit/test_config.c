@@ -144,7 +144,7 @@ Test(config, table_rows_are_in_id_order_and_complete)
     size_t n = 0;
     const struct cq_config_key *keys = cq_config_keys(&n);
     cr_assert_eq(n, CQ_CFG__COUNT);
-    cr_assert_eq(n, 25);
+    cr_assert_eq(n, 31);
     for (size_t i = 0; i < n; i++) {
         const struct cq_config_key *k = &keys[i];
         cr_assert_eq((size_t)k->id, i, "row %zu has id %d", i, (int)k->id);
@@ -537,7 +537,7 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 10);
+    cr_assert_eq(int_keys, 16);
 }
 
 Test(config, good_values_are_accepted)
@@ -1216,6 +1216,12 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_WATCHDOG_STALL_MS, "CQ_WATCHDOG_STALL_MS=5001", NULL, NULL},
         {CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, "TEST_ALLOW_DEFAULT_SIGNAL=on", NULL, NULL},
         {CQ_CFG_SIM_DATA, "CQ_SIM_DATA=/data/klines", NULL, NULL},
+        {CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS=2001", NULL, NULL},
+        {CQ_CFG_EXCHANGE_TIMEOUT_MS, "CQ_EXCHANGE_TIMEOUT_MS=10001", NULL, NULL},
+        {CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, "CQ_EXCHANGE_WEIGHT_HEADROOM_PCT=11", NULL, NULL},
+        {CQ_CFG_FEEDER_WS_STALL_MS, "CQ_FEEDER_WS_STALL_MS=10001", NULL, NULL},
+        {CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS, "CQ_FEEDER_WS_BACKOFF_MAX_MS=30001", NULL, NULL},
+        {CQ_CFG_FEEDER_WARMUP_BARS, "CQ_FEEDER_WARMUP_BARS=201", NULL, NULL},
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},
