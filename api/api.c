@@ -495,11 +495,12 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
     }
     errno = 0;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)port, accept_policy, api, access_handler, api, MHD_OPTION_SOCK_ADDR,
-        (const struct sockaddr *)&ba.ss, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)(api->max_connections + 1), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)api->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api, MHD_OPTION_NOTIFY_CONNECTION,
+        /* The logger first, so libmicrohttpd never falls back to stderr. */
+        flags, (uint16_t)port, accept_policy, api, access_handler, api, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, api, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ba.ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(api->max_connections + 1),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)api->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, api, MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
         MHD_OPTION_END);
     if (d == NULL) {

@@ -46,6 +46,8 @@
 #include "cq/api.h"
 #include "cq/ares.h"
 #include "cq/feeder.h"
+#include "cq/market.h"
+#include "cq/ring.h"
 #include "cq/fs.h"
 #include "cq/health.h"
 #include "cq/log.h"
@@ -72,8 +74,13 @@ struct supervisor {
     int next_stage;                    /* index of the next service to start */
     int64_t stage_started_ms;          /* when the last started stage began */
     struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
-    char venue_rest_url[600];          /* where the feeder and trader will connect */
+    char venue_rest_url[600];          /* where the feeder and trader connect */
     char venue_ws_url[600];
+    const char *venue_api_key;         /* borrowed (config or simulator default); NULL = none */
+    const char *venue_api_secret;
+    struct cq_spsc to_ares;            /* feeder -> ARES: struct cq_market_event */
+    struct cq_spsc to_trader;          /* feeder -> trader: struct cq_user_event */
+    bool rings_ready;
     pthread_t log_thread;
     bool log_thread_running;
     char data_dir[1024];
@@ -199,6 +206,15 @@ static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct 
 static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
 {
     enum cq_mode mode = cq_config_mode(cfg);
+    /* Credentials: the configured ones; in paper mode without them, the
+     * simulator's documented local-only defaults (embedded or external). */
+    if (cq_config_is_set(cfg, CQ_CFG_BINANCE_API_KEY)) {
+        sv->venue_api_key = cq_config_str(cfg, CQ_CFG_BINANCE_API_KEY);
+        sv->venue_api_secret = cq_config_str(cfg, CQ_CFG_BINANCE_API_SECRET);
+    } else if (mode == CQ_MODE_PAPER) {
+        sv->venue_api_key = CQ_SIM_DEFAULT_API_KEY;
+        sv->venue_api_secret = CQ_SIM_DEFAULT_API_SECRET;
+    }
     if (cq_config_is_set(cfg, CQ_CFG_EXCHANGE_REST_URL)) {
         cq_strlcpy(sv->venue_rest_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_REST_URL),
                    sizeof(sv->venue_rest_url));
@@ -257,17 +273,42 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
     return 0;
 }
 
+#define TO_ARES_CAPACITY 65536   /* market events (~180 B each) */
+#define TO_TRADER_CAPACITY 1024  /* user data events (2 KiB each) */
+
 static int build_services(struct supervisor *sv, struct cq_config *cfg, struct cq_err *err)
 {
-    sv->feeder = cq_feeder_new(cfg, sv->board, err);
+    int rc = cq_spsc_init(&sv->to_ares, TO_ARES_CAPACITY, sizeof(struct cq_market_event));
+    if (rc == 0) {
+        rc = cq_spsc_init(&sv->to_trader, TO_TRADER_CAPACITY, sizeof(struct cq_user_event));
+        if (rc < 0) {
+            cq_spsc_fini(&sv->to_ares);
+        }
+    }
+    if (rc < 0) {
+        return cq_err_set(err, -rc, 0, NULL, "allocating the service rings");
+    }
+    sv->rings_ready = true;
+    struct cq_feeder_options fo = {
+        .cfg = cfg,
+        .board = sv->board,
+        .rest_url = sv->venue_rest_url,
+        .ws_url = sv->venue_ws_url,
+        .api_key = sv->venue_api_key,
+        .api_secret = sv->venue_api_secret,
+        .to_ares = &sv->to_ares,
+        .to_trader = &sv->to_trader,
+        .clock = NULL,
+    };
+    sv->feeder = cq_feeder_new(&fo, err);
     if (sv->feeder == NULL) {
         return -err->code;
     }
-    sv->ares = cq_ares_new(cfg, sv->board, err);
+    sv->ares = cq_ares_new(cfg, sv->board, &sv->to_ares, err);
     if (sv->ares == NULL) {
         return -err->code;
     }
-    sv->trader = cq_trader_new(cfg, sv->board, err);
+    sv->trader = cq_trader_new(cfg, sv->board, &sv->to_trader, err);
     if (sv->trader == NULL) {
         return -err->code;
     }
@@ -463,6 +504,10 @@ static void free_all(struct supervisor *sv)
     cq_trader_free(sv->trader);
     cq_ares_free(sv->ares);
     cq_feeder_free(sv->feeder);
+    if (sv->rings_ready) {
+        cq_spsc_fini(&sv->to_ares);
+        cq_spsc_fini(&sv->to_trader);
+    }
     cq_health_board_free(sv->board);
     cq_config_current_free(sv->current);
 }

@@ -2,8 +2,9 @@
  * trader.h — the trader: the one path to the exchange's order endpoint,
  * behind the risk gate.
  *
- * Status: skeleton. The thread heartbeats and publishes status starting,
- * reason not_implemented; orders arrive with the trader issue.
+ * Status: skeleton. The thread consumes the user data stream events the
+ * feeder forwards (and counts them), heartbeats, and publishes status
+ * starting, reason not_implemented; orders arrive with the trader issue.
  *
  * Threads: cq_trader_new/free are called by the supervisor; the rest runs
  * on the trader's own thread through the struct cq_service it returns.
@@ -13,13 +14,15 @@
 
 #include "cq/config.h"
 #include "cq/health.h"
+#include "cq/ring.h"
 #include "cq/service.h"
 
 struct cq_trader;
 
-/* cfg: a reference is taken. board: borrowed. */
+/* cfg: a reference is taken. board and user_events (the trader is the
+ * consumer of struct cq_user_event) are borrowed. */
 struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
-                                struct cq_err *err);
+                                struct cq_spsc *user_events, struct cq_err *err);
 void cq_trader_free(struct cq_trader *trader);
 struct cq_service *cq_trader_service(struct cq_trader *trader);
 

@@ -59,13 +59,13 @@
  * Events, in time order across symbols (ties: lower symbol index first;
  * within a symbol: trades, then the forming kline, then the close):
  *   - a trade: on_trade, then on_book with the book re-centred on it;
- *   - the forming 1m kline, only if a trade changed it, at the first 2 s
- *     mark of the bar (open + 2000k, k = 0..29) at or after that trade: so
- *     forming updates are at least 2 s apart;
+ *   - the forming 1m kline at every 2 s mark of the bar (open + 2000k,
+ *     k = 1..29), changed or not, like Binance's 2000 ms kline update speed:
+ *     a quiet market still shows it is alive; a gap (no bar) sends nothing;
  *   - the close: exactly one closed kline at open + 59999, zero-volume bars
  *     included.
  * advance() returns the number of callbacks made (with or without a
- * listener). next_event_ms() skips 2 s marks at which nothing changed.
+ * listener).
  *
  * Book (per symbol, book_levels per side, 20 if 0): after a trade at p, a
  * taker buy leaves the best ask at p and the best bid one tick lower; a
@@ -675,7 +675,10 @@ static void start_bar(struct sym *s, int64_t min_open_ms)
     s->last_open_ms = r.open_ms;
     s->active = true;
     s->suspended = false;
-    s->dirty = false;
+    /* Like Binance's kline streams (update speed 2000 ms), a forming bar is
+     * pushed at every 2 s mark, changed or not: the first at open + 2000. */
+    s->dirty = true;
+    s->dirty_since_ms = r.open_ms + 1;
 }
 
 /* A closed history bar: planned and traded, nothing emitted. */
@@ -1264,7 +1267,9 @@ static size_t process_event(struct sim_market *m, int idx, int64_t t, enum ev_ki
         return 2;
     }
     case EV_KLINE:
-        s->dirty = false;
+        /* The next push is at the next 2 s mark, whatever trades. */
+        s->dirty = true;
+        s->dirty_since_ms = t + 1;
         bar_to_kline(s, b, &k);
         if (l->on_kline != NULL) {
             l->on_kline(l->ctx, idx, &k);

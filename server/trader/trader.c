@@ -1,13 +1,16 @@
 /*
  * trader.c — the trader (skeleton).
  *
- * Runs on its own thread (struct cq_service). Today it only heartbeats and
+ * Runs on its own thread (struct cq_service). Today it drains the user data
+ * stream events the feeder forwards (counting them by type), heartbeats and
  * reports status starting, not ready, reason not_implemented; it sends no
  * order. The risk gate, filters and the one order path replace the step
  * function in the trader issue.
  */
 #include <stdlib.h>
+#include <string.h>
 
+#include "cq/feeder.h"
 #include "cq/trader.h"
 #include "cq/version.h"
 
@@ -15,14 +18,30 @@ struct cq_trader {
     struct cq_config *cfg;           /* owned reference */
     struct cq_health_board *board;   /* borrowed */
     struct cq_service *svc;          /* owned */
+    struct cq_spsc *user_events;     /* borrowed; the trader is the consumer */
+    uint64_t execution_reports, account_positions, other_events;
 };
 
 static int trader_step(void *ctx, int64_t now_mono_ms)
 {
     struct cq_trader *t = ctx;
+    struct cq_user_event ev;
     (void)now_mono_ms;
+    while (t->user_events != NULL && cq_spsc_pop(t->user_events, &ev)) {
+        if (strstr(ev.json, "\"executionReport\"") != NULL) {
+            t->execution_reports++;
+        } else if (strstr(ev.json, "\"outboundAccountPosition\"") != NULL) {
+            t->account_positions++;
+        } else {
+            t->other_events++;
+        }
+    }
     cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
-                      "trader skeleton: no order path yet, nothing is sent", NULL);
+                      "trader skeleton: no order path yet, nothing is sent",
+                      json_pack("{s:{s:I,s:I,s:I}}", "user_events", "execution_reports",
+                                (json_int_t)t->execution_reports, "account_positions",
+                                (json_int_t)t->account_positions, "other",
+                                (json_int_t)t->other_events));
     return 0;
 }
 
@@ -34,7 +53,7 @@ static const struct cq_service_ops trader_ops = {
 };
 
 struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
-                                struct cq_err *err)
+                                struct cq_spsc *user_events, struct cq_err *err)
 {
     struct cq_trader *t = calloc(1, sizeof(*t));
     if (t == NULL) {
@@ -43,6 +62,7 @@ struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *b
     }
     t->cfg = cq_config_ref(cfg);
     t->board = board;
+    t->user_events = user_events;
     t->svc = cq_service_new(&trader_ops, t, board, NULL, err);
     if (t->svc == NULL) {
         cq_trader_free(t);
