@@ -9,6 +9,14 @@
  *
  * err_offset is approximate: jansson's byte position for a JSON syntax
  * error, 0 for a contract error (missing field, wrong type).
+ *
+ * One jansson quirk is corrected before parsing: its byte stream uses NUL
+ * as the "buffer empty" mark, so a NUL byte that the lexer reads and puts
+ * back (the byte right after a number or a true/false/null) is silently
+ * skipped and {"x":1<NUL>} parses. A raw NUL is never valid JSON (no token
+ * outside strings, a control character inside them), so any NUL in the
+ * input is refused here, as the fast path refuses it (found by
+ * tests/fuzz/fuzz_codec.c).
  */
 #include "cq/codec.h"
 
@@ -222,6 +230,12 @@ int cq_codec_decode_jansson(const char *data, size_t len, struct cq_msg *out, si
 
     memset(out, 0, sizeof(*out));
     if (data == NULL) {
+        rc = -CQ_EPARSE;
+        goto out;
+    }
+    const char *nul = memchr(data, '\0', len);
+    if (nul != NULL) {
+        offset = (size_t)(nul - data);
         rc = -CQ_EPARSE;
         goto out;
     }

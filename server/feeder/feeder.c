@@ -196,7 +196,9 @@ static void emit_candle(struct cq_feeder *f, int idx, const struct cq_candle *c,
     ev.u.candle.candle = *c;
     ev.u.candle.candle.closed = true;
     ev.u.candle.source = source;
-    if (!pending_push(f, &ev)) {
+    /* Straight into the ring when nothing is held before it (order kept). */
+    bool passed = f->pending_len == 0 && cq_spsc_push(f->to_ares, &ev);
+    if (!passed && !pending_push(f, &ev)) {
         /* Unreachable while the stream pauses above PENDING_PAUSE; if it
          * happens the candle is lost: say so loudly. */
         cq_log_error("feeder", "candle_dropped",

@@ -33,6 +33,10 @@
 
 #define MARKET_TICK_MS 10
 #define MAX_BURST_EVENTS 1024
+/* --speed max runs as fast as the slowest WebSocket consumer takes the
+ * data: above this backlog the market waits instead of making the server
+ * drop or disconnect a client (which is what a sped-up replay is for). */
+#define MAX_SPEED_BACKLOG_BYTES (1u << 20)
 #define STATE_SAVE_MS 5000
 #define HISTORY_BARS 1000
 #define BOOK_LEVELS 20
@@ -447,7 +451,9 @@ static void *market_main(void *arg)
         size_t events = 0;
         pthread_mutex_lock(&sim->lock);
         sim_market_set_paused(sim->market, sim->faults.market_paused);
-        if (sim->opts.speed_max) {
+        if (sim->opts.speed_max && sim_ws_backlog_bytes(sim->ws) > MAX_SPEED_BACKLOG_BYTES) {
+            /* paced: let the WS thread catch up (see MAX_SPEED_BACKLOG_BYTES) */
+        } else if (sim->opts.speed_max) {
             while (events < MAX_BURST_EVENTS) {
                 int64_t next = sim_market_next_event_ms(sim->market);
                 if (next == INT64_MAX) {
@@ -481,8 +487,11 @@ static void *market_main(void *arg)
             last_save_ms = wall;
         }
         pthread_mutex_unlock(&sim->lock);
-        if (!sim->opts.speed_max || events == 0) {
+        if (!sim->opts.speed_max) {
             sleep_ms(MARKET_TICK_MS);
+        } else if (events == 0) {
+            struct timespec ts = {0, 200000}; /* 0.2 ms: paced or nothing to do */
+            nanosleep(&ts, NULL);
         }
     }
     return NULL;

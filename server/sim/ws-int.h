@@ -20,4 +20,10 @@ struct sim_ws;
  * time of the call. NULL ws: false. */
 bool sim_ws_has_subscribers(struct sim_ws *ws, const char *stream);
 
+/* Bytes waiting to be sent: the central queue plus every connection's send
+ * queue. A gauge (relaxed); the market thread paces --speed max with it.
+ * NULL ws: 0. */
+#include <stddef.h>
+size_t sim_ws_backlog_bytes(struct sim_ws *ws);
+
 #endif /* CQ_SIM_WS_INT_H */

@@ -414,6 +414,9 @@ struct sim_ws {
      * many or too few, which a live subscription on Binance also sees. */
     _Atomic uint32_t interest[WS_INTEREST_SLOTS];
     _Atomic uint32_t user_conns; /* connections with a listen-key stream */
+    /* Bytes waiting in the central queue and every connection's send queue
+     * together (relaxed: a gauge read by the market thread for pacing). */
+    _Atomic size_t backlog_bytes;
 
     /* ws thread only. */
     struct ws_conn *conns;
@@ -522,6 +525,7 @@ static void queue_push(struct sim_ws *ws, struct ws_item **items, size_t n)
         ws->q[(ws->q_head + ws->q_len) % WS_QUEUE_ITEMS_MAX] = it;
         ws->q_len++;
         ws->q_bytes += it->len;
+        atomic_fetch_add_explicit(&ws->backlog_bytes, it->len, memory_order_relaxed);
         wake = true;
     }
     if (wake && was_empty && !ws->q_closed) {
@@ -993,12 +997,13 @@ static void conn_enqueue(struct sim_ws *ws, struct ws_conn *c, struct ws_msg *m)
     c->q[(c->q_head + c->q_len) % c->q_cap] = m;
     c->q_len++;
     c->q_bytes += m->len;
+    atomic_fetch_add_explicit(&ws->backlog_bytes, m->len, memory_order_relaxed);
     if (c->established) {
         lws_callback_on_writable(c->wsi);
     }
 }
 
-static struct ws_msg *conn_pop(struct ws_conn *c)
+static struct ws_msg *conn_pop(struct sim_ws *ws, struct ws_conn *c)
 {
     if (c->q_len == 0) {
         return NULL;
@@ -1007,6 +1012,7 @@ static struct ws_msg *conn_pop(struct ws_conn *c)
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
     c->q_bytes -= m->len;
+    atomic_fetch_sub_explicit(&ws->backlog_bytes, m->len, memory_order_relaxed);
     return m;
 }
 
@@ -1152,7 +1158,7 @@ static void conn_release(struct sim_ws *ws, struct ws_conn *c)
         atomic_fetch_sub_explicit(&ws->sim->counters.ws_connections, 1, memory_order_relaxed);
     }
     struct ws_msg *m;
-    while ((m = conn_pop(c)) != NULL) {
+    while ((m = conn_pop(ws, c)) != NULL) {
         msg_unref(m);
     }
     free(c->q);
@@ -1255,6 +1261,7 @@ static void drain_queue(struct sim_ws *ws)
             ws->q_head = (ws->q_head + 1) % WS_QUEUE_ITEMS_MAX;
             ws->q_len--;
         }
+        atomic_fetch_sub_explicit(&ws->backlog_bytes, ws->q_bytes, memory_order_relaxed);
         ws->q_bytes = 0;
         pthread_mutex_unlock(&ws->qlock);
         if (n == 0) {
@@ -1629,7 +1636,7 @@ static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
         return 0;
     }
     struct ws_msg *m;
-    while ((m = conn_pop(c)) != NULL) {
+    while ((m = conn_pop(ws, c)) != NULL) {
         if (m->data && stalled(ws)) {
             count_dropped(ws, 1);
             msg_unref(m);
@@ -1989,4 +1996,12 @@ void sim_ws_stop(struct sim_ws *ws)
         ws->thread_started = false;
     }
     ws_free(ws);
+}
+
+size_t sim_ws_backlog_bytes(struct sim_ws *ws)
+{
+    if (ws == NULL) {
+        return 0;
+    }
+    return atomic_load_explicit(&ws->backlog_bytes, memory_order_relaxed);
 }

@@ -116,7 +116,7 @@ else
   echo "1..$n"
   exit 1
 fi
-if health | jq -e '.services.ares.details.symbols.BTCUSDT.from_warmup == 30' >/dev/null; then
+if wait_until 3 '.services.ares.details.symbols.BTCUSDT.from_warmup == 30'; then
   ok "ARES got 30 warm-up candles per symbol before the stream"
 else
   not_ok "ARES got 30 warm-up candles per symbol before the stream" "$(health | jq -c .services.ares.details)"
