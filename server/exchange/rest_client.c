@@ -48,7 +48,9 @@
  *       CURLE_OPERATION_TIMEDOUT like any other timeout, so it stays UNKNOWN
  *       (safe side).
  *   out->attempts counts transfers handed to curl, a refused connect
- *   included; requests_total counts the same.
+ *   included; requests_total counts the same. HTTP/1.1 is forced: requests
+ *   are sequential on one handle, and HTTP/2 would add curl's
+ *   refused-stream resend path.
  *
  * Budget
  *   Read from the exchange, not guessed. Every response's
@@ -56,7 +58,9 @@
  *   case-insensitively and exactly, so the legacy x-mbx-used-weight does not
  *   match) are stored with the server-time minute / 10-second window they
  *   were seen in (server time = injected wall clock + sync offset). When the
- *   server window changes the value counts as 0 until the next header.
+ *   server window changes the value counts as 0 until the next header (our
+ *   estimate may roll a few ms before the exchange does; the headroom
+ *   absorbs that).
  *   Before sending, a request whose weight would take used past
  *   limit * (100 - headroom) / 100 is refused locally (THROTTLED,
  *   retry_after_ms = ms to the next server minute); a new order (POST with
@@ -77,6 +81,13 @@
  *   passed (checked before each signed request), and after -1021. A failed
  *   sync is retried no sooner than 5 s later (the request goes out with the
  *   old offset, which is what a local NTP clock gives anyway).
+ *
+ * Options: 0 means the header's default for every field; max_retries < 0
+ *   means no retries; weight_headroom_pct >= 100 is refused at _new
+ *   (CQ_ECONFIG); recv_window_ms is capped at Binance's 60000. Response
+ *   bodies are bounded by BODY_MAX_BYTES (16 MiB: production's unfiltered
+ *   exchangeInfo is several MiB); more is BAD_RESPONSE (UNKNOWN for an
+ *   order) and counted in errors_total.
  *
  * Logs: paths, statuses and codes only — never the URL (it carries the
  *   signature), the key or the secret, whether or not the log layer would
@@ -125,16 +136,16 @@
 /* Written by the owner under `lock`; cq_rest_client_budget copies it. */
 struct budget_state {
     uint32_t used_weight_1m;
-    int64_t weight_minute;          /* server minute index of used_weight_1m; -1 none */
+    int64_t weight_minute; /* server minute index of used_weight_1m; -1 none */
     uint32_t weight_limit_1m;
     uint32_t order_count_10s;
-    int64_t order_window;           /* server 10 s index of order_count_10s; -1 none */
+    int64_t order_window; /* server 10 s index of order_count_10s; -1 none */
     uint32_t order_limit_10s;
-    int64_t rate_limited_until_ms;  /* mono: every request refused before this */
-    int64_t orders_limited_until_ms;/* mono: new orders refused before this (-1015) */
-    int64_t banned_until_ms;        /* mono: 418 latch */
-    int64_t time_offset_ms;         /* server - local wall */
-    int64_t last_sync_mono_ms;      /* -1 never */
+    int64_t rate_limited_until_ms;   /* mono: every request refused before this */
+    int64_t orders_limited_until_ms; /* mono: new orders refused before this (-1015) */
+    int64_t banned_until_ms;         /* mono: 418 latch */
+    int64_t time_offset_ms;          /* server - local wall */
+    int64_t last_sync_mono_ms;       /* -1 never */
     uint64_t requests_total;
     uint64_t retries_total;
     uint64_t throttled_total;
@@ -158,8 +169,8 @@ struct attempt_headers {
 struct cq_rest_client {
     /* configuration: immutable after _new */
     char base_url[BASE_URL_MAX];
-    char *api_key;      /* owned; NULL when not configured */
-    char *api_secret;   /* owned; NULL when not configured */
+    char *api_key;    /* owned; NULL when not configured */
+    char *api_secret; /* owned; NULL when not configured */
     size_t api_secret_len;
     char service[SERVICE_MAX];
     int64_t connect_timeout_ms;
@@ -174,16 +185,16 @@ struct cq_rest_client {
     const struct cq_clock *clock; /* borrowed */
 
     /* owner thread only */
-    CURL *curl;                     /* owned */
-    struct curl_slist *key_header;  /* owned; NULL without a key */
+    CURL *curl;                    /* owned */
+    struct curl_slist *key_header; /* owned; NULL without a key */
     uint64_t rng;
     char errbuf[CURL_ERROR_SIZE];
-    char *body;                     /* owned: current response body (NUL-terminated) */
+    char *body; /* owned: current response body (NUL-terminated) */
     size_t body_len;
     size_t body_cap;
     bool body_overflow;
     struct attempt_headers hdr;
-    int64_t attempt_wall_ms;        /* wall time when the last attempt started */
+    int64_t attempt_wall_ms; /* wall time when the last attempt started */
     bool sync_attempted;
     int64_t last_sync_try_mono_ms;
     char query[QUERY_MAX];
@@ -193,7 +204,7 @@ struct cq_rest_client {
     struct cq_log_ratelimit rl_refused;
 
     pthread_mutex_t lock;
-    struct budget_state b;          /* see struct budget_state */
+    struct budget_state b; /* see struct budget_state */
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -470,8 +481,8 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
     c->backoff_base_ms = opts->backoff_base_ms > 0 ? opts->backoff_base_ms : 200;
     c->backoff_max_ms = opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 5000;
     c->retry_budget_ms = opts->retry_budget_ms > 0 ? opts->retry_budget_ms : 8000;
-    c->time_sync_interval_ms = opts->time_sync_interval_ms > 0 ? opts->time_sync_interval_ms
-                                                               : 60000;
+    c->time_sync_interval_ms =
+        opts->time_sync_interval_ms > 0 ? opts->time_sync_interval_ms : 60000;
     c->clock = opts->clock != NULL ? opts->clock : cq_clock_system();
     c->rng = opts->jitter_seed != 0
                  ? opts->jitter_seed
@@ -673,11 +684,11 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
     c->errbuf[0] = '\0';
 
     CURLcode rc = CURLE_OK;
-#define SETOPT(opt, val)                                 \
-    do {                                                 \
-        if (rc == CURLE_OK) {                            \
-            rc = curl_easy_setopt(h, (opt), (val));      \
-        }                                                \
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        if (rc == CURLE_OK) {                                                                      \
+            rc = curl_easy_setopt(h, (opt), (val));                                                \
+        }                                                                                          \
     } while (0)
     SETOPT(CURLOPT_URL, c->url);
     SETOPT(CURLOPT_NOSIGNAL, 1L);
@@ -838,11 +849,10 @@ static bool refused_locally(struct cq_rest_client *c, const char *path, unsigned
     pthread_mutex_unlock(&c->lock);
     if (cq_log_ratelimit_allow(&c->rl_throttled, now, &suppressed)) {
         cq_log_warn(c->service, "rest_throttled",
-                    json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "path", path, "budget", what,
-                              "used", (json_int_t)have, "cap", (json_int_t)cap, "weight",
-                              (json_int_t)weight, "retry_after_ms",
-                              (json_int_t)out->retry_after_ms, "suppressed",
-                              (json_int_t)suppressed),
+                    json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "path", path, "budget", what, "used",
+                              (json_int_t)have, "cap", (json_int_t)cap, "weight",
+                              (json_int_t)weight, "retry_after_ms", (json_int_t)out->retry_after_ms,
+                              "suppressed", (json_int_t)suppressed),
                     "%s held back: %s budget at %" PRIu64 " of %" PRIu64, path, what, have, cap);
     }
     return true;
@@ -851,9 +861,9 @@ static bool refused_locally(struct cq_rest_client *c, const char *path, unsigned
 /* ---- the request loop ----------------------------------------------------------- */
 
 enum step {
-    STEP_DONE,    /* *out is final */
-    STEP_RETRY,   /* transient failure of a safe request */
-    STEP_RESYNC   /* -1021: re-sync and resend once */
+    STEP_DONE,  /* *out is final */
+    STEP_RETRY, /* transient failure of a safe request */
+    STEP_RESYNC /* -1021: re-sync and resend once */
 };
 
 struct call {
@@ -885,8 +895,8 @@ static int build_url(struct cq_rest_client *c, const struct call *k)
         }
         qlen += (size_t)n;
         char sig[CQ_SIGN_HEX_LEN + 1];
-        int rc = cq_sign_hmac_sha256_hex(c->api_secret, c->api_secret_len, c->query, qlen, NULL,
-                                         0, sig);
+        int rc =
+            cq_sign_hmac_sha256_hex(c->api_secret, c->api_secret_len, c->query, qlen, NULL, 0, sig);
         if (rc < 0) {
             return rc;
         }
@@ -897,8 +907,8 @@ static int build_url(struct cq_rest_client *c, const struct call *k)
         }
         qlen += (size_t)n;
     }
-    int n = snprintf(c->url, sizeof(c->url), "%s%s%s%s", c->base_url, k->path,
-                     qlen > 0 ? "?" : "", c->query);
+    int n = snprintf(c->url, sizeof(c->url), "%s%s%s%s", c->base_url, k->path, qlen > 0 ? "?" : "",
+                     c->query);
     if (n < 0 || (size_t)n >= sizeof(c->url)) {
         return -CQ_ETOOBIG;
     }
@@ -1144,8 +1154,8 @@ static int run(struct cq_rest_client *c, const struct call *k, struct cq_rest_re
             uint64_t suppressed = 0;
             if (cq_log_ratelimit_allow(&c->rl_retry, mono_ms(c), &suppressed)) {
                 cq_log_warn(c->service, "rest_retry",
-                            json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:I}", "method", k->method,
-                                      "path", k->path, "attempt", out->attempts, "http_status",
+                            json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:I}", "method", k->method, "path",
+                                      k->path, "attempt", out->attempts, "http_status",
                                       out->http_status, "code", out->code, "sleep_ms",
                                       (json_int_t)d, "suppressed", (json_int_t)suppressed),
                             "%s %s failed (%s); retry %d of %d after %" PRId64 " ms", k->method,
@@ -1224,8 +1234,8 @@ int cq_rest_sync_time(struct cq_rest_client *c, struct cq_err *err)
 static void maybe_sync(struct cq_rest_client *c)
 {
     int64_t now = mono_ms(c);
-    bool due = c->b.last_sync_mono_ms < 0 ||
-               now - c->b.last_sync_mono_ms >= c->time_sync_interval_ms;
+    bool due =
+        c->b.last_sync_mono_ms < 0 || now - c->b.last_sync_mono_ms >= c->time_sync_interval_ms;
     if (!due) {
         return;
     }
@@ -1248,8 +1258,8 @@ static void maybe_sync(struct cq_rest_client *c)
 /* ---- public request -------------------------------------------------------------- */
 
 int cq_rest_request(struct cq_rest_client *c, const char *method, const char *path,
-                    const struct cq_rest_params *params, enum cq_rest_security sec,
-                    unsigned weight, bool is_order, struct cq_rest_response *out)
+                    const struct cq_rest_params *params, enum cq_rest_security sec, unsigned weight,
+                    bool is_order, struct cq_rest_response *out)
 {
     if (out == NULL) {
         return -CQ_EINVAL;
@@ -1259,8 +1269,8 @@ int cq_rest_request(struct cq_rest_client *c, const char *method, const char *pa
         strlen(path) >= PATH_MAX_BYTES || strpbrk(path, "?#& \r\n") != NULL) {
         return -CQ_EINVAL;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
-        strcmp(method, "PUT") != 0 && strcmp(method, "DELETE") != 0) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
+        strcmp(method, "DELETE") != 0) {
         return -CQ_EINVAL;
     }
     if ((sec != CQ_SEC_NONE && c->api_key == NULL) ||
@@ -1271,8 +1281,8 @@ int cq_rest_request(struct cq_rest_client *c, const char *method, const char *pa
     if (params != NULL && params->overflow) {
         return -CQ_ETOOBIG;
     }
-    struct call k = {method, path, params, sec, weight, is_order,
-                     is_order && strcmp(method, "POST") == 0};
+    struct call k = {
+        method, path, params, sec, weight, is_order, is_order && strcmp(method, "POST") == 0};
     if (sec == CQ_SEC_SIGNED) {
         maybe_sync(c);
     }
@@ -1295,9 +1305,8 @@ void cq_rest_client_learn_limits(struct cq_rest_client *c, const json_t *exchang
         const char *interval = json_string_value(json_object_get(l, "interval"));
         const json_t *num = json_object_get(l, "intervalNum");
         const json_t *limit = json_object_get(l, "limit");
-        if (type == NULL || interval == NULL || !json_is_integer(num) ||
-            !json_is_integer(limit) || json_integer_value(limit) <= 0 ||
-            json_integer_value(limit) > (json_int_t)UINT32_MAX) {
+        if (type == NULL || interval == NULL || !json_is_integer(num) || !json_is_integer(limit) ||
+            json_integer_value(limit) <= 0 || json_integer_value(limit) > (json_int_t)UINT32_MAX) {
             continue;
         }
         uint32_t v = (uint32_t)json_integer_value(limit);
@@ -1352,14 +1361,11 @@ json_t *cq_rest_budget_json(const struct cq_rest_budget *b)
                      (json_int_t)b->order_count_10s, "order_limit_10s",
                      (json_int_t)b->order_limit_10s, "rate_limited_for_ms",
                      (json_int_t)b->rate_limited_for_ms, "banned_for_ms",
-                     (json_int_t)b->banned_for_ms, "time_offset_ms",
-                     (json_int_t)b->time_offset_ms, "last_sync_age_ms",
-                     (json_int_t)b->last_sync_age_ms, "requests_total",
-                     (json_int_t)b->requests_total, "retries_total",
-                     (json_int_t)b->retries_total, "throttled_total",
-                     (json_int_t)b->throttled_total, "rate_limited_total",
-                     (json_int_t)b->rate_limited_total, "banned_total",
-                     (json_int_t)b->banned_total, "unknown_total", (json_int_t)b->unknown_total,
-                     "time_syncs_total", (json_int_t)b->time_syncs_total, "errors_total",
-                     (json_int_t)b->errors_total);
+                     (json_int_t)b->banned_for_ms, "time_offset_ms", (json_int_t)b->time_offset_ms,
+                     "last_sync_age_ms", (json_int_t)b->last_sync_age_ms, "requests_total",
+                     (json_int_t)b->requests_total, "retries_total", (json_int_t)b->retries_total,
+                     "throttled_total", (json_int_t)b->throttled_total, "rate_limited_total",
+                     (json_int_t)b->rate_limited_total, "banned_total", (json_int_t)b->banned_total,
+                     "unknown_total", (json_int_t)b->unknown_total, "time_syncs_total",
+                     (json_int_t)b->time_syncs_total, "errors_total", (json_int_t)b->errors_total);
 }
