@@ -47,9 +47,11 @@
  *
  * on_state. Called when a connection comes up (CONNECTED, "connected"), when
  *   one ends or an attempt fails (BACKOFF with the cause, or CONNECTING when
- *   the reconnect is immediate: "lifetime", "url_changed"), and on stop (IDLE,
+ *   the reconnect is immediate: "lifetime", "url_changed", or a jitter draw
+ *   of 0), and on stop (IDLE,
  *   "stopped"). The timer's BACKOFF -> CONNECTING step and start() are not
- *   reported (nothing happened yet; the state is in the stats). A callback may
+ *   reported (nothing happened yet; the state is in the stats). set_url on an
+ *   idle client only stores the URL for the next start. A callback may
  *   call start/stop/set_url/reconnect/send on any client of the loop, but not
  *   free a client or the loop.
  *
@@ -70,7 +72,16 @@
  *               WS_SEND_BYTES_MAX bytes; one frame per WRITEABLE callback.
  *               Full: cq_ws_client_send returns -CQ_EFULL (control requests
  *               are the caller's to retry; nothing is dropped silently). The
- *               queue is emptied when the connection ends.
+ *               queue is emptied when the connection ends: a request that
+ *               must survive a reconnect is resent from on_state(connected)
+ *               (subscriptions normally live in the URL instead).
+ *
+ * TLS. wss:// uses LCCSCF_USE_SSL with full certificate checks against the
+ *   OS CA store (lws's SSL_CTX_set_default_verify_paths), ALPN http/1.1 only
+ *   (never ws-over-h2), SNI/Host = the URL's host.
+ *
+ * lws logging is process-wide: cq_ws_loop_new routes lws errors and warnings
+ *   into our log (warn/debug), as the simulator's WS server does.
  *
  * Logs (service "feeder", field "client" = the client's name; the URL path is
  *   never logged since it may carry a listen key): ws_connected,
@@ -104,13 +115,13 @@
 #define WS_MAX_MESSAGE_BYTES_DEFAULT ((size_t)1 << 20)
 #define WS_BACKOFF_RESET_AFTER_MS 30000
 
-#define WS_URL_BYTES_MAX 16384  /* a /stream URL with a few hundred streams */
+#define WS_URL_BYTES_MAX 16384 /* a /stream URL with a few hundred streams */
 #define WS_HOST_BYTES_MAX 256
 #define WS_NAME_BYTES_MAX 32
 #define WS_SEND_FRAMES_MAX 64
 #define WS_SEND_BYTES_MAX ((size_t)64 << 10)
-#define WS_CLOSE_GRACE_S 2     /* kill a closing connection that never gets WRITEABLE */
-#define WS_FD_LIMIT 256        /* sockets per loop (a handful of clients) */
+#define WS_CLOSE_GRACE_S 2 /* kill a closing connection that never gets WRITEABLE */
+#define WS_FD_LIMIT 256    /* sockets per loop (a handful of clients) */
 #define WS_SERV_BUF_BYTES (WS_URL_BYTES_MAX + 16384) /* the upgrade request */
 #define WS_SERVICE_WAIT_MS_MAX (3600 * 1000)
 #define WS_LOG_WINDOW_MS 10000
@@ -120,9 +131,10 @@
 
 struct ws_url {
     bool tls;
-    char host[WS_HOST_BYTES_MAX]; /* without brackets for IPv6 literals */
+    char host[WS_HOST_BYTES_MAX];            /* without brackets for IPv6 literals */
+    char host_header[WS_HOST_BYTES_MAX + 2]; /* Host/Origin: with brackets for IPv6 */
     int port;
-    char *path;                   /* owned; "/stream?streams=…" */
+    char *path; /* owned; "/stream?streams=…" */
 };
 
 struct tx_frame {
@@ -131,47 +143,47 @@ struct tx_frame {
 };
 
 struct cq_ws_loop {
-    struct lws_context *ctx;          /* owned */
-    struct cq_ws_client *clients;     /* owned; attached clients */
-    lws_sorted_usec_list_t wait_sul;  /* bounds one lws_service call */
+    struct lws_context *ctx;         /* owned */
+    struct cq_ws_client *clients;    /* owned; attached clients */
+    lws_sorted_usec_list_t wait_sul; /* bounds one lws_service call */
 };
 
 struct cq_ws_client {
-    struct cq_ws_loop *loop;          /* borrowed */
-    struct cq_ws_client *next;        /* in loop->clients */
+    struct cq_ws_loop *loop;   /* borrowed */
+    struct cq_ws_client *next; /* in loop->clients */
     char name[WS_NAME_BYTES_MAX];
     struct ws_url url;
     struct cq_ws_callbacks cb;
-    const struct cq_clock *clock;     /* borrowed */
+    const struct cq_clock *clock; /* borrowed */
     int64_t connect_timeout_ms;
     int64_t stall_ms;
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
     int64_t max_lifetime_ms;
     size_t max_message_bytes;
-    uint64_t rng;                     /* splitmix64 state */
+    uint64_t rng; /* splitmix64 state */
 
     /* owner thread only */
     enum cq_ws_state state;
-    struct lws *wsi;                  /* the current connection (lws owns it); NULL if none */
-    bool in_connect;                  /* inside lws_client_connect_via_info */
-    bool connect_error;               /* CONNECTION_ERROR arrived during in_connect */
+    struct lws *wsi;    /* the current connection (lws owns it); NULL if none */
+    bool in_connect;    /* inside lws_client_connect_via_info */
+    bool connect_error; /* CONNECTION_ERROR arrived during in_connect */
     int64_t attempt_started_ms;
     int64_t connected_since_ms;
-    int64_t last_message_ms;          /* this connection's last message, 0 if none */
-    int64_t next_attempt_ms;          /* BACKOFF */
-    unsigned backoff_n;               /* consecutive reconnects */
+    int64_t last_message_ms; /* this connection's last message, 0 if none */
+    int64_t next_attempt_ms; /* BACKOFF */
+    unsigned backoff_n;      /* consecutive reconnects */
     int64_t backoff_cap_ms;
-    int close_code;                   /* from the peer's close frame, 0 if none */
-    char *rx;                         /* owned; reassembly buffer */
+    int close_code; /* from the peer's close frame, 0 if none */
+    char *rx;       /* owned; reassembly buffer */
     size_t rx_len, rx_cap;
     struct tx_frame *tx[WS_SEND_FRAMES_MAX]; /* owned frames, FIFO ring */
     size_t tx_head, tx_count, tx_bytes;
     struct cq_log_ratelimit rl_connected, rl_disconnected, rl_scheduled, rl_other;
 
-    pthread_mutex_t stats_mu;         /* guards stats */
-    struct cq_ws_client_stats stats;  /* next_attempt_in_ms computed on read */
-    int64_t stats_next_attempt_ms;    /* guarded by stats_mu */
+    pthread_mutex_t stats_mu;        /* guards stats */
+    struct cq_ws_client_stats stats; /* next_attempt_in_ms computed on read */
+    int64_t stats_next_attempt_ms;   /* guarded by stats_mu */
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -254,7 +266,8 @@ static int url_parse(const char *url, struct ws_url *out, struct cq_err *err)
 
     const char *host = p;
     size_t host_len;
-    if (*p == '[') { /* IPv6 literal */
+    bool ipv6 = *p == '[';
+    if (ipv6) {
         const char *close = strchr(p, ']');
         if (close == NULL) {
             return cq_err_set(err, CQ_EINVAL, 0, NULL, "WS URL: unterminated [IPv6] host");
@@ -288,6 +301,11 @@ static int url_parse(const char *url, struct ws_url *out, struct cq_err *err)
     }
     memcpy(out->host, host, host_len);
     out->host[host_len] = '\0';
+    if (ipv6) {
+        snprintf(out->host_header, sizeof out->host_header, "[%s]", out->host);
+    } else {
+        memcpy(out->host_header, out->host, host_len + 1);
+    }
 
     if (*p == ':') {
         p++;
@@ -366,17 +384,16 @@ void cq_ws_client_stats(struct cq_ws_client *c, struct cq_ws_client_stats *out)
 
 json_t *cq_ws_client_stats_json(const struct cq_ws_client_stats *s)
 {
-    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
-                     cq_ws_state_name(s->state), "connects_total", (json_int_t)s->connects_total,
-                     "connect_failures_total", (json_int_t)s->connect_failures_total,
-                     "disconnects_total", (json_int_t)s->disconnects_total, "stalls_total",
-                     (json_int_t)s->stalls_total, "lifetime_reconnects_total",
-                     (json_int_t)s->lifetime_reconnects_total, "messages_total",
-                     (json_int_t)s->messages_total, "bytes_total", (json_int_t)s->bytes_total,
-                     "oversize_total", (json_int_t)s->oversize_total, "last_message_mono_ms",
-                     (json_int_t)s->last_message_mono_ms, "connected_since_mono_ms",
-                     (json_int_t)s->connected_since_mono_ms, "next_attempt_in_ms",
-                     (json_int_t)s->next_attempt_in_ms, "backoff_ms", (json_int_t)s->backoff_ms);
+    return json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
+        cq_ws_state_name(s->state), "connects_total", (json_int_t)s->connects_total,
+        "connect_failures_total", (json_int_t)s->connect_failures_total, "disconnects_total",
+        (json_int_t)s->disconnects_total, "stalls_total", (json_int_t)s->stalls_total,
+        "lifetime_reconnects_total", (json_int_t)s->lifetime_reconnects_total, "messages_total",
+        (json_int_t)s->messages_total, "bytes_total", (json_int_t)s->bytes_total, "oversize_total",
+        (json_int_t)s->oversize_total, "last_message_mono_ms", (json_int_t)s->last_message_mono_ms,
+        "connected_since_mono_ms", (json_int_t)s->connected_since_mono_ms, "next_attempt_in_ms",
+        (json_int_t)s->next_attempt_in_ms, "backoff_ms", (json_int_t)s->backoff_ms);
 }
 
 /* ---- buffers ---------------------------------------------------------------- */
@@ -472,8 +489,7 @@ static int64_t backoff_draw(struct cq_ws_client *c)
  * immediate: reconnect now ("lifetime", "url_changed") instead of backing off.
  * error: lws's description of a failed attempt, or NULL.
  */
-static void went_down(struct cq_ws_client *c, const char *reason, bool immediate,
-                      const char *error)
+static void went_down(struct cq_ws_client *c, const char *reason, bool immediate, const char *error)
 {
     int64_t now = now_ms(c);
     bool was_connected = c->state == CQ_WS_CONNECTED;
@@ -510,11 +526,10 @@ static void went_down(struct cq_ws_client *c, const char *reason, bool immediate
                      json_pack("{s:s,s:s,s:I,s:i,s:s?,s:I}", "client", c->name, "reason", reason,
                                "uptime_ms", (json_int_t)uptime_ms, "close_code", close_code,
                                "error", error, "suppressed", (json_int_t)suppressed),
-                     "WS %s %s: %s", c->name,
-                     was_connected ? "disconnected" : "could not connect", reason);
+                     "WS %s %s: %s", c->name, was_connected ? "disconnected" : "could not connect",
+                     reason);
     }
-    if (cq_log_enabled(CQ_LOG_INFO) &&
-        cq_log_ratelimit_allow(&c->rl_scheduled, now, &suppressed)) {
+    if (cq_log_enabled(CQ_LOG_INFO) && cq_log_ratelimit_allow(&c->rl_scheduled, now, &suppressed)) {
         cq_log_info(WS_SERVICE, "ws_reconnect_scheduled",
                     json_pack("{s:s,s:s,s:I,s:I,s:I}", "client", c->name, "reason", reason,
                               "backoff_ms", (json_int_t)delay_ms, "cap_ms",
@@ -547,8 +562,8 @@ static void launch(struct cq_ws_client *c)
     ci.port = c->url.port;
     ci.ssl_connection = c->url.tls ? LCCSCF_USE_SSL : 0;
     ci.path = c->url.path;
-    ci.host = c->url.host;
-    ci.origin = c->url.host;
+    ci.host = c->url.host_header; /* no port: lws also takes SNI from it */
+    ci.origin = c->url.host_header;
     ci.local_protocol_name = WS_PROTOCOL_NAME;
     ci.alpn = "http/1.1"; /* never ws-over-h2 */
     ci.opaque_user_data = c;
@@ -615,9 +630,9 @@ static void client_timers(struct cq_ws_client *c)
                 cq_log_ratelimit_allow(&c->rl_other, now, &suppressed)) {
                 cq_log_info(WS_SERVICE, "ws_lifetime_reconnect",
                             json_pack("{s:s,s:I,s:I,s:I}", "client", c->name, "uptime_ms",
-                                      (json_int_t)(now - c->connected_since_ms),
-                                      "max_lifetime_ms", (json_int_t)c->max_lifetime_ms,
-                                      "suppressed", (json_int_t)suppressed),
+                                      (json_int_t)(now - c->connected_since_ms), "max_lifetime_ms",
+                                      (json_int_t)c->max_lifetime_ms, "suppressed",
+                                      (json_int_t)suppressed),
                             "WS %s reached its maximum lifetime: reconnecting", c->name);
             }
             close_and_go_down(c, "lifetime", true);
@@ -686,8 +701,7 @@ static void on_established(struct cq_ws_client *c)
     pthread_mutex_unlock(&c->stats_mu);
     stats_publish(c);
     uint64_t suppressed = 0;
-    if (cq_log_enabled(CQ_LOG_INFO) &&
-        cq_log_ratelimit_allow(&c->rl_connected, now, &suppressed)) {
+    if (cq_log_enabled(CQ_LOG_INFO) && cq_log_ratelimit_allow(&c->rl_connected, now, &suppressed)) {
         cq_log_info(WS_SERVICE, "ws_connected",
                     json_pack("{s:s,s:s,s:i,s:b,s:I,s:I}", "client", c->name, "host", c->url.host,
                               "port", c->url.port, "tls", c->url.tls, "connect_ms",
@@ -708,8 +722,7 @@ static int on_receive(struct cq_ws_client *c, struct lws *wsi, const void *in, s
         c->stats.oversize_total++;
         pthread_mutex_unlock(&c->stats_mu);
         uint64_t suppressed = 0;
-        if (cq_log_enabled(CQ_LOG_WARN) &&
-            cq_log_ratelimit_allow(&c->rl_other, now, &suppressed)) {
+        if (cq_log_enabled(CQ_LOG_WARN) && cq_log_ratelimit_allow(&c->rl_other, now, &suppressed)) {
             cq_log_warn(WS_SERVICE, "ws_oversize",
                         json_pack("{s:s,s:I,s:I,s:I}", "client", c->name, "max_message_bytes",
                                   (json_int_t)c->max_message_bytes, "bytes_at_least",
@@ -786,8 +799,14 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (c != NULL) {
             lws_set_opaque_user_data(wsi, NULL);
             c->connect_error = c->in_connect;
-            char error[160];
-            cq_strlcpy(error, in != NULL ? (const char *)in : "connection error", sizeof error);
+            char error[160] = "connection error";
+            if (in != NULL && len > 0) {
+                size_t n = len < sizeof error - 1 ? len : sizeof error - 1;
+                memcpy(error, in, n);
+                error[n] = '\0';
+            } else if (in != NULL) {
+                cq_strlcpy(error, in, sizeof error);
+            }
             went_down(c, "connect_failed", false, error);
         }
         return 0;
@@ -1031,14 +1050,7 @@ void cq_ws_client_free(struct cq_ws_client *c)
     if (c == NULL) {
         return;
     }
-    if (c->wsi != NULL) {
-        struct lws *w = c->wsi;
-        c->wsi = NULL;
-        lws_set_opaque_user_data(w, NULL);
-        if (c->loop->ctx != NULL) {
-            lws_set_timeout(w, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        }
-    }
+    detach_wsi(c); /* lws closes it at its next service (or context destroy) */
     for (struct cq_ws_client **pp = &c->loop->clients; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
@@ -1084,8 +1096,8 @@ void cq_ws_client_stop(struct cq_ws_client *c)
         c->stats.disconnects_total++;
         pthread_mutex_unlock(&c->stats_mu);
         cq_log_info(WS_SERVICE, "ws_disconnected",
-                    json_pack("{s:s,s:s,s:I}", "client", c->name, "reason", "stopped",
-                              "uptime_ms", (json_int_t)uptime_ms),
+                    json_pack("{s:s,s:s,s:I}", "client", c->name, "reason", "stopped", "uptime_ms",
+                              (json_int_t)uptime_ms),
                     "WS %s stopped", c->name);
     }
     stats_publish(c);
