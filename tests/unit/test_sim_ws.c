@@ -67,7 +67,7 @@ static void sim_up(void)
     o.bind = "127.0.0.1";
     o.symbols = symbols;
     o.n_symbols = 2;
-    o.speed = 200; /* a 1m bar every 0.3 s */
+    o.speed = 100; /* a 1m bar every 0.6 s; slower would starve the tests, faster floods a loaded machine */
     o.seed = 42;
     o.balances = balances;
     o.n_balances = n_balances;
