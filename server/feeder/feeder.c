@@ -136,6 +136,8 @@ struct cq_feeder {
     char listen_key[80];
     int64_t listen_key_renew_at;    /* mono ms */
     int64_t listen_key_retry_at;    /* mono ms, 0 = no retry pending */
+    int64_t listen_key_check_at;    /* mono ms: ask the exchange whether the key still
+                                     * lives (after the user stream dropped); 0 = no */
     bool listen_key_wanted;
 
     uint64_t malformed_total, unknown_symbol_total, control_total;
@@ -575,6 +577,11 @@ static void on_user_state(void *ctx, enum cq_ws_state state, const char *reason)
     struct cq_feeder *f = ctx;
     f->user_connected = state == CQ_WS_CONNECTED;
     (void)reason;
+    if (!f->user_connected && f->listen_key_check_at == 0) {
+        /* The user stream dropped: the key may have been closed or expired
+         * on the exchange's side (it then refuses the reconnect). Ask. */
+        f->listen_key_check_at = now_mono(f) + 1000;
+    }
 }
 
 /* ---- start-up ------------------------------------------------------------------ */
@@ -744,7 +751,9 @@ static void user_stream_tick(struct cq_feeder *f, int64_t now)
                     "user data stream %s", changed ? "on a new listen key" : "key extended");
         return;
     }
-    if (now >= f->listen_key_renew_at) {
+    bool check = f->listen_key_check_at != 0 && now >= f->listen_key_check_at;
+    if (check || now >= f->listen_key_renew_at) {
+        f->listen_key_check_at = 0;
         struct cq_rest_params p;
         struct cq_rest_response r;
         memset(&r, 0, sizeof(r));

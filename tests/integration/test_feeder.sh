@@ -79,6 +79,18 @@ sim_post() {
   curl -s -m 5 -X POST "$REST$1" >/dev/null
 }
 
+# A signed MARKET BUY of 0.001 BTC on the simulator, as another client.
+market_buy() {
+  local q="symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timestamp=$(date +%s%3N)"
+  local sig
+  sig=$(printf '%s' "$q" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')
+  curl -s -m 5 -X POST -H "X-MBX-APIKEY: $KEY" "$REST/api/v3/order?$q&signature=$sig" >/dev/null
+}
+
+reports() {
+  health | jq '.services.trader.details.user_events.execution_reports'
+}
+
 # ARES has every closed candle of each symbol exactly once and in order:
 # no minute missing between the first and the last, nothing out of order.
 ares_complete='[.services.ares.details.symbols[] |
@@ -87,7 +99,10 @@ ares_complete='[.services.ares.details.symbols[] |
 
 echo "TAP version 13"
 
-"$SIMEX" --seed 5 --speed 600 --symbols BTCUSDT,ETHUSDT >"$WORK/simex.json" 2>"$WORK/simex.err" &
+KEY=feeder-test-key-0123456789
+SECRET=feeder-test-secret-0123456789
+"$SIMEX" --seed 5 --speed 600 --symbols BTCUSDT,ETHUSDT --balances USDT=100000,BTC=1 \
+  --api-key "$KEY" --api-secret "$SECRET" >"$WORK/simex.json" 2>"$WORK/simex.err" &
 SIM_PID=$!
 for _ in $(seq 1 100); do
   [ -s "$WORK/simex.json" ] && break
@@ -99,6 +114,7 @@ WS=$(jq -r .ws "$WORK/simex.json")
 env -i PATH="$PATH" HOME="$WORK" \
   CQ_DATA_DIR="$WORK/var" CQ_ADMIN_BIND=127.0.0.1:0 CQ_ADMIN_TOKEN="$TOKEN" \
   CQ_EXCHANGE_REST_URL="$REST" CQ_EXCHANGE_WS_URL="$WS" \
+  BINANCE_API_KEY="$KEY" BINANCE_API_SECRET="$SECRET" \
   CQ_SUPERVISOR_START_WAIT_MS=500 CQ_FEEDER_WARMUP_BARS=30 CQ_FEEDER_STALE_MS=1500 \
   CQ_FEEDER_WS_STALL_MS=1000 CQ_FEEDER_WS_BACKOFF_MAX_MS=1000 \
   "$BIN" 2>"$WORK/stderr.log" &
@@ -120,6 +136,38 @@ if wait_until 3 '.services.ares.details.symbols.BTCUSDT.from_warmup == 30'; then
   ok "ARES got 30 warm-up candles per symbol before the stream"
 else
   not_ok "ARES got 30 warm-up candles per symbol before the stream" "$(health | jq -c .services.ares.details)"
+fi
+
+# ---- user data stream ------------------------------------------------------------
+if wait_until 5 '.services.feeder.details.user_stream.connected == true'; then
+  ok "user data stream connected on a listen key"
+else
+  not_ok "user data stream connected on a listen key" "$(health | jq -c .services.feeder.details.user_stream)"
+fi
+before=$(reports)
+market_buy
+if wait_until 5 ".services.trader.details.user_events.execution_reports >= $before + 2"; then
+  ok "an order's executionReports (NEW, TRADE) reach the trader through the feeder"
+else
+  not_ok "an order's executionReports reach the trader" "before=$before now=$(reports)"
+fi
+# Close the listen key on the exchange's side: the feeder must notice and
+# make a new one.
+key=$(curl -s -m 5 -X POST -H "X-MBX-APIKEY: $KEY" "$REST/api/v3/userDataStream" | jq -r .listenKey)
+curl -s -m 5 -X DELETE -H "X-MBX-APIKEY: $KEY" "$REST/api/v3/userDataStream?listenKey=$key" >/dev/null
+sleep 0.5
+if wait_until 8 '.services.feeder.details.user_stream.connected == true' \
+   && [ "$(jq -c 'select(.event=="listen_key_ready" and .new==true)' "$LOG" | wc -l)" -ge 2 ]; then
+  ok "a closed listen key is replaced and the user stream reconnects"
+else
+  not_ok "a closed listen key is replaced and the user stream reconnects" "$(grep listen_key "$LOG" | tail -5)"
+fi
+before=$(reports)
+market_buy
+if wait_until 5 ".services.trader.details.user_events.execution_reports >= $before + 2"; then
+  ok "after the new key, executionReports flow again"
+else
+  not_ok "after the new key, executionReports flow again" "before=$before now=$(reports)"
 fi
 
 # ---- disconnect ---------------------------------------------------------------
