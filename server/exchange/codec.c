@@ -5,19 +5,20 @@
  *
  * Design
  *
- *   1. Scan. A recursive-descent walk of the top-level object that also
- *      validates it as JSON exactly as jansson's json_loadb(…, 0, …) would:
- *      RFC 8259 tokens, strict UTF-8 inside strings, escapes with paired
- *      surrogates and no \u0000, integers within int64, reals that do not
- *      overflow a double, nesting at most 2048 deep (JSON_PARSER_MAX_DEPTH),
- *      nothing but whitespace after the value. Keys are matched against the
- *      few names the feeder needs; for those the value's span and type (and
- *      an integer's value, computed while validating it) go into a small
- *      table per object. Everything else is skipped by an iterative
- *      scanner with a bit stack of open brackets: nothing recurses on
- *      input, so no input can exhaust the C stack. Only two nested objects
- *      are descended into and recorded: the wrapper's "data" and an event's
- *      "k". Later duplicates of a key replace earlier ones, as in jansson.
+ *   1. Scan. A walk of the top-level object that also validates it as
+ *      JSON exactly as jansson's json_loadb(…, 0, …) does: RFC 8259 tokens,
+ *      strict UTF-8 inside strings, escapes with paired surrogates and no
+ *      \u0000, integers within int64, reals that do not overflow a double,
+ *      nesting at most 2048 deep (JSON_PARSER_MAX_DEPTH), nothing but
+ *      whitespace after the value, no raw NUL byte anywhere. Keys are
+ *      matched against the few names the feeder needs; for those the
+ *      value's span and type (and an integer's value, computed while
+ *      validating it) go into a small table per object. The walk descends
+ *      into two nested objects only, the wrapper's "data" and an event's
+ *      "k" (three levels of C recursion at most); every other value is
+ *      skipped by an iterative scanner with a bit stack of open brackets,
+ *      so no input can exhaust the C stack. About 2.5 KB of stack, no heap.
+ *      Later duplicates of a key replace earlier ones, as in jansson.
  *   2. Classify and extract. The contract below is applied to the tables:
  *      decimals go from the string bytes straight into cq_dec_parse (copied
  *      into a bounded buffer only when the string holds escapes), text is
@@ -76,8 +77,26 @@ struct val {
 
 /* Keys of an event payload (and of the wrapper, which shares the table). */
 enum pkey {
-    PK_e, PK_E, PK_s, PK_t, PK_p, PK_q, PK_T, PK_m, PK_a, PK_b, PK_B, PK_A, PK_u, PK_U, PK_k,
-    PK_STREAM, PK_DATA, PK_RESULT, PK_ID, PK_ERROR,
+    PK_e,
+    PK_E,
+    PK_s,
+    PK_t,
+    PK_p,
+    PK_q,
+    PK_T,
+    PK_m,
+    PK_a,
+    PK_b,
+    PK_B,
+    PK_A,
+    PK_u,
+    PK_U,
+    PK_k,
+    PK_STREAM,
+    PK_DATA,
+    PK_RESULT,
+    PK_ID,
+    PK_ERROR,
     PK__COUNT
 };
 
@@ -97,7 +116,7 @@ static const uint8_t kkey1[256] = {
 };
 
 struct kobj {
-    uint32_t seen; /* bit per enum kkey */
+    uint32_t seen;  /* bit per enum kkey */
     const char *at; /* the object's '{' */
     struct val v[KK__COUNT];
 };
@@ -112,13 +131,14 @@ struct pobj {
 enum level { LV_ROOT, LV_DATA, LV_KLINE };
 
 struct scan {
-    const char *p;   /* cursor */
-    const char *end; /* one past the last byte */
-    const char *err; /* where scanning failed */
+    const char *p;     /* cursor */
+    const char *end;   /* one past the last byte */
+    const char *err;   /* where scanning failed */
     struct pobj *data; /* where the root's "data" object is recorded */
 };
 
 /* Bytes a string may hold as they are: 0x20..0x7f except '"' and '\\'. */
+/* clang-format off */
 static const bool plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -137,6 +157,7 @@ static const bool plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
+/* clang-format on */
 
 /* 2^1024 - 2^970: the smallest decimal that strtod rounds to infinity
  * (ties go to even, and DBL_MAX's significand is odd). */
@@ -288,11 +309,15 @@ static int scan_string(struct scan *sc, struct val *v)
                 return fail(sc, p); /* lone low surrogate */
             }
             if (unit >= 0xd800 && unit <= 0xdbff) {
-                if (end - p < 12) {
+                /* must be followed by a \uDC00..\uDFFF escape */
+                if (end - p < 8) {
                     return fail(sc, end);
                 }
                 if (p[6] != '\\' || p[7] != 'u') {
                     return fail(sc, p);
+                }
+                if (end - p < 12) {
+                    return fail(sc, end);
                 }
                 int32_t low = hex4(p + 8);
                 if (low < 0xdc00 || low > 0xdfff) {
@@ -961,9 +986,8 @@ static int get_trade(const struct pobj *po, int id_key, struct cq_msg *out, cons
     struct cq_trade_tick *t = &out->u.trade;
     if (get_text(PNEED(PK_s), out->symbol, sizeof(out->symbol), err) < 0 ||
         get_time(PNEED(PK_E), &out->event_ms, err) < 0 ||
-        get_id(PNEED(id_key), &t->trade_id, err) < 0 ||
-        get_dec(PNEED(PK_p), &t->price, err) < 0 || get_dec(PNEED(PK_q), &t->qty, err) < 0 ||
-        get_time(PNEED(PK_T), &t->time_ms, err) < 0 ||
+        get_id(PNEED(id_key), &t->trade_id, err) < 0 || get_dec(PNEED(PK_p), &t->price, err) < 0 ||
+        get_dec(PNEED(PK_q), &t->qty, err) < 0 || get_time(PNEED(PK_T), &t->time_ms, err) < 0 ||
         get_bool(PNEED(PK_m), &t->buyer_is_maker, err) < 0) {
         return -1;
     }
@@ -1001,10 +1025,9 @@ static int get_kline(const struct pobj *po, struct cq_msg *out, const char **err
         return -1;
     }
     if (get_time(KNEED(KK_t), &c->open_ms, err) < 0 ||
-        get_time(KNEED(KK_T), &c->close_ms, err) < 0 ||
-        get_dec(KNEED(KK_o), &c->open, err) < 0 || get_dec(KNEED(KK_h), &c->high, err) < 0 ||
-        get_dec(KNEED(KK_l), &c->low, err) < 0 || get_dec(KNEED(KK_c), &c->close, err) < 0 ||
-        get_dec(KNEED(KK_v), &c->volume, err) < 0 ||
+        get_time(KNEED(KK_T), &c->close_ms, err) < 0 || get_dec(KNEED(KK_o), &c->open, err) < 0 ||
+        get_dec(KNEED(KK_h), &c->high, err) < 0 || get_dec(KNEED(KK_l), &c->low, err) < 0 ||
+        get_dec(KNEED(KK_c), &c->close, err) < 0 || get_dec(KNEED(KK_v), &c->volume, err) < 0 ||
         get_dec(KNEED(KK_q), &c->quote_volume, err) < 0 ||
         get_int(KNEED(KK_n), UINT32_MAX, &trades, err) < 0 ||
         get_bool(KNEED(KK_x), &c->closed, err) < 0 ||
@@ -1038,8 +1061,7 @@ static int extract(const struct pobj *root, const struct pobj *data, struct cq_m
 
     if ((root->seen >> PK_STREAM) & 1) {
         const struct val *d = need(root->seen, root->v, PK_DATA, root->at, err);
-        if (get_text(&root->v[PK_STREAM], out->stream, sizeof(out->stream), err) < 0 ||
-            d == NULL) {
+        if (get_text(&root->v[PK_STREAM], out->stream, sizeof(out->stream), err) < 0 || d == NULL) {
             return -1;
         }
         if (d->type != V_OBJ) {

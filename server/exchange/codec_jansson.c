@@ -132,6 +132,7 @@ static int get_kline(const json_t *p, struct cq_msg *out)
 {
     struct cq_candle *c = &out->u.kline.candle;
     const json_t *k = json_object_get(p, "k");
+    char *interval = out->u.kline.interval;
     int64_t trades;
 
     if (get_symbol(p, out) < 0 || get_time(p, "E", &out->event_ms) < 0 || !json_is_object(k)) {
@@ -143,8 +144,7 @@ static int get_kline(const json_t *p, struct cq_msg *out)
         get_dec(k, "v", &c->volume) < 0 || get_dec(k, "q", &c->quote_volume) < 0 ||
         get_int(json_object_get(k, "n"), UINT32_MAX, &trades) < 0 ||
         get_bool(k, "x", &c->closed) < 0 ||
-        get_text(json_object_get(k, "i"), out->u.kline.interval,
-                 sizeof(out->u.kline.interval)) < 0) {
+        get_text(json_object_get(k, "i"), interval, sizeof(out->u.kline.interval)) < 0) {
         return -1;
     }
     c->trades = (uint32_t)trades;

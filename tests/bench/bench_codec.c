@@ -8,12 +8,14 @@
  * ("<recv_ts> <json>") is loaded once, the JSON part only, into one contiguous buffer:
  * about 194k messages and 52 MB, the real mix (72 % bookTicker, 19 % trade,
  * 9 % depth diffs with their level arrays, 2 REST depth snapshots). A run
- * decodes every message once, in file order, on the calling thread; every
+ * decodes every message in file order on the calling thread, in as many
+ * whole passes as it takes to last about 0.3 s (one for jansson); every
  * decode must succeed (the run aborts otherwise, so a rejection storm can
  * never pass for speed), and a checksum of the decoded fields keeps the
- * work observable. Each decoder does 5 runs; the median is reported as one
- * JSON line per decoder: messages/s, MB/s, and the fast path's speedup
- * over jansson. Single-threaded; pin it for stable figures:
+ * work observable (and must not change between passes). Each decoder does
+ * 5 runs after a warm-up pass; the median time per pass is reported as one
+ * JSON line per decoder: messages/s, MB/s (of JSON), and the fast path's
+ * speedup over jansson. Single-threaded; pin it for stable figures:
  *   taskset -c 0 build/tests/bench_codec
  *
  * Build: gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude
@@ -37,11 +39,12 @@
 #endif
 
 #define RUNS 5
+#define MIN_RUN_S 0.3 /* each run repeats whole passes until it lasts this long */
 #define MAX_FILES 64
 
 struct corpus {
-    char *bytes;     /* owned: every message back to back */
-    size_t len;      /* bytes used */
+    char *bytes; /* owned: every message back to back */
+    size_t len;  /* bytes used */
     size_t cap;
     size_t *offsets; /* owned: message i starts at bytes + offsets[i] */
     size_t *lens;    /* owned */
@@ -183,20 +186,23 @@ static void load_dir(struct corpus *c, const char *dir)
     }
 }
 
-/* One pass over every message; returns seconds, adds to *checksum. */
-static double run_once(const struct corpus *c, decode_fn decode, unsigned long long *checksum)
+/* `passes` passes over every message; returns seconds, sets *checksum. */
+static double run_once(const struct corpus *c, decode_fn decode, unsigned passes,
+                       unsigned long long *checksum)
 {
     struct cq_msg m;
     unsigned long long sum = 0;
     double t0 = now_s();
-    for (size_t i = 0; i < c->count; i++) {
-        const char *msg = c->bytes + c->offsets[i];
-        if (decode(msg, c->lens[i], &m, NULL) != 0) {
-            fprintf(stderr, "bench_codec: message %zu does not decode: %.200s\n", i, msg);
-            exit(1);
+    for (unsigned pass = 0; pass < passes; pass++) {
+        for (size_t i = 0; i < c->count; i++) {
+            const char *msg = c->bytes + c->offsets[i];
+            if (decode(msg, c->lens[i], &m, NULL) != 0) {
+                fprintf(stderr, "bench_codec: message %zu does not decode: %.200s\n", i, msg);
+                exit(1);
+            }
+            sum += (unsigned long long)m.kind + (unsigned long long)m.event_ms +
+                   (unsigned long long)m.u.trade.trade_id + (unsigned char)m.symbol[0];
         }
-        sum += (unsigned long long)m.kind + (unsigned long long)m.event_ms +
-               (unsigned long long)m.u.trade.trade_id + (unsigned char)m.symbol[0];
     }
     double t1 = now_s();
     *checksum = sum;
@@ -209,26 +215,49 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median_run(const struct corpus *c, decode_fn decode, double *min_s, double *max_s,
-                         unsigned long long *checksum)
+struct result {
+    unsigned passes; /* passes over the corpus per run */
+    double median_s; /* per pass */
+    double min_s, max_s;
+    unsigned long long checksum; /* of one pass */
+};
+
+/* A warm-up pass sizes the runs to about MIN_RUN_S each, then RUNS runs;
+ * times are per pass. */
+static struct result measure(const struct corpus *c, decode_fn decode)
 {
+    struct result r;
     double secs[RUNS];
-    for (int r = 0; r < RUNS; r++) {
-        secs[r] = run_once(c, decode, checksum);
+    double warm = run_once(c, decode, 1, &r.checksum);
+    r.passes = warm >= MIN_RUN_S ? 1 : (unsigned)(MIN_RUN_S / warm) + 1;
+    for (int i = 0; i < RUNS; i++) {
+        unsigned long long sum;
+        secs[i] = run_once(c, decode, r.passes, &sum) / r.passes;
+        if (sum != r.checksum * r.passes) {
+            die("decoding is not deterministic (checksums differ)", NULL);
+        }
     }
     qsort(secs, RUNS, sizeof(secs[0]), cmp_double);
-    *min_s = secs[0];
-    *max_s = secs[RUNS - 1];
-    return secs[RUNS / 2];
+    r.min_s = secs[0];
+    r.max_s = secs[RUNS - 1];
+    r.median_s = secs[RUNS / 2];
+    return r;
+}
+
+static void print_result(const char *name, const struct corpus *c, const struct result *r,
+                         double speedup)
+{
+    printf("{\"bench\":\"codec\",\"decoder\":\"%s\",\"messages\":%zu,\"bytes\":%zu,"
+           "\"seconds\":%.4f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"speedup_vs_jansson\":%.2f,"
+           "\"passes_per_run\":%u,\"median_of\":%d}\n",
+           name, c->count, c->len, r->median_s, (double)c->count / r->median_s,
+           (double)c->len / 1e6 / r->median_s, speedup, r->passes, RUNS);
 }
 
 int main(int argc, char **argv)
 {
     struct corpus c = {0};
     const char *dir = argc > 1 ? argv[1] : CQ_SHARED_DIR "/data/ws/recordings";
-    unsigned long long sum_fast = 0;
-    unsigned long long sum_ref = 0;
-    double lo_fast, hi_fast, lo_ref, hi_ref;
 
     if (argc > 2) {
         fprintf(stderr, "usage: %s [recordings-dir]\n", argv[0]);
@@ -236,23 +265,15 @@ int main(int argc, char **argv)
     }
     load_dir(&c, dir);
 
-    double ref_s = median_run(&c, cq_codec_decode_jansson, &lo_ref, &hi_ref, &sum_ref);
-    double fast_s = median_run(&c, cq_codec_decode, &lo_fast, &hi_fast, &sum_fast);
-    if (sum_fast != sum_ref) {
+    struct result ref = measure(&c, cq_codec_decode_jansson);
+    struct result fast = measure(&c, cq_codec_decode);
+    if (fast.checksum != ref.checksum) {
         die("the decoders disagree (checksums differ)", NULL);
     }
-
-    const double mb = (double)c.len / 1e6;
-    printf("{\"bench\":\"codec\",\"decoder\":\"fast\",\"messages\":%zu,\"bytes\":%zu,"
-           "\"seconds\":%.4f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"speedup_vs_jansson\":%.2f,"
-           "\"median_of\":%d}\n",
-           c.count, c.len, fast_s, (double)c.count / fast_s, mb / fast_s, ref_s / fast_s, RUNS);
-    printf("{\"bench\":\"codec\",\"decoder\":\"jansson\",\"messages\":%zu,\"bytes\":%zu,"
-           "\"seconds\":%.4f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"speedup_vs_jansson\":1.00,"
-           "\"median_of\":%d}\n",
-           c.count, c.len, ref_s, (double)c.count / ref_s, mb / ref_s, RUNS);
-    fprintf(stderr, "bench_codec: runs fast %.4f..%.4f s, jansson %.4f..%.4f s\n", lo_fast,
-            hi_fast, lo_ref, hi_ref);
+    print_result("fast", &c, &fast, ref.median_s / fast.median_s);
+    print_result("jansson", &c, &ref, 1.0);
+    fprintf(stderr, "bench_codec: seconds per pass: fast %.4f..%.4f, jansson %.4f..%.4f\n",
+            fast.min_s, fast.max_s, ref.min_s, ref.max_s);
 
     free(c.bytes);
     free(c.offsets);
