@@ -155,6 +155,46 @@ static void render_services(struct mbuf *b, json_t *services)
 
     mb_head(b, "coinquant_ready", "gauge", "1 when every service is ready, else 0.");
     mb_printf(b, "coinquant_ready %d\n", all_ready ? 1 : 0);
+
+    /* Counters the services publish in their health details. */
+    json_t *ares = json_object_get(json_object_get(services, "ares"), "details");
+    json_t *emitted = json_object_get(ares, "signals_emitted_total");
+    mb_head(b, "coinquant_signals_emitted_total", "counter",
+            "Signals ARES emitted (passed the HealthGate).");
+    mb_printf(b, "coinquant_signals_emitted_total %lld\n",
+              (long long)(json_is_integer(emitted) ? json_integer_value(emitted) : 0));
+    mb_head(b, "coinquant_signals_blocked_total", "counter",
+            "Signals the HealthGate blocked, by reason.");
+    const char *reason;
+    json_t *count;
+    json_object_foreach(json_object_get(ares, "signals_blocked_total"), reason, count) {
+        mb_printf(b, "coinquant_signals_blocked_total{reason=\"");
+        mb_label(b, reason);
+        mb_printf(b, "\"} %lld\n",
+                  (long long)(json_is_integer(count) ? json_integer_value(count) : 0));
+    }
+    json_t *feeder = json_object_get(json_object_get(services, "feeder"), "details");
+    json_t *rest = json_object_get(feeder, "rest");
+    static const char *const rest_gauges[][3] = {
+        {"used_weight_1m", "coinquant_exchange_used_weight_1m", "gauge"},
+        {"weight_limit_1m", "coinquant_exchange_weight_limit_1m", "gauge"},
+        {"rate_limited_total", "coinquant_exchange_rate_limited_total", "counter"},
+        {"banned_total", "coinquant_exchange_banned_total", "counter"},
+        {"throttled_total", "coinquant_exchange_throttled_total", "counter"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rest_gauges); i++) {
+        json_t *v = json_object_get(rest, rest_gauges[i][0]);
+        mb_head(b, rest_gauges[i][1], rest_gauges[i][2],
+                "The feeder's REST budget as the exchange reports it (X-MBX-USED-WEIGHT-1M, "
+                "429, 418).");
+        mb_printf(b, "%s %lld\n", rest_gauges[i][1],
+                  (long long)(json_is_integer(v) ? json_integer_value(v) : 0));
+    }
+    json_t *malformed = json_object_get(feeder, "malformed_total");
+    mb_head(b, "coinquant_feeder_malformed_messages_total", "counter",
+            "Market messages that failed to decode (dropped).");
+    mb_printf(b, "coinquant_feeder_malformed_messages_total %lld\n",
+              (long long)(json_is_integer(malformed) ? json_integer_value(malformed) : 0));
 }
 
 int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)

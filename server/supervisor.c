@@ -48,6 +48,7 @@
 #include "cq/feeder.h"
 #include "cq/market.h"
 #include "cq/ring.h"
+#include "cq/signal.h"
 #include "cq/fs.h"
 #include "cq/health.h"
 #include "cq/log.h"
@@ -80,6 +81,7 @@ struct supervisor {
     const char *venue_api_secret;
     struct cq_spsc to_ares;            /* feeder -> ARES: struct cq_market_event */
     struct cq_spsc to_trader;          /* feeder -> trader: struct cq_user_event */
+    struct cq_spsc signals;            /* ARES -> trader: struct cq_signal */
     bool rings_ready;
     pthread_t log_thread;
     bool log_thread_running;
@@ -275,6 +277,7 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
 
 #define TO_ARES_CAPACITY 65536   /* market events (~180 B each) */
 #define TO_TRADER_CAPACITY 1024  /* user data events (2 KiB each) */
+#define SIGNALS_CAPACITY 1024    /* signals (never dropped: ARES holds them when full) */
 
 static int build_services(struct supervisor *sv, struct cq_config *cfg, struct cq_err *err)
 {
@@ -283,6 +286,13 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
         rc = cq_spsc_init(&sv->to_trader, TO_TRADER_CAPACITY, sizeof(struct cq_user_event));
         if (rc < 0) {
             cq_spsc_fini(&sv->to_ares);
+        }
+    }
+    if (rc == 0) {
+        rc = cq_spsc_init(&sv->signals, SIGNALS_CAPACITY, sizeof(struct cq_signal));
+        if (rc < 0) {
+            cq_spsc_fini(&sv->to_ares);
+            cq_spsc_fini(&sv->to_trader);
         }
     }
     if (rc < 0) {
@@ -304,11 +314,19 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
     if (sv->feeder == NULL) {
         return -err->code;
     }
-    sv->ares = cq_ares_new(cfg, sv->board, &sv->to_ares, err);
+    struct cq_ares_options ao = {
+        .cfg = cfg,
+        .board = sv->board,
+        .from_feeder = &sv->to_ares,
+        .to_trader = &sv->signals,
+        .journal = NULL, /* the journal issue wires it */
+        .clock = NULL,
+    };
+    sv->ares = cq_ares_new(&ao, err);
     if (sv->ares == NULL) {
         return -err->code;
     }
-    sv->trader = cq_trader_new(cfg, sv->board, &sv->to_trader, err);
+    sv->trader = cq_trader_new(cfg, sv->board, &sv->to_trader, &sv->signals, err);
     if (sv->trader == NULL) {
         return -err->code;
     }
@@ -403,6 +421,7 @@ static void apply_reloadable(struct supervisor *sv, const struct cq_config *cfg)
     cq_log_set_rotation(cq_config_int(cfg, CQ_CFG_LOG_MAX_BYTES),
                         (int)cq_config_int(cfg, CQ_CFG_LOG_KEEP));
     cq_feeder_reconfigure(sv->feeder, cfg);
+    cq_ares_reconfigure(sv->ares, cfg);
     /* CQ_WATCHDOG_STALL_MS is read from the current config every tick. */
 }
 
@@ -507,6 +526,7 @@ static void free_all(struct supervisor *sv)
     if (sv->rings_ready) {
         cq_spsc_fini(&sv->to_ares);
         cq_spsc_fini(&sv->to_trader);
+        cq_spsc_fini(&sv->signals);
     }
     cq_health_board_free(sv->board);
     cq_config_current_free(sv->current);

@@ -62,6 +62,9 @@ enum cq_config_key_id {
     CQ_CFG_FEEDER_WS_STALL_MS,        /* 10000 */
     CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS,  /* 30000 */
     CQ_CFG_FEEDER_WARMUP_BARS,        /* 200 */
+    CQ_CFG_STRATEGY,                  /* ema_cross */
+    CQ_CFG_STRATEGY_PARAMS,           /* "" = the strategy's defaults */
+    CQ_CFG_ARES_TEST_SIGNAL_MS,       /* 60000 */
     CQ_CFG__COUNT
 };
 

@@ -165,12 +165,14 @@ void cq_journal_free(struct cq_journal *j);
 /* Queue one record; *seq gets its sequence number (assigned now, in queue
  * order). Any thread. -CQ_EFULL: queue full (retry later; nothing queued);
  * -CQ_EAGAIN: journal PAUSED; -CQ_EIO: FAILED or stopped; -CQ_EINVAL: scope
- * or payload too long or type unknown. */
+ * or payload too long or type unknown; -CQ_EPERM: an order.intent for a
+ * quarantined scope (or while "global" is quarantined). */
 int cq_journal_append(struct cq_journal *j, uint16_t type, const char *scope,
                       const void *payload, size_t payload_len, uint64_t *seq) CQ_WUR;
 
 /* Block until seq is durable per the fsync policy. 0, -CQ_ETIMEDOUT, or
- * -CQ_EIO when the journal FAILED before seq became durable. */
+ * -CQ_EIO when the journal FAILED before seq became durable. timeout_ms < 0
+ * waits without limit. */
 int cq_journal_wait_durable(struct cq_journal *j, uint64_t seq, int64_t timeout_ms) CQ_WUR;
 
 /* Ask the writer for a snapshot now (asynchronous). */
@@ -227,8 +229,11 @@ int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
                           struct cq_journal_verify_report *rep) CQ_WUR;
 
 /* Call fn for every record with seq > after_seq, in order (after_seq 0 =
- * from the start). Stops at the first integrity problem with -CQ_EPARSE
- * (err names segment and offset). fn returning non-zero stops early. */
+ * from the oldest record kept). Stops at the first integrity problem with
+ * -CQ_EPARSE (err names segment and offset); a torn tail (a partial last
+ * record, which cq_journal_open cuts off) just ends the iteration.
+ * -CQ_ENOTFOUND: records after after_seq were pruned. fn returning non-zero
+ * stops early (a negative value is returned). */
 int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_t after_seq,
                         int (*fn)(void *ctx, const struct cq_journal_record *rec), void *ctx,
                         struct cq_err *err) CQ_WUR;
@@ -236,7 +241,8 @@ int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_
 /* Reconstruct the canonical state: from the newest valid snapshot (if
  * use_snapshot) plus the tail, or from the first record. *state gets the
  * canonical JSON object (new reference). Deterministic: the same journal
- * always gives byte-identical cq_journal_state_dump output. */
+ * always gives byte-identical cq_journal_state_dump output. -CQ_ENOTFOUND
+ * when pruned segments are needed (no usable snapshot covers them). */
 int cq_journal_replay_dir(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
                           json_t **state, struct cq_err *err) CQ_WUR;
 /* Canonical text of a state: sorted keys, compact, trailing newline.

@@ -1,70 +1,318 @@
 /*
- * ares.c — the ARES signal engine (skeleton).
+ * ares.c — ARES, the signal engine: closed candles in, signals out, never on
+ * stale data.
  *
- * Runs on its own thread (struct cq_service, tick 5 ms). It is the consumer
- * of the feeder's ring: every step drains it completely. Today it only
- * counts what arrives and checks the one promise the feeder makes about
- * closed candles — each exactly once, in time order, per symbol — so the
- * feeder's gap handling can be observed end to end; it emits no signal of
- * any kind and reports status starting, reason not_implemented. Indicators,
- * strategies and the HealthGate replace the step in the ARES issue.
+ * Runs on its own thread (struct cq_service, tick 5 ms). Owned here:
+ *   syms      per symbol: the strategy instance (CQ_STRATEGY with
+ *             CQ_STRATEGY_PARAMS), when the feeder last sent anything for it,
+ *             counters per outcome
+ *   pending   signals waiting for room in the ring to the trader (bounded);
+ *             while any wait, ARES stops reading the feeder's ring, so the
+ *             pressure goes upstream instead of anything being dropped
+ *
+ * Every closed candle updates the symbol's strategy. Candles from the
+ * warm-up history only warm the indicators: they never signal. When the
+ * strategy signals, the HealthGate decides, in this order:
+ *   symbol_quarantined  the journal refuses the symbol's scope
+ *   feeder_missing      no market data for the symbol yet
+ *   feeder_stale        the last market event for the symbol is older than
+ *                       CQ_FEEDER_STALE_MS, or the feeder is not ready, or the
+ *                       candle came from a backfill (late data)
+ *   warmup              the strategy's indicators are not warm yet
+ * An open gate emits: journal signal.emitted, then the ring to the trader.
+ * A closed one blocks: journal signal.blocked with the reason, counted per
+ * reason (health details and /metrics), logged (rate-limited). The test
+ * signal (TEST_ALLOW_DEFAULT_SIGNAL=on, paper and dryrun only, every
+ * CQ_ARES_TEST_SIGNAL_MS on the first symbol) goes through the same gate;
+ * since a strategy cannot signal before it is warm, the test signal is what
+ * meets the warmup reason in practice.
+ *
+ * Readiness: the feeder is ready and every symbol's strategy is warm.
  */
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "cq/ares.h"
+#include "cq/journal.h"
+#include "cq/log.h"
 #include "cq/market.h"
+#include "cq/signal.h"
+#include "cq/strategy.h"
 #include "cq/version.h"
 
 #define MAX_SYMBOLS 32
 #define HEALTH_EVERY_MS 250
+#define PENDING_MAX 1024
 
-struct sym_seen {
-    int64_t first_open_ms;     /* -1 = none */
-    int64_t last_open_ms;      /* -1 = none */
-    uint64_t candles, from_stream, from_backfill, from_warmup;
-    uint64_t out_of_order;     /* a closed candle at or before the previous one */
-    uint64_t missing_minutes;  /* gaps between consecutive closed candles */
+enum gate {
+    GATE_OPEN,
+    GATE_SYMBOL_QUARANTINED,
+    GATE_FEEDER_MISSING,
+    GATE_FEEDER_STALE,
+    GATE_WARMUP,
+    GATE__COUNT
+};
+
+static const char *const gate_names[GATE__COUNT] = {
+    [GATE_OPEN] = "open",
+    [GATE_SYMBOL_QUARANTINED] = "symbol_quarantined",
+    [GATE_FEEDER_MISSING] = "feeder_missing",
+    [GATE_FEEDER_STALE] = "feeder_stale",
+    [GATE_WARMUP] = "warmup",
+};
+
+struct sym_ares {
+    const char *name;                 /* borrowed from cfg */
+    struct cq_strategy *strategy;     /* owned */
+    int64_t last_event_mono;          /* 0 = never */
+    int64_t first_open_ms, last_open_ms; /* closed candles seen; -1 = none */
+    cq_dec last_close;
+    uint64_t candles, from_stream, from_backfill, from_warmup, out_of_order, missing_minutes;
     uint64_t books, trades;
+    uint64_t emitted;
+    uint64_t blocked[GATE__COUNT];
+    char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
 };
 
 struct cq_ares {
     struct cq_config *cfg;           /* owned reference */
     struct cq_health_board *board;   /* borrowed */
     struct cq_spsc *in;              /* borrowed; ARES is the consumer */
+    struct cq_spsc *out;             /* borrowed; ARES is the producer; may be NULL */
+    struct cq_journal *journal;      /* borrowed; may be NULL */
+    const struct cq_clock *clock;    /* borrowed */
     struct cq_service *svc;          /* owned */
-    struct sym_seen seen[MAX_SYMBOLS];
+    struct sym_ares syms[MAX_SYMBOLS];
     size_t n_syms;
-    const char *const *symbols;      /* borrowed from cfg */
+    const struct cq_strategy_ops *ops;
+    double params[CQ_STRATEGY_PARAMS_MAX];
+    char params_text[160];
+    _Atomic int64_t stale_ms;        /* reloadable: supervisor writes, ARES reads */
+
+    struct cq_signal *pending;       /* owned ring, PENDING_MAX */
+    size_t pending_head, pending_len;
+    uint64_t journal_errors;
+
+    bool test_signals;               /* TEST_ALLOW_DEFAULT_SIGNAL in paper/dryrun */
+    int64_t test_every_ms;
+    int64_t next_test_mono;
+    uint64_t test_count;
+
     int64_t last_health_ms;
+    struct cq_log_ratelimit blocked_rl;
 };
 
-static void consume(struct cq_ares *a, const struct cq_market_event *ev)
+/* ---- signal ids --------------------------------------------------------------- */
+
+void cq_signal_make_id(struct cq_signal *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    char text[160];
+    unsigned char digest[32];
+    unsigned int len = 0;
+    int n = snprintf(text, sizeof(text), "%s|%s|%lld|%s", s->strategy, s->symbol,
+                     (long long)s->candle_open_ms, cq_side_name(s->side));
+    EVP_Digest(text, (size_t)(n > 0 ? n : 0), digest, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < CQ_SIGNAL_ID_LEN / 2; i++) {
+        s->id[2 * i] = hex[digest[i] >> 4];
+        s->id[2 * i + 1] = hex[digest[i] & 0x0f];
+    }
+    s->id[CQ_SIGNAL_ID_LEN] = '\0';
+}
+
+/* ---- journal ----------------------------------------------------------------- */
+
+static json_t *signal_json(const struct cq_signal *s)
+{
+    char price[CQ_DEC_STR_MAX];
+    return json_pack("{s:s,s:s,s:s,s:s,s:f,s:s,s:s,s:I,s:I,s:b}", "signal_id", s->id, "strategy",
+                     s->strategy, "symbol", s->symbol, "side", cq_side_name(s->side), "strength",
+                     s->strength, "reason", s->reason, "reference_price",
+                     cq_dec_format(s->reference_price, price, sizeof(price)), "candle_open_ms",
+                     (json_int_t)s->candle_open_ms, "created_at_us", (json_int_t)s->created_at_us,
+                     "test", s->test);
+}
+
+static void journal_record(struct cq_ares *a, uint16_t type, const char *scope, json_t *payload)
+{
+    if (a->journal == NULL || payload == NULL) {
+        json_decref(payload);
+        return;
+    }
+    char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(payload);
+    if (text == NULL) {
+        a->journal_errors++;
+        return;
+    }
+    uint64_t seq = 0;
+    int rc = cq_journal_append(a->journal, type, scope, text, strlen(text), &seq);
+    free(text);
+    if (rc < 0) {
+        a->journal_errors++;
+        cq_log_error("ares", "journal_append_failed",
+                     json_pack("{s:s,s:s}", "type", cq_rec_type_name(type), "error",
+                               cq_strerror(rc)),
+                     "could not journal a %s record", cq_rec_type_name(type));
+    }
+}
+
+/* ---- the gate ------------------------------------------------------------------- */
+
+static enum gate check_gate(struct cq_ares *a, const struct sym_ares *s, int64_t now,
+                            bool late_candle, bool need_warm)
+{
+    int64_t stale_ms = atomic_load_explicit(&a->stale_ms, memory_order_relaxed);
+    if (a->journal != NULL && cq_journal_scope_quarantined(a->journal, s->name)) {
+        return GATE_SYMBOL_QUARANTINED;
+    }
+    if (s->last_event_mono == 0) {
+        return GATE_FEEDER_MISSING;
+    }
+    if (late_candle || now - s->last_event_mono > stale_ms ||
+        !cq_health_is_ready(a->board, CQ_SVC_FEEDER)) {
+        return GATE_FEEDER_STALE;
+    }
+    if (need_warm && !cq_strategy_warm(s->strategy)) {
+        return GATE_WARMUP;
+    }
+    return GATE_OPEN;
+}
+
+static bool pending_push(struct cq_ares *a, const struct cq_signal *sig)
+{
+    if (a->pending_len == PENDING_MAX) {
+        return false;
+    }
+    a->pending[(a->pending_head + a->pending_len) % PENDING_MAX] = *sig;
+    a->pending_len++;
+    return true;
+}
+
+static void flush_signals(struct cq_ares *a)
+{
+    while (a->pending_len > 0 && a->out != NULL) {
+        if (!cq_spsc_push(a->out, &a->pending[a->pending_head])) {
+            return;
+        }
+        a->pending_head = (a->pending_head + 1) % PENDING_MAX;
+        a->pending_len--;
+    }
+}
+
+/* Gate, then emit or block one candidate signal. */
+static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate g)
+{
+    struct sym_ares *s = &a->syms[idx];
+    cq_signal_make_id(sig);
+    if (g == GATE_OPEN) {
+        journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig));
+        if (!pending_push(a, sig)) {
+            /* Unreachable: ARES stops reading candles while signals wait. */
+            cq_log_error("ares", "signal_lost", json_pack("{s:s}", "signal_id", sig->id),
+                         "signal queue full: a signal was lost");
+            return;
+        }
+        flush_signals(a);
+        s->emitted++;
+        cq_strlcpy(s->last_signal_id, sig->id, sizeof(s->last_signal_id));
+        cq_log_info("ares", "signal_emitted",
+                    json_pack("{s:s,s:s,s:s,s:f,s:b}", "signal_id", sig->id, "symbol", s->name,
+                              "side", cq_side_name(sig->side), "strength", sig->strength, "test",
+                              sig->test),
+                    "%s %s: %s", cq_side_name(sig->side), s->name, sig->reason);
+        return;
+    }
+    s->blocked[g]++;
+    json_t *payload = signal_json(sig);
+    json_object_set_new(payload, "blocked_reason", json_string(gate_names[g]));
+    journal_record(a, CQ_REC_SIGNAL_BLOCKED, s->name, payload);
+    uint64_t suppressed = 0;
+    if (cq_log_ratelimit_allow(&a->blocked_rl, cq_clock_mono_ms(a->clock), &suppressed)) {
+        cq_log_warn("ares", "signal_blocked",
+                    json_pack("{s:s,s:s,s:s,s:s,s:I}", "signal_id", sig->id, "symbol", s->name,
+                              "side", cq_side_name(sig->side), "reason", gate_names[g],
+                              "suppressed", (json_int_t)suppressed),
+                    "%s %s blocked: %s", cq_side_name(sig->side), s->name, gate_names[g]);
+    }
+}
+
+static void fill_signal(struct cq_ares *a, int idx, struct cq_signal *out, enum cq_side side,
+                        double strength, const char *reason, int64_t candle_open_ms, bool test)
+{
+    const struct sym_ares *s = &a->syms[idx];
+    memset(out, 0, sizeof(*out));
+    cq_strlcpy(out->strategy, test ? "test" : a->ops->name, sizeof(out->strategy));
+    cq_strlcpy(out->symbol, s->name, sizeof(out->symbol));
+    out->symbol_idx = idx;
+    out->side = side;
+    out->strength = strength;
+    cq_strlcpy(out->reason, reason, sizeof(out->reason));
+    out->reference_price = s->last_close;
+    out->candle_open_ms = candle_open_ms;
+    out->created_at_us = cq_clock_wall_us(a->clock);
+    out->test = test;
+}
+
+/* ---- market events ---------------------------------------------------------------- */
+
+static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *ev, int64_t now)
+{
+    struct sym_ares *s = &a->syms[idx];
+    const struct cq_candle *c = &ev->u.candle.candle;
+    if (s->last_open_ms >= 0 && c->open_ms <= s->last_open_ms) {
+        s->out_of_order++;
+        return;
+    }
+    if (s->last_open_ms >= 0 && c->open_ms > s->last_open_ms + 60000) {
+        s->missing_minutes += (uint64_t)((c->open_ms - s->last_open_ms) / 60000 - 1);
+    }
+    if (s->first_open_ms < 0) {
+        s->first_open_ms = c->open_ms;
+    }
+    s->last_open_ms = c->open_ms;
+    s->last_close = c->close;
+    s->candles++;
+    s->from_stream += ev->u.candle.source == CQ_CANDLE_FROM_STREAM;
+    s->from_backfill += ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL;
+    s->from_warmup += ev->u.candle.source == CQ_CANDLE_FROM_WARMUP;
+
+    struct cq_ind_bar bar = {cq_dec_to_double(c->open), cq_dec_to_double(c->high),
+                             cq_dec_to_double(c->low), cq_dec_to_double(c->close),
+                             cq_dec_to_double(c->volume)};
+    struct cq_strategy_signal ss;
+    if (cq_strategy_on_closed_candle(s->strategy, &bar, &ss) != 1) {
+        return;
+    }
+    if (ev->u.candle.source == CQ_CANDLE_FROM_WARMUP) {
+        return; /* history warms the indicators; it never signals */
+    }
+    struct cq_signal sig;
+    fill_signal(a, idx, &sig, ss.side, ss.strength, ss.reason, c->open_ms, false);
+    decide(a, idx, &sig,
+           check_gate(a, s, now, ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL, true));
+}
+
+static void consume(struct cq_ares *a, const struct cq_market_event *ev, int64_t now)
 {
     if (ev->symbol_idx < 0 || (size_t)ev->symbol_idx >= a->n_syms) {
         return;
     }
-    struct sym_seen *s = &a->seen[ev->symbol_idx];
-    switch (ev->type) {
-    case CQ_MARKET_CANDLE_CLOSED: {
-        int64_t open = ev->u.candle.candle.open_ms;
-        if (s->last_open_ms >= 0 && open <= s->last_open_ms) {
-            s->out_of_order++;
-            return;
+    struct sym_ares *s = &a->syms[ev->symbol_idx];
+    /* Freshness follows the feeder's own receive time of the data. */
+    if (ev->type != CQ_MARKET_CANDLE_CLOSED || ev->u.candle.source == CQ_CANDLE_FROM_STREAM) {
+        if (ev->recv_mono_ms > s->last_event_mono) {
+            s->last_event_mono = ev->recv_mono_ms;
         }
-        if (s->last_open_ms >= 0 && open > s->last_open_ms + 60000) {
-            s->missing_minutes += (uint64_t)((open - s->last_open_ms) / 60000 - 1);
-        }
-        if (s->first_open_ms < 0) {
-            s->first_open_ms = open;
-        }
-        s->last_open_ms = open;
-        s->candles++;
-        s->from_stream += ev->u.candle.source == CQ_CANDLE_FROM_STREAM;
-        s->from_backfill += ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL;
-        s->from_warmup += ev->u.candle.source == CQ_CANDLE_FROM_WARMUP;
-        break;
     }
+    switch (ev->type) {
+    case CQ_MARKET_CANDLE_CLOSED:
+        on_candle(a, ev->symbol_idx, ev, now);
+        break;
     case CQ_MARKET_BOOK:
         s->books++;
         break;
@@ -74,34 +322,114 @@ static void consume(struct cq_ares *a, const struct cq_market_event *ev)
     }
 }
 
-static int ares_step(void *ctx, int64_t now_mono_ms)
+static void test_signal_tick(struct cq_ares *a, int64_t now)
+{
+    if (!a->test_signals || now < a->next_test_mono) {
+        return;
+    }
+    a->next_test_mono = now + a->test_every_ms;
+    enum cq_side side = (a->test_count++ % 2) == 0 ? CQ_SIDE_BUY : CQ_SIDE_SELL;
+    struct cq_signal sig;
+    /* The id must differ per test tick: the tick's wall time stands in for
+     * the candle time. */
+    fill_signal(a, 0, &sig, side, 0.0, "periodic test signal (TEST_ALLOW_DEFAULT_SIGNAL=on)",
+                cq_clock_wall_us(a->clock) / 1000, true);
+    decide(a, 0, &sig, check_gate(a, &a->syms[0], now, false, true));
+}
+
+/* ---- health ------------------------------------------------------------------------ */
+
+static void publish_health(struct cq_ares *a, int64_t now)
+{
+    json_t *symbols = json_object();
+    json_t *blocked_total = json_object();
+    uint64_t totals[GATE__COUNT] = {0};
+    uint64_t emitted = 0;
+    const char *cold = NULL;
+    for (size_t i = 0; i < a->n_syms; i++) {
+        const struct sym_ares *s = &a->syms[i];
+        json_t *blocked = json_object();
+        for (int g = 1; g < GATE__COUNT; g++) {
+            json_object_set_new(blocked, gate_names[g], json_integer((json_int_t)s->blocked[g]));
+            totals[g] += s->blocked[g];
+        }
+        emitted += s->emitted;
+        bool warm = cq_strategy_warm(s->strategy);
+        if (!warm && cold == NULL) {
+            cold = s->name;
+        }
+        json_object_set_new(
+            symbols, s->name,
+            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:O}", "warm",
+                      warm, "candles_closed", (json_int_t)s->candles, "first_open_ms",
+                      (json_int_t)s->first_open_ms, "last_open_ms", (json_int_t)s->last_open_ms,
+                      "from_stream", (json_int_t)s->from_stream, "from_backfill",
+                      (json_int_t)s->from_backfill, "from_warmup", (json_int_t)s->from_warmup,
+                      "out_of_order", (json_int_t)s->out_of_order, "missing_minutes",
+                      (json_int_t)s->missing_minutes, "books", (json_int_t)s->books, "trades",
+                      (json_int_t)s->trades, "signals_emitted", (json_int_t)s->emitted,
+                      "signals_blocked", blocked, "last_signal_id", s->last_signal_id,
+                      "data_age_ms",
+                      s->last_event_mono > 0 ? json_integer(now - s->last_event_mono)
+                                             : json_null()));
+    }
+    for (int g = 1; g < GATE__COUNT; g++) {
+        json_object_set_new(blocked_total, gate_names[g], json_integer((json_int_t)totals[g]));
+    }
+    bool feeder_ready = cq_health_is_ready(a->board, CQ_SVC_FEEDER);
+    enum cq_health_status status = CQ_HEALTH_OK;
+    bool ready = true;
+    const char *reason = "";
+    char detail[CQ_HEALTH_DETAIL_MAX];
+    if (a->pending_len > 0) {
+        status = CQ_HEALTH_DEGRADED;
+        ready = false;
+        reason = "trader_backpressure";
+        snprintf(detail, sizeof(detail), "%zu signal(s) wait for the trader; candles paused",
+                 a->pending_len);
+    } else if (!feeder_ready) {
+        status = CQ_HEALTH_DEGRADED;
+        ready = false;
+        reason = "feeder_not_ready";
+        snprintf(detail, sizeof(detail), "the feeder is not ready: no signal is emitted");
+    } else if (cold != NULL) {
+        status = CQ_HEALTH_STARTING;
+        ready = false;
+        reason = "warmup";
+        snprintf(detail, sizeof(detail), "%s: %s needs %zu closed candles", cold, a->ops->name,
+                 cq_strategy_warmup_bars(a->syms[0].strategy));
+    } else {
+        snprintf(detail, sizeof(detail), "%s(%s) on %zu symbol(s)", a->ops->name, a->params_text,
+                 a->n_syms);
+    }
+    json_t *details = json_pack(
+        "{s:s,s:s,s:I,s:o,s:o,s:I,s:I,s:b,s:{s:I,s:I,s:I}}", "strategy", a->ops->name, "params",
+        a->params_text, "signals_emitted_total", (json_int_t)emitted, "signals_blocked_total",
+        blocked_total, "symbols", symbols, "pending_signals", (json_int_t)a->pending_len,
+        "journal_errors", (json_int_t)a->journal_errors, "test_signals", a->test_signals,
+        "to_trader", "ring_size", (json_int_t)(a->out != NULL ? cq_spsc_size(a->out) : 0),
+        "ring_capacity", (json_int_t)(a->out != NULL ? cq_spsc_capacity(a->out) : 0), "ring_full",
+        (json_int_t)(a->out != NULL ? atomic_load(&a->out->full) : 0));
+    cq_health_publish(a->board, CQ_SVC_ARES, status, ready, reason, detail, details);
+}
+
+/* ---- the step ------------------------------------------------------------------- */
+
+static int ares_step(void *ctx, int64_t now)
 {
     struct cq_ares *a = ctx;
     struct cq_market_event ev;
-    while (cq_spsc_pop(a->in, &ev)) {
-        consume(a, &ev);
+    flush_signals(a);
+    /* While signals wait for the trader, leave the candles in the feeder's
+     * ring: backpressure travels upstream, nothing is dropped. */
+    while (a->pending_len == 0 && cq_spsc_pop(a->in, &ev)) {
+        consume(a, &ev, now);
     }
-    if (now_mono_ms - a->last_health_ms < HEALTH_EVERY_MS) {
-        return 0;
+    test_signal_tick(a, now);
+    if (now - a->last_health_ms >= HEALTH_EVERY_MS) {
+        a->last_health_ms = now;
+        publish_health(a, now);
     }
-    a->last_health_ms = now_mono_ms;
-    json_t *symbols = json_object();
-    for (size_t i = 0; i < a->n_syms; i++) {
-        const struct sym_seen *s = &a->seen[i];
-        json_object_set_new(
-            symbols, a->symbols[i],
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "candles_closed",
-                      (json_int_t)s->candles, "first_open_ms", (json_int_t)s->first_open_ms,
-                      "from_stream", (json_int_t)s->from_stream,
-                      "from_backfill", (json_int_t)s->from_backfill, "from_warmup",
-                      (json_int_t)s->from_warmup, "last_open_ms", (json_int_t)s->last_open_ms,
-                      "out_of_order", (json_int_t)s->out_of_order, "missing_minutes",
-                      (json_int_t)s->missing_minutes, "books", (json_int_t)s->books, "trades",
-                      (json_int_t)s->trades));
-    }
-    cq_health_publish(a->board, CQ_SVC_ARES, CQ_HEALTH_STARTING, false, "not_implemented",
-                      "ARES skeleton: consumes market events, runs no strategy, emits no signal",
-                      json_pack("{s:o}", "symbols", symbols));
     return 0;
 }
 
@@ -112,34 +440,72 @@ static const struct cq_service_ops ares_ops = {
     .on_stop = NULL,
 };
 
-struct cq_ares *cq_ares_new(struct cq_config *cfg, struct cq_health_board *board,
-                            struct cq_spsc *from_feeder, struct cq_err *err)
+/* ---- construction --------------------------------------------------------------- */
+
+struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
 {
     struct cq_ares *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating ARES");
         return NULL;
     }
-    a->cfg = cq_config_ref(cfg);
-    a->board = board;
-    a->in = from_feeder;
-    size_t n = cq_config_symbols(cfg, &a->symbols);
+    a->cfg = cq_config_ref(o->cfg);
+    a->board = o->board;
+    a->in = o->from_feeder;
+    a->out = o->to_trader;
+    a->journal = o->journal;
+    a->clock = o->clock != NULL ? o->clock : cq_clock_system();
+    a->blocked_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 10};
+    atomic_init(&a->stale_ms, cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS));
+    a->pending = calloc(PENDING_MAX, sizeof(*a->pending));
+    if (a->pending == NULL) {
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating ARES");
+        cq_ares_free(a);
+        return NULL;
+    }
+    char why[160], hint[256];
+    const char *name = cq_config_str(o->cfg, CQ_CFG_STRATEGY);
+    if (cq_strategy_params_check(name, cq_config_str(o->cfg, CQ_CFG_STRATEGY_PARAMS), a->params,
+                                 why, sizeof(why), hint, sizeof(hint)) < 0) {
+        /* The config layer validated this already; a failure here is a bug. */
+        cq_err_set(err, CQ_ECONFIG, 0, hint, "strategy %s: %s", name, why);
+        cq_ares_free(a);
+        return NULL;
+    }
+    a->ops = cq_strategy_find(name);
+    const char *const *symbols = NULL;
+    size_t n = cq_config_symbols(o->cfg, &symbols);
     a->n_syms = n < MAX_SYMBOLS ? n : MAX_SYMBOLS;
     for (size_t i = 0; i < a->n_syms; i++) {
-        a->seen[i].first_open_ms = -1;
-        a->seen[i].last_open_ms = -1;
+        struct sym_ares *s = &a->syms[i];
+        s->name = symbols[i];
+        s->first_open_ms = -1;
+        s->last_open_ms = -1;
+        s->strategy = cq_strategy_new(a->ops, a->params, err);
+        if (s->strategy == NULL) {
+            cq_ares_free(a);
+            return NULL;
+        }
     }
+    cq_strategy_describe(a->syms[0].strategy, a->params_text, sizeof(a->params_text));
+    enum cq_mode mode = cq_config_mode(o->cfg);
+    a->test_signals = cq_config_onoff(o->cfg, CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL) &&
+                      (mode == CQ_MODE_PAPER || mode == CQ_MODE_DRYRUN);
+    a->test_every_ms = cq_config_int(o->cfg, CQ_CFG_ARES_TEST_SIGNAL_MS);
+    a->next_test_mono = cq_clock_mono_ms(a->clock) + a->test_every_ms;
     a->last_health_ms = -HEALTH_EVERY_MS;
-    a->svc = cq_service_new(&ares_ops, a, board, NULL, err);
+    a->svc = cq_service_new(&ares_ops, a, a->board, a->clock, err);
     if (a->svc == NULL) {
         cq_ares_free(a);
         return NULL;
     }
-    cq_version_log_banner("ares", cq_mode_name(cq_config_mode(cfg)), cq_config_hash(cfg),
-                          json_pack("{s:I,s:b}", "feeder_stale_ms",
-                                    (json_int_t)cq_config_int(cfg, CQ_CFG_FEEDER_STALE_MS),
-                                    "test_default_signal",
-                                    cq_config_onoff(cfg, CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL)));
+    cq_version_log_banner(
+        "ares", cq_mode_name(mode), cq_config_hash(o->cfg),
+        json_pack("{s:s,s:s,s:I,s:I,s:b,s:I}", "strategy", a->ops->name, "params",
+                  a->params_text, "warmup_bars",
+                  (json_int_t)cq_strategy_warmup_bars(a->syms[0].strategy), "feeder_stale_ms",
+                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS), "test_signals",
+                  a->test_signals, "test_signal_ms", (json_int_t)a->test_every_ms));
     return a;
 }
 
@@ -149,6 +515,10 @@ void cq_ares_free(struct cq_ares *a)
         return;
     }
     cq_service_free(a->svc);
+    for (size_t i = 0; i < a->n_syms; i++) {
+        cq_strategy_free(a->syms[i].strategy);
+    }
+    free(a->pending);
     cq_config_unref(a->cfg);
     free(a);
 }
@@ -156,4 +526,10 @@ void cq_ares_free(struct cq_ares *a)
 struct cq_service *cq_ares_service(struct cq_ares *a)
 {
     return a->svc;
+}
+
+void cq_ares_reconfigure(struct cq_ares *a, const struct cq_config *cfg)
+{
+    atomic_store_explicit(&a->stale_ms, cq_config_int(cfg, CQ_CFG_FEEDER_STALE_MS),
+                          memory_order_relaxed);
 }

@@ -31,6 +31,7 @@
 #include "cq/config.h"
 #include "cq/decimal.h"
 #include "cq/fs.h"
+#include "cq/strategy.h"
 
 #define CFG_FILE_MAX_BYTES (1024 * 1024)
 #define CFG_LINE_MAX_BYTES 4096
@@ -167,6 +168,12 @@ static int check_ws_url(const char *v, char *why, size_t why_len, char *hint, si
                      "give the exchange's WebSocket base URL, e.g. ws://127.0.0.1:9001, or "
                      "leave it empty",
                      why, why_len, hint, hint_len);
+}
+
+static int check_strategy(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    double values[CQ_STRATEGY_PARAMS_MAX];
+    return cq_strategy_params_check(v, "", values, why, why_len, hint, hint_len) < 0 ? -1 : 0;
 }
 
 /* For CQ_CFG_T_PATH and CQ_CFG_T_SECRET rows, min and max bound the length of
@@ -356,6 +363,27 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
             false, "Longest wait between WebSocket reconnect attempts (exponential backoff cap)."),
     INT_KEY(CQ_CFG_FEEDER_WARMUP_BARS, "CQ_FEEDER_WARMUP_BARS", 0, 1000, "200", false,
             "Closed 1m candles per symbol fetched at start as history for ARES."),
+    {
+        .id = CQ_CFG_STRATEGY,
+        .name = "CQ_STRATEGY",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "ema_cross",
+        .rule = "a built-in strategy: ema_cross or rsi_reversion",
+        .doc = "The strategy ARES runs on every closed 1m candle of every symbol.",
+        .check = check_strategy,
+    },
+    {
+        .id = CQ_CFG_STRATEGY_PARAMS,
+        .name = "CQ_STRATEGY_PARAMS",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "",
+        .rule = "empty (the strategy's defaults) or name=value pairs separated by commas, "
+                "each a parameter of CQ_STRATEGY within its range (ema_cross: fast=12, "
+                "slow=26, fast < slow; rsi_reversion: period=14, low=30, high=70, low < high)",
+        .doc = "Strategy parameters, e.g. fast=9,slow=21.",
+    },
+    INT_KEY(CQ_CFG_ARES_TEST_SIGNAL_MS, "CQ_ARES_TEST_SIGNAL_MS", 1000, 3600000, "60000", false,
+            "Period of the test signal that TEST_ALLOW_DEFAULT_SIGNAL=on makes ARES emit."),
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,
@@ -1287,6 +1315,19 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                    "TEST_ALLOW_DEFAULT_SIGNAL=on (from %s) is refused in %s mode (from %s)",
                    cq_config_source_name(cfg->sources[CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL]),
                    cq_mode_name(cfg->mode), mode_src);
+    }
+    if (ok[CQ_CFG_STRATEGY] && ok[CQ_CFG_STRATEGY_PARAMS]) {
+        double values[CQ_STRATEGY_PARAMS_MAX];
+        char why[160], hint[256];
+        if (cq_strategy_params_check(cfg->values[CQ_CFG_STRATEGY],
+                                     cfg->values[CQ_CFG_STRATEGY_PARAMS], values, why, sizeof(why),
+                                     hint, sizeof(hint)) < 0) {
+            report_add(ld->report, false, "CQ_STRATEGY_PARAMS", cfg->values[CQ_CFG_STRATEGY_PARAMS],
+                       keys[CQ_CFG_STRATEGY_PARAMS].rule, hint,
+                       "CQ_STRATEGY_PARAMS (from %s) %s for CQ_STRATEGY=%s",
+                       cq_config_source_name(cfg->sources[CQ_CFG_STRATEGY_PARAMS]), why,
+                       cfg->values[CQ_CFG_STRATEGY]);
+        }
     }
     if (ok[CQ_CFG_EXCHANGE_REST_URL] && ok[CQ_CFG_EXCHANGE_WS_URL] &&
         (cfg->values[CQ_CFG_EXCHANGE_REST_URL][0] == '\0') !=

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cq/feeder.h"
+#include "cq/signal.h"
 #include "cq/trader.h"
 #include "cq/version.h"
 
@@ -19,7 +20,10 @@ struct cq_trader {
     struct cq_health_board *board;   /* borrowed */
     struct cq_service *svc;          /* owned */
     struct cq_spsc *user_events;     /* borrowed; the trader is the consumer */
+    struct cq_spsc *signals;         /* borrowed; the trader is the consumer */
     uint64_t execution_reports, account_positions, other_events;
+    uint64_t signals_received, test_signals_received;
+    char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
 };
 
 static int trader_step(void *ctx, int64_t now_mono_ms)
@@ -27,6 +31,12 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     struct cq_trader *t = ctx;
     struct cq_user_event ev;
     (void)now_mono_ms;
+    struct cq_signal sig;
+    while (t->signals != NULL && cq_spsc_pop(t->signals, &sig)) {
+        t->signals_received++;
+        t->test_signals_received += sig.test;
+        cq_strlcpy(t->last_signal_id, sig.id, sizeof(t->last_signal_id));
+    }
     while (t->user_events != NULL && cq_spsc_pop(t->user_events, &ev)) {
         if (strstr(ev.json, "\"executionReport\"") != NULL) {
             t->execution_reports++;
@@ -38,10 +48,13 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     }
     cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
                       "trader skeleton: no order path yet, nothing is sent",
-                      json_pack("{s:{s:I,s:I,s:I}}", "user_events", "execution_reports",
-                                (json_int_t)t->execution_reports, "account_positions",
-                                (json_int_t)t->account_positions, "other",
-                                (json_int_t)t->other_events));
+                      json_pack("{s:{s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",
+                                "execution_reports", (json_int_t)t->execution_reports,
+                                "account_positions", (json_int_t)t->account_positions, "other",
+                                (json_int_t)t->other_events, "signals", "received",
+                                (json_int_t)t->signals_received, "test",
+                                (json_int_t)t->test_signals_received, "last_id",
+                                t->last_signal_id));
     return 0;
 }
 
@@ -53,7 +66,8 @@ static const struct cq_service_ops trader_ops = {
 };
 
 struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
-                                struct cq_spsc *user_events, struct cq_err *err)
+                                struct cq_spsc *user_events, struct cq_spsc *signals,
+                                struct cq_err *err)
 {
     struct cq_trader *t = calloc(1, sizeof(*t));
     if (t == NULL) {
@@ -63,6 +77,7 @@ struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *b
     t->cfg = cq_config_ref(cfg);
     t->board = board;
     t->user_events = user_events;
+    t->signals = signals;
     t->svc = cq_service_new(&trader_ops, t, board, NULL, err);
     if (t->svc == NULL) {
         cq_trader_free(t);

@@ -144,7 +144,7 @@ Test(config, table_rows_are_in_id_order_and_complete)
     size_t n = 0;
     const struct cq_config_key *keys = cq_config_keys(&n);
     cr_assert_eq(n, CQ_CFG__COUNT);
-    cr_assert_eq(n, 31);
+    cr_assert_eq(n, 34);
     for (size_t i = 0; i < n; i++) {
         const struct cq_config_key *k = &keys[i];
         cr_assert_eq((size_t)k->id, i, "row %zu has id %d", i, (int)k->id);
@@ -437,6 +437,8 @@ static const struct bad_value_case bad_values[] = {
     {"CQ_EXCHANGE_REST_URL=http://", "CQ_EXCHANGE_REST_URL", "supported scheme", "http://"},
     {"CQ_EXCHANGE_REST_URL=http://a b", "CQ_EXCHANGE_REST_URL", "space", "http://"},
     {"CQ_EXCHANGE_WS_URL=http://127.0.0.1:1", "CQ_EXCHANGE_WS_URL", "supported scheme", "ws://"},
+    {"CQ_STRATEGY=ema_crossing", "CQ_STRATEGY", "ema_crossing", "ema_cross"},
+    {"CQ_STRATEGY=", "CQ_STRATEGY", NULL, "ema_cross"},
 };
 
 static void expect_single_bad_value(const char *entry, const char *key, const char *msg_part,
@@ -537,7 +539,7 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 16);
+    cr_assert_eq(int_keys, 17);
 }
 
 Test(config, good_values_are_accepted)
@@ -684,6 +686,16 @@ Test(config, cross_key_rules)
          {"CQ_EXCHANGE_REST_URL"},
          "CQ_EXCHANGE_WS_URL is set but CQ_EXCHANGE_REST_URL is not"},
         {{"CQ_EXCHANGE_REST_URL=http://127.0.0.1:9000", "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9001"},
+         0,
+         {NULL},
+         NULL},
+        {{"CQ_STRATEGY_PARAMS=fast=30"}, 1, {"CQ_STRATEGY_PARAMS"}, "for CQ_STRATEGY=ema_cross"},
+        {{"CQ_STRATEGY_PARAMS=fsat=9"}, 1, {"CQ_STRATEGY_PARAMS"}, "fsat"},
+        {{"CQ_STRATEGY=rsi_reversion", "CQ_STRATEGY_PARAMS=fast=9"},
+         1,
+         {"CQ_STRATEGY_PARAMS"},
+         "CQ_STRATEGY=rsi_reversion"},
+        {{"CQ_STRATEGY=rsi_reversion", "CQ_STRATEGY_PARAMS=period=10,low=20,high=80"},
          0,
          {NULL},
          NULL},
@@ -1222,6 +1234,9 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_FEEDER_WS_STALL_MS, "CQ_FEEDER_WS_STALL_MS=10001", NULL, NULL},
         {CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS, "CQ_FEEDER_WS_BACKOFF_MAX_MS=30001", NULL, NULL},
         {CQ_CFG_FEEDER_WARMUP_BARS, "CQ_FEEDER_WARMUP_BARS=201", NULL, NULL},
+        {CQ_CFG_STRATEGY, "CQ_STRATEGY=rsi_reversion", NULL, NULL},
+        {CQ_CFG_STRATEGY_PARAMS, "CQ_STRATEGY_PARAMS=fast=9", NULL, NULL},
+        {CQ_CFG_ARES_TEST_SIGNAL_MS, "CQ_ARES_TEST_SIGNAL_MS=60001", NULL, NULL},
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},

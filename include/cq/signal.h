@@ -1,0 +1,39 @@
+/*
+ * signal.h — a trading signal as ARES hands it to the trader (through a
+ * struct cq_spsc of struct cq_signal that never drops: when it is full ARES
+ * holds the signal and reports backpressure). A plain fixed-size value.
+ */
+#ifndef CQ_SIGNAL_H
+#define CQ_SIGNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cq/decimal.h"
+#include "cq/market.h"
+#include "cq/strategy.h"
+
+#define CQ_SIGNAL_ID_LEN 32 /* hex characters */
+
+struct cq_signal {
+    /* Deterministic: the first 16 bytes of SHA-256 over
+     * "<strategy>|<symbol>|<candle_open_ms>|<side>", in hex. The same candle
+     * and decision always give the same id, across restarts and replays, so
+     * the trader can refuse a duplicate. */
+    char id[CQ_SIGNAL_ID_LEN + 1];
+    char strategy[24];
+    char symbol[CQ_SYMBOL_LEN];
+    int symbol_idx;
+    enum cq_side side;
+    double strength;              /* 0..1 */
+    char reason[96];
+    cq_dec reference_price;       /* the candle's exact close */
+    int64_t candle_open_ms;
+    int64_t created_at_us;        /* wall clock */
+    bool test;                    /* TEST_ALLOW_DEFAULT_SIGNAL's periodic test signal */
+};
+
+/* Fill s->id from the other fields. */
+void cq_signal_make_id(struct cq_signal *s);
+
+#endif /* CQ_SIGNAL_H */
