@@ -61,6 +61,40 @@
 
 /* ---- little-endian helpers ---------------------------------------------------------- */
 
+/* The format is little-endian. On little-endian hosts a field is one
+ * unaligned load or store (memcpy); elsewhere it is assembled byte by byte. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline void cqj_put16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+static inline void cqj_put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static inline void cqj_put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+static inline uint16_t cqj_get16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t cqj_get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint64_t cqj_get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+#else
 static inline void cqj_put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
@@ -98,6 +132,7 @@ static inline uint64_t cqj_get64(const uint8_t *p)
     }
     return v;
 }
+#endif
 
 /* ---- hash.c ------------------------------------------------------------------------ */
 
@@ -288,6 +323,10 @@ int cq_journal__state_apply(struct cq_journal__state *s, const struct cq_journal
 uint64_t cq_journal__state_last_seq(const struct cq_journal__state *s);
 /* The canonical JSON (new reference); NULL on ENOMEM. */
 json_t *cq_journal__state_to_json(const struct cq_journal__state *s);
+/* The canonical dump (what cq_journal_state_dump prints for the state's JSON,
+ * trailing newline included) straight from the tables; caller frees. NULL
+ * on ENOMEM. */
+char *cq_journal__state_dump(const struct cq_journal__state *s, size_t *len);
 /* Load a state from canonical JSON (a snapshot). -CQ_EPARSE names what is wrong. */
 int cq_journal__state_from_json(struct cq_journal__state *s, const json_t *j, struct cq_err *err);
 /* Quarantined scopes, in name order. */
@@ -347,5 +386,34 @@ void cq_journal__replay_fini(struct cq_journal__replay *r);
 
 /* The verify report as JSON (for bundles and the command line). */
 json_t *cq_journal__verify_report_json(const struct cq_journal_verify_report *rep);
+
+/* ---- recover.c ------------------------------------------------------------------------- */
+
+struct cq_journal__seginfo {
+    uint32_t segno;
+    uint64_t first_seq;
+};
+
+/* What cq_journal_open continues from. */
+struct cq_journal__recovered {
+    struct cq_journal__state *state;  /* owned */
+    uint64_t last_seq;
+    uint64_t last_digest;
+    struct cq_journal__seginfo *segs; /* owned, ascending; the last one is where appends go */
+    size_t n_segs;
+    uint64_t active_size;             /* valid bytes of the last segment */
+    uint64_t snapshot_seq;            /* newest snapshot on disk after recovery (0 = none) */
+    bool corrupt;                     /* recovery found corruption (health journal_corrupt) */
+    uint32_t corrupt_segment;
+    uint64_t corrupt_offset;
+    char corrupt_detail[256];         /* "segment 3 offset 4096: CRC mismatch" */
+    char bundle[CQJ_PATH_MAX];        /* debug bundle written ("" = none) */
+};
+
+/* Recover dir (see recover.c): fills *out and the public *rec. */
+int cq_journal__recover(const char *dir, const struct cq_journal_fs *fs,
+                        const struct cq_clock *clock, struct cq_journal_recovery *rec,
+                        struct cq_journal__recovered *out, struct cq_err *err);
+void cq_journal__recovered_fini(struct cq_journal__recovered *r);
 
 #endif /* CQ_JOURNAL_INT_H */
