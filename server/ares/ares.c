@@ -426,8 +426,11 @@ static int ares_step(void *ctx, int64_t now)
         consume(a, &ev, now);
     }
     test_signal_tick(a, now);
-    if (now - a->last_health_ms >= HEALTH_EVERY_MS) {
-        a->last_health_ms = now;
+    /* The publishing cadence is operational, not logic: real time, so an
+     * injected clock (tests, backtests) never silences the health record. */
+    int64_t real_now = cq_time_mono_ms();
+    if (real_now - a->last_health_ms >= HEALTH_EVERY_MS) {
+        a->last_health_ms = real_now;
         publish_health(a, now);
     }
     return 0;
@@ -493,7 +496,7 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
                       (mode == CQ_MODE_PAPER || mode == CQ_MODE_DRYRUN);
     a->test_every_ms = cq_config_int(o->cfg, CQ_CFG_ARES_TEST_SIGNAL_MS);
     a->next_test_mono = cq_clock_mono_ms(a->clock) + a->test_every_ms;
-    a->last_health_ms = -HEALTH_EVERY_MS;
+    a->last_health_ms = cq_time_mono_ms() - HEALTH_EVERY_MS;
     a->svc = cq_service_new(&ares_ops, a, a->board, a->clock, err);
     if (a->svc == NULL) {
         cq_ares_free(a);
