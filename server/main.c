@@ -6,6 +6,8 @@
  *   coinquantd config check [--config FILE] print effective config + hash
  *   coinquantd config example               print config.env.example
  *   coinquantd config doc                   print the docs/CONFIG.md key table
+ *   coinquantd journal verify|replay|export|snapshot --dir DIR
+ *   coinquantd indicators --data FILE.csv --indicators SPEC [--format csv|json]
  *   coinquantd --version | --help
  *
  * Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
@@ -17,6 +19,8 @@
 #include <string.h>
 
 #include "cq/config.h"
+#include "cq/indicators.h"
+#include "cq/journal.h"
 #include "cq/supervisor.h"
 #include "cq/version.h"
 
@@ -29,6 +33,8 @@ static void usage(FILE *out)
     fputs("usage: coinquantd [--config FILE]\n"
           "       coinquantd config check [--config FILE]\n"
           "       coinquantd config example | config doc\n"
+          "       coinquantd journal verify|replay|export|snapshot --dir DIR\n"
+          "       coinquantd indicators --data FILE.csv --indicators SPEC [--format csv|json]\n"
           "       coinquantd --version | --help\n"
           "\n"
           "Runs the coinquant trading runtime. Configuration comes from the\n"
@@ -103,6 +109,83 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+/* coinquantd journal verify|replay|export|snapshot --dir DIR: offline
+ * tools over a journal directory (a stopped daemon's DATA_DIR/journal, or a
+ * copy). verify exits 1 on any integrity failure. */
+static int cmd_journal(int argc, char **argv)
+{
+    const char *dir = NULL;
+    if (argc < 3) {
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+            dir = argv[++i];
+        } else {
+            fprintf(stderr, "coinquantd journal: unexpected argument '%s'\n", argv[i]);
+            return EXIT_CONFIG;
+        }
+    }
+    if (dir == NULL) {
+        fprintf(stderr, "coinquantd journal: --dir DIR is required (e.g. --dir ./var/journal)\n");
+        return EXIT_CONFIG;
+    }
+    struct cq_err err;
+    cq_err_clear(&err);
+    const char *what = argv[2];
+    if (strcmp(what, "verify") == 0) {
+        struct cq_journal_verify_report rep;
+        int rc = cq_journal_verify_dir(dir, NULL, &rep);
+        if (rc < 0) {
+            fprintf(stderr, "coinquantd journal verify: %s: %s\n", dir, cq_strerror(rc));
+            return 1;
+        }
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:b,s:s?,s:I,s:I}", "ok", rep.ok,
+                              "records", (json_int_t)rep.records, "segments",
+                              (json_int_t)rep.segments, "bytes", (json_int_t)rep.bytes,
+                              "first_seq", (json_int_t)rep.first_seq, "last_seq",
+                              (json_int_t)rep.last_seq, "torn_tail", rep.torn_tail, "problem",
+                              rep.ok ? NULL : rep.problem, "bad_segment",
+                              (json_int_t)rep.bad_segment, "bad_offset",
+                              (json_int_t)rep.bad_offset);
+        char *text = json_dumps(j, JSON_INDENT(2));
+        printf("%s\n", text != NULL ? text : "{}");
+        free(text);
+        json_decref(j);
+        return rep.ok ? 0 : 1;
+    }
+    if (strcmp(what, "replay") == 0) {
+        json_t *state = NULL;
+        if (cq_journal_replay_dir(dir, NULL, true, &state, &err) < 0) {
+            fprintf(stderr, "coinquantd journal replay: %s (%s)\n", err.message, err.hint);
+            return 1;
+        }
+        char *text = cq_journal_state_dump(state);
+        fputs(text != NULL ? text : "", stdout);
+        free(text);
+        json_decref(state);
+        return 0;
+    }
+    if (strcmp(what, "export") == 0) {
+        if (cq_journal_export_dir(dir, NULL, stdout, &err) < 0) {
+            fprintf(stderr, "coinquantd journal export: %s (%s)\n", err.message, err.hint);
+            return 1;
+        }
+        return 0;
+    }
+    if (strcmp(what, "snapshot") == 0) {
+        if (cq_journal_snapshot_dir(dir, NULL, &err) < 0) {
+            fprintf(stderr, "coinquantd journal snapshot: %s (%s)\n", err.message, err.hint);
+            return 1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "coinquantd journal: unknown command '%s' (verify, replay, export, snapshot)\n",
+            what);
+    return EXIT_CONFIG;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
@@ -115,6 +198,12 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "config") == 0) {
         return cmd_config(argc, argv);
+    }
+    if (argc >= 2 && strcmp(argv[1], "journal") == 0) {
+        return cmd_journal(argc, argv);
+    }
+    if (argc >= 2 && strcmp(argv[1], "indicators") == 0) {
+        return cq_indicators_cli(argc - 1, argv + 1, stdout, stderr);
     }
 
     const char *path = NULL;

@@ -22,8 +22,13 @@
  * one gates its own work on its upstream's readiness; /readiness stays 503).
  * The wait is part of the loop, so signals and the watchdog work during it.
  *
- * Stop (SIGTERM/SIGINT): trader, ARES, feeder, the embedded simulator, then
- * the admin API, all within CQ_SUPERVISOR_STOP_BUDGET_MS; then a last health-file write, the
+ * Journal: opened (and recovered) before any service starts; its writer
+ * thread runs until the services have stopped; every config load (start,
+ * SIGHUP) is journaled as config.loaded.
+ *
+ * Stop (SIGTERM/SIGINT): trader, ARES, feeder, the journal (drained,
+ * snapshotted), the embedded simulator, then the admin API, all within
+ * CQ_SUPERVISOR_STOP_BUDGET_MS; then a last health-file write, the
  * log writer, exit 0.
  *
  * Reload (SIGHUP): the config is read again from the same file and the
@@ -51,6 +56,7 @@
 #include "cq/signal.h"
 #include "cq/fs.h"
 #include "cq/health.h"
+#include "cq/journal.h"
 #include "cq/log.h"
 #include "cq/service.h"
 #include "cq/sim.h"
@@ -74,6 +80,8 @@ struct supervisor {
     struct cq_service *stages[STAGE__COUNT]; /* borrowed from the three above */
     int next_stage;                    /* index of the next service to start */
     int64_t stage_started_ms;          /* when the last started stage began */
+    struct cq_journal *journal;        /* owned: the memory layer */
+    bool journal_started;
     struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
     char venue_rest_url[600];          /* where the feeder and trader connect */
     char venue_ws_url[600];
@@ -201,6 +209,68 @@ static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct 
     return 0;
 }
 
+/* Journal a config load (start or SIGHUP): the hash and mode, never a
+ * secret. */
+static void journal_config(struct supervisor *sv, const struct cq_config *cfg, const char *why)
+{
+    if (sv->journal == NULL) {
+        return;
+    }
+    char text[256];
+    int n = snprintf(text, sizeof(text), "{\"config_hash\":\"%s\",\"mode\":\"%s\",\"why\":\"%s\"}",
+                     cq_config_hash(cfg), cq_mode_name(cq_config_mode(cfg)), why);
+    uint64_t seq = 0;
+    if (cq_journal_append(sv->journal, CQ_REC_CONFIG_LOADED, "global", text, (size_t)n, &seq) <
+        0) {
+        cq_log_warn("supervisor", "journal_append_failed",
+                    json_pack("{s:s}", "type", "config.loaded"), "could not journal the config load");
+    }
+}
+
+/* Open DATA_DIR/journal: recovery (snapshot + tail, torn tail cut,
+ * corruption quarantined) happens here, before any service runs. */
+static int open_journal(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
+{
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/journal", sv->data_dir);
+    const char *policy = cq_config_str(cfg, CQ_CFG_JOURNAL_FSYNC); /* validated */
+    enum cq_journal_fsync fsync_policy = strcmp(policy, "always") == 0 ? CQ_JOURNAL_FSYNC_ALWAYS
+                                         : strcmp(policy, "off") == 0  ? CQ_JOURNAL_FSYNC_OFF
+                                                                        : CQ_JOURNAL_FSYNC_GROUP;
+    struct cq_journal_options jo = {
+        .dir = dir,
+        .fsync = fsync_policy,
+        .segment_max_bytes = (uint64_t)cq_config_int(cfg, CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES),
+        .snapshot_every_records =
+            (uint64_t)cq_config_int(cfg, CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS),
+        .snapshot_every_ms = cq_config_int(cfg, CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS),
+        .keep_snapshots = (unsigned)cq_config_int(cfg, CQ_CFG_JOURNAL_KEEP_SNAPSHOTS),
+        .board = sv->board,
+    };
+    struct cq_journal_recovery rec;
+    memset(&rec, 0, sizeof(rec));
+    sv->journal = cq_journal_open(&jo, &rec, err);
+    if (sv->journal == NULL) {
+        return -err->code;
+    }
+    cq_log_info("journal", "journal_opened",
+                json_pack("{s:s,s:s,s:I,s:I,s:I,s:b,s:I,s:s}", "dir", dir, "fsync", policy,
+                          "snapshot_seq", (json_int_t)rec.snapshot_seq, "replayed",
+                          (json_int_t)rec.replayed_records, "last_seq", (json_int_t)rec.last_seq,
+                          "torn_tail_truncated", rec.torn_tail_truncated, "quarantined",
+                          (json_int_t)rec.n_quarantined, "first_corruption",
+                          rec.first_corruption),
+                "journal recovered: last seq %llu (%llu replayed on snapshot %llu)",
+                (unsigned long long)rec.last_seq, (unsigned long long)rec.replayed_records,
+                (unsigned long long)rec.snapshot_seq);
+    int rc = cq_journal_start(sv->journal, err);
+    if (rc < 0) {
+        return rc;
+    }
+    sv->journal_started = true;
+    return 0;
+}
+
 /* Paper mode without CQ_EXCHANGE_*_URL: start coinquant-simex in-process on
  * ephemeral loopback ports, so paper trading exercises the real HTTP, WS and
  * signing code. Otherwise the venue is the configured (or the mode's
@@ -319,7 +389,7 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
         .board = sv->board,
         .from_feeder = &sv->to_ares,
         .to_trader = &sv->signals,
-        .journal = NULL, /* the journal issue wires it */
+        .journal = sv->journal,
         .clock = NULL,
     };
     sv->ares = cq_ares_new(&ao, err);
@@ -483,6 +553,7 @@ static void reload(struct supervisor *sv)
                 "SIGHUP: config reloaded, hash %s -> %s", cq_config_hash(old),
                 cq_config_hash(merged));
     cq_config_unref(old);
+    journal_config(sv, merged, "reload");
     cq_config_current_set(sv->current, merged);
 }
 
@@ -523,6 +594,7 @@ static void free_all(struct supervisor *sv)
     cq_trader_free(sv->trader);
     cq_ares_free(sv->ares);
     cq_feeder_free(sv->feeder);
+    cq_journal_free(sv->journal);
     if (sv->rings_ready) {
         cq_spsc_fini(&sv->to_ares);
         cq_spsc_fini(&sv->to_trader);
@@ -589,8 +661,6 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
         exit_code = 1;
         goto out;
     }
-    cq_health_publish(sv.board, CQ_SVC_JOURNAL, CQ_HEALTH_STARTING, false, "not_implemented",
-                      "journal skeleton: decisions are not journaled yet", NULL);
 
     if (start_api(&sv, cfg, &err) < 0) {
         cq_log_error("api", "admin_start_failed",
@@ -600,6 +670,14 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
         exit_code = 1;
         goto out;
     }
+    if (open_journal(&sv, cfg, &err) < 0) {
+        cq_log_error("journal", "journal_open_failed",
+                     json_pack("{s:s,s:s}", "data_dir", sv.data_dir, "hint", err.hint),
+                     "the journal did not open: %s", err.message);
+        exit_code = 1;
+        goto out;
+    }
+    journal_config(&sv, cfg, "start");
     if (start_venue(&sv, cfg, &err) < 0) {
         cq_log_error("supervisor", "venue_start_failed", json_pack("{s:s}", "hint", err.hint),
                      "the trading venue did not start: %s", err.message);
@@ -663,6 +741,16 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
     }
 
 out:
+    if (sv.journal_started) {
+        if (cq_journal_stop(sv.journal, &err) < 0) {
+            cq_log_error("journal", "journal_stop_failed", json_pack("{s:s}", "hint", err.hint),
+                         "the journal did not stop cleanly: %s", err.message);
+            exit_code = 1;
+        } else {
+            cq_log_info("journal", "journal_stopped", NULL, "journal flushed and snapshotted");
+        }
+        sv.journal_started = false;
+    }
     if (sv.sim != NULL) {
         cq_sim_stop(sv.sim);
         cq_log_info("supervisor", "venue_stopped", NULL, "embedded simulator stopped");
@@ -673,8 +761,6 @@ out:
                           "stopped on request", NULL);
     }
     if (sv.board != NULL) {
-        cq_health_publish(sv.board, CQ_SVC_JOURNAL, CQ_HEALTH_STOPPED, false, "stopped",
-                          "stopped on request", NULL);
         write_health_files(&sv, cq_time_mono_ms());
     }
     if (exit_code == 0) {

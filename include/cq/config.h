@@ -65,6 +65,11 @@ enum cq_config_key_id {
     CQ_CFG_STRATEGY,                  /* ema_cross */
     CQ_CFG_STRATEGY_PARAMS,           /* "" = the strategy's defaults */
     CQ_CFG_ARES_TEST_SIGNAL_MS,       /* 60000 */
+    CQ_CFG_JOURNAL_FSYNC,             /* always|group|off */
+    CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES, /* 67108864 */
+    CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS, /* 100000 */
+    CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, /* 60000 */
+    CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,    /* 2 */
     CQ_CFG__COUNT
 };
 

@@ -47,6 +47,7 @@
 static const char *const mode_choices[] = {"paper", "dryrun", "testnet", "live", NULL};
 static const char *const yesno_choices[] = {"yes", "no", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const fsync_choices[] = {"always", "group", "off", NULL};
 
 /* An integer key: the rule text is generated from the bounds at compile time,
  * so MIN and MAX must be plain decimal literals. */
@@ -384,6 +385,24 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
     },
     INT_KEY(CQ_CFG_ARES_TEST_SIGNAL_MS, "CQ_ARES_TEST_SIGNAL_MS", 1000, 3600000, "60000", false,
             "Period of the test signal that TEST_ALLOW_DEFAULT_SIGNAL=on makes ARES emit."),
+    {
+        .id = CQ_CFG_JOURNAL_FSYNC,
+        .name = "CQ_JOURNAL_FSYNC",
+        .type = CQ_CFG_T_ENUM,
+        .default_value = "group",
+        .rule = "one of always, group, off",
+        .choices = fsync_choices,
+        .doc = "Journal durability: always = fdatasync per record; group = one write and one "
+               "fdatasync for everything queued; off = no fdatasync (durable means written).",
+    },
+    INT_KEY(CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES, "CQ_JOURNAL_SEGMENT_MAX_BYTES", 65536, 1073741824,
+            "67108864", false, "The journal starts a new segment file past this size."),
+    INT_KEY(CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS, "CQ_JOURNAL_SNAPSHOT_EVERY_RECORDS", 100,
+            100000000, "100000", false, "Write a journal snapshot every this many records."),
+    INT_KEY(CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, "CQ_JOURNAL_SNAPSHOT_EVERY_MS", 1000, 86400000,
+            "60000", false, "Write a journal snapshot at least this often (if anything changed)."),
+    INT_KEY(CQ_CFG_JOURNAL_KEEP_SNAPSHOTS, "CQ_JOURNAL_KEEP_SNAPSHOTS", 2, 100, "2", false,
+            "Journal snapshots kept; older ones and the segments only they needed are pruned."),
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,

@@ -144,7 +144,7 @@ Test(config, table_rows_are_in_id_order_and_complete)
     size_t n = 0;
     const struct cq_config_key *keys = cq_config_keys(&n);
     cr_assert_eq(n, CQ_CFG__COUNT);
-    cr_assert_eq(n, 34);
+    cr_assert_eq(n, 39);
     for (size_t i = 0; i < n; i++) {
         const struct cq_config_key *k = &keys[i];
         cr_assert_eq((size_t)k->id, i, "row %zu has id %d", i, (int)k->id);
@@ -439,6 +439,8 @@ static const struct bad_value_case bad_values[] = {
     {"CQ_EXCHANGE_WS_URL=http://127.0.0.1:1", "CQ_EXCHANGE_WS_URL", "supported scheme", "ws://"},
     {"CQ_STRATEGY=ema_crossing", "CQ_STRATEGY", "ema_crossing", "ema_cross"},
     {"CQ_STRATEGY=", "CQ_STRATEGY", NULL, "ema_cross"},
+    {"CQ_JOURNAL_FSYNC=sometimes", "CQ_JOURNAL_FSYNC", "is not one of always, group, off",
+     "write one of"},
 };
 
 static void expect_single_bad_value(const char *entry, const char *key, const char *msg_part,
@@ -539,7 +541,7 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 17);
+    cr_assert_eq(int_keys, 21);
 }
 
 Test(config, good_values_are_accepted)
@@ -1237,6 +1239,12 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_STRATEGY, "CQ_STRATEGY=rsi_reversion", NULL, NULL},
         {CQ_CFG_STRATEGY_PARAMS, "CQ_STRATEGY_PARAMS=fast=9", NULL, NULL},
         {CQ_CFG_ARES_TEST_SIGNAL_MS, "CQ_ARES_TEST_SIGNAL_MS=60001", NULL, NULL},
+        {CQ_CFG_JOURNAL_FSYNC, "CQ_JOURNAL_FSYNC=always", NULL, NULL},
+        {CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES, "CQ_JOURNAL_SEGMENT_MAX_BYTES=65536", NULL, NULL},
+        {CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS, "CQ_JOURNAL_SNAPSHOT_EVERY_RECORDS=1000", NULL,
+         NULL},
+        {CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, "CQ_JOURNAL_SNAPSHOT_EVERY_MS=1000", NULL, NULL},
+        {CQ_CFG_JOURNAL_KEEP_SNAPSHOTS, "CQ_JOURNAL_KEEP_SNAPSHOTS=3", NULL, NULL},
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},
