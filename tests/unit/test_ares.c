@@ -15,6 +15,7 @@
 #include "cq/ares.h"
 #include "cq/config.h"
 #include "cq/health.h"
+#include "cq/journal.h"
 #include "cq/log.h"
 #include "cq/market.h"
 #include "cq/ring.h"
@@ -37,6 +38,8 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+static struct cq_journal *journal; /* NULL unless a test opens one */
+
 static void start(const char *extra)
 {
     recv_ahead_ms = 0;
@@ -57,7 +60,7 @@ static void start(const char *extra)
     cr_assert_eq(cq_spsc_init(&in, 256, sizeof(struct cq_market_event)), 0);
     cr_assert_eq(cq_spsc_init(&out, 64, sizeof(struct cq_signal)), 0);
     struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = &in,
-                                 .to_trader = &out, .journal = NULL, .clock = &clk};
+                                 .to_trader = &out, .journal = journal, .clock = &clk};
     struct cq_err err;
     ares = cq_ares_new(&ao, &err);
     cr_assert_not_null(ares, "%s", err.message);
@@ -247,6 +250,38 @@ Test(ares_gate, backfilled_candles_are_late_data_and_warmup_candles_never_signal
     cr_expect_geq(n, 1);
     cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 0), 0);
     stop();
+}
+
+Test(ares_gate, symbol_quarantined_by_the_journal)
+{
+    char dir[] = "/tmp/cq-ares-journal-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct cq_journal_options jo = {.dir = dir, .fsync = CQ_JOURNAL_FSYNC_OFF};
+    struct cq_journal_recovery rec;
+    struct cq_err err;
+    journal = cq_journal_open(&jo, &rec, &err);
+    cr_assert_not_null(journal, "%s", err.message);
+    cr_assert_eq(cq_journal_start(journal, &err), 0);
+    cr_assert_eq(cq_journal_quarantine(journal, "BTCUSDT", "test", "quarantined by the test"), 0);
+    start(NULL);
+    feeder_ready(true);
+    recv_ahead_ms = 1001;
+    push_candle(60000, "100", CQ_CANDLE_FROM_STREAM);
+    cr_expect_geq(wait_detail("symbols", "BTCUSDT", "candles_closed", 1), 1);
+    tick_test_signal();
+    cr_expect_geq(blocked("symbol_quarantined", 1), 1,
+                  "the quarantine comes first, before freshness and warm-up");
+    stop();
+    /* The blocked signal is in the journal as signal.blocked with its reason. */
+    cr_assert_eq(cq_journal_stop(journal, &err), 0);
+    cq_journal_free(journal);
+    journal = NULL;
+    json_t *state = NULL;
+    cr_assert_eq(cq_journal_replay_dir(dir, NULL, false, &state, &err), 0, "%s", err.message);
+    cr_expect_geq(json_integer_value(json_object_get(json_object_get(state, "types"),
+                                                     "signal.blocked")),
+                  1);
+    json_decref(state);
 }
 
 Test(signal_id, deterministic_and_distinct)
