@@ -360,7 +360,7 @@ static void publish_health(struct cq_ares *a, int64_t now)
         }
         json_object_set_new(
             symbols, s->name,
-            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:O}", "warm",
+            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:o}", "warm",
                       warm, "candles_closed", (json_int_t)s->candles, "first_open_ms",
                       (json_int_t)s->first_open_ms, "last_open_ms", (json_int_t)s->last_open_ms,
                       "from_stream", (json_int_t)s->from_stream, "from_backfill",

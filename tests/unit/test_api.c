@@ -684,7 +684,7 @@ Test(api, metrics_lines_follow_the_exposition_format)
                          "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? -?[0-9]+$",
                          REG_EXTENDED | REG_NOSUB),
                  0);
-    cr_assert_eq(regcomp(&comment, "^# (HELP [a-z_]+ .+|TYPE [a-z_]+ (gauge|counter))$",
+    cr_assert_eq(regcomp(&comment, "^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (gauge|counter))$",
                          REG_EXTENDED | REG_NOSUB),
                  0);
     char *copy = strdup(resp.body);
