@@ -13,7 +13,7 @@
  * bars; its value before that is undefined (callers print nothing).
  * Definitions (the tests check each against a straightforward
  * non-incremental reference and published worked examples):
- *   SMA(n)      mean of the last n closes.
+ *   SMA(n)      mean of the last n closes; ready after n closes.
  *   EMA(n)      alpha = 2/(n+1); seeded with the SMA of the first n values;
  *               ready after n values.
  *   RSI(n)      Wilder: the first average gain/loss is the simple mean of
@@ -26,10 +26,11 @@
  *   ATR(n)      Wilder over the true range (the first TR is high-low); the
  *               first ATR is the mean of the first n TRs; ready after n bars.
  *   BB(n,k)     middle = SMA(n); upper/lower = middle ± k·σ with σ the
- *               population standard deviation of the last n closes.
+ *               population standard deviation of the last n closes; ready
+ *               after n closes.
  *   VWAP(n)     rolling over the last n bars: Σ(typical·volume)/Σ(volume),
  *               typical = (high+low+close)/3; when Σ volume = 0, the last
- *               close.
+ *               close; ready after n bars. Volume must be >= 0.
  *
  * Threads: a struct is owned by one thread (ARES, or a backtest); no locks.
  */
@@ -51,15 +52,15 @@ struct cq_ind_bar {
 };
 
 /* A rolling window of the last n values, with a running sum (and sum of
- * squares) recomputed exactly every n updates to stop drift. The sums are
- * of (value - shift), shift being a recent value chosen at each re-sum:
- * variance from Σd² - (Σd)²/n then cancels only at the scale of the
- * deviations, not of the price (a flat window gives exactly 0). */
+ * squares) recomputed exactly every n updates (each time head wraps) to
+ * stop drift. The sums are of (value - shift), shift being the newest value
+ * at the last re-sum: variance from Σd²/n - (Σd/n)² then cancels only at
+ * the scale of the deviations, not of the price (a flat window gives
+ * exactly 0). */
 struct cq_ind_window {
     double *values;    /* owned, n */
     size_t n, count, head;
     double sum, sum_sq, shift;
-    size_t since_resum;
 };
 
 struct cq_sma { struct cq_ind_window w; };
@@ -135,7 +136,10 @@ void cq_ind_set_free(struct cq_ind_set *s);
 size_t cq_ind_set_columns(const struct cq_ind_set *s);
 const char *cq_ind_set_column_name(const struct cq_ind_set *s, size_t col);
 void cq_ind_set_update(struct cq_ind_set *s, const struct cq_ind_bar *bar);
-/* false during that column's warm-up. */
+/* false during that column's warm-up (*out untouched). Each column warms
+ * up on its own: the MACD line from the bar where EMA(slow) is ready, its
+ * signal and histogram from cq_macd_ready. A plain read: update computes
+ * every column. */
 bool cq_ind_set_value(const struct cq_ind_set *s, size_t col, double *out);
 
 /* ---- the research tool ------------------------------------------------------- */

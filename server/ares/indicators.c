@@ -44,17 +44,19 @@
 /* ---- reciprocals 1/n for n = 0..CQ_IND_WINDOW_MAX ---------------------------
  * Built from constant expressions, so the compiler folds every entry (each
  * one correctly rounded); entry 0 is unused. */
+/* clang-format off */
 #define RECIP1(i) (1.0 / (double)((i) == 0 ? 1 : (i))),
-#define RECIP10(i)                                                                              \
-    RECIP1(i) RECIP1((i) + 1) RECIP1((i) + 2) RECIP1((i) + 3) RECIP1((i) + 4) RECIP1((i) + 5) \
-        RECIP1((i) + 6) RECIP1((i) + 7) RECIP1((i) + 8) RECIP1((i) + 9)
-#define RECIP100(i)                                                                      \
-    RECIP10(i) RECIP10((i) + 10) RECIP10((i) + 20) RECIP10((i) + 30) RECIP10((i) + 40) \
-        RECIP10((i) + 50) RECIP10((i) + 60) RECIP10((i) + 70) RECIP10((i) + 80)        \
-            RECIP10((i) + 90)
+#define RECIP10(i) RECIP1(i) RECIP1((i) + 1) RECIP1((i) + 2) RECIP1((i) + 3) RECIP1((i) + 4) \
+    RECIP1((i) + 5) RECIP1((i) + 6) RECIP1((i) + 7) RECIP1((i) + 8) RECIP1((i) + 9)
+#define RECIP100(i) RECIP10(i) RECIP10((i) + 10) RECIP10((i) + 20) RECIP10((i) + 30) \
+    RECIP10((i) + 40) RECIP10((i) + 50) RECIP10((i) + 60) RECIP10((i) + 70) RECIP10((i) + 80) \
+    RECIP10((i) + 90)
 static const double recip[CQ_IND_WINDOW_MAX + 1] = {
-    RECIP100(0) RECIP100(100) RECIP100(200) RECIP100(300) RECIP100(400) RECIP100(500)
-        RECIP100(600) RECIP100(700) RECIP100(800) RECIP100(900) RECIP1(1000)};
+    RECIP100(0) RECIP100(100) RECIP100(200) RECIP100(300) RECIP100(400)
+    RECIP100(500) RECIP100(600) RECIP100(700) RECIP100(800) RECIP100(900)
+    RECIP1(1000)
+};
+/* clang-format on */
 _Static_assert(CQ_IND_WINDOW_MAX == 1000, "recip[] is written out for CQ_IND_WINDOW_MAX 1000");
 
 static bool period_ok(size_t n)
@@ -86,8 +88,11 @@ static void window_fini(struct cq_ind_window *w)
 }
 
 /* Recompute the sums exactly from the buffer; with `shifted`, first move the
- * shift to the newest value. Runs once every n pushes. */
-static void window_resum(struct cq_ind_window *w, bool shifted, bool squares)
+ * shift to the newest value. Runs each time the ring wraps, i.e. once every
+ * n pushes, so it costs O(1) amortised and no rounding error lives longer
+ * than n updates. The first run is on the n-th push, before any value is
+ * formed, so values are never computed against the initial shift of 0. */
+static inline void window_resum(struct cq_ind_window *w, bool shifted, bool squares)
 {
     double sum = 0.0;
     double sum_sq = 0.0;
@@ -104,7 +109,6 @@ static void window_resum(struct cq_ind_window *w, bool shifted, bool squares)
     }
     w->sum = sum;
     w->sum_sq = sum_sq;
-    w->since_resum = 0;
 }
 
 /* Push x, evicting the oldest value once the window is full. `shifted` and
@@ -112,9 +116,6 @@ static void window_resum(struct cq_ind_window *w, bool shifted, bool squares)
  * branch-free copy. */
 static inline void window_push(struct cq_ind_window *w, double x, bool shifted, bool squares)
 {
-    if (shifted && w->count == 0) {
-        w->shift = x;
-    }
     double d = x - w->shift;
     if (w->count == w->n) {
         double old = w->values[w->head] - w->shift;
@@ -130,10 +131,9 @@ static inline void window_push(struct cq_ind_window *w, double x, bool shifted, 
         }
     }
     w->values[w->head] = x;
-    if (++w->head == w->n) {
+    w->head++;
+    if (w->head == w->n) {
         w->head = 0;
-    }
-    if (++w->since_resum == w->n) {
         window_resum(w, shifted, squares);
     }
 }
@@ -190,7 +190,8 @@ void cq_ema_update(struct cq_ema *x, double value)
         return;
     }
     x->seed_sum += value;
-    if (++x->count == x->n) {
+    x->count++;
+    if (x->count == x->n) {
         x->value = x->seed_sum * recip[x->n];
     }
 }
@@ -245,7 +246,8 @@ void cq_rsi_update(struct cq_rsi *x, double close)
     }
     x->seed_gain += gain;
     x->seed_loss += loss;
-    if (++x->count == x->n + 1) {
+    x->count++;
+    if (x->count == x->n + 1) {
         x->avg_gain = x->seed_gain * recip[x->n];
         x->avg_loss = x->seed_loss * recip[x->n];
         x->value = rsi_of(x->avg_gain, x->avg_loss);
@@ -345,7 +347,8 @@ void cq_atr_update(struct cq_atr *x, const struct cq_ind_bar *bar)
         return;
     }
     x->seed_sum += tr;
-    if (++x->count == x->n) {
+    x->count++;
+    if (x->count == x->n) {
         x->value = x->seed_sum * recip[x->n];
     }
 }
@@ -436,39 +439,68 @@ void cq_vwap_fini(struct cq_vwap *x)
     window_fini(&x->vol);
 }
 
-/* Volume must be >= 0 (the CLI and the feeder reject anything else). */
+/* VWAP's two windows re-summed in one pass over their (lockstep) rings. */
+static void vwap_resum(struct cq_vwap *x)
+{
+    double pv = 0.0;
+    double vol = 0.0;
+    for (size_t i = 0; i < x->vol.count; i++) {
+        pv += x->pv.values[i];
+        vol += x->vol.values[i];
+    }
+    x->pv.sum = pv;
+    x->vol.sum = vol;
+}
+
+/* Volume must be >= 0 (the CLI and the feeder reject anything else). The
+ * two windows move in lockstep (same n, count and head), so one piece of
+ * bookkeeping serves both. Σpv and Σv are sums of non-negative magnitudes:
+ * no shift. */
 void cq_vwap_update(struct cq_vwap *x, const struct cq_ind_bar *bar)
 {
     static const double third = 1.0 / 3.0;
+    struct cq_ind_window *pv = &x->pv;
+    struct cq_ind_window *vol = &x->vol;
     double volume = bar->volume;
-    double typical = (bar->high + bar->low + bar->close) * third;
+    double typical_volume = (bar->high + bar->low + bar->close) * third * volume;
+    size_t h = vol->head;
 
-    if (x->vol.count == x->vol.n && x->vol.values[x->vol.head] > 0.0) {
-        x->traded--;
+    if (vol->count == vol->n) {
+        double old_volume = vol->values[h];
+        x->traded -= old_volume > 0.0;
+        pv->sum += typical_volume - pv->values[h];
+        vol->sum += volume - old_volume;
+    } else {
+        pv->count++;
+        vol->count++;
+        pv->sum += typical_volume;
+        vol->sum += volume;
     }
-    if (volume > 0.0) {
-        x->traded++;
+    x->traded += volume > 0.0;
+    pv->values[h] = typical_volume;
+    vol->values[h] = volume;
+    h++;
+    if (h == vol->n) {
+        h = 0;
+        vwap_resum(x);
     }
-    /* unshifted: Σpv and Σv are sums of non-negative magnitudes */
-    window_push(&x->pv, typical * volume, false, false);
-    window_push(&x->vol, volume, false, false);
+    pv->head = vol->head = h;
     x->last_close = bar->close;
-    if (!window_full(&x->vol)) {
+    if (vol->count != vol->n) {
         return;
     }
     if (x->traded == 0) {
         /* every volume in the window is 0: so are both sums, exactly */
-        x->pv.sum = 0.0;
-        x->vol.sum = 0.0;
+        pv->sum = 0.0;
+        vol->sum = 0.0;
         x->value = x->last_close;
         return;
     }
-    if (!(x->vol.sum > 0.0)) {
+    if (!(vol->sum > 0.0)) {
         /* drift ate a tiny positive sum (never seen in practice): re-sum */
-        window_resum(&x->pv, false, false);
-        window_resum(&x->vol, false, false);
+        vwap_resum(x);
     }
-    x->value = x->pv.sum / x->vol.sum;
+    x->value = pv->sum / vol->sum;
 }
 
 bool cq_vwap_ready(const struct cq_vwap *x)
@@ -518,9 +550,9 @@ static const struct {
     const char *alias;
     const char *name;
 } aliases[] = {
-    {"ma", "sma"},          {"bbands", "bb"}, {"boll", "bb"},   {"bollinger", "bb"},
-    {"bband", "bb"},        {"rvwap", "vwap"}, {"vwma", "vwap"}, {"wilder_rsi", "rsi"},
-    {"exponential", "ema"},
+    {"ma", "sma"},       {"bbands", "bb"},      {"boll", "bb"},
+    {"bollinger", "bb"}, {"bband", "bb"},       {"rvwap", "vwap"},
+    {"vwma", "vwap"},    {"wilder_rsi", "rsi"}, {"exponential", "ema"},
 };
 
 #define ITEM_MAX 64   /* characters in one item */
@@ -529,6 +561,7 @@ static const struct {
 
 struct ind_item {
     enum ind_kind kind;
+    uint16_t first_column; /* its outputs are columns first_column.. */
     union {
         struct cq_sma sma;
         struct cq_ema ema;
@@ -540,15 +573,13 @@ struct ind_item {
     } u;
 };
 
-struct ind_column {
-    uint16_t item;
-    uint16_t output; /* which output of the item: 0, 1, 2 */
-};
-
+/* Hot data first: the update loop walks items and writes every column's
+ * value and readiness, so a read is one load; names are cold. */
 struct cq_ind_set {
     size_t n_items, n_columns;
+    double values[CQ_IND_COLUMNS_MAX]; /* valid where ready[] */
+    bool ready[CQ_IND_COLUMNS_MAX];
     struct ind_item items[CQ_IND_SET_MAX];
-    struct ind_column columns[CQ_IND_COLUMNS_MAX];
     char names[CQ_IND_COLUMNS_MAX][COLUMN_NAME_MAX]; /* cold: read by the CLI only */
 };
 
@@ -568,7 +599,8 @@ static size_t edit_distance(const char *a, const char *b)
     for (size_t i = 1; i <= la; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            size_t cost =
+                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
             size_t best = prev[j - 1] + cost;
             if (prev[j] + 1 < best) {
                 best = prev[j] + 1;
@@ -653,16 +685,16 @@ static int parse_period(const char *text, size_t item_no, const char *item, cons
 
 /* Bollinger's k: a plain positive decimal ("2", "2.5"); its normalised text
  * goes into the column names. */
-static int parse_k(const char *text, size_t item_no, const char *item, double *k,
-                   char *k_text, size_t k_text_len, struct cq_err *err)
+static int parse_k(const char *text, size_t item_no, const char *item, double *k, char *k_text,
+                   size_t k_text_len, struct cq_err *err)
 {
     cq_dec d;
     char buf[CQ_DEC_STR_MAX];
 
     if (cq_dec_parse(text, (size_t)-1, &d) < 0 || d.m <= 0) {
-        return cq_err_set(err, CQ_EINVAL, 0, "write bb:N:K with K a positive number like 2 or 2.5, e.g. bb:20:2",
-                          "indicator item %zu '%s': bb k '%s' is not a positive number", item_no,
-                          item, text);
+        return cq_err_set(
+            err, CQ_EINVAL, 0, "write bb:N:K with K a positive number like 2 or 2.5, e.g. bb:20:2",
+            "indicator item %zu '%s': bb k '%s' is not a positive number", item_no, item, text);
     }
     d = cq_dec_normalize(d);
     *k = cq_dec_to_double(d);
@@ -670,12 +702,8 @@ static int parse_k(const char *text, size_t item_no, const char *item, double *k
     return 0;
 }
 
-static void add_column(struct cq_ind_set *s, size_t item, uint16_t output, const char *prefix,
-                       const char *params)
+static void add_column(struct cq_ind_set *s, const char *prefix, const char *params)
 {
-    struct ind_column *c = &s->columns[s->n_columns];
-    c->item = (uint16_t)item;
-    c->output = output;
     snprintf(s->names[s->n_columns], COLUMN_NAME_MAX, "%s_%s", prefix, params);
     s->n_columns++;
 }
@@ -797,9 +825,9 @@ static int add_item(struct cq_ind_set *s, char *item, size_t item_no, struct cq_
         }
     }
 
-    size_t idx = s->n_items;
-    struct ind_item *it = &s->items[idx];
+    struct ind_item *it = &s->items[s->n_items];
     it->kind = def->kind;
+    it->first_column = (uint16_t)s->n_columns;
     switch (def->kind) {
     case IND_SMA:
         rc = cq_sma_init(&it->u.sma, p[0]);
@@ -831,17 +859,17 @@ static int add_item(struct cq_ind_set *s, char *item, size_t item_no, struct cq_
 
     switch (def->kind) {
     case IND_MACD:
-        add_column(s, idx, 0, "macd", params);
-        add_column(s, idx, 1, "macd_signal", params);
-        add_column(s, idx, 2, "macd_hist", params);
+        add_column(s, "macd", params);
+        add_column(s, "macd_signal", params);
+        add_column(s, "macd_hist", params);
         break;
     case IND_BB:
-        add_column(s, idx, 0, "bb_mid", params);
-        add_column(s, idx, 1, "bb_up", params);
-        add_column(s, idx, 2, "bb_low", params);
+        add_column(s, "bb_mid", params);
+        add_column(s, "bb_up", params);
+        add_column(s, "bb_low", params);
         break;
     default:
-        add_column(s, idx, 0, def->name, params);
+        add_column(s, def->name, params);
         break;
     }
     return 0;
@@ -948,97 +976,64 @@ const char *cq_ind_set_column_name(const struct cq_ind_set *s, size_t col)
     return col < s->n_columns ? s->names[col] : NULL;
 }
 
+/* Per column: the MACD line is defined (and shown) from the bar where the
+ * slow EMA is warm; its signal and histogram once the signal EMA is. */
 void cq_ind_set_update(struct cq_ind_set *s, const struct cq_ind_bar *bar)
 {
     for (size_t i = 0; i < s->n_items; i++) {
         struct ind_item *it = &s->items[i];
+        double *v = &s->values[it->first_column];
+        bool *r = &s->ready[it->first_column];
         switch (it->kind) {
         case IND_SMA:
             cq_sma_update(&it->u.sma, bar->close);
+            r[0] = cq_sma_ready(&it->u.sma);
+            v[0] = cq_sma_value(&it->u.sma);
             break;
         case IND_EMA:
             cq_ema_update(&it->u.ema, bar->close);
+            r[0] = cq_ema_ready(&it->u.ema);
+            v[0] = it->u.ema.value;
             break;
         case IND_RSI:
             cq_rsi_update(&it->u.rsi, bar->close);
+            r[0] = cq_rsi_ready(&it->u.rsi);
+            v[0] = it->u.rsi.value;
             break;
         case IND_MACD:
             cq_macd_update(&it->u.macd, bar->close);
+            r[0] = cq_ema_ready(&it->u.macd.slow);
+            r[1] = r[2] = cq_macd_ready(&it->u.macd);
+            v[0] = it->u.macd.line;
+            v[1] = it->u.macd.signal.value;
+            v[2] = it->u.macd.hist;
             break;
         case IND_ATR:
             cq_atr_update(&it->u.atr, bar);
+            r[0] = cq_atr_ready(&it->u.atr);
+            v[0] = it->u.atr.value;
             break;
         case IND_BB:
             cq_bbands_update(&it->u.bb, bar->close);
+            r[0] = r[1] = r[2] = cq_bbands_ready(&it->u.bb);
+            v[0] = it->u.bb.middle;
+            v[1] = it->u.bb.upper;
+            v[2] = it->u.bb.lower;
             break;
         case IND_VWAP:
             cq_vwap_update(&it->u.vwap, bar);
+            r[0] = cq_vwap_ready(&it->u.vwap);
+            v[0] = it->u.vwap.value;
             break;
         }
     }
 }
 
-/* Per column: the MACD line is defined (and shown) from the bar where the
- * slow EMA is warm; its signal and histogram once the signal EMA is. */
 bool cq_ind_set_value(const struct cq_ind_set *s, size_t col, double *out)
 {
-    if (col >= s->n_columns) {
+    if (col >= s->n_columns || !s->ready[col]) {
         return false;
     }
-    const struct ind_column *c = &s->columns[col];
-    const struct ind_item *it = &s->items[c->item];
-    switch (it->kind) {
-    case IND_SMA:
-        if (!cq_sma_ready(&it->u.sma)) {
-            return false;
-        }
-        *out = cq_sma_value(&it->u.sma);
-        return true;
-    case IND_EMA:
-        if (!cq_ema_ready(&it->u.ema)) {
-            return false;
-        }
-        *out = cq_ema_value(&it->u.ema);
-        return true;
-    case IND_RSI:
-        if (!cq_rsi_ready(&it->u.rsi)) {
-            return false;
-        }
-        *out = cq_rsi_value(&it->u.rsi);
-        return true;
-    case IND_MACD:
-        if (c->output == 0) {
-            if (!cq_ema_ready(&it->u.macd.slow)) {
-                return false;
-            }
-            *out = cq_macd_line(&it->u.macd);
-            return true;
-        }
-        if (!cq_macd_ready(&it->u.macd)) {
-            return false;
-        }
-        *out = c->output == 1 ? cq_macd_signal(&it->u.macd) : cq_macd_hist(&it->u.macd);
-        return true;
-    case IND_ATR:
-        if (!cq_atr_ready(&it->u.atr)) {
-            return false;
-        }
-        *out = cq_atr_value(&it->u.atr);
-        return true;
-    case IND_BB:
-        if (!cq_bbands_ready(&it->u.bb)) {
-            return false;
-        }
-        *out = c->output == 0   ? cq_bbands_middle(&it->u.bb)
-               : c->output == 1 ? cq_bbands_upper(&it->u.bb)
-                                : cq_bbands_lower(&it->u.bb);
-        return true;
-    case IND_VWAP:
-        if (!cq_vwap_ready(&it->u.vwap)) {
-            return false;
-        }
-        *out = cq_vwap_value(&it->u.vwap);
-        return true;
-    }
-    return false;
+    *out = s->values[col];
+    return true;
 }

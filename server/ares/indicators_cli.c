@@ -46,9 +46,9 @@
 static const char klines_header[] =
     "open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,trades";
 
-static const char *const field_names[CLI_FIELDS] = {
-    "open_time_ms", "open", "high", "low", "close", "volume", "close_time_ms", "quote_volume",
-    "trades"};
+static const char *const field_names[CLI_FIELDS] = {"open_time_ms",  "open",         "high",
+                                                    "low",           "close",        "volume",
+                                                    "close_time_ms", "quote_volume", "trades"};
 
 enum out_format {
     FORMAT_CSV,
@@ -218,8 +218,8 @@ static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_
         p = comma + 1;
     }
     if (n != CLI_FIELDS) {
-        snprintf(msg, msg_len, "has %zu field%s; expected %d: %s", n, n == 1 ? "" : "s",
-                 CLI_FIELDS, klines_header);
+        snprintf(msg, msg_len, "has %zu field%s; expected %d: %s", n, n == 1 ? "" : "s", CLI_FIELDS,
+                 klines_header);
         return false;
     }
     if (!parse_uint(field[0], flen[0], &row->open_time_ms)) {
@@ -365,45 +365,38 @@ struct cli_args {
 /* 0, 1 for --help, or EXIT_USAGE after printing why. */
 static int parse_args(int argc, char **argv, struct cli_args *a, FILE *out, FILE *err_out)
 {
-    static const struct {
-        const char *flag;
-        size_t offset;
-    } opts[] = {
-        {"--data", offsetof(struct cli_args, data)},
-        {"--indicators", offsetof(struct cli_args, spec)},
-        {"--format", offsetof(struct cli_args, format)},
-    };
+    static const char *const flags[] = {"--data", "--indicators", "--format"};
+    const char **slots[] = {&a->data, &a->spec, &a->format};
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = NULL;
-        size_t which = CQ_ARRAY_LEN(opts);
+        size_t which = CQ_ARRAY_LEN(flags);
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(out);
             return 1;
         }
-        for (size_t o = 0; o < CQ_ARRAY_LEN(opts); o++) {
-            size_t flen = strlen(opts[o].flag);
-            if (strcmp(arg, opts[o].flag) == 0) {
+        for (size_t o = 0; o < CQ_ARRAY_LEN(flags); o++) {
+            size_t flen = strlen(flags[o]);
+            if (strcmp(arg, flags[o]) == 0) {
                 if (i + 1 >= argc) {
                     return usage_error(err_out, "missing value after", arg);
                 }
                 which = o;
                 value = argv[++i];
-            } else if (strncmp(arg, opts[o].flag, flen) == 0 && arg[flen] == '=') {
+            } else if (strncmp(arg, flags[o], flen) == 0 && arg[flen] == '=') {
                 which = o;
                 value = arg + flen + 1;
             }
         }
-        if (which == CQ_ARRAY_LEN(opts)) {
+        if (which == CQ_ARRAY_LEN(flags)) {
             return usage_error(err_out, "unexpected argument", arg);
         }
-        const char **slot = (const char **)(void *)((char *)a + opts[which].offset);
-        if (*slot != NULL) {
-            return usage_error(err_out, "option given twice:", opts[which].flag);
+        if (*slots[which] != NULL) {
+            return usage_error(err_out, "option given twice:", flags[which]);
         }
-        *slot = value;
+        *slots[which] = value;
     }
     if (a->data == NULL || a->data[0] == '\0') {
         return usage_error(err_out, "missing --data FILE.csv[.gz]", NULL);
@@ -452,7 +445,9 @@ int cq_indicators_cli(int argc, char **argv, FILE *out, FILE *err_out)
     r.gz = gzopen(args.data, "rb");
     if (r.buf == NULL || r.gz == NULL) {
         fprintf(err_out, "coinquantd indicators: cannot open %s: %s\n", args.data,
-                r.buf == NULL ? "out of memory" : errno != 0 ? strerror(errno) : "gzopen failed");
+                r.buf == NULL ? "out of memory"
+                : errno != 0  ? strerror(errno)
+                              : "gzopen failed");
         code = EXIT_IO;
         goto out;
     }
@@ -477,8 +472,8 @@ int cq_indicators_cli(int argc, char **argv, FILE *out, FILE *err_out)
             goto out;
         }
         if (got == LINE_IO) {
-            fprintf(err_out, "coinquantd indicators: %s:%lu: read failed: %s\n", args.data,
-                    line_no, io_error != NULL ? io_error : "unknown error");
+            fprintf(err_out, "coinquantd indicators: %s:%lu: read failed: %s\n", args.data, line_no,
+                    io_error != NULL ? io_error : "unknown error");
             code = EXIT_IO;
             goto out;
         }
@@ -507,8 +502,7 @@ int cq_indicators_cli(int argc, char **argv, FILE *out, FILE *err_out)
         print_row(set, &row, format, out);
     }
     if (fflush(out) != 0 || ferror(out)) {
-        fprintf(err_out, "coinquantd indicators: writing the output failed: %s\n",
-                strerror(errno));
+        fprintf(err_out, "coinquantd indicators: writing the output failed: %s\n", strerror(errno));
         code = EXIT_IO;
         goto out;
     }

@@ -112,8 +112,7 @@ if wait_until 10 '.services.trader.details.signals.received >= 3 and .services.a
 else
   not_ok "signals flow from ARES to the trader" "$(health | jq -c '.services.ares.details, .services.trader.details')"
 fi
-if health | jq -e '[.services.ares.details.symbols[].signals_emitted] | add > 0' >/dev/null \
-   && health | jq -e '.services.trader.details.signals.received > .services.trader.details.signals.test' >/dev/null; then
+if wait_until 15 '([.services.ares.details.symbols[].signals_emitted] | add > 0) and .services.trader.details.signals.received > .services.trader.details.signals.test'; then
   ok "strategy signals (EMA crosses), not only test signals, reach the trader"
 else
   not_ok "strategy signals reach the trader" "$(health | jq -c '.services.trader.details.signals')"
