@@ -190,6 +190,36 @@ static void render_services(struct mbuf *b, json_t *services)
         mb_printf(b, "%s %lld\n", rest_gauges[i][1],
                   (long long)(json_is_integer(v) ? json_integer_value(v) : 0));
     }
+    json_t *journal = json_object_get(json_object_get(services, "journal"), "details");
+    static const char *const journal_series[][4] = {
+        {"commit_wait_p50_us", "coinquant_journal_commit_wait_p50_us", "gauge",
+         "Journal append-to-durable wait, median of recent records, microseconds."},
+        {"commit_wait_p99_us", "coinquant_journal_commit_wait_p99_us", "gauge",
+         "Journal append-to-durable wait, 99th percentile of recent records, microseconds."},
+        {"queue_depth", "coinquant_journal_queue_depth", "gauge",
+         "Records waiting for the journal writer."},
+        {"durable_seq", "coinquant_journal_durable_seq", "gauge",
+         "Highest journal sequence number on disk per the fsync policy."},
+        {"appends_total", "coinquant_journal_appends_total", "counter", "Records appended."},
+        {"full_total", "coinquant_journal_queue_full_total", "counter",
+         "Appends refused because the queue was full (backpressure)."},
+        {"fsyncs_total", "coinquant_journal_fsyncs_total", "counter", "fdatasync calls."},
+        {"bytes_written_total", "coinquant_journal_bytes_written_total", "counter",
+         "Bytes written to journal segments."},
+        {"snapshots_total", "coinquant_journal_snapshots_total", "counter", "Snapshots written."},
+        {"verified_segments_total", "coinquant_journal_verified_segments_total", "counter",
+         "Sealed segments checked by the background verifier."},
+        {"verify_failures_total", "coinquant_journal_verify_failures_total", "counter",
+         "Background verify failures (integrity problems found)."},
+        {"pauses_total", "coinquant_journal_pauses_total", "counter",
+         "Times the journal paused on ENOSPC or EIO."},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(journal_series); i++) {
+        json_t *v = json_object_get(journal, journal_series[i][0]);
+        mb_head(b, journal_series[i][1], journal_series[i][2], journal_series[i][3]);
+        mb_printf(b, "%s %lld\n", journal_series[i][1],
+                  (long long)(json_is_integer(v) ? json_integer_value(v) : 0));
+    }
     json_t *malformed = json_object_get(feeder, "malformed_total");
     mb_head(b, "coinquant_feeder_malformed_messages_total", "counter",
             "Market messages that failed to decode (dropped).");
