@@ -40,6 +40,7 @@
 
 #include "cq/decimal.h"
 #include "cq/indicators.h"
+#include "cq/text.h"
 
 /* ---- reciprocals 1/n for n = 0..CQ_IND_WINDOW_MAX ---------------------------
  * Built from constant expressions, so the compiler folds every entry (each
@@ -583,38 +584,6 @@ struct cq_ind_set {
     char names[CQ_IND_COLUMNS_MAX][COLUMN_NAME_MAX]; /* cold: read by the CLI only */
 };
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    size_t prev[ITEM_MAX + 1];
-    size_t cur[ITEM_MAX + 1];
-
-    if (la > ITEM_MAX || lb > ITEM_MAX) {
-        return SIZE_MAX;
-    }
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost =
-                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, (lb + 1) * sizeof(prev[0]));
-    }
-    return prev[lb];
-}
-
 /* The known name closest to `name` (case-insensitive, at most 2 edits, or a
  * known alias), or NULL. */
 static const char *did_you_mean(const char *name)
@@ -623,12 +592,12 @@ static const char *did_you_mean(const char *name)
     size_t best_d = 3;
 
     for (size_t i = 0; i < CQ_ARRAY_LEN(aliases); i++) {
-        if (edit_distance(name, aliases[i].alias) == 0) {
+        if (cq_text_edit_distance_ci(name, strlen(name), aliases[i].alias) == 0) {
             return aliases[i].name;
         }
     }
     for (size_t i = 0; i < CQ_ARRAY_LEN(defs); i++) {
-        size_t d = edit_distance(name, defs[i].name);
+        size_t d = cq_text_edit_distance_ci(name, strlen(name), defs[i].name);
         /* a one-letter name is at distance <= 2 from every short name */
         if (d < best_d && d < strlen(defs[i].name)) {
             best_d = d;

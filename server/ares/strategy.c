@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "cq/strategy.h"
+#include "cq/text.h"
 
 /* Defined in strategy_<name>.c. */
 extern const struct cq_strategy_ops cq_strategy__ema_cross;
@@ -53,7 +54,6 @@ static const struct cq_strategy_ops *const registry[] = {
 };
 
 #define SPEC_MAX_BYTES 256     /* longest CQ_STRATEGY_PARAMS accepted */
-#define NAME_MAX_COMPARED 64   /* longest name compared for did-you-mean */
 #define SUGGEST_MAX_DISTANCE 3 /* like the config's did-you-mean */
 #define ECHO_MAX 40            /* longest piece of input echoed in why */
 
@@ -106,38 +106,6 @@ static void set_msg(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, len, fmt, ap);
     va_end(ap);
-}
-
-/* Case-insensitive Levenshtein distance between a[0..alen) and b; names
- * longer than NAME_MAX_COMPARED count as far from everything. */
-static size_t edit_distance_ci(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    size_t prev[NAME_MAX_COMPARED + 1];
-    size_t cur[NAME_MAX_COMPARED + 1];
-    if (alen > NAME_MAX_COMPARED || blen > NAME_MAX_COMPARED) {
-        return SIZE_MAX;
-    }
-    for (size_t j = 0; j <= blen; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= alen; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= blen; j++) {
-            size_t cost =
-                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, (blen + 1) * sizeof(prev[0]));
-    }
-    return prev[blen];
 }
 
 /* Is d close enough to suggest a candidate of length clen? Within
@@ -300,7 +268,7 @@ static int unknown_strategy(const char *name, char *why, size_t why_len, char *h
     const struct cq_strategy_ops *best = NULL;
     size_t best_d = SIZE_MAX;
     for (size_t i = 0; i < CQ_ARRAY_LEN(registry); i++) {
-        size_t d = edit_distance_ci(name, name_len, registry[i]->name);
+        size_t d = cq_text_edit_distance_ci(name, name_len, registry[i]->name);
         if (suggestible(d, strlen(registry[i]->name)) && d < best_d) {
             best_d = d;
             best = registry[i];
@@ -324,7 +292,7 @@ static int unknown_param(const struct cq_strategy_ops *ops, const char *key, siz
     size_t best_d = SIZE_MAX;
     join_names(list, sizeof(list), param_name_at, ops, ops->n_params);
     for (size_t i = 0; i < ops->n_params; i++) {
-        size_t d = edit_distance_ci(key, key_len, ops->params[i].name);
+        size_t d = cq_text_edit_distance_ci(key, key_len, ops->params[i].name);
         if (suggestible(d, strlen(ops->params[i].name)) && d < best_d) {
             best_d = d;
             best = &ops->params[i];

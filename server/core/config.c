@@ -32,6 +32,7 @@
 #include "cq/decimal.h"
 #include "cq/fs.h"
 #include "cq/strategy.h"
+#include "cq/text.h"
 
 #define CFG_FILE_MAX_BYTES (1024 * 1024)
 #define CFG_LINE_MAX_BYTES 4096
@@ -40,7 +41,6 @@
 #define CFG_SYMBOL_MIN_LEN 5
 #define CFG_SYMBOL_MAX_LEN 20
 #define CFG_SUGGEST_MAX_DISTANCE 3
-#define CFG_NAME_MAX 64 /* longest key name compared for did-you-mean */
 
 /* ---- the key table -------------------------------------------------------- */
 
@@ -546,45 +546,13 @@ static void join_choices(const char *const *choices, const char *sep, char *buf,
     }
 }
 
-/* Case-insensitive Levenshtein distance; names longer than CFG_NAME_MAX
- * count as far from everything. */
-static size_t edit_distance_ci(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    size_t prev[CFG_NAME_MAX + 1];
-    size_t cur[CFG_NAME_MAX + 1];
-    if (alen > CFG_NAME_MAX || blen > CFG_NAME_MAX) {
-        return SIZE_MAX;
-    }
-    for (size_t j = 0; j <= blen; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= alen; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= blen; j++) {
-            size_t cost =
-                toupper((unsigned char)a[i - 1]) == toupper((unsigned char)b[j - 1]) ? 0 : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, (blen + 1) * sizeof(prev[0]));
-    }
-    return prev[blen];
-}
-
 /* The known key nearest to name (distance <= 3, case-insensitive), or NULL. */
 static const struct cq_config_key *suggest_key(const char *name, size_t name_len)
 {
     const struct cq_config_key *best = NULL;
     size_t best_d = CFG_SUGGEST_MAX_DISTANCE + 1;
     for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
-        size_t d = edit_distance_ci(name, name_len, keys[i].name);
+        size_t d = cq_text_edit_distance_ci(name, name_len, keys[i].name);
         if (d < best_d) {
             best_d = d;
             best = &keys[i];

@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include "cq/decimal.h"
+#include "cq/text.h"
 
 /* jansson's JSON_PARSER_MAX_DEPTH: the top-level value has depth 1, and
  * any value deeper than this is an error (codec_jansson.c asserts it). */
@@ -190,26 +191,12 @@ static inline int fail(struct scan *sc, const char *at)
     return -1;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* The code unit of the four hex digits at s, or -1. */
 static int32_t hex4(const char *s)
 {
     int32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(s[i]);
+        int d = cq_text_hex_value(s[i]);
         if (d < 0) {
             return -1;
         }

@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include "cq/sign.h"
+#include "cq/text.h"
 
 static int hmac_raw(const char *secret, size_t secret_len, const char *query, size_t query_len,
                     const char *body, size_t body_len, unsigned char mac[32])
@@ -62,20 +63,6 @@ int cq_sign_hmac_sha256_hex(const char *secret, size_t secret_len, const char *q
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 bool cq_sign_verify(const char *secret, size_t secret_len, const char *query, size_t query_len,
                     const char *body, size_t body_len, const char *signature_hex,
                     size_t signature_len)
@@ -86,8 +73,8 @@ bool cq_sign_verify(const char *secret, size_t secret_len, const char *query, si
         return false;
     }
     for (int i = 0; i < 32; i++) {
-        int hi = hex_value(signature_hex[2 * i]);
-        int lo = hex_value(signature_hex[2 * i + 1]);
+        int hi = cq_text_hex_value(signature_hex[2 * i]);
+        int lo = cq_text_hex_value(signature_hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

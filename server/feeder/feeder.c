@@ -50,6 +50,7 @@
 #include "cq/feeder.h"
 #include "cq/log.h"
 #include "cq/market.h"
+#include "cq/text.h"
 #include "cq/version.h"
 #include "cq/ws_client.h"
 
@@ -148,19 +149,6 @@ struct cq_feeder {
 static int64_t now_mono(const struct cq_feeder *f)
 {
     return cq_clock_mono_ms(f->clock);
-}
-
-static char *dup_str(const char *s)
-{
-    if (s == NULL) {
-        return NULL;
-    }
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d != NULL) {
-        memcpy(d, s, n);
-    }
-    return d;
 }
 
 static int sym_index(const struct cq_feeder *f, const char *name)
@@ -970,10 +958,10 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->clock = o->clock != NULL ? o->clock : cq_clock_system();
     f->to_ares = o->to_ares;
     f->to_trader = o->to_trader;
-    f->rest_url = dup_str(o->rest_url);
-    f->ws_url = dup_str(o->ws_url);
-    f->api_key = dup_str(o->api_key);
-    f->api_secret = dup_str(o->api_secret);
+    f->rest_url = cq_text_dup(o->rest_url);
+    f->ws_url = cq_text_dup(o->ws_url);
+    f->api_key = cq_text_dup(o->api_key);
+    f->api_secret = cq_text_dup(o->api_secret);
     f->pending = calloc(PENDING_MAX, sizeof(*f->pending));
     f->user_pending = calloc(USER_PENDING_MAX, sizeof(*f->user_pending));
     if (f->rest_url == NULL || f->ws_url == NULL || f->pending == NULL ||

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "sim/sim-params.h"
+#include "cq/text.h"
 
 #define MSG_ILLEGAL "Illegal characters found in a parameter."
 #define MSG_TOO_MANY "Too many parameters sent for this endpoint."
@@ -49,20 +50,6 @@ static int mandatory_missing(struct sim_api_error *err, const char *name)
 
 /* ---- decoding ------------------------------------------------------------------- */
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 long sim_percent_decode(const char *src, size_t len, char *dst)
 {
     size_t o = 0;
@@ -72,8 +59,8 @@ long sim_percent_decode(const char *src, size_t len, char *dst)
             if (len - i < 3) {
                 return -1;
             }
-            int hi = hex_digit(src[i + 1]);
-            int lo = hex_digit(src[i + 2]);
+            int hi = cq_text_hex_value(src[i + 1]);
+            int lo = cq_text_hex_value(src[i + 2]);
             if (hi < 0 || lo < 0) {
                 return -1;
             }

@@ -28,6 +28,7 @@
 
 #include "cq/fs.h"
 #include "cq/log.h"
+#include "cq/text.h"
 #include "sim/sim-int.h"
 #include "sim/ws-int.h"
 
@@ -65,19 +66,6 @@ uint64_t sim_rand(struct cq_sim *sim)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
-}
-
-static char *dup_or_null(const char *s)
-{
-    if (s == NULL) {
-        return NULL;
-    }
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d != NULL) {
-        memcpy(d, s, n);
-    }
-    return d;
 }
 
 int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max, size_t *n,
@@ -523,12 +511,12 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     if (opts->speed == 0 && !opts->speed_max) {
         sim->opts.speed = 1;
     }
-    sim->bind = dup_or_null(opts->bind != NULL ? opts->bind : "127.0.0.1");
-    sim->data_path = dup_or_null(opts->data_path);
-    sim->state_path = dup_or_null(opts->state_path);
-    sim->api_key = dup_or_null(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
+    sim->bind = cq_text_dup(opts->bind != NULL ? opts->bind : "127.0.0.1");
+    sim->data_path = cq_text_dup(opts->data_path);
+    sim->state_path = cq_text_dup(opts->state_path);
+    sim->api_key = cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
     sim->api_secret =
-        dup_or_null(opts->api_secret != NULL ? opts->api_secret : CQ_SIM_DEFAULT_API_SECRET);
+        cq_text_dup(opts->api_secret != NULL ? opts->api_secret : CQ_SIM_DEFAULT_API_SECRET);
     sim->symbols = calloc(opts->n_symbols, sizeof(*sim->symbols));
     sim->balances = calloc(opts->n_balances + 1, sizeof(*sim->balances));
     if (sim->bind == NULL || sim->api_key == NULL || sim->api_secret == NULL ||
