@@ -210,7 +210,7 @@ json_t *cq_config_to_json(const struct cq_config *cfg);
 
 /* `coinquantd config check` output: one line per key
  * "KEY=VALUE  (source)" (secrets shown as <redacted>/<unset>), then
- * "config_hash=XXXXXXXXXXXX". */
+ * "config_hash=" and the 12 hex characters. */
 void cq_config_print(const struct cq_config *cfg, FILE *out);
 
 /* Calls fn for each secret that is set, with its clear value, so the log

@@ -3,7 +3,7 @@
  *
  * Record (JSON Schema openapi/schemas/health.v1.json):
  *   {"service":"feeder","status":"starting|ok|degraded|down|stopped",
- *    "ready":false,"reason":"not_implemented","detail":"…",
+ *    "ready":false,"reason":"ws_connecting","detail":"…",
  *    "updated_at":"RFC 3339 UTC","freshness_ms":123,"details":{…}}
  *
  * Each service publishes only its own record (its owner thread calls
