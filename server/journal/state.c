@@ -757,8 +757,8 @@ void cq_journal__state_foreach_quarantined(const struct cq_journal__state *s,
  * together), without building a tree: snapshots of a large state stay cheap
  * on the writer thread. Keys are sorted with strcmp like jansson's; strings
  * are escaped like jansson's (\" \\ \b \f \n \r \t, other controls and every
- *  non-ASCII code point as a \u escape of four upper-case hex digits, UTF-16 pairs above the
- * BMP). */
+ * non-ASCII code point as a \u escape of four upper-case hex digits, UTF-16
+ * pairs above the BMP). */
 
 struct dbuf {
     char *p;
