@@ -19,7 +19,9 @@
  *                       CQ_FEEDER_STALE_MS, or the feeder is not ready, or the
  *                       candle came from a backfill (late data)
  *   warmup              the strategy's indicators are not warm yet
- * An open gate emits: journal signal.emitted, then the ring to the trader.
+ * An open gate emits: journal signal.emitted, then the ring to the trader;
+ * if the journal cannot take the record (it failed or paused), the signal is
+ * blocked as journal_unavailable instead: nothing is acted on unjournaled.
  * A closed one blocks: journal signal.blocked with the reason, counted per
  * reason (health details and /metrics), logged (rate-limited). The test
  * signal (TEST_ALLOW_DEFAULT_SIGNAL=on, paper and dryrun only, every
@@ -54,6 +56,7 @@ enum gate {
     GATE_FEEDER_MISSING,
     GATE_FEEDER_STALE,
     GATE_WARMUP,
+    GATE_JOURNAL_UNAVAILABLE, /* the signal could not be journaled: not acted on */
     GATE__COUNT
 };
 
@@ -63,6 +66,7 @@ static const char *const gate_names[GATE__COUNT] = {
     [GATE_FEEDER_MISSING] = "feeder_missing",
     [GATE_FEEDER_STALE] = "feeder_stale",
     [GATE_WARMUP] = "warmup",
+    [GATE_JOURNAL_UNAVAILABLE] = "journal_unavailable",
 };
 
 struct sym_ares {
@@ -137,17 +141,19 @@ static json_t *signal_json(const struct cq_signal *s)
                      "test", s->test);
 }
 
-static void journal_record(struct cq_ares *a, uint16_t type, const char *scope, json_t *payload)
+/* Returns false when a journal is configured and the record could not be
+ * queued (FAILED, PAUSED, full): the caller must not act on it. */
+static bool journal_record(struct cq_ares *a, uint16_t type, const char *scope, json_t *payload)
 {
     if (a->journal == NULL || payload == NULL) {
         json_decref(payload);
-        return;
+        return payload != NULL || a->journal == NULL;
     }
     char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(payload);
     if (text == NULL) {
         a->journal_errors++;
-        return;
+        return false;
     }
     uint64_t seq = 0;
     int rc = cq_journal_append(a->journal, type, scope, text, strlen(text), &seq);
@@ -158,7 +164,9 @@ static void journal_record(struct cq_ares *a, uint16_t type, const char *scope, 
                      json_pack("{s:s,s:s}", "type", cq_rec_type_name(type), "error",
                                cq_strerror(rc)),
                      "could not journal a %s record", cq_rec_type_name(type));
+        return false;
     }
+    return true;
 }
 
 /* ---- the gate ------------------------------------------------------------------- */
@@ -209,8 +217,12 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
 {
     struct sym_ares *s = &a->syms[idx];
     cq_signal_make_id(sig);
+    /* Journal before acting: a signal that cannot be journaled is not
+     * passed on (the journal failed or paused: trading stops with it). */
+    if (g == GATE_OPEN && !journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig))) {
+        g = GATE_JOURNAL_UNAVAILABLE;
+    }
     if (g == GATE_OPEN) {
-        journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig));
         if (!pending_push(a, sig)) {
             /* Unreachable: ARES stops reading candles while signals wait. */
             cq_log_error("ares", "signal_lost", json_pack("{s:s}", "signal_id", sig->id),

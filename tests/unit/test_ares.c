@@ -284,6 +284,33 @@ Test(ares_gate, symbol_quarantined_by_the_journal)
     json_decref(state);
 }
 
+Test(ares_gate, no_signal_is_passed_on_that_the_journal_refused)
+{
+    char dir[] = "/tmp/cq-ares-journal-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct cq_journal_options jo = {.dir = dir, .fsync = CQ_JOURNAL_FSYNC_OFF};
+    struct cq_journal_recovery rec;
+    struct cq_err err;
+    journal = cq_journal_open(&jo, &rec, &err);
+    cr_assert_not_null(journal, "%s", err.message);
+    cr_assert_eq(cq_journal_start(journal, &err), 0);
+    cr_assert_eq(cq_journal_stop(journal, &err), 0); /* from now on appends are refused */
+    start(NULL);
+    feeder_ready(true);
+    const char *closes[] = {"100", "99", "98", "97", "104"};
+    for (int i = 0; i < 5; i++) {
+        push_candle(60000 * (i + 1), closes[i], CQ_CANDLE_FROM_STREAM);
+    }
+    cr_expect_geq(blocked("journal_unavailable", 1), 1,
+                  "journal before acting: an unjournaled signal is blocked");
+    cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 0), 0);
+    struct cq_signal sig;
+    cr_expect_not(cq_spsc_pop(&out, &sig), "nothing reached the trader");
+    stop();
+    cq_journal_free(journal);
+    journal = NULL;
+}
+
 Test(signal_id, deterministic_and_distinct)
 {
     struct cq_signal a, b;
