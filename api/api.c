@@ -48,6 +48,7 @@
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/version.h"
+#include "cq/text.h"
 
 #define DEFAULT_MAX_CONNECTIONS 64
 #define DEFAULT_TIMEOUT_S 10
@@ -245,27 +246,6 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     *con_cls = NULL;
 }
 
-/* True when a Content-Length value announces more than max bytes (or is too
- * big to parse). Malformed values are left to libmicrohttpd. */
-static bool content_length_exceeds(const char *value, size_t max)
-{
-    uint64_t n = 0;
-    const char *p = value;
-    while (*p == ' ' || *p == '\t') {
-        p++;
-    }
-    if (*p < '0' || *p > '9') {
-        return false;
-    }
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (UINT64_MAX - 9) / 10) {
-            return true;
-        }
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    return n > max;
-}
-
 static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *connection,
                                    const char *url, const char *method,
                                    const struct http_request *st)
@@ -327,7 +307,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         *con_cls = st;
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && content_length_exceeds(cl, api->max_body_bytes)) {
+        if (cl != NULL && cq_text_decimal_exceeds(cl, api->max_body_bytes)) {
             st->too_large = true;
             st->answered = true;
             return send_answer(api, connection, url, method, st);

@@ -7,7 +7,9 @@
 #ifndef CQ_TEXT_H
 #define CQ_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Longest string compared; longer ones count as far from everything. */
 #define CQ_TEXT_COMPARE_MAX 64
@@ -30,6 +32,12 @@ static inline int cq_text_hex_value(char c)
     }
     return -1;
 }
+
+/* For HTTP Content-Length: true when value (optional leading blanks, then
+ * decimal digits) announces more than max, or too much to count. A value
+ * that does not start with a digit is not judged here (false): the HTTP
+ * library rejects it. */
+bool cq_text_decimal_exceeds(const char *value, uint64_t max);
 
 /* An owned copy of s, or NULL when s is NULL (or allocation fails). */
 char *cq_text_dup(const char *s);

@@ -48,3 +48,22 @@ char *cq_text_dup(const char *s)
     }
     return d;
 }
+
+bool cq_text_decimal_exceeds(const char *value, uint64_t max)
+{
+    uint64_t n = 0;
+    const char *p = value;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    if (*p < '0' || *p > '9') {
+        return false;
+    }
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10) {
+            return true;
+        }
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    return n > max;
+}

@@ -179,6 +179,25 @@ static inline uint32_t cq_journal__rec_size(size_t scope_len, size_t payload_len
     return (uint32_t)(CQJ_REC_HDR_BYTES + scope_len + payload_len + 4u);
 }
 
+/* A view of the encoded (already checked) record at b: the fixed fields,
+ * the scope copied NUL-terminated into scope, the payload borrowed from b.
+ * segment and offset are the caller's to set. */
+static inline void cq_journal__record_view(const uint8_t *b, char scope[CQ_JOURNAL_SCOPE_MAX + 1],
+                                           struct cq_journal_record *v)
+{
+    uint8_t sl = b[CQJ_R_SCOPE_LEN];
+    memcpy(scope, b + CQJ_REC_HDR_BYTES, sl);
+    scope[sl] = '\0';
+    v->seq = cqj_get64(b + CQJ_R_SEQ);
+    v->ts_us = (int64_t)cqj_get64(b + CQJ_R_TS);
+    v->type = cqj_get16(b + CQJ_R_TYPE);
+    v->scope = scope;
+    v->payload = b + CQJ_REC_HDR_BYTES + sl;
+    v->payload_len = cqj_get32(b + CQJ_R_PAYLOAD_LEN);
+    v->segment = 0;
+    v->offset = 0;
+}
+
 /* Write the fields of a record (prev digest and CRC zero) into out, which
  * has cq_journal__rec_size() bytes. */
 void cq_journal__rec_encode(uint8_t *out, uint16_t type, const char *scope, size_t scope_len,

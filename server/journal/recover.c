@@ -310,17 +310,7 @@ static int apply_recbuf(struct cq_journal__state *state, const struct recbuf *rb
         const uint8_t *b = rb->bytes + off;
         struct cq_journal_record v;
         char scope[CQ_JOURNAL_SCOPE_MAX + 1];
-        uint8_t sl = b[CQJ_R_SCOPE_LEN];
-        memcpy(scope, b + CQJ_REC_HDR_BYTES, sl);
-        scope[sl] = '\0';
-        v.seq = cqj_get64(b + CQJ_R_SEQ);
-        v.ts_us = (int64_t)cqj_get64(b + CQJ_R_TS);
-        v.type = cqj_get16(b + CQJ_R_TYPE);
-        v.scope = scope;
-        v.payload = b + CQJ_REC_HDR_BYTES + sl;
-        v.payload_len = cqj_get32(b + CQJ_R_PAYLOAD_LEN);
-        v.segment = 0;
-        v.offset = 0;
+        cq_journal__record_view(b, scope, &v);
         int rc = cq_journal__state_apply(state, &v);
         if (rc < 0) {
             return rc;

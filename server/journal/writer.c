@@ -725,17 +725,8 @@ static void advance_durable(struct cq_journal *j)
         uint32_t len = cqj_get32(b + CQJ_R_LEN);
         struct cq_journal_record v;
         char scope[CQ_JOURNAL_SCOPE_MAX + 1];
-        uint8_t sl = b[CQJ_R_SCOPE_LEN];
-        memcpy(scope, b + CQJ_REC_HDR_BYTES, sl);
-        scope[sl] = '\0';
-        v.seq = cqj_get64(b + CQJ_R_SEQ);
-        v.ts_us = (int64_t)cqj_get64(b + CQJ_R_TS);
-        v.type = cqj_get16(b + CQJ_R_TYPE);
-        v.scope = scope;
-        v.payload = b + CQJ_REC_HDR_BYTES + sl;
-        v.payload_len = cqj_get32(b + CQJ_R_PAYLOAD_LEN);
+        cq_journal__record_view(b, scope, &v);
         v.segment = j->segno;
-        v.offset = 0;
         if (cq_journal__state_apply(j->cstate, &v) < 0) {
             cq_log_error(SVC, "journal_out_of_memory", NULL, "canonical state not updated");
         }

@@ -128,6 +128,7 @@
 #include "cq/sign.h"
 #include "sim/sim-int.h"
 #include "sim/sim-params.h"
+#include "cq/text.h"
 
 #define SERVICE "simex"
 #define CONNECTION_LIMIT 128
@@ -2443,25 +2444,6 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest
     return rc;
 }
 
-static bool content_length_exceeds(const char *value, size_t max)
-{
-    uint64_t n = 0;
-    const char *p = value;
-    while (*p == ' ' || *p == '\t') {
-        p++;
-    }
-    if (*p < '0' || *p > '9') {
-        return false;
-    }
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (n > (UINT64_MAX - 9) / 10) {
-            return true;
-        }
-        n = n * 10 + (uint64_t)(*p - '0');
-    }
-    return n > max;
-}
-
 static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn,
                               const char *method, struct rest_conn *c)
 {
@@ -2523,7 +2505,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         c->started = true;
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && content_length_exceeds(cl, SIM_BODY_MAX_BYTES)) {
+        if (cl != NULL && cq_text_decimal_exceeds(cl, SIM_BODY_MAX_BYTES)) {
             c->body_too_large = true;
             return answer(rest, connection, method, c);
         }
