@@ -546,6 +546,11 @@ static void reload(struct supervisor *sv)
     cq_config_diff(old, merged, on_changed, &rctx);
     cq_config_foreach_secret(merged, log_secret, NULL);
     apply_reloadable(sv, merged);
+    /* Journal, then publish, then log: once config_reloaded is in the log,
+     * /health and /config already answer with the new hash. */
+    journal_config(sv, merged, "reload");
+    cq_config_ref(merged);
+    cq_config_current_set(sv->current, merged);
     cq_log_info("supervisor", "config_reloaded",
                 json_pack("{s:s,s:s,s:o,s:o}", "old_hash", cq_config_hash(old), "config_hash",
                           cq_config_hash(merged), "changed", rctx.changed, "refused",
@@ -553,8 +558,7 @@ static void reload(struct supervisor *sv)
                 "SIGHUP: config reloaded, hash %s -> %s", cq_config_hash(old),
                 cq_config_hash(merged));
     cq_config_unref(old);
-    journal_config(sv, merged, "reload");
-    cq_config_current_set(sv->current, merged);
+    cq_config_unref(merged);
 }
 
 static int64_t stall_ms_now(struct supervisor *sv)

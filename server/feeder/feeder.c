@@ -519,6 +519,8 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
     }
 }
 
+static void publish_health(struct cq_feeder *f, int64_t now);
+
 static void on_market_state(void *ctx, enum cq_ws_state state, const char *reason)
 {
     struct cq_feeder *f = ctx;
@@ -527,7 +529,11 @@ static void on_market_state(void *ctx, enum cq_ws_state state, const char *reaso
     if (was && !f->market_connected) {
         f->market_down_since = now_mono(f);
     }
-    f->last_health_mono = 0; /* publish the change in this step, not 250 ms later */
+    /* Publish now, from inside the callback: a reconnect can follow within
+     * the same loop step, and readiness must still flip (and be logged). */
+    int64_t now = now_mono(f);
+    publish_health(f, now);
+    f->last_health_mono = now;
     (void)reason; /* the client logs ws_connected / ws_disconnected itself */
 }
 

@@ -102,12 +102,17 @@ wait_for_log() {
   return 1
 }
 
-# has_log [jq args] FILTER: some log line passes FILTER (a select). Not
-# `jq -e`, whose status follows the last input line only.
+# has_log [jq args] FILTER: some log line passes FILTER (a select), polled
+# for up to 10 s because the log writer is asynchronous. Not `jq -e`, whose
+# status follows the last input line only.
 has_log() {
   local out
-  out=$(jq -c "$@" "$LOG" 2>/dev/null)
-  [ -n "$out" ]
+  for _ in $(seq 1 100); do
+    out=$(jq -c "$@" "$LOG" 2>/dev/null)
+    [ -n "$out" ] && return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 # Count log lines with a given event.
@@ -181,6 +186,7 @@ check "admin.addr is a loopback address with a real port" grep -Eq '^127\.0\.0\.
 check "admin_listening logged with the address" wait_for_log "\"event\":\"admin_listening\".*$ADDR" "$LOG"
 
 # Paper mode embeds coinquant-simex on ephemeral loopback ports.
+wait_for_log '"event":"venue_selected"' "$LOG"
 venue=$(jq -c 'select(.event=="venue_selected")' "$LOG" | head -1)
 SIM_REST=$(jq -r '.rest // ""' <<<"$venue")
 if jq -e '.embedded_simex==true and (.rest|test("^http://127\\.0\\.0\\.1:[0-9]+$")) and (.ws|test("^ws://127\\.0\\.0\\.1:[0-9]+$"))' <<<"$venue" >/dev/null 2>&1 \
@@ -265,13 +271,16 @@ else
 fi
 
 # Health files, rewritten every second.
-sleep 1.2
-files_ok=1
-for svc in feeder ares trader journal api; do
-  f="$DATA/health/$svc.json"
-  if ! "$SCHEMA_CHECK" "$SCHEMA" "$f" >/dev/null 2>&1; then
-    files_ok=0
-  fi
+for _ in $(seq 1 50); do
+  files_ok=1
+  for svc in feeder ares trader journal api; do
+    f="$DATA/health/$svc.json"
+    if ! "$SCHEMA_CHECK" "$SCHEMA" "$f" >/dev/null 2>&1; then
+      files_ok=0
+    fi
+  done
+  [ $files_ok = 1 ] && break
+  sleep 0.2
 done
 if [ $files_ok = 1 ]; then
   ok "DATA_DIR/health/<service>.json written for all five, valid against the schema"
