@@ -102,6 +102,7 @@
 #include <libwebsockets.h>
 
 #include "cq/log.h"
+#include "cq/lws_log.h"
 #include "cq/ws_client.h"
 
 #define WS_SERVICE "feeder"
@@ -864,23 +865,6 @@ static const struct lws_protocols ws_protocols[] = {
 
 /* ---- the loop ----------------------------------------------------------------- */
 
-static void lws_log_emit(int level, const char *line)
-{
-    char buf[512];
-    size_t n = cq_strlcpy(buf, line, sizeof buf);
-    if (n >= sizeof buf) {
-        n = sizeof buf - 1;
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        buf[--n] = '\0';
-    }
-    if (level & LLL_ERR) {
-        cq_log_warn(WS_SERVICE, "lws_log", NULL, "%s", buf);
-    } else {
-        cq_log_debug(WS_SERVICE, "lws_log", NULL, "%s", buf);
-    }
-}
-
 static void wait_sul_cb(lws_sorted_usec_list_t *sul)
 {
     (void)sul; /* only ends the poll */
@@ -893,8 +877,7 @@ struct cq_ws_loop *cq_ws_loop_new(struct cq_err *err)
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "WS client: out of memory");
         return NULL;
     }
-    /* Process-wide, like every lws user (the simulator sets the same). */
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    cq_lws_log_route();
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);

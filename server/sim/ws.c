@@ -92,6 +92,7 @@
 #include <libwebsockets.h>
 
 #include "cq/log.h"
+#include "cq/lws_log.h"
 #include "sim/sim-int.h"
 #include "sim/ws-int.h"
 
@@ -1806,24 +1807,6 @@ static const struct lws_protocols ws_protocols[] = {
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
-static void lws_log_emit(int level, const char *line)
-{
-    char buf[512];
-    size_t n = cq_strlcpy(buf, line, sizeof buf);
-    if (n >= sizeof buf) {
-        n = sizeof buf - 1;
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        buf[--n] = '\0';
-    }
-    /* lws warns about things we already log (refused handshakes): debug. */
-    if (level & LLL_ERR) {
-        cq_log_error(WS_SERVICE, "lws_log", NULL, "%s", buf);
-    } else {
-        cq_log_debug(WS_SERVICE, "lws_log", NULL, "%s", buf);
-    }
-}
-
 static int64_t env_ms(const char *name, int64_t dflt)
 {
     const char *s = getenv(name);
@@ -1926,8 +1909,7 @@ struct sim_ws *sim_ws_start(struct cq_sim *sim, int *port_out, struct cq_err *er
     ws->seen_drop_generation =
         atomic_load_explicit(&sim->faults.ws_drop_generation, memory_order_relaxed);
 
-    /* Process-wide, like every lws user: route warnings into our log. */
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    cq_lws_log_route();
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
