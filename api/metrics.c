@@ -16,89 +16,35 @@
 #include <string.h>
 
 #include "api-int.h"
+#include "cq/buf.h"
 #include "cq/log.h"
 
-struct mbuf {
-    char *p; /* owned */
-    size_t len;
-    size_t cap;
-    bool failed; /* out of memory or over CQ_API_METRICS_MAX_BYTES */
-};
-
-static bool mb_reserve(struct mbuf *b, size_t extra)
-{
-    if (b->failed) {
-        return false;
-    }
-    if (b->len + extra + 1 <= b->cap) {
-        return true;
-    }
-    size_t need = b->len + extra + 1;
-    if (need > CQ_API_METRICS_MAX_BYTES) {
-        b->failed = true;
-        return false;
-    }
-    size_t cap = b->cap > 0 ? b->cap : 4096;
-    while (cap < need) {
-        cap *= 2;
-    }
-    if (cap > CQ_API_METRICS_MAX_BYTES) {
-        cap = CQ_API_METRICS_MAX_BYTES;
-    }
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void mb_printf(struct mbuf *b, const char *fmt, ...) CQ_PRINTF(2, 3);
-
-static void mb_printf(struct mbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !mb_reserve(b, (size_t)n)) {
-        b->failed = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* A label value, escaped as the exposition format requires: \ " and newline. */
-static void mb_label(struct mbuf *b, const char *value)
+static void mb_label(struct cq_buf *b, const char *value)
 {
     for (const char *s = value; *s != '\0'; s++) {
         if (*s == '\\') {
-            mb_printf(b, "\\\\");
+            cq_buf_printf(b, "\\\\");
         } else if (*s == '"') {
-            mb_printf(b, "\\\"");
+            cq_buf_printf(b, "\\\"");
         } else if (*s == '\n') {
-            mb_printf(b, "\\n");
+            cq_buf_printf(b, "\\n");
         } else {
-            mb_printf(b, "%c", *s);
+            cq_buf_putc(b, *s);
         }
     }
 }
 
-static void mb_head(struct mbuf *b, const char *name, const char *type, const char *help)
+static void mb_head(struct cq_buf *b, const char *name, const char *type, const char *help)
 {
-    mb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    cq_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void mb_metric_u64(struct mbuf *b, const char *name, const char *type, const char *help,
+static void mb_metric_u64(struct cq_buf *b, const char *name, const char *type, const char *help,
                           uint64_t value)
 {
     mb_head(b, name, type, help);
-    mb_printf(b, "%s %llu\n", name, (unsigned long long)value);
+    cq_buf_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
 static uint64_t load(const _Atomic uint64_t *counter)
@@ -107,7 +53,7 @@ static uint64_t load(const _Atomic uint64_t *counter)
     return atomic_load_explicit(counter, memory_order_relaxed);
 }
 
-static void render_services(struct mbuf *b, json_t *services)
+static void render_services(struct cq_buf *b, json_t *services)
 {
     static const enum cq_health_status statuses[] = {
         CQ_HEALTH_STARTING, CQ_HEALTH_OK, CQ_HEALTH_DEGRADED, CQ_HEALTH_DOWN, CQ_HEALTH_STOPPED,
@@ -120,9 +66,9 @@ static void render_services(struct mbuf *b, json_t *services)
         const char *name = cq_service_name((enum cq_service_id)id);
         bool ready = json_is_true(json_object_get(json_object_get(services, name), "ready"));
         all_ready = all_ready && ready;
-        mb_printf(b, "coinquant_service_ready{service=\"");
+        cq_buf_printf(b, "coinquant_service_ready{service=\"");
         mb_label(b, name);
-        mb_printf(b, "\"} %d\n", ready ? 1 : 0);
+        cq_buf_printf(b, "\"} %d\n", ready ? 1 : 0);
     }
 
     mb_head(b, "coinquant_service_status", "gauge",
@@ -133,11 +79,11 @@ static void render_services(struct mbuf *b, json_t *services)
             json_string_value(json_object_get(json_object_get(services, name), "status"));
         for (size_t s = 0; s < CQ_ARRAY_LEN(statuses); s++) {
             const char *status = cq_health_status_name(statuses[s]);
-            mb_printf(b, "coinquant_service_status{service=\"");
+            cq_buf_printf(b, "coinquant_service_status{service=\"");
             mb_label(b, name);
-            mb_printf(b, "\",status=\"");
+            cq_buf_printf(b, "\",status=\"");
             mb_label(b, status);
-            mb_printf(b, "\"} %d\n", current != NULL && strcmp(current, status) == 0 ? 1 : 0);
+            cq_buf_printf(b, "\"} %d\n", current != NULL && strcmp(current, status) == 0 ? 1 : 0);
         }
     }
 
@@ -147,30 +93,30 @@ static void render_services(struct mbuf *b, json_t *services)
     for (int id = 0; id < CQ_SVC__COUNT; id++) {
         const char *name = cq_service_name((enum cq_service_id)id);
         json_t *fresh = json_object_get(json_object_get(services, name), "freshness_ms");
-        mb_printf(b, "coinquant_service_freshness_ms{service=\"");
+        cq_buf_printf(b, "coinquant_service_freshness_ms{service=\"");
         mb_label(b, name);
-        mb_printf(b, "\"} %lld\n",
+        cq_buf_printf(b, "\"} %lld\n",
                   (long long)(json_is_integer(fresh) ? json_integer_value(fresh) : 0));
     }
 
     mb_head(b, "coinquant_ready", "gauge", "1 when every service is ready, else 0.");
-    mb_printf(b, "coinquant_ready %d\n", all_ready ? 1 : 0);
+    cq_buf_printf(b, "coinquant_ready %d\n", all_ready ? 1 : 0);
 
     /* Counters the services publish in their health details. */
     json_t *ares = json_object_get(json_object_get(services, "ares"), "details");
     json_t *emitted = json_object_get(ares, "signals_emitted_total");
     mb_head(b, "coinquant_signals_emitted_total", "counter",
             "Signals ARES emitted (passed the HealthGate).");
-    mb_printf(b, "coinquant_signals_emitted_total %lld\n",
+    cq_buf_printf(b, "coinquant_signals_emitted_total %lld\n",
               (long long)(json_is_integer(emitted) ? json_integer_value(emitted) : 0));
     mb_head(b, "coinquant_signals_blocked_total", "counter",
             "Signals the HealthGate blocked, by reason.");
     const char *reason;
     json_t *count;
     json_object_foreach(json_object_get(ares, "signals_blocked_total"), reason, count) {
-        mb_printf(b, "coinquant_signals_blocked_total{reason=\"");
+        cq_buf_printf(b, "coinquant_signals_blocked_total{reason=\"");
         mb_label(b, reason);
-        mb_printf(b, "\"} %lld\n",
+        cq_buf_printf(b, "\"} %lld\n",
                   (long long)(json_is_integer(count) ? json_integer_value(count) : 0));
     }
     json_t *feeder = json_object_get(json_object_get(services, "feeder"), "details");
@@ -187,7 +133,7 @@ static void render_services(struct mbuf *b, json_t *services)
         mb_head(b, rest_gauges[i][1], rest_gauges[i][2],
                 "The feeder's REST budget as the exchange reports it (X-MBX-USED-WEIGHT-1M, "
                 "429, 418).");
-        mb_printf(b, "%s %lld\n", rest_gauges[i][1],
+        cq_buf_printf(b, "%s %lld\n", rest_gauges[i][1],
                   (long long)(json_is_integer(v) ? json_integer_value(v) : 0));
     }
     json_t *journal = json_object_get(json_object_get(services, "journal"), "details");
@@ -217,19 +163,20 @@ static void render_services(struct mbuf *b, json_t *services)
     for (size_t i = 0; i < CQ_ARRAY_LEN(journal_series); i++) {
         json_t *v = json_object_get(journal, journal_series[i][0]);
         mb_head(b, journal_series[i][1], journal_series[i][2], journal_series[i][3]);
-        mb_printf(b, "%s %lld\n", journal_series[i][1],
+        cq_buf_printf(b, "%s %lld\n", journal_series[i][1],
                   (long long)(json_is_integer(v) ? json_integer_value(v) : 0));
     }
     json_t *malformed = json_object_get(feeder, "malformed_total");
     mb_head(b, "coinquant_feeder_malformed_messages_total", "counter",
             "Market messages that failed to decode (dropped).");
-    mb_printf(b, "coinquant_feeder_malformed_messages_total %lld\n",
+    cq_buf_printf(b, "coinquant_feeder_malformed_messages_total %lld\n",
               (long long)(json_is_integer(malformed) ? json_integer_value(malformed) : 0));
 }
 
 int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
 {
-    struct mbuf b = {0};
+    struct cq_buf b;
+    cq_buf_init(&b, CQ_API_METRICS_MAX_BYTES);
     *out = NULL;
     *out_len = 0;
 
@@ -242,17 +189,17 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
 
     mb_metric_u64(&b, "coinquant_up", "gauge", "1 while coinquantd is running.", 1);
     mb_head(&b, "coinquant_uptime_seconds", "gauge", "Seconds since the admin API was created.");
-    mb_printf(&b, "coinquant_uptime_seconds %lld\n", (long long)cq_api__uptime_s(api));
+    cq_buf_printf(&b, "coinquant_uptime_seconds %lld\n", (long long)cq_api__uptime_s(api));
 
     mb_head(&b, "coinquant_build_info", "gauge",
             "Always 1; the labels name the version, the trading mode and the config hash.");
-    mb_printf(&b, "coinquant_build_info{version=\"");
+    cq_buf_printf(&b, "coinquant_build_info{version=\"");
     mb_label(&b, api->version);
-    mb_printf(&b, "\",mode=\"");
+    cq_buf_printf(&b, "\",mode=\"");
     mb_label(&b, cfg != NULL ? cq_mode_name(cq_config_mode(cfg)) : "unknown");
-    mb_printf(&b, "\",config_hash=\"");
+    cq_buf_printf(&b, "\",config_hash=\"");
     mb_label(&b, cfg != NULL ? cq_config_hash(cfg) : "");
-    mb_printf(&b, "\"} 1\n");
+    cq_buf_printf(&b, "\"} 1\n");
     cq_config_unref(cfg);
 
     render_services(&b, services);
@@ -275,11 +222,11 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
     mb_metric_u64(&b, "coinquant_api_requests_total", "counter",
                   "Admin API requests routed (this scrape included).", load(&api->requests_total));
     mb_head(&b, "coinquant_api_responses_total", "counter", "Admin API responses by status class.");
-    mb_printf(&b, "coinquant_api_responses_total{class=\"2xx\"} %llu\n",
+    cq_buf_printf(&b, "coinquant_api_responses_total{class=\"2xx\"} %llu\n",
               (unsigned long long)load(&api->responses_2xx));
-    mb_printf(&b, "coinquant_api_responses_total{class=\"4xx\"} %llu\n",
+    cq_buf_printf(&b, "coinquant_api_responses_total{class=\"4xx\"} %llu\n",
               (unsigned long long)load(&api->responses_4xx));
-    mb_printf(&b, "coinquant_api_responses_total{class=\"5xx\"} %llu\n",
+    cq_buf_printf(&b, "coinquant_api_responses_total{class=\"5xx\"} %llu\n",
               (unsigned long long)load(&api->responses_5xx));
     mb_metric_u64(&b, "coinquant_api_auth_failures_total", "counter",
                   "Admin API requests refused for a missing or wrong bearer token.",
@@ -288,11 +235,6 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
                   "Admin API connections closed because max_connections were open.",
                   load(&api->connections_rejected));
 
-    if (b.failed) {
-        free(b.p);
-        return -CQ_ENOMEM;
-    }
-    *out = b.p;
-    *out_len = b.len;
-    return 0;
+    *out = cq_buf_take(&b, out_len);
+    return *out != NULL ? 0 : -CQ_ENOMEM;
 }

@@ -76,6 +76,7 @@
 #include <unistd.h>
 
 #include "core/log-int.h"
+#include "cq/buf.h"
 #include "cq/fs.h"
 #include "cq/log.h"
 
@@ -122,37 +123,6 @@ static void count(_Atomic uint64_t *counter)
 }
 
 /* ---- small helpers ------------------------------------------------------- */
-
-/* Growable heap buffer; every use is bounded by its caller's input size. */
-struct dbuf {
-    char *p; /* owned, NUL-terminated when len > 0 */
-    size_t len;
-    size_t cap;
-    bool oom;
-};
-
-static void dbuf_put(struct dbuf *b, const void *s, size_t n)
-{
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap > 0 ? b->cap * 2 : 256;
-        while (cap < b->len + n + 1) {
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
 
 static char *memdup0(const char *s, size_t n)
 {
@@ -410,7 +380,7 @@ static char *redact_bytes(const char *s, size_t len, size_t *out_len, bool *oom,
     if (!any) {
         return NULL;
     }
-    struct dbuf out = {0};
+    struct cq_buf out = {0}; /* bounded by the input line's length */
     size_t i = 0;
     size_t from = 0;
     while (i < len) {
@@ -423,25 +393,24 @@ static char *redact_bytes(const char *s, size_t len, size_t *out_len, bool *oom,
             }
         }
         if (matched > 0) {
-            dbuf_put(&out, s + from, i - from);
-            dbuf_put(&out, LOG_REDACTED, LOG_REDACTED_LEN);
+            cq_buf_put(&out, s + from, i - from);
+            cq_buf_put(&out, LOG_REDACTED, LOG_REDACTED_LEN);
             i += matched;
             from = i;
         } else {
             i++;
         }
     }
-    dbuf_put(&out, s + from, len - from);
-    if (out.oom) {
-        free(out.p);
+    cq_buf_put(&out, s + from, len - from);
+    char *red = cq_buf_take(&out, out_len);
+    if (red == NULL) {
         *oom = true;
         return NULL;
     }
     if (tail_from != NULL) {
         *tail_from = from;
     }
-    *out_len = out.len;
-    return out.p;
+    return red;
 }
 
 /* Owned copy of s[0, len): redacted, valid UTF-8, at most max_out bytes.
@@ -595,7 +564,7 @@ static char *redact_line(const char *line, size_t len, size_t *out_len, bool *oo
     if (!any) {
         return NULL;
     }
-    struct dbuf out = {0};
+    struct cq_buf out = {0}; /* bounded by the input line's length */
     bool in_string = false;
     bool changed = false;
     size_t i = 0;
@@ -625,8 +594,8 @@ static char *redact_line(const char *line, size_t len, size_t *out_len, bool *oo
             }
         }
         if (matched > 0) {
-            dbuf_put(&out, line + from, i - from);
-            dbuf_put(&out, LOG_REDACTED, LOG_REDACTED_LEN);
+            cq_buf_put(&out, line + from, i - from);
+            cq_buf_put(&out, LOG_REDACTED, LOG_REDACTED_LEN);
             i += matched;
             from = i;
             changed = true;
@@ -635,17 +604,15 @@ static char *redact_line(const char *line, size_t len, size_t *out_len, bool *oo
         }
     }
     if (!changed) {
-        free(out.p);
+        cq_buf_free(&out);
         return NULL;
     }
-    dbuf_put(&out, line + from, len - from);
-    if (out.oom) {
-        free(out.p);
+    cq_buf_put(&out, line + from, len - from);
+    char *red = cq_buf_take(&out, out_len);
+    if (red == NULL) {
         *oom = true;
-        return NULL;
     }
-    *out_len = out.len;
-    return out.p;
+    return red;
 }
 
 /* ---- ring of recent lines ----------------------------------------------- */

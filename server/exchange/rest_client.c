@@ -106,6 +106,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "cq/buf.h"
 #include "cq/exchange.h"
 #include "cq/log.h"
 #include "cq/sign.h"
@@ -189,9 +190,7 @@ struct cq_rest_client {
     struct curl_slist *key_header; /* owned; NULL without a key */
     uint64_t rng;
     char errbuf[CURL_ERROR_SIZE];
-    char *body; /* owned: current response body (NUL-terminated) */
-    size_t body_len;
-    size_t body_cap;
+    struct cq_buf body; /* current response body, bounded by BODY_MAX_BYTES */
     bool body_overflow;
     struct attempt_headers hdr;
     int64_t attempt_wall_ms; /* wall time when the last attempt started */
@@ -459,6 +458,7 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
         cq_err_set(err, CQ_ENOMEM, ENOMEM, NULL, "REST client: out of memory");
         return NULL;
     }
+    cq_buf_init(&c->body, BODY_MAX_BYTES + 1);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "REST client: mutex init failed");
@@ -547,7 +547,7 @@ void cq_rest_client_free(struct cq_rest_client *c)
     curl_slist_free_all(c->key_header);
     free_wiped(c->api_key);
     free_wiped(c->api_secret);
-    free(c->body);
+    cq_buf_free(&c->body);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -558,25 +558,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct cq_rest_client *c = ud;
     size_t len = size * n;
-    if (len > BODY_MAX_BYTES - c->body_len) {
+    if (len > BODY_MAX_BYTES - c->body.len) {
         c->body_overflow = true;
         return 0; /* curl aborts with CURLE_WRITE_ERROR */
     }
-    if (c->body_len + len + 1 > c->body_cap) {
-        size_t cap = c->body_cap > 0 ? c->body_cap : 4096;
-        while (cap < c->body_len + len + 1) {
-            cap *= 2;
-        }
-        char *b = realloc(c->body, cap);
-        if (b == NULL) {
-            return 0;
-        }
-        c->body = b;
-        c->body_cap = cap;
+    if (!cq_buf_put(&c->body, p, len)) {
+        return 0; /* out of memory */
     }
-    memcpy(c->body + c->body_len, p, len);
-    c->body_len += len;
-    c->body[c->body_len] = '\0';
     return len;
 }
 
@@ -675,11 +663,8 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
 {
     CURL *h = c->curl;
     curl_easy_reset(h); /* keeps the connection cache */
-    c->body_len = 0;
+    cq_buf_reset(&c->body);
     c->body_overflow = false;
-    if (c->body != NULL) {
-        c->body[0] = '\0';
-    }
     memset(&c->hdr, 0, sizeof(c->hdr));
     c->errbuf[0] = '\0';
 
@@ -739,11 +724,8 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
 
 static void release_big_body(struct cq_rest_client *c)
 {
-    if (c->body_cap > BODY_KEEP_BYTES) {
-        free(c->body);
-        c->body = NULL;
-        c->body_cap = 0;
-        c->body_len = 0;
+    if (c->body.cap > BODY_KEEP_BYTES) {
+        cq_buf_free(&c->body);
     }
 }
 
@@ -990,7 +972,7 @@ static enum step classify(struct cq_rest_client *c, const struct call *k, const 
 
     long st = a->http_status;
     json_error_t jerr;
-    json_t *body = c->body_len > 0 ? json_loadb(c->body, c->body_len, 0, &jerr) : NULL;
+    json_t *body = c->body.len > 0 ? json_loadb(c->body.p, c->body.len, 0, &jerr) : NULL;
     bool has_code = body != NULL && json_is_object(body) && take_code_msg(body, out);
     out->body = body;
 
@@ -1057,7 +1039,7 @@ static enum step classify(struct cq_rest_client *c, const struct call *k, const 
             return STEP_DONE;
         }
         if (body == NULL) {
-            set_msg(out, "HTTP %ld with a body that is not JSON (%zu bytes)", st, c->body_len);
+            set_msg(out, "HTTP %ld with a body that is not JSON (%zu bytes)", st, c->body.len);
         }
         /* a 2xx order answer we cannot read: it was most likely executed */
         out->status = k->is_order ? CQ_REST_UNKNOWN : CQ_REST_BAD_RESPONSE;

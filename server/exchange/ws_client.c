@@ -101,6 +101,7 @@
 
 #include <libwebsockets.h>
 
+#include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/lws_log.h"
 #include "cq/ws_client.h"
@@ -176,8 +177,7 @@ struct cq_ws_client {
     unsigned backoff_n;      /* consecutive reconnects */
     int64_t backoff_cap_ms;
     int close_code; /* from the peer's close frame, 0 if none */
-    char *rx;       /* owned; reassembly buffer */
-    size_t rx_len, rx_cap;
+    struct cq_buf rx; /* reassembly buffer, bounded by max_message_bytes */
     struct tx_frame *tx[WS_SEND_FRAMES_MAX]; /* owned frames, FIFO ring */
     size_t tx_head, tx_count, tx_bytes;
     struct cq_log_ratelimit rl_connected, rl_disconnected, rl_scheduled, rl_other;
@@ -413,33 +413,7 @@ static void tx_clear(struct cq_ws_client *c)
 
 static void rx_reset(struct cq_ws_client *c)
 {
-    c->rx_len = 0;
-}
-
-/* Make room for `extra` more bytes (+ NUL); false if over max_message_bytes. */
-static bool rx_reserve(struct cq_ws_client *c, size_t extra)
-{
-    if (extra > c->max_message_bytes - c->rx_len) {
-        return false;
-    }
-    size_t want = c->rx_len + extra + 1;
-    if (want <= c->rx_cap) {
-        return true;
-    }
-    size_t cap = c->rx_cap != 0 ? c->rx_cap : 4096;
-    while (cap < want) {
-        cap *= 2;
-    }
-    if (cap > c->max_message_bytes + 1) {
-        cap = c->max_message_bytes + 1;
-    }
-    char *p = realloc(c->rx, cap);
-    if (p == NULL) {
-        return false;
-    }
-    c->rx = p;
-    c->rx_cap = cap;
-    return true;
+    cq_buf_reset(&c->rx);
 }
 
 /* ---- the state machine -------------------------------------------------------- */
@@ -716,9 +690,9 @@ static void on_established(struct cq_ws_client *c)
 /* Returns the lws callback result: -1 closes wsi. */
 static int on_receive(struct cq_ws_client *c, struct lws *wsi, const void *in, size_t len)
 {
-    if (!rx_reserve(c, len)) {
+    size_t seen = c->rx.len + len;
+    if (!cq_buf_put(&c->rx, in, len)) { /* over max_message_bytes (or out of memory) */
         int64_t now = now_ms(c);
-        size_t seen = c->rx_len + len;
         pthread_mutex_lock(&c->stats_mu);
         c->stats.oversize_total++;
         pthread_mutex_unlock(&c->stats_mu);
@@ -740,21 +714,16 @@ static int on_receive(struct cq_ws_client *c, struct lws *wsi, const void *in, s
         went_down(c, "oversize", false, NULL);
         return -1;
     }
-    if (len > 0) {
-        memcpy(c->rx + c->rx_len, in, len);
-        c->rx_len += len;
-    }
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) {
         return 0;
     }
     /* one complete message */
-    size_t n = c->rx_len;
-    c->rx_len = 0;
+    size_t n = c->rx.len;
     if (lws_frame_is_binary(wsi)) {
+        rx_reset(c);
         return 0; /* Binance sends text only */
     }
     int64_t now = now_ms(c);
-    c->rx[n] = '\0';
     c->last_message_ms = now;
     pthread_mutex_lock(&c->stats_mu);
     c->stats.messages_total++;
@@ -762,8 +731,9 @@ static int on_receive(struct cq_ws_client *c, struct lws *wsi, const void *in, s
     c->stats.last_message_mono_ms = now;
     pthread_mutex_unlock(&c->stats_mu);
     if (c->cb.on_message != NULL) {
-        c->cb.on_message(c->cb.ctx, c->rx, n, now);
+        c->cb.on_message(c->cb.ctx, c->rx.p, n, now); /* NUL-terminated */
     }
+    rx_reset(c);
     return c->wsi == wsi ? 0 : -1; /* the callback may have stopped or moved us */
 }
 
@@ -991,6 +961,7 @@ struct cq_ws_client *cq_ws_client_new(struct cq_ws_loop *loop,
     c->max_lifetime_ms = opt_ms(opts->max_lifetime_ms, WS_MAX_LIFETIME_MS_DEFAULT);
     c->max_message_bytes =
         opts->max_message_bytes != 0 ? opts->max_message_bytes : WS_MAX_MESSAGE_BYTES_DEFAULT;
+    cq_buf_init(&c->rx, c->max_message_bytes + 1);
     const char *bad = NULL;
     if (c->connect_timeout_ms < 0) {
         bad = "connect_timeout_ms";
@@ -1041,7 +1012,7 @@ void cq_ws_client_free(struct cq_ws_client *c)
         }
     }
     tx_clear(c);
-    free(c->rx);
+    cq_buf_free(&c->rx);
     url_fini(&c->url);
     pthread_mutex_destroy(&c->stats_mu);
     free(c);

@@ -54,6 +54,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cq/buf.h"
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "journal/journal-int.h"
@@ -452,37 +453,16 @@ static int make_bundle_dir(const char *dir, int64_t wall_us, char *out, size_t o
                       bundles);
 }
 
-struct linebuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
 static void ring_line(const char *line, void *ctx)
 {
-    struct linebuf *b = ctx;
-    size_t n = strlen(line);
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = (b->cap + n + 1) * 2;
-        char *p = realloc(b->p, ncap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, line, n);
-    b->p[b->len + n] = '\n';
-    b->len += n + 1;
+    struct cq_buf *b = ctx;
+    cq_buf_puts(b, line);
+    cq_buf_putc(b, '\n');
 }
 
 static void write_log_ring(const struct cq_journal_fs *fs, const char *bundle)
 {
-    struct linebuf b = {0};
+    struct cq_buf b = {0}; /* bounded by the log ring's size */
     char path[CQJ_PATH_MAX + 16];
     struct cq_err e;
     cq_log_ring_foreach(ring_line, &b);
@@ -491,7 +471,7 @@ static void write_log_ring(const struct cq_journal_fs *fs, const char *bundle)
         cq_log_warn(SVC, "journal_bundle_incomplete", json_pack("{s:s}", "error", e.message),
                     "could not write the log ring into the bundle");
     }
-    free(b.p);
+    cq_buf_free(&b);
 }
 
 static json_t *scopes_json(const struct scopeset *s)

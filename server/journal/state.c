@@ -21,10 +21,12 @@
  * Not thread-safe: the owner (the writer thread, or an offline replay)
  * serialises access.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cq/buf.h"
 #include "journal/journal-int.h"
 
 #define ORDER_ID_MAX 64
@@ -760,58 +762,22 @@ void cq_journal__state_foreach_quarantined(const struct cq_journal__state *s,
  * non-ASCII code point as a \u escape of four upper-case hex digits, UTF-16
  * pairs above the BMP). */
 
-struct dbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void db_put(struct dbuf *b, const char *s, size_t n)
+static void db_uint(struct cq_buf *b, uint64_t v)
 {
-    if (b->oom) {
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t ncap = b->cap == 0 ? 4096 : b->cap;
-        while (ncap < b->len + n + 1) {
-            ncap *= 2;
-        }
-        char *p = realloc(b->p, ncap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void db_str(struct dbuf *b, const char *s)
-{
-    db_put(b, s, strlen(s));
-}
-
-static void db_uint(struct dbuf *b, uint64_t v)
-{
-    char t[24];
-    int n = snprintf(t, sizeof(t), "%lld", (long long)v);
-    db_put(b, t, (size_t)n);
+    cq_buf_printf(b, "%" PRIu64, v);
 }
 
 /* A JSON string of valid UTF-8 (what the tables hold). */
-static void db_json_string(struct dbuf *b, const char *s)
+static void db_json_string(struct cq_buf *b, const char *s)
 {
     const uint8_t *p = (const uint8_t *)s;
-    db_put(b, "\"", 1);
+    cq_buf_put(b, "\"", 1);
     while (*p != '\0') {
         const uint8_t *run = p;
         while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
             p++;
         }
-        db_put(b, (const char *)run, (size_t)(p - run));
+        cq_buf_put(b, (const char *)run, (size_t)(p - run));
         if (*p == '\0') {
             break;
         }
@@ -825,40 +791,40 @@ static void db_json_string(struct dbuf *b, const char *s)
         char esc[16];
         switch (cp) {
         case '"':
-            db_put(b, "\\\"", 2);
+            cq_buf_put(b, "\\\"", 2);
             continue;
         case '\\':
-            db_put(b, "\\\\", 2);
+            cq_buf_put(b, "\\\\", 2);
             continue;
         case '\b':
-            db_put(b, "\\b", 2);
+            cq_buf_put(b, "\\b", 2);
             continue;
         case '\f':
-            db_put(b, "\\f", 2);
+            cq_buf_put(b, "\\f", 2);
             continue;
         case '\n':
-            db_put(b, "\\n", 2);
+            cq_buf_put(b, "\\n", 2);
             continue;
         case '\r':
-            db_put(b, "\\r", 2);
+            cq_buf_put(b, "\\r", 2);
             continue;
         case '\t':
-            db_put(b, "\\t", 2);
+            cq_buf_put(b, "\\t", 2);
             continue;
         default:
             break;
         }
         if (cp < 0x10000) {
             snprintf(esc, sizeof(esc), "\\u%04X", (unsigned)cp);
-            db_put(b, esc, 6);
+            cq_buf_put(b, esc, 6);
         } else {
             cp -= 0x10000;
             snprintf(esc, sizeof(esc), "\\u%04X\\u%04X", (unsigned)(0xD800 | (cp >> 10)),
                      (unsigned)(0xDC00 | (cp & 0x3FF)));
-            db_put(b, esc, 12);
+            cq_buf_put(b, esc, 12);
         }
     }
-    db_put(b, "\"", 1);
+    cq_buf_put(b, "\"", 1);
 }
 
 static int cmp_name_ptr(const void *a, const void *b)
@@ -882,12 +848,12 @@ static const char **sorted_keys(const struct dmap *m)
 
 char *cq_journal__state_dump(const struct cq_journal__state *s, size_t *len)
 {
-    struct dbuf b = {0};
+    struct cq_buf b = {0};
     const char **scopes = sorted_keys(&s->scopes);
     const char **orders = sorted_keys(&s->orders);
     const char **types = malloc((CQ_REC__MAX + s->other_types.n + 1) * sizeof(*types));
     if (scopes == NULL || orders == NULL || types == NULL) {
-        b.oom = true;
+        b.failed = true;
         goto out;
     }
     size_t nt = 0;
@@ -901,46 +867,46 @@ char *cq_journal__state_dump(const struct cq_journal__state *s, size_t *len)
     }
     qsort(types, nt, sizeof(*types), cmp_name_ptr);
 
-    db_str(&b, "{\"last_seq\":");
+    cq_buf_puts(&b, "{\"last_seq\":");
     db_uint(&b, s->last_seq);
-    db_str(&b, ",\"orders\":{");
+    cq_buf_puts(&b, ",\"orders\":{");
     for (size_t i = 0; i < s->orders.n; i++) {
         const struct order_ent *e = (const struct order_ent *)orders[i];
         if (i > 0) {
-            db_put(&b, ",", 1);
+            cq_buf_put(&b, ",", 1);
         }
         db_json_string(&b, e->id);
-        db_str(&b, ":{\"last_seq\":");
+        cq_buf_puts(&b, ":{\"last_seq\":");
         db_uint(&b, e->last_seq);
-        db_str(&b, ",\"scope\":");
+        cq_buf_puts(&b, ",\"scope\":");
         db_json_string(&b, e->scope);
-        db_str(&b, ",\"status\":\"");
-        db_str(&b, status_names[e->status]);
-        db_str(&b, "\"}");
+        cq_buf_puts(&b, ",\"status\":\"");
+        cq_buf_puts(&b, status_names[e->status]);
+        cq_buf_puts(&b, "\"}");
     }
-    db_str(&b, "},\"records\":");
+    cq_buf_puts(&b, "},\"records\":");
     db_uint(&b, s->records);
-    db_str(&b, ",\"scopes\":{");
+    cq_buf_puts(&b, ",\"scopes\":{");
     for (size_t i = 0; i < s->scopes.n; i++) {
         const struct scope_ent *e = (const struct scope_ent *)scopes[i];
         if (i > 0) {
-            db_put(&b, ",", 1);
+            cq_buf_put(&b, ",", 1);
         }
         db_json_string(&b, e->name);
-        db_str(&b, ":{\"last_seq\":");
+        cq_buf_puts(&b, ":{\"last_seq\":");
         db_uint(&b, e->last_seq);
-        db_str(&b, ",\"quarantine_reason\":");
+        cq_buf_puts(&b, ",\"quarantine_reason\":");
         if (e->quarantined) {
             db_json_string(&b, e->reason);
         } else {
-            db_str(&b, "null");
+            cq_buf_puts(&b, "null");
         }
-        db_str(&b, e->quarantined ? ",\"quarantined\":true" : ",\"quarantined\":false");
-        db_str(&b, ",\"records\":");
+        cq_buf_puts(&b, e->quarantined ? ",\"quarantined\":true" : ",\"quarantined\":false");
+        cq_buf_puts(&b, ",\"records\":");
         db_uint(&b, e->records);
-        db_put(&b, "}", 1);
+        cq_buf_put(&b, "}", 1);
     }
-    db_str(&b, "},\"types\":{");
+    cq_buf_puts(&b, "},\"types\":{");
     for (size_t i = 0; i < nt; i++) {
         uint16_t t = cq_rec_type_parse(types[i]);
         uint64_t count = 0;
@@ -953,23 +919,18 @@ char *cq_journal__state_dump(const struct cq_journal__state *s, size_t *len)
             count = te != NULL ? te->count : 0;
         }
         if (i > 0) {
-            db_put(&b, ",", 1);
+            cq_buf_put(&b, ",", 1);
         }
         db_json_string(&b, types[i]);
-        db_put(&b, ":", 1);
+        cq_buf_put(&b, ":", 1);
         db_uint(&b, count);
     }
-    db_str(&b, "}}\n");
+    cq_buf_puts(&b, "}}\n");
 out:
     free(scopes);
     free(orders);
     free(types);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    *len = b.len;
-    return b.p;
+    return cq_buf_take(&b, len);
 }
 
 char *cq_journal_state_dump(const json_t *state)

@@ -124,6 +124,7 @@
 
 #include <microhttpd.h>
 
+#include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "sim/sim-int.h"
@@ -162,8 +163,7 @@ struct rest_conn {
     char *uri; /* raw, owned; NULL when too long */
     bool uri_too_long;
     bool started;
-    char *body; /* owned */
-    size_t body_len, body_cap;
+    struct cq_buf body; /* bounded by SIM_BODY_MAX_BYTES */
     bool body_too_large;
     uint64_t discarded;
 };
@@ -1998,9 +1998,9 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
         parse_failed = true;
         sim_api_error_set(&perr, 413, -1101, MSG_TOO_MANY_PARAMS);
     } else {
-        bool use_body = strcmp(method, "GET") != 0 && c->body_len > 0 && body_is_form(conn);
-        if (sim_params_parse(&r->params, query, query_len, use_body ? c->body : NULL,
-                             use_body ? c->body_len : 0, &perr) < 0) {
+        bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
+        if (sim_params_parse(&r->params, query, query_len, use_body ? c->body.p : NULL,
+                             use_body ? c->body.len : 0, &perr) < 0) {
             parse_failed = true;
         }
     }
@@ -2168,13 +2168,13 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
     }
     struct sim_params p;
     struct sim_api_error perr;
-    bool use_body = strcmp(method, "GET") != 0 && c->body_len > 0 && body_is_form(conn);
+    bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
     if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
         ctl_error(resp, 413, NULL, "request too large");
         return;
     }
-    if (sim_params_parse(&p, query, query_len, use_body ? c->body : NULL,
-                         use_body ? c->body_len : 0, &perr) < 0) {
+    if (sim_params_parse(&p, query, query_len, use_body ? c->body.p : NULL,
+                         use_body ? c->body.len : 0, &perr) < 0) {
         ctl_error(resp, 400, NULL, "malformed parameters: %s", perr.msg);
         return;
     }
@@ -2366,6 +2366,7 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
     if (c == NULL) {
         return NULL;
     }
+    cq_buf_init(&c->body, SIM_BODY_MAX_BYTES + 1);
     size_t len = strlen(uri);
     if (len > SIM_QUERY_MAX_BYTES + 1024) {
         /* keep the path only; the request is answered 413 */
@@ -2395,7 +2396,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     struct rest_conn *c = *con_cls;
     if (c != NULL) {
         free(c->uri);
-        free(c->body);
+        cq_buf_free(&c->body);
         free(c);
     }
     *con_cls = NULL;
@@ -2514,26 +2515,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (c->body_too_large || c->body_len + n > SIM_BODY_MAX_BYTES) {
+        if (c->body_too_large || c->body.len + n > SIM_BODY_MAX_BYTES) {
             c->body_too_large = true;
             c->discarded += n;
             return c->discarded > DISCARD_MAX_BYTES ? MHD_NO : MHD_YES;
         }
-        if (c->body_len + n + 1 > c->body_cap) {
-            size_t cap = c->body_cap == 0 ? 1024 : c->body_cap;
-            while (cap < c->body_len + n + 1) {
-                cap *= 2;
-            }
-            char *b = realloc(c->body, cap);
-            if (b == NULL) {
-                return MHD_NO;
-            }
-            c->body = b;
-            c->body_cap = cap;
+        if (!cq_buf_put(&c->body, upload_data, n)) {
+            return MHD_NO; /* out of memory */
         }
-        memcpy(c->body + c->body_len, upload_data, n);
-        c->body_len += n;
-        c->body[c->body_len] = '\0';
         return MHD_YES;
     }
     return answer(rest, connection, method, c);

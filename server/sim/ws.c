@@ -91,6 +91,7 @@
 
 #include <libwebsockets.h>
 
+#include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/lws_log.h"
 #include "sim/sim-int.h"
@@ -139,106 +140,37 @@ static uint32_t name_hash(const char *s)
     return h;
 }
 
-/* A growable text buffer with a hard cap; `failed` sticks on overflow or OOM. */
-struct sbuf {
-    char *p; /* owned */
-    size_t len;
-    size_t cap;
-    bool failed;
-};
-
-static bool sb_reserve(struct sbuf *b, size_t extra)
-{
-    if (b->failed) {
-        return false;
-    }
-    if (b->len + extra + 1 <= b->cap) {
-        return true;
-    }
-    size_t want = b->len + extra + 1;
-    if (want > WS_PAYLOAD_MAX_BYTES) {
-        b->failed = true;
-        return false;
-    }
-    size_t cap = b->cap != 0 ? b->cap : 512;
-    while (cap < want) {
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void sb_putn(struct sbuf *b, const char *s, size_t n)
-{
-    if (!sb_reserve(b, n)) {
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) CQ_PRINTF(2, 3);
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        b->failed = true; /* only short fragments go through here */
-        return;
-    }
-    sb_putn(b, tmp, (size_t)n);
-}
+/* Every outgoing frame is built in a cq_buf bounded by the payload limit. */
+#define WS_BUF_INIT {.max_bytes = WS_PAYLOAD_MAX_BYTES}
 
 /* A JSON string, escaped. */
-static void sb_jstr(struct sbuf *b, const char *s)
+static void sb_jstr(struct cq_buf *b, const char *s)
 {
-    sb_putn(b, "\"", 1);
+    cq_buf_put(b, "\"", 1);
     for (; s != NULL && *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\') {
             char esc[2] = {'\\', (char)ch};
-            sb_putn(b, esc, 2);
+            cq_buf_put(b, esc, 2);
         } else if (ch < 0x20) {
-            sb_printf(b, "\\u%04x", ch);
+            cq_buf_printf(b, "\\u%04x", ch);
         } else {
-            sb_putn(b, (const char *)&ch, 1);
+            cq_buf_put(b, (const char *)&ch, 1);
         }
     }
-    sb_putn(b, "\"", 1);
+    cq_buf_put(b, "\"", 1);
 }
 
 /* A decimal as a JSON string with Binance's 8 fractional digits. */
-static void sb_dec(struct sbuf *b, cq_dec d)
+static void sb_dec(struct cq_buf *b, cq_dec d)
 {
     char buf[CQ_DEC_STR_MAX];
     if (cq_dec_format_scale(d, 8, CQ_ROUND_HALF_EVEN, buf, sizeof buf) < 0) {
         cq_dec_format(d, buf, sizeof buf); /* out of range at 8 digits: print exactly */
     }
-    sb_putn(b, "\"", 1);
-    sb_puts(b, buf);
-    sb_putn(b, "\"", 1);
-}
-
-static void sb_free(struct sbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
+    cq_buf_put(b, "\"", 1);
+    cq_buf_puts(b, buf);
+    cq_buf_put(b, "\"", 1);
 }
 
 /* ---- stream names ---------------------------------------------------------- */
@@ -473,13 +405,13 @@ static void lower_symbol(const char *in, char out[SIM_SYMBOL_LEN])
 }
 
 /* Takes b's text (on every path) into a new item. */
-static struct ws_item *item_take(enum ws_item_kind kind, const char *stream, struct sbuf *b)
+static struct ws_item *item_take(enum ws_item_kind kind, const char *stream, struct cq_buf *b)
 {
     struct ws_item *it = calloc(1, sizeof *it);
     if (it == NULL || (b != NULL && (b->failed || b->p == NULL))) {
         free(it);
         if (b != NULL) {
-            sb_free(b);
+            cq_buf_free(b);
         }
         return NULL;
     }
@@ -487,10 +419,7 @@ static struct ws_item *item_take(enum ws_item_kind kind, const char *stream, str
     cq_strlcpy(it->stream, stream, sizeof it->stream);
     it->hash = name_hash(it->stream);
     if (b != NULL) {
-        it->text = b->p;
-        it->len = b->len;
-        b->p = NULL;
-        b->len = b->cap = 0;
+        it->text = cq_buf_take(b, &it->len);
     }
     return it;
 }
@@ -553,28 +482,28 @@ void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
 
     snprintf(name, sizeof name, "%s@trade", lsym);
     if (interested(ws, name)) {
-        struct sbuf b = {0};
-        sb_printf(&b, "{\"e\":\"trade\",\"E\":%" PRId64 ",\"s\":", event_ms);
+        struct cq_buf b = WS_BUF_INIT;
+        cq_buf_printf(&b, "{\"e\":\"trade\",\"E\":%" PRId64 ",\"s\":", event_ms);
         sb_jstr(&b, sym->symbol);
-        sb_printf(&b, ",\"t\":%" PRIu64 ",\"p\":", t->trade_id);
+        cq_buf_printf(&b, ",\"t\":%" PRIu64 ",\"p\":", t->trade_id);
         sb_dec(&b, t->price);
-        sb_puts(&b, ",\"q\":");
+        cq_buf_puts(&b, ",\"q\":");
         sb_dec(&b, t->qty);
-        sb_printf(&b, ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}", t->time_ms,
+        cq_buf_printf(&b, ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}", t->time_ms,
                   t->buyer_is_maker ? "true" : "false");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
     snprintf(name, sizeof name, "%s@aggTrade", lsym);
     if (interested(ws, name)) {
         /* One trade per aggregate: a = f = l = the trade id. */
-        struct sbuf b = {0};
-        sb_printf(&b, "{\"e\":\"aggTrade\",\"E\":%" PRId64 ",\"s\":", event_ms);
+        struct cq_buf b = WS_BUF_INIT;
+        cq_buf_printf(&b, "{\"e\":\"aggTrade\",\"E\":%" PRId64 ",\"s\":", event_ms);
         sb_jstr(&b, sym->symbol);
-        sb_printf(&b, ",\"a\":%" PRIu64 ",\"p\":", t->trade_id);
+        cq_buf_printf(&b, ",\"a\":%" PRIu64 ",\"p\":", t->trade_id);
         sb_dec(&b, t->price);
-        sb_puts(&b, ",\"q\":");
+        cq_buf_puts(&b, ",\"q\":");
         sb_dec(&b, t->qty);
-        sb_printf(&b, ",\"f\":%" PRIu64 ",\"l\":%" PRIu64 ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}",
+        cq_buf_printf(&b, ",\"f\":%" PRIu64 ",\"l\":%" PRIu64 ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}",
                   t->trade_id, t->trade_id, t->time_ms, t->buyer_is_maker ? "true" : "false");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
@@ -583,27 +512,27 @@ void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
     }
 }
 
-static void sb_levels(struct sbuf *b, const struct sim_level *lv, size_t n)
+static void sb_levels(struct cq_buf *b, const struct sim_level *lv, size_t n)
 {
-    sb_putn(b, "[", 1);
+    cq_buf_put(b, "[", 1);
     for (size_t i = 0; i < n; i++) {
-        sb_puts(b, i == 0 ? "[" : ",[");
+        cq_buf_puts(b, i == 0 ? "[" : ",[");
         sb_dec(b, lv[i].price);
-        sb_putn(b, ",", 1);
+        cq_buf_put(b, ",", 1);
         sb_dec(b, lv[i].qty);
-        sb_putn(b, "]", 1);
+        cq_buf_put(b, "]", 1);
     }
-    sb_putn(b, "]", 1);
+    cq_buf_put(b, "]", 1);
 }
 
 /* Levels that differ between two books of one side (both best first):
  * changed or new levels with their new quantity, vanished ones with 0. */
-static void sb_diff_side(struct sbuf *b, const struct sim_level *old, size_t n_old,
+static void sb_diff_side(struct cq_buf *b, const struct sim_level *old, size_t n_old,
                          const struct sim_level *cur, size_t n_cur, bool bids)
 {
     size_t i = 0, j = 0;
     bool first = true;
-    sb_putn(b, "[", 1);
+    cq_buf_put(b, "[", 1);
     while (i < n_old || j < n_cur) {
         int c;
         if (i >= n_old) {
@@ -631,19 +560,19 @@ static void sb_diff_side(struct sbuf *b, const struct sim_level *old, size_t n_o
             j++;
         }
         if (emit != NULL) {
-            sb_puts(b, first ? "[" : ",[");
+            cq_buf_puts(b, first ? "[" : ",[");
             first = false;
             sb_dec(b, emit->price);
-            sb_putn(b, ",", 1);
+            cq_buf_put(b, ",", 1);
             if (removed) {
-                sb_puts(b, "\"" WS_ZERO8 "\"");
+                cq_buf_puts(b, "\"" WS_ZERO8 "\"");
             } else {
                 sb_dec(b, emit->qty);
             }
-            sb_putn(b, "]", 1);
+            cq_buf_put(b, "]", 1);
         }
     }
-    sb_putn(b, "]", 1);
+    cq_buf_put(b, "]", 1);
 }
 
 static struct ws_book_state *book_state(struct sim_ws *ws, const char *symbol)
@@ -678,19 +607,19 @@ void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
 
     snprintf(name, sizeof name, "%s@bookTicker", lsym);
     if (interested(ws, name)) {
-        struct sbuf b = {0};
+        struct cq_buf b = WS_BUF_INIT;
         cq_dec zero = CQ_DEC_ZERO;
-        sb_printf(&b, "{\"u\":%" PRIu64 ",\"s\":", update_id);
+        cq_buf_printf(&b, "{\"u\":%" PRIu64 ",\"s\":", update_id);
         sb_jstr(&b, sym->symbol);
-        sb_puts(&b, ",\"b\":");
+        cq_buf_puts(&b, ",\"b\":");
         sb_dec(&b, n_bids > 0 ? book->bids[0].price : zero);
-        sb_puts(&b, ",\"B\":");
+        cq_buf_puts(&b, ",\"B\":");
         sb_dec(&b, n_bids > 0 ? book->bids[0].qty : zero);
-        sb_puts(&b, ",\"a\":");
+        cq_buf_puts(&b, ",\"a\":");
         sb_dec(&b, n_asks > 0 ? book->asks[0].price : zero);
-        sb_puts(&b, ",\"A\":");
+        cq_buf_puts(&b, ",\"A\":");
         sb_dec(&b, n_asks > 0 ? book->asks[0].qty : zero);
-        sb_puts(&b, "}");
+        cq_buf_puts(&b, "}");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
     static const size_t partial_levels[] = {5, 10, 20};
@@ -700,12 +629,12 @@ void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
         if (!interested(ws, name)) {
             continue;
         }
-        struct sbuf b = {0};
-        sb_printf(&b, "{\"lastUpdateId\":%" PRIu64 ",\"bids\":", update_id);
+        struct cq_buf b = WS_BUF_INIT;
+        cq_buf_printf(&b, "{\"lastUpdateId\":%" PRIu64 ",\"bids\":", update_id);
         sb_levels(&b, book->bids, n_bids < lv ? n_bids : lv);
-        sb_puts(&b, ",\"asks\":");
+        cq_buf_puts(&b, ",\"asks\":");
         sb_levels(&b, book->asks, n_asks < lv ? n_asks : lv);
-        sb_puts(&b, "}");
+        cq_buf_puts(&b, "}");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
 
@@ -714,18 +643,18 @@ void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
     struct ws_book_state *st = book_state(ws, sym->symbol);
     snprintf(name, sizeof name, "%s@depth", lsym);
     if (st != NULL && interested(ws, name)) {
-        struct sbuf b = {0};
+        struct cq_buf b = WS_BUF_INIT;
         uint64_t first = st->last_update_id != 0 ? st->last_update_id + 1 : update_id;
         if (first > update_id) {
             first = update_id;
         }
-        sb_printf(&b, "{\"e\":\"depthUpdate\",\"E\":%" PRId64 ",\"s\":", event_ms);
+        cq_buf_printf(&b, "{\"e\":\"depthUpdate\",\"E\":%" PRId64 ",\"s\":", event_ms);
         sb_jstr(&b, sym->symbol);
-        sb_printf(&b, ",\"U\":%" PRIu64 ",\"u\":%" PRIu64 ",\"b\":", first, update_id);
+        cq_buf_printf(&b, ",\"U\":%" PRIu64 ",\"u\":%" PRIu64 ",\"b\":", first, update_id);
         sb_diff_side(&b, st->bids, st->n_bids, book->bids, n_bids, true);
-        sb_puts(&b, ",\"a\":");
+        cq_buf_puts(&b, ",\"a\":");
         sb_diff_side(&b, st->asks, st->n_asks, book->asks, n_asks, false);
-        sb_puts(&b, "}");
+        cq_buf_puts(&b, "}");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
     if (st != NULL) {
@@ -756,30 +685,30 @@ void sim_ws_publish_kline(struct sim_ws *ws, const struct sim_symbol *sym, const
     /* No trade in the bar: Binance sends f = L = -1. */
     int64_t first = k->trades > 0 ? (int64_t)k->first_trade_id : -1;
     int64_t last = k->trades > 0 ? (int64_t)k->last_trade_id : -1;
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"e\":\"kline\",\"E\":%" PRId64 ",\"s\":", event_ms);
+    struct cq_buf b = WS_BUF_INIT;
+    cq_buf_printf(&b, "{\"e\":\"kline\",\"E\":%" PRId64 ",\"s\":", event_ms);
     sb_jstr(&b, sym->symbol);
-    sb_printf(&b, ",\"k\":{\"t\":%" PRId64 ",\"T\":%" PRId64 ",\"s\":", k->open_ms, k->close_ms);
+    cq_buf_printf(&b, ",\"k\":{\"t\":%" PRId64 ",\"T\":%" PRId64 ",\"s\":", k->open_ms, k->close_ms);
     sb_jstr(&b, sym->symbol);
-    sb_puts(&b, ",\"i\":");
+    cq_buf_puts(&b, ",\"i\":");
     sb_jstr(&b, interval);
-    sb_printf(&b, ",\"f\":%" PRId64 ",\"L\":%" PRId64 ",\"o\":", first, last);
+    cq_buf_printf(&b, ",\"f\":%" PRId64 ",\"L\":%" PRId64 ",\"o\":", first, last);
     sb_dec(&b, k->open);
-    sb_puts(&b, ",\"c\":");
+    cq_buf_puts(&b, ",\"c\":");
     sb_dec(&b, k->close);
-    sb_puts(&b, ",\"h\":");
+    cq_buf_puts(&b, ",\"h\":");
     sb_dec(&b, k->high);
-    sb_puts(&b, ",\"l\":");
+    cq_buf_puts(&b, ",\"l\":");
     sb_dec(&b, k->low);
-    sb_puts(&b, ",\"v\":");
+    cq_buf_puts(&b, ",\"v\":");
     sb_dec(&b, k->volume);
-    sb_printf(&b, ",\"n\":%" PRIu32 ",\"x\":%s,\"q\":", k->trades, k->closed ? "true" : "false");
+    cq_buf_printf(&b, ",\"n\":%" PRIu32 ",\"x\":%s,\"q\":", k->trades, k->closed ? "true" : "false");
     sb_dec(&b, k->quote_volume);
-    sb_puts(&b, ",\"V\":");
+    cq_buf_puts(&b, ",\"V\":");
     sb_dec(&b, k->taker_buy_base);
-    sb_puts(&b, ",\"Q\":");
+    cq_buf_puts(&b, ",\"Q\":");
     sb_dec(&b, k->taker_buy_quote);
-    sb_puts(&b, ",\"B\":\"0\"}}");
+    cq_buf_puts(&b, ",\"B\":\"0\"}}");
     struct ws_item *it = item_take(ITEM_MARKET, name, &b);
     queue_push(ws, &it, 1);
 }
@@ -806,56 +735,56 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     const char *tif = o->tif == SIM_TIF_NONE ? "GTC" : sim_tif_name(o->tif);
     cq_dec zero = CQ_DEC_ZERO;
 
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"e\":\"executionReport\",\"E\":%" PRId64 ",\"s\":", r->event_ms);
+    struct cq_buf b = WS_BUF_INIT;
+    cq_buf_printf(&b, "{\"e\":\"executionReport\",\"E\":%" PRId64 ",\"s\":", r->event_ms);
     sb_jstr(&b, sym->symbol);
-    sb_puts(&b, ",\"c\":");
+    cq_buf_puts(&b, ",\"c\":");
     sb_jstr(&b, client_id);
-    sb_puts(&b, ",\"S\":");
+    cq_buf_puts(&b, ",\"S\":");
     sb_jstr(&b, sim_side_name(o->side));
-    sb_puts(&b, ",\"o\":");
+    cq_buf_puts(&b, ",\"o\":");
     sb_jstr(&b, sim_order_type_name(o->type));
-    sb_puts(&b, ",\"f\":");
+    cq_buf_puts(&b, ",\"f\":");
     sb_jstr(&b, tif);
-    sb_puts(&b, ",\"q\":");
+    cq_buf_puts(&b, ",\"q\":");
     sb_dec(&b, o->orig_qty);
-    sb_puts(&b, ",\"p\":");
+    cq_buf_puts(&b, ",\"p\":");
     sb_dec(&b, o->price);
-    sb_puts(&b, ",\"P\":\"" WS_ZERO8 "\",\"F\":\"" WS_ZERO8 "\",\"g\":-1,\"C\":");
+    cq_buf_puts(&b, ",\"P\":\"" WS_ZERO8 "\",\"F\":\"" WS_ZERO8 "\",\"g\":-1,\"C\":");
     sb_jstr(&b, orig_id);
-    sb_puts(&b, ",\"x\":");
+    cq_buf_puts(&b, ",\"x\":");
     sb_jstr(&b, sim_exec_type_name(r->exec_type));
-    sb_puts(&b, ",\"X\":");
+    cq_buf_puts(&b, ",\"X\":");
     sb_jstr(&b, sim_order_status_name(o->status));
-    sb_printf(&b, ",\"r\":\"NONE\",\"i\":%" PRIu64 ",\"l\":", o->order_id);
+    cq_buf_printf(&b, ",\"r\":\"NONE\",\"i\":%" PRIu64 ",\"l\":", o->order_id);
     sb_dec(&b, f != NULL ? f->qty : zero);
-    sb_puts(&b, ",\"z\":");
+    cq_buf_puts(&b, ",\"z\":");
     sb_dec(&b, o->executed_qty);
-    sb_puts(&b, ",\"L\":");
+    cq_buf_puts(&b, ",\"L\":");
     sb_dec(&b, f != NULL ? f->price : zero);
-    sb_puts(&b, ",\"n\":");
+    cq_buf_puts(&b, ",\"n\":");
     if (f != NULL) {
         sb_dec(&b, f->commission);
-        sb_puts(&b, ",\"N\":");
+        cq_buf_puts(&b, ",\"N\":");
         sb_jstr(&b, f->commission_asset);
     } else {
-        sb_puts(&b, "\"0\",\"N\":null");
+        cq_buf_puts(&b, "\"0\",\"N\":null");
     }
-    sb_printf(&b,
+    cq_buf_printf(&b,
               ",\"T\":%" PRId64 ",\"t\":%" PRId64 ",\"I\":%" PRIu64
               ",\"w\":%s,\"m\":%s,\"M\":false,\"O\":%" PRId64 ",\"Z\":",
               r->event_ms, f != NULL ? (int64_t)f->trade_id : (int64_t)-1, exec_id,
               o->is_working ? "true" : "false", (f != NULL && f->maker) ? "true" : "false",
               o->time_ms);
     sb_dec(&b, o->cum_quote_qty);
-    sb_puts(&b, ",\"Y\":");
+    cq_buf_puts(&b, ",\"Y\":");
     sb_dec(&b, f != NULL ? f->quote_qty : zero);
-    sb_puts(&b, ",\"Q\":");
+    cq_buf_puts(&b, ",\"Q\":");
     sb_dec(&b, o->orig_quote_qty);
     if (o->working_ms >= 0) { /* only once the order has been on the book */
-        sb_printf(&b, ",\"W\":%" PRId64, o->working_ms);
+        cq_buf_printf(&b, ",\"W\":%" PRId64, o->working_ms);
     }
-    sb_puts(&b, ",\"V\":\"NONE\"}"); /* the only STP mode the simulator offers */
+    cq_buf_puts(&b, ",\"V\":\"NONE\"}"); /* the only STP mode the simulator offers */
     struct ws_item *it = item_take(ITEM_USER, "", &b);
     queue_push(ws, &it, 1);
 }
@@ -866,19 +795,19 @@ void sim_ws_publish_account(struct sim_ws *ws, const struct sim_balance *changed
     if (ws == NULL || (changed == NULL && n > 0) || !user_interested(ws)) {
         return;
     }
-    struct sbuf b = {0};
-    sb_printf(&b, "{\"e\":\"outboundAccountPosition\",\"E\":%" PRId64 ",\"u\":%" PRId64 ",\"B\":[",
+    struct cq_buf b = WS_BUF_INIT;
+    cq_buf_printf(&b, "{\"e\":\"outboundAccountPosition\",\"E\":%" PRId64 ",\"u\":%" PRId64 ",\"B\":[",
               event_ms, event_ms);
     for (size_t i = 0; i < n; i++) {
-        sb_puts(&b, i == 0 ? "{\"a\":" : ",{\"a\":");
+        cq_buf_puts(&b, i == 0 ? "{\"a\":" : ",{\"a\":");
         sb_jstr(&b, changed[i].asset);
-        sb_puts(&b, ",\"f\":");
+        cq_buf_puts(&b, ",\"f\":");
         sb_dec(&b, changed[i].free);
-        sb_puts(&b, ",\"l\":");
+        cq_buf_puts(&b, ",\"l\":");
         sb_dec(&b, changed[i].locked);
-        sb_puts(&b, "}");
+        cq_buf_puts(&b, "}");
     }
-    sb_puts(&b, "]}");
+    cq_buf_puts(&b, "]}");
     struct ws_item *it = item_take(ITEM_USER, "", &b);
     queue_push(ws, &it, 1);
 }
@@ -890,10 +819,10 @@ void sim_ws_listen_key_closed(struct sim_ws *ws, const char *key, bool expired, 
     }
     struct ws_item *it;
     if (expired) {
-        struct sbuf b = {0};
-        sb_printf(&b, "{\"e\":\"listenKeyExpired\",\"E\":%" PRId64 ",\"listenKey\":", event_ms);
+        struct cq_buf b = WS_BUF_INIT;
+        cq_buf_printf(&b, "{\"e\":\"listenKeyExpired\",\"E\":%" PRId64 ",\"listenKey\":", event_ms);
         sb_jstr(&b, key);
-        sb_puts(&b, "}");
+        cq_buf_puts(&b, "}");
         it = item_take(ITEM_KEY_CLOSED, key, &b);
     } else {
         it = item_take(ITEM_KEY_CLOSED, key, NULL);

@@ -1,0 +1,98 @@
+/*
+ * test_text.c — the small shared text helpers (cq/text.h) and the bounded
+ * growable buffer (cq/buf.h): edit distance, hex digits, Content-Length
+ * judgement, and the buffer's growth, bound, latch and hand-over.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cq/buf.h"
+#include "cq/text.h"
+
+Test(text, edit_distance_is_case_insensitive_and_bounded)
+{
+    const char *a = "cq_mdoe";
+    cr_expect_eq(cq_text_edit_distance_ci(a, strlen(a), "CQ_MODE"), 2, "one swap = two edits");
+    cr_expect_eq(cq_text_edit_distance_ci("abc", 3, "ABC"), 0);
+    cr_expect_eq(cq_text_edit_distance_ci("", 0, "abc"), 3);
+    cr_expect_eq(cq_text_edit_distance_ci("kitten", 6, "sitting"), 3);
+    char longer[CQ_TEXT_COMPARE_MAX + 2];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    cr_expect_eq(cq_text_edit_distance_ci(longer, strlen(longer), "a"), SIZE_MAX,
+                 "longer than CQ_TEXT_COMPARE_MAX counts as far from everything");
+}
+
+Test(text, hex_values_and_decimal_limits)
+{
+    cr_expect_eq(cq_text_hex_value('0'), 0);
+    cr_expect_eq(cq_text_hex_value('f'), 15);
+    cr_expect_eq(cq_text_hex_value('A'), 10);
+    cr_expect_eq(cq_text_hex_value('g'), -1);
+    cr_expect_not(cq_text_decimal_exceeds("1024", 1024));
+    cr_expect(cq_text_decimal_exceeds("1025", 1024));
+    cr_expect(cq_text_decimal_exceeds("  99999999999999999999999", 1024), "too much to count");
+    cr_expect_not(cq_text_decimal_exceeds("abc", 1024), "left to the HTTP library");
+    char *d = cq_text_dup("x");
+    cr_expect_str_eq(d, "x");
+    free(d);
+    cr_expect_null(cq_text_dup(NULL));
+}
+
+Test(buf, grows_across_many_appends_and_hands_over)
+{
+    struct cq_buf b = {0};
+    size_t want = 0;
+    for (int i = 0; i < 1000; i++) {
+        cr_assert(cq_buf_printf(&b, "%d,", i));
+        want += (size_t)snprintf(NULL, 0, "%d,", i);
+    }
+    cr_assert(cq_buf_puts(&b, "end"));
+    cr_assert(cq_buf_putc(&b, '\n'));
+    want += 4;
+    cr_expect_eq(b.len, want);
+    cr_expect_eq(b.p[b.len], '\0', "always NUL-terminated");
+    cr_expect_eq(strncmp(b.p, "0,1,2,", 6), 0);
+    size_t len = 0;
+    char *s = cq_buf_take(&b, &len);
+    cr_assert_not_null(s);
+    cr_expect_eq(len, want);
+    cr_expect_eq(strcmp(s + len - 4, "end\n"), 0);
+    cr_expect_null(b.p, "taking resets the buffer");
+    cr_expect_eq(b.len, 0);
+    free(s);
+}
+
+Test(buf, bound_latches_failure_and_take_returns_null)
+{
+    struct cq_buf b;
+    cq_buf_init(&b, 16);
+    cr_expect(cq_buf_puts(&b, "0123456789abcde"), "15 bytes + NUL fit in 16");
+    cr_expect_not(cq_buf_putc(&b, 'x'), "one more does not");
+    cr_expect(b.failed);
+    cr_expect_not(cq_buf_puts(&b, ""), "the failure latches, even for nothing");
+    cr_expect_eq(b.len, 15, "contents before the failure are untouched");
+    size_t len = 99;
+    cr_expect_null(cq_buf_take(&b, &len));
+    cr_expect_eq(len, 0);
+    cr_expect_not(b.failed, "take resets");
+    cr_expect_eq(b.max_bytes, 16, "and keeps the bound");
+    cr_expect(cq_buf_printf(&b, "%s", "again"));
+    cr_expect_not(cq_buf_printf(&b, "%020d", 1), "a printf that would cross the bound fails");
+    cq_buf_free(&b);
+    cr_expect_null(b.p);
+}
+
+Test(buf, empty_take_is_null_and_binary_bytes_are_kept)
+{
+    struct cq_buf b = {0};
+    cr_expect_null(cq_buf_take(&b, NULL), "nothing appended: nothing to hand over");
+    const char bin[4] = {'a', '\0', 'b', '\0'};
+    cr_assert(cq_buf_put(&b, bin, sizeof bin));
+    cr_expect_eq(b.len, 4);
+    cr_expect_eq(memcmp(b.p, bin, 4), 0);
+    cq_buf_free(&b);
+}
