@@ -1977,7 +1977,13 @@ Test(journal, background_verify_checks_sealed_segments_without_blocking)
     flip_byte(p, L.off[1][1] + CQJ_REC_HDR_BYTES + 9, 0x08);
     fake_clock_advance_ms(&fc, 1000);
     WAIT_FOR(stats_of(j).verify_failures_total > 0, 5000);
-    cr_expect_eq(stats_of(j).verify_failures_total, 1);
+    /* The pass due at the first advance may still be running (or not yet
+     * started) when the byte flips: it and the pass due now can both see it.
+     * The clock then stands still, so no third pass: 1 or 2. "Reported once"
+     * is the log count below (logged only on the good -> bad change). */
+    uint64_t failures = stats_of(j).verify_failures_total;
+    cr_expect(failures >= 1 && failures <= 2, "verify_failures_total %llu",
+              (unsigned long long)failures);
     WAIT_FOR(strcmp(health_of().reason, "journal_corrupt") == 0, 2000); /* published just after */
     h = health_of();
     cr_expect_str_eq(h.status, "degraded");

@@ -846,11 +846,20 @@ Test(sim_ws, subscribe_list_unsubscribe_on_ws0)
     cr_assert(json_equal(r, want));
     json_decref(r);
     json_decref(want);
-    /* Frames already queued may still land; after that, silence. */
-    sleep_ms(300);
-    size_t before = tc_count(tc);
+    /* Frames queued before the UNSUBSCRIBE was handled may land before its
+     * reply. The server writes a connection's frames in order, so after the
+     * reply nothing of those streams may come: wait while the market goes
+     * on (only a lower bound: longer is stricter), then ask again; no
+     * message may sit between the two replies. */
+    size_t after_reply = cursor;
     sleep_ms(1000);
-    cr_assert_eq(tc_count(tc), before, "data after UNSUBSCRIBE");
+    r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":313}");
+    want = json_pack("{s:[],s:i}", "result", "id", 313);
+    cr_assert(json_equal(r, want), "reply %s", json_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    json_decref(want);
+    cr_assert_eq(cursor, after_reply + 1, "%zu data messages after the UNSUBSCRIBE reply",
+                 cursor - after_reply - 1);
     tc_free(tc);
 }
 
@@ -1406,22 +1415,32 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     struct tclient *tc = tc_open("/ws/btcusdt@trade");
     cr_assert(tc_wait_established(tc, 3000));
     cr_assert_geq(tc_wait_count(tc, 3, 10000), 3);
-    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
     atomic_store(&g_sim->faults.ws_stall, true);
-    sleep_ms(200); /* frames already written may still arrive */
-    size_t before = tc_count(tc);
-    sleep_ms(1500);
-    cr_assert_eq(tc_count(tc), before, "no data while stalled");
-    cr_assert_not(tc_is_closed(tc), "the connection stays open");
-    cr_assert_gt(counter(&g_sim->counters.ws_messages_dropped), dropped0,
-                 "discarded data is counted");
-    /* Control replies still flow. */
-    size_t cursor = before;
+    /* Control replies still flow. The server writes a connection's frames
+     * in order and discards stream data from the moment the stall is on, so
+     * this reply marks the end of the data: frames written before it may
+     * still land, nothing after it. */
+    size_t cursor = tc_count(tc);
     json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
     json_t *want = json_pack("{s:[s],s:i}", "result", "btcusdt@trade", "id", 1);
     cr_assert(json_equal(r, want));
     json_decref(r);
     json_decref(want);
+    /* Wait until the stall has visibly discarded data (so there was data to
+     * withhold), then ask again: no message may sit between the replies. */
+    size_t after_reply = cursor;
+    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
+    int64_t deadline = now_ms() + 10000;
+    while (counter(&g_sim->counters.ws_messages_dropped) < dropped0 + 3 && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    cr_assert_geq(counter(&g_sim->counters.ws_messages_dropped), dropped0 + 3,
+                  "discarded data is counted");
+    r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":2}");
+    json_decref(r);
+    cr_assert_eq(cursor, after_reply + 1, "%zu data messages while stalled",
+                 cursor - after_reply - 1);
+    cr_assert_not(tc_is_closed(tc), "the connection stays open");
     /* Pings are still answered. */
     int fd = raw_connect("/ws/0");
     raw_send_frame(fd, 0x9, "hello", 5);
@@ -1442,58 +1461,110 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
 
 /* ---- keepalive ---------------------------------------------------------------- */
 
+/* The server pings every 200 ms and closes a client whose last pong is
+ * older than 3 s: a client must answer within seconds, not within one
+ * scheduler slice of a loaded CI box. */
+#define SHORT_PING_MS 200
+#define SHORT_PONG_TIMEOUT_MS 3000
+
 static void short_keepalive(void)
 {
     setenv("SIMEX_WS_PING_MS", "200", 1);
-    setenv("SIMEX_WS_PONG_TIMEOUT_MS", "1000", 1);
+    setenv("SIMEX_WS_PONG_TIMEOUT_MS", "3000", 1);
     sim_up();
+}
+
+/* Drain what a raw client has received, without waiting; true once the
+ * server closed it (close frame or EOF). Counts the pings. */
+static bool raw_closed_now(int fd, struct raw_frame *f, int *pings)
+{
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 0) <= 0) {
+            return false;
+        }
+        int rc = raw_read_frame(fd, f, 3000);
+        if (rc < 0 || (rc == 1 && f->opcode == 0x8)) {
+            return true;
+        }
+        if (rc == 1 && f->opcode == 0x9) {
+            (*pings)++;
+        }
+    }
+}
+
+/* Opened after the client under test, a raw client that never pongs is
+ * closed by the same pong-timeout check that would have closed the older
+ * one first had its pongs not counted. So "long enough" is measured by the
+ * server's own clock: until the control is closed (at most 20 s). Returns
+ * when it was, or -1. */
+static int64_t control_closed_at(int ctl, struct raw_frame *f, int *pings)
+{
+    int64_t deadline = now_ms() + 20000;
+    while (now_ms() < deadline) {
+        if (raw_closed_now(ctl, f, pings)) {
+            return now_ms();
+        }
+        sleep_ms(20);
+    }
+    return -1;
 }
 
 Test(sim_ws, server_pings_and_keeps_a_ponging_client, .init = short_keepalive)
 {
+    int64_t start = now_ms(); /* before the server's ping timer starts */
     int fd = raw_connect("/ws/0");
+    int ctl = raw_connect("/ws/0"); /* the control: never pongs (control_closed_at) */
     struct raw_frame *f = malloc(sizeof *f);
+    struct raw_frame *cf = malloc(sizeof *cf);
     cr_assert_not_null(f);
-    int pings = 0;
-    int64_t start = now_ms();
-    int64_t first_ping = 0, last_ping = 0;
+    cr_assert_not_null(cf);
+    int pings = 0, ctl_pings = 0;
+    int64_t ctl_closed_at = -1;
     char last_payload[64] = "";
-    while (now_ms() - start < 2500) {
-        int rc = raw_read_frame(fd, f, 100);
+    /* Until the control is closed, then half a second for a close of ours. */
+    while (now_ms() - start < 20000 && (ctl_closed_at < 0 || now_ms() - ctl_closed_at < 500)) {
+        int rc = raw_read_frame(fd, f, 20);
         cr_assert_geq(rc, 0, "server closed a client that answers pings");
-        if (rc == 0) {
-            continue;
+        if (rc == 1) {
+            cr_assert_eq(f->opcode, 0x9, "only pings on an idle connection (opcode %d)", f->opcode);
+            cr_assert_gt(f->len, 0, "pings carry a payload");
+            cr_assert_lt(f->len, sizeof last_payload);
+            memcpy(last_payload, f->payload, f->len);
+            last_payload[f->len] = '\0';
+            pings++;
+            raw_send_frame(fd, 0xA, f->payload, f->len); /* pong echoing the payload */
         }
-        cr_assert_eq(f->opcode, 0x9, "only pings on an idle connection (opcode %d)", f->opcode);
-        cr_assert_gt(f->len, 0, "pings carry a payload");
-        cr_assert_lt(f->len, sizeof last_payload);
-        memcpy(last_payload, f->payload, f->len);
-        last_payload[f->len] = '\0';
-        last_ping = now_ms();
-        if (pings == 0) {
-            first_ping = last_ping;
+        if (ctl_closed_at < 0 && raw_closed_now(ctl, cf, &ctl_pings)) {
+            ctl_closed_at = now_ms();
         }
-        pings++;
-        raw_send_frame(fd, 0xA, f->payload, f->len); /* pong echoing the payload */
     }
-    /* 2.5 s at one ping per 200 ms (+ a tick of jitter) */
-    cr_assert_geq(pings, 8, "%d pings", pings);
-    cr_assert_leq(pings, 14, "%d pings", pings);
-    cr_assert_lt(first_ping - start, 500);
-    (void)last_ping;
+    int64_t end = now_ms();
+    cr_assert_geq(ctl_closed_at, 0, "the control (no pongs) is closed (%d pings)", ctl_pings);
+    cr_assert_geq(ctl_closed_at - start, SHORT_PONG_TIMEOUT_MS, "the control was closed early");
+    /* Pings keep coming, and never closer than SHORT_PING_MS: the k-th goes
+     * out at least k * SHORT_PING_MS after the connect, which is after
+     * `start` on the same monotonic clock, and before `end`. */
+    cr_assert_geq(pings, 3, "%d pings", pings);
+    cr_assert_leq(pings, (end - start) / SHORT_PING_MS, "%d pings in %" PRId64 " ms", pings,
+                  end - start);
+    close(ctl);
     close(fd);
+    free(cf);
     free(f);
 }
 
 Test(sim_ws, client_that_does_not_pong_is_closed, .init = short_keepalive)
 {
+    /* Read before the connect: the server starts its pong timer later, so
+     * the lower bound below is exact. */
+    int64_t start = now_ms();
     int fd = raw_connect("/ws/0");
     struct raw_frame *f = malloc(sizeof *f);
     cr_assert_not_null(f);
-    int64_t start = now_ms();
     int pings = 0, close_code = -1;
     int64_t closed_at = 0;
-    while (now_ms() - start < 5000) {
+    while (now_ms() - start < 20000) {
         int rc = raw_read_frame(fd, f, 100);
         if (rc < 0) {
             closed_at = now_ms();
@@ -1516,8 +1587,9 @@ Test(sim_ws, client_that_does_not_pong_is_closed, .init = short_keepalive)
     }
     cr_assert_neq(closed_at, 0, "a client that never pongs is closed");
     cr_assert_geq(pings, 3);
-    cr_assert_geq(closed_at - start, 900, "not before the pong timeout");
-    cr_assert_leq(closed_at - start, 2500);
+    cr_assert_geq(closed_at - start, SHORT_PONG_TIMEOUT_MS, "not before the pong timeout");
+    /* loose: the close is due one tick after the timeout */
+    cr_assert_leq(closed_at - start, SHORT_PONG_TIMEOUT_MS + 3000);
     if (close_code >= 0) {
         cr_assert_eq(close_code, 1008);
     }
@@ -1529,8 +1601,16 @@ Test(sim_ws, lws_client_answers_pings_and_stays, .init = short_keepalive)
 {
     struct tclient *tc = tc_open("/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
-    sleep_ms(2500);
-    cr_assert_not(tc_is_closed(tc));
+    int ctl = raw_connect("/ws/0"); /* never pongs: see control_closed_at */
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    int ctl_pings = 0;
+    cr_assert_geq(control_closed_at(ctl, f, &ctl_pings), 0, "the control (no pongs) is closed");
+    cr_assert_geq(ctl_pings, 3, "the server was pinging");
+    sleep_ms(500); /* for a close of ours to arrive */
+    cr_assert_not(tc_is_closed(tc), "lws answered the pings: still open");
+    close(ctl);
+    free(f);
     tc_free(tc);
 }
 
