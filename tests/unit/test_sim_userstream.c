@@ -32,6 +32,7 @@
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "cq/sim.h"
+#include "support/ws_tclient.h"
 
 #define KEY CQ_SIM_DEFAULT_API_KEY
 #define SECRET CQ_SIM_DEFAULT_API_SECRET
@@ -307,238 +308,17 @@ static void expect_dec_eq(const char *got, cq_dec want, const char *what)
     cr_expect_str_eq(got, fmt8(want, w), "%s: got %s, want %s", what, got, w);
 }
 
-/* ---- a libwebsockets client with its own context and thread ----------------- */
-
-#define TC_MSGS_MAX 4096
-
-struct tclient {
-    struct lws_context *ctx;
-    struct lws *wsi;
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* guarded by mu */
-    bool established, closed;
-    int close_code; /* from the server's close frame; 0 if none */
-    char **msgs;    /* owned, each owned */
-    size_t n_msgs;
-    /* service thread only */
-    char *rx;
-    size_t rx_len;
-};
-
-static int tc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len)
-{
-    struct tclient *tc = lws_context_user(lws_get_context(wsi));
-    (void)user;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        pthread_mutex_lock(&tc->mu);
-        tc->established = true;
-        pthread_cond_broadcast(&tc->cv);
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        pthread_mutex_lock(&tc->mu);
-        tc->closed = true;
-        tc->wsi = NULL;
-        pthread_cond_broadcast(&tc->cv);
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        pthread_mutex_lock(&tc->mu);
-        if (len >= 2) {
-            const unsigned char *p = in;
-            tc->close_code = (p[0] << 8) | p[1];
-        }
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE: {
-        char *rx = realloc(tc->rx, tc->rx_len + len + 1);
-        if (rx == NULL) {
-            return -1;
-        }
-        tc->rx = rx;
-        memcpy(tc->rx + tc->rx_len, in, len);
-        tc->rx_len += len;
-        tc->rx[tc->rx_len] = '\0';
-        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-            pthread_mutex_lock(&tc->mu);
-            if (tc->n_msgs < TC_MSGS_MAX) {
-                tc->msgs[tc->n_msgs++] = tc->rx;
-                tc->rx = NULL;
-            }
-            pthread_cond_broadcast(&tc->cv);
-            pthread_mutex_unlock(&tc->mu);
-            free(tc->rx);
-            tc->rx = NULL;
-            tc->rx_len = 0;
-        }
-        return 0;
-    }
-    default:
-        return 0;
-    }
-}
-
-static const struct lws_protocols tc_protocols[] = {
-    {"tc", tc_callback, 0, 4096, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void *tc_main(void *arg)
-{
-    struct tclient *tc = arg;
-    while (!atomic_load(&tc->stop)) {
-        if (lws_service(tc->ctx, 0) < 0) {
-            break;
-        }
-    }
-    return NULL;
-}
-
-static struct tclient *tc_open(const char *path)
-{
-    struct tclient *tc = calloc(1, sizeof *tc);
-    cr_assert_not_null(tc);
-    pthread_mutex_init(&tc->mu, NULL);
-    pthread_cond_init(&tc->cv, NULL);
-    atomic_init(&tc->stop, false);
-    tc->msgs = calloc(TC_MSGS_MAX, sizeof *tc->msgs);
-    cr_assert_not_null(tc->msgs);
-    lws_set_log_level(LLL_ERR, NULL);
-
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = tc_protocols;
-    info.user = tc;
-    tc->ctx = lws_create_context(&info);
-    cr_assert_not_null(tc->ctx);
-
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof ci);
-    ci.context = tc->ctx;
-    ci.address = "127.0.0.1";
-    ci.port = g_ws_port;
-    ci.path = path;
-    ci.host = "127.0.0.1";
-    ci.origin = "127.0.0.1";
-    ci.local_protocol_name = "tc";
-    ci.pwsi = &tc->wsi;
-    if (lws_client_connect_via_info(&ci) == NULL) {
-        tc->closed = true;
-    }
-    cr_assert_eq(pthread_create(&tc->thread, NULL, tc_main, tc), 0);
-    return tc;
-}
-
-static void tc_free(struct tclient *tc)
-{
-    if (tc == NULL) {
-        return;
-    }
-    atomic_store(&tc->stop, true);
-    lws_cancel_service(tc->ctx);
-    pthread_join(tc->thread, NULL);
-    lws_context_destroy(tc->ctx);
-    for (size_t i = 0; i < tc->n_msgs; i++) {
-        free(tc->msgs[i]);
-    }
-    free(tc->msgs);
-    free(tc->rx);
-    pthread_mutex_destroy(&tc->mu);
-    pthread_cond_destroy(&tc->cv);
-    free(tc);
-}
-
-/* Wait on tc->cv (mu held) until woken or the monotonic deadline. */
-static void tc_wait_until(struct tclient *tc, int64_t deadline)
-{
-    int64_t left = deadline - mono_ms();
-    if (left <= 0) {
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
-    ts.tv_sec += (time_t)(left / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    pthread_cond_timedwait(&tc->cv, &tc->mu, &ts);
-}
-
-static bool tc_wait_established(struct tclient *tc, int timeout_ms)
-{
-    int64_t deadline = mono_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (!tc->established && !tc->closed && mono_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    bool ok = tc->established && !tc->closed;
-    pthread_mutex_unlock(&tc->mu);
-    return ok;
-}
-
-static bool tc_wait_closed(struct tclient *tc, int timeout_ms)
-{
-    int64_t deadline = mono_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (!tc->closed && mono_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    bool closed = tc->closed;
-    pthread_mutex_unlock(&tc->mu);
-    return closed;
-}
-
-static size_t tc_count(struct tclient *tc)
-{
-    pthread_mutex_lock(&tc->mu);
-    size_t n = tc->n_msgs;
-    pthread_mutex_unlock(&tc->mu);
-    return n;
-}
-
-/* Message *cursor parsed (a new reference), waiting up to timeout_ms; the
- * cursor moves past it. NULL on timeout or once the connection closed with
- * nothing more queued. */
-static json_t *tc_try_next(struct tclient *tc, size_t *cursor, int timeout_ms)
-{
-    int64_t deadline = mono_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (tc->n_msgs <= *cursor && !tc->closed && mono_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    if (tc->n_msgs <= *cursor) {
-        pthread_mutex_unlock(&tc->mu);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *v = json_loads(tc->msgs[*cursor], 0, &jerr);
-    cr_assert_not_null(v, "message %zu is not JSON (%s): %s", *cursor, jerr.text,
-                       tc->msgs[*cursor]);
-    cr_assert(json_is_object(v), "message %zu is not an object: %s", *cursor, tc->msgs[*cursor]);
-    (*cursor)++;
-    pthread_mutex_unlock(&tc->mu);
-    return v;
-}
-
 /* The next event, which must arrive within WAIT_MS. */
 static json_t *tc_next(struct tclient *tc, size_t *cursor, const char *what)
 {
     json_t *v = tc_try_next(tc, cursor, WAIT_MS);
     if (v == NULL) {
-        pthread_mutex_lock(&tc->mu);
-        bool closed = tc->closed;
-        const char *last = tc->n_msgs > 0 ? tc->msgs[tc->n_msgs - 1] : "(none)";
+        char last[512];
+        tc_last(tc, last, sizeof last);
         cr_assert_fail("no %s within %d ms on the user data stream (%s; %zu messages so far, "
                        "the last: %s)",
-                       what, WAIT_MS, closed ? "connection closed" : "connection open", tc->n_msgs,
-                       last);
-        pthread_mutex_unlock(&tc->mu);
+                       what, WAIT_MS, tc_is_closed(tc) ? "connection closed" : "connection open",
+                       tc_count(tc), last);
     }
     return v;
 }
@@ -848,7 +628,7 @@ Test(sim_userstream, order_flow_is_mirrored_on_the_stream, .init = setup_flow, .
     /* 2. the stream */
     char path[128];
     snprintf(path, sizeof path, "/ws/%s", key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_ws_port, path);
     cr_assert(tc_wait_established(tc, WAIT_MS), "ws %s not established within %d ms", path,
               WAIT_MS);
     size_t cursor = 0;
@@ -1079,16 +859,14 @@ Test(sim_userstream, order_flow_is_mirrored_on_the_stream, .init = setup_flow, .
     cr_assert(tc_wait_closed(tc, WAIT_MS), "the stream was not closed within %d ms of DELETE",
               WAIT_MS);
     cr_expect_eq(tc_count(tc), before_delete, "no event (listenKeyExpired) on a delete");
-    pthread_mutex_lock(&tc->mu);
-    int close_code = tc->close_code;
-    pthread_mutex_unlock(&tc->mu);
+    int close_code = tc_close_code(tc);
     cr_expect_eq(close_code, 1000, "a normal close (1000), got %d", close_code);
     tc_free(tc);
 
     r = http("PUT", "/api/v3/userDataStream", NULL, body, KEY);
     expect_error(&r, 400, -1125, "This listenKey does not exist.", "PUT after DELETE");
     resp_free(&r);
-    tc = tc_open(path);
+    tc = tc_open(g_ws_port, path);
     cr_expect_not(tc_wait_established(tc, WAIT_MS), "a deleted key's stream was accepted");
     tc_free(tc);
 }
@@ -1122,7 +900,7 @@ Test(sim_userstream, resting_limit_fills_as_maker, .init = setup_maker, .fini = 
     create_listen_key(key);
     char path[128];
     snprintf(path, sizeof path, "/ws/%s", key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_ws_port, path);
     cr_assert(tc_wait_established(tc, WAIT_MS), "ws %s not established within %d ms", path,
               WAIT_MS);
     size_t cursor = 0;

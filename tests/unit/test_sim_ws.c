@@ -32,6 +32,7 @@
 #include "cq/sim.h"
 #include "sim/sim-int.h"
 #include "sim/ws-int.h"
+#include "support/ws_tclient.h"
 
 /* ---- time ------------------------------------------------------------------ */
 
@@ -92,338 +93,6 @@ static void sim_down(void)
 static uint64_t counter(_Atomic uint64_t *c)
 {
     return atomic_load(c);
-}
-
-/* ---- a libwebsockets client with its own context and thread ----------------- */
-
-#define TC_MSGS_MAX 50000
-#define TC_OUT_MAX 64
-
-struct tclient {
-    struct lws_context *ctx;
-    struct lws *wsi;
-    pthread_t thread;
-    atomic_bool stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* guarded by mu */
-    bool established, closed, conn_error;
-    int close_code; /* from the server's close frame, 0 if none */
-    char **msgs;
-    size_t n_msgs;
-    char *out[TC_OUT_MAX];
-    size_t n_out;
-    bool want_close;
-    /* service thread only */
-    char *rx;
-    size_t rx_len;
-};
-
-static void tc_signal(struct tclient *tc)
-{
-    pthread_cond_broadcast(&tc->cv);
-}
-
-static int tc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len)
-{
-    struct tclient *tc = lws_context_user(lws_get_context(wsi));
-    (void)user;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        pthread_mutex_lock(&tc->mu);
-        tc->established = true;
-        tc_signal(tc);
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        pthread_mutex_lock(&tc->mu);
-        tc->conn_error = true;
-        tc->closed = true;
-        tc->wsi = NULL;
-        tc_signal(tc);
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE: {
-        char *rx = realloc(tc->rx, tc->rx_len + len + 1);
-        cr_assert_not_null(rx);
-        tc->rx = rx;
-        memcpy(tc->rx + tc->rx_len, in, len);
-        tc->rx_len += len;
-        tc->rx[tc->rx_len] = '\0';
-        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-            pthread_mutex_lock(&tc->mu);
-            if (tc->n_msgs < TC_MSGS_MAX) {
-                tc->msgs[tc->n_msgs++] = tc->rx;
-                tc->rx = NULL;
-            }
-            tc_signal(tc);
-            pthread_mutex_unlock(&tc->mu);
-            free(tc->rx);
-            tc->rx = NULL;
-            tc->rx_len = 0;
-        }
-        return 0;
-    }
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        pthread_mutex_lock(&tc->mu);
-        if (len >= 2) {
-            const unsigned char *p = in;
-            tc->close_code = (p[0] << 8) | p[1];
-        }
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        pthread_mutex_lock(&tc->mu);
-        tc->closed = true;
-        tc->wsi = NULL;
-        tc_signal(tc);
-        pthread_mutex_unlock(&tc->mu);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE: {
-        pthread_mutex_lock(&tc->mu);
-        if (tc->want_close) {
-            pthread_mutex_unlock(&tc->mu);
-            return -1;
-        }
-        char *text = NULL;
-        if (tc->n_out > 0) {
-            text = tc->out[0];
-            memmove(&tc->out[0], &tc->out[1], (tc->n_out - 1) * sizeof tc->out[0]);
-            tc->n_out--;
-        }
-        bool more = tc->n_out > 0;
-        pthread_mutex_unlock(&tc->mu);
-        if (text != NULL) {
-            size_t n = strlen(text);
-            unsigned char *buf = malloc(LWS_PRE + n);
-            cr_assert_not_null(buf);
-            memcpy(buf + LWS_PRE, text, n);
-            int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
-            free(buf);
-            free(text);
-            if (w < 0) {
-                return -1;
-            }
-        }
-        if (more) {
-            lws_callback_on_writable(wsi);
-        }
-        return 0;
-    }
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (tc != NULL) {
-            pthread_mutex_lock(&tc->mu);
-            bool go = tc->wsi != NULL && tc->established && (tc->n_out > 0 || tc->want_close);
-            struct lws *w = tc->wsi;
-            pthread_mutex_unlock(&tc->mu);
-            if (go) {
-                lws_callback_on_writable(w);
-            }
-        }
-        return 0;
-    default:
-        break;
-    }
-    return 0;
-}
-
-static const struct lws_protocols tc_protocols[] = {
-    {"tc", tc_callback, 0, 4096, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void *tc_main(void *arg)
-{
-    struct tclient *tc = arg;
-    while (!atomic_load(&tc->stop)) {
-        if (lws_service(tc->ctx, 0) < 0) {
-            break;
-        }
-    }
-    return NULL;
-}
-
-static struct tclient *tc_open(const char *path)
-{
-    struct tclient *tc = calloc(1, sizeof *tc);
-    cr_assert_not_null(tc);
-    pthread_mutex_init(&tc->mu, NULL);
-    pthread_cond_init(&tc->cv, NULL);
-    tc->msgs = calloc(TC_MSGS_MAX, sizeof *tc->msgs);
-    cr_assert_not_null(tc->msgs);
-
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = tc_protocols;
-    info.user = tc;
-    tc->ctx = lws_create_context(&info);
-    cr_assert_not_null(tc->ctx);
-
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof ci);
-    ci.context = tc->ctx;
-    ci.address = "127.0.0.1";
-    ci.port = g_port;
-    ci.path = path;
-    ci.host = "127.0.0.1";
-    ci.origin = "127.0.0.1";
-    ci.local_protocol_name = "tc";
-    ci.pwsi = &tc->wsi;
-    if (lws_client_connect_via_info(&ci) == NULL) {
-        tc->conn_error = true;
-        tc->closed = true;
-    }
-    cr_assert_eq(pthread_create(&tc->thread, NULL, tc_main, tc), 0);
-    return tc;
-}
-
-static void tc_free(struct tclient *tc)
-{
-    if (tc == NULL) {
-        return;
-    }
-    atomic_store(&tc->stop, true);
-    lws_cancel_service(tc->ctx);
-    pthread_join(tc->thread, NULL);
-    lws_context_destroy(tc->ctx);
-    for (size_t i = 0; i < tc->n_msgs; i++) {
-        free(tc->msgs[i]);
-    }
-    for (size_t i = 0; i < tc->n_out; i++) {
-        free(tc->out[i]);
-    }
-    free(tc->msgs);
-    free(tc->rx);
-    pthread_mutex_destroy(&tc->mu);
-    pthread_cond_destroy(&tc->cv);
-    free(tc);
-}
-
-static void tc_wait_until(struct tclient *tc, int64_t deadline)
-{
-    int64_t left = deadline - now_ms();
-    if (left <= 0) {
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
-    ts.tv_sec += left / 1000 + ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
-    pthread_cond_timedwait(&tc->cv, &tc->mu, &ts);
-}
-
-/* True once the handshake completed; false on a refused connection. */
-static bool tc_wait_established(struct tclient *tc, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (!tc->established && !tc->closed && now_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    bool ok = tc->established && !tc->closed;
-    pthread_mutex_unlock(&tc->mu);
-    return ok;
-}
-
-static bool tc_wait_closed(struct tclient *tc, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (!tc->closed && now_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    bool closed = tc->closed;
-    pthread_mutex_unlock(&tc->mu);
-    return closed;
-}
-
-static bool tc_is_closed(struct tclient *tc)
-{
-    pthread_mutex_lock(&tc->mu);
-    bool closed = tc->closed;
-    pthread_mutex_unlock(&tc->mu);
-    return closed;
-}
-
-static size_t tc_count(struct tclient *tc)
-{
-    pthread_mutex_lock(&tc->mu);
-    size_t n = tc->n_msgs;
-    pthread_mutex_unlock(&tc->mu);
-    return n;
-}
-
-static size_t tc_wait_count(struct tclient *tc, size_t n, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    pthread_mutex_lock(&tc->mu);
-    while (tc->n_msgs < n && !tc->closed && now_ms() < deadline) {
-        tc_wait_until(tc, deadline);
-    }
-    size_t got = tc->n_msgs;
-    pthread_mutex_unlock(&tc->mu);
-    return got;
-}
-
-/* Message i parsed (new reference), waiting for it up to timeout_ms. */
-static json_t *tc_msg(struct tclient *tc, size_t i, int timeout_ms)
-{
-    if (tc_wait_count(tc, i + 1, timeout_ms) <= i) {
-        return NULL;
-    }
-    pthread_mutex_lock(&tc->mu);
-    json_error_t jerr;
-    json_t *v = json_loads(tc->msgs[i], 0, &jerr);
-    cr_assert_not_null(v, "message %zu is not JSON (%s): %s", i, jerr.text, tc->msgs[i]);
-    pthread_mutex_unlock(&tc->mu);
-    return v;
-}
-
-static void tc_send(struct tclient *tc, const char *text)
-{
-    pthread_mutex_lock(&tc->mu);
-    cr_assert_lt(tc->n_out, (size_t)TC_OUT_MAX);
-    tc->out[tc->n_out] = strdup(text);
-    cr_assert_not_null(tc->out[tc->n_out]);
-    tc->n_out++;
-    pthread_mutex_unlock(&tc->mu);
-    lws_cancel_service(tc->ctx);
-}
-
-static bool is_reply(const json_t *m)
-{
-    return json_is_object(m) &&
-           (json_object_get(m, "result") != NULL || json_object_get(m, "error") != NULL);
-}
-
-/* The next control reply after *cursor (data messages are skipped). */
-static json_t *tc_next_reply(struct tclient *tc, size_t *cursor, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        json_t *m = tc_msg(tc, *cursor, left > 0 ? (int)left : 0);
-        if (m == NULL) {
-            return NULL;
-        }
-        (*cursor)++;
-        if (is_reply(m)) {
-            return m;
-        }
-        json_decref(m);
-    }
-}
-
-/* Send a control message and return its reply. */
-static json_t *tc_request(struct tclient *tc, size_t *cursor, const char *text)
-{
-    tc_send(tc, text);
-    json_t *r = tc_next_reply(tc, cursor, 3000);
-    cr_assert_not_null(r, "no reply to %s", text);
-    return r;
 }
 
 /* ---- a raw RFC 6455 client (sees pings; answers them only when told) ---------- */
@@ -677,7 +346,7 @@ TestSuite(sim_ws, .init = sim_up, .fini = sim_down, .timeout = 60);
 
 Test(sim_ws, combined_stream_is_wrapped_and_in_order)
 {
-    struct tclient *tc = tc_open("/stream?streams=btcusdt@trade/btcusdt@kline_1m/"
+    struct tclient *tc = tc_open(g_port, "/stream?streams=btcusdt@trade/btcusdt@kline_1m/"
                                  "btcusdt@depth@100ms/btcusdt@depth5/ethusdt@bookTicker");
     cr_assert(tc_wait_established(tc, 3000));
     int64_t deadline = now_ms() + 15000;
@@ -755,7 +424,7 @@ Test(sim_ws, combined_stream_is_wrapped_and_in_order)
 
 Test(sim_ws, raw_stream_is_unwrapped)
 {
-    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    struct tclient *tc = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(tc, 3000));
     int64_t last = -1;
     for (size_t i = 0; i < 30; i++) {
@@ -780,12 +449,12 @@ Test(sim_ws, bad_paths_and_stream_names_are_refused)
         "/ws/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab", /* unknown key */
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(paths); i++) {
-        struct tclient *tc = tc_open(paths[i]);
+        struct tclient *tc = tc_open(g_port, paths[i]);
         cr_assert_not(tc_wait_established(tc, 3000), "%s was accepted", paths[i]);
         tc_free(tc);
     }
     /* Anything else under /ws/ stays open with no subscriptions. */
-    struct tclient *tc = tc_open("/ws/not-a-stream");
+    struct tclient *tc = tc_open(g_port, "/ws/not-a-stream");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
@@ -800,7 +469,7 @@ Test(sim_ws, bad_paths_and_stream_names_are_refused)
 
 Test(sim_ws, subscribe_list_unsubscribe_on_ws0)
 {
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     json_t *r = tc_request(tc, &cursor,
@@ -865,7 +534,7 @@ Test(sim_ws, subscribe_list_unsubscribe_on_ws0)
 
 Test(sim_ws, properties_switch_wrapping)
 {
-    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    struct tclient *tc = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     json_t *r =
@@ -946,7 +615,7 @@ Test(sim_ws, control_errors)
          "\"id\":null}",
          -1, NULL, "null"},
     };
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
@@ -981,7 +650,7 @@ Test(sim_ws, control_errors)
 
 Test(sim_ws, malformed_json_gets_code_3)
 {
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     json_t *r = tc_request(tc, &cursor, "{\"method\": SUBSCRIBE}");
@@ -995,7 +664,7 @@ Test(sim_ws, malformed_json_gets_code_3)
 
 Test(sim_ws, flooding_client_is_closed)
 {
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     for (int i = 0; i < 10; i++) {
         char req[80];
@@ -1004,13 +673,11 @@ Test(sim_ws, flooding_client_is_closed)
     }
     cr_assert(tc_wait_closed(tc, 5000), "a client sending 10 messages at once is closed");
     cr_assert_leq(tc_count(tc), 5, "at most 5 messages answered");
-    pthread_mutex_lock(&tc->mu);
-    cr_assert_eq(tc->close_code, 1008);
-    pthread_mutex_unlock(&tc->mu);
+    cr_assert_eq(tc_close_code(tc), 1008);
     tc_free(tc);
 
     /* A client within the limit stays. */
-    tc = tc_open("/ws/0");
+    tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     for (int i = 0; i < 8; i++) {
@@ -1077,7 +744,7 @@ Test(sim_ws, user_data_stream_exact_fields)
     make_listen_key();
     char path[128];
     snprintf(path, sizeof path, "/ws/%s", g_key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
 
     /* A LIMIT BUY that rests, fills in two parts; a canceled order; an
@@ -1272,7 +939,7 @@ Test(sim_ws, user_data_on_combined_stream_is_wrapped_with_the_key)
     make_listen_key();
     char path[160];
     snprintf(path, sizeof path, "/stream?streams=%s/btcusdt@trade", g_key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
     struct sim_balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
     pthread_mutex_lock(&g_sim->lock);
@@ -1308,7 +975,7 @@ Test(sim_ws, listen_key_expiry_sends_event_then_closes)
     make_listen_key();
     char path[128];
     snprintf(path, sizeof path, "/ws/%s", g_key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
 
     /* What sim.c does when the key's hour is up. */
@@ -1333,7 +1000,7 @@ Test(sim_ws, listen_key_expiry_sends_event_then_closes)
     tc_free(tc);
 
     /* The expired key is refused now. */
-    tc = tc_open(path);
+    tc = tc_open(g_port, path);
     cr_assert_not(tc_wait_established(tc, 3000));
     tc_free(tc);
 }
@@ -1343,7 +1010,7 @@ Test(sim_ws, listen_key_delete_closes_without_event)
     make_listen_key();
     char path[128];
     snprintf(path, sizeof path, "/ws/%s", g_key);
-    struct tclient *tc = tc_open(path);
+    struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
     pthread_mutex_lock(&g_sim->lock);
     cr_assert_eq(sim_listen_key_delete(g_sim, g_key), 0);
@@ -1356,7 +1023,7 @@ Test(sim_ws, listen_key_delete_closes_without_event)
 Test(sim_ws, subscribe_to_listen_key)
 {
     make_listen_key();
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     char req[200];
@@ -1387,8 +1054,8 @@ Test(sim_ws, subscribe_to_listen_key)
 
 Test(sim_ws, drop_fault_closes_every_connection)
 {
-    struct tclient *a = tc_open("/ws/btcusdt@trade");
-    struct tclient *b = tc_open("/stream?streams=ethusdt@trade");
+    struct tclient *a = tc_open(g_port, "/ws/btcusdt@trade");
+    struct tclient *b = tc_open(g_port, "/stream?streams=ethusdt@trade");
     cr_assert(tc_wait_established(a, 3000));
     cr_assert(tc_wait_established(b, 3000));
     cr_assert_eq(counter(&g_sim->counters.ws_connections), 2);
@@ -1403,7 +1070,7 @@ Test(sim_ws, drop_fault_closes_every_connection)
     }
     cr_assert_eq(counter(&g_sim->counters.ws_connections), 0);
     /* New connections work after the fault. */
-    a = tc_open("/ws/btcusdt@trade");
+    a = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(a, 3000));
     cr_assert_geq(tc_wait_count(a, 3, 10000), 3);
     cr_assert_not(tc_is_closed(a));
@@ -1412,7 +1079,7 @@ Test(sim_ws, drop_fault_closes_every_connection)
 
 Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
 {
-    struct tclient *tc = tc_open("/ws/btcusdt@trade");
+    struct tclient *tc = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(tc, 3000));
     cr_assert_geq(tc_wait_count(tc, 3, 10000), 3);
     atomic_store(&g_sim->faults.ws_stall, true);
@@ -1599,7 +1266,7 @@ Test(sim_ws, client_that_does_not_pong_is_closed, .init = short_keepalive)
 
 Test(sim_ws, lws_client_answers_pings_and_stays, .init = short_keepalive)
 {
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     int ctl = raw_connect("/ws/0"); /* never pongs: see control_closed_at */
     struct raw_frame *f = malloc(sizeof *f);
@@ -1709,7 +1376,7 @@ Test(sim_ws, at_most_1024_streams_per_connection)
     free(path);
 
     /* Over SUBSCRIBE: up to 1024; one more is refused and changes nothing. */
-    struct tclient *tc = tc_open("/ws/0");
+    struct tclient *tc = tc_open(g_port, "/ws/0");
     cr_assert(tc_wait_established(tc, 3000));
     list = stream_list(1024, ",", true);
     cap = strlen(list) + 64;
@@ -1750,7 +1417,7 @@ Test(sim_ws, at_most_1024_streams_per_connection)
 Test(sim_ws, has_subscribers_follows_subscriptions)
 {
     cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
-    struct tclient *tc = tc_open("/ws/btcusdt@kline_3m/btcusdt@depth@100ms");
+    struct tclient *tc = tc_open(g_port, "/ws/btcusdt@kline_3m/btcusdt@depth@100ms");
     cr_assert(tc_wait_established(tc, 3000));
     cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
     cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
