@@ -34,6 +34,7 @@
 
 #include "cq/codec.h"
 #include "cq/decimal.h"
+#include "support/shared_data.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"
@@ -47,24 +48,6 @@
 #define FIXTURES_DIR CQ_SOURCE_DIR "/tests/data/codec/"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static bool ci_set(void)
-{
-    const char *ci = getenv("CI");
-    return ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
-}
-
-/* Skip (or fail under CI) when the shared data is not there. */
-static void data_missing(const char *path)
-{
-    if (ci_set()) {
-        cr_assert_fail("%s is missing and CI is set: put ../shared/data beside the repository",
-                       path);
-    }
-    cr_skip_test("%s is missing: put ../shared/data beside the repository to run this test "
-                 "(set CI to make this a failure)",
-                 path);
-}
 
 /* Whole file (gzip or plain: gzread reads both) into a malloc'd buffer. */
 static char *slurp(const char *path, size_t *len_out)
@@ -223,7 +206,7 @@ static void decode_sample(const char *name, struct cq_msg *m)
     snprintf(path, sizeof(path), "%s%s", SAMPLES_DIR, name);
     char *text = slurp(path, &len);
     if (text == NULL) {
-        data_missing(path);
+        cq_test_shared_missing(path);
     }
     int rc = decode_both(name, text, len, m);
     cr_assert_eq(rc, 0, "%s does not decode", name);
@@ -391,7 +374,7 @@ static void check_recording(const struct recording *rec)
     snprintf(path, sizeof(path), "%s%s", RECORDINGS_DIR, rec->file);
     char *text = slurp(path, &len);
     if (text == NULL) {
-        data_missing(path);
+        cq_test_shared_missing(path);
     }
     char *line = text;
     char *end = text + len;
@@ -1002,7 +985,7 @@ Test(codec_truncation, samples)
         snprintf(path, sizeof(path), "%s%s", SAMPLES_DIR, names[i]);
         char *text = slurp(path, &len);
         if (text == NULL) {
-            data_missing(path);
+            cq_test_shared_missing(path);
         }
         check_prefixes(names[i], text, len);
         free(text);

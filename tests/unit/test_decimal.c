@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cq/decimal.h"
+#include "support/shared_data.h"
 
 __extension__ typedef __int128 i128;
 __extension__ typedef unsigned __int128 u128;
@@ -1069,12 +1070,6 @@ Test(decimal_prop, random_format_parse_roundtrip, .timeout = 120)
 
 /* ---- real Binance strings ------------------------------------------------ */
 
-static bool ci_set(void)
-{
-    const char *ci = getenv("CI");
-    return ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
-}
-
 #define KLINE_LINES_MAX 2000
 
 /* open,high,low,close,volume of every row: format(parse(s)) == s, prices on
@@ -1091,13 +1086,7 @@ Test(decimal_data, klines_btcusdt_roundtrip)
     cq_dec step = dec("0.00001");
 
     if (f == NULL) {
-        if (ci_set()) {
-            cr_assert_fail("recorded klines missing (%s) and CI is set",
-                           path != NULL ? path : "CQ_SHARED_DIR not defined");
-        }
-        cr_skip_test("recorded klines not available (%s); build with -DCQ_SHARED_DIR=... or "
-                     "set CI to make this a failure",
-                     path != NULL ? path : "CQ_SHARED_DIR not defined");
+        cq_test_shared_missing(path != NULL ? path : "CQ_SHARED_DIR (not defined)");
     }
     while (lines < KLINE_LINES_MAX && fgets(line, sizeof(line), f) != NULL) {
         lines++;

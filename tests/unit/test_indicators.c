@@ -48,6 +48,7 @@
 #include <zlib.h>
 
 #include "cq/indicators.h"
+#include "support/shared_data.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"
@@ -67,23 +68,6 @@
 #define REF_ROWS 5000
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static bool ci_set(void)
-{
-    const char *ci = getenv("CI");
-    return ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
-}
-
-static void data_missing(const char *path)
-{
-    if (ci_set()) {
-        cr_assert_fail("%s is missing and CI is set: put ../shared/data beside the repository",
-                       path);
-    }
-    cr_skip_test("%s is missing: put ../shared/data beside the repository to run this test "
-                 "(set CI to make this a failure)",
-                 path);
-}
 
 static bool close_enough(double v, double ref)
 {
@@ -817,7 +801,7 @@ Test(reference, btcusdt_first_5000)
 {
     struct klines k = load_klines(BTC_CSV, REF_ROWS);
     if (k.bars == NULL) {
-        data_missing(BTC_CSV);
+        cq_test_shared_missing(BTC_CSV);
     }
     cr_assert_eq(k.count, REF_ROWS);
     check_against_reference(&k, "BTCUSDT");
@@ -828,7 +812,7 @@ Test(reference, ethusdt_2025_gz_first_5000)
 {
     struct klines k = load_klines(ETH_GZ, REF_ROWS);
     if (k.bars == NULL) {
-        data_missing(ETH_GZ);
+        cq_test_shared_missing(ETH_GZ);
     }
     cr_assert_eq(k.count, REF_ROWS);
     check_against_reference(&k, "ETHUSDT-2025");
@@ -841,7 +825,7 @@ Test(reference, windows_whole_btc_file)
 {
     struct klines k = load_klines(BTC_CSV, SIZE_MAX);
     if (k.bars == NULL) {
-        data_missing(BTC_CSV);
+        cq_test_shared_missing(BTC_CSV);
     }
     cr_assert_eq(k.count, 66087);
     size_t len = k.count;
@@ -902,7 +886,7 @@ Test(reference, set_equals_structs)
     struct cq_vwap vwap;
 
     if (k.bars == NULL) {
-        data_missing(BTC_CSV);
+        cq_test_shared_missing(BTC_CSV);
     }
     s = cq_ind_set_new("ema:12,rsi:14,macd:12:26:9,atr:14,bb:20:2.5,sma:50,vwap:20", &err);
     cr_assert(s != NULL, "%s", err.message);
@@ -964,7 +948,7 @@ Test(halt, flat_zero_volume_candles_and_gap)
     size_t first = SIZE_MAX;
 
     if (k.bars == NULL) {
-        data_missing(BTC_CSV);
+        cq_test_shared_missing(BTC_CSV);
     }
     for (size_t i = 0; i < k.count; i++) {
         if (k.open_time[i] == HALT_FIRST_OPEN_MS) {
@@ -1044,7 +1028,7 @@ Test(halt, every_kline_file_finite)
         struct cq_err err;
         struct cq_ind_set *s;
         if (k.bars == NULL) {
-            data_missing(files[f]);
+            cq_test_shared_missing(files[f]);
         }
         s = cq_ind_set_new(GOLDEN_SPEC ",rsi:2,bb:2:3,vwap:1,atr:1", &err);
         cr_assert(s != NULL, "%s", err.message);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sim/sim-market.h"
+#include "support/shared_data.h"
 
 #define FIXTURE_DIR CQ_SOURCE_DIR "/tests/data/sim"
 #define BASIC_CSV FIXTURE_DIR "/basic-1m.csv"
@@ -1135,13 +1136,7 @@ static bool real_data_present(void)
     if (access(BTC_CSV, R_OK) == 0) {
         return true;
     }
-    if (getenv("CI") != NULL) {
-        cr_assert_fail("%s is missing (CI is set, so this is a failure): the shared recorded data "
-                       "must be checked out beside the repository",
-                       BTC_CSV);
-    }
-    cr_skip_test("%s is missing: put ../shared/data beside the repository to run this test",
-                 BTC_CSV);
+    cq_test_shared_missing(BTC_CSV);
     return false;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cq/strategy.h"
+#include "support/shared_data.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"
@@ -695,25 +696,12 @@ Test(strategy, same_sequence_twice_gives_identical_signals)
 
 /* ---- real candles ------------------------------------------------------------------ */
 
-static bool ci_set(void)
-{
-    const char *ci = getenv("CI");
-    return ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
-}
-
 /* Closes of a klines CSV (open_time_ms,open,high,low,close,...), malloc'd. */
 static double *load_closes(const char *path, size_t *n_out)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        if (ci_set()) {
-            cr_assert_fail("%s is missing and CI is set: put ../shared/data beside the "
-                           "repository",
-                           path);
-        }
-        cr_skip_test("%s is missing: put ../shared/data beside the repository to run this "
-                     "test (set CI to make this a failure)",
-                     path);
+        cq_test_shared_missing(path);
     }
     size_t cap = 1 << 17;
     size_t n = 0;
