@@ -53,6 +53,7 @@
 #include "cq/text.h"
 #include "cq/version.h"
 #include "cq/ws_client.h"
+#include "feeder/feeder-int.h"
 
 #define MAX_SYMBOLS 32
 #define PENDING_MAX 65536        /* closed candles held for ARES */
@@ -450,11 +451,16 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
         }
         return;
     }
-    if (m.kind == CQ_MSG_CONTROL || m.kind == CQ_MSG_EVENT_OTHER) {
+    cq_feeder__apply(f, &m, recv_mono_ms);
+}
+
+void cq_feeder__apply(struct cq_feeder *f, const struct cq_msg *msg, int64_t recv_mono_ms)
+{
+    if (msg->kind == CQ_MSG_CONTROL || msg->kind == CQ_MSG_EVENT_OTHER) {
         f->control_total++;
         return;
     }
-    int idx = sym_index(f, m.symbol);
+    int idx = sym_index(f, msg->symbol);
     if (idx < 0) {
         f->unknown_symbol_total++;
         return;
@@ -462,32 +468,32 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
     struct sym_state *s = &f->syms[idx];
     s->messages++;
     s->last_any_mono = recv_mono_ms;
-    switch (m.kind) {
+    switch (msg->kind) {
     case CQ_MSG_TRADE:
     case CQ_MSG_AGG_TRADE: {
         s->last_msg_mono[STREAM_TRADE] = recv_mono_ms;
-        if (m.kind == CQ_MSG_TRADE && s->last_trade_id != 0 &&
-            m.u.trade.trade_id != s->last_trade_id + 1) {
+        if (msg->kind == CQ_MSG_TRADE && s->last_trade_id != 0 &&
+            msg->u.trade.trade_id != s->last_trade_id + 1) {
             uint64_t suppressed = 0;
             s->trade_gaps++;
             if (cq_log_ratelimit_allow(&f->trade_gap_rl, recv_mono_ms, &suppressed)) {
                 cq_log_info("feeder", "trade_id_gap",
                             json_pack("{s:s,s:I,s:I,s:I}", "symbol", s->name, "expected",
                                       (json_int_t)(s->last_trade_id + 1), "got",
-                                      (json_int_t)m.u.trade.trade_id, "suppressed",
+                                      (json_int_t)msg->u.trade.trade_id, "suppressed",
                                       (json_int_t)suppressed),
                             "%s: trade ids jumped", s->name);
             }
         }
-        if (m.kind == CQ_MSG_TRADE) {
-            s->last_trade_id = m.u.trade.trade_id;
+        if (msg->kind == CQ_MSG_TRADE) {
+            s->last_trade_id = msg->u.trade.trade_id;
         }
         struct cq_market_event ev;
         memset(&ev, 0, sizeof(ev));
         ev.type = CQ_MARKET_TRADE;
         ev.symbol_idx = idx;
         ev.recv_mono_ms = recv_mono_ms;
-        ev.u.trade = m.u.trade;
+        ev.u.trade = msg->u.trade;
         /* Trades never jump the queue of held candles (time order). */
         if (f->pending_len > 0 || !cq_spsc_push(f->to_ares, &ev)) {
             s->trades_dropped++;
@@ -499,18 +505,18 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
         if (s->book_pending) {
             s->books_coalesced++;
         }
-        s->book = m.u.book;
+        s->book = msg->u.book;
         s->book_pending = true;
         break;
     case CQ_MSG_KLINE:
         s->last_msg_mono[STREAM_KLINE] = recv_mono_ms;
-        if (strcmp(m.u.kline.interval, "1m") != 0) {
+        if (strcmp(msg->u.kline.interval, "1m") != 0) {
             break;
         }
-        if (m.u.kline.candle.closed) {
-            on_closed_kline(f, idx, &m.u.kline.candle);
+        if (msg->u.kline.candle.closed) {
+            on_closed_kline(f, idx, &msg->u.kline.candle);
         } else {
-            s->forming = m.u.kline.candle;
+            s->forming = msg->u.kline.candle;
             s->has_forming = true;
         }
         break;

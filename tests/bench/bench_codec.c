@@ -15,13 +15,20 @@
  * work observable (and must not change between passes). Each decoder does
  * 5 runs after a warm-up pass; the median time per pass is reported as one
  * JSON line per decoder: messages/s, MB/s (of JSON), and the fast path's
- * speedup over jansson. Single-threaded; pin it for stable figures:
+ * speedup over jansson.
+ *
+ * Then "decoded and applied": the same passes, each message decoded and
+ * handed to a (not started) feeder for BTCUSDT and ETHUSDT through
+ * cq_feeder__apply, the very code the stream callback runs: per-symbol
+ * freshness, trade-id gap checks, book coalescing, closed-candle ordering
+ * and the push of trades into the ring to ARES (drained by the same thread
+ * every DRAIN_EVERY messages, so nothing is dropped). One more JSON line
+ * per decoder ("bench":"feeder_apply").
+ *
+ * Single-threaded; pin it for stable figures:
  *   taskset -c 0 build/tests/bench_codec
  *
- * Build: gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude
- *   -DCQ_SHARED_DIR='"'$PWD/../shared'"' tests/bench/bench_codec.c
- *   server/exchange/codec.c server/exchange/codec_jansson.c
- *   server/core/decimal.c server/core/err.c -ljansson -lz -o bench_codec
+ * Build: tests/meson.build (links the feeder and its libraries).
  * Usage: bench_codec [recordings-dir]
  *   (default CQ_SHARED_DIR/data/ws/recordings)
  */
@@ -33,6 +40,11 @@
 #include <zlib.h>
 
 #include "cq/codec.h"
+#include "cq/config.h"
+#include "cq/health.h"
+#include "cq/market.h"
+#include "cq/ring.h"
+#include "feeder/feeder-int.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"
@@ -41,6 +53,8 @@
 #define RUNS 5
 #define MIN_RUN_S 0.3 /* each run repeats whole passes until it lasts this long */
 #define MAX_FILES 64
+#define DRAIN_EVERY 4096 /* messages between drains of the ring to ARES */
+#define RING_SLOTS 65536 /* > DRAIN_EVERY: the feeder never finds it full */
 
 struct corpus {
     char *bytes; /* owned: every message back to back */
@@ -186,12 +200,29 @@ static void load_dir(struct corpus *c, const char *dir)
     }
 }
 
-/* `passes` passes over every message; returns seconds, sets *checksum. */
-static double run_once(const struct corpus *c, decode_fn decode, unsigned passes,
-                       unsigned long long *checksum)
+/* The feeder that "applied" runs hand messages to, and its ring. */
+struct apply_target {
+    struct cq_feeder *feeder;
+    struct cq_spsc *ring;
+    unsigned long long events; /* popped from the ring */
+};
+
+static void drain(struct apply_target *t)
+{
+    struct cq_market_event ev;
+    while (cq_spsc_pop(t->ring, &ev)) {
+        t->events++;
+    }
+}
+
+/* `passes` passes over every message; returns seconds, sets *checksum.
+ * With a target, every decoded message is also applied to the feeder. */
+static double run_once(const struct corpus *c, decode_fn decode, struct apply_target *t,
+                       unsigned passes, unsigned long long *checksum)
 {
     struct cq_msg m;
     unsigned long long sum = 0;
+    int64_t recv_ms = 0;
     double t0 = now_s();
     for (unsigned pass = 0; pass < passes; pass++) {
         for (size_t i = 0; i < c->count; i++) {
@@ -202,7 +233,16 @@ static double run_once(const struct corpus *c, decode_fn decode, unsigned passes
             }
             sum += (unsigned long long)m.kind + (unsigned long long)m.event_ms +
                    (unsigned long long)m.u.trade.trade_id + (unsigned char)m.symbol[0];
+            if (t != NULL) {
+                cq_feeder__apply(t->feeder, &m, ++recv_ms);
+                if (i % DRAIN_EVERY == 0) {
+                    drain(t);
+                }
+            }
         }
+    }
+    if (t != NULL) {
+        drain(t);
     }
     double t1 = now_s();
     *checksum = sum;
@@ -224,15 +264,15 @@ struct result {
 
 /* A warm-up pass sizes the runs to about MIN_RUN_S each, then RUNS runs;
  * times are per pass. */
-static struct result measure(const struct corpus *c, decode_fn decode)
+static struct result measure(const struct corpus *c, decode_fn decode, struct apply_target *t)
 {
     struct result r;
     double secs[RUNS];
-    double warm = run_once(c, decode, 1, &r.checksum);
+    double warm = run_once(c, decode, t, 1, &r.checksum);
     r.passes = warm >= MIN_RUN_S ? 1 : (unsigned)(MIN_RUN_S / warm) + 1;
     for (int i = 0; i < RUNS; i++) {
         unsigned long long sum;
-        secs[i] = run_once(c, decode, r.passes, &sum) / r.passes;
+        secs[i] = run_once(c, decode, t, r.passes, &sum) / r.passes;
         if (sum != r.checksum * r.passes) {
             die("decoding is not deterministic (checksums differ)", NULL);
         }
@@ -244,14 +284,42 @@ static struct result measure(const struct corpus *c, decode_fn decode)
     return r;
 }
 
-static void print_result(const char *name, const struct corpus *c, const struct result *r,
-                         double speedup)
+static void print_result(const char *bench, const char *name, const struct corpus *c,
+                         const struct result *r, double speedup)
 {
-    printf("{\"bench\":\"codec\",\"decoder\":\"%s\",\"messages\":%zu,\"bytes\":%zu,"
+    printf("{\"bench\":\"%s\",\"decoder\":\"%s\",\"messages\":%zu,\"bytes\":%zu,"
            "\"seconds\":%.4f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"speedup_vs_jansson\":%.2f,"
            "\"passes_per_run\":%u,\"median_of\":%d}\n",
-           name, c->count, c->len, r->median_s, (double)c->count / r->median_s,
+           bench, name, c->count, c->len, r->median_s, (double)c->count / r->median_s,
            (double)c->len / 1e6 / r->median_s, speedup, r->passes, RUNS);
+}
+
+/* A feeder for the recorded symbols, never started: no thread, no network
+ * (its REST and WS URLs point at a closed loopback port). */
+static struct apply_target *apply_target_new(void)
+{
+    static struct cq_spsc ring;
+    static struct apply_target t;
+    struct cq_err err;
+    char *const envp[] = {"CQ_SYMBOLS=BTCUSDT,ETHUSDT", NULL};
+    struct cq_config_report report;
+    struct cq_config_load_options clo = {.file_path = NULL, .envp = envp};
+    struct cq_config *cfg = cq_config_load(&clo, &report);
+    struct cq_health_board *board = cq_health_board_new(NULL, &err);
+    if (cfg == NULL || board == NULL ||
+        cq_spsc_init(&ring, RING_SLOTS, sizeof(struct cq_market_event)) < 0) {
+        die("feeder set-up failed", NULL);
+    }
+    struct cq_feeder_options fo = {.cfg = cfg, .board = board,
+                                   .rest_url = "http://127.0.0.1:9", .ws_url = "ws://127.0.0.1:9",
+                                   .to_ares = &ring};
+    t.feeder = cq_feeder_new(&fo, &err);
+    if (t.feeder == NULL) {
+        die("feeder", err.message);
+    }
+    cq_config_unref(cfg);
+    t.ring = &ring;
+    return &t; /* lives until exit */
 }
 
 int main(int argc, char **argv)
@@ -265,15 +333,24 @@ int main(int argc, char **argv)
     }
     load_dir(&c, dir);
 
-    struct result ref = measure(&c, cq_codec_decode_jansson);
-    struct result fast = measure(&c, cq_codec_decode);
+    struct result ref = measure(&c, cq_codec_decode_jansson, NULL);
+    struct result fast = measure(&c, cq_codec_decode, NULL);
     if (fast.checksum != ref.checksum) {
         die("the decoders disagree (checksums differ)", NULL);
     }
-    print_result("fast", &c, &fast, ref.median_s / fast.median_s);
-    print_result("jansson", &c, &ref, 1.0);
+    print_result("codec", "fast", &c, &fast, ref.median_s / fast.median_s);
+    print_result("codec", "jansson", &c, &ref, 1.0);
     fprintf(stderr, "bench_codec: seconds per pass: fast %.4f..%.4f, jansson %.4f..%.4f\n",
             fast.min_s, fast.max_s, ref.min_s, ref.max_s);
+
+    struct apply_target *t = apply_target_new();
+    struct result ref_applied = measure(&c, cq_codec_decode_jansson, t);
+    struct result fast_applied = measure(&c, cq_codec_decode, t);
+    print_result("feeder_apply", "fast", &c, &fast_applied,
+                 ref_applied.median_s / fast_applied.median_s);
+    print_result("feeder_apply", "jansson", &c, &ref_applied, 1.0);
+    fprintf(stderr, "bench_codec: decoded and applied: %llu events reached the ring to ARES\n",
+            t->events);
 
     free(c.bytes);
     free(c.offsets);
