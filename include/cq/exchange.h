@@ -28,6 +28,9 @@
  *     after a 429 nothing is sent until its Retry-After has passed
  *     (CQ_REST_RATE_LIMITED, locally); a 418 latches CQ_REST_BANNED until its
  *     Retry-After has passed. So a well-behaved caller is never banned.
+ *     A Retry-After shorter than CQ_REST_RETRY_AFTER_MIN_MS ("0", from a
+ *     proxy or a misconfigured gateway) is raised to it: a 429 always holds
+ *     requests back for at least that long.
  * Every outcome is typed; the exchange's code and msg are kept verbatim.
  */
 #ifndef CQ_EXCHANGE_H
@@ -61,6 +64,10 @@ enum cq_rest_status {
 };
 
 const char *cq_rest_status_name(enum cq_rest_status s); /* "ok", "rejected", … */
+
+/* The shortest hold after a 429 or a 418, in milliseconds, whatever the
+ * Retry-After header says. */
+#define CQ_REST_RETRY_AFTER_MIN_MS 1000
 
 struct cq_rest_response {
     enum cq_rest_status status;

@@ -71,7 +71,9 @@
  *   except a 429 -1015 ("Too many new orders"), which blocks only new
  *   orders: it is an order-rate limit, and cancels and queries must still
  *   go out. A 418 latches BANNED until now + Retry-After (120 s, Binance's
- *   shortest ban, if absent). Both are measured on the injected monotonic
+ *   shortest ban, if absent). A Retry-After below CQ_REST_RETRY_AFTER_MIN_MS
+ *   (1 s; "Retry-After: 0" from a proxy) is raised to it, so a 429 always
+ *   holds requests back. Both are measured on the injected monotonic
  *   clock. Local refusals send nothing (attempts == 0).
  *
  * Time sync
@@ -981,6 +983,11 @@ static enum step classify(struct cq_rest_client *c, const struct call *k, const 
         int64_t wait = c->hdr.has_retry_after ? c->hdr.retry_after_s * 1000
                        : st == 429            ? DEFAULT_RETRY_AFTER_429_MS
                                               : DEFAULT_RETRY_AFTER_418_MS;
+        /* "Retry-After: 0" (a proxy, a misconfigured gateway) would block
+         * nothing and let the next call hit the limit again at once. */
+        if (wait < CQ_REST_RETRY_AFTER_MIN_MS) {
+            wait = CQ_REST_RETRY_AFTER_MIN_MS;
+        }
         out->retry_after_ms = wait;
         if (!has_code) {
             set_msg(out, "HTTP %ld", st);

@@ -11,8 +11,9 @@
  * -1021 -> re-sync -> one resend (GET and order, the order placed once);
  * periodic re-sync on the injected clock; a 429 storm (local refusal
  * without sending, never banned, OK after Retry-After; Retry-After measured
- * on the injected clock); a 418 latch; the weight and order headroom
- * throttles (the simulator never answers 429); 5xx on GETs (retries ->
+ * on the injected clock; "Retry-After: 0" raised to
+ * CQ_REST_RETRY_AFTER_MIN_MS, exact at the boundary); a 418 latch; the
+ * weight and order headroom throttles (the simulator never answers 429); 5xx on GETs (retries ->
  * NETWORK, eventual success with a seeded jitter, the retry budget bounds
  * the sleeps, the same seed gives the same schedule); 5xx and latency on
  * orders (UNKNOWN after exactly one attempt, resolved by origClientOrderId);
@@ -1697,5 +1698,60 @@ Test(rest_client, retry_after_defaults_and_order_only_429, .init = setup_no_sim,
     sleep_for_ms(20);
     cr_expect_eq(script_hits(&srv, "POST /orders-429 "), 1);
     cq_rest_client_free(c);
+    script_stop(&srv);
+}
+
+/* "Retry-After: 0" (a proxy, a misconfigured gateway) must still hold
+ * requests back: CQ_REST_RETRY_AFTER_MIN_MS on the injected clock, exact
+ * at the boundary; a Retry-After of exactly the floor is kept as is. */
+static const struct script_route zero_retry_routes[] = {
+    {"GET /429-zero ", "429 Too Many Requests", "Retry-After: 0\r\n",
+     "{\"code\":-1003,\"msg\":\"Too much.\"}", 0},
+    {"GET /418-zero ", "418 I'm a teapot", "Retry-After: 0\r\n",
+     "{\"code\":-1003,\"msg\":\"Way too much.\"}", 0},
+    {"GET /429-one ", "429 Too Many Requests", "Retry-After: 1\r\n",
+     "{\"code\":-1003,\"msg\":\"Too much.\"}", 0},
+};
+
+static void expect_floor_holds(const char *path, enum cq_rest_status status, int64_t expect_wait)
+{
+    struct fake_clock fc = FAKE_CLOCK_INIT(1000, cq_time_wall_us());
+    struct cq_clock clock = fake_clock_as_clock(&fc);
+    struct cq_rest_options o = opts_default();
+    o.clock = &clock;
+    struct cq_rest_client *c = client_new(&o);
+    struct cq_rest_response r;
+    simple(c, "GET", path, false, &r);
+    cr_expect_eq(r.status, status, "%s: %s", path, cq_rest_status_name(r.status));
+    cr_expect_eq(r.attempts, 1);
+    cr_expect_eq(r.retry_after_ms, expect_wait, "%s: retry_after_ms %lld", path,
+                 (long long)r.retry_after_ms);
+    cq_rest_response_fini(&r);
+
+    fake_clock_advance_ms(&fc, expect_wait - 1);
+    simple(c, "GET", path, false, &r);
+    cr_expect_eq(r.status, status, "%s: still held back 1 ms before the floor", path);
+    cr_expect_eq(r.attempts, 0, "%s: nothing sent 1 ms before the floor", path);
+    cr_expect_eq(r.retry_after_ms, 1);
+    cq_rest_response_fini(&r);
+
+    fake_clock_advance_ms(&fc, 1);
+    simple(c, "GET", path, false, &r);
+    cr_expect_eq(r.attempts, 1, "%s: sent again once the floor has passed", path);
+    cq_rest_response_fini(&r);
+    cq_rest_client_free(c);
+}
+
+Test(rest_client, retry_after_zero_is_raised_to_the_floor, .init = setup_no_sim, .fini = teardown)
+{
+    struct script_server srv;
+    script_start(&srv, zero_retry_routes, CQ_ARRAY_LEN(zero_retry_routes));
+    expect_floor_holds("/429-zero", CQ_REST_RATE_LIMITED, CQ_REST_RETRY_AFTER_MIN_MS);
+    expect_floor_holds("/418-zero", CQ_REST_BANNED, CQ_REST_RETRY_AFTER_MIN_MS);
+    cr_assert_eq(CQ_REST_RETRY_AFTER_MIN_MS, 1000, "the /429-one row assumes a 1 s floor");
+    expect_floor_holds("/429-one", CQ_REST_RATE_LIMITED, 1000);
+    sleep_for_ms(20);
+    cr_expect_eq(script_hits(&srv, "GET /429-zero "), 2, "the held-back call sent nothing");
+    cr_expect_eq(script_hits(&srv, "GET /418-zero "), 2);
     script_stop(&srv);
 }
