@@ -347,36 +347,22 @@ struct bind_addr {
     char host[INET6_ADDRSTRLEN]; /* canonical text form */
 };
 
+/* The same function validates CQ_ADMIN_BIND at config load (exit 2), so an
+ * address that passes `config check` is one this can bind. */
 static int resolve_bind(const char *bind, struct bind_addr *out, int *port, struct cq_err *err)
 {
-    char host[256];
-    int rc = cq_hostport_parse(bind, host, sizeof(host), port, err);
+    struct cq_bind_addr ba;
+    int rc = cq_bind_addr_resolve(bind, &ba, err);
     if (rc < 0) {
         return rc;
     }
     memset(out, 0, sizeof(*out));
-    const char *ip = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-    struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
-    if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)*port);
-        out->len = sizeof(*sin);
-        inet_ntop(AF_INET, &sin->sin_addr, out->host, sizeof(out->host));
-        return 0;
-    }
-    if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)*port);
-        out->len = sizeof(*sin6);
-        out->v6 = true;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, out->host, sizeof(out->host));
-        return 0;
-    }
-    return cq_err_set(err, CQ_ECONFIG, 0,
-                      "use an IP address (127.0.0.1, [::1], 0.0.0.0) or localhost in "
-                      "CQ_ADMIN_BIND",
-                      "CQ_ADMIN_BIND=%s: host \"%s\" is not an IP address", bind, host);
+    memcpy(&out->ss, &ba.ss, sizeof(out->ss));
+    out->len = ba.len;
+    out->v6 = ba.v6;
+    memcpy(out->host, ba.host, sizeof(out->host)); /* both INET6_ADDRSTRLEN */
+    *port = ba.port;
+    return 0;
 }
 
 /* libmicrohttpd does not promise errno after a failed start: when it is not

@@ -25,6 +25,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <jansson.h>
 
 #include "cq/common.h"
@@ -256,6 +259,24 @@ int cq_hostport_parse(const char *s, char *host, size_t host_len, int *port,
                       struct cq_err *err) CQ_WUR;
 /* True for 127.0.0.0/8, ::1 and "localhost". */
 bool cq_host_is_loopback(const char *host);
+
+/* A listen address resolved exactly as the admin API binds it; config
+ * validation calls the same function, so an address that passes
+ * `config check` is one the daemon can try to bind (exit 2 at load, not 1 at
+ * start). Accepted hosts: an IPv4 literal, a bracketed IPv6 literal, or
+ * "localhost" in any case (= 127.0.0.1). Refused: other host names (no DNS at
+ * start) and IPv4-mapped IPv6 addresses such as [::ffff:127.0.0.1] (the admin
+ * socket is IPv6-only: write the IPv4 address). */
+struct cq_bind_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    bool v6;
+    int port;
+    char host[INET6_ADDRSTRLEN]; /* canonical text form, without brackets */
+};
+/* Errors (-CQ_EPARSE, -CQ_ECONFIG) carry a message phrased as a predicate
+ * ("has no :port", "names host ... which is not an IP address") and a hint. */
+int cq_bind_addr_resolve(const char *s, struct cq_bind_addr *out, struct cq_err *err) CQ_WUR;
 
 /* ---- current config (reload swaps it) ------------------------------------ */
 

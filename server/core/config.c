@@ -872,13 +872,14 @@ static int check_path(const struct cq_config_key *k, const char *v, struct value
     return 0;
 }
 
+/* Resolved with the function the admin API binds with (cq_bind_addr_resolve),
+ * so what passes here cannot fail at start for its form. */
 static int check_hostport(const char *v, struct value_problem *p)
 {
-    char host[256];
-    int port = 0;
+    struct cq_bind_addr ba;
     struct cq_err err;
     cq_err_clear(&err);
-    if (cq_hostport_parse(v, host, sizeof(host), &port, &err) < 0) {
+    if (cq_bind_addr_resolve(v, &ba, &err) < 0) {
         return problem(p, err.hint, "%s", err.message);
     }
     return 0;
@@ -1916,6 +1917,52 @@ bool cq_host_is_loopback(const char *host)
         return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
     }
     return false;
+}
+
+int cq_bind_addr_resolve(const char *s, struct cq_bind_addr *out, struct cq_err *err)
+{
+    char host[256];
+    int port = 0;
+    int rc = cq_hostport_parse(s, host, sizeof(host), &port, err);
+    if (rc < 0) {
+        return rc;
+    }
+    memset(out, 0, sizeof(*out));
+    out->port = port;
+    /* Host names are case-insensitive: LOCALHOST is localhost. */
+    const char *ip = strcasecmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+    if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        out->len = sizeof(*sin);
+        inet_ntop(AF_INET, &sin->sin_addr, out->host, sizeof(out->host));
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            char v4[INET_ADDRSTRLEN];
+            char hint[CQ_ERR_HINT_MAX];
+            inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], v4, sizeof(v4));
+            /* bounded: v4 is at most 15 characters */
+            snprintf(hint, sizeof(hint), "write the IPv4 address itself, e.g. %s:%d", v4, port);
+            return cq_err_set(err, CQ_ECONFIG, 0, hint,
+                              "names the IPv4-mapped IPv6 address %s, which an IPv6-only "
+                              "listening socket cannot bind",
+                              host);
+        }
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        out->len = sizeof(*sin6);
+        out->v6 = true;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, out->host, sizeof(out->host));
+        return 0;
+    }
+    return cq_err_set(err, CQ_ECONFIG, 0,
+                      "use an IP address (127.0.0.1, [::1], 0.0.0.0) or localhost",
+                      "names host \"%.64s\", which is not an IP address (no DNS lookup is made)",
+                      host);
 }
 
 /* ---- current config ---------------------------------------------------------- */

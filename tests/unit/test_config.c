@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -392,6 +395,11 @@ static const struct bad_value_case bad_values[] = {
     {"CQ_ADMIN_BIND=:8080", "CQ_ADMIN_BIND", "no host", "0.0.0.0:8080"},
     {"CQ_ADMIN_BIND=my host:80", "CQ_ADMIN_BIND", "not allowed in a host", "host:port"},
     {"CQ_ADMIN_BIND=", "CQ_ADMIN_BIND", "is empty", "host:port"},
+    /* passed `config check` and failed at start with exit 1 (issue 17.11) */
+    {"CQ_ADMIN_BIND=[::ffff:127.0.0.1]:8080", "CQ_ADMIN_BIND", "IPv4-mapped",
+     "write the IPv4 address itself, e.g. 127.0.0.1:8080"},
+    {"CQ_ADMIN_BIND=example.com:80", "CQ_ADMIN_BIND", "not an IP address", "or localhost"},
+    {"CQ_ADMIN_BIND=localhost.:80", "CQ_ADMIN_BIND", "not an IP address", "or localhost"},
     {"CQ_ADMIN_TOKEN=short", "CQ_ADMIN_TOKEN", "shorter than 16", "16-256"},
     {"CQ_ADMIN_TOKEN=0123456789abcdef!", "CQ_ADMIN_TOKEN", "not allowed", "A-Z a-z 0-9"},
     {"CQ_ADMIN_TOKEN=0123456789abcdef ghi", "CQ_ADMIN_TOKEN", "not allowed", "16-256"},
@@ -571,6 +579,8 @@ Test(config, good_values_are_accepted)
         "CQ_ADMIN_BIND=localhost:65535",
         "CQ_ADMIN_BIND=[::1]:8080",
         "CQ_ADMIN_BIND=127.9.9.9:1",
+        "CQ_ADMIN_BIND=LOCALHOST:0",
+        "CQ_ADMIN_BIND=LocalHost:0",
         "CQ_ADMIN_TOKEN=",
         "CQ_ADMIN_TOKEN=abcdefghijklmnop",
         "CQ_ADMIN_TOKEN=A-Z_a.z~0+9/8=7-6",
@@ -673,7 +683,7 @@ Test(config, cross_key_rules)
         {{"CQ_MODE=dryrun", "TEST_ALLOW_DEFAULT_SIGNAL=on"}, 0, {NULL}, NULL},
         {{"CQ_ADMIN_BIND=0.0.0.0:8080"}, 1, {"CQ_ADMIN_BIND"}, "not a loopback address"},
         {{"CQ_ADMIN_BIND=[::]:8080"}, 1, {"CQ_ADMIN_BIND"}, "not a loopback address"},
-        {{"CQ_ADMIN_BIND=example.com:80"}, 1, {"CQ_ADMIN_BIND"}, "not a loopback address"},
+        {{"CQ_ADMIN_BIND=192.0.2.1:80"}, 1, {"CQ_ADMIN_BIND"}, "not a loopback address"},
         {{"CQ_ADMIN_BIND=10.1.2.3:8080"}, 1, {"CQ_ADMIN_BIND"}, "CQ_ADMIN_TOKEN"},
         {{"CQ_ADMIN_BIND=0.0.0.0:8080", "CQ_ADMIN_TOKEN=0123456789abcdef"}, 0, {NULL}, NULL},
         {{"CQ_ADMIN_BIND=[::1]:8080"}, 0, {NULL}, NULL},
@@ -1531,6 +1541,162 @@ Test(config, hostport_parse_table)
     cr_assert_eq(cq_hostport_parse("localhost:80", tiny, sizeof(tiny), &port, NULL), -CQ_ETOOBIG);
     cr_assert_eq(cq_hostport_parse("abc:80", tiny, sizeof(tiny), &port, NULL), 0);
     cr_assert_str_eq(tiny, "abc");
+}
+
+/* Every address config validation accepts is one the admin API's resolver
+ * (the same cq_bind_addr_resolve) turns into a socket address the kernel
+ * binds; the rejected ones were accepted by `config check` and failed at
+ * start with exit 1 (issue 17.11). */
+Test(config, bind_resolve_matches_what_binds)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        const char *host; /* canonical */
+        bool v6;
+    } cases[] = {
+        {"127.0.0.1:0", 0, "127.0.0.1", false},
+        {"localhost:0", 0, "127.0.0.1", false},
+        {"LOCALHOST:0", 0, "127.0.0.1", false},
+        {"LocalHost:0", 0, "127.0.0.1", false},
+        {"[::1]:0", 0, "::1", true},
+        {"[0:0:0:0:0:0:0:1]:0", 0, "::1", true},
+        {"0.0.0.0:0", 0, "0.0.0.0", false},
+        {"[::ffff:127.0.0.1]:0", -CQ_ECONFIG, NULL, false},
+        {"[::FFFF:7f00:1]:0", -CQ_ECONFIG, NULL, false},
+        {"example.com:0", -CQ_ECONFIG, NULL, false},
+        {"localhost.localdomain:0", -CQ_ECONFIG, NULL, false},
+        {"127.0.0.1", -CQ_EPARSE, NULL, false},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
+        struct cq_bind_addr ba;
+        struct cq_err err;
+        cq_err_clear(&err);
+        int rc = cq_bind_addr_resolve(cases[i].in, &ba, &err);
+        cr_assert_eq(rc, cases[i].rc, "\"%s\": rc %d (%s)", cases[i].in, rc, err.message);
+        char entry[128];
+        snprintf(entry, sizeof(entry), "CQ_ADMIN_BIND=%s", cases[i].in);
+        const char *env[] = {entry, "CQ_ADMIN_TOKEN=0123456789abcdef", NULL};
+        struct cq_config *cfg = load(NULL, env);
+        if (rc < 0) {
+            cr_assert_null(cfg, "%s passed config validation", entry);
+            cr_assert_neq(err.hint[0], '\0', "\"%s\" has no hint", cases[i].in);
+            continue;
+        }
+        cr_assert_not_null(cfg, "%s rejected: %s", entry, rep.errors[0].message);
+        cq_config_unref(cfg);
+        cr_assert_str_eq(ba.host, cases[i].host, "\"%s\"", cases[i].in);
+        cr_assert_eq(ba.v6, cases[i].v6, "\"%s\"", cases[i].in);
+        int fd = socket(ba.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fd, 0);
+        if (ba.v6) {
+            int one = 1;
+            cr_assert_eq(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)), 0);
+        }
+        int brc = bind(fd, (const struct sockaddr *)&ba.ss, ba.len);
+        int e = errno;
+        close(fd);
+        if (ba.v6 && brc != 0 && e == EADDRNOTAVAIL) {
+            continue; /* no IPv6 loopback in this sandbox */
+        }
+        cr_assert_eq(brc, 0, "\"%s\": bind: %s", cases[i].in, strerror(e));
+    }
+}
+
+/* Issue 17 ("tests that did not notice"): a 15-character admin token was
+ * accepted when the minimum-length check was off by one. For every key the
+ * table bounds (ints by value; paths and secrets by length in bytes): min-1
+ * and max+1 are rejected, min and max accepted. Rows come from the table, so
+ * a new key is covered when it is added. */
+static void bounds_value(const struct cq_config_key *k, int64_t n, char *entry, size_t len)
+{
+    int used = snprintf(entry, len, "%s=", k->name);
+    cr_assert(used > 0 && (size_t)used < len);
+    if (k->type == CQ_CFG_T_INT) {
+        cr_assert_lt((size_t)snprintf(entry + used, len - (size_t)used, "%lld", (long long)n),
+                     len - (size_t)used);
+        return;
+    }
+    cr_assert_lt((size_t)used + (size_t)n, len, "%s: %lld bytes do not fit", k->name,
+                 (long long)n);
+    memset(entry + used, 'a', (size_t)n);
+    entry[(size_t)used + (size_t)n] = '\0';
+}
+
+Test(config, bounds_of_every_limited_key)
+{
+    static char entry[4096];
+    size_t n = 0;
+    const struct cq_config_key *keys = cq_config_keys(&n);
+    size_t covered = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct cq_config_key *k = &keys[i];
+        if (k->type != CQ_CFG_T_INT && k->type != CQ_CFG_T_PATH && k->type != CQ_CFG_T_SECRET) {
+            continue;
+        }
+        covered++;
+        cr_assert_leq(k->min, k->max, "%s", k->name);
+        /* min-1: not below zero for a length; an empty secret means unset. */
+        bool below_exists = k->type == CQ_CFG_T_INT ||
+                            (k->min - 1 >= 0 && !(k->type == CQ_CFG_T_SECRET && k->min - 1 == 0));
+        const int64_t reject[2] = {k->min - 1, k->max + 1};
+        for (int r = 0; r < 2; r++) {
+            if (r == 0 && !below_exists) {
+                continue;
+            }
+            bounds_value(k, reject[r], entry, sizeof(entry));
+            const char *env[] = {entry, NULL};
+            struct cq_config *cfg = load(NULL, env);
+            cr_assert_null(cfg, "%s with %s %lld accepted", k->name,
+                           k->type == CQ_CFG_T_INT ? "value" : "length", (long long)reject[r]);
+            cr_assert_eq(rep.n_errors, 1, "%s: %zu errors", k->name, rep.n_errors);
+            cr_assert_str_eq(rep.errors[0].key, k->name);
+        }
+        const int64_t accept[2] = {k->min, k->max};
+        for (int a = 0; a < 2; a++) {
+            bounds_value(k, accept[a], entry, sizeof(entry));
+            const char *env[] = {entry, NULL};
+            struct cq_config *cfg = load(NULL, env);
+            cr_assert_not_null(cfg, "%s with %s %lld rejected: %s", k->name,
+                               k->type == CQ_CFG_T_INT ? "value" : "length", (long long)accept[a],
+                               rep.errors[0].message);
+            cr_assert_str_eq(cq_config_str(cfg, k->id), strchr(entry, '=') + 1, "%s", k->name);
+            cq_config_unref(cfg);
+        }
+    }
+    cr_assert_geq(covered, 26, "only %zu limited keys", covered);
+
+    /* Limits a string key's own rule holds (not min/max in the table). */
+    static const struct {
+        const char *env;
+        bool ok;
+    } rows[] = {
+        {"CQ_SIM_SPEED=0", false},
+        {"CQ_SIM_SPEED=1", true},
+        {"CQ_SIM_SPEED=1000000", true},
+        {"CQ_SIM_SPEED=1000001", false},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
+        const char *env[] = {rows[i].env, NULL};
+        struct cq_config *cfg = load(NULL, env);
+        cr_assert_eq(cfg != NULL, rows[i].ok, "%s", rows[i].env);
+        cq_config_unref(cfg);
+    }
+    /* URLs: 512 bytes accepted, 513 rejected (both URL keys set together). */
+    static char rest[700], ws[700];
+    for (int len = 512; len <= 513; len++) {
+        snprintf(rest, sizeof(rest), "CQ_EXCHANGE_REST_URL=http://%0*d", len - 7, 0);
+        snprintf(ws, sizeof(ws), "CQ_EXCHANGE_WS_URL=ws://%0*d", len - 5, 0);
+        cr_assert_eq(strlen(strchr(rest, '=') + 1), (size_t)len);
+        cr_assert_eq(strlen(strchr(ws, '=') + 1), (size_t)len);
+        const char *env[] = {rest, ws, NULL};
+        struct cq_config *cfg = load(NULL, env);
+        cr_assert_eq(cfg != NULL, len == 512, "URLs of %d bytes", len);
+        if (len == 513) {
+            cr_assert_eq(rep.n_errors, 2);
+        }
+        cq_config_unref(cfg);
+    }
 }
 
 Test(config, loopback_table)
