@@ -31,6 +31,7 @@
 #include "cq/config.h"
 #include "cq/decimal.h"
 #include "cq/fs.h"
+#include "cq/market.h"
 #include "cq/strategy.h"
 #include "cq/text.h"
 
@@ -39,7 +40,8 @@
 #define CFG_DEFAULT_FILE "./config.env"
 #define CFG_SYMBOLS_MAX 32
 #define CFG_SYMBOL_MIN_LEN 5
-#define CFG_SYMBOL_MAX_LEN 20
+#define CFG_SYMBOL_MAX_LEN CQ_SYMBOL_MAX_CHARS /* the one limit, cq/market.h */
+_Static_assert(CFG_SYMBOL_MAX_LEN == 20, "update the CQ_SYMBOLS rule text (5-20 characters)");
 #define CFG_SUGGEST_MAX_DISTANCE 3
 
 /* ---- the key table -------------------------------------------------------- */
@@ -128,6 +130,25 @@ static int check_sim_balances(const char *v, char *why, size_t why_len, char *hi
     }
 }
 
+/* The length of "user:password@" in a URL's authority (between "//" and the
+ * first '/', '?' or '#'), or 0 when there is none. */
+static size_t url_userinfo_len(const char *v)
+{
+    const char *auth = strstr(v, "//");
+    if (auth == NULL) {
+        return 0;
+    }
+    auth += 2;
+    size_t end = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < end; i++) {
+        if (auth[i] == '@') {
+            at = auth + i; /* the last '@' ends the user information */
+        }
+    }
+    return at != NULL ? (size_t)(at - auth) + 1 : 0;
+}
+
 static int check_url(const char *v, const char *const *schemes, const char *h, char *why,
                      size_t why_len, char *hint, size_t hint_len)
 {
@@ -146,6 +167,12 @@ static int check_url(const char *v, const char *const *schemes, const char *h, c
     for (size_t i = 0; schemes[i] != NULL; i++) {
         size_t n = strlen(schemes[i]);
         if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0' && v[n] != '/' && v[n] != ':') {
+            if (url_userinfo_len(v) > 0) {
+                return fail_with(why, why_len, hint, hint_len,
+                                 "holds user information (user:password@) before the host",
+                                 "remove user:password@ from the URL: exchange credentials "
+                                 "belong in BINANCE_API_KEY and BINANCE_API_SECRET");
+            }
             return 0;
         }
     }
@@ -668,6 +695,22 @@ static const char *shown_value(const struct cq_config_key *k, const char *value)
     return value;
 }
 
+/* shown_value() for an error report, into buf: a URL's user information
+ * (refused by check_url) is replaced by "<redacted>@" so a password in it
+ * is never echoed. Cutting a long value to the report field is intended. */
+static void shown_value_buf(const struct cq_config_key *k, const char *value, char *buf,
+                            size_t len)
+{
+    size_t userinfo = k->secret ? 0 : url_userinfo_len(value);
+    if (userinfo == 0) {
+        (void)cq_strlcpy(buf, shown_value(k, value), len); /* cut to the report field */
+        return;
+    }
+    size_t prefix = (size_t)(strstr(value, "//") + 2 - value);
+    /* cut to the report field, as above */
+    (void)snprintf(buf, len, "%.*s<redacted>@%s", (int)prefix, value, value + prefix + userinfo);
+}
+
 void cq_config_report_print(const struct cq_config_report *report, FILE *out)
 {
     for (int pass = 0; pass < 2; pass++) {
@@ -822,8 +865,9 @@ static int check_symbols(const char *v, struct value_problem *p, char **buf_out,
         }
         if (len < CFG_SYMBOL_MIN_LEN || len > CFG_SYMBOL_MAX_LEN) {
             return problem(p, "write the exchange's full symbol, base then quote, e.g. BTCUSDT",
-                           "has symbol \"%.*s\" of %zu characters; symbols are 5 to 20",
-                           (int)(len < 40 ? len : 40), s, len);
+                           "has symbol \"%.*s\" of %zu characters; symbols are %d to %d",
+                           (int)(len < 40 ? len : 40), s, len, CFG_SYMBOL_MIN_LEN,
+                           CFG_SYMBOL_MAX_LEN);
         }
         for (size_t i = 0; i < count; i++) {
             if (lens[i] == len && memcmp(starts[i], s, len) == 0) {
@@ -1037,6 +1081,79 @@ static const char *unknown_key_value(const char *name, const struct cq_config_ke
     return value;
 }
 
+/* A key name as a report shows it: every byte outside printable ASCII
+ * escaped as \xHH (key names are ASCII, so such bytes are invisible or
+ * pasted characters, e.g. a U+FEFF byte order mark in the middle of a file,
+ * which would otherwise print as nothing). plain gets the name without
+ * them, for the did-you-mean suggestion. Returns true when anything was
+ * escaped; *bom tells whether a byte order mark (EF BB BF) was among it.
+ * Output cut to the buffers is intended (report fields are bounded). */
+static bool escape_key_name(const char *name, size_t n, char *shown, size_t shown_len, char *plain,
+                            size_t plain_len, bool *bom)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t si = 0, pi = 0;
+    bool escaped = false;
+    *bom = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c >= 0x21 && c <= 0x7e) {
+            if (si + 1 < shown_len) {
+                shown[si++] = (char)c;
+            }
+            if (pi + 1 < plain_len) {
+                plain[pi++] = (char)c;
+            }
+            continue;
+        }
+        escaped = true;
+        if (c == 0xEF && i + 2 < n && (unsigned char)name[i + 1] == 0xBB &&
+            (unsigned char)name[i + 2] == 0xBF) {
+            *bom = true;
+        }
+        if (si + 4 < shown_len) {
+            shown[si++] = '\\';
+            shown[si++] = 'x';
+            shown[si++] = hex[c >> 4];
+            shown[si++] = hex[c & 0x0f];
+        }
+    }
+    shown[si] = '\0';
+    plain[pi] = '\0';
+    return escaped;
+}
+
+/* Report an unknown key (file line or CQ_* environment variable). */
+static void report_unknown_key(struct loader *ld, bool warning, const char *name, size_t name_len,
+                               const char *value, const char *generic_hint, const char *where)
+{
+    char shown[256];
+    char plain[128];
+    char hint[256];
+    char name_z[128];
+    bool bom = false;
+    bool escaped = escape_key_name(name, name_len, shown, sizeof(shown), plain, sizeof(plain),
+                                   &bom);
+    const struct cq_config_key *sug = suggest_key(plain, strlen(plain));
+    unknown_key_hint(sug, generic_hint, hint, sizeof(hint));
+    (void)snprintf(name_z, sizeof(name_z), "%.*s", (int)(name_len < 127 ? name_len : 127), name);
+    const char *shown_v = unknown_key_value(name_z, sug, value);
+    if (!escaped) {
+        report_add(ld->report, warning, shown, shown_v, "a key listed in config.env.example", hint,
+                   "%s%s %s%s", where, warning ? "unknown environment variable" : "unknown key",
+                   shown, warning ? " is ignored" : "");
+        return;
+    }
+    char fix[320]; /* report_add cuts it to the hint field */
+    (void)snprintf(fix, sizeof(fix), "retype the name in plain ASCII; %s", hint);
+    report_add(ld->report, warning, shown, shown_v, "a key listed in config.env.example", fix,
+               "%s%s %s%s: the name holds %s, shown escaped as \\xHH", where,
+               warning ? "unknown environment variable" : "unknown key", shown,
+               warning ? " is ignored" : "",
+               bom ? "a byte order mark (U+FEFF, \\xEF\\xBB\\xBF)"
+                   : "invisible or non-ASCII bytes");
+}
+
 static void parse_line(struct loader *ld, unsigned line_no, char *line)
 {
     const char *path = ld->file_path;
@@ -1069,17 +1186,17 @@ static void parse_line(struct loader *ld, unsigned line_no, char *line)
 
     const struct cq_config_key *k = cq_config_key_find(name);
     if (k == NULL) {
-        char hint[256];
-        const struct cq_config_key *sug = suggest_key(name, strlen(name));
-        unknown_key_hint(sug, "remove the line, or check the name against config.env.example", hint,
-                         sizeof(hint));
-        report_add(ld->report, false, name, unknown_key_value(name, sug, value),
-                   "a key listed in config.env.example", hint, "%s:%u: unknown key %s", path,
-                   line_no, name);
+        char where[1200];
+        (void)snprintf(where, sizeof(where), "%s:%u: ", path, line_no); /* cut ok */
+        report_unknown_key(ld, false, name, strlen(name), value,
+                           "remove the line, or check the name against config.env.example",
+                           where);
         return;
     }
     if (ld->file_lines[k->id] != 0) {
-        report_add(ld->report, false, k->name, shown_value(k, value), "each key at most once",
+        char shown[256];
+        shown_value_buf(k, value, shown, sizeof(shown));
+        report_add(ld->report, false, k->name, shown, "each key at most once",
                    "delete one of the two lines", "%s:%u: %s is given twice, on lines %u and %u",
                    path, line_no, k->name, ld->file_lines[k->id], line_no);
         return;
@@ -1207,15 +1324,8 @@ static void load_env(struct loader *ld, char *const *envp)
             continue;
         }
         if (name_len > 3 && strncmp(entry, "CQ_", 3) == 0) {
-            char name[64];
-            char hint[256];
-            snprintf(name, sizeof(name), "%.*s", (int)(name_len < 63 ? name_len : 63), entry);
-            const struct cq_config_key *sug = suggest_key(entry, name_len);
-            unknown_key_hint(sug, "unset it, or check the name against config.env.example", hint,
-                             sizeof(hint));
-            report_add(ld->report, true, name, unknown_key_value(name, sug, eq + 1),
-                       "a key listed in config.env.example", hint,
-                       "unknown environment variable %s is ignored", name);
+            report_unknown_key(ld, true, entry, name_len < 63 ? name_len : 63, eq + 1,
+                               "unset it, or check the name against config.env.example", "");
         }
     }
 }
@@ -1245,7 +1355,7 @@ static void validate_values(struct loader *ld, struct cq_config *cfg)
         memset(&p, 0, sizeof(p));
         /* Shown before check_value() may rewrite an int in canonical form. */
         char shown[256];
-        cq_strlcpy(shown, shown_value(k, cfg->values[i]), sizeof(shown));
+        shown_value_buf(k, cfg->values[i], shown, sizeof(shown));
         int rc = check_value(k, cfg->values[i], &p, cfg);
         if (rc == -CQ_ENOMEM) {
             loader_oom(ld);

@@ -955,6 +955,73 @@ Test(config, report_print_format)
     free(text);
 }
 
+/* Issue 17 (smaller): a byte order mark inside a config key was shown as an
+ * invisible character, so "unknown key CQ_MODE" named a key that looks
+ * known. It is shown escaped, named as a BOM, and the suggestion ignores it. */
+Test(config, invisible_bytes_in_a_key_are_shown_escaped)
+{
+    cr_assert_null(load("CQ_LOG_LEVEL=info\n\xEF\xBB\xBF" "CQ_MODE=paper\n", NULL));
+    cr_assert_eq(rep.n_errors, 1);
+    const struct cq_config_problem *p = &rep.errors[0];
+    cr_assert_str_eq(p->key, "\\xEF\\xBB\\xBF" "CQ_MODE");
+    cr_assert_not_null(strstr(p->message, "unknown key \\xEF\\xBB\\xBF" "CQ_MODE"), "%s",
+                       p->message);
+    cr_assert_not_null(strstr(p->message, "byte order mark (U+FEFF"), "%s", p->message);
+    cr_assert_not_null(strstr(p->hint, "plain ASCII"), "%s", p->hint);
+    cr_assert_not_null(strstr(p->hint, "did you mean CQ_MODE?"), "%s", p->hint);
+    char *text = report_text();
+    cr_assert_null(strstr(text, "\xEF\xBB\xBF"), "raw BOM printed: %s", text);
+    free(text);
+    /* a non-breaking space in an environment variable's name */
+    const char *env[] = {"CQ_LOG\xC2\xA0LEVEL=info", NULL};
+    struct cq_config *cfg = load_ok(NULL, env);
+    cr_assert_eq(rep.n_warnings, 1);
+    cr_assert_str_eq(rep.warnings[0].key, "CQ_LOG\\xC2\\xA0LEVEL");
+    cr_assert_not_null(strstr(rep.warnings[0].message, "invisible or non-ASCII"), "%s",
+                       rep.warnings[0].message);
+    cq_config_unref(cfg);
+}
+
+/* Issue 17 (smaller): user information in an exchange URL
+ * (http://user:password@host) was shown in clear by `config check` and
+ * /config. It is refused, and the error never echoes the password. */
+Test(config, url_user_information_is_refused_and_never_echoed)
+{
+    static const char *const rows[][2] = {
+        {"CQ_EXCHANGE_REST_URL=http://user:hunter2pass@127.0.0.1:9000/api", "CQ_EXCHANGE_REST_URL"},
+        {"CQ_EXCHANGE_REST_URL=https://hunter2pass@example.com", "CQ_EXCHANGE_REST_URL"},
+        {"CQ_EXCHANGE_WS_URL=ws://u:hunter2pass@127.0.0.1:9001", "CQ_EXCHANGE_WS_URL"},
+        {"CQ_EXCHANGE_WS_URL=wss://a@b:hunter2pass@x.example", "CQ_EXCHANGE_WS_URL"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
+        bool rest = strcmp(rows[i][1], "CQ_EXCHANGE_REST_URL") == 0;
+        const char *env[] = {rows[i][0],
+                             rest ? "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9001"
+                                  : "CQ_EXCHANGE_REST_URL=http://127.0.0.1:9000",
+                             NULL};
+        cr_assert_null(load(NULL, env), "%s accepted", rows[i][0]);
+        const struct cq_config_problem *p = find_error(rows[i][1], "user information");
+        cr_assert_not_null(p, "%s: %s", rows[i][0], rep.errors[0].message);
+        cr_assert_not_null(strstr(p->hint, "BINANCE_API_KEY"), "%s", p->hint);
+        cr_assert_not_null(strstr(p->value, "<redacted>@"), "%s", p->value);
+        char *text = report_text();
+        cr_assert_null(strstr(text, "hunter2"), "password echoed: %s", text);
+        free(text);
+    }
+    /* an '@' after the host (path, query) is not user information */
+    const char *ok[] = {"CQ_EXCHANGE_REST_URL=http://127.0.0.1:9000/a@b?c=@",
+                        "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9001/@x", NULL};
+    struct cq_config *cfg = load_ok(NULL, ok);
+    cq_config_unref(cfg);
+    /* and a file line given twice never echoes it either */
+    cr_assert_null(load("CQ_EXCHANGE_REST_URL=http://127.0.0.1:1\n"
+                        "CQ_EXCHANGE_REST_URL=http://u:hunter2pass@127.0.0.1:1\n",
+                        NULL));
+    char *text = report_text();
+    cr_assert_null(strstr(text, "hunter2"), "password echoed: %s", text);
+    free(text);
+}
+
 Test(config, report_fields_are_valid_utf8)
 {
     /* 200 x "é" is cut to fit the value field, maybe inside a character;
@@ -978,7 +1045,8 @@ Test(config, report_fields_are_valid_utf8)
     }
     cr_assert_str_eq(find_error("CQ_LOG_LEVEL", NULL)->value, "??info");
     cr_assert_str_eq(find_error("CQ_MODE", NULL)->value, "???", "a surrogate is not UTF-8");
-    cr_assert_str_eq(rep.errors[0].key, "CQ_K\xc3\xa9Y", "valid UTF-8 is kept");
+    /* key names are ASCII: anything else is shown escaped */
+    cr_assert_str_eq(rep.errors[0].key, "CQ_K\\xC3\\xA9Y");
     cr_assert_str_eq(rep.errors[0].value, "??");
 
     /* a valid path that is not UTF-8 still gives valid JSON */
