@@ -89,6 +89,10 @@ const char *cq_log_level_name(enum cq_log_level level);
 
 /* Register a secret to redact (copied). Empty strings ignored. Any thread. */
 void cq_log_add_secret(const char *value);
+/* An owned copy of s with every registered secret replaced by "<redacted>"
+ * (raw form). Redact before cutting a text for a message: a cut secret is
+ * no longer recognised. NULL when s is NULL or allocation fails. Any thread. */
+char *cq_log_redact_dup(const char *s);
 
 /* Emit one line. fields: a JSON object whose members are appended after
  * "msg" in their order (stolen; may be NULL). Members named ts, level,
@@ -96,12 +100,21 @@ void cq_log_add_secret(const char *value);
 void cq_log__emit(enum cq_log_level level, const char *service, const char *event,
                   json_t *fields, const char *fmt, ...) CQ_PRINTF(5, 6);
 
-/* The level is checked before `fields` (often a json_pack call) or the
- * message is evaluated. */
+/* Release a fields object that will not be logged (NULL ok). */
+void cq_log__discard(json_t *fields);
+
+/* `fields` is evaluated exactly once at EVERY level and always consumed:
+ * callers pass owned references into it (json_pack "s:o"), which must be
+ * released even when the line is filtered out. The message and its
+ * arguments are evaluated, and the line formatted, only when the level is
+ * enabled. */
 #define cq_log(level, service, event, fields, ...)                         \
     do {                                                                   \
+        json_t *cq_log_fields_ = (fields);                                 \
         if (cq_log_enabled(level)) {                                       \
-            cq_log__emit((level), (service), (event), (fields), __VA_ARGS__); \
+            cq_log__emit((level), (service), (event), cq_log_fields_, __VA_ARGS__); \
+        } else {                                                           \
+            cq_log__discard(cq_log_fields_);                               \
         }                                                                  \
     } while (0)
 #define cq_log_debug(svc, ev, fields, ...) cq_log(CQ_LOG_DEBUG, svc, ev, fields, __VA_ARGS__)

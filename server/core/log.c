@@ -3,7 +3,10 @@
  *
  * What runs where
  *   Any thread calls cq_log__emit() (through the cq_log_* macros, which check
- *   the level first: one relaxed atomic load). On the caller's thread emit
+ *   the level first: one relaxed atomic load; the fields object is built at
+ *   every level and released by cq_log__discard() when the line is filtered
+ *   out, so owned references passed into it never leak). On the caller's
+ *   thread emit
  *     1. formats msg (bounded) and reads the clock once: that wall time is
  *        both the line's "ts" and the day it is filed under for rotation;
  *     2. redacts every registered secret from every decoded string — msg,
@@ -413,6 +416,23 @@ static char *redact_bytes(const char *s, size_t len, size_t *out_len, bool *oom,
     return red;
 }
 
+char *cq_log_redact_dup(const char *s)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t len = strlen(s);
+    bool oom = false;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&secrets.lock);
+    char *out = redact_bytes(s, len, &n, &oom, NULL);
+    pthread_rwlock_unlock(&secrets.lock);
+    if (oom) {
+        return NULL;
+    }
+    return out != NULL ? out : memdup0(s, len);
+}
+
 /* Owned copy of s[0, len): redacted, valid UTF-8, at most max_out bytes.
  * `was_cut`: s is a prefix of a longer text, so a secret may straddle its
  * end, unmatched; after redaction the unchanged tail loses its last
@@ -764,9 +784,15 @@ static void sink_error(struct log_sink *s, enum sink_err kind, int sys_errno, co
     }
     s->reported[kind] = true;
     char why[128];
-    if (strerror_r(sys_errno, why, sizeof(why)) != 0) {
-        cq_strlcpy(why, "unknown error", sizeof(why));
+    if (kind == SINK_ERR_OPEN && sys_errno == ELOOP) {
+        cq_strlcpy(why, "it is a symbolic link (refused: remove it)", sizeof(why)); /* fits */
+    } else if (kind == SINK_ERR_OPEN && (sys_errno == ENOTSUP || sys_errno == ENXIO)) {
+        cq_strlcpy(why, "it is not a regular file (refused: remove it)", sizeof(why)); /* fits */
+    } else if (strerror_r(sys_errno, why, sizeof(why)) != 0) {
+        cq_strlcpy(why, "unknown error", sizeof(why)); /* fits */
     }
+    /* Bounded: path < LOG_PATH_MAX (cq_log_open keeps 16 bytes spare for
+     * ".N"), why < 128, the names and fixed text < 120 bytes. */
     char note[LOG_PATH_MAX + 256];
     snprintf(note, sizeof(note),
              "coinquantd: log: %s %s failed: %s (further %s errors are counted, not reported)\n",
@@ -798,32 +824,46 @@ static int write_all(int fd, const char *buf, size_t len)
 static void sink_rotated_path(const struct log_sink *s, int n, char *out, size_t out_len)
 {
     if (n == 0) {
-        cq_strlcpy(out, s->path, out_len);
+        cq_strlcpy(out, s->path, out_len); /* fits: out_len >= sizeof(s->path) */
     } else {
+        /* fits: s->path leaves 16 bytes (cq_log_open), ".%d" <= ".1001" */
         snprintf(out, out_len, "%s.%d", s->path, n);
     }
 }
 
 /* Open (or create) the file. Its day is today, or the day of its mtime if it
- * already holds lines from an earlier day. */
+ * already holds lines from an earlier day.
+ *
+ * Only a regular file is written: O_NOFOLLOW refuses a symbolic link in its
+ * place (ELOOP: someone who can write the log directory must not redirect
+ * our lines into a file of their choosing), O_NONBLOCK keeps a FIFO from
+ * blocking the open, and anything that is not a regular file after fstat
+ * (FIFO with a reader, device, socket) is refused with ENOTSUP. */
 static int sink_open_file(struct log_sink *s, int64_t now_us)
 {
     int64_t today = cq_time_utc_day(now_us);
-    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                  0640);
+    struct stat st;
+    int e = 0;
     if (fd < 0) {
-        int e = errno;
+        e = errno;
+    } else if (fstat(fd, &st) != 0) {
+        e = errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        e = ENOTSUP;
+    }
+    if (e != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
         s->reopen_after_us = now_us + LOG_REOPEN_DELAY_US;
         sink_error(s, SINK_ERR_OPEN, e, s->path);
         return e;
     }
-    struct stat st;
     s->fd = fd;
     s->file_bytes = 0;
     s->file_day = today;
-    if (fstat(fd, &st) != 0) {
-        sink_error(s, SINK_ERR_STAT, errno, s->path);
-        return 0;
-    }
     s->file_bytes = (int64_t)st.st_size;
     if (st.st_size > 0) {
         int64_t mtime_day = cq_time_utc_day((int64_t)st.st_mtime * 1000000);
@@ -1149,6 +1189,7 @@ static json_t *clean_fields(json_t *fields)
         const char *name = redacted != NULL ? redacted : key;
         char renamed[LOG_NAME_SCAN_MAX];
         if (is_reserved(name)) {
+            /* fits: reserved names are at most 7 bytes */
             snprintf(renamed, sizeof(renamed), "field_%s", name);
             name = renamed;
         }
@@ -1332,6 +1373,11 @@ format_line(enum cq_log_level level, const char *service, const char *event, jso
     return line;
 }
 
+void cq_log__discard(json_t *fields)
+{
+    json_decref(fields);
+}
+
 void cq_log__emit(enum cq_log_level level, const char *service, const char *event, json_t *fields,
                   const char *fmt, ...)
 {
@@ -1475,11 +1521,21 @@ int cq_log_open(const struct cq_log_options *opts, struct cq_err *err)
             free(lines);
             return rc;
         }
-        cq_strlcpy(s->path, path, sizeof(s->path));
+        cq_strlcpy(s->path, path, sizeof(s->path)); /* fits: same size, checked above */
         int e = sink_open_file(s, cq_clock_wall_us(clock));
         if (e != 0) {
             pthread_mutex_unlock(&q.mu);
             free(lines);
+            if (e == ELOOP) {
+                return cq_err_set(err, CQ_EIO, e,
+                                  "remove the link; coinquantd creates the log file itself",
+                                  "refusing to log to %s: it is a symbolic link", path);
+            }
+            if (e == ENOTSUP || e == ENXIO) {
+                return cq_err_set(err, CQ_EIO, e,
+                                  "remove it; coinquantd creates the log file itself",
+                                  "refusing to log to %s: it is not a regular file", path);
+            }
             return cq_err_set(err, CQ_EIO, e, "check the log directory's permissions",
                               "cannot open %s", path);
         }
