@@ -54,7 +54,11 @@ static inline cq_dec cq_dec_make(int64_t mantissa, unsigned scale)
  * (size_t)-1 for a NUL-terminated string. The scale is the number of
  * fractional digits written ("0.10000000" has scale 8); more than
  * CQ_DEC_MAX_SCALE fractional digits is -CQ_ETOOBIG unless every digit past
- * the 18th is zero (then they are dropped). */
+ * the 18th is zero (then they are dropped). When the value at the written
+ * scale does not fit an int64 mantissa but fits once trailing fractional
+ * zeros are dropped, as few of them are dropped as needed
+ * ("92233720369.00000000" parses to scale 7, "10.000000000000000000" to
+ * scale 17): -CQ_ETOOBIG means the value itself cannot be held exactly. */
 int cq_dec_parse(const char *s, size_t len, cq_dec *out) CQ_WUR;
 
 /* Exact text with exactly d.scale fractional digits ("0.10000000", "-5",

@@ -197,6 +197,7 @@ int cq_dec_parse(const char *s, size_t len, cq_dec *out)
     uint64_t mag = 0;
     uint64_t limit;
     unsigned scale = 0;
+    unsigned zeros = 0; /* trailing fractional zeros read but not yet in mag */
     unsigned digit;
 
     if (s == NULL) {
@@ -234,18 +235,33 @@ int cq_dec_parse(const char *s, size_t len, cq_dec *out)
         if (p == end) {
             return -CQ_EPARSE;
         }
+        /* Fractional zeros are held back in `zeros` until a non-zero digit
+         * follows, so that trailing ones can be dropped when the value
+         * written at its full scale would not fit ("10.000000000000000000",
+         * "92233720369.00000000"): the value, not the text, must fit. */
         while (p < end) {
             digit = (unsigned)(unsigned char)*p - '0';
             if (digit > 9) {
                 return -CQ_EPARSE;
             }
             if (scale < CQ_DEC_MAX_SCALE) {
-                if (mag >= safe) {
-                    too_big = true;
-                } else {
-                    mag = mag * 10 + digit;
-                }
                 scale++;
+                if (digit == 0) {
+                    zeros++;
+                } else {
+                    for (; zeros > 0 && !too_big; zeros--) {
+                        if (mag >= safe) {
+                            too_big = true;
+                        } else {
+                            mag *= 10;
+                        }
+                    }
+                    if (mag >= safe) {
+                        too_big = true;
+                    } else {
+                        mag = mag * 10 + digit;
+                    }
+                }
             } else if (digit != 0) {
                 too_big = true;
             }
@@ -255,6 +271,20 @@ int cq_dec_parse(const char *s, size_t len, cq_dec *out)
     limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     if (too_big || mag > limit) {
         return -CQ_ETOOBIG;
+    }
+    /* Put back as many held trailing zeros as fit: the scale written, or the
+     * largest one below it that can hold the value exactly. */
+    if (zeros > 0) {
+        if (mag < pow10_u64[CQ_DEC_MAX_SCALE - zeros]) {
+            mag *= pow10_u64[zeros]; /* below 10^18: fits */
+            zeros = 0;
+        } else {
+            while (zeros > 0 && mag <= limit / 10) {
+                mag *= 10;
+                zeros--;
+            }
+        }
+        scale -= zeros;
     }
     if (neg && mag != 0) {
         out->m = -(int64_t)(mag - 1) - 1;

@@ -25,7 +25,9 @@
  * mantissa and scale; normalize and widening rescale keep the value;
  * rounding lands on the side its mode promises; cmp is antisymmetric and
  * agrees with sub; add and mul commute; an exact division multiplies back;
- * quantize returns a multiple of the step, within one step of the value.
+ * quantize returns a multiple of the step, within one step of the value;
+ * trailing fractional zeros appended to a well-formed number change
+ * neither whether it parses nor its value.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -251,6 +253,31 @@ static void check_two(cq_dec a, cq_dec b, unsigned target, enum cq_dec_round mod
     }
 }
 
+/* Trailing fractional zeros never change whether a value fits, nor the
+ * value: text (well formed, parsed to rc/a) with `zeros` more fractional
+ * zeros (and a '.' if it had none) parses the same way to an equal value
+ * (issue 9.2: "92233720369.00000000" was refused while "92233720369" fit). */
+static void check_trailing_zeros(const char *text, size_t len, int rc, cq_dec a, unsigned zeros)
+{
+    bool has_point = memchr(text, '.', len) != NULL;
+    size_t len_z = len + (has_point ? 0 : 1) + zeros;
+    char *z = malloc(len_z); /* exact length, no NUL: ASan sees overreads */
+    cq_dec b;
+    CHECK(z != NULL);
+    memcpy(z, text, len);
+    if (!has_point) {
+        z[len] = '.';
+    }
+    memset(z + len_z - zeros, '0', zeros);
+    int rc_z = cq_dec_parse(z, len_z, &b);
+    free(z);
+    CHECK(rc_z == rc);
+    if (rc == 0) {
+        CHECK(cq_dec_cmp(a, b) == 0);
+        CHECK(b.scale >= a.scale); /* only zeros that cannot fit are dropped */
+    }
+}
+
 static cq_dec raw_dec(const uint8_t *p)
 {
     uint64_t u = 0;
@@ -292,6 +319,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len_a = bar != NULL ? (size_t)(bar - text) : len;
     int rc_a = cq_dec_parse(text, len_a, &a);
     CHECK(rc_a == 0 || rc_a == -CQ_EPARSE || rc_a == -CQ_ETOOBIG);
+    if (rc_a != -CQ_EPARSE) {
+        check_trailing_zeros(text, len_a, rc_a, a, 1 + data[1] % 24);
+    }
     if (rc_a != 0) {
         return 0;
     }

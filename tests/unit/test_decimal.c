@@ -112,7 +112,22 @@ static const struct parse_row parse_rows[] = {
     {"-9223372036854775809", -CQ_ETOOBIG, 0, 0, NULL},
     {"922337203685477580.8", -CQ_ETOOBIG, 0, 0, NULL},
     {"9.223372036854775808", -CQ_ETOOBIG, 0, 0, NULL},
-    {"10.000000000000000000", -CQ_ETOOBIG, 0, 0, NULL},
+    /* the value fits once trailing fractional zeros go (issue 9.2): as few
+     * are dropped as needed, the rest of the written scale is kept */
+    {"10.000000000000000000", 0, 1000000000000000000, 17, "10.00000000000000000"},
+    {"92233720369.00000000", 0, 922337203690000000, 7, "92233720369.0000000"},
+    {"9223372036854775807.000", 0, INT64_MAX, 0, "9223372036854775807"},
+    {"-9223372036854775808.0", 0, INT64_MIN, 0, "-9223372036854775808"},
+    {"922337203685477580.70", 0, INT64_MAX, 1, "922337203685477580.7"},
+    {"100000000000.00000000", 0, 1000000000000000000, 7, "100000000000.0000000"},
+    {"999999999999.00000000", 0, 999999999999000000, 6, "999999999999.000000"},
+    {"9223372036854775807.0000000000000000000000", 0, INT64_MAX, 0, "9223372036854775807"},
+    {"1.100000000000000000", 0, 1100000000000000000, 18, NULL},
+    {"10.100000000000000000", 0, 1010000000000000000, 17, "10.10000000000000000"},
+    /* still too big: the value itself does not fit */
+    {"9223372036854775808.000", -CQ_ETOOBIG, 0, 0, NULL},
+    {"92233720368.54775808", -CQ_ETOOBIG, 0, 0, NULL},
+    {"10.000000000000000001", -CQ_ETOOBIG, 0, 0, NULL},
     {"18446744073709551615", -CQ_ETOOBIG, 0, 0, NULL},
     {"18446744073709551616", -CQ_ETOOBIG, 0, 0, NULL}, /* 2^64: must not wrap */
     {"36893488147419103232", -CQ_ETOOBIG, 0, 0, NULL},
@@ -166,6 +181,48 @@ Test(decimal, parse_table)
         if (rc < 0) {
             cr_expect(d.m == sentinel.m && d.scale == sentinel.scale,
                       "parse \"%s\": result written on failure", r->in);
+        }
+    }
+}
+
+/* Issue 9.2: trailing fractional zeros never decide whether a value fits.
+ * For boundary values at every scale, the text with 1..24 more fractional
+ * zeros parses (exactly when the plain text does) to an equal value, keeping
+ * as much of the written scale as the mantissa can hold. */
+Test(decimal, trailing_zeros_never_change_fit_or_value)
+{
+    static const int64_t ms[] = {0,           1,          -1,         7,         10,
+                                 922337203685477580, 922337203685477581, INT64_MAX, INT64_MIN,
+                                 INT64_MAX / 10,     -(INT64_MAX / 10), 92233720369LL,
+                                 999999999999999999LL, 100000000000000000LL};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(ms); i++) {
+        for (unsigned scale = 0; scale <= CQ_DEC_MAX_SCALE; scale++) {
+            char plain[CQ_DEC_STR_MAX];
+            char padded[CQ_DEC_STR_MAX + 32];
+            cq_dec a;
+            cq_dec b;
+            cq_dec_format(cq_dec_make(ms[i], scale), plain, sizeof(plain));
+            cr_assert_eq(cq_dec_parse(plain, (size_t)-1, &a), 0, "%s", plain);
+            for (unsigned zeros = 1; zeros <= 24; zeros++) {
+                int n = snprintf(padded, sizeof(padded), "%s%s%.*s", plain, scale == 0 ? "." : "",
+                                 (int)zeros, "000000000000000000000000");
+                cr_assert(n > 0 && (size_t)n < sizeof(padded));
+                int rc = cq_dec_parse(padded, (size_t)-1, &b);
+                cr_expect_eq(rc, 0, "\"%s\" fits but \"%s\" gives %s", plain, padded,
+                             cq_strerror(rc));
+                if (rc == 0) {
+                    cr_expect_eq(cq_dec_cmp(a, b), 0, "\"%s\" and \"%s\" differ", plain, padded);
+                    unsigned want = scale + zeros > CQ_DEC_MAX_SCALE ? CQ_DEC_MAX_SCALE : scale + zeros;
+                    /* the written scale is kept unless the mantissa cannot hold it */
+                    cq_dec wide;
+                    if (cq_dec_rescale(a, want, CQ_ROUND_EXACT, &wide) == 0) {
+                        cr_expect_eq(b.scale, want, "\"%s\": scale %u, want %u", padded, b.scale,
+                                     want);
+                    } else {
+                        cr_expect(b.scale < want, "\"%s\": scale %u", padded, b.scale);
+                    }
+                }
+            }
         }
     }
 }
