@@ -13,7 +13,13 @@
  *     failure or timeout (backoff resets after a connection has stayed up
  *     for 30 s);
  *   - answers server pings (lws does) and detects a silent stall: no
- *     message for stall_ms -> closes and reconnects (reason "stall");
+ *     message for stall_ms -> closes and reconnects (reason "stall"); a
+ *     stream that is quiet by nature (the user data stream) passes
+ *     CQ_WS_STALL_NONE instead;
+ *   - detects a dead connection: nothing at all received, not even a
+ *     server ping, for silence_ms -> closes and reconnects (reason
+ *     "silence"). Binance pings every 20 s (3 min in older docs), so an
+ *     idle user stream stays up on its pings alone;
  *   - reconnects proactively before max_lifetime_ms (Binance closes at 24 h;
  *     reason "lifetime");
  *   - subscriptions live in the URL (/stream?streams=a/b), so a reconnect
@@ -47,17 +53,29 @@ struct cq_ws_callbacks {
     /* One complete text message. data is borrowed for the call. */
     void (*on_message)(void *ctx, const char *data, size_t len, int64_t recv_mono_ms);
     /* The connection state changed; reason is a stable snake_case code:
-     * "connected", "closed_by_peer", "connect_failed", "stall", "lifetime",
-     * "oversize", "url_changed", "stopped". */
+     * "connected", "closed_by_peer", "connect_failed", "stall", "silence",
+     * "lifetime", "oversize", "url_changed", "stopped". */
     void (*on_state)(void *ctx, enum cq_ws_state state, const char *reason);
     void *ctx;
 };
+
+/* stall_ms has no default and 0 is refused (-CQ_EINVAL): "0" reads as "no
+ * check" to one caller and as "the default" to another, and the user data
+ * stream once got a 10 s stall check that way. Say which you mean. */
+#define CQ_WS_STALL_NONE ((int64_t)-1)  /* no stall check: quiet by nature */
+#define CQ_WS_STALL_DEFAULT_MS 10000    /* a market stream's usual choice */
+/* silence_ms = 0: 5 min, 15 of Binance's 20 s pings (or one 3-min ping and
+ * its jitter, the older schedule) */
+#define CQ_WS_SILENCE_DEFAULT_MS 300000
 
 struct cq_ws_client_options {
     const char *url;             /* "ws://127.0.0.1:P/stream?streams=btcusdt@trade/…" (ws:// or wss://) */
     const char *name;            /* for logs and stats: "market", "user" */
     int64_t connect_timeout_ms;  /* default 5000 */
-    int64_t stall_ms;            /* default 10000 */
+    int64_t stall_ms;            /* required: > 0 (no message for that long -> "stall"), or
+                                  * CQ_WS_STALL_NONE. Server pings are not messages. */
+    int64_t silence_ms;          /* nothing received, server pings included, for that long
+                                  * -> "silence"; 0 = CQ_WS_SILENCE_DEFAULT_MS */
     int64_t backoff_base_ms;     /* default 250 */
     int64_t backoff_max_ms;      /* default 30000 */
     int64_t max_lifetime_ms;     /* default 23 h 50 min */
@@ -72,11 +90,13 @@ struct cq_ws_client_stats {
     uint64_t connect_failures_total;
     uint64_t disconnects_total;
     uint64_t stalls_total;
+    uint64_t silences_total;       /* reconnects for "silence" */
     uint64_t lifetime_reconnects_total;
     uint64_t messages_total;
     uint64_t bytes_total;
     uint64_t oversize_total;
     int64_t last_message_mono_ms;  /* 0 if none yet */
+    int64_t last_rx_mono_ms;       /* anything received, server pings included; 0 if none */
     int64_t connected_since_mono_ms; /* 0 unless connected */
     int64_t next_attempt_in_ms;    /* BACKOFF: time left */
     int64_t backoff_ms;            /* the current backoff cap */

@@ -29,6 +29,17 @@
  *               the last message, or from the handshake) -> close: "stall",
  *               backoff. Server pings do not count as data: lws answers them
  *               itself and they keep the TCP path alive, not the feed.
+ *               CQ_WS_STALL_NONE: no such check (the user data stream).
+ *   silence     CONNECTED and nothing at all received for silence_ms, server
+ *               pings included (counted from the last byte seen, or from the
+ *               handshake) -> close: "silence", backoff: the connection is
+ *               dead. lws 4.1 answers pings without telling its user, so
+ *               "received anything" is read from the socket: the kernel's
+ *               TCP_INFO tcpi_bytes_received, sampled at every timer pass
+ *               (one getsockopt per connected client, before and after each
+ *               lws_service) and stamped with the injected clock when it has
+ *               grown. A complete message counts too. Where TCP_INFO has no
+ *               byte count (Linux < 4.1), only messages count.
  *   lifetime    CONNECTED for max_lifetime_ms -> close and reconnect at once
  *               (break before make; Binance cuts at 24 h): "lifetime".
  *   backoff     BACKOFF until the drawn delay has passed -> connect.
@@ -87,19 +98,24 @@
  *   never logged since it may carry a listen key): ws_connected,
  *   ws_disconnected (reason, uptime_ms, close_code, error),
  *   ws_reconnect_scheduled (backoff_ms, cap_ms), ws_stall_detected
- *   (silent_ms), ws_lifetime_reconnect, ws_oversize. Those that can repeat
+ *   (silent_ms), ws_silence_detected (silent_ms), ws_lifetime_reconnect,
+ *   ws_oversize. Those that can repeat
  *   quickly (a server that accepts and drops, a refused port) are
  *   rate-limited per client: 5 per 10 s each, with a "suppressed" count.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received (glibc's lacks it) */
 
 #include "cq/buf.h"
 #include "cq/log.h"
@@ -110,7 +126,6 @@
 #define WS_PROTOCOL_NAME "cq-ws-client"
 
 #define WS_CONNECT_TIMEOUT_MS_DEFAULT 5000
-#define WS_STALL_MS_DEFAULT 10000
 #define WS_BACKOFF_BASE_MS_DEFAULT 250
 #define WS_BACKOFF_MAX_MS_DEFAULT 30000
 #define WS_MAX_LIFETIME_MS_DEFAULT ((23LL * 60 + 50) * 60 * 1000)
@@ -158,7 +173,8 @@ struct cq_ws_client {
     struct cq_ws_callbacks cb;
     const struct cq_clock *clock; /* borrowed */
     int64_t connect_timeout_ms;
-    int64_t stall_ms;
+    int64_t stall_ms; /* CQ_WS_STALL_NONE: no stall check */
+    int64_t silence_ms;
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
     int64_t max_lifetime_ms;
@@ -173,6 +189,8 @@ struct cq_ws_client {
     int64_t attempt_started_ms;
     int64_t connected_since_ms;
     int64_t last_message_ms; /* this connection's last message, 0 if none */
+    int64_t last_rx_ms;      /* this connection's last byte seen (pings too), 0 if none */
+    uint64_t rx_bytes_seen;  /* tcpi_bytes_received at last_rx_ms */
     int64_t next_attempt_ms; /* BACKOFF */
     unsigned backoff_n;      /* consecutive reconnects */
     int64_t backoff_cap_ms;
@@ -386,10 +404,12 @@ void cq_ws_client_stats(struct cq_ws_client *c, struct cq_ws_client_stats *out)
 json_t *cq_ws_client_stats_json(const struct cq_ws_client_stats *s)
 {
     return json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
         cq_ws_state_name(s->state), "connects_total", (json_int_t)s->connects_total,
         "connect_failures_total", (json_int_t)s->connect_failures_total, "disconnects_total",
         (json_int_t)s->disconnects_total, "stalls_total", (json_int_t)s->stalls_total,
+        "silences_total", (json_int_t)s->silences_total, "last_rx_mono_ms",
+        (json_int_t)s->last_rx_mono_ms,
         "lifetime_reconnects_total", (json_int_t)s->lifetime_reconnects_total, "messages_total",
         (json_int_t)s->messages_total, "bytes_total", (json_int_t)s->bytes_total, "oversize_total",
         (json_int_t)s->oversize_total, "last_message_mono_ms", (json_int_t)s->last_message_mono_ms,
@@ -557,6 +577,40 @@ static void launch(struct cq_ws_client *c)
     c->wsi = w;
 }
 
+/* The kernel's count of bytes received on the connection's socket, or false
+ * when it has none (not TCP, or Linux < 4.1: the field is missing). */
+static bool socket_rx_bytes(struct lws *wsi, uint64_t *out)
+{
+    int fd = (int)lws_get_socket_fd(wsi);
+    if (fd < 0) {
+        return false;
+    }
+    struct tcp_info ti;
+    memset(&ti, 0, sizeof ti);
+    socklen_t len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received) {
+        return false;
+    }
+    *out = ti.tcpi_bytes_received;
+    return true;
+}
+
+/* Stamp last_rx_ms with now if bytes (a ping, part of a message) arrived
+ * since the last look. Owner thread, CONNECTED. */
+static void sample_rx(struct cq_ws_client *c, int64_t now)
+{
+    uint64_t bytes = 0;
+    if (c->wsi == NULL || !socket_rx_bytes(c->wsi, &bytes) || bytes == c->rx_bytes_seen) {
+        return;
+    }
+    c->rx_bytes_seen = bytes;
+    c->last_rx_ms = now;
+    pthread_mutex_lock(&c->stats_mu);
+    c->stats.last_rx_mono_ms = now;
+    pthread_mutex_unlock(&c->stats_mu);
+}
+
 /* Run one client's timers. Owner thread, outside lws callbacks. */
 static void client_timers(struct cq_ws_client *c)
 {
@@ -578,9 +632,12 @@ static void client_timers(struct cq_ws_client *c)
         }
         return;
     case CQ_WS_CONNECTED: {
+        sample_rx(c, now);
         int64_t quiet_since =
             c->last_message_ms > c->connected_since_ms ? c->last_message_ms : c->connected_since_ms;
-        if (now - quiet_since >= c->stall_ms) {
+        int64_t silent_since =
+            c->last_rx_ms > c->connected_since_ms ? c->last_rx_ms : c->connected_since_ms;
+        if (c->stall_ms != CQ_WS_STALL_NONE && now - quiet_since >= c->stall_ms) {
             pthread_mutex_lock(&c->stats_mu);
             c->stats.stalls_total++;
             pthread_mutex_unlock(&c->stats_mu);
@@ -596,6 +653,23 @@ static void client_timers(struct cq_ws_client *c)
                             now - quiet_since);
             }
             close_and_go_down(c, "stall", false);
+        } else if (now - silent_since >= c->silence_ms) {
+            pthread_mutex_lock(&c->stats_mu);
+            c->stats.silences_total++;
+            pthread_mutex_unlock(&c->stats_mu);
+            uint64_t suppressed = 0;
+            if (cq_log_enabled(CQ_LOG_WARN) &&
+                cq_log_ratelimit_allow(&c->rl_other, now, &suppressed)) {
+                cq_log_warn(WS_SERVICE, "ws_silence_detected",
+                            json_pack("{s:s,s:I,s:I,s:I}", "client", c->name, "silent_ms",
+                                      (json_int_t)(now - silent_since), "silence_ms",
+                                      (json_int_t)c->silence_ms, "suppressed",
+                                      (json_int_t)suppressed),
+                            "WS %s: nothing received, not even a ping, for %" PRId64
+                            " ms: the connection is dead: reconnecting",
+                            c->name, now - silent_since);
+            }
+            close_and_go_down(c, "silence", false);
         } else if (now - c->connected_since_ms >= c->max_lifetime_ms) {
             pthread_mutex_lock(&c->stats_mu);
             c->stats.lifetime_reconnects_total++;
@@ -633,9 +707,17 @@ static int64_t client_due_in_ms(const struct cq_ws_client *c, int64_t now)
     case CQ_WS_CONNECTED: {
         int64_t quiet_since =
             c->last_message_ms > c->connected_since_ms ? c->last_message_ms : c->connected_since_ms;
-        int64_t stall = quiet_since + c->stall_ms - now;
-        int64_t life = c->connected_since_ms + c->max_lifetime_ms - now;
-        return stall < life ? stall : life;
+        int64_t silent_since =
+            c->last_rx_ms > c->connected_since_ms ? c->last_rx_ms : c->connected_since_ms;
+        int64_t due = c->connected_since_ms + c->max_lifetime_ms - now;
+        int64_t silence = silent_since + c->silence_ms - now;
+        if (silence < due) {
+            due = silence;
+        }
+        if (c->stall_ms != CQ_WS_STALL_NONE && quiet_since + c->stall_ms - now < due) {
+            due = quiet_since + c->stall_ms - now;
+        }
+        return due;
     }
     }
     return INT64_MAX;
@@ -669,6 +751,11 @@ static void on_established(struct cq_ws_client *c)
     c->state = CQ_WS_CONNECTED;
     c->connected_since_ms = now;
     c->last_message_ms = 0;
+    c->last_rx_ms = 0;
+    c->rx_bytes_seen = 0;
+    if (c->wsi != NULL) {
+        (void)socket_rx_bytes(c->wsi, &c->rx_bytes_seen); /* the handshake's bytes */
+    }
     c->close_code = 0;
     rx_reset(c);
     pthread_mutex_lock(&c->stats_mu);
@@ -725,10 +812,12 @@ static int on_receive(struct cq_ws_client *c, struct lws *wsi, const void *in, s
     }
     int64_t now = now_ms(c);
     c->last_message_ms = now;
+    c->last_rx_ms = now;
     pthread_mutex_lock(&c->stats_mu);
     c->stats.messages_total++;
     c->stats.bytes_total += n;
     c->stats.last_message_mono_ms = now;
+    c->stats.last_rx_mono_ms = now;
     pthread_mutex_unlock(&c->stats_mu);
     if (c->cb.on_message != NULL) {
         c->cb.on_message(c->cb.ctx, c->rx.p, n, now); /* NUL-terminated */
@@ -955,7 +1044,8 @@ struct cq_ws_client *cq_ws_client_new(struct cq_ws_loop *loop,
     }
     c->clock = opts->clock != NULL ? opts->clock : cq_clock_system();
     c->connect_timeout_ms = opt_ms(opts->connect_timeout_ms, WS_CONNECT_TIMEOUT_MS_DEFAULT);
-    c->stall_ms = opt_ms(opts->stall_ms, WS_STALL_MS_DEFAULT);
+    c->stall_ms = opts->stall_ms; /* no default: see CQ_WS_STALL_NONE */
+    c->silence_ms = opt_ms(opts->silence_ms, CQ_WS_SILENCE_DEFAULT_MS);
     c->backoff_base_ms = opt_ms(opts->backoff_base_ms, WS_BACKOFF_BASE_MS_DEFAULT);
     c->backoff_max_ms = opt_ms(opts->backoff_max_ms, WS_BACKOFF_MAX_MS_DEFAULT);
     c->max_lifetime_ms = opt_ms(opts->max_lifetime_ms, WS_MAX_LIFETIME_MS_DEFAULT);
@@ -963,10 +1053,22 @@ struct cq_ws_client *cq_ws_client_new(struct cq_ws_loop *loop,
         opts->max_message_bytes != 0 ? opts->max_message_bytes : WS_MAX_MESSAGE_BYTES_DEFAULT;
     cq_buf_init(&c->rx, c->max_message_bytes + 1);
     const char *bad = NULL;
+    if (c->stall_ms == 0) {
+        cq_err_set(err, CQ_EINVAL, 0,
+                   "pass CQ_WS_STALL_NONE for no stall check, or a time in ms "
+                   "(CQ_WS_STALL_DEFAULT_MS for the usual 10 s)",
+                   "WS client %s: stall_ms is 0, which has no meaning", c->name);
+        cq_buf_free(&c->rx);
+        url_fini(&c->url);
+        free(c);
+        return NULL;
+    }
     if (c->connect_timeout_ms < 0) {
         bad = "connect_timeout_ms";
-    } else if (c->stall_ms < 0) {
-        bad = "stall_ms";
+    } else if (c->stall_ms < 0 && c->stall_ms != CQ_WS_STALL_NONE) {
+        bad = "stall_ms (> 0, or CQ_WS_STALL_NONE)";
+    } else if (c->silence_ms < 0) {
+        bad = "silence_ms";
     } else if (c->backoff_base_ms < 0) {
         bad = "backoff_base_ms";
     } else if (c->backoff_max_ms < c->backoff_base_ms) {

@@ -731,7 +731,7 @@ static void user_stream_tick(struct cq_feeder *f, int64_t now)
                 .url = url,
                 .name = "user",
                 .connect_timeout_ms = cq_config_int(f->cfg, CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS),
-                .stall_ms = 0, /* the user stream is quiet by nature: no stall check */
+                .stall_ms = CQ_WS_STALL_NONE, /* quiet by nature; its pings show it lives */
                 .backoff_base_ms = 250,
                 .backoff_max_ms = cq_config_int(f->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
                 .clock = f->clock,

@@ -1175,6 +1175,140 @@ Test(ws_client, lifetime_on_the_injected_clock, .init = sim_up, .fini = sim_down
     fx_close(&fx);
 }
 
+/* ---- an idle user data stream ------------------------------------------------------------- */
+
+static size_t collect_body(char *p, size_t size, size_t n, void *ctx)
+{
+    char *buf = ctx;
+    size_t have = strlen(buf);
+    size_t len = size * n;
+    if (have + len < 512) {
+        memcpy(buf + have, p, len);
+        buf[have + len] = '\0';
+    }
+    return len;
+}
+
+/* POST /api/v3/userDataStream with the simulator's default key: a listen
+ * key for an account nobody trades on. */
+static void listen_key_new(char *key, size_t cap)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/v3/userDataStream", g_rest);
+    char body[512] = "";
+    CURL *h = curl_easy_init();
+    cr_assert_not_null(h);
+    struct curl_slist *hdr = curl_slist_append(NULL, "X-MBX-APIKEY: " CQ_SIM_DEFAULT_API_KEY);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(h);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    cr_assert_eq(rc, CURLE_OK, "POST %s: %s", url, curl_easy_strerror(rc));
+    json_error_t jerr;
+    json_t *v = json_loads(body, 0, &jerr);
+    cr_assert_not_null(v, "listen key answer: %s", body);
+    const char *k = json_string_value(json_object_get(v, "listenKey"));
+    cr_assert_not_null(k, "listen key answer: %s", body);
+    cr_assert_lt(cq_strlcpy(key, k, cap), cap);
+    json_decref(v);
+}
+
+/* The user data stream of an account nobody trades on carries no message
+ * for hours; only the server's pings (every 200 ms of real time here) show
+ * that it lives. With no stall check it must stay up: ten minutes of
+ * injected time in 30 s steps, each step answered by a ping, and not one
+ * reconnect. (It used to reconnect every 10 s: the feeder's "stall_ms = 0,
+ * no check" became the 10 s default.) */
+Test(ws_client, idle_user_stream_stays_up_for_minutes_on_server_pings,
+     .init = sim_up_short_keepalive, .fini = sim_down)
+{
+    struct fake_clock fc = FAKE_CLOCK_INIT(1000000, 1763683200000000LL);
+    struct cq_clock clock = fake_clock_as_clock(&fc);
+    char key[128];
+    listen_key_new(key, sizeof key);
+    char path[160];
+    snprintf(path, sizeof path, "/ws/%s", key);
+    char url[256];
+    url_of(url, sizeof url, path);
+    struct cq_ws_client_options o = default_opts(url);
+    o.name = "user";
+    o.clock = &clock;
+    o.stall_ms = CQ_WS_STALL_NONE; /* what the feeder asks for */
+    o.silence_ms = 0;              /* the default: CQ_WS_SILENCE_DEFAULT_MS */
+    struct fixture fx;
+    fx_open(&fx, &o);
+    cr_assert_eq(cq_ws_client_start(fx.client), 0);
+    PUMP_UNTIL(fx.loop, stats_of(fx.client).state == CQ_WS_CONNECTED, 5000);
+    cr_assert_eq(stats_of(fx.client).state, CQ_WS_CONNECTED);
+
+    const int64_t step_ms = 30000;
+    cr_assert_lt(step_ms, CQ_WS_SILENCE_DEFAULT_MS);
+    for (int i = 1; i <= 20; i++) {
+        fake_clock_advance_ms(&fc, step_ms);
+        int64_t t = atomic_load(&fc.mono_ms);
+        PUMP_UNTIL(fx.loop, stats_of(fx.client).last_rx_mono_ms == t || fx.rec->n_ev > 1, 5000);
+        cr_assert_eq(fx.rec->n_ev, 1, "after %d s of injected time: %s", i * 30,
+                     fx.rec->ev[fx.rec->n_ev - 1].reason);
+        cr_assert_eq(stats_of(fx.client).last_rx_mono_ms, t,
+                     "a server ping is seen as liveness (%d s)", i * 30);
+    }
+    struct cq_ws_client_stats s = stats_of(fx.client);
+    cr_assert_eq(s.state, CQ_WS_CONNECTED);
+    cr_assert_eq(s.connects_total, 1);
+    cr_assert_eq(s.disconnects_total, 0);
+    cr_assert_eq(s.stalls_total, 0);
+    cr_assert_eq(s.silences_total, 0);
+    cr_assert_eq(s.messages_total, 0, "an idle account: pings only");
+    cr_assert_eq(s.connected_since_mono_ms, 1000000, "the same connection for 10 minutes");
+    fx_close(&fx);
+}
+
+/* No pings within the test (the next one is due in 10 minutes of real
+ * time). */
+static void sim_up_no_pings(void)
+{
+    setenv("SIMEX_WS_PING_MS", "600000", 1);
+    setenv("SIMEX_WS_PONG_TIMEOUT_MS", "1200000", 1);
+    sim_up();
+}
+
+/* Nothing at all, not even a ping, for silence_ms: the connection is dead
+ * and is replaced, at exactly silence_ms of injected time, stall check or
+ * none. */
+Test(ws_client, silence_without_pings_reconnects_at_exactly_silence_ms, .init = sim_up_no_pings,
+     .fini = sim_down)
+{
+    struct fake_clock fc = FAKE_CLOCK_INIT(1000000, 1763683200000000LL);
+    struct cq_clock clock = fake_clock_as_clock(&fc);
+    char url[256];
+    url_of(url, sizeof url, "/ws/0"); /* silent, and no pings */
+    struct cq_ws_client_options o = default_opts(url);
+    o.clock = &clock;
+    o.stall_ms = CQ_WS_STALL_NONE;
+    o.silence_ms = 60000;
+    struct fixture fx;
+    fx_open(&fx, &o);
+    cr_assert_eq(cq_ws_client_start(fx.client), 0);
+    PUMP_UNTIL(fx.loop, stats_of(fx.client).state == CQ_WS_CONNECTED, 5000);
+    cr_assert_eq(stats_of(fx.client).state, CQ_WS_CONNECTED);
+
+    fake_clock_advance_ms(&fc, 59999);
+    pump_for(fx.loop, 200);
+    cr_assert_eq(find_reason(fx.rec, 0, "silence"), -1, "not before silence_ms");
+    fake_clock_advance_ms(&fc, 1);
+    cr_assert_eq(cq_ws_loop_service(fx.loop, 0), 0);
+    long si = find_reason(fx.rec, 0, "silence");
+    cr_assert_geq(si, 0, "at exactly silence_ms of injected time");
+    cr_assert_eq(fx.rec->ev[si].stats.silences_total, 1);
+    cr_assert_eq(fx.rec->ev[si].stats.stalls_total, 0);
+    fx_close(&fx);
+}
+
 /* ---- URLs and TLS ---------------------------------------------------------------------------- */
 
 Test(ws_client, urls_are_checked)
@@ -1240,8 +1374,20 @@ Test(ws_client, urls_are_checked)
     o.backoff_max_ms = 100;
     cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "max < base");
     o = default_opts("ws://127.0.0.1:1/ws/x");
-    o.stall_ms = -1;
+    o.stall_ms = -2;
     cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "negative stall_ms");
+    /* 0 is neither "no check" nor "the default": the caller must say */
+    o.stall_ms = 0;
+    cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "stall_ms 0");
+    cr_assert_eq(err.code, CQ_EINVAL);
+    cr_assert(strstr(err.hint, "CQ_WS_STALL_NONE") != NULL, "the hint names the fix: %s", err.hint);
+    o.stall_ms = CQ_WS_STALL_NONE;
+    struct cq_ws_client *none = cq_ws_client_new(loop, &o, NULL, &err);
+    cr_assert_not_null(none, "CQ_WS_STALL_NONE: %s", err.message);
+    cq_ws_client_free(none);
+    o = default_opts("ws://127.0.0.1:1/ws/x");
+    o.silence_ms = -1;
+    cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "negative silence_ms");
 
     cr_assert_str_eq(cq_ws_state_name(CQ_WS_BACKOFF), "backoff");
     cr_assert_str_eq(cq_ws_state_name(CQ_WS_IDLE), "idle");
