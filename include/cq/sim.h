@@ -50,7 +50,35 @@ struct cq_sim_options {
     uint32_t weight_limit_1m;
     uint32_t order_limit_10s;
     uint32_t order_limit_1d;
+    /* The /_sim/ control path (faults, balances, pause, state). NULL: open to
+     * loopback peers, as before. Set: every /_sim/ request must also carry
+     * "Authorization: Bearer <control_token>" (compared in constant time),
+     * else 401. CQ_SIM_CONTROL_TOKEN_MIN..MAX printable ASCII characters, no
+     * spaces. coinquantd's paper mode passes a random per-run token that it
+     * keeps in the data directory (0600). Copied; registered with the log's
+     * redaction like api_secret. */
+    const char *control_token;
+    /* REST connection limits (0 = the default named in brackets). A request
+     * head (request line and headers, and then any body) must arrive within
+     * rest_head_deadline_ms of accept, or of the previous answer on a
+     * keep-alive connection [CQ_SIM_REST_HEAD_DEADLINE_MS]; at most
+     * rest_per_ip_max connections per peer address
+     * [CQ_SIM_REST_PER_IP_MAX] and rest_connections_max in all
+     * [CQ_SIM_REST_CONNECTIONS_MAX]. At a cap the oldest connection still
+     * waiting for its request is closed to make room; if every connection is
+     * busy with a request, the newcomer gets a fast 503 (Retry-After: 1). */
+    uint32_t rest_head_deadline_ms;
+    uint32_t rest_per_ip_max;
+    uint32_t rest_connections_max;
 };
+
+#define CQ_SIM_CONTROL_TOKEN_MIN 16   /* characters */
+#define CQ_SIM_CONTROL_TOKEN_MAX 256  /* characters */
+#define CQ_SIM_API_KEY_MAX 256        /* characters, like Binance's header limit */
+#define CQ_SIM_API_SECRET_MAX 512     /* characters */
+#define CQ_SIM_REST_HEAD_DEADLINE_MS 5000u
+#define CQ_SIM_REST_PER_IP_MAX 64u
+#define CQ_SIM_REST_CONNECTIONS_MAX 128u
 
 struct cq_sim;
 

@@ -6,11 +6,35 @@
  * Threads
  *   libmicrohttpd runs with MHD_USE_INTERNAL_POLLING_THREAD |
  *   MHD_USE_THREAD_PER_CONNECTION: one listener thread accepts, and each
- *   connection (at most CONNECTION_LIMIT) gets its own thread that calls the
+ *   connection (see "Slow clients" for the limits) gets its own thread that calls the
  *   callbacks below. One thread per connection so that injected latency (a
  *   sleep) delays only the request that drew it, as network latency would,
  *   instead of stalling every client behind one polling loop.
  *   sim_rest_stop() -> MHD_stop_daemon joins all of them.
+ *
+ * Slow clients (issue 17 item 2)
+ *   Thread-per-connection means a connection that trickles its request holds
+ *   a thread, and libmicrohttpd's CONNECTION_TIMEOUT_S only measures
+ *   inactivity. So every connection is tracked from accept
+ *   (MHD_OPTION_NOTIFY_CONNECTION) in a table under rest->conns_lock:
+ *   - a request (line, headers, body) must have arrived within
+ *     head_deadline_ms (CQ_SIM_REST_HEAD_DEADLINE_MS) of accept; an idle
+ *     keep-alive connection gets KEEPALIVE_IDLE_MS after its last answer.
+ *     The watchdog thread shuts down (shutdown(2), which wakes the
+ *     connection's thread) every connection past its deadline while it waits
+ *     for a request;
+ *   - at most per_ip_max connections per peer address and connections_max in
+ *     all: a newcomer over a cap closes the oldest connection (of its
+ *     address, or of all) that is still waiting for its request, so
+ *     trickling clients cannot keep a well-behaved one out; if every
+ *     connection is busy with a request, the newcomer gets a fast 503
+ *     {"code":-1000,…} with Retry-After: 1 and Connection: close.
+ *     libmicrohttpd itself refuses (closes) connections past connections_max
+ *     + CONNECTION_HEADROOM.
+ *   A connection is shut down only while it waits, and its first callback
+ *   re-checks the evicted flag under the lock, so a request is either
+ *   refused unprocessed or served, never cut half-way. fds are only used
+ *   between STARTED and CLOSED, which libmicrohttpd calls before close(2).
  *
  * The lock
  *   Every handler takes sim->lock around engine, market, fault, rate-limit,
@@ -132,8 +156,12 @@
 #include "cq/text.h"
 
 #define SERVICE "simex"
-#define CONNECTION_LIMIT 128
-#define CONNECTION_TIMEOUT_S 30
+#define CONNECTION_TIMEOUT_S 30 /* inactivity, libmicrohttpd's own */
+/* Connections past connections_max that libmicrohttpd still accepts, so that
+ * evicted ones on their way out and newcomers answered 503 fit. */
+#define CONNECTION_HEADROOM 32
+/* An idle keep-alive connection may wait this long for its next request. */
+#define KEEPALIVE_IDLE_MS (30LL * 1000)
 /* Request line + headers must fit: the raw query can be SIM_QUERY_MAX_BYTES. */
 #define CONNECTION_MEMORY_BYTES ((size_t)256 * 1024)
 #define DISCARD_MAX_BYTES ((uint64_t)1024 * 1024)
@@ -152,10 +180,35 @@
 
 /* ---- server state ------------------------------------------------------------- */
 
+/* One open TCP connection (libmicrohttpd's socket_context), from the
+ * STARTED to the CLOSED notification, in rest->conns oldest first. Guarded
+ * by rest->conns_lock. */
+struct rest_peer_conn {
+    struct rest_peer_conn *prev, *next;
+    int fd;                    /* borrowed from libmicrohttpd: valid until CLOSED */
+    unsigned char ip[16];      /* peer address (IPv4-mapped IPv6 as IPv4) */
+    size_t ip_len;             /* 4 or 16; 0 = unknown */
+    int64_t deadline_ms;       /* monotonic: the request must have arrived by then */
+    bool waiting;              /* no request in hand: head/body arriving, or idle */
+    bool evicted;              /* shut down by us: its callbacks refuse it */
+    bool over_cap;             /* admitted over a cap: its first request gets 503 */
+};
+
 struct sim_rest {
     struct cq_sim *sim;        /* borrowed */
     struct MHD_Daemon *daemon; /* owned */
     int port;
+    /* Connection limits (struct cq_sim_options, defaults in cq/sim.h). */
+    int64_t head_deadline_ms;
+    uint32_t per_ip_max, connections_max;
+    /* The connection table and its watchdog thread (see "Slow clients"). */
+    pthread_mutex_t conns_lock;  /* leaf lock: nothing is taken under it */
+    pthread_cond_t conns_cond;   /* CLOCK_MONOTONIC; rung on new deadlines and stop */
+    struct rest_peer_conn *oldest, *newest;
+    bool stopping;
+    pthread_t watchdog;
+    bool watchdog_running;
+    uint64_t evicted_deadline, evicted_for_room, refused_busy; /* counters */
 };
 
 /* Per request (libmicrohttpd's req_cls), created by uri_logger. */
@@ -181,6 +234,8 @@ struct rest_resp {
     bool is_error;
     bool order_headers;
     uint32_t orders_10s, orders_1d;
+    bool www_authenticate; /* 401 from the control path: WWW-Authenticate: Bearer */
+    bool close;            /* Connection: close (the 503 at a connection cap) */
 };
 
 struct rest_req {
@@ -2077,7 +2132,9 @@ static void ctl_error(struct rest_resp *resp, int status, const char *param, con
 
 static void ctl_error(struct rest_resp *resp, int status, const char *param, const char *fmt, ...)
 {
-    char msg[256];
+    /* Formats are ours and their arguments bounded (parameter names, limits,
+     * params.c messages of at most SIM_API_MSG_MAX): 512 holds the longest. */
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -2156,6 +2213,52 @@ static void ctl_ok(struct rest_resp *resp, json_t *extra)
     resp->body = o;
 }
 
+/* Equal in time that depends only on the presented length, not on where the
+ * first difference is. */
+static bool token_equal(const char *expected, const char *presented)
+{
+    size_t el = strlen(expected);
+    size_t pl = strlen(presented);
+    unsigned diff = el != pl ? 1u : 0u;
+    for (size_t i = 0; i < pl; i++) {
+        diff |= (unsigned char)(expected[i % el] ^ presented[i]); /* el >= MIN > 0 */
+    }
+    return diff == 0;
+}
+
+/* "Authorization: Bearer <token>" with the simulator's control token. */
+static bool control_authorized(const struct cq_sim *sim, struct MHD_Connection *conn)
+{
+    if (sim->control_token == NULL) {
+        return true;
+    }
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h == NULL || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) {
+        return false;
+    }
+    const char *t = h + 7;
+    while (*t == ' ' || *t == '\t') {
+        t++;
+    }
+    size_t len = strlen(t);
+    while (len > 0 && (t[len - 1] == ' ' || t[len - 1] == '\t')) {
+        len--;
+    }
+    char presented[CQ_SIM_CONTROL_TOKEN_MAX + 1];
+    if (len == 0 || len > CQ_SIM_CONTROL_TOKEN_MAX) {
+        return false;
+    }
+    memcpy(presented, t, len); /* len <= CQ_SIM_CONTROL_TOKEN_MAX: fits with the NUL */
+    presented[len] = '\0';
+    bool ok = token_equal(sim->control_token, presented);
+    volatile char *v = presented;
+    for (size_t i = 0; i < len; i++) {
+        v[i] = '\0';
+    }
+    return ok;
+}
+
 static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, const char *method,
                            const char *path, const char *query, size_t query_len,
                            const struct rest_conn *c, struct rest_resp *resp)
@@ -2164,6 +2267,15 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || !sim_peer_is_loopback(ci->client_addr)) {
         ctl_error(resp, 403, NULL, "the /_sim/ control path answers loopback clients only");
+        return;
+    }
+    if (!control_authorized(sim, conn)) {
+        ctl_error(resp, 401, NULL,
+                  "the /_sim/ control path needs 'Authorization: Bearer <control token>': this "
+                  "simulator was started with a control token (coinquantd's paper mode keeps it "
+                  "in its data directory, mode 0600; coinquant-simex takes it from "
+                  "--control-token-file or CQ_SIM_CONTROL_TOKEN)");
+        resp->www_authenticate = true;
         return;
     }
     struct sim_params p;
@@ -2358,6 +2470,248 @@ out:
 
 /* ---- libmicrohttpd plumbing ---------------------------------------------------------- */
 
+/* ---- connection table: deadlines, per-address and total caps ------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void peer_ip(const struct sockaddr *sa, struct rest_peer_conn *pc)
+{
+    pc->ip_len = 0;
+    if (sa == NULL) {
+        return;
+    }
+    if (sa->sa_family == AF_INET) {
+        memcpy(pc->ip, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        pc->ip_len = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(pc->ip, a->s6_addr + 12, 4);
+            pc->ip_len = 4;
+        } else {
+            memcpy(pc->ip, a->s6_addr, 16);
+            pc->ip_len = 16;
+        }
+    }
+}
+
+static bool same_ip(const struct rest_peer_conn *a, const struct rest_peer_conn *b)
+{
+    return a->ip_len == b->ip_len && memcmp(a->ip, b->ip, a->ip_len) == 0;
+}
+
+/* Caller holds conns_lock; pc is in the table, so its fd is still open. */
+static void evict_locked(struct rest_peer_conn *pc)
+{
+    pc->evicted = true;
+    if (pc->fd >= 0) {
+        shutdown(pc->fd, SHUT_RDWR); /* wakes its thread: EOF, libmicrohttpd closes it */
+    }
+}
+
+/* The oldest connection still waiting for its request (of like's address
+ * when like is not NULL). Caller holds conns_lock. */
+static struct rest_peer_conn *oldest_waiting_locked(struct sim_rest *rest,
+                                                    const struct rest_peer_conn *like)
+{
+    for (struct rest_peer_conn *p = rest->oldest; p != NULL; p = p->next) {
+        if (p->waiting && !p->evicted && (like == NULL || same_ip(p, like))) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* A new connection: make room under the caps, or mark it for a fast 503. */
+static void admit_connection_locked(struct sim_rest *rest, struct rest_peer_conn *pc)
+{
+    size_t same = 0;
+    size_t all = 0;
+    for (const struct rest_peer_conn *p = rest->oldest; p != NULL; p = p->next) {
+        if (!p->evicted) {
+            all++;
+            same += same_ip(p, pc) ? 1 : 0;
+        }
+    }
+    struct rest_peer_conn *victim = NULL;
+    if (same >= rest->per_ip_max) {
+        victim = oldest_waiting_locked(rest, pc);
+        if (victim == NULL) {
+            pc->over_cap = true;
+            return;
+        }
+        evict_locked(victim);
+        rest->evicted_for_room++;
+        all--;
+    }
+    if (all >= rest->connections_max) {
+        victim = oldest_waiting_locked(rest, NULL);
+        if (victim == NULL) {
+            pc->over_cap = true;
+            return;
+        }
+        evict_locked(victim);
+        rest->evicted_for_room++;
+    }
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    struct sim_rest *rest = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct rest_peer_conn *pc = calloc(1, sizeof(*pc));
+        *socket_context = pc;
+        if (pc == NULL) {
+            return; /* access_handler refuses an untracked connection */
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        pc->fd = ci != NULL ? (int)ci->connect_fd : -1;
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        peer_ip(ci != NULL ? ci->client_addr : NULL, pc);
+        pc->waiting = true;
+        pthread_mutex_lock(&rest->conns_lock);
+        pc->deadline_ms = mono_ms() + rest->head_deadline_ms;
+        admit_connection_locked(rest, pc);
+        pc->prev = rest->newest;
+        if (rest->newest != NULL) {
+            rest->newest->next = pc;
+        } else {
+            rest->oldest = pc;
+        }
+        rest->newest = pc;
+        pthread_cond_signal(&rest->conns_cond);
+        pthread_mutex_unlock(&rest->conns_lock);
+        return;
+    }
+    struct rest_peer_conn *pc = *socket_context;
+    if (pc == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&rest->conns_lock);
+    if (pc->prev != NULL) {
+        pc->prev->next = pc->next;
+    } else {
+        rest->oldest = pc->next;
+    }
+    if (pc->next != NULL) {
+        pc->next->prev = pc->prev;
+    } else {
+        rest->newest = pc->prev;
+    }
+    pthread_mutex_unlock(&rest->conns_lock);
+    free(pc);
+    *socket_context = NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct sim_rest *rest = arg;
+    pthread_mutex_lock(&rest->conns_lock);
+    while (!rest->stopping) {
+        int64_t now = mono_ms();
+        int64_t next = INT64_MAX;
+        for (struct rest_peer_conn *p = rest->oldest; p != NULL; p = p->next) {
+            if (!p->waiting || p->evicted) {
+                continue;
+            }
+            if (p->deadline_ms <= now) {
+                evict_locked(p);
+                rest->evicted_deadline++;
+            } else if (p->deadline_ms < next) {
+                next = p->deadline_ms;
+            }
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&rest->conns_cond, &rest->conns_lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t wait_ms = next - now;
+            ts.tv_sec += (time_t)(wait_ms / 1000);
+            ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&rest->conns_cond, &rest->conns_lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&rest->conns_lock);
+    return NULL;
+}
+
+static struct rest_peer_conn *peer_conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+enum conn_admit { CONN_SERVE, CONN_REFUSE, CONN_BUSY };
+
+/* The request is in hand: stop its deadline, unless we already shut the
+ * connection down (then it is refused unprocessed). */
+static enum conn_admit take_request(struct sim_rest *rest, struct MHD_Connection *conn)
+{
+    struct rest_peer_conn *pc = peer_conn_of(conn);
+    if (pc == NULL) {
+        return CONN_REFUSE;
+    }
+    enum conn_admit a = CONN_SERVE;
+    pthread_mutex_lock(&rest->conns_lock);
+    if (pc->evicted) {
+        a = CONN_REFUSE;
+    } else {
+        pc->waiting = false;
+        if (pc->over_cap) {
+            a = CONN_BUSY;
+            rest->refused_busy++;
+        }
+    }
+    pthread_mutex_unlock(&rest->conns_lock);
+    return a;
+}
+
+/* An answer went out: the connection waits for its next request. */
+static void request_done(struct sim_rest *rest, struct MHD_Connection *conn)
+{
+    struct rest_peer_conn *pc = conn != NULL ? peer_conn_of(conn) : NULL;
+    if (pc == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&rest->conns_lock);
+    pc->waiting = true;
+    pc->deadline_ms = mono_ms() + KEEPALIVE_IDLE_MS;
+    pthread_mutex_unlock(&rest->conns_lock);
+}
+
+void sim_rest_stats(struct sim_rest *rest, struct sim_rest_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (rest == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&rest->conns_lock);
+    for (const struct rest_peer_conn *p = rest->oldest; p != NULL; p = p->next) {
+        out->open++;
+        out->waiting += p->waiting && !p->evicted ? 1 : 0;
+    }
+    out->evicted_deadline = rest->evicted_deadline;
+    out->evicted_for_room = rest->evicted_for_room;
+    out->refused_busy = rest->refused_busy;
+    out->head_deadline_ms = (uint64_t)rest->head_deadline_ms;
+    out->per_ip_max = rest->per_ip_max;
+    out->connections_max = rest->connections_max;
+    pthread_mutex_unlock(&rest->conns_lock);
+}
+
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
 {
     CQ_UNUSED(cls);
@@ -2390,9 +2744,8 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    CQ_UNUSED(cls);
-    CQ_UNUSED(connection);
     CQ_UNUSED(toe);
+    request_done(cls, connection);
     struct rest_conn *c = *con_cls;
     if (c != NULL) {
         free(c->uri);
@@ -2437,6 +2790,13 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest
         snprintf(num, sizeof(num), "%lld", (long long)resp->retry_after_s);
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num) == MHD_YES;
     }
+    if (ok && resp->www_authenticate) {
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                     "Bearer realm=\"coinquant-simex control\"") == MHD_YES;
+    }
+    if (ok && resp->close) {
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    }
     enum MHD_Result rc = MHD_NO;
     if (ok) {
         rc = MHD_queue_response(conn, (unsigned int)status, r);
@@ -2445,10 +2805,28 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest
     return rc;
 }
 
+static enum MHD_Result answer_busy(struct sim_rest *rest, struct MHD_Connection *conn)
+{
+    struct rest_resp resp = {.status = 503, .retry_after_s = 1, .is_error = true, .close = true};
+    resp.body = json_pack("{s:i,s:s}", "code", -1000, "msg",
+                          "Too many connections: every connection slot of this simulator (or of "
+                          "your address) is busy with a request. Retry after 1 s.");
+    enum MHD_Result rc = queue_json(conn, &resp, false, 0);
+    json_decref(resp.body);
+    return rc;
+}
+
 static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn,
                               const char *method, struct rest_conn *c)
 {
     struct cq_sim *sim = rest->sim;
+    enum conn_admit admit = take_request(rest, conn);
+    if (admit == CONN_REFUSE) {
+        return MHD_NO;
+    }
+    if (admit == CONN_BUSY) {
+        return answer_busy(rest, conn);
+    }
     const char *uri = c->uri != NULL ? c->uri : "";
     const char *qmark = strchr(uri, '?');
     size_t path_len = qmark != NULL ? (size_t)(qmark - uri) : strlen(uri);
@@ -2467,7 +2845,7 @@ static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn
     }
     /* (query is only read when query_len <= SIM_QUERY_MAX_BYTES) */
     if (strncmp(path, "/_sim/", 6) == 0) {
-        struct rest_resp resp = {500, NULL, 0, false, false, 0, 0};
+        struct rest_resp resp = {.status = 500};
         handle_control(sim, conn, method, path, query, query_len, c, &resp);
         enum MHD_Result rc = queue_json(conn, &resp, false, 0);
         json_decref(resp.body);
@@ -2506,8 +2884,20 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         c->started = true;
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && cq_text_decimal_exceeds(cl, SIM_BODY_MAX_BYTES)) {
-            c->body_too_large = true;
+        bool too_large = cl != NULL && cq_text_decimal_exceeds(cl, SIM_BODY_MAX_BYTES);
+        struct rest_peer_conn *pc = peer_conn_of(connection);
+        bool over_cap = false;
+        pthread_mutex_lock(&rest->conns_lock);
+        bool evicted = pc == NULL || pc->evicted;
+        if (pc != NULL) {
+            over_cap = pc->over_cap;
+        }
+        pthread_mutex_unlock(&rest->conns_lock);
+        if (evicted) {
+            return MHD_NO; /* shut down while its request arrived: never processed */
+        }
+        if (over_cap || too_large) {
+            c->body_too_large = too_large;
             return answer(rest, connection, method, c);
         }
         return MHD_YES;
@@ -2581,13 +2971,33 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
         return NULL;
     }
     rest->sim = sim;
+    const struct cq_sim_options *o = &sim->opts;
+    rest->head_deadline_ms = o->rest_head_deadline_ms != 0 ? o->rest_head_deadline_ms
+                                                           : CQ_SIM_REST_HEAD_DEADLINE_MS;
+    rest->per_ip_max = o->rest_per_ip_max != 0 ? o->rest_per_ip_max : CQ_SIM_REST_PER_IP_MAX;
+    rest->connections_max =
+        o->rest_connections_max != 0 ? o->rest_connections_max : CQ_SIM_REST_CONNECTIONS_MAX;
+    pthread_mutex_init(&rest->conns_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rest->conns_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    int prc = pthread_create(&rest->watchdog, NULL, watchdog_main, rest);
+    if (prc != 0) {
+        cq_err_set(err, CQ_EIO, prc, NULL, "starting the REST connection watchdog");
+        sim_rest_stop(rest);
+        return NULL;
+    }
+    rest->watchdog_running = true;
     errno = 0;
     rest->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, access_handler, rest, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, rest, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(rest->connections_max + CONNECTION_HEADROOM),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, rest,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, rest, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, rest, MHD_OPTION_END);
     if (rest->daemon == NULL) {
@@ -2596,7 +3006,7 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
                    e == EADDRINUSE ? "another process uses the port; pick another or use 0"
                                    : "check the bind address and port",
                    "cannot serve REST on %s:%d", bind, port);
-        free(rest);
+        sim_rest_stop(rest);
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(rest->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -2619,5 +3029,15 @@ void sim_rest_stop(struct sim_rest *rest)
         MHD_stop_daemon(rest->daemon); /* joins the listener and connection threads */
         rest->daemon = NULL;
     }
+    if (rest->watchdog_running) {
+        pthread_mutex_lock(&rest->conns_lock);
+        rest->stopping = true;
+        pthread_cond_signal(&rest->conns_cond);
+        pthread_mutex_unlock(&rest->conns_lock);
+        pthread_join(rest->watchdog, NULL);
+        rest->watchdog_running = false;
+    }
+    pthread_cond_destroy(&rest->conns_cond);
+    pthread_mutex_destroy(&rest->conns_lock);
     free(rest);
 }

@@ -93,7 +93,8 @@ struct cq_sim {
     char *data_path;
     char *state_path;
     char *api_key;
-    char *api_secret;
+    char *api_secret;                /* wiped on free */
+    char *control_token;             /* NULL = /_sim/ open to loopback; wiped on free */
     char (*symbols)[SIM_SYMBOL_LEN];
     struct cq_sim_balance *balances;
 
@@ -153,6 +154,16 @@ json_t *sim_state_json(struct cq_sim *sim);
  * Serves /api/v3/... and the /_sim/ control path (loopback peers only). */
 struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err);
 void sim_rest_stop(struct sim_rest *rest); /* joins; NULL ok */
+/* The REST connection table, for GET /_sim/state. Any thread (takes the
+ * table's own leaf lock; may be called with sim->lock held). NULL: zeros. */
+struct sim_rest_stats {
+    uint64_t open, waiting;                 /* connections now; waiting for a request */
+    uint64_t evicted_deadline;              /* request not in by the deadline */
+    uint64_t evicted_for_room;              /* closed to make room under a cap */
+    uint64_t refused_busy;                  /* answered 503: every slot busy */
+    uint64_t head_deadline_ms, per_ip_max, connections_max;
+};
+void sim_rest_stats(struct sim_rest *rest, struct sim_rest_stats *out);
 
 /* ---- ws.c: the WebSocket server (libwebsockets) --------------------------- */
 

@@ -344,10 +344,19 @@ json_t *sim_state_json(struct cq_sim *sim)
                                              sizeof(last)),
                                "market_time_ms", (json_int_t)sim_market_now_ms(sim->market)));
     }
+    struct sim_rest_stats rs;
+    sim_rest_stats(sim->rest, &rs);
+    json_t *rest_conns = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open, "waiting",
+        (json_int_t)rs.waiting, "evicted_deadline", (json_int_t)rs.evicted_deadline,
+        "evicted_for_room", (json_int_t)rs.evicted_for_room, "refused_busy",
+        (json_int_t)rs.refused_busy, "head_deadline_ms", (json_int_t)rs.head_deadline_ms,
+        "per_ip_max", (json_int_t)rs.per_ip_max, "connections_max", (json_int_t)rs.connections_max);
     return json_pack(
-        "{s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "{s:o,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
-        "balances", balances.arr, "open_orders", open.arr, "symbols", symbols, "engine",
+        "balances", balances.arr, "open_orders", open.arr, "symbols", symbols,
+        "rest_connections", rest_conns, "engine",
         "orders_placed", (json_int_t)es.orders_placed, "orders_rejected",
         (json_int_t)es.orders_rejected, "orders_canceled", (json_int_t)es.orders_canceled, "fills",
         (json_int_t)es.fills, "open_orders", (json_int_t)es.open_orders, "counters",
@@ -487,6 +496,42 @@ static void *market_main(void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+/* A credential the REST server can compare: min..max printable ASCII
+ * characters (no spaces or controls: they could not travel in a header or a
+ * signed query unchanged). 0, or -CQ_EINVAL with err naming the option. */
+static int check_credential(const char *what, const char *v, size_t min, size_t max,
+                            struct cq_err *err)
+{
+    size_t len = strnlen(v, max + 1);
+    bool printable = true;
+    for (size_t i = 0; i < len && printable; i++) {
+        unsigned char c = (unsigned char)v[i];
+        printable = c > 0x20 && c < 0x7f;
+    }
+    if (len < min || len > max || !printable) {
+        /* the value itself is never echoed: it may be a secret */
+        cq_err_set(err, CQ_EINVAL, 0,
+                   "use printable ASCII characters without spaces (e.g. a hex string)",
+                   "the simulator's %s must be %zu to %zu printable characters (got %s%zu)", what,
+                   min, max, len > max ? "more than " : "", len > max ? max : len);
+        return -CQ_EINVAL;
+    }
+    return 0;
+}
+
+/* Overwrite a secret before freeing it (volatile: not optimised away). */
+static void free_secret(char *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    volatile char *v = s;
+    while (*v != '\0') {
+        *v++ = '\0';
+    }
+    free(s);
+}
+
 struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
 {
     struct cq_sim *sim = calloc(1, sizeof(*sim));
@@ -517,18 +562,35 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     sim->api_key = cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
     sim->api_secret =
         cq_text_dup(opts->api_secret != NULL ? opts->api_secret : CQ_SIM_DEFAULT_API_SECRET);
+    sim->control_token = cq_text_dup(opts->control_token);
     sim->symbols = calloc(opts->n_symbols, sizeof(*sim->symbols));
     sim->balances = calloc(opts->n_balances + 1, sizeof(*sim->balances));
     if (sim->bind == NULL || sim->api_key == NULL || sim->api_secret == NULL ||
-        sim->symbols == NULL || sim->balances == NULL) {
+        sim->symbols == NULL || sim->balances == NULL ||
+        (opts->control_token != NULL && sim->control_token == NULL)) {
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the simulator");
         goto fail;
     }
+    /* Any well-formed key and secret work (coinquantd's paper mode passes
+     * generated ones); neither is ever logged: the secret and the control
+     * token are registered with the log's redaction as well. */
+    if (check_credential("API key", sim->api_key, 1, CQ_SIM_API_KEY_MAX, err) < 0 ||
+        check_credential("API secret", sim->api_secret, 1, CQ_SIM_API_SECRET_MAX, err) < 0 ||
+        (sim->control_token != NULL &&
+         check_credential("control token", sim->control_token, CQ_SIM_CONTROL_TOKEN_MIN,
+                          CQ_SIM_CONTROL_TOKEN_MAX, err) < 0)) {
+        goto fail;
+    }
+    if (opts->api_secret != NULL) {
+        cq_log_add_secret(sim->api_secret);
+    }
+    cq_log_add_secret(sim->control_token);
     sim->opts.bind = sim->bind;
     sim->opts.data_path = sim->data_path;
     sim->opts.state_path = sim->state_path;
     sim->opts.api_key = sim->api_key;
     sim->opts.api_secret = sim->api_secret;
+    sim->opts.control_token = sim->control_token;
     if (opts->n_balances > 0) {
         memcpy(sim->balances, opts->balances, opts->n_balances * sizeof(*sim->balances));
     }
@@ -686,7 +748,8 @@ void cq_sim_free(struct cq_sim *sim)
     free(sim->data_path);
     free(sim->state_path);
     free(sim->api_key);
-    free(sim->api_secret);
+    free_secret(sim->api_secret);
+    free_secret(sim->control_token);
     free(sim->symbols);
     free(sim->balances);
     pthread_mutex_destroy(&sim->lock);

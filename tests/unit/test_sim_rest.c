@@ -18,6 +18,8 @@
 #include <criterion/criterion.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,8 @@ struct sim_setup {
     uint32_t order_limit_10s;
     const char *bind;
     const char *secret;
+    const char *control_token;
+    uint32_t head_deadline_ms, per_ip_max, connections_max;
 };
 
 static void start_sim(const struct sim_setup *s)
@@ -74,6 +78,10 @@ static void start_sim(const struct sim_setup *s)
         .taker_bps = 10,
         .weight_limit_1m = s->weight_limit_1m != 0 ? s->weight_limit_1m : 1000000,
         .order_limit_10s = s->order_limit_10s != 0 ? s->order_limit_10s : 100000,
+        .control_token = s->control_token,
+        .rest_head_deadline_ms = s->head_deadline_ms,
+        .rest_per_ip_max = s->per_ip_max,
+        .rest_connections_max = s->connections_max,
     };
     g_secret = s->secret != NULL ? s->secret : SECRET;
     g_sim = cq_sim_new(&o, &err);
@@ -1186,6 +1194,358 @@ Test(sim_rest, control_path_refuses_non_loopback_peers, .fini = teardown)
     r = http_full(base, "GET", "/_sim/state", NULL, NULL, NULL, NULL, NULL);
     cr_expect_eq(r.status, 200);
     resp_free(&r);
+}
+
+/* ---- the control token (issue 17 item 6) ------------------------------------------- */
+
+#define CTL_TOKEN "c0ffee0123456789abcdef0123456789"
+
+static void setup_control_token(void)
+{
+    struct sim_setup s = {.control_token = CTL_TOKEN};
+    start_sim(&s);
+}
+
+static struct resp control_with(const char *method, const char *path, const char *auth)
+{
+    return http_full(g_base, method, path, NULL, NULL, NULL, NULL, auth);
+}
+
+static void expect_401_naming_the_fix(struct resp *r)
+{
+    cr_expect_eq(r->status, 401, "%ld %s", r->status, r->body);
+    cr_expect(json_is_false(json_object_get(r->json, "ok")), "%s", r->body);
+    const char *msg = json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+    cr_expect(msg != NULL && strstr(msg, "Authorization: Bearer") != NULL, "%s", r->body);
+    cr_expect(r->body == NULL || strstr(r->body, CTL_TOKEN) == NULL, "the token leaked: %s",
+              r->body);
+}
+
+Test(sim_rest, control_token_required_when_set, .init = setup_control_token, .fini = teardown)
+{
+    struct resp r = control_with("GET", "/_sim/state", NULL);
+    expect_401_naming_the_fix(&r);
+    resp_free(&r);
+    r = control_with("POST", "/_sim/market/pause?on=1", NULL);
+    expect_401_naming_the_fix(&r);
+    resp_free(&r);
+    /* wrong token of the same length, a prefix, a longer one, another scheme */
+    static const char *const wrong[] = {
+        "Authorization: Bearer c0ffee0123456789abcdef012345678a",
+        "Authorization: Bearer c0ffee0123456789abcdef012345678",
+        "Authorization: Bearer " CTL_TOKEN "0",
+        "Authorization: Basic " CTL_TOKEN,
+        "Authorization: Bearer",
+        "Authorization: " CTL_TOKEN,
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(wrong); i++) {
+        r = control_with("GET", "/_sim/state", wrong[i]);
+        cr_expect_eq(r.status, 401, "%s -> %ld", wrong[i], r.status);
+        resp_free(&r);
+    }
+    /* the market was not paused by the refused request */
+    r = control_with("GET", "/_sim/state", "Authorization: Bearer " CTL_TOKEN);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    cr_expect_not(json_is_true(json_object_get(json_object_get(r.json, "faults"), "market_paused")),
+                  "%s", r.body);
+    resp_free(&r);
+    r = control_with("POST", "/_sim/market/pause?on=1", "Authorization: bearer  " CTL_TOKEN);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    r = control_with("POST", "/_sim/faults/clear", "Authorization: Bearer " CTL_TOKEN);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    resp_free(&r);
+    /* the exchange itself does not need the token */
+    r = http("GET", "/api/v3/ping", NULL, NULL);
+    expect_ok(&r);
+    resp_free(&r);
+}
+
+Test(sim_rest, control_token_bounds_and_shape)
+{
+    static const char *const symbols[] = {"BTCUSDT"};
+    struct cq_sim_options o = {.symbols = symbols, .n_symbols = 1, .speed = 1, .seed = 1};
+    struct cq_err err;
+    char tok[CQ_SIM_CONTROL_TOKEN_MAX + 2];
+    cq_log_set_level(CQ_LOG_ERROR);
+    struct {
+        size_t len;
+        bool ok;
+    } rows[] = {{CQ_SIM_CONTROL_TOKEN_MIN - 1, false},
+                {CQ_SIM_CONTROL_TOKEN_MIN, true},
+                {CQ_SIM_CONTROL_TOKEN_MAX, true},
+                {CQ_SIM_CONTROL_TOKEN_MAX + 1, false}};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
+        memset(tok, 'a', rows[i].len);
+        tok[rows[i].len] = '\0';
+        o.control_token = tok;
+        struct cq_sim *s = cq_sim_new(&o, &err);
+        cr_expect_eq(s != NULL, rows[i].ok, "length %zu", rows[i].len);
+        if (s == NULL) {
+            cr_expect(strstr(err.message, "control token") != NULL, "%s", err.message);
+            cr_expect(strstr(err.message, "aaaa") == NULL, "value echoed: %s", err.message);
+        }
+        cq_sim_free(s);
+    }
+    o.control_token = "spaces are not allowed in it";
+    cr_expect_null(cq_sim_new(&o, &err));
+    o.control_token = NULL;
+    o.api_secret = "";
+    cr_expect_null(cq_sim_new(&o, &err), "an empty secret is refused");
+    cr_expect(strstr(err.message, "API secret") != NULL, "%s", err.message);
+    o.api_secret = NULL;
+    o.api_key = "key with space";
+    cr_expect_null(cq_sim_new(&o, &err), "a key no header can carry is refused");
+}
+
+/* 9.6: paper mode passes generated credentials; any well-formed pair works. */
+Test(sim_rest, generated_secret_is_accepted, .fini = teardown)
+{
+    struct sim_setup s = {.secret = "Gen3rated-Secret-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b"};
+    start_sim(&s);
+    struct resp r = signed_req("GET", "/api/v3/account", "");
+    expect_ok(&r);
+    resp_free(&r);
+}
+
+/* ---- slow clients (issue 17 item 2) ------------------------------------------------- */
+
+static int sim_port(void)
+{
+    const char *colon = strrchr(g_base, ':');
+    return atoi(colon + 1);
+}
+
+/* A TCP connection to the simulator from source address src ("127.0.0.x"). */
+static int connect_from(const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &me.sin_addr);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sim_port())};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool send_all(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = send(fd, s + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0) {
+            return false;
+        }
+        off += (size_t)w;
+    }
+    return true;
+}
+
+/* Read until the peer closes or timeout_ms passes; the HTTP status, 0 when
+ * closed without an answer, -1 on timeout. */
+static int read_status(int fd, int timeout_ms, char *out, size_t out_len)
+{
+    size_t got = 0;
+    int64_t end = mono_ms() + timeout_ms;
+    out[0] = '\0';
+    for (;;) {
+        int64_t left = end - mono_ms();
+        if (left <= 0) {
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) <= 0) {
+            continue;
+        }
+        ssize_t n = recv(fd, out + got, out_len - 1 - got, 0);
+        if (n <= 0 || got + (size_t)n >= out_len - 1) {
+            if (n > 0) {
+                got += (size_t)n;
+            }
+            break;
+        }
+        got += (size_t)n;
+        out[got] = '\0';
+        /* Content-Length bodies are short here: stop once the body arrived */
+        const char *hend = strstr(out, "\r\n\r\n");
+        const char *cl = strstr(out, "Content-Length:");
+        if (hend != NULL && cl != NULL && cl < hend &&
+            got >= (size_t)(hend + 4 - out) + (size_t)atol(cl + 15)) {
+            break;
+        }
+    }
+    out[got] = '\0';
+    int status = 0;
+    if (got > 0 && sscanf(out, "HTTP/1.%*d %d", &status) != 1) {
+        status = 0;
+    }
+    return status;
+}
+
+static json_t *rest_conn_state(void)
+{
+    struct resp r = http("GET", "/_sim/state", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *j = json_incref(json_object_get(r.json, "rest_connections"));
+    cr_assert_not_null(j, "%s", r.body);
+    resp_free(&r);
+    return j;
+}
+
+static json_int_t rest_conn_stat(const char *name)
+{
+    json_t *j = rest_conn_state();
+    json_int_t v = json_integer_value(json_object_get(j, name));
+    json_decref(j);
+    return v;
+}
+
+#define SLOW_CLIENTS 140
+
+Test(sim_rest, slow_clients_cannot_keep_a_well_behaved_client_out, .init = setup_default,
+     .fini = teardown, .timeout = 60)
+{
+    /* 140 connections from the same loopback address as the well-behaved
+     * client, each with half a request head, more than every slot (128). */
+    int fds[SLOW_CLIENTS];
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        fds[i] = connect_from("127.0.0.1");
+        cr_assert_geq(fds[i], 0, "connection %d", i);
+        cr_assert(send_all(fds[i], "GET /api/v3/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+    }
+    int64_t t0 = mono_ms();
+    struct resp r = http("GET", "/api/v3/ping", NULL, NULL);
+    int64_t took = mono_ms() - t0;
+    expect_ok(&r);
+    resp_free(&r);
+    /* well before the head deadline frees anything: the slow ones made room */
+    cr_expect_lt(took, (int64_t)CQ_SIM_REST_HEAD_DEADLINE_MS, "ping took %lld ms", (long long)took);
+    cr_expect_geq(rest_conn_stat("evicted_for_room"), SLOW_CLIENTS - CQ_SIM_REST_PER_IP_MAX);
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        close(fds[i]);
+    }
+}
+
+static void setup_short_deadline(void)
+{
+    struct sim_setup s = {.head_deadline_ms = 1000};
+    start_sim(&s);
+}
+
+Test(sim_rest, trickling_request_head_is_cut_at_the_deadline_from_accept,
+     .init = setup_short_deadline, .fini = teardown, .timeout = 60)
+{
+    /* One header line every 200 ms: never idle long enough for an
+     * inactivity timeout, but the head is not in 1000 ms after accept. */
+    int fd = connect_from("127.0.0.1");
+    cr_assert_geq(fd, 0);
+    int64_t t0 = mono_ms();
+    cr_assert(send_all(fd, "GET /api/v3/ping HTTP/1.1\r\n"));
+    bool closed = false;
+    char buf[512];
+    while (!closed && mono_ms() - t0 < 15000) {
+        if (!send_all(fd, "X-Slow: 1\r\n")) {
+            closed = true;
+            break;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 200) > 0) {
+            ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+            cr_assert_leq(n, 0, "the trickled request was answered");
+            closed = true;
+        }
+    }
+    int64_t took = mono_ms() - t0;
+    cr_assert(closed, "still open after %lld ms", (long long)took);
+    cr_expect_geq(took, 1000 - 50, "closed before its deadline: %lld ms", (long long)took);
+    close(fd);
+    cr_expect_eq(rest_conn_stat("evicted_deadline"), 1);
+    /* the server still answers */
+    struct resp r = http("GET", "/api/v3/ping", NULL, NULL);
+    expect_ok(&r);
+    resp_free(&r);
+}
+
+struct busy_client {
+    pthread_t th;
+    int status;
+};
+
+static void *busy_ping(void *arg)
+{
+    struct busy_client *b = arg;
+    char buf[1024];
+    int fd = connect_from("127.0.0.2");
+    b->status = -2;
+    if (fd >= 0 && send_all(fd, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
+        b->status = read_status(fd, 30000, buf, sizeof(buf));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+static void setup_per_ip_4(void)
+{
+    struct sim_setup s = {.per_ip_max = 4};
+    start_sim(&s);
+}
+
+Test(sim_rest, per_address_cap_answers_a_fast_503_when_every_slot_is_busy,
+     .init = setup_per_ip_4, .fini = teardown, .timeout = 60)
+{
+    int fd127_2 = connect_from("127.0.0.2");
+    if (fd127_2 < 0) {
+        cr_skip_test("cannot use 127.0.0.2 as a source address here");
+    }
+    close(fd127_2);
+    control_ok("/_sim/rest/latency", "ms=4000");
+    /* exactly the cap: 4 requests from 127.0.0.2, all admitted (busy sleeping) */
+    struct busy_client b[4];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(pthread_create(&b[i].th, NULL, busy_ping, &b[i]), 0);
+    }
+    int64_t t0 = mono_ms();
+    json_int_t busy = 0;
+    while (busy < 4 && mono_ms() - t0 < 20000) {
+        json_t *j = rest_conn_state();
+        /* open connections minus the waiting ones minus this /_sim/ request */
+        busy = json_integer_value(json_object_get(j, "open")) -
+               json_integer_value(json_object_get(j, "waiting")) - 1;
+        json_decref(j);
+    }
+    cr_assert_eq(busy, 4, "the 4 requests never became busy");
+    /* one over the cap from the same address: 503 at once, not after 4 s */
+    char buf[1024];
+    int fd = connect_from("127.0.0.2");
+    cr_assert_geq(fd, 0);
+    int64_t t1 = mono_ms();
+    cr_assert(send_all(fd, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\n"));
+    int st = read_status(fd, 30000, buf, sizeof(buf));
+    int64_t took = mono_ms() - t1;
+    close(fd);
+    cr_expect_eq(st, 503, "%d %s", st, buf);
+    cr_expect(strstr(buf, "Retry-After: 1\r") != NULL, "%s", buf);
+    cr_expect(strstr(buf, "Too many connections") != NULL, "%s", buf);
+    cr_expect_lt(took, 4000, "the 503 waited for a slot: %lld ms", (long long)took);
+    /* another address is not affected by 127.0.0.2's cap */
+    struct resp r = http("GET", "/_sim/state", NULL, NULL);
+    cr_expect_eq(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(b[i].th, NULL);
+        cr_expect_eq(b[i].status, 200, "busy client %d got %d", i, b[i].status);
+    }
+    cr_expect_eq(rest_conn_stat("refused_busy"), 1);
 }
 
 /* ---- order flow -------------------------------------------------------------------- */
