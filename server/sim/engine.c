@@ -31,7 +31,12 @@
  *   I4 order i of the array has id first_order_id + i (O(1) lookup); the
  *      retained trades have contiguous ids ending at next_trade_id - 1;
  *   I5 the client-id index maps (symbol, client id) to the newest order
- *      with that id; at most one of those orders is open.
+ *      with that id; at most one of those orders is open;
+ *   I6 per symbol and book side, what our orders took from a level since
+ *      the model last replaced it never exceeds what the level showed
+ *      (see "consumed liquidity").
+ * The money ones are checked where money moves, in every build
+ * (ENGINE_INVARIANT: a breach stops the process with a clear error).
  *
  * Amounts. Every amount the engine stores has scale 8 (Binance's asset and
  * commission precision). Request values with more decimals fail the filter
@@ -62,11 +67,12 @@
  * GET /order by origClientOrderId needs for closed orders too. Those three
  * amortised growths are the only allocations after sim_engine_new.
  */
-#include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sim/sim-engine.h"
 
@@ -96,6 +102,89 @@
 
 static const cq_dec ZERO8 = {0, AMOUNT_SCALE};
 static const cq_dec ONE = {1, 0};
+
+/* ---- invariants -------------------------------------------------------------- */
+
+/* A money invariant (I1..I6 above, and the rounding and fill rules that
+ * keep them), checked in every build: NDEBUG does not remove it. A breach
+ * means the account in memory is already wrong, so the engine does not go
+ * on: it writes one JSON line naming what broke (event
+ * "sim_invariant_broken", the check, the function and the amounts) to
+ * stderr and aborts the process. Aborting rather than refusing further
+ * orders is deliberate: a failed state would still answer balance and
+ * order queries from wrong numbers and would let the simulator's periodic
+ * --state save write them to disk; after an abort the state file holds the
+ * last good state. These checks are cheap (a comparison on amounts the
+ * call already has in hand); the O(open orders) audit of I2 stays in the
+ * tests and in sim_engine_load. */
+#define ENGINE_INVARIANT(cond, ...)                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            invariant_broken(__func__, #cond, __VA_ARGS__);                                        \
+        }                                                                                          \
+    } while (0)
+
+#define INVARIANT_MSG_MAX 400
+
+/* An amount as text for an invariant message: DTXT(x) is valid until the
+ * end of the full expression (C11 6.2.4p8), which the call to
+ * invariant_broken is. */
+struct dec_text {
+    char s[CQ_DEC_STR_MAX];
+};
+
+static struct dec_text dec_text(cq_dec d)
+{
+    struct dec_text t;
+    cq_dec_format(d, t.s, sizeof(t.s));
+    return t;
+}
+
+#define DTXT(d) (dec_text(d).s)
+
+/* s with '"' and '\\' dropped, so it can sit in a JSON string (check texts
+ * and engine-made messages hold nothing else that needs escaping). */
+static void json_safe(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r != '\0'; r++) {
+        if (*r != '"' && *r != '\\' && (unsigned char)*r >= 0x20) {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+}
+
+static _Noreturn void invariant_broken(const char *where, const char *check, const char *fmt, ...)
+    CQ_PRINTF(3, 4);
+
+static _Noreturn void invariant_broken(const char *where, const char *check, const char *fmt, ...)
+{
+    char msg[INVARIANT_MSG_MAX];
+    char chk[INVARIANT_MSG_MAX];
+    char ts[32] = "";
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+    va_start(ap, fmt);
+    /* bounded: a longer message is cut, which is fine for a last word */
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cq_strlcpy(chk, check, sizeof(chk)); /* cut the same way */
+    json_safe(msg);
+    json_safe(chk);
+    if (clock_gettime(CLOCK_REALTIME, &now) == 0 && gmtime_r(&now.tv_sec, &tm) != NULL) {
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    fprintf(stderr,
+            "{\"ts\":\"%s\",\"level\":\"error\",\"service\":\"simex\","
+            "\"event\":\"sim_invariant_broken\",\"msg\":\"simulator engine invariant "
+            "broken in %s: %s; stopping (the state file keeps the last good state)\","
+            "\"check\":\"%s\"}\n",
+            ts, where, msg, chk);
+    fflush(stderr);
+    abort();
+}
 
 /* ---- data ------------------------------------------------------------------ */
 
@@ -135,9 +224,34 @@ struct sim_state {
     uint64_t orders_placed, orders_rejected, orders_canceled, fills;
 };
 
-/* One taker fill planned by prepare(). */
+/* One taker fill planned by prepare(); shown is the quantity the level
+ * displayed (raw), for the ledger. */
 struct plan_fill {
-    cq_dec price, qty, cost, commission;
+    cq_dec price, qty, cost, commission, shown;
+};
+
+/* What our orders took from one level of the model's book, kept until the
+ * model replaces that level (see "consumed liquidity" below). Issue 19's
+ * queue position will live here too (the quantity queued ahead of a
+ * resting order at this price). */
+struct level_use {
+    cq_dec price; /* the level's price at scale 8, rounded as takers see it: its key */
+    cq_dec shown; /* the quantity the book displayed when we first took from it (raw) */
+    cq_dec taken; /* what our orders took from it since: 0 < taken <= shown */
+};
+
+/* One side of one symbol's book: at most one entry per price the current
+ * book shows, so at most SIM_DEPTH_MAX. */
+struct side_ledger {
+    struct level_use use[SIM_DEPTH_MAX];
+    size_t n;
+};
+
+enum { LEDGER_ASKS, LEDGER_BIDS };
+
+/* A level as on_market offers it to resting orders: what is left of it. */
+struct pool_level {
+    cq_dec price, left, shown;
 };
 
 /* prepare()'s result: what place will do. */
@@ -161,7 +275,10 @@ struct sim_engine {
     struct sim_state st;
     /* per-call scratch, so no call allocates for it */
     struct plan plan;
-    struct sim_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
+    struct pool_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
+    /* consumed liquidity per symbol and book side; market state, not
+     * account state: not saved, and a load leaves it alone */
+    struct side_ledger ledger[SIM_SYMBOLS_MAX][2];
     bool touched[SIM_ASSETS_MAX];
     struct sim_balance before[SIM_ASSETS_MAX];
     struct sim_balance changed[SIM_ASSETS_MAX];
@@ -188,19 +305,18 @@ static bool dsub(cq_dec *acc, cq_dec v)
     return cq_dec_sub(*acc, v, acc) == 0;
 }
 
-/* For arithmetic prepare() or an invariant has already proven in range. */
+/* For arithmetic prepare() or an invariant has already proven in range
+ * (I1): an overflow here is a broken invariant. */
 static void add_ok(cq_dec *acc, cq_dec v)
 {
     bool ok = dadd(acc, v);
-    assert(ok);
-    (void)ok;
+    ENGINE_INVARIANT(ok, "an amount left the int64 range (%s + %s)", DTXT(*acc), DTXT(v));
 }
 
 static void sub_ok(cq_dec *acc, cq_dec v)
 {
     bool ok = dsub(acc, v);
-    assert(ok);
-    (void)ok;
+    ENGINE_INVARIANT(ok, "an amount left the int64 range (%s - %s)", DTXT(*acc), DTXT(v));
 }
 
 static bool dec_eq(cq_dec a, cq_dec b)
@@ -634,6 +750,10 @@ static void changes_end(struct sim_engine *e, int64_t now_ms)
             continue;
         }
         e->touched[a] = false;
+        ENGINE_INVARIANT(e->st.bal[a].free.m >= 0 && e->st.bal[a].locked.m >= 0,
+                         "I1: %s free %s locked %s (was free %s locked %s)", e->st.bal[a].asset,
+                         DTXT(e->st.bal[a].free), DTXT(e->st.bal[a].locked),
+                         DTXT(e->before[a].free), DTXT(e->before[a].locked));
         if (!dec_eq(e->before[a].free, e->st.bal[a].free) ||
             !dec_eq(e->before[a].locked, e->st.bal[a].locked)) {
             e->changed[n++] = e->st.bal[a];
@@ -809,6 +929,95 @@ static bool market_ref_price(const struct sim_book_view *b, enum sim_side side, 
     return false;
 }
 
+/* ---- consumed liquidity ---------------------------------------------------------------- *
+ *
+ * The book the market model shows is exogenous: the engine cannot change
+ * it. So that the same displayed liquidity is not sold to our orders again
+ * on every market step, the engine keeps, per symbol and book side, what
+ * our orders (taker fills in place, maker fills in on_market) took from
+ * each level: an order sees a level's displayed quantity minus what we
+ * already took from it.
+ *
+ * Refill rule: a level counts as replaced by the market model, and is
+ * offered in full again, when a book shows a different quantity at that
+ * price or does not show that price at all. Anything else is the same
+ * level, whatever time has passed. (The synthetic market redraws every
+ * level after each public trade, so there liquidity comes back with the
+ * next trade; a redraw that happens to give the same quantity is taken as
+ * no change, the conservative side.) A public trade passed to on_market is
+ * new volume each time and is not tracked here. */
+
+static int ledger_side(enum sim_side taker_side)
+{
+    return taker_side == SIM_BUY ? LEDGER_ASKS : LEDGER_BIDS;
+}
+
+static const struct level_use *ledger_find(const struct side_ledger *l, cq_dec price)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (dec_eq(l->use[i].price, price)) {
+            return &l->use[i];
+        }
+    }
+    return NULL;
+}
+
+/* What a level at `price` (key) showing raw quantity `shown` still offers,
+ * down to `step`: the refill rule in one place. */
+static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec shown, cq_dec step)
+{
+    const struct level_use *u = ledger_find(l, price);
+    cq_dec q = level_qty(shown, ZERO8);
+    if (u != NULL && dec_eq(u->shown, shown)) { /* the same level: less what we took */
+        if (!dec_lt(u->taken, q)) {
+            return ZERO8;
+        }
+        sub_ok(&q, u->taken);
+    }
+    return level_qty(q, step);
+}
+
+/* Forget the levels this book shows differently or not at all (they were
+ * replaced). Afterwards every entry's price is on the book. */
+static void ledger_sync(struct side_ledger *l, const struct sim_level *lv, size_t n,
+                        enum sim_side taker_side)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < l->n; r++) {
+        bool same = false;
+        for (size_t i = 0; i < n; i++) {
+            cq_dec p;
+            if (level_price(lv[i].price, taker_side, &p) && dec_eq(p, l->use[r].price)) {
+                same = dec_eq(lv[i].qty, l->use[r].shown);
+                break;
+            }
+        }
+        if (same) {
+            l->use[w++] = l->use[r];
+        }
+    }
+    l->n = w;
+}
+
+/* Our orders took q at `price` from a level showing `shown` (after
+ * ledger_sync with the same book). */
+static void ledger_take(struct side_ledger *l, cq_dec price, cq_dec shown, cq_dec q)
+{
+    struct level_use *u = (struct level_use *)ledger_find(l, price);
+    if (u == NULL) {
+        /* entries are distinct prices of the synced book: room is proven */
+        ENGINE_INVARIANT(l->n < SIM_DEPTH_MAX, "the liquidity ledger is full at %s", DTXT(price));
+        u = &l->use[l->n++];
+        u->price = price;
+        u->shown = shown;
+        u->taken = ZERO8;
+    }
+    add_ok(&u->taken, q);
+    ENGINE_INVARIANT(!dec_lt(u->shown, u->taken),
+                     "our orders took %s from a level at %s that showed %s", DTXT(u->taken),
+                     DTXT(price), DTXT(u->shown));
+}
+
 /* ---- prepare: validate, match, balance ------------------------------------------- */
 
 static int check_shape(const struct sim_order_req *req, struct sim_reject *rej)
@@ -868,6 +1077,7 @@ static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
 {
     size_t n;
     const struct sim_level *lv = taker_levels(book, req->side, &n);
+    const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
     bool market = req->type == SIM_MARKET;
     bool by_quote = market && req->has_quote_qty;
     bool exhausted = true; /* the walk ran out of levels */
@@ -884,6 +1094,10 @@ static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
         for (size_t i = 0; i < n; i++) {
             cq_dec lp;
             if (lv[i].qty.m > 0 && level_price(lv[i].price, req->side, &lp)) {
+                if (level_qty(lv[i].qty, rule->step).m > 0 &&
+                    ledger_left(used, lp, lv[i].qty, rule->step).m == 0) {
+                    continue; /* our orders took all of it */
+                }
                 p->crosses = crosses(req->side, lp, p->price);
                 break;
             }
@@ -905,7 +1119,7 @@ static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
             exhausted = false;
             break;
         }
-        avail = level_qty(lv[i].qty, rule->step);
+        avail = ledger_left(used, lp, lv[i].qty, rule->step);
         if (avail.m == 0) {
             continue;
         }
@@ -946,6 +1160,7 @@ static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
         f->qty = take;
         f->cost = cost;
         f->commission = comm;
+        f->shown = lv[i].qty;
         if (by_quote) {
             sub_ok(&rem_quote, cost);
             if (quote_bound || rem_quote.m == 0) {
@@ -1047,7 +1262,9 @@ static int plan_balances(const struct sim_engine *e, const struct sim_order_req 
             }
         }
         /* lock >= target: see the rounding note at the top */
-        assert(!dec_lt(lock, target));
+        ENGINE_INVARIANT(!dec_lt(lock, target),
+                         "a %s order locks %s but its remainder needs %s (rounding rule)",
+                         sim_side_name(req->side), DTXT(lock), DTXT(target));
         sub_ok(&lock, target);
         sub_ok(&pay->locked, lock);
         add_ok(&pay->free, lock);
@@ -1488,6 +1705,16 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
     st->bal[base_a] = p->base;
     st->bal[quote_a] = p->quote;
 
+    if (p->n_fills > 0) { /* book != NULL: there were levels to take from */
+        struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
+        size_t nl;
+        const struct sim_level *lv = taker_levels(book, req->side, &nl);
+        ledger_sync(used, lv, nl, req->side);
+        for (size_t i = 0; i < p->n_fills; i++) {
+            ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
+        }
+    }
+
     emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
     for (size_t i = 0; i < p->n_fills; i++) {
         const struct plan_fill *pf = &p->fills[i];
@@ -1525,6 +1752,9 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
         }
         emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
     }
+    ENGINE_INVARIANT(!dec_lt(o->orig_qty, o->executed_qty),
+                     "order %" PRIu64 " executed %s of %s", o->order_id, DTXT(o->executed_qty),
+                     DTXT(o->orig_qty));
     o->status = p->final_status;
     if (p->rests) {
         open_link(st, idx);
@@ -1570,8 +1800,10 @@ static void close_order(struct sim_engine *e, struct order_rec *rec, enum sim_or
     int asset = o->side == SIM_BUY ? st->quote_asset[o->symbol_idx] : st->base_asset[o->symbol_idx];
     cq_dec need = ZERO8;
     int rc = order_need(o, &need);
-    assert(rc == 0);
-    (void)rc;
+    ENGINE_INVARIANT(rc == 0, "order %" PRIu64 ": what it locks is out of range", o->order_id);
+    ENGINE_INVARIANT(!dec_lt(st->bal[asset].locked, need),
+                     "I2: %s locked %s is less than the %s order %" PRIu64 " holds", 
+                     st->bal[asset].asset, DTXT(st->bal[asset].locked), DTXT(need), o->order_id);
     change_note(e, asset);
     sub_ok(&st->bal[asset].locked, need);
     add_ok(&st->bal[asset].free, need);
@@ -1849,6 +2081,9 @@ static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_
     struct sim_fill f;
 
     sub_ok(&rem, o->executed_qty);
+    ENGINE_INVARIANT(q.m > 0 && !dec_lt(rem, q),
+                     "a maker fill of %s exceeds what order %" PRIu64 " has left (%s)", DTXT(q),
+                     o->order_id, DTXT(rem));
     rem_after = rem;
     sub_ok(&rem_after, q);
     cum = o->cum_quote_qty;
@@ -1930,44 +2165,60 @@ static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_
     return 0;
 }
 
+/* The levels of one book side as resting orders see them: what is left
+ * of each after what our orders took (the ledger, synced to this book). */
+static size_t pool_of(struct sim_engine *e, int symbol_idx, const struct sim_book_view *book,
+                      enum sim_side taker_side, cq_dec step, struct pool_level *out)
+{
+    struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
+    size_t n, k = 0;
+    const struct sim_level *lv = taker_levels(book, taker_side, &n);
+    ledger_sync(used, lv, n, taker_side);
+    for (size_t i = 0; i < n; i++) {
+        struct pool_level *pl = &out[k];
+        if (!level_price(lv[i].price, taker_side, &pl->price)) {
+            continue;
+        }
+        pl->shown = lv[i].qty;
+        pl->left = ledger_left(used, pl->price, lv[i].qty, step);
+        if (pl->left.m > 0) {
+            k++;
+        }
+    }
+    return k;
+}
+
 /* Resting orders fill in time priority (oldest first), each at its own
- * limit price, from one shared pool: the book levels that cross it (down
- * to the step), then the market trade if it crosses. The pool shrinks as
- * orders take from it, so two orders never fill against the same
- * liquidity within one call. */
+ * limit price, from one shared pool: what is left of the book levels that
+ * cross it (down to the step; see "consumed liquidity"), then the market
+ * trade if it crosses. What an order takes from the book goes into the
+ * ledger, so neither another order in this call nor any order in a later
+ * call is offered it again until the model replaces the level. */
 size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct sim_book_view *book,
                             cq_dec trade_price, cq_dec trade_qty, int64_t now_ms)
 {
     struct sim_state *st = &e->st;
     const struct sim_symbol *sym;
-    struct sim_level *asks = e->mk_asks;
-    struct sim_level *bids = e->mk_bids;
+    struct pool_level *asks = e->mk_asks;
+    struct pool_level *bids = e->mk_bids;
     size_t n_asks = 0, n_bids = 0, nfills = 0;
     cq_dec step, tq = ZERO8;
     bool has_trade;
     uint32_t idx;
 
-    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols || st->open[symbol_idx].count == 0) {
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
         return 0;
     }
     sym = &e->symbols[symbol_idx];
     step = sym->filters.step_size;
     if (book != NULL) {
-        size_t n;
-        const struct sim_level *lv = taker_levels(book, SIM_BUY, &n);
-        for (size_t i = 0; i < n; i++) {
-            asks[n_asks].qty = level_qty(lv[i].qty, step);
-            if (asks[n_asks].qty.m > 0 && level_price(lv[i].price, SIM_BUY, &asks[n_asks].price)) {
-                n_asks++;
-            }
-        }
-        lv = taker_levels(book, SIM_SELL, &n);
-        for (size_t i = 0; i < n; i++) {
-            bids[n_bids].qty = level_qty(lv[i].qty, step);
-            if (bids[n_bids].qty.m > 0 && level_price(lv[i].price, SIM_SELL, &bids[n_bids].price)) {
-                n_bids++;
-            }
-        }
+        /* synced even with no order resting, so a level replaced while
+         * nothing rested is not mistaken for the one we took from */
+        n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks);
+        n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids);
+    }
+    if (st->open[symbol_idx].count == 0) {
+        return 0;
     }
     has_trade = trade_price.m > 0 && trade_qty.m > 0;
     if (has_trade) {
@@ -1980,8 +2231,9 @@ size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct s
         struct order_rec *rec = &st->orders[idx];
         struct sim_order *o = &rec->o;
         uint32_t next = rec->next;
-        struct sim_level *lv = o->side == SIM_BUY ? asks : bids;
+        struct pool_level *lv = o->side == SIM_BUY ? asks : bids;
         size_t n = o->side == SIM_BUY ? n_asks : n_bids;
+        struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(o->side)];
         cq_dec rem = o->orig_qty;
         cq_dec q = ZERO8;
         cq_dec left;
@@ -1994,7 +2246,7 @@ size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct s
                 break;
             }
             sub_ok(&want, q);
-            add_ok(&q, cq_dec_min(want, lv[i].qty));
+            add_ok(&q, cq_dec_min(want, lv[i].left));
         }
         if (dec_lt(q, rem) && has_trade && crosses(o->side, trade_price, o->price)) {
             cq_dec want = rem;
@@ -2009,9 +2261,12 @@ size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct s
                 if (!crosses(o->side, lv[i].price, o->price)) {
                     break;
                 }
-                take = cq_dec_min(left, lv[i].qty);
-                sub_ok(&lv[i].qty, take);
-                sub_ok(&left, take);
+                take = cq_dec_min(left, lv[i].left);
+                if (take.m > 0) {
+                    sub_ok(&lv[i].left, take);
+                    sub_ok(&left, take);
+                    ledger_take(used, lv[i].price, lv[i].shown, take);
+                }
             }
             if (left.m > 0) {
                 sub_ok(&tq, left);

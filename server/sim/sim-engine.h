@@ -103,8 +103,10 @@ struct sim_symbol {
 int sim_symbol_defaults(const char *name, struct sim_symbol *out) CQ_WUR;
 
 /* One price level of the model's book; bids best (highest) first, asks best
- * (lowest) first. The model's liquidity is exogenous: the engine takes from
- * it for one match but does not change the model. */
+ * (lowest) first. The model's liquidity is exogenous: the engine does not
+ * change the model, but remembers what our orders took from each level and
+ * offers only the rest, until the model replaces the level (a different
+ * quantity at that price, or the price gone: docs/SIMEX.md "Queue model"). */
 struct sim_level {
     cq_dec price;
     cq_dec qty;
@@ -292,8 +294,9 @@ void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *
 
 /* The market moved: fill resting orders of the symbol that the new book (or
  * a market trade at trade_price, if non-zero) crosses, as maker, at the
- * order's own limit price, up to the crossing level's quantity. Emits
- * TRADE reports and account_position. Returns the number of fills. */
+ * order's own limit price, up to what is left of the crossing levels after
+ * what our orders already took from them (and up to the trade's quantity).
+ * Emits TRADE reports and account_position. Returns the number of fills. */
 size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx,
                             const struct sim_book_view *book, cq_dec trade_price,
                             cq_dec trade_qty, int64_t now_ms);

@@ -1100,13 +1100,14 @@ Test(sim_engine, market_quote_order_qty_sell_receives_up_to_the_amount)
     assert_bal(e, "ETH", "9.197", "0");
     assert_bal(e, "USDT", "100079.917003", "0");
 
-    /* the book runs out before the amount: EXPIRED with the partial fill */
+    /* the book runs out before the amount: EXPIRED with the partial fill
+     * (0.4 at 100: a new level, not the 0.5 already taken) */
     book_init(&b);
-    bid(&b, "100", "0.5");
+    bid(&b, "100", "0.4");
     p = place_ok(e, market_quote(ETH, SIM_SELL, "80"), &b, 2);
     cr_assert_eq(p.o.status, SIM_EXPIRED);
-    assert_dec(p.o.executed_qty, "0.5");
-    assert_dec(p.o.orig_qty, "0.5");
+    assert_dec(p.o.executed_qty, "0.4");
+    assert_dec(p.o.orig_qty, "0.4");
 
     /* too small for one step at the best price: the quantity (0) fails
      * LOT_SIZE */
@@ -1169,6 +1170,8 @@ Test(sim_engine, fee_rounding_is_up_to_8_decimals_and_fills_truncate)
     cr_assert_eq(sim_engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2), 1);
     assert_bal(c, "USDT", "999999.84758423", "0.02895899"); /* paid 0.12345678 */
     check_invariants(c);
+    book_init(&b); /* the model replaces the level */
+    ask(&b, "1.2", "0.2");
     cr_assert_eq(sim_engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 1);
     assert_bal(c, "USDT", "999999.84758424", "0"); /* paid 0.02895898; no dust */
     check_invariants(c);
@@ -1267,6 +1270,116 @@ Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
     assert_bal(e, "BTC", "1", "0.3");
     /* 0.3*61000 + 0.4*60500 = 42500, less 2 bps = 8.5 */
     assert_bal(e, "USDT", "142491.5", "0");
+    check_invariants(e);
+    check_conservation(e, std_balances, 3);
+    sim_engine_free(e);
+}
+
+/* Issue 9 item 3: 2 BTC offered at or below 30001 and a 5 BTC GTC buy at
+ * 30001. It fills 2 on entry; the same unchanged book offered again (on
+ * every market step) must fill nothing more, until the market model
+ * replaces a level (a different quantity at that price, or the level gone
+ * and back). */
+static struct sim_engine *rich_engine(void)
+{
+    struct sim_engine_config cfg;
+    std_config(&cfg);
+    std_balances[0].free = D("1000000");
+    struct cq_err err = {0};
+    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    cr_assert_not_null(e, "%s", err.message);
+    return e;
+}
+
+static cq_dec executed(const struct sim_engine *e, uint64_t order_id)
+{
+    struct sim_order o;
+    struct sim_reject rej;
+    cr_assert_eq(sim_engine_get_order(e, BTC, order_id, NULL, &o, &rej), 0);
+    return o.executed_qty;
+}
+
+Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_replaced)
+{
+    struct sim_engine *e = rich_engine();
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000", "1");
+    ask(&b, "30001", "1");
+    ask(&b, "30002", "10");
+    struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "5", "30001"), &b, 1);
+    cr_assert_eq(p.n, 2);
+    assert_dec(p.o.executed_qty, "2");
+    cr_assert_eq(p.o.status, SIM_PARTIALLY_FILLED);
+
+    /* the same book, step after step: nothing more */
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2 + step), 0,
+                     "step %d filled against liquidity already taken", step);
+    }
+    assert_dec(executed(e, p.o.order_id), "2");
+    /* a taker gets the next level, not the one it already swept */
+    struct placed t = place_ok(e, market(BTC, SIM_BUY, "0.5"), &b, 5);
+    cr_assert_eq(t.n, 1);
+    assert_dec(t.fills[0].price, "30002");
+    check_invariants(e);
+
+    /* the market replaces 30001 with 1.5: that much, once */
+    book_init(&b);
+    ask(&b, "30000", "1");
+    ask(&b, "30001", "1.5");
+    ask(&b, "30002", "10");
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 6), 1);
+    assert_dec(executed(e, p.o.order_id), "3.5");
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 7), 0);
+    assert_dec(executed(e, p.o.order_id), "3.5");
+
+    /* 30000 leaves the book and comes back with the same quantity: a new
+     * level, offered in full */
+    struct book gone;
+    book_init(&gone);
+    ask(&gone, "30001", "1.5");
+    ask(&gone, "30002", "10");
+    cr_assert_eq(sim_engine_on_market(e, BTC, &gone.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 8), 0);
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 9), 1);
+    assert_dec(executed(e, p.o.order_id), "4.5");
+
+    /* a public trade is new volume each time it prints */
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.2"), 10), 1);
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 11), 1);
+    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 12), 0);
+    assert_dec(executed(e, p.o.order_id), "5");
+    check_invariants(e);
+    check_conservation(e, std_balances, 3);
+    sim_engine_free(e);
+}
+
+Test(sim_engine, a_second_market_order_gets_an_equal_or_worse_price)
+{
+    struct sim_engine *e = rich_engine();
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000", "1");
+    ask(&b, "30001", "1");
+    bid(&b, "29999", "1");
+    bid(&b, "29998", "1");
+    struct placed p1 = place_ok(e, market(BTC, SIM_BUY, "0.6"), &b, 1);
+    struct placed p2 = place_ok(e, market(BTC, SIM_BUY, "0.6"), &b, 2);
+    cr_assert_eq(p1.n, 1);
+    assert_dec(p1.fills[0].price, "30000");
+    cr_assert_eq(p2.n, 2);
+    assert_dec(p2.fills[0].price, "30000");
+    assert_dec(p2.fills[0].qty, "0.4");
+    assert_dec(p2.fills[1].price, "30001");
+    assert_dec(p2.fills[1].qty, "0.2");
+    /* the bid side is its own ledger */
+    struct placed s = place_ok(e, market(BTC, SIM_SELL, "1.5"), &b, 3);
+    cr_assert_eq(s.n, 2);
+    assert_dec(s.fills[0].price, "29999");
+    /* what is left of the bids: 0.5 at 29998, then the order expires */
+    struct placed s2 = place_ok(e, market(BTC, SIM_SELL, "1"), &b, 4);
+    assert_dec(s2.o.executed_qty, "0.5");
+    cr_assert_eq(s2.o.status, SIM_EXPIRED);
     check_invariants(e);
     check_conservation(e, std_balances, 3);
     sim_engine_free(e);
@@ -1690,11 +1803,13 @@ Test(sim_engine, ids_are_sequential_and_generated_client_ids_deterministic)
     struct sim_engine *b = sim_engine_new(&cfg, NULL);
     cfg.seed = 43;
     struct sim_engine *c = sim_engine_new(&cfg, NULL);
+    static const char *const level_qty[] = {"1", "1.1", "1.2"};
     struct book bk;
-    book_init(&bk);
-    ask(&bk, "60000", "1");
-    ask(&bk, "60001", "1");
     for (int i = 0; i < 3; i++) {
+        /* the model replaces both levels each time */
+        book_init(&bk);
+        ask(&bk, "60000", level_qty[i]);
+        ask(&bk, "60001", level_qty[i]);
         struct placed pa = place_ok(a, market(BTC, SIM_BUY, "1.5"), &bk, i);
         struct placed pb = place_ok(b, market(BTC, SIM_BUY, "1.5"), &bk, i);
         struct placed pc = place_ok(c, market(BTC, SIM_BUY, "0.001"), &bk, i);
