@@ -108,6 +108,94 @@ for bad in "--speed 0" "--speed fast" "--rest-port 70000" "--fees 10" "--balance
 done
 check "--help exits 0" "$BIN" --help
 
+# ---- secrets: --api-secret-file, CQ_SIM_API_SECRET, the control token ---------
+# start_simex_bare OUTFILE ARGS...: like start_simex without --api-secret.
+start_simex_bare() {
+  local out=$1
+  shift
+  "$BIN" --api-key "$KEY" "$@" >"$out" 2>"$out.err" &
+  PID=$!
+  for _ in $(seq 1 100); do
+    if [ -s "$out" ]; then
+      REST=$(jq -r .rest "$out")
+      WS=$(jq -r .ws "$out")
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+TOKEN=simex-test-control-token-0123456789abcdef
+printf '%s\n' "$SECRET" >"$WORK/secret"
+printf '%s\n' "$TOKEN" >"$WORK/token"
+chmod 644 "$WORK/secret"
+out=$("$BIN" --api-secret-file "$WORK/secret" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q "chmod 600" <<<"$out" && ! grep -q "$SECRET" <<<"$out"; then
+  ok "--api-secret-file readable by others: exit 2 naming chmod 600"
+else
+  not_ok "--api-secret-file readable by others: exit 2 naming chmod 600" "rc=$rc" "$out"
+fi
+chmod 600 "$WORK/secret" "$WORK/token"
+ln -s "$WORK/secret" "$WORK/secret-link"
+out=$("$BIN" --api-secret-file "$WORK/secret-link" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q "symbolic link" <<<"$out"; then
+  ok "--api-secret-file through a symlink: exit 2"
+else
+  not_ok "--api-secret-file through a symlink: exit 2" "rc=$rc" "$out"
+fi
+out=$("$BIN" --api-secret-file "$WORK/secret" --api-secret "$SECRET" 2>&1)
+check "--api-secret-file with --api-secret: exit 2" test $? -eq 2
+
+if start_simex_bare "$WORK/sec1.json" --api-secret-file "$WORK/secret" --control-token-file "$WORK/token"; then
+  signed GET /api/v3/account ""
+  check "a secret from --api-secret-file signs requests" test "$STATUS" = 200
+  if ! tr '\0' ' ' <"/proc/$PID/cmdline" | grep -q "$SECRET"; then
+    ok "the secret is not on the command line"
+  else
+    not_ok "the secret is not on the command line"
+  fi
+  st=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$REST/_sim/state")
+  check "control token set: /_sim/state without it is 401" test "$st" = 401
+  st=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer wrong-token-0123456789" "$REST/_sim/state")
+  check "control token set: a wrong token is 401" test "$st" = 401
+  st=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $TOKEN" "$REST/_sim/state")
+  check "control token set: the right token is 200" test "$st" = 200
+  check "neither secret reaches the log" bash -c "! grep -q -e '$SECRET' -e '$TOKEN' '$WORK/sec1.json.err'"
+  stop_simex
+else
+  not_ok "start with --api-secret-file and --control-token-file" "$(cat "$WORK/sec1.json.err")"
+fi
+
+if CQ_SIM_API_SECRET="$SECRET" CQ_SIM_CONTROL_TOKEN="$TOKEN" start_simex_bare "$WORK/sec2.json"; then
+  signed GET /api/v3/account ""
+  check "a secret from CQ_SIM_API_SECRET signs requests" test "$STATUS" = 200
+  if ! tr '\0' '\n' <"/proc/$PID/environ" | grep -q -e "$SECRET" -e "$TOKEN" -e '^CQ_SIM_API_SECRET=' -e '^CQ_SIM_CONTROL_TOKEN='; then
+    ok "CQ_SIM_API_SECRET and CQ_SIM_CONTROL_TOKEN are gone from /proc/PID/environ"
+  else
+    not_ok "CQ_SIM_API_SECRET and CQ_SIM_CONTROL_TOKEN are gone from /proc/PID/environ" "$(tr '\0' '\n' <"/proc/$PID/environ" | grep CQ_SIM)"
+  fi
+  st=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$REST/_sim/state")
+  check "CQ_SIM_CONTROL_TOKEN: /_sim/state without it is 401" test "$st" = 401
+  stop_simex
+else
+  not_ok "start with CQ_SIM_API_SECRET" "$(cat "$WORK/sec2.json.err")"
+fi
+
+if start_simex "$WORK/sec3.json"; then
+  if ! tr '\0' ' ' <"/proc/$PID/cmdline" | grep -q "$SECRET"; then
+    ok "--api-secret S is wiped from the command line once read"
+  else
+    not_ok "--api-secret S is wiped from the command line once read"
+  fi
+  check "--api-secret S warns that ps shows it" grep -q "visible" "$WORK/sec3.json.err"
+  stop_simex
+else
+  not_ok "start with --api-secret" "$(cat "$WORK/sec3.json.err")"
+fi
+
 # ---- recorded data replay ----------------------------------------------------
 if [ -f "$DATA/BTCUSDT-1m.csv" ]; then
   if start_simex "$WORK/replay.json" --symbols BTCUSDT,ETHUSDT --data "$DATA" --speed 600; then
