@@ -2059,6 +2059,15 @@ int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_
     return 0;
 }
 
+void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec locked)
+{
+    int a = asset != NULL ? asset_find(&e->st, asset) : -1;
+    cq_dec v;
+    if (a >= 0 && to_amount(locked, &v) == 0) {
+        e->st.bal[a].locked = v;
+    }
+}
+
 /* ---- the market moves --------------------------------------------------------------------- */
 
 /* Fill q of a resting order as maker at its own price. -1 (nothing done)

@@ -301,6 +301,12 @@ size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx,
                             const struct sim_book_view *book, cq_dec trade_price,
                             cq_dec trade_qty, int64_t now_ms);
 
+/* Tests only: overwrite an asset's locked amount behind the engine's back,
+ * breaking I2 (engine.c), so a test can show that the money invariant
+ * checks stop the engine in a release (NDEBUG) build. The simulator never
+ * calls it. */
+void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec locked);
+
 /* Counters for /_sim/state and benchmarks. */
 struct sim_engine_stats {
     uint64_t orders_placed, orders_rejected, orders_canceled, fills, open_orders;

@@ -8,9 +8,13 @@
  * and the balance invariants over a long seeded random sequence.
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sim/sim-engine.h"
 
@@ -1382,6 +1386,71 @@ Test(sim_engine, a_second_market_order_gets_an_equal_or_worse_price)
     cr_assert_eq(s2.o.status, SIM_EXPIRED);
     check_invariants(e);
     check_conservation(e, std_balances, 3);
+    sim_engine_free(e);
+}
+
+/* ---- invariants in a release build ------------------------------------------------------ */
+
+/* tests/meson.build compiles this suite, engine.c included, with -DNDEBUG,
+ * as a release build is: a check that plain assert() would make is gone
+ * here. */
+#ifdef NDEBUG
+static const bool built_with_ndebug = true;
+#else
+static const bool built_with_ndebug = false;
+#endif
+
+/* Issue 9 item 4: a broken money invariant stops the engine with a clear
+ * error in every build. USDT's locked amount is corrupted below what an
+ * open BUY holds; canceling the order must not hand back money that is
+ * not there: the engine aborts, naming what broke. */
+Test(sim_engine, a_broken_money_invariant_stops_the_engine_in_a_release_build)
+{
+    cr_assert(built_with_ndebug, "tests/meson.build must build test_sim_engine with -DNDEBUG");
+    struct sim_engine *e = rich_engine();
+    struct book empty;
+    book_init(&empty);
+    struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "1", "30000"), &empty, 1);
+    assert_bal(e, "USDT", "970000", "30000");
+    sim_engine__corrupt_locked(e, "USDT", D("100"));
+
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* no Criterion calls in here */
+        struct rlimit no_core = {0, 0};
+        struct sim_order o;
+        struct sim_reject rej;
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        int rc = sim_engine_cancel(e, BTC, p.o.order_id, NULL, NULL, 2, &o, &rej);
+        _exit(rc == 0 ? 0 : 3); /* the check is missing */
+    }
+    close(fds[1]);
+    static char out[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < sizeof(out) && (r = read(fds[0], out + n, sizeof(out) - 1 - n)) > 0) {
+        n += (size_t)r;
+    }
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the engine went on with a broken invariant (exit status %d); stderr: %s", status,
+              out);
+    cr_assert_not_null(strstr(out, "\"event\":\"sim_invariant_broken\""), "%s", out);
+    cr_assert_not_null(
+        strstr(out, "I2: USDT locked 100.00000000 is less than the 30000.00000000 order 1 holds"),
+        "%s", out);
+    json_t *line = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert_not_null(line, "not one JSON line: %s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(line, "level")), "error");
+    json_decref(line);
     sim_engine_free(e);
 }
 
