@@ -15,15 +15,19 @@
  * strategy signals, the HealthGate decides, in this order:
  *   symbol_quarantined  the journal refuses the symbol's scope
  *   feeder_missing      no market data for the symbol yet
- *   feeder_stale        the last market event for the symbol is older than
- *                       CQ_FEEDER_STALE_MS, or the feeder is not ready, or the
- *                       candle came from a backfill (late data)
+ *   feeder_stale        the candle came from a backfill (late data; detail
+ *                       "late_candle"), or the feeder is not ready
+ *                       ("feeder_not_ready"), or the last market event for
+ *                       the symbol is older than CQ_FEEDER_STALE_MS
+ *                       ("data_older_than_stale_ms")
  *   warmup              the strategy's indicators are not warm yet
  * An open gate emits: journal signal.emitted, then the ring to the trader;
  * if the journal cannot take the record (it failed or paused), the signal is
  * blocked as journal_unavailable instead: nothing is acted on unjournaled.
- * A closed one blocks: journal signal.blocked with the reason, counted per
- * reason (health details and /metrics), logged (rate-limited). The test
+ * A closed one blocks: journal signal.blocked with the reason and its detail
+ * (blocked_reason, blocked_detail), counted per reason (health details and
+ * /metrics), the symbol's last block kept in health details (last_blocked:
+ * reason, detail), logged (rate-limited). The test
  * signal (TEST_ALLOW_DEFAULT_SIGNAL=on, paper and dryrun only, every
  * CQ_ARES_TEST_SIGNAL_MS on the first symbol) goes through the same gate;
  * since a strategy cannot signal before it is warm, the test signal is what
@@ -79,6 +83,8 @@ struct sym_ares {
     uint64_t books, trades;
     uint64_t emitted;
     uint64_t blocked[GATE__COUNT];
+    enum gate last_blocked;          /* GATE_OPEN: none yet */
+    const char *last_blocked_detail; /* static string */
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
 };
 
@@ -115,7 +121,11 @@ struct cq_ares {
 void cq_signal_make_id(struct cq_signal *s)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Bounded: strategy (< 24) + symbol (< CQ_SYMBOL_LEN) + 20 digits + "SELL"
+     * + 3 separators fit in 160; the static assert keeps it so. */
     char text[160];
+    _Static_assert(sizeof(s->strategy) + sizeof(s->symbol) + 20 + 4 + 3 < sizeof(text),
+                   "signal id text fits its buffer");
     unsigned char digest[32];
     unsigned int len = 0;
     int n = snprintf(text, sizeof(text), "%s|%s|%lld|%s", s->strategy, s->symbol,
@@ -171,21 +181,35 @@ static bool journal_record(struct cq_ares *a, uint16_t type, const char *scope, 
 
 /* ---- the gate ------------------------------------------------------------------- */
 
+/* The gate for one candidate; *detail says which rule closed it (a static
+ * snake_case string; "" when open). */
 static enum gate check_gate(struct cq_ares *a, const struct sym_ares *s, int64_t now,
-                            bool late_candle, bool need_warm)
+                            bool late_candle, bool need_warm, const char **detail)
 {
     int64_t stale_ms = atomic_load_explicit(&a->stale_ms, memory_order_relaxed);
+    *detail = "";
     if (a->journal != NULL && cq_journal_scope_quarantined(a->journal, s->name)) {
+        *detail = "journal_quarantine";
         return GATE_SYMBOL_QUARANTINED;
     }
     if (s->last_event_mono == 0) {
+        *detail = "no_market_data_yet";
         return GATE_FEEDER_MISSING;
     }
-    if (late_candle || now - s->last_event_mono > stale_ms ||
-        !cq_health_is_ready(a->board, CQ_SVC_FEEDER)) {
+    if (late_candle) {
+        *detail = "late_candle";
+        return GATE_FEEDER_STALE;
+    }
+    if (!cq_health_is_ready(a->board, CQ_SVC_FEEDER)) {
+        *detail = "feeder_not_ready";
+        return GATE_FEEDER_STALE;
+    }
+    if (now - s->last_event_mono > stale_ms) {
+        *detail = "data_older_than_stale_ms";
         return GATE_FEEDER_STALE;
     }
     if (need_warm && !cq_strategy_warm(s->strategy)) {
+        *detail = "strategy_cold";
         return GATE_WARMUP;
     }
     return GATE_OPEN;
@@ -213,7 +237,8 @@ static void flush_signals(struct cq_ares *a)
 }
 
 /* Gate, then emit or block one candidate signal. */
-static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate g)
+static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate g,
+                   const char *detail)
 {
     struct sym_ares *s = &a->syms[idx];
     cq_signal_make_id(sig);
@@ -221,6 +246,7 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
      * passed on (the journal failed or paused: trading stops with it). */
     if (g == GATE_OPEN && !journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig))) {
         g = GATE_JOURNAL_UNAVAILABLE;
+        detail = "journal_refused_append";
     }
     if (g == GATE_OPEN) {
         if (!pending_push(a, sig)) {
@@ -240,16 +266,20 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
         return;
     }
     s->blocked[g]++;
+    s->last_blocked = g;
+    s->last_blocked_detail = detail;
     json_t *payload = signal_json(sig);
     json_object_set_new(payload, "blocked_reason", json_string(gate_names[g]));
+    json_object_set_new(payload, "blocked_detail", json_string(detail));
     journal_record(a, CQ_REC_SIGNAL_BLOCKED, s->name, payload);
     uint64_t suppressed = 0;
     if (cq_log_ratelimit_allow(&a->blocked_rl, cq_clock_mono_ms(a->clock), &suppressed)) {
         cq_log_warn("ares", "signal_blocked",
-                    json_pack("{s:s,s:s,s:s,s:s,s:I}", "signal_id", sig->id, "symbol", s->name,
-                              "side", cq_side_name(sig->side), "reason", gate_names[g],
-                              "suppressed", (json_int_t)suppressed),
-                    "%s %s blocked: %s", cq_side_name(sig->side), s->name, gate_names[g]);
+                    json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "signal_id", sig->id, "symbol",
+                              s->name, "side", cq_side_name(sig->side), "reason", gate_names[g],
+                              "detail", detail, "suppressed", (json_int_t)suppressed),
+                    "%s %s blocked: %s (%s)", cq_side_name(sig->side), s->name, gate_names[g],
+                    detail);
     }
 }
 
@@ -305,8 +335,10 @@ static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *
     }
     struct cq_signal sig;
     fill_signal(a, idx, &sig, ss.side, ss.strength, ss.reason, c->open_ms, false);
-    decide(a, idx, &sig,
-           check_gate(a, s, now, ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL, true));
+    const char *detail = "";
+    enum gate g =
+        check_gate(a, s, now, ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL, true, &detail);
+    decide(a, idx, &sig, g, detail);
 }
 
 static void consume(struct cq_ares *a, const struct cq_market_event *ev, int64_t now)
@@ -346,7 +378,9 @@ static void test_signal_tick(struct cq_ares *a, int64_t now)
      * the candle time. */
     fill_signal(a, 0, &sig, side, 0.0, "periodic test signal (TEST_ALLOW_DEFAULT_SIGNAL=on)",
                 cq_clock_wall_us(a->clock) / 1000, true);
-    decide(a, 0, &sig, check_gate(a, &a->syms[0], now, false, true));
+    const char *detail = "";
+    enum gate g = check_gate(a, &a->syms[0], now, false, true, &detail);
+    decide(a, 0, &sig, g, detail);
 }
 
 /* ---- health ------------------------------------------------------------------------ */
@@ -384,6 +418,11 @@ static void publish_health(struct cq_ares *a, int64_t now)
                       "data_age_ms",
                       s->last_event_mono > 0 ? json_integer(now - s->last_event_mono)
                                              : json_null()));
+        json_object_set_new(json_object_get(symbols, s->name), "last_blocked",
+                            s->last_blocked == GATE_OPEN
+                                ? json_null()
+                                : json_pack("{s:s,s:s}", "reason", gate_names[s->last_blocked],
+                                            "detail", s->last_blocked_detail));
     }
     for (int g = 1; g < GATE__COUNT; g++) {
         json_object_set_new(blocked_total, gate_names[g], json_integer((json_int_t)totals[g]));
@@ -422,6 +461,13 @@ static void publish_health(struct cq_ares *a, int64_t now)
         "to_trader", "ring_size", (json_int_t)(a->out != NULL ? cq_spsc_size(a->out) : 0),
         "ring_capacity", (json_int_t)(a->out != NULL ? cq_spsc_capacity(a->out) : 0), "ring_full",
         (json_int_t)(a->out != NULL ? atomic_load(&a->out->full) : 0));
+    struct cq_ares_metrics am = {.signals_emitted_total = emitted};
+    for (int g = 1; g < GATE__COUNT && am.n_blocked < CQ_HEALTH_BLOCK_REASONS_MAX; g++) {
+        am.blocked[am.n_blocked].reason = gate_names[g]; /* static storage */
+        am.blocked[am.n_blocked].total = totals[g];
+        am.n_blocked++;
+    }
+    cq_health_set_ares_metrics(a->board, &am); /* typed counters for /metrics */
     cq_health_publish(a->board, CQ_SVC_ARES, status, ready, reason, detail, details);
 }
 

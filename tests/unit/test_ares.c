@@ -2,7 +2,14 @@
  * test_ares.c — ARES's HealthGate, every reason, driven by a fake clock and
  * a fake feeder (events pushed into ARES's input ring, the feeder's health
  * record published by hand); signals read from ARES's output ring; and the
- * determinism of signal ids.
+ * determinism of signal ids, pinned to golden ids computed outside the code.
+ *
+ * Every block test names the one rule it expects to close the gate: the
+ * reason's count becomes exactly what the test caused, every other reason
+ * stays at 0, and the symbol's last_blocked carries that reason and the
+ * gate's detail (which of feeder_stale's three rules fired). A count alone
+ * let a gate that ignored the feeder's readiness pass: the data was stale
+ * too.
  *
  * ARES runs on its own service thread as in the daemon; the test waits
  * (bounded) for its health record to show the effect of each step.
@@ -143,6 +150,36 @@ static json_int_t blocked(const char *reason, json_int_t want)
     return wait_detail("signals_blocked_total", reason, NULL, want);
 }
 
+static const char *str_or(json_t *v, const char *dflt)
+{
+    return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+/* Exactly `want` signals blocked, all for `reason`, the last one by the rule
+ * named `detail`. */
+static void expect_blocked(const char *reason, const char *detail, json_int_t want)
+{
+    json_int_t n = blocked(reason, want);
+    cr_expect_eq(n, want, "%lld signal(s) blocked for %s, expected %lld", (long long)n, reason,
+                 (long long)want);
+    json_t *rec = cq_health_record_json(board, CQ_SVC_ARES);
+    json_t *details = json_object_get(rec, "details");
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(details, "signals_blocked_total"), k, v)
+    {
+        if (strcmp(k, reason) != 0) {
+            cr_expect_eq(json_integer_value(v), 0, "blocked for %s, not only for %s", k, reason);
+        }
+    }
+    json_t *last = json_object_get(
+        json_object_get(json_object_get(details, "symbols"), "BTCUSDT"), "last_blocked");
+    cr_expect_str_eq(str_or(json_object_get(last, "reason"), "(none)"), reason);
+    cr_expect_str_eq(str_or(json_object_get(last, "detail"), "(none)"), detail,
+                     "the rule that closed the gate");
+    json_decref(rec);
+}
+
 /* Let the next test signal fall due. */
 static void tick_test_signal(void)
 {
@@ -154,7 +191,7 @@ Test(ares_gate, feeder_missing_when_no_data_yet)
     start(NULL);
     feeder_ready(true);
     tick_test_signal();
-    cr_expect_geq(blocked("feeder_missing", 1), 1);
+    expect_blocked("feeder_missing", "no_market_data_yet", 1);
     struct cq_signal s;
     cr_expect_not(cq_spsc_pop(&out, &s), "a blocked signal never reaches the trader");
     stop();
@@ -168,26 +205,49 @@ Test(ares_gate, warmup_while_the_strategy_is_cold)
     push_candle(60000, "100", CQ_CANDLE_FROM_STREAM); /* 1 of the 3 bars slow=3 needs */
     cr_expect_geq(wait_detail("symbols", "BTCUSDT", "candles_closed", 1), 1);
     tick_test_signal();
-    cr_expect_geq(blocked("warmup", 1), 1);
+    expect_blocked("warmup", "strategy_cold", 1);
     stop();
 }
 
-Test(ares_gate, feeder_stale_when_data_is_old_or_the_feeder_not_ready)
+Test(ares_gate, feeder_stale_when_data_is_old)
 {
     start(NULL);
     feeder_ready(true);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4; i++) { /* warm: slow=3 needs 3 bars */
         push_candle(60000 * (i + 1), "100", CQ_CANDLE_FROM_STREAM);
     }
     cr_expect_geq(wait_detail("symbols", "BTCUSDT", "candles_closed", 4), 4);
     fake_clock_advance_ms(&fc, 1500); /* data now older than CQ_FEEDER_STALE_MS */
-    cr_expect_geq(blocked("feeder_stale", 1), 1);
+    expect_blocked("feeder_stale", "data_older_than_stale_ms", 1);
+    stop();
+}
 
-    push_book(); /* fresh again ... */
-    feeder_ready(false); /* ... but the feeder says it is not ready */
-    json_int_t before = blocked("feeder_stale", 0);
+/* Readiness alone: the data is fresh and the strategy warm when the test
+ * signal falls due, and only the feeder's own "not ready" stands in the
+ * way; once the feeder is ready again the same situation emits. */
+Test(ares_gate, feeder_stale_when_the_feeder_is_not_ready_with_fresh_data)
+{
+    start(NULL);
+    feeder_ready(true);
+    recv_ahead_ms = 1001; /* fresh at the moment each test signal falls due */
+    for (int i = 0; i < 4; i++) {
+        push_candle(60000 * (i + 1), "100", CQ_CANDLE_FROM_STREAM);
+    }
+    cr_expect_geq(wait_detail("symbols", "BTCUSDT", "candles_closed", 4), 4);
+    feeder_ready(false);
     tick_test_signal();
-    cr_expect_geq(blocked("feeder_stale", before + 1), before + 1);
+    expect_blocked("feeder_stale", "feeder_not_ready", 1);
+    json_int_t emitted = wait_detail("signals_emitted_total", NULL, NULL, 0);
+    cr_expect_eq(emitted, 0);
+
+    /* the control: ready again, fresh again, and the next test signal goes out */
+    feeder_ready(true);
+    push_book();
+    cr_expect_geq(wait_detail("symbols", "BTCUSDT", "books", 1), 1);
+    tick_test_signal();
+    cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 1), 1,
+                 "with the feeder ready the gate opens: readiness was the only block");
+    cr_expect_eq(blocked("feeder_stale", 0), 1, "nothing more blocked");
     stop();
 }
 
@@ -247,7 +307,7 @@ Test(ares_gate, backfilled_candles_are_late_data_and_warmup_candles_never_signal
         free(t);
         json_decref(rec);
     }
-    cr_expect_geq(n, 1);
+    expect_blocked("feeder_stale", "late_candle", 1);
     cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 0), 0);
     stop();
 }
@@ -271,6 +331,7 @@ Test(ares_gate, symbol_quarantined_by_the_journal)
     tick_test_signal();
     cr_expect_geq(blocked("symbol_quarantined", 1), 1,
                   "the quarantine comes first, before freshness and warm-up");
+    expect_blocked("symbol_quarantined", "journal_quarantine", 1);
     stop();
     /* The blocked signal is in the journal as signal.blocked with its reason. */
     cr_assert_eq(cq_journal_stop(journal, &err), 0);
@@ -303,6 +364,7 @@ Test(ares_gate, no_signal_is_passed_on_that_the_journal_refused)
     }
     cr_expect_geq(blocked("journal_unavailable", 1), 1,
                   "journal before acting: an unjournaled signal is blocked");
+    expect_blocked("journal_unavailable", "journal_refused_append", 1);
     cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 0), 0);
     struct cq_signal sig;
     cr_expect_not(cq_spsc_pop(&out, &sig), "nothing reached the trader");
@@ -336,5 +398,46 @@ Test(signal_id, deterministic_and_distinct)
     cr_expect_str_neq(a.id, b.id, "the symbol is part of the id");
     for (size_t i = 0; i < CQ_SIGNAL_ID_LEN; i++) {
         cr_expect(strchr("0123456789abcdef", a.id[i]) != NULL, "lowercase hex");
+    }
+}
+
+/* "Stable across restarts and releases": ids pinned to values computed once
+ * outside this code, from the definition in cq/signal.h (the first 16 bytes
+ * of SHA-256 over "<strategy>|<symbol>|<candle_open_ms>|<side>", in hex):
+ *   printf '%s' 'ema_cross|BTCUSDT|1679004900000|BUY' | sha256sum | cut -c1-32
+ * A change to the text hashed, its separators, the digest or the encoding
+ * changes every id the trader has already seen: it fails here. */
+struct golden_id {
+    const char *strategy, *symbol;
+    int64_t candle_open_ms;
+    enum cq_side side;
+    const char *id;
+};
+
+static const struct golden_id golden_ids[] = {
+    {"ema_cross", "BTCUSDT", 1679004900000, CQ_SIDE_BUY, "21e38b38d598c81a06fa3f03759398d5"},
+    {"ema_cross", "BTCUSDT", 1679004900000, CQ_SIDE_SELL, "7f51091871c1bc8b06c21c90ab9b5fb6"},
+    {"rsi_reversion", "ETHUSDT", 1763683200000, CQ_SIDE_SELL, "c0c5ea810531045a94fcd06396222676"},
+    {"test", "BTCUSDT", 1763683200123, CQ_SIDE_BUY, "f46d07da5a668ba61b8d184e9c1cfc76"},
+    {"ema_cross", "BTCUSDT", -60000, CQ_SIDE_BUY, "5aae7d4359092c1702822acf85c12eb9"},
+};
+
+Test(signal_id, golden_ids_computed_outside_the_code)
+{
+    for (size_t i = 0; i < CQ_ARRAY_LEN(golden_ids); i++) {
+        const struct golden_id *g = &golden_ids[i];
+        struct cq_signal s;
+        memset(&s, 0, sizeof(s));
+        cr_assert_lt(cq_strlcpy(s.strategy, g->strategy, sizeof(s.strategy)), sizeof(s.strategy));
+        cr_assert_lt(cq_strlcpy(s.symbol, g->symbol, sizeof(s.symbol)), sizeof(s.symbol));
+        s.candle_open_ms = g->candle_open_ms;
+        s.side = g->side;
+        /* fields outside the definition do not move the id */
+        s.strength = 0.75;
+        s.created_at_us = 1763683200000000LL + (int64_t)i;
+        cq_strlcpy(s.reason, "whatever the strategy says", sizeof(s.reason));
+        cq_signal_make_id(&s);
+        cr_expect_str_eq(s.id, g->id, "%s|%s|%lld|%s", g->strategy, g->symbol,
+                         (long long)g->candle_open_ms, cq_side_name(g->side));
     }
 }
