@@ -9,7 +9,7 @@
  * Input, read strictly: an optional header line (exactly the documented
  * one), then rows of 9 comma-separated fields
  *   open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,trades
- * with integer times, exact decimals (cq_dec_parse: no exponent, no '+',
+ * with integer times (0 .. CLI_TIME_MS_MAX), exact decimals (cq_dec_parse: no exponent, no '+',
  * no spaces), prices > 0, low <= open, close <= high, volume >= 0,
  * close_time_ms >= open_time_ms, open_time_ms strictly increasing, and the
  * last two fields empty or a decimal / a whole number. Lines end in "\n"
@@ -38,6 +38,11 @@
 #include "cq/indicators.h"
 
 #define CLI_LINE_MAX 1024        /* bytes in one CSV line, newline excluded */
+/* open_time_ms / close_time_ms: 0 .. the last millisecond of year 9999, the
+ * latest time RFC 3339 can write. */
+#define CLI_TIME_MS_MAX INT64_C(253402300799999)
+#define CLI_TIME_MS_MAX_TEXT "9999-12-31T23:59:59.999Z"
+#define CLI_COUNT_MAX INT64_C(999999999999999999) /* trades: 18 digits */
 #define CLI_READ_CHUNK (1 << 16) /* bytes per gzread */
 #define CLI_FIELDS 9
 #define EXIT_IO 1
@@ -163,20 +168,52 @@ struct row {
     struct cq_ind_bar bar;
 };
 
-/* A whole number of at most 18 digits, no sign. */
-static bool parse_uint(const char *s, size_t len, int64_t *out)
+enum uint_parse { UINT_OK, UINT_NOT_A_NUMBER, UINT_OUT_OF_RANGE };
+
+/* A whole number 0 .. max (max < 10^18), digits only, no sign. Digits
+ * beyond 18, or a value above max, are out of range, not "not a number". */
+static enum uint_parse parse_uint(const char *s, size_t len, int64_t max, int64_t *out)
 {
     int64_t v = 0;
-    if (len == 0 || len > 18) {
-        return false;
+    if (len == 0) {
+        return UINT_NOT_A_NUMBER;
     }
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9') {
-            return false;
+            return UINT_NOT_A_NUMBER;
         }
+    }
+    if (len > 18) {
+        return UINT_OUT_OF_RANGE;
+    }
+    for (size_t i = 0; i < len; i++) {
         v = v * 10 + (s[i] - '0');
     }
+    if (v > max) {
+        return UINT_OUT_OF_RANGE;
+    }
     *out = v;
+    return UINT_OK;
+}
+
+/* "open_time_ms 'x' is not a whole number of milliseconds" or "... is out
+ * of range: ..."; false when not UINT_OK. */
+static bool time_field_ok(enum uint_parse pr, const char *name, const char *text, size_t len,
+                          char *msg, size_t msg_len)
+{
+    int shown = (int)(len > 40 ? 40 : len);
+    if (pr == UINT_NOT_A_NUMBER) {
+        snprintf(msg, msg_len, "%s '%.*s' is not a whole number of milliseconds", name, shown,
+                 text);
+        return false;
+    }
+    if (pr == UINT_OUT_OF_RANGE) {
+        snprintf(msg, msg_len,
+                 "%s '%.*s' is out of range: milliseconds since 1970 from 0 to %" PRId64
+                 " (" CLI_TIME_MS_MAX_TEXT ")",
+                 name, shown, text, CLI_TIME_MS_MAX);
+        return false;
+    }
     return true;
 }
 
@@ -222,9 +259,8 @@ static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_
                  klines_header);
         return false;
     }
-    if (!parse_uint(field[0], flen[0], &row->open_time_ms)) {
-        snprintf(msg, msg_len, "open_time_ms '%.*s' is not a whole number of milliseconds",
-                 (int)(flen[0] > 40 ? 40 : flen[0]), field[0]);
+    if (!time_field_ok(parse_uint(field[0], flen[0], CLI_TIME_MS_MAX, &row->open_time_ms),
+                       "open_time_ms", field[0], flen[0], msg, msg_len)) {
         return false;
     }
     for (size_t i = 1; i <= 5; i++) {
@@ -256,9 +292,8 @@ static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_
                  (int)flen[4], field[4]);
         return false;
     }
-    if (!parse_uint(field[6], flen[6], &close_time_ms)) {
-        snprintf(msg, msg_len, "close_time_ms '%.*s' is not a whole number of milliseconds",
-                 (int)(flen[6] > 40 ? 40 : flen[6]), field[6]);
+    if (!time_field_ok(parse_uint(field[6], flen[6], CLI_TIME_MS_MAX, &close_time_ms),
+                       "close_time_ms", field[6], flen[6], msg, msg_len)) {
         return false;
     }
     if (close_time_ms < row->open_time_ms) {
@@ -274,9 +309,14 @@ static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_
             return false;
         }
     }
-    if (flen[8] != 0 && !parse_uint(field[8], flen[8], &tmp)) {
-        snprintf(msg, msg_len, "trades '%.*s' is not empty or a whole number",
-                 (int)(flen[8] > 40 ? 40 : flen[8]), field[8]);
+    enum uint_parse trades = flen[8] != 0 ? parse_uint(field[8], flen[8], CLI_COUNT_MAX, &tmp)
+                                          : UINT_OK;
+    if (trades != UINT_OK) {
+        snprintf(msg, msg_len,
+                 trades == UINT_OUT_OF_RANGE
+                     ? "trades '%.*s' is out of range: empty or 0 to %" PRId64
+                     : "trades '%.*s' is not empty or a whole number (0 to %" PRId64 ")",
+                 (int)(flen[8] > 40 ? 40 : flen[8]), field[8], CLI_COUNT_MAX);
         return false;
     }
     if (have_prev && row->open_time_ms <= prev_open_time) {

@@ -1698,7 +1698,20 @@ Test(cli, malformed_lines_exit_1_with_file_and_line)
              "0000000000000000000000000000000000000000000000000000000000000000000000000000000000"
              "00000000000000000000000000000000000000000000000000000000000000000000000000000000000"
              "1\n",
-         2, "trades '0000000000000000000000000000000000000000' is not empty or a whole number"},
+         2, "trades '0000000000000000000000000000000000000000' is out of range: empty or 0 to "
+            "999999999999999999"},
+        /* out of range is said so, with the range, not "not a whole number" */
+        {HDR "99999999999999999999,24935.6,24946.86,24910.48,24933.42,1,1679005019999,,\n", 2,
+         "open_time_ms '99999999999999999999' is out of range: milliseconds since 1970 from 0 to "
+         "253402300799999 (9999-12-31T23:59:59.999Z)"},
+        {HDR "253402300800000,24935.6,24946.86,24910.48,24933.42,1,253402300800000,,\n", 2,
+         "open_time_ms '253402300800000' is out of range: milliseconds since 1970 from 0 to "
+         "253402300799999"},
+        {HDR "1679004960000,24935.6,24946.86,24910.48,24933.42,1,253402300800000,,\n", 2,
+         "close_time_ms '253402300800000' is out of range"},
+        {HDR "1679004960000,24935.6,24946.86,24910.48,24933.42,1,1679005019999,,"
+             "1000000000000000000\n",
+         2, "trades '1000000000000000000' is out of range: empty or 0 to 999999999999999999"},
         {HDR "1679004960000,24935.6,24946.86,24910.48,24933.42,1234567890123456789012,"
              "1679005019999,,\n",
          2, "volume '1234567890123456789012' is too long for a decimal"},
@@ -1717,6 +1730,20 @@ Test(cli, malformed_lines_exit_1_with_file_and_line)
         free_result(&r);
         unlink(path);
     }
+}
+
+/* The last millisecond RFC 3339 can write is the last one accepted. */
+Test(cli, times_up_to_the_end_of_year_9999_are_accepted)
+{
+    static const char text[] =
+        HDR "253402300739999,1,1,1,1,1,253402300799999,,999999999999999999\n";
+    const char *path = temp_file(text, sizeof(text) - 1, false);
+    const char *args[] = {"--data", path, "--indicators", "ema:2", NULL};
+    struct cli_result r = run_cli(args);
+    cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+    cr_assert(strstr(r.out, "253402300739999,1,") != NULL, "%s", r.out);
+    free_result(&r);
+    unlink(path);
 }
 
 Test(cli, long_lines_nul_bytes_and_truncated_gz)
