@@ -716,10 +716,45 @@ static struct sim_engine *custom_engine(void)
     return e;
 }
 
+/* Bounds exactly on the filters' edges (issue 17: a PRICE_FILTER that
+ * refused exactly minPrice, and NOTIONAL compared after rounding the
+ * product up, went unnoticed):
+ *   PXUSDT:  PRICE_FILTER 1.00 .. 1000.00, tick 0.01;
+ *   NTLUSDT: tick and step 0.00000001, NOTIONAL 0.1 .. 1, so price x qty
+ *            can have up to 16 decimals and must be compared exactly. */
+static struct sim_engine *bounds_engine(void)
+{
+    static struct sim_symbol syms[2];
+    static struct sim_balance bals[1];
+    memset(syms, 0, sizeof(syms));
+    cr_assert_eq(sim_symbol_defaults("PXUSDT", &syms[0]), 0);
+    syms[0].filters.min_price = D("1.00");
+    syms[0].filters.max_price = D("1000.00");
+    syms[0].filters.tick_size = D("0.01");
+    syms[0].filters.min_notional = CQ_DEC_ZERO;
+    cr_assert_eq(sim_symbol_defaults("NTLUSDT", &syms[1]), 0);
+    syms[1].filters = (struct sim_filters){.tick_size = D("0.00000001"),
+                                           .step_size = D("0.00000001"),
+                                           .min_notional = D("0.1"),
+                                           .max_notional = D("1")};
+    memset(bals, 0, sizeof(bals));
+    cq_strlcpy(bals[0].asset, "USDT", SIM_ASSET_LEN);
+    bals[0].free = D("1000000");
+    struct sim_engine_config cfg = {
+        .symbols = syms, .n_symbols = 2, .balances = bals, .n_balances = 1, .seed = 9};
+    struct cq_err err = {0};
+    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    cr_assert_not_null(e, "%s", err.message);
+    return e;
+}
+
 Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
 {
     struct sim_engine *e = std_engine();
     struct sim_engine *c = custom_engine();
+    struct sim_engine *bx = bounds_engine();
+    struct book none;
+    book_init(&none);
     struct book b;
     book_init(&b);
     ask(&b, "60000.00", "5");
@@ -739,6 +774,23 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
         const char *qty, *quote, *price;
         const char *msg; /* NULL = accepted */
     } rows[] = {
+        /* PRICE_FILTER exactly at minPrice and maxPrice passes; one tick
+         * outside fails */
+        {2, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "1", NULL, "1.00", NULL},
+        {2, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "1", NULL, "1000.00", NULL},
+        {2, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "1", NULL, "0.99", "Filter failure: PRICE_FILTER"},
+        {2, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "1", NULL, "1000.01", "Filter failure: PRICE_FILTER"},
+        /* NOTIONAL compared exactly, the product having 9 and 16 decimals:
+         * 0.099999999 < 0.1 (rounding it up first would pass it);
+         * 1.0000000099999998 > 1 (rounding it down first would pass it);
+         * exactly 0.1 and exactly 1 pass, and so does 0.100000001 */
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.1", NULL, "0.99999999", "Filter failure: NOTIONAL"},
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.99999999", NULL, "1.00000002",
+         "Filter failure: NOTIONAL"},
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.1", NULL, "1", NULL},
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "1", NULL, "1", NULL},
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.1", NULL, "1.00000001", NULL},
+        {2, 1, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.99999999", NULL, "1.00000001", NULL},
         /* PRICE_FILTER: min, max, tick, more than 8 decimals */
         {0, BTC, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.001", NULL, "0.001",
          "Filter failure: PRICE_FILTER"},
@@ -792,7 +844,8 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
         {1, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.12345678", NULL, "1.23456789", NULL},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
-        struct sim_engine *x = rows[i].engine == 0 ? e : c;
+        struct sim_engine *x = rows[i].engine == 0 ? e : rows[i].engine == 1 ? c : bx;
+        const struct book *xb = rows[i].engine == 0 ? &b : rows[i].engine == 1 ? &cb : &none;
         struct sim_order_req r = base_req(rows[i].sym, rows[i].side, rows[i].type);
         r.tif = rows[i].tif;
         if (rows[i].qty != NULL) {
@@ -809,8 +862,8 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
         }
         char *before = dump(x);
         struct sim_reject rej = {0};
-        int trc = sim_engine_test_order(x, &r, rows[i].engine == 0 ? &b.v : &cb.v, &rej);
-        struct placed p = place(x, r, rows[i].engine == 0 ? &b : &cb, 1000);
+        int trc = sim_engine_test_order(x, &r, &xb->v, &rej);
+        struct placed p = place(x, r, xb, 1000);
         if (rows[i].msg == NULL) {
             cr_expect_eq(p.rc, 0, "row %zu: rejected %d %s", i, p.rej.code, p.rej.msg);
             cr_expect_eq(trc, 0, "row %zu: test_order rejected", i);
@@ -835,6 +888,7 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
     }
     sim_engine_free(e);
     sim_engine_free(c);
+    sim_engine_free(bx);
 }
 
 Test(sim_engine, max_num_orders_counts_open_orders_per_symbol)
