@@ -16,7 +16,8 @@
  * Anything else (missing field, wrong type, a decimal that cq_dec_parse
  * refuses, truncated input, trailing garbage) is -CQ_EPARSE with
  * err_offset set to the byte where decoding failed: the feeder counts it,
- * logs it (rate-limited) and drops the message.
+ * logs it (rate-limited) and drops the message. A message that decodes but
+ * breaks a sanity rule (cq_msg_check below) is dropped the same way.
  */
 #ifndef CQ_CODEC_H
 #define CQ_CODEC_H
@@ -68,5 +69,24 @@ int cq_codec_decode_jansson(const char *data, size_t len, struct cq_msg *out,
                             size_t *err_offset) CQ_WUR;
 
 const char *cq_msg_kind_name(enum cq_msg_kind kind);
+
+/* Sanity rules for decoded market data: the ones `coinquantd indicators`
+ * applies to a kline row, for every kline, trade and book value the feeder
+ * takes (WebSocket and REST backfill alike):
+ *   prices > 0; quantities and volumes >= 0; low <= open, close <= high;
+ *   bid < ask; times (open/close, trade, event when present) within
+ *   [CQ_MARKET_TIME_MIN_MS, CQ_MARKET_TIME_MAX_MS) and close >= open;
+ *   depth update ids U <= u.
+ * Each returns NULL when the value may be used, else a stable snake_case
+ * reason (price_not_positive, quantity_negative, low_above_open_or_close,
+ * high_below_open_or_close, book_crossed, time_implausible,
+ * close_before_open, update_ids_backwards) for logs and health.
+ * The decoders themselves check the grammar only. Pure, any thread. */
+#define CQ_MARKET_TIME_MIN_MS 1262304000000LL  /* 2010-01-01T00:00:00Z, in ms */
+#define CQ_MARKET_TIME_MAX_MS 4102444800000LL  /* 2100-01-01T00:00:00Z, in ms */
+const char *cq_market_check_candle(const struct cq_candle *c);
+const char *cq_market_check_book(const struct cq_book_top *b);
+const char *cq_market_check_trade(const struct cq_trade_tick *t);
+const char *cq_msg_check(const struct cq_msg *m);
 
 #endif /* CQ_CODEC_H */

@@ -48,7 +48,9 @@ struct cq_feeder_options {
     const char *rest_url;             /* venue; copied */
     const char *ws_url;               /* venue; copied */
     const char *api_key;              /* NULL: no user data stream; copied */
-    const char *api_secret;           /* copied; not used by the feeder today */
+    const char *api_secret;           /* IGNORED, neither read nor copied: the feeder
+                                       * signs nothing (listen keys need the key only).
+                                       * Kept until the supervisor stops passing it. */
     struct cq_spsc *to_ares;          /* borrowed; the feeder is its producer */
     struct cq_spsc *to_trader;        /* borrowed, may be NULL */
     const struct cq_clock *clock;     /* NULL = system; borrowed */

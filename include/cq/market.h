@@ -17,7 +17,11 @@
 
 #include "cq/decimal.h"
 
-#define CQ_SYMBOL_LEN 20   /* "BTCUSDT" + NUL, with room */
+/* The longest symbol name, in characters (symbols are ASCII A-Z 0-9, so
+ * characters are bytes). The one limit: config validation (CQ_SYMBOLS), the
+ * feeder and the codec all use it; buffers hold it and the NUL. */
+#define CQ_SYMBOL_MAX_CHARS 20
+#define CQ_SYMBOL_LEN (CQ_SYMBOL_MAX_CHARS + 1)
 
 /* A 1m candle. closed=true only from the exchange's x=true kline or a REST
  * backfill, never from a forming candle that simply stopped changing. */

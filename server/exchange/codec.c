@@ -1178,3 +1178,88 @@ const char *cq_msg_kind_name(enum cq_msg_kind kind)
     }
     return "unknown";
 }
+
+/* ---- sanity rules ------------------------------------------------------------
+ * The rules `coinquantd indicators` applies to a CSV row, applied to every
+ * decoded market value (stream and REST alike, see codec.h). Well-formed
+ * JSON can still carry a price of -1; these catch what the grammar cannot. */
+
+static bool time_plausible(int64_t ms)
+{
+    return ms >= CQ_MARKET_TIME_MIN_MS && ms < CQ_MARKET_TIME_MAX_MS;
+}
+
+const char *cq_market_check_candle(const struct cq_candle *c)
+{
+    if (cq_dec_sign(c->open) <= 0 || cq_dec_sign(c->high) <= 0 || cq_dec_sign(c->low) <= 0 ||
+        cq_dec_sign(c->close) <= 0) {
+        return "price_not_positive";
+    }
+    if (cq_dec_sign(c->volume) < 0 || cq_dec_sign(c->quote_volume) < 0) {
+        return "quantity_negative";
+    }
+    if (cq_dec_cmp(c->low, c->open) > 0 || cq_dec_cmp(c->low, c->close) > 0) {
+        return "low_above_open_or_close";
+    }
+    if (cq_dec_cmp(c->high, c->open) < 0 || cq_dec_cmp(c->high, c->close) < 0) {
+        return "high_below_open_or_close";
+    }
+    if (!time_plausible(c->open_ms) || !time_plausible(c->close_ms)) {
+        return "time_implausible";
+    }
+    if (c->close_ms < c->open_ms) {
+        return "close_before_open";
+    }
+    return NULL;
+}
+
+const char *cq_market_check_book(const struct cq_book_top *b)
+{
+    if (cq_dec_sign(b->bid) <= 0 || cq_dec_sign(b->ask) <= 0) {
+        return "price_not_positive";
+    }
+    if (cq_dec_sign(b->bid_qty) < 0 || cq_dec_sign(b->ask_qty) < 0) {
+        return "quantity_negative";
+    }
+    if (cq_dec_cmp(b->bid, b->ask) >= 0) {
+        return "book_crossed";
+    }
+    return NULL;
+}
+
+const char *cq_market_check_trade(const struct cq_trade_tick *t)
+{
+    if (cq_dec_sign(t->price) <= 0) {
+        return "price_not_positive";
+    }
+    if (cq_dec_sign(t->qty) < 0) {
+        return "quantity_negative";
+    }
+    if (!time_plausible(t->time_ms)) {
+        return "time_implausible";
+    }
+    return NULL;
+}
+
+const char *cq_msg_check(const struct cq_msg *m)
+{
+    if (m->event_ms != 0 && !time_plausible(m->event_ms)) {
+        return "time_implausible";
+    }
+    switch (m->kind) {
+    case CQ_MSG_TRADE:
+    case CQ_MSG_AGG_TRADE:
+        return cq_market_check_trade(&m->u.trade);
+    case CQ_MSG_BOOK_TICKER:
+        return cq_market_check_book(&m->u.book);
+    case CQ_MSG_KLINE:
+        return cq_market_check_candle(&m->u.kline.candle);
+    case CQ_MSG_DEPTH_UPDATE:
+        return m->u.depth.first_update_id > m->u.depth.last_update_id ? "update_ids_backwards"
+                                                                      : NULL;
+    case CQ_MSG_CONTROL:
+    case CQ_MSG_EVENT_OTHER:
+        break;
+    }
+    return NULL;
+}

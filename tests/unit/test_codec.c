@@ -643,12 +643,17 @@ static const struct edge edges[] = {
      0, ERR, 0},
 
     /* text bounds */
+    /* CQ_SYMBOL_MAX_CHARS (20), the limit config validation uses too */
     {"symbol of 19 bytes", "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQRS\"," TRADE_TAIL "}", 0,
      CQ_MSG_TRADE, 0},
     {"symbol of 20 bytes", "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQRST\"," TRADE_TAIL "}", 0,
+     CQ_MSG_TRADE, 0},
+    {"symbol of 21 bytes", "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQRSTU\"," TRADE_TAIL "}", 0,
      ERR, 0},
     {"symbol of 20 bytes once unescaped",
-     "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQR\\u00e9\"," TRADE_TAIL "}", 0, ERR, 0},
+     "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQR\\u00e9\"," TRADE_TAIL "}", 0, CQ_MSG_TRADE, 0},
+    {"symbol of 21 bytes once unescaped",
+     "{\"e\":\"trade\",\"E\":1,\"s\":\"ABCDEFGHIJKLMNOPQRS\\u00e9\"," TRADE_TAIL "}", 0, ERR, 0},
     {"empty symbol", "{\"e\":\"trade\",\"E\":1,\"s\":\"\"," TRADE_TAIL "}", 0, ERR, 0},
     {"stream of 63 bytes",
      "{\"stream\":\"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk\",\"data\":{}}", 0,
@@ -1174,4 +1179,113 @@ Test(codec_fixtures, control_replies)
     }
     free(text);
     cr_expect_geq(n, 5);
+}
+
+/* Issue 9.2: a high-supply coin's volume at or above 92233720368.54775808
+ * with 8 decimals ("92233720369.00000000") fits once its trailing zeros go;
+ * both decoders must take the kline (it used to be dropped, and the REST
+ * backfill failed on the same string, so the gap never closed). */
+Test(codec_edge, kline_with_high_supply_volume)
+{
+    static const char kline[] =
+        "{\"e\":\"kline\",\"E\":1723161600001,\"s\":\"PEPEUSDT\",\"k\":{\"t\":1723161540000,"
+        "\"T\":1723161599999,\"s\":\"PEPEUSDT\",\"i\":\"1m\",\"o\":\"0.00000812\","
+        "\"c\":\"0.00000815\",\"h\":\"0.00000816\",\"l\":\"0.00000810\","
+        "\"v\":\"92233720369.00000000\",\"n\":52012,\"x\":true,\"q\":\"751204.12345678\"}}";
+    struct cq_msg m;
+    cr_assert_eq(decode_both("high-supply kline", kline, strlen(kline), &m), 0);
+    cr_expect_eq(m.kind, CQ_MSG_KLINE);
+    cr_expect_str_eq(m.symbol, "PEPEUSDT");
+    expect_dec(m.u.kline.candle.volume, "92233720369.0000000");
+    cr_expect_null(cq_msg_check(&m), "a sane kline: %s", cq_msg_check(&m));
+}
+
+/* Issue 17.7: the sanity rules of cq_market_check_* / cq_msg_check, one row
+ * per rule and boundary (the rules of `coinquantd indicators`). */
+struct sanity_row {
+    const char *name;
+    const char *json;
+    const char *reason; /* NULL: sane */
+};
+
+#define SK_HEAD "{\"e\":\"kline\",\"E\":1723161600001,\"s\":\"BTCUSDT\",\"k\":{\"i\":\"1m\",\"n\":1,\"x\":true,"
+#define SK_TIMES "\"t\":1723161540000,\"T\":1723161599999,"
+#define SK_VOL "\"v\":\"1.5\",\"q\":\"150\""
+#define ST_HEAD "{\"e\":\"trade\",\"E\":1723161255343,\"s\":\"BTCUSDT\",\"t\":1,\"m\":true,"
+#define SB_HEAD "{\"u\":1,\"s\":\"BTCUSDT\","
+
+/* clang-format off */
+static const struct sanity_row sanity_rows[] = {
+    /* klines */
+    {"kline sane", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", NULL},
+    {"kline flat (o=h=l=c), zero volume", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"10\",\"l\":\"10\",\"c\":\"10\",\"v\":\"0\",\"q\":\"0\"}}", NULL},
+    {"kline all -1", SK_HEAD SK_TIMES "\"o\":\"-1\",\"h\":\"-1\",\"l\":\"-1\",\"c\":\"-1\"," SK_VOL "}}", "price_not_positive"},
+    {"kline open 0", SK_HEAD SK_TIMES "\"o\":\"0\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "price_not_positive"},
+    {"kline high 0", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"0.0\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "price_not_positive"},
+    {"kline low -0.00000001", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"-0.00000001\",\"c\":\"11\"," SK_VOL "}}", "price_not_positive"},
+    {"kline close 0", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"0\"," SK_VOL "}}", "price_not_positive"},
+    {"kline volume negative", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\",\"v\":\"-1\",\"q\":\"0\"}}", "quantity_negative"},
+    {"kline quote volume negative", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\",\"v\":\"1\",\"q\":\"-0.1\"}}", "quantity_negative"},
+    {"kline low above open", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"10.01\",\"c\":\"11\"," SK_VOL "}}", "low_above_open_or_close"},
+    {"kline low above close", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"8.99\"," SK_VOL "}}", "low_above_open_or_close"},
+    {"kline high below open", SK_HEAD SK_TIMES "\"o\":\"12.01\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "high_below_open_or_close"},
+    {"kline high below close", SK_HEAD SK_TIMES "\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"12.0001\"," SK_VOL "}}", "high_below_open_or_close"},
+    {"kline open time 0", SK_HEAD "\"t\":0,\"T\":59999,\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "time_implausible"},
+    {"kline open time 2100", SK_HEAD "\"t\":4102444800000,\"T\":4102444859999,\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "time_implausible"},
+    {"kline open time last ms before 2100", SK_HEAD "\"t\":4102444740000,\"T\":4102444799999,\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", NULL},
+    {"kline close before open", SK_HEAD "\"t\":1723161540000,\"T\":1723161539999,\"o\":\"10\",\"h\":\"12\",\"l\":\"9\",\"c\":\"11\"," SK_VOL "}}", "close_before_open"},
+    /* trades */
+    {"trade sane", ST_HEAD "\"p\":\"61837.63\",\"q\":\"0.02\",\"T\":1723161255342}", NULL},
+    {"trade qty 0", ST_HEAD "\"p\":\"61837.63\",\"q\":\"0\",\"T\":1723161255342}", NULL},
+    {"trade price -1", ST_HEAD "\"p\":\"-1\",\"q\":\"0.02\",\"T\":1723161255342}", "price_not_positive"},
+    {"trade price 0", ST_HEAD "\"p\":\"0.00000000\",\"q\":\"0.02\",\"T\":1723161255342}", "price_not_positive"},
+    {"trade qty -1", ST_HEAD "\"p\":\"61837.63\",\"q\":\"-1\",\"T\":1723161255342}", "quantity_negative"},
+    {"trade time 1", ST_HEAD "\"p\":\"61837.63\",\"q\":\"0.02\",\"T\":1}", "time_implausible"},
+    {"trade time first ms of 2010", ST_HEAD "\"p\":\"1\",\"q\":\"1\",\"T\":1262304000000}", NULL},
+    {"trade time last ms of 2009", ST_HEAD "\"p\":\"1\",\"q\":\"1\",\"T\":1262303999999}", "time_implausible"},
+    {"trade event time 1",
+     "{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\",\"t\":1,\"m\":true,\"p\":\"1\",\"q\":\"1\",\"T\":1723161255342}",
+     "time_implausible"},
+    /* books */
+    {"book sane", SB_HEAD "\"b\":\"25.3519\",\"B\":\"31.21\",\"a\":\"25.3652\",\"A\":\"40.66\"}", NULL},
+    {"book bid -1", SB_HEAD "\"b\":\"-1\",\"B\":\"31.21\",\"a\":\"25.3652\",\"A\":\"40.66\"}", "price_not_positive"},
+    {"book ask 0", SB_HEAD "\"b\":\"25.3519\",\"B\":\"31.21\",\"a\":\"0\",\"A\":\"40.66\"}", "price_not_positive"},
+    {"book bid qty -1", SB_HEAD "\"b\":\"25.3519\",\"B\":\"-1\",\"a\":\"25.3652\",\"A\":\"40.66\"}", "quantity_negative"},
+    {"book ask qty 0", SB_HEAD "\"b\":\"25.3519\",\"B\":\"1\",\"a\":\"25.3652\",\"A\":\"0\"}", NULL},
+    {"book locked (bid = ask)", SB_HEAD "\"b\":\"25.36\",\"B\":\"1\",\"a\":\"25.3600\",\"A\":\"1\"}", "book_crossed"},
+    {"book crossed", SB_HEAD "\"b\":\"25.37\",\"B\":\"1\",\"a\":\"25.36\",\"A\":\"1\"}", "book_crossed"},
+    /* depth ids */
+    {"depth sane", "{" DEPTH_HEAD "\"U\":157,\"u\":160,\"b\":[],\"a\":[]}", NULL},
+    {"depth U > u", "{" DEPTH_HEAD "\"U\":161,\"u\":160,\"b\":[],\"a\":[]}", "update_ids_backwards"},
+};
+/* clang-format on */
+
+Test(codec_sanity, table)
+{
+    for (size_t i = 0; i < CQ_ARRAY_LEN(sanity_rows); i++) {
+        const struct sanity_row *r = &sanity_rows[i];
+        struct cq_msg m;
+        cr_assert_eq(decode_both(r->name, r->json, strlen(r->json), &m), 0, "%s: does not decode",
+                     r->name);
+        const char *got = cq_msg_check(&m);
+        if (r->reason == NULL) {
+            cr_expect_null(got, "%s: refused as %s", r->name, got);
+        } else {
+            cr_expect(got != NULL && strcmp(got, r->reason) == 0, "%s: %s, want %s", r->name,
+                      got != NULL ? got : "sane", r->reason);
+        }
+    }
+}
+
+/* The per-type checks the REST backfill uses are the same rules. */
+Test(codec_sanity, candle_from_rest_shape)
+{
+    struct cq_candle c;
+    memset(&c, 0, sizeof(c));
+    c.open_ms = 1723161540000;
+    c.close_ms = 1723161599999;
+    c.open = c.high = c.low = c.close = cq_dec_make(-1, 0);
+    cr_expect_str_eq(cq_market_check_candle(&c), "price_not_positive");
+    c.open = c.high = c.low = c.close = cq_dec_make(1, 0);
+    cr_expect_null(cq_market_check_candle(&c));
 }
