@@ -109,6 +109,17 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+/* One line naming the problem (err's message names the file), then the
+ * fix when there is one. */
+static void journal_error(const char *what, const struct cq_err *err)
+{
+    fprintf(stderr, "coinquantd journal %s: %s\n", what,
+            err->message[0] != '\0' ? err->message : cq_strerror(err->code));
+    if (err->hint[0] != '\0') {
+        fprintf(stderr, "hint: %s\n", err->hint);
+    }
+}
+
 /* coinquantd journal verify|replay|export|snapshot --dir DIR: offline
  * tools over a journal directory (a stopped daemon's DATA_DIR/journal, or a
  * copy). verify exits 1 on any integrity failure. */
@@ -153,13 +164,30 @@ static int cmd_journal(int argc, char **argv)
         printf("%s\n", text != NULL ? text : "{}");
         free(text);
         json_decref(j);
+        if (!rep.ok) {
+            fprintf(stderr, "coinquantd journal verify: %s: %s\n", dir, rep.problem);
+        }
         return rep.ok ? 0 : 1;
     }
     if (strcmp(what, "replay") == 0) {
         json_t *state = NULL;
-        if (cq_journal_replay_dir(dir, NULL, true, &state, &err) < 0) {
-            fprintf(stderr, "coinquantd journal replay: %s (%s)\n", err.message, err.hint);
+        struct cq_journal_replay_info info;
+        int rc = cq_journal_replay_dir_info(dir, NULL, true, &state, &info, &err);
+        for (size_t i = 0; i < info.n_skipped; i++) {
+            fprintf(stderr, "coinquantd journal replay: snapshot at seq %llu not used: %s\n",
+                    (unsigned long long)info.skipped_seq[i], info.skipped_why[i]);
+        }
+        if (rc < 0) {
+            journal_error("replay", &err);
             return 1;
+        }
+        if (info.n_skipped > 0) {
+            if (info.snapshot_seq > 0) {
+                fprintf(stderr, "coinquantd journal replay: used the snapshot at seq %llu\n",
+                        (unsigned long long)info.snapshot_seq);
+            } else {
+                fprintf(stderr, "coinquantd journal replay: replayed from the first record\n");
+            }
         }
         char *text = cq_journal_state_dump(state);
         fputs(text != NULL ? text : "", stdout);
@@ -169,14 +197,14 @@ static int cmd_journal(int argc, char **argv)
     }
     if (strcmp(what, "export") == 0) {
         if (cq_journal_export_dir(dir, NULL, stdout, &err) < 0) {
-            fprintf(stderr, "coinquantd journal export: %s (%s)\n", err.message, err.hint);
+            journal_error("export", &err);
             return 1;
         }
         return 0;
     }
     if (strcmp(what, "snapshot") == 0) {
         if (cq_journal_snapshot_dir(dir, NULL, &err) < 0) {
-            fprintf(stderr, "coinquantd journal snapshot: %s (%s)\n", err.message, err.hint);
+            journal_error("snapshot", &err);
             return 1;
         }
         return 0;

@@ -31,8 +31,15 @@ int64_t cq_time_wall_us(void);
 /* "2026-11-21T11:16:00.123456Z" plus NUL. */
 #define CQ_RFC3339_US_LEN 28
 
+/* The range cq_time_rfc3339_us prints as is: 0000-01-01T00:00:00.000000Z
+ * to 9999-12-31T23:59:59.999999Z, µs since the epoch. */
+#define CQ_TIME_RFC3339_MIN_US ((int64_t)-62167219200000000)
+#define CQ_TIME_RFC3339_MAX_US ((int64_t)253402300799999999)
+
 /* Format wall_us as RFC 3339 UTC with microseconds into buf (at least
- * CQ_RFC3339_US_LEN bytes). Returns buf. */
+ * CQ_RFC3339_US_LEN bytes). Any int64 is accepted: a time outside
+ * [CQ_TIME_RFC3339_MIN_US, CQ_TIME_RFC3339_MAX_US] is clamped to the nearer
+ * bound, so the text is always 27 characters ending in "Z". Returns buf. */
 char *cq_time_rfc3339_us(int64_t wall_us, char *buf, size_t buf_len);
 
 /* Days since the Unix epoch of wall_us in UTC (for midnight rotation). */

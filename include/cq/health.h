@@ -88,4 +88,116 @@ bool cq_health_all_ready(struct cq_health_board *board, json_t **reasons);
 int cq_health_write_files(struct cq_health_board *board, const char *dir,
                           struct cq_err *err) CQ_WUR;
 
+/* ---- typed counters for /metrics ---------------------------------------------
+ * Each service hands the board a copy of its counters whenever it publishes
+ * its record (cq_health_set_*_metrics; the service's own thread). The admin
+ * API's /metrics reads them back with cq_health_get_metrics() as plain
+ * struct fields: no lookup by string key, so a renamed counter is a compile
+ * error rather than a series that silently renders 0. Fields named *_total
+ * count since the process started and never decrease; the others are
+ * gauges. Before a service's first publish its counters read 0. */
+
+struct cq_feeder_metrics {
+    uint64_t messages_total;            /* market messages decoded and applied */
+    uint64_t malformed_total;           /* market messages that failed to decode (dropped) */
+    uint64_t unknown_symbol_total;      /* messages for a symbol we do not follow */
+    uint64_t candles_closed_total;      /* closed candles from the stream */
+    uint64_t candles_backfilled_total;  /* closed candles fetched over REST for gaps */
+    uint64_t gaps_total;                /* gaps detected in the candle sequence */
+    uint64_t duplicate_candles_total;   /* closed candles seen before (dropped) */
+    uint64_t books_coalesced_total;     /* book updates replaced by a newer one before ARES */
+    uint64_t trades_dropped_total;      /* trades dropped: the ring to ARES was full */
+    uint64_t to_ares_ring_full_total;   /* pushes into the ring to ARES refused (full) */
+    uint64_t user_events_total;         /* user data stream events passed to the trader */
+    uint64_t user_events_dropped_total; /* user data stream events dropped (trader's ring full) */
+    /* the REST budget as the exchange reports it */
+    uint64_t rest_used_weight_1m;       /* gauge: last X-MBX-USED-WEIGHT-1M */
+    uint64_t rest_weight_limit_1m;      /* gauge */
+    uint64_t rest_rate_limited_total;   /* 429 answers */
+    uint64_t rest_banned_total;         /* 418 answers */
+    uint64_t rest_throttled_total;      /* requests refused locally for headroom */
+};
+
+/* ARES's HealthGate reasons; more than this many is a programming error
+ * (the rest are not exported). */
+#define CQ_HEALTH_BLOCK_REASONS_MAX 16
+struct cq_ares_metrics {
+    uint64_t signals_emitted_total; /* signals that passed the HealthGate */
+    size_t n_blocked;
+    struct {
+        const char *reason; /* static storage (ARES's gate names) */
+        uint64_t total;     /* signals blocked for this reason */
+    } blocked[CQ_HEALTH_BLOCK_REASONS_MAX];
+};
+
+struct cq_trader_metrics {
+    uint64_t signals_received_total;      /* from ARES, test signals included */
+    uint64_t test_signals_received_total;
+    uint64_t execution_reports_total;     /* user data stream events, by type */
+    uint64_t account_positions_total;
+    uint64_t other_user_events_total;
+};
+
+/* A latency histogram with fixed bucket bounds, in the shape Prometheus
+ * wants (cumulative over the process's life). bucket[i] counts the
+ * observations in (le[i-1], le[i]]; observations above the last bound are
+ * only in count (the +Inf bucket). */
+#define CQ_LATENCY_BUCKETS 16
+extern const uint64_t cq_latency_bucket_le_ns[CQ_LATENCY_BUCKETS]; /* ascending */
+struct cq_latency_histogram {
+    uint64_t bucket[CQ_LATENCY_BUCKETS];
+    uint64_t count;  /* all observations */
+    uint64_t sum_ns; /* of all observations (saturates at UINT64_MAX) */
+};
+void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns);
+
+struct cq_journal_metrics {
+    uint64_t queue_depth;                  /* gauge: records waiting for the writer */
+    uint64_t durable_seq;                  /* gauge: highest seq durable per the policy */
+    uint64_t appends_total;
+    uint64_t queue_full_total;             /* appends refused with -CQ_EFULL */
+    uint64_t fsyncs_total;
+    uint64_t bytes_written_total;
+    uint64_t snapshots_total;
+    uint64_t verified_segments_total;
+    uint64_t verify_failures_total;
+    uint64_t pauses_total;                 /* paused on ENOSPC/EIO */
+    struct cq_latency_histogram commit_wait; /* append -> durable */
+};
+
+struct cq_health_metrics {
+    struct cq_feeder_metrics feeder;
+    struct cq_ares_metrics ares;
+    struct cq_trader_metrics trader;
+    struct cq_journal_metrics journal;
+};
+
+/* Copy a service's counters into the board. Any thread. */
+void cq_health_set_feeder_metrics(struct cq_health_board *board,
+                                  const struct cq_feeder_metrics *m);
+void cq_health_set_ares_metrics(struct cq_health_board *board, const struct cq_ares_metrics *m);
+void cq_health_set_trader_metrics(struct cq_health_board *board,
+                                  const struct cq_trader_metrics *m);
+void cq_health_set_journal_metrics(struct cq_health_board *board,
+                                   const struct cq_journal_metrics *m);
+/* One consistent copy of every service's counters. Any thread. */
+void cq_health_get_metrics(struct cq_health_board *board, struct cq_health_metrics *out);
+
+/* Status, readiness and freshness of every service, typed (for /metrics). */
+struct cq_health_summary {
+    enum cq_health_status status;
+    bool ready;
+    int64_t freshness_ms;
+};
+void cq_health_get_summaries(struct cq_health_board *board,
+                             struct cq_health_summary out[CQ_SVC__COUNT]);
+
+/* ---- the process's start ------------------------------------------------------
+ * Recorded once, before main() runs (a constructor in health.c), on the
+ * system clock: uptime is the process's age, whatever object asks. */
+int64_t cq_process_start_mono_ms(void);
+int64_t cq_process_start_wall_us(void);
+/* Milliseconds since the process started (system monotonic clock). */
+int64_t cq_process_uptime_ms(void);
+
 #endif /* CQ_HEALTH_H */

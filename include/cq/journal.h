@@ -194,6 +194,7 @@ struct cq_journal_stats {
     uint64_t appends_total, full_total;   /* full_total: -CQ_EFULL answers */
     uint64_t bytes_written_total, fsyncs_total, batches_total;
     uint64_t commit_wait_p50_us, commit_wait_p99_us; /* append -> durable, recent window */
+    struct cq_latency_histogram commit_wait;         /* append -> durable, since open (/metrics) */
     uint64_t snapshots_total;
     uint64_t snapshot_seq;
     uint32_t segments;

@@ -1,5 +1,6 @@
 /* clock.c — the system clock behind struct cq_clock, and time formatting. */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cq/clock.h"
@@ -48,11 +49,25 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 char *cq_time_rfc3339_us(int64_t wall_us, char *buf, size_t buf_len)
 {
+    /* Clamped into years 0000..9999 (the four digits RFC 3339 has), so the
+     * text is always 27 characters ending in Z and nothing overflows:
+     * secs * 1000000 stays far inside int64 for these bounds. */
+    if (wall_us < CQ_TIME_RFC3339_MIN_US) {
+        wall_us = CQ_TIME_RFC3339_MIN_US;
+    } else if (wall_us > CQ_TIME_RFC3339_MAX_US) {
+        wall_us = CQ_TIME_RFC3339_MAX_US;
+    }
     int64_t secs = floor_div(wall_us, 1000000);
     int64_t micros = wall_us - secs * 1000000;
     time_t t = (time_t)secs;
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (gmtime_r(&t, &tm) == NULL) {
+        memset(&tm, 0, sizeof(tm)); /* cannot happen within the bounds */
+        tm.tm_mday = 1;
+        tm.tm_year = 70;
+    }
+    /* bounded: 27 characters and the NUL fit CQ_RFC3339_US_LEN; a shorter
+     * buffer than that is a caller bug and gets a cut string */
     snprintf(buf, buf_len, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)micros);
     return buf;

@@ -30,7 +30,58 @@ struct cq_health_board {
     pthread_mutex_t lock;
     const struct cq_clock *clock; /* borrowed */
     struct record rec[CQ_SVC__COUNT];
+    struct cq_health_metrics metrics; /* the services' typed counters (copies) */
 };
+
+/* ---- the process's start ------------------------------------------------------ */
+
+static int64_t process_start_mono_ms;
+static int64_t process_start_wall_us;
+
+/* Runs before main(): the earliest moment we can read the clock. Written
+ * once, before any thread exists; read-only afterwards. */
+__attribute__((constructor)) static void record_process_start(void)
+{
+    const struct cq_clock *sys = cq_clock_system();
+    process_start_mono_ms = cq_clock_mono_ms(sys);
+    process_start_wall_us = cq_clock_wall_us(sys);
+}
+
+int64_t cq_process_start_mono_ms(void)
+{
+    return process_start_mono_ms;
+}
+
+int64_t cq_process_start_wall_us(void)
+{
+    return process_start_wall_us;
+}
+
+int64_t cq_process_uptime_ms(void)
+{
+    int64_t ms = cq_clock_mono_ms(cq_clock_system()) - process_start_mono_ms;
+    return ms > 0 ? ms : 0;
+}
+
+/* ---- latency histograms ---------------------------------------------------------- */
+
+const uint64_t cq_latency_bucket_le_ns[CQ_LATENCY_BUCKETS] = {
+    50000,     100000,    250000,     500000,     1000000,    2500000,
+    5000000,   10000000,  25000000,   50000000,   100000000,  250000000,
+    500000000, 1000000000, 2500000000, 5000000000,
+};
+
+void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns)
+{
+    for (size_t i = 0; i < CQ_LATENCY_BUCKETS; i++) {
+        if (ns <= cq_latency_bucket_le_ns[i]) {
+            h->bucket[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum_ns = h->sum_ns > UINT64_MAX - ns ? UINT64_MAX : h->sum_ns + ns;
+}
 
 static const char *const service_names[CQ_SVC__COUNT] = {
     [CQ_SVC_FEEDER] = "feeder",
@@ -79,8 +130,8 @@ struct cq_health_board *cq_health_board_new(const struct cq_clock *clock, struct
         struct record *r = &b->rec[i];
         r->status = CQ_HEALTH_STARTING;
         r->ready = false;
-        cq_strlcpy(r->reason, "not_started", sizeof(r->reason));
-        cq_strlcpy(r->detail, "the service has not started yet", sizeof(r->detail));
+        cq_strlcpy(r->reason, "not_started", sizeof(r->reason));                  /* fits */
+        cq_strlcpy(r->detail, "the service has not started yet", sizeof(r->detail)); /* fits */
         r->updated_at_wall_us = now_wall;
         r->fresh_at_mono_ms = now_mono;
         r->details = json_object();
@@ -105,6 +156,22 @@ void cq_health_board_free(struct cq_health_board *b)
     free(b);
 }
 
+/* Copy src (NULL = "") into dst. A text too long is cut on a UTF-8
+ * character boundary and ends in "..." so the cut is visible and the record
+ * stays valid UTF-8 (jansson refuses anything else, which would turn /health
+ * into a 500). */
+static void copy_text(char *dst, size_t size, const char *src)
+{
+    if (cq_strlcpy(dst, src != NULL ? src : "", size) < size) {
+        return;
+    }
+    size_t n = size - 4; /* room for "..." and the NUL */
+    while (n > 0 && ((unsigned char)dst[n] & 0xC0) == 0x80) {
+        n--; /* dst[n] continues a character: cut before its lead byte */
+    }
+    memcpy(dst + n, "...", 4);
+}
+
 void cq_health_publish(struct cq_health_board *b, enum cq_service_id id,
                        enum cq_health_status status, bool ready, const char *reason,
                        const char *detail, json_t *details)
@@ -126,8 +193,8 @@ void cq_health_publish(struct cq_health_board *b, enum cq_service_id id,
     was_ready = r->ready;
     r->status = status;
     r->ready = ready;
-    cq_strlcpy(r->reason, reason != NULL ? reason : "", sizeof(r->reason));
-    cq_strlcpy(r->detail, detail != NULL ? detail : "", sizeof(r->detail));
+    copy_text(r->reason, sizeof(r->reason), reason);
+    copy_text(r->detail, sizeof(r->detail), detail);
     r->updated_at_wall_us = now_wall;
     if (!r->fresh_explicit) {
         r->fresh_at_mono_ms = now_mono;
@@ -232,6 +299,62 @@ json_t *cq_health_services_json(struct cq_health_board *b)
     return all;
 }
 
+/* ---- typed counters ---------------------------------------------------------------- */
+
+void cq_health_set_feeder_metrics(struct cq_health_board *b, const struct cq_feeder_metrics *m)
+{
+    pthread_mutex_lock(&b->lock);
+    b->metrics.feeder = *m;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void cq_health_set_ares_metrics(struct cq_health_board *b, const struct cq_ares_metrics *m)
+{
+    pthread_mutex_lock(&b->lock);
+    b->metrics.ares = *m;
+    if (b->metrics.ares.n_blocked > CQ_HEALTH_BLOCK_REASONS_MAX) {
+        b->metrics.ares.n_blocked = CQ_HEALTH_BLOCK_REASONS_MAX;
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+void cq_health_set_trader_metrics(struct cq_health_board *b, const struct cq_trader_metrics *m)
+{
+    pthread_mutex_lock(&b->lock);
+    b->metrics.trader = *m;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void cq_health_set_journal_metrics(struct cq_health_board *b, const struct cq_journal_metrics *m)
+{
+    pthread_mutex_lock(&b->lock);
+    b->metrics.journal = *m;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void cq_health_get_metrics(struct cq_health_board *b, struct cq_health_metrics *out)
+{
+    pthread_mutex_lock(&b->lock);
+    *out = b->metrics;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void cq_health_get_summaries(struct cq_health_board *b, struct cq_health_summary out[CQ_SVC__COUNT])
+{
+    int64_t now_mono = cq_clock_mono_ms(b->clock);
+    pthread_mutex_lock(&b->lock);
+    for (int i = 0; i < CQ_SVC__COUNT; i++) {
+        const struct record *r = &b->rec[i];
+        int64_t freshness_ms = now_mono - r->fresh_at_mono_ms;
+        out[i] = (struct cq_health_summary){
+            .status = r->status,
+            .ready = r->ready,
+            .freshness_ms = freshness_ms > 0 ? freshness_ms : 0,
+        };
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
 bool cq_health_all_ready(struct cq_health_board *b, json_t **reasons)
 {
     bool all = true;
@@ -274,7 +397,12 @@ int cq_health_write_files(struct cq_health_board *b, const char *dir, struct cq_
                               service_names[i]);
         }
         char path[4096];
-        snprintf(path, sizeof(path), "%s/%s.json", dir, service_names[i]);
+        int n = snprintf(path, sizeof(path), "%s/%s.json", dir, service_names[i]);
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+            free(text);
+            return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter CQ_DATA_DIR",
+                              "health file path too long (%d bytes, at most 4095)", n);
+        }
         size_t len = strlen(text);
         /* Rewritten every second: atomic (tmp + rename) but not fsynced. */
         char *with_nl = realloc(text, len + 2);

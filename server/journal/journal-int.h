@@ -48,6 +48,12 @@
 #define CQJ_ZERO_BLOCK 512u           /* sector size for the torn-tail rule */
 #define CQJ_ZERO_MIN 16u              /* shortest zero run counted as unwritten */
 #define CQJ_PATH_MAX 4096
+#define CQJ_DIR_MAX 4000u             /* longest journal directory path, bytes */
+/* Record flags (byte 7). SEQ_SKIP: only on a quarantine record written by
+ * recovery's cut: its seq may be more than the previous + 1, because the
+ * seqs in between belong to the records cut off into the bundle and are
+ * never used again. Every other bit must be 0. */
+#define CQJ_REC_FLAG_SEQ_SKIP 0x01u
 
 /* Record field offsets. */
 #define CQJ_R_LEN 0
@@ -198,6 +204,15 @@ static inline void cq_journal__record_view(const uint8_t *b, char scope[CQ_JOURN
     v->offset = 0;
 }
 
+/* A wall-clock reading as a record's timestamp: clamped into
+ * [CQ_JOURNAL_TS_MIN_US, CQ_JOURNAL_TS_MAX_US], the range readers accept. */
+static inline int64_t cq_journal__ts_clamp(int64_t wall_us)
+{
+    return wall_us < CQ_JOURNAL_TS_MIN_US   ? CQ_JOURNAL_TS_MIN_US
+           : wall_us > CQ_JOURNAL_TS_MAX_US ? CQ_JOURNAL_TS_MAX_US
+                                            : wall_us;
+}
+
 /* Write the fields of a record (prev digest and CRC zero) into out, which
  * has cq_journal__rec_size() bytes. */
 void cq_journal__rec_encode(uint8_t *out, uint16_t type, const char *scope, size_t scope_len,
@@ -212,19 +227,41 @@ bool cq_journal__scope_valid(const char *s, size_t len);
 void cq_journal__seg_path(char *out, size_t out_len, const char *dir, uint32_t segno);
 void cq_journal__snap_path(char *out, size_t out_len, const char *dir, uint64_t seq);
 
+/* A directory entry the journal does not read. */
+struct cq_journal__odd_file {
+    char name[256];   /* the entry's name (NAME_MAX fits) */
+    char why[128];    /* "a FIFO, not a regular file", "name out of the journal's pattern …" */
+    bool stray;       /* an out-of-pattern name (reported); else a journal name on
+                       * something that is not a regular file (refused) */
+};
+
 struct cq_journal__dirlist {
-    uint32_t *segs;   /* owned; ascending */
+    uint32_t *segs;   /* owned; ascending; regular files only */
     size_t n_segs;
-    uint64_t *snaps;  /* owned; ascending by seq */
+    uint64_t *snaps;  /* owned; ascending by seq; regular files only */
     size_t n_snaps;
     char **tmps;      /* owned; leftover "*.tmp" files (names, not paths) */
     size_t n_tmps;
+    struct cq_journal__odd_file *odd; /* owned; in directory order */
+    size_t n_odd;
+    size_t n_refused, n_stray;        /* how many of odd are which */
 };
 
 /* List dir (opendir: the fs boundary has no readdir; the fakes wrap a real
- * directory). A missing dir lists as empty. */
+ * directory). A missing dir lists as empty. Entries named like a segment or
+ * a snapshot that are not regular files (lstat: FIFOs, symlinks, devices,
+ * directories) are not listed as such but in odd (refused), and so are
+ * journal-like names out of the pattern (stray). */
 int cq_journal__list_dir(const char *dir, struct cq_journal__dirlist *out, struct cq_err *err);
 void cq_journal__dirlist_fini(struct cq_journal__dirlist *l);
+/* 1 and a message naming the first refused entry's path and the fix, 0 when none. */
+int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char *dir,
+                                char *out, size_t out_len);
+/* Open path for reading without blocking or following a symlink (a FIFO,
+ * a symlink to /dev/zero), and only if it is a regular file: the fd and
+ * *size, or a negative code with err naming the path. */
+int cq_journal__open_regular(const struct cq_journal_fs *fs, const char *path, uint64_t *size,
+                             struct cq_err *err);
 
 /* ---- format.c: reading segments -------------------------------------------------------- */
 
@@ -262,6 +299,7 @@ struct cq_journal__seg_reader {
     size_t buf_len;
     bool size_known;
     uint64_t file_size;
+    uint64_t size_bound; /* the size at open (fstat): reads never go past it */
     uint64_t off;        /* offset of the next record */
 };
 

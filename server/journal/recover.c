@@ -137,7 +137,7 @@ static int cmp_u64(const void *a, const void *b)
  * time (resync). */
 static int scan_rest(const char *dir, const struct cq_journal_fs *fs, uint32_t segno,
                      uint64_t from, uint64_t last_good, struct scopeset *scopes,
-                     struct seqlist *seqs, struct cq_err *err)
+                     struct seqlist *seqs, uint64_t *max_seq, struct cq_err *err)
 {
     struct cq_journal__seg_reader r;
     int rc = cq_journal__reader_open(&r, dir, fs, segno, err);
@@ -172,9 +172,12 @@ static int scan_rest(const char *dir, const struct cq_journal_fs *fs, uint32_t s
             p++;
             continue;
         }
-        if (seq > last_good) {
+        if (seq > last_good && scopes != NULL) {
             scopes_add(scopes, (const char *)b + CQJ_REC_HDR_BYTES, b[CQJ_R_SCOPE_LEN]);
             seqs_add(seqs, seq);
+        }
+        if (max_seq != NULL && seq > *max_seq) {
+            *max_seq = seq;
         }
         p += len;
     }
@@ -220,10 +223,11 @@ static int affected_scopes(const char *dir, const struct cq_journal_fs *fs,
         scopes->global = true;
     }
     cq_journal__reader_close(&r);
-    rc = scan_rest(dir, fs, prob->segment, next, last_good, scopes, &seqs, err);
+    rc = scan_rest(dir, fs, prob->segment, next, last_good, scopes, &seqs, NULL, err);
     for (size_t i = 0; rc == 0 && i < l->n_segs; i++) {
         if (l->segs[i] > prob->segment) {
-            rc = scan_rest(dir, fs, l->segs[i], CQJ_SEG_HDR_BYTES, last_good, scopes, &seqs, err);
+            rc = scan_rest(dir, fs, l->segs[i], CQJ_SEG_HDR_BYTES, last_good, scopes, &seqs, NULL,
+                           err);
         }
     }
     if (rc == 0) {
@@ -251,6 +255,32 @@ static int affected_scopes(const char *dir, const struct cq_journal_fs *fs,
     return rc;
 }
 
+/* The highest seq any record that checks out (CRC) carries in segment
+ * from_segno and the ones after it (every byte, the headers' included: a
+ * damaged header hides nothing), and any snapshot's name carries, raised
+ * into *max_seq. Recovery's quarantine records come after it, so a seq that
+ * any record on disk ever carried — acknowledged or not, cut off into the
+ * bundle or not — is never given to another record. */
+static int highest_seq_seen(const char *dir, const struct cq_journal_fs *fs,
+                            const struct cq_journal__dirlist *l, uint32_t from_segno,
+                            uint64_t *max_seq, struct cq_err *err)
+{
+    for (size_t i = 0; i < l->n_segs; i++) {
+        if (l->segs[i] >= from_segno) {
+            int rc = scan_rest(dir, fs, l->segs[i], 0, UINT64_MAX, NULL, NULL, max_seq, err);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    for (size_t i = 0; i < l->n_snaps; i++) {
+        if (l->snaps[i] > *max_seq) {
+            *max_seq = l->snaps[i];
+        }
+    }
+    return 0;
+}
+
 /* ---- writing records during recovery ------------------------------------------------------- */
 
 struct recbuf {
@@ -259,10 +289,14 @@ struct recbuf {
     uint64_t first_seq, last_seq, last_digest;
 };
 
-/* One QUARANTINE record per scope, chained after (last_seq, last_digest). */
+/* One QUARANTINE record per scope, chained after (last_seq, last_digest).
+ * The first one gets seq first_seq: when that is beyond last_seq + 1 (seqs
+ * seen in records that were cut off, or in snapshots ahead of the records),
+ * it carries the SEQ_SKIP flag and the payload says which seqs it skips. */
 static int build_quarantine(const struct scopeset *scopes, const char *detail,
                             const char *bundle, uint64_t cut_from_seq, uint64_t last_seq,
-                            uint64_t last_digest, int64_t ts_us, struct recbuf *out)
+                            uint64_t last_digest, uint64_t first_seq, int64_t ts_us,
+                            struct recbuf *out)
 {
     memset(out, 0, sizeof(*out));
     json_t *p = json_object();
@@ -273,6 +307,14 @@ static int build_quarantine(const struct scopeset *scopes, const char *detail,
     }
     if (cut_from_seq > 0) {
         json_object_set_new(p, "cut_from_seq", json_integer((json_int_t)cut_from_seq));
+    }
+    if (first_seq <= last_seq) {
+        first_seq = last_seq + 1;
+    }
+    if (first_seq > last_seq + 1) {
+        json_object_set_new(p, "skipped_seqs",
+                            json_pack("[I,I]", (json_int_t)(last_seq + 1),
+                                      (json_int_t)(first_seq - 1)));
     }
     char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(p);
@@ -289,15 +331,18 @@ static int build_quarantine(const struct scopeset *scopes, const char *detail,
         free(payload);
         return -CQ_ENOMEM;
     }
-    out->first_seq = last_seq + 1;
-    out->last_seq = last_seq;
+    out->first_seq = first_seq;
+    out->last_seq = first_seq - 1;
     out->last_digest = last_digest;
     for (size_t i = 0; i < n; i++) {
         const char *scope = scopes->global ? "global" : scopes->names[i];
         uint8_t *rec = out->bytes + out->len;
         out->last_seq++;
-        cq_journal__rec_encode(rec, CQ_REC_QUARANTINE, scope, strlen(scope), out->last_seq, ts_us,
-                               payload, plen);
+        cq_journal__rec_encode(rec, CQ_REC_QUARANTINE, scope, strlen(scope), out->last_seq,
+                               cq_journal__ts_clamp(ts_us), payload, plen);
+        if (i == 0 && first_seq > last_seq + 1) {
+            rec[CQJ_R_FLAGS] = CQJ_REC_FLAG_SEQ_SKIP;
+        }
         out->last_digest = cq_journal__rec_seal(rec, out->last_digest);
         out->len += cq_journal__rec_size(strlen(scope), plen);
     }
@@ -548,6 +593,11 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     if (rc < 0) {
         goto out;
     }
+    uint64_t max_seen = last_good;
+    rc = highest_seq_seen(dir, fs, &r->list, prob->segment, &max_seen, err);
+    if (rc < 0) {
+        goto out;
+    }
     rc = cq_journal_verify_dir(dir, fs, &vrep);
     if (rc < 0) {
         cq_err_set(err, rc, 0, NULL, "verifying %s", dir);
@@ -559,11 +609,12 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     }
     /* 1. the report and the evidence, before anything changes */
     json_t *report = json_pack(
-        "{s:s,s:s,s:s,s:i,s:I,s:s,s:I,s:I,s:o,s:o,s:I}", "kind", "journal_corrupt", "dir", dir,
+        "{s:s,s:s,s:s,s:i,s:I,s:s,s:I,s:I,s:o,s:o,s:I,s:I}", "kind", "journal_corrupt", "dir", dir,
         "problem", prob->text, "segment", (int)prob->segment, "offset", (json_int_t)prob->offset,
         "detail", detail, "last_good_seq", (json_int_t)last_good, "cut_from_seq",
         (json_int_t)(last_good + 1), "quarantined", scopes_json(&scopes), "verify",
-        cq_journal__verify_report_json(&vrep), "snapshot_seq", (json_int_t)r->snapshot_seq);
+        cq_journal__verify_report_json(&vrep), "snapshot_seq", (json_int_t)r->snapshot_seq,
+        "highest_seq_seen", (json_int_t)max_seen);
     char *report_text = report != NULL ? json_dumps(report, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(report);
     if (report_text == NULL) {
@@ -611,7 +662,7 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     }
     /* 2. the quarantine records, durable, at the end of the kept chain */
     rc = build_quarantine(&scopes, detail, bundle, last_good + 1, last_good, r->last_digest,
-                          cq_clock_wall_us(clock), &rb);
+                          max_seen + 1, cq_clock_wall_us(clock), &rb);
     if (rc < 0) {
         cq_err_set(err, rc, 0, NULL, "quarantine records");
         goto out;
@@ -711,7 +762,13 @@ static int quarantine_missing(const char *dir, const struct cq_journal_fs *fs,
     if (rc < 0) {
         return rc;
     }
-    rc = build_quarantine(&scopes, why, bundle, 0, r->last_seq, r->last_digest,
+    uint64_t max_seen = r->last_seq > r->ahead_snapshot_seq ? r->last_seq : r->ahead_snapshot_seq;
+    for (size_t i = 0; i < r->list.n_snaps; i++) {
+        if (r->list.snaps[i] > max_seen) {
+            max_seen = r->list.snaps[i];
+        }
+    }
+    rc = build_quarantine(&scopes, why, bundle, 0, r->last_seq, r->last_digest, max_seen + 1,
                           cq_clock_wall_us(clock), &rb);
     if (rc < 0) {
         return cq_err_set(err, rc, 0, NULL, "quarantine records");
@@ -870,6 +927,15 @@ int cq_journal__recover(const char *dir, const struct cq_journal_fs *fs,
         if (fs->unlink(fs->ctx, path) == 0) {
             cq_log_info(SVC, "journal_tmp_removed", json_pack("{s:s}", "file", l.tmps[i]),
                         "removed %s left by an interrupted write", l.tmps[i]);
+        }
+    }
+    for (size_t i = 0; i < l.n_odd; i++) {
+        if (l.odd[i].stray) {
+            /* not ours by name: reported, never read, never deleted */
+            cq_log_warn(SVC, "journal_unexpected_file",
+                        json_pack("{s:s,s:s}", "file", l.odd[i].name, "why", l.odd[i].why),
+                        "%s/%s: %s; move it out of the journal directory", dir, l.odd[i].name,
+                        l.odd[i].why);
         }
     }
     cq_journal__dirlist_fini(&l);

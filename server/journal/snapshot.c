@@ -101,10 +101,10 @@ int cq_journal__snap_read(const char *dir, const struct cq_journal_fs *fs, uint6
     const char *hint = "the snapshot is damaged; an older one (or the segments) is used";
     memset(out, 0, sizeof(*out));
     cq_journal__snap_path(path, sizeof(path), dir, seq);
-    int fd = fs->open(fs->ctx, path, O_RDONLY, 0);
+    uint64_t size = 0;
+    int fd = cq_journal__open_regular(fs, path, &size, err);
     if (fd < 0) {
-        return cq_err_set(err, errno == ENOENT ? CQ_ENOTFOUND : CQ_EIO, errno, NULL,
-                          "cannot open %s", path);
+        return fd;
     }
     uint8_t h[CQJ_SNAP_HDR_BYTES];
     char *text = NULL;
@@ -123,7 +123,8 @@ int cq_journal__snap_read(const char *dir, const struct cq_journal_fs *fs, uint6
     uint64_t hseq = cqj_get64(h + 16);
     uint64_t len = cqj_get64(h + 32);
     if (cqj_get16(h + 8) != CQJ_FORMAT_VERSION || cqj_get16(h + 10) != CQJ_SNAP_HDR_BYTES ||
-        cqj_get32(h + 12) != 0 || hseq != seq || len > CQJ_SNAP_STATE_MAX) {
+        cqj_get32(h + 12) != 0 || hseq != seq || len > CQJ_SNAP_STATE_MAX ||
+        len > size - CQJ_SNAP_HDR_BYTES) {
         rc = cq_err_set(err, CQ_EPARSE, 0, hint, "%s: bad header (fields)", path);
         goto out;
     }

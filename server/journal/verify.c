@@ -104,7 +104,19 @@ static int attempt(const char *dir, const struct cq_journal_fs *fs,
     if (snap != NULL) {
         start = find_start(l, sh, s + 1);
         if (start < 0) {
-            add_bad_snapshot(out, s, "no segment holds the records after it");
+            bool any_good = false;
+            for (size_t i = 0; i < l->n_segs; i++) {
+                any_good = any_good || sh->ok[i];
+            }
+            if (!any_good) {
+                /* ahead of every record: the segments are gone */
+                add_bad_snapshot(out, s, "ahead of the journal (no segment with records)");
+                if (s > out->ahead_snapshot_seq) {
+                    out->ahead_snapshot_seq = s;
+                }
+            } else {
+                add_bad_snapshot(out, s, "no segment holds the records after it");
+            }
             return 0;
         }
     } else if (l->n_segs > 0 && sh->ok[0] && sh->h[0].first_seq != 1) {
@@ -213,6 +225,11 @@ int cq_journal__replay_run(const char *dir, const struct cq_journal_fs *fs, bool
     if (rc < 0) {
         return rc;
     }
+    char why[CQJ_PATH_MAX + 256];
+    if (cq_journal__dirlist_refused(&out->list, dir, why, sizeof(why))) {
+        cq_journal__replay_fini(out);
+        return cq_err_set(err, CQ_EPARSE, 0, "move it out of the journal directory", "%s", why);
+    }
     struct seg_headers sh = {0};
     rc = headers_read(dir, fs, &out->list, &sh, err);
     if (rc < 0) {
@@ -265,6 +282,17 @@ struct snap_check {
     uint64_t digest;
 };
 
+/* A file that cannot be read is a problem of the journal like any other,
+ * reported with its path (err names it). */
+static void file_problem(struct cq_journal_verify_report *rep, const struct cq_err *err)
+{
+    rep->ok = false;
+    rep->torn_tail = false;
+    /* the message may be cut (it is longer than the problem field); the
+     * path comes first in it, so what is cut is the end of the reason */
+    cq_strlcpy(rep->problem, err->message, sizeof(rep->problem));
+}
+
 int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
                           struct cq_journal_verify_report *rep)
 {
@@ -294,7 +322,7 @@ int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
         struct cq_journal__snapshot s;
         cq_err_clear(&err);
         rc = cq_journal__snap_read(dir, fs, l.snaps[i], &s, &err);
-        if (rc == -CQ_EIO || rc == -CQ_ENOMEM) {
+        if (rc == -CQ_ENOMEM) {
             free(good);
             cq_journal__dirlist_fini(&l);
             return rc;
@@ -317,8 +345,11 @@ int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
         struct cq_journal__seg_header h;
         struct cq_journal__problem p;
         rc = cq_journal__read_seg_header(dir, fs, l.segs[0], &h, &p, &err);
-        if (rc < 0) {
+        if (rc == -CQ_ENOMEM) {
             goto io_error;
+        }
+        if (rc < 0) {
+            file_problem(rep, &err);
         }
         if (rc == 0 && h.first_seq != 1) {
             /* pruned: a good snapshot must cover everything before the first record */
@@ -346,8 +377,12 @@ int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
     while (rep->ok) {
         struct cq_journal__rec r;
         rc = cq_journal__walker_next(&w, &r, &err);
-        if (rc < 0) {
+        if (rc == -CQ_ENOMEM) {
             goto io_error;
+        }
+        if (rc < 0) {
+            file_problem(rep, &err);
+            break;
         }
         if (rc == 0) {
             break;
@@ -395,6 +430,22 @@ int cq_journal_verify_dir(const char *dir, const struct cq_journal_fs *fs,
             cq_strlcpy(rep->problem, snap_problem, sizeof(rep->problem));
         }
     }
+    /* files the journal does not read: one named like a segment or a
+     * snapshot that is not a regular file explains any gap it leaves, so
+     * it comes first; an out-of-pattern name only when nothing else is wrong */
+    for (size_t i = 0; i < l.n_odd; i++) {
+        const struct cq_journal__odd_file *f = &l.odd[i];
+        if (!f->stray || rep->ok) {
+            rep->ok = false;
+            rep->torn_tail = false;
+            rep->bad_segment = 0;
+            rep->bad_offset = 0;
+            snprintf(rep->problem, sizeof(rep->problem), "%.150s: %.100s", f->name, f->why);
+            if (!f->stray) {
+                break;
+            }
+        }
+    }
     cq_journal__walker_fini(&w);
     free(good);
     cq_journal__dirlist_fini(&l);
@@ -430,6 +481,11 @@ int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_
     int rc = cq_journal__list_dir(dir, &l, err);
     if (rc < 0) {
         return rc;
+    }
+    char why[CQJ_PATH_MAX + 256];
+    if (cq_journal__dirlist_refused(&l, dir, why, sizeof(why))) {
+        cq_journal__dirlist_fini(&l);
+        return cq_err_set(err, CQ_EPARSE, 0, "move it out of the journal directory", "%s", why);
     }
     rc = headers_read(dir, fs, &l, &sh, err);
     if (rc < 0) {
@@ -483,13 +539,35 @@ int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_
     return rc;
 }
 
-static int replay_checked(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
-                          struct cq_journal__replay *r, struct cq_err *err)
+static void fill_info(const struct cq_journal__replay *r, struct cq_journal_replay_info *info)
 {
+    if (info == NULL) {
+        return;
+    }
+    memset(info, 0, sizeof(*info));
+    info->snapshot_seq = r->snapshot_seq;
+    info->replayed_records = r->replayed;
+    info->last_seq = r->last_seq;
+    for (size_t i = 0; i < r->n_bad_snapshots && i < CQ_ARRAY_LEN(info->skipped_seq); i++) {
+        info->skipped_seq[i] = r->bad_snapshots[i];
+        /* both fields are 160 bytes */
+        cq_strlcpy(info->skipped_why[i], r->bad_snapshot_why[i], sizeof(info->skipped_why[i]));
+        info->n_skipped++;
+    }
+}
+
+static int replay_checked(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
+                          struct cq_journal__replay *r, struct cq_journal_replay_info *info,
+                          struct cq_err *err)
+{
+    if (info != NULL) {
+        memset(info, 0, sizeof(*info));
+    }
     int rc = cq_journal__replay_run(dir, fs, use_snapshot, NULL, NULL, r, err);
     if (rc < 0) {
         return rc;
     }
+    fill_info(r, info);
     if (r->have_problem && !r->prob.torn) {
         char p[256];
         cq_journal__problem_str(&r->prob, p, sizeof(p));
@@ -514,9 +592,16 @@ static int replay_checked(const char *dir, const struct cq_journal_fs *fs, bool 
 int cq_journal_replay_dir(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
                           json_t **state, struct cq_err *err)
 {
+    return cq_journal_replay_dir_info(dir, fs, use_snapshot, state, NULL, err);
+}
+
+int cq_journal_replay_dir_info(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
+                               json_t **state, struct cq_journal_replay_info *info,
+                               struct cq_err *err)
+{
     struct cq_journal__replay r;
     *state = NULL;
-    int rc = replay_checked(dir, fs, use_snapshot, &r, err);
+    int rc = replay_checked(dir, fs, use_snapshot, &r, info, err);
     if (rc < 0) {
         return rc;
     }
@@ -530,6 +615,7 @@ int cq_journal_replay_dir(const char *dir, const struct cq_journal_fs *fs, bool 
 
 struct export_ctx {
     FILE *out;
+    int write_errno; /* a write to out failed (0 = none) */
 };
 
 static int is_utf8(const uint8_t *s, size_t n)
@@ -554,7 +640,8 @@ static int export_one(void *vctx, const struct cq_journal_record *rec)
     if (o == NULL) {
         return -CQ_ENOMEM;
     }
-    json_object_set_new(o, "seq", json_integer((json_int_t)rec->seq));
+    /* seq is unsigned 64-bit, which a JSON integer in jansson is not: it is
+     * printed by hand in front of the rest */
     json_object_set_new(o, "ts", json_string(cq_time_rfc3339_us(rec->ts_us, ts, sizeof(ts))));
     json_object_set_new(o, "type", json_string(type));
     json_object_set_new(o, "scope", json_string(rec->scope));
@@ -588,7 +675,11 @@ static int export_one(void *vctx, const struct cq_journal_record *rec)
     if (line == NULL) {
         return -CQ_ENOMEM;
     }
-    int rc = fputs(line, x->out) < 0 || fputc('\n', x->out) == EOF ? -CQ_EIO : 0;
+    int rc = 0;
+    if (fprintf(x->out, "{\"seq\":%llu,%s\n", (unsigned long long)rec->seq, line + 1) < 0) {
+        x->write_errno = errno != 0 ? errno : EIO;
+        rc = -CQ_EIO;
+    }
     free(line);
     return rc;
 }
@@ -596,13 +687,24 @@ static int export_one(void *vctx, const struct cq_journal_record *rec)
 int cq_journal_export_dir(const char *dir, const struct cq_journal_fs *fs, FILE *out,
                           struct cq_err *err)
 {
-    struct export_ctx x = {out};
-    int rc = cq_journal_read_dir(dir, fs, 0, export_one, &x, err);
-    if (rc == -CQ_EIO) {
-        return cq_err_set(err, CQ_EIO, errno, NULL, "writing the export");
+    struct export_ctx x = {out, 0};
+    /* replay's checks first: an export that starts after missing records
+     * (pruned with no snapshot covering them, a snapshot ahead of every
+     * record) is refused like the replay */
+    struct cq_journal__replay r;
+    int rc = replay_checked(dir, fs, true, &r, NULL, err);
+    if (rc < 0) {
+        return rc;
+    }
+    cq_journal__replay_fini(&r);
+    rc = cq_journal_read_dir(dir, fs, 0, export_one, &x, err);
+    if (x.write_errno != 0) {
+        return cq_err_set(err, CQ_EIO, x.write_errno, "check the output (disk full? closed pipe?)",
+                          "writing the export of %s", dir);
     }
     if (rc == 0 && fflush(out) != 0) {
-        return cq_err_set(err, CQ_EIO, errno, NULL, "writing the export");
+        return cq_err_set(err, CQ_EIO, errno, "check the output (disk full? closed pipe?)",
+                          "writing the export of %s", dir);
     }
     return rc;
 }
@@ -613,7 +715,7 @@ int cq_journal_snapshot_dir(const char *dir, const struct cq_journal_fs *fs, str
     if (fs == NULL) {
         fs = cq_journal_fs_posix();
     }
-    int rc = replay_checked(dir, fs, true, &r, err);
+    int rc = replay_checked(dir, fs, true, &r, NULL, err);
     if (rc < 0) {
         return rc;
     }

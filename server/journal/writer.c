@@ -145,6 +145,7 @@ struct cq_journal {
     /* stats_lock */
     pthread_mutex_t stats_lock;
     struct hist hist;
+    struct cq_latency_histogram commit_wait; /* cumulative, for /metrics */
     uint64_t bytes_written_total, fsyncs_total, batches_total, snapshots_total, snapshot_seq;
     uint64_t verified_segments_total, verify_failures_total;
     uint32_t segments;
@@ -350,6 +351,20 @@ static void publish_health(struct cq_journal *j)
     }
     struct cq_journal_stats st;
     cq_journal_get_stats(j, &st);
+    cq_health_set_journal_metrics(
+        j->board, &(struct cq_journal_metrics){
+                      .queue_depth = st.queue_depth,
+                      .durable_seq = st.durable_seq,
+                      .appends_total = st.appends_total,
+                      .queue_full_total = st.full_total,
+                      .fsyncs_total = st.fsyncs_total,
+                      .bytes_written_total = st.bytes_written_total,
+                      .snapshots_total = st.snapshots_total,
+                      .verified_segments_total = st.verified_segments_total,
+                      .verify_failures_total = st.verify_failures_total,
+                      .pauses_total = st.pauses_total,
+                      .commit_wait = st.commit_wait,
+                  });
     json_t *details = cq_journal_stats_json(&st);
     json_t *quarantined = json_array();
     bool started, stopped;
@@ -710,6 +725,7 @@ static void advance_durable(struct cq_journal *j)
     for (size_t i = j->a_idx; i < j->b_idx; i++) {
         int64_t w = t - j->batch.enq_ns[i];
         hist_add(&j->hist, w > 0 ? (uint64_t)w : 0);
+        cq_latency_histogram_observe(&j->commit_wait, w > 0 ? (uint64_t)w : 0);
     }
     pthread_mutex_unlock(&j->stats_lock);
     pthread_mutex_lock(&j->lock);
@@ -1543,6 +1559,7 @@ void cq_journal_get_stats(struct cq_journal *j, struct cq_journal_stats *out)
     out->batches_total = j->batches_total;
     out->commit_wait_p50_us = hist_quantile_us(&j->hist, 0.50);
     out->commit_wait_p99_us = hist_quantile_us(&j->hist, 0.99);
+    out->commit_wait = j->commit_wait;
     out->snapshots_total = j->snapshots_total;
     out->snapshot_seq = j->snapshot_seq;
     out->segments = j->segments;

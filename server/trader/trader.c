@@ -35,6 +35,7 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     while (t->signals != NULL && cq_spsc_pop(t->signals, &sig)) {
         t->signals_received++;
         t->test_signals_received += sig.test;
+        /* fits: both are CQ_SIGNAL_ID_LEN + 1 bytes */
         cq_strlcpy(t->last_signal_id, sig.id, sizeof(t->last_signal_id));
     }
     while (t->user_events != NULL && cq_spsc_pop(t->user_events, &ev)) {
@@ -46,6 +47,14 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
             t->other_events++;
         }
     }
+    struct cq_trader_metrics m = {
+        .signals_received_total = t->signals_received,
+        .test_signals_received_total = t->test_signals_received,
+        .execution_reports_total = t->execution_reports,
+        .account_positions_total = t->account_positions,
+        .other_user_events_total = t->other_events,
+    };
+    cq_health_set_trader_metrics(t->board, &m);
     cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
                       "trader skeleton: no order path yet, nothing is sent",
                       json_pack("{s:{s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",

@@ -324,6 +324,15 @@ static void expect_contiguous(const struct collected *c, uint64_t first, uint64_
     }
 }
 
+/* The first n collected records are first, first + 1, … */
+static void expect_contiguous_n(const struct collected *c, size_t n, uint64_t first)
+{
+    cr_assert_geq(c->n, n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(c->seq[i], first + i);
+    }
+}
+
 static int log_count(const char *event)
 {
     char path[600], needle[128];
@@ -976,6 +985,17 @@ static void build_scoped(void)
     cq_journal__dirlist_fini(&l);
 }
 
+static uint64_t layout_max_seq(const struct layout *L)
+{
+    uint64_t m = 0;
+    for (uint32_t a = 0; a < L->nsegs; a++) {
+        for (uint32_t b = 0; b < L->nrec[a]; b++) {
+            m = L->seq[a][b] > m ? L->seq[a][b] : m;
+        }
+    }
+    return m;
+}
+
 static bool find_seq(const struct layout *L, uint64_t seq, uint32_t *s, uint32_t *k)
 {
     for (uint32_t a = 0; a < L->nsegs; a++) {
@@ -1014,7 +1034,9 @@ Test(journal, corruption_quarantines_its_scope_and_writes_a_bundle)
     cr_expect_not(rec.torn_tail_truncated);
     cr_assert_eq(rec.n_quarantined, 1);
     cr_expect_str_eq(rec.quarantined[0], "BTCUSDT");
-    cr_expect_eq(rec.last_seq, 23); /* 22 good records + the quarantine record */
+    /* 22 good records, then the quarantine record: it takes seq 27, after the
+     * highest seq seen (26, cut off into the bundle), so no seq is used twice */
+    cr_expect_eq(rec.last_seq, 27);
     cr_expect(cq_journal_scope_quarantined(j, "BTCUSDT"));
     cr_expect_not(cq_journal_scope_quarantined(j, "ETHUSDT"));
     cr_expect_eq(log_count("journal_corrupt"), 1);
@@ -1055,7 +1077,9 @@ Test(journal, corruption_quarantines_its_scope_and_writes_a_bundle)
     struct cq_journal_verify_report rep = verify();
     cr_expect(rep.ok, "%s", rep.problem);
     struct collected *c = collect();
-    expect_contiguous(c, 1, 23);
+    cr_assert_eq(c->n, 23);
+    expect_contiguous_n(c, 22, 1);
+    cr_expect_eq(c->seq[22], 27);
     cr_expect_eq(c->type[22], CQ_REC_QUARANTINE);
     cr_expect_str_eq(c->scope[22], "BTCUSDT");
     free(c);
@@ -1126,7 +1150,8 @@ Test(journal, missing_records_quarantine_global)
     cq_journal_free(j);
     struct cq_journal_verify_report rep = verify();
     cr_expect(rep.ok, "%s", rep.problem);
-    cr_expect_eq(rep.last_seq, L.seq[1][2]); /* the good records, then the quarantine */
+    /* the good records, then the quarantine, after the highest seq seen */
+    cr_expect_eq(rep.last_seq, layout_max_seq(&L) + 1);
 }
 
 Test(journal, deleted_middle_segment_is_cut_with_global_quarantine)
@@ -1142,8 +1167,8 @@ Test(journal, deleted_middle_segment_is_cut_with_global_quarantine)
     struct cq_journal *j = open_j(&o, &rec);
     cr_expect_eq(rec.corrupt_segments, 1);
     cr_expect_str_eq(rec.quarantined[0], "global");
-    uint64_t last_good = L.seq[1][L.nrec[1] - 1];
-    cr_expect_eq(rec.last_seq, last_good + 1);
+    /* the quarantine record comes after the highest seq seen (segment 4's) */
+    cr_expect_eq(rec.last_seq, layout_max_seq(&L) + 1);
     cq_journal_free(j);
     struct cq_journal_verify_report rep = verify();
     cr_expect(rep.ok, "%s", rep.problem);
@@ -1153,6 +1178,247 @@ Test(journal, deleted_middle_segment_is_cut_with_global_quarantine)
     char path[700];
     snprintf(path, sizeof(path), "%.600s/seg-%08u.cqj", bundles[0], 4);
     cr_expect(exists(path), "segment 4 was not kept as evidence");
+}
+
+/* ---- issue 9.1: zeros inside acknowledged data are corruption, not a torn tail ----------------------- */
+
+#define ACKED_RECORDS 200
+
+/* ACKED_RECORDS records, each acknowledged durable (fsync always, waited
+ * for), in one segment, no snapshot. */
+static void build_acked(void)
+{
+    struct cq_journal_options o = opts_default();
+    o.fsync = CQ_JOURNAL_FSYNC_ALWAYS;
+    struct cq_journal *j = open_j(&o, NULL);
+    start_j(j);
+    for (int i = 1; i <= ACKED_RECORDS; i++) {
+        char p[128];
+        std_payload(i, p, sizeof(p));
+        uint64_t seq = app(j, std_type(i), std_scope(i), p);
+        cr_assert_eq(cq_journal_wait_durable(j, seq, 5000), 0);
+    }
+    stop_j(j);
+    cq_journal_free(j);
+    struct cq_journal__dirlist l;
+    cr_assert_eq(cq_journal__list_dir(jdir, &l, NULL), 0);
+    cr_assert_eq(l.n_segs, 1);
+    for (size_t i = 0; i < l.n_snaps; i++) {
+        char path[600];
+        cq_journal__snap_path(path, sizeof(path), jdir, l.snaps[i]);
+        cr_assert_eq(unlink(path), 0);
+    }
+    cq_journal__dirlist_fini(&l);
+}
+
+static void zero_range(const char *path, uint64_t off, size_t len)
+{
+    size_t n;
+    uint8_t *b = slurp(path, &n);
+    cr_assert_leq(off + len, n);
+    memset(b + off, 0, len);
+    spit(path, b, n);
+    free(b);
+}
+
+/* Open the damaged journal and check that no acknowledged record was
+ * silently dropped: every seq 1..ACKED_RECORDS is either still in the live
+ * journal, or the damage was reported as corruption with the damaged
+ * segment's bytes, as they were, in the bundle; no seq is used twice. */
+static void expect_nothing_acked_dropped(void)
+{
+    char p[600];
+    size_t dlen;
+    seg_path(p, sizeof(p), 1);
+    uint8_t *damaged = slurp(p, &dlen);
+
+    struct cq_journal_recovery rec;
+    struct cq_journal_options o = opts_default();
+    struct cq_journal *j = open_j(&o, &rec);
+    cr_expect_not(rec.torn_tail_truncated,
+                  "acknowledged records cut off as a torn tail (%llu bytes)",
+                  (unsigned long long)rec.torn_bytes);
+    cr_expect_eq(rec.corrupt_segments, 1, "the damage was not reported as corruption");
+    cr_expect_neq(rec.first_corruption[0], '\0');
+    cr_expect_geq(rec.n_quarantined, 1);
+    cr_expect_gt(rec.last_seq, ACKED_RECORDS, "the journal would continue at seq %llu",
+                 (unsigned long long)rec.last_seq + 1);
+
+    char bundles[4][1024];
+    cr_assert_eq(bundle_dirs(bundles, 4), 1, "no quarantine bundle");
+    char path[1100];
+    snprintf(path, sizeof(path), "%.1000s/seg-00000001.cqj", bundles[0]);
+    size_t blen;
+    uint8_t *copy = slurp(path, &blen);
+    cr_expect(blen == dlen && memcmp(copy, damaged, dlen) == 0,
+              "the bundle does not hold the damaged segment as it was");
+    free(copy);
+    free(damaged);
+
+    /* what is still live is intact; the next seq is new */
+    struct collected *c = collect();
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->type[i] != CQ_REC_QUARANTINE) {
+            cr_expect_eq(c->seq[i], i + 1);
+        } else {
+            cr_expect_gt(c->seq[i], ACKED_RECORDS, "quarantine record reuses seq %llu",
+                         (unsigned long long)c->seq[i]);
+        }
+    }
+    free(c);
+    start_j(j);
+    uint64_t s = app(j, CQ_REC_NOTE, "ops", "after the cut");
+    cr_expect_gt(s, ACKED_RECORDS + 1);
+    cr_expect_eq(cq_journal_wait_durable(j, s, 5000), 0);
+    stop_j(j);
+    cq_journal_free(j);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect(rep.ok, "%s", rep.problem);
+}
+
+Test(journal, zeroed_sector_mid_segment_is_corruption_not_torn_tail)
+{
+    build_acked();
+    char p[600];
+    size_t n;
+    seg_path(p, sizeof(p), 1);
+    free(slurp(p, &n));
+    uint64_t off = (uint64_t)(n * 3 / 4) / CQJ_ZERO_BLOCK * CQJ_ZERO_BLOCK;
+    zero_range(p, off, CQJ_ZERO_BLOCK);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not(rep.torn_tail, "verify calls it a torn tail: %s", rep.problem);
+    expect_nothing_acked_dropped();
+}
+
+Test(journal, zeroed_length_field_is_corruption_not_torn_tail)
+{
+    build_acked();
+    struct layout L;
+    layout_of(&L);
+    cr_assert_geq(L.nrec[0], 60);
+    char p[600];
+    seg_path(p, sizeof(p), 1);
+    zero_range(p, L.off[0][59], 4); /* record 60's length field */
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not(rep.torn_tail, "verify calls it a torn tail: %s", rep.problem);
+    expect_nothing_acked_dropped();
+}
+
+Test(journal, zeroed_first_sector_without_snapshot_keeps_records_and_seqs)
+{
+    build_acked();
+    char p[600];
+    seg_path(p, sizeof(p), 1);
+    zero_range(p, 0, CQJ_ZERO_BLOCK);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not(rep.torn_tail, "verify calls it a torn tail: %s", rep.problem);
+    expect_nothing_acked_dropped();
+    /* the live journal is the quarantine of "global", after seq 200 */
+    struct collected *c = collect();
+    cr_assert_geq(c->n, 1);
+    cr_expect_eq(c->seq[0], ACKED_RECORDS + 1);
+    cr_expect_str_eq(c->scope[0], "global");
+    free(c);
+}
+
+/* A torn tail is still cut when nothing follows it (the rule did not get
+ * stricter for a real tail). */
+Test(journal, zero_length_field_at_the_real_tail_is_still_torn)
+{
+    build_acked();
+    char p[600];
+    size_t n;
+    seg_path(p, sizeof(p), 1);
+    uint8_t *b = slurp(p, &n);
+    uint8_t *z = calloc(1, n + 300);
+    memcpy(z, b, n);
+    memset(z + n, 0x5A, 300); /* garbage after a zero length field: never acknowledged */
+    cqj_put32(z + n, 0);
+    spit(p, z, n + 300);
+    free(b);
+    free(z);
+    struct cq_journal_recovery rec;
+    struct cq_journal_options o = opts_default();
+    struct cq_journal *j = open_j(&o, &rec);
+    cr_expect(rec.torn_tail_truncated);
+    cr_expect_eq(rec.corrupt_segments, 0);
+    cr_expect_eq(rec.last_seq, ACKED_RECORDS);
+    cq_journal_free(j);
+}
+
+/* ---- 17.tests: a repeated or backwards seq with a valid CRC and chain ---------------------------------- */
+
+/* Rewrite record k (0-based, in segment 1) to carry seq, keeping its chain
+ * link and CRC valid, and re-chain every record after it. */
+static void forge_seq(uint32_t k, uint64_t seq)
+{
+    char p[600];
+    size_t n;
+    seg_path(p, sizeof(p), 1);
+    uint8_t *b = slurp(p, &n);
+    struct layout L;
+    layout_of(&L);
+    cr_assert_lt(k, L.nrec[0]);
+    uint64_t prev = cqj_get64(b + L.off[0][k] + CQJ_R_PREV);
+    cqj_put64(b + L.off[0][k] + CQJ_R_SEQ, seq);
+    for (uint32_t i = k; i < L.nrec[0]; i++) {
+        prev = cq_journal__rec_seal(b + L.off[0][i], prev);
+    }
+    spit(p, b, n);
+    free(b);
+}
+
+static void expect_seq_refused(const char *what)
+{
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok, "a %s seq passed verify", what);
+    cr_expect_not(rep.torn_tail);
+    cr_expect_not_null(strstr(rep.problem, "seq"), "problem: %s", rep.problem);
+    struct cq_err err;
+    cq_err_clear(&err);
+    json_t *st = NULL;
+    cr_expect_eq(cq_journal_replay_dir(jdir, NULL, false, &st, &err), -CQ_EPARSE,
+                 "replay applied a %s seq", what);
+    json_decref(st);
+}
+
+Test(journal, repeated_seq_with_valid_crc_and_chain_is_refused)
+{
+    build_std(10, 1 << 20, false);
+    forge_seq(9, 9); /* the last record says 9 again: nothing after it gives it away */
+    expect_seq_refused("repeated");
+}
+
+Test(journal, backwards_seq_with_valid_crc_and_chain_is_refused)
+{
+    build_std(10, 1 << 20, false);
+    forge_seq(9, 3); /* the last record says 3 */
+    expect_seq_refused("backwards");
+}
+
+Test(journal, seq_skip_flag_is_refused_outside_quarantine_and_backwards)
+{
+    build_std(10, 1 << 20, false);
+    char p[600];
+    size_t n;
+    seg_path(p, sizeof(p), 1);
+    uint8_t *b = slurp(p, &n);
+    struct layout L;
+    layout_of(&L);
+    b[L.off[0][5] + CQJ_R_FLAGS] = CQJ_REC_FLAG_SEQ_SKIP; /* a note/order record may not skip */
+    cqj_put64(b + L.off[0][5] + CQJ_R_SEQ, 50);
+    uint64_t prev = cqj_get64(b + L.off[0][5] + CQJ_R_PREV);
+    for (uint32_t i = 5; i < L.nrec[0]; i++) {
+        prev = cq_journal__rec_seal(b + L.off[0][i], prev);
+    }
+    spit(p, b, n);
+    free(b);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not(rep.torn_tail);
 }
 
 /* ---- snapshots ---------------------------------------------------------------------------------------- */
