@@ -294,6 +294,22 @@ static int to_amount(cq_dec v, cq_dec *out)
     return cq_dec_rescale(v, AMOUNT_SCALE, CQ_ROUND_EXACT, out);
 }
 
+/* Why v cannot be a stored amount, or NULL if it can. */
+static const char *amount_problem(cq_dec v)
+{
+    cq_dec out;
+    if (v.m < 0) {
+        return "is negative";
+    }
+    if (cq_dec_rescale(v, AMOUNT_SCALE, CQ_ROUND_DOWN, &out) < 0) {
+        return "is above the maximum " SIM_AMOUNT_MAX_TEXT;
+    }
+    if (to_amount(v, &out) < 0) {
+        return "has more than 8 decimals";
+    }
+    return NULL;
+}
+
 /* Checked in-place arithmetic: false on overflow (*acc unchanged). */
 static bool dadd(cq_dec *acc, cq_dec v)
 {
@@ -1525,10 +1541,14 @@ struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq
                        "balance %zu: bad or repeated asset name", i);
             goto fail;
         }
-        if (b->free.m < 0 || to_amount(b->free, &amount) < 0 || b->locked.m != 0) {
+        const char *why = amount_problem(b->free);
+        if (why != NULL || b->locked.m != 0 || to_amount(b->free, &amount) < 0) {
+            char given[CQ_DEC_STR_MAX];
             cq_err_set(err, CQ_ECONFIG, 0,
-                       "a starting balance is free, >= 0, with at most 8 decimals",
-                       "balance of %s: bad amount", b->asset);
+                       "a starting balance is from 0 to " SIM_AMOUNT_MAX_TEXT
+                       " with at most 8 decimals",
+                       "balance of %s: %s %s", b->asset, cq_dec_format(b->free, given, sizeof(given)),
+                       why != NULL ? why : "must be all free (nothing locked)");
             goto fail;
         }
         a = asset_add(st, b->asset);
@@ -2038,9 +2058,14 @@ int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_
     cq_dec amount;
     cq_dec sum;
     int a;
-    if (asset == NULL || !asset_name_valid(asset) || free_amount.m < 0 ||
-        to_amount(free_amount, &amount) < 0) {
+    if (asset == NULL || !asset_name_valid(asset) || free_amount.m < 0) {
         return -CQ_EINVAL;
+    }
+    if (cq_dec_rescale(free_amount, AMOUNT_SCALE, CQ_ROUND_DOWN, &amount) < 0) {
+        return -CQ_ETOOBIG; /* above SIM_AMOUNT_MAX_TEXT */
+    }
+    if (to_amount(free_amount, &amount) < 0) {
+        return -CQ_EINVAL; /* more than 8 decimals */
     }
     a = asset_find(st, asset);
     sum = amount;

@@ -2393,7 +2393,11 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             pthread_mutex_lock(&sim->lock);
             int rc = sim_engine_set_balance(sim->engine, asset, amount, sim_server_time_ms(sim));
             pthread_mutex_unlock(&sim->lock);
-            if (rc < 0) {
+            if (rc == -CQ_ETOOBIG) {
+                ctl_error(resp, 400, "free",
+                          "parameter 'free' plus what is locked must be at most "
+                          SIM_AMOUNT_MAX_TEXT);
+            } else if (rc < 0) {
                 ctl_error(resp, 400, "asset", "cannot set the balance of %s: %s", asset,
                           cq_strerror(rc));
             } else {

@@ -286,8 +286,14 @@ size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t
  * order. */
 size_t sim_engine_balances(const struct sim_engine *e,
                            void (*fn)(void *ctx, const struct sim_balance *b), void *ctx);
+/* The largest amount the engine holds: an int64 mantissa at 8 decimals.
+ * A balance's free + locked must stay at or below it. */
+#define SIM_AMOUNT_MAX_TEXT "92233720368.54775807"
+
 /* Set an asset's free balance (setup and fault injection); locked unchanged.
- * Emits account_position. */
+ * Emits account_position. -CQ_ETOOBIG when free + locked would exceed
+ * SIM_AMOUNT_MAX_TEXT; -CQ_EINVAL for a bad asset name, a negative amount
+ * or one with more than 8 decimals. */
 int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_amount,
                            int64_t now_ms) CQ_WUR;
 void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *taker_bps);

@@ -647,7 +647,27 @@ Test(sim_engine, config_errors_name_the_problem)
     std_config(&cfg);
     std_balances[0].free = D("-1");
     cr_assert_null(sim_engine_new(&cfg, &err));
-    cr_assert(strstr(err.message, "USDT"), "%s", err.message);
+    cr_assert_str_eq(err.message, "balance of USDT: -1 is negative");
+
+    /* the largest balance there can be, and one unit of 8 decimals more
+     * (issue 17: "bad amount" did not say what the maximum is) */
+    std_config(&cfg);
+    std_balances[0].free = D(SIM_AMOUNT_MAX_TEXT);
+    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    cr_assert_not_null(e, "%s", err.message);
+    cr_assert_eq(sim_engine_set_balance(e, "BTC", D(SIM_AMOUNT_MAX_TEXT), 1), 0);
+    cr_assert_eq(sim_engine_set_balance(e, "BTC", D("92233720369"), 2), -CQ_ETOOBIG);
+    cr_assert_eq(sim_engine_set_balance(e, "BTC", D("1.000000001"), 3), -CQ_EINVAL);
+    sim_engine_free(e);
+    std_balances[0].free = D("92233720369");
+    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_str_eq(err.message,
+                     "balance of USDT: 92233720369 is above the maximum 92233720368.54775807");
+    cr_assert_str_eq(err.hint, "a starting balance is from 0 to 92233720368.54775807 with at "
+                               "most 8 decimals");
+    std_balances[0].free = D("1.000000001");
+    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_str_eq(err.message, "balance of USDT: 1.000000001 has more than 8 decimals");
 }
 
 static void append_asset(void *ctx, const struct sim_balance *b)
