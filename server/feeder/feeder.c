@@ -45,6 +45,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cq/backoff.h"
 #include "cq/codec.h"
 #include "cq/exchange.h"
 #include "cq/feeder.h"
@@ -67,6 +68,9 @@
 #define BACKFILL_LIMIT 1000      /* bars per klines request */
 #define HELD_MAX 1024            /* closed candles held per symbol while a backfill waits */
 #define BACKFILL_RETRY_MIN_MS 500
+#define LISTEN_KEY_RETRY_MIN_MS 1000     /* first wait after a failed POST userDataStream */
+#define LISTEN_KEY_RETRY_MAX_MS 300000   /* longest wait between two of them (5 min) */
+#define INSANE_STALE_AFTER 3             /* bad messages in a row before the detail says so */
 #define ONE_MINUTE_MS 60000LL
 
 enum { STREAM_KLINE, STREAM_BOOK, STREAM_TRADE, STREAM__COUNT };
@@ -91,6 +95,12 @@ struct sym_state {
     /* counters */
     uint64_t candles_closed, candles_backfilled, candles_warmup, duplicates, gaps,
         gaps_unfilled, trade_gaps, books_coalesced, trades_dropped, messages;
+    /* Messages that decoded but broke a sanity rule (cq_msg_check): dropped,
+     * counted, and they never refresh the symbol's freshness, so a symbol
+     * fed only insane data goes stale (feeder_stale) like a silent one. */
+    uint64_t insane;                      /* total */
+    uint64_t insane_in_row;               /* since the last sane message */
+    const char *insane_reason;            /* static string; NULL = none yet */
 };
 
 enum start_phase {
@@ -103,7 +113,7 @@ struct cq_feeder {
     struct cq_health_board *board;  /* borrowed */
     const struct cq_clock *clock;   /* borrowed */
     struct cq_service *svc;         /* owned */
-    char *rest_url, *ws_url, *api_key, *api_secret; /* owned copies */
+    char *rest_url, *ws_url, *api_key; /* owned copies (no secret: the feeder signs nothing) */
     struct cq_spsc *to_ares;        /* borrowed */
     struct cq_spsc *to_trader;      /* borrowed, may be NULL */
 
@@ -137,14 +147,17 @@ struct cq_feeder {
 
     char listen_key[80];
     int64_t listen_key_renew_at;    /* mono ms */
-    int64_t listen_key_retry_at;    /* mono ms, 0 = no retry pending */
+    int64_t listen_key_retry_at;    /* mono ms: replace the key from then on; 0 = keep it */
+    struct cq_backoff listen_key_backoff; /* between failed POST userDataStream */
+    char listen_key_problem[160];   /* the last failure; "" after a success */
     int64_t listen_key_check_at;    /* mono ms: ask the exchange whether the key still
                                      * lives (after the user stream dropped); 0 = no */
     bool listen_key_wanted;
 
-    uint64_t malformed_total, unknown_symbol_total, control_total;
+    uint64_t malformed_total, unknown_symbol_total, control_total, insane_total;
     int64_t last_health_mono;
-    struct cq_log_ratelimit malformed_rl, gap_rl, trade_gap_rl, user_drop_rl;
+    struct cq_log_ratelimit malformed_rl, gap_rl, trade_gap_rl, user_drop_rl, listen_key_rl,
+        insane_rl;
 };
 
 static int64_t now_mono(const struct cq_feeder *f)
@@ -249,6 +262,31 @@ static void flush_to_trader(struct cq_feeder *f)
     }
 }
 
+/* ---- sanity ------------------------------------------------------------------ */
+
+/* A value for symbol idx decoded but broke a sanity rule (cq_msg_check /
+ * cq_market_check_candle): drop it, count it, say so (rate-limited). It does
+ * not refresh the symbol: a symbol fed only such data goes stale. */
+static void drop_insane(struct cq_feeder *f, int idx, const char *source, const char *kind,
+                        const char *reason, int64_t now)
+{
+    struct sym_state *s = &f->syms[idx];
+    uint64_t suppressed = 0;
+    f->malformed_total++;
+    f->insane_total++;
+    s->insane++;
+    s->insane_in_row++;
+    s->insane_reason = reason;
+    if (cq_log_ratelimit_allow(&f->insane_rl, now, &suppressed)) {
+        cq_log_warn("feeder", "message_malformed",
+                    json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "symbol", s->name, "source", source,
+                              "kind", kind, "reason", reason, "in_a_row",
+                              (json_int_t)s->insane_in_row, "suppressed", (json_int_t)suppressed),
+                    "%s: dropped a %s %s that breaks a sanity rule (%s)", s->name, source, kind,
+                    reason);
+    }
+}
+
 /* ---- REST: exchangeInfo, klines --------------------------------------------- */
 
 static bool parse_dec_field(const json_t *v, cq_dec *out)
@@ -328,8 +366,14 @@ static int backfill(struct cq_feeder *f, int idx, int64_t from_ms, int64_t to_ms
         int64_t last_open = -1;
         for (size_t i = 0; i < n; i++) {
             struct cq_candle c;
+            const char *why;
             if (!parse_kline_row(json_array_get(rows, i), &c)) {
                 f->malformed_total++;
+                continue;
+            }
+            why = cq_market_check_candle(&c);
+            if (why != NULL) {
+                drop_insane(f, idx, "backfill", "kline", why, now_mono(f));
                 continue;
             }
             if (c.open_ms <= f->syms[idx].last_closed_open_ms || c.open_ms > to_ms) {
@@ -466,6 +510,12 @@ void cq_feeder__apply(struct cq_feeder *f, const struct cq_msg *msg, int64_t rec
         return;
     }
     struct sym_state *s = &f->syms[idx];
+    const char *why = cq_msg_check(msg);
+    if (why != NULL) {
+        drop_insane(f, idx, "stream", cq_msg_kind_name(msg->kind), why, recv_mono_ms);
+        return;
+    }
+    s->insane_in_row = 0;
     s->messages++;
     s->last_any_mono = recv_mono_ms;
     switch (msg->kind) {
@@ -639,8 +689,14 @@ static int warm_up(struct cq_feeder *f)
         size_t n = json_array_size(rows);
         for (size_t k = 0; k + 1 < n; k++) {
             struct cq_candle c;
+            const char *why;
             if (!parse_kline_row(json_array_get(rows, k), &c)) {
                 f->malformed_total++;
+                continue;
+            }
+            why = cq_market_check_candle(&c);
+            if (why != NULL) {
+                drop_insane(f, (int)i, "warmup", "kline", why, now_mono(f));
                 continue;
             }
             if (c.open_ms > f->syms[i].last_closed_open_ms) {
@@ -656,23 +712,34 @@ static int warm_up(struct cq_feeder *f)
     return 0;
 }
 
-static int start_market_stream(struct cq_feeder *f)
+int cq_feeder__stream_url(const struct cq_feeder *f, char *url, size_t url_len)
 {
-    char url[4096];
-    size_t used = (size_t)snprintf(url, sizeof(url), "%s/stream?streams=", f->ws_url);
-    for (size_t i = 0; i < f->n_syms && used < sizeof(url); i++) {
+    int n = snprintf(url, url_len, "%s/stream?streams=", f->ws_url);
+    size_t used = n < 0 ? url_len : (size_t)n;
+    for (size_t i = 0; i < f->n_syms && used < url_len; i++) {
         char lower[CQ_SYMBOL_LEN];
         size_t k = 0;
+        /* names are shorter than CQ_SYMBOL_LEN (checked in cq_feeder_new) */
         for (; f->syms[i].name[k] != '\0'; k++) {
             char c = f->syms[i].name[k];
             lower[k] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
         }
         lower[k] = '\0';
-        used += (size_t)snprintf(url + used, sizeof(url) - used, "%s%s@kline_1m/%s@bookTicker/%s@trade",
-                                 i > 0 ? "/" : "", lower, lower, lower);
+        n = snprintf(url + used, url_len - used, "%s%s@kline_1m/%s@bookTicker/%s@trade",
+                     i > 0 ? "/" : "", lower, lower, lower);
+        used = n < 0 ? url_len : used + (size_t)n;
     }
-    if (used >= sizeof(url)) {
-        snprintf(f->start_problem, sizeof(f->start_problem), "stream URL too long");
+    return used < url_len ? 0 : -CQ_ETOOBIG; /* never a cut URL (a symbol would be lost) */
+}
+
+static int start_market_stream(struct cq_feeder *f)
+{
+    char url[4096];
+    if (cq_feeder__stream_url(f, url, sizeof(url)) < 0) {
+        snprintf(f->start_problem, sizeof(f->start_problem),
+                 "the market stream URL for %zu symbols is longer than %zu bytes; list fewer "
+                 "symbols or use a shorter CQ_EXCHANGE_WS_URL",
+                 f->n_syms, sizeof(url) - 1);
         return -CQ_ETOOBIG;
     }
     struct cq_ws_client_options wo = {
@@ -704,28 +771,62 @@ static void user_stream_tick(struct cq_feeder *f, int64_t now)
     bool need_key = f->listen_key[0] == '\0' ||
                     (f->listen_key_retry_at != 0 && now >= f->listen_key_retry_at);
     if (need_key) {
+        /* Failures back off exponentially (with jitter, capped, and never
+         * sooner than a Retry-After): a refused key (-2015: revoked key,
+         * missing permission, IP not allowed) must not spend the REST
+         * weight budget that the backfill needs (issue 9.5). */
+        if (!cq_backoff_due(&f->listen_key_backoff, now)) {
+            return;
+        }
         struct cq_rest_response r;
         memset(&r, 0, sizeof(r));
         int rc = cq_rest_request(f->rest, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY,
                                  2, false, &r);
         const char *key = json_string_value(json_object_get(r.body, "listenKey"));
-        if (rc < 0 || r.status != CQ_REST_OK || key == NULL || strlen(key) >= sizeof(f->listen_key)) {
-            cq_log_warn("feeder", "listen_key_failed",
-                        json_pack("{s:s,s:i,s:s}", "status",
-                                  rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), "code",
-                                  r.code, "msg", r.msg),
-                        "cannot create a listen key; retrying in 5 s");
-            f->listen_key_retry_at = now + 5000;
+        char url[512];
+        int url_len = key != NULL ? snprintf(url, sizeof(url), "%s/ws/%s", f->ws_url, key) : -1;
+        if (rc < 0 || r.status != CQ_REST_OK || key == NULL || strlen(key) >= sizeof(f->listen_key) ||
+            url_len < 0 || (size_t)url_len >= sizeof(url)) {
+            struct cq_rest_budget b;
+            cq_rest_client_budget(f->rest, &b);
+            int64_t server_wait = b.rate_limited_for_ms > b.banned_for_ms ? b.rate_limited_for_ms
+                                                                          : b.banned_for_ms;
+            int64_t delay = cq_backoff_fail(&f->listen_key_backoff, now, server_wait);
+            /* Bounded by the format ("%.100s"): cannot truncate in 160 bytes. */
+            snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%s %d %.100s",
+                     rc < 0 ? cq_strerror(rc)
+                            : r.status != CQ_REST_OK ? cq_rest_status_name(r.status)
+                                                     : "bad listenKey in the reply",
+                     r.code, r.msg);
+            uint64_t suppressed = 0;
+            if (cq_log_ratelimit_allow(&f->listen_key_rl, now, &suppressed)) {
+                cq_log_warn("feeder", "listen_key_failed",
+                            json_pack("{s:s,s:i,s:s,s:I,s:I,s:I}", "status",
+                                      rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status),
+                                      "code", r.code, "msg", r.msg, "attempt",
+                                      (json_int_t)f->listen_key_backoff.failures, "retry_in_ms",
+                                      (json_int_t)delay, "suppressed", (json_int_t)suppressed),
+                            "cannot create a listen key (%s); retry %u in %lld ms",
+                            f->listen_key_problem, f->listen_key_backoff.failures + 1,
+                            (long long)delay);
+            }
             cq_rest_response_fini(&r);
             return;
         }
         bool changed = strcmp(f->listen_key, key) != 0;
-        cq_strlcpy(f->listen_key, key, sizeof(f->listen_key));
+        /* Cannot truncate: strlen(key) < sizeof(f->listen_key) checked above. */
+        (void)cq_strlcpy(f->listen_key, key, sizeof(f->listen_key));
         cq_rest_response_fini(&r);
+        if (f->listen_key_backoff.failures > 0) {
+            cq_log_info("feeder", "listen_key_recovered",
+                        json_pack("{s:I}", "failures", (json_int_t)f->listen_key_backoff.failures),
+                        "listen key created after %u failure(s)",
+                        f->listen_key_backoff.failures);
+        }
+        cq_backoff_reset(&f->listen_key_backoff);
+        f->listen_key_problem[0] = '\0';
         f->listen_key_retry_at = 0;
         f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
-        char url[512];
-        snprintf(url, sizeof(url), "%s/ws/%s", f->ws_url, f->listen_key);
         if (f->user == NULL) {
             struct cq_ws_client_options wo = {
                 .url = url,
@@ -780,14 +881,14 @@ static void publish_health(struct cq_feeder *f, int64_t now)
     struct cq_rest_budget budget;
     cq_rest_client_budget(f->rest, &budget);
     json_t *symbols = json_object();
-    const char *stale_symbol = NULL;
+    const struct sym_state *stale_symbol = NULL;
     bool stale_never = false;          /* the stale symbol has had no message at all */
     int64_t oldest_fresh_mono = now;
     for (size_t i = 0; i < f->n_syms; i++) {
         struct sym_state *s = &f->syms[i];
         int64_t age = s->last_any_mono > 0 ? now - s->last_any_mono : -1;
         if ((age < 0 || age > stale_ms) && stale_symbol == NULL) {
-            stale_symbol = s->name;
+            stale_symbol = s;
             stale_never = age < 0;
         }
         if (s->last_any_mono > 0 && s->last_any_mono < oldest_fresh_mono) {
@@ -801,7 +902,8 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         }
         json_object_set_new(
             symbols, s->name,
-            json_pack("{s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "freshness_ms",
+            json_pack("{s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
+                      "freshness_ms",
                       age >= 0 ? json_integer(age) : json_null(), "streams", fresh,
                       "last_closed_open_ms", (json_int_t)s->last_closed_open_ms, "candles_closed",
                       (json_int_t)s->candles_closed, "candles_backfilled",
@@ -811,7 +913,8 @@ static void publish_health(struct cq_feeder *f, int64_t now)
                       (json_int_t)s->duplicates, "trade_gaps", (json_int_t)s->trade_gaps,
                       "books_coalesced", (json_int_t)s->books_coalesced, "trades_dropped",
                       (json_int_t)s->trades_dropped, "held_for_backfill",
-                      (json_int_t)s->held_len));
+                      (json_int_t)s->held_len, "insane", (json_int_t)s->insane, "insane_in_a_row",
+                      (json_int_t)s->insane_in_row, "last_insane_reason", s->insane_reason));
     }
     enum cq_health_status status = CQ_HEALTH_OK;
     bool ready = true;
@@ -846,12 +949,30 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         status = CQ_HEALTH_DEGRADED;
         ready = false;
         reason = "feeder_stale";
-        if (stale_never) {
-            snprintf(detail, sizeof(detail), "%s has had no market data yet", stale_symbol);
+        /* detail is CQ_HEALTH_DETAIL_MAX: a cut detail is still a detail. */
+        if (stale_symbol->insane_in_row >= INSANE_STALE_AFTER) {
+            snprintf(detail, sizeof(detail),
+                     "%s: the last %llu market messages broke sanity rules (%s); no valid data "
+                     "for over %lld ms",
+                     stale_symbol->name, (unsigned long long)stale_symbol->insane_in_row,
+                     stale_symbol->insane_reason, (long long)stale_ms);
+        } else if (stale_never) {
+            snprintf(detail, sizeof(detail), "%s has had no market data yet", stale_symbol->name);
         } else {
             snprintf(detail, sizeof(detail), "%s has had no market data for over %lld ms",
-                     stale_symbol, (long long)stale_ms);
+                     stale_symbol->name, (long long)stale_ms);
         }
+    } else if (f->listen_key_wanted && f->listen_key_problem[0] != '\0') {
+        /* Market data is fine (still ready), but the trader gets no order
+         * updates until a listen key can be created. */
+        status = CQ_HEALTH_DEGRADED;
+        reason = "listen_key_failed";
+        snprintf(detail, sizeof(detail),
+                 "cannot create a listen key (%s): %u failure(s), next try in %lld ms",
+                 f->listen_key_problem, f->listen_key_backoff.failures,
+                 (long long)(f->listen_key_backoff.next_at_ms > now
+                                 ? f->listen_key_backoff.next_at_ms - now
+                                 : 0));
     } else if (budget.rate_limited_for_ms > 0) {
         status = CQ_HEALTH_DEGRADED;
         reason = "rate_limited";
@@ -867,14 +988,20 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         cq_ws_client_stats(f->market, &ms);
     }
     json_t *details = json_pack(
-        "{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:b,s:I,s:I},s:I,s:I}", "stale_ms",
+        "{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:b,s:I,s:I,s:I,s:I,s:s},s:I,s:I,s:I}",
+        "stale_ms",
         (json_int_t)stale_ms, "symbols", symbols, "rest", cq_rest_budget_json(&budget),
         "market_stream", cq_ws_client_stats_json(&ms), "to_ares", "pending_candles",
         (json_int_t)f->pending_len, "ring_size", (json_int_t)cq_spsc_size(f->to_ares), "ring_capacity",
         (json_int_t)cq_spsc_capacity(f->to_ares), "ring_full", (json_int_t)atomic_load(&f->to_ares->full),
         "ring_high_water", (json_int_t)atomic_load(&f->to_ares->high_water), "user_stream",
         "connected", f->user_connected, "events", (json_int_t)f->user_events, "dropped",
-        (json_int_t)f->user_dropped, "malformed_total", (json_int_t)f->malformed_total,
+        (json_int_t)f->user_dropped, "listen_key_failures",
+        (json_int_t)f->listen_key_backoff.failures, "listen_key_retry_in_ms",
+        (json_int_t)(f->listen_key_backoff.next_at_ms > now ? f->listen_key_backoff.next_at_ms - now
+                                                            : 0),
+        "listen_key_problem", f->listen_key_problem, "malformed_total",
+        (json_int_t)f->malformed_total, "insane_total", (json_int_t)f->insane_total,
         "unknown_symbol_total", (json_int_t)f->unknown_symbol_total);
     struct cq_feeder_metrics fm = {
         .malformed_total = f->malformed_total,
@@ -996,7 +1123,6 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->rest_url = cq_text_dup(o->rest_url);
     f->ws_url = cq_text_dup(o->ws_url);
     f->api_key = cq_text_dup(o->api_key);
-    f->api_secret = cq_text_dup(o->api_secret);
     f->pending = calloc(PENDING_MAX, sizeof(*f->pending));
     f->user_pending = calloc(USER_PENDING_MAX, sizeof(*f->user_pending));
     if (f->rest_url == NULL || f->ws_url == NULL || f->pending == NULL ||
@@ -1008,9 +1134,24 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     atomic_init(&f->stale_ms, cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS));
     const char *const *symbols = NULL;
     size_t n = cq_config_symbols(o->cfg, &symbols);
-    f->n_syms = n < MAX_SYMBOLS ? n : MAX_SYMBOLS;
-    for (size_t i = 0; i < f->n_syms; i++) {
-        cq_strlcpy(f->syms[i].name, symbols[i], sizeof(f->syms[i].name));
+    if (n > MAX_SYMBOLS) {
+        cq_err_set(err, CQ_ECONFIG, 0, "list at most 32 symbols in CQ_SYMBOLS",
+                   "the feeder follows at most %d symbols; CQ_SYMBOLS lists %zu", MAX_SYMBOLS, n);
+        cq_feeder_free(f);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Config validation holds symbols to CQ_SYMBOL_MAX_CHARS; a longer
+         * one here is refused, never cut (a cut name matches nothing). */
+        if (cq_strlcpy(f->syms[i].name, symbols[i], sizeof(f->syms[i].name)) >=
+            sizeof(f->syms[i].name)) {
+            cq_err_set(err, CQ_ECONFIG, 0, "use the exchange's symbol names (at most 20 characters)",
+                       "symbol \"%.40s\" is longer than %d characters", symbols[i],
+                       CQ_SYMBOL_MAX_CHARS);
+            cq_feeder_free(f);
+            return NULL;
+        }
+        f->n_syms = i + 1;
         f->syms[i].last_closed_open_ms = -1;
         f->syms[i].held = calloc(HELD_MAX, sizeof(*f->syms[i].held));
         if (f->syms[i].held == NULL) {
@@ -1023,11 +1164,15 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 20};
     f->trade_gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
     f->user_drop_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
+    f->listen_key_rl = (struct cq_log_ratelimit){.window_ms = 60000, .burst = 3};
+    f->insane_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
+    cq_backoff_init(&f->listen_key_backoff, LISTEN_KEY_RETRY_MIN_MS, LISTEN_KEY_RETRY_MAX_MS,
+                    (uint64_t)cq_clock_wall_us(f->clock) ^ (uint64_t)(uintptr_t)f);
 
     struct cq_rest_options ro = {
         .base_url = f->rest_url,
         .api_key = f->api_key,
-        .api_secret = f->api_secret,
+        .api_secret = NULL, /* the feeder signs nothing: no copy of the secret here */
         .service = "feeder",
         .connect_timeout_ms = cq_config_int(o->cfg, CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS),
         .total_timeout_ms = cq_config_int(o->cfg, CQ_CFG_EXCHANGE_TIMEOUT_MS),
@@ -1075,13 +1220,28 @@ void cq_feeder_free(struct cq_feeder *f)
     free(f->rest_url);
     free(f->ws_url);
     free(f->api_key);
-    free(f->api_secret);
     for (size_t i = 0; i < f->n_syms; i++) {
         free(f->syms[i].held);
     }
     free(f->pending);
     free(f->user_pending);
     free(f);
+}
+
+void cq_feeder__flush(struct cq_feeder *f)
+{
+    flush_to_ares(f);
+}
+
+void cq_feeder__publish_health(struct cq_feeder *f, int64_t now)
+{
+    publish_health(f, now);
+}
+
+void cq_feeder__assume_streaming(struct cq_feeder *f)
+{
+    f->phase = PHASE_STREAMING;
+    f->market_connected = true;
 }
 
 struct cq_service *cq_feeder_service(struct cq_feeder *f)
