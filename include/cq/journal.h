@@ -69,6 +69,12 @@ uint16_t cq_rec_type_parse(const char *name);
 
 #define CQ_JOURNAL_SCOPE_MAX 31            /* bytes, without NUL */
 #define CQ_JOURNAL_PAYLOAD_MAX (64 * 1024) /* bytes */
+/* The timestamps a record may carry: 1970-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999999Z, in µs since the epoch. The writer clamps
+ * the clock into this range; readers (verify, replay, export, open) treat
+ * a record outside it as damaged. */
+#define CQ_JOURNAL_TS_MIN_US ((int64_t)0)
+#define CQ_JOURNAL_TS_MAX_US ((int64_t)253402300799999999)
 
 /* One record as read back. scope and payload are borrowed for the callback. */
 struct cq_journal_record {
@@ -246,13 +252,34 @@ int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_
  * when pruned segments are needed (no usable snapshot covers them). */
 int cq_journal_replay_dir(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
                           json_t **state, struct cq_err *err) CQ_WUR;
+/* What a replay used and what it skipped (for the command line). */
+struct cq_journal_replay_info {
+    uint64_t snapshot_seq;        /* the snapshot used (0 = none) */
+    uint64_t replayed_records;    /* records applied on top of it */
+    uint64_t last_seq;
+    size_t n_skipped;             /* snapshots not used, newest first */
+    uint64_t skipped_seq[16];
+    char skipped_why[16][160];    /* "ahead of the journal (last seq 41)", "…: checksum mismatch" */
+};
+
+/* cq_journal_replay_dir, and *info (may be NULL) says which snapshot was
+ * used and which were skipped and why — filled on failure too, as far as
+ * the replay got. A snapshot ahead of every record fails the replay
+ * (-CQ_EPARSE): records are missing. */
+int cq_journal_replay_dir_info(const char *dir, const struct cq_journal_fs *fs, bool use_snapshot,
+                               json_t **state, struct cq_journal_replay_info *info,
+                               struct cq_err *err) CQ_WUR;
+
 /* Canonical text of a state: sorted keys, compact, trailing newline.
  * Caller frees. */
 char *cq_journal_state_dump(const json_t *state);
 
 /* One JSON object per record per line:
  * {"seq","ts","type","scope","payload"} (payload inlined when it is JSON,
- * else a string). */
+ * else a string; seq unsigned). Refuses what replay refuses (records
+ * missing before the first segment with no snapshot covering them, a
+ * snapshot ahead of every record, damage) before writing anything; an
+ * error names the file (a read) or says the output failed (a write). */
 int cq_journal_export_dir(const char *dir, const struct cq_journal_fs *fs, FILE *out,
                           struct cq_err *err) CQ_WUR;
 

@@ -1440,7 +1440,8 @@ int cq_journal_append(struct cq_journal *j, uint16_t type, const char *scope, co
     } else {
         uint64_t s = ++j->last_seq;
         cq_journal__rec_encode(j->fill.bytes + j->fill.len, type, scope, slen, s,
-                               cq_clock_wall_us(j->clock), payload, payload_len);
+                               cq_journal__ts_clamp(cq_clock_wall_us(j->clock)), payload,
+                               payload_len);
         j->fill.len += len;
         j->fill.enq_ns[j->fill.count++] = t;
         j->appends_total++;
