@@ -18,18 +18,44 @@
  *     board's mutex, held only while a record is copied.
  *
  * Limits (every one bounded)
- *   - connections: at most max_connections open. libmicrohttpd's own limit is
- *     set one higher so that the connection over our limit is accepted and
- *     closed at once by the accept-policy callback (and counted as
- *     connections_rejected) instead of waiting unseen in the kernel backlog.
+ *   - connections, in two tiers (accept_policy decides, notify_connection
+ *     records it in a struct api_conn on the connection's socket context):
+ *       ordinary: at most max_connections, and at most
+ *         max_connections_per_peer from one IP address;
+ *       reserve: when the pool or the peer's share is full, up to
+ *         reserve_connections more. A reserve slot answers GET/HEAD /health
+ *         and /readiness; anything else gets a fast 503 busy with
+ *         Retry-After; one answer, then the connection closes. A reserve
+ *         connection whose request head is not complete is evicted (closed)
+ *         when a newcomer finds the reserve full, so slow clients cannot
+ *         hold it against a health check.
+ *     Beyond both, the connection is accepted and closed at once (counted as
+ *     connections_rejected, "api_connection_rejected" rate-limited).
+ *     libmicrohttpd's own limit is set above the sum so that our policy, not
+ *     the kernel backlog, decides.
+ *   - time: every exchange (request head, body and answer) must end within
+ *     request_deadline_ms (reserve: reserve_deadline_ms) of accept, or of the
+ *     end of the previous exchange on a kept-alive connection.
+ *     CQ_ADMIN_TIMEOUT_S stays the inactivity timeout inside that. There is
+ *     no timer of our own: every accept and every request line sweeps the
+ *     list and shuts down (shutdown(2); libmicrohttpd then sees EOF and
+ *     closes) what is past its deadline, so slots are freed exactly when
+ *     someone needs one ("api_slow_connection_closed", rate-limited).
  *   - headers and URL: MHD_OPTION_CONNECTION_MEMORY_LIMIT per connection
  *     (libmicrohttpd answers 431/414 itself when they do not fit).
  *   - body: counted as it arrives; over max_body_bytes (or a Content-Length
  *     announcing more) the router answers 413 without looking at it. A
- *     client that keeps sending long after that is disconnected.
- *   - idle connections: closed after timeout_s (MHD_OPTION_CONNECTION_TIMEOUT).
+ *     client that keeps sending long after that is disconnected. A
+ *     Transfer-Encoding other than chunked gets 400 and close (the body's
+ *     end could not be found).
+ *   - a NUL in the percent-decoded path (%00) gets 400: libmicrohttpd would
+ *     hand us the path cut at the NUL. Seen in the raw request target
+ *     (MHD_OPTION_URI_LOG_CALLBACK, which also allocates the per-request
+ *     state).
  *
- * libmicrohttpd's own messages go to cq_log as event "mhd_error".
+ * libmicrohttpd's own messages go to cq_log as event "mhd_error", rate
+ * limited like the other noisy events (with the suppressed count) and
+ * counted (mhd_errors, coinquant_api_mhd_errors_total).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,6 +84,19 @@
 /* After a body went over max_body_bytes we read and discard at most this
  * much more, then drop the connection. */
 #define DISCARD_MAX_BYTES ((uint64_t)1024 * 1024)
+
+/* One open connection (socket context). */
+struct api_conn {
+    struct api_conn *prev, *next;
+    int fd;
+    unsigned char peer[16]; /* IPv4 (also when mapped into IPv6) or IPv6 */
+    size_t peer_len;
+    enum cq_api_tier tier;
+    int64_t exchange_start_ms; /* accept, or the end of the previous exchange */
+    uint64_t seq;              /* order of arrival (the oldest is evicted first) */
+    bool head_done;            /* the current request's head has arrived */
+    bool doomed;               /* shut down; libmicrohttpd closes it soon */
+};
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
@@ -103,11 +143,41 @@ struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err)
         opts->max_connections > 0 ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
     api->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
     api->max_body_bytes = opts->max_body_bytes;
+    api->request_deadline_ms =
+        opts->request_deadline_ms > 0 ? opts->request_deadline_ms : CQ_API_REQUEST_DEADLINE_MS;
+    api->reserve_connections =
+        opts->reserve_connections > 0 ? opts->reserve_connections : CQ_API_RESERVE_CONNECTIONS;
+    api->reserve_deadline_ms =
+        opts->reserve_deadline_ms > 0 ? opts->reserve_deadline_ms : CQ_API_RESERVE_DEADLINE_MS;
+    if (opts->max_connections_per_peer > 0) {
+        api->max_connections_per_peer = opts->max_connections_per_peer;
+    } else {
+        api->max_connections_per_peer = api->max_connections / CQ_API_PEER_SHARE_DIVISOR;
+        if (api->max_connections_per_peer == 0) {
+            api->max_connections_per_peer = 1;
+        }
+    }
+    if (api->max_connections_per_peer > api->max_connections) {
+        api->max_connections_per_peer = api->max_connections;
+    }
+    if (opts->bind != NULL) {
+        int port = 0;
+        /* parsed above already: cannot fail; the host fits (cq_hostport_parse
+         * refuses a host that does not fit the buffer) */
+        if (cq_hostport_parse(opts->bind, api->bind_host, sizeof(api->bind_host), &port, NULL) ==
+            0) {
+            api->loopback_bind = cq_host_is_loopback(api->bind_host);
+        }
+    }
     api->created_mono_ms = cq_clock_mono_ms(api->clock);
     api->auth_log_rl.window_ms = 60000;
     api->auth_log_rl.burst = 5;
     api->conn_log_rl.window_ms = 60000;
     api->conn_log_rl.burst = 5;
+    api->slow_log_rl.window_ms = 60000;
+    api->slow_log_rl.burst = 5;
+    api->mhd_log_rl.window_ms = 60000;
+    api->mhd_log_rl.burst = 5;
     if (failed) {
         free(api->version);
         free(api->token);
@@ -134,6 +204,14 @@ void cq_api_stop(struct cq_api *api)
     }
     MHD_stop_daemon(api->daemon); /* joins libmicrohttpd's thread */
     api->daemon = NULL;
+    /* it reports every connection closed; free any it did not */
+    while (api->conns != NULL) {
+        struct api_conn *c = api->conns;
+        api->conns = c->next;
+        free(c);
+    }
+    api->pending_valid = false;
+    atomic_store_explicit(&api->connections_open, 0, memory_order_relaxed);
     api->address[0] = '\0';
     cq_log_info(CQ_API_SERVICE, "admin_stopped", NULL, "admin API stopped");
 }
@@ -166,50 +244,165 @@ void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out)
     out->auth_failures = atomic_load_explicit(&api->auth_failures, memory_order_relaxed);
     out->connections_rejected =
         atomic_load_explicit(&api->connections_rejected, memory_order_relaxed);
+    out->connections_closed_slow =
+        atomic_load_explicit(&api->connections_closed_slow, memory_order_relaxed);
+    out->mhd_errors = atomic_load_explicit(&api->mhd_errors, memory_order_relaxed);
 }
 
 /* ---- libmicrohttpd callbacks (all on libmicrohttpd's thread) ---------------------- */
+
+static bool ratelimit(struct cq_api *api, struct cq_log_ratelimit *rl, uint64_t *suppressed)
+{
+    pthread_mutex_lock(&api->log_lock);
+    bool allowed = cq_log_ratelimit_allow(rl, cq_clock_mono_ms(api->clock), suppressed);
+    pthread_mutex_unlock(&api->log_lock);
+    return allowed;
+}
+
+/* Longest libmicrohttpd message we keep, bytes (formatted into a larger
+ * buffer first, then redacted and cut by cq_api__show). */
+#define MHD_MESSAGE_SHOW_MAX 240
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) CQ_PRINTF(2, 0);
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     struct cq_api *api = cls;
-    char line[256];
-    vsnprintf(line, sizeof(line), fmt, ap);
+    char raw[1024];
+    /* a longer message is cut here and again, redacted first, below */
+    (void)vsnprintf(raw, sizeof(raw), fmt, ap);
+    char line[MHD_MESSAGE_SHOW_MAX + 4];
+    cq_api__show(line, sizeof(line), raw, MHD_MESSAGE_SHOW_MAX);
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         line[--len] = '\0';
     }
     pthread_mutex_lock(&api->mhd_error_lock);
+    /* line is shorter than last_mhd_error (MHD_MESSAGE_SHOW_MAX + 4 <= 256) */
     cq_strlcpy(api->last_mhd_error, line, sizeof(api->last_mhd_error));
     pthread_mutex_unlock(&api->mhd_error_lock);
-    cq_log_warn(CQ_API_SERVICE, "mhd_error", json_pack("{s:s}", "detail", line),
-                "libmicrohttpd: %s", line);
+    /* relaxed: statistics */
+    atomic_fetch_add_explicit(&api->mhd_errors, 1, memory_order_relaxed);
+    uint64_t suppressed = 0;
+    if (ratelimit(api, &api->mhd_log_rl, &suppressed)) {
+        cq_log_warn(CQ_API_SERVICE, "mhd_error",
+                    json_pack("{s:s,s:I}", "detail", line, "suppressed", (json_int_t)suppressed),
+                    "libmicrohttpd: %s", line);
+    }
+}
+
+static size_t peer_key(const struct sockaddr *addr, unsigned char out[16])
+{
+    if (addr == NULL) {
+        return 0;
+    }
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)addr;
+        memcpy(out, &sin->sin_addr, 4);
+        return 4;
+    }
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)addr;
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            memcpy(out, &sin6->sin6_addr.s6_addr[12], 4);
+            return 4;
+        }
+        memcpy(out, &sin6->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+static void close_slow(struct cq_api *api, struct api_conn *c, int64_t now_ms, const char *reason)
+{
+    c->doomed = true;
+    /* libmicrohttpd sees EOF on its next read and closes the connection */
+    (void)shutdown(c->fd, SHUT_RDWR);
+    atomic_fetch_add_explicit(&api->connections_closed_slow, 1, memory_order_relaxed);
+    uint64_t suppressed = 0;
+    if (ratelimit(api, &api->slow_log_rl, &suppressed)) {
+        char peer[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(c->peer_len == 4 ? AF_INET : AF_INET6, c->peer, peer, sizeof(peer));
+        int64_t age_ms = now_ms - c->exchange_start_ms;
+        cq_log_warn(CQ_API_SERVICE, "api_slow_connection_closed",
+                    json_pack("{s:s,s:s,s:s,s:I,s:I}", "peer", peer, "tier",
+                              c->tier == CQ_API_TIER_RESERVE ? "reserve" : "ordinary", "reason",
+                              reason, "age_ms", (json_int_t)age_ms, "suppressed",
+                              (json_int_t)suppressed),
+                    "closed a slow admin connection from %s after %lld ms: %s", peer,
+                    (long long)age_ms, reason);
+    }
+}
+
+/* Shut down every connection past its deadline. */
+static void sweep(struct cq_api *api, int64_t now_ms)
+{
+    for (struct api_conn *c = api->conns; c != NULL; c = c->next) {
+        if (c->doomed) {
+            continue;
+        }
+        int64_t limit = c->tier == CQ_API_TIER_RESERVE ? (int64_t)api->reserve_deadline_ms
+                                                       : (int64_t)api->request_deadline_ms;
+        if (now_ms - c->exchange_start_ms >= limit) {
+            close_slow(api, c, now_ms,
+                       c->head_done ? "the exchange did not end within its deadline"
+                                    : "the request head did not arrive within its deadline");
+        }
+    }
 }
 
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct cq_api *api = cls;
-    CQ_UNUSED(addr);
     CQ_UNUSED(addrlen);
-    /* relaxed: connections_open is written only on this thread */
-    uint64_t open_now = atomic_load_explicit(&api->connections_open, memory_order_relaxed);
-    if (open_now < api->max_connections) {
+    int64_t now = cq_clock_mono_ms(api->clock);
+    sweep(api, now);
+
+    unsigned char peer[16];
+    size_t peer_len = peer_key(addr, peer);
+    unsigned ordinary = 0, same_peer = 0, reserve = 0;
+    struct api_conn *evict = NULL; /* earliest reserve arrival without a head */
+    for (struct api_conn *c = api->conns; c != NULL; c = c->next) {
+        if (c->doomed) {
+            continue;
+        }
+        if (c->tier == CQ_API_TIER_ORDINARY) {
+            ordinary++;
+            if (c->peer_len == peer_len && memcmp(c->peer, peer, peer_len) == 0) {
+                same_peer++;
+            }
+        } else {
+            reserve++;
+            if (!c->head_done && (evict == NULL || c->seq < evict->seq)) {
+                evict = c;
+            }
+        }
+    }
+    api->pending_valid = true;
+    if (ordinary < api->max_connections && same_peer < api->max_connections_per_peer) {
+        api->pending_tier = CQ_API_TIER_ORDINARY;
         return MHD_YES;
     }
+    api->pending_tier = CQ_API_TIER_RESERVE;
+    if (reserve < api->reserve_connections) {
+        return MHD_YES;
+    }
+    if (evict != NULL) {
+        close_slow(api, evict, now, "evicted from the reserve: its request head was still "
+                                    "incomplete when a newcomer needed the slot");
+        return MHD_YES;
+    }
+    api->pending_valid = false;
     atomic_fetch_add_explicit(&api->connections_rejected, 1, memory_order_relaxed);
     uint64_t suppressed = 0;
-    pthread_mutex_lock(&api->log_lock);
-    bool allowed =
-        cq_log_ratelimit_allow(&api->conn_log_rl, cq_clock_mono_ms(api->clock), &suppressed);
-    pthread_mutex_unlock(&api->log_lock);
-    if (allowed) {
+    if (ratelimit(api, &api->conn_log_rl, &suppressed)) {
         cq_log_warn(CQ_API_SERVICE, "api_connection_rejected",
-                    json_pack("{s:I,s:I}", "max_connections", (json_int_t)api->max_connections,
+                    json_pack("{s:I,s:I,s:I}", "max_connections", (json_int_t)api->max_connections,
+                              "reserve_connections", (json_int_t)api->reserve_connections,
                               "suppressed", (json_int_t)suppressed),
-                    "refused a connection: %u connections are open (CQ_ADMIN_MAX_CONNECTIONS)",
-                    api->max_connections);
+                    "refused a connection: %u ordinary (CQ_ADMIN_MAX_CONNECTIONS) and %u reserve "
+                    "connections are busy",
+                    api->max_connections, api->reserve_connections);
     }
     return MHD_NO;
 }
@@ -218,45 +411,146 @@ static void notify_connection(void *cls, struct MHD_Connection *connection, void
                               enum MHD_ConnectionNotificationCode toe)
 {
     struct cq_api *api = cls;
-    CQ_UNUSED(connection);
-    CQ_UNUSED(socket_context);
     /* relaxed: only this thread writes; readers want an estimate */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&api->connections_open, 1, memory_order_relaxed);
+        const union MHD_ConnectionInfo *fd_info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr_info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct api_conn *c = calloc(1, sizeof(*c));
+        if (c == NULL || fd_info == NULL) {
+            /* cannot track it, so cannot bound it: close it */
+            free(c);
+            if (fd_info != NULL) {
+                (void)shutdown(fd_info->connect_fd, SHUT_RDWR);
+            }
+            *socket_context = NULL;
+            api->pending_valid = false;
+            return;
+        }
+        c->fd = fd_info->connect_fd;
+        c->peer_len = peer_key(addr_info != NULL ? addr_info->client_addr : NULL, c->peer);
+        /* accept_policy ran just before for this connection, on this thread */
+        c->tier = api->pending_valid ? api->pending_tier : CQ_API_TIER_RESERVE;
+        api->pending_valid = false;
+        c->exchange_start_ms = cq_clock_mono_ms(api->clock);
+        c->seq = ++api->conn_seq;
+        c->next = api->conns;
+        if (api->conns != NULL) {
+            api->conns->prev = c;
+        }
+        api->conns = c;
+        *socket_context = c;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub_explicit(&api->connections_open, 1, memory_order_relaxed);
+        struct api_conn *c = *socket_context;
+        if (c != NULL) {
+            if (c->prev != NULL) {
+                c->prev->next = c->next;
+            } else {
+                api->conns = c->next;
+            }
+            if (c->next != NULL) {
+                c->next->prev = c->prev;
+            }
+            free(c);
+            *socket_context = NULL;
+        }
     }
 }
 
-/* Per-request state (con_cls). */
+static struct api_conn *conn_of(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info != NULL ? info->socket_context : NULL;
+}
+
+/* Per-request state (con_cls), made by uri_logged. */
 struct http_request {
     uint64_t body_bytes;
     uint64_t discarded_bytes;
+    const char *malformed; /* static text: why this request gets 400 */
     bool too_large;
-    bool answered; /* a response is queued: ignore further calls */
+    bool headers_seen; /* the access handler was called once */
+    bool answered;     /* a response is queued: ignore further calls */
 };
+
+/* The raw request target, before libmicrohttpd percent-decodes it in place:
+ * a %00 in the path would be decoded to a NUL that silently cuts the path
+ * ("/health%00xyz" would be answered as "/health"). Also sweeps slow
+ * connections, and makes the per-request state. */
+static void *uri_logged(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    struct cq_api *api = cls;
+    CQ_UNUSED(connection);
+    sweep(api, cq_clock_mono_ms(api->clock));
+    struct http_request *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return NULL; /* the access handler drops the connection */
+    }
+    if (uri != NULL) {
+        size_t path_len = strcspn(uri, "?");
+        for (size_t i = 0; i + 2 < path_len; i++) {
+            if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0') {
+                st->malformed = "the path holds a NUL byte (%00); paths are text";
+                break;
+            }
+        }
+    }
+    return st;
+}
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    CQ_UNUSED(cls);
-    CQ_UNUSED(connection);
+    struct cq_api *api = cls;
     CQ_UNUSED(toe);
     free(*con_cls);
     *con_cls = NULL;
+    struct api_conn *c = conn_of(connection);
+    if (c != NULL) {
+        /* a kept-alive connection's next exchange starts now */
+        c->exchange_start_ms = cq_clock_mono_ms(api->clock);
+        c->head_done = false;
+    }
+}
+
+/* Transfer-Encoding: only "chunked" (libmicrohttpd decodes it). Anything
+ * else leaves the body's end unknown: the request would wait for the idle
+ * timeout. */
+static bool transfer_encoding_ok(const char *te)
+{
+    if (te == NULL) {
+        return true;
+    }
+    while (*te == ' ' || *te == '\t') {
+        te++;
+    }
+    size_t len = strlen(te);
+    while (len > 0 && (te[len - 1] == ' ' || te[len - 1] == '\t')) {
+        len--;
+    }
+    return len == 7 && strncasecmp(te, "chunked", 7) == 0;
 }
 
 static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *connection,
                                    const char *url, const char *method,
                                    const struct http_request *st)
 {
+    struct api_conn *c = conn_of(connection);
+    bool reserve = c == NULL || c->tier == CQ_API_TIER_RESERVE;
     struct cq_api_request req = {
         .method = method,
         .path = url,
         .authorization =
             MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+        .malformed = st->malformed,
         .body_bytes = (size_t)st->body_bytes,
         .body_too_large = st->too_large,
+        .reserve = reserve,
     };
     struct cq_api_response resp;
     cq_api_handle(api, &req, &resp);
@@ -278,6 +572,17 @@ static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *co
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                      "Bearer realm=\"coinquant\"") == MHD_YES;
     }
+    if (ok && resp.retry_after_s > 0) {
+        char secs[24];
+        /* an unsigned fits 24 bytes: cannot be cut */
+        (void)snprintf(secs, sizeof(secs), "%u", resp.retry_after_s);
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs) == MHD_YES;
+    }
+    if (ok && (reserve || st->malformed != NULL)) {
+        /* one answer per reserve slot; a malformed request's stream cannot
+         * be trusted for the next one */
+        ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    }
     enum MHD_Result rc = MHD_NO;
     if (ok) {
         rc = MHD_queue_response(connection, (unsigned int)resp.status, r);
@@ -298,17 +603,32 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
     CQ_UNUSED(upload_data);
 
     if (st == NULL) {
-        /* First call: headers only. Refuse an announced oversized body now,
-         * before the client sends it (no "100 Continue" goes out). */
-        st = calloc(1, sizeof(*st));
-        if (st == NULL) {
-            return MHD_NO;
+        return MHD_NO; /* uri_logged could not allocate: drop the connection */
+    }
+    if (!st->headers_seen) {
+        /* First call: headers only. Answer now what needs no body: a
+         * malformed request, an announced oversized body (before the client
+         * sends it: no "100 Continue" goes out), a reserve slot. Answering
+         * now makes libmicrohttpd discard the body and close. */
+        st->headers_seen = true;
+        struct api_conn *c = conn_of(connection);
+        if (c != NULL) {
+            c->head_done = true;
         }
-        *con_cls = st;
+        const char *te = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (st->malformed == NULL && !transfer_encoding_ok(te)) {
+            st->malformed = "the request has a Transfer-Encoding other than chunked; its body's "
+                            "end cannot be found (send Content-Length or "
+                            "Transfer-Encoding: chunked)";
+        }
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL && cq_text_decimal_exceeds(cl, api->max_body_bytes)) {
             st->too_large = true;
+        }
+        if (st->malformed != NULL || st->too_large || c == NULL ||
+            c->tier == CQ_API_TIER_RESERVE) {
             st->answered = true;
             return send_answer(api, connection, url, method, st);
         }
@@ -425,6 +745,15 @@ static int start_error(struct cq_api *api, const struct bind_addr *ba, int port,
                       mhd_msg[0] != '\0' ? mhd_msg : "libmicrohttpd failed to start");
 }
 
+/* libmicrohttpd's own limit: above ours (pool + reserve) with room for the
+ * connections we have shut down and it has not closed yet (it does so in
+ * its next loop step), so that our accept policy, not the kernel backlog,
+ * decides who gets in. */
+static unsigned int mhd_connection_limit(const struct cq_api *api)
+{
+    return 2 * (api->max_connections + api->reserve_connections) + 1;
+}
+
 int cq_api_start(struct cq_api *api, struct cq_err *err)
 {
     if (api == NULL) {
@@ -464,7 +793,8 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
         /* The logger first, so libmicrohttpd never falls back to stderr. */
         flags, (uint16_t)port, accept_policy, api, access_handler, api, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, api, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ba.ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(api->max_connections + 1),
+        MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(api), MHD_OPTION_URI_LOG_CALLBACK,
+        uri_logged, api,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)api->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, api, MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,

@@ -3,15 +3,26 @@
  * through, and the JSON handlers (/health, /readiness, /config).
  *
  * Order of checks (first failure answers):
- *   400 bad_request         no method, or a target that is not an absolute path
+ *   400 bad_request         no method, a method that is not an HTTP token, a
+ *                           target that is not an absolute path, a path that
+ *                           is not UTF-8 once percent-decoded, or what the
+ *                           HTTP layer found (req->malformed: a NUL in the
+ *                           path, a Transfer-Encoding other than chunked)
+ *   421 misdirected_request on a loopback bind, a Host that names neither a
+ *                           loopback address nor the bind host (DNS rebinding)
  *   413 payload_too_large   the body exceeded max_body_bytes (before anything
  *                           else: a large body is never looked at)
  *   404 not_found           no route has this path (exact match; no trailing
  *                           slash, the query string is not part of the path)
  *   405 method_not_allowed  the path exists with other methods; Allow lists them
+ *   503 busy                a reserve slot (the pool was full) asks for a route
+ *                           other than /health and /readiness; Retry-After
  *   401 unauthorized        the route needs the token (every route except
  *                           GET /health, /readiness, /metrics); WWW-Authenticate
  *   then the handler (200, or 503 from /health, /readiness; 500 internal)
+ * Method and path are shown in messages and log lines through cq_api__show:
+ * redacted, made UTF-8, then cut on a character boundary. "out of memory"
+ * (500) means exactly that.
  * HEAD is answered like GET (the HTTP layer sends the headers only), so
  * Allow for a GET route is "GET, HEAD".
  *
@@ -22,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api-int.h"
 #include "cq/log.h"
@@ -80,6 +92,17 @@ void cq_api__json(struct cq_api_response *resp, int status, json_t *json)
 void cq_api__error(struct cq_api_response *resp, int status, const char *code, const char *message,
                    const char *hint)
 {
+    /* Callers pass text made with cq_api__show; anything that is still not
+     * UTF-8 is shown, not turned into a 500 (jansson refuses it). */
+    char shown_message[1024 + 4], shown_hint[1024 + 4];
+    if (message != NULL && !cq_api__utf8_valid(message, strlen(message))) {
+        cq_api__show(shown_message, sizeof(shown_message), message, 1024);
+        message = shown_message;
+    }
+    if (hint != NULL && !cq_api__utf8_valid(hint, strlen(hint))) {
+        cq_api__show(shown_hint, sizeof(shown_hint), hint, 1024);
+        hint = shown_hint;
+    }
     json_t *err = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", message, "hint",
                             hint != NULL ? hint : "");
     cq_api__json(resp, status, err);
@@ -92,6 +115,183 @@ void cq_api_response_fini(struct cq_api_response *resp)
         resp->body = NULL;
         resp->body_len = 0;
     }
+}
+
+/* ---- text shown to people --------------------------------------------------------- */
+
+/* Length of the valid UTF-8 character at s (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF, as jansson wants), 0 if invalid. */
+static size_t utf8_char_len(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (uint32_t)(s[i] & 0x3F);
+    }
+    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) {
+        return 0;
+    }
+    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) {
+        return 0;
+    }
+    return n;
+}
+
+bool cq_api__utf8_valid(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
+void cq_api__show(char *out, size_t out_size, const char *s, size_t max_bytes)
+{
+    static const char oom[] = "<out of memory>";
+    static const char ellipsis[] = "...";
+    if (out_size == 0) {
+        return;
+    }
+    out[0] = '\0';
+    if (s == NULL) {
+        return;
+    }
+    /* out_size >= max_bytes + 4 is the documented contract; clamp anyway */
+    if (max_bytes + sizeof(ellipsis) > out_size) {
+        max_bytes = out_size > sizeof(ellipsis) ? out_size - sizeof(ellipsis) : 0;
+    }
+    char *red = cq_log_redact_dup(s);
+    if (red == NULL) {
+        if (out_size >= sizeof(oom)) {
+            memcpy(out, oom, sizeof(oom));
+        }
+        return;
+    }
+    size_t len = strlen(red);
+    size_t used = 0; /* bytes of out filled */
+    size_t i = 0;
+    bool cut = false;
+    while (i < len) {
+        size_t n = utf8_char_len((const unsigned char *)red + i, len - i);
+        const char *piece = red + i;
+        size_t piece_len = n;
+        if (n == 0) {
+            piece = "?";
+            piece_len = 1;
+            n = 1;
+        }
+        if (used + piece_len > max_bytes) {
+            cut = true;
+            break;
+        }
+        memcpy(out + used, piece, piece_len);
+        used += piece_len;
+        i += n;
+    }
+    if (cut) {
+        memcpy(out + used, ellipsis, sizeof(ellipsis) - 1);
+        used += sizeof(ellipsis) - 1;
+    }
+    out[used] = '\0';
+    free(red);
+}
+
+/* ---- Host (DNS rebinding) --------------------------------------------------------- */
+
+/* "" or ":" and 1 to 5 digits. */
+static bool port_suffix_ok(const char *p)
+{
+    if (*p == '\0') {
+        return true;
+    }
+    if (*p != ':') {
+        return false;
+    }
+    size_t n = strspn(p + 1, "0123456789");
+    return n >= 1 && n <= 5 && p[1 + n] == '\0';
+}
+
+bool cq_api__host_ok(const struct cq_api *api, const char *host)
+{
+    if (!api->loopback_bind || host == NULL || host[0] == '\0') {
+        return true; /* HTTP/1.0 clients may send no Host */
+    }
+    char name[256];
+    const char *rest;
+    size_t name_len;
+    if (host[0] == '[') {
+        const char *rb = strchr(host, ']');
+        if (rb == NULL) {
+            return false;
+        }
+        name_len = (size_t)(rb - host - 1);
+        rest = rb + 1;
+        if (name_len == 0 || name_len >= sizeof(name)) {
+            return false;
+        }
+        memcpy(name, host + 1, name_len);
+    } else {
+        const char *colon = strchr(host, ':');
+        if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+            return false; /* a bare IPv6 address is not a valid Host */
+        }
+        name_len = colon != NULL ? (size_t)(colon - host) : strlen(host);
+        rest = host + name_len;
+        if (name_len == 0 || name_len >= sizeof(name)) {
+            return false;
+        }
+        memcpy(name, host, name_len);
+    }
+    name[name_len] = '\0';
+    if (!port_suffix_ok(rest)) {
+        return false;
+    }
+    if (host[0] == '[' && strchr(name, ':') == NULL) {
+        return false; /* "[localhost]" */
+    }
+    return cq_host_is_loopback(name) || strcasecmp(name, api->bind_host) == 0;
+}
+
+/* RFC 9110 token: the characters a method may have. */
+static bool method_is_token(const char *m)
+{
+    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+    for (const char *p = m; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c != '\0' && strchr(tchar_punct, c) != NULL);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ---- handlers ------------------------------------------------------------------- */
@@ -226,10 +426,10 @@ static void handle_metrics(struct cq_api *api, const struct cq_api_request *req,
 /* Keep in step with openapi/openapi.yaml (test_api checks every path here is
  * documented there, and every documented path is here). */
 static const struct cq_api_route routes[] = {
-    {"GET", "/health", handle_health, false},
-    {"GET", "/readiness", handle_readiness, false},
-    {"GET", "/metrics", handle_metrics, false},
-    {"GET", "/config", handle_config, true},
+    {"GET", "/health", handle_health, false, true},
+    {"GET", "/readiness", handle_readiness, false, true},
+    {"GET", "/metrics", handle_metrics, false, false},
+    {"GET", "/config", handle_config, true, false},
 };
 
 const struct cq_api_route *cq_api__routes(size_t *count)
@@ -273,10 +473,13 @@ static void log_auth_failure(struct cq_api *api, const struct cq_api_request *re
     allowed = cq_log_ratelimit_allow(&api->auth_log_rl, cq_clock_mono_ms(api->clock), &suppressed);
     pthread_mutex_unlock(&api->log_lock);
     if (allowed) {
+        char method[CQ_API_SHOW_METHOD_MAX + 4], path[CQ_API_SHOW_PATH_MAX + 4];
+        cq_api__show(method, sizeof(method), req->method, CQ_API_SHOW_METHOD_MAX);
+        cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
         cq_log_warn(CQ_API_SERVICE, "api_auth_failed",
-                    json_pack("{s:s,s:s,s:s,s:I}", "method", req->method, "path", req->path,
-                              "reason", reason, "suppressed", (json_int_t)suppressed),
-                    "refused %.16s %.128s: %s", req->method, req->path, reason);
+                    json_pack("{s:s,s:s,s:s,s:I}", "method", method, "path", path, "reason",
+                              reason, "suppressed", (json_int_t)suppressed),
+                    "refused %s %s: %s", method, path, reason);
     }
 }
 
@@ -287,15 +490,19 @@ static bool authorize(struct cq_api *api, const struct cq_api_request *req,
     if (r == CQ_API_AUTH_OK) {
         return true;
     }
+    /* message: at most 16 + 128 + 3 + 3 bytes of method and path plus the
+     * longest fixed text (79 bytes): fits 256, so snprintf cannot cut. */
     char message[256];
+    char method[CQ_API_SHOW_METHOD_MAX + 4], path[CQ_API_SHOW_PATH_MAX + 4];
+    cq_api__show(method, sizeof(method), req->method, CQ_API_SHOW_METHOD_MAX);
+    cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
     const char *reason = "wrong_token";
     switch (r) {
     case CQ_API_AUTH_MISSING:
         reason = "missing";
         snprintf(message, sizeof(message),
-                 "%.16s %.128s needs the admin token and the request has no Authorization "
-                 "header",
-                 req->method, req->path);
+                 "%s %s needs the admin token and the request has no Authorization header",
+                 method, path);
         break;
     case CQ_API_AUTH_SCHEME:
         reason = "wrong_scheme";
@@ -305,8 +512,8 @@ static bool authorize(struct cq_api *api, const struct cq_api_request *req,
     case CQ_API_AUTH_NO_TOKEN:
         reason = "no_token_configured";
         snprintf(message, sizeof(message),
-                 "%.16s %.128s needs the admin token and this server has none configured",
-                 req->method, req->path);
+                 "%s %s needs the admin token and this server has none configured", method,
+                 path);
         break;
     case CQ_API_AUTH_MISMATCH:
     case CQ_API_AUTH_OK:
@@ -328,12 +535,50 @@ static bool authorize(struct cq_api *api, const struct cq_api_request *req,
 static void route(struct cq_api *api, const struct cq_api_request *req,
                   struct cq_api_response *resp)
 {
-    char message[256], hint[256];
+    /* message and hint: the fixed texts are under 100 bytes and method and
+     * path are shown at most 16 + 128 bytes (+ "..." each): they fit 512, so
+     * the snprintf calls below cannot cut; the Allow list is at most 63. */
+    char message[512], hint[512];
+    char method[CQ_API_SHOW_METHOD_MAX + 4], path[CQ_API_SHOW_PATH_MAX + 4];
 
     if (req->method == NULL || req->method[0] == '\0' || req->path == NULL || req->path[0] != '/') {
         cq_api__error(resp, 400, "bad_request",
                       "the request has no method or its target is not an absolute path",
                       "request a path such as GET /health");
+        return;
+    }
+    if (req->malformed != NULL) {
+        cq_api__error(resp, 400, "bad_request", req->malformed,
+                      "send a plain request such as GET /health (see openapi/openapi.yaml)");
+        return;
+    }
+    if (!method_is_token(req->method)) {
+        cq_api__show(method, sizeof(method), req->method, CQ_API_SHOW_METHOD_MAX);
+        snprintf(message, sizeof(message), "the method \"%s\" is not an HTTP token", method);
+        cq_api__error(resp, 400, "bad_request", message,
+                      "use GET or HEAD (letters, digits and !#$%&'*+-.^_`|~ only)");
+        return;
+    }
+    if (!cq_api__utf8_valid(req->path, strlen(req->path))) {
+        cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
+        snprintf(message, sizeof(message),
+                 "the path \"%s\" is not UTF-8 once percent-decoded (shown with '?' for the "
+                 "bad bytes)",
+                 path);
+        cq_api__error(resp, 400, "bad_request", message,
+                      "request a path such as GET /health; percent-encode UTF-8 only");
+        return;
+    }
+    if (!cq_api__host_ok(api, req->host)) {
+        char host[CQ_API_SHOW_PATH_MAX + 4];
+        cq_api__show(host, sizeof(host), req->host, CQ_API_SHOW_PATH_MAX);
+        snprintf(message, sizeof(message),
+                 "Host \"%s\" is not this server: on a loopback bind only localhost, 127.x.y.z, "
+                 "[::1] and the bind host are answered",
+                 host);
+        cq_api__error(resp, 421, "misdirected_request", message,
+                      "connect to http://127.0.0.1:<port> (or localhost) directly; a page on "
+                      "another site cannot read the admin API");
         return;
     }
     if (req->body_too_large) {
@@ -362,22 +607,34 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
             found = &routes[i];
         }
     }
+    cq_api__show(method, sizeof(method), req->method, CQ_API_SHOW_METHOD_MAX);
+    cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
     if (!path_known) {
         resp->allow[0] = '\0';
-        snprintf(message, sizeof(message), "there is no endpoint %.128s", req->path);
+        snprintf(message, sizeof(message), "there is no endpoint %s", path);
         cq_api__error(resp, 404, "not_found", message,
                       "the endpoints are /health, /readiness, /metrics and /config "
                       "(see openapi/openapi.yaml)");
         return;
     }
     if (found == NULL) {
-        snprintf(message, sizeof(message), "method %.16s is not allowed on %.128s", req->method,
-                 req->path);
+        snprintf(message, sizeof(message), "method %s is not allowed on %s", method, path);
         snprintf(hint, sizeof(hint), "use one of: %s", resp->allow);
         cq_api__error(resp, 405, "method_not_allowed", message, hint);
         return;
     }
     resp->allow[0] = '\0'; /* Allow is sent with 405 only */
+    if (req->reserve && !found->on_reserve) {
+        snprintf(message, sizeof(message),
+                 "the admin API is busy: every connection slot for %s is taken", path);
+        snprintf(hint, sizeof(hint),
+                 "retry in %d s; /health and /readiness are answered even now (slots are "
+                 "kept for them); see CQ_ADMIN_MAX_CONNECTIONS in docs/RUNBOOK.md",
+                 CQ_API_BUSY_RETRY_AFTER_S);
+        cq_api__error(resp, 503, "busy", message, hint);
+        resp->retry_after_s = CQ_API_BUSY_RETRY_AFTER_S;
+        return;
+    }
     if (found->needs_token && !authorize(api, req, resp)) {
         return;
     }
@@ -401,9 +658,15 @@ void cq_api_handle(struct cq_api *api, const struct cq_api_request *req,
     } else {
         atomic_fetch_add_explicit(&api->responses_2xx, 1, memory_order_relaxed);
     }
-    cq_log_debug(CQ_API_SERVICE, "api_request",
-                 json_pack("{s:s,s:s,s:i}", "method", req->method != NULL ? req->method : "",
-                           "path", req->path != NULL ? req->path : "", "status", resp->status),
-                 "%.16s %.128s -> %d", req->method != NULL ? req->method : "-",
-                 req->path != NULL ? req->path : "-", resp->status);
+    if (cq_log_enabled(CQ_LOG_DEBUG)) {
+        char method[CQ_API_SHOW_METHOD_MAX + 4], path[CQ_API_SHOW_PATH_MAX + 4];
+        cq_api__show(method, sizeof(method), req->method != NULL ? req->method : "-",
+                     CQ_API_SHOW_METHOD_MAX);
+        cq_api__show(path, sizeof(path), req->path != NULL ? req->path : "-",
+                     CQ_API_SHOW_PATH_MAX);
+        cq_log_debug(CQ_API_SERVICE, "api_request",
+                     json_pack("{s:s,s:s,s:i}", "method", method, "path", path, "status",
+                               resp->status),
+                     "%s %s -> %d", method, path, resp->status);
+    }
 }

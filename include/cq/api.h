@@ -9,6 +9,12 @@
  * Everything else requires "Authorization: Bearer <token>" (constant-time
  * compare). Errors are {"error":{"code","message","hint"}}.
  *
+ * Hostile clients (api.c has the details): every exchange has a deadline
+ * from accept; slots beyond the ordinary pool are kept for /health and
+ * /readiness (everything else there gets a fast 503); one peer holds at most
+ * its share of the pool; on a loopback bind only loopback Host names are
+ * answered (421 otherwise: DNS rebinding).
+ *
  * Threads: libmicrohttpd runs its own internal polling thread (created by
  * cq_api_start, which only the supervisor calls). Handlers never touch
  * engine state: they read the health board (its own lock), the current
@@ -40,9 +46,14 @@ struct cq_api_options {
     const char *token;                   /* bearer token (explicit or generated); copied */
     const char *bind;                    /* "127.0.0.1:8080", port 0 = ephemeral; copied */
     const char *data_dir;                /* admin.addr is written here; copied */
-    unsigned max_connections;
+    unsigned max_connections;            /* the ordinary pool (CQ_ADMIN_MAX_CONNECTIONS) */
     unsigned timeout_s;                  /* per-connection inactivity timeout */
     size_t max_body_bytes;               /* larger request bodies get 413 */
+    /* Slow-client limits; 0 = the defaults in api-int.h (CQ_API_*). */
+    unsigned request_deadline_ms;        /* head + body + answer, from accept */
+    unsigned reserve_connections;        /* beyond the pool: /health, /readiness only */
+    unsigned reserve_deadline_ms;        /* the same deadline on a reserve slot */
+    unsigned max_connections_per_peer;   /* ordinary slots one IP address may hold */
 };
 
 struct cq_api;
@@ -65,8 +76,15 @@ struct cq_api_request {
     const char *method;         /* "GET" */
     const char *path;           /* "/health" (no query string) */
     const char *authorization;  /* Authorization header value or NULL */
+    const char *host;           /* Host header value or NULL */
+    const char *malformed;      /* set by the HTTP layer: why this request
+                                   gets 400 (a NUL in the path, an unsupported
+                                   Transfer-Encoding…); NULL = nothing wrong */
     size_t body_bytes;          /* bytes of request body received */
     bool body_too_large;        /* body exceeded max_body_bytes */
+    bool reserve;               /* arrived on a reserve slot: only GET/HEAD
+                                   /health and /readiness are served, the
+                                   rest gets 503 busy */
 };
 
 struct cq_api_response {
@@ -76,6 +94,7 @@ struct cq_api_response {
     const char *content_type;   /* static string */
     char allow[64];             /* Allow header for 405, else "" */
     bool www_authenticate;      /* send WWW-Authenticate: Bearer (401) */
+    unsigned retry_after_s;     /* send Retry-After when > 0 (503 busy) */
 };
 
 /* Route and answer one request. resp must be released with
@@ -89,7 +108,9 @@ struct cq_api_stats {
     uint64_t requests_total;
     uint64_t responses_2xx, responses_4xx, responses_5xx;
     uint64_t auth_failures;
-    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_rejected; /* over max_connections and the reserve */
+    uint64_t connections_closed_slow; /* past their deadline, or evicted from the reserve */
+    uint64_t mhd_errors;           /* messages from libmicrohttpd (logged rate-limited) */
 };
 void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out);
 

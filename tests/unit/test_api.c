@@ -56,7 +56,8 @@ static const char ERROR_SCHEMA[] =
     "\"properties\":{\"error\":{\"type\":\"object\",\"required\":[\"code\",\"message\",\"hint\"],"
     "\"additionalProperties\":false,\"properties\":{"
     "\"code\":{\"enum\":[\"bad_request\",\"unauthorized\",\"not_found\","
-    "\"method_not_allowed\",\"payload_too_large\",\"not_ready\",\"internal\"]},"
+    "\"method_not_allowed\",\"payload_too_large\",\"not_ready\",\"internal\","
+    "\"misdirected_request\",\"busy\"]},"
     "\"message\":{\"type\":\"string\",\"minLength\":1},"
     "\"hint\":{\"type\":\"string\",\"minLength\":1}}}}}";
 
@@ -83,8 +84,9 @@ static struct cq_config *load_config(void)
     return cfg;
 }
 
-static struct cq_api *make_api(const char *token, const char *bind, size_t max_body,
-                               unsigned max_conn)
+/* extra (optional): the slow-client limits to use. */
+static struct cq_api *make_api_with(const char *token, const char *bind, size_t max_body,
+                                    unsigned max_conn, const struct cq_api_options *extra)
 {
     char data_dir[512];
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmpdir);
@@ -100,10 +102,22 @@ static struct cq_api *make_api(const char *token, const char *bind, size_t max_b
         .timeout_s = 5,
         .max_body_bytes = max_body,
     };
+    if (extra != NULL) {
+        o.request_deadline_ms = extra->request_deadline_ms;
+        o.reserve_connections = extra->reserve_connections;
+        o.reserve_deadline_ms = extra->reserve_deadline_ms;
+        o.max_connections_per_peer = extra->max_connections_per_peer;
+    }
     struct cq_err err = {0};
     struct cq_api *a = cq_api_new(&o, &err);
     cr_assert_not_null(a, "cq_api_new: %s (%s)", err.message, err.hint);
     return a;
+}
+
+static struct cq_api *make_api(const char *token, const char *bind, size_t max_body,
+                               unsigned max_conn)
+{
+    return make_api_with(token, bind, max_body, max_conn, NULL);
 }
 
 static void setup(void)
@@ -569,6 +583,197 @@ Test(api, malformed_request_is_400)
     struct cq_api_request req = {.method = NULL, .path = "/health"};
     cq_api_handle(api, &req, &resp);
     assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+}
+
+struct ring_count {
+    const char *needle1;
+    const char *needle2;
+    size_t count;
+    char first[1024];
+};
+
+static void ring_count_fn(const char *line, void *ctx)
+{
+    struct ring_count *rc = ctx;
+    if (strstr(line, rc->needle1) != NULL && (rc->needle2 == NULL || strstr(line, rc->needle2))) {
+        if (rc->count == 0) {
+            cq_strlcpy(rc->first, line, sizeof(rc->first)); /* a cut copy is fine here */
+        }
+        rc->count++;
+    }
+}
+
+static size_t ring_lines_with(const char *needle1, const char *needle2)
+{
+    struct ring_count rc = {needle1, needle2, 0, ""};
+    cq_log_ring_foreach(ring_count_fn, &rc);
+    return rc.count;
+}
+
+/* Issue 17.8: a method or path that is not UTF-8 got 500 "out of memory"
+ * (jansson refuses the message), and so did a path whose last character
+ * straddled the 128 bytes shown. Now 400 (not UTF-8, not a token) or 404,
+ * with a JSON body; the request's log line keeps method, path and status. */
+Test(api, non_utf8_and_long_multibyte_paths_get_400_or_404_never_500)
+{
+    struct cq_api_response resp;
+    request("G\xff" "T", "/health", NULL, &resp);
+    assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+    request("GET", "/\xff", NULL, &resp); /* what /%FF decodes to */
+    assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+    request("GET", "/health\xc3", NULL, &resp); /* a cut character */
+    assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+    request("G T", "/health", NULL, &resp); /* not an HTTP token */
+    assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+
+    /* valid UTF-8 whose last character (2, 3 or 4 bytes) straddles the
+     * shown length, starting at every byte from 120 to 131 */
+    static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t c = 0; c < CQ_ARRAY_LEN(chars); c++) {
+        for (size_t at = 120; at <= 131; at++) {
+            char path[256];
+            path[0] = '/';
+            memset(path + 1, 'a', at - 1);
+            strcpy(path + at, chars[c]);
+            request("GET", path, NULL, &resp);
+            assert_error(&resp, 404, "not_found");
+            cq_api_response_fini(&resp);
+            request("P\xc3\xa9T", path, NULL, &resp); /* a method that is UTF-8 but no token */
+            assert_error(&resp, 400, "bad_request");
+            cq_api_response_fini(&resp);
+        }
+    }
+    cr_assert_eq(ring_lines_with("\"event\":\"api_request\"", "\"method\":\"G?T\""), 1,
+                 "the log line of G\\xffT keeps its method");
+    cr_assert_eq(ring_lines_with("\"event\":\"api_request\"", "\"path\":\"/?\",\"status\":400"),
+                 1, "the log line of /%%FF keeps its path and status");
+    struct cq_api_stats st;
+    cq_api_get_stats(api, &st);
+    cr_assert_eq(st.responses_5xx, 0);
+}
+
+/* Issue 17.smaller: the path and method were logged cut to 128 and 16
+ * bytes, and a token cut by that was no longer recognised by redaction. */
+Test(api, token_in_method_or_path_is_redacted_before_it_is_cut)
+{
+    char path[300];
+    /* the token starts at byte 120: it straddles the 128 bytes shown */
+    path[0] = '/';
+    memset(path + 1, 'p', 119);
+    strcpy(path + 120, TOKEN);
+    struct cq_api_response resp;
+    request("GET", path, NULL, &resp);
+    assert_error(&resp, 404, "not_found");
+    cr_assert_null(strstr(resp.body, "test-tok"), "%s", resp.body);
+    cq_api_response_fini(&resp);
+    request(TOKEN, "/health", NULL, &resp); /* 27 bytes, shown at most 16 */
+    assert_error(&resp, 405, "method_not_allowed");
+    cr_assert_null(strstr(resp.body, "test-tok"), "%s", resp.body);
+    cq_api_response_fini(&resp);
+    request(TOKEN, "/config", NULL, &resp);
+    cq_api_response_fini(&resp);
+    request("GET", "/config", NULL, &resp); /* the auth failure line */
+    cq_api_response_fini(&resp);
+
+    struct ring_count rc = {"test-tok", NULL, 0, ""};
+    cq_log_ring_foreach(ring_count_fn, &rc);
+    cr_assert_eq(rc.count, 0, "a piece of the token was logged: %s", rc.first);
+    cr_assert_geq(ring_lines_with("\"event\":\"api_request\"", "<redacted>"), 2);
+}
+
+/* Issue 17.smaller: on a loopback bind, a Host naming another site (DNS
+ * rebinding: a web page reading /health and /metrics) gets 421. */
+Test(api, foreign_host_on_a_loopback_bind_is_421)
+{
+    static const char *const good[] = {
+        "localhost",   "LocalHost:8080", "127.0.0.1",          "127.0.0.1:43123",
+        "127.1.2.3:1", "[::1]",          "[::1]:8080",         "[0:0:0:0:0:0:0:1]:80",
+        "",
+    };
+    static const char *const bad[] = {
+        "evil.example",     "evil.example:8080", "localhost.evil.example",
+        "127.0.0.1.nip.io", "10.0.0.1",          "[::2]:80",
+        "::1",              "localhost:",        "localhost:123456",
+        "localhost:80x",    "[localhost]",       "[::1",
+        "0.0.0.0:8080",     "127.0.0.1@evil",    "localhost:80:80",
+    };
+    publish_all(CQ_HEALTH_OK, true);
+    for (size_t i = 0; i < CQ_ARRAY_LEN(good); i++) {
+        struct cq_api_request req = {.method = "GET", .path = "/health", .host = good[i]};
+        struct cq_api_response resp;
+        cq_api_handle(api, &req, &resp);
+        cr_assert_eq(resp.status, 200, "Host %s: %d %s", good[i], resp.status, resp.body);
+        cq_api_response_fini(&resp);
+    }
+    for (size_t i = 0; i < CQ_ARRAY_LEN(bad); i++) {
+        struct cq_api_request req = {.method = "GET", .path = "/metrics", .host = bad[i]};
+        struct cq_api_response resp;
+        cq_api_handle(api, &req, &resp);
+        assert_error(&resp, 421, "misdirected_request");
+        cq_api_response_fini(&resp);
+    }
+    /* a non-loopback bind (which needs a token) does not check Host */
+    struct cq_api *open_api = make_api(TOKEN, "0.0.0.0:0", 1024, 8);
+    struct cq_api_request req = {.method = "GET", .path = "/health", .host = "evil.example"};
+    struct cq_api_response resp;
+    cq_api_handle(open_api, &req, &resp);
+    cr_assert_eq(resp.status, 200, "%s", resp.body);
+    cq_api_response_fini(&resp);
+    cq_api_free(open_api);
+}
+
+/* A reserve slot (taken when the pool was full) answers /health and
+ * /readiness; anything else gets a fast 503 busy with Retry-After. */
+Test(api, reserve_slot_answers_probes_and_503_busy_otherwise)
+{
+    publish_all(CQ_HEALTH_OK, false);
+    struct {
+        const char *method, *path, *authz;
+        int status;
+        const char *code; /* NULL: not an error body */
+    } cases[] = {
+        {"GET", "/health", NULL, 200, NULL},
+        {"HEAD", "/health", NULL, 200, NULL},
+        {"GET", "/readiness", NULL, 503, NULL},
+        {"GET", "/metrics", NULL, 503, "busy"},
+        {"GET", "/config", "Bearer " TOKEN, 503, "busy"},
+        {"GET", "/config", NULL, 503, "busy"},
+        {"GET", "/nope", NULL, 404, "not_found"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
+        struct cq_api_request req = {.method = cases[i].method,
+                                     .path = cases[i].path,
+                                     .authorization = cases[i].authz,
+                                     .reserve = true};
+        struct cq_api_response resp;
+        cq_api_handle(api, &req, &resp);
+        cr_assert_eq(resp.status, cases[i].status, "%s %s: %d %s", cases[i].method,
+                     cases[i].path, resp.status, resp.body);
+        if (cases[i].code != NULL) {
+            assert_error(&resp, cases[i].status, cases[i].code);
+        }
+        cr_assert_eq(resp.retry_after_s, strcmp(cases[i].code != NULL ? cases[i].code : "",
+                                                "busy") == 0
+                                             ? 1u
+                                             : 0u);
+        cq_api_response_fini(&resp);
+    }
+}
+
+Test(api, malformed_reason_from_the_http_layer_is_400)
+{
+    struct cq_api_request req = {.method = "GET",
+                                 .path = "/health",
+                                 .malformed = "the path holds a NUL byte (%00); paths are text"};
+    struct cq_api_response resp;
+    cq_api_handle(api, &req, &resp);
+    assert_error(&resp, 400, "bad_request");
+    cr_assert_not_null(strstr(resp.body, "NUL"), "%s", resp.body);
     cq_api_response_fini(&resp);
 }
 
@@ -1040,6 +1245,8 @@ static size_t collect_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+static const char *http_local_ip; /* NULL: the default source address */
+
 struct upload {
     const char *p;
     size_t left;
@@ -1086,6 +1293,9 @@ static CURLcode http(const char *addr, const char *method, const char *path, con
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (http_local_ip != NULL) {
+        curl_easy_setopt(c, CURLOPT_INTERFACE, http_local_ip);
+    }
     struct upload up = {body, body != NULL ? strlen(body) : 0};
     if (body != NULL && chunked) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -1261,42 +1471,270 @@ static int connect_to(const char *addr)
     return fd;
 }
 
-Test(api, connections_over_the_limit_are_rejected_and_counted)
+static void wait_open(const struct cq_api *a, uint64_t want)
+{
+    int64_t deadline = now_ms() + 5000;
+    while (atomic_load(&a->connections_open) != want && now_ms() < deadline) {
+        sleep_ms(5);
+    }
+    cr_assert_eq(atomic_load(&a->connections_open), want, "open connections: %llu, want %llu",
+                 (unsigned long long)atomic_load(&a->connections_open),
+                 (unsigned long long)want);
+}
+
+static void wait_closed_slow(const struct cq_api *a, uint64_t want)
+{
+    struct cq_api_stats st;
+    int64_t deadline = now_ms() + 5000;
+    do {
+        cq_api_get_stats(a, &st);
+        if (st.connections_closed_slow >= want) {
+            break;
+        }
+        sleep_ms(5);
+    } while (now_ms() < deadline);
+    cr_assert_eq(st.connections_closed_slow, want);
+}
+
+/* True when the server closed fd (EOF or reset) within timeout_ms. */
+static bool closed_by_server(int fd, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) != 1) {
+        return false;
+    }
+    char buf[256];
+    return recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0;
+}
+
+static void send_all(int fd, const char *s)
+{
+    size_t len = strlen(s);
+    cr_assert_eq(send(fd, s, len, MSG_NOSIGNAL), (ssize_t)len, "send: %s", strerror(errno));
+}
+
+/* Send `bytes` on a new connection and read until the server closes it or
+ * timeout_ms pass. *closed: the server closed it. */
+static size_t raw_exchange(const char *addr, const char *bytes, char *out, size_t out_size,
+                           int timeout_ms, bool *closed)
+{
+    int fd = connect_to(addr);
+    send_all(fd, bytes);
+    size_t got = 0;
+    *closed = false;
+    int64_t deadline = now_ms() + timeout_ms;
+    while (got + 1 < out_size) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            break;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) != 1) {
+            break;
+        }
+        ssize_t n = recv(fd, out + got, out_size - 1 - got, 0);
+        if (n <= 0) {
+            *closed = true;
+            break;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return got;
+}
+
+/* Connections over the pool take the reserve; a reserve connection whose
+ * head is incomplete is evicted by the next newcomer, and counted. */
+Test(api, connections_over_the_pool_take_the_reserve_and_slow_ones_are_evicted)
 {
     cq_api_free(api);
-    api = make_api(TOKEN, "127.0.0.1:0", 1024, 1);
+    struct cq_api_options lim = {.reserve_connections = 1};
+    api = make_api_with(TOKEN, "127.0.0.1:0", 1024, 1, &lim);
     start_or_fail(api);
     const char *addr = cq_api_address(api);
 
-    int first = connect_to(addr);
-    int64_t deadline = now_ms() + 3000;
-    while (atomic_load(&api->connections_open) < 1 && now_ms() < deadline) {
-        sleep_ms(5);
-    }
-    cr_assert_eq(atomic_load(&api->connections_open), 1);
-
-    int second = connect_to(addr); /* the kernel accepts; the API closes it */
-    struct pollfd pfd = {.fd = second, .events = POLLIN};
-    cr_assert_eq(poll(&pfd, 1, 3000), 1, "the second connection was not closed");
-    char buf[16];
-    ssize_t n = recv(second, buf, sizeof(buf), 0);
-    cr_assert_leq(n, 0, "expected EOF or reset on the rejected connection");
+    int first = connect_to(addr); /* the ordinary slot */
+    wait_open(api, 1);
+    int second = connect_to(addr); /* the reserve slot */
+    wait_open(api, 2);
+    int third = connect_to(addr); /* evicts the second */
+    wait_closed_slow(api, 1);
+    cr_assert(closed_by_server(second, 3000), "the evicted connection is still open");
+    cr_assert(!closed_by_server(first, 100), "the ordinary connection was closed");
     close(second);
+    close(third);
+    close(first);
+    wait_open(api, 0);
 
     struct cq_api_stats st;
     cq_api_get_stats(api, &st);
-    cr_assert_eq(st.connections_rejected, 1);
+    cr_assert_eq(st.connections_rejected, 0);
+    struct ring_search s = {"\"event\":\"api_slow_connection_closed\"", "\"reason\":\"evicted", false};
+    cq_log_ring_foreach(ring_find, &s);
+    cr_assert(s.found, "no api_slow_connection_closed line for the eviction");
+}
 
-    close(first);
-    deadline = now_ms() + 3000;
-    while (atomic_load(&api->connections_open) > 0 && now_ms() < deadline) {
-        sleep_ms(5);
+/* Issue 17.1: clients that send their request head slowly held every slot
+ * and /health got resets for as long as they lasted. Pool of 4, 2 per peer,
+ * 2 reserve slots; 8 slow clients from 127.0.0.1. /health is still
+ * answered (a reserve slot), /config gets a fast 503 busy, another peer
+ * (127.0.0.2) still gets an ordinary slot, and once the (fake) clock passes
+ * the request deadline the slow clients are closed and /config is served. */
+Test(api, slow_clients_cannot_keep_health_from_answering, .timeout = 60)
+{
+    cq_api_free(api);
+    struct cq_api_options lim = {.request_deadline_ms = 5000,
+                                 .reserve_connections = 2,
+                                 .reserve_deadline_ms = 2000};
+    api = make_api_with(TOKEN, "127.0.0.1:0", 1024, 4, &lim);
+    publish_all(CQ_HEALTH_OK, true);
+    start_or_fail(api);
+    const char *addr = cq_api_address(api);
+
+    enum { SLOW = 8 };
+    int slow[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = connect_to(addr);
+        send_all(slow[i], "GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        /* one at a time: the order of arrival decides who is evicted */
+        if (i < 4) {
+            wait_open(api, (uint64_t)i + 1);
+        } else {
+            wait_closed_slow(api, (uint64_t)i - 3);
+        }
     }
+    wait_open(api, 4); /* 2 ordinary (the peer's share) + 2 reserve */
+    for (int i = 0; i < SLOW; i++) {
+        bool gone = closed_by_server(slow[i], i < 2 || i >= SLOW - 2 ? 50 : 3000);
+        cr_assert_eq(gone, i >= 2 && i < SLOW - 2, "slow client %d: closed=%d", i, gone);
+    }
+    /* the slow clients keep sending header lines, slowly */
+    send_all(slow[0], "X-Slow: 1\r\n");
+    send_all(slow[1], "X-Slow: 1\r\n");
+
     struct http_result r;
-    cr_assert_eq(http(addr, NULL, "/metrics", NULL, NULL, false, &r), CURLE_OK);
-    cr_assert_eq(r.status, 200);
-    cr_assert_not_null(strstr(r.body, "\ncoinquant_api_connections_rejected_total 1\n"), "%s",
-                       r.body);
+    int64_t t0 = now_ms();
+    cr_assert_eq(http(addr, NULL, "/health", NULL, NULL, false, &r), CURLE_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_lt(now_ms() - t0, 3000, "/health took %lld ms", (long long)(now_ms() - t0));
+    cr_assert(header_has(&r, "Connection: close"), "%s", r.headers);
+
+    t0 = now_ms();
+    cr_assert_eq(http(addr, NULL, "/config", "Bearer " TOKEN, NULL, false, &r), CURLE_OK);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"code\":\"busy\""), "%s", r.body);
+    cr_assert(header_has(&r, "Retry-After: 1"), "%s", r.headers);
+    cr_assert_lt(now_ms() - t0, 3000, "the 503 took %lld ms", (long long)(now_ms() - t0));
+
+    /* another peer is not limited by 127.0.0.1's share */
+    http_local_ip = "127.0.0.2";
+    cr_assert_eq(http(addr, NULL, "/config", "Bearer " TOKEN, NULL, false, &r), CURLE_OK);
+    http_local_ip = NULL;
+    cr_assert_eq(r.status, 200, "%s", r.body);
+
+    /* 1 ms before the deadline the slow clients still hold 127.0.0.1's
+     * share; at the deadline they are closed at the next arrival */
+    fake_clock_advance_ms(&fc, 4999);
+    cr_assert_eq(http(addr, NULL, "/config", "Bearer " TOKEN, NULL, false, &r), CURLE_OK);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert(!closed_by_server(slow[0], 50), "slow client 0 closed before its deadline");
+    fake_clock_advance_ms(&fc, 1);
+    cr_assert_eq(http(addr, NULL, "/config", "Bearer " TOKEN, NULL, false, &r), CURLE_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(closed_by_server(slow[0], 3000), "slow client 0 outlived its deadline");
+    cr_assert(closed_by_server(slow[1], 3000), "slow client 1 outlived its deadline");
+    for (int i = 0; i < SLOW; i++) {
+        close(slow[i]);
+    }
+    struct cq_api_stats st;
+    cq_api_get_stats(api, &st);
+    cr_assert_geq(st.connections_closed_slow, 4 + 2, "4 evicted, 2 past the deadline");
+    cr_assert_eq(st.connections_rejected, 0);
+}
+
+/* Issue 17.smaller: "/health%00xyz" was answered as /health (200). */
+Test(api, nul_in_the_path_is_400_over_the_wire)
+{
+    publish_all(CQ_HEALTH_OK, true);
+    start_or_fail(api);
+    char out[4096];
+    bool closed;
+    raw_exchange(cq_api_address(api), "GET /health%00xyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", out,
+                 sizeof(out), 3000, &closed);
+    cr_assert_eq(strncmp(out, "HTTP/1.1 400", 12), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "NUL"), "%s", out);
+    raw_exchange(cq_api_address(api), "GET /health?x=%00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", out,
+                 sizeof(out), 3000, &closed);
+    cr_assert_eq(strncmp(out, "HTTP/1.1 200", 12), 0, "the query string is not the path: %s",
+                 out);
+}
+
+/* Issue 17.smaller: "Transfer-Encoding: gzip" without chunked left the
+ * request waiting for the idle timeout (5 s here). */
+Test(api, transfer_encoding_other_than_chunked_is_400_and_closed)
+{
+    start_or_fail(api);
+    char out[4096];
+    bool closed;
+    int64_t t0 = now_ms();
+    raw_exchange(cq_api_address(api),
+                 "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", out,
+                 sizeof(out), 4000, &closed);
+    cr_assert_eq(strncmp(out, "HTTP/1.1 400", 12), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "Transfer-Encoding"), "%s", out);
+    cr_assert(closed, "the connection was left open");
+    cr_assert_lt(now_ms() - t0, 3000);
+    /* chunked still works (413 over the limit is in oversized_bodies_...) */
+    struct http_result r;
+    cr_assert_eq(http(cq_api_address(api), "POST", "/health", NULL, "{}", true, &r), CURLE_OK);
+    cr_assert_eq(r.status, 405, "%s", r.body);
+}
+
+Test(api, foreign_host_is_421_over_the_wire)
+{
+    start_or_fail(api);
+    char out[4096];
+    bool closed;
+    raw_exchange(cq_api_address(api),
+                 "GET /metrics HTTP/1.1\r\nHost: rebind.evil.example\r\nConnection: close\r\n\r\n",
+                 out, sizeof(out), 3000, &closed);
+    cr_assert_eq(strncmp(out, "HTTP/1.1 421", 12), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "\"code\":\"misdirected_request\""), "%s", out);
+}
+
+/* Issue 17.9: every malformed request wrote a warn line from
+ * libmicrohttpd, without a limit. Now: at most the burst (5 per minute),
+ * the suppressed count in the next allowed line, and a counter. */
+Test(api, mhd_errors_are_rate_limited_and_counted)
+{
+    start_or_fail(api);
+    char out[4096];
+    bool closed;
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        raw_exchange(cq_api_address(api),
+                     "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", out,
+                     sizeof(out), 3000, &closed);
+        cr_assert_eq(strncmp(out, "HTTP/1.1 400", 12), 0, "%s", out);
+    }
+    struct cq_api_stats st;
+    cq_api_get_stats(api, &st);
+    cr_assert_geq(st.mhd_errors, N);
+    size_t lines = ring_lines_with("\"event\":\"mhd_error\"", NULL);
+    cr_assert_leq(lines, 5, "%zu mhd_error lines for %d malformed requests", lines, N);
+    cr_assert_geq(lines, 1);
+    /* the window passes: the next line reports what was suppressed */
+    fake_clock_advance_ms(&fc, 60000);
+    raw_exchange(cq_api_address(api),
+                 "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", out,
+                 sizeof(out), 3000, &closed);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "\"suppressed\":%llu",
+             (unsigned long long)(st.mhd_errors - lines));
+    cr_assert_eq(ring_lines_with("\"event\":\"mhd_error\"", needle), 1,
+                 "no line reports the %llu suppressed ones",
+                 (unsigned long long)(st.mhd_errors - lines));
 }
 
 struct bind_case {
