@@ -216,3 +216,63 @@ Test(health, files_are_written_whole)
     closedir(d);
     cr_expect_eq(files, CQ_SVC__COUNT);
 }
+
+/* A detail (or reason) longer than its field is cut on a UTF-8 character
+ * boundary and marked "...": a cut inside a character made the record
+ * invalid UTF-8, jansson refused it and /health answered 500. */
+Test(health, long_text_is_cut_on_a_character_boundary)
+{
+    char detail[CQ_HEALTH_DETAIL_MAX * 2];
+    size_t n = 0;
+    detail[n++] = 'x'; /* so the 2-byte characters straddle the limit */
+    while (n + 2 < sizeof(detail)) {
+        detail[n++] = (char)0xC3; /* é */
+        detail[n++] = (char)0xA9;
+    }
+    detail[n] = '\0';
+    cq_health_publish(board, CQ_SVC_FEEDER, CQ_HEALTH_OK, true, "", detail, NULL);
+    json_t *rec = cq_health_record_json(board, CQ_SVC_FEEDER);
+    cr_assert_not_null(rec, "the record with a cut detail is not valid JSON");
+    const char *got = json_string_value(json_object_get(rec, "detail"));
+    cr_assert_not_null(got);
+    size_t len = strlen(got);
+    cr_assert_lt(len, CQ_HEALTH_DETAIL_MAX);
+    cr_assert_geq(len, CQ_HEALTH_DETAIL_MAX - 6);
+    cr_assert_str_eq(got + len - 3, "...", "the cut is not marked: %s", got);
+    json_decref(rec);
+    json_t *all = cq_health_services_json(board);
+    cr_assert_not_null(all, "services JSON fails with a cut detail");
+    json_decref(all);
+}
+
+/* The counters a service exports come back as they were set; the process's
+ * start is recorded before main() and uptime counts from it. */
+Test(health, typed_metrics_round_trip)
+{
+    struct cq_feeder_metrics f = {.books_coalesced_total = 7, .trades_dropped_total = 9};
+    cq_health_set_feeder_metrics(board, &f);
+    struct cq_ares_metrics a = {.signals_emitted_total = 3, .n_blocked = 99};
+    cq_health_set_ares_metrics(board, &a);
+    struct cq_health_metrics m;
+    cq_health_get_metrics(board, &m);
+    cr_assert_eq(m.feeder.books_coalesced_total, 7);
+    cr_assert_eq(m.feeder.trades_dropped_total, 9);
+    cr_assert_eq(m.ares.signals_emitted_total, 3);
+    cr_assert_eq(m.ares.n_blocked, CQ_HEALTH_BLOCK_REASONS_MAX, "n_blocked not bounded");
+    cr_assert_eq(m.trader.signals_received_total, 0);
+
+    struct cq_latency_histogram h = {0};
+    cq_latency_histogram_observe(&h, 0);
+    cq_latency_histogram_observe(&h, cq_latency_bucket_le_ns[0]);     /* on the bound: in */
+    cq_latency_histogram_observe(&h, cq_latency_bucket_le_ns[0] + 1); /* next bucket */
+    cq_latency_histogram_observe(&h, cq_latency_bucket_le_ns[CQ_LATENCY_BUCKETS - 1] + 1);
+    cr_assert_eq(h.bucket[0], 2);
+    cr_assert_eq(h.bucket[1], 1);
+    cr_assert_eq(h.count, 4);
+    cq_latency_histogram_observe(&h, UINT64_MAX);
+    cr_assert_eq(h.sum_ns, UINT64_MAX, "the sum must saturate");
+
+    cr_assert_gt(cq_process_start_wall_us(), 0);
+    cr_assert_geq(cq_process_uptime_ms(), 0);
+    cr_assert_leq(cq_process_start_mono_ms(), cq_clock_mono_ms(cq_clock_system()));
+}
