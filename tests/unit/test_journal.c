@@ -2430,3 +2430,307 @@ Test(journal, restart_syncs_the_directory_before_acknowledging)
     cq_journal_free(j);
     fake_fs_free(ff);
 }
+
+/* ---- issue 17: hostile journal directories ---------------------------------------------------------- */
+
+/* Rewrite the last record of segment 1 through fn (which may change its
+ * fields), re-sealed so its CRC and chain link stay valid. */
+static void forge_last(void (*fn)(uint8_t *rec, void *ctx), void *ctx, size_t extra)
+{
+    char p[600];
+    size_t n;
+    seg_path(p, sizeof(p), 1);
+    uint8_t *b = slurp(p, &n);
+    struct layout L;
+    layout_of(&L);
+    uint32_t k = L.nrec[0] - 1;
+    uint64_t off = L.off[0][k];
+    b = realloc(b, n + extra);
+    memset(b + n, 0, extra);
+    uint64_t prev = cqj_get64(b + off + CQJ_R_PREV);
+    fn(b + off, ctx);
+    cq_journal__rec_seal(b + off, prev);
+    spit(p, b, off + cqj_get32(b + off));
+    free(b);
+}
+
+static void set_ts(uint8_t *rec, void *ctx)
+{
+    cqj_put64(rec + CQJ_R_TS, (uint64_t)*(int64_t *)ctx);
+}
+
+/* 17.10: a timestamp no clock gives: verify refuses it (the documented
+ * range is 1970-01-01 .. 9999-12-31 UTC), export neither overflows nor
+ * prints a cut timestamp. */
+Test(journal, timestamps_outside_the_range_are_refused)
+{
+    static const int64_t bad[] = {INT64_MAX, INT64_MIN, -1, CQ_JOURNAL_TS_MAX_US + 1};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(bad); i++) {
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", jdir);
+        cr_assert_eq(system(cmd), 0);
+        build_std(5, 1 << 20, false);
+        int64_t ts = bad[i];
+        forge_last(set_ts, &ts, 0);
+        struct cq_journal_verify_report rep = verify();
+        cr_expect_not(rep.ok, "ts %lld passed verify", (long long)ts);
+        cr_expect_not_null(strstr(rep.problem, "timestamp"), "problem: %s", rep.problem);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        struct cq_err err;
+        cq_err_clear(&err);
+        cr_expect_eq(cq_journal_export_dir(jdir, NULL, f, &err), -CQ_EPARSE, "ts %lld exported",
+                     (long long)ts);
+        fclose(f);
+        cr_expect_not_null(strstr(err.message, "timestamp"), "export error: %s", err.message);
+        free(text);
+    }
+    /* the bounds themselves are fine */
+    static const int64_t good[] = {CQ_JOURNAL_TS_MIN_US, CQ_JOURNAL_TS_MAX_US};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(good); i++) {
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", jdir);
+        cr_assert_eq(system(cmd), 0);
+        build_std(5, 1 << 20, false);
+        int64_t ts = good[i];
+        forge_last(set_ts, &ts, 0);
+        struct cq_journal_verify_report rep = verify();
+        cr_expect(rep.ok, "ts %lld: %s", (long long)ts, rep.problem);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        struct cq_err err;
+        cr_expect_eq(cq_journal_export_dir(jdir, NULL, f, &err), 0, "%s", err.message);
+        fclose(f);
+        const char *want = i == 0 ? "\"ts\":\"1970-01-01T00:00:00.000000Z\""
+                                  : "\"ts\":\"9999-12-31T23:59:59.999999Z\"";
+        cr_expect_not_null(strstr(text, want), "export: %s", text);
+        free(text);
+    }
+}
+
+Test(journal, rfc3339_is_whole_for_every_int64)
+{
+    static const int64_t v[] = {INT64_MIN, INT64_MIN + 1, -62167219200000001LL, -1, 0, 1,
+                                253402300799999999LL, 253402300800000000LL, INT64_MAX};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(v); i++) {
+        char buf[CQ_RFC3339_US_LEN];
+        cq_time_rfc3339_us(v[i], buf, sizeof(buf));
+        cr_expect_eq(strlen(buf), CQ_RFC3339_US_LEN - 1, "%lld -> %s", (long long)v[i], buf);
+        cr_expect_eq(buf[CQ_RFC3339_US_LEN - 2], 'Z', "%lld -> %s", (long long)v[i], buf);
+    }
+    char buf[CQ_RFC3339_US_LEN];
+    cr_expect_str_eq(cq_time_rfc3339_us(-1, buf, sizeof(buf)), "1969-12-31T23:59:59.999999Z");
+    cr_expect_str_eq(cq_time_rfc3339_us(INT64_MAX, buf, sizeof(buf)),
+                     "9999-12-31T23:59:59.999999Z");
+    cr_expect_str_eq(cq_time_rfc3339_us(INT64_MIN, buf, sizeof(buf)),
+                     "0000-01-01T00:00:00.000000Z");
+}
+
+/* 17.10: export applies replay's missing-records check: a journal whose
+ * only segment starts at a seq above INT64_MAX (printed as -1 before),
+ * covered by no snapshot, is refused and nothing is written */
+Test(journal, export_refuses_a_journal_missing_its_first_records)
+{
+    uint8_t hdr[CQJ_SEG_HDR_BYTES];
+    uint64_t first = (uint64_t)INT64_MAX + 5;
+    struct cq_journal__seg_header h = {1, 1, first, 0};
+    cq_journal__seg_header_encode(hdr, &h);
+    uint8_t rec[64];
+    cq_journal__rec_encode(rec, CQ_REC_NOTE, "ops", 3, first, 1763683200000000LL, "{}", 2);
+    cq_journal__rec_seal(rec, 0);
+    uint32_t rl = cqj_get32(rec);
+    uint8_t file[CQJ_SEG_HDR_BYTES + 64];
+    memcpy(file, hdr, sizeof(hdr));
+    memcpy(file + sizeof(hdr), rec, rl);
+    cr_assert_eq(cq_fs_mkdir_p(jdir, 0750, NULL), 0);
+    char p[600];
+    seg_path(p, sizeof(p), 1);
+    spit(p, file, sizeof(hdr) + rl);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    struct cq_err err;
+    cq_err_clear(&err);
+    cr_expect_eq(cq_journal_export_dir(jdir, NULL, f, &err), -CQ_ENOTFOUND,
+                 "export started after missing records: %s", err.message);
+    fclose(f);
+    cr_expect_eq(len, 0, "something was exported: %s", text);
+    free(text);
+}
+
+static void set_big_payload(uint8_t *rec, void *ctx)
+{
+    (void)ctx;
+    /* scope "ops" is replaced by a 1-byte one, so the payload can be
+     * CQ_JOURNAL_PAYLOAD_MAX + 1 bytes and the record still under the
+     * record limit */
+    uint32_t p = CQ_JOURNAL_PAYLOAD_MAX + 1;
+    rec[CQJ_R_SCOPE_LEN] = 1;
+    rec[CQJ_REC_HDR_BYTES] = 'x';
+    memset(rec + CQJ_REC_HDR_BYTES + 1, 'a', p);
+    cqj_put32(rec + CQJ_R_PAYLOAD_LEN, p);
+    cqj_put32(rec + CQJ_R_LEN, cq_journal__rec_size(1, p));
+}
+
+/* 17.smaller: the documented payload limit holds in verify too */
+Test(journal, verify_refuses_payload_over_the_limit)
+{
+    build_std(5, 1 << 20, false);
+    forge_last(set_big_payload, NULL, CQ_JOURNAL_PAYLOAD_MAX + 64);
+    cr_assert_leq(cq_journal__rec_size(1, CQ_JOURNAL_PAYLOAD_MAX + 1), CQJ_REC_MAX_BYTES);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok, "a %u-byte payload passed verify", CQ_JOURNAL_PAYLOAD_MAX + 1);
+    cr_expect_not_null(strstr(rep.problem, "65536"), "problem: %s", rep.problem);
+}
+
+/* 17.4: a FIFO or a symlink to /dev/zero named like a segment or snapshot
+ * hangs nothing: open refuses with the path, the tools report it. */
+static void expect_refused_everywhere(const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", jdir, name);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not_null(strstr(rep.problem, name), "verify problem: %s", rep.problem);
+    struct cq_err err;
+    cq_err_clear(&err);
+    json_t *st = NULL;
+    cr_expect_lt(cq_journal_replay_dir(jdir, NULL, true, &st, &err), 0);
+    cr_expect_not_null(strstr(err.message, path), "replay error: %s", err.message);
+    json_decref(st);
+    FILE *f = fopen("/dev/null", "w");
+    cq_err_clear(&err);
+    cr_expect_lt(cq_journal_export_dir(jdir, NULL, f, &err), 0);
+    cr_expect_not_null(strstr(err.message, path), "export error: %s", err.message);
+    fclose(f);
+    struct cq_journal_options o = opts_default();
+    cq_err_clear(&err);
+    struct cq_journal_recovery rec;
+    struct cq_journal *j = cq_journal_open(&o, &rec, &err);
+    cr_expect_null(j, "open accepted %s", name);
+    cq_journal_free(j);
+    cr_expect_not_null(strstr(err.message, path), "open error: %s", err.message);
+}
+
+Test(journal, fifo_named_like_a_segment_hangs_nothing, .timeout = 20)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, false);
+    struct layout L;
+    layout_of(&L);
+    char name[64], path[700];
+    snprintf(name, sizeof(name), "seg-%08u.cqj", L.segno[L.nsegs - 1] + 1);
+    snprintf(path, sizeof(path), "%s/%s", jdir, name);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    expect_refused_everywhere(name);
+}
+
+Test(journal, fifo_named_like_a_snapshot_hangs_nothing, .timeout = 20)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, false);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/snap-00000000000000000005.cqs", jdir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    expect_refused_everywhere("snap-00000000000000000005.cqs");
+}
+
+Test(journal, symlink_to_dev_zero_as_a_segment_hangs_nothing, .timeout = 20)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, false);
+    char path[700];
+    seg_path(path, sizeof(path), 2);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(symlink("/dev/zero", path), 0);
+    expect_refused_everywhere("seg-00000002.cqj");
+}
+
+/* 17.12: a directory or a symlink loop named like a segment: every error
+ * names the path */
+Test(journal, directory_or_symlink_loop_named_like_a_segment_is_named, .timeout = 20)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, false);
+    struct layout L;
+    layout_of(&L);
+    char name[64], path[700];
+    snprintf(name, sizeof(name), "seg-%08u.cqj", L.segno[L.nsegs - 1] + 1);
+    snprintf(path, sizeof(path), "%s/%s", jdir, name);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    expect_refused_everywhere(name);
+    cr_assert_eq(rmdir(path), 0);
+    cr_assert_eq(symlink(name, path), 0); /* points at itself */
+    expect_refused_everywhere(name);
+}
+
+/* 17.smaller: a journal-like name out of the pattern is reported, not
+ * silently ignored, and never deleted */
+Test(journal, out_of_pattern_segment_name_is_reported_not_deleted)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, false);
+    char from[600], to[700];
+    seg_path(from, sizeof(from), 1);
+    snprintf(to, sizeof(to), "%s/seg-000000099.cqj", jdir); /* 9 digits: not a name we make */
+    size_t n;
+    uint8_t *b = slurp(from, &n);
+    spit(to, b, n);
+    free(b);
+    struct cq_journal_verify_report rep = verify();
+    cr_expect_not(rep.ok);
+    cr_expect_not_null(strstr(rep.problem, "seg-000000099.cqj"), "problem: %s", rep.problem);
+    struct cq_journal_recovery rec;
+    struct cq_journal_options o = opts_default();
+    struct cq_journal *j = open_j(&o, &rec);
+    cr_expect_eq(rec.corrupt_segments, 0);
+    cr_expect_eq(log_count("journal_unexpected_file"), 1);
+    cq_journal_free(j);
+    cr_expect(exists(to), "recovery deleted %s", to);
+}
+
+/* 17.13: replay says which snapshot it skipped and why, and fails when a
+ * snapshot is ahead of every record */
+Test(journal, replay_reports_skipped_snapshots_and_fails_when_one_is_ahead)
+{
+    build_std(STD_RECORDS, STD_SEG_MAX, true);
+    struct cq_journal__dirlist l;
+    cr_assert_eq(cq_journal__list_dir(jdir, &l, NULL), 0);
+    cr_assert_geq(l.n_snaps, 1);
+    uint64_t snap = l.snaps[l.n_snaps - 1];
+    char sp[600];
+    cq_journal__snap_path(sp, sizeof(sp), jdir, snap);
+    /* a damaged snapshot: replay works from the segments and says so */
+    flip_byte(sp, CQJ_SNAP_HDR_BYTES + 3, 0x01);
+    struct cq_journal_replay_info info;
+    struct cq_err err;
+    json_t *st = NULL;
+    cq_err_clear(&err);
+    cr_expect_eq(cq_journal_replay_dir_info(jdir, NULL, true, &st, &info, &err), 0, "%s",
+                 err.message);
+    json_decref(st);
+    cr_assert_geq(info.n_skipped, 1);
+    cr_expect_eq(info.skipped_seq[0], snap);
+    cr_expect_not_null(strstr(info.skipped_why[0], "checksum"), "%s", info.skipped_why[0]);
+    flip_byte(sp, CQJ_SNAP_HDR_BYTES + 3, 0x01);
+    /* every segment gone: the snapshot holds the only state, ahead of every record */
+    for (size_t i = 0; i < l.n_segs; i++) {
+        char p[600];
+        seg_path(p, sizeof(p), l.segs[i]);
+        cr_assert_eq(unlink(p), 0);
+    }
+    cq_journal__dirlist_fini(&l);
+    st = NULL;
+    cq_err_clear(&err);
+    cr_expect_lt(cq_journal_replay_dir_info(jdir, NULL, true, &st, &info, &err), 0,
+                 "replay ignored a snapshot ahead of every record");
+    json_decref(st);
+    cr_expect_not_null(strstr(err.message, "ahead"), "%s", err.message);
+    cr_assert_geq(info.n_skipped, 1);
+    cr_expect_eq(info.skipped_seq[0], snap);
+    /* recovery does not start over at seq 1 either */
+    struct cq_journal_recovery rec;
+    struct cq_journal_options o = opts_default();
+    struct cq_journal *j = open_j(&o, &rec);
+    cr_expect_gt(rec.last_seq, snap, "the journal would reuse seqs from %llu",
+                 (unsigned long long)rec.last_seq + 1);
+    cr_expect_eq(rec.n_quarantined, 1);
+    cq_journal_free(j);
+}
