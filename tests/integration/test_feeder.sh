@@ -2,11 +2,13 @@
 # test_feeder.sh — the feeder against a live coinquant-simex on loopback, as
 # the feeder issue's proof asks: a disconnect (counted and logged by the
 # stream client, reconnect within the backoff bound, the gap backfilled,
-# ARES gets every closed candle exactly once and in order), a stall (detected
-# within the stall timeout; readiness 503 with ws_disconnected or
-# feeder_stale while it lasts), and a 429 storm (the REST client waits as
-# told and is never banned; the backfill waits for it and still fills the
-# gap).
+# ARES gets every closed candle exactly once and in order), a stall (the
+# staleness threshold, shorter than the WS stall timeout here, fires first:
+# feeder_stale and not ready; then the stall is detected within its timeout),
+# a 429 storm (the REST client waits as told and is never banned; the
+# backfill waits for it, logs a bounded number of backfill_failed lines and
+# still fills the gap), and a venue that refuses to create a listen key
+# (-2015: a bounded number of attempts and log lines, health says why).
 #
 # Every check polls for its condition (with generous deadlines) instead of
 # sleeping and looking once, and every "before" value is read once the
@@ -138,6 +140,9 @@ echo "TAP version 13"
 
 KEY=feeder-test-key-0123456789
 SECRET=feeder-test-secret-0123456789
+# The WS stall timeout is well above the staleness threshold (1500 ms), so a
+# silent stream must show as feeder_stale before the stall check reconnects.
+WS_STALL_MS=6000
 "$SIMEX" --seed 5 --speed 600 --symbols BTCUSDT,ETHUSDT --balances USDT=100000,BTC=1 \
   --api-key "$KEY" --api-secret "$SECRET" >"$WORK/simex.json" 2>"$WORK/simex.err" &
 SIM_PID=$!
@@ -153,7 +158,7 @@ env -i PATH="$PATH" HOME="$WORK" \
   CQ_EXCHANGE_REST_URL="$REST" CQ_EXCHANGE_WS_URL="$WS" \
   BINANCE_API_KEY="$KEY" BINANCE_API_SECRET="$SECRET" \
   CQ_SUPERVISOR_START_WAIT_MS=500 CQ_FEEDER_WARMUP_BARS=30 CQ_FEEDER_STALE_MS=1500 \
-  CQ_FEEDER_WS_STALL_MS=1000 CQ_FEEDER_WS_BACKOFF_MAX_MS=1000 \
+  CQ_FEEDER_WS_STALL_MS=$WS_STALL_MS CQ_FEEDER_WS_BACKOFF_MAX_MS=1000 \
   "$BIN" --config "$WORK/config.env" 2>"$WORK/stderr.log" &
 PID=$!
 poll 30 test -s "$WORK/var/admin.addr"
@@ -273,29 +278,41 @@ else
 fi
 
 # ---- stall --------------------------------------------------------------------
-# The exact timing of stall detection is proven in the unit tests with a fake
-# clock; here the bound only has to be right in kind: the 1000 ms stall
-# timeout, plus up to 3000 ms for a loaded machine (health publication,
-# scheduling, polling).
+# A silent stream: the staleness threshold (CQ_FEEDER_STALE_MS=1500) is well
+# below the WS stall timeout (6000 ms), so the feeder must say feeder_stale
+# (not ready) while the stream is still connected and the stall check has
+# not fired: a staleness rule that stopped working (say a threshold ten
+# times too long) is caught here instead of hiding behind the reconnect.
+# Bounds are right in kind (threshold + up to 3000 ms for a loaded machine);
+# the exact timing is the unit tests' job.
 settle
 backfilled_before=$(health | jq "$backfilled_total")
 stalls_before=$(market stalls_total)
 t0=$(date +%s%3N)
 sim_post "/_sim/ws/stall?on=1"
-if wait_until 10 ".services.feeder.details.market_stream.stalls_total > $stalls_before"; then
+if wait_until 10 ".services.feeder.ready == false and .services.feeder.reason == \"feeder_stale\"
+     and .services.feeder.details.market_stream.stalls_total == $stalls_before"; then
   took=$(( $(date +%s%3N) - t0 ))
-  if [ "$took" -le 4000 ]; then
-    ok "a silent stall is detected within the stall timeout (${took} ms, timeout 1000 ms, allowed 1000 + 3000 ms)"
+  if [ "$took" -le 4500 ]; then
+    ok "a silent stream makes the feeder stale first (feeder_stale after ${took} ms, threshold 1500 ms, allowed 1500 + 3000 ms; WS stall check not yet fired)"
   else
-    not_ok "a silent stall is detected within the stall timeout" "took ${took} ms, allowed 1000 + 3000 ms"
+    not_ok "a silent stream makes the feeder stale within its threshold" "took ${took} ms, allowed 1500 + 3000 ms"
   fi
 else
-  not_ok "a silent stall is detected" "$(health | jq -c .services.feeder.details.market_stream)"
+  not_ok "a silent stream makes the feeder stale (feeder_stale) before the WS stall timeout" \
+    "stalls before=$stalls_before" "$(health | jq -c '.services.feeder | {ready, reason, detail, stalls: .details.market_stream.stalls_total}')"
 fi
-# While the data is stalled the stream is either down (stall detected,
-# reconnecting) or up and silent (stale): both must mean not ready.
-if wait_until 10 '.services.feeder.ready == false
-     and (.services.feeder.reason == "ws_disconnected" or .services.feeder.reason == "feeder_stale")'; then
+if wait_until 15 ".services.feeder.details.market_stream.stalls_total > $stalls_before"; then
+  took=$(( $(date +%s%3N) - t0 ))
+  if [ "$took" -le $((WS_STALL_MS + 3000)) ]; then
+    ok "the stall is then detected within the stall timeout (${took} ms, timeout $WS_STALL_MS ms, allowed $WS_STALL_MS + 3000 ms)"
+  else
+    not_ok "the stall is detected within the stall timeout" "took ${took} ms, allowed $WS_STALL_MS + 3000 ms"
+  fi
+else
+  not_ok "the stall is detected" "$(health | jq -c .services.feeder.details.market_stream)"
+fi
+if health_is '.services.feeder.ready == false'; then
   ok "while stalled the feeder is not ready ($(health | jq -r .services.feeder.reason))"
 else
   not_ok "while stalled the feeder is not ready" "$(health | jq -c .services.feeder)"
@@ -324,6 +341,8 @@ fi
 STORM_S=12
 settle
 rl_before=$(health | jq '.services.feeder.details.rest.rate_limited_total')
+failed_line='.event=="backfill_failed" and .service=="feeder"'
+failed_before=$(log_count "$failed_line")
 backfilled_before=$(health | jq "$backfilled_total")
 sim_post "/_sim/ratelimit/storm?seconds=$STORM_S"
 sim_post "/_sim/ws/stall?on=1"
@@ -354,6 +373,17 @@ if jq -e '.counters.rest_418 == 0' <<<"$state" >/dev/null \
 else
   not_ok "the feeder waited as told: never banned" "$(jq -c .counters <<<"$state")"
 fi
+# One failed attempt per symbol is expected (the 429, or the client's own
+# refusal inside the Retry-After window), then a wait for the whole storm.
+# A feeder that retried on its own short timer instead (500 ms) would log
+# about 24 per symbol during the 12 s storm.
+failed=$(( $(log_count "$failed_line") - failed_before ))
+if [ "$failed" -ge 1 ] && [ "$failed" -le 6 ]; then
+  ok "the backfill waited out the Retry-After: $failed backfill_failed line(s) for 2 symbols in a ${STORM_S} s storm (allowed 1..6)"
+else
+  not_ok "the backfill waited out the Retry-After (backfill_failed lines bounded)" "$failed lines during the storm, allowed 1..6" \
+    "$(cat "$LOGS"/coinquantd.log* | grep backfill_failed | tail -5)"
+fi
 requests_429=$(jq '.counters.rest_429' <<<"$state")
 if [ -n "$requests_429" ] && [ "$requests_429" -le 3 ]; then
   ok "no request was sent into a known Retry-After window (429s seen by the exchange: $requests_429)"
@@ -377,6 +407,56 @@ if [ $rc -eq 0 ]; then
 else
   not_ok "coinquantd stops cleanly with the feeder streaming" "rc=$rc"
 fi
+# ---- a venue that refuses the listen key ------------------------------------------
+# A second daemon with an API key the venue does not know: POST
+# userDataStream is refused (-2015, as for a revoked key, a missing permission
+# or an IP not on the allowlist). It must back off (1 s doubling to 5 min,
+# jittered: at most 5 attempts in the first 10 s), say so in health, keep
+# its log bounded, and keep the market data (and readiness) unaffected.
+# Before, it posted on every 1 ms tick: thousands in seconds.
+rm -rf "$WORK/var2"
+env -i PATH="$PATH" HOME="$WORK" \
+  CQ_DATA_DIR="$WORK/var2" CQ_ADMIN_BIND=127.0.0.1:0 CQ_ADMIN_TOKEN="$TOKEN" \
+  CQ_EXCHANGE_REST_URL="$REST" CQ_EXCHANGE_WS_URL="$WS" \
+  BINANCE_API_KEY="not-a-key-the-venue-knows-0123456789" BINANCE_API_SECRET="$SECRET" \
+  CQ_SUPERVISOR_START_WAIT_MS=500 CQ_FEEDER_WARMUP_BARS=5 \
+  "$BIN" --config "$WORK/config.env" 2>"$WORK/stderr2.log" &
+PID=$!
+poll 30 test -s "$WORK/var2/admin.addr"
+ADDR=$(tr -d '\n' <"$WORK/var2/admin.addr" 2>/dev/null)
+LOGS="$WORK/var2/logs"
+sim_4xx() { curl -s -m 5 "$REST/_sim/state" | jq '.counters.rest_errors_4xx'; }
+if wait_until 30 '.services.feeder.reason == "listen_key_failed" and .services.feeder.ready == true
+     and .services.feeder.details.user_stream.listen_key_failures >= 1'; then
+  ok "a refused listen key shows in health (listen_key_failed, still ready: $(health | jq -r .services.feeder.detail))"
+else
+  not_ok "a refused listen key shows in health (listen_key_failed, still ready)" "$(health | jq -c .services.feeder)"
+fi
+e0=$(sim_4xx)
+f0=$(health | jq '.services.feeder.details.user_stream.listen_key_failures')
+sleep 10
+e1=$(sim_4xx)
+f1=$(health | jq '.services.feeder.details.user_stream.listen_key_failures')
+if [ -n "$e0" ] && [ -n "$e1" ] && [ $((e1 - e0)) -le 5 ] && [ $((f1 - f0)) -le 5 ]; then
+  ok "listen-key creation backs off: $((e1 - e0)) refused request(s) at the venue in 10 s (allowed 5; failures $f0 -> $f1)"
+else
+  not_ok "listen-key creation backs off (at most 5 attempts in 10 s)" "venue 4xx: $e0 -> $e1; failures: $f0 -> $f1"
+fi
+lines=$(log_count '.event=="listen_key_failed"')
+if [ "$lines" -ge 1 ] && [ "$lines" -le 3 ]; then
+  ok "listen_key_failed is logged, rate-limited ($lines line(s), allowed 1..3 per minute)"
+else
+  not_ok "listen_key_failed is logged, rate-limited" "$lines lines, allowed 1..3"
+fi
+if health | jq -e '.services.feeder.details.rest.banned_total == 0 and .services.feeder.details.rest.rate_limited_total == 0' >/dev/null; then
+  ok "the REST budget is untouched by the retries (never rate limited or banned)"
+else
+  not_ok "the REST budget is untouched by the retries" "$(health | jq -c .services.feeder.details.rest)"
+fi
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+
 kill -TERM "$SIM_PID"
 wait "$SIM_PID"
 SIM_PID=""
