@@ -28,8 +28,11 @@
  *   I3 an order is open (NEW or PARTIALLY_FILLED, is_working) iff it is on
  *      its symbol's open list and on the global open list, both oldest
  *      first; only LIMIT GTC and LIMIT_MAKER orders are ever open;
- *   I4 order i of the array has id first_order_id + i (O(1) lookup); the
- *      retained trades have contiguous ids ending at next_trade_id - 1;
+ *   I4 the order array is sorted by id, strictly increasing, every id in
+ *      [first_order_id, next_order_id); next_order_id - first_order_id ==
+ *      the orders kept + orders_dropped (ids of dropped closed orders are
+ *      the gaps); the retained trades have contiguous ids ending at
+ *      next_trade_id - 1;
  *   I5 the client-id index maps (symbol, client id) to the newest order
  *      with that id; at most one of those orders is open;
  *   I6 per symbol and book side, what our orders took from a level since
@@ -59,8 +62,12 @@
  * and applies, emitting listener events as it goes. A rejected call changes
  * nothing but the rejection counter.
  *
- * Memory. The order array (index = id - first_order_id) doubles up to
- * max_orders, then place answers -CQ_EFULL. The trade store doubles up to
+ * Memory. The order array (sorted by id; lookup by binary search) doubles
+ * up to max_orders (SIM_MAX_ORDERS_DEFAULT); a new order then first drops
+ * the oldest closed orders, max_orders / 4 of them (at least one), and
+ * rebuilds the open lists and the client-id index in one O(n) pass, so the
+ * cost per order stays O(1) amortised; open orders are never dropped, and
+ * place answers -CQ_EFULL only when all max_orders are open. The trade store doubles up to
  * max_trades, then becomes a ring that forgets the oldest trades (myTrades
  * history is bounded; fills never stop). The client-id index is an
  * open-addressing table (linear probing, load <= 1/2) over all orders, which
@@ -78,13 +85,13 @@
 
 #define AMOUNT_SCALE 8u
 #define NO_IDX UINT32_MAX
-#define DEFAULT_MAX_ORDERS ((size_t)1000000)
 #define DEFAULT_MAX_TRADES ((size_t)1000000)
 #define MAX_CAPACITY ((size_t)1 << 30)   /* indices are uint32 */
 #define MAX_FIRST_ID ((uint64_t)1 << 53) /* ids stay exact JSON numbers */
 #define CLIENT_ID_MAX 36
 #define GEN_CLIENT_ID_LEN 22
-#define STATE_VERSION 1
+#define STATE_VERSION 2     /* 2: order ids may have gaps (dropped orders) */
+#define STATE_VERSION_MIN 1 /* 1: contiguous ids, no stats.orders_dropped */
 #define MAX_BPS 10000u
 
 /* Codes for requests the REST layer should have refused (kept defensive). */
@@ -208,7 +215,7 @@ struct cid_slot {
 
 /* Everything sim_engine_save writes, and what load replaces in one swap. */
 struct sim_state {
-    struct order_rec *orders; /* owned; index = order_id - first_order_id */
+    struct order_rec *orders; /* owned; sorted by order_id (I4) */
     size_t n_orders, cap_orders;
     struct sim_trade *trades; /* owned; a ring once cap_trades == max_trades */
     size_t n_trades, cap_trades, trades_head;
@@ -219,9 +226,10 @@ struct sim_state {
     int base_asset[SIM_SYMBOLS_MAX], quote_asset[SIM_SYMBOLS_MAX];
     struct open_list open[SIM_SYMBOLS_MAX];
     struct open_list all_open;
-    uint64_t first_order_id, next_trade_id;
+    uint64_t first_order_id, next_order_id, next_trade_id;
     uint64_t rng; /* splitmix64 state for generated client ids */
     uint64_t orders_placed, orders_rejected, orders_canceled, fills;
+    uint64_t orders_dropped; /* closed orders dropped from the history */
 };
 
 /* One taker fill planned by prepare(); shown is the quantity the level
@@ -573,12 +581,72 @@ static void cid_put(struct sim_state *st, uint32_t idx)
 
 /* ---- orders, open lists, trades ------------------------------------------------- */
 
+static void list_init(struct open_list *l);
+static void open_link(struct sim_state *st, uint32_t idx);
+
+/* Drop the oldest closed orders until at most `keep` orders remain (or no
+ * closed order is left), then rebuild what holds array indices: the open
+ * lists (in id order, which is time order) and the client-id index (in id
+ * order, so a reused client id maps to the newest kept order again, I5).
+ * Allocates nothing. Returns the number dropped. */
+static size_t orders_drop_closed(struct sim_state *st, size_t keep)
+{
+    size_t excess = st->n_orders > keep ? st->n_orders - keep : 0;
+    size_t w = 0;
+    size_t dropped = 0;
+    if (excess == 0) {
+        return 0;
+    }
+    for (size_t r = 0; r < st->n_orders; r++) {
+        if (dropped < excess && !is_open(&st->orders[r].o)) {
+            dropped++;
+            continue;
+        }
+        if (w != r) {
+            st->orders[w] = st->orders[r];
+        }
+        w++;
+    }
+    if (dropped == 0) {
+        return 0;
+    }
+    st->n_orders = w;
+    st->orders_dropped += dropped;
+    for (size_t i = 0; i < SIM_SYMBOLS_MAX; i++) {
+        list_init(&st->open[i]);
+    }
+    list_init(&st->all_open);
+    if (st->cid_cap > 0) {
+        memset(st->cid_slots, 0, st->cid_cap * sizeof(*st->cid_slots));
+    }
+    st->cid_used = 0;
+    for (size_t i = 0; i < w; i++) {
+        struct order_rec *rec = &st->orders[i];
+        rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
+        if (is_open(&rec->o)) {
+            open_link(st, (uint32_t)i);
+        }
+        cid_put(st, (uint32_t)i);
+    }
+    return dropped;
+}
+
+/* The drop target at the limit: three quarters of it (at least one fewer). */
+static size_t orders_keep_after_drop(size_t max_orders)
+{
+    size_t step = max_orders / 4 > 0 ? max_orders / 4 : 1;
+    return max_orders - step;
+}
+
 static int orders_reserve(struct sim_state *st, size_t max_orders)
 {
     size_t cap;
     struct order_rec *a;
     if (st->n_orders >= max_orders) {
-        return -CQ_EFULL;
+        orders_drop_closed(st, orders_keep_after_drop(max_orders));
+        if (st->n_orders >= max_orders) {
+            return -CQ_EFULL; /* every kept order is open */
+        }
     }
     if (st->n_orders < st->cap_orders) {
         return 0;
@@ -596,12 +664,28 @@ static int orders_reserve(struct sim_state *st, size_t max_orders)
     return 0;
 }
 
+/* Index of the first kept order with id >= order_id (n_orders if none). */
+static size_t order_lower_bound(const struct sim_state *st, uint64_t order_id)
+{
+    size_t lo = 0, hi = st->n_orders;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->orders[mid].o.order_id < order_id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 static struct order_rec *order_by_id(const struct sim_state *st, uint64_t order_id)
 {
-    if (order_id < st->first_order_id || order_id - st->first_order_id >= st->n_orders) {
+    size_t i = order_lower_bound(st, order_id);
+    if (i >= st->n_orders || st->orders[i].o.order_id != order_id) {
         return NULL;
     }
-    return &st->orders[order_id - st->first_order_id];
+    return &st->orders[i];
 }
 
 static void list_init(struct open_list *l)
@@ -1521,9 +1605,10 @@ struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq
     state_init(st);
     e->maker_bps = cfg->maker_bps;
     e->taker_bps = cfg->taker_bps;
-    e->max_orders = cfg->max_orders != 0 ? cfg->max_orders : DEFAULT_MAX_ORDERS;
+    e->max_orders = cfg->max_orders != 0 ? cfg->max_orders : SIM_MAX_ORDERS_DEFAULT;
     e->max_trades = cfg->max_trades != 0 ? cfg->max_trades : DEFAULT_MAX_TRADES;
     st->first_order_id = cfg->first_order_id != 0 ? cfg->first_order_id : 1;
+    st->next_order_id = st->first_order_id;
     st->next_trade_id = cfg->first_trade_id != 0 ? cfg->first_trade_id : 1;
     st->rng = cfg->seed;
 
@@ -1632,6 +1717,8 @@ void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *o
     out->orders_canceled = e->st.orders_canceled;
     out->fills = e->st.fills;
     out->open_orders = e->st.all_open.count;
+    out->orders_kept = e->st.n_orders;
+    out->orders_dropped = e->st.orders_dropped;
 }
 
 const char *sim_engine_last_cancel_client_id(const struct sim_engine *e)
@@ -1690,7 +1777,7 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
     memset(rec, 0, sizeof(*rec));
     rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
     o = &rec->o;
-    o->order_id = st->first_order_id + idx;
+    o->order_id = st->next_order_id++;
     o->symbol_idx = req->symbol_idx;
     if (req->client_id[0] != '\0') {
         cq_strlcpy(o->client_id, req->client_id, sizeof(o->client_id));
@@ -1958,11 +2045,8 @@ size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_
     if (limit == 0) {
         limit = SIZE_MAX;
     }
-    if (from_order_id > st->first_order_id) {
-        if (from_order_id - st->first_order_id >= st->n_orders) {
-            return 0;
-        }
-        begin = (size_t)(from_order_id - st->first_order_id);
+    if (from_order_id > 0) {
+        begin = order_lower_bound(st, from_order_id);
     }
     if (from_order_id == 0 && start_ms == 0 && limit != SIZE_MAX) {
         size_t found = 0;
@@ -2373,7 +2457,7 @@ static json_t *trade_json(const struct sim_engine *e, const struct sim_trade *t,
     return j;
 }
 
-/* {"version":1, "first_order_id", "next_order_id", "next_trade_id",
+/* {"version":2, "first_order_id", "next_order_id", "next_trade_id",
  *  "client_id_rng" (u64 as a decimal string), "stats":{…},
  *  "balances":[{asset,free,locked}], "orders":[…], "trades":[…]} with
  * every amount an exact 8-decimal string. */
@@ -2391,13 +2475,14 @@ json_t *sim_engine_save(const struct sim_engine *e)
     snprintf(rng, sizeof(rng), "%" PRIu64, st->rng);
     put(root, "version", json_integer(STATE_VERSION), &ok);
     put(root, "first_order_id", json_integer((json_int_t)st->first_order_id), &ok);
-    put(root, "next_order_id", json_integer((json_int_t)(st->first_order_id + st->n_orders)), &ok);
+    put(root, "next_order_id", json_integer((json_int_t)st->next_order_id), &ok);
     put(root, "next_trade_id", json_integer((json_int_t)st->next_trade_id), &ok);
     put(root, "client_id_rng", json_string(rng), &ok);
     put(stats, "orders_placed", json_integer((json_int_t)st->orders_placed), &ok);
     put(stats, "orders_rejected", json_integer((json_int_t)st->orders_rejected), &ok);
     put(stats, "orders_canceled", json_integer((json_int_t)st->orders_canceled), &ok);
     put(stats, "fills", json_integer((json_int_t)st->fills), &ok);
+    put(stats, "orders_dropped", json_integer((json_int_t)st->orders_dropped), &ok);
     put(root, "stats", stats, &ok);
     for (size_t i = 0; i < st->n_assets; i++) {
         json_t *b = json_object();
@@ -2582,7 +2667,7 @@ static int load_balances(const struct sim_engine *e, const json_t *root, struct 
 
 /* One order; consistency of its fields with each other. */
 static int load_order(const struct sim_engine *e, const json_t *j, const char *path,
-                      uint64_t want_id, struct sim_order *o, struct cq_err *err)
+                      uint64_t min_id, uint64_t max_id, struct sim_order *o, struct cq_err *err)
 {
     char name[SIM_SYMBOL_LEN + 1];
     char word[24];
@@ -2593,9 +2678,11 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
         return bad_field(err, path, NULL, "not an object");
     }
     memset(o, 0, sizeof(*o));
-    rc = get_u64(j, path, "order_id", want_id, want_id, &o->order_id, err);
+    rc = min_id <= max_id ? get_u64(j, path, "order_id", min_id, max_id, &o->order_id, err)
+                          : -CQ_EPARSE;
     if (rc < 0) {
-        return bad_field(err, path, "order_id", "not the next id in sequence");
+        return bad_field(err, path, "order_id",
+                         "not above the previous order's id and below next_order_id");
     }
     rc = get_str(j, path, "symbol", name, sizeof(name), false, err);
     if (rc < 0) {
@@ -2679,17 +2766,21 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
 static int load_orders(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
                        struct cq_err *err)
 {
-    const json_t *arr = get_array(root, "orders", e->max_orders, err);
-    uint64_t next_id;
+    const json_t *arr = get_array(root, "orders", MAX_CAPACITY, err);
+    uint64_t count;
     size_t n;
     char path[48];
+    (void)e;
     if (arr == NULL) {
         return -CQ_EPARSE;
     }
     n = json_array_size(arr);
-    if (get_u64(root, "", "next_order_id", ns->first_order_id + n, ns->first_order_id + n, &next_id,
-                err) < 0) {
-        return bad_field(err, "", "next_order_id", "is not first_order_id + the order count");
+    count = (uint64_t)n + ns->orders_dropped;
+    if (count > MAX_FIRST_ID ||
+        get_u64(root, "", "next_order_id", ns->first_order_id + count, ns->first_order_id + count,
+                &ns->next_order_id, err) < 0) {
+        return bad_field(err, "", "next_order_id",
+                         "is not first_order_id + the orders kept + stats.orders_dropped");
     }
     if (n > 0) {
         ns->orders = malloc(n * sizeof(*ns->orders));
@@ -2704,7 +2795,9 @@ static int load_orders(const struct sim_engine *e, const json_t *root, struct si
         int rc;
         snprintf(path, sizeof(path), "orders[%zu]", i);
         rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
-        rc = load_order(e, json_array_get(arr, i), path, ns->first_order_id + i, &rec->o, err);
+        rc = load_order(e, json_array_get(arr, i), path,
+                        i == 0 ? ns->first_order_id : ns->orders[i - 1].o.order_id + 1,
+                        ns->next_order_id - 1, &rec->o, err);
         if (rc < 0) {
             return rc;
         }
@@ -2762,14 +2855,16 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
             return -CQ_EPARSE;
         }
         rec = order_by_id(ns, t->order_id);
-        if (rec == NULL) {
+        /* a trade may outlive its order once closed orders were dropped */
+        if (rec == NULL && (ns->orders_dropped == 0 || t->order_id < ns->first_order_id ||
+                            t->order_id >= ns->next_order_id)) {
             return bad_field(err, path, "order_id", "no such order");
         }
         if (get_str(j, path, "symbol", name, sizeof(name), false, err) < 0) {
             return -CQ_EPARSE;
         }
         t->symbol_idx = sim_engine_symbol_index(e, name);
-        if (t->symbol_idx != rec->o.symbol_idx) {
+        if (t->symbol_idx < 0 || (rec != NULL && t->symbol_idx != rec->o.symbol_idx)) {
             return bad_field(err, path, "symbol", "not the order's symbol");
         }
         sym = &e->symbols[t->symbol_idx];
@@ -2787,7 +2882,7 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
         if (t->price.m == 0 || t->qty.m == 0) {
             return bad_field(err, path, "qty", "price and qty must be > 0");
         }
-        if (t->is_buyer != (rec->o.side == SIM_BUY)) {
+        if (rec != NULL && t->is_buyer != (rec->o.side == SIM_BUY)) {
             return bad_field(err, path, "is_buyer", "does not match the order's side");
         }
         if (strcmp(t->commission_asset, t->is_buyer ? sym->base : sym->quote) != 0) {
@@ -2818,7 +2913,7 @@ static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, s
             o->side == SIM_BUY ? ns->quote_asset[o->symbol_idx] : ns->base_asset[o->symbol_idx];
         cq_dec v;
         if (order_need(o, &v) < 0 || !dadd(&need[asset], v)) {
-            snprintf(path, sizeof(path), "orders[%" PRIu64 "]", o->order_id - ns->first_order_id);
+            snprintf(path, sizeof(path), "orders[%" PRIu32 "]", i); /* fits: 48 > 8 + 10 + 1 */
             return bad_field(err, path, "orig_qty", "what the order locks is too large");
         }
     }
@@ -2856,7 +2951,7 @@ static int load_state(const struct sim_engine *e, const json_t *root, struct sim
     if (!json_is_object(root)) {
         return cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT, "state: not a JSON object");
     }
-    rc = get_int(root, "", "version", STATE_VERSION, STATE_VERSION, &version, err);
+    rc = get_int(root, "", "version", STATE_VERSION_MIN, STATE_VERSION, &version, err);
     if (rc < 0) {
         return rc;
     }
@@ -2884,7 +2979,9 @@ static int load_state(const struct sim_engine *e, const json_t *root, struct sim
     if (get_u64(stats, "stats", "orders_placed", 0, INT64_MAX, &ns->orders_placed, err) < 0 ||
         get_u64(stats, "stats", "orders_rejected", 0, INT64_MAX, &ns->orders_rejected, err) < 0 ||
         get_u64(stats, "stats", "orders_canceled", 0, INT64_MAX, &ns->orders_canceled, err) < 0 ||
-        get_u64(stats, "stats", "fills", 0, INT64_MAX, &ns->fills, err) < 0) {
+        get_u64(stats, "stats", "fills", 0, INT64_MAX, &ns->fills, err) < 0 ||
+        (version >= 2 &&
+         get_u64(stats, "stats", "orders_dropped", 0, MAX_FIRST_ID, &ns->orders_dropped, err) < 0)) {
         return -CQ_EPARSE;
     }
     rc = load_balances(e, root, ns, err);
@@ -2899,6 +2996,13 @@ static int load_state(const struct sim_engine *e, const json_t *root, struct sim
         }
         if (rc == 0) {
             rc = load_check_locked(e, ns, n_file, err);
+        }
+    }
+    if (rc == 0 && ns->n_orders > e->max_orders) {
+        /* a file from an engine that kept more: keep what this one keeps */
+        orders_drop_closed(ns, e->max_orders);
+        if (ns->n_orders > e->max_orders) {
+            return bad_field(err, "", "orders", "more open orders than this engine keeps");
         }
     }
     return rc;

@@ -37,6 +37,11 @@
 #define SIM_ASSETS_MAX 64
 #define SIM_DEPTH_MAX 100      /* book levels per side the model exposes */
 #define SIM_REJECT_MSG_LEN 200
+/* Order history kept, in orders (sim_engine_config.max_orders when 0): at
+ * the limit a new order first drops the oldest closed orders, a quarter of
+ * the limit at a time (counted in orders_dropped); open orders are never
+ * dropped. About 230 bytes per order, so ~23 MB at the default. */
+#define SIM_MAX_ORDERS_DEFAULT ((size_t)100000)
 
 /* Binance error codes the engine produces. */
 #define SIM_ERR_INVALID_SYMBOL -1121   /* "Invalid symbol." */
@@ -135,7 +140,7 @@ struct sim_engine_config {
     uint64_t seed;                       /* for generated client order ids */
     uint64_t first_order_id;             /* 0 = 1 */
     uint64_t first_trade_id;             /* 0 = 1 */
-    size_t max_orders;                   /* total orders kept (0 = 1,000,000) */
+    size_t max_orders;                   /* orders kept (0 = SIM_MAX_ORDERS_DEFAULT) */
     size_t max_trades;                   /* total trades kept (0 = 1,000,000) */
 };
 
@@ -236,7 +241,8 @@ int sim_engine_test_order(struct sim_engine *e, const struct sim_order_req *req,
 
 /* Place and match. 0 with *order (final state after matching) and up to
  * max_fills fills (*n_fills); or -CQ_EVENUE with rej filled (nothing
- * changed). -CQ_EFULL when max_orders is reached (rej: -1013
+ * changed). -CQ_EFULL when max_orders orders are kept and every one of them
+ * is open, so none can be dropped (rej: -1013
  * "Filter failure: MAX_NUM_ORDERS" style is NOT used; the REST layer answers
  * -1000). Emits NEW, then TRADE per fill, then EXPIRED for an IOC/FOK/MARKET
  * remainder, and one account_position for the changed assets. */
@@ -272,7 +278,8 @@ int sim_engine_get_order(const struct sim_engine *e, int symbol_idx, uint64_t or
 size_t sim_engine_open_orders(const struct sim_engine *e, int symbol_idx,
                               void (*fn)(void *ctx, const struct sim_order *o), void *ctx);
 /* allOrders: order_id >= from_order_id (0 = any), time in [start_ms, end_ms]
- * (0 = unbounded), at most limit, oldest first. */
+ * (0 = unbounded), at most limit, oldest first; only the orders still kept
+ * (see SIM_MAX_ORDERS_DEFAULT). */
 size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_t from_order_id,
                              int64_t start_ms, int64_t end_ms, size_t limit,
                              void (*fn)(void *ctx, const struct sim_order *o), void *ctx);
@@ -316,13 +323,16 @@ void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec 
 /* Counters for /_sim/state and benchmarks. */
 struct sim_engine_stats {
     uint64_t orders_placed, orders_rejected, orders_canceled, fills, open_orders;
+    uint64_t orders_kept;    /* in the history now (open and closed) */
+    uint64_t orders_dropped; /* closed orders dropped from the history at max_orders */
 };
 void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *out);
 
 /* Persistence (--state FILE): the whole account state — balances, orders,
  * trades, next ids, the client-id generator — as one JSON object, and back.
  * load replaces the engine's state; -CQ_EPARSE with err naming the field on
- * malformed input (the engine is then unchanged). */
+ * malformed input (the engine is then unchanged). A file with more orders
+ * than max_orders loads with its oldest closed orders dropped (counted). */
 json_t *sim_engine_save(const struct sim_engine *e);
 int sim_engine_load(struct sim_engine *e, const json_t *state, struct cq_err *err) CQ_WUR;
 

@@ -353,13 +353,14 @@ json_t *sim_state_json(struct cq_sim *sim)
         (json_int_t)rs.refused_busy, "head_deadline_ms", (json_int_t)rs.head_deadline_ms,
         "per_ip_max", (json_int_t)rs.per_ip_max, "connections_max", (json_int_t)rs.connections_max);
     return json_pack(
-        "{s:o,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "{s:o,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
         "balances", balances.arr, "open_orders", open.arr, "symbols", symbols,
         "rest_connections", rest_conns, "engine",
         "orders_placed", (json_int_t)es.orders_placed, "orders_rejected",
         (json_int_t)es.orders_rejected, "orders_canceled", (json_int_t)es.orders_canceled, "fills",
-        (json_int_t)es.fills, "open_orders", (json_int_t)es.open_orders, "counters",
+        (json_int_t)es.fills, "open_orders", (json_int_t)es.open_orders, "orders_kept",
+        (json_int_t)es.orders_kept, "orders_dropped", (json_int_t)es.orders_dropped, "counters",
         "rest_requests", (json_int_t)sim->counters.rest_requests, "rest_errors_4xx",
         (json_int_t)sim->counters.rest_errors_4xx, "rest_errors_5xx",
         (json_int_t)sim->counters.rest_errors_5xx, "rest_429", (json_int_t)sim->counters.rest_429,

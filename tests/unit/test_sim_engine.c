@@ -8,6 +8,7 @@
  * and the balance invariants over a long seeded random sequence.
  */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2064,9 +2065,14 @@ static void m_no_version(json_t *s)
 {
     json_object_del(s, "version");
 }
-static void m_version_2(json_t *s)
+static void m_version_3(json_t *s)
 {
-    json_object_set_new(s, "version", json_integer(2));
+    json_object_set_new(s, "version", json_integer(3));
+}
+
+static void m_dropped_missing(json_t *s)
+{
+    json_object_del(json_object_get(s, "stats"), "orders_dropped");
 }
 static void m_price_text(json_t *s)
 {
@@ -2171,6 +2177,122 @@ static void m_dup_open(json_t *s)
     set_s(at(s, "orders", 1), "client_id", "same");
 }
 
+/* Issue 17: the order history grew without bound over uptime. At
+ * max_orders a new order first drops the oldest closed orders (a quarter
+ * of the limit), never an open one, and counts them. */
+Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first)
+{
+    struct sim_engine_config cfg;
+    std_config(&cfg);
+    cfg.max_orders = 8;
+    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct book none;
+    book_init(&none);
+    struct sim_engine_stats st;
+    struct sim_order o;
+    struct sim_reject rej;
+    char cid[16];
+
+    /* order 1 rests (open) the whole time; 2..8 expire (closed) */
+    place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), "h-1"), &none, 1);
+    for (int i = 2; i <= 8; i++) {
+        snprintf(cid, sizeof(cid), "h-%d", i);
+        place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), cid), &none, i);
+    }
+    /* exactly at the limit: everything kept */
+    sim_engine_get_stats(e, &st);
+    cr_assert_eq(st.orders_kept, 8);
+    cr_assert_eq(st.orders_dropped, 0);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 2, NULL, &o, &rej), 0);
+
+    /* one more: the two oldest closed (2, 3) go, the open 1 stays */
+    struct placed p9 = place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), "h-9"),
+                                &none, 9);
+    cr_assert_eq(p9.o.order_id, 9);
+    sim_engine_get_stats(e, &st);
+    cr_assert_eq(st.orders_kept, 7);
+    cr_assert_eq(st.orders_dropped, 2);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 1, NULL, &o, &rej), 0);
+    cr_assert_eq(o.status, SIM_NEW);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 2, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(rej.code, -2013);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 3, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 0, "h-3", &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(sim_engine_get_order(e, BTC, 0, "h-4", &o, &rej), 0);
+    cr_assert_eq(o.order_id, 4);
+    struct id_list l = {0};
+    cr_assert_eq(sim_engine_all_orders(e, BTC, 0, 0, 0, 0, collect_id, &l), 7);
+    static const uint64_t kept[] = {1, 4, 5, 6, 7, 8, 9};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(kept); i++) {
+        cr_assert_eq(l.ids[i], kept[i], "allOrders[%zu] = %" PRIu64, i, l.ids[i]);
+    }
+    memset(&l, 0, sizeof(l));
+    cr_assert_eq(sim_engine_all_orders(e, BTC, 2, 0, 0, 2, collect_id, &l), 2);
+    cr_assert_eq(l.ids[0], 4);
+    cr_assert_eq(l.ids[1], 5);
+    memset(&l, 0, sizeof(l));
+    cr_assert_eq(sim_engine_all_orders(e, BTC, 0, 0, 0, 3, collect_id, &l), 3);
+    cr_assert_eq(l.ids[0], 7);
+    check_invariants(e);
+
+    /* a save with gaps loads back identically and both go on alike */
+    char *s1 = dump(e);
+    json_t *j = json_loads(s1, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "stats"),
+                                                    "orders_dropped")),
+                 2);
+    struct sim_engine *f = sim_engine_new(&cfg, NULL);
+    struct cq_err err = {0};
+    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    char *s2 = dump(f);
+    cr_assert_str_eq(s1, s2);
+    cr_assert_eq(place_ok(f, limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), &none, 10).o.order_id,
+                 10);
+    /* the open order is still on the book after the drop: cancel works
+     * and unlocks exactly */
+    cr_assert_eq(sim_engine_cancel(e, BTC, 1, NULL, NULL, 11, &o, &rej), 0, "%s", rej.msg);
+    assert_bal(e, "USDT", "100000", "0");
+    check_invariants(e);
+    json_decref(j);
+    free(s1);
+    free(s2);
+    sim_engine_free(f);
+    sim_engine_free(e);
+
+    /* every kept order open: nothing can be dropped, -CQ_EFULL; once one
+     * closes there is room again */
+    cfg.max_orders = 2;
+    e = sim_engine_new(&cfg, NULL);
+    place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 1);
+    place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 2);
+    struct placed full = place(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 3);
+    cr_assert_eq(full.rc, -CQ_EFULL);
+    cr_assert_eq(sim_engine_cancel(e, BTC, 1, NULL, NULL, 4, &o, &rej), 0);
+    cr_assert_eq(place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 5).o.order_id,
+                 3);
+    sim_engine_get_stats(e, &st);
+    cr_assert_eq(st.orders_kept, 2);
+    cr_assert_eq(st.orders_dropped, 1);
+    check_invariants(e);
+    sim_engine_free(e);
+}
+
+/* A version 1 file (contiguous ids, no stats.orders_dropped) still loads. */
+Test(sim_engine, a_version_1_state_file_still_loads)
+{
+    struct sim_engine *src = busy_engine();
+    json_t *j = sim_engine_save(src);
+    json_object_set_new(j, "version", json_integer(1));
+    json_object_del(json_object_get(j, "stats"), "orders_dropped");
+    struct sim_engine *e = std_engine();
+    struct cq_err err = {0};
+    cr_assert_eq(sim_engine_load(e, j, &err), 0, "%s", err.message);
+    check_invariants(e);
+    json_decref(j);
+    sim_engine_free(src);
+    sim_engine_free(e);
+}
+
 Test(sim_engine, load_rejects_malformed_state_naming_the_field_and_changes_nothing)
 {
     static const struct {
@@ -2178,7 +2300,8 @@ Test(sim_engine, load_rejects_malformed_state_naming_the_field_and_changes_nothi
         const char *field;
     } rows[] = {
         {m_no_version, "'version'"},
-        {m_version_2, "'version'"},
+        {m_version_3, "'version'"},
+        {m_dropped_missing, "'stats.orders_dropped'"},
         {m_price_text, "'orders[0].price'"},
         {m_price_9dp, "'orders[0].price'"},
         {m_price_number, "'orders[0].price'"},
@@ -2258,7 +2381,8 @@ enum { TEST = 4, N_RANDOM_SYMS = 3 };
 static struct sim_symbol random_symbols[5];
 static struct sim_balance random_balances[4];
 
-static struct sim_engine *random_engine(unsigned maker_bps, unsigned taker_bps)
+static struct sim_engine *random_engine_kept(unsigned maker_bps, unsigned taker_bps,
+                                             size_t max_orders)
 {
     static const char *const assets[][2] = {
         {"USDT", "1000000"}, {"BTC", "20"}, {"ETH", "300"}, {"TEST", "1000"}};
@@ -2280,9 +2404,15 @@ static struct sim_engine *random_engine(unsigned maker_bps, unsigned taker_bps)
     cfg.n_balances = 4;
     cfg.maker_bps = maker_bps;
     cfg.taker_bps = taker_bps;
+    cfg.max_orders = max_orders;
     struct sim_engine *e = sim_engine_new(&cfg, NULL);
     cr_assert_not_null(e);
     return e;
+}
+
+static struct sim_engine *random_engine(unsigned maker_bps, unsigned taker_bps)
+{
+    return random_engine_kept(maker_bps, taker_bps, 0);
 }
 
 /* Per random symbol: engine index, price scale, quantity scale and unit. */
@@ -2502,6 +2632,34 @@ Test(sim_engine, randomized_sequence_keeps_every_invariant, .timeout = 120)
     /* and the state survives a round trip */
     char *s1 = dump(e);
     struct sim_engine *f = random_engine(3, 7);
+    json_t *j = json_loads(s1, 0, NULL);
+    struct cq_err err = {0};
+    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    char *s2 = dump(f);
+    cr_assert_str_eq(s1, s2);
+    check_invariants(f);
+    json_decref(j);
+    free(s1);
+    free(s2);
+    sim_engine_free(e);
+    sim_engine_free(f);
+}
+
+/* The same sequence with a short order history: closed orders are dropped
+ * again and again while orders rest, fill and cancel around them. */
+Test(sim_engine, randomized_sequence_with_a_short_history_keeps_every_invariant, .timeout = 120)
+{
+    struct sim_engine *e = random_engine_kept(3, 7, 1024);
+    struct seq_counts cnt = {0};
+    run_sequence(e, 20240909, 8000, true, &cnt);
+    struct sim_engine_stats st;
+    sim_engine_get_stats(e, &st);
+    cr_assert_eq(st.orders_placed, cnt.accepted);
+    cr_assert_gt(st.orders_dropped, 256);
+    cr_assert_leq(st.orders_kept, 1024);
+    cr_assert_eq(st.orders_kept + st.orders_dropped, st.orders_placed);
+    char *s1 = dump(e);
+    struct sim_engine *f = random_engine_kept(3, 7, 1024);
     json_t *j = json_loads(s1, 0, NULL);
     struct cq_err err = {0};
     cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
