@@ -16,8 +16,9 @@
  *              counted, logged loss (the trader reconciles over REST).
  *
  * Health (service "feeder"): ready when the market stream is connected and
- * every symbol has had a message within CQ_FEEDER_STALE_MS; reasons
- * ws_connecting, ws_disconnected, feeder_stale (degraded), rate_limited
+ * every symbol has had a valid message (one that passes cq_msg_check) within
+ * CQ_FEEDER_STALE_MS; reasons ws_connecting, ws_disconnected, feeder_stale,
+ * ares_backpressure (degraded), listen_key_failed and rate_limited
  * (degraded, still ready if the data is fresh), banned (down). Details carry
  * per-symbol freshness per stream, candle/gap/backfill counters, the REST
  * budget, the WebSocket client stats and the ring counters.

@@ -335,7 +335,8 @@ static int get_klines(struct cq_feeder *f, int idx, int64_t start_ms, int64_t en
     cq_rest_params_add_int(&p, "limit", limit);
     int rc = cq_rest_request(f->rest, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
     if (rc < 0 || r.status != CQ_REST_OK || !json_is_array(r.body)) {
-        snprintf(problem, problem_len, "klines %s: %s %d %.120s", f->syms[idx].name,
+        /* At most 7 + 20 + 2 + 64 + 12 + 121 bytes: fits the callers' 256. */
+        snprintf(problem, problem_len, "klines %s: %.64s %d %.120s", f->syms[idx].name,
                  rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.code, r.msg);
         cq_rest_response_fini(&r);
         return -CQ_EVENUE;
@@ -643,7 +644,8 @@ static int load_exchange_info(struct cq_feeder *f)
     int rc = cq_rest_request(f->rest, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false,
                              &r);
     if (rc < 0 || r.status != CQ_REST_OK) {
-        snprintf(f->start_problem, sizeof(f->start_problem), "exchangeInfo: %s %d %.120s",
+        /* At most 14 + 64 + 12 + 121 bytes < CQ_HEALTH_DETAIL_MAX (256). */
+        snprintf(f->start_problem, sizeof(f->start_problem), "exchangeInfo: %.64s %d %.120s",
                  rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.code, r.msg);
         cq_rest_response_fini(&r);
         return -CQ_EVENUE;
@@ -662,7 +664,7 @@ static int load_exchange_info(struct cq_feeder *f)
             }
         }
         if (!found) {
-            snprintf(f->start_problem, sizeof(f->start_problem),
+            snprintf(f->start_problem, sizeof(f->start_problem), /* name <= 20: fits */
                      "symbol %s is not listed by the exchange; fix CQ_SYMBOLS", f->syms[i].name);
             cq_rest_response_fini(&r);
             return -CQ_ENOTFOUND;
@@ -755,7 +757,8 @@ static int start_market_stream(struct cq_feeder *f)
     struct cq_err err;
     f->market = cq_ws_client_new(f->loop, &wo, &cb, &err);
     if (f->market == NULL) {
-        snprintf(f->start_problem, sizeof(f->start_problem), "market stream: %.200s", err.message);
+        snprintf(f->start_problem, sizeof(f->start_problem), "market stream: %.200s", /* < 256 */
+                 err.message);
         return -err.code;
     }
     return cq_ws_client_start(f->market);
@@ -792,8 +795,8 @@ static void user_stream_tick(struct cq_feeder *f, int64_t now)
             int64_t server_wait = b.rate_limited_for_ms > b.banned_for_ms ? b.rate_limited_for_ms
                                                                           : b.banned_for_ms;
             int64_t delay = cq_backoff_fail(&f->listen_key_backoff, now, server_wait);
-            /* Bounded by the format ("%.100s"): cannot truncate in 160 bytes. */
-            snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%s %d %.100s",
+            /* Bounded by the format: 40 + 12 + 1 + 100 < 160 bytes. */
+            snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%.40s %d %.100s",
                      rc < 0 ? cq_strerror(rc)
                             : r.status != CQ_REST_OK ? cq_rest_status_name(r.status)
                                                      : "bad listenKey in the reply",
@@ -919,13 +922,16 @@ static void publish_health(struct cq_feeder *f, int64_t now)
     enum cq_health_status status = CQ_HEALTH_OK;
     bool ready = true;
     const char *reason = "";
+    /* Every detail below is bounded by its format: fixed text, numbers, a
+     * symbol (<= CQ_SYMBOL_MAX_CHARS), a reason, or a problem string that is
+     * itself shorter than CQ_HEALTH_DETAIL_MAX with the text around it. */
     char detail[CQ_HEALTH_DETAIL_MAX];
     detail[0] = '\0';
     if (f->phase == PHASE_START) {
         status = CQ_HEALTH_STARTING;
         ready = false;
         reason = "warming_up";
-        snprintf(detail, sizeof(detail), "%s",
+        snprintf(detail, sizeof(detail), "%s", /* same size as start_problem */
                  f->start_problem[0] ? f->start_problem : "fetching exchangeInfo and history");
     } else if (budget.banned_for_ms > 0) {
         status = CQ_HEALTH_DOWN;
@@ -949,7 +955,6 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         status = CQ_HEALTH_DEGRADED;
         ready = false;
         reason = "feeder_stale";
-        /* detail is CQ_HEALTH_DETAIL_MAX: a cut detail is still a detail. */
         if (stale_symbol->insane_in_row >= INSANE_STALE_AFTER) {
             snprintf(detail, sizeof(detail),
                      "%s: the last %llu market messages broke sanity rules (%s); no valid data "
