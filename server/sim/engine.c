@@ -427,6 +427,8 @@ static int reject(struct sim_reject *rej, int code, const char *msg)
 {
     if (rej != NULL) {
         rej->code = code;
+        /* bounded: msg is one of this file's constants, the longest
+         * (MSG_BAD_CLIENT_ID) about 100 of SIM_REJECT_MSG_LEN's 200 bytes */
         cq_strlcpy(rej->msg, msg, sizeof(rej->msg));
     }
     return -CQ_EVENUE;
@@ -436,6 +438,7 @@ static int reject_filter(struct sim_reject *rej, const char *filter)
 {
     if (rej != NULL) {
         rej->code = SIM_ERR_FILTER;
+        /* bounded: filter names are literals of at most 15 characters */
         snprintf(rej->msg, sizeof(rej->msg), "Filter failure: %s", filter);
     }
     return -CQ_EVENUE;
@@ -445,6 +448,7 @@ static int reject_param(struct sim_reject *rej, int code, const char *fmt_name, 
 {
     if (rej != NULL) {
         rej->code = code;
+        /* bounded: param is a parameter-name literal (at most 16 characters) */
         if (strcmp(fmt_name, "mandatory") == 0) {
             snprintf(rej->msg, sizeof(rej->msg),
                      "Mandatory parameter '%s' was not sent, was empty/null, or malformed.", param);
@@ -825,6 +829,7 @@ static int asset_add(struct sim_state *st, const char *asset)
     }
     i = (int)st->n_assets++;
     memset(&st->bal[i], 0, sizeof(st->bal[i]));
+    /* bounded: callers pass names asset_name_valid accepted (< SIM_ASSET_LEN) */
     cq_strlcpy(st->bal[i].asset, asset, sizeof(st->bal[i].asset));
     st->bal[i].free = ZERO8;
     st->bal[i].locked = ZERO8;
@@ -1629,11 +1634,11 @@ struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq
         const char *why = amount_problem(b->free);
         if (why != NULL || b->locked.m != 0 || to_amount(b->free, &amount) < 0) {
             char given[CQ_DEC_STR_MAX];
-            cq_err_set(err, CQ_ECONFIG, 0,
-                       "a starting balance is from 0 to " SIM_AMOUNT_MAX_TEXT
-                       " with at most 8 decimals",
-                       "balance of %s: %s %s", b->asset, cq_dec_format(b->free, given, sizeof(given)),
-                       why != NULL ? why : "must be all free (nothing locked)");
+            cq_err_set(
+                err, CQ_ECONFIG, 0,
+                "a starting balance is from 0 to " SIM_AMOUNT_MAX_TEXT " with at most 8 decimals",
+                "balance of %s: %s %s", b->asset, cq_dec_format(b->free, given, sizeof(given)),
+                why != NULL ? why : "must be all free (nothing locked)");
             goto fail;
         }
         a = asset_add(st, b->asset);
@@ -1780,6 +1785,7 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
     o->order_id = st->next_order_id++;
     o->symbol_idx = req->symbol_idx;
     if (req->client_id[0] != '\0') {
+        /* bounded: the same SIM_CLIENT_ID_LEN array, checked by check_shape */
         cq_strlcpy(o->client_id, req->client_id, sizeof(o->client_id));
     } else {
         const struct order_rec *clash;
@@ -1834,6 +1840,7 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
         f.qty = pf->qty;
         f.quote_qty = pf->cost;
         f.commission = pf->commission;
+        /* bounded: base and quote are SIM_ASSET_LEN arrays too */
         cq_strlcpy(f.commission_asset, req->side == SIM_BUY ? sym->base : sym->quote,
                    sizeof(f.commission_asset));
         f.maker = false;
@@ -1859,9 +1866,8 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
         }
         emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
     }
-    ENGINE_INVARIANT(!dec_lt(o->orig_qty, o->executed_qty),
-                     "order %" PRIu64 " executed %s of %s", o->order_id, DTXT(o->executed_qty),
-                     DTXT(o->orig_qty));
+    ENGINE_INVARIANT(!dec_lt(o->orig_qty, o->executed_qty), "order %" PRIu64 " executed %s of %s",
+                     o->order_id, DTXT(o->executed_qty), DTXT(o->orig_qty));
     o->status = p->final_status;
     if (p->rests) {
         open_link(st, idx);
@@ -1909,7 +1915,7 @@ static void close_order(struct sim_engine *e, struct order_rec *rec, enum sim_or
     int rc = order_need(o, &need);
     ENGINE_INVARIANT(rc == 0, "order %" PRIu64 ": what it locks is out of range", o->order_id);
     ENGINE_INVARIANT(!dec_lt(st->bal[asset].locked, need),
-                     "I2: %s locked %s is less than the %s order %" PRIu64 " holds", 
+                     "I2: %s locked %s is less than the %s order %" PRIu64 " holds",
                      st->bal[asset].asset, DTXT(st->bal[asset].locked), DTXT(need), o->order_id);
     change_note(e, asset);
     sub_ok(&st->bal[asset].locked, need);
@@ -1937,6 +1943,7 @@ int sim_engine_cancel(struct sim_engine *e, int symbol_idx, uint64_t order_id,
         return reject(rej, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER);
     }
     if (cancel_client_id != NULL && cancel_client_id[0] != '\0') {
+        /* bounded: client_id_valid allowed at most 36 characters */
         cq_strlcpy(e->cancel_client_id, cancel_client_id, sizeof(e->cancel_client_id));
     } else {
         gen_client_id(&e->st.rng, e->cancel_client_id);
@@ -2264,6 +2271,7 @@ static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_
     f.qty = q;
     f.quote_qty = cost;
     f.commission = comm;
+    /* bounded: base and quote are SIM_ASSET_LEN arrays too */
     cq_strlcpy(f.commission_asset, buy ? sym->base : sym->quote, sizeof(f.commission_asset));
     f.maker = true;
     t = trades_push(st);
@@ -2472,7 +2480,7 @@ json_t *sim_engine_save(const struct sim_engine *e)
     char rng[24];
     bool ok = root != NULL;
 
-    snprintf(rng, sizeof(rng), "%" PRIu64, st->rng);
+    snprintf(rng, sizeof(rng), "%" PRIu64, st->rng); /* bounded: at most 20 digits */
     put(root, "version", json_integer(STATE_VERSION), &ok);
     put(root, "first_order_id", json_integer((json_int_t)st->first_order_id), &ok);
     put(root, "next_order_id", json_integer((json_int_t)st->next_order_id), &ok);
@@ -2635,7 +2643,7 @@ static int load_balances(const struct sim_engine *e, const json_t *root, struct 
         struct sim_balance *out = &ns->bal[i];
         cq_dec sum;
         int rc;
-        snprintf(path, sizeof(path), "balances[%zu]", i);
+        snprintf(path, sizeof(path), "balances[%zu]", i); /* bounded: 9 + 20 + 2 < 48 */
         if (!json_is_object(b)) {
             return bad_field(err, path, NULL, "not an object");
         }
@@ -2776,9 +2784,8 @@ static int load_orders(const struct sim_engine *e, const json_t *root, struct si
     }
     n = json_array_size(arr);
     count = (uint64_t)n + ns->orders_dropped;
-    if (count > MAX_FIRST_ID ||
-        get_u64(root, "", "next_order_id", ns->first_order_id + count, ns->first_order_id + count,
-                &ns->next_order_id, err) < 0) {
+    if (count > MAX_FIRST_ID || get_u64(root, "", "next_order_id", ns->first_order_id + count,
+                                        ns->first_order_id + count, &ns->next_order_id, err) < 0) {
         return bad_field(err, "", "next_order_id",
                          "is not first_order_id + the orders kept + stats.orders_dropped");
     }
@@ -2793,7 +2800,7 @@ static int load_orders(const struct sim_engine *e, const json_t *root, struct si
         struct order_rec *rec = &ns->orders[i];
         const struct order_rec *dup;
         int rc;
-        snprintf(path, sizeof(path), "orders[%zu]", i);
+        snprintf(path, sizeof(path), "orders[%zu]", i); /* bounded: 7 + 20 + 2 < 48 */
         rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
         rc = load_order(e, json_array_get(arr, i), path,
                         i == 0 ? ns->first_order_id : ns->orders[i - 1].o.order_id + 1,
@@ -2843,7 +2850,7 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
         char name[SIM_SYMBOL_LEN + 1];
         uint64_t lo = i == 0 ? 1 : ns->trades[i - 1].trade_id + 1;
         uint64_t hi = i == 0 ? MAX_FIRST_ID * 2 : lo;
-        snprintf(path, sizeof(path), "trades[%zu]", i);
+        snprintf(path, sizeof(path), "trades[%zu]", i); /* bounded: 7 + 20 + 2 < 48 */
         if (!json_is_object(j)) {
             return bad_field(err, path, NULL, "not an object");
         }
@@ -2913,7 +2920,7 @@ static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, s
             o->side == SIM_BUY ? ns->quote_asset[o->symbol_idx] : ns->base_asset[o->symbol_idx];
         cq_dec v;
         if (order_need(o, &v) < 0 || !dadd(&need[asset], v)) {
-            snprintf(path, sizeof(path), "orders[%" PRIu32 "]", i); /* fits: 48 > 8 + 10 + 1 */
+            snprintf(path, sizeof(path), "orders[%" PRIu32 "]", i); /* bounded: 7 + 10 + 2 < 48 */
             return bad_field(err, path, "orig_qty", "what the order locks is too large");
         }
     }
@@ -2924,7 +2931,7 @@ static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, s
         }
         cq_dec_format(need[a], want, sizeof(want));
         if (a < n_file) {
-            snprintf(path, sizeof(path), "balances[%zu]", a);
+            snprintf(path, sizeof(path), "balances[%zu]", a); /* bounded: 9 + 20 + 2 < 48 */
             cq_err_set(err, CQ_EPARSE, 0, LOAD_HINT,
                        "state field '%s.locked': is not what the open orders lock (%s)", path,
                        want);
@@ -2980,8 +2987,8 @@ static int load_state(const struct sim_engine *e, const json_t *root, struct sim
         get_u64(stats, "stats", "orders_rejected", 0, INT64_MAX, &ns->orders_rejected, err) < 0 ||
         get_u64(stats, "stats", "orders_canceled", 0, INT64_MAX, &ns->orders_canceled, err) < 0 ||
         get_u64(stats, "stats", "fills", 0, INT64_MAX, &ns->fills, err) < 0 ||
-        (version >= 2 &&
-         get_u64(stats, "stats", "orders_dropped", 0, MAX_FIRST_ID, &ns->orders_dropped, err) < 0)) {
+        (version >= 2 && get_u64(stats, "stats", "orders_dropped", 0, MAX_FIRST_ID,
+                                 &ns->orders_dropped, err) < 0)) {
         return -CQ_EPARSE;
     }
     rc = load_balances(e, root, ns, err);

@@ -740,6 +740,8 @@ static int csv_fail(struct cq_err *err, const char *path, size_t line_no, const 
     char problem[256];
     va_list ap;
     va_start(ap, fmt);
+    /* may cut a quoted CSV field: the message still names file:line and
+     * the rule, which is what the operator needs */
     vsnprintf(problem, sizeof(problem), fmt, ap);
     va_end(ap);
     return cq_err_set(err, CQ_EPARSE, 0, fix, "%s:%zu: %s; %s", path, line_no, problem, fix);
@@ -1036,7 +1038,7 @@ static int sym_init(struct sym *s, const struct sim_symbol *spec, size_t idx,
                     const struct sim_market_options *opts, bool data_is_dir, struct cq_err *err)
 {
     char path[4096];
-    cq_strlcpy(s->name, spec->symbol, sizeof(s->name));
+    cq_strlcpy(s->name, spec->symbol, sizeof(s->name)); /* bounded: both SIM_SYMBOL_LEN */
     s->tick = cq_dec_normalize(spec->filters.tick_size);
     s->step = cq_dec_normalize(spec->filters.step_size);
     if (s->tick.m <= 0 || s->step.m <= 0 || s->tick.scale > CQ_DEC_MAX_SCALE ||

@@ -157,6 +157,9 @@ static void fill_from_spec(const struct symbol_spec *sp, struct sim_symbol *out)
 {
     struct sim_filters *f = &out->filters;
     memset(out, 0, sizeof(*out));
+    /* bounded: the table's names are short literals, and a generic name was
+     * checked to be shorter than SIM_SYMBOL_LEN with a base shorter than
+     * SIM_ASSET_LEN (sim_symbol_defaults) */
     cq_strlcpy(out->symbol, sp->symbol, sizeof(out->symbol));
     cq_strlcpy(out->base, sp->base, sizeof(out->base));
     cq_strlcpy(out->quote, sp->quote, sizeof(out->quote));

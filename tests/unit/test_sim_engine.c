@@ -2206,8 +2206,8 @@ Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first
     cr_assert_eq(sim_engine_get_order(e, BTC, 2, NULL, &o, &rej), 0);
 
     /* one more: the two oldest closed (2, 3) go, the open 1 stays */
-    struct placed p9 = place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), "h-9"),
-                                &none, 9);
+    struct placed p9 =
+        place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), "h-9"), &none, 9);
     cr_assert_eq(p9.o.order_id, 9);
     sim_engine_get_stats(e, &st);
     cr_assert_eq(st.orders_kept, 7);
@@ -2238,8 +2238,7 @@ Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first
     /* a save with gaps loads back identically and both go on alike */
     char *s1 = dump(e);
     json_t *j = json_loads(s1, 0, NULL);
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "stats"),
-                                                    "orders_dropped")),
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "stats"), "orders_dropped")),
                  2);
     struct sim_engine *f = sim_engine_new(&cfg, NULL);
     struct cq_err err = {0};
