@@ -27,7 +27,11 @@
  *       queue (-CQ_EFULL) is answered by waiting for the producer's last
  *       record; longest_append_block_ms is the longest it was refused.
  *       Then the journal alone again with the shipped snapshot settings (a
- *       snapshot every 100,000 records, written by the writer thread).
+ *       snapshot every 100,000 records, written by the writer thread):
+ *       the figure a deployment gets, and the one the 2 M records/s target
+ *       is judged on ("shipped_settings":true; the summary's
+ *       targets.buffered_append_2m_per_s). The snapshots-off run isolates
+ *       the append path (its target_met is for that path alone).
  *   journal_replay  over the N records of the last buffered run, warm page
  *       cache: cq_journal_read_dir (every record, checked) and
  *       cq_journal_replay_dir without snapshot (state reconstruction from
@@ -1079,14 +1083,16 @@ static double print_buffered(const char *snapshots, const struct records *r,
         snaps[i] = (double)res[i].snapshots;
     }
     double m = median(rps, runs);
+    bool shipped = strcmp(snapshots, "off_during_run") != 0;
     printf("{\"bench\":\"journal_buffered_append\",\"store\":\"coinquant\",\"fsync\":\"off\","
-           "\"snapshots\":\"%s\",\"records\":%zu,\"seconds\":%.3f,\"records_per_s\":%.0f,"
+           "\"snapshots\":\"%s\",\"shipped_settings\":%s,\"records\":%zu,\"seconds\":%.3f,\"records_per_s\":%.0f,"
            "\"mb_per_s\":%.1f,\"target_records_per_s\":2000000,\"target_met\":%s,"
            "\"snapshots_written\":%.0f,\"queue_full_answers\":%.0f,"
            "\"longest_append_block_ms\":%.1f,\"records_per_write_batch\":%.0f,"
            "\"stop_seconds\":%.3f,\"disk_bytes\":%llu,\"runs_records_per_s\":[%.0f,%.0f],"
            "\"median_of\":%d}\n",
-           snapshots, r->n, (double)r->n / m, m, median(mbps, runs), m >= 2e6 ? "true" : "false",
+           snapshots, shipped ? "true" : "false", r->n, (double)r->n / m, m, median(mbps, runs),
+           m >= 2e6 ? "true" : "false",
            median(snaps, runs), median(full, runs), median(blocked, runs), median(batch, runs),
            median(stop, runs), (unsigned long long)res[runs - 1].disk_bytes, min_of(rps, runs),
            max_of(rps, runs), runs);
@@ -1320,8 +1326,11 @@ int main(int argc, char **argv)
                   &s_one_rps, &s_one_p99);
 
     char shipped_ratio[32] = "null"; /* -S: not measured */
+    const char *shipped_target = "null";
     if (cfg.default_snapshots) {
+        /* bounded: "%.2f" of a ratio of two rates, far below 32 bytes */
         snprintf(shipped_ratio, sizeof(shipped_ratio), "%.2f", j_shipped_rps / s_buf_rps);
+        shipped_target = j_shipped_rps >= 2e6 ? "true" : "false";
     }
     printf("{\"bench\":\"journal_summary\",\"fs\":\"%s\",\"nproc\":%ld,"
            "\"fdatasync_append_p50_us\":%.0f,\"fdatasync_append_p99_us\":%.0f,"
@@ -1330,12 +1339,13 @@ int main(int argc, char **argv)
            "\"group_commit_durable_records_per_s\":%.2f,\"group_commit_wait_p99\":%.2f,"
            "\"per_record_fsync_records_per_s\":%.2f,\"per_record_fsync_wait_p99\":%.2f,"
            "\"replay_records_per_s\":%.2f,\"verify_mb_per_s\":%.2f},"
-           "\"targets\":{\"buffered_append_2m_per_s\":%s,\"replay_5m_per_s\":%s},"
+           "\"targets\":{\"buffered_append_2m_per_s\":%s,"
+           "\"buffered_append_2m_per_s_snapshots_off\":%s,\"replay_5m_per_s\":%s},"
            "\"median_of\":%d}\n",
            fs, sysconf(_SC_NPROCESSORS_ONLN), dev_append.p50_us, dev_append.p99_us,
            j_buf_rps / s_buf_rps, shipped_ratio, j_grp_rps / s_grp_rps, j_grp_p99 / s_grp_p99,
            j_one_rps / s_one_rps, j_one_p99 / s_one_p99, j_read_rps / s_read_rps,
-           j_verify_mbps / s_verify_mbps, j_buf_rps >= 2e6 ? "true" : "false",
+           j_verify_mbps / s_verify_mbps, shipped_target, j_buf_rps >= 2e6 ? "true" : "false",
            j_read_rps >= 5e6 ? "true" : "false", runs);
     fflush(stdout);
 

@@ -1,24 +1,38 @@
 /*
  * bench_matching.c — in-process matching throughput of coinquant-simex's
  * exchange core (server/sim/engine.c). No I/O, no listener work beyond a
- * counter: what one place/cancel costs under the simulator's lock.
+ * counter: what one place/cancel costs under a lock like the simulator's,
+ * against a book that our orders consume and the market replaces.
  *
  * Each run builds a fresh engine (BTCUSDT with its real filters, 10/10 bps)
- * and places N orders against a fixed 20-level book, cycling through
+ * and places N orders, cycling through
  *   MARKET BUY/SELL by quantity (walks 1-4 levels), MARKET BUY by
  *   quoteOrderQty, LIMIT IOC that crosses 1-3 levels and expires the rest,
  *   LIMIT GTC that rests, canceled when the next GTC order is placed.
- * "orders" counts placements only; the cancels (one per GTC order) come on
- * top, so orders_per_s understates the engine calls per second. Every
- * placement must be accepted (the run aborts otherwise, so a rejection
- * storm can never pass for speed). Prints the median of 5 runs as one JSON
- * line.
+ * The engine remembers what our orders took from each level of the 20-level
+ * book and offers only the rest (docs/SIMEX.md, "Queue model"), so the book
+ * thins as orders go. Every MARKET_STEP_ORDERS orders a market step posts a
+ * replaced book (every level's quantity changes, so every level refills)
+ * through sim_engine_on_market, as the simulator's market thread does; the
+ * resting GTC orders are checked against it there. Every engine call takes
+ * a pthread mutex first, as the simulator's REST handlers and market thread
+ * do (uncontended here: one thread).
+ * "orders" counts placements only; the cancels (one per GTC order) and the
+ * market steps come on top, so orders_per_s understates the engine calls
+ * per second. Every placement must be accepted, and every MARKET order must
+ * fill at least once (the run aborts otherwise, so neither a rejection
+ * storm nor an exhausted book can pass for speed); an IOC order may find
+ * its levels already taken within the step and expire unfilled (counted).
+ * Prints the median of 5 runs as one JSON line.
  *
  * Build: gcc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Iinclude -Iserver
  *   tests/bench/bench_matching.c server/sim/engine.c server/sim/symbols.c
  *   server/core/decimal.c server/core/err.c -ljansson -o bench_matching
  * Usage: bench_matching [orders]   (default 1000000)
  */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +42,26 @@
 
 #define RUNS 5
 #define LEVELS 20
+#define MARKET_STEP_ORDERS 8 /* orders between two market steps (one cycle of the mix) */
+
+/* The simulator's lock: REST handlers and the market thread take it around
+ * every engine call. */
+static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The model's book at market step `step`: the same prices, every quantity
+ * one lot (0.00001 BTC) different from the previous step's, so the engine
+ * sees every level replaced. */
+static void market_book(struct sim_level *bids, struct sim_level *asks, uint64_t step)
+{
+    /* asks 60000.00, 60000.50, …; bids 59999.50, 59999.00, …; 0.02 BTC
+     * and up per level */
+    for (int i = 0; i < LEVELS; i++) {
+        asks[i].price = cq_dec_make(6000000 + 50 * i, 2);
+        asks[i].qty = cq_dec_make(2000 + 500 * i + (int64_t)(step & 1), 5);
+        bids[i].price = cq_dec_make(5999950 - 50 * i, 2);
+        bids[i].qty = cq_dec_make(2000 + 500 * i + (int64_t)(step & 1), 5);
+    }
+}
 
 struct counters {
     unsigned long long reports, positions;
@@ -63,8 +97,10 @@ static void die(const char *what, const struct sim_reject *rej)
     exit(1);
 }
 
-/* One run; returns the seconds the N placements (and their cancels) took. */
-static double run_once(size_t n_orders, unsigned long long *fills_out)
+/* One run; returns the seconds the N placements (and their cancels and the
+ * market steps) took. */
+static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t *steps_out,
+                       unsigned long long *ioc_unfilled_out)
 {
     struct sim_symbol sym;
     struct sim_balance bal[2];
@@ -79,6 +115,8 @@ static double run_once(size_t n_orders, unsigned long long *fills_out)
     struct sim_reject rej;
     struct cq_err err;
     uint64_t pending_cancel = 0;
+    uint64_t steps = 0;
+    unsigned long long ioc_unfilled = 0;
     size_t n_fills;
     double t0, t1;
 
@@ -108,14 +146,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out)
     }
     sim_engine_set_listener(e, &l);
 
-    /* asks 60000.00, 60000.50, …; bids 59999.50, 59999.00, …; 0.02 BTC
-     * and up per level */
-    for (int i = 0; i < LEVELS; i++) {
-        asks[i].price = cq_dec_make(6000000 + 50 * i, 2);
-        asks[i].qty = cq_dec_make(2000 + 500 * i, 5);
-        bids[i].price = cq_dec_make(5999950 - 50 * i, 2);
-        bids[i].qty = cq_dec_make(2000 + 500 * i, 5);
-    }
+    market_book(bids, asks, 0);
     memset(&book, 0, sizeof(book));
     book.asks = asks;
     book.n_asks = LEVELS;
@@ -125,6 +156,12 @@ static double run_once(size_t n_orders, unsigned long long *fills_out)
 
     t0 = now_s();
     for (size_t i = 0; i < n_orders; i++) {
+        if (i > 0 && i % MARKET_STEP_ORDERS == 0) { /* the market moves: a replaced book */
+            market_book(bids, asks, ++steps);
+            pthread_mutex_lock(&engine_lock);
+            (void)sim_engine_on_market(e, 0, &book, CQ_DEC_ZERO, CQ_DEC_ZERO, (int64_t)i);
+            pthread_mutex_unlock(&engine_lock);
+        }
         memset(&req, 0, sizeof(req));
         req.symbol_idx = 0;
         req.side = (i & 1) ? SIM_SELL : SIM_BUY;
@@ -160,15 +197,27 @@ static double run_once(size_t n_orders, unsigned long long *fills_out)
                                             : cq_dec_make(6010000 + (int64_t)(i % 50), 2);
             break;
         }
-        if (sim_engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej) <
-            0) {
+        pthread_mutex_lock(&engine_lock);
+        int rc = sim_engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej);
+        pthread_mutex_unlock(&engine_lock);
+        if (rc < 0) {
             die("place rejected", &rej);
+        }
+        if (req.type == SIM_MARKET && n_fills == 0) {
+            die("a MARKET order found no liquidity (the book was not replaced)", NULL);
+        }
+        if (req.tif == SIM_IOC && n_fills == 0) {
+            ioc_unfilled++; /* earlier orders of the step took those levels */
         }
         if (req.type == SIM_LIMIT && req.tif == SIM_GTC) {
             uint64_t placed_id = order.order_id;
-            if (pending_cancel != 0 &&
-                sim_engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order, &rej) < 0) {
-                die("cancel rejected", &rej);
+            if (pending_cancel != 0) {
+                pthread_mutex_lock(&engine_lock);
+                rc = sim_engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order, &rej);
+                pthread_mutex_unlock(&engine_lock);
+                if (rc < 0) {
+                    die("cancel rejected", &rej);
+                }
             }
             pending_cancel = placed_id;
         }
@@ -180,6 +229,8 @@ static double run_once(size_t n_orders, unsigned long long *fills_out)
         die("unexpected stats", NULL);
     }
     *fills_out = st.fills;
+    *steps_out = steps;
+    *ioc_unfilled_out = ioc_unfilled;
     sim_engine_free(e);
     return t1 - t0;
 }
@@ -195,6 +246,8 @@ int main(int argc, char **argv)
     size_t n = 1000000;
     double secs[RUNS];
     unsigned long long fills = 0;
+    uint64_t steps = 0;
+    unsigned long long ioc_unfilled = 0;
     if (argc > 1) {
         char *end = NULL;
         unsigned long long v = strtoull(argv[1], &end, 10);
@@ -205,13 +258,14 @@ int main(int argc, char **argv)
         n = (size_t)v;
     }
     for (int r = 0; r < RUNS; r++) {
-        secs[r] = run_once(n, &fills);
+        secs[r] = run_once(n, &fills, &steps, &ioc_unfilled);
     }
     qsort(secs, RUNS, sizeof(secs[0]), cmp_double);
     double median = secs[RUNS / 2];
     printf("{\"bench\":\"sim_matching\",\"orders\":%zu,\"seconds\":%.3f,\"orders_per_s\":%.0f,"
+           "\"fills\":%llu,\"market_steps\":%llu,\"ioc_unfilled\":%llu,\"locked\":true,"
            "\"median_of\":%d}\n",
-           n, median, (double)n / median, RUNS);
+           n, median, (double)n / median, fills, (unsigned long long)steps, ioc_unfilled, RUNS);
     fprintf(stderr, "bench_matching: %llu fills per run; runs %.3f..%.3f s\n", fills, secs[0],
             secs[RUNS - 1]);
     return 0;
