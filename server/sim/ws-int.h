@@ -26,4 +26,8 @@ bool sim_ws_has_subscribers(struct sim_ws *ws, const char *stream);
 #include <stddef.h>
 size_t sim_ws_backlog_bytes(struct sim_ws *ws);
 
+/* Bytes of subscription storage held by open connections (freed when a
+ * connection closes). A gauge (relaxed). NULL ws: 0. */
+size_t sim_ws_subscription_bytes(struct sim_ws *ws);
+
 #endif /* CQ_SIM_WS_INT_H */

@@ -31,7 +31,7 @@
  *               at most WS_CONN_QUEUE_BYTES_MAX bytes. Full: the client is a
  *               slow consumer: it is disconnected (close 1008) and the frame
  *               is counted as dropped. One frame is written per WRITEABLE
- *               callback, with LWS_PRE headroom.
+ *               callback; its header goes into the LWS_PRE headroom.
  *   Publishers skip formatting a stream nobody is subscribed to: the ws
  *   thread keeps a counting filter of subscribed stream names (`interest`,
  *   atomics, false positives only cost formatting work).
@@ -69,7 +69,27 @@
  * sim_ws_start (10 ms .. 1 day; anything else is logged and ignored). A pong
  * counts only if it echoes the payload of our latest ping; pongs that do
  * answer our pings are not counted against the 5 messages/s limit, so short
- * test intervals stay usable. lws answers client pings itself.
+ * test intervals stay usable. Client pings DO count (as on Binance), and
+ * each gets its pong, queued in order with the other frames.
+ *
+ * The wire (issue 17): lws only accepts and polls (raw-skt role); the HTTP
+ * upgrade and RFC 6455 framing are ours, because lws's server hid pings,
+ * processed unmasked client frames and dropped bad handshakes without an
+ * answer. The request head must arrive within WS_HANDSHAKE_TIMEOUT_S of
+ * accept (at most WS_HEADER_BYTES_MAX bytes, else 431). A bad handshake gets
+ * an HTTP answer with a one-line body: 400 (malformed request line, missing
+ * or malformed Sec-WebSocket-Key, invalid stream or unknown listen key, too
+ * many streams, an encoded NUL), 404 (unknown path), 405 (not GET), 426 (no
+ * Upgrade: websocket, or a version other than 13; with Upgrade /
+ * Sec-WebSocket-Version headers), 503 (too many connections). Protocol
+ * errors close with a close frame and a reason: 1002 for an unmasked client
+ * frame, reserved bits, an unknown opcode, a control frame over 125 bytes or
+ * fragmented, a stray continuation; 1007 for text that is not UTF-8; 1009
+ * for a message over WS_RX_MAX_BYTES; 1008 over the message rate. A close
+ * frame from the client is answered with 1000 and the connection closed.
+ * Subscription storage is freed when a connection closes (gauge:
+ * sim_ws_subscription_bytes) and handed back to the system with
+ * malloc_trim once WS_TRIM_AFTER_BYTES were freed.
  *
  * Not simulated: timeUnit=MICROSECOND, the 24 h connection cap,
  * serverShutdown, the 300 connections / 5 min per IP limit, @ticker and
@@ -81,15 +101,18 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 #include <time.h>
 
 #include <libwebsockets.h>
+#include <openssl/sha.h>
 
 #include "cq/buf.h"
 #include "cq/log.h"
@@ -118,6 +141,12 @@
 #define WS_ENV_MS_MAX (24LL * 3600 * 1000)
 #define WS_HEADER_BYTES_MAX 32768 /* a /stream URL with many streams */
 #define WS_CLOSE_GRACE_S 2        /* force-close if no WRITEABLE comes */
+#define WS_HANDSHAKE_TIMEOUT_S 5  /* the request head must be in by then (from accept) */
+#define WS_FRAME_HEADER_MAX 10    /* a server frame's header: 2 + 8 length bytes */
+#define WS_CONTROL_PAYLOAD_MAX 125 /* RFC 6455 5.5 */
+#define WS_TRIM_AFTER_BYTES ((size_t)1 << 20) /* freed subscription storage */
+#define WS_IN_BYTES_MAX (WS_RX_MAX_BYTES + 14) /* one maximal client frame */
+_Static_assert(WS_FRAME_HEADER_MAX <= LWS_PRE, "frame headers go into the LWS_PRE headroom");
 
 #define WS_ZERO8 "0.00000000"
 
@@ -255,10 +284,21 @@ static enum stream_class classify_stream(const char *s, char canon[WS_STREAM_NAM
 
 /* ---- the server's state ---------------------------------------------------- */
 
-/* One outgoing text frame, shared by every recipient (ws thread only). */
+/* WebSocket opcodes (RFC 6455 5.2). */
+enum {
+    OP_CONT = 0x0,
+    OP_TEXT = 0x1,
+    OP_BINARY = 0x2,
+    OP_CLOSE = 0x8,
+    OP_PING = 0x9,
+    OP_PONG = 0xA,
+};
+
+/* One outgoing frame, shared by every recipient (ws thread only). */
 struct ws_msg {
     uint32_t refs;
     bool data; /* stream data (stall discards it) vs a control reply */
+    uint8_t opcode; /* OP_TEXT, or OP_PONG answering a client's ping */
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 };
@@ -302,7 +342,22 @@ struct ws_conn {
 
     char *rx; /* owned, a control message being assembled */
     size_t rx_len;
-    bool rx_overflow;
+    bool in_message;     /* a fragmented message is open */
+    bool message_binary;
+
+    /* The raw byte stream (we speak RFC 6455 ourselves over lws raw sockets). */
+    char *hs;            /* owned, the request head being read (WS_HEADER_BYTES_MAX) */
+    size_t hs_len;
+    bool head_done;      /* the head was answered (101, or refused) */
+    bool upgraded;       /* the 101 went out */
+    unsigned char *in;   /* owned, frame bytes not parsed yet (WS_IN_BYTES_MAX) */
+    size_t in_len, in_cap;
+    bool rx_dead;        /* protocol error or close: read nothing more */
+    char *http_out;      /* owned, an HTTP answer to write (101 or a refusal) */
+    size_t http_out_len;
+    int http_status;
+    bool http_close;     /* the answer is a refusal: close after it */
+    bool closing;        /* last bytes queued: close at the next WRITEABLE */
 
     int64_t rx_times[WS_RX_PER_SEC]; /* monotonic ms of the last messages */
     size_t rx_count;
@@ -350,6 +405,9 @@ struct sim_ws {
     /* Bytes waiting in the central queue and every connection's send queue
      * together (relaxed: a gauge read by the market thread for pacing). */
     _Atomic size_t backlog_bytes;
+    /* Bytes of subscription storage held by open connections (relaxed: a
+     * gauge for tests and /_sim/state). */
+    _Atomic size_t sub_bytes;
 
     /* ws thread only. */
     struct ws_conn *conns;
@@ -358,6 +416,7 @@ struct sim_ws {
     uint64_t seen_drop_generation;
     lws_sorted_usec_list_t tick;
     struct cq_log_ratelimit slow_rl;
+    size_t freed_since_trim; /* subscription bytes freed since the last malloc_trim */
 };
 
 static struct sim_ws *ws_of(struct lws *wsi)
@@ -845,6 +904,7 @@ static struct ws_msg *msg_new(bool data, const char *a, size_t a_len, const char
     }
     m->refs = 1;
     m->data = data;
+    m->opcode = OP_TEXT;
     m->len = len;
     unsigned char *p = m->buf + LWS_PRE;
     if (a_len > 0) {
@@ -1008,11 +1068,17 @@ static int conn_add_sub(struct sim_ws *ws, struct ws_conn *c, const char *name, 
     }
     if (c->n_subs == c->cap_subs) {
         size_t cap = c->cap_subs != 0 ? c->cap_subs * 2 : 4;
+        if (cap > WS_STREAMS_MAX) {
+            cap = WS_STREAMS_MAX;
+        }
         struct ws_sub *subs = realloc(c->subs, cap * sizeof *subs);
         if (subs == NULL) {
             return -CQ_ENOMEM;
         }
         c->subs = subs;
+        /* relaxed: a gauge */
+        atomic_fetch_add_explicit(&ws->sub_bytes, (cap - c->cap_subs) * sizeof *subs,
+                                  memory_order_relaxed);
         c->cap_subs = cap;
     }
     struct ws_sub *s = &c->subs[c->n_subs++];
@@ -1094,6 +1160,12 @@ static void conn_release(struct sim_ws *ws, struct ws_conn *c)
     free(c->q);
     c->q = NULL;
     c->q_cap = c->q_len = c->q_head = c->q_bytes = 0;
+    if (c->cap_subs > 0) {
+        size_t bytes = c->cap_subs * sizeof *c->subs;
+        /* relaxed: a gauge */
+        atomic_fetch_sub_explicit(&ws->sub_bytes, bytes, memory_order_relaxed);
+        ws->freed_since_trim += bytes;
+    }
     free(c->subs);
     c->subs = NULL;
     c->n_subs = c->cap_subs = c->n_user_subs = 0;
@@ -1227,6 +1299,12 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
             c->want_ping = true;
             lws_callback_on_writable(c->wsi);
         }
+    }
+    if (ws->freed_since_trim >= WS_TRIM_AFTER_BYTES) {
+        /* 256 connections x 1024 streams is ~40 MB that the allocator would
+         * otherwise keep after they close: hand it back to the system. */
+        ws->freed_since_trim = 0;
+        malloc_trim(0);
     }
     lws_sul_schedule(ws->ctx, 0, &ws->tick, tick_cb, ws->tick_ms * LWS_US_PER_MS);
 }
@@ -1428,87 +1506,101 @@ static void handle_control(struct sim_ws *ws, struct ws_conn *c, const char *tex
 
 /* ---- ws thread: connection setup ------------------------------------------- */
 
-static void url_decode_inplace(char *s)
+/* Decode %XX in place. false when it would decode a NUL byte. */
+static bool url_decode_inplace(char *s)
 {
     char *w = s;
     for (const char *r = s; *r != '\0'; r++) {
         if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
             char hex[3] = {r[1], r[2], '\0'};
-            *w++ = (char)strtol(hex, NULL, 16);
+            char ch = (char)strtol(hex, NULL, 16);
+            if (ch == '\0') {
+                return false;
+            }
+            *w++ = ch;
             r += 2;
         } else {
             *w++ = *r;
         }
     }
     *w = '\0';
+    return true;
 }
 
-/* Parse the request path into the connection's subscriptions. 0, or -1 to
- * refuse the handshake (reason logged). */
-static int conn_setup(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
+/* Parse the request target into the connection's subscriptions. 0, or an
+ * HTTP status to refuse the handshake with (*why says what was wrong, for
+ * the log line and the answer's body). */
+static int conn_setup(struct sim_ws *ws, struct ws_conn *c, char *target, const char **why)
 {
-    int path_len = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI);
-    if (path_len <= 0 || path_len >= WS_HEADER_BYTES_MAX) {
-        return -1;
+    char *query = strchr(target, '?');
+    if (query != NULL) {
+        *query++ = '\0';
     }
-    char *path = malloc((size_t)path_len + 1);
-    char *streams = NULL;
-    int rc = -1;
-    const char *why = "bad path";
-    if (path == NULL || lws_hdr_copy(wsi, path, path_len + 1, WSI_TOKEN_GET_URI) < 0) {
-        goto out;
+    char *path = target;
+    if (!url_decode_inplace(path)) {
+        *why = "the path holds an encoded NUL byte";
+        return 400;
     }
-    url_decode_inplace(path);
-
     bool combined;
-    const char *list;
-    char sep = '/';
+    char *list;
     if (strcmp(path, "/ws") == 0 || strncmp(path, "/ws/", 4) == 0) {
         combined = false;
-        list = path[3] == '/' ? path + 4 : "";
+        list = path[3] == '/' ? path + 4 : path + 3;
     } else if (strcmp(path, "/stream") == 0 || strcmp(path, "/stream/") == 0) {
         combined = true;
-        streams = malloc(WS_HEADER_BYTES_MAX);
-        if (streams == NULL) {
-            goto out;
+        list = NULL;
+        for (char *p = query; p != NULL && *p != '\0';) {
+            char *amp = strchr(p, '&');
+            if (amp != NULL) {
+                *amp = '\0';
+            }
+            if (strncmp(p, "streams=", 8) == 0) {
+                list = p + 8;
+                break;
+            }
+            p = amp != NULL ? amp + 1 : NULL;
         }
-        const char *v = lws_get_urlarg_by_name(wsi, "streams=", streams, WS_HEADER_BYTES_MAX);
-        list = v != NULL ? v : "";
-        url_decode_inplace((char *)list);
+        if (list == NULL) {
+            list = path + strlen(path); /* "" */
+        } else if (!url_decode_inplace(list)) {
+            *why = "the streams parameter holds an encoded NUL byte";
+            return 400;
+        }
     } else {
-        why = "unknown path";
-        goto out;
+        *why = "unknown path: use /ws/<stream>[/<stream>...] or /stream?streams=<a>/<b>";
+        return 404;
     }
     c->combined = combined;
 
     /* Walk "a/b/c". */
     const char *p = list;
     while (*p != '\0') {
-        const char *end = strchr(p, sep);
+        const char *end = strchr(p, '/');
         size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
         char name[WS_STREAM_NAME_MAX];
         char canon[WS_STREAM_NAME_MAX];
         if (n > 0) {
             enum stream_class cls = STREAM_INVALID;
             if (n < sizeof name) {
-                memcpy(name, p, n);
+                memcpy(name, p, n); /* n < sizeof name: fits with the NUL */
                 name[n] = '\0';
                 cls = classify_stream(name, canon);
             }
             if (cls == STREAM_USER && !sim_listen_key_valid(ws->sim, canon)) {
-                why = "unknown listen key";
-                goto out;
+                *why = "unknown or expired listen key";
+                return 400;
             }
             if (cls == STREAM_INVALID && combined) {
-                why = "invalid stream name";
-                goto out;
+                *why = "invalid stream name";
+                return 400;
             }
             /* /ws/<anything else>: stays open without that subscription */
             if (cls != STREAM_INVALID) {
                 int add = conn_add_sub(ws, c, name, canon, cls == STREAM_USER);
                 if (add < 0) {
-                    why = add == -CQ_EFULL ? "too many streams" : "out of memory";
-                    goto out;
+                    *why = add == -CQ_EFULL ? "too many streams (at most 1024 per connection)"
+                                            : "out of memory";
+                    return add == -CQ_EFULL ? 400 : 503;
                 }
             }
         }
@@ -1517,19 +1609,10 @@ static int conn_setup(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
         }
         p = end + 1;
     }
-    rc = 0;
-out:
-    if (rc < 0) {
-        cq_log_info(WS_SERVICE, "ws_refused",
-                    json_pack("{s:s,s:s}", "reason", why, "path", path != NULL ? path : ""),
-                    "WS connection refused: %s", why);
-    }
-    free(path);
-    free(streams);
-    return rc;
+    return 0;
 }
 
-/* A complete incoming message or an unsolicited pong: false when the
+/* A complete incoming message, ping or unsolicited pong: false when the
  * connection went over WS_RX_PER_SEC in the last second. */
 static bool rx_rate_ok(struct ws_conn *c, int64_t now)
 {
@@ -1542,22 +1625,643 @@ static bool rx_rate_ok(struct ws_conn *c, int64_t now)
     return true;
 }
 
+/* ---- ws thread: the HTTP upgrade (RFC 6455 §4) ----------------------------- */
+
+static const char *find_header_end(const char *s, size_t len)
+{
+    for (size_t i = 3; i < len; i++) {
+        if (s[i - 3] == '\r' && s[i - 2] == '\n' && s[i - 1] == '\r' && s[i] == '\n') {
+            return s + i + 1;
+        }
+    }
+    return NULL;
+}
+
+/* The value of header `name` (case-insensitive) in a NUL-terminated head,
+ * copied into out, trimmed. false when absent or longer than out. */
+static bool header_value(const char *head, const char *name, char *out, size_t out_len)
+{
+    size_t nl = strlen(name);
+    const char *line = strstr(head, "\r\n");
+    while (line != NULL && line[2] != '\0' && line[2] != '\r') {
+        line += 2;
+        const char *eol = strstr(line, "\r\n");
+        if (eol == NULL) {
+            return false;
+        }
+        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t')) {
+                v++;
+            }
+            const char *e = eol;
+            while (e > v && (e[-1] == ' ' || e[-1] == '\t')) {
+                e--;
+            }
+            if ((size_t)(e - v) >= out_len) {
+                return false;
+            }
+            memcpy(out, v, (size_t)(e - v)); /* checked above: fits with the NUL */
+            out[e - v] = '\0';
+            return true;
+        }
+        line = eol;
+    }
+    return false;
+}
+
+/* Does the comma-separated header value hold `token` (case-insensitive)? */
+static bool has_token(const char *value, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *p = value; *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        const char *e = p;
+        while (*e != '\0' && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t')) {
+            t--;
+        }
+        if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0) {
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+static void base64_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)in[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= in[i + 2];
+        }
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* A Sec-WebSocket-Key: base64 of 16 bytes (24 characters, "==" at the end). */
+static bool key_ok(const char *k)
+{
+    if (strlen(k) != 24 || k[22] != '=' || k[23] != '=') {
+        return false;
+    }
+    for (size_t i = 0; i < 22; i++) {
+        if (!isalnum((unsigned char)k[i]) && k[i] != '+' && k[i] != '/') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Queue an HTTP answer that ends the connection. */
+static void http_refuse(struct ws_conn *c, int status, const char *why, const char *extra_headers)
+{
+    const char *text = status == 400   ? "Bad Request"
+                       : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed"
+                       : status == 426 ? "Upgrade Required"
+                       : status == 431 ? "Request Header Fields Too Large"
+                                       : "Service Unavailable";
+    free(c->http_out);
+    c->http_out = NULL;
+    struct cq_buf b = {.max_bytes = 4096};
+    /* A short body naming the problem; bounded by max_bytes (why is ours). */
+    cq_buf_printf(&b,
+                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+                  status, text, strlen(why) + 1, extra_headers != NULL ? extra_headers : "", why);
+    c->http_out = (char *)b.p;
+    c->http_out_len = b.len;
+    c->http_close = true;
+    c->http_status = status;
+}
+
+/* The request head is in: answer 101 and subscribe, or refuse with a status. */
+static void handle_handshake(struct sim_ws *ws, struct ws_conn *c, char *head)
+{
+    const char *why = NULL;
+    int status = 0;
+    const char *extra = NULL;
+    char upgrade[64], connection[256], version[16], key[64];
+    char *sp1 = strchr(head, ' ');
+    char *sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
+    char *eol = strstr(head, "\r\n");
+    if (sp1 == NULL || sp2 == NULL || eol == NULL || sp2 > eol || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+        status = 400;
+        why = "malformed request line";
+    } else if (sp1 - head != 3 || strncmp(head, "GET", 3) != 0) {
+        status = 405;
+        why = "a WebSocket handshake is a GET request";
+        extra = "Allow: GET\r\n";
+    }
+    char *target = NULL;
+    if (status == 0) {
+        *sp2 = '\0';
+        target = strdup(sp1 + 1);
+        *sp2 = ' ';
+        if (target == NULL) {
+            status = 503;
+            why = "out of memory";
+        }
+    }
+    if (status == 0 && (!header_value(head, "Upgrade", upgrade, sizeof upgrade) ||
+                        !has_token(upgrade, "websocket") ||
+                        !header_value(head, "Connection", connection, sizeof connection) ||
+                        !has_token(connection, "upgrade"))) {
+        /* a plain HTTP request: say where the protocol switch is expected,
+         * after checking the path so that a wrong path still reads 404 */
+        char *probe = strdup(target);
+        struct ws_conn scratch;
+        memset(&scratch, 0, sizeof scratch);
+        const char *pwhy = NULL;
+        int pst = probe != NULL ? conn_setup(ws, &scratch, probe, &pwhy) : 503;
+        conn_release(ws, &scratch);
+        free(probe);
+        if (pst == 404) {
+            status = 404;
+            why = pwhy;
+        } else {
+            status = 426;
+            why = "this is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade";
+            extra = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+        }
+    }
+    if (status == 0 && (!header_value(head, "Sec-WebSocket-Version", version, sizeof version) ||
+                        strcmp(version, "13") != 0)) {
+        status = 426;
+        why = "unsupported WebSocket version: only 13 (RFC 6455)";
+        extra = "Sec-WebSocket-Version: 13\r\n";
+    }
+    if (status == 0 && (!header_value(head, "Sec-WebSocket-Key", key, sizeof key) || !key_ok(key))) {
+        status = 400;
+        why = "missing or malformed Sec-WebSocket-Key (base64 of 16 bytes)";
+    }
+    if (status == 0 && ws->n_conns >= WS_CONNS_MAX) {
+        status = 503;
+        why = "too many connections (at most 256)";
+        cq_log_warn(WS_SERVICE, "ws_refused",
+                    json_pack("{s:s,s:I}", "reason", "too many connections", "limit",
+                              (json_int_t)WS_CONNS_MAX),
+                    "WS connection refused: too many connections");
+    }
+    if (status == 0) {
+        status = conn_setup(ws, c, target, &why);
+        if (status != 0) {
+            conn_release(ws, c);
+            cq_log_info(WS_SERVICE, "ws_refused", json_pack("{s:s,s:i}", "reason", why, "status", status),
+                        "WS connection refused: %s", why);
+        }
+    }
+    free(target);
+    if (status != 0) {
+        http_refuse(c, status, why, extra);
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
+    char cat[64 + 36 + 1];
+    int cn = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    char accept[32];
+    SHA1((const unsigned char *)cat, (size_t)cn, digest); /* key <= 63, so cn < sizeof cat */
+    base64_encode(digest, sizeof digest, accept);
+    struct cq_buf b = {.max_bytes = 512};
+    cq_buf_printf(&b,
+                  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                  accept);
+    if (b.p == NULL) {
+        http_refuse(c, 503, "out of memory", NULL);
+        lws_callback_on_writable(c->wsi);
+        conn_release(ws, c);
+        return;
+    }
+    c->http_out = (char *)b.p;
+    c->http_out_len = b.len;
+    c->http_close = false;
+    c->http_status = 101;
+    /* Registered before the 101 goes out, so an event published once the
+     * client sees the handshake is delivered. */
+    conn_register(ws, c, c->wsi);
+    lws_callback_on_writable(c->wsi);
+}
+
+/* ---- ws thread: frames (RFC 6455 §5) ---------------------------------------- */
+
+/* One server frame (never masked). payload has at least WS_FRAME_HEADER_MAX
+ * bytes of headroom before it, where the header goes. */
+static int write_frame(struct lws *wsi, unsigned opcode, unsigned char *payload, size_t len)
+{
+    unsigned char hdr[WS_FRAME_HEADER_MAX];
+    size_t h = 0;
+    hdr[h++] = (unsigned char)(0x80u | opcode);
+    if (len < 126) {
+        hdr[h++] = (unsigned char)len;
+    } else if (len <= 0xffff) {
+        hdr[h++] = 126;
+        hdr[h++] = (unsigned char)(len >> 8);
+        hdr[h++] = (unsigned char)(len & 0xff);
+    } else {
+        hdr[h++] = 127;
+        for (int i = 7; i >= 0; i--) {
+            hdr[h++] = (unsigned char)(((uint64_t)len >> (8 * i)) & 0xff);
+        }
+    }
+    unsigned char *start = payload - h;
+    memcpy(start, hdr, h);
+    return lws_write(wsi, start, h + len, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+/* Protocol error from the client: close with `status` and a reason. */
+static void protocol_error(struct ws_conn *c, uint16_t status, const char *reason)
+{
+    c->rx_dead = true; /* read nothing more */
+    conn_close(c, status, reason);
+}
+
+static bool utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = s[i];
+        size_t k;
+        uint32_t cp;
+        if (b < 0x80) {
+            i++;
+            continue;
+        } else if ((b & 0xE0) == 0xC0) {
+            k = 1;
+            cp = b & 0x1F;
+        } else if ((b & 0xF0) == 0xE0) {
+            k = 2;
+            cp = b & 0x0F;
+        } else if ((b & 0xF8) == 0xF0) {
+            k = 3;
+            cp = b & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n || (s[i + j] & 0xC0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return false;
+        }
+        i += k + 1;
+    }
+    return true;
+}
+
+/* A whole data message (text, or binary treated as text like before). */
+static void on_message(struct sim_ws *ws, struct ws_conn *c, const char *text, size_t len)
+{
+    if (!rx_rate_ok(c, mono_ms())) {
+        cq_log_info(WS_SERVICE, "ws_rate_limited", NULL,
+                    "WS client sent more than %d messages in 1 s: closing", WS_RX_PER_SEC);
+        protocol_error(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "Too many messages");
+        return;
+    }
+    if (c->close_status == 0) {
+        handle_control(ws, c, text, len);
+    }
+}
+
+/* One complete client frame: opcode, fin, unmasked payload. */
+static void on_frame(struct sim_ws *ws, struct ws_conn *c, unsigned op, bool fin,
+                     unsigned char *p, size_t n)
+{
+    switch (op) {
+    case OP_PING:
+        /* Binance counts pings against the 5 messages/s limit too */
+        if (!rx_rate_ok(c, mono_ms())) {
+            cq_log_info(WS_SERVICE, "ws_rate_limited", NULL,
+                        "WS client sent more than %d messages (pings count) in 1 s: closing",
+                        WS_RX_PER_SEC);
+            protocol_error(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "Too many messages");
+            return;
+        }
+        {
+            /* every ping gets its pong, in order with the other frames */
+            struct ws_msg *m = msg_new(false, NULL, 0, (const char *)p, n, NULL, 0);
+            if (m != NULL) {
+                m->opcode = OP_PONG;
+            }
+            conn_enqueue(ws, c, m);
+            msg_unref(m);
+        }
+        return;
+    case OP_PONG:
+        if (c->ping_len > 0 && n == c->ping_len && memcmp(p, c->ping_payload, n) == 0) {
+            c->last_pong_ms = mono_ms();
+            c->ping_len = 0;
+            return;
+        }
+        /* Unsolicited: allowed, counts against the rate, keeps nothing alive. */
+        if (!rx_rate_ok(c, mono_ms())) {
+            protocol_error(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "Too many messages");
+        }
+        return;
+    case OP_CLOSE:
+        if (n == 1) {
+            protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "close frame with a 1-byte payload");
+            return;
+        }
+        c->rx_dead = true;
+        conn_close(c, LWS_CLOSE_STATUS_NORMAL, "");
+        return;
+    default:
+        break;
+    }
+    /* data: text/binary start a message, continuation frames extend it */
+    if (op == OP_CONT && !c->in_message) {
+        protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "continuation frame without a message");
+        return;
+    }
+    if (op != OP_CONT && c->in_message) {
+        protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "new message inside a fragmented one");
+        return;
+    }
+    if (op != OP_CONT) {
+        c->in_message = true;
+        c->message_binary = op == OP_BINARY;
+        c->rx_len = 0;
+    }
+    if (c->rx_len + n > WS_RX_MAX_BYTES) {
+        protocol_error(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+        return;
+    }
+    char *rx = realloc(c->rx, c->rx_len + n + 1);
+    if (rx == NULL) {
+        protocol_error(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    c->rx = rx;
+    if (n > 0) {
+        memcpy(c->rx + c->rx_len, p, n);
+    }
+    c->rx_len += n;
+    c->rx[c->rx_len] = '\0';
+    if (!fin) {
+        return;
+    }
+    c->in_message = false;
+    if (!c->message_binary && !utf8_ok((const unsigned char *)c->rx, c->rx_len)) {
+        protocol_error(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text frame is not UTF-8");
+        return;
+    }
+    on_message(ws, c, c->rx, c->rx_len);
+    c->rx_len = 0;
+}
+
+/* Parse every complete frame in c->in; keep a partial one for later. */
+static void parse_frames(struct sim_ws *ws, struct ws_conn *c)
+{
+    size_t off = 0;
+    while (!c->rx_dead && c->in_len - off >= 2) {
+        const unsigned char *h = c->in + off;
+        size_t avail = c->in_len - off;
+        bool fin = (h[0] & 0x80) != 0;
+        unsigned op = h[0] & 0x0F;
+        bool masked = (h[1] & 0x80) != 0;
+        uint64_t len = h[1] & 0x7F;
+        size_t hl = 2;
+        if ((h[0] & 0x70) != 0) {
+            protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "reserved bits set (no extension)");
+            break;
+        }
+        if (op != OP_CONT && op != OP_TEXT && op != OP_BINARY && op != OP_CLOSE &&
+            op != OP_PING && op != OP_PONG) {
+            protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "unknown opcode");
+            break;
+        }
+        if (!masked) {
+            protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                           "client frames must be masked (RFC 6455 5.1)");
+            break;
+        }
+        if ((op & 0x8) != 0 && (len > WS_CONTROL_PAYLOAD_MAX || !fin)) {
+            protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                           !fin ? "fragmented control frame"
+                                : "control frame payload over 125 bytes");
+            break;
+        }
+        if (len == 126) {
+            if (avail < 4) {
+                break;
+            }
+            len = ((uint64_t)h[2] << 8) | h[3];
+            hl = 4;
+        } else if (len == 127) {
+            if (avail < 10) {
+                break;
+            }
+            len = 0;
+            for (int i = 0; i < 8; i++) {
+                len = (len << 8) | h[2 + i];
+            }
+            hl = 10;
+        }
+        if (len > WS_RX_MAX_BYTES) {
+            protocol_error(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+            break;
+        }
+        if (avail < hl + 4 + len) {
+            break; /* the rest of the frame has not arrived */
+        }
+        unsigned char mask[4];
+        memcpy(mask, h + hl, 4);
+        unsigned char *p = c->in + off + hl + 4;
+        for (size_t i = 0; i < (size_t)len; i++) {
+            p[i] ^= mask[i & 3];
+        }
+        off += hl + 4 + (size_t)len;
+        on_frame(ws, c, op, fin, p, (size_t)len);
+    }
+    if (c->rx_dead) {
+        c->in_len = 0;
+        return;
+    }
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+}
+
+/* Bytes from the socket: the request head until the upgrade, then frames. */
+static void on_raw_rx(struct sim_ws *ws, struct ws_conn *c, const unsigned char *in, size_t len)
+{
+    if (!c->head_done && len > 0 && !c->rx_dead) {
+        if (c->hs == NULL) {
+            c->hs = malloc(WS_HEADER_BYTES_MAX + 1);
+            if (c->hs == NULL) {
+                c->rx_dead = true;
+                http_refuse(c, 503, "out of memory", NULL);
+                lws_callback_on_writable(c->wsi);
+                return;
+            }
+        }
+        size_t room = WS_HEADER_BYTES_MAX - c->hs_len;
+        size_t take = len < room ? len : room;
+        memcpy(c->hs + c->hs_len, in, take);
+        c->hs_len += take;
+        c->hs[c->hs_len] = '\0';
+        in += take;
+        len -= take;
+        const char *end = find_header_end(c->hs, c->hs_len);
+        if (end == NULL) {
+            if (c->hs_len >= WS_HEADER_BYTES_MAX) {
+                c->rx_dead = true;
+                http_refuse(c, 431, "request head over 32768 bytes", NULL);
+                lws_callback_on_writable(c->wsi);
+            }
+            return;
+        }
+        c->head_done = true;
+        /* bytes after the head: a client that did not wait for the 101 */
+        size_t head_len = (size_t)(end - c->hs);
+        size_t extra = c->hs_len - head_len;
+        unsigned char *early = NULL;
+        if (extra > 0) {
+            early = malloc(extra);
+            if (early == NULL) {
+                c->rx_dead = true;
+                http_refuse(c, 503, "out of memory", NULL);
+                lws_callback_on_writable(c->wsi);
+                return;
+            }
+            memcpy(early, end, extra);
+        }
+        c->hs[head_len] = '\0';
+        handle_handshake(ws, c, c->hs);
+        free(c->hs);
+        c->hs = NULL;
+        c->hs_len = 0;
+        if (c->http_close) {
+            c->rx_dead = true;
+        } else if (early != NULL) {
+            on_raw_rx(ws, c, early, extra);
+        }
+        free(early);
+    }
+    /* frames: append, bounded by one maximal frame */
+    while (len > 0 && !c->rx_dead) {
+        if (c->in_cap - c->in_len < len && c->in_cap < WS_IN_BYTES_MAX) {
+            size_t cap = c->in_cap != 0 ? c->in_cap : 4096;
+            while (cap - c->in_len < len && cap < WS_IN_BYTES_MAX) {
+                cap *= 2;
+            }
+            if (cap > WS_IN_BYTES_MAX) {
+                cap = WS_IN_BYTES_MAX;
+            }
+            unsigned char *ni = realloc(c->in, cap);
+            if (ni == NULL) {
+                protocol_error(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+                return;
+            }
+            c->in = ni;
+            c->in_cap = cap;
+        }
+        size_t take = c->in_cap - c->in_len < len ? c->in_cap - c->in_len : len;
+        if (take == 0) {
+            /* cannot happen: parse_frames refuses a frame over WS_IN_BYTES_MAX */
+            protocol_error(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+            return;
+        }
+        memcpy(c->in + c->in_len, in, take);
+        c->in_len += take;
+        in += take;
+        len -= take;
+        parse_frames(ws, c);
+    }
+}
+
 static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
 {
+    if (c->closing) {
+        return -1; /* the close frame or refusal went out (lws flushed it first) */
+    }
+    if (c->http_out != NULL) {
+        int n = lws_write(wsi, (unsigned char *)c->http_out, c->http_out_len, LWS_WRITE_RAW);
+        free(c->http_out);
+        c->http_out = NULL;
+        if (n < 0) {
+            return -1;
+        }
+        if (c->http_close) {
+            cq_log_debug(WS_SERVICE, "ws_handshake_refused",
+                         json_pack("{s:i}", "status", c->http_status),
+                         "WS handshake answered %d", c->http_status);
+            c->closing = true;
+            lws_callback_on_writable(wsi);
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
+            return 0;
+        }
+        /* 101 sent: the connection is a WebSocket now */
+        int64_t now = mono_ms();
+        c->upgraded = true;
+        c->established = true;
+        c->connected_ms = c->last_ping_ms = c->last_pong_ms = now;
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+        cq_log_debug(
+            WS_SERVICE, "ws_connected",
+            json_pack("{s:I,s:b}", "streams", (json_int_t)c->n_subs, "combined", c->combined),
+            "WS client connected");
+        if (c->close_status != 0) {
+            /* closed before the handshake finished (fault, key deleted) */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
+        }
+        if (c->close_status != 0 || c->q_len > 0) {
+            lws_callback_on_writable(wsi);
+        }
+        return 0;
+    }
+    if (!c->upgraded) {
+        return 0;
+    }
     if (c->close_status != 0) {
+        unsigned char buf[WS_FRAME_HEADER_MAX + WS_CONTROL_PAYLOAD_MAX];
+        unsigned char *p = buf + WS_FRAME_HEADER_MAX;
         const char *r = c->close_reason != NULL ? c->close_reason : "";
-        lws_close_reason(wsi, (enum lws_close_status)c->close_status, (unsigned char *)r,
-                         strlen(r));
-        return -1;
+        size_t rl = strnlen(r, WS_CONTROL_PAYLOAD_MAX - 2);
+        p[0] = (unsigned char)(c->close_status >> 8);
+        p[1] = (unsigned char)(c->close_status & 0xff);
+        memcpy(p + 2, r, rl); /* rl <= 123: fits in the control payload */
+        if (write_frame(wsi, OP_CLOSE, p, 2 + rl) < 0) {
+            return -1;
+        }
+        c->closing = true;
+        lws_callback_on_writable(wsi);
+        return 0;
     }
     if (c->want_ping) {
-        unsigned char buf[LWS_PRE + 32];
+        unsigned char buf[WS_FRAME_HEADER_MAX + 32];
         c->want_ping = false;
         int n = snprintf(c->ping_payload, sizeof c->ping_payload, "%" PRIu64 "-%" PRId64,
                          ++c->ping_seq, c->last_ping_ms);
-        c->ping_len = (size_t)n;
-        memcpy(buf + LWS_PRE, c->ping_payload, c->ping_len);
-        if (lws_write(wsi, buf + LWS_PRE, c->ping_len, LWS_WRITE_PING) < 0) {
+        /* a truncated payload is still what we compare the pong against */
+        c->ping_len = n > 0 && (size_t)n < sizeof c->ping_payload ? (size_t)n
+                                                                  : sizeof c->ping_payload - 1;
+        memcpy(buf + WS_FRAME_HEADER_MAX, c->ping_payload, c->ping_len);
+        if (write_frame(wsi, OP_PING, buf + WS_FRAME_HEADER_MAX, c->ping_len) < 0) {
             return -1;
         }
         if (c->q_len > 0 || c->close_after_drain) {
@@ -1572,10 +2276,14 @@ static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
             msg_unref(m);
             continue;
         }
-        int n = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        bool counted = m->opcode == OP_TEXT;
+        int n = write_frame(wsi, m->opcode, m->buf + LWS_PRE, m->len);
         msg_unref(m);
         if (n < 0) {
             return -1;
+        }
+        if (!counted) {
+            break;
         }
         /* relaxed: a statistic */
         atomic_fetch_add_explicit(&ws->sim->counters.ws_messages_sent, 1, memory_order_relaxed);
@@ -1589,54 +2297,12 @@ static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
     return 0;
 }
 
-static int on_receive(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi, const void *in,
-                      size_t len)
-{
-    if (!c->rx_overflow) {
-        if (c->rx_len + len > WS_RX_MAX_BYTES) {
-            c->rx_overflow = true;
-        } else {
-            char *rx = realloc(c->rx, c->rx_len + len + 1);
-            if (rx == NULL) {
-                return -1;
-            }
-            c->rx = rx;
-            memcpy(c->rx + c->rx_len, in, len);
-            c->rx_len += len;
-            c->rx[c->rx_len] = '\0';
-        }
-    }
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0) {
-        return 0;
-    }
-    bool overflow = c->rx_overflow;
-    c->rx_overflow = false;
-    if (!rx_rate_ok(c, mono_ms())) {
-        cq_log_info(WS_SERVICE, "ws_rate_limited", NULL,
-                    "WS client sent more than %d messages in 1 s: closing", WS_RX_PER_SEC);
-        static const char why[] = "Too many messages";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
-                         sizeof why - 1);
-        return -1;
-    }
-    if (overflow) {
-        static const char why[] = "Message too big";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
-                         sizeof why - 1);
-        return -1;
-    }
-    if (c->close_status == 0) {
-        handle_control(ws, c, c->rx != NULL ? c->rx : "", c->rx_len);
-    }
-    c->rx_len = 0;
-    return 0;
-}
-
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
     struct sim_ws *ws = ws_of(wsi);
-    struct ws_conn *c = user;
+    struct ws_conn *c = lws_get_opaque_user_data(wsi);
+    CQ_UNUSED(user);
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (ws != NULL) {
@@ -1644,93 +2310,50 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             drain_queue(ws);
         }
         return 0;
-    case LWS_CALLBACK_HTTP:
-        /* WebSocket only. */
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-        return -1;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (c == NULL) {
-            return 1;
-        }
-        memset(c, 0, sizeof *c);
-        if (ws->n_conns >= WS_CONNS_MAX) {
-            cq_log_warn(WS_SERVICE, "ws_refused",
-                        json_pack("{s:s,s:I}", "reason", "too many connections", "limit",
-                                  (json_int_t)WS_CONNS_MAX),
-                        "WS connection refused: too many connections");
-            return 1;
-        }
-        if (conn_setup(ws, c, wsi) < 0) {
-            conn_release(ws, c);
-            return 1;
-        }
-        /* Registered before the 101 goes out, so an event published once the
-         * client sees the handshake is delivered. */
-        conn_register(ws, c, wsi);
-        return 0;
-    case LWS_CALLBACK_ESTABLISHED: {
-        if (c == NULL || !c->registered) {
+    case LWS_CALLBACK_RAW_ADOPT:
+        if (ws == NULL) {
             return -1;
         }
-        int64_t now = mono_ms();
-        c->established = true;
-        c->connected_ms = c->last_ping_ms = c->last_pong_ms = now;
-        cq_log_debug(
-            WS_SERVICE, "ws_connected",
-            json_pack("{s:I,s:b}", "streams", (json_int_t)c->n_subs, "combined", c->combined),
-            "WS client connected");
-        if (c->close_status != 0) {
-            /* closed before the handshake finished (fault, key deleted) */
-            lws_callback_on_writable(wsi);
-            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
-        } else if (c->q_len > 0) {
-            lws_callback_on_writable(wsi);
+        c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            return -1;
         }
+        c->wsi = wsi;
+        lws_set_opaque_user_data(wsi, c);
+        /* the request head must be in within WS_HANDSHAKE_TIMEOUT_S of accept */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_HANDSHAKE_TIMEOUT_S);
         return 0;
-    }
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (c == NULL || !c->registered) {
+    case LWS_CALLBACK_RAW_RX:
+        if (c == NULL || ws == NULL) {
+            return -1;
+        }
+        on_raw_rx(ws, c, in, len);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        if (c == NULL || ws == NULL) {
             return -1;
         }
         return on_writeable(ws, c, wsi);
-    case LWS_CALLBACK_RECEIVE:
-        if (c == NULL || !c->registered) {
-            return -1;
-        }
-        return on_receive(ws, c, wsi, in, len);
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (c == NULL || !c->registered) {
-            return 0;
-        }
-        if (c->ping_len > 0 && len == c->ping_len && memcmp(in, c->ping_payload, len) == 0) {
-            c->last_pong_ms = mono_ms();
-            c->ping_len = 0;
-            return 0;
-        }
-        /* Unsolicited: allowed, counts against the rate, keeps nothing alive. */
-        if (!rx_rate_ok(c, mono_ms())) {
-            static const char why[] = "Too many messages";
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why,
-                             sizeof why - 1);
-            return -1;
-        }
-        return 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return 0;
-    case LWS_CALLBACK_CLOSED:
-    case LWS_CALLBACK_WSI_DESTROY:
-        if (c != NULL && ws != NULL && (c->registered || c->q != NULL || c->subs != NULL)) {
-            conn_release(ws, c);
+    case LWS_CALLBACK_RAW_CLOSE:
+        if (c != NULL) {
+            lws_set_opaque_user_data(wsi, NULL);
+            if (ws != NULL) {
+                conn_release(ws, c);
+            }
+            free(c->hs);
+            free(c->in);
+            free(c->http_out);
+            free(c);
         }
         return 0;
     default:
         break;
     }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    return 0;
 }
 
 static const struct lws_protocols ws_protocols[] = {
-    {"binance", ws_callback, sizeof(struct ws_conn), 4096, 0, NULL, 0},
+    {"binance", ws_callback, 0, 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1858,7 +2481,13 @@ struct sim_ws *sim_ws_start(struct cq_sim *sim, int *port_out, struct cq_err *er
     vinfo.port = sim->opts.ws_port;
     vinfo.iface = bind;
     vinfo.protocols = ws_protocols;
-    vinfo.options = strchr(bind, ':') == NULL ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0;
+    /* Raw sockets: lws accepts and polls, we speak HTTP upgrade and RFC 6455
+     * framing ourselves (lws's server hides pings, accepts unmasked client
+     * frames and drops bad handshakes without an HTTP answer). */
+    vinfo.listen_accept_role = "raw-skt";
+    vinfo.listen_accept_protocol = "binance";
+    vinfo.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG |
+                    (strchr(bind, ':') == NULL ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0);
     ws->vhost = lws_create_vhost(ws->ctx, &vinfo);
     if (ws->vhost == NULL) {
         cq_err_set(err, CQ_EIO, 0, "pick another --ws-port or free the port",
@@ -1907,6 +2536,14 @@ void sim_ws_stop(struct sim_ws *ws)
         ws->thread_started = false;
     }
     ws_free(ws);
+}
+
+size_t sim_ws_subscription_bytes(struct sim_ws *ws)
+{
+    if (ws == NULL) {
+        return 0;
+    }
+    return atomic_load_explicit(&ws->sub_bytes, memory_order_relaxed);
 }
 
 size_t sim_ws_backlog_bytes(struct sim_ws *ws)

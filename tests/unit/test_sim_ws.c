@@ -3,8 +3,9 @@
  * against real clients over loopback: the whole simulator is started through
  * cq/sim.h (synthetic market, high speed, ephemeral ports) and a real
  * libwebsockets CLIENT (its own context and service thread) connects to it.
- * The keepalive tests use a hand-written RFC 6455 client on a plain socket,
- * since lws answers pings itself and hides them.
+ * The keepalive and hostile-client tests (unmasked frames, oversized pings,
+ * ping floods, bad handshakes) use a hand-written RFC 6455 client on a plain
+ * socket, which can send what lws's client never would.
  *
  * User-data events are published straight through sim_ws_publish_* (with
  * sim->lock held, as sim.c does) so their fields can be checked exactly;
@@ -1428,4 +1429,208 @@ Test(sim_ws, has_subscribers_follows_subscriptions)
     }
     cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
     cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+}
+
+/* ---- hostile clients (issue 17, "Simulator WebSocket") ------------------------- */
+
+/* Read frames until a close frame (returns its status, reason in *reason) or
+ * EOF/timeout (returns -1 for EOF, 0 for timeout). Data frames before it are
+ * counted in *data. */
+static int raw_wait_close(int fd, char *reason, size_t reason_len, int *data)
+{
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    int status = 0;
+    for (;;) {
+        int rc = raw_read_frame(fd, f, 5000);
+        if (rc <= 0) {
+            status = rc;
+            break;
+        }
+        if (f->opcode == 0x8) {
+            cr_assert_geq(f->len, 2, "a close frame with a status");
+            status = (f->payload[0] << 8) | f->payload[1];
+            size_t n = f->len - 2 < reason_len - 1 ? f->len - 2 : reason_len - 1;
+            memcpy(reason, f->payload + 2, n);
+            reason[n] = '\0';
+            break;
+        }
+        if (data != NULL && (f->opcode == 0x1 || f->opcode == 0x2)) {
+            (*data)++;
+        }
+    }
+    free(f);
+    return status;
+}
+
+Test(sim_ws, unmasked_client_frame_is_closed_with_1002)
+{
+    int fd = raw_connect("/ws/0");
+    static const char req[] = "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}";
+    unsigned char buf[64];
+    buf[0] = 0x81;
+    buf[1] = (unsigned char)(sizeof req - 1); /* no mask bit */
+    memcpy(buf + 2, req, sizeof req - 1);
+    cr_assert_eq(write(fd, buf, 2 + sizeof req - 1), (ssize_t)(2 + sizeof req - 1));
+    char reason[128];
+    int data = 0;
+    int st = raw_wait_close(fd, reason, sizeof reason, &data);
+    cr_expect_eq(st, 1002, "close status %d", st);
+    cr_expect_eq(data, 0, "the unmasked request was processed");
+    cr_expect(strstr(reason, "mask") != NULL, "reason: %s", reason);
+    close(fd);
+}
+
+Test(sim_ws, oversized_ping_is_closed_with_1002_and_a_reason)
+{
+    int fd = raw_connect("/ws/0");
+    unsigned char buf[8 + 200];
+    const unsigned char mask[4] = {1, 2, 3, 4};
+    buf[0] = 0x89;
+    buf[1] = 0x80 | 126;
+    buf[2] = 0;
+    buf[3] = 200;
+    memcpy(buf + 4, mask, 4);
+    for (size_t i = 0; i < 200; i++) {
+        buf[8 + i] = (unsigned char)('p' ^ mask[i % 4]);
+    }
+    cr_assert_eq(write(fd, buf, sizeof buf), (ssize_t)sizeof buf);
+    char reason[128] = "";
+    int st = raw_wait_close(fd, reason, sizeof reason, NULL);
+    cr_expect_eq(st, 1002, "a close frame with 1002, not a bare TCP close (got %d)", st);
+    cr_expect(strstr(reason, "125") != NULL, "reason: %s", reason);
+    close(fd);
+}
+
+Test(sim_ws, client_pings_count_against_the_message_rate)
+{
+    int fd = raw_connect("/ws/0");
+    struct raw_frame *f = malloc(sizeof *f);
+    cr_assert_not_null(f);
+    /* exactly the limit: 5 pings in a burst, all answered */
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 5; i++) {
+        raw_send_frame(fd, 0x9, "p", 1);
+    }
+    int pongs = 0;
+    while (pongs < 5) {
+        int rc = raw_read_frame(fd, f, 3000);
+        cr_assert_eq(rc, 1, "pong %d", pongs);
+        cr_assert_neq(f->opcode, 0x8, "closed at the limit (5 in 1 s are allowed)");
+        pongs += f->opcode == 0xA ? 1 : 0;
+    }
+    /* one more inside the same second: over the limit */
+    raw_send_frame(fd, 0x9, "p", 1);
+    int64_t burst_ms = now_ms() - t0;
+    char reason[128];
+    int st = raw_wait_close(fd, reason, sizeof reason, NULL);
+    if (burst_ms < 1000) {
+        cr_expect_eq(st, 1008, "6 pings in %lld ms: close %d", (long long)burst_ms, st);
+    }
+    free(f);
+    close(fd);
+}
+
+/* Send a raw HTTP request; return the status of the answer (-1 when the
+ * connection closed without one); the whole answer in out. */
+static int raw_http(const char *req, char *out, size_t out_len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    size_t len = 0;
+    int64_t deadline = now_ms() + 5000;
+    while (len + 1 < out_len && now_ms() < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 200) <= 0) {
+            continue;
+        }
+        ssize_t r = read(fd, out + len, out_len - 1 - len);
+        if (r <= 0) {
+            break;
+        }
+        len += (size_t)r;
+    }
+    out[len] = '\0';
+    close(fd);
+    int status = -1;
+    if (sscanf(out, "HTTP/1.1 %d", &status) != 1) {
+        status = -1;
+    }
+    return status;
+}
+
+#define UPG "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+#define KEYV "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+Test(sim_ws, bad_handshakes_get_an_http_status_and_a_body)
+{
+    static const struct {
+        const char *req;
+        int status;
+        const char *header; /* must appear, or NULL */
+    } rows[] = {
+        {"GET /ws/btcusdt@trade HTTP/1.1\r\nHost: x\r\n\r\n", 426, "Upgrade: websocket"},
+        {"GET /nope HTTP/1.1\r\nHost: x\r\n" UPG KEYV "\r\n", 404, NULL},
+        {"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL},
+        {"GET /stream?streams=not!a!stream HTTP/1.1\r\nHost: x\r\n" UPG KEYV "\r\n", 400, NULL},
+        {"GET /ws/btcusdt@trade HTTP/1.1\r\nHost: x\r\n" UPG
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+         426, "Sec-WebSocket-Version: 13"},
+        {"GET /ws/btcusdt@trade HTTP/1.1\r\nHost: x\r\n" UPG "Sec-WebSocket-Version: 13\r\n\r\n",
+         400, NULL},
+        {"GET /ws/btcusdt@trade HTTP/1.1\r\nHost: x\r\n" UPG
+         "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         400, NULL},
+        {"GET /ws/btcusdt%00@trade HTTP/1.1\r\nHost: x\r\n" UPG KEYV "\r\n", 400, NULL},
+        {"POST /ws/0 HTTP/1.1\r\nHost: x\r\n" UPG KEYV "\r\n", 405, NULL},
+        {"HELLO\r\n\r\n", 400, NULL},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
+        char out[2048];
+        int st = raw_http(rows[i].req, out, sizeof out);
+        cr_expect_eq(st, rows[i].status, "row %zu: got %d: %s", i, st, out);
+        const char *body = strstr(out, "\r\n\r\n");
+        cr_expect(body != NULL && strlen(body + 4) > 0, "row %zu: a body saying why: %s", i, out);
+        if (rows[i].header != NULL) {
+            cr_expect(strstr(out, rows[i].header) != NULL, "row %zu: %s missing: %s", i,
+                      rows[i].header, out);
+        }
+    }
+    /* and the server still upgrades a good one */
+    int fd = raw_connect("/ws/btcusdt@trade");
+    close(fd);
+}
+
+Test(sim_ws, subscription_storage_is_freed_when_connections_close)
+{
+    size_t before = sim_ws_subscription_bytes(g_sim->ws);
+    char *list = stream_list(1024, "/", false);
+    size_t cap = strlen(list) + 32;
+    char *path = malloc(cap);
+    cr_assert_not_null(path);
+    snprintf(path, cap, "/stream?streams=%s", list);
+    free(list);
+    int fds[8];
+    for (int i = 0; i < 8; i++) {
+        fds[i] = raw_try_connect(path);
+        cr_assert_geq(fds[i], 0, "connection %d", i);
+    }
+    free(path);
+    size_t held = sim_ws_subscription_bytes(g_sim->ws) - before;
+    cr_assert_geq(held, (size_t)8 * 1024 * 2 * 80, "8 x 1024 subscriptions hold %zu bytes", held);
+    for (int i = 0; i < 8; i++) {
+        close(fds[i]);
+    }
+    int64_t deadline = now_ms() + 5000;
+    while (sim_ws_subscription_bytes(g_sim->ws) != before && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    cr_assert_eq(sim_ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
 }
