@@ -401,7 +401,7 @@ int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char 
 {
     for (size_t i = 0; i < l->n_odd; i++) {
         if (!l->odd[i].stray) {
-            snprintf(out, out_len, "%.3800s/%s: %s; move it out of the journal directory", dir,
+            snprintf(out, out_len, "%.3800s/%s: %s", dir,
                      l->odd[i].name, l->odd[i].why);
             return 1;
         }
