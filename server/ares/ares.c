@@ -257,6 +257,7 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
         }
         flush_signals(a);
         s->emitted++;
+        /* bounded: both are CQ_SIGNAL_ID_LEN + 1 */
         cq_strlcpy(s->last_signal_id, sig->id, sizeof(s->last_signal_id));
         cq_log_info("ares", "signal_emitted",
                     json_pack("{s:s,s:s,s:s,s:f,s:b}", "signal_id", sig->id, "symbol", s->name,
@@ -288,11 +289,15 @@ static void fill_signal(struct cq_ares *a, int idx, struct cq_signal *out, enum 
 {
     const struct sym_ares *s = &a->syms[idx];
     memset(out, 0, sizeof(*out));
+    /* strategy and symbol are part of the signal id: bounded, their
+     * lengths checked at cq_ares_new */
     cq_strlcpy(out->strategy, test ? "test" : a->ops->name, sizeof(out->strategy));
     cq_strlcpy(out->symbol, s->name, sizeof(out->symbol));
     out->symbol_idx = idx;
     out->side = side;
     out->strength = strength;
+    /* the strategy's words for a person, not part of the id: a cut one
+     * stays readable */
     cq_strlcpy(out->reason, reason, sizeof(out->reason));
     out->reference_price = s->last_close;
     out->candle_open_ms = candle_open_ms;
@@ -431,6 +436,8 @@ static void publish_health(struct cq_ares *a, int64_t now)
     enum cq_health_status status = CQ_HEALTH_OK;
     bool ready = true;
     const char *reason = "";
+    /* display text for /health; each fits CQ_HEALTH_DETAIL_MAX with names
+     * and params of the bounded sizes above, and a cut one stays readable */
     char detail[CQ_HEALTH_DETAIL_MAX];
     if (a->pending_len > 0) {
         status = CQ_HEALTH_DEGRADED;
@@ -536,7 +543,26 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
     a->ops = cq_strategy_find(name);
     const char *const *symbols = NULL;
     size_t n = cq_config_symbols(o->cfg, &symbols);
-    a->n_syms = n < MAX_SYMBOLS ? n : MAX_SYMBOLS;
+    if (n > MAX_SYMBOLS) {
+        cq_err_set(err, CQ_ECONFIG, 0, "list at most 32 symbols in CQ_SYMBOLS",
+                   "ARES: %zu symbols, more than it can follow (%d)", n, MAX_SYMBOLS);
+        cq_ares_free(a);
+        return NULL;
+    }
+    a->n_syms = n;
+    /* Names go into every signal's id: one cut to fit struct cq_signal
+     * would give ids that change or collide. */
+    struct cq_signal probe;
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(symbols[i]) >= sizeof(probe.symbol) ||
+            strlen(a->ops->name) >= sizeof(probe.strategy)) {
+            cq_err_set(err, CQ_ECONFIG, 0, "use the exchange's symbol name",
+                       "ARES: symbol '%.40s' or strategy '%s' is too long for a signal",
+                       symbols[i], a->ops->name);
+            cq_ares_free(a);
+            return NULL;
+        }
+    }
     for (size_t i = 0; i < a->n_syms; i++) {
         struct sym_ares *s = &a->syms[i];
         s->name = symbols[i];

@@ -667,12 +667,14 @@ static int parse_k(const char *text, size_t item_no, const char *item, double *k
     }
     d = cq_dec_normalize(d);
     *k = cq_dec_to_double(d);
+    /* bounded: callers pass CQ_DEC_STR_MAX bytes, buf's size */
     cq_strlcpy(k_text, cq_dec_format(d, buf, sizeof(buf)), k_text_len);
     return 0;
 }
 
 static void add_column(struct cq_ind_set *s, const char *prefix, const char *params)
 {
+    /* bounded: prefix <= 10 characters, params < 64 (add_item) < 96 */
     snprintf(s->names[s->n_columns], COLUMN_NAME_MAX, "%s_%s", prefix, params);
     s->n_columns++;
 }
@@ -692,7 +694,7 @@ static int add_item(struct cq_ind_set *s, char *item, size_t item_no, struct cq_
     char hint[CQ_ERR_HINT_MAX];
     int rc;
 
-    cq_strlcpy(copy, item, sizeof(copy));
+    cq_strlcpy(copy, item, sizeof(copy)); /* bounded: item <= ITEM_MAX (caller) */
     for (const char *c = item; *c != '\0'; c++) {
         if (isspace((unsigned char)*c)) {
             return cq_err_set(err, CQ_EINVAL, 0,
@@ -776,6 +778,8 @@ static int add_item(struct cq_ind_set *s, char *item, size_t item_no, struct cq_
         return rc;
     }
 
+    /* bounded: periods <= CQ_IND_WINDOW_MAX (4 digits), k_text <
+     * CQ_DEC_STR_MAX (48): at most 52 characters in params[64] */
     if (def->kind == IND_MACD) {
         snprintf(params, sizeof(params), "%zu_%zu_%zu", p[0], p[1], p[2]);
     } else if (def->kind == IND_BB) {

@@ -147,7 +147,7 @@ static const char *param_name_at(const void *ctx, size_t i)
 /* A value as the user would write it: "12", "29.5". */
 static void format_value(char *buf, size_t len, double v)
 {
-    snprintf(buf, len, "%.15g", v);
+    snprintf(buf, len, "%.15g", v); /* bounded: at most 22 characters, callers pass 32 */
 }
 
 /* "write a whole number from 1 to 1000" / "write a number from 1 to 99". */

@@ -297,6 +297,8 @@ static void set_msg(struct cq_rest_response *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    /* our own short descriptions ("HTTP 503", "response larger than …"):
+     * display text, never parsed; a cut one stays readable */
     vsnprintf(out->msg, sizeof(out->msg), fmt, ap);
     va_end(ap);
 }
@@ -373,7 +375,7 @@ void cq_rest_params_add(struct cq_rest_params *p, const char *key, const char *v
 
 void cq_rest_params_add_int(struct cq_rest_params *p, const char *key, int64_t value)
 {
-    char num[24];
+    char num[24]; /* bounded: an int64 is at most 20 characters with its sign */
     snprintf(num, sizeof(num), "%" PRId64, value);
     cq_rest_params_add(p, key, num);
 }
@@ -448,6 +450,11 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
                    "REST client: the API key has line breaks or is too long");
         return NULL;
     }
+    if (opts->service != NULL && strlen(opts->service) >= SERVICE_MAX) {
+        cq_err_set(err, CQ_EINVAL, 0, "use a service name under 32 characters",
+                   "REST client: service name too long");
+        return NULL;
+    }
     if (opts->weight_headroom_pct >= 100) {
         cq_err_set(err, CQ_ECONFIG, 0, "use 0..99 (0 = default 10)",
                    "REST client: weight_headroom_pct %u leaves no budget",
@@ -466,6 +473,8 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "REST client: mutex init failed");
         return NULL;
     }
+    /* bounded: url_len < BASE_URL_MAX and the service name < SERVICE_MAX
+     * were checked above */
     cq_strlcpy(c->base_url, opts->base_url, sizeof(c->base_url));
     while (url_len > 0 && c->base_url[url_len - 1] == '/') {
         c->base_url[--url_len] = '\0';
@@ -503,6 +512,7 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
 
     if (opts->api_key != NULL && opts->api_key[0] != '\0') {
         char line[KEY_HEADER_MAX];
+        /* bounded: the key is at most KEY_HEADER_MAX - 20 (checked above) */
         snprintf(line, sizeof(line), "X-MBX-APIKEY: %s", opts->api_key);
         c->api_key = dup_str(opts->api_key);
         c->key_header = curl_slist_append(NULL, line);
@@ -910,6 +920,9 @@ static bool take_code_msg(const json_t *body, struct cq_rest_response *out)
     json_int_t v = json_integer_value(code);
     out->code = v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int)v;
     if (json_is_string(msg)) {
+        /* The exchange's msg is shown, never parsed (the code is what
+         * callers act on); Binance's are far under 256 bytes, a longer one
+         * is cut. */
         cq_strlcpy(out->msg, json_string_value(msg), sizeof(out->msg));
         return true;
     }

@@ -321,6 +321,7 @@ static int url_parse(const char *url, struct ws_url *out, struct cq_err *err)
     memcpy(out->host, host, host_len);
     out->host[host_len] = '\0';
     if (ipv6) {
+        /* bounded: host < WS_HOST_BYTES_MAX (checked), host_header has 2 more */
         snprintf(out->host_header, sizeof out->host_header, "[%s]", out->host);
     } else {
         memcpy(out->host_header, out->host, host_len + 1);
@@ -865,6 +866,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
                 memcpy(error, in, n);
                 error[n] = '\0';
             } else if (in != NULL) {
+                /* lws's description, logged only: a cut one stays readable */
                 cq_strlcpy(error, in, sizeof error);
             }
             went_down(c, "connect_failed", false, error);
@@ -1037,8 +1039,14 @@ struct cq_ws_client *cq_ws_client_new(struct cq_ws_loop *loop,
         return NULL;
     }
     c->loop = loop;
-    cq_strlcpy(c->name, opts->name != NULL && opts->name[0] != '\0' ? opts->name : "ws",
-               sizeof c->name);
+    const char *name = opts->name != NULL && opts->name[0] != '\0' ? opts->name : "ws";
+    if (cq_strlcpy(c->name, name, sizeof c->name) >= sizeof c->name) {
+        cq_err_set(err, CQ_EINVAL, 0, "use a name under 32 characters",
+                   "WS client: name '%.40s' is too long", name);
+        url_fini(&c->url);
+        free(c);
+        return NULL;
+    }
     if (cb != NULL) {
         c->cb = *cb;
     }

@@ -492,6 +492,16 @@ Test(rest_client, caller_bugs_are_einval, .init = setup_no_sim, .fini = teardown
     o.weight_headroom_pct = 100;
     cr_expect_null(cq_rest_client_new(&o, &err));
     cr_expect_eq(err.code, CQ_ECONFIG);
+    o.weight_headroom_pct = 0;
+    /* the service name (a log label) is refused, not cut, at 32 characters */
+    o.service = "service-name-of-31-characters-x";
+    cr_assert_eq(strlen(o.service), 31);
+    c = cq_rest_client_new(&o, &err);
+    cr_expect_not_null(c, "31 characters: %s", err.message);
+    cq_rest_client_free(c);
+    o.service = "service-name-of-32-characters-xy";
+    cr_expect_null(cq_rest_client_new(&o, &err), "32 characters");
+    cr_expect_eq(err.code, CQ_EINVAL);
     cq_rest_client_free(NULL);
     cq_rest_response_fini(NULL);
 }

@@ -1388,6 +1388,16 @@ Test(ws_client, urls_are_checked)
     o = default_opts("ws://127.0.0.1:1/ws/x");
     o.silence_ms = -1;
     cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "negative silence_ms");
+    /* the name (logs, stats) is refused, not cut, at 32 characters */
+    o = default_opts("ws://127.0.0.1:1/ws/x");
+    o.name = "client-name-of-31-characters-xx";
+    cr_assert_eq(strlen(o.name), 31);
+    struct cq_ws_client *named = cq_ws_client_new(loop, &o, NULL, &err);
+    cr_assert_not_null(named, "31 characters: %s", err.message);
+    cq_ws_client_free(named);
+    o.name = "client-name-of-32-characters-xyz";
+    cr_assert_null(cq_ws_client_new(loop, &o, NULL, &err), "32 characters");
+    cr_assert(strstr(err.message, "too long") != NULL, "%s", err.message);
 
     cr_assert_str_eq(cq_ws_state_name(CQ_WS_BACKOFF), "backoff");
     cr_assert_str_eq(cq_ws_state_name(CQ_WS_IDLE), "idle");
