@@ -217,7 +217,10 @@ static bool time_field_ok(enum uint_parse pr, const char *name, const char *text
     return true;
 }
 
-/* Parse one data line into *row; on error write why into msg. */
+/* Parse one data line into *row; on error write why into msg. msg is one
+ * sentence for a person (CQ_ERR_MESSAGE_MAX bytes from the caller): most
+ * fields are quoted cut to 40 bytes; where a longer quote (a line is at
+ * most CLI_LINE_MAX) would not fit, the sentence is cut, never the data. */
 static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_prev,
                       struct row *row, char *msg, size_t msg_len)
 {
