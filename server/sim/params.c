@@ -28,8 +28,9 @@ int sim_api_error_set(struct sim_api_error *err, int http_status, int code, cons
         err->http_status = http_status;
         err->code = code;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
+        sim_text_mark_cut(err->msg, sizeof(err->msg), n);
     }
     return -CQ_EPARSE;
 }
@@ -445,6 +446,8 @@ int sim_param_enum(const struct sim_params *p, const char *name, bool mandatory,
     if (bad_code != 0) {
         return sim_api_error_set(err, 400, bad_code, "%s", bad_msg);
     }
+    /* choices are short constant lists (at most a dozen words): they fit;
+     * were one cut, the list would end early, never mid-word */
     char range[160];
     size_t o = 0;
     range[0] = '\0';
@@ -565,6 +568,18 @@ int sim_param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], 
 }
 
 /* ---- helpers -------------------------------------------------------------------- */
+
+void sim_text_mark_cut(char *buf, size_t cap, int n)
+{
+    if (n >= 0 && (size_t)n < cap) {
+        return;
+    }
+    if (cap >= 4) {
+        memcpy(buf + cap - 4, "...", 4);
+    } else if (cap > 0) {
+        buf[0] = '\0';
+    }
+}
 
 bool sim_peer_is_loopback(const struct sockaddr *sa)
 {

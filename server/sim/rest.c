@@ -298,8 +298,9 @@ static void set_error(struct rest_req *r, int status, int code, const char *fmt,
     char msg[SIM_API_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    sim_text_mark_cut(msg, sizeof(msg), n);
     json_decref(r->resp.body);
     r->resp.status = status;
     r->resp.is_error = true;
@@ -923,7 +924,7 @@ static json_t *ticker24_json(const char *symbol, const struct sim_ticker24 *t, b
         }
         char pct_text[CQ_DEC_STR_MAX];
         if (cq_dec_format_scale(pct, 3, CQ_ROUND_HALF_EVEN, pct_text, sizeof(pct_text)) < 0) {
-            cq_strlcpy(pct_text, "0.000", sizeof(pct_text));
+            cq_strlcpy(pct_text, "0.000", sizeof(pct_text)); /* a 6-byte constant */
         }
         json_object_set_new(o, "priceChange", jdec(change));
         json_object_set_new(o, "priceChangePercent", json_string(pct_text));
@@ -1334,6 +1335,8 @@ static void build_order_req(const struct order_args *a, int idx, struct sim_orde
     req->quote_qty = a->quote;
     req->has_price = a->has_price;
     req->price = a->price;
+    /* fits: a->client_id holds at most SIM_PARAM_CLIENT_ID_MAX (36) characters,
+     * req->client_id SIM_CLIENT_ID_LEN (40) bytes */
     cq_strlcpy(req->client_id, a->client_id, sizeof(req->client_id));
 }
 
@@ -1444,6 +1447,7 @@ static void order_common(struct rest_req *r, bool test)
         if (rc == 0 && sim->faults.force_insufficient) {
             rc = -CQ_EVENUE;
             rej.code = SIM_ERR_NEW_ORDER_REJECTED;
+            /* constant of 54 characters into SIM_REJECT_MSG_LEN (200) */
             cq_strlcpy(rej.msg, SIM_MSG_INSUFFICIENT, sizeof(rej.msg));
         } else if (rc < 0 && rej.code != SIM_ERR_FILTER && sim->faults.force_insufficient) {
             rej.code = SIM_ERR_NEW_ORDER_REJECTED;
@@ -1855,6 +1859,7 @@ static void h_listen_key_post(struct rest_req *r)
     }
     char key[SIM_LISTEN_KEY_LEN + 1];
     pthread_mutex_lock(&r->sim->lock);
+    /* listen keys are exactly SIM_LISTEN_KEY_LEN characters: they fit */
     cq_strlcpy(key, sim_listen_key_create(r->sim, sim_wall_ms()), sizeof(key));
     pthread_mutex_unlock(&r->sim->lock);
     set_ok(r, json_pack("{s:s}", "listenKey", key));
@@ -2133,12 +2138,14 @@ static void ctl_error(struct rest_resp *resp, int status, const char *param, con
 static void ctl_error(struct rest_resp *resp, int status, const char *param, const char *fmt, ...)
 {
     /* Formats are ours and their arguments bounded (parameter names, limits,
-     * params.c messages of at most SIM_API_MSG_MAX): 512 holds the longest. */
+     * params.c messages of at most SIM_API_MSG_MAX): 512 holds the longest;
+     * a cut one would end in "..." all the same. */
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    sim_text_mark_cut(msg, sizeof(msg), n);
     json_decref(resp->body);
     resp->status = status;
     resp->is_error = true;
@@ -2776,7 +2783,7 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest
     if (r == NULL) {
         return MHD_NO;
     }
-    char num[32];
+    char num[32]; /* a uint32 or an int64 in decimal: at most 20 characters */
     bool ok = MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                                       "application/json;charset=UTF-8") == MHD_YES;
     if (ok && weight_headers) {
@@ -2928,7 +2935,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     CQ_UNUSED(cls);
     char line[256];
-    vsnprintf(line, sizeof(line), fmt, ap);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    sim_text_mark_cut(line, sizeof(line), n);
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         line[--len] = '\0';

@@ -141,6 +141,11 @@ long sim_percent_decode(const char *src, size_t len, char *dst);
  * /_sim/ control path is refused to anyone else. */
 bool sim_peer_is_loopback(const struct sockaddr *sa);
 
+/* After vsnprintf/snprintf of a message into buf[cap] that returned n: when
+ * the text was cut (n >= cap), end it with "..." so that a reader sees it was
+ * (messages are for people; a cut one is still answered). */
+void sim_text_mark_cut(char *buf, size_t cap, int n);
+
 /* Timestamps may arrive in ms or µs: values >= 10^14 are µs. Returns µs. */
 int64_t sim_time_param_to_us(int64_t v);
 

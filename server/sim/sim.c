@@ -263,7 +263,7 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct sim_kline *k
     }
     lower[n] = '\0';
     for (size_t i = 0; i < CQ_ARRAY_LEN(stream_intervals); i++) {
-        char stream[64];
+        char stream[64]; /* symbol < 20 + "@kline_" + an interval of <= 3: fits */
         snprintf(stream, sizeof(stream), "%s@kline_%s", lower, stream_intervals[i]);
         if (!sim_ws_has_subscribers(sim->ws, stream)) {
             continue;
@@ -606,7 +606,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
                        "cannot derive base and quote assets from symbol '%s'", opts->symbols[i]);
             goto fail;
         }
-        cq_strlcpy(sim->symbols[i], specs[i].symbol, SIM_SYMBOL_LEN);
+        cq_strlcpy(sim->symbols[i], specs[i].symbol, SIM_SYMBOL_LEN); /* same size */
     }
     sim->opts.symbols = NULL; /* the copies live in specs/engine */
 
@@ -614,6 +614,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     size_t nb = opts->n_balances < SIM_ASSETS_MAX ? opts->n_balances : SIM_ASSETS_MAX;
     for (size_t i = 0; i < nb; i++) {
         memset(&start_balances[i], 0, sizeof(start_balances[i]));
+        /* cq_sim_balance.asset is 12 bytes = SIM_ASSET_LEN */
         cq_strlcpy(start_balances[i].asset, opts->balances[i].asset, SIM_ASSET_LEN);
         start_balances[i].free = opts->balances[i].amount;
         start_balances[i].locked = CQ_DEC_ZERO;
@@ -681,6 +682,8 @@ int cq_sim_start(struct cq_sim *sim, struct cq_err *err)
         cq_sim_stop(sim);
         return -(err != NULL ? err->code : CQ_EIO);
     }
+    /* bind is an IP literal by now (sim_rest_start refused anything else): at
+     * most 45 characters + 16 of scheme, brackets and port < 96 */
     const char *host = sim->bind;
     bool v6 = strchr(host, ':') != NULL;
     snprintf(sim->rest_url, sizeof(sim->rest_url), v6 ? "http://[%s]:%d" : "http://%s:%d", host,

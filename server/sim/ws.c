@@ -132,6 +132,10 @@
 #define WS_RX_MAX_BYTES (128u << 10)    /* one control message */
 #define WS_PAYLOAD_MAX_BYTES (1u << 20) /* one formatted event */
 #define WS_STREAM_NAME_MAX 80           /* "btcusdt@depth20@1000ms", a listen key */
+/* Every name built or copied into WS_STREAM_NAME_MAX bytes is bounded: a
+ * symbol (< SIM_SYMBOL_LEN = 20) plus a suffix of at most 15 characters
+ * ("@depth20@1000ms", "@kline_12h"), or a 64-character listen key; names
+ * from clients are length-checked by classify_stream before any copy. */
 #define WS_INTEREST_SLOTS 4096u         /* power of two */
 #define WS_PING_MS_DEFAULT 20000
 #define WS_PONG_TIMEOUT_MS_DEFAULT 60000
@@ -475,7 +479,7 @@ static struct ws_item *item_take(enum ws_item_kind kind, const char *stream, str
         return NULL;
     }
     it->kind = kind;
-    cq_strlcpy(it->stream, stream, sizeof it->stream);
+    cq_strlcpy(it->stream, stream, sizeof it->stream); /* bounded: see WS_STREAM_NAME_MAX */
     it->hash = name_hash(it->stream);
     if (b != NULL) {
         it->text = cq_buf_take(b, &it->len);
@@ -646,7 +650,7 @@ static struct ws_book_state *book_state(struct sim_ws *ws, const char *symbol)
     }
     struct ws_book_state *st = &ws->books[ws->n_books++];
     memset(st, 0, sizeof *st);
-    cq_strlcpy(st->symbol, symbol, sizeof st->symbol);
+    cq_strlcpy(st->symbol, symbol, sizeof st->symbol); /* both SIM_SYMBOL_LEN */
     return st;
 }
 
@@ -1082,6 +1086,7 @@ static int conn_add_sub(struct sim_ws *ws, struct ws_conn *c, const char *name, 
         c->cap_subs = cap;
     }
     struct ws_sub *s = &c->subs[c->n_subs++];
+    /* both come from WS_STREAM_NAME_MAX buffers: they fit */
     cq_strlcpy(s->name, name, sizeof s->name);
     cq_strlcpy(s->canon, canon, sizeof s->canon);
     s->hash = name_hash(s->canon);
@@ -1193,11 +1198,11 @@ static struct ws_msg *frame_for(struct item_frames *fr, const struct ws_item *it
         return fr->raw;
     }
     if (fr->wrapped == NULL || strcmp(fr->wrapped_name, name) != 0) {
-        char head[WS_STREAM_NAME_MAX + 32];
+        char head[WS_STREAM_NAME_MAX + 32]; /* name < WS_STREAM_NAME_MAX + 21 fixed bytes */
         int n = snprintf(head, sizeof head, "{\"stream\":\"%s\",\"data\":", name);
         msg_unref(fr->wrapped);
         fr->wrapped = msg_new(true, head, (size_t)n, it->text, it->len, "}", 1);
-        cq_strlcpy(fr->wrapped_name, name, sizeof fr->wrapped_name);
+        cq_strlcpy(fr->wrapped_name, name, sizeof fr->wrapped_name); /* same size as s->name */
     }
     return fr->wrapped;
 }
@@ -1437,7 +1442,7 @@ static void handle_control(struct sim_ws *ws, struct ws_conn *c, const char *tex
     json_t *req = json_loadb(text, len, 0, &jerr);
     json_t *reply;
     if (req == NULL) {
-        char msg[256];
+        char msg[256]; /* jerr.text is < JSON_ERROR_TEXT_LENGTH (160): it fits */
         snprintf(msg, sizeof msg, "Invalid JSON: %s at line %d column %d", jerr.text, jerr.line,
                  jerr.column);
         conn_reply(ws, c, reply_error(3, msg, NULL));
@@ -1493,7 +1498,7 @@ static void handle_control(struct sim_ws *ws, struct ws_conn *c, const char *tex
             }
         }
     } else {
-        char msg[256];
+        char msg[256]; /* %.64s keeps it under 256 */
         snprintf(msg, sizeof msg,
                  "Invalid request: unknown variant `%.64s`, expected one of `SUBSCRIBE`, "
                  "`UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`",
