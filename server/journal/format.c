@@ -891,6 +891,43 @@ static int intact_record_after(struct cq_journal__seg_reader *r, uint64_t x, uin
     return 0;
 }
 
+/* Is the record at x complete except for its length field? Its length is
+ * taken from its scope and payload lengths, and then as "to the end of the
+ * file"; with the length field set to it, the CRC must match. 1 yes, 0 no,
+ * -1 I/O. */
+static int whole_but_length(struct cq_journal__seg_reader *r, uint64_t x, uint64_t size)
+{
+    if (size - x < CQJ_REC_MIN_BYTES) {
+        return 0;
+    }
+    uint64_t avail = size - x < CQJ_REC_MAX_BYTES ? size - x : CQJ_REC_MAX_BYTES;
+    ssize_t n = cq_journal__reader_fill(r, x, (size_t)avail);
+    if (n < 0) {
+        return -1;
+    }
+    if ((uint64_t)n < CQJ_REC_HDR_BYTES) {
+        return 0;
+    }
+    const uint8_t *b = window_at(r, x);
+    uint64_t by_fields = (uint64_t)CQJ_REC_HDR_BYTES + b[CQJ_R_SCOPE_LEN] +
+                         cqj_get32(b + CQJ_R_PAYLOAD_LEN) + 4u;
+    uint64_t cands[2] = {by_fields, (uint64_t)n};
+    for (int i = 0; i < 2; i++) {
+        uint64_t len = cands[i];
+        if (len < CQJ_REC_MIN_BYTES || len > (uint64_t)n) {
+            continue;
+        }
+        uint8_t lf[4];
+        cqj_put32(lf, (uint32_t)len);
+        uint32_t crc = cq_journal__crc32c(0, lf, 4);
+        crc = cq_journal__crc32c(crc, b + 4, (size_t)len - 8);
+        if (crc == cqj_get32(b + len - 4)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Decide whether the problem at w->prob (in the last segment) is a torn tail. */
 static int torn_check(struct cq_journal__walker *w, uint32_t claimed_len)
 {
@@ -963,6 +1000,15 @@ static int torn_check(struct cq_journal__walker *w, uint32_t claimed_len)
     int found = intact_record_after(r, x, size, w->have_expect ? w->expect_seq : 1);
     if (found < 0) {
         return -1;
+    }
+    if (found == 0 && p->kind != CQJ_P_HEADER) {
+        /* the record itself whole but for its length field (zeroed, or a
+         * bit flip that makes it reach past the end): written in full, so
+         * possibly acknowledged — corruption too */
+        found = whole_but_length(r, x, size);
+        if (found < 0) {
+            return -1;
+        }
     }
     p->torn = found == 0;
     return 0;

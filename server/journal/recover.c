@@ -62,6 +62,9 @@
 #define SVC "journal"
 #define SCOPES_MAX 8
 #define CUT_SEQS_MAX ((size_t)1 << 20)
+/* the farthest past the last good record a damaged record's seq field is
+ * believed (seqs skipped for it are harmless, a wild value is not) */
+#define DAMAGED_SEQ_JUMP_MAX ((uint64_t)1 << 32)
 
 struct scopeset {
     char names[SCOPES_MAX][CQ_JOURNAL_SCOPE_MAX + 1];
@@ -279,6 +282,26 @@ static int highest_seq_seen(const char *dir, const struct cq_journal_fs *fs,
         }
     }
     return 0;
+}
+
+/* The seq field of the (damaged) record at prob's offset; 0 when fewer
+ * than a record header's bytes are there. */
+static int damaged_seq(const char *dir, const struct cq_journal_fs *fs,
+                       const struct cq_journal__problem *prob, uint64_t *seq, struct cq_err *err)
+{
+    struct cq_journal__seg_reader r;
+    int rc = cq_journal__reader_open(&r, dir, fs, prob->segment, err);
+    if (rc < 0) {
+        return rc;
+    }
+    ssize_t n = cq_journal__reader_fill(&r, prob->offset, CQJ_REC_HDR_BYTES);
+    if (n < 0) {
+        rc = cq_err_set(err, CQ_EIO, errno, NULL, "reading segment %u", prob->segment);
+    } else if ((size_t)n >= CQJ_REC_HDR_BYTES) {
+        *seq = cqj_get64(r.buf + (prob->offset - r.buf_off) + CQJ_R_SEQ);
+    }
+    cq_journal__reader_close(&r);
+    return rc;
 }
 
 /* ---- writing records during recovery ------------------------------------------------------- */
@@ -597,6 +620,18 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     rc = highest_seq_seen(dir, fs, &r->list, prob->segment, &max_seen, err);
     if (rc < 0) {
         goto out;
+    }
+    if (record_level) {
+        /* the damaged record's own seq field, when it is plausible (a
+         * damaged seq field could say anything) */
+        uint64_t dseq = 0;
+        rc = damaged_seq(dir, fs, prob, &dseq, err);
+        if (rc < 0) {
+            goto out;
+        }
+        if (dseq > max_seen && dseq - last_good <= DAMAGED_SEQ_JUMP_MAX) {
+            max_seen = dseq;
+        }
     }
     rc = cq_journal_verify_dir(dir, fs, &vrep);
     if (rc < 0) {

@@ -1324,6 +1324,42 @@ Test(journal, zeroed_first_sector_without_snapshot_keeps_records_and_seqs)
     free(c);
 }
 
+/* The very last record, whole but for its length field (zeroed, or a bit
+ * flip that makes it reach past the end of the file): nothing follows it,
+ * but it was written in full (and acknowledged): corruption, not a tail. */
+Test(journal, last_record_with_damaged_length_is_corruption_not_torn)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s/data'", tmpdir);
+        cr_assert_eq(system(cmd), 0);
+        build_acked();
+        struct layout L;
+        layout_of(&L);
+        char p[600];
+        size_t n;
+        seg_path(p, sizeof(p), 1);
+        uint8_t *b = slurp(p, &n);
+        uint64_t off = L.off[0][L.nrec[0] - 1];
+        cr_assert_eq(L.seq[0][L.nrec[0] - 1], 128); /* layout_of reads the first 128 */
+        /* find the real last record: walk on from record 128 */
+        while (off + cqj_get32(b + off) < n) {
+            off += cqj_get32(b + off);
+        }
+        if (mode == 0) {
+            cqj_put32(b + off, 0);
+        } else {
+            b[off + 2] ^= 0x01; /* + 65536: past the end */
+        }
+        spit(p, b, n);
+        free(b);
+        struct cq_journal_verify_report rep = verify();
+        cr_expect_not(rep.torn_tail, "mode %d: verify calls it a torn tail: %s", mode,
+                      rep.problem);
+        expect_nothing_acked_dropped();
+    }
+}
+
 /* A torn tail is still cut when nothing follows it (the rule did not get
  * stricter for a real tail). */
 Test(journal, zero_length_field_at_the_real_tail_is_still_torn)
