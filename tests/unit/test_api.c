@@ -1651,6 +1651,14 @@ Test(api, slow_clients_cannot_keep_health_from_answering, .timeout = 60)
     cq_api_get_stats(api, &st);
     cr_assert_geq(st.connections_closed_slow, 4 + 2, "4 evicted, 2 past the deadline");
     cr_assert_eq(st.connections_rejected, 0);
+    cq_api_get_stats(api, &st);
+    struct cq_api_response resp; /* the router: no arrival, no sweep */
+    request("GET", "/metrics", NULL, &resp);
+    char line[96];
+    snprintf(line, sizeof(line), "\ncoinquant_api_connections_closed_slow_total %llu\n",
+             (unsigned long long)st.connections_closed_slow);
+    cr_assert_not_null(strstr(resp.body, line), "no '%s' in /metrics", line + 1);
+    cq_api_response_fini(&resp);
 }
 
 /* Issue 17.smaller: "/health%00xyz" was answered as /health (200). */
@@ -1735,6 +1743,14 @@ Test(api, mhd_errors_are_rate_limited_and_counted)
     cr_assert_eq(ring_lines_with("\"event\":\"mhd_error\"", needle), 1,
                  "no line reports the %llu suppressed ones",
                  (unsigned long long)(st.mhd_errors - lines));
+    /* and /metrics shows the counter */
+    cq_api_get_stats(api, &st);
+    struct cq_api_response resp;
+    request("GET", "/metrics", NULL, &resp);
+    snprintf(needle, sizeof(needle), "\ncoinquant_api_mhd_errors_total %llu\n",
+             (unsigned long long)st.mhd_errors);
+    cr_assert_not_null(strstr(resp.body, needle), "no '%s' in /metrics", needle + 1);
+    cq_api_response_fini(&resp);
 }
 
 struct bind_case {

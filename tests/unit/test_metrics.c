@@ -336,6 +336,8 @@ static const char *const promised[][2] = {
     {"coinquant_api_responses_total", "counter"},
     {"coinquant_api_auth_failures_total", "counter"},
     {"coinquant_api_connections_rejected_total", "counter"},
+    {"coinquant_api_connections_closed_slow_total", "counter"},
+    {"coinquant_api_mhd_errors_total", "counter"},
 };
 
 Test(metrics, every_series_shows_its_own_field, .init = setup, .fini = teardown, .timeout = 30)
