@@ -9,6 +9,9 @@
  *   rest     libmicrohttpd's internal thread (rest.c). Every handler takes
  *            sim->lock around engine/market/fault access, and never holds it
  *            while sleeping (injected latency) or doing socket I/O.
+ *   rest watchdog  rest.c's connection watchdog: closes (shutdown(2)) REST
+ *            connections whose request missed its deadline. Takes only the
+ *            REST connection table's own leaf lock, never sim->lock.
  *   ws       the libwebsockets service thread (ws.c). It never takes
  *            sim->lock: it drains the outbound queue that sim_ws_publish_*
  *            fill (their own mutex), and reads the WS fault flags (atomics).
