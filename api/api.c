@@ -707,11 +707,14 @@ static int start_error(struct cq_api *api, const struct bind_addr *ba, int port,
                        struct cq_err *err)
 {
     char hint[CQ_ERR_HINT_MAX];
-    char mhd_msg[256];
+    char mhd_msg[sizeof(api->last_mhd_error)]; /* same size: cq_strlcpy cannot cut */
     pthread_mutex_lock(&api->mhd_error_lock);
     cq_strlcpy(mhd_msg, api->last_mhd_error, sizeof(mhd_msg));
     pthread_mutex_unlock(&api->mhd_error_lock);
 
+    /* Every hint below fits CQ_ERR_HINT_MAX (256): the fixed texts are under
+     * 130 bytes, a port is at most 5 digits, ba->host at most 45 bytes, and
+     * api->bind is shown only when it fits (the message names it whole). */
     switch (e) {
     case EADDRINUSE:
         snprintf(hint, sizeof(hint),
@@ -735,7 +738,11 @@ static int start_error(struct cq_api *api, const struct bind_addr *ba, int port,
                  ba->v6 ? "IPv6" : "IPv4", ba->v6 ? "IPv4" : "IPv6");
         break;
     default:
-        snprintf(hint, sizeof(hint), "check CQ_ADMIN_BIND (now %s)", api->bind);
+        if (strlen(api->bind) <= 200) {
+            snprintf(hint, sizeof(hint), "check CQ_ADMIN_BIND (now %s)", api->bind);
+        } else {
+            snprintf(hint, sizeof(hint), "check CQ_ADMIN_BIND");
+        }
         break;
     }
     if (e != 0) {
@@ -810,6 +817,8 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
 
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int real_port = info != NULL && info->port != 0 ? (int)info->port : port;
+    /* address is 96 bytes: "[" + at most 45 (INET6_ADDRSTRLEN - 1) + "]:" + 5
+     * digits cannot be cut */
     if (ba.v6) {
         snprintf(api->address, sizeof(api->address), "[%s]:%d", ba.host, real_port);
     } else {
@@ -818,8 +827,8 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
     api->daemon = d;
 
     if (api->data_dir != NULL && api->data_dir[0] != '\0') {
-        char path[4096], line[128];
-        int n = snprintf(line, sizeof(line), "%s\n", api->address);
+        char path[4096], line[sizeof(api->address) + 1];
+        int n = snprintf(line, sizeof(line), "%s\n", api->address); /* fits: address + \n */
         if ((size_t)snprintf(path, sizeof(path), "%s/admin.addr", api->data_dir) >= sizeof(path)) {
             cq_api_stop(api);
             return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter CQ_DATA_DIR",
