@@ -36,6 +36,24 @@
  *    on a disk slow to sync), sizes, segment and snapshot settings.
  *    CQ_CRASH_VERBOSE=1 prints each scenario and its time.
  *
+ *    A power loss that writes pages back out of order can leave a hole with
+ *    intact records after it, which recovery cannot tell from damage: it
+ *    reports corruption and cuts. That is accepted (counted as
+ *    cut_as_corrupt) only when every acknowledged record stays live, the
+ *    bundle exists and the quarantine record takes a new seq.
+ *
+ * 2b. Damage at rest (journal_crash/damage_campaign, CQ_DAMAGE_SCENARIOS,
+ *    default 60; the soak runs more): a journal of acknowledged records, then
+ *    a zeroed 512-byte sector, a zeroed length field or a bit flip at a
+ *    random offset of a sealed or the active segment, then a restart. No
+ *    acknowledged record may be silently dropped: it is live and intact
+ *    afterwards, or recovery reported corruption with the damaged segment,
+ *    byte for byte, in the bundle (or, when a kept snapshot summarises the
+ *    damaged segment, left every file as it was for verify to report); never
+ *    a torn-tail cut, never a seq used twice. Zeroed sectors in the active
+ *    segment are placed before its last record: zeros up to the end of the
+ *    file are what a lost page looks like and nothing can tell them apart.
+ *
  * 3. Crash points a real kill cannot aim at (journal_crash/fault_*): a crash
  *    before a snapshot's tmp fdatasync, between its write and rename, after
  *    the rename before the directory fsync (rename kept or lost); at a new
@@ -69,6 +87,7 @@
 #include <sys/wait.h>
 
 #include "fakes/fake_fs.h"
+#include "journal/journal-int.h"
 
 /* meson may compile in where journal_child is built */
 #ifndef CQ_JOURNAL_CHILD_PATH
@@ -466,7 +485,87 @@ struct dir_check {
     struct cq_journal_verify_report rep;
     uint64_t first, last, n;
     size_t snapshots, segments;
+    bool cut;             /* recovery reported corruption and cut (allowed by the caller) */
+    uint64_t last_good;   /* when cut: the last record kept before the quarantine records */
 };
+
+/* After a cut: the records before the first QUARANTINE record are the
+ * child's, contiguous and intact; the quarantine records after them take
+ * seqs no record before had. */
+struct cut_check {
+    const struct dir_runs *runs;
+    struct read_check rc;
+    bool in_quarantine;
+    uint64_t quarantine_first;
+    char why[512];
+};
+
+static int cut_check_one(void *vctx, const struct cq_journal_record *rec)
+{
+    struct cut_check *c = vctx;
+    if (rec->type == CQ_REC_QUARANTINE) {
+        if (!c->in_quarantine) {
+            c->quarantine_first = rec->seq;
+        }
+        c->in_quarantine = true;
+        return 0;
+    }
+    if (c->in_quarantine) {
+        snprintf(c->why, sizeof(c->why), "record %" PRIu64 " after the quarantine records",
+                 rec->seq);
+        return 1;
+    }
+    if (read_check_one(&c->rc, rec) != 0) {
+        cq_strlcpy(c->why, c->rc.why, sizeof(c->why));
+        return 1;
+    }
+    return 0;
+}
+
+/* A cut was made (allowed): every acknowledged record must still be live,
+ * the evidence in a bundle, and no seq used twice. */
+static bool check_cut(const char *root, const char *dir, uint64_t acked,
+                      const struct dir_runs *runs, struct dir_check *out, char *why,
+                      size_t why_len)
+{
+    char bundles[PATH_BUF];
+    snprintf(bundles, sizeof(bundles), "%s/bundles", root);
+    if (access(bundles, F_OK) != 0) {
+        snprintf(why, why_len, "corruption reported (%s) but no bundle", out->rec.first_corruption);
+        return false;
+    }
+    if (cq_journal_verify_dir(dir, NULL, &out->rep) < 0 || !out->rep.ok) {
+        snprintf(why, why_len, "verify after the cut: %s", out->rep.problem);
+        return false;
+    }
+    struct cut_check c = {.runs = runs, .rc = {.runs = runs}};
+    struct cq_err err;
+    cq_err_clear(&err);
+    if (cq_journal_read_dir(dir, NULL, 0, cut_check_one, &c, &err) < 0) {
+        snprintf(why, why_len, "read_dir after the cut: %s", err.message);
+        return false;
+    }
+    if (c.why[0] != '\0') {
+        snprintf(why, why_len, "after the cut: %s", c.why);
+        return false;
+    }
+    uint64_t last_good = c.rc.n > 0 ? c.rc.last : out->rec.snapshot_seq;
+    if (last_good < acked) {
+        snprintf(why, why_len,
+                 "the cut (%s) dropped acknowledged records: last kept %" PRIu64
+                 ", acknowledged %" PRIu64,
+                 out->rec.first_corruption, last_good, acked);
+        return false;
+    }
+    if (!c.in_quarantine || c.quarantine_first <= last_good) {
+        snprintf(why, why_len, "quarantine record at seq %" PRIu64 " after %" PRIu64,
+                 c.quarantine_first, last_good);
+        return false;
+    }
+    out->cut = true;
+    out->last_good = last_good;
+    return true;
+}
 
 static char *dump_replay(const char *dir, bool use_snapshot, char *why, size_t why_len)
 {
@@ -490,9 +589,24 @@ static char *dump_replay(const char *dir, bool use_snapshot, char *why, size_t w
  * filesystem, writer not started), then check it offline. acked: every seq
  * <= acked must be present. runs: which seed wrote which seqs (NULL: any).
  * false and why on the first problem. */
+static bool recover_and_check_cut(const char *root, const char *dir, uint64_t acked,
+                                  const struct dir_runs *runs, bool cut_ok, struct dir_check *out,
+                                  char *why, size_t why_len);
+
 static bool recover_and_check(const char *root, const char *dir, uint64_t acked,
                               const struct dir_runs *runs, struct dir_check *out, char *why,
                               size_t why_len)
+{
+    return recover_and_check_cut(root, dir, acked, runs, false, out, why, why_len);
+}
+
+/* cut_ok: recovery may report corruption and cut (a power loss that wrote
+ * pages back out of order leaves a hole with intact records after it,
+ * which recovery cannot tell from damage), provided every acknowledged
+ * record stays live (check_cut). */
+static bool recover_and_check_cut(const char *root, const char *dir, uint64_t acked,
+                                  const struct dir_runs *runs, bool cut_ok, struct dir_check *out,
+                                  char *why, size_t why_len)
 {
     struct cq_err err;
     memset(out, 0, sizeof(*out));
@@ -507,6 +621,9 @@ static bool recover_and_check(const char *root, const char *dir, uint64_t acked,
         return false;
     }
     cq_journal_free(j);
+    if (cut_ok && out->rec.corrupt_segments != 0 && !out->rec.torn_tail_truncated) {
+        return check_cut(root, dir, acked, runs, out, why, why_len);
+    }
     if (out->rec.corrupt_segments != 0 || out->rec.n_quarantined != 0 ||
         out->rec.first_corruption[0] != '\0') {
         snprintf(why, why_len, "recovery found corruption: %u segments, %zu quarantined, \"%s\"",
@@ -1210,8 +1327,11 @@ static bool run_power_loss(const char *root, const struct pl_scenario *s, struct
 
     /* recovery through the real filesystem */
     struct dir_runs runs = {.first_seq = {1}, .seed = {s->seed}, .n = 1};
-    if (!recover_and_check(root, dir, o->acked, &runs, &o->dc, why, why_len)) {
+    if (!recover_and_check_cut(root, dir, o->acked, &runs, true, &o->dc, why, why_len)) {
         return false;
+    }
+    if (o->dc.cut) {
+        return true; /* checked: every acknowledged record live, the evidence kept */
     }
     if (o->dc.rec.last_seq > o->last_appended) {
         snprintf(why, why_len, "recovered seq %" PRIu64 " was never appended (last %" PRIu64 ")",
@@ -1328,7 +1448,7 @@ static void power_loss_campaign(enum fake_fs_loss mode, bool with_off)
 {
     uint64_t n = env_u64("CQ_POWER_LOSS_SEEDS", 40);
     uint64_t base = env_u64("CQ_CRASH_SEED", DEFAULT_SEED);
-    uint64_t lost_unsynced = 0, fired = 0, torn = 0, acked = 0;
+    uint64_t lost_unsynced = 0, fired = 0, torn = 0, acked = 0, cuts = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t seed = base + i * 7919 + (uint64_t)mode * 104729;
         enum cq_journal_fsync policy = with_off     ? CQ_JOURNAL_FSYNC_OFF
@@ -1357,14 +1477,17 @@ static void power_loss_campaign(enum fake_fs_loss mode, bool with_off)
         lost_unsynced += o.unsynced_bytes > 0;
         fired += o.fired;
         torn += o.dc.rec.torn_tail_truncated;
+        cuts += o.dc.cut;
         acked += o.acked;
         rm_rf(root);
     }
     fprintf(stderr,
             "journal_power_loss {\"mode\":\"%s\",\"off\":%s,\"seeds\":%" PRIu64
             ",\"cut_with_unsynced_data\":%" PRIu64 ",\"triggers_fired\":%" PRIu64
-            ",\"torn_tails_truncated\":%" PRIu64 ",\"acked_records\":%" PRIu64 "}\n",
-            loss_names[mode], with_off ? "true" : "false", n, lost_unsynced, fired, torn, acked);
+            ",\"torn_tails_truncated\":%" PRIu64 ",\"cut_as_corrupt\":%" PRIu64
+            ",\"acked_records\":%" PRIu64 "}\n",
+            loss_names[mode], with_off ? "true" : "false", n, lost_unsynced, fired, torn, cuts,
+            acked);
     if (n >= 20) {
         /* the campaign cut the power with something at stake */
         cr_expect_gt(lost_unsynced, 0, "never any unsynced data at the cut");
@@ -1395,6 +1518,346 @@ Test(journal_crash, power_loss_reorder, .timeout = 600)
 Test(journal_crash, power_loss_off_policy, .timeout = 600)
 {
     power_loss_campaign(FAKE_FS_LOSS_PREFIX, true);
+}
+
+/* ---- 2b. damage at rest: zeroed sectors, zeroed length fields, bit flips ------------------- */
+
+enum dmg_kind { DMG_ZERO_SECTOR, DMG_ZERO_LENGTH, DMG_BIT_FLIP };
+static const char *const dmg_names[3] = {"zero-sector", "zero-length", "bit-flip"};
+
+struct dmg_rec {
+    uint32_t segno;
+    uint64_t off;
+    uint32_t len;
+};
+
+struct dmg_outcome {
+    bool cut, untouched, no_effect;
+};
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct stat st;
+    uint8_t *b = NULL;
+    if (fstat(fd, &st) == 0) {
+        b = malloc((size_t)st.st_size + 1);
+        if (b != NULL && pread(fd, b, (size_t)st.st_size, 0) != st.st_size) {
+            free(b);
+            b = NULL;
+        }
+        *len = (size_t)st.st_size;
+    }
+    close(fd);
+    return b;
+}
+
+static bool write_all_file(const char *path, const uint8_t *b, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    bool ok = write(fd, b, len) == (ssize_t)len;
+    close(fd);
+    return ok;
+}
+
+/* The records of a segment file as written (the test's own parse). */
+static size_t parse_records(const uint8_t *b, size_t n, uint32_t segno, struct dmg_rec *out,
+                            size_t max)
+{
+    size_t k = 0;
+    for (uint64_t off = CQJ_SEG_HDR_BYTES; off + CQJ_REC_HDR_BYTES <= n && k < max;) {
+        uint32_t len = cqj_get32(b + off);
+        if (len < CQJ_REC_MIN_BYTES || off + len > n) {
+            break;
+        }
+        out[k].segno = segno;
+        out[k].off = off;
+        out[k].len = len;
+        k++;
+        off += len;
+    }
+    return k;
+}
+
+struct seen_ctx {
+    uint64_t n_acked;
+    uint8_t *live;     /* live[seq] = 1 when an intact child record seq is readable */
+    uint64_t bad_seq;  /* a record that is not the child's, or reuses a seq */
+    char why[256];
+};
+
+static int seen_one(void *vctx, const struct cq_journal_record *rec)
+{
+    struct seen_ctx *c = vctx;
+    if (rec->type == CQ_REC_QUARANTINE) {
+        if (rec->seq <= c->n_acked) {
+            c->bad_seq = rec->seq;
+            snprintf(c->why, sizeof(c->why), "a quarantine record reuses seq %" PRIu64, rec->seq);
+            return 1;
+        }
+        return 0;
+    }
+    uint64_t seed = 0;
+    char why[256];
+    if (rec->seq > c->n_acked || !jc_check(rec, &seed, why, sizeof(why))) {
+        c->bad_seq = rec->seq;
+        snprintf(c->why, sizeof(c->why), "live record %" PRIu64 " is not the one appended: %.180s",
+                 rec->seq, rec->seq > c->n_acked ? "never appended" : why);
+        return 1;
+    }
+    c->live[rec->seq] = 1;
+    return 0;
+}
+
+/* One scenario: a journal of acknowledged records, one piece of damage at
+ * rest in a sealed or the active segment, then a restart. Every
+ * acknowledged record must be live afterwards, or the recovery must have
+ * reported corruption with the damaged segment, byte for byte, in the
+ * bundle (or, when a snapshot already summarises the damaged segment,
+ * left every file untouched for verify to report); no torn-tail cut (all
+ * of it was acknowledged) and no seq used twice. */
+static bool run_damage(const char *root, uint64_t seed, struct dmg_outcome *o, char *why,
+                       size_t why_len)
+{
+    char dir[PATH_BUF];
+    struct cq_err err;
+    memset(o, 0, sizeof(*o));
+    snprintf(dir, sizeof(dir), "%s/journal", root);
+    uint64_t rng = jc_mix(seed ^ 0xDA3A6EULL);
+    uint64_t n_acked = 20 + jc_rand(&rng) % 120;
+    bool keep_snapshot = jc_rand(&rng) % 4 == 0;
+    enum dmg_kind kind = (enum dmg_kind)(jc_rand(&rng) % 3);
+    struct cq_journal_options jo = {
+        .dir = dir,
+        .fsync = CQ_JOURNAL_FSYNC_GROUP,
+        .segment_max_bytes = 4096 + jc_rand(&rng) % 60000,
+        .snapshot_every_records = 1000000,
+        .snapshot_every_ms = 3600000,
+        .keep_snapshots = 2,
+    };
+    struct cq_journal_recovery rec;
+    cq_err_clear(&err);
+    struct cq_journal *j = cq_journal_open(&jo, &rec, &err);
+    if (j == NULL || cq_journal_start(j, &err) < 0) {
+        snprintf(why, why_len, "open: %s", err.message);
+        cq_journal_free(j);
+        return false;
+    }
+    for (uint64_t next = 1; next <= n_acked;) {
+        uint64_t b = 1 + jc_rand(&rng) % 8;
+        b = b > n_acked - next + 1 ? n_acked - next + 1 : b;
+        if (append_range(j, seed, next, b) != b ||
+            cq_journal_wait_durable(j, next + b - 1, 10000) != 0) {
+            snprintf(why, why_len, "appending at %" PRIu64, next);
+            (void)!cq_journal_stop(j, NULL);
+            cq_journal_free(j);
+            return false;
+        }
+        next += b;
+    }
+    if (cq_journal_stop(j, &err) < 0) {
+        snprintf(why, why_len, "stop: %s", err.message);
+        cq_journal_free(j);
+        return false;
+    }
+    cq_journal_free(j);
+    struct cq_journal__dirlist l;
+    if (cq_journal__list_dir(dir, &l, &err) < 0 || l.n_segs == 0) {
+        snprintf(why, why_len, "listing %s", dir);
+        cq_journal__dirlist_fini(&l);
+        return false;
+    }
+    if (!keep_snapshot) {
+        for (size_t i = 0; i < l.n_snaps; i++) {
+            char p[PATH_BUF];
+            cq_journal__snap_path(p, sizeof(p), dir, l.snaps[i]);
+            unlink(p);
+        }
+    }
+
+    /* the target: a sealed segment or the active one */
+    bool active = l.n_segs == 1 || jc_rand(&rng) % 2 == 0;
+    uint32_t segno = active ? l.segs[l.n_segs - 1] : l.segs[jc_rand(&rng) % (l.n_segs - 1)];
+    uint32_t last_segno = l.segs[l.n_segs - 1];
+    cq_journal__dirlist_fini(&l);
+    char path[PATH_BUF];
+    cq_journal__seg_path(path, sizeof(path), dir, segno);
+    size_t n = 0;
+    uint8_t *b = read_all(path, &n);
+    static struct dmg_rec recs[4096];
+    size_t nrec = b != NULL ? parse_records(b, n, segno, recs, CQ_ARRAY_LEN(recs)) : 0;
+    if (b == NULL || nrec == 0) {
+        free(b);
+        snprintf(why, why_len, "segment %u has no records", segno);
+        return false;
+    }
+    uint64_t at = 0;
+    if (kind == DMG_ZERO_SECTOR) {
+        /* in the active segment an intact record must follow the sector:
+         * zeros up to the end are what a lost page looks like, and no
+         * reader can tell them from the tail of a crash */
+        uint64_t limit = active ? recs[nrec - 1].off : n;
+        if (limit < CQJ_ZERO_BLOCK) {
+            kind = DMG_BIT_FLIP;
+        } else {
+            at = jc_rand(&rng) % (limit / CQJ_ZERO_BLOCK) * CQJ_ZERO_BLOCK;
+            uint64_t end = at + CQJ_ZERO_BLOCK < n ? at + CQJ_ZERO_BLOCK : n;
+            memset(b + at, 0, (size_t)(end - at));
+        }
+    }
+    if (kind == DMG_ZERO_LENGTH) {
+        at = recs[jc_rand(&rng) % nrec].off;
+        memset(b + at, 0, 4);
+    } else if (kind == DMG_BIT_FLIP) {
+        at = jc_rand(&rng) % n;
+        b[at] ^= (uint8_t)(1u << (jc_rand(&rng) % 8));
+    }
+    bool wrote = write_all_file(path, b, n);
+    if (!wrote) {
+        free(b);
+        snprintf(why, why_len, "rewriting %s", path);
+        return false;
+    }
+    /* every segment as it is now, damaged one included, for the checks */
+    uint8_t *damaged = b;
+    size_t damaged_len = n;
+
+    cq_err_clear(&err);
+    struct cq_journal_options jo2 = {.dir = dir, .fsync = CQ_JOURNAL_FSYNC_GROUP,
+                                     .segment_max_bytes = jo.segment_max_bytes};
+    j = cq_journal_open(&jo2, &rec, &err);
+    if (j == NULL) {
+        snprintf(why, why_len, "%s %s at segment %u offset %" PRIu64 ": open failed: %s",
+                 dmg_names[kind], active ? "active" : "sealed", segno, at, err.message);
+        free(damaged);
+        return false;
+    }
+    cq_journal_free(j);
+    snprintf(why, why_len, "%s in the %s segment %u (last %u) at offset %" PRIu64 ": ",
+             dmg_names[kind], active ? "active" : "sealed", segno, last_segno, at);
+    size_t wl = strlen(why);
+    bool ok = true;
+    if (rec.torn_tail_truncated) {
+        snprintf(why + wl, why_len - wl, "cut as a torn tail (%" PRIu64 " bytes): "
+                 "acknowledged records dropped", rec.torn_bytes);
+        ok = false;
+    }
+    struct seen_ctx sc = {.n_acked = n_acked, .live = calloc(n_acked + 2, 1)};
+    if (ok) {
+        cq_err_clear(&err);
+        int rrc = cq_journal_read_dir(dir, NULL, 0, seen_one, &sc, &err);
+        if (sc.bad_seq != 0) {
+            snprintf(why + wl, why_len - wl, "%s", sc.why);
+            ok = false;
+        } else if (rrc < 0 && rec.corrupt_segments != 0) {
+            snprintf(why + wl, why_len - wl, "read after the cut: %s", err.message);
+            ok = false;
+        }
+    }
+    uint64_t missing = 0, first_missing = 0;
+    for (uint64_t q = 1; ok && q <= n_acked; q++) {
+        if (!sc.live[q]) {
+            first_missing = first_missing == 0 ? q : first_missing;
+            missing++;
+        }
+    }
+    if (ok && missing > 0) {
+        if (rec.corrupt_segments != 0) {
+            /* reported: the damaged segment must be in the bundle as it was */
+            char bundles[PATH_BUF];
+            snprintf(bundles, sizeof(bundles), "%s/bundles", root);
+            DIR *d = opendir(bundles);
+            bool found = false;
+            struct dirent *e;
+            while (d != NULL && (e = readdir(d)) != NULL && !found) {
+                if (strncmp(e->d_name, "journal-corrupt-", 16) != 0) {
+                    continue;
+                }
+                char cp[PATH_BUF + 300];
+                snprintf(cp, sizeof(cp), "%s/%s/seg-%08u.cqj", bundles, e->d_name, segno);
+                size_t cl = 0;
+                uint8_t *copy = read_all(cp, &cl);
+                found = copy != NULL && cl == damaged_len && memcmp(copy, damaged, cl) == 0;
+                free(copy);
+            }
+            if (d != NULL) {
+                closedir(d);
+            }
+            if (!found) {
+                snprintf(why + wl, why_len - wl,
+                         "%" PRIu64 " acknowledged records from %" PRIu64
+                         " cut, but the damaged segment is not in the bundle as it was",
+                         missing, first_missing);
+                ok = false;
+            }
+            o->cut = true;
+        } else {
+            /* not acted on: only allowed when every file is as it was */
+            size_t now_len = 0;
+            uint8_t *now = read_all(path, &now_len);
+            bool same = now != NULL && now_len == damaged_len && memcmp(now, damaged, now_len) == 0;
+            free(now);
+            struct cq_journal_verify_report rep;
+            bool reported = cq_journal_verify_dir(dir, NULL, &rep) == 0 && !rep.ok;
+            if (!same || !reported || !keep_snapshot) {
+                snprintf(why + wl, why_len - wl,
+                         "%" PRIu64 " acknowledged records from %" PRIu64
+                         " gone without a corruption report (file unchanged %d, verify "
+                         "reports it %d)",
+                         missing, first_missing, same, reported);
+                ok = false;
+            }
+            o->untouched = true;
+        }
+    } else if (ok) {
+        o->no_effect = rec.corrupt_segments == 0;
+        o->cut = rec.corrupt_segments != 0;
+    }
+    if (ok && rec.corrupt_segments != 0 && rec.last_seq <= n_acked) {
+        snprintf(why + wl, why_len - wl, "the journal continues at seq %" PRIu64
+                 " after %" PRIu64 " records: a seq would be used twice",
+                 rec.last_seq + 1, n_acked);
+        ok = false;
+    }
+    free(sc.live);
+    free(damaged);
+    return ok;
+}
+
+Test(journal_crash, damage_campaign, .timeout = 600)
+{
+    uint64_t n = env_u64("CQ_DAMAGE_SCENARIOS", 60);
+    uint64_t base = env_u64("CQ_CRASH_SEED", DEFAULT_SEED);
+    uint64_t cuts = 0, untouched = 0, no_effect = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t seed = base + i * 6007 + 17;
+        char root[SUB_MAX], why[1024];
+        snprintf(root, sizeof(root), "%s/dmg-%" PRIu64, tmp_root, i);
+        cr_assert_eq(mkdir(root, 0750), 0, "mkdir %s: %s", root, strerror(errno));
+        struct dmg_outcome o;
+        if (!run_damage(root, seed, &o, why, sizeof(why))) {
+            keep_tmp = true;
+            cr_assert_fail("damage scenario %" PRIu64 " (seed %" PRIu64 ") in %s: %s", i, seed,
+                           root, why);
+        }
+        cuts += o.cut;
+        untouched += o.untouched;
+        no_effect += o.no_effect;
+        rm_rf(root);
+    }
+    fprintf(stderr,
+            "journal_damage {\"scenarios\":%" PRIu64 ",\"cut_and_bundled\":%" PRIu64
+            ",\"left_for_verify\":%" PRIu64 ",\"nothing_lost\":%" PRIu64 "}\n",
+            n, cuts, untouched, no_effect);
+    if (n >= 20) {
+        cr_expect_gt(cuts, 0, "no scenario ever cut anything");
+    }
 }
 
 /* ---- 3. crash points a kill cannot aim at -------------------------------------------------- */
