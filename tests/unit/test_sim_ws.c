@@ -1634,3 +1634,37 @@ Test(sim_ws, subscription_storage_is_freed_when_connections_close)
     }
     cr_assert_eq(sim_ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
 }
+
+Test(sim_ws, trickled_handshake_is_cut_at_its_deadline_from_accept)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)g_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int64_t t0 = now_ms();
+    static const char first[] = "GET /ws/btcusdt@trade HTTP/1.1\r\n";
+    cr_assert_eq(write(fd, first, sizeof first - 1), (ssize_t)(sizeof first - 1));
+    /* one header line every 300 ms: never idle, never finished */
+    bool closed = false;
+    while (!closed && now_ms() - t0 < 15000) {
+        static const char line[] = "X-Slow: 1\r\n";
+        if (send(fd, line, sizeof line - 1, MSG_NOSIGNAL) < 0) {
+            closed = true;
+            break;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 300) > 0) {
+            char buf[256];
+            closed = read(fd, buf, sizeof buf) <= 0;
+        }
+    }
+    int64_t took = now_ms() - t0;
+    cr_assert(closed, "still open after %lld ms", (long long)took);
+    cr_expect_geq(took, 5000 - 100, "closed before the 5 s deadline: %lld ms", (long long)took);
+    cr_expect_lt(took, 12000, "closed %lld ms after accept", (long long)took);
+    close(fd);
+}
