@@ -48,7 +48,12 @@
 #define CQJ_ZERO_BLOCK 512u           /* sector size for the torn-tail rule */
 #define CQJ_ZERO_MIN 16u              /* shortest zero run counted as unwritten */
 #define CQJ_PATH_MAX 4096
-#define CQJ_DIR_MAX 4000u             /* longest journal directory path, bytes */
+/* Longest journal directory path, bytes. Every path made from it fits
+ * CQJ_PATH_MAX and the "%.4000s" bounds in recover.c without a cut: the
+ * bundle directory is at most CQJ_DIR_MAX + 8 ("/bundles") + 40
+ * ("/journal-corrupt-<stamp>-NNN"), and the longest file name added to
+ * any of them is 35 bytes ("/snap-<20 digits>.cqs.invalid"). */
+#define CQJ_DIR_MAX 3800u
 /* Record flags (byte 7). SEQ_SKIP: only on a quarantine record written by
  * recovery's cut: its seq may be more than the previous + 1, because the
  * seqs in between belong to the records cut off into the bundle and are

@@ -472,6 +472,9 @@ static int append_segment(const char *dir, const struct cq_journal_fs *fs, uint3
 
 /* ---- the debug bundle ------------------------------------------------------------------------- */
 
+/* The paths built below are bounded by CQJ_DIR_MAX (journal-int.h): no
+ * snprintf or cq_strlcpy in this file cuts a path. Messages (details,
+ * reasons) are cut at their field's size on purpose. */
 static void parent_dir(const char *dir, char *out, size_t out_len)
 {
     cq_strlcpy(out, dir, out_len);

@@ -630,7 +630,7 @@ static int sync_dirs_once(struct cq_journal *j)
         return 0;
     }
     char parent[CQJ_PATH_MAX];
-    cq_strlcpy(parent, j->dir, sizeof(parent));
+    cq_strlcpy(parent, j->dir, sizeof(parent)); /* bounded: j->dir has the same size */
     size_t n = strlen(parent);
     while (n > 1 && parent[n - 1] == '/') {
         parent[--n] = '\0';
@@ -1218,8 +1218,10 @@ struct cq_journal *cq_journal_open(const struct cq_journal_options *opts,
         cq_err_set(err, CQ_EINVAL, 0, "set the journal directory", "journal: no directory");
         return NULL;
     }
-    if (strlen(opts->dir) > CQJ_PATH_MAX - 64) {
-        cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter path", "journal directory path too long");
+    if (strlen(opts->dir) > CQJ_DIR_MAX) {
+        cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter path",
+                   "journal directory path is %zu bytes, the limit is %u", strlen(opts->dir),
+                   CQJ_DIR_MAX);
         return NULL;
     }
     if ((unsigned)opts->fsync > CQ_JOURNAL_FSYNC_OFF) {
@@ -1232,7 +1234,7 @@ struct cq_journal *cq_journal_open(const struct cq_journal_options *opts,
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "journal");
         return NULL;
     }
-    cq_strlcpy(j->dir, opts->dir, sizeof(j->dir));
+    cq_strlcpy(j->dir, opts->dir, sizeof(j->dir)); /* bounded: ≤ CQJ_DIR_MAX, checked above */
     j->opts = *opts;
     j->opts.dir = j->dir;
     if (j->opts.queue_capacity == 0) {

@@ -2770,3 +2770,61 @@ Test(journal, replay_reports_skipped_snapshots_and_fails_when_one_is_ahead)
     cr_expect_eq(rec.n_quarantined, 1);
     cq_journal_free(j);
 }
+
+/* The journal directory's path limit (CQJ_DIR_MAX, bytes): at the limit
+ * everything works, bundles included; one byte more is refused, never cut. */
+static void long_dir(char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len + 1, "%s/", tmpdir);
+    while (n < len) {
+        size_t part = len - n > 200 ? 200 : len - n;
+        if (len - n > 200 && len - n - 200 < 2) {
+            part = 150; /* never end on a lone "/" */
+        }
+        memset(out + n, 'd', part);
+        n += part;
+        out[n] = '\0';
+        if (n < len) {
+            out[n++] = '/';
+            out[n] = '\0';
+        }
+    }
+}
+
+Test(journal, directory_path_limit_boundary)
+{
+    static char dir[CQJ_DIR_MAX + 2];
+    long_dir(dir, CQJ_DIR_MAX);
+    cr_assert_eq(strlen(dir), CQJ_DIR_MAX);
+    struct cq_journal_options o = opts_default();
+    o.dir = dir;
+    struct cq_journal_recovery rec;
+    struct cq_journal *j = open_j(&o, &rec);
+    start_j(j);
+    app(j, CQ_REC_NOTE, "ops", "at the limit");
+    stop_j(j);
+    cq_journal_free(j);
+    struct cq_journal_verify_report rep;
+    cr_assert_eq(cq_journal_verify_dir(dir, NULL, &rep), 0);
+    cr_expect(rep.ok, "%s", rep.problem);
+    /* damage it: the bundle path (the longest one made) must not be cut */
+    char p[CQJ_PATH_MAX];
+    cq_journal__seg_path(p, sizeof(p), dir, 1);
+    flip_byte(p, CQJ_SEG_HDR_BYTES + CQJ_REC_HDR_BYTES + 5, 0x01);
+    j = open_j(&o, &rec);
+    cr_expect_eq(rec.corrupt_segments, 1);
+    cq_journal_free(j);
+    cr_assert_eq(cq_journal_verify_dir(dir, NULL, &rep), 0);
+    cr_expect(rep.ok, "%s", rep.problem);
+
+    static char over[CQJ_DIR_MAX + 3];
+    long_dir(over, CQJ_DIR_MAX + 1);
+    cr_assert_eq(strlen(over), CQJ_DIR_MAX + 1);
+    o.dir = over;
+    struct cq_err err;
+    cq_err_clear(&err);
+    cr_expect_null(cq_journal_open(&o, &rec, &err));
+    cr_expect_eq(err.code, CQ_ETOOBIG);
+    cr_expect_not_null(strstr(err.message, "3800"), "%s", err.message);
+    cr_expect_lt(cq_journal_verify_dir(over, NULL, &rep), 0);
+}
