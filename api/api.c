@@ -51,7 +51,8 @@
  *   - a NUL in the percent-decoded path (%00) gets 400: libmicrohttpd would
  *     hand us the path cut at the NUL. Seen in the raw request target
  *     (MHD_OPTION_URI_LOG_CALLBACK, which also allocates the per-request
- *     state).
+ *     state). A NUL inside a header name or value gets 400 too
+ *     (header_has_nul).
  *
  * libmicrohttpd's own messages go to cq_log as event "mhd_error", rate
  * limited like the other noisy events (with the suppressed count) and
@@ -517,6 +518,103 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     }
 }
 
+/* A NUL inside a header name or value. libmicrohttpd up to 0.9.77 keeps
+ * the request head in its read buffer as C strings, so a NUL cuts a value
+ * silently ("Authorization: Bearer <token>\0junk" would read as the token
+ * alone). In that layout a value is followed by its line end (CR LF or LF,
+ * overwritten with NULs), then by the next header's name; the last value by
+ * its line end and the empty line that ends the head. So a value is whole
+ * when the distance from its terminating NUL to the next name is at most 2
+ * (to the end of the head: at most twice the longest line end seen, on the
+ * request line or between headers).
+ * Only pointers are compared, nothing is read; a value found outside the
+ * head as read (moved: a folded line) is not judged. Not caught: a NUL
+ * right before a line end (it cuts nothing). From 1.0 on value_size is
+ * the real length, which the first test catches. */
+#define MHD_HEADS_IN_PLACE (MHD_VERSION < 0x00097800)
+
+struct nul_scan {
+    uintptr_t head_start, head_end; /* the request head as read */
+    uintptr_t version_end;          /* end of the request line's HTTP version */
+    uintptr_t line_end_bytes;       /* longest line end seen: 1 (LF) or 2 (CR LF) */
+    const char *prev_value;
+    size_t prev_len;
+    bool found;
+};
+
+static bool in_head(const struct nul_scan *ns, uintptr_t p)
+{
+    return p >= ns->head_start && p < ns->head_end;
+}
+
+static bool value_whole(const struct nul_scan *ns, const char *v, size_t len, const char *next_key)
+{
+    uintptr_t end = (uintptr_t)v + len; /* its terminating NUL */
+    if (!in_head(ns, (uintptr_t)v) || !in_head(ns, end)) {
+        return true; /* not where the head was read: cannot tell */
+    }
+    if (next_key != NULL) {
+        uintptr_t next = (uintptr_t)next_key;
+        if (!in_head(ns, next) || next <= end) {
+            return true;
+        }
+        return next - end <= 2;
+    }
+    /* the last value: its line end, then the empty line */
+    return ns->head_end - end <= 2 * ns->line_end_bytes;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct nul_scan *ns = cls;
+    CQ_UNUSED(kind);
+    if ((key != NULL && strlen(key) != key_size) ||
+        (value != NULL && strlen(value) != value_size)) {
+        ns->found = true;
+        return MHD_NO;
+    }
+    if (MHD_HEADS_IN_PLACE && ns->prev_value == NULL && key != NULL && ns->version_end != 0 &&
+        in_head(ns, (uintptr_t)key) && (uintptr_t)key > ns->version_end) {
+        uintptr_t gap = (uintptr_t)key - ns->version_end;
+        ns->line_end_bytes = gap == 1 ? 1 : 2;
+    }
+    if (MHD_HEADS_IN_PLACE && ns->prev_value != NULL) {
+        if (!value_whole(ns, ns->prev_value, ns->prev_len, key)) {
+            ns->found = true;
+            return MHD_NO;
+        }
+        uintptr_t gap = (uintptr_t)key - ((uintptr_t)ns->prev_value + ns->prev_len);
+        if (gap == 2) {
+            ns->line_end_bytes = 2;
+        }
+    }
+    ns->prev_value = value;
+    ns->prev_len = value != NULL ? value_size : 0;
+    return MHD_YES;
+}
+
+static bool header_has_nul(struct MHD_Connection *connection, const char *method,
+                           const char *version)
+{
+    const union MHD_ConnectionInfo *hs =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    struct nul_scan ns = {
+        .head_start = (uintptr_t)method,
+        .head_end = (uintptr_t)method + (hs != NULL ? hs->header_size : 0),
+        .line_end_bytes = 2, /* unless the request line shows LF */
+    };
+    if (version != NULL && version[0] != '\0') {
+        ns.version_end = (uintptr_t)version + strlen(version);
+    }
+    (void)MHD_get_connection_values_n(connection, MHD_HEADER_KIND, scan_header, &ns);
+    if (!ns.found && MHD_HEADS_IN_PLACE && ns.prev_value != NULL &&
+        !value_whole(&ns, ns.prev_value, ns.prev_len, NULL)) {
+        ns.found = true;
+    }
+    return ns.found;
+}
+
 /* Transfer-Encoding: only "chunked" (libmicrohttpd decodes it). Anything
  * else leaves the body's end unknown: the request would wait for the idle
  * timeout. */
@@ -599,7 +697,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 {
     struct cq_api *api = cls;
     struct http_request *st = *con_cls;
-    CQ_UNUSED(version);
     CQ_UNUSED(upload_data);
 
     if (st == NULL) {
@@ -617,6 +714,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         }
         const char *te = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (st->malformed == NULL && header_has_nul(connection, method, version)) {
+            st->malformed = "a header holds a NUL byte; header values are text";
+        }
         if (st->malformed == NULL && !transfer_encoding_ok(te)) {
             st->malformed = "the request has a Transfer-Encoding other than chunked; its body's "
                             "end cannot be found (send Content-Length or "

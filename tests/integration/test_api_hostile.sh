@@ -176,6 +176,13 @@ else
   not_ok "/health%00xyz gets 400" "status=$RAW_STATUS" "$RAW"
 fi
 
+raw "GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer $TOKEN\0junk\r\nConnection: close\r\n\r\n"
+if [ "$RAW_STATUS" = 400 ]; then
+  ok "a NUL inside a header value (after the token) gets 400"
+else
+  not_ok "a NUL inside a header value (after the token) gets 400" "status=$RAW_STATUS" "$RAW"
+fi
+
 raw 'POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n' 8
 if [ "$RAW_STATUS" = 400 ] && [ "$RAW_MS" -lt 5000 ]; then
   ok "Transfer-Encoding: gzip gets 400 and the connection is closed ($RAW_MS ms)"

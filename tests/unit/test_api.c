@@ -1515,11 +1515,11 @@ static void send_all(int fd, const char *s)
 
 /* Send `bytes` on a new connection and read until the server closes it or
  * timeout_ms pass. *closed: the server closed it. */
-static size_t raw_exchange(const char *addr, const char *bytes, char *out, size_t out_size,
-                           int timeout_ms, bool *closed)
+static size_t raw_exchange_n(const char *addr, const char *bytes, size_t len, char *out,
+                             size_t out_size, int timeout_ms, bool *closed)
 {
     int fd = connect_to(addr);
-    send_all(fd, bytes);
+    cr_assert_eq(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len, "send: %s", strerror(errno));
     size_t got = 0;
     *closed = false;
     int64_t deadline = now_ms() + timeout_ms;
@@ -1542,6 +1542,12 @@ static size_t raw_exchange(const char *addr, const char *bytes, char *out, size_
     out[got] = '\0';
     close(fd);
     return got;
+}
+
+static size_t raw_exchange(const char *addr, const char *bytes, char *out, size_t out_size,
+                           int timeout_ms, bool *closed)
+{
+    return raw_exchange_n(addr, bytes, strlen(bytes), out, out_size, timeout_ms, closed);
 }
 
 /* Connections over the pool take the reserve; a reserve connection whose
@@ -1676,6 +1682,53 @@ Test(api, nul_in_the_path_is_400_over_the_wire)
                  sizeof(out), 3000, &closed);
     cr_assert_eq(strncmp(out, "HTTP/1.1 200", 12), 0, "the query string is not the path: %s",
                  out);
+}
+
+/* Issue 17.smaller: a NUL inside a header value cut it silently: a token
+ * followed by NUL and junk was accepted. Now 400, wherever the header is;
+ * requests with bare LF line ends (no NUL) are still answered. */
+Test(api, nul_in_a_header_value_is_400_over_the_wire)
+{
+    publish_all(CQ_HEALTH_OK, true);
+    start_or_fail(api);
+    const char *addr = cq_api_address(api);
+    static const char with_token[] = "GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     "Authorization: Bearer " TOKEN "\0junk\r\nX-After: 1\r\n\r\n";
+    static const char last[] = "GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Authorization: Bearer " TOKEN "\0junk\r\n\r\n";
+    static const char bare_lf[] = "GET /health HTTP/1.1\nHost: 127.0.0.1\nX-A: a\0b\nX-B: c\n\n";
+    static const char bare_lf_last[] = "GET /health HTTP/1.1\nHost: 127.0.0.1\nX-A: a\0b\n\n";
+    static const char empty_value[] = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-E: \0\r\n\r\n";
+    struct {
+        const char *bytes;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {with_token, sizeof(with_token) - 1, "HTTP/1.1 400"},
+        {last, sizeof(last) - 1, "HTTP/1.1 400"},
+        {bare_lf, sizeof(bare_lf) - 1, "HTTP/1.1 400"},
+        {bare_lf_last, sizeof(bare_lf_last) - 1, "HTTP/1.1 400"},
+        {empty_value, sizeof(empty_value) - 1, "HTTP/1.1 400"},
+        /* no NUL: answered, whatever the line ends */
+        {"GET /health HTTP/1.1\nHost: 127.0.0.1\nX-A: a\nX-B:\n\n", 0, "HTTP/1.1 200"},
+        {"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:   \r\nX-B: b  \r\n\r\n", 0,
+         "HTTP/1.1 200"},
+        {"GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
+         0, "HTTP/1.1 200"},
+        {"GET /health HTTP/1.1\r\nHost: 127.0.0.1\nX-A: a\n\n", 0, "HTTP/1.1 200"},
+        {"GET /health HTTP/1.1\nHost: 127.0.0.1\r\nX-A: a\r\n\r\n", 0, "HTTP/1.1 200"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
+        char out[8192];
+        bool closed;
+        size_t len = cases[i].len > 0 ? cases[i].len : strlen(cases[i].bytes);
+        raw_exchange_n(addr, cases[i].bytes, len, out, sizeof(out), 3000, &closed);
+        cr_assert_eq(strncmp(out, cases[i].want, 12), 0, "case %zu: want %s, got: %.200s", i,
+                     cases[i].want, out);
+        if (strcmp(cases[i].want, "HTTP/1.1 400") == 0) {
+            cr_assert_not_null(strstr(out, "NUL"), "case %zu: %s", i, out);
+        }
+    }
 }
 
 /* Issue 17.smaller: "Transfer-Encoding: gzip" without chunked left the
