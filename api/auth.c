@@ -159,10 +159,19 @@ static int token_create(const char *path, char *token_out, size_t token_len, str
     return 0;
 }
 
+/* path, or "the file named above" when path would not fit a hint whole
+ * (a cut path names another file; the error message names it whole). */
+static const char *path_for_hint(const char *path, size_t max_bytes)
+{
+    return strlen(path) <= max_bytes ? path : "the file named above";
+}
+
 /* -CQ_ENOTFOUND when path does not exist. */
 static int token_load(const char *path, char *token_out, size_t token_len, struct cq_err *err)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted here must not block the start (fstat below
+     * refuses anything but a regular file). */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT) {
@@ -189,10 +198,17 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
         return cq_err_set(err, CQ_EPERM, 0, "remove it so a token file can be created",
                           "%s is not a regular file", path);
     }
+    /* Another user's file in a shared data directory is not our token. */
+    int own_rc = cq_fs_check_owned(path, &st, false, err);
+    if (own_rc < 0) {
+        close(fd);
+        return own_rc;
+    }
     if ((st.st_mode & 077) != 0) {
         char hint[CQ_ERR_HINT_MAX];
         close(fd);
-        snprintf(hint, sizeof(hint), "chmod 600 %.200s", path);
+        /* fits: "chmod 600 " + at most 200 bytes < CQ_ERR_HINT_MAX */
+        snprintf(hint, sizeof(hint), "chmod 600 %.200s", path_for_hint(path, 200));
         return cq_err_set(err, CQ_EPERM, 0, hint,
                           "%s is accessible by group or others (mode %04o); the admin "
                           "token must be private to its owner",
@@ -228,11 +244,12 @@ static int token_load(const char *path, char *token_out, size_t token_len, struc
     }
     close(fd);
 
+    /* fits: 7 + at most 120 + 100 fixed bytes + two 3-digit numbers < 256 */
     char fix[CQ_ERR_HINT_MAX];
     snprintf(fix, sizeof(fix),
              "delete %.120s to have a new token generated, or write one token of %d to %d "
              "printable characters (no spaces) into it",
-             path, CQ_API_TOKEN_MIN, CQ_API_TOKEN_MAX);
+             path_for_hint(path, 120), CQ_API_TOKEN_MIN, CQ_API_TOKEN_MAX);
 
     /* One token, optionally surrounded by whitespace (a trailing newline). */
     size_t start = 0, end = got;

@@ -17,8 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <openssl/crypto.h>
 
 #include "cq/config.h"
+#include "cq/fs.h"
 #include "cq/indicators.h"
 #include "cq/journal.h"
 #include "cq/supervisor.h"
@@ -96,17 +101,124 @@ static int cmd_config(int argc, char **argv)
     if (parse_config_flag(argc, argv, 3, &path) < 0) {
         return EXIT_CONFIG;
     }
-    static struct cq_config_report report;
-    struct cq_config *cfg = load_or_report(path, &report);
+    struct cq_config_report *report = calloc(1, sizeof(*report)); /* large: not on the stack */
+    if (report == NULL) {
+        fprintf(stderr, "coinquantd: out of memory\n");
+        return 1;
+    }
+    struct cq_config *cfg = load_or_report(path, report);
     if (cfg == NULL) {
+        free(report);
         return EXIT_CONFIG;
     }
-    if (report.n_warnings > 0) {
-        cq_config_report_print(&report, stderr);
+    if (report->n_warnings > 0) {
+        cq_config_report_print(report, stderr);
     }
+    free(report);
     cq_config_print(cfg, stdout);
     cq_config_unref(cfg);
     return 0;
+}
+
+/* Secrets leave the environment once loaded (issue 9.10): otherwise they
+ * stay readable in /proc/PID/environ for the whole run and are inherited
+ * by children. Each secret key's first "KEY=VALUE" entry is copied into a
+ * secret buffer (for SIGHUP reloads, which see the same secrets), the
+ * variable is unset, and the original bytes, which /proc/PID/environ shows
+ * whatever environ points to, are wiped. Before any thread starts. */
+struct secret_env {
+    struct cq_secret_buf *buf;              /* owned: the saved entries */
+    char *entries[CQ_CFG__COUNT + 1];       /* into buf; NULL-terminated */
+};
+
+static int scrub_secret_env(struct secret_env *se)
+{
+    size_t n_keys = 0;
+    const struct cq_config_key *keys = cq_config_keys(&n_keys);
+    size_t n_env = 0;
+    while (environ != NULL && environ[n_env] != NULL) {
+        n_env++;
+    }
+    char **doomed = calloc(n_env + 1, sizeof(*doomed)); /* every secret entry, to wipe */
+    if (doomed == NULL) {
+        return -CQ_ENOMEM;
+    }
+    const char *first[CQ_CFG__COUNT] = {NULL};
+    size_t n_doomed = 0, total = 0;
+    for (size_t e = 0; e < n_env; e++) {
+        for (size_t k = 0; k < n_keys; k++) {
+            size_t len = strlen(keys[k].name);
+            if (keys[k].secret && strncmp(environ[e], keys[k].name, len) == 0 &&
+                environ[e][len] == '=') {
+                doomed[n_doomed++] = environ[e];
+                if (first[k] == NULL) { /* the one getenv() and the config load use */
+                    first[k] = environ[e];
+                    total += strlen(environ[e]) + 1;
+                }
+                break;
+            }
+        }
+    }
+    if (total > 0) {
+        se->buf = cq_secret_buf_new(total);
+        if (se->buf == NULL) {
+            free(doomed);
+            return -CQ_ENOMEM;
+        }
+        size_t used = 0, n = 0;
+        for (size_t k = 0; k < n_keys; k++) {
+            if (first[k] != NULL) {
+                size_t len = strlen(first[k]) + 1;
+                memcpy(se->buf->data + used, first[k], len); /* total counted every len */
+                se->entries[n++] = se->buf->data + used;
+                used += len;
+            }
+        }
+    }
+    for (size_t k = 0; k < n_keys; k++) {
+        if (keys[k].secret) {
+            (void)unsetenv(keys[k].name);
+        }
+    }
+    for (size_t i = 0; i < n_doomed; i++) {
+        OPENSSL_cleanse(doomed[i], strlen(doomed[i]));
+    }
+    free(doomed);
+    return 0;
+}
+
+/* No core dumps unless CQ_ALLOW_CORE_DUMPS=on: a core file would hold the
+ * API secret. The supervisor logs the resulting state (core_dumps). */
+static int disable_core_dumps(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0) {
+        return -1;
+    }
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : -1;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CQ_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CQ_SANITIZED 1
+#endif
+#endif
+#ifndef CQ_SANITIZED
+#define CQ_SANITIZED 0
+#endif
+
+/* LeakSanitizer's check at exit ptrace()s the process, which a
+ * non-dumpable process refuses to an unprivileged tracer (LSan then fails
+ * the run). Sanitizer builds become dumpable again on the way out, once
+ * every secret is wiped; RLIMIT_CORE stays 0, so still no core file. */
+static int exit_code(int code)
+{
+    if (CQ_SANITIZED) {
+        (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    }
+    return code;
 }
 
 /* One line naming the problem (err's message names the file), then the
@@ -238,10 +350,29 @@ int main(int argc, char **argv)
     if (parse_config_flag(argc, argv, 1, &path) < 0) {
         return EXIT_CONFIG;
     }
-    static struct cq_config_report report;
-    struct cq_config *cfg = load_or_report(path, &report);
+    struct cq_config_report *report = calloc(1, sizeof(*report)); /* large: not on the stack */
+    if (report == NULL) {
+        fprintf(stderr, "coinquantd: out of memory\n");
+        return 1;
+    }
+    struct cq_config *cfg = load_or_report(path, report);
     if (cfg == NULL) {
+        free(report);
         return EXIT_CONFIG;
+    }
+    if (!cq_config_onoff(cfg, CQ_CFG_ALLOW_CORE_DUMPS) && disable_core_dumps() != 0) {
+        perror("coinquantd: cannot disable core dumps (set CQ_ALLOW_CORE_DUMPS=on to go on "
+               "without)");
+        cq_config_unref(cfg);
+        free(report);
+        return 1;
+    }
+    struct secret_env se = {.buf = NULL};
+    if (scrub_secret_env(&se) < 0) {
+        fprintf(stderr, "coinquantd: out of memory\n");
+        cq_config_unref(cfg);
+        free(report);
+        return exit_code(1);
     }
 
     /* Before any thread exists: every thread inherits this mask, and only
@@ -257,14 +388,19 @@ int main(int argc, char **argv)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "coinquantd: libcurl failed to initialise\n");
         cq_config_unref(cfg);
-        return 1;
+        cq_secret_buf_free(se.buf);
+        free(report);
+        return exit_code(1);
     }
     struct cq_supervisor_options so = {
         .config_path = path,
         .envp = environ,
-        .startup_report = &report,
+        .secret_envp = se.entries,
+        .startup_report = report,
     };
     int code = cq_supervisor_run(cfg, &so);
     curl_global_cleanup();
-    return code;
+    cq_secret_buf_free(se.buf); /* wiped */
+    free(report);
+    return exit_code(code);
 }

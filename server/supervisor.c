@@ -16,6 +16,14 @@
  * kill the daemon while the exchange lives on); testnet and live use
  * Binance's URLs. The choice is logged as venue_selected.
  *
+ * Embedded simulator credentials: per run, random (RAND_bytes) API key,
+ * API secret and /_sim/ control token, kept in one secret buffer (not in
+ * core dumps, wiped at exit). The venue client signs with them; configured
+ * BINANCE_API_* keys are never used against it (paper_keys_ignored says so,
+ * without values). The control token is written to
+ * DATA_DIR/sim-control.token (0600) for drills and tests, and removed at
+ * stop.
+ *
  * Start: feeder -> ARES -> trader. Each is started when the previous one is
  * ready or when CQ_SUPERVISOR_START_WAIT_MS has passed (logged as
  * start_wait_timeout: the later services then start anyway, because each
@@ -46,7 +54,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "cq/api.h"
 #include "cq/ares.h"
@@ -66,6 +79,17 @@
 
 #define TICK_MS 100
 #define HEALTH_WRITE_MS 1000
+#define SIM_BALANCES_MAX 64      /* CQ_SIM_BALANCES entries (the config rule's limit) */
+#define PAPER_CRED_RANDOM_BYTES 32 /* per generated credential: 64 hex characters */
+#define PAPER_CRED_LEN (2 * PAPER_CRED_RANDOM_BYTES + 1)
+#define SIM_CONTROL_TOKEN_FILE "sim-control.token"
+
+/* The embedded simulator's per-run credentials, in a struct cq_secret_buf. */
+struct paper_creds {
+    char api_key[PAPER_CRED_LEN];
+    char api_secret[PAPER_CRED_LEN];
+    char control_token[PAPER_CRED_LEN];
+};
 
 enum { STAGE_FEEDER, STAGE_ARES, STAGE_TRADER, STAGE__COUNT };
 
@@ -85,16 +109,20 @@ struct supervisor {
     struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
     char venue_rest_url[600];          /* where the feeder and trader connect */
     char venue_ws_url[600];
-    const char *venue_api_key;         /* borrowed (config or simulator default); NULL = none */
+    const char *venue_api_key;         /* borrowed (config, paper_creds or simulator default);
+                                          NULL = none */
     const char *venue_api_secret;
+    struct cq_secret_buf *paper_creds; /* owned: struct paper_creds, embedded simulator only */
+    struct cq_sim_balance sim_balances[SIM_BALANCES_MAX];
+    char sim_token_path[1200];         /* DATA_DIR/sim-control.token once written, else "" */
     struct cq_spsc to_ares;            /* feeder -> ARES: struct cq_market_event */
     struct cq_spsc to_trader;          /* feeder -> trader: struct cq_user_event */
     struct cq_spsc signals;            /* ARES -> trader: struct cq_signal */
     bool rings_ready;
     pthread_t log_thread;
     bool log_thread_running;
-    char data_dir[1024];
-    char health_dir[1100];
+    char data_dir[1025];               /* CQ_DATA_DIR: at most 1024 bytes (config rule) */
+    char health_dir[1100];             /* data_dir + "/health": bounded */
     struct cq_log_ratelimit health_write_rl;
 };
 
@@ -112,7 +140,7 @@ static int open_logs(struct supervisor *sv, const struct cq_config *cfg, struct 
         level = CQ_LOG_INFO; /* unreachable: config validation checked it */
     }
     char log_dir[1100];
-    snprintf(log_dir, sizeof(log_dir), "%s/logs", sv->data_dir);
+    snprintf(log_dir, sizeof(log_dir), "%s/logs", sv->data_dir); /* bounded: data_dir <= 1024 */
     struct cq_log_options lo = {
         .dir = log_dir,
         .to_stderr = true,
@@ -154,7 +182,10 @@ static int resolve_token(struct supervisor *sv, const struct cq_config *cfg, cha
                          size_t token_len, struct cq_err *err)
 {
     if (cq_config_is_set(cfg, CQ_CFG_ADMIN_TOKEN)) {
-        cq_strlcpy(token, cq_config_str(cfg, CQ_CFG_ADMIN_TOKEN), token_len);
+        /* fits: the config rule bounds the token to 256 characters */
+        if (cq_strlcpy(token, cq_config_str(cfg, CQ_CFG_ADMIN_TOKEN), token_len) >= token_len) {
+            return cq_err_set(err, CQ_ETOOBIG, 0, NULL, "CQ_ADMIN_TOKEN does not fit its buffer");
+        }
         cq_log_info("api", "admin_token", json_pack("{s:s}", "source", "CQ_ADMIN_TOKEN"),
                     "admin API token from CQ_ADMIN_TOKEN");
         return 0;
@@ -166,7 +197,7 @@ static int resolve_token(struct supervisor *sv, const struct cq_config *cfg, cha
     }
     cq_log_add_secret(token);
     char path[1200];
-    snprintf(path, sizeof(path), "%s/admin.token", sv->data_dir);
+    snprintf(path, sizeof(path), "%s/admin.token", sv->data_dir); /* bounded: data_dir <= 1024 */
     cq_log_info("api", created ? "admin_token_created" : "admin_token_loaded",
                 json_pack("{s:s}", "path", path),
                 "admin API token %s %s (send it as Authorization: Bearer <token>)",
@@ -203,6 +234,7 @@ static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct 
         return rc;
     }
     char detail[CQ_HEALTH_DETAIL_MAX];
+    /* an address is at most [v6]:port, far below CQ_HEALTH_DETAIL_MAX */
     snprintf(detail, sizeof(detail), "listening on %s", cq_api_address(sv->api));
     cq_health_publish(sv->board, CQ_SVC_API, CQ_HEALTH_OK, true, "", detail,
                       json_pack("{s:s}", "address", cq_api_address(sv->api)));
@@ -216,7 +248,7 @@ static void journal_config(struct supervisor *sv, const struct cq_config *cfg, c
     if (sv->journal == NULL) {
         return;
     }
-    char text[256];
+    char text[256]; /* bounded: a 12-character hash, a mode name, "start"/"reload" */
     int n = snprintf(text, sizeof(text), "{\"config_hash\":\"%s\",\"mode\":\"%s\",\"why\":\"%s\"}",
                      cq_config_hash(cfg), cq_mode_name(cq_config_mode(cfg)), why);
     uint64_t seq = 0;
@@ -232,7 +264,7 @@ static void journal_config(struct supervisor *sv, const struct cq_config *cfg, c
 static int open_journal(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
 {
     char dir[1100];
-    snprintf(dir, sizeof(dir), "%s/journal", sv->data_dir);
+    snprintf(dir, sizeof(dir), "%s/journal", sv->data_dir); /* bounded: data_dir <= 1024 */
     const char *policy = cq_config_str(cfg, CQ_CFG_JOURNAL_FSYNC); /* validated */
     enum cq_journal_fsync fsync_policy = strcmp(policy, "always") == 0 ? CQ_JOURNAL_FSYNC_ALWAYS
                                          : strcmp(policy, "off") == 0  ? CQ_JOURNAL_FSYNC_OFF
@@ -271,6 +303,139 @@ static int open_journal(struct supervisor *sv, const struct cq_config *cfg, stru
     return 0;
 }
 
+/* 2 * PAPER_CRED_RANDOM_BYTES hex characters of RAND_bytes into out
+ * (PAPER_CRED_LEN bytes). */
+static int random_hex(char out[PAPER_CRED_LEN], struct cq_err *err)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[PAPER_CRED_RANDOM_BYTES];
+    if (RAND_bytes(raw, (int)sizeof(raw)) != 1) {
+        return cq_err_set(err, CQ_EIO, 0, "check the system's entropy source (getrandom)",
+                          "cannot generate the paper-mode credentials: RAND_bytes failed");
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 0x0f];
+    }
+    out[2 * sizeof(raw)] = '\0';
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
+}
+
+/* Generate the embedded simulator's per-run credentials and write the
+ * control token to DATA_DIR/sim-control.token (0600, atomically). */
+static int make_paper_creds(struct supervisor *sv, const struct cq_config *cfg,
+                            struct paper_creds **out, struct cq_err *err)
+{
+    sv->paper_creds = cq_secret_buf_new(sizeof(struct paper_creds));
+    if (sv->paper_creds == NULL) {
+        return cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the paper-mode credentials");
+    }
+    struct paper_creds *pc = (struct paper_creds *)(void *)sv->paper_creds->data;
+    int rc = random_hex(pc->api_key, err);
+    if (rc == 0) {
+        rc = random_hex(pc->api_secret, err);
+    }
+    if (rc == 0) {
+        rc = random_hex(pc->control_token, err);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    cq_log_add_secret(pc->api_secret);
+    cq_log_add_secret(pc->control_token);
+    if (cq_config_is_set(cfg, CQ_CFG_BINANCE_API_KEY) ||
+        cq_config_is_set(cfg, CQ_CFG_BINANCE_API_SECRET)) {
+        cq_log_warn("supervisor", "paper_keys_ignored",
+                    json_pack("{s:[s,s]}", "keys", "BINANCE_API_KEY", "BINANCE_API_SECRET"),
+                    "paper mode with the embedded simulator: BINANCE_API_KEY/BINANCE_API_SECRET "
+                    "are set but not used; the simulator and the venue client use generated "
+                    "per-run credentials");
+    }
+    char path[sizeof(sv->sim_token_path)];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", sv->data_dir, SIM_CONTROL_TOKEN_FILE) >=
+        sizeof(path)) {
+        return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter CQ_DATA_DIR",
+                          "data directory path too long for %s", SIM_CONTROL_TOKEN_FILE);
+    }
+    char line[PAPER_CRED_LEN + 1];
+    /* bounded: the token is PAPER_CRED_LEN - 1 characters */
+    int n = snprintf(line, sizeof(line), "%s\n", pc->control_token);
+    rc = cq_fs_write_atomic(path, line, (size_t)n, 0600, 1, err);
+    OPENSSL_cleanse(line, sizeof(line));
+    if (rc < 0) {
+        return rc;
+    }
+    memcpy(sv->sim_token_path, path, sizeof(path));
+    cq_log_info("supervisor", "sim_control_token_written", json_pack("{s:s}", "path", path),
+                "embedded simulator's /_sim/ control token written to %s (send it as "
+                "Authorization: Bearer <token>)",
+                path);
+    *out = pc;
+    return 0;
+}
+
+/* Paper mode without CQ_EXCHANGE_*_URL: start coinquant-simex in-process on
+ * ephemeral loopback ports, with per-run credentials. */
+static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
+{
+    struct paper_creds *pc = NULL;
+    int rc = make_paper_creds(sv, cfg, &pc, err);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t n_balances = 0;
+    rc = cq_sim_parse_balances(cq_config_str(cfg, CQ_CFG_SIM_BALANCES), sv->sim_balances,
+                               CQ_ARRAY_LEN(sv->sim_balances), &n_balances, err);
+    if (rc < 0) {
+        return rc;
+    }
+    const char *const *symbols = NULL;
+    size_t n_symbols = cq_config_symbols(cfg, &symbols);
+    const char *speed = cq_config_str(cfg, CQ_CFG_SIM_SPEED);
+    struct cq_sim_options so = {
+        .bind = "127.0.0.1",
+        .symbols = symbols,
+        .n_symbols = n_symbols,
+        .data_path = cq_config_is_set(cfg, CQ_CFG_SIM_DATA) ? cq_config_str(cfg, CQ_CFG_SIM_DATA)
+                                                          : NULL,
+        .speed_max = strcmp(speed, "max") == 0,
+        .speed = 1,
+        .seed = (uint64_t)cq_config_int(cfg, CQ_CFG_SIM_SEED),
+        .api_key = pc->api_key,
+        .api_secret = pc->api_secret,
+        .control_token = pc->control_token,
+        .balances = sv->sim_balances,
+        .n_balances = n_balances,
+        .maker_bps = 10,
+        .taker_bps = 10,
+    };
+    if (!so.speed_max) {
+        so.speed = (uint32_t)strtoul(speed, NULL, 10); /* validated: 1..1000000 */
+    }
+    sv->sim = cq_sim_new(&so, err);
+    if (sv->sim == NULL) {
+        return -err->code;
+    }
+    rc = cq_sim_start(sv->sim, err);
+    if (rc < 0) {
+        return rc;
+    }
+    sv->venue_api_key = pc->api_key;
+    sv->venue_api_secret = pc->api_secret;
+    if (cq_strlcpy(sv->venue_rest_url, cq_sim_rest_url(sv->sim), sizeof(sv->venue_rest_url)) >=
+            sizeof(sv->venue_rest_url) ||
+        cq_strlcpy(sv->venue_ws_url, cq_sim_ws_url(sv->sim), sizeof(sv->venue_ws_url)) >=
+            sizeof(sv->venue_ws_url)) {
+        return cq_err_set(err, CQ_ETOOBIG, 0, NULL, "the embedded simulator's URL is too long");
+    }
+    cq_log_info("supervisor", "venue_selected",
+                json_pack("{s:s,s:s,s:b,s:s}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
+                          "embedded_simex", true, "credentials", "generated per run"),
+                "embedded simulator venue: %s, %s", sv->venue_rest_url, sv->venue_ws_url);
+    return 0;
+}
+
 /* Paper mode without CQ_EXCHANGE_*_URL: start coinquant-simex in-process on
  * ephemeral loopback ports, so paper trading exercises the real HTTP, WS and
  * signing code. Otherwise the venue is the configured (or the mode's
@@ -278,8 +443,13 @@ static int open_journal(struct supervisor *sv, const struct cq_config *cfg, stru
 static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
 {
     enum cq_mode mode = cq_config_mode(cfg);
-    /* Credentials: the configured ones; in paper mode without them, the
-     * simulator's documented local-only defaults (embedded or external). */
+    bool embedded = mode == CQ_MODE_PAPER && !cq_config_is_set(cfg, CQ_CFG_EXCHANGE_REST_URL);
+    /* Credentials: the embedded simulator gets generated ones (start_sim);
+     * otherwise the configured ones, or in paper mode against an external
+     * simulator without them, its documented local-only defaults. */
+    if (embedded) {
+        return start_sim(sv, cfg, err);
+    }
     if (cq_config_is_set(cfg, CQ_CFG_BINANCE_API_KEY)) {
         sv->venue_api_key = cq_config_str(cfg, CQ_CFG_BINANCE_API_KEY);
         sv->venue_api_secret = cq_config_str(cfg, CQ_CFG_BINANCE_API_SECRET);
@@ -287,49 +457,14 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
         sv->venue_api_key = CQ_SIM_DEFAULT_API_KEY;
         sv->venue_api_secret = CQ_SIM_DEFAULT_API_SECRET;
     }
+    /* Bounded: the config rule limits URLs to 512 bytes; the buffers hold
+     * 600, and the literals below are shorter still. */
+    _Static_assert(sizeof(((struct supervisor *)0)->venue_rest_url) > 512, "URL buffer");
     if (cq_config_is_set(cfg, CQ_CFG_EXCHANGE_REST_URL)) {
         cq_strlcpy(sv->venue_rest_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_REST_URL),
                    sizeof(sv->venue_rest_url));
         cq_strlcpy(sv->venue_ws_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_WS_URL),
                    sizeof(sv->venue_ws_url));
-    } else if (mode == CQ_MODE_PAPER) {
-        static struct cq_sim_balance balances[64];
-        size_t n_balances = 0;
-        int rc = cq_sim_parse_balances(cq_config_str(cfg, CQ_CFG_SIM_BALANCES), balances,
-                                       CQ_ARRAY_LEN(balances), &n_balances, err);
-        if (rc < 0) {
-            return rc;
-        }
-        const char *const *symbols = NULL;
-        size_t n_symbols = cq_config_symbols(cfg, &symbols);
-        const char *speed = cq_config_str(cfg, CQ_CFG_SIM_SPEED);
-        struct cq_sim_options so = {
-            .bind = "127.0.0.1",
-            .symbols = symbols,
-            .n_symbols = n_symbols,
-            .data_path = cq_config_is_set(cfg, CQ_CFG_SIM_DATA) ? cq_config_str(cfg, CQ_CFG_SIM_DATA)
-                                                              : NULL,
-            .speed_max = strcmp(speed, "max") == 0,
-            .speed = 1,
-            .seed = (uint64_t)cq_config_int(cfg, CQ_CFG_SIM_SEED),
-            .balances = balances,
-            .n_balances = n_balances,
-            .maker_bps = 10,
-            .taker_bps = 10,
-        };
-        if (!so.speed_max) {
-            so.speed = (uint32_t)strtoul(speed, NULL, 10); /* validated: 1..1000000 */
-        }
-        sv->sim = cq_sim_new(&so, err);
-        if (sv->sim == NULL) {
-            return -err->code;
-        }
-        rc = cq_sim_start(sv->sim, err);
-        if (rc < 0) {
-            return rc;
-        }
-        cq_strlcpy(sv->venue_rest_url, cq_sim_rest_url(sv->sim), sizeof(sv->venue_rest_url));
-        cq_strlcpy(sv->venue_ws_url, cq_sim_ws_url(sv->sim), sizeof(sv->venue_ws_url));
     } else if (mode == CQ_MODE_TESTNET) {
         cq_strlcpy(sv->venue_rest_url, "https://testnet.binance.vision", sizeof(sv->venue_rest_url));
         cq_strlcpy(sv->venue_ws_url, "wss://stream.testnet.binance.vision", sizeof(sv->venue_ws_url));
@@ -339,9 +474,8 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
     }
     cq_log_info("supervisor", "venue_selected",
                 json_pack("{s:s,s:s,s:b}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
-                          "embedded_simex", sv->sim != NULL),
-                "%s venue: %s, %s", sv->sim != NULL ? "embedded simulator" : "exchange",
-                sv->venue_rest_url, sv->venue_ws_url);
+                          "embedded_simex", false),
+                "exchange venue: %s, %s", sv->venue_rest_url, sv->venue_ws_url);
     return 0;
 }
 
@@ -504,18 +638,55 @@ static void log_config_warnings(const struct cq_config_report *report)
     }
 }
 
+/* The environment a reload reads: the process environment (secrets were
+ * removed from it at start) followed by the secret entries main.c saved
+ * (opts->secret_envp), so a reload sees the same secrets as the start.
+ * The array is owned (free it); its strings are borrowed. */
+static char **reload_envp(const struct supervisor *sv)
+{
+    char *const *env = sv->opts->envp;
+    char *const *secrets = sv->opts->secret_envp;
+    size_t n_env = 0, n_sec = 0;
+    while (env != NULL && env[n_env] != NULL) {
+        n_env++;
+    }
+    while (secrets != NULL && secrets[n_sec] != NULL) {
+        n_sec++;
+    }
+    char **all = calloc(n_env + n_sec + 1, sizeof(*all));
+    if (all == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n_env; i++) {
+        all[i] = env[i];
+    }
+    for (size_t i = 0; i < n_sec; i++) {
+        all[n_env + i] = secrets[i];
+    }
+    return all;
+}
+
 static void reload(struct supervisor *sv)
 {
-    static struct cq_config_report report; /* large; main thread only */
-    memset(&report, 0, sizeof(report));
-    struct cq_config_load_options lo = {.file_path = sv->opts->config_path,
-                                        .envp = sv->opts->envp};
-    struct cq_config *fresh = cq_config_load(&lo, &report);
-    log_config_warnings(&report);
+    struct cq_config_report *report = calloc(1, sizeof(*report)); /* large: not on the stack */
+    char **envp = reload_envp(sv);
+    if (report == NULL || envp == NULL) {
+        free(report);
+        free(envp);
+        cq_log_error("supervisor", "config_reload_failed", NULL,
+                     "SIGHUP: out of memory; keeping the running config");
+        return;
+    }
+    /* The file is opened without blocking (a FIFO or device is refused at
+     * once, config_reload_failed), so SIGTERM is still taken right after. */
+    struct cq_config_load_options lo = {.file_path = sv->opts->config_path, .envp = envp};
+    struct cq_config *fresh = cq_config_load(&lo, report);
+    free(envp);
+    log_config_warnings(report);
     if (fresh == NULL) {
         json_t *errors = json_array();
-        for (size_t i = 0; i < report.n_errors; i++) {
-            const struct cq_config_problem *p = &report.errors[i];
+        for (size_t i = 0; i < report->n_errors; i++) {
+            const struct cq_config_problem *p = &report->errors[i];
             json_array_append_new(errors, json_pack("{s:s,s:s,s:s,s:s}", "key", p->key,
                                                     "value", p->value, "rule", p->rule,
                                                     "hint", p->hint));
@@ -526,11 +697,13 @@ static void reload(struct supervisor *sv)
         }
         cq_log_error("supervisor", "config_reload_failed",
                      json_pack("{s:o,s:I}", "errors", errors, "count",
-                               (json_int_t)report.n_errors),
+                               (json_int_t)report->n_errors),
                      "SIGHUP: the config has %zu error(s); keeping the running config",
-                     report.n_errors);
+                     report->n_errors);
+        free(report);
         return;
     }
+    free(report);
     struct cq_config *old = cq_config_current_get(sv->current);
     struct reload_ctx rctx = {json_array(), json_array()};
     struct cq_config *merged = cq_config_merge_reload(old, fresh, on_refused, &rctx);
@@ -594,6 +767,7 @@ static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
 static void free_all(struct supervisor *sv)
 {
     cq_sim_free(sv->sim);
+    cq_secret_buf_free(sv->paper_creds); /* wiped */
     cq_api_free(sv->api);
     cq_trader_free(sv->trader);
     cq_ares_free(sv->ares);
@@ -606,6 +780,25 @@ static void free_all(struct supervisor *sv)
     }
     cq_health_board_free(sv->board);
     cq_config_current_free(sv->current);
+}
+
+/* What main.c's hardening left in place (issue 9.10), read back from the
+ * kernel: dumpable 0 and a core limit of 0 unless CQ_ALLOW_CORE_DUMPS=on. */
+static void log_core_dumps(const struct cq_config *cfg)
+{
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    struct rlimit rl = {0, 0};
+    long long core_limit = getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                               ? (long long)rl.rlim_cur
+                               : -1;
+    bool allowed = cq_config_onoff(cfg, CQ_CFG_ALLOW_CORE_DUMPS);
+    cq_log_info("supervisor", "core_dumps",
+                json_pack("{s:b,s:i,s:I}", "allowed", allowed, "dumpable", dumpable,
+                          "core_limit_bytes", (json_int_t)core_limit),
+                allowed ? "core dumps allowed (CQ_ALLOW_CORE_DUMPS=on): a core file may hold "
+                          "secrets"
+                        : "core dumps disabled (the process is not dumpable); secrets are "
+                          "removed from the environment");
 }
 
 static const char *signal_name(int sig)
@@ -634,11 +827,23 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
     sv.opts = opts;
     sv.health_write_rl.window_ms = 60000;
     sv.health_write_rl.burst = 1;
+    /* bounded: the config rule limits CQ_DATA_DIR to 1024 bytes (the buffer
+     * holds 1025), and health_dir 1100 holds it and "/health" */
+    _Static_assert(sizeof(sv.data_dir) > 1024, "CQ_DATA_DIR buffer");
     cq_strlcpy(sv.data_dir, cq_config_str(cfg, CQ_CFG_DATA_DIR), sizeof(sv.data_dir));
     snprintf(sv.health_dir, sizeof(sv.health_dir), "%s/health", sv.data_dir);
 
     if (cq_fs_mkdir_p(sv.data_dir, 0750, &err) < 0) {
         fprintf(stderr, "coinquantd: cannot use CQ_DATA_DIR: %s (%s)\n", err.message, err.hint);
+        cq_config_unref(cfg);
+        return 1;
+    }
+    /* Before anything is written there (the log first): a data directory
+     * another user can write to, or owns, could hold their symlinks and
+     * files (issue 17.5). */
+    if (cq_fs_check_data_dir(sv.data_dir, &err) < 0) {
+        fprintf(stderr, "coinquantd: refusing CQ_DATA_DIR: %s. fix: %s\n", err.message,
+                err.hint);
         cq_config_unref(cfg);
         return 1;
     }
@@ -659,6 +864,7 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
                           cq_config_hash(cfg), "data_dir", sv.data_dir),
                 "config %s loaded", cq_config_hash(cfg));
     log_config_warnings(opts->startup_report);
+    log_core_dumps(cfg);
 
     sv.board = cq_health_board_new(NULL, &err);
     if (sv.board == NULL) {
@@ -758,6 +964,10 @@ out:
     if (sv.sim != NULL) {
         cq_sim_stop(sv.sim);
         cq_log_info("supervisor", "venue_stopped", NULL, "embedded simulator stopped");
+    }
+    if (sv.sim_token_path[0] != '\0') {
+        (void)unlink(sv.sim_token_path); /* this run's token is void now */
+        sv.sim_token_path[0] = '\0';
     }
     if (sv.api != NULL) {
         cq_api_stop(sv.api);

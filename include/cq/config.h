@@ -73,6 +73,7 @@ enum cq_config_key_id {
     CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS, /* 100000 */
     CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, /* 60000 */
     CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,    /* 2 */
+    CQ_CFG_ALLOW_CORE_DUMPS,          /* on|off */
     CQ_CFG__COUNT
 };
 

@@ -24,6 +24,10 @@ struct cq_supervisor_options {
     const char *config_path;
     /* Environment re-read on SIGHUP. Borrowed. */
     char *const *envp;
+    /* The secret "KEY=VALUE" entries main.c removed from the environment at
+     * start (NULL-terminated, or NULL), added to envp on SIGHUP so a reload
+     * sees the secrets the start saw. Borrowed. */
+    char *const *secret_envp;
     /* Warnings from the start-up load, logged once the logs are open
      * (may be NULL). Borrowed. */
     const struct cq_config_report *startup_report;

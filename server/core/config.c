@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "cq/config.h"
@@ -430,6 +431,16 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
             "60000", false, "Write a journal snapshot at least this often (if anything changed)."),
     INT_KEY(CQ_CFG_JOURNAL_KEEP_SNAPSHOTS, "CQ_JOURNAL_KEEP_SNAPSHOTS", 2, 100, "2", false,
             "Journal snapshots kept; older ones and the segments only they needed are pruned."),
+    {
+        .id = CQ_CFG_ALLOW_CORE_DUMPS,
+        .name = "CQ_ALLOW_CORE_DUMPS",
+        .type = CQ_CFG_T_ONOFF,
+        .default_value = "off",
+        .rule = "on or off",
+        .doc = "off: the process cannot dump core (PR_SET_DUMPABLE 0, RLIMIT_CORE 0), so the API "
+               "secret never lands in a core file; on: the system's settings apply (for "
+               "debugging a crash).",
+    },
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,
@@ -1244,6 +1255,38 @@ static void parse_file(struct loader *ld, const char *buf, size_t len)
     }
 }
 
+/* A config file that holds a secret must be private to its owner (as the
+ * admin token file is): anyone who can read it has the exchange keys. */
+static void check_file_secrets_private(struct loader *ld, const struct stat *st)
+{
+    if ((st->st_mode & 077) == 0) {
+        return;
+    }
+    char names[256];
+    size_t used = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
+        if (keys[i].secret && ld->file_values[i] != NULL && ld->file_values[i][0] != '\0') {
+            int n = snprintf(names + used, sizeof(names) - used, "%s%s", used > 0 ? ", " : "",
+                             keys[i].name);
+            if (n < 0 || (size_t)n >= sizeof(names) - used) {
+                break; /* the names of three keys fit; cut otherwise */
+            }
+            used += (size_t)n;
+        }
+    }
+    if (used == 0) {
+        return;
+    }
+    char hint[256];
+    /* cut to the hint field if the path is very long */
+    (void)snprintf(hint, sizeof(hint),
+                   "chmod 600 %.200s (or move the secrets to the environment)", ld->file_path);
+    report_add(ld->report, false, "", "", "a config file holding a secret is private (0600)", hint,
+               "config file %s holds %s and is accessible by group or others (mode %04o)",
+               ld->file_path, names, (unsigned)(st->st_mode & 07777));
+}
+
 /* Read the file into ld; returns the path read (owned) or NULL. */
 static char *load_file(struct loader *ld, const char *explicit_path)
 {
@@ -1264,7 +1307,8 @@ static char *load_file(struct loader *ld, const char *explicit_path)
     size_t len = 0;
     struct cq_err err;
     cq_err_clear(&err);
-    int rc = cq_fs_read_file(path, CFG_FILE_MAX_BYTES, &buf, &len, &err);
+    struct stat st;
+    int rc = cq_fs_read_file_stat(path, CFG_FILE_MAX_BYTES, &buf, &len, &st, &err);
     if (rc == -CQ_ENOTFOUND) {
         report_add(ld->report, false, "", path, "",
                    "check the path given with --config (relative paths start from the "
@@ -1294,7 +1338,9 @@ static char *load_file(struct loader *ld, const char *explicit_path)
     }
     ld->file_path = owned;
     parse_file(ld, buf, len);
+    OPENSSL_cleanse(buf, len); /* it may hold secrets */
     free(buf);
+    check_file_secrets_private(ld, &st);
     return owned;
 }
 

@@ -121,6 +121,8 @@ events() {
 }
 
 TOKEN="itest-token-0123456789abcdef"
+FAKE_KEY="fake-exchange-key-0123456789"
+FAKE_SECRET="fake-exchange-secret-0123456789"
 CONF="$WORK/coinquant.env"
 DATA="$WORK/var"
 LOG="$DATA/logs/coinquantd.log"
@@ -136,11 +138,12 @@ EOF
 echo "TAP version 13"
 
 # ---- config check ---------------------------------------------------------
-out=$(cq CQ_ADMIN_TOKEN="$TOKEN" "$BIN" config check --config "$CONF" 2>&1)
+out=$(cq CQ_ADMIN_TOKEN="$TOKEN" BINANCE_API_KEY="$FAKE_KEY" BINANCE_API_SECRET="$FAKE_SECRET" \
+  "$BIN" config check --config "$CONF" 2>&1)
 rc=$?
 if [ $rc -eq 0 ] && grep -q '^config_hash=[0-9a-f]\{12\}$' <<<"$out" \
    && grep -q 'CQ_DATA_DIR=.*(file)' <<<"$out" && grep -q 'CQ_ADMIN_TOKEN=.*(env)' <<<"$out" \
-   && grep -q 'CQ_MODE=paper.*(default)' <<<"$out" && ! grep -q "$TOKEN" <<<"$out"; then
+   && grep -q 'CQ_MODE=paper.*(default)' <<<"$out" && ! grep -q "$TOKEN\|$FAKE_SECRET\|$FAKE_KEY" <<<"$out"; then
   ok "config check prints keys with sources and the hash, token redacted"
 else
   not_ok "config check prints keys with sources and the hash, token redacted" "rc=$rc" "$out"
@@ -153,6 +156,67 @@ if [ $rc -eq 2 ] && grep -q 'CQ_FEEDER_STALE_MS' <<<"$out" && grep -q 'CQ_MODE' 
   ok "config check reports every error and exits 2"
 else
   not_ok "config check reports every error and exits 2" "rc=$rc" "$out"
+fi
+
+# A config file that has become a FIFO blocked open(): refused at once (17.3).
+mkfifo "$WORK/fifo.env"
+start_ms=$(date +%s%3N)
+out=$(cq timeout 10 "$BIN" config check --config "$WORK/fifo.env" 2>&1)
+rc=$?
+took=$(( $(date +%s%3N) - start_ms ))
+if [ $rc -eq 2 ] && grep -q 'fifo.env is not a regular file (it is a FIFO)' <<<"$out" && [ $took -lt 5000 ]; then
+  ok "config check on a FIFO exits 2 at once (${took} ms)"
+else
+  not_ok "config check on a FIFO exits 2 at once" "rc=$rc took=${took}ms" "$out"
+fi
+rm -f "$WORK/fifo.env"
+
+# Addresses that passed config check and failed at start with exit 1 (17.11).
+for bind in '[::ffff:127.0.0.1]:0' 'example.com:0'; do
+  out=$(cq CQ_ADMIN_BIND="$bind" "$BIN" config check 2>&1)
+  rc=$?
+  if [ $rc -eq 2 ] && grep -q 'CQ_ADMIN_BIND' <<<"$out"; then
+    ok "CQ_ADMIN_BIND=$bind refused by config check with exit 2"
+  else
+    not_ok "CQ_ADMIN_BIND=$bind refused by config check with exit 2" "rc=$rc" "$out"
+  fi
+done
+
+# A config file holding a secret must be private (9.10).
+printf 'CQ_DATA_DIR=%s\nBINANCE_API_SECRET=file-secret-0123456789\n' "$WORK/refused" >"$WORK/secret.env"
+chmod 644 "$WORK/secret.env"
+out=$(cq "$BIN" config check --config "$WORK/secret.env" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q "chmod 600 $WORK/secret.env" <<<"$out" && grep -q 'BINANCE_API_SECRET' <<<"$out" \
+   && ! grep -q 'file-secret' <<<"$out"; then
+  ok "a 0644 config file holding a secret is refused with exit 2 and the chmod fix"
+else
+  not_ok "a 0644 config file holding a secret is refused with exit 2 and the chmod fix" "rc=$rc" "$out"
+fi
+chmod 600 "$WORK/secret.env"
+check "the same file at 0600 passes config check" cq "$BIN" config check --config "$WORK/secret.env"
+
+# A data directory other users can write to is refused before anything is
+# written there (17.5).
+mkdir -m 0777 "$WORK/shared" && chmod 0777 "$WORK/shared"
+out=$(cq CQ_DATA_DIR="$WORK/shared" "$BIN" 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'writable by group or others (mode 0777)' <<<"$out" \
+   && grep -q "chmod go-w $WORK/shared" <<<"$out" && [ ! -e "$WORK/shared/logs" ]; then
+  ok "a world-writable data directory is refused (exit 1, chmod go-w), nothing written"
+else
+  not_ok "a world-writable data directory is refused (exit 1, chmod go-w), nothing written" "rc=$rc" "$out"
+fi
+chmod 0700 "$WORK/shared"
+mkdir "$WORK/elsewhere"
+ln -s "$WORK/elsewhere" "$WORK/shared/logs"
+out=$(cq CQ_DATA_DIR="$WORK/shared" "$BIN" 2>&1)
+rc=$?
+if [ $rc -eq 1 ] && grep -q "shared/logs is a symbolic link to a directory" <<<"$out" \
+   && [ -z "$(ls -A "$WORK/elsewhere")" ]; then
+  ok "a logs/ symlink out of the data directory is refused, nothing written through it"
+else
+  not_ok "a logs/ symlink out of the data directory is refused, nothing written through it" "rc=$rc" "$out"
 fi
 
 # ---- start-up refusals ----------------------------------------------------
@@ -173,7 +237,11 @@ else
 fi
 
 # ---- a running daemon -----------------------------------------------------
-start_daemon "$WORK/stderr.log" CQ_ADMIN_TOKEN="$TOKEN" CQ_UNKNOWN_THING=1 "$BIN" --config "$CONF"
+# Paper mode with exchange keys in the environment: the embedded simulator
+# gets generated credentials and the keys are never used (9.6), and they
+# leave the environment (9.10).
+start_daemon "$WORK/stderr.log" CQ_ADMIN_TOKEN="$TOKEN" CQ_UNKNOWN_THING=1 \
+  BINANCE_API_KEY="$FAKE_KEY" BINANCE_API_SECRET="$FAKE_SECRET" "$BIN" --config "$CONF"
 if wait_for_file "$DATA/admin.addr"; then
   ok "admin.addr written"
 else
@@ -194,6 +262,45 @@ if jq -e '.embedded_simex==true and (.rest|test("^http://127\\.0\\.0\\.1:[0-9]+$
   ok "paper mode: embedded simulator on loopback answers /api/v3/ping"
 else
   not_ok "paper mode: embedded simulator on loopback answers /api/v3/ping" "venue: $venue"
+fi
+
+# 9.6: the listen key (an API-key request) succeeds on the embedded
+# simulator although BINANCE_API_* hold other keys; no -2015 anywhere.
+if has_log 'select(.event=="listen_key_ready")' && has_log 'select(.event=="paper_keys_ignored")' \
+   && ! grep -q -- '-2015' "$LOG" && [ "$(events listen_key_failed)" = 0 ]; then
+  ok "paper mode with BINANCE_API_* set: the venue client uses the simulator's generated credentials (listen key ready, no -2015)"
+else
+  not_ok "paper mode with BINANCE_API_* set: the venue client uses the simulator's generated credentials" \
+    "$(grep -E 'listen_key|2015|paper_keys' "$LOG" | head -5)"
+fi
+# 17.6: the embedded simulator's /_sim/ needs the per-run control token.
+SIM_TOKEN_FILE="$DATA/sim-control.token"
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$SIM_REST/_sim/state")
+if [ -s "$SIM_TOKEN_FILE" ] && [ "$(stat -c %a "$SIM_TOKEN_FILE")" = 600 ] && [ "$code" = 401 ]; then
+  ok "embedded simulator: /_sim/state without the control token is 401; token file is 0600"
+else
+  not_ok "embedded simulator: /_sim/state without the control token is 401; token file is 0600" \
+    "code=$code" "$(ls -la "$DATA")"
+fi
+SIM_TOKEN=$(tr -d '\n' <"$SIM_TOKEN_FILE" 2>/dev/null)
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $SIM_TOKEN" "$SIM_REST/_sim/state")
+check "embedded simulator: /_sim/state with DATA_DIR/sim-control.token is 200" test "$code" = 200
+# 9.10: no core dumps, and no secret left in the process environment.
+if has_log 'select(.event=="core_dumps" and .allowed==false and .dumpable==0 and .core_limit_bytes==0)' \
+   && grep -Eq '^Max core file size +0 +0 ' "/proc/$PID/limits"; then
+  ok "core dumps disabled by default: not dumpable, RLIMIT_CORE 0"
+else
+  not_ok "core dumps disabled by default: not dumpable, RLIMIT_CORE 0" \
+    "$(grep core_dumps "$LOG")" "$(grep 'core' "/proc/$PID/limits")"
+fi
+if [ -r "/proc/$PID/environ" ] && env_text=$(tr '\0' '\n' <"/proc/$PID/environ" 2>/dev/null); then
+  if grep -q 'CQ_DATA_DIR\|PATH=' <<<"$env_text" && ! grep -q "$FAKE_SECRET\|$FAKE_KEY\|$TOKEN\|BINANCE_API\|CQ_ADMIN_TOKEN" <<<"$env_text"; then
+    ok "/proc/PID/environ holds no secret (BINANCE_API_*, CQ_ADMIN_TOKEN removed and wiped)"
+  else
+    not_ok "/proc/PID/environ holds no secret" "$env_text"
+  fi
+else
+  ok "/proc/PID/environ holds no secret # SKIP not readable here (non-dumpable process, not root); checked with CQ_ALLOW_CORE_DUMPS=on below"
 fi
 
 http GET /health ""
@@ -320,6 +427,25 @@ fi
 http GET /health ""
 check "SIGHUP invalid: hash unchanged" jq -e --arg h "$NEWHASH" '.config_hash==$h' <<<"$BODY"
 
+# SIGHUP when the config file has become a FIFO: refused at once, and
+# SIGTERM (below) still stops the daemon (17.3).
+failed_before=$(events config_reload_failed)
+mv "$CONF" "$WORK/conf.saved"
+mkfifo "$CONF"
+kill -HUP "$PID"
+found=""
+for _ in $(seq 1 100); do
+  found=$(jq -c 'select(.event=="config_error" and (.msg|test("is not a regular file \\(it is a FIFO\\)")))' "$LOG" 2>/dev/null)
+  [ -n "$found" ] && [ "$(events config_reload_failed)" -gt "$failed_before" ] && break
+  sleep 0.1
+done
+if [ -n "$found" ] && [ "$(events config_reload_failed)" -gt "$failed_before" ]; then
+  ok "SIGHUP with the config replaced by a FIFO: config_reload_failed naming the FIFO"
+else
+  not_ok "SIGHUP with the config replaced by a FIFO: config_reload_failed naming the FIFO" "$(tail -3 "$LOG")"
+fi
+check "the daemon still answers /health after the FIFO reload" test "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$ADDR/health")" != 000
+
 # ---- SIGTERM ---------------------------------------------------------------
 start_ms=$(date +%s%3N)
 kill -TERM "$PID"
@@ -347,10 +473,13 @@ else
 fi
 check "the api service was ready once (readiness_changed)" \
   has_log 'select(.event=="readiness_changed" and .service=="api" and .from==false and .to==true)'
-if grep -q "$TOKEN" "$LOG" "$WORK/stderr.log" "$DATA"/health/*.json; then
-  not_ok "the token never reaches the log, stderr or health files"
+rm -f "$CONF"
+mv "$WORK/conf.saved" "$CONF"
+check "the sim control token file is removed at stop" test ! -e "$DATA/sim-control.token"
+if grep -q "$TOKEN\|$FAKE_SECRET\|$SIM_TOKEN" "$LOG" "$WORK/stderr.log" "$DATA"/health/*.json; then
+  not_ok "the tokens and the exchange secret never reach the log, stderr or health files"
 else
-  ok "the token never reaches the log, stderr or health files"
+  ok "the tokens and the exchange secret never reach the log, stderr or health files"
 fi
 bad=$(jq -R 'fromjson? // "BAD"' "$LOG" | grep -c '^"BAD"$' || true)
 check "every log line is one JSON object" test "$bad" = 0
@@ -386,20 +515,30 @@ fi
 cp -r "$DATA/journal" "$WORK/journal-copy"
 seg=$(ls "$WORK/journal-copy"/seg-*.cqj | head -1)
 printf 'X' | dd of="$seg" bs=1 seek=60 conv=notrunc 2>/dev/null
-out=$("$BIN" journal verify --dir "$WORK/journal-copy" 2>&1)
+out=$("$BIN" journal verify --dir "$WORK/journal-copy" 2>"$WORK/verify.err")
 rc=$?
-if [ $rc -ne 0 ] && jq -e '.ok==false and (.problem|length>0)' <<<"$out" >/dev/null; then
+if [ $rc -ne 0 ] && jq -e '.ok==false and (.problem|length>0)' <<<"$out" >/dev/null \
+   && grep -q "journal-copy" "$WORK/verify.err"; then
   ok "journal verify: a flipped byte fails with the segment and offset ($(jq -r .problem <<<"$out"))"
 else
-  not_ok "journal verify: a flipped byte fails with the segment and offset" "rc=$rc" "$out"
+  not_ok "journal verify: a flipped byte fails with the segment and offset" "rc=$rc" "$out" "$(cat "$WORK/verify.err")"
 fi
 
 # ---- generated token --------------------------------------------------------
 cp "$WORK/orig.env" "$CONF"
 rm -f "$DATA/admin.addr"
 log_lines=$(wc -l <"$LOG")
-start_daemon "$WORK/stderr2.log" CQ_EXCHANGE_REST_URL=http://127.0.0.1:9 CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9 "$BIN" --config "$CONF"
+start_daemon "$WORK/stderr2.log" CQ_EXCHANGE_REST_URL=http://127.0.0.1:9 CQ_EXCHANGE_WS_URL=ws://127.0.0.1:9 \
+  CQ_ALLOW_CORE_DUMPS=on BINANCE_API_SECRET="$FAKE_SECRET" "$BIN" --config "$CONF"
 if wait_for_file "$DATA/admin.addr"; then
+  # Dumpable (opted in), so /proc/PID/environ is readable by its owner.
+  env_text=$(tr '\0' '\n' <"/proc/$PID/environ" 2>/dev/null)
+  if grep -q 'CQ_ALLOW_CORE_DUMPS=on' <<<"$env_text" && ! grep -q "$FAKE_SECRET\|BINANCE_API_SECRET" <<<"$env_text"; then
+    ok "CQ_ALLOW_CORE_DUMPS=on: /proc/PID/environ readable and without the secret"
+  else
+    not_ok "CQ_ALLOW_CORE_DUMPS=on: /proc/PID/environ readable and without the secret" "$env_text"
+  fi
+  check "CQ_ALLOW_CORE_DUMPS=on logged as allowed" has_log 'select(.event=="core_dumps" and .allowed==true and .dumpable==1)'
   ADDR=$(tr -d '\n' <"$DATA/admin.addr")
   mode=$(stat -c %a "$DATA/admin.token")
   GEN=$(cat "$DATA/admin.token")
