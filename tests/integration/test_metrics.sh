@@ -118,7 +118,11 @@ SECRET=metrics-test-secret-0123456789
 "$SIMEX" --seed 7 --speed 600 --symbols BTCUSDT,ETHUSDT --balances USDT=100000,BTC=1 \
   --api-key "$KEY" --api-secret "$SECRET" >"$WORK/simex.json" 2>"$WORK/simex.err" &
 SIM_PID=$!
-poll 30 test -s "$WORK/simex.json"
+if ! poll 30 test -s "$WORK/simex.json"; then
+  not_ok "coinquant-simex started" "$(cat "$WORK/simex.err" 2>/dev/null)"
+  echo "1..$n"
+  exit 1
+fi
 REST=$(jq -r .rest "$WORK/simex.json")
 WS=$(jq -r .ws "$WORK/simex.json")
 
