@@ -66,8 +66,10 @@ static const char *const fsync_choices[] = {"always", "group", "off", NULL};
 static int fail_with(char *why, size_t why_len, char *hint, size_t hint_len, const char *w,
                      const char *h)
 {
-    cq_strlcpy(why, w, why_len);
-    cq_strlcpy(hint, h, hint_len);
+    /* bounded: callers pass 160/256-byte fields, every w and h here is a
+     * shorter literal (a cut would only shorten a sentence for people) */
+    (void)cq_strlcpy(why, w, why_len);
+    (void)cq_strlcpy(hint, h, hint_len);
     return -1;
 }
 
@@ -570,7 +572,9 @@ static bool looks_secret(const char *name)
            contains_ci(name, "PASS");
 }
 
-/* "a, b, c" (sep ", ") or "a|b|c" from a NULL-terminated list. */
+/* "a, b, c" (sep ", ") or "a|b|c" from a NULL-terminated list. Bounded:
+ * the longest choice list (mode) is 30 bytes against a 128-byte buffer; if
+ * one were longer it would be cut, never overrun. */
 static void join_choices(const char *const *choices, const char *sep, char *buf, size_t len)
 {
     size_t used = 0;
@@ -682,6 +686,10 @@ static void report_add(struct cq_config_report *r, bool warning, const char *key
     }
     struct cq_config_problem *p = &list[*n];
     memset(p, 0, sizeof(*p));
+    /* Report fields are sentences for people with fixed sizes: a longer
+     * value or message is cut on purpose (a value in the report is a
+     * reminder, the file:line names where it is), and sanitize_utf8 below
+     * repairs a character cut in half. */
     cq_strlcpy(p->key, key != NULL ? key : "", sizeof(p->key));
     cq_strlcpy(p->value, value != NULL ? value : "", sizeof(p->value));
     cq_strlcpy(p->rule, rule != NULL ? rule : "", sizeof(p->rule));
@@ -1005,7 +1013,7 @@ static int check_value(const struct cq_config_key *k, const char *v, struct valu
         if (rc == 0 && cfg != NULL) {
             char canon[32];
             cfg->ints[k->id] = n;
-            snprintf(canon, sizeof(canon), "%lld", (long long)n);
+            snprintf(canon, sizeof(canon), "%lld", (long long)n); /* <= 20 chars: fits */
             if (strcmp(canon, cfg->values[k->id]) != 0) {
                 char *copy = strdup(canon);
                 if (copy == NULL) {

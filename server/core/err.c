@@ -34,6 +34,21 @@ const char *cq_strerror(int code)
     return errnames[code];
 }
 
+/* buf (size bytes) held a text that did not fit: end it with "..." on a
+ * UTF-8 character boundary, so the cut is visible and the text stays valid
+ * UTF-8 for JSON logs. */
+static void mark_cut(char *buf, size_t size)
+{
+    if (size < 4) {
+        return;
+    }
+    size_t p = size - 4; /* "..." and the NUL fill the last 4 bytes */
+    while (p > 0 && ((unsigned char)buf[p] & 0xC0) == 0x80) {
+        p--; /* back to the first byte of the character being cut */
+    }
+    memcpy(buf + p, "...", 4);
+}
+
 int cq_err_set(struct cq_err *err, int code, int sys_errno, const char *hint,
                const char *fmt, ...)
 {
@@ -44,15 +59,27 @@ int cq_err_set(struct cq_err *err, int code, int sys_errno, const char *hint,
         va_list ap;
         err->code = code;
         err->sys_errno = sys_errno;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof(err->message), fmt, ap);
-        va_end(ap);
+        /* The errno text is kept whole: the message is cut before it. */
+        char suffix[128] = "";
         if (sys_errno != 0) {
-            size_t used = strlen(err->message);
-            snprintf(err->message + used, sizeof(err->message) - used, ": %s",
-                     strerror(sys_errno));
+            /* bounded: strerror texts are short; a longer one is cut */
+            (void)snprintf(suffix, sizeof(suffix), ": %s", strerror(sys_errno));
         }
-        cq_strlcpy(err->hint, hint != NULL ? hint : "", sizeof(err->hint));
+        size_t room = sizeof(err->message) - strlen(suffix);
+        va_start(ap, fmt);
+        int n = vsnprintf(err->message, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            err->message[0] = '\0';
+        } else if ((size_t)n >= room) {
+            mark_cut(err->message, room);
+        }
+        size_t used = strlen(err->message);
+        memcpy(err->message + used, suffix, strlen(suffix) + 1); /* fits: room left for it */
+        if (cq_strlcpy(err->hint, hint != NULL ? hint : "", sizeof(err->hint)) >=
+            sizeof(err->hint)) {
+            mark_cut(err->hint, sizeof(err->hint));
+        }
     }
     return -code;
 }

@@ -2037,6 +2037,41 @@ Test(fs, secret_buffer_is_page_aligned_and_not_dumped)
     cq_secret_buf_free(sb);
 }
 
+/* ---- err: messages cut visibly, on a character boundary, errno kept ------------------- */
+
+/* Truncation audit (issue 9.7): cq_err_set cut long messages silently,
+ * possibly inside a UTF-8 character (invalid JSON for the log), and then
+ * had no room left for the errno text. */
+Test(err, long_message_is_cut_visibly_and_keeps_the_errno_text)
+{
+    static char path[1200];
+    memset(path, 0, sizeof(path));
+    for (size_t i = 0; i + 2 < 1000; i += 2) {
+        memcpy(path + i, "\xc3\xa9", 2); /* é */
+    }
+    struct cq_err err;
+    cq_err_clear(&err);
+    cr_assert_eq(cq_err_set(&err, CQ_EIO, ENOENT, path, "cannot open /srv/%s", path), -CQ_EIO);
+    size_t len = strlen(err.message);
+    cr_assert_lt(len, sizeof(err.message));
+    const char *tail = ": No such file or directory";
+    cr_assert_geq(len, strlen(tail));
+    cr_assert_str_eq(err.message + len - strlen(tail), tail, "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "é...: No such"), "%s", err.message);
+    json_t *j = json_string(err.message);
+    cr_assert_not_null(j, "message is not UTF-8");
+    json_decref(j);
+    cr_assert_lt(strlen(err.hint), sizeof(err.hint));
+    cr_assert_eq(strcmp(err.hint + strlen(err.hint) - 3, "..."), 0, "%s", err.hint);
+    j = json_string(err.hint);
+    cr_assert_not_null(j, "hint is not UTF-8");
+    json_decref(j);
+    /* a message that fits is left alone */
+    cq_err_set(&err, CQ_EIO, 0, "fix", "short %d", 1);
+    cr_assert_str_eq(err.message, "short 1");
+    cr_assert_str_eq(err.hint, "fix");
+}
+
 /* ---- drift: committed documents are generated from the table ---------------------------- */
 
 static char *generated(void (*write)(FILE *out))
