@@ -43,7 +43,8 @@ bool cq_spsc_pop(struct cq_spsc *r, void *out);
 /* Consumer only: the oldest message without removing it, or NULL. */
 const void *cq_spsc_peek(struct cq_spsc *r);
 
-/* Any thread: messages waiting now (a snapshot). */
+/* Any thread: messages waiting (a snapshot, between 0 and the capacity;
+ * while both sides run it may lag either of them). */
 size_t cq_spsc_size(const struct cq_spsc *r);
 size_t cq_spsc_capacity(const struct cq_spsc *r);
 

@@ -76,9 +76,17 @@ bool cq_spsc_pop(struct cq_spsc *r, void *out)
 
 size_t cq_spsc_size(const struct cq_spsc *r)
 {
-    size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    /* Tail first, then head. The consumer only ever stores a tail it has
+     * read a head at or past (acquire on both sides carries that over), so
+     * the head loaded after this tail is never behind it: no wrap-around
+     * when a pop lands between the two loads (loaded the other way round,
+     * a size read from a third thread came out near 2^64). The tail may be
+     * stale by the time head is read, so head - tail can exceed what the
+     * ring ever held at one instant: clamp to the capacity. */
     size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return head - tail;
+    size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    size_t used = head - tail;
+    return used > r->mask + 1 ? r->mask + 1 : used;
 }
 
 size_t cq_spsc_capacity(const struct cq_spsc *r)
