@@ -18,13 +18,19 @@
 
 #include "cq/common.h"
 #include "cq/decimal.h"
+#include "cq/market.h"
 
 #define CQ_SIM_DEFAULT_API_KEY "simex-local-api-key-0000000000000000000000000000000000000000000000"
 #define CQ_SIM_DEFAULT_API_SECRET "simex-local-api-secret-000000000000000000000000000000000000000000"
 #define CQ_SIM_DEFAULT_BALANCES "USDT=10000,BTC=0,ETH=0"
 
+/* An asset name, in characters (A-Z 0-9): never longer than a symbol, so the
+ * base of any CQ_SYMBOL_MAX_CHARS symbol fits. Buffers hold it and the NUL. */
+#define CQ_SIM_ASSET_MAX_CHARS CQ_SYMBOL_MAX_CHARS
+#define CQ_SIM_ASSET_LEN (CQ_SIM_ASSET_MAX_CHARS + 1)
+
 struct cq_sim_balance {
-    char asset[12];
+    char asset[CQ_SIM_ASSET_LEN];
     cq_dec amount;
 };
 

@@ -1533,13 +1533,13 @@ static int copy_symbol(struct sim_engine *e, const struct sim_symbol *in, struct
 {
     struct sim_symbol *s = &e->symbols[e->n_symbols];
     struct sim_filters *f = &s->filters;
-    size_t len = strnlen(in->symbol, SIM_SYMBOL_LEN);
+    size_t len = strnlen(in->symbol, CQ_SYMBOL_LEN);
     int rc = 0;
 
-    if (len == 0 || len >= SIM_SYMBOL_LEN) {
+    if (len == 0 || len >= CQ_SYMBOL_LEN) {
         return cq_err_set(err, CQ_ECONFIG, 0, "symbol names are like BTCUSDT",
                           "symbol %zu: empty or longer than %d characters", e->n_symbols,
-                          SIM_SYMBOL_LEN - 1);
+                          CQ_SYMBOL_MAX_CHARS);
     }
     for (size_t i = 0; i < e->n_symbols; i++) {
         if (strcmp(e->symbols[i].symbol, in->symbol) == 0) {
@@ -2677,7 +2677,7 @@ static int load_balances(const struct sim_engine *e, const json_t *root, struct 
 static int load_order(const struct sim_engine *e, const json_t *j, const char *path,
                       uint64_t min_id, uint64_t max_id, struct sim_order *o, struct cq_err *err)
 {
-    char name[SIM_SYMBOL_LEN + 1];
+    char name[CQ_SYMBOL_LEN + 1];
     char word[24];
     bool market, open;
     int rc;
@@ -2847,7 +2847,7 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
         struct sim_trade *t = &ns->trades[i];
         const struct order_rec *rec;
         const struct sim_symbol *sym;
-        char name[SIM_SYMBOL_LEN + 1];
+        char name[CQ_SYMBOL_LEN + 1];
         uint64_t lo = i == 0 ? 1 : ns->trades[i - 1].trade_id + 1;
         uint64_t hi = i == 0 ? MAX_FIRST_ID * 2 : lo;
         snprintf(path, sizeof(path), "trades[%zu]", i); /* bounded: 7 + 20 + 2 < 48 */

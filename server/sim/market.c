@@ -336,7 +336,7 @@ struct plan_trade {
 };
 
 struct sym {
-    char name[SIM_SYMBOL_LEN];
+    char name[CQ_SYMBOL_LEN];
     cq_dec tick, step;  /* normalized, > 0 */
     int64_t price_max;  /* ticks: MANTISSA_MAX / tick.m */
     int64_t volume_max; /* steps */
@@ -1038,7 +1038,7 @@ static int sym_init(struct sym *s, const struct sim_symbol *spec, size_t idx,
                     const struct sim_market_options *opts, bool data_is_dir, struct cq_err *err)
 {
     char path[4096];
-    cq_strlcpy(s->name, spec->symbol, sizeof(s->name)); /* bounded: both SIM_SYMBOL_LEN */
+    cq_strlcpy(s->name, spec->symbol, sizeof(s->name)); /* bounded: both CQ_SYMBOL_LEN */
     s->tick = cq_dec_normalize(spec->filters.tick_size);
     s->step = cq_dec_normalize(spec->filters.step_size);
     if (s->tick.m <= 0 || s->step.m <= 0 || s->tick.scale > CQ_DEC_MAX_SCALE ||

@@ -16,6 +16,7 @@
 #define RANGE_LONG "^[0-9]{1,20}$"
 #define RANGE_DECIMAL "^([0-9]{1,20})(\\.[0-9]{1,20})?$"
 #define RANGE_SYMBOL "^[A-Z0-9-_.]{1,20}$"
+_Static_assert(SIM_PARAM_SYMBOL_MAX == 20, "RANGE_SYMBOL and RANGE_SYMBOLS spell the symbol limit");
 #define RANGE_CLIENT_ID "^[a-zA-Z0-9-_]{1,36}$"
 #define RANGE_RECV_WINDOW "^[0-9]{1,20}(\\.[0-9]{1,3})?$"
 #define RANGE_SYMBOLS                                                                          \

@@ -119,7 +119,7 @@
  *   | POST /_sim/ratelimit/storm       | seconds=0..3600            | every /api request 429 (0 ends)|
  *   | POST /_sim/orders/reject         | count=0..1000000           | next N POST /order -> -2010    |
  *   | POST /_sim/balance/insufficient  | on=1|0                     | orders -> -2010 insufficient   |
- *   | POST /_sim/balance/set           | asset=[A-Z0-9]{1,11}, free=D| set an asset's free balance   |
+ *   | POST /_sim/balance/set           | asset=[A-Z0-9]{1,20}, free=D| set an asset's free balance   |
  *   | POST /_sim/clock/skew            | ms=±630720000000 (20 y)    | server time = wall + ms        |
  *   | POST /_sim/market/pause          | on=1|0                     | market holds, emits nothing    |
  *   | POST /_sim/symbol/status         | symbol=S&status=TRADING|   | HALT/BREAK: new orders -2010   |
@@ -2392,7 +2392,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         }
         cq_dec amount;
         if (!asset_ok) {
-            ctl_error(resp, 400, "asset", "parameter 'asset' must match ^[A-Z0-9]{1,11}$");
+            ctl_error(resp, 400, "asset", "parameter 'asset' must match ^[A-Z0-9]{1,20}$");
         } else if (free_text == NULL || cq_dec_parse(free_text, (size_t)-1, &amount) < 0 ||
                    cq_dec_sign(amount) < 0) {
             ctl_error(resp, 400, "free", "parameter 'free' must be a non-negative decimal");

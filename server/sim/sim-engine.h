@@ -29,9 +29,13 @@
 
 #include "cq/common.h"
 #include "cq/decimal.h"
+#include "cq/market.h"
+#include "cq/sim.h"
 
-#define SIM_SYMBOL_LEN 20      /* "BTCUSDT" + NUL, with room */
-#define SIM_ASSET_LEN 12
+/* Symbol names: CQ_SYMBOL_MAX_CHARS (cq/market.h), buffers CQ_SYMBOL_LEN, the
+ * one limit the daemon uses too. An asset name is never longer than a
+ * symbol: CQ_SIM_ASSET_LEN (cq/sim.h). */
+#define SIM_ASSET_LEN CQ_SIM_ASSET_LEN
 #define SIM_CLIENT_ID_LEN 40   /* ^[a-zA-Z0-9-_]{1,36}$ + NUL */
 #define SIM_SYMBOLS_MAX 32
 #define SIM_ASSETS_MAX 64
@@ -92,7 +96,7 @@ struct sim_filters {
 };
 
 struct sim_symbol {
-    char symbol[SIM_SYMBOL_LEN];
+    char symbol[CQ_SYMBOL_LEN];
     char base[SIM_ASSET_LEN];
     char quote[SIM_ASSET_LEN];
     unsigned base_precision;   /* 8 */

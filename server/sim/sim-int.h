@@ -98,7 +98,7 @@ struct cq_sim {
     char *api_key;
     char *api_secret;                /* wiped on free */
     char *control_token;             /* NULL = /_sim/ open to loopback; wiped on free */
-    char (*symbols)[SIM_SYMBOL_LEN];
+    char (*symbols)[CQ_SYMBOL_LEN];
     struct cq_sim_balance *balances;
 
     pthread_mutex_t lock;            /* THE lock: engine, market, faults, rl, keys */

@@ -37,13 +37,14 @@
 
 #include "cq/common.h"
 #include "cq/decimal.h"
+#include "cq/market.h"
 
 #define SIM_PARAMS_MAX 64           /* pairs per request (query + body) */
 #define SIM_PARAM_NAME_MAX 64       /* bytes of a decoded name */
 #define SIM_PARAM_VALUE_MAX 16384   /* bytes of a decoded value */
 #define SIM_QUERY_MAX_BYTES 65536   /* raw query string */
 #define SIM_BODY_MAX_BYTES 65536    /* raw request body */
-#define SIM_PARAM_SYMBOL_MAX 20     /* ^[A-Z0-9-_.]{1,20}$ */
+#define SIM_PARAM_SYMBOL_MAX CQ_SYMBOL_MAX_CHARS /* ^[A-Z0-9-_.]{1,20}$ */
 #define SIM_PARAM_SYMBOLS_MAX 200   /* names in a `symbols` JSON array */
 #define SIM_PARAM_CLIENT_ID_MAX 36  /* ^[a-zA-Z0-9-_]{1,36}$ */
 #define SIM_API_MSG_MAX 256

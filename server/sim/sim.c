@@ -83,8 +83,8 @@ int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max,
         }
         size_t asset_len = (size_t)(eq - p);
         if (asset_len >= sizeof(out[0].asset)) {
-            return cq_err_set(err, CQ_EPARSE, 0, "asset names are at most 11 characters",
-                              "asset '%.*s' is too long", (int)asset_len, p);
+            return cq_err_set(err, CQ_EPARSE, 0, "asset names are at most 20 characters (CQ_SIM_ASSET_MAX_CHARS)",
+                              "asset '%.*s' is %zu characters, too long", (int)asset_len, p, asset_len);
         }
         for (size_t i = 0; i < asset_len; i++) {
             char c = p[i];
@@ -255,7 +255,7 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct sim_kline *k
     }
     const struct sim_symbol *sym = sim_engine_symbol(sim->engine, symbol_idx);
     sim_ws_publish_kline(sim->ws, sym, "1m", k, k->closed ? k->close_ms : sim_market_now_ms(sim->market));
-    char lower[SIM_SYMBOL_LEN];
+    char lower[CQ_SYMBOL_LEN];
     size_t n = 0;
     for (; sym->symbol[n] != '\0' && n + 1 < sizeof(lower); n++) {
         char c = sym->symbol[n];
@@ -600,13 +600,21 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
 
     struct sim_symbol specs[SIM_SYMBOLS_MAX];
     for (size_t i = 0; i < opts->n_symbols; i++) {
+        size_t name_len = opts->symbols[i] != NULL ? strlen(opts->symbols[i]) : 0;
+        if (name_len == 0 || name_len > CQ_SYMBOL_MAX_CHARS) {
+            cq_err_set(err, CQ_EINVAL, 0,
+                       "symbol names are 1 to 20 characters (CQ_SYMBOL_MAX_CHARS), e.g. BTCUSDT",
+                       "symbol %zu '%.40s' is %zu characters", i + 1,
+                       opts->symbols[i] != NULL ? opts->symbols[i] : "", name_len);
+            goto fail;
+        }
         if (sim_symbol_defaults(opts->symbols[i], &specs[i]) < 0) {
             cq_err_set(err, CQ_EINVAL, 0,
                        "symbols are BASE+QUOTE with a USDT, BTC, ETH, BUSD or USDC quote, e.g. BTCUSDT",
                        "cannot derive base and quote assets from symbol '%s'", opts->symbols[i]);
             goto fail;
         }
-        cq_strlcpy(sim->symbols[i], specs[i].symbol, SIM_SYMBOL_LEN); /* same size */
+        cq_strlcpy(sim->symbols[i], specs[i].symbol, CQ_SYMBOL_LEN); /* same size */
     }
     sim->opts.symbols = NULL; /* the copies live in specs/engine */
 
@@ -614,7 +622,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     size_t nb = opts->n_balances < SIM_ASSETS_MAX ? opts->n_balances : SIM_ASSETS_MAX;
     for (size_t i = 0; i < nb; i++) {
         memset(&start_balances[i], 0, sizeof(start_balances[i]));
-        /* cq_sim_balance.asset is 12 bytes = SIM_ASSET_LEN */
+        /* cq_sim_balance.asset is CQ_SIM_ASSET_LEN bytes = SIM_ASSET_LEN */
         cq_strlcpy(start_balances[i].asset, opts->balances[i].asset, SIM_ASSET_LEN);
         start_balances[i].free = opts->balances[i].amount;
         start_balances[i].locked = CQ_DEC_ZERO;

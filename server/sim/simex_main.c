@@ -348,13 +348,20 @@ int main(int argc, char **argv)
     o.control_token = token;
 
     /* Symbols: split the comma list into a bounded array. */
-    static char symbol_buf[MAX_SYMBOLS][20];
+    static char symbol_buf[MAX_SYMBOLS][CQ_SYMBOL_LEN];
     const char *symbols[MAX_SYMBOLS];
     size_t n_symbols = 0;
     for (const char *p = symbols_arg; *p != '\0';) {
         const char *comma = strchr(p, ',');
         size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= sizeof(symbol_buf[0]) || n_symbols >= MAX_SYMBOLS) {
+        if (len > CQ_SYMBOL_MAX_CHARS) {
+            fprintf(stderr,
+                    "coinquant-simex: --symbols: '%.*s' is %zu characters; symbol names are at "
+                    "most %d characters (CQ_SYMBOL_MAX_CHARS), e.g. BTCUSDT\n",
+                    (int)len, p, len, CQ_SYMBOL_MAX_CHARS);
+            goto out;
+        }
+        if (len == 0 || n_symbols >= MAX_SYMBOLS) {
             fprintf(stderr, "coinquant-simex: --symbols '%s' is not a list of 1-32 symbols\n",
                     symbols_arg);
             goto out;

@@ -158,7 +158,7 @@ static void fill_from_spec(const struct symbol_spec *sp, struct sim_symbol *out)
     struct sim_filters *f = &out->filters;
     memset(out, 0, sizeof(*out));
     /* bounded: the table's names are short literals, and a generic name was
-     * checked to be shorter than SIM_SYMBOL_LEN with a base shorter than
+     * checked to be shorter than CQ_SYMBOL_LEN with a base shorter than
      * SIM_ASSET_LEN (sim_symbol_defaults) */
     cq_strlcpy(out->symbol, sp->symbol, sizeof(out->symbol));
     cq_strlcpy(out->base, sp->base, sizeof(out->base));
@@ -206,7 +206,7 @@ int sim_symbol_defaults(const char *name, struct sim_symbol *out)
         }
     }
     len = strlen(name);
-    if (len == 0 || len >= SIM_SYMBOL_LEN || !upper_alnum(name, len)) {
+    if (len == 0 || len >= CQ_SYMBOL_LEN || !upper_alnum(name, len)) {
         return -CQ_EINVAL;
     }
     for (size_t i = 0; i < CQ_ARRAY_LEN(generic_quotes); i++) {

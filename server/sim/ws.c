@@ -133,7 +133,7 @@
 #define WS_PAYLOAD_MAX_BYTES (1u << 20) /* one formatted event */
 #define WS_STREAM_NAME_MAX 80           /* "btcusdt@depth20@1000ms", a listen key */
 /* Every name built or copied into WS_STREAM_NAME_MAX bytes is bounded: a
- * symbol (< SIM_SYMBOL_LEN = 20) plus a suffix of at most 15 characters
+ * symbol (<= CQ_SYMBOL_MAX_CHARS = 20) plus a suffix of at most 15 characters
  * ("@depth20@1000ms", "@kline_12h"), or a 64-character listen key; names
  * from clients are length-checked by classify_stream before any copy. */
 #define WS_INTEREST_SLOTS 4096u         /* power of two */
@@ -243,7 +243,7 @@ static enum stream_class classify_stream(const char *s, char canon[WS_STREAM_NAM
         return STREAM_INVALID;
     }
     size_t sym_len = (size_t)(at - s);
-    if (sym_len == 0 || sym_len >= SIM_SYMBOL_LEN) {
+    if (sym_len == 0 || sym_len >= CQ_SYMBOL_LEN) {
         return STREAM_INVALID;
     }
     for (size_t i = 0; i < sym_len; i++) {
@@ -374,7 +374,7 @@ struct ws_conn {
 };
 
 struct ws_book_state { /* publisher side, under sim->lock */
-    char symbol[SIM_SYMBOL_LEN];
+    char symbol[CQ_SYMBOL_LEN];
     uint64_t last_update_id;
     size_t n_bids, n_asks;
     struct sim_level bids[SIM_DEPTH_MAX];
@@ -458,10 +458,10 @@ static bool user_interested(struct sim_ws *ws)
     return atomic_load_explicit(&ws->user_conns, memory_order_relaxed) > 0;
 }
 
-static void lower_symbol(const char *in, char out[SIM_SYMBOL_LEN])
+static void lower_symbol(const char *in, char out[CQ_SYMBOL_LEN])
 {
     size_t i = 0;
-    for (; in[i] != '\0' && i + 1 < SIM_SYMBOL_LEN; i++) {
+    for (; in[i] != '\0' && i + 1 < CQ_SYMBOL_LEN; i++) {
         out[i] = (char)tolower((unsigned char)in[i]);
     }
     out[i] = '\0';
@@ -537,7 +537,7 @@ void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
     if (ws == NULL || sym == NULL || t == NULL) {
         return;
     }
-    char lsym[SIM_SYMBOL_LEN];
+    char lsym[CQ_SYMBOL_LEN];
     char name[WS_STREAM_NAME_MAX];
     struct ws_item *items[2];
     size_t n = 0;
@@ -650,7 +650,7 @@ static struct ws_book_state *book_state(struct sim_ws *ws, const char *symbol)
     }
     struct ws_book_state *st = &ws->books[ws->n_books++];
     memset(st, 0, sizeof *st);
-    cq_strlcpy(st->symbol, symbol, sizeof st->symbol); /* both SIM_SYMBOL_LEN */
+    cq_strlcpy(st->symbol, symbol, sizeof st->symbol); /* both CQ_SYMBOL_LEN */
     return st;
 }
 
@@ -660,7 +660,7 @@ void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
     if (ws == NULL || sym == NULL || book == NULL) {
         return;
     }
-    char lsym[SIM_SYMBOL_LEN];
+    char lsym[CQ_SYMBOL_LEN];
     char name[WS_STREAM_NAME_MAX];
     struct ws_item *items[5];
     size_t n = 0;
@@ -738,7 +738,7 @@ void sim_ws_publish_kline(struct sim_ws *ws, const struct sim_symbol *sym, const
     if (ws == NULL || sym == NULL || interval == NULL || k == NULL) {
         return;
     }
-    char lsym[SIM_SYMBOL_LEN];
+    char lsym[CQ_SYMBOL_LEN];
     char name[WS_STREAM_NAME_MAX];
     lower_symbol(sym->symbol, lsym);
     snprintf(name, sizeof name, "%s@kline_%s", lsym, interval);

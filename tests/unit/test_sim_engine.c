@@ -576,7 +576,10 @@ Test(sim_symbols, brief_values_and_generic_names)
         {"FOOBAR", "", "", -CQ_EINVAL},
         {"", "", "", -CQ_EINVAL},
         {"btcusdt", "", "", -CQ_EINVAL},
-        {"ABCDEFGHIJKLMNOPUSDT", "", "", -CQ_EINVAL},
+        /* CQ_SYMBOL_MAX_CHARS (20) is a name; one more is not */
+        {"ABCDEFGHIJKLMNOPUSDT", "ABCDEFGHIJKLMNOP", "USDT", 0},
+        {"ABCDEFGHIJKLMNOPQUSDT", "", "", -CQ_EINVAL},
+        {"ABCDEFGHIJKLMNOPQBTC", "ABCDEFGHIJKLMNOPQ", "BTC", 0},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
         int rc = sim_symbol_defaults(rows[i].name, &s);
@@ -710,7 +713,7 @@ static struct sim_engine *custom_engine(void)
     static struct sim_symbol syms[2];
     static struct sim_balance bals[2];
     memset(syms, 0, sizeof(syms));
-    cq_strlcpy(syms[0].symbol, "TESTUSDT", SIM_SYMBOL_LEN);
+    cq_strlcpy(syms[0].symbol, "TESTUSDT", CQ_SYMBOL_LEN);
     cq_strlcpy(syms[0].base, "TEST", SIM_ASSET_LEN);
     cq_strlcpy(syms[0].quote, "USDT", SIM_ASSET_LEN);
     syms[0].base_precision = syms[0].quote_precision = 8;
@@ -2389,7 +2392,7 @@ static struct sim_engine *random_engine_kept(unsigned maker_bps, unsigned taker_
     std_config(&cfg);
     memcpy(random_symbols, std_symbols, sizeof(std_symbols));
     memset(&random_symbols[TEST], 0, sizeof(random_symbols[TEST]));
-    cq_strlcpy(random_symbols[TEST].symbol, "TESTUSDT", SIM_SYMBOL_LEN);
+    cq_strlcpy(random_symbols[TEST].symbol, "TESTUSDT", CQ_SYMBOL_LEN);
     cq_strlcpy(random_symbols[TEST].base, "TEST", SIM_ASSET_LEN);
     cq_strlcpy(random_symbols[TEST].quote, "USDT", SIM_ASSET_LEN);
     for (size_t i = 0; i < 4; i++) {

@@ -53,6 +53,8 @@ struct sim_setup {
     const char *secret;
     const char *control_token;
     uint32_t head_deadline_ms, per_ip_max, connections_max;
+    const char *const *symbols; /* NULL: BTCUSDT, ETHUSDT, LTCBTC */
+    size_t n_symbols;
 };
 
 static void start_sim(const struct sim_setup *s)
@@ -67,8 +69,8 @@ static void start_sim(const struct sim_setup *s)
                  0);
     struct cq_sim_options o = {
         .bind = s->bind != NULL ? s->bind : "127.0.0.1",
-        .symbols = symbols,
-        .n_symbols = CQ_ARRAY_LEN(symbols),
+        .symbols = s->symbols != NULL ? s->symbols : symbols,
+        .n_symbols = s->symbols != NULL ? s->n_symbols : CQ_ARRAY_LEN(symbols),
         .speed = 1,
         .seed = 42,
         .api_secret = s->secret,
@@ -2166,4 +2168,70 @@ Test(sim_rest, mutating_5xx_may_execute_first, .init = setup_default, .fini = te
     size_t n = json_array_size(r.json);
     cr_expect(n > 0 && n < 12, "%zu of 12 orders executed behind a 503", n);
     resp_free(&r);
+}
+
+/* ---- symbol names of CQ_SYMBOL_MAX_CHARS (issue 9.7) -------------------------- */
+
+#define SYM20 "ABCDEFGHIJKLMNOPUSDT" /* CQ_SYMBOL_MAX_CHARS characters, base of 16 */
+#define SYM21 "ABCDEFGHIJKLMNOPQUSDT"
+
+static void setup_sym20(void)
+{
+    static const char *const symbols[] = {"BTCUSDT", SYM20};
+    struct sim_setup s = {.symbols = symbols, .n_symbols = CQ_ARRAY_LEN(symbols)};
+    start_sim(&s);
+}
+
+Test(sim_rest, symbol_of_the_daemons_limit_lists_and_trades, .init = setup_sym20, .fini = teardown)
+{
+    cr_assert_eq(strlen(SYM20), CQ_SYMBOL_MAX_CHARS);
+    struct resp r = http("GET", "/api/v3/exchangeInfo", "symbol=" SYM20, NULL);
+    expect_ok(&r);
+    json_t *sym = json_array_get(json_object_get(r.json, "symbols"), 0);
+    cr_assert_not_null(sym, "%s", r.body);
+    cr_expect_str_eq(jstr(sym, "symbol"), SYM20);
+    cr_expect_str_eq(jstr(sym, "baseAsset"), "ABCDEFGHIJKLMNOP");
+    cr_expect_str_eq(jstr(sym, "quoteAsset"), "USDT");
+    resp_free(&r);
+
+    r = http("GET", "/api/v3/depth", "symbol=" SYM20 "&limit=5", NULL);
+    expect_ok(&r);
+    resp_free(&r);
+
+    /* An order on it fills, and the base asset's balance appears. */
+    r = signed_req("POST", "/api/v3/order", "symbol=" SYM20 "&side=BUY&type=MARKET&quoteOrderQty=20");
+    expect_ok(&r);
+    cr_expect_str_eq(jstr(r.json, "symbol"), SYM20);
+    cr_expect_str_eq(jstr(r.json, "status"), "FILLED", "%s", r.body);
+    resp_free(&r);
+    r = signed_req("GET", "/api/v3/myTrades", "symbol=" SYM20);
+    expect_ok(&r);
+    cr_expect_geq(json_array_size(r.json), 1, "%s", r.body);
+    cr_expect_str_eq(jstr(json_array_get(r.json, 0), "symbol"), SYM20);
+    resp_free(&r);
+    cr_expect_gt(cq_dec_sign(balance_of("ABCDEFGHIJKLMNOP", NULL)), 0);
+    r = http("GET", "/api/v3/klines", "symbol=" SYM20 "&interval=1m&limit=5", NULL);
+    expect_ok(&r);
+    resp_free(&r);
+
+    /* One character more is a request error naming the pattern. */
+    r = http("GET", "/api/v3/depth", "symbol=" SYM21, NULL);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    cr_expect_eq(json_integer_value(json_object_get(r.json, "code")), -1100, "%s", r.body);
+    cr_expect(strstr(r.body, "{1,20}") != NULL, "%s", r.body);
+    resp_free(&r);
+}
+
+Test(sim_rest, symbol_one_over_the_limit_is_refused_at_start)
+{
+    static const char *const symbols[] = {"BTCUSDT", SYM21};
+    struct cq_sim_options o = {.bind = "127.0.0.1", .symbols = symbols, .n_symbols = 2, .speed = 1};
+    struct cq_err err;
+    memset(&err, 0, sizeof err);
+    cq_log_set_level(CQ_LOG_ERROR);
+    struct cq_sim *sim = cq_sim_new(&o, &err);
+    cr_assert_null(sim);
+    cr_expect(strstr(err.message, SYM21) != NULL && strstr(err.message, "21 characters") != NULL,
+              "message: %s", err.message);
+    cr_expect(strstr(err.hint, "20 characters") != NULL, "hint: %s", err.hint);
 }

@@ -56,9 +56,8 @@ static void sleep_ms(int64_t ms)
 static struct cq_sim *g_sim;
 static int g_port;
 
-static void sim_up(void)
+static void sim_up_with(const char *const *symbols, size_t n_symbols)
 {
-    static const char *const symbols[] = {"BTCUSDT", "ETHUSDT"};
     struct cq_sim_balance balances[4];
     size_t n_balances = 0;
     struct cq_err err;
@@ -68,7 +67,7 @@ static void sim_up(void)
     memset(&o, 0, sizeof o);
     o.bind = "127.0.0.1";
     o.symbols = symbols;
-    o.n_symbols = 2;
+    o.n_symbols = n_symbols;
     o.speed = 100; /* a 1m bar every 0.6 s; slower would starve the tests, faster floods a loaded machine */
     o.seed = 42;
     o.balances = balances;
@@ -83,6 +82,12 @@ static void sim_up(void)
     cr_assert_not_null(colon, "ws url %s", url);
     g_port = atoi(colon + 1);
     cr_assert_gt(g_port, 0);
+}
+
+static void sim_up(void)
+{
+    static const char *const symbols[] = {"BTCUSDT", "ETHUSDT"};
+    sim_up_with(symbols, CQ_ARRAY_LEN(symbols));
 }
 
 static void sim_down(void)
@@ -1667,4 +1672,56 @@ Test(sim_ws, trickled_handshake_is_cut_at_its_deadline_from_accept)
     cr_expect_geq(took, 5000 - 100, "closed before the 5 s deadline: %lld ms", (long long)took);
     cr_expect_lt(took, 12000, "closed %lld ms after accept", (long long)took);
     close(fd);
+}
+
+/* ---- a symbol of CQ_SYMBOL_MAX_CHARS (issue 9.7) ------------------------------ */
+
+#define SYM20 "ABCDEFGHIJKLMNOPUSDT"  /* CQ_SYMBOL_MAX_CHARS characters */
+#define SYM20_LOWER "abcdefghijklmnopusdt"
+
+static void sim_up_sym20(void)
+{
+    static const char *const symbols[] = {SYM20};
+    sim_up_with(symbols, CQ_ARRAY_LEN(symbols));
+}
+
+Test(sim_ws, symbol_of_the_daemons_limit_streams, .init = sim_up_sym20)
+{
+    cr_assert_eq(strlen(SYM20), CQ_SYMBOL_MAX_CHARS);
+    /* The longest suffixes the server knows, on the longest symbol. */
+    struct tclient *tc = tc_open(g_port, "/stream?streams=" SYM20_LOWER "@trade/" SYM20_LOWER
+                                 "@depth20@1000ms/" SYM20_LOWER "@kline_1m");
+    cr_assert(tc_wait_established(tc, 3000));
+    int64_t deadline = now_ms() + 15000;
+    size_t i = 0, trades = 0, partials = 0, klines = 0;
+    while ((trades < 3 || partials < 1 || klines < 1) && now_ms() < deadline) {
+        json_t *m = tc_msg(tc, i++, (int)(deadline - now_ms()));
+        if (m == NULL) {
+            break;
+        }
+        const char *stream = json_string_value(json_object_get(m, "stream"));
+        const json_t *d = json_object_get(m, "data");
+        cr_assert_not_null(stream);
+        if (strcmp(stream, SYM20_LOWER "@trade") == 0) {
+            check_trade(d, SYM20);
+            trades++;
+        } else if (strcmp(stream, SYM20_LOWER "@depth20@1000ms") == 0) {
+            partials++;
+        } else if (strcmp(stream, SYM20_LOWER "@kline_1m") == 0) {
+            cr_assert_str_eq(json_string_value(json_object_get(d, "s")), SYM20);
+            klines++;
+        } else {
+            cr_assert_fail("unexpected stream %s", stream);
+        }
+        json_decref(m);
+    }
+    cr_expect_geq(trades, 3);
+    cr_expect_geq(partials, 1);
+    cr_expect_geq(klines, 1);
+    tc_free(tc);
+
+    /* One character more is not a stream name. */
+    tc = tc_open(g_port, "/stream?streams=abcdefghijklmnopqusdt@trade");
+    cr_assert_not(tc_wait_established(tc, 3000), "a 21-character symbol's stream was accepted");
+    tc_free(tc);
 }
