@@ -153,6 +153,7 @@ static void *service_main(void *arg)
     }
     if (rc < 0) {
         char detail[CQ_HEALTH_DETAIL_MAX];
+        /* bounded: a service name and a cq_strerror text, far below 256 */
         snprintf(detail, sizeof(detail), "the %s loop ended: %s", name, cq_strerror(rc));
         cq_health_publish(s->board, s->ops->id, CQ_HEALTH_DOWN, false, "failed", detail, NULL);
         cq_log_error(name, "service_failed", json_pack("{s:s}", "error", cq_strerror(rc)),
@@ -239,6 +240,7 @@ bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stal
     if (atomic_compare_exchange_strong(&s->stalled, &was, true)) {
         const char *name = cq_service_name(s->ops->id);
         char detail[CQ_HEALTH_DETAIL_MAX];
+        /* bounded: two int64 numbers and 30 characters, far below 256 */
         snprintf(detail, sizeof(detail), "no heartbeat for %lld ms (limit %lld ms)",
                  (long long)(now_mono_ms - last), (long long)stall_ms);
         cq_health_publish(s->board, s->ops->id, CQ_HEALTH_DOWN, false, "stalled", detail, NULL);
