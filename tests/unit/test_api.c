@@ -657,6 +657,44 @@ Test(api, non_utf8_and_long_multibyte_paths_get_400_or_404_never_500)
     cr_assert_eq(st.responses_5xx, 0);
 }
 
+/* CQ_API_SHOW_PATH_MAX and CQ_API_SHOW_METHOD_MAX at the boundary: shown
+ * whole at the limit, cut with "..." one byte over. */
+Test(api, shown_path_and_method_are_cut_exactly_at_their_limits)
+{
+    char path[CQ_API_SHOW_PATH_MAX + 2];
+    char want[CQ_API_SHOW_PATH_MAX + 64];
+    path[0] = '/';
+    memset(path + 1, 'q', CQ_API_SHOW_PATH_MAX - 1);
+    path[CQ_API_SHOW_PATH_MAX] = '\0'; /* exactly the limit */
+    struct cq_api_response resp;
+    request("GET", path, NULL, &resp);
+    snprintf(want, sizeof(want), "there is no endpoint %s\"", path);
+    cr_assert_not_null(strstr(resp.body, want), "%s", resp.body);
+    cq_api_response_fini(&resp);
+    path[CQ_API_SHOW_PATH_MAX] = 'q'; /* one over */
+    path[CQ_API_SHOW_PATH_MAX + 1] = '\0';
+    request("GET", path, NULL, &resp);
+    path[CQ_API_SHOW_PATH_MAX] = '\0';
+    snprintf(want, sizeof(want), "there is no endpoint %s...\"", path);
+    cr_assert_not_null(strstr(resp.body, want), "%s", resp.body);
+    cq_api_response_fini(&resp);
+
+    char method[CQ_API_SHOW_METHOD_MAX + 2];
+    memset(method, 'M', CQ_API_SHOW_METHOD_MAX);
+    method[CQ_API_SHOW_METHOD_MAX] = '\0';
+    request(method, "/health", NULL, &resp);
+    snprintf(want, sizeof(want), "method %s is not allowed", method);
+    cr_assert_not_null(strstr(resp.body, want), "%s", resp.body);
+    cq_api_response_fini(&resp);
+    method[CQ_API_SHOW_METHOD_MAX] = 'M';
+    method[CQ_API_SHOW_METHOD_MAX + 1] = '\0';
+    request(method, "/health", NULL, &resp);
+    method[CQ_API_SHOW_METHOD_MAX] = '\0';
+    snprintf(want, sizeof(want), "method %s... is not allowed", method);
+    cr_assert_not_null(strstr(resp.body, want), "%s", resp.body);
+    cq_api_response_fini(&resp);
+}
+
 /* Issue 17.smaller: the path and method were logged cut to 128 and 16
  * bytes, and a token cut by that was no longer recognised by redaction. */
 Test(api, token_in_method_or_path_is_redacted_before_it_is_cut)
@@ -1579,6 +1617,45 @@ Test(api, connections_over_the_pool_take_the_reserve_and_slow_ones_are_evicted)
     struct ring_search s = {"\"event\":\"api_slow_connection_closed\"", "\"reason\":\"evicted", false};
     cq_log_ring_foreach(ring_find, &s);
     cr_assert(s.found, "no api_slow_connection_closed line for the eviction");
+}
+
+/* The reserve deadline at its boundary (fake clock): a reserve connection
+ * is still open 1 ms before reserve_deadline_ms and closed at it, when the
+ * next arrival sweeps. */
+Test(api, reserve_connections_are_closed_exactly_at_their_deadline)
+{
+    cq_api_free(api);
+    struct cq_api_options lim = {.reserve_connections = 2, .reserve_deadline_ms = 2000};
+    api = make_api_with(TOKEN, "127.0.0.1:0", 1024, 1, &lim);
+    start_or_fail(api);
+    const char *addr = cq_api_address(api);
+    int ordinary = connect_to(addr);
+    wait_open(api, 1);
+    int reserve = connect_to(addr);
+    wait_open(api, 2);
+
+    fake_clock_advance_ms(&fc, 1999);
+    int third = connect_to(addr); /* sweeps; the second reserve slot is free */
+    wait_open(api, 3);
+    cr_assert(!closed_by_server(reserve, 100), "closed 1 ms before its deadline");
+
+    fake_clock_advance_ms(&fc, 1);
+    int fourth = connect_to(addr); /* sweeps: the first reserve connection is due */
+    cr_assert(closed_by_server(reserve, 3000), "still open at its deadline");
+    cr_assert(!closed_by_server(third, 100), "a younger reserve connection was closed");
+    cr_assert(!closed_by_server(ordinary, 100), "the ordinary connection (5 s) was closed");
+    struct cq_api_stats st;
+    cq_api_get_stats(api, &st);
+    cr_assert_eq(st.connections_closed_slow, 1);
+    struct ring_search s = {"\"event\":\"api_slow_connection_closed\"",
+                            "\"reason\":\"the request head did not arrive within its deadline\"",
+                            false};
+    cq_log_ring_foreach(ring_find, &s);
+    cr_assert(s.found, "no api_slow_connection_closed line naming the deadline");
+    close(ordinary);
+    close(reserve);
+    close(third);
+    close(fourth);
 }
 
 /* Issue 17.1: clients that send their request head slowly held every slot
