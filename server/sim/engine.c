@@ -4,9 +4,9 @@
  * trades and ids. The interface and its Binance semantics are in
  * sim-engine.h; this comment is about how it is built.
  *
- * What it owns. One struct sim_engine holds the symbol table (filters
+ * What it owns. One struct cq_sim__engine holds the symbol table (filters
  * canonicalised to 8 decimals), the fee rates, the listener, and a struct
- * sim_state with everything sim_engine_save writes: balances, every order
+ * engine_state with everything cq_sim__engine_save writes: balances, every order
  * ever accepted, the retained trades, the next ids and the client-id
  * generator. Nothing is shared; the engine never calls out except to the
  * listener.
@@ -16,7 +16,7 @@
  * copy what they keep, and must not call back into the engine.
  *
  * Invariants (the unit tests check them after every step of a long seeded
- * random sequence; sim_engine_load checks them on its input):
+ * random sequence; cq_sim__engine_load checks them on its input):
  *   I1 every free and locked balance is >= 0 at scale 8, and free + locked
  *      fits an int64 mantissa, so moving money between them cannot
  *      overflow;
@@ -72,7 +72,7 @@
  * history is bounded; fills never stop). The client-id index is an
  * open-addressing table (linear probing, load <= 1/2) over all orders, which
  * GET /order by origClientOrderId needs for closed orders too. Those three
- * amortised growths are the only allocations after sim_engine_new.
+ * amortised growths are the only allocations after cq_sim__engine_new.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -116,14 +116,14 @@ static const cq_dec ONE = {1, 0};
  * keep them), checked in every build: NDEBUG does not remove it. A breach
  * means the account in memory is already wrong, so the engine does not go
  * on: it writes one JSON line naming what broke (event
- * "sim_invariant_broken", the check, the function and the amounts) to
+ * "cq_sim__invariant_broken", the check, the function and the amounts) to
  * stderr and aborts the process. Aborting rather than refusing further
  * orders is deliberate: a failed state would still answer balance and
  * order queries from wrong numbers and would let the simulator's periodic
  * --state save write them to disk; after an abort the state file holds the
  * last good state. These checks are cheap (a comparison on amounts the
  * call already has in hand); the O(open orders) audit of I2 stays in the
- * tests and in sim_engine_load. */
+ * tests and in cq_sim__engine_load. */
 #define ENGINE_INVARIANT(cond, ...)                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -196,7 +196,7 @@ static _Noreturn void invariant_broken(const char *where, const char *check, con
 /* ---- data ------------------------------------------------------------------ */
 
 struct order_rec {
-    struct sim_order o;
+    struct cq_sim__order o;
     uint32_t prev, next;   /* the symbol's open list, oldest first (NO_IDX = end) */
     uint32_t gprev, gnext; /* the global open list, oldest first */
 };
@@ -213,15 +213,15 @@ struct cid_slot {
     uint32_t hash;
 };
 
-/* Everything sim_engine_save writes, and what load replaces in one swap. */
-struct sim_state {
+/* Everything cq_sim__engine_save writes, and what load replaces in one swap. */
+struct engine_state {
     struct order_rec *orders; /* owned; sorted by order_id (I4) */
     size_t n_orders, cap_orders;
-    struct sim_trade *trades; /* owned; a ring once cap_trades == max_trades */
+    struct cq_sim__trade *trades; /* owned; a ring once cap_trades == max_trades */
     size_t n_trades, cap_trades, trades_head;
     struct cid_slot *cid_slots; /* owned; the client-id index */
     size_t cid_cap, cid_used;
-    struct sim_balance bal[SIM_ASSETS_MAX];
+    struct cq_sim__balance bal[SIM_ASSETS_MAX];
     size_t n_assets;
     int base_asset[SIM_SYMBOLS_MAX], quote_asset[SIM_SYMBOLS_MAX];
     struct open_list open[SIM_SYMBOLS_MAX];
@@ -266,21 +266,21 @@ struct pool_level {
 struct plan {
     cq_dec price, qty, quote_qty; /* the request at scale 8 (0 when absent) */
     cq_dec orig_qty, exec_qty, cum_quote;
-    enum sim_order_status final_status;
+    enum cq_sim__order_status final_status;
     bool rests;                     /* a GTC / LIMIT_MAKER remainder goes on the book */
     bool crosses;                   /* a LIMIT_MAKER would take */
-    struct sim_balance base, quote; /* the account after the order */
+    struct cq_sim__balance base, quote; /* the account after the order */
     size_t n_fills;
     struct plan_fill fills[SIM_DEPTH_MAX];
 };
 
-struct sim_engine {
-    struct sim_symbol symbols[SIM_SYMBOLS_MAX];
+struct cq_sim__engine {
+    struct cq_sim__symbol symbols[SIM_SYMBOLS_MAX];
     size_t n_symbols;
     unsigned maker_bps, taker_bps;
     size_t max_orders, max_trades;
-    struct sim_engine_listener listener;
-    struct sim_state st;
+    struct cq_sim__engine_listener listener;
+    struct engine_state st;
     /* per-call scratch, so no call allocates for it */
     struct plan plan;
     struct pool_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
@@ -288,8 +288,8 @@ struct sim_engine {
      * account state: not saved, and a load leaves it alone */
     struct side_ledger ledger[SIM_SYMBOLS_MAX][2];
     bool touched[SIM_ASSETS_MAX];
-    struct sim_balance before[SIM_ASSETS_MAX];
-    struct sim_balance changed[SIM_ASSETS_MAX];
+    struct cq_sim__balance before[SIM_ASSETS_MAX];
+    struct cq_sim__balance changed[SIM_ASSETS_MAX];
     char cancel_client_id[SIM_CLIENT_ID_LEN];
 };
 
@@ -371,13 +371,13 @@ static int commission_of(cq_dec gross, unsigned bps, cq_dec *out)
     return cq_dec_mul(gross, cq_dec_make((int64_t)bps, 4), AMOUNT_SCALE, CQ_ROUND_UP, out);
 }
 
-static bool is_open(const struct sim_order *o)
+static bool is_open(const struct cq_sim__order *o)
 {
     return o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED;
 }
 
 /* I2: what an open order holds locked, in the asset it pays with. */
-static int order_need(const struct sim_order *o, cq_dec *out)
+static int order_need(const struct cq_sim__order *o, cq_dec *out)
 {
     cq_dec rem = o->orig_qty;
     if (!dsub(&rem, o->executed_qty)) {
@@ -423,7 +423,7 @@ static bool asset_name_valid(const char *s)
     return true;
 }
 
-static int reject(struct sim_reject *rej, int code, const char *msg)
+static int reject(struct cq_sim__reject *rej, int code, const char *msg)
 {
     if (rej != NULL) {
         rej->code = code;
@@ -434,7 +434,7 @@ static int reject(struct sim_reject *rej, int code, const char *msg)
     return -CQ_EVENUE;
 }
 
-static int reject_filter(struct sim_reject *rej, const char *filter)
+static int reject_filter(struct cq_sim__reject *rej, const char *filter)
 {
     if (rej != NULL) {
         rej->code = SIM_ERR_FILTER;
@@ -444,7 +444,7 @@ static int reject_filter(struct sim_reject *rej, const char *filter)
     return -CQ_EVENUE;
 }
 
-static int reject_param(struct sim_reject *rej, int code, const char *fmt_name, const char *param)
+static int reject_param(struct cq_sim__reject *rej, int code, const char *fmt_name, const char *param)
 {
     if (rej != NULL) {
         rej->code = code;
@@ -461,7 +461,7 @@ static int reject_param(struct sim_reject *rej, int code, const char *fmt_name, 
 
 /* Capacity (max_orders, memory, the int64 range of an amount): the call
  * fails with rc and the REST layer answers -1000. */
-static int reject_capacity(struct sim_reject *rej, int rc)
+static int reject_capacity(struct cq_sim__reject *rej, int rc)
 {
     reject(rej, SIM_ERR_UNKNOWN, MSG_UNKNOWN_ERROR);
     return rc;
@@ -512,7 +512,7 @@ static uint32_t cid_hash(int symbol_idx, const char *cid)
 
 /* The slot holding (symbol_idx, cid), or the empty slot where it would go.
  * The table is never full (load <= 1/2). */
-static size_t cid_slot(const struct sim_state *st, int symbol_idx, const char *cid, uint32_t h)
+static size_t cid_slot(const struct engine_state *st, int symbol_idx, const char *cid, uint32_t h)
 {
     size_t mask = st->cid_cap - 1;
     size_t i = h & mask;
@@ -522,7 +522,7 @@ static size_t cid_slot(const struct sim_state *st, int symbol_idx, const char *c
             return i;
         }
         if (sl->hash == h) {
-            const struct sim_order *o = &st->orders[sl->idx1 - 1].o;
+            const struct cq_sim__order *o = &st->orders[sl->idx1 - 1].o;
             if (o->symbol_idx == symbol_idx && strcmp(o->client_id, cid) == 0) {
                 return i;
             }
@@ -531,7 +531,7 @@ static size_t cid_slot(const struct sim_state *st, int symbol_idx, const char *c
     }
 }
 
-static struct order_rec *cid_find(const struct sim_state *st, int symbol_idx, const char *cid)
+static struct order_rec *cid_find(const struct engine_state *st, int symbol_idx, const char *cid)
 {
     uint32_t v;
     if (st->cid_cap == 0 || cid == NULL || cid[0] == '\0') {
@@ -542,7 +542,7 @@ static struct order_rec *cid_find(const struct sim_state *st, int symbol_idx, co
 }
 
 /* Room for one more key. */
-static int cid_reserve(struct sim_state *st)
+static int cid_reserve(struct engine_state *st)
 {
     size_t cap;
     struct cid_slot *slots;
@@ -571,9 +571,9 @@ static int cid_reserve(struct sim_state *st)
 
 /* Index order idx under its key (after cid_reserve); a reused key now
  * points at this newer order. */
-static void cid_put(struct sim_state *st, uint32_t idx)
+static void cid_put(struct engine_state *st, uint32_t idx)
 {
-    const struct sim_order *o = &st->orders[idx].o;
+    const struct cq_sim__order *o = &st->orders[idx].o;
     uint32_t h = cid_hash(o->symbol_idx, o->client_id);
     size_t i = cid_slot(st, o->symbol_idx, o->client_id, h);
     if (st->cid_slots[i].idx1 == 0) {
@@ -586,14 +586,14 @@ static void cid_put(struct sim_state *st, uint32_t idx)
 /* ---- orders, open lists, trades ------------------------------------------------- */
 
 static void list_init(struct open_list *l);
-static void open_link(struct sim_state *st, uint32_t idx);
+static void open_link(struct engine_state *st, uint32_t idx);
 
 /* Drop the oldest closed orders until at most `keep` orders remain (or no
  * closed order is left), then rebuild what holds array indices: the open
  * lists (in id order, which is time order) and the client-id index (in id
  * order, so a reused client id maps to the newest kept order again, I5).
  * Allocates nothing. Returns the number dropped. */
-static size_t orders_drop_closed(struct sim_state *st, size_t keep)
+static size_t orders_drop_closed(struct engine_state *st, size_t keep)
 {
     size_t excess = st->n_orders > keep ? st->n_orders - keep : 0;
     size_t w = 0;
@@ -642,7 +642,7 @@ static size_t orders_keep_after_drop(size_t max_orders)
     return max_orders - step;
 }
 
-static int orders_reserve(struct sim_state *st, size_t max_orders)
+static int orders_reserve(struct engine_state *st, size_t max_orders)
 {
     size_t cap;
     struct order_rec *a;
@@ -669,7 +669,7 @@ static int orders_reserve(struct sim_state *st, size_t max_orders)
 }
 
 /* Index of the first kept order with id >= order_id (n_orders if none). */
-static size_t order_lower_bound(const struct sim_state *st, uint64_t order_id)
+static size_t order_lower_bound(const struct engine_state *st, uint64_t order_id)
 {
     size_t lo = 0, hi = st->n_orders;
     while (lo < hi) {
@@ -683,7 +683,7 @@ static size_t order_lower_bound(const struct sim_state *st, uint64_t order_id)
     return lo;
 }
 
-static struct order_rec *order_by_id(const struct sim_state *st, uint64_t order_id)
+static struct order_rec *order_by_id(const struct engine_state *st, uint64_t order_id)
 {
     size_t i = order_lower_bound(st, order_id);
     if (i >= st->n_orders || st->orders[i].o.order_id != order_id) {
@@ -699,7 +699,7 @@ static void list_init(struct open_list *l)
     l->count = 0;
 }
 
-static void open_link(struct sim_state *st, uint32_t idx)
+static void open_link(struct engine_state *st, uint32_t idx)
 {
     struct order_rec *r = &st->orders[idx];
     struct open_list *l = &st->open[r->o.symbol_idx];
@@ -726,7 +726,7 @@ static void open_link(struct sim_state *st, uint32_t idx)
     g->count++;
 }
 
-static void open_unlink(struct sim_state *st, uint32_t idx)
+static void open_unlink(struct engine_state *st, uint32_t idx)
 {
     struct order_rec *r = &st->orders[idx];
     struct open_list *l = &st->open[r->o.symbol_idx];
@@ -760,11 +760,11 @@ static void open_unlink(struct sim_state *st, uint32_t idx)
 
 /* Room for `extra` more trades, up to max_trades (then the ring forgets the
  * oldest). */
-static int trades_reserve(struct sim_state *st, size_t max_trades, size_t extra)
+static int trades_reserve(struct engine_state *st, size_t max_trades, size_t extra)
 {
     size_t need = st->n_trades + extra;
     size_t cap;
-    struct sim_trade *a;
+    struct cq_sim__trade *a;
     if (need <= st->cap_trades || st->cap_trades >= max_trades) {
         return 0;
     }
@@ -787,9 +787,9 @@ static int trades_reserve(struct sim_state *st, size_t max_trades, size_t extra)
 }
 
 /* A slot for the next trade (after trades_reserve). */
-static struct sim_trade *trades_push(struct sim_state *st)
+static struct cq_sim__trade *trades_push(struct engine_state *st)
 {
-    struct sim_trade *t;
+    struct cq_sim__trade *t;
     if (st->n_trades < st->cap_trades) {
         t = &st->trades[(st->trades_head + st->n_trades) % st->cap_trades];
         st->n_trades++;
@@ -800,14 +800,14 @@ static struct sim_trade *trades_push(struct sim_state *st)
     return t;
 }
 
-static const struct sim_trade *trade_at(const struct sim_state *st, size_t i)
+static const struct cq_sim__trade *trade_at(const struct engine_state *st, size_t i)
 {
     return &st->trades[(st->trades_head + i) % st->cap_trades];
 }
 
 /* ---- assets and account_position ---------------------------------------------- */
 
-static int asset_find(const struct sim_state *st, const char *asset)
+static int asset_find(const struct engine_state *st, const char *asset)
 {
     for (size_t i = 0; i < st->n_assets; i++) {
         if (strcmp(st->bal[i].asset, asset) == 0) {
@@ -818,7 +818,7 @@ static int asset_find(const struct sim_state *st, const char *asset)
 }
 
 /* Index of asset, adding a zero balance if new; -CQ_EFULL if the table is. */
-static int asset_add(struct sim_state *st, const char *asset)
+static int asset_add(struct engine_state *st, const char *asset)
 {
     int i = asset_find(st, asset);
     if (i >= 0) {
@@ -837,7 +837,7 @@ static int asset_add(struct sim_state *st, const char *asset)
 }
 
 /* Remember an asset's balance before the call's first change to it. */
-static void change_note(struct sim_engine *e, int asset)
+static void change_note(struct cq_sim__engine *e, int asset)
 {
     if (!e->touched[asset]) {
         e->touched[asset] = true;
@@ -847,7 +847,7 @@ static void change_note(struct sim_engine *e, int asset)
 
 /* One account_position with the assets whose balance differs from before
  * the call (in balance-table order); none if nothing changed. */
-static void changes_end(struct sim_engine *e, int64_t now_ms)
+static void changes_end(struct cq_sim__engine *e, int64_t now_ms)
 {
     size_t n = 0;
     for (size_t a = 0; a < e->st.n_assets; a++) {
@@ -869,11 +869,11 @@ static void changes_end(struct sim_engine *e, int64_t now_ms)
     }
 }
 
-static void emit(struct sim_engine *e, const struct sim_order *o, enum sim_exec_type type,
-                 const struct sim_fill *fill, const char *orig_client_id,
+static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o, enum cq_sim__exec_type type,
+                 const struct cq_sim__fill *fill, const char *orig_client_id,
                  const char *cancel_client_id, int64_t now_ms)
 {
-    struct sim_exec_report r;
+    struct cq_sim__exec_report r;
     if (e->listener.execution_report == NULL) {
         return;
     }
@@ -888,7 +888,7 @@ static void emit(struct sim_engine *e, const struct sim_order *o, enum sim_exec_
 
 /* ---- filters --------------------------------------------------------------------- */
 
-static bool price_ok(const struct sim_filters *f, cq_dec price)
+static bool price_ok(const struct cq_sim__filters *f, cq_dec price)
 {
     if (price.m <= 0) {
         return false;
@@ -915,7 +915,7 @@ struct qty_rule {
     const char *min_filter, *max_filter, *step_filter;
 };
 
-static void qty_rule_of(const struct sim_filters *f, bool market, struct qty_rule *r)
+static void qty_rule_of(const struct cq_sim__filters *f, bool market, struct qty_rule *r)
 {
     bool mmin = market && f->market_min_qty.m > 0;
     bool mmax = market && f->market_max_qty.m > 0;
@@ -951,7 +951,7 @@ static const char *qty_violation(const struct qty_rule *r, cq_dec qty)
  * with min and rounded up with max: exact decisions, as the bounds sit on
  * the 8-decimal grid. A product too large for int64 passes min and fails
  * max. */
-static bool notional_ok(const struct sim_filters *f, bool market, cq_dec price, cq_dec qty)
+static bool notional_ok(const struct cq_sim__filters *f, bool market, cq_dec price, cq_dec qty)
 {
     bool use_min = f->min_notional.m > 0 && (!market || f->apply_min_to_market);
     bool use_max = f->max_notional.m > 0 && (!market || f->apply_max_to_market);
@@ -970,10 +970,10 @@ static bool notional_ok(const struct sim_filters *f, bool market, cq_dec price, 
 /* ---- the book ---------------------------------------------------------------------- */
 
 /* The levels a taker on `side` walks, best first, at most SIM_DEPTH_MAX. */
-static const struct sim_level *taker_levels(const struct sim_book_view *b, enum sim_side side,
+static const struct cq_sim__level *taker_levels(const struct cq_sim__book_view *b, enum cq_sim__side side,
                                             size_t *n)
 {
-    const struct sim_level *lv = side == SIM_BUY ? b->asks : b->bids;
+    const struct cq_sim__level *lv = side == SIM_BUY ? b->asks : b->bids;
     size_t cnt = side == SIM_BUY ? b->n_asks : b->n_bids;
     if (lv == NULL) {
         cnt = 0;
@@ -984,7 +984,7 @@ static const struct sim_level *taker_levels(const struct sim_book_view *b, enum 
 
 /* A level's price at scale 8, rounded against the taker (asks up, bids
  * down); false if it is not a usable price. */
-static bool level_price(cq_dec raw, enum sim_side taker_side, cq_dec *out)
+static bool level_price(cq_dec raw, enum cq_sim__side taker_side, cq_dec *out)
 {
     if (raw.m <= 0) {
         return false;
@@ -1008,7 +1008,7 @@ static cq_dec level_qty(cq_dec raw, cq_dec step)
 
 /* Does a level (or trade) at `price` cross an order on `side` limited at
  * `limit`? */
-static bool crosses(enum sim_side side, cq_dec price, cq_dec limit)
+static bool crosses(enum cq_sim__side side, cq_dec price, cq_dec limit)
 {
     int c = cq_dec_cmp(price, limit);
     return side == SIM_BUY ? c <= 0 : c >= 0;
@@ -1016,10 +1016,10 @@ static bool crosses(enum sim_side side, cq_dec price, cq_dec limit)
 
 /* MARKET's NOTIONAL reference: the last price, else the best opposite
  * level; false when the book has neither. */
-static bool market_ref_price(const struct sim_book_view *b, enum sim_side side, cq_dec *out)
+static bool market_ref_price(const struct cq_sim__book_view *b, enum cq_sim__side side, cq_dec *out)
 {
     size_t n;
-    const struct sim_level *lv;
+    const struct cq_sim__level *lv;
     if (b->last_price.m > 0) {
         *out = b->last_price;
         return true;
@@ -1052,7 +1052,7 @@ static bool market_ref_price(const struct sim_book_view *b, enum sim_side side, 
  * no change, the conservative side.) A public trade passed to on_market is
  * new volume each time and is not tracked here. */
 
-static int ledger_side(enum sim_side taker_side)
+static int ledger_side(enum cq_sim__side taker_side)
 {
     return taker_side == SIM_BUY ? LEDGER_ASKS : LEDGER_BIDS;
 }
@@ -1084,8 +1084,8 @@ static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec show
 
 /* Forget the levels this book shows differently or not at all (they were
  * replaced). Afterwards every entry's price is on the book. */
-static void ledger_sync(struct side_ledger *l, const struct sim_level *lv, size_t n,
-                        enum sim_side taker_side)
+static void ledger_sync(struct side_ledger *l, const struct cq_sim__level *lv, size_t n,
+                        enum cq_sim__side taker_side)
 {
     size_t w = 0;
     for (size_t r = 0; r < l->n; r++) {
@@ -1125,7 +1125,7 @@ static void ledger_take(struct side_ledger *l, cq_dec price, cq_dec shown, cq_de
 
 /* ---- prepare: validate, match, balance ------------------------------------------- */
 
-static int check_shape(const struct sim_order_req *req, struct sim_reject *rej)
+static int check_shape(const struct cq_sim__order_req *req, struct cq_sim__reject *rej)
 {
     if (req->side != SIM_BUY && req->side != SIM_SELL) {
         return reject(rej, SIM_ERR_INVALID_SIDE, "Invalid side.");
@@ -1176,12 +1176,12 @@ static int check_shape(const struct sim_order_req *req, struct sim_reject *rej)
 }
 
 /* Walk the opposite side best first as taker and plan the fills. Pure. */
-static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
-                      const struct sim_order_req *req, const struct sim_book_view *book,
-                      struct plan *p, struct sim_reject *rej)
+static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rule,
+                      const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
+                      struct plan *p, struct cq_sim__reject *rej)
 {
     size_t n;
-    const struct sim_level *lv = taker_levels(book, req->side, &n);
+    const struct cq_sim__level *lv = taker_levels(book, req->side, &n);
     const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
     bool market = req->type == SIM_MARKET;
     bool by_quote = market && req->has_quote_qty;
@@ -1311,14 +1311,14 @@ static int plan_fills(const struct sim_engine *e, const struct qty_rule *rule,
 /* The account after the order, on local copies; -2010 if the asset the
  * order pays with does not cover it. LIMIT orders lock what they may pay
  * (Binance locks on entry); MARKET orders pay what their fills cost. */
-static int plan_balances(const struct sim_engine *e, const struct sim_order_req *req,
-                         struct plan *p, struct sim_reject *rej)
+static int plan_balances(const struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                         struct plan *p, struct cq_sim__reject *rej)
 {
-    const struct sim_state *st = &e->st;
+    const struct engine_state *st = &e->st;
     bool buy = req->side == SIM_BUY;
     bool locks = req->type != SIM_MARKET;
-    struct sim_balance *pay = buy ? &p->quote : &p->base;
-    struct sim_balance *get = buy ? &p->base : &p->quote;
+    struct cq_sim__balance *pay = buy ? &p->quote : &p->base;
+    struct cq_sim__balance *get = buy ? &p->base : &p->quote;
     cq_dec need;
     cq_dec lock = ZERO8;
     cq_dec sum;
@@ -1369,7 +1369,7 @@ static int plan_balances(const struct sim_engine *e, const struct sim_order_req 
         /* lock >= target: see the rounding note at the top */
         ENGINE_INVARIANT(!dec_lt(lock, target),
                          "a %s order locks %s but its remainder needs %s (rounding rule)",
-                         sim_side_name(req->side), DTXT(lock), DTXT(target));
+                         cq_sim__side_name(req->side), DTXT(lock), DTXT(target));
         sub_ok(&lock, target);
         sub_ok(&pay->locked, lock);
         add_ok(&pay->free, lock);
@@ -1385,12 +1385,12 @@ static int plan_balances(const struct sim_engine *e, const struct sim_order_req 
  * symbol (-1121), market status (-2010), shape, PRICE_FILTER, LOT_SIZE /
  * MARKET_LOT_SIZE, NOTIONAL, MAX_NUM_ORDERS (-1013), duplicate client id,
  * balance, LIMIT_MAKER cross (-2010). */
-static int prepare(struct sim_engine *e, const struct sim_order_req *req,
-                   const struct sim_book_view *book, struct plan *p, struct sim_reject *rej)
+static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                   const struct cq_sim__book_view *book, struct plan *p, struct cq_sim__reject *rej)
 {
-    static const struct sim_book_view empty_book;
-    const struct sim_symbol *sym;
-    const struct sim_filters *f;
+    static const struct cq_sim__book_view empty_book;
+    const struct cq_sim__symbol *sym;
+    const struct cq_sim__filters *f;
     struct qty_rule rule;
     bool market;
     int rc;
@@ -1482,7 +1482,7 @@ static int prepare(struct sim_engine *e, const struct sim_order_req *req,
 
 /* ---- construction -------------------------------------------------------------------- */
 
-static void state_init(struct sim_state *st)
+static void state_init(struct engine_state *st)
 {
     memset(st, 0, sizeof(*st));
     for (size_t i = 0; i < SIM_SYMBOLS_MAX; i++) {
@@ -1491,7 +1491,7 @@ static void state_init(struct sim_state *st)
     list_init(&st->all_open);
 }
 
-static void state_fini(struct sim_state *st)
+static void state_fini(struct engine_state *st)
 {
     free(st->orders);
     free(st->trades);
@@ -1502,7 +1502,7 @@ static void state_fini(struct sim_state *st)
 }
 
 /* Give every symbol's assets a balance entry (zero if new). */
-static int state_add_symbol_assets(struct sim_state *st, const struct sim_engine *e)
+static int state_add_symbol_assets(struct engine_state *st, const struct cq_sim__engine *e)
 {
     for (size_t i = 0; i < e->n_symbols; i++) {
         int b = asset_add(st, e->symbols[i].base);
@@ -1529,10 +1529,10 @@ static int canon_filter(cq_dec *v, const char *symbol, const char *name, struct 
     return 0;
 }
 
-static int copy_symbol(struct sim_engine *e, const struct sim_symbol *in, struct cq_err *err)
+static int copy_symbol(struct cq_sim__engine *e, const struct cq_sim__symbol *in, struct cq_err *err)
 {
-    struct sim_symbol *s = &e->symbols[e->n_symbols];
-    struct sim_filters *f = &s->filters;
+    struct cq_sim__symbol *s = &e->symbols[e->n_symbols];
+    struct cq_sim__filters *f = &s->filters;
     size_t len = strnlen(in->symbol, CQ_SYMBOL_LEN);
     int rc = 0;
 
@@ -1575,10 +1575,10 @@ static int copy_symbol(struct sim_engine *e, const struct sim_symbol *in, struct
     return 0;
 }
 
-struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq_err *err)
+struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg, struct cq_err *err)
 {
-    struct sim_engine *e;
-    struct sim_state *st;
+    struct cq_sim__engine *e;
+    struct engine_state *st;
 
     if (cfg == NULL || (cfg->n_symbols > 0 && cfg->symbols == NULL) ||
         (cfg->n_balances > 0 && cfg->balances == NULL)) {
@@ -1623,7 +1623,7 @@ struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq
         }
     }
     for (size_t i = 0; i < cfg->n_balances; i++) {
-        const struct sim_balance *b = &cfg->balances[i];
+        const struct cq_sim__balance *b = &cfg->balances[i];
         cq_dec amount;
         int a;
         if (!asset_name_valid(b->asset) || asset_find(st, b->asset) >= 0) {
@@ -1650,11 +1650,11 @@ struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq
     }
     return e;
 fail:
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
     return NULL;
 }
 
-void sim_engine_free(struct sim_engine *e)
+void cq_sim__engine_free(struct cq_sim__engine *e)
 {
     if (e == NULL) {
         return;
@@ -1663,7 +1663,7 @@ void sim_engine_free(struct sim_engine *e)
     free(e);
 }
 
-void sim_engine_set_listener(struct sim_engine *e, const struct sim_engine_listener *l)
+void cq_sim__engine_set_listener(struct cq_sim__engine *e, const struct cq_sim__engine_listener *l)
 {
     if (l != NULL) {
         e->listener = *l;
@@ -1672,7 +1672,7 @@ void sim_engine_set_listener(struct sim_engine *e, const struct sim_engine_liste
     }
 }
 
-int sim_engine_symbol_index(const struct sim_engine *e, const char *symbol)
+int cq_sim__engine_symbol_index(const struct cq_sim__engine *e, const char *symbol)
 {
     if (symbol == NULL) {
         return -1;
@@ -1685,12 +1685,12 @@ int sim_engine_symbol_index(const struct sim_engine *e, const char *symbol)
     return -1;
 }
 
-size_t sim_engine_symbol_count(const struct sim_engine *e)
+size_t cq_sim__engine_symbol_count(const struct cq_sim__engine *e)
 {
     return e->n_symbols;
 }
 
-const struct sim_symbol *sim_engine_symbol(const struct sim_engine *e, int idx)
+const struct cq_sim__symbol *cq_sim__engine_symbol(const struct cq_sim__engine *e, int idx)
 {
     if (idx < 0 || (size_t)idx >= e->n_symbols) {
         return NULL;
@@ -1698,14 +1698,14 @@ const struct sim_symbol *sim_engine_symbol(const struct sim_engine *e, int idx)
     return &e->symbols[idx];
 }
 
-void sim_engine_set_symbol_status(struct sim_engine *e, int idx, enum sim_symbol_status s)
+void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx, enum cq_sim__symbol_status s)
 {
     if (idx >= 0 && (size_t)idx < e->n_symbols && (unsigned)s <= (unsigned)SIM_BREAK) {
         e->symbols[idx].status = s;
     }
 }
 
-void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *taker_bps)
+void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, unsigned *taker_bps)
 {
     if (maker_bps != NULL) {
         *maker_bps = e->maker_bps;
@@ -1715,7 +1715,7 @@ void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *
     }
 }
 
-void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *out)
+void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__engine_stats *out)
 {
     out->orders_placed = e->st.orders_placed;
     out->orders_rejected = e->st.orders_rejected;
@@ -1726,29 +1726,29 @@ void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *o
     out->orders_dropped = e->st.orders_dropped;
 }
 
-const char *sim_engine_last_cancel_client_id(const struct sim_engine *e)
+const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 {
     return e->cancel_client_id;
 }
 
 /* ---- place ------------------------------------------------------------------------------- */
 
-int sim_engine_test_order(struct sim_engine *e, const struct sim_order_req *req,
-                          const struct sim_book_view *book, struct sim_reject *rej)
+int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                          const struct cq_sim__book_view *book, struct cq_sim__reject *rej)
 {
     return prepare(e, req, book, &e->plan, rej);
 }
 
-int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
-                     const struct sim_book_view *book, int64_t now_ms, struct sim_order *order,
-                     struct sim_fill *fills, size_t max_fills, size_t *n_fills,
-                     struct sim_reject *rej)
+int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                     const struct cq_sim__book_view *book, int64_t now_ms, struct cq_sim__order *order,
+                     struct cq_sim__fill *fills, size_t max_fills, size_t *n_fills,
+                     struct cq_sim__reject *rej)
 {
-    struct sim_state *st = &e->st;
+    struct engine_state *st = &e->st;
     struct plan *p = &e->plan;
-    const struct sim_symbol *sym;
+    const struct cq_sim__symbol *sym;
     struct order_rec *rec;
-    struct sim_order *o;
+    struct cq_sim__order *o;
     uint32_t idx;
     size_t out_n = 0;
     int base_a, quote_a;
@@ -1821,7 +1821,7 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
     if (p->n_fills > 0) { /* book != NULL: there were levels to take from */
         struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
         size_t nl;
-        const struct sim_level *lv = taker_levels(book, req->side, &nl);
+        const struct cq_sim__level *lv = taker_levels(book, req->side, &nl);
         ledger_sync(used, lv, nl, req->side);
         for (size_t i = 0; i < p->n_fills; i++) {
             ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
@@ -1831,8 +1831,8 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
     emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
     for (size_t i = 0; i < p->n_fills; i++) {
         const struct plan_fill *pf = &p->fills[i];
-        struct sim_trade *t = trades_push(st);
-        struct sim_fill f;
+        struct cq_sim__trade *t = trades_push(st);
+        struct cq_sim__fill f;
         bool last = i + 1 == p->n_fills;
 
         f.trade_id = st->next_trade_id++;
@@ -1887,7 +1887,7 @@ int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
 /* ---- cancel and queries ------------------------------------------------------------------ */
 
 /* By id (then the client id, if given, must match) or by client id. */
-static struct order_rec *lookup(const struct sim_state *st, int symbol_idx, uint64_t order_id,
+static struct order_rec *lookup(const struct engine_state *st, int symbol_idx, uint64_t order_id,
                                 const char *client_id)
 {
     struct order_rec *rec;
@@ -1905,11 +1905,11 @@ static struct order_rec *lookup(const struct sim_state *st, int symbol_idx, uint
 
 /* Close an open order: release what it holds (I2) and take it off the
  * book. */
-static void close_order(struct sim_engine *e, struct order_rec *rec, enum sim_order_status status,
+static void close_order(struct cq_sim__engine *e, struct order_rec *rec, enum cq_sim__order_status status,
                         int64_t now_ms)
 {
-    struct sim_state *st = &e->st;
-    struct sim_order *o = &rec->o;
+    struct engine_state *st = &e->st;
+    struct cq_sim__order *o = &rec->o;
     int asset = o->side == SIM_BUY ? st->quote_asset[o->symbol_idx] : st->base_asset[o->symbol_idx];
     cq_dec need = ZERO8;
     int rc = order_need(o, &need);
@@ -1926,9 +1926,9 @@ static void close_order(struct sim_engine *e, struct order_rec *rec, enum sim_or
     o->update_ms = now_ms;
 }
 
-int sim_engine_cancel(struct sim_engine *e, int symbol_idx, uint64_t order_id,
+int cq_sim__engine_cancel(struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
                       const char *client_id, const char *cancel_client_id, int64_t now_ms,
-                      struct sim_order *order, struct sim_reject *rej)
+                      struct cq_sim__order *order, struct cq_sim__reject *rej)
 {
     struct order_rec *rec;
     if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
@@ -1958,10 +1958,10 @@ int sim_engine_cancel(struct sim_engine *e, int symbol_idx, uint64_t order_id,
     return 0;
 }
 
-size_t sim_engine_cancel_all(struct sim_engine *e, int symbol_idx, int64_t now_ms,
-                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+size_t cq_sim__engine_cancel_all(struct cq_sim__engine *e, int symbol_idx, int64_t now_ms,
+                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
 {
-    struct sim_state *st = &e->st;
+    struct engine_state *st = &e->st;
     size_t count = 0;
     uint32_t idx;
     if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
@@ -1985,8 +1985,8 @@ size_t sim_engine_cancel_all(struct sim_engine *e, int symbol_idx, int64_t now_m
     return count;
 }
 
-int sim_engine_get_order(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
-                         const char *client_id, struct sim_order *order, struct sim_reject *rej)
+int cq_sim__engine_get_order(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
+                         const char *client_id, struct cq_sim__order *order, struct cq_sim__reject *rej)
 {
     const struct order_rec *rec;
     if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
@@ -2002,10 +2002,10 @@ int sim_engine_get_order(const struct sim_engine *e, int symbol_idx, uint64_t or
     return 0;
 }
 
-size_t sim_engine_open_orders(const struct sim_engine *e, int symbol_idx,
-                              void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+size_t cq_sim__engine_open_orders(const struct cq_sim__engine *e, int symbol_idx,
+                              void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
 {
-    const struct sim_state *st = &e->st;
+    const struct engine_state *st = &e->st;
     size_t count = 0;
     bool all = symbol_idx == -1;
     uint32_t idx;
@@ -2029,7 +2029,7 @@ static bool in_window(int64_t t, int64_t start_ms, int64_t end_ms)
     return (start_ms == 0 || t >= start_ms) && (end_ms == 0 || t <= end_ms);
 }
 
-static bool order_matches(const struct sim_order *o, int symbol_idx, int64_t start_ms,
+static bool order_matches(const struct cq_sim__order *o, int symbol_idx, int64_t start_ms,
                           int64_t end_ms)
 {
     return (symbol_idx < 0 || o->symbol_idx == symbol_idx) &&
@@ -2039,11 +2039,11 @@ static bool order_matches(const struct sim_order *o, int symbol_idx, int64_t sta
 /* allOrders. limit 0 means no limit. As on Binance, without from_order_id
  * and start_ms the most recent `limit` orders come back (oldest first);
  * otherwise the oldest `limit` from there on. symbol_idx -1 = all. */
-size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_t from_order_id,
+size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx, uint64_t from_order_id,
                              int64_t start_ms, int64_t end_ms, size_t limit,
-                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx)
+                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
 {
-    const struct sim_state *st = &e->st;
+    const struct engine_state *st = &e->st;
     size_t begin = 0;
     size_t count = 0;
     if (symbol_idx < -1 || symbol_idx >= (int)e->n_symbols) {
@@ -2067,7 +2067,7 @@ size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_
         begin = i;
     }
     for (size_t i = begin; i < st->n_orders && count < limit; i++) {
-        const struct sim_order *o = &st->orders[i].o;
+        const struct cq_sim__order *o = &st->orders[i].o;
         if (order_matches(o, symbol_idx, start_ms, end_ms)) {
             if (fn != NULL) {
                 fn(ctx, o);
@@ -2078,7 +2078,7 @@ size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_
     return count;
 }
 
-static bool trade_matches(const struct sim_trade *t, int symbol_idx, uint64_t order_id,
+static bool trade_matches(const struct cq_sim__trade *t, int symbol_idx, uint64_t order_id,
                           int64_t start_ms, int64_t end_ms)
 {
     return (symbol_idx < 0 || t->symbol_idx == symbol_idx) &&
@@ -2087,11 +2087,11 @@ static bool trade_matches(const struct sim_trade *t, int symbol_idx, uint64_t or
 
 /* myTrades; same conventions as allOrders (limit 0 = none; most recent
  * without from_id and start_ms). */
-size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
+size_t cq_sim__engine_my_trades(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
                             uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
-                            void (*fn)(void *ctx, const struct sim_trade *t), void *ctx)
+                            void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx)
 {
-    const struct sim_state *st = &e->st;
+    const struct engine_state *st = &e->st;
     size_t begin = 0;
     size_t count = 0;
     uint64_t oldest;
@@ -2120,7 +2120,7 @@ size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t
         begin = i;
     }
     for (size_t i = begin; i < st->n_trades && count < limit; i++) {
-        const struct sim_trade *t = trade_at(st, i);
+        const struct cq_sim__trade *t = trade_at(st, i);
         if (trade_matches(t, symbol_idx, order_id, start_ms, end_ms)) {
             if (fn != NULL) {
                 fn(ctx, t);
@@ -2131,8 +2131,8 @@ size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t
     return count;
 }
 
-size_t sim_engine_balances(const struct sim_engine *e,
-                           void (*fn)(void *ctx, const struct sim_balance *b), void *ctx)
+size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
+                           void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx)
 {
     if (fn != NULL) {
         for (size_t i = 0; i < e->st.n_assets; i++) {
@@ -2142,10 +2142,10 @@ size_t sim_engine_balances(const struct sim_engine *e,
     return e->st.n_assets;
 }
 
-int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_amount,
+int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_dec free_amount,
                            int64_t now_ms)
 {
-    struct sim_state *st = &e->st;
+    struct engine_state *st = &e->st;
     cq_dec amount;
     cq_dec sum;
     int a;
@@ -2175,7 +2175,7 @@ int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_
     return 0;
 }
 
-void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec locked)
+void cq_sim__engine_corrupt_locked(struct cq_sim__engine *e, const char *asset, cq_dec locked)
 {
     int a = asset != NULL ? asset_find(&e->st, asset) : -1;
     cq_dec v;
@@ -2189,21 +2189,21 @@ void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec 
 /* Fill q of a resting order as maker at its own price. -1 (nothing done)
  * if an amount would leave the int64 range or the trade store cannot
  * grow. */
-static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_ms)
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t now_ms)
 {
-    struct sim_state *st = &e->st;
+    struct engine_state *st = &e->st;
     struct order_rec *rec = &st->orders[idx];
-    struct sim_order *o = &rec->o;
-    const struct sim_symbol *sym = &e->symbols[o->symbol_idx];
+    struct cq_sim__order *o = &rec->o;
+    const struct cq_sim__symbol *sym = &e->symbols[o->symbol_idx];
     int base_a = st->base_asset[o->symbol_idx];
     int quote_a = st->quote_asset[o->symbol_idx];
-    struct sim_balance b = st->bal[base_a];
-    struct sim_balance qb = st->bal[quote_a];
+    struct cq_sim__balance b = st->bal[base_a];
+    struct cq_sim__balance qb = st->bal[quote_a];
     bool buy = o->side == SIM_BUY;
     cq_dec rem = o->orig_qty;
     cq_dec rem_after, cost, comm, net, cum, sum;
-    struct sim_trade *t;
-    struct sim_fill f;
+    struct cq_sim__trade *t;
+    struct cq_sim__fill f;
 
     sub_ok(&rem, o->executed_qty);
     ENGINE_INVARIANT(q.m > 0 && !dec_lt(rem, q),
@@ -2293,12 +2293,12 @@ static int maker_fill(struct sim_engine *e, uint32_t idx, cq_dec q, int64_t now_
 
 /* The levels of one book side as resting orders see them: what is left
  * of each after what our orders took (the ledger, synced to this book). */
-static size_t pool_of(struct sim_engine *e, int symbol_idx, const struct sim_book_view *book,
-                      enum sim_side taker_side, cq_dec step, struct pool_level *out)
+static size_t pool_of(struct cq_sim__engine *e, int symbol_idx, const struct cq_sim__book_view *book,
+                      enum cq_sim__side taker_side, cq_dec step, struct pool_level *out)
 {
     struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
     size_t n, k = 0;
-    const struct sim_level *lv = taker_levels(book, taker_side, &n);
+    const struct cq_sim__level *lv = taker_levels(book, taker_side, &n);
     ledger_sync(used, lv, n, taker_side);
     for (size_t i = 0; i < n; i++) {
         struct pool_level *pl = &out[k];
@@ -2320,11 +2320,11 @@ static size_t pool_of(struct sim_engine *e, int symbol_idx, const struct sim_boo
  * trade if it crosses. What an order takes from the book goes into the
  * ledger, so neither another order in this call nor any order in a later
  * call is offered it again until the model replaces the level. */
-size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct sim_book_view *book,
+size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx, const struct cq_sim__book_view *book,
                             cq_dec trade_price, cq_dec trade_qty, int64_t now_ms)
 {
-    struct sim_state *st = &e->st;
-    const struct sim_symbol *sym;
+    struct engine_state *st = &e->st;
+    const struct cq_sim__symbol *sym;
     struct pool_level *asks = e->mk_asks;
     struct pool_level *bids = e->mk_bids;
     size_t n_asks = 0, n_bids = 0, nfills = 0;
@@ -2355,7 +2355,7 @@ size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx, const struct s
     idx = st->open[symbol_idx].head;
     while (idx != NO_IDX) {
         struct order_rec *rec = &st->orders[idx];
-        struct sim_order *o = &rec->o;
+        struct cq_sim__order *o = &rec->o;
         uint32_t next = rec->next;
         struct pool_level *lv = o->side == SIM_BUY ? asks : bids;
         size_t n = o->side == SIM_BUY ? n_asks : n_bids;
@@ -2426,21 +2426,21 @@ static json_t *dec_json(cq_dec d)
     return json_string(cq_dec_format(d, buf, sizeof(buf)));
 }
 
-static json_t *order_json(const struct sim_engine *e, const struct sim_order *o, bool *ok)
+static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__order *o, bool *ok)
 {
     json_t *j = json_object();
     put(j, "order_id", json_integer((json_int_t)o->order_id), ok);
     put(j, "symbol", json_string(e->symbols[o->symbol_idx].symbol), ok);
     put(j, "client_id", json_string(o->client_id), ok);
-    put(j, "side", json_string(sim_side_name(o->side)), ok);
-    put(j, "type", json_string(sim_order_type_name(o->type)), ok);
-    put(j, "time_in_force", json_string(sim_tif_name(o->tif)), ok);
+    put(j, "side", json_string(cq_sim__side_name(o->side)), ok);
+    put(j, "type", json_string(cq_sim__order_type_name(o->type)), ok);
+    put(j, "time_in_force", json_string(cq_sim__tif_name(o->tif)), ok);
     put(j, "price", dec_json(o->price), ok);
     put(j, "orig_qty", dec_json(o->orig_qty), ok);
     put(j, "orig_quote_qty", dec_json(o->orig_quote_qty), ok);
     put(j, "executed_qty", dec_json(o->executed_qty), ok);
     put(j, "cum_quote_qty", dec_json(o->cum_quote_qty), ok);
-    put(j, "status", json_string(sim_order_status_name(o->status)), ok);
+    put(j, "status", json_string(cq_sim__order_status_name(o->status)), ok);
     put(j, "time_ms", json_integer(o->time_ms), ok);
     put(j, "update_ms", json_integer(o->update_ms), ok);
     put(j, "working_ms", json_integer(o->working_ms), ok);
@@ -2448,7 +2448,7 @@ static json_t *order_json(const struct sim_engine *e, const struct sim_order *o,
     return j;
 }
 
-static json_t *trade_json(const struct sim_engine *e, const struct sim_trade *t, bool *ok)
+static json_t *trade_json(const struct cq_sim__engine *e, const struct cq_sim__trade *t, bool *ok)
 {
     json_t *j = json_object();
     put(j, "trade_id", json_integer((json_int_t)t->trade_id), ok);
@@ -2469,9 +2469,9 @@ static json_t *trade_json(const struct sim_engine *e, const struct sim_trade *t,
  *  "client_id_rng" (u64 as a decimal string), "stats":{…},
  *  "balances":[{asset,free,locked}], "orders":[…], "trades":[…]} with
  * every amount an exact 8-decimal string. */
-json_t *sim_engine_save(const struct sim_engine *e)
+json_t *cq_sim__engine_save(const struct cq_sim__engine *e)
 {
-    const struct sim_state *st = &e->st;
+    const struct engine_state *st = &e->st;
     json_t *root = json_object();
     json_t *stats = json_object();
     json_t *bal = json_array();
@@ -2619,18 +2619,18 @@ static const json_t *get_array(const json_t *obj, const char *key, size_t max, s
     return v;
 }
 
-static int parse_status(const char *s, enum sim_order_status *out)
+static int parse_status(const char *s, enum cq_sim__order_status *out)
 {
     for (int i = SIM_NEW; i <= SIM_EXPIRED_IN_MATCH; i++) {
-        if (strcmp(s, sim_order_status_name((enum sim_order_status)i)) == 0) {
-            *out = (enum sim_order_status)i;
+        if (strcmp(s, cq_sim__order_status_name((enum cq_sim__order_status)i)) == 0) {
+            *out = (enum cq_sim__order_status)i;
             return 0;
         }
     }
     return -CQ_EPARSE;
 }
 
-static int load_balances(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+static int load_balances(const struct cq_sim__engine *e, const json_t *root, struct engine_state *ns,
                          struct cq_err *err)
 {
     const json_t *arr = get_array(root, "balances", SIM_ASSETS_MAX, err);
@@ -2640,7 +2640,7 @@ static int load_balances(const struct sim_engine *e, const json_t *root, struct 
     }
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const json_t *b = json_array_get(arr, i);
-        struct sim_balance *out = &ns->bal[i];
+        struct cq_sim__balance *out = &ns->bal[i];
         cq_dec sum;
         int rc;
         snprintf(path, sizeof(path), "balances[%zu]", i); /* bounded: 9 + 20 + 2 < 48 */
@@ -2674,8 +2674,8 @@ static int load_balances(const struct sim_engine *e, const json_t *root, struct 
 }
 
 /* One order; consistency of its fields with each other. */
-static int load_order(const struct sim_engine *e, const json_t *j, const char *path,
-                      uint64_t min_id, uint64_t max_id, struct sim_order *o, struct cq_err *err)
+static int load_order(const struct cq_sim__engine *e, const json_t *j, const char *path,
+                      uint64_t min_id, uint64_t max_id, struct cq_sim__order *o, struct cq_err *err)
 {
     char name[CQ_SYMBOL_LEN + 1];
     char word[24];
@@ -2696,7 +2696,7 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
     if (rc < 0) {
         return rc;
     }
-    o->symbol_idx = sim_engine_symbol_index(e, name);
+    o->symbol_idx = cq_sim__engine_symbol_index(e, name);
     if (o->symbol_idx < 0) {
         return bad_field(err, path, "symbol", "not a symbol of this engine");
     }
@@ -2708,11 +2708,11 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
         return bad_field(err, path, "client_id", "not ^[a-zA-Z0-9-_]{1,36}$");
     }
     if (get_str(j, path, "side", word, sizeof(word), false, err) < 0 ||
-        sim_side_parse(word, &o->side) < 0) {
+        cq_sim__side_parse(word, &o->side) < 0) {
         return bad_field(err, path, "side", "not BUY or SELL");
     }
     if (get_str(j, path, "type", word, sizeof(word), false, err) < 0 ||
-        sim_order_type_parse(word, &o->type) < 0) {
+        cq_sim__order_type_parse(word, &o->type) < 0) {
         return bad_field(err, path, "type", "not LIMIT, MARKET or LIMIT_MAKER");
     }
     market = o->type == SIM_MARKET;
@@ -2721,7 +2721,7 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
     }
     if (word[0] == '\0') {
         o->tif = SIM_TIF_NONE;
-    } else if (sim_tif_parse(word, &o->tif) < 0) {
+    } else if (cq_sim__tif_parse(word, &o->tif) < 0) {
         return bad_field(err, path, "time_in_force", "not GTC, IOC, FOK or \"\"");
     }
     if ((o->type == SIM_LIMIT) != (o->tif != SIM_TIF_NONE)) {
@@ -2771,7 +2771,7 @@ static int load_order(const struct sim_engine *e, const json_t *j, const char *p
     return 0;
 }
 
-static int load_orders(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+static int load_orders(const struct cq_sim__engine *e, const json_t *root, struct engine_state *ns,
                        struct cq_err *err)
 {
     const json_t *arr = get_array(root, "orders", MAX_CAPACITY, err);
@@ -2825,7 +2825,7 @@ static int load_orders(const struct sim_engine *e, const json_t *root, struct si
     return 0;
 }
 
-static int load_trades(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+static int load_trades(const struct cq_sim__engine *e, const json_t *root, struct engine_state *ns,
                        struct cq_err *err)
 {
     const json_t *arr = get_array(root, "trades", e->max_trades, err);
@@ -2844,9 +2844,9 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
     }
     for (size_t i = 0; i < n; i++) {
         const json_t *j = json_array_get(arr, i);
-        struct sim_trade *t = &ns->trades[i];
+        struct cq_sim__trade *t = &ns->trades[i];
         const struct order_rec *rec;
-        const struct sim_symbol *sym;
+        const struct cq_sim__symbol *sym;
         char name[CQ_SYMBOL_LEN + 1];
         uint64_t lo = i == 0 ? 1 : ns->trades[i - 1].trade_id + 1;
         uint64_t hi = i == 0 ? MAX_FIRST_ID * 2 : lo;
@@ -2870,7 +2870,7 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
         if (get_str(j, path, "symbol", name, sizeof(name), false, err) < 0) {
             return -CQ_EPARSE;
         }
-        t->symbol_idx = sim_engine_symbol_index(e, name);
+        t->symbol_idx = cq_sim__engine_symbol_index(e, name);
         if (t->symbol_idx < 0 || (rec != NULL && t->symbol_idx != rec->o.symbol_idx)) {
             return bad_field(err, path, "symbol", "not the order's symbol");
         }
@@ -2905,7 +2905,7 @@ static int load_trades(const struct sim_engine *e, const json_t *root, struct si
 
 /* I2 on the loaded state: each asset's locked is what its open orders
  * need. */
-static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, size_t n_file,
+static int load_check_locked(const struct cq_sim__engine *e, struct engine_state *ns, size_t n_file,
                              struct cq_err *err)
 {
     cq_dec need[SIM_ASSETS_MAX];
@@ -2915,7 +2915,7 @@ static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, s
         need[a] = ZERO8;
     }
     for (uint32_t i = ns->all_open.head; i != NO_IDX; i = ns->orders[i].gnext) {
-        const struct sim_order *o = &ns->orders[i].o;
+        const struct cq_sim__order *o = &ns->orders[i].o;
         int asset =
             o->side == SIM_BUY ? ns->quote_asset[o->symbol_idx] : ns->base_asset[o->symbol_idx];
         cq_dec v;
@@ -2945,7 +2945,7 @@ static int load_check_locked(const struct sim_engine *e, struct sim_state *ns, s
     return 0;
 }
 
-static int load_state(const struct sim_engine *e, const json_t *root, struct sim_state *ns,
+static int load_state(const struct cq_sim__engine *e, const json_t *root, struct engine_state *ns,
                       struct cq_err *err)
 {
     const json_t *stats;
@@ -3015,9 +3015,9 @@ static int load_state(const struct sim_engine *e, const json_t *root, struct sim
     return rc;
 }
 
-int sim_engine_load(struct sim_engine *e, const json_t *state, struct cq_err *err)
+int cq_sim__engine_load(struct cq_sim__engine *e, const json_t *state, struct cq_err *err)
 {
-    struct sim_state ns;
+    struct engine_state ns;
     int rc;
     state_init(&ns);
     rc = load_state(e, state, &ns, err);

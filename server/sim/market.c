@@ -3,9 +3,9 @@
  * the public trades it implies, a synthetic book and 1m klines per symbol.
  *
  * Threads: none of its own and no queues. The simulator's market thread
- * calls sim_market_advance() under the simulator lock; REST handlers read
+ * calls cq_sim__market_advance() under the simulator lock; REST handlers read
  * klines, the ticker and the book under the same lock. Listener callbacks
- * run inside advance(); inside one, sim_market_now_ms() is the time of the
+ * run inside advance(); inside one, cq_sim__market_now_ms() is the time of the
  * event being reported (the kline callback has no time argument).
  *
  * Units. Each symbol computes in integers: a price is a count of ticks
@@ -242,7 +242,7 @@ static const struct interval *interval_find(const char *name)
     return NULL;
 }
 
-int64_t sim_interval_ms(const char *interval)
+int64_t cq_sim__interval_ms(const char *interval)
 {
     const struct interval *iv = interval_find(interval);
     return iv != NULL ? iv->ms : -1;
@@ -367,18 +367,18 @@ struct sym {
     uint64_t next_trade_id;
     int64_t avg_trade_qty; /* steps, for book sizes */
 
-    struct sim_level bids[SIM_DEPTH_MAX], asks[SIM_DEPTH_MAX];
+    struct cq_sim__level bids[SIM_DEPTH_MAX], asks[SIM_DEPTH_MAX];
     size_t n_bids, n_asks;
     uint64_t book_update_id;
 };
 
-struct sim_market {
+struct cq_sim__market {
     struct sym *syms; /* owned */
     size_t n_syms;
     size_t book_levels;
     int64_t now_ms;
     bool paused;
-    struct sim_market_listener listener;
+    struct cq_sim__market_listener listener;
 };
 
 static cq_dec price_dec(const struct sym *s, int64_t ticks)
@@ -709,7 +709,7 @@ static void book_build(struct sym *s, size_t levels, int64_t price, bool buyer_i
     s->n_asks = levels;
     int64_t avg = s->avg_trade_qty > 0 ? s->avg_trade_qty : 1;
     for (size_t side = 0; side < 2; side++) {
-        struct sim_level *lv = side == 0 ? s->bids : s->asks;
+        struct cq_sim__level *lv = side == 0 ? s->bids : s->asks;
         size_t n = side == 0 ? s->n_bids : s->n_asks;
         for (size_t i = 0; i < n; i++) {
             i128 q = (i128)avg * rng_range(&s->book_rng, 50, 400) * (int64_t)(10 + i) / 1000;
@@ -1034,8 +1034,8 @@ static int64_t synth_mean_volume(const struct sym *s, int64_t price)
     return steps.m > s->volume_max / 4 ? s->volume_max / 4 : steps.m;
 }
 
-static int sym_init(struct sym *s, const struct sim_symbol *spec, size_t idx,
-                    const struct sim_market_options *opts, bool data_is_dir, struct cq_err *err)
+static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx,
+                    const struct cq_sim__market_options *opts, bool data_is_dir, struct cq_err *err)
 {
     char path[4096];
     cq_strlcpy(s->name, spec->symbol, sizeof(s->name)); /* bounded: both CQ_SYMBOL_LEN */
@@ -1101,9 +1101,9 @@ static int sym_init(struct sym *s, const struct sim_symbol *spec, size_t idx,
     return 0;
 }
 
-struct sim_market *sim_market_new(const struct sim_market_options *opts, struct cq_err *err)
+struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts, struct cq_err *err)
 {
-    struct sim_market *m;
+    struct cq_sim__market *m;
     bool data_is_dir = false;
     if (opts == NULL || opts->symbols == NULL || opts->n_symbols == 0 ||
         opts->n_symbols > SIM_SYMBOLS_MAX) {
@@ -1141,18 +1141,18 @@ struct sim_market *sim_market_new(const struct sim_market_options *opts, struct 
     m->n_syms = opts->n_symbols;
     m->book_levels = opts->book_levels == 0 ? BOOK_LEVELS_DEFAULT : opts->book_levels;
     m->now_ms = floor_minute(opts->start_ms);
-    struct sim_market_options o = *opts;
+    struct cq_sim__market_options o = *opts;
     o.book_levels = m->book_levels;
     for (size_t i = 0; i < m->n_syms; i++) {
         if (sym_init(&m->syms[i], &opts->symbols[i], i, &o, data_is_dir, err) < 0) {
-            sim_market_free(m);
+            cq_sim__market_free(m);
             return NULL;
         }
     }
     return m;
 }
 
-void sim_market_free(struct sim_market *m)
+void cq_sim__market_free(struct cq_sim__market *m)
 {
     if (m == NULL) {
         return;
@@ -1165,7 +1165,7 @@ void sim_market_free(struct sim_market *m)
     free(m);
 }
 
-void sim_market_set_listener(struct sim_market *m, const struct sim_market_listener *l)
+void cq_sim__market_set_listener(struct cq_sim__market *m, const struct cq_sim__market_listener *l)
 {
     if (l != NULL) {
         m->listener = *l;
@@ -1208,7 +1208,7 @@ static bool sym_next_event(const struct sym *s, int64_t *t_out, enum ev_kind *ki
     return true;
 }
 
-static void bar_to_kline(const struct sym *s, const struct bar *b, struct sim_kline *k)
+static void bar_to_kline(const struct sym *s, const struct bar *b, struct cq_sim__kline *k)
 {
     k->open_ms = b->open_ms;
     k->close_ms = b->open_ms + SIM_MINUTE_MS - 1;
@@ -1226,7 +1226,7 @@ static void bar_to_kline(const struct sym *s, const struct bar *b, struct sim_kl
     k->closed = b->closed;
 }
 
-static void book_view(const struct sym *s, struct sim_book_view *out)
+static void book_view(const struct sym *s, struct cq_sim__book_view *out)
 {
     out->bids = s->bids;
     out->n_bids = s->n_bids;
@@ -1235,19 +1235,19 @@ static void book_view(const struct sym *s, struct sim_book_view *out)
     out->last_price = price_dec(s, s->last_price);
 }
 
-static size_t process_event(struct sim_market *m, int idx, int64_t t, enum ev_kind kind)
+static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum ev_kind kind)
 {
     struct sym *s = &m->syms[idx];
     struct bar *b = cur_bar(s);
-    const struct sim_market_listener *l = &m->listener;
-    struct sim_kline k;
+    const struct cq_sim__market_listener *l = &m->listener;
+    struct cq_sim__kline k;
     m->now_ms = t;
     switch (kind) {
     case EV_TRADE: {
         const struct plan_trade *pt = &s->plan[s->next_plan++];
         uint64_t id = s->next_trade_id++;
-        struct sim_public_trade pub;
-        struct sim_book_view view;
+        struct cq_sim__public_trade pub;
+        struct cq_sim__book_view view;
         bar_add_trade(s, b, pt, id);
         if (!s->dirty) {
             s->dirty = true;
@@ -1290,7 +1290,7 @@ static size_t process_event(struct sim_market *m, int idx, int64_t t, enum ev_ki
     }
 }
 
-static bool market_next(const struct sim_market *m, int *idx_out, int64_t *t_out,
+static bool market_next(const struct cq_sim__market *m, int *idx_out, int64_t *t_out,
                         enum ev_kind *kind_out)
 {
     bool found = false;
@@ -1307,7 +1307,7 @@ static bool market_next(const struct sim_market *m, int *idx_out, int64_t *t_out
     return found;
 }
 
-size_t sim_market_advance(struct sim_market *m, int64_t to_ms)
+size_t cq_sim__market_advance(struct cq_sim__market *m, int64_t to_ms)
 {
     size_t events = 0;
     if (to_ms < m->now_ms) {
@@ -1340,7 +1340,7 @@ size_t sim_market_advance(struct sim_market *m, int64_t to_ms)
     return events;
 }
 
-int64_t sim_market_next_event_ms(const struct sim_market *m)
+int64_t cq_sim__market_next_event_ms(const struct cq_sim__market *m)
 {
     int idx;
     int64_t t;
@@ -1351,12 +1351,12 @@ int64_t sim_market_next_event_ms(const struct sim_market *m)
     return t;
 }
 
-int64_t sim_market_now_ms(const struct sim_market *m)
+int64_t cq_sim__market_now_ms(const struct cq_sim__market *m)
 {
     return m->now_ms;
 }
 
-void sim_market_set_paused(struct sim_market *m, bool paused)
+void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused)
 {
     if (paused == m->paused) {
         return;
@@ -1384,7 +1384,7 @@ void sim_market_set_paused(struct sim_market *m, bool paused)
 
 /* ---- queries -------------------------------------------------------------- */
 
-void sim_market_book(const struct sim_market *m, int symbol_idx, struct sim_book_view *out)
+void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out)
 {
     memset(out, 0, sizeof(*out));
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
@@ -1393,7 +1393,7 @@ void sim_market_book(const struct sim_market *m, int symbol_idx, struct sim_book
     book_view(&m->syms[symbol_idx], out);
 }
 
-uint64_t sim_market_book_update_id(const struct sim_market *m, int symbol_idx)
+uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx)
 {
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
         return 0;
@@ -1401,7 +1401,7 @@ uint64_t sim_market_book_update_id(const struct sim_market *m, int symbol_idx)
     return m->syms[symbol_idx].book_update_id;
 }
 
-cq_dec sim_market_last_price(const struct sim_market *m, int symbol_idx)
+cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx)
 {
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
         return CQ_DEC_ZERO;
@@ -1438,7 +1438,7 @@ static size_t lower_bound(const struct bar *bars, size_t n, int64_t t)
 
 /* Aggregate bars [i, n) that share i's bucket; returns the index after. */
 static size_t aggregate(const struct sym *s, const struct interval *iv, size_t i, size_t n,
-                        int64_t now_ms, struct sim_kline *k)
+                        int64_t now_ms, struct cq_sim__kline *k)
 {
     int64_t open_ms = bucket_open(iv, s->bars[i].open_ms);
     int64_t close_ms = bucket_close(iv, open_ms);
@@ -1483,12 +1483,12 @@ static size_t aggregate(const struct sym *s, const struct interval *iv, size_t i
     return j;
 }
 
-int sim_market_klines(const struct sim_market *m, int symbol_idx, const char *interval,
+int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const char *interval,
                       int64_t start_ms, int64_t end_ms, size_t limit,
-                      void (*fn)(void *ctx, const struct sim_kline *k), void *ctx)
+                      void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx)
 {
     const struct interval *iv = interval_find(interval);
-    struct sim_kline k;
+    struct cq_sim__kline k;
     int count = 0;
     if (iv == NULL || symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
         return -CQ_EINVAL;
@@ -1550,7 +1550,7 @@ int sim_market_klines(const struct sim_market *m, int symbol_idx, const char *in
     return count;
 }
 
-void sim_market_ticker24(const struct sim_market *m, int symbol_idx, struct sim_ticker24 *out)
+void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__ticker24 *out)
 {
     memset(out, 0, sizeof(*out));
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {

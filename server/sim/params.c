@@ -22,7 +22,7 @@ _Static_assert(SIM_PARAM_SYMBOL_MAX == 20, "RANGE_SYMBOL and RANGE_SYMBOLS spell
 #define RANGE_SYMBOLS                                                                          \
     "^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$"
 
-int sim_api_error_set(struct sim_api_error *err, int http_status, int code, const char *fmt, ...)
+int cq_sim__api_error_set(struct cq_sim__api_error *err, int http_status, int code, const char *fmt, ...)
 {
     if (err != NULL) {
         va_list ap;
@@ -31,28 +31,28 @@ int sim_api_error_set(struct sim_api_error *err, int http_status, int code, cons
         va_start(ap, fmt);
         int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
-        sim_text_mark_cut(err->msg, sizeof(err->msg), n);
+        cq_sim__text_mark_cut(err->msg, sizeof(err->msg), n);
     }
     return -CQ_EPARSE;
 }
 
-static int illegal_in(struct sim_api_error *err, const char *name, const char *range)
+static int illegal_in(struct cq_sim__api_error *err, const char *name, const char *range)
 {
-    return sim_api_error_set(err, 400, -1100,
+    return cq_sim__api_error_set(err, 400, -1100,
                              "Illegal characters found in parameter '%s'; legal range is '%s'.",
                              name, range);
 }
 
-static int mandatory_missing(struct sim_api_error *err, const char *name)
+static int mandatory_missing(struct cq_sim__api_error *err, const char *name)
 {
-    return sim_api_error_set(
+    return cq_sim__api_error_set(
         err, 400, -1102,
         "Mandatory parameter '%s' was not sent, was empty/null, or malformed.", name);
 }
 
 /* ---- decoding ------------------------------------------------------------------- */
 
-long sim_percent_decode(const char *src, size_t len, char *dst)
+long cq_sim__percent_decode(const char *src, size_t len, char *dst)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -106,7 +106,7 @@ static char *arena_take(struct arena_cursor *a, size_t n)
     return p;
 }
 
-static int find_index(const struct sim_params *p, const char *name, size_t upto)
+static int find_index(const struct cq_sim__params *p, const char *name, size_t upto)
 {
     for (size_t i = 0; i < upto; i++) {
         if (strcmp(p->items[i].name, name) == 0) {
@@ -120,10 +120,10 @@ static int find_index(const struct sim_params *p, const char *name, size_t upto)
  * signed_out. *total counts pairs across both parts; body_names remembers
  * every name the body sent (to catch a duplicate within the body even when
  * the query's copy won). */
-static int parse_part(struct sim_params *p, struct arena_cursor *a, const char *src, size_t len,
-                      enum sim_param_source source, size_t *total, const char **body_names,
+static int parse_part(struct cq_sim__params *p, struct arena_cursor *a, const char *src, size_t len,
+                      enum cq_sim__param_source source, size_t *total, const char **body_names,
                       size_t *n_body_names, char *signed_out, size_t *signed_len,
-                      struct sim_api_error *err)
+                      struct cq_sim__api_error *err)
 {
     size_t pos = 0;
     bool first_kept = true;
@@ -140,7 +140,7 @@ static int parse_part(struct sim_params *p, struct arena_cursor *a, const char *
 
         if (seg_len > 0) {
             if (++*total > SIM_PARAMS_MAX) {
-                return sim_api_error_set(err, 400, -1101, MSG_TOO_MANY);
+                return cq_sim__api_error_set(err, 400, -1101, MSG_TOO_MANY);
             }
             const char *eq = memchr(seg, '=', seg_len);
             size_t name_raw = eq != NULL ? (size_t)(eq - seg) : seg_len;
@@ -150,30 +150,30 @@ static int parse_part(struct sim_params *p, struct arena_cursor *a, const char *
             char *name = arena_take(a, name_raw + 1);
             char *value = arena_take(a, value_raw + 1);
             if (name == NULL || value == NULL) {
-                return sim_api_error_set(err, 500, -1000,
+                return cq_sim__api_error_set(err, 500, -1000,
                                          "An unknown error occurred while processing the "
                                          "request.");
             }
-            long nl = sim_percent_decode(seg, name_raw, name);
-            long vl = sim_percent_decode(vraw, value_raw, value);
+            long nl = cq_sim__percent_decode(seg, name_raw, name);
+            long vl = cq_sim__percent_decode(vraw, value_raw, value);
             if (nl <= 0 || vl < 0 || (size_t)nl > SIM_PARAM_NAME_MAX ||
                 (size_t)vl > SIM_PARAM_VALUE_MAX || has_control_byte(name, (size_t)nl) ||
                 has_control_byte(value, (size_t)vl)) {
-                return sim_api_error_set(err, 400, -1100, MSG_ILLEGAL);
+                return cq_sim__api_error_set(err, 400, -1100, MSG_ILLEGAL);
             }
             keep = strcmp(name, "signature") != 0;
             bool add = true;
             if (source == SIM_PARAM_BODY) {
                 for (size_t i = 0; i < *n_body_names; i++) {
                     if (strcmp(body_names[i], name) == 0) {
-                        return sim_api_error_set(err, 400, -1101, MSG_DUPLICATE);
+                        return cq_sim__api_error_set(err, 400, -1101, MSG_DUPLICATE);
                     }
                 }
                 body_names[(*n_body_names)++] = name;
                 /* the query's copy, if any, wins */
                 add = find_index(p, name, p->n) < 0;
             } else if (find_index(p, name, p->n) >= 0) {
-                return sim_api_error_set(err, 400, -1101, MSG_DUPLICATE);
+                return cq_sim__api_error_set(err, 400, -1101, MSG_DUPLICATE);
             }
             if (add) {
                 p->items[p->n].name = name;
@@ -207,8 +207,8 @@ static int parse_part(struct sim_params *p, struct arena_cursor *a, const char *
     return 0;
 }
 
-int sim_params_parse(struct sim_params *p, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct sim_api_error *err)
+int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t query_len, const char *body,
+                     size_t body_len, struct cq_sim__api_error *err)
 {
     memset(p, 0, sizeof(*p));
     if (query == NULL) {
@@ -218,7 +218,7 @@ int sim_params_parse(struct sim_params *p, const char *query, size_t query_len, 
         body_len = 0;
     }
     if (query_len > SIM_QUERY_MAX_BYTES || body_len > SIM_BODY_MAX_BYTES) {
-        return sim_api_error_set(err, 400, -1101, MSG_TOO_MANY);
+        return cq_sim__api_error_set(err, 400, -1101, MSG_TOO_MANY);
     }
     /* Worst case: every byte decoded once (names + values, two NULs per
      * pair) plus the two signed copies (two NULs). */
@@ -226,7 +226,7 @@ int sim_params_parse(struct sim_params *p, const char *query, size_t query_len, 
                  16;
     p->arena = malloc(cap);
     if (p->arena == NULL) {
-        sim_api_error_set(err, 500, -1000,
+        cq_sim__api_error_set(err, 500, -1000,
                           "An unknown error occurred while processing the request.");
         return -CQ_ENOMEM;
     }
@@ -243,7 +243,7 @@ int sim_params_parse(struct sim_params *p, const char *query, size_t query_len, 
                         &n_body_names, signed_body, &p->signed_body_len, err);
     }
     if (rc < 0) {
-        sim_params_fini(p);
+        cq_sim__params_fini(p);
         return rc;
     }
     p->signed_query = signed_query;
@@ -251,7 +251,7 @@ int sim_params_parse(struct sim_params *p, const char *query, size_t query_len, 
     return 0;
 }
 
-void sim_params_fini(struct sim_params *p)
+void cq_sim__params_fini(struct cq_sim__params *p)
 {
     if (p == NULL) {
         return;
@@ -260,7 +260,7 @@ void sim_params_fini(struct sim_params *p)
     memset(p, 0, sizeof(*p));
 }
 
-const struct sim_param *sim_params_find(const struct sim_params *p, const char *name)
+const struct cq_sim__param *cq_sim__params_find(const struct cq_sim__params *p, const char *name)
 {
     for (size_t i = 0; i < p->n; i++) {
         if (strcmp(p->items[i].name, name) == 0) {
@@ -270,9 +270,9 @@ const struct sim_param *sim_params_find(const struct sim_params *p, const char *
     return NULL;
 }
 
-const char *sim_params_get(const struct sim_params *p, const char *name)
+const char *cq_sim__params_get(const struct cq_sim__params *p, const char *name)
 {
-    const struct sim_param *it = sim_params_find(p, name);
+    const struct cq_sim__param *it = cq_sim__params_find(p, name);
     if (it == NULL || it->value_len == 0) {
         return NULL;
     }
@@ -288,10 +288,10 @@ static bool is_digit(char c)
 
 /* Common prologue: absent/empty handling. Returns 1 when a value is there,
  * 0 when not (and not mandatory), <0 on error. */
-static int value_of(const struct sim_params *p, const char *name, bool mandatory,
-                    const char **v, bool *present, struct sim_api_error *err)
+static int value_of(const struct cq_sim__params *p, const char *name, bool mandatory,
+                    const char **v, bool *present, struct cq_sim__api_error *err)
 {
-    *v = sim_params_get(p, name);
+    *v = cq_sim__params_get(p, name);
     if (present != NULL) {
         *present = *v != NULL;
     }
@@ -301,8 +301,8 @@ static int value_of(const struct sim_params *p, const char *name, bool mandatory
     return 1;
 }
 
-int sim_param_long(const struct sim_params *p, const char *name, bool mandatory, int64_t *out,
-                   bool *present, struct sim_api_error *err)
+int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool mandatory, int64_t *out,
+                   bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -328,8 +328,8 @@ int sim_param_long(const struct sim_params *p, const char *name, bool mandatory,
     return 0;
 }
 
-int sim_param_decimal(const struct sim_params *p, const char *name, bool mandatory, cq_dec *out,
-                      bool *present, struct sim_api_error *err)
+int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool mandatory, cq_dec *out,
+                      bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -363,8 +363,8 @@ int sim_param_decimal(const struct sim_params *p, const char *name, bool mandato
     return 0;
 }
 
-int sim_param_symbol(const struct sim_params *p, const char *name, bool mandatory, char *out,
-                     bool *present, struct sim_api_error *err)
+int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
+                     bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -386,8 +386,8 @@ int sim_param_symbol(const struct sim_params *p, const char *name, bool mandator
     return 0;
 }
 
-int sim_param_client_id(const struct sim_params *p, const char *name, bool mandatory, char *out,
-                        bool *present, struct sim_api_error *err)
+int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
+                        bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -410,8 +410,8 @@ int sim_param_client_id(const struct sim_params *p, const char *name, bool manda
     return 0;
 }
 
-int sim_param_bool(const struct sim_params *p, const char *name, bool *out, bool *present,
-                   struct sim_api_error *err)
+int cq_sim__param_bool(const struct cq_sim__params *p, const char *name, bool *out, bool *present,
+                   struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, false, &v, present, err);
@@ -429,9 +429,9 @@ int sim_param_bool(const struct sim_params *p, const char *name, bool *out, bool
     return illegal_in(err, name, "true, false");
 }
 
-int sim_param_enum(const struct sim_params *p, const char *name, bool mandatory,
+int cq_sim__param_enum(const struct cq_sim__params *p, const char *name, bool mandatory,
                    const char *const *choices, int *index, bool *present, int bad_code,
-                   const char *bad_msg, struct sim_api_error *err)
+                   const char *bad_msg, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -445,7 +445,7 @@ int sim_param_enum(const struct sim_params *p, const char *name, bool mandatory,
         }
     }
     if (bad_code != 0) {
-        return sim_api_error_set(err, 400, bad_code, "%s", bad_msg);
+        return cq_sim__api_error_set(err, 400, bad_code, "%s", bad_msg);
     }
     /* choices are short constant lists (at most a dozen words): they fit;
      * were one cut, the list would end early, never mid-word */
@@ -462,10 +462,10 @@ int sim_param_enum(const struct sim_params *p, const char *name, bool mandatory,
     return illegal_in(err, name, range);
 }
 
-int sim_param_recv_window_us(const struct sim_params *p, int64_t *out_us,
-                             struct sim_api_error *err)
+int cq_sim__param_recv_window_us(const struct cq_sim__params *p, int64_t *out_us,
+                             struct cq_sim__api_error *err)
 {
-    const char *v = sim_params_get(p, "recvWindow");
+    const char *v = cq_sim__params_get(p, "recvWindow");
     if (v == NULL) {
         *out_us = 5000 * 1000LL;
         return 0;
@@ -503,7 +503,7 @@ int sim_param_recv_window_us(const struct sim_params *p, int64_t *out_us,
     }
     int64_t us = huge ? INT64_MAX : ms * 1000 + frac_us;
     if (us > 60000 * 1000LL) {
-        return sim_api_error_set(err, 400, -1131, "recvWindow must be less than 60000.");
+        return cq_sim__api_error_set(err, 400, -1131, "recvWindow must be less than 60000.");
     }
     *out_us = us;
     return 0;
@@ -517,8 +517,8 @@ static const char *skip_spaces(const char *s)
     return s;
 }
 
-int sim_param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], size_t max,
-                      size_t *n, struct sim_api_error *err)
+int cq_sim__param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], size_t max,
+                      size_t *n, struct cq_sim__api_error *err)
 {
     const char *s = skip_spaces(value);
     *n = 0;
@@ -551,7 +551,7 @@ int sim_param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], 
         }
         name[len] = '\0';
         if (*n >= max) {
-            return sim_api_error_set(err, 400, -1101, MSG_TOO_MANY);
+            return cq_sim__api_error_set(err, 400, -1101, MSG_TOO_MANY);
         }
         memcpy(out[*n], name, len + 1);
         (*n)++;
@@ -570,7 +570,7 @@ int sim_param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], 
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-void sim_text_mark_cut(char *buf, size_t cap, int n)
+void cq_sim__text_mark_cut(char *buf, size_t cap, int n)
 {
     if (n >= 0 && (size_t)n < cap) {
         return;
@@ -582,7 +582,7 @@ void sim_text_mark_cut(char *buf, size_t cap, int n)
     }
 }
 
-bool sim_peer_is_loopback(const struct sockaddr *sa)
+bool cq_sim__peer_is_loopback(const struct sockaddr *sa)
 {
     if (sa == NULL) {
         return false;
@@ -604,7 +604,7 @@ bool sim_peer_is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-int64_t sim_time_param_to_us(int64_t v)
+int64_t cq_sim__time_param_to_us(int64_t v)
 {
     if (v >= 100000000000000LL) {
         return v;

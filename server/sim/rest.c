@@ -10,7 +10,7 @@
  *   callbacks below. One thread per connection so that injected latency (a
  *   sleep) delays only the request that drew it, as network latency would,
  *   instead of stalling every client behind one polling loop.
- *   sim_rest_stop() -> MHD_stop_daemon joins all of them.
+ *   cq_sim__rest_stop() -> MHD_stop_daemon joins all of them.
  *
  * Slow clients (issue 17 item 2)
  *   Thread-per-connection means a connection that trickles its request holds
@@ -86,7 +86,7 @@
  *     new orders; current limit is N orders per 10 SECOND." / "… per DAY."
  *     (no ban).
  *
- * Faults (struct sim_faults, set over /_sim/)
+ * Faults (struct cq_sim__faults, set over /_sim/)
  *   - latency: sleep before handling each /api request (in 10 ms slices so
  *     that a stop is not held up);
  *   - 5xx: per_mille of /api requests are answered HTTP 503 with the JSON
@@ -102,8 +102,8 @@
  *     coinquant-simex fault injection (orders/reject).";
  *   - insufficient: POST /order and /order/test -> -2010 "Account has
  *     insufficient balance for requested action." (filters still come first);
- *   - clock skew: sim_server_time_ms (GET /time, timestamp window);
- *   - market pause: sim_market_set_paused.
+ *   - clock skew: cq_sim__server_time_ms (GET /time, timestamp window);
+ *   - market pause: cq_sim__market_set_paused.
  *
  * Control path (loopback peers only; others get 403). Params in the query or
  * a form body. Every answer is JSON: {"ok":true,…} or 400
@@ -111,7 +111,7 @@
  *
  *   | method+path                      | params                     | effect                         |
  *   |----------------------------------|----------------------------|--------------------------------|
- *   | GET  /_sim/state                 |                            | sim_state_json()               |
+ *   | GET  /_sim/state                 |                            | cq_sim__state_json()               |
  *   | POST /_sim/ws/drop               |                            | close every WS connection      |
  *   | POST /_sim/ws/stall              | on=1|0                     | WS keeps connections, no data  |
  *   | POST /_sim/rest/latency          | ms=0..60000                | sleep before each /api answer  |
@@ -194,7 +194,7 @@ struct rest_peer_conn {
     bool over_cap;             /* admitted over a cap: its first request gets 503 */
 };
 
-struct sim_rest {
+struct cq_sim__rest {
     struct cq_sim *sim;        /* borrowed */
     struct MHD_Daemon *daemon; /* owned */
     int port;
@@ -242,7 +242,7 @@ struct rest_req {
     struct cq_sim *sim;
     struct MHD_Connection *conn;
     const char *method;
-    struct sim_params params;
+    struct cq_sim__params params;
     const char *api_key; /* header, borrowed; NULL if absent */
     bool time_us;        /* X-MBX-TIME-UNIT: MICROSECOND */
     int64_t timestamp_us, recv_window_us;
@@ -254,7 +254,7 @@ struct endpoint {
     const char *path;
     enum security sec;
     unsigned weight;
-    unsigned (*weight_fn)(const struct sim_params *p);
+    unsigned (*weight_fn)(const struct cq_sim__params *p);
     unsigned flags;
     void (*handler)(struct rest_req *r);
 };
@@ -300,14 +300,14 @@ static void set_error(struct rest_req *r, int status, int code, const char *fmt,
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    sim_text_mark_cut(msg, sizeof(msg), n);
+    cq_sim__text_mark_cut(msg, sizeof(msg), n);
     json_decref(r->resp.body);
     r->resp.status = status;
     r->resp.is_error = true;
     r->resp.body = json_pack("{s:i,s:s}", "code", code, "msg", msg);
 }
 
-static bool fail_api(struct rest_req *r, const struct sim_api_error *e)
+static bool fail_api(struct rest_req *r, const struct cq_sim__api_error *e)
 {
     set_error(r, e->http_status, e->code, "%s", e->msg);
     return false;
@@ -328,15 +328,15 @@ static void gen_id(struct cq_sim *sim, char out[GENERATED_ID_LEN + 1])
 {
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     for (int i = 0; i < GENERATED_ID_LEN; i++) {
-        out[i] = alnum[sim_rand(sim) % (sizeof(alnum) - 1)];
+        out[i] = alnum[cq_sim__rand(sim) % (sizeof(alnum) - 1)];
     }
     out[GENERATED_ID_LEN] = '\0';
 }
 
-static const char *tif_wire(enum sim_tif t)
+static const char *tif_wire(enum cq_sim__tif t)
 {
     /* Binance reports GTC for MARKET and LIMIT_MAKER orders. */
-    return t == SIM_TIF_NONE ? "GTC" : sim_tif_name(t);
+    return t == SIM_TIF_NONE ? "GTC" : cq_sim__tif_name(t);
 }
 
 /* ---- signed / keyed requests ----------------------------------------------------- */
@@ -381,17 +381,17 @@ static bool time_ok(struct rest_req *r, int64_t server_ms)
 /* After the endpoint's own params: signed params -> key -> time -> signature. */
 static bool auth_signed(struct rest_req *r)
 {
-    struct sim_api_error e;
-    const struct sim_params *p = &r->params;
-    if (sim_param_recv_window_us(p, &r->recv_window_us, &e) < 0) {
+    struct cq_sim__api_error e;
+    const struct cq_sim__params *p = &r->params;
+    if (cq_sim__param_recv_window_us(p, &r->recv_window_us, &e) < 0) {
         return fail_api(r, &e);
     }
     int64_t ts = 0;
-    if (sim_param_long(p, "timestamp", true, &ts, NULL, &e) < 0) {
+    if (cq_sim__param_long(p, "timestamp", true, &ts, NULL, &e) < 0) {
         return fail_api(r, &e);
     }
-    r->timestamp_us = sim_time_param_to_us(ts);
-    const char *sig = sim_params_get(p, "signature");
+    r->timestamp_us = cq_sim__time_param_to_us(ts);
+    const char *sig = cq_sim__params_get(p, "signature");
     if (sig == NULL) {
         set_error(r, 400, -1102,
                   "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.");
@@ -401,7 +401,7 @@ static bool auth_signed(struct rest_req *r)
         return false;
     }
     pthread_mutex_lock(&r->sim->lock);
-    int64_t server_ms = sim_server_time_ms(r->sim);
+    int64_t server_ms = cq_sim__server_time_ms(r->sim);
     pthread_mutex_unlock(&r->sim->lock);
     if (!time_ok(r, server_ms)) {
         return false;
@@ -418,7 +418,7 @@ static bool auth_signed(struct rest_req *r)
 /* Symbol -> index, under the lock; -1121 if unknown. */
 static int symbol_index_locked(struct rest_req *r, const char *symbol)
 {
-    int idx = sim_engine_symbol_index(r->sim->engine, symbol);
+    int idx = cq_sim__engine_symbol_index(r->sim->engine, symbol);
     if (idx < 0) {
         set_error(r, 400, -1121, SIM_MSG_INVALID_SYMBOL);
     }
@@ -436,13 +436,13 @@ struct symbol_sel {
 
 static bool parse_symbol_sel(struct rest_req *r, struct symbol_sel *sel)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     bool has_symbol = false;
     memset(sel, 0, sizeof(*sel));
-    if (sim_param_symbol(&r->params, "symbol", false, sel->names[0], &has_symbol, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", false, sel->names[0], &has_symbol, &e) < 0) {
         return fail_api(r, &e);
     }
-    const char *symbols = sim_params_get(&r->params, "symbols");
+    const char *symbols = cq_sim__params_get(&r->params, "symbols");
     if (has_symbol && symbols != NULL) {
         set_error(r, 400, -1106, "Parameter 'symbols' sent when not required.");
         return false;
@@ -456,7 +456,7 @@ static bool parse_symbol_sel(struct rest_req *r, struct symbol_sel *sel)
         sel->all = true;
         return true;
     }
-    if (sim_param_symbols(symbols, sel->names, SIM_PARAM_SYMBOLS_MAX, &sel->n, &e) < 0) {
+    if (cq_sim__param_symbols(symbols, sel->names, SIM_PARAM_SYMBOLS_MAX, &sel->n, &e) < 0) {
         return fail_api(r, &e);
     }
     return true;
@@ -466,9 +466,9 @@ static bool parse_symbol_sel(struct rest_req *r, struct symbol_sel *sel)
 static bool resolve_sel_locked(struct rest_req *r, const struct symbol_sel *sel, int *idx,
                                size_t *n)
 {
-    const struct sim_engine *eng = r->sim->engine;
+    const struct cq_sim__engine *eng = r->sim->engine;
     if (sel->all) {
-        size_t count = sim_engine_symbol_count(eng);
+        size_t count = cq_sim__engine_symbol_count(eng);
         for (size_t i = 0; i < count && i < SIM_SYMBOLS_MAX; i++) {
             idx[i] = (int)i;
         }
@@ -495,11 +495,11 @@ static bool resolve_sel_locked(struct rest_req *r, const struct symbol_sel *sel,
 
 /* ---- weights ---------------------------------------------------------------------- */
 
-static unsigned w_depth(const struct sim_params *p)
+static unsigned w_depth(const struct cq_sim__params *p)
 {
     int64_t limit = 100;
-    struct sim_api_error e;
-    if (sim_param_long(p, "limit", false, &limit, NULL, &e) < 0 || limit == 0) {
+    struct cq_sim__api_error e;
+    if (cq_sim__param_long(p, "limit", false, &limit, NULL, &e) < 0 || limit == 0) {
         limit = 100;
     }
     if (limit <= 100) {
@@ -514,10 +514,10 @@ static unsigned w_depth(const struct sim_params *p)
     return 250;
 }
 
-static size_t symbols_count(const struct sim_params *p)
+static size_t symbols_count(const struct cq_sim__params *p)
 {
     /* A rough count is enough for the weight: names are comma-separated. */
-    const char *v = sim_params_get(p, "symbols");
+    const char *v = cq_sim__params_get(p, "symbols");
     size_t n = 1;
     for (const char *c = v; *c != '\0'; c++) {
         n += *c == ',';
@@ -525,37 +525,37 @@ static size_t symbols_count(const struct sim_params *p)
     return n;
 }
 
-static unsigned w_ticker24(const struct sim_params *p)
+static unsigned w_ticker24(const struct cq_sim__params *p)
 {
-    if (sim_params_get(p, "symbol") != NULL) {
+    if (cq_sim__params_get(p, "symbol") != NULL) {
         return 2;
     }
-    if (sim_params_get(p, "symbols") == NULL) {
+    if (cq_sim__params_get(p, "symbols") == NULL) {
         return 80;
     }
     size_t n = symbols_count(p);
     return n <= 20 ? 2 : n <= 100 ? 40 : 80;
 }
 
-static unsigned w_ticker_price(const struct sim_params *p)
+static unsigned w_ticker_price(const struct cq_sim__params *p)
 {
-    return sim_params_get(p, "symbol") != NULL ? 2 : 4;
+    return cq_sim__params_get(p, "symbol") != NULL ? 2 : 4;
 }
 
-static unsigned w_order_test(const struct sim_params *p)
+static unsigned w_order_test(const struct cq_sim__params *p)
 {
-    const char *v = sim_params_get(p, "computeCommissionRates");
+    const char *v = cq_sim__params_get(p, "computeCommissionRates");
     return v != NULL && strcasecmp(v, "true") == 0 ? 20 : 1;
 }
 
-static unsigned w_open_orders(const struct sim_params *p)
+static unsigned w_open_orders(const struct cq_sim__params *p)
 {
-    return sim_params_get(p, "symbol") != NULL ? 6 : 80;
+    return cq_sim__params_get(p, "symbol") != NULL ? 6 : 80;
 }
 
-static unsigned w_my_trades(const struct sim_params *p)
+static unsigned w_my_trades(const struct cq_sim__params *p)
 {
-    return sim_params_get(p, "orderId") != NULL ? 5 : 20;
+    return cq_sim__params_get(p, "orderId") != NULL ? 5 : 20;
 }
 
 /* ---- public endpoints ----------------------------------------------------------- */
@@ -568,7 +568,7 @@ static void h_ping(struct rest_req *r)
 static void h_time(struct rest_req *r)
 {
     pthread_mutex_lock(&r->sim->lock);
-    int64_t now = sim_server_time_ms(r->sim);
+    int64_t now = cq_sim__server_time_ms(r->sim);
     pthread_mutex_unlock(&r->sim->lock);
     set_ok(r, json_pack("{s:o}", "serverTime", jtime(r, now)));
 }
@@ -576,7 +576,7 @@ static void h_time(struct rest_req *r)
 static const char *const symbol_status_names[] = {"TRADING", "END_OF_DAY", "HALT", "BREAK",
                                                   "CANCEL_ONLY", NULL};
 
-static const char *symbol_status_wire(enum sim_symbol_status s)
+static const char *symbol_status_wire(enum cq_sim__symbol_status s)
 {
     switch (s) {
     case SIM_TRADING:
@@ -589,7 +589,7 @@ static const char *symbol_status_wire(enum sim_symbol_status s)
     return "BREAK";
 }
 
-static json_t *filters_json(const struct sim_filters *f)
+static json_t *filters_json(const struct cq_sim__filters *f)
 {
     json_t *a = json_array();
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "PRICE_FILTER",
@@ -612,7 +612,7 @@ static json_t *filters_json(const struct sim_filters *f)
     return a;
 }
 
-static json_t *symbol_info_json(const struct sim_symbol *s, bool show_permission_sets)
+static json_t *symbol_info_json(const struct cq_sim__symbol *s, bool show_permission_sets)
 {
     json_t *order_types = json_pack("[s,s,s,s,s,s,s]", "LIMIT", "LIMIT_MAKER", "MARKET",
                                     "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
@@ -696,7 +696,7 @@ static bool parse_permissions(struct rest_req *r, const char *v, bool *spot)
 
 static void h_exchange_info(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     struct symbol_sel *sel = malloc(sizeof(*sel));
     if (sel == NULL) {
         set_error(r, 500, -1000, MSG_UNKNOWN);
@@ -709,7 +709,7 @@ static void h_exchange_info(struct rest_req *r)
     if (!parse_symbol_sel(r, sel)) {
         goto out;
     }
-    const char *perms = sim_params_get(&r->params, "permissions");
+    const char *perms = cq_sim__params_get(&r->params, "permissions");
     if (perms != NULL && !sel->all) {
         set_error(r, 400, -1106, "Parameter 'permissions' sent when not required.");
         goto out;
@@ -717,11 +717,11 @@ static void h_exchange_info(struct rest_req *r)
     if (perms != NULL && !parse_permissions(r, perms, &spot)) {
         goto out;
     }
-    if (sim_param_bool(&r->params, "showPermissionSets", &show_sets, &has_show, &e) < 0) {
+    if (cq_sim__param_bool(&r->params, "showPermissionSets", &show_sets, &has_show, &e) < 0) {
         fail_api(r, &e);
         goto out;
     }
-    if (sim_param_enum(&r->params, "symbolStatus", false, symbol_status_names, &status_idx,
+    if (cq_sim__param_enum(&r->params, "symbolStatus", false, symbol_status_names, &status_idx,
                        &has_status, 0, NULL, &e) < 0) {
         fail_api(r, &e);
         goto out;
@@ -739,10 +739,10 @@ static void h_exchange_info(struct rest_req *r)
         pthread_mutex_unlock(&sim->lock);
         goto out;
     }
-    int64_t now = sim_server_time_ms(sim);
+    int64_t now = cq_sim__server_time_ms(sim);
     json_t *symbols = json_array();
     for (size_t i = 0; spot && i < n; i++) {
-        const struct sim_symbol *s = sim_engine_symbol(sim->engine, idx[i]);
+        const struct cq_sim__symbol *s = cq_sim__engine_symbol(sim->engine, idx[i]);
         if (has_status && strcmp(symbol_status_wire(s->status), symbol_status_names[status_idx]) != 0) {
             continue;
         }
@@ -766,7 +766,7 @@ out:
     free(sel);
 }
 
-static json_t *levels_json(const struct sim_level *lv, size_t n)
+static json_t *levels_json(const struct cq_sim__level *lv, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -777,12 +777,12 @@ static json_t *levels_json(const struct sim_level *lv, size_t n)
 
 static void h_depth(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     int64_t limit = 100;
     bool has_limit = false;
-    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
-        sim_param_long(&r->params, "limit", false, &limit, &has_limit, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "limit", false, &limit, &has_limit, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -799,12 +799,12 @@ static void h_depth(struct rest_req *r)
         pthread_mutex_unlock(&sim->lock);
         return;
     }
-    struct sim_book_view book;
-    sim_market_book(sim->market, idx, &book);
+    struct cq_sim__book_view book;
+    cq_sim__market_book(sim->market, idx, &book);
     size_t nb = book.n_bids < (size_t)limit ? book.n_bids : (size_t)limit;
     size_t na = book.n_asks < (size_t)limit ? book.n_asks : (size_t)limit;
     json_t *body = json_pack("{s:I,s:o,s:o}", "lastUpdateId",
-                             (json_int_t)sim_market_book_update_id(sim->market, idx), "bids",
+                             (json_int_t)cq_sim__market_book_update_id(sim->market, idx), "bids",
                              levels_json(book.bids, nb), "asks", levels_json(book.asks, na));
     pthread_mutex_unlock(&sim->lock);
     set_ok(r, body);
@@ -819,7 +819,7 @@ struct kline_ctx {
     json_t *arr;
 };
 
-static void add_kline(void *ctx, const struct sim_kline *k)
+static void add_kline(void *ctx, const struct cq_sim__kline *k)
 {
     struct kline_ctx *kc = ctx;
     json_array_append_new(
@@ -834,14 +834,14 @@ static void add_kline(void *ctx, const struct sim_kline *k)
 static bool parse_time_range(struct rest_req *r, int64_t *start_ms, int64_t *end_ms,
                              bool *has_start, bool *has_end)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     int64_t s = 0, t = 0;
-    if (sim_param_long(&r->params, "startTime", false, &s, has_start, &e) < 0 ||
-        sim_param_long(&r->params, "endTime", false, &t, has_end, &e) < 0) {
+    if (cq_sim__param_long(&r->params, "startTime", false, &s, has_start, &e) < 0 ||
+        cq_sim__param_long(&r->params, "endTime", false, &t, has_end, &e) < 0) {
         return fail_api(r, &e);
     }
-    *start_ms = *has_start ? sim_time_param_to_us(s) / 1000 : 0;
-    *end_ms = *has_end ? sim_time_param_to_us(t) / 1000 : 0;
+    *start_ms = *has_start ? cq_sim__time_param_to_us(s) / 1000 : 0;
+    *end_ms = *has_end ? cq_sim__time_param_to_us(t) / 1000 : 0;
     if (*has_start && *has_end && *start_ms > *end_ms) {
         set_error(r, 400, -1023, "Start time is greater than end time.");
         return false;
@@ -852,9 +852,9 @@ static bool parse_time_range(struct rest_req *r, int64_t *start_ms, int64_t *end
 /* limit: default def, capped at max. */
 static bool parse_limit(struct rest_req *r, int64_t def, int64_t max, int64_t *out)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     bool has = false;
-    if (sim_param_long(&r->params, "limit", false, out, &has, &e) < 0) {
+    if (cq_sim__param_long(&r->params, "limit", false, out, &has, &e) < 0) {
         return fail_api(r, &e);
     }
     if (!has || *out == 0) {
@@ -868,11 +868,11 @@ static bool parse_limit(struct rest_req *r, int64_t def, int64_t max, int64_t *o
 
 static void h_klines(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     int iv = 0;
-    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
-        sim_param_enum(&r->params, "interval", true, kline_intervals, &iv, NULL, -1120,
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        cq_sim__param_enum(&r->params, "interval", true, kline_intervals, &iv, NULL, -1120,
                        "Invalid interval.", &e) < 0) {
         fail_api(r, &e);
         return;
@@ -888,7 +888,7 @@ static void h_klines(struct rest_req *r)
     pthread_mutex_lock(&sim->lock);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
-        if (sim_market_klines(sim->market, idx, kline_intervals[iv], start, end, (size_t)limit,
+        if (cq_sim__market_klines(sim->market, idx, kline_intervals[iv], start, end, (size_t)limit,
                               add_kline, &kc) < 0) {
             /* an interval the model cannot aggregate from 1m bars (1s): no bars */
         }
@@ -901,7 +901,7 @@ static void h_klines(struct rest_req *r)
     set_ok(r, kc.arr);
 }
 
-static json_t *ticker24_json(const char *symbol, const struct sim_ticker24 *t, bool full,
+static json_t *ticker24_json(const char *symbol, const struct cq_sim__ticker24 *t, bool full,
                              const struct rest_req *r)
 {
     json_t *o = json_object();
@@ -958,7 +958,7 @@ enum ticker_kind { TICKER_24H, TICKER_PRICE, TICKER_BOOK };
 
 static void ticker_common(struct rest_req *r, enum ticker_kind kind)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     static const char *const types[] = {"FULL", "MINI", NULL};
     int type = 0;
     struct symbol_sel *sel = malloc(sizeof(*sel));
@@ -970,7 +970,7 @@ static void ticker_common(struct rest_req *r, enum ticker_kind kind)
         goto out;
     }
     if (kind == TICKER_24H &&
-        sim_param_enum(&r->params, "type", false, types, &type, NULL, 0, NULL, &e) < 0) {
+        cq_sim__param_enum(&r->params, "type", false, types, &type, NULL, 0, NULL, &e) < 0) {
         fail_api(r, &e);
         goto out;
     }
@@ -984,21 +984,21 @@ static void ticker_common(struct rest_req *r, enum ticker_kind kind)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        const char *name = sim_engine_symbol(sim->engine, idx[i])->symbol;
+        const char *name = cq_sim__engine_symbol(sim->engine, idx[i])->symbol;
         json_t *o = NULL;
         if (kind == TICKER_24H) {
-            struct sim_ticker24 t;
-            sim_market_ticker24(sim->market, idx[i], &t);
+            struct cq_sim__ticker24 t;
+            cq_sim__market_ticker24(sim->market, idx[i], &t);
             o = ticker24_json(name, &t, type == 0, r);
         } else if (kind == TICKER_PRICE) {
             o = json_pack("{s:s,s:o}", "symbol", name, "price",
-                          jdec(sim_market_last_price(sim->market, idx[i])));
+                          jdec(cq_sim__market_last_price(sim->market, idx[i])));
         } else {
-            struct sim_book_view book;
-            sim_market_book(sim->market, idx[i], &book);
-            struct sim_level none = {CQ_DEC_ZERO, CQ_DEC_ZERO};
-            const struct sim_level *bid = book.n_bids > 0 ? &book.bids[0] : &none;
-            const struct sim_level *ask = book.n_asks > 0 ? &book.asks[0] : &none;
+            struct cq_sim__book_view book;
+            cq_sim__market_book(sim->market, idx[i], &book);
+            struct cq_sim__level none = {CQ_DEC_ZERO, CQ_DEC_ZERO};
+            const struct cq_sim__level *bid = book.n_bids > 0 ? &book.bids[0] : &none;
+            const struct cq_sim__level *ask = book.n_asks > 0 ? &book.asks[0] : &none;
             o = json_pack("{s:s,s:o,s:o,s:o,s:o}", "symbol", name, "bidPrice", jdec(bid->price),
                           "bidQty", jdec(bid->qty), "askPrice", jdec(ask->price), "askQty",
                           jdec(ask->qty));
@@ -1039,7 +1039,7 @@ struct balances_ctx {
     bool omit_zero;
 };
 
-static void add_account_balance(void *ctx, const struct sim_balance *b)
+static void add_account_balance(void *ctx, const struct cq_sim__balance *b)
 {
     struct balances_ctx *bc = ctx;
     if (bc->omit_zero && cq_dec_is_zero(b->free) && cq_dec_is_zero(b->locked)) {
@@ -1056,9 +1056,9 @@ static json_t *bps_rate(unsigned bps)
 
 static void h_account(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     bool omit = false;
-    if (sim_param_bool(&r->params, "omitZeroBalances", &omit, NULL, &e) < 0) {
+    if (cq_sim__param_bool(&r->params, "omitZeroBalances", &omit, NULL, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1069,9 +1069,9 @@ static void h_account(struct rest_req *r)
     struct balances_ctx bc = {json_array(), omit};
     unsigned maker = 0, taker = 0;
     pthread_mutex_lock(&sim->lock);
-    sim_engine_balances(sim->engine, add_account_balance, &bc);
-    sim_engine_fees(sim->engine, &maker, &taker);
-    int64_t now = sim_server_time_ms(sim);
+    cq_sim__engine_balances(sim->engine, add_account_balance, &bc);
+    cq_sim__engine_fees(sim->engine, &maker, &taker);
+    int64_t now = cq_sim__server_time_ms(sim);
     pthread_mutex_unlock(&sim->lock);
 
     json_t *o = json_object();
@@ -1099,7 +1099,7 @@ static void h_account(struct rest_req *r)
 /* ---- orders: JSON shapes ------------------------------------------------------------ */
 
 static json_t *order_ack_json(const struct rest_req *r, const char *symbol,
-                              const struct sim_order *o, int64_t transact_ms)
+                              const struct cq_sim__order *o, int64_t transact_ms)
 {
     json_t *j = json_object();
     json_object_set_new(j, "symbol", json_string(symbol));
@@ -1110,12 +1110,12 @@ static json_t *order_ack_json(const struct rest_req *r, const char *symbol,
     return j;
 }
 
-static int64_t working_ms(const struct sim_order *o, int64_t fallback)
+static int64_t working_ms(const struct cq_sim__order *o, int64_t fallback)
 {
     return o->working_ms >= 0 ? o->working_ms : fallback;
 }
 
-static void add_result_fields(const struct rest_req *r, json_t *j, const struct sim_order *o,
+static void add_result_fields(const struct rest_req *r, json_t *j, const struct cq_sim__order *o,
                               int64_t transact_ms, const char *stp)
 {
     json_object_set_new(j, "price", jdec(o->price));
@@ -1123,15 +1123,15 @@ static void add_result_fields(const struct rest_req *r, json_t *j, const struct 
     json_object_set_new(j, "executedQty", jdec(o->executed_qty));
     json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
     json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
-    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "status", json_string(cq_sim__order_status_name(o->status)));
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
-    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
-    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
     json_object_set_new(j, "workingTime", jtime(r, working_ms(o, transact_ms)));
     json_object_set_new(j, "selfTradePreventionMode", json_string(stp));
 }
 
-static json_t *fills_json(const struct sim_fill *fills, size_t n)
+static json_t *fills_json(const struct cq_sim__fill *fills, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -1145,7 +1145,7 @@ static json_t *fills_json(const struct sim_fill *fills, size_t n)
 }
 
 static json_t *order_query_json(const struct rest_req *r, const char *symbol,
-                                const struct sim_order *o)
+                                const struct cq_sim__order *o)
 {
     json_t *j = json_object();
     json_object_set_new(j, "symbol", json_string(symbol));
@@ -1156,10 +1156,10 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     json_object_set_new(j, "origQty", jdec(o->orig_qty));
     json_object_set_new(j, "executedQty", jdec(o->executed_qty));
     json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
-    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "status", json_string(cq_sim__order_status_name(o->status)));
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
-    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
-    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
     json_object_set_new(j, "stopPrice", jdec(CQ_DEC_ZERO));
     json_object_set_new(j, "icebergQty", jdec(CQ_DEC_ZERO));
     json_object_set_new(j, "time", jtime(r, o->time_ms));
@@ -1171,7 +1171,7 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     return j;
 }
 
-static json_t *cancel_json(const struct rest_req *r, const char *symbol, const struct sim_order *o,
+static json_t *cancel_json(const struct rest_req *r, const char *symbol, const struct cq_sim__order *o,
                            const char *cancel_id, int64_t transact_ms)
 {
     json_t *j = json_object();
@@ -1186,10 +1186,10 @@ static json_t *cancel_json(const struct rest_req *r, const char *symbol, const s
     json_object_set_new(j, "executedQty", jdec(o->executed_qty));
     json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
     json_object_set_new(j, "cummulativeQuoteQty", jdec(o->cum_quote_qty));
-    json_object_set_new(j, "status", json_string(sim_order_status_name(o->status)));
+    json_object_set_new(j, "status", json_string(cq_sim__order_status_name(o->status)));
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
-    json_object_set_new(j, "type", json_string(sim_order_type_name(o->type)));
-    json_object_set_new(j, "side", json_string(sim_side_name(o->side)));
+    json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
+    json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
     json_object_set_new(j, "selfTradePreventionMode", json_string("NONE"));
     return j;
 }
@@ -1225,12 +1225,12 @@ static bool not_required(struct rest_req *r, const char *name)
 
 static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test)
 {
-    struct sim_api_error e;
-    const struct sim_params *p = &r->params;
+    struct cq_sim__api_error e;
+    const struct cq_sim__params *p = &r->params;
     memset(a, 0, sizeof(*a));
-    if (sim_param_symbol(p, "symbol", true, a->symbol, NULL, &e) < 0 ||
-        sim_param_enum(p, "side", true, sides, &a->side, NULL, -1117, "Invalid side.", &e) < 0 ||
-        sim_param_enum(p, "type", true, wire_types, &a->type, NULL, -1116, "Invalid orderType.",
+    if (cq_sim__param_symbol(p, "symbol", true, a->symbol, NULL, &e) < 0 ||
+        cq_sim__param_enum(p, "side", true, sides, &a->side, NULL, -1117, "Invalid side.", &e) < 0 ||
+        cq_sim__param_enum(p, "type", true, wire_types, &a->type, NULL, -1116, "Invalid orderType.",
                        &e) < 0) {
         return fail_api(r, &e);
     }
@@ -1241,17 +1241,17 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
                       t == WT_TAKE_PROFIT_LIMIT;
 
     /* timeInForce */
-    if (sim_params_get(p, "timeInForce") != NULL && !needs_tif) {
+    if (cq_sim__params_get(p, "timeInForce") != NULL && !needs_tif) {
         set_error(r, 400, -1114, "TimeInForce parameter sent when not required.");
         return false;
     }
-    if (sim_param_enum(p, "timeInForce", needs_tif, tifs, &a->tif, &a->has_tif, -1115,
+    if (cq_sim__param_enum(p, "timeInForce", needs_tif, tifs, &a->tif, &a->has_tif, -1115,
                        "Invalid timeInForce.", &e) < 0) {
         return fail_api(r, &e);
     }
     /* quantity / quoteOrderQty */
-    if (sim_param_decimal(p, "quantity", false, &a->qty, &a->has_qty, &e) < 0 ||
-        sim_param_decimal(p, "quoteOrderQty", false, &a->quote, &a->has_quote, &e) < 0) {
+    if (cq_sim__param_decimal(p, "quantity", false, &a->qty, &a->has_qty, &e) < 0 ||
+        cq_sim__param_decimal(p, "quoteOrderQty", false, &a->quote, &a->has_quote, &e) < 0) {
         return fail_api(r, &e);
     }
     if (t == WT_MARKET) {
@@ -1276,7 +1276,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
         }
     }
     /* price */
-    if (sim_param_decimal(p, "price", needs_price, &a->price, &a->has_price, &e) < 0) {
+    if (cq_sim__param_decimal(p, "price", needs_price, &a->price, &a->has_price, &e) < 0) {
         return fail_api(r, &e);
     }
     if (a->has_price && !needs_price) {
@@ -1285,7 +1285,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     /* stopPrice and the features this venue does not offer */
     cq_dec stop;
     bool has_stop = false;
-    if (sim_param_decimal(p, "stopPrice", needs_stop, &stop, &has_stop, &e) < 0) {
+    if (cq_sim__param_decimal(p, "stopPrice", needs_stop, &stop, &has_stop, &e) < 0) {
         return fail_api(r, &e);
     }
     if (has_stop && !needs_stop) {
@@ -1294,21 +1294,21 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     static const char *const unsupported[] = {"icebergQty", "trailingDelta", "pegPriceType",
                                               "pegOffsetValue", "pegOffsetType", NULL};
     for (int i = 0; unsupported[i] != NULL; i++) {
-        if (sim_params_get(p, unsupported[i]) != NULL) {
+        if (cq_sim__params_get(p, unsupported[i]) != NULL) {
             return not_required(r, unsupported[i]);
         }
     }
     int64_t ignored;
-    if (sim_param_client_id(p, "newClientOrderId", false, a->client_id, NULL, &e) < 0 ||
-        sim_param_enum(p, "newOrderRespType", false, resp_types, &a->resp_type,
+    if (cq_sim__param_client_id(p, "newClientOrderId", false, a->client_id, NULL, &e) < 0 ||
+        cq_sim__param_enum(p, "newOrderRespType", false, resp_types, &a->resp_type,
                        &a->has_resp_type, 0, NULL, &e) < 0 ||
-        sim_param_enum(p, "selfTradePreventionMode", false, stp_modes, &a->stp, &a->has_stp, 0,
+        cq_sim__param_enum(p, "selfTradePreventionMode", false, stp_modes, &a->stp, &a->has_stp, 0,
                        NULL, &e) < 0 ||
-        sim_param_long(p, "strategyId", false, &ignored, NULL, &e) < 0 ||
-        sim_param_long(p, "strategyType", false, &ignored, NULL, &e) < 0) {
+        cq_sim__param_long(p, "strategyId", false, &ignored, NULL, &e) < 0 ||
+        cq_sim__param_long(p, "strategyType", false, &ignored, NULL, &e) < 0) {
         return fail_api(r, &e);
     }
-    if (test && sim_param_bool(p, "computeCommissionRates", &a->compute_commission, NULL, &e) < 0) {
+    if (test && cq_sim__param_bool(p, "computeCommissionRates", &a->compute_commission, NULL, &e) < 0) {
         return fail_api(r, &e);
     }
     if (!a->has_resp_type) {
@@ -1320,7 +1320,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     return true;
 }
 
-static void build_order_req(const struct order_args *a, int idx, struct sim_order_req *req)
+static void build_order_req(const struct order_args *a, int idx, struct cq_sim__order_req *req)
 {
     memset(req, 0, sizeof(*req));
     req->symbol_idx = idx;
@@ -1340,7 +1340,7 @@ static void build_order_req(const struct order_args *a, int idx, struct sim_orde
     cq_strlcpy(req->client_id, a->client_id, sizeof(req->client_id));
 }
 
-static void roll_windows(struct sim_ratelimit *rl, int64_t now)
+static void roll_windows(struct cq_sim__ratelimit *rl, int64_t now)
 {
     int64_t minute = now - now % 60000;
     if (rl->weight_window_start_ms != minute) {
@@ -1363,8 +1363,8 @@ static void roll_windows(struct sim_ratelimit *rl, int64_t now)
 /* Under the lock: -1015, or count the order. */
 static bool count_order_locked(struct rest_req *r)
 {
-    struct sim_ratelimit *rl = &r->sim->rl;
-    int64_t now = sim_wall_ms();
+    struct cq_sim__ratelimit *rl = &r->sim->rl;
+    int64_t now = cq_sim__wall_ms();
     roll_windows(rl, now);
     r->resp.order_headers = true;
     if (rl->order_limit_10s > 0 && rl->orders_10s >= rl->order_limit_10s) {
@@ -1390,7 +1390,7 @@ static void order_common(struct rest_req *r, bool test)
     if (!parse_order_args(r, &a, test) || !auth_signed(r)) {
         return;
     }
-    struct sim_fill *fills = NULL;
+    struct cq_sim__fill *fills = NULL;
     if (!test) {
         fills = malloc(MAX_FILLS * sizeof(*fills));
         if (fills == NULL) {
@@ -1399,15 +1399,15 @@ static void order_common(struct rest_req *r, bool test)
         }
     }
     struct cq_sim *sim = r->sim;
-    struct sim_reject rej = {0, ""};
-    struct sim_order order;
+    struct cq_sim__reject rej = {0, ""};
+    struct cq_sim__order order;
     size_t n_fills = 0;
     unsigned maker = 0, taker = 0;
     int64_t now = 0;
     bool placed = false;
 
     pthread_mutex_lock(&sim->lock);
-    now = sim_server_time_ms(sim);
+    now = cq_sim__server_time_ms(sim);
     /* the window is checked again where the request meets the engine */
     if (!time_ok(r, now)) {
         goto unlock;
@@ -1437,13 +1437,13 @@ static void order_common(struct rest_req *r, bool test)
             goto unlock;
         }
     }
-    struct sim_order_req req;
+    struct cq_sim__order_req req;
     build_order_req(&a, idx, &req);
-    struct sim_book_view book;
-    sim_book_view(sim, idx, &book);
+    struct cq_sim__book_view book;
+    cq_sim__book_view(sim, idx, &book);
     int rc = 0;
     if (test || sim->faults.force_insufficient) {
-        rc = sim_engine_test_order(sim->engine, &req, &book, &rej);
+        rc = cq_sim__engine_test_order(sim->engine, &req, &book, &rej);
         if (rc == 0 && sim->faults.force_insufficient) {
             rc = -CQ_EVENUE;
             rej.code = SIM_ERR_NEW_ORDER_REJECTED;
@@ -1455,7 +1455,7 @@ static void order_common(struct rest_req *r, bool test)
         }
     }
     if (rc == 0 && !test) {
-        rc = sim_engine_place(sim->engine, &req, &book, now, &order, fills, MAX_FILLS, &n_fills,
+        rc = cq_sim__engine_place(sim->engine, &req, &book, now, &order, fills, MAX_FILLS, &n_fills,
                               &rej);
         placed = rc == 0;
     }
@@ -1465,7 +1465,7 @@ static void order_common(struct rest_req *r, bool test)
         set_error(r, 400, rej.code != 0 ? rej.code : SIM_ERR_NEW_ORDER_REJECTED, "%s",
                   rej.msg[0] != '\0' ? rej.msg : MSG_UNKNOWN);
     }
-    sim_engine_fees(sim->engine, &maker, &taker);
+    cq_sim__engine_fees(sim->engine, &maker, &taker);
 unlock:
     pthread_mutex_unlock(&sim->lock);
 
@@ -1524,13 +1524,13 @@ struct order_ref {
 
 static bool parse_order_ref(struct rest_req *r, struct order_ref *ref)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     memset(ref, 0, sizeof(*ref));
-    if (sim_param_symbol(&r->params, "symbol", true, ref->symbol, NULL, &e) < 0 ||
-        sim_param_long(&r->params, "orderId", false, &ref->order_id, &ref->has_id, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", true, ref->symbol, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "orderId", false, &ref->order_id, &ref->has_id, &e) < 0) {
         return fail_api(r, &e);
     }
-    const char *cid = sim_params_get(&r->params, "origClientOrderId");
+    const char *cid = cq_sim__params_get(&r->params, "origClientOrderId");
     ref->has_cid = cid != NULL;
     if (!ref->has_id && !ref->has_cid) {
         set_error(r, 400, -1102,
@@ -1546,11 +1546,11 @@ static bool parse_order_ref(struct rest_req *r, struct order_ref *ref)
 
 /* Look the order up (under the lock); code for "not found" is the caller's. */
 static bool find_order_locked(struct rest_req *r, int idx, const struct order_ref *ref,
-                              struct sim_order *o, int not_found_code, const char *not_found_msg)
+                              struct cq_sim__order *o, int not_found_code, const char *not_found_msg)
 {
-    struct sim_reject rej;
+    struct cq_sim__reject rej;
     if (ref->cid_too_long || (ref->has_id && ref->order_id == 0) ||
-        sim_engine_get_order(r->sim->engine, idx, ref->has_id ? (uint64_t)ref->order_id : 0,
+        cq_sim__engine_get_order(r->sim->engine, idx, ref->has_id ? (uint64_t)ref->order_id : 0,
                              ref->has_cid ? ref->cid : NULL, o, &rej) < 0) {
         set_error(r, 400, not_found_code, "%s", not_found_msg);
         return false;
@@ -1565,7 +1565,7 @@ static void h_order_get(struct rest_req *r)
         return;
     }
     struct cq_sim *sim = r->sim;
-    struct sim_order o;
+    struct cq_sim__order o;
     bool found = false;
     pthread_mutex_lock(&sim->lock);
     int idx = symbol_index_locked(r, ref.symbol);
@@ -1582,7 +1582,7 @@ static const char *const cancel_restrictions[] = {"ONLY_NEW", "ONLY_PARTIALLY_FI
 
 static void h_order_delete(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     struct order_ref ref;
     char cancel_id[SIM_PARAM_CLIENT_ID_MAX + 1] = "";
     int restriction = -1;
@@ -1590,8 +1590,8 @@ static void h_order_delete(struct rest_req *r)
     if (!parse_order_ref(r, &ref)) {
         return;
     }
-    if (sim_param_client_id(&r->params, "newClientOrderId", false, cancel_id, NULL, &e) < 0 ||
-        sim_param_enum(&r->params, "cancelRestrictions", false, cancel_restrictions,
+    if (cq_sim__param_client_id(&r->params, "newClientOrderId", false, cancel_id, NULL, &e) < 0 ||
+        cq_sim__param_enum(&r->params, "cancelRestrictions", false, cancel_restrictions,
                        &restriction, &has_restriction, 0, NULL, &e) < 0) {
         fail_api(r, &e);
         return;
@@ -1600,12 +1600,12 @@ static void h_order_delete(struct rest_req *r)
         return;
     }
     struct cq_sim *sim = r->sim;
-    struct sim_order o;
-    struct sim_reject rej;
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
     bool done = false;
     int64_t now = 0;
     pthread_mutex_lock(&sim->lock);
-    now = sim_server_time_ms(sim);
+    now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, ref.symbol);
     if (idx < 0 ||
         !find_order_locked(r, idx, &ref, &o, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER)) {
@@ -1621,7 +1621,7 @@ static void h_order_delete(struct rest_req *r)
     if (cancel_id[0] == '\0') {
         gen_id(sim, cancel_id);
     }
-    if (sim_engine_cancel(sim->engine, idx, o.order_id, NULL, cancel_id, now, &o, &rej) < 0) {
+    if (cq_sim__engine_cancel(sim->engine, idx, o.order_id, NULL, cancel_id, now, &o, &rej) < 0) {
         set_error(r, 400, SIM_ERR_CANCEL_REJECTED, "%s",
                   rej.msg[0] != '\0' ? rej.msg : SIM_MSG_UNKNOWN_ORDER);
         goto unlock;
@@ -1636,23 +1636,23 @@ unlock:
 
 struct orders_ctx {
     const struct rest_req *r;
-    const struct sim_engine *engine;
+    const struct cq_sim__engine *engine;
     json_t *arr;
 };
 
-static void add_query_order(void *ctx, const struct sim_order *o)
+static void add_query_order(void *ctx, const struct cq_sim__order *o)
 {
     struct orders_ctx *oc = ctx;
-    const struct sim_symbol *s = sim_engine_symbol(oc->engine, o->symbol_idx);
+    const struct cq_sim__symbol *s = cq_sim__engine_symbol(oc->engine, o->symbol_idx);
     json_array_append_new(oc->arr, order_query_json(oc->r, s != NULL ? s->symbol : "", o));
 }
 
 static void h_open_orders_get(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     bool has_symbol = false;
-    if (sim_param_symbol(&r->params, "symbol", false, symbol, &has_symbol, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", false, symbol, &has_symbol, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1664,7 +1664,7 @@ static void h_open_orders_get(struct rest_req *r)
     pthread_mutex_lock(&sim->lock);
     int idx = has_symbol ? symbol_index_locked(r, symbol) : -1;
     if (!has_symbol || idx >= 0) {
-        sim_engine_open_orders(sim->engine, idx, add_query_order, &oc);
+        cq_sim__engine_open_orders(sim->engine, idx, add_query_order, &oc);
     }
     pthread_mutex_unlock(&sim->lock);
     if (r->resp.is_error) {
@@ -1680,7 +1680,7 @@ struct id_list {
     bool oom;
 };
 
-static void collect_id(void *ctx, const struct sim_order *o)
+static void collect_id(void *ctx, const struct cq_sim__order *o)
 {
     struct id_list *l = ctx;
     if (l->n == l->cap) {
@@ -1698,9 +1698,9 @@ static void collect_id(void *ctx, const struct sim_order *o)
 
 static void h_open_orders_delete(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
-    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1711,10 +1711,10 @@ static void h_open_orders_delete(struct rest_req *r)
     struct id_list ids = {NULL, 0, 0, false};
     json_t *arr = json_array();
     pthread_mutex_lock(&sim->lock);
-    int64_t now = sim_server_time_ms(sim);
+    int64_t now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
-        sim_engine_open_orders(sim->engine, idx, collect_id, &ids);
+        cq_sim__engine_open_orders(sim->engine, idx, collect_id, &ids);
         /* Binance answers -2011 when there is nothing to cancel. */
         if (ids.oom) {
             set_error(r, 500, -1000, MSG_UNKNOWN);
@@ -1723,10 +1723,10 @@ static void h_open_orders_delete(struct rest_req *r)
         }
         for (size_t i = 0; !r->resp.is_error && i < ids.n; i++) {
             char cancel_id[GENERATED_ID_LEN + 1];
-            struct sim_order o;
-            struct sim_reject rej;
+            struct cq_sim__order o;
+            struct cq_sim__reject rej;
             gen_id(sim, cancel_id);
-            if (sim_engine_cancel(sim->engine, idx, ids.ids[i], NULL, cancel_id, now, &o, &rej) ==
+            if (cq_sim__engine_cancel(sim->engine, idx, ids.ids[i], NULL, cancel_id, now, &o, &rej) ==
                 0) {
                 json_array_append_new(arr, cancel_json(r, symbol, &o, cancel_id, now));
             }
@@ -1745,12 +1745,12 @@ static void h_open_orders_delete(struct rest_req *r)
 
 static void h_all_orders(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     int64_t from_id = 0, start = 0, end = 0, limit = 500;
     bool has_start, has_end;
-    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
-        sim_param_long(&r->params, "orderId", false, &from_id, NULL, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "orderId", false, &from_id, NULL, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1770,7 +1770,7 @@ static void h_all_orders(struct rest_req *r)
     pthread_mutex_lock(&sim->lock);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
-        sim_engine_all_orders(sim->engine, idx, (uint64_t)from_id, start, end, (size_t)limit,
+        cq_sim__engine_all_orders(sim->engine, idx, (uint64_t)from_id, start, end, (size_t)limit,
                               add_query_order, &oc);
     }
     pthread_mutex_unlock(&sim->lock);
@@ -1787,7 +1787,7 @@ struct trades_ctx {
     json_t *arr;
 };
 
-static void add_trade(void *ctx, const struct sim_trade *t)
+static void add_trade(void *ctx, const struct cq_sim__trade *t)
 {
     struct trades_ctx *tc = ctx;
     json_t *j = json_object();
@@ -1809,13 +1809,13 @@ static void add_trade(void *ctx, const struct sim_trade *t)
 
 static void h_my_trades(struct rest_req *r)
 {
-    struct sim_api_error e;
+    struct cq_sim__api_error e;
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     int64_t order_id = 0, from_id = 0, start = 0, end = 0, limit = 500;
     bool has_start, has_end, has_from = false;
-    if (sim_param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
-        sim_param_long(&r->params, "orderId", false, &order_id, NULL, &e) < 0 ||
-        sim_param_long(&r->params, "fromId", false, &from_id, &has_from, &e) < 0) {
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "orderId", false, &order_id, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "fromId", false, &from_id, &has_from, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1839,7 +1839,7 @@ static void h_my_trades(struct rest_req *r)
     pthread_mutex_lock(&sim->lock);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
-        sim_engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start, end,
+        cq_sim__engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start, end,
                              (size_t)limit, add_trade, &tc);
     }
     pthread_mutex_unlock(&sim->lock);
@@ -1860,14 +1860,14 @@ static void h_listen_key_post(struct rest_req *r)
     char key[SIM_LISTEN_KEY_LEN + 1];
     pthread_mutex_lock(&r->sim->lock);
     /* listen keys are exactly SIM_LISTEN_KEY_LEN characters: they fit */
-    cq_strlcpy(key, sim_listen_key_create(r->sim, sim_wall_ms()), sizeof(key));
+    cq_strlcpy(key, cq_sim__listen_key_create(r->sim, cq_sim__wall_ms()), sizeof(key));
     pthread_mutex_unlock(&r->sim->lock);
     set_ok(r, json_pack("{s:s}", "listenKey", key));
 }
 
 static void listen_key_change(struct rest_req *r, bool del)
 {
-    const char *key = sim_params_get(&r->params, "listenKey");
+    const char *key = cq_sim__params_get(&r->params, "listenKey");
     if (key == NULL) {
         set_error(r, 400, -1102,
                   "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed.");
@@ -1877,8 +1877,8 @@ static void listen_key_change(struct rest_req *r, bool del)
         return;
     }
     pthread_mutex_lock(&r->sim->lock);
-    int rc = del ? sim_listen_key_delete(r->sim, key)
-                 : sim_listen_key_keepalive(r->sim, key, sim_wall_ms());
+    int rc = del ? cq_sim__listen_key_delete(r->sim, key)
+                 : cq_sim__listen_key_keepalive(r->sim, key, cq_sim__wall_ms());
     pthread_mutex_unlock(&r->sim->lock);
     if (rc < 0) {
         set_error(r, 400, -1125, "This listenKey does not exist.");
@@ -1931,7 +1931,7 @@ enum admit { ADMIT_OK, ADMIT_REFUSED, ADMIT_5XX_BEFORE, ADMIT_5XX_AFTER };
 
 static void start_ban_locked(struct rest_req *r, int64_t now)
 {
-    struct sim_ratelimit *rl = &r->sim->rl;
+    struct cq_sim__ratelimit *rl = &r->sim->rl;
     int64_t len = BAN_BASE_MS;
     for (uint32_t i = 0; i < rl->bans && len < BAN_MAX_MS; i++) {
         len *= 2;
@@ -1949,7 +1949,7 @@ static void start_ban_locked(struct rest_req *r, int64_t now)
 
 static void answer_banned_locked(struct rest_req *r, int64_t now)
 {
-    struct sim_ratelimit *rl = &r->sim->rl;
+    struct cq_sim__ratelimit *rl = &r->sim->rl;
     set_error(r, 418, -1003,
               "Way too much request weight used; IP banned until %lld. Please use WebSocket "
               "Streams for live updates to avoid bans.",
@@ -1960,8 +1960,8 @@ static void answer_banned_locked(struct rest_req *r, int64_t now)
 static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, unsigned weight)
 {
     struct cq_sim *sim = r->sim;
-    struct sim_ratelimit *rl = &sim->rl;
-    int64_t now = sim_wall_ms();
+    struct cq_sim__ratelimit *rl = &sim->rl;
+    int64_t now = cq_sim__wall_ms();
     roll_windows(rl, now);
     sim->counters.rest_requests++;
     if (now < rl->banned_until_ms) {
@@ -1994,7 +1994,7 @@ static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, un
         return ADMIT_REFUSED;
     }
     if (sim->faults.rest_5xx_per_mille > 0) {
-        uint64_t x = sim_rand(sim);
+        uint64_t x = cq_sim__rand(sim);
         if (x % 1000 < sim->faults.rest_5xx_per_mille) {
             bool mutates = ep != NULL && (ep->flags & EP_MUTATES) != 0;
             return mutates && ((x >> 32) & 1) != 0 ? ADMIT_5XX_AFTER : ADMIT_5XX_BEFORE;
@@ -2052,14 +2052,14 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
             }
         }
     }
-    struct sim_api_error perr;
+    struct cq_sim__api_error perr;
     bool parse_failed = false;
     if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
         parse_failed = true;
-        sim_api_error_set(&perr, 413, -1101, MSG_TOO_MANY_PARAMS);
+        cq_sim__api_error_set(&perr, 413, -1101, MSG_TOO_MANY_PARAMS);
     } else {
         bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
-        if (sim_params_parse(&r->params, query, query_len, use_body ? c->body.p : NULL,
+        if (cq_sim__params_parse(&r->params, query, query_len, use_body ? c->body.p : NULL,
                              use_body ? c->body.len : 0, &perr) < 0) {
             parse_failed = true;
         }
@@ -2110,7 +2110,7 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
     }
 
     pthread_mutex_lock(&sim->lock);
-    struct sim_ratelimit *rl = &sim->rl;
+    struct cq_sim__ratelimit *rl = &sim->rl;
     if (ad != ADMIT_REFUSED && ep != NULL && (ep->flags & EP_FREE_ON_SUCCESS) != 0 &&
         r->resp.is_error && rl->weight_used < UINT32_MAX) {
         rl->weight_used++;
@@ -2145,7 +2145,7 @@ static void ctl_error(struct rest_resp *resp, int status, const char *param, con
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    sim_text_mark_cut(msg, sizeof(msg), n);
+    cq_sim__text_mark_cut(msg, sizeof(msg), n);
     json_decref(resp->body);
     resp->status = status;
     resp->is_error = true;
@@ -2156,10 +2156,10 @@ static void ctl_error(struct rest_resp *resp, int status, const char *param, con
 }
 
 /* A signed integer in [min, max]. */
-static bool ctl_int(const struct sim_params *p, const char *name, int64_t min, int64_t max,
+static bool ctl_int(const struct cq_sim__params *p, const char *name, int64_t min, int64_t max,
                     int64_t *out, struct rest_resp *resp)
 {
-    const char *v = sim_params_get(p, name);
+    const char *v = cq_sim__params_get(p, name);
     if (v == NULL) {
         ctl_error(resp, 400, name, "parameter '%s' is required (an integer from %lld to %lld)",
                   name, (long long)min, (long long)max);
@@ -2192,9 +2192,9 @@ static bool ctl_int(const struct sim_params *p, const char *name, int64_t min, i
     return true;
 }
 
-static bool ctl_on(const struct sim_params *p, bool *out, struct rest_resp *resp)
+static bool ctl_on(const struct cq_sim__params *p, bool *out, struct rest_resp *resp)
 {
-    const char *v = sim_params_get(p, "on");
+    const char *v = cq_sim__params_get(p, "on");
     if (v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0)) {
         *out = true;
         return true;
@@ -2272,7 +2272,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci == NULL || !sim_peer_is_loopback(ci->client_addr)) {
+    if (ci == NULL || !cq_sim__peer_is_loopback(ci->client_addr)) {
         ctl_error(resp, 403, NULL, "the /_sim/ control path answers loopback clients only");
         return;
     }
@@ -2285,14 +2285,14 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         resp->www_authenticate = true;
         return;
     }
-    struct sim_params p;
-    struct sim_api_error perr;
+    struct cq_sim__params p;
+    struct cq_sim__api_error perr;
     bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
     if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
         ctl_error(resp, 413, NULL, "request too large");
         return;
     }
-    if (sim_params_parse(&p, query, query_len, use_body ? c->body.p : NULL,
+    if (cq_sim__params_parse(&p, query, query_len, use_body ? c->body.p : NULL,
                          use_body ? c->body.len : 0, &perr) < 0) {
         ctl_error(resp, 400, NULL, "malformed parameters: %s", perr.msg);
         return;
@@ -2307,7 +2307,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             goto bad_method;
         }
         pthread_mutex_lock(&sim->lock);
-        json_t *state = sim_state_json(sim);
+        json_t *state = cq_sim__state_json(sim);
         pthread_mutex_unlock(&sim->lock);
         if (state == NULL) {
             ctl_error(resp, 500, NULL, "cannot build the state");
@@ -2363,7 +2363,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
     } else if (strcmp(path, "/_sim/ratelimit/storm") == 0) {
         if (ctl_int(&p, "seconds", 0, 3600, &n, resp)) {
             pthread_mutex_lock(&sim->lock);
-            sim->faults.storm_until_ms = n > 0 ? sim_wall_ms() + n * 1000 : 0;
+            sim->faults.storm_until_ms = n > 0 ? cq_sim__wall_ms() + n * 1000 : 0;
             int64_t until = sim->faults.storm_until_ms;
             pthread_mutex_unlock(&sim->lock);
             ctl_ok(resp, json_pack("{s:I}", "storm_until_ms", (json_int_t)until));
@@ -2383,8 +2383,8 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             ctl_ok(resp, json_pack("{s:b}", "force_insufficient", on));
         }
     } else if (strcmp(path, "/_sim/balance/set") == 0) {
-        const char *asset = sim_params_get(&p, "asset");
-        const char *free_text = sim_params_get(&p, "free");
+        const char *asset = cq_sim__params_get(&p, "asset");
+        const char *free_text = cq_sim__params_get(&p, "free");
         size_t alen = asset != NULL ? strlen(asset) : 0;
         bool asset_ok = alen >= 1 && alen < SIM_ASSET_LEN;
         for (size_t i = 0; asset_ok && i < alen; i++) {
@@ -2398,7 +2398,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             ctl_error(resp, 400, "free", "parameter 'free' must be a non-negative decimal");
         } else {
             pthread_mutex_lock(&sim->lock);
-            int rc = sim_engine_set_balance(sim->engine, asset, amount, sim_server_time_ms(sim));
+            int rc = cq_sim__engine_set_balance(sim->engine, asset, amount, cq_sim__server_time_ms(sim));
             pthread_mutex_unlock(&sim->lock);
             if (rc == -CQ_ETOOBIG) {
                 ctl_error(resp, 400, "free",
@@ -2422,14 +2422,14 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         if (ctl_on(&p, &on, resp)) {
             pthread_mutex_lock(&sim->lock);
             sim->faults.market_paused = on;
-            sim_market_set_paused(sim->market, on);
+            cq_sim__market_set_paused(sim->market, on);
             pthread_mutex_unlock(&sim->lock);
             ctl_ok(resp, json_pack("{s:b}", "market_paused", on));
         }
     } else if (strcmp(path, "/_sim/symbol/status") == 0) {
-        const char *sym = sim_params_get(&p, "symbol");
-        const char *st = sim_params_get(&p, "status");
-        enum sim_symbol_status status = SIM_TRADING;
+        const char *sym = cq_sim__params_get(&p, "symbol");
+        const char *st = cq_sim__params_get(&p, "status");
+        enum cq_sim__symbol_status status = SIM_TRADING;
         bool status_ok = st != NULL && (strcmp(st, "TRADING") == 0 || strcmp(st, "HALT") == 0 ||
                                         strcmp(st, "BREAK") == 0);
         if (status_ok) {
@@ -2438,9 +2438,9 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
                                                 : SIM_BREAK;
         }
         pthread_mutex_lock(&sim->lock);
-        int idx = sym != NULL ? sim_engine_symbol_index(sim->engine, sym) : -1;
+        int idx = sym != NULL ? cq_sim__engine_symbol_index(sim->engine, sym) : -1;
         if (idx >= 0 && status_ok) {
-            sim_engine_set_symbol_status(sim->engine, idx, status);
+            cq_sim__engine_set_symbol_status(sim->engine, idx, status);
         }
         pthread_mutex_unlock(&sim->lock);
         if (idx < 0) {
@@ -2452,8 +2452,8 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         }
     } else if (strcmp(path, "/_sim/faults/clear") == 0) {
         pthread_mutex_lock(&sim->lock);
-        for (size_t i = 0; i < sim_engine_symbol_count(sim->engine); i++) {
-            sim_engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
+        for (size_t i = 0; i < cq_sim__engine_symbol_count(sim->engine); i++) {
+            cq_sim__engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
         }
         sim->rl.bans = 0;
         sim->faults.rest_latency_ms = 0;
@@ -2463,7 +2463,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         sim->faults.force_insufficient = false;
         sim->faults.clock_skew_ms = 0;
         sim->faults.market_paused = false;
-        sim_market_set_paused(sim->market, false);
+        cq_sim__market_set_paused(sim->market, false);
         sim->rl.banned_until_ms = 0;
         sim->rl.requests_after_429 = 0;
         pthread_mutex_unlock(&sim->lock);
@@ -2476,7 +2476,7 @@ bad_method:
     ctl_error(resp, 405, NULL, "method %s not allowed here",
               is_get || is_post ? method : "other than GET/POST");
 out:
-    sim_params_fini(&p);
+    cq_sim__params_fini(&p);
 }
 
 /* ---- libmicrohttpd plumbing ---------------------------------------------------------- */
@@ -2527,7 +2527,7 @@ static void evict_locked(struct rest_peer_conn *pc)
 
 /* The oldest connection still waiting for its request (of like's address
  * when like is not NULL). Caller holds conns_lock. */
-static struct rest_peer_conn *oldest_waiting_locked(struct sim_rest *rest,
+static struct rest_peer_conn *oldest_waiting_locked(struct cq_sim__rest *rest,
                                                     const struct rest_peer_conn *like)
 {
     for (struct rest_peer_conn *p = rest->oldest; p != NULL; p = p->next) {
@@ -2539,7 +2539,7 @@ static struct rest_peer_conn *oldest_waiting_locked(struct sim_rest *rest,
 }
 
 /* A new connection: make room under the caps, or mark it for a fast 503. */
-static void admit_connection_locked(struct sim_rest *rest, struct rest_peer_conn *pc)
+static void admit_connection_locked(struct cq_sim__rest *rest, struct rest_peer_conn *pc)
 {
     size_t same = 0;
     size_t all = 0;
@@ -2574,7 +2574,7 @@ static void admit_connection_locked(struct sim_rest *rest, struct rest_peer_conn
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode toe)
 {
-    struct sim_rest *rest = cls;
+    struct cq_sim__rest *rest = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         struct rest_peer_conn *pc = calloc(1, sizeof(*pc));
         *socket_context = pc;
@@ -2623,7 +2623,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 
 static void *watchdog_main(void *arg)
 {
-    struct sim_rest *rest = arg;
+    struct cq_sim__rest *rest = arg;
     pthread_mutex_lock(&rest->conns_lock);
     while (!rest->stopping) {
         int64_t now = mono_ms();
@@ -2669,7 +2669,7 @@ enum conn_admit { CONN_SERVE, CONN_REFUSE, CONN_BUSY };
 
 /* The request is in hand: stop its deadline, unless we already shut the
  * connection down (then it is refused unprocessed). */
-static enum conn_admit take_request(struct sim_rest *rest, struct MHD_Connection *conn)
+static enum conn_admit take_request(struct cq_sim__rest *rest, struct MHD_Connection *conn)
 {
     struct rest_peer_conn *pc = peer_conn_of(conn);
     if (pc == NULL) {
@@ -2691,7 +2691,7 @@ static enum conn_admit take_request(struct sim_rest *rest, struct MHD_Connection
 }
 
 /* An answer went out: the connection waits for its next request. */
-static void request_done(struct sim_rest *rest, struct MHD_Connection *conn)
+static void request_done(struct cq_sim__rest *rest, struct MHD_Connection *conn)
 {
     struct rest_peer_conn *pc = conn != NULL ? peer_conn_of(conn) : NULL;
     if (pc == NULL) {
@@ -2703,7 +2703,7 @@ static void request_done(struct sim_rest *rest, struct MHD_Connection *conn)
     pthread_mutex_unlock(&rest->conns_lock);
 }
 
-void sim_rest_stats(struct sim_rest *rest, struct sim_rest_stats *out)
+void cq_sim__rest_stats(struct cq_sim__rest *rest, struct cq_sim__rest_stats *out)
 {
     memset(out, 0, sizeof(*out));
     if (rest == NULL) {
@@ -2816,7 +2816,7 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, const struct rest
     return rc;
 }
 
-static enum MHD_Result answer_busy(struct sim_rest *rest, struct MHD_Connection *conn)
+static enum MHD_Result answer_busy(struct cq_sim__rest *rest, struct MHD_Connection *conn)
 {
     struct rest_resp resp = {.status = 503, .retry_after_s = 1, .is_error = true, .close = true};
     resp.body = json_pack("{s:i,s:s}", "code", -1000, "msg",
@@ -2827,7 +2827,7 @@ static enum MHD_Result answer_busy(struct sim_rest *rest, struct MHD_Connection 
     return rc;
 }
 
-static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn,
+static enum MHD_Result answer(struct cq_sim__rest *rest, struct MHD_Connection *conn,
                               const char *method, struct rest_conn *c)
 {
     struct cq_sim *sim = rest->sim;
@@ -2874,7 +2874,7 @@ static enum MHD_Result answer(struct sim_rest *rest, struct MHD_Connection *conn
     handle_api(sim, conn, method, path, query, query_len, c, r, &used);
     enum MHD_Result rc = queue_json(conn, &r->resp, true, used);
     json_decref(r->resp.body);
-    sim_params_fini(&r->params);
+    cq_sim__params_fini(&r->params);
     free(r);
     return rc;
 }
@@ -2884,7 +2884,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
-    struct sim_rest *rest = cls;
+    struct cq_sim__rest *rest = cls;
     struct rest_conn *c = *con_cls;
     CQ_UNUSED(url);
     CQ_UNUSED(version);
@@ -2936,7 +2936,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     CQ_UNUSED(cls);
     char line[256];
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    sim_text_mark_cut(line, sizeof(line), n);
+    cq_sim__text_mark_cut(line, sizeof(line), n);
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         line[--len] = '\0';
@@ -2947,7 +2947,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
+struct cq_sim__rest *cq_sim__rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
 {
     const char *bind = sim->bind != NULL ? sim->bind
                        : sim->opts.bind != NULL ? sim->opts.bind
@@ -2977,7 +2977,7 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
                    "REST bind address '%s' is not an IP address", bind);
         return NULL;
     }
-    struct sim_rest *rest = calloc(1, sizeof(*rest));
+    struct cq_sim__rest *rest = calloc(1, sizeof(*rest));
     if (rest == NULL) {
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the REST server");
         return NULL;
@@ -2998,7 +2998,7 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
     int prc = pthread_create(&rest->watchdog, NULL, watchdog_main, rest);
     if (prc != 0) {
         cq_err_set(err, CQ_EIO, prc, NULL, "starting the REST connection watchdog");
-        sim_rest_stop(rest);
+        cq_sim__rest_stop(rest);
         return NULL;
     }
     rest->watchdog_running = true;
@@ -3018,7 +3018,7 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
                    e == EADDRINUSE ? "another process uses the port; pick another or use 0"
                                    : "check the bind address and port",
                    "cannot serve REST on %s:%d", bind, port);
-        sim_rest_stop(rest);
+        cq_sim__rest_stop(rest);
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(rest->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -3032,7 +3032,7 @@ struct sim_rest *sim_rest_start(struct cq_sim *sim, int *port_out, struct cq_err
     return rest;
 }
 
-void sim_rest_stop(struct sim_rest *rest)
+void cq_sim__rest_stop(struct cq_sim__rest *rest)
 {
     if (rest == NULL) {
         return;

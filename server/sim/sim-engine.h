@@ -16,7 +16,7 @@
  *     id among open orders / balance (-2010) -> matching (LIMIT_MAKER that
  *     would cross: -2010; IOC/FOK/MARKET remainders: EXPIRED).
  *   - request syntax (-1100, -1102, -1106, -1114..-1117) is the REST layer's
- *     job; the engine gets a well-formed struct sim_order_req.
+ *     job; the engine gets a well-formed struct cq_sim__order_req.
  */
 #ifndef CQ_SIM_ENGINE_H
 #define CQ_SIM_ENGINE_H
@@ -41,7 +41,7 @@
 #define SIM_ASSETS_MAX 64
 #define SIM_DEPTH_MAX 100      /* book levels per side the model exposes */
 #define SIM_REJECT_MSG_LEN 200
-/* Order history kept, in orders (sim_engine_config.max_orders when 0): at
+/* Order history kept, in orders (cq_sim__engine_config.max_orders when 0): at
  * the limit a new order first drops the oldest closed orders, a quarter of
  * the limit at a time (counted in orders_dropped); open orders are never
  * dropped. About 230 bytes per order, so ~23 MB at the default. */
@@ -63,30 +63,30 @@
 #define SIM_MSG_NO_SUCH_ORDER "Order does not exist."
 #define SIM_MSG_INVALID_SYMBOL "Invalid symbol."
 
-enum sim_side { SIM_BUY, SIM_SELL };
-enum sim_order_type { SIM_LIMIT, SIM_MARKET, SIM_LIMIT_MAKER };
-enum sim_tif { SIM_TIF_NONE, SIM_GTC, SIM_IOC, SIM_FOK }; /* NONE for MARKET/LIMIT_MAKER */
-enum sim_order_status {
+enum cq_sim__side { SIM_BUY, SIM_SELL };
+enum cq_sim__order_type { SIM_LIMIT, SIM_MARKET, SIM_LIMIT_MAKER };
+enum cq_sim__tif { SIM_TIF_NONE, SIM_GTC, SIM_IOC, SIM_FOK }; /* NONE for MARKET/LIMIT_MAKER */
+enum cq_sim__order_status {
     SIM_NEW, SIM_PARTIALLY_FILLED, SIM_FILLED, SIM_CANCELED, SIM_REJECTED, SIM_EXPIRED,
     SIM_EXPIRED_IN_MATCH
 };
-enum sim_symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
-enum sim_exec_type { SIM_EXEC_NEW, SIM_EXEC_CANCELED, SIM_EXEC_TRADE, SIM_EXEC_EXPIRED,
+enum cq_sim__symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
+enum cq_sim__exec_type { SIM_EXEC_NEW, SIM_EXEC_CANCELED, SIM_EXEC_TRADE, SIM_EXEC_EXPIRED,
                      SIM_EXEC_REJECTED };
 
 /* Wire names: "BUY", "LIMIT", "GTC", "PARTIALLY_FILLED", "TRADE"… */
-const char *sim_side_name(enum sim_side s);
-const char *sim_order_type_name(enum sim_order_type t);
-const char *sim_tif_name(enum sim_tif t);               /* "" for NONE */
-const char *sim_order_status_name(enum sim_order_status s);
-const char *sim_exec_type_name(enum sim_exec_type t);
+const char *cq_sim__side_name(enum cq_sim__side s);
+const char *cq_sim__order_type_name(enum cq_sim__order_type t);
+const char *cq_sim__tif_name(enum cq_sim__tif t);               /* "" for NONE */
+const char *cq_sim__order_status_name(enum cq_sim__order_status s);
+const char *cq_sim__exec_type_name(enum cq_sim__exec_type t);
 /* Parse the wire names; -CQ_EPARSE if unknown. */
-int sim_side_parse(const char *s, enum sim_side *out) CQ_WUR;
-int sim_order_type_parse(const char *s, enum sim_order_type *out) CQ_WUR;
-int sim_tif_parse(const char *s, enum sim_tif *out) CQ_WUR;
+int cq_sim__side_parse(const char *s, enum cq_sim__side *out) CQ_WUR;
+int cq_sim__order_type_parse(const char *s, enum cq_sim__order_type *out) CQ_WUR;
+int cq_sim__tif_parse(const char *s, enum cq_sim__tif *out) CQ_WUR;
 
 /* A zero cq_dec in a bound disables that bound (Binance: "0" = off). */
-struct sim_filters {
+struct cq_sim__filters {
     cq_dec min_price, max_price, tick_size;             /* PRICE_FILTER */
     cq_dec min_qty, max_qty, step_size;                 /* LOT_SIZE */
     cq_dec market_min_qty, market_max_qty, market_step; /* MARKET_LOT_SIZE */
@@ -95,50 +95,50 @@ struct sim_filters {
     int max_num_orders;                                 /* MAX_NUM_ORDERS */
 };
 
-struct sim_symbol {
+struct cq_sim__symbol {
     char symbol[CQ_SYMBOL_LEN];
     char base[SIM_ASSET_LEN];
     char quote[SIM_ASSET_LEN];
     unsigned base_precision;   /* 8 */
     unsigned quote_precision;  /* 8 */
-    enum sim_symbol_status status;
-    struct sim_filters filters;
+    enum cq_sim__symbol_status status;
+    struct cq_sim__filters filters;
 };
 
 /* Realistic defaults for a symbol: BTCUSDT, ETHUSDT, DOGEUSDT, XRPETH get the
  * 2024-09 production filters (../shared/data/README.md §3); any other
  * "<BASE><USDT|BTC|ETH|BUSD|USDC>" gets tick 0.01, step 0.001, NOTIONAL 5.
  * -CQ_EINVAL if the name can't be split into base and quote. */
-int sim_symbol_defaults(const char *name, struct sim_symbol *out) CQ_WUR;
+int cq_sim__symbol_defaults(const char *name, struct cq_sim__symbol *out) CQ_WUR;
 
 /* One price level of the model's book; bids best (highest) first, asks best
  * (lowest) first. The model's liquidity is exogenous: the engine does not
  * change the model, but remembers what our orders took from each level and
  * offers only the rest, until the model replaces the level (a different
  * quantity at that price, or the price gone: docs/SIMEX.md "Queue model"). */
-struct sim_level {
+struct cq_sim__level {
     cq_dec price;
     cq_dec qty;
 };
 
-struct sim_book_view {
-    const struct sim_level *bids;
+struct cq_sim__book_view {
+    const struct cq_sim__level *bids;
     size_t n_bids;
-    const struct sim_level *asks;
+    const struct cq_sim__level *asks;
     size_t n_asks;
     cq_dec last_price;  /* reference for MARKET notional checks; 0 = none */
 };
 
-struct sim_balance {
+struct cq_sim__balance {
     char asset[SIM_ASSET_LEN];
     cq_dec free;
     cq_dec locked;
 };
 
-struct sim_engine_config {
-    const struct sim_symbol *symbols;
+struct cq_sim__engine_config {
+    const struct cq_sim__symbol *symbols;
     size_t n_symbols;
-    const struct sim_balance *balances;  /* starting free balances */
+    const struct cq_sim__balance *balances;  /* starting free balances */
     size_t n_balances;
     unsigned maker_bps, taker_bps;       /* fees in basis points (default 10, 10) */
     uint64_t seed;                       /* for generated client order ids */
@@ -148,11 +148,11 @@ struct sim_engine_config {
     size_t max_trades;                   /* total trades kept (0 = 1,000,000) */
 };
 
-struct sim_order_req {
-    int symbol_idx;                      /* from sim_engine_symbol_index */
-    enum sim_side side;
-    enum sim_order_type type;
-    enum sim_tif tif;
+struct cq_sim__order_req {
+    int symbol_idx;                      /* from cq_sim__engine_symbol_index */
+    enum cq_sim__side side;
+    enum cq_sim__order_type type;
+    enum cq_sim__tif tif;
     bool has_qty;
     cq_dec qty;
     bool has_quote_qty;                  /* MARKET only */
@@ -162,26 +162,26 @@ struct sim_order_req {
     char client_id[SIM_CLIENT_ID_LEN];   /* "" = generate (22 alnum chars) */
 };
 
-struct sim_order {
+struct cq_sim__order {
     uint64_t order_id;
     int symbol_idx;
     char client_id[SIM_CLIENT_ID_LEN];
-    enum sim_side side;
-    enum sim_order_type type;
-    enum sim_tif tif;
+    enum cq_sim__side side;
+    enum cq_sim__order_type type;
+    enum cq_sim__tif tif;
     cq_dec price;            /* 0 for MARKET */
     cq_dec orig_qty;         /* for a quoteOrderQty MARKET: the executed qty */
     cq_dec orig_quote_qty;   /* 0 unless quoteOrderQty was sent */
     cq_dec executed_qty;
     cq_dec cum_quote_qty;
-    enum sim_order_status status;
+    enum cq_sim__order_status status;
     int64_t time_ms;         /* creation */
     int64_t update_ms;
     int64_t working_ms;      /* when it went on the book; -1 if never */
     bool is_working;         /* resting on the book now */
 };
 
-struct sim_fill {
+struct cq_sim__fill {
     uint64_t trade_id;
     cq_dec price;
     cq_dec qty;
@@ -191,7 +191,7 @@ struct sim_fill {
     bool maker;
 };
 
-struct sim_trade {           /* one row of myTrades */
+struct cq_sim__trade {           /* one row of myTrades */
     uint64_t trade_id;
     uint64_t order_id;
     int symbol_idx;
@@ -201,47 +201,47 @@ struct sim_trade {           /* one row of myTrades */
     bool is_buyer, is_maker;
 };
 
-struct sim_reject {
+struct cq_sim__reject {
     int code;                          /* negative Binance code */
     char msg[SIM_REJECT_MSG_LEN];      /* exact text */
 };
 
 /* One executionReport's worth of facts. */
-struct sim_exec_report {
-    const struct sim_order *order;     /* state after the event */
-    enum sim_exec_type exec_type;
-    const struct sim_fill *fill;       /* TRADE only, else NULL */
+struct cq_sim__exec_report {
+    const struct cq_sim__order *order;     /* state after the event */
+    enum cq_sim__exec_type exec_type;
+    const struct cq_sim__fill *fill;       /* TRADE only, else NULL */
     const char *orig_client_id;        /* CANCELED: the canceled order's id; else "" */
     const char *cancel_client_id;      /* CANCELED: the cancel request's id, or "" */
     int64_t event_ms;
 };
 
 /* Listener for the user data stream. Either callback may be NULL. */
-struct sim_engine_listener {
-    void (*execution_report)(void *ctx, const struct sim_exec_report *report);
+struct cq_sim__engine_listener {
+    void (*execution_report)(void *ctx, const struct cq_sim__exec_report *report);
     /* Assets whose balance changed in one call, after the change. */
-    void (*account_position)(void *ctx, const struct sim_balance *changed, size_t n,
+    void (*account_position)(void *ctx, const struct cq_sim__balance *changed, size_t n,
                              int64_t event_ms);
     void *ctx;
 };
 
-struct sim_engine;
+struct cq_sim__engine;
 
-struct sim_engine *sim_engine_new(const struct sim_engine_config *cfg, struct cq_err *err);
-void sim_engine_free(struct sim_engine *e);
-void sim_engine_set_listener(struct sim_engine *e, const struct sim_engine_listener *l);
+struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg, struct cq_err *err);
+void cq_sim__engine_free(struct cq_sim__engine *e);
+void cq_sim__engine_set_listener(struct cq_sim__engine *e, const struct cq_sim__engine_listener *l);
 
 /* -1 if unknown. */
-int sim_engine_symbol_index(const struct sim_engine *e, const char *symbol);
-size_t sim_engine_symbol_count(const struct sim_engine *e);
-const struct sim_symbol *sim_engine_symbol(const struct sim_engine *e, int idx);
+int cq_sim__engine_symbol_index(const struct cq_sim__engine *e, const char *symbol);
+size_t cq_sim__engine_symbol_count(const struct cq_sim__engine *e);
+const struct cq_sim__symbol *cq_sim__engine_symbol(const struct cq_sim__engine *e, int idx);
 /* Change a symbol's status (fault injection: HALT makes new orders fail
  * -2010 "Market is closed."). */
-void sim_engine_set_symbol_status(struct sim_engine *e, int idx, enum sim_symbol_status s);
+void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx, enum cq_sim__symbol_status s);
 
 /* Validate only (order/test): 0, or -CQ_EVENUE with rej filled. */
-int sim_engine_test_order(struct sim_engine *e, const struct sim_order_req *req,
-                          const struct sim_book_view *book, struct sim_reject *rej) CQ_WUR;
+int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                          const struct cq_sim__book_view *book, struct cq_sim__reject *rej) CQ_WUR;
 
 /* Place and match. 0 with *order (final state after matching) and up to
  * max_fills fills (*n_fills); or -CQ_EVENUE with rej filled (nothing
@@ -250,53 +250,53 @@ int sim_engine_test_order(struct sim_engine *e, const struct sim_order_req *req,
  * "Filter failure: MAX_NUM_ORDERS" style is NOT used; the REST layer answers
  * -1000). Emits NEW, then TRADE per fill, then EXPIRED for an IOC/FOK/MARKET
  * remainder, and one account_position for the changed assets. */
-int sim_engine_place(struct sim_engine *e, const struct sim_order_req *req,
-                     const struct sim_book_view *book, int64_t now_ms, struct sim_order *order,
-                     struct sim_fill *fills, size_t max_fills, size_t *n_fills,
-                     struct sim_reject *rej) CQ_WUR;
+int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                     const struct cq_sim__book_view *book, int64_t now_ms, struct cq_sim__order *order,
+                     struct cq_sim__fill *fills, size_t max_fills, size_t *n_fills,
+                     struct cq_sim__reject *rej) CQ_WUR;
 
 /* Cancel by order_id (non-zero) or client_id (non-NULL, non-empty); if both,
  * look up by id and require the client id to match. Unknown or closed
  * order: -CQ_EVENUE with -2011 "Unknown order sent.". cancel_client_id may
  * be NULL/"" (then generated). */
-int sim_engine_cancel(struct sim_engine *e, int symbol_idx, uint64_t order_id,
+int cq_sim__engine_cancel(struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
                       const char *client_id, const char *cancel_client_id, int64_t now_ms,
-                      struct sim_order *order, struct sim_reject *rej) CQ_WUR;
+                      struct cq_sim__order *order, struct cq_sim__reject *rej) CQ_WUR;
 /* The client id of the latest cancel (the one passed, or the one generated
  * when it was NULL/""): the cancel response's clientOrderId. Inside
  * cancel_all's fn it is the id of the cancel being reported. Borrowed until
  * the next mutating call. */
-const char *sim_engine_last_cancel_client_id(const struct sim_engine *e);
+const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e);
 
 /* Cancel every open order of the symbol; fn gets each canceled order.
  * Returns the count (0 is fine). */
-size_t sim_engine_cancel_all(struct sim_engine *e, int symbol_idx, int64_t now_ms,
-                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx);
+size_t cq_sim__engine_cancel_all(struct cq_sim__engine *e, int symbol_idx, int64_t now_ms,
+                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
 
 /* GET /order: -CQ_EVENUE with -2013 "Order does not exist." if not found. */
-int sim_engine_get_order(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
-                         const char *client_id, struct sim_order *order,
-                         struct sim_reject *rej) CQ_WUR;
+int cq_sim__engine_get_order(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
+                         const char *client_id, struct cq_sim__order *order,
+                         struct cq_sim__reject *rej) CQ_WUR;
 
 /* Iterate, oldest first. symbol_idx -1 = all symbols (open orders only). */
-size_t sim_engine_open_orders(const struct sim_engine *e, int symbol_idx,
-                              void (*fn)(void *ctx, const struct sim_order *o), void *ctx);
+size_t cq_sim__engine_open_orders(const struct cq_sim__engine *e, int symbol_idx,
+                              void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
 /* allOrders: order_id >= from_order_id (0 = any), time in [start_ms, end_ms]
  * (0 = unbounded), at most limit, oldest first; only the orders still kept
  * (see SIM_MAX_ORDERS_DEFAULT). */
-size_t sim_engine_all_orders(const struct sim_engine *e, int symbol_idx, uint64_t from_order_id,
+size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx, uint64_t from_order_id,
                              int64_t start_ms, int64_t end_ms, size_t limit,
-                             void (*fn)(void *ctx, const struct sim_order *o), void *ctx);
+                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
 /* myTrades: order_id filter (0 = any), trade id >= from_id (0 = any), time
  * window, at most limit, oldest first. */
-size_t sim_engine_my_trades(const struct sim_engine *e, int symbol_idx, uint64_t order_id,
+size_t cq_sim__engine_my_trades(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
                             uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
-                            void (*fn)(void *ctx, const struct sim_trade *t), void *ctx);
+                            void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx);
 
 /* Every asset with a balance entry (zero ones included), in first-seen
  * order. */
-size_t sim_engine_balances(const struct sim_engine *e,
-                           void (*fn)(void *ctx, const struct sim_balance *b), void *ctx);
+size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
+                           void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx);
 /* The largest amount the engine holds: an int64 mantissa at 8 decimals.
  * A balance's free + locked must stay at or below it. */
 #define SIM_AMOUNT_MAX_TEXT "92233720368.54775807"
@@ -305,39 +305,39 @@ size_t sim_engine_balances(const struct sim_engine *e,
  * Emits account_position. -CQ_ETOOBIG when free + locked would exceed
  * SIM_AMOUNT_MAX_TEXT; -CQ_EINVAL for a bad asset name, a negative amount
  * or one with more than 8 decimals. */
-int sim_engine_set_balance(struct sim_engine *e, const char *asset, cq_dec free_amount,
+int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_dec free_amount,
                            int64_t now_ms) CQ_WUR;
-void sim_engine_fees(const struct sim_engine *e, unsigned *maker_bps, unsigned *taker_bps);
+void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, unsigned *taker_bps);
 
 /* The market moved: fill resting orders of the symbol that the new book (or
  * a market trade at trade_price, if non-zero) crosses, as maker, at the
  * order's own limit price, up to what is left of the crossing levels after
  * what our orders already took from them (and up to the trade's quantity).
  * Emits TRADE reports and account_position. Returns the number of fills. */
-size_t sim_engine_on_market(struct sim_engine *e, int symbol_idx,
-                            const struct sim_book_view *book, cq_dec trade_price,
+size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
+                            const struct cq_sim__book_view *book, cq_dec trade_price,
                             cq_dec trade_qty, int64_t now_ms);
 
 /* Tests only: overwrite an asset's locked amount behind the engine's back,
  * breaking I2 (engine.c), so a test can show that the money invariant
  * checks stop the engine in a release (NDEBUG) build. The simulator never
  * calls it. */
-void sim_engine__corrupt_locked(struct sim_engine *e, const char *asset, cq_dec locked);
+void cq_sim__engine_corrupt_locked(struct cq_sim__engine *e, const char *asset, cq_dec locked);
 
 /* Counters for /_sim/state and benchmarks. */
-struct sim_engine_stats {
+struct cq_sim__engine_stats {
     uint64_t orders_placed, orders_rejected, orders_canceled, fills, open_orders;
     uint64_t orders_kept;    /* in the history now (open and closed) */
     uint64_t orders_dropped; /* closed orders dropped from the history at max_orders */
 };
-void sim_engine_get_stats(const struct sim_engine *e, struct sim_engine_stats *out);
+void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__engine_stats *out);
 
 /* Persistence (--state FILE): the whole account state — balances, orders,
  * trades, next ids, the client-id generator — as one JSON object, and back.
  * load replaces the engine's state; -CQ_EPARSE with err naming the field on
  * malformed input (the engine is then unchanged). A file with more orders
  * than max_orders loads with its oldest closed orders dropped (counted). */
-json_t *sim_engine_save(const struct sim_engine *e);
-int sim_engine_load(struct sim_engine *e, const json_t *state, struct cq_err *err) CQ_WUR;
+json_t *cq_sim__engine_save(const struct cq_sim__engine *e);
+int cq_sim__engine_load(struct cq_sim__engine *e, const json_t *state, struct cq_err *err) CQ_WUR;
 
 #endif /* CQ_SIM_ENGINE_H */

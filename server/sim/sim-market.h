@@ -17,13 +17,13 @@
  * lie on the tick grid within [low, high]. Replaying a bar therefore
  * reproduces its recorded OHLCV exactly.
  *
- * Time is the simulator's: the caller advances it (sim_market_advance) and
+ * Time is the simulator's: the caller advances it (cq_sim__market_advance) and
  * the model emits every event up to that instant, in time order. When the
  * recorded data runs out the replay starts again from its first row with
  * prices rescaled so the path stays continuous.
  *
  * Threads: not thread-safe; the simulator serialises calls with its lock.
- * Listener callbacks run inside sim_market_advance under that lock.
+ * Listener callbacks run inside cq_sim__market_advance under that lock.
  */
 #ifndef CQ_SIM_MARKET_H
 #define CQ_SIM_MARKET_H
@@ -38,7 +38,7 @@
 
 #define SIM_MINUTE_MS 60000LL
 
-struct sim_public_trade {
+struct cq_sim__public_trade {
     uint64_t trade_id;       /* per symbol, increasing by 1 */
     cq_dec price;
     cq_dec qty;
@@ -46,7 +46,7 @@ struct sim_public_trade {
     bool buyer_is_maker;     /* true when the seller was the aggressor */
 };
 
-struct sim_kline {
+struct cq_sim__kline {
     int64_t open_ms;
     int64_t close_ms;        /* open_ms + interval - 1 */
     cq_dec open, high, low, close;
@@ -59,26 +59,26 @@ struct sim_kline {
     bool closed;
 };
 
-struct sim_ticker24 {
+struct cq_sim__ticker24 {
     cq_dec open, high, low, last, last_qty, volume, quote_volume;
     cq_dec bid, bid_qty, ask, ask_qty;
     int64_t open_ms, close_ms;
     uint64_t first_id, last_id, count;
 };
 
-struct sim_market_listener {
-    void (*on_trade)(void *ctx, int symbol_idx, const struct sim_public_trade *t);
+struct cq_sim__market_listener {
+    void (*on_trade)(void *ctx, int symbol_idx, const struct cq_sim__public_trade *t);
     /* The book changed (after trades, or on its own schedule). */
-    void (*on_book)(void *ctx, int symbol_idx, const struct sim_book_view *book,
+    void (*on_book)(void *ctx, int symbol_idx, const struct cq_sim__book_view *book,
                     uint64_t update_id, int64_t time_ms);
     /* The forming 1m bar changed (at most every 2 s of sim time) or closed
      * (closed=true, exactly once per bar, at its close). */
-    void (*on_kline)(void *ctx, int symbol_idx, const struct sim_kline *k);
+    void (*on_kline)(void *ctx, int symbol_idx, const struct cq_sim__kline *k);
     void *ctx;
 };
 
-struct sim_market_options {
-    const struct sim_symbol *symbols;  /* tick and step come from the filters */
+struct cq_sim__market_options {
+    const struct cq_sim__symbol *symbols;  /* tick and step come from the filters */
     size_t n_symbols;
     /* NULL: synthetic. Otherwise a directory containing <SYMBOL>-1m.csv for
      * every symbol (a missing file is an error naming it), or a single CSV
@@ -90,31 +90,31 @@ struct sim_market_options {
     size_t book_levels;                /* levels per side (<= SIM_DEPTH_MAX), e.g. 20 */
 };
 
-struct sim_market;
+struct cq_sim__market;
 
 /* Loads/validates the data (every row: monotonic open times, low <= open,
  * close <= high, non-negative volume; an error names file:line and the
  * problem). NULL on error. */
-struct sim_market *sim_market_new(const struct sim_market_options *opts, struct cq_err *err);
-void sim_market_free(struct sim_market *m);
-void sim_market_set_listener(struct sim_market *m, const struct sim_market_listener *l);
+struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts, struct cq_err *err);
+void cq_sim__market_free(struct cq_sim__market *m);
+void cq_sim__market_set_listener(struct cq_sim__market *m, const struct cq_sim__market_listener *l);
 
 /* Emit every event with time <= to_ms, in time order, and move the clock
  * there. A to_ms in the past is a no-op. Returns the number of events. */
-size_t sim_market_advance(struct sim_market *m, int64_t to_ms);
+size_t cq_sim__market_advance(struct cq_sim__market *m, int64_t to_ms);
 /* Time of the next event (for `--speed max`: advance straight to it);
  * INT64_MAX if none. */
-int64_t sim_market_next_event_ms(const struct sim_market *m);
-int64_t sim_market_now_ms(const struct sim_market *m);
+int64_t cq_sim__market_next_event_ms(const struct cq_sim__market *m);
+int64_t cq_sim__market_now_ms(const struct cq_sim__market *m);
 
 /* Paused: advance() moves the clock but emits nothing and the price holds
  * (fault injection "pause the market"). */
-void sim_market_set_paused(struct sim_market *m, bool paused);
+void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused);
 
 /* The current book, levels best first (borrowed until the next advance). */
-void sim_market_book(const struct sim_market *m, int symbol_idx, struct sim_book_view *out);
-uint64_t sim_market_book_update_id(const struct sim_market *m, int symbol_idx);
-cq_dec sim_market_last_price(const struct sim_market *m, int symbol_idx);
+void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out);
+uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx);
+cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx);
 
 /* Klines for a Binance interval string ("1m","3m","5m","15m","30m","1h",
  * "2h","4h","6h","8h","12h","1d","3d","1w","1M"), aggregated from the 1m
@@ -122,12 +122,12 @@ cq_dec sim_market_last_price(const struct sim_market *m, int symbol_idx);
  * unbounded; without start the most recent `limit` bars are returned;
  * chronological order. Returns the count, or -CQ_EINVAL for an unknown
  * interval. */
-int sim_market_klines(const struct sim_market *m, int symbol_idx, const char *interval,
+int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const char *interval,
                       int64_t start_ms, int64_t end_ms, size_t limit,
-                      void (*fn)(void *ctx, const struct sim_kline *k), void *ctx) CQ_WUR;
+                      void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
-int64_t sim_interval_ms(const char *interval);
+int64_t cq_sim__interval_ms(const char *interval);
 
-void sim_market_ticker24(const struct sim_market *m, int symbol_idx, struct sim_ticker24 *out);
+void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__ticker24 *out);
 
 #endif /* CQ_SIM_MARKET_H */

@@ -47,19 +47,19 @@
 static const char *const stream_intervals[] = {"3m", "5m", "15m", "30m", "1h", "2h", "4h",
                                                "6h", "8h", "12h", "1d", "3d", "1w", "1M"};
 
-int64_t sim_wall_ms(void)
+int64_t cq_sim__wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t sim_server_time_ms(const struct cq_sim *sim)
+int64_t cq_sim__server_time_ms(const struct cq_sim *sim)
 {
-    return sim_wall_ms() + sim->faults.clock_skew_ms;
+    return cq_sim__wall_ms() + sim->faults.clock_skew_ms;
 }
 
-uint64_t sim_rand(struct cq_sim *sim)
+uint64_t cq_sim__rand(struct cq_sim *sim)
 {
     /* splitmix64 */
     uint64_t z = (sim->rng_state += 0x9E3779B97F4A7C15ULL);
@@ -117,12 +117,12 @@ int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max,
 
 /* ---- listen keys ------------------------------------------------------------ */
 
-const char *sim_listen_key_create(struct cq_sim *sim, int64_t now_ms)
+const char *cq_sim__listen_key_create(struct cq_sim *sim, int64_t now_ms)
 {
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    struct sim_listen_key *free_slot = NULL;
+    struct cq_sim__listen_key *free_slot = NULL;
     for (int i = 0; i < SIM_LISTEN_KEYS_MAX; i++) {
-        struct sim_listen_key *k = &sim->listen_keys[i];
+        struct cq_sim__listen_key *k = &sim->listen_keys[i];
         if (k->active && k->expires_ms > now_ms) {
             k->expires_ms = now_ms + SIM_LISTEN_KEY_TTL_MS;
             return k->key;
@@ -135,7 +135,7 @@ const char *sim_listen_key_create(struct cq_sim *sim, int64_t now_ms)
         free_slot = &sim->listen_keys[0];
     }
     for (int i = 0; i < SIM_LISTEN_KEY_LEN; i++) {
-        free_slot->key[i] = alnum[sim_rand(sim) % (sizeof(alnum) - 1)];
+        free_slot->key[i] = alnum[cq_sim__rand(sim) % (sizeof(alnum) - 1)];
     }
     free_slot->key[SIM_LISTEN_KEY_LEN] = '\0';
     free_slot->expires_ms = now_ms + SIM_LISTEN_KEY_TTL_MS;
@@ -143,10 +143,10 @@ const char *sim_listen_key_create(struct cq_sim *sim, int64_t now_ms)
     return free_slot->key;
 }
 
-static struct sim_listen_key *find_key(struct cq_sim *sim, const char *key)
+static struct cq_sim__listen_key *find_key(struct cq_sim *sim, const char *key)
 {
     for (int i = 0; i < SIM_LISTEN_KEYS_MAX; i++) {
-        struct sim_listen_key *k = &sim->listen_keys[i];
+        struct cq_sim__listen_key *k = &sim->listen_keys[i];
         if (k->active && strcmp(k->key, key) == 0) {
             return k;
         }
@@ -154,9 +154,9 @@ static struct sim_listen_key *find_key(struct cq_sim *sim, const char *key)
     return NULL;
 }
 
-int sim_listen_key_keepalive(struct cq_sim *sim, const char *key, int64_t now_ms)
+int cq_sim__listen_key_keepalive(struct cq_sim *sim, const char *key, int64_t now_ms)
 {
-    struct sim_listen_key *k = find_key(sim, key);
+    struct cq_sim__listen_key *k = find_key(sim, key);
     if (k == NULL || k->expires_ms <= now_ms) {
         return -CQ_ENOTFOUND;
     }
@@ -164,24 +164,24 @@ int sim_listen_key_keepalive(struct cq_sim *sim, const char *key, int64_t now_ms
     return 0;
 }
 
-int sim_listen_key_delete(struct cq_sim *sim, const char *key)
+int cq_sim__listen_key_delete(struct cq_sim *sim, const char *key)
 {
-    struct sim_listen_key *k = find_key(sim, key);
+    struct cq_sim__listen_key *k = find_key(sim, key);
     if (k == NULL) {
         return -CQ_ENOTFOUND;
     }
     k->active = false;
     if (sim->ws != NULL) {
-        sim_ws_listen_key_closed(sim->ws, key, false, sim_wall_ms());
+        cq_sim__ws_listen_key_closed(sim->ws, key, false, cq_sim__wall_ms());
     }
     return 0;
 }
 
-bool sim_listen_key_valid(struct cq_sim *sim, const char *key)
+bool cq_sim__listen_key_valid(struct cq_sim *sim, const char *key)
 {
     pthread_mutex_lock(&sim->lock);
-    struct sim_listen_key *k = find_key(sim, key);
-    bool ok = k != NULL && k->expires_ms > sim_wall_ms();
+    struct cq_sim__listen_key *k = find_key(sim, key);
+    bool ok = k != NULL && k->expires_ms > cq_sim__wall_ms();
     pthread_mutex_unlock(&sim->lock);
     return ok;
 }
@@ -189,11 +189,11 @@ bool sim_listen_key_valid(struct cq_sim *sim, const char *key)
 static void expire_listen_keys(struct cq_sim *sim, int64_t now_ms)
 {
     for (int i = 0; i < SIM_LISTEN_KEYS_MAX; i++) {
-        struct sim_listen_key *k = &sim->listen_keys[i];
+        struct cq_sim__listen_key *k = &sim->listen_keys[i];
         if (k->active && k->expires_ms <= now_ms) {
             k->active = false;
             if (sim->ws != NULL) {
-                sim_ws_listen_key_closed(sim->ws, k->key, true, now_ms);
+                cq_sim__ws_listen_key_closed(sim->ws, k->key, true, now_ms);
             }
         }
     }
@@ -201,60 +201,60 @@ static void expire_listen_keys(struct cq_sim *sim, int64_t now_ms)
 
 /* ---- wiring (all called with sim->lock held) ------------------------------ */
 
-void sim_book_view(struct cq_sim *sim, int symbol_idx, struct sim_book_view *out)
+void cq_sim__book_view(struct cq_sim *sim, int symbol_idx, struct cq_sim__book_view *out)
 {
-    sim_market_book(sim->market, symbol_idx, out);
+    cq_sim__market_book(sim->market, symbol_idx, out);
 }
 
-static void on_market_trade(void *ctx, int symbol_idx, const struct sim_public_trade *t)
+static void on_market_trade(void *ctx, int symbol_idx, const struct cq_sim__public_trade *t)
 {
     struct cq_sim *sim = ctx;
-    struct sim_book_view book;
+    struct cq_sim__book_view book;
     sim->counters.market_events++;
-    sim_market_book(sim->market, symbol_idx, &book);
+    cq_sim__market_book(sim->market, symbol_idx, &book);
     /* Fills are the exchange's own events: stamped with the server clock,
      * not the (possibly sped-up) market clock of the public feed. */
-    sim_engine_on_market(sim->engine, symbol_idx, &book, t->price, t->qty,
-                         sim_server_time_ms(sim));
+    cq_sim__engine_on_market(sim->engine, symbol_idx, &book, t->price, t->qty,
+                         cq_sim__server_time_ms(sim));
     if (sim->ws != NULL) {
-        sim_ws_publish_trade(sim->ws, sim_engine_symbol(sim->engine, symbol_idx), t, t->time_ms);
+        cq_sim__ws_publish_trade(sim->ws, cq_sim__engine_symbol(sim->engine, symbol_idx), t, t->time_ms);
     }
 }
 
-static void on_market_book(void *ctx, int symbol_idx, const struct sim_book_view *book,
+static void on_market_book(void *ctx, int symbol_idx, const struct cq_sim__book_view *book,
                            uint64_t update_id, int64_t time_ms)
 {
     struct cq_sim *sim = ctx;
     sim->counters.market_events++;
-    sim_engine_on_market(sim->engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO,
-                         sim_server_time_ms(sim));
+    cq_sim__engine_on_market(sim->engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO,
+                         cq_sim__server_time_ms(sim));
     if (sim->ws != NULL) {
-        sim_ws_publish_book(sim->ws, sim_engine_symbol(sim->engine, symbol_idx), book, update_id,
+        cq_sim__ws_publish_book(sim->ws, cq_sim__engine_symbol(sim->engine, symbol_idx), book, update_id,
                             time_ms);
     }
 }
 
 struct last_kline {
-    struct sim_kline k;
+    struct cq_sim__kline k;
     bool found;
 };
 
-static void keep_last_kline(void *ctx, const struct sim_kline *k)
+static void keep_last_kline(void *ctx, const struct cq_sim__kline *k)
 {
     struct last_kline *lk = ctx;
     lk->k = *k;
     lk->found = true;
 }
 
-static void on_market_kline(void *ctx, int symbol_idx, const struct sim_kline *k)
+static void on_market_kline(void *ctx, int symbol_idx, const struct cq_sim__kline *k)
 {
     struct cq_sim *sim = ctx;
     sim->counters.market_events++;
     if (sim->ws == NULL) {
         return;
     }
-    const struct sim_symbol *sym = sim_engine_symbol(sim->engine, symbol_idx);
-    sim_ws_publish_kline(sim->ws, sym, "1m", k, k->closed ? k->close_ms : sim_market_now_ms(sim->market));
+    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(sim->engine, symbol_idx);
+    cq_sim__ws_publish_kline(sim->ws, sym, "1m", k, k->closed ? k->close_ms : cq_sim__market_now_ms(sim->market));
     char lower[CQ_SYMBOL_LEN];
     size_t n = 0;
     for (; sym->symbol[n] != '\0' && n + 1 < sizeof(lower); n++) {
@@ -265,34 +265,34 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct sim_kline *k
     for (size_t i = 0; i < CQ_ARRAY_LEN(stream_intervals); i++) {
         char stream[64]; /* symbol < 20 + "@kline_" + an interval of <= 3: fits */
         snprintf(stream, sizeof(stream), "%s@kline_%s", lower, stream_intervals[i]);
-        if (!sim_ws_has_subscribers(sim->ws, stream)) {
+        if (!cq_sim__ws_has_subscribers(sim->ws, stream)) {
             continue;
         }
         /* Events come in time order, so the newest bar of the interval is
          * the one that contains this 1m bar. */
         struct last_kline lk = {.found = false};
-        if (sim_market_klines(sim->market, symbol_idx, stream_intervals[i], 0, 0, 1,
+        if (cq_sim__market_klines(sim->market, symbol_idx, stream_intervals[i], 0, 0, 1,
                               keep_last_kline, &lk) > 0 &&
             lk.found) {
-            sim_ws_publish_kline(sim->ws, sym, stream_intervals[i], &lk.k,
-                                 sim_market_now_ms(sim->market));
+            cq_sim__ws_publish_kline(sim->ws, sym, stream_intervals[i], &lk.k,
+                                 cq_sim__market_now_ms(sim->market));
         }
     }
 }
 
-static void on_execution(void *ctx, const struct sim_exec_report *r)
+static void on_execution(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct cq_sim *sim = ctx;
     if (sim->ws != NULL) {
-        sim_ws_publish_execution(sim->ws, sim_engine_symbol(sim->engine, r->order->symbol_idx), r);
+        cq_sim__ws_publish_execution(sim->ws, cq_sim__engine_symbol(sim->engine, r->order->symbol_idx), r);
     }
 }
 
-static void on_account(void *ctx, const struct sim_balance *changed, size_t n, int64_t event_ms)
+static void on_account(void *ctx, const struct cq_sim__balance *changed, size_t n, int64_t event_ms)
 {
     struct cq_sim *sim = ctx;
     if (sim->ws != NULL) {
-        sim_ws_publish_account(sim->ws, changed, n, event_ms);
+        cq_sim__ws_publish_account(sim->ws, changed, n, event_ms);
     }
 }
 
@@ -302,7 +302,7 @@ struct balance_acc {
     json_t *arr;
 };
 
-static void add_balance(void *ctx, const struct sim_balance *b)
+static void add_balance(void *ctx, const struct cq_sim__balance *b)
 {
     struct balance_acc *acc = ctx;
     char f[CQ_DEC_STR_MAX], l[CQ_DEC_STR_MAX];
@@ -311,41 +311,41 @@ static void add_balance(void *ctx, const struct sim_balance *b)
                                               cq_dec_format(b->locked, l, sizeof(l))));
 }
 
-static void add_order(void *ctx, const struct sim_order *o)
+static void add_order(void *ctx, const struct cq_sim__order *o)
 {
     struct balance_acc *acc = ctx;
     char p[CQ_DEC_STR_MAX], q[CQ_DEC_STR_MAX], e[CQ_DEC_STR_MAX];
     json_array_append_new(
         acc->arr, json_pack("{s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "orderId",
                             (json_int_t)o->order_id, "symbolIdx", o->symbol_idx, "clientOrderId",
-                            o->client_id, "side", sim_side_name(o->side), "type",
-                            sim_order_type_name(o->type), "status",
-                            sim_order_status_name(o->status), "price",
+                            o->client_id, "side", cq_sim__side_name(o->side), "type",
+                            cq_sim__order_type_name(o->type), "status",
+                            cq_sim__order_status_name(o->status), "price",
                             cq_dec_format(o->price, p, sizeof(p)), "origQty",
                             cq_dec_format(o->orig_qty, q, sizeof(q)), "executedQty",
                             cq_dec_format(o->executed_qty, e, sizeof(e))));
 }
 
-json_t *sim_state_json(struct cq_sim *sim)
+json_t *cq_sim__state_json(struct cq_sim *sim)
 {
     struct balance_acc balances = {json_array()};
     struct balance_acc open = {json_array()};
-    struct sim_engine_stats es;
-    sim_engine_balances(sim->engine, add_balance, &balances);
-    sim_engine_open_orders(sim->engine, -1, add_order, &open);
-    sim_engine_get_stats(sim->engine, &es);
+    struct cq_sim__engine_stats es;
+    cq_sim__engine_balances(sim->engine, add_balance, &balances);
+    cq_sim__engine_open_orders(sim->engine, -1, add_order, &open);
+    cq_sim__engine_get_stats(sim->engine, &es);
     json_t *symbols = json_array();
-    for (size_t i = 0; i < sim_engine_symbol_count(sim->engine); i++) {
+    for (size_t i = 0; i < cq_sim__engine_symbol_count(sim->engine); i++) {
         char last[CQ_DEC_STR_MAX];
-        const struct sim_symbol *s = sim_engine_symbol(sim->engine, (int)i);
+        const struct cq_sim__symbol *s = cq_sim__engine_symbol(sim->engine, (int)i);
         json_array_append_new(
             symbols, json_pack("{s:s,s:s,s:I}", "symbol", s->symbol, "last_price",
-                               cq_dec_format(sim_market_last_price(sim->market, (int)i), last,
+                               cq_dec_format(cq_sim__market_last_price(sim->market, (int)i), last,
                                              sizeof(last)),
-                               "market_time_ms", (json_int_t)sim_market_now_ms(sim->market)));
+                               "market_time_ms", (json_int_t)cq_sim__market_now_ms(sim->market)));
     }
-    struct sim_rest_stats rs;
-    sim_rest_stats(sim->rest, &rs);
+    struct cq_sim__rest_stats rs;
+    cq_sim__rest_stats(sim->rest, &rs);
     json_t *rest_conns = json_pack(
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open, "waiting",
         (json_int_t)rs.waiting, "evicted_deadline", (json_int_t)rs.evicted_deadline,
@@ -402,7 +402,7 @@ static int load_state(struct cq_sim *sim, struct cq_err *err)
         return cq_err_set(err, CQ_EPARSE, 0, "fix or remove the state file",
                           "%s:%d: not JSON: %s", sim->state_path, jerr.line, jerr.text);
     }
-    rc = sim_engine_load(sim->engine, state, err);
+    rc = cq_sim__engine_load(sim->engine, state, err);
     json_decref(state);
     return rc;
 }
@@ -410,7 +410,7 @@ static int load_state(struct cq_sim *sim, struct cq_err *err)
 /* Caller holds the lock. */
 static int save_state(struct cq_sim *sim, struct cq_err *err)
 {
-    json_t *state = sim_engine_save(sim->engine);
+    json_t *state = cq_sim__engine_save(sim->engine);
     if (state == NULL) {
         return cq_err_set(err, CQ_ENOMEM, 0, NULL, "serialising the simulator state");
     }
@@ -441,34 +441,34 @@ static void sleep_ms(long ms)
 static void *market_main(void *arg)
 {
     struct cq_sim *sim = arg;
-    int64_t last_save_ms = sim_wall_ms();
+    int64_t last_save_ms = cq_sim__wall_ms();
     uint64_t saved_placed = UINT64_MAX, saved_fills = UINT64_MAX, saved_canceled = UINT64_MAX;
 
     while (!atomic_load(&sim->stop)) {
-        int64_t wall = sim_wall_ms();
+        int64_t wall = cq_sim__wall_ms();
         size_t events = 0;
         pthread_mutex_lock(&sim->lock);
-        sim_market_set_paused(sim->market, sim->faults.market_paused);
-        if (sim->opts.speed_max && sim_ws_backlog_bytes(sim->ws) > MAX_SPEED_BACKLOG_BYTES) {
+        cq_sim__market_set_paused(sim->market, sim->faults.market_paused);
+        if (sim->opts.speed_max && cq_sim__ws_backlog_bytes(sim->ws) > MAX_SPEED_BACKLOG_BYTES) {
             /* paced: let the WS thread catch up (see MAX_SPEED_BACKLOG_BYTES) */
         } else if (sim->opts.speed_max) {
             while (events < MAX_BURST_EVENTS) {
-                int64_t next = sim_market_next_event_ms(sim->market);
+                int64_t next = cq_sim__market_next_event_ms(sim->market);
                 if (next == INT64_MAX) {
                     break;
                 }
-                events += sim_market_advance(sim->market, next);
+                events += cq_sim__market_advance(sim->market, next);
                 if (sim->faults.market_paused) {
                     break;
                 }
             }
         } else {
-            events = sim_market_advance(sim->market, market_target_ms(sim, wall));
+            events = cq_sim__market_advance(sim->market, market_target_ms(sim, wall));
         }
         expire_listen_keys(sim, wall);
         if (sim->state_path != NULL && wall - last_save_ms >= STATE_SAVE_MS) {
-            struct sim_engine_stats es;
-            sim_engine_get_stats(sim->engine, &es);
+            struct cq_sim__engine_stats es;
+            cq_sim__engine_get_stats(sim->engine, &es);
             if (es.orders_placed != saved_placed || es.fills != saved_fills ||
                 es.orders_canceled != saved_canceled) {
                 struct cq_err err;
@@ -598,7 +598,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     sim->opts.balances = sim->balances;
     sim->rng_state = opts->seed ^ 0x5151DEADBEEF5151ULL;
 
-    struct sim_symbol specs[SIM_SYMBOLS_MAX];
+    struct cq_sim__symbol specs[SIM_SYMBOLS_MAX];
     for (size_t i = 0; i < opts->n_symbols; i++) {
         size_t name_len = opts->symbols[i] != NULL ? strlen(opts->symbols[i]) : 0;
         if (name_len == 0 || name_len > CQ_SYMBOL_MAX_CHARS) {
@@ -608,7 +608,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
                        opts->symbols[i] != NULL ? opts->symbols[i] : "", name_len);
             goto fail;
         }
-        if (sim_symbol_defaults(opts->symbols[i], &specs[i]) < 0) {
+        if (cq_sim__symbol_defaults(opts->symbols[i], &specs[i]) < 0) {
             cq_err_set(err, CQ_EINVAL, 0,
                        "symbols are BASE+QUOTE with a USDT, BTC, ETH, BUSD or USDC quote, e.g. BTCUSDT",
                        "cannot derive base and quote assets from symbol '%s'", opts->symbols[i]);
@@ -618,7 +618,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     }
     sim->opts.symbols = NULL; /* the copies live in specs/engine */
 
-    struct sim_balance start_balances[SIM_ASSETS_MAX];
+    struct cq_sim__balance start_balances[SIM_ASSETS_MAX];
     size_t nb = opts->n_balances < SIM_ASSETS_MAX ? opts->n_balances : SIM_ASSETS_MAX;
     for (size_t i = 0; i < nb; i++) {
         memset(&start_balances[i], 0, sizeof(start_balances[i]));
@@ -627,7 +627,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         start_balances[i].free = opts->balances[i].amount;
         start_balances[i].locked = CQ_DEC_ZERO;
     }
-    struct sim_engine_config ec = {
+    struct cq_sim__engine_config ec = {
         .symbols = specs,
         .n_symbols = opts->n_symbols,
         .balances = start_balances,
@@ -636,28 +636,28 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         .taker_bps = opts->taker_bps,
         .seed = opts->seed,
     };
-    sim->engine = sim_engine_new(&ec, err);
+    sim->engine = cq_sim__engine_new(&ec, err);
     if (sim->engine == NULL) {
         goto fail;
     }
-    struct sim_market_options mo = {
+    struct cq_sim__market_options mo = {
         .symbols = specs,
         .n_symbols = opts->n_symbols,
         .data_path = sim->data_path,
         .seed = opts->seed,
-        .start_ms = sim_wall_ms() / SIM_MINUTE_MS * SIM_MINUTE_MS,
+        .start_ms = cq_sim__wall_ms() / SIM_MINUTE_MS * SIM_MINUTE_MS,
         .history_bars = HISTORY_BARS,
         .book_levels = BOOK_LEVELS,
     };
-    sim->market = sim_market_new(&mo, err);
+    sim->market = cq_sim__market_new(&mo, err);
     if (sim->market == NULL) {
         goto fail;
     }
     sim->market_start_sim_ms = mo.start_ms;
-    struct sim_market_listener ml = {on_market_trade, on_market_book, on_market_kline, sim};
-    sim_market_set_listener(sim->market, &ml);
-    struct sim_engine_listener el = {on_execution, on_account, sim};
-    sim_engine_set_listener(sim->engine, &el);
+    struct cq_sim__market_listener ml = {on_market_trade, on_market_book, on_market_kline, sim};
+    cq_sim__market_set_listener(sim->market, &ml);
+    struct cq_sim__engine_listener el = {on_execution, on_account, sim};
+    cq_sim__engine_set_listener(sim->engine, &el);
 
     sim->rl.weight_limit_1m = opts->weight_limit_1m != 0 ? opts->weight_limit_1m : 6000;
     sim->rl.order_limit_10s = opts->order_limit_10s != 0 ? opts->order_limit_10s : 100;
@@ -681,16 +681,16 @@ int cq_sim_start(struct cq_sim *sim, struct cq_err *err)
     }
     int rest_port = sim->opts.rest_port;
     int ws_port = sim->opts.ws_port;
-    sim->ws = sim_ws_start(sim, &ws_port, err);
+    sim->ws = cq_sim__ws_start(sim, &ws_port, err);
     if (sim->ws == NULL) {
         return -(err != NULL ? err->code : CQ_EIO);
     }
-    sim->rest = sim_rest_start(sim, &rest_port, err);
+    sim->rest = cq_sim__rest_start(sim, &rest_port, err);
     if (sim->rest == NULL) {
         cq_sim_stop(sim);
         return -(err != NULL ? err->code : CQ_EIO);
     }
-    /* bind is an IP literal by now (sim_rest_start refused anything else): at
+    /* bind is an IP literal by now (cq_sim__rest_start refused anything else): at
      * most 45 characters + 16 of scheme, brackets and port < 96 */
     const char *host = sim->bind;
     bool v6 = strchr(host, ':') != NULL;
@@ -732,9 +732,9 @@ void cq_sim_stop(struct cq_sim *sim)
         pthread_join(sim->market_thread, NULL);
         sim->market_thread_running = false;
     }
-    sim_rest_stop(sim->rest);
+    cq_sim__rest_stop(sim->rest);
     sim->rest = NULL;
-    sim_ws_stop(sim->ws);
+    cq_sim__ws_stop(sim->ws);
     sim->ws = NULL;
     if (sim->state_writable && sim->engine != NULL) {
         struct cq_err err;
@@ -754,8 +754,8 @@ void cq_sim_free(struct cq_sim *sim)
         return;
     }
     cq_sim_stop(sim);
-    sim_market_free(sim->market);
-    sim_engine_free(sim->engine);
+    cq_sim__market_free(sim->market);
+    cq_sim__engine_free(sim->engine);
     free(sim->bind);
     free(sim->data_path);
     free(sim->state_path);

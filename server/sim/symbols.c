@@ -2,7 +2,7 @@
  * symbols.c — the simulator's symbol catalogue and the wire names of its
  * enums.
  *
- * sim_symbol_defaults() knows the 2024-09-08 production filters of the
+ * cq_sim__symbol_defaults() knows the 2024-09-08 production filters of the
  * symbols we ship market data for (values copied verbatim from
  * ../shared/data/exchangeInfo/binance-spot-exchangeInfo-2024-09-08.json) and
  * derives plausible filters for any other "<BASE><QUOTE>" name. Pure
@@ -36,27 +36,27 @@ static const char *const exec_names[] = {[SIM_EXEC_NEW] = "NEW",
  * rather than crash a response writer. */
 #define NAME_OF(table, v) ((unsigned)(v) < CQ_ARRAY_LEN(table) ? (table)[(unsigned)(v)] : "UNKNOWN")
 
-const char *sim_side_name(enum sim_side s)
+const char *cq_sim__side_name(enum cq_sim__side s)
 {
     return NAME_OF(side_names, s);
 }
 
-const char *sim_order_type_name(enum sim_order_type t)
+const char *cq_sim__order_type_name(enum cq_sim__order_type t)
 {
     return NAME_OF(type_names, t);
 }
 
-const char *sim_tif_name(enum sim_tif t)
+const char *cq_sim__tif_name(enum cq_sim__tif t)
 {
     return NAME_OF(tif_names, t);
 }
 
-const char *sim_order_status_name(enum sim_order_status s)
+const char *cq_sim__order_status_name(enum cq_sim__order_status s)
 {
     return NAME_OF(status_names, s);
 }
 
-const char *sim_exec_type_name(enum sim_exec_type t)
+const char *cq_sim__exec_type_name(enum cq_sim__exec_type t)
 {
     return NAME_OF(exec_names, t);
 }
@@ -76,35 +76,35 @@ static int find_name(const char *const *table, size_t n, const char *s)
     return -1;
 }
 
-int sim_side_parse(const char *s, enum sim_side *out)
+int cq_sim__side_parse(const char *s, enum cq_sim__side *out)
 {
     int i = find_name(side_names, CQ_ARRAY_LEN(side_names), s);
     if (i < 0) {
         return -CQ_EPARSE;
     }
-    *out = (enum sim_side)i;
+    *out = (enum cq_sim__side)i;
     return 0;
 }
 
-int sim_order_type_parse(const char *s, enum sim_order_type *out)
+int cq_sim__order_type_parse(const char *s, enum cq_sim__order_type *out)
 {
     int i = find_name(type_names, CQ_ARRAY_LEN(type_names), s);
     if (i < 0) {
         return -CQ_EPARSE;
     }
-    *out = (enum sim_order_type)i;
+    *out = (enum cq_sim__order_type)i;
     return 0;
 }
 
 /* "" (SIM_TIF_NONE's name) does not parse: a sent timeInForce is one of the
  * three real values. */
-int sim_tif_parse(const char *s, enum sim_tif *out)
+int cq_sim__tif_parse(const char *s, enum cq_sim__tif *out)
 {
     int i = find_name(tif_names, CQ_ARRAY_LEN(tif_names), s);
     if (i < 0) {
         return -CQ_EPARSE;
     }
-    *out = (enum sim_tif)i;
+    *out = (enum cq_sim__tif)i;
     return 0;
 }
 
@@ -153,13 +153,13 @@ static cq_dec spec_dec(const char *s)
     return d;
 }
 
-static void fill_from_spec(const struct symbol_spec *sp, struct sim_symbol *out)
+static void fill_from_spec(const struct symbol_spec *sp, struct cq_sim__symbol *out)
 {
-    struct sim_filters *f = &out->filters;
+    struct cq_sim__filters *f = &out->filters;
     memset(out, 0, sizeof(*out));
     /* bounded: the table's names are short literals, and a generic name was
      * checked to be shorter than CQ_SYMBOL_LEN with a base shorter than
-     * SIM_ASSET_LEN (sim_symbol_defaults) */
+     * SIM_ASSET_LEN (cq_sim__symbol_defaults) */
     cq_strlcpy(out->symbol, sp->symbol, sizeof(out->symbol));
     cq_strlcpy(out->base, sp->base, sizeof(out->base));
     cq_strlcpy(out->quote, sp->quote, sizeof(out->quote));
@@ -193,7 +193,7 @@ static bool upper_alnum(const char *s, size_t len)
     return true;
 }
 
-int sim_symbol_defaults(const char *name, struct sim_symbol *out)
+int cq_sim__symbol_defaults(const char *name, struct cq_sim__symbol *out)
 {
     size_t len;
     if (name == NULL || out == NULL) {

@@ -3,19 +3,19 @@
  * user data stream, over libwebsockets, on loopback.
  *
  * Threads
- *   ws thread   created by sim_ws_start, owns the lws context, every
+ *   ws thread   created by cq_sim__ws_start, owns the lws context, every
  *               connection and everything in struct ws_conn. It runs
- *               lws_service until sim_ws_stop sets `stop` and wakes it, then
+ *               lws_service until cq_sim__ws_stop sets `stop` and wakes it, then
  *               destroys the context itself, so every lws callback (including
  *               the CLOSED ones during teardown) runs on this thread.
- *   publishers  sim_ws_publish_* and sim_ws_listen_key_closed run on the
+ *   publishers  cq_sim__ws_publish_* and cq_sim__ws_listen_key_closed run on the
  *               market or REST thread with sim->lock held (sim-int.h). They
  *               format the payload text once, push one item per stream into
  *               the outbound queue and wake the ws thread with
  *               lws_cancel_service. Their own state (previous book per symbol
  *               for depth diffs, the execution id counter) is serialised by
  *               that same sim->lock.
- *   The ws thread never takes sim->lock except inside sim_listen_key_valid,
+ *   The ws thread never takes sim->lock except inside cq_sim__listen_key_valid,
  *   and never while holding the queue mutex (lock order: sim->lock, then
  *   qlock).
  *
@@ -36,7 +36,7 @@
  *   thread keeps a counting filter of subscribed stream names (`interest`,
  *   atomics, false positives only cost formatting work).
  *
- * Faults (struct sim_faults, atomics, read without sim->lock)
+ * Faults (struct cq_sim__faults, atomics, read without sim->lock)
  *   ws_drop_generation  checked on every wake and every tick (<= 100 ms):
  *                       a new value closes every open connection (1001).
  *   ws_stall            while true, stream data (market and user) is
@@ -47,7 +47,7 @@
  * Connections: /ws/<stream>[/<stream>…] (raw payloads; a name that is not a
  * stream keeps the connection open with no subscriptions, for ccxt.pro's
  * /ws/0 + SUBSCRIBE), /ws/<listenKey> (64 alphanumerics, checked with
- * sim_listen_key_valid; unknown keys are refused) and
+ * cq_sim__listen_key_valid; unknown keys are refused) and
  * /stream?streams=a/b/c (wrapped {"stream","data"}; invalid names or keys
  * are refused). A listen key's expiry (listenKeyExpired first) or deletion
  * closes every connection streaming it, combined ones included. At most WS_CONNS_MAX connections
@@ -66,7 +66,7 @@
  * Keepalive: the server pings every SIMEX_WS_PING_MS (environment, default
  * 20000) and closes a connection whose last matching pong is older than
  * SIMEX_WS_PONG_TIMEOUT_MS (default 60000). Both are read once by
- * sim_ws_start (10 ms .. 1 day; anything else is logged and ignored). A pong
+ * cq_sim__ws_start (10 ms .. 1 day; anything else is logged and ignored). A pong
  * counts only if it echoes the payload of our latest ping; pongs that do
  * answer our pings are not counted against the 5 messages/s limit, so short
  * test intervals stay usable. Client pings DO count (as on Binance), and
@@ -88,7 +88,7 @@
  * for a message over WS_RX_MAX_BYTES; 1008 over the message rate. A close
  * frame from the client is answered with 1000 and the connection closed.
  * Subscription storage is freed when a connection closes (gauge:
- * sim_ws_subscription_bytes) and handed back to the system with
+ * cq_sim__ws_subscription_bytes) and handed back to the system with
  * malloc_trim once WS_TRIM_AFTER_BYTES were freed.
  *
  * Not simulated: timeUnit=MICROSECOND, the 24 h connection cap,
@@ -377,17 +377,17 @@ struct ws_book_state { /* publisher side, under sim->lock */
     char symbol[CQ_SYMBOL_LEN];
     uint64_t last_update_id;
     size_t n_bids, n_asks;
-    struct sim_level bids[SIM_DEPTH_MAX];
-    struct sim_level asks[SIM_DEPTH_MAX];
+    struct cq_sim__level bids[SIM_DEPTH_MAX];
+    struct cq_sim__level asks[SIM_DEPTH_MAX];
 };
 
-struct sim_ws {
+struct cq_sim__ws {
     struct cq_sim *sim;      /* borrowed */
     struct lws_context *ctx; /* owned; destroyed on the ws thread */
     struct lws_vhost *vhost; /* owned by ctx */
     pthread_t thread;
     bool thread_started;
-    atomic_bool stop; /* sim_ws_stop stores (release), ws thread loads (acquire) */
+    atomic_bool stop; /* cq_sim__ws_stop stores (release), ws thread loads (acquire) */
     int64_t ping_ms, pong_timeout_ms, tick_ms;
 
     /* Publisher side, serialised by the caller's sim->lock. */
@@ -423,18 +423,18 @@ struct sim_ws {
     size_t freed_since_trim; /* subscription bytes freed since the last malloc_trim */
 };
 
-static struct sim_ws *ws_of(struct lws *wsi)
+static struct cq_sim__ws *ws_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
 }
 
-static void count_dropped(struct sim_ws *ws, uint64_t n)
+static void count_dropped(struct cq_sim__ws *ws, uint64_t n)
 {
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&ws->sim->counters.ws_messages_dropped, n, memory_order_relaxed);
 }
 
-static bool stalled(struct sim_ws *ws)
+static bool stalled(struct cq_sim__ws *ws)
 {
     /* relaxed: a fault flag polled per event; no data depends on it */
     return atomic_load_explicit(&ws->sim->faults.ws_stall, memory_order_relaxed);
@@ -442,18 +442,18 @@ static bool stalled(struct sim_ws *ws)
 
 /* ---- publishers: formatting and the outbound queue ------------------------- */
 
-static bool interested(struct sim_ws *ws, const char *canon)
+static bool interested(struct cq_sim__ws *ws, const char *canon)
 {
     uint32_t slot = name_hash(canon) & (WS_INTEREST_SLOTS - 1);
     return atomic_load_explicit(&ws->interest[slot], memory_order_relaxed) > 0;
 }
 
-bool sim_ws_has_subscribers(struct sim_ws *ws, const char *stream)
+bool cq_sim__ws_has_subscribers(struct cq_sim__ws *ws, const char *stream)
 {
     return ws != NULL && stream != NULL && interested(ws, stream);
 }
 
-static bool user_interested(struct sim_ws *ws)
+static bool user_interested(struct cq_sim__ws *ws)
 {
     return atomic_load_explicit(&ws->user_conns, memory_order_relaxed) > 0;
 }
@@ -497,7 +497,7 @@ static void item_free(struct ws_item *it)
 
 /* Queue items in order (NULL entries are formatting failures: dropped and
  * counted). Wakes the ws thread if the queue was empty. */
-static void queue_push(struct sim_ws *ws, struct ws_item **items, size_t n)
+static void queue_push(struct cq_sim__ws *ws, struct ws_item **items, size_t n)
 {
     uint64_t dropped = 0;
     bool wake = false;
@@ -531,8 +531,8 @@ static void queue_push(struct sim_ws *ws, struct ws_item **items, size_t n)
     }
 }
 
-void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
-                          const struct sim_public_trade *t, int64_t event_ms)
+void cq_sim__ws_publish_trade(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
+                          const struct cq_sim__public_trade *t, int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || t == NULL) {
         return;
@@ -575,7 +575,7 @@ void sim_ws_publish_trade(struct sim_ws *ws, const struct sim_symbol *sym,
     }
 }
 
-static void sb_levels(struct cq_buf *b, const struct sim_level *lv, size_t n)
+static void sb_levels(struct cq_buf *b, const struct cq_sim__level *lv, size_t n)
 {
     cq_buf_put(b, "[", 1);
     for (size_t i = 0; i < n; i++) {
@@ -590,8 +590,8 @@ static void sb_levels(struct cq_buf *b, const struct sim_level *lv, size_t n)
 
 /* Levels that differ between two books of one side (both best first):
  * changed or new levels with their new quantity, vanished ones with 0. */
-static void sb_diff_side(struct cq_buf *b, const struct sim_level *old, size_t n_old,
-                         const struct sim_level *cur, size_t n_cur, bool bids)
+static void sb_diff_side(struct cq_buf *b, const struct cq_sim__level *old, size_t n_old,
+                         const struct cq_sim__level *cur, size_t n_cur, bool bids)
 {
     size_t i = 0, j = 0;
     bool first = true;
@@ -608,7 +608,7 @@ static void sb_diff_side(struct cq_buf *b, const struct sim_level *old, size_t n
                 c = -c; /* bids run high to low */
             }
         }
-        const struct sim_level *emit = NULL;
+        const struct cq_sim__level *emit = NULL;
         bool removed = false;
         if (c < 0) {
             emit = &old[i++];
@@ -638,7 +638,7 @@ static void sb_diff_side(struct cq_buf *b, const struct sim_level *old, size_t n
     cq_buf_put(b, "]", 1);
 }
 
-static struct ws_book_state *book_state(struct sim_ws *ws, const char *symbol)
+static struct ws_book_state *book_state(struct cq_sim__ws *ws, const char *symbol)
 {
     for (size_t i = 0; i < ws->n_books; i++) {
         if (strcmp(ws->books[i].symbol, symbol) == 0) {
@@ -654,8 +654,8 @@ static struct ws_book_state *book_state(struct sim_ws *ws, const char *symbol)
     return st;
 }
 
-void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
-                         const struct sim_book_view *book, uint64_t update_id, int64_t event_ms)
+void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
+                         const struct cq_sim__book_view *book, uint64_t update_id, int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || book == NULL) {
         return;
@@ -732,8 +732,8 @@ void sim_ws_publish_book(struct sim_ws *ws, const struct sim_symbol *sym,
     }
 }
 
-void sim_ws_publish_kline(struct sim_ws *ws, const struct sim_symbol *sym, const char *interval,
-                          const struct sim_kline *k, int64_t event_ms)
+void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym, const char *interval,
+                          const struct cq_sim__kline *k, int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || interval == NULL || k == NULL) {
         return;
@@ -776,8 +776,8 @@ void sim_ws_publish_kline(struct sim_ws *ws, const struct sim_symbol *sym, const
     queue_push(ws, &it, 1);
 }
 
-void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
-                              const struct sim_exec_report *r)
+void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
+                              const struct cq_sim__exec_report *r)
 {
     if (ws == NULL || sym == NULL || r == NULL || r->order == NULL) {
         return;
@@ -786,8 +786,8 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     if (!user_interested(ws)) {
         return;
     }
-    const struct sim_order *o = r->order;
-    const struct sim_fill *f = r->exec_type == SIM_EXEC_TRADE ? r->fill : NULL;
+    const struct cq_sim__order *o = r->order;
+    const struct cq_sim__fill *f = r->exec_type == SIM_EXEC_TRADE ? r->fill : NULL;
     const char *client_id = o->client_id;
     if (r->exec_type == SIM_EXEC_CANCELED && r->cancel_client_id != NULL &&
         r->cancel_client_id[0] != '\0') {
@@ -795,7 +795,7 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     }
     const char *orig_id = r->orig_client_id != NULL ? r->orig_client_id : "";
     /* MARKET and LIMIT_MAKER carry no timeInForce; Binance reports GTC. */
-    const char *tif = o->tif == SIM_TIF_NONE ? "GTC" : sim_tif_name(o->tif);
+    const char *tif = o->tif == SIM_TIF_NONE ? "GTC" : cq_sim__tif_name(o->tif);
     cq_dec zero = CQ_DEC_ZERO;
 
     struct cq_buf b = WS_BUF_INIT;
@@ -804,9 +804,9 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     cq_buf_puts(&b, ",\"c\":");
     sb_jstr(&b, client_id);
     cq_buf_puts(&b, ",\"S\":");
-    sb_jstr(&b, sim_side_name(o->side));
+    sb_jstr(&b, cq_sim__side_name(o->side));
     cq_buf_puts(&b, ",\"o\":");
-    sb_jstr(&b, sim_order_type_name(o->type));
+    sb_jstr(&b, cq_sim__order_type_name(o->type));
     cq_buf_puts(&b, ",\"f\":");
     sb_jstr(&b, tif);
     cq_buf_puts(&b, ",\"q\":");
@@ -816,9 +816,9 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     cq_buf_puts(&b, ",\"P\":\"" WS_ZERO8 "\",\"F\":\"" WS_ZERO8 "\",\"g\":-1,\"C\":");
     sb_jstr(&b, orig_id);
     cq_buf_puts(&b, ",\"x\":");
-    sb_jstr(&b, sim_exec_type_name(r->exec_type));
+    sb_jstr(&b, cq_sim__exec_type_name(r->exec_type));
     cq_buf_puts(&b, ",\"X\":");
-    sb_jstr(&b, sim_order_status_name(o->status));
+    sb_jstr(&b, cq_sim__order_status_name(o->status));
     cq_buf_printf(&b, ",\"r\":\"NONE\",\"i\":%" PRIu64 ",\"l\":", o->order_id);
     sb_dec(&b, f != NULL ? f->qty : zero);
     cq_buf_puts(&b, ",\"z\":");
@@ -852,7 +852,7 @@ void sim_ws_publish_execution(struct sim_ws *ws, const struct sim_symbol *sym,
     queue_push(ws, &it, 1);
 }
 
-void sim_ws_publish_account(struct sim_ws *ws, const struct sim_balance *changed, size_t n,
+void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__balance *changed, size_t n,
                             int64_t event_ms)
 {
     if (ws == NULL || (changed == NULL && n > 0) || !user_interested(ws)) {
@@ -875,7 +875,7 @@ void sim_ws_publish_account(struct sim_ws *ws, const struct sim_balance *changed
     queue_push(ws, &it, 1);
 }
 
-void sim_ws_listen_key_closed(struct sim_ws *ws, const char *key, bool expired, int64_t event_ms)
+void cq_sim__ws_listen_key_closed(struct cq_sim__ws *ws, const char *key, bool expired, int64_t event_ms)
 {
     if (ws == NULL || key == NULL) {
         return;
@@ -946,7 +946,7 @@ static void conn_close(struct ws_conn *c, uint16_t status, const char *reason)
 }
 
 /* Append a frame to the client's queue (takes a new reference). */
-static void conn_enqueue(struct sim_ws *ws, struct ws_conn *c, struct ws_msg *m)
+static void conn_enqueue(struct cq_sim__ws *ws, struct ws_conn *c, struct ws_msg *m)
 {
     if (m == NULL) {
         count_dropped(ws, 1);
@@ -997,7 +997,7 @@ static void conn_enqueue(struct sim_ws *ws, struct ws_conn *c, struct ws_msg *m)
     }
 }
 
-static struct ws_msg *conn_pop(struct sim_ws *ws, struct ws_conn *c)
+static struct ws_msg *conn_pop(struct cq_sim__ws *ws, struct ws_conn *c)
 {
     if (c->q_len == 0) {
         return NULL;
@@ -1011,7 +1011,7 @@ static struct ws_msg *conn_pop(struct sim_ws *ws, struct ws_conn *c)
 }
 
 /* A control reply (not stream data: sent even while stalled). */
-static void conn_reply(struct sim_ws *ws, struct ws_conn *c, json_t *reply)
+static void conn_reply(struct cq_sim__ws *ws, struct ws_conn *c, json_t *reply)
 {
     char *text = json_dumps(reply, JSON_COMPACT);
     json_decref(reply);
@@ -1027,7 +1027,7 @@ static void conn_reply(struct sim_ws *ws, struct ws_conn *c, json_t *reply)
 
 /* ---- ws thread: subscriptions --------------------------------------------- */
 
-static void interest_add(struct sim_ws *ws, const struct ws_sub *s, int delta)
+static void interest_add(struct cq_sim__ws *ws, const struct ws_sub *s, int delta)
 {
     uint32_t slot = s->hash & (WS_INTEREST_SLOTS - 1);
     /* relaxed: see the field's comment */
@@ -1048,7 +1048,7 @@ static ssize_t conn_find_sub(const struct ws_conn *c, const char *name)
     return -1;
 }
 
-static void conn_user_count(struct sim_ws *ws, struct ws_conn *c, int delta)
+static void conn_user_count(struct cq_sim__ws *ws, struct ws_conn *c, int delta)
 {
     if (!c->registered) {
         return;
@@ -1061,7 +1061,7 @@ static void conn_user_count(struct sim_ws *ws, struct ws_conn *c, int delta)
 }
 
 /* Subscribe (a no-op for a stream already there). -CQ_EFULL past the limit. */
-static int conn_add_sub(struct sim_ws *ws, struct ws_conn *c, const char *name, const char *canon,
+static int conn_add_sub(struct cq_sim__ws *ws, struct ws_conn *c, const char *name, const char *canon,
                         bool user)
 {
     if (conn_find_sub(c, name) >= 0) {
@@ -1101,7 +1101,7 @@ static int conn_add_sub(struct sim_ws *ws, struct ws_conn *c, const char *name, 
     return 0;
 }
 
-static void conn_remove_sub(struct sim_ws *ws, struct ws_conn *c, size_t i)
+static void conn_remove_sub(struct cq_sim__ws *ws, struct ws_conn *c, size_t i)
 {
     struct ws_sub *s = &c->subs[i];
     if (c->registered) {
@@ -1115,7 +1115,7 @@ static void conn_remove_sub(struct sim_ws *ws, struct ws_conn *c, size_t i)
     c->n_subs--;
 }
 
-static void conn_register(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
+static void conn_register(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *wsi)
 {
     c->wsi = wsi;
     c->registered = true;
@@ -1137,7 +1137,7 @@ static void conn_register(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
 }
 
 /* Undo everything a connection holds; safe to call twice. */
-static void conn_release(struct sim_ws *ws, struct ws_conn *c)
+static void conn_release(struct cq_sim__ws *ws, struct ws_conn *c)
 {
     if (c->registered) {
         for (size_t i = 0; i < c->n_subs; i++) {
@@ -1207,7 +1207,7 @@ static struct ws_msg *frame_for(struct item_frames *fr, const struct ws_item *it
     return fr->wrapped;
 }
 
-static void deliver_item(struct sim_ws *ws, const struct ws_item *it)
+static void deliver_item(struct cq_sim__ws *ws, const struct ws_item *it)
 {
     struct item_frames fr = {0};
     for (struct ws_conn *c = ws->conns; c != NULL; c = c->next) {
@@ -1241,7 +1241,7 @@ static void deliver_item(struct sim_ws *ws, const struct ws_item *it)
     msg_unref(fr.wrapped);
 }
 
-static void check_drop_fault(struct sim_ws *ws)
+static void check_drop_fault(struct cq_sim__ws *ws)
 {
     /* acquire: pairs with nothing in particular; the generation is the data */
     uint64_t gen = atomic_load_explicit(&ws->sim->faults.ws_drop_generation, memory_order_acquire);
@@ -1258,7 +1258,7 @@ static void check_drop_fault(struct sim_ws *ws)
                 "WS drop fault: closing every connection");
 }
 
-static void drain_queue(struct sim_ws *ws)
+static void drain_queue(struct cq_sim__ws *ws)
 {
     for (;;) {
         size_t n = 0;
@@ -1285,7 +1285,7 @@ static void drain_queue(struct sim_ws *ws)
 
 static void tick_cb(lws_sorted_usec_list_t *sul)
 {
-    struct sim_ws *ws = lws_container_of(sul, struct sim_ws, tick);
+    struct cq_sim__ws *ws = lws_container_of(sul, struct cq_sim__ws, tick);
     int64_t now = mono_ms();
     check_drop_fault(ws);
     for (struct ws_conn *c = ws->conns; c != NULL; c = c->next) {
@@ -1360,7 +1360,7 @@ static bool id_ok(const json_t *id)
 
 /* Validate every name of a SUBSCRIBE/UNSUBSCRIBE first (all or nothing).
  * Returns NULL or the error message. */
-static const char *check_stream_params(struct sim_ws *ws, const json_t *params, bool subscribe)
+static const char *check_stream_params(struct cq_sim__ws *ws, const json_t *params, bool subscribe)
 {
     if (params == NULL) {
         return "Invalid request: missing field `params`";
@@ -1380,14 +1380,14 @@ static const char *check_stream_params(struct sim_ws *ws, const json_t *params, 
         if (cls == STREAM_INVALID) {
             return MSG_BAD_STREAM;
         }
-        if (cls == STREAM_USER && subscribe && !sim_listen_key_valid(ws->sim, canon)) {
+        if (cls == STREAM_USER && subscribe && !cq_sim__listen_key_valid(ws->sim, canon)) {
             return MSG_BAD_STREAM;
         }
     }
     return NULL;
 }
 
-static json_t *do_subscribe(struct sim_ws *ws, struct ws_conn *c, const json_t *params, json_t *id)
+static json_t *do_subscribe(struct cq_sim__ws *ws, struct ws_conn *c, const json_t *params, json_t *id)
 {
     const char *err = check_stream_params(ws, params, true);
     if (err != NULL) {
@@ -1417,7 +1417,7 @@ static json_t *do_subscribe(struct sim_ws *ws, struct ws_conn *c, const json_t *
     return reply_result(NULL, id);
 }
 
-static json_t *do_unsubscribe(struct sim_ws *ws, struct ws_conn *c, const json_t *params,
+static json_t *do_unsubscribe(struct cq_sim__ws *ws, struct ws_conn *c, const json_t *params,
                               json_t *id)
 {
     const char *err = check_stream_params(ws, params, false);
@@ -1436,7 +1436,7 @@ static json_t *do_unsubscribe(struct sim_ws *ws, struct ws_conn *c, const json_t
     return reply_result(NULL, id);
 }
 
-static void handle_control(struct sim_ws *ws, struct ws_conn *c, const char *text, size_t len)
+static void handle_control(struct cq_sim__ws *ws, struct ws_conn *c, const char *text, size_t len)
 {
     json_error_t jerr;
     json_t *req = json_loadb(text, len, 0, &jerr);
@@ -1535,7 +1535,7 @@ static bool url_decode_inplace(char *s)
 /* Parse the request target into the connection's subscriptions. 0, or an
  * HTTP status to refuse the handshake with (*why says what was wrong, for
  * the log line and the answer's body). */
-static int conn_setup(struct sim_ws *ws, struct ws_conn *c, char *target, const char **why)
+static int conn_setup(struct cq_sim__ws *ws, struct ws_conn *c, char *target, const char **why)
 {
     char *query = strchr(target, '?');
     if (query != NULL) {
@@ -1591,7 +1591,7 @@ static int conn_setup(struct sim_ws *ws, struct ws_conn *c, char *target, const 
                 name[n] = '\0';
                 cls = classify_stream(name, canon);
             }
-            if (cls == STREAM_USER && !sim_listen_key_valid(ws->sim, canon)) {
+            if (cls == STREAM_USER && !cq_sim__listen_key_valid(ws->sim, canon)) {
                 *why = "unknown or expired listen key";
                 return 400;
             }
@@ -1757,7 +1757,7 @@ static void http_refuse(struct ws_conn *c, int status, const char *why, const ch
 }
 
 /* The request head is in: answer 101 and subscribe, or refuse with a status. */
-static void handle_handshake(struct sim_ws *ws, struct ws_conn *c, char *head)
+static void handle_handshake(struct cq_sim__ws *ws, struct ws_conn *c, char *head)
 {
     const char *why = NULL;
     int status = 0;
@@ -1937,7 +1937,7 @@ static bool utf8_ok(const unsigned char *s, size_t n)
 }
 
 /* A whole data message (text, or binary treated as text like before). */
-static void on_message(struct sim_ws *ws, struct ws_conn *c, const char *text, size_t len)
+static void on_message(struct cq_sim__ws *ws, struct ws_conn *c, const char *text, size_t len)
 {
     if (!rx_rate_ok(c, mono_ms())) {
         cq_log_info(WS_SERVICE, "ws_rate_limited", NULL,
@@ -1951,7 +1951,7 @@ static void on_message(struct sim_ws *ws, struct ws_conn *c, const char *text, s
 }
 
 /* One complete client frame: opcode, fin, unmasked payload. */
-static void on_frame(struct sim_ws *ws, struct ws_conn *c, unsigned op, bool fin,
+static void on_frame(struct cq_sim__ws *ws, struct ws_conn *c, unsigned op, bool fin,
                      unsigned char *p, size_t n)
 {
     switch (op) {
@@ -2038,7 +2038,7 @@ static void on_frame(struct sim_ws *ws, struct ws_conn *c, unsigned op, bool fin
 }
 
 /* Parse every complete frame in c->in; keep a partial one for later. */
-static void parse_frames(struct sim_ws *ws, struct ws_conn *c)
+static void parse_frames(struct cq_sim__ws *ws, struct ws_conn *c)
 {
     size_t off = 0;
     while (!c->rx_dead && c->in_len - off >= 2) {
@@ -2112,7 +2112,7 @@ static void parse_frames(struct sim_ws *ws, struct ws_conn *c)
 }
 
 /* Bytes from the socket: the request head until the upgrade, then frames. */
-static void on_raw_rx(struct sim_ws *ws, struct ws_conn *c, const unsigned char *in, size_t len)
+static void on_raw_rx(struct cq_sim__ws *ws, struct ws_conn *c, const unsigned char *in, size_t len)
 {
     if (!c->head_done && len > 0 && !c->rx_dead) {
         if (c->hs == NULL) {
@@ -2199,7 +2199,7 @@ static void on_raw_rx(struct sim_ws *ws, struct ws_conn *c, const unsigned char 
     }
 }
 
-static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
+static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *wsi)
 {
     if (c->closing) {
         return -1; /* the close frame or refusal went out (lws flushed it first) */
@@ -2305,7 +2305,7 @@ static int on_writeable(struct sim_ws *ws, struct ws_conn *c, struct lws *wsi)
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
-    struct sim_ws *ws = ws_of(wsi);
+    struct cq_sim__ws *ws = ws_of(wsi);
     struct ws_conn *c = lws_get_opaque_user_data(wsi);
     CQ_UNUSED(user);
     switch (reason) {
@@ -2384,13 +2384,13 @@ static int64_t env_ms(const char *name, int64_t dflt)
 
 static void *ws_thread_main(void *arg)
 {
-    struct sim_ws *ws = arg;
+    struct cq_sim__ws *ws = arg;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
 
     lws_sul_schedule(ws->ctx, 0, &ws->tick, tick_cb, ws->tick_ms * LWS_US_PER_MS);
-    /* acquire: pairs with the release store in sim_ws_stop */
+    /* acquire: pairs with the release store in cq_sim__ws_stop */
     while (!atomic_load_explicit(&ws->stop, memory_order_acquire)) {
         if (lws_service(ws->ctx, 0) < 0) {
             cq_log_error(WS_SERVICE, "ws_service_failed", NULL,
@@ -2407,7 +2407,7 @@ static void *ws_thread_main(void *arg)
     return NULL;
 }
 
-static void ws_free(struct sim_ws *ws)
+static void ws_free(struct cq_sim__ws *ws)
 {
     if (ws == NULL) {
         return;
@@ -2429,13 +2429,13 @@ static void ws_free(struct sim_ws *ws)
     free(ws);
 }
 
-struct sim_ws *sim_ws_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
+struct cq_sim__ws *cq_sim__ws_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
 {
     const char *bind = sim->bind != NULL ? sim->bind : sim->opts.bind;
     if (bind == NULL || bind[0] == '\0' || strcmp(bind, "localhost") == 0) {
         bind = "127.0.0.1";
     }
-    struct sim_ws *ws = calloc(1, sizeof *ws);
+    struct cq_sim__ws *ws = calloc(1, sizeof *ws);
     if (ws == NULL) {
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "WS server: out of memory");
         return NULL;
@@ -2524,7 +2524,7 @@ struct sim_ws *sim_ws_start(struct cq_sim *sim, int *port_out, struct cq_err *er
     return ws;
 }
 
-void sim_ws_stop(struct sim_ws *ws)
+void cq_sim__ws_stop(struct cq_sim__ws *ws)
 {
     if (ws == NULL) {
         return;
@@ -2543,7 +2543,7 @@ void sim_ws_stop(struct sim_ws *ws)
     ws_free(ws);
 }
 
-size_t sim_ws_subscription_bytes(struct sim_ws *ws)
+size_t cq_sim__ws_subscription_bytes(struct cq_sim__ws *ws)
 {
     if (ws == NULL) {
         return 0;
@@ -2551,7 +2551,7 @@ size_t sim_ws_subscription_bytes(struct sim_ws *ws)
     return atomic_load_explicit(&ws->sub_bytes, memory_order_relaxed);
 }
 
-size_t sim_ws_backlog_bytes(struct sim_ws *ws)
+size_t cq_sim__ws_backlog_bytes(struct cq_sim__ws *ws)
 {
     if (ws == NULL) {
         return 0;

@@ -13,7 +13,7 @@
  * book and offers only the rest (docs/SIMEX.md, "Queue model"), so the book
  * thins as orders go. Every MARKET_STEP_ORDERS orders a market step posts a
  * replaced book (every level's quantity changes, so every level refills)
- * through sim_engine_on_market, as the simulator's market thread does; the
+ * through cq_sim__engine_on_market, as the simulator's market thread does; the
  * resting GTC orders are checked against it there. Every engine call takes
  * a pthread mutex first, as the simulator's REST handlers and market thread
  * do (uncontended here: one thread).
@@ -51,7 +51,7 @@ static pthread_mutex_t engine_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The model's book at market step `step`: the same prices, every quantity
  * one lot (0.00001 BTC) different from the previous step's, so the engine
  * sees every level replaced. */
-static void market_book(struct sim_level *bids, struct sim_level *asks, uint64_t step)
+static void market_book(struct cq_sim__level *bids, struct cq_sim__level *asks, uint64_t step)
 {
     /* asks 60000.00, 60000.50, …; bids 59999.50, 59999.00, …; 0.02 BTC
      * and up per level */
@@ -67,14 +67,14 @@ struct counters {
     unsigned long long reports, positions;
 };
 
-static void on_exec(void *ctx, const struct sim_exec_report *r)
+static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct counters *c = ctx;
     (void)r;
     c->reports++;
 }
 
-static void on_position(void *ctx, const struct sim_balance *b, size_t n, int64_t ms)
+static void on_position(void *ctx, const struct cq_sim__balance *b, size_t n, int64_t ms)
 {
     struct counters *c = ctx;
     (void)b;
@@ -90,7 +90,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, const struct sim_reject *rej)
+static void die(const char *what, const struct cq_sim__reject *rej)
 {
     fprintf(stderr, "bench_matching: %s: %d %s\n", what, rej != NULL ? rej->code : 0,
             rej != NULL ? rej->msg : "");
@@ -102,17 +102,17 @@ static void die(const char *what, const struct sim_reject *rej)
 static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t *steps_out,
                        unsigned long long *ioc_unfilled_out)
 {
-    struct sim_symbol sym;
-    struct sim_balance bal[2];
-    struct sim_level bids[LEVELS], asks[LEVELS];
-    struct sim_book_view book;
+    struct cq_sim__symbol sym;
+    struct cq_sim__balance bal[2];
+    struct cq_sim__level bids[LEVELS], asks[LEVELS];
+    struct cq_sim__book_view book;
     struct counters cnt = {0, 0};
-    struct sim_engine_listener l = {on_exec, on_position, &cnt};
-    struct sim_engine_stats st;
-    struct sim_order_req req;
-    struct sim_order order;
-    struct sim_fill fills[LEVELS];
-    struct sim_reject rej;
+    struct cq_sim__engine_listener l = {on_exec, on_position, &cnt};
+    struct cq_sim__engine_stats st;
+    struct cq_sim__order_req req;
+    struct cq_sim__order order;
+    struct cq_sim__fill fills[LEVELS];
+    struct cq_sim__reject rej;
     struct cq_err err;
     uint64_t pending_cancel = 0;
     uint64_t steps = 0;
@@ -120,7 +120,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
     size_t n_fills;
     double t0, t1;
 
-    if (sim_symbol_defaults("BTCUSDT", &sym) < 0) {
+    if (cq_sim__symbol_defaults("BTCUSDT", &sym) < 0) {
         die("symbol", NULL);
     }
     memset(bal, 0, sizeof(bal));
@@ -128,7 +128,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
     bal[0].free = cq_dec_make(1000000000, 0); /* 1e9 */
     cq_strlcpy(bal[1].asset, "BTC", SIM_ASSET_LEN);
     bal[1].free = cq_dec_make(100000, 0);
-    struct sim_engine_config cfg = {
+    struct cq_sim__engine_config cfg = {
         .symbols = &sym,
         .n_symbols = 1,
         .balances = bal,
@@ -139,12 +139,12 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
         .max_orders = n_orders + 16,
         .max_trades = 1000000,
     };
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     if (e == NULL) {
         fprintf(stderr, "bench_matching: %s\n", err.message);
         exit(1);
     }
-    sim_engine_set_listener(e, &l);
+    cq_sim__engine_set_listener(e, &l);
 
     market_book(bids, asks, 0);
     memset(&book, 0, sizeof(book));
@@ -159,7 +159,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
         if (i > 0 && i % MARKET_STEP_ORDERS == 0) { /* the market moves: a replaced book */
             market_book(bids, asks, ++steps);
             pthread_mutex_lock(&engine_lock);
-            (void)sim_engine_on_market(e, 0, &book, CQ_DEC_ZERO, CQ_DEC_ZERO, (int64_t)i);
+            (void)cq_sim__engine_on_market(e, 0, &book, CQ_DEC_ZERO, CQ_DEC_ZERO, (int64_t)i);
             pthread_mutex_unlock(&engine_lock);
         }
         memset(&req, 0, sizeof(req));
@@ -198,7 +198,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
             break;
         }
         pthread_mutex_lock(&engine_lock);
-        int rc = sim_engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej);
+        int rc = cq_sim__engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej);
         pthread_mutex_unlock(&engine_lock);
         if (rc < 0) {
             die("place rejected", &rej);
@@ -213,7 +213,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
             uint64_t placed_id = order.order_id;
             if (pending_cancel != 0) {
                 pthread_mutex_lock(&engine_lock);
-                rc = sim_engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order, &rej);
+                rc = cq_sim__engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order, &rej);
                 pthread_mutex_unlock(&engine_lock);
                 if (rc < 0) {
                     die("cancel rejected", &rej);
@@ -224,14 +224,14 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
     }
     t1 = now_s();
 
-    sim_engine_get_stats(e, &st);
+    cq_sim__engine_get_stats(e, &st);
     if (st.orders_placed != n_orders || st.orders_rejected != 0 || st.fills == 0) {
         die("unexpected stats", NULL);
     }
     *fills_out = st.fills;
     *steps_out = steps;
     *ioc_unfilled_out = ioc_unfilled;
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
     return t1 - t0;
 }
 

@@ -73,9 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(b, body, blen);
     }
 
-    struct sim_params p;
-    struct sim_api_error err;
-    int rc = sim_params_parse(&p, q, qlen, body != NULL ? b : NULL, blen, &err);
+    struct cq_sim__params p;
+    struct cq_sim__api_error err;
+    int rc = cq_sim__params_parse(&p, q, qlen, body != NULL ? b : NULL, blen, &err);
     if (rc < 0) {
         check(err.code == -1100 || err.code == -1101 || err.code == -1000);
         check(err.msg[0] != '\0');
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(!segment_starts_with_signature(p.signed_body, p.signed_body_len));
 
     for (size_t i = 0; i < p.n; i++) {
-        const struct sim_param *it = &p.items[i];
+        const struct cq_sim__param *it = &p.items[i];
         size_t nlen = strlen(it->name);
         check(nlen > 0 && nlen <= SIM_PARAM_NAME_MAX);
         check(strlen(it->value) == it->value_len && it->value_len <= SIM_PARAM_VALUE_MAX);
@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t j = i + 1; j < p.n; j++) {
             check(strcmp(it->name, p.items[j].name) != 0);
         }
-        check(sim_params_find(&p, it->name) == it);
+        check(cq_sim__params_find(&p, it->name) == it);
 
         /* every getter on every name: any answer, never a crash */
         int64_t l;
@@ -112,33 +112,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char cid[SIM_PARAM_CLIENT_ID_MAX + 1];
         int idx;
         static const char *const choices[] = {"ACK", "RESULT", "FULL", NULL};
-        if (sim_param_long(&p, it->name, true, &l, &present, &err) == 0) {
+        if (cq_sim__param_long(&p, it->name, true, &l, &present, &err) == 0) {
             check(l >= 0);
         }
-        if (sim_param_decimal(&p, it->name, false, &d, &present, &err) == 0 && present) {
+        if (cq_sim__param_decimal(&p, it->name, false, &d, &present, &err) == 0 && present) {
             check(d.scale <= CQ_DEC_MAX_SCALE && d.m >= 0);
         }
-        if (sim_param_symbol(&p, it->name, false, sym, &present, &err) == 0 && present) {
+        if (cq_sim__param_symbol(&p, it->name, false, sym, &present, &err) == 0 && present) {
             check(strlen(sym) <= SIM_PARAM_SYMBOL_MAX);
         }
-        if (sim_param_client_id(&p, it->name, false, cid, &present, &err) == 0 && present) {
+        if (cq_sim__param_client_id(&p, it->name, false, cid, &present, &err) == 0 && present) {
             check(strlen(cid) >= 1 && strlen(cid) <= SIM_PARAM_CLIENT_ID_MAX);
         }
-        if (sim_param_bool(&p, it->name, &flag, &present, &err) < 0) {
+        if (cq_sim__param_bool(&p, it->name, &flag, &present, &err) < 0) {
             check(err.code == -1100);
         }
-        if (sim_param_enum(&p, it->name, false, choices, &idx, &present, 0, NULL, &err) == 0 &&
+        if (cq_sim__param_enum(&p, it->name, false, choices, &idx, &present, 0, NULL, &err) == 0 &&
             present) {
             check(idx >= 0 && idx < 3);
         }
         char names[8][SIM_PARAM_SYMBOL_MAX + 1];
         size_t n_names = 0;
-        if (sim_param_symbols(it->value, names, 8, &n_names, &err) == 0) {
+        if (cq_sim__param_symbols(it->value, names, 8, &n_names, &err) == 0) {
             check(n_names <= 8);
         }
     }
     int64_t rw;
-    if (sim_param_recv_window_us(&p, &rw, &err) == 0) {
+    if (cq_sim__param_recv_window_us(&p, &rw, &err) == 0) {
         check(rw >= 0 && rw <= 60000 * 1000LL);
     }
 
@@ -146,15 +146,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < p.n; i++) {
         if (p.items[i].source == SIM_PARAM_BODY) {
             /* then the query did not send it; re-parse the query alone to check */
-            struct sim_params qonly;
-            struct sim_api_error e2;
-            if (sim_params_parse(&qonly, q, qlen, NULL, 0, &e2) == 0) {
-                check(sim_params_find(&qonly, p.items[i].name) == NULL);
-                sim_params_fini(&qonly);
+            struct cq_sim__params qonly;
+            struct cq_sim__api_error e2;
+            if (cq_sim__params_parse(&qonly, q, qlen, NULL, 0, &e2) == 0) {
+                check(cq_sim__params_find(&qonly, p.items[i].name) == NULL);
+                cq_sim__params_fini(&qonly);
             }
         }
     }
-    sim_params_fini(&p);
+    cq_sim__params_fini(&p);
     free(q);
     free(b);
     return 0;

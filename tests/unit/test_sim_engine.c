@@ -47,15 +47,15 @@ static const char *S(cq_dec d)
 /* Symbols of the standard engine, in this order. */
 enum { BTC = 0, ETH = 1, DOGE = 2, XRPETH = 3 };
 
-static struct sim_symbol std_symbols[4];
-static struct sim_balance std_balances[3];
+static struct cq_sim__symbol std_symbols[4];
+static struct cq_sim__balance std_balances[3];
 
-static void std_config(struct sim_engine_config *cfg)
+static void std_config(struct cq_sim__engine_config *cfg)
 {
     static const char *const names[] = {"BTCUSDT", "ETHUSDT", "DOGEUSDT", "XRPETH"};
     static const char *const assets[][2] = {{"USDT", "100000"}, {"BTC", "2"}, {"ETH", "10"}};
     for (size_t i = 0; i < 4; i++) {
-        cr_assert_eq(sim_symbol_defaults(names[i], &std_symbols[i]), 0);
+        cr_assert_eq(cq_sim__symbol_defaults(names[i], &std_symbols[i]), 0);
     }
     for (size_t i = 0; i < 3; i++) {
         memset(&std_balances[i], 0, sizeof(std_balances[i]));
@@ -72,20 +72,20 @@ static void std_config(struct sim_engine_config *cfg)
     cfg->seed = 42;
 }
 
-static struct sim_engine *std_engine(void)
+static struct cq_sim__engine *std_engine(void)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     struct cq_err err = {0};
     std_config(&cfg);
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
     return e;
 }
 
 struct book {
-    struct sim_level bids[SIM_DEPTH_MAX];
-    struct sim_level asks[SIM_DEPTH_MAX];
-    struct sim_book_view v;
+    struct cq_sim__level bids[SIM_DEPTH_MAX];
+    struct cq_sim__level asks[SIM_DEPTH_MAX];
+    struct cq_sim__book_view v;
 };
 
 static void book_init(struct book *b)
@@ -110,9 +110,9 @@ static void bid(struct book *b, const char *p, const char *q)
     b->v.n_bids++;
 }
 
-static struct sim_order_req base_req(int sym, enum sim_side side, enum sim_order_type type)
+static struct cq_sim__order_req base_req(int sym, enum cq_sim__side side, enum cq_sim__order_type type)
 {
-    struct sim_order_req r;
+    struct cq_sim__order_req r;
     memset(&r, 0, sizeof(r));
     r.symbol_idx = sym;
     r.side = side;
@@ -121,10 +121,10 @@ static struct sim_order_req base_req(int sym, enum sim_side side, enum sim_order
     return r;
 }
 
-static struct sim_order_req limit(int sym, enum sim_side side, enum sim_tif tif, const char *qty,
+static struct cq_sim__order_req limit(int sym, enum cq_sim__side side, enum cq_sim__tif tif, const char *qty,
                                   const char *price)
 {
-    struct sim_order_req r = base_req(sym, side, SIM_LIMIT);
+    struct cq_sim__order_req r = base_req(sym, side, SIM_LIMIT);
     r.tif = tif;
     r.has_qty = true;
     r.qty = D(qty);
@@ -133,30 +133,30 @@ static struct sim_order_req limit(int sym, enum sim_side side, enum sim_tif tif,
     return r;
 }
 
-static struct sim_order_req maker(int sym, enum sim_side side, const char *qty, const char *price)
+static struct cq_sim__order_req maker(int sym, enum cq_sim__side side, const char *qty, const char *price)
 {
-    struct sim_order_req r = limit(sym, side, SIM_TIF_NONE, qty, price);
+    struct cq_sim__order_req r = limit(sym, side, SIM_TIF_NONE, qty, price);
     r.type = SIM_LIMIT_MAKER;
     return r;
 }
 
-static struct sim_order_req market(int sym, enum sim_side side, const char *qty)
+static struct cq_sim__order_req market(int sym, enum cq_sim__side side, const char *qty)
 {
-    struct sim_order_req r = base_req(sym, side, SIM_MARKET);
+    struct cq_sim__order_req r = base_req(sym, side, SIM_MARKET);
     r.has_qty = true;
     r.qty = D(qty);
     return r;
 }
 
-static struct sim_order_req market_quote(int sym, enum sim_side side, const char *quote)
+static struct cq_sim__order_req market_quote(int sym, enum cq_sim__side side, const char *quote)
 {
-    struct sim_order_req r = base_req(sym, side, SIM_MARKET);
+    struct cq_sim__order_req r = base_req(sym, side, SIM_MARKET);
     r.has_quote_qty = true;
     r.quote_qty = D(quote);
     return r;
 }
 
-static struct sim_order_req with_cid(struct sim_order_req r, const char *cid)
+static struct cq_sim__order_req with_cid(struct cq_sim__order_req r, const char *cid)
 {
     cq_strlcpy(r.client_id, cid, sizeof(r.client_id));
     return r;
@@ -164,23 +164,23 @@ static struct sim_order_req with_cid(struct sim_order_req r, const char *cid)
 
 struct placed {
     int rc;
-    struct sim_order o;
-    struct sim_fill fills[SIM_DEPTH_MAX];
+    struct cq_sim__order o;
+    struct cq_sim__fill fills[SIM_DEPTH_MAX];
     size_t n;
-    struct sim_reject rej;
+    struct cq_sim__reject rej;
 };
 
-static struct placed place(struct sim_engine *e, struct sim_order_req r, const struct book *b,
+static struct placed place(struct cq_sim__engine *e, struct cq_sim__order_req r, const struct book *b,
                            int64_t now_ms)
 {
     struct placed p;
     memset(&p, 0, sizeof(p));
-    p.rc = sim_engine_place(e, &r, b != NULL ? &b->v : NULL, now_ms, &p.o, p.fills, SIM_DEPTH_MAX,
+    p.rc = cq_sim__engine_place(e, &r, b != NULL ? &b->v : NULL, now_ms, &p.o, p.fills, SIM_DEPTH_MAX,
                             &p.n, &p.rej);
     return p;
 }
 
-static struct placed place_ok(struct sim_engine *e, struct sim_order_req r, const struct book *b,
+static struct placed place_ok(struct cq_sim__engine *e, struct cq_sim__order_req r, const struct book *b,
                               int64_t now_ms)
 {
     struct placed p = place(e, r, b, now_ms);
@@ -190,11 +190,11 @@ static struct placed place_ok(struct sim_engine *e, struct sim_order_req r, cons
 
 struct bal_find {
     const char *asset;
-    struct sim_balance b;
+    struct cq_sim__balance b;
     bool found;
 };
 
-static void bal_cb(void *ctx, const struct sim_balance *b)
+static void bal_cb(void *ctx, const struct cq_sim__balance *b)
 {
     struct bal_find *f = ctx;
     if (strcmp(b->asset, f->asset) == 0) {
@@ -203,26 +203,26 @@ static void bal_cb(void *ctx, const struct sim_balance *b)
     }
 }
 
-static struct sim_balance bal(const struct sim_engine *e, const char *asset)
+static struct cq_sim__balance bal(const struct cq_sim__engine *e, const char *asset)
 {
     struct bal_find f = {.asset = asset};
-    sim_engine_balances(e, bal_cb, &f);
+    cq_sim__engine_balances(e, bal_cb, &f);
     cr_assert(f.found, "no balance for %s", asset);
     return f.b;
 }
 
 #define assert_bal(e, asset, free_s, locked_s)                                                     \
     do {                                                                                           \
-        struct sim_balance b_ = bal((e), (asset));                                                 \
+        struct cq_sim__balance b_ = bal((e), (asset));                                                 \
         cr_assert(cq_dec_cmp(b_.free, D(free_s)) == 0, "%s free: got %s, want %s", (asset),        \
                   S(b_.free), (free_s));                                                           \
         cr_assert(cq_dec_cmp(b_.locked, D(locked_s)) == 0, "%s locked: got %s, want %s", (asset),  \
                   S(b_.locked), (locked_s));                                                       \
     } while (0)
 
-static char *dump(const struct sim_engine *e)
+static char *dump(const struct cq_sim__engine *e)
 {
-    json_t *j = sim_engine_save(e);
+    json_t *j = cq_sim__engine_save(e);
     cr_assert_not_null(j);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -236,19 +236,19 @@ static char *dump(const struct sim_engine *e)
 
 struct ev {
     char kind; /* N T C E R (exec types) or P (account position) */
-    struct sim_order o;
+    struct cq_sim__order o;
     bool has_fill;
-    struct sim_fill fill;
+    struct cq_sim__fill fill;
     char orig_cid[SIM_CLIENT_ID_LEN], cancel_cid[SIM_CLIENT_ID_LEN];
     size_t n_assets;
-    struct sim_balance bal[8];
+    struct cq_sim__balance bal[8];
     int64_t event_ms;
 };
 
 static struct ev events[EV_MAX];
 static size_t n_events;
 
-static void on_exec(void *ctx, const struct sim_exec_report *r)
+static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
 {
     static const char kinds[] = {[SIM_EXEC_NEW] = 'N',
                                  [SIM_EXEC_CANCELED] = 'C',
@@ -272,7 +272,7 @@ static void on_exec(void *ctx, const struct sim_exec_report *r)
     ev->event_ms = r->event_ms;
 }
 
-static void on_position(void *ctx, const struct sim_balance *changed, size_t n, int64_t event_ms)
+static void on_position(void *ctx, const struct cq_sim__balance *changed, size_t n, int64_t event_ms)
 {
     (void)ctx;
     if (n_events >= EV_MAX) {
@@ -288,10 +288,10 @@ static void on_position(void *ctx, const struct sim_balance *changed, size_t n, 
     ev->event_ms = event_ms;
 }
 
-static void record(struct sim_engine *e)
+static void record(struct cq_sim__engine *e)
 {
-    struct sim_engine_listener l = {on_exec, on_position, NULL};
-    sim_engine_set_listener(e, &l);
+    struct cq_sim__engine_listener l = {on_exec, on_position, NULL};
+    cq_sim__engine_set_listener(e, &l);
     n_events = 0;
 }
 
@@ -324,7 +324,7 @@ static const char *pos_assets(size_t i)
 /* ---- invariants ---------------------------------------------------------------------- */
 
 struct inv {
-    const struct sim_engine *e;
+    const struct cq_sim__engine *e;
     char assets[SIM_ASSETS_MAX][SIM_ASSET_LEN];
     cq_dec need[SIM_ASSETS_MAX];
     cq_dec flow[SIM_ASSETS_MAX];
@@ -358,10 +358,10 @@ static void sub_from(cq_dec *acc, cq_dec x)
 
 /* I2 as the header states it: an open BUY locks ceil8(remaining * price)
  * of the quote, an open SELL its remaining base. */
-static void inv_open(void *ctx, const struct sim_order *o)
+static void inv_open(void *ctx, const struct cq_sim__order *o)
 {
     struct inv *v = ctx;
-    const struct sim_symbol *sym = sim_engine_symbol(v->e, o->symbol_idx);
+    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(v->e, o->symbol_idx);
     cq_dec rem, need;
     cr_assert_eq(cq_dec_sub(o->orig_qty, o->executed_qty, &rem), 0);
     if (!(o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED) || !o->is_working ||
@@ -376,7 +376,7 @@ static void inv_open(void *ctx, const struct sim_order *o)
     }
 }
 
-static void inv_balance(void *ctx, const struct sim_balance *b)
+static void inv_balance(void *ctx, const struct cq_sim__balance *b)
 {
     struct inv *v = ctx;
     int a = inv_asset(v, b->asset);
@@ -388,32 +388,32 @@ static void inv_balance(void *ctx, const struct sim_balance *b)
 
 /* Nothing negative; locked == what the open orders need; open orders look
  * open. */
-static void check_invariants(const struct sim_engine *e)
+static void check_invariants(const struct cq_sim__engine *e)
 {
     static struct inv v;
     memset(&v, 0, sizeof(v));
     v.e = e;
-    sim_engine_open_orders(e, -1, inv_open, &v);
+    cq_sim__engine_open_orders(e, -1, inv_open, &v);
     cr_assert(!v.bad_open, "an open order is not NEW/PARTIALLY_FILLED+working");
-    sim_engine_balances(e, inv_balance, &v);
+    cq_sim__engine_balances(e, inv_balance, &v);
     /* every asset with a need has a balance entry */
     for (size_t i = 0; i < v.n; i++) {
         bal(e, v.assets[i]);
     }
-    struct sim_engine_stats st;
-    sim_engine_get_stats(e, &st);
-    cr_assert_eq(st.open_orders, sim_engine_open_orders(e, -1, NULL, NULL));
+    struct cq_sim__engine_stats st;
+    cq_sim__engine_get_stats(e, &st);
+    cr_assert_eq(st.open_orders, cq_sim__engine_open_orders(e, -1, NULL, NULL));
 }
 
 struct cons {
-    const struct sim_engine *e;
+    const struct cq_sim__engine *e;
     struct inv *v;
 };
 
-static void cons_trade(void *ctx, const struct sim_trade *t)
+static void cons_trade(void *ctx, const struct cq_sim__trade *t)
 {
     struct cons *c = ctx;
-    const struct sim_symbol *sym = sim_engine_symbol(c->e, t->symbol_idx);
+    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(c->e, t->symbol_idx);
     int base = inv_asset(c->v, sym->base);
     int quote = inv_asset(c->v, sym->quote);
     if (t->is_buyer) {
@@ -427,7 +427,7 @@ static void cons_trade(void *ctx, const struct sim_trade *t)
     sub_from(&c->v->flow[inv_asset(c->v, t->commission_asset)], t->commission);
 }
 
-static void cons_balance(void *ctx, const struct sim_balance *b)
+static void cons_balance(void *ctx, const struct cq_sim__balance *b)
 {
     struct cons *c = ctx;
     int a = inv_asset(c->v, b->asset);
@@ -441,7 +441,7 @@ static void cons_balance(void *ctx, const struct sim_balance *b)
 /* For each asset: free + locked == start + what trades brought in - what
  * they paid out - commissions (the book is exogenous, so this is the
  * account's conservation law). `start` lists the starting balances. */
-static void check_conservation(const struct sim_engine *e, const struct sim_balance *start,
+static void check_conservation(const struct cq_sim__engine *e, const struct cq_sim__balance *start,
                                size_t n_start)
 {
     static struct inv v;
@@ -451,8 +451,8 @@ static void check_conservation(const struct sim_engine *e, const struct sim_bala
         v.flow[inv_asset(&v, start[i].asset)] = start[i].free;
     }
     struct cons c = {e, &v};
-    sim_engine_my_trades(e, -1, 0, 0, 0, 0, 0, cons_trade, &c);
-    sim_engine_balances(e, cons_balance, &c);
+    cq_sim__engine_my_trades(e, -1, 0, 0, 0, 0, 0, cons_trade, &c);
+    cq_sim__engine_balances(e, cons_balance, &c);
 }
 
 /* ---- symbols and names ------------------------------------------------------------- */
@@ -506,8 +506,8 @@ Test(sim_symbols, defaults_match_the_2024_09_exchange_info)
             if (strcmp(name, names[k]) != 0) {
                 continue;
             }
-            struct sim_symbol sym;
-            cr_assert_eq(sim_symbol_defaults(name, &sym), 0);
+            struct cq_sim__symbol sym;
+            cr_assert_eq(cq_sim__symbol_defaults(name, &sym), 0);
             found++;
             cr_expect_str_eq(sym.symbol, name);
             cr_expect_str_eq(sym.base, json_string_value(json_object_get(s, "baseAsset")));
@@ -542,8 +542,8 @@ Test(sim_symbols, defaults_match_the_2024_09_exchange_info)
 
 Test(sim_symbols, brief_values_and_generic_names)
 {
-    struct sim_symbol s;
-    cr_assert_eq(sim_symbol_defaults("BTCUSDT", &s), 0);
+    struct cq_sim__symbol s;
+    cr_assert_eq(cq_sim__symbol_defaults("BTCUSDT", &s), 0);
     assert_dec(s.filters.tick_size, "0.01");
     assert_dec(s.filters.step_size, "0.00001");
     assert_dec(s.filters.min_qty, "0.00001");
@@ -553,12 +553,12 @@ Test(sim_symbols, brief_values_and_generic_names)
     assert_dec(s.filters.market_min_qty, "0");
     assert_dec(s.filters.market_step, "0");
     cr_assert_eq(s.filters.max_num_orders, 200);
-    cr_assert_eq(sim_symbol_defaults("DOGEUSDT", &s), 0);
+    cr_assert_eq(cq_sim__symbol_defaults("DOGEUSDT", &s), 0);
     assert_dec(s.filters.tick_size, "0.00001");
     assert_dec(s.filters.step_size, "1");
     assert_dec(s.filters.max_qty, "9000000");
     assert_dec(s.filters.min_notional, "1");
-    cr_assert_eq(sim_symbol_defaults("XRPETH", &s), 0);
+    cr_assert_eq(cq_sim__symbol_defaults("XRPETH", &s), 0);
     assert_dec(s.filters.tick_size, "0.0000001");
     assert_dec(s.filters.min_notional, "0.001");
 
@@ -582,7 +582,7 @@ Test(sim_symbols, brief_values_and_generic_names)
         {"ABCDEFGHIJKLMNOPQBTC", "ABCDEFGHIJKLMNOPQ", "BTC", 0},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
-        int rc = sim_symbol_defaults(rows[i].name, &s);
+        int rc = cq_sim__symbol_defaults(rows[i].name, &s);
         cr_expect_eq(rc, rows[i].rc, "%s: rc %d", rows[i].name, rc);
         if (rc == 0) {
             cr_expect_str_eq(s.base, rows[i].base);
@@ -596,85 +596,85 @@ Test(sim_symbols, brief_values_and_generic_names)
 
 Test(sim_symbols, wire_names_round_trip)
 {
-    enum sim_side side;
-    enum sim_order_type type;
-    enum sim_tif tif;
-    cr_assert_str_eq(sim_side_name(SIM_BUY), "BUY");
-    cr_assert_str_eq(sim_side_name(SIM_SELL), "SELL");
-    cr_assert_str_eq(sim_order_type_name(SIM_LIMIT_MAKER), "LIMIT_MAKER");
-    cr_assert_str_eq(sim_tif_name(SIM_TIF_NONE), "");
-    cr_assert_str_eq(sim_tif_name(SIM_FOK), "FOK");
-    cr_assert_str_eq(sim_order_status_name(SIM_PARTIALLY_FILLED), "PARTIALLY_FILLED");
-    cr_assert_str_eq(sim_order_status_name(SIM_EXPIRED_IN_MATCH), "EXPIRED_IN_MATCH");
-    cr_assert_str_eq(sim_exec_type_name(SIM_EXEC_TRADE), "TRADE");
-    cr_assert_str_eq(sim_exec_type_name(SIM_EXEC_CANCELED), "CANCELED");
+    enum cq_sim__side side;
+    enum cq_sim__order_type type;
+    enum cq_sim__tif tif;
+    cr_assert_str_eq(cq_sim__side_name(SIM_BUY), "BUY");
+    cr_assert_str_eq(cq_sim__side_name(SIM_SELL), "SELL");
+    cr_assert_str_eq(cq_sim__order_type_name(SIM_LIMIT_MAKER), "LIMIT_MAKER");
+    cr_assert_str_eq(cq_sim__tif_name(SIM_TIF_NONE), "");
+    cr_assert_str_eq(cq_sim__tif_name(SIM_FOK), "FOK");
+    cr_assert_str_eq(cq_sim__order_status_name(SIM_PARTIALLY_FILLED), "PARTIALLY_FILLED");
+    cr_assert_str_eq(cq_sim__order_status_name(SIM_EXPIRED_IN_MATCH), "EXPIRED_IN_MATCH");
+    cr_assert_str_eq(cq_sim__exec_type_name(SIM_EXEC_TRADE), "TRADE");
+    cr_assert_str_eq(cq_sim__exec_type_name(SIM_EXEC_CANCELED), "CANCELED");
     for (int i = SIM_BUY; i <= SIM_SELL; i++) {
-        cr_assert_eq(sim_side_parse(sim_side_name((enum sim_side)i), &side), 0);
+        cr_assert_eq(cq_sim__side_parse(cq_sim__side_name((enum cq_sim__side)i), &side), 0);
         cr_assert_eq((int)side, i);
     }
     for (int i = SIM_LIMIT; i <= SIM_LIMIT_MAKER; i++) {
-        cr_assert_eq(sim_order_type_parse(sim_order_type_name((enum sim_order_type)i), &type), 0);
+        cr_assert_eq(cq_sim__order_type_parse(cq_sim__order_type_name((enum cq_sim__order_type)i), &type), 0);
         cr_assert_eq((int)type, i);
     }
     for (int i = SIM_GTC; i <= SIM_FOK; i++) {
-        cr_assert_eq(sim_tif_parse(sim_tif_name((enum sim_tif)i), &tif), 0);
+        cr_assert_eq(cq_sim__tif_parse(cq_sim__tif_name((enum cq_sim__tif)i), &tif), 0);
         cr_assert_eq((int)tif, i);
     }
-    cr_assert_eq(sim_side_parse("buy", &side), -CQ_EPARSE);
-    cr_assert_eq(sim_order_type_parse("STOP_LOSS", &type), -CQ_EPARSE);
-    cr_assert_eq(sim_tif_parse("", &tif), -CQ_EPARSE);
-    cr_assert_eq(sim_tif_parse("GTX", &tif), -CQ_EPARSE);
+    cr_assert_eq(cq_sim__side_parse("buy", &side), -CQ_EPARSE);
+    cr_assert_eq(cq_sim__order_type_parse("STOP_LOSS", &type), -CQ_EPARSE);
+    cr_assert_eq(cq_sim__tif_parse("", &tif), -CQ_EPARSE);
+    cr_assert_eq(cq_sim__tif_parse("GTX", &tif), -CQ_EPARSE);
 }
 
 /* ---- configuration ------------------------------------------------------------------ */
 
 Test(sim_engine, config_errors_name_the_problem)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     struct cq_err err = {0};
     std_config(&cfg);
     std_symbols[1].filters.tick_size = D("0.000000001");
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert_eq(err.code, CQ_ECONFIG);
     cr_assert(strstr(err.message, "ETHUSDT") && strstr(err.message, "tickSize"), "%s", err.message);
 
     std_config(&cfg);
     std_symbols[2] = std_symbols[0];
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert(strstr(err.message, "BTCUSDT") && strstr(err.message, "twice"), "%s", err.message);
 
     std_config(&cfg);
     cfg.taker_bps = 10001;
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert(strstr(err.message, "taker_bps"), "%s", err.message);
 
     std_config(&cfg);
     std_balances[0].free = D("-1");
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert_str_eq(err.message, "balance of USDT: -1 is negative");
 
     /* the largest balance there can be, and one unit of 8 decimals more
      * (issue 17: "bad amount" did not say what the maximum is) */
     std_config(&cfg);
     std_balances[0].free = D(SIM_AMOUNT_MAX_TEXT);
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
-    cr_assert_eq(sim_engine_set_balance(e, "BTC", D(SIM_AMOUNT_MAX_TEXT), 1), 0);
-    cr_assert_eq(sim_engine_set_balance(e, "BTC", D("92233720369"), 2), -CQ_ETOOBIG);
-    cr_assert_eq(sim_engine_set_balance(e, "BTC", D("1.000000001"), 3), -CQ_EINVAL);
-    sim_engine_free(e);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BTC", D(SIM_AMOUNT_MAX_TEXT), 1), 0);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BTC", D("92233720369"), 2), -CQ_ETOOBIG);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BTC", D("1.000000001"), 3), -CQ_EINVAL);
+    cq_sim__engine_free(e);
     std_balances[0].free = D("92233720369");
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert_str_eq(err.message,
                      "balance of USDT: 92233720369 is above the maximum 92233720368.54775807");
     cr_assert_str_eq(err.hint, "a starting balance is from 0 to 92233720368.54775807 with at "
                                "most 8 decimals");
     std_balances[0].free = D("1.000000001");
-    cr_assert_null(sim_engine_new(&cfg, &err));
+    cr_assert_null(cq_sim__engine_new(&cfg, &err));
     cr_assert_str_eq(err.message, "balance of USDT: 1.000000001 has more than 8 decimals");
 }
 
-static void append_asset(void *ctx, const struct sim_balance *b)
+static void append_asset(void *ctx, const struct cq_sim__balance *b)
 {
     char *names = ctx;
     if (names[0] != '\0') {
@@ -685,39 +685,39 @@ static void append_asset(void *ctx, const struct sim_balance *b)
 
 Test(sim_engine, balances_first_seen_order_and_symbol_lookup)
 {
-    struct sim_engine *e = std_engine();
-    cr_assert_eq(sim_engine_balances(e, NULL, NULL), 5);
+    struct cq_sim__engine *e = std_engine();
+    cr_assert_eq(cq_sim__engine_balances(e, NULL, NULL), 5);
     char names[64] = "";
-    cr_assert_eq(sim_engine_balances(e, append_asset, names), 5);
+    cr_assert_eq(cq_sim__engine_balances(e, append_asset, names), 5);
     cr_assert_str_eq(names, "USDT,BTC,ETH,DOGE,XRP");
     assert_bal(e, "DOGE", "0", "0");
-    cr_assert_eq(sim_engine_symbol_index(e, "XRPETH"), XRPETH);
-    cr_assert_eq(sim_engine_symbol_index(e, "NOPE"), -1);
-    cr_assert_eq(sim_engine_symbol_count(e), 4);
-    cr_assert_null(sim_engine_symbol(e, 4));
-    cr_assert_null(sim_engine_symbol(e, -1));
-    cr_assert_str_eq(sim_engine_symbol(e, DOGE)->base, "DOGE");
+    cr_assert_eq(cq_sim__engine_symbol_index(e, "XRPETH"), XRPETH);
+    cr_assert_eq(cq_sim__engine_symbol_index(e, "NOPE"), -1);
+    cr_assert_eq(cq_sim__engine_symbol_count(e), 4);
+    cr_assert_null(cq_sim__engine_symbol(e, 4));
+    cr_assert_null(cq_sim__engine_symbol(e, -1));
+    cr_assert_str_eq(cq_sim__engine_symbol(e, DOGE)->base, "DOGE");
     unsigned m, t;
-    sim_engine_fees(e, &m, &t);
+    cq_sim__engine_fees(e, &m, &t);
     cr_assert_eq(m, 2);
     cr_assert_eq(t, 10);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- filters -------------------------------------------------------------------------- */
 
 /* A symbol with every filter off, and one with MARKET_LOT_SIZE set and a
  * small MAX_NUM_ORDERS. */
-static struct sim_engine *custom_engine(void)
+static struct cq_sim__engine *custom_engine(void)
 {
-    static struct sim_symbol syms[2];
-    static struct sim_balance bals[2];
+    static struct cq_sim__symbol syms[2];
+    static struct cq_sim__balance bals[2];
     memset(syms, 0, sizeof(syms));
     cq_strlcpy(syms[0].symbol, "TESTUSDT", CQ_SYMBOL_LEN);
     cq_strlcpy(syms[0].base, "TEST", SIM_ASSET_LEN);
     cq_strlcpy(syms[0].quote, "USDT", SIM_ASSET_LEN);
     syms[0].base_precision = syms[0].quote_precision = 8;
-    cr_assert_eq(sim_symbol_defaults("ABCUSDT", &syms[1]), 0);
+    cr_assert_eq(cq_sim__symbol_defaults("ABCUSDT", &syms[1]), 0);
     syms[1].filters.market_min_qty = D("1");
     syms[1].filters.market_max_qty = D("50");
     syms[1].filters.market_step = D("0.1");
@@ -727,7 +727,7 @@ static struct sim_engine *custom_engine(void)
     bals[0].free = D("1000000");
     cq_strlcpy(bals[1].asset, "TEST", SIM_ASSET_LEN);
     bals[1].free = D("1000");
-    struct sim_engine_config cfg = {.symbols = syms,
+    struct cq_sim__engine_config cfg = {.symbols = syms,
                                     .n_symbols = 2,
                                     .balances = bals,
                                     .n_balances = 2,
@@ -735,7 +735,7 @@ static struct sim_engine *custom_engine(void)
                                     .taker_bps = 10,
                                     .seed = 7};
     struct cq_err err = {0};
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
     return e;
 }
@@ -746,37 +746,37 @@ static struct sim_engine *custom_engine(void)
  *   PXUSDT:  PRICE_FILTER 1.00 .. 1000.00, tick 0.01;
  *   NTLUSDT: tick and step 0.00000001, NOTIONAL 0.1 .. 1, so price x qty
  *            can have up to 16 decimals and must be compared exactly. */
-static struct sim_engine *bounds_engine(void)
+static struct cq_sim__engine *bounds_engine(void)
 {
-    static struct sim_symbol syms[2];
-    static struct sim_balance bals[1];
+    static struct cq_sim__symbol syms[2];
+    static struct cq_sim__balance bals[1];
     memset(syms, 0, sizeof(syms));
-    cr_assert_eq(sim_symbol_defaults("PXUSDT", &syms[0]), 0);
+    cr_assert_eq(cq_sim__symbol_defaults("PXUSDT", &syms[0]), 0);
     syms[0].filters.min_price = D("1.00");
     syms[0].filters.max_price = D("1000.00");
     syms[0].filters.tick_size = D("0.01");
     syms[0].filters.min_notional = CQ_DEC_ZERO;
-    cr_assert_eq(sim_symbol_defaults("NTLUSDT", &syms[1]), 0);
-    syms[1].filters = (struct sim_filters){.tick_size = D("0.00000001"),
+    cr_assert_eq(cq_sim__symbol_defaults("NTLUSDT", &syms[1]), 0);
+    syms[1].filters = (struct cq_sim__filters){.tick_size = D("0.00000001"),
                                            .step_size = D("0.00000001"),
                                            .min_notional = D("0.1"),
                                            .max_notional = D("1")};
     memset(bals, 0, sizeof(bals));
     cq_strlcpy(bals[0].asset, "USDT", SIM_ASSET_LEN);
     bals[0].free = D("1000000");
-    struct sim_engine_config cfg = {
+    struct cq_sim__engine_config cfg = {
         .symbols = syms, .n_symbols = 2, .balances = bals, .n_balances = 1, .seed = 9};
     struct cq_err err = {0};
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
     return e;
 }
 
 Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
 {
-    struct sim_engine *e = std_engine();
-    struct sim_engine *c = custom_engine();
-    struct sim_engine *bx = bounds_engine();
+    struct cq_sim__engine *e = std_engine();
+    struct cq_sim__engine *c = custom_engine();
+    struct cq_sim__engine *bx = bounds_engine();
     struct book none;
     book_init(&none);
     struct book b;
@@ -792,9 +792,9 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
     static const struct {
         int engine; /* 0 std, 1 custom */
         int sym;
-        enum sim_side side;
-        enum sim_order_type type;
-        enum sim_tif tif;
+        enum cq_sim__side side;
+        enum cq_sim__order_type type;
+        enum cq_sim__tif tif;
         const char *qty, *quote, *price;
         const char *msg; /* NULL = accepted */
     } rows[] = {
@@ -868,9 +868,9 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
         {1, 0, SIM_BUY, SIM_LIMIT, SIM_GTC, "0.12345678", NULL, "1.23456789", NULL},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
-        struct sim_engine *x = rows[i].engine == 0 ? e : rows[i].engine == 1 ? c : bx;
+        struct cq_sim__engine *x = rows[i].engine == 0 ? e : rows[i].engine == 1 ? c : bx;
         const struct book *xb = rows[i].engine == 0 ? &b : rows[i].engine == 1 ? &cb : &none;
-        struct sim_order_req r = base_req(rows[i].sym, rows[i].side, rows[i].type);
+        struct cq_sim__order_req r = base_req(rows[i].sym, rows[i].side, rows[i].type);
         r.tif = rows[i].tif;
         if (rows[i].qty != NULL) {
             r.has_qty = true;
@@ -885,8 +885,8 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
             r.price = D(rows[i].price);
         }
         char *before = dump(x);
-        struct sim_reject rej = {0};
-        int trc = sim_engine_test_order(x, &r, &xb->v, &rej);
+        struct cq_sim__reject rej = {0};
+        int trc = cq_sim__engine_test_order(x, &r, &xb->v, &rej);
         struct placed p = place(x, r, xb, 1000);
         if (rows[i].msg == NULL) {
             cr_expect_eq(p.rc, 0, "row %zu: rejected %d %s", i, p.rej.code, p.rej.msg);
@@ -910,14 +910,14 @@ Test(sim_engine, every_filter_failure_has_its_exact_message_and_changes_nothing)
         free(before);
         check_invariants(x);
     }
-    sim_engine_free(e);
-    sim_engine_free(c);
-    sim_engine_free(bx);
+    cq_sim__engine_free(e);
+    cq_sim__engine_free(c);
+    cq_sim__engine_free(bx);
 }
 
 Test(sim_engine, max_num_orders_counts_open_orders_per_symbol)
 {
-    struct sim_engine *c = custom_engine();
+    struct cq_sim__engine *c = custom_engine();
     struct book empty;
     book_init(&empty);
     place_ok(c, limit(1, SIM_BUY, SIM_GTC, "1", "9"), &empty, 1);
@@ -928,29 +928,29 @@ Test(sim_engine, max_num_orders_counts_open_orders_per_symbol)
     cr_assert_str_eq(p.rej.msg, "Filter failure: MAX_NUM_ORDERS");
     /* the other symbol is not limited by it */
     place_ok(c, limit(0, SIM_BUY, SIM_GTC, "1", "9"), &empty, 4);
-    struct sim_order o;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_cancel(c, 1, second.o.order_id, NULL, NULL, 5, &o, &rej), 0);
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_cancel(c, 1, second.o.order_id, NULL, NULL, 5, &o, &rej), 0);
     place_ok(c, limit(1, SIM_BUY, SIM_GTC, "1", "9"), &empty, 6);
-    struct sim_engine_stats st;
-    sim_engine_get_stats(c, &st);
+    struct cq_sim__engine_stats st;
+    cq_sim__engine_get_stats(c, &st);
     cr_assert_eq(st.orders_rejected, 1);
     cr_assert_eq(st.orders_placed, 4);
     cr_assert_eq(st.open_orders, 3);
-    sim_engine_free(c);
+    cq_sim__engine_free(c);
 }
 
 /* ---- rejections ----------------------------------------------------------------------- */
 
 Test(sim_engine, rejection_codes_and_messages)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "60000", "1");
     bid(&b, "59990", "1");
-    struct sim_order o;
-    struct sim_reject rej;
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
     struct placed p;
 
     /* -1121 */
@@ -960,9 +960,9 @@ Test(sim_engine, rejection_codes_and_messages)
     cr_assert_str_eq(p.rej.msg, "Invalid symbol.");
     p = place(e, limit(4, SIM_BUY, SIM_GTC, "0.001", "50000"), &b, 1);
     cr_assert_eq(p.rej.code, -1121);
-    cr_assert_eq(sim_engine_cancel(e, -1, 1, NULL, NULL, 1, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, -1, 1, NULL, NULL, 1, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -1121);
-    cr_assert_eq(sim_engine_get_order(e, 9, 1, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, 9, 1, NULL, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -1121);
 
     /* -2010 insufficient: LIMIT BUY locks qty * price; SELL locks qty;
@@ -985,7 +985,7 @@ Test(sim_engine, rejection_codes_and_messages)
     cr_assert_eq(p.rej.code, -2010);
     cr_assert_str_eq(p.rej.msg, "Duplicate order sent.");
     place_ok(e, with_cid(limit(ETH, SIM_SELL, SIM_GTC, "1", "3000"), "dup-1"), &b, 3);
-    cr_assert_eq(sim_engine_cancel(e, BTC, 0, "dup-1", NULL, 4, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, 0, "dup-1", NULL, 4, &o, &rej), 0);
     struct placed again =
         place_ok(e, with_cid(limit(BTC, SIM_SELL, SIM_GTC, "0.5", "70000"), "dup-1"), &b, 5);
     cr_assert_str_eq(again.o.client_id, "dup-1");
@@ -997,45 +997,45 @@ Test(sim_engine, rejection_codes_and_messages)
     cr_assert_str_eq(p.rej.msg, "Order would immediately match and take.");
 
     /* -2010 market closed, HALT and BREAK */
-    sim_engine_set_symbol_status(e, BTC, SIM_HALT);
+    cq_sim__engine_set_symbol_status(e, BTC, SIM_HALT);
     p = place(e, limit(BTC, SIM_SELL, SIM_GTC, "0.1", "70000"), &b, 7);
     cr_assert_eq(p.rej.code, -2010);
     cr_assert_str_eq(p.rej.msg, "Market is closed.");
-    sim_engine_set_symbol_status(e, BTC, SIM_BREAK);
+    cq_sim__engine_set_symbol_status(e, BTC, SIM_BREAK);
     p = place(e, market(BTC, SIM_SELL, "0.1"), &b, 7);
     cr_assert_str_eq(p.rej.msg, "Market is closed.");
-    sim_engine_set_symbol_status(e, BTC, SIM_TRADING);
+    cq_sim__engine_set_symbol_status(e, BTC, SIM_TRADING);
     place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.1", "70000"), &b, 7);
 
     /* -2011 unknown / closed / mismatched; -2013 */
-    cr_assert_eq(sim_engine_cancel(e, BTC, 999, NULL, NULL, 8, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, 999, NULL, NULL, 8, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
     cr_assert_str_eq(rej.msg, "Unknown order sent.");
-    cr_assert_eq(sim_engine_cancel(e, BTC, 0, "dup-1x", NULL, 8, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, 0, "dup-1x", NULL, 8, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
-    cr_assert_eq(sim_engine_cancel(e, BTC, again.o.order_id, "other", NULL, 8, &o, &rej),
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, again.o.order_id, "other", NULL, 8, &o, &rej),
                  -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
-    cr_assert_eq(sim_engine_cancel(e, ETH, again.o.order_id, NULL, NULL, 8, &o, &rej), -CQ_EVENUE,
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, again.o.order_id, NULL, NULL, 8, &o, &rej), -CQ_EVENUE,
                  "the order belongs to another symbol");
-    cr_assert_eq(sim_engine_get_order(e, BTC, 999, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 999, NULL, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2013);
     cr_assert_str_eq(rej.msg, "Order does not exist.");
-    cr_assert_eq(sim_engine_get_order(e, BTC, 0, "never-used", &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 0, "never-used", &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2013);
 
     /* a filled order cannot be canceled */
     struct placed filled = place_ok(e, market(BTC, SIM_SELL, "0.1"), &b, 9);
     cr_assert_eq(filled.o.status, SIM_FILLED);
-    cr_assert_eq(sim_engine_cancel(e, BTC, filled.o.order_id, NULL, NULL, 9, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, filled.o.order_id, NULL, NULL, 9, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, validation_order_filters_before_balance_before_cross)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "60000", "1");
@@ -1047,18 +1047,18 @@ Test(sim_engine, validation_order_filters_before_balance_before_cross)
     p = place(e, maker(BTC, SIM_BUY, "100", "60000"), &b, 1);
     cr_assert_str_eq(p.rej.msg, "Account has insufficient balance for requested action.");
     /* halted AND off-tick: closed first */
-    sim_engine_set_symbol_status(e, BTC, SIM_HALT);
+    cq_sim__engine_set_symbol_status(e, BTC, SIM_HALT);
     p = place(e, limit(BTC, SIM_BUY, SIM_GTC, "100", "60000.001"), &b, 1);
     cr_assert_str_eq(p.rej.msg, "Market is closed.");
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, max_orders_is_efull_with_minus_1000)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     cfg.max_orders = 2;
-    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, NULL);
     cr_assert_not_null(e);
     struct book b;
     book_init(&b);
@@ -1068,14 +1068,14 @@ Test(sim_engine, max_orders_is_efull_with_minus_1000)
     cr_assert_eq(p.rc, -CQ_EFULL);
     cr_assert_eq(p.rej.code, -1000);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- MARKET ------------------------------------------------------------------------------ */
 
 Test(sim_engine, market_by_qty_walks_levels_with_exact_fills_fees_and_balances)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1137,12 +1137,12 @@ Test(sim_engine, market_by_qty_walks_levels_with_exact_fills_fees_and_balances)
     cr_assert_eq(p.n, 0);
     cr_assert_str_eq(kinds(), "NE");
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, market_quote_order_qty_buy_steps_each_level_down)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "100", "0.5");
@@ -1163,12 +1163,12 @@ Test(sim_engine, market_quote_order_qty_buy_steps_each_level_down)
     assert_bal(e, "USDT", "99880.007", "0");
     assert_bal(e, "ETH", "11.191807", "0"); /* 10 + 1.193 - 0.001193 */
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, market_quote_order_qty_sell_receives_up_to_the_amount)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     bid(&b, "100", "0.5");
@@ -1193,9 +1193,9 @@ Test(sim_engine, market_quote_order_qty_sell_receives_up_to_the_amount)
 
     /* too small for one step at the best price: the quantity (0) fails
      * LOT_SIZE */
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
-    struct sim_engine *x = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *x = cq_sim__engine_new(&cfg, NULL);
     struct book big;
     book_init(&big);
     ask(&big, "600000", "1"); /* step 0.00001 costs 6 USDT */
@@ -1205,20 +1205,20 @@ Test(sim_engine, market_quote_order_qty_sell_receives_up_to_the_amount)
     /* and over MARKET_LOT_SIZE's max */
     book_init(&big);
     ask(&big, "1", "1000");
-    cr_assert_eq(sim_engine_set_balance(x, "USDT", D("1000"), 3), 0);
+    cr_assert_eq(cq_sim__engine_set_balance(x, "USDT", D("1000"), 3), 0);
     p = place(x, market_quote(BTC, SIM_BUY, "200"), &big, 3);
     cr_assert_str_eq(p.rej.msg, "Filter failure: MARKET_LOT_SIZE");
-    sim_engine_free(x);
+    cq_sim__engine_free(x);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, fee_rounding_is_up_to_8_decimals_and_fills_truncate)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     cfg.taker_bps = 7;
-    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, NULL);
     struct book b;
     book_init(&b);
     ask(&b, "60000", "1");
@@ -1230,41 +1230,41 @@ Test(sim_engine, fee_rounding_is_up_to_8_decimals_and_fills_truncate)
     p = place_ok(e, market(BTC, SIM_SELL, "0.00013"), &b, 2);
     assert_dec(p.fills[0].quote_qty, "7.8000013");
     assert_dec(p.fills[0].commission, "0.00546001");
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 
     /* with every filter off, price * qty has 16 decimals: the fill's quote
      * is truncated, a BUY's lock rounded up, and a closed order leaves
      * nothing locked */
-    struct sim_engine *c = custom_engine();
+    struct cq_sim__engine *c = custom_engine();
     struct book none;
     book_init(&none);
     /* 0.1 * 1.00000001 = 0.100000001: the lock rounds up */
     p = place_ok(c, limit(0, SIM_BUY, SIM_GTC, "0.1", "1.00000001"), &none, 1);
     assert_bal(c, "USDT", "999999.89999999", "0.10000001");
-    struct sim_order o;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_cancel(c, 0, p.o.order_id, NULL, NULL, 1, &o, &rej), 0);
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_cancel(c, 0, p.o.order_id, NULL, NULL, 1, &o, &rej), 0);
     assert_bal(c, "USDT", "1000000", "0");
     p = place_ok(c, limit(0, SIM_BUY, SIM_GTC, "0.12345678", "1.23456789"), &none, 1);
     assert_bal(c, "USDT", "999999.84758422", "0.15241578");
     book_init(&b);
     ask(&b, "1.2", "0.1");
-    cr_assert_eq(sim_engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2), 1);
+    cr_assert_eq(cq_sim__engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2), 1);
     assert_bal(c, "USDT", "999999.84758423", "0.02895899"); /* paid 0.12345678 */
     check_invariants(c);
     book_init(&b); /* the model replaces the level */
     ask(&b, "1.2", "0.2");
-    cr_assert_eq(sim_engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 1);
+    cr_assert_eq(cq_sim__engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 1);
     assert_bal(c, "USDT", "999999.84758424", "0"); /* paid 0.02895898; no dust */
     check_invariants(c);
-    sim_engine_free(c);
+    cq_sim__engine_free(c);
 }
 
 /* ---- LIMIT ------------------------------------------------------------------------------- */
 
 Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1287,13 +1287,13 @@ Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
     struct book nb;
     book_init(&nb);
     ask(&nb, "60000.01", "10");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &nb.v, D("60000.01"), D("3"), 2000), 0);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &nb.v, D("60000.01"), D("3"), 2000), 0);
     cr_assert_str_eq(kinds(), "");
 
     /* the book crosses for 0.4: maker fill at our own price, 2 bps */
     book_init(&nb);
     ask(&nb, "59999", "0.4");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &nb.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3000), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &nb.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3000), 1);
     cr_assert_str_eq(kinds(), "TP");
     cr_assert_eq(events[0].o.status, SIM_PARTIALLY_FILLED);
     cr_assert(events[0].fill.maker);
@@ -1308,7 +1308,7 @@ Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
      * locked */
     struct book empty;
     book_init(&empty);
-    cr_assert_eq(sim_engine_on_market(e, BTC, &empty.v, D("59990"), D("1"), 4000), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &empty.v, D("59990"), D("1"), 4000), 1);
     cr_assert_str_eq(kinds(), "TP");
     cr_assert_eq(events[0].o.status, SIM_FILLED);
     cr_assert(!events[0].o.is_working);
@@ -1316,21 +1316,21 @@ Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
     assert_dec(events[0].o.cum_quote_qty, "60000");
     assert_bal(e, "USDT", "40000", "0");
     assert_bal(e, "BTC", "2.99956", "0");
-    struct sim_order o;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_get_order(e, BTC, p.o.order_id, NULL, &o, &rej), 0);
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, p.o.order_id, NULL, &o, &rej), 0);
     cr_assert_eq(o.status, SIM_FILLED);
     cr_assert_eq(o.update_ms, 4000);
     cr_assert_eq(o.time_ms, 1000);
-    cr_assert_eq(sim_engine_open_orders(e, -1, NULL, NULL), 0);
+    cr_assert_eq(cq_sim__engine_open_orders(e, -1, NULL, NULL), 0);
     check_invariants(e);
     check_conservation(e, std_balances, 3);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book empty;
     book_init(&empty);
     struct placed s1 = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "61000"), &empty, 1);
@@ -1341,11 +1341,11 @@ Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
     bid(&b, "61000", "0.3");
     bid(&b, "60800", "0.4");
     /* s1 (61000) takes 0.3 at 61000; s2 (60500) gets the 0.4 at 60800 */
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 2);
-    struct sim_order o1, o2;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_get_order(e, BTC, s1.o.order_id, NULL, &o1, &rej), 0);
-    cr_assert_eq(sim_engine_get_order(e, BTC, s2.o.order_id, NULL, &o2, &rej), 0);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 2);
+    struct cq_sim__order o1, o2;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, s1.o.order_id, NULL, &o1, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, s2.o.order_id, NULL, &o2, &rej), 0);
     assert_dec(o1.executed_qty, "0.3");
     assert_dec(o2.executed_qty, "0.4");
     assert_dec(o2.cum_quote_qty, "24200"); /* at its own price 60500 */
@@ -1354,7 +1354,7 @@ Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
     assert_bal(e, "USDT", "142491.5", "0");
     check_invariants(e);
     check_conservation(e, std_balances, 3);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* Issue 9 item 3: 2 BTC offered at or below 30001 and a 5 BTC GTC buy at
@@ -1362,28 +1362,28 @@ Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
  * every market step) must fill nothing more, until the market model
  * replaces a level (a different quantity at that price, or the level gone
  * and back). */
-static struct sim_engine *rich_engine(void)
+static struct cq_sim__engine *rich_engine(void)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     std_balances[0].free = D("1000000");
     struct cq_err err = {0};
-    struct sim_engine *e = sim_engine_new(&cfg, &err);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
     return e;
 }
 
-static cq_dec executed(const struct sim_engine *e, uint64_t order_id)
+static cq_dec executed(const struct cq_sim__engine *e, uint64_t order_id)
 {
-    struct sim_order o;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_get_order(e, BTC, order_id, NULL, &o, &rej), 0);
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, order_id, NULL, &o, &rej), 0);
     return o.executed_qty;
 }
 
 Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_replaced)
 {
-    struct sim_engine *e = rich_engine();
+    struct cq_sim__engine *e = rich_engine();
     struct book b;
     book_init(&b);
     ask(&b, "30000", "1");
@@ -1396,7 +1396,7 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
 
     /* the same book, step after step: nothing more */
     for (int step = 0; step < 3; step++) {
-        cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2 + step), 0,
+        cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2 + step), 0,
                      "step %d filled against liquidity already taken", step);
     }
     assert_dec(executed(e, p.o.order_id), "2");
@@ -1411,9 +1411,9 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
     ask(&b, "30000", "1");
     ask(&b, "30001", "1.5");
     ask(&b, "30002", "10");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 6), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 6), 1);
     assert_dec(executed(e, p.o.order_id), "3.5");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 7), 0);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 7), 0);
     assert_dec(executed(e, p.o.order_id), "3.5");
 
     /* 30000 leaves the book and comes back with the same quantity: a new
@@ -1422,23 +1422,23 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
     book_init(&gone);
     ask(&gone, "30001", "1.5");
     ask(&gone, "30002", "10");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &gone.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 8), 0);
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 9), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &gone.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 8), 0);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 9), 1);
     assert_dec(executed(e, p.o.order_id), "4.5");
 
     /* a public trade is new volume each time it prints */
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.2"), 10), 1);
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 11), 1);
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 12), 0);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.2"), 10), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 11), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 12), 0);
     assert_dec(executed(e, p.o.order_id), "5");
     check_invariants(e);
     check_conservation(e, std_balances, 3);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, a_second_market_order_gets_an_equal_or_worse_price)
 {
-    struct sim_engine *e = rich_engine();
+    struct cq_sim__engine *e = rich_engine();
     struct book b;
     book_init(&b);
     ask(&b, "30000", "1");
@@ -1464,7 +1464,7 @@ Test(sim_engine, a_second_market_order_gets_an_equal_or_worse_price)
     cr_assert_eq(s2.o.status, SIM_EXPIRED);
     check_invariants(e);
     check_conservation(e, std_balances, 3);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- invariants in a release build ------------------------------------------------------ */
@@ -1485,12 +1485,12 @@ static const bool built_with_ndebug = false;
 Test(sim_engine, a_broken_money_invariant_stops_the_engine_in_a_release_build)
 {
     cr_assert(built_with_ndebug, "tests/meson.build must build test_sim_engine with -DNDEBUG");
-    struct sim_engine *e = rich_engine();
+    struct cq_sim__engine *e = rich_engine();
     struct book empty;
     book_init(&empty);
     struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "1", "30000"), &empty, 1);
     assert_bal(e, "USDT", "970000", "30000");
-    sim_engine__corrupt_locked(e, "USDT", D("100"));
+    cq_sim__engine_corrupt_locked(e, "USDT", D("100"));
 
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
@@ -1499,12 +1499,12 @@ Test(sim_engine, a_broken_money_invariant_stops_the_engine_in_a_release_build)
     cr_assert_geq(pid, 0);
     if (pid == 0) { /* no Criterion calls in here */
         struct rlimit no_core = {0, 0};
-        struct sim_order o;
-        struct sim_reject rej;
+        struct cq_sim__order o;
+        struct cq_sim__reject rej;
         setrlimit(RLIMIT_CORE, &no_core);
         dup2(fds[1], STDERR_FILENO);
         close(fds[0]);
-        int rc = sim_engine_cancel(e, BTC, p.o.order_id, NULL, NULL, 2, &o, &rej);
+        int rc = cq_sim__engine_cancel(e, BTC, p.o.order_id, NULL, NULL, 2, &o, &rej);
         _exit(rc == 0 ? 0 : 3); /* the check is missing */
     }
     close(fds[1]);
@@ -1529,12 +1529,12 @@ Test(sim_engine, a_broken_money_invariant_stops_the_engine_in_a_release_build)
     cr_assert_not_null(line, "not one JSON line: %s", out);
     cr_assert_str_eq(json_string_value(json_object_get(line, "level")), "error");
     json_decref(line);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, ioc_partial_fill_then_expired)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1551,12 +1551,12 @@ Test(sim_engine, ioc_partial_fill_then_expired)
     assert_bal(e, "USDT", "82000", "0");
     assert_bal(e, "BTC", "2.2997", "0");
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, fok_fills_all_or_nothing)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1579,12 +1579,12 @@ Test(sim_engine, fok_fills_all_or_nothing)
     assert_bal(e, "BTC", "1", "0");
     assert_bal(e, "USDT", "159933.007", "0");
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, limit_maker_rests_without_taking)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1605,14 +1605,14 @@ Test(sim_engine, limit_maker_rests_without_taking)
     cr_assert_str_eq(p.rej.msg, "Order would immediately match and take.");
     cr_assert_str_eq(kinds(), "NP");
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- cancel --------------------------------------------------------------------------------- */
 
 Test(sim_engine, cancel_by_id_by_client_id_and_mismatch_unlocks_exactly)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book b;
     book_init(&b);
@@ -1626,47 +1626,47 @@ Test(sim_engine, cancel_by_id_by_client_id_and_mismatch_unlocks_exactly)
     assert_bal(e, "ETH", "8.24975", "2");
     n_events = 0;
 
-    struct sim_order o;
-    struct sim_reject rej;
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
     /* both given and mismatched */
-    cr_assert_eq(sim_engine_cancel(e, ETH, a.o.order_id, "s-1", NULL, 3, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, a.o.order_id, "s-1", NULL, 3, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
     cr_assert_str_eq(kinds(), "");
     /* by id, with the cancel's own id */
-    cr_assert_eq(sim_engine_cancel(e, ETH, a.o.order_id, "a-1", "my-cancel", 4, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, a.o.order_id, "a-1", "my-cancel", 4, &o, &rej), 0);
     cr_assert_eq(o.status, SIM_CANCELED);
     cr_assert(!o.is_working);
     assert_dec(o.executed_qty, "0.25");
     cr_assert_eq(o.update_ms, 4);
-    cr_assert_str_eq(sim_engine_last_cancel_client_id(e), "my-cancel");
+    cr_assert_str_eq(cq_sim__engine_last_cancel_client_id(e), "my-cancel");
     cr_assert_str_eq(kinds(), "CP");
     cr_assert_str_eq(events[0].orig_cid, "a-1");
     cr_assert_str_eq(events[0].cancel_cid, "my-cancel");
     cr_assert_str_eq(pos_assets(1), "USDT");
     assert_bal(e, "USDT", "99250", "0");
     /* by client id; a generated cancel id */
-    cr_assert_eq(sim_engine_cancel(e, ETH, 0, "s-1", NULL, 5, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, 0, "s-1", NULL, 5, &o, &rej), 0);
     cr_assert_eq(o.order_id, s.o.order_id);
-    const char *gen = sim_engine_last_cancel_client_id(e);
+    const char *gen = cq_sim__engine_last_cancel_client_id(e);
     cr_assert_eq(strlen(gen), 22);
     cr_assert_str_eq(kinds(), "CP");
     cr_assert_str_eq(events[0].cancel_cid, gen);
     assert_bal(e, "ETH", "10.24975", "0");
     /* twice: unknown */
-    cr_assert_eq(sim_engine_cancel(e, ETH, 0, "s-1", NULL, 6, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, 0, "s-1", NULL, 6, &o, &rej), -CQ_EVENUE);
     cr_assert_str_eq(rej.msg, "Unknown order sent.");
     /* the closed order is still found by id and client id */
-    cr_assert_eq(sim_engine_get_order(e, ETH, 0, "a-1", &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, ETH, 0, "a-1", &o, &rej), 0);
     cr_assert_eq(o.status, SIM_CANCELED);
-    cr_assert_eq(sim_engine_get_order(e, ETH, a.o.order_id, "a-1", &o, &rej), 0);
-    cr_assert_eq(sim_engine_get_order(e, ETH, a.o.order_id, "s-1", &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, ETH, a.o.order_id, "a-1", &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, ETH, a.o.order_id, "s-1", &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2013);
-    struct sim_engine_stats st;
-    sim_engine_get_stats(e, &st);
+    struct cq_sim__engine_stats st;
+    cq_sim__engine_get_stats(e, &st);
     cr_assert_eq(st.orders_canceled, 2);
     cr_assert_eq(st.open_orders, 0);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 struct id_list {
@@ -1674,7 +1674,7 @@ struct id_list {
     size_t n;
 };
 
-static void collect_id(void *ctx, const struct sim_order *o)
+static void collect_id(void *ctx, const struct cq_sim__order *o)
 {
     struct id_list *l = ctx;
     l->ids[l->n++] = o->order_id;
@@ -1682,7 +1682,7 @@ static void collect_id(void *ctx, const struct sim_order *o)
 
 Test(sim_engine, cancel_all_cancels_one_symbol_oldest_first)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
     struct book empty;
     book_init(&empty);
@@ -1692,7 +1692,7 @@ Test(sim_engine, cancel_all_cancels_one_symbol_oldest_first)
     place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.2", "40000"), &empty, 4);
     n_events = 0;
     struct id_list l = {0};
-    cr_assert_eq(sim_engine_cancel_all(e, BTC, 5, collect_id, &l), 3);
+    cr_assert_eq(cq_sim__engine_cancel_all(e, BTC, 5, collect_id, &l), 3);
     cr_assert_eq(l.n, 3);
     cr_assert_eq(l.ids[0], 1);
     cr_assert_eq(l.ids[1], 3);
@@ -1701,17 +1701,17 @@ Test(sim_engine, cancel_all_cancels_one_symbol_oldest_first)
     cr_assert_str_eq(pos_assets(3), "USDT,BTC");
     assert_bal(e, "USDT", "98000", "2000");
     assert_bal(e, "BTC", "2", "0");
-    cr_assert_eq(sim_engine_open_orders(e, BTC, NULL, NULL), 0);
-    cr_assert_eq(sim_engine_open_orders(e, ETH, NULL, NULL), 1);
-    cr_assert_eq(sim_engine_cancel_all(e, BTC, 6, NULL, NULL), 0);
-    cr_assert_eq(sim_engine_cancel_all(e, -1, 6, NULL, NULL), 0);
+    cr_assert_eq(cq_sim__engine_open_orders(e, BTC, NULL, NULL), 0);
+    cr_assert_eq(cq_sim__engine_open_orders(e, ETH, NULL, NULL), 1);
+    cr_assert_eq(cq_sim__engine_cancel_all(e, BTC, 6, NULL, NULL), 0);
+    cr_assert_eq(cq_sim__engine_cancel_all(e, -1, 6, NULL, NULL), 0);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- queries -------------------------------------------------------------------------------- */
 
-static void collect_trade(void *ctx, const struct sim_trade *t)
+static void collect_trade(void *ctx, const struct cq_sim__trade *t)
 {
     struct id_list *l = ctx;
     l->ids[l->n++] = t->trade_id;
@@ -1719,7 +1719,7 @@ static void collect_trade(void *ctx, const struct sim_trade *t)
 
 Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "60000", "10");
@@ -1736,13 +1736,13 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
     place_ok(e, limit(ETH, SIM_BUY, SIM_GTC, "1", "2000"), &eb, 600);     /* 6 open */
 
     struct id_list l = {0};
-    cr_assert_eq(sim_engine_open_orders(e, -1, collect_id, &l), 3);
+    cr_assert_eq(cq_sim__engine_open_orders(e, -1, collect_id, &l), 3);
     cr_assert_eq(l.ids[0], 1);
     cr_assert_eq(l.ids[1], 4);
     cr_assert_eq(l.ids[2], 6);
     memset(&l, 0, sizeof(l));
-    cr_assert_eq(sim_engine_open_orders(e, BTC, collect_id, &l), 2);
-    cr_assert_eq(sim_engine_open_orders(e, 7, NULL, NULL), 0);
+    cr_assert_eq(cq_sim__engine_open_orders(e, BTC, collect_id, &l), 2);
+    cr_assert_eq(cq_sim__engine_open_orders(e, 7, NULL, NULL), 0);
 
     static const struct {
         int sym;
@@ -1760,7 +1760,7 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
         memset(&l, 0, sizeof(l));
-        size_t n = sim_engine_all_orders(e, rows[i].sym, rows[i].from, rows[i].start, rows[i].end,
+        size_t n = cq_sim__engine_all_orders(e, rows[i].sym, rows[i].from, rows[i].start, rows[i].end,
                                          rows[i].limit, collect_id, &l);
         char got[64] = "";
         for (size_t k = 0; k < l.n; k++) {
@@ -1785,7 +1785,7 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(trows); i++) {
         memset(&l, 0, sizeof(l));
-        sim_engine_my_trades(e, trows[i].sym, trows[i].order, trows[i].from, trows[i].start,
+        cq_sim__engine_my_trades(e, trows[i].sym, trows[i].order, trows[i].from, trows[i].start,
                              trows[i].end, trows[i].limit, collect_trade, &l);
         char got[64] = "";
         for (size_t k = 0; k < l.n; k++) {
@@ -1795,15 +1795,15 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
         }
         cr_expect_str_eq(got, trows[i].want, "myTrades row %zu", i);
     }
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 struct trade_rows {
-    struct sim_trade t[8];
+    struct cq_sim__trade t[8];
     size_t n;
 };
 
-static void keep_trade(void *ctx, const struct sim_trade *t)
+static void keep_trade(void *ctx, const struct cq_sim__trade *t)
 {
     struct trade_rows *r = ctx;
     r->t[r->n++] = *t;
@@ -1811,7 +1811,7 @@ static void keep_trade(void *ctx, const struct sim_trade *t)
 
 Test(sim_engine, trade_rows_carry_buyer_maker_and_commission)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "60000", "1");
@@ -1819,9 +1819,9 @@ Test(sim_engine, trade_rows_carry_buyer_maker_and_commission)
     place_ok(e, market(BTC, SIM_BUY, "0.1"), &b, 11);
     book_init(&b);
     ask(&b, "58000", "1");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 12), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 12), 1);
     struct trade_rows r = {0};
-    sim_engine_my_trades(e, BTC, 0, 0, 0, 0, 0, keep_trade, &r);
+    cq_sim__engine_my_trades(e, BTC, 0, 0, 0, 0, 0, keep_trade, &r);
     cr_assert_eq(r.n, 2);
     cr_assert(r.t[0].is_buyer && !r.t[0].is_maker);
     cr_assert_eq(r.t[0].time_ms, 11);
@@ -1831,15 +1831,15 @@ Test(sim_engine, trade_rows_carry_buyer_maker_and_commission)
     assert_dec(r.t[1].quote_qty, "29500");
     assert_dec(r.t[1].commission, "0.0001");
     cr_assert_str_eq(r.t[1].commission_asset, "BTC");
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, trade_store_is_a_bounded_ring)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     cfg.max_trades = 3;
-    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, NULL);
     struct book b;
     book_init(&b);
     for (int i = 0; i < 5; i++) {
@@ -1853,56 +1853,56 @@ Test(sim_engine, trade_store_is_a_bounded_ring)
     }
     place_ok(e, market(BTC, SIM_BUY, "0.05"), &b, 1);
     struct id_list l = {0};
-    cr_assert_eq(sim_engine_my_trades(e, BTC, 0, 0, 0, 0, 0, collect_trade, &l), 3);
+    cr_assert_eq(cq_sim__engine_my_trades(e, BTC, 0, 0, 0, 0, 0, collect_trade, &l), 3);
     cr_assert_eq(l.ids[0], 3);
     cr_assert_eq(l.ids[2], 5);
     memset(&l, 0, sizeof(l));
-    sim_engine_my_trades(e, BTC, 0, 4, 0, 0, 0, collect_trade, &l);
+    cq_sim__engine_my_trades(e, BTC, 0, 4, 0, 0, 0, collect_trade, &l);
     cr_assert_eq(l.n, 2);
     cr_assert_eq(l.ids[0], 4);
     char *s1 = dump(e);
-    struct sim_engine *f = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *f = cq_sim__engine_new(&cfg, NULL);
     json_t *j = json_loads(s1, 0, NULL);
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(f, j, &err), 0, "%s", err.message);
     char *s2 = dump(f);
     cr_assert_str_eq(s1, s2);
     /* keeps rolling after a load */
     place_ok(f, market(BTC, SIM_BUY, "0.01"), &b, 2);
     memset(&l, 0, sizeof(l));
-    sim_engine_my_trades(f, -1, 0, 0, 0, 0, 0, collect_trade, &l);
+    cq_sim__engine_my_trades(f, -1, 0, 0, 0, 0, 0, collect_trade, &l);
     cr_assert_eq(l.n, 3);
     cr_assert_eq(l.ids[0], 4);
     cr_assert_eq(l.ids[2], 6);
     json_decref(j);
     free(s1);
     free(s2);
-    sim_engine_free(e);
-    sim_engine_free(f);
+    cq_sim__engine_free(e);
+    cq_sim__engine_free(f);
 }
 
 /* ---- listener ------------------------------------------------------------------------------ */
 
 Test(sim_engine, account_position_lists_only_changed_assets)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     record(e);
-    cr_assert_eq(sim_engine_set_balance(e, "ETH", D("12.5"), 77), 0);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "ETH", D("12.5"), 77), 0);
     cr_assert_str_eq(kinds(), "P");
     cr_assert_eq(events[0].n_assets, 1);
     cr_assert_str_eq(events[0].bal[0].asset, "ETH");
     assert_dec(events[0].bal[0].free, "12.5");
     cr_assert_eq(events[0].event_ms, 77);
     /* the same value again: nothing changed, no event */
-    cr_assert_eq(sim_engine_set_balance(e, "ETH", D("12.50000000"), 78), 0);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "ETH", D("12.50000000"), 78), 0);
     cr_assert_str_eq(kinds(), "");
     /* a new asset gets an entry */
-    cr_assert_eq(sim_engine_set_balance(e, "BNB", D("1"), 79), 0);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BNB", D("1"), 79), 0);
     cr_assert_str_eq(kinds(), "P");
     cr_assert_str_eq(events[0].bal[0].asset, "BNB");
-    cr_assert_eq(sim_engine_set_balance(e, "BNB", D("-1"), 80), -CQ_EINVAL);
-    cr_assert_eq(sim_engine_set_balance(e, "BNB", D("0.000000001"), 80), -CQ_EINVAL);
-    cr_assert_eq(sim_engine_set_balance(e, "B-B", D("1"), 80), -CQ_EINVAL);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BNB", D("-1"), 80), -CQ_EINVAL);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "BNB", D("0.000000001"), 80), -CQ_EINVAL);
+    cr_assert_eq(cq_sim__engine_set_balance(e, "B-B", D("1"), 80), -CQ_EINVAL);
     /* a SELL LIMIT that rests changes only the base */
     struct book empty;
     book_init(&empty);
@@ -1917,11 +1917,11 @@ Test(sim_engine, account_position_lists_only_changed_assets)
     cr_assert_eq(events[0].o.status, SIM_NEW);
     cr_assert_eq(events[0].event_ms, 82);
     cr_assert_eq(events[0].has_fill, false);
-    sim_engine_set_listener(e, NULL);
+    cq_sim__engine_set_listener(e, NULL);
     n_events = 0;
     place_ok(e, limit(ETH, SIM_BUY, SIM_GTC, "1", "100"), &empty, 83);
     cr_assert_eq(n_events, 0);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* ---- determinism ------------------------------------------------------------------------------
@@ -1942,14 +1942,14 @@ static bool alnum22(const char *s)
 
 Test(sim_engine, ids_are_sequential_and_generated_client_ids_deterministic)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     cfg.first_order_id = 1000;
     cfg.first_trade_id = 500;
-    struct sim_engine *a = sim_engine_new(&cfg, NULL);
-    struct sim_engine *b = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *a = cq_sim__engine_new(&cfg, NULL);
+    struct cq_sim__engine *b = cq_sim__engine_new(&cfg, NULL);
     cfg.seed = 43;
-    struct sim_engine *c = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *c = cq_sim__engine_new(&cfg, NULL);
     static const char *const level_qty[] = {"1", "1.1", "1.2"};
     struct book bk;
     for (int i = 0; i < 3; i++) {
@@ -1966,15 +1966,15 @@ Test(sim_engine, ids_are_sequential_and_generated_client_ids_deterministic)
         cr_assert(alnum22(pa.o.client_id), "'%s'", pa.o.client_id);
         cr_assert_str_eq(pa.o.client_id, pb.o.client_id);
         cr_assert_str_neq(pa.o.client_id, pc.o.client_id);
-        cr_assert_eq(sim_engine_set_balance(a, "USDT", D("100000"), i), 0);
-        cr_assert_eq(sim_engine_set_balance(b, "USDT", D("100000"), i), 0);
+        cr_assert_eq(cq_sim__engine_set_balance(a, "USDT", D("100000"), i), 0);
+        cr_assert_eq(cq_sim__engine_set_balance(b, "USDT", D("100000"), i), 0);
     }
     struct placed p1 = place_ok(a, market(BTC, SIM_SELL, "0.001"), &bk, 9);
     struct placed p2 = place_ok(a, market(BTC, SIM_SELL, "0.001"), &bk, 9);
     cr_assert_str_neq(p1.o.client_id, p2.o.client_id);
-    sim_engine_free(a);
-    sim_engine_free(b);
-    sim_engine_free(c);
+    cq_sim__engine_free(a);
+    cq_sim__engine_free(b);
+    cq_sim__engine_free(c);
 }
 
 /* ---- save / load -------------------------------------------------------------------------------
@@ -1982,9 +1982,9 @@ Test(sim_engine, ids_are_sequential_and_generated_client_ids_deterministic)
 
 /* An engine with open, partially filled, canceled, filled and expired
  * orders and maker and taker trades. */
-static struct sim_engine *busy_engine(void)
+static struct cq_sim__engine *busy_engine(void)
 {
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct book b;
     book_init(&b);
     ask(&b, "60000", "0.3");
@@ -1993,21 +1993,21 @@ static struct sim_engine *busy_engine(void)
     place_ok(e, with_cid(limit(BTC, SIM_SELL, SIM_GTC, "0.5", "65000"), "keep-me"), &b, 11);
     place_ok(e, limit(BTC, SIM_BUY, SIM_IOC, "0.5", "60000"), &b, 12);
     struct placed c = place_ok(e, limit(ETH, SIM_BUY, SIM_GTC, "1", "2000"), &b, 13);
-    struct sim_order o;
-    struct sim_reject rej;
-    cr_assert_eq(sim_engine_cancel(e, ETH, c.o.order_id, NULL, NULL, 14, &o, &rej), 0);
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, c.o.order_id, NULL, NULL, 14, &o, &rej), 0);
     place_ok(e, market(BTC, SIM_SELL, "0.1"), &b, 15);
     struct book m;
     book_init(&m);
     ask(&m, "59999", "0.2");
-    cr_assert_eq(sim_engine_on_market(e, BTC, &m.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 16), 1);
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &m.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 16), 1);
     place_ok(e, maker(ETH, SIM_SELL, "0.5", "4000"), &m, 17);
     return e;
 }
 
 Test(sim_engine, save_load_save_is_identical_and_the_engine_carries_on)
 {
-    struct sim_engine *e = busy_engine();
+    struct cq_sim__engine *e = busy_engine();
     char *s1 = dump(e);
     json_t *j = json_loads(s1, 0, NULL);
     cr_assert_not_null(j);
@@ -2016,9 +2016,9 @@ Test(sim_engine, save_load_save_is_identical_and_the_engine_carries_on)
     cr_assert_str_eq(json_string_value(json_object_get(o0, "price")), "60000.00000000");
     cr_assert_str_eq(json_string_value(json_object_get(o0, "executed_qty")), "0.50000000");
 
-    struct sim_engine *f = std_engine();
+    struct cq_sim__engine *f = std_engine();
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(f, j, &err), 0, "%s", err.message);
     char *s2 = dump(f);
     cr_assert_str_eq(s1, s2);
     check_invariants(f);
@@ -2032,8 +2032,8 @@ Test(sim_engine, save_load_save_is_identical_and_the_engine_carries_on)
     cr_assert_eq(pe.o.order_id, pf.o.order_id);
     cr_assert_str_eq(pe.o.client_id, pf.o.client_id);
     cr_assert_eq(pe.fills[0].trade_id, pf.fills[0].trade_id);
-    cr_assert_eq(sim_engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21),
-                 sim_engine_on_market(f, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21));
+    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21),
+                 cq_sim__engine_on_market(f, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21));
     /* the open order's client id is still indexed after a load */
     struct placed dup =
         place(f, with_cid(limit(BTC, SIM_SELL, SIM_GTC, "0.1", "70000"), "keep-me"), &b, 22);
@@ -2048,8 +2048,8 @@ Test(sim_engine, save_load_save_is_identical_and_the_engine_carries_on)
     free(s3);
     free(s4);
     json_decref(j);
-    sim_engine_free(e);
-    sim_engine_free(f);
+    cq_sim__engine_free(e);
+    cq_sim__engine_free(f);
 }
 
 typedef void (*mutate_fn)(json_t *state);
@@ -2185,15 +2185,15 @@ static void m_dup_open(json_t *s)
  * of the limit), never an open one, and counts them. */
 Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first)
 {
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     cfg.max_orders = 8;
-    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, NULL);
     struct book none;
     book_init(&none);
-    struct sim_engine_stats st;
-    struct sim_order o;
-    struct sim_reject rej;
+    struct cq_sim__engine_stats st;
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
     char cid[16];
 
     /* order 1 rests (open) the whole time; 2..8 expire (closed) */
@@ -2203,38 +2203,38 @@ Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first
         place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), cid), &none, i);
     }
     /* exactly at the limit: everything kept */
-    sim_engine_get_stats(e, &st);
+    cq_sim__engine_get_stats(e, &st);
     cr_assert_eq(st.orders_kept, 8);
     cr_assert_eq(st.orders_dropped, 0);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 2, NULL, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 2, NULL, &o, &rej), 0);
 
     /* one more: the two oldest closed (2, 3) go, the open 1 stays */
     struct placed p9 =
         place_ok(e, with_cid(limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), "h-9"), &none, 9);
     cr_assert_eq(p9.o.order_id, 9);
-    sim_engine_get_stats(e, &st);
+    cq_sim__engine_get_stats(e, &st);
     cr_assert_eq(st.orders_kept, 7);
     cr_assert_eq(st.orders_dropped, 2);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 1, NULL, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 1, NULL, &o, &rej), 0);
     cr_assert_eq(o.status, SIM_NEW);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 2, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 2, NULL, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2013);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 3, NULL, &o, &rej), -CQ_EVENUE);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 0, "h-3", &o, &rej), -CQ_EVENUE);
-    cr_assert_eq(sim_engine_get_order(e, BTC, 0, "h-4", &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 3, NULL, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 0, "h-3", &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, 0, "h-4", &o, &rej), 0);
     cr_assert_eq(o.order_id, 4);
     struct id_list l = {0};
-    cr_assert_eq(sim_engine_all_orders(e, BTC, 0, 0, 0, 0, collect_id, &l), 7);
+    cr_assert_eq(cq_sim__engine_all_orders(e, BTC, 0, 0, 0, 0, collect_id, &l), 7);
     static const uint64_t kept[] = {1, 4, 5, 6, 7, 8, 9};
     for (size_t i = 0; i < CQ_ARRAY_LEN(kept); i++) {
         cr_assert_eq(l.ids[i], kept[i], "allOrders[%zu] = %" PRIu64, i, l.ids[i]);
     }
     memset(&l, 0, sizeof(l));
-    cr_assert_eq(sim_engine_all_orders(e, BTC, 2, 0, 0, 2, collect_id, &l), 2);
+    cr_assert_eq(cq_sim__engine_all_orders(e, BTC, 2, 0, 0, 2, collect_id, &l), 2);
     cr_assert_eq(l.ids[0], 4);
     cr_assert_eq(l.ids[1], 5);
     memset(&l, 0, sizeof(l));
-    cr_assert_eq(sim_engine_all_orders(e, BTC, 0, 0, 0, 3, collect_id, &l), 3);
+    cr_assert_eq(cq_sim__engine_all_orders(e, BTC, 0, 0, 0, 3, collect_id, &l), 3);
     cr_assert_eq(l.ids[0], 7);
     check_invariants(e);
 
@@ -2243,56 +2243,56 @@ Test(sim_engine, order_history_keeps_max_orders_dropping_the_oldest_closed_first
     json_t *j = json_loads(s1, 0, NULL);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "stats"), "orders_dropped")),
                  2);
-    struct sim_engine *f = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *f = cq_sim__engine_new(&cfg, NULL);
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(f, j, &err), 0, "%s", err.message);
     char *s2 = dump(f);
     cr_assert_str_eq(s1, s2);
     cr_assert_eq(place_ok(f, limit(BTC, SIM_BUY, SIM_IOC, "0.001", "30000"), &none, 10).o.order_id,
                  10);
     /* the open order is still on the book after the drop: cancel works
      * and unlocks exactly */
-    cr_assert_eq(sim_engine_cancel(e, BTC, 1, NULL, NULL, 11, &o, &rej), 0, "%s", rej.msg);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, 1, NULL, NULL, 11, &o, &rej), 0, "%s", rej.msg);
     assert_bal(e, "USDT", "100000", "0");
     check_invariants(e);
     json_decref(j);
     free(s1);
     free(s2);
-    sim_engine_free(f);
-    sim_engine_free(e);
+    cq_sim__engine_free(f);
+    cq_sim__engine_free(e);
 
     /* every kept order open: nothing can be dropped, -CQ_EFULL; once one
      * closes there is room again */
     cfg.max_orders = 2;
-    e = sim_engine_new(&cfg, NULL);
+    e = cq_sim__engine_new(&cfg, NULL);
     place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 1);
     place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 2);
     struct placed full = place(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 3);
     cr_assert_eq(full.rc, -CQ_EFULL);
-    cr_assert_eq(sim_engine_cancel(e, BTC, 1, NULL, NULL, 4, &o, &rej), 0);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, 1, NULL, NULL, 4, &o, &rej), 0);
     cr_assert_eq(place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.001", "30000"), &none, 5).o.order_id,
                  3);
-    sim_engine_get_stats(e, &st);
+    cq_sim__engine_get_stats(e, &st);
     cr_assert_eq(st.orders_kept, 2);
     cr_assert_eq(st.orders_dropped, 1);
     check_invariants(e);
-    sim_engine_free(e);
+    cq_sim__engine_free(e);
 }
 
 /* A version 1 file (contiguous ids, no stats.orders_dropped) still loads. */
 Test(sim_engine, a_version_1_state_file_still_loads)
 {
-    struct sim_engine *src = busy_engine();
-    json_t *j = sim_engine_save(src);
+    struct cq_sim__engine *src = busy_engine();
+    json_t *j = cq_sim__engine_save(src);
     json_object_set_new(j, "version", json_integer(1));
     json_object_del(json_object_get(j, "stats"), "orders_dropped");
-    struct sim_engine *e = std_engine();
+    struct cq_sim__engine *e = std_engine();
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(e, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(e, j, &err), 0, "%s", err.message);
     check_invariants(e);
     json_decref(j);
-    sim_engine_free(src);
-    sim_engine_free(e);
+    cq_sim__engine_free(src);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_engine, load_rejects_malformed_state_naming_the_field_and_changes_nothing)
@@ -2330,15 +2330,15 @@ Test(sim_engine, load_rejects_malformed_state_naming_the_field_and_changes_nothi
         {m_stats, "'stats.fills'"},
         {m_dup_open, "'orders[1].client_id'"},
     };
-    struct sim_engine *src = busy_engine();
-    json_t *good = sim_engine_save(src);
-    struct sim_engine *e = busy_engine();
+    struct cq_sim__engine *src = busy_engine();
+    json_t *good = cq_sim__engine_save(src);
+    struct cq_sim__engine *e = busy_engine();
     char *before = dump(e);
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
         json_t *bad = json_deep_copy(good);
         rows[i].fn(bad);
         struct cq_err err = {0};
-        int rc = sim_engine_load(e, bad, &err);
+        int rc = cq_sim__engine_load(e, bad, &err);
         cr_expect_eq(rc, -CQ_EPARSE, "row %zu (%s): rc %d", i, rows[i].field, rc);
         cr_expect_eq(err.code, CQ_EPARSE);
         cr_expect(strstr(err.message, rows[i].field) != NULL, "row %zu: want %s in \"%s\"", i,
@@ -2350,14 +2350,14 @@ Test(sim_engine, load_rejects_malformed_state_naming_the_field_and_changes_nothi
     }
     struct cq_err err = {0};
     json_t *arr = json_array();
-    cr_assert_eq(sim_engine_load(e, arr, &err), -CQ_EPARSE);
+    cr_assert_eq(cq_sim__engine_load(e, arr, &err), -CQ_EPARSE);
     json_decref(arr);
     /* and the unmodified state still loads */
-    cr_assert_eq(sim_engine_load(e, good, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(e, good, &err), 0, "%s", err.message);
     json_decref(good);
     free(before);
-    sim_engine_free(src);
-    sim_engine_free(e);
+    cq_sim__engine_free(src);
+    cq_sim__engine_free(e);
 }
 
 /* ---- the randomized sequence ------------------------------------------------------------------
@@ -2380,15 +2380,15 @@ static unsigned rnd_below(uint64_t *s, unsigned n)
  * filter off, where price * qty has 16 decimals and every rounding rule
  * is exercised. */
 enum { TEST = 4, N_RANDOM_SYMS = 3 };
-static struct sim_symbol random_symbols[5];
-static struct sim_balance random_balances[4];
+static struct cq_sim__symbol random_symbols[5];
+static struct cq_sim__balance random_balances[4];
 
-static struct sim_engine *random_engine_kept(unsigned maker_bps, unsigned taker_bps,
+static struct cq_sim__engine *random_engine_kept(unsigned maker_bps, unsigned taker_bps,
                                              size_t max_orders)
 {
     static const char *const assets[][2] = {
         {"USDT", "1000000"}, {"BTC", "20"}, {"ETH", "300"}, {"TEST", "1000"}};
-    struct sim_engine_config cfg;
+    struct cq_sim__engine_config cfg;
     std_config(&cfg);
     memcpy(random_symbols, std_symbols, sizeof(std_symbols));
     memset(&random_symbols[TEST], 0, sizeof(random_symbols[TEST]));
@@ -2407,12 +2407,12 @@ static struct sim_engine *random_engine_kept(unsigned maker_bps, unsigned taker_
     cfg.maker_bps = maker_bps;
     cfg.taker_bps = taker_bps;
     cfg.max_orders = max_orders;
-    struct sim_engine *e = sim_engine_new(&cfg, NULL);
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, NULL);
     cr_assert_not_null(e);
     return e;
 }
 
-static struct sim_engine *random_engine(unsigned maker_bps, unsigned taker_bps)
+static struct cq_sim__engine *random_engine(unsigned maker_bps, unsigned taker_bps)
 {
     return random_engine_kept(maker_bps, taker_bps, 0);
 }
@@ -2468,7 +2468,7 @@ struct pick {
     int sym;
 };
 
-static void pick_cb(void *ctx, const struct sim_order *o)
+static void pick_cb(void *ctx, const struct cq_sim__order *o)
 {
     struct pick *p = ctx;
     if (p->seen++ == p->want) {
@@ -2483,7 +2483,7 @@ struct seq_counts {
 
 /* One seeded sequence of place / cancel / cancel_all / on_market; checks
  * the invariants after every step when `check`. */
-static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool check,
+static void run_sequence(struct cq_sim__engine *e, uint64_t seed, int steps, bool check,
                          struct seq_counts *cnt)
 {
     uint64_t rng = seed;
@@ -2500,8 +2500,8 @@ static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool ch
         unsigned ps = rsym[k].price_scale;
         unsigned op = rnd_below(&rng, 100);
         if (op < 45) {
-            struct sim_order_req r;
-            enum sim_side side = rnd_below(&rng, 2) ? SIM_BUY : SIM_SELL;
+            struct cq_sim__order_req r;
+            enum cq_sim__side side = rnd_below(&rng, 2) ? SIM_BUY : SIM_SELL;
             unsigned kind = rnd_below(&rng, 100);
             int64_t off = (int64_t)rnd_below(&rng, 41) - 20;
             cq_dec qty = rqty(&rng, k, 30000);
@@ -2540,11 +2540,11 @@ static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool ch
             if (rnd_below(&rng, 10) == 0) {
                 snprintf(r.client_id, sizeof(r.client_id), "c%u", rnd_below(&rng, 20));
             }
-            struct sim_order o;
-            struct sim_fill fills[SIM_DEPTH_MAX];
+            struct cq_sim__order o;
+            struct cq_sim__fill fills[SIM_DEPTH_MAX];
             size_t nf;
-            struct sim_reject rej;
-            int rc = sim_engine_place(e, &r, &m.b[k].v, now, &o, fills, SIM_DEPTH_MAX, &nf, &rej);
+            struct cq_sim__reject rej;
+            int rc = cq_sim__engine_place(e, &r, &m.b[k].v, now, &o, fills, SIM_DEPTH_MAX, &nf, &rej);
             if (rc == 0) {
                 cnt->accepted++;
                 cnt->filled += o.status == SIM_FILLED;
@@ -2562,18 +2562,18 @@ static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool ch
                 cr_assert(rej.code == -1013 || rej.code == -2010, "code %d %s", rej.code, rej.msg);
             }
         } else if (op < 65) {
-            size_t n = sim_engine_open_orders(e, -1, NULL, NULL);
+            size_t n = cq_sim__engine_open_orders(e, -1, NULL, NULL);
             if (n > 0) {
                 struct pick p = {.want = rnd_below(&rng, (unsigned)n)};
-                sim_engine_open_orders(e, -1, pick_cb, &p);
-                struct sim_order o;
-                struct sim_reject rej;
-                int rc = sim_engine_cancel(e, p.sym, p.id, NULL, NULL, now, &o, &rej);
+                cq_sim__engine_open_orders(e, -1, pick_cb, &p);
+                struct cq_sim__order o;
+                struct cq_sim__reject rej;
+                int rc = cq_sim__engine_cancel(e, p.sym, p.id, NULL, NULL, now, &o, &rej);
                 cr_assert_eq(rc, 0);
                 cr_assert_eq(o.status, SIM_CANCELED);
             }
         } else if (op < 67) {
-            sim_engine_cancel_all(e, sym, now, NULL, NULL);
+            cq_sim__engine_cancel_all(e, sym, now, NULL, NULL);
         } else if (op < 92) {
             random_book(&rng, &m, k);
             cq_dec tp = CQ_DEC_ZERO, tq = CQ_DEC_ZERO;
@@ -2589,7 +2589,7 @@ static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool ch
                     m.b[k].bids[i].price.m += swing;
                 }
             }
-            sim_engine_on_market(e, sym, &m.b[k].v, tp, tq, now);
+            cq_sim__engine_on_market(e, sym, &m.b[k].v, tp, tq, now);
         } else {
             m.mid[k] += (int64_t)rnd_below(&rng, 21) - 10;
             random_book(&rng, &m, k);
@@ -2606,13 +2606,13 @@ static void run_sequence(struct sim_engine *e, uint64_t seed, int steps, bool ch
 Test(sim_engine, randomized_sequence_keeps_every_invariant, .timeout = 120)
 {
     /* odd fee rates so commissions round */
-    struct sim_engine *e = random_engine(3, 7);
+    struct cq_sim__engine *e = random_engine(3, 7);
     struct seq_counts cnt = {0};
     run_sequence(e, 20240908, 8000, true, &cnt);
     check_invariants(e);
     check_conservation(e, random_balances, 4);
-    struct sim_engine_stats st;
-    sim_engine_get_stats(e, &st);
+    struct cq_sim__engine_stats st;
+    cq_sim__engine_get_stats(e, &st);
     cr_log_info("accepted %llu rejected %llu filled %llu expired %llu rested %llu quote %llu "
                 "fills %llu canceled %llu open %llu",
                 (unsigned long long)cnt.accepted, (unsigned long long)cnt.rejected,
@@ -2633,52 +2633,52 @@ Test(sim_engine, randomized_sequence_keeps_every_invariant, .timeout = 120)
     cr_assert_gt(st.orders_canceled, 200);
     /* and the state survives a round trip */
     char *s1 = dump(e);
-    struct sim_engine *f = random_engine(3, 7);
+    struct cq_sim__engine *f = random_engine(3, 7);
     json_t *j = json_loads(s1, 0, NULL);
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(f, j, &err), 0, "%s", err.message);
     char *s2 = dump(f);
     cr_assert_str_eq(s1, s2);
     check_invariants(f);
     json_decref(j);
     free(s1);
     free(s2);
-    sim_engine_free(e);
-    sim_engine_free(f);
+    cq_sim__engine_free(e);
+    cq_sim__engine_free(f);
 }
 
 /* The same sequence with a short order history: closed orders are dropped
  * again and again while orders rest, fill and cancel around them. */
 Test(sim_engine, randomized_sequence_with_a_short_history_keeps_every_invariant, .timeout = 120)
 {
-    struct sim_engine *e = random_engine_kept(3, 7, 1024);
+    struct cq_sim__engine *e = random_engine_kept(3, 7, 1024);
     struct seq_counts cnt = {0};
     run_sequence(e, 20240909, 8000, true, &cnt);
-    struct sim_engine_stats st;
-    sim_engine_get_stats(e, &st);
+    struct cq_sim__engine_stats st;
+    cq_sim__engine_get_stats(e, &st);
     cr_assert_eq(st.orders_placed, cnt.accepted);
     cr_assert_gt(st.orders_dropped, 256);
     cr_assert_leq(st.orders_kept, 1024);
     cr_assert_eq(st.orders_kept + st.orders_dropped, st.orders_placed);
     char *s1 = dump(e);
-    struct sim_engine *f = random_engine_kept(3, 7, 1024);
+    struct cq_sim__engine *f = random_engine_kept(3, 7, 1024);
     json_t *j = json_loads(s1, 0, NULL);
     struct cq_err err = {0};
-    cr_assert_eq(sim_engine_load(f, j, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_load(f, j, &err), 0, "%s", err.message);
     char *s2 = dump(f);
     cr_assert_str_eq(s1, s2);
     check_invariants(f);
     json_decref(j);
     free(s1);
     free(s2);
-    sim_engine_free(e);
-    sim_engine_free(f);
+    cq_sim__engine_free(e);
+    cq_sim__engine_free(f);
 }
 
 Test(sim_engine, same_seed_same_state)
 {
-    struct sim_engine *a = random_engine(2, 10);
-    struct sim_engine *b = random_engine(2, 10);
+    struct cq_sim__engine *a = random_engine(2, 10);
+    struct cq_sim__engine *b = random_engine(2, 10);
     struct seq_counts x = {0};
     run_sequence(a, 99, 2000, false, &x);
     run_sequence(b, 99, 2000, false, &x);
@@ -2687,6 +2687,6 @@ Test(sim_engine, same_seed_same_state)
     cr_assert_str_eq(sa, sb);
     free(sa);
     free(sb);
-    sim_engine_free(a);
-    sim_engine_free(b);
+    cq_sim__engine_free(a);
+    cq_sim__engine_free(b);
 }

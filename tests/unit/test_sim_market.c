@@ -41,9 +41,9 @@ static const char *fmt(cq_dec d, char *buf)
     return cq_dec_format(d, buf, CQ_DEC_STR_MAX);
 }
 
-static struct sim_symbol make_symbol(const char *name, const char *tick, const char *step)
+static struct cq_sim__symbol make_symbol(const char *name, const char *tick, const char *step)
 {
-    struct sim_symbol s;
+    struct cq_sim__symbol s;
     memset(&s, 0, sizeof(s));
     snprintf(s.symbol, sizeof(s.symbol), "%s", name);
     s.base_precision = 8;
@@ -59,16 +59,16 @@ enum rec_kind { REC_TRADE, REC_BOOK, REC_KLINE };
 struct rec_event {
     enum rec_kind kind;
     int sym;
-    int64_t now_ms; /* sim_market_now_ms() inside the callback */
-    struct sim_public_trade trade;
-    struct sim_kline kline;
+    int64_t now_ms; /* cq_sim__market_now_ms() inside the callback */
+    struct cq_sim__public_trade trade;
+    struct cq_sim__kline kline;
     uint64_t book_id;
     int64_t book_ms;
     cq_dec best_bid, best_ask, last_price;
 };
 
 struct recorder {
-    struct sim_market *m;
+    struct cq_sim__market *m;
     struct rec_event *ev;
     size_t n, cap;
     size_t levels; /* expected levels per side */
@@ -86,11 +86,11 @@ static struct rec_event *rec_push(struct recorder *r)
     }
     struct rec_event *e = &r->ev[r->n++];
     memset(e, 0, sizeof(*e));
-    e->now_ms = sim_market_now_ms(r->m);
+    e->now_ms = cq_sim__market_now_ms(r->m);
     return e;
 }
 
-static void on_trade(void *ctx, int idx, const struct sim_public_trade *t)
+static void on_trade(void *ctx, int idx, const struct cq_sim__public_trade *t)
 {
     struct recorder *r = ctx;
     struct rec_event *e = rec_push(r);
@@ -100,7 +100,7 @@ static void on_trade(void *ctx, int idx, const struct sim_public_trade *t)
 }
 
 /* Empty string when the book is sane, else the first problem. */
-static void check_book(const struct sim_book_view *b, cq_dec tick, cq_dec step, size_t levels,
+static void check_book(const struct cq_sim__book_view *b, cq_dec tick, cq_dec step, size_t levels,
                        char *why, size_t why_len)
 {
     char x[CQ_DEC_STR_MAX], y[CQ_DEC_STR_MAX];
@@ -122,7 +122,7 @@ static void check_book(const struct sim_book_view *b, cq_dec tick, cq_dec step, 
         return;
     }
     for (size_t side = 0; side < 2; side++) {
-        const struct sim_level *lv = side == 0 ? b->bids : b->asks;
+        const struct cq_sim__level *lv = side == 0 ? b->bids : b->asks;
         for (size_t i = 0; i < levels; i++) {
             if (!cq_dec_is_multiple(lv[i].price, tick) || cq_dec_sign(lv[i].price) <= 0) {
                 snprintf(why, why_len, "price %s off the tick grid", fmt(lv[i].price, x));
@@ -149,7 +149,7 @@ static void check_book(const struct sim_book_view *b, cq_dec tick, cq_dec step, 
     }
 }
 
-static void on_book(void *ctx, int idx, const struct sim_book_view *b, uint64_t update_id,
+static void on_book(void *ctx, int idx, const struct cq_sim__book_view *b, uint64_t update_id,
                     int64_t time_ms)
 {
     struct recorder *r = ctx;
@@ -170,7 +170,7 @@ static void on_book(void *ctx, int idx, const struct sim_book_view *b, uint64_t 
     }
 }
 
-static void on_kline(void *ctx, int idx, const struct sim_kline *k)
+static void on_kline(void *ctx, int idx, const struct cq_sim__kline *k)
 {
     struct recorder *r = ctx;
     struct rec_event *e = rec_push(r);
@@ -179,12 +179,12 @@ static void on_kline(void *ctx, int idx, const struct sim_kline *k)
     e->kline = *k;
 }
 
-static void rec_attach(struct recorder *r, struct sim_market *m)
+static void rec_attach(struct recorder *r, struct cq_sim__market *m)
 {
     memset(r, 0, sizeof(*r));
     r->m = m;
-    struct sim_market_listener l = {on_trade, on_book, on_kline, r};
-    sim_market_set_listener(m, &l);
+    struct cq_sim__market_listener l = {on_trade, on_book, on_kline, r};
+    cq_sim__market_set_listener(m, &l);
 }
 
 static void rec_free(struct recorder *r)
@@ -221,7 +221,7 @@ static char *serialize(const struct recorder *r)
                          (unsigned long long)e->book_id, (long long)e->book_ms, fmt(e->best_bid, a),
                          fmt(e->best_ask, b));
         } else {
-            const struct sim_kline *k = &e->kline;
+            const struct cq_sim__kline *k = &e->kline;
             n = snprintf(out + used, cap - used, "K %d %lld %lld %s %s %s %s %s %s %u %d\n", e->sym,
                          (long long)e->now_ms, (long long)k->open_ms, fmt(k->open, a),
                          fmt(k->high, b), fmt(k->low, c), fmt(k->close, d), fmt(k->volume, v),
@@ -269,10 +269,10 @@ static size_t read_csv(const char *path, struct csv_row *rows, size_t max)
     return n;
 }
 
-static struct sim_market *basic_market(uint64_t seed, size_t history, size_t levels,
-                                       const struct sim_symbol *sym)
+static struct cq_sim__market *basic_market(uint64_t seed, size_t history, size_t levels,
+                                       const struct cq_sim__symbol *sym)
 {
-    struct sim_market_options o = {
+    struct cq_sim__market_options o = {
         .symbols = sym,
         .n_symbols = 1,
         .data_path = BASIC_CSV,
@@ -283,17 +283,17 @@ static struct sim_market *basic_market(uint64_t seed, size_t history, size_t lev
     };
     struct cq_err err;
     memset(&err, 0, sizeof(err));
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "sim_market_new: %s (%s)", err.message, err.hint);
     return m;
 }
 
 struct kline_list {
-    struct sim_kline *k;
+    struct cq_sim__kline *k;
     size_t n;
 };
 
-static void collect(void *ctx, const struct sim_kline *k)
+static void collect(void *ctx, const struct cq_sim__kline *k)
 {
     struct kline_list *l = ctx;
     l->k[l->n++] = *k;
@@ -312,8 +312,8 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
     struct csv_row rows[16];
     size_t nrows = read_csv(BASIC_CSV, rows, 16);
     cr_assert_eq(nrows, 12);
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market *m = basic_market(7, 2, 5, &sym);
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market *m = basic_market(7, 2, 5, &sym);
     struct recorder r;
     rec_attach(&r, m);
     r.levels = 5;
@@ -321,10 +321,10 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
     r.step[0] = sym.filters.step_size;
 
     /* the first replayed row (index 2) opens at the floored start */
-    cr_expect_eq(sim_market_now_ms(m), START_MS);
+    cr_expect_eq(cq_sim__market_now_ms(m), START_MS);
     int64_t offset = START_MS - rows[2].open_ms;
     int64_t last_close = rows[11].open_ms + offset + MIN_MS - 1;
-    size_t events = sim_market_advance(m, last_close);
+    size_t events = cq_sim__market_advance(m, last_close);
     cr_expect_eq(events, r.n, "advance() counts every callback");
     cr_expect_eq(r.book_errors, 0, "book: %s", r.book_error);
 
@@ -347,7 +347,7 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
         if (e->kind != REC_KLINE || !e->kline.closed) {
             continue;
         }
-        const struct sim_kline *k = &e->kline;
+        const struct cq_sim__kline *k = &e->kline;
         const struct csv_row *want = &rows[row];
         cr_assert_lt(row, nrows, "more closed klines than rows");
         cr_assert_eq(k->open_ms, want->open_ms + offset, "row %zu open time", row);
@@ -412,10 +412,10 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
     cr_expect_eq(row, nrows, "one closed kline per replayed row");
 
     /* the history rows exist as closed klines, with real trades */
-    struct sim_kline hist[16];
+    struct cq_sim__kline hist[16];
     struct kline_list hc = {hist, 0};
     cr_assert_eq(
-        sim_market_klines(m, 0, "1m", START_MS - 2 * MIN_MS, START_MS - 1, 10, collect, &hc), 2);
+        cq_sim__market_klines(m, 0, "1m", START_MS - 2 * MIN_MS, START_MS - 1, 10, collect, &hc), 2);
     cr_expect(dec_eq_str(hist[0].open, rows[0].f[0]) && dec_eq_str(hist[0].close, rows[0].f[3]));
     cr_expect(dec_eq_str(hist[1].volume, rows[1].f[4]));
     cr_expect(hist[0].closed && hist[1].closed);
@@ -423,16 +423,16 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
     cr_expect_eq(hist[1].last_trade_id + 1, r.ev[0].kind == REC_TRADE ? r.ev[0].trade.trade_id : 0,
                  "replayed trades continue the history's ids");
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_csv, forming_klines_every_2s_and_one_close_per_bar)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market *m = basic_market(11, 2, 5, &sym);
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market *m = basic_market(11, 2, 5, &sym);
     struct recorder r;
     rec_attach(&r, m);
-    sim_market_advance(m, START_MS + 12 * MIN_MS);
+    cq_sim__market_advance(m, START_MS + 12 * MIN_MS);
 
     int64_t last_forming = INT64_MIN / 2;
     size_t forming = 0;
@@ -443,7 +443,7 @@ Test(sim_market_csv, forming_klines_every_2s_and_one_close_per_bar)
         if (e->kind != REC_KLINE) {
             continue;
         }
-        const struct sim_kline *k = &e->kline;
+        const struct cq_sim__kline *k = &e->kline;
         size_t bar = (size_t)((k->open_ms - START_MS) / MIN_MS);
         cr_assert_lt(bar, 16);
         if (k->closed) {
@@ -484,47 +484,47 @@ Test(sim_market_csv, forming_klines_every_2s_and_one_close_per_bar)
                      forming_per_bar[bar]);
     }
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_csv, gaps_stay_gaps)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market *m = basic_market(3, 2, 5, &sym);
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market *m = basic_market(3, 2, 5, &sym);
     struct recorder r;
     rec_attach(&r, m);
     int64_t gap_from = START_MS + 4 * MIN_MS, gap_to = START_MS + 7 * MIN_MS;
     /* stop inside the gap: nothing is scheduled there */
-    sim_market_advance(m, gap_from + 1000);
-    cr_expect_eq(sim_market_next_event_ms(m) >= gap_to, true,
+    cq_sim__market_advance(m, gap_from + 1000);
+    cr_expect_eq(cq_sim__market_next_event_ms(m) >= gap_to, true,
                  "the next event after the gap's start is at its end");
-    sim_market_advance(m, START_MS + 12 * MIN_MS);
+    cq_sim__market_advance(m, START_MS + 12 * MIN_MS);
     for (size_t i = 0; i < r.n; i++) {
         int64_t t = event_time(&r.ev[i]);
         cr_assert(t < gap_from || t >= gap_to, "event at %lld inside the gap", (long long)t);
     }
-    struct sim_kline k[32];
+    struct cq_sim__kline k[32];
     struct kline_list l = {k, 0};
     /* bars 0..3 and 7..12 (12 forming) */
-    cr_assert_eq(sim_market_klines(m, 0, "1m", START_MS, 0, 100, collect, &l), 10);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", START_MS, 0, 100, collect, &l), 10);
     for (size_t i = 0; i < l.n; i++) {
         cr_expect(k[i].open_ms < gap_from || k[i].open_ms >= gap_to);
     }
     cr_expect_eq(k[3].open_ms + 4 * MIN_MS, k[4].open_ms, "the 1m list jumps over the gap");
     /* a 5m bucket covering part of the gap aggregates what exists */
-    struct sim_kline k5[8];
+    struct cq_sim__kline k5[8];
     struct kline_list l5 = {k5, 0};
     int64_t b5 = (START_MS + 4 * MIN_MS) / (5 * MIN_MS) * (5 * MIN_MS);
-    cr_assert_eq(sim_market_klines(m, 0, "5m", b5, b5, 10, collect, &l5), 1);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "5m", b5, b5, 10, collect, &l5), 1);
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_csv, data_directory_with_several_symbols)
 {
-    struct sim_symbol syms[2] = {make_symbol("basic", "0.01", "0.001"),
+    struct cq_sim__symbol syms[2] = {make_symbol("basic", "0.01", "0.001"),
                                  make_symbol("loop", "0.01", "0.001")};
-    struct sim_market_options o = {
+    struct cq_sim__market_options o = {
         .symbols = syms,
         .n_symbols = 2,
         .data_path = FIXTURE_DIR,
@@ -534,16 +534,16 @@ Test(sim_market_csv, data_directory_with_several_symbols)
         .book_levels = 3,
     };
     struct cq_err err;
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "%s", err.message);
-    cr_expect(dec_eq_str(sim_market_last_price(m, 0), "100.00"));
-    cr_expect(dec_eq_str(sim_market_last_price(m, 1), "10.00"));
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 0), "100.00"));
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 1), "10.00"));
     struct recorder r;
     rec_attach(&r, m);
     r.levels = 3;
     r.tick[0] = r.tick[1] = syms[0].filters.tick_size;
     r.step[0] = r.step[1] = syms[0].filters.step_size;
-    sim_market_advance(m, START_MS + 3 * MIN_MS);
+    cq_sim__market_advance(m, START_MS + 3 * MIN_MS);
     cr_expect_eq(r.book_errors, 0, "%s", r.book_error);
     bool seen[2] = {false, false};
     for (size_t i = 1; i < r.n; i++) {
@@ -553,11 +553,11 @@ Test(sim_market_csv, data_directory_with_several_symbols)
     }
     cr_expect(seen[0] && seen[1]);
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 
     /* a symbol without a file is named */
     syms[1] = make_symbol("NOPEUSDT", "0.01", "0.001");
-    m = sim_market_new(&o, &err);
+    m = cq_sim__market_new(&o, &err);
     cr_assert_null(m);
     cr_expect_not_null(strstr(err.message, "NOPEUSDT-1m.csv"), "%s", err.message);
 }
@@ -566,8 +566,8 @@ Test(sim_market_csv, data_directory_with_several_symbols)
 
 static void expect_load_error(const char *path, const char *where, const char *what)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market_options o = {
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market_options o = {
         .symbols = &sym,
         .n_symbols = 1,
         .data_path = path,
@@ -578,7 +578,7 @@ static void expect_load_error(const char *path, const char *where, const char *w
     };
     struct cq_err err;
     memset(&err, 0, sizeof(err));
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_null(m, "%s loaded", path);
     cr_expect_not_null(strstr(err.message, where), "'%s' does not name %s", err.message, where);
     cr_expect_not_null(strstr(err.message, what), "'%s' does not say %s", err.message, what);
@@ -633,23 +633,23 @@ Test(sim_market_csv_errors, missing_file)
 
 Test(sim_market_csv_errors, bad_options)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market_options o = {.symbols = &sym, .n_symbols = 1, .book_levels = 101};
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market_options o = {.symbols = &sym, .n_symbols = 1, .book_levels = 101};
     struct cq_err err;
-    cr_expect_null(sim_market_new(&o, &err), "book_levels above SIM_DEPTH_MAX");
+    cr_expect_null(cq_sim__market_new(&o, &err), "book_levels above SIM_DEPTH_MAX");
     o.book_levels = 5;
     sym.filters.tick_size = CQ_DEC_ZERO;
-    cr_expect_null(sim_market_new(&o, &err), "a zero tick size");
+    cr_expect_null(cq_sim__market_new(&o, &err), "a zero tick size");
     o.n_symbols = 0;
-    cr_expect_null(sim_market_new(&o, &err), "no symbols");
+    cr_expect_null(cq_sim__market_new(&o, &err), "no symbols");
 }
 
 /* ---- determinism --------------------------------------------------------------------- */
 
-static struct sim_market *synth_market(uint64_t seed, int64_t start_ms, size_t history,
-                                       const struct sim_symbol *syms, size_t n)
+static struct cq_sim__market *synth_market(uint64_t seed, int64_t start_ms, size_t history,
+                                       const struct cq_sim__symbol *syms, size_t n)
 {
-    struct sim_market_options o = {
+    struct cq_sim__market_options o = {
         .symbols = syms,
         .n_symbols = n,
         .data_path = NULL,
@@ -659,26 +659,26 @@ static struct sim_market *synth_market(uint64_t seed, int64_t start_ms, size_t h
         .book_levels = 10,
     };
     struct cq_err err;
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "%s", err.message);
     return m;
 }
 
 static char *run_synth(uint64_t seed, int64_t step_ms)
 {
-    struct sim_symbol syms[2] = {make_symbol("BTCUSDT", "0.01", "0.00001"),
+    struct cq_sim__symbol syms[2] = {make_symbol("BTCUSDT", "0.01", "0.00001"),
                                  make_symbol("DOGEUSDT", "0.00001", "1")};
-    struct sim_market *m = synth_market(seed, START_MS, 50, syms, 2);
+    struct cq_sim__market *m = synth_market(seed, START_MS, 50, syms, 2);
     struct recorder r;
     rec_attach(&r, m);
     int64_t end = START_MS + 20 * MIN_MS;
     for (int64_t t = START_MS; t < end; t += step_ms) {
-        sim_market_advance(m, t);
+        cq_sim__market_advance(m, t);
     }
-    sim_market_advance(m, end);
+    cq_sim__market_advance(m, end);
     char *s = serialize(&r);
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
     return s;
 }
 
@@ -700,25 +700,25 @@ Test(sim_market_determinism, same_seed_same_events_whatever_the_slicing)
 
 Test(sim_market_determinism, different_seed_different_synthetic_path_same_csv_bars)
 {
-    struct sim_symbol sym = make_symbol("ETHUSDT", "0.01", "0.0001");
-    struct sim_market *a = synth_market(1, START_MS, 0, &sym, 1);
-    struct sim_market *b = synth_market(2, START_MS, 0, &sym, 1);
-    cr_expect(dec_eq_str(sim_market_last_price(a, 0), "2000.00"), "ETHUSDT starts at 2000");
-    sim_market_advance(a, START_MS + 30 * MIN_MS);
-    sim_market_advance(b, START_MS + 30 * MIN_MS);
-    cr_expect(cq_dec_cmp(sim_market_last_price(a, 0), sim_market_last_price(b, 0)) != 0);
-    sim_market_free(a);
-    sim_market_free(b);
+    struct cq_sim__symbol sym = make_symbol("ETHUSDT", "0.01", "0.0001");
+    struct cq_sim__market *a = synth_market(1, START_MS, 0, &sym, 1);
+    struct cq_sim__market *b = synth_market(2, START_MS, 0, &sym, 1);
+    cr_expect(dec_eq_str(cq_sim__market_last_price(a, 0), "2000.00"), "ETHUSDT starts at 2000");
+    cq_sim__market_advance(a, START_MS + 30 * MIN_MS);
+    cq_sim__market_advance(b, START_MS + 30 * MIN_MS);
+    cr_expect(cq_dec_cmp(cq_sim__market_last_price(a, 0), cq_sim__market_last_price(b, 0)) != 0);
+    cq_sim__market_free(a);
+    cq_sim__market_free(b);
 
     /* with data the bars are the data's whatever the seed; the trades differ */
-    struct sim_symbol t = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market *c = basic_market(1, 2, 5, &t);
-    struct sim_market *d = basic_market(2, 2, 5, &t);
+    struct cq_sim__symbol t = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market *c = basic_market(1, 2, 5, &t);
+    struct cq_sim__market *d = basic_market(2, 2, 5, &t);
     struct recorder rc, rd;
     rec_attach(&rc, c);
     rec_attach(&rd, d);
-    sim_market_advance(c, START_MS + 12 * MIN_MS);
-    sim_market_advance(d, START_MS + 12 * MIN_MS);
+    cq_sim__market_advance(c, START_MS + 12 * MIN_MS);
+    cq_sim__market_advance(d, START_MS + 12 * MIN_MS);
     char *sc = serialize(&rc);
     char *sd = serialize(&rd);
     cr_expect_str_neq(sc, sd);
@@ -731,7 +731,7 @@ Test(sim_market_determinism, different_seed_different_synthetic_path_same_csv_ba
             j++;
         }
         cr_assert_lt(j, rd.n);
-        const struct sim_kline *x = &rc.ev[i].kline, *y = &rd.ev[j].kline;
+        const struct cq_sim__kline *x = &rc.ev[i].kline, *y = &rd.ev[j].kline;
         cr_expect(x->open_ms == y->open_ms && cq_dec_cmp(x->open, y->open) == 0 &&
                   cq_dec_cmp(x->high, y->high) == 0 && cq_dec_cmp(x->low, y->low) == 0 &&
                   cq_dec_cmp(x->close, y->close) == 0 && cq_dec_cmp(x->volume, y->volume) == 0);
@@ -743,20 +743,20 @@ Test(sim_market_determinism, different_seed_different_synthetic_path_same_csv_ba
     free(sd);
     rec_free(&rc);
     rec_free(&rd);
-    sim_market_free(c);
-    sim_market_free(d);
+    cq_sim__market_free(c);
+    cq_sim__market_free(d);
 }
 
 Test(sim_market_synthetic, realistic_start_prices_on_the_grid)
 {
-    struct sim_symbol syms[4] = {
+    struct cq_sim__symbol syms[4] = {
         make_symbol("BTCUSDT", "0.01", "0.00001"), make_symbol("ETHUSDT", "0.01", "0.0001"),
         make_symbol("DOGEUSDT", "0.00001", "1"), make_symbol("SOLUSDT", "0.01", "0.001")};
-    struct sim_market *m = synth_market(5, START_MS, 0, syms, 4);
-    cr_expect(dec_eq_str(sim_market_last_price(m, 0), "30000.00"));
-    cr_expect(dec_eq_str(sim_market_last_price(m, 1), "2000.00"));
-    cr_expect(dec_eq_str(sim_market_last_price(m, 2), "0.07000"));
-    cr_expect(dec_eq_str(sim_market_last_price(m, 3), "100.00"));
+    struct cq_sim__market *m = synth_market(5, START_MS, 0, syms, 4);
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 0), "30000.00"));
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 1), "2000.00"));
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 2), "0.07000"));
+    cr_expect(dec_eq_str(cq_sim__market_last_price(m, 3), "100.00"));
     struct recorder r;
     rec_attach(&r, m);
     r.levels = 10;
@@ -764,7 +764,7 @@ Test(sim_market_synthetic, realistic_start_prices_on_the_grid)
         r.tick[i] = syms[i].filters.tick_size;
         r.step[i] = syms[i].filters.step_size;
     }
-    sim_market_advance(m, START_MS + 60 * MIN_MS);
+    cq_sim__market_advance(m, START_MS + 60 * MIN_MS);
     cr_expect_eq(r.book_errors, 0, "%s", r.book_error);
     size_t trades = 0;
     for (size_t i = 0; i < r.n; i++) {
@@ -778,34 +778,34 @@ Test(sim_market_synthetic, realistic_start_prices_on_the_grid)
     cr_expect_geq(trades, 4 * 60 * 5);
     cr_expect_leq(trades, 4 * 60 * 40);
     /* an hour of random walk stays near its start (10%) */
-    cr_expect(cq_dec_cmp(sim_market_last_price(m, 0), dec("27000")) > 0 &&
-              cq_dec_cmp(sim_market_last_price(m, 0), dec("33000")) < 0);
+    cr_expect(cq_dec_cmp(cq_sim__market_last_price(m, 0), dec("27000")) > 0 &&
+              cq_dec_cmp(cq_sim__market_last_price(m, 0), dec("33000")) < 0);
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 /* ---- aggregation and klines queries -------------------------------------------------------- */
 
 Test(sim_market_klines, aggregates_equal_their_1m_bars)
 {
-    struct sim_symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
-    struct sim_market *m = synth_market(9, START_MS, 3000, &sym, 1);
-    sim_market_advance(m, START_MS + 30 * MIN_MS + 12345);
-    static struct sim_kline ones[4000];
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market *m = synth_market(9, START_MS, 3000, &sym, 1);
+    cq_sim__market_advance(m, START_MS + 30 * MIN_MS + 12345);
+    static struct cq_sim__kline ones[4000];
     struct kline_list l1 = {ones, 0};
-    cr_assert_eq(sim_market_klines(m, 0, "1m", 1, 0, 4000, collect, &l1), 3031);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 1, 0, 4000, collect, &l1), 3031);
     cr_expect_not(ones[3030].closed, "the newest 1m bar is forming");
     cr_expect(ones[3029].closed);
     static const char *const ivs[] = {"3m", "5m", "15m", "1h", "4h", "1d"};
     for (size_t v = 0; v < sizeof(ivs) / sizeof(ivs[0]); v++) {
-        int64_t iv = sim_interval_ms(ivs[v]);
-        static struct sim_kline agg[2000];
+        int64_t iv = cq_sim__interval_ms(ivs[v]);
+        static struct cq_sim__kline agg[2000];
         struct kline_list la = {agg, 0};
-        int n = sim_market_klines(m, 0, ivs[v], 1, 0, 2000, collect, &la);
+        int n = cq_sim__market_klines(m, 0, ivs[v], 1, 0, 2000, collect, &la);
         cr_assert_gt(n, 0);
         size_t j = 0;
         for (int b = 0; b < n; b++) {
-            const struct sim_kline *k = &agg[b];
+            const struct cq_sim__kline *k = &agg[b];
             cr_assert_eq(k->open_ms % iv, 0, "%s bucket aligned", ivs[v]);
             cr_assert_eq(k->close_ms, k->open_ms + iv - 1);
             cq_dec hi = ones[j].high, lo = ones[j].low, vol = CQ_DEC_ZERO, q = CQ_DEC_ZERO;
@@ -833,7 +833,7 @@ Test(sim_market_klines, aggregates_equal_their_1m_bars)
         }
         cr_expect_eq(j, l1.n, "%s buckets cover every 1m bar", ivs[v]);
     }
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_klines, week_starts_monday_month_is_calendar)
@@ -842,11 +842,11 @@ Test(sim_market_klines, week_starts_monday_month_is_calendar)
     const int64_t start = 1709253000000LL;
     const int64_t feb1 = 1706745600000LL, mar1 = 1709251200000LL, apr1 = 1711929600000LL;
     const int64_t mon = 1708905600000LL; /* Monday 2024-02-26 */
-    struct sim_symbol sym = make_symbol("ETHUSDT", "0.01", "0.0001");
-    struct sim_market *m = synth_market(4, start, 3000, &sym, 1);
-    struct sim_kline k[8];
+    struct cq_sim__symbol sym = make_symbol("ETHUSDT", "0.01", "0.0001");
+    struct cq_sim__market *m = synth_market(4, start, 3000, &sym, 1);
+    struct cq_sim__kline k[8];
     struct kline_list l = {k, 0};
-    cr_assert_eq(sim_market_klines(m, 0, "1M", 0, 0, 10, collect, &l), 2);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1M", 0, 0, 10, collect, &l), 2);
     cr_expect_eq(k[0].open_ms, feb1);
     cr_expect_eq(k[0].close_ms, mar1 - 1);
     cr_expect(k[0].closed, "February is over");
@@ -854,34 +854,34 @@ Test(sim_market_klines, week_starts_monday_month_is_calendar)
     cr_expect_eq(k[1].close_ms, apr1 - 1);
     cr_expect_not(k[1].closed);
     l.n = 0;
-    cr_assert_eq(sim_market_klines(m, 0, "1w", 0, 0, 10, collect, &l), 1);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1w", 0, 0, 10, collect, &l), 1);
     cr_expect_eq(k[0].open_ms, mon);
     cr_expect_eq(k[0].close_ms, mon + 7 * 86400000LL - 1);
     l.n = 0;
-    cr_assert_eq(sim_market_klines(m, 0, "1d", 0, 0, 10, collect, &l), 4, "Feb 27, 28, 29, Mar 1");
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1d", 0, 0, 10, collect, &l), 4, "Feb 27, 28, 29, Mar 1");
     cr_expect_eq(k[2].open_ms, mar1 - 86400000LL);
     cr_expect_eq(k[3].open_ms, mar1);
-    cr_expect_eq(sim_interval_ms("1M"), 30 * 86400000LL);
-    cr_expect_eq(sim_interval_ms("1w"), 7 * 86400000LL);
-    cr_expect_eq(sim_interval_ms("1m"), 60000);
-    cr_expect_eq(sim_interval_ms("2h"), 7200000);
-    cr_expect_eq(sim_interval_ms("7m"), -1);
-    cr_expect_eq(sim_market_klines(m, 0, "7m", 0, 0, 10, collect, &l), -CQ_EINVAL);
-    cr_expect_eq(sim_market_klines(m, 5, "1m", 0, 0, 10, collect, &l), -CQ_EINVAL);
-    sim_market_free(m);
+    cr_expect_eq(cq_sim__interval_ms("1M"), 30 * 86400000LL);
+    cr_expect_eq(cq_sim__interval_ms("1w"), 7 * 86400000LL);
+    cr_expect_eq(cq_sim__interval_ms("1m"), 60000);
+    cr_expect_eq(cq_sim__interval_ms("2h"), 7200000);
+    cr_expect_eq(cq_sim__interval_ms("7m"), -1);
+    cr_expect_eq(cq_sim__market_klines(m, 0, "7m", 0, 0, 10, collect, &l), -CQ_EINVAL);
+    cr_expect_eq(cq_sim__market_klines(m, 5, "1m", 0, 0, 10, collect, &l), -CQ_EINVAL);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_klines, start_end_limit_like_binance)
 {
-    struct sim_symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
-    struct sim_market *m = synth_market(6, START_MS, 1000, &sym, 1);
-    sim_market_advance(m, START_MS + 90 * 1000);
-    int64_t now = sim_market_now_ms(m);
-    static struct sim_kline k[1200];
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market *m = synth_market(6, START_MS, 1000, &sym, 1);
+    cq_sim__market_advance(m, START_MS + 90 * 1000);
+    int64_t now = cq_sim__market_now_ms(m);
+    static struct cq_sim__kline k[1200];
     struct kline_list l = {k, 0};
 
     /* no start: the newest `limit`, chronological, the forming one last */
-    cr_assert_eq(sim_market_klines(m, 0, "1m", 0, 0, 5, collect, &l), 5);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 0, 0, 5, collect, &l), 5);
     cr_expect_eq(k[4].open_ms, START_MS + MIN_MS, "the newest is the forming bar");
     cr_expect_not(k[4].closed);
     for (int i = 1; i < 5; i++) {
@@ -889,52 +889,52 @@ Test(sim_market_klines, start_end_limit_like_binance)
     }
     /* limit 0: Binance's default 500 */
     l.n = 0;
-    cr_expect_eq(sim_market_klines(m, 0, "1m", 0, 0, 0, collect, &l), 500);
+    cr_expect_eq(cq_sim__market_klines(m, 0, "1m", 0, 0, 0, collect, &l), 500);
     /* start: the oldest `limit` at or after it */
     l.n = 0;
     int64_t from = START_MS - 100 * MIN_MS + 1;
-    cr_assert_eq(sim_market_klines(m, 0, "1m", from, 0, 3, collect, &l), 3);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", from, 0, 3, collect, &l), 3);
     cr_expect_eq(k[0].open_ms, START_MS - 99 * MIN_MS, "first open at or after start");
     cr_expect_eq(k[2].open_ms, START_MS - 97 * MIN_MS);
     /* start and end */
     l.n = 0;
-    cr_assert_eq(sim_market_klines(m, 0, "1m", START_MS - 10 * MIN_MS, START_MS - 6 * MIN_MS, 100,
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", START_MS - 10 * MIN_MS, START_MS - 6 * MIN_MS, 100,
                                    collect, &l),
                  5);
     cr_expect_eq(k[4].open_ms, START_MS - 6 * MIN_MS);
     /* end only: newest with open <= end */
     l.n = 0;
-    cr_assert_eq(sim_market_klines(m, 0, "1m", 0, START_MS - 6 * MIN_MS - 1, 2, collect, &l), 2);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 0, START_MS - 6 * MIN_MS - 1, 2, collect, &l), 2);
     cr_expect_eq(k[1].open_ms, START_MS - 7 * MIN_MS);
     cr_expect(k[1].closed);
     /* end inside a 1h bucket returns that whole bucket */
     l.n = 0;
     int64_t hour = (START_MS - 200 * MIN_MS) / 3600000 * 3600000;
-    cr_assert_eq(sim_market_klines(m, 0, "1h", 0, hour + 1, 1, collect, &l), 1);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1h", 0, hour + 1, 1, collect, &l), 1);
     cr_expect_eq(k[0].open_ms, hour);
-    struct sim_kline ones[60];
+    struct cq_sim__kline ones[60];
     struct kline_list l1 = {ones, 0};
-    cr_assert_eq(sim_market_klines(m, 0, "1m", hour, hour + 3599999, 60, collect, &l1), 60);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", hour, hour + 3599999, 60, collect, &l1), 60);
     cr_expect(cq_dec_cmp(k[0].close, ones[59].close) == 0);
     /* a start after now: nothing */
     l.n = 0;
-    cr_expect_eq(sim_market_klines(m, 0, "1m", now + 1, 0, 10, collect, &l), 0);
-    sim_market_free(m);
+    cr_expect_eq(cq_sim__market_klines(m, 0, "1m", now + 1, 0, 10, collect, &l), 0);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_ticker, rolling_24h_and_the_book)
 {
-    struct sim_symbol sym = make_symbol("DOGEUSDT", "0.00001", "1");
-    struct sim_market *m = synth_market(8, START_MS, 2000, &sym, 1);
-    sim_market_advance(m, START_MS + 5 * MIN_MS + 30000);
-    int64_t now = sim_market_now_ms(m);
-    struct sim_ticker24 t;
-    sim_market_ticker24(m, 0, &t);
+    struct cq_sim__symbol sym = make_symbol("DOGEUSDT", "0.00001", "1");
+    struct cq_sim__market *m = synth_market(8, START_MS, 2000, &sym, 1);
+    cq_sim__market_advance(m, START_MS + 5 * MIN_MS + 30000);
+    int64_t now = cq_sim__market_now_ms(m);
+    struct cq_sim__ticker24 t;
+    cq_sim__market_ticker24(m, 0, &t);
     cr_expect_eq(t.close_ms, now);
     cr_expect_eq(t.open_ms, now - 86400000LL);
-    static struct sim_kline k[1500];
+    static struct cq_sim__kline k[1500];
     struct kline_list l = {k, 0};
-    cr_assert_eq(sim_market_klines(m, 0, "1m", now - 86400000LL + 1, 0, 1500, collect, &l), 1440);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", now - 86400000LL + 1, 0, 1500, collect, &l), 1440);
     cq_dec vol = CQ_DEC_ZERO, hi = k[0].high, lo = k[0].low;
     uint64_t count = 0;
     for (size_t i = 0; i < l.n; i++) {
@@ -949,33 +949,33 @@ Test(sim_market_ticker, rolling_24h_and_the_book)
     cr_expect(cq_dec_cmp(t.low, lo) == 0);
     cr_expect_eq(t.count, count);
     cr_expect_eq(t.last_id - t.first_id + 1, count);
-    cr_expect(cq_dec_cmp(t.last, sim_market_last_price(m, 0)) == 0);
-    struct sim_book_view b;
-    sim_market_book(m, 0, &b);
+    cr_expect(cq_dec_cmp(t.last, cq_sim__market_last_price(m, 0)) == 0);
+    struct cq_sim__book_view b;
+    cq_sim__market_book(m, 0, &b);
     cr_expect(cq_dec_cmp(t.bid, b.bids[0].price) == 0 && cq_dec_cmp(t.ask, b.asks[0].price) == 0);
     cr_expect(cq_dec_cmp(t.bid_qty, b.bids[0].qty) == 0);
     cr_expect_gt(cq_dec_sign(t.last_qty), 0);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 /* ---- book ------------------------------------------------------------------------------ */
 
 Test(sim_market_book, shape_after_every_trade)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market *m = basic_market(21, 2, 20, &sym);
-    struct sim_book_view b;
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market *m = basic_market(21, 2, 20, &sym);
+    struct cq_sim__book_view b;
     char why[256];
-    sim_market_book(m, 0, &b);
+    cq_sim__market_book(m, 0, &b);
     check_book(&b, sym.filters.tick_size, sym.filters.step_size, 20, why, sizeof(why));
     cr_expect_str_eq(why, "", "initial book");
-    uint64_t id0 = sim_market_book_update_id(m, 0);
+    uint64_t id0 = cq_sim__market_book_update_id(m, 0);
     struct recorder r;
     rec_attach(&r, m);
     r.levels = 20;
     r.tick[0] = sym.filters.tick_size;
     r.step[0] = sym.filters.step_size;
-    sim_market_advance(m, START_MS + 12 * MIN_MS);
+    cq_sim__market_advance(m, START_MS + 12 * MIN_MS);
     cr_expect_eq(r.book_errors, 0, "%s", r.book_error);
     uint64_t prev = id0;
     size_t books = 0;
@@ -987,8 +987,8 @@ Test(sim_market_book, shape_after_every_trade)
         }
     }
     cr_expect_gt(books, 20);
-    cr_expect_eq(sim_market_book_update_id(m, 0), prev);
-    sim_market_book(m, 0, &b);
+    cr_expect_eq(cq_sim__market_book_update_id(m, 0), prev);
+    cq_sim__market_book(m, 0, &b);
     check_book(&b, sym.filters.tick_size, sym.filters.step_size, 20, why, sizeof(why));
     cr_expect_str_eq(why, "");
     /* levels hold a few average trades of the last bar (5.555 in 5..40 trades):
@@ -997,7 +997,7 @@ Test(sim_market_book, shape_after_every_trade)
         cr_expect(cq_dec_cmp(b.bids[i].qty, dec("12.89")) <= 0, "bid %zu qty too large", i);
         cr_expect(cq_dec_cmp(b.asks[i].qty, dec("12.89")) <= 0, "ask %zu qty too large", i);
     }
-    sim_market_free(m);
+    cq_sim__market_free(m);
     rec_free(&r);
 }
 
@@ -1005,39 +1005,39 @@ Test(sim_market_book, shape_after_every_trade)
 
 Test(sim_market_pause, time_moves_nothing_is_emitted_price_holds)
 {
-    struct sim_symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
-    struct sim_market *m = synth_market(12, START_MS, 10, &sym, 1);
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market *m = synth_market(12, START_MS, 10, &sym, 1);
     struct recorder r;
     rec_attach(&r, m);
     int64_t pause_at = START_MS + 3 * MIN_MS + 20000;
-    sim_market_advance(m, pause_at);
+    cq_sim__market_advance(m, pause_at);
     size_t before = r.n;
-    cq_dec price = sim_market_last_price(m, 0);
-    uint64_t book_id = sim_market_book_update_id(m, 0);
+    cq_dec price = cq_sim__market_last_price(m, 0);
+    uint64_t book_id = cq_sim__market_book_update_id(m, 0);
     uint64_t last_id = 0;
     for (size_t i = 0; i < r.n; i++) {
         if (r.ev[i].kind == REC_TRADE) {
             last_id = r.ev[i].trade.trade_id;
         }
     }
-    sim_market_set_paused(m, true);
-    sim_market_set_paused(m, true); /* idempotent */
-    cr_expect_eq(sim_market_next_event_ms(m), INT64_MAX);
+    cq_sim__market_set_paused(m, true);
+    cq_sim__market_set_paused(m, true); /* idempotent */
+    cr_expect_eq(cq_sim__market_next_event_ms(m), INT64_MAX);
     int64_t resume_at = pause_at + 10 * MIN_MS + 5000;
     for (int64_t t = pause_at; t <= resume_at; t += 1000) {
-        cr_expect_eq(sim_market_advance(m, t), 0);
+        cr_expect_eq(cq_sim__market_advance(m, t), 0);
     }
     cr_expect_eq(r.n, before, "nothing emitted while paused");
-    cr_expect_eq(sim_market_now_ms(m), resume_at, "time moved");
-    cr_expect(cq_dec_cmp(sim_market_last_price(m, 0), price) == 0, "price held");
-    cr_expect_eq(sim_market_book_update_id(m, 0), book_id, "book held");
-    struct sim_ticker24 t;
-    sim_market_ticker24(m, 0, &t);
+    cr_expect_eq(cq_sim__market_now_ms(m), resume_at, "time moved");
+    cr_expect(cq_dec_cmp(cq_sim__market_last_price(m, 0), price) == 0, "price held");
+    cr_expect_eq(cq_sim__market_book_update_id(m, 0), book_id, "book held");
+    struct cq_sim__ticker24 t;
+    cq_sim__market_ticker24(m, 0, &t);
     cr_expect(cq_dec_cmp(t.last, price) == 0);
 
-    sim_market_set_paused(m, false);
-    sim_market_set_paused(m, false);
-    cr_expect_gt(sim_market_advance(m, resume_at + 3 * MIN_MS), 0, "the market resumes");
+    cq_sim__market_set_paused(m, false);
+    cq_sim__market_set_paused(m, false);
+    cr_expect_gt(cq_sim__market_advance(m, resume_at + 3 * MIN_MS), 0, "the market resumes");
     bool first = true;
     for (size_t i = before; i < r.n; i++) {
         cr_assert_gt(event_time(&r.ev[i]), resume_at, "nothing dated inside the pause");
@@ -1047,9 +1047,9 @@ Test(sim_market_pause, time_moves_nothing_is_emitted_price_holds)
         }
     }
     /* the bar cut by the pause closed; the paused minutes are a gap */
-    struct sim_kline k[32];
+    struct cq_sim__kline k[32];
     struct kline_list l = {k, 0};
-    int n = sim_market_klines(m, 0, "1m", START_MS, 0, 32, collect, &l);
+    int n = cq_sim__market_klines(m, 0, "1m", START_MS, 0, 32, collect, &l);
     cr_assert_eq(n, 4 + 3, "bars 0..3, then the three after resume");
     cr_expect(k[3].closed);
     cr_expect_eq(k[3].open_ms, START_MS + 3 * MIN_MS);
@@ -1057,15 +1057,15 @@ Test(sim_market_pause, time_moves_nothing_is_emitted_price_holds)
                  "the next bar opens at the first minute after resume");
     cr_expect(cq_dec_cmp(k[4].open, price) == 0, "the walk resumes from the held price");
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 /* ---- data exhaustion ------------------------------------------------------------------------ */
 
 Test(sim_market_loop, restarts_rescaled_and_continuous)
 {
-    struct sim_symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
-    struct sim_market_options o = {
+    struct cq_sim__symbol sym = make_symbol("TESTUSDT", "0.01", "0.001");
+    struct cq_sim__market_options o = {
         .symbols = &sym,
         .n_symbols = 1,
         .data_path = LOOP_CSV,
@@ -1075,7 +1075,7 @@ Test(sim_market_loop, restarts_rescaled_and_continuous)
         .book_levels = 5,
     };
     struct cq_err err;
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "%s", err.message);
     struct recorder r;
     rec_attach(&r, m);
@@ -1083,7 +1083,7 @@ Test(sim_market_loop, restarts_rescaled_and_continuous)
     r.tick[0] = sym.filters.tick_size;
     r.step[0] = sym.filters.step_size;
     /* rows at +0, +1, +4, +5 minutes; loops of 6 minutes */
-    sim_market_advance(m, START_MS + 13 * MIN_MS - 1);
+    cq_sim__market_advance(m, START_MS + 13 * MIN_MS - 1);
     cr_expect_eq(r.book_errors, 0, "%s", r.book_error);
     static const struct {
         int64_t minute;
@@ -1115,7 +1115,7 @@ Test(sim_market_loop, restarts_rescaled_and_continuous)
             continue;
         }
         cr_assert_lt(w, sizeof(want) / sizeof(want[0]));
-        const struct sim_kline *k = &e->kline;
+        const struct cq_sim__kline *k = &e->kline;
         cr_expect_eq(k->open_ms, START_MS + want[w].minute * MIN_MS, "bar %zu time", w);
         cr_expect(dec_eq_str(k->open, want[w].o), "bar %zu open", w);
         cr_expect(dec_eq_str(k->high, want[w].h), "bar %zu high", w);
@@ -1126,7 +1126,7 @@ Test(sim_market_loop, restarts_rescaled_and_continuous)
     }
     cr_expect_eq(w, sizeof(want) / sizeof(want[0]));
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 /* ---- real data ---------------------------------------------------------------------------- */
@@ -1140,7 +1140,7 @@ static bool real_data_present(void)
     return false;
 }
 
-static void expect_row(const struct sim_kline *k, const struct csv_row *row, int64_t offset,
+static void expect_row(const struct cq_sim__kline *k, const struct csv_row *row, int64_t offset,
                        size_t i)
 {
     cr_assert_eq(k->open_ms, row->open_ms + offset, "row %zu open time", i);
@@ -1159,8 +1159,8 @@ Test(sim_market_real, btcusdt_first_3000_rows_replay_exactly, .timeout = 60)
     enum { N = 3000 };
     static struct csv_row rows[N];
     cr_assert_eq(read_csv(BTC_CSV, rows, N), N);
-    struct sim_symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
-    struct sim_market_options o = {
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market_options o = {
         .symbols = &sym,
         .n_symbols = 1,
         .data_path = BTC_CSV,
@@ -1170,12 +1170,12 @@ Test(sim_market_real, btcusdt_first_3000_rows_replay_exactly, .timeout = 60)
         .book_levels = 20,
     };
     struct cq_err err;
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "%s", err.message);
     struct recorder r;
     rec_attach(&r, m);
     int64_t offset = START_MS - rows[0].open_ms;
-    sim_market_advance(m, rows[N - 1].open_ms + offset + MIN_MS - 1);
+    cq_sim__market_advance(m, rows[N - 1].open_ms + offset + MIN_MS - 1);
     size_t row = 0;
     for (size_t i = 0; i < r.n; i++) {
         if (r.ev[i].kind == REC_KLINE && r.ev[i].kline.closed) {
@@ -1186,7 +1186,7 @@ Test(sim_market_real, btcusdt_first_3000_rows_replay_exactly, .timeout = 60)
     }
     cr_expect_eq(row, N);
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }
 
 Test(sim_market_real, btcusdt_halt_gap_is_replayed_as_a_gap, .timeout = 60)
@@ -1206,8 +1206,8 @@ Test(sim_market_real, btcusdt_halt_gap_is_replayed_as_a_gap, .timeout = 60)
     }
     cr_assert_gt(gap, 200);
     cr_assert_eq(rows[gap].open_ms - rows[gap - 1].open_ms, 81 * MIN_MS, "80 minutes missing");
-    struct sim_symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
-    struct sim_market_options o = {
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market_options o = {
         .symbols = &sym,
         .n_symbols = 1,
         .data_path = BTC_CSV,
@@ -1217,14 +1217,14 @@ Test(sim_market_real, btcusdt_halt_gap_is_replayed_as_a_gap, .timeout = 60)
         .book_levels = 20,
     };
     struct cq_err err;
-    struct sim_market *m = sim_market_new(&o, &err);
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
     cr_assert_not_null(m, "%s", err.message);
     struct recorder r;
     rec_attach(&r, m);
     int64_t offset = START_MS - rows[gap - 100].open_ms;
     int64_t gap_from = rows[gap - 1].open_ms + offset + MIN_MS;
     int64_t gap_to = rows[gap].open_ms + offset;
-    sim_market_advance(m, rows[gap + 20].open_ms + offset + MIN_MS - 1);
+    cq_sim__market_advance(m, rows[gap + 20].open_ms + offset + MIN_MS - 1);
     size_t row = gap - 100, flat = 0;
     for (size_t i = 0; i < r.n; i++) {
         const struct rec_event *e = &r.ev[i];
@@ -1243,5 +1243,5 @@ Test(sim_market_real, btcusdt_halt_gap_is_replayed_as_a_gap, .timeout = 60)
     cr_expect_eq(row, gap + 21);
     cr_expect_eq(flat, 72, "the halt's 72 flat candles are replayed");
     rec_free(&r);
-    sim_market_free(m);
+    cq_sim__market_free(m);
 }

@@ -1130,23 +1130,23 @@ Test(sim_rest, loopback_rule_helper)
 {
     struct sockaddr_in a4 = {.sin_family = AF_INET};
     inet_pton(AF_INET, "127.0.0.1", &a4.sin_addr);
-    cr_expect(sim_peer_is_loopback((struct sockaddr *)&a4));
+    cr_expect(cq_sim__peer_is_loopback((struct sockaddr *)&a4));
     inet_pton(AF_INET, "127.9.8.7", &a4.sin_addr);
-    cr_expect(sim_peer_is_loopback((struct sockaddr *)&a4));
+    cr_expect(cq_sim__peer_is_loopback((struct sockaddr *)&a4));
     inet_pton(AF_INET, "10.0.0.1", &a4.sin_addr);
-    cr_expect_not(sim_peer_is_loopback((struct sockaddr *)&a4));
+    cr_expect_not(cq_sim__peer_is_loopback((struct sockaddr *)&a4));
     inet_pton(AF_INET, "128.0.0.1", &a4.sin_addr);
-    cr_expect_not(sim_peer_is_loopback((struct sockaddr *)&a4));
+    cr_expect_not(cq_sim__peer_is_loopback((struct sockaddr *)&a4));
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
     inet_pton(AF_INET6, "::1", &a6.sin6_addr);
-    cr_expect(sim_peer_is_loopback((struct sockaddr *)&a6));
+    cr_expect(cq_sim__peer_is_loopback((struct sockaddr *)&a6));
     inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr);
-    cr_expect(sim_peer_is_loopback((struct sockaddr *)&a6));
+    cr_expect(cq_sim__peer_is_loopback((struct sockaddr *)&a6));
     inet_pton(AF_INET6, "::ffff:192.168.1.1", &a6.sin6_addr);
-    cr_expect_not(sim_peer_is_loopback((struct sockaddr *)&a6));
+    cr_expect_not(cq_sim__peer_is_loopback((struct sockaddr *)&a6));
     inet_pton(AF_INET6, "fe80::1", &a6.sin6_addr);
-    cr_expect_not(sim_peer_is_loopback((struct sockaddr *)&a6));
-    cr_expect_not(sim_peer_is_loopback(NULL));
+    cr_expect_not(cq_sim__peer_is_loopback((struct sockaddr *)&a6));
+    cr_expect_not(cq_sim__peer_is_loopback(NULL));
 }
 
 /* A non-loopback IPv4 address of this host, if it has one. */
@@ -1159,7 +1159,7 @@ static bool local_non_loopback_ipv4(char *out, size_t len)
     }
     for (struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
         if (i->ifa_addr != NULL && i->ifa_addr->sa_family == AF_INET &&
-            !sim_peer_is_loopback(i->ifa_addr)) {
+            !cq_sim__peer_is_loopback(i->ifa_addr)) {
             inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, out,
                       (socklen_t)len);
             found = true;

@@ -7,7 +7,7 @@
  * ping floods, bad handshakes) use a hand-written RFC 6455 client on a plain
  * socket, which can send what lws's client never would.
  *
- * User-data events are published straight through sim_ws_publish_* (with
+ * User-data events are published straight through cq_sim__ws_publish_* (with
  * sim->lock held, as sim.c does) so their fields can be checked exactly;
  * market events come from the running market model.
  */
@@ -702,7 +702,7 @@ static char g_key[SIM_LISTEN_KEY_LEN + 1];
 static void make_listen_key(void)
 {
     pthread_mutex_lock(&g_sim->lock);
-    const char *k = sim_listen_key_create(g_sim, sim_wall_ms());
+    const char *k = cq_sim__listen_key_create(g_sim, cq_sim__wall_ms());
     cr_assert_not_null(k);
     cq_strlcpy(g_key, k, sizeof g_key);
     pthread_mutex_unlock(&g_sim->lock);
@@ -755,7 +755,7 @@ Test(sim_ws, user_data_stream_exact_fields)
 
     /* A LIMIT BUY that rests, fills in two parts; a canceled order; an
      * expired MARKET remainder; one balance update. */
-    struct sim_order o = {
+    struct cq_sim__order o = {
         .order_id = 12345,
         .symbol_idx = 0,
         .client_id = "myOrder1",
@@ -773,27 +773,27 @@ Test(sim_ws, user_data_stream_exact_fields)
         .working_ms = 1700000000000,
         .is_working = true,
     };
-    struct sim_fill f1 = {.trade_id = 777,
+    struct cq_sim__fill f1 = {.trade_id = 777,
                           .price = dec("60000.5"),
                           .qty = dec("0.004"),
                           .quote_qty = dec("240.002"),
                           .commission = dec("0.000004"),
                           .commission_asset = "BTC",
                           .maker = true};
-    struct sim_fill f2 = {.trade_id = 778,
+    struct cq_sim__fill f2 = {.trade_id = 778,
                           .price = dec("60000.5"),
                           .qty = dec("0.006"),
                           .quote_qty = dec("360.003"),
                           .commission = dec("0.00000600"),
                           .commission_asset = "BTC",
                           .maker = true};
-    struct sim_order cancel = o;
+    struct cq_sim__order cancel = o;
     cancel.order_id = 12346;
     cq_strlcpy(cancel.client_id, "origCid", sizeof cancel.client_id);
     cancel.side = SIM_SELL;
     cancel.status = SIM_CANCELED;
     cancel.is_working = false;
-    struct sim_order market = {
+    struct cq_sim__order market = {
         .order_id = 12347,
         .client_id = "mkt1",
         .side = SIM_SELL,
@@ -810,35 +810,35 @@ Test(sim_ws, user_data_stream_exact_fields)
         .working_ms = -1,
         .is_working = false,
     };
-    struct sim_balance changed[2] = {
+    struct cq_sim__balance changed[2] = {
         {.asset = "BTC", .free = dec("0.01"), .locked = CQ_DEC_ZERO},
         {.asset = "USDT", .free = dec("9399.995"), .locked = dec("0.5")},
     };
 
     pthread_mutex_lock(&g_sim->lock);
-    const struct sim_symbol *sym = sim_engine_symbol(g_sim->engine, 0);
+    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(g_sim->engine, 0);
     cr_assert_str_eq(sym->symbol, "BTCUSDT");
-    struct sim_exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001};
-    sim_ws_publish_execution(g_sim->ws, sym, &r);
-    struct sim_order o1 = o;
+    struct cq_sim__exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001};
+    cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
+    struct cq_sim__order o1 = o;
     o1.status = SIM_PARTIALLY_FILLED;
     o1.executed_qty = dec("0.004");
     o1.cum_quote_qty = dec("240.002");
-    r = (struct sim_exec_report){&o1, SIM_EXEC_TRADE, &f1, "", "", 1700000000002};
-    sim_ws_publish_execution(g_sim->ws, sym, &r);
-    struct sim_order o2 = o1;
+    r = (struct cq_sim__exec_report){&o1, SIM_EXEC_TRADE, &f1, "", "", 1700000000002};
+    cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
+    struct cq_sim__order o2 = o1;
     o2.status = SIM_FILLED;
     o2.executed_qty = dec("0.01");
     o2.cum_quote_qty = dec("600.005");
     o2.is_working = false;
-    r = (struct sim_exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003};
-    sim_ws_publish_execution(g_sim->ws, sym, &r);
-    r = (struct sim_exec_report){&cancel,   SIM_EXEC_CANCELED, NULL,
+    r = (struct cq_sim__exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003};
+    cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
+    r = (struct cq_sim__exec_report){&cancel,   SIM_EXEC_CANCELED, NULL,
                                  "origCid", "cancelCid",       1700000000004};
-    sim_ws_publish_execution(g_sim->ws, sym, &r);
-    r = (struct sim_exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
-    sim_ws_publish_execution(g_sim->ws, sym, &r);
-    sim_ws_publish_account(g_sim->ws, changed, 2, 1700000000006);
+    cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
+    r = (struct cq_sim__exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
+    cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
+    cq_sim__ws_publish_account(g_sim->ws, changed, 2, 1700000000006);
     pthread_mutex_unlock(&g_sim->lock);
 
     int64_t last_exec_id = 0;
@@ -947,9 +947,9 @@ Test(sim_ws, user_data_on_combined_stream_is_wrapped_with_the_key)
     snprintf(path, sizeof path, "/stream?streams=%s/btcusdt@trade", g_key);
     struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
-    struct sim_balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
+    struct cq_sim__balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
     pthread_mutex_lock(&g_sim->lock);
-    sim_ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
+    cq_sim__ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
     pthread_mutex_unlock(&g_sim->lock);
     bool seen = false, seen_trade = false;
     int64_t deadline = now_ms() + 10000;
@@ -991,7 +991,7 @@ Test(sim_ws, listen_key_expiry_sends_event_then_closes)
             g_sim->listen_keys[i].active = false;
         }
     }
-    sim_ws_listen_key_closed(g_sim->ws, g_key, true, 1700000001234);
+    cq_sim__ws_listen_key_closed(g_sim->ws, g_key, true, 1700000001234);
     pthread_mutex_unlock(&g_sim->lock);
 
     json_t *m = tc_msg(tc, 0, 5000);
@@ -1019,7 +1019,7 @@ Test(sim_ws, listen_key_delete_closes_without_event)
     struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
     pthread_mutex_lock(&g_sim->lock);
-    cr_assert_eq(sim_listen_key_delete(g_sim, g_key), 0);
+    cr_assert_eq(cq_sim__listen_key_delete(g_sim, g_key), 0);
     pthread_mutex_unlock(&g_sim->lock);
     cr_assert(tc_wait_closed(tc, 5000));
     cr_assert_eq(tc_count(tc), 0, "no listenKeyExpired on a delete");
@@ -1045,9 +1045,9 @@ Test(sim_ws, subscribe_to_listen_key)
         "zzzzzzzzzzzzzzzzzzzzzz\"],\"id\":2}");
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")), 2);
     json_decref(r);
-    struct sim_balance changed[1] = {{.asset = "BTC", .free = dec("1"), .locked = CQ_DEC_ZERO}};
+    struct cq_sim__balance changed[1] = {{.asset = "BTC", .free = dec("1"), .locked = CQ_DEC_ZERO}};
     pthread_mutex_lock(&g_sim->lock);
-    sim_ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
+    cq_sim__ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
     pthread_mutex_unlock(&g_sim->lock);
     json_t *m = tc_msg(tc, cursor, 5000);
     cr_assert_not_null(m);
@@ -1299,7 +1299,7 @@ Test(sim_ws, slow_consumer_is_disconnected_and_counted)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     /* ~40 KB per event; the client reads nothing. */
     enum { N_ASSETS = 600 };
-    struct sim_balance *bal = calloc(N_ASSETS, sizeof *bal);
+    struct cq_sim__balance *bal = calloc(N_ASSETS, sizeof *bal);
     cr_assert_not_null(bal);
     for (int i = 0; i < N_ASSETS; i++) {
         snprintf(bal[i].asset, sizeof bal[i].asset, "A%u", (unsigned)(i % 1000));
@@ -1309,7 +1309,7 @@ Test(sim_ws, slow_consumer_is_disconnected_and_counted)
     uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
     for (int k = 0; k < 400; k++) {
         pthread_mutex_lock(&g_sim->lock);
-        sim_ws_publish_account(g_sim->ws, bal, N_ASSETS, 1700000000000 + k);
+        cq_sim__ws_publish_account(g_sim->ws, bal, N_ASSETS, 1700000000000 + k);
         pthread_mutex_unlock(&g_sim->lock);
     }
     free(bal);
@@ -1422,18 +1422,18 @@ Test(sim_ws, at_most_1024_streams_per_connection)
 
 Test(sim_ws, has_subscribers_follows_subscriptions)
 {
-    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
     struct tclient *tc = tc_open(g_port, "/ws/btcusdt@kline_3m/btcusdt@depth@100ms");
     cr_assert(tc_wait_established(tc, 3000));
-    cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
-    cr_assert(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+    cr_assert(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    cr_assert(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
     tc_free(tc);
     int64_t deadline = now_ms() + 3000;
-    while (sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m") && now_ms() < deadline) {
+    while (cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m") && now_ms() < deadline) {
         sleep_ms(10);
     }
-    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
-    cr_assert_not(sim_ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+    cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
+    cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
 }
 
 /* ---- hostile clients (issue 17, "Simulator WebSocket") ------------------------- */
@@ -1615,7 +1615,7 @@ Test(sim_ws, bad_handshakes_get_an_http_status_and_a_body)
 
 Test(sim_ws, subscription_storage_is_freed_when_connections_close)
 {
-    size_t before = sim_ws_subscription_bytes(g_sim->ws);
+    size_t before = cq_sim__ws_subscription_bytes(g_sim->ws);
     char *list = stream_list(1024, "/", false);
     size_t cap = strlen(list) + 32;
     char *path = malloc(cap);
@@ -1628,16 +1628,16 @@ Test(sim_ws, subscription_storage_is_freed_when_connections_close)
         cr_assert_geq(fds[i], 0, "connection %d", i);
     }
     free(path);
-    size_t held = sim_ws_subscription_bytes(g_sim->ws) - before;
+    size_t held = cq_sim__ws_subscription_bytes(g_sim->ws) - before;
     cr_assert_geq(held, (size_t)8 * 1024 * 2 * 80, "8 x 1024 subscriptions hold %zu bytes", held);
     for (int i = 0; i < 8; i++) {
         close(fds[i]);
     }
     int64_t deadline = now_ms() + 5000;
-    while (sim_ws_subscription_bytes(g_sim->ws) != before && now_ms() < deadline) {
+    while (cq_sim__ws_subscription_bytes(g_sim->ws) != before && now_ms() < deadline) {
         sleep_ms(10);
     }
-    cr_assert_eq(sim_ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
+    cr_assert_eq(cq_sim__ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
 }
 
 Test(sim_ws, trickled_handshake_is_cut_at_its_deadline_from_accept)
