@@ -535,7 +535,7 @@ int cq_journal__write_all(const struct cq_journal_fs *fs, int fd, const void *bu
 int cq_journal__write_file(const struct cq_journal_fs *fs, const char *path, const void *data,
                            size_t len, struct cq_err *err)
 {
-    int fd = fs->open(fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    int fd = fs->open(fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC | CQJ_O_SAFE, 0640);
     if (fd < 0) {
         return cq_err_set(err, CQ_EIO, errno, "check the directory and free space",
                           "cannot create %s", path);
@@ -556,11 +556,11 @@ int cq_journal__copy_file(const struct cq_journal_fs *fs, const char *from, cons
                           struct cq_err *err)
 {
     enum { CHUNK = 1 << 20 };
-    int in = fs->open(fs->ctx, from, O_RDONLY, 0);
+    int in = fs->open(fs->ctx, from, O_RDONLY | CQJ_O_SAFE, 0);
     if (in < 0) {
         return cq_err_set(err, CQ_EIO, errno, NULL, "cannot open %s", from);
     }
-    int out = fs->open(fs->ctx, to, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    int out = fs->open(fs->ctx, to, O_WRONLY | O_CREAT | O_TRUNC | CQJ_O_SAFE, 0640);
     if (out < 0) {
         int e = errno;
         fs->close(fs->ctx, in);

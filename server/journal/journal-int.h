@@ -25,6 +25,7 @@
 #ifndef CQ_JOURNAL_INT_H
 #define CQ_JOURNAL_INT_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,6 +55,10 @@
  * ("/journal-corrupt-<stamp>-NNN"), and the longest file name added to
  * any of them is 35 bytes ("/snap-<20 digits>.cqs.invalid"). */
 #define CQJ_DIR_MAX 3800u
+/* Added to every open of a journal file: never block on a FIFO put where a
+ * file is expected, never follow a symlink (no effect on regular files). */
+#define CQJ_O_SAFE (O_NOFOLLOW | O_NONBLOCK)
+
 /* Record flags (byte 7). SEQ_SKIP: only on a quarantine record written by
  * recovery's cut: its seq may be more than the previous + 1, because the
  * seqs in between belong to the records cut off into the bundle and are

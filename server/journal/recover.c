@@ -400,7 +400,7 @@ static int rewrite_segment(const char *dir, const struct cq_journal_fs *fs, uint
     cq_journal__seg_path(path, sizeof(path), dir, segno);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     cq_journal__seg_header_encode(hdr, h);
-    int fd = fs->open(fs->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    int fd = fs->open(fs->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC | CQJ_O_SAFE, 0640);
     if (fd < 0) {
         return cq_err_set(err, CQ_EIO, errno, "check free space", "cannot create %s", tmp);
     }
@@ -409,7 +409,7 @@ static int rewrite_segment(const char *dir, const struct cq_journal_fs *fs, uint
         rc = cq_err_set(err, CQ_EIO, errno, "check free space", "cannot write %s", tmp);
     }
     if (rc == 0 && old != NULL && keep_end > CQJ_SEG_HDR_BYTES) {
-        int in = fs->open(fs->ctx, old, O_RDONLY, 0);
+        int in = fs->open(fs->ctx, old, O_RDONLY | CQJ_O_SAFE, 0);
         uint8_t *buf = malloc(1 << 20);
         if (in < 0 || buf == NULL) {
             rc = cq_err_set(err, in < 0 ? CQ_EIO : CQ_ENOMEM, in < 0 ? errno : 0, NULL,
@@ -455,7 +455,7 @@ static int append_segment(const char *dir, const struct cq_journal_fs *fs, uint3
 {
     char path[CQJ_PATH_MAX];
     cq_journal__seg_path(path, sizeof(path), dir, segno);
-    int fd = fs->open(fs->ctx, path, O_WRONLY | O_APPEND, 0);
+    int fd = fs->open(fs->ctx, path, O_WRONLY | O_APPEND | CQJ_O_SAFE, 0);
     if (fd < 0) {
         return cq_err_set(err, CQ_EIO, errno, NULL, "cannot open %s", path);
     }
@@ -857,7 +857,7 @@ static int truncate_torn(const char *dir, const struct cq_journal_fs *fs,
         }
         bytes = p->file_size;
     } else {
-        int fd = fs->open(fs->ctx, path, O_WRONLY, 0);
+        int fd = fs->open(fs->ctx, path, O_WRONLY | CQJ_O_SAFE, 0);
         if (fd < 0) {
             return cq_err_set(err, CQ_EIO, errno, NULL, "cannot open %s", path);
         }

@@ -37,7 +37,7 @@ int cq_journal__snap_write(const char *dir, const struct cq_journal_fs *fs, uint
 
     cq_journal__snap_path(path, sizeof(path), dir, seq);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = fs->open(fs->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    int fd = fs->open(fs->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC | CQJ_O_SAFE, 0640);
     if (fd < 0) {
         return cq_err_set(err, CQ_EIO, errno, "check free space in the journal directory",
                           "cannot create %s", tmp);

@@ -575,9 +575,15 @@ static int create_segment(struct cq_journal *j, uint32_t segno, uint64_t first_s
     struct cq_journal__seg_header h = {CQJ_FORMAT_VERSION, segno, first_seq, prev_digest};
     cq_journal__seg_path(path, sizeof(path), j->dir, segno);
     cq_journal__seg_header_encode(hdr, &h);
-    int fd = j->fs->open(j->fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0640);
+    int fd = j->fs->open(j->fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | CQJ_O_SAFE,
+                         0640);
     if (fd < 0) {
-        pause_journal(j, errno, "open new segment");
+        /* "open new segment seg-00000002.cqj": the name says which file (a
+         * FIFO or a symlink there fails here with ENXIO or ELOOP) */
+        int e = errno;
+        char what[64];
+        snprintf(what, sizeof(what), "open new segment seg-%08u.cqj", segno); /* ≤ 37 bytes */
+        pause_journal(j, e, what);
         return 1;
     }
     if (cq_journal__write_all(j->fs, fd, hdr, sizeof(hdr)) < 0) {
@@ -675,7 +681,7 @@ static int ensure_segment(struct cq_journal *j, uint32_t rec_len, uint64_t seq,
     if (j->segno != 0 && !full) {
         char path[CQJ_PATH_MAX];
         cq_journal__seg_path(path, sizeof(path), j->dir, j->segno);
-        int fd = j->fs->open(j->fs->ctx, path, O_WRONLY | O_APPEND, 0);
+        int fd = j->fs->open(j->fs->ctx, path, O_WRONLY | O_APPEND | CQJ_O_SAFE, 0);
         if (fd < 0) {
             pause_journal(j, errno, "open segment");
             return 1;

@@ -2828,3 +2828,33 @@ Test(journal, directory_path_limit_boundary)
     cr_expect_not_null(strstr(err.message, "3800"), "%s", err.message);
     cr_expect_lt(cq_journal_verify_dir(over, NULL, &rep), 0);
 }
+
+/* 17.4: a FIFO put where the writer's next segment goes pauses the journal
+ * (io_error), it does not hang the writer thread. */
+Test(journal, fifo_at_the_next_segment_pauses_instead_of_hanging, .timeout = 30)
+{
+    struct cq_journal_options o = opts_default();
+    o.segment_max_bytes = 600;
+    o.pause_retry_ms = 20;
+    struct cq_journal *j = open_j(&o, NULL);
+    start_j(j);
+    char p[600];
+    seg_path(p, sizeof(p), 2);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    uint64_t seq = 0;
+    for (int i = 0; i < 20; i++) {
+        int rc = cq_journal_append(j, CQ_REC_NOTE, "ops", "0123456789012345678901234567890123456789",
+                                   40, &seq);
+        if (rc < 0) {
+            break;
+        }
+    }
+    struct cq_journal_stats st;
+    WAIT_FOR((cq_journal_get_stats(j, &st), st.state == CQ_JOURNAL_PAUSED), 5000);
+    cr_expect_eq(st.state, CQ_JOURNAL_PAUSED, "state %d", (int)st.state);
+    cr_expect_not_null(strstr(st.last_error, "seg-00000002.cqj"), "%s", st.last_error);
+    struct health h = health_of();
+    cr_expect_str_eq(h.reason, "io_error");
+    (void)!cq_journal_stop(j, NULL);
+    cq_journal_free(j);
+}
