@@ -151,7 +151,7 @@
 #include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/sign.h"
-#include "sim/sim-int.h"
+#include "sim/sim-rest.h"
 #include "sim/sim-params.h"
 #include "cq/text.h"
 
@@ -195,7 +195,7 @@ struct rest_peer_conn {
 };
 
 struct cq_sim__rest {
-    struct cq_sim *sim;        /* borrowed */
+    struct cq_sim__state *sim;        /* borrowed */
     struct MHD_Daemon *daemon; /* owned */
     int port;
     /* Connection limits (struct cq_sim_options, defaults in cq/sim.h). */
@@ -239,7 +239,7 @@ struct rest_resp {
 };
 
 struct rest_req {
-    struct cq_sim *sim;
+    struct cq_sim__state *sim;
     struct MHD_Connection *conn;
     const char *method;
     struct cq_sim__params params;
@@ -324,7 +324,7 @@ static void set_ok(struct rest_req *r, json_t *body)
     }
 }
 
-static void gen_id(struct cq_sim *sim, char out[GENERATED_ID_LEN + 1])
+static void gen_id(struct cq_sim__state *sim, char out[GENERATED_ID_LEN + 1])
 {
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     for (int i = 0; i < GENERATED_ID_LEN; i++) {
@@ -400,9 +400,9 @@ static bool auth_signed(struct rest_req *r)
     if (!check_key(r)) {
         return false;
     }
-    pthread_mutex_lock(&r->sim->lock);
+    cq_sim__lock(r->sim);
     int64_t server_ms = cq_sim__server_time_ms(r->sim);
-    pthread_mutex_unlock(&r->sim->lock);
+    cq_sim__unlock(r->sim);
     if (!time_ok(r, server_ms)) {
         return false;
     }
@@ -567,9 +567,9 @@ static void h_ping(struct rest_req *r)
 
 static void h_time(struct rest_req *r)
 {
-    pthread_mutex_lock(&r->sim->lock);
+    cq_sim__lock(r->sim);
     int64_t now = cq_sim__server_time_ms(r->sim);
-    pthread_mutex_unlock(&r->sim->lock);
+    cq_sim__unlock(r->sim);
     set_ok(r, json_pack("{s:o}", "serverTime", jtime(r, now)));
 }
 
@@ -733,10 +733,10 @@ static void h_exchange_info(struct rest_req *r)
 
     int idx[SIM_SYMBOLS_MAX];
     size_t n = 0;
-    struct cq_sim *sim = r->sim;
-    pthread_mutex_lock(&sim->lock);
+    struct cq_sim__state *sim = r->sim;
+    cq_sim__lock(sim);
     if (!resolve_sel_locked(r, sel, idx, &n)) {
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
         goto out;
     }
     int64_t now = cq_sim__server_time_ms(sim);
@@ -750,7 +750,7 @@ static void h_exchange_info(struct rest_req *r)
     }
     uint32_t wl = sim->rl.weight_limit_1m, o10 = sim->rl.order_limit_10s,
              o1d = sim->rl.order_limit_1d;
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
 
     json_t *limits = json_pack(
         "[{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:i}]",
@@ -792,11 +792,11 @@ static void h_depth(struct rest_req *r)
     if (limit > 5000) {
         limit = 5000;
     }
-    struct cq_sim *sim = r->sim;
-    pthread_mutex_lock(&sim->lock);
+    struct cq_sim__state *sim = r->sim;
+    cq_sim__lock(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx < 0) {
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
         return;
     }
     struct cq_sim__book_view book;
@@ -806,7 +806,7 @@ static void h_depth(struct rest_req *r)
     json_t *body = json_pack("{s:I,s:o,s:o}", "lastUpdateId",
                              (json_int_t)cq_sim__market_book_update_id(sim->market, idx), "bids",
                              levels_json(book.bids, nb), "asks", levels_json(book.asks, na));
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     set_ok(r, body);
 }
 
@@ -883,9 +883,9 @@ static void h_klines(struct rest_req *r)
         !parse_limit(r, 500, 1000, &limit)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct kline_ctx kc = {r, json_array()};
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
         if (cq_sim__market_klines(sim->market, idx, kline_intervals[iv], start, end, (size_t)limit,
@@ -893,7 +893,7 @@ static void h_klines(struct rest_req *r)
             /* an interval the model cannot aggregate from 1m bars (1s): no bars */
         }
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (idx < 0) {
         json_decref(kc.arr);
         return;
@@ -976,10 +976,10 @@ static void ticker_common(struct rest_req *r, enum ticker_kind kind)
     }
     int idx[SIM_SYMBOLS_MAX];
     size_t n = 0;
-    struct cq_sim *sim = r->sim;
-    pthread_mutex_lock(&sim->lock);
+    struct cq_sim__state *sim = r->sim;
+    cq_sim__lock(sim);
     if (!resolve_sel_locked(r, sel, idx, &n)) {
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
         goto out;
     }
     json_t *arr = json_array();
@@ -1005,7 +1005,7 @@ static void ticker_common(struct rest_req *r, enum ticker_kind kind)
         }
         json_array_append_new(arr, o);
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (sel->one) {
         json_t *one = json_incref(json_array_get(arr, 0));
         json_decref(arr);
@@ -1065,14 +1065,14 @@ static void h_account(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct balances_ctx bc = {json_array(), omit};
     unsigned maker = 0, taker = 0;
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     cq_sim__engine_balances(sim->engine, add_account_balance, &bc);
     cq_sim__engine_fees(sim->engine, &maker, &taker);
     int64_t now = cq_sim__server_time_ms(sim);
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
 
     json_t *o = json_object();
     json_object_set_new(o, "makerCommission", json_integer(maker));
@@ -1398,7 +1398,7 @@ static void order_common(struct rest_req *r, bool test)
             return;
         }
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct cq_sim__reject rej = {0, ""};
     struct cq_sim__order order;
     size_t n_fills = 0;
@@ -1406,7 +1406,7 @@ static void order_common(struct rest_req *r, bool test)
     int64_t now = 0;
     bool placed = false;
 
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     now = cq_sim__server_time_ms(sim);
     /* the window is checked again where the request meets the engine */
     if (!time_ok(r, now)) {
@@ -1467,7 +1467,7 @@ static void order_common(struct rest_req *r, bool test)
     }
     cq_sim__engine_fees(sim->engine, &maker, &taker);
 unlock:
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
 
     if (r->resp.is_error) {
         free(fills);
@@ -1564,15 +1564,15 @@ static void h_order_get(struct rest_req *r)
     if (!parse_order_ref(r, &ref) || !auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct cq_sim__order o;
     bool found = false;
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int idx = symbol_index_locked(r, ref.symbol);
     if (idx >= 0) {
         found = find_order_locked(r, idx, &ref, &o, SIM_ERR_NO_SUCH_ORDER, SIM_MSG_NO_SUCH_ORDER);
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (found) {
         set_ok(r, order_query_json(r, ref.symbol, &o));
     }
@@ -1599,12 +1599,12 @@ static void h_order_delete(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct cq_sim__order o;
     struct cq_sim__reject rej;
     bool done = false;
     int64_t now = 0;
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, ref.symbol);
     if (idx < 0 ||
@@ -1628,7 +1628,7 @@ static void h_order_delete(struct rest_req *r)
     }
     done = true;
 unlock:
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (done) {
         set_ok(r, cancel_json(r, ref.symbol, &o, cancel_id, now));
     }
@@ -1659,14 +1659,14 @@ static void h_open_orders_get(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct orders_ctx oc = {r, sim->engine, json_array()};
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int idx = has_symbol ? symbol_index_locked(r, symbol) : -1;
     if (!has_symbol || idx >= 0) {
         cq_sim__engine_open_orders(sim->engine, idx, add_query_order, &oc);
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (r->resp.is_error) {
         json_decref(oc.arr);
         return;
@@ -1707,10 +1707,10 @@ static void h_open_orders_delete(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct id_list ids = {NULL, 0, 0, false};
     json_t *arr = json_array();
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int64_t now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
@@ -1732,7 +1732,7 @@ static void h_open_orders_delete(struct rest_req *r)
             }
         }
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     free(ids.ids);
     if (r->resp.is_error) {
         json_decref(arr);
@@ -1765,15 +1765,15 @@ static void h_all_orders(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct orders_ctx oc = {r, sim->engine, json_array()};
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
         cq_sim__engine_all_orders(sim->engine, idx, (uint64_t)from_id, start, end, (size_t)limit,
                               add_query_order, &oc);
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (idx < 0) {
         json_decref(oc.arr);
         return;
@@ -1834,15 +1834,15 @@ static void h_my_trades(struct rest_req *r)
     if (!auth_signed(r)) {
         return;
     }
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct trades_ctx tc = {r, symbol, json_array()};
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
         cq_sim__engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start, end,
                              (size_t)limit, add_trade, &tc);
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     if (idx < 0) {
         json_decref(tc.arr);
         return;
@@ -1858,10 +1858,10 @@ static void h_listen_key_post(struct rest_req *r)
         return;
     }
     char key[SIM_LISTEN_KEY_LEN + 1];
-    pthread_mutex_lock(&r->sim->lock);
+    cq_sim__lock(r->sim);
     /* listen keys are exactly SIM_LISTEN_KEY_LEN characters: they fit */
     cq_strlcpy(key, cq_sim__listen_key_create(r->sim, cq_sim__wall_ms()), sizeof(key));
-    pthread_mutex_unlock(&r->sim->lock);
+    cq_sim__unlock(r->sim);
     set_ok(r, json_pack("{s:s}", "listenKey", key));
 }
 
@@ -1876,10 +1876,10 @@ static void listen_key_change(struct rest_req *r, bool del)
     if (!check_key(r)) {
         return;
     }
-    pthread_mutex_lock(&r->sim->lock);
+    cq_sim__lock(r->sim);
     int rc = del ? cq_sim__listen_key_delete(r->sim, key)
                  : cq_sim__listen_key_keepalive(r->sim, key, cq_sim__wall_ms());
-    pthread_mutex_unlock(&r->sim->lock);
+    cq_sim__unlock(r->sim);
     if (rc < 0) {
         set_error(r, 400, -1125, "This listenKey does not exist.");
         return;
@@ -1959,7 +1959,7 @@ static void answer_banned_locked(struct rest_req *r, int64_t now)
 
 static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, unsigned weight)
 {
-    struct cq_sim *sim = r->sim;
+    struct cq_sim__state *sim = r->sim;
     struct cq_sim__ratelimit *rl = &sim->rl;
     int64_t now = cq_sim__wall_ms();
     roll_windows(rl, now);
@@ -2024,11 +2024,11 @@ static bool body_is_form(struct MHD_Connection *conn)
             ct[sizeof(form) - 1] == ' ');
 }
 
-static void injected_latency(struct cq_sim *sim)
+static void injected_latency(struct cq_sim__state *sim)
 {
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     int64_t ms = sim->faults.rest_latency_ms;
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
     while (ms > 0 && !atomic_load(&sim->stop)) {
         int64_t slice = ms < 10 ? ms : 10;
         sleep_ms(slice);
@@ -2037,7 +2037,7 @@ static void injected_latency(struct cq_sim *sim)
 }
 
 /* /api/... : everything but the MHD plumbing. */
-static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const char *method,
+static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, const char *method,
                        const char *path, const char *query, size_t query_len,
                        const struct rest_conn *c, struct rest_req *r, uint32_t *used_weight)
 {
@@ -2074,9 +2074,9 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
 
     injected_latency(sim);
 
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     enum admit ad = admit_locked(r, ep, weight);
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
 
     if (ad == ADMIT_REFUSED) {
         /* answered */
@@ -2109,7 +2109,7 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
         }
     }
 
-    pthread_mutex_lock(&sim->lock);
+    cq_sim__lock(sim);
     struct cq_sim__ratelimit *rl = &sim->rl;
     if (ad != ADMIT_REFUSED && ep != NULL && (ep->flags & EP_FREE_ON_SUCCESS) != 0 &&
         r->resp.is_error && rl->weight_used < UINT32_MAX) {
@@ -2127,7 +2127,7 @@ static void handle_api(struct cq_sim *sim, struct MHD_Connection *conn, const ch
     } else if (st >= 400) {
         sim->counters.rest_errors_4xx++;
     }
-    pthread_mutex_unlock(&sim->lock);
+    cq_sim__unlock(sim);
 }
 
 /* ---- /_sim/ control path ------------------------------------------------------------- */
@@ -2234,7 +2234,7 @@ static bool token_equal(const char *expected, const char *presented)
 }
 
 /* "Authorization: Bearer <token>" with the simulator's control token. */
-static bool control_authorized(const struct cq_sim *sim, struct MHD_Connection *conn)
+static bool control_authorized(const struct cq_sim__state *sim, struct MHD_Connection *conn)
 {
     if (sim->control_token == NULL) {
         return true;
@@ -2266,10 +2266,11 @@ static bool control_authorized(const struct cq_sim *sim, struct MHD_Connection *
     return ok;
 }
 
-static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, const char *method,
+static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *conn, const char *method,
                            const char *path, const char *query, size_t query_len,
                            const struct rest_conn *c, struct rest_resp *resp)
 {
+    struct cq_sim__state *sim = rest->sim;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || !cq_sim__peer_is_loopback(ci->client_addr)) {
@@ -2306,9 +2307,25 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         if (!is_get) {
             goto bad_method;
         }
-        pthread_mutex_lock(&sim->lock);
+        cq_sim__lock(sim);
         json_t *state = cq_sim__state_json(sim);
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
+        struct cq_sim__rest_stats rs;
+        cq_sim__rest_stats(rest, &rs);
+        if (state != NULL &&
+            json_object_set_new(
+                state, "rest_connections",
+                json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
+                          "waiting", (json_int_t)rs.waiting, "evicted_deadline",
+                          (json_int_t)rs.evicted_deadline, "evicted_for_room",
+                          (json_int_t)rs.evicted_for_room, "refused_busy",
+                          (json_int_t)rs.refused_busy, "head_deadline_ms",
+                          (json_int_t)rs.head_deadline_ms, "per_ip_max",
+                          (json_int_t)rs.per_ip_max, "connections_max",
+                          (json_int_t)rs.connections_max)) < 0) {
+            json_decref(state);
+            state = NULL;
+        }
         if (state == NULL) {
             ctl_error(resp, 500, NULL, "cannot build the state");
         } else {
@@ -2348,38 +2365,38 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         }
     } else if (strcmp(path, "/_sim/rest/latency") == 0) {
         if (ctl_int(&p, "ms", 0, LATENCY_MAX_MS, &n, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.rest_latency_ms = n;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:I}", "rest_latency_ms", (json_int_t)n));
         }
     } else if (strcmp(path, "/_sim/rest/errors") == 0) {
         if (ctl_int(&p, "per_mille", 0, 1000, &n, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.rest_5xx_per_mille = (uint32_t)n;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:I}", "rest_5xx_per_mille", (json_int_t)n));
         }
     } else if (strcmp(path, "/_sim/ratelimit/storm") == 0) {
         if (ctl_int(&p, "seconds", 0, 3600, &n, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.storm_until_ms = n > 0 ? cq_sim__wall_ms() + n * 1000 : 0;
             int64_t until = sim->faults.storm_until_ms;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:I}", "storm_until_ms", (json_int_t)until));
         }
     } else if (strcmp(path, "/_sim/orders/reject") == 0) {
         if (ctl_int(&p, "count", 0, 1000000, &n, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.reject_next_orders = (uint32_t)n;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)n));
         }
     } else if (strcmp(path, "/_sim/balance/insufficient") == 0) {
         if (ctl_on(&p, &on, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.force_insufficient = on;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:b}", "force_insufficient", on));
         }
     } else if (strcmp(path, "/_sim/balance/set") == 0) {
@@ -2397,9 +2414,9 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
                    cq_dec_sign(amount) < 0) {
             ctl_error(resp, 400, "free", "parameter 'free' must be a non-negative decimal");
         } else {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             int rc = cq_sim__engine_set_balance(sim->engine, asset, amount, cq_sim__server_time_ms(sim));
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             if (rc == -CQ_ETOOBIG) {
                 ctl_error(resp, 400, "free",
                           "parameter 'free' plus what is locked must be at most "
@@ -2413,17 +2430,17 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         }
     } else if (strcmp(path, "/_sim/clock/skew") == 0) {
         if (ctl_int(&p, "ms", -SKEW_MAX_MS, SKEW_MAX_MS, &n, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.clock_skew_ms = n;
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:I}", "clock_skew_ms", (json_int_t)n));
         }
     } else if (strcmp(path, "/_sim/market/pause") == 0) {
         if (ctl_on(&p, &on, resp)) {
-            pthread_mutex_lock(&sim->lock);
+            cq_sim__lock(sim);
             sim->faults.market_paused = on;
             cq_sim__market_set_paused(sim->market, on);
-            pthread_mutex_unlock(&sim->lock);
+            cq_sim__unlock(sim);
             ctl_ok(resp, json_pack("{s:b}", "market_paused", on));
         }
     } else if (strcmp(path, "/_sim/symbol/status") == 0) {
@@ -2437,12 +2454,12 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
                      : strcmp(st, "HALT") == 0  ? SIM_HALT
                                                 : SIM_BREAK;
         }
-        pthread_mutex_lock(&sim->lock);
+        cq_sim__lock(sim);
         int idx = sym != NULL ? cq_sim__engine_symbol_index(sim->engine, sym) : -1;
         if (idx >= 0 && status_ok) {
             cq_sim__engine_set_symbol_status(sim->engine, idx, status);
         }
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
         if (idx < 0) {
             ctl_error(resp, 400, "symbol", "parameter 'symbol' must name a listed symbol");
         } else if (!status_ok) {
@@ -2451,7 +2468,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
             ctl_ok(resp, json_pack("{s:s,s:s}", "symbol", sym, "status", st));
         }
     } else if (strcmp(path, "/_sim/faults/clear") == 0) {
-        pthread_mutex_lock(&sim->lock);
+        cq_sim__lock(sim);
         for (size_t i = 0; i < cq_sim__engine_symbol_count(sim->engine); i++) {
             cq_sim__engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
         }
@@ -2466,7 +2483,7 @@ static void handle_control(struct cq_sim *sim, struct MHD_Connection *conn, cons
         cq_sim__market_set_paused(sim->market, false);
         sim->rl.banned_until_ms = 0;
         sim->rl.requests_after_429 = 0;
-        pthread_mutex_unlock(&sim->lock);
+        cq_sim__unlock(sim);
         atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
         ctl_ok(resp, NULL);
     }
@@ -2830,7 +2847,7 @@ static enum MHD_Result answer_busy(struct cq_sim__rest *rest, struct MHD_Connect
 static enum MHD_Result answer(struct cq_sim__rest *rest, struct MHD_Connection *conn,
                               const char *method, struct rest_conn *c)
 {
-    struct cq_sim *sim = rest->sim;
+    struct cq_sim__state *sim = rest->sim;
     enum conn_admit admit = take_request(rest, conn);
     if (admit == CONN_REFUSE) {
         return MHD_NO;
@@ -2857,7 +2874,7 @@ static enum MHD_Result answer(struct cq_sim__rest *rest, struct MHD_Connection *
     /* (query is only read when query_len <= SIM_QUERY_MAX_BYTES) */
     if (strncmp(path, "/_sim/", 6) == 0) {
         struct rest_resp resp = {.status = 500};
-        handle_control(sim, conn, method, path, query, query_len, c, &resp);
+        handle_control(rest, conn, method, path, query, query_len, c, &resp);
         enum MHD_Result rc = queue_json(conn, &resp, false, 0);
         json_decref(resp.body);
         return rc;
@@ -2947,7 +2964,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-struct cq_sim__rest *cq_sim__rest_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
+struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out, struct cq_err *err)
 {
     const char *bind = sim->bind != NULL ? sim->bind
                        : sim->opts.bind != NULL ? sim->opts.bind

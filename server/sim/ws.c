@@ -9,7 +9,7 @@
  *               destroys the context itself, so every lws callback (including
  *               the CLOSED ones during teardown) runs on this thread.
  *   publishers  cq_sim__ws_publish_* and cq_sim__ws_listen_key_closed run on the
- *               market or REST thread with sim->lock held (sim-int.h). They
+ *               market or REST thread with sim->lock held (sim-state.h). They
  *               format the payload text once, push one item per stream into
  *               the outbound queue and wake the ws thread with
  *               lws_cancel_service. Their own state (previous book per symbol
@@ -117,8 +117,7 @@
 #include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/lws_log.h"
-#include "sim/sim-int.h"
-#include "sim/ws-int.h"
+#include "sim/sim-ws.h"
 
 #define WS_SERVICE "simex"
 
@@ -382,7 +381,7 @@ struct ws_book_state { /* publisher side, under sim->lock */
 };
 
 struct cq_sim__ws {
-    struct cq_sim *sim;      /* borrowed */
+    struct cq_sim__state *sim;      /* borrowed */
     struct lws_context *ctx; /* owned; destroyed on the ws thread */
     struct lws_vhost *vhost; /* owned by ctx */
     pthread_t thread;
@@ -2429,7 +2428,7 @@ static void ws_free(struct cq_sim__ws *ws)
     free(ws);
 }
 
-struct cq_sim__ws *cq_sim__ws_start(struct cq_sim *sim, int *port_out, struct cq_err *err)
+struct cq_sim__ws *cq_sim__ws_start(struct cq_sim__state *sim, int *port_out, struct cq_err *err)
 {
     const char *bind = sim->bind != NULL ? sim->bind : sim->opts.bind;
     if (bind == NULL || bind[0] == '\0' || strcmp(bind, "localhost") == 0) {

@@ -32,7 +32,6 @@
 #include "cq/log.h"
 #include "cq/sim.h"
 #include "sim/sim-int.h"
-#include "sim/ws-int.h"
 #include "support/ws_tclient.h"
 
 /* ---- time ------------------------------------------------------------------ */
@@ -423,8 +422,8 @@ Test(sim_ws, combined_stream_is_wrapped_and_in_order)
     cr_assert_geq(diffs, 20);
     cr_assert_geq(partials, 5);
     cr_assert_geq(tickers, 5);
-    cr_assert_gt(counter(&g_sim->counters.ws_messages_sent), 0);
-    cr_assert_eq(counter(&g_sim->counters.ws_connections), 1);
+    cr_assert_gt(counter(&g_sim->state.counters.ws_messages_sent), 0);
+    cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 1);
     tc_free(tc);
 }
 
@@ -701,11 +700,11 @@ static char g_key[SIM_LISTEN_KEY_LEN + 1];
 
 static void make_listen_key(void)
 {
-    pthread_mutex_lock(&g_sim->lock);
-    const char *k = cq_sim__listen_key_create(g_sim, cq_sim__wall_ms());
+    pthread_mutex_lock(&g_sim->state.lock);
+    const char *k = cq_sim__listen_key_create(&g_sim->state, cq_sim__wall_ms());
     cr_assert_not_null(k);
     cq_strlcpy(g_key, k, sizeof g_key);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_unlock(&g_sim->state.lock);
     cr_assert_eq(strlen(g_key), (size_t)SIM_LISTEN_KEY_LEN);
 }
 
@@ -815,8 +814,8 @@ Test(sim_ws, user_data_stream_exact_fields)
         {.asset = "USDT", .free = dec("9399.995"), .locked = dec("0.5")},
     };
 
-    pthread_mutex_lock(&g_sim->lock);
-    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(g_sim->engine, 0);
+    pthread_mutex_lock(&g_sim->state.lock);
+    const struct cq_sim__symbol *sym = cq_sim__engine_symbol(g_sim->state.engine, 0);
     cr_assert_str_eq(sym->symbol, "BTCUSDT");
     struct cq_sim__exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
@@ -839,7 +838,7 @@ Test(sim_ws, user_data_stream_exact_fields)
     r = (struct cq_sim__exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     cq_sim__ws_publish_account(g_sim->ws, changed, 2, 1700000000006);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_unlock(&g_sim->state.lock);
 
     int64_t last_exec_id = 0;
     json_t *m = tc_msg(tc, 0, 5000);
@@ -948,9 +947,9 @@ Test(sim_ws, user_data_on_combined_stream_is_wrapped_with_the_key)
     struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
     struct cq_sim__balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
-    pthread_mutex_lock(&g_sim->lock);
+    pthread_mutex_lock(&g_sim->state.lock);
     cq_sim__ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_unlock(&g_sim->state.lock);
     bool seen = false, seen_trade = false;
     int64_t deadline = now_ms() + 10000;
     for (size_t i = 0; (!seen || !seen_trade) && now_ms() < deadline; i++) {
@@ -985,14 +984,14 @@ Test(sim_ws, listen_key_expiry_sends_event_then_closes)
     cr_assert(tc_wait_established(tc, 3000));
 
     /* What sim.c does when the key's hour is up. */
-    pthread_mutex_lock(&g_sim->lock);
+    pthread_mutex_lock(&g_sim->state.lock);
     for (int i = 0; i < SIM_LISTEN_KEYS_MAX; i++) {
-        if (strcmp(g_sim->listen_keys[i].key, g_key) == 0) {
-            g_sim->listen_keys[i].active = false;
+        if (strcmp(g_sim->state.listen_keys[i].key, g_key) == 0) {
+            g_sim->state.listen_keys[i].active = false;
         }
     }
     cq_sim__ws_listen_key_closed(g_sim->ws, g_key, true, 1700000001234);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_unlock(&g_sim->state.lock);
 
     json_t *m = tc_msg(tc, 0, 5000);
     cr_assert_not_null(m);
@@ -1018,9 +1017,9 @@ Test(sim_ws, listen_key_delete_closes_without_event)
     snprintf(path, sizeof path, "/ws/%s", g_key);
     struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
-    pthread_mutex_lock(&g_sim->lock);
-    cr_assert_eq(cq_sim__listen_key_delete(g_sim, g_key), 0);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_lock(&g_sim->state.lock);
+    cr_assert_eq(cq_sim__listen_key_delete(&g_sim->state, g_key), 0);
+    pthread_mutex_unlock(&g_sim->state.lock);
     cr_assert(tc_wait_closed(tc, 5000));
     cr_assert_eq(tc_count(tc), 0, "no listenKeyExpired on a delete");
     tc_free(tc);
@@ -1046,9 +1045,9 @@ Test(sim_ws, subscribe_to_listen_key)
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")), 2);
     json_decref(r);
     struct cq_sim__balance changed[1] = {{.asset = "BTC", .free = dec("1"), .locked = CQ_DEC_ZERO}};
-    pthread_mutex_lock(&g_sim->lock);
+    pthread_mutex_lock(&g_sim->state.lock);
     cq_sim__ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
-    pthread_mutex_unlock(&g_sim->lock);
+    pthread_mutex_unlock(&g_sim->state.lock);
     json_t *m = tc_msg(tc, cursor, 5000);
     cr_assert_not_null(m);
     cr_assert_str_eq(json_string_value(json_object_get(m, "e")), "outboundAccountPosition");
@@ -1064,17 +1063,17 @@ Test(sim_ws, drop_fault_closes_every_connection)
     struct tclient *b = tc_open(g_port, "/stream?streams=ethusdt@trade");
     cr_assert(tc_wait_established(a, 3000));
     cr_assert(tc_wait_established(b, 3000));
-    cr_assert_eq(counter(&g_sim->counters.ws_connections), 2);
-    atomic_fetch_add(&g_sim->faults.ws_drop_generation, 1);
+    cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 2);
+    atomic_fetch_add(&g_sim->state.faults.ws_drop_generation, 1);
     cr_assert(tc_wait_closed(a, 3000));
     cr_assert(tc_wait_closed(b, 3000));
     tc_free(a);
     tc_free(b);
     int64_t deadline = now_ms() + 3000;
-    while (counter(&g_sim->counters.ws_connections) != 0 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_connections) != 0 && now_ms() < deadline) {
         sleep_ms(10);
     }
-    cr_assert_eq(counter(&g_sim->counters.ws_connections), 0);
+    cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 0);
     /* New connections work after the fault. */
     a = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(a, 3000));
@@ -1088,7 +1087,7 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     struct tclient *tc = tc_open(g_port, "/ws/btcusdt@trade");
     cr_assert(tc_wait_established(tc, 3000));
     cr_assert_geq(tc_wait_count(tc, 3, 10000), 3);
-    atomic_store(&g_sim->faults.ws_stall, true);
+    atomic_store(&g_sim->state.faults.ws_stall, true);
     /* Control replies still flow. The server writes a connection's frames
      * in order and discards stream data from the moment the stall is on, so
      * this reply marks the end of the data: frames written before it may
@@ -1102,12 +1101,12 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     /* Wait until the stall has visibly discarded data (so there was data to
      * withhold), then ask again: no message may sit between the replies. */
     size_t after_reply = cursor;
-    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
+    uint64_t dropped0 = counter(&g_sim->state.counters.ws_messages_dropped);
     int64_t deadline = now_ms() + 10000;
-    while (counter(&g_sim->counters.ws_messages_dropped) < dropped0 + 3 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_messages_dropped) < dropped0 + 3 && now_ms() < deadline) {
         sleep_ms(10);
     }
-    cr_assert_geq(counter(&g_sim->counters.ws_messages_dropped), dropped0 + 3,
+    cr_assert_geq(counter(&g_sim->state.counters.ws_messages_dropped), dropped0 + 3,
                   "discarded data is counted");
     r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":2}");
     json_decref(r);
@@ -1126,7 +1125,7 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     free(f);
     close(fd);
     /* And data resumes. */
-    atomic_store(&g_sim->faults.ws_stall, false);
+    atomic_store(&g_sim->state.faults.ws_stall, false);
     size_t now = tc_count(tc);
     cr_assert_geq(tc_wait_count(tc, now + 3, 10000), now + 3);
     tc_free(tc);
@@ -1306,23 +1305,23 @@ Test(sim_ws, slow_consumer_is_disconnected_and_counted)
         bal[i].free = dec("12345.6789");
         bal[i].locked = dec("1");
     }
-    uint64_t dropped0 = counter(&g_sim->counters.ws_messages_dropped);
+    uint64_t dropped0 = counter(&g_sim->state.counters.ws_messages_dropped);
     for (int k = 0; k < 400; k++) {
-        pthread_mutex_lock(&g_sim->lock);
+        pthread_mutex_lock(&g_sim->state.lock);
         cq_sim__ws_publish_account(g_sim->ws, bal, N_ASSETS, 1700000000000 + k);
-        pthread_mutex_unlock(&g_sim->lock);
+        pthread_mutex_unlock(&g_sim->state.lock);
     }
     free(bal);
     int64_t deadline = now_ms() + 10000;
-    while (counter(&g_sim->counters.ws_messages_dropped) == dropped0 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_messages_dropped) == dropped0 && now_ms() < deadline) {
         sleep_ms(20);
     }
-    cr_assert_gt(counter(&g_sim->counters.ws_messages_dropped), dropped0);
+    cr_assert_gt(counter(&g_sim->state.counters.ws_messages_dropped), dropped0);
     deadline = now_ms() + 10000;
-    while (counter(&g_sim->counters.ws_connections) != 0 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_connections) != 0 && now_ms() < deadline) {
         sleep_ms(20);
     }
-    cr_assert_eq(counter(&g_sim->counters.ws_connections), 0, "the slow client was dropped");
+    cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 0, "the slow client was dropped");
     close(fd);
 }
 
@@ -1335,11 +1334,11 @@ Test(sim_ws, at_most_256_connections)
         fds[i] = raw_try_connect("/ws/0");
         cr_assert_geq(fds[i], 0, "connection %d refused", i);
     }
-    cr_assert_eq(counter(&g_sim->counters.ws_connections), 256);
+    cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 256);
     cr_assert_lt(raw_try_connect("/ws/0"), 0, "the 257th connection is refused");
     close(fds[0]);
     int64_t deadline = now_ms() + 3000;
-    while (counter(&g_sim->counters.ws_connections) != 255 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_connections) != 255 && now_ms() < deadline) {
         sleep_ms(10);
     }
     fds[0] = raw_try_connect("/ws/0");
