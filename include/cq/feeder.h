@@ -5,8 +5,10 @@
  *
  * Threads: cq_feeder_new/free and cq_feeder_reconfigure are called by the
  * supervisor; everything else runs on the feeder's own thread through the
- * struct cq_service it returns (the thread services the WebSocket loop,
- * calls the REST client, and pushes events into the rings). The feeder is
+ * struct cq_service it returns (the thread services the WebSocket loop and
+ * pushes events into the rings; it never blocks on the network: REST calls
+ * run on the feeder's REST worker thread, created in cq_feeder_new and
+ * joined in cq_feeder_free, see feeder.c). The feeder is
  * the producer of both rings and never blocks on them:
  *   to_ares    struct cq_market_event: closed candles are never dropped (held
  *              and retried, reported as backpressure), book updates coalesce

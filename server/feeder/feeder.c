@@ -4,29 +4,64 @@
  * Runs on its own thread (struct cq_service, tick 1 ms; each step services
  * the WebSocket loop for up to 50 ms, so the thread sleeps in poll(), not in
  * the frame). Everything below is owned by that thread:
- *   rest     a struct cq_rest_client (warm-up, backfill, listen keys)
  *   loop     a struct cq_ws_loop with two clients: "market" (combined
  *            kline_1m/bookTicker/trade streams of every symbol) and "user"
  *            (the listen key's user data stream, when an API key is set)
  *   syms     per-symbol market state: freshness per stream, the forming and
  *            the last closed candle, the book, the last trade id, counters
  *
+ * No network call on that thread (ARCHITECTURE rule 8): every REST call
+ * (exchangeInfo and warm-up, gap backfill, listen-key create/keep-alive)
+ * runs on the feeder's REST worker, a second thread with its own
+ * struct cq_rest_client (its own curl handle). The feeder hands it jobs
+ * through a bounded SPSC ring (struct rest_job, REST_RING_SLOTS) and rings
+ * its doorbell (a condition variable); the worker hands each answer back
+ * through a second ring (struct rest_result, fixed size, which may point to
+ * an owned array of parsed candles) and wakes the loop with
+ * cq_ws_loop_wake (lws_cancel_service), so the result is taken within the
+ * step. A 20 s REST answer (or the client's retries, ~48 s) therefore delays
+ * only that job: market data, freshness and the heartbeat go on. At most one
+ * job per kind is out (one start, one backfill per symbol, one listen-key
+ * call), so the rings never fill (REST_RING_SLOTS > MAX_SYMBOLS + 2); their
+ * depths, the job running and for how long, and the counts show in the
+ * health details ("rest_worker"). The worker runs one call at a time, in
+ * order; the budget (Retry-After, ban, weight) is the client's and is read
+ * from the feeder thread through its snapshot (cq_rest_client_budget).
+ *   Why the feeder starts this thread (STYLE: the supervisor creates and
+ * joins threads): it is a private helper of the feeder, not a service: it
+ * has no health record, heartbeat or start stage of its own (the feeder
+ * reports it), so it is created in cq_feeder_new and joined in
+ * cq_feeder_free, both called by the supervisor on its own thread; the
+ * feeder's on_stop asks it to stop. A call still running
+ * REST_WORKER_STOP_WAIT_MS after the stop is not waited for: the thread is
+ * detached and frees its own state when the call ends (it no longer touches
+ * the feeder once the feeder has let go), so a slow exchange never holds up
+ * the daemon's exit (rest_worker_abandoned is logged).
+ *
  * Start: exchangeInfo (limits learned, symbols checked) and CQ_FEEDER_WARMUP_BARS
- * closed candles per symbol go to ARES first; only then does the market
- * stream connect, so ARES always sees candles in time order. A REST failure
- * at start is retried with backoff (the stream waits).
+ * closed candles per symbol (one worker job) go to ARES first; only then does
+ * the market stream connect, so ARES always sees candles in time order. A
+ * REST failure at start is retried with backoff, never sooner than a
+ * Retry-After in force (the stream waits).
  *
  * Closed candles come only from the exchange's x=true kline or from REST.
  * A closed kline whose open time is past the last closed one + 1 minute is a
  * gap: the missing bars are fetched over REST (startTime/endTime strictly
- * before the new bar, so every one of them is closed) and queued before it;
+ * before the new bar, so every one of them is closed; one page of
+ * BACKFILL_LIMIT bars per job, the next page asked for when one lands) and
+ * queued before it; while the backfill is out, that closed kline and every
+ * later one of the symbol are held (HELD_MAX) and go on, in order, once it
+ * lands: nothing overtakes a gap;
  * a bar at or before the last closed one is a duplicate and dropped
  * (counted). Minutes the exchange itself never traded (a halt) stay a gap
  * (market_gap_unfilled). After a reconnect the next closed kline reveals
  * and fills whatever was missed. When the backfill itself is impossible for
  * now (REST rate limited, banned, failing), the closed candles after the gap
- * are held per symbol (HELD_MAX) and the backfill is retried after the
- * exchange's Retry-After: nothing overtakes a gap, nothing is dropped.
+ * stay held and the backfill is retried after the exchange's Retry-After
+ * (or BACKFILL_RETRY_MIN_MS): nothing overtakes a gap, nothing is dropped.
+ * A backfill impossible for HELD_MAX minutes is given up (the oldest held
+ * candle goes on, market_gap_unfilled; a job still out for it is ignored
+ * when it lands, by generation).
  *
  * Queues and full policies (rings owned by the supervisor, see feeder.h):
  *   pending  closed candles waiting for room in to_ares, FIFO, bounded
@@ -39,6 +74,8 @@
  *   user     user events wait in a bounded FIFO (USER_PENDING_MAX) for room
  *            in to_trader; beyond it they are dropped, counted and logged.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +105,12 @@
 #define BACKFILL_LIMIT 1000      /* bars per klines request */
 #define HELD_MAX 1024            /* closed candles held per symbol while a backfill waits */
 #define BACKFILL_RETRY_MIN_MS 500
+#define REST_RING_SLOTS 64               /* jobs (and results) the REST rings hold; more than
+                                          * the feeder ever has out: MAX_SYMBOLS + 2 */
+#define REST_WORKER_STOP_WAIT_MS 2000    /* how long cq_feeder_free waits for a REST call to end */
 #define LISTEN_KEY_RETRY_MIN_MS 1000     /* first wait after a failed POST userDataStream */
 #define LISTEN_KEY_RETRY_MAX_MS 300000   /* longest wait between two of them (5 min) */
+#define LISTEN_KEY_MAX 80                /* bytes of a listen key, with the NUL */
 #define INSANE_STALE_AFTER 3             /* bad messages in a row before the detail says so */
 #define ONE_MINUTE_MS 60000LL
 
@@ -92,6 +133,13 @@ struct sym_state {
     struct cq_candle *held;               /* owned, HELD_MAX */
     size_t held_len;
     int64_t backfill_retry_at;            /* mono ms; 0 = none pending */
+    bool backfill_in_flight;              /* a backfill job is out on the REST worker */
+    uint32_t backfill_gen;                /* bumped when a gap is given up (HELD_MAX) */
+    int64_t gap_from_ms;                  /* first missing open time of the gap being
+                                           * filled (0 = none): pages add up to it */
+    int64_t gap_got;                      /* bars backfilled into that gap so far */
+    int64_t gap_pass_open_ms;             /* the held candle at this open time may pass
+                                           * its gap: the exchange has nothing more */
     /* counters */
     uint64_t candles_closed, candles_backfilled, candles_warmup, duplicates, gaps,
         gaps_unfilled, trade_gaps, books_coalesced, trades_dropped, messages;
@@ -108,6 +156,8 @@ enum start_phase {
     PHASE_STREAMING     /* market stream started */
 };
 
+struct rest_worker;
+
 struct cq_feeder {
     struct cq_config *cfg;          /* owned reference */
     struct cq_health_board *board;  /* borrowed */
@@ -120,7 +170,10 @@ struct cq_feeder {
     /* Reloadable threshold: written by the supervisor, read here. */
     _Atomic int64_t stale_ms;
 
-    struct cq_rest_client *rest;    /* owned */
+    struct rest_worker *worker;     /* owned: the REST thread, its curl handle, its rings */
+    bool start_in_flight;           /* the start job is out on the worker */
+    bool listen_key_in_flight;      /* a listen-key job is out on the worker */
+    uint64_t rest_jobs_submitted, rest_jobs_refused, rest_results_total;
     struct cq_ws_loop *loop;        /* owned */
     struct cq_ws_client *market;    /* owned by loop */
     struct cq_ws_client *user;      /* owned by loop; NULL without a key */
@@ -145,7 +198,7 @@ struct cq_feeder {
     size_t user_head, user_len;
     uint64_t user_events, user_dropped;
 
-    char listen_key[80];
+    char listen_key[LISTEN_KEY_MAX];
     int64_t listen_key_renew_at;    /* mono ms */
     int64_t listen_key_retry_at;    /* mono ms: replace the key from then on; 0 = keep it */
     struct cq_backoff listen_key_backoff; /* between failed POST userDataStream */
@@ -316,15 +369,121 @@ static bool parse_kline_row(const json_t *row, struct cq_candle *c)
            parse_dec_field(json_array_get(row, 7), &c->quote_volume);
 }
 
-/* GET klines for one symbol; fills rows (new reference) or logs and fails. */
-static int get_klines(struct cq_feeder *f, int idx, int64_t start_ms, int64_t end_ms,
-                      unsigned limit, json_t **rows, char *problem, size_t problem_len)
+/* ---- the REST worker (see the design comment at the top) ------------------------- */
+
+enum rest_job_kind {
+    JOB_NONE,
+    JOB_START,           /* exchangeInfo (limits learned, symbols checked) + warm-up klines */
+    JOB_BACKFILL,        /* one page of klines for one symbol's gap */
+    JOB_LISTEN_KEY_NEW,  /* POST userDataStream */
+    JOB_LISTEN_KEY_KEEP, /* PUT userDataStream: keep-alive, or "does it still live?" */
+    JOB__COUNT
+};
+static const char *const job_names[JOB__COUNT] = {"none", "start", "backfill", "listen_key_new",
+                                                  "listen_key_keepalive"};
+
+/* A job, copied into the ring (fixed size). */
+struct rest_job {
+    enum rest_job_kind kind;
+    int idx;              /* BACKFILL: the symbol */
+    uint32_t gen;         /* BACKFILL: the symbol's backfill generation when asked */
+    int64_t from_ms;      /* BACKFILL: first missing open time */
+    int64_t to_ms;        /* BACKFILL: last ms before the held candle */
+    int64_t warmup_bars;  /* START */
+    char listen_key[LISTEN_KEY_MAX]; /* KEEP */
+};
+
+struct fetched_candle {
+    int idx;
+    struct cq_candle c;
+};
+
+/* A result, copied into the ring (fixed size); the candles it points to
+ * belong to whoever holds the message (the worker until the push, the feeder
+ * after the pop, which frees them). */
+struct rest_result {
+    enum rest_job_kind kind;
+    int idx;
+    uint32_t gen;
+    int64_t from_ms, to_ms;
+    int rc;                          /* 0: answered as hoped; < 0: failed, problem says why */
+    const char *what;                /* static: the failing status or error name */
+    enum cq_rest_status status;      /* the exchange's answer (LISTEN_KEY_*) */
+    int code;                        /* the exchange's error code, 0 if none */
+    int64_t server_wait_ms;          /* a Retry-After or ban in force when it failed */
+    struct fetched_candle *candles;  /* owned (see above); NULL when none */
+    size_t n_candles;
+    uint64_t malformed;              /* rows that did not parse (dropped) */
+    bool more;                       /* BACKFILL: a full page: more bars may follow */
+    char listen_key[LISTEN_KEY_MAX]; /* LISTEN_KEY_NEW */
+    char msg[256];                   /* the exchange's msg, verbatim (same size as the response's) */
+    char problem[CQ_HEALTH_DETAIL_MAX];
+};
+
+struct rest_worker {
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock;   /* guards stop, done, abandoned, wake; with cond, the doorbell */
+    pthread_cond_t cond;    /* jobs pushed, stop asked, thread done, room in results */
+    bool stop;              /* the feeder asks the thread to end after the job it runs */
+    bool done;              /* the thread has left its loop */
+    bool abandoned;         /* the feeder is gone: the thread frees this struct itself */
+    struct cq_ws_loop *wake; /* rung after each result; NULL once the feeder let go */
+    struct cq_spsc jobs;    /* struct rest_job: feeder (producer) -> worker */
+    struct cq_spsc results; /* struct rest_result: worker (producer) -> feeder */
+    struct cq_rest_client *rest; /* the worker's own curl handle; budget read by any thread */
+    char (*names)[CQ_SYMBOL_LEN]; /* a copy of the symbols (immutable) */
+    size_t n_syms;
+    /* Health only: what the worker is doing. Relaxed: each value stands
+     * alone, nothing is published through it. */
+    _Atomic int busy_kind;           /* enum rest_job_kind; JOB_NONE when idle */
+    _Atomic int64_t busy_since_ms;   /* mono ms the running job started */
+    _Atomic uint64_t jobs_done, jobs_failed;
+};
+
+static int64_t rest_server_wait(struct cq_rest_client *rest)
+{
+    struct cq_rest_budget b;
+    cq_rest_client_budget(rest, &b);
+    return b.rate_limited_for_ms > b.banned_for_ms ? b.rate_limited_for_ms : b.banned_for_ms;
+}
+
+static bool result_add(struct rest_result *res, size_t *cap, int idx, const struct cq_candle *c)
+{
+    if (res->n_candles == *cap) {
+        size_t ncap = *cap == 0 ? 256 : *cap * 2;
+        struct fetched_candle *p = realloc(res->candles, ncap * sizeof(*p));
+        if (p == NULL) {
+            return false;
+        }
+        res->candles = p;
+        *cap = ncap;
+    }
+    res->candles[res->n_candles].idx = idx;
+    res->candles[res->n_candles].c = *c;
+    res->n_candles++;
+    return true;
+}
+
+static void result_fail(struct rest_worker *w, struct rest_result *res, int rc)
+{
+    free(res->candles);
+    res->candles = NULL;
+    res->n_candles = 0;
+    res->rc = rc;
+    res->server_wait_ms = rest_server_wait(w->rest);
+}
+
+/* GET klines for one symbol on the worker; rows (new reference) or res
+ * filled with the problem. */
+static int worker_klines(struct rest_worker *w, int idx, int64_t start_ms, int64_t end_ms,
+                         unsigned limit, json_t **rows, struct rest_result *res)
 {
     struct cq_rest_params p;
     struct cq_rest_response r;
     memset(&r, 0, sizeof(r));
     cq_rest_params_init(&p);
-    cq_rest_params_add(&p, "symbol", f->syms[idx].name);
+    cq_rest_params_add(&p, "symbol", w->names[idx]);
     cq_rest_params_add(&p, "interval", "1m");
     if (start_ms > 0) {
         cq_rest_params_add_int(&p, "startTime", start_ms);
@@ -333,12 +492,15 @@ static int get_klines(struct cq_feeder *f, int idx, int64_t start_ms, int64_t en
         cq_rest_params_add_int(&p, "endTime", end_ms);
     }
     cq_rest_params_add_int(&p, "limit", limit);
-    int rc = cq_rest_request(f->rest, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
+    int rc = cq_rest_request(w->rest, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
     if (rc < 0 || r.status != CQ_REST_OK || !json_is_array(r.body)) {
-        /* At most 7 + 20 + 2 + 64 + 12 + 121 bytes: fits the callers' 256. */
-        snprintf(problem, problem_len, "klines %s: %.64s %d %.120s", f->syms[idx].name,
-                 rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.code, r.msg);
+        res->what = rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status);
+        res->code = r.code;
+        /* At most 7 + 20 + 2 + 64 + 12 + 121 bytes: fits problem's 256. */
+        snprintf(res->problem, sizeof(res->problem), "klines %s: %.64s %d %.120s", w->names[idx],
+                 res->what, r.code, r.msg);
         cq_rest_response_fini(&r);
+        result_fail(w, res, -CQ_EVENUE);
         return -CQ_EVENUE;
     }
     *rows = json_incref(r.body);
@@ -346,62 +508,261 @@ static int get_klines(struct cq_feeder *f, int idx, int64_t start_ms, int64_t en
     return 0;
 }
 
-/* Fetch and queue every closed bar in [from_ms, to_ms] (all strictly before
- * a bar known closed). Returns the number queued, or negative on failure. */
-static int backfill(struct cq_feeder *f, int idx, int64_t from_ms, int64_t to_ms)
+/* Parse rows[0 .. n) of symbol idx into res; rows outside [from_ms, to_ms]
+ * (when to_ms > 0) are skipped. false when out of memory. */
+static bool worker_take_rows(struct rest_result *res, size_t *cap, int idx, const json_t *rows,
+                             size_t n, int64_t from_ms, int64_t to_ms)
 {
-    int queued = 0;
-    int64_t start = from_ms;
-    while (start <= to_ms) {
-        json_t *rows = NULL;
-        char problem[256];
-        if (get_klines(f, idx, start, to_ms, BACKFILL_LIMIT, &rows, problem, sizeof(problem)) <
-            0) {
-            cq_log_warn("feeder", "backfill_failed",
-                        json_pack("{s:s,s:I,s:I,s:s}", "symbol", f->syms[idx].name, "from_ms",
-                                  (json_int_t)start, "to_ms", (json_int_t)to_ms, "error", problem),
-                        "backfill of %s failed: %s", f->syms[idx].name, problem);
-            return -CQ_EVENUE;
+    for (size_t i = 0; i < n; i++) {
+        struct cq_candle c;
+        if (!parse_kline_row(json_array_get(rows, i), &c)) {
+            res->malformed++;
+            continue;
         }
-        size_t n = json_array_size(rows);
-        int64_t last_open = -1;
-        for (size_t i = 0; i < n; i++) {
-            struct cq_candle c;
-            const char *why;
-            if (!parse_kline_row(json_array_get(rows, i), &c)) {
-                f->malformed_total++;
-                continue;
-            }
-            why = cq_market_check_candle(&c);
-            if (why != NULL) {
-                drop_insane(f, idx, "backfill", "kline", why, now_mono(f));
-                continue;
-            }
-            if (c.open_ms <= f->syms[idx].last_closed_open_ms || c.open_ms > to_ms) {
-                continue;
-            }
-            emit_candle(f, idx, &c, CQ_CANDLE_FROM_BACKFILL);
-            last_open = c.open_ms;
-            queued++;
+        if (to_ms > 0 && (c.open_ms < from_ms || c.open_ms > to_ms)) {
+            continue;
         }
-        json_decref(rows);
-        if (n < BACKFILL_LIMIT || last_open < 0) {
-            break;
+        if (!result_add(res, cap, idx, &c)) {
+            return false;
         }
-        start = last_open + ONE_MINUTE_MS;
     }
-    return queued;
+    return true;
 }
 
-/* Pass on the held closed candles of one symbol, in order, filling gaps
- * from REST. Stops (to retry later) when a backfill fails: the candles after
- * a gap never overtake it. */
+static void job_start(struct rest_worker *w, const struct rest_job *job, struct rest_result *res)
+{
+    struct cq_rest_response r;
+    memset(&r, 0, sizeof(r));
+    int rc = cq_rest_request(w->rest, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false,
+                             &r);
+    if (rc < 0 || r.status != CQ_REST_OK) {
+        res->what = rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status);
+        /* At most 14 + 64 + 12 + 121 bytes < CQ_HEALTH_DETAIL_MAX (256). */
+        snprintf(res->problem, sizeof(res->problem), "exchangeInfo: %.64s %d %.120s", res->what,
+                 r.code, r.msg);
+        cq_rest_response_fini(&r);
+        result_fail(w, res, -CQ_EVENUE);
+        return;
+    }
+    cq_rest_client_learn_limits(w->rest, r.body);
+    json_t *symbols = json_object_get(r.body, "symbols");
+    for (size_t i = 0; i < w->n_syms; i++) {
+        bool found = false;
+        size_t k;
+        json_t *s;
+        json_array_foreach(symbols, k, s) {
+            const char *name = json_string_value(json_object_get(s, "symbol"));
+            if (name != NULL && strcmp(name, w->names[i]) == 0) {
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            snprintf(res->problem, sizeof(res->problem), /* name <= 20: fits */
+                     "symbol %s is not listed by the exchange; fix CQ_SYMBOLS", w->names[i]);
+            cq_rest_response_fini(&r);
+            res->rc = -CQ_ENOTFOUND;
+            return;
+        }
+    }
+    cq_rest_response_fini(&r);
+    /* History for ARES: the newest N closed bars of each symbol (the newest
+     * row the exchange returns is the forming bar: dropped). */
+    size_t cap = 0;
+    for (size_t i = 0; i < w->n_syms && job->warmup_bars > 0; i++) {
+        json_t *rows = NULL;
+        if (worker_klines(w, (int)i, 0, 0, (unsigned)job->warmup_bars + 1, &rows, res) < 0) {
+            return;
+        }
+        size_t n = json_array_size(rows);
+        if (n > (size_t)job->warmup_bars + 1) {
+            n = (size_t)job->warmup_bars + 1; /* never more than asked for */
+        }
+        bool fit = n == 0 || worker_take_rows(res, &cap, (int)i, rows, n - 1, 0, 0);
+        json_decref(rows);
+        if (!fit) {
+            snprintf(res->problem, sizeof(res->problem), "warm-up: out of memory");
+            result_fail(w, res, -CQ_ENOMEM);
+            return;
+        }
+    }
+}
+
+static void job_backfill(struct rest_worker *w, const struct rest_job *job, struct rest_result *res)
+{
+    json_t *rows = NULL;
+    if (worker_klines(w, job->idx, job->from_ms, job->to_ms, BACKFILL_LIMIT, &rows, res) < 0) {
+        return;
+    }
+    size_t n = json_array_size(rows);
+    res->more = n >= BACKFILL_LIMIT;
+    size_t cap = 0;
+    bool fit = worker_take_rows(res, &cap, job->idx, rows, n < BACKFILL_LIMIT ? n : BACKFILL_LIMIT,
+                                job->from_ms, job->to_ms);
+    json_decref(rows);
+    if (!fit) {
+        snprintf(res->problem, sizeof(res->problem), "backfill: out of memory");
+        result_fail(w, res, -CQ_ENOMEM);
+    }
+}
+
+static void job_listen_key(struct rest_worker *w, const struct rest_job *job,
+                           struct rest_result *res)
+{
+    struct cq_rest_params p;
+    struct cq_rest_response r;
+    memset(&r, 0, sizeof(r));
+    cq_rest_params_init(&p);
+    bool keep = job->kind == JOB_LISTEN_KEY_KEEP;
+    if (keep) {
+        cq_rest_params_add(&p, "listenKey", job->listen_key);
+    }
+    int rc = cq_rest_request(w->rest, keep ? "PUT" : "POST", "/api/v3/userDataStream",
+                             keep ? &p : NULL, CQ_SEC_API_KEY, 2, false, &r);
+    res->status = r.status;
+    res->code = r.code;
+    /* Same size as r.msg: never cut. */
+    (void)cq_strlcpy(res->msg, r.msg, sizeof(res->msg));
+    const char *key = keep ? NULL : json_string_value(json_object_get(r.body, "listenKey"));
+    if (rc < 0 || r.status != CQ_REST_OK ||
+        (!keep && (key == NULL || strlen(key) >= sizeof(res->listen_key)))) {
+        res->what = rc < 0                   ? cq_strerror(rc)
+                    : r.status != CQ_REST_OK ? cq_rest_status_name(r.status)
+                                             : "bad listenKey in the reply";
+        cq_rest_response_fini(&r);
+        result_fail(w, res, rc < 0 ? rc : -CQ_EVENUE);
+        return;
+    }
+    if (!keep) {
+        /* Cannot truncate: strlen(key) < sizeof(res->listen_key) checked above. */
+        (void)cq_strlcpy(res->listen_key, key, sizeof(res->listen_key));
+    }
+    cq_rest_response_fini(&r);
+}
+
+static void rest_worker_destroy(struct rest_worker *w);
+
+static void *rest_worker_main(void *arg)
+{
+    struct rest_worker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (!w->stop && cq_spsc_size(&w->jobs) == 0) {
+            pthread_cond_wait(&w->cond, &w->lock);
+        }
+        bool stop = w->stop;
+        pthread_mutex_unlock(&w->lock);
+        struct rest_job job;
+        if (stop) {
+            break;
+        }
+        if (!cq_spsc_pop(&w->jobs, &job)) {
+            continue;
+        }
+        struct rest_result res;
+        memset(&res, 0, sizeof(res));
+        res.kind = job.kind;
+        res.idx = job.idx;
+        res.gen = job.gen;
+        res.from_ms = job.from_ms;
+        res.to_ms = job.to_ms;
+        atomic_store_explicit(&w->busy_since_ms, cq_clock_mono_ms(cq_clock_system()),
+                              memory_order_relaxed);
+        atomic_store_explicit(&w->busy_kind, (int)job.kind, memory_order_relaxed);
+        switch (job.kind) {
+        case JOB_START:
+            job_start(w, &job, &res);
+            break;
+        case JOB_BACKFILL:
+            job_backfill(w, &job, &res);
+            break;
+        case JOB_LISTEN_KEY_NEW:
+        case JOB_LISTEN_KEY_KEEP:
+            job_listen_key(w, &job, &res);
+            break;
+        default:
+            res.rc = -CQ_EINVAL;
+            break;
+        }
+        atomic_store_explicit(&w->busy_kind, JOB_NONE, memory_order_relaxed);
+        atomic_fetch_add_explicit(res.rc < 0 ? &w->jobs_failed : &w->jobs_done, 1,
+                                  memory_order_relaxed);
+        /* Every job gives one result and the feeder never has more than
+         * REST_RING_SLOTS jobs out (one per symbol, one start, one listen
+         * key), so there is room; wait for it all the same (never drop a
+         * result: the feeder would wait for it forever). */
+        bool pushed = cq_spsc_push(&w->results, &res);
+        pthread_mutex_lock(&w->lock);
+        while (!pushed && !w->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts); /* cond runs on CLOCK_MONOTONIC */
+            ts.tv_nsec += 10 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+            pushed = cq_spsc_push(&w->results, &res);
+        }
+        if (!pushed) {
+            free(res.candles);
+        } else if (w->wake != NULL) {
+            cq_ws_loop_wake(w->wake); /* the feeder's loop returns and takes it */
+        }
+        pthread_mutex_unlock(&w->lock);
+    }
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    bool abandoned = w->abandoned;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    if (abandoned) {
+        rest_worker_destroy(w);
+    }
+    return NULL;
+}
+
+static void rest_worker_destroy(struct rest_worker *w)
+{
+    struct rest_result res;
+    while (cq_spsc_pop(&w->results, &res)) {
+        free(res.candles);
+    }
+    cq_spsc_fini(&w->jobs);
+    cq_spsc_fini(&w->results);
+    cq_rest_client_free(w->rest);
+    free(w->names);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* Feeder thread: hand a job to the worker and ring its doorbell. false when
+ * the ring is full (cannot happen while REST_RING_SLOTS > the jobs the
+ * feeder keeps out; the caller retries later all the same). */
+static bool rest_submit(struct cq_feeder *f, const struct rest_job *job)
+{
+    struct rest_worker *w = f->worker;
+    if (!cq_spsc_push(&w->jobs, job)) {
+        f->rest_jobs_refused++;
+        return false;
+    }
+    f->rest_jobs_submitted++;
+    pthread_mutex_lock(&w->lock);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return true;
+}
+
+/* ---- gaps and backfill (feeder thread) ------------------------------------------ */
+
+/* Pass on the held closed candles of one symbol, in order. A gap before the
+ * next one asks the worker for the missing bars (one job per symbol at a
+ * time) and stops there: the candles after a gap never overtake it; they go
+ * on when the backfill lands (on_backfill_result) or is given up on. */
 static void drain_held(struct cq_feeder *f, int idx, int64_t now)
 {
     struct sym_state *s = &f->syms[idx];
-    if (s->backfill_retry_at != 0 && now < s->backfill_retry_at) {
-        return;
-    }
     size_t done = 0;
     while (done < s->held_len) {
         const struct cq_candle *c = &s->held[done];
@@ -410,36 +771,29 @@ static void drain_held(struct cq_feeder *f, int idx, int64_t now)
             done++;
             continue;
         }
-        if (s->last_closed_open_ms >= 0 && c->open_ms > s->last_closed_open_ms + ONE_MINUTE_MS) {
-            int64_t from = s->last_closed_open_ms + ONE_MINUTE_MS;
-            int64_t to = c->open_ms - 1;
-            int64_t missing = (c->open_ms - from) / ONE_MINUTE_MS;
-            int got = backfill(f, idx, from, to);
-            if (got < 0) {
-                /* Not now (rate limited, banned, network): hold on, retry
-                 * after the exchange's wait or a short pause. */
-                struct cq_rest_budget b;
-                cq_rest_client_budget(f->rest, &b);
-                int64_t wait = b.rate_limited_for_ms > b.banned_for_ms ? b.rate_limited_for_ms
-                                                                       : b.banned_for_ms;
-                s->backfill_retry_at = now + (wait > BACKFILL_RETRY_MIN_MS ? wait
-                                                                           : BACKFILL_RETRY_MIN_MS);
-                break;
+        if (s->last_closed_open_ms >= 0 && c->open_ms > s->last_closed_open_ms + ONE_MINUTE_MS &&
+            c->open_ms != s->gap_pass_open_ms) {
+            if (!s->backfill_in_flight &&
+                (s->backfill_retry_at == 0 || now >= s->backfill_retry_at)) {
+                struct rest_job job;
+                memset(&job, 0, sizeof(job));
+                job.kind = JOB_BACKFILL;
+                job.idx = idx;
+                job.gen = s->backfill_gen;
+                job.from_ms = s->last_closed_open_ms + ONE_MINUTE_MS;
+                job.to_ms = c->open_ms - 1;
+                if (s->gap_from_ms == 0) {
+                    s->gap_from_ms = job.from_ms;
+                    s->gap_got = 0;
+                }
+                if (rest_submit(f, &job)) {
+                    s->backfill_in_flight = true;
+                    s->backfill_retry_at = 0;
+                } else {
+                    s->backfill_retry_at = now + BACKFILL_RETRY_MIN_MS;
+                }
             }
-            s->gaps++;
-            if (got < missing) {
-                s->gaps_unfilled++;
-            }
-            uint64_t suppressed = 0;
-            if (cq_log_ratelimit_allow(&f->gap_rl, now, &suppressed)) {
-                cq_log_warn("feeder", got < missing ? "market_gap_unfilled" : "market_gap",
-                            json_pack("{s:s,s:I,s:I,s:I,s:i,s:I}", "symbol", s->name, "from_ms",
-                                      (json_int_t)from, "to_ms", (json_int_t)to, "missing_bars",
-                                      (json_int_t)missing, "backfilled", got, "suppressed",
-                                      (json_int_t)suppressed),
-                            "%s: %lld closed bar(s) missing before %lld; %d backfilled", s->name,
-                            (long long)missing, (long long)c->open_ms, got);
-            }
+            break;
         }
         emit_candle(f, idx, c, CQ_CANDLE_FROM_STREAM);
         done++;
@@ -453,6 +807,75 @@ static void drain_held(struct cq_feeder *f, int idx, int64_t now)
     }
 }
 
+/* A backfill page landed (feeder thread). Queue its bars, then either ask
+ * for the next page or, the range served, let the held candles go on (a
+ * shortfall is a gap the exchange cannot fill: market_gap_unfilled). */
+static void on_backfill_result(struct cq_feeder *f, const struct rest_result *res, int64_t now)
+{
+    struct sym_state *s = &f->syms[res->idx];
+    s->backfill_in_flight = false;
+    if (res->gen != s->backfill_gen) {
+        /* Given up on while it ran (HELD_MAX): its bars are all older than
+         * what has been passed on since. */
+        drain_held(f, res->idx, now);
+        return;
+    }
+    if (res->rc < 0) {
+        /* Not now (rate limited, banned, network): hold on, retry after the
+         * exchange's wait or a short pause. */
+        cq_log_warn("feeder", "backfill_failed",
+                    json_pack("{s:s,s:I,s:I,s:s}", "symbol", s->name, "from_ms",
+                              (json_int_t)res->from_ms, "to_ms", (json_int_t)res->to_ms, "error",
+                              res->problem),
+                    "backfill of %s failed: %s", s->name, res->problem);
+        s->backfill_retry_at =
+            now + (res->server_wait_ms > BACKFILL_RETRY_MIN_MS ? res->server_wait_ms
+                                                               : BACKFILL_RETRY_MIN_MS);
+        return;
+    }
+    f->malformed_total += res->malformed;
+    int got = 0;
+    for (size_t i = 0; i < res->n_candles; i++) {
+        const struct cq_candle *c = &res->candles[i].c;
+        const char *why = cq_market_check_candle(c);
+        if (why != NULL) {
+            drop_insane(f, res->idx, "backfill", "kline", why, now);
+            continue;
+        }
+        if (c->open_ms <= s->last_closed_open_ms || c->open_ms > res->to_ms) {
+            continue;
+        }
+        emit_candle(f, res->idx, c, CQ_CANDLE_FROM_BACKFILL);
+        got++;
+    }
+    s->gap_got += got;
+    if (!res->more || got == 0) {
+        /* The gap before the held candle at to_ms + 1 is as full as the
+         * exchange can make it. */
+        int64_t from = s->gap_from_ms != 0 ? s->gap_from_ms : res->from_ms;
+        int64_t missing = (res->to_ms + 1 - from) / ONE_MINUTE_MS;
+        s->gaps++;
+        if (s->gap_got < missing) {
+            s->gaps_unfilled++;
+        }
+        uint64_t suppressed = 0;
+        if (cq_log_ratelimit_allow(&f->gap_rl, now, &suppressed)) {
+            cq_log_warn("feeder", s->gap_got < missing ? "market_gap_unfilled" : "market_gap",
+                        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "symbol", s->name, "from_ms",
+                                  (json_int_t)from, "to_ms", (json_int_t)res->to_ms,
+                                  "missing_bars", (json_int_t)missing, "backfilled",
+                                  (json_int_t)s->gap_got, "suppressed", (json_int_t)suppressed),
+                        "%s: %lld closed bar(s) missing before %lld; %lld backfilled", s->name,
+                        (long long)missing, (long long)(res->to_ms + 1), (long long)s->gap_got);
+        }
+        s->gap_pass_open_ms = res->to_ms + 1;
+        s->gap_from_ms = 0;
+        s->gap_got = 0;
+    }
+    s->backfill_retry_at = 0;
+    drain_held(f, res->idx, now);
+}
+
 static void on_closed_kline(struct cq_feeder *f, int idx, const struct cq_candle *c)
 {
     struct sym_state *s = &f->syms[idx];
@@ -460,8 +883,12 @@ static void on_closed_kline(struct cq_feeder *f, int idx, const struct cq_candle
     if (s->held_len == HELD_MAX) {
         /* A backfill has been impossible for HELD_MAX minutes: let the
          * oldest held candle through with its gap unfilled rather than hold
-         * the stream forever (logged as market_gap_unfilled). */
+         * the stream forever (logged as market_gap_unfilled). A backfill
+         * still running for it is ignored when it lands (generation). */
         s->backfill_retry_at = 0;
+        s->backfill_gen++;
+        s->gap_from_ms = 0;
+        s->gap_got = 0;
         int64_t keep = s->last_closed_open_ms;
         s->last_closed_open_ms = s->held[0].open_ms - ONE_MINUTE_MS;
         s->gaps++;
@@ -637,81 +1064,58 @@ static void on_user_state(void *ctx, enum cq_ws_state state, const char *reason)
 
 /* ---- start-up ------------------------------------------------------------------ */
 
-static int load_exchange_info(struct cq_feeder *f)
-{
-    struct cq_rest_response r;
-    memset(&r, 0, sizeof(r));
-    int rc = cq_rest_request(f->rest, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false,
-                             &r);
-    if (rc < 0 || r.status != CQ_REST_OK) {
-        /* At most 14 + 64 + 12 + 121 bytes < CQ_HEALTH_DETAIL_MAX (256). */
-        snprintf(f->start_problem, sizeof(f->start_problem), "exchangeInfo: %.64s %d %.120s",
-                 rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.code, r.msg);
-        cq_rest_response_fini(&r);
-        return -CQ_EVENUE;
-    }
-    cq_rest_client_learn_limits(f->rest, r.body);
-    json_t *symbols = json_object_get(r.body, "symbols");
-    for (size_t i = 0; i < f->n_syms; i++) {
-        bool found = false;
-        size_t k;
-        json_t *s;
-        json_array_foreach(symbols, k, s) {
-            const char *name = json_string_value(json_object_get(s, "symbol"));
-            if (name != NULL && strcmp(name, f->syms[i].name) == 0) {
-                found = true;
-                break;
-            }
-        }
-        if (!found) {
-            snprintf(f->start_problem, sizeof(f->start_problem), /* name <= 20: fits */
-                     "symbol %s is not listed by the exchange; fix CQ_SYMBOLS", f->syms[i].name);
-            cq_rest_response_fini(&r);
-            return -CQ_ENOTFOUND;
-        }
-    }
-    cq_rest_response_fini(&r);
-    return 0;
-}
+/* The start job landed (feeder thread): warm-up candles to ARES first, then
+ * the market stream; or, on failure, a retry with backoff (never sooner
+ * than a Retry-After the exchange asked for). */
+static int start_market_stream(struct cq_feeder *f);
 
-/* History for ARES: the newest N closed bars (the newest row the exchange
- * returns is the forming bar: dropped). */
-static int warm_up(struct cq_feeder *f)
+static void on_start_result(struct cq_feeder *f, const struct rest_result *res, int64_t now)
 {
-    int64_t bars = cq_config_int(f->cfg, CQ_CFG_FEEDER_WARMUP_BARS);
-    if (bars <= 0) {
-        return 0;
-    }
-    for (size_t i = 0; i < f->n_syms; i++) {
-        json_t *rows = NULL;
-        if (get_klines(f, (int)i, 0, 0, (unsigned)bars + 1, &rows, f->start_problem,
-                       sizeof(f->start_problem)) < 0) {
-            return -CQ_EVENUE;
-        }
-        size_t n = json_array_size(rows);
-        for (size_t k = 0; k + 1 < n; k++) {
-            struct cq_candle c;
-            const char *why;
-            if (!parse_kline_row(json_array_get(rows, k), &c)) {
-                f->malformed_total++;
-                continue;
-            }
-            why = cq_market_check_candle(&c);
+    f->start_in_flight = false;
+    int rc = res->rc;
+    if (rc == 0) {
+        f->malformed_total += res->malformed;
+        for (size_t k = 0; k < res->n_candles; k++) {
+            int i = res->candles[k].idx;
+            const struct cq_candle *c = &res->candles[k].c;
+            const char *why = cq_market_check_candle(c);
             if (why != NULL) {
-                drop_insane(f, (int)i, "warmup", "kline", why, now_mono(f));
+                drop_insane(f, i, "warmup", "kline", why, now);
                 continue;
             }
-            if (c.open_ms > f->syms[i].last_closed_open_ms) {
-                emit_candle(f, (int)i, &c, CQ_CANDLE_FROM_WARMUP);
+            if (c->open_ms > f->syms[i].last_closed_open_ms) {
+                emit_candle(f, i, c, CQ_CANDLE_FROM_WARMUP);
             }
         }
-        json_decref(rows);
+        int64_t bars = cq_config_int(f->cfg, CQ_CFG_FEEDER_WARMUP_BARS);
+        if (bars > 0) {
+            cq_log_info("feeder", "warmup_done",
+                        json_pack("{s:I,s:I}", "symbols", (json_int_t)f->n_syms,
+                                  "bars_per_symbol", (json_int_t)bars),
+                        "warm-up history queued for ARES");
+        }
+        rc = start_market_stream(f); /* sets start_problem on failure */
+    } else {
+        /* Same size as start_problem: never cut. */
+        (void)cq_strlcpy(f->start_problem, res->problem, sizeof(f->start_problem));
     }
-    cq_log_info("feeder", "warmup_done",
-                json_pack("{s:I,s:I}", "symbols", (json_int_t)f->n_syms, "bars_per_symbol",
-                          (json_int_t)bars),
-                "warm-up history queued for ARES");
-    return 0;
+    if (rc == 0) {
+        f->phase = PHASE_STREAMING;
+        f->listen_key_wanted = f->api_key != NULL && f->api_key[0] != '\0';
+        return;
+    }
+    f->start_backoff_ms =
+        f->start_backoff_ms == 0 ? START_RETRY_MIN_MS : f->start_backoff_ms * 2;
+    if (f->start_backoff_ms > START_RETRY_MAX_MS) {
+        f->start_backoff_ms = START_RETRY_MAX_MS;
+    }
+    int64_t wait = res->server_wait_ms > f->start_backoff_ms ? res->server_wait_ms
+                                                             : f->start_backoff_ms;
+    f->start_retry_at = now + wait;
+    cq_log_warn("feeder", "start_retry",
+                json_pack("{s:s,s:I}", "problem", f->start_problem, "retry_in_ms",
+                          (json_int_t)wait),
+                "feeder start-up failed: %s", f->start_problem);
 }
 
 int cq_feeder__stream_url(const struct cq_feeder *f, char *url, size_t url_len)
@@ -768,11 +1172,13 @@ static int start_market_stream(struct cq_feeder *f)
 
 static void user_stream_tick(struct cq_feeder *f, int64_t now)
 {
-    if (!f->listen_key_wanted) {
-        return;
+    if (!f->listen_key_wanted || f->listen_key_in_flight) {
+        return; /* one listen-key request at a time, on the worker */
     }
     bool need_key = f->listen_key[0] == '\0' ||
                     (f->listen_key_retry_at != 0 && now >= f->listen_key_retry_at);
+    struct rest_job job;
+    memset(&job, 0, sizeof(job));
     if (need_key) {
         /* Failures back off exponentially (with jitter, capped, and never
          * sooner than a Retry-After): a refused key (-2015: revoked key,
@@ -781,99 +1187,151 @@ static void user_stream_tick(struct cq_feeder *f, int64_t now)
         if (!cq_backoff_due(&f->listen_key_backoff, now)) {
             return;
         }
-        struct cq_rest_response r;
-        memset(&r, 0, sizeof(r));
-        int rc = cq_rest_request(f->rest, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY,
-                                 2, false, &r);
-        const char *key = json_string_value(json_object_get(r.body, "listenKey"));
-        char url[512];
-        int url_len = key != NULL ? snprintf(url, sizeof(url), "%s/ws/%s", f->ws_url, key) : -1;
-        if (rc < 0 || r.status != CQ_REST_OK || key == NULL || strlen(key) >= sizeof(f->listen_key) ||
-            url_len < 0 || (size_t)url_len >= sizeof(url)) {
-            struct cq_rest_budget b;
-            cq_rest_client_budget(f->rest, &b);
-            int64_t server_wait = b.rate_limited_for_ms > b.banned_for_ms ? b.rate_limited_for_ms
-                                                                          : b.banned_for_ms;
-            int64_t delay = cq_backoff_fail(&f->listen_key_backoff, now, server_wait);
-            /* Bounded by the format: 40 + 12 + 1 + 100 < 160 bytes. */
-            snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%.40s %d %.100s",
-                     rc < 0 ? cq_strerror(rc)
-                            : r.status != CQ_REST_OK ? cq_rest_status_name(r.status)
-                                                     : "bad listenKey in the reply",
-                     r.code, r.msg);
-            uint64_t suppressed = 0;
-            if (cq_log_ratelimit_allow(&f->listen_key_rl, now, &suppressed)) {
-                cq_log_warn("feeder", "listen_key_failed",
-                            json_pack("{s:s,s:i,s:s,s:I,s:I,s:I}", "status",
-                                      rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status),
-                                      "code", r.code, "msg", r.msg, "attempt",
-                                      (json_int_t)f->listen_key_backoff.failures, "retry_in_ms",
-                                      (json_int_t)delay, "suppressed", (json_int_t)suppressed),
-                            "cannot create a listen key (%s); retry %u in %lld ms",
-                            f->listen_key_problem, f->listen_key_backoff.failures + 1,
-                            (long long)delay);
-            }
-            cq_rest_response_fini(&r);
-            return;
-        }
-        bool changed = strcmp(f->listen_key, key) != 0;
-        /* Cannot truncate: strlen(key) < sizeof(f->listen_key) checked above. */
-        (void)cq_strlcpy(f->listen_key, key, sizeof(f->listen_key));
-        cq_rest_response_fini(&r);
-        if (f->listen_key_backoff.failures > 0) {
-            cq_log_info("feeder", "listen_key_recovered",
-                        json_pack("{s:I}", "failures", (json_int_t)f->listen_key_backoff.failures),
-                        "listen key created after %u failure(s)",
-                        f->listen_key_backoff.failures);
-        }
-        cq_backoff_reset(&f->listen_key_backoff);
-        f->listen_key_problem[0] = '\0';
-        f->listen_key_retry_at = 0;
-        f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
-        if (f->user == NULL) {
-            struct cq_ws_client_options wo = {
-                .url = url,
-                .name = "user",
-                .connect_timeout_ms = cq_config_int(f->cfg, CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS),
-                .stall_ms = CQ_WS_STALL_NONE, /* quiet by nature; its pings show it lives */
-                .backoff_base_ms = 250,
-                .backoff_max_ms = cq_config_int(f->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
-                .clock = f->clock,
-            };
-            struct cq_ws_callbacks cb = {on_user_message, on_user_state, f};
-            struct cq_err err;
-            f->user = cq_ws_client_new(f->loop, &wo, &cb, &err);
-            if (f->user == NULL || cq_ws_client_start(f->user) < 0) {
-                cq_log_error("feeder", "user_stream_failed", NULL, "cannot start the user stream");
-                f->listen_key_wanted = false;
-                return;
-            }
-        } else if (changed && cq_ws_client_set_url(f->user, url) < 0) {
-            cq_log_error("feeder", "user_stream_failed", NULL, "cannot switch the listen key");
-        }
-        cq_log_info("feeder", "listen_key_ready", json_pack("{s:b}", "new", changed),
-                    "user data stream %s", changed ? "on a new listen key" : "key extended");
+        job.kind = JOB_LISTEN_KEY_NEW;
+        f->listen_key_in_flight = rest_submit(f, &job);
         return;
     }
     bool check = f->listen_key_check_at != 0 && now >= f->listen_key_check_at;
     if (check || now >= f->listen_key_renew_at) {
-        f->listen_key_check_at = 0;
-        struct cq_rest_params p;
-        struct cq_rest_response r;
-        memset(&r, 0, sizeof(r));
-        cq_rest_params_init(&p);
-        cq_rest_params_add(&p, "listenKey", f->listen_key);
-        int rc = cq_rest_request(f->rest, "PUT", "/api/v3/userDataStream", &p, CQ_SEC_API_KEY, 2,
-                                 false, &r);
-        if (rc == 0 && r.status == CQ_REST_REJECTED && r.code == -1125) {
-            f->listen_key_retry_at = now; /* gone: make a new one */
-        } else if (rc < 0 || r.status != CQ_REST_OK) {
-            f->listen_key_renew_at = now + 60000; /* try again in a minute */
-        } else {
-            f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
+        job.kind = JOB_LISTEN_KEY_KEEP;
+        /* Same size as f->listen_key: never cut. */
+        (void)cq_strlcpy(job.listen_key, f->listen_key, sizeof(job.listen_key));
+        f->listen_key_in_flight = rest_submit(f, &job);
+        if (f->listen_key_in_flight) {
+            f->listen_key_check_at = 0;
         }
-        cq_rest_response_fini(&r);
     }
+}
+
+/* POST userDataStream answered (feeder thread). */
+static void on_listen_key_new_result(struct cq_feeder *f, const struct rest_result *res,
+                                     int64_t now)
+{
+    char url[512];
+    int url_len = res->rc == 0 ? snprintf(url, sizeof(url), "%s/ws/%s", f->ws_url, res->listen_key)
+                               : -1;
+    if (res->rc < 0 || url_len < 0 || (size_t)url_len >= sizeof(url)) {
+        const char *what = res->rc < 0 ? res->what : "listen key URL too long";
+        int64_t delay = cq_backoff_fail(&f->listen_key_backoff, now, res->server_wait_ms);
+        /* Bounded by the format: 40 + 12 + 1 + 100 < 160 bytes. */
+        snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%.40s %d %.100s",
+                 what != NULL ? what : "?", res->code, res->msg);
+        uint64_t suppressed = 0;
+        if (cq_log_ratelimit_allow(&f->listen_key_rl, now, &suppressed)) {
+            cq_log_warn("feeder", "listen_key_failed",
+                        json_pack("{s:s,s:i,s:s,s:I,s:I,s:I}", "status",
+                                  what != NULL ? what : "?", "code", res->code, "msg", res->msg,
+                                  "attempt", (json_int_t)f->listen_key_backoff.failures,
+                                  "retry_in_ms", (json_int_t)delay, "suppressed",
+                                  (json_int_t)suppressed),
+                        "cannot create a listen key (%s); retry %u in %lld ms",
+                        f->listen_key_problem, f->listen_key_backoff.failures + 1,
+                        (long long)delay);
+        }
+        return;
+    }
+    bool changed = strcmp(f->listen_key, res->listen_key) != 0;
+    /* Same size as res->listen_key: never cut. */
+    (void)cq_strlcpy(f->listen_key, res->listen_key, sizeof(f->listen_key));
+    if (f->listen_key_backoff.failures > 0) {
+        cq_log_info("feeder", "listen_key_recovered",
+                    json_pack("{s:I}", "failures", (json_int_t)f->listen_key_backoff.failures),
+                    "listen key created after %u failure(s)", f->listen_key_backoff.failures);
+    }
+    cq_backoff_reset(&f->listen_key_backoff);
+    f->listen_key_problem[0] = '\0';
+    f->listen_key_retry_at = 0;
+    f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
+    if (f->user == NULL) {
+        struct cq_ws_client_options wo = {
+            .url = url,
+            .name = "user",
+            .connect_timeout_ms = cq_config_int(f->cfg, CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS),
+            .stall_ms = CQ_WS_STALL_NONE, /* quiet by nature; its pings show it lives */
+            .backoff_base_ms = 250,
+            .backoff_max_ms = cq_config_int(f->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
+            .clock = f->clock,
+        };
+        struct cq_ws_callbacks cb = {on_user_message, on_user_state, f};
+        struct cq_err err;
+        f->user = cq_ws_client_new(f->loop, &wo, &cb, &err);
+        if (f->user == NULL || cq_ws_client_start(f->user) < 0) {
+            cq_log_error("feeder", "user_stream_failed", NULL, "cannot start the user stream");
+            f->listen_key_wanted = false;
+            return;
+        }
+    } else if (changed && cq_ws_client_set_url(f->user, url) < 0) {
+        cq_log_error("feeder", "user_stream_failed", NULL, "cannot switch the listen key");
+    }
+    cq_log_info("feeder", "listen_key_ready", json_pack("{s:b}", "new", changed),
+                "user data stream %s", changed ? "on a new listen key" : "key extended");
+}
+
+/* PUT userDataStream answered (feeder thread). */
+static void on_listen_key_keep_result(struct cq_feeder *f, const struct rest_result *res,
+                                      int64_t now)
+{
+    if (res->rc == -CQ_EVENUE && res->status == CQ_REST_REJECTED && res->code == -1125) {
+        f->listen_key_retry_at = now; /* gone: make a new one */
+    } else if (res->rc < 0) {
+        f->listen_key_renew_at = now + 60000; /* try again in a minute */
+    } else {
+        f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
+    }
+}
+
+/* Take every result the worker has handed back (feeder thread). */
+static void take_rest_results(struct cq_feeder *f, int64_t now)
+{
+    struct rest_result res;
+    while (cq_spsc_pop(&f->worker->results, &res)) {
+        f->rest_results_total++;
+        switch (res.kind) {
+        case JOB_START:
+            on_start_result(f, &res, now);
+            break;
+        case JOB_BACKFILL:
+            on_backfill_result(f, &res, now);
+            break;
+        case JOB_LISTEN_KEY_NEW:
+            f->listen_key_in_flight = false;
+            on_listen_key_new_result(f, &res, now);
+            break;
+        case JOB_LISTEN_KEY_KEEP:
+            f->listen_key_in_flight = false;
+            on_listen_key_keep_result(f, &res, now);
+            break;
+        default:
+            break;
+        }
+        free(res.candles);
+    }
+}
+
+/* The REST worker's queues and what it is doing, for health details. */
+static json_t *rest_worker_json(const struct cq_feeder *f)
+{
+    struct rest_worker *w = f->worker;
+    int kind = atomic_load_explicit(&w->busy_kind, memory_order_relaxed);
+    int64_t since = atomic_load_explicit(&w->busy_since_ms, memory_order_relaxed);
+    int64_t busy_ms = kind != JOB_NONE ? cq_clock_mono_ms(cq_clock_system()) - since : 0;
+    size_t backfills = 0;
+    for (size_t i = 0; i < f->n_syms; i++) {
+        backfills += f->syms[i].backfill_in_flight ? 1 : 0;
+    }
+    return json_pack(
+        "{s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}", "running",
+        kind > JOB_NONE && kind < JOB__COUNT ? job_names[kind] : NULL, "running_for_ms",
+        (json_int_t)(busy_ms > 0 ? busy_ms : 0), "jobs_queued",
+        (json_int_t)cq_spsc_size(&w->jobs), "jobs_high_water",
+        (json_int_t)atomic_load(&w->jobs.high_water), "results_queued",
+        (json_int_t)cq_spsc_size(&w->results), "ring_capacity",
+        (json_int_t)cq_spsc_capacity(&w->jobs), "jobs_submitted",
+        (json_int_t)f->rest_jobs_submitted, "jobs_refused", (json_int_t)f->rest_jobs_refused,
+        "jobs_done", (json_int_t)atomic_load_explicit(&w->jobs_done, memory_order_relaxed),
+        "jobs_failed", (json_int_t)atomic_load_explicit(&w->jobs_failed, memory_order_relaxed),
+        "backfills_in_flight", (json_int_t)backfills, "start_in_flight", f->start_in_flight,
+        "listen_key_in_flight", f->listen_key_in_flight);
 }
 
 /* ---- health ------------------------------------------------------------------------ */
@@ -882,7 +1340,7 @@ static void publish_health(struct cq_feeder *f, int64_t now)
 {
     int64_t stale_ms = atomic_load_explicit(&f->stale_ms, memory_order_relaxed);
     struct cq_rest_budget budget;
-    cq_rest_client_budget(f->rest, &budget);
+    cq_rest_client_budget(f->worker->rest, &budget); /* any thread (its own lock) */
     json_t *symbols = json_object();
     const struct sym_state *stale_symbol = NULL;
     bool stale_never = false;          /* the stale symbol has had no message at all */
@@ -1008,6 +1466,7 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         "listen_key_problem", f->listen_key_problem, "malformed_total",
         (json_int_t)f->malformed_total, "insane_total", (json_int_t)f->insane_total,
         "unknown_symbol_total", (json_int_t)f->unknown_symbol_total);
+    json_object_set_new(details, "rest_worker", rest_worker_json(f));
     struct cq_feeder_metrics fm = {
         .malformed_total = f->malformed_total,
         .unknown_symbol_total = f->unknown_symbol_total,
@@ -1043,29 +1502,16 @@ static void publish_health(struct cq_feeder *f, int64_t now)
 static int feeder_step(void *ctx, int64_t now)
 {
     struct cq_feeder *f = ctx;
-    if (f->phase == PHASE_START && now >= f->start_retry_at) {
-        f->start_problem[0] = '\0';
-        int rc = load_exchange_info(f);
-        if (rc == 0) {
-            rc = warm_up(f);
-        }
-        if (rc == 0) {
-            rc = start_market_stream(f);
-        }
-        if (rc == 0) {
-            f->phase = PHASE_STREAMING;
-            f->listen_key_wanted = f->api_key != NULL && f->api_key[0] != '\0';
-        } else {
-            f->start_backoff_ms = f->start_backoff_ms == 0 ? START_RETRY_MIN_MS
-                                                           : f->start_backoff_ms * 2;
-            if (f->start_backoff_ms > START_RETRY_MAX_MS) {
-                f->start_backoff_ms = START_RETRY_MAX_MS;
-            }
-            f->start_retry_at = now + f->start_backoff_ms;
-            cq_log_warn("feeder", "start_retry",
-                        json_pack("{s:s,s:I}", "problem", f->start_problem, "retry_in_ms",
-                                  (json_int_t)f->start_backoff_ms),
-                        "feeder start-up failed: %s", f->start_problem);
+    if (f->phase == PHASE_START && !f->start_in_flight && now >= f->start_retry_at) {
+        /* exchangeInfo and the warm-up run on the REST worker; the result
+         * comes back through take_rest_results (on_start_result). */
+        struct rest_job job;
+        memset(&job, 0, sizeof(job));
+        job.kind = JOB_START;
+        job.warmup_bars = cq_config_int(f->cfg, CQ_CFG_FEEDER_WARMUP_BARS);
+        f->start_in_flight = rest_submit(f, &job);
+        if (!f->start_in_flight) {
+            f->start_retry_at = now + START_RETRY_MIN_MS;
         }
     }
     f->backpressure = f->pending_len > PENDING_PAUSE;
@@ -1076,6 +1522,7 @@ static int feeder_step(void *ctx, int64_t now)
         nanosleep(&ts, NULL);
     }
     now = now_mono(f);
+    take_rest_results(f, now); /* the worker rang the loop's doorbell for them */
     if (f->phase == PHASE_STREAMING) {
         for (size_t i = 0; i < f->n_syms; i++) {
             if (f->syms[i].held_len > 0) {
@@ -1096,6 +1543,12 @@ static int feeder_step(void *ctx, int64_t now)
 static void feeder_on_stop(void *ctx)
 {
     struct cq_feeder *f = ctx;
+    /* No new REST call after this; the one running ends on its own (it is
+     * bounded by the client's timeouts) and cq_feeder_free waits for it. */
+    pthread_mutex_lock(&f->worker->lock);
+    f->worker->stop = true;
+    pthread_cond_broadcast(&f->worker->cond);
+    pthread_mutex_unlock(&f->worker->lock);
     if (f->market != NULL) {
         cq_ws_client_stop(f->market);
     }
@@ -1112,6 +1565,113 @@ static const struct cq_service_ops feeder_ops = {
 };
 
 /* ---- construction ---------------------------------------------------------------- */
+
+/* The worker's state and its rest client; the thread starts later
+ * (rest_worker_start), once nothing else in cq_feeder_new can fail. */
+static struct rest_worker *rest_worker_new(struct cq_feeder *f, const struct cq_rest_options *ro,
+                                           struct cq_err *err)
+{
+    struct rest_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the feeder's REST worker");
+        return NULL;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int ce = pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (ce != 0 || pthread_mutex_init(&w->lock, NULL) != 0) {
+        if (ce == 0) {
+            pthread_cond_destroy(&w->cond);
+        }
+        free(w);
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "feeder REST worker: mutex init failed");
+        return NULL;
+    }
+    w->wake = f->loop;
+    atomic_init(&w->busy_kind, JOB_NONE);
+    atomic_init(&w->busy_since_ms, 0);
+    atomic_init(&w->jobs_done, 0);
+    atomic_init(&w->jobs_failed, 0);
+    w->n_syms = f->n_syms;
+    w->names = calloc(f->n_syms > 0 ? f->n_syms : 1, sizeof(*w->names));
+    if (w->names == NULL || cq_spsc_init(&w->jobs, REST_RING_SLOTS, sizeof(struct rest_job)) < 0 ||
+        cq_spsc_init(&w->results, REST_RING_SLOTS, sizeof(struct rest_result)) < 0) {
+        rest_worker_destroy(w);
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the feeder's REST worker");
+        return NULL;
+    }
+    for (size_t i = 0; i < f->n_syms; i++) {
+        memcpy(w->names[i], f->syms[i].name, sizeof(w->names[i])); /* same size */
+    }
+    w->rest = cq_rest_client_new(ro, err);
+    if (w->rest == NULL) {
+        rest_worker_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int rest_worker_start(struct rest_worker *w, struct cq_err *err)
+{
+    int e = pthread_create(&w->thread, NULL, rest_worker_main, w);
+    if (e != 0) {
+        return cq_err_set(err, CQ_EIO, e, "check the process's thread limit (ulimit -u)",
+                          "cannot start the feeder's REST worker thread");
+    }
+    w->thread_started = true;
+    return 0;
+}
+
+/* Stop the worker and free it. A REST call still running after
+ * REST_WORKER_STOP_WAIT_MS is not waited for: the thread is detached and
+ * frees its own state when the call ends (it no longer touches the
+ * feeder), so a slow exchange never holds up the daemon's exit. */
+static void rest_worker_release(struct rest_worker *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    if (!w->thread_started) {
+        rest_worker_destroy(w);
+        return;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += REST_WORKER_STOP_WAIT_MS / 1000;
+    deadline.tv_nsec += (long)(REST_WORKER_STOP_WAIT_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    w->wake = NULL;
+    pthread_cond_broadcast(&w->cond);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool done = w->done;
+    int kind = atomic_load_explicit(&w->busy_kind, memory_order_relaxed);
+    if (!done) {
+        w->abandoned = true;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (done) {
+        pthread_join(w->thread, NULL);
+        rest_worker_destroy(w);
+        return;
+    }
+    pthread_detach(w->thread);
+    cq_log_warn("feeder", "rest_worker_abandoned",
+                json_pack("{s:s,s:I}", "job", job_names[kind >= 0 && kind < JOB__COUNT ? kind : 0],
+                          "waited_ms", (json_int_t)REST_WORKER_STOP_WAIT_MS),
+                "a REST call (%s) still runs after %d ms; not waiting for it",
+                job_names[kind >= 0 && kind < JOB__COUNT ? kind : 0], REST_WORKER_STOP_WAIT_MS);
+}
 
 struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err *err)
 {
@@ -1184,18 +1744,18 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
         .weight_headroom_pct = (unsigned)cq_config_int(o->cfg, CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT),
         .clock = f->clock,
     };
-    f->rest = cq_rest_client_new(&ro, err);
-    if (f->rest == NULL) {
-        cq_feeder_free(f);
-        return NULL;
-    }
     f->loop = cq_ws_loop_new(err);
     if (f->loop == NULL) {
         cq_feeder_free(f);
         return NULL;
     }
+    f->worker = rest_worker_new(f, &ro, err);
+    if (f->worker == NULL) {
+        cq_feeder_free(f);
+        return NULL;
+    }
     f->svc = cq_service_new(&feeder_ops, f, f->board, f->clock, err);
-    if (f->svc == NULL) {
+    if (f->svc == NULL || rest_worker_start(f->worker, err) < 0) {
         cq_feeder_free(f);
         return NULL;
     }
@@ -1219,8 +1779,8 @@ void cq_feeder_free(struct cq_feeder *f)
         return;
     }
     cq_service_free(f->svc); /* joins the thread before its state goes */
+    rest_worker_release(f->worker); /* before the loop it wakes goes */
     cq_ws_loop_free(f->loop);
-    cq_rest_client_free(f->rest);
     cq_config_unref(f->cfg);
     free(f->rest_url);
     free(f->ws_url);
