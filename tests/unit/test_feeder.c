@@ -5,15 +5,21 @@
  * order, the sanity rules drop insane market data and make a symbol fed only
  * such data stale, a symbol of CQ_SYMBOL_MAX_CHARS works end to end (codec,
  * subscription URL, ring) and a longer one is refused by the config, and the
- * listen-key backoff (cq/backoff.h) is bounded.
+ * listen-key backoff (cq/backoff.h) is bounded; a gap's backfill against a
+ * venue that never answers neither blocks the stream (the candles after the
+ * gap are held, the job waits on the REST worker) nor cq_feeder_free.
  *
  * The feeder is built but never started: its thread does not run, so the
  * test is its only caller (as feeder-int.h allows).
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cq/backoff.h"
@@ -254,6 +260,104 @@ Test(feeder, candles_reach_ares_in_time_order)
                      (long long)evs[i].u.candle.candle.open_ms, (long long)last[s]);
         last[s] = evs[i].u.candle.candle.open_ms;
     }
+}
+
+/* ---- REST off the WebSocket loop (issue 10) ------------------------------------ */
+
+/* A venue on loopback that takes connections (the kernel's backlog) and
+ * never answers. Returns the listening socket. */
+static int black_hole(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static json_t *worker_details(json_t *rec)
+{
+    return json_object_get(json_object_get(rec, "details"), "rest_worker");
+}
+
+Test(feeder, backfill_against_a_silent_venue_blocks_neither_stream_nor_free)
+{
+    int port = 0;
+    int lfd = black_hole(&port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+    struct cq_err err;
+    cq_feeder_free(fx.f);
+    struct cq_feeder_options fo = {.cfg = fx.cfg, .board = fx.board, .rest_url = url,
+                                   .ws_url = "ws://127.0.0.1:9", .to_ares = &fx.ring,
+                                   .clock = &fx.clock};
+    fx.f = cq_feeder_new(&fo, &err);
+    cr_assert_not_null(fx.f, "feeder: %s", err.message);
+    cq_feeder__assume_streaming(fx.f);
+
+    struct cq_msg k0 = closed_kline("BTCUSDT", T0);
+    apply(&k0);
+    /* Two bars missing: a gap. The backfill (a request the venue never
+     * answers: 10 s per attempt, with retries) must not run here. */
+    int64_t t = real_ms();
+    struct cq_msg k3 = closed_kline("BTCUSDT", T0 + 3 * MIN);
+    apply(&k3);
+    struct cq_msg k4 = closed_kline("BTCUSDT", T0 + 4 * MIN);
+    apply(&k4);
+    struct cq_msg b = book("BTCUSDT", "100", "101");
+    apply(&b);
+    cr_assert_lt(real_ms() - t, 1000, "the stream callback waited %lld ms for REST",
+                 (long long)(real_ms() - t));
+    cq_feeder__flush(fx.f);
+    struct cq_market_event evs[8];
+    size_t n = drain(evs, 8);
+    /* The candle before the gap and the book; the candles after it wait. */
+    cr_assert_eq(n, 2);
+    cr_expect_eq(evs[0].type, CQ_MARKET_CANDLE_CLOSED);
+    cr_expect_eq(evs[0].u.candle.candle.open_ms, T0);
+    cr_expect_eq(evs[1].type, CQ_MARKET_BOOK);
+    json_t *rec = health();
+    cr_expect_eq(sym_int(rec, "BTCUSDT", "held_for_backfill"), 2);
+    cr_expect_eq(json_integer_value(json_object_get(worker_details(rec), "backfills_in_flight")),
+                 1);
+    json_decref(rec);
+    /* The worker takes the job and waits on the venue (real time: bounded
+     * poll, no speed assumed). */
+    bool running = false;
+    for (int i = 0; i < 500 && !running; i++) {
+        rec = health();
+        const char *r = json_string_value(json_object_get(worker_details(rec), "running"));
+        running = r != NULL && strcmp(r, "backfill") == 0;
+        json_decref(rec);
+        if (!running) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert(running, "the REST worker never started the backfill");
+    /* Free does not wait for the call (REST_WORKER_STOP_WAIT_MS, 2 s). */
+    t = real_ms();
+    cq_feeder_free(fx.f);
+    fx.f = NULL;
+    int64_t took = real_ms() - t;
+    cr_expect_lt(took, 2000 + 3000, "cq_feeder_free waited %lld ms for a hung REST call",
+                 (long long)took);
+    cr_expect_geq(took, 1900, "cq_feeder_free gave the call its %d ms", 2000);
+    close(lfd);
 }
 
 /* ---- a symbol of CQ_SYMBOL_MAX_CHARS, end to end (issue 9.7) ------------------- */
