@@ -7,7 +7,7 @@
  * Threads: cq_sim_start creates the simulator's threads (REST server, WS
  * server, market clock); only the owner (the binary's main, or coinquantd's
  * supervisor) calls new/start/stop/free. Everything else happens over the
- * sockets. See server/sim/sim-int.h for the inside.
+ * sockets. See server/sim/sim-state.h for the inside (layers, threads, the lock).
  */
 #ifndef CQ_SIM_H
 #define CQ_SIM_H

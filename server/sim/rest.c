@@ -109,24 +109,14 @@
  * a form body. Every answer is JSON: {"ok":true,…} or 400
  * {"ok":false,"error":{"param":"<name>","message":"…"}}.
  *
- *   | method+path                      | params                     | effect                         |
- *   |----------------------------------|----------------------------|--------------------------------|
- *   | GET  /_sim/state                 |                            | cq_sim__state_json()               |
- *   | POST /_sim/ws/drop               |                            | close every WS connection      |
- *   | POST /_sim/ws/stall              | on=1|0                     | WS keeps connections, no data  |
- *   | POST /_sim/rest/latency          | ms=0..60000                | sleep before each /api answer  |
- *   | POST /_sim/rest/errors           | per_mille=0..1000          | share of /api answered 503     |
- *   | POST /_sim/ratelimit/storm       | seconds=0..3600            | every /api request 429 (0 ends)|
- *   | POST /_sim/orders/reject         | count=0..1000000           | next N POST /order -> -2010    |
- *   | POST /_sim/balance/insufficient  | on=1|0                     | orders -> -2010 insufficient   |
- *   | POST /_sim/balance/set           | asset=[A-Z0-9]{1,20}, free=D| set an asset's free balance   |
- *   | POST /_sim/clock/skew            | ms=±630720000000 (20 y)    | server time = wall + ms        |
- *   | POST /_sim/market/pause          | on=1|0                     | market holds, emits nothing    |
- *   | POST /_sim/symbol/status         | symbol=S&status=TRADING|   | HALT/BREAK: new orders -2010   |
- *   |                                  |   HALT|BREAK               |   "Market is closed."          |
- *   | POST /_sim/faults/clear          |                            | all of the above off; lift ban;|
- *   |                                  |                            | ban length back to 2 min; all  |
- *   |                                  |                            | symbols TRADING                |
+ * The endpoints are one table, controls[] in the "control endpoints" section
+ * below: method, path, parameters (kind, name, range), effect, handler. It
+ * routes (unknown path 404, other method 405), validates the parameters in
+ * table order (400 naming the first bad one), and an unknown /_sim/ path is
+ * answered with every row rendered ("known": [{method, path, usage,
+ * effect}]), e.g. "POST /_sim/rest/latency ms=0..60000". docs/SIMEX.md
+ * "Control endpoints" lists the same rows; test_sim_rest's
+ * control_table_rows_are_all_reachable walks the rendered list.
  *
  * Limitations (documented, deliberate): stop and take-profit order types are
  * listed in exchangeInfo (ccxt requires it) but answered -2010 "Stop orders
@@ -2266,6 +2256,392 @@ static bool control_authorized(const struct cq_sim__state *sim, struct MHD_Conne
     return ok;
 }
 
+/* ---- the control endpoints: one table ----------------------------------------------- */
+
+/* A parameter of a control endpoint: its kind says how it is validated (and
+ * rendered in the list an unknown path gets). */
+enum control_param_kind {
+    CP_NONE,   /* end of the list */
+    CP_INT,    /* a signed integer in [min, max] -> args.n */
+    CP_ON,     /* "on": 1|0|true|false -> args.on */
+    CP_ASSET,  /* "asset": ^[A-Z0-9]{1,CQ_SIM_ASSET_MAX_CHARS}$ -> args.asset */
+    CP_FREE,   /* "free": a non-negative decimal -> args.amount */
+    CP_SYMBOL, /* "symbol": a listed symbol -> args.symbol, args.symbol_idx */
+    CP_STATUS, /* "status": TRADING|HALT|BREAK -> args.status */
+};
+
+struct control_param {
+    enum control_param_kind kind;
+    const char *name;
+    int64_t min, max; /* CP_INT */
+};
+
+#define CONTROL_PARAMS_MAX 2
+
+struct control_args {
+    int64_t n;
+    bool on;
+    const char *asset;
+    cq_dec amount;
+    const char *symbol;
+    int symbol_idx;
+    enum cq_sim__symbol_status status;
+    const char *status_text;
+};
+
+struct control {
+    const char *method;
+    const char *path;
+    struct control_param params[CONTROL_PARAMS_MAX + 1]; /* CP_NONE-terminated */
+    const char *effect; /* one line, for the list an unknown path gets */
+    void (*handler)(struct cq_sim__rest *rest, const struct control_args *a,
+                    struct rest_resp *resp);
+};
+
+static void c_state(struct cq_sim__rest *rest, const struct control_args *a, struct rest_resp *resp)
+{
+    struct cq_sim__state *sim = rest->sim;
+    (void)a;
+    cq_sim__lock(sim);
+    json_t *state = cq_sim__state_json(sim);
+    cq_sim__unlock(sim);
+    struct cq_sim__rest_stats rs;
+    cq_sim__rest_stats(rest, &rs);
+    if (state != NULL &&
+        json_object_set_new(
+            state, "rest_connections",
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
+                      "waiting", (json_int_t)rs.waiting, "evicted_deadline",
+                      (json_int_t)rs.evicted_deadline, "evicted_for_room",
+                      (json_int_t)rs.evicted_for_room, "refused_busy",
+                      (json_int_t)rs.refused_busy, "head_deadline_ms",
+                      (json_int_t)rs.head_deadline_ms, "per_ip_max", (json_int_t)rs.per_ip_max,
+                      "connections_max", (json_int_t)rs.connections_max)) < 0) {
+        json_decref(state);
+        state = NULL;
+    }
+    if (state == NULL) {
+        ctl_error(resp, 500, NULL, "cannot build the state");
+        return;
+    }
+    json_decref(resp->body);
+    resp->status = 200;
+    resp->body = state;
+}
+
+static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
+                      struct rest_resp *resp)
+{
+    (void)a;
+    /* relaxed: the WS thread only needs to see the change eventually */
+    uint64_t g = atomic_fetch_add_explicit(&rest->sim->faults.ws_drop_generation, 1,
+                                           memory_order_relaxed) + 1;
+    ctl_ok(resp, json_pack("{s:I}", "ws_drop_generation", (json_int_t)g));
+}
+
+static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
+                       struct rest_resp *resp)
+{
+    atomic_store_explicit(&rest->sim->faults.ws_stall, a->on, memory_order_relaxed);
+    ctl_ok(resp, json_pack("{s:b}", "ws_stall", a->on));
+}
+
+static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.rest_latency_ms = a->n;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I}", "rest_latency_ms", (json_int_t)a->n));
+}
+
+static void c_rest_errors(struct cq_sim__rest *rest, const struct control_args *a,
+                          struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.rest_5xx_per_mille = (uint32_t)a->n;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I}", "rest_5xx_per_mille", (json_int_t)a->n));
+}
+
+static void c_storm(struct cq_sim__rest *rest, const struct control_args *a, struct rest_resp *resp)
+{
+    struct cq_sim__state *sim = rest->sim;
+    cq_sim__lock(sim);
+    sim->faults.storm_until_ms = a->n > 0 ? cq_sim__wall_ms() + a->n * 1000 : 0;
+    int64_t until = sim->faults.storm_until_ms;
+    cq_sim__unlock(sim);
+    ctl_ok(resp, json_pack("{s:I}", "storm_until_ms", (json_int_t)until));
+}
+
+static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args *a,
+                            struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.reject_next_orders = (uint32_t)a->n;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)a->n));
+}
+
+static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.force_insufficient = a->on;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:b}", "force_insufficient", a->on));
+}
+
+static void c_balance_set(struct cq_sim__rest *rest, const struct control_args *a,
+                          struct rest_resp *resp)
+{
+    struct cq_sim__state *sim = rest->sim;
+    cq_sim__lock(sim);
+    int rc = cq_sim__engine_set_balance(sim->engine, a->asset, a->amount,
+                                        cq_sim__server_time_ms(sim));
+    cq_sim__unlock(sim);
+    if (rc == -CQ_ETOOBIG) {
+        ctl_error(resp, 400, "free",
+                  "parameter 'free' plus what is locked must be at most " SIM_AMOUNT_MAX_TEXT);
+    } else if (rc < 0) {
+        ctl_error(resp, 400, "asset", "cannot set the balance of %s: %s", a->asset,
+                  cq_strerror(rc));
+    } else {
+        ctl_ok(resp, json_pack("{s:s,s:o}", "asset", a->asset, "free", jdec(a->amount)));
+    }
+}
+
+static void c_clock_skew(struct cq_sim__rest *rest, const struct control_args *a,
+                         struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.clock_skew_ms = a->n;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I}", "clock_skew_ms", (json_int_t)a->n));
+}
+
+static void c_market_pause(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.market_paused = a->on;
+    cq_sim__market_set_paused(rest->sim->market, a->on);
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:b}", "market_paused", a->on));
+}
+
+static void c_symbol_status(struct cq_sim__rest *rest, const struct control_args *a,
+                            struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    cq_sim__engine_set_symbol_status(rest->sim->engine, a->symbol_idx, a->status);
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:s,s:s}", "symbol", a->symbol, "status", a->status_text));
+}
+
+static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    struct cq_sim__state *sim = rest->sim;
+    (void)a;
+    cq_sim__lock(sim);
+    for (size_t i = 0; i < cq_sim__engine_symbol_count(sim->engine); i++) {
+        cq_sim__engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
+    }
+    sim->rl.bans = 0;
+    sim->faults.rest_latency_ms = 0;
+    sim->faults.rest_5xx_per_mille = 0;
+    sim->faults.storm_until_ms = 0;
+    sim->faults.reject_next_orders = 0;
+    sim->faults.force_insufficient = false;
+    sim->faults.clock_skew_ms = 0;
+    sim->faults.market_paused = false;
+    cq_sim__market_set_paused(sim->market, false);
+    sim->rl.banned_until_ms = 0;
+    sim->rl.requests_after_429 = 0;
+    cq_sim__unlock(sim);
+    atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
+    ctl_ok(resp, NULL);
+}
+
+#define P_INT(name, min, max) {CP_INT, name, min, max}
+#define P_ON {CP_ON, "on", 0, 1}
+
+/* Every control endpoint, once: routing, parameter validation (in this
+ * order), and the list an unknown /_sim/ path gets all come from here;
+ * docs/SIMEX.md "Control endpoints" describes the same rows. */
+static const struct control controls[] = {
+    {"GET", "/_sim/state", {{CP_NONE, NULL, 0, 0}}, "orders, balances, counters, faults, lock, limits",
+     c_state},
+    {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
+    {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
+    {"POST", "/_sim/rest/latency", {P_INT("ms", 0, LATENCY_MAX_MS)},
+     "sleep before each /api answer", c_rest_latency},
+    {"POST", "/_sim/rest/errors", {P_INT("per_mille", 0, 1000)}, "share of /api answered 503",
+     c_rest_errors},
+    {"POST", "/_sim/ratelimit/storm", {P_INT("seconds", 0, 3600)},
+     "every /api request 429 (0 ends it)", c_storm},
+    {"POST", "/_sim/orders/reject", {P_INT("count", 0, 1000000)}, "next N POST /order -> -2010",
+     c_orders_reject},
+    {"POST", "/_sim/balance/insufficient", {P_ON}, "orders -> -2010 insufficient balance",
+     c_insufficient},
+    {"POST", "/_sim/balance/set", {{CP_ASSET, "asset", 0, 0}, {CP_FREE, "free", 0, 0}},
+     "set an asset's free balance", c_balance_set},
+    {"POST", "/_sim/clock/skew", {P_INT("ms", -SKEW_MAX_MS, SKEW_MAX_MS)},
+     "server time = wall + ms", c_clock_skew},
+    {"POST", "/_sim/market/pause", {P_ON}, "market holds, emits nothing", c_market_pause},
+    {"POST", "/_sim/symbol/status", {{CP_SYMBOL, "symbol", 0, 0}, {CP_STATUS, "status", 0, 0}},
+     "HALT/BREAK: new orders -2010 \"Market is closed.\"", c_symbol_status},
+    {"POST", "/_sim/faults/clear", {{CP_NONE, NULL, 0, 0}},
+     "all faults off, ban lifted and reset, every symbol TRADING", c_faults_clear},
+};
+
+static const struct control *control_find(const char *path)
+{
+    for (size_t i = 0; i < CQ_ARRAY_LEN(controls); i++) {
+        if (strcmp(path, controls[i].path) == 0) {
+            return &controls[i];
+        }
+    }
+    return NULL;
+}
+
+/* "POST /_sim/rest/latency ms=0..60000" into out (a cq_buf). */
+static void control_describe(const struct control *c, struct cq_buf *out)
+{
+    (void)cq_buf_printf(out, "%s %s", c->method, c->path);
+    for (const struct control_param *p = c->params; p->kind != CP_NONE; p++) {
+        const char *sep = p == c->params ? " " : "&";
+        switch (p->kind) {
+        case CP_INT:
+            (void)cq_buf_printf(out, "%s%s=%lld..%lld", sep, p->name, (long long)p->min,
+                                 (long long)p->max);
+            break;
+        case CP_ON:
+            (void)cq_buf_printf(out, "%son=1|0", sep);
+            break;
+        case CP_ASSET:
+            (void)cq_buf_printf(out, "%sasset=[A-Z0-9]{1,%d}", sep, CQ_SIM_ASSET_MAX_CHARS);
+            break;
+        case CP_FREE:
+            (void)cq_buf_printf(out, "%sfree=DECIMAL", sep);
+            break;
+        case CP_SYMBOL:
+            (void)cq_buf_printf(out, "%ssymbol=SYMBOL", sep);
+            break;
+        case CP_STATUS:
+            (void)cq_buf_printf(out, "%sstatus=TRADING|HALT|BREAK", sep);
+            break;
+        case CP_NONE:
+            break;
+        }
+    }
+}
+
+/* 404 naming every known endpoint: in the message, and as "known": [{method,
+ * path, usage, effect}] for programs. */
+static void control_unknown(const char *path, struct rest_resp *resp)
+{
+    struct cq_buf list;
+    json_t *known = json_array();
+    cq_buf_init(&list, 8192); /* bounded: the table is about 700 bytes */
+    for (size_t i = 0; i < CQ_ARRAY_LEN(controls); i++) {
+        struct cq_buf one;
+        cq_buf_init(&one, 512);
+        control_describe(&controls[i], &one);
+        (void)cq_buf_printf(&list, "%s%s", i == 0 ? "" : "; ", one.p != NULL ? one.p : "");
+        json_array_append_new(known, json_pack("{s:s,s:s,s:s,s:s}", "method", controls[i].method,
+                                               "path", controls[i].path, "usage",
+                                               one.p != NULL ? one.p : "", "effect",
+                                               controls[i].effect));
+        cq_buf_free(&one);
+    }
+    /* the path was cut to 127 bytes by the caller; the list is about 700 */
+    char msg[2048];
+    int n = snprintf(msg, sizeof(msg), "unknown control path '%s'; the known ones: %s", path,
+                     list.p != NULL ? list.p : "");
+    cq_sim__text_mark_cut(msg, sizeof(msg), n);
+    cq_buf_free(&list);
+    json_decref(resp->body);
+    resp->status = 404;
+    resp->is_error = true;
+    resp->body = json_pack("{s:b,s:{s:s},s:o}", "ok", 0, "error", "message", msg, "known", known);
+}
+
+/* Validate a row's parameters in table order; false after answering 400. */
+static bool control_args_parse(struct cq_sim__state *sim, const struct control *c,
+                               const struct cq_sim__params *p, struct control_args *a,
+                               struct rest_resp *resp)
+{
+    memset(a, 0, sizeof(*a));
+    a->symbol_idx = -1;
+    for (const struct control_param *cp = c->params; cp->kind != CP_NONE; cp++) {
+        const char *v = cq_sim__params_get(p, cp->name);
+        switch (cp->kind) {
+        case CP_INT:
+            if (!ctl_int(p, cp->name, cp->min, cp->max, &a->n, resp)) {
+                return false;
+            }
+            break;
+        case CP_ON:
+            if (!ctl_on(p, &a->on, resp)) {
+                return false;
+            }
+            break;
+        case CP_ASSET: {
+            size_t alen = v != NULL ? strlen(v) : 0;
+            bool ok = alen >= 1 && alen <= CQ_SIM_ASSET_MAX_CHARS;
+            for (size_t i = 0; ok && i < alen; i++) {
+                ok = (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9');
+            }
+            if (!ok) {
+                ctl_error(resp, 400, cp->name, "parameter '%s' must match ^[A-Z0-9]{1,%d}$",
+                          cp->name, CQ_SIM_ASSET_MAX_CHARS);
+                return false;
+            }
+            a->asset = v;
+            break;
+        }
+        case CP_FREE:
+            if (v == NULL || cq_dec_parse(v, (size_t)-1, &a->amount) < 0 ||
+                cq_dec_sign(a->amount) < 0) {
+                ctl_error(resp, 400, cp->name, "parameter '%s' must be a non-negative decimal",
+                          cp->name);
+                return false;
+            }
+            break;
+        case CP_SYMBOL:
+            cq_sim__lock(sim);
+            a->symbol_idx = v != NULL ? cq_sim__engine_symbol_index(sim->engine, v) : -1;
+            cq_sim__unlock(sim);
+            if (a->symbol_idx < 0) {
+                ctl_error(resp, 400, cp->name, "parameter '%s' must name a listed symbol",
+                          cp->name);
+                return false;
+            }
+            a->symbol = v;
+            break;
+        case CP_STATUS:
+            if (v != NULL && strcmp(v, "TRADING") == 0) {
+                a->status = SIM_TRADING;
+            } else if (v != NULL && strcmp(v, "HALT") == 0) {
+                a->status = SIM_HALT;
+            } else if (v != NULL && strcmp(v, "BREAK") == 0) {
+                a->status = SIM_BREAK;
+            } else {
+                ctl_error(resp, 400, cp->name, "parameter '%s' must be TRADING, HALT or BREAK",
+                          cp->name);
+                return false;
+            }
+            a->status_text = v;
+            break;
+        case CP_NONE:
+            break;
+        }
+    }
+    return true;
+}
+
 static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *conn, const char *method,
                            const char *path, const char *query, size_t query_len,
                            const struct rest_conn *c, struct rest_resp *resp)
@@ -2300,198 +2676,20 @@ static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *con
     }
     bool is_get = strcmp(method, "GET") == 0;
     bool is_post = strcmp(method, "POST") == 0;
-    int64_t n = 0;
-    bool on = false;
-
-    if (strcmp(path, "/_sim/state") == 0) {
-        if (!is_get) {
-            goto bad_method;
-        }
-        cq_sim__lock(sim);
-        json_t *state = cq_sim__state_json(sim);
-        cq_sim__unlock(sim);
-        struct cq_sim__rest_stats rs;
-        cq_sim__rest_stats(rest, &rs);
-        if (state != NULL &&
-            json_object_set_new(
-                state, "rest_connections",
-                json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
-                          "waiting", (json_int_t)rs.waiting, "evicted_deadline",
-                          (json_int_t)rs.evicted_deadline, "evicted_for_room",
-                          (json_int_t)rs.evicted_for_room, "refused_busy",
-                          (json_int_t)rs.refused_busy, "head_deadline_ms",
-                          (json_int_t)rs.head_deadline_ms, "per_ip_max",
-                          (json_int_t)rs.per_ip_max, "connections_max",
-                          (json_int_t)rs.connections_max)) < 0) {
-            json_decref(state);
-            state = NULL;
-        }
-        if (state == NULL) {
-            ctl_error(resp, 500, NULL, "cannot build the state");
-        } else {
-            json_decref(resp->body);
-            resp->status = 200;
-            resp->body = state;
-        }
+    const struct control *ctl = control_find(path);
+    if (ctl == NULL) {
+        control_unknown(path, resp);
         goto out;
     }
-    static const char *const posts[] = {
-        "/_sim/ws/drop",       "/_sim/ws/stall",           "/_sim/rest/latency",
-        "/_sim/rest/errors",   "/_sim/ratelimit/storm",    "/_sim/orders/reject",
-        "/_sim/balance/insufficient", "/_sim/balance/set", "/_sim/clock/skew",
-        "/_sim/market/pause",  "/_sim/faults/clear",       "/_sim/symbol/status", NULL};
-    bool known = false;
-    for (int i = 0; posts[i] != NULL; i++) {
-        known = known || strcmp(path, posts[i]) == 0;
-    }
-    if (!known) {
-        ctl_error(resp, 404, NULL,
-                  "unknown control path; see the table at the top of server/sim/rest.c");
+    if (strcmp(method, ctl->method) != 0) {
+        ctl_error(resp, 405, NULL, "method %s not allowed here",
+                  is_get || is_post ? method : "other than GET/POST");
         goto out;
     }
-    if (!is_post) {
-        goto bad_method;
+    struct control_args args;
+    if (control_args_parse(sim, ctl, &p, &args, resp)) {
+        ctl->handler(rest, &args, resp);
     }
-
-    if (strcmp(path, "/_sim/ws/drop") == 0) {
-        /* relaxed: the WS thread only needs to see the change eventually */
-        uint64_t g = atomic_fetch_add_explicit(&sim->faults.ws_drop_generation, 1,
-                                               memory_order_relaxed) + 1;
-        ctl_ok(resp, json_pack("{s:I}", "ws_drop_generation", (json_int_t)g));
-    } else if (strcmp(path, "/_sim/ws/stall") == 0) {
-        if (ctl_on(&p, &on, resp)) {
-            atomic_store_explicit(&sim->faults.ws_stall, on, memory_order_relaxed);
-            ctl_ok(resp, json_pack("{s:b}", "ws_stall", on));
-        }
-    } else if (strcmp(path, "/_sim/rest/latency") == 0) {
-        if (ctl_int(&p, "ms", 0, LATENCY_MAX_MS, &n, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.rest_latency_ms = n;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:I}", "rest_latency_ms", (json_int_t)n));
-        }
-    } else if (strcmp(path, "/_sim/rest/errors") == 0) {
-        if (ctl_int(&p, "per_mille", 0, 1000, &n, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.rest_5xx_per_mille = (uint32_t)n;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:I}", "rest_5xx_per_mille", (json_int_t)n));
-        }
-    } else if (strcmp(path, "/_sim/ratelimit/storm") == 0) {
-        if (ctl_int(&p, "seconds", 0, 3600, &n, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.storm_until_ms = n > 0 ? cq_sim__wall_ms() + n * 1000 : 0;
-            int64_t until = sim->faults.storm_until_ms;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:I}", "storm_until_ms", (json_int_t)until));
-        }
-    } else if (strcmp(path, "/_sim/orders/reject") == 0) {
-        if (ctl_int(&p, "count", 0, 1000000, &n, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.reject_next_orders = (uint32_t)n;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)n));
-        }
-    } else if (strcmp(path, "/_sim/balance/insufficient") == 0) {
-        if (ctl_on(&p, &on, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.force_insufficient = on;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:b}", "force_insufficient", on));
-        }
-    } else if (strcmp(path, "/_sim/balance/set") == 0) {
-        const char *asset = cq_sim__params_get(&p, "asset");
-        const char *free_text = cq_sim__params_get(&p, "free");
-        size_t alen = asset != NULL ? strlen(asset) : 0;
-        bool asset_ok = alen >= 1 && alen < SIM_ASSET_LEN;
-        for (size_t i = 0; asset_ok && i < alen; i++) {
-            asset_ok = (asset[i] >= 'A' && asset[i] <= 'Z') || (asset[i] >= '0' && asset[i] <= '9');
-        }
-        cq_dec amount;
-        if (!asset_ok) {
-            ctl_error(resp, 400, "asset", "parameter 'asset' must match ^[A-Z0-9]{1,20}$");
-        } else if (free_text == NULL || cq_dec_parse(free_text, (size_t)-1, &amount) < 0 ||
-                   cq_dec_sign(amount) < 0) {
-            ctl_error(resp, 400, "free", "parameter 'free' must be a non-negative decimal");
-        } else {
-            cq_sim__lock(sim);
-            int rc = cq_sim__engine_set_balance(sim->engine, asset, amount, cq_sim__server_time_ms(sim));
-            cq_sim__unlock(sim);
-            if (rc == -CQ_ETOOBIG) {
-                ctl_error(resp, 400, "free",
-                          "parameter 'free' plus what is locked must be at most "
-                          SIM_AMOUNT_MAX_TEXT);
-            } else if (rc < 0) {
-                ctl_error(resp, 400, "asset", "cannot set the balance of %s: %s", asset,
-                          cq_strerror(rc));
-            } else {
-                ctl_ok(resp, json_pack("{s:s,s:o}", "asset", asset, "free", jdec(amount)));
-            }
-        }
-    } else if (strcmp(path, "/_sim/clock/skew") == 0) {
-        if (ctl_int(&p, "ms", -SKEW_MAX_MS, SKEW_MAX_MS, &n, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.clock_skew_ms = n;
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:I}", "clock_skew_ms", (json_int_t)n));
-        }
-    } else if (strcmp(path, "/_sim/market/pause") == 0) {
-        if (ctl_on(&p, &on, resp)) {
-            cq_sim__lock(sim);
-            sim->faults.market_paused = on;
-            cq_sim__market_set_paused(sim->market, on);
-            cq_sim__unlock(sim);
-            ctl_ok(resp, json_pack("{s:b}", "market_paused", on));
-        }
-    } else if (strcmp(path, "/_sim/symbol/status") == 0) {
-        const char *sym = cq_sim__params_get(&p, "symbol");
-        const char *st = cq_sim__params_get(&p, "status");
-        enum cq_sim__symbol_status status = SIM_TRADING;
-        bool status_ok = st != NULL && (strcmp(st, "TRADING") == 0 || strcmp(st, "HALT") == 0 ||
-                                        strcmp(st, "BREAK") == 0);
-        if (status_ok) {
-            status = strcmp(st, "TRADING") == 0 ? SIM_TRADING
-                     : strcmp(st, "HALT") == 0  ? SIM_HALT
-                                                : SIM_BREAK;
-        }
-        cq_sim__lock(sim);
-        int idx = sym != NULL ? cq_sim__engine_symbol_index(sim->engine, sym) : -1;
-        if (idx >= 0 && status_ok) {
-            cq_sim__engine_set_symbol_status(sim->engine, idx, status);
-        }
-        cq_sim__unlock(sim);
-        if (idx < 0) {
-            ctl_error(resp, 400, "symbol", "parameter 'symbol' must name a listed symbol");
-        } else if (!status_ok) {
-            ctl_error(resp, 400, "status", "parameter 'status' must be TRADING, HALT or BREAK");
-        } else {
-            ctl_ok(resp, json_pack("{s:s,s:s}", "symbol", sym, "status", st));
-        }
-    } else if (strcmp(path, "/_sim/faults/clear") == 0) {
-        cq_sim__lock(sim);
-        for (size_t i = 0; i < cq_sim__engine_symbol_count(sim->engine); i++) {
-            cq_sim__engine_set_symbol_status(sim->engine, (int)i, SIM_TRADING);
-        }
-        sim->rl.bans = 0;
-        sim->faults.rest_latency_ms = 0;
-        sim->faults.rest_5xx_per_mille = 0;
-        sim->faults.storm_until_ms = 0;
-        sim->faults.reject_next_orders = 0;
-        sim->faults.force_insufficient = false;
-        sim->faults.clock_skew_ms = 0;
-        sim->faults.market_paused = false;
-        cq_sim__market_set_paused(sim->market, false);
-        sim->rl.banned_until_ms = 0;
-        sim->rl.requests_after_429 = 0;
-        cq_sim__unlock(sim);
-        atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
-        ctl_ok(resp, NULL);
-    }
-    goto out;
-
-bad_method:
-    ctl_error(resp, 405, NULL, "method %s not allowed here",
-              is_get || is_post ? method : "other than GET/POST");
 out:
     cq_sim__params_fini(&p);
 }

@@ -2235,3 +2235,63 @@ Test(sim_rest, symbol_one_over_the_limit_is_refused_at_start)
               "message: %s", err.message);
     cr_expect(strstr(err.hint, "20 characters") != NULL, "hint: %s", err.hint);
 }
+
+/* ---- the control table (issue 10): every row reachable, an unknown path lists them -- */
+
+Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fini = teardown)
+{
+    static const char *const expected[] = {
+        "GET /_sim/state",           "POST /_sim/ws/drop",         "POST /_sim/ws/stall",
+        "POST /_sim/rest/latency",   "POST /_sim/rest/errors",     "POST /_sim/ratelimit/storm",
+        "POST /_sim/orders/reject",  "POST /_sim/balance/insufficient",
+        "POST /_sim/balance/set",    "POST /_sim/clock/skew",      "POST /_sim/market/pause",
+        "POST /_sim/symbol/status",  "POST /_sim/faults/clear",
+    };
+    struct resp r = http("POST", "/_sim/no/such/path", NULL, NULL);
+    cr_assert_eq(r.status, 404, "%s", r.body);
+    const char *msg = json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
+    cr_assert_not_null(msg, "%s", r.body);
+    cr_expect(strstr(msg, "'/_sim/no/such/path'") != NULL, "%s", msg);
+    cr_expect(strstr(msg, "POST /_sim/rest/latency ms=0..60000") != NULL, "%s", msg);
+    json_t *known = json_object_get(r.json, "known");
+    cr_assert_eq(json_array_size(known), CQ_ARRAY_LEN(expected), "%s", r.body);
+    for (size_t i = 0; i < CQ_ARRAY_LEN(expected); i++) {
+        bool found = false;
+        for (size_t k = 0; k < json_array_size(known) && !found; k++) {
+            char line[128];
+            json_t *row = json_array_get(known, k);
+            snprintf(line, sizeof(line), "%s %s", jstr(row, "method"), jstr(row, "path"));
+            found = strcmp(line, expected[i]) == 0;
+        }
+        cr_expect(found, "%s is not in the list", expected[i]);
+    }
+    /* Every listed row answers its method (200, or 400 naming its first
+     * parameter when none is given) and refuses the other with 405. */
+    for (size_t k = 0; k < json_array_size(known); k++) {
+        json_t *row = json_array_get(known, k);
+        const char *method = jstr(row, "method"), *path = jstr(row, "path");
+        const char *usage = jstr(row, "usage");
+        cr_assert(method != NULL && path != NULL && usage != NULL && jstr(row, "effect") != NULL);
+        cr_expect(strstr(msg, usage) != NULL, "message lacks %s", usage);
+        const char *params = usage + strlen(method) + 1 + strlen(path);
+        struct resp a = http(method, path, NULL, NULL);
+        if (*params == '\0') {
+            cr_expect_eq(a.status, 200, "%s %s: %s", method, path, a.body);
+        } else {
+            char first[32];
+            size_t n = strcspn(params + 1, "=");
+            cr_assert_lt(n, sizeof(first));
+            memcpy(first, params + 1, n);
+            first[n] = '\0';
+            cr_expect_eq(a.status, 400, "%s %s: %s", method, path, a.body);
+            cr_expect_str_eq(json_string_value(json_object_get(json_object_get(a.json, "error"),
+                                                               "param")),
+                             first, "%s %s: %s", method, path, a.body);
+        }
+        resp_free(&a);
+        struct resp b = http(strcmp(method, "GET") == 0 ? "POST" : "GET", path, NULL, NULL);
+        cr_expect_eq(b.status, 405, "%s: %s", path, b.body);
+        resp_free(&b);
+    }
+    resp_free(&r);
+}
