@@ -173,7 +173,7 @@ struct cq_feeder {
     struct rest_worker *worker;     /* owned: the REST thread, its curl handle, its rings */
     bool start_in_flight;           /* the start job is out on the worker */
     bool listen_key_in_flight;      /* a listen-key job is out on the worker */
-    uint64_t rest_jobs_submitted, rest_jobs_refused, rest_results_total;
+    uint64_t rest_jobs_submitted, rest_jobs_refused;
     struct cq_ws_loop *loop;        /* owned */
     struct cq_ws_client *market;    /* owned by loop */
     struct cq_ws_client *user;      /* owned by loop; NULL without a key */
@@ -1285,7 +1285,6 @@ static void take_rest_results(struct cq_feeder *f, int64_t now)
 {
     struct rest_result res;
     while (cq_spsc_pop(&f->worker->results, &res)) {
-        f->rest_results_total++;
         switch (res.kind) {
         case JOB_START:
             on_start_result(f, &res, now);
