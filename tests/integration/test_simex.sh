@@ -108,6 +108,28 @@ for bad in "--speed 0" "--speed fast" "--rest-port 70000" "--fees 10" "--balance
 done
 check "--help exits 0" "$BIN" --help
 
+# ---- symbol names: at most CQ_SYMBOL_MAX_CHARS (20), coinquantd's limit -------
+out=$("$BIN" --symbols BTCUSDT,ABCDEFGHIJKLMNOPQUSDT 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && grep -q "'ABCDEFGHIJKLMNOPQUSDT' is 21 characters" <<<"$out" &&
+  grep -q "at most 20 characters" <<<"$out"; then
+  ok "a 21-character symbol: exit 2 naming its length and the limit"
+else
+  not_ok "a 21-character symbol: exit 2 naming its length and the limit" "rc=$rc" "$out"
+fi
+if start_simex "$WORK/sym20.json" --symbols BTCUSDT,ABCDEFGHIJKLMNOPUSDT; then
+  info=$(curl -s -m 5 "$REST/api/v3/exchangeInfo?symbol=ABCDEFGHIJKLMNOPUSDT")
+  if [ "$(jq -r '.symbols[0].symbol + " " + .symbols[0].baseAsset' <<<"$info")" = \
+    "ABCDEFGHIJKLMNOPUSDT ABCDEFGHIJKLMNOP" ]; then
+    ok "a 20-character symbol is listed in exchangeInfo"
+  else
+    not_ok "a 20-character symbol is listed in exchangeInfo" "$info"
+  fi
+  stop_simex >/dev/null
+else
+  not_ok "a 20-character symbol starts" "$(cat "$WORK/sym20.json.err")"
+fi
+
 # ---- secrets: --api-secret-file, CQ_SIM_API_SECRET, the control token ---------
 # start_simex_bare OUTFILE ARGS...: like start_simex without --api-secret.
 start_simex_bare() {
