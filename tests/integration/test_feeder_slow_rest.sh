@@ -10,7 +10,8 @@
 # keep every symbol fresh, keep passing market data to ARES, and show the
 # pending work in its health details; the candles after the gap are held,
 # and once the backfill lands ARES has every closed candle exactly once and
-# in order. Before the REST worker, the backfill ran inside the WebSocket
+# in order. Last, SIGTERM with such a call out: the daemon stops without
+# waiting for it (rest_worker_abandoned). Before the REST worker, the backfill ran inside the WebSocket
 # receive callback: the loop blocked for the whole request and the feeder
 # went `down` with reason `stalled`.
 #
@@ -213,11 +214,28 @@ else
     "$(health | jq -c '.services.feeder | {status, ready, reason, detail}')"
 fi
 
+# ---- stop with a slow REST call out ------------------------------------------------
+# Another gap under the same latency, then SIGTERM while its backfill waits on
+# the exchange: the daemon does not wait the 20 s out (the stop budget is
+# 5 s, the REST worker gets 2 s more; allowed 15 s, loose), and says so.
+sim_post "/_sim/rest/latency?ms=$LATENCY_MS"
+sim_post "/_sim/ws/stall?on=1"
+sleep 3
+sim_post "/_sim/ws/stall?on=0"
+sim_post /_sim/ws/drop
+wait_until 15 "$feeder_fine and $pending" || true
+t1=$(date +%s%3N)
 kill -TERM "$PID" 2>/dev/null
 if poll 30 sh -c "! kill -0 $PID 2>/dev/null"; then
-  ok "coinquantd stops on SIGTERM with a REST call possibly still out"
+  took=$(( $(date +%s%3N) - t1 ))
+  if [ "$took" -lt 15000 ] && [ "$(log_count '.event=="rest_worker_abandoned" and .service=="feeder"')" -ge 1 ]; then
+    ok "SIGTERM with a 20 s REST call out: stopped in $took ms, rest_worker_abandoned logged"
+  else
+    not_ok "SIGTERM with a 20 s REST call out stops without waiting for it" "took $took ms (allowed 15000)" \
+      "abandoned lines: $(log_count '.event=="rest_worker_abandoned"')"
+  fi
 else
-  not_ok "coinquantd stops on SIGTERM" "still running after 30 s"
+  not_ok "SIGTERM with a 20 s REST call out stops without waiting for it" "still running after 30 s"
 fi
 PID=""
 
