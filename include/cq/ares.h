@@ -6,7 +6,11 @@
  * Threads: cq_ares_new/free and cq_ares_reconfigure are called by the
  * supervisor; everything else runs on ARES's own thread through the struct
  * cq_service it returns. ARES is the consumer of the feeder's ring and the
- * producer of the trader's ring (struct cq_signal, never dropped).
+ * producer of the trader's ring (struct cq_signal, never dropped). Its
+ * thread sleeps on a doorbell (cq/doorbell.h) that cq_ares_new attaches to
+ * the feeder's ring (consumer bell: a push wakes ARES) and to the trader's
+ * (producer bell: a pop wakes ARES while signals wait for room);
+ * cq_ares_free detaches it.
  */
 #ifndef CQ_ARES_H
 #define CQ_ARES_H

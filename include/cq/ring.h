@@ -7,6 +7,11 @@
  * Full policy is the caller's: cq_spsc_push returns false when full, and the
  * producer either coalesces (market data), retries later (backpressure), or
  * counts a drop. The ring itself never blocks and never allocates after init.
+ *
+ * Doorbells (include/cq/doorbell.h): a ring may carry its consumer's
+ * doorbell, which a push rings when the consumer may be sleeping, and its
+ * producer's, which a pop rings when the producer may be sleeping for room.
+ * Without doorbells (the default) push and pop are as before.
  */
 #ifndef CQ_RING_H
 #define CQ_RING_H
@@ -17,6 +22,7 @@
 #include <stdint.h>
 
 #include "cq/common.h"
+#include "cq/doorbell.h"
 
 struct cq_spsc {
     /* head: next slot to write (producer); tail: next slot to read
@@ -30,6 +36,11 @@ struct cq_spsc {
     _Atomic uint64_t pushed;   /* totals, for metrics */
     _Atomic uint64_t full;     /* push attempts that found the ring full */
     _Atomic size_t high_water; /* most messages ever waiting */
+    /* Borrowed doorbells, NULL = none. Set with the functions below; loaded
+     * with acquire by the side that rings them, so one set while the other
+     * side runs is seen whole. */
+    struct cq_doorbell *_Atomic consumer_bell; /* rung after a push */
+    struct cq_doorbell *_Atomic producer_bell; /* rung after a pop */
 };
 
 /* capacity is rounded up to a power of two (>= 2). */
@@ -47,5 +58,16 @@ const void *cq_spsc_peek(struct cq_spsc *r);
  * while both sides run it may lag either of them). */
 size_t cq_spsc_size(const struct cq_spsc *r);
 size_t cq_spsc_capacity(const struct cq_spsc *r);
+
+/* Producer only: is there room for one more message? (It can only grow
+ * until the producer pushes.) */
+bool cq_spsc_has_room(const struct cq_spsc *r);
+
+/* The consumer's doorbell, rung by cq_spsc_push when the consumer may be
+ * sleeping; the producer's, rung by cq_spsc_pop when the producer may be
+ * sleeping for room. Borrowed: NULL detaches; detach before freeing the
+ * doorbell while the other side may still run. Any thread. */
+void cq_spsc_set_consumer_bell(struct cq_spsc *r, struct cq_doorbell *bell);
+void cq_spsc_set_producer_bell(struct cq_spsc *r, struct cq_doorbell *bell);
 
 #endif /* CQ_RING_H */

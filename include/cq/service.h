@@ -18,6 +18,7 @@
 
 #include "cq/clock.h"
 #include "cq/common.h"
+#include "cq/doorbell.h"
 #include "cq/health.h"
 
 struct cq_service_ops {
@@ -29,6 +30,15 @@ struct cq_service_ops {
     int (*step)(void *ctx, int64_t now_mono_ms);
     /* Called once on the service's thread after the loop ends (may be NULL). */
     void (*on_stop)(void *ctx);
+    /* Doorbell services (cq_service_set_doorbell): after each step the loop
+     * arms the doorbell and sleeps until a producer rings it, a stop is
+     * requested or the next timer is due; tick_ms is then only the longest
+     * sleep (the heartbeat the watchdog needs). Both may be NULL; both run
+     * on the service's thread.
+     *   has_work       after arming: is work waiting (then no sleep)?
+     *   next_timer_ms  ms until the service's next timer is due (0 = now) */
+    bool (*has_work)(void *ctx);
+    int64_t (*next_timer_ms)(void *ctx, int64_t now_mono_ms);
 };
 
 struct cq_service;
@@ -39,6 +49,10 @@ struct cq_service *cq_service_new(const struct cq_service_ops *ops, void *ctx,
                                   struct cq_err *err);
 /* Joins the thread if still running (after a stop request). NULL ok. */
 void cq_service_free(struct cq_service *svc);
+
+/* The consumer doorbell the loop sleeps on (see cq_service_ops); a stop
+ * request rings it. Borrowed; set before cq_service_start. */
+void cq_service_set_doorbell(struct cq_service *svc, struct cq_doorbell *bell);
 
 int cq_service_start(struct cq_service *svc, struct cq_err *err) CQ_WUR;
 void cq_service_request_stop(struct cq_service *svc);

@@ -8,7 +8,10 @@
  * order path arrives with the trader issue.
  *
  * Threads: cq_trader_new/free are called by the supervisor; the rest runs
- * on the trader's own thread through the struct cq_service it returns.
+ * on the trader's own thread through the struct cq_service it returns. The
+ * thread sleeps on a doorbell (cq/doorbell.h) that cq_trader_new attaches to
+ * both rings as their consumer bell (cq_trader_free detaches it): a push
+ * into either wakes it; otherwise it wakes only for its health record.
  */
 #ifndef CQ_TRADER_H
 #define CQ_TRADER_H

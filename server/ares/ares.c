@@ -2,7 +2,11 @@
  * ares.c — ARES, the signal engine: closed candles in, signals out, never on
  * stale data.
  *
- * Runs on its own thread (struct cq_service, tick 5 ms). Owned here:
+ * Runs on its own thread (struct cq_service) and sleeps on its doorbell
+ * until there is work: the feeder's push rings it (market ring), so does the
+ * trader's pop while signals wait for room (signal ring), a stop request,
+ * or the next timer (health every HEALTH_EVERY_MS, the test signal); at
+ * most SLEEP_MAX_MS. No fixed polling tick. Owned here:
  *   syms      per symbol: the strategy instance (CQ_STRATEGY with
  *             CQ_STRATEGY_PARAMS), when the feeder last sent anything for it,
  *             counters per outcome
@@ -52,6 +56,10 @@
 
 #define MAX_SYMBOLS 32
 #define HEALTH_EVERY_MS 250
+/* The longest sleep with nothing to do, ms: keeps the heartbeat well under
+ * the supervisor's watchdog (CQ_WATCHDOG_STALL_MS, 5000 by default). The
+ * health timer is shorter today, so this only bounds a future change. */
+#define SLEEP_MAX_MS 1000
 #define PENDING_MAX 1024
 
 enum gate {
@@ -96,6 +104,8 @@ struct cq_ares {
     struct cq_journal *journal;      /* borrowed; may be NULL */
     const struct cq_clock *clock;    /* borrowed */
     struct cq_service *svc;          /* owned */
+    struct cq_doorbell bell;         /* owned; rung by the feeder's push and the trader's pop */
+    bool bell_ready;
     struct sym_ares syms[MAX_SYMBOLS];
     size_t n_syms;
     const struct cq_strategy_ops *ops;
@@ -501,11 +511,36 @@ static int ares_step(void *ctx, int64_t now)
     return 0;
 }
 
+/* After arming the doorbell: candles to read (unless signals wait), or
+ * room for the waiting signals. */
+static bool ares_has_work(void *ctx)
+{
+    struct cq_ares *a = ctx;
+    if (a->pending_len > 0) {
+        return a->out != NULL && cq_spsc_has_room(a->out);
+    }
+    return cq_spsc_peek(a->in) != NULL;
+}
+
+/* The next timer: the health cadence (real time, as in ares_step) or the
+ * test signal (the ARES clock, as in test_signal_tick). */
+static int64_t ares_next_timer_ms(void *ctx, int64_t now)
+{
+    struct cq_ares *a = ctx;
+    int64_t wait = a->last_health_ms + HEALTH_EVERY_MS - cq_time_mono_ms();
+    if (a->test_signals && a->next_test_mono - now < wait) {
+        wait = a->next_test_mono - now;
+    }
+    return wait < 0 ? 0 : wait;
+}
+
 static const struct cq_service_ops ares_ops = {
     .id = CQ_SVC_ARES,
-    .tick_ms = 5,
+    .tick_ms = SLEEP_MAX_MS, /* with the doorbell: the longest sleep */
     .step = ares_step,
     .on_stop = NULL,
+    .has_work = ares_has_work,
+    .next_timer_ms = ares_next_timer_ms,
 };
 
 /* ---- construction --------------------------------------------------------------- */
@@ -586,6 +621,18 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
         cq_ares_free(a);
         return NULL;
     }
+    if (cq_doorbell_init(&a->bell, err) < 0) {
+        cq_ares_free(a);
+        return NULL;
+    }
+    a->bell_ready = true;
+    /* ARES sleeps on one doorbell for both rings: the feeder's pushes and,
+     * while signals wait for room, the trader's pops. */
+    cq_spsc_set_consumer_bell(a->in, &a->bell);
+    if (a->out != NULL) {
+        cq_spsc_set_producer_bell(a->out, &a->bell);
+    }
+    cq_service_set_doorbell(a->svc, &a->bell);
     cq_version_log_banner(
         "ares", cq_mode_name(mode), cq_config_hash(o->cfg),
         json_pack("{s:s,s:s,s:I,s:I,s:b,s:I}", "strategy", a->ops->name, "params",
@@ -602,6 +649,13 @@ void cq_ares_free(struct cq_ares *a)
         return;
     }
     cq_service_free(a->svc);
+    if (a->bell_ready) {
+        cq_spsc_set_consumer_bell(a->in, NULL);
+        if (a->out != NULL) {
+            cq_spsc_set_producer_bell(a->out, NULL);
+        }
+        cq_doorbell_fini(&a->bell);
+    }
     for (size_t i = 0; i < a->n_syms; i++) {
         cq_strategy_free(a->syms[i].strategy);
     }

@@ -25,6 +25,8 @@ int cq_spsc_init(struct cq_spsc *r, size_t capacity, size_t elem_size)
     atomic_init(&r->pushed, 0);
     atomic_init(&r->full, 0);
     atomic_init(&r->high_water, 0);
+    atomic_init(&r->consumer_bell, NULL);
+    atomic_init(&r->producer_bell, NULL);
     return 0;
 }
 
@@ -49,6 +51,10 @@ bool cq_spsc_push(struct cq_spsc *r, const void *elem)
     if (used + 1 > atomic_load_explicit(&r->high_water, memory_order_relaxed)) {
         atomic_store_explicit(&r->high_water, used + 1, memory_order_relaxed);
     }
+    /* After the head store: notify's seq_cst fence orders that store before
+     * its load of the consumer's sleeping flag (doorbell.h). Acquire: the
+     * doorbell's fields are seen as initialised by whoever attached it. */
+    cq_doorbell_notify(atomic_load_explicit(&r->consumer_bell, memory_order_acquire));
     return true;
 }
 
@@ -71,6 +77,8 @@ bool cq_spsc_pop(struct cq_spsc *r, void *out)
     memcpy(out, slot, r->elem_size);
     size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     atomic_store_explicit(&r->tail, tail + 1, memory_order_release); /* slot reusable */
+    /* After the tail store, as push does after the head store. */
+    cq_doorbell_notify(atomic_load_explicit(&r->producer_bell, memory_order_acquire));
     return true;
 }
 
@@ -92,4 +100,21 @@ size_t cq_spsc_size(const struct cq_spsc *r)
 size_t cq_spsc_capacity(const struct cq_spsc *r)
 {
     return r->mask + 1;
+}
+
+bool cq_spsc_has_room(const struct cq_spsc *r)
+{
+    size_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* our own index */
+    size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire); /* slot freed */
+    return head - tail <= r->mask;
+}
+
+void cq_spsc_set_consumer_bell(struct cq_spsc *r, struct cq_doorbell *bell)
+{
+    atomic_store_explicit(&r->consumer_bell, bell, memory_order_release); /* bell initialised */
+}
+
+void cq_spsc_set_producer_bell(struct cq_spsc *r, struct cq_doorbell *bell)
+{
+    atomic_store_explicit(&r->producer_bell, bell, memory_order_release); /* bell initialised */
 }

@@ -6,6 +6,9 @@
  *   - The loop: heartbeat (atomic store of the clock's monotonic ms), step,
  *     then wait tick_ms on a condition variable (CLOCK_MONOTONIC) that a stop
  *     request signals, so stopping never waits a whole tick.
+ *   - A service with a doorbell (ARES, the trader) waits on it instead: it
+ *     sleeps until a producer rings, a stop is requested (which rings too)
+ *     or its next timer is due, at most tick_ms (doorbell.h).
  *   - A failing step ends the loop; the record says down / failed.
  *   - On exit the record says stopped / stopped (unless the step failed).
  *   - The watchdog (supervisor thread) reads last_beat and the stalled flag,
@@ -27,6 +30,8 @@ struct cq_service {
     void *ctx;                        /* borrowed */
     struct cq_health_board *board;    /* borrowed */
     const struct cq_clock *clock;     /* borrowed */
+
+    struct cq_doorbell *bell;         /* borrowed; NULL = tick on the condvar */
 
     pthread_t thread;
     bool thread_created;              /* supervisor thread only */
@@ -134,6 +139,30 @@ static void wait_tick(struct cq_service *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+void cq_service_set_doorbell(struct cq_service *s, struct cq_doorbell *bell)
+{
+    s->bell = bell;
+}
+
+/* Sleep on the doorbell until work, a stop request or the next timer. */
+static void wait_bell(struct cq_service *s)
+{
+    int64_t timeout = s->ops->tick_ms;
+    if (s->ops->next_timer_ms != NULL) {
+        int64_t due = s->ops->next_timer_ms(s->ctx, cq_clock_mono_ms(s->clock));
+        timeout = due < 0 ? 0 : (due < timeout ? due : timeout);
+    }
+    cq_doorbell_arm(s->bell);
+    /* After arming (doorbell.h): a stop or a push from here on rings. The
+     * stop flag is relaxed: the doorbell's fences order it. */
+    if (atomic_load_explicit(&s->stop_requested, memory_order_relaxed) ||
+        (s->ops->has_work != NULL && s->ops->has_work(s->ctx))) {
+        cq_doorbell_disarm(s->bell);
+        return;
+    }
+    cq_doorbell_sleep(s->bell, timeout);
+}
+
 static void *service_main(void *arg)
 {
     struct cq_service *s = arg;
@@ -146,7 +175,11 @@ static void *service_main(void *arg)
         if (rc < 0) {
             break;
         }
-        wait_tick(s);
+        if (s->bell != NULL) {
+            wait_bell(s);
+        } else {
+            wait_tick(s);
+        }
     }
     if (s->ops->on_stop != NULL) {
         s->ops->on_stop(s->ctx);
@@ -191,6 +224,7 @@ void cq_service_request_stop(struct cq_service *s)
     atomic_store_explicit(&s->stop_requested, true, memory_order_relaxed);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    cq_doorbell_notify(s->bell); /* after the store; NULL: no doorbell */
 }
 
 int cq_service_join(struct cq_service *s, int64_t timeout_ms)

@@ -6,14 +6,27 @@
  * reports status starting, not ready, reason not_implemented; it sends no
  * order. The risk gate, filters and the one order path replace the step
  * function in the trader issue.
+ *
+ * The wait (this stays when the step grows): the trader sleeps on its
+ * doorbell, which both input rings ring on a push (ARES's signals, the
+ * feeder's user events) and a stop request rings too; otherwise it wakes
+ * only for its health record (HEALTH_EVERY_MS). No fixed polling tick.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include "cq/doorbell.h"
 
 #include "cq/feeder.h"
 #include "cq/signal.h"
 #include "cq/trader.h"
 #include "cq/version.h"
+
+/* Health record cadence, ms. */
+#define HEALTH_EVERY_MS 250
+/* The longest sleep with nothing to do, ms (the heartbeat the supervisor's
+ * watchdog needs is far below CQ_WATCHDOG_STALL_MS). */
+#define SLEEP_MAX_MS 1000
 
 struct cq_trader {
     struct cq_config *cfg;           /* owned reference */
@@ -21,6 +34,9 @@ struct cq_trader {
     struct cq_service *svc;          /* owned */
     struct cq_spsc *user_events;     /* borrowed; the trader is the consumer */
     struct cq_spsc *signals;         /* borrowed; the trader is the consumer */
+    struct cq_doorbell bell;         /* owned; both rings ring it on a push */
+    bool bell_ready;
+    int64_t last_health_ms;          /* real monotonic time of the last record */
     uint64_t execution_reports, account_positions, other_events;
     uint64_t signals_received, test_signals_received;
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
@@ -55,6 +71,13 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
         .other_user_events_total = t->other_events,
     };
     cq_health_set_trader_metrics(t->board, &m);
+    /* The record at its cadence (real time: an operational timer), not on
+     * every wake: a burst of signals does not rebuild it per signal. */
+    int64_t real_now = cq_time_mono_ms();
+    if (real_now - t->last_health_ms < HEALTH_EVERY_MS) {
+        return 0;
+    }
+    t->last_health_ms = real_now;
     cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
                       "trader skeleton: no order path yet, nothing is sent",
                       json_pack("{s:{s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",
@@ -67,11 +90,29 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     return 0;
 }
 
+/* After arming the doorbell: anything in either ring? */
+static bool trader_has_work(void *ctx)
+{
+    struct cq_trader *t = ctx;
+    return (t->signals != NULL && cq_spsc_peek(t->signals) != NULL) ||
+           (t->user_events != NULL && cq_spsc_peek(t->user_events) != NULL);
+}
+
+static int64_t trader_next_timer_ms(void *ctx, int64_t now_mono_ms)
+{
+    struct cq_trader *t = ctx;
+    (void)now_mono_ms;
+    int64_t wait = t->last_health_ms + HEALTH_EVERY_MS - cq_time_mono_ms();
+    return wait < 0 ? 0 : wait;
+}
+
 static const struct cq_service_ops trader_ops = {
     .id = CQ_SVC_TRADER,
-    .tick_ms = 250,
+    .tick_ms = SLEEP_MAX_MS, /* with the doorbell: the longest sleep */
     .step = trader_step,
     .on_stop = NULL,
+    .has_work = trader_has_work,
+    .next_timer_ms = trader_next_timer_ms,
 };
 
 struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
@@ -87,11 +128,25 @@ struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *b
     t->board = board;
     t->user_events = user_events;
     t->signals = signals;
+    t->last_health_ms = cq_time_mono_ms() - HEALTH_EVERY_MS; /* first step publishes */
     t->svc = cq_service_new(&trader_ops, t, board, NULL, err);
     if (t->svc == NULL) {
         cq_trader_free(t);
         return NULL;
     }
+    if (cq_doorbell_init(&t->bell, err) < 0) {
+        cq_trader_free(t);
+        return NULL;
+    }
+    t->bell_ready = true;
+    /* One doorbell for both input rings. */
+    if (t->signals != NULL) {
+        cq_spsc_set_consumer_bell(t->signals, &t->bell);
+    }
+    if (t->user_events != NULL) {
+        cq_spsc_set_consumer_bell(t->user_events, &t->bell);
+    }
+    cq_service_set_doorbell(t->svc, &t->bell);
     cq_version_log_banner("trader", cq_mode_name(cq_config_mode(cfg)), cq_config_hash(cfg),
                           json_pack("{s:s,s:b}", "mode", cq_mode_name(cq_config_mode(cfg)),
                                     "orders_enabled", 0));
@@ -104,6 +159,15 @@ void cq_trader_free(struct cq_trader *t)
         return;
     }
     cq_service_free(t->svc);
+    if (t->bell_ready) {
+        if (t->signals != NULL) {
+            cq_spsc_set_consumer_bell(t->signals, NULL);
+        }
+        if (t->user_events != NULL) {
+            cq_spsc_set_consumer_bell(t->user_events, NULL);
+        }
+        cq_doorbell_fini(&t->bell);
+    }
     cq_config_unref(t->cfg);
     free(t);
 }

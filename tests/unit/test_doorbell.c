@@ -1,0 +1,449 @@
+/*
+ * test_doorbell.c — consumers are woken, not polling (issue 10).
+ *
+ *   - the doorbell protocol on its own: a producer writes the eventfd only
+ *     when the consumer armed it (the write counter stays 0 while the
+ *     consumer is awake; many pushes during one sleep make one write), on
+ *     both ends of a ring (push rings the consumer, pop the producer);
+ *   - a consumer service (struct cq_service with a doorbell, a tick of a
+ *     minute that never comes during the tests) blocked on an empty ring
+ *     wakes on a push, on a stop request and on its timer, within loose
+ *     real-time bounds;
+ *   - no lost wake-up: a producer and the sleeping consumer race many
+ *     times (ping-pong, every push aimed at the consumer's way to sleep,
+ *     then a burst); every item arrives, the sum is checked, and a lost
+ *     wake-up shows as an item not taken within 5 s (the tick is 60 s);
+ *   - ARES idle: with no market data it no longer wakes every 5 ms (counted
+ *     as the process's voluntary context switches over one second).
+ */
+#include <criterion/criterion.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cq/ares.h"
+#include "cq/config.h"
+#include "cq/doorbell.h"
+#include "cq/health.h"
+#include "cq/log.h"
+#include "cq/market.h"
+#include "cq/ring.h"
+#include "cq/service.h"
+#include "cq/signal.h"
+
+/* Loose real-time bound for "woke promptly": far below the 60 s tick. */
+#define WAKE_BOUND_MS 5000
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void log_open(void)
+{
+    struct cq_log_options lo = {.dir = NULL, .to_stderr = false, .level = CQ_LOG_WARN,
+                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 50,
+                                .clock = NULL};
+    cr_assert_eq(cq_log_open(&lo, NULL), 0);
+}
+
+/* ---- the protocol on its own ----------------------------------------------------- */
+
+Test(doorbell, no_write_while_the_consumer_is_awake)
+{
+    struct cq_doorbell b;
+    struct cq_spsc r;
+    cr_assert_eq(cq_doorbell_init(&b, NULL), 0);
+    cr_assert_eq(cq_spsc_init(&r, 4096, sizeof(uint64_t)), 0);
+    cq_spsc_set_consumer_bell(&r, &b);
+    for (uint64_t i = 0; i < 1000; i++) {
+        cr_assert(cq_spsc_push(&r, &i));
+    }
+    cr_assert_eq(atomic_load(&b.rings), 0, "the consumer never armed: no eventfd write");
+
+    /* Armed (about to sleep): the first push writes once, the rest see the
+     * flag down and write nothing. */
+    cq_doorbell_arm(&b);
+    for (uint64_t i = 0; i < 1000; i++) {
+        cr_assert(cq_spsc_push(&r, &i));
+    }
+    cr_assert_eq(atomic_load(&b.rings), 1, "one write per sleep, not %llu",
+                 (unsigned long long)atomic_load(&b.rings));
+    /* The sleep ends at once (the ring is in the eventfd) and drains it. */
+    cr_assert(cq_doorbell_sleep(&b, 10000));
+    cr_assert_not(atomic_load(&b.sleeping));
+
+    /* Armed, then work found: disarmed, pushes write nothing again. */
+    cq_doorbell_arm(&b);
+    cq_doorbell_disarm(&b);
+    uint64_t x = 7;
+    cr_assert(cq_spsc_pop(&r, &x));
+    cr_assert(cq_spsc_push(&r, &x));
+    cr_assert_eq(atomic_load(&b.rings), 1);
+    /* Nothing rang since: a short sleep times out. */
+    cq_doorbell_arm(&b);
+    cr_assert_not(cq_doorbell_sleep(&b, 20));
+    cq_spsc_fini(&r);
+    cq_doorbell_fini(&b);
+}
+
+Test(doorbell, a_pop_rings_the_producer_waiting_for_room)
+{
+    struct cq_doorbell b;
+    struct cq_spsc r;
+    cr_assert_eq(cq_doorbell_init(&b, NULL), 0);
+    cr_assert_eq(cq_spsc_init(&r, 2, sizeof(uint64_t)), 0);
+    cq_spsc_set_producer_bell(&r, &b);
+    uint64_t v = 1;
+    cr_assert(cq_spsc_push(&r, &v));
+    cr_assert(cq_spsc_push(&r, &v));
+    cr_assert_not(cq_spsc_has_room(&r));
+    cr_assert_eq(atomic_load(&b.rings), 0, "a push does not ring the producer's own bell");
+    cq_doorbell_arm(&b); /* the producer waits for room */
+    cr_assert(cq_spsc_pop(&r, &v));
+    cr_assert_eq(atomic_load(&b.rings), 1);
+    cr_assert(cq_spsc_has_room(&r));
+    cr_assert(cq_doorbell_sleep(&b, 10000));
+    cr_assert(cq_spsc_pop(&r, &v));
+    cr_assert_eq(atomic_load(&b.rings), 1, "producer awake: the pop wrote nothing");
+    cq_spsc_fini(&r);
+    cq_doorbell_fini(&b);
+}
+
+Test(doorbell, sleep_timeout_zero_and_negative)
+{
+    struct cq_doorbell b;
+    cr_assert_eq(cq_doorbell_init(&b, NULL), 0);
+    cq_doorbell_arm(&b);
+    cr_assert_not(cq_doorbell_sleep(&b, 0), "0 = do not sleep");
+    cr_assert_eq(atomic_load(&b.sleeps), 0);
+    cr_assert_not(atomic_load(&b.sleeping));
+    /* Negative = the longest sleep: a ring ends it. */
+    cq_doorbell_arm(&b);
+    cq_doorbell_notify(&b);
+    cr_assert(cq_doorbell_sleep(&b, -1));
+    cq_doorbell_notify(NULL); /* allowed: no doorbell */
+    cq_doorbell_fini(&b);
+}
+
+/* ---- a consumer service ------------------------------------------------------------- */
+
+struct consumer {
+    struct cq_spsc ring;          /* uint64_t items */
+    struct cq_doorbell bell;
+    struct cq_health_board *board;
+    struct cq_service *svc;
+    _Atomic uint64_t got, sum, steps;
+    _Atomic int64_t timer_at;     /* real monotonic ms the timer is due; 0 = none */
+    _Atomic int64_t fired_at;     /* when the step saw it due; 0 = not yet */
+    /* The worst interleaving, forced: has_work pushes an item itself (as if
+     * the producer's push landed right after the consumer looked) and says
+     * there is none. */
+    _Atomic int inject;
+    _Atomic uint64_t looks, looks_unarmed; /* has_work calls; of those, not armed */
+};
+
+static int consumer_step(void *ctx, int64_t now)
+{
+    struct consumer *c = ctx;
+    (void)now;
+    atomic_fetch_add(&c->steps, 1);
+    uint64_t v;
+    while (cq_spsc_pop(&c->ring, &v)) {
+        atomic_fetch_add(&c->sum, v);
+        atomic_fetch_add(&c->got, 1);
+    }
+    int64_t at = atomic_load(&c->timer_at);
+    if (at != 0 && cq_time_mono_ms() >= at) {
+        atomic_store(&c->fired_at, cq_time_mono_ms());
+        atomic_store(&c->timer_at, 0);
+    }
+    return 0;
+}
+
+static bool consumer_has_work(void *ctx)
+{
+    struct consumer *c = ctx;
+    atomic_fetch_add(&c->looks, 1);
+    if (!atomic_load(&c->bell.sleeping)) {
+        atomic_fetch_add(&c->looks_unarmed, 1);
+    }
+    bool found = cq_spsc_peek(&c->ring) != NULL;
+    if (!found && atomic_load(&c->inject) > 0) {
+        atomic_fetch_sub(&c->inject, 1);
+        uint64_t v = 1000;
+        cq_spsc_push(&c->ring, &v); /* the producer is idle meanwhile */
+    }
+    return found;
+}
+
+static int64_t consumer_next_timer_ms(void *ctx, int64_t now)
+{
+    struct consumer *c = ctx;
+    (void)now;
+    int64_t at = atomic_load(&c->timer_at);
+    if (at == 0) {
+        return 3600000;
+    }
+    int64_t wait = at - cq_time_mono_ms();
+    return wait < 0 ? 0 : wait;
+}
+
+static const struct cq_service_ops consumer_ops = {
+    .id = CQ_SVC_TRADER,
+    .tick_ms = 60000, /* never comes during a test: only the doorbell wakes */
+    .step = consumer_step,
+    .has_work = consumer_has_work,
+    .next_timer_ms = consumer_next_timer_ms,
+};
+
+static void consumer_start(struct consumer *c, size_t capacity, int64_t timer_in_ms)
+{
+    memset(c, 0, sizeof(*c));
+    log_open();
+    cr_assert_eq(cq_spsc_init(&c->ring, capacity, sizeof(uint64_t)), 0);
+    cr_assert_eq(cq_doorbell_init(&c->bell, NULL), 0);
+    cq_spsc_set_consumer_bell(&c->ring, &c->bell);
+    c->board = cq_health_board_new(NULL, NULL);
+    cr_assert_not_null(c->board);
+    if (timer_in_ms > 0) {
+        atomic_store(&c->timer_at, cq_time_mono_ms() + timer_in_ms);
+    }
+    struct cq_err err;
+    c->svc = cq_service_new(&consumer_ops, c, c->board, NULL, &err);
+    cr_assert_not_null(c->svc, "%s", err.message);
+    cq_service_set_doorbell(c->svc, &c->bell);
+    cr_assert_eq(cq_service_start(c->svc, &err), 0, "%s", err.message);
+}
+
+static void consumer_stop(struct consumer *c)
+{
+    cq_service_request_stop(c->svc);
+    cr_assert_eq(cq_service_join(c->svc, WAKE_BOUND_MS), 0);
+    cq_service_free(c->svc);
+    cq_health_board_free(c->board);
+    cq_spsc_fini(&c->ring);
+    cq_doorbell_fini(&c->bell);
+    cq_log_close();
+}
+
+/* Wait (bounded) until the consumer sleeps in poll(2) with nothing to do. */
+static void wait_asleep(struct consumer *c, uint64_t sleeps_before)
+{
+    for (int i = 0; i < WAKE_BOUND_MS; i++) {
+        if (atomic_load(&c->bell.sleeps) > sleeps_before && atomic_load(&c->bell.sleeping)) {
+            sleep_ms(20); /* well inside poll(2) now, most likely */
+            return;
+        }
+        sleep_ms(1);
+    }
+    cr_assert_fail("the consumer never went to sleep");
+}
+
+Test(doorbell, a_push_wakes_a_sleeping_consumer)
+{
+    struct consumer c;
+    consumer_start(&c, 64, 0);
+    wait_asleep(&c, 0);
+    uint64_t steps = atomic_load(&c.steps);
+    int64_t t0 = cq_time_mono_ms();
+    uint64_t v = 42;
+    cr_assert(cq_spsc_push(&c.ring, &v));
+    while (atomic_load(&c.got) < 1 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
+        sleep_ms(1);
+    }
+    int64_t took = cq_time_mono_ms() - t0;
+    cr_assert_eq(atomic_load(&c.got), 1, "not taken within %d ms (the tick is 60 s)",
+                 WAKE_BOUND_MS);
+    cr_assert_eq(atomic_load(&c.sum), 42);
+    cr_assert_lt(took, WAKE_BOUND_MS);
+    cr_assert_eq(atomic_load(&c.bell.rings), 1, "the push rang once");
+    cr_assert_geq(atomic_load(&c.bell.woken), 1);
+    cr_assert_eq(atomic_load(&c.steps), steps + 1, "one wake, one step");
+    consumer_stop(&c);
+}
+
+Test(doorbell, a_stop_wakes_a_sleeping_consumer)
+{
+    struct consumer c;
+    consumer_start(&c, 64, 0);
+    wait_asleep(&c, 0);
+    int64_t t0 = cq_time_mono_ms();
+    cq_service_request_stop(c.svc);
+    cr_assert_eq(cq_service_join(c.svc, WAKE_BOUND_MS), 0, "stop did not wake the consumer");
+    cr_assert_lt(cq_time_mono_ms() - t0, WAKE_BOUND_MS);
+    cr_assert_geq(atomic_load(&c.bell.woken), 1, "woken by the ring, not a timeout");
+    consumer_stop(&c);
+}
+
+Test(doorbell, the_timer_wakes_a_sleeping_consumer)
+{
+    struct consumer c;
+    int64_t t0 = cq_time_mono_ms();
+    consumer_start(&c, 64, 300);
+    int64_t due = atomic_load(&c.timer_at);
+    while (atomic_load(&c.fired_at) == 0 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
+        sleep_ms(5);
+    }
+    int64_t fired = atomic_load(&c.fired_at);
+    cr_assert_neq(fired, 0, "the timer never fired (the tick is 60 s)");
+    cr_assert_geq(fired, due, "fired before it was due");
+    cr_assert_eq(atomic_load(&c.bell.rings), 0, "nothing rang: the timeout woke it");
+    /* Slept through to the timer: a handful of steps, not a tick's worth. */
+    cr_assert_leq(atomic_load(&c.steps), 4, "%llu steps",
+                  (unsigned long long)atomic_load(&c.steps));
+    consumer_stop(&c);
+}
+
+/* A push right after the consumer looked and found nothing: the ring must
+ * still wake it (it armed before looking). Deterministic: the push is made
+ * from inside the look. Looking first and arming after loses this push for
+ * the whole 60 s tick. */
+Test(doorbell, a_push_just_after_the_look_still_wakes)
+{
+    struct consumer c;
+    consumer_start(&c, 64, 0);
+    wait_asleep(&c, 0);
+    atomic_store(&c.inject, 1);
+    uint64_t v = 1;
+    cr_assert(cq_spsc_push(&c.ring, &v)); /* wakes it; its next look injects */
+    int64_t t0 = cq_time_mono_ms();
+    while (atomic_load(&c.got) < 2 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
+        sleep_ms(1);
+    }
+    cr_assert_eq(atomic_load(&c.inject), 0, "the injected push happened");
+    cr_assert_eq(atomic_load(&c.got), 2, "the push made after the look was lost");
+    cr_assert_eq(atomic_load(&c.sum), 1001);
+    cr_assert_eq(atomic_load(&c.looks_unarmed), 0, "%llu of %llu looks before arming",
+                 (unsigned long long)atomic_load(&c.looks_unarmed),
+                 (unsigned long long)atomic_load(&c.looks));
+    consumer_stop(&c);
+}
+
+/* A busy wait of a pseudo-random length (xorshift), so that pushes land
+ * at every point of the consumer's way from its step to poll(2). */
+static void jitter(uint64_t *state, unsigned max_spins)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    for (volatile unsigned i = 0; i < (unsigned)(*state % max_spins); i++) {
+    }
+}
+
+/* Every push lands while the consumer is on its way to sleep: the producer
+ * waits for each item to be taken, and a random moment more, before the
+ * next. */
+Test(doorbell, no_lost_wakeup_ping_pong, .timeout = 240)
+{
+    enum { ITEMS = 20000 };
+    struct consumer c;
+    consumer_start(&c, 64, 0);
+    uint64_t want_sum = 0;
+    uint64_t rnd = 0x9e3779b97f4a7c15ULL;
+    for (uint64_t i = 1; i <= ITEMS; i++) {
+        jitter(&rnd, 4000);
+        cr_assert(cq_spsc_push(&c.ring, &i));
+        want_sum += i;
+        int64_t t0 = cq_time_mono_ms();
+        int spins = 0;
+        while (atomic_load_explicit(&c.got, memory_order_acquire) < i) {
+            if (++spins % 64 == 0) {
+                sched_yield();
+                if (cq_time_mono_ms() - t0 > WAKE_BOUND_MS) {
+                    cr_assert_fail("item %llu not taken within %d ms: a lost wake-up",
+                                   (unsigned long long)i, WAKE_BOUND_MS);
+                }
+            }
+        }
+    }
+    cr_assert_eq(atomic_load(&c.got), ITEMS);
+    cr_assert_eq(atomic_load(&c.sum), want_sum);
+    cr_assert_leq(atomic_load(&c.bell.rings), atomic_load(&c.bell.sleeps) + 1,
+                  "at most one write per sleep");
+    consumer_stop(&c);
+}
+
+/* A burst through a small ring: the producer meets a full ring and the
+ * consumer an empty one many times. */
+Test(doorbell, no_lost_wakeup_burst, .timeout = 240)
+{
+    enum { ITEMS = 200000 };
+    struct consumer c;
+    consumer_start(&c, 8, 0);
+    uint64_t want_sum = 0;
+    for (uint64_t i = 1; i <= ITEMS; i++) {
+        int64_t t0 = cq_time_mono_ms();
+        while (!cq_spsc_push(&c.ring, &i)) {
+            sched_yield();
+            if (cq_time_mono_ms() - t0 > WAKE_BOUND_MS) {
+                cr_assert_fail("ring full for %d ms at item %llu: the consumer missed a "
+                               "wake-up", WAKE_BOUND_MS, (unsigned long long)i);
+            }
+        }
+        want_sum += i;
+        if (i % 997 == 0) {
+            sleep_ms(0); /* let the consumer run dry and go to sleep now and then */
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    int64_t t0 = cq_time_mono_ms();
+    while (atomic_load(&c.got) < ITEMS && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
+        sleep_ms(1);
+    }
+    cr_assert_eq(atomic_load(&c.got), ITEMS, "%llu of %d items: a lost wake-up",
+                 (unsigned long long)atomic_load(&c.got), ITEMS);
+    cr_assert_eq(atomic_load(&c.sum), want_sum);
+    consumer_stop(&c);
+}
+
+/* ---- ARES idle ------------------------------------------------------------------------ */
+
+static long voluntary_switches(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nvcsw;
+}
+
+/* Idle (no market data), ARES wakes for its health record (4 per second),
+ * not every 5 ms (200 per second before the doorbell). */
+Test(doorbell, ares_idle_does_not_poll)
+{
+    log_open();
+    char *const envp[] = {"CQ_SYMBOLS=BTCUSDT", "CQ_STRATEGY=ema_cross",
+                          "CQ_STRATEGY_PARAMS=fast=2,slow=3", NULL};
+    struct cq_config_report rep;
+    struct cq_config_load_options lopt = {.file_path = NULL, .envp = envp};
+    struct cq_config *cfg = cq_config_load(&lopt, &rep);
+    cr_assert_not_null(cfg, "config: %s", rep.errors[0].message);
+    struct cq_health_board *board = cq_health_board_new(NULL, NULL);
+    struct cq_spsc in, out;
+    cr_assert_eq(cq_spsc_init(&in, 64, sizeof(struct cq_market_event)), 0);
+    cr_assert_eq(cq_spsc_init(&out, 64, sizeof(struct cq_signal)), 0);
+    struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = &in,
+                                 .to_trader = &out, .journal = NULL, .clock = NULL};
+    struct cq_err err;
+    struct cq_ares *a = cq_ares_new(&ao, &err);
+    cr_assert_not_null(a, "%s", err.message);
+    cr_assert_eq(cq_service_start(cq_ares_service(a), NULL), 0);
+    sleep_ms(100);
+    long before = voluntary_switches();
+    sleep_ms(1000);
+    long switches = voluntary_switches() - before;
+    /* The test thread's own sleep is 1; ARES's health timer 4; slack for
+     * the log and anything else in the process. Polling every 5 ms: ~200. */
+    cr_assert_lt(switches, 40, "%ld voluntary context switches in 1 s idle", switches);
+    cq_service_request_stop(cq_ares_service(a));
+    cr_assert_eq(cq_service_join(cq_ares_service(a), WAKE_BOUND_MS), 0);
+    cq_ares_free(a);
+    cq_spsc_fini(&in);
+    cq_spsc_fini(&out);
+    cq_health_board_free(board);
+    cq_config_unref(cfg);
+    cq_log_close();
+}
