@@ -416,6 +416,11 @@ else
 fi
 check "SIGHUP: reloadable CQ_LOG_LEVEL listed as changed" \
   has_log 'select(.event=="config_reloaded") | select(.changed|index("CQ_LOG_LEVEL"))'
+# The secrets left the environment at start, yet a reload sees the same ones.
+check "SIGHUP: secrets removed from the environment are still seen (none changed or refused)" \
+  has_log 'select(.event=="config_reloaded") | select((.changed + .refused) as $k
+      | ($k|index("BINANCE_API_KEY"))==null and ($k|index("BINANCE_API_SECRET"))==null
+        and ($k|index("CQ_ADMIN_TOKEN"))==null)'
 
 echo "CQ_WATCHDOG_STALL_MS=1" >>"$CONF"
 kill -HUP "$PID"
