@@ -109,8 +109,8 @@
  * a form body. Every answer is JSON: {"ok":true,…} or 400
  * {"ok":false,"error":{"param":"<name>","message":"…"}}.
  *
- * The endpoints are one table, controls[] in the "control endpoints" section
- * below: method, path, parameters (kind, name, range), effect, handler. It
+ * The endpoints are one table, controls[] just below the constants at the
+ * top of this file: method, path, parameters (kind, name, range), effect, handler. It
  * routes (unknown path 404, other method 405), validates the parameters in
  * table order (400 naming the first bad one), and an unknown /_sim/ path is
  * answered with every row rendered ("known": [{method, path, usage,
@@ -167,6 +167,109 @@
 
 #define MSG_UNKNOWN "An unknown error occurred while processing the request."
 #define MSG_TOO_MANY_PARAMS "Too many parameters sent for this endpoint."
+
+/* ---- the control endpoints (/_sim/): one table ----------------------------------- */
+
+struct rest_resp;
+
+/* A parameter of a control endpoint: its kind says how it is validated (and
+ * rendered in the list an unknown path gets). */
+enum control_param_kind {
+    CP_NONE,   /* end of the list */
+    CP_INT,    /* a signed integer in [min, max] -> args.n */
+    CP_ON,     /* "on": 1|0|true|false -> args.on */
+    CP_ASSET,  /* "asset": ^[A-Z0-9]{1,CQ_SIM_ASSET_MAX_CHARS}$ -> args.asset */
+    CP_FREE,   /* "free": a non-negative decimal -> args.amount */
+    CP_SYMBOL, /* "symbol": a listed symbol -> args.symbol, args.symbol_idx */
+    CP_STATUS, /* "status": TRADING|HALT|BREAK -> args.status */
+};
+
+struct control_param {
+    enum control_param_kind kind;
+    const char *name;
+    int64_t min, max; /* CP_INT */
+};
+
+#define CONTROL_PARAMS_MAX 2
+
+struct control_args {
+    int64_t n;
+    bool on;
+    const char *asset;
+    cq_dec amount;
+    const char *symbol;
+    int symbol_idx;
+    enum cq_sim__symbol_status status;
+    const char *status_text;
+};
+
+struct control {
+    const char *method;
+    const char *path;
+    struct control_param params[CONTROL_PARAMS_MAX + 1]; /* CP_NONE-terminated */
+    const char *effect; /* one line, for the list an unknown path gets */
+    void (*handler)(struct cq_sim__rest *rest, const struct control_args *a,
+                    struct rest_resp *resp);
+};
+
+static void c_state(struct cq_sim__rest *rest, const struct control_args *a,
+                    struct rest_resp *resp);
+static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
+                      struct rest_resp *resp);
+static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
+                       struct rest_resp *resp);
+static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
+static void c_rest_errors(struct cq_sim__rest *rest, const struct control_args *a,
+                          struct rest_resp *resp);
+static void c_storm(struct cq_sim__rest *rest, const struct control_args *a,
+                    struct rest_resp *resp);
+static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args *a,
+                            struct rest_resp *resp);
+static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
+static void c_balance_set(struct cq_sim__rest *rest, const struct control_args *a,
+                          struct rest_resp *resp);
+static void c_clock_skew(struct cq_sim__rest *rest, const struct control_args *a,
+                         struct rest_resp *resp);
+static void c_market_pause(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
+static void c_symbol_status(struct cq_sim__rest *rest, const struct control_args *a,
+                            struct rest_resp *resp);
+static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
+
+#define P_INT(name, min, max) {CP_INT, name, min, max}
+#define P_ON {CP_ON, "on", 0, 1}
+
+/* Every control endpoint, once: routing, parameter validation (in this
+ * order), and the list an unknown /_sim/ path gets all come from here;
+ * docs/SIMEX.md "Control endpoints" describes the same rows. */
+static const struct control controls[] = {
+    {"GET", "/_sim/state", {{CP_NONE, NULL, 0, 0}}, "orders, balances, counters, faults, lock, limits",
+     c_state},
+    {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
+    {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
+    {"POST", "/_sim/rest/latency", {P_INT("ms", 0, LATENCY_MAX_MS)},
+     "sleep before each /api answer", c_rest_latency},
+    {"POST", "/_sim/rest/errors", {P_INT("per_mille", 0, 1000)}, "share of /api answered 503",
+     c_rest_errors},
+    {"POST", "/_sim/ratelimit/storm", {P_INT("seconds", 0, 3600)},
+     "every /api request 429 (0 ends it)", c_storm},
+    {"POST", "/_sim/orders/reject", {P_INT("count", 0, 1000000)}, "next N POST /order -> -2010",
+     c_orders_reject},
+    {"POST", "/_sim/balance/insufficient", {P_ON}, "orders -> -2010 insufficient balance",
+     c_insufficient},
+    {"POST", "/_sim/balance/set", {{CP_ASSET, "asset", 0, 0}, {CP_FREE, "free", 0, 0}},
+     "set an asset's free balance", c_balance_set},
+    {"POST", "/_sim/clock/skew", {P_INT("ms", -SKEW_MAX_MS, SKEW_MAX_MS)},
+     "server time = wall + ms", c_clock_skew},
+    {"POST", "/_sim/market/pause", {P_ON}, "market holds, emits nothing", c_market_pause},
+    {"POST", "/_sim/symbol/status", {{CP_SYMBOL, "symbol", 0, 0}, {CP_STATUS, "status", 0, 0}},
+     "HALT/BREAK: new orders -2010 \"Market is closed.\"", c_symbol_status},
+    {"POST", "/_sim/faults/clear", {{CP_NONE, NULL, 0, 0}},
+     "all faults off, ban lifted and reset, every symbol TRADING", c_faults_clear},
+};
 
 /* ---- server state ------------------------------------------------------------- */
 
@@ -2256,47 +2359,7 @@ static bool control_authorized(const struct cq_sim__state *sim, struct MHD_Conne
     return ok;
 }
 
-/* ---- the control endpoints: one table ----------------------------------------------- */
-
-/* A parameter of a control endpoint: its kind says how it is validated (and
- * rendered in the list an unknown path gets). */
-enum control_param_kind {
-    CP_NONE,   /* end of the list */
-    CP_INT,    /* a signed integer in [min, max] -> args.n */
-    CP_ON,     /* "on": 1|0|true|false -> args.on */
-    CP_ASSET,  /* "asset": ^[A-Z0-9]{1,CQ_SIM_ASSET_MAX_CHARS}$ -> args.asset */
-    CP_FREE,   /* "free": a non-negative decimal -> args.amount */
-    CP_SYMBOL, /* "symbol": a listed symbol -> args.symbol, args.symbol_idx */
-    CP_STATUS, /* "status": TRADING|HALT|BREAK -> args.status */
-};
-
-struct control_param {
-    enum control_param_kind kind;
-    const char *name;
-    int64_t min, max; /* CP_INT */
-};
-
-#define CONTROL_PARAMS_MAX 2
-
-struct control_args {
-    int64_t n;
-    bool on;
-    const char *asset;
-    cq_dec amount;
-    const char *symbol;
-    int symbol_idx;
-    enum cq_sim__symbol_status status;
-    const char *status_text;
-};
-
-struct control {
-    const char *method;
-    const char *path;
-    struct control_param params[CONTROL_PARAMS_MAX + 1]; /* CP_NONE-terminated */
-    const char *effect; /* one line, for the list an unknown path gets */
-    void (*handler)(struct cq_sim__rest *rest, const struct control_args *a,
-                    struct rest_resp *resp);
-};
+/* ---- the control endpoints: handlers and table lookups (the table: top of file) --- */
 
 static void c_state(struct cq_sim__rest *rest, const struct control_args *a, struct rest_resp *resp)
 {
@@ -2463,38 +2526,6 @@ static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args 
     atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
     ctl_ok(resp, NULL);
 }
-
-#define P_INT(name, min, max) {CP_INT, name, min, max}
-#define P_ON {CP_ON, "on", 0, 1}
-
-/* Every control endpoint, once: routing, parameter validation (in this
- * order), and the list an unknown /_sim/ path gets all come from here;
- * docs/SIMEX.md "Control endpoints" describes the same rows. */
-static const struct control controls[] = {
-    {"GET", "/_sim/state", {{CP_NONE, NULL, 0, 0}}, "orders, balances, counters, faults, lock, limits",
-     c_state},
-    {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
-    {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
-    {"POST", "/_sim/rest/latency", {P_INT("ms", 0, LATENCY_MAX_MS)},
-     "sleep before each /api answer", c_rest_latency},
-    {"POST", "/_sim/rest/errors", {P_INT("per_mille", 0, 1000)}, "share of /api answered 503",
-     c_rest_errors},
-    {"POST", "/_sim/ratelimit/storm", {P_INT("seconds", 0, 3600)},
-     "every /api request 429 (0 ends it)", c_storm},
-    {"POST", "/_sim/orders/reject", {P_INT("count", 0, 1000000)}, "next N POST /order -> -2010",
-     c_orders_reject},
-    {"POST", "/_sim/balance/insufficient", {P_ON}, "orders -> -2010 insufficient balance",
-     c_insufficient},
-    {"POST", "/_sim/balance/set", {{CP_ASSET, "asset", 0, 0}, {CP_FREE, "free", 0, 0}},
-     "set an asset's free balance", c_balance_set},
-    {"POST", "/_sim/clock/skew", {P_INT("ms", -SKEW_MAX_MS, SKEW_MAX_MS)},
-     "server time = wall + ms", c_clock_skew},
-    {"POST", "/_sim/market/pause", {P_ON}, "market holds, emits nothing", c_market_pause},
-    {"POST", "/_sim/symbol/status", {{CP_SYMBOL, "symbol", 0, 0}, {CP_STATUS, "status", 0, 0}},
-     "HALT/BREAK: new orders -2010 \"Market is closed.\"", c_symbol_status},
-    {"POST", "/_sim/faults/clear", {{CP_NONE, NULL, 0, 0}},
-     "all faults off, ban lifted and reset, every symbol TRADING", c_faults_clear},
-};
 
 static const struct control *control_find(const char *path)
 {
