@@ -63,7 +63,6 @@ int cq_service_join(struct cq_service *svc, int64_t timeout_ms) CQ_WUR;
 /* A step that runs long calls this to show it is alive. Service thread. */
 void cq_service_heartbeat(struct cq_service *svc);
 int64_t cq_service_last_beat_ms(const struct cq_service *svc);
-bool cq_service_started(const struct cq_service *svc);
 enum cq_service_id cq_service_id_of(const struct cq_service *svc);
 
 /* Pure verdict: has a loop that last beat at last_beat_ms missed its

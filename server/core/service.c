@@ -110,11 +110,6 @@ int64_t cq_service_last_beat_ms(const struct cq_service *s)
     return atomic_load_explicit(&s->last_beat_ms, memory_order_relaxed);
 }
 
-bool cq_service_started(const struct cq_service *s)
-{
-    return s->thread_created;
-}
-
 enum cq_service_id cq_service_id_of(const struct cq_service *s)
 {
     return s->ops->id;

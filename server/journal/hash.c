@@ -124,12 +124,6 @@ uint32_t cq_journal__crc32c(uint32_t crc, const void *buf, size_t len)
     return ~crc_sw(~crc, buf, len);
 }
 
-bool cq_journal__crc32c_hw(void)
-{
-    pthread_once(&crc_once, crc_init);
-    return crc_use_hw;
-}
-
 /* ---- XXH64 ------------------------------------------------------------------------- */
 
 #define XXP1 0x9E3779B185EBCA87ULL

@@ -157,8 +157,6 @@ static inline uint64_t cqj_get64(const uint8_t *p)
 uint32_t cq_journal__crc32c(uint32_t crc, const void *buf, size_t len);
 /* The portable slicing-by-8 path, for tests comparing it with the hardware one. */
 uint32_t cq_journal__crc32c_sw(uint32_t crc, const void *buf, size_t len);
-/* Whether cq_journal__crc32c uses the SSE4.2 instruction on this CPU. */
-bool cq_journal__crc32c_hw(void);
 /* XXH64 (xxHash, 64-bit). "abc", seed 0 -> 0x44BC2CF5AD770999. */
 uint64_t cq_journal__xxh64(const void *buf, size_t len, uint64_t seed);
 
