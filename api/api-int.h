@@ -174,8 +174,9 @@ enum cq_api_auth_result {
     CQ_API_AUTH_NO_TOKEN  /* the server has no token configured */
 };
 
-/* What cq_api_auth_ok decides, with the reason. Constant time in the
- * content of the token. */
+/* The admin API's authorization decision with its reason (router.c uses
+ * it; cq_api_auth_ok in cq/api.h is the yes/no form built on it). Constant
+ * time in the content of the token. */
 enum cq_api_auth_result cq_api__auth_check(const char *authorization, const char *token);
 
 #endif /* CQ_API_INT_H */

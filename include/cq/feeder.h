@@ -15,7 +15,9 @@
  *              (latest per symbol), trades are dropped when full (counted);
  *   to_trader  struct cq_user_event: user data stream events, in order;
  *              when full they are held (bounded) and then dropped with a
- *              counted, logged loss (the trader reconciles over REST).
+ *              counted loss, logged as user_event_dropped (nothing
+ *              reconciles it yet: the trader is a skeleton without REST
+ *              access; reconciliation comes with the trader issue).
  *
  * Health (service "feeder"): ready when the market stream is connected and
  * every symbol has had a valid message (one that passes cq_msg_check) within
