@@ -400,6 +400,9 @@ static void journal_live_reader_beside_writer(struct tsan_t *t)
                 (unsigned long long)st.full_total, (unsigned long long)fulls);
     TSAN_EXPECT(t, st.segments > 1, "%u segment(s): the writer never rolled", st.segments);
     TSAN_EXPECT(t, r.passes > 0, "the reader never read");
+    printf("# live reader: %d passes (up to %llu records seen); %llu -CQ_EFULL retries; "
+           "%u segments\n",
+           r.passes, (unsigned long long)r.most_seen, (unsigned long long)fulls, st.segments);
     TSAN_EXPECT(t, cq_journal_stop(j, &err) == 0, "stop: %s", err.message);
     cq_journal_get_stats(j, &st);
     TSAN_EXPECT(t, st.snapshots_total >= 1, "no snapshot");

@@ -21,15 +21,26 @@
  *                   records, summaries, typed counters and the health files.
  *   tsan_service.c  service threads: start/stop cycles, several services
  *                   with the watchdog reading them, a stall and recovery.
+ *   tsan_doorbell.c doorbells between service threads: a producer, a
+ *                   middle service (consumer and producer, sleeping for
+ *                   room) and a last one; ping-pong, a burst against full
+ *                   rings, a stop waking sleepers.
  *
  * How to run
  *   It is built in every build (tests/tsan_tests) and is the meson test
  *   `tsan` (suite unit), so the normal and ASan builds run it too.
  *   scripts/tsan builds it with clang -fsanitize=thread in build-tsan and
- *   runs it, then the daemon integration test against TSan-built binaries,
- *   with TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1; any report
- *   fails the script. tests/tsan.supp holds suppressions for third-party
- *   libraries only, each with its reason; our own code is never suppressed.
+ *   runs it, then the integration tests that run the daemon (test_daemon,
+ *   test_api_hostile, test_feeder, test_ares, test_metrics) against
+ *   TSan-built coinquantd and coinquant-simex, with
+ *   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1; any report fails
+ *   the script. tests/tsan.supp holds suppressions for third-party
+ *   libraries only, each with its reason; our own code is never suppressed
+ *   (today: jansson, whose internal refcount atomics TSan cannot see).
+ *
+ *   A new concurrency test: a function in the module's file, a row in its
+ *   table; assert results, not only "no crash", so it fails without TSan
+ *   too. Keep each test to a few seconds under TSan (2 loaded cores).
  *
  *   tsan_tests [--list] [SUBSTRING...]   runs the tests whose name contains
  *                                        one of the substrings (all if none)
@@ -132,7 +143,8 @@ static bool selected(const char *name, int argc, char **argv, int first)
 int main(int argc, char **argv)
 {
     const struct tsan_case *tables[] = {tsan_ring_cases, tsan_journal_cases,
-                                        tsan_health_cases, tsan_service_cases};
+                                        tsan_health_cases, tsan_service_cases,
+                                        tsan_doorbell_cases};
     bool list = argc > 1 && strcmp(argv[1], "--list") == 0;
     int first = list ? 2 : 1;
 
