@@ -82,5 +82,6 @@ extern const struct tsan_case tsan_ring_cases[];
 extern const struct tsan_case tsan_journal_cases[];
 extern const struct tsan_case tsan_health_cases[];
 extern const struct tsan_case tsan_service_cases[];
+extern const struct tsan_case tsan_doorbell_cases[];
 
 #endif /* CQ_TESTS_TSAN_H */
