@@ -46,9 +46,15 @@ enum cq_errcode {
 #define CQ_ERR_HINT_MAX 256
 
 /* What went wrong, for a human: filled by constructors and by calls that
- * take an optional struct cq_err *. */
+ * take an optional struct cq_err *.
+ *
+ * The one sign convention: a CQ_E* value written as its name (CQ_EIO) is
+ * positive; a function's return code is its negation (-CQ_EIO). So
+ *   - cq_err_set() takes the POSITIVE code (write -rc to pass on a return
+ *     code rc < 0) and returns the negative one;
+ *   - struct cq_err.code holds the POSITIVE code (compare with CQ_EIO). */
 struct cq_err {
-    int code;                          /* positive CQ_E* */
+    int code;                          /* positive CQ_E* (never 0 once set) */
     int sys_errno;                     /* errno when a system call failed, else 0 */
     char message[CQ_ERR_MESSAGE_MAX];  /* names the problem */
     char hint[CQ_ERR_HINT_MAX];        /* names the fix ("" if none) */
@@ -59,9 +65,29 @@ const char *cq_strerror(int code);
 
 /* Fill err (if not NULL) and return -code, so callers can write
  *     return cq_err_set(err, CQ_EIO, errno, "check disk space", "write %s", p);
- * hint may be NULL. */
-int cq_err_set(struct cq_err *err, int code, int sys_errno, const char *hint,
-               const char *fmt, ...) CQ_PRINTF(5, 6);
+ *     return cq_err_set(err, -rc, 0, NULL, "verifying %s", dir);  (rc < 0)
+ * code must be a positive CQ_E* (1 .. CQ__ECOUNT-1); hint may be NULL.
+ *
+ * A code outside that range is a programming error at the call site (the
+ * caller passed a return code without negating it, or 0). It is checked in
+ * every build: the call site (file:line) is reported once on stderr as
+ * event "err_code_misuse" and every occurrence is counted
+ * (cq_err_misuse_count()); then, in a build with assertions (!NDEBUG, which
+ * includes CI and the tests) the process aborts, while a release build
+ * carries on with the code normalised (-code for a negated code, CQ_EINVAL
+ * for 0 or an unknown value), so a wrong sign never turns an error into a
+ * success nor takes a trading process down. */
+#define cq_err_set(err, code, ...) cq_err__set(__FILE__, __LINE__, (err), (code), __VA_ARGS__)
+int cq_err__set(const char *file, int line, struct cq_err *err, int code, int sys_errno,
+                const char *hint, const char *fmt, ...) CQ_PRINTF(7, 8);
+
+/* How many cq_err_set calls passed a code outside 1 .. CQ__ECOUNT-1 since
+ * the process started. Any thread. */
+unsigned long cq_err_misuse_count(void);
+
+/* Tests only: whether a misuse aborts (default: true unless NDEBUG).
+ * Returns the previous setting. */
+bool cq_err__abort_on_misuse(bool on);
 
 /* Reset err to "no error". */
 void cq_err_clear(struct cq_err *err);

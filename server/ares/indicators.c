@@ -825,7 +825,7 @@ static int add_item(struct cq_ind_set *s, char *item, size_t item_no, struct cq_
         break;
     }
     if (rc < 0) {
-        return cq_err_set(err, rc, 0, NULL, "indicator item %zu '%s': %s", item_no, copy,
+        return cq_err_set(err, -rc, 0, NULL, "indicator item %zu '%s': %s", item_no, copy,
                           cq_strerror(rc));
     }
     s->n_items++;

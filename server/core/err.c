@@ -1,5 +1,8 @@
 /* err.c — error codes, struct cq_err and small string helpers. */
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,11 +52,55 @@ static void mark_cut(char *buf, size_t size)
     memcpy(buf + p, "...", 4);
 }
 
-int cq_err_set(struct cq_err *err, int code, int sys_errno, const char *hint,
-               const char *fmt, ...)
+/* ---- the sign convention (see common.h) ---- */
+
+static atomic_ulong misuse_total;
+static atomic_bool misuse_reported;
+#ifdef NDEBUG
+static atomic_bool misuse_aborts = false;
+#else
+static atomic_bool misuse_aborts = true;
+#endif
+
+unsigned long cq_err_misuse_count(void)
 {
-    if (code < 0) {
-        code = -code;
+    return atomic_load(&misuse_total);
+}
+
+bool cq_err__abort_on_misuse(bool on)
+{
+    return atomic_exchange(&misuse_aborts, on);
+}
+
+/* A call site passed a code that is not a positive CQ_E*: count it, report
+ * the first one (file:line names the call site to fix), abort in a build
+ * with assertions, else return the code it most likely meant. Written to
+ * stderr directly, as one JSON line: err.c sits below the logger (and is
+ * linked without it), and this must work before the logger is open. */
+static int misuse(const char *file, int line, int code)
+{
+    atomic_fetch_add(&misuse_total, 1);
+    int meant = code < 0 && code > -CQ__ECOUNT ? -code : CQ_EINVAL;
+    if (!atomic_exchange(&misuse_reported, true) || atomic_load(&misuse_aborts)) {
+        (void)fprintf(stderr,
+                      "{\"level\":\"error\",\"service\":\"core\",\"event\":\"err_code_misuse\","
+                      "\"file\":\"%s\",\"line\":%d,\"code\":%d,\"used\":%d,"
+                      "\"msg\":\"cq_err_set got code %d at %s:%d: it takes a positive CQ_E* "
+                      "(write -rc to pass on a return code); using %d\"}\n",
+                      file, line, code, meant, code, file, line, meant);
+        (void)fflush(stderr);
+    }
+    if (atomic_load(&misuse_aborts)) {
+        abort();
+    }
+    return meant;
+}
+
+int cq_err__set(const char *file, int line, struct cq_err *err, int code, int sys_errno,
+                const char *hint, const char *fmt, ...)
+{
+    if (code <= 0 || code >= CQ__ECOUNT) {
+        code = misuse(file, line, code);
     }
     if (err != NULL) {
         va_list ap;

@@ -638,7 +638,7 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     }
     rc = cq_journal_verify_dir(dir, fs, &vrep);
     if (rc < 0) {
-        cq_err_set(err, rc, 0, NULL, "verifying %s", dir);
+        cq_err_set(err, -rc, 0, NULL, "verifying %s", dir);
         goto out;
     }
     rc = make_bundle_dir(dir, cq_clock_wall_us(clock), bundle, sizeof(bundle), err);
@@ -702,7 +702,7 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     rc = build_quarantine(&scopes, detail, bundle, last_good + 1, last_good, r->last_digest,
                           max_seen + 1, cq_clock_wall_us(clock), &rb);
     if (rc < 0) {
-        cq_err_set(err, rc, 0, NULL, "quarantine records");
+        cq_err_set(err, -rc, 0, NULL, "quarantine records");
         goto out;
     }
     char old[CQJ_PATH_MAX];
@@ -739,7 +739,7 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     }
     rc = apply_recbuf(r->state, &rb);
     if (rc < 0) {
-        cq_err_set(err, rc, 0, NULL, "quarantine records");
+        cq_err_set(err, -rc, 0, NULL, "quarantine records");
         goto out;
     }
     r->last_seq = rb.last_seq;
@@ -780,7 +780,7 @@ static int quarantine_missing(const char *dir, const struct cq_journal_fs *fs,
     struct cq_journal_verify_report vrep;
     int rc = cq_journal_verify_dir(dir, fs, &vrep);
     if (rc < 0) {
-        return cq_err_set(err, rc, 0, NULL, "verifying %s", dir);
+        return cq_err_set(err, -rc, 0, NULL, "verifying %s", dir);
     }
     rc = make_bundle_dir(dir, cq_clock_wall_us(clock), bundle, sizeof(bundle), err);
     if (rc < 0) {
@@ -809,7 +809,7 @@ static int quarantine_missing(const char *dir, const struct cq_journal_fs *fs,
     rc = build_quarantine(&scopes, why, bundle, 0, r->last_seq, r->last_digest, max_seen + 1,
                           cq_clock_wall_us(clock), &rb);
     if (rc < 0) {
-        return cq_err_set(err, rc, 0, NULL, "quarantine records");
+        return cq_err_set(err, -rc, 0, NULL, "quarantine records");
     }
     if (r->last_segno != 0) {
         rc = append_segment(dir, fs, r->last_segno, r->last_end, &rb, err);
