@@ -14,7 +14,11 @@
  *     then a burst); every item arrives, the sum is checked, and a lost
  *     wake-up shows as an item not taken within 5 s (the tick is 60 s);
  *   - ARES idle: with no market data it no longer wakes every 5 ms (counted
- *     as the process's voluntary context switches over one second).
+ *     as the process's voluntary context switches over one second);
+ *   - the wiring: ARES and the trader attach their doorbells to their rings
+ *     (ARES: consumer of the feeder's, producer of the trader's; the
+ *     trader: consumer of both of its rings), their loops sleep on them, a
+ *     push wakes them by a ring (not a timeout), and free detaches them.
  */
 #include <criterion/criterion.h>
 #include <sched.h>
@@ -26,21 +30,23 @@
 #include "cq/ares.h"
 #include "cq/config.h"
 #include "cq/doorbell.h"
+#include "cq/feeder.h"
 #include "cq/health.h"
 #include "cq/log.h"
 #include "cq/market.h"
 #include "cq/ring.h"
 #include "cq/service.h"
 #include "cq/signal.h"
-
-/* Loose real-time bound for "woke promptly": far below the 60 s tick. */
-#define WAKE_BOUND_MS 5000
+#include "cq/trader.h"
 
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+/* Loose real-time bound for "woke promptly": far below the 60 s tick. */
+#define WAKE_BOUND_MS 5000
 
 static void log_open(void)
 {
@@ -410,27 +416,137 @@ static long voluntary_switches(void)
     return ru.ru_nvcsw;
 }
 
-/* Idle (no market data), ARES wakes for its health record (4 per second),
- * not every 5 ms (200 per second before the doorbell). */
-Test(doorbell, ares_idle_does_not_poll)
+static struct cq_config *load_config(void)
 {
-    log_open();
     char *const envp[] = {"CQ_SYMBOLS=BTCUSDT", "CQ_STRATEGY=ema_cross",
                           "CQ_STRATEGY_PARAMS=fast=2,slow=3", NULL};
     struct cq_config_report rep;
     struct cq_config_load_options lopt = {.file_path = NULL, .envp = envp};
     struct cq_config *cfg = cq_config_load(&lopt, &rep);
     cr_assert_not_null(cfg, "config: %s", rep.errors[0].message);
-    struct cq_health_board *board = cq_health_board_new(NULL, NULL);
-    struct cq_spsc in, out;
-    cr_assert_eq(cq_spsc_init(&in, 64, sizeof(struct cq_market_event)), 0);
-    cr_assert_eq(cq_spsc_init(&out, 64, sizeof(struct cq_signal)), 0);
-    struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = &in,
-                                 .to_trader = &out, .journal = NULL, .clock = NULL};
+    return cfg;
+}
+
+static struct cq_ares *ares_start(struct cq_config *cfg, struct cq_health_board *board,
+                                  struct cq_spsc *in, struct cq_spsc *out)
+{
+    cr_assert_eq(cq_spsc_init(in, 64, sizeof(struct cq_market_event)), 0);
+    cr_assert_eq(cq_spsc_init(out, 64, sizeof(struct cq_signal)), 0);
+    struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = in,
+                                 .to_trader = out, .journal = NULL, .clock = NULL};
     struct cq_err err;
     struct cq_ares *a = cq_ares_new(&ao, &err);
     cr_assert_not_null(a, "%s", err.message);
     cr_assert_eq(cq_service_start(cq_ares_service(a), NULL), 0);
+    return a;
+}
+
+/* The doorbell a ring's consumer attached, once its loop sleeps on it. */
+static struct cq_doorbell *wait_bell_asleep(struct cq_spsc *r)
+{
+    for (int i = 0; i < WAKE_BOUND_MS; i++) {
+        struct cq_doorbell *b = atomic_load(&r->consumer_bell);
+        if (b != NULL && atomic_load(&b->sleeps) > 0 && atomic_load(&b->sleeping)) {
+            return b;
+        }
+        sleep_ms(1);
+    }
+    cr_assert_fail("no consumer sleeps on the ring's doorbell");
+    return NULL;
+}
+
+/* With the consumer asleep, push one message and wait (bounded) until the
+ * ring is drained and the doorbell counted a wake-up by a ring. The
+ * consumer's health timer may wake it between the look and the push (then
+ * the push rings nothing): up to 5 tries, one must be woken by the ring. */
+static void push_and_see_it_woken(struct cq_spsc *r, const void *msg, const char *who)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct cq_doorbell *b = wait_bell_asleep(r);
+        uint64_t woken = atomic_load(&b->woken);
+        cr_assert(cq_spsc_push(r, msg));
+        int64_t t0 = cq_time_mono_ms();
+        while ((cq_spsc_size(r) > 0 || atomic_load(&b->woken) == woken) &&
+               cq_time_mono_ms() - t0 < 1000) {
+            sleep_ms(1);
+        }
+        cr_assert_eq(cq_spsc_size(r), 0, "%s did not take the message", who);
+        if (atomic_load(&b->woken) > woken) {
+            return;
+        }
+    }
+    cr_assert_fail("%s was never woken by a push's ring (5 tries)", who);
+}
+
+Test(doorbell, ares_sleeps_on_its_doorbell_and_a_push_wakes_it)
+{
+    log_open();
+    struct cq_config *cfg = load_config();
+    struct cq_health_board *board = cq_health_board_new(NULL, NULL);
+    struct cq_spsc in, out;
+    struct cq_ares *a = ares_start(cfg, board, &in, &out);
+    struct cq_doorbell *b = wait_bell_asleep(&in);
+    cr_assert_eq(atomic_load(&out.producer_bell), b, "ARES sleeps for room on the same bell");
+    struct cq_market_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = CQ_MARKET_BOOK;
+    ev.symbol_idx = 0;
+    ev.recv_mono_ms = cq_time_mono_ms();
+    push_and_see_it_woken(&in, &ev, "ARES");
+    cq_service_request_stop(cq_ares_service(a));
+    cr_assert_eq(cq_service_join(cq_ares_service(a), WAKE_BOUND_MS), 0);
+    cq_ares_free(a);
+    cr_assert_null(atomic_load(&in.consumer_bell), "detached on free");
+    cr_assert_null(atomic_load(&out.producer_bell), "detached on free");
+    cq_spsc_fini(&in);
+    cq_spsc_fini(&out);
+    cq_health_board_free(board);
+    cq_config_unref(cfg);
+    cq_log_close();
+}
+
+Test(doorbell, the_trader_sleeps_on_one_doorbell_for_both_rings)
+{
+    log_open();
+    struct cq_config *cfg = load_config();
+    struct cq_health_board *board = cq_health_board_new(NULL, NULL);
+    struct cq_spsc user_events, signals;
+    cr_assert_eq(cq_spsc_init(&user_events, 16, sizeof(struct cq_user_event)), 0);
+    cr_assert_eq(cq_spsc_init(&signals, 16, sizeof(struct cq_signal)), 0);
+    struct cq_err err;
+    struct cq_trader *t = cq_trader_new(cfg, board, &user_events, &signals, &err);
+    cr_assert_not_null(t, "%s", err.message);
+    cr_assert_eq(cq_service_start(cq_trader_service(t), NULL), 0);
+    struct cq_doorbell *b = wait_bell_asleep(&signals);
+    cr_assert_eq(atomic_load(&user_events.consumer_bell), b, "one doorbell for both rings");
+    struct cq_signal sig;
+    memset(&sig, 0, sizeof(sig));
+    sig.test = true;
+    push_and_see_it_woken(&signals, &sig, "the trader (signal)");
+    struct cq_user_event ue;
+    memset(&ue, 0, sizeof(ue));
+    push_and_see_it_woken(&user_events, &ue, "the trader (user event)");
+    cq_service_request_stop(cq_trader_service(t));
+    cr_assert_eq(cq_service_join(cq_trader_service(t), WAKE_BOUND_MS), 0);
+    cq_trader_free(t);
+    cr_assert_null(atomic_load(&signals.consumer_bell), "detached on free");
+    cr_assert_null(atomic_load(&user_events.consumer_bell), "detached on free");
+    cq_spsc_fini(&user_events);
+    cq_spsc_fini(&signals);
+    cq_health_board_free(board);
+    cq_config_unref(cfg);
+    cq_log_close();
+}
+
+/* Idle (no market data), ARES wakes for its health record (4 per second),
+ * not every 5 ms (200 per second before the doorbell). */
+Test(doorbell, ares_idle_does_not_poll)
+{
+    log_open();
+    struct cq_config *cfg = load_config();
+    struct cq_health_board *board = cq_health_board_new(NULL, NULL);
+    struct cq_spsc in, out;
+    struct cq_ares *a = ares_start(cfg, board, &in, &out);
     sleep_ms(100);
     long before = voluntary_switches();
     sleep_ms(1000);
