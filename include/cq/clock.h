@@ -24,9 +24,18 @@ const struct cq_clock *cq_clock_system(void);
 static inline int64_t cq_clock_mono_ms(const struct cq_clock *c) { return c->mono_ms(c->ctx); }
 static inline int64_t cq_clock_wall_us(const struct cq_clock *c) { return c->wall_us(c->ctx); }
 
+/* One minute in milliseconds: the 1m candle's length, and "a minute" for
+ * rate limits and retries. */
+#define CQ_MS_PER_MINUTE 60000
+
 /* Direct reads of the system clock. */
 int64_t cq_time_mono_ms(void);
 int64_t cq_time_wall_us(void);
+
+/* Sleep ms milliseconds, resuming after a signal handler interrupts it;
+ * ms <= 0 only gives the CPU away (a zero-length nanosleep). Blocks the
+ * calling thread: never from a library callback or a service loop. */
+void cq_time_sleep_ms(int64_t ms);
 
 /* "2026-11-21T11:16:00.123456Z" plus NUL. */
 #define CQ_RFC3339_US_LEN 28

@@ -1,7 +1,8 @@
 /*
  * text.h — small text helpers shared by every module that talks to people
  * (config, strategy parameters, indicator specs): the edit distance behind
- * "did you mean …?" suggestions, hex digits, a NULL-tolerant strdup. Pure
+ * "did you mean …?" suggestions, hex digits and lowercase hex encoding, a
+ * NULL-tolerant strdup. Pure
  * and reentrant: any thread.
  */
 #ifndef CQ_TEXT_H
@@ -32,6 +33,10 @@ static inline int cq_text_hex_value(char c)
     }
     return -1;
 }
+
+/* Lowercase hex of bytes[0..n) into out: 2 * n characters and a NUL, so out
+ * holds at least 2 * n + 1 bytes. Returns out. */
+char *cq_text_hex_encode(const void *bytes, size_t n, char *out);
 
 /* For HTTP Content-Length: true when value (optional leading blanks, then
  * decimal digits) announces more than max, or too much to count. A value

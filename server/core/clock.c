@@ -1,4 +1,5 @@
 /* clock.c — the system clock behind struct cq_clock, and time formatting. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,16 @@ int64_t cq_time_wall_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void cq_time_sleep_ms(int64_t ms)
+{
+    if (ms < 0) {
+        ms = 0;
+    }
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }
 
 static int64_t sys_mono_ms(void *ctx)

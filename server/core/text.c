@@ -49,6 +49,18 @@ char *cq_text_dup(const char *s)
     return d;
 }
 
+char *cq_text_hex_encode(const void *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+    return out;
+}
+
 bool cq_text_decimal_exceeds(const char *value, uint64_t max)
 {
     uint64_t n = 0;

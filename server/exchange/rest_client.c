@@ -109,6 +109,7 @@
 #include <jansson.h>
 
 #include "cq/buf.h"
+#include "cq/clock.h"
 #include "cq/exchange.h"
 #include "cq/log.h"
 #include "cq/sign.h"
@@ -279,16 +280,6 @@ static uint64_t next_rand(struct cq_rest_client *c)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
-}
-
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0) {
-        return;
-    }
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 static void set_msg(struct cq_rest_response *out, const char *fmt, ...) CQ_PRINTF(2, 3);
@@ -1098,7 +1089,7 @@ static bool backoff(struct cq_rest_client *c, int n, int64_t *slept_ms, int64_t 
         d = left;
     }
     *this_sleep = d;
-    sleep_ms(d);
+    cq_time_sleep_ms(d);
     *slept_ms += d;
     return true;
 }

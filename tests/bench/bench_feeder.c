@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/feeder.h"
 #include "cq/health.h"
@@ -46,12 +47,6 @@ static void *consumer(void *arg)
         }
     }
     return NULL;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static long long feeder_messages(struct cq_health_board *board)
@@ -108,12 +103,12 @@ int main(void)
     pthread_t t;
     pthread_create(&t, NULL, consumer, &ring);
     for (int i = 0; i < 100 && feeder_messages(board) <= 0; i++) {
-        sleep_ms(100);
+        cq_time_sleep_ms(100);
     }
     double rates[RUNS];
     for (int r = 0; r < RUNS; r++) {
         long long a = feeder_messages(board);
-        sleep_ms(WINDOW_MS);
+        cq_time_sleep_ms(WINDOW_MS);
         long long b = feeder_messages(board);
         rates[r] = (double)(b - a) * 1000.0 / WINDOW_MS;
     }

@@ -27,6 +27,7 @@
 
 #include "api-int.h"
 #include "cq/api.h"
+#include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/fs.h"
 #include "cq/health.h"
@@ -1490,12 +1491,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int connect_to(const char *addr)
 {
     long port = strtol(strrchr(addr, ':') + 1, NULL, 10);
@@ -1513,7 +1508,7 @@ static void wait_open(const struct cq_api *a, uint64_t want)
 {
     int64_t deadline = now_ms() + 5000;
     while (atomic_load(&a->connections_open) != want && now_ms() < deadline) {
-        sleep_ms(5);
+        cq_time_sleep_ms(5);
     }
     cr_assert_eq(atomic_load(&a->connections_open), want, "open connections: %llu, want %llu",
                  (unsigned long long)atomic_load(&a->connections_open),
@@ -1529,7 +1524,7 @@ static void wait_closed_slow(const struct cq_api *a, uint64_t want)
         if (st.connections_closed_slow >= want) {
             break;
         }
-        sleep_ms(5);
+        cq_time_sleep_ms(5);
     } while (now_ms() < deadline);
     cr_assert_eq(st.connections_closed_slow, want);
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "cq/ares.h"
+#include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/health.h"
 #include "cq/journal.h"
@@ -38,12 +39,6 @@ static struct cq_ares *ares;
 /* Market events are stamped this far ahead of the fake clock, so a test
  * can make data "fresh at the moment the test signal falls due". */
 static int64_t recv_ahead_ms;
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static struct cq_journal *journal; /* NULL unless a test opens one */
 
@@ -140,7 +135,7 @@ static json_int_t wait_detail(const char *a, const char *b, const char *c, json_
         if (v >= want) {
             return v;
         }
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     return v;
 }
@@ -266,7 +261,7 @@ Test(ares_gate, open_gate_emits_to_the_trader_with_a_deterministic_id)
     for (int i = 0; i < 200 && !got; i++) {
         got = cq_spsc_pop(&out, &s);
         if (!got) {
-            sleep_ms(10);
+            cq_time_sleep_ms(10);
         }
     }
     cr_assert(got, "the signal reached the trader's ring");

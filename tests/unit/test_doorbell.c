@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "cq/ares.h"
+#include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/doorbell.h"
 #include "cq/feeder.h"
@@ -38,12 +39,6 @@
 #include "cq/service.h"
 #include "cq/signal.h"
 #include "cq/trader.h"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Loose real-time bound for "woke promptly": far below the 60 s tick. */
 #define WAKE_BOUND_MS 5000
@@ -241,10 +236,10 @@ static void wait_asleep(struct consumer *c, uint64_t sleeps_before)
 {
     for (int i = 0; i < WAKE_BOUND_MS; i++) {
         if (atomic_load(&c->bell.sleeps) > sleeps_before && atomic_load(&c->bell.sleeping)) {
-            sleep_ms(20); /* well inside poll(2) now, most likely */
+            cq_time_sleep_ms(20); /* well inside poll(2) now, most likely */
             return;
         }
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert_fail("the consumer never went to sleep");
 }
@@ -259,7 +254,7 @@ Test(doorbell, a_push_wakes_a_sleeping_consumer)
     uint64_t v = 42;
     cr_assert(cq_spsc_push(&c.ring, &v));
     while (atomic_load(&c.got) < 1 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     int64_t took = cq_time_mono_ms() - t0;
     cr_assert_eq(atomic_load(&c.got), 1, "not taken within %d ms (the tick is 60 s)",
@@ -292,7 +287,7 @@ Test(doorbell, the_timer_wakes_a_sleeping_consumer)
     consumer_start(&c, 64, 300);
     int64_t due = atomic_load(&c.timer_at);
     while (atomic_load(&c.fired_at) == 0 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
-        sleep_ms(5);
+        cq_time_sleep_ms(5);
     }
     int64_t fired = atomic_load(&c.fired_at);
     cr_assert_neq(fired, 0, "the timer never fired (the tick is 60 s)");
@@ -318,7 +313,7 @@ Test(doorbell, a_push_just_after_the_look_still_wakes)
     cr_assert(cq_spsc_push(&c.ring, &v)); /* wakes it; its next look injects */
     int64_t t0 = cq_time_mono_ms();
     while (atomic_load(&c.got) < 2 && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert_eq(atomic_load(&c.inject), 0, "the injected push happened");
     cr_assert_eq(atomic_load(&c.got), 2, "the push made after the look was lost");
@@ -392,14 +387,14 @@ Test(doorbell, no_lost_wakeup_burst, .timeout = 240)
         }
         want_sum += i;
         if (i % 997 == 0) {
-            sleep_ms(0); /* let the consumer run dry and go to sleep now and then */
+            cq_time_sleep_ms(0); /* let the consumer run dry and go to sleep now and then */
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL);
         }
     }
     int64_t t0 = cq_time_mono_ms();
     while (atomic_load(&c.got) < ITEMS && cq_time_mono_ms() - t0 < WAKE_BOUND_MS) {
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert_eq(atomic_load(&c.got), ITEMS, "%llu of %d items: a lost wake-up",
                  (unsigned long long)atomic_load(&c.got), ITEMS);
@@ -449,7 +444,7 @@ static struct cq_doorbell *wait_bell_asleep(struct cq_spsc *r)
         if (b != NULL && atomic_load(&b->sleeps) > 0 && atomic_load(&b->sleeping)) {
             return b;
         }
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert_fail("no consumer sleeps on the ring's doorbell");
     return NULL;
@@ -468,7 +463,7 @@ static void push_and_see_it_woken(struct cq_spsc *r, const void *msg, const char
         int64_t t0 = cq_time_mono_ms();
         while ((cq_spsc_size(r) > 0 || atomic_load(&b->woken) == woken) &&
                cq_time_mono_ms() - t0 < 1000) {
-            sleep_ms(1);
+            cq_time_sleep_ms(1);
         }
         cr_assert_eq(cq_spsc_size(r), 0, "%s did not take the message", who);
         if (atomic_load(&b->woken) > woken) {
@@ -547,9 +542,9 @@ Test(doorbell, ares_idle_does_not_poll)
     struct cq_health_board *board = cq_health_board_new(NULL, NULL);
     struct cq_spsc in, out;
     struct cq_ares *a = ares_start(cfg, board, &in, &out);
-    sleep_ms(100);
+    cq_time_sleep_ms(100);
     long before = voluntary_switches();
-    sleep_ms(1000);
+    cq_time_sleep_ms(1000);
     long switches = voluntary_switches() - before;
     /* The test thread's own sleep is 1; ARES's health timer 4; slack for
      * the log and anything else in the process. Polling every 5 ms: ~200. */

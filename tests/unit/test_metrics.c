@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cq/api.h"
+#include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/feeder.h"
 #include "cq/fs.h"
@@ -112,13 +113,6 @@ static void teardown(void)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
         fprintf(stderr, "could not remove %s\n", tmpdir);
-    }
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
@@ -439,7 +433,7 @@ static struct page *poll_until(const char *key, uint64_t want, int64_t timeout_m
                            (unsigned long long)want, (long long)timeout_ms);
         }
         page_free(p);
-        sleep_ms(20);
+        cq_time_sleep_ms(20);
         waited += 20;
     }
 }
@@ -520,7 +514,7 @@ Test(metrics, uptime_is_the_process_age, .init = setup, .fini = teardown, .timeo
     /* Let the process grow older than a second, then make a new API object:
      * its own age is ~0 s, the process's is > 1.5 s. */
     while (cq_process_uptime_ms() < 1600) {
-        sleep_ms(50);
+        cq_time_sleep_ms(50);
     }
     cq_api_free(api);
     api = make_api();

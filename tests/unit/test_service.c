@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cq/clock.h"
 #include "cq/health.h"
 #include "cq/log.h"
 #include "cq/service.h"
@@ -64,16 +65,10 @@ static void teardown(void)
     cq_log_close();
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void wait_until(atomic_int *v, int at_least)
 {
     for (int i = 0; i < 4000 && atomic_load(v) < at_least; i++) {
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert_geq(atomic_load(v), at_least, "the service thread did not run");
 }
@@ -165,7 +160,7 @@ Test(service, watchdog_marks_stalled_once_then_recovers)
 
     atomic_store(&p.block, true);
     for (int i = 0; i < 4000 && !atomic_load(&p.blocked); i++) {
-        sleep_ms(1);
+        cq_time_sleep_ms(1);
     }
     cr_assert(atomic_load(&p.blocked));
     fake_clock_advance_ms(&fc, 1001);

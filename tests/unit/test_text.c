@@ -1,7 +1,8 @@
 /*
  * test_text.c — the small shared text helpers (cq/text.h) and the bounded
- * growable buffer (cq/buf.h): edit distance, hex digits, Content-Length
- * judgement, and the buffer's growth, bound, latch and hand-over.
+ * growable buffer (cq/buf.h): edit distance, hex digits and encoding,
+ * Content-Length judgement, and the buffer's growth, bound, latch and
+ * hand-over. Also the shared sleep of cq/clock.h.
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "cq/buf.h"
+#include "cq/clock.h"
 #include "cq/text.h"
 
 Test(text, edit_distance_is_case_insensitive_and_bounded)
@@ -40,6 +42,33 @@ Test(text, hex_values_and_decimal_limits)
     cr_expect_str_eq(d, "x");
     free(d);
     cr_expect_null(cq_text_dup(NULL));
+}
+
+Test(text, hex_encode_is_lowercase_and_terminated)
+{
+    const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+    char out[2 * sizeof(bytes) + 2];
+    memset(out, 'X', sizeof(out));
+    cr_expect_eq(cq_text_hex_encode(bytes, sizeof(bytes), out), out);
+    cr_expect_str_eq(out, "000fa5ff10");
+    cr_expect_eq(out[2 * sizeof(bytes) + 1], 'X', "nothing written past the NUL");
+    char empty[1] = {'X'};
+    cq_text_hex_encode(bytes, 0, empty);
+    cr_expect_str_eq(empty, "", "zero bytes: just the NUL");
+}
+
+Test(clock, sleep_waits_at_least_its_time_and_not_for_nothing)
+{
+    int64_t t0 = cq_time_mono_ms();
+    cq_time_sleep_ms(30);
+    int64_t took = cq_time_mono_ms() - t0;
+    cr_expect_geq(took, 29, "slept %lld ms for 30 (ms clock: one tick of rounding)",
+                  (long long)took);
+    t0 = cq_time_mono_ms();
+    cq_time_sleep_ms(0);
+    cq_time_sleep_ms(-5);
+    cr_expect_lt(cq_time_mono_ms() - t0, 1000, "0 or less only yields (loose bound)");
+    cr_expect_eq(CQ_MS_PER_MINUTE, 60 * 1000);
 }
 
 Test(buf, grows_across_many_appends_and_hands_over)

@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "cq/clock.h"
 #include "cq/log.h"
 #include "cq/sim.h"
 #include "cq/ws_client.h"
@@ -44,13 +45,6 @@
 static int64_t now_ms(void)
 {
     return cq_time_mono_ms();
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* ---- the simulator ------------------------------------------------------------ */
@@ -732,7 +726,7 @@ struct waker {
 static void *waker_main(void *arg)
 {
     struct waker *w = arg;
-    sleep_ms(200);
+    cq_time_sleep_ms(200);
     atomic_store(&w->woke_at, now_ms());
     cq_ws_loop_wake(w->loop);
     return NULL;
