@@ -25,6 +25,7 @@
 
 #include "api-int.h"
 #include "cq/fs.h"
+#include "cq/text.h"
 
 #define TOKEN_FILE "admin.token"
 #define TOKEN_RANDOM_BYTES 32
@@ -112,7 +113,6 @@ static int token_create(const char *path, char *token_out, size_t token_len, str
 {
     unsigned char raw[TOKEN_RANDOM_BYTES];
     char hex[2 * TOKEN_RANDOM_BYTES + 2];
-    static const char digits[] = "0123456789abcdef";
 
     if (token_len < 2 * TOKEN_RANDOM_BYTES + 1) {
         return cq_err_set(err, CQ_EINVAL, 0, "pass a buffer of at least 65 bytes",
@@ -122,10 +122,7 @@ static int token_create(const char *path, char *token_out, size_t token_len, str
         return cq_err_set(err, CQ_EIO, 0, "check the OS random source (/dev/urandom)",
                           "cannot generate a random admin token: RAND_bytes failed");
     }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        hex[2 * i] = digits[raw[i] >> 4];
-        hex[2 * i + 1] = digits[raw[i] & 0x0f];
-    }
+    cq_text_hex_encode(raw, sizeof(raw), hex);
     OPENSSL_cleanse(raw, sizeof(raw));
     hex[2 * TOKEN_RANDOM_BYTES] = '\n';
     hex[2 * TOKEN_RANDOM_BYTES + 1] = '\0';

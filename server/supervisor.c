@@ -76,6 +76,7 @@
 #include "cq/supervisor.h"
 #include "cq/trader.h"
 #include "cq/version.h"
+#include "cq/text.h"
 
 #define TICK_MS 100
 #define HEALTH_WRITE_MS 1000
@@ -307,17 +308,12 @@ static int open_journal(struct supervisor *sv, const struct cq_config *cfg, stru
  * (PAPER_CRED_LEN bytes). */
 static int random_hex(char out[PAPER_CRED_LEN], struct cq_err *err)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char raw[PAPER_CRED_RANDOM_BYTES];
     if (RAND_bytes(raw, (int)sizeof(raw)) != 1) {
         return cq_err_set(err, CQ_EIO, 0, "check the system's entropy source (getrandom)",
                           "cannot generate the paper-mode credentials: RAND_bytes failed");
     }
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 0x0f];
-    }
-    out[2 * sizeof(raw)] = '\0';
+    cq_text_hex_encode(raw, sizeof(raw), out);
     OPENSSL_cleanse(raw, sizeof(raw));
     return 0;
 }

@@ -52,6 +52,7 @@
 #include "cq/market.h"
 #include "cq/signal.h"
 #include "cq/strategy.h"
+#include "cq/text.h"
 #include "cq/version.h"
 
 #define MAX_SYMBOLS 32
@@ -130,7 +131,6 @@ struct cq_ares {
 
 void cq_signal_make_id(struct cq_signal *s)
 {
-    static const char hex[] = "0123456789abcdef";
     /* Bounded: strategy (< 24) + symbol (< CQ_SYMBOL_LEN) + 20 digits + "SELL"
      * + 3 separators fit in 160; the static assert keeps it so. */
     char text[160];
@@ -141,11 +141,8 @@ void cq_signal_make_id(struct cq_signal *s)
     int n = snprintf(text, sizeof(text), "%s|%s|%lld|%s", s->strategy, s->symbol,
                      (long long)s->candle_open_ms, cq_side_name(s->side));
     EVP_Digest(text, (size_t)(n > 0 ? n : 0), digest, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < CQ_SIGNAL_ID_LEN / 2; i++) {
-        s->id[2 * i] = hex[digest[i] >> 4];
-        s->id[2 * i + 1] = hex[digest[i] & 0x0f];
-    }
-    s->id[CQ_SIGNAL_ID_LEN] = '\0';
+    _Static_assert(CQ_SIGNAL_ID_LEN / 2 <= sizeof(digest), "the id is a prefix of the digest");
+    cq_text_hex_encode(digest, CQ_SIGNAL_ID_LEN / 2, s->id);
 }
 
 /* ---- journal ----------------------------------------------------------------- */

@@ -48,17 +48,13 @@ int cq_sign_hmac_sha256_hex(const char *secret, size_t secret_len, const char *q
                             size_t query_len, const char *body, size_t body_len,
                             char out[CQ_SIGN_HEX_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char mac[32];
+    _Static_assert(2 * sizeof(mac) == CQ_SIGN_HEX_LEN, "two hex characters per MAC byte");
     int rc = hmac_raw(secret, secret_len, query, query_len, body, body_len, mac);
     if (rc < 0) {
         return rc;
     }
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 0x0f];
-    }
-    out[CQ_SIGN_HEX_LEN] = '\0';
+    cq_text_hex_encode(mac, sizeof(mac), out);
     OPENSSL_cleanse(mac, sizeof(mac));
     return 0;
 }

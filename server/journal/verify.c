@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cq/text.h"
 #include "journal/journal-int.h"
 
 struct seg_headers {
@@ -652,19 +653,12 @@ static int export_one(void *vctx, const struct cq_journal_record *rec)
         if (is_utf8(rec->payload, rec->payload_len)) {
             payload = json_stringn(rec->payload, rec->payload_len);
         } else {
-            static const char hex[] = "0123456789abcdef";
             char *h = malloc(rec->payload_len * 2 + 1);
             if (h == NULL) {
                 json_decref(o);
                 return -CQ_ENOMEM;
             }
-            const uint8_t *p = rec->payload;
-            for (size_t i = 0; i < rec->payload_len; i++) {
-                h[2 * i] = hex[p[i] >> 4];
-                h[2 * i + 1] = hex[p[i] & 15];
-            }
-            h[rec->payload_len * 2] = '\0';
-            payload = json_string(h);
+            payload = json_string(cq_text_hex_encode(rec->payload, rec->payload_len, h));
             free(h);
             json_object_set_new(o, "payload_encoding", json_string("hex"));
         }
