@@ -65,10 +65,10 @@
  *
  * Queues and full policies (rings owned by the supervisor, see feeder.h):
  *   pending  closed candles waiting for room in to_ares, FIFO, bounded
- *            (PENDING_MAX). Above PENDING_PAUSE the feeder stops reading the
- *            market stream (real backpressure: nothing is dropped; the
- *            stream catches up by backfill when it resumes) and reports
- *            ares_backpressure.
+ *            (PENDING_MAX_CANDLES). Above PENDING_PAUSE_CANDLES the feeder
+ *            stops reading the market stream (real backpressure: nothing
+ *            is dropped; the stream catches up by backfill when it resumes)
+ *            and reports ares_backpressure.
  *   books    one coalescing slot per symbol (latest wins, counted).
  *   trades   pushed if there is room, else dropped and counted.
  *   user     user events wait in a bounded FIFO (USER_PENDING_MAX) for room
@@ -94,8 +94,8 @@
 #include "feeder/feeder-int.h"
 
 #define MAX_SYMBOLS 32
-#define PENDING_MAX 65536        /* closed candles held for ARES */
-#define PENDING_PAUSE 60000      /* stop reading the stream above this */
+#define PENDING_MAX_CANDLES 65536   /* closed candles held for ARES */
+#define PENDING_PAUSE_CANDLES 60000 /* held candles above which the stream is not read */
 #define USER_PENDING_MAX 1024
 #define HEALTH_EVERY_MS 250
 #define SERVICE_WAIT_MS 50
@@ -232,10 +232,10 @@ static int sym_index(const struct cq_feeder *f, const char *name)
 
 static bool pending_push(struct cq_feeder *f, const struct cq_market_event *ev)
 {
-    if (f->pending_len == PENDING_MAX) {
+    if (f->pending_len == PENDING_MAX_CANDLES) {
         return false;
     }
-    f->pending[(f->pending_head + f->pending_len) % PENDING_MAX] = *ev;
+    f->pending[(f->pending_head + f->pending_len) % PENDING_MAX_CANDLES] = *ev;
     f->pending_len++;
     return true;
 }
@@ -256,7 +256,7 @@ static void emit_candle(struct cq_feeder *f, int idx, const struct cq_candle *c,
     /* Straight into the ring when nothing is held before it (order kept). */
     bool passed = f->pending_len == 0 && cq_spsc_push(f->to_ares, &ev);
     if (!passed && !pending_push(f, &ev)) {
-        /* Unreachable while the stream pauses above PENDING_PAUSE; if it
+        /* Unreachable while the stream pauses above PENDING_PAUSE_CANDLES; if it
          * happens the candle is lost: say so loudly. */
         cq_log_error("feeder", "candle_dropped",
                      json_pack("{s:s,s:I}", "symbol", s->name, "open_ms", (json_int_t)c->open_ms),
@@ -283,7 +283,7 @@ static void flush_to_ares(struct cq_feeder *f)
         if (!cq_spsc_push(f->to_ares, &f->pending[f->pending_head])) {
             return; /* ARES is behind: keep them, books wait too */
         }
-        f->pending_head = (f->pending_head + 1) % PENDING_MAX;
+        f->pending_head = (f->pending_head + 1) % PENDING_MAX_CANDLES;
         f->pending_len--;
     }
     for (size_t i = 0; i < f->n_syms; i++) {
@@ -1513,7 +1513,7 @@ static int feeder_step(void *ctx, int64_t now)
             f->start_retry_at = now + START_RETRY_MIN_MS;
         }
     }
-    f->backpressure = f->pending_len > PENDING_PAUSE;
+    f->backpressure = f->pending_len > PENDING_PAUSE_CANDLES;
     if (f->phase == PHASE_STREAMING && !f->backpressure) {
         cq_ws_loop_service(f->loop, SERVICE_WAIT_MS);
     } else {
@@ -1687,7 +1687,7 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->rest_url = cq_text_dup(o->rest_url);
     f->ws_url = cq_text_dup(o->ws_url);
     f->api_key = cq_text_dup(o->api_key);
-    f->pending = calloc(PENDING_MAX, sizeof(*f->pending));
+    f->pending = calloc(PENDING_MAX_CANDLES, sizeof(*f->pending));
     f->user_pending = calloc(USER_PENDING_MAX, sizeof(*f->user_pending));
     if (f->rest_url == NULL || f->ws_url == NULL || f->pending == NULL ||
         f->user_pending == NULL || f->to_ares == NULL) {
