@@ -948,12 +948,19 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
 
 out:
     if (sv.journal_started) {
-        if (cq_journal_stop(sv.journal, &err) < 0) {
-            cq_log_error("journal", "journal_stop_failed", json_pack("{s:s}", "hint", err.hint),
-                         "the journal did not stop cleanly: %s", err.message);
+        /* The journal gets what is left of the stop budget (all of it when
+         * a start failed before any stop began). It logs its own outcome
+         * (journal_stopped, journal_stop_unflushed, journal_stop_timeout):
+         * not logged again here. */
+        int64_t now = cq_time_mono_ms();
+        int64_t left = (stop_started_ms != 0 ? stop_started_ms : now) +
+                       CQ_SUPERVISOR_STOP_BUDGET_MS - now;
+        int jrc = cq_journal_stop_within(sv.journal, left > 0 ? left : 0, &err);
+        if (jrc < 0) {
             exit_code = 1;
-        } else {
-            cq_log_info("journal", "journal_stopped", NULL, "journal flushed and snapshotted");
+            if (jrc == -CQ_ETIMEDOUT) {
+                overran = true; /* its writer still runs: do not free under it */
+            }
         }
         sv.journal_started = false;
     }

@@ -164,7 +164,23 @@ struct cq_journal *cq_journal_open(const struct cq_journal_options *opts,
 /* Start the writer thread. Supervisor only. */
 int cq_journal_start(struct cq_journal *j, struct cq_err *err) CQ_WUR;
 /* Drain the queue, make everything durable, write a snapshot, stop the
- * writer. Supervisor only; idempotent. */
+ * writer, waiting at most timeout_ms (< 0: without limit). Supervisor only;
+ * idempotent (a call after a timeout waits again, with its own deadline).
+ *   0              stopped; everything appended is durable;
+ *   -CQ_EIO        stopped with records never written (FAILED, or a disk
+ *                  still full): logged as journal_stop_unflushed;
+ *   -CQ_ETIMEDOUT  the writer did not finish in time (a write or fsync
+ *                  hangs): logged as journal_stop_timeout with durable_seq
+ *                  and the count of records after it. Records up to
+ *                  durable_seq are on disk; later ones were never
+ *                  acknowledged durable (cq_journal_wait_durable did not
+ *                  return 0 for them). The writer thread goes on in the
+ *                  background and appends stay refused; cq_journal_free()
+ *                  then leaves the journal's memory to the process exit
+ *                  if the writer is still blocked.
+ * The journal logs these outcomes itself: callers do not log them again. */
+int cq_journal_stop_within(struct cq_journal *j, int64_t timeout_ms, struct cq_err *err) CQ_WUR;
+/* cq_journal_stop_within(j, -1, err): for tools and tests. */
 int cq_journal_stop(struct cq_journal *j, struct cq_err *err) CQ_WUR;
 void cq_journal_free(struct cq_journal *j);
 

@@ -105,6 +105,8 @@ struct cq_journal {
     enum cq_journal_run_state state;
     int pause_errno;
     bool started, stop_requested, stopped, snapshot_requested, writer_waiting;
+    bool joined;               /* the writer thread was joined (stop saw it finish) */
+    bool stop_timed_out;       /* a bounded stop gave up waiting for the writer */
     int stop_rc;
     uint64_t appends_total, full_total, pauses_total;
     char last_error[256];
@@ -1351,29 +1353,82 @@ int cq_journal_start(struct cq_journal *j, struct cq_err *err)
 
 int cq_journal_stop(struct cq_journal *j, struct cq_err *err)
 {
+    return cq_journal_stop_within(j, -1, err);
+}
+
+/* The writer gave up being waited for: say what is safe and what is not.
+ * Records up to durable_seq were acknowledged durable and are on disk;
+ * later ones were never acknowledged (wait_durable did not return 0 for
+ * them), so nothing acknowledged is lost whatever the writer does next. */
+static int stop_timeout(struct cq_journal *j, int64_t timeout_ms, struct cq_err *err)
+{
+    uint64_t durable = j->durable_seq, written = j->written_seq, last = j->last_seq;
+    j->stop_timed_out = true;
+    pthread_mutex_unlock(&j->lock);
+    uint64_t not_durable = last - durable;
+    cq_log_error(SVC, "journal_stop_timeout",
+                 json_pack("{s:I,s:I,s:I,s:I,s:I}", "timeout_ms", (json_int_t)timeout_ms,
+                           "durable_seq", (json_int_t)durable, "written_seq",
+                           (json_int_t)written, "last_seq", (json_int_t)last, "not_durable",
+                           (json_int_t)not_durable),
+                 "the journal writer did not finish within %lld ms (a write or fsync hangs): "
+                 "records up to seq %llu are durable; %llu later records (seq %llu..%llu) "
+                 "were never acknowledged durable and may be lost",
+                 (long long)timeout_ms, (unsigned long long)durable,
+                 (unsigned long long)not_durable, (unsigned long long)(durable + 1),
+                 (unsigned long long)last);
+    return cq_err_set(err, CQ_ETIMEDOUT, 0,
+                      "check the disk (a hung fsync or write); see journal_stop_timeout in the log",
+                      "journal stop timed out after %lld ms: durable up to seq %llu, %llu "
+                      "records never acknowledged durable",
+                      (long long)timeout_ms, (unsigned long long)durable,
+                      (unsigned long long)not_durable);
+}
+
+int cq_journal_stop_within(struct cq_journal *j, int64_t timeout_ms, struct cq_err *err)
+{
     if (j == NULL) {
         return 0;
     }
     pthread_mutex_lock(&j->lock);
-    if (j->stopped) {
-        int rc = j->stop_rc;
-        pthread_mutex_unlock(&j->lock);
-        return rc < 0 ? cq_err_set(err, -rc, 0, NULL, "journal stopped with unwritten records")
-                      : 0;
-    }
-    bool started = j->started;
     j->stop_requested = true;
+    bool inline_drain = false;
+    if (!j->started && !j->stopped) {
+        /* never started: drain on a thread all the same, so the deadline holds */
+        j->started = true;
+        if (pthread_create(&j->thread, NULL, writer_main, j) != 0) {
+            j->started = false;
+            inline_drain = true;
+        }
+    }
     pthread_cond_signal(&j->work_cv);
+    if (inline_drain) {
+        pthread_mutex_unlock(&j->lock);
+        writer_main(j); /* no thread to be had: drain on the caller's thread */
+        pthread_mutex_lock(&j->lock);
+    }
+    struct timespec ts;
+    if (timeout_ms >= 0) {
+        deadline_in(&ts, timeout_ms);
+    }
+    while (!j->stopped) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&j->durable_cv, &j->lock);
+        } else if (pthread_cond_timedwait(&j->durable_cv, &j->lock, &ts) == ETIMEDOUT &&
+                   !j->stopped) {
+            return stop_timeout(j, timeout_ms, err); /* unlocks */
+        }
+    }
+    bool join = j->started && !j->joined;
+    j->joined = true;
     pthread_mutex_unlock(&j->lock);
-    if (started) {
-        pthread_join(j->thread, NULL);
-    } else {
-        writer_main(j); /* nothing else runs: drain on the caller's thread */
+    if (join) {
+        pthread_join(j->thread, NULL); /* it set stopped as its last act: returns at once */
     }
     pthread_mutex_lock(&j->lock);
     int rc = j->stop_rc;
     char msg[256];
-    cq_strlcpy(msg, j->last_error, sizeof(msg));
+    cq_strlcpy(msg, j->last_error, sizeof(msg)); /* same size: never cut */
     pthread_mutex_unlock(&j->lock);
     if (rc < 0) {
         return cq_err_set(err, -rc, 0, "check the disk; see journal_stop_unflushed in the log",
@@ -1389,10 +1444,18 @@ void cq_journal_free(struct cq_journal *j)
     }
     pthread_mutex_lock(&j->lock);
     bool running = j->started && !j->stopped;
-    size_t dropped = j->stopped ? 0 : j->fill.count;
+    bool timed_out = j->stop_timed_out;
+    size_t dropped = j->stopped || j->started ? 0 : j->fill.count;
     pthread_mutex_unlock(&j->lock);
-    if (running) {
-        (void)!cq_journal_stop(j, NULL);
+    if (running && timed_out) {
+        /* A bounded stop gave up on a writer that still runs (a hung fsync):
+         * its memory is left to the process exit rather than freed under it. */
+        cq_log_warn(SVC, "journal_free_abandoned", NULL,
+                    "journal writer still blocked after a timed-out stop: not freed");
+        return;
+    }
+    if (j->started) {
+        (void)!cq_journal_stop(j, NULL); /* joins; logs its own outcome */
     } else if (dropped > 0) {
         cq_log_warn(SVC, "journal_freed_unwritten",
                     json_pack("{s:I}", "records", (json_int_t)dropped),

@@ -2858,3 +2858,210 @@ Test(journal, fifo_at_the_next_segment_pauses_instead_of_hanging, .timeout = 30)
     (void)!cq_journal_stop(j, NULL);
     cq_journal_free(j);
 }
+
+/* ---- issue 10: one error convention, a stop with a deadline ---------------------------------- */
+
+/* Every error a recovery can meet reports a positive CQ_E* in err.code:
+ * a corrupted journal (the quarantine path: verify, bundle, quarantine
+ * records) is opened again and again, the nth open, pread, write or
+ * fdatasync failing each time, until no fault fires. A call site passing
+ * a negative code is counted as a misuse (the abort that a build with
+ * assertions does on one is turned off so the sweep names them). The five
+ * recover.c sites that passed a negative code fail only on allocation
+ * failure, which no fs fault reaches: this guards the others. */
+Test(journal, recovery_errors_carry_positive_codes_under_every_read_fault, .timeout = 120)
+{
+    build_scoped();
+    struct layout L;
+    layout_of(&L);
+    uint32_t s = 0, k = 0;
+    cr_assert(find_seq(&L, 23, &s, &k));
+    char p[600];
+    seg_path(p, sizeof(p), L.segno[s]);
+    flip_byte(p, L.off[s][k] + CQJ_REC_HDR_BYTES + 7 + 9, 0x02);
+    char pristine[600], cmd[2048]; /* bounded: two paths of < 600 and one of < 512 */
+    snprintf(pristine, sizeof(pristine), "%s/pristine", tmpdir);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", jdir, pristine);
+    cr_assert_eq(system(cmd), 0);
+
+    bool was = cq_err__abort_on_misuse(false);
+    enum fake_fs_op ops[] = {FAKE_FS_OPEN, FAKE_FS_PREAD, FAKE_FS_WRITE, FAKE_FS_FDATASYNC};
+    int failures = 0;
+    for (size_t oi = 0; oi < CQ_ARRAY_LEN(ops); oi++) {
+        for (unsigned nth = 1; nth < 400; nth++) {
+            snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s' '%s'", jdir, pristine, jdir);
+            cr_assert_eq(system(cmd), 0);
+            struct fake_fs *ff = fake_fs_new(1);
+            fake_fs_fail_nth(ff, ops[oi], nth, EIO);
+            struct cq_journal_options o = opts_default();
+            o.segment_max_bytes = STD_SEG_MAX;
+            o.fs = fake_fs_ops(ff);
+            struct cq_err err;
+            cq_err_clear(&err);
+            struct cq_journal *j = cq_journal_open(&o, NULL, &err);
+            struct fake_fs_counts c;
+            fake_fs_get_counts(ff, &c);
+            if (j == NULL) {
+                failures++;
+                cr_expect(err.code > 0 && err.code < CQ__ECOUNT, "op %d nth %u: code %d (%s)",
+                          (int)ops[oi], nth, err.code, err.message);
+            }
+            cq_journal_free(j);
+            fake_fs_free(ff);
+            if (c.faults == 0) {
+                break; /* past the last call of this kind */
+            }
+        }
+    }
+    cq_err__abort_on_misuse(was);
+    cr_expect_gt(failures, 0, "no fault made the open fail: the sweep tests nothing");
+    cr_expect_eq(cq_err_misuse_count(), 0,
+                 "%lu cq_err_set calls passed a negative code (see err_code_misuse on stderr)",
+                 cq_err_misuse_count());
+}
+
+/* An fdatasync that hangs until the test lets it go (the fake fs asks the
+ * hook before every call, under its own lock). */
+struct hang {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    bool armed, released;
+    int entered;
+};
+
+static int hang_hook(void *ctx, enum fake_fs_op op, const char *path, size_t len)
+{
+    CQ_UNUSED(path);
+    CQ_UNUSED(len);
+    struct hang *h = ctx;
+    if (op != FAKE_FS_FDATASYNC) {
+        return 0;
+    }
+    pthread_mutex_lock(&h->m);
+    if (h->armed) {
+        h->entered++;
+        pthread_cond_broadcast(&h->cv);
+        while (!h->released) {
+            pthread_cond_wait(&h->cv, &h->m);
+        }
+    }
+    pthread_mutex_unlock(&h->m);
+    return 0;
+}
+
+static int hang_entered(struct hang *h)
+{
+    pthread_mutex_lock(&h->m);
+    int n = h->entered;
+    pthread_mutex_unlock(&h->m);
+    return n;
+}
+
+static int64_t real_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* cq_journal_stop joined the writer without a deadline: with an fsync that
+ * hangs, the supervisor's stop budget did not hold. Stop now gives up at
+ * its deadline with -CQ_ETIMEDOUT, logs journal_stop_timeout with what is
+ * durable and what is not; nothing acknowledged is lost, appends stay
+ * refused, and a later stop (the disk answering again) finishes cleanly. */
+Test(journal, stop_returns_within_its_deadline_when_fsync_hangs, .timeout = 60)
+{
+    struct fake_fs *ff = fake_fs_new(3);
+    struct hang h = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    fake_fs_set_hook(ff, hang_hook, &h);
+    struct cq_journal_options o = opts_default();
+    o.fs = fake_fs_ops(ff);
+    struct cq_journal *j = open_j(&o, NULL);
+    start_j(j);
+    uint64_t acked = app(j, CQ_REC_NOTE, "ops", "acknowledged");
+    cr_assert_eq(cq_journal_wait_durable(j, acked, 10000), 0);
+
+    pthread_mutex_lock(&h.m);
+    h.armed = true;
+    pthread_mutex_unlock(&h.m);
+    (void)app(j, CQ_REC_NOTE, "ops", "pending 1");
+    uint64_t last = app(j, CQ_REC_NOTE, "ops", "pending 2");
+    WAIT_FOR(hang_entered(&h) > 0, 10000);
+    cr_assert_gt(hang_entered(&h), 0, "the writer never reached fdatasync");
+
+    const int64_t deadline_ms = 300;
+    struct cq_err err;
+    cq_err_clear(&err);
+    int64_t t0 = real_mono_ms();
+    int rc = cq_journal_stop_within(j, deadline_ms, &err);
+    int64_t took = real_mono_ms() - t0;
+    cr_expect_eq(rc, -CQ_ETIMEDOUT, "stop: %d %s", rc, err.message);
+    cr_expect_eq(err.code, CQ_ETIMEDOUT);
+    cr_expect_geq(took, deadline_ms - 5, "gave up early: %lld ms", (long long)took);
+    cr_expect_lt(took, deadline_ms + 5000, "stop took %lld ms", (long long)took); /* loose */
+    cr_expect_not_null(strstr(err.message, "durable up to seq"), "%s", err.message);
+    cr_expect_not_null(strstr(err.message, "2 records never acknowledged"), "%s", err.message);
+    cr_expect_eq(log_count("journal_stop_timeout"), 1);
+    struct cq_journal_stats st = stats_of(j);
+    cr_expect_eq(st.durable_seq, acked, "durable %llu", (unsigned long long)st.durable_seq);
+    cr_expect_eq(st.last_seq, last);
+    uint64_t seq = 0;
+    cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "ops", "late", 4, &seq), -CQ_EIO);
+    cr_expect_neq(cq_journal_wait_durable(j, last, 0), 0, "a record not durable was acked");
+
+    pthread_mutex_lock(&h.m);
+    h.released = true;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.m);
+    cq_err_clear(&err);
+    cr_expect_eq(cq_journal_stop_within(j, 30000, &err), 0, "second stop: %s", err.message);
+    st = stats_of(j);
+    cr_expect_eq(st.durable_seq, last);
+    cq_journal_free(j);
+    fake_fs_free(ff);
+
+    /* everything appended made it after all */
+    o = opts_default();
+    struct cq_journal_recovery rec;
+    j = open_j(&o, &rec);
+    cr_expect_eq(rec.last_seq, last);
+    cq_journal_free(j);
+}
+
+/* A stop with no time left at all still returns at once when the writer is
+ * stuck, and a stop on an idle journal within a small deadline succeeds. */
+Test(journal, stop_deadline_boundaries)
+{
+    struct cq_journal_options o = opts_default();
+    struct cq_journal *j = open_j(&o, NULL);
+    start_j(j);
+    (void)app(j, CQ_REC_NOTE, "ops", "x");
+    struct cq_err err;
+    cq_err_clear(&err);
+    cr_expect_eq(cq_journal_stop_within(j, 10000, &err), 0, "%s", err.message);
+    /* idempotent: a stopped journal answers at once, whatever the deadline */
+    cr_expect_eq(cq_journal_stop_within(j, 0, &err), 0, "%s", err.message);
+    cq_journal_free(j);
+
+    struct fake_fs *ff = fake_fs_new(4);
+    struct hang h = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    fake_fs_set_hook(ff, hang_hook, &h);
+    o.fs = fake_fs_ops(ff);
+    j = open_j(&o, NULL);
+    start_j(j);
+    pthread_mutex_lock(&h.m);
+    h.armed = true;
+    pthread_mutex_unlock(&h.m);
+    (void)app(j, CQ_REC_NOTE, "ops", "stuck");
+    WAIT_FOR(hang_entered(&h) > 0, 10000);
+    int64_t t0 = real_mono_ms();
+    cr_expect_eq(cq_journal_stop_within(j, 0, &err), -CQ_ETIMEDOUT);
+    cr_expect_lt(real_mono_ms() - t0, 2000); /* loose: "at once" */
+    pthread_mutex_lock(&h.m);
+    h.released = true;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.m);
+    cr_expect_eq(cq_journal_stop_within(j, -1, &err), 0, "%s", err.message);
+    cq_journal_free(j);
+    fake_fs_free(ff);
+}
