@@ -21,6 +21,7 @@
  *     push wakes them by a ring (not a timeout), and free detaches them.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -127,6 +128,38 @@ Test(doorbell, sleep_timeout_zero_and_negative)
     cq_doorbell_notify(&b);
     cr_assert(cq_doorbell_sleep(&b, -1));
     cq_doorbell_notify(NULL); /* allowed: no doorbell */
+    cq_doorbell_fini(&b);
+}
+
+/* CQ_DOORBELL_SLEEP_MAX_MS at its boundary: a timeout past it (here past
+ * the int that poll(2) takes: 2^32 + 20 ms, which a plain cast turns into
+ * 20 ms) is cut to the limit, not wrapped: the sleep lasts until another
+ * thread rings 300 ms later. */
+static void *ring_later(void *arg)
+{
+    cq_time_sleep_ms(300);
+    cq_doorbell_notify(arg);
+    return NULL;
+}
+
+Test(doorbell, a_timeout_past_the_limit_is_cut_not_wrapped)
+{
+    struct cq_doorbell b;
+    cr_assert_eq(cq_doorbell_init(&b, NULL), 0);
+    pthread_t th;
+    cq_doorbell_arm(&b);
+    cr_assert_eq(pthread_create(&th, NULL, ring_later, &b), 0);
+    int64_t t0 = cq_time_mono_ms();
+    bool rung = cq_doorbell_sleep(&b, ((int64_t)1 << 32) + 20);
+    int64_t slept = cq_time_mono_ms() - t0;
+    pthread_join(th, NULL);
+    cr_assert(rung, "ended by its timeout after %lld ms, not by the ring", (long long)slept);
+    cr_assert_geq(slept, 250);
+    /* At the limit itself: no cut needed, the same. */
+    cq_doorbell_arm(&b);
+    cr_assert_eq(pthread_create(&th, NULL, ring_later, &b), 0);
+    cr_assert(cq_doorbell_sleep(&b, CQ_DOORBELL_SLEEP_MAX_MS));
+    pthread_join(th, NULL);
     cq_doorbell_fini(&b);
 }
 
