@@ -171,13 +171,13 @@ struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err)
         }
     }
     api->created_mono_ms = cq_clock_mono_ms(api->clock);
-    api->auth_log_rl.window_ms = 60000;
+    api->auth_log_rl.window_ms = CQ_MS_PER_MINUTE;
     api->auth_log_rl.burst = 5;
-    api->conn_log_rl.window_ms = 60000;
+    api->conn_log_rl.window_ms = CQ_MS_PER_MINUTE;
     api->conn_log_rl.burst = 5;
-    api->slow_log_rl.window_ms = 60000;
+    api->slow_log_rl.window_ms = CQ_MS_PER_MINUTE;
     api->slow_log_rl.burst = 5;
-    api->mhd_log_rl.window_ms = 60000;
+    api->mhd_log_rl.window_ms = CQ_MS_PER_MINUTE;
     api->mhd_log_rl.burst = 5;
     if (failed) {
         free(api->version);

@@ -821,7 +821,7 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
     memset(&sv, 0, sizeof(sv));
     cq_err_clear(&err);
     sv.opts = opts;
-    sv.health_write_rl.window_ms = 60000;
+    sv.health_write_rl.window_ms = CQ_MS_PER_MINUTE;
     sv.health_write_rl.burst = 1;
     /* bounded: the config rule limits CQ_DATA_DIR to 1024 bytes (the buffer
      * holds 1025), and health_dir 1100 holds it and "/health" */

@@ -26,7 +26,7 @@ static inline int64_t cq_clock_wall_us(const struct cq_clock *c) { return c->wal
 
 /* One minute in milliseconds: the 1m candle's length, and "a minute" for
  * rate limits and retries. */
-#define CQ_MS_PER_MINUTE 60000
+#define CQ_MS_PER_MINUTE INT64_C(60000)
 
 /* Direct reads of the system clock. */
 int64_t cq_time_mono_ms(void);

@@ -23,6 +23,10 @@
 #define CQ_SYMBOL_MAX_CHARS 20
 #define CQ_SYMBOL_LEN (CQ_SYMBOL_MAX_CHARS + 1)
 
+/* The most symbols one process follows, in symbols: the limit of CQ_SYMBOLS
+ * (config validation), and what the feeder and ARES size their tables by. */
+#define CQ_MAX_SYMBOLS 32
+
 /* A 1m candle. closed=true only from the exchange's x=true kline or a REST
  * backfill, never from a forming candle that simply stopped changing. */
 struct cq_candle {

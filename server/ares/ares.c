@@ -55,7 +55,6 @@
 #include "cq/text.h"
 #include "cq/version.h"
 
-#define MAX_SYMBOLS 32
 #define HEALTH_EVERY_MS 250
 /* The longest sleep with nothing to do, ms: keeps the heartbeat well under
  * the supervisor's watchdog (CQ_WATCHDOG_STALL_MS, 5000 by default). The
@@ -107,7 +106,7 @@ struct cq_ares {
     struct cq_service *svc;          /* owned */
     struct cq_doorbell bell;         /* owned; rung by the feeder's push and the trader's pop */
     bool bell_ready;
-    struct sym_ares syms[MAX_SYMBOLS];
+    struct sym_ares syms[CQ_MAX_SYMBOLS];
     size_t n_syms;
     const struct cq_strategy_ops *ops;
     double params[CQ_STRATEGY_PARAMS_MAX];
@@ -322,8 +321,9 @@ static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *
         s->out_of_order++;
         return;
     }
-    if (s->last_open_ms >= 0 && c->open_ms > s->last_open_ms + 60000) {
-        s->missing_minutes += (uint64_t)((c->open_ms - s->last_open_ms) / 60000 - 1);
+    if (s->last_open_ms >= 0 && c->open_ms > s->last_open_ms + CQ_MS_PER_MINUTE) {
+        s->missing_minutes +=
+            (uint64_t)((c->open_ms - s->last_open_ms) / CQ_MS_PER_MINUTE - 1);
     }
     if (s->first_open_ms < 0) {
         s->first_open_ms = c->open_ms;
@@ -575,9 +575,10 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
     a->ops = cq_strategy_find(name);
     const char *const *symbols = NULL;
     size_t n = cq_config_symbols(o->cfg, &symbols);
-    if (n > MAX_SYMBOLS) {
+    if (n > CQ_MAX_SYMBOLS) {
+        _Static_assert(CQ_MAX_SYMBOLS == 32, "update the hint text");
         cq_err_set(err, CQ_ECONFIG, 0, "list at most 32 symbols in CQ_SYMBOLS",
-                   "ARES: %zu symbols, more than it can follow (%d)", n, MAX_SYMBOLS);
+                   "ARES: %zu symbols, more than it can follow (%d)", n, CQ_MAX_SYMBOLS);
         cq_ares_free(a);
         return NULL;
     }

@@ -39,7 +39,8 @@
 #define CFG_FILE_MAX_BYTES (1024 * 1024)
 #define CFG_LINE_MAX_BYTES 4096
 #define CFG_DEFAULT_FILE "./config.env"
-#define CFG_SYMBOLS_MAX 32
+#define CFG_SYMBOLS_MAX CQ_MAX_SYMBOLS /* the one limit, cq/market.h */
+_Static_assert(CFG_SYMBOLS_MAX == 32, "update the CQ_SYMBOLS rule and hint texts (32 symbols)");
 #define CFG_SYMBOL_MIN_LEN 5
 #define CFG_SYMBOL_MAX_LEN CQ_SYMBOL_MAX_CHARS /* the one limit, cq/market.h */
 _Static_assert(CFG_SYMBOL_MAX_LEN == 20, "update the CQ_SYMBOLS rule text (5-20 characters)");

@@ -134,7 +134,6 @@
 #define DEFAULT_RETRY_AFTER_418_MS 120000
 #define RETRY_AFTER_MAX_S (3 * 86400 + 3600) /* bans last at most 3 days */
 #define FAILED_SYNC_RETRY_MS 5000
-#define MINUTE_MS 60000
 #define TEN_SECONDS_MS 10000
 
 /* Written by the owner under `lock`; cq_rest_client_budget copies it. */
@@ -742,7 +741,7 @@ static void apply_headers(struct cq_rest_client *c)
     pthread_mutex_lock(&c->lock);
     if (c->hdr.has_weight) {
         c->b.used_weight_1m = c->hdr.weight_1m;
-        c->b.weight_minute = floor_div(now, MINUTE_MS);
+        c->b.weight_minute = floor_div(now, CQ_MS_PER_MINUTE);
     }
     if (c->hdr.has_orders) {
         c->b.order_count_10s = c->hdr.orders_10s;
@@ -755,7 +754,8 @@ static void apply_headers(struct cq_rest_client *c)
 
 static uint32_t current_used_weight(const struct cq_rest_client *c, int64_t server_now)
 {
-    return c->b.weight_minute == floor_div(server_now, MINUTE_MS) ? c->b.used_weight_1m : 0;
+    return c->b.weight_minute == floor_div(server_now, CQ_MS_PER_MINUTE) ? c->b.used_weight_1m
+                                                                          : 0;
 }
 
 static uint32_t current_order_count(const struct cq_rest_client *c, int64_t server_now)
@@ -812,7 +812,7 @@ static bool refused_locally(struct cq_rest_client *c, const char *path, unsigned
         what = "weight";
         have = used;
         cap = weight_cap;
-        out->retry_after_ms = ms_to_window_end(server_now, MINUTE_MS);
+        out->retry_after_ms = ms_to_window_end(server_now, CQ_MS_PER_MINUTE);
     } else if (is_new_order) {
         uint64_t orders = current_order_count(c, server_now);
         uint64_t order_cap = (uint64_t)c->b.order_limit_10s * keep / 100u;

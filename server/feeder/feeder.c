@@ -22,7 +22,7 @@
  * step. A 20 s REST answer (or the client's retries, ~48 s) therefore delays
  * only that job: market data, freshness and the heartbeat go on. At most one
  * job per kind is out (one start, one backfill per symbol, one listen-key
- * call), so the rings never fill (REST_RING_SLOTS > MAX_SYMBOLS + 2); their
+ * call), so the rings never fill (REST_RING_SLOTS > CQ_MAX_SYMBOLS + 2); their
  * depths, the job running and for how long, and the counts show in the
  * health details ("rest_worker"). The worker runs one call at a time, in
  * order; the budget (Retry-After, ban, weight) is the client's and is read
@@ -93,7 +93,6 @@
 #include "cq/ws_client.h"
 #include "feeder/feeder-int.h"
 
-#define MAX_SYMBOLS 32
 #define PENDING_MAX_CANDLES 65536   /* closed candles held for ARES */
 #define PENDING_PAUSE_CANDLES 60000 /* held candles above which the stream is not read */
 #define USER_PENDING_MAX 1024
@@ -106,13 +105,12 @@
 #define HELD_MAX 1024            /* closed candles held per symbol while a backfill waits */
 #define BACKFILL_RETRY_MIN_MS 500
 #define REST_RING_SLOTS 64               /* jobs (and results) the REST rings hold; more than
-                                          * the feeder ever has out: MAX_SYMBOLS + 2 */
+                                          * the feeder ever has out: CQ_MAX_SYMBOLS + 2 */
 #define REST_WORKER_STOP_WAIT_MS 2000    /* how long cq_feeder_free waits for a REST call to end */
 #define LISTEN_KEY_RETRY_MIN_MS 1000     /* first wait after a failed POST userDataStream */
 #define LISTEN_KEY_RETRY_MAX_MS 300000   /* longest wait between two of them (5 min) */
 #define LISTEN_KEY_MAX 80                /* bytes of a listen key, with the NUL */
 #define INSANE_STALE_AFTER 3             /* bad messages in a row before the detail says so */
-#define ONE_MINUTE_MS 60000LL
 
 enum { STREAM_KLINE, STREAM_BOOK, STREAM_TRADE, STREAM__COUNT };
 static const char *const stream_names[STREAM__COUNT] = {"kline_1m", "bookTicker", "trade"};
@@ -181,7 +179,7 @@ struct cq_feeder {
     bool user_connected;
     int64_t market_down_since;      /* mono ms of the last disconnect; 0 = never connected */
 
-    struct sym_state syms[MAX_SYMBOLS];
+    struct sym_state syms[CQ_MAX_SYMBOLS];
     size_t n_syms;
 
     enum start_phase phase;
@@ -771,7 +769,8 @@ static void drain_held(struct cq_feeder *f, int idx, int64_t now)
             done++;
             continue;
         }
-        if (s->last_closed_open_ms >= 0 && c->open_ms > s->last_closed_open_ms + ONE_MINUTE_MS &&
+        if (s->last_closed_open_ms >= 0 &&
+            c->open_ms > s->last_closed_open_ms + CQ_MS_PER_MINUTE &&
             c->open_ms != s->gap_pass_open_ms) {
             if (!s->backfill_in_flight &&
                 (s->backfill_retry_at == 0 || now >= s->backfill_retry_at)) {
@@ -780,7 +779,7 @@ static void drain_held(struct cq_feeder *f, int idx, int64_t now)
                 job.kind = JOB_BACKFILL;
                 job.idx = idx;
                 job.gen = s->backfill_gen;
-                job.from_ms = s->last_closed_open_ms + ONE_MINUTE_MS;
+                job.from_ms = s->last_closed_open_ms + CQ_MS_PER_MINUTE;
                 job.to_ms = c->open_ms - 1;
                 if (s->gap_from_ms == 0) {
                     s->gap_from_ms = job.from_ms;
@@ -853,7 +852,7 @@ static void on_backfill_result(struct cq_feeder *f, const struct rest_result *re
         /* The gap before the held candle at to_ms + 1 is as full as the
          * exchange can make it. */
         int64_t from = s->gap_from_ms != 0 ? s->gap_from_ms : res->from_ms;
-        int64_t missing = (res->to_ms + 1 - from) / ONE_MINUTE_MS;
+        int64_t missing = (res->to_ms + 1 - from) / CQ_MS_PER_MINUTE;
         s->gaps++;
         if (s->gap_got < missing) {
             s->gaps_unfilled++;
@@ -890,12 +889,12 @@ static void on_closed_kline(struct cq_feeder *f, int idx, const struct cq_candle
         s->gap_from_ms = 0;
         s->gap_got = 0;
         int64_t keep = s->last_closed_open_ms;
-        s->last_closed_open_ms = s->held[0].open_ms - ONE_MINUTE_MS;
+        s->last_closed_open_ms = s->held[0].open_ms - CQ_MS_PER_MINUTE;
         s->gaps++;
         s->gaps_unfilled++;
         cq_log_error("feeder", "market_gap_unfilled",
                      json_pack("{s:s,s:I,s:I}", "symbol", s->name, "from_ms",
-                               (json_int_t)(keep + ONE_MINUTE_MS), "to_ms",
+                               (json_int_t)(keep + CQ_MS_PER_MINUTE), "to_ms",
                                (json_int_t)(s->held[0].open_ms - 1)),
                      "%s: backfill impossible for too long; passing on with a gap", s->name);
         drain_held(f, idx, now_mono(f));
@@ -1274,7 +1273,7 @@ static void on_listen_key_keep_result(struct cq_feeder *f, const struct rest_res
     if (res->rc == -CQ_EVENUE && res->status == CQ_REST_REJECTED && res->code == -1125) {
         f->listen_key_retry_at = now; /* gone: make a new one */
     } else if (res->rc < 0) {
-        f->listen_key_renew_at = now + 60000; /* try again in a minute */
+        f->listen_key_renew_at = now + CQ_MS_PER_MINUTE; /* try again in a minute */
     } else {
         f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
     }
@@ -1698,9 +1697,11 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     atomic_init(&f->stale_ms, cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS));
     const char *const *symbols = NULL;
     size_t n = cq_config_symbols(o->cfg, &symbols);
-    if (n > MAX_SYMBOLS) {
+    if (n > CQ_MAX_SYMBOLS) {
+        _Static_assert(CQ_MAX_SYMBOLS == 32, "update the hint text");
         cq_err_set(err, CQ_ECONFIG, 0, "list at most 32 symbols in CQ_SYMBOLS",
-                   "the feeder follows at most %d symbols; CQ_SYMBOLS lists %zu", MAX_SYMBOLS, n);
+                   "the feeder follows at most %d symbols; CQ_SYMBOLS lists %zu", CQ_MAX_SYMBOLS,
+                   n);
         cq_feeder_free(f);
         return NULL;
     }
@@ -1728,7 +1729,7 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 20};
     f->trade_gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
     f->user_drop_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
-    f->listen_key_rl = (struct cq_log_ratelimit){.window_ms = 60000, .burst = 3};
+    f->listen_key_rl = (struct cq_log_ratelimit){.window_ms = CQ_MS_PER_MINUTE, .burst = 3};
     f->insane_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
     cq_backoff_init(&f->listen_key_backoff, LISTEN_KEY_RETRY_MIN_MS, LISTEN_KEY_RETRY_MAX_MS,
                     (uint64_t)cq_clock_wall_us(f->clock) ^ (uint64_t)(uintptr_t)f);

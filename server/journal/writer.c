@@ -1255,7 +1255,7 @@ struct cq_journal *cq_journal_open(const struct cq_journal_options *opts,
         j->opts.snapshot_every_records = 100000;
     }
     if (j->opts.snapshot_every_ms <= 0) {
-        j->opts.snapshot_every_ms = 60000;
+        j->opts.snapshot_every_ms = CQ_MS_PER_MINUTE;
     }
     if (j->opts.keep_snapshots == 0) {
         j->opts.keep_snapshots = 2;
