@@ -33,8 +33,9 @@ struct cq_service_ops {
     /* Doorbell services (cq_service_set_doorbell): after each step the loop
      * arms the doorbell and sleeps until a producer rings it, a stop is
      * requested or the next timer is due; tick_ms is then only the longest
-     * sleep (the heartbeat the watchdog needs). Both may be NULL; both run
-     * on the service's thread.
+     * sleep, cut to a quarter of the stall limit the watchdog last used
+     * (the heartbeat it needs). Both may be NULL; both run on the
+     * service's thread.
      *   has_work       after arming: is work waiting (then no sleep)?
      *   next_timer_ms  ms until the service's next timer is due (0 = now) */
     bool (*has_work)(void *ctx);

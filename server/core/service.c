@@ -50,6 +50,11 @@ struct cq_service {
     /* Set by the watchdog when it marks the service stalled; cleared by
      * whichever side sees the recovery first (compare-exchange). */
     atomic_bool stalled;
+    /* The stall limit the watchdog last judged by (0 = not yet): a doorbell
+     * service sleeps at most a quarter of it, so it beats in time for any
+     * CQ_WATCHDOG_STALL_MS, reloaded ones included. Only the value
+     * matters: relaxed. */
+    _Atomic int64_t watch_stall_ms;
 };
 
 struct cq_service *cq_service_new(const struct cq_service_ops *ops, void *ctx,
@@ -78,6 +83,7 @@ struct cq_service *cq_service_new(const struct cq_service_ops *ops, void *ctx,
     atomic_init(&s->stop_requested, false);
     atomic_init(&s->last_beat_ms, cq_clock_mono_ms(s->clock));
     atomic_init(&s->stalled, false);
+    atomic_init(&s->watch_stall_ms, 0);
     return s;
 }
 
@@ -143,6 +149,10 @@ void cq_service_set_doorbell(struct cq_service *s, struct cq_doorbell *bell)
 static void wait_bell(struct cq_service *s)
 {
     int64_t timeout = s->ops->tick_ms;
+    int64_t stall = atomic_load_explicit(&s->watch_stall_ms, memory_order_relaxed);
+    if (stall > 0 && stall / 4 < timeout) {
+        timeout = stall / 4; /* the heartbeat the watchdog needs */
+    }
     if (s->ops->next_timer_ms != NULL) {
         int64_t due = s->ops->next_timer_ms(s->ctx, cq_clock_mono_ms(s->clock));
         timeout = due < 0 ? 0 : (due < timeout ? due : timeout);
@@ -258,6 +268,7 @@ bool cq_service_is_stalled(int64_t now_mono_ms, int64_t last_beat_ms, int64_t st
 
 bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stall_ms)
 {
+    atomic_store_explicit(&s->watch_stall_ms, stall_ms, memory_order_relaxed);
     if (!s->thread_created || s->joined) {
         return false;
     }

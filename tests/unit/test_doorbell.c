@@ -332,6 +332,40 @@ Test(doorbell, the_timer_wakes_a_sleeping_consumer)
     consumer_stop(&c);
 }
 
+/* Idle with a tick of 60 s, the consumer still beats in time for the
+ * watchdog's stall limit (here 400 ms, CQ_WATCHDOG_STALL_MS allows 200):
+ * it sleeps at most a quarter of the limit the watchdog last used. */
+Test(doorbell, an_idle_consumer_beats_in_time_for_the_watchdog)
+{
+    struct consumer c;
+    memset(&c, 0, sizeof(c));
+    log_open();
+    cr_assert_eq(cq_spsc_init(&c.ring, 64, sizeof(uint64_t)), 0);
+    cr_assert_eq(cq_doorbell_init(&c.bell, NULL), 0);
+    cq_spsc_set_consumer_bell(&c.ring, &c.bell);
+    c.board = cq_health_board_new(NULL, NULL);
+    struct cq_err err;
+    c.svc = cq_service_new(&consumer_ops, &c, c.board, NULL, &err);
+    cr_assert_not_null(c.svc, "%s", err.message);
+    cq_service_set_doorbell(c.svc, &c.bell);
+    /* The supervisor's loop calls the watchdog every iteration. */
+    cr_assert_not(cq_service_watchdog(c.svc, cq_time_mono_ms(), 400));
+    cr_assert_eq(cq_service_start(c.svc, &err), 0, "%s", err.message);
+    int64_t t0 = cq_time_mono_ms();
+    int64_t worst = 0;
+    while (cq_time_mono_ms() - t0 < 1000) {
+        int64_t age = cq_time_mono_ms() - cq_service_last_beat_ms(c.svc);
+        worst = age > worst ? age : worst;
+        cq_service_watchdog(c.svc, cq_time_mono_ms(), 400);
+        cq_time_sleep_ms(10);
+    }
+    /* 100 ms sleeps: about 10 steps in the second; loose bounds. */
+    cr_assert_geq(atomic_load(&c.steps), 4, "%llu steps in 1 s: it slept through",
+                  (unsigned long long)atomic_load(&c.steps));
+    cr_assert_lt(worst, 400, "the heartbeat aged %lld ms", (long long)worst);
+    consumer_stop(&c);
+}
+
 /* A push right after the consumer looked and found nothing: the ring must
  * still wake it (it armed before looking). Deterministic: the push is made
  * from inside the look. Looking first and arming after loses this push for
