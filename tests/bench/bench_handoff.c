@@ -16,6 +16,9 @@
  * Per mode and hop, one JSON line: p50/p99/p99.9 in microseconds, the
  * items, a checksum over the items that arrived (the sum of their sequence
  * numbers, equal in both modes), and the process CPU time the mode used.
+ * Then what the doorbell costs a producer whose consumer is awake (the busy
+ * case: one fence and one load per push, no system call): push + pop of a
+ * 64-byte message on one thread, without and with a doorbell attached.
  *
  *   bench_handoff [items per round, default 1000] [rounds, default 3]
  */
@@ -215,10 +218,54 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static double pct_us(const int64_t *sorted, size_t n, double p)
 {
     size_t i = (size_t)(p * (double)(n - 1) + 0.5);
     return (double)sorted[i] / 1e3;
+}
+
+/* ns per push + pop on one thread, the consumer's doorbell attached or not
+ * (never armed: the busy case). Median of 5 runs. */
+static void push_cost(void)
+{
+    enum { OPS = 5000000, RUNS = 5 };
+    for (int with_bell = 0; with_bell < 2; with_bell++) {
+        double ns[RUNS];
+        uint64_t sum = 0;
+        struct cq_doorbell bell;
+        struct cq_spsc r;
+        if (cq_doorbell_init(&bell, NULL) < 0 || cq_spsc_init(&r, 1024, 64) < 0) {
+            die("push_cost", NULL);
+        }
+        cq_spsc_set_consumer_bell(&r, with_bell ? &bell : NULL);
+        unsigned char msg[64] = {0}, out[64];
+        for (int run = 0; run < RUNS; run++) {
+            int64_t t0 = now_ns();
+            for (uint32_t i = 0; i < OPS; i++) {
+                memcpy(msg, &i, sizeof(i));
+                (void)cq_spsc_push(&r, msg);
+                (void)cq_spsc_pop(&r, out);
+                sum += out[0];
+            }
+            ns[run] = (double)(now_ns() - t0) / OPS;
+        }
+        qsort(ns, RUNS, sizeof(double), cmp_double);
+        printf("{\"bench\":\"handoff_push_cost\",\"doorbell\":%s,\"ops\":%d,"
+               "\"ns_per_push_pop\":%.1f,\"min\":%.1f,\"max\":%.1f,\"eventfd_writes\":%llu,"
+               "\"checksum\":%llu,\"median_of\":%d}\n",
+               with_bell ? "\"attached_consumer_awake\"" : "\"none\"", OPS, ns[RUNS / 2], ns[0],
+               ns[RUNS - 1], (unsigned long long)atomic_load(&bell.rings),
+               (unsigned long long)sum, RUNS);
+        cq_spsc_set_consumer_bell(&r, NULL);
+        cq_spsc_fini(&r);
+        cq_doorbell_fini(&bell);
+    }
 }
 
 int main(int argc, char **argv)
@@ -260,6 +307,7 @@ int main(int argc, char **argv)
             free(lat[m][h]);
         }
     }
+    push_cost();
     if (checksum[MODE_POLL] != checksum[MODE_DOORBELL]) {
         fprintf(stderr, "bench_handoff: checksums differ: items were lost or doubled\n");
         return 1;
