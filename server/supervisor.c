@@ -403,8 +403,9 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
         .control_token = pc->control_token,
         .balances = sv->sim_balances,
         .n_balances = n_balances,
-        .maker_bps = 10,
-        .taker_bps = 10,
+        /* validated: 0..10000 (the engine's own limit) */
+        .maker_bps = (unsigned)cq_config_int(cfg, CQ_CFG_SIM_MAKER_FEE_BPS),
+        .taker_bps = (unsigned)cq_config_int(cfg, CQ_CFG_SIM_TAKER_FEE_BPS),
     };
     if (!so.speed_max) {
         so.speed = (uint32_t)strtoul(speed, NULL, 10); /* validated: 1..1000000 */

@@ -57,6 +57,8 @@ enum cq_config_key_id {
     CQ_CFG_SIM_SPEED,                 /* 1..1000000 or max */
     CQ_CFG_SIM_SEED,                  /* 1 */
     CQ_CFG_SIM_BALANCES,              /* USDT=10000,BTC=0,ETH=0 */
+    CQ_CFG_SIM_MAKER_FEE_BPS,         /* 10 */
+    CQ_CFG_SIM_TAKER_FEE_BPS,         /* 10 */
     CQ_CFG_EXCHANGE_REST_URL,         /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_WS_URL,           /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, /* 2000 */

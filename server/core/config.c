@@ -361,6 +361,12 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
         .doc = "Starting balances of the embedded simulator's account.",
         .check = check_sim_balances,
     },
+    INT_KEY(CQ_CFG_SIM_MAKER_FEE_BPS, "CQ_SIM_MAKER_FEE_BPS", 0, 10000, "10", false,
+            "Commission the embedded simulator charges on maker fills, in basis points "
+            "(10 = 0.1%)."),
+    INT_KEY(CQ_CFG_SIM_TAKER_FEE_BPS, "CQ_SIM_TAKER_FEE_BPS", 0, 10000, "10", false,
+            "Commission the embedded simulator charges on taker fills, in basis points "
+            "(10 = 0.1%)."),
     {
         .id = CQ_CFG_EXCHANGE_REST_URL,
         .name = "CQ_EXCHANGE_REST_URL",

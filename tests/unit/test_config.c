@@ -208,6 +208,8 @@ Test(config, defaults_when_nothing_given)
     cr_assert_eq(cq_config_mode(cfg), CQ_MODE_PAPER);
     cr_assert_eq(cq_config_int(cfg, CQ_CFG_FEEDER_STALE_MS), 5000);
     cr_assert_eq(cq_config_int(cfg, CQ_CFG_LOG_MAX_BYTES), 52428800);
+    cr_assert_eq(cq_config_int(cfg, CQ_CFG_SIM_MAKER_FEE_BPS), 10, "the fee hard-coded before");
+    cr_assert_eq(cq_config_int(cfg, CQ_CFG_SIM_TAKER_FEE_BPS), 10, "the fee hard-coded before");
     cr_assert_eq(cq_config_onoff(cfg, CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL), false);
     cr_assert_eq(cq_config_is_set(cfg, CQ_CFG_ADMIN_TOKEN), false);
     cr_assert_eq(cq_config_is_set(cfg, CQ_CFG_MODE), true);
@@ -446,6 +448,10 @@ static const struct bad_value_case bad_values[] = {
     {"CQ_SIM_BALANCES=usdt=5", "CQ_SIM_BALANCES", "outside A-Z 0-9", "USDT=10000"},
     {"CQ_SIM_BALANCES=", "CQ_SIM_BALANCES", "is empty", "USDT=10000"},
     {"CQ_SIM_BALANCES=USDT=5,", "CQ_SIM_BALANCES", "not ASSET=AMOUNT", "USDT=10000"},
+    /* the simulator's commissions, in whole basis points (were hard-coded) */
+    {"CQ_SIM_MAKER_FEE_BPS=10001", "CQ_SIM_MAKER_FEE_BPS", "is out of range", "from 0 to 10000"},
+    {"CQ_SIM_TAKER_FEE_BPS=0.1", "CQ_SIM_TAKER_FEE_BPS", "not a whole number", "e.g. 10"},
+    {"CQ_SIM_TAKER_FEE_BPS=-1", "CQ_SIM_TAKER_FEE_BPS", "is out of range", "from 0 to 10000"},
     {"CQ_EXCHANGE_REST_URL=ftp://x", "CQ_EXCHANGE_REST_URL", "supported scheme", "http://"},
     {"CQ_EXCHANGE_REST_URL=http://", "CQ_EXCHANGE_REST_URL", "supported scheme", "http://"},
     {"CQ_EXCHANGE_REST_URL=http://a b", "CQ_EXCHANGE_REST_URL", "space", "http://"},
@@ -554,7 +560,7 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 21);
+    cr_assert_eq(int_keys, 23); /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS */
 }
 
 Test(config, good_values_are_accepted)
@@ -601,6 +607,9 @@ Test(config, good_values_are_accepted)
         "CQ_SIM_SPEED=1000000",
         "CQ_SIM_SEED=0",
         "CQ_SIM_BALANCES=USDT=0.5,BTC=0,DOGE=1000000",
+        "CQ_SIM_MAKER_FEE_BPS=0",
+        "CQ_SIM_MAKER_FEE_BPS=10000",
+        "CQ_SIM_TAKER_FEE_BPS=2",
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(good); i++) {
         const char *env[] = {good[i], NULL};
@@ -1409,6 +1418,8 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},
+        {CQ_CFG_SIM_MAKER_FEE_BPS, "CQ_SIM_MAKER_FEE_BPS=2", NULL, NULL},
+        {CQ_CFG_SIM_TAKER_FEE_BPS, "CQ_SIM_TAKER_FEE_BPS=4", NULL, NULL},
         {CQ_CFG_EXCHANGE_REST_URL, "CQ_EXCHANGE_REST_URL=http://127.0.0.1:1",
          "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:1", "CQ_EXCHANGE_REST_URL=http://127.0.0.1:2"},
         {CQ_CFG_EXCHANGE_WS_URL, "CQ_EXCHANGE_WS_URL=ws://127.0.0.1:1",
