@@ -24,8 +24,9 @@
 
 /* Health record cadence, ms. */
 #define HEALTH_EVERY_MS 250
-/* The longest sleep with nothing to do, ms (the heartbeat the supervisor's
- * watchdog needs is far below CQ_WATCHDOG_STALL_MS). */
+/* The longest sleep with nothing to do, ms. The service frame cuts it to a
+ * quarter of the watchdog's stall limit (CQ_WATCHDOG_STALL_MS) when that
+ * is lower, so the heartbeat is always in time. */
 #define SLEEP_MAX_MS 1000
 
 struct cq_trader {
