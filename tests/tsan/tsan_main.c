@@ -31,8 +31,9 @@
  *   `tsan` (suite unit), so the normal and ASan builds run it too.
  *   scripts/tsan builds it with clang -fsanitize=thread in build-tsan and
  *   runs it, then the integration tests that run the daemon (test_daemon,
- *   test_api_hostile, test_feeder, test_ares, test_metrics) against
- *   TSan-built coinquantd and coinquant-simex, with
+ *   test_api_hostile, test_feeder, test_ares, test_metrics) and the
+ *   simulator's (test_simex) against TSan-built coinquantd and
+ *   coinquant-simex, with
  *   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1; any report fails
  *   the script. tests/tsan.supp holds suppressions for third-party
  *   libraries only, each with its reason; our own code is never suppressed
