@@ -1575,12 +1575,8 @@ static int compute_hash(struct cq_config *cfg)
     if (ok != 1 || md_len != 32) {
         return -CQ_ENOMEM;
     }
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned int i = 0; i < md_len; i++) {
-        cfg->hash_full[2 * i] = hex[md[i] >> 4];
-        cfg->hash_full[2 * i + 1] = hex[md[i] & 0x0f];
-    }
-    cfg->hash_full[64] = '\0';
+    _Static_assert(sizeof(cfg->hash_full) == 2 * 32 + 1, "hex of a SHA-256 and a NUL");
+    cq_text_hex_encode(md, md_len, cfg->hash_full);
     memcpy(cfg->hash, cfg->hash_full, 12);
     cfg->hash[12] = '\0';
     return 0;
