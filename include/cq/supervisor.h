@@ -33,7 +33,9 @@ struct cq_supervisor_options {
     const struct cq_config_report *startup_report;
 };
 
-/* Budget for the whole stop sequence. */
+/* Budget for stopping the services (trader, ARES, feeder) and then the
+ * journal, from the stop signal. The embedded simulator and the admin API
+ * stop after it and are not counted in it. */
 #define CQ_SUPERVISOR_STOP_BUDGET_MS 5000
 
 /* Runs until SIGTERM/SIGINT. Takes ownership of the reference to cfg.
