@@ -143,6 +143,7 @@
 #include "cq/sign.h"
 #include "sim/sim-rest.h"
 #include "sim/sim-params.h"
+#include "sim-auth.h"
 #include "cq/text.h"
 
 #define SERVICE "simex"
@@ -162,7 +163,6 @@
 #define LATENCY_MAX_MS 60000
 /* 20 years: tests move the server clock back to the documented 2017 vectors */
 #define SKEW_MAX_MS (20LL * 365 * 86400000)
-#define API_KEY_MAX 256
 #define GENERATED_ID_LEN 22
 
 #define MSG_UNKNOWN "An unknown error occurred while processing the request."
@@ -436,22 +436,9 @@ static const char *tif_wire(enum cq_sim__tif t)
 
 static bool check_key(struct rest_req *r)
 {
-    const char *k = r->api_key;
-    size_t len = k != NULL ? strlen(k) : 0;
-    bool malformed = len == 0 || len > API_KEY_MAX;
-    for (size_t i = 0; !malformed && i < len; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c <= 0x20 || c >= 0x7f) {
-            malformed = true;
-        }
-    }
-    if (malformed) {
-        set_error(r, 401, -2014, "API-key format invalid.");
-        return false;
-    }
-    if (strcmp(k, r->sim->api_key) != 0) {
-        set_error(r, 401, -2015, "Invalid API-key, IP, or permissions for action.");
-        return false;
+    struct cq_sim__api_error e;
+    if (cq_sim__auth_key(r->sim, r->api_key, &e) < 0) { /* shared with the WS API */
+        return fail_api(r, &e);
     }
     return true;
 }
@@ -459,14 +446,9 @@ static bool check_key(struct rest_req *r)
 /* The timing rule (§2), in µs. */
 static bool time_ok(struct rest_req *r, int64_t server_ms)
 {
-    int64_t server_us = server_ms * 1000;
-    if (r->timestamp_us >= server_us + 1000000) {
-        set_error(r, 400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.");
-        return false;
-    }
-    if (server_us - r->timestamp_us > r->recv_window_us) {
-        set_error(r, 400, -1021, "Timestamp for this request is outside of the recvWindow.");
-        return false;
+    struct cq_sim__api_error e;
+    if (cq_sim__auth_time(server_ms, r->timestamp_us, r->recv_window_us, &e) < 0) {
+        return fail_api(r, &e); /* shared with the WS API */
     }
     return true;
 }
@@ -1435,12 +1417,7 @@ static void build_order_req(const struct order_args *a, int idx, struct cq_sim__
 
 static void roll_windows(struct cq_sim__ratelimit *rl, int64_t now)
 {
-    int64_t minute = now - now % 60000;
-    if (rl->weight_window_start_ms != minute) {
-        rl->weight_window_start_ms = minute;
-        rl->weight_used = 0;
-        rl->requests_after_429 = 0;
-    }
+    cq_sim__rl_roll_weight_locked(rl, now); /* the WS API charges the same minute */
     int64_t ten = now - now % 10000;
     if (rl->orders_10s_window_start_ms != ten) {
         rl->orders_10s_window_start_ms = ten;
@@ -2061,7 +2038,7 @@ static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, un
         answer_banned_locked(r, now);
         return ADMIT_REFUSED;
     }
-    uint32_t limit = rl->weight_limit_1m != 0 ? rl->weight_limit_1m : 6000;
+    uint32_t limit = cq_sim__rl_weight_limit(rl);
     bool free_ok = ep != NULL && (ep->flags & EP_FREE_ON_SUCCESS) != 0;
     uint32_t charge = free_ok ? 0 : weight;
     rl->weight_used = rl->weight_used > UINT32_MAX - charge ? UINT32_MAX : rl->weight_used + charge;

@@ -91,9 +91,19 @@
  * cq_sim__ws_subscription_bytes) and handed back to the system with
  * malloc_trim once WS_TRIM_AFTER_BYTES were freed.
  *
- * Not simulated: timeUnit=MICROSECOND, the 24 h connection cap,
- * serverShutdown, the 300 connections / 5 min per IP limit, @ticker and
- * kline_1s. @depth and @depth@100ms (and the partial depths with or without
+ * /ws-api/v3 is the WebSocket API (wsapi.c answers its requests; user
+ * events reach its subscribed connections wrapped
+ * {"subscriptionId":N,"event":…}, and unsubscribing sends
+ * eventStreamTerminated first). It has no 5 messages/s rule: the WS API
+ * limits by request weight, shared with REST.
+ *
+ * Lifetime: every connection is closed (1001) SIMEX_WS_LIFETIME_MS after its
+ * handshake (default 24 h, as on Binance). When the simulator stops, every
+ * connection gets serverShutdown and is closed once it went out (at most
+ * WS_SHUTDOWN_GRACE_MS).
+ *
+ * Not simulated: timeUnit=MICROSECOND, the 300 connections / 5 min per IP
+ * limit, @ticker and kline_1s. @depth and @depth@100ms (and the partial depths with or without
  * @100ms) all get every book change rather than a 1000/100 ms aggregate;
  * each diff carries U = previous u + 1, so the REST-snapshot sync procedure
  * works unchanged.
@@ -117,7 +127,8 @@
 #include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/lws_log.h"
-#include "sim/sim-ws.h"
+#include "sim-ws.h"
+#include "sim-wsapi.h"
 
 #define WS_SERVICE "simex"
 
@@ -138,6 +149,8 @@
 #define WS_INTEREST_SLOTS 4096u         /* power of two */
 #define WS_PING_MS_DEFAULT 20000
 #define WS_PONG_TIMEOUT_MS_DEFAULT 60000
+#define WS_LIFETIME_MS_DEFAULT (24LL * 3600 * 1000) /* "only valid for 24 hours" */
+#define WS_SHUTDOWN_GRACE_MS 500 /* stop: time to flush serverShutdown before closing */
 #define WS_TICK_MS_MAX 100
 #define WS_TICK_MS_MIN 10
 #define WS_ENV_MS_MIN 10
@@ -334,7 +347,12 @@ struct ws_conn {
     bool combined;            /* wrap payloads as {"stream","data"} */
     uint16_t close_status;    /* non-zero: close at the next WRITEABLE */
     const char *close_reason; /* static text */
-    bool close_after_drain;   /* listenKeyExpired sent: close when empty */
+    bool close_after_drain;   /* listenKeyExpired / serverShutdown sent: close when empty */
+    const char *drain_reason; /* static close reason for close_after_drain; NULL: listen key */
+
+    /* /ws-api/v3: requests go to wsapi.c, user events arrive wrapped. */
+    bool wsapi;
+    struct cq_sim__wsapi_session api;
 
     struct ws_sub *subs; /* owned */
     size_t n_subs, cap_subs;
@@ -388,6 +406,7 @@ struct cq_sim__ws {
     bool thread_started;
     atomic_bool stop; /* cq_sim__ws_stop stores (release), ws thread loads (acquire) */
     int64_t ping_ms, pong_timeout_ms, tick_ms;
+    int64_t lifetime_ms; /* a connection is closed this long after its handshake */
 
     /* Publisher side, serialised by the caller's sim->lock. */
     struct ws_book_state *books; /* owned, SIM_SYMBOLS_MAX */
@@ -1213,6 +1232,18 @@ static void deliver_item(struct cq_sim__ws *ws, const struct ws_item *it)
         if (c->close_status != 0) {
             continue;
         }
+        if (c->wsapi) {
+            if (it->kind == ITEM_USER && c->api.subscribed) {
+                /* {"subscriptionId":N,"event":<payload>} (web-socket-api.md "Event format") */
+                char head[48]; /* 25 fixed bytes and a uint32: fits */
+                int hn = snprintf(head, sizeof head, "{\"subscriptionId\":%" PRIu32 ",\"event\":",
+                                  c->api.sub_id);
+                struct ws_msg *m = msg_new(true, head, (size_t)hn, it->text, it->len, "}", 1);
+                conn_enqueue(ws, c, m);
+                msg_unref(m);
+            }
+            continue;
+        }
         for (size_t i = 0; i < c->n_subs; i++) {
             const struct ws_sub *s = &c->subs[i];
             if (it->kind == ITEM_USER) {
@@ -1289,6 +1320,14 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
     check_drop_fault(ws);
     for (struct ws_conn *c = ws->conns; c != NULL; c = c->next) {
         if (!c->established || c->close_status != 0) {
+            continue;
+        }
+        if (now - c->connected_ms >= ws->lifetime_ms) {
+            /* "A single connection ... is only valid for 24 hours" */
+            cq_log_info(WS_SERVICE, "ws_lifetime_reached",
+                        json_pack("{s:I}", "lifetime_ms", (json_int_t)ws->lifetime_ms),
+                        "WS connection reached its lifetime: closing");
+            conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "connection lifetime reached");
             continue;
         }
         if (now - c->last_pong_ms > ws->pong_timeout_ms) {
@@ -1508,6 +1547,42 @@ static void handle_control(struct cq_sim__ws *ws, struct ws_conn *c, const char 
     json_decref(req);
 }
 
+/* ---- ws thread: the WebSocket API (/ws-api/v3) ------------------------------ */
+
+static void enqueue_text(struct cq_sim__ws *ws, struct ws_conn *c, bool data, char *text)
+{
+    if (text == NULL) {
+        count_dropped(ws, 1);
+        return;
+    }
+    struct ws_msg *m = msg_new(data, NULL, 0, text, strlen(text), NULL, 0);
+    free(text);
+    conn_enqueue(ws, c, m);
+    msg_unref(m);
+}
+
+static void handle_wsapi(struct cq_sim__ws *ws, struct ws_conn *c, const char *text, size_t len)
+{
+    struct cq_sim__wsapi_outcome out;
+    cq_sim__wsapi_handle(ws->sim, &c->api, text, len, &out);
+    if (out.terminated) {
+        /* The stream ends before the unsubscribe answer: no event of that
+         * subscription follows the response (user-data-stream.md "Event
+         * Stream Terminated"). */
+        cq_sim__lock(ws->sim);
+        int64_t now = cq_sim__server_time_ms(ws->sim);
+        cq_sim__unlock(ws->sim);
+        enqueue_text(ws, c, false, cq_sim__wsapi_terminated_text(out.terminated_id, now));
+        c->n_user_subs--;
+        conn_user_count(ws, c, -1);
+    }
+    enqueue_text(ws, c, false, out.reply);
+    if (out.started) {
+        c->n_user_subs++;
+        conn_user_count(ws, c, +1);
+    }
+}
+
 /* ---- ws thread: connection setup ------------------------------------------- */
 
 /* Decode %XX in place. false when it would decode a NUL byte. */
@@ -1547,6 +1622,10 @@ static int conn_setup(struct cq_sim__ws *ws, struct ws_conn *c, char *target, co
     }
     bool combined;
     char *list;
+    if (strcmp(path, SIM_WSAPI_PATH) == 0) {
+        c->wsapi = true; /* no streams in the URL: subscriptions come as requests */
+        return 0;
+    }
     if (strcmp(path, "/ws") == 0 || strncmp(path, "/ws/", 4) == 0) {
         combined = false;
         list = path[3] == '/' ? path + 4 : path + 3;
@@ -1571,7 +1650,8 @@ static int conn_setup(struct cq_sim__ws *ws, struct ws_conn *c, char *target, co
             return 400;
         }
     } else {
-        *why = "unknown path: use /ws/<stream>[/<stream>...] or /stream?streams=<a>/<b>";
+        *why = "unknown path: use /ws/<stream>[/<stream>...], /stream?streams=<a>/<b> or "
+               "/ws-api/v3";
         return 404;
     }
     c->combined = combined;
@@ -1938,6 +2018,13 @@ static bool utf8_ok(const unsigned char *s, size_t n)
 /* A whole data message (text, or binary treated as text like before). */
 static void on_message(struct cq_sim__ws *ws, struct ws_conn *c, const char *text, size_t len)
 {
+    if (c->wsapi) {
+        /* the WS API limits requests by weight, not by messages per second */
+        if (c->close_status == 0) {
+            handle_wsapi(ws, c, text, len);
+        }
+        return;
+    }
     if (!rx_rate_ok(c, mono_ms())) {
         cq_log_info(WS_SERVICE, "ws_rate_limited", NULL,
                     "WS client sent more than %d messages in 1 s: closing", WS_RX_PER_SEC);
@@ -2296,7 +2383,8 @@ static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *ws
     if (c->q_len > 0) {
         lws_callback_on_writable(wsi);
     } else if (c->close_after_drain) {
-        conn_close(c, LWS_CLOSE_STATUS_NORMAL, "listen key expired");
+        conn_close(c, c->drain_reason != NULL ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL,
+                   c->drain_reason != NULL ? c->drain_reason : "listen key expired");
     }
     return 0;
 }
@@ -2381,6 +2469,37 @@ static int64_t env_ms(const char *name, int64_t dflt)
     return v;
 }
 
+/* The simulator is stopping: every connection gets serverShutdown
+ * ({"event":{"e":"serverShutdown","E":ms}} on the WS API, web-socket-api.md
+ * "Server Shutdown"; {"e":"serverShutdown","E":ms} on market streams, §4)
+ * and is closed (1001) once it went out, for at most WS_SHUTDOWN_GRACE_MS. */
+static void announce_shutdown(struct cq_sim__ws *ws)
+{
+    int64_t event_ms = cq_sim__wall_ms();
+    size_t n = 0;
+    for (struct ws_conn *c = ws->conns; c != NULL; c = c->next) {
+        if (!c->established || c->close_status != 0) {
+            continue;
+        }
+        char text[96]; /* 50 fixed bytes and an int64: fits */
+        snprintf(text, sizeof text,
+                 c->wsapi ? "{\"event\":{\"e\":\"serverShutdown\",\"E\":%" PRId64 "}}"
+                          : "{\"e\":\"serverShutdown\",\"E\":%" PRId64 "}",
+                 event_ms);
+        enqueue_text(ws, c, false, strdup(text));
+        c->close_after_drain = true;
+        c->drain_reason = "server shutdown";
+        lws_callback_on_writable(c->wsi);
+        n++;
+    }
+    int64_t until = mono_ms() + WS_SHUTDOWN_GRACE_MS;
+    while (n > 0 && ws->n_conns > 0 && mono_ms() < until) {
+        if (lws_service(ws->ctx, 0) < 0) {
+            break;
+        }
+    }
+}
+
 static void *ws_thread_main(void *arg)
 {
     struct cq_sim__ws *ws = arg;
@@ -2397,6 +2516,7 @@ static void *ws_thread_main(void *arg)
             break;
         }
     }
+    announce_shutdown(ws);
     pthread_mutex_lock(&ws->qlock);
     ws->q_closed = true;
     pthread_mutex_unlock(&ws->qlock);
@@ -2451,6 +2571,7 @@ struct cq_sim__ws *cq_sim__ws_start(struct cq_sim__state *sim, int *port_out, st
     }
     ws->ping_ms = env_ms("SIMEX_WS_PING_MS", WS_PING_MS_DEFAULT);
     ws->pong_timeout_ms = env_ms("SIMEX_WS_PONG_TIMEOUT_MS", WS_PONG_TIMEOUT_MS_DEFAULT);
+    ws->lifetime_ms = env_ms("SIMEX_WS_LIFETIME_MS", WS_LIFETIME_MS_DEFAULT);
     int64_t shortest = ws->ping_ms < ws->pong_timeout_ms ? ws->ping_ms : ws->pong_timeout_ms;
     ws->tick_ms = shortest / 4;
     if (ws->tick_ms > WS_TICK_MS_MAX) {

@@ -450,7 +450,7 @@ Test(sim_ws, bad_paths_and_stream_names_are_refused)
         "/stream?streams=btcusdt@nonsense",
         "/stream?streams=btcusdt@trade/BTCUSDT@trade",
         "/api/v3/time",
-        "/ws-api/v3",
+        "/ws-api/v2", /* /ws-api/v3 is the WS API (test_sim_wsapi) */
         "/ws/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab", /* unknown key */
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(paths); i++) {
