@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cq/clock.h"
 #include "cq/fs.h"
 #include "cq/health.h"
 #include "cq/journal.h"
@@ -71,16 +72,10 @@ TestSuite(journal, .init = setup, .fini = teardown, .timeout = 60);
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 #define WAIT_FOR(cond, ms)                                                                      \
     do {                                                                                        \
         for (int wf_i_ = 0; wf_i_ < (ms) / 2 && !(cond); wf_i_++) {                             \
-            sleep_ms(2);                                                                        \
+            cq_time_sleep_ms(2);                                                                \
         }                                                                                       \
     } while (0)
 
@@ -1734,7 +1729,7 @@ static void *producer_main(void *arg)
                                    strlen(payload), &seq);
         if (rc == -CQ_EFULL) {
             p->full++; /* backpressure: retry later, nothing was queued */
-            sleep_ms(1);
+            cq_time_sleep_ms(1);
             continue;
         }
         if (rc != 0) {
@@ -1878,7 +1873,7 @@ static void pause_and_resume(int err, bool short_first, const char *reason)
 
     /* still failing at the next retry: stays paused, logs nothing new */
     fake_clock_advance_ms(&fc, 150);
-    sleep_ms(120);
+    cq_time_sleep_ms(120);
     cr_expect_eq(stats_of(j).state, CQ_JOURNAL_PAUSED);
     cr_expect_eq(log_count("journal_paused"), 1);
 
@@ -1942,7 +1937,7 @@ Test(journal, failed_fdatasync_is_fatal_and_never_retried)
     struct fake_fs_counts c1, c2;
     fake_fs_get_counts(ff, &c1);
     fake_clock_advance_ms(&fc, 5000);
-    sleep_ms(150);
+    cq_time_sleep_ms(150);
     fake_fs_get_counts(ff, &c2);
     cr_expect_eq(c2.calls[FAKE_FS_FDATASYNC], c1.calls[FAKE_FS_FDATASYNC],
                  "a failed fdatasync was retried");
@@ -1969,7 +1964,7 @@ static int stall_hook(void *ctx, enum fake_fs_op op, const char *path, size_t le
     if (op == FAKE_FS_WRITE && path != NULL && strstr(path, ".cqj") != NULL) {
         while (atomic_load(&stall_writes) != 0) {
             atomic_store(&stalled, 1);
-            sleep_ms(1);
+            cq_time_sleep_ms(1);
         }
         atomic_store(&stalled, 0);
     }
