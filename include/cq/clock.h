@@ -34,7 +34,8 @@ int64_t cq_time_wall_us(void);
 
 /* Sleep ms milliseconds, resuming after a signal handler interrupts it;
  * ms <= 0 only gives the CPU away (a zero-length nanosleep). Blocks the
- * calling thread: never from a library callback or a service loop. */
+ * calling thread: never inside a library callback, and a consumer waits on
+ * its doorbell instead. */
 void cq_time_sleep_ms(int64_t ms);
 
 /* "2026-11-21T11:16:00.123456Z" plus NUL. */

@@ -61,20 +61,13 @@ static int64_t now_wall_ms(void)
     return cq_time_wall_us() / 1000;
 }
 
-static void sleep_for_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
 /* Tests that count weight or orders inside one exchange window start well
  * inside it, so the window does not roll under them. */
 static void avoid_window_edge(int64_t window_ms, int64_t margin_ms)
 {
     int64_t left = window_ms - now_wall_ms() % window_ms;
     if (left < margin_ms) {
-        sleep_for_ms(left + 50);
+        cq_time_sleep_ms(left + 50);
     }
 }
 
@@ -914,7 +907,7 @@ Test(rest_client, storm_429_refused_locally_never_banned, .init = setup_default,
     cr_expect_eq(b.banned_total, 0);
     cr_expect_eq(sim_counter("rest_418"), 0);
 
-    sleep_for_ms(wait_ms + 100);
+    cq_time_sleep_ms(wait_ms + 100);
     get_time(c, &r);
     expect_ok(&r);
     cr_expect_eq(r.attempts, 1);
@@ -1294,7 +1287,7 @@ Test(rest_client, latency_past_timeout_unknown_for_orders_retried_for_gets, .ini
             cr_expect_str_eq(jstr(r.body, "status"), "NEW");
         } else {
             cr_expect_eq(r.code, -2013);
-            sleep_for_ms(100);
+            cq_time_sleep_ms(100);
         }
         cq_rest_response_fini(&r);
     }
@@ -1585,7 +1578,7 @@ Test(rest_client, order_on_a_dying_keepalive_connection_is_not_resent, .init = s
     cr_expect_eq(r.status, CQ_REST_UNKNOWN, "%s", cq_rest_status_name(r.status));
     cr_expect_eq(r.attempts, 1);
     cq_rest_response_fini(&r);
-    sleep_for_ms(50);
+    cq_time_sleep_ms(50);
     cr_expect_eq(script_hits(&srv, "POST /api/v3/order "), 1, "the order went out exactly once");
     cr_expect_eq(budget(c).unknown_total, 1);
 
@@ -1660,7 +1653,7 @@ Test(rest_client, code_1007_retried_for_gets_unknown_for_orders, .init = setup_n
     cr_expect_eq(r.attempts, 1);
     cr_expect_eq(r.code, -1007);
     cq_rest_response_fini(&r);
-    sleep_for_ms(20);
+    cq_time_sleep_ms(20);
     cr_expect_eq(script_hits(&srv, "GET /1007 "), 3);
     cr_expect_eq(script_hits(&srv, "POST /1007 "), 1);
     cq_rest_client_free(c);
@@ -1705,7 +1698,7 @@ Test(rest_client, retry_after_defaults_and_order_only_429, .init = setup_no_sim,
     expect_ok(&r);
     cq_rest_response_fini(&r);
     cr_expect_gt(budget(c).rate_limited_for_ms, 0);
-    sleep_for_ms(20);
+    cq_time_sleep_ms(20);
     cr_expect_eq(script_hits(&srv, "POST /orders-429 "), 1);
     cq_rest_client_free(c);
     script_stop(&srv);
@@ -1760,7 +1753,7 @@ Test(rest_client, retry_after_zero_is_raised_to_the_floor, .init = setup_no_sim,
     expect_floor_holds("/418-zero", CQ_REST_BANNED, CQ_REST_RETRY_AFTER_MIN_MS);
     cr_assert_eq(CQ_REST_RETRY_AFTER_MIN_MS, 1000, "the /429-one row assumes a 1 s floor");
     expect_floor_holds("/429-one", CQ_REST_RATE_LIMITED, 1000);
-    sleep_for_ms(20);
+    cq_time_sleep_ms(20);
     cr_expect_eq(script_hits(&srv, "GET /429-zero "), 2, "the held-back call sent nothing");
     cr_expect_eq(script_hits(&srv, "GET /418-zero "), 2);
     script_stop(&srv);
