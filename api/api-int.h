@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "cq/api.h"
+#include "cq/http_body.h"
 #include "cq/log.h"
 
 #define CQ_API_SERVICE "api" /* the "service" field of our log lines */
@@ -100,6 +101,7 @@ struct cq_api {
     _Atomic uint64_t connections_open; /* written by MHD's thread only */
     _Atomic uint64_t connections_closed_slow;
     _Atomic uint64_t mhd_errors;
+    struct cq_http_body_stats body_stats; /* what the body readers refused */
 
     /* libmicrohttpd's thread only (its callbacks; after MHD_stop_daemon
      * the supervisor): the open connections, and what accept_policy

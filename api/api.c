@@ -43,9 +43,11 @@
  *     someone needs one ("api_slow_connection_closed", rate-limited).
  *   - headers and URL: MHD_OPTION_CONNECTION_MEMORY_LIMIT per connection
  *     (libmicrohttpd answers 431/414 itself when they do not fit).
- *   - body: counted as it arrives; over max_body_bytes (or a Content-Length
- *     announcing more) the router answers 413 without looking at it. A
- *     client that keeps sending long after that is disconnected. A
+ *   - body: counted as it arrives by the reader the simulator shares
+ *     (cq/http_body.h; nothing is kept); over max_body_bytes (or a
+ *     Content-Length announcing more) the router answers 413 without looking
+ *     at it, counted in bodies_refused. A client that keeps sending more than
+ *     CQ_HTTP_BODY_DISCARD_MAX_BYTES after that is disconnected. A
  *     Transfer-Encoding other than chunked gets 400 and close (the body's
  *     end could not be found).
  *   - a NUL in the percent-decoded path (%00) gets 400: libmicrohttpd would
@@ -74,17 +76,14 @@
 
 #include "api-int.h"
 #include "cq/fs.h"
+#include "cq/http_body.h"
 #include "cq/log.h"
 #include "cq/version.h"
-#include "cq/text.h"
 
 #define DEFAULT_MAX_CONNECTIONS 64
 #define DEFAULT_TIMEOUT_S 10
 /* Per-connection memory for the request line, headers and read buffer. */
 #define CONNECTION_MEMORY_BYTES ((size_t)32 * 1024)
-/* After a body went over max_body_bytes we read and discard at most this
- * much more, then drop the connection. */
-#define DISCARD_MAX_BYTES ((uint64_t)1024 * 1024)
 
 /* One open connection (socket context). */
 struct api_conn {
@@ -248,6 +247,10 @@ void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out)
     out->connections_closed_slow =
         atomic_load_explicit(&api->connections_closed_slow, memory_order_relaxed);
     out->mhd_errors = atomic_load_explicit(&api->mhd_errors, memory_order_relaxed);
+    out->bodies_refused =
+        atomic_load_explicit(&api->body_stats.refused_announced, memory_order_relaxed) +
+        atomic_load_explicit(&api->body_stats.refused_streamed, memory_order_relaxed);
+    out->bodies_dropped = atomic_load_explicit(&api->body_stats.dropped, memory_order_relaxed);
 }
 
 /* ---- libmicrohttpd callbacks (all on libmicrohttpd's thread) ---------------------- */
@@ -470,10 +473,8 @@ static struct api_conn *conn_of(struct MHD_Connection *connection)
 
 /* Per-request state (con_cls), made by uri_logged. */
 struct http_request {
-    uint64_t body_bytes;
-    uint64_t discarded_bytes;
-    const char *malformed; /* static text: why this request gets 400 */
-    bool too_large;
+    struct cq_http_body body; /* counts only: the admin API reads no body */
+    const char *malformed;    /* static text: why this request gets 400 */
     bool headers_seen; /* the access handler was called once */
     bool answered;     /* a response is queued: ignore further calls */
 };
@@ -491,6 +492,7 @@ static void *uri_logged(void *cls, const char *uri, struct MHD_Connection *conne
     if (st == NULL) {
         return NULL; /* the access handler drops the connection */
     }
+    cq_http_body_init(&st->body, api->max_body_bytes, false, &api->body_stats);
     if (uri != NULL) {
         size_t path_len = strcspn(uri, "?");
         for (size_t i = 0; i + 2 < path_len; i++) {
@@ -508,7 +510,11 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 {
     struct cq_api *api = cls;
     CQ_UNUSED(toe);
-    free(*con_cls);
+    struct http_request *st = *con_cls;
+    if (st != NULL) {
+        cq_http_body_fini(&st->body);
+        free(st);
+    }
     *con_cls = NULL;
     struct api_conn *c = conn_of(connection);
     if (c != NULL) {
@@ -646,8 +652,8 @@ static enum MHD_Result send_answer(struct cq_api *api, struct MHD_Connection *co
             MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
         .malformed = st->malformed,
-        .body_bytes = (size_t)st->body_bytes,
-        .body_too_large = st->too_large,
+        .body_bytes = (size_t)st->body.accepted_bytes,
+        .body_too_large = cq_http_body_refused(&st->body),
         .reserve = reserve,
     };
     struct cq_api_response resp;
@@ -697,7 +703,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 {
     struct cq_api *api = cls;
     struct http_request *st = *con_cls;
-    CQ_UNUSED(upload_data);
 
     if (st == NULL) {
         return MHD_NO; /* uri_logged could not allocate: drop the connection */
@@ -724,10 +729,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         }
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && cq_text_decimal_exceeds(cl, api->max_body_bytes)) {
-            st->too_large = true;
-        }
-        if (st->malformed != NULL || st->too_large || c == NULL ||
+        (void)cq_http_body_begin(&st->body, cl); /* refused: answered 413 now */
+        if (st->malformed != NULL || cq_http_body_refused(&st->body) || c == NULL ||
             c->tier == CQ_API_TIER_RESERVE) {
             st->answered = true;
             return send_answer(api, connection, url, method, st);
@@ -739,20 +742,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        uint64_t n = *upload_data_size;
-        *upload_data_size = 0; /* consumed (we never need the content) */
-        if (!st->too_large) {
-            st->body_bytes += n;
-            if (st->body_bytes > api->max_body_bytes) {
-                st->too_large = true;
-            }
-        } else {
-            st->discarded_bytes += n;
-            if (st->discarded_bytes > DISCARD_MAX_BYTES) {
-                return MHD_NO; /* the client keeps sending: drop it */
-            }
-        }
-        return MHD_YES;
+        size_t n = *upload_data_size;
+        *upload_data_size = 0; /* consumed (counted only) */
+        enum cq_http_body_status bs = cq_http_body_feed(&st->body, upload_data, n);
+        /* DROP: the client kept sending after the refusal; NOMEM cannot
+         * happen when counting */
+        return bs == CQ_HTTP_BODY_DROP || bs == CQ_HTTP_BODY_NOMEM ? MHD_NO : MHD_YES;
     }
     st->answered = true;
     return send_answer(api, connection, url, method, st);

@@ -342,6 +342,11 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
                   "Admin API connections closed past their request deadline or evicted from "
                   "the reserve with an incomplete request head.",
                   load(&api->connections_closed_slow));
+    mb_metric_u64(&b, "coinquant_api_request_bodies_refused_total", "counter",
+                  "Admin API request bodies over CQ_ADMIN_MAX_BODY_BYTES, answered 413 "
+                  "(announced by Content-Length, or counted as they arrived).",
+                  load(&api->body_stats.refused_announced) +
+                      load(&api->body_stats.refused_streamed));
     mb_metric_u64(&b, "coinquant_api_mhd_errors_total", "counter",
                   "Messages from libmicrohttpd (logged as mhd_error, rate-limited).",
                   load(&api->mhd_errors));

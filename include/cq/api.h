@@ -111,6 +111,8 @@ struct cq_api_stats {
     uint64_t connections_rejected; /* over max_connections and the reserve */
     uint64_t connections_closed_slow; /* past their deadline, or evicted from the reserve */
     uint64_t mhd_errors;           /* messages from libmicrohttpd (logged rate-limited) */
+    uint64_t bodies_refused;       /* request bodies over max_body_bytes (answered 413) */
+    uint64_t bodies_dropped;       /* of those, connections dropped for sending on */
 };
 void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out);
 

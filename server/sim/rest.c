@@ -46,9 +46,12 @@
  * A request, in order
  *   1. uri_logger (MHD_OPTION_URI_LOG_CALLBACK) stashes the RAW URI — the
  *      query bytes exactly as sent, before libmicrohttpd decodes them — in the
- *      per-request struct rest_conn; the body is collected there (at most
+ *      per-request struct rest_conn; the body is collected there by the
+ *      reader the admin API shares (cq/http_body.h): at most
  *      SIM_BODY_MAX_BYTES; more, or a Content-Length announcing more, is 413
- *      -1101, and a client that keeps sending past 1 MiB is disconnected).
+ *      -1101 (counted in /_sim/state rest_connections.bodies_refused), and a
+ *      client that keeps sending past CQ_HTTP_BODY_DISCARD_MAX_BYTES (1 MiB)
+ *      after that is disconnected.
  *   2. /_sim/... -> control path (loopback peers only, else 403).
  *   3. /api/...: route by path and method (404 / 405 with a JSON error).
  *   4. Parse the params: raw query + form body (POST/PUT/DELETE with no
@@ -139,6 +142,7 @@
 #include <microhttpd.h>
 
 #include "cq/buf.h"
+#include "cq/http_body.h"
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "sim/sim-rest.h"
@@ -155,7 +159,6 @@
 #define KEEPALIVE_IDLE_MS (30LL * 1000)
 /* Request line + headers must fit: the raw query can be SIM_QUERY_MAX_BYTES. */
 #define CONNECTION_MEMORY_BYTES ((size_t)256 * 1024)
-#define DISCARD_MAX_BYTES ((uint64_t)1024 * 1024)
 #define BAN_AFTER_429 10
 #define BAN_BASE_MS (2LL * 60 * 1000)
 #define BAN_MAX_MS (3LL * 24 * 60 * 60 * 1000)
@@ -302,6 +305,7 @@ struct cq_sim__rest {
     pthread_t watchdog;
     bool watchdog_running;
     uint64_t evicted_deadline, evicted_for_room, refused_busy; /* counters */
+    struct cq_http_body_stats body_stats; /* bodies refused (atomics, any thread) */
 };
 
 /* Per request (libmicrohttpd's req_cls), created by uri_logger. */
@@ -309,9 +313,7 @@ struct rest_conn {
     char *uri; /* raw, owned; NULL when too long */
     bool uri_too_long;
     bool started;
-    struct cq_buf body; /* bounded by SIM_BODY_MAX_BYTES */
-    bool body_too_large;
-    uint64_t discarded;
+    struct cq_http_body body; /* kept; bounded by SIM_BODY_MAX_BYTES */
 };
 
 enum security { SEC_NONE, SEC_USER_STREAM, SEC_SIGNED };
@@ -2124,13 +2126,15 @@ static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, c
     }
     struct cq_sim__api_error perr;
     bool parse_failed = false;
-    if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
+    if (cq_http_body_refused(&c->body) || query_len > SIM_QUERY_MAX_BYTES) {
         parse_failed = true;
         cq_sim__api_error_set(&perr, 413, -1101, MSG_TOO_MANY_PARAMS);
     } else {
-        bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
-        if (cq_sim__params_parse(&r->params, query, query_len, use_body ? c->body.p : NULL,
-                             use_body ? c->body.len : 0, &perr) < 0) {
+        size_t body_len = 0;
+        const char *body = cq_http_body_data(&c->body, &body_len);
+        bool use_body = strcmp(method, "GET") != 0 && body_len > 0 && body_is_form(conn);
+        if (cq_sim__params_parse(&r->params, query, query_len, use_body ? body : NULL,
+                             use_body ? body_len : 0, &perr) < 0) {
             parse_failed = true;
         }
     }
@@ -2350,13 +2354,15 @@ static void c_state(struct cq_sim__rest *rest, const struct control_args *a, str
     if (state != NULL &&
         json_object_set_new(
             state, "rest_connections",
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
                       "waiting", (json_int_t)rs.waiting, "evicted_deadline",
                       (json_int_t)rs.evicted_deadline, "evicted_for_room",
                       (json_int_t)rs.evicted_for_room, "refused_busy",
                       (json_int_t)rs.refused_busy, "head_deadline_ms",
                       (json_int_t)rs.head_deadline_ms, "per_ip_max", (json_int_t)rs.per_ip_max,
-                      "connections_max", (json_int_t)rs.connections_max)) < 0) {
+                      "connections_max", (json_int_t)rs.connections_max, "bodies_refused",
+                      (json_int_t)rs.bodies_refused, "bodies_dropped",
+                      (json_int_t)rs.bodies_dropped)) < 0) {
         json_decref(state);
         state = NULL;
     }
@@ -2672,13 +2678,15 @@ static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *con
     }
     struct cq_sim__params p;
     struct cq_sim__api_error perr;
-    bool use_body = strcmp(method, "GET") != 0 && c->body.len > 0 && body_is_form(conn);
-    if (c->body_too_large || query_len > SIM_QUERY_MAX_BYTES) {
+    size_t body_len = 0;
+    const char *body = cq_http_body_data(&c->body, &body_len);
+    bool use_body = strcmp(method, "GET") != 0 && body_len > 0 && body_is_form(conn);
+    if (cq_http_body_refused(&c->body) || query_len > SIM_QUERY_MAX_BYTES) {
         ctl_error(resp, 413, NULL, "request too large");
         return;
     }
-    if (cq_sim__params_parse(&p, query, query_len, use_body ? c->body.p : NULL,
-                         use_body ? c->body.len : 0, &perr) < 0) {
+    if (cq_sim__params_parse(&p, query, query_len, use_body ? body : NULL,
+                         use_body ? body_len : 0, &perr) < 0) {
         ctl_error(resp, 400, NULL, "malformed parameters: %s", perr.msg);
         return;
     }
@@ -2943,18 +2951,23 @@ void cq_sim__rest_stats(struct cq_sim__rest *rest, struct cq_sim__rest_stats *ou
     out->head_deadline_ms = (uint64_t)rest->head_deadline_ms;
     out->per_ip_max = rest->per_ip_max;
     out->connections_max = rest->connections_max;
+    /* relaxed: counters only */
+    out->bodies_refused =
+        atomic_load_explicit(&rest->body_stats.refused_announced, memory_order_relaxed) +
+        atomic_load_explicit(&rest->body_stats.refused_streamed, memory_order_relaxed);
+    out->bodies_dropped = atomic_load_explicit(&rest->body_stats.dropped, memory_order_relaxed);
     pthread_mutex_unlock(&rest->conns_lock);
 }
 
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
 {
-    CQ_UNUSED(cls);
+    struct cq_sim__rest *rest = cls;
     CQ_UNUSED(con);
     struct rest_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         return NULL;
     }
-    cq_buf_init(&c->body, SIM_BODY_MAX_BYTES + 1);
+    cq_http_body_init(&c->body, SIM_BODY_MAX_BYTES, true, &rest->body_stats);
     size_t len = strlen(uri);
     if (len > SIM_QUERY_MAX_BYTES + 1024) {
         /* keep the path only; the request is answered 413 */
@@ -2983,7 +2996,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     struct rest_conn *c = *con_cls;
     if (c != NULL) {
         free(c->uri);
-        cq_buf_free(&c->body);
+        cq_http_body_fini(&c->body);
         free(c);
     }
     *con_cls = NULL;
@@ -3118,7 +3131,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
         c->started = true;
         const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        bool too_large = cl != NULL && cq_text_decimal_exceeds(cl, SIM_BODY_MAX_BYTES);
+        bool too_large = cq_http_body_begin(&c->body, cl) != CQ_HTTP_BODY_OK;
         struct rest_peer_conn *pc = peer_conn_of(connection);
         bool over_cap = false;
         pthread_mutex_lock(&rest->conns_lock);
@@ -3131,23 +3144,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
             return MHD_NO; /* shut down while its request arrived: never processed */
         }
         if (over_cap || too_large) {
-            c->body_too_large = too_large;
-            return answer(rest, connection, method, c);
+            return answer(rest, connection, method, c); /* 503, or 413 before the body */
         }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (c->body_too_large || c->body.len + n > SIM_BODY_MAX_BYTES) {
-            c->body_too_large = true;
-            c->discarded += n;
-            return c->discarded > DISCARD_MAX_BYTES ? MHD_NO : MHD_YES;
-        }
-        if (!cq_buf_put(&c->body, upload_data, n)) {
-            return MHD_NO; /* out of memory */
-        }
-        return MHD_YES;
+        enum cq_http_body_status bs = cq_http_body_feed(&c->body, upload_data, n);
+        /* REFUSED: discarded, answered 413 at the end; DROP: it kept
+         * sending past the allowance; NOMEM: out of memory */
+        return bs == CQ_HTTP_BODY_DROP || bs == CQ_HTTP_BODY_NOMEM ? MHD_NO : MHD_YES;
     }
     return answer(rest, connection, method, c);
 }

@@ -27,6 +27,8 @@ struct cq_sim__rest_stats {
     uint64_t evicted_for_room;              /* closed to make room under a cap */
     uint64_t refused_busy;                  /* answered 503: every slot busy */
     uint64_t head_deadline_ms, per_ip_max, connections_max;
+    uint64_t bodies_refused;                /* over SIM_BODY_MAX_BYTES: answered 413 */
+    uint64_t bodies_dropped;                /* of those, dropped for sending on */
 };
 void cq_sim__rest_stats(struct cq_sim__rest *rest, struct cq_sim__rest_stats *out);
 

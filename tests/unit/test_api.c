@@ -1482,6 +1482,36 @@ Test(api, oversized_bodies_get_413_over_the_wire)
     /* the server still answers afterwards */
     cr_assert_eq(http(addr, NULL, "/health", NULL, NULL, false, &r), CURLE_OK);
     cr_assert_eq(r.status, 200);
+    /* the shared body reader (cq/http_body.h) counted both refusals */
+    struct cq_api_stats stats;
+    cq_api_get_stats(api, &stats);
+    cr_expect_eq(stats.bodies_refused, 2, "bodies_refused %llu",
+                 (unsigned long long)stats.bodies_refused);
+    cr_expect_eq(stats.bodies_dropped, 0);
+}
+
+/* The bound over the wire, with and without Content-Length: exactly
+ * max_body_bytes (1024) passes to the router, one byte more is 413. */
+Test(api, body_bound_is_exact_over_the_wire)
+{
+    start_or_fail(api); /* max_body_bytes 1024 */
+    const char *addr = cq_api_address(api);
+    char body[1026];
+    struct http_result r;
+    for (int chunked = 0; chunked <= 1; chunked++) {
+        memset(body, 'x', 1024);
+        body[1024] = '\0';
+        cr_assert_eq(http(addr, "POST", "/health", NULL, body, chunked, &r), CURLE_OK);
+        cr_expect_eq(r.status, 405, "1024 bytes (chunked %d): the method decides: %s", chunked,
+                     r.body);
+        body[1024] = 'x';
+        body[1025] = '\0';
+        cr_assert_eq(http(addr, "POST", "/health", NULL, body, chunked, &r), CURLE_OK);
+        cr_expect_eq(r.status, 413, "1025 bytes (chunked %d): %s", chunked, r.body);
+    }
+    struct cq_api_stats stats;
+    cq_api_get_stats(api, &stats);
+    cr_expect_eq(stats.bodies_refused, 2);
 }
 
 static int64_t now_ms(void)

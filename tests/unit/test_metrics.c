@@ -330,6 +330,7 @@ static const char *const promised[][2] = {
     {"coinquant_api_responses_total", "counter"},
     {"coinquant_api_auth_failures_total", "counter"},
     {"coinquant_api_connections_rejected_total", "counter"},
+    {"coinquant_api_request_bodies_refused_total", "counter"},
     {"coinquant_api_connections_closed_slow_total", "counter"},
     {"coinquant_api_mhd_errors_total", "counter"},
 };

@@ -2000,6 +2000,35 @@ static char *repeat(const char *prefix, char c, size_t n)
     return s;
 }
 
+/* The body bound through the reader the admin API shares (cq/http_body.h):
+ * a form body of exactly SIM_BODY_MAX_BYTES is parsed, one byte more is 413
+ * -1101, with Content-Length and chunked (no Content-Length); /_sim/state
+ * counts the refusals. */
+Test(sim_rest, body_bound_is_exact_with_and_without_content_length, .init = setup_default,
+     .fini = teardown)
+{
+    static const char prefix[] = "symbol=BTCUSDT&x=";
+    for (int chunked = 0; chunked <= 1; chunked++) {
+        const char *te = chunked ? "Transfer-Encoding: chunked" : NULL;
+        char *at = repeat(prefix, 'D', SIM_BODY_MAX_BYTES - (sizeof prefix - 1));
+        cr_assert_eq(strlen(at), SIM_BODY_MAX_BYTES);
+        struct resp r = http_full(g_base, "POST", "/api/v3/order", NULL, at, KEY, NULL, te);
+        cr_expect_neq(r.status, 413, "exactly %d bytes (chunked %d) must be read: %.200s",
+                      SIM_BODY_MAX_BYTES, chunked, r.body);
+        cr_expect_neq(json_integer_value(json_object_get(r.json, "code")), -1101, "%.200s",
+                      r.body);
+        resp_free(&r);
+        free(at);
+        char *over = repeat(prefix, 'D', SIM_BODY_MAX_BYTES + 1 - (sizeof prefix - 1));
+        r = http_full(g_base, "POST", "/api/v3/order", NULL, over, KEY, NULL, te);
+        expect_error(&r, 413, -1101, "Too many parameters sent for this endpoint.");
+        resp_free(&r);
+        free(over);
+    }
+    cr_expect_eq(rest_conn_stat("bodies_refused"), 2);
+    cr_expect_eq(rest_conn_stat("bodies_dropped"), 0);
+}
+
 Test(sim_rest, malformed_requests_get_json_errors, .init = setup_default, .fini = teardown)
 {
     char *huge_value = repeat("symbol=", 'A', 20000);
