@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -68,6 +69,7 @@ static void sleep_ms(int64_t ms)
 static struct cq_sim *g_sim;
 static char g_rest[128];
 static int g_ws_port;
+static char g_data_path[64]; /* a market file this test wrote; "" = synthetic walk */
 
 static void start_sim(uint32_t speed, uint64_t seed)
 {
@@ -86,6 +88,7 @@ static void start_sim(uint32_t speed, uint64_t seed)
         .n_symbols = CQ_ARRAY_LEN(symbols),
         .speed = speed,
         .seed = seed,
+        .data_path = g_data_path[0] != '\0' ? g_data_path : NULL,
         .balances = balances,
         .n_balances = n_balances,
         .maker_bps = 10,
@@ -106,6 +109,10 @@ static void teardown(void)
     cq_sim_free(g_sim);
     g_sim = NULL;
     curl_global_cleanup();
+    if (g_data_path[0] != '\0') {
+        (void)unlink(g_data_path);
+        g_data_path[0] = '\0';
+    }
 }
 
 /* ---- REST over libcurl ----------------------------------------------------------- */
@@ -872,25 +879,63 @@ Test(sim_userstream, order_flow_is_mirrored_on_the_stream, .init = setup_flow, .
 }
 
 /*
- * A resting LIMIT BUY one tick below the best bid fills later as maker when
- * the market trades through it. Speed 60 (a 1m bar per wall second) so the
- * price moves within seconds; the market is paused (/_sim/market/pause, over
- * REST) while the bid is read and the order placed, so it cannot cross
- * between the two requests.
+ * A resting LIMIT BUY fills later as maker when the market trades through
+ * it. Speed 60 (a 1m bar per wall second).
  *
- * Seed 7: the synthetic walk trades through the order's price about 0.25 s
- * after the market resumes. Seeds 1..20 were tried (-DMAKER_SEED=N): every
- * one filled completely, in one trade, within 0.8 s, far inside
- * MAKER_WAIT_MS.
+ * The market is a file this test writes, not the random walk: every 1m bar
+ * is o=c=MAKER_OPEN_CENTS, h=MAKER_HIGH_CENTS, l=MAKER_LOW_CENTS, and the
+ * simulator plays every bar through its low and its high (docs/SIMEX.md,
+ * "Inside a bar"). The market is paused (/_sim/market/pause, over REST)
+ * while the bid is read and the order placed, at a price halfway between
+ * the low and the bid: below the bid (so it rests, as maker) and above the
+ * low (so the next bar, at the latest the one after a bar cut by the pause,
+ * trades through it). The fill therefore comes within about two bars (2 s)
+ * however slowly the test's REST calls run; MAKER_WAIT_MS is ten times
+ * that. (The random walk it replaced could run far above the order while
+ * the test was slow under load and not come back within the wait: about 1
+ * run in 8.) MAKER_BARS rows: 1000 become history, the rest outlast the
+ * test, so the file never loops (a loop rescales its prices).
  */
 #define MAKER_SPEED 60u
 #ifndef MAKER_SEED
 #define MAKER_SEED 7u
 #endif
+#define MAKER_OPEN_CENTS 3000000 /* 30000.00 USDT */
+#define MAKER_HIGH_CENTS 3010000 /* 30100.00 */
+#define MAKER_LOW_CENTS 2990000  /* 29900.00 */
+#define MAKER_BARS 1400          /* 1000 history + 400 live: 400 s at speed 60 */
+#define MAKER_PLACE_TRIES 20     /* bid within 2 ticks of the low: let it move, look again */
+
+static void write_maker_market(void)
+{
+    /* the template fits: 25 characters and a NUL in 64 */
+    cq_strlcpy(g_data_path, "/tmp/cq-test-maker-XXXXXX", sizeof g_data_path);
+    int fd = mkstemp(g_data_path);
+    cr_assert_geq(fd, 0, "mkstemp %s: %s", g_data_path, strerror(errno));
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,trades\n");
+    int64_t t = 1700000040000; /* any minute: the simulator shifts the rows to now */
+    for (int i = 0; i < MAKER_BARS; i++, t += 60000) {
+        fprintf(f, "%" PRId64 ",%d.%02d,%d.%02d,%d.%02d,%d.%02d,20.00000,%" PRId64 ",,\n", t,
+                MAKER_OPEN_CENTS / 100, MAKER_OPEN_CENTS % 100, MAKER_HIGH_CENTS / 100,
+                MAKER_HIGH_CENTS % 100, MAKER_LOW_CENTS / 100, MAKER_LOW_CENTS % 100,
+                MAKER_OPEN_CENTS / 100, MAKER_OPEN_CENTS % 100, t + 59999);
+    }
+    cr_assert_eq(fclose(f), 0, "writing %s", g_data_path);
+}
 
 static void setup_maker(void)
 {
+    write_maker_market();
     start_sim(MAKER_SPEED, MAKER_SEED);
+}
+
+static int64_t cents_of(cq_dec d)
+{
+    cq_dec c;
+    cr_assert_eq(cq_dec_rescale(d, 2, CQ_ROUND_FLOOR, &c), 0);
+    return c.m;
 }
 
 Test(sim_userstream, resting_limit_fills_as_maker, .init = setup_maker, .fini = teardown,
@@ -907,8 +952,26 @@ Test(sim_userstream, resting_limit_fills_as_maker, .init = setup_maker, .fini = 
     int64_t exec_id = 0;
     char buf[CQ_DEC_STR_MAX], buf2[CQ_DEC_STR_MAX];
 
-    control("/_sim/market/pause", "on=1");
-    cq_dec price = dsub(best_bid(), cq_dec_make(1, 2)); /* one tick (0.01) below */
+    /* Pause, and place halfway between the bars' low and the bid. In the
+     * rare pause at the very low (bid within 2 ticks of it) no price is both
+     * below the bid and above the low: let the market move and look again. */
+    int64_t bid_cents = 0;
+    for (int tries = 0; tries < MAKER_PLACE_TRIES; tries++) {
+        control("/_sim/market/pause", "on=1");
+        bid_cents = cents_of(best_bid());
+        if (bid_cents - MAKER_LOW_CENTS >= 2) {
+            break;
+        }
+        control("/_sim/market/pause", "on=0");
+        sleep_ms(200);
+    }
+    cr_assert_geq(bid_cents - MAKER_LOW_CENTS, 2,
+                  "the bid stayed within 2 ticks of the bars' low (%d cents) for %d tries: %lld",
+                  MAKER_LOW_CENTS, MAKER_PLACE_TRIES, (long long)bid_cents);
+    cr_assert_leq(bid_cents, MAKER_HIGH_CENTS,
+                  "the bid (%lld cents) is above the bars' high: the market file was not used",
+                  (long long)bid_cents);
+    cq_dec price = cq_dec_make((MAKER_LOW_CENTS + bid_cents) / 2, 2);
     char params[512];
     snprintf(params, sizeof params,
              "symbol=" SYMBOL "&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=%s"
@@ -980,8 +1043,9 @@ Test(sim_userstream, resting_limit_fills_as_maker, .init = setup_maker, .fini = 
         ev = tc_try_next(tc, &cursor, left > 0 ? (int)left : 0);
         cr_assert_not_null(ev,
                            "no maker fill within %d ms at speed 60 for a LIMIT BUY at %s "
-                           "(one tick below the bid); %zu fills so far",
-                           MAKER_WAIT_MS, p8, n_trades);
+                           "(every bar trades down to %d.%02d); %zu fills so far",
+                           MAKER_WAIT_MS, p8, MAKER_LOW_CENTS / 100, MAKER_LOW_CENTS % 100,
+                           n_trades);
         char what[64];
         snprintf(what, sizeof what, "maker TRADE %zu", n_trades + 1);
         cq_dec l = dec(jdec8(ev, "l", what));
