@@ -122,8 +122,10 @@ void cq_ws_client_free(struct cq_ws_client *c);
 int cq_ws_client_start(struct cq_ws_client *c) CQ_WUR;
 /* Close and stay closed until started again. */
 void cq_ws_client_stop(struct cq_ws_client *c);
-/* Replace the URL (e.g. a new listen key); reconnects now. */
-int cq_ws_client_set_url(struct cq_ws_client *c, const char *url) CQ_WUR;
+/* Replace the URL (e.g. a new listen key); reconnects now. A bad URL:
+ * -CQ_EINVAL, err says why, nothing changes and nothing is logged (the
+ * caller logs it). */
+int cq_ws_client_set_url(struct cq_ws_client *c, const char *url, struct cq_err *err) CQ_WUR;
 /* Close now and reconnect (after backoff); reason as in on_state. */
 void cq_ws_client_reconnect(struct cq_ws_client *c, const char *reason);
 /* Send one text frame (e.g. SUBSCRIBE); queued until writable, bounded.

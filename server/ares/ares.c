@@ -157,32 +157,29 @@ static json_t *signal_json(const struct cq_signal *s)
                      "test", s->test);
 }
 
-/* Returns false when a journal is configured and the record could not be
- * queued (FAILED, PAUSED, full): the caller must not act on it. */
-static bool journal_record(struct cq_ares *a, uint16_t type, const char *scope, json_t *payload)
+/* 0, or a negative CQ_E* when a journal is configured and the record could
+ * not be queued (FAILED, PAUSED, full, out of memory): the caller must not
+ * act on it. Counted here; logged by the caller, which handles it (in its
+ * signal_blocked line), not here as well. */
+static int journal_record(struct cq_ares *a, uint16_t type, const char *scope, json_t *payload)
 {
-    if (a->journal == NULL || payload == NULL) {
+    if (a->journal == NULL) {
         json_decref(payload);
-        return payload != NULL || a->journal == NULL;
+        return 0;
     }
-    char *text = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = payload != NULL ? json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(payload);
     if (text == NULL) {
         a->journal_errors++;
-        return false;
+        return -CQ_ENOMEM;
     }
     uint64_t seq = 0;
     int rc = cq_journal_append(a->journal, type, scope, text, strlen(text), &seq);
     free(text);
     if (rc < 0) {
         a->journal_errors++;
-        cq_log_error("ares", "journal_append_failed",
-                     json_pack("{s:s,s:s}", "type", cq_rec_type_name(type), "error",
-                               cq_strerror(rc)),
-                     "could not journal a %s record", cq_rec_type_name(type));
-        return false;
     }
-    return true;
+    return rc;
 }
 
 /* ---- the gate ------------------------------------------------------------------- */
@@ -250,7 +247,9 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
     cq_signal_make_id(sig);
     /* Journal before acting: a signal that cannot be journaled is not
      * passed on (the journal failed or paused: trading stops with it). */
-    if (g == GATE_OPEN && !journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig))) {
+    int jrc = 0; /* the journal's answer, for the signal_blocked line */
+    if (g == GATE_OPEN &&
+        (jrc = journal_record(a, CQ_REC_SIGNAL_EMITTED, s->name, signal_json(sig))) < 0) {
         g = GATE_JOURNAL_UNAVAILABLE;
         detail = "journal_refused_append";
     }
@@ -278,13 +277,17 @@ static void decide(struct cq_ares *a, int idx, struct cq_signal *sig, enum gate 
     json_t *payload = signal_json(sig);
     json_object_set_new(payload, "blocked_reason", json_string(gate_names[g]));
     json_object_set_new(payload, "blocked_detail", json_string(detail));
-    journal_record(a, CQ_REC_SIGNAL_BLOCKED, s->name, payload);
+    int brc = journal_record(a, CQ_REC_SIGNAL_BLOCKED, s->name, payload);
+    if (jrc == 0) {
+        jrc = brc; /* the signal.blocked record itself was refused */
+    }
     uint64_t suppressed = 0;
     if (cq_log_ratelimit_allow(&a->blocked_rl, cq_clock_mono_ms(a->clock), &suppressed)) {
         cq_log_warn("ares", "signal_blocked",
-                    json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "signal_id", sig->id, "symbol",
+                    json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s*}", "signal_id", sig->id, "symbol",
                               s->name, "side", cq_side_name(sig->side), "reason", gate_names[g],
-                              "detail", detail, "suppressed", (json_int_t)suppressed),
+                              "detail", detail, "suppressed", (json_int_t)suppressed,
+                              "journal_error", jrc < 0 ? cq_strerror(jrc) : NULL),
                     "%s %s blocked: %s (%s)", cq_side_name(sig->side), s->name, gate_names[g],
                     detail);
     }

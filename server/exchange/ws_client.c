@@ -1168,16 +1168,12 @@ void cq_ws_client_stop(struct cq_ws_client *c)
     notify_state(c, "stopped");
 }
 
-int cq_ws_client_set_url(struct cq_ws_client *c, const char *url)
+int cq_ws_client_set_url(struct cq_ws_client *c, const char *url, struct cq_err *err)
 {
     struct ws_url u;
-    struct cq_err err;
-    int rc = url_parse(url, &u, &err);
+    int rc = url_parse(url, &u, err);
     if (rc < 0) {
-        cq_log_warn(WS_SERVICE, "ws_bad_url",
-                    json_pack("{s:s,s:s}", "client", c->name, "error", err.message),
-                    "WS %s: new URL refused: %s", c->name, err.message);
-        return rc;
+        return rc; /* the caller logs it, where it is handled */
     }
     url_fini(&c->url);
     c->url = u;

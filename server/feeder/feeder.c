@@ -1241,6 +1241,8 @@ static void on_listen_key_new_result(struct cq_feeder *f, const struct rest_resu
     f->listen_key_problem[0] = '\0';
     f->listen_key_retry_at = 0;
     f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
+    struct cq_err err;
+    cq_err_clear(&err);
     if (f->user == NULL) {
         struct cq_ws_client_options wo = {
             .url = url,
@@ -1252,15 +1254,19 @@ static void on_listen_key_new_result(struct cq_feeder *f, const struct rest_resu
             .clock = f->clock,
         };
         struct cq_ws_callbacks cb = {on_user_message, on_user_state, f};
-        struct cq_err err;
         f->user = cq_ws_client_new(f->loop, &wo, &cb, &err);
         if (f->user == NULL || cq_ws_client_start(f->user) < 0) {
-            cq_log_error("feeder", "user_stream_failed", NULL, "cannot start the user stream");
+            cq_log_error("feeder", "user_stream_failed",
+                         json_pack("{s:s}", "error", f->user == NULL ? err.message : ""),
+                         "cannot start the user stream: %s",
+                         f->user == NULL ? err.message : "start refused");
             f->listen_key_wanted = false;
             return;
         }
-    } else if (changed && cq_ws_client_set_url(f->user, url) < 0) {
-        cq_log_error("feeder", "user_stream_failed", NULL, "cannot switch the listen key");
+    } else if (changed && cq_ws_client_set_url(f->user, url, &err) < 0) {
+        /* logged once, here: the client only reports it */
+        cq_log_error("feeder", "user_stream_failed", json_pack("{s:s}", "error", err.message),
+                     "cannot switch the listen key: %s", err.message);
     }
     cq_log_info("feeder", "listen_key_ready", json_pack("{s:b}", "new", changed),
                 "user data stream %s", changed ? "on a new listen key" : "key extended");

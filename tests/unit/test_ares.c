@@ -340,6 +340,30 @@ Test(ares_gate, symbol_quarantined_by_the_journal)
     json_decref(state);
 }
 
+struct ring_count {
+    const char *needle;
+    const char *also; /* NULL, or a second substring the line must hold */
+    int n;
+};
+
+static void count_line(const char *line, void *ctx)
+{
+    struct ring_count *c = ctx;
+    if (strstr(line, c->needle) != NULL && (c->also == NULL || strstr(line, c->also) != NULL)) {
+        c->n++;
+    }
+}
+
+/* Log lines in the ring with event `event` (and substring `also`). */
+static int ring_lines(const char *event, const char *also)
+{
+    char needle[96];
+    snprintf(needle, sizeof(needle), "\"event\":\"%s\"", event); /* bounded: short names */
+    struct ring_count c = {needle, also, 0};
+    cq_log_ring_foreach(count_line, &c);
+    return c.n;
+}
+
 Test(ares_gate, no_signal_is_passed_on_that_the_journal_refused)
 {
     char dir[] = "/tmp/cq-ares-journal-XXXXXX";
@@ -363,6 +387,11 @@ Test(ares_gate, no_signal_is_passed_on_that_the_journal_refused)
     cr_expect_eq(wait_detail("signals_emitted_total", NULL, NULL, 0), 0);
     struct cq_signal sig;
     cr_expect_not(cq_spsc_pop(&out, &sig), "nothing reached the trader");
+    /* Logged once, where it is handled: the signal_blocked line names the
+     * journal's error; ARES no longer logs journal_append_failed as well. */
+    cr_expect_geq(ring_lines("signal_blocked", "\"journal_error\":\"CQ_EIO"), 1);
+    cr_expect_eq(ring_lines("journal_append_failed", NULL), 0,
+                 "the refused append was logged twice");
     stop();
     cq_journal_free(journal);
     journal = NULL;

@@ -610,10 +610,15 @@ Test(ws_client, set_url_switches_streams, .init = sim_up, .fini = sim_down)
     PUMP_UNTIL(fx.loop, fx.rec->n_msgs >= 5, 10000);
     cr_assert_geq(fx.rec->n_msgs, 5);
 
-    cr_assert_eq(cq_ws_client_set_url(fx.client, "http://nope"), -CQ_EINVAL, "bad URL refused");
+    struct cq_err err;
+    cq_err_clear(&err);
+    cr_assert_eq(cq_ws_client_set_url(fx.client, "http://nope", &err), -CQ_EINVAL,
+                 "bad URL refused");
+    cr_expect_eq(err.code, CQ_EINVAL);
+    cr_expect_neq(err.message[0], '\0', "the refusal says why");
     cr_assert_eq(stats_of(fx.client).state, CQ_WS_CONNECTED, "a refused URL changes nothing");
 
-    cr_assert_eq(cq_ws_client_set_url(fx.client, url2), 0);
+    cr_assert_eq(cq_ws_client_set_url(fx.client, url2, NULL), 0);
     long changed = find_reason(fx.rec, 0, "url_changed");
     cr_assert_geq(changed, 0, "on_state(url_changed) at once");
     cr_assert_eq(fx.rec->ev[changed].state, CQ_WS_CONNECTING, "reconnects now, no backoff");
