@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "cq/common.h"
-#include "sim/sim-state.h"
+#include "sim-state.h"
 
 struct cq_sim__ws;
 
@@ -46,7 +46,8 @@ void cq_sim__ws_listen_key_closed(struct cq_sim__ws *ws, const char *key, bool e
 
 /* Does any open connection subscribe to this stream? `stream` is the
  * lower-case name the publishers use: "btcusdt@kline_3m", "btcusdt@trade",
- * "btcusdt@depth" (for @depth and @depth@100ms), "btcusdt@depth5"…
+ * "btcusdt@depth" (for @depth and @depth@1000ms), "btcusdt@depth@100ms",
+ * "btcusdt@depth5" (with or without a speed suffix)…
  * Lock-free and cheap: a caller can skip aggregating klines of intervals
  * nobody watches. May answer true for a stream nobody watches (a hash
  * collision); answers false only when no connection had subscribed at the

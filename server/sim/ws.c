@@ -102,11 +102,15 @@
  * connection gets serverShutdown and is closed once it went out (at most
  * WS_SHUTDOWN_GRACE_MS).
  *
+ * Depth diffs (@depth = @depth@1000ms, @depth@100ms) are batched: one diff
+ * per period at most, sent with the first book change at least a period
+ * after the previous one, listing only the levels that changed since it
+ * (U = previous u + 1). A book that stops changing sends nothing more, so
+ * the last change of a burst waits for the next one.
+ *
  * Not simulated: timeUnit=MICROSECOND, the 300 connections / 5 min per IP
- * limit, @ticker and kline_1s. @depth and @depth@100ms (and the partial depths with or without
- * @100ms) all get every book change rather than a 1000/100 ms aggregate;
- * each diff carries U = previous u + 1, so the REST-snapshot sync procedure
- * works unchanged.
+ * limit, @ticker and kline_1s; partial depths (@depth5/10/20) go out on every
+ * book change.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -238,8 +242,9 @@ static bool is_listen_key(const char *s)
 }
 
 /* Is `s` a stream we serve? canon gets the name the publishers use:
- * "btcusdt@depth@100ms" -> "btcusdt@depth", "btcusdt@depth5@1000ms" ->
- * "btcusdt@depth5"; a listen key is its own canonical name. */
+ * "btcusdt@depth@1000ms" -> "btcusdt@depth", "btcusdt@depth5@1000ms" ->
+ * "btcusdt@depth5" (the 100 ms diff stream "btcusdt@depth@100ms" is its own:
+ * it is batched differently); a listen key is its own canonical name. */
 static enum stream_class classify_stream(const char *s, char canon[WS_STREAM_NAME_MAX])
 {
     size_t len = strlen(s);
@@ -285,7 +290,9 @@ static enum stream_class classify_stream(const char *s, char canon[WS_STREAM_NAM
         } else if (rest[0] == '5') {
             rest += 1;
         }
-        if (strcmp(rest, "@100ms") == 0 || strcmp(rest, "@1000ms") == 0) {
+        if (rest == suffix + 5 && strcmp(rest, "@100ms") == 0) {
+            /* the 100 ms diff stream is its own */
+        } else if (strcmp(rest, "@100ms") == 0 || strcmp(rest, "@1000ms") == 0) {
             keep = (size_t)(rest - s);
         } else if (rest[0] != '\0') {
             return STREAM_INVALID;
@@ -390,12 +397,22 @@ struct ws_conn {
     uint64_t ping_seq;
 };
 
+/* One diff stream's cadence: "<s>@depth" (= "@depth@1000ms") every 1000 ms,
+ * "<s>@depth@100ms" every 100 ms ("Update Speed: 1000ms or 100ms"). */
+enum { DEPTH_1000MS, DEPTH_100MS, DEPTH_CADENCES };
+static const int64_t depth_period_ms[DEPTH_CADENCES] = {1000, 100};
+
+struct ws_depth_cadence {
+    int64_t last_emit_ms; /* monotonic; 0: never */
+    uint64_t emitted_u;   /* u of the last diff sent, or of the book while nobody listened */
+    size_t n_bids, n_asks;
+    struct cq_sim__level bids[SIM_DEPTH_MAX]; /* the book as of emitted_u */
+    struct cq_sim__level asks[SIM_DEPTH_MAX];
+};
+
 struct ws_book_state { /* publisher side, under sim->lock */
     char symbol[CQ_SYMBOL_LEN];
-    uint64_t last_update_id;
-    size_t n_bids, n_asks;
-    struct cq_sim__level bids[SIM_DEPTH_MAX];
-    struct cq_sim__level asks[SIM_DEPTH_MAX];
+    struct ws_depth_cadence cad[DEPTH_CADENCES];
 };
 
 struct cq_sim__ws {
@@ -680,7 +697,7 @@ void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol 
     }
     char lsym[CQ_SYMBOL_LEN];
     char name[WS_STREAM_NAME_MAX];
-    struct ws_item *items[5];
+    struct ws_item *items[4 + DEPTH_CADENCES]; /* bookTicker, depth5/10/20, the diffs */
     size_t n = 0;
     size_t n_bids = book->n_bids < SIM_DEPTH_MAX ? book->n_bids : SIM_DEPTH_MAX;
     size_t n_asks = book->n_asks < SIM_DEPTH_MAX ? book->n_asks : SIM_DEPTH_MAX;
@@ -719,31 +736,41 @@ void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol 
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
 
-    /* The diff stream: always track the book so U chains from the last u
-     * even while nobody listens (a new subscriber syncs against REST). */
+    /* The diff streams, batched: a diff goes out with the first book change
+     * at least the stream's period after its previous diff, and lists only
+     * the levels that differ from the book as of that diff (U = its u + 1,
+     * u = this update). While nobody listens the base follows the book, so
+     * a new subscriber's first diff starts right after the current u. */
     struct ws_book_state *st = book_state(ws, sym->symbol);
-    snprintf(name, sizeof name, "%s@depth", lsym);
-    if (st != NULL && interested(ws, name)) {
-        struct cq_buf b = WS_BUF_INIT;
-        uint64_t first = st->last_update_id != 0 ? st->last_update_id + 1 : update_id;
-        if (first > update_id) {
-            first = update_id;
+    int64_t now = mono_ms();
+    for (int k = 0; st != NULL && k < DEPTH_CADENCES; k++) {
+        struct ws_depth_cadence *cad = &st->cad[k];
+        snprintf(name, sizeof name, k == DEPTH_100MS ? "%s@depth@100ms" : "%s@depth", lsym);
+        bool listening = interested(ws, name);
+        if (listening && cad->last_emit_ms != 0 && now - cad->last_emit_ms < depth_period_ms[k]) {
+            continue; /* hold: the next diff carries this change */
         }
-        cq_buf_printf(&b, "{\"e\":\"depthUpdate\",\"E\":%" PRId64 ",\"s\":", event_ms);
-        sb_jstr(&b, sym->symbol);
-        cq_buf_printf(&b, ",\"U\":%" PRIu64 ",\"u\":%" PRIu64 ",\"b\":", first, update_id);
-        sb_diff_side(&b, st->bids, st->n_bids, book->bids, n_bids, true);
-        cq_buf_puts(&b, ",\"a\":");
-        sb_diff_side(&b, st->asks, st->n_asks, book->asks, n_asks, false);
-        cq_buf_puts(&b, "}");
-        items[n++] = item_take(ITEM_MARKET, name, &b);
-    }
-    if (st != NULL) {
-        memcpy(st->bids, book->bids, n_bids * sizeof *st->bids);
-        memcpy(st->asks, book->asks, n_asks * sizeof *st->asks);
-        st->n_bids = n_bids;
-        st->n_asks = n_asks;
-        st->last_update_id = update_id;
+        if (listening) {
+            struct cq_buf b = WS_BUF_INIT;
+            uint64_t first = cad->emitted_u != 0 ? cad->emitted_u + 1 : update_id;
+            if (first > update_id) {
+                first = update_id;
+            }
+            cq_buf_printf(&b, "{\"e\":\"depthUpdate\",\"E\":%" PRId64 ",\"s\":", event_ms);
+            sb_jstr(&b, sym->symbol);
+            cq_buf_printf(&b, ",\"U\":%" PRIu64 ",\"u\":%" PRIu64 ",\"b\":", first, update_id);
+            sb_diff_side(&b, cad->bids, cad->n_bids, book->bids, n_bids, true);
+            cq_buf_puts(&b, ",\"a\":");
+            sb_diff_side(&b, cad->asks, cad->n_asks, book->asks, n_asks, false);
+            cq_buf_puts(&b, "}");
+            items[n++] = item_take(ITEM_MARKET, name, &b);
+            cad->last_emit_ms = now;
+        }
+        memcpy(cad->bids, book->bids, n_bids * sizeof *cad->bids);
+        memcpy(cad->asks, book->asks, n_asks * sizeof *cad->asks);
+        cad->n_bids = n_bids;
+        cad->n_asks = n_asks;
+        cad->emitted_u = update_id;
     }
     if (n > 0) {
         queue_push(ws, items, n);

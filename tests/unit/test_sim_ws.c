@@ -1425,14 +1425,14 @@ Test(sim_ws, has_subscribers_follows_subscriptions)
     struct tclient *tc = tc_open(g_port, "/ws/btcusdt@kline_3m/btcusdt@depth@100ms");
     cr_assert(tc_wait_established(tc, 3000));
     cr_assert(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
-    cr_assert(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+    cr_assert(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth@100ms"));
     tc_free(tc);
     int64_t deadline = now_ms() + 3000;
     while (cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m") && now_ms() < deadline) {
         sleep_ms(10);
     }
     cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
-    cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth"));
+    cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth@100ms"));
 }
 
 /* ---- hostile clients (issue 17, "Simulator WebSocket") ------------------------- */
