@@ -9,7 +9,7 @@
 int cq_sim__auth_key(const struct cq_sim__state *st, const char *key, struct cq_sim__api_error *err)
 {
     size_t len = key != NULL ? strlen(key) : 0;
-    bool malformed = len == 0 || len > SIM_API_KEY_MAX;
+    bool malformed = len == 0 || len > CQ_SIM_API_KEY_MAX;
     for (size_t i = 0; !malformed && i < len; i++) {
         unsigned char c = (unsigned char)key[i];
         if (c <= 0x20 || c >= 0x7f) {

@@ -14,10 +14,9 @@
 #include "sim-params.h"
 #include "sim-state.h"
 
-#define SIM_API_KEY_MAX 256 /* bytes; longer is -2014 "API-key format invalid." */
 #define SIM_WEIGHT_LIMIT_1M_DEFAULT 6000
 
-/* The key: -2014 (401) when empty, over SIM_API_KEY_MAX or holding a byte
+/* The key: -2014 (401) when empty, over CQ_SIM_API_KEY_MAX or holding a byte
  * outside 0x21..0x7e; -2015 (401) when not the simulator's key. 0, or
  * -CQ_EPARSE with err filled. Any thread (the key is immutable). */
 int cq_sim__auth_key(const struct cq_sim__state *st, const char *key, struct cq_sim__api_error *err);

@@ -53,6 +53,8 @@ static struct cq_sim *g_sim;
 static char g_rest[128];
 static int g_ws_port;
 
+static uint32_t g_weight_limit; /* 0: the default */
+
 static void start_sim(void)
 {
     static const char *const symbols[] = {SYMBOL};
@@ -72,6 +74,7 @@ static void start_sim(void)
         .n_balances = n_balances,
         .maker_bps = 10,
         .taker_bps = 10,
+        .weight_limit_1m = g_weight_limit,
     };
     g_sim = cq_sim_new(&o, &err);
     cr_assert_not_null(g_sim, "cq_sim_new: %s", err.message);
@@ -221,7 +224,7 @@ static struct tclient *open_api(void)
 static json_t *subscribe(struct tclient *tc, size_t *cursor, const char *key, int64_t ts_delta_ms,
                          bool bad_sig)
 {
-    char payload[512], sig[CQ_SIGN_HEX_LEN + 1], req[1024];
+    char payload[768], sig[CQ_SIGN_HEX_LEN + 1], req[1280];
     int64_t ts = wall_ms() + ts_delta_ms;
     /* sorted by name: apiKey, recvWindow, timestamp */
     if (key != NULL) {
@@ -234,7 +237,7 @@ static json_t *subscribe(struct tclient *tc, size_t *cursor, const char *key, in
     if (bad_sig) {
         sig[0] = sig[0] == '0' ? '1' : '0';
     }
-    char key_part[160] = "";
+    char key_part[400] = "";
     if (key != NULL) {
         snprintf(key_part, sizeof key_part, "\"apiKey\":\"%s\",", key);
     }
@@ -610,4 +613,101 @@ Test(sim_wsapi, server_shutdown_is_announced_then_closed)
     cr_assert(tc_wait_closed(mkt, WAIT_MS));
     tc_free(api);
     tc_free(mkt);
+}
+
+/* ---- weight limit, unsubscribe by id, key length -------------------------------------- */
+
+#define SMALL_WEIGHT_LIMIT 10
+
+static void start_small_weight(void)
+{
+    g_weight_limit = SMALL_WEIGHT_LIMIT;
+    start_sim();
+}
+
+/*
+ * web-socket-api.md "Rate limits": "Requests fail with status 429 when
+ * unfilled order count or request rate limits are violated."; the WS API's
+ * requests count against the IP's request weight (BINANCE_PROTOCOL.md §5.0),
+ * so REST is refused too once pings used it up.
+ */
+Test(sim_wsapi_weight, over_the_weight_limit_is_429_on_both_front_ends,
+     .init = start_small_weight, .fini = teardown, .timeout = 60)
+{
+    /* stay inside one minute: at most 10 s of waiting */
+    while (wall_ms() % 60000 > 50000) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    struct tclient *tc = open_api();
+    size_t cursor = 0;
+    json_t *r = NULL;
+    int n = 0;
+    for (; n < SMALL_WEIGHT_LIMIT + 2; n++) {
+        r = tc_request(tc, &cursor, "{\"id\":1,\"method\":\"ping\"}");
+        if (json_integer_value(json_object_get(r, "status")) != 200) {
+            break;
+        }
+        json_decref(r);
+        r = NULL;
+    }
+    cr_assert_not_null(r, "%d pings of weight 1 all passed a limit of %d", n, SMALL_WEIGHT_LIMIT);
+    cr_expect_eq(n, SMALL_WEIGHT_LIMIT, "refused after %d pings", n);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "Too much request weight used; current limit is %d request weight per 1 MINUTE. "
+             "Please use WebSocket Streams for live updates to avoid polling the API.",
+             SMALL_WEIGHT_LIMIT);
+    expect_api_error(r, 429, -1003, msg, "over the limit");
+    json_decref(r);
+    struct resp h = http("GET", "/api/v3/time", NULL, NULL, NULL);
+    cr_expect_eq(h.status, 429, "REST after the WS API used the weight: %ld %s", h.status, h.body);
+    resp_free(&h);
+    tc_free(tc);
+}
+
+/*
+ * web-socket-api.md "Unsubscribe from User Data Stream": "When called with
+ * the subscriptionId parameter, this will attempt to close the subscription
+ * with that subscription id, if it exists."
+ */
+Test(sim_wsapi, unsubscribe_by_id)
+{
+    struct tclient *tc = open_api();
+    size_t cursor = 0;
+    json_t *r = subscribe(tc, &cursor, KEY, 0, false);
+    json_decref(r);
+    r = tc_request(tc, &cursor,
+                   "{\"id\":1,\"method\":\"userDataStream.unsubscribe\",\"params\":"
+                   "{\"subscriptionId\":5}}");
+    expect_api_error(r, 400, -2036, "User Data Stream subscription not active.", "other id");
+    json_decref(r);
+    r = tc_request(tc, &cursor,
+                   "{\"id\":2,\"method\":\"userDataStream.unsubscribe\",\"params\":"
+                   "{\"subscriptionId\":0}}");
+    cr_expect_eq(json_integer_value(json_object_get(r, "status")), 200);
+    json_decref(r);
+    r = tc_request(tc, &cursor, "{\"id\":3,\"method\":\"session.subscriptions\"}");
+    cr_expect_eq(json_array_size(json_object_get(r, "result")), 0);
+    json_decref(r);
+    tc_free(tc);
+}
+
+/* errors.md "-2014 BAD_API_KEY_FMT: API-key format invalid." — a key longer
+ * than CQ_SIM_API_KEY_MAX (256) characters, the limit REST applies too. */
+Test(sim_wsapi, api_key_over_the_length_limit_is_2014)
+{
+    char key[CQ_SIM_API_KEY_MAX + 2];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    struct tclient *tc = open_api();
+    size_t cursor = 0;
+    json_t *r = subscribe(tc, &cursor, key, 0, false);
+    expect_api_error(r, 401, -2014, "API-key format invalid.", "257-character key");
+    json_decref(r);
+    key[CQ_SIM_API_KEY_MAX] = '\0'; /* 256: well-formed, just not ours */
+    r = subscribe(tc, &cursor, key, 0, false);
+    expect_api_error(r, 401, -2015, "Invalid API-key, IP, or permissions for action.", "256");
+    json_decref(r);
+    tc_free(tc);
 }
