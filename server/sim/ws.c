@@ -2664,9 +2664,10 @@ struct cq_sim__ws *cq_sim__ws_start(struct cq_sim__state *sim, int *port_out, st
         *port_out = port;
     }
     cq_log_info(WS_SERVICE, "ws_listening",
-                json_pack("{s:s,s:i,s:I,s:I}", "bind", bind, "port", port, "ping_ms",
+                json_pack("{s:s,s:i,s:I,s:I,s:I}", "bind", bind, "port", port, "ping_ms",
                           (json_int_t)ws->ping_ms, "pong_timeout_ms",
-                          (json_int_t)ws->pong_timeout_ms),
+                          (json_int_t)ws->pong_timeout_ms, "lifetime_ms",
+                          (json_int_t)ws->lifetime_ms),
                 "WS server listening on %s:%d", bind, port);
     return ws;
 }
