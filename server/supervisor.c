@@ -112,6 +112,7 @@ struct supervisor {
     struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
     char venue_rest_url[600];          /* where the feeder and trader connect */
     char venue_ws_url[600];
+    char venue_wsapi_url[600];         /* the WebSocket API: the user data stream */
     const char *venue_api_key;         /* borrowed (config, paper_creds or simulator default);
                                           NULL = none */
     const char *venue_api_secret;
@@ -425,7 +426,9 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
     if (cq_strlcpy(sv->venue_rest_url, cq_sim_rest_url(sv->sim), sizeof(sv->venue_rest_url)) >=
             sizeof(sv->venue_rest_url) ||
         cq_strlcpy(sv->venue_ws_url, cq_sim_ws_url(sv->sim), sizeof(sv->venue_ws_url)) >=
-            sizeof(sv->venue_ws_url)) {
+            sizeof(sv->venue_ws_url) ||
+        snprintf(sv->venue_wsapi_url, sizeof(sv->venue_wsapi_url), "%s/ws-api/v3",
+                 cq_sim_ws_url(sv->sim)) >= (int)sizeof(sv->venue_wsapi_url)) {
         return cq_err_set(err, CQ_ETOOBIG, 0, NULL, "the embedded simulator's URL is too long");
     }
     cq_log_info("supervisor", "venue_selected",
@@ -471,6 +474,26 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
         cq_strlcpy(sv->venue_rest_url, "https://api.binance.com", sizeof(sv->venue_rest_url));
         cq_strlcpy(sv->venue_ws_url, "wss://stream.binance.com:9443", sizeof(sv->venue_ws_url));
     }
+    /* The WebSocket API (user data, protocol §5.0 and §6): configured, else
+     * the configured WS base's /ws-api/v3 (an external simulator), else the
+     * mode's default. 512-byte URLs + 11 bytes fit the 600-byte buffer. */
+    if (cq_config_is_set(cfg, CQ_CFG_EXCHANGE_WSAPI_URL)) {
+        cq_strlcpy(sv->venue_wsapi_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_WSAPI_URL),
+                   sizeof(sv->venue_wsapi_url));
+    } else if (cq_config_is_set(cfg, CQ_CFG_EXCHANGE_WS_URL)) {
+        int n = snprintf(sv->venue_wsapi_url, sizeof(sv->venue_wsapi_url), "%s/ws-api/v3",
+                         sv->venue_ws_url);
+        if (n < 0 || (size_t)n >= sizeof(sv->venue_wsapi_url)) {
+            return cq_err_set(err, CQ_ETOOBIG, 0, "set CQ_EXCHANGE_WSAPI_URL",
+                              "CQ_EXCHANGE_WS_URL + /ws-api/v3 is too long");
+        }
+    } else if (mode == CQ_MODE_TESTNET) {
+        cq_strlcpy(sv->venue_wsapi_url, "wss://ws-api.testnet.binance.vision/ws-api/v3",
+                   sizeof(sv->venue_wsapi_url));
+    } else {
+        cq_strlcpy(sv->venue_wsapi_url, "wss://ws-api.binance.com:443/ws-api/v3",
+                   sizeof(sv->venue_wsapi_url));
+    }
     cq_log_info("supervisor", "venue_selected",
                 json_pack("{s:s,s:s,s:b}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
                           "embedded_simex", false),
@@ -507,6 +530,7 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
         .board = sv->board,
         .rest_url = sv->venue_rest_url,
         .ws_url = sv->venue_ws_url,
+        .wsapi_url = sv->venue_wsapi_url,
         .api_key = sv->venue_api_key,
         .api_secret = sv->venue_api_secret,
         .to_ares = &sv->to_ares,

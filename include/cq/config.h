@@ -61,6 +61,7 @@ enum cq_config_key_id {
     CQ_CFG_SIM_TAKER_FEE_BPS,         /* 10 */
     CQ_CFG_EXCHANGE_REST_URL,         /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_WS_URL,           /* "" = embedded simulator in paper mode */
+    CQ_CFG_EXCHANGE_WSAPI_URL,        /* "" = derived (see config.c) */
     CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, /* 2000 */
     CQ_CFG_EXCHANGE_TIMEOUT_MS,       /* 10000 */
     CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, /* 10 */

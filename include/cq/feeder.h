@@ -13,16 +13,19 @@
  *   to_ares    struct cq_market_event: closed candles are never dropped (held
  *              and retried, reported as backpressure), book updates coalesce
  *              (latest per symbol), trades are dropped when full (counted);
- *   to_trader  struct cq_user_event: user data stream events, in order;
+ *   to_trader  struct cq_user_event: user data stream events (received
+ *              over the WebSocket API, cq/wsapi.h, unwrapped), in order;
  *              when full they are held (bounded) and then dropped with a
- *              counted loss, logged as user_event_dropped (nothing
- *              reconciles it yet: the trader is a skeleton without REST
- *              access; reconciliation comes with the trader issue).
+ *              counted loss, logged as user_event_dropped. Every new
+ *              subscription and every loss is followed by our own
+ *              {"e":"userStreamGap","E":ms,"reason":"…","gaps":n} event:
+ *              the trader reconciles over REST (today it counts and logs
+ *              it: the trader is a skeleton without REST access).
  *
  * Health (service "feeder"): ready when the market stream is connected and
  * every symbol has had a valid message (one that passes cq_msg_check) within
  * CQ_FEEDER_STALE_MS; reasons ws_connecting, ws_disconnected, feeder_stale,
- * ares_backpressure (degraded), listen_key_failed and rate_limited
+ * ares_backpressure (degraded), user_stream_failed and rate_limited
  * (degraded, still ready if the data is fresh), banned (down). Details carry
  * per-symbol freshness per stream, candle/gap/backfill counters, the REST
  * budget, the WebSocket client stats and the ring counters.
@@ -52,10 +55,11 @@ struct cq_feeder_options {
     struct cq_health_board *board;    /* borrowed */
     const char *rest_url;             /* venue; copied */
     const char *ws_url;               /* venue; copied */
+    const char *wsapi_url;            /* the WebSocket API (…/ws-api/v3) for the user data
+                                       * stream; NULL or "": none; copied */
     const char *api_key;              /* NULL: no user data stream; copied */
-    const char *api_secret;           /* IGNORED, neither read nor copied: the feeder
-                                       * signs nothing (listen keys need the key only).
-                                       * Kept until the supervisor stops passing it. */
+    const char *api_secret;           /* signs the user data subscription; NULL: no user
+                                       * data stream; copied into the WS API client only */
     struct cq_spsc *to_ares;          /* borrowed; the feeder is its producer */
     struct cq_spsc *to_trader;        /* borrowed, may be NULL */
     const struct cq_clock *clock;     /* NULL = system; borrowed */

@@ -387,6 +387,18 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
                "mode it replaces the embedded simulator.",
         .check = check_ws_url,
     },
+    {
+        .id = CQ_CFG_EXCHANGE_WSAPI_URL,
+        .name = "CQ_EXCHANGE_WSAPI_URL",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "",
+        .rule = "empty, or a ws:// or wss:// URL (the WebSocket API, e.g. .../ws-api/v3)",
+        .doc = "WebSocket API URL for the user data stream (userDataStream.subscribe.signature). "
+               "Empty: CQ_EXCHANGE_WS_URL + /ws-api/v3 when that is set (the embedded "
+               "simulator's in paper mode), else wss://ws-api.testnet.binance.vision/ws-api/v3 "
+               "in testnet and wss://ws-api.binance.com:443/ws-api/v3 otherwise.",
+        .check = check_ws_url,
+    },
     INT_KEY(CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS", 100, 30000, "2000",
             false, "Exchange REST connect timeout, milliseconds."),
     INT_KEY(CQ_CFG_EXCHANGE_TIMEOUT_MS, "CQ_EXCHANGE_TIMEOUT_MS", 500, 60000, "10000", false,

@@ -6,12 +6,18 @@
  * the frame). Everything below is owned by that thread:
  *   loop     a struct cq_ws_loop with two clients: "market" (combined
  *            kline_1m/bookTicker/trade streams of every symbol) and "user"
- *            (the listen key's user data stream, when an API key is set)
+ *            (the user data stream over the WebSocket API, cq/wsapi.h, when
+ *            an API key and secret are set: subscribed with a signed
+ *            userDataStream.subscribe.signature, resubscribed after any
+ *            close, eventStreamTerminated or serverShutdown; every new
+ *            subscription is passed to the trader as a userStreamGap event,
+ *            so it reconciles over REST: the stream is never trusted to be
+ *            gapless)
  *   syms     per-symbol market state: freshness per stream, the forming and
  *            the last closed candle, the book, the last trade id, counters
  *
  * No network call on that thread (ARCHITECTURE rule 8): every REST call
- * (exchangeInfo and warm-up, gap backfill, listen-key create/keep-alive)
+ * (exchangeInfo and warm-up, gap backfill)
  * runs on the feeder's REST worker, a second thread with its own
  * struct cq_rest_client (its own curl handle). The feeder hands it jobs
  * through a bounded SPSC ring (struct rest_job, REST_RING_SLOTS) and rings
@@ -21,8 +27,8 @@
  * cq_ws_loop_wake (lws_cancel_service), so the result is taken within the
  * step. A 20 s REST answer (or the client's retries, ~48 s) therefore delays
  * only that job: market data, freshness and the heartbeat go on. At most one
- * job per kind is out (one start, one backfill per symbol, one listen-key
- * call), so the rings never fill (REST_RING_SLOTS > CQ_MAX_SYMBOLS + 2); their
+ * job per kind is out (one start, one backfill per symbol), so the rings
+ * never fill (REST_RING_SLOTS > CQ_MAX_SYMBOLS + 1); their
  * depths, the job running and for how long, and the counts show in the
  * health details ("rest_worker"). The worker runs one call at a time, in
  * order; the budget (Retry-After, ban, weight) is the client's and is read
@@ -72,7 +78,9 @@
  *   books    one coalescing slot per symbol (latest wins, counted).
  *   trades   pushed if there is room, else dropped and counted.
  *   user     user events wait in a bounded FIFO (USER_PENDING_MAX) for room
- *            in to_trader; beyond it they are dropped, counted and logged.
+ *            in to_trader; beyond it they are dropped, counted and logged,
+ *            and a userStreamGap event (reason "events_dropped") follows as
+ *            soon as there is room: a loss is never silent to the trader.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -82,7 +90,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "cq/backoff.h"
 #include "cq/codec.h"
 #include "cq/exchange.h"
 #include "cq/feeder.h"
@@ -91,25 +98,23 @@
 #include "cq/text.h"
 #include "cq/version.h"
 #include "cq/ws_client.h"
-#include "feeder/feeder-int.h"
+#include "cq/wsapi.h"
+#include "feeder-int.h"
 
 #define PENDING_MAX_CANDLES 65536   /* closed candles held for ARES */
 #define PENDING_PAUSE_CANDLES 60000 /* held candles above which the stream is not read */
 #define USER_PENDING_MAX 1024
 #define HEALTH_EVERY_MS 250
 #define SERVICE_WAIT_MS 50
-#define LISTEN_KEY_KEEPALIVE_MS (30LL * 60 * 1000)
 #define START_RETRY_MIN_MS 500
 #define START_RETRY_MAX_MS 30000
 #define BACKFILL_LIMIT 1000      /* bars per klines request */
 #define HELD_MAX 1024            /* closed candles held per symbol while a backfill waits */
 #define BACKFILL_RETRY_MIN_MS 500
 #define REST_RING_SLOTS 64               /* jobs (and results) the REST rings hold; more than
-                                          * the feeder ever has out: CQ_MAX_SYMBOLS + 2 */
+                                          * the feeder ever has out: CQ_MAX_SYMBOLS + 1 */
 #define REST_WORKER_STOP_WAIT_MS 2000    /* how long cq_feeder_free waits for a REST call to end */
-#define LISTEN_KEY_RETRY_MIN_MS 1000     /* first wait after a failed POST userDataStream */
-#define LISTEN_KEY_RETRY_MAX_MS 300000   /* longest wait between two of them (5 min) */
-#define LISTEN_KEY_MAX 80                /* bytes of a listen key, with the NUL */
+#define USER_GAP_EVENT_MAX 256          /* bytes of a userStreamGap event we make */
 #define INSANE_STALE_AFTER 3             /* bad messages in a row before the detail says so */
 
 enum { STREAM_KLINE, STREAM_BOOK, STREAM_TRADE, STREAM__COUNT };
@@ -170,13 +175,11 @@ struct cq_feeder {
 
     struct rest_worker *worker;     /* owned: the REST thread, its curl handle, its rings */
     bool start_in_flight;           /* the start job is out on the worker */
-    bool listen_key_in_flight;      /* a listen-key job is out on the worker */
     uint64_t rest_jobs_submitted, rest_jobs_refused;
     struct cq_ws_loop *loop;        /* owned */
     struct cq_ws_client *market;    /* owned by loop */
-    struct cq_ws_client *user;      /* owned by loop; NULL without a key */
+    struct cq_wsapi *user;          /* owned; its ws client is on loop; NULL without a key */
     bool market_connected;
-    bool user_connected;
     int64_t market_down_since;      /* mono ms of the last disconnect; 0 = never connected */
 
     struct sym_state syms[CQ_MAX_SYMBOLS];
@@ -194,21 +197,12 @@ struct cq_feeder {
 
     struct cq_user_event *user_pending;
     size_t user_head, user_len;
-    uint64_t user_events, user_dropped;
-
-    char listen_key[LISTEN_KEY_MAX];
-    int64_t listen_key_renew_at;    /* mono ms */
-    int64_t listen_key_retry_at;    /* mono ms: replace the key from then on; 0 = keep it */
-    struct cq_backoff listen_key_backoff; /* between failed POST userDataStream */
-    char listen_key_problem[160];   /* the last failure; "" after a success */
-    int64_t listen_key_check_at;    /* mono ms: ask the exchange whether the key still
-                                     * lives (after the user stream dropped); 0 = no */
-    bool listen_key_wanted;
+    uint64_t user_events, user_dropped, user_gaps;
+    bool user_gap_owed;             /* events were dropped: a gap event is due */
 
     uint64_t malformed_total, unknown_symbol_total, control_total, insane_total;
     int64_t last_health_mono;
-    struct cq_log_ratelimit malformed_rl, gap_rl, trade_gap_rl, user_drop_rl, listen_key_rl,
-        insane_rl;
+    struct cq_log_ratelimit malformed_rl, gap_rl, trade_gap_rl, user_drop_rl, insane_rl;
 };
 
 static int64_t now_mono(const struct cq_feeder *f)
@@ -373,12 +367,9 @@ enum rest_job_kind {
     JOB_NONE,
     JOB_START,           /* exchangeInfo (limits learned, symbols checked) + warm-up klines */
     JOB_BACKFILL,        /* one page of klines for one symbol's gap */
-    JOB_LISTEN_KEY_NEW,  /* POST userDataStream */
-    JOB_LISTEN_KEY_KEEP, /* PUT userDataStream: keep-alive, or "does it still live?" */
     JOB__COUNT
 };
-static const char *const job_names[JOB__COUNT] = {"none", "start", "backfill", "listen_key_new",
-                                                  "listen_key_keepalive"};
+static const char *const job_names[JOB__COUNT] = {"none", "start", "backfill"};
 
 /* A job, copied into the ring (fixed size). */
 struct rest_job {
@@ -388,7 +379,6 @@ struct rest_job {
     int64_t from_ms;      /* BACKFILL: first missing open time */
     int64_t to_ms;        /* BACKFILL: last ms before the held candle */
     int64_t warmup_bars;  /* START */
-    char listen_key[LISTEN_KEY_MAX]; /* KEEP */
 };
 
 struct fetched_candle {
@@ -406,15 +396,12 @@ struct rest_result {
     int64_t from_ms, to_ms;
     int rc;                          /* 0: answered as hoped; < 0: failed, problem says why */
     const char *what;                /* static: the failing status or error name */
-    enum cq_rest_status status;      /* the exchange's answer (LISTEN_KEY_*) */
     int code;                        /* the exchange's error code, 0 if none */
     int64_t server_wait_ms;          /* a Retry-After or ban in force when it failed */
     struct fetched_candle *candles;  /* owned (see above); NULL when none */
     size_t n_candles;
     uint64_t malformed;              /* rows that did not parse (dropped) */
     bool more;                       /* BACKFILL: a full page: more bars may follow */
-    char listen_key[LISTEN_KEY_MAX]; /* LISTEN_KEY_NEW */
-    char msg[256];                   /* the exchange's msg, verbatim (same size as the response's) */
     char problem[CQ_HEALTH_DETAIL_MAX];
 };
 
@@ -604,40 +591,6 @@ static void job_backfill(struct rest_worker *w, const struct rest_job *job, stru
     }
 }
 
-static void job_listen_key(struct rest_worker *w, const struct rest_job *job,
-                           struct rest_result *res)
-{
-    struct cq_rest_params p;
-    struct cq_rest_response r;
-    memset(&r, 0, sizeof(r));
-    cq_rest_params_init(&p);
-    bool keep = job->kind == JOB_LISTEN_KEY_KEEP;
-    if (keep) {
-        cq_rest_params_add(&p, "listenKey", job->listen_key);
-    }
-    int rc = cq_rest_request(w->rest, keep ? "PUT" : "POST", "/api/v3/userDataStream",
-                             keep ? &p : NULL, CQ_SEC_API_KEY, 2, false, &r);
-    res->status = r.status;
-    res->code = r.code;
-    /* Same size as r.msg: never cut. */
-    (void)cq_strlcpy(res->msg, r.msg, sizeof(res->msg));
-    const char *key = keep ? NULL : json_string_value(json_object_get(r.body, "listenKey"));
-    if (rc < 0 || r.status != CQ_REST_OK ||
-        (!keep && (key == NULL || strlen(key) >= sizeof(res->listen_key)))) {
-        res->what = rc < 0                   ? cq_strerror(rc)
-                    : r.status != CQ_REST_OK ? cq_rest_status_name(r.status)
-                                             : "bad listenKey in the reply";
-        cq_rest_response_fini(&r);
-        result_fail(w, res, rc < 0 ? rc : -CQ_EVENUE);
-        return;
-    }
-    if (!keep) {
-        /* Cannot truncate: strlen(key) < sizeof(res->listen_key) checked above. */
-        (void)cq_strlcpy(res->listen_key, key, sizeof(res->listen_key));
-    }
-    cq_rest_response_fini(&r);
-}
-
 static void rest_worker_destroy(struct rest_worker *w);
 
 static void *rest_worker_main(void *arg)
@@ -674,10 +627,6 @@ static void *rest_worker_main(void *arg)
         case JOB_BACKFILL:
             job_backfill(w, &job, &res);
             break;
-        case JOB_LISTEN_KEY_NEW:
-        case JOB_LISTEN_KEY_KEEP:
-            job_listen_key(w, &job, &res);
-            break;
         default:
             res.rc = -CQ_EINVAL;
             break;
@@ -686,9 +635,9 @@ static void *rest_worker_main(void *arg)
         atomic_fetch_add_explicit(res.rc < 0 ? &w->jobs_failed : &w->jobs_done, 1,
                                   memory_order_relaxed);
         /* Every job gives one result and the feeder never has more than
-         * REST_RING_SLOTS jobs out (one per symbol, one start, one listen
-         * key), so there is room; wait for it all the same (never drop a
-         * result: the feeder would wait for it forever). */
+         * REST_RING_SLOTS jobs out (one per symbol, one start), so there
+         * is room; wait for it all the same (never drop a result: the
+         * feeder would wait for it forever). */
         bool pushed = cq_spsc_push(&w->results, &res);
         pthread_mutex_lock(&w->lock);
         while (!pushed && !w->stop) {
@@ -1020,13 +969,15 @@ static void on_market_state(void *ctx, enum cq_ws_state state, const char *reaso
     (void)reason; /* the client logs ws_connected / ws_disconnected itself */
 }
 
-static void on_user_message(void *ctx, const char *data, size_t len, int64_t recv_mono_ms)
+/* One user data event into the FIFO for the trader; false when it had to
+ * be dropped (too big, or the FIFO is full: counted, logged, and a gap
+ * event is owed). */
+static bool user_enqueue(struct cq_feeder *f, const char *data, size_t len, int64_t recv_mono_ms)
 {
-    struct cq_feeder *f = ctx;
-    f->user_events++;
     if (len >= CQ_USER_EVENT_MAX || f->user_len == USER_PENDING_MAX) {
         uint64_t suppressed = 0;
         f->user_dropped++;
+        f->user_gap_owed = true;
         if (cq_log_ratelimit_allow(&f->user_drop_rl, recv_mono_ms, &suppressed)) {
             cq_log_error("feeder", "user_event_dropped",
                          json_pack("{s:I,s:b,s:I}", "bytes", (json_int_t)len, "queue_full",
@@ -1034,7 +985,7 @@ static void on_user_message(void *ctx, const char *data, size_t len, int64_t rec
                                    (json_int_t)suppressed),
                          "a user data stream event was dropped; the trader must reconcile");
         }
-        return;
+        return false;
     }
     struct cq_user_event *ev = &f->user_pending[(f->user_head + f->user_len) % USER_PENDING_MAX];
     ev->recv_mono_ms = recv_mono_ms;
@@ -1042,23 +993,42 @@ static void on_user_message(void *ctx, const char *data, size_t len, int64_t rec
     memcpy(ev->json, data, len);
     ev->json[len] = '\0';
     f->user_len++;
-    if (strstr(ev->json, "\"listenKeyExpired\"") != NULL) {
-        cq_log_warn("feeder", "listen_key_expired", NULL,
-                    "the exchange expired the listen key; creating a new one");
-        f->listen_key_retry_at = now_mono(f);
+    return true;
+}
+
+/* The "user stream gap" event the trader gets (our own, not Binance's):
+ * {"e":"userStreamGap","E":wall ms,"reason":"…","gaps":n}. Whatever
+ * happened before it may be missing from the stream: reconcile over REST. */
+static void user_gap(struct cq_feeder *f, const char *reason, int64_t mono_ms)
+{
+    char json[USER_GAP_EVENT_MAX];
+    f->user_gaps++;
+    /* reason is one of ours or the ws client's codes (< 64 bytes): fits;
+     * checked all the same, a cut event would not parse. */
+    int n = snprintf(json, sizeof(json),
+                     "{\"e\":\"userStreamGap\",\"E\":%lld,\"reason\":\"%.64s\",\"gaps\":%llu}",
+                     (long long)(cq_clock_wall_us(f->clock) / 1000), reason,
+                     (unsigned long long)f->user_gaps);
+    if (n < 0 || (size_t)n >= sizeof(json)) {
+        return;
+    }
+    if (user_enqueue(f, json, (size_t)n, mono_ms)) {
+        f->user_gap_owed = false; /* this one covers the earlier loss too */
     }
 }
 
-static void on_user_state(void *ctx, enum cq_ws_state state, const char *reason)
+static void on_user_event(void *ctx, const char *json, size_t len, int64_t recv_mono_ms)
 {
     struct cq_feeder *f = ctx;
-    f->user_connected = state == CQ_WS_CONNECTED;
-    (void)reason;
-    if (!f->user_connected && f->listen_key_check_at == 0) {
-        /* The user stream dropped: the key may have been closed or expired
-         * on the exchange's side (it then refuses the reconnect). Ask. */
-        f->listen_key_check_at = now_mono(f) + 1000;
-    }
+    f->user_events++;
+    (void)user_enqueue(f, json, len, recv_mono_ms);
+}
+
+static void on_user_gap(void *ctx, const char *reason, uint64_t gaps, int64_t mono_ms)
+{
+    struct cq_feeder *f = ctx;
+    (void)gaps; /* the wsapi client's count; ours also counts dropped events */
+    user_gap(f, reason, mono_ms);
 }
 
 /* ---- start-up ------------------------------------------------------------------ */
@@ -1100,7 +1070,10 @@ static void on_start_result(struct cq_feeder *f, const struct rest_result *res, 
     }
     if (rc == 0) {
         f->phase = PHASE_STREAMING;
-        f->listen_key_wanted = f->api_key != NULL && f->api_key[0] != '\0';
+        if (f->user != NULL && cq_wsapi_start(f->user) < 0) {
+            cq_log_error("feeder", "user_stream_failed", NULL,
+                         "cannot start the user data stream client");
+        }
         return;
     }
     f->start_backoff_ms =
@@ -1167,124 +1140,6 @@ static int start_market_stream(struct cq_feeder *f)
     return cq_ws_client_start(f->market);
 }
 
-/* ---- the user data stream -------------------------------------------------------- */
-
-static void user_stream_tick(struct cq_feeder *f, int64_t now)
-{
-    if (!f->listen_key_wanted || f->listen_key_in_flight) {
-        return; /* one listen-key request at a time, on the worker */
-    }
-    bool need_key = f->listen_key[0] == '\0' ||
-                    (f->listen_key_retry_at != 0 && now >= f->listen_key_retry_at);
-    struct rest_job job;
-    memset(&job, 0, sizeof(job));
-    if (need_key) {
-        /* Failures back off exponentially (with jitter, capped, and never
-         * sooner than a Retry-After): a refused key (-2015: revoked key,
-         * missing permission, IP not allowed) must not spend the REST
-         * weight budget that the backfill needs (issue 9.5). */
-        if (!cq_backoff_due(&f->listen_key_backoff, now)) {
-            return;
-        }
-        job.kind = JOB_LISTEN_KEY_NEW;
-        f->listen_key_in_flight = rest_submit(f, &job);
-        return;
-    }
-    bool check = f->listen_key_check_at != 0 && now >= f->listen_key_check_at;
-    if (check || now >= f->listen_key_renew_at) {
-        job.kind = JOB_LISTEN_KEY_KEEP;
-        /* Same size as f->listen_key: never cut. */
-        (void)cq_strlcpy(job.listen_key, f->listen_key, sizeof(job.listen_key));
-        f->listen_key_in_flight = rest_submit(f, &job);
-        if (f->listen_key_in_flight) {
-            f->listen_key_check_at = 0;
-        }
-    }
-}
-
-/* POST userDataStream answered (feeder thread). */
-static void on_listen_key_new_result(struct cq_feeder *f, const struct rest_result *res,
-                                     int64_t now)
-{
-    char url[512];
-    int url_len = res->rc == 0 ? snprintf(url, sizeof(url), "%s/ws/%s", f->ws_url, res->listen_key)
-                               : -1;
-    if (res->rc < 0 || url_len < 0 || (size_t)url_len >= sizeof(url)) {
-        const char *what = res->rc < 0 ? res->what : "listen key URL too long";
-        int64_t delay = cq_backoff_fail(&f->listen_key_backoff, now, res->server_wait_ms);
-        /* Bounded by the format: 40 + 12 + 1 + 100 < 160 bytes. */
-        snprintf(f->listen_key_problem, sizeof(f->listen_key_problem), "%.40s %d %.100s",
-                 what != NULL ? what : "?", res->code, res->msg);
-        uint64_t suppressed = 0;
-        if (cq_log_ratelimit_allow(&f->listen_key_rl, now, &suppressed)) {
-            cq_log_warn("feeder", "listen_key_failed",
-                        json_pack("{s:s,s:i,s:s,s:I,s:I,s:I}", "status",
-                                  what != NULL ? what : "?", "code", res->code, "msg", res->msg,
-                                  "attempt", (json_int_t)f->listen_key_backoff.failures,
-                                  "retry_in_ms", (json_int_t)delay, "suppressed",
-                                  (json_int_t)suppressed),
-                        "cannot create a listen key (%s); retry %u in %lld ms",
-                        f->listen_key_problem, f->listen_key_backoff.failures + 1,
-                        (long long)delay);
-        }
-        return;
-    }
-    bool changed = strcmp(f->listen_key, res->listen_key) != 0;
-    /* Same size as res->listen_key: never cut. */
-    (void)cq_strlcpy(f->listen_key, res->listen_key, sizeof(f->listen_key));
-    if (f->listen_key_backoff.failures > 0) {
-        cq_log_info("feeder", "listen_key_recovered",
-                    json_pack("{s:I}", "failures", (json_int_t)f->listen_key_backoff.failures),
-                    "listen key created after %u failure(s)", f->listen_key_backoff.failures);
-    }
-    cq_backoff_reset(&f->listen_key_backoff);
-    f->listen_key_problem[0] = '\0';
-    f->listen_key_retry_at = 0;
-    f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
-    struct cq_err err;
-    cq_err_clear(&err);
-    if (f->user == NULL) {
-        struct cq_ws_client_options wo = {
-            .url = url,
-            .name = "user",
-            .connect_timeout_ms = cq_config_int(f->cfg, CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS),
-            .stall_ms = CQ_WS_STALL_NONE, /* quiet by nature; its pings show it lives */
-            .backoff_base_ms = 250,
-            .backoff_max_ms = cq_config_int(f->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
-            .clock = f->clock,
-        };
-        struct cq_ws_callbacks cb = {on_user_message, on_user_state, f};
-        f->user = cq_ws_client_new(f->loop, &wo, &cb, &err);
-        if (f->user == NULL || cq_ws_client_start(f->user) < 0) {
-            cq_log_error("feeder", "user_stream_failed",
-                         json_pack("{s:s}", "error", f->user == NULL ? err.message : ""),
-                         "cannot start the user stream: %s",
-                         f->user == NULL ? err.message : "start refused");
-            f->listen_key_wanted = false;
-            return;
-        }
-    } else if (changed && cq_ws_client_set_url(f->user, url, &err) < 0) {
-        /* logged once, here: the client only reports it */
-        cq_log_error("feeder", "user_stream_failed", json_pack("{s:s}", "error", err.message),
-                     "cannot switch the listen key: %s", err.message);
-    }
-    cq_log_info("feeder", "listen_key_ready", json_pack("{s:b}", "new", changed),
-                "user data stream %s", changed ? "on a new listen key" : "key extended");
-}
-
-/* PUT userDataStream answered (feeder thread). */
-static void on_listen_key_keep_result(struct cq_feeder *f, const struct rest_result *res,
-                                      int64_t now)
-{
-    if (res->rc == -CQ_EVENUE && res->status == CQ_REST_REJECTED && res->code == -1125) {
-        f->listen_key_retry_at = now; /* gone: make a new one */
-    } else if (res->rc < 0) {
-        f->listen_key_renew_at = now + CQ_MS_PER_MINUTE; /* try again in a minute */
-    } else {
-        f->listen_key_renew_at = now + LISTEN_KEY_KEEPALIVE_MS;
-    }
-}
-
 /* Take every result the worker has handed back (feeder thread). */
 static void take_rest_results(struct cq_feeder *f, int64_t now)
 {
@@ -1296,14 +1151,6 @@ static void take_rest_results(struct cq_feeder *f, int64_t now)
             break;
         case JOB_BACKFILL:
             on_backfill_result(f, &res, now);
-            break;
-        case JOB_LISTEN_KEY_NEW:
-            f->listen_key_in_flight = false;
-            on_listen_key_new_result(f, &res, now);
-            break;
-        case JOB_LISTEN_KEY_KEEP:
-            f->listen_key_in_flight = false;
-            on_listen_key_keep_result(f, &res, now);
             break;
         default:
             break;
@@ -1324,7 +1171,7 @@ static json_t *rest_worker_json(const struct cq_feeder *f)
         backfills += f->syms[i].backfill_in_flight ? 1 : 0;
     }
     return json_pack(
-        "{s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b}", "running",
+        "{s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "running",
         kind > JOB_NONE && kind < JOB__COUNT ? job_names[kind] : NULL, "running_for_ms",
         (json_int_t)(busy_ms > 0 ? busy_ms : 0), "jobs_queued",
         (json_int_t)cq_spsc_size(&w->jobs), "jobs_high_water",
@@ -1334,8 +1181,7 @@ static json_t *rest_worker_json(const struct cq_feeder *f)
         (json_int_t)f->rest_jobs_submitted, "jobs_refused", (json_int_t)f->rest_jobs_refused,
         "jobs_done", (json_int_t)atomic_load_explicit(&w->jobs_done, memory_order_relaxed),
         "jobs_failed", (json_int_t)atomic_load_explicit(&w->jobs_failed, memory_order_relaxed),
-        "backfills_in_flight", (json_int_t)backfills, "start_in_flight", f->start_in_flight,
-        "listen_key_in_flight", f->listen_key_in_flight);
+        "backfills_in_flight", (json_int_t)backfills, "start_in_flight", f->start_in_flight);
 }
 
 /* ---- health ------------------------------------------------------------------------ */
@@ -1389,6 +1235,11 @@ static void publish_health(struct cq_feeder *f, int64_t now)
      * itself shorter than CQ_HEALTH_DETAIL_MAX with the text around it. */
     char detail[CQ_HEALTH_DETAIL_MAX];
     detail[0] = '\0';
+    struct cq_wsapi_stats us;
+    memset(&us, 0, sizeof(us));
+    if (f->user != NULL) {
+        cq_wsapi_stats(f->user, &us);
+    }
     if (f->phase == PHASE_START) {
         status = CQ_HEALTH_STARTING;
         ready = false;
@@ -1429,17 +1280,14 @@ static void publish_health(struct cq_feeder *f, int64_t now)
             snprintf(detail, sizeof(detail), "%s has had no market data for over %lld ms",
                      stale_symbol->name, (long long)stale_ms);
         }
-    } else if (f->listen_key_wanted && f->listen_key_problem[0] != '\0') {
+    } else if (f->user != NULL && us.state != CQ_WSAPI_SUBSCRIBED && us.problem[0] != '\0') {
         /* Market data is fine (still ready), but the trader gets no order
-         * updates until a listen key can be created. */
+         * updates until the exchange accepts the subscription. */
         status = CQ_HEALTH_DEGRADED;
-        reason = "listen_key_failed";
+        reason = "user_stream_failed";
         snprintf(detail, sizeof(detail),
-                 "cannot create a listen key (%s): %u failure(s), next try in %lld ms",
-                 f->listen_key_problem, f->listen_key_backoff.failures,
-                 (long long)(f->listen_key_backoff.next_at_ms > now
-                                 ? f->listen_key_backoff.next_at_ms - now
-                                 : 0));
+                 "user data subscription refused (%s): %u failure(s), next try in %lld ms",
+                 us.problem, us.retry_failures, (long long)us.retry_in_ms);
     } else if (budget.rate_limited_for_ms > 0) {
         status = CQ_HEALTH_DEGRADED;
         reason = "rate_limited";
@@ -1455,22 +1303,34 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         cq_ws_client_stats(f->market, &ms);
     }
     json_t *details = json_pack(
-        "{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:{s:b,s:I,s:I,s:I,s:I,s:s},s:I,s:I,s:I}",
+"{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}",
         "stale_ms",
         (json_int_t)stale_ms, "symbols", symbols, "rest", cq_rest_budget_json(&budget),
         "market_stream", cq_ws_client_stats_json(&ms), "to_ares", "pending_candles",
         (json_int_t)f->pending_len, "ring_size", (json_int_t)cq_spsc_size(f->to_ares), "ring_capacity",
         (json_int_t)cq_spsc_capacity(f->to_ares), "ring_full", (json_int_t)atomic_load(&f->to_ares->full),
-        "ring_high_water", (json_int_t)atomic_load(&f->to_ares->high_water), "user_stream",
-        "connected", f->user_connected, "events", (json_int_t)f->user_events, "dropped",
-        (json_int_t)f->user_dropped, "listen_key_failures",
-        (json_int_t)f->listen_key_backoff.failures, "listen_key_retry_in_ms",
-        (json_int_t)(f->listen_key_backoff.next_at_ms > now ? f->listen_key_backoff.next_at_ms - now
-                                                            : 0),
-        "listen_key_problem", f->listen_key_problem, "malformed_total",
+        "ring_high_water", (json_int_t)atomic_load(&f->to_ares->high_water), "malformed_total",
         (json_int_t)f->malformed_total, "insane_total", (json_int_t)f->insane_total,
         "unknown_symbol_total", (json_int_t)f->unknown_symbol_total);
     json_object_set_new(details, "rest_worker", rest_worker_json(f));
+    /* The user data stream: its subscription state and reason, counters,
+     * the WS API request weight, and the connection's own stats. */
+    json_t *user = f->user != NULL ? cq_wsapi_stats_json(&us) : json_object();
+    if (user != NULL) {
+        json_object_set_new(user, "enabled", json_boolean(f->user != NULL));
+        json_object_set_new(user, "connected",
+                            json_boolean(f->user != NULL && us.state != CQ_WSAPI_IDLE &&
+                                         us.state != CQ_WSAPI_CONNECTING));
+        json_object_set_new(user, "events", json_integer((json_int_t)f->user_events));
+        json_object_set_new(user, "dropped", json_integer((json_int_t)f->user_dropped));
+        json_object_set_new(user, "gap_events", json_integer((json_int_t)f->user_gaps));
+        if (f->user != NULL) {
+            struct cq_ws_client_stats uws;
+            cq_ws_client_stats(cq_wsapi_ws(f->user), &uws);
+            json_object_set_new(user, "connection", cq_ws_client_stats_json(&uws));
+        }
+        json_object_set_new(details, "user_stream", user);
+    }
     struct cq_feeder_metrics fm = {
         .malformed_total = f->malformed_total,
         .unknown_symbol_total = f->unknown_symbol_total,
@@ -1533,10 +1393,16 @@ static int feeder_step(void *ctx, int64_t now)
                 drain_held(f, (int)i, now);
             }
         }
-        user_stream_tick(f, now);
+        if (f->user != NULL) {
+            cq_wsapi_tick(f->user, now);
+        }
     }
     flush_to_ares(f);
     flush_to_trader(f);
+    if (f->user_gap_owed && f->user_len < USER_PENDING_MAX) {
+        user_gap(f, "events_dropped", now);
+        flush_to_trader(f);
+    }
     if (now - f->last_health_mono >= HEALTH_EVERY_MS) {
         publish_health(f, now);
         f->last_health_mono = now;
@@ -1557,7 +1423,7 @@ static void feeder_on_stop(void *ctx)
         cq_ws_client_stop(f->market);
     }
     if (f->user != NULL) {
-        cq_ws_client_stop(f->user);
+        cq_wsapi_stop(f->user);
     }
 }
 
@@ -1735,10 +1601,7 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 20};
     f->trade_gap_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
     f->user_drop_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
-    f->listen_key_rl = (struct cq_log_ratelimit){.window_ms = CQ_MS_PER_MINUTE, .burst = 3};
     f->insane_rl = (struct cq_log_ratelimit){.window_ms = 10000, .burst = 5};
-    cq_backoff_init(&f->listen_key_backoff, LISTEN_KEY_RETRY_MIN_MS, LISTEN_KEY_RETRY_MAX_MS,
-                    (uint64_t)cq_clock_wall_us(f->clock) ^ (uint64_t)(uintptr_t)f);
 
     struct cq_rest_options ro = {
         .base_url = f->rest_url,
@@ -1759,6 +1622,25 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     if (f->worker == NULL) {
         cq_feeder_free(f);
         return NULL;
+    }
+    /* The user data stream needs the key and its secret (the subscribe is
+     * signed); without them there is none (market data only). It starts
+     * with the market stream, once start-up is done. */
+    if (f->api_key != NULL && f->api_key[0] != '\0' && o->api_secret != NULL &&
+        o->api_secret[0] != '\0' && o->wsapi_url != NULL && o->wsapi_url[0] != '\0') {
+        struct cq_wsapi_options wo = {
+            .url = o->wsapi_url,
+            .api_key = f->api_key,
+            .api_secret = o->api_secret,
+            .backoff_max_ms = cq_config_int(o->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
+            .clock = f->clock,
+        };
+        struct cq_wsapi_callbacks ucb = {on_user_event, on_user_gap, f};
+        f->user = cq_wsapi_new(f->loop, &wo, &ucb, err);
+        if (f->user == NULL) {
+            cq_feeder_free(f);
+            return NULL;
+        }
     }
     f->svc = cq_service_new(&feeder_ops, f, f->board, f->clock, err);
     if (f->svc == NULL || rest_worker_start(f->worker, err) < 0) {
@@ -1786,6 +1668,7 @@ void cq_feeder_free(struct cq_feeder *f)
     }
     cq_service_free(f->svc); /* joins the thread before its state goes */
     rest_worker_release(f->worker); /* before the loop it wakes goes */
+    cq_wsapi_free(f->user);         /* its ws client, before the loop */
     cq_ws_loop_free(f->loop);
     cq_config_unref(f->cfg);
     free(f->rest_url);

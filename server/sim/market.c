@@ -1226,46 +1226,13 @@ static void bar_to_kline(const struct sym *s, const struct bar *b, struct cq_sim
     k->closed = b->closed;
 }
 
-static size_t visible_bars(const struct sym *s, int64_t now_ms);
-
-/* The volume-weighted average price of the trades in the 1m bars that
- * overlap the last `mins` minutes (so up to mins + 1 minutes of trades:
- * the bars are the finest record kept), at 8 decimals rounded half-even;
- * with no trade there, the last price. *close_ms: the last trade's time as
- * far as the bars tell (the newest traded bar's open, or now). */
-static cq_dec avg_price_of(const struct sym *s, int64_t now_ms, int mins, int64_t *close_ms)
-{
-    size_t n = visible_bars(s, now_ms);
-    int64_t from = now_ms - (int64_t)mins * 60000 - 60000;
-    i128 vol = 0, quote = 0;
-    int64_t last = -1;
-    for (size_t i = n; i > 0 && s->bars[i - 1].open_ms > from; i--) {
-        const struct bar *b = &s->bars[i - 1];
-        if (b->trades > 0) {
-            vol += b->volume;
-            quote = sat_add(quote, b->quote_e8);
-            last = last < 0 ? b->open_ms : last;
-        }
-    }
-    if (close_ms != NULL) {
-        *close_ms = last < 0 ? now_ms : last;
-    }
-    if (vol <= 0 || s->step.m <= 0) {
-        return price_dec(s, s->last_price);
-    }
-    /* quote_e8 * 1e-8 / (vol * step): scale 8 stays if multiplied by
-     * 10^step.scale over step.m */
-    return dec_from_wide(div_half_even(quote * pow10_wide(s->step.scale), vol * s->step.m), 8);
-}
-
-static void book_view(const struct sym *s, int64_t now_ms, struct cq_sim__book_view *out)
+static void book_view(const struct sym *s, struct cq_sim__book_view *out)
 {
     out->bids = s->bids;
     out->n_bids = s->n_bids;
     out->asks = s->asks;
     out->n_asks = s->n_asks;
     out->last_price = price_dec(s, s->last_price);
-    out->avg_price = s->last_price > 0 ? avg_price_of(s, now_ms, AVG_PRICE_MINS, NULL) : CQ_DEC_ZERO;
 }
 
 static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum ev_kind kind)
@@ -1295,7 +1262,7 @@ static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum e
         if (l->on_trade != NULL) {
             l->on_trade(l->ctx, idx, &pub);
         }
-        book_view(s, m->now_ms, &view);
+        book_view(s, &view);
         if (l->on_book != NULL) {
             l->on_book(l->ctx, idx, &view, s->book_update_id, pt->time_ms);
         }
@@ -1423,7 +1390,7 @@ void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct 
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
         return;
     }
-    book_view(&m->syms[symbol_idx], m->now_ms, out);
+    book_view(&m->syms[symbol_idx], out);
 }
 
 uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx)
@@ -1432,15 +1399,6 @@ uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbo
         return 0;
     }
     return m->syms[symbol_idx].book_update_id;
-}
-
-cq_dec cq_sim__market_avg_price(const struct cq_sim__market *m, int symbol_idx, int64_t *close_ms)
-{
-    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
-        *close_ms = m->now_ms;
-        return CQ_DEC_ZERO;
-    }
-    return avg_price_of(&m->syms[symbol_idx], m->now_ms, AVG_PRICE_MINS, close_ms);
 }
 
 cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx)

@@ -115,13 +115,6 @@ void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused);
 void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out);
 uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx);
 cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx);
-/* GET /api/v3/avgPrice: the volume-weighted average price of the public
- * trades of the last AVG_PRICE_MINS minutes (as 1m bars record them: the
- * bars overlapping the window), 8 decimals; the last price when there were
- * none. *close_ms: the last trade's time (to the minute). The book view's
- * avg_price is the same number. */
-#define AVG_PRICE_MINS 5
-cq_dec cq_sim__market_avg_price(const struct cq_sim__market *m, int symbol_idx, int64_t *close_ms);
 
 /* Klines for a Binance interval string ("1m","3m","5m","15m","30m","1h",
  * "2h","4h","6h","8h","12h","1d","3d","1w","1M"), aggregated from the 1m

@@ -18,6 +18,7 @@
 #include "cq/doorbell.h"
 
 #include "cq/feeder.h"
+#include "cq/log.h"
 #include "cq/signal.h"
 #include "cq/trader.h"
 #include "cq/version.h"
@@ -39,6 +40,7 @@ struct cq_trader {
     bool bell_ready;
     int64_t last_health_ms;          /* real monotonic time of the last record */
     uint64_t execution_reports, account_positions, other_events;
+    uint64_t user_stream_gaps;       /* userStreamGap events (the feeder's): reconcile */
     uint64_t signals_received, test_signals_received;
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
 };
@@ -60,6 +62,20 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
             t->execution_reports++;
         } else if (strstr(ev.json, "\"outboundAccountPosition\"") != NULL) {
             t->account_positions++;
+        } else if (strstr(ev.json, "\"userStreamGap\"") != NULL) {
+            /* The user stream (re)started or lost events: orders and
+             * balances must be reconciled over REST. The skeleton has no
+             * REST access yet: it counts and logs the gap. */
+            t->user_stream_gaps++;
+            json_t *gap = json_loads(ev.json, 0, NULL);
+            const char *why = json_string_value(json_object_get(gap, "reason"));
+            cq_log_warn("trader", "user_stream_gap",
+                        json_pack("{s:s,s:I}", "reason", why != NULL ? why : "?", "gaps",
+                                  (json_int_t)t->user_stream_gaps),
+                        "user data stream gap (%s): orders and balances need a REST "
+                        "reconcile (not implemented in the skeleton)",
+                        why != NULL ? why : "?");
+            json_decref(gap);
         } else {
             t->other_events++;
         }
@@ -81,10 +97,11 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     t->last_health_ms = real_now;
     cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
                       "trader skeleton: no order path yet, nothing is sent",
-                      json_pack("{s:{s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",
+                      json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",
                                 "execution_reports", (json_int_t)t->execution_reports,
                                 "account_positions", (json_int_t)t->account_positions, "other",
-                                (json_int_t)t->other_events, "signals", "received",
+                                (json_int_t)t->other_events, "gaps",
+                                (json_int_t)t->user_stream_gaps, "signals", "received",
                                 (json_int_t)t->signals_received, "test",
                                 (json_int_t)t->test_signals_received, "last_id",
                                 t->last_signal_id));

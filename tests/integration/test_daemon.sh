@@ -264,14 +264,15 @@ else
   not_ok "paper mode: embedded simulator on loopback answers /api/v3/ping" "venue: $venue"
 fi
 
-# 9.6: the listen key (an API-key request) succeeds on the embedded
-# simulator although BINANCE_API_* hold other keys; no -2015 anywhere.
-if has_log 'select(.event=="listen_key_ready")' && has_log 'select(.event=="paper_keys_ignored")' \
-   && ! grep -q -- '-2015' "$LOG" && [ "$(events listen_key_failed)" = 0 ]; then
-  ok "paper mode with BINANCE_API_* set: the venue client uses the simulator's generated credentials (listen key ready, no -2015)"
+# 9.6: the user data subscription (signed with the key and secret) succeeds
+# on the embedded simulator's WebSocket API (/ws-api/v3, issue 18) although
+# BINANCE_API_* hold other keys; no -2015 anywhere.
+if has_log 'select(.event=="user_stream_subscribed")' && has_log 'select(.event=="paper_keys_ignored")' \
+   && ! grep -q -- '-2015' "$LOG" && [ "$(events user_stream_subscribe_failed)" = 0 ]; then
+  ok "paper mode with BINANCE_API_* set: the venue client uses the simulator's generated credentials (user data subscribed over the WS API, no -2015)"
 else
   not_ok "paper mode with BINANCE_API_* set: the venue client uses the simulator's generated credentials" \
-    "$(grep -E 'listen_key|2015|paper_keys' "$LOG" | head -5)"
+    "$(grep -E 'user_stream|2015|paper_keys' "$LOG" | head -5)"
 fi
 # 17.6: the embedded simulator's /_sim/ needs the per-run control token.
 SIM_TOKEN_FILE="$DATA/sim-control.token"

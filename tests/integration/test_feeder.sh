@@ -7,8 +7,11 @@
 # feeder_stale and not ready; then the stall is detected within its timeout),
 # a 429 storm (the REST client waits as told and is never banned; the
 # backfill waits for it, logs a bounded number of backfill_failed lines and
-# still fills the gap), and a venue that refuses to create a listen key
-# (-2015: a bounded number of attempts and log lines, health says why).
+# still fills the gap), the user data stream over the WebSocket API (an
+# order's executionReports reach the trader; a dropped connection is
+# resubscribed and the trader gets a userStreamGap event), and a venue that
+# refuses the user data subscription (-2015: a bounded number of attempts and
+# log lines, health says why).
 #
 # Every check polls for its condition (with generous deadlines) instead of
 # sleeping and looking once, and every "before" value is read once the
@@ -177,44 +180,60 @@ else
   not_ok "ARES got 30 warm-up candles per symbol before the stream" "$(health | jq -c .services.ares.details)"
 fi
 
-# ---- user data stream ------------------------------------------------------------
-if wait_until 10 '.services.feeder.details.user_stream.connected == true'; then
-  ok "user data stream connected on a listen key"
+# ---- user data stream (WebSocket API) ------------------------------------------
+# The feeder subscribes with userDataStream.subscribe.signature on
+# $WS/ws-api/v3 (derived from CQ_EXCHANGE_WS_URL); the first subscription is
+# a gap too (the trader must reconcile what happened before it).
+user() {
+  health | jq -c ".services.feeder.details.user_stream${1:-}"
+}
+trader_gaps() {
+  health | jq '.services.trader.details.user_events.gaps'
+}
+if wait_until 10 '.services.feeder.details.user_stream.subscribed == true
+     and .services.feeder.details.user_stream.state == "subscribed"
+     and .services.trader.details.user_events.gaps >= 1'; then
+  ok "user data stream subscribed over the WebSocket API; the trader got the start gap ($(user .reason))"
 else
-  not_ok "user data stream connected on a listen key" "$(health | jq -c .services.feeder.details.user_stream)"
+  not_ok "user data stream subscribed over the WebSocket API; the trader got the start gap" "$(user)" \
+    "$(health | jq -c .services.trader.details)"
+fi
+if health | jq -e '.services.feeder.details.user_stream.used_weight_1m >= 2
+     and .services.feeder.details.user_stream.weight_limit_1m > 0' >/dev/null; then
+  ok "the WS API request weight is counted from rateLimits ($(user .used_weight_1m) of $(user .weight_limit_1m))"
+else
+  not_ok "the WS API request weight is counted from rateLimits" "$(user)"
 fi
 before=$(reports)
 market_buy
 if wait_until 10 ".services.trader.details.user_events.execution_reports >= $before + 2"; then
-  ok "an order's executionReports (NEW, TRADE) reach the trader through the feeder"
+  ok "an order's executionReports (NEW, TRADE) reach the trader over the WebSocket API"
 else
-  not_ok "an order's executionReports reach the trader" "before=$before now=$(reports)"
+  not_ok "an order's executionReports reach the trader over the WebSocket API" "before=$before now=$(reports)" "$(user)"
 fi
-# Close the listen key on the exchange's side: the feeder must notice and
-# make a new one. The key the stream runs on was made (and logged) before the
-# stream connected; count the new-key lines first, then wait for one more
-# and for the stream to be connected again.
-new_key='.event=="listen_key_ready" and .new==true'
-new_key_more() { [ "$(log_count "$new_key")" -gt "$1" ]; }
-poll 10 new_key_more 0
-keys_before=$(log_count "$new_key")
-key=$(curl -s -m 5 -X POST -H "X-MBX-APIKEY: $KEY" "$REST/api/v3/userDataStream" | jq -r .listenKey)
-curl -s -m 5 -X DELETE -H "X-MBX-APIKEY: $KEY" "$REST/api/v3/userDataStream?listenKey=$key" >/dev/null
-if poll 15 new_key_more "$keys_before" \
-   && wait_until 10 '.services.feeder.details.user_stream.connected == true'; then
-  ok "a closed listen key is replaced and the user stream reconnects"
+# Drop every WS connection on the simulator's side: the WS API connection
+# comes back, is subscribed again (a new subscribes_ok), and the trader gets
+# one more gap event (logged as user_stream_gap).
+ok_before=$(user .subscribes_ok)
+gaps_before=$(trader_gaps)
+gap_lines_before=$(log_count '.event=="user_stream_gap"')
+sim_post /_sim/ws/drop
+if wait_until 15 ".services.feeder.details.user_stream.subscribes_ok > $ok_before
+     and .services.feeder.details.user_stream.subscribed == true
+     and .services.trader.details.user_events.gaps > $gaps_before" \
+   && poll 5 test "$(log_count '.event=="user_stream_gap"')" -gt "$gap_lines_before"; then
+  ok "a dropped WS API connection is resubscribed and the trader gets a gap event ($(user .reason), gaps $gaps_before -> $(trader_gaps))"
 else
-  not_ok "a closed listen key is replaced and the user stream reconnects" \
-    "new keys before=$keys_before now=$(log_count "$new_key")" \
-    "$(cat "$LOGS"/coinquantd.log* | grep listen_key | tail -5)" \
-    "$(health | jq -c .services.feeder.details.user_stream)"
+  not_ok "a dropped WS API connection is resubscribed and the trader gets a gap event" \
+    "subscribes_ok before=$ok_before gaps before=$gaps_before" "$(user)" \
+    "$(cat "$LOGS"/coinquantd.log* | grep -E 'user_stream' | tail -5)"
 fi
 before=$(reports)
 market_buy
 if wait_until 10 ".services.trader.details.user_events.execution_reports >= $before + 2"; then
-  ok "after the new key, executionReports flow again"
+  ok "after the resubscribe, executionReports flow again"
 else
-  not_ok "after the new key, executionReports flow again" "before=$before now=$(reports)"
+  not_ok "after the resubscribe, executionReports flow again" "before=$before now=$(reports)"
 fi
 
 # ---- disconnect ---------------------------------------------------------------
@@ -407,13 +426,13 @@ if [ $rc -eq 0 ]; then
 else
   not_ok "coinquantd stops cleanly with the feeder streaming" "rc=$rc"
 fi
-# ---- a venue that refuses the listen key ------------------------------------------
-# A second daemon with an API key the venue does not know: POST
-# userDataStream is refused (-2015, as for a revoked key, a missing permission
-# or an IP not on the allowlist). It must back off (1 s doubling to 5 min,
-# jittered: at most 5 attempts in the first 10 s), say so in health, keep
-# its log bounded, and keep the market data (and readiness) unaffected.
-# Before, it posted on every 1 ms tick: thousands in seconds.
+# ---- a venue that refuses the user data subscription ----------------------------
+# A second daemon with an API key the venue does not know: the WS API answers
+# userDataStream.subscribe.signature with 401 -2015 (as for a revoked key, a
+# missing permission or an IP not on the allowlist). It must back off on the
+# same connection (1 s doubling to 5 min, jittered: at most 5 attempts in
+# 10 s), say so in health, keep its log bounded, and keep the market data
+# (and readiness) unaffected.
 rm -rf "$WORK/var2"
 env -i PATH="$PATH" HOME="$WORK" \
   CQ_DATA_DIR="$WORK/var2" CQ_ADMIN_BIND=127.0.0.1:0 CQ_ADMIN_TOKEN="$TOKEN" \
@@ -425,28 +444,26 @@ PID=$!
 poll 30 test -s "$WORK/var2/admin.addr"
 ADDR=$(tr -d '\n' <"$WORK/var2/admin.addr" 2>/dev/null)
 LOGS="$WORK/var2/logs"
-sim_4xx() { curl -s -m 5 "$REST/_sim/state" | jq '.counters.rest_errors_4xx'; }
-if wait_until 30 '.services.feeder.reason == "listen_key_failed" and .services.feeder.ready == true
-     and .services.feeder.details.user_stream.listen_key_failures >= 1'; then
-  ok "a refused listen key shows in health (listen_key_failed, still ready: $(health | jq -r .services.feeder.detail))"
+if wait_until 30 '.services.feeder.reason == "user_stream_failed" and .services.feeder.ready == true
+     and .services.feeder.details.user_stream.subscribes_refused >= 1
+     and .services.feeder.details.user_stream.last_error_code == -2015'; then
+  ok "a refused subscription shows in health (user_stream_failed, still ready: $(health | jq -r .services.feeder.detail))"
 else
-  not_ok "a refused listen key shows in health (listen_key_failed, still ready)" "$(health | jq -c .services.feeder)"
+  not_ok "a refused subscription shows in health (user_stream_failed, still ready)" "$(health | jq -c .services.feeder)"
 fi
-e0=$(sim_4xx)
-f0=$(health | jq '.services.feeder.details.user_stream.listen_key_failures')
+s0=$(user .subscribes_sent)
 sleep 10
-e1=$(sim_4xx)
-f1=$(health | jq '.services.feeder.details.user_stream.listen_key_failures')
-if [ -n "$e0" ] && [ -n "$e1" ] && [ $((e1 - e0)) -le 5 ] && [ $((f1 - f0)) -le 5 ]; then
-  ok "listen-key creation backs off: $((e1 - e0)) refused request(s) at the venue in 10 s (allowed 5; failures $f0 -> $f1)"
+s1=$(user .subscribes_sent)
+if [ -n "$s0" ] && [ -n "$s1" ] && [ $((s1 - s0)) -le 5 ]; then
+  ok "the subscription backs off: $((s1 - s0)) attempt(s) in 10 s (allowed 5; sent $s0 -> $s1)"
 else
-  not_ok "listen-key creation backs off (at most 5 attempts in 10 s)" "venue 4xx: $e0 -> $e1; failures: $f0 -> $f1"
+  not_ok "the subscription backs off (at most 5 attempts in 10 s)" "subscribes_sent: $s0 -> $s1"
 fi
-lines=$(log_count '.event=="listen_key_failed"')
+lines=$(log_count '.event=="user_stream_subscribe_failed"')
 if [ "$lines" -ge 1 ] && [ "$lines" -le 3 ]; then
-  ok "listen_key_failed is logged, rate-limited ($lines line(s), allowed 1..3 per minute)"
+  ok "user_stream_subscribe_failed is logged, rate-limited ($lines line(s), allowed 1..3 per minute)"
 else
-  not_ok "listen_key_failed is logged, rate-limited" "$lines lines, allowed 1..3"
+  not_ok "user_stream_subscribe_failed is logged, rate-limited" "$lines lines, allowed 1..3"
 fi
 if health | jq -e '.services.feeder.details.rest.banned_total == 0 and .services.feeder.details.rest.rate_limited_total == 0' >/dev/null; then
   ok "the REST budget is untouched by the retries (never rate limited or banned)"

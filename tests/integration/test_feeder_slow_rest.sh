@@ -4,8 +4,9 @@
 #
 # The simulator answers every /api request 20 s late (/_sim/rest/latency)
 # while its market stream goes on; a stall and a drop of the WebSocket force
-# a gap, so a backfill (and a listen-key check: the drop closes the user
-# stream too) is pending on the REST worker for those 20 s. Meanwhile the
+# a gap, so a backfill is pending on the REST worker for those 20 s (the
+# drop closes the user stream too; it resubscribes over the WebSocket API,
+# no REST call). Meanwhile the
 # feeder must stay ready (never `stalled`: the watchdog stalls a loop at 5 s),
 # keep every symbol fresh, keep passing market data to ARES, and show the
 # pending work in its health details; the candles after the gap are held,
@@ -99,8 +100,8 @@ echo "TAP version 13"
 KEY=feeder-slow-key-0123456789
 SECRET=feeder-slow-secret-0123456789
 # 60x (as in the reproduction): a 1m candle every second. The REST
-# worker runs one call at a time, so with two symbols and a listen-key check
-# the last backfill lands some 60 s after the gap: about 60 candles held per
+# worker runs one call at a time, so with two symbols the last backfill
+# lands some 40 s after the gap: about 60 candles held per
 # symbol, far from HELD_MAX (1024) at this speed.
 "$SIMEX" --seed 11 --speed 60 --symbols BTCUSDT,ETHUSDT --balances USDT=100000,BTC=1 \
   --api-key "$KEY" --api-secret "$SECRET" >"$WORK/simex.json" 2>"$WORK/simex.err" &
@@ -198,7 +199,8 @@ else
 fi
 
 # ---- the backfill lands ---------------------------------------------------------
-# Two symbols and a listen-key check, one 20 s call each on the worker.
+# Two symbols, one 20 s call each on the worker (the user data stream is
+# on the WebSocket API and makes no REST call).
 if wait_until 120 "$backfilled_total > $backfilled_before and $held_total == 0 and ($ares_complete)"; then
   ok "the backfill landed: the held candles followed it, ARES has every closed candle exactly once, in order"
 else
