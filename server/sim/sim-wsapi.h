@@ -27,11 +27,13 @@
 #define SIM_WSAPI_WEIGHT_SUBSCRIBE 2
 #define SIM_WSAPI_WEIGHT_UNSUBSCRIBE 2
 #define SIM_WSAPI_WEIGHT_SUBSCRIPTIONS 2
+#define SIM_WSAPI_WEIGHT_CONNECT 2 /* "Connecting to WebSocket API costs 2 weight." */
 
 /* One connection's session (ws thread only). The simulator has one account,
  * and Binance allows "only one active subscription for a given account on a
  * given connection": at most one is active. */
 struct cq_sim__wsapi_session {
+    bool hide_rate_limits; /* the URL said ?returnRateLimits=false */
     bool subscribed;
     uint32_t sub_id;  /* the active subscription, when subscribed */
     uint32_t next_id; /* ids handed out so far */
@@ -47,6 +49,9 @@ struct cq_sim__wsapi_outcome {
 /* Answer one request. Takes st->lock for the clock and the weight. */
 void cq_sim__wsapi_handle(struct cq_sim__state *st, struct cq_sim__wsapi_session *s,
                           const char *text, size_t len, struct cq_sim__wsapi_outcome *out);
+
+/* A connection was established: charge SIM_WSAPI_WEIGHT_CONNECT. Takes st->lock. */
+void cq_sim__wsapi_charge_connect(struct cq_sim__state *st);
 
 /* {"subscriptionId":N,"event":{"e":"eventStreamTerminated","E":ms}}; owned, NULL on ENOMEM. */
 char *cq_sim__wsapi_terminated_text(uint32_t sub_id, int64_t event_ms);

@@ -1651,6 +1651,17 @@ static int conn_setup(struct cq_sim__ws *ws, struct ws_conn *c, char *target, co
     char *list;
     if (strcmp(path, SIM_WSAPI_PATH) == 0) {
         c->wsapi = true; /* no streams in the URL: subscriptions come as requests */
+        /* "?returnRateLimits=false": rateLimits left out unless a request asks */
+        for (char *p = query; p != NULL && *p != '\0';) {
+            char *amp = strchr(p, '&');
+            if (amp != NULL) {
+                *amp = '\0';
+            }
+            if (strcmp(p, "returnRateLimits=false") == 0) {
+                c->api.hide_rate_limits = true;
+            }
+            p = amp != NULL ? amp + 1 : NULL;
+        }
         return 0;
     }
     if (strcmp(path, "/ws") == 0 || strncmp(path, "/ws/", 4) == 0) {
@@ -2338,6 +2349,9 @@ static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *ws
         c->upgraded = true;
         c->established = true;
         c->connected_ms = c->last_ping_ms = c->last_pong_ms = now;
+        if (c->wsapi) {
+            cq_sim__wsapi_charge_connect(ws->sim);
+        }
         lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
         cq_log_debug(
             WS_SERVICE, "ws_connected",

@@ -10,8 +10,11 @@
  * Success  {"id":…,"status":200,"result":{…},"rateLimits":[…]}
  * Error    {"id":…,"status":4xx,"error":{"code":…,"msg":"…"},"rateLimits":[…]}
  *          rateLimits is left out when the request sent
- *          "returnRateLimits":false, and on answers to frames that are not a
- *          request at all (not JSON, no method).
+ *          "returnRateLimits":false, or the connection URL had
+ *          ?returnRateLimits=false and the request did not send true.
+ *
+ * Weight: connecting costs SIM_WSAPI_WEIGHT_CONNECT (ws.c charges it once
+ * the handshake is answered).
  *
  * Weight: every request is charged its method's weight against the same
  * REQUEST_WEIGHT minute as REST (sim-auth.h), under st->lock, before it is
@@ -340,7 +343,8 @@ void cq_sim__wsapi_handle(struct cq_sim__state *st, struct cq_sim__wsapi_session
     }
     r.params = json_object_get(req, "params");
     json_t *rrl = json_is_object(r.params) ? json_object_get(r.params, "returnRateLimits") : NULL;
-    r.rate_limits = !json_is_false(rrl);
+    /* the request's own returnRateLimits wins over the URL's */
+    r.rate_limits = rrl != NULL ? !json_is_false(rrl) : !s->hide_rate_limits;
     static const struct {
         const char *name;
         unsigned weight;
@@ -373,6 +377,17 @@ void cq_sim__wsapi_handle(struct cq_sim__state *st, struct cq_sim__wsapi_session
         }
     }
     json_decref(req);
+}
+
+void cq_sim__wsapi_charge_connect(struct cq_sim__state *st)
+{
+    cq_sim__lock(st);
+    struct cq_sim__ratelimit *rl = &st->rl;
+    cq_sim__rl_roll_weight_locked(rl, cq_sim__wall_ms());
+    rl->weight_used = rl->weight_used > UINT32_MAX - SIM_WSAPI_WEIGHT_CONNECT
+                          ? UINT32_MAX
+                          : rl->weight_used + SIM_WSAPI_WEIGHT_CONNECT;
+    cq_sim__unlock(st);
 }
 
 char *cq_sim__wsapi_terminated_text(uint32_t sub_id, int64_t event_ms)

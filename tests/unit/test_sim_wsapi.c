@@ -652,7 +652,8 @@ Test(sim_wsapi_weight, over_the_weight_limit_is_429_on_both_front_ends,
         r = NULL;
     }
     cr_assert_not_null(r, "%d pings of weight 1 all passed a limit of %d", n, SMALL_WEIGHT_LIMIT);
-    cr_expect_eq(n, SMALL_WEIGHT_LIMIT, "refused after %d pings", n);
+    /* the connection itself cost 2 ("Connecting to WebSocket API costs 2 weight.") */
+    cr_expect_eq(n, SMALL_WEIGHT_LIMIT - 2, "refused after %d pings", n);
     char msg[256];
     snprintf(msg, sizeof msg,
              "Too much request weight used; current limit is %d request weight per 1 MINUTE. "
@@ -710,4 +711,47 @@ Test(sim_wsapi, api_key_over_the_length_limit_is_2014)
     expect_api_error(r, 401, -2015, "Invalid API-key, IP, or permissions for action.", "256");
     json_decref(r);
     tc_free(tc);
+}
+
+static json_int_t ping_count(struct tclient *tc, size_t *cursor)
+{
+    json_t *r = tc_request(tc, cursor, "{\"id\":1,\"method\":\"ping\",\"params\":{\"returnRateLimits\":true}}");
+    json_t *rl = json_array_get(json_object_get(r, "rateLimits"), 0);
+    cr_assert_not_null(rl, "ping with returnRateLimits true has rateLimits");
+    json_int_t n = json_integer_value(json_object_get(rl, "count"));
+    json_decref(r);
+    return n;
+}
+
+/*
+ * web-socket-api.md "Rate limits": "Optional returnRateLimits boolean
+ * parameter in connection URL … This will make all requests made through
+ * this connection behave as if you have passed "returnRateLimits": false.
+ * If you want to see rate limits for a particular request, you need to
+ * explicitly pass the "returnRateLimits": true parameter."; "IP limits":
+ * "Connecting to WebSocket API costs 2 weight."
+ */
+Test(sim_wsapi, url_return_rate_limits_and_connect_weight)
+{
+    struct tclient *a = tc_open(g_ws_port, "/ws-api/v3?returnRateLimits=false");
+    cr_assert(tc_wait_established(a, WAIT_MS));
+    size_t ca = 0;
+    json_t *r = tc_request(a, &ca, "{\"id\":1,\"method\":\"ping\"}");
+    cr_expect_eq(json_integer_value(json_object_get(r, "status")), 200);
+    cr_expect_null(json_object_get(r, "rateLimits"), "hidden by the URL");
+    json_decref(r);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        json_int_t before = ping_count(a, &ca);
+        struct tclient *b = open_api();
+        size_t cb = 0;
+        json_int_t after = ping_count(b, &cb);
+        tc_free(b);
+        if (after < before) {
+            continue; /* a new minute started in between */
+        }
+        cr_expect_eq(after, before + 2 + 1, "a connection (2) and a ping (1): %lld -> %lld",
+                     (long long)before, (long long)after);
+        break;
+    }
+    tc_free(a);
 }
