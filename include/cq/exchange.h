@@ -12,15 +12,29 @@
  *   - Signing: HMAC-SHA256 over the exact query string sent (cq_sign_*),
  *     timestamp from the server-time offset (synced at start, every
  *     time_sync_interval_ms, and after any -1021), recvWindow from options.
- *   - Safe requests (GET, userDataStream keep-alive/close) are retried on
- *     network errors and 5xx with exponential backoff and full jitter, at
- *     most max_retries times and never longer than retry_budget_ms in all.
- *   - Order requests (is_order: POST/DELETE /api/v3/order, DELETE
- *     openOrders) are NEVER resent after they may have reached the
- *     exchange: a timeout, a dropped connection after sending, a 5xx or
- *     -1007 gives CQ_REST_UNKNOWN, and the caller resolves it by querying
- *     origClientOrderId. The one exception is -1021 (the exchange refused
- *     the timestamp, so nothing executed): re-sync, then one resend.
+ *   - Two doors, chosen by function, never by a flag:
+ *       cq_rest_call        safe requests (market data, account and order
+ *                           QUERIES, userDataStream): retried on network
+ *                           errors and 5xx with exponential backoff and full
+ *                           jitter, at most max_retries times and never
+ *                           longer than retry_budget_ms in all. It REFUSES
+ *                           every order endpoint (cq_rest_is_order_endpoint)
+ *                           with -CQ_EINVAL and out->msg naming
+ *                           cq_rest_order_send, so a caller cannot retry an
+ *                           order by declaring it safe.
+ *       cq_rest_order_send  order requests (POST/DELETE /api/v3/order, its
+ *                           test, cancelReplace, amend, DELETE openOrders,
+ *                           orderList, sor/order): NEVER resent after they
+ *                           may have reached the exchange: a timeout, a
+ *                           dropped connection after sending, a 5xx or -1007
+ *                           gives CQ_REST_UNKNOWN, and the caller resolves it
+ *                           by querying origClientOrderId. The one exception
+ *                           is -1021 (the exchange refused the timestamp, so
+ *                           nothing executed): re-sync, then one resend.
+ *     Only the trader's venue module (server/trader/venue.c, the one door of
+ *     rule 3) calls cq_rest_order_send; the test `order_path`
+ *     (tests/integration/test_order_path.sh) fails the build's tests if any
+ *     other object file references it.
  *   - Rate limits are read from the exchange, not guessed: every response's
  *     X-MBX-USED-WEIGHT-1M and X-MBX-ORDER-COUNT-10S update the budget; a
  *     request that would take the weight past (100 - headroom)% of the limit
@@ -122,15 +136,35 @@ struct cq_rest_client;
 struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, struct cq_err *err);
 void cq_rest_client_free(struct cq_rest_client *c);
 
-/* One call. method "GET"/"POST"/"PUT"/"DELETE"; path "/api/v3/order";
- * params may be NULL; weight is the endpoint's documented weight (used to
- * throttle before sending); is_order marks order-placing/cancelling
- * requests (never resent, see above). Returns 0 when *out is filled (look at
- * out->status; REJECTED and UNKNOWN are answers, not errors), or a negative
- * CQ_E* for a caller bug (-CQ_EINVAL, -CQ_ETOOBIG) or -CQ_ENOMEM. */
-int cq_rest_request(struct cq_rest_client *c, const char *method, const char *path,
-                    const struct cq_rest_params *params, enum cq_rest_security sec,
-                    unsigned weight, bool is_order, struct cq_rest_response *out) CQ_WUR;
+/* Is (method, path) one that places, changes or cancels orders? True for
+ * every method but GET on /api/vN/order, /api/vN/order/... (test,
+ * cancelReplace, amend, oco), /api/vN/openOrders, /api/vN/orderList[/...]
+ * and /api/vN/sor/order[/...], names compared case-insensitively. GETs on
+ * them are queries: safe. */
+bool cq_rest_is_order_endpoint(const char *method, const char *path);
+
+/* A safe request, retried as above. method "GET"/"POST"/"PUT"/"DELETE";
+ * path "/api/v3/klines" (no query, no '%', no empty or dot segments: curl
+ * would rewrite those); params may be NULL; weight is the endpoint's
+ * documented weight (used to throttle before sending). Returns 0 when *out
+ * is filled (look at out->status; REJECTED is an answer, not an error), or
+ * a negative CQ_E* for a caller bug (-CQ_EINVAL, -CQ_ETOOBIG; out->msg says
+ * which) or -CQ_ENOMEM. An order endpoint is such a bug: -CQ_EINVAL, nothing
+ * sent, out->msg naming cq_rest_order_send. */
+int cq_rest_call(struct cq_rest_client *c, const char *method, const char *path,
+                 const struct cq_rest_params *params, enum cq_rest_security sec, unsigned weight,
+                 struct cq_rest_response *out) CQ_WUR;
+
+/* An order request, sent at most once (the -1021 re-sync aside): when its
+ * fate is unsure, out->status is CQ_REST_UNKNOWN and unknown_total counts
+ * it. Same arguments and returns as cq_rest_call; any path is accepted (the
+ * venue module decides what is an order), a POST that is not a test order
+ * counts against the 10 s order budget. Called ONLY from the trader's venue
+ * module (server/trader/venue.c): tests/integration/test_order_path.sh
+ * enforces it over the object files. */
+int cq_rest_order_send(struct cq_rest_client *c, const char *method, const char *path,
+                       const struct cq_rest_params *params, enum cq_rest_security sec,
+                       unsigned weight, struct cq_rest_response *out) CQ_WUR;
 
 /* GET /api/v3/time and set the offset (server - local, ms, with half the
  * round trip accounted for). 0 or the failing status as -CQ_EVENUE. */

@@ -14,8 +14,19 @@
  *   than the HTTP transfer itself and the backoff sleep (real nanosleep; the
  *   injected clock only measures time).
  *
+ * Two doors
+ *   cq_rest_call sends safe requests and refuses every order endpoint
+ *   (cq_rest_is_order_endpoint: any non-GET on /api/vN/order[/...],
+ *   openOrders, orderList[/...], sor/order[/...]) with -CQ_EINVAL before
+ *   anything is sent; cq_rest_order_send sends order requests and never
+ *   resends them. Which door is a property of the function called, not of a
+ *   flag a caller could get wrong, and only server/trader/venue.c calls the
+ *   order door (tests/integration/test_order_path.sh checks the objects).
+ *   Paths with '%', empty or dot segments are refused by both: curl would
+ *   rewrite "/api/v3/x/../order" into an order endpoint.
+ *
  * Retry policy
- *   - Safe requests (is_order false: GETs, userDataStream keep-alive/close)
+ *   - Safe requests (cq_rest_call: GETs, userDataStream keep-alive/close)
  *     are retried on transport errors (connect refused, timeout, reset,
  *     nothing received), on HTTP 5xx and on -1007: at most max_retries
  *     times; before retry n (0-based) we sleep uniform[0, min(backoff_max,
@@ -29,7 +40,7 @@
  *     the clock and resend ONCE, orders included. A second -1021 is
  *     REJECTED.
  *
- * What is never resent: order requests (is_order). Once an order request
+ * What is never resent: order requests (cq_rest_order_send). Once an order request
  *   may have reached the exchange, a timeout, a connection dropped after
  *   sending, nothing received, an HTTP 5xx, -1007, or a 2xx we cannot read
  *   gives CQ_REST_UNKNOWN at once (attempts == 1) and the caller resolves
@@ -63,10 +74,11 @@
  *   absorbs that).
  *   Before sending, a request whose weight would take used past
  *   limit * (100 - headroom) / 100 is refused locally (THROTTLED,
- *   retry_after_ms = ms to the next server minute); a new order (POST with
- *   is_order) likewise against the 10 s order count. Cancels are not held
- *   back by the order count: Binance's ORDERS limit counts new orders only,
- *   and a cancel must never wait behind it.
+ *   retry_after_ms = ms to the next server minute); a new order (a POST
+ *   through cq_rest_order_send, test orders aside) likewise against the
+ *   10 s order count. Cancels are not held back by the order count:
+ *   Binance's ORDERS limit counts new orders only, and a cancel must never
+ *   wait behind it.
  *   A 429 blocks every request until now + Retry-After (60 s if absent),
  *   except a 429 -1015 ("Too many new orders"), which blocks only new
  *   orders: it is an order-rate limit, and cancels and queries must still
@@ -857,8 +869,8 @@ struct call {
     const struct cq_rest_params *params;
     enum cq_rest_security sec;
     unsigned weight;
-    bool is_order;
-    bool is_new_order;
+    bool is_order;     /* came through cq_rest_order_send: never resent */
+    bool is_new_order; /* ... and a POST that is not a test order */
 };
 
 /* Build c->query and c->url for one attempt (a fresh timestamp each time). */
@@ -1248,38 +1260,149 @@ static void maybe_sync(struct cq_rest_client *c)
     cq_rest_response_fini(&r);
 }
 
-/* ---- public request -------------------------------------------------------------- */
+/* ---- public requests: the safe door and the order door ------------------------- */
 
-int cq_rest_request(struct cq_rest_client *c, const char *method, const char *path,
-                    const struct cq_rest_params *params, enum cq_rest_security sec, unsigned weight,
-                    bool is_order, struct cq_rest_response *out)
+/* What follows "/api/vN/" on an order endpoint: the name alone, or the name
+ * and "/..." (order/test, order/cancelReplace, order/amend/keepPriority,
+ * order/oco, orderList/oco|oto|otoco, sor/order/test). */
+static const char *const ORDER_ENDPOINTS[] = {"order", "openOrders", "orderList", "sor/order"};
+
+bool cq_rest_is_order_endpoint(const char *method, const char *path)
+{
+    if (method == NULL || path == NULL || strcasecmp(method, "GET") == 0 ||
+        strncasecmp(path, "/api/v", 6) != 0) {
+        return false;
+    }
+    const char *p = path + 6;
+    if (*p < '0' || *p > '9') {
+        return false;
+    }
+    while (*p >= '0' && *p <= '9') {
+        p++;
+    }
+    if (*p != '/') {
+        return false;
+    }
+    p++;
+    for (size_t i = 0; i < CQ_ARRAY_LEN(ORDER_ENDPOINTS); i++) {
+        size_t n = strlen(ORDER_ENDPOINTS[i]);
+        if (strncasecmp(p, ORDER_ENDPOINTS[i], n) == 0 && (p[n] == '\0' || p[n] == '/')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A path curl sends as written: no query or fragment, no '%' escapes, no
+ * empty or dot segments (curl removes "/./" and "/../", so "/api/v3/x/../order"
+ * would reach the exchange as "/api/v3/order" and slip past the check above). */
+static bool path_is_plain(const char *path)
+{
+    if (path[0] != '/' || strlen(path) >= PATH_MAX_BYTES || strpbrk(path, "?#& \r\n%\\") != NULL ||
+        strstr(path, "//") != NULL) {
+        return false;
+    }
+    for (const char *seg = path; seg != NULL; seg = strchr(seg + 1, '/')) {
+        const char *s = seg + 1;
+        size_t n = strcspn(s, "/");
+        if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The checks both doors share; -CQ_EINVAL/-CQ_ETOOBIG with out->msg set. */
+static int check_request(const struct cq_rest_client *c, const char *fn, const char *method,
+                         const char *path, const struct cq_rest_params *params,
+                         enum cq_rest_security sec, struct cq_rest_response *out)
+{
+    if (c == NULL || method == NULL || path == NULL) {
+        set_msg(out, "%s: no client, method or path", fn);
+        return -CQ_EINVAL;
+    }
+    if (!path_is_plain(path)) {
+        set_msg(out,
+                "%s: path must start with '/', be under %d bytes and have no query, '%%', "
+                "empty or dot segments",
+                fn, PATH_MAX_BYTES);
+        return -CQ_EINVAL;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
+        strcmp(method, "DELETE") != 0) {
+        set_msg(out, "%s: method must be GET, POST, PUT or DELETE", fn);
+        return -CQ_EINVAL;
+    }
+    if (sec != CQ_SEC_NONE && sec != CQ_SEC_API_KEY && sec != CQ_SEC_SIGNED) {
+        set_msg(out, "%s: unknown security type %d", fn, (int)sec);
+        return -CQ_EINVAL;
+    }
+    if ((sec != CQ_SEC_NONE && c->api_key == NULL) ||
+        (sec == CQ_SEC_SIGNED && c->api_secret == NULL)) {
+        set_msg(out, "%s: %s request without an API %s: set them in the client options", fn,
+                sec == CQ_SEC_SIGNED ? "signed" : "API-key",
+                c->api_key == NULL ? "key" : "secret");
+        return -CQ_EINVAL;
+    }
+    if (params != NULL && params->overflow) {
+        set_msg(out, "%s: parameters longer than %d bytes", fn, CQ_REST_PARAMS_MAX);
+        return -CQ_ETOOBIG;
+    }
+    return 0;
+}
+
+static int send_call(struct cq_rest_client *c, const struct call *k, struct cq_rest_response *out)
+{
+    if (k->sec == CQ_SEC_SIGNED) {
+        maybe_sync(c);
+    }
+    return run(c, k, out);
+}
+
+int cq_rest_call(struct cq_rest_client *c, const char *method, const char *path,
+                 const struct cq_rest_params *params, enum cq_rest_security sec, unsigned weight,
+                 struct cq_rest_response *out)
 {
     if (out == NULL) {
         return -CQ_EINVAL;
     }
     memset(out, 0, sizeof(*out));
-    if (c == NULL || method == NULL || path == NULL || path[0] != '/' ||
-        strlen(path) >= PATH_MAX_BYTES || strpbrk(path, "?#& \r\n") != NULL) {
+    int rc = check_request(c, "cq_rest_call", method, path, params, sec, out);
+    if (rc < 0) {
+        return rc;
+    }
+    if (cq_rest_is_order_endpoint(method, path)) {
+        /* A safe request is retried on a 5xx: for an order that is a
+         * duplicate. The method and path are ours (a few dozen bytes). */
+        set_msg(out,
+                "%s %.64s places, changes or cancels orders: cq_rest_call retries and never "
+                "sends it; use cq_rest_order_send (server/trader/venue.c only)",
+                method, path);
         return -CQ_EINVAL;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0 &&
-        strcmp(method, "DELETE") != 0) {
+    struct call k = {method, path, params, sec, weight, false, false};
+    return send_call(c, &k, out);
+}
+
+int cq_rest_order_send(struct cq_rest_client *c, const char *method, const char *path,
+                       const struct cq_rest_params *params, enum cq_rest_security sec,
+                       unsigned weight, struct cq_rest_response *out)
+{
+    if (out == NULL) {
         return -CQ_EINVAL;
     }
-    if ((sec != CQ_SEC_NONE && c->api_key == NULL) ||
-        (sec == CQ_SEC_SIGNED && c->api_secret == NULL) ||
-        (sec != CQ_SEC_NONE && sec != CQ_SEC_API_KEY && sec != CQ_SEC_SIGNED)) {
-        return -CQ_EINVAL;
+    memset(out, 0, sizeof(*out));
+    int rc = check_request(c, "cq_rest_order_send", method, path, params, sec, out);
+    if (rc < 0) {
+        return rc;
     }
-    if (params != NULL && params->overflow) {
-        return -CQ_ETOOBIG;
-    }
-    struct call k = {
-        method, path, params, sec, weight, is_order, is_order && strcmp(method, "POST") == 0};
-    if (sec == CQ_SEC_SIGNED) {
-        maybe_sync(c);
-    }
-    return run(c, &k, out);
+    /* A new order counts against the 10 s ORDERS budget; a test order
+     * (".../test") reaches no matching engine and counts against nothing. */
+    size_t n = strlen(path);
+    bool is_test = n >= 5 && strcasecmp(path + n - 5, "/test") == 0;
+    struct call k = {method, path, params, sec, weight, true,
+                     strcmp(method, "POST") == 0 && !is_test};
+    return send_call(c, &k, out);
 }
 
 /* ---- limits and budget ---------------------------------------------------------- */

@@ -477,7 +477,7 @@ static int worker_klines(struct rest_worker *w, int idx, int64_t start_ms, int64
         cq_rest_params_add_int(&p, "endTime", end_ms);
     }
     cq_rest_params_add_int(&p, "limit", limit);
-    int rc = cq_rest_request(w->rest, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
+    int rc = cq_rest_call(w->rest, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, &r);
     if (rc < 0 || r.status != CQ_REST_OK || !json_is_array(r.body)) {
         res->what = rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status);
         res->code = r.code;
@@ -518,8 +518,7 @@ static void job_start(struct rest_worker *w, const struct rest_job *job, struct 
 {
     struct cq_rest_response r;
     memset(&r, 0, sizeof(r));
-    int rc = cq_rest_request(w->rest, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false,
-                             &r);
+    int rc = cq_rest_call(w->rest, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, &r);
     if (rc < 0 || r.status != CQ_REST_OK) {
         res->what = rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status);
         /* At most 14 + 64 + 12 + 121 bytes < CQ_HEALTH_DETAIL_MAX (256). */

@@ -10,19 +10,15 @@
  * newOrderRespType=RESULT; every answer must be HTTP 200 with status
  * FILLED (the run aborts otherwise).
  *
- *   rest_client_signed_orders     cq_rest_request(..., CQ_SEC_SIGNED,
- *                                 is_order = true): params, timestamp from
+ *   rest_client_signed_orders     cq_rest_order_send(..., CQ_SEC_SIGNED,
+ *                                 ...): params, timestamp from
  *                                 the synced offset, HMAC, budget headers,
  *                                 response parsing, and a fresh TCP
  *                                 connection per order (CURLOPT_FRESH_CONNECT:
  *                                 the never-resend guarantee's price, see
  *                                 rest_client.c). The figure the trader gets.
- *   rest_client_signed_orders_kept_alive
- *                                 for scale only: the same orders through
- *                                 the client marked is_order = false, so on
- *                                 the kept-alive connection (the trader never
- *                                 sends an order so): the client's own work
- *                                 without the per-order handshake.
+ *   (A kept-alive variant through the client is gone: it sent orders
+ *   marked "safe", which cq_rest_call now refuses, issue 10.)
  *   simex_signed_orders_raw_curl  the same orders, signed with the same code,
  *                                 sent by a bare libcurl loop on one
  *                                 keep-alive connection, answer matched with
@@ -132,9 +128,9 @@ static double run(CURL *curl, const char *url, size_t orders)
     return secs;
 }
 
-/* The same orders through our REST client (is_order: a fresh connection
- * each, as the trader sends them). */
-static double run_client(struct cq_rest_client *c, size_t orders, bool is_order)
+/* The same orders through our REST client's order door (a fresh
+ * connection each, as the trader sends them). */
+static double run_client(struct cq_rest_client *c, size_t orders)
 {
     cq_dec qty;
     if (cq_dec_parse("0.001", 5, &qty) < 0) {
@@ -151,8 +147,7 @@ static double run_client(struct cq_rest_client *c, size_t orders, bool is_order)
         cq_rest_params_add(&p, "newOrderRespType", "RESULT");
         struct cq_rest_response r;
         memset(&r, 0, sizeof(r));
-        int rc =
-            cq_rest_request(c, "POST", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, is_order, &r);
+        int rc = cq_rest_order_send(c, "POST", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, &r);
         const char *status = json_string_value(json_object_get(r.body, "status"));
         if (rc < 0 || r.status != CQ_REST_OK || status == NULL || strcmp(status, "FILLED") != 0) {
             fprintf(stderr, "bench_rest_orders: client order %zu failed: %s, HTTP %d, %d %s\n",
@@ -224,28 +219,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_rest_orders: REST client: %s\n", err.message);
         return 1;
     }
-    double raw[RUNS], via[RUNS], query[RUNS];
+    double raw[RUNS], via[RUNS];
     for (int r = 0; r < RUNS; r++) { /* alternate, so drift hits all alike */
-        via[r] = run_client(client, orders, true);
-        query[r] = run_client(client, orders, false);
+        via[r] = run_client(client, orders);
         raw[r] = run(curl, cq_sim_rest_url(sim), orders);
     }
     qsort(raw, RUNS, sizeof(raw[0]), cmp_double);
     qsort(via, RUNS, sizeof(via[0]), cmp_double);
-    qsort(query, RUNS, sizeof(query[0]), cmp_double);
     double raw_median = raw[RUNS / 2];
     double via_median = via[RUNS / 2];
-    double query_median = query[RUNS / 2];
     printf("{\"bench\":\"rest_client_signed_orders\",\"orders\":%zu,\"seconds\":%.3f,"
            "\"orders_per_s\":%.0f,\"us_per_order\":%.1f,\"fresh_connection_per_order\":true,"
            "\"ratio_to_raw_curl\":%.2f,\"median_of\":%d}\n",
            orders, via_median, (double)orders / via_median, via_median * 1e6 / (double)orders,
            raw_median / via_median, RUNS);
-    printf("{\"bench\":\"rest_client_signed_orders_kept_alive\",\"orders\":%zu,"
-           "\"seconds\":%.3f,\"orders_per_s\":%.0f,\"us_per_order\":%.1f,\"keep_alive\":true,"
-           "\"median_of\":%d}\n",
-           orders, query_median, (double)orders / query_median,
-           query_median * 1e6 / (double)orders, RUNS);
     printf("{\"bench\":\"simex_signed_orders_raw_curl\",\"orders\":%zu,\"seconds\":%.3f,"
            "\"orders_per_s\":%.0f,\"us_per_order\":%.1f,\"keep_alive\":true,"
            "\"median_of\":%d}\n",

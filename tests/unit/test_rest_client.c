@@ -240,12 +240,22 @@ static struct cq_rest_client *client_new(const struct cq_rest_options *o)
     return c;
 }
 
+/* A safe request (cq_rest_call). */
 static void req(struct cq_rest_client *c, const char *method, const char *path,
                 const struct cq_rest_params *p, enum cq_rest_security sec, unsigned weight,
-                bool is_order, struct cq_rest_response *out)
+                struct cq_rest_response *out)
 {
-    int rc = cq_rest_request(c, method, path, p, sec, weight, is_order, out);
-    cr_assert_eq(rc, 0, "%s %s: %s", method, path, cq_strerror(rc));
+    int rc = cq_rest_call(c, method, path, p, sec, weight, out);
+    cr_assert_eq(rc, 0, "%s %s: %s (%s)", method, path, cq_strerror(rc), out->msg);
+}
+
+/* An order request (cq_rest_order_send): never resent. */
+static void ord(struct cq_rest_client *c, const char *method, const char *path,
+                const struct cq_rest_params *p, enum cq_rest_security sec, unsigned weight,
+                struct cq_rest_response *out)
+{
+    int rc = cq_rest_order_send(c, method, path, p, sec, weight, out);
+    cr_assert_eq(rc, 0, "%s %s: %s (%s)", method, path, cq_strerror(rc), out->msg);
 }
 
 static void expect_ok(const struct cq_rest_response *r)
@@ -264,12 +274,12 @@ static struct cq_rest_budget budget(struct cq_rest_client *c)
 
 static void get_time(struct cq_rest_client *c, struct cq_rest_response *r)
 {
-    req(c, "GET", "/api/v3/time", NULL, CQ_SEC_NONE, 1, false, r);
+    req(c, "GET", "/api/v3/time", NULL, CQ_SEC_NONE, 1, r);
 }
 
 static void get_account(struct cq_rest_client *c, struct cq_rest_response *r)
 {
-    req(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, false, r);
+    req(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, r);
 }
 
 /* LIMIT GTC BUY 0.001 BTCUSDT at 20000: rests on the book. */
@@ -284,7 +294,7 @@ static void place_order(struct cq_rest_client *c, const char *client_id, struct 
     cq_rest_params_add_dec(&p, "quantity", cq_dec_make(100000, 8));
     cq_rest_params_add_dec(&p, "price", cq_dec_make(2000000, 2));
     cq_rest_params_add(&p, "newClientOrderId", client_id);
-    req(c, "POST", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, true, r);
+    ord(c, "POST", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, r);
 }
 
 static void query_order(struct cq_rest_client *c, const char *client_id, struct cq_rest_response *r)
@@ -293,7 +303,7 @@ static void query_order(struct cq_rest_client *c, const char *client_id, struct 
     cq_rest_params_init(&p);
     cq_rest_params_add(&p, "symbol", "BTCUSDT");
     cq_rest_params_add(&p, "origClientOrderId", client_id);
-    req(c, "GET", "/api/v3/order", &p, CQ_SEC_SIGNED, 4, false, r);
+    req(c, "GET", "/api/v3/order", &p, CQ_SEC_SIGNED, 4, r);
 }
 
 static const char *jstr(const json_t *o, const char *k)
@@ -447,8 +457,8 @@ Test(rest_params, bounded_and_overflow_poisons, .init = setup_no_sim, .fini = te
     struct cq_rest_options o = opts_default();
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    cr_assert_eq(cq_rest_request(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r),
-                 -CQ_ETOOBIG);
+    cr_assert_eq(cq_rest_call(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, &r), -CQ_ETOOBIG);
+    cr_expect(strstr(r.msg, "parameters longer than") != NULL, "%s", r.msg);
     cr_assert_eq(r.attempts, 0);
     cr_assert_null(r.body);
     cr_assert_eq(budget(c).requests_total, 0);
@@ -463,16 +473,34 @@ Test(rest_client, caller_bugs_are_einval, .init = setup_no_sim, .fini = teardown
     o.api_secret = NULL;
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    cr_expect_eq(cq_rest_request(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, false, &r),
+    cr_expect_eq(cq_rest_call(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, &r),
                  -CQ_EINVAL, "signed request without a key");
-    cr_expect_eq(
-        cq_rest_request(c, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY, 2, false, &r),
-        -CQ_EINVAL, "API-key request without a key");
-    cr_expect_eq(cq_rest_request(c, "PATCH", "/api/v3/time", NULL, CQ_SEC_NONE, 1, false, &r),
-                 -CQ_EINVAL);
-    cr_expect_eq(cq_rest_request(c, "GET", "api/v3/time", NULL, CQ_SEC_NONE, 1, false, &r),
-                 -CQ_EINVAL);
-    cr_expect_eq(cq_rest_request(c, "GET", "/api/v3/time?x=1", NULL, CQ_SEC_NONE, 1, false, &r),
+    cr_expect(strstr(r.msg, "without an API key") != NULL, "%s", r.msg);
+    cr_expect_eq(cq_rest_call(c, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY, 2, &r),
+                 -CQ_EINVAL, "API-key request without a key");
+    cr_expect_eq(cq_rest_order_send(c, "POST", "/api/v3/order", NULL, CQ_SEC_SIGNED, 1, &r),
+                 -CQ_EINVAL, "signed order without a key");
+    cr_expect(strstr(r.msg, "cq_rest_order_send: signed request") != NULL, "%s", r.msg);
+    cr_expect_eq(cq_rest_call(c, "PATCH", "/api/v3/time", NULL, CQ_SEC_NONE, 1, &r), -CQ_EINVAL);
+    cr_expect(strstr(r.msg, "method must be") != NULL, "%s", r.msg);
+    /* paths curl would send differently from what the checks saw: a query,
+     * no leading '/', '%' escapes, empty and dot segments (curl removes
+     * "/../", so "/api/v3/x/../order" is POST /api/v3/order on the wire) */
+    static const char *const bad_paths[] = {
+        "api/v3/time", "/api/v3/time?x=1", "/api/v3/%6Frder", "/api/v3//order",
+        "/api/v3/x/../order", "/api/v3/./order", "/api/v3/order/..", "/api/v3\\order", "",
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(bad_paths); i++) {
+        cr_expect_eq(cq_rest_call(c, "POST", bad_paths[i], NULL, CQ_SEC_NONE, 1, &r), -CQ_EINVAL,
+                     "safe door, path '%s'", bad_paths[i]);
+        cr_expect(strstr(r.msg, "path must start with '/'") != NULL, "%s", r.msg);
+        cr_expect_eq(cq_rest_order_send(c, "POST", bad_paths[i], NULL, CQ_SEC_NONE, 1, &r),
+                     -CQ_EINVAL, "order door, path '%s'", bad_paths[i]);
+    }
+    cr_expect_eq(cq_rest_call(c, "GET", NULL, NULL, CQ_SEC_NONE, 1, &r), -CQ_EINVAL);
+    cr_expect_eq(cq_rest_call(NULL, "GET", "/api/v3/time", NULL, CQ_SEC_NONE, 1, &r), -CQ_EINVAL);
+    cr_expect_eq(cq_rest_call(c, "GET", "/api/v3/time", NULL, CQ_SEC_NONE, 1, NULL), -CQ_EINVAL);
+    cr_expect_eq(cq_rest_order_send(c, "POST", "/api/v3/order", NULL, CQ_SEC_NONE, 1, NULL),
                  -CQ_EINVAL);
     cr_expect_eq(budget(c).requests_total, 0);
     cq_rest_client_free(c);
@@ -497,6 +525,77 @@ Test(rest_client, caller_bugs_are_einval, .init = setup_no_sim, .fini = teardown
     cr_expect_eq(err.code, CQ_EINVAL);
     cq_rest_client_free(NULL);
     cq_rest_response_fini(NULL);
+}
+
+/* Every endpoint that places, changes or cancels orders (protocol doc §1
+ * and Binance's spot API: order, its test, cancelReplace, amend, OCO and
+ * order lists, SOR, cancel-all), with the method that does it: the safe
+ * door refuses each before anything is sent, naming the order door. Before
+ * the split, cq_rest_request(..., false) sent these and retried them on a
+ * 5xx: a duplicate order. */
+static const struct {
+    const char *method;
+    const char *path;
+} ORDER_ENDPOINTS[] = {
+    {"POST", "/api/v3/order"},
+    {"DELETE", "/api/v3/order"},
+    {"POST", "/api/v3/order/test"},
+    {"POST", "/api/v3/order/cancelReplace"},
+    {"PUT", "/api/v3/order/amend/keepPriority"},
+    {"POST", "/api/v3/order/oco"},
+    {"DELETE", "/api/v3/openOrders"},
+    {"POST", "/api/v3/orderList/oco"},
+    {"POST", "/api/v3/orderList/oto"},
+    {"POST", "/api/v3/orderList/otoco"},
+    {"DELETE", "/api/v3/orderList"},
+    {"POST", "/api/v3/sor/order"},
+    {"POST", "/api/v3/sor/order/test"},
+    {"POST", "/api/v1/order"},  /* any version */
+    {"POST", "/API/V3/ORDER"},  /* any case */
+    {"POST", "/api/v3/order/"}, /* a trailing slash */
+};
+
+Test(rest_client, safe_call_refuses_every_order_endpoint, .init = setup_no_sim, .fini = teardown)
+{
+    cq_strlcpy(g_base, "http://127.0.0.1:9", sizeof(g_base));
+    struct cq_rest_options o = opts_default();
+    struct cq_rest_client *c = client_new(&o);
+    for (size_t i = 0; i < CQ_ARRAY_LEN(ORDER_ENDPOINTS); i++) {
+        const char *m = ORDER_ENDPOINTS[i].method;
+        const char *path = ORDER_ENDPOINTS[i].path;
+        cr_expect(cq_rest_is_order_endpoint(m, path), "%s %s is an order endpoint", m, path);
+        struct cq_rest_response r;
+        int rc = cq_rest_call(c, m, path, NULL, CQ_SEC_SIGNED, 1, &r);
+        cr_expect_eq(rc, -CQ_EINVAL, "%s %s through cq_rest_call: %d", m, path, rc);
+        cr_expect(strstr(r.msg, "use cq_rest_order_send") != NULL, "%s %s: %s", m, path, r.msg);
+        cr_expect(strstr(r.msg, path) != NULL, "the message names the path: %s", r.msg);
+        cr_expect_eq(r.attempts, 0);
+        cr_expect_null(r.body);
+    }
+    cr_expect_eq(budget(c).requests_total, 0, "nothing was sent");
+    cr_expect_eq(budget(c).time_syncs_total, 0, "not even a time sync");
+    cq_rest_client_free(c);
+
+    /* queries on the same paths, and the other endpoints, are safe */
+    static const struct {
+        const char *method;
+        const char *path;
+    } safe[] = {
+        {"GET", "/api/v3/order"},          {"GET", "/api/v3/openOrders"},
+        {"GET", "/api/v3/orderList"},      {"GET", "/api/v3/allOrders"},
+        {"GET", "/api/v3/openOrderList"},  {"GET", "/api/v3/account"},
+        {"POST", "/api/v3/userDataStream"}, {"PUT", "/api/v3/userDataStream"},
+        {"DELETE", "/api/v3/userDataStream"}, {"POST", "/api/v3/orders"},
+        {"POST", "/api/v3/orderListing"},  {"POST", "/api/v3/sor/orders"},
+        {"POST", "/api/order"},            {"POST", "/api/vx/order"},
+        {"POST", "/sapi/v1/something"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(safe); i++) {
+        cr_expect(!cq_rest_is_order_endpoint(safe[i].method, safe[i].path), "%s %s is safe",
+                  safe[i].method, safe[i].path);
+    }
+    cr_expect(!cq_rest_is_order_endpoint(NULL, "/api/v3/order"));
+    cr_expect(!cq_rest_is_order_endpoint("POST", NULL));
 }
 
 Test(rest_client, status_names, .init = setup_no_sim, .fini = teardown)
@@ -581,7 +680,7 @@ Test(rest_client, public_gets_and_weight_header, .init = setup_default, .fini = 
     struct cq_rest_params p;
     cq_rest_params_init(&p);
     cq_rest_params_add(&p, "symbol", "BTCUSDT");
-    req(c, "GET", "/api/v3/exchangeInfo", &p, CQ_SEC_NONE, 20, false, &r);
+    req(c, "GET", "/api/v3/exchangeInfo", &p, CQ_SEC_NONE, 20, &r);
     expect_ok(&r);
     json_t *syms = json_object_get(r.body, "symbols");
     cr_assert_eq(json_array_size(syms), 1);
@@ -592,7 +691,7 @@ Test(rest_client, public_gets_and_weight_header, .init = setup_default, .fini = 
     cq_rest_params_add(&p, "symbol", "BTCUSDT");
     cq_rest_params_add(&p, "interval", "1m");
     cq_rest_params_add_int(&p, "limit", 5);
-    req(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
+    req(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, &r);
     expect_ok(&r);
     cr_assert(json_is_array(r.body));
     cr_expect_eq(json_array_size(r.body), 5);
@@ -615,7 +714,7 @@ Test(rest_client, learn_limits_from_exchange_info, .init = setup_no_sim, .fini =
     struct cq_rest_options o = opts_default();
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false, &r);
+    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, &r);
     expect_ok(&r);
     cq_rest_client_learn_limits(c, r.body);
     struct cq_rest_budget b = budget(c);
@@ -704,7 +803,7 @@ Test(rest_client, api_key_header_only_when_asked, .init = setup_default, .fini =
     struct cq_rest_options o = opts_default();
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    req(c, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY, 2, false, &r);
+    req(c, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY, 2, &r);
     expect_ok(&r);
     char key[128];
     cq_strlcpy(key, jstr(r.body, "listenKey"), sizeof(key));
@@ -714,19 +813,19 @@ Test(rest_client, api_key_header_only_when_asked, .init = setup_default, .fini =
     struct cq_rest_params p;
     cq_rest_params_init(&p);
     cq_rest_params_add(&p, "listenKey", key);
-    req(c, "PUT", "/api/v3/userDataStream", &p, CQ_SEC_API_KEY, 2, false, &r);
+    req(c, "PUT", "/api/v3/userDataStream", &p, CQ_SEC_API_KEY, 2, &r);
     expect_ok(&r);
     cq_rest_response_fini(&r);
 
     /* the same call marked NONE goes out without X-MBX-APIKEY */
-    req(c, "PUT", "/api/v3/userDataStream", &p, CQ_SEC_NONE, 2, false, &r);
+    req(c, "PUT", "/api/v3/userDataStream", &p, CQ_SEC_NONE, 2, &r);
     cr_expect_eq(r.status, CQ_REST_REJECTED);
     cr_expect_eq(r.http_status, 401);
     cr_expect_eq(r.code, -2014);
     cr_expect_str_eq(r.msg, "API-key format invalid.");
     cq_rest_response_fini(&r);
 
-    req(c, "DELETE", "/api/v3/userDataStream", &p, CQ_SEC_API_KEY, 2, false, &r);
+    req(c, "DELETE", "/api/v3/userDataStream", &p, CQ_SEC_API_KEY, 2, &r);
     expect_ok(&r);
     cq_rest_response_fini(&r);
     cr_expect_eq(budget(c).time_syncs_total, 0, "USER_STREAM is not signed");
@@ -760,7 +859,7 @@ Test(rest_client, order_placed_queried_and_cancelled, .init = setup_default, .fi
     cq_rest_params_init(&p);
     cq_rest_params_add(&p, "symbol", "BTCUSDT");
     cq_rest_params_add(&p, "origClientOrderId", "cq-test-order-1");
-    req(c, "DELETE", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, true, &r);
+    ord(c, "DELETE", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, &r);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.body, "status"), "CANCELED");
     cq_rest_response_fini(&r);
@@ -1001,7 +1100,7 @@ Test(rest_client, weight_headroom_throttles_before_429, .init = setup_no_sim, .f
     struct cq_rest_options o = opts_default();
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false, &r);
+    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, &r);
     expect_ok(&r);
     cq_rest_client_learn_limits(c, r.body);
     cq_rest_response_fini(&r);
@@ -1015,7 +1114,7 @@ Test(rest_client, weight_headroom_throttles_before_429, .init = setup_no_sim, .f
     int ok = 0;
     bool throttled = false;
     for (int i = 0; i < 40 && !throttled; i++) {
-        req(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, false, &r);
+        req(c, "GET", "/api/v3/klines", &p, CQ_SEC_NONE, 2, &r);
         if (r.status == CQ_REST_THROTTLED) {
             throttled = true;
             cr_expect_eq(r.attempts, 0);
@@ -1054,7 +1153,7 @@ Test(rest_client, order_count_headroom_holds_new_orders_not_cancels, .init = set
     struct cq_rest_options o = opts_default();
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, false, &r);
+    req(c, "GET", "/api/v3/exchangeInfo", NULL, CQ_SEC_NONE, 20, &r);
     expect_ok(&r);
     cq_rest_client_learn_limits(c, r.body);
     cq_rest_response_fini(&r);
@@ -1089,7 +1188,7 @@ Test(rest_client, order_count_headroom_holds_new_orders_not_cancels, .init = set
     cq_rest_params_init(&p);
     cq_rest_params_add(&p, "symbol", "BTCUSDT");
     cq_rest_params_add(&p, "origClientOrderId", "cq-rate-0");
-    req(c, "DELETE", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, true, &r);
+    ord(c, "DELETE", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, &r);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.body, "status"), "CANCELED");
     cq_rest_response_fini(&r);
@@ -1543,6 +1642,7 @@ static const struct script_route edge_routes[] = {
      "SECOND.\"}",
      0},
     {"DELETE /orders-429 ", "200 OK", NULL, "{\"status\":\"CANCELED\"}", 0},
+    {"POST /5xx ", "503 Service Unavailable", NULL, "{\"code\":-1000,\"msg\":\"busy\"}", 0},
 };
 
 static struct cq_rest_client *script_client(void)
@@ -1555,7 +1655,11 @@ static struct cq_rest_client *script_client(void)
 static void simple(struct cq_rest_client *c, const char *method, const char *path, bool is_order,
                    struct cq_rest_response *r)
 {
-    req(c, method, path, NULL, CQ_SEC_NONE, 1, is_order, r);
+    if (is_order) {
+        ord(c, method, path, NULL, CQ_SEC_NONE, 1, r);
+    } else {
+        req(c, method, path, NULL, CQ_SEC_NONE, 1, r);
+    }
 }
 
 Test(rest_client, order_on_a_dying_keepalive_connection_is_not_resent, .init = setup_no_sim,
@@ -1656,6 +1760,35 @@ Test(rest_client, code_1007_retried_for_gets_unknown_for_orders, .init = setup_n
     cq_time_sleep_ms(20);
     cr_expect_eq(script_hits(&srv, "GET /1007 "), 3);
     cr_expect_eq(script_hits(&srv, "POST /1007 "), 1);
+    cq_rest_client_free(c);
+    script_stop(&srv);
+}
+
+/* The same POST answered 503: the safe door retries it (max_retries), the
+ * order door sends it once and says UNKNOWN. Which happens is decided by
+ * the function called, not by an argument. */
+Test(rest_client, post_5xx_retried_by_the_safe_door_never_by_the_order_door,
+     .init = setup_no_sim, .fini = teardown)
+{
+    struct script_server srv;
+    script_start(&srv, edge_routes, CQ_ARRAY_LEN(edge_routes));
+    struct cq_rest_client *c = script_client();
+    struct cq_rest_response r;
+    cr_assert_eq(cq_rest_call(c, "POST", "/5xx", NULL, CQ_SEC_NONE, 1, &r), 0);
+    cr_expect_eq(r.status, CQ_REST_NETWORK, "%s", cq_rest_status_name(r.status));
+    cr_expect_eq(r.attempts, 3, "max_retries 2: three sends");
+    cr_expect_eq(r.http_status, 503);
+    cq_rest_response_fini(&r);
+    cr_assert_eq(cq_rest_order_send(c, "POST", "/5xx", NULL, CQ_SEC_NONE, 1, &r), 0);
+    cr_expect_eq(r.status, CQ_REST_UNKNOWN, "%s", cq_rest_status_name(r.status));
+    cr_expect_eq(r.attempts, 1);
+    cr_expect_eq(r.http_status, 503);
+    cq_rest_response_fini(&r);
+    cq_time_sleep_ms(20);
+    cr_expect_eq(script_hits(&srv, "POST /5xx "), 4, "3 safe sends + 1 order send");
+    struct cq_rest_budget b = budget(c);
+    cr_expect_eq(b.unknown_total, 1);
+    cr_expect_eq(b.retries_total, 2);
     cq_rest_client_free(c);
     script_stop(&srv);
 }
