@@ -15,9 +15,11 @@
  *               lws_cancel_service. Their own state (previous book per symbol
  *               for depth diffs, the execution id counter) is serialised by
  *               that same sim->lock.
- *   The ws thread never takes sim->lock except inside cq_sim__listen_key_valid,
- *   and never while holding the queue mutex (lock order: sim->lock, then
- *   qlock).
+ *   The ws thread takes sim->lock only briefly and never while holding the
+ *   queue mutex (lock order: sim->lock, then qlock): in
+ *   cq_sim__listen_key_valid, in the WS API's requests (wsapi.c: the clock
+ *   and the weight) and for eventStreamTerminated's event time. Publishers
+ *   never wait for the ws thread, so its waiting for them cannot deadlock.
  *
  * Queues and what happens when they are full
  *   outbound    publishers -> ws thread: a ring of item pointers, at most
