@@ -389,7 +389,10 @@ void cq_rest_params_add_dec(struct cq_rest_params *p, const char *key, cq_dec va
 }
 
 /* The value of `name` in an encoded query (client order ids are unreserved
- * characters, so no decoding is needed); "" if absent. */
+ * characters, so no decoding is needed); "" if absent. Used for the
+ * rest_unknown_outcome log line only: a value longer than out_len - 1 is
+ * cut there (Binance's client order ids are at most 36 characters, under
+ * CLIENT_ORDER_ID_MAX), never sent or compared. */
 static void find_param(const char *query, const char *name, char *out, size_t out_len)
 {
     size_t n = strlen(name);
