@@ -51,7 +51,7 @@ struct cq_sim_options {
     unsigned maker_bps, taker_bps;     /* fees; default 10/10 */
     const char *state_path;            /* --state FILE, or NULL */
     /* Limits announced in exchangeInfo and enforced (0 = Binance's defaults:
-     * 6000 weight per minute, 100 orders per 10 s, 200000 per day). Tests
+     * 6000 weight per minute, 50 orders per 10 s, 160000 per day). Tests
      * lower them to reach 429 quickly. */
     uint32_t weight_limit_1m;
     uint32_t order_limit_10s;

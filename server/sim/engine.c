@@ -230,6 +230,7 @@ struct engine_state {
     uint64_t rng; /* splitmix64 state for generated client ids */
     uint64_t orders_placed, orders_rejected, orders_canceled, fills;
     uint64_t orders_dropped; /* closed orders dropped from the history */
+    uint64_t orders_first_filled; /* not persisted: the order counter's, per run */
 };
 
 /* One taker fill planned by prepare(); shown is the quantity the level
@@ -967,6 +968,33 @@ static bool notional_ok(const struct cq_sim__filters *f, bool market, cq_dec pri
     return true;
 }
 
+/* PERCENT_PRICE_BY_SIDE (filters.md): "Buy orders will succeed on this
+ * filter if: Order price <= weightedAveragePrice * bidMultiplierUp; Order
+ * price >= weightedAveragePrice * bidMultiplierDown", and the same for sell
+ * orders with askMultiplierUp/Down. weightedAveragePrice is the book view's
+ * avg_price; unknown (0) passes. The bounds are rounded in the order's
+ * favour to 8 decimals (the multipliers have at most one decimal, so a
+ * bound is exact unless the average has 8 decimals). */
+static bool percent_price_ok(const struct cq_sim__filters *f, enum cq_sim__side side, cq_dec price,
+                             cq_dec avg)
+{
+    cq_dec up = side == SIM_BUY ? f->bid_up : f->ask_up;
+    cq_dec down = side == SIM_BUY ? f->bid_down : f->ask_down;
+    cq_dec bound;
+    if (avg.m <= 0) {
+        return true;
+    }
+    if (up.m > 0 && cq_dec_mul(avg, up, AMOUNT_SCALE, CQ_ROUND_CEIL, &bound) == 0 &&
+        dec_lt(bound, price)) {
+        return false;
+    }
+    if (down.m > 0 && cq_dec_mul(avg, down, AMOUNT_SCALE, CQ_ROUND_FLOOR, &bound) == 0 &&
+        dec_lt(price, bound)) {
+        return false;
+    }
+    return true;
+}
+
 /* ---- the book ---------------------------------------------------------------------- */
 
 /* The levels a taker on `side` walks, best first, at most SIM_DEPTH_MAX. */
@@ -1014,12 +1042,18 @@ static bool crosses(enum cq_sim__side side, cq_dec price, cq_dec limit)
     return side == SIM_BUY ? c <= 0 : c >= 0;
 }
 
-/* MARKET's NOTIONAL reference: the last price, else the best opposite
- * level; false when the book has neither. */
+/* MARKET's NOTIONAL reference: the avgPriceMins average (filters.md,
+ * NOTIONAL: "For MARKET orders, the average price used over the last
+ * avgPriceMins minutes will be used for calculation."), else the last
+ * price, else the best opposite level; false when the book has none. */
 static bool market_ref_price(const struct cq_sim__book_view *b, enum cq_sim__side side, cq_dec *out)
 {
     size_t n;
     const struct cq_sim__level *lv;
+    if (b->avg_price.m > 0) {
+        *out = b->avg_price;
+        return true;
+    }
     if (b->last_price.m > 0) {
         *out = b->last_price;
         return true;
@@ -1383,7 +1417,7 @@ static int plan_balances(const struct cq_sim__engine *e, const struct cq_sim__or
 
 /* Everything place checks, in Binance's order, without changing anything:
  * symbol (-1121), market status (-2010), shape, PRICE_FILTER, LOT_SIZE /
- * MARKET_LOT_SIZE, NOTIONAL, MAX_NUM_ORDERS (-1013), duplicate client id,
+ * MARKET_LOT_SIZE, PERCENT_PRICE_BY_SIDE, NOTIONAL, MAX_NUM_ORDERS (-1013), duplicate client id,
  * balance, LIMIT_MAKER cross (-2010). */
 static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
                    const struct cq_sim__book_view *book, struct plan *p, struct cq_sim__reject *rej)
@@ -1433,6 +1467,9 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
         }
     } else if (to_amount(req->quote_qty, &p->quote_qty) < 0 || p->quote_qty.m <= 0) {
         return reject_filter(rej, "NOTIONAL");
+    }
+    if (!market && !percent_price_ok(f, req->side, p->price, book->avg_price)) {
+        return reject_filter(rej, "PERCENT_PRICE_BY_SIDE");
     }
 
     if (!market) {
@@ -1724,6 +1761,7 @@ void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__eng
     out->open_orders = e->st.all_open.count;
     out->orders_kept = e->st.n_orders;
     out->orders_dropped = e->st.orders_dropped;
+    out->orders_first_filled = e->st.orders_first_filled;
 }
 
 const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
@@ -1857,6 +1895,9 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         t->is_buyer = req->side == SIM_BUY;
         t->is_maker = false;
 
+        if (o->executed_qty.m == 0) {
+            st->orders_first_filled++;
+        }
         add_ok(&o->executed_qty, f.qty);
         add_ok(&o->cum_quote_qty, f.quote_qty);
         o->status = last && p->final_status == SIM_FILLED ? SIM_FILLED : SIM_PARTIALLY_FILLED;
@@ -2255,6 +2296,9 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t 
     change_note(e, quote_a);
     st->bal[base_a] = b;
     st->bal[quote_a] = qb;
+    if (o->executed_qty.m == 0) {
+        st->orders_first_filled++;
+    }
     add_ok(&o->executed_qty, q);
     o->cum_quote_qty = cum;
     o->update_ms = now_ms;

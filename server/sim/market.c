@@ -370,6 +370,11 @@ struct sym {
     struct cq_sim__level bids[SIM_DEPTH_MAX], asks[SIM_DEPTH_MAX];
     size_t n_bids, n_asks;
     uint64_t book_update_id;
+
+    /* the newest SIM_TAPE_MAX public trades (GET trades / aggTrades), a ring:
+     * tape[(tape_start + i) % SIM_TAPE_MAX] for i < tape_n, oldest first */
+    struct cq_sim__public_trade tape[SIM_TAPE_MAX];
+    size_t tape_start, tape_n;
 };
 
 struct cq_sim__market {
@@ -449,6 +454,18 @@ static void bar_add_trade(struct sym *s, struct bar *b, const struct plan_trade 
     b->trades++;
     s->last_price = t->price;
     s->last_qty = t->qty;
+    struct cq_sim__public_trade *slot;
+    if (s->tape_n < SIM_TAPE_MAX) {
+        slot = &s->tape[(s->tape_start + s->tape_n++) % SIM_TAPE_MAX];
+    } else {
+        slot = &s->tape[s->tape_start];
+        s->tape_start = (s->tape_start + 1) % SIM_TAPE_MAX;
+    }
+    slot->trade_id = id;
+    slot->price = price_dec(s, t->price);
+    slot->qty = qty_dec(s, t->qty);
+    slot->time_ms = t->time_ms;
+    slot->buyer_is_maker = t->buyer_is_maker;
 }
 
 /* Plan the trades of bar r (see "Inside a bar" above). */
@@ -1226,13 +1243,46 @@ static void bar_to_kline(const struct sym *s, const struct bar *b, struct cq_sim
     k->closed = b->closed;
 }
 
-static void book_view(const struct sym *s, struct cq_sim__book_view *out)
+static size_t visible_bars(const struct sym *s, int64_t now_ms);
+
+/* The volume-weighted average price of the trades in the 1m bars that
+ * overlap the last `mins` minutes (so up to mins + 1 minutes of trades:
+ * the bars are the finest record kept), at 8 decimals rounded half-even;
+ * with no trade there, the last price. *close_ms: the last trade's time as
+ * far as the bars tell (the newest traded bar's open, or now). */
+static cq_dec avg_price_of(const struct sym *s, int64_t now_ms, int mins, int64_t *close_ms)
+{
+    size_t n = visible_bars(s, now_ms);
+    int64_t from = now_ms - (int64_t)mins * 60000 - 60000;
+    i128 vol = 0, quote = 0;
+    int64_t last = -1;
+    for (size_t i = n; i > 0 && s->bars[i - 1].open_ms > from; i--) {
+        const struct bar *b = &s->bars[i - 1];
+        if (b->trades > 0) {
+            vol += b->volume;
+            quote = sat_add(quote, b->quote_e8);
+            last = last < 0 ? b->open_ms : last;
+        }
+    }
+    if (close_ms != NULL) {
+        *close_ms = last < 0 ? now_ms : last;
+    }
+    if (vol <= 0 || s->step.m <= 0) {
+        return price_dec(s, s->last_price);
+    }
+    /* quote_e8 * 1e-8 / (vol * step): scale 8 stays if multiplied by
+     * 10^step.scale over step.m */
+    return dec_from_wide(div_half_even(quote * pow10_wide(s->step.scale), vol * s->step.m), 8);
+}
+
+static void book_view(const struct sym *s, int64_t now_ms, struct cq_sim__book_view *out)
 {
     out->bids = s->bids;
     out->n_bids = s->n_bids;
     out->asks = s->asks;
     out->n_asks = s->n_asks;
     out->last_price = price_dec(s, s->last_price);
+    out->avg_price = s->last_price > 0 ? avg_price_of(s, now_ms, AVG_PRICE_MINS, NULL) : CQ_DEC_ZERO;
 }
 
 static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum ev_kind kind)
@@ -1262,7 +1312,7 @@ static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum e
         if (l->on_trade != NULL) {
             l->on_trade(l->ctx, idx, &pub);
         }
-        book_view(s, &view);
+        book_view(s, m->now_ms, &view);
         if (l->on_book != NULL) {
             l->on_book(l->ctx, idx, &view, s->book_update_id, pt->time_ms);
         }
@@ -1390,7 +1440,7 @@ void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct 
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
         return;
     }
-    book_view(&m->syms[symbol_idx], out);
+    book_view(&m->syms[symbol_idx], m->now_ms, out);
 }
 
 uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx)
@@ -1399,6 +1449,42 @@ uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbo
         return 0;
     }
     return m->syms[symbol_idx].book_update_id;
+}
+
+size_t cq_sim__market_trades(const struct cq_sim__market *m, int symbol_idx, uint64_t from_id,
+                             int64_t start_ms, int64_t end_ms, size_t limit,
+                             void (*fn)(void *ctx, const struct cq_sim__public_trade *t), void *ctx)
+{
+    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms || limit == 0) {
+        return 0;
+    }
+    const struct sym *s = &m->syms[symbol_idx];
+    size_t first = 0;
+    size_t n = s->tape_n;
+    bool filtered = from_id != 0 || start_ms != 0 || end_ms != 0;
+    if (!filtered) {
+        first = n > limit ? n - limit : 0; /* the most recent `limit` */
+    }
+    size_t count = 0;
+    for (size_t i = first; i < n && count < limit; i++) {
+        const struct cq_sim__public_trade *t = &s->tape[(s->tape_start + i) % SIM_TAPE_MAX];
+        if (t->time_ms > m->now_ms || (from_id != 0 && t->trade_id < from_id) ||
+            (start_ms != 0 && t->time_ms < start_ms) || (end_ms != 0 && t->time_ms > end_ms)) {
+            continue;
+        }
+        fn(ctx, t);
+        count++;
+    }
+    return count;
+}
+
+cq_dec cq_sim__market_avg_price(const struct cq_sim__market *m, int symbol_idx, int64_t *close_ms)
+{
+    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
+        *close_ms = m->now_ms;
+        return CQ_DEC_ZERO;
+    }
+    return avg_price_of(&m->syms[symbol_idx], m->now_ms, AVG_PRICE_MINS, close_ms);
 }
 
 cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx)

@@ -146,6 +146,7 @@
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "sim/sim-rest.h"
+#include "sim-rest-extra.h"
 #include "sim/sim-params.h"
 #include "sim-auth.h"
 #include "cq/text.h"
@@ -666,6 +667,12 @@ static const char *symbol_status_wire(enum cq_sim__symbol_status s)
     return "BREAK";
 }
 
+/* The filters in production's order (2024-09-08 exchangeInfo: PRICE_FILTER,
+ * LOT_SIZE, ICEBERG_PARTS, MARKET_LOT_SIZE, TRAILING_DELTA,
+ * PERCENT_PRICE_BY_SIDE, NOTIONAL, MAX_NUM_ORDERS, MAX_NUM_ALGO_ORDERS).
+ * PERCENT_PRICE_BY_SIDE's multipliers as production writes them ("5",
+ * "0.2"); TRAILING_DELTA's bounds production's (trailing orders are refused
+ * -1106 here all the same). */
 static json_t *filters_json(const struct cq_sim__filters *f)
 {
     json_t *a = json_array();
@@ -675,25 +682,45 @@ static json_t *filters_json(const struct cq_sim__filters *f)
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "LOT_SIZE", "minQty",
                                        jdec(f->min_qty), "maxQty", jdec(f->max_qty), "stepSize",
                                        jdec(f->step_size)));
+    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "ICEBERG_PARTS", "limit",
+                                       f->iceberg_parts));
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "MARKET_LOT_SIZE",
                                        "minQty", jdec(f->market_min_qty), "maxQty",
                                        jdec(f->market_max_qty), "stepSize",
                                        jdec(f->market_step)));
+    json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:i,s:i}", "filterType", "TRAILING_DELTA",
+                                       "minTrailingAboveDelta", 10, "maxTrailingAboveDelta",
+                                       2000, "minTrailingBelowDelta", 10,
+                                       "maxTrailingBelowDelta", 2000));
+    char bu[CQ_DEC_STR_MAX], bd[CQ_DEC_STR_MAX], au[CQ_DEC_STR_MAX], ad[CQ_DEC_STR_MAX];
+    /* cq_dec_format writes at most CQ_DEC_STR_MAX bytes, at the value's
+     * own scale: "5" and "0.2", production's text for these four */
+    cq_dec_format(f->bid_up, bu, sizeof(bu));
+    cq_dec_format(f->bid_down, bd, sizeof(bd));
+    cq_dec_format(f->ask_up, au, sizeof(au));
+    cq_dec_format(f->ask_down, ad, sizeof(ad));
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "filterType",
+                                       "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp", bu,
+                                       "bidMultiplierDown", bd, "askMultiplierUp", au,
+                                       "askMultiplierDown", ad, "avgPriceMins",
+                                       f->avg_price_mins));
     json_array_append_new(
         a, json_pack("{s:s,s:o,s:b,s:o,s:b,s:i}", "filterType", "NOTIONAL", "minNotional",
                      jdec(f->min_notional), "applyMinToMarket", f->apply_min_to_market,
                      "maxNotional", jdec(f->max_notional), "applyMaxToMarket",
-                     f->apply_max_to_market, "avgPriceMins", 5));
+                     f->apply_max_to_market, "avgPriceMins", f->avg_price_mins));
     json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ORDERS",
                                        "maxNumOrders", f->max_num_orders));
+    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ALGO_ORDERS",
+                                       "maxNumAlgoOrders", f->max_num_algo_orders));
     return a;
 }
 
 static json_t *symbol_info_json(const struct cq_sim__symbol *s, bool show_permission_sets)
 {
-    json_t *order_types = json_pack("[s,s,s,s,s,s,s]", "LIMIT", "LIMIT_MAKER", "MARKET",
-                                    "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                                    "TAKE_PROFIT_LIMIT");
+    /* exactly production BTCUSDT's (2024-09-08) */
+    json_t *order_types = json_pack("[s,s,s,s,s]", "LIMIT", "LIMIT_MAKER", "MARKET",
+                                    "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT");
     json_t *perm_sets = show_permission_sets ? json_pack("[[s]]", "SPOT") : json_array();
     json_t *o = json_object();
     json_object_set_new(o, "symbol", json_string(s->symbol));
@@ -1432,12 +1459,16 @@ static void roll_windows(struct cq_sim__ratelimit *rl, int64_t now)
     }
 }
 
-/* Under the lock: -1015, or count the order. */
+/* Under the lock: -1015, or true. The order is counted by
+ * count_placed_order_locked once the engine has accepted it: "Every
+ * successful request to place an order adds to the unfilled order count";
+ * a rejected one does not. */
 static bool count_order_locked(struct rest_req *r)
 {
     struct cq_sim__ratelimit *rl = &r->sim->rl;
     int64_t now = cq_sim__wall_ms();
     roll_windows(rl, now);
+    cq_sim__order_count_sync_locked(r->sim); /* fills give orders back (rest_extra.c) */
     r->resp.order_headers = true;
     if (rl->order_limit_10s > 0 && rl->orders_10s >= rl->order_limit_10s) {
         set_error(r, 429, -1015, "Too many new orders; current limit is %u orders per 10 SECOND.",
@@ -1447,13 +1478,23 @@ static bool count_order_locked(struct rest_req *r)
         set_error(r, 429, -1015, "Too many new orders; current limit is %u orders per DAY.",
                   rl->order_limit_1d);
         r->resp.retry_after_s = ceil_div_s(rl->orders_1d_window_start_ms + 86400000 - now);
-    } else {
-        rl->orders_10s++;
-        rl->orders_1d++;
     }
     r->resp.orders_10s = rl->orders_10s;
     r->resp.orders_1d = rl->orders_1d;
     return !r->resp.is_error;
+}
+
+/* Under the lock, after the engine accepted the order: count it, then give
+ * it back at once if it filled on placement. */
+static void count_placed_order_locked(struct rest_req *r)
+{
+    struct cq_sim__ratelimit *rl = &r->sim->rl;
+    roll_windows(rl, cq_sim__wall_ms());
+    rl->orders_10s++;
+    rl->orders_1d++;
+    cq_sim__order_count_sync_locked(r->sim);
+    r->resp.orders_10s = rl->orders_10s;
+    r->resp.orders_1d = rl->orders_1d;
 }
 
 static void order_common(struct rest_req *r, bool test)
@@ -1530,6 +1571,9 @@ static void order_common(struct rest_req *r, bool test)
         rc = cq_sim__engine_place(sim->engine, &req, &book, now, &order, fills, MAX_FILLS, &n_fills,
                               &rej);
         placed = rc == 0;
+        if (placed) {
+            count_placed_order_locked(r);
+        }
     }
     if (rc == -CQ_EFULL) {
         set_error(r, 500, -1000, MSG_UNKNOWN);
@@ -1969,6 +2013,119 @@ static void h_listen_key_delete(struct rest_req *r)
     listen_key_change(r, true);
 }
 
+/* ---- avgPrice, rateLimit/order, account/commission (bodies: rest_extra.c) ---------- */
+
+static void h_avg_price(struct rest_req *r)
+{
+    struct cq_sim__api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    cq_sim__lock(r->sim);
+    int idx = symbol_index_locked(r, symbol);
+    json_t *body = idx < 0 ? NULL : cq_sim__avg_price_json(r->sim, idx, r->time_us);
+    cq_sim__unlock(r->sim);
+    if (idx >= 0) {
+        set_ok(r, body);
+    }
+}
+
+static void h_trades(struct rest_req *r)
+{
+    struct cq_sim__api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int64_t limit = 500;
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!parse_limit(r, 500, 1000, &limit)) {
+        return;
+    }
+    if (limit < 1) {
+        limit = 500;
+    }
+    cq_sim__lock(r->sim);
+    int idx = symbol_index_locked(r, symbol);
+    json_t *body = idx < 0 ? NULL : cq_sim__trades_json(r->sim, idx, (size_t)limit, r->time_us);
+    cq_sim__unlock(r->sim);
+    if (idx >= 0) {
+        set_ok(r, body);
+    }
+}
+
+static void h_agg_trades(struct rest_req *r)
+{
+    struct cq_sim__api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    int64_t limit = 500, from_id = 0, start = 0, end = 0;
+    bool has_from = false, has_start = false, has_end = false;
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
+        cq_sim__param_long(&r->params, "fromId", false, &from_id, &has_from, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!parse_time_range(r, &start, &end, &has_start, &has_end) ||
+        !parse_limit(r, 500, 1000, &limit)) {
+        return;
+    }
+    if (limit < 1) {
+        limit = 500;
+    }
+    /* rest-api.md aggTrades: "If both startTime and endTime are sent, time
+     * between startTime and endTime must be less than 1 hour." */
+    if (has_start && has_end && end - start >= 3600000) {
+        set_error(r, 400, -1127, "More than 1 hours between startTime and endTime.");
+        return;
+    }
+    cq_sim__lock(r->sim);
+    int idx = symbol_index_locked(r, symbol);
+    json_t *body = idx < 0 ? NULL
+                           : cq_sim__agg_trades_json(r->sim, idx,
+                                                     has_from && from_id > 0 ? (uint64_t)from_id : 0,
+                                                     has_start ? start : 0, has_end ? end : 0,
+                                                     (size_t)limit, r->time_us);
+    cq_sim__unlock(r->sim);
+    if (idx >= 0) {
+        set_ok(r, body);
+    }
+}
+
+static void h_rate_limit_order(struct rest_req *r)
+{
+    if (!auth_signed(r)) {
+        return;
+    }
+    cq_sim__lock(r->sim);
+    roll_windows(&r->sim->rl, cq_sim__wall_ms());
+    cq_sim__order_count_sync_locked(r->sim);
+    json_t *body = cq_sim__rate_limit_order_json(r->sim);
+    cq_sim__unlock(r->sim);
+    set_ok(r, body);
+}
+
+static void h_account_commission(struct rest_req *r)
+{
+    struct cq_sim__api_error e;
+    char symbol[SIM_PARAM_SYMBOL_MAX + 1];
+    if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0) {
+        fail_api(r, &e);
+        return;
+    }
+    if (!auth_signed(r)) {
+        return;
+    }
+    cq_sim__lock(r->sim);
+    int idx = symbol_index_locked(r, symbol);
+    json_t *body = idx < 0 ? NULL : cq_sim__commission_json(r->sim, idx);
+    cq_sim__unlock(r->sim);
+    if (idx >= 0) {
+        set_ok(r, body);
+    }
+}
+
 /* ---- routing -------------------------------------------------------------------------- */
 
 static const struct endpoint endpoints[] = {
@@ -1981,6 +2138,11 @@ static const struct endpoint endpoints[] = {
     {"GET", "/api/v3/ticker/price", SEC_NONE, 2, w_ticker_price, 0, h_ticker_price},
     {"GET", "/api/v3/ticker/bookTicker", SEC_NONE, 2, w_ticker_price, 0, h_book_ticker},
     {"GET", "/api/v3/account", SEC_SIGNED, 20, NULL, 0, h_account},
+    {"GET", "/api/v3/avgPrice", SEC_NONE, 2, NULL, 0, h_avg_price},
+    {"GET", "/api/v3/trades", SEC_NONE, 25, NULL, 0, h_trades},
+    {"GET", "/api/v3/aggTrades", SEC_NONE, 4, NULL, 0, h_agg_trades},
+    {"GET", "/api/v3/rateLimit/order", SEC_SIGNED, 40, NULL, 0, h_rate_limit_order},
+    {"GET", "/api/v3/account/commission", SEC_SIGNED, 20, NULL, 0, h_account_commission},
     {"POST", "/api/v3/order", SEC_SIGNED, 1, NULL,
      EP_FREE_ON_SUCCESS | EP_MUTATES | EP_ORDER_POST, h_order_post},
     {"POST", "/api/v3/order/test", SEC_SIGNED, 1, w_order_test, 0, h_order_test},

@@ -93,6 +93,16 @@ struct cq_sim__filters {
     cq_dec min_notional, max_notional;                  /* NOTIONAL */
     bool apply_min_to_market, apply_max_to_market;
     int max_num_orders;                                 /* MAX_NUM_ORDERS */
+    /* PERCENT_PRICE_BY_SIDE: a BUY's price within [avg * bid_down, avg *
+     * bid_up], a SELL's within [avg * ask_down, avg * ask_up], avg being the
+     * book view's avg_price (the avgPriceMins weighted average). A zero
+     * multiplier disables its bound. */
+    cq_dec bid_up, bid_down, ask_up, ask_down;
+    int avg_price_mins;                                 /* 5 (PERCENT_PRICE_BY_SIDE, NOTIONAL) */
+    /* Listed in exchangeInfo as production lists them; not enforced (iceberg
+     * and trailing orders are refused -1106, algo orders -2010). */
+    int iceberg_parts;                                  /* ICEBERG_PARTS limit: 10 */
+    int max_num_algo_orders;                            /* MAX_NUM_ALGO_ORDERS: 5 */
 };
 
 struct cq_sim__symbol {
@@ -126,7 +136,12 @@ struct cq_sim__book_view {
     size_t n_bids;
     const struct cq_sim__level *asks;
     size_t n_asks;
-    cq_dec last_price;  /* reference for MARKET notional checks; 0 = none */
+    cq_dec last_price;  /* the last public trade's price; 0 = none */
+    /* The volume-weighted average price of the public trades of the last
+     * avgPriceMins minutes (GET /api/v3/avgPrice), the last price when there
+     * were none; 0 = unknown (PERCENT_PRICE_BY_SIDE is then skipped). The
+     * reference of PERCENT_PRICE_BY_SIDE and of MARKET notional checks. */
+    cq_dec avg_price;
 };
 
 struct cq_sim__balance {
@@ -329,6 +344,9 @@ struct cq_sim__engine_stats {
     uint64_t orders_placed, orders_rejected, orders_canceled, fills, open_orders;
     uint64_t orders_kept;    /* in the history now (open and closed) */
     uint64_t orders_dropped; /* closed orders dropped from the history at max_orders */
+    /* Orders that got their first fill (at placement or later as maker): the
+     * unfilled-order count gives one order back for each (rest.c). */
+    uint64_t orders_first_filled;
 };
 void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__engine_stats *out);
 

@@ -115,6 +115,23 @@ void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused);
 void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out);
 uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx);
 cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx);
+/* GET /api/v3/avgPrice: the volume-weighted average price of the public
+ * trades of the last AVG_PRICE_MINS minutes (as 1m bars record them: the
+ * bars overlapping the window), 8 decimals; the last price when there were
+ * none. *close_ms: the last trade's time (to the minute). The book view's
+ * avg_price is the same number. */
+#define AVG_PRICE_MINS 5
+cq_dec cq_sim__market_avg_price(const struct cq_sim__market *m, int symbol_idx, int64_t *close_ms);
+
+/* The public trades kept for GET /api/v3/trades and aggTrades: the newest
+ * SIM_TAPE_MAX per symbol (older ones are gone: historicalTrades is not
+ * served). Oldest first, at most `limit`: with no filter the most recent
+ * `limit`; else those with id >= from_id (0 = any) and time in [start_ms,
+ * end_ms] (0 = unbounded). Returns the count. */
+#define SIM_TAPE_MAX 1000
+size_t cq_sim__market_trades(const struct cq_sim__market *m, int symbol_idx, uint64_t from_id,
+                             int64_t start_ms, int64_t end_ms, size_t limit,
+                             void (*fn)(void *ctx, const struct cq_sim__public_trade *t), void *ctx);
 
 /* Klines for a Binance interval string ("1m","3m","5m","15m","30m","1h",
  * "2h","4h","6h","8h","12h","1d","3d","1w","1M"), aggregated from the 1m

@@ -79,6 +79,9 @@ struct cq_sim__ratelimit {
     uint32_t orders_10s;
     int64_t orders_1d_window_start_ms;
     uint32_t orders_1d;
+    /* The engine's orders_first_filled when the order counts last gave
+     * orders back for first fills (rest.c order_count_sync_locked). */
+    uint64_t first_fills_seen;
     uint32_t requests_after_429;     /* in the current window; over a threshold -> ban */
     int64_t banned_until_ms;         /* 418 until then */
     uint32_t bans;                   /* ban length doubles: 2 min, 4 min, … 3 days */

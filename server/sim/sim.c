@@ -467,8 +467,8 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     cq_sim__engine_set_listener(sim->state.engine, &el);
 
     sim->state.rl.weight_limit_1m = opts->weight_limit_1m != 0 ? opts->weight_limit_1m : 6000;
-    sim->state.rl.order_limit_10s = opts->order_limit_10s != 0 ? opts->order_limit_10s : 100;
-    sim->state.rl.order_limit_1d = opts->order_limit_1d != 0 ? opts->order_limit_1d : 200000;
+    sim->state.rl.order_limit_10s = opts->order_limit_10s != 0 ? opts->order_limit_10s : 50;
+    sim->state.rl.order_limit_1d = opts->order_limit_1d != 0 ? opts->order_limit_1d : 160000;
     return sim;
 
 fail:

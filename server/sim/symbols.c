@@ -180,6 +180,15 @@ static void fill_from_spec(const struct symbol_spec *sp, struct cq_sim__symbol *
     f->apply_min_to_market = sp->apply_min_to_market;
     f->apply_max_to_market = sp->apply_max_to_market;
     f->max_num_orders = sp->max_num_orders;
+    /* 2024-09-08 production, every symbol: PERCENT_PRICE_BY_SIDE 5 / 0.2 on
+     * both sides over avgPriceMins 5, ICEBERG_PARTS 10, MAX_NUM_ALGO_ORDERS 5 */
+    f->bid_up = cq_dec_make(5, 0);
+    f->bid_down = cq_dec_make(2, 1);
+    f->ask_up = cq_dec_make(5, 0);
+    f->ask_down = cq_dec_make(2, 1);
+    f->avg_price_mins = 5;
+    f->iceberg_parts = 10;
+    f->max_num_algo_orders = 5;
 }
 
 static bool upper_alnum(const char *s, size_t len)

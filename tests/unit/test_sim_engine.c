@@ -535,9 +535,117 @@ Test(sim_symbols, defaults_match_the_2024_09_exchange_info)
             f = filter_of(s, "MAX_NUM_ORDERS");
             cr_expect_eq(sym.filters.max_num_orders,
                          (int)json_integer_value(json_object_get(f, "maxNumOrders")), "%s", name);
+            f = filter_of(s, "PERCENT_PRICE_BY_SIDE");
+            expect_field(f, "bidMultiplierUp", sym.filters.bid_up, name);
+            expect_field(f, "bidMultiplierDown", sym.filters.bid_down, name);
+            expect_field(f, "askMultiplierUp", sym.filters.ask_up, name);
+            expect_field(f, "askMultiplierDown", sym.filters.ask_down, name);
+            cr_expect_eq(sym.filters.avg_price_mins,
+                         (int)json_integer_value(json_object_get(f, "avgPriceMins")), "%s", name);
+            f = filter_of(s, "ICEBERG_PARTS");
+            cr_expect_eq(sym.filters.iceberg_parts,
+                         (int)json_integer_value(json_object_get(f, "limit")), "%s", name);
+            f = filter_of(s, "MAX_NUM_ALGO_ORDERS");
+            cr_expect_eq(sym.filters.max_num_algo_orders,
+                         (int)json_integer_value(json_object_get(f, "maxNumAlgoOrders")), "%s",
+                         name);
         }
     }
     cr_assert_eq(found, 4);
+}
+
+/* filters.md PERCENT_PRICE_BY_SIDE: "Buy orders will succeed on this filter
+ * if: Order price <= weightedAveragePrice * bidMultiplierUp; Order price >=
+ * weightedAveragePrice * bidMultiplierDown" (and askMultiplierUp/Down for
+ * sell orders). BTCUSDT: 5 and 0.2 on both sides; the average is the book
+ * view's avg_price, not the last price. */
+Test(sim_rules, percent_price_by_side_bounds_against_the_average_price)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    bid(&b, "29999.99", "1");
+    b.v.last_price = D("60000.00"); /* the bounds follow the average, not this */
+    b.v.avg_price = D("30000.00");
+    struct placed p = place(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "5999.99"), &b, 1);
+    cr_expect_eq(p.rc, -CQ_EVENUE);
+    cr_expect_eq(p.rej.code, SIM_ERR_FILTER);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    p = place(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "3000.00"), &b, 1); /* 0.1x: live rejects */
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    place_ok(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "6000.00"), &b, 1); /* == avg * 0.2 */
+    /* a BUY at 5x the average crosses and would fill; the bound is inclusive */
+    p = place(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "150000.01"), &b, 1);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    p = place(e, limit(0, SIM_SELL, SIM_GTC, "0.001", "150000.01"), &b, 1);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    place_ok(e, limit(0, SIM_SELL, SIM_GTC, "0.001", "150000.00"), &b, 1);
+    p = place(e, limit(0, SIM_SELL, SIM_GTC, "0.001", "5999.99"), &b, 1);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    /* LIMIT_MAKER too; order/test says the same */
+    p = place(e, maker(0, SIM_BUY, "0.001", "5999.99"), &b, 1);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    struct cq_sim__order_req r = limit(0, SIM_BUY, SIM_GTC, "0.001", "5999.99");
+    struct cq_sim__reject rej;
+    cr_expect_eq(cq_sim__engine_test_order(e, &r, &b.v, &rej), -CQ_EVENUE);
+    cr_expect_str_eq(rej.msg, "Filter failure: PERCENT_PRICE_BY_SIDE");
+    /* no average known (an empty market): not applied */
+    b.v.avg_price = CQ_DEC_ZERO;
+    place_ok(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "5999.99"), &b, 1);
+    cq_sim__engine_free(e);
+}
+
+/* filters.md NOTIONAL: "For MARKET orders, the average price used over the
+ * last avgPriceMins minutes will be used for calculation." */
+Test(sim_rules, market_notional_uses_the_average_price)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    bid(&b, "29999.99", "1");
+    b.v.last_price = D("30000.00");
+    b.v.avg_price = D("1000.00");
+    /* 0.001 * 1000 = 1 < minNotional 5, though 0.001 * 30000 = 30 */
+    struct placed p = place(e, market(0, SIM_BUY, "0.001"), &b, 1);
+    cr_expect_eq(p.rc, -CQ_EVENUE);
+    cr_expect_str_eq(p.rej.msg, "Filter failure: NOTIONAL");
+    b.v.avg_price = D("30000.00");
+    place_ok(e, market(0, SIM_BUY, "0.001"), &b, 1);
+    cq_sim__engine_free(e);
+}
+
+/* faqs/order_count_decrement.md: "When an order is filled for the first
+ * time (partially or fully), your unfilled order count will be decremented
+ * by one order" — the engine counts first fills, taker and maker, once per
+ * order. */
+Test(sim_rules, first_fills_are_counted_once_per_order)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct cq_sim__engine_stats st;
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "0.001");
+    ask(&b, "30000.01", "0.001");
+    bid(&b, "29999.99", "1");
+    b.v.avg_price = D("30000.00");
+    place_ok(e, limit(0, SIM_BUY, SIM_GTC, "0.001", "29000.00"), &b, 1); /* rests */
+    cq_sim__engine_get_stats(e, &st);
+    cr_expect_eq(st.orders_first_filled, 0);
+    place_ok(e, market(0, SIM_BUY, "0.002"), &b, 2); /* two fills, one order */
+    cq_sim__engine_get_stats(e, &st);
+    cr_expect_eq(st.orders_first_filled, 1);
+    /* the resting BUY fills as maker in two steps: counted once */
+    struct book m;
+    book_init(&m);
+    ask(&m, "29000.01", "1"); /* the book does not cross it: only the trades fill */
+    bid(&m, "28999.99", "1");
+    cr_expect_eq(cq_sim__engine_on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 3), 1);
+    cr_expect_eq(cq_sim__engine_on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 4), 1);
+    cq_sim__engine_get_stats(e, &st);
+    cr_expect_eq(st.orders_first_filled, 2);
+    cq_sim__engine_free(e);
 }
 
 Test(sim_symbols, brief_values_and_generic_names)
