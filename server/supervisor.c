@@ -432,9 +432,11 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
         return cq_err_set(err, CQ_ETOOBIG, 0, NULL, "the embedded simulator's URL is too long");
     }
     cq_log_info("supervisor", "venue_selected",
-                json_pack("{s:s,s:s,s:b,s:s}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
-                          "embedded_simex", true, "credentials", "generated per run"),
-                "embedded simulator venue: %s, %s", sv->venue_rest_url, sv->venue_ws_url);
+                json_pack("{s:s,s:s,s:s,s:b,s:s}", "rest", sv->venue_rest_url, "ws",
+                          sv->venue_ws_url, "wsapi", sv->venue_wsapi_url, "embedded_simex", true,
+                          "credentials", "generated per run"),
+                "embedded simulator venue: %s, %s, %s", sv->venue_rest_url, sv->venue_ws_url,
+                sv->venue_wsapi_url);
     return 0;
 }
 
@@ -495,9 +497,10 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
                    sizeof(sv->venue_wsapi_url));
     }
     cq_log_info("supervisor", "venue_selected",
-                json_pack("{s:s,s:s,s:b}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
-                          "embedded_simex", false),
-                "exchange venue: %s, %s", sv->venue_rest_url, sv->venue_ws_url);
+                json_pack("{s:s,s:s,s:s,s:b}", "rest", sv->venue_rest_url, "ws", sv->venue_ws_url,
+                          "wsapi", sv->venue_wsapi_url, "embedded_simex", false),
+                "exchange venue: %s, %s, %s", sv->venue_rest_url, sv->venue_ws_url,
+                sv->venue_wsapi_url);
     return 0;
 }
 

@@ -257,7 +257,7 @@ check "admin_listening logged with the address" wait_for_log "\"event\":\"admin_
 wait_for_log '"event":"venue_selected"' "$LOG"
 venue=$(jq -c 'select(.event=="venue_selected")' "$LOG" | head -1)
 SIM_REST=$(jq -r '.rest // ""' <<<"$venue")
-if jq -e '.embedded_simex==true and (.rest|test("^http://127\\.0\\.0\\.1:[0-9]+$")) and (.ws|test("^ws://127\\.0\\.0\\.1:[0-9]+$"))' <<<"$venue" >/dev/null 2>&1 \
+if jq -e '.embedded_simex==true and (.rest|test("^http://127\\.0\\.0\\.1:[0-9]+$")) and (.ws|test("^ws://127\\.0\\.0\\.1:[0-9]+$")) and .wsapi == .ws + "/ws-api/v3"' <<<"$venue" >/dev/null 2>&1 \
    && [ "$(curl -s -m 5 "$SIM_REST/api/v3/ping")" = "{}" ]; then
   ok "paper mode: embedded simulator on loopback answers /api/v3/ping"
 else
