@@ -26,6 +26,7 @@
 #include "cq/fs.h"
 #include "cq/indicators.h"
 #include "cq/journal.h"
+#include "cq/strategy.h"
 #include "cq/supervisor.h"
 #include "cq/version.h"
 
@@ -328,6 +329,9 @@ static int cmd_journal(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Core checks CQ_STRATEGY through ARES's registry: hand it over before
+     * any config is loaded (config check, the daemon, a SIGHUP reload). */
+    cq_strategy_register_config();
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
         cq_version_print(stdout);
         return 0;

@@ -177,6 +177,25 @@ struct cq_config_load_options {
 struct cq_config *cq_config_load(const struct cq_config_load_options *opts,
                                  struct cq_config_report *report);
 
+/* CQ_STRATEGY and CQ_STRATEGY_PARAMS are checked by the module that owns the
+ * strategies (ARES), which sits above core: core does not link it. ARES
+ * registers its check here (cq_strategy_register_config() in cq/strategy.h)
+ * and a program registers it before its first cq_config_load(); coinquantd's
+ * main() does so first thing.
+ *
+ * The check gets the strategy name and the parameter spec ("" for the
+ * defaults) and returns 0, or a negative value with why (a predicate put
+ * after the key, "has unknown parameter 'fsat'") and hint (the fix) filled.
+ *
+ * Without a registered check, cq_config_load() refuses CQ_STRATEGY with an
+ * error saying so: a program that loads config without the strategies linked
+ * is a build mistake and must not accept a strategy nobody checked. NULL
+ * unregisters. Any thread may call it; a load in progress sees the old or
+ * the new check, never a torn one. */
+typedef int (*cq_config_strategy_check_fn)(const char *name, const char *params, char *why,
+                                           size_t why_len, char *hint, size_t hint_len);
+void cq_config_set_strategy_check(cq_config_strategy_check_fn check);
+
 /* Print the report for people: one line per problem,
  * "error: CQ_KEY=value: message (rule: ...). fix: hint". */
 void cq_config_report_print(const struct cq_config_report *report, FILE *out);

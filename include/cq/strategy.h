@@ -17,7 +17,10 @@
  * CQ_STRATEGY_PARAMS ("fast=9,slow=21") sets any of its parameters; the
  * config layer validates both with cq_strategy_params_check, with the same
  * strictness as every other key (unknown name with did-you-mean, value out
- * of range, not a whole number, a cross rule broken).
+ * of range, not a whole number, a cross rule broken). Core does not link
+ * ARES: cq_strategy_register_config() hands the check to it, and a program
+ * calls it before loading config (without it the config refuses
+ * CQ_STRATEGY).
  *
  * Threads: the registry is constant data (any thread). An instance belongs
  * to the thread that created it (ARES, a backtest).
@@ -86,6 +89,11 @@ const struct cq_strategy_ops *cq_strategy_at(size_t i);
  * name NULL/unknown: -CQ_ECONFIG naming the known strategies. */
 int cq_strategy_params_check(const char *name, const char *spec, double *values_out,
                              char *why, size_t why_len, char *hint, size_t hint_len) CQ_WUR;
+
+/* Register cq_strategy_params_check as the config layer's check of
+ * CQ_STRATEGY / CQ_STRATEGY_PARAMS (cq_config_set_strategy_check). Call it
+ * before the first cq_config_load(); calling it again is harmless. */
+void cq_strategy_register_config(void);
 
 /* An instance. */
 struct cq_strategy;

@@ -33,7 +33,6 @@
 #include "cq/decimal.h"
 #include "cq/fs.h"
 #include "cq/market.h"
-#include "cq/strategy.h"
 #include "cq/text.h"
 
 #define CFG_FILE_MAX_BYTES (1024 * 1024)
@@ -202,10 +201,28 @@ static int check_ws_url(const char *v, char *why, size_t why_len, char *hint, si
                      why, why_len, hint, hint_len);
 }
 
+/* The strategies' check, registered by ARES (core does not link it; see
+ * cq_config_set_strategy_check in cq/config.h). */
+static _Atomic(cq_config_strategy_check_fn) strategy_check;
+
+void cq_config_set_strategy_check(cq_config_strategy_check_fn check)
+{
+    atomic_store_explicit(&strategy_check, check, memory_order_release);
+}
+
 static int check_strategy(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
-    double values[CQ_STRATEGY_PARAMS_MAX];
-    return cq_strategy_params_check(v, "", values, why, why_len, hint, hint_len) < 0 ? -1 : 0;
+    cq_config_strategy_check_fn check = atomic_load_explicit(&strategy_check, memory_order_acquire);
+    if (check == NULL) {
+        /* Both messages are fixed text well under the 160/256-byte buffers
+         * the loader passes: no truncation to check. */
+        (void)snprintf(why, why_len, "cannot be checked: this program has no strategy registry");
+        (void)snprintf(hint, hint_len,
+                       "a build mistake: link the ARES library and call "
+                       "cq_strategy_register_config() before loading the config");
+        return -1;
+    }
+    return check(v, "", why, why_len, hint, hint_len) < 0 ? -1 : 0;
 }
 
 /* For CQ_CFG_T_PATH and CQ_CFG_T_SECRET rows, min and max bound the length of
@@ -1487,12 +1504,13 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                    cq_config_source_name(cfg->sources[CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL]),
                    cq_mode_name(cfg->mode), mode_src);
     }
-    if (ok[CQ_CFG_STRATEGY] && ok[CQ_CFG_STRATEGY_PARAMS]) {
-        double values[CQ_STRATEGY_PARAMS_MAX];
+    /* ok[CQ_CFG_STRATEGY] implies a registered check (check_strategy). */
+    cq_config_strategy_check_fn strategy_params_check =
+        atomic_load_explicit(&strategy_check, memory_order_acquire);
+    if (ok[CQ_CFG_STRATEGY] && ok[CQ_CFG_STRATEGY_PARAMS] && strategy_params_check != NULL) {
         char why[160], hint[256];
-        if (cq_strategy_params_check(cfg->values[CQ_CFG_STRATEGY],
-                                     cfg->values[CQ_CFG_STRATEGY_PARAMS], values, why, sizeof(why),
-                                     hint, sizeof(hint)) < 0) {
+        if (strategy_params_check(cfg->values[CQ_CFG_STRATEGY], cfg->values[CQ_CFG_STRATEGY_PARAMS],
+                                  why, sizeof(why), hint, sizeof(hint)) < 0) {
             report_add(ld->report, false, "CQ_STRATEGY_PARAMS", cfg->values[CQ_CFG_STRATEGY_PARAMS],
                        keys[CQ_CFG_STRATEGY_PARAMS].rule, hint,
                        "CQ_STRATEGY_PARAMS (from %s) %s for CQ_STRATEGY=%s",

@@ -78,7 +78,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log-int.h"
+#include "log-int.h"
 #include "cq/buf.h"
 #include "cq/fs.h"
 #include "cq/log.h"

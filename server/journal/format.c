@@ -38,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define READER_WINDOW ((size_t)256 * 1024)
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define CRC32C_POLY 0x82F63B78u
 

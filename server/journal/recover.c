@@ -57,7 +57,7 @@
 #include "cq/buf.h"
 #include "cq/fs.h"
 #include "cq/log.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define SVC "journal"
 #define SCOPES_MAX 8

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 int cq_journal__snap_write(const char *dir, const struct cq_journal_fs *fs, uint64_t seq,
                            uint64_t digest, const char *state_text, size_t state_len,

@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "cq/buf.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define ORDER_ID_MAX 64
 #define REASON_MAX 63

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "cq/text.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 struct seg_headers {
     struct cq_journal__seg_header *h; /* owned, one per listed segment */

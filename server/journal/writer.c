@@ -62,7 +62,7 @@
 
 #include "cq/fs.h"
 #include "cq/log.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define SVC "journal"
 #define QUEUE_MAX_BYTES ((size_t)32 << 20)

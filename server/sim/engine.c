@@ -81,7 +81,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sim/sim-engine.h"
+#include "sim-engine.h"
 
 #define AMOUNT_SCALE 8u
 #define NO_IDX UINT32_MAX

@@ -110,7 +110,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sim/sim-market.h"
+#include "sim-market.h"
 
 __extension__ typedef __int128 i128;
 __extension__ typedef unsigned __int128 u128;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sim/sim-params.h"
+#include "sim-params.h"
 #include "cq/text.h"
 
 #define MSG_ILLEGAL "Illegal characters found in a parameter."

@@ -145,9 +145,9 @@
 #include "cq/http_body.h"
 #include "cq/log.h"
 #include "cq/sign.h"
-#include "sim/sim-rest.h"
+#include "sim-rest.h"
 #include "sim-rest-extra.h"
-#include "sim/sim-params.h"
+#include "sim-params.h"
 #include "sim-auth.h"
 #include "cq/text.h"
 

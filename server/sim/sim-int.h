@@ -14,9 +14,9 @@
 #include <jansson.h>
 
 #include "cq/sim.h"
-#include "sim/sim-rest.h"
-#include "sim/sim-state.h"
-#include "sim/sim-ws.h"
+#include "sim-rest.h"
+#include "sim-state.h"
+#include "sim-ws.h"
 
 struct cq_sim__rest;  /* rest.c */
 struct cq_sim__ws;    /* ws.c */

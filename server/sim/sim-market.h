@@ -34,7 +34,7 @@
 
 #include "cq/common.h"
 #include "cq/decimal.h"
-#include "sim/sim-engine.h"
+#include "sim-engine.h"
 
 #define SIM_MINUTE_MS 60000LL
 

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "cq/common.h"
-#include "sim/sim-state.h"
+#include "sim-state.h"
 
 struct cq_sim__rest;
 

@@ -46,8 +46,8 @@
 #include <jansson.h>
 
 #include "cq/sim.h"
-#include "sim/sim-engine.h"
-#include "sim/sim-market.h"
+#include "sim-engine.h"
+#include "sim-market.h"
 
 #define SIM_LISTEN_KEY_LEN 64
 #define SIM_LISTEN_KEYS_MAX 16

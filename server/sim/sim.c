@@ -29,7 +29,7 @@
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/text.h"
-#include "sim/sim-int.h"
+#include "sim-int.h"
 
 #define MARKET_TICK_MS 10
 #define MAX_BURST_EVENTS 1024

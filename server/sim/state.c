@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sim/sim-state.h"
+#include "sim-state.h"
 
 static uint64_t now_ns(void)
 {

@@ -10,7 +10,7 @@
  */
 #include <string.h>
 
-#include "sim/sim-engine.h"
+#include "sim-engine.h"
 
 /* ---- wire names ------------------------------------------------------------ */
 

@@ -67,7 +67,7 @@
 #include "cq/health.h"
 #include "cq/market.h"
 #include "cq/ring.h"
-#include "feeder/feeder-int.h"
+#include "feeder-int.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"

@@ -38,7 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sim/sim-engine.h"
+#include "sim-engine.h"
 
 #define RUNS 5
 #define LEVELS 20

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim/sim-params.h"
+#include "sim-params.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -158,6 +158,20 @@ else
   not_ok "config check reports every error and exits 2" "rc=$rc" "$out"
 fi
 
+# Strategies are checked through the check ARES registers with the config
+# layer (core does not link ARES; main() registers it before loading).
+out=$(cq CQ_STRATEGY=ema_crossing "$BIN" config check --config "$CONF" 2>&1)
+rc=$?
+out2=$(cq CQ_STRATEGY_PARAMS=fast=30 "$BIN" config check --config "$CONF" 2>&1)
+rc2=$?
+if [ $rc -eq 2 ] && grep -q "unknown strategy 'ema_crossing'.*did you mean ema_cross" <<<"$out" &&
+   [ $rc2 -eq 2 ] && grep -q 'fast=30 not less than slow=26' <<<"$out2"; then
+  ok "config check refuses an unknown strategy and a broken strategy parameter rule"
+else
+  not_ok "config check refuses an unknown strategy and a broken strategy parameter rule" \
+    "rc=$rc rc2=$rc2" "$out" "$out2"
+fi
+
 # A config file that has become a FIFO blocked open(): refused at once (17.3).
 mkfifo "$WORK/fifo.env"
 start_ms=$(date +%s%3N)

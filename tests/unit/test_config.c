@@ -26,6 +26,7 @@
 
 #include "cq/config.h"
 #include "cq/fs.h"
+#include "cq/strategy.h"
 
 #ifndef CQ_SOURCE_DIR
 #error "CQ_SOURCE_DIR must be defined by the build"
@@ -752,6 +753,36 @@ Test(config, cross_key_rules)
                            "case %zu: \"%s\" lacks \"%s\"", i, rep.errors[0].message,
                            cases[i].msg_part);
     }
+}
+
+/* Core does not link the strategies: CQ_STRATEGY is checked through the check
+ * ARES registers (tests/support/register_strategies.c registers it for this
+ * program, as coinquantd's main() does). Without one, CQ_STRATEGY is refused
+ * with the fix named, never accepted unchecked. */
+Test(config, strategy_checked_through_registered_check)
+{
+    const char *const defaults[] = {NULL};
+    const char *const unknown[] = {"CQ_STRATEGY=ema_crossing", NULL};
+    const char *const bad_params[] = {"CQ_STRATEGY_PARAMS=fast=30", NULL};
+
+    cq_config_set_strategy_check(NULL);
+    cr_assert_null(load(NULL, defaults));
+    cr_assert_eq(rep.n_errors, 1, "%zu errors, first %s", rep.n_errors, rep.errors[0].message);
+    const struct cq_config_problem *p = find_error("CQ_STRATEGY", "no strategy registry");
+    cr_assert_not_null(p, "%s", rep.errors[0].message);
+    cr_assert_not_null(strstr(p->hint, "cq_strategy_register_config"), "%s", p->hint);
+    /* params are not checked (nor reported) when the strategy could not be */
+    cr_assert_null(load(NULL, bad_params));
+    cr_assert_eq(rep.n_errors, 1);
+    cr_assert_str_eq(rep.errors[0].key, "CQ_STRATEGY");
+
+    cq_strategy_register_config();
+    cq_config_unref(load_ok(NULL, defaults));
+    cr_assert_null(load(NULL, unknown));
+    cr_assert_not_null(find_error("CQ_STRATEGY", ""), "%s", rep.errors[0].key);
+    cr_assert_not_null(strstr(rep.errors[0].hint, "ema_cross"), "%s", rep.errors[0].hint);
+    cr_assert_null(load(NULL, bad_params));
+    cr_assert_not_null(find_error("CQ_STRATEGY_PARAMS", "for CQ_STRATEGY=ema_cross"));
 }
 
 /* ---- file problems, unknown keys ------------------------------------------------- */

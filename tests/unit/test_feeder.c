@@ -30,7 +30,7 @@
 #include "cq/market.h"
 #include "cq/ring.h"
 #include "fakes/fake_clock.h"
-#include "feeder/feeder-int.h"
+#include "feeder-int.h"
 
 #define SYM20 "ABCDEFGHIJKLMNOPQRST" /* CQ_SYMBOL_MAX_CHARS characters */
 #define T0 1723161540000LL           /* a minute's open, 2024-08-09 */

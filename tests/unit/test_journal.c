@@ -31,7 +31,7 @@
 #include "cq/log.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_fs.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 #define GOLDEN_DIR CQ_SOURCE_DIR "/tests/data/journal/golden-v1"
 

@@ -87,7 +87,7 @@
 #include <sys/wait.h>
 
 #include "fakes/fake_fs.h"
-#include "journal/journal-int.h"
+#include "journal-int.h"
 
 /* meson may compile in where journal_child is built */
 #ifndef CQ_JOURNAL_CHILD_PATH

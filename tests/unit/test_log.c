@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log-int.h"
+#include "log-int.h"
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "fakes/fake_clock.h"

@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sim/sim-engine.h"
+#include "sim-engine.h"
 
 #ifndef CQ_SHARED_DIR
 #define CQ_SHARED_DIR "../shared"

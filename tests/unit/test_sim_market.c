@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sim/sim-market.h"
+#include "sim-market.h"
 #include "support/shared_data.h"
 
 #define FIXTURE_DIR CQ_SOURCE_DIR "/tests/data/sim"

@@ -34,7 +34,7 @@
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "cq/sim.h"
-#include "sim/sim-params.h"
+#include "sim-params.h"
 
 #define KEY CQ_SIM_DEFAULT_API_KEY
 #define SECRET CQ_SIM_DEFAULT_API_SECRET

@@ -31,7 +31,7 @@
 
 #include "cq/log.h"
 #include "cq/sim.h"
-#include "sim/sim-int.h"
+#include "sim-int.h"
 #include "support/ws_tclient.h"
 
 /* ---- time ------------------------------------------------------------------ */
