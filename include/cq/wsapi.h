@@ -32,6 +32,9 @@
  *     an event of another subscription id is counted (stray) and dropped.
  *   - Request weight: each answer's `rateLimits` REQUEST_WEIGHT count and
  *     limit are kept (the same per-IP minute REST uses).
+ *   - Timestamps are the local wall clock; after a -1021 refusal (outside
+ *     recvWindow) the client asks `time` and adds the server's offset to
+ *     every later subscribe.
  */
 #ifndef CQ_WSAPI_H
 #define CQ_WSAPI_H
@@ -98,6 +101,7 @@ struct cq_wsapi_stats {
     int64_t used_weight_1m;          /* last rateLimits REQUEST_WEIGHT count; -1 = none yet */
     int64_t weight_limit_1m;         /* its limit; -1 = none yet */
     int64_t last_error_code;         /* the last error answer's code; 0 = none */
+    int64_t time_offset_ms;          /* server - local, learned after a -1021; 0 = none */
 };
 
 struct cq_wsapi;

@@ -42,6 +42,9 @@ struct cq_wsapi {
     char problem[CQ_WSAPI_PROBLEM_MAX];
     uint64_t next_id;                   /* request ids, from 1 */
     uint64_t pending_id;                /* the subscribe out; 0 = none */
+    uint64_t time_id;                   /* a `time` request out (after -1021); 0 = none */
+    int64_t time_sent_wall_ms;          /* our wall clock when it was sent */
+    int64_t time_offset_ms;             /* server - local, learned after a -1021; 0 until then */
     int64_t pending_since;              /* mono ms it was sent */
     int64_t subscription_id;            /* -1 = none */
     bool ever_subscribed;
@@ -142,7 +145,7 @@ static void send_subscribe(struct cq_wsapi *a, int64_t now)
 {
     char req[REQUEST_MAX];
     uint64_t id = ++a->next_id;
-    int64_t wall_ms = cq_clock_wall_us(a->clock) / 1000;
+    int64_t wall_ms = cq_clock_wall_us(a->clock) / 1000 + a->time_offset_ms;
     int n = cq_wsapi_subscribe_request(id, a->api_key, a->api_secret, wall_ms,
                                        CQ_WSAPI_RECV_WINDOW_MS, req, sizeof(req));
     int rc = n;
@@ -165,6 +168,41 @@ static void send_subscribe(struct cq_wsapi *a, int64_t now)
 }
 
 /* ---- answers and events --------------------------------------------------------- */
+
+/* -1021 (timestamp outside recvWindow): our clock is off. Ask the server's
+ * (`time`, weight 1) so the retry's timestamp carries the offset. */
+static void ask_server_time(struct cq_wsapi *a)
+{
+    char req[96];
+    uint64_t id = ++a->next_id;
+    int n = snprintf(req, sizeof(req), "{\"id\":%" PRIu64 ",\"method\":\"time\"}", id);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        return; /* cannot happen: a 20-digit id fits */
+    }
+    int rc = a->send != NULL ? a->send(a->send_ctx, req, (size_t)n)
+                             : cq_ws_client_send(a->ws, req, (size_t)n);
+    if (rc == 0) {
+        a->time_id = id;
+        a->time_sent_wall_ms = cq_clock_wall_us(a->clock) / 1000;
+    }
+}
+
+/* The `time` answer: offset = server time - the midpoint of our round trip. */
+static void on_time_answer(struct cq_wsapi *a, json_t *msg)
+{
+    a->time_id = 0;
+    json_t *t = json_object_get(json_object_get(msg, "result"), "serverTime");
+    if (json_integer_value(json_object_get(msg, "status")) != 200 || !json_is_integer(t)) {
+        return;
+    }
+    int64_t now_wall = cq_clock_wall_us(a->clock) / 1000;
+    int64_t mid = a->time_sent_wall_ms + (now_wall - a->time_sent_wall_ms) / 2;
+    a->time_offset_ms = (int64_t)json_integer_value(t) - mid;
+    cq_log_info("feeder", "user_stream_time_synced",
+                json_pack("{s:I}", "offset_ms", (json_int_t)a->time_offset_ms),
+                "the WebSocket API's clock is %lld ms from ours; subscribes carry the offset",
+                (long long)a->time_offset_ms);
+}
 
 static void note_rate_limits(struct cq_wsapi *a, json_t *limits)
 {
@@ -239,6 +277,9 @@ static void on_subscribe_answer(struct cq_wsapi *a, json_t *msg, int64_t now)
                               ? (int64_t)(retry_after - server_time)
                               : 0;
     retry_later(a, now, server_wait, "subscribe_refused");
+    if (code == -1021) {
+        ask_server_time(a);
+    }
     uint64_t suppressed = 0;
     if (cq_log_ratelimit_allow(&a->refused_rl, now, &suppressed)) {
         cq_log_warn("feeder", "user_stream_subscribe_failed",
@@ -326,6 +367,9 @@ void cq_wsapi__on_message(struct cq_wsapi *a, const char *data, size_t len, int6
             (uint64_t)json_integer_value(id) == a->pending_id &&
             a->state == CQ_WSAPI_SUBSCRIBING) {
             on_subscribe_answer(a, msg, recv_mono_ms);
+        } else if (a->time_id != 0 && json_is_integer(id) &&
+                   (uint64_t)json_integer_value(id) == a->time_id) {
+            on_time_answer(a, msg);
         } else {
             a->stray++; /* an answer to nothing we have out */
         }
@@ -341,6 +385,7 @@ void cq_wsapi__on_state(struct cq_wsapi *a, enum cq_ws_state state, const char *
         /* A fresh connection holds no subscription. */
         a->subscription_id = -1;
         a->pending_id = 0;
+        a->time_id = 0;
         send_subscribe(a, now_mono(a));
         return;
     }
@@ -522,6 +567,7 @@ void cq_wsapi_stats(const struct cq_wsapi *a, struct cq_wsapi_stats *out)
     out->used_weight_1m = a->used_weight_1m;
     out->weight_limit_1m = a->weight_limit_1m;
     out->last_error_code = a->last_error_code;
+    out->time_offset_ms = a->time_offset_ms;
 }
 
 json_t *cq_wsapi_stats_json(const struct cq_wsapi_stats *s)
@@ -550,5 +596,6 @@ json_t *cq_wsapi_stats_json(const struct cq_wsapi_stats *s)
     json_object_set_new(o, "server_shutdowns", json_integer((json_int_t)s->server_shutdowns));
     json_object_set_new(o, "used_weight_1m", json_integer(s->used_weight_1m));
     json_object_set_new(o, "weight_limit_1m", json_integer(s->weight_limit_1m));
+    json_object_set_new(o, "time_offset_ms", json_integer(s->time_offset_ms));
     return o;
 }

@@ -284,6 +284,37 @@ Test(scripted, a_rate_limited_subscribe_waits_for_retry_after)
     cr_assert_eq(g_rec.n_sent, 2);
 }
 
+/* web-socket-api.md: -1021 "Timestamp for this request is outside of the
+ * recvWindow.": the client asks `time` ({"id":…,"method":"time"}) and the
+ * retry's timestamp carries the server's offset. */
+Test(scripted, a_timestamp_refusal_learns_the_server_offset)
+{
+    cq_wsapi__on_state(g_api, CQ_WS_CONNECTED, "connected");
+    char f[384];
+    snprintf(f, sizeof f,
+             "{\"id\":%lld,\"status\":400,\"error\":{\"code\":-1021,\"msg\":\"Timestamp for "
+             "this request is outside of the recvWindow.\"}}",
+             last_id());
+    feed(f);
+    cr_assert_eq(g_rec.n_sent, 2, "a time request follows the -1021");
+    json_t *t = json_loads(g_rec.sent[1], 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(t, "method")), "time");
+    json_decref(t);
+    /* The server is 7 s behind us (the fake clock stands still: no round trip). */
+    snprintf(f, sizeof f, "{\"id\":%lld,\"status\":200,\"result\":{\"serverTime\":%lld}}",
+             last_id(), 1763683200000LL - 7000);
+    feed(f);
+    cr_assert_eq(stats().time_offset_ms, -7000);
+    fake_clock_advance_ms(&g_fc, CQ_WSAPI_RETRY_MIN_MS);
+    cq_wsapi_tick(g_api, now());
+    cr_assert_eq(g_rec.n_sent, 3);
+    json_t *j = json_loads(g_rec.sent[2], 0, NULL);
+    long long ts = json_integer_value(json_object_get(json_object_get(j, "params"), "timestamp"));
+    json_decref(j);
+    cr_assert_eq(ts, 1763683200000LL + CQ_WSAPI_RETRY_MIN_MS - 7000,
+                 "the retry's timestamp is the server's time");
+}
+
 /* user-data-stream.md: eventStreamTerminated ends the subscription
  * ({"subscriptionId":0,"event":{"e":"eventStreamTerminated","E":…}}): the
  * client subscribes again, and the new subscription is a gap. */
