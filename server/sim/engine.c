@@ -1835,6 +1835,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     o->side = req->side;
     o->type = req->type;
     o->tif = req->type == SIM_LIMIT ? req->tif : SIM_TIF_NONE;
+    o->stp = req->stp;
     o->price = req->type == SIM_MARKET ? ZERO8 : p->price;
     o->orig_qty = p->orig_qty;
     o->orig_quote_qty = req->type == SIM_MARKET && req->has_quote_qty ? p->quote_qty : ZERO8;
@@ -2489,6 +2490,7 @@ static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__o
     put(j, "update_ms", json_integer(o->update_ms), ok);
     put(j, "working_ms", json_integer(o->working_ms), ok);
     put(j, "is_working", json_boolean(o->is_working), ok);
+    put(j, "stp", json_string(cq_sim__stp_name(o->stp)), ok);
     return j;
 }
 
@@ -2770,6 +2772,12 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
     }
     if ((o->type == SIM_LIMIT) != (o->tif != SIM_TIF_NONE)) {
         return bad_field(err, path, "time_in_force", "does not fit the order type");
+    }
+    o->stp = SIM_STP_NONE; /* absent in files written before modes were offered */
+    if (json_object_get(j, "stp") != NULL &&
+        (get_str(j, path, "stp", word, sizeof(word), false, err) < 0 ||
+         cq_sim__stp_parse(word, &o->stp) < 0)) {
+        return bad_field(err, path, "stp", "not NONE, EXPIRE_TAKER, EXPIRE_MAKER or EXPIRE_BOTH");
     }
     if (get_amount(j, path, "price", &o->price, err) < 0 ||
         get_amount(j, path, "orig_qty", &o->orig_qty, err) < 0 ||

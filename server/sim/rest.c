@@ -747,11 +747,13 @@ static json_t *symbol_info_json(const struct cq_sim__symbol *s, bool show_permis
     json_object_set_new(o, "filters", filters_json(&s->filters));
     json_object_set_new(o, "permissions", json_array());
     json_object_set_new(o, "permissionSets", perm_sets);
-    json_object_set_new(o, "defaultSelfTradePreventionMode", json_string("NONE"));
-    /* One account whose orders never meet each other (the book is the
-     * market model's): self-trade prevention never fires, so only NONE is
-     * offered and the mode reported everywhere is NONE. */
-    json_object_set_new(o, "allowedSelfTradePreventionModes", json_pack("[s]", "NONE"));
+    /* As production BTCUSDT (2024-09-08). The modes are accepted, stored and
+     * reported; they never fire: our orders meet only the market model's
+     * book, never each other (docs/SIMEX.md "What is not simulated"). */
+    json_object_set_new(o, "defaultSelfTradePreventionMode", json_string("EXPIRE_MAKER"));
+    json_object_set_new(o, "allowedSelfTradePreventionModes",
+                        json_pack("[s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER",
+                                  "EXPIRE_BOTH"));
     return o;
 }
 
@@ -1271,7 +1273,7 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     json_object_set_new(j, "isWorking", json_boolean(o->is_working));
     json_object_set_new(j, "workingTime", jtime(r, working_ms(o, o->time_ms)));
     json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
-    json_object_set_new(j, "selfTradePreventionMode", json_string("NONE"));
+    json_object_set_new(j, "selfTradePreventionMode", json_string(cq_sim__stp_name(o->stp)));
     return j;
 }
 
@@ -1294,7 +1296,7 @@ static json_t *cancel_json(const struct rest_req *r, const char *symbol, const s
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
     json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
     json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
-    json_object_set_new(j, "selfTradePreventionMode", json_string("NONE"));
+    json_object_set_new(j, "selfTradePreventionMode", json_string(cq_sim__stp_name(o->stp)));
     return j;
 }
 
@@ -1419,7 +1421,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
         a->resp_type = (t == WT_MARKET || t == WT_LIMIT) ? RESP_FULL : RESP_ACK;
     }
     if (!a->has_stp) {
-        a->stp = 0;
+        a->stp = SIM_STP_EXPIRE_MAKER; /* defaultSelfTradePreventionMode */
     }
     return true;
 }
@@ -1442,6 +1444,7 @@ static void build_order_req(const struct order_args *a, int idx, struct cq_sim__
     /* fits: a->client_id holds at most SIM_PARAM_CLIENT_ID_MAX (36) characters,
      * req->client_id SIM_CLIENT_ID_LEN (40) bytes */
     cq_strlcpy(req->client_id, a->client_id, sizeof(req->client_id));
+    req->stp = (enum cq_sim__stp)a->stp; /* stp_modes[] lists the enum's names in order */
 }
 
 static void roll_windows(struct cq_sim__ratelimit *rl, int64_t now)
@@ -1533,10 +1536,9 @@ static void order_common(struct rest_req *r, bool test)
         set_error(r, 400, -2010, "Stop orders are not supported by coinquant-simex.");
         goto unlock;
     }
-    if (a.stp != 0) {
+    if (a.stp > SIM_STP_EXPIRE_BOTH) { /* DECREMENT: not among the allowed modes */
         set_error(r, 400, -2010,
-                  "Self-trade prevention modes other than NONE are not supported by "
-                  "coinquant-simex.");
+                  "Self-trade prevention mode DECREMENT is not supported by coinquant-simex.");
         goto unlock;
     }
     if (!test) {
@@ -1609,7 +1611,7 @@ unlock:
     }
     json_t *j = order_ack_json(r, a.symbol, &order, now);
     if (a.resp_type != RESP_ACK) {
-        add_result_fields(r, j, &order, now, stp_modes[a.stp]);
+        add_result_fields(r, j, &order, now, cq_sim__stp_name(order.stp));
     }
     if (a.resp_type == RESP_FULL) {
         json_object_set_new(j, "fills", fills_json(fills, n_fills));

@@ -71,6 +71,10 @@ enum cq_sim__order_status {
     SIM_EXPIRED_IN_MATCH
 };
 enum cq_sim__symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
+/* selfTradePreventionMode. Stored and reported per order; it never fires:
+ * our orders meet only the market model's exogenous book, never each other
+ * (docs/SIMEX.md "What is not simulated"). */
+enum cq_sim__stp { SIM_STP_NONE, SIM_STP_EXPIRE_TAKER, SIM_STP_EXPIRE_MAKER, SIM_STP_EXPIRE_BOTH };
 enum cq_sim__exec_type { SIM_EXEC_NEW, SIM_EXEC_CANCELED, SIM_EXEC_TRADE, SIM_EXEC_EXPIRED,
                      SIM_EXEC_REJECTED };
 
@@ -80,6 +84,8 @@ const char *cq_sim__order_type_name(enum cq_sim__order_type t);
 const char *cq_sim__tif_name(enum cq_sim__tif t);               /* "" for NONE */
 const char *cq_sim__order_status_name(enum cq_sim__order_status s);
 const char *cq_sim__exec_type_name(enum cq_sim__exec_type t);
+const char *cq_sim__stp_name(enum cq_sim__stp m);                /* "EXPIRE_MAKER"… */
+int cq_sim__stp_parse(const char *s, enum cq_sim__stp *out) CQ_WUR;
 /* Parse the wire names; -CQ_EPARSE if unknown. */
 int cq_sim__side_parse(const char *s, enum cq_sim__side *out) CQ_WUR;
 int cq_sim__order_type_parse(const char *s, enum cq_sim__order_type *out) CQ_WUR;
@@ -175,6 +181,7 @@ struct cq_sim__order_req {
     bool has_price;
     cq_dec price;
     char client_id[SIM_CLIENT_ID_LEN];   /* "" = generate (22 alnum chars) */
+    enum cq_sim__stp stp;                /* the REST layer's default: EXPIRE_MAKER */
 };
 
 struct cq_sim__order {
@@ -194,6 +201,7 @@ struct cq_sim__order {
     int64_t update_ms;
     int64_t working_ms;      /* when it went on the book; -1 if never */
     bool is_working;         /* resting on the book now */
+    enum cq_sim__stp stp;    /* as placed */
 };
 
 struct cq_sim__fill {

@@ -61,6 +61,13 @@ const char *cq_sim__exec_type_name(enum cq_sim__exec_type t)
     return NAME_OF(exec_names, t);
 }
 
+static const char *const stp_names[] = {"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"};
+
+const char *cq_sim__stp_name(enum cq_sim__stp m)
+{
+    return NAME_OF(stp_names, m);
+}
+
 /* Index of s in table (exact, case-sensitive like Binance), skipping empty
  * names; -1 if absent. */
 static int find_name(const char *const *table, size_t n, const char *s)
@@ -74,6 +81,16 @@ static int find_name(const char *const *table, size_t n, const char *s)
         }
     }
     return -1;
+}
+
+int cq_sim__stp_parse(const char *s, enum cq_sim__stp *out)
+{
+    int i = find_name(stp_names, CQ_ARRAY_LEN(stp_names), s);
+    if (i < 0) {
+        return -CQ_EPARSE;
+    }
+    *out = (enum cq_sim__stp)i;
+    return 0;
 }
 
 int cq_sim__side_parse(const char *s, enum cq_sim__side *out)

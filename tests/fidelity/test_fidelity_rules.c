@@ -506,3 +506,51 @@ Test(fidelity_rules, aggregate_trades_list, .init = start_sim, .fini = stop_sim)
     }
     resp_free(&r);
 }
+
+/* Production BTCUSDT: "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+ * "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER",
+ * "EXPIRE_MAKER", "EXPIRE_BOTH"]; rest-api.md POST /api/v3/order
+ * selfTradePreventionMode: "The allowed enums is dependent on what is
+ * configured on the symbol." An order without the parameter reports the
+ * default, one with it reports its own, in every answer. */
+Test(fidelity_rules, self_trade_prevention_modes_as_production, .init = start_sim,
+     .fini = stop_sim)
+{
+    struct resp r = req("GET", "/api/v3/exchangeInfo", "symbol=BTCUSDT", false);
+    expect_ok(&r);
+    const json_t *s = json_array_get(json_object_get(r.json, "symbols"), 0);
+    cr_expect_str_eq(jstr(s, "defaultSelfTradePreventionMode"), "EXPIRE_MAKER");
+    json_t *want = json_pack("[s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH");
+    cr_expect(json_equal(json_object_get(s, "allowedSelfTradePreventionModes"), want));
+    json_decref(want);
+    resp_free(&r);
+
+    char q[512], p[64];
+    scaled_price(avg_price(), 5, 1, CQ_ROUND_CEIL, p, sizeof(p)); /* 0.5x: rests */
+    static const char *const modes[] = {NULL, "NONE", "EXPIRE_TAKER", "EXPIRE_BOTH"};
+    for (size_t i = 0; i < CQ_ARRAY_LEN(modes); i++) {
+        snprintf(q, sizeof(q),
+                 "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=%s%s%s",
+                 p, modes[i] != NULL ? "&selfTradePreventionMode=" : "",
+                 modes[i] != NULL ? modes[i] : "");
+        const char *expect = modes[i] != NULL ? modes[i] : "EXPIRE_MAKER";
+        r = req("POST", "/api/v3/order", q, true);
+        expect_ok(&r);
+        cr_expect_str_eq(jstr(r.json, "selfTradePreventionMode"), expect);
+        json_int_t id = json_integer_value(json_object_get(r.json, "orderId"));
+        resp_free(&r);
+        snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
+        r = req("GET", "/api/v3/order", q, true);
+        expect_ok(&r);
+        cr_expect_str_eq(jstr(r.json, "selfTradePreventionMode"), expect);
+        resp_free(&r);
+    }
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=%s"
+             "&selfTradePreventionMode=DECREMENT",
+             p);
+    r = req("POST", "/api/v3/order", q, true);
+    cr_expect_eq(r.status, 400, "DECREMENT is not allowed on BTCUSDT: %s", r.body);
+    cr_expect_eq(json_integer_value(json_object_get(r.json, "code")), -2010);
+    resp_free(&r);
+}

@@ -261,7 +261,7 @@ fi
 ok "simulator with --state starts"
 check "the listening line has loopback URLs" jq -e '(.rest|startswith("http://127.0.0.1:")) and (.ws|startswith("ws://127.0.0.1:"))' "$WORK/s1.json"
 
-signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00&newClientOrderId=persist-1"
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=10000.00&newClientOrderId=persist-1"
 if [ "$STATUS" = 200 ] && jq -e '.status=="NEW" and .clientOrderId=="persist-1"' <<<"$BODY" >/dev/null; then
   ok "a signed LIMIT order (curl + openssl) rests"
 else
@@ -272,15 +272,15 @@ ORDER_ID=$(jq -r .orderId <<<"$BODY")
 signed GET /api/v3/account ""
 check "the order locks exactly qty x price" jq -e '.balances[] | select(.asset=="USDT") | .free=="990.00000000" and .locked=="10.00000000"' <<<"$BODY"
 
-signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00&selfTradePreventionMode=EXPIRE_MAKER"
-if [ "$STATUS" = 400 ] && jq -e '.code==-2010 and (.msg|test("other than NONE"))' <<<"$BODY" >/dev/null; then
-  ok "a self-trade prevention mode other than NONE is refused (-2010), not silently ignored"
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=10000.00&selfTradePreventionMode=DECREMENT"
+if [ "$STATUS" = 400 ] && jq -e '.code==-2010 and (.msg|test("DECREMENT"))' <<<"$BODY" >/dev/null; then
+  ok "a self-trade prevention mode the symbol does not allow (DECREMENT) is refused (-2010), not silently ignored"
 else
-  not_ok "a self-trade prevention mode other than NONE is refused (-2010), not silently ignored" "status=$STATUS" "$BODY"
+  not_ok "a self-trade prevention mode the symbol does not allow (DECREMENT) is refused (-2010), not silently ignored" "status=$STATUS" "$BODY"
 fi
 
 curl -s -m 5 -X POST "$REST/_sim/symbol/status?symbol=BTCUSDT&status=HALT" >/dev/null
-signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=10000.00"
 if [ "$STATUS" = 400 ] && jq -e '.code==-2010 and .msg=="Market is closed."' <<<"$BODY" >/dev/null; then
   ok "fault: a halted symbol refuses orders (-2010 Market is closed.)"
 else
@@ -289,7 +289,7 @@ fi
 curl -s -m 5 -X POST "$REST/_sim/faults/clear" >/dev/null
 
 curl -s -m 5 -X POST "$REST/_sim/orders/reject?count=1" >/dev/null
-signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=10000.00"
 if [ "$STATUS" = 400 ] && jq -e '.code==-2010' <<<"$BODY" >/dev/null; then
   ok "fault: reject the next order (-2010)"
 else
@@ -315,7 +315,7 @@ if start_simex "$WORK/s2.json" --seed 3 --balances USDT=1000,BTC=0 --state "$STA
   fi
   signed GET /api/v3/account ""
   check "after a restart the locked balance is restored" jq -e '.balances[] | select(.asset=="USDT") | .locked=="10.00000000"' <<<"$BODY"
-  signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000.00"
+  signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=10000.00"
   if [ "$STATUS" = 200 ] && [ "$(jq -r .orderId <<<"$BODY")" -gt "$ORDER_ID" ]; then
     ok "after a restart new order ids continue after the old ones"
   else

@@ -2798,3 +2798,38 @@ Test(sim_engine, same_seed_same_state)
     cq_sim__engine_free(a);
     cq_sim__engine_free(b);
 }
+
+/* The order's selfTradePreventionMode survives --state (save, load); a file
+ * from before the modes has none and loads as NONE; a bad one is named. */
+Test(sim_rules, stp_mode_is_kept_across_save_and_load)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    bid(&b, "29999.99", "1");
+    struct cq_sim__order_req r = limit(0, SIM_BUY, SIM_GTC, "0.001", "29000.00");
+    r.stp = SIM_STP_EXPIRE_BOTH;
+    struct placed p = place_ok(e, r, &b, 1);
+    cr_expect_eq(p.o.stp, SIM_STP_EXPIRE_BOTH);
+    json_t *saved = cq_sim__engine_save(e);
+    cr_assert_not_null(saved);
+    struct cq_sim__engine *e2 = std_engine();
+    struct cq_err err = {0};
+    cr_assert_eq(cq_sim__engine_load(e2, saved, &err), 0, "%s", err.message);
+    struct cq_sim__order got;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e2, 0, p.o.order_id, NULL, &got, &rej), 0);
+    cr_expect_eq(got.stp, SIM_STP_EXPIRE_BOTH);
+    json_t *o0 = json_array_get(json_object_get(saved, "orders"), 0);
+    json_object_del(o0, "stp");
+    cr_assert_eq(cq_sim__engine_load(e2, saved, &err), 0, "%s", err.message);
+    cr_assert_eq(cq_sim__engine_get_order(e2, 0, p.o.order_id, NULL, &got, &rej), 0);
+    cr_expect_eq(got.stp, SIM_STP_NONE);
+    json_object_set_new(o0, "stp", json_string("DECREMENT"));
+    cr_expect_eq(cq_sim__engine_load(e2, saved, &err), -CQ_EPARSE);
+    cr_expect(strstr(err.message, "stp") != NULL, "%s", err.message);
+    json_decref(saved);
+    cq_sim__engine_free(e2);
+    cq_sim__engine_free(e);
+}
