@@ -385,6 +385,9 @@ static const struct bad_value_case bad_values[] = {
     {"CQ_MODE=", "CQ_MODE", "is empty", "write one of"},
     {"CQ_SYMBOLS=", "CQ_SYMBOLS", "is empty", "e.g. BTCUSDT,ETHUSDT"},
     {"CQ_SYMBOLS=BTC", "CQ_SYMBOLS", "\"BTC\" of 3 characters", "BTCUSDT"},
+    /* the 5-20 character bounds: min-1 and max+1 (min and max: good_values) */
+    {"CQ_SYMBOLS=BTCU", "CQ_SYMBOLS", "\"BTCU\" of 4 characters", "BTCUSDT"},
+    {"CQ_SYMBOLS=ABCDEFGHIJKLMNOPQRSTU", "CQ_SYMBOLS", "of 21 characters", "BTCUSDT"},
     {"CQ_SYMBOLS=BTCUSDTBTCUSDTBTCUSDTX", "CQ_SYMBOLS", "of 22 characters", "BTCUSDT"},
     {"CQ_SYMBOLS=btcusdt", "CQ_SYMBOLS", "outside A-Z 0-9", "upper-case"},
     {"CQ_SYMBOLS=BTCUSDT, ETHUSDT", "CQ_SYMBOLS", "outside A-Z 0-9", "upper-case"},
@@ -583,7 +586,7 @@ Test(config, good_values_are_accepted)
     const char *good[] = {
         "CQ_MODE=dryrun",
         "CQ_SYMBOLS=BTCUSDT",
-        "CQ_SYMBOLS=ABCDE,ABCDEFGHIJKLMNOPQRST,1INCHUSDT",
+        "CQ_SYMBOLS=ABCDE,ABCDEFGHIJKLMNOPQRST,1INCHUSDT", /* 5 and 20: the bounds */
         symbols32,
         "CQ_DATA_DIR=/var/lib/coinquant",
         "CQ_DATA_DIR=relative dir/with spaces",
