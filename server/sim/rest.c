@@ -2780,14 +2780,25 @@ static bool control_args_parse(struct cq_sim__state *sim, const struct control *
             a->asset = v;
             break;
         }
-        case CP_FREE:
-            if (v == NULL || cq_dec_parse(v, (size_t)-1, &a->amount) < 0 ||
-                cq_dec_sign(a->amount) < 0) {
-                ctl_error(resp, 400, cp->name, "parameter '%s' must be a non-negative decimal",
+        case CP_FREE: {
+            int prc = v != NULL ? cq_dec_parse(v, (size_t)-1, &a->amount) : -CQ_EPARSE;
+            const char *point = v != NULL ? strchr(v, '.') : NULL;
+            if (prc == -CQ_ETOOBIG && v[0] != '-' && (point == NULL || strlen(point + 1) <= 8)) {
+                /* too large for any decimal (not too precise): above the
+                 * engine's maximum too */
+                ctl_error(resp, 400, cp->name,
+                          "parameter '%s' is above the maximum " SIM_AMOUNT_MAX_TEXT, cp->name);
+                return false;
+            }
+            if (prc < 0 || cq_dec_sign(a->amount) < 0) {
+                ctl_error(resp, 400, cp->name,
+                          "parameter '%s' must be a non-negative decimal from 0 to "
+                          SIM_AMOUNT_MAX_TEXT " with at most 8 decimals",
                           cp->name);
                 return false;
             }
             break;
+        }
         case CP_SYMBOL:
             cq_sim__lock(sim);
             a->symbol_idx = v != NULL ? cq_sim__engine_symbol_index(sim->engine, v) : -1;

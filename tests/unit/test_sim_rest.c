@@ -1126,6 +1126,41 @@ Test(sim_rest, control_rejects_bad_params_methods_and_paths, .init = setup_defau
     resp_free(&r);
 }
 
+/* Issue 17 (messages): a balance too large to hold was "must be a
+ * non-negative decimal" with no maximum. Every too-large amount, parseable
+ * (above the engine's 92233720368.54775807) or not (above any decimal's
+ * ~9.2e18), names the maximum; the maximum itself is accepted. */
+Test(sim_rest, balance_set_too_large_names_the_maximum, .init = setup_default, .fini = teardown)
+{
+    const char *too_large[] = {
+        "asset=USDT&free=92233720368.54775808",   /* max + 1e-8: parses, engine refuses */
+        "asset=USDT&free=100000000000",           /* 1e11: parses, engine refuses */
+        "asset=USDT&free=9223372036854775808",    /* 2^63: does not parse */
+        "asset=USDT&free=99999999999999999999999", /* far beyond any decimal */
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(too_large); i++) {
+        struct resp r = http("POST", "/_sim/balance/set", too_large[i], NULL);
+        cr_expect_eq(r.status, 400, "%s: %ld %s", too_large[i], r.status, r.body);
+        cr_assert_not_null(r.json, "%s: not JSON", too_large[i]);
+        json_t *e = json_object_get(r.json, "error");
+        cr_expect_str_eq(json_string_value(json_object_get(e, "param")), "free", "%s", r.body);
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        cr_expect(msg != NULL && strstr(msg, "92233720368.54775807") != NULL,
+                  "%s: the message names the maximum: %s", too_large[i], r.body);
+        resp_free(&r);
+    }
+    /* a bad amount that is not too large still says what is accepted */
+    struct resp r = http("POST", "/_sim/balance/set", "asset=USDT&free=1e3", NULL);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    json_t *e = json_object_get(r.json, "error");
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    cr_expect(msg != NULL && strstr(msg, "non-negative decimal") != NULL &&
+                  strstr(msg, "92233720368.54775807") != NULL,
+              "%s", r.body);
+    resp_free(&r);
+    control_ok("/_sim/balance/set", "asset=USDT&free=92233720368.54775807"); /* the maximum */
+}
+
 Test(sim_rest, loopback_rule_helper)
 {
     struct sockaddr_in a4 = {.sin_family = AF_INET};
