@@ -51,7 +51,7 @@ declare -A HEADER_OWNER=(
   [buf]=core [clock]=core [common]=core [config]=core [decimal]=core
   [doorbell]=core [fs]=core [health]=core [log]=core [lws_log]=core
   [market]=core [ring]=core [service]=core [text]=core [version]=core
-  [backoff]=core [http_body]=core
+  [backoff]=core [http_body]=core [reload]=core
   [journal]=journal
   [exchange]=exchange [codec]=exchange [sign]=exchange [ws_client]=exchange [wsapi]=exchange
   [ares]=ares [indicators]=ares [strategy]=ares [signal]=ares
