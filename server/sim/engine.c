@@ -1263,17 +1263,23 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
             continue;
         }
         if (by_quote) {
-            /* As much as fits in what is left of the quote, down to the
-             * step. When that is no more than the level offers, the order
-             * is done: less than one step's worth is left at this price,
-             * and price priority forbids skipping to a worse level. */
+            /* As much as fits in what is left of the quote, to the step:
+             * a BUY down (it cannot spend more than it has), a SELL to the
+             * closest step (rest-api.md: "the order will execute a
+             * `quantity` that will have the notional value as close as
+             * possible to `quoteOrderQty`"), so a SELL may receive up to
+             * half a step's worth more than the amount. When that is no
+             * more than the level offers, the order is done: less than
+             * one step's worth is left at this price, and price priority
+             * forbids skipping to a worse level. */
             cq_dec afford;
-            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, CQ_ROUND_DOWN, &afford);
+            enum cq_dec_round to_step = req->side == SIM_SELL ? CQ_ROUND_HALF_EVEN : CQ_ROUND_DOWN;
+            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, to_step, &afford);
             if (rc == -CQ_ETOOBIG) {
                 take = avail; /* the quote buys more than any level holds */
             } else {
                 if (rc < 0 || (rule->step.m > 0 &&
-                               cq_dec_quantize(afford, rule->step, CQ_ROUND_DOWN, &afford) < 0)) {
+                               cq_dec_quantize(afford, rule->step, to_step, &afford) < 0)) {
                     return reject_capacity(rej, -CQ_EFULL);
                 }
                 if (afford.m == 0) {
@@ -1301,7 +1307,11 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
         f->commission = comm;
         f->shown = lv[i].qty;
         if (by_quote) {
-            sub_ok(&rem_quote, cost);
+            if (dec_lt(rem_quote, cost)) {
+                rem_quote = ZERO8; /* a SELL rounded up to the closest step */
+            } else {
+                sub_ok(&rem_quote, cost);
+            }
             if (quote_bound || rem_quote.m == 0) {
                 exhausted = false;
                 break;

@@ -554,3 +554,52 @@ Test(fidelity_rules, self_trade_prevention_modes_as_production, .init = start_si
     cr_expect_eq(json_integer_value(json_object_get(r.json, "code")), -2010);
     resp_free(&r);
 }
+
+/* rest-api.md, New order: "`MARKET` orders using `quoteOrderQty` will not
+ * break `LOT_SIZE` filter rules; the order will execute a `quantity` that
+ * will have the notional value as close as possible to `quoteOrderQty`."
+ * A SELL for 1.008 steps' worth at the best bid sells 0.00101 (the closest
+ * step), not 0.00100 (rounded down, 0.8 of a step short). Checked as a
+ * bound, so a market that moves between the two requests cannot fail it:
+ * the notional is within half a step (at the fills' highest price) of the
+ * amount. */
+Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim,
+     .fini = stop_sim)
+{
+    struct resp r = req("GET", "/api/v3/ticker/bookTicker", "symbol=BTCUSDT", false);
+    expect_ok(&r);
+    cq_dec bid = D(jstr(r.json, "bidPrice"));
+    resp_free(&r);
+    cr_assert(bid.m > 0);
+    char amount[64], q[512];
+    scaled_price(bid, 1008, 6, CQ_ROUND_HALF_EVEN, amount, sizeof(amount));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=%s&newOrderRespType=FULL",
+             amount);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_ok(&r);
+    cr_expect_str_eq(jstr(r.json, "status"), "FILLED", "%s", r.body);
+    cq_dec exec = D(jstr(r.json, "executedQty"));
+    cq_dec cum = D(jstr(r.json, "cummulativeQuoteQty"));
+    cq_dec step = D("0.00001"), rem;
+    cr_assert_eq(cq_dec_quantize(exec, step, CQ_ROUND_EXACT, &rem), 0, "not a step: %s",
+                 r.body);
+    cq_dec top = CQ_DEC_ZERO;
+    size_t i;
+    const json_t *f;
+    json_array_foreach(json_object_get(r.json, "fills"), i, f)
+    {
+        top = cq_dec_max(top, D(jstr(f, "price")));
+    }
+    cq_dec half, diff;
+    cr_assert_eq(cq_dec_mul(top, cq_dec_make(5, 6), 8, CQ_ROUND_UP, &half), 0); /* step / 2 */
+    cr_assert_eq(cq_dec_sub(cum, D(amount), &diff), 0);
+    if (diff.m < 0) {
+        diff.m = -diff.m;
+    }
+    cr_expect(cq_dec_cmp(diff, half) <= 0,
+              "notional %s is more than half a step from quoteOrderQty %s: %s",
+              jstr(r.json, "cummulativeQuoteQty"),
+              amount, r.body);
+    resp_free(&r);
+}

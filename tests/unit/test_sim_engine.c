@@ -1274,6 +1274,39 @@ Test(sim_engine, market_quote_order_qty_buy_steps_each_level_down)
     cq_sim__engine_free(e);
 }
 
+/* rest-api.md (New order, MARKET): "`MARKET` orders using `quoteOrderQty`
+ * will not break `LOT_SIZE` filter rules; the order will execute a
+ * `quantity` that will have the notional value as close as possible to
+ * `quoteOrderQty`." A SELL goes to the closest step (up when that is
+ * closer); a BUY stays down (it cannot spend more than the amount). */
+Test(sim_engine, market_quote_order_qty_sell_rounds_to_the_closest_step)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    bid(&b, "60000", "1");
+    ask(&b, "60001", "1");
+    /* 60.48 / 60000 = 0.001008: the closest step (0.00001) is 0.00101 */
+    struct placed p = place_ok(e, market_quote(BTC, SIM_SELL, "60.48"), &b, 1);
+    cr_assert_eq(p.o.status, SIM_FILLED);
+    cr_assert_eq(p.n, 1);
+    assert_dec(p.o.executed_qty, "0.00101");
+    assert_dec(p.o.orig_qty, "0.00101");
+    assert_dec(p.o.cum_quote_qty, "60.6");
+    assert_dec(p.o.orig_quote_qty, "60.48");
+    assert_bal(e, "BTC", "1.99899", "0");
+    /* 60.24 / 60000 = 0.001004: the closest step is below, 0.00100 */
+    p = place_ok(e, market_quote(BTC, SIM_SELL, "60.24"), &b, 2);
+    assert_dec(p.o.executed_qty, "0.001");
+    assert_dec(p.o.cum_quote_qty, "60");
+    /* a BUY of the same amount stays down: 60.48 / 60001 = 0.00100798… */
+    p = place_ok(e, market_quote(BTC, SIM_BUY, "60.48"), &b, 3);
+    assert_dec(p.o.executed_qty, "0.001");
+    assert_dec(p.o.cum_quote_qty, "60.001");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
 Test(sim_engine, market_quote_order_qty_sell_receives_up_to_the_amount)
 {
     struct cq_sim__engine *e = std_engine();
