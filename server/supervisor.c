@@ -9,6 +9,9 @@
  *   feeder, ares, trader   struct cq_service loops
  *   simex (paper mode)     the embedded simulator's REST, WS and market
  *                          threads (cq_sim_start), on ephemeral loopback ports
+ *   reload      one per SIGHUP, at most one at a time (cq/reload.h): reads
+ *               and checks the config file, so a read that hangs never
+ *               keeps this loop from taking SIGTERM
  * Every thread inherits the blocked signal mask set in main.c.
  *
  * Venue: paper mode without CQ_EXCHANGE_REST_URL/WS_URL embeds
@@ -42,10 +45,16 @@
  * API, a last health-file write, the log writer; exit 0 after a clean stop.
  *
  * Reload (SIGHUP): the config is read again from the same file and the
- * environment. An invalid config is rejected whole (config_reload_failed).
+ * environment, on a reload thread; this loop applies the result at its next
+ * tick. An invalid config is rejected whole (config_reload_failed).
  * Reloadable keys take effect; others are refused (config_reload_refused)
  * and keep their running value; the resulting hash is logged
- * (config_reloaded).
+ * (config_reloaded). A SIGHUP while a reload runs is coalesced
+ * (config_reload_coalesced: one more reload follows); a reload running
+ * RELOAD_SLOW_MS is logged once (config_reload_slow); at stop a reload
+ * still reading gets at most RELOAD_STOP_WAIT_MS of the budget, then is
+ * left to the process exit (config_reload_abandoned; the exit code does
+ * not change: it only reads).
  */
 #include <errno.h>
 #include <limits.h>
@@ -73,6 +82,7 @@
 #include "cq/health.h"
 #include "cq/journal.h"
 #include "cq/log.h"
+#include "cq/reload.h"
 #include "cq/service.h"
 #include "cq/sim.h"
 #include "cq/supervisor.h"
@@ -81,6 +91,9 @@
 #include "cq/version.h"
 
 #define TICK_MS 100
+#define RELOAD_TICK_MS 10        /* the loop's tick while a reload runs: its result applies soon */
+#define RELOAD_SLOW_MS 5000      /* a reload running this long is logged (config_reload_slow) */
+#define RELOAD_STOP_WAIT_MS 1000 /* at stop, wait at most this (and the budget) for a reload */
 #define HEALTH_WRITE_MS 1000
 #define SIM_BALANCES_MAX 64      /* CQ_SIM_BALANCES entries (the config rule's limit) */
 #define PAPER_CRED_RANDOM_BYTES 32 /* per generated credential: 64 hex characters */
@@ -128,6 +141,8 @@ struct supervisor {
     char data_dir[1025];               /* CQ_DATA_DIR: at most 1024 bytes (config rule) */
     char health_dir[1100];             /* data_dir + "/health": bounded */
     struct cq_log_ratelimit health_write_rl;
+    struct cq_reloader *reloader;      /* owned: SIGHUP reloads, read on their own thread */
+    bool reload_slow_logged;           /* config_reload_slow said for the running reload */
 };
 
 static void log_secret(const char *name, const char *value, void *ctx)
@@ -664,51 +679,49 @@ static void log_config_warnings(const struct cq_config_report *report)
     }
 }
 
-/* The environment a reload reads: the process environment (secrets were
- * removed from it at start) followed by the secret entries main.c saved
- * (opts->secret_envp), so a reload sees the same secrets as the start.
- * The array is owned (free it); its strings are borrowed. */
-static char **reload_envp(const struct supervisor *sv)
+/* SIGHUP: start a reload on its own thread (issue 17.3: a read that hangs,
+ * a file on a hung NFS or FUSE mount, must not keep this thread, the only
+ * one that takes SIGTERM, from taking it). The reload reads the same file
+ * and the process environment (secrets were removed from it at start)
+ * followed by the secret entries main.c saved (opts->secret_envp), so a
+ * reload sees the same secrets as the start. A SIGHUP while one runs is
+ * coalesced: one more reload follows it. */
+static void reload_start(struct supervisor *sv)
 {
-    char *const *env = sv->opts->envp;
-    char *const *secrets = sv->opts->secret_envp;
-    size_t n_env = 0, n_sec = 0;
-    while (env != NULL && env[n_env] != NULL) {
-        n_env++;
+    struct cq_err err;
+    cq_err_clear(&err);
+    if (sv->reloader == NULL) {
+        sv->reloader = cq_reloader_new(sv->opts->config_path, sv->opts->envp,
+                                       sv->opts->secret_envp);
+        if (sv->reloader == NULL) {
+            cq_log_error("supervisor", "config_reload_failed", NULL,
+                         "SIGHUP: out of memory; keeping the running config");
+            return;
+        }
     }
-    while (secrets != NULL && secrets[n_sec] != NULL) {
-        n_sec++;
+    int64_t running_ms = cq_reloader_running_ms(sv->reloader);
+    int rc = cq_reloader_request(sv->reloader, &err);
+    if (rc == CQ_RELOAD_COALESCED) {
+        cq_log_info("supervisor", "config_reload_coalesced",
+                    json_pack("{s:I}", "running_ms", (json_int_t)running_ms),
+                    "SIGHUP: a reload is already running (%lld ms); one more follows it",
+                    (long long)running_ms);
+    } else if (rc < 0) {
+        cq_log_error("supervisor", "config_reload_failed", json_pack("{s:s}", "hint", err.hint),
+                     "SIGHUP: %s; keeping the running config", err.message);
+    } else {
+        sv->reload_slow_logged = false;
     }
-    char **all = calloc(n_env + n_sec + 1, sizeof(*all));
-    if (all == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n_env; i++) {
-        all[i] = env[i];
-    }
-    for (size_t i = 0; i < n_sec; i++) {
-        all[n_env + i] = secrets[i];
-    }
-    return all;
 }
 
-static void reload(struct supervisor *sv)
+/* Apply what a reload read, on this thread as before: log its problems, or
+ * merge, apply, journal, publish and log config_reloaded. */
+static void reload_apply(struct supervisor *sv, struct cq_reload_result *res)
 {
-    struct cq_config_report *report = calloc(1, sizeof(*report)); /* large: not on the stack */
-    char **envp = reload_envp(sv);
-    if (report == NULL || envp == NULL) {
-        free(report);
-        free(envp);
-        cq_log_error("supervisor", "config_reload_failed", NULL,
-                     "SIGHUP: out of memory; keeping the running config");
-        return;
-    }
-    /* The file is opened without blocking (a FIFO or device is refused at
-     * once, config_reload_failed), so SIGTERM is still taken right after. */
-    struct cq_config_load_options lo = {.file_path = sv->opts->config_path, .envp = envp};
-    struct cq_config *fresh = cq_config_load(&lo, report);
-    free(envp);
+    struct cq_config_report *report = res->report;
     log_config_warnings(report);
+    struct cq_config *fresh = res->config;
+    res->config = NULL; /* ours now */
     if (fresh == NULL) {
         json_t *errors = json_array();
         for (size_t i = 0; i < report->n_errors; i++) {
@@ -726,10 +739,8 @@ static void reload(struct supervisor *sv)
                                (json_int_t)report->n_errors),
                      "SIGHUP: the config has %zu error(s); keeping the running config",
                      report->n_errors);
-        free(report);
         return;
     }
-    free(report);
     struct cq_config *old = cq_config_current_get(sv->current);
     struct reload_ctx rctx = {json_array(), json_array()};
     struct cq_config *merged = cq_config_merge_reload(old, fresh, on_refused, &rctx);
@@ -758,6 +769,40 @@ static void reload(struct supervisor *sv)
                 cq_config_hash(merged));
     cq_config_unref(old);
     cq_config_unref(merged);
+}
+
+/* Every tick: apply a finished reload (and start the one a coalesced
+ * SIGHUP asked for); say once when one runs long. */
+static void reload_poll(struct supervisor *sv)
+{
+    if (sv->reloader == NULL) {
+        return;
+    }
+    struct cq_reload_result res = {0};
+    bool again = false;
+    if (cq_reloader_poll(sv->reloader, &res, &again)) {
+        if (res.report == NULL) { /* unreachable: a started reload has a report */
+            cq_reload_result_fini(&res);
+            return;
+        }
+        reload_apply(sv, &res);
+        cq_reload_result_fini(&res);
+        if (again) {
+            reload_start(sv);
+        }
+        return;
+    }
+    int64_t running_ms = cq_reloader_running_ms(sv->reloader);
+    if (running_ms >= RELOAD_SLOW_MS && !sv->reload_slow_logged) {
+        sv->reload_slow_logged = true;
+        cq_log_warn("supervisor", "config_reload_slow",
+                    json_pack("{s:s?,s:I,s:s}", "file", sv->opts->config_path, "running_ms",
+                              (json_int_t)running_ms, "hint",
+                              "check the file system that holds the config file (a hung "
+                              "mount?); SIGTERM still stops coinquantd"),
+                    "SIGHUP: reading the config has taken %lld ms so far",
+                    (long long)running_ms);
+    }
 }
 
 static int64_t stall_ms_now(struct supervisor *sv)
@@ -952,12 +997,14 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
             write_health_files(&sv, now);
             last_health_write = now;
         }
-        struct timespec tick = {0, TICK_MS * 1000000L};
+        reload_poll(&sv);
+        long tick_ms = cq_reloader_running_ms(sv.reloader) >= 0 ? RELOAD_TICK_MS : TICK_MS;
+        struct timespec tick = {0, tick_ms * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig == SIGHUP) {
             cq_log_info("supervisor", "signal_received", json_pack("{s:s}", "signal", "SIGHUP"),
                         "SIGHUP: reloading the config");
-            reload(&sv);
+            reload_start(&sv);
         } else if (sig == SIGTERM || sig == SIGINT) {
             stop_signal = sig;
         }
@@ -993,6 +1040,24 @@ out:
             }
         }
         sv.journal_started = false;
+    }
+    if (sv.reloader != NULL) {
+        /* A reload still reading (a hung mount) gets what is left of the
+         * stop budget, at most RELOAD_STOP_WAIT_MS, then is left to the
+         * process exit: it only reads, and its result is not wanted now. */
+        int64_t now = cq_time_mono_ms();
+        int64_t left = (stop_started_ms != 0 ? stop_started_ms : now) +
+                       CQ_SUPERVISOR_STOP_BUDGET_MS - now;
+        int64_t wait_ms = left < RELOAD_STOP_WAIT_MS ? left : RELOAD_STOP_WAIT_MS;
+        int64_t running_ms = cq_reloader_running_ms(sv.reloader);
+        if (!cq_reloader_free(sv.reloader, wait_ms > 0 ? wait_ms : 0)) {
+            cq_log_warn("supervisor", "config_reload_abandoned",
+                        json_pack("{s:I,s:I}", "running_ms", (json_int_t)running_ms,
+                                  "waited_ms", (json_int_t)(wait_ms > 0 ? wait_ms : 0)),
+                        "a config reload still reads after %lld ms; not waiting for it",
+                        (long long)running_ms);
+        }
+        sv.reloader = NULL;
     }
     if (sv.sim != NULL) {
         cq_sim_stop(sv.sim);
