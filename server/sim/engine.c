@@ -1157,6 +1157,31 @@ static void ledger_take(struct side_ledger *l, cq_dec price, cq_dec shown, cq_de
                      DTXT(price), DTXT(u->shown));
 }
 
+/* ---- expiry reasons ---------------------------------------------------------------- */
+
+static const char *const EXPIRY_NAMES[] = {
+    [SIM_EXPIRY_NONE] = "",
+    [SIM_EXPIRY_UNFILLED_IOC] = "UNFILLED_IOC_QUANTITY_EXPIRED",
+    [SIM_EXPIRY_UNFILLED_FOK] = "UNFILLED_FOK_ORDER_EXPIRED",
+    [SIM_EXPIRY_INSUFFICIENT_LIQUIDITY] = "INSUFFICIENT_LIQUIDITY",
+};
+
+const char *cq_sim__expiry_name(enum cq_sim__expiry r)
+{
+    return (size_t)r < CQ_ARRAY_LEN(EXPIRY_NAMES) ? EXPIRY_NAMES[r] : "";
+}
+
+int cq_sim__expiry_parse(const char *s, enum cq_sim__expiry *out)
+{
+    for (size_t i = 0; i < CQ_ARRAY_LEN(EXPIRY_NAMES); i++) {
+        if (strcmp(s, EXPIRY_NAMES[i]) == 0) {
+            *out = (enum cq_sim__expiry)i;
+            return 0;
+        }
+    }
+    return -CQ_EPARSE;
+}
+
 /* ---- prepare: validate, match, balance ------------------------------------------- */
 
 static int check_shape(const struct cq_sim__order_req *req, struct cq_sim__reject *rej)
@@ -1846,6 +1871,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     o->type = req->type;
     o->tif = req->type == SIM_LIMIT ? req->tif : SIM_TIF_NONE;
     o->stp = req->stp;
+    o->expiry = SIM_EXPIRY_NONE;
     o->price = req->type == SIM_MARKET ? ZERO8 : p->price;
     o->orig_qty = p->orig_qty;
     o->orig_quote_qty = req->type == SIM_MARKET && req->has_quote_qty ? p->quote_qty : ZERO8;
@@ -1924,6 +1950,9 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     if (p->rests) {
         open_link(st, idx);
     } else if (p->final_status == SIM_EXPIRED) {
+        o->expiry = req->type == SIM_MARKET ? SIM_EXPIRY_INSUFFICIENT_LIQUIDITY
+                    : req->tif == SIM_FOK  ? SIM_EXPIRY_UNFILLED_FOK
+                                           : SIM_EXPIRY_UNFILLED_IOC;
         emit(e, o, SIM_EXEC_EXPIRED, NULL, NULL, NULL, now_ms);
     }
     changes_end(e, now_ms);
@@ -2501,6 +2530,9 @@ static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__o
     put(j, "working_ms", json_integer(o->working_ms), ok);
     put(j, "is_working", json_boolean(o->is_working), ok);
     put(j, "stp", json_string(cq_sim__stp_name(o->stp)), ok);
+    if (o->expiry != SIM_EXPIRY_NONE) {
+        put(j, "expiry_reason", json_string(cq_sim__expiry_name(o->expiry)), ok);
+    }
     return j;
 }
 
@@ -2734,7 +2766,7 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
                       uint64_t min_id, uint64_t max_id, struct cq_sim__order *o, struct cq_err *err)
 {
     char name[CQ_SYMBOL_LEN + 1];
-    char word[24];
+    char word[40]; /* the longest: UNFILLED_IOC_QUANTITY_EXPIRED (29) */
     bool market, open;
     int rc;
 
@@ -2789,6 +2821,14 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
          cq_sim__stp_parse(word, &o->stp) < 0)) {
         return bad_field(err, path, "stp", "not NONE, EXPIRE_TAKER, EXPIRE_MAKER or EXPIRE_BOTH");
     }
+    o->expiry = SIM_EXPIRY_NONE; /* absent when not expired, and in older files */
+    if (json_object_get(j, "expiry_reason") != NULL &&
+        (get_str(j, path, "expiry_reason", word, sizeof(word), false, err) < 0 ||
+         cq_sim__expiry_parse(word, &o->expiry) < 0)) {
+        return bad_field(err, path, "expiry_reason",
+                         "not UNFILLED_IOC_QUANTITY_EXPIRED, UNFILLED_FOK_ORDER_EXPIRED or "
+                         "INSUFFICIENT_LIQUIDITY");
+    }
     if (get_amount(j, path, "price", &o->price, err) < 0 ||
         get_amount(j, path, "orig_qty", &o->orig_qty, err) < 0 ||
         get_amount(j, path, "orig_quote_qty", &o->orig_quote_qty, err) < 0 ||
@@ -2820,6 +2860,9 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
         (o->status == SIM_FILLED && !dec_eq(o->executed_qty, o->orig_qty)) ||
         (open && !(o->tif == SIM_GTC || o->type == SIM_LIMIT_MAKER))) {
         return bad_field(err, path, "status", "does not fit the order's type or quantities");
+    }
+    if (o->expiry != SIM_EXPIRY_NONE && o->status != SIM_EXPIRED) {
+        return bad_field(err, path, "expiry_reason", "set on an order that has not expired");
     }
     if (get_i64(j, path, "time_ms", 0, INT64_MAX, &o->time_ms, err) < 0 ||
         get_i64(j, path, "update_ms", o->time_ms, INT64_MAX, &o->update_ms, err) < 0 ||

@@ -1235,6 +1235,9 @@ static void add_result_fields(const struct rest_req *r, json_t *j, const struct 
     json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
     json_object_set_new(j, "workingTime", jtime(r, working_ms(o, transact_ms)));
     json_object_set_new(j, "selfTradePreventionMode", json_string(stp));
+    if (o->expiry != SIM_EXPIRY_NONE) { /* only on expired orders (CHANGELOG 2026-01-21) */
+        json_object_set_new(j, "expiryReason", json_string(cq_sim__expiry_name(o->expiry)));
+    }
 }
 
 static json_t *fills_json(const struct cq_sim__fill *fills, size_t n)
@@ -1274,6 +1277,9 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     json_object_set_new(j, "workingTime", jtime(r, working_ms(o, o->time_ms)));
     json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
     json_object_set_new(j, "selfTradePreventionMode", json_string(cq_sim__stp_name(o->stp)));
+    if (o->expiry != SIM_EXPIRY_NONE) { /* "returned only for expired orders" */
+        json_object_set_new(j, "expiryReason", json_string(cq_sim__expiry_name(o->expiry)));
+    }
     return j;
 }
 

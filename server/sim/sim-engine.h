@@ -75,6 +75,16 @@ enum cq_sim__symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
  * our orders meet only the market model's exogenous book, never each other
  * (docs/SIMEX.md "What is not simulated"). */
 enum cq_sim__stp { SIM_STP_NONE, SIM_STP_EXPIRE_TAKER, SIM_STP_EXPIRE_MAKER, SIM_STP_EXPIRE_BOTH };
+/* Why an order expired: Binance's expiryReason (REST answers) / eR
+ * (executionReport), "Appears when the order has expired." (enums.md
+ * "Expiry Reasons", user-data-stream.md "Order Expiry Reason"). The three
+ * this book model can produce; NONE on every order that has not expired. */
+enum cq_sim__expiry {
+    SIM_EXPIRY_NONE,
+    SIM_EXPIRY_UNFILLED_IOC,        /* UNFILLED_IOC_QUANTITY_EXPIRED: LIMIT IOC remainder */
+    SIM_EXPIRY_UNFILLED_FOK,        /* UNFILLED_FOK_ORDER_EXPIRED: LIMIT FOK not filled */
+    SIM_EXPIRY_INSUFFICIENT_LIQUIDITY /* INSUFFICIENT_LIQUIDITY: MARKET the book could not fill */
+};
 enum cq_sim__exec_type { SIM_EXEC_NEW, SIM_EXEC_CANCELED, SIM_EXEC_TRADE, SIM_EXEC_EXPIRED,
                      SIM_EXEC_REJECTED };
 
@@ -85,6 +95,8 @@ const char *cq_sim__tif_name(enum cq_sim__tif t);               /* "" for NONE *
 const char *cq_sim__order_status_name(enum cq_sim__order_status s);
 const char *cq_sim__exec_type_name(enum cq_sim__exec_type t);
 const char *cq_sim__stp_name(enum cq_sim__stp m);                /* "EXPIRE_MAKER"… */
+const char *cq_sim__expiry_name(enum cq_sim__expiry r);          /* "" for NONE */
+int cq_sim__expiry_parse(const char *s, enum cq_sim__expiry *out) CQ_WUR; /* "" = NONE */
 int cq_sim__stp_parse(const char *s, enum cq_sim__stp *out) CQ_WUR;
 /* Parse the wire names; -CQ_EPARSE if unknown. */
 int cq_sim__side_parse(const char *s, enum cq_sim__side *out) CQ_WUR;
@@ -202,6 +214,7 @@ struct cq_sim__order {
     int64_t working_ms;      /* when it went on the book; -1 if never */
     bool is_working;         /* resting on the book now */
     enum cq_sim__stp stp;    /* as placed */
+    enum cq_sim__expiry expiry; /* NONE unless status is EXPIRED */
 };
 
 struct cq_sim__fill {

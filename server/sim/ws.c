@@ -894,7 +894,11 @@ void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__sy
     if (o->working_ms >= 0) { /* only once the order has been on the book */
         cq_buf_printf(&b, ",\"W\":%" PRId64, o->working_ms);
     }
-    cq_buf_printf(&b, ",\"V\":\"%s\"}", cq_sim__stp_name(o->stp)); /* stored, never fires */
+    cq_buf_printf(&b, ",\"V\":\"%s\"", cq_sim__stp_name(o->stp)); /* stored, never fires */
+    if (o->expiry != SIM_EXPIRY_NONE) { /* eR: "Appears when the order has expired." */
+        cq_buf_printf(&b, ",\"eR\":\"%s\"", cq_sim__expiry_name(o->expiry));
+    }
+    cq_buf_puts(&b, "}");
     struct ws_item *it = item_take(ITEM_USER, "", &b);
     queue_push(ws, &it, 1);
 }

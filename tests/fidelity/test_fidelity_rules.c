@@ -603,3 +603,60 @@ Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim
               amount, r.body);
     resp_free(&r);
 }
+
+/* CHANGELOG 2026-01-21: "If `newOrderRespType=RESULT` or
+ * `newOrderRespType=FULL` mode, the expiry reason, if any, is displayed in
+ * field `expiryReason`."; 2026-07-17: "Order query responses may include an
+ * `expiryReason` field. This field is returned **only for expired
+ * orders**". user-data-stream.md: "`UNFILLED_IOC_QUANTITY_EXPIRED` | The
+ * IOC order was not fully filled and thus expired.",
+ * "`UNFILLED_FOK_ORDER_EXPIRED` | The FOK order was not fully filled and
+ * thus expired." */
+Test(fidelity_rules, expired_orders_say_why, .init = start_sim, .fini = stop_sim)
+{
+    char q[512], p[64];
+    cq_dec avg = avg_price();
+    struct {
+        const char *side, *tif, *why;
+        int64_t num;
+        unsigned scale;
+    } rows[] = {
+        {"BUY", "IOC", "UNFILLED_IOC_QUANTITY_EXPIRED", 25, 2}, /* 0.25x: nothing to take */
+        {"SELL", "FOK", "UNFILLED_FOK_ORDER_EXPIRED", 4, 0},    /* 4x */
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
+        scaled_price(avg, rows[i].num, rows[i].scale,
+                     i == 0 ? CQ_ROUND_CEIL : CQ_ROUND_FLOOR, p, sizeof(p));
+        snprintf(q, sizeof(q),
+                 "symbol=BTCUSDT&side=%s&type=LIMIT&timeInForce=%s&quantity=0.01&price=%s"
+                 "&newOrderRespType=RESULT",
+                 rows[i].side, rows[i].tif, p);
+        struct resp r = req("POST", "/api/v3/order", q, true);
+        expect_ok(&r);
+        cr_expect_str_eq(jstr(r.json, "status"), "EXPIRED", "%s", r.body);
+        cr_expect_str_eq(jstr(r.json, "expiryReason"), rows[i].why, "%s", r.body);
+        json_int_t id = json_integer_value(json_object_get(r.json, "orderId"));
+        resp_free(&r);
+        snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
+        r = req("GET", "/api/v3/order", q, true);
+        expect_ok(&r);
+        cr_expect_str_eq(jstr(r.json, "expiryReason"), rows[i].why, "%s", r.body);
+        resp_free(&r);
+    }
+    /* not expired: no field, in the answer nor the query */
+    scaled_price(avg, 25, 2, CQ_ROUND_CEIL, p, sizeof(p));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=%s"
+             "&newOrderRespType=RESULT",
+             p);
+    struct resp r = req("POST", "/api/v3/order", q, true);
+    expect_ok(&r);
+    cr_expect_null(json_object_get(r.json, "expiryReason"), "%s", r.body);
+    json_int_t id = json_integer_value(json_object_get(r.json, "orderId"));
+    resp_free(&r);
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
+    r = req("GET", "/api/v3/order", q, true);
+    expect_ok(&r);
+    cr_expect_null(json_object_get(r.json, "expiryReason"), "%s", r.body);
+    resp_free(&r);
+}

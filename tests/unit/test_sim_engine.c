@@ -1723,6 +1723,84 @@ Test(sim_engine, fok_fills_all_or_nothing)
     cq_sim__engine_free(e);
 }
 
+/* user-data-stream.md, Order Expiry Reason: "`UNFILLED_IOC_QUANTITY_EXPIRED`
+ * | The IOC order was not fully filled and thus expired.",
+ * "`UNFILLED_FOK_ORDER_EXPIRED` | The FOK order was not fully filled and
+ * thus expired.", "`INSUFFICIENT_LIQUIDITY` | There were not enough orders
+ * in the order book to match with this order."; eR "Appears when the order
+ * has expired." The reason is on the EXPIRED report and the kept order, and
+ * survives save/load; orders that did not expire have none. */
+Test(sim_engine, expired_orders_carry_the_expiry_reason)
+{
+    struct cq_sim__engine *e = std_engine();
+    record(e);
+    struct book b;
+    book_init(&b);
+    ask(&b, "60000", "0.3");
+    bid(&b, "59990", "0.3");
+    struct placed ioc = place_ok(e, limit(BTC, SIM_BUY, SIM_IOC, "1", "60005"), &b, 1);
+    cr_assert_eq(ioc.o.status, SIM_EXPIRED);
+    cr_assert_eq(ioc.o.expiry, SIM_EXPIRY_UNFILLED_IOC);
+    cr_assert_str_eq(kinds(), "NTEP");
+    cr_assert_eq(events[0].o.expiry, SIM_EXPIRY_NONE);
+    cr_assert_eq(events[1].o.expiry, SIM_EXPIRY_NONE);
+    cr_assert_eq(events[2].o.expiry, SIM_EXPIRY_UNFILLED_IOC);
+    cr_assert_str_eq(cq_sim__expiry_name(events[2].o.expiry), "UNFILLED_IOC_QUANTITY_EXPIRED");
+
+    struct placed fok = place_ok(e, limit(BTC, SIM_SELL, SIM_FOK, "1", "59990"), &b, 2);
+    cr_assert_eq(fok.o.status, SIM_EXPIRED);
+    cr_assert_str_eq(cq_sim__expiry_name(fok.o.expiry), "UNFILLED_FOK_ORDER_EXPIRED");
+
+    struct placed mkt = place_ok(e, market(BTC, SIM_SELL, "1"), &b, 3);
+    cr_assert_eq(mkt.o.status, SIM_EXPIRED);
+    cr_assert_str_eq(cq_sim__expiry_name(mkt.o.expiry), "INSUFFICIENT_LIQUIDITY");
+
+    /* filled, resting, canceled: none */
+    book_init(&b);
+    ask(&b, "60000", "1");
+    struct placed filled = place_ok(e, market(BTC, SIM_BUY, "0.1"), &b, 4);
+    cr_assert_eq(filled.o.status, SIM_FILLED);
+    cr_assert_eq(filled.o.expiry, SIM_EXPIRY_NONE);
+    struct placed rest = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.1", "59000"), &b, 5);
+    struct cq_sim__order c;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, rest.o.order_id, NULL, NULL, 6, &c, &rej), 0);
+    cr_assert_eq(c.expiry, SIM_EXPIRY_NONE);
+
+    /* kept across save and load */
+    json_t *saved = cq_sim__engine_save(e);
+    cr_assert_not_null(saved);
+    struct cq_sim__engine *e2 = std_engine();
+    struct cq_err err = {0};
+    cr_assert_eq(cq_sim__engine_load(e2, saved, &err), 0, "%s", err.message);
+    struct cq_sim__order got;
+    cr_assert_eq(cq_sim__engine_get_order(e2, BTC, ioc.o.order_id, NULL, &got, &rej), 0);
+    cr_assert_eq(got.expiry, SIM_EXPIRY_UNFILLED_IOC);
+    cr_assert_eq(cq_sim__engine_get_order(e2, BTC, mkt.o.order_id, NULL, &got, &rej), 0);
+    cr_assert_eq(got.expiry, SIM_EXPIRY_INSUFFICIENT_LIQUIDITY);
+    cr_assert_eq(cq_sim__engine_get_order(e2, BTC, filled.o.order_id, NULL, &got, &rej), 0);
+    cr_assert_eq(got.expiry, SIM_EXPIRY_NONE);
+    /* a reason on an order that did not expire is refused */
+    json_t *orders = json_object_get(saved, "orders");
+    cr_assert(json_is_array(orders));
+    size_t i;
+    json_t *oj;
+    json_array_foreach(orders, i, oj)
+    {
+        if (json_integer_value(json_object_get(oj, "order_id")) == (json_int_t)filled.o.order_id) {
+            json_object_set_new(oj, "expiry_reason", json_string("INSUFFICIENT_LIQUIDITY"));
+        }
+    }
+    struct cq_sim__engine *e3 = std_engine();
+    cr_assert_eq(cq_sim__engine_load(e3, saved, &err), -CQ_EPARSE);
+    cr_assert(strstr(err.message, "expiry_reason") != NULL, "%s", err.message);
+    json_decref(saved);
+    cq_sim__engine_free(e3);
+    cq_sim__engine_free(e2);
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
 Test(sim_engine, limit_maker_rests_without_taking)
 {
     struct cq_sim__engine *e = std_engine();
