@@ -73,7 +73,7 @@ struct cq_api {
     struct cq_config_current *config; /* borrowed */
     const struct cq_clock *clock;     /* borrowed; never NULL */
     char *version;                    /* owned */
-    char *token;                      /* owned; "" = no token route works */
+    char *token;                      /* owned, cq_secret_dup; "" = no token route works */
     char *bind;                       /* owned; NULL = router only */
     char *data_dir;                   /* owned; NULL = no admin.addr */
     unsigned max_connections;

@@ -136,7 +136,9 @@ struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err)
     api->config = opts->config;
     api->clock = opts->clock != NULL ? opts->clock : cq_clock_system();
     api->version = dup_or_null(opts->version != NULL ? opts->version : cq_version(), &failed);
-    api->token = dup_or_null(opts->token != NULL ? opts->token : "", &failed);
+    /* in a secret buffer (fs.h): out of core dumps, wiped on free */
+    api->token = cq_secret_dup(opts->token != NULL ? opts->token : "");
+    failed = failed || api->token == NULL;
     api->bind = dup_or_null(opts->bind, &failed);
     api->data_dir = dup_or_null(opts->data_dir, &failed);
     api->max_connections =
@@ -180,7 +182,7 @@ struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err)
     api->mhd_log_rl.burst = 5;
     if (failed) {
         free(api->version);
-        free(api->token);
+        cq_secret_free(api->token);
         free(api->bind);
         free(api->data_dir);
         free(api);
@@ -224,11 +226,8 @@ void cq_api_free(struct cq_api *api)
     cq_api_stop(api);
     pthread_mutex_destroy(&api->log_lock);
     pthread_mutex_destroy(&api->mhd_error_lock);
-    if (api->token != NULL) {
-        OPENSSL_cleanse(api->token, strlen(api->token)); /* not left in freed memory */
-    }
     free(api->version);
-    free(api->token);
+    cq_secret_free(api->token); /* wiped */
     free(api->bind);
     free(api->data_dir);
     free(api);

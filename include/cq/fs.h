@@ -68,4 +68,21 @@ struct cq_secret_buf {
 struct cq_secret_buf *cq_secret_buf_new(size_t len); /* NULL: len 0 or too big, or ENOMEM */
 void cq_secret_buf_free(struct cq_secret_buf *sb);   /* NULL ok */
 
+/* A NUL-terminated copy of s in a secret buffer of its own (above): out of
+ * core dumps, wiped with OPENSSL_cleanse and unmapped by cq_secret_free. For
+ * every long-lived copy of an API key, API secret or token (the config's
+ * values, the REST and WebSocket API clients, the admin API). NULL: s NULL,
+ * longer than CQ_SECRET_DUP_MAX_LEN bytes, or ENOMEM. */
+#define CQ_SECRET_DUP_MAX_LEN (CQ_SECRET_BUF_MAX_BYTES - 64 - 1) /* a 64-byte header, the NUL */
+char *cq_secret_dup(const char *s);
+/* The same for at most the first n bytes of s (NULL when n is above
+ * CQ_SECRET_DUP_MAX_LEN and s is longer). */
+char *cq_secret_dupn(const char *s, size_t n);
+void cq_secret_free(char *s); /* NULL ok; s from cq_secret_dup only */
+
+/* Overwrites n bytes at p with zeros in a way the compiler may not drop
+ * (OPENSSL_cleanse; a memset before free may be removed as a dead store).
+ * For stack and heap copies of secrets that cannot live in a secret buffer. */
+void cq_secret_wipe(void *p, size_t n);
+
 #endif /* CQ_FS_H */

@@ -1296,6 +1296,7 @@ static void parse_file(struct loader *ld, const char *buf, size_t len)
         memcpy(line, start, n);
         line[n] = '\0';
         parse_line(ld, line_no, line);
+        cq_secret_wipe(line, n); /* it may hold a secret */
     }
 }
 
@@ -1545,13 +1546,31 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
     }
 }
 
+/* A value as the config keeps it: a secret key's in a secret buffer of its
+ * own (cq_secret_dup: out of core dumps, wiped when freed). A secret longer
+ * than a secret buffer holds keeps its first CQ_SECRET_DUP_MAX_LEN bytes,
+ * which check_secret refuses all the same (its max is 256). */
+static char *value_dup(const struct cq_config_key *k, const char *v)
+{
+    return k->secret ? cq_secret_dupn(v, CQ_SECRET_DUP_MAX_LEN) : strdup(v);
+}
+
+static void value_free(const struct cq_config_key *k, char *v)
+{
+    if (k->secret) {
+        cq_secret_free(v);
+    } else {
+        free(v);
+    }
+}
+
 static void config_free(struct cq_config *cfg)
 {
     if (cfg == NULL) {
         return;
     }
     for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
-        free(cfg->values[i]);
+        value_free(&keys[i], cfg->values[i]);
     }
     free(cfg->symbols_buf);
     free(cfg->file_path);
@@ -1658,7 +1677,7 @@ struct cq_config *cq_config_load(const struct cq_config_load_options *opts,
             v = ld.file_values[i];
             cfg->sources[i] = CQ_CFG_SRC_FILE;
         }
-        cfg->values[i] = strdup(v);
+        cfg->values[i] = value_dup(&keys[i], v);
         if (cfg->values[i] == NULL) {
             loader_oom(&ld);
         }
@@ -1673,6 +1692,9 @@ struct cq_config *cq_config_load(const struct cq_config_load_options *opts,
 
     bool failed = ld.oom || report->n_errors > 0;
     for (size_t i = 0; i < CQ_CFG__COUNT; i++) {
+        if (keys[i].secret && ld.file_values[i] != NULL) {
+            cq_secret_wipe(ld.file_values[i], strlen(ld.file_values[i]));
+        }
         free(ld.file_values[i]);
     }
     free(own_report);
@@ -1893,7 +1915,7 @@ cq_config_merge_reload(const struct cq_config *old_cfg, const struct cq_config *
             strcmp(old_cfg->values[i], new_cfg->values[i]) != 0) {
             refused_fn(k, ctx);
         }
-        cfg->values[i] = strdup(from->values[i]);
+        cfg->values[i] = value_dup(k, from->values[i]);
         if (cfg->values[i] == NULL) {
             goto fail;
         }

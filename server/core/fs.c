@@ -384,3 +384,49 @@ void cq_secret_buf_free(struct cq_secret_buf *sb)
     munmap(sb->data, sb->mapped);
     free(sb);
 }
+
+/* cq_secret_dup's layout: the owning struct cq_secret_buf pointer at the
+ * start of the buffer, the string SECRET_DUP_HEADER bytes in. */
+#define SECRET_DUP_HEADER 64
+
+char *cq_secret_dup(const char *s)
+{
+    return cq_secret_dupn(s, CQ_SECRET_DUP_MAX_LEN + 1);
+}
+
+char *cq_secret_dupn(const char *s, size_t n)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t len = strnlen(s, n);
+    if (len > CQ_SECRET_DUP_MAX_LEN) {
+        return NULL;
+    }
+    /* <= CQ_SECRET_BUF_MAX_BYTES: CQ_SECRET_DUP_MAX_LEN leaves room for both */
+    struct cq_secret_buf *sb = cq_secret_buf_new(SECRET_DUP_HEADER + len + 1);
+    if (sb == NULL) {
+        return NULL;
+    }
+    memcpy(sb->data, &sb, sizeof(sb));
+    char *d = sb->data + SECRET_DUP_HEADER;
+    memcpy(d, s, len); /* the terminator is there already: the buffer is zeroed */
+    return d;
+}
+
+void cq_secret_free(char *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    struct cq_secret_buf *sb;
+    memcpy(&sb, s - SECRET_DUP_HEADER, sizeof(sb));
+    cq_secret_buf_free(sb); /* wipes the whole mapping, header and string */
+}
+
+void cq_secret_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0) {
+        OPENSSL_cleanse(p, n);
+    }
+}

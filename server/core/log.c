@@ -269,9 +269,9 @@ static size_t json_prefix_within(const char *s, size_t len, size_t budget)
 /* ---- secrets -------------------------------------------------------------- */
 
 struct log_secret {
-    char *raw; /* owned */
+    char *raw; /* owned, cq_secret_dup (fs.h): not dumped, wiped on free */
     size_t raw_len;
-    char *escaped; /* owned; as jansson writes it inside a string; NULL if == raw */
+    char *escaped; /* owned, cq_secret_dup; as jansson writes it inside a string; NULL if == raw */
     size_t escaped_len;
 };
 
@@ -308,7 +308,7 @@ void cq_log_add_secret(const char *value)
         return;
     }
     size_t raw_len = strnlen(value, LOG_SECRET_MAX_BYTES);
-    char *raw = memdup0(value, raw_len);
+    char *raw = cq_secret_dupn(value, raw_len); /* raw_len <= 4096: fits a secret buffer */
     char *escaped = NULL;
     size_t escaped_len = 0;
     if (raw == NULL) {
@@ -323,8 +323,10 @@ void cq_log_add_secret(const char *value)
             size_t n = strlen(dumped);
             if (n >= 2 && (n - 2 != raw_len || memcmp(dumped + 1, raw, raw_len) != 0)) {
                 escaped_len = n - 2;
-                escaped = memdup0(dumped + 1, escaped_len);
+                /* the escaped form holds no NUL: dupn copies escaped_len bytes */
+                escaped = cq_secret_dupn(dumped + 1, escaped_len);
             }
+            cq_secret_wipe(dumped, n);
             free(dumped);
         }
     }
@@ -334,8 +336,8 @@ void cq_log_add_secret(const char *value)
         if (secrets.items[i].raw_len == raw_len &&
             memcmp(secrets.items[i].raw, raw, raw_len) == 0) {
             pthread_rwlock_unlock(&secrets.lock);
-            free(raw);
-            free(escaped);
+            cq_secret_free(raw);
+            cq_secret_free(escaped);
             return;
         }
     }
@@ -343,8 +345,8 @@ void cq_log_add_secret(const char *value)
         bool report = !secrets.full_reported;
         secrets.full_reported = true;
         pthread_rwlock_unlock(&secrets.lock);
-        free(raw);
-        free(escaped);
+        cq_secret_free(raw);
+        cq_secret_free(escaped);
         if (report) {
             stderr_note("coinquantd: log: too many secrets registered (32); "
                         "further secrets are NOT redacted\n");
@@ -1586,8 +1588,8 @@ void cq_log_close(void)
 
     pthread_rwlock_wrlock(&secrets.lock);
     for (size_t i = 0; i < secrets.count; i++) {
-        free(secrets.items[i].raw);
-        free(secrets.items[i].escaped);
+        cq_secret_free(secrets.items[i].raw);
+        cq_secret_free(secrets.items[i].escaped);
     }
     secrets.count = 0;
     secrets.longest_bytes = 0;

@@ -123,6 +123,7 @@
 #include "cq/buf.h"
 #include "cq/clock.h"
 #include "cq/exchange.h"
+#include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/sign.h"
 
@@ -184,8 +185,8 @@ struct attempt_headers {
 struct cq_rest_client {
     /* configuration: immutable after _new */
     char base_url[BASE_URL_MAX];
-    char *api_key;    /* owned; NULL when not configured */
-    char *api_secret; /* owned; NULL when not configured */
+    char *api_key;    /* owned, cq_secret_dup (fs.h); NULL when not configured */
+    char *api_secret; /* owned, cq_secret_dup (fs.h); NULL when not configured */
     size_t api_secret_len;
     char service[SERVICE_MAX];
     int64_t connect_timeout_ms;
@@ -417,16 +418,6 @@ static void find_param(const char *query, const char *name, char *out, size_t ou
 
 /* ---- construction ------------------------------------------------------------- */
 
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n + 1);
-    }
-    return d;
-}
-
 static bool has_crlf(const char *s)
 {
     return strpbrk(s, "\r\n") != NULL;
@@ -519,15 +510,15 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
         char line[KEY_HEADER_MAX];
         /* bounded: the key is at most KEY_HEADER_MAX - 20 (checked above) */
         snprintf(line, sizeof(line), "X-MBX-APIKEY: %s", opts->api_key);
-        c->api_key = dup_str(opts->api_key);
+        c->api_key = cq_secret_dup(opts->api_key);
         c->key_header = curl_slist_append(NULL, line);
-        memset(line, 0, sizeof(line));
+        cq_secret_wipe(line, sizeof(line));
         if (c->api_key == NULL || c->key_header == NULL) {
             goto nomem;
         }
     }
     if (opts->api_secret != NULL && opts->api_secret[0] != '\0') {
-        c->api_secret = dup_str(opts->api_secret);
+        c->api_secret = cq_secret_dup(opts->api_secret);
         if (c->api_secret == NULL) {
             goto nomem;
         }
@@ -545,14 +536,6 @@ nomem:
     return NULL;
 }
 
-static void free_wiped(char *s)
-{
-    if (s != NULL) {
-        memset(s, 0, strlen(s));
-        free(s);
-    }
-}
-
 void cq_rest_client_free(struct cq_rest_client *c)
 {
     if (c == NULL) {
@@ -561,9 +544,13 @@ void cq_rest_client_free(struct cq_rest_client *c)
     if (c->curl != NULL) {
         curl_easy_cleanup(c->curl);
     }
+    /* curl's copy of "X-MBX-APIKEY: <key>" is plain heap: wiped at least */
+    for (struct curl_slist *l = c->key_header; l != NULL; l = l->next) {
+        cq_secret_wipe(l->data, strlen(l->data));
+    }
     curl_slist_free_all(c->key_header);
-    free_wiped(c->api_key);
-    free_wiped(c->api_secret);
+    cq_secret_free(c->api_key); /* wiped */
+    cq_secret_free(c->api_secret);
     cq_buf_free(&c->body);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -901,7 +888,7 @@ static int build_url(struct cq_rest_client *c, const struct call *k)
             return rc;
         }
         n = snprintf(c->query + qlen, sizeof(c->query) - qlen, "&signature=%s", sig);
-        memset(sig, 0, sizeof(sig));
+        cq_secret_wipe(sig, sizeof(sig));
         if (n < 0 || (size_t)n >= sizeof(c->query) - qlen) {
             return -CQ_ETOOBIG;
         }

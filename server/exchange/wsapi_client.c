@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cq/backoff.h"
+#include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "cq/text.h"
@@ -34,7 +35,7 @@ struct cq_wsapi {
     struct cq_wsapi_callbacks cb;
     char url[CQ_WSAPI_URL_MAX];
     char api_key[API_KEY_MAX];
-    char *api_secret;                   /* owned; wiped on free */
+    char *api_secret;                   /* owned, cq_secret_dup: not dumped, wiped on free */
     size_t api_secret_len;
 
     enum cq_wsapi_state state;
@@ -460,7 +461,7 @@ struct cq_wsapi *cq_wsapi_new(struct cq_ws_loop *loop, const struct cq_wsapi_opt
         return NULL;
     }
     a->api_secret_len = strlen(opts->api_secret);
-    a->api_secret = strdup(opts->api_secret);
+    a->api_secret = cq_secret_dup(opts->api_secret);
     if (a->api_secret == NULL) {
         free(a);
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the WebSocket API client");
@@ -505,10 +506,7 @@ void cq_wsapi_free(struct cq_wsapi *a)
     if (a->ws != NULL) {
         cq_ws_client_free(a->ws);
     }
-    if (a->api_secret != NULL) {
-        memset(a->api_secret, 0, a->api_secret_len);
-        free(a->api_secret);
-    }
+    cq_secret_free(a->api_secret); /* wiped */
     free(a);
 }
 
