@@ -25,9 +25,11 @@
  *        open SELL: orig_qty - executed_qty of the base,
  *      so an order that closes (filled, canceled, expired) leaves exactly
  *      nothing locked: no dust;
- *   I3 an order is open (NEW or PARTIALLY_FILLED, is_working) iff it is on
- *      its symbol's open list and on the global open list, both oldest
- *      first; only LIMIT GTC and LIMIT_MAKER orders are ever open;
+ *   I3 an order is open (NEW or PARTIALLY_FILLED) iff it is on its
+ *      symbol's open list and on the global open list, both oldest first;
+ *      only LIMIT GTC, LIMIT_MAKER and GTC stop orders are ever open; an
+ *      open order is working (on the book) unless it is a stop order not
+ *      yet triggered (NEW, nothing executed, working_ms -1);
  *   I4 the order array is sorted by id, strictly increasing, every id in
  *      [first_order_id, next_order_id); next_order_id - first_order_id ==
  *      the orders kept + orders_dropped (ids of dropped closed orders are
@@ -103,6 +105,7 @@
 #define SIM_ERR_INVALID_TYPE -1116
 #define SIM_ERR_INVALID_SIDE -1117
 #define MSG_UNKNOWN_ERROR "An unknown error occurred while processing the request."
+#define SIM_MSG_STOP_TIF "Stop orders with timeInForce IOC or FOK are not supported by coinquant-simex."
 #define MSG_BAD_CLIENT_ID                                                                          \
     "Illegal characters found in parameter 'newClientOrderId'; legal range is "                    \
     "'^[a-zA-Z0-9-_]{1,36}$'."
@@ -266,6 +269,7 @@ struct pool_level {
 /* prepare()'s result: what place will do. */
 struct plan {
     cq_dec price, qty, quote_qty; /* the request at scale 8 (0 when absent) */
+    cq_dec stop_price;            /* at scale 8; 0 unless a stop order */
     cq_dec orig_qty, exec_qty, cum_quote;
     enum cq_sim__order_status final_status;
     bool rests;                     /* a GTC / LIMIT_MAKER remainder goes on the book */
@@ -1191,8 +1195,14 @@ static int check_shape(const struct cq_sim__order_req *req, struct cq_sim__rejec
     }
     switch (req->type) {
     case SIM_LIMIT:
+    case SIM_STOP_LOSS_LIMIT:
+    case SIM_TAKE_PROFIT_LIMIT:
         if (req->tif != SIM_GTC && req->tif != SIM_IOC && req->tif != SIM_FOK) {
             return reject_param(rej, SIM_ERR_MANDATORY, "mandatory", "timeInForce");
+        }
+        if (req->type != SIM_LIMIT && req->tif != SIM_GTC) {
+            /* a triggered stop works as GTC only here (docs/SIMEX.md) */
+            return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_STOP_TIF);
         }
         break;
     case SIM_LIMIT_MAKER:
@@ -1228,10 +1238,36 @@ static int check_shape(const struct cq_sim__order_req *req, struct cq_sim__rejec
             return reject_param(rej, SIM_ERR_NOT_REQUIRED, "not_required", "quoteOrderQty");
         }
     }
+    if (cq_sim__order_type_is_stop(req->type) != req->has_stop_price) {
+        return reject_param(rej, req->has_stop_price ? SIM_ERR_NOT_REQUIRED : SIM_ERR_MANDATORY,
+                            req->has_stop_price ? "not_required" : "mandatory", "stopPrice");
+    }
     if (req->client_id[0] != '\0' && !client_id_valid(req->client_id)) {
         return reject(rej, SIM_ERR_ILLEGAL_CHARS, MSG_BAD_CLIENT_ID);
     }
     return 0;
+}
+
+bool cq_sim__order_type_is_stop(enum cq_sim__order_type t)
+{
+    return t == SIM_STOP_LOSS_LIMIT || t == SIM_TAKE_PROFIT_LIMIT;
+}
+
+/* A stop order waiting for its trigger: open, not on the book. */
+static bool stop_pending(const struct cq_sim__order *o)
+{
+    return cq_sim__order_type_is_stop(o->type) && is_open(o) && !o->is_working;
+}
+
+/* Does a trade at `last` trigger a stop order? STOP_LOSS BUY and
+ * TAKE_PROFIT SELL wait above the market (trigger at last >= stop);
+ * STOP_LOSS SELL and TAKE_PROFIT BUY below it (last <= stop). */
+static bool stop_reached(enum cq_sim__order_type t, enum cq_sim__side side, cq_dec stop,
+                         cq_dec last)
+{
+    bool above = (t == SIM_STOP_LOSS_LIMIT) == (side == SIM_BUY);
+    int c = cq_dec_cmp(last, stop);
+    return above ? c >= 0 : c <= 0;
 }
 
 /* Walk the opposite side best first as taker and plan the fills. Pure. */
@@ -1254,6 +1290,12 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
     p->crosses = false;
     p->rests = false;
 
+    if (cq_sim__order_type_is_stop(req->type)) { /* waits for its trigger; locks on entry */
+        p->orig_qty = p->qty;
+        p->rests = true;
+        p->final_status = SIM_NEW;
+        return 0;
+    }
     if (req->type == SIM_LIMIT_MAKER) {
         for (size_t i = 0; i < n; i++) {
             cq_dec lp;
@@ -1450,6 +1492,18 @@ static int plan_balances(const struct cq_sim__engine *e, const struct cq_sim__or
     return 0;
 }
 
+/* MAX_NUM_ALGO_ORDERS counts the symbol's open stop orders (filters.md:
+ * "'Algo' orders are `STOP_LOSS`, `STOP_LOSS_LIMIT`, `TAKE_PROFIT`, and
+ * `TAKE_PROFIT_LIMIT` orders."). */
+static size_t open_stop_count(const struct engine_state *st, int symbol_idx)
+{
+    size_t n = 0;
+    for (uint32_t i = st->open[symbol_idx].head; i != NO_IDX; i = st->orders[i].next) {
+        n += cq_sim__order_type_is_stop(st->orders[i].o.type);
+    }
+    return n;
+}
+
 /* Everything place checks, in Binance's order, without changing anything:
  * symbol (-1121), market status (-2010), shape, PRICE_FILTER, LOT_SIZE /
  * MARKET_LOT_SIZE, PERCENT_PRICE_BY_SIDE, NOTIONAL, MAX_NUM_ORDERS (-1013), duplicate client id,
@@ -1487,7 +1541,13 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
     p->qty = ZERO8;
     p->quote_qty = ZERO8;
 
+    p->stop_price = ZERO8;
     if (!market && (to_amount(req->price, &p->price) < 0 || !price_ok(f, p->price))) {
+        return reject_filter(rej, "PRICE_FILTER");
+    }
+    /* filters.md PRICE_FILTER: "The `price`/`stopPrice` must obey" it */
+    if (req->has_stop_price &&
+        (to_amount(req->stop_price, &p->stop_price) < 0 || !price_ok(f, p->stop_price))) {
         return reject_filter(rej, "PRICE_FILTER");
     }
     qty_rule_of(f, market, &rule);
@@ -1536,6 +1596,10 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
     if (f->max_num_orders > 0 && e->st.open[req->symbol_idx].count >= (size_t)f->max_num_orders) {
         return reject_filter(rej, "MAX_NUM_ORDERS");
     }
+    if (cq_sim__order_type_is_stop(req->type) && f->max_num_algo_orders > 0 &&
+        open_stop_count(&e->st, req->symbol_idx) >= (size_t)f->max_num_algo_orders) {
+        return reject_filter(rej, "MAX_NUM_ALGO_ORDERS");
+    }
     if (req->client_id[0] != '\0') {
         const struct order_rec *dup = cid_find(&e->st, req->symbol_idx, req->client_id);
         if (dup != NULL && is_open(&dup->o)) {
@@ -1548,6 +1612,10 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
     }
     if (p->crosses) {
         return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_WOULD_TAKE);
+    }
+    if (cq_sim__order_type_is_stop(req->type) && book->last_price.m > 0 &&
+        stop_reached(req->type, req->side, p->stop_price, book->last_price)) {
+        return reject(rej, SIM_ERR_NEW_ORDER_REJECTED, SIM_MSG_WOULD_TRIGGER);
     }
     return 0;
 }
@@ -1869,10 +1937,11 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     }
     o->side = req->side;
     o->type = req->type;
-    o->tif = req->type == SIM_LIMIT ? req->tif : SIM_TIF_NONE;
+    o->tif = req->type == SIM_LIMIT || cq_sim__order_type_is_stop(req->type) ? req->tif : SIM_TIF_NONE;
     o->stp = req->stp;
     o->expiry = SIM_EXPIRY_NONE;
     o->price = req->type == SIM_MARKET ? ZERO8 : p->price;
+    o->stop_price = p->stop_price;
     o->orig_qty = p->orig_qty;
     o->orig_quote_qty = req->type == SIM_MARKET && req->has_quote_qty ? p->quote_qty : ZERO8;
     o->executed_qty = ZERO8;
@@ -1880,8 +1949,8 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     o->status = SIM_NEW;
     o->time_ms = now_ms;
     o->update_ms = now_ms;
-    o->working_ms = p->rests ? now_ms : -1;
-    o->is_working = p->rests;
+    o->is_working = p->rests && !cq_sim__order_type_is_stop(req->type);
+    o->working_ms = o->is_working ? now_ms : -1;
     st->n_orders++;
     cid_put(st, idx);
     st->orders_placed++;
@@ -2436,11 +2505,27 @@ size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx, const 
         has_trade = tq.m > 0;
     }
 
+    if (trade_price.m > 0) { /* stops trigger on the last trade price */
+        for (idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+            struct cq_sim__order *o = &st->orders[idx].o;
+            if (stop_pending(o) && stop_reached(o->type, o->side, o->stop_price, trade_price)) {
+                o->is_working = true;
+                o->working_ms = now_ms;
+                o->update_ms = now_ms;
+                emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
+            }
+        }
+    }
+
     idx = st->open[symbol_idx].head;
     while (idx != NO_IDX) {
         struct order_rec *rec = &st->orders[idx];
         struct cq_sim__order *o = &rec->o;
         uint32_t next = rec->next;
+        if (!o->is_working) { /* a stop still waiting */
+            idx = next;
+            continue;
+        }
         struct pool_level *lv = o->side == SIM_BUY ? asks : bids;
         size_t n = o->side == SIM_BUY ? n_asks : n_bids;
         struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(o->side)];
@@ -2520,6 +2605,9 @@ static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__o
     put(j, "type", json_string(cq_sim__order_type_name(o->type)), ok);
     put(j, "time_in_force", json_string(cq_sim__tif_name(o->tif)), ok);
     put(j, "price", dec_json(o->price), ok);
+    if (cq_sim__order_type_is_stop(o->type)) {
+        put(j, "stop_price", dec_json(o->stop_price), ok);
+    }
     put(j, "orig_qty", dec_json(o->orig_qty), ok);
     put(j, "orig_quote_qty", dec_json(o->orig_quote_qty), ok);
     put(j, "executed_qty", dec_json(o->executed_qty), ok);
@@ -2801,7 +2889,8 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
     }
     if (get_str(j, path, "type", word, sizeof(word), false, err) < 0 ||
         cq_sim__order_type_parse(word, &o->type) < 0) {
-        return bad_field(err, path, "type", "not LIMIT, MARKET or LIMIT_MAKER");
+        return bad_field(err, path, "type",
+                         "not LIMIT, MARKET, LIMIT_MAKER, STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT");
     }
     market = o->type == SIM_MARKET;
     if (get_str(j, path, "time_in_force", word, sizeof(word), true, err) < 0) {
@@ -2812,7 +2901,9 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
     } else if (cq_sim__tif_parse(word, &o->tif) < 0) {
         return bad_field(err, path, "time_in_force", "not GTC, IOC, FOK or \"\"");
     }
-    if ((o->type == SIM_LIMIT) != (o->tif != SIM_TIF_NONE)) {
+    if ((o->type == SIM_LIMIT || cq_sim__order_type_is_stop(o->type)) !=
+            (o->tif != SIM_TIF_NONE) ||
+        (cq_sim__order_type_is_stop(o->type) && o->tif != SIM_GTC)) {
         return bad_field(err, path, "time_in_force", "does not fit the order type");
     }
     o->stp = SIM_STP_NONE; /* absent in files written before modes were offered */
@@ -2828,6 +2919,14 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
         return bad_field(err, path, "expiry_reason",
                          "not UNFILLED_IOC_QUANTITY_EXPIRED, UNFILLED_FOK_ORDER_EXPIRED or "
                          "INSUFFICIENT_LIQUIDITY");
+    }
+    o->stop_price = ZERO8;
+    if (cq_sim__order_type_is_stop(o->type) &&
+        (get_amount(j, path, "stop_price", &o->stop_price, err) < 0 || o->stop_price.m <= 0)) {
+        return bad_field(err, path, "stop_price", "missing or not above 0 on a stop order");
+    }
+    if (!cq_sim__order_type_is_stop(o->type) && json_object_get(j, "stop_price") != NULL) {
+        return bad_field(err, path, "stop_price", "set on an order that is not a stop order");
     }
     if (get_amount(j, path, "price", &o->price, err) < 0 ||
         get_amount(j, path, "orig_qty", &o->orig_qty, err) < 0 ||
@@ -2869,6 +2968,14 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
         get_i64(j, path, "working_ms", -1, INT64_MAX, &o->working_ms, err) < 0 ||
         get_bool(j, path, "is_working", &o->is_working, err) < 0) {
         return -CQ_EPARSE;
+    }
+    if (open && !o->is_working && cq_sim__order_type_is_stop(o->type)) {
+        /* a stop waiting for its trigger: nothing executed, never on the book */
+        if (o->working_ms >= 0 || o->status != SIM_NEW) {
+            return bad_field(err, path, "working_ms",
+                             "must be -1 on a stop order that is not working (NEW)");
+        }
+        return 0;
     }
     if (o->is_working != open || (open && o->working_ms < 0)) {
         return bad_field(err, path, "is_working", "must be true exactly for open orders");

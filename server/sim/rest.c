@@ -121,9 +121,11 @@
  * "Control endpoints" lists the same rows; test_sim_rest's
  * control_table_rows_are_all_reachable walks the rendered list.
  *
- * Limitations (documented, deliberate): stop and take-profit order types are
- * listed in exchangeInfo (ccxt requires it) but answered -2010 "Stop orders
- * are not supported by coinquant-simex."; iceberg, trailing and peg params
+ * Limitations (documented, deliberate): STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT
+ * work (engine.c), GTC only; STOP_LOSS and TAKE_PROFIT are not in
+ * production BTCUSDT's orderTypes and get errors.md's -2010 "Stop loss
+ * orders are not supported for this symbol." / "Take profit orders are not
+ * supported for this symbol."; iceberg, trailing and peg params
  * are -1106 (exchangeInfo says icebergAllowed/allowTrailingStop false);
  * self-trade prevention: only NONE is offered and accepted (any other mode
  * is -2010), because self-trades cannot happen: the book is exogenous.
@@ -1221,6 +1223,17 @@ static int64_t working_ms(const struct cq_sim__order *o, int64_t fallback)
     return o->working_ms >= 0 ? o->working_ms : fallback;
 }
 
+/* workingTime: -1 for a stop order not yet on the book (rest-api.md's
+ * STOP_LOSS example: "workingTime": -1). */
+static json_t *working_json(const struct rest_req *r, const struct cq_sim__order *o,
+                            int64_t fallback)
+{
+    if (cq_sim__order_type_is_stop(o->type) && o->working_ms < 0) {
+        return json_integer(-1);
+    }
+    return jtime(r, working_ms(o, fallback));
+}
+
 static void add_result_fields(const struct rest_req *r, json_t *j, const struct cq_sim__order *o,
                               int64_t transact_ms, const char *stp)
 {
@@ -1233,7 +1246,11 @@ static void add_result_fields(const struct rest_req *r, json_t *j, const struct 
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
     json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
     json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
-    json_object_set_new(j, "workingTime", jtime(r, working_ms(o, transact_ms)));
+    if (cq_sim__order_type_is_stop(o->type)) { /* "Appears for ... STOP_LOSS_LIMIT and
+                                                  TAKE_PROFIT_LIMIT orders." */
+        json_object_set_new(j, "stopPrice", jdec(o->stop_price));
+    }
+    json_object_set_new(j, "workingTime", working_json(r, o, transact_ms));
     json_object_set_new(j, "selfTradePreventionMode", json_string(stp));
     if (o->expiry != SIM_EXPIRY_NONE) { /* only on expired orders (CHANGELOG 2026-01-21) */
         json_object_set_new(j, "expiryReason", json_string(cq_sim__expiry_name(o->expiry)));
@@ -1269,12 +1286,12 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
     json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
     json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
-    json_object_set_new(j, "stopPrice", jdec(CQ_DEC_ZERO));
+    json_object_set_new(j, "stopPrice", jdec(o->stop_price));
     json_object_set_new(j, "icebergQty", jdec(CQ_DEC_ZERO));
     json_object_set_new(j, "time", jtime(r, o->time_ms));
     json_object_set_new(j, "updateTime", jtime(r, o->update_ms));
     json_object_set_new(j, "isWorking", json_boolean(o->is_working));
-    json_object_set_new(j, "workingTime", jtime(r, working_ms(o, o->time_ms)));
+    json_object_set_new(j, "workingTime", working_json(r, o, o->time_ms));
     json_object_set_new(j, "origQuoteOrderQty", jdec(o->orig_quote_qty));
     json_object_set_new(j, "selfTradePreventionMode", json_string(cq_sim__stp_name(o->stp)));
     if (o->expiry != SIM_EXPIRY_NONE) { /* "returned only for expired orders" */
@@ -1302,6 +1319,9 @@ static json_t *cancel_json(const struct rest_req *r, const char *symbol, const s
     json_object_set_new(j, "timeInForce", json_string(tif_wire(o->tif)));
     json_object_set_new(j, "type", json_string(cq_sim__order_type_name(o->type)));
     json_object_set_new(j, "side", json_string(cq_sim__side_name(o->side)));
+    if (cq_sim__order_type_is_stop(o->type)) {
+        json_object_set_new(j, "stopPrice", jdec(o->stop_price));
+    }
     json_object_set_new(j, "selfTradePreventionMode", json_string(cq_sim__stp_name(o->stp)));
     return j;
 }
@@ -1323,8 +1343,8 @@ enum { RESP_ACK, RESP_RESULT, RESP_FULL };
 struct order_args {
     char symbol[SIM_PARAM_SYMBOL_MAX + 1];
     int side, type, tif, resp_type, stp;
-    bool has_tif, has_qty, has_quote, has_price, has_resp_type, has_stp;
-    cq_dec qty, quote, price;
+    bool has_tif, has_qty, has_quote, has_price, has_resp_type, has_stp, has_stop;
+    cq_dec qty, quote, price, stop;
     char client_id[SIM_PARAM_CLIENT_ID_MAX + 1];
     bool compute_commission;
 };
@@ -1395,12 +1415,10 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
         return not_required(r, "price");
     }
     /* stopPrice and the features this venue does not offer */
-    cq_dec stop;
-    bool has_stop = false;
-    if (cq_sim__param_decimal(p, "stopPrice", needs_stop, &stop, &has_stop, &e) < 0) {
+    if (cq_sim__param_decimal(p, "stopPrice", needs_stop, &a->stop, &a->has_stop, &e) < 0) {
         return fail_api(r, &e);
     }
-    if (has_stop && !needs_stop) {
+    if (a->has_stop && !needs_stop) {
         return not_required(r, "stopPrice");
     }
     static const char *const unsupported[] = {"icebergQty", "trailingDelta", "pegPriceType",
@@ -1437,8 +1455,13 @@ static void build_order_req(const struct order_args *a, int idx, struct cq_sim__
     memset(req, 0, sizeof(*req));
     req->symbol_idx = idx;
     req->side = a->side == 0 ? SIM_BUY : SIM_SELL;
-    req->type = a->type == WT_MARKET ? SIM_MARKET : a->type == WT_LIMIT_MAKER ? SIM_LIMIT_MAKER
-                                                                              : SIM_LIMIT;
+    req->type = a->type == WT_MARKET              ? SIM_MARKET
+                : a->type == WT_LIMIT_MAKER       ? SIM_LIMIT_MAKER
+                : a->type == WT_STOP_LOSS_LIMIT   ? SIM_STOP_LOSS_LIMIT
+                : a->type == WT_TAKE_PROFIT_LIMIT ? SIM_TAKE_PROFIT_LIMIT
+                                                  : SIM_LIMIT;
+    req->has_stop_price = a->has_stop;
+    req->stop_price = a->stop;
     req->tif = !a->has_tif ? SIM_TIF_NONE : a->tif == 0 ? SIM_GTC : a->tif == 1 ? SIM_IOC
                                                                                 : SIM_FOK;
     req->has_qty = a->has_qty;
@@ -1538,8 +1561,11 @@ static void order_common(struct rest_req *r, bool test)
     if (idx < 0) {
         goto unlock;
     }
-    if (a.type != WT_LIMIT && a.type != WT_MARKET && a.type != WT_LIMIT_MAKER) {
-        set_error(r, 400, -2010, "Stop orders are not supported by coinquant-simex.");
+    if (a.type == WT_STOP_LOSS || a.type == WT_TAKE_PROFIT) {
+        /* not in production BTCUSDT's orderTypes: errors.md's answer */
+        set_error(r, 400, -2010, a.type == WT_STOP_LOSS
+                                     ? "Stop loss orders are not supported for this symbol."
+                                     : "Take profit orders are not supported for this symbol.");
         goto unlock;
     }
     if (a.stp > SIM_STP_EXPIRE_BOTH) { /* DECREMENT: not among the allowed modes */

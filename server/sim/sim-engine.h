@@ -62,9 +62,19 @@
 #define SIM_MSG_UNKNOWN_ORDER "Unknown order sent."
 #define SIM_MSG_NO_SUCH_ORDER "Order does not exist."
 #define SIM_MSG_INVALID_SYMBOL "Invalid symbol."
+/* errors.md: "The order's stop price is not valid when compared to the
+ * last traded price." */
+#define SIM_MSG_WOULD_TRIGGER "Order would trigger immediately."
 
 enum cq_sim__side { SIM_BUY, SIM_SELL };
-enum cq_sim__order_type { SIM_LIMIT, SIM_MARKET, SIM_LIMIT_MAKER };
+/* STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT wait, with their funds locked and
+ * not on the book (is_working false, working_ms -1), until a public trade's
+ * price reaches stopPrice (rest-api.md: "Price above market price:
+ * STOP_LOSS BUY, TAKE_PROFIT SELL"; "Price below market price: STOP_LOSS
+ * SELL, TAKE_PROFIT BUY"); then they work as a LIMIT GTC order at their
+ * price. */
+enum cq_sim__order_type { SIM_LIMIT, SIM_MARKET, SIM_LIMIT_MAKER, SIM_STOP_LOSS_LIMIT,
+                          SIM_TAKE_PROFIT_LIMIT };
 enum cq_sim__tif { SIM_TIF_NONE, SIM_GTC, SIM_IOC, SIM_FOK }; /* NONE for MARKET/LIMIT_MAKER */
 enum cq_sim__order_status {
     SIM_NEW, SIM_PARTIALLY_FILLED, SIM_FILLED, SIM_CANCELED, SIM_REJECTED, SIM_EXPIRED,
@@ -192,6 +202,8 @@ struct cq_sim__order_req {
     cq_dec quote_qty;
     bool has_price;
     cq_dec price;
+    bool has_stop_price;                 /* STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT only */
+    cq_dec stop_price;
     char client_id[SIM_CLIENT_ID_LEN];   /* "" = generate (22 alnum chars) */
     enum cq_sim__stp stp;                /* the REST layer's default: EXPIRE_MAKER */
 };
@@ -204,6 +216,7 @@ struct cq_sim__order {
     enum cq_sim__order_type type;
     enum cq_sim__tif tif;
     cq_dec price;            /* 0 for MARKET */
+    cq_dec stop_price;       /* 0 unless STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT */
     cq_dec orig_qty;         /* for a quoteOrderQty MARKET: the executed qty */
     cq_dec orig_quote_qty;   /* 0 unless quoteOrderQty was sent */
     cq_dec executed_qty;
@@ -212,7 +225,7 @@ struct cq_sim__order {
     int64_t time_ms;         /* creation */
     int64_t update_ms;
     int64_t working_ms;      /* when it went on the book; -1 if never */
-    bool is_working;         /* resting on the book now */
+    bool is_working;         /* resting on the book now (false: a stop not yet triggered) */
     enum cq_sim__stp stp;    /* as placed */
     enum cq_sim__expiry expiry; /* NONE unless status is EXPIRED */
 };
@@ -271,6 +284,9 @@ void cq_sim__engine_set_listener(struct cq_sim__engine *e, const struct cq_sim__
 int cq_sim__engine_symbol_index(const struct cq_sim__engine *e, const char *symbol);
 size_t cq_sim__engine_symbol_count(const struct cq_sim__engine *e);
 const struct cq_sim__symbol *cq_sim__engine_symbol(const struct cq_sim__engine *e, int idx);
+/* A STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT type. */
+bool cq_sim__order_type_is_stop(enum cq_sim__order_type t);
+
 /* Change a symbol's status (fault injection: HALT makes new orders fail
  * -2010 "Market is closed."). */
 void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx, enum cq_sim__symbol_status s);
@@ -345,8 +361,10 @@ int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_d
                            int64_t now_ms) CQ_WUR;
 void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, unsigned *taker_bps);
 
-/* The market moved: fill resting orders of the symbol that the new book (or
- * a market trade at trade_price, if non-zero) crosses, as maker, at the
+/* The market moved: first a market trade at trade_price (if non-zero)
+ * triggers the stop orders it reaches (each emits NEW with is_working and
+ * working_ms set: it goes on the book); then fill resting orders of the
+ * symbol that the new book (or that trade) crosses, as maker, at the
  * order's own limit price, up to what is left of the crossing levels after
  * what our orders already took from them (and up to the trade's quantity).
  * Emits TRADE reports and account_position. Returns the number of fills. */

@@ -860,7 +860,9 @@ void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__sy
     sb_dec(&b, o->orig_qty);
     cq_buf_puts(&b, ",\"p\":");
     sb_dec(&b, o->price);
-    cq_buf_puts(&b, ",\"P\":\"" WS_ZERO8 "\",\"F\":\"" WS_ZERO8 "\",\"g\":-1,\"C\":");
+    cq_buf_puts(&b, ",\"P\":"); /* stopPrice: 0 unless a stop order */
+    sb_dec(&b, o->stop_price);
+    cq_buf_puts(&b, ",\"F\":\"" WS_ZERO8 "\",\"g\":-1,\"C\":");
     sb_jstr(&b, orig_id);
     cq_buf_puts(&b, ",\"x\":");
     sb_jstr(&b, cq_sim__exec_type_name(r->exec_type));

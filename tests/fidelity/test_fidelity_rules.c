@@ -660,3 +660,150 @@ Test(fidelity_rules, expired_orders_say_why, .init = start_sim, .fini = stop_sim
     cr_expect_null(json_object_get(r.json, "expiryReason"), "%s", r.body);
     resp_free(&r);
 }
+
+static cq_dec last_price(void)
+{
+    struct resp r = req("GET", "/api/v3/ticker/price", "symbol=BTCUSDT", false);
+    expect_ok(&r);
+    cq_dec p = D(jstr(r.json, "price"));
+    resp_free(&r);
+    cr_assert(p.m > 0);
+    return p;
+}
+
+static json_t *get_order(json_int_t id)
+{
+    char q[128];
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
+    struct resp r = req("GET", "/api/v3/order", q, true);
+    expect_ok(&r);
+    json_t *j = json_incref(r.json);
+    resp_free(&r);
+    return j;
+}
+
+/* rest-api.md, New order: "`STOP_LOSS_LIMIT` | `timeInForce`, `quantity`,
+ * `price`, `stopPrice`"; "stopPrice | DECIMAL | NO | Used with `STOP_LOSS`,
+ * `STOP_LOSS_LIMIT`, `TAKE_PROFIT`, and `TAKE_PROFIT_LIMIT` orders.";
+ * "Trigger order price rules against market price for both MARKET and LIMIT
+ * versions: Price above market price: `STOP_LOSS` `BUY`, `TAKE_PROFIT`
+ * `SELL`; Price below market price: `STOP_LOSS` `SELL`, `TAKE_PROFIT`
+ * `BUY`". errors.md: "Order would trigger immediately." | "The order's stop
+ * price is not valid when compared to the last traded price."; "Stop loss
+ * orders are not supported for this symbol." | "`STOP_LOSS` is not enabled
+ * on the symbol." (BTCUSDT lists STOP_LOSS_LIMIT, not STOP_LOSS). The STOP_LOSS
+ * example answer: "workingTime": -1 until it triggers. */
+Test(fidelity_rules, stop_loss_limit_and_take_profit_limit, .init = start_sim, .fini = stop_sim)
+{
+    char q[512], stop[64], far[64];
+    cq_dec last = last_price();
+    /* a SELL stop above the market / a BUY take-profit above it: would
+     * trigger at once (1.5x: a move the model cannot make in between) */
+    scaled_price(last, 15, 1, CQ_ROUND_CEIL, far, sizeof(far));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=0.001"
+             "&price=%s&stopPrice=%s",
+             far, far);
+    struct resp r = req("POST", "/api/v3/order", q, true);
+    expect_error(&r, 400, -2010, "Order would trigger immediately.");
+    resp_free(&r);
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=BUY&type=TAKE_PROFIT_LIMIT&timeInForce=GTC&quantity=0.001"
+             "&price=%s&stopPrice=%s",
+             far, far);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_error(&r, 400, -2010, "Order would trigger immediately.");
+    resp_free(&r);
+    /* STOP_LOSS (market) is not offered; stopPrice only on stop orders */
+    r = req("POST", "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.001&stopPrice=1000", true);
+    expect_error(&r, 400, -2010, "Stop loss orders are not supported for this symbol.");
+    resp_free(&r);
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=%s"
+             "&stopPrice=%s",
+             far, far);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_error(&r, 400, -1106, "Parameter 'stopPrice' sent when not required.");
+    resp_free(&r);
+
+    /* a SELL stop at 0.5x: NEW, not working, its 0.001 BTC locked, counted */
+    scaled_price(last, 5, 1, CQ_ROUND_FLOOR, stop, sizeof(stop));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=0.001"
+             "&price=%s&stopPrice=%s&newOrderRespType=RESULT",
+             stop, stop);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_ok(&r);
+    cr_expect_str_eq(jstr(r.json, "status"), "NEW");
+    cr_expect_str_eq(jstr(r.json, "type"), "STOP_LOSS_LIMIT");
+    cr_expect(cq_dec_cmp(D(jstr(r.json, "stopPrice")), D(stop)) == 0, "%s", r.body);
+    cr_expect_eq(json_integer_value(json_object_get(r.json, "workingTime")), -1, "%s", r.body);
+    cr_expect_eq(r.orders_1d, 1);
+    json_int_t id = json_integer_value(json_object_get(r.json, "orderId"));
+    resp_free(&r);
+    json_t *o = get_order(id);
+    cr_expect(json_is_false(json_object_get(o, "isWorking")));
+    json_decref(o);
+    r = req("GET", "/api/v3/account", "", true);
+    expect_ok(&r);
+    size_t i;
+    const json_t *b;
+    json_array_foreach(json_object_get(r.json, "balances"), i, b)
+    {
+        if (strcmp(jstr(b, "asset"), "BTC") == 0) {
+            cr_expect(cq_dec_cmp(D(jstr(b, "locked")), D("0.001")) == 0, "%s", r.body);
+        }
+    }
+    resp_free(&r);
+    /* cancellable before it triggers */
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
+    r = req("DELETE", "/api/v3/order", q, true);
+    expect_ok(&r);
+    cr_expect_str_eq(jstr(r.json, "status"), "CANCELED");
+    resp_free(&r);
+
+    /* triggered by the market: a BUY stop one tick above the last trade and
+     * a SELL stop one tick below; the next trade at another price triggers
+     * one of them, which then works on the book (isWorking, workingTime) */
+    json_int_t ids[2] = {0, 0};
+    for (int attempt = 0; attempt < 20 && (ids[0] == 0 || ids[1] == 0); attempt++) {
+        last = last_price();
+        for (int k = 0; k < 2; k++) {
+            if (ids[k] != 0) {
+                continue;
+            }
+            cq_dec s;
+            cr_assert_eq(cq_dec_add(last, cq_dec_make(k == 0 ? 1 : -1, 2), &s), 0);
+            cr_assert_not_null(cq_dec_format(s, stop, sizeof(stop)));
+            snprintf(q, sizeof(q),
+                     "symbol=BTCUSDT&side=%s&type=STOP_LOSS_LIMIT&timeInForce=GTC"
+                     "&quantity=0.001&price=%s&stopPrice=%s",
+                     k == 0 ? "BUY" : "SELL", stop, stop);
+            r = req("POST", "/api/v3/order", q, true);
+            if (r.status == 200) {
+                ids[k] = json_integer_value(json_object_get(r.json, "orderId"));
+            } else { /* the market moved past it meanwhile */
+                expect_error(&r, 400, -2010, "Order would trigger immediately.");
+            }
+            resp_free(&r);
+        }
+    }
+    cr_assert(ids[0] != 0 && ids[1] != 0, "could not place both stops");
+    bool working = false;
+    for (int t = 0; t < 600 && !working; t++) { /* up to 60 s of market */
+        for (int k = 0; k < 2 && !working; k++) {
+            o = get_order(ids[k]);
+            if (json_is_true(json_object_get(o, "isWorking"))) {
+                working = true;
+                cr_expect_gt(json_integer_value(json_object_get(o, "workingTime")), 0);
+            }
+            json_decref(o);
+        }
+        if (!working) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_expect(working, "no stop triggered in 60 s of market");
+}

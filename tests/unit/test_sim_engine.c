@@ -364,8 +364,11 @@ static void inv_open(void *ctx, const struct cq_sim__order *o)
     const struct cq_sim__symbol *sym = cq_sim__engine_symbol(v->e, o->symbol_idx);
     cq_dec rem, need;
     cr_assert_eq(cq_dec_sub(o->orig_qty, o->executed_qty, &rem), 0);
-    if (!(o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED) || !o->is_working ||
-        rem.m <= 0 || o->working_ms < 0) {
+    /* a stop not yet triggered is open but not working (I3) */
+    bool waiting = cq_sim__order_type_is_stop(o->type) && !o->is_working &&
+                   o->status == SIM_NEW && o->working_ms == -1;
+    if (!(o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED) ||
+        (!o->is_working && !waiting) || rem.m <= 0 || (o->is_working && o->working_ms < 0)) {
         v->bad_open = true;
     }
     if (o->side == SIM_BUY) {
@@ -1798,6 +1801,190 @@ Test(sim_engine, expired_orders_carry_the_expiry_reason)
     cq_sim__engine_free(e3);
     cq_sim__engine_free(e2);
     check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+static struct cq_sim__order_req stop_req(enum cq_sim__order_type t, enum cq_sim__side side,
+                                         const char *qty, const char *price, const char *stop)
+{
+    struct cq_sim__order_req r = limit(BTC, side, SIM_GTC, qty, price);
+    r.type = t;
+    r.has_stop_price = true;
+    r.stop_price = D(stop);
+    return r;
+}
+
+static void trade_at(struct cq_sim__engine *e, struct book *b, const char *price, int64_t now)
+{
+    b->v.last_price = D(price);
+    (void)cq_sim__engine_on_market(e, BTC, &b->v, D(price), D("0.5"), now);
+}
+
+/* rest-api.md, New order: STOP_LOSS_LIMIT needs "`timeInForce`, `quantity`,
+ * `price`, `stopPrice`"; "Price above market price: `STOP_LOSS` `BUY`,
+ * `TAKE_PROFIT` `SELL`"; "Price below market price: `STOP_LOSS` `SELL`,
+ * `TAKE_PROFIT` `BUY`". The order waits NEW, not working, funds locked,
+ * until a trade reaches stopPrice; then it is placed on the book (NEW with
+ * w true and W) and works as a LIMIT. */
+Test(sim_engine, stop_loss_limit_waits_then_works_at_its_price)
+{
+    struct cq_sim__engine *e = std_engine();
+    record(e);
+    struct book b;
+    book_init(&b);
+    bid(&b, "60000", "1");
+    ask(&b, "60010", "1");
+    b.v.last_price = D("60005");
+    struct placed p =
+        place_ok(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "58900", "59000"), &b, 1);
+    cr_assert_eq(p.o.status, SIM_NEW);
+    cr_assert(!p.o.is_working);
+    cr_assert_eq(p.o.working_ms, -1);
+    cr_assert_eq(p.n, 0);
+    assert_dec(p.o.stop_price, "59000");
+    cr_assert_str_eq(cq_sim__order_type_name(p.o.type), "STOP_LOSS_LIMIT");
+    cr_assert_str_eq(kinds(), "NP");
+    cr_assert(!events[0].o.is_working);
+    assert_bal(e, "BTC", "1.9", "0.1"); /* locked at placement */
+    check_invariants(e);
+
+    /* trades above the stop, and the book crossing its price: nothing */
+    n_events = 0;
+    trade_at(e, &b, "59500", 2);
+    cr_assert_str_eq(kinds(), "");
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, p.o.order_id, NULL, &o, &rej), 0);
+    cr_assert_eq(o.status, SIM_NEW);
+    cr_assert(!o.is_working);
+
+    /* a trade at the stop triggers it: NEW working, then it sells as a
+     * LIMIT at 58900 into the bids that cross it */
+    trade_at(e, &b, "59000", 3);
+    cr_assert_str_eq(kinds(), "NTP");
+    cr_assert(events[0].o.is_working);
+    cr_assert_eq(events[0].o.working_ms, 3);
+    cr_assert_eq(events[0].o.status, SIM_NEW);
+    cr_assert_eq(events[1].o.status, SIM_FILLED);
+    assert_dec(events[1].fill.price, "58900");
+    assert_bal(e, "BTC", "1.9", "0");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+Test(sim_engine, take_profit_limit_buy_triggers_below)
+{
+    struct cq_sim__engine *e = std_engine();
+    record(e);
+    struct book b;
+    book_init(&b);
+    b.v.last_price = D("60000");
+    struct placed p =
+        place_ok(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_BUY, "0.1", "59000", "59500"), &b, 1);
+    assert_bal(e, "USDT", "94100", "5900");
+    n_events = 0;
+    trade_at(e, &b, "59600", 2);
+    cr_assert_str_eq(kinds(), "");
+    trade_at(e, &b, "59400", 3); /* below: triggered; nothing crosses 59000 */
+    cr_assert_str_eq(kinds(), "N");
+    cr_assert(events[0].o.is_working);
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, p.o.order_id, NULL, &p.o, &p.rej), 0);
+    cr_assert(p.o.is_working);
+    /* now an ordinary resting BUY: a trade at its price fills it */
+    trade_at(e, &b, "59000", 4);
+    cr_assert_str_eq(kinds(), "TP");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* errors.md: "Order would trigger immediately." | "The order's stop price is
+ * not valid when compared to the last traded price." */
+Test(sim_engine, stop_orders_that_would_trigger_immediately_are_rejected)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    b.v.last_price = D("60000");
+    struct {
+        enum cq_sim__order_type t;
+        enum cq_sim__side side;
+        const char *price, *stop;
+    } bad[] = {
+        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "60000"},   /* at the last price */
+        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "59000"},   /* below */
+        {SIM_STOP_LOSS_LIMIT, SIM_SELL, "60100", "61000"},  /* above */
+        {SIM_TAKE_PROFIT_LIMIT, SIM_BUY, "60100", "61000"}, /* above */
+        {SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "59000", "59000"}, /* below */
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(bad); i++) {
+        struct placed p =
+            place(e, stop_req(bad[i].t, bad[i].side, "0.1", bad[i].price, bad[i].stop), &b, 1);
+        cr_assert_eq(p.rc, -CQ_EVENUE, "row %zu", i);
+        cr_assert_eq(p.rej.code, -2010);
+        cr_assert_str_eq(p.rej.msg, "Order would trigger immediately.");
+    }
+    assert_bal(e, "USDT", "100000", "0");
+    /* the good side of each: accepted */
+    cr_assert_eq(place(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_BUY, "0.1", "61100", "61000"), &b, 1).rc, 0);
+    cr_assert_eq(place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "61000", "61000"), &b, 1).rc, 0);
+    /* stopPrice: mandatory on stops, refused on the others */
+    struct cq_sim__order_req r = stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "59000", "59000");
+    r.has_stop_price = false;
+    struct placed p = place(e, r, &b, 1);
+    cr_assert_eq(p.rej.code, -1102);
+    r = limit(BTC, SIM_BUY, SIM_GTC, "0.1", "59000");
+    r.has_stop_price = true;
+    r.stop_price = D("59000");
+    p = place(e, r, &b, 1);
+    cr_assert_eq(p.rej.code, -1106);
+    cr_assert_str_eq(p.rej.msg, "Parameter 'stopPrice' sent when not required.");
+    /* PRICE_FILTER applies to stopPrice (tick 0.01) */
+    p = place(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "59000", "59000.001"), &b, 1);
+    cr_assert_str_eq(p.rej.msg, "Filter failure: PRICE_FILTER");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* filters.md MAX_NUM_ALGO_ORDERS: "'Algo' orders are `STOP_LOSS`,
+ * `STOP_LOSS_LIMIT`, `TAKE_PROFIT`, and `TAKE_PROFIT_LIMIT` orders." (5 on
+ * BTCUSDT). A waiting stop can be canceled; its funds come back. */
+Test(sim_engine, stop_orders_count_as_algo_orders_and_cancel_before_trigger)
+{
+    struct cq_sim__engine *e = std_engine();
+    struct book b;
+    book_init(&b);
+    b.v.last_price = D("60000");
+    uint64_t first = 0;
+    for (int i = 0; i < 5; i++) {
+        struct placed p =
+            place_ok(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "58000", "59000"), &b, 1);
+        first = first != 0 ? first : p.o.order_id;
+    }
+    struct placed p = place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "62000", "62000"), &b, 1);
+    cr_assert_eq(p.rej.code, -1013);
+    cr_assert_str_eq(p.rej.msg, "Filter failure: MAX_NUM_ALGO_ORDERS");
+    place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.1", "62000"), &b, 1); /* not algo */
+    assert_bal(e, "BTC", "1.4", "0.6");
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, first, NULL, NULL, 2, &o, &rej), 0);
+    cr_assert_eq(o.status, SIM_CANCELED);
+    assert_bal(e, "BTC", "1.5", "0.5");
+    place_ok(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "62000", "62000"), &b, 3);
+    check_invariants(e);
+
+    /* a waiting stop survives save and load, still waiting */
+    json_t *saved = cq_sim__engine_save(e);
+    struct cq_sim__engine *e2 = std_engine();
+    struct cq_err err = {0};
+    cr_assert_eq(cq_sim__engine_load(e2, saved, &err), 0, "%s", err.message);
+    json_decref(saved);
+    cr_assert_eq(cq_sim__engine_get_order(e2, BTC, first + 1, NULL, &o, &rej), 0);
+    cr_assert_eq(o.type, SIM_STOP_LOSS_LIMIT);
+    cr_assert(!o.is_working);
+    assert_dec(o.stop_price, "59000");
+    check_invariants(e2);
+    cq_sim__engine_free(e2);
     cq_sim__engine_free(e);
 }
 

@@ -654,7 +654,7 @@ static const struct err_case err_cases[] = {
      "Signature for this request is not valid."},
     {"stop orders", "POST", "/api/v3/order",
      "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.001&stopPrice=1000", SIGN_OK, KEY_OK,
-     400, -2010, "Stop orders are not supported by coinquant-simex."},
+     400, -2010, "Stop loss orders are not supported for this symbol."},
     {"iceberg", "POST", "/api/v3/order",
      "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&icebergQty=0.1",
      SIGN_OK, KEY_OK, 400, -1106, "Parameter 'icebergQty' sent when not required."},
