@@ -4,6 +4,7 @@
  */
 #include <string.h>
 
+#include "cq/clock.h"
 #include "sim-auth.h"
 
 int cq_sim__auth_key(const struct cq_sim__state *st, const char *key, struct cq_sim__api_error *err)
@@ -43,7 +44,7 @@ int cq_sim__auth_time(int64_t server_ms, int64_t timestamp_us, int64_t recv_wind
 
 void cq_sim__rl_roll_weight_locked(struct cq_sim__ratelimit *rl, int64_t now)
 {
-    int64_t minute = now - now % 60000;
+    int64_t minute = now - now % CQ_MS_PER_MINUTE;
     if (rl->weight_window_start_ms != minute) {
         rl->weight_window_start_ms = minute;
         rl->weight_used = 0;

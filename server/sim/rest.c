@@ -144,6 +144,7 @@
 #include <microhttpd.h>
 
 #include "cq/buf.h"
+#include "cq/clock.h"
 #include "cq/http_body.h"
 #include "cq/log.h"
 #include "cq/sign.h"
@@ -358,13 +359,6 @@ struct endpoint {
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static int64_t ceil_div_s(int64_t ms)
 {
@@ -2257,7 +2251,7 @@ static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, un
                   "MINUTE. Please use WebSocket Streams for live updates to avoid polling the "
                   "API.",
                   limit);
-        int64_t until = storm ? sim->faults.storm_until_ms : rl->weight_window_start_ms + 60000;
+        int64_t until = storm ? sim->faults.storm_until_ms : rl->weight_window_start_ms + CQ_MS_PER_MINUTE;
         r->resp.retry_after_s = ceil_div_s(until - now);
         return ADMIT_REFUSED;
     }
@@ -2299,7 +2293,7 @@ static void injected_latency(struct cq_sim__state *sim)
     cq_sim__unlock(sim);
     while (ms > 0 && !atomic_load(&sim->stop)) {
         int64_t slice = ms < 10 ? ms : 10;
-        sleep_ms(slice);
+        cq_time_sleep_ms(slice);
         ms -= slice;
     }
 }

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cq/clock.h"
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/text.h"
@@ -238,13 +239,6 @@ static int64_t market_target_ms(const struct cq_sim *sim, int64_t wall_ms)
     return sim->market_start_sim_ms + (wall_ms - sim->market_start_wall_ms) * (int64_t)sim->state.opts.speed;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void *market_main(void *arg)
 {
     struct cq_sim *sim = arg;
@@ -293,7 +287,7 @@ static void *market_main(void *arg)
         }
         cq_sim__unlock(&sim->state);
         if (!sim->state.opts.speed_max) {
-            sleep_ms(MARKET_TICK_MS);
+            cq_time_sleep_ms(MARKET_TICK_MS);
         } else if (events == 0) {
             struct timespec ts = {0, 200000}; /* 0.2 ms: paced or nothing to do */
             nanosleep(&ts, NULL);

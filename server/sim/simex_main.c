@@ -33,9 +33,9 @@
 #include <unistd.h>
 
 #include "cq/log.h"
+#include "cq/market.h"
 #include "cq/sim.h"
 
-#define MAX_SYMBOLS 32
 #define MAX_BALANCES 64
 /* A secret or token file holds one line; anything longer is not one. */
 #define SECRET_FILE_MAX_BYTES 4096
@@ -348,8 +348,8 @@ int main(int argc, char **argv)
     o.control_token = token;
 
     /* Symbols: split the comma list into a bounded array. */
-    static char symbol_buf[MAX_SYMBOLS][CQ_SYMBOL_LEN];
-    const char *symbols[MAX_SYMBOLS];
+    char symbol_buf[CQ_MAX_SYMBOLS][CQ_SYMBOL_LEN];
+    const char *symbols[CQ_MAX_SYMBOLS];
     size_t n_symbols = 0;
     for (const char *p = symbols_arg; *p != '\0';) {
         const char *comma = strchr(p, ',');
@@ -361,9 +361,9 @@ int main(int argc, char **argv)
                     (int)len, p, len, CQ_SYMBOL_MAX_CHARS);
             goto out;
         }
-        if (len == 0 || n_symbols >= MAX_SYMBOLS) {
-            fprintf(stderr, "coinquant-simex: --symbols '%s' is not a list of 1-32 symbols\n",
-                    symbols_arg);
+        if (len == 0 || n_symbols >= CQ_MAX_SYMBOLS) {
+            fprintf(stderr, "coinquant-simex: --symbols '%s' is not a list of 1-%d symbols\n",
+                    symbols_arg, CQ_MAX_SYMBOLS);
             goto out;
         }
         memcpy(symbol_buf[n_symbols], p, len);
@@ -376,7 +376,7 @@ int main(int argc, char **argv)
     o.n_symbols = n_symbols;
 
     struct cq_err err;
-    static struct cq_sim_balance balances[MAX_BALANCES];
+    struct cq_sim_balance balances[MAX_BALANCES];
     size_t n_balances = 0;
     if (cq_sim_parse_balances(balances_arg, balances, MAX_BALANCES, &n_balances, &err) < 0) {
         fprintf(stderr, "coinquant-simex: --balances: %s (%s)\n", err.message, err.hint);

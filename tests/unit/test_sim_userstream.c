@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "cq/clock.h"
 #include "cq/common.h"
 #include "cq/decimal.h"
 #include "cq/log.h"
@@ -55,13 +56,6 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* ---- the simulator under test ------------------------------------------------ */
@@ -854,7 +848,7 @@ Test(sim_userstream, order_flow_is_mirrored_on_the_stream, .init = setup_flow, .
     json_decref(mkt);
 
     /* Nothing else was sent: market data never reaches a user stream. */
-    sleep_ms(300);
+    cq_time_sleep_ms(300);
     cr_expect_eq(tc_count(tc), cursor, "unexpected extra messages on the user stream");
 
     /* 7. DELETE the key: the server closes the connection, no event */
@@ -963,7 +957,7 @@ Test(sim_userstream, resting_limit_fills_as_maker, .init = setup_maker, .fini = 
             break;
         }
         control("/_sim/market/pause", "on=0");
-        sleep_ms(200);
+        cq_time_sleep_ms(200);
     }
     cr_assert_geq(bid_cents - MAKER_LOW_CENTS, 2,
                   "the bid stayed within 2 ticks of the bars' low (%d cents) for %d tries: %lld",

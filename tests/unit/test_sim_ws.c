@@ -29,6 +29,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 
+#include "cq/clock.h"
 #include "cq/log.h"
 #include "cq/sim.h"
 #include "sim-int.h"
@@ -41,13 +42,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* ---- the simulator under test ---------------------------------------------- */
@@ -526,7 +520,7 @@ Test(sim_ws, subscribe_list_unsubscribe_on_ws0)
      * on (only a lower bound: longer is stricter), then ask again; no
      * message may sit between the two replies. */
     size_t after_reply = cursor;
-    sleep_ms(1000);
+    cq_time_sleep_ms(1000);
     r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":313}");
     want = json_pack("{s:[],s:i}", "result", "id", 313);
     cr_assert(json_equal(r, want), "reply %s", json_dumps(r, JSON_COMPACT));
@@ -625,7 +619,7 @@ Test(sim_ws, control_errors)
     size_t cursor = 0;
     for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
         const struct control_case *c = &cases[i];
-        sleep_ms(250); /* stay under 5 messages per second */
+        cq_time_sleep_ms(250); /* stay under 5 messages per second */
         json_t *r = tc_request(tc, &cursor, c->request);
         json_t *id = json_loads(c->id_json, JSON_DECODE_ANY, NULL);
         cr_assert_not_null(id);
@@ -686,7 +680,7 @@ Test(sim_ws, flooding_client_is_closed)
     cr_assert(tc_wait_established(tc, 3000));
     size_t cursor = 0;
     for (int i = 0; i < 8; i++) {
-        sleep_ms(220);
+        cq_time_sleep_ms(220);
         json_t *r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":1}");
         json_decref(r);
     }
@@ -934,7 +928,7 @@ Test(sim_ws, user_data_stream_exact_fields)
     json_decref(want);
 
     /* Nothing else: market data never reaches a user-data connection. */
-    sleep_ms(500);
+    cq_time_sleep_ms(500);
     cr_assert_eq(tc_count(tc), 6);
     tc_free(tc);
 }
@@ -1037,7 +1031,7 @@ Test(sim_ws, subscribe_to_listen_key)
     cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
     json_decref(r);
     /* A key-shaped name that is not a live key is an invalid stream. */
-    sleep_ms(250);
+    cq_time_sleep_ms(250);
     r = tc_request(
         tc, &cursor,
         "{\"method\":\"SUBSCRIBE\",\"params\":[\"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
@@ -1071,7 +1065,7 @@ Test(sim_ws, drop_fault_closes_every_connection)
     tc_free(b);
     int64_t deadline = now_ms() + 3000;
     while (counter(&g_sim->state.counters.ws_connections) != 0 && now_ms() < deadline) {
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 0);
     /* New connections work after the fault. */
@@ -1104,7 +1098,7 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     uint64_t dropped0 = counter(&g_sim->state.counters.ws_messages_dropped);
     int64_t deadline = now_ms() + 10000;
     while (counter(&g_sim->state.counters.ws_messages_dropped) < dropped0 + 3 && now_ms() < deadline) {
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     cr_assert_geq(counter(&g_sim->state.counters.ws_messages_dropped), dropped0 + 3,
                   "discarded data is counted");
@@ -1177,7 +1171,7 @@ static int64_t control_closed_at(int ctl, struct raw_frame *f, int *pings)
         if (raw_closed_now(ctl, f, pings)) {
             return now_ms();
         }
-        sleep_ms(20);
+        cq_time_sleep_ms(20);
     }
     return -1;
 }
@@ -1279,7 +1273,7 @@ Test(sim_ws, lws_client_answers_pings_and_stays, .init = short_keepalive)
     int ctl_pings = 0;
     cr_assert_geq(control_closed_at(ctl, f, &ctl_pings), 0, "the control (no pongs) is closed");
     cr_assert_geq(ctl_pings, 3, "the server was pinging");
-    sleep_ms(500); /* for a close of ours to arrive */
+    cq_time_sleep_ms(500); /* for a close of ours to arrive */
     cr_assert_not(tc_is_closed(tc), "lws answered the pings: still open");
     close(ctl);
     free(f);
@@ -1314,12 +1308,12 @@ Test(sim_ws, slow_consumer_is_disconnected_and_counted)
     free(bal);
     int64_t deadline = now_ms() + 10000;
     while (counter(&g_sim->state.counters.ws_messages_dropped) == dropped0 && now_ms() < deadline) {
-        sleep_ms(20);
+        cq_time_sleep_ms(20);
     }
     cr_assert_gt(counter(&g_sim->state.counters.ws_messages_dropped), dropped0);
     deadline = now_ms() + 10000;
     while (counter(&g_sim->state.counters.ws_connections) != 0 && now_ms() < deadline) {
-        sleep_ms(20);
+        cq_time_sleep_ms(20);
     }
     cr_assert_eq(counter(&g_sim->state.counters.ws_connections), 0, "the slow client was dropped");
     close(fd);
@@ -1339,7 +1333,7 @@ Test(sim_ws, at_most_256_connections)
     close(fds[0]);
     int64_t deadline = now_ms() + 3000;
     while (counter(&g_sim->state.counters.ws_connections) != 255 && now_ms() < deadline) {
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     fds[0] = raw_try_connect("/ws/0");
     cr_assert_geq(fds[0], 0, "a freed slot is usable again");
@@ -1394,24 +1388,24 @@ Test(sim_ws, at_most_1024_streams_per_connection)
     free(req);
     cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
     json_decref(r);
-    sleep_ms(250);
+    cq_time_sleep_ms(250);
     r = tc_request(tc, &cursor,
                    "{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":2}");
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")), 2, "%s",
                  json_dumps(r, JSON_COMPACT));
     json_decref(r);
-    sleep_ms(250);
+    cq_time_sleep_ms(250);
     r = tc_request(tc, &cursor, "{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":3}");
     cr_assert_eq(json_array_size(json_object_get(r, "result")), 1024);
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(r, "result"), 1023)),
                      "x1023usdt@trade");
     json_decref(r);
-    sleep_ms(250);
+    cq_time_sleep_ms(250);
     r = tc_request(tc, &cursor,
                    "{\"method\":\"UNSUBSCRIBE\",\"params\":[\"x0usdt@trade\"],\"id\":4}");
     cr_assert(json_is_null(json_object_get(r, "result")));
     json_decref(r);
-    sleep_ms(250);
+    cq_time_sleep_ms(250);
     r = tc_request(tc, &cursor,
                    "{\"method\":\"SUBSCRIBE\",\"params\":[\"btcusdt@trade\"],\"id\":5}");
     cr_assert(json_is_null(json_object_get(r, "result")), "%s", json_dumps(r, JSON_COMPACT));
@@ -1429,7 +1423,7 @@ Test(sim_ws, has_subscribers_follows_subscriptions)
     tc_free(tc);
     int64_t deadline = now_ms() + 3000;
     while (cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m") && now_ms() < deadline) {
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@kline_3m"));
     cr_assert_not(cq_sim__ws_has_subscribers(g_sim->ws, "btcusdt@depth@100ms"));
@@ -1634,7 +1628,7 @@ Test(sim_ws, subscription_storage_is_freed_when_connections_close)
     }
     int64_t deadline = now_ms() + 5000;
     while (cq_sim__ws_subscription_bytes(g_sim->ws) != before && now_ms() < deadline) {
-        sleep_ms(10);
+        cq_time_sleep_ms(10);
     }
     cr_assert_eq(cq_sim__ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
 }
