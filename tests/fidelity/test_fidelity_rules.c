@@ -25,6 +25,7 @@
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "cq/sim.h"
+#include "support/ws_tclient.h"
 
 #define KEY CQ_SIM_DEFAULT_API_KEY
 #define SECRET CQ_SIM_DEFAULT_API_SECRET
@@ -806,4 +807,79 @@ Test(fidelity_rules, stop_loss_limit_and_take_profit_limit, .init = start_sim, .
         }
     }
     cr_expect(working, "no stop triggered in 60 s of market");
+}
+
+/* The next executionReport on the stream (other events skipped); NULL if
+ * none within 10 s. */
+static json_t *next_report(struct tclient *tc, size_t *cursor)
+{
+    for (;;) {
+        json_t *m = tc_try_next(tc, cursor, 10000);
+        if (m == NULL) {
+            return NULL;
+        }
+        const char *e = json_string_value(json_object_get(m, "e"));
+        if (e != NULL && strcmp(e, "executionReport") == 0) {
+            return m;
+        }
+        json_decref(m);
+    }
+}
+
+/* user-data-stream.md, executionReport: "P": Stop price; conditional
+ * fields: "`W` | Working Time | Appears when the order is working on the
+ * book", "`eR` | Expiry Reason | Appears when the order has expired." Over
+ * the simulator's (legacy listen-key) user data stream socket. */
+Test(fidelity_rules, execution_report_stop_price_and_expiry_reason, .init = start_sim,
+     .fini = stop_sim)
+{
+    struct resp r = req("POST", "/api/v3/userDataStream", "", false);
+    expect_ok(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/ws/%s", jstr(r.json, "listenKey"));
+    resp_free(&r);
+    const char *colon = strrchr(cq_sim_ws_url(g_sim), ':');
+    cr_assert_not_null(colon);
+    struct tclient *tc = tc_open((int)strtol(colon + 1, NULL, 10), path);
+    cr_assert(tc_wait_established(tc, 5000));
+    size_t cursor = 0;
+
+    char q[512], p[64];
+    cq_dec avg = avg_price();
+    scaled_price(avg, 25, 2, CQ_ROUND_CEIL, p, sizeof(p));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=0.01&price=%s", p);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_ok(&r);
+    resp_free(&r);
+    json_t *m = next_report(tc, &cursor);
+    cr_assert_not_null(m, "no executionReport");
+    cr_expect_str_eq(jstr(m, "x"), "NEW");
+    cr_expect_null(json_object_get(m, "eR"));
+    json_decref(m);
+    m = next_report(tc, &cursor);
+    cr_assert_not_null(m, "no EXPIRED executionReport");
+    cr_expect_str_eq(jstr(m, "x"), "EXPIRED");
+    cr_expect_str_eq(jstr(m, "eR"), "UNFILLED_IOC_QUANTITY_EXPIRED");
+    json_decref(m);
+
+    cq_dec last = last_price();
+    scaled_price(last, 5, 1, CQ_ROUND_FLOOR, p, sizeof(p));
+    snprintf(q, sizeof(q),
+             "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=0.001"
+             "&price=%s&stopPrice=%s",
+             p, p);
+    r = req("POST", "/api/v3/order", q, true);
+    expect_ok(&r);
+    resp_free(&r);
+    m = next_report(tc, &cursor);
+    cr_assert_not_null(m, "no executionReport for the stop order");
+    cr_expect_str_eq(jstr(m, "o"), "STOP_LOSS_LIMIT");
+    cr_expect_str_eq(jstr(m, "x"), "NEW");
+    cr_expect(cq_dec_cmp(D(jstr(m, "P")), D(p)) == 0, "P %s, want %s", jstr(m, "P"), p);
+    cr_expect(json_is_false(json_object_get(m, "w")));
+    cr_expect_null(json_object_get(m, "W"), "W on a stop not yet working");
+    cr_expect_null(json_object_get(m, "eR"));
+    json_decref(m);
+    tc_free(tc);
 }
