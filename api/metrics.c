@@ -131,7 +131,7 @@ static void render_services(struct cq_buf *b, struct cq_health_board *board)
     for (int id = 0; id < CQ_SVC__COUNT; id++) {
         all_ready = all_ready && sum[id].ready;
         cq_buf_printf(b, "coinquant_service_ready{service=\"");
-        mb_label(b, cq_service_name((enum cq_service_id)id));
+        mb_label(b, cq_health_service_name((enum cq_service_id)id));
         cq_buf_printf(b, "\"} %d\n", sum[id].ready ? 1 : 0);
     }
 
@@ -140,7 +140,7 @@ static void render_services(struct cq_buf *b, struct cq_health_board *board)
     for (int id = 0; id < CQ_SVC__COUNT; id++) {
         for (size_t s = 0; s < CQ_ARRAY_LEN(statuses); s++) {
             cq_buf_printf(b, "coinquant_service_status{service=\"");
-            mb_label(b, cq_service_name((enum cq_service_id)id));
+            mb_label(b, cq_health_service_name((enum cq_service_id)id));
             cq_buf_printf(b, "\",status=\"");
             mb_label(b, cq_health_status_name(statuses[s]));
             cq_buf_printf(b, "\"} %d\n", sum[id].status == statuses[s] ? 1 : 0);
@@ -152,7 +152,7 @@ static void render_services(struct cq_buf *b, struct cq_health_board *board)
             "health publish).");
     for (int id = 0; id < CQ_SVC__COUNT; id++) {
         cq_buf_printf(b, "coinquant_service_freshness_seconds{service=\"");
-        mb_label(b, cq_service_name((enum cq_service_id)id));
+        mb_label(b, cq_health_service_name((enum cq_service_id)id));
         cq_buf_printf(b, "\"} ");
         mb_ms_as_seconds(b, sum[id].freshness_ms);
         cq_buf_putc(b, '\n');

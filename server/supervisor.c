@@ -76,7 +76,7 @@
 #include "cq/ares.h"
 #include "cq/feeder.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/signal.h"
 #include "cq/fs.h"
 #include "cq/health.h"
@@ -597,13 +597,13 @@ static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
                 return 0;
             }
             json_t *rec = cq_health_record_json(sv->board, prev_id);
-            cq_log_warn(cq_service_name(prev_id), "start_wait_timeout",
-                        json_pack("{s:s,s:I,s:O}", "next", cq_service_name(cq_service_id_of(
+            cq_log_warn(cq_health_service_name(prev_id), "start_wait_timeout",
+                        json_pack("{s:s,s:I,s:O}", "next", cq_health_service_name(cq_service_id_of(
                                               sv->stages[sv->next_stage])),
                                   "waited_ms", (json_int_t)(now_ms - sv->stage_started_ms),
                                   "reason", json_object_get(rec, "reason")),
                         "%s not ready after %lld ms; starting the next service anyway",
-                        cq_service_name(prev_id), (long long)(now_ms - sv->stage_started_ms));
+                        cq_health_service_name(prev_id), (long long)(now_ms - sv->stage_started_ms));
             json_decref(rec);
         }
     }
@@ -612,8 +612,8 @@ static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
     if (rc < 0) {
         return rc;
     }
-    cq_log_info(cq_service_name(cq_service_id_of(svc)), "service_started", NULL,
-                "%s thread started", cq_service_name(cq_service_id_of(svc)));
+    cq_log_info(cq_health_service_name(cq_service_id_of(svc)), "service_started", NULL,
+                "%s thread started", cq_health_service_name(cq_service_id_of(svc)));
     sv->next_stage++;
     sv->stage_started_ms = now_ms;
     return 0;
@@ -820,7 +820,7 @@ static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
     bool clean = true;
     for (int i = sv->next_stage - 1; i >= 0; i--) {
         struct cq_service *svc = sv->stages[i];
-        const char *name = cq_service_name(cq_service_id_of(svc));
+        const char *name = cq_health_service_name(cq_service_id_of(svc));
         cq_service_request_stop(svc);
         int64_t left = deadline_ms - cq_time_mono_ms();
         if (cq_service_join(svc, left > 0 ? left : 0) < 0) {

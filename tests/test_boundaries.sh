@@ -50,17 +50,17 @@ declare -A DIR_MODULE=(
 declare -A HEADER_OWNER=(
   [buf]=core [clock]=core [common]=core [config]=core [decimal]=core
   [doorbell]=core [fs]=core [health]=core [log]=core [lws_log]=core
-  [market]=core [ring]=core [service]=core [text]=core [version]=core
+  [market]=core [spsc]=core [service]=core [text]=core [version]=core
   [backoff]=core [http_body]=core [reload]=core
   [journal]=journal
-  [exchange]=exchange [codec]=exchange [sign]=exchange [ws_client]=exchange [wsapi]=exchange
+  [rest]=exchange [codec]=exchange [sign]=exchange [ws_client]=exchange [wsapi]=exchange
   [ares]=ares [indicators]=ares [strategy]=ares [signal]=ares
   [feeder]=feeder [trader]=trader [sim]=sim [api]=api [supervisor]=top
 )
 # Modules whose public headers a module may include. The trader takes the
 # types of its two input rings from feeder.h (user events) and signal.h
 # (signals) and links neither library; its venue module (venue.c) sends
-# orders through the REST client (exchange.h, cqexchange).
+# orders through the REST client (rest.h, cqexchange).
 declare -A MAY_INCLUDE=(
   [core]="core" [journal]="core journal" [exchange]="core exchange"
   [ares]="core journal ares" [feeder]="core exchange feeder"

@@ -39,7 +39,7 @@
 #include "cq/clock.h"
 #include "cq/config.h"
 #include "cq/health.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/service.h"
 
 /* One user data stream message, copied whole. */

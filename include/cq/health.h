@@ -47,7 +47,7 @@ enum cq_health_status {
 #define CQ_HEALTH_REASON_MAX 64   /* stable snake_case code */
 #define CQ_HEALTH_DETAIL_MAX 256  /* one sentence for people */
 
-const char *cq_service_name(enum cq_service_id id);        /* "feeder" … */
+const char *cq_health_service_name(enum cq_service_id id);        /* "feeder" … */
 const char *cq_health_status_name(enum cq_health_status s); /* "starting" … */
 
 struct cq_health_board;

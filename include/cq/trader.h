@@ -18,7 +18,7 @@
 
 #include "cq/config.h"
 #include "cq/health.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/service.h"
 
 struct cq_trader;

@@ -99,7 +99,7 @@ static const char *const status_names[] = {
     [CQ_HEALTH_STOPPED] = "stopped",
 };
 
-const char *cq_service_name(enum cq_service_id id)
+const char *cq_health_service_name(enum cq_service_id id)
 {
     if ((unsigned)id >= CQ_SVC__COUNT) {
         return "unknown";

@@ -1,8 +1,8 @@
-/* ring.c — the SPSC ring (see include/cq/ring.h for the memory-order rule). */
+/* ring.c — the SPSC ring (see include/cq/spsc.h for the memory-order rule). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cq/ring.h"
+#include "cq/spsc.h"
 
 int cq_spsc_init(struct cq_spsc *r, size_t capacity, size_t elem_size)
 {

@@ -67,7 +67,7 @@ struct cq_service *cq_service_new(const struct cq_service_ops *ops, void *ctx,
     }
     struct cq_service *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating service %s", cq_service_name(ops->id));
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating service %s", cq_health_service_name(ops->id));
         return NULL;
     }
     s->ops = ops;
@@ -106,8 +106,8 @@ void cq_service_heartbeat(struct cq_service *s)
     atomic_store_explicit(&s->last_beat_ms, cq_clock_mono_ms(s->clock), memory_order_relaxed);
     bool was = true;
     if (atomic_compare_exchange_strong(&s->stalled, &was, false)) {
-        cq_log_warn(cq_service_name(s->ops->id), "service_recovered", NULL,
-                    "%s is beating again after a stall", cq_service_name(s->ops->id));
+        cq_log_warn(cq_health_service_name(s->ops->id), "service_recovered", NULL,
+                    "%s is beating again after a stall", cq_health_service_name(s->ops->id));
     }
 }
 
@@ -171,7 +171,7 @@ static void wait_bell(struct cq_service *s)
 static void *service_main(void *arg)
 {
     struct cq_service *s = arg;
-    const char *name = cq_service_name(s->ops->id);
+    const char *name = cq_health_service_name(s->ops->id);
     int rc = 0;
 
     while (!atomic_load_explicit(&s->stop_requested, memory_order_relaxed)) {
@@ -211,13 +211,13 @@ int cq_service_start(struct cq_service *s, struct cq_err *err)
 {
     if (s->thread_created) {
         return cq_err_set(err, CQ_ESTATE, 0, NULL, "%s already started",
-                          cq_service_name(s->ops->id));
+                          cq_health_service_name(s->ops->id));
     }
     atomic_store(&s->last_beat_ms, cq_clock_mono_ms(s->clock));
     int e = pthread_create(&s->thread, NULL, service_main, s);
     if (e != 0) {
         return cq_err_set(err, CQ_EIO, e, "check the process's thread limit (ulimit -u)",
-                          "cannot start the %s thread", cq_service_name(s->ops->id));
+                          "cannot start the %s thread", cq_health_service_name(s->ops->id));
     }
     s->thread_created = true;
     return 0;
@@ -278,7 +278,7 @@ bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stal
     }
     bool was = false;
     if (atomic_compare_exchange_strong(&s->stalled, &was, true)) {
-        const char *name = cq_service_name(s->ops->id);
+        const char *name = cq_health_service_name(s->ops->id);
         char detail[CQ_HEALTH_DETAIL_MAX];
         /* bounded: two int64 numbers and 30 characters, far below 256 */
         snprintf(detail, sizeof(detail), "no heartbeat for %lld ms (limit %lld ms)",

@@ -1,5 +1,5 @@
 /*
- * rest_client.c — the Binance REST client (include/cq/exchange.h): libcurl
+ * rest_client.c — the Binance REST client (include/cq/rest.h): libcurl
  * easy API, HMAC-SHA256 signing, time sync, rate-limit budget, retries.
  *
  * Threads and ownership
@@ -122,7 +122,7 @@
 
 #include "cq/buf.h"
 #include "cq/clock.h"
-#include "cq/exchange.h"
+#include "cq/rest.h"
 #include "cq/fs.h"
 #include "cq/log.h"
 #include "cq/sign.h"

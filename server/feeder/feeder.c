@@ -91,7 +91,7 @@
 #include <time.h>
 
 #include "cq/codec.h"
-#include "cq/exchange.h"
+#include "cq/rest.h"
 #include "cq/feeder.h"
 #include "cq/log.h"
 #include "cq/market.h"

@@ -19,12 +19,12 @@
 #ifndef CQ_TRADER_VENUE_H
 #define CQ_TRADER_VENUE_H
 
-#include "cq/exchange.h"
+#include "cq/rest.h"
 
 /* Send one order request (place, cancel, cancel-replace, amend, cancel-all,
  * test order) through the REST client's order door: signed, never resent;
  * CQ_REST_UNKNOWN means query origClientOrderId before acting. Arguments
- * and returns as cq_rest_order_send (include/cq/exchange.h). */
+ * and returns as cq_rest_order_send (include/cq/rest.h). */
 int cq_trader_venue_send(struct cq_rest_client *rest, const char *method, const char *path,
                          const struct cq_rest_params *params, unsigned weight,
                          struct cq_rest_response *out) CQ_WUR;

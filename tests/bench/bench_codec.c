@@ -66,7 +66,7 @@
 #include "cq/config.h"
 #include "cq/health.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "feeder-int.h"
 
 #ifndef CQ_SHARED_DIR

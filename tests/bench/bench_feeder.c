@@ -25,7 +25,7 @@
 #include "cq/health.h"
 #include "cq/log.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/sim.h"
 
 #define RUNS 5

@@ -1,7 +1,7 @@
 /*
  * bench_rest_orders.c — signed order round trips per second over loopback
  * against coinquant-simex's REST server, twice: through our REST client
- * (include/cq/exchange.h, what the trader uses) and through a bare libcurl
+ * (include/cq/rest.h, what the trader uses) and through a bare libcurl
  * loop (what the simulator alone can take).
  *
  * Starts the simulator in-process (ephemeral loopback ports, synthetic
@@ -37,7 +37,7 @@
 #include <time.h>
 
 #include "cq/decimal.h"
-#include "cq/exchange.h"
+#include "cq/rest.h"
 #include "cq/log.h"
 #include "cq/sign.h"
 #include "cq/sim.h"

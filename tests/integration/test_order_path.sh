@@ -3,7 +3,7 @@
 # ../shared/ARCHITECTURE.md; issue 10 "The order path is structural"),
 # checked over the build's object files and static libraries.
 #
-# The REST client has two doors (include/cq/exchange.h): cq_rest_call
+# The REST client has two doors (include/cq/rest.h): cq_rest_call
 # (safe, retried; refuses every order endpoint) and cq_rest_order_send
 # (orders, never resent). Only the trader's venue module may open the second
 # one. This test fails if any object file or static-library member in the

@@ -13,7 +13,7 @@
 
 #include "cq/doorbell.h"
 #include "cq/health.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/service.h"
 #include "tsan/tsan.h"
 

@@ -89,7 +89,7 @@ static void *read_main(void *arg)
         json_t *all = cq_health_services_json(r->board);
         TSAN_ASSERT(t, all != NULL, NULL, "services json");
         for (int i = 0; i < CQ_SVC__COUNT; i++) {
-            json_t *rec = json_object_get(all, cq_service_name((enum cq_service_id)i));
+            json_t *rec = json_object_get(all, cq_health_service_name((enum cq_service_id)i));
             json_t *details = json_object_get(rec, "details");
             json_t *n = json_object_get(details, "n");
             if (n == NULL) {
@@ -99,9 +99,9 @@ static void *read_main(void *arg)
             json_int_t check = json_integer_value(json_object_get(details, "check"));
             TSAN_EXPECT(t, check == (json_int_t)(tsan_mix64((uint64_t)v) >> 2),
                         "%s: details n %lld with another publish's check",
-                        cq_service_name((enum cq_service_id)i), (long long)v);
+                        cq_health_service_name((enum cq_service_id)i), (long long)v);
             TSAN_EXPECT(t, v >= last_n[i], "%s went back from n %lld to %lld",
-                        cq_service_name((enum cq_service_id)i), (long long)last_n[i],
+                        cq_health_service_name((enum cq_service_id)i), (long long)last_n[i],
                         (long long)v);
             last_n[i] = v;
         }
@@ -192,7 +192,7 @@ static void health_board_publish_and_read_from_threads(struct tsan_t *t)
     for (int i = 0; i < NPUB; i++) {
         json_t *rec = cq_health_record_json(r.board, ids[i]);
         json_int_t n = json_integer_value(json_object_get(json_object_get(rec, "details"), "n"));
-        TSAN_EXPECT(t, n == PUBLISHES, "%s ends at n %lld", cq_service_name(ids[i]),
+        TSAN_EXPECT(t, n == PUBLISHES, "%s ends at n %lld", cq_health_service_name(ids[i]),
                     (long long)n);
         json_decref(rec);
         TSAN_EXPECT(t, cq_health_status_of(r.board, ids[i]) == CQ_HEALTH_OK, "status");

@@ -8,7 +8,7 @@
 #include <sched.h>
 #include <string.h>
 
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "tsan/tsan.h"
 
 #define RING_MESSAGES 200000ULL

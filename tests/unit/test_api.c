@@ -241,7 +241,7 @@ Test(api, health_reports_version_mode_hash_services_libraries)
     json_t *services = json_object_get(j, "services");
     cr_assert_eq(json_object_size(services), 5);
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
-        cr_assert_not_null(json_object_get(services, cq_service_name((enum cq_service_id)i)));
+        cr_assert_not_null(json_object_get(services, cq_health_service_name((enum cq_service_id)i)));
     }
     cr_assert(json_is_object(json_object_get(j, "libraries")));
     cr_assert(json_is_string(json_object_get(json_object_get(j, "libraries"), "jansson")));

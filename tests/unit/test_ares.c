@@ -26,7 +26,7 @@
 #include "cq/journal.h"
 #include "cq/log.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/signal.h"
 #include "fakes/fake_clock.h"
 

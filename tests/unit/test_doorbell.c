@@ -36,7 +36,7 @@
 #include "cq/health.h"
 #include "cq/log.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/service.h"
 #include "cq/signal.h"
 #include "cq/trader.h"

@@ -28,7 +28,7 @@
 #include "cq/feeder.h"
 #include "cq/health.h"
 #include "cq/market.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "fakes/fake_clock.h"
 #include "feeder-int.h"
 

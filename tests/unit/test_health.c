@@ -80,13 +80,13 @@ Test(health, initial_records_say_not_started)
 {
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
         json_t *rec = cq_health_record_json(board, (enum cq_service_id)i);
-        cr_expect_str_eq(str_of(rec, "service"), cq_service_name((enum cq_service_id)i));
+        cr_expect_str_eq(str_of(rec, "service"), cq_health_service_name((enum cq_service_id)i));
         cr_expect_str_eq(str_of(rec, "status"), "starting");
         cr_expect(json_is_false(json_object_get(rec, "ready")));
         cr_expect_str_eq(str_of(rec, "reason"), "not_started");
         json_decref(rec);
     }
-    cr_expect_str_eq(cq_service_name(CQ_SVC_JOURNAL), "journal");
+    cr_expect_str_eq(cq_health_service_name(CQ_SVC_JOURNAL), "journal");
     cr_expect_str_eq(cq_health_status_name(CQ_HEALTH_DEGRADED), "degraded");
 }
 
@@ -193,9 +193,9 @@ Test(health, files_are_written_whole)
     cr_assert_eq(cq_health_write_files(board, dir, NULL), 0);
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
         char path[600];
-        snprintf(path, sizeof(path), "%s/%s.json", dir, cq_service_name((enum cq_service_id)i));
+        snprintf(path, sizeof(path), "%s/%s.json", dir, cq_health_service_name((enum cq_service_id)i));
         json_t *rec = load_json(path);
-        cr_expect_str_eq(str_of(rec, "service"), cq_service_name((enum cq_service_id)i));
+        cr_expect_str_eq(str_of(rec, "service"), cq_health_service_name((enum cq_service_id)i));
         json_decref(rec);
     }
     char path[600];

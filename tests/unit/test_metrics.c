@@ -34,7 +34,7 @@
 #include "cq/health.h"
 #include "cq/journal.h"
 #include "cq/log.h"
-#include "cq/ring.h"
+#include "cq/spsc.h"
 #include "cq/signal.h"
 #include "cq/trader.h"
 #include "support/shared_data.h"

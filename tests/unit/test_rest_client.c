@@ -41,7 +41,7 @@
 
 #include "cq/clock.h"
 #include "cq/decimal.h"
-#include "cq/exchange.h"
+#include "cq/rest.h"
 #include "cq/log.h"
 #include "cq/sim.h"
 #include "fakes/fake_clock.h"

@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "cq/ring.h"
+#include "cq/spsc.h"
 
 struct msg {
     uint64_t seq;

@@ -23,7 +23,7 @@
 
 #include "cq/api.h"
 #include "cq/config.h"
-#include "cq/exchange.h"
+#include "cq/rest.h"
 #include "cq/fs.h"
 #include "cq/health.h"
 #include "cq/log.h"

@@ -1,5 +1,5 @@
 /*
- * ring.h — a bounded single-producer/single-consumer ring of fixed-size
+ * spsc.h — a bounded single-producer/single-consumer ring of fixed-size
  * messages, copied in and out (PipeWire's spa_ringbuffer idea, minus the
  * byte stream). The producer thread calls push, the consumer thread pop;
  * any thread may read the counters. Capacity is a power of two.

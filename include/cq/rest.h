@@ -1,5 +1,5 @@
 /*
- * exchange.h — the Binance REST client (libcurl), one type for the feeder
+ * rest.h — the Binance REST client (libcurl), one type for the feeder
  * and the trader.
  *
  * Ownership and threads: each thread creates and owns its own client (one
