@@ -83,8 +83,8 @@ struct cq_api {
     unsigned reserve_connections;
     unsigned reserve_deadline_ms;
     unsigned max_connections_per_peer;
-    bool loopback_bind;     /* bind host is loopback: Host is checked */
-    char bind_host[256];    /* host part of bind, as configured */
+    bool loopback_bind;      /* bind host is loopback: Host is checked */
+    char bind_host[256];     /* host part of bind, as configured */
     int64_t created_mono_ms; /* uptime counts from here */
 
     /* supervisor thread only (cq_api_start / cq_api_stop) */

@@ -391,8 +391,9 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
         return MHD_YES;
     }
     if (evict != NULL) {
-        close_slow(api, evict, now, "evicted from the reserve: its request head was still "
-                                    "incomplete when a newcomer needed the slot");
+        close_slow(api, evict, now,
+                   "evicted from the reserve: its request head was still "
+                   "incomplete when a newcomer needed the slot");
         return MHD_YES;
     }
     api->pending_valid = false;
@@ -474,8 +475,8 @@ static struct api_conn *conn_of(struct MHD_Connection *connection)
 struct http_request {
     struct cq_http_body body; /* counts only: the admin API reads no body */
     const char *malformed;    /* static text: why this request gets 400 */
-    bool headers_seen; /* the access handler was called once */
-    bool answered;     /* a response is queued: ignore further calls */
+    bool headers_seen;        /* the access handler was called once */
+    bool answered;            /* a response is queued: ignore further calls */
 };
 
 /* The raw request target, before libmicrohttpd percent-decodes it in place:
@@ -895,8 +896,7 @@ int cq_api_start(struct cq_api *api, struct cq_err *err)
         flags, (uint16_t)port, accept_policy, api, access_handler, api, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_logger, api, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ba.ss,
         MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(api), MHD_OPTION_URI_LOG_CALLBACK,
-        uri_logged, api,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)api->timeout_s,
+        uri_logged, api, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)api->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, api, MHD_OPTION_NOTIFY_COMPLETED, request_completed, api,
         MHD_OPTION_END);

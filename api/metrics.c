@@ -188,9 +188,10 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
     const struct series_u64 feeder[] = {
         {"coinquant_exchange_used_weight_1m", "gauge",
          "REST request weight used in the current minute, as the exchange reports it "
-         "(X-MBX-USED-WEIGHT-1M).", f->rest_used_weight_1m},
-        {"coinquant_exchange_weight_limit_1m", "gauge",
-         "REST request weight allowed per minute.", f->rest_weight_limit_1m},
+         "(X-MBX-USED-WEIGHT-1M).",
+         f->rest_used_weight_1m},
+        {"coinquant_exchange_weight_limit_1m", "gauge", "REST request weight allowed per minute.",
+         f->rest_weight_limit_1m},
         {"coinquant_exchange_rate_limited_total", "counter",
          "REST answers 429 (rate limited) from the exchange.", f->rest_rate_limited_total},
         {"coinquant_exchange_banned_total", "counter", "REST answers 418 (IP banned).",
@@ -218,8 +219,7 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
         {"coinquant_feeder_trades_dropped_total", "counter",
          "Trades dropped because the ring to ARES was full.", f->trades_dropped_total},
         {"coinquant_feeder_ring_full_total", "counter",
-         "Pushes into the ring to ARES refused because it was full.",
-         f->to_ares_ring_full_total},
+         "Pushes into the ring to ARES refused because it was full.", f->to_ares_ring_full_total},
         {"coinquant_feeder_user_events_total", "counter",
          "User data stream events passed to the trader.", f->user_events_total},
         {"coinquant_feeder_user_events_dropped_total", "counter",
@@ -231,8 +231,7 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
     const struct cq_trader_metrics *t = &m->trader;
     const struct series_u64 trader[] = {
         {"coinquant_trader_signals_received_total", "counter",
-         "Signals the trader took from ARES (test signals included).",
-         t->signals_received_total},
+         "Signals the trader took from ARES (test signals included).", t->signals_received_total},
         {"coinquant_trader_test_signals_received_total", "counter",
          "Test signals (TEST_ALLOW_DEFAULT_SIGNAL) the trader took from ARES.",
          t->test_signals_received_total},
@@ -259,16 +258,15 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
         {"coinquant_journal_queue_full_total", "counter",
          "Appends refused because the queue was full (backpressure).", j->queue_full_total},
         {"coinquant_journal_fsyncs_total", "counter", "fdatasync calls.", j->fsyncs_total},
-        {"coinquant_journal_bytes_written_total", "counter",
-         "Bytes written to journal segments.", j->bytes_written_total},
-        {"coinquant_journal_snapshots_total", "counter", "Snapshots written.",
-         j->snapshots_total},
+        {"coinquant_journal_bytes_written_total", "counter", "Bytes written to journal segments.",
+         j->bytes_written_total},
+        {"coinquant_journal_snapshots_total", "counter", "Snapshots written.", j->snapshots_total},
         {"coinquant_journal_verified_segments_total", "counter",
          "Sealed segments checked by the background verifier.", j->verified_segments_total},
         {"coinquant_journal_verify_failures_total", "counter",
          "Background verify failures (integrity problems found).", j->verify_failures_total},
-        {"coinquant_journal_pauses_total", "counter",
-         "Times the journal paused on ENOSPC or EIO.", j->pauses_total},
+        {"coinquant_journal_pauses_total", "counter", "Times the journal paused on ENOSPC or EIO.",
+         j->pauses_total},
     };
     mb_series(b, journal, CQ_ARRAY_LEN(journal));
     free(m);
@@ -327,11 +325,11 @@ int cq_api__metrics_render(struct cq_api *api, char **out, size_t *out_len)
                   "Admin API requests routed (this scrape included).", load(&api->requests_total));
     mb_head(&b, "coinquant_api_responses_total", "counter", "Admin API responses by status class.");
     cq_buf_printf(&b, "coinquant_api_responses_total{class=\"2xx\"} %llu\n",
-              (unsigned long long)load(&api->responses_2xx));
+                  (unsigned long long)load(&api->responses_2xx));
     cq_buf_printf(&b, "coinquant_api_responses_total{class=\"4xx\"} %llu\n",
-              (unsigned long long)load(&api->responses_4xx));
+                  (unsigned long long)load(&api->responses_4xx));
     cq_buf_printf(&b, "coinquant_api_responses_total{class=\"5xx\"} %llu\n",
-              (unsigned long long)load(&api->responses_5xx));
+                  (unsigned long long)load(&api->responses_5xx));
     mb_metric_u64(&b, "coinquant_api_auth_failures_total", "counter",
                   "Admin API requests refused for a missing or wrong bearer token.",
                   load(&api->auth_failures));

@@ -481,8 +481,8 @@ static void log_auth_failure(struct cq_api *api, const struct cq_api_request *re
         cq_api__show(method, sizeof(method), req->method, CQ_API_SHOW_METHOD_MAX);
         cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
         cq_log_warn(CQ_API_SERVICE, "api_auth_failed",
-                    json_pack("{s:s,s:s,s:s,s:I}", "method", method, "path", path, "reason",
-                              reason, "suppressed", (json_int_t)suppressed),
+                    json_pack("{s:s,s:s,s:s,s:I}", "method", method, "path", path, "reason", reason,
+                              "suppressed", (json_int_t)suppressed),
                     "refused %s %s: %s", method, path, reason);
     }
 }
@@ -505,8 +505,8 @@ static bool authorize(struct cq_api *api, const struct cq_api_request *req,
     case CQ_API_AUTH_MISSING:
         reason = "missing";
         snprintf(message, sizeof(message),
-                 "%s %s needs the admin token and the request has no Authorization header",
-                 method, path);
+                 "%s %s needs the admin token and the request has no Authorization header", method,
+                 path);
         break;
     case CQ_API_AUTH_SCHEME:
         reason = "wrong_scheme";
@@ -516,8 +516,7 @@ static bool authorize(struct cq_api *api, const struct cq_api_request *req,
     case CQ_API_AUTH_NO_TOKEN:
         reason = "no_token_configured";
         snprintf(message, sizeof(message),
-                 "%s %s needs the admin token and this server has none configured", method,
-                 path);
+                 "%s %s needs the admin token and this server has none configured", method, path);
         break;
     case CQ_API_AUTH_MISMATCH:
     case CQ_API_AUTH_OK:
@@ -666,11 +665,10 @@ void cq_api_handle(struct cq_api *api, const struct cq_api_request *req,
         char method[CQ_API_SHOW_METHOD_MAX + 4], path[CQ_API_SHOW_PATH_MAX + 4];
         cq_api__show(method, sizeof(method), req->method != NULL ? req->method : "-",
                      CQ_API_SHOW_METHOD_MAX);
-        cq_api__show(path, sizeof(path), req->path != NULL ? req->path : "-",
-                     CQ_API_SHOW_PATH_MAX);
-        cq_log_debug(CQ_API_SERVICE, "api_request",
-                     json_pack("{s:s,s:s,s:i}", "method", method, "path", path, "status",
-                               resp->status),
-                     "%s %s -> %d", method, path, resp->status);
+        cq_api__show(path, sizeof(path), req->path != NULL ? req->path : "-", CQ_API_SHOW_PATH_MAX);
+        cq_log_debug(
+            CQ_API_SERVICE, "api_request",
+            json_pack("{s:s,s:s,s:i}", "method", method, "path", path, "status", resp->status),
+            "%s %s -> %d", method, path, resp->status);
     }
 }

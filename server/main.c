@@ -128,8 +128,8 @@ static int cmd_config(int argc, char **argv)
  * variable is unset, and the original bytes, which /proc/PID/environ shows
  * whatever environ points to, are wiped. Before any thread starts. */
 struct secret_env {
-    struct cq_secret_buf *buf;              /* owned: the saved entries */
-    char *entries[CQ_CFG__COUNT + 1];       /* into buf; NULL-terminated */
+    struct cq_secret_buf *buf;        /* owned: the saved entries */
+    char *entries[CQ_CFG__COUNT + 1]; /* into buf; NULL-terminated */
 };
 
 static int scrub_secret_env(struct secret_env *se)
@@ -265,14 +265,13 @@ static int cmd_journal(int argc, char **argv)
             fprintf(stderr, "coinquantd journal verify: %s: %s\n", dir, cq_strerror(rc));
             return 1;
         }
-        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:b,s:s?,s:I,s:I}", "ok", rep.ok,
-                              "records", (json_int_t)rep.records, "segments",
-                              (json_int_t)rep.segments, "bytes", (json_int_t)rep.bytes,
-                              "first_seq", (json_int_t)rep.first_seq, "last_seq",
-                              (json_int_t)rep.last_seq, "torn_tail", rep.torn_tail, "problem",
-                              rep.ok ? NULL : rep.problem, "bad_segment",
-                              (json_int_t)rep.bad_segment, "bad_offset",
-                              (json_int_t)rep.bad_offset);
+        json_t *j =
+            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:b,s:s?,s:I,s:I}", "ok", rep.ok, "records",
+                      (json_int_t)rep.records, "segments", (json_int_t)rep.segments, "bytes",
+                      (json_int_t)rep.bytes, "first_seq", (json_int_t)rep.first_seq, "last_seq",
+                      (json_int_t)rep.last_seq, "torn_tail", rep.torn_tail, "problem",
+                      rep.ok ? NULL : rep.problem, "bad_segment", (json_int_t)rep.bad_segment,
+                      "bad_offset", (json_int_t)rep.bad_offset);
         char *text = json_dumps(j, JSON_INDENT(2));
         printf("%s\n", text != NULL ? text : "{}");
         free(text);

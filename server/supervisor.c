@@ -95,7 +95,7 @@
 #define RELOAD_SLOW_MS 5000      /* a reload running this long is logged (config_reload_slow) */
 #define RELOAD_STOP_WAIT_MS 1000 /* at stop, wait at most this (and the budget) for a reload */
 #define HEALTH_WRITE_MS 1000
-#define SIM_BALANCES_MAX 64      /* CQ_SIM_BALANCES entries (the config rule's limit) */
+#define SIM_BALANCES_MAX 64        /* CQ_SIM_BALANCES entries (the config rule's limit) */
 #define PAPER_CRED_RANDOM_BYTES 32 /* per generated credential: 64 hex characters */
 #define PAPER_CRED_LEN (2 * PAPER_CRED_RANDOM_BYTES + 1)
 #define SIM_CONTROL_TOKEN_FILE "sim-control.token"
@@ -111,38 +111,38 @@ enum { STAGE_FEEDER, STAGE_ARES, STAGE_TRADER, STAGE__COUNT };
 
 struct supervisor {
     const struct cq_supervisor_options *opts;
-    struct cq_config_current *current; /* owned */
-    struct cq_health_board *board;     /* owned */
-    struct cq_api *api;                /* owned */
-    struct cq_feeder *feeder;          /* owned */
-    struct cq_ares *ares;              /* owned */
-    struct cq_trader *trader;          /* owned */
+    struct cq_config_current *current;       /* owned */
+    struct cq_health_board *board;           /* owned */
+    struct cq_api *api;                      /* owned */
+    struct cq_feeder *feeder;                /* owned */
+    struct cq_ares *ares;                    /* owned */
+    struct cq_trader *trader;                /* owned */
     struct cq_service *stages[STAGE__COUNT]; /* borrowed from the three above */
-    int next_stage;                    /* index of the next service to start */
-    int64_t stage_started_ms;          /* when the last started stage began */
-    struct cq_journal *journal;        /* owned: the memory layer */
+    int next_stage;                          /* index of the next service to start */
+    int64_t stage_started_ms;                /* when the last started stage began */
+    struct cq_journal *journal;              /* owned: the memory layer */
     bool journal_started;
-    struct cq_sim *sim;                /* owned: embedded venue in paper mode, else NULL */
-    char venue_rest_url[600];          /* where the feeder and trader connect */
+    struct cq_sim *sim;       /* owned: embedded venue in paper mode, else NULL */
+    char venue_rest_url[600]; /* where the feeder and trader connect */
     char venue_ws_url[600];
-    char venue_wsapi_url[600];         /* the WebSocket API: the user data stream */
-    const char *venue_api_key;         /* borrowed (config, paper_creds or simulator default);
-                                          NULL = none */
+    char venue_wsapi_url[600]; /* the WebSocket API: the user data stream */
+    const char *venue_api_key; /* borrowed (config, paper_creds or simulator default);
+                                  NULL = none */
     const char *venue_api_secret;
     struct cq_secret_buf *paper_creds; /* owned: struct paper_creds, embedded simulator only */
     struct cq_sim_balance sim_balances[SIM_BALANCES_MAX];
-    char sim_token_path[1200];         /* DATA_DIR/sim-control.token once written, else "" */
-    struct cq_spsc to_ares;            /* feeder -> ARES: struct cq_market_event */
-    struct cq_spsc to_trader;          /* feeder -> trader: struct cq_user_event */
-    struct cq_spsc signals;            /* ARES -> trader: struct cq_signal */
+    char sim_token_path[1200]; /* DATA_DIR/sim-control.token once written, else "" */
+    struct cq_spsc to_ares;    /* feeder -> ARES: struct cq_market_event */
+    struct cq_spsc to_trader;  /* feeder -> trader: struct cq_user_event */
+    struct cq_spsc signals;    /* ARES -> trader: struct cq_signal */
     bool rings_ready;
     pthread_t log_thread;
     bool log_thread_running;
-    char data_dir[1025];               /* CQ_DATA_DIR: at most 1024 bytes (config rule) */
-    char health_dir[1100];             /* data_dir + "/health": bounded */
+    char data_dir[1025];   /* CQ_DATA_DIR: at most 1024 bytes (config rule) */
+    char health_dir[1100]; /* data_dir + "/health": bounded */
     struct cq_log_ratelimit health_write_rl;
-    struct cq_reloader *reloader;      /* owned: SIGHUP reloads, read on their own thread */
-    bool reload_slow_logged;           /* config_reload_slow said for the running reload */
+    struct cq_reloader *reloader; /* owned: SIGHUP reloads, read on their own thread */
+    bool reload_slow_logged;      /* config_reload_slow said for the running reload */
 };
 
 static void log_secret(const char *name, const char *value, void *ctx)
@@ -177,7 +177,8 @@ static int open_logs(struct supervisor *sv, const struct cq_config *cfg, struct 
     int e = pthread_create(&sv->log_thread, NULL, cq_log_writer_main, NULL);
     if (e != 0) {
         /* The logger keeps writing synchronously; say so and go on. */
-        cq_log_warn("supervisor", "log_writer_unavailable", json_pack("{s:s}", "error", strerror(e)),
+        cq_log_warn("supervisor", "log_writer_unavailable",
+                    json_pack("{s:s}", "error", strerror(e)),
                     "log writer thread not started; logging synchronously");
     } else {
         sv->log_thread_running = true;
@@ -271,10 +272,10 @@ static void journal_config(struct supervisor *sv, const struct cq_config *cfg, c
     int n = snprintf(text, sizeof(text), "{\"config_hash\":\"%s\",\"mode\":\"%s\",\"why\":\"%s\"}",
                      cq_config_hash(cfg), cq_mode_name(cq_config_mode(cfg)), why);
     uint64_t seq = 0;
-    if (cq_journal_append(sv->journal, CQ_REC_CONFIG_LOADED, "global", text, (size_t)n, &seq) <
-        0) {
+    if (cq_journal_append(sv->journal, CQ_REC_CONFIG_LOADED, "global", text, (size_t)n, &seq) < 0) {
         cq_log_warn("supervisor", "journal_append_failed",
-                    json_pack("{s:s}", "type", "config.loaded"), "could not journal the config load");
+                    json_pack("{s:s}", "type", "config.loaded"),
+                    "could not journal the config load");
     }
 }
 
@@ -283,11 +284,11 @@ static void journal_config(struct supervisor *sv, const struct cq_config *cfg, c
 static int open_journal(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
 {
     char dir[1100];
-    snprintf(dir, sizeof(dir), "%s/journal", sv->data_dir); /* bounded: data_dir <= 1024 */
+    snprintf(dir, sizeof(dir), "%s/journal", sv->data_dir);        /* bounded: data_dir <= 1024 */
     const char *policy = cq_config_str(cfg, CQ_CFG_JOURNAL_FSYNC); /* validated */
     enum cq_journal_fsync fsync_policy = strcmp(policy, "always") == 0 ? CQ_JOURNAL_FSYNC_ALWAYS
                                          : strcmp(policy, "off") == 0  ? CQ_JOURNAL_FSYNC_OFF
-                                                                        : CQ_JOURNAL_FSYNC_GROUP;
+                                                                       : CQ_JOURNAL_FSYNC_GROUP;
     struct cq_journal_options jo = {
         .dir = dir,
         .fsync = fsync_policy,
@@ -309,8 +310,7 @@ static int open_journal(struct supervisor *sv, const struct cq_config *cfg, stru
                           "snapshot_seq", (json_int_t)rec.snapshot_seq, "replayed",
                           (json_int_t)rec.replayed_records, "last_seq", (json_int_t)rec.last_seq,
                           "torn_tail_truncated", rec.torn_tail_truncated, "quarantined",
-                          (json_int_t)rec.n_quarantined, "first_corruption",
-                          rec.first_corruption),
+                          (json_int_t)rec.n_quarantined, "first_corruption", rec.first_corruption),
                 "journal recovered: last seq %llu (%llu replayed on snapshot %llu)",
                 (unsigned long long)rec.last_seq, (unsigned long long)rec.replayed_records,
                 (unsigned long long)rec.snapshot_seq);
@@ -411,8 +411,8 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
         .bind = "127.0.0.1",
         .symbols = symbols,
         .n_symbols = n_symbols,
-        .data_path = cq_config_is_set(cfg, CQ_CFG_SIM_DATA) ? cq_config_str(cfg, CQ_CFG_SIM_DATA)
-                                                          : NULL,
+        .data_path =
+            cq_config_is_set(cfg, CQ_CFG_SIM_DATA) ? cq_config_str(cfg, CQ_CFG_SIM_DATA) : NULL,
         .speed_max = strcmp(speed, "max") == 0,
         .speed = 1,
         .seed = (uint64_t)cq_config_int(cfg, CQ_CFG_SIM_SEED),
@@ -485,8 +485,10 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
         cq_strlcpy(sv->venue_ws_url, cq_config_str(cfg, CQ_CFG_EXCHANGE_WS_URL),
                    sizeof(sv->venue_ws_url));
     } else if (mode == CQ_MODE_TESTNET) {
-        cq_strlcpy(sv->venue_rest_url, "https://testnet.binance.vision", sizeof(sv->venue_rest_url));
-        cq_strlcpy(sv->venue_ws_url, "wss://stream.testnet.binance.vision", sizeof(sv->venue_ws_url));
+        cq_strlcpy(sv->venue_rest_url, "https://testnet.binance.vision",
+                   sizeof(sv->venue_rest_url));
+        cq_strlcpy(sv->venue_ws_url, "wss://stream.testnet.binance.vision",
+                   sizeof(sv->venue_ws_url));
     } else {
         cq_strlcpy(sv->venue_rest_url, "https://api.binance.com", sizeof(sv->venue_rest_url));
         cq_strlcpy(sv->venue_ws_url, "wss://stream.binance.com:9443", sizeof(sv->venue_ws_url));
@@ -519,9 +521,9 @@ static int start_venue(struct supervisor *sv, const struct cq_config *cfg, struc
     return 0;
 }
 
-#define TO_ARES_CAPACITY 65536   /* market events (~180 B each) */
-#define TO_TRADER_CAPACITY 1024  /* user data events (2 KiB each) */
-#define SIGNALS_CAPACITY 1024    /* signals (never dropped: ARES holds them when full) */
+#define TO_ARES_CAPACITY 65536  /* market events (~180 B each) */
+#define TO_TRADER_CAPACITY 1024 /* user data events (2 KiB each) */
+#define SIGNALS_CAPACITY 1024   /* signals (never dropped: ARES holds them when full) */
 
 static int build_services(struct supervisor *sv, struct cq_config *cfg, struct cq_err *err)
 {
@@ -583,8 +585,7 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
 
 /* Start the next service when the previous one is ready or its wait ran
  * out. Returns a negative code if a thread could not be created. */
-static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
-                         struct cq_err *err)
+static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms, struct cq_err *err)
 {
     if (sv->next_stage >= STAGE__COUNT) {
         return 0;
@@ -597,13 +598,14 @@ static int advance_start(struct supervisor *sv, int64_t now_ms, int64_t wait_ms,
                 return 0;
             }
             json_t *rec = cq_health_record_json(sv->board, prev_id);
-            cq_log_warn(cq_health_service_name(prev_id), "start_wait_timeout",
-                        json_pack("{s:s,s:I,s:O}", "next", cq_health_service_name(cq_service_id_of(
-                                              sv->stages[sv->next_stage])),
-                                  "waited_ms", (json_int_t)(now_ms - sv->stage_started_ms),
-                                  "reason", json_object_get(rec, "reason")),
-                        "%s not ready after %lld ms; starting the next service anyway",
-                        cq_health_service_name(prev_id), (long long)(now_ms - sv->stage_started_ms));
+            cq_log_warn(
+                cq_health_service_name(prev_id), "start_wait_timeout",
+                json_pack("{s:s,s:I,s:O}", "next",
+                          cq_health_service_name(cq_service_id_of(sv->stages[sv->next_stage])),
+                          "waited_ms", (json_int_t)(now_ms - sv->stage_started_ms), "reason",
+                          json_object_get(rec, "reason")),
+                "%s not ready after %lld ms; starting the next service anyway",
+                cq_health_service_name(prev_id), (long long)(now_ms - sv->stage_started_ms));
             json_decref(rec);
         }
     }
@@ -691,8 +693,8 @@ static void reload_start(struct supervisor *sv)
     struct cq_err err;
     cq_err_clear(&err);
     if (sv->reloader == NULL) {
-        sv->reloader = cq_reloader_new(sv->opts->config_path, sv->opts->envp,
-                                       sv->opts->secret_envp);
+        sv->reloader =
+            cq_reloader_new(sv->opts->config_path, sv->opts->envp, sv->opts->secret_envp);
         if (sv->reloader == NULL) {
             cq_log_error("supervisor", "config_reload_failed", NULL,
                          "SIGHUP: out of memory; keeping the running config");
@@ -726,19 +728,17 @@ static void reload_apply(struct supervisor *sv, struct cq_reload_result *res)
         json_t *errors = json_array();
         for (size_t i = 0; i < report->n_errors; i++) {
             const struct cq_config_problem *p = &report->errors[i];
-            json_array_append_new(errors, json_pack("{s:s,s:s,s:s,s:s}", "key", p->key,
-                                                    "value", p->value, "rule", p->rule,
-                                                    "hint", p->hint));
-            cq_log_error("supervisor", "config_error",
-                         json_pack("{s:s,s:s,s:s}", "key", p->key, "rule", p->rule, "hint",
-                                   p->hint),
-                         "%s", p->message);
+            json_array_append_new(errors, json_pack("{s:s,s:s,s:s,s:s}", "key", p->key, "value",
+                                                    p->value, "rule", p->rule, "hint", p->hint));
+            cq_log_error(
+                "supervisor", "config_error",
+                json_pack("{s:s,s:s,s:s}", "key", p->key, "rule", p->rule, "hint", p->hint), "%s",
+                p->message);
         }
-        cq_log_error("supervisor", "config_reload_failed",
-                     json_pack("{s:o,s:I}", "errors", errors, "count",
-                               (json_int_t)report->n_errors),
-                     "SIGHUP: the config has %zu error(s); keeping the running config",
-                     report->n_errors);
+        cq_log_error(
+            "supervisor", "config_reload_failed",
+            json_pack("{s:o,s:I}", "errors", errors, "count", (json_int_t)report->n_errors),
+            "SIGHUP: the config has %zu error(s); keeping the running config", report->n_errors);
         return;
     }
     struct cq_config *old = cq_config_current_get(sv->current);
@@ -763,8 +763,7 @@ static void reload_apply(struct supervisor *sv, struct cq_reload_result *res)
     cq_config_current_set(sv->current, merged);
     cq_log_info("supervisor", "config_reloaded",
                 json_pack("{s:s,s:s,s:o,s:o}", "old_hash", cq_config_hash(old), "config_hash",
-                          cq_config_hash(merged), "changed", rctx.changed, "refused",
-                          rctx.refused),
+                          cq_config_hash(merged), "changed", rctx.changed, "refused", rctx.refused),
                 "SIGHUP: config reloaded, hash %s -> %s", cq_config_hash(old),
                 cq_config_hash(merged));
     cq_config_unref(old);
@@ -800,8 +799,7 @@ static void reload_poll(struct supervisor *sv)
                               (json_int_t)running_ms, "hint",
                               "check the file system that holds the config file (a hung "
                               "mount?); SIGTERM still stops coinquantd"),
-                    "SIGHUP: reading the config has taken %lld ms so far",
-                    (long long)running_ms);
+                    "SIGHUP: reading the config has taken %lld ms so far", (long long)running_ms);
     }
 }
 
@@ -828,8 +826,7 @@ static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
             cq_log_error(name, "service_stop_timeout", NULL,
                          "%s did not stop within the stop budget", name);
         } else {
-            cq_log_info(name, "service_stopped", NULL,
-                        "%s stopped", name);
+            cq_log_info(name, "service_stopped", NULL, "%s stopped", name);
         }
     }
     return clean;
@@ -913,8 +910,7 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
      * another user can write to, or owns, could hold their symlinks and
      * files (issue 17.5). */
     if (cq_fs_check_data_dir(sv.data_dir, &err) < 0) {
-        fprintf(stderr, "coinquantd: refusing CQ_DATA_DIR: %s. fix: %s\n", err.message,
-                err.hint);
+        fprintf(stderr, "coinquantd: refusing CQ_DATA_DIR: %s. fix: %s\n", err.message, err.hint);
         cq_config_unref(cfg);
         return 1;
     }
@@ -944,10 +940,10 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
     }
 
     if (start_api(&sv, cfg, &err) < 0) {
-        cq_log_error("api", "admin_start_failed",
-                     json_pack("{s:s,s:s}", "bind", cq_config_str(cfg, CQ_CFG_ADMIN_BIND), "hint",
-                               err.hint),
-                     "admin API did not start: %s", err.message);
+        cq_log_error(
+            "api", "admin_start_failed",
+            json_pack("{s:s,s:s}", "bind", cq_config_str(cfg, CQ_CFG_ADMIN_BIND), "hint", err.hint),
+            "admin API did not start: %s", err.message);
         exit_code = 1;
         goto out;
     }
@@ -1030,8 +1026,8 @@ out:
          * (journal_stopped, journal_stop_unflushed, journal_stop_timeout):
          * not logged again here. */
         int64_t now = cq_time_mono_ms();
-        int64_t left = (stop_started_ms != 0 ? stop_started_ms : now) +
-                       CQ_SUPERVISOR_STOP_BUDGET_MS - now;
+        int64_t left =
+            (stop_started_ms != 0 ? stop_started_ms : now) + CQ_SUPERVISOR_STOP_BUDGET_MS - now;
         int jrc = cq_journal_stop_within(sv.journal, left > 0 ? left : 0, &err);
         if (jrc < 0) {
             exit_code = 1;
@@ -1046,14 +1042,14 @@ out:
          * stop budget, at most RELOAD_STOP_WAIT_MS, then is left to the
          * process exit: it only reads, and its result is not wanted now. */
         int64_t now = cq_time_mono_ms();
-        int64_t left = (stop_started_ms != 0 ? stop_started_ms : now) +
-                       CQ_SUPERVISOR_STOP_BUDGET_MS - now;
+        int64_t left =
+            (stop_started_ms != 0 ? stop_started_ms : now) + CQ_SUPERVISOR_STOP_BUDGET_MS - now;
         int64_t wait_ms = left < RELOAD_STOP_WAIT_MS ? left : RELOAD_STOP_WAIT_MS;
         int64_t running_ms = cq_reloader_running_ms(sv.reloader);
         if (!cq_reloader_free(sv.reloader, wait_ms > 0 ? wait_ms : 0)) {
             cq_log_warn("supervisor", "config_reload_abandoned",
-                        json_pack("{s:I,s:I}", "running_ms", (json_int_t)running_ms,
-                                  "waited_ms", (json_int_t)(wait_ms > 0 ? wait_ms : 0)),
+                        json_pack("{s:I,s:I}", "running_ms", (json_int_t)running_ms, "waited_ms",
+                                  (json_int_t)(wait_ms > 0 ? wait_ms : 0)),
                         "a config reload still reads after %lld ms; not waiting for it",
                         (long long)running_ms);
         }
@@ -1076,9 +1072,10 @@ out:
         write_health_files(&sv, cq_time_mono_ms());
     }
     if (exit_code == 0) {
-        cq_log_info("supervisor", "shutdown_complete",
-                    json_pack("{s:I}", "took_ms", (json_int_t)(cq_time_mono_ms() - stop_started_ms)),
-                    "coinquantd stopped cleanly");
+        cq_log_info(
+            "supervisor", "shutdown_complete",
+            json_pack("{s:I}", "took_ms", (json_int_t)(cq_time_mono_ms() - stop_started_ms)),
+            "coinquantd stopped cleanly");
     } else {
         cq_log_error("supervisor", "exit_failure", json_pack("{s:i}", "exit_code", exit_code),
                      "coinquantd exits with code %d", exit_code);

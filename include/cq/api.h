@@ -39,21 +39,21 @@
 #include "cq/health.h"
 
 struct cq_api_options {
-    struct cq_health_board *board;       /* borrowed */
-    struct cq_config_current *config;    /* borrowed; read per request */
-    const struct cq_clock *clock;        /* NULL = system; borrowed */
-    const char *version;                 /* coinquantd version string; copied */
-    const char *token;                   /* bearer token (explicit or generated); copied */
-    const char *bind;                    /* "127.0.0.1:8080", port 0 = ephemeral; copied */
-    const char *data_dir;                /* admin.addr is written here; copied */
-    unsigned max_connections;            /* the ordinary pool (CQ_ADMIN_MAX_CONNECTIONS) */
-    unsigned timeout_s;                  /* per-connection inactivity timeout */
-    size_t max_body_bytes;               /* larger request bodies get 413 */
+    struct cq_health_board *board;    /* borrowed */
+    struct cq_config_current *config; /* borrowed; read per request */
+    const struct cq_clock *clock;     /* NULL = system; borrowed */
+    const char *version;              /* coinquantd version string; copied */
+    const char *token;                /* bearer token (explicit or generated); copied */
+    const char *bind;                 /* "127.0.0.1:8080", port 0 = ephemeral; copied */
+    const char *data_dir;             /* admin.addr is written here; copied */
+    unsigned max_connections;         /* the ordinary pool (CQ_ADMIN_MAX_CONNECTIONS) */
+    unsigned timeout_s;               /* per-connection inactivity timeout */
+    size_t max_body_bytes;            /* larger request bodies get 413 */
     /* Slow-client limits; 0 = the defaults in api-int.h (CQ_API_*). */
-    unsigned request_deadline_ms;        /* head + body + answer, from accept */
-    unsigned reserve_connections;        /* beyond the pool: /health, /readiness only */
-    unsigned reserve_deadline_ms;        /* the same deadline on a reserve slot */
-    unsigned max_connections_per_peer;   /* ordinary slots one IP address may hold */
+    unsigned request_deadline_ms;      /* head + body + answer, from accept */
+    unsigned reserve_connections;      /* beyond the pool: /health, /readiness only */
+    unsigned reserve_deadline_ms;      /* the same deadline on a reserve slot */
+    unsigned max_connections_per_peer; /* ordinary slots one IP address may hold */
 };
 
 struct cq_api;
@@ -73,28 +73,28 @@ void cq_api_free(struct cq_api *api);
 /* ---- the router, without sockets ------------------------------------------ */
 
 struct cq_api_request {
-    const char *method;         /* "GET" */
-    const char *path;           /* "/health" (no query string) */
-    const char *authorization;  /* Authorization header value or NULL */
-    const char *host;           /* Host header value or NULL */
-    const char *malformed;      /* set by the HTTP layer: why this request
-                                   gets 400 (a NUL in the path, an unsupported
-                                   Transfer-Encoding…); NULL = nothing wrong */
-    size_t body_bytes;          /* bytes of request body received */
-    bool body_too_large;        /* body exceeded max_body_bytes */
-    bool reserve;               /* arrived on a reserve slot: only GET/HEAD
-                                   /health and /readiness are served, the
-                                   rest gets 503 busy */
+    const char *method;        /* "GET" */
+    const char *path;          /* "/health" (no query string) */
+    const char *authorization; /* Authorization header value or NULL */
+    const char *host;          /* Host header value or NULL */
+    const char *malformed;     /* set by the HTTP layer: why this request
+                                  gets 400 (a NUL in the path, an unsupported
+                                  Transfer-Encoding…); NULL = nothing wrong */
+    size_t body_bytes;         /* bytes of request body received */
+    bool body_too_large;       /* body exceeded max_body_bytes */
+    bool reserve;              /* arrived on a reserve slot: only GET/HEAD
+                                  /health and /readiness are served, the
+                                  rest gets 503 busy */
 };
 
 struct cq_api_response {
-    int status;                 /* HTTP status */
-    char *body;                 /* owned, NUL-terminated */
+    int status; /* HTTP status */
+    char *body; /* owned, NUL-terminated */
     size_t body_len;
-    const char *content_type;   /* static string */
-    char allow[64];             /* Allow header for 405, else "" */
-    bool www_authenticate;      /* send WWW-Authenticate: Bearer (401) */
-    unsigned retry_after_s;     /* send Retry-After when > 0 (503 busy) */
+    const char *content_type; /* static string */
+    char allow[64];           /* Allow header for 405, else "" */
+    bool www_authenticate;    /* send WWW-Authenticate: Bearer (401) */
+    unsigned retry_after_s;   /* send Retry-After when > 0 (503 busy) */
 };
 
 /* Route and answer one request. resp must be released with
@@ -108,11 +108,11 @@ struct cq_api_stats {
     uint64_t requests_total;
     uint64_t responses_2xx, responses_4xx, responses_5xx;
     uint64_t auth_failures;
-    uint64_t connections_rejected; /* over max_connections and the reserve */
+    uint64_t connections_rejected;    /* over max_connections and the reserve */
     uint64_t connections_closed_slow; /* past their deadline, or evicted from the reserve */
-    uint64_t mhd_errors;           /* messages from libmicrohttpd (logged rate-limited) */
-    uint64_t bodies_refused;       /* request bodies over max_body_bytes (answered 413) */
-    uint64_t bodies_dropped;       /* of those, connections dropped for sending on */
+    uint64_t mhd_errors;              /* messages from libmicrohttpd (logged rate-limited) */
+    uint64_t bodies_refused;          /* request bodies over max_body_bytes (answered 413) */
+    uint64_t bodies_dropped;          /* of those, connections dropped for sending on */
 };
 void cq_api_get_stats(const struct cq_api *api, struct cq_api_stats *out);
 

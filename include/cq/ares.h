@@ -24,12 +24,12 @@
 struct cq_journal;
 
 struct cq_ares_options {
-    struct cq_config *cfg;          /* a reference is taken */
-    struct cq_health_board *board;  /* borrowed */
-    struct cq_spsc *from_feeder;    /* borrowed: struct cq_market_event, ARES consumes */
-    struct cq_spsc *to_trader;      /* borrowed: struct cq_signal, ARES produces; may be NULL */
-    struct cq_journal *journal;     /* borrowed; NULL = signals are not journaled */
-    const struct cq_clock *clock;   /* NULL = system; borrowed */
+    struct cq_config *cfg;         /* a reference is taken */
+    struct cq_health_board *board; /* borrowed */
+    struct cq_spsc *from_feeder;   /* borrowed: struct cq_market_event, ARES consumes */
+    struct cq_spsc *to_trader;     /* borrowed: struct cq_signal, ARES produces; may be NULL */
+    struct cq_journal *journal;    /* borrowed; NULL = signals are not journaled */
+    const struct cq_clock *clock;  /* NULL = system; borrowed */
 };
 
 struct cq_ares;

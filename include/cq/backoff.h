@@ -25,12 +25,12 @@
 #include <stdint.h>
 
 struct cq_backoff {
-    int64_t base_ms;     /* nominal delay after the first failure */
-    int64_t max_ms;      /* cap on every delay */
-    uint32_t failures;   /* in a row since the last success */
-    int64_t next_at_ms;  /* monotonic ms of the next allowed attempt; 0 = now */
+    int64_t base_ms;    /* nominal delay after the first failure */
+    int64_t max_ms;     /* cap on every delay */
+    uint32_t failures;  /* in a row since the last success */
+    int64_t next_at_ms; /* monotonic ms of the next allowed attempt; 0 = now */
     int64_t last_delay_ms;
-    uint64_t rng;        /* xorshift64 state for the jitter; never 0 */
+    uint64_t rng; /* xorshift64 state for the jitter; never 0 */
 };
 
 static inline void cq_backoff_init(struct cq_backoff *b, int64_t base_ms, int64_t max_ms,

@@ -13,16 +13,22 @@
 #include <stddef.h>
 
 struct cq_clock {
-    int64_t (*mono_ms)(void *ctx);  /* monotonic, never goes back */
-    int64_t (*wall_us)(void *ctx);  /* Unix epoch, microseconds, UTC */
-    void *ctx;                      /* borrowed */
+    int64_t (*mono_ms)(void *ctx); /* monotonic, never goes back */
+    int64_t (*wall_us)(void *ctx); /* Unix epoch, microseconds, UTC */
+    void *ctx;                     /* borrowed */
 };
 
 /* The process's real clock (CLOCK_MONOTONIC, CLOCK_REALTIME). Static storage. */
 const struct cq_clock *cq_clock_system(void);
 
-static inline int64_t cq_clock_mono_ms(const struct cq_clock *c) { return c->mono_ms(c->ctx); }
-static inline int64_t cq_clock_wall_us(const struct cq_clock *c) { return c->wall_us(c->ctx); }
+static inline int64_t cq_clock_mono_ms(const struct cq_clock *c)
+{
+    return c->mono_ms(c->ctx);
+}
+static inline int64_t cq_clock_wall_us(const struct cq_clock *c)
+{
+    return c->wall_us(c->ctx);
+}
 
 /* One minute in milliseconds: the 1m candle's length, and "a minute" for
  * rate limits and retries. */

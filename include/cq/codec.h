@@ -31,38 +31,37 @@
 #define CQ_STREAM_LEN 64
 
 enum cq_msg_kind {
-    CQ_MSG_TRADE,         /* <s>@trade */
-    CQ_MSG_AGG_TRADE,     /* <s>@aggTrade (decoded into trade; agg id in trade_id) */
-    CQ_MSG_BOOK_TICKER,   /* <s>@bookTicker (no e/E) */
-    CQ_MSG_KLINE,         /* <s>@kline_<i> */
-    CQ_MSG_DEPTH_UPDATE,  /* <s>@depth / @depth@100ms: ids only (U, u), levels not decoded */
-    CQ_MSG_CONTROL,       /* {"result":…,"id":…} reply to SUBSCRIBE & co */
-    CQ_MSG_EVENT_OTHER    /* a well-formed event of a type the feeder ignores
-                           * (e.g. serverShutdown, depth5 snapshots) */
+    CQ_MSG_TRADE,        /* <s>@trade */
+    CQ_MSG_AGG_TRADE,    /* <s>@aggTrade (decoded into trade; agg id in trade_id) */
+    CQ_MSG_BOOK_TICKER,  /* <s>@bookTicker (no e/E) */
+    CQ_MSG_KLINE,        /* <s>@kline_<i> */
+    CQ_MSG_DEPTH_UPDATE, /* <s>@depth / @depth@100ms: ids only (U, u), levels not decoded */
+    CQ_MSG_CONTROL,      /* {"result":…,"id":…} reply to SUBSCRIBE & co */
+    CQ_MSG_EVENT_OTHER   /* a well-formed event of a type the feeder ignores
+                          * (e.g. serverShutdown, depth5 snapshots) */
 };
 
 struct cq_msg {
     enum cq_msg_kind kind;
-    char stream[CQ_STREAM_LEN];   /* "btcusdt@trade" when wrapped, else "" */
-    char symbol[CQ_SYMBOL_LEN];   /* "BTCUSDT" (from "s"), "" for CONTROL/OTHER */
-    int64_t event_ms;             /* "E", or 0 when absent (bookTicker) */
+    char stream[CQ_STREAM_LEN]; /* "btcusdt@trade" when wrapped, else "" */
+    char symbol[CQ_SYMBOL_LEN]; /* "BTCUSDT" (from "s"), "" for CONTROL/OTHER */
+    int64_t event_ms;           /* "E", or 0 when absent (bookTicker) */
     union {
-        struct cq_trade_tick trade;      /* TRADE, AGG_TRADE */
-        struct cq_book_top book;         /* BOOK_TICKER */
+        struct cq_trade_tick trade; /* TRADE, AGG_TRADE */
+        struct cq_book_top book;    /* BOOK_TICKER */
         struct {
-            struct cq_candle candle;     /* closed = "x" */
-            char interval[8];            /* "1m" */
-        } kline;                         /* KLINE */
+            struct cq_candle candle; /* closed = "x" */
+            char interval[8];        /* "1m" */
+        } kline;                     /* KLINE */
         struct {
-            uint64_t first_update_id;    /* U */
-            uint64_t last_update_id;     /* u */
-        } depth;                         /* DEPTH_UPDATE */
+            uint64_t first_update_id; /* U */
+            uint64_t last_update_id;  /* u */
+        } depth;                      /* DEPTH_UPDATE */
     } u;
 };
 
 /* Fast path. 0, or -CQ_EPARSE with *err_offset (may be NULL) set. */
-int cq_codec_decode(const char *data, size_t len, struct cq_msg *out,
-                    size_t *err_offset) CQ_WUR;
+int cq_codec_decode(const char *data, size_t len, struct cq_msg *out, size_t *err_offset) CQ_WUR;
 
 /* Reference decoder with the same contract (err_offset is approximate). */
 int cq_codec_decode_jansson(const char *data, size_t len, struct cq_msg *out,
@@ -82,8 +81,8 @@ const char *cq_msg_kind_name(enum cq_msg_kind kind);
  * high_below_open_or_close, book_crossed, time_implausible,
  * close_before_open, update_ids_backwards) for logs and health.
  * The decoders themselves check the grammar only. Pure, any thread. */
-#define CQ_MARKET_TIME_MIN_MS 1262304000000LL  /* 2010-01-01T00:00:00Z, in ms */
-#define CQ_MARKET_TIME_MAX_MS 4102444800000LL  /* 2100-01-01T00:00:00Z, in ms */
+#define CQ_MARKET_TIME_MIN_MS 1262304000000LL /* 2010-01-01T00:00:00Z, in ms */
+#define CQ_MARKET_TIME_MAX_MS 4102444800000LL /* 2100-01-01T00:00:00Z, in ms */
 const char *cq_market_check_candle(const struct cq_candle *c);
 const char *cq_market_check_book(const struct cq_book_top *b);
 const char *cq_market_check_trade(const struct cq_trade_tick *t);

@@ -54,10 +54,10 @@ enum cq_errcode {
  *     code rc < 0) and returns the negative one;
  *   - struct cq_err.code holds the POSITIVE code (compare with CQ_EIO). */
 struct cq_err {
-    int code;                          /* positive CQ_E* (never 0 once set) */
-    int sys_errno;                     /* errno when a system call failed, else 0 */
-    char message[CQ_ERR_MESSAGE_MAX];  /* names the problem */
-    char hint[CQ_ERR_HINT_MAX];        /* names the fix ("" if none) */
+    int code;                         /* positive CQ_E* (never 0 once set) */
+    int sys_errno;                    /* errno when a system call failed, else 0 */
+    char message[CQ_ERR_MESSAGE_MAX]; /* names the problem */
+    char hint[CQ_ERR_HINT_MAX];       /* names the fix ("" if none) */
 };
 
 /* Name of an error code ("CQ_EIO: input/output error"); accepts -code. */

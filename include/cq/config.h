@@ -34,49 +34,49 @@
 
 /* Key ids: the index of each key in the table. Keep in table order. */
 enum cq_config_key_id {
-    CQ_CFG_MODE,                      /* paper|dryrun|testnet|live */
-    CQ_CFG_SYMBOLS,                   /* BTCUSDT,ETHUSDT */
-    CQ_CFG_DATA_DIR,                  /* ./var */
-    CQ_CFG_ADMIN_BIND,                /* 127.0.0.1:8080 */
-    CQ_CFG_ADMIN_TOKEN,               /* secret */
-    CQ_CFG_ADMIN_MAX_CONNECTIONS,     /* 64 */
-    CQ_CFG_ADMIN_TIMEOUT_S,           /* 10 */
-    CQ_CFG_ADMIN_MAX_BODY_BYTES,      /* 65536 */
-    CQ_CFG_BINANCE_API_KEY,           /* secret */
-    CQ_CFG_BINANCE_API_SECRET,        /* secret */
-    CQ_CFG_LIVE_CONFIRM,              /* yes|no */
-    CQ_CFG_FEEDER_STALE_MS,           /* 5000 */
-    CQ_CFG_LOG_LEVEL,                 /* debug|info|warn|error */
-    CQ_CFG_LOG_MAX_BYTES,             /* 52428800 */
-    CQ_CFG_LOG_KEEP,                  /* 10 */
-    CQ_CFG_LOG_RING_LINES,            /* 2000 */
-    CQ_CFG_SUPERVISOR_START_WAIT_MS,  /* 30000 */
-    CQ_CFG_WATCHDOG_STALL_MS,         /* 5000 */
-    CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, /* on|off */
-    CQ_CFG_SIM_DATA,                  /* "" = synthetic market */
-    CQ_CFG_SIM_SPEED,                 /* 1..1000000 or max */
-    CQ_CFG_SIM_SEED,                  /* 1 */
-    CQ_CFG_SIM_BALANCES,              /* USDT=10000,BTC=0,ETH=0 */
-    CQ_CFG_SIM_MAKER_FEE_BPS,         /* 10 */
-    CQ_CFG_SIM_TAKER_FEE_BPS,         /* 10 */
-    CQ_CFG_EXCHANGE_REST_URL,         /* "" = embedded simulator in paper mode */
-    CQ_CFG_EXCHANGE_WS_URL,           /* "" = embedded simulator in paper mode */
-    CQ_CFG_EXCHANGE_WSAPI_URL,        /* "" = derived (see config.c) */
-    CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, /* 2000 */
-    CQ_CFG_EXCHANGE_TIMEOUT_MS,       /* 10000 */
-    CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, /* 10 */
-    CQ_CFG_FEEDER_WS_STALL_MS,        /* 10000 */
-    CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS,  /* 30000 */
-    CQ_CFG_FEEDER_WARMUP_BARS,        /* 200 */
-    CQ_CFG_STRATEGY,                  /* ema_cross */
-    CQ_CFG_STRATEGY_PARAMS,           /* "" = the strategy's defaults */
-    CQ_CFG_ARES_TEST_SIGNAL_MS,       /* 60000 */
-    CQ_CFG_JOURNAL_FSYNC,             /* always|group|off */
-    CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES, /* 67108864 */
+    CQ_CFG_MODE,                           /* paper|dryrun|testnet|live */
+    CQ_CFG_SYMBOLS,                        /* BTCUSDT,ETHUSDT */
+    CQ_CFG_DATA_DIR,                       /* ./var */
+    CQ_CFG_ADMIN_BIND,                     /* 127.0.0.1:8080 */
+    CQ_CFG_ADMIN_TOKEN,                    /* secret */
+    CQ_CFG_ADMIN_MAX_CONNECTIONS,          /* 64 */
+    CQ_CFG_ADMIN_TIMEOUT_S,                /* 10 */
+    CQ_CFG_ADMIN_MAX_BODY_BYTES,           /* 65536 */
+    CQ_CFG_BINANCE_API_KEY,                /* secret */
+    CQ_CFG_BINANCE_API_SECRET,             /* secret */
+    CQ_CFG_LIVE_CONFIRM,                   /* yes|no */
+    CQ_CFG_FEEDER_STALE_MS,                /* 5000 */
+    CQ_CFG_LOG_LEVEL,                      /* debug|info|warn|error */
+    CQ_CFG_LOG_MAX_BYTES,                  /* 52428800 */
+    CQ_CFG_LOG_KEEP,                       /* 10 */
+    CQ_CFG_LOG_RING_LINES,                 /* 2000 */
+    CQ_CFG_SUPERVISOR_START_WAIT_MS,       /* 30000 */
+    CQ_CFG_WATCHDOG_STALL_MS,              /* 5000 */
+    CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL,      /* on|off */
+    CQ_CFG_SIM_DATA,                       /* "" = synthetic market */
+    CQ_CFG_SIM_SPEED,                      /* 1..1000000 or max */
+    CQ_CFG_SIM_SEED,                       /* 1 */
+    CQ_CFG_SIM_BALANCES,                   /* USDT=10000,BTC=0,ETH=0 */
+    CQ_CFG_SIM_MAKER_FEE_BPS,              /* 10 */
+    CQ_CFG_SIM_TAKER_FEE_BPS,              /* 10 */
+    CQ_CFG_EXCHANGE_REST_URL,              /* "" = embedded simulator in paper mode */
+    CQ_CFG_EXCHANGE_WS_URL,                /* "" = embedded simulator in paper mode */
+    CQ_CFG_EXCHANGE_WSAPI_URL,             /* "" = derived (see config.c) */
+    CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS,    /* 2000 */
+    CQ_CFG_EXCHANGE_TIMEOUT_MS,            /* 10000 */
+    CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT,   /* 10 */
+    CQ_CFG_FEEDER_WS_STALL_MS,             /* 10000 */
+    CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS,       /* 30000 */
+    CQ_CFG_FEEDER_WARMUP_BARS,             /* 200 */
+    CQ_CFG_STRATEGY,                       /* ema_cross */
+    CQ_CFG_STRATEGY_PARAMS,                /* "" = the strategy's defaults */
+    CQ_CFG_ARES_TEST_SIGNAL_MS,            /* 60000 */
+    CQ_CFG_JOURNAL_FSYNC,                  /* always|group|off */
+    CQ_CFG_JOURNAL_SEGMENT_MAX_BYTES,      /* 67108864 */
     CQ_CFG_JOURNAL_SNAPSHOT_EVERY_RECORDS, /* 100000 */
-    CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, /* 60000 */
-    CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,    /* 2 */
-    CQ_CFG_ALLOW_CORE_DUMPS,          /* on|off */
+    CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS,      /* 60000 */
+    CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,         /* 2 */
+    CQ_CFG_ALLOW_CORE_DUMPS,               /* on|off */
     CQ_CFG__COUNT
 };
 
@@ -91,43 +91,34 @@ enum cq_config_type {
     CQ_CFG_T_SECRET    /* a secret string: never printed, hashed as set/unset */
 };
 
-enum cq_config_source {
-    CQ_CFG_SRC_DEFAULT,
-    CQ_CFG_SRC_FILE,
-    CQ_CFG_SRC_ENV
-};
+enum cq_config_source { CQ_CFG_SRC_DEFAULT, CQ_CFG_SRC_FILE, CQ_CFG_SRC_ENV };
 
 /* One row of the key table. */
 struct cq_config_key {
     enum cq_config_key_id id;
-    const char *name;             /* "CQ_MODE" */
+    const char *name; /* "CQ_MODE" */
     enum cq_config_type type;
-    const char *default_value;    /* "" means unset */
-    const char *rule;             /* human-readable validation rule */
-    int64_t min, max;             /* CQ_CFG_T_INT bounds */
-    const char *const *choices;   /* CQ_CFG_T_ENUM, NULL-terminated */
+    const char *default_value;  /* "" means unset */
+    const char *rule;           /* human-readable validation rule */
+    int64_t min, max;           /* CQ_CFG_T_INT bounds */
+    const char *const *choices; /* CQ_CFG_T_ENUM, NULL-terminated */
     bool secret;
     bool reloadable;
-    const char *doc;              /* one line */
+    const char *doc; /* one line */
     /* CQ_CFG_T_STRING: the key's own rule. Returns 0, or -1 with why (what is
      * wrong, e.g. "is not a number") and hint (the fix) filled. NULL = any
      * text is accepted. */
     int (*check)(const char *value, char *why, size_t why_len, char *hint, size_t hint_len);
 };
 
-enum cq_mode {
-    CQ_MODE_PAPER,
-    CQ_MODE_DRYRUN,
-    CQ_MODE_TESTNET,
-    CQ_MODE_LIVE
-};
+enum cq_mode { CQ_MODE_PAPER, CQ_MODE_DRYRUN, CQ_MODE_TESTNET, CQ_MODE_LIVE };
 
 /* The whole table, in key-id order. */
 const struct cq_config_key *cq_config_keys(size_t *count);
 /* A row by name, or NULL. */
 const struct cq_config_key *cq_config_key_find(const char *name);
 const char *cq_config_source_name(enum cq_config_source src); /* "default", "file", "env" */
-const char *cq_mode_name(enum cq_mode mode);                   /* "paper", ... */
+const char *cq_mode_name(enum cq_mode mode);                  /* "paper", ... */
 
 /* ---- loading and validation --------------------------------------------- */
 
@@ -259,11 +250,9 @@ size_t cq_config_diff(const struct cq_config *old_cfg, const struct cq_config *n
  * every other key kept from old_cfg. For each non-reloadable key that
  * differs, refused_fn (may be NULL) is called. Returns a new config
  * (refcount 1) with its own hash, or NULL on ENOMEM. */
-struct cq_config *cq_config_merge_reload(const struct cq_config *old_cfg,
-                                         const struct cq_config *new_cfg,
-                                         void (*refused_fn)(const struct cq_config_key *key,
-                                                            void *ctx),
-                                         void *ctx);
+struct cq_config *
+cq_config_merge_reload(const struct cq_config *old_cfg, const struct cq_config *new_cfg,
+                       void (*refused_fn)(const struct cq_config_key *key, void *ctx), void *ctx);
 
 /* ---- generated documents --------------------------------------------------- */
 

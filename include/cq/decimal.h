@@ -33,12 +33,12 @@ typedef struct cq_dec {
 } cq_dec;
 
 enum cq_dec_round {
-    CQ_ROUND_EXACT,     /* fail with -CQ_EINVAL if digits would be lost */
-    CQ_ROUND_DOWN,      /* toward zero (truncate) */
-    CQ_ROUND_UP,        /* away from zero */
-    CQ_ROUND_FLOOR,     /* toward -infinity */
-    CQ_ROUND_CEIL,      /* toward +infinity */
-    CQ_ROUND_HALF_EVEN  /* to nearest, ties to even */
+    CQ_ROUND_EXACT,    /* fail with -CQ_EINVAL if digits would be lost */
+    CQ_ROUND_DOWN,     /* toward zero (truncate) */
+    CQ_ROUND_UP,       /* away from zero */
+    CQ_ROUND_FLOOR,    /* toward -infinity */
+    CQ_ROUND_CEIL,     /* toward +infinity */
+    CQ_ROUND_HALF_EVEN /* to nearest, ties to even */
 };
 
 static inline cq_dec cq_dec_make(int64_t mantissa, unsigned scale)
@@ -88,8 +88,14 @@ int cq_dec_div(cq_dec a, cq_dec b, unsigned scale, enum cq_dec_round mode, cq_de
 
 /* -1, 0, 1; compares values, not representations (1.0 == 1). */
 int cq_dec_cmp(cq_dec a, cq_dec b);
-static inline bool cq_dec_is_zero(cq_dec d) { return d.m == 0; }
-static inline int cq_dec_sign(cq_dec d) { return (d.m > 0) - (d.m < 0); }
+static inline bool cq_dec_is_zero(cq_dec d)
+{
+    return d.m == 0;
+}
+static inline int cq_dec_sign(cq_dec d)
+{
+    return (d.m > 0) - (d.m < 0);
+}
 int cq_dec_neg(cq_dec d, cq_dec *out) CQ_WUR; /* fails only for INT64_MIN */
 cq_dec cq_dec_min(cq_dec a, cq_dec b);
 cq_dec cq_dec_max(cq_dec a, cq_dec b);

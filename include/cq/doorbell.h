@@ -39,12 +39,12 @@
 #define CQ_DOORBELL_SLEEP_MAX_MS 3600000
 
 struct cq_doorbell {
-    int fd;                     /* eventfd, non-blocking, close-on-exec; -1 = none */
-    atomic_bool sleeping;       /* the consumer armed and may be in poll(2) */
+    int fd;               /* eventfd, non-blocking, close-on-exec; -1 = none */
+    atomic_bool sleeping; /* the consumer armed and may be in poll(2) */
     /* Counters, for /metrics and the tests (relaxed: values only). */
-    _Atomic uint64_t rings;     /* eventfd writes by producers */
-    _Atomic uint64_t sleeps;    /* sleeps that reached poll(2) */
-    _Atomic uint64_t woken;     /* of those, ended by a ring (not the timeout) */
+    _Atomic uint64_t rings;  /* eventfd writes by producers */
+    _Atomic uint64_t sleeps; /* sleeps that reached poll(2) */
+    _Atomic uint64_t woken;  /* of those, ended by a ring (not the timeout) */
 };
 
 int cq_doorbell_init(struct cq_doorbell *b, struct cq_err *err) CQ_WUR;

@@ -47,22 +47,22 @@
 struct cq_user_event {
     int64_t recv_mono_ms;
     uint32_t len;
-    char json[CQ_USER_EVENT_MAX];  /* NUL-terminated */
+    char json[CQ_USER_EVENT_MAX]; /* NUL-terminated */
 };
 
 struct cq_feeder_options {
-    struct cq_config *cfg;            /* a reference is taken */
-    struct cq_health_board *board;    /* borrowed */
-    const char *rest_url;             /* venue; copied */
-    const char *ws_url;               /* venue; copied */
-    const char *wsapi_url;            /* the WebSocket API (…/ws-api/v3) for the user data
-                                       * stream; NULL or "": none; copied */
-    const char *api_key;              /* NULL: no user data stream; copied */
-    const char *api_secret;           /* signs the user data subscription; NULL: no user
-                                       * data stream; copied into the WS API client only */
-    struct cq_spsc *to_ares;          /* borrowed; the feeder is its producer */
-    struct cq_spsc *to_trader;        /* borrowed, may be NULL */
-    const struct cq_clock *clock;     /* NULL = system; borrowed */
+    struct cq_config *cfg;         /* a reference is taken */
+    struct cq_health_board *board; /* borrowed */
+    const char *rest_url;          /* venue; copied */
+    const char *ws_url;            /* venue; copied */
+    const char *wsapi_url;         /* the WebSocket API (…/ws-api/v3) for the user data
+                                    * stream; NULL or "": none; copied */
+    const char *api_key;           /* NULL: no user data stream; copied */
+    const char *api_secret;        /* signs the user data subscription; NULL: no user
+                                    * data stream; copied into the WS API client only */
+    struct cq_spsc *to_ares;       /* borrowed; the feeder is its producer */
+    struct cq_spsc *to_trader;     /* borrowed, may be NULL */
+    const struct cq_clock *clock;  /* NULL = system; borrowed */
 };
 
 struct cq_feeder;

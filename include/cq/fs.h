@@ -19,11 +19,11 @@ int cq_fs_mkdir_p(const char *dir, mode_t mode, struct cq_err *err) CQ_WUR;
 
 /* Replace path atomically: write a fresh mkstemp file path.tmp.XXXXXX
  * (created O_EXCL, so nothing planted there is followed or truncated), chmod
- * it to mode, fsync, rename over path, fsync the directory. Readers see the old or the new content, never a mix.
- * fsync_data=false skips both fsyncs (for frequently rewritten status files
- * where atomicity matters but durability does not). */
-int cq_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                       int fsync_data, struct cq_err *err) CQ_WUR;
+ * it to mode, fsync, rename over path, fsync the directory. Readers see the old or the new content,
+ * never a mix. fsync_data=false skips both fsyncs (for frequently rewritten status files where
+ * atomicity matters but durability does not). */
+int cq_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, int fsync_data,
+                       struct cq_err *err) CQ_WUR;
 
 /* Read a whole file of at most max_bytes into a NUL-terminated heap buffer
  * (*out, caller frees). -CQ_ENOTFOUND if it does not exist, -CQ_ETOOBIG if it
@@ -60,7 +60,7 @@ int cq_fs_check_data_dir(const char *dir, struct cq_err *err) CQ_WUR;
  * by _free. At most CQ_SECRET_BUF_MAX_BYTES. */
 #define CQ_SECRET_BUF_MAX_BYTES (64 * 1024)
 struct cq_secret_buf {
-    char *data;    /* len bytes, zeroed */
+    char *data; /* len bytes, zeroed */
     size_t len;
     size_t mapped; /* whole pages */
     bool dontdump; /* MADV_DONTDUMP took effect */

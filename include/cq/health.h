@@ -44,10 +44,10 @@ enum cq_health_status {
     CQ_HEALTH_STOPPED
 };
 
-#define CQ_HEALTH_REASON_MAX 64   /* stable snake_case code */
-#define CQ_HEALTH_DETAIL_MAX 256  /* one sentence for people */
+#define CQ_HEALTH_REASON_MAX 64  /* stable snake_case code */
+#define CQ_HEALTH_DETAIL_MAX 256 /* one sentence for people */
 
-const char *cq_health_service_name(enum cq_service_id id);        /* "feeder" … */
+const char *cq_health_service_name(enum cq_service_id id);  /* "feeder" … */
 const char *cq_health_status_name(enum cq_health_status s); /* "starting" … */
 
 struct cq_health_board;
@@ -111,11 +111,11 @@ struct cq_feeder_metrics {
     uint64_t user_events_total;         /* user data stream events passed to the trader */
     uint64_t user_events_dropped_total; /* user data stream events dropped (trader's ring full) */
     /* the REST budget as the exchange reports it */
-    uint64_t rest_used_weight_1m;       /* gauge: last X-MBX-USED-WEIGHT-1M */
-    uint64_t rest_weight_limit_1m;      /* gauge */
-    uint64_t rest_rate_limited_total;   /* 429 answers */
-    uint64_t rest_banned_total;         /* 418 answers */
-    uint64_t rest_throttled_total;      /* requests refused locally for headroom */
+    uint64_t rest_used_weight_1m;     /* gauge: last X-MBX-USED-WEIGHT-1M */
+    uint64_t rest_weight_limit_1m;    /* gauge */
+    uint64_t rest_rate_limited_total; /* 429 answers */
+    uint64_t rest_banned_total;       /* 418 answers */
+    uint64_t rest_throttled_total;    /* requests refused locally for headroom */
 };
 
 /* ARES's HealthGate reasons; more than this many is a programming error
@@ -131,9 +131,9 @@ struct cq_ares_metrics {
 };
 
 struct cq_trader_metrics {
-    uint64_t signals_received_total;      /* from ARES, test signals included */
+    uint64_t signals_received_total; /* from ARES, test signals included */
     uint64_t test_signals_received_total;
-    uint64_t execution_reports_total;     /* user data stream events, by type */
+    uint64_t execution_reports_total; /* user data stream events, by type */
     uint64_t account_positions_total;
     uint64_t other_user_events_total;
 };
@@ -152,16 +152,16 @@ struct cq_latency_histogram {
 void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns);
 
 struct cq_journal_metrics {
-    uint64_t queue_depth;                  /* gauge: records waiting for the writer */
-    uint64_t durable_seq;                  /* gauge: highest seq durable per the policy */
+    uint64_t queue_depth; /* gauge: records waiting for the writer */
+    uint64_t durable_seq; /* gauge: highest seq durable per the policy */
     uint64_t appends_total;
-    uint64_t queue_full_total;             /* appends refused with -CQ_EFULL */
+    uint64_t queue_full_total; /* appends refused with -CQ_EFULL */
     uint64_t fsyncs_total;
     uint64_t bytes_written_total;
     uint64_t snapshots_total;
     uint64_t verified_segments_total;
     uint64_t verify_failures_total;
-    uint64_t pauses_total;                 /* paused on ENOSPC/EIO */
+    uint64_t pauses_total;                   /* paused on ENOSPC/EIO */
     struct cq_latency_histogram commit_wait; /* append -> durable */
 };
 
@@ -173,11 +173,9 @@ struct cq_health_metrics {
 };
 
 /* Copy a service's counters into the board. Any thread. */
-void cq_health_set_feeder_metrics(struct cq_health_board *board,
-                                  const struct cq_feeder_metrics *m);
+void cq_health_set_feeder_metrics(struct cq_health_board *board, const struct cq_feeder_metrics *m);
 void cq_health_set_ares_metrics(struct cq_health_board *board, const struct cq_ares_metrics *m);
-void cq_health_set_trader_metrics(struct cq_health_board *board,
-                                  const struct cq_trader_metrics *m);
+void cq_health_set_trader_metrics(struct cq_health_board *board, const struct cq_trader_metrics *m);
 void cq_health_set_journal_metrics(struct cq_health_board *board,
                                    const struct cq_journal_metrics *m);
 /* One consistent copy of every service's counters. Any thread. */

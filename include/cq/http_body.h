@@ -49,9 +49,10 @@ enum cq_http_body_status {
  * relaxed atomics (counters only: nothing is ordered by them). */
 struct cq_http_body_stats {
     _Atomic uint64_t refused_announced; /* Content-Length over max_bytes: refused at the head */
-    _Atomic uint64_t refused_streamed;  /* no (or a lower) Content-Length: the bound hit while reading */
-    _Atomic uint64_t discarded_bytes;   /* bytes read and thrown away after a refusal */
-    _Atomic uint64_t dropped;           /* connections dropped: past the discard allowance */
+    _Atomic uint64_t
+        refused_streamed; /* no (or a lower) Content-Length: the bound hit while reading */
+    _Atomic uint64_t discarded_bytes; /* bytes read and thrown away after a refusal */
+    _Atomic uint64_t dropped;         /* connections dropped: past the discard allowance */
 };
 
 struct cq_http_body {

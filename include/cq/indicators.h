@@ -58,21 +58,45 @@ struct cq_ind_bar {
  * the scale of the deviations, not of the price (a flat window gives
  * exactly 0). */
 struct cq_ind_window {
-    double *values;    /* owned, n */
+    double *values; /* owned, n */
     size_t n, count, head;
     double sum, sum_sq, shift;
 };
 
-struct cq_sma { struct cq_ind_window w; };
-struct cq_ema { size_t n; double alpha, value, seed_sum; size_t count; };
-struct cq_rsi { size_t n; double prev_close, avg_gain, avg_loss, seed_gain, seed_loss;
-                size_t count; double value; };
-struct cq_macd { struct cq_ema fast, slow, signal; double line, hist; };
-struct cq_atr { size_t n; double prev_close, value, seed_sum; size_t count; };
-struct cq_bbands { struct cq_ind_window w; double k, middle, upper, lower; };
+struct cq_sma {
+    struct cq_ind_window w;
+};
+struct cq_ema {
+    size_t n;
+    double alpha, value, seed_sum;
+    size_t count;
+};
+struct cq_rsi {
+    size_t n;
+    double prev_close, avg_gain, avg_loss, seed_gain, seed_loss;
+    size_t count;
+    double value;
+};
+struct cq_macd {
+    struct cq_ema fast, slow, signal;
+    double line, hist;
+};
+struct cq_atr {
+    size_t n;
+    double prev_close, value, seed_sum;
+    size_t count;
+};
+struct cq_bbands {
+    struct cq_ind_window w;
+    double k, middle, upper, lower;
+};
 /* traded counts the bars in the window with volume > 0, exactly, so an
  * all-zero window is recognised without trusting a drifting Σ volume. */
-struct cq_vwap { struct cq_ind_window pv, vol; double last_close, value; size_t traded; };
+struct cq_vwap {
+    struct cq_ind_window pv, vol;
+    double last_close, value;
+    size_t traded;
+};
 
 /* init returns 0 or -CQ_EINVAL (period 0 or > CQ_IND_WINDOW_MAX, or an
  * ordering rule like MACD fast < slow) or -CQ_ENOMEM; fini frees. update is
@@ -125,8 +149,8 @@ double cq_vwap_value(const struct cq_vwap *x);
  * Each item produces one or more output columns, named
  * "ema_12", "rsi_14", "macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9",
  * "atr_14", "bb_mid_20_2", "bb_up_20_2", "bb_low_20_2", "sma_50", "vwap_20". */
-#define CQ_IND_SET_MAX 32       /* items */
-#define CQ_IND_COLUMNS_MAX 96   /* output columns */
+#define CQ_IND_SET_MAX 32     /* items */
+#define CQ_IND_COLUMNS_MAX 96 /* output columns */
 
 struct cq_ind_set;
 

@@ -54,9 +54,9 @@ enum cq_rec_type {
     CQ_REC_ORDER_FILL = 7,
     CQ_REC_ORDER_REJECT = 8,
     CQ_REC_RISK_DECISION = 9,
-    CQ_REC_QUARANTINE = 10,    /* scope: the quarantined scope: {"reason","detail"} */
+    CQ_REC_QUARANTINE = 10, /* scope: the quarantined scope: {"reason","detail"} */
     CQ_REC_UNQUARANTINE = 11,
-    CQ_REC_NOTE = 12,          /* free-form operator or test record */
+    CQ_REC_NOTE = 12, /* free-form operator or test record */
     CQ_REC__MAX
 };
 
@@ -78,14 +78,14 @@ uint16_t cq_rec_type_parse(const char *name);
 
 /* One record as read back. scope and payload are borrowed for the callback. */
 struct cq_journal_record {
-    uint64_t seq;          /* 1, 2, 3, … without gaps */
-    int64_t ts_us;         /* wall clock at append, µs since the epoch */
+    uint64_t seq;  /* 1, 2, 3, … without gaps */
+    int64_t ts_us; /* wall clock at append, µs since the epoch */
     uint16_t type;
-    const char *scope;     /* NUL-terminated, ≤ CQ_JOURNAL_SCOPE_MAX */
-    const void *payload;   /* JSON text in practice; any bytes are allowed */
+    const char *scope;   /* NUL-terminated, ≤ CQ_JOURNAL_SCOPE_MAX */
+    const void *payload; /* JSON text in practice; any bytes are allowed */
     size_t payload_len;
-    uint32_t segment;      /* segment file number it was read from */
-    uint64_t offset;       /* byte offset of the record in that segment */
+    uint32_t segment; /* segment file number it was read from */
+    uint64_t offset;  /* byte offset of the record in that segment */
 };
 
 /* ---- the filesystem boundary --------------------------------------------------- */
@@ -119,35 +119,35 @@ enum cq_journal_fsync {
 
 enum cq_journal_run_state {
     CQ_JOURNAL_OK,
-    CQ_JOURNAL_PAUSED,       /* ENOSPC / EIO on write: retrying, appends refused */
-    CQ_JOURNAL_FAILED,       /* fdatasync failed: appends refused until restart */
+    CQ_JOURNAL_PAUSED, /* ENOSPC / EIO on write: retrying, appends refused */
+    CQ_JOURNAL_FAILED, /* fdatasync failed: appends refused until restart */
     CQ_JOURNAL_STOPPED
 };
 
 struct cq_journal_options {
-    const char *dir;                   /* DATA_DIR/journal (created) */
+    const char *dir; /* DATA_DIR/journal (created) */
     enum cq_journal_fsync fsync;
-    size_t queue_capacity;             /* records waiting; default 65536 */
-    uint64_t segment_max_bytes;        /* roll to a new segment; default 64 MiB */
-    uint64_t snapshot_every_records;   /* default 100000 */
-    int64_t snapshot_every_ms;         /* default 60000 */
-    unsigned keep_snapshots;           /* default 2 (older ones and their segments pruned) */
-    int64_t verify_every_ms;           /* background verify of sealed segments; default 60000; 0 = off */
-    int64_t pause_retry_ms;            /* PAUSED: retry the write every; default 1000 */
-    const struct cq_journal_fs *fs;    /* NULL = posix; borrowed */
-    const struct cq_clock *clock;      /* NULL = system; borrowed */
-    struct cq_health_board *board;     /* NULL = no health publishing; borrowed */
+    size_t queue_capacity;           /* records waiting; default 65536 */
+    uint64_t segment_max_bytes;      /* roll to a new segment; default 64 MiB */
+    uint64_t snapshot_every_records; /* default 100000 */
+    int64_t snapshot_every_ms;       /* default 60000 */
+    unsigned keep_snapshots;         /* default 2 (older ones and their segments pruned) */
+    int64_t verify_every_ms; /* background verify of sealed segments; default 60000; 0 = off */
+    int64_t pause_retry_ms;  /* PAUSED: retry the write every; default 1000 */
+    const struct cq_journal_fs *fs; /* NULL = posix; borrowed */
+    const struct cq_clock *clock;   /* NULL = system; borrowed */
+    struct cq_health_board *board;  /* NULL = no health publishing; borrowed */
 };
 
 /* What opening the directory found and did. */
 struct cq_journal_recovery {
-    uint64_t snapshot_seq;       /* last seq covered by the snapshot used (0 = none) */
-    uint64_t replayed_records;   /* tail records replayed on top of it */
-    uint64_t last_seq;           /* the journal continues at last_seq + 1 */
-    bool torn_tail_truncated;    /* a partial last record was cut off (logged) */
+    uint64_t snapshot_seq;     /* last seq covered by the snapshot used (0 = none) */
+    uint64_t replayed_records; /* tail records replayed on top of it */
+    uint64_t last_seq;         /* the journal continues at last_seq + 1 */
+    bool torn_tail_truncated;  /* a partial last record was cut off (logged) */
     uint64_t torn_bytes;
-    uint32_t corrupt_segments;   /* segments with corruption inside (not a torn tail) */
-    char first_corruption[256];  /* "segment 3 offset 4096: CRC mismatch", or "" */
+    uint32_t corrupt_segments;  /* segments with corruption inside (not a torn tail) */
+    char first_corruption[256]; /* "segment 3 offset 4096: CRC mismatch", or "" */
     char quarantined[8][CQ_JOURNAL_SCOPE_MAX + 1]; /* scopes quarantined by recovery */
     size_t n_quarantined;
 };
@@ -189,8 +189,8 @@ void cq_journal_free(struct cq_journal *j);
  * -CQ_EAGAIN: journal PAUSED; -CQ_EIO: FAILED or stopped; -CQ_EINVAL: scope
  * or payload too long or type unknown; -CQ_EPERM: an order.intent for a
  * quarantined scope (or while "global" is quarantined). */
-int cq_journal_append(struct cq_journal *j, uint16_t type, const char *scope,
-                      const void *payload, size_t payload_len, uint64_t *seq) CQ_WUR;
+int cq_journal_append(struct cq_journal *j, uint16_t type, const char *scope, const void *payload,
+                      size_t payload_len, uint64_t *seq) CQ_WUR;
 
 /* Block until seq is durable per the fsync policy. 0, -CQ_ETIMEDOUT, or
  * -CQ_EIO when the journal FAILED before seq became durable. timeout_ms < 0
@@ -209,11 +209,11 @@ bool cq_journal_scope_quarantined(struct cq_journal *j, const char *scope);
 
 struct cq_journal_stats {
     enum cq_journal_run_state state;
-    uint64_t last_seq;            /* assigned */
-    uint64_t written_seq;         /* written to the file */
-    uint64_t durable_seq;         /* per policy */
+    uint64_t last_seq;    /* assigned */
+    uint64_t written_seq; /* written to the file */
+    uint64_t durable_seq; /* per policy */
     size_t queue_depth, queue_capacity;
-    uint64_t appends_total, full_total;   /* full_total: -CQ_EFULL answers */
+    uint64_t appends_total, full_total; /* full_total: -CQ_EFULL answers */
     uint64_t bytes_written_total, fsyncs_total, batches_total;
     uint64_t commit_wait_p50_us, commit_wait_p99_us; /* append -> durable, recent window */
     struct cq_latency_histogram commit_wait;         /* append -> durable, since open (/metrics) */
@@ -238,11 +238,11 @@ struct cq_journal_verify_report {
     uint64_t bytes;
     uint64_t first_seq, last_seq;
     bool ok;
-    uint32_t bad_segment;         /* where the first problem is (if !ok) */
+    uint32_t bad_segment; /* where the first problem is (if !ok) */
     uint64_t bad_offset;
-    char problem[256];            /* "CRC mismatch", "hash chain broken", "seq gap 41 -> 43",
-                                   * "truncated record", "bad segment header", … */
-    bool torn_tail;               /* the only problem is a partial last record */
+    char problem[256]; /* "CRC mismatch", "hash chain broken", "seq gap 41 -> 43",
+                        * "truncated record", "bad segment header", … */
+    bool torn_tail;    /* the only problem is a partial last record */
 };
 
 /* Check every segment: headers, lengths, CRC32C, seq continuity, the hash
@@ -270,12 +270,12 @@ int cq_journal_replay_dir(const char *dir, const struct cq_journal_fs *fs, bool 
                           json_t **state, struct cq_err *err) CQ_WUR;
 /* What a replay used and what it skipped (for the command line). */
 struct cq_journal_replay_info {
-    uint64_t snapshot_seq;        /* the snapshot used (0 = none) */
-    uint64_t replayed_records;    /* records applied on top of it */
+    uint64_t snapshot_seq;     /* the snapshot used (0 = none) */
+    uint64_t replayed_records; /* records applied on top of it */
     uint64_t last_seq;
-    size_t n_skipped;             /* snapshots not used, newest first */
+    size_t n_skipped; /* snapshots not used, newest first */
     uint64_t skipped_seq[16];
-    char skipped_why[16][160];    /* "ahead of the journal (last seq 41)", "…: checksum mismatch" */
+    char skipped_why[16][160]; /* "ahead of the journal (last seq 41)", "…: checksum mismatch" */
 };
 
 /* cq_journal_replay_dir, and *info (may be NULL) says which snapshot was
@@ -300,6 +300,7 @@ int cq_journal_export_dir(const char *dir, const struct cq_journal_fs *fs, FILE 
                           struct cq_err *err) CQ_WUR;
 
 /* Write a snapshot of the directory's replayed state now (offline). */
-int cq_journal_snapshot_dir(const char *dir, const struct cq_journal_fs *fs, struct cq_err *err) CQ_WUR;
+int cq_journal_snapshot_dir(const char *dir, const struct cq_journal_fs *fs,
+                            struct cq_err *err) CQ_WUR;
 
 #endif /* CQ_JOURNAL_H */

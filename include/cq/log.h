@@ -35,34 +35,29 @@
 #include "cq/clock.h"
 #include "cq/common.h"
 
-enum cq_log_level {
-    CQ_LOG_DEBUG,
-    CQ_LOG_INFO,
-    CQ_LOG_WARN,
-    CQ_LOG_ERROR
-};
+enum cq_log_level { CQ_LOG_DEBUG, CQ_LOG_INFO, CQ_LOG_WARN, CQ_LOG_ERROR };
 
 /* A formatted line is at most this long; longer msg/fields are truncated and
  * the line gets "truncated":true (still valid JSON). */
 #define CQ_LOG_LINE_MAX 8192
 
 struct cq_log_options {
-    const char *dir;           /* log directory (created); NULL = no file */
-    bool to_stderr;            /* also write to stderr */
+    const char *dir; /* log directory (created); NULL = no file */
+    bool to_stderr;  /* also write to stderr */
     enum cq_log_level level;
-    int64_t max_bytes;         /* rotate before the file exceeds this */
-    int keep;                  /* rotated files kept (coinquantd.log.1 … .keep) */
-    size_t ring_lines;         /* recent lines kept in memory (0 = none) */
+    int64_t max_bytes;            /* rotate before the file exceeds this */
+    int keep;                     /* rotated files kept (coinquantd.log.1 … .keep) */
+    size_t ring_lines;            /* recent lines kept in memory (0 = none) */
     const struct cq_clock *clock; /* NULL = system clock; borrowed */
 };
 
 struct cq_log_stats {
-    uint64_t lines_total;    /* lines accepted (after level filter) */
-    uint64_t lines_dropped;  /* dropped because the queue was full */
-    uint64_t bytes_written;  /* to the file */
+    uint64_t lines_total;   /* lines accepted (after level filter) */
+    uint64_t lines_dropped; /* dropped because the queue was full */
+    uint64_t bytes_written; /* to the file */
     uint64_t rotations;
-    uint64_t write_errors;   /* failed writes/opens/renames (each also reported on stderr) */
-    uint64_t queue_bytes;    /* bytes waiting in the queue now */
+    uint64_t write_errors; /* failed writes/opens/renames (each also reported on stderr) */
+    uint64_t queue_bytes;  /* bytes waiting in the queue now */
     uint64_t queue_max_bytes;
 };
 
@@ -97,8 +92,8 @@ char *cq_log_redact_dup(const char *s);
 /* Emit one line. fields: a JSON object whose members are appended after
  * "msg" in their order (stolen; may be NULL). Members named ts, level,
  * service, event or msg are renamed with a "field_" prefix. Use the macros. */
-void cq_log__emit(enum cq_log_level level, const char *service, const char *event,
-                  json_t *fields, const char *fmt, ...) CQ_PRINTF(5, 6);
+void cq_log__emit(enum cq_log_level level, const char *service, const char *event, json_t *fields,
+                  const char *fmt, ...) CQ_PRINTF(5, 6);
 
 /* Release a fields object that will not be logged (NULL ok). */
 void cq_log__discard(json_t *fields);
@@ -108,14 +103,14 @@ void cq_log__discard(json_t *fields);
  * released even when the line is filtered out. The message and its
  * arguments are evaluated, and the line formatted, only when the level is
  * enabled. */
-#define cq_log(level, service, event, fields, ...)                         \
-    do {                                                                   \
-        json_t *cq_log_fields_ = (fields);                                 \
-        if (cq_log_enabled(level)) {                                       \
-            cq_log__emit((level), (service), (event), cq_log_fields_, __VA_ARGS__); \
-        } else {                                                           \
-            cq_log__discard(cq_log_fields_);                               \
-        }                                                                  \
+#define cq_log(level, service, event, fields, ...)                                                 \
+    do {                                                                                           \
+        json_t *cq_log_fields_ = (fields);                                                         \
+        if (cq_log_enabled(level)) {                                                               \
+            cq_log__emit((level), (service), (event), cq_log_fields_, __VA_ARGS__);                \
+        } else {                                                                                   \
+            cq_log__discard(cq_log_fields_);                                                       \
+        }                                                                                          \
     } while (0)
 #define cq_log_debug(svc, ev, fields, ...) cq_log(CQ_LOG_DEBUG, svc, ev, fields, __VA_ARGS__)
 #define cq_log_info(svc, ev, fields, ...) cq_log(CQ_LOG_INFO, svc, ev, fields, __VA_ARGS__)

@@ -31,9 +31,9 @@
  * backfill, never from a forming candle that simply stopped changing. */
 struct cq_candle {
     int64_t open_ms;
-    int64_t close_ms;        /* open_ms + 59999 */
+    int64_t close_ms; /* open_ms + 59999 */
     cq_dec open, high, low, close;
-    cq_dec volume;           /* base */
+    cq_dec volume; /* base */
     cq_dec quote_volume;
     uint32_t trades;
     bool closed;
@@ -47,26 +47,26 @@ struct cq_book_top {
 struct cq_trade_tick {
     uint64_t trade_id;
     cq_dec price, qty;
-    int64_t time_ms;         /* exchange trade time */
+    int64_t time_ms; /* exchange trade time */
     bool buyer_is_maker;
 };
 
 enum cq_market_event_type {
-    CQ_MARKET_CANDLE_CLOSED,  /* never dropped */
-    CQ_MARKET_BOOK,           /* coalesced per symbol */
-    CQ_MARKET_TRADE,          /* may be dropped when full (counted) */
+    CQ_MARKET_CANDLE_CLOSED, /* never dropped */
+    CQ_MARKET_BOOK,          /* coalesced per symbol */
+    CQ_MARKET_TRADE,         /* may be dropped when full (counted) */
 };
 
 enum cq_candle_source {
-    CQ_CANDLE_FROM_STREAM,    /* x=true kline */
-    CQ_CANDLE_FROM_BACKFILL,  /* GET /api/v3/klines after a gap */
-    CQ_CANDLE_FROM_WARMUP     /* history fetched at start */
+    CQ_CANDLE_FROM_STREAM,   /* x=true kline */
+    CQ_CANDLE_FROM_BACKFILL, /* GET /api/v3/klines after a gap */
+    CQ_CANDLE_FROM_WARMUP    /* history fetched at start */
 };
 
 struct cq_market_event {
     enum cq_market_event_type type;
-    int symbol_idx;                    /* index into CQ_SYMBOLS */
-    int64_t recv_mono_ms;              /* when the feeder received it */
+    int symbol_idx;       /* index into CQ_SYMBOLS */
+    int64_t recv_mono_ms; /* when the feeder received it */
     union {
         struct {
             struct cq_candle candle;

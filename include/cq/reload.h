@@ -36,9 +36,9 @@ struct cq_reloader;
 
 /* What a finished reload read. Owned by the caller: cq_reload_result_fini. */
 struct cq_reload_result {
-    struct cq_config *config;          /* NULL: the load failed (report->errors say why) */
-    struct cq_config_report *report;   /* warnings and errors of the load */
-    int64_t took_ms;                   /* from the thread's start to the end of the load */
+    struct cq_config *config;        /* NULL: the load failed (report->errors say why) */
+    struct cq_config_report *report; /* warnings and errors of the load */
+    int64_t took_ms;                 /* from the thread's start to the end of the load */
 };
 void cq_reload_result_fini(struct cq_reload_result *res);
 
@@ -46,8 +46,7 @@ void cq_reload_result_fini(struct cq_reload_result *res);
  * NULL-terminated "KEY=VALUE" lists (either may be NULL), read together as
  * one environment (the process environment, then the secrets main() took out
  * of it). They are copied at each request. NULL on ENOMEM. */
-struct cq_reloader *cq_reloader_new(const char *path, char *const *envp,
-                                    char *const *secret_envp);
+struct cq_reloader *cq_reloader_new(const char *path, char *const *envp, char *const *secret_envp);
 
 enum cq_reload_request {
     CQ_RELOAD_STARTED = 0,   /* a reload thread was started */

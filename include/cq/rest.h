@@ -61,20 +61,20 @@
 #include "cq/decimal.h"
 
 enum cq_rest_security {
-    CQ_SEC_NONE,        /* public market data: no key sent */
-    CQ_SEC_API_KEY,     /* USER_STREAM: X-MBX-APIKEY only */
-    CQ_SEC_SIGNED       /* TRADE / USER_DATA: key + timestamp + recvWindow + signature */
+    CQ_SEC_NONE,    /* public market data: no key sent */
+    CQ_SEC_API_KEY, /* USER_STREAM: X-MBX-APIKEY only */
+    CQ_SEC_SIGNED   /* TRADE / USER_DATA: key + timestamp + recvWindow + signature */
 };
 
 enum cq_rest_status {
-    CQ_REST_OK,            /* 2xx with a JSON body */
-    CQ_REST_REJECTED,      /* 4xx with {"code","msg"}: the exchange said no, definitively */
-    CQ_REST_UNKNOWN,       /* an order request's fate is unknown: query before acting */
-    CQ_REST_RATE_LIMITED,  /* 429 now or one still in force: wait retry_after_ms */
-    CQ_REST_BANNED,        /* 418 now or latched: nothing is sent until it ends */
-    CQ_REST_THROTTLED,     /* refused locally: would cross the weight/order headroom */
-    CQ_REST_NETWORK,       /* no usable answer for a safe request after the retries */
-    CQ_REST_BAD_RESPONSE   /* an answer that is not the JSON the endpoint promises */
+    CQ_REST_OK,           /* 2xx with a JSON body */
+    CQ_REST_REJECTED,     /* 4xx with {"code","msg"}: the exchange said no, definitively */
+    CQ_REST_UNKNOWN,      /* an order request's fate is unknown: query before acting */
+    CQ_REST_RATE_LIMITED, /* 429 now or one still in force: wait retry_after_ms */
+    CQ_REST_BANNED,       /* 418 now or latched: nothing is sent until it ends */
+    CQ_REST_THROTTLED,    /* refused locally: would cross the weight/order headroom */
+    CQ_REST_NETWORK,      /* no usable answer for a safe request after the retries */
+    CQ_REST_BAD_RESPONSE  /* an answer that is not the JSON the endpoint promises */
 };
 
 const char *cq_rest_status_name(enum cq_rest_status s); /* "ok", "rejected", … */
@@ -85,13 +85,13 @@ const char *cq_rest_status_name(enum cq_rest_status s); /* "ok", "rejected", …
 
 struct cq_rest_response {
     enum cq_rest_status status;
-    int http_status;          /* last HTTP status seen (0 if none) */
-    int code;                 /* the exchange's error code, e.g. -2010; 0 if none */
-    char msg[256];            /* the exchange's msg verbatim, or our description */
-    json_t *body;             /* owned: the parsed body for OK (and the error object) */
-    int64_t retry_after_ms;   /* RATE_LIMITED / BANNED / THROTTLED: how long to wait */
-    int attempts;             /* requests actually sent */
-    int64_t latency_ms;       /* of the last attempt */
+    int http_status;        /* last HTTP status seen (0 if none) */
+    int code;               /* the exchange's error code, e.g. -2010; 0 if none */
+    char msg[256];          /* the exchange's msg verbatim, or our description */
+    json_t *body;           /* owned: the parsed body for OK (and the error object) */
+    int64_t retry_after_ms; /* RATE_LIMITED / BANNED / THROTTLED: how long to wait */
+    int attempts;           /* requests actually sent */
+    int64_t latency_ms;     /* of the last attempt */
 };
 
 /* Release body; safe on a zeroed or already released response. */
@@ -112,8 +112,8 @@ void cq_rest_params_add_int(struct cq_rest_params *p, const char *key, int64_t v
 void cq_rest_params_add_dec(struct cq_rest_params *p, const char *key, cq_dec value);
 
 struct cq_rest_options {
-    const char *base_url;          /* "https://api.binance.com" or "http://127.0.0.1:P" */
-    const char *api_key;           /* NULL: public endpoints only */
+    const char *base_url; /* "https://api.binance.com" or "http://127.0.0.1:P" */
+    const char *api_key;  /* NULL: public endpoints only */
     const char *api_secret;
     const char *service;           /* log service name: "feeder", "trader" */
     int64_t connect_timeout_ms;    /* default 2000 */
@@ -175,22 +175,22 @@ int cq_rest_sync_time(struct cq_rest_client *c, struct cq_err *err) CQ_WUR;
 void cq_rest_client_learn_limits(struct cq_rest_client *c, const json_t *exchange_info);
 
 struct cq_rest_budget {
-    uint32_t used_weight_1m;       /* last X-MBX-USED-WEIGHT-1M (0 after the minute rolls) */
+    uint32_t used_weight_1m; /* last X-MBX-USED-WEIGHT-1M (0 after the minute rolls) */
     uint32_t weight_limit_1m;
-    uint32_t order_count_10s;      /* last X-MBX-ORDER-COUNT-10S */
+    uint32_t order_count_10s; /* last X-MBX-ORDER-COUNT-10S */
     uint32_t order_limit_10s;
-    int64_t rate_limited_for_ms;   /* > 0 while a 429's Retry-After is in force */
-    int64_t banned_for_ms;         /* > 0 while a 418 ban is latched */
-    int64_t time_offset_ms;        /* server - local */
-    int64_t last_sync_age_ms;      /* since the last successful time sync; -1 if never */
-    uint64_t requests_total;       /* requests sent */
+    int64_t rate_limited_for_ms; /* > 0 while a 429's Retry-After is in force */
+    int64_t banned_for_ms;       /* > 0 while a 418 ban is latched */
+    int64_t time_offset_ms;      /* server - local */
+    int64_t last_sync_age_ms;    /* since the last successful time sync; -1 if never */
+    uint64_t requests_total;     /* requests sent */
     uint64_t retries_total;
-    uint64_t throttled_total;      /* refused locally for headroom */
-    uint64_t rate_limited_total;   /* 429s received */
-    uint64_t banned_total;         /* 418s received */
-    uint64_t unknown_total;        /* order requests with an unknown outcome */
+    uint64_t throttled_total;    /* refused locally for headroom */
+    uint64_t rate_limited_total; /* 429s received */
+    uint64_t banned_total;       /* 418s received */
+    uint64_t unknown_total;      /* order requests with an unknown outcome */
     uint64_t time_syncs_total;
-    uint64_t errors_total;         /* REJECTED + NETWORK + BAD_RESPONSE */
+    uint64_t errors_total; /* REJECTED + NETWORK + BAD_RESPONSE */
 };
 
 /* Snapshot of the budget and counters; any thread. */

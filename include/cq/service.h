@@ -23,7 +23,7 @@
 
 struct cq_service_ops {
     enum cq_service_id id;
-    int tick_ms;  /* step period; the stop request interrupts the wait */
+    int tick_ms; /* step period; the stop request interrupts the wait */
     /* One loop iteration on the service's thread. Returns 0, or a negative
      * CQ_E* code: the loop then ends and the service is marked down with
      * reason "failed". The step publishes its own health record. */

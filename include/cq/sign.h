@@ -12,7 +12,7 @@
 
 #include "cq/common.h"
 
-#define CQ_SIGN_HEX_LEN 64  /* hex characters, without the NUL */
+#define CQ_SIGN_HEX_LEN 64 /* hex characters, without the NUL */
 
 /* out receives 64 lowercase hex characters and a NUL (65 bytes). The payload
  * is query followed by body; either may be NULL/0. Returns 0, or -CQ_EIO if

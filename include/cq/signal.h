@@ -25,12 +25,12 @@ struct cq_signal {
     char symbol[CQ_SYMBOL_LEN];
     int symbol_idx;
     enum cq_side side;
-    double strength;              /* 0..1 */
+    double strength; /* 0..1 */
     char reason[96];
-    cq_dec reference_price;       /* the candle's exact close */
+    cq_dec reference_price; /* the candle's exact close */
     int64_t candle_open_ms;
-    int64_t created_at_us;        /* wall clock */
-    bool test;                    /* TEST_ALLOW_DEFAULT_SIGNAL's periodic test signal */
+    int64_t created_at_us; /* wall clock */
+    bool test;             /* TEST_ALLOW_DEFAULT_SIGNAL's periodic test signal */
 };
 
 /* Fill s->id from the other fields. */

@@ -21,7 +21,8 @@
 #include "cq/market.h"
 
 #define CQ_SIM_DEFAULT_API_KEY "simex-local-api-key-0000000000000000000000000000000000000000000000"
-#define CQ_SIM_DEFAULT_API_SECRET "simex-local-api-secret-000000000000000000000000000000000000000000"
+#define CQ_SIM_DEFAULT_API_SECRET                                                                  \
+    "simex-local-api-secret-000000000000000000000000000000000000000000"
 #define CQ_SIM_DEFAULT_BALANCES "USDT=10000,BTC=0,ETH=0"
 
 /* An asset name, in characters (A-Z 0-9): never longer than a symbol, so the
@@ -35,21 +36,21 @@ struct cq_sim_balance {
 };
 
 struct cq_sim_options {
-    const char *bind;                  /* "127.0.0.1" */
-    int rest_port;                     /* 0 = ephemeral */
-    int ws_port;                       /* 0 = ephemeral */
-    const char *const *symbols;        /* e.g. {"BTCUSDT","ETHUSDT"} */
+    const char *bind;           /* "127.0.0.1" */
+    int rest_port;              /* 0 = ephemeral */
+    int ws_port;                /* 0 = ephemeral */
+    const char *const *symbols; /* e.g. {"BTCUSDT","ETHUSDT"} */
     size_t n_symbols;
-    const char *data_path;             /* recorded klines (dir or file); NULL = synthetic */
-    uint32_t speed;                    /* replay multiplier, 1..1000000 */
-    bool speed_max;                    /* --speed max: no waiting between events */
+    const char *data_path; /* recorded klines (dir or file); NULL = synthetic */
+    uint32_t speed;        /* replay multiplier, 1..1000000 */
+    bool speed_max;        /* --speed max: no waiting between events */
     uint64_t seed;
-    const char *api_key;               /* NULL = CQ_SIM_DEFAULT_API_KEY */
-    const char *api_secret;            /* NULL = CQ_SIM_DEFAULT_API_SECRET */
+    const char *api_key;    /* NULL = CQ_SIM_DEFAULT_API_KEY */
+    const char *api_secret; /* NULL = CQ_SIM_DEFAULT_API_SECRET */
     const struct cq_sim_balance *balances;
     size_t n_balances;
-    unsigned maker_bps, taker_bps;     /* fees; default 10/10 */
-    const char *state_path;            /* --state FILE, or NULL */
+    unsigned maker_bps, taker_bps; /* fees; default 10/10 */
+    const char *state_path;        /* --state FILE, or NULL */
     /* Limits announced in exchangeInfo and enforced (0 = Binance's defaults:
      * 6000 weight per minute, 50 orders per 10 s, 160000 per day). Tests
      * lower them to reach 429 quickly. */
@@ -78,10 +79,10 @@ struct cq_sim_options {
     uint32_t rest_connections_max;
 };
 
-#define CQ_SIM_CONTROL_TOKEN_MIN 16   /* characters */
-#define CQ_SIM_CONTROL_TOKEN_MAX 256  /* characters */
-#define CQ_SIM_API_KEY_MAX 256        /* characters, like Binance's header limit */
-#define CQ_SIM_API_SECRET_MAX 512     /* characters */
+#define CQ_SIM_CONTROL_TOKEN_MIN 16  /* characters */
+#define CQ_SIM_CONTROL_TOKEN_MAX 256 /* characters */
+#define CQ_SIM_API_KEY_MAX 256       /* characters, like Binance's header limit */
+#define CQ_SIM_API_SECRET_MAX 512    /* characters */
 #define CQ_SIM_REST_HEAD_DEADLINE_MS 5000u
 #define CQ_SIM_REST_PER_IP_MAX 64u
 #define CQ_SIM_REST_CONNECTIONS_MAX 128u

@@ -30,9 +30,9 @@ struct cq_spsc {
      * other's with acquire, so a slot's bytes are visible before its index. */
     _Atomic size_t head;
     _Atomic size_t tail;
-    size_t mask;            /* capacity - 1 */
+    size_t mask; /* capacity - 1 */
     size_t elem_size;
-    unsigned char *slots;   /* owned */
+    unsigned char *slots;      /* owned */
     _Atomic uint64_t pushed;   /* totals, for metrics */
     _Atomic uint64_t full;     /* push attempts that found the ring full */
     _Atomic size_t high_water; /* most messages ever waiting */

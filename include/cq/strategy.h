@@ -37,36 +37,33 @@
 
 #define CQ_STRATEGY_PARAMS_MAX 8
 
-enum cq_side {
-    CQ_SIDE_BUY,
-    CQ_SIDE_SELL
-};
+enum cq_side { CQ_SIDE_BUY, CQ_SIDE_SELL };
 
 const char *cq_side_name(enum cq_side side); /* "BUY", "SELL" */
 
 /* What a strategy says on a bar. */
 struct cq_strategy_signal {
     enum cq_side side;
-    double strength;   /* 0..1, strategy-defined (e.g. normalised EMA spread) */
-    char reason[96];   /* "ema_12 crossed above ema_26" */
+    double strength; /* 0..1, strategy-defined (e.g. normalised EMA spread) */
+    char reason[96]; /* "ema_12 crossed above ema_26" */
 };
 
 struct cq_strategy_param {
-    const char *name;    /* "fast" */
+    const char *name; /* "fast" */
     double default_value;
-    double min, max;     /* inclusive */
-    bool integer;        /* must be a whole number */
+    double min, max; /* inclusive */
+    bool integer;    /* must be a whole number */
     const char *doc;
 };
 
 struct cq_strategy_ops {
-    const char *name;                          /* "ema_cross" */
-    const char *doc;                           /* one line */
+    const char *name; /* "ema_cross" */
+    const char *doc;  /* one line */
     const struct cq_strategy_param *params;
     size_t n_params;
     /* Cross-parameter rule (e.g. fast < slow): 0, or -1 with why/hint. */
     int (*check)(const double *values, char *why, size_t why_len, char *hint, size_t hint_len);
-    size_t state_size;                         /* bytes of per-instance state */
+    size_t state_size; /* bytes of per-instance state */
     int (*init)(void *state, const double *values);
     void (*fini)(void *state);
     /* One closed candle: 1 and *sig filled when it signals, else 0. */
@@ -87,8 +84,8 @@ const struct cq_strategy_ops *cq_strategy_at(size_t i);
  * defaults). 0, or -CQ_ECONFIG with why (what is wrong) and hint (the fix,
  * e.g. "did you mean slow?", "write a whole number from 2 to 1000").
  * name NULL/unknown: -CQ_ECONFIG naming the known strategies. */
-int cq_strategy_params_check(const char *name, const char *spec, double *values_out,
-                             char *why, size_t why_len, char *hint, size_t hint_len) CQ_WUR;
+int cq_strategy_params_check(const char *name, const char *spec, double *values_out, char *why,
+                             size_t why_len, char *hint, size_t hint_len) CQ_WUR;
 
 /* Register cq_strategy_params_check as the config layer's check of
  * CQ_STRATEGY / CQ_STRATEGY_PARAMS (cq_config_set_strategy_check). Call it

@@ -41,10 +41,10 @@
 #include "cq/common.h"
 
 enum cq_ws_state {
-    CQ_WS_IDLE,          /* not started, or stopped */
+    CQ_WS_IDLE, /* not started, or stopped */
     CQ_WS_CONNECTING,
     CQ_WS_CONNECTED,
-    CQ_WS_BACKOFF        /* waiting before the next attempt */
+    CQ_WS_BACKOFF /* waiting before the next attempt */
 };
 
 const char *cq_ws_state_name(enum cq_ws_state s);
@@ -62,44 +62,44 @@ struct cq_ws_callbacks {
 /* stall_ms has no default and 0 is refused (-CQ_EINVAL): "0" reads as "no
  * check" to one caller and as "the default" to another, and the user data
  * stream once got a 10 s stall check that way. Say which you mean. */
-#define CQ_WS_STALL_NONE ((int64_t)-1)  /* no stall check: quiet by nature */
-#define CQ_WS_STALL_DEFAULT_MS 10000    /* a market stream's usual choice */
+#define CQ_WS_STALL_NONE ((int64_t)-1) /* no stall check: quiet by nature */
+#define CQ_WS_STALL_DEFAULT_MS 10000   /* a market stream's usual choice */
 /* silence_ms = 0: 5 min, 15 of Binance's 20 s pings (or one 3-min ping and
  * its jitter, the older schedule) */
 #define CQ_WS_SILENCE_DEFAULT_MS 300000
 
 struct cq_ws_client_options {
-    const char *url;             /* "ws://127.0.0.1:P/stream?streams=btcusdt@trade/…" (ws:// or wss://) */
-    const char *name;            /* for logs and stats: "market", "user" */
-    int64_t connect_timeout_ms;  /* default 5000 */
-    int64_t stall_ms;            /* required: > 0 (no message for that long -> "stall"), or
-                                  * CQ_WS_STALL_NONE. Server pings are not messages. */
-    int64_t silence_ms;          /* nothing received, server pings included, for that long
-                                  * -> "silence"; 0 = CQ_WS_SILENCE_DEFAULT_MS */
-    int64_t backoff_base_ms;     /* default 250 */
-    int64_t backoff_max_ms;      /* default 30000 */
-    int64_t max_lifetime_ms;     /* default 23 h 50 min */
-    size_t max_message_bytes;    /* default 1 MiB */
-    uint64_t jitter_seed;        /* 0 = from the clock */
+    const char *url;  /* "ws://127.0.0.1:P/stream?streams=btcusdt@trade/…" (ws:// or wss://) */
+    const char *name; /* for logs and stats: "market", "user" */
+    int64_t connect_timeout_ms;   /* default 5000 */
+    int64_t stall_ms;             /* required: > 0 (no message for that long -> "stall"), or
+                                   * CQ_WS_STALL_NONE. Server pings are not messages. */
+    int64_t silence_ms;           /* nothing received, server pings included, for that long
+                                   * -> "silence"; 0 = CQ_WS_SILENCE_DEFAULT_MS */
+    int64_t backoff_base_ms;      /* default 250 */
+    int64_t backoff_max_ms;       /* default 30000 */
+    int64_t max_lifetime_ms;      /* default 23 h 50 min */
+    size_t max_message_bytes;     /* default 1 MiB */
+    uint64_t jitter_seed;         /* 0 = from the clock */
     const struct cq_clock *clock; /* NULL = system; borrowed */
 };
 
 struct cq_ws_client_stats {
     enum cq_ws_state state;
-    uint64_t connects_total;       /* successful handshakes */
+    uint64_t connects_total; /* successful handshakes */
     uint64_t connect_failures_total;
     uint64_t disconnects_total;
     uint64_t stalls_total;
-    uint64_t silences_total;       /* reconnects for "silence" */
+    uint64_t silences_total; /* reconnects for "silence" */
     uint64_t lifetime_reconnects_total;
     uint64_t messages_total;
     uint64_t bytes_total;
     uint64_t oversize_total;
-    int64_t last_message_mono_ms;  /* 0 if none yet */
-    int64_t last_rx_mono_ms;       /* anything received, server pings included; 0 if none */
+    int64_t last_message_mono_ms;    /* 0 if none yet */
+    int64_t last_rx_mono_ms;         /* anything received, server pings included; 0 if none */
     int64_t connected_since_mono_ms; /* 0 unless connected */
-    int64_t next_attempt_in_ms;    /* BACKOFF: time left */
-    int64_t backoff_ms;            /* the current backoff cap */
+    int64_t next_attempt_in_ms;      /* BACKOFF: time left */
+    int64_t backoff_ms;              /* the current backoff cap */
 };
 
 struct cq_ws_loop;

@@ -50,12 +50,12 @@
 #include "cq/ws_client.h"
 
 #define CQ_WSAPI_PATH "/ws-api/v3"
-#define CQ_WSAPI_URL_MAX 600                   /* bytes of a URL, with the NUL */
-#define CQ_WSAPI_RECV_WINDOW_MS 5000           /* recvWindow sent with the subscribe */
-#define CQ_WSAPI_SUBSCRIBE_TIMEOUT_MS 10000    /* no answer to a subscribe: reconnect */
-#define CQ_WSAPI_RETRY_MIN_MS 1000             /* first wait after a refused subscribe */
-#define CQ_WSAPI_RETRY_MAX_MS 300000           /* longest wait between two (5 min) */
-#define CQ_WSAPI_PROBLEM_MAX 160               /* bytes of the last problem, with the NUL */
+#define CQ_WSAPI_URL_MAX 600                /* bytes of a URL, with the NUL */
+#define CQ_WSAPI_RECV_WINDOW_MS 5000        /* recvWindow sent with the subscribe */
+#define CQ_WSAPI_SUBSCRIBE_TIMEOUT_MS 10000 /* no answer to a subscribe: reconnect */
+#define CQ_WSAPI_RETRY_MIN_MS 1000          /* first wait after a refused subscribe */
+#define CQ_WSAPI_RETRY_MAX_MS 300000        /* longest wait between two (5 min) */
+#define CQ_WSAPI_PROBLEM_MAX 160            /* bytes of the last problem, with the NUL */
 
 enum cq_wsapi_state {
     CQ_WSAPI_IDLE,        /* not started, or stopped */
@@ -80,28 +80,28 @@ struct cq_wsapi_callbacks {
 };
 
 struct cq_wsapi_options {
-    const char *url;            /* ws(s)://host[:port]/ws-api/v3; copied */
-    const char *api_key;        /* copied */
-    const char *api_secret;     /* copied; never logged */
-    int64_t backoff_max_ms;     /* reconnect backoff cap; 0 = the ws client's default */
-    int64_t max_lifetime_ms;    /* 0 = the ws client's default (23 h 50 min) */
-    uint64_t jitter_seed;       /* 0 = from the clock */
+    const char *url;              /* ws(s)://host[:port]/ws-api/v3; copied */
+    const char *api_key;          /* copied */
+    const char *api_secret;       /* copied; never logged */
+    int64_t backoff_max_ms;       /* reconnect backoff cap; 0 = the ws client's default */
+    int64_t max_lifetime_ms;      /* 0 = the ws client's default (23 h 50 min) */
+    uint64_t jitter_seed;         /* 0 = from the clock */
     const struct cq_clock *clock; /* NULL = system; borrowed */
 };
 
 struct cq_wsapi_stats {
     enum cq_wsapi_state state;
-    char reason[64];                 /* why it is in that state (snake_case) */
+    char reason[64];                    /* why it is in that state (snake_case) */
     char problem[CQ_WSAPI_PROBLEM_MAX]; /* the last refused subscribe; "" after a success */
-    int64_t subscription_id;         /* -1 = none */
+    int64_t subscription_id;            /* -1 = none */
     uint64_t subscribes_sent, subscribes_ok, subscribes_refused, subscribe_timeouts;
     uint64_t events, malformed, stray, gaps, terminated, server_shutdowns;
-    uint32_t retry_failures;         /* refused subscribes in a row */
-    int64_t retry_in_ms;             /* RETRY_WAIT: time left; else 0 */
-    int64_t used_weight_1m;          /* last rateLimits REQUEST_WEIGHT count; -1 = none yet */
-    int64_t weight_limit_1m;         /* its limit; -1 = none yet */
-    int64_t last_error_code;         /* the last error answer's code; 0 = none */
-    int64_t time_offset_ms;          /* server - local, learned after a -1021; 0 = none */
+    uint32_t retry_failures; /* refused subscribes in a row */
+    int64_t retry_in_ms;     /* RETRY_WAIT: time left; else 0 */
+    int64_t used_weight_1m;  /* last rateLimits REQUEST_WEIGHT count; -1 = none yet */
+    int64_t weight_limit_1m; /* its limit; -1 = none yet */
+    int64_t last_error_code; /* the last error answer's code; 0 = none */
+    int64_t time_offset_ms;  /* server - local, learned after a -1021; 0 = none */
 };
 
 struct cq_wsapi;

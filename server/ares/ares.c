@@ -82,9 +82,9 @@ static const char *const gate_names[GATE__COUNT] = {
 };
 
 struct sym_ares {
-    const char *name;                 /* borrowed from cfg */
-    struct cq_strategy *strategy;     /* owned */
-    int64_t last_event_mono;          /* 0 = never */
+    const char *name;                    /* borrowed from cfg */
+    struct cq_strategy *strategy;        /* owned */
+    int64_t last_event_mono;             /* 0 = never */
     int64_t first_open_ms, last_open_ms; /* closed candles seen; -1 = none */
     cq_dec last_close;
     uint64_t candles, from_stream, from_backfill, from_warmup, out_of_order, missing_minutes;
@@ -97,27 +97,27 @@ struct sym_ares {
 };
 
 struct cq_ares {
-    struct cq_config *cfg;           /* owned reference */
-    struct cq_health_board *board;   /* borrowed */
-    struct cq_spsc *in;              /* borrowed; ARES is the consumer */
-    struct cq_spsc *out;             /* borrowed; ARES is the producer; may be NULL */
-    struct cq_journal *journal;      /* borrowed; may be NULL */
-    const struct cq_clock *clock;    /* borrowed */
-    struct cq_service *svc;          /* owned */
-    struct cq_doorbell bell;         /* owned; rung by the feeder's push and the trader's pop */
+    struct cq_config *cfg;         /* owned reference */
+    struct cq_health_board *board; /* borrowed */
+    struct cq_spsc *in;            /* borrowed; ARES is the consumer */
+    struct cq_spsc *out;           /* borrowed; ARES is the producer; may be NULL */
+    struct cq_journal *journal;    /* borrowed; may be NULL */
+    const struct cq_clock *clock;  /* borrowed */
+    struct cq_service *svc;        /* owned */
+    struct cq_doorbell bell;       /* owned; rung by the feeder's push and the trader's pop */
     bool bell_ready;
     struct sym_ares syms[CQ_MAX_SYMBOLS];
     size_t n_syms;
     const struct cq_strategy_ops *ops;
     double params[CQ_STRATEGY_PARAMS_MAX];
     char params_text[160];
-    _Atomic int64_t stale_ms;        /* reloadable: supervisor writes, ARES reads */
+    _Atomic int64_t stale_ms; /* reloadable: supervisor writes, ARES reads */
 
-    struct cq_signal *pending;       /* owned ring, PENDING_MAX */
+    struct cq_signal *pending; /* owned ring, PENDING_MAX */
     size_t pending_head, pending_len;
     uint64_t journal_errors;
 
-    bool test_signals;               /* TEST_ALLOW_DEFAULT_SIGNAL in paper/dryrun */
+    bool test_signals; /* TEST_ALLOW_DEFAULT_SIGNAL in paper/dryrun */
     int64_t test_every_ms;
     int64_t next_test_mono;
     uint64_t test_count;
@@ -325,8 +325,7 @@ static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *
         return;
     }
     if (s->last_open_ms >= 0 && c->open_ms > s->last_open_ms + CQ_MS_PER_MINUTE) {
-        s->missing_minutes +=
-            (uint64_t)((c->open_ms - s->last_open_ms) / CQ_MS_PER_MINUTE - 1);
+        s->missing_minutes += (uint64_t)((c->open_ms - s->last_open_ms) / CQ_MS_PER_MINUTE - 1);
     }
     if (s->first_open_ms < 0) {
         s->first_open_ms = c->open_ms;
@@ -421,18 +420,17 @@ static void publish_health(struct cq_ares *a, int64_t now)
         }
         json_object_set_new(
             symbols, s->name,
-            json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:o}", "warm",
-                      warm, "candles_closed", (json_int_t)s->candles, "first_open_ms",
-                      (json_int_t)s->first_open_ms, "last_open_ms", (json_int_t)s->last_open_ms,
-                      "from_stream", (json_int_t)s->from_stream, "from_backfill",
-                      (json_int_t)s->from_backfill, "from_warmup", (json_int_t)s->from_warmup,
-                      "out_of_order", (json_int_t)s->out_of_order, "missing_minutes",
-                      (json_int_t)s->missing_minutes, "books", (json_int_t)s->books, "trades",
-                      (json_int_t)s->trades, "signals_emitted", (json_int_t)s->emitted,
-                      "signals_blocked", blocked, "last_signal_id", s->last_signal_id,
-                      "data_age_ms",
-                      s->last_event_mono > 0 ? json_integer(now - s->last_event_mono)
-                                             : json_null()));
+            json_pack(
+                "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:s,s:o}", "warm", warm,
+                "candles_closed", (json_int_t)s->candles, "first_open_ms",
+                (json_int_t)s->first_open_ms, "last_open_ms", (json_int_t)s->last_open_ms,
+                "from_stream", (json_int_t)s->from_stream, "from_backfill",
+                (json_int_t)s->from_backfill, "from_warmup", (json_int_t)s->from_warmup,
+                "out_of_order", (json_int_t)s->out_of_order, "missing_minutes",
+                (json_int_t)s->missing_minutes, "books", (json_int_t)s->books, "trades",
+                (json_int_t)s->trades, "signals_emitted", (json_int_t)s->emitted, "signals_blocked",
+                blocked, "last_signal_id", s->last_signal_id, "data_age_ms",
+                s->last_event_mono > 0 ? json_integer(now - s->last_event_mono) : json_null()));
         json_object_set_new(json_object_get(symbols, s->name), "last_blocked",
                             s->last_blocked == GATE_OPEN
                                 ? json_null()
@@ -593,8 +591,8 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
         if (strlen(symbols[i]) >= sizeof(probe.symbol) ||
             strlen(a->ops->name) >= sizeof(probe.strategy)) {
             cq_err_set(err, CQ_ECONFIG, 0, "use the exchange's symbol name",
-                       "ARES: symbol '%.40s' or strategy '%s' is too long for a signal",
-                       symbols[i], a->ops->name);
+                       "ARES: symbol '%.40s' or strategy '%s' is too long for a signal", symbols[i],
+                       a->ops->name);
             cq_ares_free(a);
             return NULL;
         }
@@ -636,11 +634,10 @@ struct cq_ares *cq_ares_new(const struct cq_ares_options *o, struct cq_err *err)
     cq_service_set_doorbell(a->svc, &a->bell);
     cq_version_log_banner(
         "ares", cq_mode_name(mode), cq_config_hash(o->cfg),
-        json_pack("{s:s,s:s,s:I,s:I,s:b,s:I}", "strategy", a->ops->name, "params",
-                  a->params_text, "warmup_bars",
-                  (json_int_t)cq_strategy_warmup_bars(a->syms[0].strategy), "feeder_stale_ms",
-                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS), "test_signals",
-                  a->test_signals, "test_signal_ms", (json_int_t)a->test_every_ms));
+        json_pack("{s:s,s:s,s:I,s:I,s:b,s:I}", "strategy", a->ops->name, "params", a->params_text,
+                  "warmup_bars", (json_int_t)cq_strategy_warmup_bars(a->syms[0].strategy),
+                  "feeder_stale_ms", (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS),
+                  "test_signals", a->test_signals, "test_signal_ms", (json_int_t)a->test_every_ms));
     return a;
 }
 

@@ -37,13 +37,13 @@
 #include "cq/decimal.h"
 #include "cq/indicators.h"
 
-#define CLI_LINE_MAX 1024        /* bytes in one CSV line, newline excluded */
+#define CLI_LINE_MAX 1024 /* bytes in one CSV line, newline excluded */
 /* open_time_ms / close_time_ms: 0 .. the last millisecond of year 9999, the
  * latest time RFC 3339 can write. */
 #define CLI_TIME_MS_MAX INT64_C(253402300799999)
 #define CLI_TIME_MS_MAX_TEXT "9999-12-31T23:59:59.999Z"
 #define CLI_COUNT_MAX INT64_C(999999999999999999) /* trades: 18 digits */
-#define CLI_READ_CHUNK (1 << 16) /* bytes per gzread */
+#define CLI_READ_CHUNK (1 << 16)                  /* bytes per gzread */
 #define CLI_FIELDS 9
 #define EXIT_IO 1
 #define EXIT_USAGE 2
@@ -312,8 +312,8 @@ static bool parse_row(char *line, size_t len, int64_t prev_open_time, bool have_
             return false;
         }
     }
-    enum uint_parse trades = flen[8] != 0 ? parse_uint(field[8], flen[8], CLI_COUNT_MAX, &tmp)
-                                          : UINT_OK;
+    enum uint_parse trades =
+        flen[8] != 0 ? parse_uint(field[8], flen[8], CLI_COUNT_MAX, &tmp) : UINT_OK;
     if (trades != UINT_OK) {
         snprintf(msg, msg_len,
                  trades == UINT_OUT_OF_RANGE

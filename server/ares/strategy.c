@@ -482,7 +482,8 @@ struct cq_strategy *cq_strategy_new(const struct cq_strategy_ops *ops, const dou
     memcpy(s->values, v, ops->n_params * sizeof(v[0]));
     int rc = ops->init(s->state, s->values);
     if (rc < 0) {
-        cq_err_set(err, -rc, 0, NULL, "strategy %s failed to start: %s", ops->name, cq_strerror(rc));
+        cq_err_set(err, -rc, 0, NULL, "strategy %s failed to start: %s", ops->name,
+                   cq_strerror(rc));
         free(s);
         return NULL;
     }

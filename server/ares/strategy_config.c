@@ -10,8 +10,8 @@
 #include "cq/config.h"
 #include "cq/strategy.h"
 
-static int check_params(const char *name, const char *params, char *why, size_t why_len,
-                        char *hint, size_t hint_len)
+static int check_params(const char *name, const char *params, char *why, size_t why_len, char *hint,
+                        size_t hint_len)
 {
     double values[CQ_STRATEGY_PARAMS_MAX];
     return cq_strategy_params_check(name, params, values, why, why_len, hint, hint_len);

@@ -95,8 +95,7 @@ static int check_sim_speed(const char *v, char *why, size_t why_len, char *hint,
     return 0;
 }
 
-static int check_sim_balances(const char *v, char *why, size_t why_len, char *hint,
-                              size_t hint_len)
+static int check_sim_balances(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
     const char *h = "write ASSET=AMOUNT pairs separated by commas, e.g. USDT=10000,BTC=0.5";
     size_t count = 0;
@@ -116,8 +115,8 @@ static int check_sim_balances(const char *v, char *why, size_t why_len, char *hi
         }
         for (const char *c = s; c < eq; c++) {
             if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'))) {
-                return fail_with(why, why_len, hint, hint_len,
-                                 "has an asset name outside A-Z 0-9", h);
+                return fail_with(why, why_len, hint, hint_len, "has an asset name outside A-Z 0-9",
+                                 h);
             }
         }
         cq_dec amount;
@@ -416,8 +415,8 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
                "in testnet and wss://ws-api.binance.com:443/ws-api/v3 otherwise.",
         .check = check_ws_url,
     },
-    INT_KEY(CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS", 100, 30000, "2000",
-            false, "Exchange REST connect timeout, milliseconds."),
+    INT_KEY(CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS", 100, 30000,
+            "2000", false, "Exchange REST connect timeout, milliseconds."),
     INT_KEY(CQ_CFG_EXCHANGE_TIMEOUT_MS, "CQ_EXCHANGE_TIMEOUT_MS", 500, 60000, "10000", false,
             "Exchange REST request timeout (one attempt), milliseconds."),
     INT_KEY(CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT, "CQ_EXCHANGE_WEIGHT_HEADROOM_PCT", 0, 90, "10",
@@ -753,8 +752,7 @@ static const char *shown_value(const struct cq_config_key *k, const char *value)
 /* shown_value() for an error report, into buf: a URL's user information
  * (refused by check_url) is replaced by "<redacted>@" so a password in it
  * is never echoed. Cutting a long value to the report field is intended. */
-static void shown_value_buf(const struct cq_config_key *k, const char *value, char *buf,
-                            size_t len)
+static void shown_value_buf(const struct cq_config_key *k, const char *value, char *buf, size_t len)
 {
     size_t userinfo = k->secret ? 0 : url_userinfo_len(value);
     if (userinfo == 0) {
@@ -1187,8 +1185,8 @@ static void report_unknown_key(struct loader *ld, bool warning, const char *name
     char hint[256];
     char name_z[128];
     bool bom = false;
-    bool escaped = escape_key_name(name, name_len, shown, sizeof(shown), plain, sizeof(plain),
-                                   &bom);
+    bool escaped =
+        escape_key_name(name, name_len, shown, sizeof(shown), plain, sizeof(plain), &bom);
     const struct cq_config_key *sug = suggest_key(plain, strlen(plain));
     unknown_key_hint(sug, generic_hint, hint, sizeof(hint));
     (void)snprintf(name_z, sizeof(name_z), "%.*s", (int)(name_len < 127 ? name_len : 127), name);
@@ -1244,8 +1242,7 @@ static void parse_line(struct loader *ld, unsigned line_no, char *line)
         char where[1200];
         (void)snprintf(where, sizeof(where), "%s:%u: ", path, line_no); /* cut ok */
         report_unknown_key(ld, false, name, strlen(name), value,
-                           "remove the line, or check the name against config.env.example",
-                           where);
+                           "remove the line, or check the name against config.env.example", where);
         return;
     }
     if (ld->file_lines[k->id] != 0) {
@@ -1325,8 +1322,8 @@ static void check_file_secrets_private(struct loader *ld, const struct stat *st)
     }
     char hint[256];
     /* cut to the hint field if the path is very long */
-    (void)snprintf(hint, sizeof(hint),
-                   "chmod 600 %.200s (or move the secrets to the environment)", ld->file_path);
+    (void)snprintf(hint, sizeof(hint), "chmod 600 %.200s (or move the secrets to the environment)",
+                   ld->file_path);
     report_add(ld->report, false, "", "", "a config file holding a secret is private (0600)", hint,
                "config file %s holds %s and is accessible by group or others (mode %04o)",
                ld->file_path, names, (unsigned)(st->st_mode & 07777));
@@ -1528,8 +1525,8 @@ static void validate_cross(struct loader *ld, struct cq_config *cfg)
                    "CQ_EXCHANGE_REST_URL and CQ_EXCHANGE_WS_URL are set together",
                    "set both URLs of the running exchange, or neither to use the embedded "
                    "simulator",
-                   "%s is set but %s is not", rest_set ? "CQ_EXCHANGE_REST_URL" : "CQ_EXCHANGE_WS_URL",
-                   unset);
+                   "%s is set but %s is not",
+                   rest_set ? "CQ_EXCHANGE_REST_URL" : "CQ_EXCHANGE_WS_URL", unset);
     }
     if (ok[CQ_CFG_ADMIN_BIND] && cfg->values[CQ_CFG_ADMIN_TOKEN][0] == '\0') {
         char host[256];
@@ -2178,10 +2175,9 @@ int cq_bind_addr_resolve(const char *s, struct cq_bind_addr *out, struct cq_err 
         inet_ntop(AF_INET6, &sin6->sin6_addr, out->host, sizeof(out->host));
         return 0;
     }
-    return cq_err_set(err, CQ_ECONFIG, 0,
-                      "use an IP address (127.0.0.1, [::1], 0.0.0.0) or localhost",
-                      "names host \"%.64s\", which is not an IP address (no DNS lookup is made)",
-                      host);
+    return cq_err_set(
+        err, CQ_ECONFIG, 0, "use an IP address (127.0.0.1, [::1], 0.0.0.0) or localhost",
+        "names host \"%.64s\", which is not an IP address (no DNS lookup is made)", host);
 }
 
 /* ---- current config ---------------------------------------------------------- */

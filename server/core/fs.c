@@ -64,16 +64,15 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
-int cq_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                       int fsync_data, struct cq_err *err)
+int cq_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, int fsync_data,
+                       struct cq_err *err)
 {
     /* mkstemp: a fresh name created with O_EXCL, so nobody can plant a file
      * or a symlink where the temporary goes (the old PATH.tmp.<pid> name was
      * predictable and opened with O_TRUNC, following symlinks). */
     char tmp[4200];
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= sizeof(tmp)) {
-        return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter path", "path too long: %.64s…",
-                          path);
+        return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter path", "path too long: %.64s…", path);
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
@@ -116,8 +115,8 @@ int cq_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return cq_err_set(err, CQ_EIO, e, "check permissions on the directory",
-                          "rename %s to %s", tmp, path);
+        return cq_err_set(err, CQ_EIO, e, "check permissions on the directory", "rename %s to %s",
+                          tmp, path);
     }
     if (fsync_data && fsync_dir_of(path) != 0) {
         return cq_err_set(err, CQ_EIO, errno, "check the disk", "fsync directory of %s", path);
@@ -145,8 +144,8 @@ int cq_fs_read_file_stat(const char *path, size_t max_bytes, char **out, size_t 
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
-        return cq_err_set(err, e == ENOENT ? CQ_ENOTFOUND : CQ_EIO, e,
-                          "check the path", "cannot open %s", path);
+        return cq_err_set(err, e == ENOENT ? CQ_ENOTFOUND : CQ_EIO, e, "check the path",
+                          "cannot open %s", path);
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {

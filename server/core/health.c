@@ -22,8 +22,8 @@ struct record {
     char detail[CQ_HEALTH_DETAIL_MAX];
     int64_t updated_at_wall_us;
     int64_t fresh_at_mono_ms;
-    bool fresh_explicit;   /* the service sets freshness itself */
-    json_t *details;       /* owned */
+    bool fresh_explicit; /* the service sets freshness itself */
+    json_t *details;     /* owned */
 };
 
 struct cq_health_board {
@@ -66,9 +66,8 @@ int64_t cq_process_uptime_ms(void)
 /* ---- latency histograms ---------------------------------------------------------- */
 
 const uint64_t cq_latency_bucket_le_ns[CQ_LATENCY_BUCKETS] = {
-    50000,     100000,    250000,     500000,     1000000,    2500000,
-    5000000,   10000000,  25000000,   50000000,   100000000,  250000000,
-    500000000, 1000000000, 2500000000, 5000000000,
+    50000,    100000,   250000,    500000,    1000000,   2500000,    5000000,    10000000,
+    25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000,
 };
 
 void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns)
@@ -84,18 +83,13 @@ void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns)
 }
 
 static const char *const service_names[CQ_SVC__COUNT] = {
-    [CQ_SVC_FEEDER] = "feeder",
-    [CQ_SVC_ARES] = "ares",
-    [CQ_SVC_TRADER] = "trader",
-    [CQ_SVC_JOURNAL] = "journal",
-    [CQ_SVC_API] = "api",
+    [CQ_SVC_FEEDER] = "feeder",   [CQ_SVC_ARES] = "ares", [CQ_SVC_TRADER] = "trader",
+    [CQ_SVC_JOURNAL] = "journal", [CQ_SVC_API] = "api",
 };
 
 static const char *const status_names[] = {
-    [CQ_HEALTH_STARTING] = "starting",
-    [CQ_HEALTH_OK] = "ok",
-    [CQ_HEALTH_DEGRADED] = "degraded",
-    [CQ_HEALTH_DOWN] = "down",
+    [CQ_HEALTH_STARTING] = "starting", [CQ_HEALTH_OK] = "ok",
+    [CQ_HEALTH_DEGRADED] = "degraded", [CQ_HEALTH_DOWN] = "down",
     [CQ_HEALTH_STOPPED] = "stopped",
 };
 
@@ -130,7 +124,7 @@ struct cq_health_board *cq_health_board_new(const struct cq_clock *clock, struct
         struct record *r = &b->rec[i];
         r->status = CQ_HEALTH_STARTING;
         r->ready = false;
-        cq_strlcpy(r->reason, "not_started", sizeof(r->reason));                  /* fits */
+        cq_strlcpy(r->reason, "not_started", sizeof(r->reason));                     /* fits */
         cq_strlcpy(r->detail, "the service has not started yet", sizeof(r->detail)); /* fits */
         r->updated_at_wall_us = now_wall;
         r->fresh_at_mono_ms = now_mono;
@@ -207,16 +201,14 @@ void cq_health_publish(struct cq_health_board *b, enum cq_service_id id,
     if (was_ready != ready) {
         cq_log_info(service_names[id], "readiness_changed",
                     json_pack("{s:b,s:b,s:s,s:s,s:s}", "from", was_ready, "to", ready, "status",
-                              cq_health_status_name(status), "reason",
-                              reason != NULL ? reason : "", "detail",
-                              detail != NULL ? detail : ""),
+                              cq_health_status_name(status), "reason", reason != NULL ? reason : "",
+                              "detail", detail != NULL ? detail : ""),
                     "%s is %s (%s)", service_names[id], ready ? "ready" : "not ready",
                     reason != NULL && reason[0] != '\0' ? reason : "no reason given");
     }
 }
 
-void cq_health_set_fresh(struct cq_health_board *b, enum cq_service_id id,
-                         int64_t fresh_at_mono_ms)
+void cq_health_set_fresh(struct cq_health_board *b, enum cq_service_id id, int64_t fresh_at_mono_ms)
 {
     if ((unsigned)id >= CQ_SVC__COUNT) {
         return;
@@ -259,11 +251,11 @@ static json_t *record_json_locked(const struct cq_health_board *b, enum cq_servi
     if (freshness_ms < 0) {
         freshness_ms = 0;
     }
-    return json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:O}", "service", service_names[id],
-                     "status", cq_health_status_name(r->status), "ready", r->ready,
-                     "reason", r->reason, "detail", r->detail, "updated_at",
-                     cq_time_rfc3339_us(r->updated_at_wall_us, ts, sizeof(ts)),
-                     "freshness_ms", (json_int_t)freshness_ms, "details", r->details);
+    return json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:I,s:O}", "service", service_names[id], "status",
+                     cq_health_status_name(r->status), "ready", r->ready, "reason", r->reason,
+                     "detail", r->detail, "updated_at",
+                     cq_time_rfc3339_us(r->updated_at_wall_us, ts, sizeof(ts)), "freshness_ms",
+                     (json_int_t)freshness_ms, "details", r->details);
 }
 
 json_t *cq_health_record_json(struct cq_health_board *b, enum cq_service_id id)

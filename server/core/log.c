@@ -844,8 +844,8 @@ static void sink_rotated_path(const struct log_sink *s, int n, char *out, size_t
 static int sink_open_file(struct log_sink *s, int64_t now_us)
 {
     int64_t today = cq_time_utc_day(now_us);
-    int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
-                  0640);
+    int fd =
+        open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
     struct stat st;
     int e = 0;
     if (fd < 0) {

@@ -24,9 +24,9 @@ struct reload_job {
     pthread_cond_t cond;
     bool done;
     bool abandoned;
-    char *path;           /* owned copy, NULL = cq_config_load's default */
-    char **envp;          /* pointers into env_block */
-    char *env_block;      /* the strings, wiped at the end (secrets) */
+    char *path;      /* owned copy, NULL = cq_config_load's default */
+    char **envp;     /* pointers into env_block */
+    char *env_block; /* the strings, wiped at the end (secrets) */
     size_t env_block_len;
     int64_t started_ms;
     struct cq_reload_result result; /* written by the thread before done */
@@ -138,8 +138,7 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-struct cq_reloader *cq_reloader_new(const char *path, char *const *envp,
-                                    char *const *secret_envp)
+struct cq_reloader *cq_reloader_new(const char *path, char *const *envp, char *const *secret_envp)
 {
     struct cq_reloader *r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -185,7 +184,8 @@ int cq_reloader_request(struct cq_reloader *r, struct cq_err *err)
     int e = pthread_create(&j->thread, NULL, job_main, j);
     if (e != 0) {
         job_destroy(j);
-        return cq_err_set(err, CQ_EIO, e, "raise the process's thread limit, then send SIGHUP again",
+        return cq_err_set(err, CQ_EIO, e,
+                          "raise the process's thread limit, then send SIGHUP again",
                           "starting the reload thread");
     }
     r->job = j;

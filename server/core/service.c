@@ -31,13 +31,13 @@ struct cq_service {
     struct cq_health_board *board;    /* borrowed */
     const struct cq_clock *clock;     /* borrowed */
 
-    struct cq_doorbell *bell;         /* borrowed; NULL = tick on the condvar */
+    struct cq_doorbell *bell; /* borrowed; NULL = tick on the condvar */
 
     pthread_t thread;
-    bool thread_created;              /* supervisor thread only */
-    bool joined;                      /* supervisor thread only */
+    bool thread_created; /* supervisor thread only */
+    bool joined;         /* supervisor thread only */
 
-    pthread_mutex_t lock;             /* guards the wait and done */
+    pthread_mutex_t lock; /* guards the wait and done */
     pthread_cond_t cond;
     bool done;
 
@@ -67,7 +67,8 @@ struct cq_service *cq_service_new(const struct cq_service_ops *ops, void *ctx,
     }
     struct cq_service *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating service %s", cq_health_service_name(ops->id));
+        cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating service %s",
+                   cq_health_service_name(ops->id));
         return NULL;
     }
     s->ops = ops;
@@ -285,9 +286,8 @@ bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stal
                  (long long)(now_mono_ms - last), (long long)stall_ms);
         cq_health_publish(s->board, s->ops->id, CQ_HEALTH_DOWN, false, "stalled", detail, NULL);
         cq_log_error(name, "service_stalled",
-                     json_pack("{s:I,s:I}", "since_beat_ms",
-                               (json_int_t)(now_mono_ms - last), "stall_ms",
-                               (json_int_t)stall_ms),
+                     json_pack("{s:I,s:I}", "since_beat_ms", (json_int_t)(now_mono_ms - last),
+                               "stall_ms", (json_int_t)stall_ms),
                      "%s missed its heartbeats: marked down", name);
     }
     return true;

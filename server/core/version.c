@@ -21,12 +21,10 @@ const char *cq_version(void)
 json_t *cq_version_libraries_json(void)
 {
     const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}",
-                     "libmicrohttpd", MHD_get_version(),
-                     "libcurl", curl != NULL ? curl->version : "unknown",
-                     "libwebsockets", lws_get_library_version(),
-                     "jansson", jansson_version_str(),
-                     "openssl", OpenSSL_version(OPENSSL_VERSION));
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "libmicrohttpd", MHD_get_version(), "libcurl",
+                     curl != NULL ? curl->version : "unknown", "libwebsockets",
+                     lws_get_library_version(), "jansson", jansson_version_str(), "openssl",
+                     OpenSSL_version(OPENSSL_VERSION));
 }
 
 void cq_version_print(FILE *out)
@@ -35,7 +33,8 @@ void cq_version_print(FILE *out)
     json_t *libs = cq_version_libraries_json();
     const char *name;
     json_t *value;
-    json_object_foreach(libs, name, value) {
+    json_object_foreach(libs, name, value)
+    {
         fprintf(out, "  %-14s %s\n", name, json_string_value(value));
     }
     json_decref(libs);
@@ -48,8 +47,7 @@ void cq_version_log_banner(const char *service, const char *mode, const char *co
         thresholds = json_object();
     }
     cq_log_info(service, "service_banner",
-                json_pack("{s:s,s:s,s:s,s:o}", "version", cq_version(), "mode", mode,
-                          "config_hash", config_hash, "thresholds", thresholds),
-                "%s %s starting in %s mode, config %s", service, cq_version(), mode,
-                config_hash);
+                json_pack("{s:s,s:s,s:s,s:o}", "version", cq_version(), "mode", mode, "config_hash",
+                          config_hash, "thresholds", thresholds),
+                "%s %s starting in %s mode, config %s", service, cq_version(), mode, config_hash);
 }

@@ -756,8 +756,7 @@ static void apply_headers(struct cq_rest_client *c)
 
 static uint32_t current_used_weight(const struct cq_rest_client *c, int64_t server_now)
 {
-    return c->b.weight_minute == floor_div(server_now, CQ_MS_PER_MINUTE) ? c->b.used_weight_1m
-                                                                          : 0;
+    return c->b.weight_minute == floor_div(server_now, CQ_MS_PER_MINUTE) ? c->b.used_weight_1m : 0;
 }
 
 static uint32_t current_order_count(const struct cq_rest_client *c, int64_t server_now)
@@ -1330,8 +1329,7 @@ static int check_request(const struct cq_rest_client *c, const char *fn, const c
     if ((sec != CQ_SEC_NONE && c->api_key == NULL) ||
         (sec == CQ_SEC_SIGNED && c->api_secret == NULL)) {
         set_msg(out, "%s: %s request without an API %s: set them in the client options", fn,
-                sec == CQ_SEC_SIGNED ? "signed" : "API-key",
-                c->api_key == NULL ? "key" : "secret");
+                sec == CQ_SEC_SIGNED ? "signed" : "API-key", c->api_key == NULL ? "key" : "secret");
         return -CQ_EINVAL;
     }
     if (params != NULL && params->overflow) {
@@ -1390,8 +1388,8 @@ int cq_rest_order_send(struct cq_rest_client *c, const char *method, const char 
      * (".../test") reaches no matching engine and counts against nothing. */
     size_t n = strlen(path);
     bool is_test = n >= 5 && strcasecmp(path + n - 5, "/test") == 0;
-    struct call k = {method, path, params, sec, weight, true,
-                     strcmp(method, "POST") == 0 && !is_test};
+    struct call k = {
+        method, path, params, sec, weight, true, strcmp(method, "POST") == 0 && !is_test};
     return send_call(c, &k, out);
 }
 

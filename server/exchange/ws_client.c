@@ -194,8 +194,8 @@ struct cq_ws_client {
     int64_t next_attempt_ms; /* BACKOFF */
     unsigned backoff_n;      /* consecutive reconnects */
     int64_t backoff_cap_ms;
-    int close_code; /* from the peer's close frame, 0 if none */
-    struct cq_buf rx; /* reassembly buffer, bounded by max_message_bytes */
+    int close_code;                          /* from the peer's close frame, 0 if none */
+    struct cq_buf rx;                        /* reassembly buffer, bounded by max_message_bytes */
     struct tx_frame *tx[WS_SEND_FRAMES_MAX]; /* owned frames, FIFO ring */
     size_t tx_head, tx_count, tx_bytes;
     struct cq_log_ratelimit rl_connected, rl_disconnected, rl_scheduled, rl_other;
@@ -404,18 +404,18 @@ void cq_ws_client_stats(struct cq_ws_client *c, struct cq_ws_client_stats *out)
 
 json_t *cq_ws_client_stats_json(const struct cq_ws_client_stats *s)
 {
-    return json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
-        cq_ws_state_name(s->state), "connects_total", (json_int_t)s->connects_total,
-        "connect_failures_total", (json_int_t)s->connect_failures_total, "disconnects_total",
-        (json_int_t)s->disconnects_total, "stalls_total", (json_int_t)s->stalls_total,
-        "silences_total", (json_int_t)s->silences_total, "last_rx_mono_ms",
-        (json_int_t)s->last_rx_mono_ms,
-        "lifetime_reconnects_total", (json_int_t)s->lifetime_reconnects_total, "messages_total",
-        (json_int_t)s->messages_total, "bytes_total", (json_int_t)s->bytes_total, "oversize_total",
-        (json_int_t)s->oversize_total, "last_message_mono_ms", (json_int_t)s->last_message_mono_ms,
-        "connected_since_mono_ms", (json_int_t)s->connected_since_mono_ms, "next_attempt_in_ms",
-        (json_int_t)s->next_attempt_in_ms, "backoff_ms", (json_int_t)s->backoff_ms);
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
+                     cq_ws_state_name(s->state), "connects_total", (json_int_t)s->connects_total,
+                     "connect_failures_total", (json_int_t)s->connect_failures_total,
+                     "disconnects_total", (json_int_t)s->disconnects_total, "stalls_total",
+                     (json_int_t)s->stalls_total, "silences_total", (json_int_t)s->silences_total,
+                     "last_rx_mono_ms", (json_int_t)s->last_rx_mono_ms, "lifetime_reconnects_total",
+                     (json_int_t)s->lifetime_reconnects_total, "messages_total",
+                     (json_int_t)s->messages_total, "bytes_total", (json_int_t)s->bytes_total,
+                     "oversize_total", (json_int_t)s->oversize_total, "last_message_mono_ms",
+                     (json_int_t)s->last_message_mono_ms, "connected_since_mono_ms",
+                     (json_int_t)s->connected_since_mono_ms, "next_attempt_in_ms",
+                     (json_int_t)s->next_attempt_in_ms, "backoff_ms", (json_int_t)s->backoff_ms);
 }
 
 /* ---- buffers ---------------------------------------------------------------- */

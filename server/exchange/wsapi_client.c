@@ -25,40 +25,40 @@
 #include "cq/text.h"
 #include "cq/wsapi.h"
 
-#define REQUEST_MAX 1024      /* bytes of a subscribe request; key and signature are bounded */
-#define API_KEY_MAX 256       /* bytes of an API key we accept (Binance's are 64) */
+#define REQUEST_MAX 1024 /* bytes of a subscribe request; key and signature are bounded */
+#define API_KEY_MAX 256  /* bytes of an API key we accept (Binance's are 64) */
 #define REASON_MAX 64
 
 struct cq_wsapi {
-    struct cq_ws_client *ws;            /* owned by the loop; freed with cq_wsapi_free */
-    const struct cq_clock *clock;       /* borrowed */
+    struct cq_ws_client *ws;      /* owned by the loop; freed with cq_wsapi_free */
+    const struct cq_clock *clock; /* borrowed */
     struct cq_wsapi_callbacks cb;
     char url[CQ_WSAPI_URL_MAX];
     char api_key[API_KEY_MAX];
-    char *api_secret;                   /* owned, cq_secret_dup: not dumped, wiped on free */
+    char *api_secret; /* owned, cq_secret_dup: not dumped, wiped on free */
     size_t api_secret_len;
 
     enum cq_wsapi_state state;
     char reason[REASON_MAX];
     char problem[CQ_WSAPI_PROBLEM_MAX];
-    uint64_t next_id;                   /* request ids, from 1 */
-    uint64_t pending_id;                /* the subscribe out; 0 = none */
-    uint64_t time_id;                   /* a `time` request out (after -1021); 0 = none */
-    int64_t time_sent_wall_ms;          /* our wall clock when it was sent */
-    int64_t time_offset_ms;             /* server - local, learned after a -1021; 0 until then */
-    int64_t pending_since;              /* mono ms it was sent */
-    int64_t subscription_id;            /* -1 = none */
+    uint64_t next_id;          /* request ids, from 1 */
+    uint64_t pending_id;       /* the subscribe out; 0 = none */
+    uint64_t time_id;          /* a `time` request out (after -1021); 0 = none */
+    int64_t time_sent_wall_ms; /* our wall clock when it was sent */
+    int64_t time_offset_ms;    /* server - local, learned after a -1021; 0 until then */
+    int64_t pending_since;     /* mono ms it was sent */
+    int64_t subscription_id;   /* -1 = none */
     bool ever_subscribed;
-    char gap_reason[REASON_MAX];        /* why the last subscription ended; "" = none */
-    struct cq_backoff retry;            /* between refused subscribes */
+    char gap_reason[REASON_MAX]; /* why the last subscription ended; "" = none */
+    struct cq_backoff retry;     /* between refused subscribes */
 
     uint64_t subscribes_sent, subscribes_ok, subscribes_refused, subscribe_timeouts;
     uint64_t events, malformed, stray, gaps, terminated, server_shutdowns;
     int64_t used_weight_1m, weight_limit_1m, last_error_code;
 
-    bool reconnect_due;                 /* serverShutdown: reconnect at the next tick, not
-                                         * inside the message callback */
-    cq_wsapi_send_fn send;              /* NULL = cq_ws_client_send */
+    bool reconnect_due;    /* serverShutdown: reconnect at the next tick, not
+                            * inside the message callback */
+    cq_wsapi_send_fn send; /* NULL = cq_ws_client_send */
     void *send_ctx;
     struct cq_log_ratelimit malformed_rl, refused_rl;
 };
@@ -113,14 +113,15 @@ int cq_wsapi_subscribe_request(uint64_t id, const char *api_key, const char *api
 {
     /* Params sorted by name: apiKey < recvWindow < timestamp. */
     char payload[REQUEST_MAX];
-    int n = snprintf(payload, sizeof(payload), "apiKey=%s&recvWindow=%" PRId64 "&timestamp=%" PRId64,
-                     api_key, recv_window_ms, timestamp_ms);
+    int n =
+        snprintf(payload, sizeof(payload), "apiKey=%s&recvWindow=%" PRId64 "&timestamp=%" PRId64,
+                 api_key, recv_window_ms, timestamp_ms);
     if (n < 0 || (size_t)n >= sizeof(payload)) {
         return -CQ_ETOOBIG;
     }
     char sig[CQ_SIGN_HEX_LEN + 1];
-    int rc = cq_sign_hmac_sha256_hex(api_secret, strlen(api_secret), payload, (size_t)n, NULL, 0,
-                                     sig);
+    int rc =
+        cq_sign_hmac_sha256_hex(api_secret, strlen(api_secret), payload, (size_t)n, NULL, 0, sig);
     if (rc < 0) {
         return rc;
     }
@@ -209,7 +210,8 @@ static void note_rate_limits(struct cq_wsapi *a, json_t *limits)
 {
     size_t i;
     json_t *l;
-    json_array_foreach(limits, i, l) {
+    json_array_foreach(limits, i, l)
+    {
         const char *type = json_string_value(json_object_get(l, "rateLimitType"));
         const char *interval = json_string_value(json_object_get(l, "interval"));
         json_int_t num = json_integer_value(json_object_get(l, "intervalNum"));
@@ -238,18 +240,17 @@ static void on_subscribe_answer(struct cq_wsapi *a, json_t *msg, int64_t now)
         uint32_t failures = a->retry.failures;
         cq_backoff_reset(&a->retry);
         set_state(a, CQ_WSAPI_SUBSCRIBED, "subscribed");
-        const char *why = a->ever_subscribed ? (a->gap_reason[0] != '\0' ? a->gap_reason
-                                                                           : "resubscribed")
-                                             : "start";
+        const char *why = a->ever_subscribed
+                              ? (a->gap_reason[0] != '\0' ? a->gap_reason : "resubscribed")
+                              : "start";
         char reason[REASON_MAX];
         (void)cq_strlcpy(reason, why, sizeof(reason)); /* same size: never cut */
         a->gap_reason[0] = '\0';
         a->ever_subscribed = true;
         a->gaps++;
         cq_log_info("feeder", "user_stream_subscribed",
-                    json_pack("{s:I,s:s,s:I}", "subscription_id",
-                              (json_int_t)a->subscription_id, "after", reason, "failures",
-                              (json_int_t)failures),
+                    json_pack("{s:I,s:s,s:I}", "subscription_id", (json_int_t)a->subscription_id,
+                              "after", reason, "failures", (json_int_t)failures),
                     "user data stream subscribed over the WebSocket API (subscription %" PRId64
                     ", after %s)",
                     a->subscription_id, reason);
@@ -274,9 +275,8 @@ static void on_subscribe_answer(struct cq_wsapi *a, json_t *msg, int64_t now)
     json_t *data = json_object_get(error, "data");
     json_int_t retry_after = json_integer_value(json_object_get(data, "retryAfter"));
     json_int_t server_time = json_integer_value(json_object_get(data, "serverTime"));
-    int64_t server_wait = retry_after > server_time && server_time > 0
-                              ? (int64_t)(retry_after - server_time)
-                              : 0;
+    int64_t server_wait =
+        retry_after > server_time && server_time > 0 ? (int64_t)(retry_after - server_time) : 0;
     retry_later(a, now, server_wait, "subscribe_refused");
     if (code == -1021) {
         ask_server_time(a);
@@ -300,8 +300,8 @@ static void drop_malformed(struct cq_wsapi *a, const char *why, size_t len, int6
     uint64_t suppressed = 0;
     if (cq_log_ratelimit_allow(&a->malformed_rl, now, &suppressed)) {
         cq_log_warn("feeder", "user_stream_malformed",
-                    json_pack("{s:s,s:I,s:I}", "why", why, "bytes", (json_int_t)len,
-                              "suppressed", (json_int_t)suppressed),
+                    json_pack("{s:s,s:I,s:I}", "why", why, "bytes", (json_int_t)len, "suppressed",
+                              (json_int_t)suppressed),
                     "a WebSocket API frame was dropped: %s", why);
     }
 }
@@ -365,8 +365,7 @@ void cq_wsapi__on_message(struct cq_wsapi *a, const char *data, size_t len, int6
     } else if (json_is_integer(status)) {
         json_t *id = json_object_get(msg, "id");
         if (a->pending_id != 0 && json_is_integer(id) &&
-            (uint64_t)json_integer_value(id) == a->pending_id &&
-            a->state == CQ_WSAPI_SUBSCRIBING) {
+            (uint64_t)json_integer_value(id) == a->pending_id && a->state == CQ_WSAPI_SUBSCRIBING) {
             on_subscribe_answer(a, msg, recv_mono_ms);
         } else if (a->time_id != 0 && json_is_integer(id) &&
                    (uint64_t)json_integer_value(id) == a->time_id) {

@@ -108,14 +108,15 @@
 #define SERVICE_WAIT_MS 50
 #define START_RETRY_MIN_MS 500
 #define START_RETRY_MAX_MS 30000
-#define BACKFILL_LIMIT 1000      /* bars per klines request */
-#define HELD_MAX 1024            /* closed candles held per symbol while a backfill waits */
+#define BACKFILL_LIMIT 1000 /* bars per klines request */
+#define HELD_MAX 1024       /* closed candles held per symbol while a backfill waits */
 #define BACKFILL_RETRY_MIN_MS 500
-#define REST_RING_SLOTS 64               /* jobs (and results) the REST rings hold; more than
-                                          * the feeder ever has out: CQ_MAX_SYMBOLS + 1 */
-#define REST_WORKER_STOP_WAIT_MS 2000    /* how long cq_feeder_free waits for a REST call to end */
-#define USER_GAP_EVENT_MAX 256          /* bytes of a userStreamGap event we make */
-#define INSANE_STALE_AFTER 3             /* bad messages in a row before the detail says so */
+#define REST_RING_SLOTS                                                                            \
+    64                                /* jobs (and results) the REST rings hold; more than         \
+                                       * the feeder ever has out: CQ_MAX_SYMBOLS + 1 */
+#define REST_WORKER_STOP_WAIT_MS 2000 /* how long cq_feeder_free waits for a REST call to end */
+#define USER_GAP_EVENT_MAX 256        /* bytes of a userStreamGap event we make */
+#define INSANE_STALE_AFTER 3          /* bad messages in a row before the detail says so */
 
 enum { STREAM_KLINE, STREAM_BOOK, STREAM_TRADE, STREAM__COUNT };
 static const char *const stream_names[STREAM__COUNT] = {"kline_1m", "bookTicker", "trade"};
@@ -126,67 +127,67 @@ struct sym_state {
     int64_t last_any_mono;
     struct cq_candle forming;
     bool has_forming;
-    int64_t last_closed_open_ms;          /* -1 = none yet */
+    int64_t last_closed_open_ms; /* -1 = none yet */
     struct cq_book_top book;
     bool book_pending;
-    uint64_t last_trade_id;               /* 0 = none yet */
+    uint64_t last_trade_id; /* 0 = none yet */
     /* Closed candles from the stream, in order, not yet passed on: they wait
      * here while the gap before the first one cannot be backfilled yet
      * (REST rate limited, banned or failing). */
-    struct cq_candle *held;               /* owned, HELD_MAX */
+    struct cq_candle *held; /* owned, HELD_MAX */
     size_t held_len;
-    int64_t backfill_retry_at;            /* mono ms; 0 = none pending */
-    bool backfill_in_flight;              /* a backfill job is out on the REST worker */
-    uint32_t backfill_gen;                /* bumped when a gap is given up (HELD_MAX) */
-    int64_t gap_from_ms;                  /* first missing open time of the gap being
-                                           * filled (0 = none): pages add up to it */
-    int64_t gap_got;                      /* bars backfilled into that gap so far */
-    int64_t gap_pass_open_ms;             /* the held candle at this open time may pass
-                                           * its gap: the exchange has nothing more */
+    int64_t backfill_retry_at; /* mono ms; 0 = none pending */
+    bool backfill_in_flight;   /* a backfill job is out on the REST worker */
+    uint32_t backfill_gen;     /* bumped when a gap is given up (HELD_MAX) */
+    int64_t gap_from_ms;       /* first missing open time of the gap being
+                                * filled (0 = none): pages add up to it */
+    int64_t gap_got;           /* bars backfilled into that gap so far */
+    int64_t gap_pass_open_ms;  /* the held candle at this open time may pass
+                                * its gap: the exchange has nothing more */
     /* counters */
-    uint64_t candles_closed, candles_backfilled, candles_warmup, duplicates, gaps,
-        gaps_unfilled, trade_gaps, books_coalesced, trades_dropped, messages;
+    uint64_t candles_closed, candles_backfilled, candles_warmup, duplicates, gaps, gaps_unfilled,
+        trade_gaps, books_coalesced, trades_dropped, messages;
     /* Messages that decoded but broke a sanity rule (cq_msg_check): dropped,
      * counted, and they never refresh the symbol's freshness, so a symbol
      * fed only insane data goes stale (feeder_stale) like a silent one. */
-    uint64_t insane;                      /* total */
-    uint64_t insane_in_row;               /* since the last sane message */
-    const char *insane_reason;            /* static string; NULL = none yet */
+    uint64_t insane;           /* total */
+    uint64_t insane_in_row;    /* since the last sane message */
+    const char *insane_reason; /* static string; NULL = none yet */
 };
 
 enum start_phase {
-    PHASE_START,        /* exchangeInfo + warm-up not done yet */
-    PHASE_STREAMING     /* market stream started */
+    PHASE_START,    /* exchangeInfo + warm-up not done yet */
+    PHASE_STREAMING /* market stream started */
 };
 
 struct rest_worker;
 
 struct cq_feeder {
-    struct cq_config *cfg;          /* owned reference */
-    struct cq_health_board *board;  /* borrowed */
-    const struct cq_clock *clock;   /* borrowed */
-    struct cq_service *svc;         /* owned */
+    struct cq_config *cfg;             /* owned reference */
+    struct cq_health_board *board;     /* borrowed */
+    const struct cq_clock *clock;      /* borrowed */
+    struct cq_service *svc;            /* owned */
     char *rest_url, *ws_url, *api_key; /* owned copies (no secret: the feeder signs nothing) */
-    struct cq_spsc *to_ares;        /* borrowed */
-    struct cq_spsc *to_trader;      /* borrowed, may be NULL */
+    struct cq_spsc *to_ares;           /* borrowed */
+    struct cq_spsc *to_trader;         /* borrowed, may be NULL */
 
     /* Reloadable threshold: written by the supervisor, read here. */
     _Atomic int64_t stale_ms;
 
-    struct rest_worker *worker;     /* owned: the REST thread, its curl handle, its rings */
-    bool start_in_flight;           /* the start job is out on the worker */
+    struct rest_worker *worker; /* owned: the REST thread, its curl handle, its rings */
+    bool start_in_flight;       /* the start job is out on the worker */
     uint64_t rest_jobs_submitted, rest_jobs_refused;
-    struct cq_ws_loop *loop;        /* owned */
-    struct cq_ws_client *market;    /* owned by loop */
-    struct cq_wsapi *user;          /* owned; its ws client is on loop; NULL without a key */
+    struct cq_ws_loop *loop;     /* owned */
+    struct cq_ws_client *market; /* owned by loop */
+    struct cq_wsapi *user;       /* owned; its ws client is on loop; NULL without a key */
     bool market_connected;
-    int64_t market_down_since;      /* mono ms of the last disconnect; 0 = never connected */
+    int64_t market_down_since; /* mono ms of the last disconnect; 0 = never connected */
 
     struct sym_state syms[CQ_MAX_SYMBOLS];
     size_t n_syms;
 
     enum start_phase phase;
-    int64_t start_retry_at;         /* mono ms */
+    int64_t start_retry_at; /* mono ms */
     int64_t start_backoff_ms;
     char start_problem[CQ_HEALTH_DETAIL_MAX];
 
@@ -198,7 +199,7 @@ struct cq_feeder {
     struct cq_user_event *user_pending;
     size_t user_head, user_len;
     uint64_t user_events, user_dropped, user_gaps;
-    bool user_gap_owed;             /* events were dropped: a gap event is due */
+    bool user_gap_owed; /* events were dropped: a gap event is due */
 
     uint64_t malformed_total, unknown_symbol_total, control_total, insane_total;
     int64_t last_health_mono;
@@ -365,8 +366,8 @@ static bool parse_kline_row(const json_t *row, struct cq_candle *c)
 
 enum rest_job_kind {
     JOB_NONE,
-    JOB_START,           /* exchangeInfo (limits learned, symbols checked) + warm-up klines */
-    JOB_BACKFILL,        /* one page of klines for one symbol's gap */
+    JOB_START,    /* exchangeInfo (limits learned, symbols checked) + warm-up klines */
+    JOB_BACKFILL, /* one page of klines for one symbol's gap */
     JOB__COUNT
 };
 static const char *const job_names[JOB__COUNT] = {"none", "start", "backfill"};
@@ -374,11 +375,11 @@ static const char *const job_names[JOB__COUNT] = {"none", "start", "backfill"};
 /* A job, copied into the ring (fixed size). */
 struct rest_job {
     enum rest_job_kind kind;
-    int idx;              /* BACKFILL: the symbol */
-    uint32_t gen;         /* BACKFILL: the symbol's backfill generation when asked */
-    int64_t from_ms;      /* BACKFILL: first missing open time */
-    int64_t to_ms;        /* BACKFILL: last ms before the held candle */
-    int64_t warmup_bars;  /* START */
+    int idx;             /* BACKFILL: the symbol */
+    uint32_t gen;        /* BACKFILL: the symbol's backfill generation when asked */
+    int64_t from_ms;     /* BACKFILL: first missing open time */
+    int64_t to_ms;       /* BACKFILL: last ms before the held candle */
+    int64_t warmup_bars; /* START */
 };
 
 struct fetched_candle {
@@ -394,35 +395,35 @@ struct rest_result {
     int idx;
     uint32_t gen;
     int64_t from_ms, to_ms;
-    int rc;                          /* 0: answered as hoped; < 0: failed, problem says why */
-    const char *what;                /* static: the failing status or error name */
-    int code;                        /* the exchange's error code, 0 if none */
-    int64_t server_wait_ms;          /* a Retry-After or ban in force when it failed */
-    struct fetched_candle *candles;  /* owned (see above); NULL when none */
+    int rc;                         /* 0: answered as hoped; < 0: failed, problem says why */
+    const char *what;               /* static: the failing status or error name */
+    int code;                       /* the exchange's error code, 0 if none */
+    int64_t server_wait_ms;         /* a Retry-After or ban in force when it failed */
+    struct fetched_candle *candles; /* owned (see above); NULL when none */
     size_t n_candles;
-    uint64_t malformed;              /* rows that did not parse (dropped) */
-    bool more;                       /* BACKFILL: a full page: more bars may follow */
+    uint64_t malformed; /* rows that did not parse (dropped) */
+    bool more;          /* BACKFILL: a full page: more bars may follow */
     char problem[CQ_HEALTH_DETAIL_MAX];
 };
 
 struct rest_worker {
     pthread_t thread;
     bool thread_started;
-    pthread_mutex_t lock;   /* guards stop, done, abandoned, wake; with cond, the doorbell */
-    pthread_cond_t cond;    /* jobs pushed, stop asked, thread done, room in results */
-    bool stop;              /* the feeder asks the thread to end after the job it runs */
-    bool done;              /* the thread has left its loop */
-    bool abandoned;         /* the feeder is gone: the thread frees this struct itself */
-    struct cq_ws_loop *wake; /* rung after each result; NULL once the feeder let go */
-    struct cq_spsc jobs;    /* struct rest_job: feeder (producer) -> worker */
-    struct cq_spsc results; /* struct rest_result: worker (producer) -> feeder */
-    struct cq_rest_client *rest; /* the worker's own curl handle; budget read by any thread */
+    pthread_mutex_t lock;         /* guards stop, done, abandoned, wake; with cond, the doorbell */
+    pthread_cond_t cond;          /* jobs pushed, stop asked, thread done, room in results */
+    bool stop;                    /* the feeder asks the thread to end after the job it runs */
+    bool done;                    /* the thread has left its loop */
+    bool abandoned;               /* the feeder is gone: the thread frees this struct itself */
+    struct cq_ws_loop *wake;      /* rung after each result; NULL once the feeder let go */
+    struct cq_spsc jobs;          /* struct rest_job: feeder (producer) -> worker */
+    struct cq_spsc results;       /* struct rest_result: worker (producer) -> feeder */
+    struct cq_rest_client *rest;  /* the worker's own curl handle; budget read by any thread */
     char (*names)[CQ_SYMBOL_LEN]; /* a copy of the symbols (immutable) */
     size_t n_syms;
     /* Health only: what the worker is doing. Relaxed: each value stands
      * alone, nothing is published through it. */
-    _Atomic int busy_kind;           /* enum rest_job_kind; JOB_NONE when idle */
-    _Atomic int64_t busy_since_ms;   /* mono ms the running job started */
+    _Atomic int busy_kind;         /* enum rest_job_kind; JOB_NONE when idle */
+    _Atomic int64_t busy_since_ms; /* mono ms the running job started */
     _Atomic uint64_t jobs_done, jobs_failed;
 };
 
@@ -534,7 +535,8 @@ static void job_start(struct rest_worker *w, const struct rest_job *job, struct 
         bool found = false;
         size_t k;
         json_t *s;
-        json_array_foreach(symbols, k, s) {
+        json_array_foreach(symbols, k, s)
+        {
             const char *name = json_string_value(json_object_get(s, "symbol"));
             if (name != NULL && strcmp(name, w->names[i]) == 0) {
                 found = true;
@@ -717,8 +719,7 @@ static void drain_held(struct cq_feeder *f, int idx, int64_t now)
             done++;
             continue;
         }
-        if (s->last_closed_open_ms >= 0 &&
-            c->open_ms > s->last_closed_open_ms + CQ_MS_PER_MINUTE &&
+        if (s->last_closed_open_ms >= 0 && c->open_ms > s->last_closed_open_ms + CQ_MS_PER_MINUTE &&
             c->open_ms != s->gap_pass_open_ms) {
             if (!s->backfill_in_flight &&
                 (s->backfill_retry_at == 0 || now >= s->backfill_retry_at)) {
@@ -809,9 +810,9 @@ static void on_backfill_result(struct cq_feeder *f, const struct rest_result *re
         if (cq_log_ratelimit_allow(&f->gap_rl, now, &suppressed)) {
             cq_log_warn("feeder", s->gap_got < missing ? "market_gap_unfilled" : "market_gap",
                         json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "symbol", s->name, "from_ms",
-                                  (json_int_t)from, "to_ms", (json_int_t)res->to_ms,
-                                  "missing_bars", (json_int_t)missing, "backfilled",
-                                  (json_int_t)s->gap_got, "suppressed", (json_int_t)suppressed),
+                                  (json_int_t)from, "to_ms", (json_int_t)res->to_ms, "missing_bars",
+                                  (json_int_t)missing, "backfilled", (json_int_t)s->gap_got,
+                                  "suppressed", (json_int_t)suppressed),
                         "%s: %lld closed bar(s) missing before %lld; %lld backfilled", s->name,
                         (long long)missing, (long long)(res->to_ms + 1), (long long)s->gap_got);
         }
@@ -1058,8 +1059,8 @@ static void on_start_result(struct cq_feeder *f, const struct rest_result *res, 
         int64_t bars = cq_config_int(f->cfg, CQ_CFG_FEEDER_WARMUP_BARS);
         if (bars > 0) {
             cq_log_info("feeder", "warmup_done",
-                        json_pack("{s:I,s:I}", "symbols", (json_int_t)f->n_syms,
-                                  "bars_per_symbol", (json_int_t)bars),
+                        json_pack("{s:I,s:I}", "symbols", (json_int_t)f->n_syms, "bars_per_symbol",
+                                  (json_int_t)bars),
                         "warm-up history queued for ARES");
         }
         rc = start_market_stream(f); /* sets start_problem on failure */
@@ -1075,18 +1076,17 @@ static void on_start_result(struct cq_feeder *f, const struct rest_result *res, 
         }
         return;
     }
-    f->start_backoff_ms =
-        f->start_backoff_ms == 0 ? START_RETRY_MIN_MS : f->start_backoff_ms * 2;
+    f->start_backoff_ms = f->start_backoff_ms == 0 ? START_RETRY_MIN_MS : f->start_backoff_ms * 2;
     if (f->start_backoff_ms > START_RETRY_MAX_MS) {
         f->start_backoff_ms = START_RETRY_MAX_MS;
     }
-    int64_t wait = res->server_wait_ms > f->start_backoff_ms ? res->server_wait_ms
-                                                             : f->start_backoff_ms;
+    int64_t wait =
+        res->server_wait_ms > f->start_backoff_ms ? res->server_wait_ms : f->start_backoff_ms;
     f->start_retry_at = now + wait;
-    cq_log_warn("feeder", "start_retry",
-                json_pack("{s:s,s:I}", "problem", f->start_problem, "retry_in_ms",
-                          (json_int_t)wait),
-                "feeder start-up failed: %s", f->start_problem);
+    cq_log_warn(
+        "feeder", "start_retry",
+        json_pack("{s:s,s:I}", "problem", f->start_problem, "retry_in_ms", (json_int_t)wait),
+        "feeder start-up failed: %s", f->start_problem);
 }
 
 int cq_feeder__stream_url(const struct cq_feeder *f, char *url, size_t url_len)
@@ -1172,9 +1172,8 @@ static json_t *rest_worker_json(const struct cq_feeder *f)
     return json_pack(
         "{s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "running",
         kind > JOB_NONE && kind < JOB__COUNT ? job_names[kind] : NULL, "running_for_ms",
-        (json_int_t)(busy_ms > 0 ? busy_ms : 0), "jobs_queued",
-        (json_int_t)cq_spsc_size(&w->jobs), "jobs_high_water",
-        (json_int_t)atomic_load(&w->jobs.high_water), "results_queued",
+        (json_int_t)(busy_ms > 0 ? busy_ms : 0), "jobs_queued", (json_int_t)cq_spsc_size(&w->jobs),
+        "jobs_high_water", (json_int_t)atomic_load(&w->jobs.high_water), "results_queued",
         (json_int_t)cq_spsc_size(&w->results), "ring_capacity",
         (json_int_t)cq_spsc_capacity(&w->jobs), "jobs_submitted",
         (json_int_t)f->rest_jobs_submitted, "jobs_refused", (json_int_t)f->rest_jobs_refused,
@@ -1192,7 +1191,7 @@ static void publish_health(struct cq_feeder *f, int64_t now)
     cq_rest_client_budget(f->worker->rest, &budget); /* any thread (its own lock) */
     json_t *symbols = json_object();
     const struct sym_state *stale_symbol = NULL;
-    bool stale_never = false;          /* the stale symbol has had no message at all */
+    bool stale_never = false; /* the stale symbol has had no message at all */
     int64_t oldest_fresh_mono = now;
     for (size_t i = 0; i < f->n_syms; i++) {
         struct sym_state *s = &f->syms[i];
@@ -1213,17 +1212,16 @@ static void publish_health(struct cq_feeder *f, int64_t now)
         json_object_set_new(
             symbols, s->name,
             json_pack("{s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}",
-                      "freshness_ms",
-                      age >= 0 ? json_integer(age) : json_null(), "streams", fresh,
+                      "freshness_ms", age >= 0 ? json_integer(age) : json_null(), "streams", fresh,
                       "last_closed_open_ms", (json_int_t)s->last_closed_open_ms, "candles_closed",
                       (json_int_t)s->candles_closed, "candles_backfilled",
                       (json_int_t)s->candles_backfilled, "candles_warmup",
-                      (json_int_t)s->candles_warmup, "gaps", (json_int_t)s->gaps,
-                      "gaps_unfilled", (json_int_t)s->gaps_unfilled, "duplicates",
-                      (json_int_t)s->duplicates, "trade_gaps", (json_int_t)s->trade_gaps,
-                      "books_coalesced", (json_int_t)s->books_coalesced, "trades_dropped",
-                      (json_int_t)s->trades_dropped, "held_for_backfill",
-                      (json_int_t)s->held_len, "insane", (json_int_t)s->insane, "insane_in_a_row",
+                      (json_int_t)s->candles_warmup, "gaps", (json_int_t)s->gaps, "gaps_unfilled",
+                      (json_int_t)s->gaps_unfilled, "duplicates", (json_int_t)s->duplicates,
+                      "trade_gaps", (json_int_t)s->trade_gaps, "books_coalesced",
+                      (json_int_t)s->books_coalesced, "trades_dropped",
+                      (json_int_t)s->trades_dropped, "held_for_backfill", (json_int_t)s->held_len,
+                      "insane", (json_int_t)s->insane, "insane_in_a_row",
                       (json_int_t)s->insane_in_row, "last_insane_reason", s->insane_reason));
     }
     enum cq_health_status status = CQ_HEALTH_OK;
@@ -1301,16 +1299,16 @@ static void publish_health(struct cq_feeder *f, int64_t now)
     if (f->market != NULL) {
         cq_ws_client_stats(f->market, &ms);
     }
-    json_t *details = json_pack(
-"{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}",
-        "stale_ms",
-        (json_int_t)stale_ms, "symbols", symbols, "rest", cq_rest_budget_json(&budget),
-        "market_stream", cq_ws_client_stats_json(&ms), "to_ares", "pending_candles",
-        (json_int_t)f->pending_len, "ring_size", (json_int_t)cq_spsc_size(f->to_ares), "ring_capacity",
-        (json_int_t)cq_spsc_capacity(f->to_ares), "ring_full", (json_int_t)atomic_load(&f->to_ares->full),
-        "ring_high_water", (json_int_t)atomic_load(&f->to_ares->high_water), "malformed_total",
-        (json_int_t)f->malformed_total, "insane_total", (json_int_t)f->insane_total,
-        "unknown_symbol_total", (json_int_t)f->unknown_symbol_total);
+    json_t *details =
+        json_pack("{s:I,s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}", "stale_ms",
+                  (json_int_t)stale_ms, "symbols", symbols, "rest", cq_rest_budget_json(&budget),
+                  "market_stream", cq_ws_client_stats_json(&ms), "to_ares", "pending_candles",
+                  (json_int_t)f->pending_len, "ring_size", (json_int_t)cq_spsc_size(f->to_ares),
+                  "ring_capacity", (json_int_t)cq_spsc_capacity(f->to_ares), "ring_full",
+                  (json_int_t)atomic_load(&f->to_ares->full), "ring_high_water",
+                  (json_int_t)atomic_load(&f->to_ares->high_water), "malformed_total",
+                  (json_int_t)f->malformed_total, "insane_total", (json_int_t)f->insane_total,
+                  "unknown_symbol_total", (json_int_t)f->unknown_symbol_total);
     json_object_set_new(details, "rest_worker", rest_worker_json(f));
     /* The user data stream: its subscription state and reason, counters,
      * the WS API request weight, and the connection's own stats. */
@@ -1559,8 +1557,8 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
     f->api_key = cq_text_dup(o->api_key);
     f->pending = calloc(PENDING_MAX_CANDLES, sizeof(*f->pending));
     f->user_pending = calloc(USER_PENDING_MAX, sizeof(*f->user_pending));
-    if (f->rest_url == NULL || f->ws_url == NULL || f->pending == NULL ||
-        f->user_pending == NULL || f->to_ares == NULL) {
+    if (f->rest_url == NULL || f->ws_url == NULL || f->pending == NULL || f->user_pending == NULL ||
+        f->to_ares == NULL) {
         cq_err_set(err, CQ_ENOMEM, 0, NULL, "allocating the feeder");
         cq_feeder_free(f);
         return NULL;
@@ -1581,9 +1579,9 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
          * one here is refused, never cut (a cut name matches nothing). */
         if (cq_strlcpy(f->syms[i].name, symbols[i], sizeof(f->syms[i].name)) >=
             sizeof(f->syms[i].name)) {
-            cq_err_set(err, CQ_ECONFIG, 0, "use the exchange's symbol names (at most 20 characters)",
-                       "symbol \"%.40s\" is longer than %d characters", symbols[i],
-                       CQ_SYMBOL_MAX_CHARS);
+            cq_err_set(
+                err, CQ_ECONFIG, 0, "use the exchange's symbol names (at most 20 characters)",
+                "symbol \"%.40s\" is longer than %d characters", symbols[i], CQ_SYMBOL_MAX_CHARS);
             cq_feeder_free(f);
             return NULL;
         }
@@ -1650,10 +1648,9 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
         "feeder", cq_mode_name(cq_config_mode(o->cfg)), cq_config_hash(o->cfg),
         json_pack("{s:I,s:I,s:I,s:I,s:I,s:s,s:s}", "stale_ms",
                   (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS), "ws_stall_ms",
-                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WS_STALL_MS),
-                  "ws_backoff_max_ms",
-                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS),
-                  "warmup_bars", (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WARMUP_BARS),
+                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WS_STALL_MS), "ws_backoff_max_ms",
+                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WS_BACKOFF_MAX_MS), "warmup_bars",
+                  (json_int_t)cq_config_int(o->cfg, CQ_CFG_FEEDER_WARMUP_BARS),
                   "weight_headroom_pct",
                   (json_int_t)cq_config_int(o->cfg, CQ_CFG_EXCHANGE_WEIGHT_HEADROOM_PCT), "rest",
                   f->rest_url, "ws", f->ws_url));
@@ -1665,7 +1662,7 @@ void cq_feeder_free(struct cq_feeder *f)
     if (f == NULL) {
         return;
     }
-    cq_service_free(f->svc); /* joins the thread before its state goes */
+    cq_service_free(f->svc);        /* joins the thread before its state goes */
     rest_worker_release(f->worker); /* before the loop it wakes goes */
     cq_wsapi_free(f->user);         /* its ws client, before the loop */
     cq_ws_loop_free(f->loop);

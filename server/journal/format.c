@@ -45,18 +45,12 @@
 /* ---- record types ------------------------------------------------------------------ */
 
 static const char *const type_names[CQ_REC__MAX] = {
-    [CQ_REC_CONFIG_LOADED] = "config.loaded",
-    [CQ_REC_MARKET_GAP] = "market.gap",
-    [CQ_REC_SIGNAL_EMITTED] = "signal.emitted",
-    [CQ_REC_SIGNAL_BLOCKED] = "signal.blocked",
-    [CQ_REC_ORDER_INTENT] = "order.intent",
-    [CQ_REC_ORDER_ACK] = "order.ack",
-    [CQ_REC_ORDER_FILL] = "order.fill",
-    [CQ_REC_ORDER_REJECT] = "order.reject",
-    [CQ_REC_RISK_DECISION] = "risk.decision",
-    [CQ_REC_QUARANTINE] = "quarantine",
-    [CQ_REC_UNQUARANTINE] = "unquarantine",
-    [CQ_REC_NOTE] = "note",
+    [CQ_REC_CONFIG_LOADED] = "config.loaded",   [CQ_REC_MARKET_GAP] = "market.gap",
+    [CQ_REC_SIGNAL_EMITTED] = "signal.emitted", [CQ_REC_SIGNAL_BLOCKED] = "signal.blocked",
+    [CQ_REC_ORDER_INTENT] = "order.intent",     [CQ_REC_ORDER_ACK] = "order.ack",
+    [CQ_REC_ORDER_FILL] = "order.fill",         [CQ_REC_ORDER_REJECT] = "order.reject",
+    [CQ_REC_RISK_DECISION] = "risk.decision",   [CQ_REC_QUARANTINE] = "quarantine",
+    [CQ_REC_UNQUARANTINE] = "unquarantine",     [CQ_REC_NOTE] = "note",
 };
 
 const char *cq_rec_type_name(uint16_t type)
@@ -183,8 +177,8 @@ void cq_journal__rec_view(const struct cq_journal__rec *r, uint32_t segment, uin
 
 void cq_journal__problem_str(const struct cq_journal__problem *p, char *out, size_t out_len)
 {
-    snprintf(out, out_len, "segment %u offset %llu: %s", p->segment,
-             (unsigned long long)p->offset, p->text);
+    snprintf(out, out_len, "segment %u offset %llu: %s", p->segment, (unsigned long long)p->offset,
+             p->text);
 }
 
 /* ---- directory listing ------------------------------------------------------------------ */
@@ -363,17 +357,17 @@ int cq_journal__list_dir(const char *dir, struct cq_journal__dirlist *out, struc
         } else if (n > 4 && strcmp(name + n - 4, ".tmp") == 0 &&
                    (strncmp(name, "seg-", 4) == 0 || strncmp(name, "snap-", 5) == 0)) {
             char *copy = strdup(name);
-            rc = copy == NULL ? -CQ_ENOMEM
-                              : push((void **)&out->tmps, &out->n_tmps, &cap_tmps, sizeof(copy),
-                                     &copy);
+            rc = copy == NULL
+                     ? -CQ_ENOMEM
+                     : push((void **)&out->tmps, &out->n_tmps, &cap_tmps, sizeof(copy), &copy);
             if (rc < 0) {
                 free(copy);
             }
         } else if (n > 8 && strcmp(name + n - 8, ".invalid") == 0 &&
                    strncmp(name, "snap-", 5) == 0) {
             /* a snapshot recovery set aside: evidence, never read */
-        } else if (journal_like(name) && !(parse_seg_name(name, &segno) ||
-                                          parse_snap_name(name, &seq))) {
+        } else if (journal_like(name) &&
+                   !(parse_seg_name(name, &segno) || parse_snap_name(name, &seq))) {
             rc = add_odd(out, &cap_odd, name, true,
                          "name out of the journal's pattern (seg-NNNNNNNN.cqj, "
                          "snap-<20 digits>.cqs): not read");
@@ -396,13 +390,12 @@ int cq_journal__list_dir(const char *dir, struct cq_journal__dirlist *out, struc
     return 0;
 }
 
-int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char *dir,
-                                char *out, size_t out_len)
+int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char *dir, char *out,
+                                size_t out_len)
 {
     for (size_t i = 0; i < l->n_odd; i++) {
         if (!l->odd[i].stray) {
-            snprintf(out, out_len, "%.3800s/%s: %s", dir,
-                     l->odd[i].name, l->odd[i].why);
+            snprintf(out, out_len, "%.3800s/%s: %s", dir, l->odd[i].name, l->odd[i].why);
             return 1;
         }
     }
@@ -502,8 +495,8 @@ static int px_unlink(void *ctx, const char *path)
 }
 
 static const struct cq_journal_fs posix_fs = {
-    px_open, px_write, px_pread, px_fdatasync, px_fsync_dir,
-    px_ftruncate, px_close, px_rename, px_unlink, NULL,
+    px_open,      px_write, px_pread,  px_fdatasync, px_fsync_dir,
+    px_ftruncate, px_close, px_rename, px_unlink,    NULL,
 };
 
 const struct cq_journal_fs *cq_journal_fs_posix(void)
@@ -543,8 +536,7 @@ int cq_journal__write_file(const struct cq_journal_fs *fs, const char *path, con
     if (cq_journal__write_all(fs, fd, data, len) < 0 || fs->fdatasync(fs->ctx, fd) < 0) {
         int e = errno;
         fs->close(fs->ctx, fd);
-        return cq_err_set(err, CQ_EIO, e, "check free space and the disk", "cannot write %s",
-                          path);
+        return cq_err_set(err, CQ_EIO, e, "check free space and the disk", "cannot write %s", path);
     }
     if (fs->close(fs->ctx, fd) < 0) {
         return cq_err_set(err, CQ_EIO, errno, "check the disk", "cannot close %s", path);
@@ -692,8 +684,7 @@ ssize_t cq_journal__reader_fill(struct cq_journal__seg_reader *r, uint64_t off, 
         r->file_size = off + want;
     }
     while (got < want) {
-        ssize_t n = r->fs->pread(r->fs->ctx, r->fd, r->buf + got, want - got,
-                                 (off_t)(off + got));
+        ssize_t n = r->fs->pread(r->fs->ctx, r->fd, r->buf + got, want - got, (off_t)(off + got));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -753,8 +744,8 @@ static bool header_decode(const uint8_t *b, size_t avail, uint32_t segno,
                           struct cq_journal__seg_header *h, struct cq_journal__problem *prob)
 {
     if (avail < CQJ_SEG_HDR_BYTES) {
-        set_problem(prob, CQJ_P_HEADER, segno, 0, "partial segment header (%zu of %u bytes)",
-                    avail, CQJ_SEG_HDR_BYTES);
+        set_problem(prob, CQJ_P_HEADER, segno, 0, "partial segment header (%zu of %u bytes)", avail,
+                    CQJ_SEG_HDR_BYTES);
         return false;
     }
     if (memcmp(b, CQJ_SEG_MAGIC, 8) != 0) {
@@ -789,8 +780,8 @@ static bool header_decode(const uint8_t *b, size_t avail, uint32_t segno,
 }
 
 int cq_journal__read_seg_header(const char *dir, const struct cq_journal_fs *fs, uint32_t segno,
-                                struct cq_journal__seg_header *h,
-                                struct cq_journal__problem *prob, struct cq_err *err)
+                                struct cq_journal__seg_header *h, struct cq_journal__problem *prob,
+                                struct cq_err *err)
 {
     struct cq_journal__seg_reader r;
     int rc = cq_journal__reader_open(&r, dir, fs, segno, err);
@@ -810,7 +801,8 @@ int cq_journal__read_seg_header(const char *dir, const struct cq_journal_fs *fs,
     return rc;
 }
 
-/* ---- the walker ---------------------------------------------------------------------------------- */
+/* ---- the walker
+ * ---------------------------------------------------------------------------------- */
 
 void cq_journal__walker_init(struct cq_journal__walker *w, const char *dir,
                              const struct cq_journal_fs *fs, const uint32_t *segs, size_t n_segs,
@@ -909,8 +901,8 @@ static int whole_but_length(struct cq_journal__seg_reader *r, uint64_t x, uint64
         return 0;
     }
     const uint8_t *b = window_at(r, x);
-    uint64_t by_fields = (uint64_t)CQJ_REC_HDR_BYTES + b[CQJ_R_SCOPE_LEN] +
-                         cqj_get32(b + CQJ_R_PAYLOAD_LEN) + 4u;
+    uint64_t by_fields =
+        (uint64_t)CQJ_REC_HDR_BYTES + b[CQJ_R_SCOPE_LEN] + cqj_get32(b + CQJ_R_PAYLOAD_LEN) + 4u;
     uint64_t cands[2] = {by_fields, (uint64_t)n};
     for (int i = 0; i < 2; i++) {
         uint64_t len = cands[i];
@@ -1047,8 +1039,7 @@ static int enter_segment(struct cq_journal__walker *w, struct cq_err *err)
     }
     w->rd_open = true;
     if (w->last_segno != 0 && segno != w->last_segno + 1) {
-        set_problem(&w->prob, CQJ_P_MISSING, segno, 0, "segment %u missing",
-                    w->last_segno + 1);
+        set_problem(&w->prob, CQJ_P_MISSING, segno, 0, "segment %u missing", w->last_segno + 1);
         if (segno - w->last_segno > 2) {
             snprintf(w->prob.text, sizeof(w->prob.text), "segments %u to %u missing",
                      w->last_segno + 1, segno - 1);
@@ -1138,8 +1129,8 @@ int cq_journal__walker_next(struct cq_journal__walker *w, struct cq_journal__rec
             return read_error(w, segno, err);
         }
         if ((size_t)n < len) {
-            set_problem(&w->prob, CQJ_P_PARTIAL, segno, x,
-                        "truncated record (%zd of %u bytes)", n, len);
+            set_problem(&w->prob, CQJ_P_PARTIAL, segno, x, "truncated record (%zd of %u bytes)", n,
+                        len);
             return fail(w, len, err);
         }
         const uint8_t *b = window_at(r, x);
@@ -1162,8 +1153,7 @@ int cq_journal__walker_next(struct cq_journal__walker *w, struct cq_journal__rec
         if ((flags & ~CQJ_REC_FLAG_SEQ_SKIP) != 0 || (seq_skip && rec->type != CQ_REC_QUARANTINE) ||
             rec->scope_len > CQ_JOURNAL_SCOPE_MAX ||
             (uint64_t)CQJ_REC_HDR_BYTES + rec->scope_len + rec->payload_len + 4 != len ||
-            !cq_journal__scope_valid((const char *)rec->scope, rec->scope_len) ||
-            rec->type == 0) {
+            !cq_journal__scope_valid((const char *)rec->scope, rec->scope_len) || rec->type == 0) {
             set_problem(&w->prob, CQJ_P_FIELDS, segno, x, "record fields inconsistent");
             return fail(w, len, err);
         }
@@ -1191,8 +1181,7 @@ int cq_journal__walker_next(struct cq_journal__walker *w, struct cq_journal__rec
         if (rec->seq != w->expect_seq && !(seq_skip && rec->seq > w->expect_seq)) {
             if (rec->seq > w->expect_seq) {
                 set_problem(&w->prob, CQJ_P_SEQ, segno, x, "seq gap %llu -> %llu",
-                            (unsigned long long)(w->expect_seq - 1),
-                            (unsigned long long)rec->seq);
+                            (unsigned long long)(w->expect_seq - 1), (unsigned long long)rec->seq);
             } else {
                 set_problem(&w->prob, CQJ_P_SEQ, segno, x,
                             "seq out of order: expected %llu, found %llu",

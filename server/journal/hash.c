@@ -33,8 +33,7 @@ static bool cpu_has_sse42(void)
     return __builtin_cpu_supports("sse4.2") != 0;
 }
 
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8_t *p,
-                                                         size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8_t *p, size_t len)
 {
     while (len > 0 && ((uintptr_t)p & 7u) != 0) {
         c = __builtin_ia32_crc32qi(c, *p++);

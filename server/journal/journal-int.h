@@ -37,17 +37,17 @@
 /* ---- format constants (docs/JOURNAL.md) ----------------------------------------- */
 
 #define CQJ_FORMAT_VERSION 1
-#define CQJ_SEG_MAGIC "CQJSEG\r\n"    /* 8 bytes */
+#define CQJ_SEG_MAGIC "CQJSEG\r\n" /* 8 bytes */
 #define CQJ_SEG_HDR_BYTES 40u
-#define CQJ_REC_HDR_BYTES 36u         /* fixed part before scope and payload */
-#define CQJ_REC_MIN_BYTES 40u         /* empty scope and payload, plus the CRC */
+#define CQJ_REC_HDR_BYTES 36u /* fixed part before scope and payload */
+#define CQJ_REC_MIN_BYTES 40u /* empty scope and payload, plus the CRC */
 #define CQJ_REC_MAX_BYTES (CQJ_REC_HDR_BYTES + CQ_JOURNAL_SCOPE_MAX + CQ_JOURNAL_PAYLOAD_MAX + 4u)
-#define CQJ_SNAP_MAGIC "CQJSNAP\n"    /* 8 bytes */
+#define CQJ_SNAP_MAGIC "CQJSNAP\n" /* 8 bytes */
 #define CQJ_SNAP_HDR_BYTES 48u
 #define CQJ_SNAP_STATE_MAX ((uint64_t)1 << 30) /* largest state a snapshot may hold */
-#define CQJ_CHAIN_SEED 0u             /* XXH64 seed of the hash chain */
-#define CQJ_ZERO_BLOCK 512u           /* sector size for the torn-tail rule */
-#define CQJ_ZERO_MIN 16u              /* shortest zero run counted as unwritten */
+#define CQJ_CHAIN_SEED 0u                      /* XXH64 seed of the hash chain */
+#define CQJ_ZERO_BLOCK 512u                    /* sector size for the torn-tail rule */
+#define CQJ_ZERO_MIN 16u                       /* shortest zero run counted as unwritten */
 #define CQJ_PATH_MAX 4096
 /* Longest journal directory path, bytes. Every path made from it fits
  * CQJ_PATH_MAX and the "%.4000s" bounds in recover.c without a cut: the
@@ -183,7 +183,7 @@ struct cq_journal__rec {
     uint64_t prev_digest;
     const uint8_t *scope;
     const uint8_t *payload;
-    uint64_t digest;        /* XXH64 of bytes [0, len - 4): what the next record chains to */
+    uint64_t digest; /* XXH64 of bytes [0, len - 4): what the next record chains to */
     const uint8_t *bytes;
 };
 
@@ -237,22 +237,22 @@ void cq_journal__snap_path(char *out, size_t out_len, const char *dir, uint64_t 
 
 /* A directory entry the journal does not read. */
 struct cq_journal__odd_file {
-    char name[256];   /* the entry's name (NAME_MAX fits) */
-    char why[128];    /* "a FIFO, not a regular file", "name out of the journal's pattern …" */
-    bool stray;       /* an out-of-pattern name (reported); else a journal name on
-                       * something that is not a regular file (refused) */
+    char name[256]; /* the entry's name (NAME_MAX fits) */
+    char why[128];  /* "a FIFO, not a regular file", "name out of the journal's pattern …" */
+    bool stray;     /* an out-of-pattern name (reported); else a journal name on
+                     * something that is not a regular file (refused) */
 };
 
 struct cq_journal__dirlist {
-    uint32_t *segs;   /* owned; ascending; regular files only */
+    uint32_t *segs; /* owned; ascending; regular files only */
     size_t n_segs;
-    uint64_t *snaps;  /* owned; ascending by seq; regular files only */
+    uint64_t *snaps; /* owned; ascending by seq; regular files only */
     size_t n_snaps;
-    char **tmps;      /* owned; leftover "*.tmp" files (names, not paths) */
+    char **tmps; /* owned; leftover "*.tmp" files (names, not paths) */
     size_t n_tmps;
     struct cq_journal__odd_file *odd; /* owned; in directory order */
     size_t n_odd;
-    size_t n_refused, n_stray;        /* how many of odd are which */
+    size_t n_refused, n_stray; /* how many of odd are which */
 };
 
 /* List dir (opendir: the fs boundary has no readdir; the fakes wrap a real
@@ -263,8 +263,8 @@ struct cq_journal__dirlist {
 int cq_journal__list_dir(const char *dir, struct cq_journal__dirlist *out, struct cq_err *err);
 void cq_journal__dirlist_fini(struct cq_journal__dirlist *l);
 /* 1 and a message naming the first refused entry's path and the fix, 0 when none. */
-int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char *dir,
-                                char *out, size_t out_len);
+int cq_journal__dirlist_refused(const struct cq_journal__dirlist *l, const char *dir, char *out,
+                                size_t out_len);
 /* Open path for reading without blocking or following a symlink (a FIFO,
  * a symlink to /dev/zero), and only if it is a regular file: the fd and
  * *size, or a negative code with err naming the path. */
@@ -275,15 +275,15 @@ int cq_journal__open_regular(const struct cq_journal_fs *fs, const char *path, u
 
 enum cq_journal__problem_kind {
     CQJ_P_NONE,
-    CQJ_P_PARTIAL,      /* a record runs past the end of the file */
-    CQJ_P_LENGTH,       /* an impossible record length */
-    CQJ_P_CRC,          /* CRC mismatch */
-    CQJ_P_FIELDS,       /* CRC fine but the fields contradict each other */
-    CQJ_P_HEADER,       /* bad or partial segment header */
-    CQJ_P_SEQ,          /* seq gap, duplicate or out of order */
-    CQJ_P_CHAIN,        /* hash chain broken */
-    CQJ_P_MISSING,      /* a whole segment (or the records before the first) missing */
-    CQJ_P_ANCHOR,       /* the snapshot's chain digest does not match the records */
+    CQJ_P_PARTIAL, /* a record runs past the end of the file */
+    CQJ_P_LENGTH,  /* an impossible record length */
+    CQJ_P_CRC,     /* CRC mismatch */
+    CQJ_P_FIELDS,  /* CRC fine but the fields contradict each other */
+    CQJ_P_HEADER,  /* bad or partial segment header */
+    CQJ_P_SEQ,     /* seq gap, duplicate or out of order */
+    CQJ_P_CHAIN,   /* hash chain broken */
+    CQJ_P_MISSING, /* a whole segment (or the records before the first) missing */
+    CQJ_P_ANCHOR,  /* the snapshot's chain digest does not match the records */
 };
 
 struct cq_journal__problem {
@@ -301,9 +301,9 @@ struct cq_journal__seg_reader {
     int fd;
     uint32_t segno;
     struct cq_journal__seg_header hdr;
-    uint8_t *buf;        /* owned window */
+    uint8_t *buf; /* owned window */
     size_t cap;
-    uint64_t buf_off;    /* file offset of buf[0] */
+    uint64_t buf_off; /* file offset of buf[0] */
     size_t buf_len;
     bool size_known;
     uint64_t file_size;
@@ -315,25 +315,25 @@ struct cq_journal__seg_reader {
  * record (length, CRC, fields) and the links between them (seq + 1, the hash
  * chain, segment numbers, each segment header's first seq and prev digest). */
 struct cq_journal__walker {
-    const char *dir;                  /* borrowed */
-    const struct cq_journal_fs *fs;   /* borrowed */
-    const uint32_t *segs;             /* borrowed, ascending */
+    const char *dir;                /* borrowed */
+    const struct cq_journal_fs *fs; /* borrowed */
+    const uint32_t *segs;           /* borrowed, ascending */
     size_t n_segs;
-    size_t idx;                       /* segment being read */
-    bool tail_is_live;                /* segs[n-1] is the journal's last segment: torn tails possible */
+    size_t idx;        /* segment being read */
+    bool tail_is_live; /* segs[n-1] is the journal's last segment: torn tails possible */
     struct cq_journal__seg_reader rd;
     bool rd_open;
-    bool have_expect;                 /* expect_* are known (else the first header sets them) */
+    bool have_expect; /* expect_* are known (else the first header sets them) */
     uint64_t expect_seq;
     uint64_t expect_digest;
-    bool anchor_set;                  /* record anchor_seq must have digest anchor_digest */
+    bool anchor_set; /* record anchor_seq must have digest anchor_digest */
     bool anchor_checked;
     uint64_t anchor_seq;
     uint64_t anchor_digest;
-    uint32_t last_segno;              /* last segment entered */
-    uint64_t end_offset;              /* end of the last good record in last_segno */
-    uint64_t bytes;                   /* bytes of records and headers checked */
-    struct cq_journal__problem prob;  /* when walk_next returned 2 */
+    uint32_t last_segno;             /* last segment entered */
+    uint64_t end_offset;             /* end of the last good record in last_segno */
+    uint64_t bytes;                  /* bytes of records and headers checked */
+    struct cq_journal__problem prob; /* when walk_next returned 2 */
 };
 
 void cq_journal__walker_init(struct cq_journal__walker *w, const char *dir,
@@ -348,8 +348,8 @@ void cq_journal__walker_fini(struct cq_journal__walker *w);
 /* Read the header of segment segno: 0 and *h, 1 when the header is bad
  * (prob filled), negative on I/O error. */
 int cq_journal__read_seg_header(const char *dir, const struct cq_journal_fs *fs, uint32_t segno,
-                                struct cq_journal__seg_header *h,
-                                struct cq_journal__problem *prob, struct cq_err *err);
+                                struct cq_journal__seg_header *h, struct cq_journal__problem *prob,
+                                struct cq_err *err);
 
 /* Open a segment for reading (fd owned by the reader). */
 int cq_journal__reader_open(struct cq_journal__seg_reader *r, const char *dir,
@@ -401,15 +401,14 @@ void cq_journal__state_foreach_quarantined(const struct cq_journal__state *s,
                                            void *ctx);
 /* Convert a decoded record into the public view (scope copied into scope_buf). */
 void cq_journal__rec_view(const struct cq_journal__rec *r, uint32_t segment, uint64_t offset,
-                          char scope_buf[CQ_JOURNAL_SCOPE_MAX + 1],
-                          struct cq_journal_record *out);
+                          char scope_buf[CQ_JOURNAL_SCOPE_MAX + 1], struct cq_journal_record *out);
 
 /* ---- snapshot.c ------------------------------------------------------------------------ */
 
 struct cq_journal__snapshot {
     uint64_t seq;
-    uint64_t digest;                   /* chain digest of record seq (0 when seq is 0) */
-    struct cq_journal__state *state;   /* owned */
+    uint64_t digest;                 /* chain digest of record seq (0 when seq is 0) */
+    struct cq_journal__state *state; /* owned */
 };
 
 /* Write snap-<seq>.cqs atomically: <name>.tmp, fdatasync, rename, fsync dir. */
@@ -426,20 +425,20 @@ void cq_journal__snapshot_fini(struct cq_journal__snapshot *s);
 /* Result of replaying a directory: the newest usable snapshot plus the tail. */
 struct cq_journal__replay {
     struct cq_journal__dirlist list;
-    struct cq_journal__state *state;  /* owned */
-    uint64_t snapshot_seq;            /* 0 = none used */
-    uint64_t replayed;                /* tail records applied */
-    uint64_t last_seq;                /* last good record */
+    struct cq_journal__state *state; /* owned */
+    uint64_t snapshot_seq;           /* 0 = none used */
+    uint64_t replayed;               /* tail records applied */
+    uint64_t last_seq;               /* last good record */
     uint64_t last_digest;
-    uint32_t last_segno;              /* segment of the last good record (0 = none) */
-    uint64_t last_end;                /* end offset of the last good record in it */
-    bool have_problem;                /* the walk stopped at prob (torn or not) */
+    uint32_t last_segno; /* segment of the last good record (0 = none) */
+    uint64_t last_end;   /* end offset of the last good record in it */
+    bool have_problem;   /* the walk stopped at prob (torn or not) */
     struct cq_journal__problem prob;
-    uint64_t bad_snapshots[16];       /* snapshots that could not be used */
+    uint64_t bad_snapshots[16]; /* snapshots that could not be used */
     char bad_snapshot_why[16][160];
     size_t n_bad_snapshots;
-    bool head_missing;                /* no usable snapshot and segments start after seq 1 */
-    uint64_t ahead_snapshot_seq;      /* a checksum-valid snapshot beyond the last record */
+    bool head_missing;           /* no usable snapshot and segments start after seq 1 */
+    uint64_t ahead_snapshot_seq; /* a checksum-valid snapshot beyond the last record */
 };
 
 /* Replay dir. fn (may be NULL) sees every tail record. Returns 0 when the
@@ -461,18 +460,18 @@ struct cq_journal__seginfo {
 
 /* What cq_journal_open continues from. */
 struct cq_journal__recovered {
-    struct cq_journal__state *state;  /* owned */
+    struct cq_journal__state *state; /* owned */
     uint64_t last_seq;
     uint64_t last_digest;
     struct cq_journal__seginfo *segs; /* owned, ascending; the last one is where appends go */
     size_t n_segs;
-    uint64_t active_size;             /* valid bytes of the last segment */
-    uint64_t snapshot_seq;            /* newest snapshot on disk after recovery (0 = none) */
-    bool corrupt;                     /* recovery found corruption (health journal_corrupt) */
+    uint64_t active_size;  /* valid bytes of the last segment */
+    uint64_t snapshot_seq; /* newest snapshot on disk after recovery (0 = none) */
+    bool corrupt;          /* recovery found corruption (health journal_corrupt) */
     uint32_t corrupt_segment;
     uint64_t corrupt_offset;
-    char corrupt_detail[256];         /* "segment 3 offset 4096: CRC mismatch" */
-    char bundle[CQJ_PATH_MAX];        /* debug bundle written ("" = none) */
+    char corrupt_detail[256];  /* "segment 3 offset 4096: CRC mismatch" */
+    char bundle[CQJ_PATH_MAX]; /* debug bundle written ("" = none) */
 };
 
 /* Recover dir (see recover.c): fills *out and the public *rec. */

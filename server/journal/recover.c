@@ -138,9 +138,9 @@ static int cmp_u64(const void *a, const void *b)
 /* Walk a segment from offset `from` collecting every intact record (CRC
  * good) with seq > last_good; bytes that do not parse are skipped one at a
  * time (resync). */
-static int scan_rest(const char *dir, const struct cq_journal_fs *fs, uint32_t segno,
-                     uint64_t from, uint64_t last_good, struct scopeset *scopes,
-                     struct seqlist *seqs, uint64_t *max_seq, struct cq_err *err)
+static int scan_rest(const char *dir, const struct cq_journal_fs *fs, uint32_t segno, uint64_t from,
+                     uint64_t last_good, struct scopeset *scopes, struct seqlist *seqs,
+                     uint64_t *max_seq, struct cq_err *err)
 {
     struct cq_journal__seg_reader r;
     int rc = cq_journal__reader_open(&r, dir, fs, segno, err);
@@ -316,10 +316,9 @@ struct recbuf {
  * The first one gets seq first_seq: when that is beyond last_seq + 1 (seqs
  * seen in records that were cut off, or in snapshots ahead of the records),
  * it carries the SEQ_SKIP flag and the payload says which seqs it skips. */
-static int build_quarantine(const struct scopeset *scopes, const char *detail,
-                            const char *bundle, uint64_t cut_from_seq, uint64_t last_seq,
-                            uint64_t last_digest, uint64_t first_seq, int64_t ts_us,
-                            struct recbuf *out)
+static int build_quarantine(const struct scopeset *scopes, const char *detail, const char *bundle,
+                            uint64_t cut_from_seq, uint64_t last_seq, uint64_t last_digest,
+                            uint64_t first_seq, int64_t ts_us, struct recbuf *out)
 {
     memset(out, 0, sizeof(*out));
     json_t *p = json_object();
@@ -335,9 +334,9 @@ static int build_quarantine(const struct scopeset *scopes, const char *detail,
         first_seq = last_seq + 1;
     }
     if (first_seq > last_seq + 1) {
-        json_object_set_new(p, "skipped_seqs",
-                            json_pack("[I,I]", (json_int_t)(last_seq + 1),
-                                      (json_int_t)(first_seq - 1)));
+        json_object_set_new(
+            p, "skipped_seqs",
+            json_pack("[I,I]", (json_int_t)(last_seq + 1), (json_int_t)(first_seq - 1)));
     }
     char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(p);
@@ -461,8 +460,7 @@ static int append_segment(const char *dir, const struct cq_journal_fs *fs, uint3
     }
     int rc = 0;
     if (fs->ftruncate(fs->ctx, fd, (off_t)valid_end) < 0 ||
-        cq_journal__write_all(fs, fd, rb->bytes, rb->len) < 0 ||
-        fs->fdatasync(fs->ctx, fd) < 0) {
+        cq_journal__write_all(fs, fd, rb->bytes, rb->len) < 0 || fs->fdatasync(fs->ctx, fd) < 0) {
         rc = cq_err_set(err, CQ_EIO, errno, "check free space and the disk",
                         "cannot append the quarantine to %s", path);
     }
@@ -470,7 +468,8 @@ static int append_segment(const char *dir, const struct cq_journal_fs *fs, uint3
     return rc;
 }
 
-/* ---- the debug bundle ------------------------------------------------------------------------- */
+/* ---- the debug bundle -------------------------------------------------------------------------
+ */
 
 /* The paths built below are bounded by CQJ_DIR_MAX (journal-int.h): no
  * snprintf or cq_strlcpy in this file cuts a path. Messages (details,
@@ -520,8 +519,7 @@ static int make_bundle_dir(const char *dir, int64_t wall_us, char *out, size_t o
             return cq_err_set(err, CQ_EIO, errno, "check permissions", "cannot create %s", out);
         }
     }
-    return cq_err_set(err, CQ_EIO, EEXIST, "remove old bundles", "too many bundles in %s",
-                      bundles);
+    return cq_err_set(err, CQ_EIO, EEXIST, "remove old bundles", "too many bundles in %s", bundles);
 }
 
 static void ring_line(const char *line, void *ctx)
@@ -707,8 +705,8 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     }
     char old[CQJ_PATH_MAX];
     cq_journal__seg_path(old, sizeof(old), dir, keep_segno);
-    rc = rewrite_segment(dir, fs, keep_segno, &h, record_level ? old : NULL, prob->offset, &rb,
-                         err);
+    rc =
+        rewrite_segment(dir, fs, keep_segno, &h, record_level ? old : NULL, prob->offset, &rb, err);
     if (rc < 0) {
         goto out;
     }
@@ -754,9 +752,9 @@ static int cut(const char *dir, const struct cq_journal_fs *fs, const struct cq_
     cq_strlcpy(out->corrupt_detail, detail, sizeof(out->corrupt_detail));
     cq_strlcpy(out->bundle, bundle, sizeof(out->bundle));
     cq_log_error(SVC, "journal_corrupt",
-                 json_pack("{s:i,s:I,s:s,s:o,s:s,s:I,s:o}", "segment", (int)prob->segment,
-                           "offset", (json_int_t)prob->offset, "problem", prob->text,
-                           "quarantined", scopes_json(&scopes), "bundle", bundle, "cut_from_seq",
+                 json_pack("{s:i,s:I,s:s,s:o,s:s,s:I,s:o}", "segment", (int)prob->segment, "offset",
+                           (json_int_t)prob->offset, "problem", prob->text, "quarantined",
+                           scopes_json(&scopes), "bundle", bundle, "cut_from_seq",
                            (json_int_t)(last_good + 1), "moved", json_incref(moved)),
                  "journal corrupt at %s: records from seq %llu cut into the bundle, scopes "
                  "quarantined",
@@ -814,8 +812,7 @@ static int quarantine_missing(const char *dir, const struct cq_journal_fs *fs,
     if (r->last_segno != 0) {
         rc = append_segment(dir, fs, r->last_segno, r->last_end, &rb, err);
     } else {
-        struct cq_journal__seg_header h = {CQJ_FORMAT_VERSION, 1, r->last_seq + 1,
-                                           r->last_digest};
+        struct cq_journal__seg_header h = {CQJ_FORMAT_VERSION, 1, r->last_seq + 1, r->last_digest};
         uint32_t segno = r->list.n_segs > 0 ? r->list.segs[r->list.n_segs - 1] + 1 : 1;
         h.segment = segno;
         rc = rewrite_segment(dir, fs, segno, &h, NULL, 0, &rb, err);
@@ -832,10 +829,10 @@ static int quarantine_missing(const char *dir, const struct cq_journal_fs *fs,
         out->corrupt = true;
         cq_strlcpy(out->corrupt_detail, why, sizeof(out->corrupt_detail));
         cq_strlcpy(out->bundle, bundle, sizeof(out->bundle));
-        cq_log_error(SVC, "journal_corrupt",
-                     json_pack("{s:s,s:s,s:s}", "problem", why, "quarantined", "global",
-                               "bundle", bundle),
-                     "journal records missing: %s; quarantined global", why);
+        cq_log_error(
+            SVC, "journal_corrupt",
+            json_pack("{s:s,s:s,s:s}", "problem", why, "quarantined", "global", "bundle", bundle),
+            "journal records missing: %s; quarantined global", why);
         write_log_ring(fs, bundle);
     }
     free(rb.bytes);

@@ -139,8 +139,8 @@ int cq_journal__snap_read(const char *dir, const struct cq_journal_fs *fs, uint6
         goto out;
     }
     if ((uint64_t)n != len) {
-        rc = cq_err_set(err, CQ_EPARSE, 0, hint, "%s: %zd state bytes, the header says %llu",
-                        path, n, (unsigned long long)len);
+        rc = cq_err_set(err, CQ_EPARSE, 0, hint, "%s: %zd state bytes, the header says %llu", path,
+                        n, (unsigned long long)len);
         goto out;
     }
     if (cq_journal__crc32c(0, text, len) != cqj_get32(h + 40)) {
@@ -163,8 +163,8 @@ int cq_journal__snap_read(const char *dir, const struct cq_journal_fs *fs, uint6
         goto out;
     }
     if (cq_journal__state_last_seq(out->state) != seq) {
-        rc = cq_err_set(err, CQ_EPARSE, 0, hint, "%s: state last_seq differs from the header",
-                        path);
+        rc =
+            cq_err_set(err, CQ_EPARSE, 0, hint, "%s: state last_seq differs from the header", path);
         goto out;
     }
     out->seq = seq;

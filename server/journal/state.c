@@ -338,8 +338,11 @@ static int scan_string(struct scan *s, char *out, size_t cap, size_t *len)
             continue;
         }
         /* raw UTF-8: well formed, shortest form, no surrogates, <= U+10FFFF */
-        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                                                     : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4
+                                        : 0;
         if (n == 0 || (size_t)(s->end - s->p) < n) {
             return -1;
         }
@@ -417,11 +420,11 @@ static int scan_literal(struct scan *s, const char *lit)
 }
 
 struct wanted {
-    const char *key;    /* top-level key looked for */
-    char *out;          /* its value when it is a string */
+    const char *key; /* top-level key looked for */
+    char *out;       /* its value when it is a string */
     size_t cap;
     size_t len;
-    bool found;         /* the last occurrence of the key held a string */
+    bool found; /* the last occurrence of the key held a string */
 };
 
 static int scan_value(struct scan *s, int depth, struct wanted *w, bool is_wanted);
@@ -599,16 +602,16 @@ json_t *cq_journal__state_to_json(const struct cq_journal__state *s)
     }
     for (size_t i = 0; !bad && i < s->scopes.n; i++) {
         const struct scope_ent *e = dmap_at(&s->scopes, i);
-        json_t *o = json_pack("{s:I,s:I,s:b,s:o}", "records", (json_int_t)e->records, "last_seq",
-                              (json_int_t)e->last_seq, "quarantined", e->quarantined,
-                              "quarantine_reason",
-                              e->quarantined ? json_string(e->reason) : json_null());
+        json_t *o =
+            json_pack("{s:I,s:I,s:b,s:o}", "records", (json_int_t)e->records, "last_seq",
+                      (json_int_t)e->last_seq, "quarantined", e->quarantined, "quarantine_reason",
+                      e->quarantined ? json_string(e->reason) : json_null());
         bad |= set(scopes, e->name, o);
     }
     for (size_t i = 0; !bad && i < s->orders.n; i++) {
         const struct order_ent *e = dmap_at(&s->orders, i);
-        json_t *o = json_pack("{s:s,s:s,s:I}", "scope", e->scope, "status",
-                              status_names[e->status], "last_seq", (json_int_t)e->last_seq);
+        json_t *o = json_pack("{s:s,s:s,s:I}", "scope", e->scope, "status", status_names[e->status],
+                              "last_seq", (json_int_t)e->last_seq);
         bad |= set(orders, e->id, o);
     }
     if (bad) {
@@ -686,7 +689,8 @@ int cq_journal__state_from_json(struct cq_journal__state *s, const json_t *j, st
                                   : NULL;
         if (e == NULL || !json_is_object(v) || json_object_size(v) != 4 ||
             !get_uint(v, "records", &e->records) || !get_uint(v, "last_seq", &e->last_seq) ||
-            !json_is_boolean(q) || (json_is_true(q) ? !json_is_string(reason) : !json_is_null(reason))) {
+            !json_is_boolean(q) ||
+            (json_is_true(q) ? !json_is_string(reason) : !json_is_null(reason))) {
             return cq_err_set(err, CQ_EPARSE, 0, hint, "state: scopes.%s", k);
         }
         e->quarantined = json_is_true(q);

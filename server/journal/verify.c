@@ -92,8 +92,8 @@ enum attempt_result { ATTEMPT_ACCEPT, ATTEMPT_REJECT };
 
 /* Replay the segments starting from one candidate (snap == NULL: from the
  * first record). Fills out->state, last_*, prob on ACCEPT. */
-static int attempt(const char *dir, const struct cq_journal_fs *fs,
-                   const struct seg_headers *sh, struct cq_journal__snapshot *snap,
+static int attempt(const char *dir, const struct cq_journal_fs *fs, const struct seg_headers *sh,
+                   struct cq_journal__snapshot *snap,
                    int (*fn)(void *ctx, const struct cq_journal_record *rec), void *ctx,
                    struct cq_journal__replay *out, enum attempt_result *res, struct cq_err *err)
 {
@@ -463,9 +463,9 @@ json_t *cq_journal__verify_report_json(const struct cq_journal_verify_report *re
     return json_pack("{s:b,s:I,s:i,s:I,s:I,s:I,s:i,s:I,s:s,s:b}", "ok", rep->ok, "records",
                      (json_int_t)rep->records, "segments", (int)rep->segments, "bytes",
                      (json_int_t)rep->bytes, "first_seq", (json_int_t)rep->first_seq, "last_seq",
-                     (json_int_t)rep->last_seq, "bad_segment", (int)rep->bad_segment,
-                     "bad_offset", (json_int_t)rep->bad_offset, "problem", rep->problem,
-                     "torn_tail", rep->torn_tail);
+                     (json_int_t)rep->last_seq, "bad_segment", (int)rep->bad_segment, "bad_offset",
+                     (json_int_t)rep->bad_offset, "problem", rep->problem, "torn_tail",
+                     rep->torn_tail);
 }
 
 /* ---- read, replay, export, snapshot ---------------------------------------------------------- */
@@ -499,8 +499,7 @@ int cq_journal_read_dir(const char *dir, const struct cq_journal_fs *fs, uint64_
         if (after_seq > 0 && l.n_segs > 0 && sh.ok[0]) {
             rc = cq_err_set(err, CQ_ENOTFOUND, 0, "read from a snapshot instead",
                             "records after seq %llu were pruned (the oldest kept starts at %llu)",
-                            (unsigned long long)after_seq,
-                            (unsigned long long)sh.h[0].first_seq);
+                            (unsigned long long)after_seq, (unsigned long long)sh.h[0].first_seq);
         }
     }
     struct cq_journal__walker w;
@@ -581,8 +580,7 @@ static int replay_checked(const char *dir, const struct cq_journal_fs *fs, bool 
     } else if (r->ahead_snapshot_seq > 0) {
         rc = cq_err_set(err, CQ_EPARSE, 0, "run `coinquantd journal verify` for details",
                         "journal %s: a snapshot at seq %llu is ahead of the last record %llu", dir,
-                        (unsigned long long)r->ahead_snapshot_seq,
-                        (unsigned long long)r->last_seq);
+                        (unsigned long long)r->ahead_snapshot_seq, (unsigned long long)r->last_seq);
     }
     if (rc < 0) {
         cq_journal__replay_fini(r);

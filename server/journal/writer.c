@@ -99,14 +99,14 @@ struct cq_journal {
     pthread_cond_t work_cv;    /* the writer waits for records or requests */
     pthread_cond_t durable_cv; /* wait_durable callers */
     struct qbuf fill;
-    uint64_t last_seq;         /* assigned */
+    uint64_t last_seq; /* assigned */
     uint64_t written_seq;
     uint64_t durable_seq;
     enum cq_journal_run_state state;
     int pause_errno;
     bool started, stop_requested, stopped, snapshot_requested, writer_waiting;
-    bool joined;               /* the writer thread was joined (stop saw it finish) */
-    bool stop_timed_out;       /* a bounded stop gave up waiting for the writer */
+    bool joined;         /* the writer thread was joined (stop saw it finish) */
+    bool stop_timed_out; /* a bounded stop gave up waiting for the writer */
     int stop_rc;
     uint64_t appends_total, full_total, pauses_total;
     char last_error[256];
@@ -116,23 +116,23 @@ struct cq_journal {
 
     /* writer-owned (the writer thread; before start, the opener) */
     struct qbuf batch;
-    size_t b_off, b_idx;              /* next record to write */
-    size_t a_off, a_idx;              /* next record to apply (durable) */
-    uint64_t chain_digest;            /* digest of the last sealed record */
+    size_t b_off, b_idx;   /* next record to write */
+    size_t a_off, a_idx;   /* next record to apply (durable) */
+    uint64_t chain_digest; /* digest of the last sealed record */
     uint64_t batch_end_digest;
     int seg_fd;
-    uint32_t segno;                   /* current (last) segment; 0 = none yet */
+    uint32_t segno; /* current (last) segment; 0 = none yet */
     uint64_t seg_size, seg_synced;
     bool need_truncate;
-    bool dirs_synced;                 /* the directory entries are durable (once per process) */
-    bool paused;                      /* mirror of state == PAUSED */
+    bool dirs_synced; /* the directory entries are durable (once per process) */
+    bool paused;      /* mirror of state == PAUSED */
     int64_t paused_at_ms, next_retry_ms;
     struct cq_journal__seginfo *segs; /* live segments, ascending; last = current */
     size_t n_segs, cap_segs;
     uint64_t since_snapshot;
     int64_t last_snapshot_ms;
     int64_t next_health_ms;
-    bool v_active;                    /* background verify pass running */
+    bool v_active; /* background verify pass running */
     struct cq_journal__walker v_w;
     uint32_t *v_segs;
     size_t v_n;
@@ -153,8 +153,8 @@ struct cq_journal {
     uint32_t segments;
     bool verify_bad;
     char verify_problem[256];
-    bool corrupt;                     /* recovery found corruption */
-    bool corrupt_persist;             /* a scope is quarantined for journal_corrupt */
+    bool corrupt;         /* recovery found corruption */
+    bool corrupt_persist; /* a scope is quarantined for journal_corrupt */
     char corrupt_detail[256];
     char bundle[CQJ_PATH_MAX];
     struct cq_journal_recovery recovery;
@@ -338,7 +338,8 @@ static uint64_t hist_quantile_us(const struct hist *h, double q)
     return 0;
 }
 
-/* ---- health ------------------------------------------------------------------------------------- */
+/* ---- health -------------------------------------------------------------------------------------
+ */
 
 struct qlist_ctx {
     json_t *arr;
@@ -353,20 +354,20 @@ static void publish_health(struct cq_journal *j)
     }
     struct cq_journal_stats st;
     cq_journal_get_stats(j, &st);
-    cq_health_set_journal_metrics(
-        j->board, &(struct cq_journal_metrics){
-                      .queue_depth = st.queue_depth,
-                      .durable_seq = st.durable_seq,
-                      .appends_total = st.appends_total,
-                      .queue_full_total = st.full_total,
-                      .fsyncs_total = st.fsyncs_total,
-                      .bytes_written_total = st.bytes_written_total,
-                      .snapshots_total = st.snapshots_total,
-                      .verified_segments_total = st.verified_segments_total,
-                      .verify_failures_total = st.verify_failures_total,
-                      .pauses_total = st.pauses_total,
-                      .commit_wait = st.commit_wait,
-                  });
+    cq_health_set_journal_metrics(j->board,
+                                  &(struct cq_journal_metrics){
+                                      .queue_depth = st.queue_depth,
+                                      .durable_seq = st.durable_seq,
+                                      .appends_total = st.appends_total,
+                                      .queue_full_total = st.full_total,
+                                      .fsyncs_total = st.fsyncs_total,
+                                      .bytes_written_total = st.bytes_written_total,
+                                      .snapshots_total = st.snapshots_total,
+                                      .verified_segments_total = st.verified_segments_total,
+                                      .verify_failures_total = st.verify_failures_total,
+                                      .pauses_total = st.pauses_total,
+                                      .commit_wait = st.commit_wait,
+                                  });
     json_t *details = cq_journal_stats_json(&st);
     json_t *quarantined = json_array();
     bool started, stopped;
@@ -397,9 +398,9 @@ static void publish_health(struct cq_journal *j)
     json_object_set_new(details, "recovery",
                         json_pack("{s:I,s:I,s:b,s:I}", "snapshot_seq",
                                   (json_int_t)j->recovery.snapshot_seq, "replayed_records",
-                                  (json_int_t)j->recovery.replayed_records,
-                                  "torn_tail_truncated", j->recovery.torn_tail_truncated,
-                                  "torn_bytes", (json_int_t)j->recovery.torn_bytes));
+                                  (json_int_t)j->recovery.replayed_records, "torn_tail_truncated",
+                                  j->recovery.torn_tail_truncated, "torn_bytes",
+                                  (json_int_t)j->recovery.torn_bytes));
     if (verify_bad) {
         snprintf(detail, sizeof(detail), "background verify: %.200s", j->verify_problem);
     } else if (corrupt) {
@@ -458,7 +459,8 @@ static void publish_health(struct cq_journal *j)
     cq_health_publish(j->board, CQ_SVC_JOURNAL, status, ready, reason, buf, details);
 }
 
-/* ---- state changes ------------------------------------------------------------------------------ */
+/* ---- state changes ------------------------------------------------------------------------------
+ */
 
 static void fail_journal(struct cq_journal *j, int e, const char *what)
 {
@@ -533,7 +535,8 @@ static void resume_journal(struct cq_journal *j)
     publish_health(j);
 }
 
-/* ---- segments ------------------------------------------------------------------------------------ */
+/* ---- segments
+ * ------------------------------------------------------------------------------------ */
 
 static int sync_segment(struct cq_journal *j)
 {
@@ -577,8 +580,8 @@ static int create_segment(struct cq_journal *j, uint32_t segno, uint64_t first_s
     struct cq_journal__seg_header h = {CQJ_FORMAT_VERSION, segno, first_seq, prev_digest};
     cq_journal__seg_path(path, sizeof(path), j->dir, segno);
     cq_journal__seg_header_encode(hdr, &h);
-    int fd = j->fs->open(j->fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | CQJ_O_SAFE,
-                         0640);
+    int fd =
+        j->fs->open(j->fs->ctx, path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | CQJ_O_SAFE, 0640);
     if (fd < 0) {
         /* "open new segment seg-00000002.cqj": the name says which file (a
          * FIFO or a symlink there fails here with ENXIO or ELOOP) */
@@ -619,8 +622,7 @@ static int create_segment(struct cq_journal *j, uint32_t segno, uint64_t first_s
         cq_log_error(SVC, "journal_out_of_memory", NULL, "segment list");
     }
     cq_log_debug(SVC, "journal_segment_created",
-                 json_pack("{s:i,s:I}", "segment", (int)segno, "first_seq",
-                           (json_int_t)first_seq),
+                 json_pack("{s:i,s:I}", "segment", (int)segno, "first_seq", (json_int_t)first_seq),
                  "segment %u started at seq %llu", segno, (unsigned long long)first_seq);
     resume_journal(j);
     return 0;
@@ -701,7 +703,8 @@ static int ensure_segment(struct cq_journal *j, uint32_t rec_len, uint64_t seq,
     return create_segment(j, j->segno + 1, seq, prev_digest);
 }
 
-/* ---- writing a batch ------------------------------------------------------------------------------ */
+/* ---- writing a batch
+ * ------------------------------------------------------------------------------ */
 
 static void seal_batch(struct cq_journal *j)
 {
@@ -756,8 +759,8 @@ static void advance_durable(struct cq_journal *j)
         }
         off += len;
         j->applied_seq = v.seq;
-        j->applied_digest = off < j->batch.len ? cqj_get64(j->batch.bytes + off + CQJ_R_PREV)
-                                               : j->batch_end_digest;
+        j->applied_digest =
+            off < j->batch.len ? cqj_get64(j->batch.bytes + off + CQJ_R_PREV) : j->batch_end_digest;
     }
     pthread_mutex_unlock(&j->state_lock);
     j->since_snapshot += j->b_idx - j->a_idx;
@@ -845,7 +848,8 @@ static void batch_reset(struct cq_journal *j)
     j->b_off = j->b_idx = j->a_off = j->a_idx = 0;
 }
 
-/* ---- snapshots and retention ---------------------------------------------------------------------- */
+/* ---- snapshots and retention
+ * ---------------------------------------------------------------------- */
 
 static void abort_verify_pass(struct cq_journal *j)
 {
@@ -974,9 +978,9 @@ static bool maybe_snapshot(struct cq_journal *j)
     bool req = j->snapshot_requested;
     j->snapshot_requested = false;
     pthread_mutex_unlock(&j->lock);
-    bool due = req || j->since_snapshot >= j->opts.snapshot_every_records ||
-               (j->since_snapshot > 0 &&
-                now_ms(j) - j->last_snapshot_ms >= j->opts.snapshot_every_ms);
+    bool due =
+        req || j->since_snapshot >= j->opts.snapshot_every_records ||
+        (j->since_snapshot > 0 && now_ms(j) - j->last_snapshot_ms >= j->opts.snapshot_every_ms);
     if (!due) {
         return false;
     }
@@ -984,7 +988,8 @@ static bool maybe_snapshot(struct cq_journal *j)
     return true;
 }
 
-/* ---- background verify ------------------------------------------------------------------------------ */
+/* ---- background verify
+ * ------------------------------------------------------------------------------ */
 
 static bool verify_step(struct cq_journal *j)
 {
@@ -1059,7 +1064,8 @@ static bool verify_step(struct cq_journal *j)
     return true;
 }
 
-/* ---- the writer thread ----------------------------------------------------------------------------- */
+/* ---- the writer thread
+ * ----------------------------------------------------------------------------- */
 
 static void idle_wait(struct cq_journal *j, int64_t ms)
 {
@@ -1108,10 +1114,10 @@ static void writer_finish(struct cq_journal *j)
                      "stopped with %zu records never written (never acknowledged durable)",
                      unflushed);
     }
-    cq_log_info(SVC, "journal_stopped",
-                json_pack("{s:I,s:s}", "durable_seq", (json_int_t)durable, "state",
-                          run_state_name(st)),
-                "journal stopped at durable seq %llu", (unsigned long long)durable);
+    cq_log_info(
+        SVC, "journal_stopped",
+        json_pack("{s:I,s:s}", "durable_seq", (json_int_t)durable, "state", run_state_name(st)),
+        "journal stopped at durable seq %llu", (unsigned long long)durable);
     publish_health(j);
 }
 
@@ -1202,7 +1208,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* ---- public: lifecycle ---------------------------------------------------------------------------------- */
+/* ---- public: lifecycle
+ * ---------------------------------------------------------------------------------- */
 
 static void quarantine_from_state(const char *scope, const char *reason, void *ctx)
 {
@@ -1368,9 +1375,8 @@ static int stop_timeout(struct cq_journal *j, int64_t timeout_ms, struct cq_err 
     uint64_t not_durable = last - durable;
     cq_log_error(SVC, "journal_stop_timeout",
                  json_pack("{s:I,s:I,s:I,s:I,s:I}", "timeout_ms", (json_int_t)timeout_ms,
-                           "durable_seq", (json_int_t)durable, "written_seq",
-                           (json_int_t)written, "last_seq", (json_int_t)last, "not_durable",
-                           (json_int_t)not_durable),
+                           "durable_seq", (json_int_t)durable, "written_seq", (json_int_t)written,
+                           "last_seq", (json_int_t)last, "not_durable", (json_int_t)not_durable),
                  "the journal writer did not finish within %lld ms (a write or fsync hangs): "
                  "records up to seq %llu are durable; %llu later records (seq %llu..%llu) "
                  "were never acknowledged durable and may be lost",
@@ -1457,10 +1463,9 @@ void cq_journal_free(struct cq_journal *j)
     if (j->started) {
         (void)!cq_journal_stop(j, NULL); /* joins; logs its own outcome */
     } else if (dropped > 0) {
-        cq_log_warn(SVC, "journal_freed_unwritten",
-                    json_pack("{s:I}", "records", (json_int_t)dropped),
-                    "journal freed without cq_journal_stop: %zu queued records not written",
-                    dropped);
+        cq_log_warn(
+            SVC, "journal_freed_unwritten", json_pack("{s:I}", "records", (json_int_t)dropped),
+            "journal freed without cq_journal_stop: %zu queued records not written", dropped);
     }
     abort_verify_pass(j);
     if (j->seg_fd >= 0) {
@@ -1479,7 +1484,8 @@ void cq_journal_free(struct cq_journal *j)
     free(j);
 }
 
-/* ---- public: appending -------------------------------------------------------------------------------- */
+/* ---- public: appending
+ * -------------------------------------------------------------------------------- */
 
 int cq_journal_append(struct cq_journal *j, uint16_t type, const char *scope, const void *payload,
                       size_t payload_len, uint64_t *seq)
@@ -1608,7 +1614,8 @@ bool cq_journal_scope_quarantined(struct cq_journal *j, const char *scope)
     return q;
 }
 
-/* ---- public: stats and state ------------------------------------------------------------------------------ */
+/* ---- public: stats and state
+ * ------------------------------------------------------------------------------ */
 
 void cq_journal_get_stats(struct cq_journal *j, struct cq_journal_stats *out)
 {

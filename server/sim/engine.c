@@ -105,7 +105,8 @@
 #define SIM_ERR_INVALID_TYPE -1116
 #define SIM_ERR_INVALID_SIDE -1117
 #define MSG_UNKNOWN_ERROR "An unknown error occurred while processing the request."
-#define SIM_MSG_STOP_TIF "Stop orders with timeInForce IOC or FOK are not supported by coinquant-simex."
+#define SIM_MSG_STOP_TIF                                                                           \
+    "Stop orders with timeInForce IOC or FOK are not supported by coinquant-simex."
 #define MSG_BAD_CLIENT_ID                                                                          \
     "Illegal characters found in parameter 'newClientOrderId'; legal range is "                    \
     "'^[a-zA-Z0-9-_]{1,36}$'."
@@ -232,7 +233,7 @@ struct engine_state {
     uint64_t first_order_id, next_order_id, next_trade_id;
     uint64_t rng; /* splitmix64 state for generated client ids */
     uint64_t orders_placed, orders_rejected, orders_canceled, fills;
-    uint64_t orders_dropped; /* closed orders dropped from the history */
+    uint64_t orders_dropped;      /* closed orders dropped from the history */
     uint64_t orders_first_filled; /* not persisted: the order counter's, per run */
 };
 
@@ -272,8 +273,8 @@ struct plan {
     cq_dec stop_price;            /* at scale 8; 0 unless a stop order */
     cq_dec orig_qty, exec_qty, cum_quote;
     enum cq_sim__order_status final_status;
-    bool rests;                     /* a GTC / LIMIT_MAKER remainder goes on the book */
-    bool crosses;                   /* a LIMIT_MAKER would take */
+    bool rests;                         /* a GTC / LIMIT_MAKER remainder goes on the book */
+    bool crosses;                       /* a LIMIT_MAKER would take */
     struct cq_sim__balance base, quote; /* the account after the order */
     size_t n_fills;
     struct plan_fill fills[SIM_DEPTH_MAX];
@@ -449,7 +450,8 @@ static int reject_filter(struct cq_sim__reject *rej, const char *filter)
     return -CQ_EVENUE;
 }
 
-static int reject_param(struct cq_sim__reject *rej, int code, const char *fmt_name, const char *param)
+static int reject_param(struct cq_sim__reject *rej, int code, const char *fmt_name,
+                        const char *param)
 {
     if (rej != NULL) {
         rej->code = code;
@@ -874,9 +876,9 @@ static void changes_end(struct cq_sim__engine *e, int64_t now_ms)
     }
 }
 
-static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o, enum cq_sim__exec_type type,
-                 const struct cq_sim__fill *fill, const char *orig_client_id,
-                 const char *cancel_client_id, int64_t now_ms)
+static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o,
+                 enum cq_sim__exec_type type, const struct cq_sim__fill *fill,
+                 const char *orig_client_id, const char *cancel_client_id, int64_t now_ms)
 {
     struct cq_sim__exec_report r;
     if (e->listener.execution_report == NULL) {
@@ -1002,8 +1004,8 @@ static bool percent_price_ok(const struct cq_sim__filters *f, enum cq_sim__side 
 /* ---- the book ---------------------------------------------------------------------- */
 
 /* The levels a taker on `side` walks, best first, at most SIM_DEPTH_MAX. */
-static const struct cq_sim__level *taker_levels(const struct cq_sim__book_view *b, enum cq_sim__side side,
-                                            size_t *n)
+static const struct cq_sim__level *taker_levels(const struct cq_sim__book_view *b,
+                                                enum cq_sim__side side, size_t *n)
 {
     const struct cq_sim__level *lv = side == SIM_BUY ? b->asks : b->bids;
     size_t cnt = side == SIM_BUY ? b->n_asks : b->n_bids;
@@ -1669,7 +1671,8 @@ static int canon_filter(cq_dec *v, const char *symbol, const char *name, struct 
     return 0;
 }
 
-static int copy_symbol(struct cq_sim__engine *e, const struct cq_sim__symbol *in, struct cq_err *err)
+static int copy_symbol(struct cq_sim__engine *e, const struct cq_sim__symbol *in,
+                       struct cq_err *err)
 {
     struct cq_sim__symbol *s = &e->symbols[e->n_symbols];
     struct cq_sim__filters *f = &s->filters;
@@ -1715,7 +1718,8 @@ static int copy_symbol(struct cq_sim__engine *e, const struct cq_sim__symbol *in
     return 0;
 }
 
-struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg, struct cq_err *err)
+struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg,
+                                          struct cq_err *err)
 {
     struct cq_sim__engine *e;
     struct engine_state *st;
@@ -1838,7 +1842,8 @@ const struct cq_sim__symbol *cq_sim__engine_symbol(const struct cq_sim__engine *
     return &e->symbols[idx];
 }
 
-void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx, enum cq_sim__symbol_status s)
+void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx,
+                                      enum cq_sim__symbol_status s)
 {
     if (idx >= 0 && (size_t)idx < e->n_symbols && (unsigned)s <= (unsigned)SIM_BREAK) {
         e->symbols[idx].status = s;
@@ -1875,15 +1880,15 @@ const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 /* ---- place ------------------------------------------------------------------------------- */
 
 int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
-                          const struct cq_sim__book_view *book, struct cq_sim__reject *rej)
+                              const struct cq_sim__book_view *book, struct cq_sim__reject *rej)
 {
     return prepare(e, req, book, &e->plan, rej);
 }
 
 int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
-                     const struct cq_sim__book_view *book, int64_t now_ms, struct cq_sim__order *order,
-                     struct cq_sim__fill *fills, size_t max_fills, size_t *n_fills,
-                     struct cq_sim__reject *rej)
+                         const struct cq_sim__book_view *book, int64_t now_ms,
+                         struct cq_sim__order *order, struct cq_sim__fill *fills, size_t max_fills,
+                         size_t *n_fills, struct cq_sim__reject *rej)
 {
     struct engine_state *st = &e->st;
     struct plan *p = &e->plan;
@@ -1937,7 +1942,8 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     }
     o->side = req->side;
     o->type = req->type;
-    o->tif = req->type == SIM_LIMIT || cq_sim__order_type_is_stop(req->type) ? req->tif : SIM_TIF_NONE;
+    o->tif =
+        req->type == SIM_LIMIT || cq_sim__order_type_is_stop(req->type) ? req->tif : SIM_TIF_NONE;
     o->stp = req->stp;
     o->expiry = SIM_EXPIRY_NONE;
     o->price = req->type == SIM_MARKET ? ZERO8 : p->price;
@@ -2020,8 +2026,8 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         open_link(st, idx);
     } else if (p->final_status == SIM_EXPIRED) {
         o->expiry = req->type == SIM_MARKET ? SIM_EXPIRY_INSUFFICIENT_LIQUIDITY
-                    : req->tif == SIM_FOK  ? SIM_EXPIRY_UNFILLED_FOK
-                                           : SIM_EXPIRY_UNFILLED_IOC;
+                    : req->tif == SIM_FOK   ? SIM_EXPIRY_UNFILLED_FOK
+                                            : SIM_EXPIRY_UNFILLED_IOC;
         emit(e, o, SIM_EXEC_EXPIRED, NULL, NULL, NULL, now_ms);
     }
     changes_end(e, now_ms);
@@ -2055,8 +2061,8 @@ static struct order_rec *lookup(const struct engine_state *st, int symbol_idx, u
 
 /* Close an open order: release what it holds (I2) and take it off the
  * book. */
-static void close_order(struct cq_sim__engine *e, struct order_rec *rec, enum cq_sim__order_status status,
-                        int64_t now_ms)
+static void close_order(struct cq_sim__engine *e, struct order_rec *rec,
+                        enum cq_sim__order_status status, int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     struct cq_sim__order *o = &rec->o;
@@ -2077,8 +2083,8 @@ static void close_order(struct cq_sim__engine *e, struct order_rec *rec, enum cq
 }
 
 int cq_sim__engine_cancel(struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                      const char *client_id, const char *cancel_client_id, int64_t now_ms,
-                      struct cq_sim__order *order, struct cq_sim__reject *rej)
+                          const char *client_id, const char *cancel_client_id, int64_t now_ms,
+                          struct cq_sim__order *order, struct cq_sim__reject *rej)
 {
     struct order_rec *rec;
     if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
@@ -2109,7 +2115,7 @@ int cq_sim__engine_cancel(struct cq_sim__engine *e, int symbol_idx, uint64_t ord
 }
 
 size_t cq_sim__engine_cancel_all(struct cq_sim__engine *e, int symbol_idx, int64_t now_ms,
-                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
+                                 void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
 {
     struct engine_state *st = &e->st;
     size_t count = 0;
@@ -2136,7 +2142,8 @@ size_t cq_sim__engine_cancel_all(struct cq_sim__engine *e, int symbol_idx, int64
 }
 
 int cq_sim__engine_get_order(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                         const char *client_id, struct cq_sim__order *order, struct cq_sim__reject *rej)
+                             const char *client_id, struct cq_sim__order *order,
+                             struct cq_sim__reject *rej)
 {
     const struct order_rec *rec;
     if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
@@ -2153,7 +2160,7 @@ int cq_sim__engine_get_order(const struct cq_sim__engine *e, int symbol_idx, uin
 }
 
 size_t cq_sim__engine_open_orders(const struct cq_sim__engine *e, int symbol_idx,
-                              void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
+                                  void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
 {
     const struct engine_state *st = &e->st;
     size_t count = 0;
@@ -2189,9 +2196,10 @@ static bool order_matches(const struct cq_sim__order *o, int symbol_idx, int64_t
 /* allOrders. limit 0 means no limit. As on Binance, without from_order_id
  * and start_ms the most recent `limit` orders come back (oldest first);
  * otherwise the oldest `limit` from there on. symbol_idx -1 = all. */
-size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx, uint64_t from_order_id,
-                             int64_t start_ms, int64_t end_ms, size_t limit,
-                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx)
+size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx,
+                                 uint64_t from_order_id, int64_t start_ms, int64_t end_ms,
+                                 size_t limit, void (*fn)(void *ctx, const struct cq_sim__order *o),
+                                 void *ctx)
 {
     const struct engine_state *st = &e->st;
     size_t begin = 0;
@@ -2238,8 +2246,8 @@ static bool trade_matches(const struct cq_sim__trade *t, int symbol_idx, uint64_
 /* myTrades; same conventions as allOrders (limit 0 = none; most recent
  * without from_id and start_ms). */
 size_t cq_sim__engine_my_trades(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                            uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
-                            void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx)
+                                uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
+                                void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx)
 {
     const struct engine_state *st = &e->st;
     size_t begin = 0;
@@ -2282,7 +2290,7 @@ size_t cq_sim__engine_my_trades(const struct cq_sim__engine *e, int symbol_idx, 
 }
 
 size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
-                           void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx)
+                               void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx)
 {
     if (fn != NULL) {
         for (size_t i = 0; i < e->st.n_assets; i++) {
@@ -2293,7 +2301,7 @@ size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
 }
 
 int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_dec free_amount,
-                           int64_t now_ms)
+                               int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     cq_dec amount;
@@ -2446,8 +2454,9 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t 
 
 /* The levels of one book side as resting orders see them: what is left
  * of each after what our orders took (the ledger, synced to this book). */
-static size_t pool_of(struct cq_sim__engine *e, int symbol_idx, const struct cq_sim__book_view *book,
-                      enum cq_sim__side taker_side, cq_dec step, struct pool_level *out)
+static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
+                      const struct cq_sim__book_view *book, enum cq_sim__side taker_side,
+                      cq_dec step, struct pool_level *out)
 {
     struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
     size_t n, k = 0;
@@ -2473,8 +2482,9 @@ static size_t pool_of(struct cq_sim__engine *e, int symbol_idx, const struct cq_
  * trade if it crosses. What an order takes from the book goes into the
  * ledger, so neither another order in this call nor any order in a later
  * call is offered it again until the model replaces the level. */
-size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx, const struct cq_sim__book_view *book,
-                            cq_dec trade_price, cq_dec trade_qty, int64_t now_ms)
+size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
+                                const struct cq_sim__book_view *book, cq_dec trade_price,
+                                cq_dec trade_qty, int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     const struct cq_sim__symbol *sym;
@@ -2806,8 +2816,8 @@ static int parse_status(const char *s, enum cq_sim__order_status *out)
     return -CQ_EPARSE;
 }
 
-static int load_balances(const struct cq_sim__engine *e, const json_t *root, struct engine_state *ns,
-                         struct cq_err *err)
+static int load_balances(const struct cq_sim__engine *e, const json_t *root,
+                         struct engine_state *ns, struct cq_err *err)
 {
     const json_t *arr = get_array(root, "balances", SIM_ASSETS_MAX, err);
     char path[48];
@@ -2901,8 +2911,7 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
     } else if (cq_sim__tif_parse(word, &o->tif) < 0) {
         return bad_field(err, path, "time_in_force", "not GTC, IOC, FOK or \"\"");
     }
-    if ((o->type == SIM_LIMIT || cq_sim__order_type_is_stop(o->type)) !=
-            (o->tif != SIM_TIF_NONE) ||
+    if ((o->type == SIM_LIMIT || cq_sim__order_type_is_stop(o->type)) != (o->tif != SIM_TIF_NONE) ||
         (cq_sim__order_type_is_stop(o->type) && o->tif != SIM_GTC)) {
         return bad_field(err, path, "time_in_force", "does not fit the order type");
     }

@@ -1118,7 +1118,8 @@ static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx
     return 0;
 }
 
-struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts, struct cq_err *err)
+struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts,
+                                          struct cq_err *err)
 {
     struct cq_sim__market *m;
     bool data_is_dir = false;
@@ -1282,7 +1283,8 @@ static void book_view(const struct sym *s, int64_t now_ms, struct cq_sim__book_v
     out->asks = s->asks;
     out->n_asks = s->n_asks;
     out->last_price = price_dec(s, s->last_price);
-    out->avg_price = s->last_price > 0 ? avg_price_of(s, now_ms, AVG_PRICE_MINS, NULL) : CQ_DEC_ZERO;
+    out->avg_price =
+        s->last_price > 0 ? avg_price_of(s, now_ms, AVG_PRICE_MINS, NULL) : CQ_DEC_ZERO;
 }
 
 static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum ev_kind kind)
@@ -1434,7 +1436,8 @@ void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused)
 
 /* ---- queries -------------------------------------------------------------- */
 
-void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out)
+void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx,
+                         struct cq_sim__book_view *out)
 {
     memset(out, 0, sizeof(*out));
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
@@ -1570,8 +1573,8 @@ static size_t aggregate(const struct sym *s, const struct interval *iv, size_t i
 }
 
 int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const char *interval,
-                      int64_t start_ms, int64_t end_ms, size_t limit,
-                      void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx)
+                          int64_t start_ms, int64_t end_ms, size_t limit,
+                          void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx)
 {
     const struct interval *iv = interval_find(interval);
     struct cq_sim__kline k;
@@ -1636,7 +1639,8 @@ int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const 
     return count;
 }
 
-void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__ticker24 *out)
+void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
+                             struct cq_sim__ticker24 *out)
 {
     memset(out, 0, sizeof(*out));
     if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {

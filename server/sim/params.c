@@ -19,10 +19,10 @@
 _Static_assert(SIM_PARAM_SYMBOL_MAX == 20, "RANGE_SYMBOL and RANGE_SYMBOLS spell the symbol limit");
 #define RANGE_CLIENT_ID "^[a-zA-Z0-9-_]{1,36}$"
 #define RANGE_RECV_WINDOW "^[0-9]{1,20}(\\.[0-9]{1,3})?$"
-#define RANGE_SYMBOLS                                                                          \
-    "^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$"
+#define RANGE_SYMBOLS "^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$"
 
-int cq_sim__api_error_set(struct cq_sim__api_error *err, int http_status, int code, const char *fmt, ...)
+int cq_sim__api_error_set(struct cq_sim__api_error *err, int http_status, int code, const char *fmt,
+                          ...)
 {
     if (err != NULL) {
         va_list ap;
@@ -39,15 +39,15 @@ int cq_sim__api_error_set(struct cq_sim__api_error *err, int http_status, int co
 static int illegal_in(struct cq_sim__api_error *err, const char *name, const char *range)
 {
     return cq_sim__api_error_set(err, 400, -1100,
-                             "Illegal characters found in parameter '%s'; legal range is '%s'.",
-                             name, range);
+                                 "Illegal characters found in parameter '%s'; legal range is '%s'.",
+                                 name, range);
 }
 
 static int mandatory_missing(struct cq_sim__api_error *err, const char *name)
 {
     return cq_sim__api_error_set(
-        err, 400, -1102,
-        "Mandatory parameter '%s' was not sent, was empty/null, or malformed.", name);
+        err, 400, -1102, "Mandatory parameter '%s' was not sent, was empty/null, or malformed.",
+        name);
 }
 
 /* ---- decoding ------------------------------------------------------------------- */
@@ -151,8 +151,8 @@ static int parse_part(struct cq_sim__params *p, struct arena_cursor *a, const ch
             char *value = arena_take(a, value_raw + 1);
             if (name == NULL || value == NULL) {
                 return cq_sim__api_error_set(err, 500, -1000,
-                                         "An unknown error occurred while processing the "
-                                         "request.");
+                                             "An unknown error occurred while processing the "
+                                             "request.");
             }
             long nl = cq_sim__percent_decode(seg, name_raw, name);
             long vl = cq_sim__percent_decode(vraw, value_raw, value);
@@ -207,8 +207,8 @@ static int parse_part(struct cq_sim__params *p, struct arena_cursor *a, const ch
     return 0;
 }
 
-int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct cq_sim__api_error *err)
+int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t query_len,
+                         const char *body, size_t body_len, struct cq_sim__api_error *err)
 {
     memset(p, 0, sizeof(*p));
     if (query == NULL) {
@@ -222,12 +222,11 @@ int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t que
     }
     /* Worst case: every byte decoded once (names + values, two NULs per
      * pair) plus the two signed copies (two NULs). */
-    size_t cap = 2 * (query_len + body_len) + 4 * SIM_PARAMS_MAX + 2 * (query_len + body_len) +
-                 16;
+    size_t cap = 2 * (query_len + body_len) + 4 * SIM_PARAMS_MAX + 2 * (query_len + body_len) + 16;
     p->arena = malloc(cap);
     if (p->arena == NULL) {
         cq_sim__api_error_set(err, 500, -1000,
-                          "An unknown error occurred while processing the request.");
+                              "An unknown error occurred while processing the request.");
         return -CQ_ENOMEM;
     }
     struct arena_cursor a = {p->arena, 0, cap};
@@ -236,11 +235,11 @@ int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t que
     size_t total = 0;
     const char *body_names[SIM_PARAMS_MAX];
     size_t n_body_names = 0;
-    int rc = parse_part(p, &a, query, query_len, SIM_PARAM_QUERY, &total, body_names,
-                        &n_body_names, signed_query, &p->signed_query_len, err);
+    int rc = parse_part(p, &a, query, query_len, SIM_PARAM_QUERY, &total, body_names, &n_body_names,
+                        signed_query, &p->signed_query_len, err);
     if (rc == 0) {
-        rc = parse_part(p, &a, body, body_len, SIM_PARAM_BODY, &total, body_names,
-                        &n_body_names, signed_body, &p->signed_body_len, err);
+        rc = parse_part(p, &a, body, body_len, SIM_PARAM_BODY, &total, body_names, &n_body_names,
+                        signed_body, &p->signed_body_len, err);
     }
     if (rc < 0) {
         cq_sim__params_fini(p);
@@ -301,8 +300,8 @@ static int value_of(const struct cq_sim__params *p, const char *name, bool manda
     return 1;
 }
 
-int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool mandatory, int64_t *out,
-                   bool *present, struct cq_sim__api_error *err)
+int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool mandatory,
+                       int64_t *out, bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -328,8 +327,8 @@ int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool ma
     return 0;
 }
 
-int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool mandatory, cq_dec *out,
-                      bool *present, struct cq_sim__api_error *err)
+int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool mandatory,
+                          cq_dec *out, bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -363,8 +362,8 @@ int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool
     return 0;
 }
 
-int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
-                     bool *present, struct cq_sim__api_error *err)
+int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool mandatory,
+                         char *out, bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -386,8 +385,8 @@ int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool 
     return 0;
 }
 
-int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
-                        bool *present, struct cq_sim__api_error *err)
+int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bool mandatory,
+                            char *out, bool *present, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -400,8 +399,8 @@ int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bo
     }
     for (size_t i = 0; i < len; i++) {
         char c = v[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' ||
-                  c == '_';
+        bool ok =
+            (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_';
         if (!ok) {
             return illegal_in(err, name, RANGE_CLIENT_ID);
         }
@@ -411,7 +410,7 @@ int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bo
 }
 
 int cq_sim__param_bool(const struct cq_sim__params *p, const char *name, bool *out, bool *present,
-                   struct cq_sim__api_error *err)
+                       struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, false, &v, present, err);
@@ -430,8 +429,8 @@ int cq_sim__param_bool(const struct cq_sim__params *p, const char *name, bool *o
 }
 
 int cq_sim__param_enum(const struct cq_sim__params *p, const char *name, bool mandatory,
-                   const char *const *choices, int *index, bool *present, int bad_code,
-                   const char *bad_msg, struct cq_sim__api_error *err)
+                       const char *const *choices, int *index, bool *present, int bad_code,
+                       const char *bad_msg, struct cq_sim__api_error *err)
 {
     const char *v;
     int rc = value_of(p, name, mandatory, &v, present, err);
@@ -463,7 +462,7 @@ int cq_sim__param_enum(const struct cq_sim__params *p, const char *name, bool ma
 }
 
 int cq_sim__param_recv_window_us(const struct cq_sim__params *p, int64_t *out_us,
-                             struct cq_sim__api_error *err)
+                                 struct cq_sim__api_error *err)
 {
     const char *v = cq_sim__params_get(p, "recvWindow");
     if (v == NULL) {
@@ -518,7 +517,7 @@ static const char *skip_spaces(const char *s)
 }
 
 int cq_sim__param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], size_t max,
-                      size_t *n, struct cq_sim__api_error *err)
+                          size_t *n, struct cq_sim__api_error *err)
 {
     const char *s = skip_spaces(value);
     *n = 0;

@@ -246,36 +246,72 @@ static void c_symbol_status(struct cq_sim__rest *rest, const struct control_args
 static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp);
 
-#define P_INT(name, min, max) {CP_INT, name, min, max}
-#define P_ON {CP_ON, "on", 0, 1}
+#define P_INT(name, min, max)                                                                      \
+    {                                                                                              \
+        CP_INT, name, min, max                                                                     \
+    }
+#define P_ON                                                                                       \
+    {                                                                                              \
+        CP_ON, "on", 0, 1                                                                          \
+    }
 
 /* Every control endpoint, once: routing, parameter validation (in this
  * order), and the list an unknown /_sim/ path gets all come from here;
  * docs/SIMEX.md "Control endpoints" describes the same rows. */
 static const struct control controls[] = {
-    {"GET", "/_sim/state", {{CP_NONE, NULL, 0, 0}}, "orders, balances, counters, faults, lock, limits",
+    {"GET",
+     "/_sim/state",
+     {{CP_NONE, NULL, 0, 0}},
+     "orders, balances, counters, faults, lock, limits",
      c_state},
     {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
     {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
-    {"POST", "/_sim/rest/latency", {P_INT("ms", 0, LATENCY_MAX_MS)},
-     "sleep before each /api answer", c_rest_latency},
-    {"POST", "/_sim/rest/errors", {P_INT("per_mille", 0, 1000)}, "share of /api answered 503",
+    {"POST",
+     "/_sim/rest/latency",
+     {P_INT("ms", 0, LATENCY_MAX_MS)},
+     "sleep before each /api answer",
+     c_rest_latency},
+    {"POST",
+     "/_sim/rest/errors",
+     {P_INT("per_mille", 0, 1000)},
+     "share of /api answered 503",
      c_rest_errors},
-    {"POST", "/_sim/ratelimit/storm", {P_INT("seconds", 0, 3600)},
-     "every /api request 429 (0 ends it)", c_storm},
-    {"POST", "/_sim/orders/reject", {P_INT("count", 0, 1000000)}, "next N POST /order -> -2010",
+    {"POST",
+     "/_sim/ratelimit/storm",
+     {P_INT("seconds", 0, 3600)},
+     "every /api request 429 (0 ends it)",
+     c_storm},
+    {"POST",
+     "/_sim/orders/reject",
+     {P_INT("count", 0, 1000000)},
+     "next N POST /order -> -2010",
      c_orders_reject},
-    {"POST", "/_sim/balance/insufficient", {P_ON}, "orders -> -2010 insufficient balance",
+    {"POST",
+     "/_sim/balance/insufficient",
+     {P_ON},
+     "orders -> -2010 insufficient balance",
      c_insufficient},
-    {"POST", "/_sim/balance/set", {{CP_ASSET, "asset", 0, 0}, {CP_FREE, "free", 0, 0}},
-     "set an asset's free balance", c_balance_set},
-    {"POST", "/_sim/clock/skew", {P_INT("ms", -SKEW_MAX_MS, SKEW_MAX_MS)},
-     "server time = wall + ms", c_clock_skew},
+    {"POST",
+     "/_sim/balance/set",
+     {{CP_ASSET, "asset", 0, 0}, {CP_FREE, "free", 0, 0}},
+     "set an asset's free balance",
+     c_balance_set},
+    {"POST",
+     "/_sim/clock/skew",
+     {P_INT("ms", -SKEW_MAX_MS, SKEW_MAX_MS)},
+     "server time = wall + ms",
+     c_clock_skew},
     {"POST", "/_sim/market/pause", {P_ON}, "market holds, emits nothing", c_market_pause},
-    {"POST", "/_sim/symbol/status", {{CP_SYMBOL, "symbol", 0, 0}, {CP_STATUS, "status", 0, 0}},
-     "HALT/BREAK: new orders -2010 \"Market is closed.\"", c_symbol_status},
-    {"POST", "/_sim/faults/clear", {{CP_NONE, NULL, 0, 0}},
-     "all faults off, ban lifted and reset, every symbol TRADING", c_faults_clear},
+    {"POST",
+     "/_sim/symbol/status",
+     {{CP_SYMBOL, "symbol", 0, 0}, {CP_STATUS, "status", 0, 0}},
+     "HALT/BREAK: new orders -2010 \"Market is closed.\"",
+     c_symbol_status},
+    {"POST",
+     "/_sim/faults/clear",
+     {{CP_NONE, NULL, 0, 0}},
+     "all faults off, ban lifted and reset, every symbol TRADING",
+     c_faults_clear},
 };
 
 /* ---- server state ------------------------------------------------------------- */
@@ -285,25 +321,25 @@ static const struct control controls[] = {
  * by rest->conns_lock. */
 struct rest_peer_conn {
     struct rest_peer_conn *prev, *next;
-    int fd;                    /* borrowed from libmicrohttpd: valid until CLOSED */
-    unsigned char ip[16];      /* peer address (IPv4-mapped IPv6 as IPv4) */
-    size_t ip_len;             /* 4 or 16; 0 = unknown */
-    int64_t deadline_ms;       /* monotonic: the request must have arrived by then */
-    bool waiting;              /* no request in hand: head/body arriving, or idle */
-    bool evicted;              /* shut down by us: its callbacks refuse it */
-    bool over_cap;             /* admitted over a cap: its first request gets 503 */
+    int fd;               /* borrowed from libmicrohttpd: valid until CLOSED */
+    unsigned char ip[16]; /* peer address (IPv4-mapped IPv6 as IPv4) */
+    size_t ip_len;        /* 4 or 16; 0 = unknown */
+    int64_t deadline_ms;  /* monotonic: the request must have arrived by then */
+    bool waiting;         /* no request in hand: head/body arriving, or idle */
+    bool evicted;         /* shut down by us: its callbacks refuse it */
+    bool over_cap;        /* admitted over a cap: its first request gets 503 */
 };
 
 struct cq_sim__rest {
-    struct cq_sim__state *sim;        /* borrowed */
+    struct cq_sim__state *sim; /* borrowed */
     struct MHD_Daemon *daemon; /* owned */
     int port;
     /* Connection limits (struct cq_sim_options, defaults in cq/sim.h). */
     int64_t head_deadline_ms;
     uint32_t per_ip_max, connections_max;
     /* The connection table and its watchdog thread (see "Slow clients"). */
-    pthread_mutex_t conns_lock;  /* leaf lock: nothing is taken under it */
-    pthread_cond_t conns_cond;   /* CLOCK_MONOTONIC; rung on new deadlines and stop */
+    pthread_mutex_t conns_lock; /* leaf lock: nothing is taken under it */
+    pthread_cond_t conns_cond;  /* CLOCK_MONOTONIC; rung on new deadlines and stop */
     struct rest_peer_conn *oldest, *newest;
     bool stopping;
     pthread_t watchdog;
@@ -502,8 +538,8 @@ static int symbol_index_locked(struct rest_req *r, const char *symbol)
 /* ---- symbol selection (symbol / symbols / none) ----------------------------------- */
 
 struct symbol_sel {
-    bool one;   /* `symbol` was sent: answer an object */
-    bool all;   /* neither was sent */
+    bool one; /* `symbol` was sent: answer an object */
+    bool all; /* neither was sent */
     size_t n;
     char names[SIM_PARAM_SYMBOLS_MAX][SIM_PARAM_SYMBOL_MAX + 1];
 };
@@ -647,8 +683,8 @@ static void h_time(struct rest_req *r)
     set_ok(r, json_pack("{s:o}", "serverTime", jtime(r, now)));
 }
 
-static const char *const symbol_status_names[] = {"TRADING", "END_OF_DAY", "HALT", "BREAK",
-                                                  "CANCEL_ONLY", NULL};
+static const char *const symbol_status_names[] = {"TRADING", "END_OF_DAY",  "HALT",
+                                                  "BREAK",   "CANCEL_ONLY", NULL};
 
 static const char *symbol_status_wire(enum cq_sim__symbol_status s)
 {
@@ -678,16 +714,14 @@ static json_t *filters_json(const struct cq_sim__filters *f)
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "LOT_SIZE", "minQty",
                                        jdec(f->min_qty), "maxQty", jdec(f->max_qty), "stepSize",
                                        jdec(f->step_size)));
-    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "ICEBERG_PARTS", "limit",
-                                       f->iceberg_parts));
+    json_array_append_new(
+        a, json_pack("{s:s,s:i}", "filterType", "ICEBERG_PARTS", "limit", f->iceberg_parts));
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "MARKET_LOT_SIZE",
                                        "minQty", jdec(f->market_min_qty), "maxQty",
-                                       jdec(f->market_max_qty), "stepSize",
-                                       jdec(f->market_step)));
+                                       jdec(f->market_max_qty), "stepSize", jdec(f->market_step)));
     json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:i,s:i}", "filterType", "TRAILING_DELTA",
-                                       "minTrailingAboveDelta", 10, "maxTrailingAboveDelta",
-                                       2000, "minTrailingBelowDelta", 10,
-                                       "maxTrailingBelowDelta", 2000));
+                                       "minTrailingAboveDelta", 10, "maxTrailingAboveDelta", 2000,
+                                       "minTrailingBelowDelta", 10, "maxTrailingBelowDelta", 2000));
     char bu[CQ_DEC_STR_MAX], bd[CQ_DEC_STR_MAX], au[CQ_DEC_STR_MAX], ad[CQ_DEC_STR_MAX];
     /* cq_dec_format writes at most CQ_DEC_STR_MAX bytes, at the value's
      * own scale: "5" and "0.2", production's text for these four */
@@ -698,15 +732,14 @@ static json_t *filters_json(const struct cq_sim__filters *f)
     json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "filterType",
                                        "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp", bu,
                                        "bidMultiplierDown", bd, "askMultiplierUp", au,
-                                       "askMultiplierDown", ad, "avgPriceMins",
+                                       "askMultiplierDown", ad, "avgPriceMins", f->avg_price_mins));
+    json_array_append_new(a, json_pack("{s:s,s:o,s:b,s:o,s:b,s:i}", "filterType", "NOTIONAL",
+                                       "minNotional", jdec(f->min_notional), "applyMinToMarket",
+                                       f->apply_min_to_market, "maxNotional", jdec(f->max_notional),
+                                       "applyMaxToMarket", f->apply_max_to_market, "avgPriceMins",
                                        f->avg_price_mins));
-    json_array_append_new(
-        a, json_pack("{s:s,s:o,s:b,s:o,s:b,s:i}", "filterType", "NOTIONAL", "minNotional",
-                     jdec(f->min_notional), "applyMinToMarket", f->apply_min_to_market,
-                     "maxNotional", jdec(f->max_notional), "applyMaxToMarket",
-                     f->apply_max_to_market, "avgPriceMins", f->avg_price_mins));
-    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ORDERS",
-                                       "maxNumOrders", f->max_num_orders));
+    json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ORDERS", "maxNumOrders",
+                                       f->max_num_orders));
     json_array_append_new(a, json_pack("{s:s,s:i}", "filterType", "MAX_NUM_ALGO_ORDERS",
                                        "maxNumAlgoOrders", f->max_num_algo_orders));
     return a;
@@ -747,9 +780,9 @@ static json_t *symbol_info_json(const struct cq_sim__symbol *s, bool show_permis
      * reported; they never fire: our orders meet only the market model's
      * book, never each other (docs/SIMEX.md "What is not simulated"). */
     json_object_set_new(o, "defaultSelfTradePreventionMode", json_string("EXPIRE_MAKER"));
-    json_object_set_new(o, "allowedSelfTradePreventionModes",
-                        json_pack("[s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER",
-                                  "EXPIRE_BOTH"));
+    json_object_set_new(
+        o, "allowedSelfTradePreventionModes",
+        json_pack("[s,s,s,s]", "NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"));
     return o;
 }
 
@@ -791,8 +824,8 @@ static bool parse_permissions(struct rest_req *r, const char *v, bool *spot)
         }
         break;
     }
-    set_error(r, 400, -1100, "Illegal characters found in parameter 'permissions'; legal range is '%s'.",
-              range);
+    set_error(r, 400, -1100,
+              "Illegal characters found in parameter 'permissions'; legal range is '%s'.", range);
     return false;
 }
 
@@ -824,7 +857,7 @@ static void h_exchange_info(struct rest_req *r)
         goto out;
     }
     if (cq_sim__param_enum(&r->params, "symbolStatus", false, symbol_status_names, &status_idx,
-                       &has_status, 0, NULL, &e) < 0) {
+                           &has_status, 0, NULL, &e) < 0) {
         fail_api(r, &e);
         goto out;
     }
@@ -845,7 +878,8 @@ static void h_exchange_info(struct rest_req *r)
     json_t *symbols = json_array();
     for (size_t i = 0; spot && i < n; i++) {
         const struct cq_sim__symbol *s = cq_sim__engine_symbol(sim->engine, idx[i]);
-        if (has_status && strcmp(symbol_status_wire(s->status), symbol_status_names[status_idx]) != 0) {
+        if (has_status &&
+            strcmp(symbol_status_wire(s->status), symbol_status_names[status_idx]) != 0) {
             continue;
         }
         json_array_append_new(symbols, symbol_info_json(s, show_sets));
@@ -854,16 +888,15 @@ static void h_exchange_info(struct rest_req *r)
              o1d = sim->rl.order_limit_1d;
     cq_sim__unlock(sim);
 
-    json_t *limits = json_pack(
-        "[{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:i}]",
-        "rateLimitType", "REQUEST_WEIGHT", "interval", "MINUTE", "intervalNum", 1, "limit",
-        (json_int_t)wl, "rateLimitType", "ORDERS", "interval", "SECOND", "intervalNum", 10,
-        "limit", (json_int_t)o10, "rateLimitType", "ORDERS", "interval", "DAY", "intervalNum", 1,
-        "limit", (json_int_t)o1d, "rateLimitType", "RAW_REQUESTS", "interval", "MINUTE",
-        "intervalNum", 5, "limit", 300000);
-    set_ok(r, json_pack("{s:s,s:o,s:o,s:[],s:o}", "timezone", "UTC", "serverTime",
-                        jtime(r, now), "rateLimits", limits, "exchangeFilters", "symbols",
-                        symbols));
+    json_t *limits =
+        json_pack("[{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:I},{s:s,s:s,s:i,s:i}]",
+                  "rateLimitType", "REQUEST_WEIGHT", "interval", "MINUTE", "intervalNum", 1,
+                  "limit", (json_int_t)wl, "rateLimitType", "ORDERS", "interval", "SECOND",
+                  "intervalNum", 10, "limit", (json_int_t)o10, "rateLimitType", "ORDERS",
+                  "interval", "DAY", "intervalNum", 1, "limit", (json_int_t)o1d, "rateLimitType",
+                  "RAW_REQUESTS", "interval", "MINUTE", "intervalNum", 5, "limit", 300000);
+    set_ok(r, json_pack("{s:s,s:o,s:o,s:[],s:o}", "timezone", "UTC", "serverTime", jtime(r, now),
+                        "rateLimits", limits, "exchangeFilters", "symbols", symbols));
 out:
     free(sel);
 }
@@ -912,9 +945,9 @@ static void h_depth(struct rest_req *r)
     set_ok(r, body);
 }
 
-static const char *const kline_intervals[] = {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h",
-                                              "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
-                                              NULL};
+static const char *const kline_intervals[] = {"1s", "1m", "3m", "5m", "15m", "30m",
+                                              "1h", "2h", "4h", "6h", "8h",  "12h",
+                                              "1d", "3d", "1w", "1M", NULL};
 
 struct kline_ctx {
     const struct rest_req *r;
@@ -927,9 +960,8 @@ static void add_kline(void *ctx, const struct cq_sim__kline *k)
     json_array_append_new(
         kc->arr, json_pack("[o,o,o,o,o,o,o,o,I,o,o,s]", jtime(kc->r, k->open_ms), jdec(k->open),
                            jdec(k->high), jdec(k->low), jdec(k->close), jdec(k->volume),
-                           jtime(kc->r, k->close_ms), jdec(k->quote_volume),
-                           (json_int_t)k->trades, jdec(k->taker_buy_base),
-                           jdec(k->taker_buy_quote), "0"));
+                           jtime(kc->r, k->close_ms), jdec(k->quote_volume), (json_int_t)k->trades,
+                           jdec(k->taker_buy_base), jdec(k->taker_buy_quote), "0"));
 }
 
 /* startTime/endTime (ms or µs) -> ms; start > end is -1023. */
@@ -975,7 +1007,7 @@ static void h_klines(struct rest_req *r)
     int iv = 0;
     if (cq_sim__param_symbol(&r->params, "symbol", true, symbol, NULL, &e) < 0 ||
         cq_sim__param_enum(&r->params, "interval", true, kline_intervals, &iv, NULL, -1120,
-                       "Invalid interval.", &e) < 0) {
+                           "Invalid interval.", &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -991,7 +1023,7 @@ static void h_klines(struct rest_req *r)
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
         if (cq_sim__market_klines(sim->market, idx, kline_intervals[iv], start, end, (size_t)limit,
-                              add_kline, &kc) < 0) {
+                                  add_kline, &kc) < 0) {
             /* an interval the model cannot aggregate from 1m bars (1s): no bars */
         }
     }
@@ -1255,11 +1287,11 @@ static json_t *fills_json(const struct cq_sim__fill *fills, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:s,s:I}", "price",
-                                           jdec(fills[i].price), "qty", jdec(fills[i].qty),
-                                           "commission", jdec(fills[i].commission),
-                                           "commissionAsset", fills[i].commission_asset,
-                                           "tradeId", (json_int_t)fills[i].trade_id));
+        json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:s,s:I}", "price", jdec(fills[i].price),
+                                           "qty", jdec(fills[i].qty), "commission",
+                                           jdec(fills[i].commission), "commissionAsset",
+                                           fills[i].commission_asset, "tradeId",
+                                           (json_int_t)fills[i].trade_id));
     }
     return a;
 }
@@ -1294,8 +1326,9 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     return j;
 }
 
-static json_t *cancel_json(const struct rest_req *r, const char *symbol, const struct cq_sim__order *o,
-                           const char *cancel_id, int64_t transact_ms)
+static json_t *cancel_json(const struct rest_req *r, const char *symbol,
+                           const struct cq_sim__order *o, const char *cancel_id,
+                           int64_t transact_ms)
 {
     json_t *j = json_object();
     json_object_set_new(j, "symbol", json_string(symbol));
@@ -1322,16 +1355,23 @@ static json_t *cancel_json(const struct rest_req *r, const char *symbol, const s
 
 /* ---- POST /order and /order/test ------------------------------------------------------- */
 
-enum wire_type { WT_LIMIT, WT_MARKET, WT_STOP_LOSS, WT_STOP_LOSS_LIMIT, WT_TAKE_PROFIT,
-                 WT_TAKE_PROFIT_LIMIT, WT_LIMIT_MAKER };
-static const char *const wire_types[] = {"LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
-                                         "TAKE_PROFIT", "TAKE_PROFIT_LIMIT", "LIMIT_MAKER",
-                                         NULL};
+enum wire_type {
+    WT_LIMIT,
+    WT_MARKET,
+    WT_STOP_LOSS,
+    WT_STOP_LOSS_LIMIT,
+    WT_TAKE_PROFIT,
+    WT_TAKE_PROFIT_LIMIT,
+    WT_LIMIT_MAKER
+};
+static const char *const wire_types[] = {"LIMIT",           "MARKET",      "STOP_LOSS",
+                                         "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT",
+                                         "LIMIT_MAKER",     NULL};
 static const char *const sides[] = {"BUY", "SELL", NULL};
 static const char *const tifs[] = {"GTC", "IOC", "FOK", NULL};
 static const char *const resp_types[] = {"ACK", "RESULT", "FULL", NULL};
-static const char *const stp_modes[] = {"NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH",
-                                        "DECREMENT", NULL};
+static const char *const stp_modes[] = {"NONE",        "EXPIRE_TAKER", "EXPIRE_MAKER",
+                                        "EXPIRE_BOTH", "DECREMENT",    NULL};
 enum { RESP_ACK, RESP_RESULT, RESP_FULL };
 
 struct order_args {
@@ -1355,9 +1395,10 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     const struct cq_sim__params *p = &r->params;
     memset(a, 0, sizeof(*a));
     if (cq_sim__param_symbol(p, "symbol", true, a->symbol, NULL, &e) < 0 ||
-        cq_sim__param_enum(p, "side", true, sides, &a->side, NULL, -1117, "Invalid side.", &e) < 0 ||
+        cq_sim__param_enum(p, "side", true, sides, &a->side, NULL, -1117, "Invalid side.", &e) <
+            0 ||
         cq_sim__param_enum(p, "type", true, wire_types, &a->type, NULL, -1116, "Invalid orderType.",
-                       &e) < 0) {
+                           &e) < 0) {
         return fail_api(r, &e);
     }
     int t = a->type;
@@ -1372,7 +1413,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
         return false;
     }
     if (cq_sim__param_enum(p, "timeInForce", needs_tif, tifs, &a->tif, &a->has_tif, -1115,
-                       "Invalid timeInForce.", &e) < 0) {
+                           "Invalid timeInForce.", &e) < 0) {
         return fail_api(r, &e);
     }
     /* quantity / quoteOrderQty */
@@ -1415,7 +1456,7 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     if (a->has_stop && !needs_stop) {
         return not_required(r, "stopPrice");
     }
-    static const char *const unsupported[] = {"icebergQty", "trailingDelta", "pegPriceType",
+    static const char *const unsupported[] = {"icebergQty",     "trailingDelta", "pegPriceType",
                                               "pegOffsetValue", "pegOffsetType", NULL};
     for (int i = 0; unsupported[i] != NULL; i++) {
         if (cq_sim__params_get(p, unsupported[i]) != NULL) {
@@ -1425,14 +1466,15 @@ static bool parse_order_args(struct rest_req *r, struct order_args *a, bool test
     int64_t ignored;
     if (cq_sim__param_client_id(p, "newClientOrderId", false, a->client_id, NULL, &e) < 0 ||
         cq_sim__param_enum(p, "newOrderRespType", false, resp_types, &a->resp_type,
-                       &a->has_resp_type, 0, NULL, &e) < 0 ||
+                           &a->has_resp_type, 0, NULL, &e) < 0 ||
         cq_sim__param_enum(p, "selfTradePreventionMode", false, stp_modes, &a->stp, &a->has_stp, 0,
-                       NULL, &e) < 0 ||
+                           NULL, &e) < 0 ||
         cq_sim__param_long(p, "strategyId", false, &ignored, NULL, &e) < 0 ||
         cq_sim__param_long(p, "strategyType", false, &ignored, NULL, &e) < 0) {
         return fail_api(r, &e);
     }
-    if (test && cq_sim__param_bool(p, "computeCommissionRates", &a->compute_commission, NULL, &e) < 0) {
+    if (test &&
+        cq_sim__param_bool(p, "computeCommissionRates", &a->compute_commission, NULL, &e) < 0) {
         return fail_api(r, &e);
     }
     if (!a->has_resp_type) {
@@ -1456,8 +1498,7 @@ static void build_order_req(const struct order_args *a, int idx, struct cq_sim__
                                                   : SIM_LIMIT;
     req->has_stop_price = a->has_stop;
     req->stop_price = a->stop;
-    req->tif = !a->has_tif ? SIM_TIF_NONE : a->tif == 0 ? SIM_GTC : a->tif == 1 ? SIM_IOC
-                                                                                : SIM_FOK;
+    req->tif = !a->has_tif ? SIM_TIF_NONE : a->tif == 0 ? SIM_GTC : a->tif == 1 ? SIM_IOC : SIM_FOK;
     req->has_qty = a->has_qty;
     req->qty = a->qty;
     req->has_quote_qty = a->has_quote;
@@ -1557,9 +1598,9 @@ static void order_common(struct rest_req *r, bool test)
     }
     if (a.type == WT_STOP_LOSS || a.type == WT_TAKE_PROFIT) {
         /* not in production BTCUSDT's orderTypes: errors.md's answer */
-        set_error(r, 400, -2010, a.type == WT_STOP_LOSS
-                                     ? "Stop loss orders are not supported for this symbol."
-                                     : "Take profit orders are not supported for this symbol.");
+        set_error(r, 400, -2010,
+                  a.type == WT_STOP_LOSS ? "Stop loss orders are not supported for this symbol."
+                                         : "Take profit orders are not supported for this symbol.");
         goto unlock;
     }
     if (a.stp > SIM_STP_EXPIRE_BOTH) { /* DECREMENT: not among the allowed modes */
@@ -1597,7 +1638,7 @@ static void order_common(struct rest_req *r, bool test)
     }
     if (rc == 0 && !test) {
         rc = cq_sim__engine_place(sim->engine, &req, &book, now, &order, fills, MAX_FILLS, &n_fills,
-                              &rej);
+                                  &rej);
         placed = rc == 0;
         if (placed) {
             count_placed_order_locked(r);
@@ -1690,12 +1731,13 @@ static bool parse_order_ref(struct rest_req *r, struct order_ref *ref)
 
 /* Look the order up (under the lock); code for "not found" is the caller's. */
 static bool find_order_locked(struct rest_req *r, int idx, const struct order_ref *ref,
-                              struct cq_sim__order *o, int not_found_code, const char *not_found_msg)
+                              struct cq_sim__order *o, int not_found_code,
+                              const char *not_found_msg)
 {
     struct cq_sim__reject rej;
     if (ref->cid_too_long || (ref->has_id && ref->order_id == 0) ||
         cq_sim__engine_get_order(r->sim->engine, idx, ref->has_id ? (uint64_t)ref->order_id : 0,
-                             ref->has_cid ? ref->cid : NULL, o, &rej) < 0) {
+                                 ref->has_cid ? ref->cid : NULL, o, &rej) < 0) {
         set_error(r, 400, not_found_code, "%s", not_found_msg);
         return false;
     }
@@ -1736,7 +1778,7 @@ static void h_order_delete(struct rest_req *r)
     }
     if (cq_sim__param_client_id(&r->params, "newClientOrderId", false, cancel_id, NULL, &e) < 0 ||
         cq_sim__param_enum(&r->params, "cancelRestrictions", false, cancel_restrictions,
-                       &restriction, &has_restriction, 0, NULL, &e) < 0) {
+                           &restriction, &has_restriction, 0, NULL, &e) < 0) {
         fail_api(r, &e);
         return;
     }
@@ -1755,9 +1797,8 @@ static void h_order_delete(struct rest_req *r)
         !find_order_locked(r, idx, &ref, &o, SIM_ERR_CANCEL_REJECTED, SIM_MSG_UNKNOWN_ORDER)) {
         goto unlock;
     }
-    if (has_restriction &&
-        ((restriction == 0 && o.status != SIM_NEW) ||
-         (restriction == 1 && o.status != SIM_PARTIALLY_FILLED))) {
+    if (has_restriction && ((restriction == 0 && o.status != SIM_NEW) ||
+                            (restriction == 1 && o.status != SIM_PARTIALLY_FILLED))) {
         set_error(r, 400, SIM_ERR_CANCEL_REJECTED,
                   "Order was not canceled due to cancel restrictions.");
         goto unlock;
@@ -1870,8 +1911,8 @@ static void h_open_orders_delete(struct rest_req *r)
             struct cq_sim__order o;
             struct cq_sim__reject rej;
             gen_id(sim, cancel_id);
-            if (cq_sim__engine_cancel(sim->engine, idx, ids.ids[i], NULL, cancel_id, now, &o, &rej) ==
-                0) {
+            if (cq_sim__engine_cancel(sim->engine, idx, ids.ids[i], NULL, cancel_id, now, &o,
+                                      &rej) == 0) {
                 json_array_append_new(arr, cancel_json(r, symbol, &o, cancel_id, now));
             }
         }
@@ -1915,7 +1956,7 @@ static void h_all_orders(struct rest_req *r)
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
         cq_sim__engine_all_orders(sim->engine, idx, (uint64_t)from_id, start, end, (size_t)limit,
-                              add_query_order, &oc);
+                                  add_query_order, &oc);
     }
     cq_sim__unlock(sim);
     if (idx < 0) {
@@ -1983,8 +2024,8 @@ static void h_my_trades(struct rest_req *r)
     cq_sim__lock(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
-        cq_sim__engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start, end,
-                             (size_t)limit, add_trade, &tc);
+        cq_sim__engine_my_trades(sim->engine, idx, (uint64_t)order_id, (uint64_t)from_id, start,
+                                 end, (size_t)limit, add_trade, &tc);
     }
     cq_sim__unlock(sim);
     if (idx < 0) {
@@ -2110,11 +2151,11 @@ static void h_agg_trades(struct rest_req *r)
     }
     cq_sim__lock(r->sim);
     int idx = symbol_index_locked(r, symbol);
-    json_t *body = idx < 0 ? NULL
-                           : cq_sim__agg_trades_json(r->sim, idx,
-                                                     has_from && from_id > 0 ? (uint64_t)from_id : 0,
-                                                     has_start ? start : 0, has_end ? end : 0,
-                                                     (size_t)limit, r->time_us);
+    json_t *body = idx < 0
+                       ? NULL
+                       : cq_sim__agg_trades_json(
+                             r->sim, idx, has_from && from_id > 0 ? (uint64_t)from_id : 0,
+                             has_start ? start : 0, has_end ? end : 0, (size_t)limit, r->time_us);
     cq_sim__unlock(r->sim);
     if (idx >= 0) {
         set_ok(r, body);
@@ -2171,8 +2212,8 @@ static const struct endpoint endpoints[] = {
     {"GET", "/api/v3/aggTrades", SEC_NONE, 4, NULL, 0, h_agg_trades},
     {"GET", "/api/v3/rateLimit/order", SEC_SIGNED, 40, NULL, 0, h_rate_limit_order},
     {"GET", "/api/v3/account/commission", SEC_SIGNED, 20, NULL, 0, h_account_commission},
-    {"POST", "/api/v3/order", SEC_SIGNED, 1, NULL,
-     EP_FREE_ON_SUCCESS | EP_MUTATES | EP_ORDER_POST, h_order_post},
+    {"POST", "/api/v3/order", SEC_SIGNED, 1, NULL, EP_FREE_ON_SUCCESS | EP_MUTATES | EP_ORDER_POST,
+     h_order_post},
     {"POST", "/api/v3/order/test", SEC_SIGNED, 1, w_order_test, 0, h_order_test},
     {"GET", "/api/v3/order", SEC_SIGNED, 4, NULL, 0, h_order_get},
     {"DELETE", "/api/v3/order", SEC_SIGNED, 1, NULL, EP_FREE_ON_SUCCESS | EP_MUTATES,
@@ -2251,7 +2292,8 @@ static enum admit admit_locked(struct rest_req *r, const struct endpoint *ep, un
                   "MINUTE. Please use WebSocket Streams for live updates to avoid polling the "
                   "API.",
                   limit);
-        int64_t until = storm ? sim->faults.storm_until_ms : rl->weight_window_start_ms + CQ_MS_PER_MINUTE;
+        int64_t until =
+            storm ? sim->faults.storm_until_ms : rl->weight_window_start_ms + CQ_MS_PER_MINUTE;
         r->resp.retry_after_s = ceil_div_s(until - now);
         return ADMIT_REFUSED;
     }
@@ -2324,7 +2366,7 @@ static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, c
         const char *body = cq_http_body_data(&c->body, &body_len);
         bool use_body = strcmp(method, "GET") != 0 && body_len > 0 && body_is_form(conn);
         if (cq_sim__params_parse(&r->params, query, query_len, use_body ? body : NULL,
-                             use_body ? body_len : 0, &perr) < 0) {
+                                 use_body ? body_len : 0, &perr) < 0) {
             parse_failed = true;
         }
     }
@@ -2413,10 +2455,9 @@ static void ctl_error(struct rest_resp *resp, int status, const char *param, con
     json_decref(resp->body);
     resp->status = status;
     resp->is_error = true;
-    resp->body = param != NULL
-                     ? json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "param", param, "message",
-                                 msg)
-                     : json_pack("{s:b,s:{s:s}}", "ok", 0, "error", "message", msg);
+    resp->body = param != NULL ? json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "param", param,
+                                           "message", msg)
+                               : json_pack("{s:b,s:{s:s}}", "ok", 0, "error", "message", msg);
 }
 
 /* A signed integer in [min, max]. */
@@ -2547,11 +2588,10 @@ static void c_state(struct cq_sim__rest *rest, const struct control_args *a, str
             json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)rs.open,
                       "waiting", (json_int_t)rs.waiting, "evicted_deadline",
                       (json_int_t)rs.evicted_deadline, "evicted_for_room",
-                      (json_int_t)rs.evicted_for_room, "refused_busy",
-                      (json_int_t)rs.refused_busy, "head_deadline_ms",
-                      (json_int_t)rs.head_deadline_ms, "per_ip_max", (json_int_t)rs.per_ip_max,
-                      "connections_max", (json_int_t)rs.connections_max, "bodies_refused",
-                      (json_int_t)rs.bodies_refused, "bodies_dropped",
+                      (json_int_t)rs.evicted_for_room, "refused_busy", (json_int_t)rs.refused_busy,
+                      "head_deadline_ms", (json_int_t)rs.head_deadline_ms, "per_ip_max",
+                      (json_int_t)rs.per_ip_max, "connections_max", (json_int_t)rs.connections_max,
+                      "bodies_refused", (json_int_t)rs.bodies_refused, "bodies_dropped",
                       (json_int_t)rs.bodies_dropped)) < 0) {
         json_decref(state);
         state = NULL;
@@ -2570,8 +2610,9 @@ static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
 {
     (void)a;
     /* relaxed: the WS thread only needs to see the change eventually */
-    uint64_t g = atomic_fetch_add_explicit(&rest->sim->faults.ws_drop_generation, 1,
-                                           memory_order_relaxed) + 1;
+    uint64_t g =
+        atomic_fetch_add_explicit(&rest->sim->faults.ws_drop_generation, 1, memory_order_relaxed) +
+        1;
     ctl_ok(resp, json_pack("{s:I}", "ws_drop_generation", (json_int_t)g));
 }
 
@@ -2633,8 +2674,8 @@ static void c_balance_set(struct cq_sim__rest *rest, const struct control_args *
 {
     struct cq_sim__state *sim = rest->sim;
     cq_sim__lock(sim);
-    int rc = cq_sim__engine_set_balance(sim->engine, a->asset, a->amount,
-                                        cq_sim__server_time_ms(sim));
+    int rc =
+        cq_sim__engine_set_balance(sim->engine, a->asset, a->amount, cq_sim__server_time_ms(sim));
     cq_sim__unlock(sim);
     if (rc == -CQ_ETOOBIG) {
         ctl_error(resp, 400, "free",
@@ -2719,7 +2760,7 @@ static void control_describe(const struct control *c, struct cq_buf *out)
         switch (p->kind) {
         case CP_INT:
             (void)cq_buf_printf(out, "%s%s=%lld..%lld", sep, p->name, (long long)p->min,
-                                 (long long)p->max);
+                                (long long)p->max);
             break;
         case CP_ON:
             (void)cq_buf_printf(out, "%son=1|0", sep);
@@ -2754,10 +2795,10 @@ static void control_unknown(const char *path, struct rest_resp *resp)
         cq_buf_init(&one, 512);
         control_describe(&controls[i], &one);
         (void)cq_buf_printf(&list, "%s%s", i == 0 ? "" : "; ", one.p != NULL ? one.p : "");
-        json_array_append_new(known, json_pack("{s:s,s:s,s:s,s:s}", "method", controls[i].method,
-                                               "path", controls[i].path, "usage",
-                                               one.p != NULL ? one.p : "", "effect",
-                                               controls[i].effect));
+        json_array_append_new(known,
+                              json_pack("{s:s,s:s,s:s,s:s}", "method", controls[i].method, "path",
+                                        controls[i].path, "usage", one.p != NULL ? one.p : "",
+                                        "effect", controls[i].effect));
         cq_buf_free(&one);
     }
     /* the path was cut to 127 bytes by the caller; the list is about 700 */
@@ -2817,10 +2858,11 @@ static bool control_args_parse(struct cq_sim__state *sim, const struct control *
                 return false;
             }
             if (prc < 0 || cq_dec_sign(a->amount) < 0) {
-                ctl_error(resp, 400, cp->name,
-                          "parameter '%s' must be a non-negative decimal from 0 to "
-                          SIM_AMOUNT_MAX_TEXT " with at most 8 decimals",
-                          cp->name);
+                ctl_error(
+                    resp, 400, cp->name,
+                    "parameter '%s' must be a non-negative decimal from 0 to " SIM_AMOUNT_MAX_TEXT
+                    " with at most 8 decimals",
+                    cp->name);
                 return false;
             }
             break;
@@ -2857,9 +2899,9 @@ static bool control_args_parse(struct cq_sim__state *sim, const struct control *
     return true;
 }
 
-static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *conn, const char *method,
-                           const char *path, const char *query, size_t query_len,
-                           const struct rest_conn *c, struct rest_resp *resp)
+static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *conn,
+                           const char *method, const char *path, const char *query,
+                           size_t query_len, const struct rest_conn *c, struct rest_resp *resp)
 {
     struct cq_sim__state *sim = rest->sim;
     const union MHD_ConnectionInfo *ci =
@@ -2886,8 +2928,8 @@ static void handle_control(struct cq_sim__rest *rest, struct MHD_Connection *con
         ctl_error(resp, 413, NULL, "request too large");
         return;
     }
-    if (cq_sim__params_parse(&p, query, query_len, use_body ? body : NULL,
-                         use_body ? body_len : 0, &perr) < 0) {
+    if (cq_sim__params_parse(&p, query, query_len, use_body ? body : NULL, use_body ? body_len : 0,
+                             &perr) < 0) {
         ctl_error(resp, 400, NULL, "malformed parameters: %s", perr.msg);
         return;
     }
@@ -3316,8 +3358,8 @@ static enum MHD_Result answer(struct cq_sim__rest *rest, struct MHD_Connection *
     return rc;
 }
 
-static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
-                                      const char *url, const char *method, const char *version,
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                      const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
@@ -3372,15 +3414,16 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         line[--len] = '\0';
     }
-    cq_log_warn(SERVICE, "simex_mhd_error", json_pack("{s:s}", "detail", line),
-                "libmicrohttpd: %s", line);
+    cq_log_warn(SERVICE, "simex_mhd_error", json_pack("{s:s}", "detail", line), "libmicrohttpd: %s",
+                line);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
-struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out, struct cq_err *err)
+struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out,
+                                        struct cq_err *err)
 {
-    const char *bind = sim->bind != NULL ? sim->bind
+    const char *bind = sim->bind != NULL        ? sim->bind
                        : sim->opts.bind != NULL ? sim->opts.bind
                                                 : "127.0.0.1";
     int port = sim->opts.rest_port;
@@ -3394,8 +3437,8 @@ struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
     const char *ip = strcmp(bind, "localhost") == 0 ? "127.0.0.1" : bind;
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                         MHD_USE_ERROR_LOG;
+    unsigned int flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)port);
@@ -3415,8 +3458,8 @@ struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out
     }
     rest->sim = sim;
     const struct cq_sim_options *o = &sim->opts;
-    rest->head_deadline_ms = o->rest_head_deadline_ms != 0 ? o->rest_head_deadline_ms
-                                                           : CQ_SIM_REST_HEAD_DEADLINE_MS;
+    rest->head_deadline_ms =
+        o->rest_head_deadline_ms != 0 ? o->rest_head_deadline_ms : CQ_SIM_REST_HEAD_DEADLINE_MS;
     rest->per_ip_max = o->rest_per_ip_max != 0 ? o->rest_per_ip_max : CQ_SIM_REST_PER_IP_MAX;
     rest->connections_max =
         o->rest_connections_max != 0 ? o->rest_connections_max : CQ_SIM_REST_CONNECTIONS_MAX;
@@ -3439,10 +3482,9 @@ struct cq_sim__rest *cq_sim__rest_start(struct cq_sim__state *sim, int *port_out
         mhd_logger, rest, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(rest->connections_max + CONNECTION_HEADROOM),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, rest,
-        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, rest, MHD_OPTION_NOTIFY_COMPLETED,
-        request_completed, rest, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_BYTES, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, rest, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, rest,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, rest, MHD_OPTION_END);
     if (rest->daemon == NULL) {
         int e = errno;
         cq_err_set(err, CQ_EIO, e,

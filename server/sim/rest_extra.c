@@ -54,9 +54,8 @@ json_t *cq_sim__rate_limit_order_json(struct cq_sim__state *st)
 
 static json_t *rates_json(cq_dec maker, cq_dec taker)
 {
-    return json_pack("{s:o,s:o,s:o,s:o}", "maker", amount_json(maker), "taker",
-                     amount_json(taker), "buyer", amount_json(CQ_DEC_ZERO), "seller",
-                     amount_json(CQ_DEC_ZERO));
+    return json_pack("{s:o,s:o,s:o,s:o}", "maker", amount_json(maker), "taker", amount_json(taker),
+                     "buyer", amount_json(CQ_DEC_ZERO), "seller", amount_json(CQ_DEC_ZERO));
 }
 
 json_t *cq_sim__commission_json(struct cq_sim__state *st, int symbol_idx)
@@ -66,12 +65,11 @@ json_t *cq_sim__commission_json(struct cq_sim__state *st, int symbol_idx)
     cq_sim__engine_fees(st->engine, &maker, &taker);
     cq_dec m = cq_dec_make((int64_t)maker, 4); /* basis points: 10 = 0.0010 */
     cq_dec t = cq_dec_make((int64_t)taker, 4);
-    return json_pack("{s:s,s:o,s:o,s:o,s:{s:b,s:b,s:s,s:o}}", "symbol", s->symbol,
-                     "standardCommission", rates_json(m, t), "specialCommission",
-                     rates_json(CQ_DEC_ZERO, CQ_DEC_ZERO), "taxCommission",
-                     rates_json(CQ_DEC_ZERO, CQ_DEC_ZERO), "discount", "enabledForAccount", 0,
-                     "enabledForSymbol", 0, "discountAsset", "BNB", "discount",
-                     amount_json(CQ_DEC_ZERO));
+    return json_pack(
+        "{s:s,s:o,s:o,s:o,s:{s:b,s:b,s:s,s:o}}", "symbol", s->symbol, "standardCommission",
+        rates_json(m, t), "specialCommission", rates_json(CQ_DEC_ZERO, CQ_DEC_ZERO),
+        "taxCommission", rates_json(CQ_DEC_ZERO, CQ_DEC_ZERO), "discount", "enabledForAccount", 0,
+        "enabledForSymbol", 0, "discountAsset", "BNB", "discount", amount_json(CQ_DEC_ZERO));
 }
 
 struct tape_acc {
@@ -85,12 +83,11 @@ static void add_trade(void *ctx, const struct cq_sim__public_trade *t)
     struct tape_acc *acc = ctx;
     json_int_t ms = (json_int_t)(acc->time_us ? t->time_ms * 1000 : t->time_ms);
     if (acc->agg) {
-        json_array_append_new(acc->arr,
-                              json_pack("{s:I,s:o,s:o,s:I,s:I,s:I,s:b,s:b}", "a",
-                                        (json_int_t)t->trade_id, "p", amount_json(t->price), "q",
-                                        amount_json(t->qty), "f", (json_int_t)t->trade_id, "l",
-                                        (json_int_t)t->trade_id, "T", ms, "m", t->buyer_is_maker,
-                                        "M", 1));
+        json_array_append_new(
+            acc->arr,
+            json_pack("{s:I,s:o,s:o,s:I,s:I,s:I,s:b,s:b}", "a", (json_int_t)t->trade_id, "p",
+                      amount_json(t->price), "q", amount_json(t->qty), "f", (json_int_t)t->trade_id,
+                      "l", (json_int_t)t->trade_id, "T", ms, "m", t->buyer_is_maker, "M", 1));
         return;
     }
     cq_dec quote = CQ_DEC_ZERO;

@@ -19,7 +19,8 @@
 /* The key: -2014 (401) when empty, over CQ_SIM_API_KEY_MAX or holding a byte
  * outside 0x21..0x7e; -2015 (401) when not the simulator's key. 0, or
  * -CQ_EPARSE with err filled. Any thread (the key is immutable). */
-int cq_sim__auth_key(const struct cq_sim__state *st, const char *key, struct cq_sim__api_error *err);
+int cq_sim__auth_key(const struct cq_sim__state *st, const char *key,
+                     struct cq_sim__api_error *err);
 
 /* The timing rule, in µs: accept when timestamp < server + 1 s and
  * server - timestamp <= recvWindow; else -1021 (400) with Binance's text. */

@@ -36,10 +36,10 @@
  * one limit the daemon uses too. An asset name is never longer than a
  * symbol: CQ_SIM_ASSET_LEN (cq/sim.h). */
 #define SIM_ASSET_LEN CQ_SIM_ASSET_LEN
-#define SIM_CLIENT_ID_LEN 40   /* ^[a-zA-Z0-9-_]{1,36}$ + NUL */
+#define SIM_CLIENT_ID_LEN 40 /* ^[a-zA-Z0-9-_]{1,36}$ + NUL */
 #define SIM_SYMBOLS_MAX 32
 #define SIM_ASSETS_MAX 64
-#define SIM_DEPTH_MAX 100      /* book levels per side the model exposes */
+#define SIM_DEPTH_MAX 100 /* book levels per side the model exposes */
 #define SIM_REJECT_MSG_LEN 200
 /* Order history kept, in orders (cq_sim__engine_config.max_orders when 0): at
  * the limit a new order first drops the oldest closed orders, a quarter of
@@ -48,11 +48,11 @@
 #define SIM_MAX_ORDERS_DEFAULT ((size_t)100000)
 
 /* Binance error codes the engine produces. */
-#define SIM_ERR_INVALID_SYMBOL -1121   /* "Invalid symbol." */
-#define SIM_ERR_FILTER -1013           /* "Filter failure: <FILTER>" */
+#define SIM_ERR_INVALID_SYMBOL -1121 /* "Invalid symbol." */
+#define SIM_ERR_FILTER -1013         /* "Filter failure: <FILTER>" */
 #define SIM_ERR_NEW_ORDER_REJECTED -2010
-#define SIM_ERR_CANCEL_REJECTED -2011  /* "Unknown order sent." */
-#define SIM_ERR_NO_SUCH_ORDER -2013    /* "Order does not exist." */
+#define SIM_ERR_CANCEL_REJECTED -2011 /* "Unknown order sent." */
+#define SIM_ERR_NO_SUCH_ORDER -2013   /* "Order does not exist." */
 
 /* Exact messages (ccxt maps some by text). */
 #define SIM_MSG_INSUFFICIENT "Account has insufficient balance for requested action."
@@ -73,11 +73,21 @@ enum cq_sim__side { SIM_BUY, SIM_SELL };
  * STOP_LOSS BUY, TAKE_PROFIT SELL"; "Price below market price: STOP_LOSS
  * SELL, TAKE_PROFIT BUY"); then they work as a LIMIT GTC order at their
  * price. */
-enum cq_sim__order_type { SIM_LIMIT, SIM_MARKET, SIM_LIMIT_MAKER, SIM_STOP_LOSS_LIMIT,
-                          SIM_TAKE_PROFIT_LIMIT };
+enum cq_sim__order_type {
+    SIM_LIMIT,
+    SIM_MARKET,
+    SIM_LIMIT_MAKER,
+    SIM_STOP_LOSS_LIMIT,
+    SIM_TAKE_PROFIT_LIMIT
+};
 enum cq_sim__tif { SIM_TIF_NONE, SIM_GTC, SIM_IOC, SIM_FOK }; /* NONE for MARKET/LIMIT_MAKER */
 enum cq_sim__order_status {
-    SIM_NEW, SIM_PARTIALLY_FILLED, SIM_FILLED, SIM_CANCELED, SIM_REJECTED, SIM_EXPIRED,
+    SIM_NEW,
+    SIM_PARTIALLY_FILLED,
+    SIM_FILLED,
+    SIM_CANCELED,
+    SIM_REJECTED,
+    SIM_EXPIRED,
     SIM_EXPIRED_IN_MATCH
 };
 enum cq_sim__symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
@@ -91,21 +101,26 @@ enum cq_sim__stp { SIM_STP_NONE, SIM_STP_EXPIRE_TAKER, SIM_STP_EXPIRE_MAKER, SIM
  * this book model can produce; NONE on every order that has not expired. */
 enum cq_sim__expiry {
     SIM_EXPIRY_NONE,
-    SIM_EXPIRY_UNFILLED_IOC,        /* UNFILLED_IOC_QUANTITY_EXPIRED: LIMIT IOC remainder */
-    SIM_EXPIRY_UNFILLED_FOK,        /* UNFILLED_FOK_ORDER_EXPIRED: LIMIT FOK not filled */
+    SIM_EXPIRY_UNFILLED_IOC,          /* UNFILLED_IOC_QUANTITY_EXPIRED: LIMIT IOC remainder */
+    SIM_EXPIRY_UNFILLED_FOK,          /* UNFILLED_FOK_ORDER_EXPIRED: LIMIT FOK not filled */
     SIM_EXPIRY_INSUFFICIENT_LIQUIDITY /* INSUFFICIENT_LIQUIDITY: MARKET the book could not fill */
 };
-enum cq_sim__exec_type { SIM_EXEC_NEW, SIM_EXEC_CANCELED, SIM_EXEC_TRADE, SIM_EXEC_EXPIRED,
-                     SIM_EXEC_REJECTED };
+enum cq_sim__exec_type {
+    SIM_EXEC_NEW,
+    SIM_EXEC_CANCELED,
+    SIM_EXEC_TRADE,
+    SIM_EXEC_EXPIRED,
+    SIM_EXEC_REJECTED
+};
 
 /* Wire names: "BUY", "LIMIT", "GTC", "PARTIALLY_FILLED", "TRADE"… */
 const char *cq_sim__side_name(enum cq_sim__side s);
 const char *cq_sim__order_type_name(enum cq_sim__order_type t);
-const char *cq_sim__tif_name(enum cq_sim__tif t);               /* "" for NONE */
+const char *cq_sim__tif_name(enum cq_sim__tif t); /* "" for NONE */
 const char *cq_sim__order_status_name(enum cq_sim__order_status s);
 const char *cq_sim__exec_type_name(enum cq_sim__exec_type t);
-const char *cq_sim__stp_name(enum cq_sim__stp m);                /* "EXPIRE_MAKER"… */
-const char *cq_sim__expiry_name(enum cq_sim__expiry r);          /* "" for NONE */
+const char *cq_sim__stp_name(enum cq_sim__stp m);                         /* "EXPIRE_MAKER"… */
+const char *cq_sim__expiry_name(enum cq_sim__expiry r);                   /* "" for NONE */
 int cq_sim__expiry_parse(const char *s, enum cq_sim__expiry *out) CQ_WUR; /* "" = NONE */
 int cq_sim__stp_parse(const char *s, enum cq_sim__stp *out) CQ_WUR;
 /* Parse the wire names; -CQ_EPARSE if unknown. */
@@ -120,25 +135,25 @@ struct cq_sim__filters {
     cq_dec market_min_qty, market_max_qty, market_step; /* MARKET_LOT_SIZE */
     cq_dec min_notional, max_notional;                  /* NOTIONAL */
     bool apply_min_to_market, apply_max_to_market;
-    int max_num_orders;                                 /* MAX_NUM_ORDERS */
+    int max_num_orders; /* MAX_NUM_ORDERS */
     /* PERCENT_PRICE_BY_SIDE: a BUY's price within [avg * bid_down, avg *
      * bid_up], a SELL's within [avg * ask_down, avg * ask_up], avg being the
      * book view's avg_price (the avgPriceMins weighted average). A zero
      * multiplier disables its bound. */
     cq_dec bid_up, bid_down, ask_up, ask_down;
-    int avg_price_mins;                                 /* 5 (PERCENT_PRICE_BY_SIDE, NOTIONAL) */
+    int avg_price_mins; /* 5 (PERCENT_PRICE_BY_SIDE, NOTIONAL) */
     /* Listed in exchangeInfo as production lists them; not enforced (iceberg
      * and trailing orders are refused -1106, algo orders -2010). */
-    int iceberg_parts;                                  /* ICEBERG_PARTS limit: 10 */
-    int max_num_algo_orders;                            /* MAX_NUM_ALGO_ORDERS: 5 */
+    int iceberg_parts;       /* ICEBERG_PARTS limit: 10 */
+    int max_num_algo_orders; /* MAX_NUM_ALGO_ORDERS: 5 */
 };
 
 struct cq_sim__symbol {
     char symbol[CQ_SYMBOL_LEN];
     char base[SIM_ASSET_LEN];
     char quote[SIM_ASSET_LEN];
-    unsigned base_precision;   /* 8 */
-    unsigned quote_precision;  /* 8 */
+    unsigned base_precision;  /* 8 */
+    unsigned quote_precision; /* 8 */
     enum cq_sim__symbol_status status;
     struct cq_sim__filters filters;
 };
@@ -164,7 +179,7 @@ struct cq_sim__book_view {
     size_t n_bids;
     const struct cq_sim__level *asks;
     size_t n_asks;
-    cq_dec last_price;  /* the last public trade's price; 0 = none */
+    cq_dec last_price; /* the last public trade's price; 0 = none */
     /* The volume-weighted average price of the public trades of the last
      * avgPriceMins minutes (GET /api/v3/avgPrice), the last price when there
      * were none; 0 = unknown (PERCENT_PRICE_BY_SIDE is then skipped). The
@@ -181,31 +196,31 @@ struct cq_sim__balance {
 struct cq_sim__engine_config {
     const struct cq_sim__symbol *symbols;
     size_t n_symbols;
-    const struct cq_sim__balance *balances;  /* starting free balances */
+    const struct cq_sim__balance *balances; /* starting free balances */
     size_t n_balances;
-    unsigned maker_bps, taker_bps;       /* fees in basis points (default 10, 10) */
-    uint64_t seed;                       /* for generated client order ids */
-    uint64_t first_order_id;             /* 0 = 1 */
-    uint64_t first_trade_id;             /* 0 = 1 */
-    size_t max_orders;                   /* orders kept (0 = SIM_MAX_ORDERS_DEFAULT) */
-    size_t max_trades;                   /* total trades kept (0 = 1,000,000) */
+    unsigned maker_bps, taker_bps; /* fees in basis points (default 10, 10) */
+    uint64_t seed;                 /* for generated client order ids */
+    uint64_t first_order_id;       /* 0 = 1 */
+    uint64_t first_trade_id;       /* 0 = 1 */
+    size_t max_orders;             /* orders kept (0 = SIM_MAX_ORDERS_DEFAULT) */
+    size_t max_trades;             /* total trades kept (0 = 1,000,000) */
 };
 
 struct cq_sim__order_req {
-    int symbol_idx;                      /* from cq_sim__engine_symbol_index */
+    int symbol_idx; /* from cq_sim__engine_symbol_index */
     enum cq_sim__side side;
     enum cq_sim__order_type type;
     enum cq_sim__tif tif;
     bool has_qty;
     cq_dec qty;
-    bool has_quote_qty;                  /* MARKET only */
+    bool has_quote_qty; /* MARKET only */
     cq_dec quote_qty;
     bool has_price;
     cq_dec price;
-    bool has_stop_price;                 /* STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT only */
+    bool has_stop_price; /* STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT only */
     cq_dec stop_price;
-    char client_id[SIM_CLIENT_ID_LEN];   /* "" = generate (22 alnum chars) */
-    enum cq_sim__stp stp;                /* the REST layer's default: EXPIRE_MAKER */
+    char client_id[SIM_CLIENT_ID_LEN]; /* "" = generate (22 alnum chars) */
+    enum cq_sim__stp stp;              /* the REST layer's default: EXPIRE_MAKER */
 };
 
 struct cq_sim__order {
@@ -215,18 +230,18 @@ struct cq_sim__order {
     enum cq_sim__side side;
     enum cq_sim__order_type type;
     enum cq_sim__tif tif;
-    cq_dec price;            /* 0 for MARKET */
-    cq_dec stop_price;       /* 0 unless STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT */
-    cq_dec orig_qty;         /* for a quoteOrderQty MARKET: the executed qty */
-    cq_dec orig_quote_qty;   /* 0 unless quoteOrderQty was sent */
+    cq_dec price;          /* 0 for MARKET */
+    cq_dec stop_price;     /* 0 unless STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT */
+    cq_dec orig_qty;       /* for a quoteOrderQty MARKET: the executed qty */
+    cq_dec orig_quote_qty; /* 0 unless quoteOrderQty was sent */
     cq_dec executed_qty;
     cq_dec cum_quote_qty;
     enum cq_sim__order_status status;
-    int64_t time_ms;         /* creation */
+    int64_t time_ms; /* creation */
     int64_t update_ms;
-    int64_t working_ms;      /* when it went on the book; -1 if never */
-    bool is_working;         /* resting on the book now (false: a stop not yet triggered) */
-    enum cq_sim__stp stp;    /* as placed */
+    int64_t working_ms;         /* when it went on the book; -1 if never */
+    bool is_working;            /* resting on the book now (false: a stop not yet triggered) */
+    enum cq_sim__stp stp;       /* as placed */
     enum cq_sim__expiry expiry; /* NONE unless status is EXPIRED */
 };
 
@@ -235,12 +250,12 @@ struct cq_sim__fill {
     cq_dec price;
     cq_dec qty;
     cq_dec quote_qty;
-    cq_dec commission;       /* in commission_asset, 8 decimals */
+    cq_dec commission; /* in commission_asset, 8 decimals */
     char commission_asset[SIM_ASSET_LEN];
     bool maker;
 };
 
-struct cq_sim__trade {           /* one row of myTrades */
+struct cq_sim__trade { /* one row of myTrades */
     uint64_t trade_id;
     uint64_t order_id;
     int symbol_idx;
@@ -251,17 +266,17 @@ struct cq_sim__trade {           /* one row of myTrades */
 };
 
 struct cq_sim__reject {
-    int code;                          /* negative Binance code */
-    char msg[SIM_REJECT_MSG_LEN];      /* exact text */
+    int code;                     /* negative Binance code */
+    char msg[SIM_REJECT_MSG_LEN]; /* exact text */
 };
 
 /* One executionReport's worth of facts. */
 struct cq_sim__exec_report {
-    const struct cq_sim__order *order;     /* state after the event */
+    const struct cq_sim__order *order; /* state after the event */
     enum cq_sim__exec_type exec_type;
-    const struct cq_sim__fill *fill;       /* TRADE only, else NULL */
-    const char *orig_client_id;        /* CANCELED: the canceled order's id; else "" */
-    const char *cancel_client_id;      /* CANCELED: the cancel request's id, or "" */
+    const struct cq_sim__fill *fill; /* TRADE only, else NULL */
+    const char *orig_client_id;      /* CANCELED: the canceled order's id; else "" */
+    const char *cancel_client_id;    /* CANCELED: the cancel request's id, or "" */
     int64_t event_ms;
 };
 
@@ -276,7 +291,8 @@ struct cq_sim__engine_listener {
 
 struct cq_sim__engine;
 
-struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg, struct cq_err *err);
+struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cfg,
+                                          struct cq_err *err);
 void cq_sim__engine_free(struct cq_sim__engine *e);
 void cq_sim__engine_set_listener(struct cq_sim__engine *e, const struct cq_sim__engine_listener *l);
 
@@ -289,11 +305,13 @@ bool cq_sim__order_type_is_stop(enum cq_sim__order_type t);
 
 /* Change a symbol's status (fault injection: HALT makes new orders fail
  * -2010 "Market is closed."). */
-void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx, enum cq_sim__symbol_status s);
+void cq_sim__engine_set_symbol_status(struct cq_sim__engine *e, int idx,
+                                      enum cq_sim__symbol_status s);
 
 /* Validate only (order/test): 0, or -CQ_EVENUE with rej filled. */
 int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
-                          const struct cq_sim__book_view *book, struct cq_sim__reject *rej) CQ_WUR;
+                              const struct cq_sim__book_view *book,
+                              struct cq_sim__reject *rej) CQ_WUR;
 
 /* Place and match. 0 with *order (final state after matching) and up to
  * max_fills fills (*n_fills); or -CQ_EVENUE with rej filled (nothing
@@ -303,17 +321,17 @@ int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__ord
  * -1000). Emits NEW, then TRADE per fill, then EXPIRED for an IOC/FOK/MARKET
  * remainder, and one account_position for the changed assets. */
 int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
-                     const struct cq_sim__book_view *book, int64_t now_ms, struct cq_sim__order *order,
-                     struct cq_sim__fill *fills, size_t max_fills, size_t *n_fills,
-                     struct cq_sim__reject *rej) CQ_WUR;
+                         const struct cq_sim__book_view *book, int64_t now_ms,
+                         struct cq_sim__order *order, struct cq_sim__fill *fills, size_t max_fills,
+                         size_t *n_fills, struct cq_sim__reject *rej) CQ_WUR;
 
 /* Cancel by order_id (non-zero) or client_id (non-NULL, non-empty); if both,
  * look up by id and require the client id to match. Unknown or closed
  * order: -CQ_EVENUE with -2011 "Unknown order sent.". cancel_client_id may
  * be NULL/"" (then generated). */
 int cq_sim__engine_cancel(struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                      const char *client_id, const char *cancel_client_id, int64_t now_ms,
-                      struct cq_sim__order *order, struct cq_sim__reject *rej) CQ_WUR;
+                          const char *client_id, const char *cancel_client_id, int64_t now_ms,
+                          struct cq_sim__order *order, struct cq_sim__reject *rej) CQ_WUR;
 /* The client id of the latest cancel (the one passed, or the one generated
  * when it was NULL/""): the cancel response's clientOrderId. Inside
  * cancel_all's fn it is the id of the cancel being reported. Borrowed until
@@ -323,32 +341,33 @@ const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 /* Cancel every open order of the symbol; fn gets each canceled order.
  * Returns the count (0 is fine). */
 size_t cq_sim__engine_cancel_all(struct cq_sim__engine *e, int symbol_idx, int64_t now_ms,
-                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
+                                 void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
 
 /* GET /order: -CQ_EVENUE with -2013 "Order does not exist." if not found. */
 int cq_sim__engine_get_order(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                         const char *client_id, struct cq_sim__order *order,
-                         struct cq_sim__reject *rej) CQ_WUR;
+                             const char *client_id, struct cq_sim__order *order,
+                             struct cq_sim__reject *rej) CQ_WUR;
 
 /* Iterate, oldest first. symbol_idx -1 = all symbols (open orders only). */
 size_t cq_sim__engine_open_orders(const struct cq_sim__engine *e, int symbol_idx,
-                              void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
+                                  void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
 /* allOrders: order_id >= from_order_id (0 = any), time in [start_ms, end_ms]
  * (0 = unbounded), at most limit, oldest first; only the orders still kept
  * (see SIM_MAX_ORDERS_DEFAULT). */
-size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx, uint64_t from_order_id,
-                             int64_t start_ms, int64_t end_ms, size_t limit,
-                             void (*fn)(void *ctx, const struct cq_sim__order *o), void *ctx);
+size_t cq_sim__engine_all_orders(const struct cq_sim__engine *e, int symbol_idx,
+                                 uint64_t from_order_id, int64_t start_ms, int64_t end_ms,
+                                 size_t limit, void (*fn)(void *ctx, const struct cq_sim__order *o),
+                                 void *ctx);
 /* myTrades: order_id filter (0 = any), trade id >= from_id (0 = any), time
  * window, at most limit, oldest first. */
 size_t cq_sim__engine_my_trades(const struct cq_sim__engine *e, int symbol_idx, uint64_t order_id,
-                            uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
-                            void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx);
+                                uint64_t from_id, int64_t start_ms, int64_t end_ms, size_t limit,
+                                void (*fn)(void *ctx, const struct cq_sim__trade *t), void *ctx);
 
 /* Every asset with a balance entry (zero ones included), in first-seen
  * order. */
 size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
-                           void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx);
+                               void (*fn)(void *ctx, const struct cq_sim__balance *b), void *ctx);
 /* The largest amount the engine holds: an int64 mantissa at 8 decimals.
  * A balance's free + locked must stay at or below it. */
 #define SIM_AMOUNT_MAX_TEXT "92233720368.54775807"
@@ -358,7 +377,7 @@ size_t cq_sim__engine_balances(const struct cq_sim__engine *e,
  * SIM_AMOUNT_MAX_TEXT; -CQ_EINVAL for a bad asset name, a negative amount
  * or one with more than 8 decimals. */
 int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_dec free_amount,
-                           int64_t now_ms) CQ_WUR;
+                               int64_t now_ms) CQ_WUR;
 void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, unsigned *taker_bps);
 
 /* The market moved: first a market trade at trade_price (if non-zero)
@@ -369,8 +388,8 @@ void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, un
  * what our orders already took from them (and up to the trade's quantity).
  * Emits TRADE reports and account_position. Returns the number of fills. */
 size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
-                            const struct cq_sim__book_view *book, cq_dec trade_price,
-                            cq_dec trade_qty, int64_t now_ms);
+                                const struct cq_sim__book_view *book, cq_dec trade_price,
+                                cq_dec trade_qty, int64_t now_ms);
 
 /* Tests only: overwrite an asset's locked amount behind the engine's back,
  * breaking I2 (engine.c), so a test can show that the money invariant

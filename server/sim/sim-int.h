@@ -18,13 +18,13 @@
 #include "sim-state.h"
 #include "sim-ws.h"
 
-struct cq_sim__rest;  /* rest.c */
-struct cq_sim__ws;    /* ws.c */
+struct cq_sim__rest; /* rest.c */
+struct cq_sim__ws;   /* ws.c */
 
 struct cq_sim {
-    struct cq_sim__state state;      /* the layer below both front ends */
-    struct cq_sim__rest *rest;       /* owned */
-    struct cq_sim__ws *ws;           /* owned */
+    struct cq_sim__state state; /* the layer below both front ends */
+    struct cq_sim__rest *rest;  /* owned */
+    struct cq_sim__ws *ws;      /* owned */
     char rest_url[96];
     char ws_url[96];
 
@@ -33,7 +33,7 @@ struct cq_sim {
     /* --state was loaded (or absent) at start: only then may stop write it,
      * so a file refused at start is never overwritten. */
     bool state_writable;
-    int64_t market_start_wall_ms;    /* wall time when the market clock started */
+    int64_t market_start_wall_ms; /* wall time when the market clock started */
     int64_t market_start_sim_ms;
 };
 

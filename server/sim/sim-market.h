@@ -39,18 +39,18 @@
 #define SIM_MINUTE_MS 60000LL
 
 struct cq_sim__public_trade {
-    uint64_t trade_id;       /* per symbol, increasing by 1 */
+    uint64_t trade_id; /* per symbol, increasing by 1 */
     cq_dec price;
     cq_dec qty;
     int64_t time_ms;
-    bool buyer_is_maker;     /* true when the seller was the aggressor */
+    bool buyer_is_maker; /* true when the seller was the aggressor */
 };
 
 struct cq_sim__kline {
     int64_t open_ms;
-    int64_t close_ms;        /* open_ms + interval - 1 */
+    int64_t close_ms; /* open_ms + interval - 1 */
     cq_dec open, high, low, close;
-    cq_dec volume;           /* base */
+    cq_dec volume; /* base */
     cq_dec quote_volume;
     cq_dec taker_buy_base, taker_buy_quote;
     uint64_t first_trade_id; /* 0 when no trade */
@@ -78,16 +78,16 @@ struct cq_sim__market_listener {
 };
 
 struct cq_sim__market_options {
-    const struct cq_sim__symbol *symbols;  /* tick and step come from the filters */
+    const struct cq_sim__symbol *symbols; /* tick and step come from the filters */
     size_t n_symbols;
     /* NULL: synthetic. Otherwise a directory containing <SYMBOL>-1m.csv for
      * every symbol (a missing file is an error naming it), or a single CSV
      * file when there is one symbol. */
     const char *data_path;
     uint64_t seed;
-    int64_t start_ms;                  /* sim time at start; floored to the minute */
-    size_t history_bars;               /* closed 1m bars that exist before start (e.g. 1000) */
-    size_t book_levels;                /* levels per side (<= SIM_DEPTH_MAX), e.g. 20 */
+    int64_t start_ms;    /* sim time at start; floored to the minute */
+    size_t history_bars; /* closed 1m bars that exist before start (e.g. 1000) */
+    size_t book_levels;  /* levels per side (<= SIM_DEPTH_MAX), e.g. 20 */
 };
 
 struct cq_sim__market;
@@ -95,7 +95,8 @@ struct cq_sim__market;
 /* Loads/validates the data (every row: monotonic open times, low <= open,
  * close <= high, non-negative volume; an error names file:line and the
  * problem). NULL on error. */
-struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts, struct cq_err *err);
+struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *opts,
+                                          struct cq_err *err);
 void cq_sim__market_free(struct cq_sim__market *m);
 void cq_sim__market_set_listener(struct cq_sim__market *m, const struct cq_sim__market_listener *l);
 
@@ -112,7 +113,8 @@ int64_t cq_sim__market_now_ms(const struct cq_sim__market *m);
 void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused);
 
 /* The current book, levels best first (borrowed until the next advance). */
-void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__book_view *out);
+void cq_sim__market_book(const struct cq_sim__market *m, int symbol_idx,
+                         struct cq_sim__book_view *out);
 uint64_t cq_sim__market_book_update_id(const struct cq_sim__market *m, int symbol_idx);
 cq_dec cq_sim__market_last_price(const struct cq_sim__market *m, int symbol_idx);
 /* GET /api/v3/avgPrice: the volume-weighted average price of the public
@@ -131,7 +133,8 @@ cq_dec cq_sim__market_avg_price(const struct cq_sim__market *m, int symbol_idx, 
 #define SIM_TAPE_MAX 1000
 size_t cq_sim__market_trades(const struct cq_sim__market *m, int symbol_idx, uint64_t from_id,
                              int64_t start_ms, int64_t end_ms, size_t limit,
-                             void (*fn)(void *ctx, const struct cq_sim__public_trade *t), void *ctx);
+                             void (*fn)(void *ctx, const struct cq_sim__public_trade *t),
+                             void *ctx);
 
 /* Klines for a Binance interval string ("1m","3m","5m","15m","30m","1h",
  * "2h","4h","6h","8h","12h","1d","3d","1w","1M"), aggregated from the 1m
@@ -140,11 +143,12 @@ size_t cq_sim__market_trades(const struct cq_sim__market *m, int symbol_idx, uin
  * chronological order. Returns the count, or -CQ_EINVAL for an unknown
  * interval. */
 int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const char *interval,
-                      int64_t start_ms, int64_t end_ms, size_t limit,
-                      void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
+                          int64_t start_ms, int64_t end_ms, size_t limit,
+                          void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
 int64_t cq_sim__interval_ms(const char *interval);
 
-void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx, struct cq_sim__ticker24 *out);
+void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
+                             struct cq_sim__ticker24 *out);
 
 #endif /* CQ_SIM_MARKET_H */

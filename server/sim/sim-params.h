@@ -39,14 +39,14 @@
 #include "cq/decimal.h"
 #include "cq/market.h"
 
-#define SIM_PARAMS_MAX 64           /* pairs per request (query + body) */
-#define SIM_PARAM_NAME_MAX 64       /* bytes of a decoded name */
-#define SIM_PARAM_VALUE_MAX 16384   /* bytes of a decoded value */
-#define SIM_QUERY_MAX_BYTES 65536   /* raw query string */
-#define SIM_BODY_MAX_BYTES 65536    /* raw request body */
+#define SIM_PARAMS_MAX 64                        /* pairs per request (query + body) */
+#define SIM_PARAM_NAME_MAX 64                    /* bytes of a decoded name */
+#define SIM_PARAM_VALUE_MAX 16384                /* bytes of a decoded value */
+#define SIM_QUERY_MAX_BYTES 65536                /* raw query string */
+#define SIM_BODY_MAX_BYTES 65536                 /* raw request body */
 #define SIM_PARAM_SYMBOL_MAX CQ_SYMBOL_MAX_CHARS /* ^[A-Z0-9-_.]{1,20}$ */
-#define SIM_PARAM_SYMBOLS_MAX 200   /* names in a `symbols` JSON array */
-#define SIM_PARAM_CLIENT_ID_MAX 36  /* ^[a-zA-Z0-9-_]{1,36}$ */
+#define SIM_PARAM_SYMBOLS_MAX 200                /* names in a `symbols` JSON array */
+#define SIM_PARAM_CLIENT_ID_MAX 36               /* ^[a-zA-Z0-9-_]{1,36}$ */
 #define SIM_API_MSG_MAX 256
 
 /* A Binance error answer: HTTP status, negative code, exact msg. */
@@ -58,13 +58,13 @@ struct cq_sim__api_error {
 
 /* Fill err and return -CQ_EPARSE (so callers can `return cq_sim__api_error_set(...)`). */
 int cq_sim__api_error_set(struct cq_sim__api_error *err, int http_status, int code, const char *fmt,
-                      ...) CQ_PRINTF(4, 5);
+                          ...) CQ_PRINTF(4, 5);
 
 enum cq_sim__param_source { SIM_PARAM_QUERY, SIM_PARAM_BODY };
 
 struct cq_sim__param {
-    const char *name;   /* decoded, NUL-terminated; borrowed from the arena */
-    const char *value;  /* decoded, NUL-terminated ("" when empty) */
+    const char *name;  /* decoded, NUL-terminated; borrowed from the arena */
+    const char *value; /* decoded, NUL-terminated ("" when empty) */
     size_t value_len;
     enum cq_sim__param_source source;
 };
@@ -84,8 +84,8 @@ struct cq_sim__params {
 /* Parse query (without the '?') and body (pass NULL/0 when the body is not
  * form-encoded). 0, or -CQ_EPARSE with err filled (400, -1100/-1101), or
  * -CQ_ENOMEM (err: 500 -1000). p is initialised on every path. */
-int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t query_len, const char *body,
-                     size_t body_len, struct cq_sim__api_error *err) CQ_WUR;
+int cq_sim__params_parse(struct cq_sim__params *p, const char *query, size_t query_len,
+                         const char *body, size_t body_len, struct cq_sim__api_error *err) CQ_WUR;
 void cq_sim__params_fini(struct cq_sim__params *p);
 
 /* The parameter or NULL if absent. */
@@ -99,38 +99,38 @@ const char *cq_sim__params_get(const struct cq_sim__params *p, const char *name)
  * malformed." ------------------------------------------------------------- */
 
 /* ^[0-9]{1,20}$ fitting in int64 (else -1100 with that range). */
-int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool mandatory, int64_t *out,
-                   bool *present, struct cq_sim__api_error *err) CQ_WUR;
+int cq_sim__param_long(const struct cq_sim__params *p, const char *name, bool mandatory,
+                       int64_t *out, bool *present, struct cq_sim__api_error *err) CQ_WUR;
 /* ^([0-9]{1,20})(\.[0-9]{1,20})?$ fitting in a cq_dec (else -1100). */
-int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool mandatory, cq_dec *out,
-                      bool *present, struct cq_sim__api_error *err) CQ_WUR;
+int cq_sim__param_decimal(const struct cq_sim__params *p, const char *name, bool mandatory,
+                          cq_dec *out, bool *present, struct cq_sim__api_error *err) CQ_WUR;
 /* ^[A-Z0-9-_.]{1,20}$ (else -1100); out holds SIM_PARAM_SYMBOL_MAX + 1. */
-int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
-                     bool *present, struct cq_sim__api_error *err) CQ_WUR;
+int cq_sim__param_symbol(const struct cq_sim__params *p, const char *name, bool mandatory,
+                         char *out, bool *present, struct cq_sim__api_error *err) CQ_WUR;
 /* ^[a-zA-Z0-9-_]{1,36}$ (else -1100); out holds SIM_PARAM_CLIENT_ID_MAX + 1. */
-int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bool mandatory, char *out,
-                        bool *present, struct cq_sim__api_error *err) CQ_WUR;
+int cq_sim__param_client_id(const struct cq_sim__params *p, const char *name, bool mandatory,
+                            char *out, bool *present, struct cq_sim__api_error *err) CQ_WUR;
 /* "true"/"false" (case-insensitive; else -1100). */
 int cq_sim__param_bool(const struct cq_sim__params *p, const char *name, bool *out, bool *present,
-                   struct cq_sim__api_error *err) CQ_WUR;
+                       struct cq_sim__api_error *err) CQ_WUR;
 /* One of `choices` (NULL-terminated, exact case); *index gets its position.
  * Else -1100 "Illegal characters found in parameter '<name>'; legal range is
  * '<A>, <B>, …'." unless bad_code != 0, then bad_code with bad_msg (for
  * -1115/-1116/-1117). */
 int cq_sim__param_enum(const struct cq_sim__params *p, const char *name, bool mandatory,
-                   const char *const *choices, int *index, bool *present, int bad_code,
-                   const char *bad_msg, struct cq_sim__api_error *err) CQ_WUR;
+                       const char *const *choices, int *index, bool *present, int bad_code,
+                       const char *bad_msg, struct cq_sim__api_error *err) CQ_WUR;
 /* recvWindow: ^[0-9]{1,20}(\.[0-9]{1,3})?$ in ms, returned in µs; > 60000 ms is
  * -1131 "recvWindow must be less than 60000.". Absent: 5000 ms. */
 int cq_sim__param_recv_window_us(const struct cq_sim__params *p, int64_t *out_us,
-                             struct cq_sim__api_error *err) CQ_WUR;
+                                 struct cq_sim__api_error *err) CQ_WUR;
 
 /* `symbols`: a URL-decoded JSON array of symbol names,
  * ^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$ (spaces around
  * tokens tolerated). out holds max names of SIM_PARAM_SYMBOL_MAX + 1 bytes.
  * -1100 with Binance's message when malformed, -1101 when more than max. */
 int cq_sim__param_symbols(const char *value, char (*out)[SIM_PARAM_SYMBOL_MAX + 1], size_t max,
-                      size_t *n, struct cq_sim__api_error *err) CQ_WUR;
+                          size_t *n, struct cq_sim__api_error *err) CQ_WUR;
 
 /* ---- small helpers shared with rest.c ------------------------------------------ */
 

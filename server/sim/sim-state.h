@@ -56,14 +56,14 @@
 /* Fault injection state, set over the /_sim/ control path (rest.c).
  * Fields without _Atomic are guarded by st->lock. */
 struct cq_sim__faults {
-    int64_t rest_latency_ms;         /* added before every /api answer */
-    uint32_t rest_5xx_per_mille;     /* share of /api requests answered 503 (seeded) */
-    int64_t storm_until_ms;          /* wall ms: until then every /api request is 429;
-                                      * a client that keeps going gets 418 */
-    uint32_t reject_next_orders;     /* next N POST /order answered -2010 */
-    bool force_insufficient;         /* orders fail -2010 insufficient balance */
-    int64_t clock_skew_ms;           /* added to the server's time */
-    bool market_paused;              /* mirrored into cq_sim__market_set_paused */
+    int64_t rest_latency_ms;     /* added before every /api answer */
+    uint32_t rest_5xx_per_mille; /* share of /api requests answered 503 (seeded) */
+    int64_t storm_until_ms;      /* wall ms: until then every /api request is 429;
+                                  * a client that keeps going gets 418 */
+    uint32_t reject_next_orders; /* next N POST /order answered -2010 */
+    bool force_insufficient;     /* orders fail -2010 insufficient balance */
+    int64_t clock_skew_ms;       /* added to the server's time */
+    bool market_paused;          /* mirrored into cq_sim__market_set_paused */
     /* WS thread reads these without the lock. */
     _Atomic uint64_t ws_drop_generation; /* bumped: close every WS connection */
     _Atomic bool ws_stall;               /* keep connections, send no data */
@@ -73,7 +73,7 @@ struct cq_sim__faults {
  * practice (loopback), so one set of counters. */
 struct cq_sim__ratelimit {
     uint32_t weight_limit_1m, order_limit_10s, order_limit_1d;
-    int64_t weight_window_start_ms;  /* wall ms, minute-aligned */
+    int64_t weight_window_start_ms; /* wall ms, minute-aligned */
     uint32_t weight_used;
     int64_t orders_10s_window_start_ms;
     uint32_t orders_10s;
@@ -82,14 +82,14 @@ struct cq_sim__ratelimit {
     /* The engine's orders_first_filled when the order counts last gave
      * orders back for first fills (rest.c order_count_sync_locked). */
     uint64_t first_fills_seen;
-    uint32_t requests_after_429;     /* in the current window; over a threshold -> ban */
-    int64_t banned_until_ms;         /* 418 until then */
-    uint32_t bans;                   /* ban length doubles: 2 min, 4 min, … 3 days */
+    uint32_t requests_after_429; /* in the current window; over a threshold -> ban */
+    int64_t banned_until_ms;     /* 418 until then */
+    uint32_t bans;               /* ban length doubles: 2 min, 4 min, … 3 days */
 };
 
 struct cq_sim__listen_key {
     char key[SIM_LISTEN_KEY_LEN + 1];
-    int64_t expires_ms;              /* wall ms */
+    int64_t expires_ms; /* wall ms */
     bool active;
 };
 
@@ -100,7 +100,7 @@ struct cq_sim__counters {
     uint64_t rest_errors_4xx, rest_errors_5xx;
     uint64_t rest_429, rest_418;
     uint64_t market_events;
-    _Atomic uint64_t ws_connections;     /* open now */
+    _Atomic uint64_t ws_connections; /* open now */
     _Atomic uint64_t ws_messages_sent;
     _Atomic uint64_t ws_messages_dropped; /* queue full or slow client */
 };
@@ -109,10 +109,10 @@ struct cq_sim__counters {
  * tests/bench/bench_sim_contention.c. Written only by the lock's holder. */
 struct cq_sim__lock_stats {
     uint64_t acquisitions;
-    uint64_t contended;              /* the lock was busy: the taker waited */
-    uint64_t wait_ns;                /* total time takers waited */
-    uint64_t held_ns;                /* total time it was held */
-    uint64_t held_since_ns;          /* monotonic, while held */
+    uint64_t contended;     /* the lock was busy: the taker waited */
+    uint64_t wait_ns;       /* total time takers waited */
+    uint64_t held_ns;       /* total time it was held */
+    uint64_t held_since_ns; /* monotonic, while held */
 };
 
 /* Events the state raises to a front end; sim.c wires them to ws.c. Called
@@ -124,27 +124,27 @@ struct cq_sim__state_events {
 };
 
 struct cq_sim__state {
-    struct cq_sim_options opts;      /* strings below are owned copies */
+    struct cq_sim_options opts; /* strings below are owned copies */
     char *bind;
     char *data_path;
     char *state_path;
     char *api_key;
-    char *api_secret;                /* wiped on free */
-    char *control_token;             /* NULL = /_sim/ open to loopback; wiped on free */
+    char *api_secret;    /* wiped on free */
+    char *control_token; /* NULL = /_sim/ open to loopback; wiped on free */
     char (*symbols)[CQ_SYMBOL_LEN];
     struct cq_sim_balance *balances;
 
-    pthread_mutex_t lock;            /* THE lock: engine, market, faults, rl, keys */
+    pthread_mutex_t lock; /* THE lock: engine, market, faults, rl, keys */
     struct cq_sim__lock_stats lock_stats;
-    struct cq_sim__engine *engine;   /* owned */
-    struct cq_sim__market *market;   /* owned */
+    struct cq_sim__engine *engine; /* owned */
+    struct cq_sim__market *market; /* owned */
     struct cq_sim__faults faults;
     struct cq_sim__ratelimit rl;
     struct cq_sim__listen_key listen_keys[SIM_LISTEN_KEYS_MAX];
     struct cq_sim__counters counters;
-    uint64_t rng_state;              /* seeded; for fault sampling and listen keys */
+    uint64_t rng_state; /* seeded; for fault sampling and listen keys */
     struct cq_sim__state_events events;
-    atomic_bool stop;                /* the simulator is stopping */
+    atomic_bool stop; /* the simulator is stopping */
 };
 
 /* Take and release st->lock, counting contention (struct cq_sim__lock_stats). */

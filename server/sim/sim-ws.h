@@ -26,23 +26,24 @@ void cq_sim__ws_stop(struct cq_sim__ws *ws); /* joins; NULL ok */
  * raw on /ws/<stream> connections and wrapped {"stream","data"} on combined
  * ones. Stream names are lower case: "btcusdt@trade". */
 void cq_sim__ws_publish_trade(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                          const struct cq_sim__public_trade *t, int64_t event_ms);
+                              const struct cq_sim__public_trade *t, int64_t event_ms);
 void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                         const struct cq_sim__book_view *book, uint64_t update_id, int64_t event_ms);
-void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym, const char *interval,
-                          const struct cq_sim__kline *k, int64_t event_ms);
+                             const struct cq_sim__book_view *book, uint64_t update_id,
+                             int64_t event_ms);
+void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
+                              const char *interval, const struct cq_sim__kline *k,
+                              int64_t event_ms);
 /* User data stream: delivered to every connection on a valid listen key. */
 void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                              const struct cq_sim__exec_report *r);
-void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__balance *changed, size_t n,
-                            int64_t event_ms);
+                                  const struct cq_sim__exec_report *r);
+void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__balance *changed,
+                                size_t n, int64_t event_ms);
 /* A listen key expired or was deleted: send listenKeyExpired (expiry only)
  * and close its connections. */
 void cq_sim__ws_listen_key_closed(struct cq_sim__ws *ws, const char *key, bool expired,
-                              int64_t event_ms);
+                                  int64_t event_ms);
 
 /* ---- extras: any thread; they take no lock ------------------------------- */
-
 
 /* Does any open connection subscribe to this stream? `stream` is the
  * lower-case name the publishers use: "btcusdt@kline_3m", "btcusdt@trade",

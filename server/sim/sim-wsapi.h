@@ -40,9 +40,9 @@ struct cq_sim__wsapi_session {
 };
 
 struct cq_sim__wsapi_outcome {
-    char *reply;           /* owned response text; NULL only when out of memory */
-    bool started;          /* a subscription started (sub_id in the session) */
-    bool terminated;       /* a subscription ended: send eventStreamTerminated */
+    char *reply;     /* owned response text; NULL only when out of memory */
+    bool started;    /* a subscription started (sub_id in the session) */
+    bool terminated; /* a subscription ended: send eventStreamTerminated */
     uint32_t terminated_id;
 };
 

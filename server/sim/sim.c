@@ -45,7 +45,7 @@
 /* Kline intervals streamed besides 1m: each is aggregated on a 1m update
  * only while some connection subscribes to it. */
 static const char *const stream_intervals[] = {"3m", "5m", "15m", "30m", "1h", "2h", "4h",
-                                               "6h", "8h", "12h", "1d", "3d", "1w", "1M"};
+                                               "6h", "8h", "12h", "1d",  "3d", "1w", "1M"};
 
 int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max, size_t *n,
                           struct cq_err *err)
@@ -57,18 +57,21 @@ int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max,
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         if (eq == NULL || eq == p) {
-            return cq_err_set(err, CQ_EPARSE, 0, "write ASSET=AMOUNT pairs, e.g. USDT=10000,BTC=0.5",
+            return cq_err_set(err, CQ_EPARSE, 0,
+                              "write ASSET=AMOUNT pairs, e.g. USDT=10000,BTC=0.5",
                               "balance entry '%.*s' is not ASSET=AMOUNT", (int)len, p);
         }
         size_t asset_len = (size_t)(eq - p);
         if (asset_len >= sizeof(out[0].asset)) {
-            return cq_err_set(err, CQ_EPARSE, 0, "asset names are at most 20 characters (CQ_SIM_ASSET_MAX_CHARS)",
-                              "asset '%.*s' is %zu characters, too long", (int)asset_len, p, asset_len);
+            return cq_err_set(
+                err, CQ_EPARSE, 0, "asset names are at most 20 characters (CQ_SIM_ASSET_MAX_CHARS)",
+                "asset '%.*s' is %zu characters, too long", (int)asset_len, p, asset_len);
         }
         for (size_t i = 0; i < asset_len; i++) {
             char c = p[i];
             if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
-                return cq_err_set(err, CQ_EPARSE, 0, "asset names are upper-case letters and digits",
+                return cq_err_set(err, CQ_EPARSE, 0,
+                                  "asset names are upper-case letters and digits",
                                   "asset '%.*s' has an invalid character", (int)asset_len, p);
             }
         }
@@ -79,7 +82,8 @@ int cq_sim_parse_balances(const char *s, struct cq_sim_balance *out, size_t max,
         cq_dec amount;
         size_t amount_len = len - asset_len - 1;
         if (cq_dec_parse(eq + 1, amount_len, &amount) < 0 || cq_dec_sign(amount) < 0) {
-            return cq_err_set(err, CQ_EPARSE, 0, "amounts are non-negative decimals, e.g. 10000 or 0.5",
+            return cq_err_set(err, CQ_EPARSE, 0,
+                              "amounts are non-negative decimals, e.g. 10000 or 0.5",
                               "balance '%.*s' is not a non-negative decimal", (int)len, p);
         }
         memcpy(out[*n].asset, p, asset_len);
@@ -105,9 +109,10 @@ static void on_market_trade(void *ctx, int symbol_idx, const struct cq_sim__publ
     /* Fills are the exchange's own events: stamped with the server clock,
      * not the (possibly sped-up) market clock of the public feed. */
     cq_sim__engine_on_market(sim->state.engine, symbol_idx, &book, t->price, t->qty,
-                         cq_sim__server_time_ms(&sim->state));
+                             cq_sim__server_time_ms(&sim->state));
     if (sim->ws != NULL) {
-        cq_sim__ws_publish_trade(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), t, t->time_ms);
+        cq_sim__ws_publish_trade(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), t,
+                                 t->time_ms);
     }
 }
 
@@ -117,10 +122,10 @@ static void on_market_book(void *ctx, int symbol_idx, const struct cq_sim__book_
     struct cq_sim *sim = ctx;
     sim->state.counters.market_events++;
     cq_sim__engine_on_market(sim->state.engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO,
-                         cq_sim__server_time_ms(&sim->state));
+                             cq_sim__server_time_ms(&sim->state));
     if (sim->ws != NULL) {
-        cq_sim__ws_publish_book(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), book, update_id,
-                            time_ms);
+        cq_sim__ws_publish_book(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), book,
+                                update_id, time_ms);
     }
 }
 
@@ -144,7 +149,8 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct cq_sim__klin
         return;
     }
     const struct cq_sim__symbol *sym = cq_sim__engine_symbol(sim->state.engine, symbol_idx);
-    cq_sim__ws_publish_kline(sim->ws, sym, "1m", k, k->closed ? k->close_ms : cq_sim__market_now_ms(sim->state.market));
+    cq_sim__ws_publish_kline(sim->ws, sym, "1m", k,
+                             k->closed ? k->close_ms : cq_sim__market_now_ms(sim->state.market));
     char lower[CQ_SYMBOL_LEN];
     size_t n = 0;
     for (; sym->symbol[n] != '\0' && n + 1 < sizeof(lower); n++) {
@@ -162,10 +168,10 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct cq_sim__klin
          * the one that contains this 1m bar. */
         struct last_kline lk = {.found = false};
         if (cq_sim__market_klines(sim->state.market, symbol_idx, stream_intervals[i], 0, 0, 1,
-                              keep_last_kline, &lk) > 0 &&
+                                  keep_last_kline, &lk) > 0 &&
             lk.found) {
             cq_sim__ws_publish_kline(sim->ws, sym, stream_intervals[i], &lk.k,
-                                 cq_sim__market_now_ms(sim->state.market));
+                                     cq_sim__market_now_ms(sim->state.market));
         }
     }
 }
@@ -174,7 +180,8 @@ static void on_execution(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct cq_sim *sim = ctx;
     if (sim->ws != NULL) {
-        cq_sim__ws_publish_execution(sim->ws, cq_sim__engine_symbol(sim->state.engine, r->order->symbol_idx), r);
+        cq_sim__ws_publish_execution(
+            sim->ws, cq_sim__engine_symbol(sim->state.engine, r->order->symbol_idx), r);
     }
 }
 
@@ -201,8 +208,8 @@ static int load_state(struct cq_sim *sim, struct cq_err *err)
     json_t *state = json_loadb(text, len, 0, &jerr);
     free(text);
     if (state == NULL) {
-        return cq_err_set(err, CQ_EPARSE, 0, "fix or remove the state file",
-                          "%s:%d: not JSON: %s", sim->state.state_path, jerr.line, jerr.text);
+        return cq_err_set(err, CQ_EPARSE, 0, "fix or remove the state file", "%s:%d: not JSON: %s",
+                          sim->state.state_path, jerr.line, jerr.text);
     }
     rc = cq_sim__engine_load(sim->state.engine, state, err);
     json_decref(state);
@@ -236,7 +243,8 @@ static void forward_listen_key_closed(void *ctx, const char *key, bool expired, 
 
 static int64_t market_target_ms(const struct cq_sim *sim, int64_t wall_ms)
 {
-    return sim->market_start_sim_ms + (wall_ms - sim->market_start_wall_ms) * (int64_t)sim->state.opts.speed;
+    return sim->market_start_sim_ms +
+           (wall_ms - sim->market_start_wall_ms) * (int64_t)sim->state.opts.speed;
 }
 
 static void *market_main(void *arg)
@@ -250,7 +258,8 @@ static void *market_main(void *arg)
         size_t events = 0;
         cq_sim__lock(&sim->state);
         cq_sim__market_set_paused(sim->state.market, sim->state.faults.market_paused);
-        if (sim->state.opts.speed_max && cq_sim__ws_backlog_bytes(sim->ws) > MAX_SPEED_BACKLOG_BYTES) {
+        if (sim->state.opts.speed_max &&
+            cq_sim__ws_backlog_bytes(sim->ws) > MAX_SPEED_BACKLOG_BYTES) {
             /* paced: let the WS thread catch up (see MAX_SPEED_BACKLOG_BYTES) */
         } else if (sim->state.opts.speed_max) {
             while (events < MAX_BURST_EVENTS) {
@@ -278,9 +287,10 @@ static void *market_main(void *arg)
                     saved_fills = es.fills;
                     saved_canceled = es.orders_canceled;
                 } else {
-                    cq_log_error("simex", "state_save_failed",
-                                 json_pack("{s:s,s:s}", "path", sim->state.state_path, "hint", err.hint),
-                                 "cannot save the simulator state: %s", err.message);
+                    cq_log_error(
+                        "simex", "state_save_failed",
+                        json_pack("{s:s,s:s}", "path", sim->state.state_path, "hint", err.hint),
+                        "cannot save the simulator state: %s", err.message);
                 }
             }
             last_save_ms = wall;
@@ -351,7 +361,8 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
 
     sim->state.opts = *opts;
     if (opts->n_symbols == 0 || opts->n_symbols > SIM_SYMBOLS_MAX) {
-        cq_err_set(err, CQ_EINVAL, 0, "give between 1 and 32 symbols, e.g. --symbols BTCUSDT,ETHUSDT",
+        cq_err_set(err, CQ_EINVAL, 0,
+                   "give between 1 and 32 symbols, e.g. --symbols BTCUSDT,ETHUSDT",
                    "%zu symbols given", opts->n_symbols);
         goto fail;
     }
@@ -361,7 +372,8 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     sim->state.bind = cq_text_dup(opts->bind != NULL ? opts->bind : "127.0.0.1");
     sim->state.data_path = cq_text_dup(opts->data_path);
     sim->state.state_path = cq_text_dup(opts->state_path);
-    sim->state.api_key = cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
+    sim->state.api_key =
+        cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
     sim->state.api_secret =
         cq_text_dup(opts->api_secret != NULL ? opts->api_secret : CQ_SIM_DEFAULT_API_SECRET);
     sim->state.control_token = cq_text_dup(opts->control_token);
@@ -394,7 +406,8 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     sim->state.opts.api_secret = sim->state.api_secret;
     sim->state.opts.control_token = sim->state.control_token;
     if (opts->n_balances > 0) {
-        memcpy(sim->state.balances, opts->balances, opts->n_balances * sizeof(*sim->state.balances));
+        memcpy(sim->state.balances, opts->balances,
+               opts->n_balances * sizeof(*sim->state.balances));
     }
     sim->state.opts.balances = sim->state.balances;
     sim->state.rng_state = opts->seed ^ 0x5151DEADBEEF5151ULL;
@@ -410,9 +423,10 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
             goto fail;
         }
         if (cq_sim__symbol_defaults(opts->symbols[i], &specs[i]) < 0) {
-            cq_err_set(err, CQ_EINVAL, 0,
-                       "symbols are BASE+QUOTE with a USDT, BTC, ETH, BUSD or USDC quote, e.g. BTCUSDT",
-                       "cannot derive base and quote assets from symbol '%s'", opts->symbols[i]);
+            cq_err_set(
+                err, CQ_EINVAL, 0,
+                "symbols are BASE+QUOTE with a USDT, BTC, ETH, BUSD or USDC quote, e.g. BTCUSDT",
+                "cannot derive base and quote assets from symbol '%s'", opts->symbols[i]);
             goto fail;
         }
         cq_strlcpy(sim->state.symbols[i], specs[i].symbol, CQ_SYMBOL_LEN); /* same size */
@@ -510,7 +524,8 @@ int cq_sim_start(struct cq_sim *sim, struct cq_err *err)
     int e = pthread_create(&sim->market_thread, NULL, market_main, sim);
     if (e != 0) {
         cq_sim_stop(sim);
-        return cq_err_set(err, CQ_EIO, e, "check the thread limit", "cannot start the market thread");
+        return cq_err_set(err, CQ_EIO, e, "check the thread limit",
+                          "cannot start the market thread");
     }
     sim->market_thread_running = true;
     return 0;

@@ -86,8 +86,7 @@ static char *read_secret_file(const char *flag, const char *path)
     if (fd < 0) {
         int e = errno;
         fprintf(stderr, "coinquant-simex: %s %s: %s (give a regular file of yours, mode 0600)\n",
-                flag, path,
-                e == ELOOP ? "is a symbolic link, which is refused" : strerror(e));
+                flag, path, e == ELOOP ? "is a symbolic link, which is refused" : strerror(e));
         return NULL;
     }
     struct stat st;
@@ -204,9 +203,9 @@ int main(int argc, char **argv)
     const char *balances_arg = CQ_SIM_DEFAULT_BALANCES;
     const char *secret_file = NULL;
     const char *token_file = NULL;
-    char *secret_arg = NULL;   /* owned copy of --api-secret */
-    char *secret = NULL;       /* owned: whichever source won */
-    char *token = NULL;        /* owned */
+    char *secret_arg = NULL; /* owned copy of --api-secret */
+    char *secret = NULL;     /* owned: whichever source won */
+    char *token = NULL;      /* owned */
     bool oom = false;
     /* Out of the environment first, whatever else happens below. */
     char *env_secret = take_env_secret(ENV_API_SECRET, &oom);
@@ -331,9 +330,9 @@ int main(int argc, char **argv)
     } else if (secret_arg != NULL) {
         secret = secret_arg;
         secret_arg = NULL;
-        fprintf(stderr, "coinquant-simex: warning: --api-secret is visible to other users (ps) "
-                        "while the simulator starts; use --api-secret-file F or " ENV_API_SECRET
-                        "\n");
+        fprintf(stderr,
+                "coinquant-simex: warning: --api-secret is visible to other users (ps) "
+                "while the simulator starts; use --api-secret-file F or " ENV_API_SECRET "\n");
     }
     o.api_secret = secret;
     if (token_file != NULL) {
@@ -392,8 +391,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = true, .level = CQ_LOG_INFO,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 0, .clock = NULL};
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = true,
+                                .level = CQ_LOG_INFO,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 0,
+                                .clock = NULL};
     if (cq_log_open(&lo, &err) < 0) {
         fprintf(stderr, "coinquant-simex: %s\n", err.message);
         rc = 1;
@@ -417,7 +421,8 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    cq_log_info("simex", "stopping", json_pack("{s:s}", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+    cq_log_info("simex", "stopping",
+                json_pack("{s:s}", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
                 "stopping the simulator");
     cq_sim_free(sim);
     cq_log_close();

@@ -172,14 +172,14 @@ static void add_order(void *ctx, const struct cq_sim__order *o)
     struct balance_acc *acc = ctx;
     char p[CQ_DEC_STR_MAX], q[CQ_DEC_STR_MAX], e[CQ_DEC_STR_MAX];
     json_array_append_new(
-        acc->arr, json_pack("{s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "orderId",
-                            (json_int_t)o->order_id, "symbolIdx", o->symbol_idx, "clientOrderId",
-                            o->client_id, "side", cq_sim__side_name(o->side), "type",
-                            cq_sim__order_type_name(o->type), "status",
-                            cq_sim__order_status_name(o->status), "price",
-                            cq_dec_format(o->price, p, sizeof(p)), "origQty",
-                            cq_dec_format(o->orig_qty, q, sizeof(q)), "executedQty",
-                            cq_dec_format(o->executed_qty, e, sizeof(e))));
+        acc->arr,
+        json_pack("{s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "orderId", (json_int_t)o->order_id,
+                  "symbolIdx", o->symbol_idx, "clientOrderId", o->client_id, "side",
+                  cq_sim__side_name(o->side), "type", cq_sim__order_type_name(o->type), "status",
+                  cq_sim__order_status_name(o->status), "price",
+                  cq_dec_format(o->price, p, sizeof(p)), "origQty",
+                  cq_dec_format(o->orig_qty, q, sizeof(q)), "executedQty",
+                  cq_dec_format(o->executed_qty, e, sizeof(e))));
 }
 
 json_t *cq_sim__state_json(struct cq_sim__state *sim)
@@ -204,7 +204,8 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
                                "market_time_ms", (json_int_t)cq_sim__market_now_ms(sim->market)));
     }
     return json_pack(
-        "{s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "{s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:"
+        "I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
         "balances", balances.arr, "open_orders", open.arr, "symbols", symbols, "lock",
         "acquisitions", (json_int_t)ls.acquisitions, "contended", (json_int_t)ls.contended,
@@ -235,4 +236,3 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
         "orders_1d", (json_int_t)sim->rl.orders_1d, "banned_until_ms",
         (json_int_t)sim->rl.banned_until_ms);
 }
-

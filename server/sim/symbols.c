@@ -15,9 +15,11 @@
 /* ---- wire names ------------------------------------------------------------ */
 
 static const char *const side_names[] = {[SIM_BUY] = "BUY", [SIM_SELL] = "SELL"};
-static const char *const type_names[] = {
-    [SIM_LIMIT] = "LIMIT", [SIM_MARKET] = "MARKET", [SIM_LIMIT_MAKER] = "LIMIT_MAKER",
-    [SIM_STOP_LOSS_LIMIT] = "STOP_LOSS_LIMIT", [SIM_TAKE_PROFIT_LIMIT] = "TAKE_PROFIT_LIMIT"};
+static const char *const type_names[] = {[SIM_LIMIT] = "LIMIT",
+                                         [SIM_MARKET] = "MARKET",
+                                         [SIM_LIMIT_MAKER] = "LIMIT_MAKER",
+                                         [SIM_STOP_LOSS_LIMIT] = "STOP_LOSS_LIMIT",
+                                         [SIM_TAKE_PROFIT_LIMIT] = "TAKE_PROFIT_LIMIT"};
 static const char *const tif_names[] = {
     [SIM_TIF_NONE] = "", [SIM_GTC] = "GTC", [SIM_IOC] = "IOC", [SIM_FOK] = "FOK"};
 static const char *const status_names[] = {[SIM_NEW] = "NEW",

@@ -152,7 +152,7 @@
  * symbol (<= CQ_SYMBOL_MAX_CHARS = 20) plus a suffix of at most 15 characters
  * ("@depth20@1000ms", "@kline_12h"), or a 64-character listen key; names
  * from clients are length-checked by classify_stream before any copy. */
-#define WS_INTEREST_SLOTS 4096u         /* power of two */
+#define WS_INTEREST_SLOTS 4096u /* power of two */
 #define WS_PING_MS_DEFAULT 20000
 #define WS_PONG_TIMEOUT_MS_DEFAULT 60000
 #define WS_LIFETIME_MS_DEFAULT (24LL * 3600 * 1000) /* "only valid for 24 hours" */
@@ -161,12 +161,12 @@
 #define WS_TICK_MS_MIN 10
 #define WS_ENV_MS_MIN 10
 #define WS_ENV_MS_MAX (24LL * 3600 * 1000)
-#define WS_HEADER_BYTES_MAX 32768 /* a /stream URL with many streams */
-#define WS_CLOSE_GRACE_S 2        /* force-close if no WRITEABLE comes */
-#define WS_HANDSHAKE_TIMEOUT_S 5  /* the request head must be in by then (from accept) */
-#define WS_FRAME_HEADER_MAX 10    /* a server frame's header: 2 + 8 length bytes */
+#define WS_HEADER_BYTES_MAX 32768  /* a /stream URL with many streams */
+#define WS_CLOSE_GRACE_S 2         /* force-close if no WRITEABLE comes */
+#define WS_HANDSHAKE_TIMEOUT_S 5   /* the request head must be in by then (from accept) */
+#define WS_FRAME_HEADER_MAX 10     /* a server frame's header: 2 + 8 length bytes */
 #define WS_CONTROL_PAYLOAD_MAX 125 /* RFC 6455 5.5 */
-#define WS_TRIM_AFTER_BYTES ((size_t)1 << 20) /* freed subscription storage */
+#define WS_TRIM_AFTER_BYTES ((size_t)1 << 20)  /* freed subscription storage */
 #define WS_IN_BYTES_MAX (WS_RX_MAX_BYTES + 14) /* one maximal client frame */
 _Static_assert(WS_FRAME_HEADER_MAX <= LWS_PRE, "frame headers go into the LWS_PRE headroom");
 
@@ -192,7 +192,10 @@ static uint32_t name_hash(const char *s)
 }
 
 /* Every outgoing frame is built in a cq_buf bounded by the payload limit. */
-#define WS_BUF_INIT {.max_bytes = WS_PAYLOAD_MAX_BYTES}
+#define WS_BUF_INIT                                                                                \
+    {                                                                                              \
+        .max_bytes = WS_PAYLOAD_MAX_BYTES                                                          \
+    }
 
 /* A JSON string, escaped. */
 static void sb_jstr(struct cq_buf *b, const char *s)
@@ -322,7 +325,7 @@ enum {
 /* One outgoing frame, shared by every recipient (ws thread only). */
 struct ws_msg {
     uint32_t refs;
-    bool data; /* stream data (stall discards it) vs a control reply */
+    bool data;      /* stream data (stall discards it) vs a control reply */
     uint8_t opcode; /* OP_TEXT, or OP_PONG answering a client's ping */
     size_t len;
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
@@ -372,22 +375,22 @@ struct ws_conn {
 
     char *rx; /* owned, a control message being assembled */
     size_t rx_len;
-    bool in_message;     /* a fragmented message is open */
+    bool in_message; /* a fragmented message is open */
     bool message_binary;
 
     /* The raw byte stream (we speak RFC 6455 ourselves over lws raw sockets). */
-    char *hs;            /* owned, the request head being read (WS_HEADER_BYTES_MAX) */
+    char *hs; /* owned, the request head being read (WS_HEADER_BYTES_MAX) */
     size_t hs_len;
-    bool head_done;      /* the head was answered (101, or refused) */
-    bool upgraded;       /* the 101 went out */
-    unsigned char *in;   /* owned, frame bytes not parsed yet (WS_IN_BYTES_MAX) */
+    bool head_done;    /* the head was answered (101, or refused) */
+    bool upgraded;     /* the 101 went out */
+    unsigned char *in; /* owned, frame bytes not parsed yet (WS_IN_BYTES_MAX) */
     size_t in_len, in_cap;
-    bool rx_dead;        /* protocol error or close: read nothing more */
-    char *http_out;      /* owned, an HTTP answer to write (101 or a refusal) */
+    bool rx_dead;   /* protocol error or close: read nothing more */
+    char *http_out; /* owned, an HTTP answer to write (101 or a refusal) */
     size_t http_out_len;
     int http_status;
-    bool http_close;     /* the answer is a refusal: close after it */
-    bool closing;        /* last bytes queued: close at the next WRITEABLE */
+    bool http_close; /* the answer is a refusal: close after it */
+    bool closing;    /* last bytes queued: close at the next WRITEABLE */
 
     int64_t rx_times[WS_RX_PER_SEC]; /* monotonic ms of the last messages */
     size_t rx_count;
@@ -418,9 +421,9 @@ struct ws_book_state { /* publisher side, under sim->lock */
 };
 
 struct cq_sim__ws {
-    struct cq_sim__state *sim;      /* borrowed */
-    struct lws_context *ctx; /* owned; destroyed on the ws thread */
-    struct lws_vhost *vhost; /* owned by ctx */
+    struct cq_sim__state *sim; /* borrowed */
+    struct lws_context *ctx;   /* owned; destroyed on the ws thread */
+    struct lws_vhost *vhost;   /* owned by ctx */
     pthread_t thread;
     bool thread_started;
     atomic_bool stop; /* cq_sim__ws_stop stores (release), ws thread loads (acquire) */
@@ -569,7 +572,7 @@ static void queue_push(struct cq_sim__ws *ws, struct ws_item **items, size_t n)
 }
 
 void cq_sim__ws_publish_trade(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                          const struct cq_sim__public_trade *t, int64_t event_ms)
+                              const struct cq_sim__public_trade *t, int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || t == NULL) {
         return;
@@ -590,7 +593,7 @@ void cq_sim__ws_publish_trade(struct cq_sim__ws *ws, const struct cq_sim__symbol
         cq_buf_puts(&b, ",\"q\":");
         sb_dec(&b, t->qty);
         cq_buf_printf(&b, ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}", t->time_ms,
-                  t->buyer_is_maker ? "true" : "false");
+                      t->buyer_is_maker ? "true" : "false");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
     snprintf(name, sizeof name, "%s@aggTrade", lsym);
@@ -603,8 +606,9 @@ void cq_sim__ws_publish_trade(struct cq_sim__ws *ws, const struct cq_sim__symbol
         sb_dec(&b, t->price);
         cq_buf_puts(&b, ",\"q\":");
         sb_dec(&b, t->qty);
-        cq_buf_printf(&b, ",\"f\":%" PRIu64 ",\"l\":%" PRIu64 ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}",
-                  t->trade_id, t->trade_id, t->time_ms, t->buyer_is_maker ? "true" : "false");
+        cq_buf_printf(&b,
+                      ",\"f\":%" PRIu64 ",\"l\":%" PRIu64 ",\"T\":%" PRId64 ",\"m\":%s,\"M\":true}",
+                      t->trade_id, t->trade_id, t->time_ms, t->buyer_is_maker ? "true" : "false");
         items[n++] = item_take(ITEM_MARKET, name, &b);
     }
     if (n > 0) {
@@ -692,7 +696,8 @@ static struct ws_book_state *book_state(struct cq_sim__ws *ws, const char *symbo
 }
 
 void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                         const struct cq_sim__book_view *book, uint64_t update_id, int64_t event_ms)
+                             const struct cq_sim__book_view *book, uint64_t update_id,
+                             int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || book == NULL) {
         return;
@@ -779,8 +784,8 @@ void cq_sim__ws_publish_book(struct cq_sim__ws *ws, const struct cq_sim__symbol 
     }
 }
 
-void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym, const char *interval,
-                          const struct cq_sim__kline *k, int64_t event_ms)
+void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
+                              const char *interval, const struct cq_sim__kline *k, int64_t event_ms)
 {
     if (ws == NULL || sym == NULL || interval == NULL || k == NULL) {
         return;
@@ -798,7 +803,8 @@ void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol
     struct cq_buf b = WS_BUF_INIT;
     cq_buf_printf(&b, "{\"e\":\"kline\",\"E\":%" PRId64 ",\"s\":", event_ms);
     sb_jstr(&b, sym->symbol);
-    cq_buf_printf(&b, ",\"k\":{\"t\":%" PRId64 ",\"T\":%" PRId64 ",\"s\":", k->open_ms, k->close_ms);
+    cq_buf_printf(&b, ",\"k\":{\"t\":%" PRId64 ",\"T\":%" PRId64 ",\"s\":", k->open_ms,
+                  k->close_ms);
     sb_jstr(&b, sym->symbol);
     cq_buf_puts(&b, ",\"i\":");
     sb_jstr(&b, interval);
@@ -812,7 +818,8 @@ void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol
     sb_dec(&b, k->low);
     cq_buf_puts(&b, ",\"v\":");
     sb_dec(&b, k->volume);
-    cq_buf_printf(&b, ",\"n\":%" PRIu32 ",\"x\":%s,\"q\":", k->trades, k->closed ? "true" : "false");
+    cq_buf_printf(&b, ",\"n\":%" PRIu32 ",\"x\":%s,\"q\":", k->trades,
+                  k->closed ? "true" : "false");
     sb_dec(&b, k->quote_volume);
     cq_buf_puts(&b, ",\"V\":");
     sb_dec(&b, k->taker_buy_base);
@@ -824,7 +831,7 @@ void cq_sim__ws_publish_kline(struct cq_sim__ws *ws, const struct cq_sim__symbol
 }
 
 void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__symbol *sym,
-                              const struct cq_sim__exec_report *r)
+                                  const struct cq_sim__exec_report *r)
 {
     if (ws == NULL || sym == NULL || r == NULL || r->order == NULL) {
         return;
@@ -883,11 +890,11 @@ void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__sy
         cq_buf_puts(&b, "\"0\",\"N\":null");
     }
     cq_buf_printf(&b,
-              ",\"T\":%" PRId64 ",\"t\":%" PRId64 ",\"I\":%" PRIu64
-              ",\"w\":%s,\"m\":%s,\"M\":false,\"O\":%" PRId64 ",\"Z\":",
-              r->event_ms, f != NULL ? (int64_t)f->trade_id : (int64_t)-1, exec_id,
-              o->is_working ? "true" : "false", (f != NULL && f->maker) ? "true" : "false",
-              o->time_ms);
+                  ",\"T\":%" PRId64 ",\"t\":%" PRId64 ",\"I\":%" PRIu64
+                  ",\"w\":%s,\"m\":%s,\"M\":false,\"O\":%" PRId64 ",\"Z\":",
+                  r->event_ms, f != NULL ? (int64_t)f->trade_id : (int64_t)-1, exec_id,
+                  o->is_working ? "true" : "false", (f != NULL && f->maker) ? "true" : "false",
+                  o->time_ms);
     sb_dec(&b, o->cum_quote_qty);
     cq_buf_puts(&b, ",\"Y\":");
     sb_dec(&b, f != NULL ? f->quote_qty : zero);
@@ -905,15 +912,16 @@ void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__sy
     queue_push(ws, &it, 1);
 }
 
-void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__balance *changed, size_t n,
-                            int64_t event_ms)
+void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__balance *changed,
+                                size_t n, int64_t event_ms)
 {
     if (ws == NULL || (changed == NULL && n > 0) || !user_interested(ws)) {
         return;
     }
     struct cq_buf b = WS_BUF_INIT;
-    cq_buf_printf(&b, "{\"e\":\"outboundAccountPosition\",\"E\":%" PRId64 ",\"u\":%" PRId64 ",\"B\":[",
-              event_ms, event_ms);
+    cq_buf_printf(&b,
+                  "{\"e\":\"outboundAccountPosition\",\"E\":%" PRId64 ",\"u\":%" PRId64 ",\"B\":[",
+                  event_ms, event_ms);
     for (size_t i = 0; i < n; i++) {
         cq_buf_puts(&b, i == 0 ? "{\"a\":" : ",{\"a\":");
         sb_jstr(&b, changed[i].asset);
@@ -928,7 +936,8 @@ void cq_sim__ws_publish_account(struct cq_sim__ws *ws, const struct cq_sim__bala
     queue_push(ws, &it, 1);
 }
 
-void cq_sim__ws_listen_key_closed(struct cq_sim__ws *ws, const char *key, bool expired, int64_t event_ms)
+void cq_sim__ws_listen_key_closed(struct cq_sim__ws *ws, const char *key, bool expired,
+                                  int64_t event_ms)
 {
     if (ws == NULL || key == NULL) {
         return;
@@ -1114,8 +1123,8 @@ static void conn_user_count(struct cq_sim__ws *ws, struct ws_conn *c, int delta)
 }
 
 /* Subscribe (a no-op for a stream already there). -CQ_EFULL past the limit. */
-static int conn_add_sub(struct cq_sim__ws *ws, struct ws_conn *c, const char *name, const char *canon,
-                        bool user)
+static int conn_add_sub(struct cq_sim__ws *ws, struct ws_conn *c, const char *name,
+                        const char *canon, bool user)
 {
     if (conn_find_sub(c, name) >= 0) {
         return 0;
@@ -1271,8 +1280,8 @@ static void deliver_item(struct cq_sim__ws *ws, const struct ws_item *it)
             if (it->kind == ITEM_USER && c->api.subscribed) {
                 /* {"subscriptionId":N,"event":<payload>} (web-socket-api.md "Event format") */
                 char head[48]; /* 25 fixed bytes and a uint32: fits */
-                int hn = snprintf(head, sizeof head, "{\"subscriptionId\":%" PRIu32 ",\"event\":",
-                                  c->api.sub_id);
+                int hn = snprintf(head, sizeof head,
+                                  "{\"subscriptionId\":%" PRIu32 ",\"event\":", c->api.sub_id);
                 struct ws_msg *m = msg_new(true, head, (size_t)hn, it->text, it->len, "}", 1);
                 conn_enqueue(ws, c, m);
                 msg_unref(m);
@@ -1460,7 +1469,8 @@ static const char *check_stream_params(struct cq_sim__ws *ws, const json_t *para
     return NULL;
 }
 
-static json_t *do_subscribe(struct cq_sim__ws *ws, struct ws_conn *c, const json_t *params, json_t *id)
+static json_t *do_subscribe(struct cq_sim__ws *ws, struct ws_conn *c, const json_t *params,
+                            json_t *id)
 {
     const char *err = check_stream_params(ws, params, true);
     if (err != NULL) {
@@ -1891,7 +1901,8 @@ static void handle_handshake(struct cq_sim__ws *ws, struct ws_conn *c, char *hea
     char *sp1 = strchr(head, ' ');
     char *sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
     char *eol = strstr(head, "\r\n");
-    if (sp1 == NULL || sp2 == NULL || eol == NULL || sp2 > eol || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+    if (sp1 == NULL || sp2 == NULL || eol == NULL || sp2 > eol ||
+        strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
         status = 400;
         why = "malformed request line";
     } else if (sp1 - head != 3 || strncmp(head, "GET", 3) != 0) {
@@ -1937,7 +1948,8 @@ static void handle_handshake(struct cq_sim__ws *ws, struct ws_conn *c, char *hea
         why = "unsupported WebSocket version: only 13 (RFC 6455)";
         extra = "Sec-WebSocket-Version: 13\r\n";
     }
-    if (status == 0 && (!header_value(head, "Sec-WebSocket-Key", key, sizeof key) || !key_ok(key))) {
+    if (status == 0 &&
+        (!header_value(head, "Sec-WebSocket-Key", key, sizeof key) || !key_ok(key))) {
         status = 400;
         why = "missing or malformed Sec-WebSocket-Key (base64 of 16 bytes)";
     }
@@ -1953,7 +1965,8 @@ static void handle_handshake(struct cq_sim__ws *ws, struct ws_conn *c, char *hea
         status = conn_setup(ws, c, target, &why);
         if (status != 0) {
             conn_release(ws, c);
-            cq_log_info(WS_SERVICE, "ws_refused", json_pack("{s:s,s:i}", "reason", why, "status", status),
+            cq_log_info(WS_SERVICE, "ws_refused",
+                        json_pack("{s:s,s:i}", "reason", why, "status", status),
                         "WS connection refused: %s", why);
         }
     }
@@ -2185,8 +2198,8 @@ static void parse_frames(struct cq_sim__ws *ws, struct ws_conn *c)
             protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "reserved bits set (no extension)");
             break;
         }
-        if (op != OP_CONT && op != OP_TEXT && op != OP_BINARY && op != OP_CLOSE &&
-            op != OP_PING && op != OP_PONG) {
+        if (op != OP_CONT && op != OP_TEXT && op != OP_BINARY && op != OP_CLOSE && op != OP_PING &&
+            op != OP_PONG) {
             protocol_error(c, LWS_CLOSE_STATUS_PROTOCOL_ERR, "unknown opcode");
             break;
         }
@@ -2345,8 +2358,8 @@ static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *ws
         }
         if (c->http_close) {
             cq_log_debug(WS_SERVICE, "ws_handshake_refused",
-                         json_pack("{s:i}", "status", c->http_status),
-                         "WS handshake answered %d", c->http_status);
+                         json_pack("{s:i}", "status", c->http_status), "WS handshake answered %d",
+                         c->http_status);
             c->closing = true;
             lws_callback_on_writable(wsi);
             lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
@@ -2398,8 +2411,8 @@ static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *ws
         int n = snprintf(c->ping_payload, sizeof c->ping_payload, "%" PRIu64 "-%" PRId64,
                          ++c->ping_seq, c->last_ping_ms);
         /* a truncated payload is still what we compare the pong against */
-        c->ping_len = n > 0 && (size_t)n < sizeof c->ping_payload ? (size_t)n
-                                                                  : sizeof c->ping_payload - 1;
+        c->ping_len =
+            n > 0 && (size_t)n < sizeof c->ping_payload ? (size_t)n : sizeof c->ping_payload - 1;
         memcpy(buf + WS_FRAME_HEADER_MAX, c->ping_payload, c->ping_len);
         if (write_frame(wsi, OP_PING, buf + WS_FRAME_HEADER_MAX, c->ping_len) < 0) {
             return -1;
@@ -2432,7 +2445,8 @@ static int on_writeable(struct cq_sim__ws *ws, struct ws_conn *c, struct lws *ws
     if (c->q_len > 0) {
         lws_callback_on_writable(wsi);
     } else if (c->close_after_drain) {
-        conn_close(c, c->drain_reason != NULL ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL,
+        conn_close(c,
+                   c->drain_reason != NULL ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL,
                    c->drain_reason != NULL ? c->drain_reason : "listen key expired");
     }
     return 0;

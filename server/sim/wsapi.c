@@ -57,13 +57,14 @@ struct wsapi_req {
     struct cq_sim__state *st;
     struct cq_sim__wsapi_session *s;
     struct cq_sim__wsapi_outcome *out;
-    json_t *id;          /* borrowed from the request, or NULL */
-    json_t *params;      /* borrowed; NULL when absent */
-    bool rate_limits;    /* add rateLimits to the answer */
+    json_t *id;       /* borrowed from the request, or NULL */
+    json_t *params;   /* borrowed; NULL when absent */
+    bool rate_limits; /* add rateLimits to the answer */
     uint32_t used, limit;
 };
 
-static void answer(struct wsapi_req *r, int status, json_t *result, const struct cq_sim__api_error *e)
+static void answer(struct wsapi_req *r, int status, json_t *result,
+                   const struct cq_sim__api_error *e)
 {
     json_t *o = json_object();
     json_object_set(o, "id", r->id != NULL ? r->id : json_null());
@@ -176,7 +177,8 @@ static int collect_params(const json_t *params, struct cq_sim__params *p, struct
     if (params != NULL && json_object_size(params) > SIM_PARAMS_MAX) {
         return cq_sim__api_error_set(e, 400, -1101, "Too many parameters sent for this endpoint.");
     }
-    json_object_foreach((json_t *)params, name, v) {
+    json_object_foreach((json_t *)params, name, v)
+    {
         names[n++] = name;
     }
     qsort(names, n, sizeof names[0], cmp_names);
@@ -232,11 +234,13 @@ static void do_subscribe_signature(struct wsapi_req *r)
     }
     if (rc == 0 && (sig = cq_sim__params_get(&p, "signature")) == NULL) {
         rc = cq_sim__api_error_set(
-            &e, 400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.");
+            &e, 400, -1102,
+            "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.");
     }
     if (rc == 0 && (key = cq_sim__params_get(&p, "apiKey")) == NULL) {
         rc = cq_sim__api_error_set(
-            &e, 400, -1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.");
+            &e, 400, -1102,
+            "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.");
     }
     if (rc == 0) {
         rc = cq_sim__auth_key(r->st, key, &e);

@@ -31,16 +31,16 @@
 #define SLEEP_MAX_MS 1000
 
 struct cq_trader {
-    struct cq_config *cfg;           /* owned reference */
-    struct cq_health_board *board;   /* borrowed */
-    struct cq_service *svc;          /* owned */
-    struct cq_spsc *user_events;     /* borrowed; the trader is the consumer */
-    struct cq_spsc *signals;         /* borrowed; the trader is the consumer */
-    struct cq_doorbell bell;         /* owned; both rings ring it on a push */
+    struct cq_config *cfg;         /* owned reference */
+    struct cq_health_board *board; /* borrowed */
+    struct cq_service *svc;        /* owned */
+    struct cq_spsc *user_events;   /* borrowed; the trader is the consumer */
+    struct cq_spsc *signals;       /* borrowed; the trader is the consumer */
+    struct cq_doorbell bell;       /* owned; both rings ring it on a push */
     bool bell_ready;
-    int64_t last_health_ms;          /* real monotonic time of the last record */
+    int64_t last_health_ms; /* real monotonic time of the last record */
     uint64_t execution_reports, account_positions, other_events;
-    uint64_t user_stream_gaps;       /* userStreamGap events (the feeder's): reconcile */
+    uint64_t user_stream_gaps; /* userStreamGap events (the feeder's): reconcile */
     uint64_t signals_received, test_signals_received;
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
 };
@@ -95,16 +95,15 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
         return 0;
     }
     t->last_health_ms = real_now;
-    cq_health_publish(t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
-                      "trader skeleton: no order path yet, nothing is sent",
-                      json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events",
-                                "execution_reports", (json_int_t)t->execution_reports,
-                                "account_positions", (json_int_t)t->account_positions, "other",
-                                (json_int_t)t->other_events, "gaps",
-                                (json_int_t)t->user_stream_gaps, "signals", "received",
-                                (json_int_t)t->signals_received, "test",
-                                (json_int_t)t->test_signals_received, "last_id",
-                                t->last_signal_id));
+    cq_health_publish(
+        t->board, CQ_SVC_TRADER, CQ_HEALTH_STARTING, false, "not_implemented",
+        "trader skeleton: no order path yet, nothing is sent",
+        json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:s}}", "user_events", "execution_reports",
+                  (json_int_t)t->execution_reports, "account_positions",
+                  (json_int_t)t->account_positions, "other", (json_int_t)t->other_events, "gaps",
+                  (json_int_t)t->user_stream_gaps, "signals", "received",
+                  (json_int_t)t->signals_received, "test", (json_int_t)t->test_signals_received,
+                  "last_id", t->last_signal_id));
     return 0;
 }
 
@@ -165,9 +164,9 @@ struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *b
         cq_spsc_set_consumer_bell(t->user_events, &t->bell);
     }
     cq_service_set_doorbell(t->svc, &t->bell);
-    cq_version_log_banner("trader", cq_mode_name(cq_config_mode(cfg)), cq_config_hash(cfg),
-                          json_pack("{s:s,s:b}", "mode", cq_mode_name(cq_config_mode(cfg)),
-                                    "orders_enabled", 0));
+    cq_version_log_banner(
+        "trader", cq_mode_name(cq_config_mode(cfg)), cq_config_hash(cfg),
+        json_pack("{s:s,s:b}", "mode", cq_mode_name(cq_config_mode(cfg)), "orders_enabled", 0));
     return t;
 }
 

@@ -76,22 +76,22 @@
 #define RUNS 5
 #define MIN_RUN_S 0.3 /* each run repeats whole passes until it lasts this long */
 #define MAX_FILES 64
-#define DRAIN_EVERY 4096 /* messages between drains of the ring to ARES */
-#define RING_SLOTS 65536 /* > DRAIN_EVERY: the feeder never finds it full */
-#define FLUSH_EVERY 16   /* messages between feeder flushes (one WS read's worth) */
-#define KLINE_UPDATE_MS 2000 /* Binance's kline stream update speed */
+#define DRAIN_EVERY 4096              /* messages between drains of the ring to ARES */
+#define RING_SLOTS 65536              /* > DRAIN_EVERY: the feeder never finds it full */
+#define FLUSH_EVERY 16                /* messages between feeder flushes (one WS read's worth) */
+#define KLINE_UPDATE_MS 2000          /* Binance's kline stream update speed */
 #define KLINE_BASE_MS 1700000040000LL /* first made-up bar: 2023-11-14T22:14:00Z */
 #define MAX_SYMBOLS 8
 #define KLINE_JSON_MAX 768
 
 /* A minute bar folded from one symbol's recorded trades. */
 struct bar_maker {
-    char symbol[CQ_SYMBOL_LEN];  /* "BTCUSDT" */
+    char symbol[CQ_SYMBOL_LEN];      /* "BTCUSDT" */
     char stream[CQ_SYMBOL_LEN + 16]; /* "btcusdt@kline_1m" */
-    int64_t bars;                /* bars closed so far: the next one's minute index */
-    bool open;                   /* a bar is being built */
-    int64_t src_minute;          /* the recorded trades' minute of the open bar */
-    int64_t last_update_ms;      /* trade time of the last x=false message */
+    int64_t bars;                    /* bars closed so far: the next one's minute index */
+    bool open;                       /* a bar is being built */
+    int64_t src_minute;              /* the recorded trades' minute of the open bar */
+    int64_t last_update_ms;          /* trade time of the last x=false message */
     cq_dec o, h, l, c, v, q;
     uint64_t first_id, last_id;
     uint32_t n;
@@ -168,8 +168,8 @@ static struct bar_maker *maker_for(struct corpus *c, const char *symbol)
     }
     size_t i = 0;
     for (; symbol[i] != '\0'; i++) {
-        b->stream[i] = (char)(symbol[i] >= 'A' && symbol[i] <= 'Z' ? symbol[i] - 'A' + 'a'
-                                                                   : symbol[i]);
+        b->stream[i] =
+            (char)(symbol[i] >= 'A' && symbol[i] <= 'Z' ? symbol[i] - 'A' + 'a' : symbol[i]);
     }
     memcpy(b->stream + i, "@kline_1m", sizeof("@kline_1m")); /* fits: 16 spare bytes */
     return b;
@@ -197,11 +197,11 @@ static void add_kline(struct corpus *c, const struct bar_maker *b, int64_t event
         "\"h\":\"%s\",\"l\":\"%s\",\"v\":\"%s\",\"n\":%u,\"x\":%s,\"q\":\"%s\",\"V\":\"0\","
         "\"Q\":\"0\",\"B\":\"0\"}}}",
         b->stream, (long long)(open_ms + (closed ? 60000 : 0) + event_ms % 60000), b->symbol,
-        (long long)open_ms,
-        (long long)(open_ms + 59999), b->symbol, (unsigned long long)b->first_id,
-        (unsigned long long)b->last_id, dec_text(b->o, o, sizeof(o)), dec_text(b->c, cl, sizeof(cl)),
-        dec_text(b->h, h, sizeof(h)), dec_text(b->l, l, sizeof(l)), dec_text(b->v, v, sizeof(v)),
-        b->n, closed ? "true" : "false", dec_text(b->q, q, sizeof(q)));
+        (long long)open_ms, (long long)(open_ms + 59999), b->symbol,
+        (unsigned long long)b->first_id, (unsigned long long)b->last_id,
+        dec_text(b->o, o, sizeof(o)), dec_text(b->c, cl, sizeof(cl)), dec_text(b->h, h, sizeof(h)),
+        dec_text(b->l, l, sizeof(l)), dec_text(b->v, v, sizeof(v)), b->n, closed ? "true" : "false",
+        dec_text(b->q, q, sizeof(q)));
     if (n < 0 || (size_t)n >= sizeof(json)) {
         die("a made-up kline message does not fit KLINE_JSON_MAX", NULL);
     }
@@ -392,7 +392,7 @@ struct apply_target {
     struct cq_spsc *ring;
     unsigned long long events; /* popped from the ring */
     unsigned long long candles, books, trades;
-    uint64_t passes_applied;   /* every pass ever applied: the kline time shift */
+    uint64_t passes_applied; /* every pass ever applied: the kline time shift */
     const struct corpus *corpus;
 };
 
@@ -416,7 +416,8 @@ static unsigned long long dec_sum(cq_dec d)
  * the sum. */
 static unsigned long long msg_sum(const struct cq_msg *m)
 {
-    unsigned long long sum = (unsigned long long)m->kind * 1000003u + (unsigned long long)m->event_ms;
+    unsigned long long sum =
+        (unsigned long long)m->kind * 1000003u + (unsigned long long)m->event_ms;
     for (const char *p = m->symbol; *p != '\0'; p++) {
         sum = sum * 131u + (unsigned char)*p;
     }
@@ -563,8 +564,10 @@ static struct apply_target *apply_target_new(void)
         cq_spsc_init(&ring, RING_SLOTS, sizeof(struct cq_market_event)) < 0) {
         die("feeder set-up failed", NULL);
     }
-    struct cq_feeder_options fo = {.cfg = cfg, .board = board,
-                                   .rest_url = "http://127.0.0.1:9", .ws_url = "ws://127.0.0.1:9",
+    struct cq_feeder_options fo = {.cfg = cfg,
+                                   .board = board,
+                                   .rest_url = "http://127.0.0.1:9",
+                                   .ws_url = "ws://127.0.0.1:9",
                                    .to_ares = &ring};
     t.feeder = cq_feeder_new(&fo, &err);
     if (t.feeder == NULL) {
@@ -611,11 +614,12 @@ int main(int argc, char **argv)
     print_result("feeder_apply", "fast", &c, &fast_applied,
                  ref_applied.median_s / fast_applied.median_s);
     print_result("feeder_apply", "jansson", &c, &ref_applied, 1.0);
-    printf("{\"bench\":\"feeder_apply_events\",\"passes\":%llu,\"per_pass\":{\"candles_closed\":%.0f,"
-           "\"books\":%.0f,\"trades\":%.0f},\"kline_closed_in_corpus\":%zu}\n",
-           (unsigned long long)t->passes_applied, (double)t->candles / (double)t->passes_applied,
-           (double)t->books / (double)t->passes_applied,
-           (double)t->trades / (double)t->passes_applied, c.klines_closed_made);
+    printf(
+        "{\"bench\":\"feeder_apply_events\",\"passes\":%llu,\"per_pass\":{\"candles_closed\":%.0f,"
+        "\"books\":%.0f,\"trades\":%.0f},\"kline_closed_in_corpus\":%zu}\n",
+        (unsigned long long)t->passes_applied, (double)t->candles / (double)t->passes_applied,
+        (double)t->books / (double)t->passes_applied, (double)t->trades / (double)t->passes_applied,
+        c.klines_closed_made);
     if (t->candles != (unsigned long long)c.klines_closed_made * t->passes_applied) {
         die("not every closed kline reached ARES as a candle (ordering or a gap)", NULL);
     }

@@ -68,14 +68,24 @@ static int cmp_double(const void *a, const void *b)
 int main(void)
 {
     struct cq_err err;
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = true, .level = CQ_LOG_ERROR,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 0, .clock = NULL};
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = true,
+                                .level = CQ_LOG_ERROR,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 0,
+                                .clock = NULL};
     if (cq_log_open(&lo, &err) < 0) {
         return 1;
     }
     const char *symbols[] = {"BTCUSDT", "ETHUSDT"};
-    struct cq_sim_options so = {.bind = "127.0.0.1", .symbols = symbols, .n_symbols = 2,
-                                .speed_max = true, .speed = 1, .seed = 9, .maker_bps = 10,
+    struct cq_sim_options so = {.bind = "127.0.0.1",
+                                .symbols = symbols,
+                                .n_symbols = 2,
+                                .speed_max = true,
+                                .speed = 1,
+                                .seed = 9,
+                                .maker_bps = 10,
                                 .taker_bps = 10};
     struct cq_sim *sim = cq_sim_new(&so, &err);
     if (sim == NULL || cq_sim_start(sim, &err) < 0) {
@@ -93,8 +103,11 @@ int main(void)
         fprintf(stderr, "bench_feeder: setup failed\n");
         return 1;
     }
-    struct cq_feeder_options fo = {.cfg = cfg, .board = board, .rest_url = cq_sim_rest_url(sim),
-                                   .ws_url = cq_sim_ws_url(sim), .to_ares = &ring};
+    struct cq_feeder_options fo = {.cfg = cfg,
+                                   .board = board,
+                                   .rest_url = cq_sim_rest_url(sim),
+                                   .ws_url = cq_sim_ws_url(sim),
+                                   .to_ares = &ring};
     struct cq_feeder *feeder = cq_feeder_new(&fo, &err);
     if (feeder == NULL || cq_service_start(cq_feeder_service(feeder), &err) < 0) {
         fprintf(stderr, "bench_feeder: feeder: %s\n", err.message);

@@ -49,9 +49,9 @@ struct chain {
     struct cq_health_board *board;
     struct cq_service *ares, *trader;
     int64_t *lat_feeder_ares, *lat_ares_trader, *lat_total; /* ns, by arrival */
-    _Atomic uint64_t arrived;   /* at the trader */
-    uint64_t checksum;          /* trader thread, read after the join */
-    uint64_t forward_full;      /* ARES thread: to_trader was full, retried */
+    _Atomic uint64_t arrived;                               /* at the trader */
+    uint64_t checksum;                                      /* trader thread, read after the join */
+    uint64_t forward_full; /* ARES thread: to_trader was full, retried */
 };
 
 static int64_t now_ns(void)
@@ -260,8 +260,8 @@ static void push_cost(void)
                "\"ns_per_push_pop\":%.1f,\"min\":%.1f,\"max\":%.1f,\"eventfd_writes\":%llu,"
                "\"checksum\":%llu,\"median_of\":%d}\n",
                with_bell ? "\"attached_consumer_awake\"" : "\"none\"", OPS, ns[RUNS / 2], ns[0],
-               ns[RUNS - 1], (unsigned long long)atomic_load(&bell.rings),
-               (unsigned long long)sum, RUNS);
+               ns[RUNS - 1], (unsigned long long)atomic_load(&bell.rings), (unsigned long long)sum,
+               RUNS);
         cq_spsc_set_consumer_bell(&r, NULL);
         cq_spsc_fini(&r);
         cq_doorbell_fini(&bell);

@@ -1085,17 +1085,18 @@ static double print_buffered(const char *snapshots, const struct records *r,
     double m = median(rps, runs);
     bool shipped = strcmp(snapshots, "off_during_run") != 0;
     printf("{\"bench\":\"journal_buffered_append\",\"store\":\"coinquant\",\"fsync\":\"off\","
-           "\"snapshots\":\"%s\",\"shipped_settings\":%s,\"records\":%zu,\"seconds\":%.3f,\"records_per_s\":%.0f,"
+           "\"snapshots\":\"%s\",\"shipped_settings\":%s,\"records\":%zu,\"seconds\":%.3f,"
+           "\"records_per_s\":%.0f,"
            "\"mb_per_s\":%.1f,\"target_records_per_s\":2000000,\"target_met\":%s,"
            "\"snapshots_written\":%.0f,\"queue_full_answers\":%.0f,"
            "\"longest_append_block_ms\":%.1f,\"records_per_write_batch\":%.0f,"
            "\"stop_seconds\":%.3f,\"disk_bytes\":%llu,\"runs_records_per_s\":[%.0f,%.0f],"
            "\"median_of\":%d}\n",
            snapshots, shipped ? "true" : "false", r->n, (double)r->n / m, m, median(mbps, runs),
-           m >= 2e6 ? "true" : "false",
-           median(snaps, runs), median(full, runs), median(blocked, runs), median(batch, runs),
-           median(stop, runs), (unsigned long long)res[runs - 1].disk_bytes, min_of(rps, runs),
-           max_of(rps, runs), runs);
+           m >= 2e6 ? "true" : "false", median(snaps, runs), median(full, runs),
+           median(blocked, runs), median(batch, runs), median(stop, runs),
+           (unsigned long long)res[runs - 1].disk_bytes, min_of(rps, runs), max_of(rps, runs),
+           runs);
     fflush(stdout);
     return m;
 }

@@ -198,7 +198,8 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
             break;
         }
         pthread_mutex_lock(&engine_lock);
-        int rc = cq_sim__engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej);
+        int rc =
+            cq_sim__engine_place(e, &req, &book, (int64_t)i, &order, fills, LEVELS, &n_fills, &rej);
         pthread_mutex_unlock(&engine_lock);
         if (rc < 0) {
             die("place rejected", &rej);
@@ -213,7 +214,8 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
             uint64_t placed_id = order.order_id;
             if (pending_cancel != 0) {
                 pthread_mutex_lock(&engine_lock);
-                rc = cq_sim__engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order, &rej);
+                rc = cq_sim__engine_cancel(e, 0, pending_cancel, NULL, NULL, (int64_t)i, &order,
+                                           &rej);
                 pthread_mutex_unlock(&engine_lock);
                 if (rc < 0) {
                     die("cancel rejected", &rej);

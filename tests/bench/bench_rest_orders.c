@@ -84,8 +84,7 @@ static int cmp_double(const void *a, const void *b)
 static double run(CURL *curl, const char *url, size_t orders)
 {
     const char *secret = CQ_SIM_DEFAULT_API_SECRET;
-    struct curl_slist *headers =
-        curl_slist_append(NULL, "X-MBX-APIKEY: " CQ_SIM_DEFAULT_API_KEY);
+    struct curl_slist *headers = curl_slist_append(NULL, "X-MBX-APIKEY: " CQ_SIM_DEFAULT_API_KEY);
     struct body b;
     char query[512], full[1024], sig[CQ_SIGN_HEX_LEN + 1];
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -150,9 +149,9 @@ static double run_client(struct cq_rest_client *c, size_t orders)
         int rc = cq_rest_order_send(c, "POST", "/api/v3/order", &p, CQ_SEC_SIGNED, 1, &r);
         const char *status = json_string_value(json_object_get(r.body, "status"));
         if (rc < 0 || r.status != CQ_REST_OK || status == NULL || strcmp(status, "FILLED") != 0) {
-            fprintf(stderr, "bench_rest_orders: client order %zu failed: %s, HTTP %d, %d %s\n",
-                    i, rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.http_status,
-                    r.code, r.msg);
+            fprintf(stderr, "bench_rest_orders: client order %zu failed: %s, HTTP %d, %d %s\n", i,
+                    rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), r.http_status, r.code,
+                    r.msg);
             exit(1);
         }
         cq_rest_response_fini(&r);
@@ -174,8 +173,13 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = true, .level = CQ_LOG_WARN,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 0, .clock = NULL};
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = true,
+                                .level = CQ_LOG_WARN,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 0,
+                                .clock = NULL};
     struct cq_err err;
     if (cq_log_open(&lo, &err) < 0) {
         return 1;
@@ -238,8 +242,8 @@ int main(int argc, char **argv)
            "\"median_of\":%d}\n",
            orders, raw_median, (double)orders / raw_median, raw_median * 1e6 / (double)orders,
            RUNS);
-    fprintf(stderr, "bench_rest_orders: runs: client %.3f..%.3f s, raw curl %.3f..%.3f s\n",
-            via[0], via[RUNS - 1], raw[0], raw[RUNS - 1]);
+    fprintf(stderr, "bench_rest_orders: runs: client %.3f..%.3f s, raw curl %.3f..%.3f s\n", via[0],
+            via[RUNS - 1], raw[0], raw[RUNS - 1]);
     cq_rest_client_free(client);
     curl_easy_cleanup(curl);
     cq_sim_free(sim);

@@ -79,8 +79,7 @@ static void *client_main(void *arg)
     struct client *c = arg;
     const char *secret = CQ_SIM_DEFAULT_API_SECRET;
     CURL *curl = curl_easy_init();
-    struct curl_slist *headers =
-        curl_slist_append(NULL, "X-MBX-APIKEY: " CQ_SIM_DEFAULT_API_KEY);
+    struct curl_slist *headers = curl_slist_append(NULL, "X-MBX-APIKEY: " CQ_SIM_DEFAULT_API_KEY);
     struct body b;
     char query[512], full[1024], sig[CQ_SIGN_HEX_LEN + 1];
     if (curl == NULL || headers == NULL) {
@@ -218,8 +217,13 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = true, .level = CQ_LOG_WARN,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 0, .clock = NULL};
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = true,
+                                .level = CQ_LOG_WARN,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 0,
+                                .clock = NULL};
     struct cq_err err;
     if (cq_log_open(&lo, &err) < 0) {
         return 1;

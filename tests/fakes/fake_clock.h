@@ -18,7 +18,10 @@ struct fake_clock {
     _Atomic int64_t wall_us;
 };
 
-#define FAKE_CLOCK_INIT(mono, wall) {(mono), (wall)}
+#define FAKE_CLOCK_INIT(mono, wall)                                                                \
+    {                                                                                              \
+        (mono), (wall)                                                                             \
+    }
 
 static inline int64_t fake_clock_mono_ms_(void *ctx)
 {

@@ -25,10 +25,10 @@ enum rec_kind { REC_WRITE, REC_TRUNC };
 
 struct change {
     enum rec_kind kind;
-    uint64_t off;         /* write: where; trunc: new length */
-    uint64_t len;         /* write: bytes written */
-    uint8_t *data;        /* write: the bytes (owned) */
-    uint8_t *before;      /* what was replaced (owned) */
+    uint64_t off;    /* write: where; trunc: new length */
+    uint64_t len;    /* write: bytes written */
+    uint8_t *data;   /* write: the bytes (owned) */
+    uint8_t *before; /* what was replaced (owned) */
     uint64_t before_len;
     uint64_t size_before; /* file size before the change */
 };
@@ -188,7 +188,8 @@ static uint8_t *read_range(int fd, uint64_t off, uint64_t len)
     return b;
 }
 
-/* ---- the vtable ------------------------------------------------------------------------------- */
+/* ---- the vtable -------------------------------------------------------------------------------
+ */
 
 static int ff_open(void *ctx, const char *path, int flags, mode_t mode)
 {
@@ -453,7 +454,8 @@ static int ff_unlink(void *ctx, const char *path)
     return rc;
 }
 
-/* ---- setup and faults ----------------------------------------------------------------------------- */
+/* ---- setup and faults
+ * ----------------------------------------------------------------------------- */
 
 struct fake_fs *fake_fs_new(uint64_t seed)
 {
@@ -572,7 +574,8 @@ uint64_t fake_fs_unsynced_bytes(struct fake_fs *ff)
     return n;
 }
 
-/* ---- power loss ------------------------------------------------------------------------------------- */
+/* ---- power loss
+ * ------------------------------------------------------------------------------------- */
 
 struct image {
     uint8_t *b;

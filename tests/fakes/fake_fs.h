@@ -72,19 +72,15 @@ enum fake_fs_op {
     FAKE_FS__OPS
 };
 
-enum fake_fs_loss {
-    FAKE_FS_LOSS_DROP,
-    FAKE_FS_LOSS_PREFIX,
-    FAKE_FS_LOSS_REORDER
-};
+enum fake_fs_loss { FAKE_FS_LOSS_DROP, FAKE_FS_LOSS_PREFIX, FAKE_FS_LOSS_REORDER };
 
 struct fake_fs;
 
 struct fake_fs_counts {
-    uint64_t calls[FAKE_FS__OPS];  /* every call, faulted or not */
-    uint64_t faults;               /* calls failed on purpose */
+    uint64_t calls[FAKE_FS__OPS]; /* every call, faulted or not */
+    uint64_t faults;              /* calls failed on purpose */
     uint64_t short_writes;
-    uint64_t bytes_written;        /* really written */
+    uint64_t bytes_written; /* really written */
 };
 
 /* seed: for the power-loss choices. */

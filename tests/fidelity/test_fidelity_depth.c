@@ -76,7 +76,8 @@ static void apply(struct side *sd, const json_t *levels, const char *what)
 {
     size_t i;
     json_t *lv;
-    json_array_foreach(levels, i, lv) {
+    json_array_foreach(levels, i, lv)
+    {
         const char *p = json_string_value(json_array_get(lv, 0));
         const char *q = json_string_value(json_array_get(lv, 1));
         cr_assert(p != NULL && q != NULL, "%s: a level is [price, qty] strings", what);
@@ -154,11 +155,12 @@ Test(fidelity_depth, diffs_are_batched_per_period_and_list_changed_levels, .init
         json_decref(m);
     }
     int64_t elapsed = mono_ms() - t0;
-    cr_assert_gt(fast.diffs, 0, "no @depth@100ms diff in %" PRId64 " ms (@depth %zu, tickers %zu)", elapsed, slow.diffs, tickers);
+    cr_assert_gt(fast.diffs, 0, "no @depth@100ms diff in %" PRId64 " ms (@depth %zu, tickers %zu)",
+                 elapsed, slow.diffs, tickers);
     cr_expect_leq(slow.diffs, (size_t)(elapsed / 1000 + 1), "@depth: %zu diffs in %" PRId64 " ms",
                   slow.diffs, elapsed);
-    cr_expect_leq(fast.diffs, (size_t)(elapsed / 100 + 1), "@depth@100ms: %zu diffs in %" PRId64 " ms",
-                  fast.diffs, elapsed);
+    cr_expect_leq(fast.diffs, (size_t)(elapsed / 100 + 1),
+                  "@depth@100ms: %zu diffs in %" PRId64 " ms", fast.diffs, elapsed);
     cr_expect_gt(tickers, fast.diffs, "book changes (%zu) outnumber 100 ms diffs (%zu)", tickers,
                  fast.diffs);
     tc_free(tc);

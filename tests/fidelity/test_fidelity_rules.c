@@ -131,9 +131,8 @@ static struct resp req(const char *method, const char *path, const char *params,
         size_t len = strlen(text);
         snprintf(text + len, sizeof(text) - len, "%stimestamp=%" PRId64, len > 0 ? "&" : "",
                  wall_ms());
-        cr_assert_eq(cq_sign_hmac_sha256_hex(SECRET, strlen(SECRET), text, strlen(text), "", 0,
-                                             sig),
-                     0);
+        cr_assert_eq(
+            cq_sign_hmac_sha256_hex(SECRET, strlen(SECRET), text, strlen(text), "", 0, sig), 0);
         len = strlen(text);
         snprintf(text + len, sizeof(text) - len, "&signature=%s", sig);
     }
@@ -240,23 +239,20 @@ Test(fidelity_rules, exchange_info_lists_filters_and_order_types_as_production, 
     cr_assert_not_null(s);
     json_t *want_types = json_pack("[s,s,s,s,s]", "LIMIT", "LIMIT_MAKER", "MARKET",
                                    "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT");
-    cr_expect(json_equal(json_object_get(s, "orderTypes"), want_types), "orderTypes: %s",
-              r.body);
+    cr_expect(json_equal(json_object_get(s, "orderTypes"), want_types), "orderTypes: %s", r.body);
     json_decref(want_types);
-    static const char *const order[] = {"PRICE_FILTER",   "LOT_SIZE",
-                                        "ICEBERG_PARTS",  "MARKET_LOT_SIZE",
-                                        "TRAILING_DELTA", "PERCENT_PRICE_BY_SIDE",
-                                        "NOTIONAL",       "MAX_NUM_ORDERS",
-                                        "MAX_NUM_ALGO_ORDERS"};
+    static const char *const order[] = {
+        "PRICE_FILTER",    "LOT_SIZE",       "ICEBERG_PARTS",
+        "MARKET_LOT_SIZE", "TRAILING_DELTA", "PERCENT_PRICE_BY_SIDE",
+        "NOTIONAL",        "MAX_NUM_ORDERS", "MAX_NUM_ALGO_ORDERS"};
     const json_t *filters = json_object_get(s, "filters");
     cr_expect_eq(json_array_size(filters), CQ_ARRAY_LEN(order));
     for (size_t i = 0; i < CQ_ARRAY_LEN(order) && i < json_array_size(filters); i++) {
         cr_expect_str_eq(jstr(json_array_get(filters, i), "filterType"), order[i]);
     }
     json_t *want = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "filterType", "PERCENT_PRICE_BY_SIDE",
-                             "bidMultiplierUp", "5", "bidMultiplierDown", "0.2",
-                             "askMultiplierUp", "5", "askMultiplierDown", "0.2", "avgPriceMins",
-                             5);
+                             "bidMultiplierUp", "5", "bidMultiplierDown", "0.2", "askMultiplierUp",
+                             "5", "askMultiplierDown", "0.2", "avgPriceMins", 5);
     cr_expect(json_equal(filter_of(s, "PERCENT_PRICE_BY_SIDE"), want), "%s", r.body);
     json_decref(want);
     want = json_pack("{s:s,s:i}", "filterType", "ICEBERG_PARTS", "limit", 10);
@@ -303,8 +299,7 @@ Test(fidelity_rules, avg_price_endpoint, .init = start_sim, .fini = stop_sim)
  * this filter if: Order price <= weightedAveragePrice * askMultiplierUp;
  * Order price >= weightedAveragePrice * askMultiplierDown". A BUY at 0.1x
  * the average is rejected live. */
-Test(fidelity_rules, percent_price_by_side_rejects_far_prices, .init = start_sim,
-     .fini = stop_sim)
+Test(fidelity_rules, percent_price_by_side_rejects_far_prices, .init = start_sim, .fini = stop_sim)
 {
     char q[512], p[64];
     cq_dec avg = avg_price();
@@ -338,8 +333,7 @@ Test(fidelity_rules, percent_price_by_side_rejects_far_prices, .init = start_sim
     expect_error(&r, 400, -1013, "Filter failure: PERCENT_PRICE_BY_SIDE");
     resp_free(&r);
     scaled_price(avg, 4, 0, CQ_ROUND_FLOOR, p, sizeof(p));
-    snprintf(q, sizeof(q),
-             "symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=0.01&price=%s", p);
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=0.01&price=%s", p);
     r = req("POST", "/api/v3/order", q, true);
     expect_ok(&r);
     resp_free(&r);
@@ -353,8 +347,7 @@ Test(fidelity_rules, percent_price_by_side_rejects_far_prices, .init = start_sim
  * rest-api.md: GET /api/v3/rateLimit/order "Displays the user's unfilled
  * order count for all intervals." The day count is checked exactly (the
  * 10 s window may roll between two requests). */
-Test(fidelity_rules, unfilled_order_count_as_binance_counts_it, .init = start_sim,
-     .fini = stop_sim)
+Test(fidelity_rules, unfilled_order_count_as_binance_counts_it, .init = start_sim, .fini = stop_sim)
 {
     char q[512], p[64];
     cq_dec avg = avg_price();
@@ -449,9 +442,8 @@ Test(fidelity_rules, recent_trades_list, .init = start_sim, .fini = stop_sim)
         prev = id;
         cr_expect_eq(json_object_size(t), 7);
         cq_dec want;
-        cr_assert_eq(cq_dec_mul(D(jstr(t, "price")), D(jstr(t, "qty")), 8, CQ_ROUND_HALF_EVEN,
-                                &want),
-                     0);
+        cr_assert_eq(
+            cq_dec_mul(D(jstr(t, "price")), D(jstr(t, "qty")), 8, CQ_ROUND_HALF_EVEN, &want), 0);
         cr_expect_eq(cq_dec_cmp(D(jstr(t, "quoteQty")), want), 0);
         cr_expect(json_is_boolean(json_object_get(t, "isBuyerMaker")));
         cr_expect(json_is_true(json_object_get(t, "isBestMatch")));
@@ -494,8 +486,8 @@ Test(fidelity_rules, aggregate_trades_list, .init = start_sim, .fini = stop_sim)
     r = req("GET", "/api/v3/aggTrades", q, false);
     expect_error(&r, 400, -1127, "More than 1 hours between startTime and endTime.");
     resp_free(&r);
-    snprintf(q, sizeof(q), "symbol=BTCUSDT&startTime=%lld&endTime=%lld&limit=1000",
-             (long long)t0, (long long)(t0 + 3599999));
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&startTime=%lld&endTime=%lld&limit=1000", (long long)t0,
+             (long long)(t0 + 3599999));
     r = req("GET", "/api/v3/aggTrades", q, false);
     expect_ok(&r);
     size_t i;
@@ -514,8 +506,7 @@ Test(fidelity_rules, aggregate_trades_list, .init = start_sim, .fini = stop_sim)
  * selfTradePreventionMode: "The allowed enums is dependent on what is
  * configured on the symbol." An order without the parameter reports the
  * default, one with it reports its own, in every answer. */
-Test(fidelity_rules, self_trade_prevention_modes_as_production, .init = start_sim,
-     .fini = stop_sim)
+Test(fidelity_rules, self_trade_prevention_modes_as_production, .init = start_sim, .fini = stop_sim)
 {
     struct resp r = req("GET", "/api/v3/exchangeInfo", "symbol=BTCUSDT", false);
     expect_ok(&r);
@@ -564,8 +555,7 @@ Test(fidelity_rules, self_trade_prevention_modes_as_production, .init = start_si
  * bound, so a market that moves between the two requests cannot fail it:
  * the notional is within half a step (at the fills' highest price) of the
  * amount. */
-Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim,
-     .fini = stop_sim)
+Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim, .fini = stop_sim)
 {
     struct resp r = req("GET", "/api/v3/ticker/bookTicker", "symbol=BTCUSDT", false);
     expect_ok(&r);
@@ -575,16 +565,14 @@ Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim
     char amount[64], q[512];
     scaled_price(bid, 1008, 6, CQ_ROUND_HALF_EVEN, amount, sizeof(amount));
     snprintf(q, sizeof(q),
-             "symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=%s&newOrderRespType=FULL",
-             amount);
+             "symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=%s&newOrderRespType=FULL", amount);
     r = req("POST", "/api/v3/order", q, true);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "status"), "FILLED", "%s", r.body);
     cq_dec exec = D(jstr(r.json, "executedQty"));
     cq_dec cum = D(jstr(r.json, "cummulativeQuoteQty"));
     cq_dec step = D("0.00001"), rem;
-    cr_assert_eq(cq_dec_quantize(exec, step, CQ_ROUND_EXACT, &rem), 0, "not a step: %s",
-                 r.body);
+    cr_assert_eq(cq_dec_quantize(exec, step, CQ_ROUND_EXACT, &rem), 0, "not a step: %s", r.body);
     cq_dec top = CQ_DEC_ZERO;
     size_t i;
     const json_t *f;
@@ -600,8 +588,7 @@ Test(fidelity_rules, sell_quote_order_qty_to_the_closest_step, .init = start_sim
     }
     cr_expect(cq_dec_cmp(diff, half) <= 0,
               "notional %s is more than half a step from quoteOrderQty %s: %s",
-              jstr(r.json, "cummulativeQuoteQty"),
-              amount, r.body);
+              jstr(r.json, "cummulativeQuoteQty"), amount, r.body);
     resp_free(&r);
 }
 
@@ -626,8 +613,8 @@ Test(fidelity_rules, expired_orders_say_why, .init = start_sim, .fini = stop_sim
         {"SELL", "FOK", "UNFILLED_FOK_ORDER_EXPIRED", 4, 0},    /* 4x */
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
-        scaled_price(avg, rows[i].num, rows[i].scale,
-                     i == 0 ? CQ_ROUND_CEIL : CQ_ROUND_FLOOR, p, sizeof(p));
+        scaled_price(avg, rows[i].num, rows[i].scale, i == 0 ? CQ_ROUND_CEIL : CQ_ROUND_FLOOR, p,
+                     sizeof(p));
         snprintf(q, sizeof(q),
                  "symbol=BTCUSDT&side=%s&type=LIMIT&timeInForce=%s&quantity=0.01&price=%s"
                  "&newOrderRespType=RESULT",

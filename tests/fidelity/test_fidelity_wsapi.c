@@ -135,9 +135,9 @@ static void expect_doc_request_accepted(const char *signature)
         json_t *r = tc_request(tc, &cursor, req);
         char *text = json_dumps(r, JSON_COMPACT);
         if (json_integer_value(json_object_get(r, "status")) == 200) {
-            cr_expect_eq(json_integer_value(
-                             json_object_get(json_object_get(r, "result"), "subscriptionId")),
-                         0, "%s", text);
+            cr_expect_eq(
+                json_integer_value(json_object_get(json_object_get(r, "result"), "subscriptionId")),
+                0, "%s", text);
             accepted = true;
         } else {
             cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "error"), "code")),

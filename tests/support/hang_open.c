@@ -39,32 +39,32 @@ static mode_t mode_arg(int flags, va_list ap)
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
 
-#define SHIM_OPEN(name)                                                                   \
-    int name(const char *path, int flags, ...)                                            \
-    {                                                                                     \
-        va_list ap;                                                                       \
-        va_start(ap, flags);                                                              \
-        mode_t mode = mode_arg(flags, ap);                                                \
-        va_end(ap);                                                                       \
-        maybe_hang(path);                                                                 \
-        open_fn real;                                                                     \
-        void *sym = dlsym(RTLD_NEXT, #name);                                              \
-        memcpy(&real, &sym, sizeof(real)); /* POSIX: dlsym returns functions so */        \
-        return real(path, flags, mode);                                                   \
+#define SHIM_OPEN(name)                                                                            \
+    int name(const char *path, int flags, ...)                                                     \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, flags);                                                                       \
+        mode_t mode = mode_arg(flags, ap);                                                         \
+        va_end(ap);                                                                                \
+        maybe_hang(path);                                                                          \
+        open_fn real;                                                                              \
+        void *sym = dlsym(RTLD_NEXT, #name);                                                       \
+        memcpy(&real, &sym, sizeof(real)); /* POSIX: dlsym returns functions so */                 \
+        return real(path, flags, mode);                                                            \
     }
 
-#define SHIM_OPENAT(name)                                                                 \
-    int name(int dirfd, const char *path, int flags, ...)                                 \
-    {                                                                                     \
-        va_list ap;                                                                       \
-        va_start(ap, flags);                                                              \
-        mode_t mode = mode_arg(flags, ap);                                                \
-        va_end(ap);                                                                       \
-        maybe_hang(path);                                                                 \
-        openat_fn real;                                                                   \
-        void *sym = dlsym(RTLD_NEXT, #name);                                              \
-        memcpy(&real, &sym, sizeof(real));                                                \
-        return real(dirfd, path, flags, mode);                                            \
+#define SHIM_OPENAT(name)                                                                          \
+    int name(int dirfd, const char *path, int flags, ...)                                          \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, flags);                                                                       \
+        mode_t mode = mode_arg(flags, ap);                                                         \
+        va_end(ap);                                                                                \
+        maybe_hang(path);                                                                          \
+        openat_fn real;                                                                            \
+        void *sym = dlsym(RTLD_NEXT, #name);                                                       \
+        memcpy(&real, &sym, sizeof(real));                                                         \
+        return real(dirfd, path, flags, mode);                                                     \
     }
 
 SHIM_OPEN(open)

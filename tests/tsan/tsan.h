@@ -17,8 +17,8 @@
 
 struct tsan_t {
     const char *name;
-    atomic_int failures;  /* any thread may fail the test */
-    char tmpdir[256];     /* a fresh directory, removed after the test passes */
+    atomic_int failures; /* any thread may fail the test */
+    char tmpdir[256];    /* a fresh directory, removed after the test passes */
 };
 
 struct tsan_case {
@@ -28,44 +28,44 @@ struct tsan_case {
 
 /* Print one diagnostic ("# file:line: cond: message") and count a failure.
  * Thread-safe. */
-void tsan__fail(struct tsan_t *t, const char *file, int line, const char *cond,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void tsan__fail(struct tsan_t *t, const char *file, int line, const char *cond, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 
 /* EXPECT records the failure and goes on; ASSERT also returns from the
  * calling function (the value given, or nothing: use TSAN_ASSERT_V in void
  * functions). The message is a printf format and its arguments. */
-#define TSAN_EXPECT(t, cond, ...)                                           \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);        \
-        }                                                                   \
+#define TSAN_EXPECT(t, cond, ...)                                                                  \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);                               \
+        }                                                                                          \
     } while (0)
 
-#define TSAN_ASSERT(t, cond, ret, ...)                                      \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);        \
-            return ret;                                                     \
-        }                                                                   \
+#define TSAN_ASSERT(t, cond, ret, ...)                                                             \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);                               \
+            return ret;                                                                            \
+        }                                                                                          \
     } while (0)
 
-#define TSAN_ASSERT_V(t, cond, ...)                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);        \
-            return;                                                         \
-        }                                                                   \
+#define TSAN_ASSERT_V(t, cond, ...)                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            tsan__fail((t), __FILE__, __LINE__, #cond, __VA_ARGS__);                               \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* Helpers for the tests. */
 void tsan_sleep_ms(long ms);
 /* Poll cond every millisecond for up to ms (a loose real-time bound: the
  * tests only use it for "eventually", never to measure speed). */
-#define TSAN_WAIT_FOR(cond, ms)                                             \
-    do {                                                                    \
-        for (long tw_i_ = 0; tw_i_ < (ms) && !(cond); tw_i_++) {            \
-            tsan_sleep_ms(1);                                               \
-        }                                                                   \
+#define TSAN_WAIT_FOR(cond, ms)                                                                    \
+    do {                                                                                           \
+        for (long tw_i_ = 0; tw_i_ < (ms) && !(cond); tw_i_++) {                                   \
+            tsan_sleep_ms(1);                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* A cheap mixing function for checksums (splitmix64's finaliser). */

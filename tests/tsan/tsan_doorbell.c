@@ -24,7 +24,7 @@ struct item {
 
 struct chain {
     struct tsan_t *t;
-    struct cq_spsc first, second;          /* producer -> middle -> last */
+    struct cq_spsc first, second; /* producer -> middle -> last */
     struct cq_doorbell middle_bell, last_bell;
     struct cq_health_board *board;
     struct cq_service *middle, *last;
@@ -33,7 +33,7 @@ struct chain {
     bool holding;
     /* last's own state; read by the test after the join */
     uint64_t got, sum, bad_payload;
-    _Atomic uint64_t arrived;             /* progress, for the waiting test */
+    _Atomic uint64_t arrived; /* progress, for the waiting test */
 };
 
 static int middle_step(void *ctx, int64_t now)
@@ -146,8 +146,7 @@ static void produce(struct chain *c, uint64_t items, bool wait_each)
         if (wait_each) {
             TSAN_WAIT_FOR(atomic_load_explicit(&c->arrived, memory_order_relaxed) >= s, 10000);
             TSAN_ASSERT_V(c->t, atomic_load(&c->arrived) >= s,
-                          "item %llu not through in 10 s: a lost wake-up",
-                          (unsigned long long)s);
+                          "item %llu not through in 10 s: a lost wake-up", (unsigned long long)s);
         }
     }
 }
@@ -156,10 +155,9 @@ static void check(struct chain *c, uint64_t items)
 {
     TSAN_WAIT_FOR(atomic_load_explicit(&c->arrived, memory_order_relaxed) >= items, 10000);
     chain_stop(c); /* the joins order the last service's plain fields before these reads */
-    TSAN_EXPECT(c->t, c->got == items, "%llu of %llu items arrived",
-                (unsigned long long)c->got, (unsigned long long)items);
-    TSAN_EXPECT(c->t, c->sum == items * (items + 1) / 2, "sum %llu",
-                (unsigned long long)c->sum);
+    TSAN_EXPECT(c->t, c->got == items, "%llu of %llu items arrived", (unsigned long long)c->got,
+                (unsigned long long)items);
+    TSAN_EXPECT(c->t, c->sum == items * (items + 1) / 2, "sum %llu", (unsigned long long)c->sum);
     TSAN_EXPECT(c->t, c->bad_payload == 0, "%llu payload words wrong",
                 (unsigned long long)c->bad_payload);
 }

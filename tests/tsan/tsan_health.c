@@ -34,9 +34,9 @@ static void *publish_main(void *arg)
         /* Readiness flips every 500 publishes: the change is logged too. */
         bool ready = (i / 500) % 2 == 0 || i == PUBLISHES;
         cq_health_set_fresh(b, p->id, (int64_t)i);
-        cq_health_publish(b, p->id, CQ_HEALTH_OK, ready, ready ? "" : "warming_up", "tsan",
-                          json_pack("{s:i,s:I}", "n", i, "check",
-                                    (json_int_t)(tsan_mix64((uint64_t)i) >> 2)));
+        cq_health_publish(
+            b, p->id, CQ_HEALTH_OK, ready, ready ? "" : "warming_up", "tsan",
+            json_pack("{s:i,s:I}", "n", i, "check", (json_int_t)(tsan_mix64((uint64_t)i) >> 2)));
         switch (p->id) {
         case CQ_SVC_FEEDER: {
             struct cq_feeder_metrics m = {0};

@@ -197,8 +197,7 @@ static void *append_main(void *arg)
     for (int k = 0; k < a->per_thread; k++) {
         uint64_t seq = 0;
         int rc = append_rec(a->j, a->thread, k, &seq, &a->fulls);
-        TSAN_ASSERT(a->t, rc == 0, NULL, "thread %d append %d: %s", a->thread, k,
-                    cq_strerror(rc));
+        TSAN_ASSERT(a->t, rc == 0, NULL, "thread %d append %d: %s", a->thread, k, cq_strerror(rc));
         TSAN_EXPECT(a->t, seq > prev, "thread %d: seq %llu after %llu", a->thread,
                     (unsigned long long)seq, (unsigned long long)prev);
         prev = seq;
@@ -286,8 +285,8 @@ static void journal_group_commit_from_threads(struct tsan_t *t)
     struct cq_journal_verify_report rep;
     TSAN_EXPECT(t, cq_journal_verify_dir(dir, NULL, &rep) == 0, "verify");
     TSAN_EXPECT(t, rep.ok && rep.records == total && rep.last_seq == total,
-                "verify: ok %d records %llu last %llu: %s", rep.ok,
-                (unsigned long long)rep.records, (unsigned long long)rep.last_seq, rep.problem);
+                "verify: ok %d records %llu last %llu: %s", rep.ok, (unsigned long long)rep.records,
+                (unsigned long long)rep.last_seq, rep.problem);
     struct scan s;
     TSAN_EXPECT(t, scan_dir(t, dir, &s, &err) == 0, "read: %s", err.message);
     TSAN_EXPECT(t, s.records == total, "read %llu records", (unsigned long long)s.records);
@@ -337,8 +336,8 @@ static void *reader_main(void *arg)
         struct cq_journal_verify_report rep;
         rc = cq_journal_verify_dir(r->dir, NULL, &rep);
         TSAN_EXPECT(t, rc == 0 && (rep.ok || rep.torn_tail),
-                    "live verify (pass %d): segment %u offset %llu: %s", r->passes,
-                    rep.bad_segment, (unsigned long long)rep.bad_offset, rep.problem);
+                    "live verify (pass %d): segment %u offset %llu: %s", r->passes, rep.bad_segment,
+                    (unsigned long long)rep.bad_offset, rep.problem);
         json_t *state = cq_journal_state_json(r->j);
         TSAN_EXPECT(t, state != NULL, "state");
         json_decref(state);

@@ -67,8 +67,8 @@
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void tsan__fail(struct tsan_t *t, const char *file, int line, const char *cond,
-                const char *fmt, ...)
+void tsan__fail(struct tsan_t *t, const char *file, int line, const char *cond, const char *fmt,
+                ...)
 {
     char msg[512];
     va_list ap;
@@ -143,16 +143,19 @@ static bool selected(const char *name, int argc, char **argv, int first)
 
 int main(int argc, char **argv)
 {
-    const struct tsan_case *tables[] = {tsan_ring_cases, tsan_journal_cases,
-                                        tsan_health_cases, tsan_service_cases,
-                                        tsan_doorbell_cases};
+    const struct tsan_case *tables[] = {tsan_ring_cases, tsan_journal_cases, tsan_health_cases,
+                                        tsan_service_cases, tsan_doorbell_cases};
     bool list = argc > 1 && strcmp(argv[1], "--list") == 0;
     int first = list ? 2 : 1;
 
     /* The modules log (journal, health, services): into the in-memory ring
      * only, synchronously (no writer thread), so the output stays TAP. */
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = false, .level = CQ_LOG_INFO,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 256,
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = false,
+                                .level = CQ_LOG_INFO,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 256,
                                 .clock = NULL};
     if (cq_log_open(&lo, NULL) != 0) {
         fprintf(stderr, "tsan_tests: cannot open the in-memory log\n");

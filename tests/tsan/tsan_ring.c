@@ -29,8 +29,8 @@
 
 struct msg {
     uint64_t seq;
-    uint64_t check;   /* tsan_mix64(seq): a torn copy shows up */
-    uint64_t pad[2];  /* seq ^ check, ~seq: more bytes to tear */
+    uint64_t check;  /* tsan_mix64(seq): a torn copy shows up */
+    uint64_t pad[2]; /* seq ^ check, ~seq: more bytes to tear */
 };
 
 static struct msg make_msg(uint64_t seq)
@@ -121,8 +121,8 @@ static void *consumer(void *arg)
                        (unsigned long long)m.seq);
             return NULL;
         }
-        bool in_order = r->policy == RETRY ? m.seq == r->received
-                                           : (!r->any_received || m.seq > r->last_seq);
+        bool in_order =
+            r->policy == RETRY ? m.seq == r->received : (!r->any_received || m.seq > r->last_seq);
         if (!in_order) {
             tsan__fail(r->t, __FILE__, __LINE__, "order", "seq %llu after %llu (%llu received)",
                        (unsigned long long)m.seq, (unsigned long long)r->last_seq,
@@ -246,10 +246,9 @@ static void ring_size_from_a_third_thread_stays_in_bounds(struct tsan_t *t)
                 (unsigned long long)r.received);
     TSAN_EXPECT(t, r.received_sum == r.sent_sum, "checksum differs");
     TSAN_EXPECT(t, r.size_reads > 0, "the monitor never ran");
-    TSAN_EXPECT(t, r.size_over_capacity == 0,
-                "%llu of %llu size reads above the capacity 4 (worst %zu)",
-                (unsigned long long)r.size_over_capacity, (unsigned long long)r.size_reads,
-                r.worst_size);
+    TSAN_EXPECT(
+        t, r.size_over_capacity == 0, "%llu of %llu size reads above the capacity 4 (worst %zu)",
+        (unsigned long long)r.size_over_capacity, (unsigned long long)r.size_reads, r.worst_size);
     cq_spsc_fini(&r.ring);
 }
 
@@ -257,6 +256,7 @@ const struct tsan_case tsan_ring_cases[] = {
     {"ring_spsc_order_and_checksums", ring_spsc_order_and_checksums},
     {"ring_full_policy_retry_loses_nothing", ring_full_policy_retry_loses_nothing},
     {"ring_full_policy_drop_counts_exactly", ring_full_policy_drop_counts_exactly},
-    {"ring_size_from_a_third_thread_stays_in_bounds", ring_size_from_a_third_thread_stays_in_bounds},
+    {"ring_size_from_a_third_thread_stays_in_bounds",
+     ring_size_from_a_third_thread_stays_in_bounds},
     {NULL, NULL},
 };

@@ -18,10 +18,10 @@ struct probe {
     struct cq_health_board *board;
     enum cq_service_id id;
     atomic_int steps;
-    atomic_int stops;          /* on_stop calls */
-    atomic_bool wrong_thread;  /* on_stop ran on another thread than the steps */
-    pthread_t step_thread;     /* written by the service thread only */
-    atomic_bool block;         /* the next step blocks until released */
+    atomic_int stops;         /* on_stop calls */
+    atomic_bool wrong_thread; /* on_stop ran on another thread than the steps */
+    pthread_t step_thread;    /* written by the service thread only */
+    atomic_bool block;        /* the next step blocks until released */
     atomic_bool blocked;
     sem_t release;
 };
@@ -98,8 +98,7 @@ static void service_start_stop_cycles(struct tsan_t *t)
         TSAN_EXPECT(t, cq_service_join(s, 30000) == 0, "cycle %d: join timed out", cycle);
         TSAN_EXPECT(t, atomic_load(&p.stops) == 1, "cycle %d: on_stop ran %d times", cycle,
                     atomic_load(&p.stops));
-        TSAN_EXPECT(t, !atomic_load(&p.wrong_thread), "cycle %d: a callback ran elsewhere",
-                    cycle);
+        TSAN_EXPECT(t, !atomic_load(&p.wrong_thread), "cycle %d: a callback ran elsewhere", cycle);
         TSAN_EXPECT(t, cq_health_status_of(b, CQ_SVC_FEEDER) == CQ_HEALTH_STOPPED,
                     "cycle %d: the record does not say stopped", cycle);
         TSAN_EXPECT(t, !cq_health_is_ready(b, CQ_SVC_FEEDER), "stopped but ready");

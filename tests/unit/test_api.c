@@ -241,7 +241,8 @@ Test(api, health_reports_version_mode_hash_services_libraries)
     json_t *services = json_object_get(j, "services");
     cr_assert_eq(json_object_size(services), 5);
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
-        cr_assert_not_null(json_object_get(services, cq_health_service_name((enum cq_service_id)i)));
+        cr_assert_not_null(
+            json_object_get(services, cq_health_service_name((enum cq_service_id)i)));
     }
     cr_assert(json_is_object(json_object_get(j, "libraries")));
     cr_assert(json_is_string(json_object_get(json_object_get(j, "libraries"), "jansson")));
@@ -619,7 +620,9 @@ static size_t ring_lines_with(const char *needle1, const char *needle2)
 Test(api, non_utf8_and_long_multibyte_paths_get_400_or_404_never_500)
 {
     struct cq_api_response resp;
-    request("G\xff" "T", "/health", NULL, &resp);
+    request("G\xff"
+            "T",
+            "/health", NULL, &resp);
     assert_error(&resp, 400, "bad_request");
     cq_api_response_fini(&resp);
     request("GET", "/\xff", NULL, &resp); /* what /%FF decodes to */
@@ -651,8 +654,8 @@ Test(api, non_utf8_and_long_multibyte_paths_get_400_or_404_never_500)
     }
     cr_assert_eq(ring_lines_with("\"event\":\"api_request\"", "\"method\":\"G?T\""), 1,
                  "the log line of G\\xffT keeps its method");
-    cr_assert_eq(ring_lines_with("\"event\":\"api_request\"", "\"path\":\"/?\",\"status\":400"),
-                 1, "the log line of /%%FF keeps its path and status");
+    cr_assert_eq(ring_lines_with("\"event\":\"api_request\"", "\"path\":\"/?\",\"status\":400"), 1,
+                 "the log line of /%%FF keeps its path and status");
     struct cq_api_stats st;
     cq_api_get_stats(api, &st);
     cr_assert_eq(st.responses_5xx, 0);
@@ -730,16 +733,26 @@ Test(api, token_in_method_or_path_is_redacted_before_it_is_cut)
 Test(api, foreign_host_on_a_loopback_bind_is_421)
 {
     static const char *const good[] = {
-        "localhost",   "LocalHost:8080", "127.0.0.1",          "127.0.0.1:43123",
-        "127.1.2.3:1", "[::1]",          "[::1]:8080",         "[0:0:0:0:0:0:0:1]:80",
-        "",
+        "localhost",       "LocalHost:8080",       "127.0.0.1",
+        "127.0.0.1:43123", "127.1.2.3:1",          "[::1]",
+        "[::1]:8080",      "[0:0:0:0:0:0:0:1]:80", "",
     };
     static const char *const bad[] = {
-        "evil.example",     "evil.example:8080", "localhost.evil.example",
-        "127.0.0.1.nip.io", "10.0.0.1",          "[::2]:80",
-        "::1",              "localhost:",        "localhost:123456",
-        "localhost:80x",    "[localhost]",       "[::1",
-        "0.0.0.0:8080",     "127.0.0.1@evil",    "localhost:80:80",
+        "evil.example",
+        "evil.example:8080",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "10.0.0.1",
+        "[::2]:80",
+        "::1",
+        "localhost:",
+        "localhost:123456",
+        "localhost:80x",
+        "[localhost]",
+        "[::1",
+        "0.0.0.0:8080",
+        "127.0.0.1@evil",
+        "localhost:80:80",
     };
     publish_all(CQ_HEALTH_OK, true);
     for (size_t i = 0; i < CQ_ARRAY_LEN(good); i++) {
@@ -791,15 +804,13 @@ Test(api, reserve_slot_answers_probes_and_503_busy_otherwise)
                                      .reserve = true};
         struct cq_api_response resp;
         cq_api_handle(api, &req, &resp);
-        cr_assert_eq(resp.status, cases[i].status, "%s %s: %d %s", cases[i].method,
-                     cases[i].path, resp.status, resp.body);
+        cr_assert_eq(resp.status, cases[i].status, "%s %s: %d %s", cases[i].method, cases[i].path,
+                     resp.status, resp.body);
         if (cases[i].code != NULL) {
             assert_error(&resp, cases[i].status, cases[i].code);
         }
-        cr_assert_eq(resp.retry_after_s, strcmp(cases[i].code != NULL ? cases[i].code : "",
-                                                "busy") == 0
-                                             ? 1u
-                                             : 0u);
+        cr_assert_eq(resp.retry_after_s,
+                     strcmp(cases[i].code != NULL ? cases[i].code : "", "busy") == 0 ? 1u : 0u);
         cq_api_response_fini(&resp);
     }
 }
@@ -930,7 +941,9 @@ Test(api, metrics_lines_follow_the_exposition_format)
                          "(,[a-zA-Z_][a-zA-Z0-9_]*=\"[^\"]*\")*\\})? -?[0-9]+(\\.[0-9]+)?$",
                          REG_EXTENDED | REG_NOSUB),
                  0);
-    cr_assert_eq(regcomp(&comment, "^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (gauge|counter|histogram))$",
+    cr_assert_eq(regcomp(&comment,
+                         "^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* "
+                         "(gauge|counter|histogram))$",
                          REG_EXTENDED | REG_NOSUB),
                  0);
     char *copy = strdup(resp.body);
@@ -1541,8 +1554,7 @@ static void wait_open(const struct cq_api *a, uint64_t want)
         cq_time_sleep_ms(5);
     }
     cr_assert_eq(atomic_load(&a->connections_open), want, "open connections: %llu, want %llu",
-                 (unsigned long long)atomic_load(&a->connections_open),
-                 (unsigned long long)want);
+                 (unsigned long long)atomic_load(&a->connections_open), (unsigned long long)want);
 }
 
 static void wait_closed_slow(const struct cq_api *a, uint64_t want)
@@ -1639,7 +1651,8 @@ Test(api, connections_over_the_pool_take_the_reserve_and_slow_ones_are_evicted)
     struct cq_api_stats st;
     cq_api_get_stats(api, &st);
     cr_assert_eq(st.connections_rejected, 0);
-    struct ring_search s = {"\"event\":\"api_slow_connection_closed\"", "\"reason\":\"evicted", false};
+    struct ring_search s = {"\"event\":\"api_slow_connection_closed\"", "\"reason\":\"evicted",
+                            false};
     cq_log_ring_foreach(ring_find, &s);
     cr_assert(s.found, "no api_slow_connection_closed line for the eviction");
 }
@@ -1692,9 +1705,8 @@ Test(api, reserve_connections_are_closed_exactly_at_their_deadline)
 Test(api, slow_clients_cannot_keep_health_from_answering, .timeout = 60)
 {
     cq_api_free(api);
-    struct cq_api_options lim = {.request_deadline_ms = 5000,
-                                 .reserve_connections = 2,
-                                 .reserve_deadline_ms = 2000};
+    struct cq_api_options lim = {
+        .request_deadline_ms = 5000, .reserve_connections = 2, .reserve_deadline_ms = 2000};
     api = make_api_with(TOKEN, "127.0.0.1:0", 1024, 4, &lim);
     publish_all(CQ_HEALTH_OK, true);
     start_or_fail(api);
@@ -1782,8 +1794,7 @@ Test(api, nul_in_the_path_is_400_over_the_wire)
     cr_assert_not_null(strstr(out, "NUL"), "%s", out);
     raw_exchange(cq_api_address(api), "GET /health?x=%00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", out,
                  sizeof(out), 3000, &closed);
-    cr_assert_eq(strncmp(out, "HTTP/1.1 200", 12), 0, "the query string is not the path: %s",
-                 out);
+    cr_assert_eq(strncmp(out, "HTTP/1.1 200", 12), 0, "the query string is not the path: %s", out);
 }
 
 /* Issue 17.smaller: a NUL inside a header value cut it silently: a token
@@ -1815,8 +1826,8 @@ Test(api, nul_in_a_header_value_is_400_over_the_wire)
         {"GET /health HTTP/1.1\nHost: 127.0.0.1\nX-A: a\nX-B:\n\n", 0, "HTTP/1.1 200"},
         {"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:   \r\nX-B: b  \r\n\r\n", 0,
          "HTTP/1.1 200"},
-        {"GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n",
-         0, "HTTP/1.1 200"},
+        {"GET /config HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " TOKEN "\r\n\r\n", 0,
+         "HTTP/1.1 200"},
         {"GET /health HTTP/1.1\r\nHost: 127.0.0.1\nX-A: a\n\n", 0, "HTTP/1.1 200"},
         {"GET /health HTTP/1.1\nHost: 127.0.0.1\r\nX-A: a\r\n\r\n", 0, "HTTP/1.1 200"},
     };

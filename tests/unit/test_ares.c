@@ -45,15 +45,23 @@ static struct cq_journal *journal; /* NULL unless a test opens one */
 static void start(const char *extra)
 {
     recv_ahead_ms = 0;
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = false, .level = CQ_LOG_INFO,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 200,
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = false,
+                                .level = CQ_LOG_INFO,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 200,
                                 .clock = NULL};
     cr_assert_eq(cq_log_open(&lo, NULL), 0);
     clk = fake_clock_as_clock(&fc);
-    char *const envp[] = {"CQ_SYMBOLS=BTCUSDT",          "CQ_STRATEGY=ema_cross",
-                          "CQ_STRATEGY_PARAMS=fast=2,slow=3", "CQ_FEEDER_STALE_MS=1000",
-                          "TEST_ALLOW_DEFAULT_SIGNAL=on", "CQ_ARES_TEST_SIGNAL_MS=1000",
-                          (char *)extra,                NULL};
+    char *const envp[] = {"CQ_SYMBOLS=BTCUSDT",
+                          "CQ_STRATEGY=ema_cross",
+                          "CQ_STRATEGY_PARAMS=fast=2,slow=3",
+                          "CQ_FEEDER_STALE_MS=1000",
+                          "TEST_ALLOW_DEFAULT_SIGNAL=on",
+                          "CQ_ARES_TEST_SIGNAL_MS=1000",
+                          (char *)extra,
+                          NULL};
     struct cq_config_report rep;
     struct cq_config_load_options lopt = {.file_path = NULL, .envp = envp};
     cfg = cq_config_load(&lopt, &rep);
@@ -61,8 +69,12 @@ static void start(const char *extra)
     board = cq_health_board_new(&clk, NULL);
     cr_assert_eq(cq_spsc_init(&in, 256, sizeof(struct cq_market_event)), 0);
     cr_assert_eq(cq_spsc_init(&out, 64, sizeof(struct cq_signal)), 0);
-    struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = &in,
-                                 .to_trader = &out, .journal = journal, .clock = &clk};
+    struct cq_ares_options ao = {.cfg = cfg,
+                                 .board = board,
+                                 .from_feeder = &in,
+                                 .to_trader = &out,
+                                 .journal = journal,
+                                 .clock = &clk};
     struct cq_err err;
     ares = cq_ares_new(&ao, &err);
     cr_assert_not_null(ares, "%s", err.message);
@@ -167,8 +179,8 @@ static void expect_blocked(const char *reason, const char *detail, json_int_t wa
             cr_expect_eq(json_integer_value(v), 0, "blocked for %s, not only for %s", k, reason);
         }
     }
-    json_t *last = json_object_get(
-        json_object_get(json_object_get(details, "symbols"), "BTCUSDT"), "last_blocked");
+    json_t *last = json_object_get(json_object_get(json_object_get(details, "symbols"), "BTCUSDT"),
+                                   "last_blocked");
     cr_expect_str_eq(str_or(json_object_get(last, "reason"), "(none)"), reason);
     cr_expect_str_eq(str_or(json_object_get(last, "detail"), "(none)"), detail,
                      "the rule that closed the gate");
@@ -196,7 +208,7 @@ Test(ares_gate, warmup_while_the_strategy_is_cold)
 {
     start(NULL);
     feeder_ready(true);
-    recv_ahead_ms = 1001; /* fresh when the test signal falls due */
+    recv_ahead_ms = 1001;                             /* fresh when the test signal falls due */
     push_candle(60000, "100", CQ_CANDLE_FROM_STREAM); /* 1 of the 3 bars slow=3 needs */
     cr_expect_geq(wait_detail("symbols", "BTCUSDT", "candles_closed", 1), 1);
     tick_test_signal();
@@ -334,9 +346,8 @@ Test(ares_gate, symbol_quarantined_by_the_journal)
     journal = NULL;
     json_t *state = NULL;
     cr_assert_eq(cq_journal_replay_dir(dir, NULL, false, &state, &err), 0, "%s", err.message);
-    cr_expect_geq(json_integer_value(json_object_get(json_object_get(state, "types"),
-                                                     "signal.blocked")),
-                  1);
+    cr_expect_geq(
+        json_integer_value(json_object_get(json_object_get(state, "types"), "signal.blocked")), 1);
     json_decref(state);
 }
 

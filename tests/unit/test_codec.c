@@ -1208,7 +1208,9 @@ struct sanity_row {
     const char *reason; /* NULL: sane */
 };
 
-#define SK_HEAD "{\"e\":\"kline\",\"E\":1723161600001,\"s\":\"BTCUSDT\",\"k\":{\"i\":\"1m\",\"n\":1,\"x\":true,"
+#define SK_HEAD                                                                                    \
+    "{\"e\":\"kline\",\"E\":1723161600001,\"s\":\"BTCUSDT\",\"k\":{\"i\":\"1m\",\"n\":1,\"x\":"    \
+    "true,"
 #define SK_TIMES "\"t\":1723161540000,\"T\":1723161599999,"
 #define SK_VOL "\"v\":\"1.5\",\"q\":\"150\""
 #define ST_HEAD "{\"e\":\"trade\",\"E\":1723161255343,\"s\":\"BTCUSDT\",\"t\":1,\"m\":true,"

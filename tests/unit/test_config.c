@@ -932,13 +932,13 @@ Test(config, all_problems_are_collected_in_one_load)
     static char file[8192];
     size_t len = 0;
     len += (size_t)snprintf(file + len, sizeof(file) - len,
-                            "CQ_MDOE=paper\n"               /* 1 unknown key */
-                            "CQ_LOG_KEEP=2\n"               /* 2 */
-                            "CQ_LOG_KEEP=3\n"               /* 3 duplicate */
-                            "no equals sign here\n"         /* 4 malformed */
-                            "CQ_FEEDER_STALE_MS=5s\n"       /* 5 bad int */
+                            "CQ_MDOE=paper\n"                /* 1 unknown key */
+                            "CQ_LOG_KEEP=2\n"                /* 2 */
+                            "CQ_LOG_KEEP=3\n"                /* 3 duplicate */
+                            "no equals sign here\n"          /* 4 malformed */
+                            "CQ_FEEDER_STALE_MS=5s\n"        /* 5 bad int */
                             "CQ_ADMIN_BIND=0.0.0.0:8080\n"); /* 6 needs a token */
-    memset(file + len, 'y', 4500); /* 7 overlong */
+    memset(file + len, 'y', 4500);                           /* 7 overlong */
     len += 4500;
     file[len++] = '\n';
     const char *path = write_file_n("many.env", file, len);
@@ -1008,12 +1008,16 @@ Test(config, report_print_format)
  * known. It is shown escaped, named as a BOM, and the suggestion ignores it. */
 Test(config, invisible_bytes_in_a_key_are_shown_escaped)
 {
-    cr_assert_null(load("CQ_LOG_LEVEL=info\n\xEF\xBB\xBF" "CQ_MODE=paper\n", NULL));
+    cr_assert_null(load("CQ_LOG_LEVEL=info\n\xEF\xBB\xBF"
+                        "CQ_MODE=paper\n",
+                        NULL));
     cr_assert_eq(rep.n_errors, 1);
     const struct cq_config_problem *p = &rep.errors[0];
-    cr_assert_str_eq(p->key, "\\xEF\\xBB\\xBF" "CQ_MODE");
-    cr_assert_not_null(strstr(p->message, "unknown key \\xEF\\xBB\\xBF" "CQ_MODE"), "%s",
-                       p->message);
+    cr_assert_str_eq(p->key, "\\xEF\\xBB\\xBF"
+                             "CQ_MODE");
+    cr_assert_not_null(strstr(p->message, "unknown key \\xEF\\xBB\\xBF"
+                                          "CQ_MODE"),
+                       "%s", p->message);
     cr_assert_not_null(strstr(p->message, "byte order mark (U+FEFF"), "%s", p->message);
     cr_assert_not_null(strstr(p->hint, "plain ASCII"), "%s", p->hint);
     cr_assert_not_null(strstr(p->hint, "did you mean CQ_MODE?"), "%s", p->hint);
@@ -1131,8 +1135,8 @@ Test(config, config_file_that_is_a_fifo_is_refused_without_blocking, .timeout = 
         struct cq_config_load_options lo = {.file_path = paths[i], .envp = NULL};
         cr_assert_null(cq_config_load(&lo, &rep));
         cr_assert_eq(rep.n_errors, 1);
-        cr_assert_not_null(strstr(rep.errors[0].message, "not a regular file (it is a FIFO)"),
-                           "%s", rep.errors[0].message);
+        cr_assert_not_null(strstr(rep.errors[0].message, "not a regular file (it is a FIFO)"), "%s",
+                           rep.errors[0].message);
         cr_assert_not_null(strstr(rep.errors[0].message, paths[i]), "%s", rep.errors[0].message);
     }
     unlink(link);
@@ -1815,8 +1819,7 @@ static void bounds_value(const struct cq_config_key *k, int64_t n, char *entry, 
                      len - (size_t)used);
         return;
     }
-    cr_assert_lt((size_t)used + (size_t)n, len, "%s: %lld bytes do not fit", k->name,
-                 (long long)n);
+    cr_assert_lt((size_t)used + (size_t)n, len, "%s: %lld bytes do not fit", k->name, (long long)n);
     memset(entry + used, 'a', (size_t)n);
     entry[(size_t)used + (size_t)n] = '\0';
 }
@@ -1937,8 +1940,7 @@ Test(fs, write_atomic_never_follows_a_planted_temporary)
     cr_assert_eq(symlink(victim, planted), 0);
     struct cq_err err;
     cq_err_clear(&err);
-    cr_assert_eq(cq_fs_write_atomic(out, "127.0.0.1:1\n", 12, 0640, 1, &err), 0, "%s",
-                 err.message);
+    cr_assert_eq(cq_fs_write_atomic(out, "127.0.0.1:1\n", 12, 0640, 1, &err), 0, "%s", err.message);
     char *text = NULL;
     cr_assert_eq(cq_fs_read_file(victim, 100, &text, NULL, &err), 0);
     cr_assert_str_eq(text, "precious\n", "the planted symlink was followed");

@@ -191,10 +191,20 @@ Test(decimal, parse_table)
  * as much of the written scale as the mantissa can hold. */
 Test(decimal, trailing_zeros_never_change_fit_or_value)
 {
-    static const int64_t ms[] = {0,           1,          -1,         7,         10,
-                                 922337203685477580, 922337203685477581, INT64_MAX, INT64_MIN,
-                                 INT64_MAX / 10,     -(INT64_MAX / 10), 92233720369LL,
-                                 999999999999999999LL, 100000000000000000LL};
+    static const int64_t ms[] = {0,
+                                 1,
+                                 -1,
+                                 7,
+                                 10,
+                                 922337203685477580,
+                                 922337203685477581,
+                                 INT64_MAX,
+                                 INT64_MIN,
+                                 INT64_MAX / 10,
+                                 -(INT64_MAX / 10),
+                                 92233720369LL,
+                                 999999999999999999LL,
+                                 100000000000000000LL};
     for (size_t i = 0; i < CQ_ARRAY_LEN(ms); i++) {
         for (unsigned scale = 0; scale <= CQ_DEC_MAX_SCALE; scale++) {
             char plain[CQ_DEC_STR_MAX];
@@ -212,7 +222,8 @@ Test(decimal, trailing_zeros_never_change_fit_or_value)
                              cq_strerror(rc));
                 if (rc == 0) {
                     cr_expect_eq(cq_dec_cmp(a, b), 0, "\"%s\" and \"%s\" differ", plain, padded);
-                    unsigned want = scale + zeros > CQ_DEC_MAX_SCALE ? CQ_DEC_MAX_SCALE : scale + zeros;
+                    unsigned want =
+                        scale + zeros > CQ_DEC_MAX_SCALE ? CQ_DEC_MAX_SCALE : scale + zeros;
                     /* the written scale is kept unless the mantissa cannot hold it */
                     cq_dec wide;
                     if (cq_dec_rescale(a, want, CQ_ROUND_EXACT, &wide) == 0) {

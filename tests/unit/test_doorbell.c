@@ -46,8 +46,12 @@
 
 static void log_open(void)
 {
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = false, .level = CQ_LOG_WARN,
-                                .max_bytes = 1 << 20, .keep = 1, .ring_lines = 50,
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = false,
+                                .level = CQ_LOG_WARN,
+                                .max_bytes = 1 << 20,
+                                .keep = 1,
+                                .ring_lines = 50,
                                 .clock = NULL};
     cr_assert_eq(cq_log_open(&lo, NULL), 0);
 }
@@ -166,13 +170,13 @@ Test(doorbell, a_timeout_past_the_limit_is_cut_not_wrapped)
 /* ---- a consumer service ------------------------------------------------------------- */
 
 struct consumer {
-    struct cq_spsc ring;          /* uint64_t items */
+    struct cq_spsc ring; /* uint64_t items */
     struct cq_doorbell bell;
     struct cq_health_board *board;
     struct cq_service *svc;
     _Atomic uint64_t got, sum, steps;
-    _Atomic int64_t timer_at;     /* real monotonic ms the timer is due; 0 = none */
-    _Atomic int64_t fired_at;     /* when the step saw it due; 0 = not yet */
+    _Atomic int64_t timer_at; /* real monotonic ms the timer is due; 0 = none */
+    _Atomic int64_t fired_at; /* when the step saw it due; 0 = not yet */
     /* The worst interleaving, forced: has_work pushes an item itself (as if
      * the producer's push landed right after the consumer looked) and says
      * there is none. */
@@ -449,7 +453,8 @@ Test(doorbell, no_lost_wakeup_burst, .timeout = 240)
             sched_yield();
             if (cq_time_mono_ms() - t0 > WAKE_BOUND_MS) {
                 cr_assert_fail("ring full for %d ms at item %llu: the consumer missed a "
-                               "wake-up", WAKE_BOUND_MS, (unsigned long long)i);
+                               "wake-up",
+                               WAKE_BOUND_MS, (unsigned long long)i);
             }
         }
         want_sum += i;
@@ -494,8 +499,12 @@ static struct cq_ares *ares_start(struct cq_config *cfg, struct cq_health_board 
 {
     cr_assert_eq(cq_spsc_init(in, 64, sizeof(struct cq_market_event)), 0);
     cr_assert_eq(cq_spsc_init(out, 64, sizeof(struct cq_signal)), 0);
-    struct cq_ares_options ao = {.cfg = cfg, .board = board, .from_feeder = in,
-                                 .to_trader = out, .journal = NULL, .clock = NULL};
+    struct cq_ares_options ao = {.cfg = cfg,
+                                 .board = board,
+                                 .from_feeder = in,
+                                 .to_trader = out,
+                                 .journal = NULL,
+                                 .clock = NULL};
     struct cq_err err;
     struct cq_ares *a = cq_ares_new(&ao, &err);
     cr_assert_not_null(a, "%s", err.message);

@@ -117,9 +117,12 @@ Test(err, call_sites_passing_a_return_code_store_it_positive)
     cr_expect_eq(e.code, CQ_EINVAL, "code %d: %s", e.code, e.message);
 
     /* strategy: an init that fails */
-    static const struct cq_strategy_ops ops = {
-        .name = "failing", .doc = "init fails", .init = init_fails,
-        .on_closed_candle = no_signal, .warm = never_warm, .warmup_bars = no_warmup};
+    static const struct cq_strategy_ops ops = {.name = "failing",
+                                               .doc = "init fails",
+                                               .init = init_fails,
+                                               .on_closed_candle = no_signal,
+                                               .warm = never_warm,
+                                               .warmup_bars = no_warmup};
     cq_err_clear(&e);
     cr_expect_null(cq_strategy_new(&ops, NULL, &e));
     cr_expect_eq(e.code, CQ_ENOMEM, "code %d: %s", e.code, e.message);

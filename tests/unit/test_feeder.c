@@ -76,9 +76,12 @@ static void setup(void)
     cr_assert_not_null(fx.board);
     cr_assert_eq(cq_spsc_init(&fx.ring, 1024, sizeof(struct cq_market_event)), 0);
     /* Port 9 on loopback: nothing listens; nothing here reaches the venue. */
-    struct cq_feeder_options fo = {.cfg = fx.cfg, .board = fx.board,
-                                   .rest_url = "http://127.0.0.1:9", .ws_url = "ws://127.0.0.1:9",
-                                   .to_ares = &fx.ring, .clock = &fx.clock};
+    struct cq_feeder_options fo = {.cfg = fx.cfg,
+                                   .board = fx.board,
+                                   .rest_url = "http://127.0.0.1:9",
+                                   .ws_url = "ws://127.0.0.1:9",
+                                   .to_ares = &fx.ring,
+                                   .clock = &fx.clock};
     fx.f = cq_feeder_new(&fo, &err);
     cr_assert_not_null(fx.f, "feeder: %s", err.message);
     cq_feeder__assume_streaming(fx.f);
@@ -302,8 +305,11 @@ Test(feeder, backfill_against_a_silent_venue_blocks_neither_stream_nor_free)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     struct cq_err err;
     cq_feeder_free(fx.f);
-    struct cq_feeder_options fo = {.cfg = fx.cfg, .board = fx.board, .rest_url = url,
-                                   .ws_url = "ws://127.0.0.1:9", .to_ares = &fx.ring,
+    struct cq_feeder_options fo = {.cfg = fx.cfg,
+                                   .board = fx.board,
+                                   .rest_url = url,
+                                   .ws_url = "ws://127.0.0.1:9",
+                                   .to_ares = &fx.ring,
                                    .clock = &fx.clock};
     fx.f = cq_feeder_new(&fo, &err);
     cr_assert_not_null(fx.f, "feeder: %s", err.message);
@@ -370,7 +376,8 @@ Test(feeder, symbol_of_max_chars_works_end_to_end)
                                    "abcdefghijklmnopqrst@trade"),
                        "subscription: %s", url);
     static const char json[] =
-        "{\"stream\":\"abcdefghijklmnopqrst@kline_1m\",\"data\":{\"e\":\"kline\",\"E\":1723161600001,"
+        "{\"stream\":\"abcdefghijklmnopqrst@kline_1m\",\"data\":{\"e\":\"kline\",\"E\":"
+        "1723161600001,"
         "\"s\":\"" SYM20 "\",\"k\":{\"t\":1723161540000,\"T\":1723161599999,\"s\":\"" SYM20
         "\",\"i\":\"1m\",\"o\":\"10\",\"c\":\"11\",\"h\":\"12\",\"l\":\"9\",\"v\":\"1\","
         "\"n\":1,\"x\":true,\"q\":\"10\"}}}";

@@ -27,8 +27,12 @@ static void setup(void)
 {
     cr_assert_not_null(mkdtemp(tmpdir));
     snprintf(logdir, sizeof(logdir), "%s/logs", tmpdir);
-    struct cq_log_options lo = {.dir = logdir, .to_stderr = false, .level = CQ_LOG_INFO,
-                                .max_bytes = 1 << 20, .keep = 2, .ring_lines = 100,
+    struct cq_log_options lo = {.dir = logdir,
+                                .to_stderr = false,
+                                .level = CQ_LOG_INFO,
+                                .max_bytes = 1 << 20,
+                                .keep = 2,
+                                .ring_lines = 100,
                                 .clock = NULL};
     cr_assert_eq(cq_log_open(&lo, NULL), 0);
     clk = fake_clock_as_clock(&fc);
@@ -102,9 +106,8 @@ Test(health, publish_sets_every_field)
     cr_expect_str_eq(str_of(rec, "detail"), "weight 1150/1200");
     cr_expect_str_eq(str_of(rec, "updated_at"), "2025-11-21T00:00:01.500000Z");
     cr_expect_eq(json_integer_value(json_object_get(rec, "freshness_ms")), 250);
-    cr_expect_eq(json_integer_value(json_object_get(json_object_get(rec, "details"),
-                                                    "used_weight")),
-                 1150);
+    cr_expect_eq(
+        json_integer_value(json_object_get(json_object_get(rec, "details"), "used_weight")), 1150);
     json_decref(rec);
 }
 
@@ -129,8 +132,7 @@ Test(health, all_ready_lists_every_unready_service)
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
         cq_health_publish(board, (enum cq_service_id)i, CQ_HEALTH_OK, true, "", "", NULL);
     }
-    cq_health_publish(board, CQ_SVC_ARES, CQ_HEALTH_STARTING, false, "warmup", "12/26 bars",
-                      NULL);
+    cq_health_publish(board, CQ_SVC_ARES, CQ_HEALTH_STARTING, false, "warmup", "12/26 bars", NULL);
     cr_expect_not(cq_health_all_ready(board, &reasons));
     cr_assert_eq(json_array_size(reasons), 1);
     json_t *r = json_array_get(reasons, 0);
@@ -169,10 +171,10 @@ Test(health, records_match_the_schema)
     cr_assert_eq(json_object_size(all), CQ_SVC__COUNT);
     const char *name;
     json_t *rec;
-    json_object_foreach(all, name, rec) {
+    json_object_foreach(all, name, rec)
+    {
         char why[512];
-        cr_expect_eq(cq_jsonschema_validate(schema, rec, why, sizeof(why)), 0, "%s: %s", name,
-                     why);
+        cr_expect_eq(cq_jsonschema_validate(schema, rec, why, sizeof(why)), 0, "%s: %s", name, why);
     }
     /* The schema must reject what is not a record. */
     json_t *bad = json_deep_copy(json_object_get(all, "feeder"));
@@ -193,7 +195,8 @@ Test(health, files_are_written_whole)
     cr_assert_eq(cq_health_write_files(board, dir, NULL), 0);
     for (int i = 0; i < CQ_SVC__COUNT; i++) {
         char path[600];
-        snprintf(path, sizeof(path), "%s/%s.json", dir, cq_health_service_name((enum cq_service_id)i));
+        snprintf(path, sizeof(path), "%s/%s.json", dir,
+                 cq_health_service_name((enum cq_service_id)i));
         json_t *rec = load_json(path);
         cr_expect_str_eq(str_of(rec, "service"), cq_health_service_name((enum cq_service_id)i));
         json_decref(rec);

@@ -36,8 +36,8 @@ static char *pattern(size_t len)
 
 /* Feed body[0, len) in pieces of `piece` bytes (the last one shorter);
  * returns the status after the last piece. */
-static enum cq_http_body_status feed_in_pieces(struct cq_http_body *b, const char *body,
-                                               size_t len, size_t piece)
+static enum cq_http_body_status feed_in_pieces(struct cq_http_body *b, const char *body, size_t len,
+                                               size_t piece)
 {
     enum cq_http_body_status st = CQ_HTTP_BODY_OK;
     for (size_t off = 0; off < len; off += piece) {

@@ -40,7 +40,7 @@ static struct fake_clock fc = FAKE_CLOCK_INIT(1000, 1763683200000000LL);
 static struct cq_clock clk;
 static struct cq_health_board *board;
 static char tmpdir[] = "/tmp/cq-journal-XXXXXX";
-static char jdir[512];    /* tmpdir/data/journal */
+static char jdir[512]; /* tmpdir/data/journal */
 static char logdir[512];
 
 static void setup(void)
@@ -48,8 +48,12 @@ static void setup(void)
     cr_assert_not_null(mkdtemp(tmpdir));
     snprintf(logdir, sizeof(logdir), "%s/logs", tmpdir);
     snprintf(jdir, sizeof(jdir), "%s/data/journal", tmpdir);
-    struct cq_log_options lo = {.dir = logdir, .to_stderr = false, .level = CQ_LOG_DEBUG,
-                                .max_bytes = 64 << 20, .keep = 2, .ring_lines = 2000,
+    struct cq_log_options lo = {.dir = logdir,
+                                .to_stderr = false,
+                                .level = CQ_LOG_DEBUG,
+                                .max_bytes = 64 << 20,
+                                .keep = 2,
+                                .ring_lines = 2000,
                                 .clock = NULL};
     cr_assert_eq(cq_log_open(&lo, NULL), 0);
     clk = fake_clock_as_clock(&fc);
@@ -70,13 +74,14 @@ static void teardown(void)
 
 TestSuite(journal, .init = setup, .fini = teardown, .timeout = 60);
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
-#define WAIT_FOR(cond, ms)                                                                      \
-    do {                                                                                        \
-        for (int wf_i_ = 0; wf_i_ < (ms) / 2 && !(cond); wf_i_++) {                             \
-            cq_time_sleep_ms(2);                                                                \
-        }                                                                                       \
+#define WAIT_FOR(cond, ms)                                                                         \
+    do {                                                                                           \
+        for (int wf_i_ = 0; wf_i_ < (ms) / 2 && !(cond); wf_i_++) {                                \
+            cq_time_sleep_ms(2);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static struct cq_journal_options opts_default(void)
@@ -123,8 +128,8 @@ static void stop_j(struct cq_journal *j)
 static uint64_t app(struct cq_journal *j, uint16_t type, const char *scope, const char *payload)
 {
     uint64_t seq = 0;
-    int rc = cq_journal_append(j, type, scope, payload, payload != NULL ? strlen(payload) : 0,
-                               &seq);
+    int rc =
+        cq_journal_append(j, type, scope, payload, payload != NULL ? strlen(payload) : 0, &seq);
     cr_assert_eq(rc, 0, "append %s: %s", scope, cq_strerror(rc));
     fake_clock_advance_ms(&fc, 1);
     return seq;
@@ -394,7 +399,8 @@ static struct cq_journal_stats stats_of(struct cq_journal *j)
     return s;
 }
 
-/* ---- hashes ------------------------------------------------------------------------------------ */
+/* ---- hashes ------------------------------------------------------------------------------------
+ */
 
 Test(journal, crc32c_check_value_and_paths_agree)
 {
@@ -446,7 +452,8 @@ Test(journal, record_type_names_round_trip)
     cr_expect_str_eq(cq_rec_type_name(CQ_REC_ORDER_INTENT), "order.intent");
 }
 
-/* ---- the format: golden bytes ---------------------------------------------------------------------- */
+/* ---- the format: golden bytes
+ * ---------------------------------------------------------------------- */
 
 static const char *const golden_files[] = {"seg-00000001.cqj", "seg-00000002.cqj",
                                            "snap-00000000000000000004.cqs"};
@@ -516,7 +523,7 @@ Test(journal, golden_bytes)
     uint8_t *s1 = slurp(p1, &n1);
     uint8_t *s2 = slurp(p2, &n2);
     cr_assert_eq(memcmp(s1, "CQJSEG\r\n", 8), 0);
-    cr_expect_eq(cqj_get16(s1 + 8), 1);  /* format version */
+    cr_expect_eq(cqj_get16(s1 + 8), 1);   /* format version */
     cr_expect_eq(cqj_get16(s1 + 10), 40); /* header length */
     cr_expect_eq(cqj_get32(s1 + 12), 1);  /* segment number */
     cr_expect_eq(cqj_get64(s1 + 16), 1);  /* first seq */
@@ -539,7 +546,7 @@ Test(journal, golden_bytes)
     const uint8_t *r2 = r1 + len1;
     uint32_t len2 = cqj_get32(r2);
     cr_expect_eq(cqj_get64(r2 + 8), 2);
-    cr_expect_eq((int64_t)cqj_get64(r2 + 16), 1763683200001000LL); /* one ms later */
+    cr_expect_eq((int64_t)cqj_get64(r2 + 16), 1763683200001000LL);        /* one ms later */
     cr_expect_eq(cqj_get64(r2 + 28), cq_journal__xxh64(r1, len1 - 4, 0)); /* the chain */
     cr_expect_eq(n1, 40 + len1 + len2);
     /* segment 2 starts at seq 3 and chains to record 2 across the boundary */
@@ -552,13 +559,14 @@ Test(journal, golden_bytes)
 
     /* the canonical state, literally */
     char *d = replay_dump(false);
-    cr_expect_str_eq(d, "{\"last_seq\":4,\"orders\":{\"cq-1\":{\"last_seq\":3,\"scope\":\"BTCUSDT\","
-                        "\"status\":\"acked\"}},\"records\":4,\"scopes\":{\"BTCUSDT\":{\"last_seq\":"
-                        "3,\"quarantine_reason\":null,\"quarantined\":false,\"records\":2},"
-                        "\"global\":{\"last_seq\":1,\"quarantine_reason\":null,\"quarantined\":"
-                        "false,\"records\":1},\"ops\":{\"last_seq\":4,\"quarantine_reason\":null,"
-                        "\"quarantined\":false,\"records\":1}},\"types\":{\"config.loaded\":1,"
-                        "\"note\":1,\"order.ack\":1,\"order.intent\":1}}\n");
+    cr_expect_str_eq(d,
+                     "{\"last_seq\":4,\"orders\":{\"cq-1\":{\"last_seq\":3,\"scope\":\"BTCUSDT\","
+                     "\"status\":\"acked\"}},\"records\":4,\"scopes\":{\"BTCUSDT\":{\"last_seq\":"
+                     "3,\"quarantine_reason\":null,\"quarantined\":false,\"records\":2},"
+                     "\"global\":{\"last_seq\":1,\"quarantine_reason\":null,\"quarantined\":"
+                     "false,\"records\":1},\"ops\":{\"last_seq\":4,\"quarantine_reason\":null,"
+                     "\"quarantined\":false,\"records\":1}},\"types\":{\"config.loaded\":1,"
+                     "\"note\":1,\"order.ack\":1,\"order.intent\":1}}\n");
     free(d);
 }
 
@@ -593,7 +601,8 @@ Test(journal, golden_files_are_read_back)
     free(b);
 }
 
-/* ---- verify: every corruption kind, with its segment and offset ------------------------------------- */
+/* ---- verify: every corruption kind, with its segment and offset
+ * ------------------------------------- */
 
 #define STD_RECORDS 30
 #define STD_SEG_MAX 700
@@ -935,7 +944,8 @@ Test(journal, torn_segment_creation_is_removed)
     cr_expect_eq(rep.records, STD_RECORDS + 1);
 }
 
-/* ---- recovery: the corruption cut, quarantine and the bundle ------------------------------------------ */
+/* ---- recovery: the corruption cut, quarantine and the bundle
+ * ------------------------------------------ */
 
 static int bundle_dirs(char names[][1024], int max)
 {
@@ -1175,7 +1185,8 @@ Test(journal, deleted_middle_segment_is_cut_with_global_quarantine)
     cr_expect(exists(path), "segment 4 was not kept as evidence");
 }
 
-/* ---- issue 9.1: zeros inside acknowledged data are corruption, not a torn tail ----------------------- */
+/* ---- issue 9.1: zeros inside acknowledged data are corruption, not a torn tail
+ * ----------------------- */
 
 #define ACKED_RECORDS 200
 
@@ -1349,8 +1360,7 @@ Test(journal, last_record_with_damaged_length_is_corruption_not_torn)
         spit(p, b, n);
         free(b);
         struct cq_journal_verify_report rep = verify();
-        cr_expect_not(rep.torn_tail, "mode %d: verify calls it a torn tail: %s", mode,
-                      rep.problem);
+        cr_expect_not(rep.torn_tail, "mode %d: verify calls it a torn tail: %s", mode, rep.problem);
         expect_nothing_acked_dropped();
     }
 }
@@ -1380,7 +1390,8 @@ Test(journal, zero_length_field_at_the_real_tail_is_still_torn)
     cq_journal_free(j);
 }
 
-/* ---- 17.tests: a repeated or backwards seq with a valid CRC and chain ---------------------------------- */
+/* ---- 17.tests: a repeated or backwards seq with a valid CRC and chain
+ * ---------------------------------- */
 
 /* Rewrite record k (0-based, in segment 1) to carry seq, keeping its chain
  * link and CRC valid, and re-chain every record after it. */
@@ -1452,7 +1463,8 @@ Test(journal, seq_skip_flag_is_refused_outside_quarantine_and_backwards)
     cr_expect_not(rep.torn_tail);
 }
 
-/* ---- snapshots ---------------------------------------------------------------------------------------- */
+/* ---- snapshots
+ * ---------------------------------------------------------------------------------------- */
 
 static void wait_snapshot(struct cq_journal *j, uint64_t seq)
 {
@@ -1603,9 +1615,8 @@ Test(journal, retention_keeps_two_snapshots_and_prunes_segments)
     struct cq_journal__seg_header h;
     struct cq_journal__problem pb;
     if (l.n_segs > 1) {
-        cr_assert_eq(cq_journal__read_seg_header(jdir, cq_journal_fs_posix(), l.segs[1], &h, &pb,
-                                                 NULL),
-                     0);
+        cr_assert_eq(
+            cq_journal__read_seg_header(jdir, cq_journal_fs_posix(), l.segs[1], &h, &pb, NULL), 0);
         cr_expect_gt(h.first_seq, 90);
     }
     cq_journal__dirlist_fini(&l);
@@ -1629,7 +1640,8 @@ Test(journal, retention_keeps_two_snapshots_and_prunes_segments)
     free(live);
 }
 
-/* ---- the queue and durability ------------------------------------------------------------------------- */
+/* ---- the queue and durability
+ * ------------------------------------------------------------------------- */
 
 Test(journal, queue_full_returns_efull_and_loses_nothing)
 {
@@ -1703,8 +1715,7 @@ Test(journal, wait_durable_in_every_policy)
         cr_expect_eq(cq_journal_wait_durable(j, 0, 10), 0);
         cr_expect_gt(stats_of(j).commit_wait_p99_us, 0);
         stop_j(j);
-        cr_expect_eq(fake_fs_unsynced_bytes(ff), 0, "%s: stop makes everything durable",
-                     names[i]);
+        cr_expect_eq(fake_fs_unsynced_bytes(ff), 0, "%s: stop makes everything durable", names[i]);
         cq_journal_free(j);
         fake_fs_free(ff);
     }
@@ -1804,7 +1815,8 @@ Test(journal, many_producers_get_unique_contiguous_seqs)
     cr_expect(rep.ok, "%s", rep.problem);
 }
 
-/* ---- faults through the filesystem boundary ------------------------------------------------------------- */
+/* ---- faults through the filesystem boundary
+ * ------------------------------------------------------------- */
 
 static struct cq_journal *open_faulty(struct fake_fs *ff)
 {
@@ -2032,7 +2044,8 @@ Test(journal, power_loss_keeps_every_durable_record)
     }
 }
 
-/* ---- determinism, export, quarantine ------------------------------------------------------------------- */
+/* ---- determinism, export, quarantine
+ * ------------------------------------------------------------------- */
 
 Test(journal, replay_is_deterministic)
 {
@@ -2081,8 +2094,7 @@ Test(journal, replay_is_deterministic)
     cr_expect_str_eq(json_string_value(json_object_get(sol, "quarantine_reason")), "unspecified");
     json_t *o0 = json_object_get(json_object_get(s, "orders"), "o-0");
     cr_expect_str_eq(json_string_value(json_object_get(o0, "status")), "filled");
-    cr_expect_eq(json_integer_value(json_object_get(json_object_get(s, "types"), "quarantine")),
-                 2);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(s, "types"), "quarantine")), 2);
     json_decref(s);
     /* and after a reopen */
     j = open_j(&o, NULL);
@@ -2189,7 +2201,8 @@ Test(journal, scope_quarantine_marks_at_once_and_persists)
     cq_journal_free(j);
 }
 
-/* ---- the live journal: validation, rolls, verify, stats, health ------------------------------------------ */
+/* ---- the live journal: validation, rolls, verify, stats, health
+ * ------------------------------------------ */
 
 Test(journal, append_rejects_bad_input)
 {
@@ -2200,16 +2213,15 @@ Test(journal, append_rejects_bad_input)
     cr_expect_eq(cq_journal_append(j, 0, "ops", "x", 1, &seq), -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC__MAX, "ops", "x", 1, &seq), -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "", "x", 1, &seq), -CQ_EINVAL);
-    cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "a-scope-name-that-is-longer-than-31", "x", 1,
-                                   &seq),
-                 -CQ_EINVAL);
+    cr_expect_eq(
+        cq_journal_append(j, CQ_REC_NOTE, "a-scope-name-that-is-longer-than-31", "x", 1, &seq),
+        -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "two words", "x", 1, &seq), -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "ops", big, sizeof(big), &seq), -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "ops", NULL, 3, &seq), -CQ_EINVAL);
     cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "ops", big, CQ_JOURNAL_PAYLOAD_MAX, &seq), 0);
-    cr_expect_eq(cq_journal_append(j, CQ_REC_NOTE, "0123456789012345678901234567890", NULL, 0,
-                                   &seq),
-                 0);
+    cr_expect_eq(
+        cq_journal_append(j, CQ_REC_NOTE, "0123456789012345678901234567890", NULL, 0, &seq), 0);
     cr_expect_eq(seq, 2);
     start_j(j);
     stop_j(j);
@@ -2321,12 +2333,26 @@ Test(journal, stats_and_health_through_the_lifecycle)
     cr_expect_gt(st.commit_wait_p99_us, 0);
     cr_expect_geq(st.commit_wait_p99_us, st.commit_wait_p50_us);
     json_t *js = cq_journal_stats_json(&st);
-    static const char *const keys[] = {
-        "state", "last_seq", "written_seq", "durable_seq", "queue_depth", "queue_capacity",
-        "appends_total", "full_total", "bytes_written_total", "fsyncs_total", "batches_total",
-        "commit_wait_p50_us", "commit_wait_p99_us", "snapshots_total", "snapshot_seq",
-        "segments", "verified_segments_total", "verify_failures_total", "pauses_total",
-        "last_error"};
+    static const char *const keys[] = {"state",
+                                       "last_seq",
+                                       "written_seq",
+                                       "durable_seq",
+                                       "queue_depth",
+                                       "queue_capacity",
+                                       "appends_total",
+                                       "full_total",
+                                       "bytes_written_total",
+                                       "fsyncs_total",
+                                       "batches_total",
+                                       "commit_wait_p50_us",
+                                       "commit_wait_p99_us",
+                                       "snapshots_total",
+                                       "snapshot_seq",
+                                       "segments",
+                                       "verified_segments_total",
+                                       "verify_failures_total",
+                                       "pauses_total",
+                                       "last_error"};
     for (size_t i = 0; i < CQ_ARRAY_LEN(keys); i++) {
         cr_expect_not_null(json_object_get(js, keys[i]), "stats JSON lacks %s", keys[i]);
     }
@@ -2369,8 +2395,8 @@ Test(journal, order_state_reads_only_a_top_level_json_string_id)
     json_t *s = cq_journal_state_json(j);
     cq_journal_free(j);
     json_t *orders = json_object_get(s, "orders");
-    static const char *const expect[] = {"plain", "spaced", "escaped-key",
-                                         "caf\xc3\xa9-\xf0\x9f\x98\x80", "dup-last", "n"};
+    static const char *const expect[] = {
+        "plain", "spaced", "escaped-key", "caf\xc3\xa9-\xf0\x9f\x98\x80", "dup-last", "n"};
     cr_expect_eq(json_object_size(orders), CQ_ARRAY_LEN(expect), "%zu orders",
                  json_object_size(orders));
     for (size_t i = 0; i < CQ_ARRAY_LEN(expect); i++) {
@@ -2405,8 +2431,11 @@ Test(journal, direct_state_dump_matches_the_canonical_json_dump)
         {CQ_REC_UNQUARANTINE, "global", "{}"},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(recs); i++) {
-        struct cq_journal_record r = {.seq = i + 1, .ts_us = 0, .type = recs[i].type,
-                                      .scope = recs[i].scope, .payload = recs[i].payload,
+        struct cq_journal_record r = {.seq = i + 1,
+                                      .ts_us = 0,
+                                      .type = recs[i].type,
+                                      .scope = recs[i].scope,
+                                      .payload = recs[i].payload,
                                       .payload_len = strlen(recs[i].payload)};
         cr_assert_eq(cq_journal__state_apply(st, &r), 0);
     }
@@ -2462,7 +2491,8 @@ Test(journal, restart_syncs_the_directory_before_acknowledging)
     fake_fs_free(ff);
 }
 
-/* ---- issue 17: hostile journal directories ---------------------------------------------------------- */
+/* ---- issue 17: hostile journal directories
+ * ---------------------------------------------------------- */
 
 /* Rewrite the last record of segment 1 through fn (which may change its
  * fields), re-sealed so its CRC and chain link stay valid. */
@@ -2487,7 +2517,7 @@ static void forge_last(void (*fn)(uint8_t *rec, void *ctx), void *ctx, size_t ex
 
 static void set_ts(uint8_t *rec, void *ctx)
 {
-    cqj_put64(rec + CQJ_R_TS, (uint64_t)*(int64_t *)ctx);
+    cqj_put64(rec + CQJ_R_TS, (uint64_t) * (int64_t *)ctx);
 }
 
 /* 17.10: a timestamp no clock gives: verify refuses it (the documented
@@ -2543,8 +2573,8 @@ Test(journal, timestamps_outside_the_range_are_refused)
 
 Test(journal, rfc3339_is_whole_for_every_int64)
 {
-    static const int64_t v[] = {INT64_MIN, INT64_MIN + 1, -62167219200000001LL, -1, 0, 1,
-                                253402300799999999LL, 253402300800000000LL, INT64_MAX};
+    static const int64_t v[] = {INT64_MIN, INT64_MIN + 1,        -62167219200000001LL, -1,       0,
+                                1,         253402300799999999LL, 253402300800000000LL, INT64_MAX};
     for (size_t i = 0; i < CQ_ARRAY_LEN(v); i++) {
         char buf[CQ_RFC3339_US_LEN];
         cq_time_rfc3339_us(v[i], buf, sizeof(buf));
@@ -2838,8 +2868,8 @@ Test(journal, fifo_at_the_next_segment_pauses_instead_of_hanging, .timeout = 30)
     cr_assert_eq(mkfifo(p, 0600), 0);
     uint64_t seq = 0;
     for (int i = 0; i < 20; i++) {
-        int rc = cq_journal_append(j, CQ_REC_NOTE, "ops", "0123456789012345678901234567890123456789",
-                                   40, &seq);
+        int rc = cq_journal_append(j, CQ_REC_NOTE, "ops",
+                                   "0123456789012345678901234567890123456789", 40, &seq);
         if (rc < 0) {
             break;
         }

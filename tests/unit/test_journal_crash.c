@@ -485,8 +485,8 @@ struct dir_check {
     struct cq_journal_verify_report rep;
     uint64_t first, last, n;
     size_t snapshots, segments;
-    bool cut;             /* recovery reported corruption and cut (allowed by the caller) */
-    uint64_t last_good;   /* when cut: the last record kept before the quarantine records */
+    bool cut;           /* recovery reported corruption and cut (allowed by the caller) */
+    uint64_t last_good; /* when cut: the last record kept before the quarantine records */
 };
 
 /* After a cut: the records before the first QUARANTINE record are the
@@ -525,8 +525,7 @@ static int cut_check_one(void *vctx, const struct cq_journal_record *rec)
 /* A cut was made (allowed): every acknowledged record must still be live,
  * the evidence in a bundle, and no seq used twice. */
 static bool check_cut(const char *root, const char *dir, uint64_t acked,
-                      const struct dir_runs *runs, struct dir_check *out, char *why,
-                      size_t why_len)
+                      const struct dir_runs *runs, struct dir_check *out, char *why, size_t why_len)
 {
     char bundles[PATH_BUF];
     snprintf(bundles, sizeof(bundles), "%s/bundles", root);
@@ -1587,8 +1586,8 @@ static size_t parse_records(const uint8_t *b, size_t n, uint32_t segno, struct d
 
 struct seen_ctx {
     uint64_t n_acked;
-    uint8_t *live;     /* live[seq] = 1 when an intact child record seq is readable */
-    uint64_t bad_seq;  /* a record that is not the child's, or reuses a seq */
+    uint8_t *live;    /* live[seq] = 1 when an intact child record seq is readable */
+    uint64_t bad_seq; /* a record that is not the child's, or reuses a seq */
     char why[256];
 };
 
@@ -1729,8 +1728,8 @@ static bool run_damage(const char *root, uint64_t seed, struct dmg_outcome *o, c
     size_t damaged_len = n;
 
     cq_err_clear(&err);
-    struct cq_journal_options jo2 = {.dir = dir, .fsync = CQ_JOURNAL_FSYNC_GROUP,
-                                     .segment_max_bytes = jo.segment_max_bytes};
+    struct cq_journal_options jo2 = {
+        .dir = dir, .fsync = CQ_JOURNAL_FSYNC_GROUP, .segment_max_bytes = jo.segment_max_bytes};
     j = cq_journal_open(&jo2, &rec, &err);
     if (j == NULL) {
         snprintf(why, why_len, "%s %s at segment %u offset %" PRIu64 ": open failed: %s",
@@ -1744,8 +1743,10 @@ static bool run_damage(const char *root, uint64_t seed, struct dmg_outcome *o, c
     size_t wl = strlen(why);
     bool ok = true;
     if (rec.torn_tail_truncated) {
-        snprintf(why + wl, why_len - wl, "cut as a torn tail (%" PRIu64 " bytes): "
-                 "acknowledged records dropped", rec.torn_bytes);
+        snprintf(why + wl, why_len - wl,
+                 "cut as a torn tail (%" PRIu64 " bytes): "
+                 "acknowledged records dropped",
+                 rec.torn_bytes);
         ok = false;
     }
     struct seen_ctx sc = {.n_acked = n_acked, .live = calloc(n_acked + 2, 1)};
@@ -1820,8 +1821,9 @@ static bool run_damage(const char *root, uint64_t seed, struct dmg_outcome *o, c
         o->cut = rec.corrupt_segments != 0;
     }
     if (ok && rec.corrupt_segments != 0 && rec.last_seq <= n_acked) {
-        snprintf(why + wl, why_len - wl, "the journal continues at seq %" PRIu64
-                 " after %" PRIu64 " records: a seq would be used twice",
+        snprintf(why + wl, why_len - wl,
+                 "the journal continues at seq %" PRIu64 " after %" PRIu64
+                 " records: a seq would be used twice",
                  rec.last_seq + 1, n_acked);
         ok = false;
     }

@@ -442,8 +442,8 @@ Test(log, owned_fields_released_at_every_level, .init = setup, .fini = teardown,
         cq_log_set_level(levels[set]);
         for (size_t at = 0; at < CQ_ARRAY_LEN(levels); at++) {
             json_incref(held); /* the reference "s:o" steals */
-            cq_log(levels[at], "t", "owned_field", json_pack("{s:o}", "held", held),
-                   "held at %s", cq_log_level_name(levels[at]));
+            cq_log(levels[at], "t", "owned_field", json_pack("{s:o}", "held", held), "held at %s",
+                   cq_log_level_name(levels[at]));
             cr_assert_eq(held->refcount, 1,
                          "CQ_LOG_LEVEL=%s: a %s line kept a reference to its fields "
                          "(refcount %zu)",

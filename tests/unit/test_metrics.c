@@ -346,8 +346,7 @@ Test(metrics, every_series_shows_its_own_field, .init = setup, .fini = teardown,
     for (size_t i = 0; i < CQ_ARRAY_LEN(promised); i++) {
         char want[256];
         snprintf(want, sizeof(want), "\n# TYPE %s %s\n", promised[i][0], promised[i][1]);
-        cr_expect(strstr(text, want) != NULL, "no '# TYPE %s %s'", promised[i][0],
-                  promised[i][1]);
+        cr_expect(strstr(text, want) != NULL, "no '# TYPE %s %s'", promised[i][0], promised[i][1]);
         cr_expect(has_comment(text, "HELP", promised[i][0]), "no HELP for %s", promised[i][0]);
         /* at least one sample of the family */
         bool found = false;
@@ -439,8 +438,7 @@ static struct page *poll_until(const char *key, uint64_t want, int64_t timeout_m
     }
 }
 
-Test(metrics, trader_and_journal_move_their_series, .init = setup, .fini = teardown,
-     .timeout = 60)
+Test(metrics, trader_and_journal_move_their_series, .init = setup, .fini = teardown, .timeout = 60)
 {
     /* the journal, on disk, publishing into the board */
     char jdir[600];
@@ -531,8 +529,7 @@ Test(metrics, uptime_is_the_process_age, .init = setup, .fini = teardown, .timeo
 
 /* ---- the exposition format, and promtool ----------------------------------------------- */
 
-Test(metrics, lines_follow_the_exposition_format, .init = setup, .fini = teardown,
-     .timeout = 30)
+Test(metrics, lines_follow_the_exposition_format, .init = setup, .fini = teardown, .timeout = 30)
 {
     set_distinct_counters();
     char *text = NULL;

@@ -193,7 +193,7 @@ Test(reload, stop_abandons_a_stuck_reload_within_its_wait)
     cr_assert_geq(waited, 50);
     cr_assert_lt(waited, 5000); /* loose: the wait is bounded, not the read */
     hold(false);                /* the hung read returns; the thread frees its job */
-    sleep_ms(200); /* let it finish before the process exits (leak check) */
+    sleep_ms(200);              /* let it finish before the process exits (leak check) */
 }
 
 Test(reload, stop_joins_a_reload_that_finishes_within_its_wait)

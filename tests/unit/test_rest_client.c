@@ -473,8 +473,8 @@ Test(rest_client, caller_bugs_are_einval, .init = setup_no_sim, .fini = teardown
     o.api_secret = NULL;
     struct cq_rest_client *c = client_new(&o);
     struct cq_rest_response r;
-    cr_expect_eq(cq_rest_call(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, &r),
-                 -CQ_EINVAL, "signed request without a key");
+    cr_expect_eq(cq_rest_call(c, "GET", "/api/v3/account", NULL, CQ_SEC_SIGNED, 20, &r), -CQ_EINVAL,
+                 "signed request without a key");
     cr_expect(strstr(r.msg, "without an API key") != NULL, "%s", r.msg);
     cr_expect_eq(cq_rest_call(c, "POST", "/api/v3/userDataStream", NULL, CQ_SEC_API_KEY, 2, &r),
                  -CQ_EINVAL, "API-key request without a key");
@@ -487,8 +487,9 @@ Test(rest_client, caller_bugs_are_einval, .init = setup_no_sim, .fini = teardown
      * no leading '/', '%' escapes, empty and dot segments (curl removes
      * "/../", so "/api/v3/x/../order" is POST /api/v3/order on the wire) */
     static const char *const bad_paths[] = {
-        "api/v3/time", "/api/v3/time?x=1", "/api/v3/%6Frder", "/api/v3//order",
-        "/api/v3/x/../order", "/api/v3/./order", "/api/v3/order/..", "/api/v3\\order", "",
+        "api/v3/time",      "/api/v3/time?x=1",   "/api/v3/%6Frder",
+        "/api/v3//order",   "/api/v3/x/../order", "/api/v3/./order",
+        "/api/v3/order/..", "/api/v3\\order",     "",
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(bad_paths); i++) {
         cr_expect_eq(cq_rest_call(c, "POST", bad_paths[i], NULL, CQ_SEC_NONE, 1, &r), -CQ_EINVAL,
@@ -581,13 +582,20 @@ Test(rest_client, safe_call_refuses_every_order_endpoint, .init = setup_no_sim, 
         const char *method;
         const char *path;
     } safe[] = {
-        {"GET", "/api/v3/order"},          {"GET", "/api/v3/openOrders"},
-        {"GET", "/api/v3/orderList"},      {"GET", "/api/v3/allOrders"},
-        {"GET", "/api/v3/openOrderList"},  {"GET", "/api/v3/account"},
-        {"POST", "/api/v3/userDataStream"}, {"PUT", "/api/v3/userDataStream"},
-        {"DELETE", "/api/v3/userDataStream"}, {"POST", "/api/v3/orders"},
-        {"POST", "/api/v3/orderListing"},  {"POST", "/api/v3/sor/orders"},
-        {"POST", "/api/order"},            {"POST", "/api/vx/order"},
+        {"GET", "/api/v3/order"},
+        {"GET", "/api/v3/openOrders"},
+        {"GET", "/api/v3/orderList"},
+        {"GET", "/api/v3/allOrders"},
+        {"GET", "/api/v3/openOrderList"},
+        {"GET", "/api/v3/account"},
+        {"POST", "/api/v3/userDataStream"},
+        {"PUT", "/api/v3/userDataStream"},
+        {"DELETE", "/api/v3/userDataStream"},
+        {"POST", "/api/v3/orders"},
+        {"POST", "/api/v3/orderListing"},
+        {"POST", "/api/v3/sor/orders"},
+        {"POST", "/api/order"},
+        {"POST", "/api/vx/order"},
         {"POST", "/sapi/v1/something"},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(safe); i++) {
@@ -1767,8 +1775,8 @@ Test(rest_client, code_1007_retried_for_gets_unknown_for_orders, .init = setup_n
 /* The same POST answered 503: the safe door retries it (max_retries), the
  * order door sends it once and says UNKNOWN. Which happens is decided by
  * the function called, not by an argument. */
-Test(rest_client, post_5xx_retried_by_the_safe_door_never_by_the_order_door,
-     .init = setup_no_sim, .fini = teardown)
+Test(rest_client, post_5xx_retried_by_the_safe_door_never_by_the_order_door, .init = setup_no_sim,
+     .fini = teardown)
 {
     struct script_server srv;
     script_start(&srv, edge_routes, CQ_ARRAY_LEN(edge_routes));

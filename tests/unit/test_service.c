@@ -22,10 +22,10 @@
 struct probe {
     struct cq_health_board *board;
     atomic_int steps;
-    atomic_bool block;    /* next step blocks until released */
-    atomic_bool blocked;  /* a step is blocked now */
+    atomic_bool block;   /* next step blocks until released */
+    atomic_bool blocked; /* a step is blocked now */
     sem_t release;
-    int fail_at;          /* step number that returns an error (0 = never) */
+    int fail_at; /* step number that returns an error (0 = never) */
 };
 
 static int probe_step(void *ctx, int64_t now)
@@ -53,8 +53,12 @@ static struct cq_clock clk;
 
 static void setup(void)
 {
-    struct cq_log_options lo = {.dir = NULL, .to_stderr = false, .level = CQ_LOG_INFO,
-                                .max_bytes = 1 << 20, .keep = 2, .ring_lines = 100,
+    struct cq_log_options lo = {.dir = NULL,
+                                .to_stderr = false,
+                                .level = CQ_LOG_INFO,
+                                .max_bytes = 1 << 20,
+                                .keep = 2,
+                                .ring_lines = 100,
                                 .clock = NULL};
     cr_assert_eq(cq_log_open(&lo, NULL), 0);
     clk = fake_clock_as_clock(&fc);
@@ -102,7 +106,7 @@ Test(service, stall_verdict_table)
         int64_t now, beat, stall;
         bool stalled;
     } rows[] = {
-        {1000, 1000, 500, false}, {1500, 1000, 500, false}, {1501, 1000, 500, true},
+        {1000, 1000, 500, false}, {1500, 1000, 500, false},  {1501, 1000, 500, true},
         {9000, 1000, 5000, true}, {5999, 1000, 5000, false},
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {

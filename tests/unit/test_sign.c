@@ -20,18 +20,16 @@ static const char split_sig[] = "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a
 Test(sign, documented_vector_query_only)
 {
     char out[CQ_SIGN_HEX_LEN + 1];
-    cr_assert_eq(cq_sign_hmac_sha256_hex(secret, strlen(secret), whole, strlen(whole), NULL, 0,
-                                         out),
-                 0);
+    cr_assert_eq(
+        cq_sign_hmac_sha256_hex(secret, strlen(secret), whole, strlen(whole), NULL, 0, out), 0);
     cr_expect_str_eq(out, whole_sig);
 }
 
 Test(sign, documented_vector_body_only_is_the_same_bytes)
 {
     char out[CQ_SIGN_HEX_LEN + 1];
-    cr_assert_eq(cq_sign_hmac_sha256_hex(secret, strlen(secret), NULL, 0, whole, strlen(whole),
-                                         out),
-                 0);
+    cr_assert_eq(
+        cq_sign_hmac_sha256_hex(secret, strlen(secret), NULL, 0, whole, strlen(whole), out), 0);
     cr_expect_str_eq(out, whole_sig);
 }
 
@@ -48,8 +46,8 @@ Test(sign, verify_accepts_either_case_and_rejects_everything_else)
 {
     char upper[CQ_SIGN_HEX_LEN + 1];
     for (size_t i = 0; i <= CQ_SIGN_HEX_LEN; i++) {
-        upper[i] = (char)((whole_sig[i] >= 'a' && whole_sig[i] <= 'f') ? whole_sig[i] - 32
-                                                                       : whole_sig[i]);
+        upper[i] =
+            (char)((whole_sig[i] >= 'a' && whole_sig[i] <= 'f') ? whole_sig[i] - 32 : whole_sig[i]);
     }
     size_t n = strlen(whole);
     cr_expect(cq_sign_verify(secret, strlen(secret), whole, n, NULL, 0, whole_sig, 64));

@@ -110,7 +110,8 @@ static void bid(struct book *b, const char *p, const char *q)
     b->v.n_bids++;
 }
 
-static struct cq_sim__order_req base_req(int sym, enum cq_sim__side side, enum cq_sim__order_type type)
+static struct cq_sim__order_req base_req(int sym, enum cq_sim__side side,
+                                         enum cq_sim__order_type type)
 {
     struct cq_sim__order_req r;
     memset(&r, 0, sizeof(r));
@@ -121,8 +122,8 @@ static struct cq_sim__order_req base_req(int sym, enum cq_sim__side side, enum c
     return r;
 }
 
-static struct cq_sim__order_req limit(int sym, enum cq_sim__side side, enum cq_sim__tif tif, const char *qty,
-                                  const char *price)
+static struct cq_sim__order_req limit(int sym, enum cq_sim__side side, enum cq_sim__tif tif,
+                                      const char *qty, const char *price)
 {
     struct cq_sim__order_req r = base_req(sym, side, SIM_LIMIT);
     r.tif = tif;
@@ -133,7 +134,8 @@ static struct cq_sim__order_req limit(int sym, enum cq_sim__side side, enum cq_s
     return r;
 }
 
-static struct cq_sim__order_req maker(int sym, enum cq_sim__side side, const char *qty, const char *price)
+static struct cq_sim__order_req maker(int sym, enum cq_sim__side side, const char *qty,
+                                      const char *price)
 {
     struct cq_sim__order_req r = limit(sym, side, SIM_TIF_NONE, qty, price);
     r.type = SIM_LIMIT_MAKER;
@@ -170,18 +172,18 @@ struct placed {
     struct cq_sim__reject rej;
 };
 
-static struct placed place(struct cq_sim__engine *e, struct cq_sim__order_req r, const struct book *b,
-                           int64_t now_ms)
+static struct placed place(struct cq_sim__engine *e, struct cq_sim__order_req r,
+                           const struct book *b, int64_t now_ms)
 {
     struct placed p;
     memset(&p, 0, sizeof(p));
-    p.rc = cq_sim__engine_place(e, &r, b != NULL ? &b->v : NULL, now_ms, &p.o, p.fills, SIM_DEPTH_MAX,
-                            &p.n, &p.rej);
+    p.rc = cq_sim__engine_place(e, &r, b != NULL ? &b->v : NULL, now_ms, &p.o, p.fills,
+                                SIM_DEPTH_MAX, &p.n, &p.rej);
     return p;
 }
 
-static struct placed place_ok(struct cq_sim__engine *e, struct cq_sim__order_req r, const struct book *b,
-                              int64_t now_ms)
+static struct placed place_ok(struct cq_sim__engine *e, struct cq_sim__order_req r,
+                              const struct book *b, int64_t now_ms)
 {
     struct placed p = place(e, r, b, now_ms);
     cr_assert_eq(p.rc, 0, "place rejected: %d %s", p.rej.code, p.rej.msg);
@@ -213,7 +215,7 @@ static struct cq_sim__balance bal(const struct cq_sim__engine *e, const char *as
 
 #define assert_bal(e, asset, free_s, locked_s)                                                     \
     do {                                                                                           \
-        struct cq_sim__balance b_ = bal((e), (asset));                                                 \
+        struct cq_sim__balance b_ = bal((e), (asset));                                             \
         cr_assert(cq_dec_cmp(b_.free, D(free_s)) == 0, "%s free: got %s, want %s", (asset),        \
                   S(b_.free), (free_s));                                                           \
         cr_assert(cq_dec_cmp(b_.locked, D(locked_s)) == 0, "%s locked: got %s, want %s", (asset),  \
@@ -272,7 +274,8 @@ static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
     ev->event_ms = r->event_ms;
 }
 
-static void on_position(void *ctx, const struct cq_sim__balance *changed, size_t n, int64_t event_ms)
+static void on_position(void *ctx, const struct cq_sim__balance *changed, size_t n,
+                        int64_t event_ms)
 {
     (void)ctx;
     if (n_events >= EV_MAX) {
@@ -365,8 +368,8 @@ static void inv_open(void *ctx, const struct cq_sim__order *o)
     cq_dec rem, need;
     cr_assert_eq(cq_dec_sub(o->orig_qty, o->executed_qty, &rem), 0);
     /* a stop not yet triggered is open but not working (I3) */
-    bool waiting = cq_sim__order_type_is_stop(o->type) && !o->is_working &&
-                   o->status == SIM_NEW && o->working_ms == -1;
+    bool waiting = cq_sim__order_type_is_stop(o->type) && !o->is_working && o->status == SIM_NEW &&
+                   o->working_ms == -1;
     if (!(o->status == SIM_NEW || o->status == SIM_PARTIALLY_FILLED) ||
         (!o->is_working && !waiting) || rem.m <= 0 || (o->is_working && o->working_ms < 0)) {
         v->bad_open = true;
@@ -724,7 +727,9 @@ Test(sim_symbols, wire_names_round_trip)
         cr_assert_eq((int)side, i);
     }
     for (int i = SIM_LIMIT; i <= SIM_LIMIT_MAKER; i++) {
-        cr_assert_eq(cq_sim__order_type_parse(cq_sim__order_type_name((enum cq_sim__order_type)i), &type), 0);
+        cr_assert_eq(
+            cq_sim__order_type_parse(cq_sim__order_type_name((enum cq_sim__order_type)i), &type),
+            0);
         cr_assert_eq((int)type, i);
     }
     for (int i = SIM_GTC; i <= SIM_FOK; i++) {
@@ -839,12 +844,12 @@ static struct cq_sim__engine *custom_engine(void)
     cq_strlcpy(bals[1].asset, "TEST", SIM_ASSET_LEN);
     bals[1].free = D("1000");
     struct cq_sim__engine_config cfg = {.symbols = syms,
-                                    .n_symbols = 2,
-                                    .balances = bals,
-                                    .n_balances = 2,
-                                    .maker_bps = 2,
-                                    .taker_bps = 10,
-                                    .seed = 7};
+                                        .n_symbols = 2,
+                                        .balances = bals,
+                                        .n_balances = 2,
+                                        .maker_bps = 2,
+                                        .taker_bps = 10,
+                                        .seed = 7};
     struct cq_err err = {0};
     struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
@@ -869,9 +874,9 @@ static struct cq_sim__engine *bounds_engine(void)
     syms[0].filters.min_notional = CQ_DEC_ZERO;
     cr_assert_eq(cq_sim__symbol_defaults("NTLUSDT", &syms[1]), 0);
     syms[1].filters = (struct cq_sim__filters){.tick_size = D("0.00000001"),
-                                           .step_size = D("0.00000001"),
-                                           .min_notional = D("0.1"),
-                                           .max_notional = D("1")};
+                                               .step_size = D("0.00000001"),
+                                               .min_notional = D("0.1"),
+                                               .max_notional = D("1")};
     memset(bals, 0, sizeof(bals));
     cq_strlcpy(bals[0].asset, "USDT", SIM_ASSET_LEN);
     bals[0].free = D("1000000");
@@ -1127,8 +1132,8 @@ Test(sim_engine, rejection_codes_and_messages)
     cr_assert_eq(cq_sim__engine_cancel(e, BTC, again.o.order_id, "other", NULL, 8, &o, &rej),
                  -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
-    cr_assert_eq(cq_sim__engine_cancel(e, ETH, again.o.order_id, NULL, NULL, 8, &o, &rej), -CQ_EVENUE,
-                 "the order belongs to another symbol");
+    cr_assert_eq(cq_sim__engine_cancel(e, ETH, again.o.order_id, NULL, NULL, 8, &o, &rej),
+                 -CQ_EVENUE, "the order belongs to another symbol");
     cr_assert_eq(cq_sim__engine_get_order(e, BTC, 999, NULL, &o, &rej), -CQ_EVENUE);
     cr_assert_eq(rej.code, -2013);
     cr_assert_str_eq(rej.msg, "Order does not exist.");
@@ -1138,7 +1143,8 @@ Test(sim_engine, rejection_codes_and_messages)
     /* a filled order cannot be canceled */
     struct placed filled = place_ok(e, market(BTC, SIM_SELL, "0.1"), &b, 9);
     cr_assert_eq(filled.o.status, SIM_FILLED);
-    cr_assert_eq(cq_sim__engine_cancel(e, BTC, filled.o.order_id, NULL, NULL, 9, &o, &rej), -CQ_EVENUE);
+    cr_assert_eq(cq_sim__engine_cancel(e, BTC, filled.o.order_id, NULL, NULL, 9, &o, &rej),
+                 -CQ_EVENUE);
     cr_assert_eq(rej.code, -2011);
     check_invariants(e);
     cq_sim__engine_free(e);
@@ -1910,10 +1916,10 @@ Test(sim_engine, stop_orders_that_would_trigger_immediately_are_rejected)
         enum cq_sim__side side;
         const char *price, *stop;
     } bad[] = {
-        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "60000"},   /* at the last price */
-        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "59000"},   /* below */
-        {SIM_STOP_LOSS_LIMIT, SIM_SELL, "60100", "61000"},  /* above */
-        {SIM_TAKE_PROFIT_LIMIT, SIM_BUY, "60100", "61000"}, /* above */
+        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "60000"},    /* at the last price */
+        {SIM_STOP_LOSS_LIMIT, SIM_BUY, "60100", "59000"},    /* below */
+        {SIM_STOP_LOSS_LIMIT, SIM_SELL, "60100", "61000"},   /* above */
+        {SIM_TAKE_PROFIT_LIMIT, SIM_BUY, "60100", "61000"},  /* above */
         {SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "59000", "59000"}, /* below */
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(bad); i++) {
@@ -1925,8 +1931,10 @@ Test(sim_engine, stop_orders_that_would_trigger_immediately_are_rejected)
     }
     assert_bal(e, "USDT", "100000", "0");
     /* the good side of each: accepted */
-    cr_assert_eq(place(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_BUY, "0.1", "61100", "61000"), &b, 1).rc, 0);
-    cr_assert_eq(place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "61000", "61000"), &b, 1).rc, 0);
+    cr_assert_eq(
+        place(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_BUY, "0.1", "61100", "61000"), &b, 1).rc, 0);
+    cr_assert_eq(
+        place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "61000", "61000"), &b, 1).rc, 0);
     /* stopPrice: mandatory on stops, refused on the others */
     struct cq_sim__order_req r = stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "59000", "59000");
     r.has_stop_price = false;
@@ -1960,7 +1968,8 @@ Test(sim_engine, stop_orders_count_as_algo_orders_and_cancel_before_trigger)
             place_ok(e, stop_req(SIM_STOP_LOSS_LIMIT, SIM_SELL, "0.1", "58000", "59000"), &b, 1);
         first = first != 0 ? first : p.o.order_id;
     }
-    struct placed p = place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "62000", "62000"), &b, 1);
+    struct placed p =
+        place(e, stop_req(SIM_TAKE_PROFIT_LIMIT, SIM_SELL, "0.1", "62000", "62000"), &b, 1);
     cr_assert_eq(p.rej.code, -1013);
     cr_assert_str_eq(p.rej.msg, "Filter failure: MAX_NUM_ALGO_ORDERS");
     place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.1", "62000"), &b, 1); /* not algo */
@@ -2166,8 +2175,8 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(rows); i++) {
         memset(&l, 0, sizeof(l));
-        size_t n = cq_sim__engine_all_orders(e, rows[i].sym, rows[i].from, rows[i].start, rows[i].end,
-                                         rows[i].limit, collect_id, &l);
+        size_t n = cq_sim__engine_all_orders(e, rows[i].sym, rows[i].from, rows[i].start,
+                                             rows[i].end, rows[i].limit, collect_id, &l);
         char got[64] = "";
         for (size_t k = 0; k < l.n; k++) {
             char one[24];
@@ -2192,7 +2201,7 @@ Test(sim_engine, open_all_orders_and_my_trades_filters_and_limits)
     for (size_t i = 0; i < CQ_ARRAY_LEN(trows); i++) {
         memset(&l, 0, sizeof(l));
         cq_sim__engine_my_trades(e, trows[i].sym, trows[i].order, trows[i].from, trows[i].start,
-                             trows[i].end, trows[i].limit, collect_trade, &l);
+                                 trows[i].end, trows[i].limit, collect_trade, &l);
         char got[64] = "";
         for (size_t k = 0; k < l.n; k++) {
             char one[24];
@@ -2790,7 +2799,7 @@ static struct cq_sim__symbol random_symbols[5];
 static struct cq_sim__balance random_balances[4];
 
 static struct cq_sim__engine *random_engine_kept(unsigned maker_bps, unsigned taker_bps,
-                                             size_t max_orders)
+                                                 size_t max_orders)
 {
     static const char *const assets[][2] = {
         {"USDT", "1000000"}, {"BTC", "20"}, {"ETH", "300"}, {"TEST", "1000"}};
@@ -2950,7 +2959,8 @@ static void run_sequence(struct cq_sim__engine *e, uint64_t seed, int steps, boo
             struct cq_sim__fill fills[SIM_DEPTH_MAX];
             size_t nf;
             struct cq_sim__reject rej;
-            int rc = cq_sim__engine_place(e, &r, &m.b[k].v, now, &o, fills, SIM_DEPTH_MAX, &nf, &rej);
+            int rc =
+                cq_sim__engine_place(e, &r, &m.b[k].v, now, &o, fills, SIM_DEPTH_MAX, &nf, &rej);
             if (rc == 0) {
                 cnt->accepted++;
                 cnt->filled += o.status == SIM_FILLED;

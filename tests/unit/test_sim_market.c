@@ -270,7 +270,7 @@ static size_t read_csv(const char *path, struct csv_row *rows, size_t max)
 }
 
 static struct cq_sim__market *basic_market(uint64_t seed, size_t history, size_t levels,
-                                       const struct cq_sim__symbol *sym)
+                                           const struct cq_sim__symbol *sym)
 {
     struct cq_sim__market_options o = {
         .symbols = sym,
@@ -415,7 +415,8 @@ Test(sim_market_csv, each_closed_kline_reproduces_its_row_and_its_trades)
     struct cq_sim__kline hist[16];
     struct kline_list hc = {hist, 0};
     cr_assert_eq(
-        cq_sim__market_klines(m, 0, "1m", START_MS - 2 * MIN_MS, START_MS - 1, 10, collect, &hc), 2);
+        cq_sim__market_klines(m, 0, "1m", START_MS - 2 * MIN_MS, START_MS - 1, 10, collect, &hc),
+        2);
     cr_expect(dec_eq_str(hist[0].open, rows[0].f[0]) && dec_eq_str(hist[0].close, rows[0].f[3]));
     cr_expect(dec_eq_str(hist[1].volume, rows[1].f[4]));
     cr_expect(hist[0].closed && hist[1].closed);
@@ -523,7 +524,7 @@ Test(sim_market_csv, gaps_stay_gaps)
 Test(sim_market_csv, data_directory_with_several_symbols)
 {
     struct cq_sim__symbol syms[2] = {make_symbol("basic", "0.01", "0.001"),
-                                 make_symbol("loop", "0.01", "0.001")};
+                                     make_symbol("loop", "0.01", "0.001")};
     struct cq_sim__market_options o = {
         .symbols = syms,
         .n_symbols = 2,
@@ -647,7 +648,7 @@ Test(sim_market_csv_errors, bad_options)
 /* ---- determinism --------------------------------------------------------------------- */
 
 static struct cq_sim__market *synth_market(uint64_t seed, int64_t start_ms, size_t history,
-                                       const struct cq_sim__symbol *syms, size_t n)
+                                           const struct cq_sim__symbol *syms, size_t n)
 {
     struct cq_sim__market_options o = {
         .symbols = syms,
@@ -667,7 +668,7 @@ static struct cq_sim__market *synth_market(uint64_t seed, int64_t start_ms, size
 static char *run_synth(uint64_t seed, int64_t step_ms)
 {
     struct cq_sim__symbol syms[2] = {make_symbol("BTCUSDT", "0.01", "0.00001"),
-                                 make_symbol("DOGEUSDT", "0.00001", "1")};
+                                     make_symbol("DOGEUSDT", "0.00001", "1")};
     struct cq_sim__market *m = synth_market(seed, START_MS, 50, syms, 2);
     struct recorder r;
     rec_attach(&r, m);
@@ -858,7 +859,8 @@ Test(sim_market_klines, week_starts_monday_month_is_calendar)
     cr_expect_eq(k[0].open_ms, mon);
     cr_expect_eq(k[0].close_ms, mon + 7 * 86400000LL - 1);
     l.n = 0;
-    cr_assert_eq(cq_sim__market_klines(m, 0, "1d", 0, 0, 10, collect, &l), 4, "Feb 27, 28, 29, Mar 1");
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1d", 0, 0, 10, collect, &l), 4,
+                 "Feb 27, 28, 29, Mar 1");
     cr_expect_eq(k[2].open_ms, mar1 - 86400000LL);
     cr_expect_eq(k[3].open_ms, mar1);
     cr_expect_eq(cq_sim__interval_ms("1M"), 30 * 86400000LL);
@@ -898,13 +900,14 @@ Test(sim_market_klines, start_end_limit_like_binance)
     cr_expect_eq(k[2].open_ms, START_MS - 97 * MIN_MS);
     /* start and end */
     l.n = 0;
-    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", START_MS - 10 * MIN_MS, START_MS - 6 * MIN_MS, 100,
-                                   collect, &l),
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", START_MS - 10 * MIN_MS, START_MS - 6 * MIN_MS,
+                                       100, collect, &l),
                  5);
     cr_expect_eq(k[4].open_ms, START_MS - 6 * MIN_MS);
     /* end only: newest with open <= end */
     l.n = 0;
-    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 0, START_MS - 6 * MIN_MS - 1, 2, collect, &l), 2);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 0, START_MS - 6 * MIN_MS - 1, 2, collect, &l),
+                 2);
     cr_expect_eq(k[1].open_ms, START_MS - 7 * MIN_MS);
     cr_expect(k[1].closed);
     /* end inside a 1h bucket returns that whole bucket */
@@ -934,7 +937,8 @@ Test(sim_market_ticker, rolling_24h_and_the_book)
     cr_expect_eq(t.open_ms, now - 86400000LL);
     static struct cq_sim__kline k[1500];
     struct kline_list l = {k, 0};
-    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", now - 86400000LL + 1, 0, 1500, collect, &l), 1440);
+    cr_assert_eq(cq_sim__market_klines(m, 0, "1m", now - 86400000LL + 1, 0, 1500, collect, &l),
+                 1440);
     cq_dec vol = CQ_DEC_ZERO, hi = k[0].high, lo = k[0].low;
     uint64_t count = 0;
     for (size_t i = 0; i < l.n; i++) {

@@ -154,8 +154,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
                !header_is(p, len, "X-MBX-ORDER-COUNT-1D", &r->orders_1d) &&
                !header_is(p, len, "Retry-After", &r->retry_after)) {
         if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
-            size_t m = len - 13 < sizeof(r->content_type) - 1 ? len - 13
-                                                              : sizeof(r->content_type) - 1;
+            size_t m =
+                len - 13 < sizeof(r->content_type) - 1 ? len - 13 : sizeof(r->content_type) - 1;
             memcpy(r->content_type, p + 13, m);
             r->content_type[m] = '\0';
         }
@@ -461,8 +461,8 @@ Test(sim_rest, signature_covers_the_raw_bytes_not_decoded_values, .init = setup_
                        "&price=20000&newClientOrderId=ab%2Dcd";
     char body[16] = "";
     sign_parts(g_secret, query, sizeof(query), body, sizeof(body), wall_ms(), false, false);
-    struct resp r = http_full(g_base, "POST", "/api/v3/order", query, "", KEY,
-                              "application/json", NULL);
+    struct resp r =
+        http_full(g_base, "POST", "/api/v3/order", query, "", KEY, "application/json", NULL);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "clientOrderId"), "ab-cd");
     resp_free(&r);
@@ -474,9 +474,9 @@ Test(sim_rest, signature_covers_the_raw_bytes_not_decoded_values, .init = setup_
              "&newClientOrderId=ab-ce&timestamp=%lld",
              (long long)wall_ms());
     char sig[CQ_SIGN_HEX_LEN + 1];
-    cr_assert_eq(cq_sign_hmac_sha256_hex(g_secret, strlen(g_secret), decoded, strlen(decoded),
-                                         NULL, 0, sig),
-                 0);
+    cr_assert_eq(
+        cq_sign_hmac_sha256_hex(g_secret, strlen(g_secret), decoded, strlen(decoded), NULL, 0, sig),
+        0);
     char *enc = strstr(decoded, "ab-ce");
     char sent[1200];
     snprintf(sent, sizeof(sent), "%.*sab%%2Dce%s&signature=%s", (int)(enc - decoded), decoded,
@@ -490,11 +490,10 @@ Test(sim_rest, signature_covers_the_raw_bytes_not_decoded_values, .init = setup_
     int64_t ts_us = wall_ms() * 1000;
     char payload[512];
     snprintf(payload, sizeof(payload), "symbol=BTCUSDT&timestamp=%lld", (long long)ts_us);
-    cr_assert_eq(cq_sign_hmac_sha256_hex(g_secret, strlen(g_secret), payload, strlen(payload),
-                                         NULL, 0, sig),
-                 0);
-    snprintf(mid, sizeof(mid), "symbol=BTCUSDT&signature=%s&timestamp=%lld", sig,
-             (long long)ts_us);
+    cr_assert_eq(
+        cq_sign_hmac_sha256_hex(g_secret, strlen(g_secret), payload, strlen(payload), NULL, 0, sig),
+        0);
+    snprintf(mid, sizeof(mid), "symbol=BTCUSDT&signature=%s&timestamp=%lld", sig, (long long)ts_us);
     r = http_full(g_base, "GET", "/api/v3/openOrders", mid, NULL, KEY, NULL, NULL);
     expect_ok(&r);
     cr_expect(json_is_array(r.json));
@@ -521,8 +520,8 @@ Test(sim_rest, connector_style_post_json_content_type_empty_body, .init = setup_
                        "&price=20000";
     char body[8] = "";
     sign_parts(g_secret, query, sizeof(query), body, sizeof(body), wall_ms(), false, false);
-    struct resp r = http_full(g_base, "POST", "/api/v3/order", query, "", KEY,
-                              "application/json", NULL);
+    struct resp r =
+        http_full(g_base, "POST", "/api/v3/order", query, "", KEY, "application/json", NULL);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "status"), "NEW");
     resp_free(&r);
@@ -561,35 +560,33 @@ static const struct err_case err_cases[] = {
      "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."},
     {"no signature", "GET", "/api/v3/account", "", SIGN_NONE, KEY_OK, 400, -1102,
      "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."},
-    {"missing symbol", "POST", "/api/v3/order", "side=BUY&type=MARKET&quantity=1", SIGN_OK,
-     KEY_OK, 400, -1102,
-     "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."},
+    {"missing symbol", "POST", "/api/v3/order", "side=BUY&type=MARKET&quantity=1", SIGN_OK, KEY_OK,
+     400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."},
     {"empty symbol", "POST", "/api/v3/order", "symbol=&side=BUY&type=MARKET&quantity=1", SIGN_OK,
      KEY_OK, 400, -1102,
      "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."},
-    {"market neither qty", "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET",
-     SIGN_OK, KEY_OK, 400, -1102,
+    {"market neither qty", "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET", SIGN_OK,
+     KEY_OK, 400, -1102,
      "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"},
     {"limit no price", "POST", "/api/v3/order",
-     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1", SIGN_OK, KEY_OK, 400,
-     -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."},
+     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1", SIGN_OK, KEY_OK, 400, -1102,
+     "Mandatory parameter 'price' was not sent, was empty/null, or malformed."},
     {"limit no tif", "POST", "/api/v3/order",
      "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1", SIGN_OK, KEY_OK, 400, -1102,
      "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."},
-    {"get order neither id", "GET", "/api/v3/order", "symbol=BTCUSDT", SIGN_OK, KEY_OK, 400,
-     -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"},
+    {"get order neither id", "GET", "/api/v3/order", "symbol=BTCUSDT", SIGN_OK, KEY_OK, 400, -1102,
+     "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"},
     {"bad quantity", "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1e5",
      SIGN_OK, KEY_OK, 400, -1100,
      "Illegal characters found in parameter 'quantity'; legal range is "
      "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'."},
-    {"lower-case symbol", "GET", "/api/v3/depth", "symbol=btcusdt", SIGN_OK, KEY_NONE, 400,
-     -1100,
+    {"lower-case symbol", "GET", "/api/v3/depth", "symbol=btcusdt", SIGN_OK, KEY_NONE, 400, -1100,
      "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."},
     {"bad orderId", "GET", "/api/v3/order", "symbol=BTCUSDT&orderId=12a", SIGN_OK, KEY_OK, 400,
      -1100, "Illegal characters found in parameter 'orderId'; legal range is '^[0-9]{1,20}$'."},
     {"bad client id", "POST", "/api/v3/order",
-     "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId=a%20b", SIGN_OK, KEY_OK,
-     400, -1100,
+     "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId=a%20b", SIGN_OK, KEY_OK, 400,
+     -1100,
      "Illegal characters found in parameter 'newClientOrderId'; legal range is "
      "'^[a-zA-Z0-9-_]{1,36}$'."},
     {"price on market", "POST", "/api/v3/order",
@@ -599,19 +596,19 @@ static const struct err_case err_cases[] = {
      "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&quoteOrderQty=5",
      SIGN_OK, KEY_OK, 400, -1106, "Parameter 'quoteOrderQty' sent when not required."},
     {"tif on market", "POST", "/api/v3/order",
-     "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timeInForce=GTC", SIGN_OK, KEY_OK, 400,
-     -1114, "TimeInForce parameter sent when not required."},
+     "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timeInForce=GTC", SIGN_OK, KEY_OK, 400, -1114,
+     "TimeInForce parameter sent when not required."},
     {"bad tif", "POST", "/api/v3/order",
-     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTX&quantity=1&price=1", SIGN_OK, KEY_OK,
-     400, -1115, "Invalid timeInForce."},
+     "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTX&quantity=1&price=1", SIGN_OK, KEY_OK, 400,
+     -1115, "Invalid timeInForce."},
     {"bad type", "POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMITED&quantity=1",
      SIGN_OK, KEY_OK, 400, -1116, "Invalid orderType."},
     {"bad side", "POST", "/api/v3/order", "symbol=BTCUSDT&side=HOLD&type=MARKET&quantity=1",
      SIGN_OK, KEY_OK, 400, -1117, "Invalid side."},
-    {"bad interval", "GET", "/api/v3/klines", "symbol=BTCUSDT&interval=2m", SIGN_OK, KEY_NONE,
-     400, -1120, "Invalid interval."},
-    {"interval case", "GET", "/api/v3/klines", "symbol=BTCUSDT&interval=1H", SIGN_OK, KEY_NONE,
-     400, -1120, "Invalid interval."},
+    {"bad interval", "GET", "/api/v3/klines", "symbol=BTCUSDT&interval=2m", SIGN_OK, KEY_NONE, 400,
+     -1120, "Invalid interval."},
+    {"interval case", "GET", "/api/v3/klines", "symbol=BTCUSDT&interval=1H", SIGN_OK, KEY_NONE, 400,
+     -1120, "Invalid interval."},
     {"unknown symbol depth", "GET", "/api/v3/depth", "symbol=NOPEUSDT", SIGN_OK, KEY_NONE, 400,
      -1121, "Invalid symbol."},
     {"unknown symbol order", "POST", "/api/v3/order",
@@ -623,10 +620,10 @@ static const struct err_case err_cases[] = {
      KEY_OK, 400, -1125, "This listenKey does not exist."},
     {"recvWindow too big", "GET", "/api/v3/account", "recvWindow=60001", SIGN_OK, KEY_OK, 400,
      -1131, "recvWindow must be less than 60000."},
-    {"unknown order cancel", "DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=999999",
-     SIGN_OK, KEY_OK, 400, -2011, "Unknown order sent."},
-    {"unknown order get", "GET", "/api/v3/order", "symbol=BTCUSDT&orderId=999999", SIGN_OK,
-     KEY_OK, 400, -2013, "Order does not exist."},
+    {"unknown order cancel", "DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=999999", SIGN_OK,
+     KEY_OK, 400, -2011, "Unknown order sent."},
+    {"unknown order get", "GET", "/api/v3/order", "symbol=BTCUSDT&orderId=999999", SIGN_OK, KEY_OK,
+     400, -2013, "Order does not exist."},
     {"unknown client id get", "GET", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=nope",
      SIGN_OK, KEY_OK, 400, -2013, "Order does not exist."},
     {"nothing to cancel", "DELETE", "/api/v3/openOrders", "symbol=BTCUSDT", SIGN_OK, KEY_OK, 400,
@@ -640,8 +637,7 @@ static const struct err_case err_cases[] = {
     {"user stream no key", "POST", "/api/v3/userDataStream", "", SIGN_NONE, KEY_NONE, 401, -2014,
      "API-key format invalid."},
     {"user stream missing listenKey", "DELETE", "/api/v3/userDataStream", "", SIGN_NONE, KEY_OK,
-     400, -1102,
-     "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."},
+     400, -1102, "Mandatory parameter 'listenKey' was not sent, was empty/null, or malformed."},
     {"params before key", "POST", "/api/v3/order", "side=BUY&type=MARKET&quantity=1", SIGN_OK,
      KEY_NONE, 400, -1102,
      "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."},
@@ -653,8 +649,8 @@ static const struct err_case err_cases[] = {
      "symbol=NOPEUSDT&side=BUY&type=MARKET&quantity=1", SIGN_BAD, KEY_OK, 400, -1022,
      "Signature for this request is not valid."},
     {"stop orders", "POST", "/api/v3/order",
-     "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.001&stopPrice=1000", SIGN_OK, KEY_OK,
-     400, -2010, "Stop loss orders are not supported for this symbol."},
+     "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.001&stopPrice=1000", SIGN_OK, KEY_OK, 400,
+     -2010, "Stop loss orders are not supported for this symbol."},
     {"iceberg", "POST", "/api/v3/order",
      "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&icebergQty=0.1",
      SIGN_OK, KEY_OK, 400, -1106, "Parameter 'icebergQty' sent when not required."},
@@ -665,15 +661,14 @@ static const struct err_case err_cases[] = {
      400, -1100,
      "Illegal characters found in parameter 'recvWindow'; legal range is "
      "'^[0-9]{1,20}(\\.[0-9]{1,3})?$'."},
-    {"bad symbols json", "GET", "/api/v3/ticker/price", "symbols=%5BBTCUSDT%5D", SIGN_OK,
-     KEY_NONE, 400, -1100,
+    {"bad symbols json", "GET", "/api/v3/ticker/price", "symbols=%5BBTCUSDT%5D", SIGN_OK, KEY_NONE,
+     400, -1100,
      "Illegal characters found in parameter 'symbols'; legal range is "
      "'^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'."},
-    {"unknown in symbols", "GET", "/api/v3/ticker/price",
-     "symbols=%5B%22BTCUSDT%22,%22NOPE%22%5D", SIGN_OK, KEY_NONE, 400, -1121, "Invalid symbol."},
-    {"bad 24hr type", "GET", "/api/v3/ticker/24hr", "symbol=BTCUSDT&type=HUGE", SIGN_OK,
-     KEY_NONE, 400, -1100,
-     "Illegal characters found in parameter 'type'; legal range is 'FULL, MINI'."},
+    {"unknown in symbols", "GET", "/api/v3/ticker/price", "symbols=%5B%22BTCUSDT%22,%22NOPE%22%5D",
+     SIGN_OK, KEY_NONE, 400, -1121, "Invalid symbol."},
+    {"bad 24hr type", "GET", "/api/v3/ticker/24hr", "symbol=BTCUSDT&type=HUGE", SIGN_OK, KEY_NONE,
+     400, -1100, "Illegal characters found in parameter 'type'; legal range is 'FULL, MINI'."},
 };
 
 static struct resp run_err_case(const struct err_case *c)
@@ -702,10 +697,10 @@ static struct resp run_err_case(const struct err_case *c)
         sign_parts(c->sign == SIGN_BAD ? "not-the-secret" : g_secret, query, sizeof(query), body,
                    sizeof(body), ts, false, false);
     }
-    const char *key = c->key == KEY_OK        ? KEY
-                      : c->key == KEY_WRONG   ? "simex-some-other-key"
+    const char *key = c->key == KEY_OK          ? KEY
+                      : c->key == KEY_WRONG     ? "simex-some-other-key"
                       : c->key == KEY_MALFORMED ? "bad key with spaces"
-                                              : NULL;
+                                                : NULL;
     return http_full(g_base, c->method, c->path, query, NULL, key, NULL, NULL);
 }
 
@@ -719,8 +714,7 @@ Test(sim_rest, every_error_path_has_its_exact_code_msg_and_status, .init = setup
         cr_expect_eq(r.status, c->status, "%s: HTTP %ld: %s", c->name, r.status, r.body);
         cr_expect_eq(json_integer_value(json_object_get(r.json, "code")), c->code, "%s: %s",
                      c->name, r.body);
-        cr_expect_str_eq(json_string_value(json_object_get(r.json, "msg")), c->msg, "%s",
-                         c->name);
+        cr_expect_str_eq(json_string_value(json_object_get(r.json, "msg")), c->msg, "%s", c->name);
         cr_expect_neq(r.weight, -1, "%s: no weight header", c->name);
         resp_free(&r);
     }
@@ -824,8 +818,7 @@ Test(sim_rest, weights_follow_the_table_and_headers_are_present, .init = setup_d
          "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&computeCommissionRates=true", true,
          20},
         {"POST", "/api/v3/order",
-         "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000", true,
-         0},
+         "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=20000", true, 0},
         {"POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET", true, 1},
         {"DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=w1", true, 0},
         {"DELETE", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=w1", true, 1},
@@ -941,12 +934,11 @@ Test(sim_rest, weight_limit_429_then_418_ban_latched, .fini = teardown)
     /* the control path still answers, and /_sim/state shows the ban */
     r = http("GET", "/_sim/state", NULL, NULL);
     cr_assert_eq(r.status, 200);
-    cr_expect_gt(json_integer_value(json_object_get(json_object_get(r.json, "ratelimit"),
-                                                    "banned_until_ms")),
+    cr_expect_gt(json_integer_value(
+                     json_object_get(json_object_get(r.json, "ratelimit"), "banned_until_ms")),
                  before);
-    cr_expect_gt(json_integer_value(json_object_get(json_object_get(r.json, "counters"),
-                                                    "rest_418")),
-                 3);
+    cr_expect_gt(
+        json_integer_value(json_object_get(json_object_get(r.json, "counters"), "rest_418")), 3);
     resp_free(&r);
     /* clearing the faults lifts the ban; the minute is still over its limit */
     control_ok("/_sim/faults/clear", NULL);
@@ -1044,7 +1036,8 @@ Test(sim_rest, control_state_and_faults, .init = setup_default, .fini = teardown
     resp_free(&r);
     /* a client that signs with its own (true) clock is now "ahead" */
     r = signed_req("GET", "/api/v3/account", "");
-    expect_error(&r, 400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.");
+    expect_error(&r, 400, -1021,
+                 "Timestamp for this request was 1000ms ahead of the server's time.");
     resp_free(&r);
     control_ok("/_sim/clock/skew", "ms=0");
 
@@ -1108,15 +1101,15 @@ Test(sim_rest, control_rejects_bad_params_methods_and_paths, .init = setup_defau
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(cases); i++) {
         struct resp r = http(cases[i].method, cases[i].path, cases[i].query, NULL);
-        cr_expect_eq(r.status, cases[i].status, "%s %s?%s: %ld %s", cases[i].method,
-                     cases[i].path, cases[i].query ? cases[i].query : "", r.status, r.body);
+        cr_expect_eq(r.status, cases[i].status, "%s %s?%s: %ld %s", cases[i].method, cases[i].path,
+                     cases[i].query ? cases[i].query : "", r.status, r.body);
         cr_assert_not_null(r.json, "%s: not JSON", cases[i].path);
         cr_expect(json_is_false(json_object_get(r.json, "ok")), "%s", r.body);
         json_t *e = json_object_get(r.json, "error");
         cr_expect(json_is_string(json_object_get(e, "message")), "%s", r.body);
         if (cases[i].param != NULL) {
-            cr_expect_str_eq(json_string_value(json_object_get(e, "param")), cases[i].param,
-                             "%s", r.body);
+            cr_expect_str_eq(json_string_value(json_object_get(e, "param")), cases[i].param, "%s",
+                             r.body);
         }
         resp_free(&r);
     }
@@ -1133,9 +1126,9 @@ Test(sim_rest, control_rejects_bad_params_methods_and_paths, .init = setup_defau
 Test(sim_rest, balance_set_too_large_names_the_maximum, .init = setup_default, .fini = teardown)
 {
     const char *too_large[] = {
-        "asset=USDT&free=92233720368.54775808",   /* max + 1e-8: parses, engine refuses */
-        "asset=USDT&free=100000000000",           /* 1e11: parses, engine refuses */
-        "asset=USDT&free=9223372036854775808",    /* 2^63: does not parse */
+        "asset=USDT&free=92233720368.54775808",    /* max + 1e-8: parses, engine refuses */
+        "asset=USDT&free=100000000000",            /* 1e11: parses, engine refuses */
+        "asset=USDT&free=9223372036854775808",     /* 2^63: does not parse */
         "asset=USDT&free=99999999999999999999999", /* far beyond any decimal */
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(too_large); i++) {
@@ -1252,7 +1245,8 @@ static void expect_401_naming_the_fix(struct resp *r)
 {
     cr_expect_eq(r->status, 401, "%ld %s", r->status, r->body);
     cr_expect(json_is_false(json_object_get(r->json, "ok")), "%s", r->body);
-    const char *msg = json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
     cr_expect(msg != NULL && strstr(msg, "Authorization: Bearer") != NULL, "%s", r->body);
     cr_expect(r->body == NULL || strstr(r->body, CTL_TOKEN) == NULL, "the token leaked: %s",
               r->body);
@@ -1338,7 +1332,8 @@ Test(sim_rest, control_token_bounds_and_shape)
 /* 9.6: paper mode passes generated credentials; any well-formed pair works. */
 Test(sim_rest, generated_secret_is_accepted, .fini = teardown)
 {
-    struct sim_setup s = {.secret = "Gen3rated-Secret-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b"};
+    struct sim_setup s = {.secret =
+                              "Gen3rated-Secret-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b"};
     start_sim(&s);
     struct resp r = signed_req("GET", "/api/v3/account", "");
     expect_ok(&r);
@@ -1522,7 +1517,8 @@ static void *busy_ping(void *arg)
     char buf[1024];
     int fd = connect_from("127.0.0.2");
     b->status = -2;
-    if (fd >= 0 && send_all(fd, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
+    if (fd >= 0 &&
+        send_all(fd, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) {
         b->status = read_status(fd, 30000, buf, sizeof(buf));
     }
     if (fd >= 0) {
@@ -1537,8 +1533,8 @@ static void setup_per_ip_4(void)
     start_sim(&s);
 }
 
-Test(sim_rest, per_address_cap_answers_a_fast_503_when_every_slot_is_busy,
-     .init = setup_per_ip_4, .fini = teardown, .timeout = 60)
+Test(sim_rest, per_address_cap_answers_a_fast_503_when_every_slot_is_busy, .init = setup_per_ip_4,
+     .fini = teardown, .timeout = 60)
 {
     int fd127_2 = connect_from("127.0.0.2");
     if (fd127_2 < 0) {
@@ -1587,8 +1583,7 @@ Test(sim_rest, per_address_cap_answers_a_fast_503_when_every_slot_is_busy,
 
 /* ---- order flow -------------------------------------------------------------------- */
 
-Test(sim_rest, limit_order_lifecycle_with_locked_balance, .init = setup_default,
-     .fini = teardown)
+Test(sim_rest, limit_order_lifecycle_with_locked_balance, .init = setup_default, .fini = teardown)
 {
     cq_dec locked;
     cq_dec usdt0 = balance_of("USDT", &locked);
@@ -1619,11 +1614,26 @@ Test(sim_rest, limit_order_lifecycle_with_locked_balance, .init = setup_default,
     snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld", (long long)id);
     r = signed_req("GET", "/api/v3/order", q);
     expect_ok(&r);
-    static const char *const query_keys[] = {
-        "symbol", "orderId", "orderListId", "clientOrderId", "price", "origQty", "executedQty",
-        "cummulativeQuoteQty", "status", "timeInForce", "type", "side", "stopPrice",
-        "icebergQty", "time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty",
-        "selfTradePreventionMode"};
+    static const char *const query_keys[] = {"symbol",
+                                             "orderId",
+                                             "orderListId",
+                                             "clientOrderId",
+                                             "price",
+                                             "origQty",
+                                             "executedQty",
+                                             "cummulativeQuoteQty",
+                                             "status",
+                                             "timeInForce",
+                                             "type",
+                                             "side",
+                                             "stopPrice",
+                                             "icebergQty",
+                                             "time",
+                                             "updateTime",
+                                             "isWorking",
+                                             "workingTime",
+                                             "origQuoteOrderQty",
+                                             "selfTradePreventionMode"};
     for (size_t i = 0; i < CQ_ARRAY_LEN(query_keys); i++) {
         cr_expect_not_null(json_object_get(r.json, query_keys[i]), "GET /order lacks %s",
                            query_keys[i]);
@@ -1663,8 +1673,7 @@ Test(sim_rest, limit_order_lifecycle_with_locked_balance, .init = setup_default,
     expect_error(&r, 400, -2011, "Order was not canceled due to cancel restrictions.");
     resp_free(&r);
 
-    snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld&newClientOrderId=my-cancel",
-             (long long)id);
+    snprintf(q, sizeof(q), "symbol=BTCUSDT&orderId=%lld&newClientOrderId=my-cancel", (long long)id);
     r = signed_req("DELETE", "/api/v3/order", q);
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "status"), "CANCELED");
@@ -1698,8 +1707,8 @@ Test(sim_rest, market_order_fills_and_balances_move_exactly, .init = setup_defau
 {
     cq_dec usdt0 = balance_of("USDT", NULL);
     cq_dec btc0 = balance_of("BTC", NULL);
-    struct resp r = signed_req("POST", "/api/v3/order",
-                               "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01");
+    struct resp r =
+        signed_req("POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01");
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "status"), "FILLED");
     cr_expect_str_eq(jstr(r.json, "type"), "MARKET");
@@ -1743,9 +1752,10 @@ Test(sim_rest, market_order_fills_and_balances_move_exactly, .init = setup_defau
     expect_ok(&r);
     cr_assert_eq(json_array_size(r.json), n_fills);
     json_t *t = json_array_get(r.json, 0);
-    static const char *const trade_keys[] = {"symbol", "id", "orderId", "orderListId", "price",
-                                             "qty", "quoteQty", "commission", "commissionAsset",
-                                             "time", "isBuyer", "isMaker", "isBestMatch"};
+    static const char *const trade_keys[] = {"symbol",          "id",   "orderId",  "orderListId",
+                                             "price",           "qty",  "quoteQty", "commission",
+                                             "commissionAsset", "time", "isBuyer",  "isMaker",
+                                             "isBestMatch"};
     for (size_t k = 0; k < CQ_ARRAY_LEN(trade_keys); k++) {
         cr_expect_not_null(json_object_get(t, trade_keys[k]), "myTrades lacks %s", trade_keys[k]);
     }
@@ -1784,8 +1794,7 @@ Test(sim_rest, market_order_fills_and_balances_move_exactly, .init = setup_defau
     resp_free(&r);
 }
 
-Test(sim_rest, limit_maker_defaults_to_ack_and_cancel_all, .init = setup_default,
-     .fini = teardown)
+Test(sim_rest, limit_maker_defaults_to_ack_and_cancel_all, .init = setup_default, .fini = teardown)
 {
     struct resp r = signed_req("POST", "/api/v3/order",
                                "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.001"
@@ -1841,8 +1850,8 @@ Test(sim_rest, limit_maker_defaults_to_ack_and_cancel_all, .init = setup_default
 
 Test(sim_rest, user_data_stream_lifecycle, .init = setup_default, .fini = teardown)
 {
-    struct resp r = http_full(g_base, "POST", "/api/v3/userDataStream", NULL, NULL, KEY, NULL,
-                              NULL);
+    struct resp r =
+        http_full(g_base, "POST", "/api/v3/userDataStream", NULL, NULL, KEY, NULL, NULL);
     expect_ok(&r);
     char key[80];
     cq_strlcpy(key, jstr(r.json, "listenKey"), sizeof(key));
@@ -1902,7 +1911,8 @@ Test(sim_rest, market_data_shapes, .init = setup_default, .fini = teardown)
     expect_ok(&r);
     cr_expect(json_array_size(r.json) >= 1 && json_array_size(r.json) <= 500);
     json_t *k0 = json_array_get(r.json, 0);
-    cr_expect_eq(json_integer_value(json_array_get(k0, 6)) - json_integer_value(json_array_get(k0, 0)),
+    cr_expect_eq(json_integer_value(json_array_get(k0, 6)) -
+                     json_integer_value(json_array_get(k0, 0)),
                  3600000 - 1);
     resp_free(&r);
     r = http("GET", "/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=5000", NULL);
@@ -1919,17 +1929,21 @@ Test(sim_rest, market_data_shapes, .init = setup_default, .fini = teardown)
     for (i = 1; i < json_array_size(bids); i++) {
         cq_dec a, b;
         cr_assert_eq(cq_dec_parse(json_string_value(json_array_get(json_array_get(bids, i - 1), 0)),
-                                  (size_t)-1, &a), 0);
+                                  (size_t)-1, &a),
+                     0);
         cr_assert_eq(cq_dec_parse(json_string_value(json_array_get(json_array_get(bids, i), 0)),
-                                  (size_t)-1, &b), 0);
+                                  (size_t)-1, &b),
+                     0);
         cr_expect_gt(cq_dec_cmp(a, b), 0, "bids best first");
     }
     for (i = 1; i < json_array_size(asks); i++) {
         cq_dec a, b;
         cr_assert_eq(cq_dec_parse(json_string_value(json_array_get(json_array_get(asks, i - 1), 0)),
-                                  (size_t)-1, &a), 0);
+                                  (size_t)-1, &a),
+                     0);
         cr_assert_eq(cq_dec_parse(json_string_value(json_array_get(json_array_get(asks, i), 0)),
-                                  (size_t)-1, &b), 0);
+                                  (size_t)-1, &b),
+                     0);
         cr_expect_lt(cq_dec_cmp(a, b), 0, "asks best first");
     }
     resp_free(&r);
@@ -1937,9 +1951,10 @@ Test(sim_rest, market_data_shapes, .init = setup_default, .fini = teardown)
     r = http("GET", "/api/v3/ticker/24hr", "symbol=BTCUSDT", NULL);
     expect_ok(&r);
     static const char *const full_str[] = {
-        "symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "prevClosePrice",
-        "lastPrice", "lastQty", "bidPrice", "bidQty", "askPrice", "askQty", "openPrice",
-        "highPrice", "lowPrice", "volume", "quoteVolume"};
+        "symbol",     "priceChange", "priceChangePercent", "weightedAvgPrice", "prevClosePrice",
+        "lastPrice",  "lastQty",     "bidPrice",           "bidQty",           "askPrice",
+        "askQty",     "openPrice",   "highPrice",          "lowPrice",         "volume",
+        "quoteVolume"};
     for (i = 0; i < CQ_ARRAY_LEN(full_str); i++) {
         cr_expect(json_is_string(json_object_get(r.json, full_str[i])), "FULL lacks %s",
                   full_str[i]);
@@ -1996,8 +2011,9 @@ Test(sim_rest, market_data_shapes, .init = setup_default, .fini = teardown)
     }
     json_t *filters = json_object_get(s0, "filters");
     static const char *const want_filters[] = {
-        "PRICE_FILTER",          "LOT_SIZE", "ICEBERG_PARTS",  "MARKET_LOT_SIZE", "TRAILING_DELTA",
-        "PERCENT_PRICE_BY_SIDE", "NOTIONAL", "MAX_NUM_ORDERS", "MAX_NUM_ALGO_ORDERS"};
+        "PRICE_FILTER",    "LOT_SIZE",       "ICEBERG_PARTS",
+        "MARKET_LOT_SIZE", "TRAILING_DELTA", "PERCENT_PRICE_BY_SIDE",
+        "NOTIONAL",        "MAX_NUM_ORDERS", "MAX_NUM_ALGO_ORDERS"};
     cr_expect_eq(json_array_size(filters), CQ_ARRAY_LEN(want_filters));
     for (i = 0; i < CQ_ARRAY_LEN(want_filters) && i < json_array_size(filters); i++) {
         cr_expect_str_eq(jstr(json_array_get(filters, i), "filterType"), want_filters[i]);
@@ -2050,8 +2066,7 @@ Test(sim_rest, body_bound_is_exact_with_and_without_content_length, .init = setu
         struct resp r = http_full(g_base, "POST", "/api/v3/order", NULL, at, KEY, NULL, te);
         cr_expect_neq(r.status, 413, "exactly %d bytes (chunked %d) must be read: %.200s",
                       SIM_BODY_MAX_BYTES, chunked, r.body);
-        cr_expect_neq(json_integer_value(json_object_get(r.json, "code")), -1101, "%.200s",
-                      r.body);
+        cr_expect_neq(json_integer_value(json_object_get(r.json, "code")), -1101, "%.200s", r.body);
         resp_free(&r);
         free(at);
         char *over = repeat(prefix, 'D', SIM_BODY_MAX_BYTES + 1 - (sizeof prefix - 1));
@@ -2263,7 +2278,8 @@ Test(sim_rest, symbol_of_the_daemons_limit_lists_and_trades, .init = setup_sym20
     resp_free(&r);
 
     /* An order on it fills, and the base asset's balance appears. */
-    r = signed_req("POST", "/api/v3/order", "symbol=" SYM20 "&side=BUY&type=MARKET&quoteOrderQty=20");
+    r = signed_req("POST", "/api/v3/order",
+                   "symbol=" SYM20 "&side=BUY&type=MARKET&quoteOrderQty=20");
     expect_ok(&r);
     cr_expect_str_eq(jstr(r.json, "symbol"), SYM20);
     cr_expect_str_eq(jstr(r.json, "status"), "FILLED", "%s", r.body);
@@ -2305,15 +2321,18 @@ Test(sim_rest, symbol_one_over_the_limit_is_refused_at_start)
 Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fini = teardown)
 {
     static const char *const expected[] = {
-        "GET /_sim/state",           "POST /_sim/ws/drop",         "POST /_sim/ws/stall",
-        "POST /_sim/rest/latency",   "POST /_sim/rest/errors",     "POST /_sim/ratelimit/storm",
-        "POST /_sim/orders/reject",  "POST /_sim/balance/insufficient",
-        "POST /_sim/balance/set",    "POST /_sim/clock/skew",      "POST /_sim/market/pause",
-        "POST /_sim/symbol/status",  "POST /_sim/faults/clear",
+        "GET /_sim/state",          "POST /_sim/ws/drop",
+        "POST /_sim/ws/stall",      "POST /_sim/rest/latency",
+        "POST /_sim/rest/errors",   "POST /_sim/ratelimit/storm",
+        "POST /_sim/orders/reject", "POST /_sim/balance/insufficient",
+        "POST /_sim/balance/set",   "POST /_sim/clock/skew",
+        "POST /_sim/market/pause",  "POST /_sim/symbol/status",
+        "POST /_sim/faults/clear",
     };
     struct resp r = http("POST", "/_sim/no/such/path", NULL, NULL);
     cr_assert_eq(r.status, 404, "%s", r.body);
-    const char *msg = json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
     cr_assert_not_null(msg, "%s", r.body);
     cr_expect(strstr(msg, "'/_sim/no/such/path'") != NULL, "%s", msg);
     cr_expect(strstr(msg, "POST /_sim/rest/latency ms=0..60000") != NULL, "%s", msg);
@@ -2348,9 +2367,9 @@ Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fin
             memcpy(first, params + 1, n);
             first[n] = '\0';
             cr_expect_eq(a.status, 400, "%s %s: %s", method, path, a.body);
-            cr_expect_str_eq(json_string_value(json_object_get(json_object_get(a.json, "error"),
-                                                               "param")),
-                             first, "%s %s: %s", method, path, a.body);
+            cr_expect_str_eq(
+                json_string_value(json_object_get(json_object_get(a.json, "error"), "param")),
+                first, "%s %s: %s", method, path, a.body);
         }
         resp_free(&a);
         struct resp b = http(strcmp(method, "GET") == 0 ? "POST" : "GET", path, NULL, NULL);

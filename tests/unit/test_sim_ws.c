@@ -61,7 +61,8 @@ static void sim_up_with(const char *const *symbols, size_t n_symbols)
     o.bind = "127.0.0.1";
     o.symbols = symbols;
     o.n_symbols = n_symbols;
-    o.speed = 100; /* a 1m bar every 0.6 s; slower would starve the tests, faster floods a loaded machine */
+    o.speed = 100; /* a 1m bar every 0.6 s; slower would starve the tests, faster floods a loaded
+                      machine */
     o.seed = 42;
     o.balances = balances;
     o.n_balances = n_balances;
@@ -346,7 +347,7 @@ TestSuite(sim_ws, .init = sim_up, .fini = sim_down, .timeout = 60);
 Test(sim_ws, combined_stream_is_wrapped_and_in_order)
 {
     struct tclient *tc = tc_open(g_port, "/stream?streams=btcusdt@trade/btcusdt@kline_1m/"
-                                 "btcusdt@depth@100ms/btcusdt@depth5/ethusdt@bookTicker");
+                                         "btcusdt@depth@100ms/btcusdt@depth5/ethusdt@bookTicker");
     cr_assert(tc_wait_established(tc, 3000));
     int64_t deadline = now_ms() + 15000;
     size_t i = 0, trades = 0, klines = 0, diffs = 0, partials = 0, tickers = 0;
@@ -767,19 +768,19 @@ Test(sim_ws, user_data_stream_exact_fields)
         .is_working = true,
     };
     struct cq_sim__fill f1 = {.trade_id = 777,
-                          .price = dec("60000.5"),
-                          .qty = dec("0.004"),
-                          .quote_qty = dec("240.002"),
-                          .commission = dec("0.000004"),
-                          .commission_asset = "BTC",
-                          .maker = true};
+                              .price = dec("60000.5"),
+                              .qty = dec("0.004"),
+                              .quote_qty = dec("240.002"),
+                              .commission = dec("0.000004"),
+                              .commission_asset = "BTC",
+                              .maker = true};
     struct cq_sim__fill f2 = {.trade_id = 778,
-                          .price = dec("60000.5"),
-                          .qty = dec("0.006"),
-                          .quote_qty = dec("360.003"),
-                          .commission = dec("0.00000600"),
-                          .commission_asset = "BTC",
-                          .maker = true};
+                              .price = dec("60000.5"),
+                              .qty = dec("0.006"),
+                              .quote_qty = dec("360.003"),
+                              .commission = dec("0.00000600"),
+                              .commission_asset = "BTC",
+                              .maker = true};
     struct cq_sim__order cancel = o;
     cancel.order_id = 12346;
     cq_strlcpy(cancel.client_id, "origCid", sizeof cancel.client_id);
@@ -827,7 +828,7 @@ Test(sim_ws, user_data_stream_exact_fields)
     r = (struct cq_sim__exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     r = (struct cq_sim__exec_report){&cancel,   SIM_EXEC_CANCELED, NULL,
-                                 "origCid", "cancelCid",       1700000000004};
+                                     "origCid", "cancelCid",       1700000000004};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     r = (struct cq_sim__exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
@@ -940,7 +941,8 @@ Test(sim_ws, user_data_on_combined_stream_is_wrapped_with_the_key)
     snprintf(path, sizeof path, "/stream?streams=%s/btcusdt@trade", g_key);
     struct tclient *tc = tc_open(g_port, path);
     cr_assert(tc_wait_established(tc, 3000));
-    struct cq_sim__balance changed[1] = {{.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
+    struct cq_sim__balance changed[1] = {
+        {.asset = "ETH", .free = dec("2.5"), .locked = CQ_DEC_ZERO}};
     pthread_mutex_lock(&g_sim->state.lock);
     cq_sim__ws_publish_account(g_sim->ws, changed, 1, 1700000000000);
     pthread_mutex_unlock(&g_sim->state.lock);
@@ -1097,7 +1099,8 @@ Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
     size_t after_reply = cursor;
     uint64_t dropped0 = counter(&g_sim->state.counters.ws_messages_dropped);
     int64_t deadline = now_ms() + 10000;
-    while (counter(&g_sim->state.counters.ws_messages_dropped) < dropped0 + 3 && now_ms() < deadline) {
+    while (counter(&g_sim->state.counters.ws_messages_dropped) < dropped0 + 3 &&
+           now_ms() < deadline) {
         cq_time_sleep_ms(10);
     }
     cr_assert_geq(counter(&g_sim->state.counters.ws_messages_dropped), dropped0 + 3,
@@ -1630,7 +1633,8 @@ Test(sim_ws, subscription_storage_is_freed_when_connections_close)
     while (cq_sim__ws_subscription_bytes(g_sim->ws) != before && now_ms() < deadline) {
         cq_time_sleep_ms(10);
     }
-    cr_assert_eq(cq_sim__ws_subscription_bytes(g_sim->ws), before, "subscription bytes after close");
+    cr_assert_eq(cq_sim__ws_subscription_bytes(g_sim->ws), before,
+                 "subscription bytes after close");
 }
 
 Test(sim_ws, trickled_handshake_is_cut_at_its_deadline_from_accept)
@@ -1669,7 +1673,7 @@ Test(sim_ws, trickled_handshake_is_cut_at_its_deadline_from_accept)
 
 /* ---- a symbol of CQ_SYMBOL_MAX_CHARS (issue 9.7) ------------------------------ */
 
-#define SYM20 "ABCDEFGHIJKLMNOPUSDT"  /* CQ_SYMBOL_MAX_CHARS characters */
+#define SYM20 "ABCDEFGHIJKLMNOPUSDT" /* CQ_SYMBOL_MAX_CHARS characters */
 #define SYM20_LOWER "abcdefghijklmnopusdt"
 
 static void sim_up_sym20(void)
@@ -1683,7 +1687,7 @@ Test(sim_ws, symbol_of_the_daemons_limit_streams, .init = sim_up_sym20)
     cr_assert_eq(strlen(SYM20), CQ_SYMBOL_MAX_CHARS);
     /* The longest suffixes the server knows, on the longest symbol. */
     struct tclient *tc = tc_open(g_port, "/stream?streams=" SYM20_LOWER "@trade/" SYM20_LOWER
-                                 "@depth20@1000ms/" SYM20_LOWER "@kline_1m");
+                                         "@depth20@1000ms/" SYM20_LOWER "@kline_1m");
     cr_assert(tc_wait_established(tc, 3000));
     int64_t deadline = now_ms() + 15000;
     size_t i = 0, trades = 0, partials = 0, klines = 0;

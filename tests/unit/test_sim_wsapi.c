@@ -178,9 +178,8 @@ static struct resp signed_post(const char *path, const char *params)
 {
     char payload[2048], sig[CQ_SIGN_HEX_LEN + 1], full[2200];
     snprintf(payload, sizeof payload, "%s&timestamp=%" PRId64, params, wall_ms());
-    cr_assert_eq(cq_sign_hmac_sha256_hex(SECRET, strlen(SECRET), "", 0, payload, strlen(payload),
-                                         sig),
-                 0);
+    cr_assert_eq(
+        cq_sign_hmac_sha256_hex(SECRET, strlen(SECRET), "", 0, payload, strlen(payload), sig), 0);
     snprintf(full, sizeof full, "%s&signature=%s", payload, sig);
     return http("POST", path, NULL, full, KEY);
 }
@@ -251,7 +250,8 @@ static json_t *subscribe(struct tclient *tc, size_t *cursor, const char *key, in
 static void expect_api_error(json_t *reply, int status, int code, const char *msg, const char *what)
 {
     char *text = json_dumps(reply, JSON_COMPACT);
-    cr_expect_eq(json_integer_value(json_object_get(reply, "status")), status, "%s: %s", what, text);
+    cr_expect_eq(json_integer_value(json_object_get(reply, "status")), status, "%s: %s", what,
+                 text);
     json_t *e = json_object_get(reply, "error");
     cr_expect_eq(json_integer_value(json_object_get(e, "code")), code, "%s: %s", what, text);
     cr_expect_str_eq(json_string_value(json_object_get(e, "msg")), msg, "%s: %s", what, text);
@@ -337,8 +337,8 @@ Test(sim_wsapi, subscribe_signature_then_rest_order_arrives_wrapped)
     text = json_dumps(r, JSON_COMPACT);
     cr_expect_eq(json_integer_value(json_object_get(r, "id")), 7, "%s", text);
     cr_expect_eq(json_array_size(json_object_get(r, "result")), 1, "%s", text);
-    cr_expect_eq(json_integer_value(
-                     json_object_get(json_array_get(json_object_get(r, "result"), 0), "subscriptionId")),
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(json_object_get(r, "result"), 0),
+                                                    "subscriptionId")),
                  0, "%s", text);
     free(text);
     json_decref(r);
@@ -443,8 +443,8 @@ Test(sim_wsapi, unsubscribe_sends_event_stream_terminated)
     json_decref(r);
     /* a new subscription gets the next id */
     r = subscribe(tc, &cursor, KEY, 0, false);
-    cr_expect_eq(json_integer_value(json_object_get(json_object_get(r, "result"), "subscriptionId")),
-                 1);
+    cr_expect_eq(
+        json_integer_value(json_object_get(json_object_get(r, "result"), "subscriptionId")), 1);
     json_decref(r);
     tc_free(tc);
 }
@@ -577,8 +577,10 @@ Test(sim_wsapi_lifetime, connections_close_at_their_lifetime, .init = start_shor
     if (mono_ms() - t0 < SHORT_LIFETIME_MS / 2) {
         cr_expect(!tc_is_closed(api) && !tc_is_closed(mkt), "closed before the lifetime");
     }
-    cr_assert(tc_wait_closed(api, WAIT_MS + SHORT_LIFETIME_MS), "WS API not closed at the lifetime");
-    cr_assert(tc_wait_closed(mkt, WAIT_MS + SHORT_LIFETIME_MS), "stream not closed at the lifetime");
+    cr_assert(tc_wait_closed(api, WAIT_MS + SHORT_LIFETIME_MS),
+              "WS API not closed at the lifetime");
+    cr_assert(tc_wait_closed(mkt, WAIT_MS + SHORT_LIFETIME_MS),
+              "stream not closed at the lifetime");
     cr_expect_geq(mono_ms() - t0, SHORT_LIFETIME_MS - 100, "closed early");
     cr_expect_eq(tc_close_code(api), 1001);
     cr_expect_eq(tc_close_code(mkt), 1001);
@@ -602,7 +604,8 @@ Test(sim_wsapi, server_shutdown_is_announced_then_closed)
     cq_sim_stop(g_sim);
     json_t *ev = find_type(api, &ca, "serverShutdown");
     cr_assert_not_null(ev, "WS API: no serverShutdown");
-    cr_expect_null(json_object_get(ev, "subscriptionId"), "a connection event, not a subscription's");
+    cr_expect_null(json_object_get(ev, "subscriptionId"),
+                   "a connection event, not a subscription's");
     cr_expect_gt(json_integer_value(json_object_get(json_object_get(ev, "event"), "E")), 0);
     json_decref(ev);
     ev = find_type(mkt, &cm, "serverShutdown");
@@ -631,8 +634,8 @@ static void start_small_weight(void)
  * requests count against the IP's request weight (BINANCE_PROTOCOL.md §5.0),
  * so REST is refused too once pings used it up.
  */
-Test(sim_wsapi_weight, over_the_weight_limit_is_429_on_both_front_ends,
-     .init = start_small_weight, .fini = teardown, .timeout = 60)
+Test(sim_wsapi_weight, over_the_weight_limit_is_429_on_both_front_ends, .init = start_small_weight,
+     .fini = teardown, .timeout = 60)
 {
     /* stay inside one minute: at most 10 s of waiting */
     while (wall_ms() % 60000 > 50000) {
@@ -715,7 +718,8 @@ Test(sim_wsapi, api_key_over_the_length_limit_is_2014)
 
 static json_int_t ping_count(struct tclient *tc, size_t *cursor)
 {
-    json_t *r = tc_request(tc, cursor, "{\"id\":1,\"method\":\"ping\",\"params\":{\"returnRateLimits\":true}}");
+    json_t *r = tc_request(tc, cursor,
+                           "{\"id\":1,\"method\":\"ping\",\"params\":{\"returnRateLimits\":true}}");
     json_t *rl = json_array_get(json_object_get(r, "rateLimits"), 0);
     cr_assert_not_null(rl, "ping with returnRateLimits true has rateLimits");
     json_int_t n = json_integer_value(json_object_get(rl, "count"));

@@ -191,9 +191,9 @@ Test(scripted, the_subscribe_request_is_signed_over_params_sorted_by_name)
     snprintf(payload, sizeof payload, "apiKey=%s&recvWindow=%lld&timestamp=%lld", KEY, rw, ts);
     const char *sig = json_string_value(json_object_get(p, "signature"));
     cr_assert_not_null(sig);
-    cr_assert(cq_sign_verify(SECRET, strlen(SECRET), payload, strlen(payload), NULL, 0, sig,
-                             strlen(sig)),
-              "signature %s does not sign %s", sig, payload);
+    cr_assert(
+        cq_sign_verify(SECRET, strlen(SECRET), payload, strlen(payload), NULL, 0, sig, strlen(sig)),
+        "signature %s does not sign %s", sig, payload);
     json_decref(j);
 }
 
@@ -221,8 +221,9 @@ Test(scripted, wrapped_events_are_unwrapped_and_other_subscriptions_dropped)
     feed("{\"subscriptionId\":3,\"event\":{\"e\":\"executionReport\",\"E\":1,\"s\":\"BTCUSDT\","
          "\"x\":\"NEW\",\"i\":42}}");
     cr_assert_eq(g_rec.n_events, 1);
-    cr_assert_str_eq(g_rec.events[0],
-                     "{\"e\":\"executionReport\",\"E\":1,\"s\":\"BTCUSDT\",\"x\":\"NEW\",\"i\":42}");
+    cr_assert_str_eq(
+        g_rec.events[0],
+        "{\"e\":\"executionReport\",\"E\":1,\"s\":\"BTCUSDT\",\"x\":\"NEW\",\"i\":42}");
     feed("{\"subscriptionId\":4,\"event\":{\"e\":\"executionReport\",\"E\":2}}");
     feed("{\"event\":{\"e\":\"outboundAccountPosition\",\"E\":3}}");
     cr_assert_eq(g_rec.n_events, 1, "an event of another (or no) subscription is not ours");
