@@ -480,4 +480,8 @@ int cq_journal__recover(const char *dir, const struct cq_journal_fs *fs,
                         struct cq_journal__recovered *out, struct cq_err *err);
 void cq_journal__recovered_fini(struct cq_journal__recovered *r);
 
+/* How many times the writer came back from an idle wait (timeout or signal),
+ * since open: the tests' measure that an idle writer sleeps to its deadlines. */
+uint64_t cq_journal__idle_wakeups(struct cq_journal *j);
+
 #endif /* CQ_JOURNAL_INT_H */

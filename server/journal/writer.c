@@ -66,7 +66,11 @@
 
 #define SVC "journal"
 #define QUEUE_MAX_BYTES ((size_t)32 << 20)
-#define IDLE_WAIT_MS 50
+/* The idle writer sleeps until its next deadline (health, snapshot, verify,
+ * pause retry) or until an append, a snapshot request or stop rings work_cv.
+ * This bounds one sleep all the same: an injected clock that jumps cannot
+ * ring the doorbell, and it is the health cadence anyway. */
+#define IDLE_MAX_WAIT_MS 1000
 #define VERIFY_STEP_BYTES ((uint64_t)256 * 1024)
 #define HEALTH_EVERY_MS 1000
 #define HIST_SUB 8
@@ -138,6 +142,7 @@ struct cq_journal {
     size_t v_n;
     int64_t next_verify_ms;
     bool failed_logged;
+    uint64_t idle_wakeups; /* j->lock: returns from idle_wait (cq_journal__idle_wakeups) */
 
     /* state_lock */
     pthread_mutex_t state_lock;
@@ -1067,13 +1072,41 @@ static bool verify_step(struct cq_journal *j)
 /* ---- the writer thread
  * ----------------------------------------------------------------------------- */
 
+/* Sleep (j->lock held) for ms, at most IDLE_MAX_WAIT_MS, or until work_cv rings. */
 static void idle_wait(struct cq_journal *j, int64_t ms)
 {
     struct timespec ts;
+    if (ms > IDLE_MAX_WAIT_MS) {
+        ms = IDLE_MAX_WAIT_MS;
+    }
     deadline_in(&ts, ms > 0 ? ms : 1);
     j->writer_waiting = true;
     pthread_cond_timedwait(&j->work_cv, &j->lock, &ts);
     j->writer_waiting = false;
+    j->idle_wakeups++;
+}
+
+/* Milliseconds until the idle writer has something to do on its own:
+ * the next health publish, a time-due snapshot, the next verify pass. */
+static int64_t idle_due_in(const struct cq_journal *j)
+{
+    int64_t now = now_ms(j);
+    int64_t due = j->next_health_ms;
+    if (j->since_snapshot > 0 && j->last_snapshot_ms + j->opts.snapshot_every_ms < due) {
+        due = j->last_snapshot_ms + j->opts.snapshot_every_ms;
+    }
+    if (j->opts.verify_every_ms > 0 && j->next_verify_ms < due) {
+        due = j->next_verify_ms;
+    }
+    return due - now;
+}
+
+uint64_t cq_journal__idle_wakeups(struct cq_journal *j)
+{
+    pthread_mutex_lock(&j->lock);
+    uint64_t n = j->idle_wakeups;
+    pthread_mutex_unlock(&j->lock);
+    return n;
 }
 
 static void writer_finish(struct cq_journal *j)
@@ -1140,14 +1173,14 @@ static void *writer_main(void *arg)
             if (j->stop_requested) {
                 break;
             }
-            idle_wait(j, 100);
+            idle_wait(j, IDLE_MAX_WAIT_MS); /* only stop (which rings) ends this */
             continue;
         }
         if (j->state == CQ_JOURNAL_PAUSED) {
             int64_t now = now_ms(j);
             if (now < j->next_retry_ms && !j->stop_requested) {
                 int64_t left = j->next_retry_ms - now;
-                idle_wait(j, left < IDLE_WAIT_MS ? left : IDLE_WAIT_MS);
+                idle_wait(j, left);
                 continue;
             }
             bool stopping = j->stop_requested;
@@ -1198,9 +1231,10 @@ static void *writer_main(void *arg)
             busy = verify_step(j);
         }
         periodic_health(j);
+        int64_t due_in = idle_due_in(j); /* writer-owned fields: read before the lock */
         pthread_mutex_lock(&j->lock);
         if (!busy && j->fill.count == 0 && !j->stop_requested && !j->snapshot_requested) {
-            idle_wait(j, IDLE_WAIT_MS);
+            idle_wait(j, due_in);
         }
     }
     pthread_mutex_unlock(&j->lock);
