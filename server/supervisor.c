@@ -45,10 +45,10 @@
  * API, a last health-file write, the log writer; exit 0 after a clean stop.
  *
  * Reload (SIGHUP): the config is read again from the same file and the
- * environment, on a reload thread; this loop applies the result at its next
- * tick. An invalid config is rejected whole (config_reload_failed).
- * Reloadable keys take effect; others are refused (config_reload_refused)
- * and keep their running value; the resulting hash is logged
+ * environment, on a reload thread; this loop polls for the result every
+ * RELOAD_TICK_MS while it runs. An invalid config is rejected whole
+ * (config_reload_failed). Reloadable keys take effect; others are refused
+ * (config_reload_refused) and keep their running value; the resulting hash is logged
  * (config_reloaded). A SIGHUP while a reload runs is coalesced
  * (config_reload_coalesced: one more reload follows); a reload running
  * RELOAD_SLOW_MS is logged once (config_reload_slow); at stop a reload
@@ -90,7 +90,14 @@
 #include "cq/trader.h"
 #include "cq/version.h"
 
-#define TICK_MS 100
+/* The loop sleeps (sigtimedwait, so a signal ends the sleep at once) until
+ * its next deadline: the next health-file write or the moment a service's
+ * last beat goes stale (cq_service_watchdog_due_ms). Two phases still poll,
+ * because nothing can wake this thread for them: the start order (a
+ * service's readiness is a health-board record, which rings no one) every
+ * START_TICK_MS, and a running reload (cq_reloader has no doorbell) every
+ * RELOAD_TICK_MS. */
+#define START_TICK_MS 100
 #define RELOAD_TICK_MS 10        /* the loop's tick while a reload runs: its result applies soon */
 #define RELOAD_SLOW_MS 5000      /* a reload running this long is logged (config_reload_slow) */
 #define RELOAD_STOP_WAIT_MS 1000 /* at stop, wait at most this (and the budget) for a reload */
@@ -811,6 +818,31 @@ static int64_t stall_ms_now(struct supervisor *sv)
     return v;
 }
 
+/* How long the main loop may sleep from now: to the next health-file write
+ * or watchdog verdict, or one poll tick while starting or reloading (see
+ * START_TICK_MS). At least 1 ms, at most HEALTH_WRITE_MS. */
+static int64_t loop_wait_ms(struct supervisor *sv, int64_t now, int64_t last_health_write,
+                            int64_t stall_ms)
+{
+    int64_t wait = last_health_write + HEALTH_WRITE_MS - now;
+    for (int i = 0; i < sv->next_stage; i++) {
+        int64_t due = cq_service_watchdog_due_ms(sv->stages[i], now, stall_ms);
+        if (due >= 0 && due < wait) {
+            wait = due;
+        }
+    }
+    if (sv->next_stage < STAGE__COUNT && wait > START_TICK_MS) {
+        wait = START_TICK_MS;
+    }
+    if (cq_reloader_running_ms(sv->reloader) >= 0 && wait > RELOAD_TICK_MS) {
+        wait = RELOAD_TICK_MS;
+    }
+    if (wait > HEALTH_WRITE_MS) {
+        wait = HEALTH_WRITE_MS;
+    }
+    return wait < 1 ? 1 : wait;
+}
+
 /* Stop the started services in reverse order within the budget. Returns
  * false if one overran it. */
 static bool stop_services(struct supervisor *sv, int64_t deadline_ms)
@@ -994,8 +1026,8 @@ int cq_supervisor_run(struct cq_config *cfg, const struct cq_supervisor_options 
             last_health_write = now;
         }
         reload_poll(&sv);
-        long tick_ms = cq_reloader_running_ms(sv.reloader) >= 0 ? RELOAD_TICK_MS : TICK_MS;
-        struct timespec tick = {0, tick_ms * 1000000L};
+        int64_t wait_ms = loop_wait_ms(&sv, cq_time_mono_ms(), last_health_write, stall_ms);
+        struct timespec tick = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L};
         int sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig == SIGHUP) {
             cq_log_info("supervisor", "signal_received", json_pack("{s:s}", "signal", "SIGHUP"),

@@ -76,4 +76,12 @@ bool cq_service_is_stalled(int64_t now_mono_ms, int64_t last_beat_ms, int64_t st
  * "service_recovered" and publishes its own record from then on. */
 bool cq_service_watchdog(struct cq_service *svc, int64_t now_mono_ms, int64_t stall_ms);
 
+/* When the watchdog next has something to judge, so the supervisor can sleep
+ * until then instead of on a tick: milliseconds from now_mono_ms until this
+ * service's last beat is older than stall_ms (0 = judge it now), or -1 when
+ * there is nothing to wait for (not started, joined, or already marked
+ * stalled: the service's own next beat clears that). Any thread. */
+int64_t cq_service_watchdog_due_ms(const struct cq_service *svc, int64_t now_mono_ms,
+                                   int64_t stall_ms);
+
 #endif /* CQ_SERVICE_H */

@@ -292,3 +292,14 @@ bool cq_service_watchdog(struct cq_service *s, int64_t now_mono_ms, int64_t stal
     }
     return true;
 }
+
+int64_t cq_service_watchdog_due_ms(const struct cq_service *s, int64_t now_mono_ms,
+                                   int64_t stall_ms)
+{
+    if (!s->thread_created || s->joined || atomic_load(&s->stalled)) {
+        return -1;
+    }
+    /* cq_service_is_stalled: stalled once now - last > stall_ms */
+    int64_t due = cq_service_last_beat_ms(s) + stall_ms + 1 - now_mono_ms;
+    return due > 0 ? due : 0;
+}

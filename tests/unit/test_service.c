@@ -150,6 +150,40 @@ Test(service, failing_step_marks_down_failed)
     cq_health_board_free(p.board);
 }
 
+/* issue 10: the supervisor sleeps until the watchdog's next verdict is due
+ * (a beat older than the stall limit), not on a 100 ms tick. */
+Test(service, watchdog_due_is_the_moment_the_last_beat_goes_stale)
+{
+    struct probe p = {0};
+    p.board = cq_health_board_new(&clk, NULL);
+    sem_init(&p.release, 0, 0);
+    struct cq_service *s = cq_service_new(&probe_ops, &p, p.board, &clk, NULL);
+    int64_t now = fake_clock_mono_ms_(&fc);
+    cr_expect_eq(cq_service_watchdog_due_ms(s, now, 1000), -1, "not started: nothing due");
+    atomic_store(&p.block, true); /* its beat then stands still at the blocked step */
+    cr_assert_eq(cq_service_start(s, NULL), 0);
+    for (int i = 0; i < 4000 && !atomic_load(&p.blocked); i++) {
+        cq_time_sleep_ms(1);
+    }
+    cr_assert(atomic_load(&p.blocked));
+    int64_t beat = cq_service_last_beat_ms(s);
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat, 1000), 1001);
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat + 400, 1000), 601);
+    /* one ms before the due time it is not stalled yet; at it, it is */
+    cr_expect_not(cq_service_watchdog(s, beat + 1000, 1000));
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat + 1000, 1000), 1);
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat + 5000, 1000), 0, "overdue: judge now");
+    cr_expect(cq_service_watchdog(s, beat + 1001, 1000));
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat + 1001, 1000), -1);
+    atomic_store(&p.block, false);
+    sem_post(&p.release);
+    cq_service_request_stop(s);
+    cr_assert_eq(cq_service_join(s, 2000), 0);
+    cr_expect_eq(cq_service_watchdog_due_ms(s, beat, 1000), -1, "joined: nothing due");
+    cq_service_free(s);
+    cq_health_board_free(p.board);
+}
+
 Test(service, watchdog_marks_stalled_once_then_recovers)
 {
     struct probe p = {0};
@@ -176,6 +210,8 @@ Test(service, watchdog_marks_stalled_once_then_recovers)
     cr_expect_eq(json_is_false(json_object_get(rec, "ready")), 1);
     json_decref(rec);
     cr_expect(cq_service_watchdog(s, now + 10, 1000), "still stalled");
+    cr_expect_eq(cq_service_watchdog_due_ms(s, now + 10, 1000), -1,
+                 "marked stalled: nothing more to wait for until it beats");
     cr_expect_eq(count_ring("\"event\":\"service_stalled\""), 1, "stall logged once");
 
     atomic_store(&p.block, false);
