@@ -114,6 +114,9 @@ int cq_wsapi_start(struct cq_wsapi *a) CQ_WUR;
 void cq_wsapi_stop(struct cq_wsapi *a);
 /* Timers (subscribe retries and timeouts); call on every loop step. */
 void cq_wsapi_tick(struct cq_wsapi *a, int64_t now_mono_ms);
+/* Milliseconds until cq_wsapi_tick has work (0: now; INT64_MAX: none), so
+ * the owner can sleep until then. */
+int64_t cq_wsapi_due_in_ms(const struct cq_wsapi *a, int64_t now_mono_ms);
 void cq_wsapi_stats(const struct cq_wsapi *a, struct cq_wsapi_stats *out);
 json_t *cq_wsapi_stats_json(const struct cq_wsapi_stats *s);
 /* The ws client's own stats (NULL before cq_wsapi_new). */

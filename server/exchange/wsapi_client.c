@@ -435,6 +435,21 @@ void cq_wsapi_tick(struct cq_wsapi *a, int64_t now)
     }
 }
 
+int64_t cq_wsapi_due_in_ms(const struct cq_wsapi *a, int64_t now)
+{
+    if (a->reconnect_due) {
+        return 0;
+    }
+    if (a->state == CQ_WSAPI_RETRY_WAIT) {
+        return a->retry.next_at_ms > now ? a->retry.next_at_ms - now : 0;
+    }
+    if (a->state == CQ_WSAPI_SUBSCRIBING) {
+        int64_t due = a->pending_since + CQ_WSAPI_SUBSCRIBE_TIMEOUT_MS - now;
+        return due > 0 ? due : 0;
+    }
+    return INT64_MAX; /* otherwise the WS client's own timers (cq_ws_loop_service) */
+}
+
 /* ---- life cycle ------------------------------------------------------------------- */
 
 struct cq_wsapi *cq_wsapi_new(struct cq_ws_loop *loop, const struct cq_wsapi_options *opts,

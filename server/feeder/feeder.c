@@ -2,8 +2,11 @@
  * feeder.c — the feeder service: market data in, market events out.
  *
  * Runs on its own thread (struct cq_service, tick 1 ms; each step services
- * the WebSocket loop for up to 50 ms, so the thread sleeps in poll(), not in
- * the frame). Everything below is owned by that thread:
+ * the WebSocket loop until its next deadline (cq_feeder__wait_ms: the health
+ * cadence, a symbol's staleness deadline, a retry; the WS clients' timers;
+ * at most SERVICE_WAIT_MAX_MS), so the thread sleeps in poll(), not in the
+ * frame, and an idle feeder wakes only when something is due). Everything
+ * below is owned by that thread:
  *   loop     a struct cq_ws_loop with two clients: "market" (combined
  *            kline_1m/bookTicker/trade streams of every symbol) and "user"
  *            (the user data stream over the WebSocket API, cq/wsapi.h, when
@@ -105,7 +108,10 @@
 #define PENDING_PAUSE_CANDLES 60000 /* held candles above which the stream is not read */
 #define USER_PENDING_MAX 1024
 #define HEALTH_EVERY_MS 250
-#define SERVICE_WAIT_MS 50
+#define SERVICE_WAIT_MAX_MS 1000 /* longest sleep with nothing due */
+#define STALL_BEATS 4            /* heartbeats per CQ_WATCHDOG_STALL_MS, at least */
+#define FLUSH_RETRY_MS 50        /* retry of a hand-off to a full ring (ARES, trader) */
+#define BACKPRESSURE_WAIT_MS 20  /* sleep while ARES drains the held candles */
 #define START_RETRY_MIN_MS 500
 #define START_RETRY_MAX_MS 30000
 #define BACKFILL_LIMIT 1000 /* bars per klines request */
@@ -173,6 +179,7 @@ struct cq_feeder {
 
     /* Reloadable threshold: written by the supervisor, read here. */
     _Atomic int64_t stale_ms;
+    _Atomic int64_t watch_stall_ms; /* CQ_WATCHDOG_STALL_MS: the sleep stays well under it */
 
     struct rest_worker *worker; /* owned: the REST thread, its curl handle, its rings */
     bool start_in_flight;       /* the start job is out on the worker */
@@ -1360,6 +1367,66 @@ static void publish_health(struct cq_feeder *f, int64_t now)
 
 /* ---- the step ------------------------------------------------------------------ */
 
+/* A symbol whose staleness deadline (age > stale_ms) passed after the last
+ * health publish: its record is due now, not at the next cadence. */
+static bool stale_crossed(const struct cq_feeder *f, int64_t now)
+{
+    int64_t stale_ms = atomic_load_explicit(&f->stale_ms, memory_order_relaxed);
+    for (size_t i = 0; i < f->n_syms; i++) {
+        const struct sym_state *s = &f->syms[i];
+        int64_t deadline = s->last_any_mono + stale_ms + 1;
+        if (s->last_any_mono > 0 && deadline > f->last_health_mono && deadline <= now) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int64_t min_due(int64_t a, int64_t b)
+{
+    return b < a ? b : a;
+}
+
+int64_t cq_feeder__wait_ms(const struct cq_feeder *f, int64_t now)
+{
+    int64_t due = SERVICE_WAIT_MAX_MS;
+    /* The frame heartbeats once per step: beat STALL_BEATS times per stall
+     * limit, as the doorbell services do (service.c). */
+    due =
+        min_due(due, atomic_load_explicit(&f->watch_stall_ms, memory_order_relaxed) / STALL_BEATS);
+    due = min_due(due, f->last_health_mono + HEALTH_EVERY_MS - now);
+    if (f->phase == PHASE_START) {
+        if (!f->start_in_flight) {
+            due = min_due(due, f->start_retry_at - now);
+        }
+        return due > 0 ? due : 0; /* the start result rings the loop (cq_ws_loop_wake) */
+    }
+    int64_t stale_ms = atomic_load_explicit(&f->stale_ms, memory_order_relaxed);
+    for (size_t i = 0; i < f->n_syms; i++) {
+        const struct sym_state *s = &f->syms[i];
+        int64_t deadline = s->last_any_mono + stale_ms + 1;
+        if (s->last_any_mono > 0 && deadline > f->last_health_mono) {
+            due = min_due(due, deadline - now);
+        }
+        if (s->held_len > 0 && !s->backfill_in_flight) {
+            due = min_due(due, s->backfill_retry_at - now); /* 0 = at once */
+        }
+        if (s->book_pending) {
+            due = min_due(due, FLUSH_RETRY_MS); /* the ring to ARES was full */
+        }
+    }
+    if (f->pending_len > 0 || f->user_len > 0) {
+        due = min_due(due, FLUSH_RETRY_MS); /* a ring was full: retry the hand-off */
+    }
+    if (f->user_gap_owed) {
+        due = min_due(due, FLUSH_RETRY_MS);
+    }
+    if (f->user != NULL) {
+        due = min_due(due, cq_wsapi_due_in_ms(f->user, now));
+    }
+    return due > 0 ? due : 0;
+}
+
 static int feeder_step(void *ctx, int64_t now)
 {
     struct cq_feeder *f = ctx;
@@ -1376,10 +1443,15 @@ static int feeder_step(void *ctx, int64_t now)
         }
     }
     f->backpressure = f->pending_len > PENDING_PAUSE_CANDLES;
-    if (f->phase == PHASE_STREAMING && !f->backpressure) {
-        cq_ws_loop_service(f->loop, SERVICE_WAIT_MS);
+    if (!f->backpressure) {
+        /* Sleep until the next deadline (cq_feeder__wait_ms; the WS clients'
+         * own timers are folded in by cq_ws_loop_service), a socket event or
+         * a REST result (the worker rings the loop). Before streaming no
+         * client is started: the loop only waits. */
+        int64_t wait = cq_feeder__wait_ms(f, now);
+        cq_ws_loop_service(f->loop, wait > 0 ? (int)wait : 0);
     } else {
-        struct timespec ts = {0, 20 * 1000000L};
+        struct timespec ts = {0, BACKPRESSURE_WAIT_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
     now = now_mono(f);
@@ -1400,7 +1472,7 @@ static int feeder_step(void *ctx, int64_t now)
         user_gap(f, "events_dropped", now);
         flush_to_trader(f);
     }
-    if (now - f->last_health_mono >= HEALTH_EVERY_MS) {
+    if (now - f->last_health_mono >= HEALTH_EVERY_MS || stale_crossed(f, now)) {
         publish_health(f, now);
         f->last_health_mono = now;
     }
@@ -1564,6 +1636,7 @@ struct cq_feeder *cq_feeder_new(const struct cq_feeder_options *o, struct cq_err
         return NULL;
     }
     atomic_init(&f->stale_ms, cq_config_int(o->cfg, CQ_CFG_FEEDER_STALE_MS));
+    atomic_init(&f->watch_stall_ms, cq_config_int(o->cfg, CQ_CFG_WATCHDOG_STALL_MS));
     const char *const *symbols = NULL;
     size_t n = cq_config_symbols(o->cfg, &symbols);
     if (n > CQ_MAX_SYMBOLS) {
@@ -1686,6 +1759,7 @@ void cq_feeder__flush(struct cq_feeder *f)
 void cq_feeder__publish_health(struct cq_feeder *f, int64_t now)
 {
     publish_health(f, now);
+    f->last_health_mono = now;
 }
 
 void cq_feeder__assume_streaming(struct cq_feeder *f)
@@ -1702,5 +1776,7 @@ struct cq_service *cq_feeder_service(struct cq_feeder *f)
 void cq_feeder_reconfigure(struct cq_feeder *f, const struct cq_config *cfg)
 {
     atomic_store_explicit(&f->stale_ms, cq_config_int(cfg, CQ_CFG_FEEDER_STALE_MS),
+                          memory_order_relaxed);
+    atomic_store_explicit(&f->watch_stall_ms, cq_config_int(cfg, CQ_CFG_WATCHDOG_STALL_MS),
                           memory_order_relaxed);
 }

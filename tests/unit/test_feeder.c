@@ -593,3 +593,99 @@ Test(backoff, attempts_in_ten_seconds_are_bounded)
                       attempts);
     }
 }
+
+/* ---- the loop sleeps until its next deadline, not on a fixed tick ---------- */
+
+enum wait_action { W_NONE, W_PUBLISH, W_DATA_BTC, W_DATA_SYM20, W_BOOK_UNFLUSHED, W_FLUSH };
+
+struct wait_case {
+    int64_t advance_ms;      /* on the fake clock, before the action */
+    enum wait_action action; /* then this */
+    int64_t want_ms;         /* and cq_feeder__wait_ms must be this */
+    const char *why;
+};
+
+static void wait_act(enum wait_action a)
+{
+    struct cq_msg m;
+    switch (a) {
+    case W_NONE:
+        break;
+    case W_PUBLISH:
+        json_decref(health());
+        break;
+    case W_DATA_BTC:
+    case W_DATA_SYM20:
+        m = book(a == W_DATA_BTC ? "BTCUSDT" : SYM20, "100", "101");
+        apply(&m);
+        cq_feeder__flush(fx.f);
+        break;
+    case W_BOOK_UNFLUSHED:
+        m = book("BTCUSDT", "100", "101");
+        apply(&m);
+        break;
+    case W_FLUSH:
+        cq_feeder__flush(fx.f);
+        break;
+    }
+}
+
+/* HEALTH_EVERY_MS 250, STALE_MS 1500 (a symbol is stale when its age is
+ * > 1500 ms, so at last + 1501). The clock starts at 1000. */
+Test(feeder, loop_sleeps_until_the_earliest_deadline)
+{
+    static const struct wait_case cases[] = {
+        {0, W_NONE, 0, "never published: health is due now"},
+        {0, W_PUBLISH, 250, "idle: the health cadence, not a 50 ms tick"},
+        {100, W_NONE, 150, "the cadence counts from the last publish"},
+        {0, W_DATA_BTC, 150, "BTC data at 1100: its staleness deadline 2601 is later"},
+        {150, W_PUBLISH, 250, "1250"},
+        {250, W_PUBLISH, 250, "1500"},
+        {250, W_PUBLISH, 250, "1750"},
+        {250, W_PUBLISH, 250, "2000"},
+        {250, W_PUBLISH, 250, "2250"},
+        {250, W_PUBLISH, 101, "2500: BTC goes stale at 2601, before the next publish"},
+        {0, W_DATA_SYM20, 101, "SYM20 data at 2500: its deadline 4001 is later"},
+        {101, W_NONE, 0, "2601: BTC's staleness is due and not yet published"},
+        {0, W_PUBLISH, 250, "published: the stale symbol no longer wakes the loop"},
+        {0, W_BOOK_UNFLUSHED, 50, "a book not yet handed to ARES: retry the hand-off"},
+        {0, W_FLUSH, 250, "handed off: idle again"},
+        {1000, W_NONE, 0, "3601: the health publish is overdue"},
+        {0, W_PUBLISH, 250, "3601: SYM20's deadline 4001 is after the cadence"},
+        {250, W_PUBLISH, 150, "3851: SYM20 goes stale at 4001"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        advance(cases[i].advance_ms);
+        wait_act(cases[i].action);
+        cr_expect_eq(cq_feeder__wait_ms(fx.f, now()), cases[i].want_ms,
+                     "case %zu (%s): wait %lld ms, want %lld", i, cases[i].why,
+                     (long long)cq_feeder__wait_ms(fx.f, now()), (long long)cases[i].want_ms);
+    }
+}
+
+/* The frame heartbeats once per step: the sleep is cut to a quarter of
+ * CQ_WATCHDOG_STALL_MS (reloadable), so even the smallest stall limit (200 ms)
+ * never sees an idle feeder as stalled. */
+Test(feeder, loop_sleep_is_cut_to_a_quarter_of_the_watchdog_stall)
+{
+    static const struct {
+        const char *stall_ms;
+        int64_t want_ms;
+    } cases[] = {{"200", 50}, {"996", 249}, {"1000", 250}, {"5000", 250}};
+    json_decref(health()); /* idle: the health cadence (250 ms) is the next deadline */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char stall_env[64];
+        snprintf(stall_env, sizeof(stall_env), "CQ_WATCHDOG_STALL_MS=%s", cases[i].stall_ms);
+        char *const envp[] = {"CQ_SYMBOLS=BTCUSDT," SYM20, "CQ_FEEDER_STALE_MS=1500", stall_env,
+                              NULL};
+        struct cq_config_load_options lo = {.file_path = fx.cfg_path, .envp = envp};
+        static struct cq_config_report report;
+        struct cq_config *cfg = cq_config_load(&lo, &report);
+        cr_assert_not_null(cfg, "config: %s", report.n_errors ? report.errors[0].message : "?");
+        cq_feeder_reconfigure(fx.f, cfg);
+        cr_expect_eq(cq_feeder__wait_ms(fx.f, now()), cases[i].want_ms,
+                     "stall %s ms: wait %lld ms, want %lld", cases[i].stall_ms,
+                     (long long)cq_feeder__wait_ms(fx.f, now()), (long long)cases[i].want_ms);
+        cq_config_unref(cfg);
+    }
+}
