@@ -603,3 +603,35 @@ Test(simex, the_simulators_shutdown_is_seen)
     PUMP_UNTIL(stats().server_shutdowns == 1);
     cr_assert_neq(stats().state, CQ_WSAPI_SUBSCRIBED);
 }
+
+/* The feeder sleeps until cq_wsapi_due_in_ms: it is exactly the time left to
+ * the subscribe timeout or the retry, and "never" when nothing is pending. */
+Test(scripted, due_in_ms_is_the_time_to_the_next_timer)
+{
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), INT64_MAX, "not connected: no timer");
+    cq_wsapi__on_state(g_api, CQ_WS_CONNECTED, "connected");
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), CQ_WSAPI_SUBSCRIBE_TIMEOUT_MS);
+    fake_clock_advance_ms(&g_fc, CQ_WSAPI_SUBSCRIBE_TIMEOUT_MS - 1);
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), 1);
+    fake_clock_advance_ms(&g_fc, 1);
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), 0, "at the bound: due now");
+    answer_ok(0);
+    cr_assert_eq(stats().state, CQ_WSAPI_SUBSCRIBED);
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), INT64_MAX, "subscribed: no timer");
+    cq_wsapi__on_state(g_api, CQ_WS_BACKOFF, "closed_by_peer");
+    cq_wsapi__on_state(g_api, CQ_WS_CONNECTED, "connected");
+    char f[384];
+    snprintf(f, sizeof f,
+             "{\"id\":%lld,\"status\":429,\"error\":{\"code\":-1003,\"msg\":\"Too many requests.\","
+             "\"data\":{\"serverTime\":1000000,\"retryAfter\":1030000}}}",
+             last_id());
+    feed(f);
+    cr_assert_eq(stats().state, CQ_WSAPI_RETRY_WAIT);
+    int64_t due = cq_wsapi_due_in_ms(g_api, now());
+    cr_assert_eq(due, stats().retry_in_ms, "due %lld ms", (long long)due);
+    cr_assert_geq(due, 29999);
+    fake_clock_advance_ms(&g_fc, due - 1);
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), 1);
+    fake_clock_advance_ms(&g_fc, 1);
+    cr_assert_eq(cq_wsapi_due_in_ms(g_api, now()), 0);
+}
