@@ -42,6 +42,7 @@ struct cq_doorbell {
     int fd;               /* eventfd, non-blocking, close-on-exec; -1 = none */
     atomic_bool sleeping; /* the consumer armed and may be in poll(2) */
     /* Counters, for /metrics and the tests (relaxed: values only). */
+    _Atomic uint64_t arms;   /* times the consumer raised its flag */
     _Atomic uint64_t rings;  /* eventfd writes by producers */
     _Atomic uint64_t sleeps; /* sleeps that reached poll(2) */
     _Atomic uint64_t woken;  /* of those, ended by a ring (not the timeout) */

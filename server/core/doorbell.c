@@ -9,6 +9,7 @@
 int cq_doorbell_init(struct cq_doorbell *b, struct cq_err *err)
 {
     atomic_init(&b->sleeping, false);
+    atomic_init(&b->arms, 0);
     atomic_init(&b->rings, 0);
     atomic_init(&b->sleeps, 0);
     atomic_init(&b->woken, 0);
@@ -33,6 +34,7 @@ void cq_doorbell_arm(struct cq_doorbell *b)
     /* The flag goes up before the consumer looks at the ring indexes: the
      * seq_cst fence orders this store before those loads, and pairs with the
      * fence in cq_doorbell_notify (see the header). */
+    atomic_fetch_add_explicit(&b->arms, 1, memory_order_relaxed);
     atomic_store_explicit(&b->sleeping, true, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
 }

@@ -434,8 +434,13 @@ Test(doorbell, no_lost_wakeup_ping_pong, .timeout = 240)
     }
     cr_assert_eq(atomic_load(&c.got), ITEMS);
     cr_assert_eq(atomic_load(&c.sum), want_sum);
-    cr_assert_leq(atomic_load(&c.bell.rings), atomic_load(&c.bell.sleeps) + 1,
-                  "at most one write per sleep");
+    /* At most one write per arm: a producer takes the flag down when it
+     * rings. Not "per sleep": a consumer that armed and then found the item
+     * (pushed while it looked) does not sleep, yet the producer that saw the
+     * flag up has rung (seen once on a loaded CI-style run). */
+    cr_assert_leq(atomic_load(&c.bell.rings), atomic_load(&c.bell.arms),
+                  "at most one write per arm");
+    cr_assert_leq(atomic_load(&c.bell.rings), (uint64_t)ITEMS, "at most one write per push");
     consumer_stop(&c);
 }
 
