@@ -154,7 +154,6 @@ void cq_api__json(struct cq_api_response *resp, int status, json_t *json);
  * "<out of memory>" when redaction cannot allocate. */
 void cq_api__show(char *out, size_t out_size, const char *s, size_t max_bytes);
 /* True when s[0, len) is valid UTF-8 (RFC 3629, as jansson accepts it). */
-bool cq_api__utf8_valid(const char *s, size_t len);
 /* The Host check of a loopback bind: true when host is NULL or empty, or
  * names a loopback address (localhost, 127.x.y.z, [::1]) or the bind host,
  * with or without a port. Always true on a non-loopback bind. */

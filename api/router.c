@@ -37,6 +37,7 @@
 
 #include "api-int.h"
 #include "cq/log.h"
+#include "cq/text.h"
 #include "cq/version.h"
 
 #define AUTH_HINT                                                                                  \
@@ -95,11 +96,11 @@ void cq_api__error(struct cq_api_response *resp, int status, const char *code, c
     /* Callers pass text made with cq_api__show; anything that is still not
      * UTF-8 is shown, not turned into a 500 (jansson refuses it). */
     char shown_message[1024 + 4], shown_hint[1024 + 4];
-    if (message != NULL && !cq_api__utf8_valid(message, strlen(message))) {
+    if (message != NULL && !cq_text_utf8_valid(message, strlen(message))) {
         cq_api__show(shown_message, sizeof(shown_message), message, 1024);
         message = shown_message;
     }
-    if (hint != NULL && !cq_api__utf8_valid(hint, strlen(hint))) {
+    if (hint != NULL && !cq_text_utf8_valid(hint, strlen(hint))) {
         cq_api__show(shown_hint, sizeof(shown_hint), hint, 1024);
         hint = shown_hint;
     }
@@ -118,59 +119,6 @@ void cq_api_response_fini(struct cq_api_response *resp)
 }
 
 /* ---- text shown to people --------------------------------------------------------- */
-
-/* Length of the valid UTF-8 character at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF, as jansson wants), 0 if invalid. */
-static size_t utf8_char_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (uint32_t)(s[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) {
-        return 0;
-    }
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) {
-        return 0;
-    }
-    return n;
-}
-
-bool cq_api__utf8_valid(const char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
-        if (n == 0) {
-            return false;
-        }
-        i += n;
-    }
-    return true;
-}
 
 void cq_api__show(char *out, size_t out_size, const char *s, size_t max_bytes)
 {
@@ -199,7 +147,7 @@ void cq_api__show(char *out, size_t out_size, const char *s, size_t max_bytes)
     size_t i = 0;
     bool cut = false;
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)red + i, len - i);
+        size_t n = cq_text_utf8_char_len((const unsigned char *)red + i, len - i);
         const char *piece = red + i;
         size_t piece_len = n;
         if (n == 0) {
@@ -562,7 +510,7 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
                       "use GET or HEAD (letters, digits and !#$%&'*+-.^_`|~ only)");
         return;
     }
-    if (!cq_api__utf8_valid(req->path, strlen(req->path))) {
+    if (!cq_text_utf8_valid(req->path, strlen(req->path))) {
         cq_api__show(path, sizeof(path), req->path, CQ_API_SHOW_PATH_MAX);
         snprintf(message, sizeof(message),
                  "the path \"%s\" is not UTF-8 once percent-decoded (shown with '?' for the "

@@ -47,4 +47,16 @@ bool cq_text_decimal_exceeds(const char *value, uint64_t max);
 /* An owned copy of s, or NULL when s is NULL (or allocation fails). */
 char *cq_text_dup(const char *s);
 
+/* UTF-8 as jansson accepts it (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF). The length of the valid character at s (at most
+ * left bytes), 0 if invalid; whether s[0, len) is valid throughout; and the
+ * largest length <= max that does not split a character of s[0, len). */
+size_t cq_text_utf8_char_len(const unsigned char *s, size_t left);
+bool cq_text_utf8_valid(const char *s, size_t len);
+size_t cq_text_utf8_cut(const char *s, size_t len, size_t max);
+
+/* buf (size bytes, NUL-terminated) was cut: end it in "..." on a character
+ * boundary, so the text stays valid UTF-8 and the cut is visible. */
+void cq_text_mark_cut(char *buf, size_t size);
+
 #endif /* CQ_TEXT_H */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cq/common.h"
+#include "cq/text.h"
 
 static const char *const errnames[CQ__ECOUNT] = {
     [CQ_OK] = "CQ_OK: success",
@@ -35,21 +36,6 @@ const char *cq_strerror(int code)
         return "CQ_E?: unknown error";
     }
     return errnames[code];
-}
-
-/* buf (size bytes) held a text that did not fit: end it with "..." on a
- * UTF-8 character boundary, so the cut is visible and the text stays valid
- * UTF-8 for JSON logs. */
-static void mark_cut(char *buf, size_t size)
-{
-    if (size < 4) {
-        return;
-    }
-    size_t p = size - 4; /* "..." and the NUL fill the last 4 bytes */
-    while (p > 0 && ((unsigned char)buf[p] & 0xC0) == 0x80) {
-        p--; /* back to the first byte of the character being cut */
-    }
-    memcpy(buf + p, "...", 4);
 }
 
 /* ---- the sign convention (see common.h) ---- */
@@ -119,13 +105,13 @@ int cq_err__set(const char *file, int line, struct cq_err *err, int code, int sy
         if (n < 0) {
             err->message[0] = '\0';
         } else if ((size_t)n >= room) {
-            mark_cut(err->message, room);
+            cq_text_mark_cut(err->message, room);
         }
         size_t used = strlen(err->message);
         memcpy(err->message + used, suffix, strlen(suffix) + 1); /* fits: room left for it */
         if (cq_strlcpy(err->hint, hint != NULL ? hint : "", sizeof(err->hint)) >=
             sizeof(err->hint)) {
-            mark_cut(err->hint, sizeof(err->hint));
+            cq_text_mark_cut(err->hint, sizeof(err->hint));
         }
     }
     return -code;

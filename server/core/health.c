@@ -14,6 +14,7 @@
 #include "cq/fs.h"
 #include "cq/health.h"
 #include "cq/log.h"
+#include "cq/text.h"
 
 struct record {
     enum cq_health_status status;
@@ -159,11 +160,7 @@ static void copy_text(char *dst, size_t size, const char *src)
     if (cq_strlcpy(dst, src != NULL ? src : "", size) < size) {
         return;
     }
-    size_t n = size - 4; /* room for "..." and the NUL */
-    while (n > 0 && ((unsigned char)dst[n] & 0xC0) == 0x80) {
-        n--; /* dst[n] continues a character: cut before its lead byte */
-    }
-    memcpy(dst + n, "...", 4);
+    cq_text_mark_cut(dst, size);
 }
 
 void cq_health_publish(struct cq_health_board *b, enum cq_service_id id,

@@ -81,6 +81,7 @@
 #include "log-int.h"
 #include "cq/buf.h"
 #include "cq/fs.h"
+#include "cq/text.h"
 #include "cq/log.h"
 
 #define LOG_FILE_NAME "coinquantd.log"
@@ -157,52 +158,12 @@ static bool contains(const char *hay, size_t hay_len, const char *needle, size_t
     return false;
 }
 
-/* Length of the valid UTF-8 character at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF — what jansson accepts), 0 if invalid. */
-static size_t utf8_char_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (uint32_t)(s[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) {
-        return 0;
-    }
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) {
-        return 0;
-    }
-    return n;
-}
-
 /* Replace every byte that is not part of a valid UTF-8 character with '?'. */
 static void utf8_sanitize(char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
+        size_t n = cq_text_utf8_char_len((const unsigned char *)s + i, len - i);
         if (n == 0) {
             s[i] = '?';
             i++;
@@ -210,19 +171,6 @@ static void utf8_sanitize(char *s, size_t len)
             i += n;
         }
     }
-}
-
-/* Largest length <= max that does not split a UTF-8 character of s. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-    if (len <= max) {
-        return len;
-    }
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-        n--;
-    }
-    return n;
 }
 
 /* How many bytes jansson's serialiser spends on byte c inside a string. */
@@ -252,7 +200,7 @@ static size_t json_prefix_within(const char *s, size_t len, size_t budget)
     size_t used = 0;
     size_t i = 0;
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
+        size_t n = cq_text_utf8_char_len((const unsigned char *)s + i, len - i);
         if (n == 0) {
             n = 1;
         }
@@ -462,7 +410,7 @@ static char *clean_text(const char *s, size_t len, bool was_cut, size_t max_out,
         n -= drop;
     }
     utf8_sanitize(out, n);
-    n = utf8_cut(out, n, max_out);
+    n = cq_text_utf8_cut(out, n, max_out);
     out[n] = '\0';
     *out_len = n;
     return out;
@@ -1271,7 +1219,7 @@ static char *render_truncated(const struct line_parts *p, size_t *out_len)
             size_t fixed = base_len - json_escaped_len(p->msg, msg_len);
             size_t budget = fixed < CQ_LOG_LINE_MAX - 1 ? CQ_LOG_LINE_MAX - 1 - fixed : 0;
             size_t cut = json_prefix_within(p->msg, msg_len, budget);
-            msg_len = cut < msg_len ? cut : utf8_cut(p->msg, msg_len, msg_len / 2);
+            msg_len = cut < msg_len ? cut : cq_text_utf8_cut(p->msg, msg_len, msg_len / 2);
             with_fields = false;
             json_decref(o);
             continue;

@@ -79,3 +79,75 @@ bool cq_text_decimal_exceeds(const char *value, uint64_t max)
     }
     return n > max;
 }
+
+size_t cq_text_utf8_char_len(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (uint32_t)(s[i] & 0x3F);
+    }
+    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) {
+        return 0;
+    }
+    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) {
+        return 0;
+    }
+    return n;
+}
+
+bool cq_text_utf8_valid(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t n = cq_text_utf8_char_len((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
+size_t cq_text_utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max) {
+        return len;
+    }
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+        n--; /* s[n] continues a character: cut before its lead byte */
+    }
+    return n;
+}
+
+void cq_text_mark_cut(char *buf, size_t size)
+{
+    if (size < 4) {
+        return;
+    }
+    size_t p = cq_text_utf8_cut(buf, size - 1, size - 4); /* "..." and the NUL fill the last 4 */
+    memcpy(buf + p, "...", 4);
+}

@@ -575,7 +575,7 @@ void cq_sim__text_mark_cut(char *buf, size_t cap, int n)
         return;
     }
     if (cap >= 4) {
-        memcpy(buf + cap - 4, "...", 4);
+        cq_text_mark_cut(buf, cap); /* on a UTF-8 boundary */
     } else if (cap > 0) {
         buf[0] = '\0';
     }

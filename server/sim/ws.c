@@ -133,6 +133,7 @@
 #include "cq/buf.h"
 #include "cq/log.h"
 #include "cq/lws_log.h"
+#include "cq/text.h"
 #include "sim-ws.h"
 #include "sim-wsapi.h"
 
@@ -2037,43 +2038,6 @@ static void protocol_error(struct ws_conn *c, uint16_t status, const char *reaso
     conn_close(c, status, reason);
 }
 
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        size_t k;
-        uint32_t cp;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            k = 1;
-            cp = b & 0x1F;
-        } else if ((b & 0xF0) == 0xE0) {
-            k = 2;
-            cp = b & 0x0F;
-        } else if ((b & 0xF8) == 0xF0) {
-            k = 3;
-            cp = b & 0x07;
-        } else {
-            return false;
-        }
-        for (size_t j = 1; j <= k; j++) {
-            if (i + j >= n || (s[i + j] & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        i += k + 1;
-    }
-    return true;
-}
-
 /* A whole data message (text, or binary treated as text like before). */
 static void on_message(struct cq_sim__ws *ws, struct ws_conn *c, const char *text, size_t len)
 {
@@ -2174,7 +2138,7 @@ static void on_frame(struct cq_sim__ws *ws, struct ws_conn *c, unsigned op, bool
         return;
     }
     c->in_message = false;
-    if (!c->message_binary && !utf8_ok((const unsigned char *)c->rx, c->rx_len)) {
+    if (!c->message_binary && !cq_text_utf8_valid(c->rx, c->rx_len)) {
         protocol_error(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text frame is not UTF-8");
         return;
     }

@@ -125,3 +125,27 @@ Test(buf, empty_take_is_null_and_binary_bytes_are_kept)
     cr_expect_eq(memcmp(b.p, bin, 4), 0);
     cq_buf_free(&b);
 }
+
+/* The one UTF-8 validator and cut the log, the admin API, the health board,
+ * cq_err and the simulator's WebSocket share. */
+Test(text, utf8_validate_and_cut_on_character_boundaries)
+{
+    cr_assert(cq_text_utf8_valid("abc \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    cr_assert_not(cq_text_utf8_valid("\xff", 1));
+    cr_assert_not(cq_text_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    cr_assert_not(cq_text_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    cr_assert_not(cq_text_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+    cr_assert_not(cq_text_utf8_valid("\xe2\x82", 2));         /* truncated */
+    const char *s = "ab\xe2\x82\xac";                         /* "ab€": 5 bytes */
+    cr_assert_eq(cq_text_utf8_cut(s, 5, 9), 5);
+    cr_assert_eq(cq_text_utf8_cut(s, 5, 4), 2, "never inside the euro sign");
+    cr_assert_eq(cq_text_utf8_cut(s, 5, 2), 2);
+    char buf[8] = "abcd\xe2\x82\xac";   /* 7 bytes + NUL, as if cut */
+    cq_text_mark_cut(buf, sizeof(buf)); /* "..." must start at byte 4 */
+    cr_assert_str_eq(buf, "abcd...");
+    char buf2[7] = "ab\xe2\x82\xac"
+                   "c";
+    cq_text_mark_cut(buf2, sizeof(buf2)); /* byte 3 is inside the euro sign */
+    cr_assert_str_eq(buf2, "ab...");
+    cr_assert(cq_text_utf8_valid(buf2, strlen(buf2)));
+}
