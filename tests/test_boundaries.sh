@@ -53,9 +53,9 @@ declare -A HEADER_OWNER=(
   [market]=core [spsc]=core [service]=core [text]=core [version]=core
   [backoff]=core [http_body]=core [reload]=core
   [journal]=journal
-  [rest]=exchange [codec]=exchange [sign]=exchange [ws_client]=exchange [wsapi]=exchange
+  [rest]=exchange [filters]=exchange [codec]=exchange [sign]=exchange [ws_client]=exchange [wsapi]=exchange
   [ares]=ares [indicators]=ares [strategy]=ares [signal]=ares
-  [feeder]=feeder [trader]=trader [sim]=sim [api]=api [supervisor]=top
+  [feeder]=feeder [trader]=trader [risk]=trader [sim]=sim [api]=api [supervisor]=top
 )
 # Modules whose public headers a module may include. The trader takes the
 # types of its two input rings from feeder.h (user events) and signal.h
@@ -64,13 +64,13 @@ declare -A HEADER_OWNER=(
 declare -A MAY_INCLUDE=(
   [core]="core" [journal]="core journal" [exchange]="core exchange"
   [ares]="core journal ares" [feeder]="core exchange feeder"
-  [trader]="core exchange feeder ares trader" [sim]="core exchange sim" [api]="core api"
+  [trader]="core journal exchange feeder ares trader" [sim]="core exchange sim" [api]="core api"
   [top]="core journal exchange ares feeder trader sim api top"
 )
 # Libraries each library may use.
 declare -A MAY_LINK=(
   [cqcore]="" [cqjournal]="cqcore" [cqexchange]="cqcore"
-  [cqares]="cqjournal cqcore" [cqfeeder]="cqexchange cqcore" [cqtrader]="cqexchange cqcore"
+  [cqares]="cqjournal cqcore" [cqfeeder]="cqexchange cqcore" [cqtrader]="cqjournal cqexchange cqcore"
   [cqsim]="cqexchange cqcore" [cqapi]="cqcore"
 )
 # Object-name prefix of each library's members (meson names an object after

@@ -17,6 +17,9 @@
 
 #include "cq/decimal.h"
 
+/* An order's or a signal's side (cq_side_name in cq/strategy.h). */
+enum cq_side { CQ_SIDE_BUY, CQ_SIDE_SELL };
+
 /* The longest symbol name, in characters (symbols are ASCII A-Z 0-9, so
  * characters are bytes). The one limit: config validation (CQ_SYMBOLS), the
  * feeder and the codec all use it; buffers hold it and the NUL. */

@@ -34,11 +34,11 @@
 
 #include "cq/common.h"
 #include "cq/indicators.h"
+#include "cq/market.h"
 
 #define CQ_STRATEGY_PARAMS_MAX 8
 
-enum cq_side { CQ_SIDE_BUY, CQ_SIDE_SELL };
-
+/* enum cq_side is in cq/market.h (core): the exchange filters use it too. */
 const char *cq_side_name(enum cq_side side); /* "BUY", "SELL" */
 
 /* What a strategy says on a bar. */
