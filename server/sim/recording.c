@@ -486,3 +486,45 @@ void cq_sim__recording_free(struct cq_sim__recording *r)
     free(r->levels);
     free(r);
 }
+
+int cq_sim__recording_peek_symbol(const char *path, char out[CQ_SYMBOL_LEN], struct cq_err *err)
+{
+    gzFile gz = gzopen(path, "rb");
+    if (gz == NULL) {
+        return cq_err_set(err, CQ_EIO, errno,
+                          "give a recording file such as "
+                          "../shared/data/ws/recordings/binance-spot-BTCUSDT-20240808.txt.gz",
+                          "%s: cannot open the recording", path);
+    }
+    char *buf = malloc(SIM_REC_LINE_MAX + 2);
+    int rc = cq_err_set(err, CQ_EPARSE, 0,
+                        "give a recording of <symbol>@trade/@bookTicker/@depth streams",
+                        "%s: no stream name in its first %d lines", path, SIM_REC_PEEK_LINES);
+    for (int line = 0; buf != NULL && line < SIM_REC_PEEK_LINES &&
+                       gzgets(gz, buf, (int)SIM_REC_LINE_MAX + 2) != NULL;
+         line++) {
+        const char *key = strstr(buf, "\"stream\":\"");
+        if (key == NULL) {
+            continue;
+        }
+        const char *name = key + 10;
+        const char *at = strchr(name, '@');
+        size_t len = at != NULL ? (size_t)(at - name) : 0;
+        if (len == 0 || len > CQ_SYMBOL_MAX_CHARS) {
+            continue;
+        }
+        for (size_t i = 0; i < len; i++) {
+            char c = name[i];
+            out[i] = (char)(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+        }
+        out[len] = '\0';
+        rc = 0;
+        break;
+    }
+    if (buf == NULL) {
+        rc = cq_err_set(err, CQ_ENOMEM, 0, NULL, "out of memory reading %s", path);
+    }
+    free(buf);
+    gzclose(gz);
+    return rc;
+}

@@ -35,6 +35,7 @@
 #include "cq/common.h"
 #include "cq/decimal.h"
 #include "sim-engine.h"
+#include "sim-recording.h"
 
 #define SIM_MINUTE_MS 60000LL
 
@@ -84,6 +85,16 @@ struct cq_sim__market_options {
      * every symbol (a missing file is an error naming it), or a single CSV
      * file when there is one symbol. */
     const char *data_path;
+    /* NULL: none. Otherwise recorded WebSocket captures (sim-recording.h)
+     * replayed as the market of their symbol, a comma-separated list of
+     * files; the files of one symbol are read in the order given as one
+     * capture. Every file's symbol must be one of `symbols`; symbols
+     * without a recording use data_path or the synthetic walk. See
+     * market.c "Recorded book". */
+    const char *book_recording;
+    /* Recording time used to build the book when a recording holds no REST
+     * snapshot in it (0: 30000). */
+    int64_t book_warmup_ms;
     uint64_t seed;
     int64_t start_ms;    /* sim time at start; floored to the minute */
     size_t history_bars; /* closed 1m bars that exist before start (e.g. 1000) */
@@ -147,6 +158,20 @@ int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const 
                           void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
 int64_t cq_sim__interval_ms(const char *interval);
+
+/* Replay statistics of a symbol replayed from a recording (all zero for
+ * the other sources): loops completed, recorded events replayed (this
+ * loop), warm-up events consumed silently at the last (re)start, and book
+ * levels dropped because a side held REC_BOOK_SIDE_MAX levels. */
+struct cq_sim__replay_stats {
+    bool replaying;
+    uint64_t loops;
+    uint64_t events;
+    uint64_t warmup_events;
+    uint64_t levels_dropped;
+};
+void cq_sim__market_replay_stats(const struct cq_sim__market *m, int symbol_idx,
+                                 struct cq_sim__replay_stats *out);
 
 void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
                              struct cq_sim__ticker24 *out);

@@ -106,6 +106,13 @@ struct cq_sim__recording *cq_sim__recording_load(const char *const *paths, size_
                                                  struct cq_err *err);
 void cq_sim__recording_free(struct cq_sim__recording *r);
 
+/* The symbol of a recording file ("BTCUSDT"), from the first stream name in
+ * its first SIM_REC_PEEK_LINES lines; -CQ_EPARSE/-CQ_EIO with err naming the
+ * file otherwise. */
+#define SIM_REC_PEEK_LINES 100
+int cq_sim__recording_peek_symbol(const char *path, char out[CQ_SYMBOL_LEN],
+                                  struct cq_err *err) CQ_WUR;
+
 /* The levels of a depth/snapshot event: bids then asks. */
 static inline const struct cq_sim__rec_level *cq_sim__rec_bids(const struct cq_sim__recording *r,
                                                                const struct cq_sim__rec_event *e)

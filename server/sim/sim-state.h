@@ -127,6 +127,7 @@ struct cq_sim__state {
     struct cq_sim_options opts; /* strings below are owned copies */
     char *bind;
     char *data_path;
+    char *book_recording; /* owned copy of opts.book_recording */
     char *state_path;
     char *api_key;
     char *api_secret;    /* wiped on free */

@@ -371,6 +371,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     }
     sim->state.bind = cq_text_dup(opts->bind != NULL ? opts->bind : "127.0.0.1");
     sim->state.data_path = cq_text_dup(opts->data_path);
+    sim->state.book_recording = cq_text_dup(opts->book_recording);
     sim->state.state_path = cq_text_dup(opts->state_path);
     sim->state.api_key =
         cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
@@ -401,6 +402,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     cq_log_add_secret(sim->state.control_token);
     sim->state.opts.bind = sim->state.bind;
     sim->state.opts.data_path = sim->state.data_path;
+    sim->state.opts.book_recording = sim->state.book_recording;
     sim->state.opts.state_path = sim->state.state_path;
     sim->state.opts.api_key = sim->state.api_key;
     sim->state.opts.api_secret = sim->state.api_secret;
@@ -459,6 +461,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         .symbols = specs,
         .n_symbols = opts->n_symbols,
         .data_path = sim->state.data_path,
+        .book_recording = sim->state.book_recording,
         .seed = opts->seed,
         .start_ms = cq_sim__wall_ms() / SIM_MINUTE_MS * SIM_MINUTE_MS,
         .history_bars = HISTORY_BARS,
@@ -580,6 +583,7 @@ void cq_sim_free(struct cq_sim *sim)
     cq_sim__engine_free(sim->state.engine);
     free(sim->state.bind);
     free(sim->state.data_path);
+    free(sim->state.book_recording);
     free(sim->state.state_path);
     free(sim->state.api_key);
     free_secret(sim->state.api_secret);
