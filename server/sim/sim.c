@@ -264,16 +264,22 @@ static void *market_main(void *arg)
         } else if (sim->state.opts.speed_max) {
             while (events < MAX_BURST_EVENTS) {
                 int64_t next = cq_sim__market_next_event_ms(sim->state.market);
-                if (next == INT64_MAX) {
+                int64_t barrier = cq_sim__latency_barrier_ms(&sim->state);
+                if (next == INT64_MAX || cq_sim__market_now_ms(sim->state.market) >= barrier) {
                     break;
                 }
-                events += cq_sim__market_advance(sim->state.market, next);
+                /* never past an order still on its way (order entry latency) */
+                events +=
+                    cq_sim__market_advance(sim->state.market, next < barrier ? next : barrier);
                 if (sim->state.faults.market_paused) {
                     break;
                 }
             }
         } else {
-            events = cq_sim__market_advance(sim->state.market, market_target_ms(sim, wall));
+            int64_t to = market_target_ms(sim, wall);
+            int64_t barrier = cq_sim__latency_barrier_ms(&sim->state);
+            /* never past an order still on its way (order entry latency) */
+            events = cq_sim__market_advance(sim->state.market, to < barrier ? to : barrier);
         }
         cq_sim__listen_keys_expire(&sim->state, wall);
         if (sim->state.state_path != NULL && wall - last_save_ms >= STATE_SAVE_MS) {
@@ -368,6 +374,13 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     }
     if (opts->speed == 0 && !opts->speed_max) {
         sim->state.opts.speed = 1;
+    }
+    if (opts->order_latency_ms > CQ_SIM_LATENCY_MS_MAX ||
+        opts->response_latency_ms > CQ_SIM_LATENCY_MS_MAX) {
+        cq_err_set(err, CQ_EINVAL, 0, "give latencies from 0 to 10000 ms",
+                   "order latency %u ms / response latency %u ms: above %u ms",
+                   opts->order_latency_ms, opts->response_latency_ms, CQ_SIM_LATENCY_MS_MAX);
+        goto fail;
     }
     sim->state.bind = cq_text_dup(opts->bind != NULL ? opts->bind : "127.0.0.1");
     sim->state.data_path = cq_text_dup(opts->data_path);
