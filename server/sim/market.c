@@ -2228,3 +2228,73 @@ void cq_sim__market_replay_stats(const struct cq_sim__market *m, int symbol_idx,
     }
     *out = m->syms[symbol_idx].rstats;
 }
+
+/* Take qty from the displayed level at `price` of one side (see
+ * cq_sim__market_print_trade). */
+static void deplete(struct sym *s, size_t levels, bool asks, int64_t price, cq_dec qty)
+{
+    if (s->rec != NULL) {
+        struct tq *lv = asks ? s->ra : s->rb;
+        size_t n = asks ? s->n_ra : s->n_rb;
+        size_t i = side_pos(lv, n, !asks, price);
+        int64_t q;
+        if (i < n && lv[i].p == price && to_units(qty, s->bunit, s->bunit_max, &q)) {
+            side_set(s, !asks, price, lv[i].q > q ? lv[i].q - q : 0);
+            rec_view(s, levels);
+        }
+        return;
+    }
+    struct cq_sim__level *lv = asks ? s->asks : s->bids;
+    size_t *n = asks ? &s->n_asks : &s->n_bids;
+    cq_dec p = price_dec(s, price);
+    for (size_t i = 0; i < *n; i++) {
+        if (cq_dec_cmp(lv[i].price, p) != 0) {
+            continue;
+        }
+        cq_dec left;
+        if (cq_dec_cmp(lv[i].qty, qty) > 0 && cq_dec_sub(lv[i].qty, qty, &left) == 0) {
+            lv[i].qty = left;
+        } else {
+            memmove(&lv[i], &lv[i + 1], (*n - i - 1) * sizeof(*lv));
+            (*n)--;
+        }
+        s->book_update_id++;
+        return;
+    }
+}
+
+int cq_sim__market_print_trade(struct cq_sim__market *m, int symbol_idx, cq_dec price, cq_dec qty,
+                               bool buyer_is_maker, struct cq_sim__public_trade *out)
+{
+    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
+        return -CQ_EINVAL;
+    }
+    struct sym *s = &m->syms[symbol_idx];
+    struct plan_trade pt;
+    if (!to_units(price, s->tick, s->price_max, &pt.price) || pt.price <= 0 ||
+        !to_units(qty, s->step, s->volume_max, &pt.qty) || pt.qty <= 0) {
+        return -CQ_EINVAL;
+    }
+    pt.time_ms = m->now_ms;
+    pt.buyer_is_maker = buyer_is_maker;
+    uint64_t id = s->next_trade_id++;
+    if (s->n_bars > 0 && s->active && cur_bar(s)->open_ms <= m->now_ms && !cur_bar(s)->closed) {
+        bar_add_trade(s, cur_bar(s), &pt, id);
+        if (!s->dirty) {
+            s->dirty = true;
+            s->dirty_since_ms = m->now_ms;
+        }
+    } else {
+        /* no bar open now (a gap, a pause): on the tape only */
+        struct bar scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        bar_add_trade(s, &scratch, &pt, id);
+    }
+    deplete(s, m->book_levels, !buyer_is_maker, pt.price, qty);
+    out->trade_id = id;
+    out->price = price_dec(s, pt.price);
+    out->qty = qty_dec(s, pt.qty);
+    out->time_ms = m->now_ms;
+    out->buyer_is_maker = buyer_is_maker;
+    return 0;
+}

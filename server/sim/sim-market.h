@@ -159,6 +159,21 @@ int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const 
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
 int64_t cq_sim__interval_ms(const char *interval);
 
+/* Our own taker fill as a public trade (issue 19: our trades on the tape):
+ * it gets the next public trade id and the market time now, goes on the
+ * tape (GET trades/aggTrades), into the forming 1m bar (klines, the 24h
+ * ticker, the last price) when one is open now, and takes its quantity from
+ * the displayed book level at its price on the side it hit (asks for a taker
+ * buy, buyer_is_maker false), removing the level when emptied. The listener
+ * is NOT called (the caller runs inside the engine's listener and publishes
+ * the trade and the book itself). The depletion lasts until the model
+ * replaces the level: the synthetic book's next redraw (the next public
+ * trade), a recorded diff or bookTicker that sets that level. 0, or
+ * -CQ_EINVAL for a price off the tick grid or a quantity off the step grid
+ * (nothing changes). */
+int cq_sim__market_print_trade(struct cq_sim__market *m, int symbol_idx, cq_dec price, cq_dec qty,
+                               bool buyer_is_maker, struct cq_sim__public_trade *out) CQ_WUR;
+
 /* Replay statistics of a symbol replayed from a recording (all zero for
  * the other sources): loops completed, recorded events replayed (this
  * loop), warm-up events consumed silently at the last (re)start, and book

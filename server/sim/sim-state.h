@@ -100,6 +100,7 @@ struct cq_sim__counters {
     uint64_t rest_errors_4xx, rest_errors_5xx;
     uint64_t rest_429, rest_418;
     uint64_t market_events;
+    uint64_t our_trades_printed;     /* our taker fills put on the public tape */
     _Atomic uint64_t ws_connections; /* open now */
     _Atomic uint64_t ws_messages_sent;
     _Atomic uint64_t ws_messages_dropped; /* queue full or slow client */

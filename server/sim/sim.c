@@ -176,9 +176,35 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct cq_sim__klin
     }
 }
 
+/* Our taker fill is a public trade like anyone's: on the tape, in the bar,
+ * taken from the displayed book (cq_sim__market_print_trade), and on the
+ * @trade/@aggTrade and book streams. Not passed back to the engine: our
+ * resting orders never fill against our own taker order. */
+static void print_our_trade(struct cq_sim *sim, const struct cq_sim__exec_report *r)
+{
+    struct cq_sim__public_trade t;
+    int idx = r->order->symbol_idx;
+    if (cq_sim__market_print_trade(sim->state.market, idx, r->fill->price, r->fill->qty,
+                                   r->order->side == SIM_SELL, &t) < 0) {
+        return; /* the engine fills on the symbol's grids: cannot happen */
+    }
+    sim->state.counters.our_trades_printed++;
+    if (sim->ws != NULL) {
+        const struct cq_sim__symbol *sym = cq_sim__engine_symbol(sim->state.engine, idx);
+        struct cq_sim__book_view book;
+        cq_sim__market_book(sim->state.market, idx, &book);
+        cq_sim__ws_publish_trade(sim->ws, sym, &t, t.time_ms);
+        cq_sim__ws_publish_book(sim->ws, sym, &book,
+                                cq_sim__market_book_update_id(sim->state.market, idx), t.time_ms);
+    }
+}
+
 static void on_execution(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct cq_sim *sim = ctx;
+    if (r->exec_type == SIM_EXEC_TRADE && r->fill != NULL && !r->fill->maker) {
+        print_our_trade(sim, r);
+    }
     if (sim->ws != NULL) {
         cq_sim__ws_publish_execution(
             sim->ws, cq_sim__engine_symbol(sim->state.engine, r->order->symbol_idx), r);

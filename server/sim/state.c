@@ -267,6 +267,8 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
         "orders_1d", (json_int_t)sim->rl.orders_1d, "banned_until_ms",
         (json_int_t)sim->rl.banned_until_ms);
     if (state != NULL) {
+        json_object_set_new(json_object_get(state, "counters"), "our_trades_printed",
+                            json_integer((json_int_t)sim->counters.our_trades_printed));
         json_object_set_new(state, "latency",
                             json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "order_latency_ms",
                                       (json_int_t)sim->opts.order_latency_ms, "response_latency_ms",

@@ -311,3 +311,81 @@ Test(latency, bounds)
     cr_assert_not_null(sim, "%s", err.message);
     cq_sim_free(sim);
 }
+
+/* ---- our trades on the public tape (issue 19) --------------------------------------- */
+
+static const char *str_of(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    cr_assert_not_null(s, "no string %s", k);
+    return s;
+}
+
+/* The recording has no public trades: every trade on the tape is ours. */
+Test(tape, our_market_order_is_a_public_trade_and_takes_from_the_book, .init = setup_none,
+     .fini = teardown)
+{
+    bool depth_checked = false;
+    for (int attempt = 0; attempt < 5 && !depth_checked; attempt++) {
+        /* right after a change: 2.9 s before the next one resets the level */
+        int64_t c = wait_before_change();
+        while (market_ms() < c + 100) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+        }
+        long st;
+        json_t *j = req("POST", "/api/v3/order",
+                        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.1&newOrderRespType=FULL",
+                        true, &st);
+        cr_assert_eq(st, 200);
+        const char *fill_price = str_of(json_array_get(json_object_get(j, "fills"), 0), "price");
+        char price[32];
+        cq_strlcpy(price, fill_price, sizeof(price));
+        json_decref(j);
+        json_t *d = req("GET", "/api/v3/depth", "symbol=BTCUSDT&limit=5", false, &st);
+        int64_t after = market_ms();
+        json_t *best = json_array_get(json_object_get(d, "asks"), 0);
+        if (after < c + CHANGE_MS) {
+            /* the level we took 0.1 from shows 10 - 0.1 until the recording sets it again */
+            cr_assert_str_eq(json_string_value(json_array_get(best, 0)), price);
+            cr_assert_str_eq(json_string_value(json_array_get(best, 1)), "9.90000000");
+            depth_checked = true;
+        }
+        json_decref(d);
+    }
+    cr_assert(depth_checked, "never read the book within 2.9 s of the order");
+
+    long st;
+    json_t *t = req("GET", "/api/v3/trades", "symbol=BTCUSDT&limit=10", false, &st);
+    cr_assert_eq(st, 200);
+    cr_assert_geq(json_array_size(t), 1);
+    size_t n = json_array_size(t);
+    for (size_t i = 0; i < n; i++) {
+        json_t *tr = json_array_get(t, i);
+        cr_assert_str_eq(str_of(tr, "qty"), "0.10000000");
+        cr_assert(json_is_false(json_object_get(tr, "isBuyerMaker")), "a taker buy");
+    }
+    json_decref(t);
+    json_t *a = req("GET", "/api/v3/aggTrades", "symbol=BTCUSDT&limit=10", false, &st);
+    cr_assert_eq(json_array_size(a), n);
+    cr_assert_str_eq(str_of(json_array_get(a, 0), "q"), "0.10000000");
+    json_decref(a);
+    /* the 24h ticker and the klines count them like anyone's */
+    json_t *tk = req("GET", "/api/v3/ticker/24hr", "symbol=BTCUSDT", false, &st);
+    cr_assert_eq(st, 200);
+    cr_assert_eq(json_integer_value(json_object_get(tk, "count")), (json_int_t)n);
+    char vol[32];
+    snprintf(vol, sizeof(vol), "%zu.%zu0000000", n / 10, n % 10);
+    cr_assert_str_eq(str_of(tk, "volume"), vol);
+    json_decref(tk);
+    json_t *k = req("GET", "/api/v3/klines", "symbol=BTCUSDT&interval=1d", false, &st);
+    json_t *bar = json_array_get(k, json_array_size(k) - 1);
+    cr_assert_str_eq(json_string_value(json_array_get(bar, 5)), vol);
+    cr_assert_eq(json_integer_value(json_array_get(bar, 8)), (json_int_t)n);
+    json_decref(k);
+    json_t *s = req("GET", "/_sim/state", "", false, &st);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(s, "counters"), "our_trades_printed")),
+        (json_int_t)n);
+    json_decref(s);
+}

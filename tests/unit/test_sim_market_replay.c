@@ -486,3 +486,89 @@ Test(sim_market_replay, refused_recordings_name_the_problem)
     cq_sim__market_free(m);
     unlink(path);
 }
+
+/* ---- our trades on the tape (cq_sim__market_print_trade) -------------------- */
+
+static void keep_trade(void *ctx, const struct cq_sim__public_trade *t)
+{
+    *(struct cq_sim__public_trade *)ctx = *t;
+}
+
+Test(sim_market_replay, our_trade_takes_from_the_recorded_book_until_it_changes)
+{
+    const char *path = write_tmp(SMALL_REC);
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct seen seen;
+    memset(&seen, 0, sizeof(seen));
+    struct cq_sim__market *m = replay(&sym, 1, path, 1, &seen);
+    cq_sim__market_advance(m, START_MS); /* the recorded trade 5 (id 1) */
+    struct cq_sim__public_trade t;
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, dec("100.01"), dec("1"), false, &t), 0);
+    cr_assert_eq(t.trade_id, 2);
+    cr_assert_eq(t.time_ms, START_MS);
+    struct cq_sim__book_view b;
+    cq_sim__market_book(m, 0, &b);
+    cr_assert(dec_eq(b.asks[0].qty, dec("2")), "3 - 1");
+    /* sweep the rest of the level: the next level is the best ask */
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, dec("100.01"), dec("2"), false, &t), 0);
+    cq_sim__market_book(m, 0, &b);
+    cr_assert(dec_eq(b.asks[0].price, dec("100.02")));
+    cr_assert_eq(b.n_asks, 1);
+    /* a sell takes from the bids */
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, dec("100.00"), dec("0.25"), true, &t), 0);
+    cq_sim__market_book(m, 0, &b);
+    cr_assert(dec_eq(b.bids[0].qty, dec("0.75")));
+    /* the tape and the bar have them, the listener was not called */
+    cr_assert_eq(seen.trades, 1);
+    struct cq_sim__public_trade last;
+    cr_assert_eq(cq_sim__market_trades(m, 0, 0, 0, 0, 1, keep_trade, &last), 1);
+    cr_assert_eq(last.trade_id, 4);
+    cr_assert(last.buyer_is_maker);
+    struct cq_sim__ticker24 tk;
+    cq_sim__market_ticker24(m, 0, &tk);
+    cr_assert_eq(tk.count, 4);
+    cr_assert(dec_eq(tk.volume, dec("3.75")), "0.5 recorded + 1 + 2 + 0.25 ours");
+    cr_assert(dec_eq(tk.last, dec("100.00")));
+    /* the recording's bookTicker at +100 sets the ask level again */
+    cq_sim__market_advance(m, START_MS + 100);
+    cq_sim__market_book(m, 0, &b);
+    cr_assert(dec_eq(b.asks[0].price, dec("100.01")));
+    cr_assert(dec_eq(b.asks[0].qty, dec("2.5")));
+    /* off the grids: refused, nothing changes */
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, dec("100.015"), dec("1"), false, &t), -CQ_EINVAL);
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, dec("100.01"), dec("0.000001"), false, &t),
+                 -CQ_EINVAL);
+    cq_sim__market_ticker24(m, 0, &tk);
+    cr_assert_eq(tk.count, 4);
+    free(seen.tape);
+    cq_sim__market_free(m);
+    unlink(path);
+}
+
+Test(sim_market_replay, our_trade_on_the_synthetic_book)
+{
+    struct cq_sim__symbol sym = make_symbol("BTCUSDT", "0.01", "0.00001");
+    struct cq_sim__market_options o = {
+        .symbols = &sym, .n_symbols = 1, .seed = 3, .start_ms = START_MS, .book_levels = 20};
+    struct cq_err err;
+    struct cq_sim__market *m = cq_sim__market_new(&o, &err);
+    cr_assert_not_null(m, "%s", err.message);
+    struct cq_sim__book_view b;
+    cq_sim__market_book(m, 0, &b);
+    cq_dec ask = b.asks[0].price;
+    cq_dec ask_qty = b.asks[0].qty;
+    cq_dec next = b.asks[1].price;
+    uint64_t u = cq_sim__market_book_update_id(m, 0);
+    struct cq_sim__public_trade t;
+    cr_assert_eq(cq_sim__market_print_trade(m, 0, ask, ask_qty, false, &t), 0);
+    cq_sim__market_book(m, 0, &b);
+    cr_assert(dec_eq(b.asks[0].price, next), "the swept level is gone");
+    cr_assert_eq(b.n_asks, 19);
+    cr_assert_gt(cq_sim__market_book_update_id(m, 0), u);
+    struct cq_sim__public_trade last;
+    cr_assert_eq(cq_sim__market_trades(m, 0, 0, 0, 0, 1, keep_trade, &last), 1);
+    cr_assert_eq(last.trade_id, t.trade_id);
+    cr_assert(dec_eq(last.qty, ask_qty));
+    cr_assert(dec_eq(cq_sim__market_last_price(m, 0), ask));
+    cq_sim__market_free(m);
+}
