@@ -40,15 +40,19 @@
  * volume 0.2..3x a mean of 300,000 quote units per minute (at least 40
  * steps). history_bars of that walk are generated before start_ms.
  *
- * Inside a bar. 5..40 trades (seeded; at least the number of distinct
- * waypoints, at most the volume in steps; none for a zero-volume bar, whose
- * kline is o=h=l=c from the row). The path visits open -> the nearer extreme
+ * Inside a bar. The bar's quote volume (volume x the mean of open and
+ * close) over SIM_CAL_TRADE_QUOTE_MEAN (the recordings' mean trade, 932
+ * quote units), x a seeded 0.8..1.2, trades (at least the number of
+ * distinct waypoints, at most the volume in steps and
+ * SIM_CAL_TRADES_PER_MINUTE_MAX, the busiest recorded minute; none for a
+ * zero-volume bar, whose kline is o=h=l=c from the row). The path visits open -> the nearer extreme
  * (tie: the one farther from the close) -> the other extreme -> close; those
  * waypoints are trades, and the trades between two waypoints interpolate
  * linearly with a seeded jitter of up to a tenth of the bar's range, clamped
- * to [low, high]. Quantities are 1 step plus a seeded share of the rest, the
- * remainder handed out one step each from the first trade, so they add up
- * to the volume exactly. Times are sorted uniform draws in [open, open +
+ * to [low, high]. Quantities are 1 step plus a seeded heavy-tailed share of
+ * the rest (weight 10^6 / u, u uniform in [100, 10^6]), the remainder handed
+ * out one step each from the first trade, so they add up to the volume
+ * exactly. Times are sorted uniform draws in [open, open +
  * 59999]. A trade above the previous price is a taker buy (buyer_is_maker =
  * false), below a taker sell, level a seeded coin. Trade ids count up by one
  * per symbol from 1 (history trades included) and are given when a trade is
@@ -67,12 +71,21 @@
  * advance() returns the number of callbacks made (with or without a
  * listener).
  *
- * Book (per symbol, book_levels per side, 20 if 0): after a trade at p, a
- * taker buy leaves the best ask at p and the best bid one tick lower; a
- * taker sell the best bid at p and the best ask one tick higher. Levels are
- * one tick apart (bids stop at one tick). Each level holds (0.5..4 x the
- * current bar's average trade size) x (1 + level/10) steps, at least one
- * step. The initial book is built as after a taker buy at the last price.
+ * Book (per symbol, book_levels per side, 20 if 0), calibrated from the
+ * recordings (sim-market.h SIM_CAL_*, recomputed by
+ * test_sim_market_calibration): after a trade at p, a taker buy leaves the
+ * best ask at p and the best bid one tick lower; a taker sell the best bid
+ * at p and the best ask one tick higher; with a seeded
+ * SIM_CAL_SPREAD_WIDE_PER_MILLE (6 per mille) the side not hit is one more
+ * tick away (two ticks wide). Adjacent levels are a seeded gap apart,
+ * uniform in [1, 2m - 1] ticks where m = p x SIM_CAL_LEVEL_GAP_PPB / 10^9
+ * (at least 1): 9 ticks around BTC 30000, 1 tick for ETH 2000 (bids stop at
+ * one tick). Level i holds the current bar's average trade size x
+ * SIM_CAL_LEVEL_DEPTH_X100[i] / 100 (92 for the best level, 0.7..4 for the
+ * others; the last entry beyond 20 levels) x a seeded 0.5..1.5, at least
+ * one step. The initial book is built as after a taker buy at the last
+ * price. Our own taker fills take from it (cq_sim__market_print_trade)
+ * until the next redraw.
  *
  * Pause (fault injection): advance() moves the clock and emits nothing;
  * the price and the book hold. A bar whose close passes during the pause is
@@ -154,8 +167,9 @@ __extension__ typedef unsigned __int128 u128;
 #define CSV_LINE_MAX 1024
 #define CSV_ROWS_MAX 5000000
 #define CSV_FIELDS_MAX 9
-#define TRADES_MIN 5
-#define TRADES_MAX 40
+#define TRADES_CAP SIM_CAL_TRADES_PER_MINUTE_MAX /* trades per 1m bar, at most */
+#define TRADES_JITTER_PCT 20                     /* +-20% around volume / mean trade size */
+#define SYNTH_VOLUME_MIN_STEPS 40
 #define KLINE_PUSH_MS 2000
 #define DAY_MS 86400000LL
 #define BARS_MAX ((size_t)1 << 18)
@@ -402,8 +416,9 @@ struct sym {
     struct bar *bars; /* owned */
     size_t n_bars, cap_bars;
     bool active;
-    bool suspended; /* closed during a pause: next bar on resume */
-    struct plan_trade plan[TRADES_MAX];
+    bool suspended;          /* closed during a pause: next bar on resume */
+    struct plan_trade *plan; /* owned, TRADES_CAP */
+    int64_t *scratch;        /* owned, 2 x TRADES_CAP: plan_bar's times and weights */
     size_t n_plan, next_plan;
     bool dirty; /* the forming bar changed since its last push */
     int64_t dirty_since_ms;
@@ -528,6 +543,13 @@ static void bar_add_trade(struct sym *s, struct bar *b, const struct plan_trade 
     slot->buyer_is_maker = t->buyer_is_maker;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a;
+    int64_t y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Plan the trades of bar r (see "Inside a bar" above). */
 static void plan_bar(struct sym *s, const struct row *r)
 {
@@ -535,8 +557,8 @@ static void plan_bar(struct sym *s, const struct row *r)
     int64_t w[4];
     size_t k = 0;
     size_t at[4];
-    int64_t times[TRADES_MAX];
-    int64_t weights[TRADES_MAX];
+    int64_t *times = s->scratch;
+    int64_t *weights = s->scratch + TRADES_CAP;
 
     s->n_plan = 0;
     s->next_plan = 0;
@@ -555,7 +577,11 @@ static void plan_bar(struct sym *s, const struct row *r)
             w[k++] = path[i];
         }
     }
-    size_t n = (size_t)rng_range(g, TRADES_MIN, TRADES_MAX);
+    /* calibrated: the bar's quote volume over the mean trade's, +-20% */
+    i128 quote = quote_e8(s, r->o / 2 + r->c / 2, r->volume) / 100000000;
+    i128 target = quote / SIM_CAL_TRADE_QUOTE_MEAN;
+    target = target * rng_range(g, 100 - TRADES_JITTER_PCT, 100 + TRADES_JITTER_PCT) / 100;
+    size_t n = target > TRADES_CAP ? TRADES_CAP : target < 1 ? 1 : (size_t)target;
     if (n < k) {
         n = k;
     }
@@ -611,21 +637,18 @@ static void plan_bar(struct sym *s, const struct row *r)
 
     /* times: sorted uniform draws within the minute */
     for (size_t i = 0; i < n; i++) {
-        int64_t t = rng_range(g, 0, SIM_MINUTE_MS - 1);
-        size_t j = i;
-        while (j > 0 && times[j - 1] > t) {
-            times[j] = times[j - 1];
-            j--;
-        }
-        times[j] = t;
+        times[i] = rng_range(g, 0, SIM_MINUTE_MS - 1);
     }
+    qsort(times, n, sizeof(*times), cmp_i64);
 
-    /* quantities: one step each plus a weighted share of the rest */
+    /* quantities: one step each plus a heavy-tailed share of the rest
+     * (weight 10^6 / u, u uniform in [100, 10^6]: 1..10000, median 2, mean
+     * about 9, as real trade sizes have a mean far above their median) */
     int64_t wsum = 0;
     int64_t rest = r->volume - (int64_t)n;
     int64_t given = 0;
     for (size_t i = 0; i < n; i++) {
-        weights[i] = rng_range(g, 1, 1000);
+        weights[i] = 1000000 / rng_range(g, 100, 1000000);
         wsum += weights[i];
     }
     for (size_t i = 0; i < n; i++) {
@@ -712,8 +735,8 @@ static void synth_row(struct sym *s, int64_t open_ms, struct row *out)
     out->h = h > s->price_max ? s->price_max : h;
     out->l = l < 1 ? 1 : l;
     out->volume = (int64_t)((i128)s->synth_volume * rng_range(g, 20, 300) / 100);
-    if (out->volume < TRADES_MAX) {
-        out->volume = TRADES_MAX;
+    if (out->volume < SYNTH_VOLUME_MIN_STEPS) {
+        out->volume = SYNTH_VOLUME_MIN_STEPS;
     }
 }
 
@@ -786,30 +809,39 @@ static void history_bar(struct sym *s, const struct row *r)
 
 static void book_build(struct sym *s, size_t levels, int64_t price, bool buyer_is_maker)
 {
-    int64_t bid0 = buyer_is_maker ? price : price - 1;
-    int64_t ask0 = buyer_is_maker ? price + 1 : price;
+    static const int64_t depth_x100[] = SIM_CAL_LEVEL_DEPTH_X100;
+    struct rng *g = &s->book_rng;
+    /* one tick wide, or (SIM_CAL_SPREAD_WIDE_PER_MILLE) two: the side the
+     * trade did not hit steps back */
+    int64_t wide = rng_range(g, 0, 999) < SIM_CAL_SPREAD_WIDE_PER_MILLE ? 1 : 0;
+    int64_t bid0 = buyer_is_maker ? price : price - 1 - wide;
+    int64_t ask0 = buyer_is_maker ? price + 1 + wide : price;
     if (bid0 < 1) {
         bid0 = 1;
-        ask0 = 2;
+        ask0 = 2 + wide;
     }
-    s->n_bids = (int64_t)levels < bid0 ? levels : (size_t)bid0;
-    s->n_asks = levels;
+    /* adjacent levels SIM_CAL_LEVEL_GAP_PPB of the price apart on average:
+     * a gap is uniform in [1, 2m - 1] ticks, m that mean (at least 1) */
+    int64_t m = (int64_t)((i128)price * SIM_CAL_LEVEL_GAP_PPB / 1000000000);
+    m = m < 1 ? 1 : m;
     int64_t avg = s->avg_trade_qty > 0 ? s->avg_trade_qty : 1;
     for (size_t side = 0; side < 2; side++) {
         struct cq_sim__level *lv = side == 0 ? s->bids : s->asks;
-        size_t n = side == 0 ? s->n_bids : s->n_asks;
-        for (size_t i = 0; i < n; i++) {
-            i128 q = (i128)avg * rng_range(&s->book_rng, 50, 400) * (int64_t)(10 + i) / 1000;
-            if (q < 1) {
-                q = 1;
-            }
-            if (q > s->volume_max) {
-                q = s->volume_max;
-            }
-            int64_t p = side == 0 ? bid0 - (int64_t)i : ask0 + (int64_t)i;
-            lv[i].price = price_dec(s, p);
-            lv[i].qty = qty_dec(s, (int64_t)q);
+        int64_t p = side == 0 ? bid0 : ask0;
+        size_t n = 0;
+        while (n < levels && p >= 1 && p <= s->price_max) {
+            /* the level's median size x U[0.5, 1.5] */
+            int64_t x100 =
+                depth_x100[n < CQ_ARRAY_LEN(depth_x100) ? n : CQ_ARRAY_LEN(depth_x100) - 1];
+            i128 q = (i128)avg * x100 * rng_range(g, 50, 150) / 10000;
+            q = q < 1 ? 1 : q > s->volume_max ? s->volume_max : q;
+            lv[n].price = price_dec(s, p);
+            lv[n].qty = qty_dec(s, (int64_t)q);
+            n++;
+            int64_t gap = rng_range(g, 1, 2 * m - 1);
+            p = side == 0 ? p - gap : p + gap;
         }
+        *(side == 0 ? &s->n_bids : &s->n_asks) = n;
     }
     s->book_update_id++;
 }
@@ -1471,6 +1503,11 @@ static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx
     rng_next(&s->book_rng);
     s->next_trade_id = 1;
     s->scale_num = s->scale_den = 1;
+    s->plan = malloc(TRADES_CAP * sizeof(*s->plan));
+    s->scratch = malloc(2 * TRADES_CAP * sizeof(*s->scratch));
+    if (s->plan == NULL || s->scratch == NULL) {
+        return cq_err_set(err, CQ_ENOMEM, 0, NULL, "market: out of memory for %s", s->name);
+    }
     s->cap_bars = opts->history_bars + 1024 < BARS_MAX ? opts->history_bars + 1024 : BARS_MAX;
     s->bars = malloc(s->cap_bars * sizeof(*s->bars));
     if (s->bars == NULL) {
@@ -1643,6 +1680,8 @@ void cq_sim__market_free(struct cq_sim__market *m)
         free(m->syms[i].rows);
         free(m->syms[i].bars);
         cq_sim__recording_free(m->syms[i].rec);
+        free(m->syms[i].plan);
+        free(m->syms[i].scratch);
         free(m->syms[i].rb);
         free(m->syms[i].ra);
     }

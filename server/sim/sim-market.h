@@ -39,6 +39,21 @@
 
 #define SIM_MINUTE_MS 60000LL
 
+/* The synthetic book's calibration, measured from the recordings of
+ * ../shared/data/ws/recordings (docs/SIMEX.md "Calibration");
+ * tests/unit/test_sim_market_calibration.c recomputes every number and
+ * checks these constants against it. */
+#define SIM_CAL_TRADE_QUOTE_MEAN 932       /* quote units per public trade, mean */
+#define SIM_CAL_TRADES_PER_MINUTE_MAX 3291 /* the busiest recorded minute */
+#define SIM_CAL_SPREAD_WIDE_PER_MILLE 6    /* books wider than one tick, per mille */
+#define SIM_CAL_LEVEL_GAP_PPB 3243         /* median gap between adjacent levels, ppb of price */
+/* Median quantity of level 0..19 (each side) over the mean trade quantity, x100. */
+#define SIM_CAL_LEVEL_DEPTH_X100                                                                   \
+    {                                                                                              \
+        9203, 74, 229, 275, 350, 350, 405, 351, 407, 372, 301, 294, 329, 294, 294, 278, 294, 294,  \
+            270, 259                                                                               \
+    }
+
 struct cq_sim__public_trade {
     uint64_t trade_id; /* per symbol, increasing by 1 */
     cq_dec price;
