@@ -10,7 +10,13 @@
  *     (open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,
  *     trades; empty trailing fields allowed), replayed with their timestamps
  *     shifted so that the first replayed bar opens at start_ms; or
- *   - a seeded random walk when no data is given (deterministic per seed).
+ *   - a seeded random walk when no data is given (deterministic per seed);
+ *   - a recorded WebSocket capture (book_recording, sim-recording.h): the
+ *     real book, spread, depth and tape replayed in recorded order (market.c
+ *     "Recorded book").
+ * The synthetic book and trade count are calibrated from those captures
+ * (SIM_CAL_* below). Our own taker fills print on the tape and take from
+ * the displayed book (cq_sim__market_print_trade).
  * Inside each 1m bar the model walks open -> high/low -> close (the nearer
  * extreme first), emitting a seeded number of trades whose quantities add up
  * to the bar's volume (stepped to the symbol's step size) and whose prices

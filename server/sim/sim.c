@@ -18,7 +18,14 @@
  *
  * Wiring, all under sim->state.lock: market trade/book -> engine fills resting
  * orders (maker) -> executionReport/outboundAccountPosition publishers;
- * market trade/book/kline -> stream publishers.
+ * market trade/book/kline -> stream publishers; our taker fills (execution
+ * reports) -> cq_sim__market_print_trade -> @trade/@aggTrade and book
+ * publishers (not back to the engine).
+ *
+ * Order entry latency: the market thread never advances the market clock
+ * past the earliest instant an order or cancel is due to reach the book
+ * (cq_sim__latency_barrier_ms, registered by rest.c), so that request meets
+ * the book exactly as it is then.
  */
 #include <errno.h>
 #include <stdio.h>
