@@ -419,6 +419,7 @@ struct sym {
     bool suspended;          /* closed during a pause: next bar on resume */
     struct plan_trade *plan; /* owned, TRADES_CAP */
     int64_t *scratch;        /* owned, 2 x TRADES_CAP: plan_bar's times and weights */
+    size_t trades_cap;       /* options.trades_per_bar_max, 1..TRADES_CAP */
     size_t n_plan, next_plan;
     bool dirty; /* the forming bar changed since its last push */
     int64_t dirty_since_ms;
@@ -581,7 +582,7 @@ static void plan_bar(struct sym *s, const struct row *r)
     i128 quote = quote_e8(s, r->o / 2 + r->c / 2, r->volume) / 100000000;
     i128 target = quote / SIM_CAL_TRADE_QUOTE_MEAN;
     target = target * rng_range(g, 100 - TRADES_JITTER_PCT, 100 + TRADES_JITTER_PCT) / 100;
-    size_t n = target > TRADES_CAP ? TRADES_CAP : target < 1 ? 1 : (size_t)target;
+    size_t n = target > (i128)s->trades_cap ? s->trades_cap : target < 1 ? 1 : (size_t)target;
     if (n < k) {
         n = k;
     }
@@ -1503,6 +1504,9 @@ static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx
     rng_next(&s->book_rng);
     s->next_trade_id = 1;
     s->scale_num = s->scale_den = 1;
+    s->trades_cap = opts->trades_per_bar_max == 0 || opts->trades_per_bar_max > TRADES_CAP
+                        ? TRADES_CAP
+                        : opts->trades_per_bar_max;
     s->plan = malloc(TRADES_CAP * sizeof(*s->plan));
     s->scratch = malloc(2 * TRADES_CAP * sizeof(*s->scratch));
     if (s->plan == NULL || s->scratch == NULL) {

@@ -120,6 +120,11 @@ struct cq_sim__market_options {
     int64_t start_ms;    /* sim time at start; floored to the minute */
     size_t history_bars; /* closed 1m bars that exist before start (e.g. 1000) */
     size_t book_levels;  /* levels per side (<= SIM_DEPTH_MAX), e.g. 20 */
+    /* Trades a synthetic or kline bar may hold: 0 = the calibrated
+     * SIM_CAL_TRADES_PER_MINUTE_MAX (also the upper bound). A long
+     * backtest on busy kline data may lower it for speed: the bar's volume
+     * is then spread over fewer, larger trades (the OHLCV is unchanged). */
+    size_t trades_per_bar_max;
 };
 
 struct cq_sim__market;

@@ -325,3 +325,36 @@ Test(sim_market_calibration, synthetic_book_follows_the_constants, .timeout = 30
     cr_expect_lt(wide, samples / 20, "wider than one tick: %zu of %zu", wide, samples);
     cq_sim__market_free(m);
 }
+
+static void count_kline(void *ctx, const struct cq_sim__kline *k)
+{
+    uint32_t *max = ctx;
+    *max = k->trades > *max ? k->trades : *max;
+}
+
+/* trades_per_bar_max lowers the calibrated bound; the OHLCV is unchanged. */
+Test(sim_market_calibration, trades_per_bar_max_bounds_the_bars)
+{
+    struct cq_sim__symbol sym;
+    memset(&sym, 0, sizeof(sym));
+    snprintf(sym.symbol, sizeof(sym.symbol), "BTCUSDT");
+    sym.filters.tick_size = dec("0.01");
+    sym.filters.step_size = dec("0.00001");
+    uint32_t max[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        struct cq_sim__market_options o = {.symbols = &sym,
+                                           .n_symbols = 1,
+                                           .seed = 7,
+                                           .start_ms = START_MS,
+                                           .history_bars = 30,
+                                           .book_levels = LEVELS,
+                                           .trades_per_bar_max = k == 0 ? 0 : 10};
+        struct cq_err err;
+        struct cq_sim__market *m = cq_sim__market_new(&o, &err);
+        cr_assert_not_null(m, "%s", err.message);
+        cr_assert_eq(cq_sim__market_klines(m, 0, "1m", 0, 0, 30, count_kline, &max[k]), 30);
+        cq_sim__market_free(m);
+    }
+    cr_expect_gt(max[0], 100, "calibrated: hundreds of trades a bar (%u)", max[0]);
+    cr_expect_eq(max[1], 10);
+}
