@@ -267,6 +267,19 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
         "orders_1d", (json_int_t)sim->rl.orders_1d, "banned_until_ms",
         (json_int_t)sim->rl.banned_until_ms);
     if (state != NULL) {
+        /* replayed recordings (docs/SIMEX.md "Recorded book") */
+        json_t *syms = json_object_get(state, "symbols");
+        for (size_t i = 0; i < json_array_size(syms); i++) {
+            struct cq_sim__replay_stats rs;
+            cq_sim__market_replay_stats(sim->market, (int)i, &rs);
+            if (rs.replaying) {
+                json_object_set_new(json_array_get(syms, i), "replay",
+                                    json_pack("{s:I,s:I,s:I,s:I}", "loops", (json_int_t)rs.loops,
+                                              "events", (json_int_t)rs.events, "warmup_events",
+                                              (json_int_t)rs.warmup_events, "levels_dropped",
+                                              (json_int_t)rs.levels_dropped));
+            }
+        }
         json_object_set_new(json_object_get(state, "counters"), "our_trades_printed",
                             json_integer((json_int_t)sim->counters.our_trades_printed));
         json_object_set_new(state, "latency",

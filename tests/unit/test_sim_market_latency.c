@@ -32,6 +32,7 @@
 #include "cq/sign.h"
 #include "cq/sim.h"
 #include "cq/text.h"
+#include "support/ws_tclient.h"
 
 #define KEY CQ_SIM_DEFAULT_API_KEY
 #define SECRET CQ_SIM_DEFAULT_API_SECRET
@@ -383,5 +384,46 @@ Test(tape, our_market_order_is_a_public_trade_and_takes_from_the_book, .init = s
     cr_assert_eq(
         json_integer_value(json_object_get(json_object_get(s, "counters"), "our_trades_printed")),
         (json_int_t)n);
+    /* the replay is visible: 30 s of warm-up (the diff and 10 tickers) */
+    json_t *rp = json_object_get(json_array_get(json_object_get(s, "symbols"), 0), "replay");
+    cr_assert_eq(json_integer_value(json_object_get(rp, "warmup_events")), 11);
+    cr_assert_eq(json_integer_value(json_object_get(rp, "loops")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(rp, "levels_dropped")), 0);
+    cr_assert_gt(json_integer_value(json_object_get(rp, "events")), 0);
     json_decref(s);
+}
+
+/* The streams carry our trade like anyone's: @trade, @aggTrade, and the
+ * book streams show the level it took from. */
+Test(tape, our_trade_on_the_trade_streams, .init = setup_none, .fini = teardown)
+{
+    const char *ws = cq_sim_ws_url(g_sim);
+    const char *colon = strrchr(ws, ':');
+    cr_assert_not_null(colon);
+    struct tclient *tc = tc_open(atoi(colon + 1), "/stream?streams=btcusdt@trade/btcusdt@aggTrade");
+    cr_assert(tc_wait_established(tc, 5000));
+    long st;
+    json_t *j =
+        req("POST", "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.25&newOrderRespType=FULL", true, &st);
+    cr_assert_eq(st, 200, "%s", json_dumps(j, 0));
+    const char *price =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "fills"), 0), "price"));
+    cr_assert_str_eq(price, "100.00000000", "the recorded best bid");
+    json_decref(j);
+    bool trade = false, agg = false;
+    size_t cursor = 0;
+    while (!(trade && agg)) {
+        json_t *m = tc_try_next(tc, &cursor, 5000);
+        cr_assert_not_null(m, "no trade on the streams");
+        const char *stream = json_string_value(json_object_get(m, "stream"));
+        json_t *d = json_object_get(m, "data");
+        cr_assert_str_eq(json_string_value(json_object_get(d, "q")), "0.25000000");
+        cr_assert_str_eq(json_string_value(json_object_get(d, "p")), "100.00000000");
+        cr_assert(json_is_true(json_object_get(d, "m")), "a taker sell: the buyer is the maker");
+        trade |= strcmp(stream, "btcusdt@trade") == 0;
+        agg |= strcmp(stream, "btcusdt@aggTrade") == 0;
+        json_decref(m);
+    }
+    tc_free(tc);
 }
