@@ -431,6 +431,12 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
         /* validated: 0..10000 (the engine's own limit) */
         .maker_bps = (unsigned)cq_config_int(cfg, CQ_CFG_SIM_MAKER_FEE_BPS),
         .taker_bps = (unsigned)cq_config_int(cfg, CQ_CFG_SIM_TAKER_FEE_BPS),
+        .book_recording = cq_config_is_set(cfg, CQ_CFG_SIM_BOOK_RECORDING)
+                              ? cq_config_str(cfg, CQ_CFG_SIM_BOOK_RECORDING)
+                              : NULL,
+        /* validated: 0..10000 */
+        .order_latency_ms = (uint32_t)cq_config_int(cfg, CQ_CFG_SIM_ORDER_LATENCY_MS),
+        .response_latency_ms = (uint32_t)cq_config_int(cfg, CQ_CFG_SIM_RESPONSE_LATENCY_MS),
     };
     if (!so.speed_max) {
         so.speed = (uint32_t)strtoul(speed, NULL, 10); /* validated: 1..1000000 */

@@ -59,6 +59,9 @@ enum cq_config_key_id {
     CQ_CFG_SIM_BALANCES,                   /* USDT=10000,BTC=0,ETH=0 */
     CQ_CFG_SIM_MAKER_FEE_BPS,              /* 10 */
     CQ_CFG_SIM_TAKER_FEE_BPS,              /* 10 */
+    CQ_CFG_SIM_BOOK_RECORDING,             /* "" = none */
+    CQ_CFG_SIM_ORDER_LATENCY_MS,           /* 0 */
+    CQ_CFG_SIM_RESPONSE_LATENCY_MS,        /* 0 */
     CQ_CFG_EXCHANGE_REST_URL,              /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_WS_URL,                /* "" = embedded simulator in paper mode */
     CQ_CFG_EXCHANGE_WSAPI_URL,             /* "" = derived (see config.c) */

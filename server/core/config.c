@@ -384,6 +384,23 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
             "Commission the embedded simulator charges on taker fills, in basis points "
             "(10 = 0.1%)."),
     {
+        .id = CQ_CFG_SIM_BOOK_RECORDING,
+        .name = "CQ_SIM_BOOK_RECORDING",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "",
+        .rule = "empty, or comma-separated recorded WebSocket captures (trade, bookTicker, "
+                "depth; .txt or .txt.gz) of the configured symbols; at most 4095 bytes (checked "
+                "when the simulator starts)",
+        .doc = "Recorded order books the embedded simulator replays as the market of their "
+               "symbols (docs/SIMEX.md \"Recorded book\").",
+    },
+    INT_KEY(CQ_CFG_SIM_ORDER_LATENCY_MS, "CQ_SIM_ORDER_LATENCY_MS", 0, 10000, "0", false,
+            "Market time, in milliseconds, an order or cancel takes to reach the embedded "
+            "simulator's book."),
+    INT_KEY(CQ_CFG_SIM_RESPONSE_LATENCY_MS, "CQ_SIM_RESPONSE_LATENCY_MS", 0, 10000, "0", false,
+            "Market time, in milliseconds, the embedded simulator's answer to an order or "
+            "cancel takes after it met the book."),
+    {
         .id = CQ_CFG_EXCHANGE_REST_URL,
         .name = "CQ_EXCHANGE_REST_URL",
         .type = CQ_CFG_T_STRING,

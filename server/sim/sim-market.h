@@ -10,7 +10,13 @@
  *     (open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,
  *     trades; empty trailing fields allowed), replayed with their timestamps
  *     shifted so that the first replayed bar opens at start_ms; or
- *   - a seeded random walk when no data is given (deterministic per seed).
+ *   - a seeded random walk when no data is given (deterministic per seed);
+ *   - a recorded WebSocket capture (book_recording, sim-recording.h): the
+ *     real book, spread, depth and tape replayed in recorded order (market.c
+ *     "Recorded book").
+ * The synthetic book and trade count are calibrated from those captures
+ * (SIM_CAL_* below). Our own taker fills print on the tape and take from
+ * the displayed book (cq_sim__market_print_trade).
  * Inside each 1m bar the model walks open -> high/low -> close (the nearer
  * extreme first), emitting a seeded number of trades whose quantities add up
  * to the bar's volume (stepped to the symbol's step size) and whose prices
@@ -35,8 +41,24 @@
 #include "cq/common.h"
 #include "cq/decimal.h"
 #include "sim-engine.h"
+#include "sim-recording.h"
 
 #define SIM_MINUTE_MS 60000LL
+
+/* The synthetic book's calibration, measured from the recordings of
+ * ../shared/data/ws/recordings (docs/SIMEX.md "Calibration");
+ * tests/unit/test_sim_market_calibration.c recomputes every number and
+ * checks these constants against it. */
+#define SIM_CAL_TRADE_QUOTE_MEAN 932       /* quote units per public trade, mean */
+#define SIM_CAL_TRADES_PER_MINUTE_MAX 3291 /* the busiest recorded minute */
+#define SIM_CAL_SPREAD_WIDE_PER_MILLE 6    /* books wider than one tick, per mille */
+#define SIM_CAL_LEVEL_GAP_PPB 3243         /* median gap between adjacent levels, ppb of price */
+/* Median quantity of level 0..19 (each side) over the mean trade quantity, x100. */
+#define SIM_CAL_LEVEL_DEPTH_X100                                                                   \
+    {                                                                                              \
+        9203, 74, 229, 275, 350, 350, 405, 351, 407, 372, 301, 294, 329, 294, 294, 278, 294, 294,  \
+            270, 259                                                                               \
+    }
 
 struct cq_sim__public_trade {
     uint64_t trade_id; /* per symbol, increasing by 1 */
@@ -84,10 +106,25 @@ struct cq_sim__market_options {
      * every symbol (a missing file is an error naming it), or a single CSV
      * file when there is one symbol. */
     const char *data_path;
+    /* NULL: none. Otherwise recorded WebSocket captures (sim-recording.h)
+     * replayed as the market of their symbol, a comma-separated list of
+     * files; the files of one symbol are read in the order given as one
+     * capture. Every file's symbol must be one of `symbols`; symbols
+     * without a recording use data_path or the synthetic walk. See
+     * market.c "Recorded book". */
+    const char *book_recording;
+    /* Recording time used to build the book when a recording holds no REST
+     * snapshot in it (0: 30000). */
+    int64_t book_warmup_ms;
     uint64_t seed;
     int64_t start_ms;    /* sim time at start; floored to the minute */
     size_t history_bars; /* closed 1m bars that exist before start (e.g. 1000) */
     size_t book_levels;  /* levels per side (<= SIM_DEPTH_MAX), e.g. 20 */
+    /* Trades a synthetic or kline bar may hold: 0 = the calibrated
+     * SIM_CAL_TRADES_PER_MINUTE_MAX (also the upper bound). A long
+     * backtest on busy kline data may lower it for speed: the bar's volume
+     * is then spread over fewer, larger trades (the OHLCV is unchanged). */
+    size_t trades_per_bar_max;
 };
 
 struct cq_sim__market;
@@ -147,6 +184,35 @@ int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const 
                           void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
 int64_t cq_sim__interval_ms(const char *interval);
+
+/* Our own taker fill as a public trade (issue 19: our trades on the tape):
+ * it gets the next public trade id and the market time now, goes on the
+ * tape (GET trades/aggTrades), into the forming 1m bar (klines, the 24h
+ * ticker, the last price) when one is open now, and takes its quantity from
+ * the displayed book level at its price on the side it hit (asks for a taker
+ * buy, buyer_is_maker false), removing the level when emptied. The listener
+ * is NOT called (the caller runs inside the engine's listener and publishes
+ * the trade and the book itself). The depletion lasts until the model
+ * replaces the level: the synthetic book's next redraw (the next public
+ * trade), a recorded diff or bookTicker that sets that level. 0, or
+ * -CQ_EINVAL for a price off the tick grid or a quantity off the step grid
+ * (nothing changes). */
+int cq_sim__market_print_trade(struct cq_sim__market *m, int symbol_idx, cq_dec price, cq_dec qty,
+                               bool buyer_is_maker, struct cq_sim__public_trade *out) CQ_WUR;
+
+/* Replay statistics of a symbol replayed from a recording (all zero for
+ * the other sources): loops completed, recorded events replayed (this
+ * loop), warm-up events consumed silently at the last (re)start, and book
+ * levels dropped because a side held REC_BOOK_SIDE_MAX levels. */
+struct cq_sim__replay_stats {
+    bool replaying;
+    uint64_t loops;
+    uint64_t events;
+    uint64_t warmup_events;
+    uint64_t levels_dropped;
+};
+void cq_sim__market_replay_stats(const struct cq_sim__market *m, int symbol_idx,
+                                 struct cq_sim__replay_stats *out);
 
 void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
                              struct cq_sim__ticker24 *out);

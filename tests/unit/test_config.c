@@ -564,7 +564,9 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 23); /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS */
+    /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS, CQ_SIM_ORDER_LATENCY_MS,
+     * CQ_SIM_RESPONSE_LATENCY_MS */
+    cr_assert_eq(int_keys, 25);
 }
 
 Test(config, good_values_are_accepted)
@@ -1437,6 +1439,9 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_WATCHDOG_STALL_MS, "CQ_WATCHDOG_STALL_MS=5001", NULL, NULL},
         {CQ_CFG_TEST_ALLOW_DEFAULT_SIGNAL, "TEST_ALLOW_DEFAULT_SIGNAL=on", NULL, NULL},
         {CQ_CFG_SIM_DATA, "CQ_SIM_DATA=/data/klines", NULL, NULL},
+        {CQ_CFG_SIM_BOOK_RECORDING, "CQ_SIM_BOOK_RECORDING=/data/rec.txt.gz", NULL, NULL},
+        {CQ_CFG_SIM_ORDER_LATENCY_MS, "CQ_SIM_ORDER_LATENCY_MS=1", NULL, NULL},
+        {CQ_CFG_SIM_RESPONSE_LATENCY_MS, "CQ_SIM_RESPONSE_LATENCY_MS=1", NULL, NULL},
         {CQ_CFG_EXCHANGE_WSAPI_URL, "CQ_EXCHANGE_WSAPI_URL=ws://127.0.0.1:9002/ws-api/v3", NULL,
          NULL},
         {CQ_CFG_EXCHANGE_CONNECT_TIMEOUT_MS, "CQ_EXCHANGE_CONNECT_TIMEOUT_MS=2001", NULL, NULL},
