@@ -199,10 +199,24 @@ static _Noreturn void invariant_broken(const char *where, const char *check, con
 
 /* ---- data ------------------------------------------------------------------ */
 
+/* A resting order's place in the queue at its price (see "queue model"
+ * below). Market state, not account state: not saved; a loaded order
+ * joins again at the next market event (known false). All at scale 8. */
+struct queue_pos {
+    cq_dec ahead;       /* public quantity estimated ahead of it */
+    cq_dec level_shown; /* what its level displayed at the last book update */
+    cq_dec traded;      /* trade volume at its price since then (probabilistic) */
+    cq_dec seen;        /* public volume traded at or through its price since it joined */
+    cq_dec to_ahead;    /* of `seen`, what went to the queue ahead */
+    cq_dec from_trades; /* its maker fills from public trades */
+    bool known;         /* it has joined: `ahead` is an estimate */
+};
+
 struct order_rec {
     struct cq_sim__order o;
     uint32_t prev, next;   /* the symbol's open list, oldest first (NO_IDX = end) */
     uint32_t gprev, gnext; /* the global open list, oldest first */
+    struct queue_pos q;
 };
 
 struct open_list {
@@ -238,9 +252,20 @@ struct engine_state {
 };
 
 /* One taker fill planned by prepare(); shown is the quantity the level
- * displayed (raw), for the ledger. */
+ * displayed (raw), for the ledger. self_idx: the index of our own resting
+ * order it trades with (STP NONE), else NO_IDX (a public level). */
 struct plan_fill {
     cq_dec price, qty, cost, commission, shown;
+    uint32_t self_idx;
+};
+
+/* A self-trade prevented by prepare(): our resting order `idx` met the
+ * taker; m is the report (match id assigned at commit). After fill
+ * `after_fill` fills of the taker (the order of events). */
+struct plan_stp {
+    uint32_t idx;
+    size_t after_fill;
+    struct cq_sim__prevented_match m;
 };
 
 /* What our orders took from one level of the model's book, kept until the
@@ -277,19 +302,39 @@ struct plan {
     bool crosses;                       /* a LIMIT_MAKER would take */
     struct cq_sim__balance base, quote; /* the account after the order */
     size_t n_fills;
-    struct plan_fill fills[SIM_DEPTH_MAX];
+    struct plan_fill fills[SIM_DEPTH_MAX + SIM_QUEUE_SCAN_MAX];
+    size_t n_stp;
+    struct plan_stp stp[SIM_QUEUE_SCAN_MAX];
+    bool taker_prevented; /* EXPIRE_TAKER / EXPIRE_BOTH stopped the taker */
+    cq_dec taker_prevented_qty;
+};
+
+/* One of our resting orders a taker walk or a public trade considers. */
+struct scan_ent {
+    uint32_t idx;
+    cq_dec price;
 };
 
 struct cq_sim__engine {
     struct cq_sim__symbol symbols[SIM_SYMBOLS_MAX];
     size_t n_symbols;
     unsigned maker_bps, taker_bps;
+    enum cq_sim__queue_model queue_model;
+    unsigned queue_power;
+    enum cq_sim__refill refill; /* resolved: CHANGE or NET */
     size_t max_orders, max_trades;
     struct cq_sim__engine_listener listener;
     struct engine_state st;
     /* per-call scratch, so no call allocates for it */
     struct plan plan;
     struct pool_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
+    struct scan_ent scan[SIM_QUEUE_SCAN_MAX];
+    /* the latest place's prevented matches (cq_sim__engine_last_prevented) */
+    struct cq_sim__prevented_match prevented[SIM_QUEUE_SCAN_MAX];
+    size_t n_prevented;
+    /* per process, not saved (market-side counters) */
+    uint64_t next_match_id; /* preventedMatchId, from 0 */
+    uint64_t prevented_matches, queue_scan_truncated;
     /* consumed liquidity per symbol and book side; market state, not
      * account state: not saved, and a load leaves it alone */
     struct side_ledger ledger[SIM_SYMBOLS_MAX][2];
@@ -890,6 +935,7 @@ static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o,
     r.orig_client_id = orig_client_id != NULL ? orig_client_id : "";
     r.cancel_client_id = cancel_client_id != NULL ? cancel_client_id : "";
     r.event_ms = now_ms;
+    r.prevented = NULL;
     e->listener.execution_report(e->listener.ctx, &r);
 }
 
@@ -1083,14 +1129,21 @@ static bool market_ref_price(const struct cq_sim__book_view *b, enum cq_sim__sid
  * each level: an order sees a level's displayed quantity minus what we
  * already took from it.
  *
- * Refill rule: a level counts as replaced by the market model, and is
- * offered in full again, when a book shows a different quantity at that
- * price or does not show that price at all. Anything else is the same
- * level, whatever time has passed. (The synthetic market redraws every
- * level after each public trade, so there liquidity comes back with the
- * next trade; a redraw that happens to give the same quantity is taken as
- * no change, the conservative side.) A public trade passed to on_market is
- * new volume each time and is not tracked here. */
+ * Refill rule (enum cq_sim__refill, e->refill):
+ *   CHANGE (the rule before issue 19, the default of SIM_QUEUE_NONE): a
+ *     level counts as replaced by the market model, and is offered in full
+ *     again, when a book shows a different quantity at that price or does
+ *     not show that price at all. Anything else is the same level, whatever
+ *     time has passed.
+ *   NET (the default of the queue models): what our orders took stays
+ *     taken while the book shows that price at all: the level offers what
+ *     it displays now minus what we took (a decrease is liquidity gone, an
+ *     increase new orders behind; both as the exogenous book would look
+ *     had our fills happened there); forgotten when the price leaves the
+ *     book (the level was emptied or cancelled: what comes back later is
+ *     new).
+ * Either way a level we swept is never offered again unchanged (I6). A
+ * public trade is new volume each time and is not tracked here. */
 
 static int ledger_side(enum cq_sim__side taker_side)
 {
@@ -1109,11 +1162,13 @@ static const struct level_use *ledger_find(const struct side_ledger *l, cq_dec p
 
 /* What a level at `price` (key) showing raw quantity `shown` still offers,
  * down to `step`: the refill rule in one place. */
-static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec shown, cq_dec step)
+static cq_dec ledger_left(const struct side_ledger *l, enum cq_sim__refill refill, cq_dec price,
+                          cq_dec shown, cq_dec step)
 {
     const struct level_use *u = ledger_find(l, price);
     cq_dec q = level_qty(shown, ZERO8);
-    if (u != NULL && dec_eq(u->shown, shown)) { /* the same level: less what we took */
+    if (u != NULL && (refill == SIM_REFILL_NET || dec_eq(u->shown, shown))) {
+        /* the same level: less what we took */
         if (!dec_lt(u->taken, q)) {
             return ZERO8;
         }
@@ -1124,8 +1179,8 @@ static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec show
 
 /* Forget the levels this book shows differently or not at all (they were
  * replaced). Afterwards every entry's price is on the book. */
-static void ledger_sync(struct side_ledger *l, const struct cq_sim__level *lv, size_t n,
-                        enum cq_sim__side taker_side)
+static void ledger_sync(struct side_ledger *l, enum cq_sim__refill refill,
+                        const struct cq_sim__level *lv, size_t n, enum cq_sim__side taker_side)
 {
     size_t w = 0;
     for (size_t r = 0; r < l->n; r++) {
@@ -1133,7 +1188,7 @@ static void ledger_sync(struct side_ledger *l, const struct cq_sim__level *lv, s
         for (size_t i = 0; i < n; i++) {
             cq_dec p;
             if (level_price(lv[i].price, taker_side, &p) && dec_eq(p, l->use[r].price)) {
-                same = dec_eq(lv[i].qty, l->use[r].shown);
+                same = refill == SIM_REFILL_NET || dec_eq(lv[i].qty, l->use[r].shown);
                 break;
             }
         }
@@ -1157,10 +1212,12 @@ static void ledger_take(struct side_ledger *l, cq_dec price, cq_dec shown, cq_de
         u->shown = shown;
         u->taken = ZERO8;
     }
+    u->shown = shown; /* NET: the level as it shows now (CHANGE: the same) */
     add_ok(&u->taken, q);
     ENGINE_INVARIANT(!dec_lt(u->shown, u->taken),
-                     "our orders took %s from a level at %s that showed %s", DTXT(u->taken),
-                     DTXT(price), DTXT(u->shown));
+                     "I6: a swept level was offered again unchanged: our orders took %s from "
+                     "the level at %s that shows %s",
+                     DTXT(u->taken), DTXT(price), DTXT(u->shown));
 }
 
 /* ---- expiry reasons ---------------------------------------------------------------- */
@@ -1187,6 +1244,9 @@ int cq_sim__expiry_parse(const char *s, enum cq_sim__expiry *out)
     }
     return -CQ_EPARSE;
 }
+
+static void queue_join(struct cq_sim__engine *e, struct order_rec *rec,
+                       const struct cq_sim__book_view *b);
 
 /* ---- prepare: validate, match, balance ------------------------------------------- */
 
@@ -1303,7 +1363,7 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
             cq_dec lp;
             if (lv[i].qty.m > 0 && level_price(lv[i].price, req->side, &lp)) {
                 if (level_qty(lv[i].qty, rule->step).m > 0 &&
-                    ledger_left(used, lp, lv[i].qty, rule->step).m == 0) {
+                    ledger_left(used, e->refill, lp, lv[i].qty, rule->step).m == 0) {
                     continue; /* our orders took all of it */
                 }
                 p->crosses = crosses(req->side, lp, p->price);
@@ -1327,7 +1387,7 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
             exhausted = false;
             break;
         }
-        avail = ledger_left(used, lp, lv[i].qty, rule->step);
+        avail = ledger_left(used, e->refill, lp, lv[i].qty, rule->step);
         if (avail.m == 0) {
             continue;
         }
@@ -1739,6 +1799,15 @@ struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cf
                    "maker_bps %u / taker_bps %u out of range", cfg->maker_bps, cfg->taker_bps);
         return NULL;
     }
+    if ((unsigned)cfg->queue_model > SIM_QUEUE_NONE || cfg->queue_power > 4 ||
+        (unsigned)cfg->refill > SIM_REFILL_NET) {
+        cq_err_set(err, CQ_ECONFIG, 0,
+                   "queue model conservative, probabilistic or none; queue power 1 to 4; "
+                   "refill change or net",
+                   "queue_model %d / queue_power %u / refill %d out of range",
+                   (int)cfg->queue_model, cfg->queue_power, (int)cfg->refill);
+        return NULL;
+    }
     if (cfg->max_orders > MAX_CAPACITY || cfg->max_trades > MAX_CAPACITY ||
         cfg->first_order_id > MAX_FIRST_ID || cfg->first_trade_id > MAX_FIRST_ID) {
         cq_err_set(err, CQ_ECONFIG, 0, NULL,
@@ -1756,6 +1825,11 @@ struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cf
     e->taker_bps = cfg->taker_bps;
     e->max_orders = cfg->max_orders != 0 ? cfg->max_orders : SIM_MAX_ORDERS_DEFAULT;
     e->max_trades = cfg->max_trades != 0 ? cfg->max_trades : DEFAULT_MAX_TRADES;
+    e->queue_model = cfg->queue_model;
+    e->queue_power = cfg->queue_power != 0 ? cfg->queue_power : 3;
+    e->refill = cfg->refill != SIM_REFILL_DEFAULT    ? cfg->refill
+                : cfg->queue_model == SIM_QUEUE_NONE ? SIM_REFILL_CHANGE
+                                                     : SIM_REFILL_NET;
     st->first_order_id = cfg->first_order_id != 0 ? cfg->first_order_id : 1;
     st->next_order_id = st->first_order_id;
     st->next_trade_id = cfg->first_trade_id != 0 ? cfg->first_trade_id : 1;
@@ -1870,6 +1944,15 @@ void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__eng
     out->orders_kept = e->st.n_orders;
     out->orders_dropped = e->st.orders_dropped;
     out->orders_first_filled = e->st.orders_first_filled;
+    out->prevented_matches = e->prevented_matches;
+    out->queue_scan_truncated = e->queue_scan_truncated;
+}
+
+const struct cq_sim__prevented_match *cq_sim__engine_last_prevented(const struct cq_sim__engine *e,
+                                                                    size_t *n)
+{
+    *n = e->n_prevented;
+    return e->prevented;
 }
 
 const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
@@ -1972,7 +2055,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
         size_t nl;
         const struct cq_sim__level *lv = taker_levels(book, req->side, &nl);
-        ledger_sync(used, lv, nl, req->side);
+        ledger_sync(used, e->refill, lv, nl, req->side);
         for (size_t i = 0; i < p->n_fills; i++) {
             ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
         }
@@ -2024,6 +2107,9 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     o->status = p->final_status;
     if (p->rests) {
         open_link(st, idx);
+        if (o->is_working) {
+            queue_join(e, rec, book);
+        }
     } else if (p->final_status == SIM_EXPIRED) {
         o->expiry = req->type == SIM_MARKET ? SIM_EXPIRY_INSUFFICIENT_LIQUIDITY
                     : req->tif == SIM_FOK   ? SIM_EXPIRY_UNFILLED_FOK
@@ -2461,14 +2547,14 @@ static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
     struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
     size_t n, k = 0;
     const struct cq_sim__level *lv = taker_levels(book, taker_side, &n);
-    ledger_sync(used, lv, n, taker_side);
+    ledger_sync(used, e->refill, lv, n, taker_side);
     for (size_t i = 0; i < n; i++) {
         struct pool_level *pl = &out[k];
         if (!level_price(lv[i].price, taker_side, &pl->price)) {
             continue;
         }
         pl->shown = lv[i].qty;
-        pl->left = ledger_left(used, pl->price, lv[i].qty, step);
+        pl->left = ledger_left(used, e->refill, pl->price, lv[i].qty, step);
         if (pl->left.m > 0) {
             k++;
         }
@@ -2476,15 +2562,15 @@ static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
     return k;
 }
 
-/* Resting orders fill in time priority (oldest first), each at its own
- * limit price, from one shared pool: what is left of the book levels that
- * cross it (down to the step; see "consumed liquidity"), then the market
- * trade if it crosses. What an order takes from the book goes into the
- * ledger, so neither another order in this call nor any order in a later
- * call is offered it again until the model replaces the level. */
-size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
-                                const struct cq_sim__book_view *book, cq_dec trade_price,
-                                cq_dec trade_qty, int64_t now_ms)
+/* SIM_QUEUE_NONE, the rule before issue 19: resting orders fill in time
+ * priority (oldest first), each at its own limit price, from one shared pool: what is left of the
+ * book levels that cross it (down to the step; see "consumed liquidity"), then the market trade if
+ * it crosses. What an order takes from the book goes into the ledger, so neither another order in
+ * this call nor any order in a later call is offered it again until the model replaces the level.
+ */
+static size_t legacy_on_market(struct cq_sim__engine *e, int symbol_idx,
+                               const struct cq_sim__book_view *book, cq_dec trade_price,
+                               cq_dec trade_qty, int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     const struct cq_sim__symbol *sym;
@@ -2581,6 +2667,433 @@ size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
     }
     changes_end(e, now_ms);
     return nfills;
+}
+
+/* ---- queue model ------------------------------------------------------------------------ *
+ *
+ * Our resting orders wait in a queue at their price in a book we cannot
+ * change (the market model's, or the recorded one). Per order (struct
+ * queue_pos): on joining (placed resting, a stop triggered, or the first
+ * market event after a --state load), `ahead` = what the book displays at
+ * its price on its side, less what our takers took from that level; not
+ * known when the price is deeper than the levels shown (then only trades
+ * through its price fill it).
+ *
+ * A public trade of v at price x, aggressor on the other side (a sell
+ * hits our BUYs with price >= x), is one pool of v shared in price-time
+ * priority: first our orders priced better than x (the trade went through
+ * their level, which was therefore consumed: ahead = 0), each up to what
+ * is left of v; then our orders at x, oldest first: the volume that
+ * reaches order i is v_at - (what our earlier orders at x took from this
+ * trade), v_at being what the better-priced ones left; it first shrinks
+ * `ahead`, and only what passes it fills the order. A trade whose
+ * aggressor is on our side never fills us (it took from the other side).
+ *
+ * A book update: conservative (hftbacktest RiskAverseQueueModel):
+ * ahead = min(ahead, displayed now): cancels are assumed behind us, but the
+ * queue ahead can never exceed the level. Probabilistic (ProbQueueModel,
+ * PowerProbQueueFunc): see queue_estimate. A level on the other side at or
+ * through our price (the price moved through us) means our level was
+ * consumed: ahead = 0, and the order fills from the crossing levels as
+ * before, from what our orders have not taken of them (the ledger, NET by
+ * default): that is the sellers who would have met our bid.
+ *
+ * The invariant, checked on every order a trade reaches, in every build:
+ *   from_trades + to_ahead <= seen
+ * (our maker fills from trades never exceed the public volume that traded
+ * at or through the order's price since it joined, minus what went to the
+ * queue ahead), and per trade the fills never exceed its quantity. Fills
+ * from crossing levels are bounded by the ledger (I6). */
+
+/* What the book displays at `price` on the side a resting order on `side`
+ * joins (bids for a BUY), less what our takers took from that level: true
+ * with *qty (0 when the price lies inside the displayed levels but is not
+ * one of them, or is better than the best); false when it is unknown (the
+ * side is empty or the price is deeper than the last level shown). */
+static bool queue_level(const struct cq_sim__engine *e, int symbol_idx,
+                        const struct cq_sim__book_view *b, enum cq_sim__side side, cq_dec price,
+                        cq_dec *qty)
+{
+    enum cq_sim__side taker = side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    const struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker)];
+    const struct cq_sim__level *lv;
+    size_t n;
+    *qty = ZERO8;
+    if (b == NULL) {
+        return false;
+    }
+    lv = taker_levels(b, taker, &n);
+    for (size_t i = 0; i < n; i++) {
+        cq_dec lp;
+        int c;
+        if (!level_price(lv[i].price, taker, &lp)) {
+            continue;
+        }
+        c = cq_dec_cmp(lp, price);
+        if (c == 0) {
+            *qty = ledger_left(used, e->refill, lp, lv[i].qty, ZERO8);
+            return true;
+        }
+        if (side == SIM_BUY ? c < 0 : c > 0) { /* passed it: not shown */
+            return true;
+        }
+    }
+    return false;
+}
+
+static void queue_join(struct cq_sim__engine *e, struct order_rec *rec,
+                       const struct cq_sim__book_view *b)
+{
+    struct queue_pos *q = &rec->q;
+    q->ahead = ZERO8;
+    q->traded = ZERO8;
+    q->seen = ZERO8;
+    q->to_ahead = ZERO8;
+    q->from_trades = ZERO8;
+    q->known = queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &q->ahead);
+    q->level_shown = q->ahead;
+}
+
+/* p = f(back) / (f(back) + f(front)), f(x) = x^n, in millionths, rounded
+ * down; front and back at scale 8, both >= 0. 1 when both are 0 (nothing
+ * queued: hftbacktest's non-finite case). */
+static int64_t prob_behind_ppm(cq_dec front, cq_dec back, unsigned n)
+{
+    __extension__ typedef __int128 i128;
+    i128 f = front.m, b = back.m, mx = f > b ? f : b, fn = 1, bn = 1;
+    if (mx <= 0) {
+        return 1000000;
+    }
+    f = f * 1000000 / mx; /* <= 10^6, so f^4 <= 10^24 fits */
+    b = b * 1000000 / mx;
+    for (unsigned i = 0; i < n; i++) {
+        fn *= f;
+        bn *= b;
+    }
+    if (fn + bn == 0) {
+        return 1000000;
+    }
+    return (int64_t)(bn * 1000000 / (fn + bn));
+}
+
+/* hftbacktest's ProbQueueModel: a decrease of the level that the trades
+ * since the last update do not explain, chg = prev - now - traded, came
+ * from ahead of us with probability 1 - p (p = prob_behind_ppm):
+ *   ahead = front - (1 - p) chg + min(back - p chg, 0),  back = prev - front
+ * (the second term: what the model would take from behind beyond what is
+ * there came from ahead). The products are rounded down (a longer queue);
+ * on any overflow the estimate is left as it was (the conservative one). */
+static void queue_estimate(const struct cq_sim__engine *e, struct queue_pos *q, cq_dec shown)
+{
+    cq_dec chg = q->level_shown;
+    cq_dec back = q->level_shown;
+    cq_dec est = q->ahead;
+    cq_dec t;
+    int64_t p;
+    if (!dsub(&chg, shown) || !dsub(&chg, q->traded) || chg.m <= 0 || !dsub(&back, q->ahead) ||
+        back.m < 0 || cq_dec_rescale(back, AMOUNT_SCALE, CQ_ROUND_EXACT, &back) < 0 ||
+        cq_dec_rescale(est, AMOUNT_SCALE, CQ_ROUND_EXACT, &est) < 0) {
+        return;
+    }
+    p = prob_behind_ppm(est, back, e->queue_power);
+    if (cq_dec_mul(chg, cq_dec_make(1000000 - p, 6), AMOUNT_SCALE, CQ_ROUND_DOWN, &t) < 0 ||
+        !dsub(&est, t)) {
+        return;
+    }
+    if (cq_dec_mul(chg, cq_dec_make(p, 6), AMOUNT_SCALE, CQ_ROUND_DOWN, &t) < 0 ||
+        !dsub(&back, t)) {
+        return;
+    }
+    if (back.m < 0 && !dadd(&est, back)) {
+        return;
+    }
+    q->ahead = est.m < 0 ? ZERO8 : est;
+}
+
+/* A book update reaches a resting order's level. */
+static void queue_on_book(struct cq_sim__engine *e, struct order_rec *rec,
+                          const struct cq_sim__book_view *b)
+{
+    struct queue_pos *q = &rec->q;
+    cq_dec shown;
+    if (!q->known) { /* joined where the book showed nothing: try again */
+        if (queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &shown)) {
+            q->known = true;
+            q->ahead = shown;
+            q->level_shown = shown;
+            q->traded = ZERO8;
+        }
+        return;
+    }
+    if (!queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &shown)) {
+        return; /* deeper than the book shows: no news */
+    }
+    if (e->queue_model == SIM_QUEUE_PROBABILISTIC) {
+        queue_estimate(e, q, shown);
+    }
+    if (dec_lt(shown, q->ahead)) {
+        q->ahead = shown;
+    }
+    q->level_shown = shown;
+    q->traded = ZERO8;
+}
+
+static void check_queue(const struct order_rec *rec)
+{
+    const struct queue_pos *q = &rec->q;
+    cq_dec used = q->from_trades;
+    add_ok(&used, q->to_ahead);
+    ENGINE_INVARIANT(!dec_lt(q->seen, used),
+                     "queue: order %" PRIu64 " filled %s as maker from public trades and %s "
+                     "went to the queue ahead of it, but only %s traded at or through %s "
+                     "since it joined",
+                     rec->o.order_id, DTXT(q->from_trades), DTXT(q->to_ahead), DTXT(q->seen),
+                     DTXT(rec->o.price));
+}
+
+/* Price priority for resting orders on `side` (best first), then time
+ * (the order array is sorted by id). */
+static bool scan_before(enum cq_sim__side side, const struct scan_ent *a, const struct scan_ent *b)
+{
+    int c = cq_dec_cmp(a->price, b->price);
+    if (c != 0) {
+        return side == SIM_BUY ? c > 0 : c < 0;
+    }
+    return a->idx < b->idx;
+}
+
+static void scan_sort(struct scan_ent *s, size_t n, enum cq_sim__side side)
+{
+    for (size_t i = 1; i < n; i++) { /* insertion sort: the list is short and mostly sorted */
+        struct scan_ent x = s[i];
+        size_t j = i;
+        while (j > 0 && scan_before(side, &x, &s[j - 1])) {
+            s[j] = s[j - 1];
+            j--;
+        }
+        s[j] = x;
+    }
+}
+
+static cq_dec to_step(cq_dec q, cq_dec step)
+{
+    if (step.m > 0 && cq_dec_quantize(q, step, CQ_ROUND_DOWN, &q) < 0) {
+        return ZERO8;
+    }
+    return q;
+}
+
+static void trigger_stops(struct cq_sim__engine *e, int symbol_idx,
+                          const struct cq_sim__book_view *book, cq_dec trade_price, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    for (uint32_t idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        struct cq_sim__order *o = &st->orders[idx].o;
+        if (stop_pending(o) && stop_reached(o->type, o->side, o->stop_price, trade_price)) {
+            o->is_working = true;
+            o->working_ms = now_ms;
+            o->update_ms = now_ms;
+            queue_join(e, &st->orders[idx], book);
+            emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
+        }
+    }
+}
+
+size_t cq_sim__engine_on_trade(struct cq_sim__engine *e, int symbol_idx,
+                               const struct cq_sim__book_view *book, cq_dec trade_price,
+                               cq_dec trade_qty, bool buyer_is_maker, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    /* the side it hit: a sell aggressor (the buyer was the maker) hits BUYs */
+    enum cq_sim__side hit = buyer_is_maker ? SIM_BUY : SIM_SELL;
+    cq_dec step, v, pool, v_at = ZERO8, ours_at = ZERO8, price;
+    bool at_started = false;
+    size_t n = 0, nfills = 0;
+
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return 0;
+    }
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return legacy_on_market(e, symbol_idx, book, trade_price, trade_qty, now_ms);
+    }
+    if (trade_price.m <= 0 ||
+        cq_dec_rescale(trade_price, AMOUNT_SCALE, CQ_ROUND_EXACT, &price) < 0) {
+        return 0; /* not a price the engine can hold */
+    }
+    step = e->symbols[symbol_idx].filters.step_size;
+    v = level_qty(trade_qty, ZERO8);
+    pool = v;
+    for (uint32_t idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working || o->side != hit || !crosses(hit, price, o->price)) {
+            continue;
+        }
+        if (n == SIM_QUEUE_SCAN_MAX) {
+            e->queue_scan_truncated++;
+            continue;
+        }
+        e->scan[n].idx = idx;
+        e->scan[n].price = o->price;
+        n++;
+    }
+    scan_sort(e->scan, n, hit);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t idx = e->scan[k].idx;
+        struct order_rec *rec = &st->orders[idx];
+        struct queue_pos *q = &rec->q;
+        cq_dec rem = rec->o.orig_qty;
+        cq_dec fill = ZERO8;
+        bool at = dec_eq(rec->o.price, price);
+        sub_ok(&rem, rec->o.executed_qty);
+        add_ok(&q->seen, v); /* the whole trade printed at or through its price */
+        if (!at) {           /* the trade went through its level: consumed */
+            q->ahead = ZERO8;
+            q->known = true;
+            fill = cq_dec_min(rem, pool);
+        } else {
+            cq_dec reach;
+            if (!at_started) {
+                v_at = pool;
+                at_started = true;
+            }
+            reach = v_at;
+            sub_ok(&reach, ours_at);
+            add_ok(&q->traded, v);
+            if (!q->known) {
+                /* no estimate of the queue ahead: nothing passes it */
+            } else if (dec_lt(q->ahead, reach)) {
+                cq_dec excess = reach;
+                sub_ok(&excess, q->ahead);
+                add_ok(&q->to_ahead, q->ahead);
+                q->ahead = ZERO8;
+                fill = cq_dec_min(cq_dec_min(rem, excess), pool);
+            } else {
+                sub_ok(&q->ahead, reach);
+                add_ok(&q->to_ahead, reach);
+            }
+        }
+        fill = to_step(fill, step);
+        if (fill.m > 0 && maker_fill(e, idx, fill, now_ms) == 0) {
+            nfills++;
+            add_ok(&q->from_trades, fill);
+            sub_ok(&pool, fill);
+            if (at) {
+                add_ok(&ours_at, fill);
+            }
+        }
+        check_queue(rec);
+        ENGINE_INVARIANT(pool.m >= 0,
+                         "queue: our maker fills from one public trade of %s at %s "
+                         "exceed it",
+                         DTXT(v), DTXT(price));
+    }
+    trigger_stops(e, symbol_idx, book, price, now_ms);
+    changes_end(e, now_ms);
+    return nfills;
+}
+
+size_t cq_sim__engine_on_book(struct cq_sim__engine *e, int symbol_idx,
+                              const struct cq_sim__book_view *book, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    struct pool_level *asks = e->mk_asks;
+    struct pool_level *bids = e->mk_bids;
+    size_t n_asks, n_bids, nfills = 0;
+    cq_dec step;
+    uint32_t idx;
+
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return 0;
+    }
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return legacy_on_market(e, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO, now_ms);
+    }
+    if (book == NULL) {
+        return 0;
+    }
+    step = e->symbols[symbol_idx].filters.step_size;
+    /* synced even with no order resting (see legacy_on_market) */
+    n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks);
+    n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids);
+    idx = st->open[symbol_idx].head;
+    while (idx != NO_IDX) {
+        struct order_rec *rec = &st->orders[idx];
+        struct cq_sim__order *o = &rec->o;
+        uint32_t next = rec->next;
+        struct pool_level *lv = o->side == SIM_BUY ? asks : bids;
+        size_t n = o->side == SIM_BUY ? n_asks : n_bids;
+        struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(o->side)];
+        const struct cq_sim__level *opp;
+        size_t n_opp;
+        cq_dec rem = o->orig_qty;
+        cq_dec q = ZERO8;
+        cq_dec left;
+        size_t i;
+
+        if (!o->is_working) { /* a stop still waiting */
+            idx = next;
+            continue;
+        }
+        queue_on_book(e, rec, book);
+        opp = taker_levels(book, o->side, &n_opp);
+        for (i = 0; i < n_opp; i++) {
+            cq_dec lp;
+            if (level_price(opp[i].price, o->side, &lp) && opp[i].qty.m > 0) {
+                if (crosses(o->side, lp, o->price)) { /* the price moved through it */
+                    rec->q.ahead = ZERO8;
+                    rec->q.known = true;
+                }
+                break;
+            }
+        }
+        sub_ok(&rem, o->executed_qty);
+        for (i = 0; i < n && dec_lt(q, rem); i++) {
+            cq_dec want = rem;
+            if (!crosses(o->side, lv[i].price, o->price)) {
+                break;
+            }
+            sub_ok(&want, q);
+            add_ok(&q, cq_dec_min(want, lv[i].left));
+        }
+        if (q.m > 0 && maker_fill(e, idx, q, now_ms) == 0) {
+            nfills++;
+            left = q;
+            for (i = 0; i < n && left.m > 0; i++) {
+                cq_dec take = cq_dec_min(left, lv[i].left);
+                if (take.m > 0) {
+                    sub_ok(&lv[i].left, take);
+                    sub_ok(&left, take);
+                    ledger_take(used, lv[i].price, lv[i].shown, take);
+                }
+            }
+            ENGINE_INVARIANT(left.m == 0,
+                             "order %" PRIu64 " filled %s from crossing levels that "
+                             "offered less",
+                             o->order_id, DTXT(q));
+        }
+        idx = next;
+    }
+    changes_end(e, now_ms);
+    return nfills;
+}
+
+bool cq_sim__engine_queue_ahead(const struct cq_sim__engine *e, uint64_t order_id, cq_dec *ahead)
+{
+    const struct order_rec *rec = order_by_id(&e->st, order_id);
+    if (rec == NULL || !is_open(&rec->o) || !rec->o.is_working || !rec->q.known) {
+        return false;
+    }
+    *ahead = rec->q.ahead;
+    return true;
+}
+
+void cq_sim__engine_corrupt_queue(struct cq_sim__engine *e, uint64_t order_id, cq_dec seen)
+{
+    struct order_rec *rec = order_by_id(&e->st, order_id);
+    cq_dec v;
+    if (rec != NULL && to_amount(seen, &v) == 0) {
+        rec->q.seen = v;
+    }
 }
 
 /* ---- persistence ------------------------------------------------------------------------ */

@@ -159,7 +159,7 @@ static double run_once(size_t n_orders, unsigned long long *fills_out, uint64_t 
         if (i > 0 && i % MARKET_STEP_ORDERS == 0) { /* the market moves: a replaced book */
             market_book(bids, asks, ++steps);
             pthread_mutex_lock(&engine_lock);
-            (void)cq_sim__engine_on_market(e, 0, &book, CQ_DEC_ZERO, CQ_DEC_ZERO, (int64_t)i);
+            (void)cq_sim__engine_on_book(e, 0, &book, (int64_t)i);
             pthread_mutex_unlock(&engine_lock);
         }
         memset(&req, 0, sizeof(req));
