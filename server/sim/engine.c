@@ -292,6 +292,21 @@ struct pool_level {
     cq_dec price, left, shown;
 };
 
+/* One of our resting orders a taker walk or a public trade considers. */
+struct scan_ent {
+    uint32_t idx;
+    cq_dec price;
+};
+
+/* One stop of a taker's walk, best price first: a public level (or part
+ * of one) with what it still offers, or one of our resting orders
+ * (self_idx). */
+struct walk_seg {
+    cq_dec price, avail, shown;
+    uint32_t self_idx; /* NO_IDX: public */
+};
+#define WALK_MAX (2 * SIM_DEPTH_MAX + SIM_QUEUE_SCAN_MAX)
+
 /* prepare()'s result: what place will do. */
 struct plan {
     cq_dec price, qty, quote_qty; /* the request at scale 8 (0 when absent) */
@@ -302,17 +317,11 @@ struct plan {
     bool crosses;                       /* a LIMIT_MAKER would take */
     struct cq_sim__balance base, quote; /* the account after the order */
     size_t n_fills;
-    struct plan_fill fills[SIM_DEPTH_MAX + SIM_QUEUE_SCAN_MAX];
+    struct plan_fill fills[WALK_MAX];
     size_t n_stp;
     struct plan_stp stp[SIM_QUEUE_SCAN_MAX];
     bool taker_prevented; /* EXPIRE_TAKER / EXPIRE_BOTH stopped the taker */
     cq_dec taker_prevented_qty;
-};
-
-/* One of our resting orders a taker walk or a public trade considers. */
-struct scan_ent {
-    uint32_t idx;
-    cq_dec price;
 };
 
 struct cq_sim__engine {
@@ -329,6 +338,7 @@ struct cq_sim__engine {
     struct plan plan;
     struct pool_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
     struct scan_ent scan[SIM_QUEUE_SCAN_MAX];
+    struct walk_seg walk[WALK_MAX];
     /* the latest place's prevented matches (cq_sim__engine_last_prevented) */
     struct cq_sim__prevented_match prevented[SIM_QUEUE_SCAN_MAX];
     size_t n_prevented;
@@ -1094,6 +1104,38 @@ static bool crosses(enum cq_sim__side side, cq_dec price, cq_dec limit)
     return side == SIM_BUY ? c <= 0 : c >= 0;
 }
 
+/* Price priority for resting orders on `side` (best first), then time
+ * (the order array is sorted by id). */
+static bool scan_before(enum cq_sim__side side, const struct scan_ent *a, const struct scan_ent *b)
+{
+    int c = cq_dec_cmp(a->price, b->price);
+    if (c != 0) {
+        return side == SIM_BUY ? c > 0 : c < 0;
+    }
+    return a->idx < b->idx;
+}
+
+static void scan_sort(struct scan_ent *s, size_t n, enum cq_sim__side side)
+{
+    for (size_t i = 1; i < n; i++) { /* insertion sort: the list is short and mostly sorted */
+        struct scan_ent x = s[i];
+        size_t j = i;
+        while (j > 0 && scan_before(side, &x, &s[j - 1])) {
+            s[j] = s[j - 1];
+            j--;
+        }
+        s[j] = x;
+    }
+}
+
+static cq_dec to_step(cq_dec q, cq_dec step)
+{
+    if (step.m > 0 && cq_dec_quantize(q, step, CQ_ROUND_DOWN, &q) < 0) {
+        return ZERO8;
+    }
+    return q;
+}
+
 /* MARKET's NOTIONAL reference: the avgPriceMins average (filters.md,
  * NOTIONAL: "For MARKET orders, the average price used over the last
  * avgPriceMins minutes will be used for calculation."), else the last
@@ -1332,14 +1374,153 @@ static bool stop_reached(enum cq_sim__order_type t, enum cq_sim__side side, cq_d
     return above ? c >= 0 : c <= 0;
 }
 
-/* Walk the opposite side best first as taker and plan the fills. Pure. */
-static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rule,
+/* Our resting orders a taker on req->side could meet (queue models only):
+ * working, on the other side, priced at or better than its limit (any, for
+ * MARKET), best price first then oldest; into e->scan. */
+static size_t own_resting(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                          cq_dec limit)
+{
+    const struct engine_state *st = &e->st;
+    enum cq_sim__side rest_side = req->side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    size_t n = 0;
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return 0;
+    }
+    for (uint32_t idx = st->open[req->symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working || o->side != rest_side ||
+            (req->type != SIM_MARKET && !crosses(req->side, o->price, limit))) {
+            continue;
+        }
+        if (n == SIM_QUEUE_SCAN_MAX) {
+            e->queue_scan_truncated++;
+            continue;
+        }
+        e->scan[n].idx = idx;
+        e->scan[n].price = o->price;
+        n++;
+    }
+    scan_sort(e->scan, n, rest_side);
+    return n;
+}
+
+/* The taker's walk, best price first (docs/SIMEX.md "Self-trade
+ * prevention"): the public levels (what the ledger leaves of them) and our
+ * own resting orders on the other side. At a price where both are, the
+ * public quantity estimated ahead of our first resting order there comes
+ * first, then our resting orders at that price oldest first, then the rest
+ * of the public level; our orders at a price the book does not show (say
+ * inside the spread) stand alone. */
+static size_t build_walk(struct cq_sim__engine *e, const struct qty_rule *rule,
+                         const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
+                         cq_dec limit)
+{
+    size_t n_lv, k = 0, j = 0;
+    const struct cq_sim__level *lv = taker_levels(book, req->side, &n_lv);
+    const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
+    enum cq_sim__side rest_side = req->side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    size_t n_own = own_resting(e, req, limit);
+    struct walk_seg *w = e->walk;
+
+    for (size_t i = 0; i <= n_lv; i++) {
+        cq_dec lp = ZERO8;
+        cq_dec avail;
+        bool have = i < n_lv;
+        if (have && !level_price(lv[i].price, req->side, &lp)) {
+            continue;
+        }
+        /* our orders priced better than this level (or past the last) */
+        while (j < n_own && (!have || (cq_dec_cmp(e->scan[j].price, lp) != 0 &&
+                                       crosses(req->side, e->scan[j].price, lp)))) {
+            w[k].price = e->scan[j].price;
+            w[k].avail = ZERO8;
+            w[k].shown = ZERO8;
+            w[k++].self_idx = e->scan[j++].idx;
+        }
+        if (!have) {
+            break;
+        }
+        avail = ledger_left(used, e->refill, lp, lv[i].qty, rule->step);
+        if (j < n_own && dec_eq(e->scan[j].price, lp)) {
+            const struct queue_pos *q = &e->st.orders[e->scan[j].idx].q;
+            cq_dec first = q->known ? to_step(cq_dec_min(q->ahead, avail), rule->step) : avail;
+            cq_dec rest = avail;
+            sub_ok(&rest, first);
+            if (first.m > 0) {
+                w[k].price = lp;
+                w[k].avail = first;
+                w[k].shown = lv[i].qty;
+                w[k++].self_idx = NO_IDX;
+            }
+            while (j < n_own && dec_eq(e->scan[j].price, lp)) {
+                w[k].price = lp;
+                w[k].avail = ZERO8;
+                w[k].shown = ZERO8;
+                w[k++].self_idx = e->scan[j++].idx;
+            }
+            if (rest.m > 0) {
+                w[k].price = lp;
+                w[k].avail = rest;
+                w[k].shown = lv[i].qty;
+                w[k++].self_idx = NO_IDX;
+            }
+        } else if (avail.m > 0) {
+            w[k].price = lp;
+            w[k].avail = avail;
+            w[k].shown = lv[i].qty;
+            w[k++].self_idx = NO_IDX;
+        }
+    }
+    (void)rest_side;
+    return k;
+}
+
+/* The taker met our own resting order `idx` at `price`: record what its
+ * STP mode does (stp_faq.md: EXPIRE_TAKER "expiring the taker order's
+ * remaining quantity", EXPIRE_MAKER "the potential maker order's remaining
+ * quantity", EXPIRE_BOTH both). taker_left: the taker's remaining
+ * quantity. Returns true if the taker stops here. */
+static bool plan_prevent(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                         struct plan *p, uint32_t idx, cq_dec price, cq_dec taker_left)
+{
+    const struct cq_sim__order *mk = &e->st.orders[idx].o;
+    struct plan_stp *x;
+    cq_dec maker_left = mk->orig_qty;
+    bool expire_taker = req->stp == SIM_STP_EXPIRE_TAKER || req->stp == SIM_STP_EXPIRE_BOTH;
+    bool expire_maker = req->stp == SIM_STP_EXPIRE_MAKER || req->stp == SIM_STP_EXPIRE_BOTH;
+    sub_ok(&maker_left, mk->executed_qty);
+    if (p->n_stp == SIM_QUEUE_SCAN_MAX) {
+        return true; /* cannot record more: stop the walk (bounded) */
+    }
+    x = &p->stp[p->n_stp++];
+    memset(x, 0, sizeof(*x));
+    x->idx = idx;
+    x->after_fill = p->n_fills;
+    x->m.maker_order_id = mk->order_id;
+    x->m.mode = req->stp;
+    x->m.price = price;
+    x->m.taker_prevented_qty = expire_taker ? taker_left : ZERO8;
+    x->m.maker_prevented_qty = expire_maker ? maker_left : ZERO8;
+    x->m.match_qty = cq_dec_min(taker_left, maker_left);
+    if (fill_quote(x->m.match_qty, price, &x->m.match_quote_qty) < 0) {
+        x->m.match_quote_qty = ZERO8;
+    }
+    if (expire_taker) {
+        p->taker_prevented = true;
+        p->taker_prevented_qty = taker_left;
+    }
+    return expire_taker;
+}
+
+/* Walk the opposite side best first as taker and plan the fills (and,
+ * under a queue model, what meeting our own resting orders does). Changes
+ * nothing but the scratch space. */
+static int plan_fills(struct cq_sim__engine *e, const struct qty_rule *rule,
                       const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
                       struct plan *p, struct cq_sim__reject *rej)
 {
     size_t n;
-    const struct cq_sim__level *lv = taker_levels(book, req->side, &n);
-    const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
+    const struct walk_seg *w;
     bool market = req->type == SIM_MARKET;
     bool by_quote = market && req->has_quote_qty;
     bool exhausted = true; /* the walk ran out of levels */
@@ -1347,6 +1528,9 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
     cq_dec rem_quote = p->quote_qty;
 
     p->n_fills = 0;
+    p->n_stp = 0;
+    p->taker_prevented = false;
+    p->taker_prevented_qty = ZERO8;
     p->exec_qty = ZERO8;
     p->cum_quote = ZERO8;
     p->crosses = false;
@@ -1358,18 +1542,11 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
         p->final_status = SIM_NEW;
         return 0;
     }
+    n = build_walk(e, rule, req, book, p->price);
+    w = e->walk;
     if (req->type == SIM_LIMIT_MAKER) {
-        for (size_t i = 0; i < n; i++) {
-            cq_dec lp;
-            if (lv[i].qty.m > 0 && level_price(lv[i].price, req->side, &lp)) {
-                if (level_qty(lv[i].qty, rule->step).m > 0 &&
-                    ledger_left(used, e->refill, lp, lv[i].qty, rule->step).m == 0) {
-                    continue; /* our orders took all of it */
-                }
-                p->crosses = crosses(req->side, lp, p->price);
-                break;
-            }
-        }
+        /* the best thing it would meet: a public level or our own order */
+        p->crosses = n > 0 && crosses(req->side, w[0].price, p->price);
         p->orig_qty = p->qty;
         p->rests = true;
         p->final_status = SIM_NEW;
@@ -1378,18 +1555,33 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
 
     for (size_t i = 0; i < n; i++) {
         struct plan_fill *f;
-        cq_dec lp, avail, take, cost, gross, comm;
+        cq_dec lp = w[i].price;
+        cq_dec avail = w[i].avail;
+        cq_dec take, cost, gross, comm;
         bool quote_bound = false; /* this fill used up what the quote buys */
-        if (!level_price(lv[i].price, req->side, &lp)) {
-            continue;
-        }
         if (!market && !crosses(req->side, lp, p->price)) {
             exhausted = false;
             break;
         }
-        avail = ledger_left(used, e->refill, lp, lv[i].qty, rule->step);
-        if (avail.m == 0) {
-            continue;
+        if (w[i].self_idx != NO_IDX) {
+            const struct cq_sim__order *mk = &e->st.orders[w[i].self_idx].o;
+            avail = mk->orig_qty;
+            sub_ok(&avail, mk->executed_qty);
+            if (req->stp != SIM_STP_NONE) {
+                cq_dec taker_left = rem;
+                if (by_quote) { /* what the quote left buys here */
+                    if (cq_dec_div(rem_quote, lp, AMOUNT_SCALE, CQ_ROUND_DOWN, &taker_left) < 0) {
+                        taker_left = avail;
+                    }
+                    taker_left = to_step(taker_left, rule->step);
+                }
+                if (plan_prevent(e, req, p, w[i].self_idx, lp, taker_left)) {
+                    exhausted = false;
+                    break;
+                }
+                continue;
+            }
+            /* NONE: "the trade will occur" with our own order */
         }
         if (by_quote) {
             /* As much as fits in what is left of the quote, to the step:
@@ -1402,13 +1594,14 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
              * one step's worth is left at this price, and price priority
              * forbids skipping to a worse level. */
             cq_dec afford;
-            enum cq_dec_round to_step = req->side == SIM_SELL ? CQ_ROUND_HALF_EVEN : CQ_ROUND_DOWN;
-            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, to_step, &afford);
+            enum cq_dec_round to_step_mode =
+                req->side == SIM_SELL ? CQ_ROUND_HALF_EVEN : CQ_ROUND_DOWN;
+            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, to_step_mode, &afford);
             if (rc == -CQ_ETOOBIG) {
                 take = avail; /* the quote buys more than any level holds */
             } else {
                 if (rc < 0 || (rule->step.m > 0 &&
-                               cq_dec_quantize(afford, rule->step, to_step, &afford) < 0)) {
+                               cq_dec_quantize(afford, rule->step, to_step_mode, &afford) < 0)) {
                     return reject_capacity(rej, -CQ_EFULL);
                 }
                 if (afford.m == 0) {
@@ -1434,7 +1627,8 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
         f->qty = take;
         f->cost = cost;
         f->commission = comm;
-        f->shown = lv[i].qty;
+        f->shown = w[i].shown;
+        f->self_idx = w[i].self_idx;
         if (by_quote) {
             if (dec_lt(rem_quote, cost)) {
                 rem_quote = ZERO8; /* a SELL rounded up to the closest step */
@@ -1462,21 +1656,28 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
             p->orig_qty = p->qty;
             p->final_status = dec_eq(p->exec_qty, p->qty) ? SIM_FILLED : SIM_EXPIRED;
         }
+        if (p->taker_prevented) {
+            p->final_status = SIM_EXPIRED_IN_MATCH;
+        }
         return 0;
     }
     p->orig_qty = p->qty;
     if (dec_eq(p->exec_qty, p->qty)) {
         p->final_status = SIM_FILLED;
+    } else if (req->tif == SIM_FOK) { /* all or nothing, STP included */
+        p->final_status = SIM_EXPIRED;
+        p->n_fills = 0;
+        p->n_stp = 0;
+        p->taker_prevented = false;
+        p->exec_qty = ZERO8;
+        p->cum_quote = ZERO8;
+    } else if (p->taker_prevented) {
+        p->final_status = SIM_EXPIRED_IN_MATCH; /* does not rest */
     } else if (req->tif == SIM_GTC) {
         p->rests = true;
         p->final_status = p->exec_qty.m > 0 ? SIM_PARTIALLY_FILLED : SIM_NEW;
     } else {
         p->final_status = SIM_EXPIRED;
-        if (req->tif == SIM_FOK) { /* all or nothing */
-            p->n_fills = 0;
-            p->exec_qty = ZERO8;
-            p->cum_quote = ZERO8;
-        }
     }
     return 0;
 }
@@ -1962,6 +2163,49 @@ const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 
 /* ---- place ------------------------------------------------------------------------------- */
 
+static void close_order(struct cq_sim__engine *e, struct order_rec *rec,
+                        enum cq_sim__order_status status, int64_t now_ms);
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t now_ms);
+
+static void emit_prevented(struct cq_sim__engine *e, const struct cq_sim__order *o,
+                           const struct cq_sim__prevented_match *m, int64_t now_ms)
+{
+    struct cq_sim__exec_report r;
+    if (e->listener.execution_report == NULL) {
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    r.order = o;
+    r.exec_type = SIM_EXEC_TRADE_PREVENTION;
+    r.orig_client_id = "";
+    r.cancel_client_id = "";
+    r.event_ms = now_ms;
+    r.prevented = m;
+    e->listener.execution_report(e->listener.ctx, &r);
+}
+
+/* A prevented match happens (commit): it gets its id; the maker expires
+ * if the taker's mode says so (EXPIRED_IN_MATCH, TRADE_PREVENTION). */
+static void apply_stp(struct cq_sim__engine *e, struct plan_stp *x,
+                      const struct cq_sim__order *taker, int64_t now_ms)
+{
+    struct order_rec *rec = &e->st.orders[x->idx];
+    x->m.match_id = e->next_match_id++;
+    x->m.taker_order_id = taker->order_id;
+    e->prevented_matches++;
+    if (e->n_prevented < SIM_QUEUE_SCAN_MAX) {
+        e->prevented[e->n_prevented++] = x->m;
+    }
+    if ((x->m.mode == SIM_STP_EXPIRE_MAKER || x->m.mode == SIM_STP_EXPIRE_BOTH) &&
+        is_open(&rec->o)) {
+        close_order(e, rec, SIM_EXPIRED_IN_MATCH, now_ms);
+        rec->o.prevented = true;
+        rec->o.prevented_match_id = x->m.match_id;
+        rec->o.prevented_qty = x->m.maker_prevented_qty;
+        emit_prevented(e, &rec->o, &x->m, now_ms);
+    }
+}
+
 int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
                               const struct cq_sim__book_view *book, struct cq_sim__reject *rej)
 {
@@ -1986,6 +2230,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     if (n_fills != NULL) {
         *n_fills = 0;
     }
+    e->n_prevented = 0;
     rc = prepare(e, req, book, p, rej);
     if (rc == 0) {
         rc = orders_reserve(st, e->max_orders);
@@ -1993,7 +2238,11 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
             rc = cid_reserve(st);
         }
         if (rc == 0) {
-            rc = trades_reserve(st, e->max_trades, p->n_fills);
+            size_t n_self = 0;
+            for (size_t i = 0; i < p->n_fills; i++) {
+                n_self += p->fills[i].self_idx != NO_IDX;
+            }
+            rc = trades_reserve(st, e->max_trades, p->n_fills + n_self);
         }
         if (rc < 0) {
             reject_capacity(rej, rc);
@@ -2057,16 +2306,25 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         const struct cq_sim__level *lv = taker_levels(book, req->side, &nl);
         ledger_sync(used, e->refill, lv, nl, req->side);
         for (size_t i = 0; i < p->n_fills; i++) {
-            ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
+            if (p->fills[i].self_idx == NO_IDX) { /* our own orders are not the book's */
+                ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
+            }
         }
     }
 
     emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
-    for (size_t i = 0; i < p->n_fills; i++) {
-        const struct plan_fill *pf = &p->fills[i];
-        struct cq_sim__trade *t = trades_push(st);
+    for (size_t i = 0, k = 0; i <= p->n_fills; i++) {
+        const struct plan_fill *pf = &p->fills[i < p->n_fills ? i : 0];
+        struct cq_sim__trade *t;
         struct cq_sim__fill f;
         bool last = i + 1 == p->n_fills;
+        for (; k < p->n_stp && p->stp[k].after_fill == i; k++) { /* in walk order */
+            apply_stp(e, &p->stp[k], o, now_ms);
+        }
+        if (i == p->n_fills) {
+            break;
+        }
+        t = trades_push(st);
 
         f.trade_id = st->next_trade_id++;
         f.price = pf->price;
@@ -2101,6 +2359,13 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
             fills[out_n++] = f;
         }
         emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
+        if (pf->self_idx != NO_IDX) { /* STP NONE: the other side of the trade is ours too */
+            int mrc = maker_fill(e, pf->self_idx, pf->qty, now_ms);
+            /* the trade store was reserved for it, and a self-trade only
+             * moves money inside the account (less fees): cannot fail */
+            ENGINE_INVARIANT(mrc == 0, "the maker side of a self-trade of %s at %s failed",
+                             DTXT(pf->qty), DTXT(pf->price));
+        }
     }
     ENGINE_INVARIANT(!dec_lt(o->orig_qty, o->executed_qty), "order %" PRIu64 " executed %s of %s",
                      o->order_id, DTXT(o->executed_qty), DTXT(o->orig_qty));
@@ -2115,6 +2380,12 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
                     : req->tif == SIM_FOK   ? SIM_EXPIRY_UNFILLED_FOK
                                             : SIM_EXPIRY_UNFILLED_IOC;
         emit(e, o, SIM_EXEC_EXPIRED, NULL, NULL, NULL, now_ms);
+    } else if (p->final_status == SIM_EXPIRED_IN_MATCH) { /* STP expired the taker */
+        const struct cq_sim__prevented_match *m = &p->stp[p->n_stp - 1].m;
+        o->prevented = true;
+        o->prevented_match_id = m->match_id;
+        o->prevented_qty = p->taker_prevented_qty;
+        emit_prevented(e, o, m, now_ms);
     }
     changes_end(e, now_ms);
     if (order != NULL) {
@@ -2851,38 +3122,6 @@ static void check_queue(const struct order_rec *rec)
                      DTXT(rec->o.price));
 }
 
-/* Price priority for resting orders on `side` (best first), then time
- * (the order array is sorted by id). */
-static bool scan_before(enum cq_sim__side side, const struct scan_ent *a, const struct scan_ent *b)
-{
-    int c = cq_dec_cmp(a->price, b->price);
-    if (c != 0) {
-        return side == SIM_BUY ? c > 0 : c < 0;
-    }
-    return a->idx < b->idx;
-}
-
-static void scan_sort(struct scan_ent *s, size_t n, enum cq_sim__side side)
-{
-    for (size_t i = 1; i < n; i++) { /* insertion sort: the list is short and mostly sorted */
-        struct scan_ent x = s[i];
-        size_t j = i;
-        while (j > 0 && scan_before(side, &x, &s[j - 1])) {
-            s[j] = s[j - 1];
-            j--;
-        }
-        s[j] = x;
-    }
-}
-
-static cq_dec to_step(cq_dec q, cq_dec step)
-{
-    if (step.m > 0 && cq_dec_quantize(q, step, CQ_ROUND_DOWN, &q) < 0) {
-        return ZERO8;
-    }
-    return q;
-}
-
 static void trigger_stops(struct cq_sim__engine *e, int symbol_idx,
                           const struct cq_sim__book_view *book, cq_dec trade_price, int64_t now_ms)
 {
@@ -3143,6 +3382,10 @@ static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__o
     put(j, "stp", json_string(cq_sim__stp_name(o->stp)), ok);
     if (o->expiry != SIM_EXPIRY_NONE) {
         put(j, "expiry_reason", json_string(cq_sim__expiry_name(o->expiry)), ok);
+    }
+    if (o->prevented) {
+        put(j, "prevented_match_id", json_integer((json_int_t)o->prevented_match_id), ok);
+        put(j, "prevented_qty", dec_json(o->prevented_qty), ok);
     }
     return j;
 }
@@ -3474,8 +3717,17 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
         return bad_field(err, path, "status", "not an order status");
     }
     open = is_open(o);
-    if (o->status == SIM_REJECTED || o->status == SIM_EXPIRED_IN_MATCH ||
-        (o->status == SIM_NEW && o->executed_qty.m != 0) ||
+    if (o->status == SIM_EXPIRED_IN_MATCH) { /* STP expired it: what it prevented */
+        if (get_u64(j, path, "prevented_match_id", 0, MAX_FIRST_ID, &o->prevented_match_id, err) <
+                0 ||
+            get_amount(j, path, "prevented_qty", &o->prevented_qty, err) < 0) {
+            return -CQ_EPARSE;
+        }
+        o->prevented = true;
+    } else if (json_object_get(j, "prevented_qty") != NULL) {
+        return bad_field(err, path, "prevented_qty", "set on an order STP did not expire");
+    }
+    if (o->status == SIM_REJECTED || (o->status == SIM_NEW && o->executed_qty.m != 0) ||
         (o->status == SIM_PARTIALLY_FILLED &&
          (o->executed_qty.m == 0 || dec_eq(o->executed_qty, o->orig_qty))) ||
         (o->status == SIM_FILLED && !dec_eq(o->executed_qty, o->orig_qty)) ||

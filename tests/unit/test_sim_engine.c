@@ -259,6 +259,8 @@ struct ev {
     size_t n_assets;
     struct cq_sim__balance bal[8];
     int64_t event_ms;
+    bool has_prevented;
+    struct cq_sim__prevented_match prevented;
 };
 
 static struct ev events[EV_MAX];
@@ -266,11 +268,9 @@ static size_t n_events;
 
 static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
 {
-    static const char kinds[] = {[SIM_EXEC_NEW] = 'N',
-                                 [SIM_EXEC_CANCELED] = 'C',
-                                 [SIM_EXEC_TRADE] = 'T',
-                                 [SIM_EXEC_EXPIRED] = 'E',
-                                 [SIM_EXEC_REJECTED] = 'R'};
+    static const char kinds[] = {
+        [SIM_EXEC_NEW] = 'N',     [SIM_EXEC_CANCELED] = 'C', [SIM_EXEC_TRADE] = 'T',
+        [SIM_EXEC_EXPIRED] = 'E', [SIM_EXEC_REJECTED] = 'R', [SIM_EXEC_TRADE_PREVENTION] = 'X'};
     (void)ctx;
     if (n_events >= EV_MAX) {
         return;
@@ -286,6 +286,10 @@ static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
     cq_strlcpy(ev->orig_cid, r->orig_client_id, sizeof(ev->orig_cid));
     cq_strlcpy(ev->cancel_cid, r->cancel_client_id, sizeof(ev->cancel_cid));
     ev->event_ms = r->event_ms;
+    ev->has_prevented = r->prevented != NULL;
+    if (r->prevented != NULL) {
+        ev->prevented = *r->prevented;
+    }
 }
 
 static void on_position(void *ctx, const struct cq_sim__balance *changed, size_t n,
@@ -3433,5 +3437,179 @@ Test(sim_engine, a_broken_queue_invariant_stops_the_engine_in_a_release_build)
                                    "and 0.10000000 went to the queue ahead of it, but only "
                                    "0.10000000 traded at or through 29999.00000000"),
                        "%s", out);
+    cq_sim__engine_free(e);
+}
+
+/* ---- self-trade prevention (issue 18) --------------------------------------------------- */
+
+static struct cq_sim__order order_now(const struct cq_sim__engine *e, uint64_t id)
+{
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, id, NULL, &o, &rej), 0);
+    return o;
+}
+
+/* Our SELL 0.5 rests at 30001, inside the public spread (29998 / 30002
+ * x 1); a BUY 1 at 30002 meets it first (a better price than the public
+ * ask). stp_faq.md: "EXPIRE_MAKER - This mode prevents a trade by
+ * immediately expiring the potential maker order's remaining quantity."
+ * The taker goes on to the public ask. */
+static struct cq_sim__order_req stp_buy(enum cq_sim__stp mode)
+{
+    struct cq_sim__order_req r = limit(BTC, SIM_BUY, SIM_GTC, "1", "30002.00");
+    r.stp = mode;
+    return r;
+}
+
+static void stp_book(struct book *b)
+{
+    book_init(b);
+    bid(b, "29998.00", "1");
+    ask(b, "30002.00", "1");
+}
+
+Test(sim_engine, stp_expire_maker_expires_our_resting_order_and_the_taker_goes_on)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_MAKER), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_FILLED);
+    cr_assert_eq(tk.n, 1);
+    assert_dec(tk.fills[0].price, "30002");
+    cr_assert_str_eq(kinds(), "NXTP");
+    cr_assert_eq(events[1].o.order_id, mk.o.order_id);
+    cr_assert_eq(events[1].o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert(events[1].has_prevented);
+    cr_assert_eq(events[1].prevented.taker_order_id, tk.o.order_id);
+    cr_assert_eq(events[1].prevented.maker_order_id, mk.o.order_id);
+    assert_dec(events[1].prevented.maker_prevented_qty, "0.5");
+    assert_dec(events[1].prevented.taker_prevented_qty, "0");
+    assert_dec(events[1].prevented.match_qty, "0.5");
+    assert_dec(events[1].prevented.price, "30001");
+    struct cq_sim__order m = order_now(e, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert(m.prevented);
+    cr_assert_eq(m.prevented_match_id, 0);
+    assert_dec(m.prevented_qty, "0.5");
+    size_t n = 0;
+    const struct cq_sim__prevented_match *pm = cq_sim__engine_last_prevented(e, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(pm[0].match_id, 0);
+    assert_bal(e, "BTC", "2.999", "0"); /* 2 + 1 bought - 0.001 fee; the 0.5 unlocked */
+    check_invariants(e);
+    /* the expired order survives a save and load */
+    char *saved = dump(e);
+    json_t *j = json_loads(saved, 0, NULL);
+    struct cq_sim__engine *e2 = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct cq_err err = {0};
+    cr_assert_eq(cq_sim__engine_load(e2, j, &err), 0, "%s", err.message);
+    m = order_now(e2, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_EXPIRED_IN_MATCH);
+    assert_dec(m.prevented_qty, "0.5");
+    json_decref(j);
+    free(saved);
+    cq_sim__engine_free(e2);
+    cq_sim__engine_free(e);
+}
+
+/* "EXPIRE_TAKER - This mode prevents a trade by immediately expiring the
+ * taker order's remaining quantity." */
+Test(sim_engine, stp_expire_taker_expires_the_incoming_order)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_TAKER), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(tk.n, 0);
+    cr_assert(tk.o.prevented);
+    assert_dec(tk.o.prevented_qty, "1");
+    cr_assert_str_eq(kinds(), "NX"); /* locked and released in one call: no balance change */
+    cr_assert_eq(events[1].o.order_id, tk.o.order_id);
+    cr_assert_eq(events[1].o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_NEW);
+    assert_bal(e, "USDT", "1000000", "0");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+Test(sim_engine, stp_expire_both_expires_both)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_BOTH), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_str_eq(kinds(), "NXXP");
+    assert_dec(events[1].prevented.taker_prevented_qty, "1");
+    assert_dec(events[1].prevented.maker_prevented_qty, "0.5");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* "NONE - ... no orders will be expired, and the trade will occur." Our
+ * BUY takes 0.5 from our own SELL (taker fill; the SELL fills as maker at
+ * its price), then 0.5 from the public ask. */
+Test(sim_engine, stp_none_trades_with_itself)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_NONE), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_FILLED);
+    cr_assert_eq(tk.n, 2);
+    assert_dec(tk.fills[0].price, "30001");
+    assert_dec(tk.fills[0].qty, "0.5");
+    cr_assert(!tk.fills[0].maker);
+    assert_dec(tk.fills[1].price, "30002");
+    struct cq_sim__order m = order_now(e, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_FILLED);
+    assert_dec(m.cum_quote_qty, "15000.5");
+    cr_assert_str_eq(kinds(), "NTTTP"); /* taker, maker, taker */
+    cr_assert(events[2].fill.maker);
+    size_t n = 9;
+    (void)cq_sim__engine_last_prevented(e, &n);
+    cr_assert_eq(n, 0);
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* Price-time priority at one price: our SELL joined behind the 1 BTC the
+ * book displayed at 30002; a BUY 1.5 at 30002 takes that 1 first, then
+ * meets our order (EXPIRE_MAKER), then the rest of the level (none): 0.5
+ * rests. Under the old model (none) our orders are not in the book a taker
+ * walks, and STP never fires. */
+Test(sim_engine, stp_public_quantity_ahead_of_our_order_trades_first)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.4", "30002.00"), &b, 1);
+    assert_dec(ahead_of(e, mk.o.order_id), "1");
+    struct cq_sim__order_req r = limit(BTC, SIM_BUY, SIM_GTC, "1.5", "30002.00");
+    r.stp = SIM_STP_EXPIRE_MAKER;
+    struct placed tk = place_ok(e, r, &b, 2);
+    cr_assert_eq(tk.n, 1);
+    assert_dec(tk.fills[0].qty, "1");
+    cr_assert_eq(tk.o.status, SIM_PARTIALLY_FILLED);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_EXPIRED_IN_MATCH);
+    check_invariants(e);
+    cq_sim__engine_free(e);
+
+    e = queue_engine(SIM_QUEUE_NONE);
+    mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.4", "30001.00"), &b, 1);
+    tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_MAKER), &b, 2);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_NEW);
     cq_sim__engine_free(e);
 }
