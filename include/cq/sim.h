@@ -44,6 +44,17 @@ struct cq_sim_options {
     const char *data_path; /* recorded klines (dir or file); NULL = synthetic */
     uint32_t speed;        /* replay multiplier, 1..1000000 */
     bool speed_max;        /* --speed max: no waiting between events */
+    /* Recorded WebSocket captures (trade + bookTicker + depth, the format of
+     * ../shared/data/ws/recordings) replayed as the market of their symbol:
+     * a comma-separated list of files, NULL = none (docs/SIMEX.md
+     * "Recorded book"). */
+    const char *book_recording;
+    /* Order entry latency in market-time milliseconds (docs/SIMEX.md
+     * "Order entry latency"): an order or cancel reaches the book
+     * order_latency_ms after it arrives, its answer leaves
+     * response_latency_ms after that; 0..CQ_SIM_LATENCY_MS_MAX, 0 = none. */
+    uint32_t order_latency_ms;
+    uint32_t response_latency_ms;
     uint64_t seed;
     const char *api_key;    /* NULL = CQ_SIM_DEFAULT_API_KEY */
     const char *api_secret; /* NULL = CQ_SIM_DEFAULT_API_SECRET */
@@ -86,6 +97,7 @@ struct cq_sim_options {
     const char *refill;
 };
 
+#define CQ_SIM_LATENCY_MS_MAX 10000u
 #define CQ_SIM_CONTROL_TOKEN_MIN 16  /* characters */
 #define CQ_SIM_CONTROL_TOKEN_MAX 256 /* characters */
 #define CQ_SIM_API_KEY_MAX 256       /* characters, like Binance's header limit */

@@ -1202,14 +1202,30 @@ static const struct level_use *ledger_find(const struct side_ledger *l, cq_dec p
     return NULL;
 }
 
+/* Does what we took (u) still apply to the level when it shows `shown`
+ * (raw)? The refill rule in one place. CHANGE: only while it shows what
+ * it showed. NET: while it shows the price at all, except when it shows
+ * exactly what it showed less what we took: then the market model has
+ * taken our fills off the level itself (the simulator prints our taker
+ * fills and takes them from its displayed book), and what is left is what
+ * it shows. */
+static bool ledger_applies(const struct level_use *u, enum cq_sim__refill refill, cq_dec shown)
+{
+    cq_dec applied = u->shown;
+    if (refill != SIM_REFILL_NET) {
+        return dec_eq(u->shown, shown);
+    }
+    return !dsub(&applied, u->taken) || !dec_eq(applied, shown);
+}
+
 /* What a level at `price` (key) showing raw quantity `shown` still offers,
- * down to `step`: the refill rule in one place. */
+ * down to `step`. */
 static cq_dec ledger_left(const struct side_ledger *l, enum cq_sim__refill refill, cq_dec price,
                           cq_dec shown, cq_dec step)
 {
     const struct level_use *u = ledger_find(l, price);
     cq_dec q = level_qty(shown, ZERO8);
-    if (u != NULL && (refill == SIM_REFILL_NET || dec_eq(u->shown, shown))) {
+    if (u != NULL && ledger_applies(u, refill, shown)) {
         /* the same level: less what we took */
         if (!dec_lt(u->taken, q)) {
             return ZERO8;
@@ -1230,7 +1246,7 @@ static void ledger_sync(struct side_ledger *l, enum cq_sim__refill refill,
         for (size_t i = 0; i < n; i++) {
             cq_dec p;
             if (level_price(lv[i].price, taker_side, &p) && dec_eq(p, l->use[r].price)) {
-                same = refill == SIM_REFILL_NET || dec_eq(lv[i].qty, l->use[r].shown);
+                same = ledger_applies(&l->use[r], refill, lv[i].qty);
                 break;
             }
         }
@@ -2165,7 +2181,8 @@ const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 
 static void close_order(struct cq_sim__engine *e, struct order_rec *rec,
                         enum cq_sim__order_status status, int64_t now_ms);
-static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t now_ms);
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, bool self_trade,
+                      int64_t now_ms);
 
 static void emit_prevented(struct cq_sim__engine *e, const struct cq_sim__order *o,
                            const struct cq_sim__prevented_match *m, int64_t now_ms)
@@ -2335,6 +2352,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         cq_strlcpy(f.commission_asset, req->side == SIM_BUY ? sym->base : sym->quote,
                    sizeof(f.commission_asset));
         f.maker = false;
+        f.self_trade = pf->self_idx != NO_IDX;
 
         t->trade_id = f.trade_id;
         t->order_id = o->order_id;
@@ -2360,7 +2378,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         }
         emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
         if (pf->self_idx != NO_IDX) { /* STP NONE: the other side of the trade is ours too */
-            int mrc = maker_fill(e, pf->self_idx, pf->qty, now_ms);
+            int mrc = maker_fill(e, pf->self_idx, pf->qty, true, now_ms);
             /* the trade store was reserved for it, and a self-trade only
              * moves money inside the account (less fees): cannot fail */
             ENGINE_INVARIANT(mrc == 0, "the maker side of a self-trade of %s at %s failed",
@@ -2704,7 +2722,8 @@ void cq_sim__engine_corrupt_locked(struct cq_sim__engine *e, const char *asset, 
 /* Fill q of a resting order as maker at its own price. -1 (nothing done)
  * if an amount would leave the int64 range or the trade store cannot
  * grow. */
-static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t now_ms)
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, bool self_trade,
+                      int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     struct order_rec *rec = &st->orders[idx];
@@ -2792,6 +2811,7 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t 
     /* bounded: base and quote are SIM_ASSET_LEN arrays too */
     cq_strlcpy(f.commission_asset, buy ? sym->base : sym->quote, sizeof(f.commission_asset));
     f.maker = true;
+    f.self_trade = self_trade;
     t = trades_push(st);
     t->trade_id = f.trade_id;
     t->order_id = o->order_id;
@@ -2915,7 +2935,7 @@ static size_t legacy_on_market(struct cq_sim__engine *e, int symbol_idx,
             sub_ok(&want, q);
             add_ok(&q, cq_dec_min(want, tq));
         }
-        if (q.m > 0 && maker_fill(e, idx, q, now_ms) == 0) {
+        if (q.m > 0 && maker_fill(e, idx, q, false, now_ms) == 0) {
             nfills++;
             left = q; /* take it out of the pool, book first */
             for (i = 0; i < n && left.m > 0; i++) {
@@ -3212,7 +3232,7 @@ size_t cq_sim__engine_on_trade(struct cq_sim__engine *e, int symbol_idx,
             }
         }
         fill = to_step(fill, step);
-        if (fill.m > 0 && maker_fill(e, idx, fill, now_ms) == 0) {
+        if (fill.m > 0 && maker_fill(e, idx, fill, false, now_ms) == 0) {
             nfills++;
             add_ok(&q->from_trades, fill);
             sub_ok(&pool, fill);
@@ -3294,7 +3314,7 @@ size_t cq_sim__engine_on_book(struct cq_sim__engine *e, int symbol_idx,
             sub_ok(&want, q);
             add_ok(&q, cq_dec_min(want, lv[i].left));
         }
-        if (q.m > 0 && maker_fill(e, idx, q, now_ms) == 0) {
+        if (q.m > 0 && maker_fill(e, idx, q, false, now_ms) == 0) {
             nfills++;
             left = q;
             for (i = 0; i < n && left.m > 0; i++) {

@@ -98,6 +98,39 @@
  * 1M to the calendar month in UTC (close = next month's start - 1), as
  * Binance does. A bucket without any 1m bar (a gap) is absent.
  *
+ * Recorded book (options.book_recording; sim-recording.h reads the files).
+ * A symbol with a recording replays it instead of a price path: its book
+ * is the recorded order book, its tape the recorded trades, its klines and
+ * ticker the 1m bars those trades build (no history bars before the start;
+ * a minute without trades is a flat bar at the last price). The recording's
+ * events happen in their recorded (receive) order at their receive times
+ * shifted by one offset, so that the first live event happens at start_ms;
+ * a trade's public time is its shifted receive time (the exchange's T is
+ * not used: the collector's clock orders the events). Bootstrap, since the
+ * diffs only carry changed levels: if a REST snapshot line comes within
+ * the first book_warmup_ms (default 30 s) of the recording, the book is
+ * that snapshot plus the diffs received before it that end after its
+ * lastUpdateId, and the replay starts right after the snapshot line;
+ * otherwise the replay starts after book_warmup_ms of recording (at most
+ * half the events), the book being what the diffs and bookTickers of that
+ * time built (a level that did not change then is missing until it does).
+ * Events consumed by the bootstrap are not emitted (their trades are not
+ * on the tape). Book rules: a depth diff sets each level it lists (0
+ * removes it) unless its u is not after the book's; a bookTicker whose u is
+ * after both the last diff's and the last bookTicker's sets the best bid
+ * and ask with their quantities and removes levels better than them;
+ * after an older diff the last newer bookTicker is applied again; a level
+ * set by a diff removes the other side's levels at or through its price,
+ * so the book is never crossed. Prices are ticks; book quantities are in
+ * units of 1e-8 (levels hold resting orders from before a step size change,
+ * e.g. 4690.34389600 on a 0.00001 step), trades in steps; anything off
+ * those grids is refused at load. Each side keeps its best 20,000 levels
+ * (REC_BOOK_SIDE_MAX; the worst is dropped and counted). A book event that
+ * changes the book reports on_book with the best book_levels per side.
+ * At the end the replay starts over REC_LOOP_GAP_MS (1 s) later from a
+ * fresh bootstrap (prices unscaled: a visible jump); trade ids go on. A
+ * pause shifts the replay by its length (nothing recorded is skipped).
+ *
  * Bounds: CSV lines of at most 1024 bytes, at most 5,000,000 rows per file,
  * prices and volumes below 10^15 in their mantissa (so products fit in 128
  * bits), at most 262,144 stored 1m bars per symbol (the oldest quarter is
@@ -110,6 +143,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cq/text.h"
 #include "sim-market.h"
 
 __extension__ typedef __int128 i128;
@@ -133,6 +167,10 @@ __extension__ typedef unsigned __int128 u128;
 #define SYNTH_MOVE_PPM 500
 #define SYNTH_WICK_PPM 600
 #define PPM 1000000
+#define REC_BOOK_SIDE_MAX 20000     /* levels per side of a replayed book */
+#define REC_WARMUP_MS_DEFAULT 30000 /* recording time to build a book without a snapshot */
+#define REC_LOOP_GAP_MS 1000        /* market time between a replay's end and its restart */
+#define REC_PATHS_MAX 4096          /* bytes of the book_recording list */
 
 /* ---- small integer helpers ------------------------------------------------ */
 
@@ -335,6 +373,13 @@ struct plan_trade {
     bool buyer_is_maker;
 };
 
+/* A replayed book's level: price in ticks, quantity in book units (not
+ * steps: resting orders from before a step size change leave levels such
+ * as 4690.34389600 BTC on a 0.00001 step). */
+struct tq {
+    int64_t p, q;
+};
+
 struct sym {
     char name[CQ_SYMBOL_LEN];
     cq_dec tick, step;  /* normalized, > 0 */
@@ -375,6 +420,20 @@ struct sym {
      * tape[(tape_start + i) % SIM_TAPE_MAX] for i < tape_n, oldest first */
     struct cq_sim__public_trade tape[SIM_TAPE_MAX];
     size_t tape_start, tape_n;
+
+    /* recorded-book replay (rec != NULL): see "Recorded book" */
+    struct cq_sim__recording *rec; /* owned */
+    size_t rec_cursor;             /* next event to replay */
+    int64_t rec_offset_us;         /* market time (us) = recv_us + offset */
+    int64_t rec_warmup_ms;
+    struct tq *rb, *ra; /* owned, REC_BOOK_SIDE_MAX each: bids best (highest) first, asks lowest */
+    size_t n_rb, n_ra;
+    uint64_t rec_depth_u;  /* last depth update id applied (0: none) */
+    uint64_t rec_ticker_u; /* last bookTicker applied */
+    struct tq tk_bid, tk_ask;
+    cq_dec bunit;      /* a replayed book's quantity unit: 1e-8 (or the step if finer) */
+    int64_t bunit_max; /* units */
+    struct cq_sim__replay_stats rstats;
 };
 
 struct cq_sim__market {
@@ -383,6 +442,7 @@ struct cq_sim__market {
     size_t book_levels;
     int64_t now_ms;
     bool paused;
+    int64_t paused_at_ms;
     struct cq_sim__market_listener listener;
 };
 
@@ -685,10 +745,20 @@ static void source_next(struct sym *s, int64_t min_open_ms, struct row *out)
 static void start_bar(struct sym *s, int64_t min_open_ms)
 {
     struct row r;
-    source_next(s, min_open_ms, &r);
+    if (s->rec != NULL) {
+        /* a replayed recording: the bar is made of the recorded trades */
+        memset(&r, 0, sizeof(r));
+        r.open_ms = min_open_ms;
+        r.o = r.h = r.l = r.c = s->last_price;
+        s->n_plan = s->next_plan = 0;
+    } else {
+        source_next(s, min_open_ms, &r);
+    }
     struct bar b = bar_for_row(s, &r);
     bars_push(s, &b);
-    plan_bar(s, &r);
+    if (s->rec == NULL) {
+        plan_bar(s, &r);
+    }
     s->last_open_ms = r.open_ms;
     s->active = true;
     s->suspended = false;
@@ -742,6 +812,290 @@ static void book_build(struct sym *s, size_t levels, int64_t price, bool buyer_i
         }
     }
     s->book_update_id++;
+}
+
+/* ---- recorded book -------------------------------------------------------- */
+
+/* v / unit exactly, in (0 or positive) units up to max; false otherwise. */
+static bool to_units(cq_dec v, cq_dec unit, int64_t max, int64_t *out)
+{
+    cq_dec q;
+    if (cq_dec_div(v, unit, 0, CQ_ROUND_EXACT, &q) < 0 || q.m < 0 || q.m > max) {
+        return false;
+    }
+    *out = q.m;
+    return true;
+}
+
+/* Is a better than b on this side? */
+static bool better(bool bids, int64_t a, int64_t b)
+{
+    return bids ? a > b : a < b;
+}
+
+/* First index whose price is not better than p. */
+static size_t side_pos(const struct tq *lv, size_t n, bool bids, int64_t p)
+{
+    size_t lo = 0;
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (better(bids, lv[mid].p, p)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Set the level at p to q (0 removes it). A full side keeps its best
+ * REC_BOOK_SIDE_MAX levels: the worst goes (counted). */
+static void side_set(struct sym *s, bool bids, int64_t p, int64_t q)
+{
+    struct tq *lv = bids ? s->rb : s->ra;
+    size_t *n = bids ? &s->n_rb : &s->n_ra;
+    size_t i = side_pos(lv, *n, bids, p);
+    bool found = i < *n && lv[i].p == p;
+    if (q == 0) {
+        if (found) {
+            memmove(&lv[i], &lv[i + 1], (*n - i - 1) * sizeof(*lv));
+            (*n)--;
+        }
+        return;
+    }
+    if (found) {
+        lv[i].q = q;
+        return;
+    }
+    if (*n == REC_BOOK_SIDE_MAX) {
+        s->rstats.levels_dropped++;
+        if (i == *n) {
+            return;
+        }
+        (*n)--;
+    }
+    memmove(&lv[i + 1], &lv[i], (*n - i) * sizeof(*lv));
+    lv[i].p = p;
+    lv[i].q = q;
+    (*n)++;
+}
+
+/* Remove the levels better than p. */
+static void side_trim_better(struct sym *s, bool bids, int64_t p)
+{
+    struct tq *lv = bids ? s->rb : s->ra;
+    size_t *n = bids ? &s->n_rb : &s->n_ra;
+    size_t k = side_pos(lv, *n, bids, p);
+    if (k > 0) {
+        memmove(lv, lv + k, (*n - k) * sizeof(*lv));
+        *n -= k;
+    }
+}
+
+/* Remove the levels at p or better (a price the other side now holds). */
+static void side_trim_through(struct sym *s, bool bids, int64_t p)
+{
+    struct tq *lv = bids ? s->rb : s->ra;
+    size_t *n = bids ? &s->n_rb : &s->n_ra;
+    size_t k = 0;
+    while (k < *n && !better(bids, p, lv[k].p)) {
+        k++;
+    }
+    if (k > 0) {
+        memmove(lv, lv + k, (*n - k) * sizeof(*lv));
+        *n -= k;
+    }
+}
+
+/* The last bookTicker is the newest truth about the top of the book. */
+static void ticker_top(struct sym *s)
+{
+    side_trim_better(s, true, s->tk_bid.p);
+    side_set(s, true, s->tk_bid.p, s->tk_bid.q);
+    side_trim_better(s, false, s->tk_ask.p);
+    side_set(s, false, s->tk_ask.p, s->tk_ask.q);
+}
+
+static bool apply_ticker(struct sym *s, const struct cq_sim__rec_event *e)
+{
+    struct tq b, a;
+    if (e->u.ticker.update_id <= s->rec_depth_u || e->u.ticker.update_id <= s->rec_ticker_u ||
+        !to_units(e->u.ticker.bid, s->tick, s->price_max, &b.p) ||
+        !to_units(e->u.ticker.bid_qty, s->bunit, s->bunit_max, &b.q) ||
+        !to_units(e->u.ticker.ask, s->tick, s->price_max, &a.p) ||
+        !to_units(e->u.ticker.ask_qty, s->bunit, s->bunit_max, &a.q)) {
+        return false; /* older than the book we have (or refused at load) */
+    }
+    s->rec_ticker_u = e->u.ticker.update_id;
+    s->tk_bid = b;
+    s->tk_ask = a;
+    ticker_top(s);
+    return true;
+}
+
+/* A depth diff: the changed levels, as of its u. */
+static bool apply_depth(struct sym *s, const struct cq_sim__rec_event *e)
+{
+    if (e->u.depth.last_update_id <= s->rec_depth_u) {
+        return false; /* already in the book (before a snapshot's id) */
+    }
+    const struct cq_sim__rec_level *lv = cq_sim__rec_bids(s->rec, e);
+    for (uint32_t side = 0; side < 2; side++) {
+        bool bids = side == 0;
+        uint32_t n = bids ? e->u.depth.n_bids : e->u.depth.n_asks;
+        const struct cq_sim__rec_level *l = bids ? lv : lv + e->u.depth.n_bids;
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t p, q;
+            if (to_units(l[i].price, s->tick, s->price_max, &p) &&
+                to_units(l[i].qty, s->bunit, s->bunit_max, &q)) {
+                side_set(s, bids, p, q);
+                if (q > 0) {
+                    side_trim_through(s, !bids, p); /* newer than what crosses it */
+                }
+            }
+        }
+    }
+    s->rec_depth_u = e->u.depth.last_update_id;
+    if (s->rec_ticker_u > s->rec_depth_u) {
+        ticker_top(s);
+    }
+    return true;
+}
+
+/* A REST snapshot at event idx: the book is the snapshot, then the diffs
+ * received before it that end after its lastUpdateId (Binance's
+ * buffer-then-snapshot procedure; later ones follow in order). */
+static void apply_snapshot(struct sym *s, size_t idx)
+{
+    const struct cq_sim__rec_event *e = &s->rec->events[idx];
+    s->n_rb = s->n_ra = 0;
+    s->rec_depth_u = 0;
+    s->rec_ticker_u = 0;
+    apply_depth(s, e);
+    for (size_t j = 0; j < idx; j++) {
+        const struct cq_sim__rec_event *d = &s->rec->events[j];
+        if (d->kind == SIM_REC_DEPTH && d->u.depth.last_update_id > s->rec_depth_u) {
+            apply_depth(s, d);
+        }
+    }
+}
+
+/* The exposed book: the best `levels` of each side. */
+static void rec_view(struct sym *s, size_t levels)
+{
+    s->n_bids = s->n_rb < levels ? s->n_rb : levels;
+    s->n_asks = s->n_ra < levels ? s->n_ra : levels;
+    for (size_t i = 0; i < s->n_bids; i++) {
+        s->bids[i].price = price_dec(s, s->rb[i].p);
+        s->bids[i].qty = cq_dec_make(s->rb[i].q * s->bunit.m, s->bunit.scale);
+    }
+    for (size_t i = 0; i < s->n_asks; i++) {
+        s->asks[i].price = price_dec(s, s->ra[i].p);
+        s->asks[i].qty = cq_dec_make(s->ra[i].q * s->bunit.m, s->bunit.scale);
+    }
+    s->book_update_id++;
+}
+
+/* (Re)start the replay so that its first live event happens at start_ms:
+ * build the book silently from the recording's first events (see "Recorded
+ * book"), then shift the receive times. */
+static void rec_start(struct sym *s, size_t levels, int64_t start_ms)
+{
+    const struct cq_sim__recording *r = s->rec;
+    int64_t t0 = r->events[0].recv_us;
+    int64_t last_trade = 0;
+    size_t i = 0;
+    s->n_rb = s->n_ra = 0;
+    s->rec_depth_u = 0;
+    s->rec_ticker_u = 0;
+    for (; i < r->n_events / 2; i++) {
+        const struct cq_sim__rec_event *e = &r->events[i];
+        if (e->recv_us - t0 > s->rec_warmup_ms * 1000) {
+            break;
+        }
+        if (e->kind == SIM_REC_TRADE) {
+            to_units(e->u.trade.price, s->tick, s->price_max, &last_trade);
+        } else if (e->kind == SIM_REC_BOOK_TICKER) {
+            apply_ticker(s, e);
+        } else if (e->kind == SIM_REC_DEPTH) {
+            apply_depth(s, e);
+        } else {
+            apply_snapshot(s, i);
+            i++;
+            break;
+        }
+    }
+    s->rec_cursor = i;
+    s->rstats.warmup_events = i;
+    s->rstats.events = 0;
+    s->rec_offset_us = start_ms * 1000 - r->events[i].recv_us;
+    if (last_trade > 0) {
+        s->last_price = last_trade;
+    } else if (s->n_rb > 0) {
+        s->last_price = s->rb[0].p;
+    } else if (s->n_ra > 0) {
+        s->last_price = s->ra[0].p;
+    } else if (s->last_price <= 0) {
+        s->last_price = 1;
+    }
+    rec_view(s, levels);
+}
+
+static int64_t rec_next_ms(const struct sym *s)
+{
+    return floor_div(s->rec->events[s->rec_cursor].recv_us + s->rec_offset_us, 1000);
+}
+
+/* Every price and quantity of the recording fits the symbol's grid. */
+static int rec_validate(const struct sym *s, const char *paths, struct cq_err *err)
+{
+    const struct cq_sim__recording *r = s->rec;
+    char tick[CQ_DEC_STR_MAX], step[CQ_DEC_STR_MAX], v[CQ_DEC_STR_MAX];
+    cq_dec_format(s->tick, tick, sizeof(tick));
+    cq_dec_format(s->step, step, sizeof(step));
+    for (size_t i = 0; i < r->n_events; i++) {
+        const struct cq_sim__rec_event *e = &r->events[i];
+        cq_dec prices[2], qtys[2];
+        size_t np = 0;
+        bool trade = e->kind == SIM_REC_TRADE;
+        if (e->kind == SIM_REC_TRADE) {
+            prices[0] = e->u.trade.price;
+            qtys[0] = e->u.trade.qty;
+            np = 1;
+        } else if (e->kind == SIM_REC_BOOK_TICKER) {
+            prices[0] = e->u.ticker.bid;
+            qtys[0] = e->u.ticker.bid_qty;
+            prices[1] = e->u.ticker.ask;
+            qtys[1] = e->u.ticker.ask_qty;
+            np = 2;
+        }
+        size_t nl = e->kind == SIM_REC_DEPTH || e->kind == SIM_REC_SNAPSHOT
+                        ? (size_t)e->u.depth.n_bids + e->u.depth.n_asks
+                        : 0;
+        for (size_t k = 0; k < np + nl; k++) {
+            cq_dec p = k < np ? prices[k] : r->levels[e->u.depth.level0 + (k - np)].price;
+            cq_dec q = k < np ? qtys[k] : r->levels[e->u.depth.level0 + (k - np)].qty;
+            int64_t u;
+            if (!to_units(p, s->tick, s->price_max, &u)) {
+                return cq_err_set(err, CQ_ECONFIG, 0,
+                                  "replay a recording of a symbol with these filters",
+                                  "%s: %s event %zu: price %s is not a multiple of the tick "
+                                  "size %s (or too large)",
+                                  paths, s->name, i + 1, cq_dec_format(p, v, sizeof(v)), tick);
+            }
+            if (!to_units(q, trade ? s->step : s->bunit, trade ? s->volume_max : s->bunit_max,
+                          &u)) {
+                return cq_err_set(
+                    err, CQ_ECONFIG, 0, "replay a recording of a symbol with these filters",
+                    "%s: %s event %zu: %s quantity %s is not a multiple of %s (or "
+                    "too large)",
+                    paths, s->name, i + 1, trade ? "trade" : "book", cq_dec_format(q, v, sizeof(v)),
+                    trade ? step : cq_dec_format(s->bunit, tick, sizeof(tick)));
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- CSV ------------------------------------------------------------------ */
@@ -1051,8 +1405,52 @@ static int64_t synth_mean_volume(const struct sym *s, int64_t price)
     return steps.m > s->volume_max / 4 ? s->volume_max / 4 : steps.m;
 }
 
+/* Load, check and start the replay of a recording (paths: a
+ * comma-separated list of this symbol's files). */
+static int rec_init(struct sym *s, const struct cq_sim__market_options *opts, const char *paths,
+                    int64_t start, struct cq_err *err)
+{
+    const char *list[SIM_REC_FILES_MAX];
+    char buf[REC_PATHS_MAX];
+    size_t n = 0;
+    cq_strlcpy(buf, paths, sizeof(buf)); /* bounded by the caller */
+    for (char *p = buf; p != NULL && *p != '\0';) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL) {
+            *comma = '\0';
+        }
+        if (n == SIM_REC_FILES_MAX) {
+            return cq_err_set(err, CQ_ECONFIG, 0, "give at most 64 recording files per symbol",
+                              "%s: too many recording files", s->name);
+        }
+        list[n++] = p;
+        p = comma != NULL ? comma + 1 : NULL;
+    }
+    s->bunit = s->step.scale >= 8 ? s->step : cq_dec_make(1, 8);
+    s->bunit_max = MANTISSA_MAX / s->bunit.m;
+    s->rec = cq_sim__recording_load(list, n, NULL, err);
+    if (s->rec == NULL) {
+        return -err->code;
+    }
+    int rc = rec_validate(s, paths, err);
+    if (rc < 0) {
+        return rc;
+    }
+    s->rb = malloc(REC_BOOK_SIDE_MAX * sizeof(*s->rb));
+    s->ra = malloc(REC_BOOK_SIDE_MAX * sizeof(*s->ra));
+    if (s->rb == NULL || s->ra == NULL) {
+        return cq_err_set(err, CQ_ENOMEM, 0, NULL, "market: out of memory for %s's book", s->name);
+    }
+    s->rec_warmup_ms = opts->book_warmup_ms > 0 ? opts->book_warmup_ms : REC_WARMUP_MS_DEFAULT;
+    s->rstats.replaying = true;
+    rec_start(s, opts->book_levels, start);
+    s->last_open_ms = start - SIM_MINUTE_MS;
+    return 0;
+}
+
 static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx,
-                    const struct cq_sim__market_options *opts, bool data_is_dir, struct cq_err *err)
+                    const struct cq_sim__market_options *opts, bool data_is_dir,
+                    const char *rec_paths, struct cq_err *err)
 {
     char path[4096];
     cq_strlcpy(s->name, spec->symbol, sizeof(s->name)); /* bounded: both CQ_SYMBOL_LEN */
@@ -1079,6 +1477,14 @@ static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx
         return cq_err_set(err, CQ_ENOMEM, 0, NULL, "market: out of memory for %s", s->name);
     }
     int64_t start = floor_minute(opts->start_ms);
+    if (rec_paths != NULL) {
+        int rc = rec_init(s, opts, rec_paths, start, err);
+        if (rc < 0) {
+            return rc;
+        }
+        start_bar(s, start);
+        return 0;
+    }
     if (opts->data_path != NULL) {
         int n;
         if (data_is_dir) {
@@ -1115,6 +1521,52 @@ static int sym_init(struct sym *s, const struct cq_sim__symbol *spec, size_t idx
     }
     start_bar(s, start);
     book_build(s, opts->book_levels, s->last_price, false);
+    return 0;
+}
+
+/* Split opts->book_recording into each symbol's comma-separated files
+ * (out[i] for opts->symbols[i], "" for none), by each file's stream symbol. */
+static int group_recordings(const struct cq_sim__market_options *opts, char (*out)[REC_PATHS_MAX],
+                            struct cq_err *err)
+{
+    const char *p = opts->book_recording;
+    if (p == NULL) {
+        return 0;
+    }
+    if (strlen(p) >= REC_PATHS_MAX) {
+        return cq_err_set(err, CQ_ECONFIG, 0, "use shorter paths",
+                          "the recording list is %zu bytes, more than %d", strlen(p),
+                          REC_PATHS_MAX - 1);
+    }
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        char path[REC_PATHS_MAX];
+        char sym[CQ_SYMBOL_LEN];
+        if (len == 0) {
+            return cq_err_set(err, CQ_ECONFIG, 0, "separate recording files with single commas",
+                              "empty path in the recording list");
+        }
+        memcpy(path, p, len);
+        path[len] = '\0';
+        int rc = cq_sim__recording_peek_symbol(path, sym, err);
+        if (rc < 0) {
+            return rc;
+        }
+        size_t i = 0;
+        while (i < opts->n_symbols && strcmp(opts->symbols[i].symbol, sym) != 0) {
+            i++;
+        }
+        if (i == opts->n_symbols) {
+            return cq_err_set(err, CQ_ECONFIG, 0, "add the symbol to --symbols or drop the file",
+                              "%s records %s, which is not one of the simulator's symbols", path,
+                              sym);
+        }
+        size_t used = strlen(out[i]);
+        /* fits: the whole list is shorter than REC_PATHS_MAX */
+        snprintf(out[i] + used, REC_PATHS_MAX - used, "%s%s", used > 0 ? "," : "", path);
+        p = end != NULL ? end + 1 : p + len;
+    }
     return 0;
 }
 
@@ -1161,12 +1613,24 @@ struct cq_sim__market *cq_sim__market_new(const struct cq_sim__market_options *o
     m->now_ms = floor_minute(opts->start_ms);
     struct cq_sim__market_options o = *opts;
     o.book_levels = m->book_levels;
+    char(*rec_paths)[REC_PATHS_MAX] = calloc(SIM_SYMBOLS_MAX, REC_PATHS_MAX);
+    if (rec_paths == NULL || group_recordings(opts, rec_paths, err) < 0) {
+        if (rec_paths == NULL) {
+            cq_err_set(err, CQ_ENOMEM, 0, NULL, "market: out of memory");
+        }
+        free(rec_paths);
+        cq_sim__market_free(m);
+        return NULL;
+    }
     for (size_t i = 0; i < m->n_syms; i++) {
-        if (sym_init(&m->syms[i], &opts->symbols[i], i, &o, data_is_dir, err) < 0) {
+        if (sym_init(&m->syms[i], &opts->symbols[i], i, &o, data_is_dir,
+                     rec_paths[i][0] != '\0' ? rec_paths[i] : NULL, err) < 0) {
+            free(rec_paths);
             cq_sim__market_free(m);
             return NULL;
         }
     }
+    free(rec_paths);
     return m;
 }
 
@@ -1178,6 +1642,9 @@ void cq_sim__market_free(struct cq_sim__market *m)
     for (size_t i = 0; i < m->n_syms; i++) {
         free(m->syms[i].rows);
         free(m->syms[i].bars);
+        cq_sim__recording_free(m->syms[i].rec);
+        free(m->syms[i].rb);
+        free(m->syms[i].ra);
     }
     free(m->syms);
     free(m);
@@ -1194,7 +1661,7 @@ void cq_sim__market_set_listener(struct cq_sim__market *m, const struct cq_sim__
 
 /* ---- events --------------------------------------------------------------- */
 
-enum ev_kind { EV_TRADE, EV_KLINE, EV_CLOSE };
+enum ev_kind { EV_TRADE, EV_KLINE, EV_CLOSE, EV_REC };
 
 static struct bar *cur_bar(struct sym *s)
 {
@@ -1220,6 +1687,10 @@ static bool sym_next_event(const struct sym *s, int64_t *t_out, enum ev_kind *ki
     if (s->next_plan < s->n_plan && s->plan[s->next_plan].time_ms <= t) {
         t = s->plan[s->next_plan].time_ms;
         kind = EV_TRADE;
+    }
+    if (s->rec != NULL && rec_next_ms(s) <= t) {
+        t = rec_next_ms(s);
+        kind = EV_REC;
     }
     *t_out = t;
     *kind_out = kind;
@@ -1287,6 +1758,57 @@ static void book_view(const struct sym *s, int64_t now_ms, struct cq_sim__book_v
         s->last_price > 0 ? avg_price_of(s, now_ms, AVG_PRICE_MINS, NULL) : CQ_DEC_ZERO;
 }
 
+/* One recorded event, in recorded order: a trade goes on the tape and into
+ * the bar (on_trade); a book event changes the book (on_book) unless it is
+ * older than the book already is. At the end the replay starts over. */
+static size_t process_rec(struct cq_sim__market *m, int idx, int64_t t)
+{
+    struct sym *s = &m->syms[idx];
+    const struct cq_sim__rec_event *e = &s->rec->events[s->rec_cursor++];
+    const struct cq_sim__market_listener *l = &m->listener;
+    s->rstats.events++;
+    if (e->kind == SIM_REC_TRADE) {
+        struct plan_trade pt;
+        struct cq_sim__public_trade pub;
+        pt.time_ms = t;
+        pt.buyer_is_maker = e->u.trade.buyer_is_maker;
+        if (to_units(e->u.trade.price, s->tick, s->price_max, &pt.price) &&
+            to_units(e->u.trade.qty, s->step, s->volume_max, &pt.qty)) {
+            uint64_t id = s->next_trade_id++;
+            bar_add_trade(s, cur_bar(s), &pt, id);
+            if (!s->dirty) {
+                s->dirty = true;
+                s->dirty_since_ms = t;
+            }
+            pub.trade_id = id;
+            pub.price = price_dec(s, pt.price);
+            pub.qty = qty_dec(s, pt.qty);
+            pub.time_ms = t;
+            pub.buyer_is_maker = pt.buyer_is_maker;
+            if (l->on_trade != NULL) {
+                l->on_trade(l->ctx, idx, &pub);
+            }
+        }
+    } else {
+        bool changed = e->kind == SIM_REC_BOOK_TICKER ? apply_ticker(s, e)
+                       : e->kind == SIM_REC_DEPTH     ? apply_depth(s, e)
+                                                  : (apply_snapshot(s, s->rec_cursor - 1), true);
+        if (changed) {
+            struct cq_sim__book_view view;
+            rec_view(s, m->book_levels);
+            book_view(s, m->now_ms, &view);
+            if (l->on_book != NULL) {
+                l->on_book(l->ctx, idx, &view, s->book_update_id, t);
+            }
+        }
+    }
+    if (s->rec_cursor == s->rec->n_events) {
+        s->rstats.loops++;
+        rec_start(s, m->book_levels, t + REC_LOOP_GAP_MS);
+    }
+    return 1; /* one recorded event, whether or not it changed the book */
+}
+
 static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum ev_kind kind)
 {
     struct sym *s = &m->syms[idx];
@@ -1295,6 +1817,8 @@ static size_t process_event(struct cq_sim__market *m, int idx, int64_t t, enum e
     struct cq_sim__kline k;
     m->now_ms = t;
     switch (kind) {
+    case EV_REC:
+        return process_rec(m, idx, t);
     case EV_TRADE: {
         const struct plan_trade *pt = &s->plan[s->next_plan++];
         uint64_t id = s->next_trade_id++;
@@ -1415,12 +1939,18 @@ void cq_sim__market_set_paused(struct cq_sim__market *m, bool paused)
     }
     m->paused = paused;
     if (paused) {
+        m->paused_at_ms = m->now_ms;
         return;
     }
     /* resume at now: what would have happened up to now did not */
     int64_t resume = m->now_ms;
     for (size_t i = 0; i < m->n_syms; i++) {
         struct sym *s = &m->syms[i];
+        if (s->rec != NULL) {
+            /* a replay goes on where it stopped: shift it by the pause */
+            int64_t restart = s->active ? resume : floor_minute(resume) + SIM_MINUTE_MS;
+            s->rec_offset_us += (restart - m->paused_at_ms) * 1000;
+        }
         if (s->active) {
             while (s->next_plan < s->n_plan && s->plan[s->next_plan].time_ms <= resume) {
                 s->next_plan++;
@@ -1687,4 +2217,84 @@ void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
     }
     out->close_ms = m->now_ms;
     out->open_ms = m->now_ms - DAY_MS;
+}
+
+void cq_sim__market_replay_stats(const struct cq_sim__market *m, int symbol_idx,
+                                 struct cq_sim__replay_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
+        return;
+    }
+    *out = m->syms[symbol_idx].rstats;
+}
+
+/* Take qty from the displayed level at `price` of one side (see
+ * cq_sim__market_print_trade). */
+static void deplete(struct sym *s, size_t levels, bool asks, int64_t price, cq_dec qty)
+{
+    if (s->rec != NULL) {
+        struct tq *lv = asks ? s->ra : s->rb;
+        size_t n = asks ? s->n_ra : s->n_rb;
+        size_t i = side_pos(lv, n, !asks, price);
+        int64_t q;
+        if (i < n && lv[i].p == price && to_units(qty, s->bunit, s->bunit_max, &q)) {
+            side_set(s, !asks, price, lv[i].q > q ? lv[i].q - q : 0);
+            rec_view(s, levels);
+        }
+        return;
+    }
+    struct cq_sim__level *lv = asks ? s->asks : s->bids;
+    size_t *n = asks ? &s->n_asks : &s->n_bids;
+    cq_dec p = price_dec(s, price);
+    for (size_t i = 0; i < *n; i++) {
+        if (cq_dec_cmp(lv[i].price, p) != 0) {
+            continue;
+        }
+        cq_dec left;
+        if (cq_dec_cmp(lv[i].qty, qty) > 0 && cq_dec_sub(lv[i].qty, qty, &left) == 0) {
+            lv[i].qty = left;
+        } else {
+            memmove(&lv[i], &lv[i + 1], (*n - i - 1) * sizeof(*lv));
+            (*n)--;
+        }
+        s->book_update_id++;
+        return;
+    }
+}
+
+int cq_sim__market_print_trade(struct cq_sim__market *m, int symbol_idx, cq_dec price, cq_dec qty,
+                               bool buyer_is_maker, struct cq_sim__public_trade *out)
+{
+    if (symbol_idx < 0 || (size_t)symbol_idx >= m->n_syms) {
+        return -CQ_EINVAL;
+    }
+    struct sym *s = &m->syms[symbol_idx];
+    struct plan_trade pt;
+    if (!to_units(price, s->tick, s->price_max, &pt.price) || pt.price <= 0 ||
+        !to_units(qty, s->step, s->volume_max, &pt.qty) || pt.qty <= 0) {
+        return -CQ_EINVAL;
+    }
+    pt.time_ms = m->now_ms;
+    pt.buyer_is_maker = buyer_is_maker;
+    uint64_t id = s->next_trade_id++;
+    if (s->n_bars > 0 && s->active && cur_bar(s)->open_ms <= m->now_ms && !cur_bar(s)->closed) {
+        bar_add_trade(s, cur_bar(s), &pt, id);
+        if (!s->dirty) {
+            s->dirty = true;
+            s->dirty_since_ms = m->now_ms;
+        }
+    } else {
+        /* no bar open now (a gap, a pause): on the tape only */
+        struct bar scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        bar_add_trade(s, &scratch, &pt, id);
+    }
+    deplete(s, m->book_levels, !buyer_is_maker, pt.price, qty);
+    out->trade_id = id;
+    out->price = price_dec(s, pt.price);
+    out->qty = qty_dec(s, pt.qty);
+    out->time_ms = m->now_ms;
+    out->buyer_is_maker = buyer_is_maker;
+    return 0;
 }

@@ -1606,6 +1606,87 @@ static void count_placed_order_locked(struct rest_req *r)
     r->resp.orders_1d = rl->orders_1d;
 }
 
+/* ---- order entry latency ------------------------------------------------------
+ *
+ * An order or cancel reaches the book opts.order_latency_ms of MARKET time
+ * after it arrives, and its answer leaves opts.response_latency_ms of market
+ * time after that (docs/SIMEX.md "Order entry latency"). Market time, so a
+ * replay at --speed N waits N times less wall time and the order still
+ * meets the book as it is at arrival + latency: the instant is registered
+ * (cq_sim__latency_hold) and the market thread does not advance past it
+ * until the request has been executed. The handler (its own connection
+ * thread) waits in LATENCY_POLL_MS slices without the lock. */
+#define LATENCY_POLL_MS 1
+
+struct latency_ticket {
+    int64_t market_ms; /* when the request met the book */
+    bool held;
+};
+
+/* Returns with the lock held and the market clock at arrival + latency
+ * (or wherever it is when there is no latency or the wait timed out). */
+static void latency_lock(struct cq_sim__state *sim, struct latency_ticket *t)
+{
+    cq_sim__lock(sim);
+    t->held = false;
+    t->market_ms = cq_sim__market_now_ms(sim->market);
+    if (sim->opts.order_latency_ms == 0) {
+        return;
+    }
+    int64_t target = t->market_ms + sim->opts.order_latency_ms;
+    t->held = cq_sim__latency_hold(sim, target);
+    sim->latency.requests_delayed++;
+    int64_t deadline = cq_sim__wall_ms() + SIM_LATENCY_WAIT_MAX_MS;
+    while (cq_sim__market_now_ms(sim->market) < target && !atomic_load(&sim->stop)) {
+        if (cq_sim__wall_ms() > deadline) {
+            sim->latency.wait_timeouts++;
+            break;
+        }
+        cq_sim__unlock(sim);
+        cq_time_sleep_ms(LATENCY_POLL_MS);
+        cq_sim__lock(sim);
+    }
+    if (t->held) {
+        /* the market cannot have passed it: executing at exactly target */
+        t->market_ms = target;
+    } else {
+        t->market_ms = cq_sim__market_now_ms(sim->market);
+    }
+}
+
+static void latency_unlock(struct cq_sim__state *sim, struct latency_ticket *t)
+{
+    if (t->held) {
+        cq_sim__latency_release(sim, t->market_ms);
+        t->held = false;
+    }
+    cq_sim__unlock(sim);
+}
+
+/* After the request was executed at t->market_ms: wait (without the lock)
+ * until the market clock is response_latency_ms past it. */
+static void response_latency_wait(struct cq_sim__state *sim, const struct latency_ticket *t)
+{
+    if (sim->opts.response_latency_ms == 0) {
+        return;
+    }
+    int64_t target = t->market_ms + sim->opts.response_latency_ms;
+    int64_t deadline = cq_sim__wall_ms() + SIM_LATENCY_WAIT_MAX_MS;
+    for (;;) {
+        cq_sim__lock(sim);
+        int64_t now = cq_sim__market_now_ms(sim->market);
+        bool late = cq_sim__wall_ms() > deadline;
+        if (late && now < target) {
+            sim->latency.wait_timeouts++;
+        }
+        cq_sim__unlock(sim);
+        if (now >= target || late || atomic_load(&sim->stop)) {
+            return;
+        }
+        cq_time_sleep_ms(LATENCY_POLL_MS);
+    }
+}
+
 static void order_common(struct rest_req *r, bool test)
 {
     struct order_args a;
@@ -1628,8 +1709,13 @@ static void order_common(struct rest_req *r, bool test)
     int64_t now = 0;
     bool placed = false;
     json_t *prevented = NULL; /* preventedMatches (STP, simq): copied under the lock */
+    struct latency_ticket lt = {0, false};
 
-    cq_sim__lock(sim);
+    if (test) {
+        cq_sim__lock(sim);
+    } else {
+        latency_lock(sim, &lt);
+    }
     now = cq_sim__server_time_ms(sim);
     /* the window is checked again where the request meets the engine */
     if (!time_ok(r, now)) {
@@ -1696,7 +1782,12 @@ static void order_common(struct rest_req *r, bool test)
     }
     cq_sim__engine_fees(sim->engine, &maker, &taker);
 unlock:
-    cq_sim__unlock(sim);
+    if (test) {
+        cq_sim__unlock(sim);
+    } else {
+        latency_unlock(sim, &lt);
+        response_latency_wait(sim, &lt);
+    }
 
     if (r->resp.is_error) {
         json_decref(prevented);
@@ -1841,7 +1932,8 @@ static void h_order_delete(struct rest_req *r)
     struct cq_sim__reject rej;
     bool done = false;
     int64_t now = 0;
-    cq_sim__lock(sim);
+    struct latency_ticket lt;
+    latency_lock(sim, &lt);
     now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, ref.symbol);
     if (idx < 0 ||
@@ -1864,7 +1956,8 @@ static void h_order_delete(struct rest_req *r)
     }
     done = true;
 unlock:
-    cq_sim__unlock(sim);
+    latency_unlock(sim, &lt);
+    response_latency_wait(sim, &lt);
     if (done) {
         set_ok(r, cancel_json(r, ref.symbol, &o, cancel_id, now));
     }
@@ -1946,7 +2039,8 @@ static void h_open_orders_delete(struct rest_req *r)
     struct cq_sim__state *sim = r->sim;
     struct id_list ids = {NULL, 0, 0, false};
     json_t *arr = json_array();
-    cq_sim__lock(sim);
+    struct latency_ticket lt;
+    latency_lock(sim, &lt);
     int64_t now = cq_sim__server_time_ms(sim);
     int idx = symbol_index_locked(r, symbol);
     if (idx >= 0) {
@@ -1968,7 +2062,8 @@ static void h_open_orders_delete(struct rest_req *r)
             }
         }
     }
-    cq_sim__unlock(sim);
+    latency_unlock(sim, &lt);
+    response_latency_wait(sim, &lt);
     free(ids.ids);
     if (r->resp.is_error) {
         json_decref(arr);

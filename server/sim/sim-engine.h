@@ -316,6 +316,9 @@ struct cq_sim__fill {
     cq_dec commission; /* in commission_asset, 8 decimals */
     char commission_asset[SIM_ASSET_LEN];
     bool maker;
+    /* both sides are our orders (STP NONE): not a trade with the public
+     * book, which it must not deplete */
+    bool self_trade;
 };
 
 struct cq_sim__trade { /* one row of myTrades */

@@ -35,6 +35,7 @@
 #include "cq/common.h"
 #include "cq/decimal.h"
 #include "sim-engine.h"
+#include "sim-recording.h"
 
 #define SIM_MINUTE_MS 60000LL
 
@@ -84,6 +85,16 @@ struct cq_sim__market_options {
      * every symbol (a missing file is an error naming it), or a single CSV
      * file when there is one symbol. */
     const char *data_path;
+    /* NULL: none. Otherwise recorded WebSocket captures (sim-recording.h)
+     * replayed as the market of their symbol, a comma-separated list of
+     * files; the files of one symbol are read in the order given as one
+     * capture. Every file's symbol must be one of `symbols`; symbols
+     * without a recording use data_path or the synthetic walk. See
+     * market.c "Recorded book". */
+    const char *book_recording;
+    /* Recording time used to build the book when a recording holds no REST
+     * snapshot in it (0: 30000). */
+    int64_t book_warmup_ms;
     uint64_t seed;
     int64_t start_ms;    /* sim time at start; floored to the minute */
     size_t history_bars; /* closed 1m bars that exist before start (e.g. 1000) */
@@ -147,6 +158,35 @@ int cq_sim__market_klines(const struct cq_sim__market *m, int symbol_idx, const 
                           void (*fn)(void *ctx, const struct cq_sim__kline *k), void *ctx) CQ_WUR;
 /* Interval length in ms, or -1 if unknown ("1M" counts as 30 days). */
 int64_t cq_sim__interval_ms(const char *interval);
+
+/* Our own taker fill as a public trade (issue 19: our trades on the tape):
+ * it gets the next public trade id and the market time now, goes on the
+ * tape (GET trades/aggTrades), into the forming 1m bar (klines, the 24h
+ * ticker, the last price) when one is open now, and takes its quantity from
+ * the displayed book level at its price on the side it hit (asks for a taker
+ * buy, buyer_is_maker false), removing the level when emptied. The listener
+ * is NOT called (the caller runs inside the engine's listener and publishes
+ * the trade and the book itself). The depletion lasts until the model
+ * replaces the level: the synthetic book's next redraw (the next public
+ * trade), a recorded diff or bookTicker that sets that level. 0, or
+ * -CQ_EINVAL for a price off the tick grid or a quantity off the step grid
+ * (nothing changes). */
+int cq_sim__market_print_trade(struct cq_sim__market *m, int symbol_idx, cq_dec price, cq_dec qty,
+                               bool buyer_is_maker, struct cq_sim__public_trade *out) CQ_WUR;
+
+/* Replay statistics of a symbol replayed from a recording (all zero for
+ * the other sources): loops completed, recorded events replayed (this
+ * loop), warm-up events consumed silently at the last (re)start, and book
+ * levels dropped because a side held REC_BOOK_SIDE_MAX levels. */
+struct cq_sim__replay_stats {
+    bool replaying;
+    uint64_t loops;
+    uint64_t events;
+    uint64_t warmup_events;
+    uint64_t levels_dropped;
+};
+void cq_sim__market_replay_stats(const struct cq_sim__market *m, int symbol_idx,
+                                 struct cq_sim__replay_stats *out);
 
 void cq_sim__market_ticker24(const struct cq_sim__market *m, int symbol_idx,
                              struct cq_sim__ticker24 *out);

@@ -100,6 +100,7 @@ struct cq_sim__counters {
     uint64_t rest_errors_4xx, rest_errors_5xx;
     uint64_t rest_429, rest_418;
     uint64_t market_events;
+    uint64_t our_trades_printed;     /* our taker fills put on the public tape */
     _Atomic uint64_t ws_connections; /* open now */
     _Atomic uint64_t ws_messages_sent;
     _Atomic uint64_t ws_messages_dropped; /* queue full or slow client */
@@ -115,6 +116,24 @@ struct cq_sim__lock_stats {
     uint64_t held_since_ns; /* monotonic, while held */
 };
 
+/* Order entry latency (docs/SIMEX.md "Order entry latency"), guarded by
+ * st->lock: the market-time instants at which waiting orders and cancels
+ * reach the book. The market thread never advances the market clock past
+ * the earliest one (cq_sim__latency_barrier_ms), so each such request meets
+ * the book exactly as it is at its instant. A request that finds the table
+ * full goes ahead without holding the clock (table_full counts it); a wait
+ * longer than SIM_LATENCY_WAIT_MAX_MS of wall time (a stalled market clock)
+ * gives up and executes where the clock is (wait_timeouts). */
+#define SIM_LATENCY_PENDING_MAX 256
+#define SIM_LATENCY_WAIT_MAX_MS 30000
+struct cq_sim__latency {
+    int64_t targets[SIM_LATENCY_PENDING_MAX]; /* market ms, unordered */
+    size_t n_targets;
+    uint64_t requests_delayed; /* orders and cancels that waited */
+    uint64_t table_full;
+    uint64_t wait_timeouts;
+};
+
 /* Events the state raises to a front end; sim.c wires them to ws.c. Called
  * with st->lock held. NULL function: ignored. */
 struct cq_sim__state_events {
@@ -127,6 +146,7 @@ struct cq_sim__state {
     struct cq_sim_options opts; /* strings below are owned copies */
     char *bind;
     char *data_path;
+    char *book_recording; /* owned copy of opts.book_recording */
     char *state_path;
     char *api_key;
     char *api_secret;    /* wiped on free */
@@ -142,6 +162,7 @@ struct cq_sim__state {
     struct cq_sim__ratelimit rl;
     struct cq_sim__listen_key listen_keys[SIM_LISTEN_KEYS_MAX];
     struct cq_sim__counters counters;
+    struct cq_sim__latency latency;
     uint64_t rng_state; /* seeded; for fault sampling and listen keys */
     struct cq_sim__state_events events;
     atomic_bool stop; /* the simulator is stopping */
@@ -169,6 +190,14 @@ int cq_sim__listen_key_delete(struct cq_sim__state *st, const char *key);
 void cq_sim__listen_keys_expire(struct cq_sim__state *st, int64_t now_ms);
 /* Takes the lock itself: for the WS thread. */
 bool cq_sim__listen_key_valid(struct cq_sim__state *st, const char *key);
+
+/* Order entry latency (caller holds the lock). hold registers a market-time
+ * instant the clock must not pass (false: the table is full); release
+ * removes one registration of it; barrier_ms is the earliest one, or
+ * INT64_MAX. */
+bool cq_sim__latency_hold(struct cq_sim__state *st, int64_t market_ms);
+void cq_sim__latency_release(struct cq_sim__state *st, int64_t market_ms);
+int64_t cq_sim__latency_barrier_ms(const struct cq_sim__state *st);
 
 /* The market's current book as the engine wants it (caller holds the lock). */
 void cq_sim__book_view(struct cq_sim__state *st, int symbol_idx, struct cq_sim__book_view *out);

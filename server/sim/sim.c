@@ -176,9 +176,37 @@ static void on_market_kline(void *ctx, int symbol_idx, const struct cq_sim__klin
     }
 }
 
+/* Our taker fill is a public trade like anyone's: on the tape, in the bar,
+ * taken from the displayed book (cq_sim__market_print_trade), and on the
+ * @trade/@aggTrade and book streams. Not passed back to the engine: our
+ * resting orders never fill against our own taker order. */
+static void print_our_trade(struct cq_sim *sim, const struct cq_sim__exec_report *r)
+{
+    struct cq_sim__public_trade t;
+    int idx = r->order->symbol_idx;
+    if (cq_sim__market_print_trade(sim->state.market, idx, r->fill->price, r->fill->qty,
+                                   r->order->side == SIM_SELL, &t) < 0) {
+        return; /* the engine fills on the symbol's grids: cannot happen */
+    }
+    sim->state.counters.our_trades_printed++;
+    if (sim->ws != NULL) {
+        const struct cq_sim__symbol *sym = cq_sim__engine_symbol(sim->state.engine, idx);
+        struct cq_sim__book_view book;
+        cq_sim__market_book(sim->state.market, idx, &book);
+        cq_sim__ws_publish_trade(sim->ws, sym, &t, t.time_ms);
+        cq_sim__ws_publish_book(sim->ws, sym, &book,
+                                cq_sim__market_book_update_id(sim->state.market, idx), t.time_ms);
+    }
+}
+
 static void on_execution(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct cq_sim *sim = ctx;
+    /* a self-trade (STP NONE, simq) did not take from the public book */
+    if (r->exec_type == SIM_EXEC_TRADE && r->fill != NULL && !r->fill->maker &&
+        !r->fill->self_trade) {
+        print_our_trade(sim, r);
+    }
     if (sim->ws != NULL) {
         cq_sim__ws_publish_execution(
             sim->ws, cq_sim__engine_symbol(sim->state.engine, r->order->symbol_idx), r);
@@ -264,16 +292,22 @@ static void *market_main(void *arg)
         } else if (sim->state.opts.speed_max) {
             while (events < MAX_BURST_EVENTS) {
                 int64_t next = cq_sim__market_next_event_ms(sim->state.market);
-                if (next == INT64_MAX) {
+                int64_t barrier = cq_sim__latency_barrier_ms(&sim->state);
+                if (next == INT64_MAX || cq_sim__market_now_ms(sim->state.market) >= barrier) {
                     break;
                 }
-                events += cq_sim__market_advance(sim->state.market, next);
+                /* never past an order still on its way (order entry latency) */
+                events +=
+                    cq_sim__market_advance(sim->state.market, next < barrier ? next : barrier);
                 if (sim->state.faults.market_paused) {
                     break;
                 }
             }
         } else {
-            events = cq_sim__market_advance(sim->state.market, market_target_ms(sim, wall));
+            int64_t to = market_target_ms(sim, wall);
+            int64_t barrier = cq_sim__latency_barrier_ms(&sim->state);
+            /* never past an order still on its way (order entry latency) */
+            events = cq_sim__market_advance(sim->state.market, to < barrier ? to : barrier);
         }
         cq_sim__listen_keys_expire(&sim->state, wall);
         if (sim->state.state_path != NULL && wall - last_save_ms >= STATE_SAVE_MS) {
@@ -369,8 +403,16 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     if (opts->speed == 0 && !opts->speed_max) {
         sim->state.opts.speed = 1;
     }
+    if (opts->order_latency_ms > CQ_SIM_LATENCY_MS_MAX ||
+        opts->response_latency_ms > CQ_SIM_LATENCY_MS_MAX) {
+        cq_err_set(err, CQ_EINVAL, 0, "give latencies from 0 to 10000 ms",
+                   "order latency %u ms / response latency %u ms: above %u ms",
+                   opts->order_latency_ms, opts->response_latency_ms, CQ_SIM_LATENCY_MS_MAX);
+        goto fail;
+    }
     sim->state.bind = cq_text_dup(opts->bind != NULL ? opts->bind : "127.0.0.1");
     sim->state.data_path = cq_text_dup(opts->data_path);
+    sim->state.book_recording = cq_text_dup(opts->book_recording);
     sim->state.state_path = cq_text_dup(opts->state_path);
     sim->state.api_key =
         cq_text_dup(opts->api_key != NULL ? opts->api_key : CQ_SIM_DEFAULT_API_KEY);
@@ -401,6 +443,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
     cq_log_add_secret(sim->state.control_token);
     sim->state.opts.bind = sim->state.bind;
     sim->state.opts.data_path = sim->state.data_path;
+    sim->state.opts.book_recording = sim->state.book_recording;
     sim->state.opts.state_path = sim->state.state_path;
     sim->state.opts.api_key = sim->state.api_key;
     sim->state.opts.api_secret = sim->state.api_secret;
@@ -480,6 +523,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         .symbols = specs,
         .n_symbols = opts->n_symbols,
         .data_path = sim->state.data_path,
+        .book_recording = sim->state.book_recording,
         .seed = opts->seed,
         .start_ms = cq_sim__wall_ms() / SIM_MINUTE_MS * SIM_MINUTE_MS,
         .history_bars = HISTORY_BARS,
@@ -601,6 +645,7 @@ void cq_sim_free(struct cq_sim *sim)
     cq_sim__engine_free(sim->state.engine);
     free(sim->state.bind);
     free(sim->state.data_path);
+    free(sim->state.book_recording);
     free(sim->state.state_path);
     free(sim->state.api_key);
     free_secret(sim->state.api_secret);

@@ -46,6 +46,8 @@ static void usage(FILE *out)
 {
     fputs("usage: coinquant-simex [--bind ADDR] [--rest-port P] [--ws-port Q]\n"
           "         [--symbols BTCUSDT,ETHUSDT] [--data PATH] [--speed N|max] [--seed N]\n"
+          "         [--book-recording FILE[,FILE...]] [--order-latency-ms MS]\n"
+          "         [--response-latency-ms MS]\n"
           "         [--api-key K] [--api-secret-file F] [--control-token-file F]\n"
           "         [--balances USDT=10000,BTC=0]\n"
           "         [--fees MAKER_BPS,TAKER_BPS] [--state FILE]\n"
@@ -245,6 +247,15 @@ int main(int argc, char **argv)
             symbols_arg = v;
         } else if (strcmp(a, "--data") == 0) {
             o.data_path = v;
+        } else if (strcmp(a, "--book-recording") == 0) {
+            o.book_recording = v;
+        } else if (strcmp(a, "--order-latency-ms") == 0 ||
+                   strcmp(a, "--response-latency-ms") == 0) {
+            if (parse_u64(a, v, CQ_SIM_LATENCY_MS_MAX, &n) < 0) {
+                goto out;
+            }
+            *(strcmp(a, "--order-latency-ms") == 0 ? &o.order_latency_ms : &o.response_latency_ms) =
+                (uint32_t)n;
         } else if (strcmp(a, "--speed") == 0) {
             if (strcmp(v, "max") == 0) {
                 o.speed_max = true;

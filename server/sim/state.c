@@ -147,6 +147,37 @@ void cq_sim__listen_keys_expire(struct cq_sim__state *sim, int64_t now_ms)
     }
 }
 
+bool cq_sim__latency_hold(struct cq_sim__state *sim, int64_t market_ms)
+{
+    struct cq_sim__latency *l = &sim->latency;
+    if (l->n_targets == SIM_LATENCY_PENDING_MAX) {
+        l->table_full++;
+        return false;
+    }
+    l->targets[l->n_targets++] = market_ms;
+    return true;
+}
+
+void cq_sim__latency_release(struct cq_sim__state *sim, int64_t market_ms)
+{
+    struct cq_sim__latency *l = &sim->latency;
+    for (size_t i = 0; i < l->n_targets; i++) {
+        if (l->targets[i] == market_ms) {
+            l->targets[i] = l->targets[--l->n_targets];
+            return;
+        }
+    }
+}
+
+int64_t cq_sim__latency_barrier_ms(const struct cq_sim__state *sim)
+{
+    int64_t min = INT64_MAX;
+    for (size_t i = 0; i < sim->latency.n_targets; i++) {
+        min = sim->latency.targets[i] < min ? sim->latency.targets[i] : min;
+    }
+    return min;
+}
+
 void cq_sim__book_view(struct cq_sim__state *sim, int symbol_idx, struct cq_sim__book_view *out)
 {
     cq_sim__market_book(sim->market, symbol_idx, out);
@@ -203,7 +234,7 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
                                              sizeof(last)),
                                "market_time_ms", (json_int_t)cq_sim__market_now_ms(sim->market)));
     }
-    return json_pack(
+    json_t *state = json_pack(
         "{s:o,s:o,s:o,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:"
         "I,s:I,s:I,s:I},"
         "s:{s:I,s:I,s:I,s:I,s:b,s:I,s:b,s:I,s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
@@ -235,4 +266,17 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
         (json_int_t)sim->rl.orders_10s, "order_limit_1d", (json_int_t)sim->rl.order_limit_1d,
         "orders_1d", (json_int_t)sim->rl.orders_1d, "banned_until_ms",
         (json_int_t)sim->rl.banned_until_ms);
+    if (state != NULL) {
+        json_object_set_new(json_object_get(state, "counters"), "our_trades_printed",
+                            json_integer((json_int_t)sim->counters.our_trades_printed));
+        json_object_set_new(state, "latency",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "order_latency_ms",
+                                      (json_int_t)sim->opts.order_latency_ms, "response_latency_ms",
+                                      (json_int_t)sim->opts.response_latency_ms, "waiting",
+                                      (json_int_t)sim->latency.n_targets, "requests_delayed",
+                                      (json_int_t)sim->latency.requests_delayed, "table_full",
+                                      (json_int_t)sim->latency.table_full, "wait_timeouts",
+                                      (json_int_t)sim->latency.wait_timeouts));
+    }
+    return state;
 }
