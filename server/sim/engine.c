@@ -112,6 +112,7 @@
     "'^[a-zA-Z0-9-_]{1,36}$'."
 
 static const cq_dec ZERO8 = {0, AMOUNT_SCALE};
+static const cq_dec MAX_PRICE = {INT64_MAX, 0}; /* no ask crosses it: no resting SELL */
 static const cq_dec ONE = {1, 0};
 
 /* ---- invariants -------------------------------------------------------------- */
@@ -2833,7 +2834,7 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, bool sel
  * of each after what our orders took (the ledger, synced to this book). */
 static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
                       const struct cq_sim__book_view *book, enum cq_sim__side taker_side,
-                      cq_dec step, struct pool_level *out)
+                      cq_dec step, struct pool_level *out, const cq_dec *limit)
 {
     struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
     size_t n, k = 0;
@@ -2843,6 +2844,9 @@ static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
         struct pool_level *pl = &out[k];
         if (!level_price(lv[i].price, taker_side, &pl->price)) {
             continue;
+        }
+        if (limit != NULL && !crosses(taker_side, pl->price, *limit)) {
+            break; /* no resting order reaches this level or any beyond */
         }
         pl->shown = lv[i].qty;
         pl->left = ledger_left(used, e->refill, pl->price, lv[i].qty, step);
@@ -2880,8 +2884,8 @@ static size_t legacy_on_market(struct cq_sim__engine *e, int symbol_idx,
     if (book != NULL) {
         /* synced even with no order resting, so a level replaced while
          * nothing rested is not mistaken for the one we took from */
-        n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks);
-        n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids);
+        n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks, NULL);
+        n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids, NULL);
     }
     if (st->open[symbol_idx].count == 0) {
         return 0;
@@ -3271,9 +3275,26 @@ size_t cq_sim__engine_on_book(struct cq_sim__engine *e, int symbol_idx,
         return 0;
     }
     step = e->symbols[symbol_idx].filters.step_size;
-    /* synced even with no order resting (see legacy_on_market) */
-    n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks);
-    n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids);
+    /* the ledger is synced even with no order resting (see
+     * legacy_on_market); the pool is worked out only as deep as the most
+     * aggressive resting order on each side reaches */
+    cq_dec best_buy = ZERO8, best_sell = ZERO8;
+    bool any_buy = false, any_sell = false;
+    for (idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working) {
+            continue;
+        }
+        if (o->side == SIM_BUY && (!any_buy || dec_lt(best_buy, o->price))) {
+            best_buy = o->price;
+            any_buy = true;
+        } else if (o->side == SIM_SELL && (!any_sell || dec_lt(o->price, best_sell))) {
+            best_sell = o->price;
+            any_sell = true;
+        }
+    }
+    n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks, any_buy ? &best_buy : &ZERO8);
+    n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids, any_sell ? &best_sell : &MAX_PRICE);
     idx = st->open[symbol_idx].head;
     while (idx != NO_IDX) {
         struct order_rec *rec = &st->orders[idx];

@@ -21,7 +21,7 @@
 #include "sim-engine.h"
 #include "sim-recording.h"
 
-#define REC_BOOK_MAX 2000 /* levels per side */
+#define REC_BOOK_MAX 500 /* levels per side */
 
 struct rec_book {
     struct cq_sim__level bids[REC_BOOK_MAX]; /* best (highest) first */
