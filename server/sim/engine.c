@@ -39,9 +39,23 @@
  *      with that id; at most one of those orders is open;
  *   I6 per symbol and book side, what our orders took from a level since
  *      the model last replaced it never exceeds what the level showed
- *      (see "consumed liquidity").
- * The money ones are checked where money moves, in every build
+ *      (see "consumed liquidity"): a swept level is never offered again
+ *      unchanged;
+ *   I7 per resting order, its maker fills from public trades plus what
+ *      went to the queue ahead of it never exceed the public volume that
+ *      traded at or through its price since it joined, and one trade
+ *      never fills our orders for more than its quantity (see "queue
+ *      model").
+ * The money ones, I6 and I7 are checked where they change, in every build
  * (ENGINE_INVARIANT: a breach stops the process with a clear error).
+ *
+ * Matching (issue 19). A taker walks the book's levels and, under a queue
+ * model, our own resting orders on the other side at their place in the
+ * queue (self-trade prevention decides what meeting one does: plan_prevent,
+ * apply_stp). Resting orders fill from public trades through the queue
+ * model (cq_sim__engine_on_trade) and from levels that cross them
+ * (cq_sim__engine_on_book); SIM_QUEUE_NONE keeps the rule before issue 19
+ * (legacy_on_market) for comparison.
  *
  * Amounts. Every amount the engine stores has scale 8 (Binance's asset and
  * commission precision). Request values with more decimals fail the filter
@@ -270,12 +284,12 @@ struct plan_stp {
 };
 
 /* What our orders took from one level of the model's book, kept until the
- * model replaces that level (see "consumed liquidity" below). Issue 19's
- * queue position will live here too (the quantity queued ahead of a
- * resting order at this price). */
+ * refill rule says the level is back (see "consumed liquidity" below); the
+ * queue position of a resting order is in its order_rec (struct
+ * queue_pos). */
 struct level_use {
     cq_dec price; /* the level's price at scale 8, rounded as takers see it: its key */
-    cq_dec shown; /* the quantity the book displayed when we first took from it (raw) */
+    cq_dec shown; /* the quantity the book displayed when we last took from it (raw) */
     cq_dec taken; /* what our orders took from it since: 0 < taken <= shown */
 };
 
@@ -288,7 +302,7 @@ struct side_ledger {
 
 enum { LEDGER_ASKS, LEDGER_BIDS };
 
-/* A level as on_market offers it to resting orders: what is left of it. */
+/* A level as on_book offers it to resting orders: what is left of it. */
 struct pool_level {
     cq_dec price, left, shown;
 };

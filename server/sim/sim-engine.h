@@ -170,8 +170,8 @@ int cq_sim__symbol_defaults(const char *name, struct cq_sim__symbol *out) CQ_WUR
 /* One price level of the model's book; bids best (highest) first, asks best
  * (lowest) first. The model's liquidity is exogenous: the engine does not
  * change the model, but remembers what our orders took from each level and
- * offers only the rest, until the model replaces the level (a different
- * quantity at that price, or the price gone: docs/SIMEX.md "Queue model"). */
+ * offers only the rest, until the refill rule says it is back (enum
+ * cq_sim__refill; docs/SIMEX.md "Depletion and the refill rule"). */
 struct cq_sim__level {
     cq_dec price;
     cq_dec qty;

@@ -317,7 +317,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--refill") == 0) {
             o.refill = v;
         } else if (strcmp(a, "--queue-power") == 0) {
-            if (parse_u64(a, v, 4, &n) < 0 || n == 0) {
+            if (parse_u64(a, v, 4, &n) < 0) {
+                goto out;
+            }
+            if (n == 0) {
                 fprintf(stderr, "coinquant-simex: --queue-power is 1 to 4\n");
                 goto out;
             }

@@ -13,7 +13,7 @@
  * book and offers only the rest (docs/SIMEX.md, "Queue model"), so the book
  * thins as orders go. Every MARKET_STEP_ORDERS orders a market step posts a
  * replaced book (every level's quantity changes, so every level refills)
- * through cq_sim__engine_on_market, as the simulator's market thread does; the
+ * through cq_sim__engine_on_book, as the simulator's market thread does; the
  * resting GTC orders are checked against it there. Every engine call takes
  * a pthread mutex first, as the simulator's REST handlers and market thread
  * do (uncontended here: one thread).

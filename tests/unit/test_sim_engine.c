@@ -3613,3 +3613,41 @@ Test(sim_engine, stp_public_quantity_ahead_of_our_order_trades_first)
     cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_NEW);
     cq_sim__engine_free(e);
 }
+
+/* A LIMIT_MAKER that would meet our own resting order would take: -2010
+ * "Order would immediately match and take." (it never rests crossed). */
+Test(sim_engine, stp_limit_maker_that_would_meet_our_own_order_is_rejected)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    (void)place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    struct placed p = place(e, maker(BTC, SIM_BUY, "0.1", "30001.00"), &b, 2);
+    cr_assert_eq(p.rc, -CQ_EVENUE);
+    cr_assert_eq(p.rej.code, -2010);
+    cr_assert_str_eq(p.rej.msg, "Order would immediately match and take.");
+    p = place(e, maker(BTC, SIM_BUY, "0.1", "30000.00"), &b, 3); /* below it: rests */
+    cr_assert_eq(p.rc, 0);
+    cq_sim__engine_free(e);
+}
+
+/* Refill NET when the market model takes our fills off the level itself
+ * (the simulator prints our taker fills and removes them from its
+ * displayed book): the level then shows exactly what it showed less what we
+ * took, and that is what it offers; not that less what we took again. */
+Test(sim_engine, refill_net_does_not_take_our_fills_twice_when_the_book_already_did)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    ask(&b, "30001.00", "1");
+    struct placed m1 = place_ok(e, market(BTC, SIM_BUY, "0.4"), &b, 1);
+    assert_dec(m1.o.executed_qty, "0.4");
+    b.asks[0].qty = D("0.6"); /* the market took our 0.4 off itself */
+    struct placed m2 = place_ok(e, market(BTC, SIM_BUY, "0.6"), &b, 2);
+    cr_assert_eq(m2.n, 1);
+    assert_dec(m2.fills[0].price, "30000");
+    assert_dec(m2.fills[0].qty, "0.6");
+    cq_sim__engine_free(e);
+}
