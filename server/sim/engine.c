@@ -1182,7 +1182,7 @@ static bool market_ref_price(const struct cq_sim__book_view *b, enum cq_sim__sid
  * The book the market model shows is exogenous: the engine cannot change
  * it. So that the same displayed liquidity is not sold to our orders again
  * on every market step, the engine keeps, per symbol and book side, what
- * our orders (taker fills in place, maker fills in on_market) took from
+ * our orders (taker fills in place, maker fills in on_book) took from
  * each level: an order sees a level's displayed quantity minus what we
  * already took from it.
  *
