@@ -88,6 +88,13 @@ struct cq_sim_options {
     uint32_t rest_head_deadline_ms;
     uint32_t rest_per_ip_max;
     uint32_t rest_connections_max;
+    /* The matching engine's queue model (docs/SIMEX.md "Queue model"):
+     * "conservative" (NULL), "probabilistic" or "none" (before issue 19);
+     * queue_power the probabilistic model's n, 1..4 (0 = 3); refill
+     * "change" or "net" (NULL: net under a queue model, change under none). */
+    const char *queue_model;
+    unsigned queue_power;
+    const char *refill;
 };
 
 #define CQ_SIM_LATENCY_MS_MAX 10000u

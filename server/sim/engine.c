@@ -39,9 +39,23 @@
  *      with that id; at most one of those orders is open;
  *   I6 per symbol and book side, what our orders took from a level since
  *      the model last replaced it never exceeds what the level showed
- *      (see "consumed liquidity").
- * The money ones are checked where money moves, in every build
+ *      (see "consumed liquidity"): a swept level is never offered again
+ *      unchanged;
+ *   I7 per resting order, its maker fills from public trades plus what
+ *      went to the queue ahead of it never exceed the public volume that
+ *      traded at or through its price since it joined, and one trade
+ *      never fills our orders for more than its quantity (see "queue
+ *      model").
+ * The money ones, I6 and I7 are checked where they change, in every build
  * (ENGINE_INVARIANT: a breach stops the process with a clear error).
+ *
+ * Matching (issue 19). A taker walks the book's levels and, under a queue
+ * model, our own resting orders on the other side at their place in the
+ * queue (self-trade prevention decides what meeting one does: plan_prevent,
+ * apply_stp). Resting orders fill from public trades through the queue
+ * model (cq_sim__engine_on_trade) and from levels that cross them
+ * (cq_sim__engine_on_book); SIM_QUEUE_NONE keeps the rule before issue 19
+ * (legacy_on_market) for comparison.
  *
  * Amounts. Every amount the engine stores has scale 8 (Binance's asset and
  * commission precision). Request values with more decimals fail the filter
@@ -112,6 +126,7 @@
     "'^[a-zA-Z0-9-_]{1,36}$'."
 
 static const cq_dec ZERO8 = {0, AMOUNT_SCALE};
+static const cq_dec MAX_PRICE = {INT64_MAX, 0}; /* no ask crosses it: no resting SELL */
 static const cq_dec ONE = {1, 0};
 
 /* ---- invariants -------------------------------------------------------------- */
@@ -199,10 +214,24 @@ static _Noreturn void invariant_broken(const char *where, const char *check, con
 
 /* ---- data ------------------------------------------------------------------ */
 
+/* A resting order's place in the queue at its price (see "queue model"
+ * below). Market state, not account state: not saved; a loaded order
+ * joins again at the next market event (known false). All at scale 8. */
+struct queue_pos {
+    cq_dec ahead;       /* public quantity estimated ahead of it */
+    cq_dec level_shown; /* what its level displayed at the last book update */
+    cq_dec traded;      /* trade volume at its price since then (probabilistic) */
+    cq_dec seen;        /* public volume traded at or through its price since it joined */
+    cq_dec to_ahead;    /* of `seen`, what went to the queue ahead */
+    cq_dec from_trades; /* its maker fills from public trades */
+    bool known;         /* it has joined: `ahead` is an estimate */
+};
+
 struct order_rec {
     struct cq_sim__order o;
     uint32_t prev, next;   /* the symbol's open list, oldest first (NO_IDX = end) */
     uint32_t gprev, gnext; /* the global open list, oldest first */
+    struct queue_pos q;
 };
 
 struct open_list {
@@ -238,18 +267,29 @@ struct engine_state {
 };
 
 /* One taker fill planned by prepare(); shown is the quantity the level
- * displayed (raw), for the ledger. */
+ * displayed (raw), for the ledger. self_idx: the index of our own resting
+ * order it trades with (STP NONE), else NO_IDX (a public level). */
 struct plan_fill {
     cq_dec price, qty, cost, commission, shown;
+    uint32_t self_idx;
+};
+
+/* A self-trade prevented by prepare(): our resting order `idx` met the
+ * taker; m is the report (match id assigned at commit). After fill
+ * `after_fill` fills of the taker (the order of events). */
+struct plan_stp {
+    uint32_t idx;
+    size_t after_fill;
+    struct cq_sim__prevented_match m;
 };
 
 /* What our orders took from one level of the model's book, kept until the
- * model replaces that level (see "consumed liquidity" below). Issue 19's
- * queue position will live here too (the quantity queued ahead of a
- * resting order at this price). */
+ * refill rule says the level is back (see "consumed liquidity" below); the
+ * queue position of a resting order is in its order_rec (struct
+ * queue_pos). */
 struct level_use {
     cq_dec price; /* the level's price at scale 8, rounded as takers see it: its key */
-    cq_dec shown; /* the quantity the book displayed when we first took from it (raw) */
+    cq_dec shown; /* the quantity the book displayed when we last took from it (raw) */
     cq_dec taken; /* what our orders took from it since: 0 < taken <= shown */
 };
 
@@ -262,10 +302,25 @@ struct side_ledger {
 
 enum { LEDGER_ASKS, LEDGER_BIDS };
 
-/* A level as on_market offers it to resting orders: what is left of it. */
+/* A level as on_book offers it to resting orders: what is left of it. */
 struct pool_level {
     cq_dec price, left, shown;
 };
+
+/* One of our resting orders a taker walk or a public trade considers. */
+struct scan_ent {
+    uint32_t idx;
+    cq_dec price;
+};
+
+/* One stop of a taker's walk, best price first: a public level (or part
+ * of one) with what it still offers, or one of our resting orders
+ * (self_idx). */
+struct walk_seg {
+    cq_dec price, avail, shown;
+    uint32_t self_idx; /* NO_IDX: public */
+};
+#define WALK_MAX (2 * SIM_DEPTH_MAX + SIM_QUEUE_SCAN_MAX)
 
 /* prepare()'s result: what place will do. */
 struct plan {
@@ -277,19 +332,34 @@ struct plan {
     bool crosses;                       /* a LIMIT_MAKER would take */
     struct cq_sim__balance base, quote; /* the account after the order */
     size_t n_fills;
-    struct plan_fill fills[SIM_DEPTH_MAX];
+    struct plan_fill fills[WALK_MAX];
+    size_t n_stp;
+    struct plan_stp stp[SIM_QUEUE_SCAN_MAX];
+    bool taker_prevented; /* EXPIRE_TAKER / EXPIRE_BOTH stopped the taker */
+    cq_dec taker_prevented_qty;
 };
 
 struct cq_sim__engine {
     struct cq_sim__symbol symbols[SIM_SYMBOLS_MAX];
     size_t n_symbols;
     unsigned maker_bps, taker_bps;
+    enum cq_sim__queue_model queue_model;
+    unsigned queue_power;
+    enum cq_sim__refill refill; /* resolved: CHANGE or NET */
     size_t max_orders, max_trades;
     struct cq_sim__engine_listener listener;
     struct engine_state st;
     /* per-call scratch, so no call allocates for it */
     struct plan plan;
     struct pool_level mk_asks[SIM_DEPTH_MAX], mk_bids[SIM_DEPTH_MAX];
+    struct scan_ent scan[SIM_QUEUE_SCAN_MAX];
+    struct walk_seg walk[WALK_MAX];
+    /* the latest place's prevented matches (cq_sim__engine_last_prevented) */
+    struct cq_sim__prevented_match prevented[SIM_QUEUE_SCAN_MAX];
+    size_t n_prevented;
+    /* per process, not saved (market-side counters) */
+    uint64_t next_match_id; /* preventedMatchId, from 0 */
+    uint64_t prevented_matches, queue_scan_truncated;
     /* consumed liquidity per symbol and book side; market state, not
      * account state: not saved, and a load leaves it alone */
     struct side_ledger ledger[SIM_SYMBOLS_MAX][2];
@@ -890,6 +960,7 @@ static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o,
     r.orig_client_id = orig_client_id != NULL ? orig_client_id : "";
     r.cancel_client_id = cancel_client_id != NULL ? cancel_client_id : "";
     r.event_ms = now_ms;
+    r.prevented = NULL;
     e->listener.execution_report(e->listener.ctx, &r);
 }
 
@@ -1048,6 +1119,38 @@ static bool crosses(enum cq_sim__side side, cq_dec price, cq_dec limit)
     return side == SIM_BUY ? c <= 0 : c >= 0;
 }
 
+/* Price priority for resting orders on `side` (best first), then time
+ * (the order array is sorted by id). */
+static bool scan_before(enum cq_sim__side side, const struct scan_ent *a, const struct scan_ent *b)
+{
+    int c = cq_dec_cmp(a->price, b->price);
+    if (c != 0) {
+        return side == SIM_BUY ? c > 0 : c < 0;
+    }
+    return a->idx < b->idx;
+}
+
+static void scan_sort(struct scan_ent *s, size_t n, enum cq_sim__side side)
+{
+    for (size_t i = 1; i < n; i++) { /* insertion sort: the list is short and mostly sorted */
+        struct scan_ent x = s[i];
+        size_t j = i;
+        while (j > 0 && scan_before(side, &x, &s[j - 1])) {
+            s[j] = s[j - 1];
+            j--;
+        }
+        s[j] = x;
+    }
+}
+
+static cq_dec to_step(cq_dec q, cq_dec step)
+{
+    if (step.m > 0 && cq_dec_quantize(q, step, CQ_ROUND_DOWN, &q) < 0) {
+        return ZERO8;
+    }
+    return q;
+}
+
 /* MARKET's NOTIONAL reference: the avgPriceMins average (filters.md,
  * NOTIONAL: "For MARKET orders, the average price used over the last
  * avgPriceMins minutes will be used for calculation."), else the last
@@ -1079,18 +1182,25 @@ static bool market_ref_price(const struct cq_sim__book_view *b, enum cq_sim__sid
  * The book the market model shows is exogenous: the engine cannot change
  * it. So that the same displayed liquidity is not sold to our orders again
  * on every market step, the engine keeps, per symbol and book side, what
- * our orders (taker fills in place, maker fills in on_market) took from
+ * our orders (taker fills in place, maker fills in on_book) took from
  * each level: an order sees a level's displayed quantity minus what we
  * already took from it.
  *
- * Refill rule: a level counts as replaced by the market model, and is
- * offered in full again, when a book shows a different quantity at that
- * price or does not show that price at all. Anything else is the same
- * level, whatever time has passed. (The synthetic market redraws every
- * level after each public trade, so there liquidity comes back with the
- * next trade; a redraw that happens to give the same quantity is taken as
- * no change, the conservative side.) A public trade passed to on_market is
- * new volume each time and is not tracked here. */
+ * Refill rule (enum cq_sim__refill, e->refill):
+ *   CHANGE (the rule before issue 19, the default of SIM_QUEUE_NONE): a
+ *     level counts as replaced by the market model, and is offered in full
+ *     again, when a book shows a different quantity at that price or does
+ *     not show that price at all. Anything else is the same level, whatever
+ *     time has passed.
+ *   NET (the default of the queue models): what our orders took stays
+ *     taken while the book shows that price at all: the level offers what
+ *     it displays now minus what we took (a decrease is liquidity gone, an
+ *     increase new orders behind; both as the exogenous book would look
+ *     had our fills happened there); forgotten when the price leaves the
+ *     book (the level was emptied or cancelled: what comes back later is
+ *     new).
+ * Either way a level we swept is never offered again unchanged (I6). A
+ * public trade is new volume each time and is not tracked here. */
 
 static int ledger_side(enum cq_sim__side taker_side)
 {
@@ -1107,13 +1217,31 @@ static const struct level_use *ledger_find(const struct side_ledger *l, cq_dec p
     return NULL;
 }
 
+/* Does what we took (u) still apply to the level when it shows `shown`
+ * (raw)? The refill rule in one place. CHANGE: only while it shows what
+ * it showed. NET: while it shows the price at all, except when it shows
+ * exactly what it showed less what we took: then the market model has
+ * taken our fills off the level itself (the simulator prints our taker
+ * fills and takes them from its displayed book), and what is left is what
+ * it shows. */
+static bool ledger_applies(const struct level_use *u, enum cq_sim__refill refill, cq_dec shown)
+{
+    cq_dec applied = u->shown;
+    if (refill != SIM_REFILL_NET) {
+        return dec_eq(u->shown, shown);
+    }
+    return !dsub(&applied, u->taken) || !dec_eq(applied, shown);
+}
+
 /* What a level at `price` (key) showing raw quantity `shown` still offers,
- * down to `step`: the refill rule in one place. */
-static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec shown, cq_dec step)
+ * down to `step`. */
+static cq_dec ledger_left(const struct side_ledger *l, enum cq_sim__refill refill, cq_dec price,
+                          cq_dec shown, cq_dec step)
 {
     const struct level_use *u = ledger_find(l, price);
     cq_dec q = level_qty(shown, ZERO8);
-    if (u != NULL && dec_eq(u->shown, shown)) { /* the same level: less what we took */
+    if (u != NULL && ledger_applies(u, refill, shown)) {
+        /* the same level: less what we took */
         if (!dec_lt(u->taken, q)) {
             return ZERO8;
         }
@@ -1124,8 +1252,8 @@ static cq_dec ledger_left(const struct side_ledger *l, cq_dec price, cq_dec show
 
 /* Forget the levels this book shows differently or not at all (they were
  * replaced). Afterwards every entry's price is on the book. */
-static void ledger_sync(struct side_ledger *l, const struct cq_sim__level *lv, size_t n,
-                        enum cq_sim__side taker_side)
+static void ledger_sync(struct side_ledger *l, enum cq_sim__refill refill,
+                        const struct cq_sim__level *lv, size_t n, enum cq_sim__side taker_side)
 {
     size_t w = 0;
     for (size_t r = 0; r < l->n; r++) {
@@ -1133,7 +1261,7 @@ static void ledger_sync(struct side_ledger *l, const struct cq_sim__level *lv, s
         for (size_t i = 0; i < n; i++) {
             cq_dec p;
             if (level_price(lv[i].price, taker_side, &p) && dec_eq(p, l->use[r].price)) {
-                same = dec_eq(lv[i].qty, l->use[r].shown);
+                same = ledger_applies(&l->use[r], refill, lv[i].qty);
                 break;
             }
         }
@@ -1157,10 +1285,12 @@ static void ledger_take(struct side_ledger *l, cq_dec price, cq_dec shown, cq_de
         u->shown = shown;
         u->taken = ZERO8;
     }
+    u->shown = shown; /* NET: the level as it shows now (CHANGE: the same) */
     add_ok(&u->taken, q);
     ENGINE_INVARIANT(!dec_lt(u->shown, u->taken),
-                     "our orders took %s from a level at %s that showed %s", DTXT(u->taken),
-                     DTXT(price), DTXT(u->shown));
+                     "I6: a swept level was offered again unchanged: our orders took %s from "
+                     "the level at %s that shows %s",
+                     DTXT(u->taken), DTXT(price), DTXT(u->shown));
 }
 
 /* ---- expiry reasons ---------------------------------------------------------------- */
@@ -1187,6 +1317,9 @@ int cq_sim__expiry_parse(const char *s, enum cq_sim__expiry *out)
     }
     return -CQ_EPARSE;
 }
+
+static void queue_join(struct cq_sim__engine *e, struct order_rec *rec,
+                       const struct cq_sim__book_view *b);
 
 /* ---- prepare: validate, match, balance ------------------------------------------- */
 
@@ -1272,14 +1405,153 @@ static bool stop_reached(enum cq_sim__order_type t, enum cq_sim__side side, cq_d
     return above ? c >= 0 : c <= 0;
 }
 
-/* Walk the opposite side best first as taker and plan the fills. Pure. */
-static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rule,
+/* Our resting orders a taker on req->side could meet (queue models only):
+ * working, on the other side, priced at or better than its limit (any, for
+ * MARKET), best price first then oldest; into e->scan. */
+static size_t own_resting(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                          cq_dec limit)
+{
+    const struct engine_state *st = &e->st;
+    enum cq_sim__side rest_side = req->side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    size_t n = 0;
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return 0;
+    }
+    for (uint32_t idx = st->open[req->symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working || o->side != rest_side ||
+            (req->type != SIM_MARKET && !crosses(req->side, o->price, limit))) {
+            continue;
+        }
+        if (n == SIM_QUEUE_SCAN_MAX) {
+            e->queue_scan_truncated++;
+            continue;
+        }
+        e->scan[n].idx = idx;
+        e->scan[n].price = o->price;
+        n++;
+    }
+    scan_sort(e->scan, n, rest_side);
+    return n;
+}
+
+/* The taker's walk, best price first (docs/SIMEX.md "Self-trade
+ * prevention"): the public levels (what the ledger leaves of them) and our
+ * own resting orders on the other side. At a price where both are, the
+ * public quantity estimated ahead of our first resting order there comes
+ * first, then our resting orders at that price oldest first, then the rest
+ * of the public level; our orders at a price the book does not show (say
+ * inside the spread) stand alone. */
+static size_t build_walk(struct cq_sim__engine *e, const struct qty_rule *rule,
+                         const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
+                         cq_dec limit)
+{
+    size_t n_lv, k = 0, j = 0;
+    const struct cq_sim__level *lv = taker_levels(book, req->side, &n_lv);
+    const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
+    enum cq_sim__side rest_side = req->side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    size_t n_own = own_resting(e, req, limit);
+    struct walk_seg *w = e->walk;
+
+    for (size_t i = 0; i <= n_lv; i++) {
+        cq_dec lp = ZERO8;
+        cq_dec avail;
+        bool have = i < n_lv;
+        if (have && !level_price(lv[i].price, req->side, &lp)) {
+            continue;
+        }
+        /* our orders priced better than this level (or past the last) */
+        while (j < n_own && (!have || (cq_dec_cmp(e->scan[j].price, lp) != 0 &&
+                                       crosses(req->side, e->scan[j].price, lp)))) {
+            w[k].price = e->scan[j].price;
+            w[k].avail = ZERO8;
+            w[k].shown = ZERO8;
+            w[k++].self_idx = e->scan[j++].idx;
+        }
+        if (!have) {
+            break;
+        }
+        avail = ledger_left(used, e->refill, lp, lv[i].qty, rule->step);
+        if (j < n_own && dec_eq(e->scan[j].price, lp)) {
+            const struct queue_pos *q = &e->st.orders[e->scan[j].idx].q;
+            cq_dec first = q->known ? to_step(cq_dec_min(q->ahead, avail), rule->step) : avail;
+            cq_dec rest = avail;
+            sub_ok(&rest, first);
+            if (first.m > 0) {
+                w[k].price = lp;
+                w[k].avail = first;
+                w[k].shown = lv[i].qty;
+                w[k++].self_idx = NO_IDX;
+            }
+            while (j < n_own && dec_eq(e->scan[j].price, lp)) {
+                w[k].price = lp;
+                w[k].avail = ZERO8;
+                w[k].shown = ZERO8;
+                w[k++].self_idx = e->scan[j++].idx;
+            }
+            if (rest.m > 0) {
+                w[k].price = lp;
+                w[k].avail = rest;
+                w[k].shown = lv[i].qty;
+                w[k++].self_idx = NO_IDX;
+            }
+        } else if (avail.m > 0) {
+            w[k].price = lp;
+            w[k].avail = avail;
+            w[k].shown = lv[i].qty;
+            w[k++].self_idx = NO_IDX;
+        }
+    }
+    (void)rest_side;
+    return k;
+}
+
+/* The taker met our own resting order `idx` at `price`: record what its
+ * STP mode does (stp_faq.md: EXPIRE_TAKER "expiring the taker order's
+ * remaining quantity", EXPIRE_MAKER "the potential maker order's remaining
+ * quantity", EXPIRE_BOTH both). taker_left: the taker's remaining
+ * quantity. Returns true if the taker stops here. */
+static bool plan_prevent(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
+                         struct plan *p, uint32_t idx, cq_dec price, cq_dec taker_left)
+{
+    const struct cq_sim__order *mk = &e->st.orders[idx].o;
+    struct plan_stp *x;
+    cq_dec maker_left = mk->orig_qty;
+    bool expire_taker = req->stp == SIM_STP_EXPIRE_TAKER || req->stp == SIM_STP_EXPIRE_BOTH;
+    bool expire_maker = req->stp == SIM_STP_EXPIRE_MAKER || req->stp == SIM_STP_EXPIRE_BOTH;
+    sub_ok(&maker_left, mk->executed_qty);
+    if (p->n_stp == SIM_QUEUE_SCAN_MAX) {
+        return true; /* cannot record more: stop the walk (bounded) */
+    }
+    x = &p->stp[p->n_stp++];
+    memset(x, 0, sizeof(*x));
+    x->idx = idx;
+    x->after_fill = p->n_fills;
+    x->m.maker_order_id = mk->order_id;
+    x->m.mode = req->stp;
+    x->m.price = price;
+    x->m.taker_prevented_qty = expire_taker ? taker_left : ZERO8;
+    x->m.maker_prevented_qty = expire_maker ? maker_left : ZERO8;
+    x->m.match_qty = cq_dec_min(taker_left, maker_left);
+    if (fill_quote(x->m.match_qty, price, &x->m.match_quote_qty) < 0) {
+        x->m.match_quote_qty = ZERO8;
+    }
+    if (expire_taker) {
+        p->taker_prevented = true;
+        p->taker_prevented_qty = taker_left;
+    }
+    return expire_taker;
+}
+
+/* Walk the opposite side best first as taker and plan the fills (and,
+ * under a queue model, what meeting our own resting orders does). Changes
+ * nothing but the scratch space. */
+static int plan_fills(struct cq_sim__engine *e, const struct qty_rule *rule,
                       const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
                       struct plan *p, struct cq_sim__reject *rej)
 {
     size_t n;
-    const struct cq_sim__level *lv = taker_levels(book, req->side, &n);
-    const struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
+    const struct walk_seg *w;
     bool market = req->type == SIM_MARKET;
     bool by_quote = market && req->has_quote_qty;
     bool exhausted = true; /* the walk ran out of levels */
@@ -1287,6 +1559,9 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
     cq_dec rem_quote = p->quote_qty;
 
     p->n_fills = 0;
+    p->n_stp = 0;
+    p->taker_prevented = false;
+    p->taker_prevented_qty = ZERO8;
     p->exec_qty = ZERO8;
     p->cum_quote = ZERO8;
     p->crosses = false;
@@ -1298,18 +1573,11 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
         p->final_status = SIM_NEW;
         return 0;
     }
+    n = build_walk(e, rule, req, book, p->price);
+    w = e->walk;
     if (req->type == SIM_LIMIT_MAKER) {
-        for (size_t i = 0; i < n; i++) {
-            cq_dec lp;
-            if (lv[i].qty.m > 0 && level_price(lv[i].price, req->side, &lp)) {
-                if (level_qty(lv[i].qty, rule->step).m > 0 &&
-                    ledger_left(used, lp, lv[i].qty, rule->step).m == 0) {
-                    continue; /* our orders took all of it */
-                }
-                p->crosses = crosses(req->side, lp, p->price);
-                break;
-            }
-        }
+        /* the best thing it would meet: a public level or our own order */
+        p->crosses = n > 0 && crosses(req->side, w[0].price, p->price);
         p->orig_qty = p->qty;
         p->rests = true;
         p->final_status = SIM_NEW;
@@ -1318,18 +1586,33 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
 
     for (size_t i = 0; i < n; i++) {
         struct plan_fill *f;
-        cq_dec lp, avail, take, cost, gross, comm;
+        cq_dec lp = w[i].price;
+        cq_dec avail = w[i].avail;
+        cq_dec take, cost, gross, comm;
         bool quote_bound = false; /* this fill used up what the quote buys */
-        if (!level_price(lv[i].price, req->side, &lp)) {
-            continue;
-        }
         if (!market && !crosses(req->side, lp, p->price)) {
             exhausted = false;
             break;
         }
-        avail = ledger_left(used, lp, lv[i].qty, rule->step);
-        if (avail.m == 0) {
-            continue;
+        if (w[i].self_idx != NO_IDX) {
+            const struct cq_sim__order *mk = &e->st.orders[w[i].self_idx].o;
+            avail = mk->orig_qty;
+            sub_ok(&avail, mk->executed_qty);
+            if (req->stp != SIM_STP_NONE) {
+                cq_dec taker_left = rem;
+                if (by_quote) { /* what the quote left buys here */
+                    if (cq_dec_div(rem_quote, lp, AMOUNT_SCALE, CQ_ROUND_DOWN, &taker_left) < 0) {
+                        taker_left = avail;
+                    }
+                    taker_left = to_step(taker_left, rule->step);
+                }
+                if (plan_prevent(e, req, p, w[i].self_idx, lp, taker_left)) {
+                    exhausted = false;
+                    break;
+                }
+                continue;
+            }
+            /* NONE: "the trade will occur" with our own order */
         }
         if (by_quote) {
             /* As much as fits in what is left of the quote, to the step:
@@ -1342,13 +1625,14 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
              * one step's worth is left at this price, and price priority
              * forbids skipping to a worse level. */
             cq_dec afford;
-            enum cq_dec_round to_step = req->side == SIM_SELL ? CQ_ROUND_HALF_EVEN : CQ_ROUND_DOWN;
-            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, to_step, &afford);
+            enum cq_dec_round to_step_mode =
+                req->side == SIM_SELL ? CQ_ROUND_HALF_EVEN : CQ_ROUND_DOWN;
+            int rc = cq_dec_div(rem_quote, lp, AMOUNT_SCALE, to_step_mode, &afford);
             if (rc == -CQ_ETOOBIG) {
                 take = avail; /* the quote buys more than any level holds */
             } else {
                 if (rc < 0 || (rule->step.m > 0 &&
-                               cq_dec_quantize(afford, rule->step, to_step, &afford) < 0)) {
+                               cq_dec_quantize(afford, rule->step, to_step_mode, &afford) < 0)) {
                     return reject_capacity(rej, -CQ_EFULL);
                 }
                 if (afford.m == 0) {
@@ -1374,7 +1658,8 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
         f->qty = take;
         f->cost = cost;
         f->commission = comm;
-        f->shown = lv[i].qty;
+        f->shown = w[i].shown;
+        f->self_idx = w[i].self_idx;
         if (by_quote) {
             if (dec_lt(rem_quote, cost)) {
                 rem_quote = ZERO8; /* a SELL rounded up to the closest step */
@@ -1402,21 +1687,28 @@ static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rul
             p->orig_qty = p->qty;
             p->final_status = dec_eq(p->exec_qty, p->qty) ? SIM_FILLED : SIM_EXPIRED;
         }
+        if (p->taker_prevented) {
+            p->final_status = SIM_EXPIRED_IN_MATCH;
+        }
         return 0;
     }
     p->orig_qty = p->qty;
     if (dec_eq(p->exec_qty, p->qty)) {
         p->final_status = SIM_FILLED;
+    } else if (req->tif == SIM_FOK) { /* all or nothing, STP included */
+        p->final_status = SIM_EXPIRED;
+        p->n_fills = 0;
+        p->n_stp = 0;
+        p->taker_prevented = false;
+        p->exec_qty = ZERO8;
+        p->cum_quote = ZERO8;
+    } else if (p->taker_prevented) {
+        p->final_status = SIM_EXPIRED_IN_MATCH; /* does not rest */
     } else if (req->tif == SIM_GTC) {
         p->rests = true;
         p->final_status = p->exec_qty.m > 0 ? SIM_PARTIALLY_FILLED : SIM_NEW;
     } else {
         p->final_status = SIM_EXPIRED;
-        if (req->tif == SIM_FOK) { /* all or nothing */
-            p->n_fills = 0;
-            p->exec_qty = ZERO8;
-            p->cum_quote = ZERO8;
-        }
     }
     return 0;
 }
@@ -1739,6 +2031,15 @@ struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cf
                    "maker_bps %u / taker_bps %u out of range", cfg->maker_bps, cfg->taker_bps);
         return NULL;
     }
+    if ((unsigned)cfg->queue_model > SIM_QUEUE_NONE || cfg->queue_power > 4 ||
+        (unsigned)cfg->refill > SIM_REFILL_NET) {
+        cq_err_set(err, CQ_ECONFIG, 0,
+                   "queue model conservative, probabilistic or none; queue power 1 to 4; "
+                   "refill change or net",
+                   "queue_model %d / queue_power %u / refill %d out of range",
+                   (int)cfg->queue_model, cfg->queue_power, (int)cfg->refill);
+        return NULL;
+    }
     if (cfg->max_orders > MAX_CAPACITY || cfg->max_trades > MAX_CAPACITY ||
         cfg->first_order_id > MAX_FIRST_ID || cfg->first_trade_id > MAX_FIRST_ID) {
         cq_err_set(err, CQ_ECONFIG, 0, NULL,
@@ -1756,6 +2057,11 @@ struct cq_sim__engine *cq_sim__engine_new(const struct cq_sim__engine_config *cf
     e->taker_bps = cfg->taker_bps;
     e->max_orders = cfg->max_orders != 0 ? cfg->max_orders : SIM_MAX_ORDERS_DEFAULT;
     e->max_trades = cfg->max_trades != 0 ? cfg->max_trades : DEFAULT_MAX_TRADES;
+    e->queue_model = cfg->queue_model;
+    e->queue_power = cfg->queue_power != 0 ? cfg->queue_power : 3;
+    e->refill = cfg->refill != SIM_REFILL_DEFAULT    ? cfg->refill
+                : cfg->queue_model == SIM_QUEUE_NONE ? SIM_REFILL_CHANGE
+                                                     : SIM_REFILL_NET;
     st->first_order_id = cfg->first_order_id != 0 ? cfg->first_order_id : 1;
     st->next_order_id = st->first_order_id;
     st->next_trade_id = cfg->first_trade_id != 0 ? cfg->first_trade_id : 1;
@@ -1870,6 +2176,15 @@ void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__eng
     out->orders_kept = e->st.n_orders;
     out->orders_dropped = e->st.orders_dropped;
     out->orders_first_filled = e->st.orders_first_filled;
+    out->prevented_matches = e->prevented_matches;
+    out->queue_scan_truncated = e->queue_scan_truncated;
+}
+
+const struct cq_sim__prevented_match *cq_sim__engine_last_prevented(const struct cq_sim__engine *e,
+                                                                    size_t *n)
+{
+    *n = e->n_prevented;
+    return e->prevented;
 }
 
 const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
@@ -1878,6 +2193,50 @@ const char *cq_sim__engine_last_cancel_client_id(const struct cq_sim__engine *e)
 }
 
 /* ---- place ------------------------------------------------------------------------------- */
+
+static void close_order(struct cq_sim__engine *e, struct order_rec *rec,
+                        enum cq_sim__order_status status, int64_t now_ms);
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, bool self_trade,
+                      int64_t now_ms);
+
+static void emit_prevented(struct cq_sim__engine *e, const struct cq_sim__order *o,
+                           const struct cq_sim__prevented_match *m, int64_t now_ms)
+{
+    struct cq_sim__exec_report r;
+    if (e->listener.execution_report == NULL) {
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    r.order = o;
+    r.exec_type = SIM_EXEC_TRADE_PREVENTION;
+    r.orig_client_id = "";
+    r.cancel_client_id = "";
+    r.event_ms = now_ms;
+    r.prevented = m;
+    e->listener.execution_report(e->listener.ctx, &r);
+}
+
+/* A prevented match happens (commit): it gets its id; the maker expires
+ * if the taker's mode says so (EXPIRED_IN_MATCH, TRADE_PREVENTION). */
+static void apply_stp(struct cq_sim__engine *e, struct plan_stp *x,
+                      const struct cq_sim__order *taker, int64_t now_ms)
+{
+    struct order_rec *rec = &e->st.orders[x->idx];
+    x->m.match_id = e->next_match_id++;
+    x->m.taker_order_id = taker->order_id;
+    e->prevented_matches++;
+    if (e->n_prevented < SIM_QUEUE_SCAN_MAX) {
+        e->prevented[e->n_prevented++] = x->m;
+    }
+    if ((x->m.mode == SIM_STP_EXPIRE_MAKER || x->m.mode == SIM_STP_EXPIRE_BOTH) &&
+        is_open(&rec->o)) {
+        close_order(e, rec, SIM_EXPIRED_IN_MATCH, now_ms);
+        rec->o.prevented = true;
+        rec->o.prevented_match_id = x->m.match_id;
+        rec->o.prevented_qty = x->m.maker_prevented_qty;
+        emit_prevented(e, &rec->o, &x->m, now_ms);
+    }
+}
 
 int cq_sim__engine_test_order(struct cq_sim__engine *e, const struct cq_sim__order_req *req,
                               const struct cq_sim__book_view *book, struct cq_sim__reject *rej)
@@ -1903,6 +2262,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
     if (n_fills != NULL) {
         *n_fills = 0;
     }
+    e->n_prevented = 0;
     rc = prepare(e, req, book, p, rej);
     if (rc == 0) {
         rc = orders_reserve(st, e->max_orders);
@@ -1910,7 +2270,11 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
             rc = cid_reserve(st);
         }
         if (rc == 0) {
-            rc = trades_reserve(st, e->max_trades, p->n_fills);
+            size_t n_self = 0;
+            for (size_t i = 0; i < p->n_fills; i++) {
+                n_self += p->fills[i].self_idx != NO_IDX;
+            }
+            rc = trades_reserve(st, e->max_trades, p->n_fills + n_self);
         }
         if (rc < 0) {
             reject_capacity(rej, rc);
@@ -1972,18 +2336,27 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         struct side_ledger *used = &e->ledger[req->symbol_idx][ledger_side(req->side)];
         size_t nl;
         const struct cq_sim__level *lv = taker_levels(book, req->side, &nl);
-        ledger_sync(used, lv, nl, req->side);
+        ledger_sync(used, e->refill, lv, nl, req->side);
         for (size_t i = 0; i < p->n_fills; i++) {
-            ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
+            if (p->fills[i].self_idx == NO_IDX) { /* our own orders are not the book's */
+                ledger_take(used, p->fills[i].price, p->fills[i].shown, p->fills[i].qty);
+            }
         }
     }
 
     emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
-    for (size_t i = 0; i < p->n_fills; i++) {
-        const struct plan_fill *pf = &p->fills[i];
-        struct cq_sim__trade *t = trades_push(st);
+    for (size_t i = 0, k = 0; i <= p->n_fills; i++) {
+        const struct plan_fill *pf = &p->fills[i < p->n_fills ? i : 0];
+        struct cq_sim__trade *t;
         struct cq_sim__fill f;
         bool last = i + 1 == p->n_fills;
+        for (; k < p->n_stp && p->stp[k].after_fill == i; k++) { /* in walk order */
+            apply_stp(e, &p->stp[k], o, now_ms);
+        }
+        if (i == p->n_fills) {
+            break;
+        }
+        t = trades_push(st);
 
         f.trade_id = st->next_trade_id++;
         f.price = pf->price;
@@ -1994,6 +2367,7 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
         cq_strlcpy(f.commission_asset, req->side == SIM_BUY ? sym->base : sym->quote,
                    sizeof(f.commission_asset));
         f.maker = false;
+        f.self_trade = pf->self_idx != NO_IDX;
 
         t->trade_id = f.trade_id;
         t->order_id = o->order_id;
@@ -2018,17 +2392,33 @@ int cq_sim__engine_place(struct cq_sim__engine *e, const struct cq_sim__order_re
             fills[out_n++] = f;
         }
         emit(e, o, SIM_EXEC_TRADE, &f, NULL, NULL, now_ms);
+        if (pf->self_idx != NO_IDX) { /* STP NONE: the other side of the trade is ours too */
+            int mrc = maker_fill(e, pf->self_idx, pf->qty, true, now_ms);
+            /* the trade store was reserved for it, and a self-trade only
+             * moves money inside the account (less fees): cannot fail */
+            ENGINE_INVARIANT(mrc == 0, "the maker side of a self-trade of %s at %s failed",
+                             DTXT(pf->qty), DTXT(pf->price));
+        }
     }
     ENGINE_INVARIANT(!dec_lt(o->orig_qty, o->executed_qty), "order %" PRIu64 " executed %s of %s",
                      o->order_id, DTXT(o->executed_qty), DTXT(o->orig_qty));
     o->status = p->final_status;
     if (p->rests) {
         open_link(st, idx);
+        if (o->is_working) {
+            queue_join(e, rec, book);
+        }
     } else if (p->final_status == SIM_EXPIRED) {
         o->expiry = req->type == SIM_MARKET ? SIM_EXPIRY_INSUFFICIENT_LIQUIDITY
                     : req->tif == SIM_FOK   ? SIM_EXPIRY_UNFILLED_FOK
                                             : SIM_EXPIRY_UNFILLED_IOC;
         emit(e, o, SIM_EXEC_EXPIRED, NULL, NULL, NULL, now_ms);
+    } else if (p->final_status == SIM_EXPIRED_IN_MATCH) { /* STP expired the taker */
+        const struct cq_sim__prevented_match *m = &p->stp[p->n_stp - 1].m;
+        o->prevented = true;
+        o->prevented_match_id = m->match_id;
+        o->prevented_qty = p->taker_prevented_qty;
+        emit_prevented(e, o, m, now_ms);
     }
     changes_end(e, now_ms);
     if (order != NULL) {
@@ -2347,7 +2737,8 @@ void cq_sim__engine_corrupt_locked(struct cq_sim__engine *e, const char *asset, 
 /* Fill q of a resting order as maker at its own price. -1 (nothing done)
  * if an amount would leave the int64 range or the trade store cannot
  * grow. */
-static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t now_ms)
+static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, bool self_trade,
+                      int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     struct order_rec *rec = &st->orders[idx];
@@ -2435,6 +2826,7 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t 
     /* bounded: base and quote are SIM_ASSET_LEN arrays too */
     cq_strlcpy(f.commission_asset, buy ? sym->base : sym->quote, sizeof(f.commission_asset));
     f.maker = true;
+    f.self_trade = self_trade;
     t = trades_push(st);
     t->trade_id = f.trade_id;
     t->order_id = o->order_id;
@@ -2456,19 +2848,22 @@ static int maker_fill(struct cq_sim__engine *e, uint32_t idx, cq_dec q, int64_t 
  * of each after what our orders took (the ledger, synced to this book). */
 static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
                       const struct cq_sim__book_view *book, enum cq_sim__side taker_side,
-                      cq_dec step, struct pool_level *out)
+                      cq_dec step, struct pool_level *out, const cq_dec *limit)
 {
     struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker_side)];
     size_t n, k = 0;
     const struct cq_sim__level *lv = taker_levels(book, taker_side, &n);
-    ledger_sync(used, lv, n, taker_side);
+    ledger_sync(used, e->refill, lv, n, taker_side);
     for (size_t i = 0; i < n; i++) {
         struct pool_level *pl = &out[k];
         if (!level_price(lv[i].price, taker_side, &pl->price)) {
             continue;
         }
+        if (limit != NULL && !crosses(taker_side, pl->price, *limit)) {
+            break; /* no resting order reaches this level or any beyond */
+        }
         pl->shown = lv[i].qty;
-        pl->left = ledger_left(used, pl->price, lv[i].qty, step);
+        pl->left = ledger_left(used, e->refill, pl->price, lv[i].qty, step);
         if (pl->left.m > 0) {
             k++;
         }
@@ -2476,15 +2871,15 @@ static size_t pool_of(struct cq_sim__engine *e, int symbol_idx,
     return k;
 }
 
-/* Resting orders fill in time priority (oldest first), each at its own
- * limit price, from one shared pool: what is left of the book levels that
- * cross it (down to the step; see "consumed liquidity"), then the market
- * trade if it crosses. What an order takes from the book goes into the
- * ledger, so neither another order in this call nor any order in a later
- * call is offered it again until the model replaces the level. */
-size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
-                                const struct cq_sim__book_view *book, cq_dec trade_price,
-                                cq_dec trade_qty, int64_t now_ms)
+/* SIM_QUEUE_NONE, the rule before issue 19: resting orders fill in time
+ * priority (oldest first), each at its own limit price, from one shared pool: what is left of the
+ * book levels that cross it (down to the step; see "consumed liquidity"), then the market trade if
+ * it crosses. What an order takes from the book goes into the ledger, so neither another order in
+ * this call nor any order in a later call is offered it again until the model replaces the level.
+ */
+static size_t legacy_on_market(struct cq_sim__engine *e, int symbol_idx,
+                               const struct cq_sim__book_view *book, cq_dec trade_price,
+                               cq_dec trade_qty, int64_t now_ms)
 {
     struct engine_state *st = &e->st;
     const struct cq_sim__symbol *sym;
@@ -2503,8 +2898,8 @@ size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
     if (book != NULL) {
         /* synced even with no order resting, so a level replaced while
          * nothing rested is not mistaken for the one we took from */
-        n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks);
-        n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids);
+        n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks, NULL);
+        n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids, NULL);
     }
     if (st->open[symbol_idx].count == 0) {
         return 0;
@@ -2558,7 +2953,7 @@ size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
             sub_ok(&want, q);
             add_ok(&q, cq_dec_min(want, tq));
         }
-        if (q.m > 0 && maker_fill(e, idx, q, now_ms) == 0) {
+        if (q.m > 0 && maker_fill(e, idx, q, false, now_ms) == 0) {
             nfills++;
             left = q; /* take it out of the pool, book first */
             for (i = 0; i < n && left.m > 0; i++) {
@@ -2581,6 +2976,418 @@ size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
     }
     changes_end(e, now_ms);
     return nfills;
+}
+
+/* ---- queue model ------------------------------------------------------------------------ *
+ *
+ * Our resting orders wait in a queue at their price in a book we cannot
+ * change (the market model's, or the recorded one). Per order (struct
+ * queue_pos): on joining (placed resting, a stop triggered, or the first
+ * market event after a --state load), `ahead` = what the book displays at
+ * its price on its side, less what our takers took from that level; not
+ * known when the price is deeper than the levels shown (then only trades
+ * through its price fill it).
+ *
+ * A public trade of v at price x, aggressor on the other side (a sell
+ * hits our BUYs with price >= x), is one pool of v shared in price-time
+ * priority: first our orders priced better than x (the trade went through
+ * their level, which was therefore consumed: ahead = 0), each up to what
+ * is left of v; then our orders at x, oldest first: the volume that
+ * reaches order i is v_at - (what our earlier orders at x took from this
+ * trade), v_at being what the better-priced ones left; it first shrinks
+ * `ahead`, and only what passes it fills the order. A trade whose
+ * aggressor is on our side never fills us (it took from the other side).
+ *
+ * A book update: conservative (hftbacktest RiskAverseQueueModel):
+ * ahead = min(ahead, displayed now): cancels are assumed behind us, but the
+ * queue ahead can never exceed the level. Probabilistic (ProbQueueModel,
+ * PowerProbQueueFunc): see queue_estimate. A level on the other side at or
+ * through our price (the price moved through us) means our level was
+ * consumed: ahead = 0, and the order fills from the crossing levels as
+ * before, from what our orders have not taken of them (the ledger, NET by
+ * default): that is the sellers who would have met our bid.
+ *
+ * The invariant, checked on every order a trade reaches, in every build:
+ *   from_trades + to_ahead <= seen
+ * (our maker fills from trades never exceed the public volume that traded
+ * at or through the order's price since it joined, minus what went to the
+ * queue ahead), and per trade the fills never exceed its quantity. Fills
+ * from crossing levels are bounded by the ledger (I6). */
+
+/* What the book displays at `price` on the side a resting order on `side`
+ * joins (bids for a BUY), less what our takers took from that level: true
+ * with *qty (0 when the price lies inside the displayed levels but is not
+ * one of them, or is better than the best); false when it is unknown (the
+ * side is empty or the price is deeper than the last level shown). */
+static bool queue_level(const struct cq_sim__engine *e, int symbol_idx,
+                        const struct cq_sim__book_view *b, enum cq_sim__side side, cq_dec price,
+                        cq_dec *qty)
+{
+    enum cq_sim__side taker = side == SIM_BUY ? SIM_SELL : SIM_BUY;
+    const struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(taker)];
+    const struct cq_sim__level *lv;
+    size_t n;
+    *qty = ZERO8;
+    if (b == NULL) {
+        return false;
+    }
+    lv = taker_levels(b, taker, &n);
+    for (size_t i = 0; i < n; i++) {
+        cq_dec lp;
+        int c;
+        if (!level_price(lv[i].price, taker, &lp)) {
+            continue;
+        }
+        c = cq_dec_cmp(lp, price);
+        if (c == 0) {
+            *qty = ledger_left(used, e->refill, lp, lv[i].qty, ZERO8);
+            return true;
+        }
+        if (side == SIM_BUY ? c < 0 : c > 0) { /* passed it: not shown */
+            return true;
+        }
+    }
+    return false;
+}
+
+static void queue_join(struct cq_sim__engine *e, struct order_rec *rec,
+                       const struct cq_sim__book_view *b)
+{
+    struct queue_pos *q = &rec->q;
+    q->ahead = ZERO8;
+    q->traded = ZERO8;
+    q->seen = ZERO8;
+    q->to_ahead = ZERO8;
+    q->from_trades = ZERO8;
+    q->known = queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &q->ahead);
+    q->level_shown = q->ahead;
+}
+
+/* p = f(back) / (f(back) + f(front)), f(x) = x^n, in millionths, rounded
+ * down; front and back at scale 8, both >= 0. 1 when both are 0 (nothing
+ * queued: hftbacktest's non-finite case). */
+static int64_t prob_behind_ppm(cq_dec front, cq_dec back, unsigned n)
+{
+    __extension__ typedef __int128 i128;
+    i128 f = front.m, b = back.m, mx = f > b ? f : b, fn = 1, bn = 1;
+    if (mx <= 0) {
+        return 1000000;
+    }
+    f = f * 1000000 / mx; /* <= 10^6, so f^4 <= 10^24 fits */
+    b = b * 1000000 / mx;
+    for (unsigned i = 0; i < n; i++) {
+        fn *= f;
+        bn *= b;
+    }
+    if (fn + bn == 0) {
+        return 1000000;
+    }
+    return (int64_t)(bn * 1000000 / (fn + bn));
+}
+
+/* hftbacktest's ProbQueueModel: a decrease of the level that the trades
+ * since the last update do not explain, chg = prev - now - traded, came
+ * from ahead of us with probability 1 - p (p = prob_behind_ppm):
+ *   ahead = front - (1 - p) chg + min(back - p chg, 0),  back = prev - front
+ * (the second term: what the model would take from behind beyond what is
+ * there came from ahead). The products are rounded down (a longer queue);
+ * on any overflow the estimate is left as it was (the conservative one). */
+static void queue_estimate(const struct cq_sim__engine *e, struct queue_pos *q, cq_dec shown)
+{
+    cq_dec chg = q->level_shown;
+    cq_dec back = q->level_shown;
+    cq_dec est = q->ahead;
+    cq_dec t;
+    int64_t p;
+    if (!dsub(&chg, shown) || !dsub(&chg, q->traded) || chg.m <= 0 || !dsub(&back, q->ahead) ||
+        back.m < 0 || cq_dec_rescale(back, AMOUNT_SCALE, CQ_ROUND_EXACT, &back) < 0 ||
+        cq_dec_rescale(est, AMOUNT_SCALE, CQ_ROUND_EXACT, &est) < 0) {
+        return;
+    }
+    p = prob_behind_ppm(est, back, e->queue_power);
+    if (cq_dec_mul(chg, cq_dec_make(1000000 - p, 6), AMOUNT_SCALE, CQ_ROUND_DOWN, &t) < 0 ||
+        !dsub(&est, t)) {
+        return;
+    }
+    if (cq_dec_mul(chg, cq_dec_make(p, 6), AMOUNT_SCALE, CQ_ROUND_DOWN, &t) < 0 ||
+        !dsub(&back, t)) {
+        return;
+    }
+    if (back.m < 0 && !dadd(&est, back)) {
+        return;
+    }
+    q->ahead = est.m < 0 ? ZERO8 : est;
+}
+
+/* A book update reaches a resting order's level. */
+static void queue_on_book(struct cq_sim__engine *e, struct order_rec *rec,
+                          const struct cq_sim__book_view *b)
+{
+    struct queue_pos *q = &rec->q;
+    cq_dec shown;
+    if (!q->known) { /* joined where the book showed nothing: try again */
+        if (queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &shown)) {
+            q->known = true;
+            q->ahead = shown;
+            q->level_shown = shown;
+            q->traded = ZERO8;
+        }
+        return;
+    }
+    if (!queue_level(e, rec->o.symbol_idx, b, rec->o.side, rec->o.price, &shown)) {
+        return; /* deeper than the book shows: no news */
+    }
+    if (e->queue_model == SIM_QUEUE_PROBABILISTIC) {
+        queue_estimate(e, q, shown);
+    }
+    if (dec_lt(shown, q->ahead)) {
+        q->ahead = shown;
+    }
+    q->level_shown = shown;
+    q->traded = ZERO8;
+}
+
+static void check_queue(const struct order_rec *rec)
+{
+    const struct queue_pos *q = &rec->q;
+    cq_dec used = q->from_trades;
+    add_ok(&used, q->to_ahead);
+    ENGINE_INVARIANT(!dec_lt(q->seen, used),
+                     "queue: order %" PRIu64 " filled %s as maker from public trades and %s "
+                     "went to the queue ahead of it, but only %s traded at or through %s "
+                     "since it joined",
+                     rec->o.order_id, DTXT(q->from_trades), DTXT(q->to_ahead), DTXT(q->seen),
+                     DTXT(rec->o.price));
+}
+
+static void trigger_stops(struct cq_sim__engine *e, int symbol_idx,
+                          const struct cq_sim__book_view *book, cq_dec trade_price, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    for (uint32_t idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        struct cq_sim__order *o = &st->orders[idx].o;
+        if (stop_pending(o) && stop_reached(o->type, o->side, o->stop_price, trade_price)) {
+            o->is_working = true;
+            o->working_ms = now_ms;
+            o->update_ms = now_ms;
+            queue_join(e, &st->orders[idx], book);
+            emit(e, o, SIM_EXEC_NEW, NULL, NULL, NULL, now_ms);
+        }
+    }
+}
+
+size_t cq_sim__engine_on_trade(struct cq_sim__engine *e, int symbol_idx,
+                               const struct cq_sim__book_view *book, cq_dec trade_price,
+                               cq_dec trade_qty, bool buyer_is_maker, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    /* the side it hit: a sell aggressor (the buyer was the maker) hits BUYs */
+    enum cq_sim__side hit = buyer_is_maker ? SIM_BUY : SIM_SELL;
+    cq_dec step, v, pool, v_at = ZERO8, ours_at = ZERO8, price;
+    bool at_started = false;
+    size_t n = 0, nfills = 0;
+
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return 0;
+    }
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return legacy_on_market(e, symbol_idx, book, trade_price, trade_qty, now_ms);
+    }
+    if (trade_price.m <= 0 ||
+        cq_dec_rescale(trade_price, AMOUNT_SCALE, CQ_ROUND_EXACT, &price) < 0) {
+        return 0; /* not a price the engine can hold */
+    }
+    step = e->symbols[symbol_idx].filters.step_size;
+    v = level_qty(trade_qty, ZERO8);
+    pool = v;
+    for (uint32_t idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working || o->side != hit || !crosses(hit, price, o->price)) {
+            continue;
+        }
+        if (n == SIM_QUEUE_SCAN_MAX) {
+            e->queue_scan_truncated++;
+            continue;
+        }
+        e->scan[n].idx = idx;
+        e->scan[n].price = o->price;
+        n++;
+    }
+    scan_sort(e->scan, n, hit);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t idx = e->scan[k].idx;
+        struct order_rec *rec = &st->orders[idx];
+        struct queue_pos *q = &rec->q;
+        cq_dec rem = rec->o.orig_qty;
+        cq_dec fill = ZERO8;
+        bool at = dec_eq(rec->o.price, price);
+        sub_ok(&rem, rec->o.executed_qty);
+        add_ok(&q->seen, v); /* the whole trade printed at or through its price */
+        if (!at) {           /* the trade went through its level: consumed */
+            q->ahead = ZERO8;
+            q->known = true;
+            fill = cq_dec_min(rem, pool);
+        } else {
+            cq_dec reach;
+            if (!at_started) {
+                v_at = pool;
+                at_started = true;
+            }
+            reach = v_at;
+            sub_ok(&reach, ours_at);
+            add_ok(&q->traded, v);
+            if (!q->known) {
+                /* no estimate of the queue ahead: nothing passes it */
+            } else if (dec_lt(q->ahead, reach)) {
+                cq_dec excess = reach;
+                sub_ok(&excess, q->ahead);
+                add_ok(&q->to_ahead, q->ahead);
+                q->ahead = ZERO8;
+                fill = cq_dec_min(cq_dec_min(rem, excess), pool);
+            } else {
+                sub_ok(&q->ahead, reach);
+                add_ok(&q->to_ahead, reach);
+            }
+        }
+        fill = to_step(fill, step);
+        if (fill.m > 0 && maker_fill(e, idx, fill, false, now_ms) == 0) {
+            nfills++;
+            add_ok(&q->from_trades, fill);
+            sub_ok(&pool, fill);
+            if (at) {
+                add_ok(&ours_at, fill);
+            }
+        }
+        check_queue(rec);
+        ENGINE_INVARIANT(pool.m >= 0,
+                         "queue: our maker fills from one public trade of %s at %s "
+                         "exceed it",
+                         DTXT(v), DTXT(price));
+    }
+    trigger_stops(e, symbol_idx, book, price, now_ms);
+    changes_end(e, now_ms);
+    return nfills;
+}
+
+size_t cq_sim__engine_on_book(struct cq_sim__engine *e, int symbol_idx,
+                              const struct cq_sim__book_view *book, int64_t now_ms)
+{
+    struct engine_state *st = &e->st;
+    struct pool_level *asks = e->mk_asks;
+    struct pool_level *bids = e->mk_bids;
+    size_t n_asks, n_bids, nfills = 0;
+    cq_dec step;
+    uint32_t idx;
+
+    if (symbol_idx < 0 || (size_t)symbol_idx >= e->n_symbols) {
+        return 0;
+    }
+    if (e->queue_model == SIM_QUEUE_NONE) {
+        return legacy_on_market(e, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO, now_ms);
+    }
+    if (book == NULL) {
+        return 0;
+    }
+    step = e->symbols[symbol_idx].filters.step_size;
+    /* the ledger is synced even with no order resting (see
+     * legacy_on_market); the pool is worked out only as deep as the most
+     * aggressive resting order on each side reaches */
+    cq_dec best_buy = ZERO8, best_sell = ZERO8;
+    bool any_buy = false, any_sell = false;
+    for (idx = st->open[symbol_idx].head; idx != NO_IDX; idx = st->orders[idx].next) {
+        const struct cq_sim__order *o = &st->orders[idx].o;
+        if (!o->is_working) {
+            continue;
+        }
+        if (o->side == SIM_BUY && (!any_buy || dec_lt(best_buy, o->price))) {
+            best_buy = o->price;
+            any_buy = true;
+        } else if (o->side == SIM_SELL && (!any_sell || dec_lt(o->price, best_sell))) {
+            best_sell = o->price;
+            any_sell = true;
+        }
+    }
+    n_asks = pool_of(e, symbol_idx, book, SIM_BUY, step, asks, any_buy ? &best_buy : &ZERO8);
+    n_bids = pool_of(e, symbol_idx, book, SIM_SELL, step, bids, any_sell ? &best_sell : &MAX_PRICE);
+    idx = st->open[symbol_idx].head;
+    while (idx != NO_IDX) {
+        struct order_rec *rec = &st->orders[idx];
+        struct cq_sim__order *o = &rec->o;
+        uint32_t next = rec->next;
+        struct pool_level *lv = o->side == SIM_BUY ? asks : bids;
+        size_t n = o->side == SIM_BUY ? n_asks : n_bids;
+        struct side_ledger *used = &e->ledger[symbol_idx][ledger_side(o->side)];
+        const struct cq_sim__level *opp;
+        size_t n_opp;
+        cq_dec rem = o->orig_qty;
+        cq_dec q = ZERO8;
+        cq_dec left;
+        size_t i;
+
+        if (!o->is_working) { /* a stop still waiting */
+            idx = next;
+            continue;
+        }
+        queue_on_book(e, rec, book);
+        opp = taker_levels(book, o->side, &n_opp);
+        for (i = 0; i < n_opp; i++) {
+            cq_dec lp;
+            if (level_price(opp[i].price, o->side, &lp) && opp[i].qty.m > 0) {
+                if (crosses(o->side, lp, o->price)) { /* the price moved through it */
+                    rec->q.ahead = ZERO8;
+                    rec->q.known = true;
+                }
+                break;
+            }
+        }
+        sub_ok(&rem, o->executed_qty);
+        for (i = 0; i < n && dec_lt(q, rem); i++) {
+            cq_dec want = rem;
+            if (!crosses(o->side, lv[i].price, o->price)) {
+                break;
+            }
+            sub_ok(&want, q);
+            add_ok(&q, cq_dec_min(want, lv[i].left));
+        }
+        if (q.m > 0 && maker_fill(e, idx, q, false, now_ms) == 0) {
+            nfills++;
+            left = q;
+            for (i = 0; i < n && left.m > 0; i++) {
+                cq_dec take = cq_dec_min(left, lv[i].left);
+                if (take.m > 0) {
+                    sub_ok(&lv[i].left, take);
+                    sub_ok(&left, take);
+                    ledger_take(used, lv[i].price, lv[i].shown, take);
+                }
+            }
+            ENGINE_INVARIANT(left.m == 0,
+                             "order %" PRIu64 " filled %s from crossing levels that "
+                             "offered less",
+                             o->order_id, DTXT(q));
+        }
+        idx = next;
+    }
+    changes_end(e, now_ms);
+    return nfills;
+}
+
+bool cq_sim__engine_queue_ahead(const struct cq_sim__engine *e, uint64_t order_id, cq_dec *ahead)
+{
+    const struct order_rec *rec = order_by_id(&e->st, order_id);
+    if (rec == NULL || !is_open(&rec->o) || !rec->o.is_working || !rec->q.known) {
+        return false;
+    }
+    *ahead = rec->q.ahead;
+    return true;
+}
+
+void cq_sim__engine_corrupt_queue(struct cq_sim__engine *e, uint64_t order_id, cq_dec seen)
+{
+    struct order_rec *rec = order_by_id(&e->st, order_id);
+    cq_dec v;
+    if (rec != NULL && to_amount(seen, &v) == 0) {
+        rec->q.seen = v;
+    }
 }
 
 /* ---- persistence ------------------------------------------------------------------------ */
@@ -2630,6 +3437,10 @@ static json_t *order_json(const struct cq_sim__engine *e, const struct cq_sim__o
     put(j, "stp", json_string(cq_sim__stp_name(o->stp)), ok);
     if (o->expiry != SIM_EXPIRY_NONE) {
         put(j, "expiry_reason", json_string(cq_sim__expiry_name(o->expiry)), ok);
+    }
+    if (o->prevented) {
+        put(j, "prevented_match_id", json_integer((json_int_t)o->prevented_match_id), ok);
+        put(j, "prevented_qty", dec_json(o->prevented_qty), ok);
     }
     return j;
 }
@@ -2961,8 +3772,17 @@ static int load_order(const struct cq_sim__engine *e, const json_t *j, const cha
         return bad_field(err, path, "status", "not an order status");
     }
     open = is_open(o);
-    if (o->status == SIM_REJECTED || o->status == SIM_EXPIRED_IN_MATCH ||
-        (o->status == SIM_NEW && o->executed_qty.m != 0) ||
+    if (o->status == SIM_EXPIRED_IN_MATCH) { /* STP expired it: what it prevented */
+        if (get_u64(j, path, "prevented_match_id", 0, MAX_FIRST_ID, &o->prevented_match_id, err) <
+                0 ||
+            get_amount(j, path, "prevented_qty", &o->prevented_qty, err) < 0) {
+            return -CQ_EPARSE;
+        }
+        o->prevented = true;
+    } else if (json_object_get(j, "prevented_qty") != NULL) {
+        return bad_field(err, path, "prevented_qty", "set on an order STP did not expire");
+    }
+    if (o->status == SIM_REJECTED || (o->status == SIM_NEW && o->executed_qty.m != 0) ||
         (o->status == SIM_PARTIALLY_FILLED &&
          (o->executed_qty.m == 0 || dec_eq(o->executed_qty, o->orig_qty))) ||
         (o->status == SIM_FILLED && !dec_eq(o->executed_qty, o->orig_qty)) ||

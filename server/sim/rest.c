@@ -1260,6 +1260,46 @@ static json_t *working_json(const struct rest_req *r, const struct cq_sim__order
     return jtime(r, working_ms(o, fallback));
 }
 
+/* ---- self-trade prevention fields (simq, issue 18; stp_faq.md) ---- */
+
+/* "API responses for orders which expired due to STP will also have a
+ * `preventedQuantity` field"; the examples show preventedMatchId too. */
+static void add_prevented_fields(json_t *j, const struct cq_sim__order *o)
+{
+    if (o->prevented) {
+        json_object_set_new(j, "preventedMatchId", json_integer((json_int_t)o->prevented_match_id));
+        json_object_set_new(j, "preventedQuantity", jdec(o->prevented_qty));
+    }
+}
+
+/* The latest place's prevented matches as the taker's "preventedMatches"
+ * (NULL when STP did not fire); takerPreventedQuantity /
+ * makerPreventedQuantity only for the side that expired. Under the lock. */
+static json_t *prevented_matches_json(const struct cq_sim__engine *e)
+{
+    size_t n = 0;
+    const struct cq_sim__prevented_match *m = cq_sim__engine_last_prevented(e, &n);
+    json_t *a;
+    if (n == 0) {
+        return NULL;
+    }
+    a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_object();
+        json_object_set_new(x, "preventedMatchId", json_integer((json_int_t)m[i].match_id));
+        json_object_set_new(x, "makerOrderId", json_integer((json_int_t)m[i].maker_order_id));
+        json_object_set_new(x, "price", jdec(m[i].price));
+        if (m[i].taker_prevented_qty.m > 0) {
+            json_object_set_new(x, "takerPreventedQuantity", jdec(m[i].taker_prevented_qty));
+        }
+        if (m[i].maker_prevented_qty.m > 0) {
+            json_object_set_new(x, "makerPreventedQuantity", jdec(m[i].maker_prevented_qty));
+        }
+        json_array_append_new(a, x);
+    }
+    return a;
+}
+
 static void add_result_fields(const struct rest_req *r, json_t *j, const struct cq_sim__order *o,
                               int64_t transact_ms, const char *stp)
 {
@@ -1281,6 +1321,7 @@ static void add_result_fields(const struct rest_req *r, json_t *j, const struct 
     if (o->expiry != SIM_EXPIRY_NONE) { /* only on expired orders (CHANGELOG 2026-01-21) */
         json_object_set_new(j, "expiryReason", json_string(cq_sim__expiry_name(o->expiry)));
     }
+    add_prevented_fields(j, o);
 }
 
 static json_t *fills_json(const struct cq_sim__fill *fills, size_t n)
@@ -1323,6 +1364,7 @@ static json_t *order_query_json(const struct rest_req *r, const char *symbol,
     if (o->expiry != SIM_EXPIRY_NONE) { /* "returned only for expired orders" */
         json_object_set_new(j, "expiryReason", json_string(cq_sim__expiry_name(o->expiry)));
     }
+    add_prevented_fields(j, o);
     return j;
 }
 
@@ -1666,6 +1708,7 @@ static void order_common(struct rest_req *r, bool test)
     unsigned maker = 0, taker = 0;
     int64_t now = 0;
     bool placed = false;
+    json_t *prevented = NULL; /* preventedMatches (STP, simq): copied under the lock */
     struct latency_ticket lt = {0, false};
 
     if (test) {
@@ -1728,6 +1771,7 @@ static void order_common(struct rest_req *r, bool test)
         placed = rc == 0;
         if (placed) {
             count_placed_order_locked(r);
+            prevented = prevented_matches_json(sim->engine);
         }
     }
     if (rc == -CQ_EFULL) {
@@ -1746,6 +1790,7 @@ unlock:
     }
 
     if (r->resp.is_error) {
+        json_decref(prevented);
         free(fills);
         return;
     }
@@ -1763,6 +1808,7 @@ unlock:
         return;
     }
     if (!placed) {
+        json_decref(prevented);
         free(fills);
         set_error(r, 500, -1000, MSG_UNKNOWN);
         return;
@@ -1773,7 +1819,12 @@ unlock:
     }
     if (a.resp_type == RESP_FULL) {
         json_object_set_new(j, "fills", fills_json(fills, n_fills));
+        if (prevented != NULL) { /* stp_faq.md: the taker's "preventedMatches" */
+            json_object_set_new(j, "preventedMatches", prevented);
+            prevented = NULL;
+        }
     }
+    json_decref(prevented);
     free(fills);
     set_ok(r, j);
 }

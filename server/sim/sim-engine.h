@@ -91,9 +91,11 @@ enum cq_sim__order_status {
     SIM_EXPIRED_IN_MATCH
 };
 enum cq_sim__symbol_status { SIM_TRADING, SIM_HALT, SIM_BREAK };
-/* selfTradePreventionMode. Stored and reported per order; it never fires:
- * our orders meet only the market model's exogenous book, never each other
- * (docs/SIMEX.md "What is not simulated"). */
+/* selfTradePreventionMode. The taker's mode decides (stp_faq.md: "STP
+ * behavior is typically determined by the STP mode of the taker order
+ * only"); it fires when a taker meets one of our resting orders in the
+ * queue model (never under SIM_QUEUE_NONE, where our resting orders are not
+ * in the book a taker walks). */
 enum cq_sim__stp { SIM_STP_NONE, SIM_STP_EXPIRE_TAKER, SIM_STP_EXPIRE_MAKER, SIM_STP_EXPIRE_BOTH };
 /* Why an order expired: Binance's expiryReason (REST answers) / eR
  * (executionReport), "Appears when the order has expired." (enums.md
@@ -110,7 +112,8 @@ enum cq_sim__exec_type {
     SIM_EXEC_CANCELED,
     SIM_EXEC_TRADE,
     SIM_EXEC_EXPIRED,
-    SIM_EXEC_REJECTED
+    SIM_EXEC_REJECTED,
+    SIM_EXEC_TRADE_PREVENTION /* "The order has expired due to STP." */
 };
 
 /* Wire names: "BUY", "LIMIT", "GTC", "PARTIALLY_FILLED", "TRADE"… */
@@ -167,8 +170,8 @@ int cq_sim__symbol_defaults(const char *name, struct cq_sim__symbol *out) CQ_WUR
 /* One price level of the model's book; bids best (highest) first, asks best
  * (lowest) first. The model's liquidity is exogenous: the engine does not
  * change the model, but remembers what our orders took from each level and
- * offers only the rest, until the model replaces the level (a different
- * quantity at that price, or the price gone: docs/SIMEX.md "Queue model"). */
+ * offers only the rest, until the refill rule says it is back (enum
+ * cq_sim__refill; docs/SIMEX.md "Depletion and the refill rule"). */
 struct cq_sim__level {
     cq_dec price;
     cq_dec qty;
@@ -187,6 +190,41 @@ struct cq_sim__book_view {
     cq_dec avg_price;
 };
 
+/* How a resting order's place in the queue at its price is estimated
+ * (docs/SIMEX.md "Queue model"). Zero is the default. */
+enum cq_sim__queue_model {
+    /* hftbacktest's risk-averse model: the order joins behind the quantity
+     * displayed at its price; only public trades at that price shrink the
+     * queue ahead; a level that shrinks is assumed to have lost orders
+     * behind ours, except that the queue ahead never exceeds what the level
+     * displays now. */
+    SIM_QUEUE_CONSERVATIVE = 0,
+    /* hftbacktest's ProbQueueModel with a power function: a decrease of
+     * the level not explained by trades comes from ahead of us with
+     * probability front^n / (front^n + back^n) (n = queue_power). */
+    SIM_QUEUE_PROBABILISTIC,
+    /* Before issue 19: no queue; a resting order fills from every crossing
+     * book level and every crossing trade (both sides), and a taker never
+     * meets our own resting orders. Kept to compare old and new. */
+    SIM_QUEUE_NONE
+};
+/* When what our orders took from a displayed level counts as replaced. */
+enum cq_sim__refill {
+    SIM_REFILL_DEFAULT = 0, /* NET under a queue model, CHANGE under SIM_QUEUE_NONE */
+    /* offered in full again as soon as the book shows a different quantity
+     * at that price or not that price (the rule before issue 19) */
+    SIM_REFILL_CHANGE,
+    /* what we took stays taken while the book shows the price at all: the
+     * level offers what it shows now minus what we took (so a decrease is
+     * taken as liquidity gone and an increase as new orders behind it); it
+     * is forgotten when the price leaves the book */
+    SIM_REFILL_NET
+};
+int cq_sim__queue_model_parse(const char *s, enum cq_sim__queue_model *out) CQ_WUR;
+const char *cq_sim__queue_model_name(enum cq_sim__queue_model m);
+int cq_sim__refill_parse(const char *s, enum cq_sim__refill *out) CQ_WUR;
+const char *cq_sim__refill_name(enum cq_sim__refill r);
+
 struct cq_sim__balance {
     char asset[SIM_ASSET_LEN];
     cq_dec free;
@@ -198,12 +236,15 @@ struct cq_sim__engine_config {
     size_t n_symbols;
     const struct cq_sim__balance *balances; /* starting free balances */
     size_t n_balances;
-    unsigned maker_bps, taker_bps; /* fees in basis points (default 10, 10) */
-    uint64_t seed;                 /* for generated client order ids */
-    uint64_t first_order_id;       /* 0 = 1 */
-    uint64_t first_trade_id;       /* 0 = 1 */
-    size_t max_orders;             /* orders kept (0 = SIM_MAX_ORDERS_DEFAULT) */
-    size_t max_trades;             /* total trades kept (0 = 1,000,000) */
+    unsigned maker_bps, taker_bps;        /* fees in basis points (default 10, 10) */
+    uint64_t seed;                        /* for generated client order ids */
+    uint64_t first_order_id;              /* 0 = 1 */
+    uint64_t first_trade_id;              /* 0 = 1 */
+    size_t max_orders;                    /* orders kept (0 = SIM_MAX_ORDERS_DEFAULT) */
+    size_t max_trades;                    /* total trades kept (0 = 1,000,000) */
+    enum cq_sim__queue_model queue_model; /* 0 = SIM_QUEUE_CONSERVATIVE */
+    unsigned queue_power;                 /* probabilistic model's n, 1..4 (0 = 3) */
+    enum cq_sim__refill refill;           /* 0 = the queue model's default */
 };
 
 struct cq_sim__order_req {
@@ -243,6 +284,28 @@ struct cq_sim__order {
     bool is_working;            /* resting on the book now (false: a stop not yet triggered) */
     enum cq_sim__stp stp;       /* as placed */
     enum cq_sim__expiry expiry; /* NONE unless status is EXPIRED */
+    /* Self-trade prevention (stp_faq.md): set when STP expired this order
+     * (status EXPIRED_IN_MATCH): the prevented match's id and the quantity
+     * expired ("preventedMatchId", "preventedQuantity"). */
+    bool prevented;
+    uint64_t prevented_match_id;
+    cq_dec prevented_qty;
+};
+
+/* One prevented match (stp_faq.md "What is a Prevented Match?"): the taker
+ * met our own resting order and its STP mode expired one or both. */
+struct cq_sim__prevented_match {
+    uint64_t match_id; /* per engine, from 0 */
+    uint64_t taker_order_id, maker_order_id;
+    enum cq_sim__stp mode; /* the taker's */
+    cq_dec price;          /* the maker's price */
+    /* the remaining quantity expired; 0 when that side did not expire
+     * ("takerPreventedQuantity" only for EXPIRE_TAKER/EXPIRE_BOTH,
+     * "makerPreventedQuantity" only for EXPIRE_MAKER/EXPIRE_BOTH) */
+    cq_dec taker_prevented_qty, maker_prevented_qty;
+    /* the match that did not happen: min(taker left, maker left) at price
+     * (the executionReport's pl, pL, pY) */
+    cq_dec match_qty, match_quote_qty;
 };
 
 struct cq_sim__fill {
@@ -253,6 +316,9 @@ struct cq_sim__fill {
     cq_dec commission; /* in commission_asset, 8 decimals */
     char commission_asset[SIM_ASSET_LEN];
     bool maker;
+    /* both sides are our orders (STP NONE): not a trade with the public
+     * book, which it must not deplete */
+    bool self_trade;
 };
 
 struct cq_sim__trade { /* one row of myTrades */
@@ -278,6 +344,10 @@ struct cq_sim__exec_report {
     const char *orig_client_id;      /* CANCELED: the canceled order's id; else "" */
     const char *cancel_client_id;    /* CANCELED: the cancel request's id, or "" */
     int64_t event_ms;
+    /* TRADE_PREVENTION only, else NULL: the prevented match; the counter
+     * order is the other of taker_order_id / maker_order_id (U), the
+     * counter symbol this order's (Cs), B = A = order->prevented_qty. */
+    const struct cq_sim__prevented_match *prevented;
 };
 
 /* Listener for the user data stream. Either callback may be NULL. */
@@ -380,22 +450,56 @@ int cq_sim__engine_set_balance(struct cq_sim__engine *e, const char *asset, cq_d
                                int64_t now_ms) CQ_WUR;
 void cq_sim__engine_fees(const struct cq_sim__engine *e, unsigned *maker_bps, unsigned *taker_bps);
 
-/* The market moved: first a market trade at trade_price (if non-zero)
- * triggers the stop orders it reaches (each emits NEW with is_working and
- * working_ms set: it goes on the book); then fill resting orders of the
- * symbol that the new book (or that trade) crosses, as maker, at the
- * order's own limit price, up to what is left of the crossing levels after
- * what our orders already took from them (and up to the trade's quantity).
- * Emits TRADE reports and account_position. Returns the number of fills. */
-size_t cq_sim__engine_on_market(struct cq_sim__engine *e, int symbol_idx,
-                                const struct cq_sim__book_view *book, cq_dec trade_price,
-                                cq_dec trade_qty, int64_t now_ms);
+/* The prevented matches of the latest place (preventedMatches of its
+ * answer), in the order they happened; borrowed until the next mutating
+ * call. *n = 0 when STP did not fire. */
+const struct cq_sim__prevented_match *cq_sim__engine_last_prevented(const struct cq_sim__engine *e,
+                                                                    size_t *n);
+
+/* A public trade printed: trade_qty at trade_price; buyer_is_maker true when
+ * the seller was the aggressor (it hit bids), as @trade's "m". `book` is
+ * the book now (it may be NULL).
+ *   - Queue models: the trade fills our resting orders on the side it hit
+ *     (BUYs for a sell aggressor) whose price it reached, at their own
+ *     price, in price-time priority, from at most trade_qty in all: an
+ *     order priced better than the trade first (its level was consumed),
+ *     then those at the trade's price, each only with what passes the
+ *     public queue ahead of it (docs/SIMEX.md "Queue model"). Then the
+ *     trade triggers the stop orders it reaches (NEW with is_working; they
+ *     join the queue at their price behind what the book displays there).
+ *   - SIM_QUEUE_NONE: the rule before issue 19 (stops first, then resting
+ *     orders fill from the crossing book levels and from the trade, either
+ *     side).
+ * Emits TRADE (and NEW for triggered stops) reports and account_position.
+ * Returns the number of fills. The engine checks the queue invariant on
+ * every fill (sim_invariant_broken). */
+size_t cq_sim__engine_on_trade(struct cq_sim__engine *e, int symbol_idx,
+                               const struct cq_sim__book_view *book, cq_dec trade_price,
+                               cq_dec trade_qty, bool buyer_is_maker, int64_t now_ms);
+
+/* The book changed. Queue models: the queue ahead of each resting order is
+ * updated from what its level displays now (conservative: never more than
+ * that; probabilistic: hftbacktest's estimate), and a resting order that an
+ * opposite level crosses (the price moved through it: its own level was
+ * consumed) fills as maker at its price from what is left of the crossing
+ * levels after what our orders took (the refill rule). SIM_QUEUE_NONE:
+ * fills from crossing levels as before. Returns the number of fills. */
+size_t cq_sim__engine_on_book(struct cq_sim__engine *e, int symbol_idx,
+                              const struct cq_sim__book_view *book, int64_t now_ms);
+
+/* Where a resting order stands (tests, /_sim/state): false if it is not an
+ * open working order. *ahead: the public quantity estimated ahead of it. */
+bool cq_sim__engine_queue_ahead(const struct cq_sim__engine *e, uint64_t order_id, cq_dec *ahead);
 
 /* Tests only: overwrite an asset's locked amount behind the engine's back,
  * breaking I2 (engine.c), so a test can show that the money invariant
  * checks stop the engine in a release (NDEBUG) build. The simulator never
  * calls it. */
 void cq_sim__engine_corrupt_locked(struct cq_sim__engine *e, const char *asset, cq_dec locked);
+/* Tests only: overwrite what a resting order has seen trade at or through
+ * its price, so its next maker fill breaks the queue invariant (engine.c
+ * "queue model") and must stop the engine in a release build too. */
+void cq_sim__engine_corrupt_queue(struct cq_sim__engine *e, uint64_t order_id, cq_dec seen);
 
 /* Counters for /_sim/state and benchmarks. */
 struct cq_sim__engine_stats {
@@ -405,7 +509,13 @@ struct cq_sim__engine_stats {
     /* Orders that got their first fill (at placement or later as maker): the
      * unfilled-order count gives one order back for each (rest.c). */
     uint64_t orders_first_filled;
+    uint64_t prevented_matches; /* self-trade preventions */
+    /* eligible resting orders a public trade could not consider because
+     * more than SIM_QUEUE_SCAN_MAX of the symbol's orders reached it */
+    uint64_t queue_scan_truncated;
 };
+/* Resting orders one public trade or one taker walk considers at most. */
+#define SIM_QUEUE_SCAN_MAX 1024
 void cq_sim__engine_get_stats(const struct cq_sim__engine *e, struct cq_sim__engine_stats *out);
 
 /* Persistence (--state FILE): the whole account state — balances, orders,

@@ -115,8 +115,8 @@ static void on_market_trade(void *ctx, int symbol_idx, const struct cq_sim__publ
     cq_sim__market_book(sim->state.market, symbol_idx, &book);
     /* Fills are the exchange's own events: stamped with the server clock,
      * not the (possibly sped-up) market clock of the public feed. */
-    cq_sim__engine_on_market(sim->state.engine, symbol_idx, &book, t->price, t->qty,
-                             cq_sim__server_time_ms(&sim->state));
+    cq_sim__engine_on_trade(sim->state.engine, symbol_idx, &book, t->price, t->qty,
+                            t->buyer_is_maker, cq_sim__server_time_ms(&sim->state));
     if (sim->ws != NULL) {
         cq_sim__ws_publish_trade(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), t,
                                  t->time_ms);
@@ -128,8 +128,8 @@ static void on_market_book(void *ctx, int symbol_idx, const struct cq_sim__book_
 {
     struct cq_sim *sim = ctx;
     sim->state.counters.market_events++;
-    cq_sim__engine_on_market(sim->state.engine, symbol_idx, book, CQ_DEC_ZERO, CQ_DEC_ZERO,
-                             cq_sim__server_time_ms(&sim->state));
+    cq_sim__engine_on_book(sim->state.engine, symbol_idx, book,
+                           cq_sim__server_time_ms(&sim->state));
     if (sim->ws != NULL) {
         cq_sim__ws_publish_book(sim->ws, cq_sim__engine_symbol(sim->state.engine, symbol_idx), book,
                                 update_id, time_ms);
@@ -209,7 +209,9 @@ static void print_our_trade(struct cq_sim *sim, const struct cq_sim__exec_report
 static void on_execution(void *ctx, const struct cq_sim__exec_report *r)
 {
     struct cq_sim *sim = ctx;
-    if (r->exec_type == SIM_EXEC_TRADE && r->fill != NULL && !r->fill->maker) {
+    /* a self-trade (STP NONE, simq) did not take from the public book */
+    if (r->exec_type == SIM_EXEC_TRADE && r->fill != NULL && !r->fill->maker &&
+        !r->fill->self_trade) {
         print_our_trade(sim, r);
     }
     if (sim->ws != NULL) {
@@ -490,7 +492,28 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         start_balances[i].free = opts->balances[i].amount;
         start_balances[i].locked = CQ_DEC_ZERO;
     }
+    enum cq_sim__queue_model qm = SIM_QUEUE_CONSERVATIVE;
+    enum cq_sim__refill refill = SIM_REFILL_DEFAULT;
+    if (opts->queue_model != NULL && cq_sim__queue_model_parse(opts->queue_model, &qm) < 0) {
+        cq_err_set(err, CQ_ECONFIG, 0, "use conservative, probabilistic or none",
+                   "queue model '%.40s' is unknown", opts->queue_model);
+        goto fail;
+    }
+    if (opts->refill != NULL &&
+        (cq_sim__refill_parse(opts->refill, &refill) < 0 || refill == SIM_REFILL_DEFAULT)) {
+        cq_err_set(err, CQ_ECONFIG, 0, "use change or net", "refill rule '%.40s' is unknown",
+                   opts->refill);
+        goto fail;
+    }
+    if (opts->queue_power > 4) {
+        cq_err_set(err, CQ_ECONFIG, 0, "the power is 1 to 4 (3 by default)",
+                   "queue power %u is out of range", opts->queue_power);
+        goto fail;
+    }
     struct cq_sim__engine_config ec = {
+        .queue_model = qm,
+        .queue_power = opts->queue_power,
+        .refill = refill,
         .symbols = specs,
         .n_symbols = opts->n_symbols,
         .balances = start_balances,

@@ -52,6 +52,8 @@ static void usage(FILE *out)
           "         [--balances USDT=10000,BTC=0]\n"
           "         [--fees MAKER_BPS,TAKER_BPS] [--state FILE]\n"
           "         [--weight-limit N] [--order-limit-10s N]\n"
+          "         [--queue-model conservative|probabilistic|none] [--queue-power N]\n"
+          "         [--refill change|net]\n"
           "The HMAC secret: --api-secret-file F (mode 0600) or CQ_SIM_API_SECRET;\n"
           "--api-secret S still works but shows in ps. The /_sim/ control token:\n"
           "--control-token-file F (mode 0600) or CQ_SIM_CONTROL_TOKEN.\n"
@@ -310,6 +312,19 @@ int main(int argc, char **argv)
                 goto out;
             }
             o.weight_limit_1m = (uint32_t)n;
+        } else if (strcmp(a, "--queue-model") == 0) {
+            o.queue_model = v; /* checked by cq_sim_new, which names the choices */
+        } else if (strcmp(a, "--refill") == 0) {
+            o.refill = v;
+        } else if (strcmp(a, "--queue-power") == 0) {
+            if (parse_u64(a, v, 4, &n) < 0) {
+                goto out;
+            }
+            if (n == 0) {
+                fprintf(stderr, "coinquant-simex: --queue-power is 1 to 4\n");
+                goto out;
+            }
+            o.queue_power = (unsigned)n;
         } else if (strcmp(a, "--order-limit-10s") == 0) {
             if (parse_u64(a, v, 1000000, &n) < 0) {
                 goto out;

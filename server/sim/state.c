@@ -290,6 +290,13 @@ json_t *cq_sim__state_json(struct cq_sim__state *sim)
                                       (json_int_t)sim->latency.requests_delayed, "table_full",
                                       (json_int_t)sim->latency.table_full, "wait_timeouts",
                                       (json_int_t)sim->latency.wait_timeouts));
+        /* the queue model (simq, issue 19): self-trade preventions, and
+         * resting orders one event could not consider (SIM_QUEUE_SCAN_MAX) */
+        json_t *eng = json_object_get(state, "engine");
+        json_object_set_new(eng, "prevented_matches",
+                            json_integer((json_int_t)es.prevented_matches));
+        json_object_set_new(eng, "queue_scan_truncated",
+                            json_integer((json_int_t)es.queue_scan_truncated));
     }
     return state;
 }

@@ -29,11 +29,10 @@ static const char *const status_names[] = {[SIM_NEW] = "NEW",
                                            [SIM_REJECTED] = "REJECTED",
                                            [SIM_EXPIRED] = "EXPIRED",
                                            [SIM_EXPIRED_IN_MATCH] = "EXPIRED_IN_MATCH"};
-static const char *const exec_names[] = {[SIM_EXEC_NEW] = "NEW",
-                                         [SIM_EXEC_CANCELED] = "CANCELED",
-                                         [SIM_EXEC_TRADE] = "TRADE",
-                                         [SIM_EXEC_EXPIRED] = "EXPIRED",
-                                         [SIM_EXEC_REJECTED] = "REJECTED"};
+static const char *const exec_names[] = {
+    [SIM_EXEC_NEW] = "NEW",           [SIM_EXEC_CANCELED] = "CANCELED",
+    [SIM_EXEC_TRADE] = "TRADE",       [SIM_EXEC_EXPIRED] = "EXPIRED",
+    [SIM_EXEC_REJECTED] = "REJECTED", [SIM_EXEC_TRADE_PREVENTION] = "TRADE_PREVENTION"};
 
 /* An out-of-range enum value is a caller bug; answer something printable
  * rather than crash a response writer. */
@@ -93,6 +92,42 @@ int cq_sim__stp_parse(const char *s, enum cq_sim__stp *out)
         return -CQ_EPARSE;
     }
     *out = (enum cq_sim__stp)i;
+    return 0;
+}
+
+static const char *const queue_model_names[] = {[SIM_QUEUE_CONSERVATIVE] = "conservative",
+                                                [SIM_QUEUE_PROBABILISTIC] = "probabilistic",
+                                                [SIM_QUEUE_NONE] = "none"};
+static const char *const refill_names[] = {
+    [SIM_REFILL_DEFAULT] = "", [SIM_REFILL_CHANGE] = "change", [SIM_REFILL_NET] = "net"};
+
+const char *cq_sim__queue_model_name(enum cq_sim__queue_model m)
+{
+    return NAME_OF(queue_model_names, m);
+}
+
+int cq_sim__queue_model_parse(const char *s, enum cq_sim__queue_model *out)
+{
+    int i = find_name(queue_model_names, CQ_ARRAY_LEN(queue_model_names), s);
+    if (i < 0) {
+        return -CQ_EPARSE;
+    }
+    *out = (enum cq_sim__queue_model)i;
+    return 0;
+}
+
+const char *cq_sim__refill_name(enum cq_sim__refill r)
+{
+    return NAME_OF(refill_names, r);
+}
+
+int cq_sim__refill_parse(const char *s, enum cq_sim__refill *out)
+{
+    int i = find_name(refill_names, CQ_ARRAY_LEN(refill_names), s);
+    if (i < 0) {
+        return -CQ_EPARSE;
+    }
+    *out = (enum cq_sim__refill)i;
     return 0;
 }
 

@@ -904,9 +904,26 @@ void cq_sim__ws_publish_execution(struct cq_sim__ws *ws, const struct cq_sim__sy
     if (o->working_ms >= 0) { /* only once the order has been on the book */
         cq_buf_printf(&b, ",\"W\":%" PRId64, o->working_ms);
     }
-    cq_buf_printf(&b, ",\"V\":\"%s\"", cq_sim__stp_name(o->stp)); /* stored, never fires */
+    cq_buf_printf(&b, ",\"V\":\"%s\"", cq_sim__stp_name(o->stp));
     if (o->expiry != SIM_EXPIRY_NONE) { /* eR: "Appears when the order has expired." */
         cq_buf_printf(&b, ",\"eR\":\"%s\"", cq_sim__expiry_name(o->expiry));
+    }
+    if (r->prevented != NULL) { /* STP (simq): "Appears only for orders that expired due to STP." */
+        const struct cq_sim__prevented_match *pm = r->prevented;
+        uint64_t counter =
+            pm->maker_order_id == o->order_id ? pm->taker_order_id : pm->maker_order_id;
+        cq_buf_printf(&b, ",\"v\":%" PRIu64 ",\"A\":", pm->match_id);
+        sb_dec(&b, o->prevented_qty);
+        cq_buf_puts(&b, ",\"B\":");
+        sb_dec(&b, o->prevented_qty);
+        cq_buf_printf(&b, ",\"u\":-1,\"U\":%" PRIu64 ",\"Cs\":", counter);
+        sb_jstr(&b, sym->symbol);
+        cq_buf_puts(&b, ",\"pl\":");
+        sb_dec(&b, pm->match_qty);
+        cq_buf_puts(&b, ",\"pL\":");
+        sb_dec(&b, pm->price);
+        cq_buf_puts(&b, ",\"pY\":");
+        sb_dec(&b, pm->match_quote_qty);
     }
     cq_buf_puts(&b, "}");
     struct ws_item *it = item_take(ITEM_USER, "", &b);

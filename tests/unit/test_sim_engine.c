@@ -70,6 +70,9 @@ static void std_config(struct cq_sim__engine_config *cfg)
     cfg->maker_bps = 2;
     cfg->taker_bps = 10;
     cfg->seed = 42;
+    /* the tests written before issue 19 check the old model; the queue
+     * models have their own tests below */
+    cfg->queue_model = SIM_QUEUE_NONE;
 }
 
 static struct cq_sim__engine *std_engine(void)
@@ -80,6 +83,17 @@ static struct cq_sim__engine *std_engine(void)
     struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
     cr_assert_not_null(e, "%s", err.message);
     return e;
+}
+
+/* The pre-issue-19 entry point as the old tests use it: a trade (price
+ * non-zero) is on_trade with the book, else on_book. */
+static size_t on_market(struct cq_sim__engine *e, int sym, const struct cq_sim__book_view *b,
+                        cq_dec price, cq_dec qty, int64_t now_ms)
+{
+    if (price.m != 0) {
+        return cq_sim__engine_on_trade(e, sym, b, price, qty, false, now_ms);
+    }
+    return cq_sim__engine_on_book(e, sym, b, now_ms);
 }
 
 struct book {
@@ -245,6 +259,8 @@ struct ev {
     size_t n_assets;
     struct cq_sim__balance bal[8];
     int64_t event_ms;
+    bool has_prevented;
+    struct cq_sim__prevented_match prevented;
 };
 
 static struct ev events[EV_MAX];
@@ -252,11 +268,9 @@ static size_t n_events;
 
 static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
 {
-    static const char kinds[] = {[SIM_EXEC_NEW] = 'N',
-                                 [SIM_EXEC_CANCELED] = 'C',
-                                 [SIM_EXEC_TRADE] = 'T',
-                                 [SIM_EXEC_EXPIRED] = 'E',
-                                 [SIM_EXEC_REJECTED] = 'R'};
+    static const char kinds[] = {
+        [SIM_EXEC_NEW] = 'N',     [SIM_EXEC_CANCELED] = 'C', [SIM_EXEC_TRADE] = 'T',
+        [SIM_EXEC_EXPIRED] = 'E', [SIM_EXEC_REJECTED] = 'R', [SIM_EXEC_TRADE_PREVENTION] = 'X'};
     (void)ctx;
     if (n_events >= EV_MAX) {
         return;
@@ -272,6 +286,10 @@ static void on_exec(void *ctx, const struct cq_sim__exec_report *r)
     cq_strlcpy(ev->orig_cid, r->orig_client_id, sizeof(ev->orig_cid));
     cq_strlcpy(ev->cancel_cid, r->cancel_client_id, sizeof(ev->cancel_cid));
     ev->event_ms = r->event_ms;
+    ev->has_prevented = r->prevented != NULL;
+    if (r->prevented != NULL) {
+        ev->prevented = *r->prevented;
+    }
 }
 
 static void on_position(void *ctx, const struct cq_sim__balance *changed, size_t n,
@@ -647,8 +665,8 @@ Test(sim_rules, first_fills_are_counted_once_per_order)
     book_init(&m);
     ask(&m, "29000.01", "1"); /* the book does not cross it: only the trades fill */
     bid(&m, "28999.99", "1");
-    cr_expect_eq(cq_sim__engine_on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 3), 1);
-    cr_expect_eq(cq_sim__engine_on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 4), 1);
+    cr_expect_eq(on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 3), 1);
+    cr_expect_eq(on_market(e, 0, &m.v, D("29000.00"), D("0.0004"), 4), 1);
     cq_sim__engine_get_stats(e, &st);
     cr_expect_eq(st.orders_first_filled, 2);
     cq_sim__engine_free(e);
@@ -1399,12 +1417,12 @@ Test(sim_engine, fee_rounding_is_up_to_8_decimals_and_fills_truncate)
     assert_bal(c, "USDT", "999999.84758422", "0.15241578");
     book_init(&b);
     ask(&b, "1.2", "0.1");
-    cr_assert_eq(cq_sim__engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2), 1);
+    cr_assert_eq(on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2), 1);
     assert_bal(c, "USDT", "999999.84758423", "0.02895899"); /* paid 0.12345678 */
     check_invariants(c);
     book_init(&b); /* the model replaces the level */
     ask(&b, "1.2", "0.2");
-    cr_assert_eq(cq_sim__engine_on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 1);
+    cr_assert_eq(on_market(c, 0, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 1);
     assert_bal(c, "USDT", "999999.84758424", "0"); /* paid 0.02895898; no dust */
     check_invariants(c);
     cq_sim__engine_free(c);
@@ -1437,13 +1455,13 @@ Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
     struct book nb;
     book_init(&nb);
     ask(&nb, "60000.01", "10");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &nb.v, D("60000.01"), D("3"), 2000), 0);
+    cr_assert_eq(on_market(e, BTC, &nb.v, D("60000.01"), D("3"), 2000), 0);
     cr_assert_str_eq(kinds(), "");
 
     /* the book crosses for 0.4: maker fill at our own price, 2 bps */
     book_init(&nb);
     ask(&nb, "59999", "0.4");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &nb.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3000), 1);
+    cr_assert_eq(on_market(e, BTC, &nb.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3000), 1);
     cr_assert_str_eq(kinds(), "TP");
     cr_assert_eq(events[0].o.status, SIM_PARTIALLY_FILLED);
     cr_assert(events[0].fill.maker);
@@ -1458,7 +1476,7 @@ Test(sim_engine, gtc_partial_fill_rests_then_fills_as_maker_through_on_market)
      * locked */
     struct book empty;
     book_init(&empty);
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &empty.v, D("59990"), D("1"), 4000), 1);
+    cr_assert_eq(on_market(e, BTC, &empty.v, D("59990"), D("1"), 4000), 1);
     cr_assert_str_eq(kinds(), "TP");
     cr_assert_eq(events[0].o.status, SIM_FILLED);
     cr_assert(!events[0].o.is_working);
@@ -1491,7 +1509,7 @@ Test(sim_engine, on_market_shares_liquidity_oldest_first_and_sells_fill_on_bids)
     bid(&b, "61000", "0.3");
     bid(&b, "60800", "0.4");
     /* s1 (61000) takes 0.3 at 61000; s2 (60500) gets the 0.4 at 60800 */
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 2);
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 3), 2);
     struct cq_sim__order o1, o2;
     struct cq_sim__reject rej;
     cr_assert_eq(cq_sim__engine_get_order(e, BTC, s1.o.order_id, NULL, &o1, &rej), 0);
@@ -1546,7 +1564,7 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
 
     /* the same book, step after step: nothing more */
     for (int step = 0; step < 3; step++) {
-        cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2 + step), 0,
+        cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 2 + step), 0,
                      "step %d filled against liquidity already taken", step);
     }
     assert_dec(executed(e, p.o.order_id), "2");
@@ -1561,9 +1579,9 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
     ask(&b, "30000", "1");
     ask(&b, "30001", "1.5");
     ask(&b, "30002", "10");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 6), 1);
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 6), 1);
     assert_dec(executed(e, p.o.order_id), "3.5");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 7), 0);
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 7), 0);
     assert_dec(executed(e, p.o.order_id), "3.5");
 
     /* 30000 leaves the book and comes back with the same quantity: a new
@@ -1572,14 +1590,14 @@ Test(sim_engine, consumed_liquidity_is_not_offered_again_until_the_level_is_repl
     book_init(&gone);
     ask(&gone, "30001", "1.5");
     ask(&gone, "30002", "10");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &gone.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 8), 0);
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 9), 1);
+    cr_assert_eq(on_market(e, BTC, &gone.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 8), 0);
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 9), 1);
     assert_dec(executed(e, p.o.order_id), "4.5");
 
     /* a public trade is new volume each time it prints */
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.2"), 10), 1);
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 11), 1);
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, D("30000"), D("0.3"), 12), 0);
+    cr_assert_eq(on_market(e, BTC, &b.v, D("30000"), D("0.2"), 10), 1);
+    cr_assert_eq(on_market(e, BTC, &b.v, D("30000"), D("0.3"), 11), 1);
+    cr_assert_eq(on_market(e, BTC, &b.v, D("30000"), D("0.3"), 12), 0);
     assert_dec(executed(e, p.o.order_id), "5");
     check_invariants(e);
     check_conservation(e, std_balances, 3);
@@ -1823,7 +1841,7 @@ static struct cq_sim__order_req stop_req(enum cq_sim__order_type t, enum cq_sim_
 static void trade_at(struct cq_sim__engine *e, struct book *b, const char *price, int64_t now)
 {
     b->v.last_price = D(price);
-    (void)cq_sim__engine_on_market(e, BTC, &b->v, D(price), D("0.5"), now);
+    (void)on_market(e, BTC, &b->v, D(price), D("0.5"), now);
 }
 
 /* rest-api.md, New order: STOP_LOSS_LIMIT needs "`timeInForce`, `quantity`,
@@ -2234,7 +2252,7 @@ Test(sim_engine, trade_rows_carry_buyer_maker_and_commission)
     place_ok(e, market(BTC, SIM_BUY, "0.1"), &b, 11);
     book_init(&b);
     ask(&b, "58000", "1");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 12), 1);
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 12), 1);
     struct trade_rows r = {0};
     cq_sim__engine_my_trades(e, BTC, 0, 0, 0, 0, 0, keep_trade, &r);
     cr_assert_eq(r.n, 2);
@@ -2415,7 +2433,7 @@ static struct cq_sim__engine *busy_engine(void)
     struct book m;
     book_init(&m);
     ask(&m, "59999", "0.2");
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &m.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 16), 1);
+    cr_assert_eq(on_market(e, BTC, &m.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 16), 1);
     place_ok(e, maker(ETH, SIM_SELL, "0.5", "4000"), &m, 17);
     return e;
 }
@@ -2447,8 +2465,8 @@ Test(sim_engine, save_load_save_is_identical_and_the_engine_carries_on)
     cr_assert_eq(pe.o.order_id, pf.o.order_id);
     cr_assert_str_eq(pe.o.client_id, pf.o.client_id);
     cr_assert_eq(pe.fills[0].trade_id, pf.fills[0].trade_id);
-    cr_assert_eq(cq_sim__engine_on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21),
-                 cq_sim__engine_on_market(f, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21));
+    cr_assert_eq(on_market(e, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21),
+                 on_market(f, BTC, &b.v, CQ_DEC_ZERO, CQ_DEC_ZERO, 21));
     /* the open order's client id is still indexed after a load */
     struct placed dup =
         place(f, with_cid(limit(BTC, SIM_SELL, SIM_GTC, "0.1", "70000"), "keep-me"), &b, 22);
@@ -3005,7 +3023,7 @@ static void run_sequence(struct cq_sim__engine *e, uint64_t seed, int steps, boo
                     m.b[k].bids[i].price.m += swing;
                 }
             }
-            cq_sim__engine_on_market(e, sym, &m.b[k].v, tp, tq, now);
+            on_market(e, sym, &m.b[k].v, tp, tq, now);
         } else {
             m.mid[k] += (int64_t)rnd_below(&rng, 21) - 10;
             random_book(&rng, &m, k);
@@ -3139,5 +3157,497 @@ Test(sim_rules, stp_mode_is_kept_across_save_and_load)
     cr_expect(strstr(err.message, "stp") != NULL, "%s", err.message);
     json_decref(saved);
     cq_sim__engine_free(e2);
+    cq_sim__engine_free(e);
+}
+
+/* ---- the queue model (issue 19) --------------------------------------------------------- */
+
+static struct cq_sim__engine *queue_engine(enum cq_sim__queue_model model)
+{
+    struct cq_sim__engine_config cfg;
+    std_config(&cfg);
+    std_balances[0].free = D("1000000");
+    cfg.queue_model = model;
+    struct cq_err err = {0};
+    struct cq_sim__engine *e = cq_sim__engine_new(&cfg, &err);
+    cr_assert_not_null(e, "%s", err.message);
+    return e;
+}
+
+static cq_dec ahead_of(const struct cq_sim__engine *e, uint64_t order_id)
+{
+    cq_dec a = CQ_DEC_ZERO;
+    cr_assert(cq_sim__engine_queue_ahead(e, order_id, &a), "order %" PRIu64 " has no queue place",
+              order_id);
+    return a;
+}
+
+/* A sell aggressor (the buyer was the maker) of qty at price. */
+static size_t sold(struct cq_sim__engine *e, const struct book *b, const char *price,
+                   const char *qty, int64_t t)
+{
+    return cq_sim__engine_on_trade(e, BTC, &b->v, D(price), D(qty), true, t);
+}
+
+/* hftbacktest's risk-averse rule, step by step: the order joins behind the
+ * 2 BTC displayed at its price; trades at its price eat the queue ahead
+ * first; a buyer-initiated trade never fills a BUY; the level growing does
+ * not move it back, the level shrinking below the queue ahead moves it up;
+ * only what passes the queue fills it, and a trade through its price fills
+ * it up to the trade's quantity. Under the old model (none) the first
+ * trade at its price fills it at once. */
+Test(sim_engine, queue_conservative_joins_behind_the_displayed_quantity)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    bid(&b, "29999.00", "2");
+    ask(&b, "30001.00", "1");
+    struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.5", "29999.00"), &b, 1);
+    cr_assert_eq(p.o.status, SIM_NEW);
+    assert_dec(ahead_of(e, p.o.order_id), "2");
+    cr_assert_eq(cq_sim__engine_on_book(e, BTC, &b.v, 2), 0);
+    cr_assert_eq(sold(e, &b, "29999.00", "1.5", 3), 0);
+    assert_dec(ahead_of(e, p.o.order_id), "0.5");
+    /* a buyer-initiated trade at our price took from the asks, not from us */
+    cr_assert_eq(cq_sim__engine_on_trade(e, BTC, &b.v, D("29999.00"), D("0.3"), false, 4), 0);
+    assert_dec(ahead_of(e, p.o.order_id), "0.5");
+    b.bids[0].qty = D("3"); /* orders joined behind us */
+    cr_assert_eq(cq_sim__engine_on_book(e, BTC, &b.v, 5), 0);
+    assert_dec(ahead_of(e, p.o.order_id), "0.5");
+    b.bids[0].qty = D("0.2"); /* the queue ahead cannot exceed the level */
+    cr_assert_eq(cq_sim__engine_on_book(e, BTC, &b.v, 6), 0);
+    assert_dec(ahead_of(e, p.o.order_id), "0.2");
+    cr_assert_eq(sold(e, &b, "29999.00", "0.4", 7), 1);
+    assert_dec(executed(e, p.o.order_id), "0.2");     /* 0.4 less the 0.2 ahead */
+    cr_assert_eq(sold(e, &b, "29998.00", "1", 8), 1); /* through our price */
+    assert_dec(executed(e, p.o.order_id), "0.5");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+
+    /* the old model fills on the first touch, whatever is queued ahead */
+    e = queue_engine(SIM_QUEUE_NONE);
+    p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.5", "29999.00"), &b, 1);
+    cr_assert_eq(sold(e, &b, "29999.00", "1.5", 3), 1);
+    assert_dec(executed(e, p.o.order_id), "0.5");
+    cq_sim__engine_free(e);
+}
+
+/* Our orders share one trade in price-time priority: the better-priced
+ * order first, then those at the trade's price oldest first, each behind
+ * the public queue ahead of it; never more than the trade's quantity in
+ * all. */
+Test(sim_engine, queue_one_trade_is_shared_in_price_time_priority)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    bid(&b, "29999.00", "1");
+    ask(&b, "30002.00", "1");
+    struct placed hi = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.3", "30000.00"), &b, 1);
+    struct placed a1 = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.4", "29999.00"), &b, 2);
+    struct placed a2 = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.4", "29999.00"), &b, 3);
+    assert_dec(ahead_of(e, hi.o.order_id), "0"); /* it improved the best bid */
+    assert_dec(ahead_of(e, a1.o.order_id), "1");
+    assert_dec(ahead_of(e, a2.o.order_id), "1");
+    /* 1.6 sold at 29999: 0.3 to `hi`, then 1 public ahead of a1, then a1
+     * gets the 0.3 left; a2 is behind a1 and gets nothing */
+    cr_assert_eq(sold(e, &b, "29999.00", "1.6", 4), 2);
+    assert_dec(executed(e, hi.o.order_id), "0.3");
+    assert_dec(executed(e, a1.o.order_id), "0.3");
+    assert_dec(executed(e, a2.o.order_id), "0");
+    assert_dec(ahead_of(e, a2.o.order_id), "0");
+    cr_assert_eq(sold(e, &b, "29999.00", "0.5", 5), 2);
+    assert_dec(executed(e, a1.o.order_id), "0.4");
+    assert_dec(executed(e, a2.o.order_id), "0.4");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* Issue 19's defect: a bid at the ask got filled again from the same
+ * displayed liquidity on every market step (twice per trade). Now a level
+ * we took from offers only what it shows beyond what we took (NET), and
+ * trades on the other side never fill us. */
+Test(sim_engine, queue_a_bid_at_the_ask_fills_only_from_new_liquidity)
+{
+    static const char *const ask_qty[] = {"1.2", "1.1", "1.2", "1.15", "1.2"};
+    cq_dec got[2];
+    for (int m = 0; m < 2; m++) {
+        struct cq_sim__engine *e = queue_engine(m == 0 ? SIM_QUEUE_CONSERVATIVE : SIM_QUEUE_NONE);
+        struct book b;
+        book_init(&b);
+        bid(&b, "29999.00", "1");
+        ask(&b, "30000.00", "1");
+        struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "5", "30000.00"), &b, 1);
+        assert_dec(p.o.executed_qty, "1");
+        for (size_t i = 0; i < CQ_ARRAY_LEN(ask_qty); i++) {
+            b.asks[0].qty = D(ask_qty[i]);
+            /* someone buys 0.1 at the ask, then the book shows the level */
+            (void)cq_sim__engine_on_trade(e, BTC, &b.v, D("30000.00"), D("0.1"), false,
+                                          2 + (int64_t)i);
+            (void)cq_sim__engine_on_book(e, BTC, &b.v, 2 + (int64_t)i);
+            (void)cq_sim__engine_on_book(e, BTC, &b.v, 2 + (int64_t)i);
+        }
+        got[m] = executed(e, p.o.order_id);
+        check_invariants(e);
+        cq_sim__engine_free(e);
+    }
+    assert_dec(got[0], "1.2"); /* 1 on entry, 0.2 more sellers at 30000 */
+    assert_dec(got[1], "5");   /* the old model sold the same level again and again */
+}
+
+/* Depletion under the queue models (refill NET): a second MARKET order
+ * right after the first gets an equal or worse price; the level offers
+ * again only what it shows beyond what we took. */
+Test(sim_engine, queue_swept_level_is_never_offered_again_unchanged)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    ask(&b, "30001.00", "1");
+    struct placed m1 = place_ok(e, market(BTC, SIM_BUY, "1"), &b, 1);
+    struct placed m2 = place_ok(e, market(BTC, SIM_BUY, "1"), &b, 2);
+    assert_dec(m1.fills[0].price, "30000");
+    assert_dec(m2.fills[0].price, "30001");
+    b.asks[0].qty = D("0.9"); /* the level shrank: still nothing for us */
+    struct placed m3 = place_ok(e, market(BTC, SIM_BUY, "0.1"), &b, 3);
+    cr_assert_eq(m3.o.status, SIM_EXPIRED);
+    b.asks[0].qty = D("1.5"); /* 0.5 more than we took */
+    struct placed m4 = place_ok(e, market(BTC, SIM_BUY, "1"), &b, 4);
+    assert_dec(m4.o.executed_qty, "0.5");
+    assert_dec(m4.fills[0].price, "30000");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* hftbacktest's ProbQueueModel with f(x) = x^3: a decrease not explained
+ * by trades comes from ahead with probability f(front)/(f(front)+f(back)).
+ * Level 10, ahead 10: 4 cancelled, back 0, so all from ahead: 6. Level
+ * grows to 16 (behind us): still 6. Shrinks to 12: front 6, back 10,
+ * p = 1000/1216 = 0.822368 (millionths, down), ahead = 6 - 0.177632 * 4 =
+ * 5.289472. The conservative model keeps 6. */
+Test(sim_engine, queue_probabilistic_estimate_follows_hftbacktest)
+{
+    cq_dec want[2] = {D("5.289472"), D("6")};
+    for (int m = 0; m < 2; m++) {
+        struct cq_sim__engine *e =
+            queue_engine(m == 0 ? SIM_QUEUE_PROBABILISTIC : SIM_QUEUE_CONSERVATIVE);
+        struct book b;
+        book_init(&b);
+        bid(&b, "29999.00", "10");
+        ask(&b, "30001.00", "1");
+        struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.5", "29999.00"), &b, 1);
+        assert_dec(ahead_of(e, p.o.order_id), "10");
+        b.bids[0].qty = D("6");
+        (void)cq_sim__engine_on_book(e, BTC, &b.v, 2);
+        assert_dec(ahead_of(e, p.o.order_id), "6");
+        b.bids[0].qty = D("16");
+        (void)cq_sim__engine_on_book(e, BTC, &b.v, 3);
+        assert_dec(ahead_of(e, p.o.order_id), "6");
+        b.bids[0].qty = D("12");
+        (void)cq_sim__engine_on_book(e, BTC, &b.v, 4);
+        cq_dec a = ahead_of(e, p.o.order_id);
+        cr_assert(cq_dec_cmp(a, want[m]) == 0, "model %d: ahead %s, want %s", m, S(a), S(want[m]));
+        /* a trade of 1 at the level: the book's next decrease of 1 is that
+         * trade, not a cancel */
+        cr_assert_eq(sold(e, &b, "29999.00", "1", 5), 0);
+        b.bids[0].qty = D("11");
+        (void)cq_sim__engine_on_book(e, BTC, &b.v, 6);
+        cq_dec after = want[m];
+        cr_assert_eq(cq_dec_sub(after, D("1"), &after), 0);
+        a = ahead_of(e, p.o.order_id);
+        cr_assert(cq_dec_cmp(a, after) == 0, "model %d: ahead %s after the trade, want %s", m, S(a),
+                  S(after));
+        cq_sim__engine_free(e);
+    }
+}
+
+/* A triggered stop joins the queue at its price behind what is displayed
+ * there, and the trade that triggered it does not fill it. */
+Test(sim_engine, queue_triggered_stop_joins_behind_the_level)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    bid(&b, "29990.00", "0.7");
+    ask(&b, "30010.00", "1");
+    b.v.last_price = D("30000.00");
+    struct cq_sim__order_req r = limit(BTC, SIM_SELL, SIM_GTC, "0.1", "30010.00");
+    r.type = SIM_TAKE_PROFIT_LIMIT;
+    r.has_stop_price = true;
+    r.stop_price = D("30005.00");
+    struct placed p = place_ok(e, r, &b, 1);
+    cr_assert(!p.o.is_working);
+    /* a buyer lifts 0.5 at 30010: triggers; the ask level shows 1 */
+    cr_assert_eq(cq_sim__engine_on_trade(e, BTC, &b.v, D("30010.00"), D("0.5"), false, 2), 0);
+    assert_dec(ahead_of(e, p.o.order_id), "1");
+    cr_assert_eq(cq_sim__engine_on_trade(e, BTC, &b.v, D("30010.00"), D("1.05"), false, 3), 1);
+    assert_dec(executed(e, p.o.order_id), "0.05");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* Issue 19 "Proof": the queue invariant is checked inside the engine in
+ * every build. What an order has seen trade at or through its price is
+ * corrupted below what it already filled; the next fill stops the
+ * engine, naming the order and the amounts. */
+Test(sim_engine, a_broken_queue_invariant_stops_the_engine_in_a_release_build)
+{
+    cr_assert(built_with_ndebug, "tests/meson.build must build test_sim_engine with -DNDEBUG");
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    bid(&b, "29999.00", "0.1");
+    ask(&b, "30001.00", "1");
+    struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "1", "29999.00"), &b, 1);
+    cr_assert_eq(sold(e, &b, "29999.00", "0.3", 2), 1);
+    assert_dec(executed(e, p.o.order_id), "0.2");
+    cq_sim__engine_corrupt_queue(e, p.o.order_id, D("0"));
+
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* no Criterion calls in here */
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        (void)cq_sim__engine_on_trade(e, BTC, &b.v, D("29999.00"), D("0.1"), true, 3);
+        _exit(3); /* the check is missing */
+    }
+    close(fds[1]);
+    static char out[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < sizeof(out) && (r = read(fds[0], out + n, sizeof(out) - 1 - n)) > 0) {
+        n += (size_t)r;
+    }
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the engine went on with a broken queue invariant (exit status %d); stderr: %s",
+              status, out);
+    cr_assert_not_null(strstr(out, "\"event\":\"sim_invariant_broken\""), "%s", out);
+    cr_assert_not_null(strstr(out, "queue: order 1 filled 0.30000000 as maker from public trades "
+                                   "and 0.10000000 went to the queue ahead of it, but only "
+                                   "0.10000000 traded at or through 29999.00000000"),
+                       "%s", out);
+    cq_sim__engine_free(e);
+}
+
+/* ---- self-trade prevention (issue 18) --------------------------------------------------- */
+
+static struct cq_sim__order order_now(const struct cq_sim__engine *e, uint64_t id)
+{
+    struct cq_sim__order o;
+    struct cq_sim__reject rej;
+    cr_assert_eq(cq_sim__engine_get_order(e, BTC, id, NULL, &o, &rej), 0);
+    return o;
+}
+
+/* Our SELL 0.5 rests at 30001, inside the public spread (29998 / 30002
+ * x 1); a BUY 1 at 30002 meets it first (a better price than the public
+ * ask). stp_faq.md: "EXPIRE_MAKER - This mode prevents a trade by
+ * immediately expiring the potential maker order's remaining quantity."
+ * The taker goes on to the public ask. */
+static struct cq_sim__order_req stp_buy(enum cq_sim__stp mode)
+{
+    struct cq_sim__order_req r = limit(BTC, SIM_BUY, SIM_GTC, "1", "30002.00");
+    r.stp = mode;
+    return r;
+}
+
+static void stp_book(struct book *b)
+{
+    book_init(b);
+    bid(b, "29998.00", "1");
+    ask(b, "30002.00", "1");
+}
+
+Test(sim_engine, stp_expire_maker_expires_our_resting_order_and_the_taker_goes_on)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_MAKER), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_FILLED);
+    cr_assert_eq(tk.n, 1);
+    assert_dec(tk.fills[0].price, "30002");
+    cr_assert_str_eq(kinds(), "NXTP");
+    cr_assert_eq(events[1].o.order_id, mk.o.order_id);
+    cr_assert_eq(events[1].o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert(events[1].has_prevented);
+    cr_assert_eq(events[1].prevented.taker_order_id, tk.o.order_id);
+    cr_assert_eq(events[1].prevented.maker_order_id, mk.o.order_id);
+    assert_dec(events[1].prevented.maker_prevented_qty, "0.5");
+    assert_dec(events[1].prevented.taker_prevented_qty, "0");
+    assert_dec(events[1].prevented.match_qty, "0.5");
+    assert_dec(events[1].prevented.price, "30001");
+    struct cq_sim__order m = order_now(e, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert(m.prevented);
+    cr_assert_eq(m.prevented_match_id, 0);
+    assert_dec(m.prevented_qty, "0.5");
+    size_t n = 0;
+    const struct cq_sim__prevented_match *pm = cq_sim__engine_last_prevented(e, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(pm[0].match_id, 0);
+    assert_bal(e, "BTC", "2.999", "0"); /* 2 + 1 bought - 0.001 fee; the 0.5 unlocked */
+    check_invariants(e);
+    /* the expired order survives a save and load */
+    char *saved = dump(e);
+    json_t *j = json_loads(saved, 0, NULL);
+    struct cq_sim__engine *e2 = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct cq_err err = {0};
+    cr_assert_eq(cq_sim__engine_load(e2, j, &err), 0, "%s", err.message);
+    m = order_now(e2, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_EXPIRED_IN_MATCH);
+    assert_dec(m.prevented_qty, "0.5");
+    json_decref(j);
+    free(saved);
+    cq_sim__engine_free(e2);
+    cq_sim__engine_free(e);
+}
+
+/* "EXPIRE_TAKER - This mode prevents a trade by immediately expiring the
+ * taker order's remaining quantity." */
+Test(sim_engine, stp_expire_taker_expires_the_incoming_order)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_TAKER), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(tk.n, 0);
+    cr_assert(tk.o.prevented);
+    assert_dec(tk.o.prevented_qty, "1");
+    cr_assert_str_eq(kinds(), "NX"); /* locked and released in one call: no balance change */
+    cr_assert_eq(events[1].o.order_id, tk.o.order_id);
+    cr_assert_eq(events[1].o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_NEW);
+    assert_bal(e, "USDT", "1000000", "0");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+Test(sim_engine, stp_expire_both_expires_both)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_BOTH), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_EXPIRED_IN_MATCH);
+    cr_assert_str_eq(kinds(), "NXXP");
+    assert_dec(events[1].prevented.taker_prevented_qty, "1");
+    assert_dec(events[1].prevented.maker_prevented_qty, "0.5");
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* "NONE - ... no orders will be expired, and the trade will occur." Our
+ * BUY takes 0.5 from our own SELL (taker fill; the SELL fills as maker at
+ * its price), then 0.5 from the public ask. */
+Test(sim_engine, stp_none_trades_with_itself)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    record(e);
+    struct placed tk = place_ok(e, stp_buy(SIM_STP_NONE), &b, 2);
+    cr_assert_eq(tk.o.status, SIM_FILLED);
+    cr_assert_eq(tk.n, 2);
+    assert_dec(tk.fills[0].price, "30001");
+    assert_dec(tk.fills[0].qty, "0.5");
+    cr_assert(!tk.fills[0].maker);
+    assert_dec(tk.fills[1].price, "30002");
+    struct cq_sim__order m = order_now(e, mk.o.order_id);
+    cr_assert_eq(m.status, SIM_FILLED);
+    assert_dec(m.cum_quote_qty, "15000.5");
+    cr_assert_str_eq(kinds(), "NTTTP"); /* taker, maker, taker */
+    cr_assert(events[2].fill.maker);
+    size_t n = 9;
+    (void)cq_sim__engine_last_prevented(e, &n);
+    cr_assert_eq(n, 0);
+    check_invariants(e);
+    cq_sim__engine_free(e);
+}
+
+/* Price-time priority at one price: our SELL joined behind the 1 BTC the
+ * book displayed at 30002; a BUY 1.5 at 30002 takes that 1 first, then
+ * meets our order (EXPIRE_MAKER), then the rest of the level (none): 0.5
+ * rests. Under the old model (none) our orders are not in the book a taker
+ * walks, and STP never fires. */
+Test(sim_engine, stp_public_quantity_ahead_of_our_order_trades_first)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    struct placed mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.4", "30002.00"), &b, 1);
+    assert_dec(ahead_of(e, mk.o.order_id), "1");
+    struct cq_sim__order_req r = limit(BTC, SIM_BUY, SIM_GTC, "1.5", "30002.00");
+    r.stp = SIM_STP_EXPIRE_MAKER;
+    struct placed tk = place_ok(e, r, &b, 2);
+    cr_assert_eq(tk.n, 1);
+    assert_dec(tk.fills[0].qty, "1");
+    cr_assert_eq(tk.o.status, SIM_PARTIALLY_FILLED);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_EXPIRED_IN_MATCH);
+    check_invariants(e);
+    cq_sim__engine_free(e);
+
+    e = queue_engine(SIM_QUEUE_NONE);
+    mk = place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.4", "30001.00"), &b, 1);
+    tk = place_ok(e, stp_buy(SIM_STP_EXPIRE_MAKER), &b, 2);
+    cr_assert_eq(order_now(e, mk.o.order_id).status, SIM_NEW);
+    cq_sim__engine_free(e);
+}
+
+/* A LIMIT_MAKER that would meet our own resting order would take: -2010
+ * "Order would immediately match and take." (it never rests crossed). */
+Test(sim_engine, stp_limit_maker_that_would_meet_our_own_order_is_rejected)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    stp_book(&b);
+    (void)place_ok(e, limit(BTC, SIM_SELL, SIM_GTC, "0.5", "30001.00"), &b, 1);
+    struct placed p = place(e, maker(BTC, SIM_BUY, "0.1", "30001.00"), &b, 2);
+    cr_assert_eq(p.rc, -CQ_EVENUE);
+    cr_assert_eq(p.rej.code, -2010);
+    cr_assert_str_eq(p.rej.msg, "Order would immediately match and take.");
+    p = place(e, maker(BTC, SIM_BUY, "0.1", "30000.00"), &b, 3); /* below it: rests */
+    cr_assert_eq(p.rc, 0);
+    cq_sim__engine_free(e);
+}
+
+/* Refill NET when the market model takes our fills off the level itself
+ * (the simulator prints our taker fills and removes them from its
+ * displayed book): the level then shows exactly what it showed less what we
+ * took, and that is what it offers; not that less what we took again. */
+Test(sim_engine, refill_net_does_not_take_our_fills_twice_when_the_book_already_did)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    ask(&b, "30000.00", "1");
+    ask(&b, "30001.00", "1");
+    struct placed m1 = place_ok(e, market(BTC, SIM_BUY, "0.4"), &b, 1);
+    assert_dec(m1.o.executed_qty, "0.4");
+    b.asks[0].qty = D("0.6"); /* the market took our 0.4 off itself */
+    struct placed m2 = place_ok(e, market(BTC, SIM_BUY, "0.6"), &b, 2);
+    cr_assert_eq(m2.n, 1);
+    assert_dec(m2.fills[0].price, "30000");
+    assert_dec(m2.fills[0].qty, "0.6");
     cq_sim__engine_free(e);
 }

@@ -812,25 +812,25 @@ Test(sim_ws, user_data_stream_exact_fields)
     pthread_mutex_lock(&g_sim->state.lock);
     const struct cq_sim__symbol *sym = cq_sim__engine_symbol(g_sim->state.engine, 0);
     cr_assert_str_eq(sym->symbol, "BTCUSDT");
-    struct cq_sim__exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001};
+    struct cq_sim__exec_report r = {&o, SIM_EXEC_NEW, NULL, "", "", 1700000000001, NULL};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     struct cq_sim__order o1 = o;
     o1.status = SIM_PARTIALLY_FILLED;
     o1.executed_qty = dec("0.004");
     o1.cum_quote_qty = dec("240.002");
-    r = (struct cq_sim__exec_report){&o1, SIM_EXEC_TRADE, &f1, "", "", 1700000000002};
+    r = (struct cq_sim__exec_report){&o1, SIM_EXEC_TRADE, &f1, "", "", 1700000000002, NULL};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     struct cq_sim__order o2 = o1;
     o2.status = SIM_FILLED;
     o2.executed_qty = dec("0.01");
     o2.cum_quote_qty = dec("600.005");
     o2.is_working = false;
-    r = (struct cq_sim__exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003};
+    r = (struct cq_sim__exec_report){&o2, SIM_EXEC_TRADE, &f2, "", "", 1700000000003, NULL};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
-    r = (struct cq_sim__exec_report){&cancel,   SIM_EXEC_CANCELED, NULL,
-                                     "origCid", "cancelCid",       1700000000004};
+    r = (struct cq_sim__exec_report){&cancel,     SIM_EXEC_CANCELED, NULL, "origCid",
+                                     "cancelCid", 1700000000004,     NULL};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
-    r = (struct cq_sim__exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005};
+    r = (struct cq_sim__exec_report){&market, SIM_EXEC_EXPIRED, NULL, "", "", 1700000000005, NULL};
     cq_sim__ws_publish_execution(g_sim->ws, sym, &r);
     cq_sim__ws_publish_account(g_sim->ws, changed, 2, 1700000000006);
     pthread_mutex_unlock(&g_sim->state.lock);
