@@ -647,27 +647,7 @@ static bool sim_symbol_of(const json_t *s, struct cq_sim__symbol *out, struct cq
     out->base_precision = 8;
     out->quote_precision = 8;
     out->status = SIM_TRADING;
-    out->filters.min_price = f->min_price;
-    out->filters.max_price = f->max_price;
-    out->filters.tick_size = f->tick_size;
-    out->filters.min_qty = f->min_qty;
-    out->filters.max_qty = f->max_qty;
-    out->filters.step_size = f->step_size;
-    out->filters.market_min_qty = f->market_min_qty;
-    out->filters.market_max_qty = f->market_max_qty;
-    out->filters.market_step = f->market_step;
-    out->filters.min_notional = f->min_notional;
-    out->filters.max_notional = f->max_notional;
-    out->filters.apply_min_to_market = f->apply_min_to_market;
-    out->filters.apply_max_to_market = f->apply_max_to_market;
-    out->filters.max_num_orders = f->max_num_orders;
-    out->filters.bid_up = f->bid_up;
-    out->filters.bid_down = f->bid_down;
-    out->filters.ask_up = f->ask_up;
-    out->filters.ask_down = f->ask_down;
-    out->filters.avg_price_mins = f->avg_price_mins;
-    out->filters.iceberg_parts = f->iceberg_parts;
-    out->filters.max_num_algo_orders = f->max_num_algo_orders;
+    out->filters = *f;
     return true;
 }
 
@@ -727,9 +707,18 @@ Test(filters_same_answer, cq_filters_refuses_exactly_when_the_simulator_says_101
         for (size_t k = 0; k < n; k++) {
             dup = dup || strcmp(sim_syms[k].symbol, sim_syms[n].symbol) == 0;
         }
-        if (!dup) {
-            n++;
+        if (dup) {
+            continue;
         }
+        if (n % 2 == 1) {
+            /* production's multipliers are the same on both sides; make the
+             * sides differ on half the symbols so a side mix-up shows */
+            fs[n].ask_up = cq_dec_make(13, 1);
+            fs[n].ask_down = cq_dec_make(7, 1);
+            fs[n].apply_min_to_market = n % 4 == 1;
+            sim_syms[n].filters = fs[n];
+        }
+        n++;
     }
     cr_assert_eq(n, N_SYMS);
     memset(&cfg, 0, sizeof(cfg));
