@@ -55,6 +55,12 @@ struct cq_sim_options {
      * response_latency_ms after that; 0..CQ_SIM_LATENCY_MS_MAX, 0 = none. */
     uint32_t order_latency_ms;
     uint32_t response_latency_ms;
+    /* The most public trades the synthetic market makes of one 1m bar, in
+     * trades (its volume then goes into fewer, larger trades; the bar's
+     * OHLCV is unchanged); 0 = the calibrated bound (docs/SIMEX.md
+     * "Calibration"). For tests and in-process runs that want fewer
+     * messages per bar at high speed. */
+    uint32_t trades_per_bar_max;
     uint64_t seed;
     const char *api_key;    /* NULL = CQ_SIM_DEFAULT_API_KEY */
     const char *api_secret; /* NULL = CQ_SIM_DEFAULT_API_SECRET */

@@ -535,6 +535,7 @@ struct cq_sim *cq_sim_new(const struct cq_sim_options *opts, struct cq_err *err)
         .start_ms = cq_sim__wall_ms() / SIM_MINUTE_MS * SIM_MINUTE_MS,
         .history_bars = HISTORY_BARS,
         .book_levels = BOOK_LEVELS,
+        .trades_per_bar_max = opts->trades_per_bar_max,
     };
     sim->state.market = cq_sim__market_new(&mo, err);
     if (sim->state.market == NULL) {

@@ -63,6 +63,10 @@ static void sim_up_with(const char *const *symbols, size_t n_symbols)
     o.n_symbols = n_symbols;
     o.speed = 100; /* a 1m bar every 0.6 s; slower would starve the tests, faster floods a loaded
                       machine */
+    /* The calibrated market makes up to ~3300 trades a bar: at speed 100
+     * that floods this test's client (it is cut off as a slow consumer).
+     * 40 trades a bar is the load these stream-shape tests were written for. */
+    o.trades_per_bar_max = 40;
     o.seed = 42;
     o.balances = balances;
     o.n_balances = n_balances;
