@@ -79,23 +79,23 @@ enum cq_config_key_id {
     CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,         /* 2 */
     CQ_CFG_ALLOW_CORE_DUMPS,               /* on|off */
     /* the trader (issue 11) */
-    CQ_CFG_ORDER_QUOTE,                 /* "100": quote amount per entry (decimal) */
-    CQ_CFG_ORDER_TYPE,                  /* market|limit */
-    CQ_CFG_STOP_LOSS_PCT,               /* "2" (decimal, 0 = off) */
-    CQ_CFG_TAKE_PROFIT_PCT,             /* "4" (decimal, 0 = off) */
-    CQ_CFG_INSUFFICIENT_SCALE,          /* "0.5" (decimal, 0 < x < 1) */
-    CQ_CFG_INSUFFICIENT_RETRIES,        /* 2 */
-    CQ_CFG_QUARANTINE_S,                /* 900 */
-    CQ_CFG_RISK_MAX_OPEN_POSITIONS,     /* 3 */
-    CQ_CFG_RISK_MAX_POSITION_NOTIONAL,  /* "1000" (decimal) */
-    CQ_CFG_RISK_MAX_TOTAL_EXPOSURE,     /* "3000" (decimal) */
-    CQ_CFG_RISK_MAX_DAILY_LOSS,         /* "500" (decimal) */
-    CQ_CFG_RISK_MAX_ORDERS_PER_MINUTE,  /* 10 */
-    CQ_CFG_TRADING_PAUSED,              /* on|off, reloadable */
-    CQ_CFG_KILL_SWITCH,                 /* on|off, reloadable */
-    CQ_CFG_TRADER_RECONCILE_MS,         /* 60000 */
-    CQ_CFG_TRADER_POLL_MS,              /* 2000 */
-    CQ_CFG_TRADER_EXCHANGE_INFO_MS,     /* 3600000 */
+    CQ_CFG_ORDER_QUOTE,                /* "100": quote amount per entry (decimal) */
+    CQ_CFG_ORDER_TYPE,                 /* market|limit */
+    CQ_CFG_STOP_LOSS_PCT,              /* "2" (decimal, 0 = off) */
+    CQ_CFG_TAKE_PROFIT_PCT,            /* "4" (decimal, 0 = off) */
+    CQ_CFG_INSUFFICIENT_SCALE,         /* "0.5" (decimal, 0 < x < 1) */
+    CQ_CFG_INSUFFICIENT_RETRIES,       /* 2 */
+    CQ_CFG_QUARANTINE_S,               /* 900 */
+    CQ_CFG_RISK_MAX_OPEN_POSITIONS,    /* 3 */
+    CQ_CFG_RISK_MAX_POSITION_NOTIONAL, /* "1000" (decimal) */
+    CQ_CFG_RISK_MAX_TOTAL_EXPOSURE,    /* "3000" (decimal) */
+    CQ_CFG_RISK_MAX_DAILY_LOSS,        /* "500" (decimal) */
+    CQ_CFG_RISK_MAX_ORDERS_PER_MINUTE, /* 10 */
+    CQ_CFG_TRADING_PAUSED,             /* on|off, reloadable */
+    CQ_CFG_KILL_SWITCH,                /* on|off, reloadable */
+    CQ_CFG_TRADER_RECONCILE_MS,        /* 60000 */
+    CQ_CFG_TRADER_POLL_MS,             /* 2000 */
+    CQ_CFG_TRADER_EXCHANGE_INFO_MS,    /* 3600000 */
     CQ_CFG__COUNT
 };
 

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "cq/config.h"
 #include "cq/decimal.h"
 #include "cq/filters.h"
@@ -345,18 +347,53 @@ bool cq_trader_client_id_is_ours(const char *id);
 
 /* ==== the thread (coinquantd) ================================================= */
 
-/* The shell's options grow in the trader issue (journal, REST url and keys):
- * the shell helper replaces this constructor with one taking a struct
- * cq_trader_options. */
 struct cq_trader;
+struct cq_journal;
+struct cq_clock;
+
+struct cq_trader_options {
+    struct cq_config *cfg;         /* a reference is taken */
+    struct cq_health_board *board; /* borrowed */
+    struct cq_spsc *user_events;   /* borrowed; the trader consumes struct cq_user_event */
+    struct cq_spsc *signals;       /* borrowed; the trader consumes struct cq_signal */
+    struct cq_journal *journal;    /* borrowed; intents and outcomes (required) */
+    const char *journal_dir;       /* DATA_DIR/journal: the restart path reads it; copied */
+    const char *rest_url;          /* the venue's REST base; copied */
+    const char *api_key;           /* the venue's key (paper: the embedded simulator's
+                                      generated one); NULL/"" = none; copied */
+    const char *api_secret;
+    const struct cq_clock *clock; /* NULL = system; borrowed */
+};
 
 /* Threads: cq_trader_new/free are called by the supervisor; the rest runs
- * on the trader's own thread through the struct cq_service it returns. The
- * thread sleeps on a doorbell that both rings ring on a push. */
-struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
-                                struct cq_spsc *user_events, struct cq_spsc *signals,
-                                struct cq_err *err);
+ * on the trader's own thread through the struct cq_service it returns,
+ * except where a function says "any thread". The thread sleeps on a
+ * doorbell that both rings and the command queue ring. NULL on error (err
+ * says what). */
+struct cq_trader *cq_trader_new(const struct cq_trader_options *opts, struct cq_err *err);
 void cq_trader_free(struct cq_trader *trader);
 struct cq_service *cq_trader_service(struct cq_trader *trader);
+
+/* An operator command (pause, resume, kill, unkill, clear a quarantine):
+ * queued for the trader's thread, which feeds it to the core as
+ * CQ_TRADER_EV_OPERATOR. Any thread. 0, -CQ_EFULL when the bounded queue
+ * (CQ_TRADER_COMMANDS_MAX) is full (counted; retry), -CQ_EINVAL for a bad
+ * symbol. */
+#define CQ_TRADER_COMMANDS_MAX 64
+int cq_trader_command(struct cq_trader *trader, enum cq_trader_operator_cmd cmd,
+                      const char *symbol) CQ_WUR;
+/* "pause", "resume", "kill", "unkill", "clear_quarantine" -> the command;
+ * -CQ_EINVAL for anything else. */
+int cq_trader_command_parse(const char *name, enum cq_trader_operator_cmd *out) CQ_WUR;
+
+/* A SIGHUP's config: CQ_TRADING_PAUSED and CQ_KILL_SWITCH, when they
+ * changed, become the same commands as the API's. Supervisor thread. */
+void cq_trader_reconfigure(struct cq_trader *trader, const struct cq_config *cfg);
+
+/* The read-only snapshot the trader thread rebuilds after changes: what is
+ * "positions", "orders", "risk" (limits, usage, quarantined symbols, PnL)
+ * or NULL for all of it. A deep copy (new reference), or NULL before the
+ * first snapshot. Any thread; never touches the trader's state. */
+json_t *cq_trader_snapshot_json(struct cq_trader *trader, const char *what);
 
 #endif /* CQ_TRADER_H */

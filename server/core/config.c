@@ -224,8 +224,7 @@ static int check_dec_range(const char *v, const char *lo, bool lo_inclusive, con
     return 0;
 }
 
-static int check_order_quote(const char *v, char *why, size_t why_len, char *hint,
-                             size_t hint_len)
+static int check_order_quote(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
     return check_dec_range(v, "0", false, "1000000000",
                            "give the quote amount per entry as a decimal above 0, e.g. 100 or "
@@ -236,20 +235,19 @@ static int check_order_quote(const char *v, char *why, size_t why_len, char *hin
 static int check_pct(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
     return check_dec_range(v, "0", true, "99",
-                           "give a percentage from 0 (off) to 99 as a decimal, e.g. 2 or 1.5",
-                           why, why_len, hint, hint_len);
+                           "give a percentage from 0 (off) to 99 as a decimal, e.g. 2 or 1.5", why,
+                           why_len, hint, hint_len);
 }
 
 static int check_scale(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
     int rc = check_dec_range(v, "0", false, "0.99",
-                             "give a factor above 0 and below 1 as a decimal, e.g. 0.5",
-                             why, why_len, hint, hint_len);
+                             "give a factor above 0 and below 1 as a decimal, e.g. 0.5", why,
+                             why_len, hint, hint_len);
     return rc;
 }
 
-static int check_limit_amount(const char *v, char *why, size_t why_len, char *hint,
-                              size_t hint_len)
+static int check_limit_amount(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
 {
     return check_dec_range(v, "0", false, "1000000000000",
                            "give a quote amount above 0 as a decimal, e.g. 1000", why, why_len,

@@ -475,7 +475,7 @@ struct wanted {
     char *out;       /* its value when it is a string */
     size_t cap;
     size_t len;
-    bool found; /* the last occurrence of the key held a string */
+    bool found;  /* the last occurrence of the key held a string */
     int boolean; /* the last occurrence held true (1), false (0), else -1 */
 };
 
@@ -706,8 +706,8 @@ json_t *cq_journal__state_to_json(const struct cq_journal__state *s)
     bad |= json_object_set_new(root, "scopes", scopes);
     bad |= json_object_set_new(root, "orders", orders);
     if (s->trader_checkpoint_seq > 0) {
-        bad |= set(root, "trader_checkpoint_seq",
-                   json_integer((json_int_t)s->trader_checkpoint_seq));
+        bad |=
+            set(root, "trader_checkpoint_seq", json_integer((json_int_t)s->trader_checkpoint_seq));
     }
     if (bad) {
         json_decref(root);

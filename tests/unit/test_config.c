@@ -2274,9 +2274,11 @@ Test(config, decimal_keys_are_validated_exactly)
                          NULL};
     struct cq_config *cfg = load_ok(NULL, env);
     char buf[CQ_DEC_STR_MAX];
-    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_ORDER_QUOTE), buf, sizeof(buf)), "25.125");
+    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_ORDER_QUOTE), buf, sizeof(buf)),
+                     "25.125");
     cr_expect_eq(cq_dec_sign(cq_config_dec(cfg, CQ_CFG_STOP_LOSS_PCT)), 0);
-    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_INSUFFICIENT_SCALE), buf, sizeof(buf)), "0.5");
+    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_INSUFFICIENT_SCALE), buf, sizeof(buf)),
+                     "0.5");
     cr_expect(cq_config_onoff(cfg, CQ_CFG_TRADING_PAUSED));
     cr_expect(cq_config_key_find("CQ_TRADING_PAUSED")->reloadable);
     cr_expect(cq_config_key_find("CQ_KILL_SWITCH")->reloadable);

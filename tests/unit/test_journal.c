@@ -3238,10 +3238,9 @@ Test(journal, live_and_replayed_state_drop_closed_orders_alike)
     json_t *s = cq_journal_state_json(j);
     cq_journal_free(j);
     cr_expect_eq(json_object_size(json_object_get(s, "orders")), 60);
-    cr_expect_str_eq(
-        json_string_value(json_object_get(json_object_get(json_object_get(s, "orders"), "o-2"),
-                                          "status")),
-        "filled"); /* a partial fill keeps the order */
+    cr_expect_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(s, "orders"), "o-2"), "status")),
+                     "filled"); /* a partial fill keeps the order */
     cr_expect_null(json_object_get(json_object_get(s, "orders"), "o-3"));
     cr_expect_null(json_object_get(json_object_get(s, "orders"), "o-1"));
     cr_expect_eq(json_integer_value(json_object_get(s, "trader_checkpoint_seq")), (json_int_t)ck);
