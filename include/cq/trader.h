@@ -64,6 +64,16 @@
 #define CQ_TRADER_SYMBOLS_MAX CQ_MAX_SYMBOLS
 #define CQ_TRADER_ASSETS_MAX 64
 #define CQ_TRADER_SIGNALS_SEEN_MAX 4096 /* recent signal ids remembered (duplicates refused) */
+/* The trader checkpoint's payload: whole state, bounded below
+ * CQ_JOURNAL_PAYLOAD_MAX (64 KiB). Too many live orders to fit: the
+ * checkpoint is skipped and counted (the records after the previous one
+ * still rebuild the state); seen ids: the newest that fit, the rest named
+ * in "seen_dropped". */
+#define CQ_TRADER_CHECKPOINT_MAX (60 * 1024)
+/* Record types the core writes that cq/journal.h numbers (CQ_REC_ORDER_REFUSED,
+ * CQ_REC_TRADER_CHECKPOINT): the same stable ids. */
+#define CQ_TRADER_REC_ORDER_REFUSED 13
+#define CQ_TRADER_REC_TRADER_CHECKPOINT 14
 
 enum cq_trader_order_type { CQ_TRADER_MARKET, CQ_TRADER_LIMIT };
 
@@ -103,6 +113,7 @@ struct cq_trader_core_config {
     int64_t account_retry_max_ms;
     int64_t exchange_info_every_ms; /* reload filters */
     struct cq_risk_limits risk;
+    unsigned orders_max; /* live orders tracked; 0 = CQ_TRADER_ORDERS_MAX (the most) */
 };
 
 /* One symbol from exchangeInfo. */
@@ -195,6 +206,7 @@ struct cq_trader_event {
             char msg[160];          /* the exchange's text, or ours */
             int64_t retry_after_ms; /* RATE_LIMITED, BANNED */
             bool was_query;         /* the answer to a QUERY, not a SEND */
+            bool was_cancel;        /* the answer to a CANCEL */
         } send;
         struct {
             char symbol[CQ_SYMBOL_LEN];
@@ -230,6 +242,11 @@ struct cq_trader_action {
             int log_level;         /* enum cq_log_level when log_event is set */
             size_t len;
             char payload[CQ_TRADER_PAYLOAD_MAX]; /* JSON, NUL-terminated */
+            /* borrowed from the core: when not NULL the payload (len bytes,
+             * NUL-terminated, up to CQ_TRADER_CHECKPOINT_MAX) is here, not in
+             * .payload (the checkpoint); valid until the next call into the
+             * core. Read it with cq_trader_action_payload. */
+            const char *payload_ext;
         } journal;
         struct {
             char symbol[CQ_SYMBOL_LEN];
@@ -251,6 +268,12 @@ struct cq_trader_actions {
     size_t n;
     struct cq_trader_action a[CQ_TRADER_ACTIONS_MAX];
 };
+
+/* A JOURNAL action's payload, wherever it lives. */
+static inline const char *cq_trader_action_payload(const struct cq_trader_action *a)
+{
+    return a->u.journal.payload_ext != NULL ? a->u.journal.payload_ext : a->u.journal.payload;
+}
 
 /* Why the trader is not ready, in the order the health record reports them
  * (docs/RUNBOOK.md says what to do about each). */
@@ -305,6 +328,17 @@ struct cq_trader_status {
     uint64_t events_total, orders_sent_total, risk_refusals_total, filter_refusals_total;
     uint64_t duplicate_signals_total, unknown_outcomes_total, reconcile_drifts_total;
     bool stream_up;
+    /* added by the core */
+    uint64_t foreign_open_orders;    /* without our prefix, last openOrders answer: left alone */
+    uint64_t adopted_orders_total;   /* ours on the exchange, unknown to us: adopted */
+    uint64_t orders_table_full_total; /* orders refused: CQ_TRADER_ORDERS_MAX live already */
+    uint64_t checkpoints_total, checkpoints_skipped_total; /* skipped: too big */
+    uint64_t fees_unconverted_total; /* commissions in an asset without a mark */
+    uint64_t stale_updates_total;    /* updates of orders already closed (ignored) */
+    uint64_t actions_overflow_total; /* events dropped: a bug, the bound is sized */
+    uint64_t math_errors_total;      /* decimal overflows (the value was not applied) */
+    uint64_t insufficient_retries_total, quarantines_total, failed_intents_total;
+    int64_t banned_until_ms;         /* 0 = not banned */
 };
 
 struct cq_trader_core;
@@ -344,6 +378,13 @@ size_t cq_trader_core_quarantined(const struct cq_trader_core *core, size_t i, c
 void cq_trader_client_id_for_signal(const char *signal_id, char *out);
 /* True when id carries our prefix. */
 bool cq_trader_client_id_is_ours(const char *id);
+/* The stop-loss / take-profit id of a position: prefix + 32 hex of SHA-256
+ * over "<entry_client_id>|<kind>|<seq>" (kind "stop_loss", "take_profit"). */
+void cq_trader_client_id_for_exit(const char *entry_client_id, enum cq_trader_purpose kind,
+                                  unsigned seq, char *out);
+/* Names as the journal payloads and the snapshot print them. */
+const char *cq_trader_order_state_name(enum cq_trader_order_state s); /* "open", … */
+const char *cq_trader_purpose_name(enum cq_trader_purpose p);         /* "entry", … */
 
 /* ==== the thread (coinquantd) ================================================= */
 
