@@ -161,6 +161,7 @@ struct cq_trader_metrics {
     uint64_t commands_total;         /* operator commands applied */
     uint64_t commands_refused_total; /* operator commands refused: queue full */
     uint64_t events_dropped_total;   /* exchange answers not fed: the event queue was full */
+    uint64_t event_storms_total;     /* steps that left answers for the next (a core loop) */
     uint64_t open_orders;            /* gauge */
     uint64_t positions;              /* gauge */
     uint64_t quarantined_symbols;    /* gauge */

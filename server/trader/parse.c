@@ -208,7 +208,7 @@ size_t cq_trader__parse_place_response(const json_t *o, struct cq_trader_order_u
             continue;
         }
         if (cq_dec_add(exec, qty, &exec) < 0 ||
-            cq_dec_mul(qty, price, CQ_DEC_MAX_SCALE, CQ_ROUND_HALF_EVEN, &q) < 0 ||
+            cq_dec_mul(qty, price, CQ_FILTERS_AMOUNT_SCALE, CQ_ROUND_HALF_EVEN, &q) < 0 ||
             cq_dec_add(quote, q, &quote) < 0) {
             fail(why, why_len, "fills: amounts overflow");
             return 0;

@@ -72,8 +72,14 @@
 /* Answers waiting to be fed to the core (one place answer gives up to
  * CQ_TRADER_PARSE_FILLS_MAX, openOrders up to this many). */
 #define TRADER_EVENTS_MAX 1024
+/* Answers fed per step at most (the rest waits for the next step). */
+#define EVENTS_PER_STEP_MAX 2048
 /* How long a durable wait may take before the intent counts as failed, ms. */
 #define DURABLE_WAIT_MS 5000
+/* Orders closed lately, kept for GET /api/v1/orders (newest first), and the
+ * intents they are matched with (side, type, purpose of a closed order). */
+#define RECENT_ORDERS_MAX 100
+#define INTENTS_KEPT 256
 /* How long the restart path may wait for the journal, ms. */
 #define JOURNAL_APPEND_RETRY_MS 1000
 
@@ -134,8 +140,16 @@ struct cq_trader {
     enum crash_point crash_point;
     unsigned crash_at, crash_seen;
 
+    /* closed orders for the API: a ring of JSON objects, and the intents
+     * (parsed payloads) they are completed from */
+    json_t *recent[RECENT_ORDERS_MAX];
+    size_t recent_next;
+    json_t *intents[INTENTS_KEPT];
+    size_t intents_next;
+
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
     struct cq_log_ratelimit bad_event_rl;
+    struct cq_log_ratelimit storm_rl;
 };
 
 static int64_t wall_ms(const struct cq_trader *t)
@@ -285,6 +299,55 @@ static enum cq_trader_send_outcome outcome_of(const struct cq_rest_response *r)
 
 /* ---- performing actions ---------------------------------------------------------------- */
 
+/* An intent, kept so a closed order can be shown with its side and type. */
+static void remember_intent(struct cq_trader *t, const struct cq_trader_action *a)
+{
+    json_t *j = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return;
+    }
+    json_object_set_new(j, "symbol", json_string(a->u.journal.scope));
+    json_decref(t->intents[t->intents_next]);
+    t->intents[t->intents_next] = j;
+    t->intents_next = (t->intents_next + 1) % INTENTS_KEPT;
+}
+
+/* A terminal record (order.fill final, order.reject): the order leaves the
+ * core; the API keeps showing it among the recent ones. */
+static void remember_closed(struct cq_trader *t, const struct cq_trader_action *a)
+{
+    json_t *p = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    const char *id = json_string_value(json_object_get(p, "client_order_id"));
+    bool fill = a->u.journal.type == CQ_REC_ORDER_FILL;
+    if (id == NULL || (fill && !json_is_true(json_object_get(p, "final")))) {
+        json_decref(p);
+        return;
+    }
+    json_t *o = NULL;
+    for (size_t i = 0; i < INTENTS_KEPT && o == NULL; i++) {
+        const char *iid = json_string_value(json_object_get(t->intents[i], "client_order_id"));
+        if (iid != NULL && strcmp(iid, id) == 0) {
+            o = json_deep_copy(t->intents[i]);
+        }
+    }
+    if (o == NULL) {
+        o = json_pack("{s:s,s:s}", "client_order_id", id, "symbol", a->u.journal.scope);
+    }
+    json_object_update(o, p); /* the outcome's fields over the intent's */
+    json_decref(p);
+    if (fill) {
+        json_object_set_new(o, "state", json_string("filled"));
+    }
+    char ts[CQ_RFC3339_US_LEN];
+    json_object_set_new(
+        o, "closed_at",
+        json_string(cq_time_rfc3339_us(cq_clock_wall_us(t->clock), ts, sizeof(ts))));
+    json_decref(t->recent[t->recent_next]);
+    t->recent[t->recent_next] = o;
+    t->recent_next = (t->recent_next + 1) % RECENT_ORDERS_MAX;
+}
+
 static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
 {
     uint64_t seq = 0;
@@ -344,9 +407,13 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
                a->u.journal.log_event, a->u.journal.scope, seq);
     }
     if (a->u.journal.type == CQ_REC_ORDER_INTENT) {
+        remember_intent(t, a);
         crash_point(t, CRASH_AFTER_INTENT);
     } else if (a->u.journal.type == CQ_REC_ORDER_FILL) {
+        remember_closed(t, a);
         crash_point(t, CRASH_AFTER_FILL);
+    } else if (a->u.journal.type == CQ_REC_ORDER_REJECT) {
+        remember_closed(t, a);
     } else if (a->u.journal.type == CQ_REC_ORDER_REFUSED) {
         t->m.filter_refusals_total++;
     }
@@ -691,33 +758,69 @@ static void perform(struct cq_trader *t, const struct cq_trader_action *a)
 /* Feed one event and perform its actions in order; then feed the answers
  * they queued, in order, until none is left. frame_us: the closing frame's
  * stamp of a signal (0 otherwise). */
+/* One event through the core, and its actions performed in order. */
+static void feed_one(struct cq_trader *t, const struct cq_trader_event *ev, int64_t frame_us)
+{
+    int rc = cq_trader_core_on_event(t->core, ev, &t->acts);
+    if (rc < 0) {
+        cq_log_error(SVC, "core_event_refused",
+                     json_pack("{s:i,s:s}", "kind", (int)ev->kind, "error", cq_strerror(rc)),
+                     "the decision core refused event kind %d (%s)", (int)ev->kind,
+                     cq_strerror(rc));
+    }
+    if (cq_log_enabled(CQ_LOG_DEBUG)) {
+        json_t *kinds = json_array();
+        for (size_t i = 0; rc == 0 && i < t->acts.n; i++) {
+            json_array_append_new(kinds, json_integer(t->acts.a[i].kind));
+        }
+        cq_log_debug(SVC, "core_event",
+                     json_pack("{s:i,s:o}", "kind", (int)ev->kind, "actions", kinds),
+                     "event %d -> %zu actions", (int)ev->kind, rc == 0 ? t->acts.n : 0);
+    }
+    t->skip_next_send = false;
+    t->list_durable_us = 0;
+    t->list_frame_us = frame_us;
+    for (size_t i = 0; rc == 0 && i < t->acts.n; i++) {
+        perform(t, &t->acts.a[i]);
+    }
+    t->snapshot_dirty = true;
+    cq_service_heartbeat(t->svc);
+}
+
+/* Feed the queued answers, oldest first, at most EVENTS_PER_STEP_MAX of
+ * them: a core that kept asking for more (a bug) leaves the rest for the
+ * next step instead of stalling the thread, and says so. */
+static void drain(struct cq_trader *t)
+{
+    unsigned fed = 0;
+    while (t->ev_n > 0 && fed < EVENTS_PER_STEP_MAX) {
+        feed_one(t, &t->events[t->ev_head], 0);
+        t->ev_head = (t->ev_head + 1) % TRADER_EVENTS_MAX;
+        t->ev_n--;
+        fed++;
+    }
+    if (t->ev_n > 0) {
+        t->m.event_storms_total++;
+        uint64_t suppressed = 0;
+        if (cq_log_ratelimit_allow(&t->storm_rl, cq_time_mono_ms(), &suppressed)) {
+            cq_log_warn(SVC, "trader_event_storm",
+                        json_pack("{s:i,s:I,s:i,s:I}", "fed", (int)fed, "left", (json_int_t)t->ev_n,
+                                  "next_kind", (int)t->events[t->ev_head].kind, "suppressed",
+                                  (json_int_t)suppressed),
+                        "the core asked for %u exchange calls in one step; %zu answers wait "
+                        "for the next step",
+                        fed, t->ev_n);
+        }
+    }
+}
+
+/* Feed one event and perform its actions in order; then feed the answers
+ * they queued, in order. frame_us: the closing frame's stamp of a signal
+ * (0 otherwise). */
 static void feed(struct cq_trader *t, const struct cq_trader_event *first, int64_t frame_us)
 {
-    const struct cq_trader_event *ev = first;
-    for (;;) {
-        int rc = cq_trader_core_on_event(t->core, ev, &t->acts);
-        if (rc < 0) {
-            cq_log_error(SVC, "core_event_refused",
-                         json_pack("{s:i,s:s}", "kind", (int)ev->kind, "error", cq_strerror(rc)),
-                         "the decision core refused event kind %d (%s)", (int)ev->kind,
-                         cq_strerror(rc));
-        }
-        t->skip_next_send = false;
-        t->list_durable_us = 0;
-        t->list_frame_us = ev == first ? frame_us : 0;
-        for (size_t i = 0; rc == 0 && i < t->acts.n; i++) {
-            perform(t, &t->acts.a[i]);
-        }
-        t->snapshot_dirty = true;
-        if (ev != first) {
-            t->ev_head = (t->ev_head + 1) % TRADER_EVENTS_MAX;
-            t->ev_n--;
-        }
-        if (t->ev_n == 0) {
-            return;
-        }
-        ev = &t->events[t->ev_head];
-    }
+    feed_one(t, first, frame_us);
+    drain(t);
 }
 
 static void feed_simple(struct cq_trader *t, enum cq_trader_event_kind kind)
@@ -823,6 +926,13 @@ static json_t *orders_json(const struct cq_trader *t)
                          "order_id", (json_int_t)o->order_id, "created_ms",
                          (json_int_t)o->created_ms, "updated_ms", (json_int_t)o->updated_ms));
     }
+    /* then the ones closed lately, newest first */
+    for (size_t k = 1; k <= RECENT_ORDERS_MAX; k++) {
+        const json_t *r = t->recent[(t->recent_next + RECENT_ORDERS_MAX - k) % RECENT_ORDERS_MAX];
+        if (r != NULL) {
+            json_array_append_new(a, json_deep_copy(r));
+        }
+    }
     return a;
 }
 
@@ -831,7 +941,16 @@ static json_t *quarantine_json(const struct cq_trader *t)
     json_t *a = json_array();
     const char *sym, *reason;
     int64_t until;
-    for (size_t i = 0; cq_trader_core_quarantined(t->core, i, &sym, &reason, &until) > 0; i++) {
+    /* the count, whatever i is; the i-th entry's fields when i < count */
+    size_t n = cq_trader_core_quarantined(t->core, 0, &sym, &reason, &until);
+    for (size_t i = 0; i < n; i++) {
+        sym = NULL;
+        reason = NULL;
+        until = 0;
+        (void)cq_trader_core_quarantined(t->core, i, &sym, &reason, &until);
+        if (sym == NULL) {
+            continue;
+        }
         json_array_append_new(a, json_pack("{s:s,s:s,s:I}", "symbol", sym, "reason",
                                            reason != NULL ? reason : "", "until_ms",
                                            (json_int_t)until));
@@ -1110,6 +1229,11 @@ static void take_user_event(struct cq_trader *t, const struct cq_user_event *ue)
     }
     ev.now_ms = wall_ms(t);
     feed(t, &ev, 0);
+    if (k == CQ_TRADER__USER_GAP) {
+        /* the feeder sends the gap once the new subscription stands: the
+         * stream is up again (the core reconciles what it missed) */
+        feed_simple(t, CQ_TRADER_EV_STREAM_UP);
+    }
 }
 
 static void tick(struct cq_trader *t)
@@ -1127,6 +1251,7 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
         recover(t);
         tick(t);
     }
+    drain(t); /* answers left over by a storm */
     struct cmd c;
     while (cmd_pop(t, &c)) {
         struct cq_trader_event ev;
@@ -1179,6 +1304,9 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
 static bool trader_has_work(void *ctx)
 {
     struct cq_trader *t = ctx;
+    if (t->ev_n > 0) {
+        return true;
+    }
     pthread_mutex_lock(&t->cmd_lock);
     bool cmds = t->cmd_n > 0;
     pthread_mutex_unlock(&t->cmd_lock);
@@ -1279,6 +1407,8 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
     t->applied_kill = cq_config_onoff(o->cfg, CQ_CFG_KILL_SWITCH);
     t->bad_event_rl.window_ms = 10000;
     t->bad_event_rl.burst = 5;
+    t->storm_rl.window_ms = 10000;
+    t->storm_rl.burst = 3;
     t->journal_dir = strdup(o->journal_dir);
     t->events = malloc(sizeof(*t->events) * TRADER_EVENTS_MAX);
     if (t->journal_dir == NULL || t->events == NULL) {
@@ -1362,6 +1492,12 @@ void cq_trader_free(struct cq_trader *t)
     cq_rest_client_free(t->rest);
     cq_trader_core_free(t->core);
     json_decref(t->snapshot);
+    for (size_t i = 0; i < RECENT_ORDERS_MAX; i++) {
+        json_decref(t->recent[i]);
+    }
+    for (size_t i = 0; i < INTENTS_KEPT; i++) {
+        json_decref(t->intents[i]);
+    }
     free(t->events);
     free(t->journal_dir);
     pthread_mutex_destroy(&t->cmd_lock);
