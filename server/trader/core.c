@@ -112,6 +112,9 @@ struct cq_trader_core {
 
     char *ckpt; /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
     uint64_t foreign_reported;
+    char limits_json[384]; /* risk.decision's "limits", rendered once per pause/kill state */
+    size_t limits_len;
+    int limits_key; /* -1: not rendered */
     struct cq_trader_status st; /* counters */
 };
 
@@ -190,34 +193,33 @@ static bool terminal(enum cq_trader_order_state s)
 
 static const char HEX[] = "0123456789abcdef";
 
-static int hexval(char c)
+/* lower-case hex digit -> value, anything else -> 16 */
+static const uint8_t HEXVAL[256] = {
+    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
+    ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+
+static bool hex_half(const char *s, uint64_t *out)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    uint64_t v = 0;
+    unsigned bad = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned h = HEXVAL[(unsigned char)s[i]];
+        /* 0 in the table is also "not set": only '0' may map to 0 */
+        bad |= (h == 0 && s[i] != '0');
+        v = (v << 4) | h;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
+    *out = v;
+    return bad == 0;
 }
 
 /* 32 lower-case hex characters -> key; false if s is not exactly that. */
 static bool hex_key(const char *s, struct idkey *k)
 {
-    uint64_t v[2] = {0, 0};
-    for (int i = 0; i < 32; i++) {
-        int h = hexval(s[i]);
-        if (h < 0) {
-            return false;
-        }
-        v[i / 16] = (v[i / 16] << 4) | (uint64_t)h;
-    }
-    if (s[32] != '\0') {
+    if (memchr(s, '\0', 32) != NULL || s[32] != '\0') {
         return false;
     }
-    k->a = v[0];
-    k->b = v[1];
-    return true;
+    return hex_half(s, &k->a) && hex_half(s + 16, &k->b);
 }
 
 static bool client_key(const char *id, struct idkey *k)
@@ -346,8 +348,29 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 
 #define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
 
+/* 1: the byte must be escaped (or ends the string) in a JSON string */
+static const uint8_t JSON_ESC[256] = {
+    [0] = 1,    [1] = 1,    [2] = 1,    [3] = 1,    [4] = 1,    [5] = 1,    [6] = 1,    [7] = 1,
+    [8] = 1,    [9] = 1,    [10] = 1,   [11] = 1,   [12] = 1,   [13] = 1,   [14] = 1,   [15] = 1,
+    [16] = 1,   [17] = 1,   [18] = 1,   [19] = 1,   [20] = 1,   [21] = 1,   [22] = 1,   [23] = 1,
+    [24] = 1,   [25] = 1,   [26] = 1,   [27] = 1,   [28] = 1,   [29] = 1,   [30] = 1,   [31] = 1,
+    ['"'] = 1,  ['\\'] = 1,
+};
+
 static void jw_str(struct jw *w, const char *s)
 {
+    /* fast path: nothing to escape (ids, symbols, names) */
+    size_t n = 0;
+    while (!JSON_ESC[(unsigned char)s[n]]) {
+        n++;
+    }
+    if (s[n] == '\0' && (size_t)(w->end - w->p) >= n + 2) {
+        w->p[0] = '"';
+        memcpy(w->p + 1, s, n);
+        w->p[n + 1] = '"';
+        w->p += n + 2;
+        return;
+    }
     JW_LIT(w, "\"");
     const char *run = s;
     for (;; s++) {
@@ -403,28 +426,48 @@ static void jw_u64(struct jw *w, uint64_t v)
     jw_raw(w, buf, fmt_u64(v, buf));
 }
 
+static const char DIGITS2[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
+
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
 {
-    char tmp[24];
-    size_t n = 0, k = 0;
-    uint64_t u = (uint64_t)d.m;
+    char tmp[48];
+    char *e = tmp + sizeof(tmp), *p = e; /* written backwards */
+    uint64_t u = d.m < 0 ? 0 - (uint64_t)d.m : (uint64_t)d.m;
+    unsigned scale = d.scale;
+    unsigned n = 0; /* digits written */
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
+        n += 2;
+    }
+    if (u >= 10) {
+        *--p = DIGITS2[2 * u + 1];
+        *--p = DIGITS2[2 * u];
+        n += 2;
+    } else {
+        *--p = (char)('0' + u);
+        n++;
+    }
+    while (n <= scale) {
+        *--p = '0';
+        n++;
+    }
+    size_t k = 0;
     if (d.m < 0) {
         out[k++] = '-';
-        u = 0 - u;
     }
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    while (n <= d.scale) {
-        tmp[n++] = '0';
-    }
-    for (size_t i = n; i > 0; i--) {
-        if (i == d.scale && d.scale > 0) {
-            out[k++] = '.';
-        }
-        out[k++] = tmp[i - 1];
+    size_t int_digits = n - scale;
+    memcpy(out + k, p, int_digits);
+    k += int_digits;
+    if (scale > 0) {
+        out[k++] = '.';
+        memcpy(out + k, p + int_digits, scale);
+        k += scale;
     }
     return k;
 }
@@ -483,6 +526,8 @@ struct ctx {
     int64_t now;
     bool overflow;
     char sink[CQ_TRADER_PAYLOAD_MAX]; /* a payload with no action to go to */
+    char ms_text[32];                 /* ",\"ms\":<now>}" */
+    size_t ms_len;                    /* 0: not formatted yet */
 };
 
 /* Start a journal action; the payload is written through the returned jw. */
@@ -506,9 +551,15 @@ static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, cons
 
 static void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
 {
-    JW_LIT(w, ",\"ms\":");
-    jw_i64(w, x->now);
-    JW_LIT(w, "}");
+    if (x->ms_len == 0) { /* the event's time, formatted once per event */
+        struct jw m;
+        jw_init(&m, x->ms_text, sizeof(x->ms_text));
+        JW_LIT(&m, ",\"ms\":");
+        jw_i64(&m, x->now);
+        JW_LIT(&m, "}");
+        x->ms_len = (size_t)(m.p - m.start);
+    }
+    jw_raw(w, x->ms_text, x->ms_len);
     if (a == NULL) {
         return;
     }
@@ -632,7 +683,15 @@ static void order_remove(struct cq_trader_core *c, int i)
 /* seen ids: ring + linear-probing index with backward-shift deletion */
 static size_t seen_slot(const struct idkey *k)
 {
-    return (size_t)((k->a ^ (k->b * 0x9e3779b97f4a7c15ULL)) & (SEEN_INDEX - 1));
+    /* ids are SHA-256 based, but a hostile or test id must not cluster:
+     * mix both halves (splitmix64's finalizer) */
+    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL + k->b;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return (size_t)(h & (SEEN_INDEX - 1));
 }
 
 static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
@@ -1009,21 +1068,32 @@ static void rec_risk(struct ctx *x, const struct cq_trader_order *o, const char 
     jw_u64(&w, u->orders_last_minute);
     JW_LIT(&w, ",\"symbol_quarantined\":");
     jw_bool(&w, u->symbol_quarantined);
-    JW_LIT(&w, "},\"limits\":{\"max_open_positions\":");
-    jw_u64(&w, lim->max_open_positions);
-    JW_LIT(&w, ",\"max_position_notional\":");
-    jw_dec(&w, lim->max_position_notional);
-    JW_LIT(&w, ",\"max_total_exposure\":");
-    jw_dec(&w, lim->max_total_exposure);
-    JW_LIT(&w, ",\"max_daily_loss\":");
-    jw_dec(&w, lim->max_daily_loss);
-    JW_LIT(&w, ",\"max_orders_per_minute\":");
-    jw_u64(&w, lim->max_orders_per_minute);
-    JW_LIT(&w, ",\"trading_paused\":");
-    jw_bool(&w, lim->trading_paused);
-    JW_LIT(&w, ",\"kill_switch\":");
-    jw_bool(&w, lim->kill_switch);
-    JW_LIT(&w, "}");
+    JW_LIT(&w, "},\"limits\":");
+    /* the limits change only with pause and kill: rendered once per state */
+    struct cq_trader_core *c = x->c;
+    int key = (int)lim->trading_paused | (int)lim->kill_switch << 1;
+    if (c->limits_key != key) {
+        struct jw l;
+        jw_init(&l, c->limits_json, sizeof(c->limits_json));
+        JW_LIT(&l, "{\"max_open_positions\":");
+        jw_u64(&l, lim->max_open_positions);
+        JW_LIT(&l, ",\"max_position_notional\":");
+        jw_dec(&l, lim->max_position_notional);
+        JW_LIT(&l, ",\"max_total_exposure\":");
+        jw_dec(&l, lim->max_total_exposure);
+        JW_LIT(&l, ",\"max_daily_loss\":");
+        jw_dec(&l, lim->max_daily_loss);
+        JW_LIT(&l, ",\"max_orders_per_minute\":");
+        jw_u64(&l, lim->max_orders_per_minute);
+        JW_LIT(&l, ",\"trading_paused\":");
+        jw_bool(&l, lim->trading_paused);
+        JW_LIT(&l, ",\"kill_switch\":");
+        jw_bool(&l, lim->kill_switch);
+        JW_LIT(&l, "}");
+        c->limits_len = (size_t)(l.p - l.start); /* fits: 7 bounded fields */
+        c->limits_key = key;
+    }
+    jw_raw(&w, c->limits_json, c->limits_len);
     journal_end(x, a, &w);
 }
 
@@ -2264,7 +2334,12 @@ static void apply_balances(struct cq_trader_core *c, const struct cq_trader_even
 int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_event *ev,
                             struct cq_trader_actions *out)
 {
-    struct ctx x = {.c = c, .out = out, .now = ev->now_ms, .overflow = false};
+    struct ctx x;
+    x.c = c;
+    x.out = out;
+    x.now = ev->now_ms;
+    x.overflow = false;
+    x.ms_len = 0;
     out->n = 0;
     c->now_ms = ev->now_ms;
     c->st.events_total++;
@@ -2565,6 +2640,7 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
     c->phase = PH_INIT;
     c->day = -1;
     c->last_ckpt_ms = INT64_MIN / 2;
+    c->limits_key = -1;
     return c;
 oom:
     cq_err_set(err, CQ_ENOMEM, 0, NULL, "trader core: out of memory");
