@@ -114,7 +114,7 @@ struct cq_trader_core {
     uint64_t foreign_reported;
     char limits_json[384]; /* risk.decision's "limits", rendered once per pause/kill state */
     size_t limits_len;
-    int limits_key; /* -1: not rendered */
+    int limits_key;             /* -1: not rendered */
     struct cq_trader_status st; /* counters */
 };
 
@@ -195,8 +195,8 @@ static const char HEX[] = "0123456789abcdef";
 
 /* lower-case hex digit -> value, anything else -> 16 */
 static const uint8_t HEXVAL[256] = {
-    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
-    ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+    ['0'] = 0, ['1'] = 1, ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
+    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
 };
 
 static bool hex_half(const char *s, uint64_t *out)
@@ -350,11 +350,10 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 
 /* 1: the byte must be escaped (or ends the string) in a JSON string */
 static const uint8_t JSON_ESC[256] = {
-    [0] = 1,    [1] = 1,    [2] = 1,    [3] = 1,    [4] = 1,    [5] = 1,    [6] = 1,    [7] = 1,
-    [8] = 1,    [9] = 1,    [10] = 1,   [11] = 1,   [12] = 1,   [13] = 1,   [14] = 1,   [15] = 1,
-    [16] = 1,   [17] = 1,   [18] = 1,   [19] = 1,   [20] = 1,   [21] = 1,   [22] = 1,   [23] = 1,
-    [24] = 1,   [25] = 1,   [26] = 1,   [27] = 1,   [28] = 1,   [29] = 1,   [30] = 1,   [31] = 1,
-    ['"'] = 1,  ['\\'] = 1,
+    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,  [5] = 1,   [6] = 1,    [7] = 1,  [8] = 1,
+    [9] = 1,  [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,  [15] = 1,   [16] = 1, [17] = 1,
+    [18] = 1, [19] = 1, [20] = 1, [21] = 1, [22] = 1, [23] = 1,  [24] = 1,   [25] = 1, [26] = 1,
+    [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
 static void jw_str(struct jw *w, const char *s)
@@ -426,9 +425,10 @@ static void jw_u64(struct jw *w, uint64_t v)
     jw_raw(w, buf, fmt_u64(v, buf));
 }
 
-static const char DIGITS2[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                              "8081828384858687888990919293949596979899";
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
 
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
@@ -1265,6 +1265,15 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     if (r->resend >= 0) {
         o = &c->orders[r->resend];
     } else {
+        if (x->now < c->rate_until_ms) {
+            /* a 429 asked us to wait: a new order now would earn a 418 */
+            char detail[64] = "the exchange asked to wait until ms ";
+            size_t n = strlen(detail);
+            n += fmt_u64((uint64_t)c->rate_until_ms, detail + n);
+            detail[n] = '\0';
+            rec_refused(x, s->name, r->signal_id, r->client_id, "rate_limited", detail);
+            return false;
+        }
         memset(&tmp, 0, sizeof(tmp));
         memcpy(tmp.client_id, r->client_id, sizeof(tmp.client_id));
         cq_strlcpy(tmp.signal_id, r->signal_id, sizeof(tmp.signal_id));
@@ -2034,7 +2043,10 @@ static void pump(struct ctx *x)
     if (c->phase == PH_INIT || (!c->pump_dirty && now < c->pump_due_ms)) {
         return;
     }
-    bool banned = now < c->banned_until_ms;
+    /* a ban or a rate limit holds every request to the exchange */
+    int64_t blocked_until =
+        c->banned_until_ms > c->rate_until_ms ? c->banned_until_ms : c->rate_until_ms;
+    bool banned = now < blocked_until;
     int64_t next = INT64_MAX;
     size_t i = 0;
     while (i < c->n_orders) {
@@ -2046,7 +2058,7 @@ static void pump(struct ctx *x)
         struct order_x *ox = &c->ox[i];
         size_t n_before = c->n_orders;
         if (banned) {
-            next = c->banned_until_ms;
+            next = blocked_until;
             break;
         }
         if (ox->need_cancel && !ox->cancel_sent) {

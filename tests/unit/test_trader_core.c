@@ -405,6 +405,8 @@ static void tick(int64_t advance_ms)
     feed_ev(CQ_TRADER_EV_TICK);
 }
 
+static void expect_refused(const char *filter);
+
 static const char INSUFFICIENT[] = "Account has insufficient balance for requested action.";
 
 /* A BTCUSDT market entry of 100 USDT at 50000, filled, fee 0.1 USDT. */
@@ -778,12 +780,17 @@ Test(trader_core, rate_limited_send_goes_again_with_the_same_id_after_retry_afte
     signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_RATE_LIMITED, -1003, "Too many requests", false, 5000);
     cr_expect_eq(order(cid)->state, CQ_TRADER_OS_INTENT);
+    char c2[CQ_TRADER_CLIENT_ID_LEN];
+    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    expect_refused("rate_limited");
     tick(4999);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     tick(1);
     const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
     cr_assert_not_null(s);
     cr_expect_str_eq(s->u.order.client_id, cid);
+    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "refused while limited, not remembered");
 }
 
 Test(trader_core, banned_refuses_until_retry_after)
@@ -1407,4 +1414,38 @@ Test(trader_core, client_ids)
     cq_trader_client_id_for_exit(out, CQ_TRADER_TAKE_PROFIT, 0, tp0);
     cr_expect_str_neq(again, sl1);
     cr_expect_str_neq(again, tp0);
+}
+
+Test(trader_core, hostile_texts_are_escaped_and_bad_ids_refused)
+{
+    ready();
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_failed(cid, CQ_TRADER_SEND_REJECTED, -1100, "bad \"param\"\n\\\x01 here", false, 0);
+    json_t *r = rec_of(CQ_REC_ORDER_REJECT);
+    cr_assert_not_null(r, "the payload is valid JSON");
+    cr_expect_str_eq(jget(r, "msg"), "bad \"param\"\n\\\x01 here");
+    json_decref(r);
+    /* a signal id that is not 32 lower-case hex characters */
+    struct cq_signal *s = &EV.u.signal;
+    cq_strlcpy(s->id, "0123456789ABCDEF0123456789abcdef", sizeof(s->id));
+    cq_strlcpy(s->symbol, "BTCUSDT", sizeof(s->symbol));
+    s->side = CQ_SIDE_BUY;
+    s->reference_price = D("50000");
+    feed_ev(CQ_TRADER_EV_SIGNAL);
+    expect_refused("bad_signal_id");
+    /* an update for an id of ours that was never sent, already closed and
+     * unknown: applied, and the symbol quarantined */
+    update("cq1-ffffffffffffffffffffffffffffffff", "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED,
+           "0.01", "30", 5, "3000", "0", "USDT");
+    json_t *q = rec_of(CQ_REC_QUARANTINE);
+    cr_assert_not_null(q);
+    cr_expect_str_eq(jget(q, "reason"), "unattributed_fill");
+    json_decref(q);
+    expect_dec(position("ETHUSDT")->qty, "0.01", "applied");
+    /* a cumulative quantity that goes backwards is not applied */
+    signal("BNBUSDT", CQ_SIDE_BUY, "500", 2, cid);
+    update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.1", "50", 6, "500", "0", "USDT");
+    update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.05", "25", 0, "0", "0", "");
+    expect_dec(position("BNBUSDT")->qty, "0.1", "stale report ignored");
 }
