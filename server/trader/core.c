@@ -61,7 +61,7 @@ struct sym {
     bool quarantined;
     char q_reason[32];
     char q_detail[160];
-    int64_t q_until_ms; /* 0 = until the operator clears it */
+    int64_t q_until_ms;        /* 0 = until the operator clears it */
     cq_dec sl_price, tp_price; /* 0 = off */
     int64_t exit_retry_ms;
 };
@@ -110,8 +110,11 @@ struct cq_trader_core {
     int64_t *sent_ms; /* owned ring of send times, sent_cap */
     size_t sent_cap, sent_head, sent_n;
 
-    char *ckpt;         /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
+    char *ckpt; /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
     uint64_t foreign_reported;
+    char limits_json[384]; /* risk.decision's "limits", rendered once per pause/kill state */
+    size_t limits_len;
+    int limits_key;             /* -1: not rendered */
     struct cq_trader_status st; /* counters */
 };
 
@@ -122,16 +125,26 @@ struct cq_trader_core {
 const char *cq_trader_reason_name(enum cq_trader_reason r)
 {
     switch (r) {
-    case CQ_TRADER_READY_OK: return "ok";
-    case CQ_TRADER_LOADING_EXCHANGE_INFO: return "loading_exchange_info";
-    case CQ_TRADER_AWAITING_BALANCE: return "awaiting_balance";
-    case CQ_TRADER_RECONCILING: return "reconciling";
-    case CQ_TRADER_JOURNAL_UNAVAILABLE: return "journal_unavailable";
-    case CQ_TRADER_EXCHANGE_BANNED: return "exchange_banned";
-    case CQ_TRADER_KILL_SWITCH: return "kill_switch";
-    case CQ_TRADER_TRADING_PAUSED: return "trading_paused";
-    case CQ_TRADER_DAILY_LOSS_LIMIT: return "daily_loss_limit";
-    case CQ_TRADER_SYMBOL_QUARANTINED: return "symbol_quarantined";
+    case CQ_TRADER_READY_OK:
+        return "ok";
+    case CQ_TRADER_LOADING_EXCHANGE_INFO:
+        return "loading_exchange_info";
+    case CQ_TRADER_AWAITING_BALANCE:
+        return "awaiting_balance";
+    case CQ_TRADER_RECONCILING:
+        return "reconciling";
+    case CQ_TRADER_JOURNAL_UNAVAILABLE:
+        return "journal_unavailable";
+    case CQ_TRADER_EXCHANGE_BANNED:
+        return "exchange_banned";
+    case CQ_TRADER_KILL_SWITCH:
+        return "kill_switch";
+    case CQ_TRADER_TRADING_PAUSED:
+        return "trading_paused";
+    case CQ_TRADER_DAILY_LOSS_LIMIT:
+        return "daily_loss_limit";
+    case CQ_TRADER_SYMBOL_QUARANTINED:
+        return "symbol_quarantined";
     }
     return "unknown";
 }
@@ -180,34 +193,33 @@ static bool terminal(enum cq_trader_order_state s)
 
 static const char HEX[] = "0123456789abcdef";
 
-static int hexval(char c)
+/* lower-case hex digit -> value, anything else -> 16 */
+static const uint8_t HEXVAL[256] = {
+    ['0'] = 0, ['1'] = 1, ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
+    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+
+static bool hex_half(const char *s, uint64_t *out)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    uint64_t v = 0;
+    unsigned bad = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned h = HEXVAL[(unsigned char)s[i]];
+        /* 0 in the table is also "not set": only '0' may map to 0 */
+        bad |= (h == 0 && s[i] != '0');
+        v = (v << 4) | h;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
+    *out = v;
+    return bad == 0;
 }
 
 /* 32 lower-case hex characters -> key; false if s is not exactly that. */
 static bool hex_key(const char *s, struct idkey *k)
 {
-    uint64_t v[2] = {0, 0};
-    for (int i = 0; i < 32; i++) {
-        int h = hexval(s[i]);
-        if (h < 0) {
-            return false;
-        }
-        v[i / 16] = (v[i / 16] << 4) | (uint64_t)h;
-    }
-    if (s[32] != '\0') {
+    if (memchr(s, '\0', 32) != NULL || s[32] != '\0') {
         return false;
     }
-    k->a = v[0];
-    k->b = v[1];
-    return true;
+    return hex_half(s, &k->a) && hex_half(s + 16, &k->b);
 }
 
 static bool client_key(const char *id, struct idkey *k)
@@ -336,8 +348,28 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 
 #define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
 
+/* 1: the byte must be escaped (or ends the string) in a JSON string */
+static const uint8_t JSON_ESC[256] = {
+    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,  [5] = 1,   [6] = 1,    [7] = 1,  [8] = 1,
+    [9] = 1,  [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,  [15] = 1,   [16] = 1, [17] = 1,
+    [18] = 1, [19] = 1, [20] = 1, [21] = 1, [22] = 1, [23] = 1,  [24] = 1,   [25] = 1, [26] = 1,
+    [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 static void jw_str(struct jw *w, const char *s)
 {
+    /* fast path: nothing to escape (ids, symbols, names) */
+    size_t n = 0;
+    while (!JSON_ESC[(unsigned char)s[n]]) {
+        n++;
+    }
+    if (s[n] == '\0' && (size_t)(w->end - w->p) >= n + 2) {
+        w->p[0] = '"';
+        memcpy(w->p + 1, s, n);
+        w->p[n + 1] = '"';
+        w->p += n + 2;
+        return;
+    }
     JW_LIT(w, "\"");
     const char *run = s;
     for (;; s++) {
@@ -393,28 +425,49 @@ static void jw_u64(struct jw *w, uint64_t v)
     jw_raw(w, buf, fmt_u64(v, buf));
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
 {
-    char tmp[24];
-    size_t n = 0, k = 0;
-    uint64_t u = (uint64_t)d.m;
+    char tmp[48];
+    char *e = tmp + sizeof(tmp), *p = e; /* written backwards */
+    uint64_t u = d.m < 0 ? 0 - (uint64_t)d.m : (uint64_t)d.m;
+    unsigned scale = d.scale;
+    unsigned n = 0; /* digits written */
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
+        n += 2;
+    }
+    if (u >= 10) {
+        *--p = DIGITS2[2 * u + 1];
+        *--p = DIGITS2[2 * u];
+        n += 2;
+    } else {
+        *--p = (char)('0' + u);
+        n++;
+    }
+    while (n <= scale) {
+        *--p = '0';
+        n++;
+    }
+    size_t k = 0;
     if (d.m < 0) {
         out[k++] = '-';
-        u = 0 - u;
     }
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    while (n <= d.scale) {
-        tmp[n++] = '0';
-    }
-    for (size_t i = n; i > 0; i--) {
-        if (i == d.scale && d.scale > 0) {
-            out[k++] = '.';
-        }
-        out[k++] = tmp[i - 1];
+    size_t int_digits = n - scale;
+    memcpy(out + k, p, int_digits);
+    k += int_digits;
+    if (scale > 0) {
+        out[k++] = '.';
+        memcpy(out + k, p + int_digits, scale);
+        k += scale;
     }
     return k;
 }
@@ -473,6 +526,8 @@ struct ctx {
     int64_t now;
     bool overflow;
     char sink[CQ_TRADER_PAYLOAD_MAX]; /* a payload with no action to go to */
+    char ms_text[32];                 /* ",\"ms\":<now>}" */
+    size_t ms_len;                    /* 0: not formatted yet */
 };
 
 /* Start a journal action; the payload is written through the returned jw. */
@@ -496,9 +551,15 @@ static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, cons
 
 static void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
 {
-    JW_LIT(w, ",\"ms\":");
-    jw_i64(w, x->now);
-    JW_LIT(w, "}");
+    if (x->ms_len == 0) { /* the event's time, formatted once per event */
+        struct jw m;
+        jw_init(&m, x->ms_text, sizeof(x->ms_text));
+        JW_LIT(&m, ",\"ms\":");
+        jw_i64(&m, x->now);
+        JW_LIT(&m, "}");
+        x->ms_len = (size_t)(m.p - m.start);
+    }
+    jw_raw(w, x->ms_text, x->ms_len);
     if (a == NULL) {
         return;
     }
@@ -622,7 +683,15 @@ static void order_remove(struct cq_trader_core *c, int i)
 /* seen ids: ring + linear-probing index with backward-shift deletion */
 static size_t seen_slot(const struct idkey *k)
 {
-    return (size_t)((k->a ^ (k->b * 0x9e3779b97f4a7c15ULL)) & (SEEN_INDEX - 1));
+    /* ids are SHA-256 based, but a hostile or test id must not cluster:
+     * mix both halves (splitmix64's finalizer) */
+    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL + k->b;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return (size_t)(h & (SEEN_INDEX - 1));
 }
 
 static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
@@ -841,9 +910,9 @@ static void rec_refused(struct ctx *x, const char *symbol, const char *signal_id
                         const char *client_id, const char *filter, const char *detail)
 {
     struct jw w;
-    struct cq_trader_action *a = journal_begin(
-        x, CQ_TRADER_REC_ORDER_REFUSED, symbol[0] ? symbol : "trader", "order_refused",
-        CQ_LOG_WARN, &w);
+    struct cq_trader_action *a =
+        journal_begin(x, CQ_TRADER_REC_ORDER_REFUSED, symbol[0] ? symbol : "trader",
+                      "order_refused", CQ_LOG_WARN, &w);
     JW_LIT(&w, "{\"signal_id\":");
     jw_str(&w, signal_id);
     JW_LIT(&w, ",\"client_order_id\":");
@@ -965,8 +1034,7 @@ static void rec_risk(struct ctx *x, const struct cq_trader_order *o, const char 
                      enum cq_trader_purpose purpose)
 {
     struct jw w;
-    struct cq_trader_action *a = journal_begin(x, CQ_REC_RISK_DECISION, o->symbol,
-                                               "risk_decision",
+    struct cq_trader_action *a = journal_begin(x, CQ_REC_RISK_DECISION, o->symbol, "risk_decision",
                                                d->allowed ? CQ_LOG_INFO : CQ_LOG_WARN, &w);
     JW_LIT(&w, "{\"signal_id\":");
     jw_str(&w, signal_id);
@@ -1000,21 +1068,32 @@ static void rec_risk(struct ctx *x, const struct cq_trader_order *o, const char 
     jw_u64(&w, u->orders_last_minute);
     JW_LIT(&w, ",\"symbol_quarantined\":");
     jw_bool(&w, u->symbol_quarantined);
-    JW_LIT(&w, "},\"limits\":{\"max_open_positions\":");
-    jw_u64(&w, lim->max_open_positions);
-    JW_LIT(&w, ",\"max_position_notional\":");
-    jw_dec(&w, lim->max_position_notional);
-    JW_LIT(&w, ",\"max_total_exposure\":");
-    jw_dec(&w, lim->max_total_exposure);
-    JW_LIT(&w, ",\"max_daily_loss\":");
-    jw_dec(&w, lim->max_daily_loss);
-    JW_LIT(&w, ",\"max_orders_per_minute\":");
-    jw_u64(&w, lim->max_orders_per_minute);
-    JW_LIT(&w, ",\"trading_paused\":");
-    jw_bool(&w, lim->trading_paused);
-    JW_LIT(&w, ",\"kill_switch\":");
-    jw_bool(&w, lim->kill_switch);
-    JW_LIT(&w, "}");
+    JW_LIT(&w, "},\"limits\":");
+    /* the limits change only with pause and kill: rendered once per state */
+    struct cq_trader_core *c = x->c;
+    int key = (int)lim->trading_paused | (int)lim->kill_switch << 1;
+    if (c->limits_key != key) {
+        struct jw l;
+        jw_init(&l, c->limits_json, sizeof(c->limits_json));
+        JW_LIT(&l, "{\"max_open_positions\":");
+        jw_u64(&l, lim->max_open_positions);
+        JW_LIT(&l, ",\"max_position_notional\":");
+        jw_dec(&l, lim->max_position_notional);
+        JW_LIT(&l, ",\"max_total_exposure\":");
+        jw_dec(&l, lim->max_total_exposure);
+        JW_LIT(&l, ",\"max_daily_loss\":");
+        jw_dec(&l, lim->max_daily_loss);
+        JW_LIT(&l, ",\"max_orders_per_minute\":");
+        jw_u64(&l, lim->max_orders_per_minute);
+        JW_LIT(&l, ",\"trading_paused\":");
+        jw_bool(&l, lim->trading_paused);
+        JW_LIT(&l, ",\"kill_switch\":");
+        jw_bool(&l, lim->kill_switch);
+        JW_LIT(&l, "}");
+        c->limits_len = (size_t)(l.p - l.start); /* fits: 7 bounded fields */
+        c->limits_key = key;
+    }
+    jw_raw(&w, c->limits_json, c->limits_len);
     journal_end(x, a, &w);
 }
 
@@ -1186,6 +1265,15 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     if (r->resend >= 0) {
         o = &c->orders[r->resend];
     } else {
+        if (x->now < c->rate_until_ms) {
+            /* a 429 asked us to wait: a new order now would earn a 418 */
+            char detail[64] = "the exchange asked to wait until ms ";
+            size_t n = strlen(detail);
+            n += fmt_u64((uint64_t)c->rate_until_ms, detail + n);
+            detail[n] = '\0';
+            rec_refused(x, s->name, r->signal_id, r->client_id, "rate_limited", detail);
+            return false;
+        }
         memset(&tmp, 0, sizeof(tmp));
         memcpy(tmp.client_id, r->client_id, sizeof(tmp.client_id));
         cq_strlcpy(tmp.signal_id, r->signal_id, sizeof(tmp.signal_id));
@@ -1216,9 +1304,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
             want_quote = dmul(c, want_quote, c->cfg.insufficient_scale, CQ_ROUND_DOWN);
             want_qty = dmul(c, want_qty, c->cfg.insufficient_scale, CQ_ROUND_DOWN);
         }
-        notional = entry ? (cq_dec_is_zero(want_quote)
-                                ? dmul(c, want_qty, o->price, CQ_ROUND_UP)
-                                : want_quote)
+        notional = entry ? (cq_dec_is_zero(want_quote) ? dmul(c, want_qty, o->price, CQ_ROUND_UP)
+                                                       : want_quote)
                          : CQ_DEC_ZERO;
     } else if (entry) {
         want_quote = c->cfg.order_quote;
@@ -1331,8 +1418,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
 
 static bool trade_seen(struct order_x *ox, uint64_t trade_id)
 {
-    unsigned n = ox->n_trades < CQ_TRADER__TRADES_PER_ORDER ? ox->n_trades
-                                                             : CQ_TRADER__TRADES_PER_ORDER;
+    unsigned n =
+        ox->n_trades < CQ_TRADER__TRADES_PER_ORDER ? ox->n_trades : CQ_TRADER__TRADES_PER_ORDER;
     for (unsigned i = 0; i < n; i++) {
         if (ox->trades[i] == trade_id) {
             return true;
@@ -1387,7 +1474,8 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
         o->executed_qty = u->executed_qty;
         o->cum_quote = cq_dec_max(u->cum_quote, o->cum_quote);
     }
-    bool fee_new = u->trade_id != 0 && !cq_dec_is_zero(u->commission) && !trade_seen(ox, u->trade_id);
+    bool fee_new =
+        u->trade_id != 0 && !cq_dec_is_zero(u->commission) && !trade_seen(ox, u->trade_id);
     bool fill = cq_dec_sign(dq) > 0;
     struct cq_trader_position *p = NULL;
     cq_dec fee_quote = CQ_DEC_ZERO;
@@ -1399,7 +1487,9 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
     if (fill && p != NULL) {
         if (o->side == CQ_SIDE_BUY) {
             if (cq_dec_is_zero(p->qty)) {
+                /* a new position: its exits are numbered from 0 again */
                 memcpy(p->entry_client_id, o->client_id, sizeof(p->entry_client_id));
+                c->posx[s->pos].exit_seq = 0;
             }
             p->qty = dadd(c, p->qty, dq);
             p->cost = dadd(c, p->cost, dquote);
@@ -1715,7 +1805,8 @@ static void on_send_failed(struct ctx *x, const struct cq_trader_event *ev)
             }
             if (!c->syms[sym].quarantined) {
                 quarantine(x, sym, "insufficient_balance",
-                           "insufficient balance after scaling down", x->now + c->cfg.quarantine_ms);
+                           "insufficient balance after scaling down",
+                           x->now + c->cfg.quarantine_ms);
             }
             return;
         }
@@ -1952,7 +2043,10 @@ static void pump(struct ctx *x)
     if (c->phase == PH_INIT || (!c->pump_dirty && now < c->pump_due_ms)) {
         return;
     }
-    bool banned = now < c->banned_until_ms;
+    /* a ban or a rate limit holds every request to the exchange */
+    int64_t blocked_until =
+        c->banned_until_ms > c->rate_until_ms ? c->banned_until_ms : c->rate_until_ms;
+    bool banned = now < blocked_until;
     int64_t next = INT64_MAX;
     size_t i = 0;
     while (i < c->n_orders) {
@@ -1964,7 +2058,7 @@ static void pump(struct ctx *x)
         struct order_x *ox = &c->ox[i];
         size_t n_before = c->n_orders;
         if (banned) {
-            next = c->banned_until_ms;
+            next = blocked_until;
             break;
         }
         if (ox->need_cancel && !ox->cancel_sent) {
@@ -2004,9 +2098,9 @@ static void pump(struct ctx *x)
                    (o->state == CQ_TRADER_OS_OPEN && !c->stream_up && c->phase == PH_READY)) {
             if (now >= ox->next_query_ms) {
                 act_ref(x, CQ_TRADER_ACT_QUERY_ORDER, o->symbol, o->client_id);
-                ox->next_query_ms = now + (o->state == CQ_TRADER_OS_UNKNOWN
-                                               ? c->cfg.unknown_query_every_ms
-                                               : c->cfg.poll_orders_every_ms);
+                ox->next_query_ms =
+                    now + (o->state == CQ_TRADER_OS_UNKNOWN ? c->cfg.unknown_query_every_ms
+                                                            : c->cfg.poll_orders_every_ms);
             }
             if (ox->next_query_ms < next) {
                 next = ox->next_query_ms;
@@ -2252,7 +2346,12 @@ static void apply_balances(struct cq_trader_core *c, const struct cq_trader_even
 int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_event *ev,
                             struct cq_trader_actions *out)
 {
-    struct ctx x = {.c = c, .out = out, .now = ev->now_ms, .overflow = false};
+    struct ctx x;
+    x.c = c;
+    x.out = out;
+    x.now = ev->now_ms;
+    x.overflow = false;
+    x.ms_len = 0;
     out->n = 0;
     c->now_ms = ev->now_ms;
     c->st.events_total++;
@@ -2336,8 +2435,12 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     case CQ_TRADER_EV_OPERATOR: {
         int sym = sym_find(c, ev->u.op.symbol);
         switch (ev->u.op.cmd) {
-        case CQ_TRADER_CMD_PAUSE: c->paused = true; break;
-        case CQ_TRADER_CMD_RESUME: c->paused = false; break;
+        case CQ_TRADER_CMD_PAUSE:
+            c->paused = true;
+            break;
+        case CQ_TRADER_CMD_RESUME:
+            c->paused = false;
+            break;
         case CQ_TRADER_CMD_KILL:
             c->killed = true;
             for (size_t i = 0; i < c->n_orders; i++) {
@@ -2345,7 +2448,9 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
             }
             c->pump_dirty = true;
             break;
-        case CQ_TRADER_CMD_UNKILL: c->killed = false; break;
+        case CQ_TRADER_CMD_UNKILL:
+            c->killed = false;
+            break;
         case CQ_TRADER_CMD_CLEAR_QUARANTINE:
             if (sym >= 0 && c->syms[sym].quarantined) {
                 unquarantine(&x, sym, "operator");
@@ -2388,10 +2493,14 @@ static enum cq_trader_reason reason_of(const struct cq_trader_core *c, int64_t n
 {
     switch (c->phase) {
     case PH_INIT:
-    case PH_INFO: return CQ_TRADER_LOADING_EXCHANGE_INFO;
-    case PH_ACCOUNT: return CQ_TRADER_AWAITING_BALANCE;
-    case PH_RECONCILE: return CQ_TRADER_RECONCILING;
-    case PH_READY: break;
+    case PH_INFO:
+        return CQ_TRADER_LOADING_EXCHANGE_INFO;
+    case PH_ACCOUNT:
+        return CQ_TRADER_AWAITING_BALANCE;
+    case PH_RECONCILE:
+        return CQ_TRADER_RECONCILING;
+    case PH_READY:
+        break;
     }
     if (c->journal_failed) {
         return CQ_TRADER_JOURNAL_UNAVAILABLE;
@@ -2543,6 +2652,7 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
     c->phase = PH_INIT;
     c->day = -1;
     c->last_ckpt_ms = INT64_MIN / 2;
+    c->limits_key = -1;
     return c;
 oom:
     cq_err_set(err, CQ_ENOMEM, 0, NULL, "trader core: out of memory");
@@ -2577,7 +2687,7 @@ static int jdec(json_t *o, const char *k, cq_dec *out)
     if (s == NULL) {
         *out = CQ_DEC_ZERO;
         return json_object_get(o, k) == NULL || json_is_null(json_object_get(o, k)) ? 0
-                                                                                      : -CQ_EPARSE;
+                                                                                    : -CQ_EPARSE;
     }
     return cq_dec_parse(s, (size_t)-1, out);
 }
@@ -2736,7 +2846,11 @@ static int replay_fill(struct cq_trader_core *c, json_t *j, const char *symbol)
     if (p == NULL) {
         return -CQ_EFULL;
     }
+    bool was_flat = cq_dec_is_zero(p->qty);
     int rc = jdec(j, "position_qty", &p->qty);
+    if (was_flat && cq_dec_sign(p->qty) > 0) {
+        c->posx[c->syms[sym].pos].exit_seq = 0;
+    }
     if (rc == 0) {
         rc = jdec(j, "avg_entry", &p->avg_entry);
     }
@@ -2802,8 +2916,10 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
     case CQ_REC_RISK_DECISION:
     case CQ_REC_QUARANTINE:
     case CQ_REC_UNQUARANTINE:
-    case CQ_TRADER_REC_TRADER_CHECKPOINT: break;
-    default: return 0; /* not the core's */
+    case CQ_TRADER_REC_TRADER_CHECKPOINT:
+        break;
+    default:
+        return 0; /* not the core's */
     }
     json_t *j = json_loadb(payload, len, 0, NULL);
     if (!json_is_object(j)) {
@@ -2814,13 +2930,17 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
     struct idkey k;
     int i;
     switch (type) {
-    case CQ_TRADER_REC_TRADER_CHECKPOINT: rc = replay_checkpoint(c, j); break;
+    case CQ_TRADER_REC_TRADER_CHECKPOINT:
+        rc = replay_checkpoint(c, j);
+        break;
     case CQ_REC_RISK_DECISION:
         if (client_key(jstr(j, "client_order_id"), &k)) {
             seen_add(c, &k);
         }
         break;
-    case CQ_REC_ORDER_INTENT: rc = replay_order(c, j, scope, false); break;
+    case CQ_REC_ORDER_INTENT:
+        rc = replay_order(c, j, scope, false);
+        break;
     case CQ_REC_ORDER_ACK:
         if (client_key(jstr(j, "client_order_id"), &k) && (i = order_find(c, &k)) >= 0) {
             struct cq_trader_order *o = &c->orders[i];
@@ -2837,7 +2957,9 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
             }
         }
         break;
-    case CQ_REC_ORDER_FILL: rc = replay_fill(c, j, scope); break;
+    case CQ_REC_ORDER_FILL:
+        rc = replay_fill(c, j, scope);
+        break;
     case CQ_REC_ORDER_REJECT:
         if (client_key(jstr(j, "client_order_id"), &k) && (i = order_find(c, &k)) >= 0) {
             order_remove(c, i);
@@ -2862,7 +2984,8 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
         }
         break;
     }
-    default: break;
+    default:
+        break;
     }
     json_decref(j);
     return rc;
