@@ -116,6 +116,7 @@ struct cq_trader {
     int64_t list_durable_us; /* durability waits in this list */
     int64_t list_frame_us;   /* the signal's frame stamp (0 = not a signal's list) */
 
+    bool in_cancel; /* performing a CANCEL: its failures say was_cancel */
     bool recovered;
     int64_t last_health_ms, last_tick_ms, last_snapshot_ms;
     bool snapshot_dirty;
@@ -264,6 +265,7 @@ static void push_send_failed(struct cq_trader *t, const char *symbol, const char
                              enum cq_trader_send_outcome outcome, int code, const char *msg,
                              int64_t retry_after_ms, bool was_query)
 {
+    bool was_cancel = t->in_cancel;
     struct cq_trader_event *ev = ev_push(t, CQ_TRADER_EV_SEND_FAILED);
     if (ev == NULL) {
         cq_log_error(SVC, "trader_event_dropped", json_pack("{s:s}", "client_order_id", client_id),
@@ -279,6 +281,7 @@ static void push_send_failed(struct cq_trader *t, const char *symbol, const char
     cq_strlcpy(ev->u.send.msg, msg != NULL ? msg : "", sizeof(ev->u.send.msg));
     ev->u.send.retry_after_ms = retry_after_ms;
     ev->u.send.was_query = was_query;
+    ev->u.send.was_cancel = was_cancel;
 }
 
 /* A REST status that is not OK as the core's outcome. */
@@ -302,7 +305,7 @@ static enum cq_trader_send_outcome outcome_of(const struct cq_rest_response *r)
 /* An intent, kept so a closed order can be shown with its side and type. */
 static void remember_intent(struct cq_trader *t, const struct cq_trader_action *a)
 {
-    json_t *j = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    json_t *j = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return;
@@ -317,7 +320,7 @@ static void remember_intent(struct cq_trader *t, const struct cq_trader_action *
  * core; the API keeps showing it among the recent ones. */
 static void remember_closed(struct cq_trader *t, const struct cq_trader_action *a)
 {
-    json_t *p = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    json_t *p = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
     const char *id = json_string_value(json_object_get(p, "client_order_id"));
     bool fill = a->u.journal.type == CQ_REC_ORDER_FILL;
     if (id == NULL || (fill && !json_is_true(json_object_get(p, "final")))) {
@@ -353,13 +356,13 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
     uint64_t seq = 0;
     const char *typename = cq_rec_type_name(a->u.journal.type);
     int rc = cq_journal_append(t->journal, a->u.journal.type, a->u.journal.scope,
-                               a->u.journal.payload, a->u.journal.len, &seq);
+                               cq_trader_action_payload(a), a->u.journal.len, &seq);
     if (rc == -CQ_EFULL) { /* backpressure: the writer is behind; retry briefly */
         int64_t until = cq_time_mono_ms() + JOURNAL_APPEND_RETRY_MS;
         while (rc == -CQ_EFULL && cq_time_mono_ms() < until) {
             cq_time_sleep_ms(1);
             rc = cq_journal_append(t->journal, a->u.journal.type, a->u.journal.scope,
-                                   a->u.journal.payload, a->u.journal.len, &seq);
+                                   cq_trader_action_payload(a), a->u.journal.len, &seq);
         }
     }
     int64_t waited_us = 0;
@@ -392,7 +395,7 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
     }
     t->journal_broken = false;
     if (a->u.journal.log_event != NULL) {
-        json_t *fields = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+        json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
         if (!json_is_object(fields)) {
             json_decref(fields);
             fields = json_object();
@@ -737,7 +740,9 @@ static void perform(struct cq_trader *t, const struct cq_trader_action *a)
         act_query_or_cancel(t, a, false);
         break;
     case CQ_TRADER_ACT_CANCEL_ORDER:
+        t->in_cancel = true;
         act_query_or_cancel(t, a, true);
+        t->in_cancel = false;
         break;
     case CQ_TRADER_ACT_FETCH_ACCOUNT:
         act_fetch_account(t);
