@@ -1072,25 +1072,34 @@ static void publish_health(struct cq_trader *t, const struct cq_trader_status *s
     char detail[CQ_HEALTH_DETAIL_MAX];
     snprintf(detail, sizeof(detail), "%s%s%s", reason_detail(reason), t->journal_broken ? ": " : "",
              t->journal_broken ? t->journal_error : "");
-    cq_health_publish(
-        t->board, CQ_SVC_TRADER, health_status(&shown), ready, cq_trader_reason_name(reason),
-        detail,
-        json_pack("{s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-                  "s:s,s:o}",
-                  "mode", cq_mode_name(t->mode), "open_orders", (json_int_t)st->open_orders,
-                  "unknown_orders", (json_int_t)st->unknown_orders, "positions",
-                  (json_int_t)st->positions, "quarantined", quarantine_json(t),
-                  "daily_realized_pnl", jdec(st->daily_realized_pnl), "total_exposure",
-                  jdec(st->total_exposure), "orders_last_minute",
-                  (json_int_t)st->orders_last_minute, "user_stream_up", st->stream_up, "counters",
-                  "signals", (json_int_t)t->m.signals_received_total, "orders_sent",
-                  (json_int_t)t->m.orders_sent_total, "risk_refusals",
-                  (json_int_t)st->risk_refusals_total, "filter_refusals",
-                  (json_int_t)st->filter_refusals_total, "unknown_outcomes",
-                  (json_int_t)st->unknown_outcomes_total, "duplicate_signals",
-                  (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
-                  (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id,
-                  "rest", cq_rest_budget_json(&b)));
+    json_t *details = json_pack(
+        "{s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "s:s,s:o}",
+        "mode", cq_mode_name(t->mode), "open_orders", (json_int_t)st->open_orders, "unknown_orders",
+        (json_int_t)st->unknown_orders, "positions", (json_int_t)st->positions, "quarantined",
+        quarantine_json(t), "daily_realized_pnl", jdec(st->daily_realized_pnl), "total_exposure",
+        jdec(st->total_exposure), "orders_last_minute", (json_int_t)st->orders_last_minute,
+        "user_stream_up", st->stream_up, "counters", "signals",
+        (json_int_t)t->m.signals_received_total, "orders_sent", (json_int_t)t->m.orders_sent_total,
+        "risk_refusals", (json_int_t)st->risk_refusals_total, "filter_refusals",
+        (json_int_t)st->filter_refusals_total, "unknown_outcomes",
+        (json_int_t)st->unknown_outcomes_total, "duplicate_signals",
+        (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
+        (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id, "rest",
+        cq_rest_budget_json(&b));
+    /* what the skeleton published, kept for the operators' (and tests') jq */
+    json_object_set_new(
+        details, "signals",
+        json_pack("{s:I,s:I,s:s}", "received", (json_int_t)t->m.signals_received_total, "test",
+                  (json_int_t)t->m.test_signals_received_total, "last_id", t->last_signal_id));
+    json_object_set_new(details, "user_events",
+                        json_pack("{s:I,s:I,s:I,s:I}", "execution_reports",
+                                  (json_int_t)t->m.execution_reports_total, "account_positions",
+                                  (json_int_t)t->m.account_positions_total, "other",
+                                  (json_int_t)t->m.other_user_events_total, "gaps",
+                                  (json_int_t)t->m.user_stream_gaps_total));
+    cq_health_publish(t->board, CQ_SVC_TRADER, health_status(&shown), ready,
+                      cq_trader_reason_name(reason), detail, details);
 }
 
 static void publish_metrics(struct cq_trader *t, const struct cq_trader_status *st)
