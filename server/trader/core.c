@@ -2158,6 +2158,15 @@ static void on_open_orders_done(struct ctx *x, bool failed)
             c->st.reconcile_drifts_total++;
             o->state = CQ_TRADER_OS_UNKNOWN;
             ox->next_query_ms = x->now;
+            if (room(x->out, 1)) {
+                struct jw w;
+                struct cq_trader_action *a =
+                    journal_begin(x, CQ_REC_NOTE, o->symbol, "reconcile_drift", CQ_LOG_WARN, &w);
+                JW_LIT(&w, "{\"event\":\"reconcile_drift\",\"client_order_id\":");
+                jw_str(&w, o->client_id);
+                JW_LIT(&w, ",\"detail\":\"open for us, not in openOrders: queried\"");
+                journal_end(x, a, &w);
+            }
         }
     }
     c->pump_dirty = true;

@@ -1181,6 +1181,10 @@ Test(trader_core, stream_down_polls_open_orders_and_a_gap_reconciles)
     feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE); /* nothing listed: it closed unseen */
     cr_expect_eq(count(CQ_TRADER_ACT_QUERY_ORDER), 1);
     cr_expect_eq(status().reconcile_drifts_total, 1);
+    json_t *n = rec_of(CQ_REC_NOTE);
+    cr_assert_not_null(n, "drift reported");
+    cr_expect_str_eq(jget(n, "event"), "reconcile_drift");
+    json_decref(n);
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.001", "50", 0, "0", "0", "");
     tick(1999);
     cr_expect_eq(count(CQ_TRADER_ACT_QUERY_ORDER), 0);
