@@ -336,7 +336,7 @@ static void jw_init(struct jw *w, char *buf, size_t cap)
     w->over = false;
 }
 
-static void jw_raw(struct jw *w, const char *s, size_t n)
+static inline void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
@@ -392,17 +392,29 @@ static void jw_str(struct jw *w, const char *s)
     JW_LIT(w, "\"");
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static size_t fmt_u64(uint64_t v, char *out)
 {
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
+    char *e = tmp + sizeof(tmp), *p = e;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
     }
+    if (v >= 10) {
+        *--p = DIGITS2[2 * v + 1];
+        *--p = DIGITS2[2 * v];
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
     return n;
 }
 
@@ -424,11 +436,6 @@ static void jw_u64(struct jw *w, uint64_t v)
     char buf[24];
     jw_raw(w, buf, fmt_u64(v, buf));
 }
-
-static const char DIGITS2[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
 
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
