@@ -1020,9 +1020,9 @@ static void usage_for(struct cq_trader_core *c, int sym, int skip_order, struct 
         open[s] = true;
         sym_notional[s] = dadd(c, sym_notional[s], r);
         total = dadd(c, total, r);
-        if (o->state != CQ_TRADER_OS_OPEN) {
-            *pending_quote = dadd(c, *pending_quote, r);
-        }
+        /* every live BUY, open ones too: whether the balance we hold
+         * already shows the exchange's lock or not, we never overspend */
+        *pending_quote = dadd(c, *pending_quote, r);
     }
     for (size_t i = 0; i < c->n_syms; i++) {
         u->open_positions += open[i];
@@ -1500,6 +1500,15 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
             }
             p->qty = dadd(c, p->qty, dq);
             p->cost = dadd(c, p->cost, dquote);
+            /* the quote spent leaves our copy of the balance now (the next
+             * balance update or account snapshot replaces it): a lagging
+             * update never lets the next entry overspend. Proceeds of sells
+             * wait for the exchange's word. */
+            cq_dec *fq = balance_free(c, s->quote);
+            if (fq != NULL) {
+                cq_dec left = dsub(c, *fq, dquote);
+                *fq = cq_dec_sign(left) > 0 ? left : CQ_DEC_ZERO;
+            }
         } else {
             cq_dec sold = dq;
             if (cq_dec_cmp(dq, p->qty) > 0) {

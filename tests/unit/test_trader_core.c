@@ -1038,6 +1038,26 @@ Test(trader_core, entry_capped_by_free_balance_and_position_headroom)
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "250 free - 1000 in flight: nothing left");
 }
 
+Test(trader_core, a_fill_spends_the_quote_before_the_balance_update_says_so)
+{
+    h_new();
+    H->cfg.order_quote = D("600");
+    H->cfg.risk.max_position_notional = D("0");
+    H->cfg.risk.max_total_exposure = D("0");
+    h_core();
+    start();
+    account("1000");
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.012", "600", 1, "50000", "0",
+           "USDT");
+    /* no balance update yet: 400 left, not 1000 */
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s);
+    expect_dec(s->u.order.quote_qty, "400", "capped by what the fill left");
+}
+
 Test(trader_core, orders_table_full_refuses_with_a_reason)
 {
     h_new();
