@@ -2307,7 +2307,7 @@ static void checkpoint(struct ctx *x)
     JW_LIT(&w, ",\"seen\":[");
     size_t kept = 0;
     for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 64) {
+        if ((size_t)(w.end - w.p) < 128) { /* an id, and the closing fields */
             break;
         }
         size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;

@@ -99,7 +99,7 @@ struct h {
     struct cq_trader_core_config cfg;
     int64_t now;
     struct cq_trader_actions out;
-    struct rec recs[2048];
+    struct rec recs[16384];
     size_t n_recs;
     unsigned sends_total;
 };
@@ -1473,4 +1473,70 @@ Test(trader_core, hostile_texts_are_escaped_and_bad_ids_refused)
     update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.1", "50", 6, "500", "0", "USDT");
     update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.05", "25", 0, "0", "0", "");
     expect_dec(position("BNBUSDT")->qty, "0.1", "stale report ignored");
+}
+
+Test(trader_core, seen_ring_and_checkpoint_are_bounded)
+{
+    ready();
+    op(CQ_TRADER_CMD_KILL, ""); /* every signal refused by the gate, and remembered */
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    unsigned n = CQ_TRADER_SIGNALS_SEEN_MAX + 100;
+    for (unsigned i = 1; i <= n; i++) {
+        send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", i, cid);
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
+    }
+    tick(30000);
+    const struct cq_trader_action *a = find(CQ_TRADER_ACT_JOURNAL);
+    cr_assert_not_null(a);
+    cr_assert_eq(a->u.journal.type, CQ_TRADER_REC_TRADER_CHECKPOINT);
+    cr_expect_leq(a->u.journal.len, CQ_TRADER_CHECKPOINT_MAX);
+    json_t *j = payload_json(a);
+    cr_assert_not_null(j, "the bounded checkpoint is valid JSON");
+    size_t kept = json_array_size(json_object_get(j, "seen"));
+    json_int_t dropped = json_integer_value(json_object_get(j, "seen_dropped"));
+    cr_expect_gt(kept, 1000);
+    cr_expect_eq(kept + (size_t)dropped, CQ_TRADER_SIGNALS_SEEN_MAX, "the ring holds the last 4096");
+    json_decref(j);
+    /* the newest are refused after a restart from this checkpoint; the
+     * ring's oldest are forgotten (the documented bound) */
+    struct cq_err err = {0};
+    struct cq_trader_core *b = cq_trader_core_new(&H->cfg, &err);
+    cr_assert_not_null(b);
+    cr_assert_eq(cq_trader_core_replay(b, a->u.journal.type, "trader", cq_trader_action_payload(a),
+                                       a->u.journal.len),
+                 0);
+    cq_trader_core_free(H->core);
+    H->core = b;
+    start();
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", n, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "newest: duplicate");
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "oldest: out of the ring");
+}
+
+Test(trader_core, orders_table_at_its_maximum_and_a_checkpoint_too_big_is_skipped)
+{
+    h_new();
+    H->cfg.entry_type = CQ_TRADER_LIMIT;
+    H->cfg.order_quote = D("10");
+    H->cfg.risk.max_open_positions = 0;
+    H->cfg.risk.max_position_notional = D("0");
+    H->cfg.risk.max_total_exposure = D("0");
+    H->cfg.risk.max_orders_per_minute = 0;
+    h_core();
+    start();
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    for (unsigned i = 1; i <= CQ_TRADER_ORDERS_MAX; i++) {
+        send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", i, cid);
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "order %u", i);
+    }
+    const struct cq_trader_order *o;
+    cr_expect_eq(cq_trader_core_orders(H->core, &o), CQ_TRADER_ORDERS_MAX);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", CQ_TRADER_ORDERS_MAX + 1, cid);
+    expect_refused("orders_table_full");
+    uint64_t before = status().checkpoints_total;
+    tick(30000);
+    cr_expect_eq(status().checkpoints_total, before, "512 orders do not fit 60 KiB");
+    cr_expect_geq(status().checkpoints_skipped_total, 1);
+    cr_expect_null(find(CQ_TRADER_ACT_JOURNAL));
 }
