@@ -102,7 +102,10 @@ struct cq_trader_core {
     struct order_x *ox;             /* owned, orders_max */
     size_t n_orders;
 
-    /* seen client ids: a ring of keys and an open-addressing index */
+    /* seen client ids: a ring of keys and an open-addressing index; an id
+     * is remembered by its first 64 bits (ids are SHA-256 based: among
+     * 4,096 of them a collision is ~1e-12 likely), which lets the whole
+     * ring fit the checkpoint */
     struct idkey *seen;  /* owned, CQ_TRADER_SIGNALS_SEEN_MAX */
     int16_t *seen_index; /* owned, SEEN_INDEX slots, -1 empty */
     size_t seen_head, seen_n;
@@ -687,12 +690,13 @@ static void order_remove(struct cq_trader_core *c, int i)
     c->changed = true;
 }
 
-/* seen ids: ring + linear-probing index with backward-shift deletion */
+/* seen ids: ring + linear-probing index with backward-shift deletion;
+ * keyed by k->a, the id's first 64 bits */
 static size_t seen_slot(const struct idkey *k)
 {
     /* ids are SHA-256 based, but a hostile or test id must not cluster:
      * mix both halves (splitmix64's finalizer) */
-    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL + k->b;
+    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL;
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 27;
@@ -708,7 +712,7 @@ static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
         if (r < 0) {
             return false;
         }
-        if (c->seen[r].a == k->a && c->seen[r].b == k->b) {
+        if (c->seen[r].a == k->a) {
             return true;
         }
     }
@@ -769,13 +773,30 @@ static void seen_clear(struct cq_trader_core *c)
     c->seen_head = c->seen_n = 0;
 }
 
-static void key_hex(const struct idkey *k, char *out)
+/* A seen id's 64 bits as 11 base64url characters (4 + 10 x 6 bits, most
+ * significant first): the checkpoint's "seen" string. */
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define SEEN_CHARS 11
+
+static void seen_encode(uint64_t v, char *out)
 {
-    for (int i = 0; i < 16; i++) {
-        out[i] = HEX[(k->a >> (60 - 4 * i)) & 15];
-        out[16 + i] = HEX[(k->b >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        out[i] = B64URL[(v >> (60 - 6 * i)) & 63];
     }
-    out[32] = '\0';
+}
+
+static bool seen_decode(const char *s, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        const char *p = s[i] != '\0' ? strchr(B64URL, s[i]) : NULL;
+        if (p == NULL || (i == 0 && p - B64URL > 15)) {
+            return false;
+        }
+        r = (r << 6) | (uint64_t)(p - B64URL);
+    }
+    *v = r;
+    return true;
 }
 
 static cq_dec *balance_free(struct cq_trader_core *c, const char *asset)
@@ -2303,24 +2324,19 @@ static void checkpoint(struct ctx *x)
         ckpt_order(c, &w, i);
     }
     JW_LIT(&w, "]");
-    /* the seen ids, newest first, as many as fit with room to close */
-    JW_LIT(&w, ",\"seen\":[");
+    /* the seen ids, newest first, 11 characters each, as many as fit with
+     * room to close (all 4,096 unless many orders are live) */
+    JW_LIT(&w, ",\"seen\":\"");
     size_t kept = 0;
     for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 128) { /* an id, and the closing fields */
+        if ((size_t)(w.end - w.p) < 96) { /* an id, and the closing fields */
             break;
         }
         size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;
-        char hex[40];
-        hex[0] = '"';
-        key_hex(&c->seen[idx], hex + 1);
-        hex[33] = '"';
-        if (kept > 0) {
-            JW_LIT(&w, ",");
-        }
-        jw_raw(&w, hex, 34);
+        seen_encode(c->seen[idx].a, w.p);
+        w.p += SEEN_CHARS;
     }
-    JW_LIT(&w, "],\"seen_dropped\":");
+    JW_LIT(&w, "\",\"seen_dropped\":");
     jw_u64(&w, c->seen_n - kept);
     JW_LIT(&w, ",\"ms\":");
     jw_i64(&w, x->now);
@@ -2850,13 +2866,17 @@ static int replay_checkpoint(struct cq_trader_core *c, json_t *j)
         }
     }
     /* newest first in the record: add oldest first */
-    json_t *seen = json_object_get(j, "seen");
-    for (size_t n = json_array_size(seen); n > 0; n--) {
-        struct idkey k;
-        const char *h = json_string_value(json_array_get(seen, n - 1));
-        if (h != NULL && hex_key(h, &k)) {
-            seen_add(c, &k);
+    const char *seen = jstr(j, "seen");
+    size_t len = strlen(seen);
+    if (len % SEEN_CHARS != 0 || len / SEEN_CHARS > CQ_TRADER_SIGNALS_SEEN_MAX) {
+        return rc < 0 ? rc : -CQ_EPARSE;
+    }
+    for (size_t n = len / SEEN_CHARS; n > 0; n--) {
+        struct idkey k = {0, 0};
+        if (!seen_decode(seen + (n - 1) * SEEN_CHARS, &k.a)) {
+            return -CQ_EPARSE;
         }
+        seen_add(c, &k);
     }
     return rc;
 }
