@@ -1324,6 +1324,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     cq_dec pending;
     usage_for(c, r->sym, r->resend, &u, &pending);
     cq_dec want_quote = CQ_DEC_ZERO, want_qty = CQ_DEC_ZERO, notional;
+    cq_dec avail = CQ_DEC_ZERO;
+    bool balance_bound = false; /* the free balance, not order_quote, set the size */
     struct cq_trader_position *p = pos_of(c, r->sym, false);
     if (r->resend >= 0) {
         want_quote = o->quote_qty;
@@ -1338,10 +1340,11 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     } else if (entry) {
         want_quote = c->cfg.order_quote;
         cq_dec *fq = balance_free(c, s->quote);
-        cq_dec avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
+        avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
         if (cq_dec_sign(avail) < 0) {
             avail = CQ_DEC_ZERO;
         }
+        balance_bound = cq_dec_cmp(avail, want_quote) < 0;
         want_quote = cq_dec_min(want_quote, avail);
         const struct cq_risk_limits *l = &c->cfg.risk;
         if (cq_dec_sign(l->max_position_notional) > 0) {
@@ -1418,6 +1421,12 @@ static bool submit(struct ctx *x, const struct submit_req *r)
         c->st.filter_refusals_total++;
         if (r->resend >= 0) {
             return false; /* the caller closes the order with its reason */
+        }
+        if (balance_bound && s->have_info && s->trading) {
+            /* the size the filters refused is what the balance left */
+            z.filter = "insufficient_balance";
+            detail_dec(z.detail, sizeof(z.detail),
+                       "free quote less what live BUYs may spend: ", avail);
         }
         rec_refused(x, s->name, r->signal_id, r->client_id, z.filter, z.detail);
         return false;

@@ -1036,6 +1036,7 @@ Test(trader_core, entry_capped_by_free_balance_and_position_headroom)
     account("250");
     send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "250 free - 1000 in flight: nothing left");
+    expect_refused("insufficient_balance");
 }
 
 Test(trader_core, a_fill_spends_the_quote_before_the_balance_update_says_so)
