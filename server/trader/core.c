@@ -102,7 +102,10 @@ struct cq_trader_core {
     struct order_x *ox;             /* owned, orders_max */
     size_t n_orders;
 
-    /* seen client ids: a ring of keys and an open-addressing index */
+    /* seen client ids: a ring of keys and an open-addressing index; an id
+     * is remembered by its first 64 bits (ids are SHA-256 based: among
+     * 4,096 of them a collision is ~1e-12 likely), which lets the whole
+     * ring fit the checkpoint */
     struct idkey *seen;  /* owned, CQ_TRADER_SIGNALS_SEEN_MAX */
     int16_t *seen_index; /* owned, SEEN_INDEX slots, -1 empty */
     size_t seen_head, seen_n;
@@ -336,7 +339,7 @@ static void jw_init(struct jw *w, char *buf, size_t cap)
     w->over = false;
 }
 
-static void jw_raw(struct jw *w, const char *s, size_t n)
+static inline void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
@@ -392,17 +395,29 @@ static void jw_str(struct jw *w, const char *s)
     JW_LIT(w, "\"");
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static size_t fmt_u64(uint64_t v, char *out)
 {
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
+    char *e = tmp + sizeof(tmp), *p = e;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
     }
+    if (v >= 10) {
+        *--p = DIGITS2[2 * v + 1];
+        *--p = DIGITS2[2 * v];
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
     return n;
 }
 
@@ -424,11 +439,6 @@ static void jw_u64(struct jw *w, uint64_t v)
     char buf[24];
     jw_raw(w, buf, fmt_u64(v, buf));
 }
-
-static const char DIGITS2[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
 
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
@@ -680,12 +690,13 @@ static void order_remove(struct cq_trader_core *c, int i)
     c->changed = true;
 }
 
-/* seen ids: ring + linear-probing index with backward-shift deletion */
+/* seen ids: ring + linear-probing index with backward-shift deletion;
+ * keyed by k->a, the id's first 64 bits */
 static size_t seen_slot(const struct idkey *k)
 {
     /* ids are SHA-256 based, but a hostile or test id must not cluster:
      * mix both halves (splitmix64's finalizer) */
-    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL + k->b;
+    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL;
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 27;
@@ -701,7 +712,7 @@ static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
         if (r < 0) {
             return false;
         }
-        if (c->seen[r].a == k->a && c->seen[r].b == k->b) {
+        if (c->seen[r].a == k->a) {
             return true;
         }
     }
@@ -762,13 +773,30 @@ static void seen_clear(struct cq_trader_core *c)
     c->seen_head = c->seen_n = 0;
 }
 
-static void key_hex(const struct idkey *k, char *out)
+/* A seen id's 64 bits as 11 base64url characters (4 + 10 x 6 bits, most
+ * significant first): the checkpoint's "seen" string. */
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define SEEN_CHARS 11
+
+static void seen_encode(uint64_t v, char *out)
 {
-    for (int i = 0; i < 16; i++) {
-        out[i] = HEX[(k->a >> (60 - 4 * i)) & 15];
-        out[16 + i] = HEX[(k->b >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        out[i] = B64URL[(v >> (60 - 6 * i)) & 63];
     }
-    out[32] = '\0';
+}
+
+static bool seen_decode(const char *s, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        const char *p = s[i] != '\0' ? strchr(B64URL, s[i]) : NULL;
+        if (p == NULL || (i == 0 && p - B64URL > 15)) {
+            return false;
+        }
+        r = (r << 6) | (uint64_t)(p - B64URL);
+    }
+    *v = r;
+    return true;
 }
 
 static cq_dec *balance_free(struct cq_trader_core *c, const char *asset)
@@ -1013,9 +1041,9 @@ static void usage_for(struct cq_trader_core *c, int sym, int skip_order, struct 
         open[s] = true;
         sym_notional[s] = dadd(c, sym_notional[s], r);
         total = dadd(c, total, r);
-        if (o->state != CQ_TRADER_OS_OPEN) {
-            *pending_quote = dadd(c, *pending_quote, r);
-        }
+        /* every live BUY, open ones too: whether the balance we hold
+         * already shows the exchange's lock or not, we never overspend */
+        *pending_quote = dadd(c, *pending_quote, r);
     }
     for (size_t i = 0; i < c->n_syms; i++) {
         u->open_positions += open[i];
@@ -1296,6 +1324,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     cq_dec pending;
     usage_for(c, r->sym, r->resend, &u, &pending);
     cq_dec want_quote = CQ_DEC_ZERO, want_qty = CQ_DEC_ZERO, notional;
+    cq_dec avail = CQ_DEC_ZERO;
+    bool balance_bound = false; /* the free balance, not order_quote, set the size */
     struct cq_trader_position *p = pos_of(c, r->sym, false);
     if (r->resend >= 0) {
         want_quote = o->quote_qty;
@@ -1310,10 +1340,11 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     } else if (entry) {
         want_quote = c->cfg.order_quote;
         cq_dec *fq = balance_free(c, s->quote);
-        cq_dec avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
+        avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
         if (cq_dec_sign(avail) < 0) {
             avail = CQ_DEC_ZERO;
         }
+        balance_bound = cq_dec_cmp(avail, want_quote) < 0;
         want_quote = cq_dec_min(want_quote, avail);
         const struct cq_risk_limits *l = &c->cfg.risk;
         if (cq_dec_sign(l->max_position_notional) > 0) {
@@ -1390,6 +1421,12 @@ static bool submit(struct ctx *x, const struct submit_req *r)
         c->st.filter_refusals_total++;
         if (r->resend >= 0) {
             return false; /* the caller closes the order with its reason */
+        }
+        if (balance_bound && s->have_info && s->trading) {
+            /* the size the filters refused is what the balance left */
+            z.filter = "insufficient_balance";
+            detail_dec(z.detail, sizeof(z.detail),
+                       "free quote less what live BUYs may spend: ", avail);
         }
         rec_refused(x, s->name, r->signal_id, r->client_id, z.filter, z.detail);
         return false;
@@ -1493,6 +1530,15 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
             }
             p->qty = dadd(c, p->qty, dq);
             p->cost = dadd(c, p->cost, dquote);
+            /* the quote spent leaves our copy of the balance now (the next
+             * balance update or account snapshot replaces it): a lagging
+             * update never lets the next entry overspend. Proceeds of sells
+             * wait for the exchange's word. */
+            cq_dec *fq = balance_free(c, s->quote);
+            if (fq != NULL) {
+                cq_dec left = dsub(c, *fq, dquote);
+                *fq = cq_dec_sign(left) > 0 ? left : CQ_DEC_ZERO;
+            }
         } else {
             cq_dec sold = dq;
             if (cq_dec_cmp(dq, p->qty) > 0) {
@@ -2158,6 +2204,15 @@ static void on_open_orders_done(struct ctx *x, bool failed)
             c->st.reconcile_drifts_total++;
             o->state = CQ_TRADER_OS_UNKNOWN;
             ox->next_query_ms = x->now;
+            if (room(x->out, 1)) {
+                struct jw w;
+                struct cq_trader_action *a =
+                    journal_begin(x, CQ_REC_NOTE, o->symbol, "reconcile_drift", CQ_LOG_WARN, &w);
+                JW_LIT(&w, "{\"event\":\"reconcile_drift\",\"client_order_id\":");
+                jw_str(&w, o->client_id);
+                JW_LIT(&w, ",\"detail\":\"open for us, not in openOrders: queried\"");
+                journal_end(x, a, &w);
+            }
         }
     }
     c->pump_dirty = true;
@@ -2278,24 +2333,19 @@ static void checkpoint(struct ctx *x)
         ckpt_order(c, &w, i);
     }
     JW_LIT(&w, "]");
-    /* the seen ids, newest first, as many as fit with room to close */
-    JW_LIT(&w, ",\"seen\":[");
+    /* the seen ids, newest first, 11 characters each, as many as fit with
+     * room to close (all 4,096 unless many orders are live) */
+    JW_LIT(&w, ",\"seen\":\"");
     size_t kept = 0;
     for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 64) {
+        if ((size_t)(w.end - w.p) < 96) { /* an id, and the closing fields */
             break;
         }
         size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;
-        char hex[40];
-        hex[0] = '"';
-        key_hex(&c->seen[idx], hex + 1);
-        hex[33] = '"';
-        if (kept > 0) {
-            JW_LIT(&w, ",");
-        }
-        jw_raw(&w, hex, 34);
+        seen_encode(c->seen[idx].a, w.p);
+        w.p += SEEN_CHARS;
     }
-    JW_LIT(&w, "],\"seen_dropped\":");
+    JW_LIT(&w, "\",\"seen_dropped\":");
     jw_u64(&w, c->seen_n - kept);
     JW_LIT(&w, ",\"ms\":");
     jw_i64(&w, x->now);
@@ -2825,13 +2875,17 @@ static int replay_checkpoint(struct cq_trader_core *c, json_t *j)
         }
     }
     /* newest first in the record: add oldest first */
-    json_t *seen = json_object_get(j, "seen");
-    for (size_t n = json_array_size(seen); n > 0; n--) {
-        struct idkey k;
-        const char *h = json_string_value(json_array_get(seen, n - 1));
-        if (h != NULL && hex_key(h, &k)) {
-            seen_add(c, &k);
+    const char *seen = jstr(j, "seen");
+    size_t len = strlen(seen);
+    if (len % SEEN_CHARS != 0 || len / SEEN_CHARS > CQ_TRADER_SIGNALS_SEEN_MAX) {
+        return rc < 0 ? rc : -CQ_EPARSE;
+    }
+    for (size_t n = len / SEEN_CHARS; n > 0; n--) {
+        struct idkey k = {0, 0};
+        if (!seen_decode(seen + (n - 1) * SEEN_CHARS, &k.a)) {
+            return -CQ_EPARSE;
         }
+        seen_add(c, &k);
     }
     return rc;
 }
