@@ -212,7 +212,7 @@ static void crash_hook_arm(struct cq_trader *t)
     for (size_t i = 0; colon != NULL && i < CQ_ARRAY_LEN(points); i++) {
         if (strlen(points[i].name) == (size_t)(colon - spec) &&
             memcmp(spec, points[i].name, (size_t)(colon - spec)) == 0 && end != NULL &&
-            *end == '\0' && n >= 1 && n <= 1000000) {
+            *end == '\0' && n >= 1 && n <= UINT32_MAX) {
             t->crash_point = points[i].p;
             t->crash_at = (unsigned)n;
         }
@@ -848,9 +848,18 @@ static int replay_one(void *ctx, const struct cq_journal_record *rec)
 {
     struct replay_ctx *rc = ctx;
     rc->records++;
-    if (cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload, rec->payload_len) <
-        0) {
-        rc->refused++;
+    int r = cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload,
+                                  rec->payload_len);
+    if (r < 0) {
+        if (++rc->refused <= 5) { /* the first few, named */
+            const char *name = cq_rec_type_name(rec->type);
+            cq_log_warn(SVC, "trader_replay_refused",
+                        json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)rec->seq, "type",
+                                  name != NULL ? name : "?", "scope", rec->scope, "error",
+                                  cq_strerror(r)),
+                        "the decision core refused journal record %" PRIu64 " (%s %s): %s",
+                        rec->seq, name != NULL ? name : "?", rec->scope, cq_strerror(r));
+        }
     }
     return 0;
 }
