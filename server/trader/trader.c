@@ -848,8 +848,8 @@ static int replay_one(void *ctx, const struct cq_journal_record *rec)
 {
     struct replay_ctx *rc = ctx;
     rc->records++;
-    int r = cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload,
-                                  rec->payload_len);
+    int r =
+        cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload, rec->payload_len);
     if (r < 0) {
         if (++rc->refused <= 5) { /* the first few, named */
             const char *name = cq_rec_type_name(rec->type);
