@@ -536,6 +536,45 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
     cq_rest_response_fini(&r);
 }
 
+/* A query answer with fills: the trades (GET /api/v3/myTrades?orderId=) are
+ * fed first, one update each with its commission, then the answer's totals,
+ * as a FULL place answer would have been. False when there is nothing to
+ * add or the trades cannot be had (the plain answer is fed then). */
+static bool query_with_trades(struct cq_trader *t, const struct cq_trader_action *as_order,
+                              json_t *body)
+{
+    const char *exec = json_string_value(json_object_get(body, "executedQty"));
+    cq_dec e;
+    if (exec == NULL || cq_dec_parse(exec, strlen(exec), &e) < 0 || cq_dec_sign(e) <= 0 ||
+        !json_is_integer(json_object_get(body, "orderId"))) {
+        return false;
+    }
+    struct cq_rest_params p;
+    cq_rest_params_init(&p);
+    cq_rest_params_add(&p, "symbol", as_order->u.order.symbol);
+    cq_rest_params_add_int(&p, "orderId", json_integer_value(json_object_get(body, "orderId")));
+    struct cq_rest_response r = {0};
+    int rc = cq_rest_call(t->rest, "GET", "/api/v3/myTrades", &p, CQ_SEC_SIGNED, 20, &r);
+    char why[160] = "";
+    bool ok = rc == 0 && r.status == CQ_REST_OK &&
+              cq_trader__attach_trades(body, r.body, why, sizeof(why)) == 0 &&
+              json_array_size(json_object_get(body, "fills")) > 0;
+    if (!ok) {
+        cq_log_warn(SVC, "order_trades_fetch_failed",
+                    json_pack("{s:s,s:s,s:s}", "client_order_id", as_order->u.order.client_id,
+                              "status", rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status),
+                              "why", why[0] != '\0' ? why : r.msg),
+                    "the trades of %s could not be read (%s): its fill is applied without "
+                    "their commissions",
+                    as_order->u.order.client_id, why[0] != '\0' ? why : r.msg);
+        json_object_del(body, "fills");
+    } else {
+        push_order_answer(t, as_order, body, true, true);
+    }
+    cq_rest_response_fini(&r);
+    return ok;
+}
+
 static void act_query_or_cancel(struct cq_trader *t, const struct cq_trader_action *a, bool cancel)
 {
     if (t->mode == CQ_MODE_DRYRUN) { /* nothing ever reached the exchange */
@@ -556,6 +595,8 @@ static void act_query_or_cancel(struct cq_trader *t, const struct cq_trader_acti
     if (rc < 0) {
         push_send_failed(t, a->u.ref.symbol, a->u.ref.client_id, CQ_TRADER_SEND_UNKNOWN, 0, r.msg,
                          0, !cancel);
+    } else if (r.status == CQ_REST_OK && !cancel && query_with_trades(t, &as_order, r.body)) {
+        /* fed with its trades (commissions) */
     } else if (r.status == CQ_REST_OK) {
         push_order_answer(t, &as_order, r.body, false, !cancel);
     } else {
