@@ -1510,6 +1510,12 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
         cq_trader_free(t);
         return NULL;
     }
+    /* The first snapshot now (no other thread has the core yet): the API
+     * answers 200 with empty lists while the trader waits for its start
+     * stage, rather than 503. */
+    struct cq_trader_status st0;
+    cq_trader_core_status(t->core, &st0);
+    publish_snapshot(t, &st0);
     t->last_health_ms = cq_time_mono_ms() - HEALTH_EVERY_MS; /* first step publishes */
     t->last_tick_ms = cq_time_mono_ms();
     t->svc = cq_service_new(&trader_ops, t, o->board, NULL, err);
