@@ -394,7 +394,8 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
         return;
     }
     t->journal_broken = false;
-    if (a->u.journal.log_event != NULL) {
+    if (a->u.journal.log_event != NULL &&
+        cq_log_enabled((enum cq_log_level)a->u.journal.log_level)) {
         json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
         if (!json_is_object(fields)) {
             json_decref(fields);
@@ -470,6 +471,17 @@ static void build_order_params(const struct cq_trader_action *a, struct cq_rest_
     cq_rest_params_add(p, "newOrderRespType", "FULL");
 }
 
+static json_t *send_fields(const struct cq_trader *t, const struct cq_trader_action *a,
+                           int64_t tto_us)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol,
+                     "client_order_id", a->u.order.client_id, "side", side_name(a->u.order.side),
+                     "type", a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty",
+                     jdec(a->u.order.qty), "quote_qty", jdec(a->u.order.quote_qty), "price",
+                     jdec(a->u.order.price), "tick_to_order_us", (json_int_t)tto_us,
+                     "durable_wait_us", (json_int_t)t->list_durable_us);
+}
+
 static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
 {
     if (t->skip_next_send) {
@@ -487,13 +499,8 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
             tto_us = 0;
         }
     }
-    json_t *fields = json_pack(
-        "{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol, "client_order_id",
-        a->u.order.client_id, "side", side_name(a->u.order.side), "type",
-        a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty", jdec(a->u.order.qty),
-        "quote_qty", jdec(a->u.order.quote_qty), "price", jdec(a->u.order.price),
-        "tick_to_order_us", (json_int_t)tto_us, "durable_wait_us", (json_int_t)t->list_durable_us);
     if (t->mode == CQ_MODE_DRYRUN) {
+        json_t *fields = send_fields(t, a, tto_us);
         t->m.orders_dryrun_total++;
         cq_log_info(SVC, "order_dryrun", fields, "dryrun: %s %s %s not sent (intent journaled)",
                     side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id);
@@ -507,8 +514,9 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
     struct cq_rest_response r = {0};
     int rc = cq_trader_venue_send(t->rest, "POST", "/api/v3/order", &p, 1, &r);
     t->m.orders_sent_total += rc == 0;
-    cq_log_info(SVC, "order_sent", fields, "%s %s sent as %s: %s", side_name(a->u.order.side),
-                a->u.order.symbol, a->u.order.client_id,
+    /* the log line is built after the request went out: not in tick-to-order */
+    cq_log_info(SVC, "order_sent", send_fields(t, a, tto_us), "%s %s sent as %s: %s",
+                side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id,
                 rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status));
     crash_point(t, CRASH_AFTER_SEND);
     if (rc < 0) { /* a caller bug (too long, bad path): nothing was sent */
