@@ -1176,6 +1176,12 @@ static void publish_metrics(struct cq_trader *t, const struct cq_trader_status *
 
 /* ---- commands -------------------------------------------------------------------------- */
 
+static const char *command_name(enum cq_trader_operator_cmd c)
+{
+    static const char *const names[] = {"pause", "resume", "kill", "unkill", "clear_quarantine"};
+    return (size_t)c < CQ_ARRAY_LEN(names) ? names[c] : "?";
+}
+
 int cq_trader_command_parse(const char *name, enum cq_trader_operator_cmd *out)
 {
     static const struct {
@@ -1334,8 +1340,8 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
         cq_strlcpy(ev.u.op.symbol, c.symbol, sizeof(ev.u.op.symbol));
         t->m.commands_total++;
         cq_log_info(SVC, "operator_command",
-                    json_pack("{s:i,s:s}", "cmd", (int)c.cmd, "symbol", c.symbol),
-                    "operator command %d %s", (int)c.cmd, c.symbol);
+                    json_pack("{s:s,s:s}", "command", command_name(c.cmd), "symbol", c.symbol),
+                    "operator command %s %s applied", command_name(c.cmd), c.symbol);
         feed(t, &ev, 0);
     }
     struct cq_trader_event sev;
