@@ -72,6 +72,10 @@
 /* Answers waiting to be fed to the core (one place answer gives up to
  * CQ_TRADER_PARSE_FILLS_MAX, openOrders up to this many). */
 #define TRADER_EVENTS_MAX 1024
+/* How often the feeder's health record is read for the user stream's
+ * state, ms (its loss is not an event on the ring: only the resubscription
+ * is, as a userStreamGap). */
+#define STREAM_CHECK_EVERY_MS 500
 /* Answers fed per step at most (the rest waits for the next step). */
 #define EVENTS_PER_STEP_MAX 2048
 /* How long a durable wait may take before the intent counts as failed, ms. */
@@ -116,7 +120,9 @@ struct cq_trader {
     int64_t list_durable_us; /* durability waits in this list */
     int64_t list_frame_us;   /* the signal's frame stamp (0 = not a signal's list) */
 
-    bool in_cancel; /* performing a CANCEL: its failures say was_cancel */
+    bool in_cancel;    /* performing a CANCEL: its failures say was_cancel */
+    int feeder_stream; /* the feeder's user stream: 1 subscribed, 0 not, -1 unknown */
+    int64_t last_stream_check_ms;
     bool recovered;
     int64_t last_health_ms, last_tick_ms, last_snapshot_ms;
     bool snapshot_dirty;
@@ -1314,6 +1320,37 @@ static void take_user_event(struct cq_trader *t, const struct cq_user_event *ue)
     }
 }
 
+/* The feeder says whether the user data stream is subscribed (its health
+ * record): when it goes down the core is told (STREAM_GAP: it polls open
+ * orders and reconciles until the stream is back), when it comes back
+ * STREAM_UP (the feeder's own userStreamGap follows and reconciles). */
+static void check_user_stream(struct cq_trader *t, int64_t now_mono)
+{
+    if (now_mono - t->last_stream_check_ms < STREAM_CHECK_EVERY_MS) {
+        return;
+    }
+    t->last_stream_check_ms = now_mono;
+    json_t *rec = cq_health_record_json(t->board, CQ_SVC_FEEDER);
+    json_t *sub = json_object_get(json_object_get(json_object_get(rec, "details"), "user_stream"),
+                                  "subscribed");
+    int now = json_is_boolean(sub) ? json_is_true(sub) : -1;
+    json_decref(rec);
+    if (now < 0 || now == t->feeder_stream) {
+        return;
+    }
+    int before = t->feeder_stream;
+    t->feeder_stream = now;
+    if (now == 0 && before == 1) {
+        cq_log_warn(SVC, "user_stream_down", NULL,
+                    "the user data stream is down: polling open orders every %lld ms until it "
+                    "is back",
+                    (long long)cq_config_int(t->cfg, CQ_CFG_TRADER_POLL_MS));
+        feed_simple(t, CQ_TRADER_EV_STREAM_GAP);
+    } else if (now == 1 && before == 0) {
+        feed_simple(t, CQ_TRADER_EV_STREAM_UP);
+    }
+}
+
 static void tick(struct cq_trader *t)
 {
     t->last_tick_ms = cq_time_mono_ms();
@@ -1363,6 +1400,7 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     if (real_now - t->last_tick_ms >= TICK_EVERY_MS) {
         tick(t);
     }
+    check_user_stream(t, real_now);
     struct cq_trader_status st;
     cq_trader_core_status(t->core, &st);
     if (t->snapshot_dirty && real_now - t->last_snapshot_ms >= SNAPSHOT_EVERY_MS) {
@@ -1483,6 +1521,7 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
                    o->api_secret[0] != '\0';
     t->applied_paused = cq_config_onoff(o->cfg, CQ_CFG_TRADING_PAUSED);
     t->applied_kill = cq_config_onoff(o->cfg, CQ_CFG_KILL_SWITCH);
+    t->feeder_stream = -1;
     t->bad_event_rl.window_ms = 10000;
     t->bad_event_rl.burst = 5;
     t->storm_rl.window_ms = 10000;
