@@ -109,6 +109,12 @@ struct cq_trader_core {
     struct idkey *seen;  /* owned, CQ_TRADER_SIGNALS_SEEN_MAX */
     int16_t *seen_index; /* owned, SEEN_INDEX slots, -1 empty */
     size_t seen_head, seen_n;
+    /* the checkpoint's "seen" text, kept as ids arrive: newest first, 11
+     * characters each, at seen_txt + seen_at (SEEN_TXT_CAP bytes, owned).
+     * The free room below it takes the checkpoint's head, the room above
+     * its tail, so the checkpoint is written around the text in place */
+    char *seen_txt;
+    size_t seen_at;
 
     int64_t *sent_ms; /* owned ring of send times, sent_cap */
     size_t sent_cap, sent_head, sent_n;
@@ -122,6 +128,15 @@ struct cq_trader_core {
 };
 
 #define SEEN_INDEX (2 * CQ_TRADER_SIGNALS_SEEN_MAX)
+#define SEEN_CHARS 11
+/* seen_txt: below the text at least a whole checkpoint's room (its head
+ * goes there), above it SEEN_TXT_TAIL bytes for the tail; the text moves
+ * down one id per new id and back to the top (one memmove of at most
+ * 45 KB) every 4 x 4,096 ids */
+#define SEEN_TXT_LOW (CQ_TRADER_CHECKPOINT_MAX + 64)
+#define SEEN_TXT_TAIL 128
+#define SEEN_TXT_CAP (SEEN_TXT_LOW + 5 * CQ_TRADER_SIGNALS_SEEN_MAX * SEEN_CHARS + SEEN_TXT_TAIL)
+#define SEEN_TXT_TOP (SEEN_TXT_CAP - SEEN_TXT_TAIL)
 
 /* ---- names --------------------------------------------------------------------- */
 
@@ -742,6 +757,8 @@ static void seen_unindex(struct cq_trader_core *c, int16_t ring_idx)
     c->seen_index[hole] = -1;
 }
 
+static void seen_encode(uint64_t v, char *out);
+
 static void seen_add(struct cq_trader_core *c, const struct idkey *k)
 {
     if (seen_has(c, k)) {
@@ -762,6 +779,15 @@ static void seen_add(struct cq_trader_core *c, const struct idkey *k)
         s = (s + 1) & (SEEN_INDEX - 1);
     }
     c->seen_index[s] = (int16_t)idx;
+    /* the text: the newest id goes in front of the others */
+    size_t older = c->seen_n - 1;
+    if (c->seen_at < SEEN_TXT_LOW + SEEN_CHARS) {
+        memmove(c->seen_txt + SEEN_TXT_TOP - older * SEEN_CHARS, c->seen_txt + c->seen_at,
+                older * SEEN_CHARS);
+        c->seen_at = SEEN_TXT_TOP - older * SEEN_CHARS;
+    }
+    c->seen_at -= SEEN_CHARS;
+    seen_encode(k->a, c->seen_txt + c->seen_at);
     c->changed = true;
 }
 
@@ -771,12 +797,12 @@ static void seen_clear(struct cq_trader_core *c)
         c->seen_index[i] = -1;
     }
     c->seen_head = c->seen_n = 0;
+    c->seen_at = SEEN_TXT_TOP;
 }
 
 /* A seen id's 64 bits as 11 base64url characters (4 + 10 x 6 bits, most
  * significant first): the checkpoint's "seen" string. */
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-#define SEEN_CHARS 11
 
 static void seen_encode(uint64_t v, char *out)
 {
@@ -2336,24 +2362,36 @@ static void checkpoint(struct ctx *x)
     /* the seen ids, newest first, 11 characters each, as many as fit with
      * room to close (all 4,096 unless many orders are live) */
     JW_LIT(&w, ",\"seen\":\"");
-    size_t kept = 0;
-    for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 96) { /* an id, and the closing fields */
-            break;
-        }
-        size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;
-        seen_encode(c->seen[idx].a, w.p);
-        w.p += SEEN_CHARS;
+    if (w.over) {
+        c->st.checkpoints_skipped_total++;
+        return;
+    }
+    /* as many ids as fit with 96 bytes left each time (an id, and the
+     * closing fields): all 4,096 unless many orders are live */
+    size_t room_left = (size_t)(w.end - w.p);
+    size_t kept = room_left < 96 ? 0 : (room_left - 96) / SEEN_CHARS + 1;
+    if (kept > c->seen_n) {
+        kept = c->seen_n;
+    }
+    const char *text = c->seen_txt + c->seen_at;
+    char *payload = c->ckpt;
+    if (kept == c->seen_n) {
+        /* in place: the head in front of the text, the tail after it */
+        size_t head = (size_t)(w.p - w.start);
+        payload = c->seen_txt + c->seen_at - head;
+        memcpy(payload, c->ckpt, head);
+        w.start = payload;
+        w.p = c->seen_txt + c->seen_at + kept * SEEN_CHARS;
+        w.end = c->seen_txt + SEEN_TXT_CAP - 1;
+    } else {
+        memcpy(w.p, text, kept * SEEN_CHARS);
+        w.p += kept * SEEN_CHARS;
     }
     JW_LIT(&w, "\",\"seen_dropped\":");
     jw_u64(&w, c->seen_n - kept);
     JW_LIT(&w, ",\"ms\":");
     jw_i64(&w, x->now);
     JW_LIT(&w, "}");
-    if (w.over) {
-        c->st.checkpoints_skipped_total++;
-        return;
-    }
     *w.p = '\0';
     struct cq_trader_action *a = push(x->out, &x->overflow, CQ_TRADER_ACT_JOURNAL);
     if (a == NULL) {
@@ -2365,7 +2403,7 @@ static void checkpoint(struct ctx *x)
     a->u.journal.log_event = "trader_checkpoint";
     a->u.journal.log_level = CQ_LOG_DEBUG;
     a->u.journal.payload[0] = '\0';
-    a->u.journal.payload_ext = c->ckpt;
+    a->u.journal.payload_ext = payload;
     a->u.journal.len = (size_t)(w.p - w.start);
     c->st.checkpoints_total++;
     c->last_ckpt_ms = x->now;
@@ -2691,8 +2729,9 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
     c->sent_cap = cfg->risk.max_orders_per_minute > 0 ? cfg->risk.max_orders_per_minute + 1 : 1024;
     c->sent_ms = calloc(c->sent_cap, sizeof(*c->sent_ms));
     c->ckpt = malloc(CQ_TRADER_CHECKPOINT_MAX + 1);
+    c->seen_txt = malloc(SEEN_TXT_CAP);
     if (c->orders == NULL || c->ox == NULL || c->seen == NULL || c->seen_index == NULL ||
-        c->sent_ms == NULL || c->ckpt == NULL) {
+        c->sent_ms == NULL || c->ckpt == NULL || c->seen_txt == NULL) {
         cq_trader_core_free(c);
         goto oom;
     }
@@ -2720,6 +2759,7 @@ void cq_trader_core_free(struct cq_trader_core *c)
     free(c->seen_index);
     free(c->sent_ms);
     free(c->ckpt);
+    free(c->seen_txt);
     free(c);
 }
 

@@ -248,7 +248,7 @@ static void venue_answer(struct cq_trader_core *c)
     }
 }
 
-static void run(struct cq_trader_core *c)
+static void start_ready(struct cq_trader_core *c)
 {
     feed(c, CQ_TRADER_EV_RECOVERED);
     for (int s = 0; s < NSYM; s++) {
@@ -278,6 +278,11 @@ static void run(struct cq_trader_core *c)
     feed(c, CQ_TRADER_EV_ACCOUNT);
     feed(c, CQ_TRADER_EV_OPEN_ORDERS_DONE);
     feed(c, CQ_TRADER_EV_STREAM_UP);
+}
+
+static void run(struct cq_trader_core *c)
+{
+    start_ready(c);
     price[0] = cq_dec_make(5000000, 2);
     price[1] = cq_dec_make(300000, 2);
     price[2] = cq_dec_make(50000, 2);
@@ -389,7 +394,7 @@ static char *slurp(const char *path, size_t *len)
     return b;
 }
 
-Test(trader_payloads, every_action_and_payload_is_byte_identical_to_the_golden_trace, .timeout = 60)
+static void config(struct cq_trader_core_config *out)
 {
     struct cq_trader_core_config cfg = {0};
     cfg.mode = CQ_MODE_PAPER;
@@ -411,6 +416,13 @@ Test(trader_payloads, every_action_and_payload_is_byte_identical_to_the_golden_t
     cfg.risk.max_total_exposure = cq_dec_make(1500, 0);
     cfg.risk.max_daily_loss = cq_dec_make(400, 0);
     cfg.risk.max_orders_per_minute = 30;
+    *out = cfg;
+}
+
+Test(trader_payloads, every_action_and_payload_is_byte_identical_to_the_golden_trace, .timeout = 60)
+{
+    struct cq_trader_core_config cfg;
+    config(&cfg);
     struct cq_err err = {0};
     struct cq_trader_core *c = cq_trader_core_new(&cfg, &err);
     cr_assert_not_null(c, "%s", err.message);
@@ -447,4 +459,78 @@ Test(trader_payloads, every_action_and_payload_is_byte_identical_to_the_golden_t
     }
     free(golden);
     free(trace);
+}
+
+/* The checkpoint's "seen" text is kept as ids arrive and moved back to
+ * the top of its buffer every 16,384 ids: after 40,000 ids (the ring of
+ * 4,096 wrapped many times, the text moved twice) every checkpoint still
+ * lists exactly the newest 4,096 ids, newest first, as base64url of each
+ * id's first 64 bits. */
+Test(trader_payloads, checkpoint_seen_text_survives_wraps_and_moves, .timeout = 60)
+{
+    struct cq_trader_core_config cfg;
+    config(&cfg);
+    cfg.risk.kill_switch = true; /* every signal decided (refused), none sent */
+    struct cq_err err = {0};
+    struct cq_trader_core *c = cq_trader_core_new(&cfg, &err);
+    cr_assert_not_null(c, "%s", err.message);
+    start_ready(c);
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    enum { N = 40000, RING = CQ_TRADER_SIGNALS_SEEN_MAX };
+    uint64_t *ids = malloc(N * sizeof(*ids));
+    char *want = malloc(RING * 11 + 1);
+    cr_assert(ids != NULL && want != NULL);
+    size_t checked = 0;
+    for (unsigned e = 0; e < N; e++) {
+        now_ms += 31000; /* past the 30 s rule: a checkpoint after every signal */
+        ids[e] = (uint64_t)e * 0x9e3779b97f4a7c15ULL ^ 0x5bd1e995ULL;
+        struct cq_signal *sg = &EV.u.signal;
+        snprintf(sg->id, sizeof(sg->id), "%016llx%016x", (unsigned long long)ids[e], e);
+        cq_strlcpy(sg->symbol, "BTCUSDT", sizeof(sg->symbol));
+        sg->side = CQ_SIDE_BUY;
+        sg->reference_price = cq_dec_make(50000, 0);
+        EV.kind = CQ_TRADER_EV_SIGNAL;
+        EV.now_ms = now_ms;
+        cr_assert_eq(cq_trader_core_on_event(c, &EV, &OUT), 0);
+        const char *ck = NULL;
+        for (size_t i = 0; i < OUT.n; i++) {
+            if (OUT.a[i].kind == CQ_TRADER_ACT_JOURNAL &&
+                OUT.a[i].u.journal.type == CQ_TRADER_REC_TRADER_CHECKPOINT) {
+                ck = cq_trader_action_payload(&OUT.a[i]);
+                cr_assert_eq(strlen(ck), OUT.a[i].u.journal.len);
+            }
+        }
+        cr_assert_not_null(ck, "no checkpoint after signal %u", e);
+        size_t n = e + 1 < RING ? e + 1 : RING;
+        /* every checkpoint: its 3 newest and 3 oldest ids; every 997th: all */
+        bool all = e % 997 == 0 || e >= N - 3;
+        for (size_t j = 0; j < n; j++) {
+            if (!all && j == 3 && n > 6) {
+                j = n - 3;
+            }
+            uint64_t v = ids[e - j];
+            for (int i = 0; i < 11; i++) {
+                want[j * 11 + (size_t)i] = b64[(v >> (60 - 6 * i)) & 63];
+            }
+        }
+        want[n * 11] = '\0';
+        const char *seen = strstr(ck, ",\"seen\":\"");
+        cr_assert_not_null(seen);
+        seen += 9;
+        for (size_t j = 0; j < n; j++) {
+            if (!all && j == 3 && n > 6) {
+                j = n - 3;
+            }
+            cr_assert_eq(memcmp(seen + j * 11, want + j * 11, 11), 0,
+                         "seen text wrong after %u ids (id %zu from the newest)", e + 1, j);
+        }
+        char tail[64];
+        snprintf(tail, sizeof(tail), "\",\"seen_dropped\":0,\"ms\":%lld}", (long long)now_ms);
+        cr_assert_str_eq(seen + n * 11, tail);
+        checked++;
+    }
+    cr_assert_eq(checked, N);
+    free(ids);
+    free(want);
+    cq_trader_core_free(c);
 }
