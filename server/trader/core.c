@@ -354,15 +354,46 @@ static void jw_init(struct jw *w, char *buf, size_t cap)
     w->over = false;
 }
 
+/* n bytes from s to d, n small (ids, decimals, ~300-byte fragments):
+ * fixed-size moves instead of a library call */
+static inline void copy_small(char *d, const char *s, size_t n)
+{
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16) {
+            memcpy(d + i, s + i, 16);
+        }
+        memcpy(d + n - 16, s + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            d[i] = s[i];
+        }
+    }
+}
+
 static inline void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
         return;
     }
-    memcpy(w->p, s, n);
+    if (__builtin_constant_p(n)) {
+        memcpy(w->p, s, n);
+    } else {
+        copy_small(w->p, s, n);
+    }
     w->p += n;
 }
+
+/* Room for a number written in place: the longest decimal text (sign, 19
+ * digits, point, leading zeros of scale 18: < 24 bytes), its quotes and
+ * the fixed 24-byte moves that write it. */
+#define JW_NUM_ROOM 64
 
 #define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
 
@@ -374,16 +405,33 @@ static const uint8_t JSON_ESC[256] = {
     [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
+/* No byte of x is < 0x20, '"' or '\\' (bit tricks: any byte below a bound,
+ * any byte equal to a value; exact as a whole). */
+static inline bool esc_free8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t bad = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+    return (bad & highs) == 0;
+}
+
 static void jw_str(struct jw *w, const char *s)
 {
-    /* fast path: nothing to escape (ids, symbols, names) */
-    size_t n = 0;
-    while (!JSON_ESC[(unsigned char)s[n]]) {
+    /* fast path: nothing to escape (ids, symbols, names), 8 bytes a step */
+    size_t len = strlen(s), n = 0;
+    for (; n + 8 <= len; n += 8) {
+        uint64_t x;
+        memcpy(&x, s + n, 8);
+        if (!esc_free8(x)) {
+            break;
+        }
+    }
+    while (n < len && !JSON_ESC[(unsigned char)s[n]]) {
         n++;
     }
-    if (s[n] == '\0' && (size_t)(w->end - w->p) >= n + 2) {
+    if (n == len && (size_t)(w->end - w->p) >= n + 2) {
         w->p[0] = '"';
-        memcpy(w->p + 1, s, n);
+        copy_small(w->p + 1, s, n);
         w->p[n + 1] = '"';
         w->p += n + 2;
         return;
@@ -415,83 +463,159 @@ static const char DIGITS2[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+static inline void put2(char *p, unsigned v)
+{
+    memcpy(p, DIGITS2 + 2 * v, 2);
+}
+
+static inline void put4(char *p, unsigned v)
+{
+    put2(p, v / 100);
+    put2(p + 2, v % 100);
+}
+
+static inline void put8(char *p, uint32_t v)
+{
+    put4(p, v / 10000);
+    put4(p + 4, v % 10000);
+}
+
+/* The 20 digits of u, zero-padded, at p: three independent chains of
+ * divisions by constants instead of one chain of ten. */
+static inline void put20(char *p, uint64_t u)
+{
+    uint64_t hi = u / 100000000, lo = u % 100000000;
+    put4(p, (unsigned)(hi / 100000000)); /* < 1845 */
+    put8(p + 4, (uint32_t)(hi % 100000000));
+    put8(p + 12, (uint32_t)lo);
+}
+
+/* Decimal digits of u (1 for 0). */
+static inline unsigned ndigits(uint64_t u)
+{
+    static const uint64_t P10[20] = {1ULL,
+                                     10ULL,
+                                     100ULL,
+                                     1000ULL,
+                                     10000ULL,
+                                     100000ULL,
+                                     1000000ULL,
+                                     10000000ULL,
+                                     100000000ULL,
+                                     1000000000ULL,
+                                     10000000000ULL,
+                                     100000000000ULL,
+                                     1000000000000ULL,
+                                     10000000000000ULL,
+                                     100000000000000ULL,
+                                     1000000000000000ULL,
+                                     10000000000000000ULL,
+                                     100000000000000000ULL,
+                                     1000000000000000000ULL,
+                                     10000000000000000000ULL};
+    unsigned bits = 64u - (unsigned)__builtin_clzll(u | 1);
+    unsigned t = (bits * 1233u) >> 12; /* floor(log10(2^bits)) */
+    unsigned n = t + 1 - (u < P10[t]);
+    return n > 0 ? n : 1;
+}
+
+/* v < 10^8 as 8 ASCII digits in one register, the first digit in the
+ * lowest byte (SWAR: 4+4, 2+2, 1+1 digit splits by multiply and shift). */
+static inline uint64_t swar8(uint32_t v)
+{
+    uint64_t y = (uint64_t)(v / 10000) | ((uint64_t)(v % 10000) << 32);
+    uint64_t z = ((y * 10486) >> 20) & 0x0000007F0000007FULL; /* / 100 per 32-bit lane */
+    y = ((y - z * 100) << 16) | z;
+    uint64_t t = ((y * 103) >> 10) & 0x000F000F000F000FULL; /* / 10 per 16-bit lane */
+    y = ((y - t * 10) << 8) | t;
+    return y | 0x3030303030303030ULL;
+}
+
+__extension__ typedef unsigned __int128 u128;
+
+/* The last n (1..16) digits of u < 10^16, zero-padded, in the low bytes. */
+static inline u128 digits16(uint64_t u, unsigned n)
+{
+    u128 x = ((u128)swar8((uint32_t)(u % 100000000)) << 64) | swar8((uint32_t)(u / 100000000));
+    return x >> (8 * (16 - n));
+}
+
+/* The digits of v at out; out has room for 24 bytes (fixed moves). */
 static size_t fmt_u64(uint64_t v, char *out)
 {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        *--p = DIGITS2[2 * r + 1];
-        *--p = DIGITS2[2 * r];
+    unsigned n = ndigits(v);
+    if (n <= 16) { /* in registers, one store: no reload of small stores */
+        u128 x = digits16(v, n);
+        memcpy(out, &x, 16);
+        return n;
     }
-    if (v >= 10) {
-        *--p = DIGITS2[2 * v + 1];
-        *--p = DIGITS2[2 * v];
-    } else {
-        *--p = (char)('0' + v);
-    }
-    size_t n = (size_t)(e - p);
-    memcpy(out, p, n);
+    char buf[48]; /* 20 digits, then the slack the fixed move reads */
+    put20(buf, v);
+    memcpy(out, buf + 20 - n, 24);
     return n;
 }
 
 static void jw_i64(struct jw *w, int64_t v)
 {
-    char buf[24];
+    char buf[48];
+    char *out = (size_t)(w->end - w->p) >= JW_NUM_ROOM ? w->p : buf; /* in place */
     size_t n = 0;
     uint64_t u = (uint64_t)v;
     if (v < 0) {
-        buf[n++] = '-';
+        out[n++] = '-';
         u = 0 - u;
     }
-    n += fmt_u64(u, buf + n);
-    jw_raw(w, buf, n);
+    n += fmt_u64(u, out + n);
+    if (out == buf) {
+        jw_raw(w, buf, n);
+    } else {
+        w->p += n;
+    }
 }
 
 static void jw_u64(struct jw *w, uint64_t v)
 {
-    char buf[24];
+    if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) {
+        w->p += fmt_u64(v, w->p);
+        return;
+    }
+    char buf[48];
     jw_raw(w, buf, fmt_u64(v, buf));
 }
 
-/* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
+/* Exact text of d, as cq_dec_format, into out (JW_NUM_ROOM bytes: fixed
+ * moves write past the text). */
 static size_t dec_text(cq_dec d, char *out)
 {
-    char tmp[48];
-    char *e = tmp + sizeof(tmp), *p = e; /* written backwards */
+    char buf[48]; /* 20 digits, then the slack the fixed moves read */
     uint64_t u = d.m < 0 ? 0 - (uint64_t)d.m : (uint64_t)d.m;
-    unsigned scale = d.scale;
-    unsigned n = 0; /* digits written */
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        *--p = DIGITS2[2 * r + 1];
-        *--p = DIGITS2[2 * r];
-        n += 2;
-    }
-    if (u >= 10) {
-        *--p = DIGITS2[2 * u + 1];
-        *--p = DIGITS2[2 * u];
-        n += 2;
-    } else {
-        *--p = (char)('0' + u);
-        n++;
-    }
-    while (n <= scale) {
-        *--p = '0';
-        n++;
+    unsigned scale = d.scale; /* <= CQ_DEC_MAX_SCALE (18) */
+    unsigned n = ndigits(u);
+    if (n <= scale) {
+        n = scale + 1; /* "0.00…": the zero padding */
     }
     size_t k = 0;
     if (d.m < 0) {
         out[k++] = '-';
     }
-    size_t int_digits = n - scale;
-    memcpy(out + k, p, int_digits);
+    if (n + (scale > 0) <= 16) { /* in registers, one store (as fmt_u64) */
+        u128 x = digits16(u, n);
+        if (scale > 0) {
+            unsigned ip = n - scale; /* integer digits, 1..14 */
+            u128 low = x & (((u128)1 << (8 * ip)) - 1);
+            x = low | ((u128)'.' << (8 * ip)) | ((x >> (8 * ip)) << (8 * (ip + 1)));
+        }
+        memcpy(out + k, &x, 16);
+        return k + n + (scale > 0);
+    }
+    put20(buf, u);
+    const char *p = buf + 20 - n;
+    size_t int_digits = n - scale; /* <= 20 */
+    memcpy(out + k, p, 24);
     k += int_digits;
     if (scale > 0) {
         out[k++] = '.';
-        memcpy(out + k, p + int_digits, scale);
+        memcpy(out + k, p + int_digits, 24);
         k += scale;
     }
     return k;
@@ -499,7 +623,14 @@ static size_t dec_text(cq_dec d, char *out)
 
 static void jw_dec(struct jw *w, cq_dec d)
 {
-    char buf[CQ_DEC_STR_MAX + 2];
+    if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) { /* in place */
+        w->p[0] = '"';
+        size_t n = dec_text(d, w->p + 1);
+        w->p[n + 1] = '"';
+        w->p += n + 2;
+        return;
+    }
+    char buf[JW_NUM_ROOM + 2];
     buf[0] = '"';
     size_t n = dec_text(d, buf + 1);
     buf[n + 1] = '"';
@@ -1328,7 +1459,7 @@ static bool submit(struct ctx *x, const struct submit_req *r)
             rec_refused(x, s->name, r->signal_id, r->client_id, "rate_limited", detail);
             return false;
         }
-        memset(&tmp, 0, sizeof(tmp));
+        /* only what rec_risk reads and the new order takes over */
         memcpy(tmp.client_id, r->client_id, sizeof(tmp.client_id));
         cq_strlcpy(tmp.signal_id, r->signal_id, sizeof(tmp.signal_id));
         memcpy(tmp.symbol, s->name, sizeof(tmp.symbol));
