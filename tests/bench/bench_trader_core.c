@@ -41,6 +41,7 @@
 #include "cq/trader.h"
 
 #define RUNS 5
+#define KIND_RUNS 3
 #define NSYM 4
 #define NPRICE 8
 
@@ -372,8 +373,9 @@ static int cmp_double(const void *a, const void *b)
 
 typedef uint64_t (*run_fn)(size_t, const struct cq_trader_core_config *);
 
-/* Median of RUNS timed runs, then one instrumented run for the per-kind
- * costs (each event timed, the timer's own cost taken off). */
+/* Median of RUNS timed runs, then the per-kind costs: the median of
+ * KIND_RUNS instrumented runs (each event timed, the timer's own cost
+ * taken off: cheap kinds are within a few ns of noise). */
 static void measure(const char *name, run_fn fn, size_t n, const struct cq_trader_core_config *cfg,
                     const char *mix)
 {
@@ -404,13 +406,19 @@ static void measure(const char *name, run_fn fn, size_t n, const struct cq_trade
     }
     double timer_s = (now_s() - t0) / 1e6 / 2; /* one now_s() call */
     (void)sink;
-    memset(kind_s, 0, sizeof(kind_s));
-    memset(kind_n, 0, sizeof(kind_n));
-    timed = true;
-    if (fn(n, cfg) != checksum) {
-        die("checksum changed in the instrumented run");
+    double kind_ns[K_N][KIND_RUNS];
+    for (int r = 0; r < KIND_RUNS; r++) {
+        memset(kind_s, 0, sizeof(kind_s));
+        memset(kind_n, 0, sizeof(kind_n));
+        timed = true;
+        if (fn(n, cfg) != checksum) {
+            die("checksum changed in an instrumented run");
+        }
+        timed = false;
+        for (int k = 0; k < K_N; k++) {
+            kind_ns[k][r] = kind_n[k] > 0 ? (kind_s[k] / (double)kind_n[k] - timer_s) * 1e9 : 0.0;
+        }
     }
-    timed = false;
     printf("{\"bench\":\"%s\",\"events\":%zu,\"events_per_s\":%.0f,"
            "\"min_events_per_s\":%.0f,\"max_events_per_s\":%.0f,\"ns_per_event\":%.1f,"
            "\"cpu_events_per_s\":%.0f,\"mix\":\"%s\",\"checkpoints\":%llu,\"kinds\":{",
@@ -421,7 +429,8 @@ static void measure(const char *name, run_fn fn, size_t n, const struct cq_trade
         if (counts[k] == 0) {
             continue;
         }
-        double ns = (kind_s[k] / (double)kind_n[k] - timer_s) * 1e9;
+        qsort(kind_ns[k], KIND_RUNS, sizeof(double), cmp_double);
+        double ns = kind_ns[k][KIND_RUNS / 2];
         printf("%s\"%s\":{\"events\":%llu,\"share\":%.4f,\"ns_per_event\":%.1f,"
                "\"events_per_s\":%.0f}",
                first ? "" : ",", KIND_NAMES[k], (unsigned long long)counts[k],

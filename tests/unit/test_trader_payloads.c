@@ -47,6 +47,11 @@ static unsigned rnd(unsigned n)
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void out(const char *fmt, ...)
 {
+    if (trace == NULL) {
+        trace_cap = 1 << 20;
+        trace = malloc(trace_cap);
+        cr_assert_not_null(trace);
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -328,8 +333,10 @@ static void run(struct cq_trader_core *c)
             bool quote = rnd(2) != 0;
             cq_strlcpy(EV.u.balances.items[0].asset, quote ? "USDT" : BASES[s],
                        CQ_TRADER_ASSET_LEN);
-            EV.u.balances.items[0].free =
-                cq_dec_make(quote || rnd(10) != 0 ? 100 + (int64_t)rnd(3000) : 0, rnd(3));
+            /* one rnd() per statement: the order arguments are evaluated in is unspecified */
+            int64_t amount = quote || rnd(10) != 0 ? 100 + (int64_t)rnd(3000) : 0;
+            unsigned scale = rnd(3);
+            EV.u.balances.items[0].free = cq_dec_make(amount, scale);
             EV.u.balances.items[0].locked = cq_dec_make((int64_t)rnd(5), 0);
             feed(c, CQ_TRADER_EV_BALANCE_UPDATE);
         } else if (r < 93) {
