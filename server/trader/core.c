@@ -533,6 +533,10 @@ static inline uint64_t swar8(uint32_t v)
 
 __extension__ typedef unsigned __int128 u128;
 
+/* The register paths store a register's bytes as text: little-endian only
+ * (elsewhere the digit-table path below does it all). */
+#define REG_TEXT (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+
 /* The last n (1..16) digits of u < 10^16, zero-padded, in the low bytes. */
 static inline u128 digits16(uint64_t u, unsigned n)
 {
@@ -544,7 +548,7 @@ static inline u128 digits16(uint64_t u, unsigned n)
 static size_t fmt_u64(uint64_t v, char *out)
 {
     unsigned n = ndigits(v);
-    if (n <= 16) { /* in registers, one store: no reload of small stores */
+    if (REG_TEXT && n <= 16) { /* in registers, one store: no reload of small stores */
         u128 x = digits16(v, n);
         memcpy(out, &x, 16);
         return n;
@@ -598,7 +602,7 @@ static size_t dec_text(cq_dec d, char *out)
     if (d.m < 0) {
         out[k++] = '-';
     }
-    if (n + (scale > 0) <= 16) { /* in registers, one store (as fmt_u64) */
+    if (REG_TEXT && n + (scale > 0) <= 16) { /* in registers, one store (as fmt_u64) */
         u128 x = digits16(u, n);
         if (scale > 0) {
             unsigned ip = n - scale; /* integer digits, 1..14 */

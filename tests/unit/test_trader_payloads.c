@@ -541,3 +541,108 @@ Test(trader_payloads, checkpoint_seen_text_survives_wraps_and_moves, .timeout = 
     free(want);
     cq_trader_core_free(c);
 }
+
+/* The text after "<key>": in p, up to the next quote or comma. */
+static void field_text(const char *p, const char *key, char *out, size_t cap)
+{
+    const char *f = strstr(p, key);
+    cr_assert_not_null(f, "no %s in %s", key, p);
+    f += strlen(key);
+    if (*f == '"') {
+        f++;
+    }
+    size_t n = strcspn(f, "\",}");
+    cr_assert_lt(n, cap);
+    memcpy(out, f, n);
+    out[n] = '\0';
+}
+
+/* Numbers are written by register (up to 16 digits) and table (longer)
+ * paths: both print exactly what cq_dec_format and %llu print, at every
+ * length, scale and sign the types allow. */
+Test(trader_payloads, numbers_print_exactly_at_every_length_scale_and_sign)
+{
+    struct cq_trader_core_config cfg;
+    config(&cfg);
+    struct cq_err err = {0};
+    struct cq_trader_core *c = cq_trader_core_new(&cfg, &err);
+    cr_assert_not_null(c, "%s", err.message);
+    start_ready(c);
+    struct cq_signal *sg = &EV.u.signal;
+    cq_strlcpy(sg->id, "0123456789abcdef0123456789abcdef", sizeof(sg->id));
+    cq_strlcpy(sg->symbol, "BTCUSDT", sizeof(sg->symbol));
+    sg->side = CQ_SIDE_BUY;
+    sg->reference_price = cq_dec_make(50000, 0);
+    feed(c, CQ_TRADER_EV_SIGNAL);
+    const cq_dec decs[] = {
+        cq_dec_make(1, 0),
+        cq_dec_make(7, 1),
+        cq_dec_make(1, 8),
+        cq_dec_make(-1, 8),
+        cq_dec_make(1, 15), /* 16 digits with the point: the table path */
+        cq_dec_make(1, 14), /* 15 digits and the point: the register path */
+        cq_dec_make(1, 18),
+        cq_dec_make(-1, 18),
+        cq_dec_make(999999999999999, 15),
+        cq_dec_make(9999999999999999, 8),
+        cq_dec_make(999999999999999, 8),
+        cq_dec_make(10000000000000000, 8),
+        cq_dec_make(123456789012345678, 9),
+        cq_dec_make(INT64_MAX, 0),
+        cq_dec_make(INT64_MAX, 18),
+        cq_dec_make(INT64_MIN + 1, 3),
+        cq_dec_make(INT64_MIN, 0),
+        cq_dec_make(10000000, 0),
+        cq_dec_make(99999999, 2),
+        cq_dec_make(100000000, 0),
+    };
+    const uint64_t ids[] = {1,
+                            9,
+                            10,
+                            99999999,
+                            100000000,
+                            999999999999999,
+                            9999999999999999ULL,
+                            10000000000000000ULL,
+                            12345678901234567890ULL,
+                            UINT64_MAX};
+    size_t n_cases =
+        CQ_ARRAY_LEN(decs) > CQ_ARRAY_LEN(ids) ? CQ_ARRAY_LEN(decs) : CQ_ARRAY_LEN(ids);
+    for (size_t i = 0; i < n_cases; i++) {
+        struct cq_trader_order_update *u = &EV.u.order;
+        cq_strlcpy(u->symbol, "BTCUSDT", sizeof(u->symbol));
+        cq_strlcpy(u->client_id, "cq1-0123456789abcdef0123456789abcdef", sizeof(u->client_id));
+        u->order_id = ids[i % CQ_ARRAY_LEN(ids)];
+        u->side = CQ_SIDE_BUY;
+        u->type = CQ_TRADER_MARKET;
+        u->state = CQ_TRADER_OS_OPEN;
+        u->trade_id = ids[(i + 3) % CQ_ARRAY_LEN(ids)] ^ (i << 56); /* new each time */
+        uint64_t trade_id = u->trade_id, order_id = u->order_id;
+        cq_dec commission = decs[i % CQ_ARRAY_LEN(decs)];
+        u->commission = commission;
+        cq_strlcpy(u->commission_asset, "XYZ", sizeof(u->commission_asset));
+        feed(c, CQ_TRADER_EV_ORDER_UPDATE);
+        const char *fill = NULL;
+        for (size_t k = 0; k < OUT.n; k++) {
+            if (OUT.a[k].kind == CQ_TRADER_ACT_JOURNAL && OUT.a[k].u.journal.type == 7) {
+                fill = cq_trader_action_payload(&OUT.a[k]);
+            }
+        }
+        cr_assert_not_null(fill, "case %zu: no order.fill", i);
+        char got[64], want[64];
+        field_text(fill, "\"commission\":", got, sizeof(got));
+        cr_assert_str_eq(got, cq_dec_format(commission, want, CQ_DEC_STR_MAX), "case %zu", i);
+        field_text(fill, "\"trade_id\":", got, sizeof(got));
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)trade_id);
+        cr_assert_str_eq(got, want, "case %zu", i);
+        field_text(fill, "\"order_id\":", got, sizeof(got));
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)order_id);
+        cr_assert_str_eq(got, want, "case %zu", i);
+        field_text(fill, "\"ms\":", got, sizeof(got));
+        snprintf(want, sizeof(want), "%lld", (long long)now_ms);
+        cr_assert_str_eq(got, want, "case %zu", i);
+    }
+    free(trace);
+    trace = NULL;
+    cq_trader_core_free(c);
+}
