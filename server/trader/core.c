@@ -347,7 +347,12 @@ struct jw {
     bool over;
 };
 
-static void jw_init(struct jw *w, char *buf, size_t cap)
+/* The writer's functions are forced inline: no call then takes a writer's
+ * address, so its pointer stays in a register instead of being stored and
+ * reloaded around every piece (the slow paths take and return it by value). */
+#define JW_FN static inline __attribute__((always_inline))
+
+JW_FN void jw_init(struct jw *w, char *buf, size_t cap)
 {
     w->p = w->start = buf;
     w->end = buf + cap - 1;
@@ -376,7 +381,7 @@ static inline void copy_small(char *d, const char *s, size_t n)
     }
 }
 
-static inline void jw_raw(struct jw *w, const char *s, size_t n)
+JW_FN void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
@@ -415,7 +420,9 @@ static inline bool esc_free8(uint64_t x)
     return (bad & highs) == 0;
 }
 
-static void jw_str(struct jw *w, const char *s)
+static struct jw jw_str_escaped(struct jw w, const char *s) __attribute__((noinline));
+
+JW_FN void jw_str(struct jw *w, const char *s)
 {
     /* fast path: nothing to escape (ids, symbols, names), 8 bytes a step */
     size_t len = strlen(s), n = 0;
@@ -436,6 +443,13 @@ static void jw_str(struct jw *w, const char *s)
         w->p += n + 2;
         return;
     }
+    *w = jw_str_escaped(*w, s);
+}
+
+/* s with its escapes (or a writer short of room: then it marks over). */
+static struct jw jw_str_escaped(struct jw wv, const char *s)
+{
+    struct jw *w = &wv;
     JW_LIT(w, "\"");
     const char *run = s;
     for (;; s++) {
@@ -456,6 +470,7 @@ static void jw_str(struct jw *w, const char *s)
         }
     }
     JW_LIT(w, "\"");
+    return wv;
 }
 
 static const char DIGITS2[] =
@@ -559,7 +574,7 @@ static size_t fmt_u64(uint64_t v, char *out)
     return n;
 }
 
-static void jw_i64(struct jw *w, int64_t v)
+JW_FN void jw_i64(struct jw *w, int64_t v)
 {
     char buf[48];
     char *out = (size_t)(w->end - w->p) >= JW_NUM_ROOM ? w->p : buf; /* in place */
@@ -577,7 +592,7 @@ static void jw_i64(struct jw *w, int64_t v)
     }
 }
 
-static void jw_u64(struct jw *w, uint64_t v)
+JW_FN void jw_u64(struct jw *w, uint64_t v)
 {
     if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) {
         w->p += fmt_u64(v, w->p);
@@ -625,7 +640,7 @@ static size_t dec_text(cq_dec d, char *out)
     return k;
 }
 
-static void jw_dec(struct jw *w, cq_dec d)
+JW_FN void jw_dec(struct jw *w, cq_dec d)
 {
     if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) { /* in place */
         w->p[0] = '"';
@@ -641,7 +656,7 @@ static void jw_dec(struct jw *w, cq_dec d)
     jw_raw(w, buf, n + 2);
 }
 
-static void jw_bool(struct jw *w, bool b)
+JW_FN void jw_bool(struct jw *w, bool b)
 {
     if (b) {
         JW_LIT(w, "true");
@@ -691,8 +706,8 @@ struct ctx {
 };
 
 /* Start a journal action; the payload is written through the returned jw. */
-static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, const char *scope,
-                                              const char *log_event, int level, struct jw *w)
+JW_FN struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, const char *scope,
+                                             const char *log_event, int level, struct jw *w)
 {
     struct cq_trader_action *a = push(x->out, &x->overflow, CQ_TRADER_ACT_JOURNAL);
     if (a == NULL) {
@@ -709,7 +724,7 @@ static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, cons
     return a;
 }
 
-static void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
+JW_FN void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
 {
     if (x->ms_len == 0) { /* the event's time, formatted once per event */
         struct jw m;
