@@ -109,6 +109,12 @@ struct cq_trader_core {
     struct idkey *seen;  /* owned, CQ_TRADER_SIGNALS_SEEN_MAX */
     int16_t *seen_index; /* owned, SEEN_INDEX slots, -1 empty */
     size_t seen_head, seen_n;
+    /* the checkpoint's "seen" text, kept as ids arrive: newest first, 11
+     * characters each, at seen_txt + seen_at (SEEN_TXT_CAP bytes, owned).
+     * The free room below it takes the checkpoint's head, the room above
+     * its tail, so the checkpoint is written around the text in place */
+    char *seen_txt;
+    size_t seen_at;
 
     int64_t *sent_ms; /* owned ring of send times, sent_cap */
     size_t sent_cap, sent_head, sent_n;
@@ -122,6 +128,15 @@ struct cq_trader_core {
 };
 
 #define SEEN_INDEX (2 * CQ_TRADER_SIGNALS_SEEN_MAX)
+#define SEEN_CHARS 11
+/* seen_txt: below the text at least a whole checkpoint's room (its head
+ * goes there), above it SEEN_TXT_TAIL bytes for the tail; the text moves
+ * down one id per new id and back to the top (one memmove of at most
+ * 45 KB) every 4 x 4,096 ids */
+#define SEEN_TXT_LOW (CQ_TRADER_CHECKPOINT_MAX + 64)
+#define SEEN_TXT_TAIL 128
+#define SEEN_TXT_CAP (SEEN_TXT_LOW + 5 * CQ_TRADER_SIGNALS_SEEN_MAX * SEEN_CHARS + SEEN_TXT_TAIL)
+#define SEEN_TXT_TOP (SEEN_TXT_CAP - SEEN_TXT_TAIL)
 
 /* ---- names --------------------------------------------------------------------- */
 
@@ -332,22 +347,58 @@ struct jw {
     bool over;
 };
 
-static void jw_init(struct jw *w, char *buf, size_t cap)
+/* The writer's functions are forced inline: no call then takes a writer's
+ * address, so its pointer stays in a register instead of being stored and
+ * reloaded around every piece (the slow paths take and return it by value). */
+#define JW_FN static inline __attribute__((always_inline))
+
+JW_FN void jw_init(struct jw *w, char *buf, size_t cap)
 {
     w->p = w->start = buf;
     w->end = buf + cap - 1;
     w->over = false;
 }
 
-static inline void jw_raw(struct jw *w, const char *s, size_t n)
+/* n bytes from s to d, n small (ids, decimals, ~300-byte fragments):
+ * fixed-size moves instead of a library call */
+static inline void copy_small(char *d, const char *s, size_t n)
+{
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16) {
+            memcpy(d + i, s + i, 16);
+        }
+        memcpy(d + n - 16, s + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            d[i] = s[i];
+        }
+    }
+}
+
+JW_FN void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
         return;
     }
-    memcpy(w->p, s, n);
+    if (__builtin_constant_p(n)) {
+        memcpy(w->p, s, n);
+    } else {
+        copy_small(w->p, s, n);
+    }
     w->p += n;
 }
+
+/* Room for a number written in place: the longest decimal text (sign, 19
+ * digits, point, leading zeros of scale 18: < 24 bytes), its quotes and
+ * the fixed 24-byte moves that write it. */
+#define JW_NUM_ROOM 64
 
 #define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
 
@@ -359,20 +410,46 @@ static const uint8_t JSON_ESC[256] = {
     [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
-static void jw_str(struct jw *w, const char *s)
+/* No byte of x is < 0x20, '"' or '\\' (bit tricks: any byte below a bound,
+ * any byte equal to a value; exact as a whole). */
+static inline bool esc_free8(uint64_t x)
 {
-    /* fast path: nothing to escape (ids, symbols, names) */
-    size_t n = 0;
-    while (!JSON_ESC[(unsigned char)s[n]]) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t bad = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b);
+    return (bad & highs) == 0;
+}
+
+static struct jw jw_str_escaped(struct jw w, const char *s) __attribute__((noinline));
+
+JW_FN void jw_str(struct jw *w, const char *s)
+{
+    /* fast path: nothing to escape (ids, symbols, names), 8 bytes a step */
+    size_t len = strlen(s), n = 0;
+    for (; n + 8 <= len; n += 8) {
+        uint64_t x;
+        memcpy(&x, s + n, 8);
+        if (!esc_free8(x)) {
+            break;
+        }
+    }
+    while (n < len && !JSON_ESC[(unsigned char)s[n]]) {
         n++;
     }
-    if (s[n] == '\0' && (size_t)(w->end - w->p) >= n + 2) {
+    if (n == len && (size_t)(w->end - w->p) >= n + 2) {
         w->p[0] = '"';
-        memcpy(w->p + 1, s, n);
+        copy_small(w->p + 1, s, n);
         w->p[n + 1] = '"';
         w->p += n + 2;
         return;
     }
+    *w = jw_str_escaped(*w, s);
+}
+
+/* s with its escapes (or a writer short of room: then it marks over). */
+static struct jw jw_str_escaped(struct jw wv, const char *s)
+{
+    struct jw *w = &wv;
     JW_LIT(w, "\"");
     const char *run = s;
     for (;; s++) {
@@ -393,6 +470,7 @@ static void jw_str(struct jw *w, const char *s)
         }
     }
     JW_LIT(w, "\"");
+    return wv;
 }
 
 static const char DIGITS2[] =
@@ -400,98 +478,185 @@ static const char DIGITS2[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+static inline void put2(char *p, unsigned v)
+{
+    memcpy(p, DIGITS2 + 2 * v, 2);
+}
+
+static inline void put4(char *p, unsigned v)
+{
+    put2(p, v / 100);
+    put2(p + 2, v % 100);
+}
+
+static inline void put8(char *p, uint32_t v)
+{
+    put4(p, v / 10000);
+    put4(p + 4, v % 10000);
+}
+
+/* The 20 digits of u, zero-padded, at p: three independent chains of
+ * divisions by constants instead of one chain of ten. */
+static inline void put20(char *p, uint64_t u)
+{
+    uint64_t hi = u / 100000000, lo = u % 100000000;
+    put4(p, (unsigned)(hi / 100000000)); /* < 1845 */
+    put8(p + 4, (uint32_t)(hi % 100000000));
+    put8(p + 12, (uint32_t)lo);
+}
+
+/* Decimal digits of u (1 for 0). */
+static inline unsigned ndigits(uint64_t u)
+{
+    static const uint64_t P10[20] = {1ULL,
+                                     10ULL,
+                                     100ULL,
+                                     1000ULL,
+                                     10000ULL,
+                                     100000ULL,
+                                     1000000ULL,
+                                     10000000ULL,
+                                     100000000ULL,
+                                     1000000000ULL,
+                                     10000000000ULL,
+                                     100000000000ULL,
+                                     1000000000000ULL,
+                                     10000000000000ULL,
+                                     100000000000000ULL,
+                                     1000000000000000ULL,
+                                     10000000000000000ULL,
+                                     100000000000000000ULL,
+                                     1000000000000000000ULL,
+                                     10000000000000000000ULL};
+    unsigned bits = 64u - (unsigned)__builtin_clzll(u | 1);
+    unsigned t = (bits * 1233u) >> 12; /* floor(log10(2^bits)) */
+    unsigned n = t + 1 - (u < P10[t]);
+    return n > 0 ? n : 1;
+}
+
+/* v < 10^8 as 8 ASCII digits in one register, the first digit in the
+ * lowest byte (SWAR: 4+4, 2+2, 1+1 digit splits by multiply and shift). */
+static inline uint64_t swar8(uint32_t v)
+{
+    uint64_t y = (uint64_t)(v / 10000) | ((uint64_t)(v % 10000) << 32);
+    uint64_t z = ((y * 10486) >> 20) & 0x0000007F0000007FULL; /* / 100 per 32-bit lane */
+    y = ((y - z * 100) << 16) | z;
+    uint64_t t = ((y * 103) >> 10) & 0x000F000F000F000FULL; /* / 10 per 16-bit lane */
+    y = ((y - t * 10) << 8) | t;
+    return y | 0x3030303030303030ULL;
+}
+
+__extension__ typedef unsigned __int128 u128;
+
+/* The register paths store a register's bytes as text: little-endian only
+ * (elsewhere the digit-table path below does it all). */
+#define REG_TEXT (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+
+/* The last n (1..16) digits of u < 10^16, zero-padded, in the low bytes. */
+static inline u128 digits16(uint64_t u, unsigned n)
+{
+    u128 x = ((u128)swar8((uint32_t)(u % 100000000)) << 64) | swar8((uint32_t)(u / 100000000));
+    return x >> (8 * (16 - n));
+}
+
+/* The digits of v at out; out has room for 24 bytes (fixed moves). */
 static size_t fmt_u64(uint64_t v, char *out)
 {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        *--p = DIGITS2[2 * r + 1];
-        *--p = DIGITS2[2 * r];
+    unsigned n = ndigits(v);
+    if (REG_TEXT && n <= 16) { /* in registers, one store: no reload of small stores */
+        u128 x = digits16(v, n);
+        memcpy(out, &x, 16);
+        return n;
     }
-    if (v >= 10) {
-        *--p = DIGITS2[2 * v + 1];
-        *--p = DIGITS2[2 * v];
-    } else {
-        *--p = (char)('0' + v);
-    }
-    size_t n = (size_t)(e - p);
-    memcpy(out, p, n);
+    char buf[48]; /* 20 digits, then the slack the fixed move reads */
+    put20(buf, v);
+    memcpy(out, buf + 20 - n, 24);
     return n;
 }
 
-static void jw_i64(struct jw *w, int64_t v)
+JW_FN void jw_i64(struct jw *w, int64_t v)
 {
-    char buf[24];
+    char buf[48];
+    char *out = (size_t)(w->end - w->p) >= JW_NUM_ROOM ? w->p : buf; /* in place */
     size_t n = 0;
     uint64_t u = (uint64_t)v;
     if (v < 0) {
-        buf[n++] = '-';
+        out[n++] = '-';
         u = 0 - u;
     }
-    n += fmt_u64(u, buf + n);
-    jw_raw(w, buf, n);
+    n += fmt_u64(u, out + n);
+    if (out == buf) {
+        jw_raw(w, buf, n);
+    } else {
+        w->p += n;
+    }
 }
 
-static void jw_u64(struct jw *w, uint64_t v)
+JW_FN void jw_u64(struct jw *w, uint64_t v)
 {
-    char buf[24];
+    if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) {
+        w->p += fmt_u64(v, w->p);
+        return;
+    }
+    char buf[48];
     jw_raw(w, buf, fmt_u64(v, buf));
 }
 
-/* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
+/* Exact text of d, as cq_dec_format, into out (JW_NUM_ROOM bytes: fixed
+ * moves write past the text). */
 static size_t dec_text(cq_dec d, char *out)
 {
-    char tmp[48];
-    char *e = tmp + sizeof(tmp), *p = e; /* written backwards */
+    char buf[48]; /* 20 digits, then the slack the fixed moves read */
     uint64_t u = d.m < 0 ? 0 - (uint64_t)d.m : (uint64_t)d.m;
-    unsigned scale = d.scale;
-    unsigned n = 0; /* digits written */
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        *--p = DIGITS2[2 * r + 1];
-        *--p = DIGITS2[2 * r];
-        n += 2;
-    }
-    if (u >= 10) {
-        *--p = DIGITS2[2 * u + 1];
-        *--p = DIGITS2[2 * u];
-        n += 2;
-    } else {
-        *--p = (char)('0' + u);
-        n++;
-    }
-    while (n <= scale) {
-        *--p = '0';
-        n++;
+    unsigned scale = d.scale; /* <= CQ_DEC_MAX_SCALE (18) */
+    unsigned n = ndigits(u);
+    if (n <= scale) {
+        n = scale + 1; /* "0.00…": the zero padding */
     }
     size_t k = 0;
     if (d.m < 0) {
         out[k++] = '-';
     }
-    size_t int_digits = n - scale;
-    memcpy(out + k, p, int_digits);
+    if (REG_TEXT && n + (scale > 0) <= 16) { /* in registers, one store (as fmt_u64) */
+        u128 x = digits16(u, n);
+        if (scale > 0) {
+            unsigned ip = n - scale; /* integer digits, 1..14 */
+            u128 low = x & (((u128)1 << (8 * ip)) - 1);
+            x = low | ((u128)'.' << (8 * ip)) | ((x >> (8 * ip)) << (8 * (ip + 1)));
+        }
+        memcpy(out + k, &x, 16);
+        return k + n + (scale > 0);
+    }
+    put20(buf, u);
+    const char *p = buf + 20 - n;
+    size_t int_digits = n - scale; /* <= 20 */
+    memcpy(out + k, p, 24);
     k += int_digits;
     if (scale > 0) {
         out[k++] = '.';
-        memcpy(out + k, p + int_digits, scale);
+        memcpy(out + k, p + int_digits, 24);
         k += scale;
     }
     return k;
 }
 
-static void jw_dec(struct jw *w, cq_dec d)
+JW_FN void jw_dec(struct jw *w, cq_dec d)
 {
-    char buf[CQ_DEC_STR_MAX + 2];
+    if ((size_t)(w->end - w->p) >= JW_NUM_ROOM) { /* in place */
+        w->p[0] = '"';
+        size_t n = dec_text(d, w->p + 1);
+        w->p[n + 1] = '"';
+        w->p += n + 2;
+        return;
+    }
+    char buf[JW_NUM_ROOM + 2];
     buf[0] = '"';
     size_t n = dec_text(d, buf + 1);
     buf[n + 1] = '"';
     jw_raw(w, buf, n + 2);
 }
 
-static void jw_bool(struct jw *w, bool b)
+JW_FN void jw_bool(struct jw *w, bool b)
 {
     if (b) {
         JW_LIT(w, "true");
@@ -541,8 +706,8 @@ struct ctx {
 };
 
 /* Start a journal action; the payload is written through the returned jw. */
-static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, const char *scope,
-                                              const char *log_event, int level, struct jw *w)
+JW_FN struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, const char *scope,
+                                             const char *log_event, int level, struct jw *w)
 {
     struct cq_trader_action *a = push(x->out, &x->overflow, CQ_TRADER_ACT_JOURNAL);
     if (a == NULL) {
@@ -559,7 +724,7 @@ static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, cons
     return a;
 }
 
-static void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
+JW_FN void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
 {
     if (x->ms_len == 0) { /* the event's time, formatted once per event */
         struct jw m;
@@ -742,6 +907,8 @@ static void seen_unindex(struct cq_trader_core *c, int16_t ring_idx)
     c->seen_index[hole] = -1;
 }
 
+static void seen_encode(uint64_t v, char *out);
+
 static void seen_add(struct cq_trader_core *c, const struct idkey *k)
 {
     if (seen_has(c, k)) {
@@ -762,6 +929,15 @@ static void seen_add(struct cq_trader_core *c, const struct idkey *k)
         s = (s + 1) & (SEEN_INDEX - 1);
     }
     c->seen_index[s] = (int16_t)idx;
+    /* the text: the newest id goes in front of the others */
+    size_t older = c->seen_n - 1;
+    if (c->seen_at < SEEN_TXT_LOW + SEEN_CHARS) {
+        memmove(c->seen_txt + SEEN_TXT_TOP - older * SEEN_CHARS, c->seen_txt + c->seen_at,
+                older * SEEN_CHARS);
+        c->seen_at = SEEN_TXT_TOP - older * SEEN_CHARS;
+    }
+    c->seen_at -= SEEN_CHARS;
+    seen_encode(k->a, c->seen_txt + c->seen_at);
     c->changed = true;
 }
 
@@ -771,12 +947,12 @@ static void seen_clear(struct cq_trader_core *c)
         c->seen_index[i] = -1;
     }
     c->seen_head = c->seen_n = 0;
+    c->seen_at = SEEN_TXT_TOP;
 }
 
 /* A seen id's 64 bits as 11 base64url characters (4 + 10 x 6 bits, most
  * significant first): the checkpoint's "seen" string. */
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-#define SEEN_CHARS 11
 
 static void seen_encode(uint64_t v, char *out)
 {
@@ -1302,7 +1478,7 @@ static bool submit(struct ctx *x, const struct submit_req *r)
             rec_refused(x, s->name, r->signal_id, r->client_id, "rate_limited", detail);
             return false;
         }
-        memset(&tmp, 0, sizeof(tmp));
+        /* only what rec_risk reads and the new order takes over */
         memcpy(tmp.client_id, r->client_id, sizeof(tmp.client_id));
         cq_strlcpy(tmp.signal_id, r->signal_id, sizeof(tmp.signal_id));
         memcpy(tmp.symbol, s->name, sizeof(tmp.symbol));
@@ -2336,24 +2512,36 @@ static void checkpoint(struct ctx *x)
     /* the seen ids, newest first, 11 characters each, as many as fit with
      * room to close (all 4,096 unless many orders are live) */
     JW_LIT(&w, ",\"seen\":\"");
-    size_t kept = 0;
-    for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 96) { /* an id, and the closing fields */
-            break;
-        }
-        size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;
-        seen_encode(c->seen[idx].a, w.p);
-        w.p += SEEN_CHARS;
+    if (w.over) {
+        c->st.checkpoints_skipped_total++;
+        return;
+    }
+    /* as many ids as fit with 96 bytes left each time (an id, and the
+     * closing fields): all 4,096 unless many orders are live */
+    size_t room_left = (size_t)(w.end - w.p);
+    size_t kept = room_left < 96 ? 0 : (room_left - 96) / SEEN_CHARS + 1;
+    if (kept > c->seen_n) {
+        kept = c->seen_n;
+    }
+    const char *text = c->seen_txt + c->seen_at;
+    char *payload = c->ckpt;
+    if (kept == c->seen_n) {
+        /* in place: the head in front of the text, the tail after it */
+        size_t head = (size_t)(w.p - w.start);
+        payload = c->seen_txt + c->seen_at - head;
+        memcpy(payload, c->ckpt, head);
+        w.start = payload;
+        w.p = c->seen_txt + c->seen_at + kept * SEEN_CHARS;
+        w.end = c->seen_txt + SEEN_TXT_CAP - 1;
+    } else {
+        memcpy(w.p, text, kept * SEEN_CHARS);
+        w.p += kept * SEEN_CHARS;
     }
     JW_LIT(&w, "\",\"seen_dropped\":");
     jw_u64(&w, c->seen_n - kept);
     JW_LIT(&w, ",\"ms\":");
     jw_i64(&w, x->now);
     JW_LIT(&w, "}");
-    if (w.over) {
-        c->st.checkpoints_skipped_total++;
-        return;
-    }
     *w.p = '\0';
     struct cq_trader_action *a = push(x->out, &x->overflow, CQ_TRADER_ACT_JOURNAL);
     if (a == NULL) {
@@ -2365,7 +2553,7 @@ static void checkpoint(struct ctx *x)
     a->u.journal.log_event = "trader_checkpoint";
     a->u.journal.log_level = CQ_LOG_DEBUG;
     a->u.journal.payload[0] = '\0';
-    a->u.journal.payload_ext = c->ckpt;
+    a->u.journal.payload_ext = payload;
     a->u.journal.len = (size_t)(w.p - w.start);
     c->st.checkpoints_total++;
     c->last_ckpt_ms = x->now;
@@ -2691,8 +2879,9 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
     c->sent_cap = cfg->risk.max_orders_per_minute > 0 ? cfg->risk.max_orders_per_minute + 1 : 1024;
     c->sent_ms = calloc(c->sent_cap, sizeof(*c->sent_ms));
     c->ckpt = malloc(CQ_TRADER_CHECKPOINT_MAX + 1);
+    c->seen_txt = malloc(SEEN_TXT_CAP);
     if (c->orders == NULL || c->ox == NULL || c->seen == NULL || c->seen_index == NULL ||
-        c->sent_ms == NULL || c->ckpt == NULL) {
+        c->sent_ms == NULL || c->ckpt == NULL || c->seen_txt == NULL) {
         cq_trader_core_free(c);
         goto oom;
     }
@@ -2720,6 +2909,7 @@ void cq_trader_core_free(struct cq_trader_core *c)
     free(c->seen_index);
     free(c->sent_ms);
     free(c->ckpt);
+    free(c->seen_txt);
     free(c);
 }
 
