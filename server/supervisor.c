@@ -140,6 +140,7 @@ struct supervisor {
     const char *venue_api_secret;
     struct cq_secret_buf *paper_creds; /* owned: struct paper_creds, embedded simulator only */
     struct cq_sim_balance sim_balances[SIM_BALANCES_MAX];
+    char sim_state_path[1100]; /* DATA_DIR/sim-state.json: the paper account */
     char sim_token_path[1200]; /* DATA_DIR/sim-control.token once written, else "" */
     struct cq_spsc to_ares;    /* feeder -> ARES: struct cq_market_event */
     struct cq_spsc to_trader;  /* feeder -> trader: struct cq_user_event */
@@ -443,7 +444,16 @@ static int start_sim(struct supervisor *sv, const struct cq_config *cfg, struct 
     const char *const *symbols = NULL;
     size_t n_symbols = cq_config_symbols(cfg, &symbols);
     const char *speed = cq_config_str(cfg, CQ_CFG_SIM_SPEED);
+    /* The paper account (balances, orders, trades) persists in DATA_DIR like
+     * a real exchange's, so the trader's journal and the venue agree after a
+     * restart; delete the file to start a fresh account (docs/RUNBOOK.md). */
+    if (snprintf(sv->sim_state_path, sizeof(sv->sim_state_path), "%s/sim-state.json",
+                 sv->data_dir) >= (int)sizeof(sv->sim_state_path)) {
+        return cq_err_set(err, CQ_ETOOBIG, 0, "use a shorter CQ_DATA_DIR",
+                          "the paper account's path DATA_DIR/sim-state.json is too long");
+    }
     struct cq_sim_options so = {
+        .state_path = sv->sim_state_path,
         .bind = "127.0.0.1",
         .symbols = symbols,
         .n_symbols = n_symbols,
