@@ -105,6 +105,9 @@
  *     coinquant-simex fault injection (orders/reject).";
  *   - insufficient: POST /order and /order/test -> -2010 "Account has
  *     insufficient balance for requested action." (filters still come first);
+ *   - late orders: the next N POST /order are executed, then their answer is
+ *     held for M ms (a client whose timeout is shorter learns nothing: an
+ *     unknown outcome to resolve by a query);
  *   - clock skew: cq_sim__server_time_ms (GET /time, timestamp window);
  *   - market pause: cq_sim__market_set_paused.
  *
@@ -200,7 +203,7 @@ struct control_param {
 #define CONTROL_PARAMS_MAX 2
 
 struct control_args {
-    int64_t n;
+    int64_t n, n2;
     bool on;
     const char *asset;
     cq_dec amount;
@@ -235,6 +238,8 @@ static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args
                             struct rest_resp *resp);
 static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp);
+static void c_orders_timeout(struct cq_sim__rest *rest, const struct control_args *a,
+                             struct rest_resp *resp);
 static void c_balance_set(struct cq_sim__rest *rest, const struct control_args *a,
                           struct rest_resp *resp);
 static void c_clock_skew(struct cq_sim__rest *rest, const struct control_args *a,
@@ -286,6 +291,11 @@ static const struct control controls[] = {
      {P_INT("count", 0, 1000000)},
      "next N POST /order -> -2010",
      c_orders_reject},
+    {"POST",
+     "/_sim/orders/timeout",
+     {P_INT("count", 0, 1000000), P_INT("ms", 0, LATENCY_MAX_MS)},
+     "next N POST /order executed, answered ms late",
+     c_orders_timeout},
     {"POST",
      "/_sim/balance/insufficient",
      {P_ON},
@@ -2340,6 +2350,24 @@ static void injected_latency(struct cq_sim__state *sim)
     }
 }
 
+/* The orders/timeout fault: an order that was executed has its answer held
+ * back (in 10 ms slices, so that a stop is not held up). */
+static void late_order_answer(struct cq_sim__state *sim)
+{
+    cq_sim__lock(sim);
+    int64_t ms = 0;
+    if (sim->faults.late_orders > 0) {
+        sim->faults.late_orders--;
+        ms = sim->faults.late_order_ms;
+    }
+    cq_sim__unlock(sim);
+    while (ms > 0 && !atomic_load(&sim->stop)) {
+        int64_t slice = ms < 10 ? ms : 10;
+        cq_time_sleep_ms(slice);
+        ms -= slice;
+    }
+}
+
 /* /api/... : everything but the MHD plumbing. */
 static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, const char *method,
                        const char *path, const char *query, size_t query_len,
@@ -2412,6 +2440,9 @@ static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, c
         }
         if (ad == ADMIT_5XX_AFTER) {
             set_5xx(r); /* executed, but the client learns nothing */
+        }
+        if ((ep->flags & EP_ORDER_POST) != 0) {
+            late_order_answer(sim);
         }
     }
 
@@ -2660,6 +2691,17 @@ static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args
     ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)a->n));
 }
 
+static void c_orders_timeout(struct cq_sim__rest *rest, const struct control_args *a,
+                             struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.late_orders = (uint32_t)a->n;
+    rest->sim->faults.late_order_ms = a->n2;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I,s:I}", "late_orders", (json_int_t)a->n, "late_order_ms",
+                           (json_int_t)a->n2));
+}
+
 static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp)
 {
@@ -2730,6 +2772,8 @@ static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args 
     sim->faults.rest_5xx_per_mille = 0;
     sim->faults.storm_until_ms = 0;
     sim->faults.reject_next_orders = 0;
+    sim->faults.late_orders = 0;
+    sim->faults.late_order_ms = 0;
     sim->faults.force_insufficient = false;
     sim->faults.clock_skew_ms = 0;
     sim->faults.market_paused = false;
@@ -2824,7 +2868,8 @@ static bool control_args_parse(struct cq_sim__state *sim, const struct control *
         const char *v = cq_sim__params_get(p, cp->name);
         switch (cp->kind) {
         case CP_INT:
-            if (!ctl_int(p, cp->name, cp->min, cp->max, &a->n, resp)) {
+            /* a row's first integer is n, its second n2 */
+            if (!ctl_int(p, cp->name, cp->min, cp->max, cp == c->params ? &a->n : &a->n2, resp)) {
                 return false;
             }
             break;
