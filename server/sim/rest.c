@@ -228,6 +228,8 @@ static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
                       struct rest_resp *resp);
 static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
                        struct rest_resp *resp);
+static void c_ws_user_down(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
 static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp);
 static void c_rest_errors(struct cq_sim__rest *rest, const struct control_args *a,
@@ -271,6 +273,11 @@ static const struct control controls[] = {
      c_state},
     {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
     {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
+    {"POST",
+     "/_sim/ws/user_down",
+     {P_ON},
+     "WS API (user data) connections closed and refused",
+     c_ws_user_down},
     {"POST",
      "/_sim/rest/latency",
      {P_INT("ms", 0, LATENCY_MAX_MS)},
@@ -2654,6 +2661,13 @@ static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
     ctl_ok(resp, json_pack("{s:b}", "ws_stall", a->on));
 }
 
+static void c_ws_user_down(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    atomic_store_explicit(&rest->sim->faults.ws_user_down, a->on, memory_order_relaxed);
+    ctl_ok(resp, json_pack("{s:b}", "ws_user_down", a->on));
+}
+
 static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp)
 {
@@ -2782,6 +2796,7 @@ static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args 
     sim->rl.requests_after_429 = 0;
     cq_sim__unlock(sim);
     atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
+    atomic_store_explicit(&sim->faults.ws_user_down, false, memory_order_relaxed);
     ctl_ok(resp, NULL);
 }
 

@@ -69,6 +69,7 @@ struct cq_sim__faults {
     /* WS thread reads these without the lock. */
     _Atomic uint64_t ws_drop_generation; /* bumped: close every WS connection */
     _Atomic bool ws_stall;               /* keep connections, send no data */
+    _Atomic bool ws_user_down;           /* close and refuse WS API (user data) connections */
 };
 
 /* Rate-limit accounting (rest.c), guarded by st->lock. One client IP in

@@ -2364,11 +2364,21 @@ Test(sim_rest, symbol_one_over_the_limit_is_refused_at_start)
 Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fini = teardown)
 {
     static const char *const expected[] = {
-        "GET /_sim/state",          "POST /_sim/ws/drop",        "POST /_sim/ws/stall",
-        "POST /_sim/rest/latency",  "POST /_sim/rest/errors",    "POST /_sim/ratelimit/storm",
-        "POST /_sim/orders/reject", "POST /_sim/orders/timeout", "POST /_sim/balance/insufficient",
-        "POST /_sim/balance/set",   "POST /_sim/clock/skew",     "POST /_sim/market/pause",
-        "POST /_sim/symbol/status", "POST /_sim/faults/clear",
+        "GET /_sim/state",
+        "POST /_sim/ws/drop",
+        "POST /_sim/ws/stall",
+        "POST /_sim/ws/user_down",
+        "POST /_sim/rest/latency",
+        "POST /_sim/rest/errors",
+        "POST /_sim/ratelimit/storm",
+        "POST /_sim/orders/reject",
+        "POST /_sim/orders/timeout",
+        "POST /_sim/balance/insufficient",
+        "POST /_sim/balance/set",
+        "POST /_sim/clock/skew",
+        "POST /_sim/market/pause",
+        "POST /_sim/symbol/status",
+        "POST /_sim/faults/clear",
     };
     struct resp r = http("POST", "/_sim/no/such/path", NULL, NULL);
     cr_assert_eq(r.status, 404, "%s", r.body);
