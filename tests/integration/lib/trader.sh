@@ -186,23 +186,24 @@ signed() {
 }
 
 # all_orders SYMBOL: every order the exchange keeps for SYMBOL, one JSON
-# array (allOrders, 1000 at a time, by orderId). Returns 1 when a page
+# array (allOrders, 1000 at a time, by orderId from 1). Returns 1 when a page
 # fails (the answer is printed on stderr).
 all_orders() {
-  local sym=$1 from=0 page last acc='[]'
+  local sym=$1 from=1 pages # orderId=0 would mean "the newest"
+  pages=$(mktemp "$WORK/allorders-XXXXXX")
   while :; do
     signed GET /api/v3/allOrders "symbol=$sym&orderId=$from&limit=1000"
     if [ "$STATUS" != 200 ]; then
       echo "allOrders $sym from $from: HTTP $STATUS $BODY" >&2
+      rm -f "$pages"
       return 1
     fi
-    page=$BODY
-    acc=$(jq -c --argjson p "$page" '. + $p' <<<"$acc")
-    [ "$(jq length <<<"$page")" -lt 1000 ] && break
-    last=$(jq '.[-1].orderId' <<<"$page")
-    from=$((last + 1))
+    printf '%s\n' "$BODY" >>"$pages"
+    [ "$(jq length <<<"$BODY")" -lt 1000 ] && break
+    from=$(($(jq '.[-1].orderId' <<<"$BODY") + 1))
   done
-  echo "$acc"
+  jq -c -s 'add // []' "$pages"
+  rm -f "$pages"
 }
 
 # duplicated_client_ids SYMBOL: our client order ids (the cq1- prefix) that
