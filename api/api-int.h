@@ -86,6 +86,9 @@ struct cq_api {
     bool loopback_bind;      /* bind host is loopback: Host is checked */
     char bind_host[256];     /* host part of bind, as configured */
     int64_t created_mono_ms; /* uptime counts from here */
+    json_t *(*trader_view)(void *ctx, const char *what);                   /* may be NULL */
+    int (*trader_command)(void *ctx, const char *cmd, const char *symbol); /* may be NULL */
+    void *trader_ctx;
 
     /* supervisor thread only (cq_api_start / cq_api_stop) */
     struct MHD_Daemon *daemon; /* owned; NULL when not serving */
@@ -131,7 +134,8 @@ typedef void (*cq_api_handler_fn)(struct cq_api *api, const struct cq_api_reques
 
 struct cq_api_route {
     const char *method; /* "GET" (HEAD is answered like GET) */
-    const char *path;   /* exact match, no trailing slash */
+    const char *path;   /* exact match, no trailing slash; a last segment "{symbol}"
+                           matches one non-empty segment (the handler reads it) */
     cq_api_handler_fn handler;
     bool needs_token;
     bool on_reserve; /* answered on a reserve slot (/health, /readiness) */

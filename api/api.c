@@ -145,6 +145,9 @@ struct cq_api *cq_api_new(const struct cq_api_options *opts, struct cq_err *err)
         opts->max_connections > 0 ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
     api->timeout_s = opts->timeout_s > 0 ? opts->timeout_s : DEFAULT_TIMEOUT_S;
     api->max_body_bytes = opts->max_body_bytes;
+    api->trader_view = opts->trader_view;
+    api->trader_command = opts->trader_command;
+    api->trader_ctx = opts->trader_ctx;
     api->request_deadline_ms =
         opts->request_deadline_ms > 0 ? opts->request_deadline_ms : CQ_API_REQUEST_DEADLINE_MS;
     api->reserve_connections =

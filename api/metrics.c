@@ -235,6 +235,40 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
         {"coinquant_trader_test_signals_received_total", "counter",
          "Test signals (TEST_ALLOW_DEFAULT_SIGNAL) the trader took from ARES.",
          t->test_signals_received_total},
+        {"coinquant_trader_user_stream_gaps_total", "counter",
+         "User data stream gaps (a REST reconcile follows each).", t->user_stream_gaps_total},
+        {"coinquant_trader_orders_sent_total", "counter",
+         "Order requests the trader wrote to the venue.", t->orders_sent_total},
+        {"coinquant_trader_orders_dryrun_total", "counter",
+         "Orders journaled and logged instead of sent (dryrun).", t->orders_dryrun_total},
+        {"coinquant_trader_risk_refusals_total", "counter", "Orders the risk gate refused.",
+         t->risk_refusals_total},
+        {"coinquant_trader_filter_refusals_total", "counter",
+         "Orders the symbol filters refused (never sent).", t->filter_refusals_total},
+        {"coinquant_trader_unknown_outcomes_total", "counter",
+         "Order requests whose outcome was unknown (resolved by a query).",
+         t->unknown_outcomes_total},
+        {"coinquant_trader_send_rejected_total", "counter", "Orders the exchange rejected.",
+         t->send_rejected_total},
+        {"coinquant_trader_journal_failures_total", "counter",
+         "Order intents that never became durable (the order was not sent).",
+         t->journal_failures_total},
+        {"coinquant_trader_commands_total", "counter", "Operator commands applied.",
+         t->commands_total},
+        {"coinquant_trader_commands_refused_total", "counter",
+         "Operator commands refused because the command queue was full.",
+         t->commands_refused_total},
+        {"coinquant_trader_events_dropped_total", "counter",
+         "Exchange answers not fed to the core because its event queue was full.",
+         t->events_dropped_total},
+        {"coinquant_trader_event_storms_total", "counter",
+         "Steps that fed the most answers allowed and left the rest for the next step.",
+         t->event_storms_total},
+        {"coinquant_trader_open_orders", "gauge", "Orders open, in flight or unknown.",
+         t->open_orders},
+        {"coinquant_trader_positions", "gauge", "Symbols with an open position.", t->positions},
+        {"coinquant_trader_quarantined_symbols", "gauge", "Symbols the trader quarantined.",
+         t->quarantined_symbols},
     };
     mb_series(b, trader, CQ_ARRAY_LEN(trader));
     mb_head(b, "coinquant_trader_user_events_total", "counter",
@@ -245,6 +279,13 @@ static void render_counters(struct cq_buf *b, struct cq_health_board *board)
                   (unsigned long long)t->account_positions_total);
     cq_buf_printf(b, "coinquant_trader_user_events_total{type=\"other\"} %llu\n",
                   (unsigned long long)t->other_user_events_total);
+    mb_histogram(b, "coinquant_trader_tick_to_order_seconds",
+                 "From the WebSocket frame that closed the candle to the order request, minus the "
+                 "journal durability wait, seconds.",
+                 &t->tick_to_order);
+    mb_histogram(b, "coinquant_trader_durable_wait_seconds",
+                 "Wait for an order intent to become durable before its send, seconds.",
+                 &t->durable_wait);
 
     const struct cq_journal_metrics *j = &m->journal;
     mb_histogram(b, "coinquant_journal_commit_wait_seconds",

@@ -369,6 +369,108 @@ static void handle_metrics(struct cq_api *api, const struct cq_api_request *req,
     resp->content_type = CONTENT_TYPE_METRICS;
 }
 
+/* ---- the trader's operator surface (/api/v1) --------------------------------------- */
+
+static void trader_unavailable(struct cq_api_response *resp)
+{
+    cq_api__error(resp, 503, "trader_unavailable", "the trader is not running yet",
+                  "retry in a few seconds; GET /readiness says what the trader waits for");
+    resp->retry_after_s = CQ_API_BUSY_RETRY_AFTER_S;
+}
+
+static void trader_view(struct cq_api *api, const char *what, struct cq_api_response *resp)
+{
+    json_t *v = api->trader_view != NULL ? api->trader_view(api->trader_ctx, what) : NULL;
+    if (v == NULL) {
+        trader_unavailable(resp);
+        return;
+    }
+    json_t *body = json_object();
+    json_object_set_new(body, what, v);
+    cq_api__json(resp, 200, body);
+}
+
+static void handle_positions(struct cq_api *api, const struct cq_api_request *req,
+                             struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_view(api, "positions", resp);
+}
+
+static void handle_orders(struct cq_api *api, const struct cq_api_request *req,
+                          struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_view(api, "orders", resp);
+}
+
+static void handle_risk(struct cq_api *api, const struct cq_api_request *req,
+                        struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_view(api, "risk", resp);
+}
+
+static void trader_command(struct cq_api *api, const char *cmd, const char *symbol,
+                           struct cq_api_response *resp)
+{
+    int rc = api->trader_command != NULL ? api->trader_command(api->trader_ctx, cmd, symbol)
+                                         : -CQ_EAGAIN;
+    if (rc == 0) {
+        cq_log_info(CQ_API_SERVICE, "trader_command_queued",
+                    json_pack("{s:s,s:s}", "command", cmd, "symbol", symbol != NULL ? symbol : ""),
+                    "operator command %s%s%s queued for the trader", cmd, symbol != NULL ? " " : "",
+                    symbol != NULL ? symbol : "");
+        cq_api__json(resp, 202,
+                     json_pack("{s:b,s:s,s:s?}", "accepted", 1, "command", cmd, "symbol", symbol));
+    } else if (rc == -CQ_EFULL) {
+        cq_api__error(resp, 503, "busy", "the trader's command queue is full",
+                      "retry in a second; the trader applies queued commands in order");
+        resp->retry_after_s = CQ_API_BUSY_RETRY_AFTER_S;
+    } else if (rc == -CQ_EINVAL) {
+        cq_api__error(resp, 400, "bad_request", "the symbol is not a valid exchange symbol",
+                      "give the symbol in upper case, e.g. DELETE /api/v1/quarantine/BTCUSDT");
+    } else {
+        trader_unavailable(resp);
+    }
+}
+
+static void handle_pause(struct cq_api *api, const struct cq_api_request *req,
+                         struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_command(api, "pause", NULL, resp);
+}
+
+static void handle_resume(struct cq_api *api, const struct cq_api_request *req,
+                          struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_command(api, "resume", NULL, resp);
+}
+
+static void handle_kill(struct cq_api *api, const struct cq_api_request *req,
+                        struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_command(api, "kill", NULL, resp);
+}
+
+static void handle_unkill(struct cq_api *api, const struct cq_api_request *req,
+                          struct cq_api_response *resp)
+{
+    CQ_UNUSED(req);
+    trader_command(api, "unkill", NULL, resp);
+}
+
+#define QUARANTINE_PREFIX "/api/v1/quarantine/"
+
+static void handle_unquarantine(struct cq_api *api, const struct cq_api_request *req,
+                                struct cq_api_response *resp)
+{
+    trader_command(api, "clear_quarantine", req->path + strlen(QUARANTINE_PREFIX), resp);
+}
+
 /* ---- the table ------------------------------------------------------------------- */
 
 /* Keep in step with openapi/openapi.yaml (test_api checks every path here is
@@ -378,7 +480,28 @@ static const struct cq_api_route routes[] = {
     {"GET", "/readiness", handle_readiness, false, true},
     {"GET", "/metrics", handle_metrics, false, false},
     {"GET", "/config", handle_config, true, false},
+    {"GET", "/api/v1/positions", handle_positions, true, false},
+    {"GET", "/api/v1/orders", handle_orders, true, false},
+    {"GET", "/api/v1/risk", handle_risk, true, false},
+    {"POST", "/api/v1/trader/pause", handle_pause, true, false},
+    {"POST", "/api/v1/trader/resume", handle_resume, true, false},
+    {"POST", "/api/v1/trader/kill", handle_kill, true, false},
+    {"POST", "/api/v1/trader/unkill", handle_unkill, true, false},
+    {"DELETE", QUARANTINE_PREFIX "{symbol}", handle_unquarantine, true, false},
 };
+
+/* A route's path against the request's: exact, or a last segment
+ * "{symbol}" that matches one non-empty segment. */
+static bool path_matches(const char *route_path, const char *path)
+{
+    const char *brace = strchr(route_path, '{');
+    if (brace == NULL) {
+        return strcmp(route_path, path) == 0;
+    }
+    size_t pre = (size_t)(brace - route_path);
+    return strncmp(route_path, path, pre) == 0 && path[pre] != '\0' &&
+           strchr(path + pre, '/') == NULL;
+}
 
 const struct cq_api_route *cq_api__routes(size_t *count)
 {
@@ -546,7 +669,7 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
     const struct cq_api_route *found = NULL;
     bool path_known = false;
     for (size_t i = 0; i < CQ_ARRAY_LEN(routes); i++) {
-        if (strcmp(routes[i].path, req->path) != 0) {
+        if (!path_matches(routes[i].path, req->path)) {
             continue;
         }
         path_known = true;
@@ -564,7 +687,7 @@ static void route(struct cq_api *api, const struct cq_api_request *req,
         resp->allow[0] = '\0';
         snprintf(message, sizeof(message), "there is no endpoint %s", path);
         cq_api__error(resp, 404, "not_found", message,
-                      "the endpoints are /health, /readiness, /metrics and /config "
+                      "the endpoints are /health, /readiness, /metrics, /config and /api/v1/... "
                       "(see openapi/openapi.yaml)");
         return;
     }

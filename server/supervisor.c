@@ -59,6 +59,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,7 @@ struct supervisor {
     struct cq_feeder *feeder;                /* owned */
     struct cq_ares *ares;                    /* owned */
     struct cq_trader *trader;                /* owned */
+    _Atomic(struct cq_trader *) api_trader;  /* the trader once built, for the API's callbacks */
     struct cq_service *stages[STAGE__COUNT]; /* borrowed from the three above */
     int next_stage;                          /* index of the next service to start */
     int64_t stage_started_ms;                /* when the last started stage began */
@@ -232,6 +234,30 @@ static int resolve_token(struct supervisor *sv, const struct cq_config *cfg, cha
     return 0;
 }
 
+/* The admin API's view of the trader (libmicrohttpd's thread): the
+ * snapshot and the command queue, both safe from any thread. Before the
+ * trader is built they answer "not yet". */
+static json_t *api_trader_view(void *ctx, const char *what)
+{
+    struct supervisor *sv = ctx;
+    struct cq_trader *t = atomic_load_explicit(&sv->api_trader, memory_order_acquire);
+    return t != NULL ? cq_trader_snapshot_json(t, what) : NULL;
+}
+
+static int api_trader_command(void *ctx, const char *cmd, const char *symbol)
+{
+    struct supervisor *sv = ctx;
+    struct cq_trader *t = atomic_load_explicit(&sv->api_trader, memory_order_acquire);
+    enum cq_trader_operator_cmd c;
+    if (t == NULL) {
+        return -CQ_EAGAIN;
+    }
+    if (cq_trader_command_parse(cmd, &c) < 0) {
+        return -CQ_EINVAL;
+    }
+    return cq_trader_command(t, c, symbol);
+}
+
 static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct cq_err *err)
 {
     char token[300];
@@ -250,6 +276,9 @@ static int start_api(struct supervisor *sv, const struct cq_config *cfg, struct 
         .max_connections = (unsigned)cq_config_int(cfg, CQ_CFG_ADMIN_MAX_CONNECTIONS),
         .timeout_s = (unsigned)cq_config_int(cfg, CQ_CFG_ADMIN_TIMEOUT_S),
         .max_body_bytes = (size_t)cq_config_int(cfg, CQ_CFG_ADMIN_MAX_BODY_BYTES),
+        .trader_view = api_trader_view,
+        .trader_command = api_trader_command,
+        .trader_ctx = sv,
     };
     sv->api = cq_api_new(&ao, err);
     OPENSSL_cleanse(token, sizeof(token)); /* not left on the stack */
@@ -580,10 +609,25 @@ static int build_services(struct supervisor *sv, struct cq_config *cfg, struct c
     if (sv->ares == NULL) {
         return -err->code;
     }
-    sv->trader = cq_trader_new(cfg, sv->board, &sv->to_trader, &sv->signals, err);
+    char journal_dir[1100];
+    snprintf(journal_dir, sizeof(journal_dir), "%s/journal", sv->data_dir); /* bounded */
+    struct cq_trader_options to = {
+        .cfg = cfg,
+        .board = sv->board,
+        .user_events = &sv->to_trader,
+        .signals = &sv->signals,
+        .journal = sv->journal,
+        .journal_dir = journal_dir,
+        .rest_url = sv->venue_rest_url,
+        .api_key = sv->venue_api_key,
+        .api_secret = sv->venue_api_secret,
+        .clock = NULL,
+    };
+    sv->trader = cq_trader_new(&to, err);
     if (sv->trader == NULL) {
         return -err->code;
     }
+    atomic_store_explicit(&sv->api_trader, sv->trader, memory_order_release);
     sv->stages[STAGE_FEEDER] = cq_feeder_service(sv->feeder);
     sv->stages[STAGE_ARES] = cq_ares_service(sv->ares);
     sv->stages[STAGE_TRADER] = cq_trader_service(sv->trader);
@@ -676,6 +720,7 @@ static void apply_reloadable(struct supervisor *sv, const struct cq_config *cfg)
                         (int)cq_config_int(cfg, CQ_CFG_LOG_KEEP));
     cq_feeder_reconfigure(sv->feeder, cfg);
     cq_ares_reconfigure(sv->ares, cfg);
+    cq_trader_reconfigure(sv->trader, cfg); /* CQ_TRADING_PAUSED, CQ_KILL_SWITCH */
     /* CQ_WATCHDOG_STALL_MS is read from the current config every tick. */
 }
 
@@ -869,6 +914,7 @@ static void free_all(struct supervisor *sv)
     cq_sim_free(sv->sim);
     cq_secret_buf_free(sv->paper_creds); /* wiped */
     cq_api_free(sv->api);
+    atomic_store_explicit(&sv->api_trader, NULL, memory_order_release);
     cq_trader_free(sv->trader);
     cq_ares_free(sv->ares);
     cq_feeder_free(sv->feeder);

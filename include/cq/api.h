@@ -6,6 +6,11 @@
  *   GET /readiness  200 {"ready":true} or 503 with reasons       (no token)
  *   GET /metrics    Prometheus text format                       (no token)
  *   GET /config     effective config, sources, secrets redacted  (token)
+ *   GET /api/v1/positions, /api/v1/orders, /api/v1/risk: the trader's
+ *                   read-only snapshot                           (token)
+ *   POST /api/v1/trader/pause|resume|kill|unkill, DELETE
+ *                   /api/v1/quarantine/{SYMBOL}: operator commands, queued
+ *                   for the trader (202; 503 when the queue is full) (token)
  * Everything else requires "Authorization: Bearer <token>" (constant-time
  * compare). Errors are {"error":{"code","message","hint"}}.
  *
@@ -54,6 +59,19 @@ struct cq_api_options {
     unsigned reserve_connections;      /* beyond the pool: /health, /readiness only */
     unsigned reserve_deadline_ms;      /* the same deadline on a reserve slot */
     unsigned max_connections_per_peer; /* ordinary slots one IP address may hold */
+    /* The trader's operator surface (/api/v1/...), handed in by the
+     * supervisor so that this library links only cqcore. NULL = the routes
+     * answer 503 trader_unavailable. Called from libmicrohttpd's thread.
+     *   trader_view     "positions", "orders" or "risk": a new reference to
+     *                   a copy of the trader's read-only snapshot, or NULL
+     *                   before its first one
+     *   trader_command  "pause", "resume", "kill", "unkill",
+     *                   "clear_quarantine" (symbol): 0 queued, -CQ_EFULL
+     *                   (the bounded queue is full), -CQ_EINVAL (bad symbol),
+     *                   -CQ_EAGAIN (the trader is not built yet) */
+    json_t *(*trader_view)(void *ctx, const char *what);
+    int (*trader_command)(void *ctx, const char *cmd, const char *symbol);
+    void *trader_ctx;
 };
 
 struct cq_api;

@@ -36,6 +36,8 @@ static inline int64_t cq_clock_wall_us(const struct cq_clock *c)
 
 /* Direct reads of the system clock. */
 int64_t cq_time_mono_ms(void);
+/* The same clock in microseconds (latency stamps: tick-to-order). */
+int64_t cq_time_mono_us(void);
 int64_t cq_time_wall_us(void);
 
 /* Sleep ms milliseconds, resuming after a signal handler interrupts it;

@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "cq/common.h"
+#include "cq/decimal.h"
 
 /* Key ids: the index of each key in the table. Keep in table order. */
 enum cq_config_key_id {
@@ -77,6 +78,24 @@ enum cq_config_key_id {
     CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS,      /* 60000 */
     CQ_CFG_JOURNAL_KEEP_SNAPSHOTS,         /* 2 */
     CQ_CFG_ALLOW_CORE_DUMPS,               /* on|off */
+    /* the trader (issue 11) */
+    CQ_CFG_ORDER_QUOTE,                /* "100": quote amount per entry (decimal) */
+    CQ_CFG_ORDER_TYPE,                 /* market|limit */
+    CQ_CFG_STOP_LOSS_PCT,              /* "2" (decimal, 0 = off) */
+    CQ_CFG_TAKE_PROFIT_PCT,            /* "4" (decimal, 0 = off) */
+    CQ_CFG_INSUFFICIENT_SCALE,         /* "0.5" (decimal, 0 < x < 1) */
+    CQ_CFG_INSUFFICIENT_RETRIES,       /* 2 */
+    CQ_CFG_QUARANTINE_S,               /* 900 */
+    CQ_CFG_RISK_MAX_OPEN_POSITIONS,    /* 3 */
+    CQ_CFG_RISK_MAX_POSITION_NOTIONAL, /* "1000" (decimal) */
+    CQ_CFG_RISK_MAX_TOTAL_EXPOSURE,    /* "3000" (decimal) */
+    CQ_CFG_RISK_MAX_DAILY_LOSS,        /* "500" (decimal) */
+    CQ_CFG_RISK_MAX_ORDERS_PER_MINUTE, /* 10 */
+    CQ_CFG_TRADING_PAUSED,             /* on|off, reloadable */
+    CQ_CFG_KILL_SWITCH,                /* on|off, reloadable */
+    CQ_CFG_TRADER_RECONCILE_MS,        /* 60000 */
+    CQ_CFG_TRADER_POLL_MS,             /* 2000 */
+    CQ_CFG_TRADER_EXCHANGE_INFO_MS,    /* 3600000 */
     CQ_CFG__COUNT
 };
 
@@ -204,6 +223,9 @@ const char *cq_config_str(const struct cq_config *cfg, enum cq_config_key_id id)
 int64_t cq_config_int(const struct cq_config *cfg, enum cq_config_key_id id);
 /* CQ_CFG_T_ONOFF value (on = true). */
 bool cq_config_onoff(const struct cq_config *cfg, enum cq_config_key_id id);
+/* A decimal key's value (CQ_ORDER_QUOTE, CQ_STOP_LOSS_PCT, …: validated
+ * exactly at load, so this cannot fail on a loaded config). */
+cq_dec cq_config_dec(const struct cq_config *cfg, enum cq_config_key_id id);
 /* True when the key has a non-empty value. */
 bool cq_config_is_set(const struct cq_config *cfg, enum cq_config_key_id id);
 enum cq_config_source cq_config_source(const struct cq_config *cfg, enum cq_config_key_id id);

@@ -130,14 +130,6 @@ struct cq_ares_metrics {
     } blocked[CQ_HEALTH_BLOCK_REASONS_MAX];
 };
 
-struct cq_trader_metrics {
-    uint64_t signals_received_total; /* from ARES, test signals included */
-    uint64_t test_signals_received_total;
-    uint64_t execution_reports_total; /* user data stream events, by type */
-    uint64_t account_positions_total;
-    uint64_t other_user_events_total;
-};
-
 /* A latency histogram with fixed bucket bounds, in the shape Prometheus
  * wants (cumulative over the process's life). bucket[i] counts the
  * observations in (le[i-1], le[i]]; observations above the last bound are
@@ -150,6 +142,32 @@ struct cq_latency_histogram {
     uint64_t sum_ns; /* of all observations (saturates at UINT64_MAX) */
 };
 void cq_latency_histogram_observe(struct cq_latency_histogram *h, uint64_t ns);
+
+struct cq_trader_metrics {
+    uint64_t signals_received_total; /* from ARES, test signals included */
+    uint64_t test_signals_received_total;
+    uint64_t execution_reports_total; /* user data stream events, by type */
+    uint64_t account_positions_total;
+    uint64_t other_user_events_total;
+    /* the order path (issue 11) */
+    uint64_t user_stream_gaps_total; /* userStreamGap events: a reconcile follows */
+    uint64_t orders_sent_total;      /* order requests written to the venue */
+    uint64_t orders_dryrun_total;    /* dryrun: journaled and logged instead of sent */
+    uint64_t risk_refusals_total;    /* signals the risk gate refused */
+    uint64_t filter_refusals_total;  /* orders the filters refused (order.refused) */
+    uint64_t unknown_outcomes_total; /* sends whose outcome was unknown (then queried) */
+    uint64_t send_rejected_total;    /* orders the exchange rejected */
+    uint64_t journal_failures_total; /* intents that never became durable: not sent */
+    uint64_t commands_total;         /* operator commands applied */
+    uint64_t commands_refused_total; /* operator commands refused: queue full */
+    uint64_t events_dropped_total;   /* exchange answers not fed: the event queue was full */
+    uint64_t event_storms_total;     /* steps that left answers for the next (a core loop) */
+    uint64_t open_orders;            /* gauge */
+    uint64_t positions;              /* gauge */
+    uint64_t quarantined_symbols;    /* gauge */
+    struct cq_latency_histogram tick_to_order; /* closing frame -> send, minus durable wait */
+    struct cq_latency_histogram durable_wait;  /* intent append -> durable */
+};
 
 struct cq_journal_metrics {
     uint64_t queue_depth; /* gauge: records waiting for the writer */

@@ -56,13 +56,17 @@ enum cq_rec_type {
     CQ_REC_RISK_DECISION = 9,
     CQ_REC_QUARANTINE = 10, /* scope: the quarantined scope: {"reason","detail"} */
     CQ_REC_UNQUARANTINE = 11,
-    CQ_REC_NOTE = 12, /* free-form operator or test record */
+    CQ_REC_NOTE = 12,              /* free-form operator or test record */
+    CQ_REC_ORDER_REFUSED = 13,     /* scope symbol: a filter refused the order (never sent):
+                                      {"signal_id","client_order_id","filter","detail"} */
+    CQ_REC_TRADER_CHECKPOINT = 14, /* scope "trader": the trader core's whole live state */
     CQ_REC__MAX
 };
 
 /* "config.loaded", "market.gap", "signal.emitted", "signal.blocked",
  * "order.intent", "order.ack", "order.fill", "order.reject",
- * "risk.decision", "quarantine", "unquarantine", "note"; NULL if unknown. */
+ * "risk.decision", "quarantine", "unquarantine", "note", "order.refused",
+ * "trader.checkpoint"; NULL if unknown. */
 const char *cq_rec_type_name(uint16_t type);
 /* The reverse; 0 if unknown. */
 uint16_t cq_rec_type_parse(const char *name);

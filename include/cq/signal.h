@@ -31,6 +31,10 @@ struct cq_signal {
     int64_t candle_open_ms;
     int64_t created_at_us; /* wall clock */
     bool test;             /* TEST_ALLOW_DEFAULT_SIGNAL's periodic test signal */
+    /* Monotonic µs (cq_time_mono_us) when the feeder read the WebSocket frame
+     * that closed the candle; 0 when unknown (backfill, warm-up, the test
+     * signal's timer). The trader's tick-to-order latency starts here. */
+    int64_t frame_mono_us;
 };
 
 /* Fill s->id from the other fields. */

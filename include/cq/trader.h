@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "cq/config.h"
 #include "cq/decimal.h"
 #include "cq/filters.h"
@@ -62,6 +64,16 @@
 #define CQ_TRADER_SYMBOLS_MAX CQ_MAX_SYMBOLS
 #define CQ_TRADER_ASSETS_MAX 64
 #define CQ_TRADER_SIGNALS_SEEN_MAX 4096 /* recent signal ids remembered (duplicates refused) */
+/* The trader checkpoint's payload: whole state, bounded below
+ * CQ_JOURNAL_PAYLOAD_MAX (64 KiB). Too many live orders to fit: the
+ * checkpoint is skipped and counted (the records after the previous one
+ * still rebuild the state); seen ids: the newest that fit, the rest named
+ * in "seen_dropped". */
+#define CQ_TRADER_CHECKPOINT_MAX (60 * 1024)
+/* Record types the core writes that cq/journal.h numbers (CQ_REC_ORDER_REFUSED,
+ * CQ_REC_TRADER_CHECKPOINT): the same stable ids. */
+#define CQ_TRADER_REC_ORDER_REFUSED 13
+#define CQ_TRADER_REC_TRADER_CHECKPOINT 14
 
 enum cq_trader_order_type { CQ_TRADER_MARKET, CQ_TRADER_LIMIT };
 
@@ -101,6 +113,7 @@ struct cq_trader_core_config {
     int64_t account_retry_max_ms;
     int64_t exchange_info_every_ms; /* reload filters */
     struct cq_risk_limits risk;
+    unsigned orders_max; /* live orders tracked; 0 = CQ_TRADER_ORDERS_MAX (the most) */
 };
 
 /* One symbol from exchangeInfo. */
@@ -193,6 +206,7 @@ struct cq_trader_event {
             char msg[160];          /* the exchange's text, or ours */
             int64_t retry_after_ms; /* RATE_LIMITED, BANNED */
             bool was_query;         /* the answer to a QUERY, not a SEND */
+            bool was_cancel;        /* the answer to a CANCEL */
         } send;
         struct {
             char symbol[CQ_SYMBOL_LEN];
@@ -228,6 +242,11 @@ struct cq_trader_action {
             int log_level;         /* enum cq_log_level when log_event is set */
             size_t len;
             char payload[CQ_TRADER_PAYLOAD_MAX]; /* JSON, NUL-terminated */
+            /* borrowed from the core: when not NULL the payload (len bytes,
+             * NUL-terminated, up to CQ_TRADER_CHECKPOINT_MAX) is here, not in
+             * .payload (the checkpoint); valid until the next call into the
+             * core. Read it with cq_trader_action_payload. */
+            const char *payload_ext;
         } journal;
         struct {
             char symbol[CQ_SYMBOL_LEN];
@@ -249,6 +268,12 @@ struct cq_trader_actions {
     size_t n;
     struct cq_trader_action a[CQ_TRADER_ACTIONS_MAX];
 };
+
+/* A JOURNAL action's payload, wherever it lives. */
+static inline const char *cq_trader_action_payload(const struct cq_trader_action *a)
+{
+    return a->u.journal.payload_ext != NULL ? a->u.journal.payload_ext : a->u.journal.payload;
+}
 
 /* Why the trader is not ready, in the order the health record reports them
  * (docs/RUNBOOK.md says what to do about each). */
@@ -303,6 +328,17 @@ struct cq_trader_status {
     uint64_t events_total, orders_sent_total, risk_refusals_total, filter_refusals_total;
     uint64_t duplicate_signals_total, unknown_outcomes_total, reconcile_drifts_total;
     bool stream_up;
+    /* added by the core */
+    uint64_t foreign_open_orders;    /* without our prefix, last openOrders answer: left alone */
+    uint64_t adopted_orders_total;   /* ours on the exchange, unknown to us: adopted */
+    uint64_t orders_table_full_total; /* orders refused: CQ_TRADER_ORDERS_MAX live already */
+    uint64_t checkpoints_total, checkpoints_skipped_total; /* skipped: too big */
+    uint64_t fees_unconverted_total; /* commissions in an asset without a mark */
+    uint64_t stale_updates_total;    /* updates of orders already closed (ignored) */
+    uint64_t actions_overflow_total; /* events dropped: a bug, the bound is sized */
+    uint64_t math_errors_total;      /* decimal overflows (the value was not applied) */
+    uint64_t insufficient_retries_total, quarantines_total, failed_intents_total;
+    int64_t banned_until_ms;         /* 0 = not banned */
 };
 
 struct cq_trader_core;
@@ -342,21 +378,63 @@ size_t cq_trader_core_quarantined(const struct cq_trader_core *core, size_t i, c
 void cq_trader_client_id_for_signal(const char *signal_id, char *out);
 /* True when id carries our prefix. */
 bool cq_trader_client_id_is_ours(const char *id);
+/* The stop-loss / take-profit id of a position: prefix + 32 hex of SHA-256
+ * over "<entry_client_id>|<kind>|<seq>" (kind "stop_loss", "take_profit"). */
+void cq_trader_client_id_for_exit(const char *entry_client_id, enum cq_trader_purpose kind,
+                                  unsigned seq, char *out);
+/* Names as the journal payloads and the snapshot print them. */
+const char *cq_trader_order_state_name(enum cq_trader_order_state s); /* "open", … */
+const char *cq_trader_purpose_name(enum cq_trader_purpose p);         /* "entry", … */
 
 /* ==== the thread (coinquantd) ================================================= */
 
-/* The shell's options grow in the trader issue (journal, REST url and keys):
- * the shell helper replaces this constructor with one taking a struct
- * cq_trader_options. */
 struct cq_trader;
+struct cq_journal;
+struct cq_clock;
+
+struct cq_trader_options {
+    struct cq_config *cfg;         /* a reference is taken */
+    struct cq_health_board *board; /* borrowed */
+    struct cq_spsc *user_events;   /* borrowed; the trader consumes struct cq_user_event */
+    struct cq_spsc *signals;       /* borrowed; the trader consumes struct cq_signal */
+    struct cq_journal *journal;    /* borrowed; intents and outcomes (required) */
+    const char *journal_dir;       /* DATA_DIR/journal: the restart path reads it; copied */
+    const char *rest_url;          /* the venue's REST base; copied */
+    const char *api_key;           /* the venue's key (paper: the embedded simulator's
+                                      generated one); NULL/"" = none; copied */
+    const char *api_secret;
+    const struct cq_clock *clock; /* NULL = system; borrowed */
+};
 
 /* Threads: cq_trader_new/free are called by the supervisor; the rest runs
- * on the trader's own thread through the struct cq_service it returns. The
- * thread sleeps on a doorbell that both rings ring on a push. */
-struct cq_trader *cq_trader_new(struct cq_config *cfg, struct cq_health_board *board,
-                                struct cq_spsc *user_events, struct cq_spsc *signals,
-                                struct cq_err *err);
+ * on the trader's own thread through the struct cq_service it returns,
+ * except where a function says "any thread". The thread sleeps on a
+ * doorbell that both rings and the command queue ring. NULL on error (err
+ * says what). */
+struct cq_trader *cq_trader_new(const struct cq_trader_options *opts, struct cq_err *err);
 void cq_trader_free(struct cq_trader *trader);
 struct cq_service *cq_trader_service(struct cq_trader *trader);
+
+/* An operator command (pause, resume, kill, unkill, clear a quarantine):
+ * queued for the trader's thread, which feeds it to the core as
+ * CQ_TRADER_EV_OPERATOR. Any thread. 0, -CQ_EFULL when the bounded queue
+ * (CQ_TRADER_COMMANDS_MAX) is full (counted; retry), -CQ_EINVAL for a bad
+ * symbol. */
+#define CQ_TRADER_COMMANDS_MAX 64
+int cq_trader_command(struct cq_trader *trader, enum cq_trader_operator_cmd cmd,
+                      const char *symbol) CQ_WUR;
+/* "pause", "resume", "kill", "unkill", "clear_quarantine" -> the command;
+ * -CQ_EINVAL for anything else. */
+int cq_trader_command_parse(const char *name, enum cq_trader_operator_cmd *out) CQ_WUR;
+
+/* A SIGHUP's config: CQ_TRADING_PAUSED and CQ_KILL_SWITCH, when they
+ * changed, become the same commands as the API's. Supervisor thread. */
+void cq_trader_reconfigure(struct cq_trader *trader, const struct cq_config *cfg);
+
+/* The read-only snapshot the trader thread rebuilds after changes: what is
+ * "positions", "orders", "risk" (limits, usage, quarantined symbols, PnL)
+ * or NULL for all of it. A deep copy (new reference), or NULL before the
+ * first snapshot. Any thread; never touches the trader's state. */
+json_t *cq_trader_snapshot_json(struct cq_trader *trader, const char *what);
 
 #endif /* CQ_TRADER_H */

@@ -349,6 +349,7 @@ static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *
     }
     struct cq_signal sig;
     fill_signal(a, idx, &sig, ss.side, ss.strength, ss.reason, c->open_ms, false);
+    sig.frame_mono_us = ev->frame_mono_us; /* tick-to-order starts at the closing frame */
     const char *detail = "";
     enum gate g =
         check_gate(a, s, now, ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL, true, &detail);

@@ -51,6 +51,7 @@ static const char *const mode_choices[] = {"paper", "dryrun", "testnet", "live",
 static const char *const yesno_choices[] = {"yes", "no", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const fsync_choices[] = {"always", "group", "off", NULL};
+static const char *const order_type_choices[] = {"market", "limit", NULL};
 
 /* An integer key: the rule text is generated from the bounds at compile time,
  * so MIN and MAX must be plain decimal literals. */
@@ -198,6 +199,59 @@ static int check_ws_url(const char *v, char *why, size_t why_len, char *hint, si
                      "give the exchange's WebSocket base URL, e.g. ws://127.0.0.1:9001, or "
                      "leave it empty",
                      why, why_len, hint, hint_len);
+}
+
+/* Decimal keys: an exact decimal (cq_dec_parse: digits, one optional point,
+ * at most 18 fractional digits; no sign, exponent or spaces) within
+ * (lo, hi] or [lo, hi]. Money is never a double. */
+static int check_dec_range(const char *v, const char *lo, bool lo_inclusive, const char *hi,
+                           const char *h, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    cq_dec d, l, u;
+    if (v[0] == '\0' || v[0] == '+' || v[0] == '-' || cq_dec_parse(v, strlen(v), &d) < 0) {
+        return fail_with(why, why_len, hint, hint_len,
+                         "is not an exact decimal number (digits and at most one '.', at most 18 "
+                         "digits after it)",
+                         h);
+    }
+    if (cq_dec_parse(lo, strlen(lo), &l) < 0 || cq_dec_parse(hi, strlen(hi), &u) < 0) {
+        return fail_with(why, why_len, hint, hint_len, "cannot be checked (bad bounds)", h);
+    }
+    int c = cq_dec_cmp(d, l);
+    if (c < 0 || (c == 0 && !lo_inclusive) || cq_dec_cmp(d, u) > 0) {
+        return fail_with(why, why_len, hint, hint_len, "is out of range", h);
+    }
+    return 0;
+}
+
+static int check_order_quote(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    return check_dec_range(v, "0", false, "1000000000",
+                           "give the quote amount per entry as a decimal above 0, e.g. 100 or "
+                           "25.5 (USDT for *USDT symbols)",
+                           why, why_len, hint, hint_len);
+}
+
+static int check_pct(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    return check_dec_range(v, "0", true, "99",
+                           "give a percentage from 0 (off) to 99 as a decimal, e.g. 2 or 1.5", why,
+                           why_len, hint, hint_len);
+}
+
+static int check_scale(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    int rc = check_dec_range(v, "0", false, "0.99",
+                             "give a factor above 0 and below 1 as a decimal, e.g. 0.5", why,
+                             why_len, hint, hint_len);
+    return rc;
+}
+
+static int check_limit_amount(const char *v, char *why, size_t why_len, char *hint, size_t hint_len)
+{
+    return check_dec_range(v, "0", false, "1000000000000",
+                           "give a quote amount above 0 as a decimal, e.g. 1000", why, why_len,
+                           hint, hint_len);
 }
 
 /* The strategies' check, registered by ARES (core does not link it; see
@@ -478,6 +532,116 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
                "secret never lands in a core file; on: the system's settings apply (for "
                "debugging a crash).",
     },
+    /* ---- the trader (docs/TRADER.md) ---- */
+    {
+        .id = CQ_CFG_ORDER_QUOTE,
+        .name = "CQ_ORDER_QUOTE",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "100",
+        .rule = "exact decimal above 0, at most 1000000000",
+        .check = check_order_quote,
+        .doc = "Quote amount per entry order (e.g. USDT), capped by the free balance and the "
+               "risk limits.",
+    },
+    {
+        .id = CQ_CFG_ORDER_TYPE,
+        .name = "CQ_ORDER_TYPE",
+        .type = CQ_CFG_T_ENUM,
+        .default_value = "market",
+        .rule = "market or limit",
+        .choices = order_type_choices,
+        .doc = "Entry orders: market (by quote amount) or limit (GTC at the last price).",
+    },
+    {
+        .id = CQ_CFG_STOP_LOSS_PCT,
+        .name = "CQ_STOP_LOSS_PCT",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "2",
+        .rule = "exact decimal from 0 to 99; 0 = off",
+        .check = check_pct,
+        .doc = "Sell a position when the price falls this many percent below its average entry.",
+    },
+    {
+        .id = CQ_CFG_TAKE_PROFIT_PCT,
+        .name = "CQ_TAKE_PROFIT_PCT",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "4",
+        .rule = "exact decimal from 0 to 99; 0 = off",
+        .check = check_pct,
+        .doc = "Sell a position when the price rises this many percent above its average entry.",
+    },
+    {
+        .id = CQ_CFG_INSUFFICIENT_SCALE,
+        .name = "CQ_INSUFFICIENT_SCALE",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "0.5",
+        .rule = "exact decimal above 0, at most 0.99",
+        .check = check_scale,
+        .doc = "After an insufficient-balance rejection (-2010) the order is retried this many "
+               "times smaller.",
+    },
+    INT_KEY(CQ_CFG_INSUFFICIENT_RETRIES, "CQ_INSUFFICIENT_RETRIES", 0, 10, "2", false,
+            "Scaled-down retries after insufficient balance before the symbol is quarantined."),
+    INT_KEY(CQ_CFG_QUARANTINE_S, "CQ_QUARANTINE_S", 1, 604800, "900", false,
+            "How long a symbol stays quarantined after repeated insufficient balance, seconds."),
+    INT_KEY(CQ_CFG_RISK_MAX_OPEN_POSITIONS, "CQ_RISK_MAX_OPEN_POSITIONS", 1, 1000, "3", false,
+            "Risk gate: most symbols with an open position at once."),
+    {
+        .id = CQ_CFG_RISK_MAX_POSITION_NOTIONAL,
+        .name = "CQ_RISK_MAX_POSITION_NOTIONAL",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "1000",
+        .rule = "exact decimal above 0",
+        .check = check_limit_amount,
+        .doc = "Risk gate: largest position per symbol, in quote (cost at entry).",
+    },
+    {
+        .id = CQ_CFG_RISK_MAX_TOTAL_EXPOSURE,
+        .name = "CQ_RISK_MAX_TOTAL_EXPOSURE",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "3000",
+        .rule = "exact decimal above 0",
+        .check = check_limit_amount,
+        .doc = "Risk gate: largest sum of all positions, in quote.",
+    },
+    {
+        .id = CQ_CFG_RISK_MAX_DAILY_LOSS,
+        .name = "CQ_RISK_MAX_DAILY_LOSS",
+        .type = CQ_CFG_T_STRING,
+        .default_value = "500",
+        .rule = "exact decimal above 0",
+        .check = check_limit_amount,
+        .doc = "Risk gate: realized loss per UTC day (fees included) after which entries stop "
+               "until midnight UTC.",
+    },
+    INT_KEY(CQ_CFG_RISK_MAX_ORDERS_PER_MINUTE, "CQ_RISK_MAX_ORDERS_PER_MINUTE", 1, 1000, "10",
+            false, "Risk gate: most orders sent in any 60 s."),
+    {
+        .id = CQ_CFG_TRADING_PAUSED,
+        .name = "CQ_TRADING_PAUSED",
+        .type = CQ_CFG_T_ONOFF,
+        .default_value = "off",
+        .rule = "on or off",
+        .reloadable = true,
+        .doc = "on: no new entries (exits, stop-loss and take-profit still run); same as POST "
+               "/api/v1/trader/pause. Reloadable (SIGHUP).",
+    },
+    {
+        .id = CQ_CFG_KILL_SWITCH,
+        .name = "CQ_KILL_SWITCH",
+        .type = CQ_CFG_T_ONOFF,
+        .default_value = "off",
+        .rule = "on or off",
+        .reloadable = true,
+        .doc = "on: cancel our open orders and send nothing; same as POST /api/v1/trader/kill. "
+               "Reloadable (SIGHUP).",
+    },
+    INT_KEY(CQ_CFG_TRADER_RECONCILE_MS, "CQ_TRADER_RECONCILE_MS", 5000, 86400000, "60000", false,
+            "Reconcile orders and balances with the exchange this often while trading."),
+    INT_KEY(CQ_CFG_TRADER_POLL_MS, "CQ_TRADER_POLL_MS", 100, 600000, "2000", false,
+            "Poll open orders this often while the user data stream is down."),
+    INT_KEY(CQ_CFG_TRADER_EXCHANGE_INFO_MS, "CQ_TRADER_EXCHANGE_INFO_MS", 60000, 86400000,
+            "3600000", false, "Reload exchangeInfo (symbol filters) this often."),
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,
@@ -1743,6 +1907,19 @@ bool cq_config_onoff(const struct cq_config *cfg, enum cq_config_key_id id)
 {
     assert((size_t)id < CQ_CFG__COUNT && keys[id].type == CQ_CFG_T_ONOFF);
     return strcmp(cfg->values[id], "on") == 0;
+}
+
+cq_dec cq_config_dec(const struct cq_config *cfg, enum cq_config_key_id id)
+{
+    assert((size_t)id < CQ_CFG__COUNT && keys[id].type == CQ_CFG_T_STRING &&
+           keys[id].check != NULL);
+    cq_dec d = CQ_DEC_ZERO;
+    const char *v = cfg->values[id];
+    if (cq_dec_parse(v, strlen(v), &d) < 0) {
+        /* unreachable on a loaded config: the key's check parsed it */
+        return CQ_DEC_ZERO;
+    }
+    return d;
 }
 
 bool cq_config_is_set(const struct cq_config *cfg, enum cq_config_key_id id)

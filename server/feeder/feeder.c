@@ -169,7 +169,8 @@ enum start_phase {
 struct rest_worker;
 
 struct cq_feeder {
-    struct cq_config *cfg;             /* owned reference */
+    int64_t frame_mono_us; /* cq_time_mono_us() of the market frame being applied (tick-to-order) */
+    struct cq_config *cfg; /* owned reference */
     struct cq_health_board *board;     /* borrowed */
     const struct cq_clock *clock;      /* borrowed */
     struct cq_service *svc;            /* owned */
@@ -253,6 +254,7 @@ static void emit_candle(struct cq_feeder *f, int idx, const struct cq_candle *c,
     ev.u.candle.candle = *c;
     ev.u.candle.candle.closed = true;
     ev.u.candle.source = source;
+    ev.frame_mono_us = source == CQ_CANDLE_FROM_STREAM ? f->frame_mono_us : 0;
     /* Straight into the ring when nothing is held before it (order kept). */
     bool passed = f->pending_len == 0 && cq_spsc_push(f->to_ares, &ev);
     if (!passed && !pending_push(f, &ev)) {
@@ -866,6 +868,7 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
     struct cq_feeder *f = ctx;
     struct cq_msg m;
     size_t off = 0;
+    f->frame_mono_us = cq_time_mono_us(); /* before decoding: tick-to-order starts here */
     if (cq_codec_decode(data, len, &m, &off) < 0) {
         uint64_t suppressed = 0;
         f->malformed_total++;
@@ -879,6 +882,7 @@ static void on_market_message(void *ctx, const char *data, size_t len, int64_t r
         return;
     }
     cq_feeder__apply(f, &m, recv_mono_ms);
+    f->frame_mono_us = 0; /* a candle released later (after a backfill) has no frame stamp */
 }
 
 void cq_feeder__apply(struct cq_feeder *f, const struct cq_msg *msg, int64_t recv_mono_ms)

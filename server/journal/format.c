@@ -51,6 +51,7 @@ static const char *const type_names[CQ_REC__MAX] = {
     [CQ_REC_ORDER_FILL] = "order.fill",         [CQ_REC_ORDER_REJECT] = "order.reject",
     [CQ_REC_RISK_DECISION] = "risk.decision",   [CQ_REC_QUARANTINE] = "quarantine",
     [CQ_REC_UNQUARANTINE] = "unquarantine",     [CQ_REC_NOTE] = "note",
+    [CQ_REC_ORDER_REFUSED] = "order.refused",   [CQ_REC_TRADER_CHECKPOINT] = "trader.checkpoint",
 };
 
 const char *cq_rec_type_name(uint16_t type)

@@ -7,12 +7,17 @@
  *    "scopes":{"BTCUSDT":{"records":N,"last_seq":N,"quarantined":false,
  *                         "quarantine_reason":null},…},
  *    "orders":{"<client_order_id>":{"scope":"BTCUSDT","status":"intent|acked|filled|rejected",
- *                                   "last_seq":N},…}}
+ *                                   "last_seq":N},…},
+ *    "trader_checkpoint_seq":N}                    only once a trader.checkpoint was seen
  *
  * Rules (docs/JOURNAL.md "Canonical state"): every record counts in
  * records/types/its scope; order.intent/ack/fill/reject whose payload is a
  * JSON object with a string "client_order_id" (1..64 bytes) set that order's
- * status (the last record wins); quarantine sets the scope's quarantined
+ * status (the last record wins), and a terminal one (order.reject, or
+ * order.fill with a top-level "final":true) drops the order from the map:
+ * closed orders leave the live state, so snapshots stay small over months
+ * of trading (the full history stays in the records); trader.checkpoint
+ * sets trader_checkpoint_seq to its seq; quarantine sets the scope's quarantined
  * flag and reason (payload "reason", else "unspecified"); unquarantine
  * clears both. Nothing depends on time or on hash order: the dump sorts
  * keys, so a live run and any replay of the same records print the same
@@ -72,6 +77,7 @@ struct cq_journal__state {
     struct dmap other_types;
     struct dmap scopes;
     struct dmap orders;
+    uint64_t trader_checkpoint_seq; /* seq of the last trader.checkpoint, 0 = none */
 };
 
 static void dmap_init(struct dmap *m, size_t ent_size, size_t key_size)
@@ -169,6 +175,51 @@ static void *dmap_get(struct dmap *m, const char *key, size_t klen, bool create,
     m->slots[h] = (uint32_t)(m->n + 1);
     m->n++;
     return e;
+}
+
+/* Remove key if present: the dense array stays dense (the last entry moves
+ * into the hole) and the probe sequences stay whole (backward-shift
+ * deletion), so lookups never need tombstones. */
+static void dmap_del(struct dmap *m, const char *key, size_t klen)
+{
+    if (m->nslots == 0 || klen >= m->key_size) {
+        return;
+    }
+    size_t mask = m->nslots - 1;
+    size_t h = (size_t)key_hash(key, klen) & mask;
+    while (m->slots[h] != 0) {
+        char *e = dmap_at(m, m->slots[h] - 1);
+        if (strncmp(e, key, klen) == 0 && e[klen] == '\0') {
+            break;
+        }
+        h = (h + 1) & mask;
+    }
+    if (m->slots[h] == 0) {
+        return;
+    }
+    size_t idx = m->slots[h] - 1;
+    /* backward shift: pull later members of the cluster into the gap */
+    size_t j = h;
+    for (size_t k = (j + 1) & mask; m->slots[k] != 0; k = (k + 1) & mask) {
+        const char *ke = dmap_at(m, m->slots[k] - 1);
+        size_t ideal = (size_t)key_hash(ke, strlen(ke)) & mask;
+        if (((k - ideal) & mask) >= ((k - j) & mask)) {
+            m->slots[j] = m->slots[k];
+            j = k;
+        }
+    }
+    m->slots[j] = 0;
+    size_t last = m->n - 1;
+    if (idx != last) {
+        const char *le = dmap_at(m, last);
+        size_t g = (size_t)key_hash(le, strlen(le)) & mask;
+        while (m->slots[g] != (uint32_t)(last + 1)) {
+            g = (g + 1) & mask;
+        }
+        memcpy(dmap_at(m, idx), le, m->ent_size);
+        m->slots[g] = (uint32_t)(idx + 1);
+    }
+    m->n--;
 }
 
 struct cq_journal__state *cq_journal__state_new(void)
@@ -424,7 +475,8 @@ struct wanted {
     char *out;       /* its value when it is a string */
     size_t cap;
     size_t len;
-    bool found; /* the last occurrence of the key held a string */
+    bool found;  /* the last occurrence of the key held a string */
+    int boolean; /* the last occurrence held true (1), false (0), else -1 */
 };
 
 static int scan_value(struct scan *s, int depth, struct wanted *w, bool is_wanted);
@@ -484,6 +536,7 @@ static int scan_value(struct scan *s, int depth, struct wanted *w, bool is_wante
     }
     if (is_wanted) {
         w->found = false;
+        w->boolean = -1;
     }
     switch (*s->p) {
     case '{':
@@ -499,8 +552,14 @@ static int scan_value(struct scan *s, int depth, struct wanted *w, bool is_wante
             return scan_string(s, NULL, 0, &len);
         }
     case 't':
+        if (is_wanted) {
+            w->boolean = 1;
+        }
         return scan_literal(s, "true");
     case 'f':
+        if (is_wanted) {
+            w->boolean = 0;
+        }
         return scan_literal(s, "false");
     case 'n':
         return scan_literal(s, "null");
@@ -516,7 +575,7 @@ static int payload_string(const struct cq_journal_record *rec, const char *key, 
                           size_t cap, size_t *len)
 {
     struct scan s = {rec->payload, (const uint8_t *)rec->payload + rec->payload_len};
-    struct wanted w = {key, out, cap, 0, false};
+    struct wanted w = {key, out, cap, 0, false, -1};
     scan_ws(&s);
     if (s.p >= s.end || *s.p != '{' || scan_container(&s, 0, &w, true) < 0) {
         return -1;
@@ -527,6 +586,19 @@ static int payload_string(const struct cq_journal_record *rec, const char *key, 
     }
     *len = w.len;
     return w.found ? 1 : 0;
+}
+
+/* True when the payload is a JSON object whose top-level `key` is true. */
+static bool payload_true(const struct cq_journal_record *rec, const char *key)
+{
+    struct scan s = {rec->payload, (const uint8_t *)rec->payload + rec->payload_len};
+    struct wanted w = {key, NULL, 0, 0, false, -1};
+    scan_ws(&s);
+    if (s.p >= s.end || *s.p != '{' || scan_container(&s, 0, &w, true) < 0) {
+        return false;
+    }
+    scan_ws(&s);
+    return s.p == s.end && w.boolean == 1;
 }
 
 int cq_journal__state_apply(struct cq_journal__state *s, const struct cq_journal_record *rec)
@@ -563,8 +635,13 @@ int cq_journal__state_apply(struct cq_journal__state *s, const struct cq_journal
     } else if (rec->type >= CQ_REC_ORDER_INTENT && rec->type <= CQ_REC_ORDER_REJECT) {
         char id[ORDER_ID_MAX + 1];
         size_t idlen = 0;
-        if (payload_string(rec, "client_order_id", id, sizeof(id), &idlen) == 1 && idlen > 0 &&
-            idlen <= ORDER_ID_MAX) {
+        bool terminal = rec->type == CQ_REC_ORDER_REJECT ||
+                        (rec->type == CQ_REC_ORDER_FILL && payload_true(rec, "final"));
+        bool have = payload_string(rec, "client_order_id", id, sizeof(id), &idlen) == 1 &&
+                    idlen > 0 && idlen <= ORDER_ID_MAX;
+        if (have && terminal) {
+            dmap_del(&s->orders, id, idlen);
+        } else if (have) {
             struct order_ent *oe = dmap_get(&s->orders, id, idlen, true, &rc);
             if (oe == NULL) {
                 return -CQ_ENOMEM;
@@ -573,6 +650,8 @@ int cq_journal__state_apply(struct cq_journal__state *s, const struct cq_journal
             oe->status = (uint8_t)(rec->type - CQ_REC_ORDER_INTENT);
             oe->last_seq = rec->seq;
         }
+    } else if (rec->type == CQ_REC_TRADER_CHECKPOINT) {
+        s->trader_checkpoint_seq = rec->seq;
     }
     return 0;
 }
@@ -626,6 +705,10 @@ json_t *cq_journal__state_to_json(const struct cq_journal__state *s)
     bad |= json_object_set_new(root, "types", types);
     bad |= json_object_set_new(root, "scopes", scopes);
     bad |= json_object_set_new(root, "orders", orders);
+    if (s->trader_checkpoint_seq > 0) {
+        bad |=
+            set(root, "trader_checkpoint_seq", json_integer((json_int_t)s->trader_checkpoint_seq));
+    }
     if (bad) {
         json_decref(root);
         return NULL;
@@ -656,8 +739,13 @@ int cq_journal__state_from_json(struct cq_journal__state *s, const json_t *j, st
     json_t *types = json_object_get(j, "types");
     json_t *scopes = json_object_get(j, "scopes");
     json_t *orders = json_object_get(j, "orders");
+    json_t *tcs = json_object_get(j, "trader_checkpoint_seq");
+    if (tcs != NULL && (!get_uint(j, "trader_checkpoint_seq", &s->trader_checkpoint_seq) ||
+                        s->trader_checkpoint_seq == 0)) {
+        return cq_err_set(err, CQ_EPARSE, 0, hint, "state: trader_checkpoint_seq");
+    }
     if (!json_is_object(types) || !json_is_object(scopes) || !json_is_object(orders) ||
-        json_object_size(j) != 5) {
+        json_object_size(j) != (tcs != NULL ? 6u : 5u)) {
         return cq_err_set(err, CQ_EPARSE, 0, hint, "state: types/scopes/orders missing");
     }
     json_object_foreach(types, k, v)
@@ -910,7 +998,13 @@ char *cq_journal__state_dump(const struct cq_journal__state *s, size_t *len)
         db_uint(&b, e->records);
         cq_buf_put(&b, "}", 1);
     }
-    cq_buf_puts(&b, "},\"types\":{");
+    if (s->trader_checkpoint_seq > 0) {
+        cq_buf_puts(&b, "},\"trader_checkpoint_seq\":");
+        db_uint(&b, s->trader_checkpoint_seq);
+        cq_buf_puts(&b, ",\"types\":{");
+    } else {
+        cq_buf_puts(&b, "},\"types\":{");
+    }
     for (size_t i = 0; i < nt; i++) {
         uint16_t t = cq_rec_type_parse(types[i]);
         uint64_t count = 0;

@@ -893,112 +893,16 @@ static void emit(struct cq_sim__engine *e, const struct cq_sim__order *o,
     e->listener.execution_report(e->listener.ctx, &r);
 }
 
-/* ---- filters --------------------------------------------------------------------- */
+/* ---- filters --------------------------------------------------------------------- *
+ *
+ * The rules are the one filter module's (server/exchange/filters.c,
+ * include/cq/filters.h), shared with the trader: PRICE_FILTER, LOT_SIZE with
+ * MARKET_LOT_SIZE's fallback to it, NOTIONAL, PERCENT_PRICE_BY_SIDE. Here
+ * only the side's name changes. */
 
-static bool price_ok(const struct cq_sim__filters *f, cq_dec price)
+static enum cq_side filter_side(enum cq_sim__side side)
 {
-    if (price.m <= 0) {
-        return false;
-    }
-    if (f->min_price.m > 0 && dec_lt(price, f->min_price)) {
-        return false;
-    }
-    if (f->max_price.m > 0 && dec_lt(f->max_price, price)) {
-        return false;
-    }
-    if (f->tick_size.m > 0 && !cq_dec_is_multiple(price, f->tick_size)) {
-        return false;
-    }
-    return true;
-}
-
-/* The quantity rule an order obeys. MARKET orders take each MARKET_LOT_SIZE
- * field that is non-zero and fall back to LOT_SIZE's field otherwise (so
- * real BTCUSDT, MARKET_LOT_SIZE 0 / 129.8 / 0, checks LOT_SIZE's min and
- * step and MARKET_LOT_SIZE's max); a failure names the filter whose field
- * was broken. */
-struct qty_rule {
-    cq_dec min, max, step;
-    const char *min_filter, *max_filter, *step_filter;
-};
-
-static void qty_rule_of(const struct cq_sim__filters *f, bool market, struct qty_rule *r)
-{
-    bool mmin = market && f->market_min_qty.m > 0;
-    bool mmax = market && f->market_max_qty.m > 0;
-    bool mstep = market && f->market_step.m > 0;
-    r->min = mmin ? f->market_min_qty : f->min_qty;
-    r->max = mmax ? f->market_max_qty : f->max_qty;
-    r->step = mstep ? f->market_step : f->step_size;
-    r->min_filter = mmin ? "MARKET_LOT_SIZE" : "LOT_SIZE";
-    r->max_filter = mmax ? "MARKET_LOT_SIZE" : "LOT_SIZE";
-    r->step_filter = mstep ? "MARKET_LOT_SIZE" : "LOT_SIZE";
-}
-
-/* The filter qty breaks, or NULL. */
-static const char *qty_violation(const struct qty_rule *r, cq_dec qty)
-{
-    if (qty.m <= 0) {
-        return r->min_filter;
-    }
-    if (r->min.m > 0 && dec_lt(qty, r->min)) {
-        return r->min_filter;
-    }
-    if (r->max.m > 0 && dec_lt(r->max, qty)) {
-        return r->max_filter;
-    }
-    if (r->step.m > 0 && !cq_dec_is_multiple(qty, r->step)) {
-        return r->step_filter;
-    }
-    return NULL;
-}
-
-/* NOTIONAL: min <= price * qty <= max for each bound that is non-zero (and,
- * for MARKET, applied to market). price * qty rounded down is compared
- * with min and rounded up with max: exact decisions, as the bounds sit on
- * the 8-decimal grid. A product too large for int64 passes min and fails
- * max. */
-static bool notional_ok(const struct cq_sim__filters *f, bool market, cq_dec price, cq_dec qty)
-{
-    bool use_min = f->min_notional.m > 0 && (!market || f->apply_min_to_market);
-    bool use_max = f->max_notional.m > 0 && (!market || f->apply_max_to_market);
-    cq_dec v;
-    if (use_min && cq_dec_mul(price, qty, AMOUNT_SCALE, CQ_ROUND_FLOOR, &v) == 0 &&
-        dec_lt(v, f->min_notional)) {
-        return false;
-    }
-    if (use_max && (cq_dec_mul(price, qty, AMOUNT_SCALE, CQ_ROUND_CEIL, &v) < 0 ||
-                    dec_lt(f->max_notional, v))) {
-        return false;
-    }
-    return true;
-}
-
-/* PERCENT_PRICE_BY_SIDE (filters.md): "Buy orders will succeed on this
- * filter if: Order price <= weightedAveragePrice * bidMultiplierUp; Order
- * price >= weightedAveragePrice * bidMultiplierDown", and the same for sell
- * orders with askMultiplierUp/Down. weightedAveragePrice is the book view's
- * avg_price; unknown (0) passes. The bounds are rounded in the order's
- * favour to 8 decimals (the multipliers have at most one decimal, so a
- * bound is exact unless the average has 8 decimals). */
-static bool percent_price_ok(const struct cq_sim__filters *f, enum cq_sim__side side, cq_dec price,
-                             cq_dec avg)
-{
-    cq_dec up = side == SIM_BUY ? f->bid_up : f->ask_up;
-    cq_dec down = side == SIM_BUY ? f->bid_down : f->ask_down;
-    cq_dec bound;
-    if (avg.m <= 0) {
-        return true;
-    }
-    if (up.m > 0 && cq_dec_mul(avg, up, AMOUNT_SCALE, CQ_ROUND_CEIL, &bound) == 0 &&
-        dec_lt(bound, price)) {
-        return false;
-    }
-    if (down.m > 0 && cq_dec_mul(avg, down, AMOUNT_SCALE, CQ_ROUND_FLOOR, &bound) == 0 &&
-        dec_lt(price, bound)) {
-        return false;
-    }
-    return true;
+    return side == SIM_BUY ? CQ_SIDE_BUY : CQ_SIDE_SELL;
 }
 
 /* ---- the book ---------------------------------------------------------------------- */
@@ -1273,7 +1177,7 @@ static bool stop_reached(enum cq_sim__order_type t, enum cq_sim__side side, cq_d
 }
 
 /* Walk the opposite side best first as taker and plan the fills. Pure. */
-static int plan_fills(const struct cq_sim__engine *e, const struct qty_rule *rule,
+static int plan_fills(const struct cq_sim__engine *e, const struct cq_filters_qty_rule *rule,
                       const struct cq_sim__order_req *req, const struct cq_sim__book_view *book,
                       struct plan *p, struct cq_sim__reject *rej)
 {
@@ -1515,8 +1419,9 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
 {
     static const struct cq_sim__book_view empty_book;
     const struct cq_sim__symbol *sym;
-    const struct cq_sim__filters *f;
-    struct qty_rule rule;
+    const struct cq_filters *f;
+    struct cq_filters_qty_rule rule;
+    const char *bad;
     bool market;
     int rc;
 
@@ -1544,44 +1449,46 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
     p->quote_qty = ZERO8;
 
     p->stop_price = ZERO8;
-    if (!market && (to_amount(req->price, &p->price) < 0 || !price_ok(f, p->price))) {
+    if (!market &&
+        (to_amount(req->price, &p->price) < 0 || cq_filters_check_price(f, p->price) != NULL)) {
         return reject_filter(rej, "PRICE_FILTER");
     }
     /* filters.md PRICE_FILTER: "The `price`/`stopPrice` must obey" it */
-    if (req->has_stop_price &&
-        (to_amount(req->stop_price, &p->stop_price) < 0 || !price_ok(f, p->stop_price))) {
+    if (req->has_stop_price && (to_amount(req->stop_price, &p->stop_price) < 0 ||
+                                cq_filters_check_price(f, p->stop_price) != NULL)) {
         return reject_filter(rej, "PRICE_FILTER");
     }
-    qty_rule_of(f, market, &rule);
+    cq_filters_qty_rule_of(f, market, &rule);
     if (req->has_qty) {
-        const char *bad;
         if (to_amount(req->qty, &p->qty) < 0) {
             return reject_filter(rej, rule.step_filter);
         }
-        bad = qty_violation(&rule, p->qty);
+        bad = cq_filters_qty_violation(&rule, p->qty);
         if (bad != NULL) {
             return reject_filter(rej, bad);
         }
     } else if (to_amount(req->quote_qty, &p->quote_qty) < 0 || p->quote_qty.m <= 0) {
         return reject_filter(rej, "NOTIONAL");
     }
-    if (!market && !percent_price_ok(f, req->side, p->price, book->avg_price)) {
-        return reject_filter(rej, "PERCENT_PRICE_BY_SIDE");
+    if (!market) {
+        bad = cq_filters_check_percent_price(f, filter_side(req->side), p->price, book->avg_price);
+        if (bad != NULL) {
+            return reject_filter(rej, bad);
+        }
     }
 
     if (!market) {
-        if (!notional_ok(f, false, p->price, p->qty)) {
-            return reject_filter(rej, "NOTIONAL");
-        }
+        bad = cq_filters_check_notional(f, false, p->price, p->qty);
     } else if (req->has_quote_qty) {
-        if (!notional_ok(f, true, p->quote_qty, ONE)) {
-            return reject_filter(rej, "NOTIONAL");
-        }
+        bad = cq_filters_check_notional(f, true, p->quote_qty, ONE);
     } else {
         cq_dec ref;
-        if (market_ref_price(book, req->side, &ref) && !notional_ok(f, true, ref, p->qty)) {
-            return reject_filter(rej, "NOTIONAL");
-        }
+        bad = market_ref_price(book, req->side, &ref)
+                  ? cq_filters_check_notional(f, true, ref, p->qty)
+                  : NULL;
+    }
+    if (bad != NULL) {
+        return reject_filter(rej, bad);
     }
 
     rc = plan_fills(e, &rule, req, book, p, rej);
@@ -1590,7 +1497,7 @@ static int prepare(struct cq_sim__engine *e, const struct cq_sim__order_req *req
     }
     if (market && req->has_quote_qty && (p->exec_qty.m > 0 || p->final_status == SIM_FILLED)) {
         /* the quantity a quoteOrderQty buys obeys the same rule */
-        const char *bad = qty_violation(&rule, p->exec_qty);
+        bad = cq_filters_qty_violation(&rule, p->exec_qty);
         if (bad != NULL) {
             return reject_filter(rej, bad);
         }
@@ -1675,7 +1582,7 @@ static int copy_symbol(struct cq_sim__engine *e, const struct cq_sim__symbol *in
                        struct cq_err *err)
 {
     struct cq_sim__symbol *s = &e->symbols[e->n_symbols];
-    struct cq_sim__filters *f = &s->filters;
+    struct cq_filters *f = &s->filters;
     size_t len = strnlen(in->symbol, CQ_SYMBOL_LEN);
     int rc = 0;
 

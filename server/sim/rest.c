@@ -722,7 +722,7 @@ static const char *symbol_status_wire(enum cq_sim__symbol_status s)
  * PERCENT_PRICE_BY_SIDE's multipliers as production writes them ("5",
  * "0.2"); TRAILING_DELTA's bounds production's (trailing orders are refused
  * -1106 here all the same). */
-static json_t *filters_json(const struct cq_sim__filters *f)
+static json_t *filters_json(const struct cq_filters *f)
 {
     json_t *a = json_array();
     json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:o}", "filterType", "PRICE_FILTER",

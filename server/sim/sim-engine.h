@@ -29,6 +29,7 @@
 
 #include "cq/common.h"
 #include "cq/decimal.h"
+#include "cq/filters.h"
 #include "cq/market.h"
 #include "cq/sim.h"
 
@@ -128,25 +129,13 @@ int cq_sim__side_parse(const char *s, enum cq_sim__side *out) CQ_WUR;
 int cq_sim__order_type_parse(const char *s, enum cq_sim__order_type *out) CQ_WUR;
 int cq_sim__tif_parse(const char *s, enum cq_sim__tif *out) CQ_WUR;
 
-/* A zero cq_dec in a bound disables that bound (Binance: "0" = off). */
-struct cq_sim__filters {
-    cq_dec min_price, max_price, tick_size;             /* PRICE_FILTER */
-    cq_dec min_qty, max_qty, step_size;                 /* LOT_SIZE */
-    cq_dec market_min_qty, market_max_qty, market_step; /* MARKET_LOT_SIZE */
-    cq_dec min_notional, max_notional;                  /* NOTIONAL */
-    bool apply_min_to_market, apply_max_to_market;
-    int max_num_orders; /* MAX_NUM_ORDERS */
-    /* PERCENT_PRICE_BY_SIDE: a BUY's price within [avg * bid_down, avg *
-     * bid_up], a SELL's within [avg * ask_down, avg * ask_up], avg being the
-     * book view's avg_price (the avgPriceMins weighted average). A zero
-     * multiplier disables its bound. */
-    cq_dec bid_up, bid_down, ask_up, ask_down;
-    int avg_price_mins; /* 5 (PERCENT_PRICE_BY_SIDE, NOTIONAL) */
-    /* Listed in exchangeInfo as production lists them; not enforced (iceberg
-     * and trailing orders are refused -1106, algo orders -2010). */
-    int iceberg_parts;       /* ICEBERG_PARTS limit: 10 */
-    int max_num_algo_orders; /* MAX_NUM_ALGO_ORDERS: 5 */
-};
+/* A symbol's filters are struct cq_filters (include/cq/filters.h), checked
+ * by the one filter module the trader also uses (server/exchange/filters.c),
+ * so the simulator and the trader cannot disagree. A zero cq_dec in a bound
+ * disables that bound (Binance: "0" = off). ICEBERG_PARTS is listed in
+ * exchangeInfo as production lists it and not enforced (iceberg and
+ * trailing orders are refused -1106); MAX_NUM_ALGO_ORDERS counts open stop
+ * orders. */
 
 struct cq_sim__symbol {
     char symbol[CQ_SYMBOL_LEN];
@@ -155,7 +144,7 @@ struct cq_sim__symbol {
     unsigned base_precision;  /* 8 */
     unsigned quote_precision; /* 8 */
     enum cq_sim__symbol_status status;
-    struct cq_sim__filters filters;
+    struct cq_filters filters;
 };
 
 /* Realistic defaults for a symbol: BTCUSDT, ETHUSDT, DOGEUSDT, XRPETH get the

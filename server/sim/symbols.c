@@ -175,7 +175,7 @@ static cq_dec spec_dec(const char *s)
 
 static void fill_from_spec(const struct symbol_spec *sp, struct cq_sim__symbol *out)
 {
-    struct cq_sim__filters *f = &out->filters;
+    struct cq_filters *f = &out->filters;
     memset(out, 0, sizeof(*out));
     /* bounded: the table's names are short literals, and a generic name was
      * checked to be shorter than CQ_SYMBOL_LEN with a base shorter than

@@ -564,7 +564,8 @@ Test(config, int_bounds_of_every_int_key)
             cq_config_unref(cfg);
         }
     }
-    cr_assert_eq(int_keys, 23); /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS */
+    /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS + the trader's 7 */
+    cr_assert_eq(int_keys, 30);
 }
 
 Test(config, good_values_are_accepted)
@@ -1455,6 +1456,23 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_JOURNAL_SNAPSHOT_EVERY_MS, "CQ_JOURNAL_SNAPSHOT_EVERY_MS=1000", NULL, NULL},
         {CQ_CFG_JOURNAL_KEEP_SNAPSHOTS, "CQ_JOURNAL_KEEP_SNAPSHOTS=3", NULL, NULL},
         {CQ_CFG_ALLOW_CORE_DUMPS, "CQ_ALLOW_CORE_DUMPS=on", NULL, NULL},
+        {CQ_CFG_ORDER_QUOTE, "CQ_ORDER_QUOTE=100.5", NULL, NULL},
+        {CQ_CFG_ORDER_TYPE, "CQ_ORDER_TYPE=limit", NULL, NULL},
+        {CQ_CFG_STOP_LOSS_PCT, "CQ_STOP_LOSS_PCT=0", NULL, NULL},
+        {CQ_CFG_TAKE_PROFIT_PCT, "CQ_TAKE_PROFIT_PCT=4.5", NULL, NULL},
+        {CQ_CFG_INSUFFICIENT_SCALE, "CQ_INSUFFICIENT_SCALE=0.25", NULL, NULL},
+        {CQ_CFG_INSUFFICIENT_RETRIES, "CQ_INSUFFICIENT_RETRIES=3", NULL, NULL},
+        {CQ_CFG_QUARANTINE_S, "CQ_QUARANTINE_S=60", NULL, NULL},
+        {CQ_CFG_RISK_MAX_OPEN_POSITIONS, "CQ_RISK_MAX_OPEN_POSITIONS=4", NULL, NULL},
+        {CQ_CFG_RISK_MAX_POSITION_NOTIONAL, "CQ_RISK_MAX_POSITION_NOTIONAL=999", NULL, NULL},
+        {CQ_CFG_RISK_MAX_TOTAL_EXPOSURE, "CQ_RISK_MAX_TOTAL_EXPOSURE=3001", NULL, NULL},
+        {CQ_CFG_RISK_MAX_DAILY_LOSS, "CQ_RISK_MAX_DAILY_LOSS=50", NULL, NULL},
+        {CQ_CFG_RISK_MAX_ORDERS_PER_MINUTE, "CQ_RISK_MAX_ORDERS_PER_MINUTE=11", NULL, NULL},
+        {CQ_CFG_TRADING_PAUSED, "CQ_TRADING_PAUSED=on", NULL, NULL},
+        {CQ_CFG_KILL_SWITCH, "CQ_KILL_SWITCH=on", NULL, NULL},
+        {CQ_CFG_TRADER_RECONCILE_MS, "CQ_TRADER_RECONCILE_MS=60001", NULL, NULL},
+        {CQ_CFG_TRADER_POLL_MS, "CQ_TRADER_POLL_MS=2001", NULL, NULL},
+        {CQ_CFG_TRADER_EXCHANGE_INFO_MS, "CQ_TRADER_EXCHANGE_INFO_MS=3600001", NULL, NULL},
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},
@@ -2220,4 +2238,50 @@ Test(config, doc_table_matches_the_table)
     }
     free(want);
     free(doc);
+}
+
+/* The trader's money keys are exact decimals (cq_dec), never doubles: an
+ * exponent, a sign, a comma or a 19th fractional digit is refused with the
+ * key, its rule and a hint; the value reads back exactly. */
+Test(config, decimal_keys_are_validated_exactly)
+{
+    static const struct {
+        const char *entry;
+        const char *msg;
+    } bad[] = {
+        {"CQ_ORDER_QUOTE=0", "is out of range"},
+        {"CQ_ORDER_QUOTE=1e2", "is not an exact decimal"},
+        {"CQ_ORDER_QUOTE=-5", "is not an exact decimal"},
+        {"CQ_ORDER_QUOTE=+5", "is not an exact decimal"},
+        {"CQ_ORDER_QUOTE=10,5", "is not an exact decimal"},
+        {"CQ_ORDER_QUOTE=0.1234567890123456789", "is not an exact decimal"},
+        {"CQ_ORDER_QUOTE=nan", "is not an exact decimal"},
+        {"CQ_STOP_LOSS_PCT=100", "is out of range"},
+        {"CQ_TAKE_PROFIT_PCT=abc", "is not an exact decimal"},
+        {"CQ_INSUFFICIENT_SCALE=1", "is out of range"},
+        {"CQ_INSUFFICIENT_SCALE=0", "is out of range"},
+        {"CQ_RISK_MAX_DAILY_LOSS=0", "is out of range"},
+        {"CQ_RISK_MAX_POSITION_NOTIONAL=", "is not an exact decimal"},
+        {"CQ_ORDER_TYPE=stop", NULL},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(bad); i++) {
+        char key[64];
+        const char *eq = strchr(bad[i].entry, '=');
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - bad[i].entry), bad[i].entry);
+        expect_single_bad_value(bad[i].entry, key, bad[i].msg, "", bad[i].entry);
+    }
+    const char *env[] = {"CQ_ORDER_QUOTE=25.125", "CQ_STOP_LOSS_PCT=0", "CQ_TRADING_PAUSED=on",
+                         NULL};
+    struct cq_config *cfg = load_ok(NULL, env);
+    char buf[CQ_DEC_STR_MAX];
+    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_ORDER_QUOTE), buf, sizeof(buf)),
+                     "25.125");
+    cr_expect_eq(cq_dec_sign(cq_config_dec(cfg, CQ_CFG_STOP_LOSS_PCT)), 0);
+    cr_expect_str_eq(cq_dec_format(cq_config_dec(cfg, CQ_CFG_INSUFFICIENT_SCALE), buf, sizeof(buf)),
+                     "0.5");
+    cr_expect(cq_config_onoff(cfg, CQ_CFG_TRADING_PAUSED));
+    cr_expect(cq_config_key_find("CQ_TRADING_PAUSED")->reloadable);
+    cr_expect(cq_config_key_find("CQ_KILL_SWITCH")->reloadable);
+    cr_expect_not(cq_config_key_find("CQ_ORDER_QUOTE")->reloadable);
+    cq_config_unref(cfg);
 }

@@ -24,6 +24,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -39,6 +41,7 @@
 #include "cq/spsc.h"
 #include "cq/service.h"
 #include "cq/signal.h"
+#include "cq/journal.h"
 #include "cq/trader.h"
 
 /* Loose real-time bound for "woke promptly": far below the 60 s tick. */
@@ -590,7 +593,21 @@ Test(doorbell, the_trader_sleeps_on_one_doorbell_for_both_rings)
     cr_assert_eq(cq_spsc_init(&user_events, 16, sizeof(struct cq_user_event)), 0);
     cr_assert_eq(cq_spsc_init(&signals, 16, sizeof(struct cq_signal)), 0);
     struct cq_err err;
-    struct cq_trader *t = cq_trader_new(cfg, board, &user_events, &signals, &err);
+    /* the trader needs its journal (intents): one in a temporary directory */
+    char jdir[] = "/tmp/cq-doorbell-trader-XXXXXX";
+    cr_assert_not_null(mkdtemp(jdir));
+    struct cq_journal_options jo = {.dir = jdir, .fsync = CQ_JOURNAL_FSYNC_OFF};
+    struct cq_journal *j = cq_journal_open(&jo, NULL, &err);
+    cr_assert_not_null(j, "%s", err.message);
+    cr_assert_eq(cq_journal_start(j, &err), 0, "%s", err.message);
+    struct cq_trader_options to = {.cfg = cfg,
+                                   .board = board,
+                                   .user_events = &user_events,
+                                   .signals = &signals,
+                                   .journal = j,
+                                   .journal_dir = jdir,
+                                   .rest_url = "http://127.0.0.1:9"}; /* nothing listens */
+    struct cq_trader *t = cq_trader_new(&to, &err);
     cr_assert_not_null(t, "%s", err.message);
     cr_assert_eq(cq_service_start(cq_trader_service(t), NULL), 0);
     struct cq_doorbell *b = wait_bell_asleep(&signals);
@@ -605,6 +622,11 @@ Test(doorbell, the_trader_sleeps_on_one_doorbell_for_both_rings)
     cq_service_request_stop(cq_trader_service(t));
     cr_assert_eq(cq_service_join(cq_trader_service(t), WAKE_BOUND_MS), 0);
     cq_trader_free(t);
+    cr_assert_eq(cq_journal_stop(j, &err), 0);
+    cq_journal_free(j);
+    char rm[128];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", jdir);
+    cr_assert_eq(system(rm), 0);
     cr_assert_null(atomic_load(&signals.consumer_bell), "detached on free");
     cr_assert_null(atomic_load(&user_events.consumer_bell), "detached on free");
     cq_spsc_fini(&user_events);

@@ -460,7 +460,14 @@ Test(metrics, trader_and_journal_move_their_series, .init = setup, .fini = teard
     cr_assert_eq(cq_spsc_init(&user_events, 16, sizeof(struct cq_user_event)), 0);
     cr_assert_eq(cq_spsc_init(&signals, 16, sizeof(struct cq_signal)), 0);
     struct cq_config *cfg = cq_config_current_get(current);
-    struct cq_trader *t = cq_trader_new(cfg, board, &user_events, &signals, &err);
+    struct cq_trader_options to = {.cfg = cfg,
+                                   .board = board,
+                                   .user_events = &user_events,
+                                   .signals = &signals,
+                                   .journal = j,
+                                   .journal_dir = jdir,
+                                   .rest_url = "http://127.0.0.1:9"}; /* nothing listens */
+    struct cq_trader *t = cq_trader_new(&to, &err);
     cq_config_unref(cfg);
     cr_assert_not_null(t, "trader: %s", err.message);
     struct cq_signal sig = {.test = true};

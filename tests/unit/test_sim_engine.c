@@ -873,10 +873,10 @@ static struct cq_sim__engine *bounds_engine(void)
     syms[0].filters.tick_size = D("0.01");
     syms[0].filters.min_notional = CQ_DEC_ZERO;
     cr_assert_eq(cq_sim__symbol_defaults("NTLUSDT", &syms[1]), 0);
-    syms[1].filters = (struct cq_sim__filters){.tick_size = D("0.00000001"),
-                                               .step_size = D("0.00000001"),
-                                               .min_notional = D("0.1"),
-                                               .max_notional = D("1")};
+    syms[1].filters = (struct cq_filters){.tick_size = D("0.00000001"),
+                                          .step_size = D("0.00000001"),
+                                          .min_notional = D("0.1"),
+                                          .max_notional = D("1")};
     memset(bals, 0, sizeof(bals));
     cq_strlcpy(bals[0].asset, "USDT", SIM_ASSET_LEN);
     bals[0].free = D("1000000");
