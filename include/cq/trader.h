@@ -329,8 +329,8 @@ struct cq_trader_status {
     uint64_t duplicate_signals_total, unknown_outcomes_total, reconcile_drifts_total;
     bool stream_up;
     /* added by the core */
-    uint64_t foreign_open_orders;    /* without our prefix, last openOrders answer: left alone */
-    uint64_t adopted_orders_total;   /* ours on the exchange, unknown to us: adopted */
+    uint64_t foreign_open_orders;     /* without our prefix, last openOrders answer: left alone */
+    uint64_t adopted_orders_total;    /* ours on the exchange, unknown to us: adopted */
     uint64_t orders_table_full_total; /* orders refused: CQ_TRADER_ORDERS_MAX live already */
     uint64_t checkpoints_total, checkpoints_skipped_total; /* skipped: too big */
     uint64_t fees_unconverted_total; /* commissions in an asset without a mark */
@@ -338,7 +338,7 @@ struct cq_trader_status {
     uint64_t actions_overflow_total; /* events dropped: a bug, the bound is sized */
     uint64_t math_errors_total;      /* decimal overflows (the value was not applied) */
     uint64_t insufficient_retries_total, quarantines_total, failed_intents_total;
-    int64_t banned_until_ms;         /* 0 = not banned */
+    int64_t banned_until_ms; /* 0 = not banned */
 };
 
 struct cq_trader_core;

@@ -61,7 +61,7 @@ struct sym {
     bool quarantined;
     char q_reason[32];
     char q_detail[160];
-    int64_t q_until_ms; /* 0 = until the operator clears it */
+    int64_t q_until_ms;        /* 0 = until the operator clears it */
     cq_dec sl_price, tp_price; /* 0 = off */
     int64_t exit_retry_ms;
 };
@@ -110,7 +110,7 @@ struct cq_trader_core {
     int64_t *sent_ms; /* owned ring of send times, sent_cap */
     size_t sent_cap, sent_head, sent_n;
 
-    char *ckpt;         /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
+    char *ckpt; /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
     uint64_t foreign_reported;
     struct cq_trader_status st; /* counters */
 };
@@ -122,16 +122,26 @@ struct cq_trader_core {
 const char *cq_trader_reason_name(enum cq_trader_reason r)
 {
     switch (r) {
-    case CQ_TRADER_READY_OK: return "ok";
-    case CQ_TRADER_LOADING_EXCHANGE_INFO: return "loading_exchange_info";
-    case CQ_TRADER_AWAITING_BALANCE: return "awaiting_balance";
-    case CQ_TRADER_RECONCILING: return "reconciling";
-    case CQ_TRADER_JOURNAL_UNAVAILABLE: return "journal_unavailable";
-    case CQ_TRADER_EXCHANGE_BANNED: return "exchange_banned";
-    case CQ_TRADER_KILL_SWITCH: return "kill_switch";
-    case CQ_TRADER_TRADING_PAUSED: return "trading_paused";
-    case CQ_TRADER_DAILY_LOSS_LIMIT: return "daily_loss_limit";
-    case CQ_TRADER_SYMBOL_QUARANTINED: return "symbol_quarantined";
+    case CQ_TRADER_READY_OK:
+        return "ok";
+    case CQ_TRADER_LOADING_EXCHANGE_INFO:
+        return "loading_exchange_info";
+    case CQ_TRADER_AWAITING_BALANCE:
+        return "awaiting_balance";
+    case CQ_TRADER_RECONCILING:
+        return "reconciling";
+    case CQ_TRADER_JOURNAL_UNAVAILABLE:
+        return "journal_unavailable";
+    case CQ_TRADER_EXCHANGE_BANNED:
+        return "exchange_banned";
+    case CQ_TRADER_KILL_SWITCH:
+        return "kill_switch";
+    case CQ_TRADER_TRADING_PAUSED:
+        return "trading_paused";
+    case CQ_TRADER_DAILY_LOSS_LIMIT:
+        return "daily_loss_limit";
+    case CQ_TRADER_SYMBOL_QUARANTINED:
+        return "symbol_quarantined";
     }
     return "unknown";
 }
@@ -841,9 +851,9 @@ static void rec_refused(struct ctx *x, const char *symbol, const char *signal_id
                         const char *client_id, const char *filter, const char *detail)
 {
     struct jw w;
-    struct cq_trader_action *a = journal_begin(
-        x, CQ_TRADER_REC_ORDER_REFUSED, symbol[0] ? symbol : "trader", "order_refused",
-        CQ_LOG_WARN, &w);
+    struct cq_trader_action *a =
+        journal_begin(x, CQ_TRADER_REC_ORDER_REFUSED, symbol[0] ? symbol : "trader",
+                      "order_refused", CQ_LOG_WARN, &w);
     JW_LIT(&w, "{\"signal_id\":");
     jw_str(&w, signal_id);
     JW_LIT(&w, ",\"client_order_id\":");
@@ -965,8 +975,7 @@ static void rec_risk(struct ctx *x, const struct cq_trader_order *o, const char 
                      enum cq_trader_purpose purpose)
 {
     struct jw w;
-    struct cq_trader_action *a = journal_begin(x, CQ_REC_RISK_DECISION, o->symbol,
-                                               "risk_decision",
+    struct cq_trader_action *a = journal_begin(x, CQ_REC_RISK_DECISION, o->symbol, "risk_decision",
                                                d->allowed ? CQ_LOG_INFO : CQ_LOG_WARN, &w);
     JW_LIT(&w, "{\"signal_id\":");
     jw_str(&w, signal_id);
@@ -1216,9 +1225,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
             want_quote = dmul(c, want_quote, c->cfg.insufficient_scale, CQ_ROUND_DOWN);
             want_qty = dmul(c, want_qty, c->cfg.insufficient_scale, CQ_ROUND_DOWN);
         }
-        notional = entry ? (cq_dec_is_zero(want_quote)
-                                ? dmul(c, want_qty, o->price, CQ_ROUND_UP)
-                                : want_quote)
+        notional = entry ? (cq_dec_is_zero(want_quote) ? dmul(c, want_qty, o->price, CQ_ROUND_UP)
+                                                       : want_quote)
                          : CQ_DEC_ZERO;
     } else if (entry) {
         want_quote = c->cfg.order_quote;
@@ -1331,8 +1339,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
 
 static bool trade_seen(struct order_x *ox, uint64_t trade_id)
 {
-    unsigned n = ox->n_trades < CQ_TRADER__TRADES_PER_ORDER ? ox->n_trades
-                                                             : CQ_TRADER__TRADES_PER_ORDER;
+    unsigned n =
+        ox->n_trades < CQ_TRADER__TRADES_PER_ORDER ? ox->n_trades : CQ_TRADER__TRADES_PER_ORDER;
     for (unsigned i = 0; i < n; i++) {
         if (ox->trades[i] == trade_id) {
             return true;
@@ -1387,7 +1395,8 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
         o->executed_qty = u->executed_qty;
         o->cum_quote = cq_dec_max(u->cum_quote, o->cum_quote);
     }
-    bool fee_new = u->trade_id != 0 && !cq_dec_is_zero(u->commission) && !trade_seen(ox, u->trade_id);
+    bool fee_new =
+        u->trade_id != 0 && !cq_dec_is_zero(u->commission) && !trade_seen(ox, u->trade_id);
     bool fill = cq_dec_sign(dq) > 0;
     struct cq_trader_position *p = NULL;
     cq_dec fee_quote = CQ_DEC_ZERO;
@@ -1399,7 +1408,9 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
     if (fill && p != NULL) {
         if (o->side == CQ_SIDE_BUY) {
             if (cq_dec_is_zero(p->qty)) {
+                /* a new position: its exits are numbered from 0 again */
                 memcpy(p->entry_client_id, o->client_id, sizeof(p->entry_client_id));
+                c->posx[s->pos].exit_seq = 0;
             }
             p->qty = dadd(c, p->qty, dq);
             p->cost = dadd(c, p->cost, dquote);
@@ -1715,7 +1726,8 @@ static void on_send_failed(struct ctx *x, const struct cq_trader_event *ev)
             }
             if (!c->syms[sym].quarantined) {
                 quarantine(x, sym, "insufficient_balance",
-                           "insufficient balance after scaling down", x->now + c->cfg.quarantine_ms);
+                           "insufficient balance after scaling down",
+                           x->now + c->cfg.quarantine_ms);
             }
             return;
         }
@@ -2004,9 +2016,9 @@ static void pump(struct ctx *x)
                    (o->state == CQ_TRADER_OS_OPEN && !c->stream_up && c->phase == PH_READY)) {
             if (now >= ox->next_query_ms) {
                 act_ref(x, CQ_TRADER_ACT_QUERY_ORDER, o->symbol, o->client_id);
-                ox->next_query_ms = now + (o->state == CQ_TRADER_OS_UNKNOWN
-                                               ? c->cfg.unknown_query_every_ms
-                                               : c->cfg.poll_orders_every_ms);
+                ox->next_query_ms =
+                    now + (o->state == CQ_TRADER_OS_UNKNOWN ? c->cfg.unknown_query_every_ms
+                                                            : c->cfg.poll_orders_every_ms);
             }
             if (ox->next_query_ms < next) {
                 next = ox->next_query_ms;
@@ -2336,8 +2348,12 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     case CQ_TRADER_EV_OPERATOR: {
         int sym = sym_find(c, ev->u.op.symbol);
         switch (ev->u.op.cmd) {
-        case CQ_TRADER_CMD_PAUSE: c->paused = true; break;
-        case CQ_TRADER_CMD_RESUME: c->paused = false; break;
+        case CQ_TRADER_CMD_PAUSE:
+            c->paused = true;
+            break;
+        case CQ_TRADER_CMD_RESUME:
+            c->paused = false;
+            break;
         case CQ_TRADER_CMD_KILL:
             c->killed = true;
             for (size_t i = 0; i < c->n_orders; i++) {
@@ -2345,7 +2361,9 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
             }
             c->pump_dirty = true;
             break;
-        case CQ_TRADER_CMD_UNKILL: c->killed = false; break;
+        case CQ_TRADER_CMD_UNKILL:
+            c->killed = false;
+            break;
         case CQ_TRADER_CMD_CLEAR_QUARANTINE:
             if (sym >= 0 && c->syms[sym].quarantined) {
                 unquarantine(&x, sym, "operator");
@@ -2388,10 +2406,14 @@ static enum cq_trader_reason reason_of(const struct cq_trader_core *c, int64_t n
 {
     switch (c->phase) {
     case PH_INIT:
-    case PH_INFO: return CQ_TRADER_LOADING_EXCHANGE_INFO;
-    case PH_ACCOUNT: return CQ_TRADER_AWAITING_BALANCE;
-    case PH_RECONCILE: return CQ_TRADER_RECONCILING;
-    case PH_READY: break;
+    case PH_INFO:
+        return CQ_TRADER_LOADING_EXCHANGE_INFO;
+    case PH_ACCOUNT:
+        return CQ_TRADER_AWAITING_BALANCE;
+    case PH_RECONCILE:
+        return CQ_TRADER_RECONCILING;
+    case PH_READY:
+        break;
     }
     if (c->journal_failed) {
         return CQ_TRADER_JOURNAL_UNAVAILABLE;
@@ -2577,7 +2599,7 @@ static int jdec(json_t *o, const char *k, cq_dec *out)
     if (s == NULL) {
         *out = CQ_DEC_ZERO;
         return json_object_get(o, k) == NULL || json_is_null(json_object_get(o, k)) ? 0
-                                                                                      : -CQ_EPARSE;
+                                                                                    : -CQ_EPARSE;
     }
     return cq_dec_parse(s, (size_t)-1, out);
 }
@@ -2736,7 +2758,11 @@ static int replay_fill(struct cq_trader_core *c, json_t *j, const char *symbol)
     if (p == NULL) {
         return -CQ_EFULL;
     }
+    bool was_flat = cq_dec_is_zero(p->qty);
     int rc = jdec(j, "position_qty", &p->qty);
+    if (was_flat && cq_dec_sign(p->qty) > 0) {
+        c->posx[c->syms[sym].pos].exit_seq = 0;
+    }
     if (rc == 0) {
         rc = jdec(j, "avg_entry", &p->avg_entry);
     }
@@ -2802,8 +2828,10 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
     case CQ_REC_RISK_DECISION:
     case CQ_REC_QUARANTINE:
     case CQ_REC_UNQUARANTINE:
-    case CQ_TRADER_REC_TRADER_CHECKPOINT: break;
-    default: return 0; /* not the core's */
+    case CQ_TRADER_REC_TRADER_CHECKPOINT:
+        break;
+    default:
+        return 0; /* not the core's */
     }
     json_t *j = json_loadb(payload, len, 0, NULL);
     if (!json_is_object(j)) {
@@ -2814,13 +2842,17 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
     struct idkey k;
     int i;
     switch (type) {
-    case CQ_TRADER_REC_TRADER_CHECKPOINT: rc = replay_checkpoint(c, j); break;
+    case CQ_TRADER_REC_TRADER_CHECKPOINT:
+        rc = replay_checkpoint(c, j);
+        break;
     case CQ_REC_RISK_DECISION:
         if (client_key(jstr(j, "client_order_id"), &k)) {
             seen_add(c, &k);
         }
         break;
-    case CQ_REC_ORDER_INTENT: rc = replay_order(c, j, scope, false); break;
+    case CQ_REC_ORDER_INTENT:
+        rc = replay_order(c, j, scope, false);
+        break;
     case CQ_REC_ORDER_ACK:
         if (client_key(jstr(j, "client_order_id"), &k) && (i = order_find(c, &k)) >= 0) {
             struct cq_trader_order *o = &c->orders[i];
@@ -2837,7 +2869,9 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
             }
         }
         break;
-    case CQ_REC_ORDER_FILL: rc = replay_fill(c, j, scope); break;
+    case CQ_REC_ORDER_FILL:
+        rc = replay_fill(c, j, scope);
+        break;
     case CQ_REC_ORDER_REJECT:
         if (client_key(jstr(j, "client_order_id"), &k) && (i = order_find(c, &k)) >= 0) {
             order_remove(c, i);
@@ -2862,7 +2896,8 @@ int cq_trader_core_replay(struct cq_trader_core *c, uint16_t type, const char *s
         }
         break;
     }
-    default: break;
+    default:
+        break;
     }
     json_decref(j);
     return rc;
