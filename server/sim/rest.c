@@ -2358,8 +2358,9 @@ static void injected_latency(struct cq_sim__state *sim)
 }
 
 /* The orders/timeout fault: an order that was executed has its answer held
- * back (in 10 ms slices, so that a stop is not held up). */
-static void late_order_answer(struct cq_sim__state *sim)
+ * back (in 10 ms slices, so that a stop is not held up), and the held order
+ * is logged (simex_order_answer_held) so that a test knows which one. */
+static void late_order_answer(struct cq_sim__state *sim, const struct rest_resp *resp)
 {
     cq_sim__lock(sim);
     int64_t ms = 0;
@@ -2368,6 +2369,18 @@ static void late_order_answer(struct cq_sim__state *sim)
         ms = sim->faults.late_order_ms;
     }
     cq_sim__unlock(sim);
+    if (ms == 0) {
+        return;
+    }
+    const char *cid = json_string_value(json_object_get(resp->body, "clientOrderId"));
+    json_t *oid = json_object_get(resp->body, "orderId");
+    cq_log_info(SERVICE, "simex_order_answer_held",
+                json_pack("{s:s,s:I,s:i,s:I}", "client_order_id", cid != NULL ? cid : "",
+                          "order_id",
+                          (json_int_t)(json_is_integer(oid) ? json_integer_value(oid) : 0),
+                          "status", resp->status, "ms", (json_int_t)ms),
+                "orders/timeout fault: the answer to order %s is held for %lld ms",
+                cid != NULL ? cid : "(refused)", (long long)ms);
     while (ms > 0 && !atomic_load(&sim->stop)) {
         int64_t slice = ms < 10 ? ms : 10;
         cq_time_sleep_ms(slice);
@@ -2449,7 +2462,7 @@ static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, c
             set_5xx(r); /* executed, but the client learns nothing */
         }
         if ((ep->flags & EP_ORDER_POST) != 0) {
-            late_order_answer(sim);
+            late_order_answer(sim, &r->resp);
         }
     }
 

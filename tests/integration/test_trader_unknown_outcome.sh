@@ -48,12 +48,26 @@ else
   not_ok "the user stream is down" "$(health | jq -c .services.feeder.details.user_stream)"
 fi
 sim_ctl POST /_sim/orders/timeout "count=1&ms=6000" >/dev/null
-if poll 90 has_our_order_after BTCUSDT "$before"; then
-  late=$(our_orders_after BTCUSDT "$before" | jq -c '.[0]')
-  cid=$(jq -r .clientOrderId <<<"$late")
-  ok "the next order reached the exchange ($cid, $(jq -r .status <<<"$late")) and its answer was held back"
+# The simulator logs the order whose answer it holds.
+held_cid() {
+  cid=$(jq -R -r 'fromjson? | select(.event == "simex_order_answer_held") | .client_order_id' "$WORK/simex.err" | head -1)
+  [ -n "$cid" ]
+}
+if poll 90 held_cid; then
+  late=$(all_orders BTCUSDT | jq -c --arg c "$cid" '[.[] | select(.clientOrderId == $c)][0]')
+  if [ "${cid#"$TT_PREFIX"}" != "$cid" ] && [ "$(jq -r .status <<<"$late")" = FILLED ]; then
+    ok "the exchange executed our order $cid (FILLED) and held its answer back"
+  else
+    not_ok "the exchange executed our order and held its answer back" "held: $cid, on the exchange: $late"
+  fi
 else
-  tt_bail "the next order reached the exchange" "$(trader_health)"
+  tt_bail "the exchange executed our order and held its answer back" "$(trader_health)"
+fi
+if poll 30 health_is '.services.trader.details.counters.unknown_outcomes >= 1' ||
+   has_log '.event == "rest_unknown_outcome"'; then
+  ok "the daemon met an unknown outcome (its request timed out)"
+else
+  not_ok "the daemon met an unknown outcome (its request timed out)" "$(trader_health)"
 fi
 
 if poll 60 has_record order.fill ".payload.client_order_id == \"$cid\" and .payload.final == true"; then
@@ -72,7 +86,7 @@ sim_ctl POST /_sim/ws/user_down on=0 >/dev/null
 
 # The trader moves on: two more orders of ours after it, then count.
 moved_on() {
-  [ "$(our_orders_after BTCUSDT "$(jq .orderId <<<"$late")" | jq length)" -ge 2 ]
+  [ "$(our_orders_after BTCUSDT "$(jq '.orderId // 0' <<<"$late")" | jq length)" -ge 2 ]
 }
 if poll 120 moved_on; then
   ok "the trader placed later orders"
