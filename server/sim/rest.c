@@ -224,6 +224,8 @@ struct control {
 
 static void c_state(struct cq_sim__rest *rest, const struct control_args *a,
                     struct rest_resp *resp);
+static void c_orders(struct cq_sim__rest *rest, const struct control_args *a,
+                     struct rest_resp *resp);
 static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
                       struct rest_resp *resp);
 static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
@@ -271,6 +273,11 @@ static const struct control controls[] = {
      {{CP_NONE, NULL, 0, 0}},
      "orders, balances, counters, faults, lock, limits",
      c_state},
+    {"GET",
+     "/_sim/orders",
+     {{CP_SYMBOL, "symbol", 0, 0}},
+     "every kept order of a symbol, as allOrders, not charged",
+     c_orders},
     {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
     {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
     {"POST",
@@ -2574,6 +2581,22 @@ static void ctl_ok(struct rest_resp *resp, json_t *extra)
     resp->status = 200;
     resp->is_error = false;
     resp->body = o;
+}
+
+/* GET /_sim/orders: what allOrders answers, every kept order of the symbol
+ * at once, without weight or signature: the tests' view of the exchange,
+ * which must not eat the rate limit the client under test shares. */
+static void c_orders(struct cq_sim__rest *rest, const struct control_args *a,
+                     struct rest_resp *resp)
+{
+    struct rest_req r;
+    memset(&r, 0, sizeof(r));
+    r.sim = rest->sim;
+    struct orders_ctx oc = {&r, rest->sim->engine, json_array()};
+    cq_sim__lock(rest->sim);
+    cq_sim__engine_all_orders(rest->sim->engine, a->symbol_idx, 0, 0, 0, 0, add_query_order, &oc);
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:s,s:o}", "symbol", a->symbol, "orders", oc.arr));
 }
 
 /* Equal in time that depends only on the presented length, not on where the

@@ -3,7 +3,8 @@
 # (tests/integration/lib/trader.sh) can fail: against a live coinquant-simex,
 # with orders placed here (signed with openssl, no daemon), the duplicate
 # check finds a client order id placed twice, allOrders is read across pages
-# (more than 1000 orders), the balance arithmetic is exact, positions that
+# (more than 1000 orders) and GET /_sim/orders (what the tests read, free of
+# request weight) answers the same, the balance arithmetic is exact, positions that
 # differ from the exchange are reported, and the simulator's faults the
 # tests rely on (orders/timeout, ws/user_down) answer. Runs without the
 # trader, so the harness is proven before the trader is in the binary.
@@ -64,11 +65,27 @@ for i in $(seq 1 1005); do
   [ "$i" -lt 1005 ] && echo next >>"$WORK/orders.curl"
 done
 codes=$(curl -s -m 120 -K "$WORK/orders.curl" | sort | uniq -c | tr -s ' ')
-count=$(all_orders ETHUSDT | jq length)
+count=$(all_orders_signed ETHUSDT | jq length)
 if [ "$count" = 1005 ]; then
   ok "allOrders is read across pages (1005 orders)"
 else
   not_ok "allOrders is read across pages (1005 orders)" "got $count; answers: $codes"
+fi
+
+if [ "$(all_orders_signed ETHUSDT | jq -S -c .)" = "$(all_orders ETHUSDT | jq -S -c .)" ] &&
+   [ "$(all_orders_signed BTCUSDT | jq -S -c .)" = "$(all_orders BTCUSDT | jq -S -c .)" ]; then
+  ok "GET /_sim/orders (not charged) answers what signed allOrders answers"
+else
+  not_ok "GET /_sim/orders (not charged) answers what signed allOrders answers" \
+    "$(diff <(all_orders_signed BTCUSDT | jq -c '.[]') <(all_orders BTCUSDT | jq -c '.[]') | head -5)"
+fi
+w0=$(sim_value .ratelimit.weight_used)
+all_orders ETHUSDT >/dev/null
+all_orders ETHUSDT >/dev/null
+if [ "$(sim_value .ratelimit.weight_used)" = "$w0" ]; then
+  ok "reading the exchange's orders costs the daemon's weight budget nothing"
+else
+  not_ok "reading the exchange's orders costs the daemon's weight budget nothing" "$w0 -> $(sim_value .ratelimit.weight_used)"
 fi
 
 # ---- positions against balances -------------------------------------------------------------

@@ -10,11 +10,11 @@
 #      min notional);
 #   2. the trader scales the order down by CQ_INSUFFICIENT_SCALE (0.5) and
 #      retries CQ_INSUFFICIENT_RETRIES (2) times with the same client order
-#      id (each intent at most half the previous), then quarantines the
-#      symbol: a
-#      quarantine record (journaled), health reason symbol_quarantined with
-#      the symbol in the details, still ready (degraded), and later signals
-#      for it refused by the risk gate;
+#      id (each intent at most half the previous, each -2010 logged), then
+#      quarantines the symbol: a quarantine record (journaled), health
+#      reason symbol_quarantined with the symbol in the details, still ready
+#      (degraded), and later signals for it refused (by ARES's gate or the
+#      risk gate, journaled);
 #   3. the quarantine survives a restart (it is journaled);
 #   4. the exchange takes orders again and the operator clears it
 #      with DELETE /api/v1/quarantine/BTCUSDT: unquarantine journaled, the
@@ -81,8 +81,11 @@ else
     [ "$(dec "${sizes[$i]} <= ${sizes[$((i - 1))]} * 0.5 && ${sizes[$i]} > 0")" = 1 ] || scaled=0
   done
 fi
-rejects=$(records order.reject ".payload.client_order_id == \"$cid\" and .payload.code == -2010" | wc -l)
-if [ "$scaled" = 1 ] && [ "$rejects" -ge 3 ]; then
+# Each attempt's -2010 is logged (order_send_failed); the last one also
+# closes the order in the journal (order.reject).
+rejects=$(log_count ".event == \"order_send_failed\" and .client_order_id == \"$cid\" and .code == -2010")
+if [ "$scaled" = 1 ] && [ "$rejects" -ge 3 ] &&
+   has_record order.reject ".payload.client_order_id == \"$cid\" and .payload.code == -2010"; then
   ok "scaled by 0.5 and retried twice with one client order id: ${sizes[*]}"
 else
   not_ok "scaled by 0.5 and retried twice with one client order id, each refused -2010" \
@@ -99,11 +102,18 @@ if poll 30 health_is '.services.trader.reason == "symbol_quarantined" and .servi
 else
   not_ok "health: symbol_quarantined, ready (degraded), BTCUSDT in the details" "$(trader_health)"
 fi
-if poll 60 has_record risk.decision '.scope == "BTCUSDT" and .payload.allowed == false and (.payload.rule | test("quarantin"))'; then
-  ok "later signals for BTCUSDT are refused by the risk gate (rule quarantine)"
+# Later signals for it are refused, journaled: by ARES's gate (the
+# quarantine record quarantines the journal scope: signal.blocked with
+# symbol_quarantined) or by the trader's risk gate (rule symbol quarantined).
+refused_after_quarantine() {
+  has_record signal.blocked ".scope == \"BTCUSDT\" and .seq > $qseq and .payload.blocked_reason == \"symbol_quarantined\"" ||
+    has_record risk.decision ".scope == \"BTCUSDT\" and .seq > $qseq and .payload.allowed == false and (.payload.rule | test(\"quarantin\"))"
+}
+if poll 60 refused_after_quarantine; then
+  ok "later signals for BTCUSDT are refused (journaled)"
 else
-  not_ok "later signals for BTCUSDT are refused by the risk gate (rule quarantine)" \
-    "$(records risk.decision | tail -3)"
+  not_ok "later signals for BTCUSDT are refused (journaled)" "$(records signal.emitted | tail -2)" \
+    "$(records risk.decision | tail -2)"
 fi
 
 # ---- the quarantine survives a restart ----------------------------------------------------

@@ -40,8 +40,24 @@ if poll 60 ready_200 && poll 90 has_our_order_after BTCUSDT 0; then
 else
   tt_bail "the trader is ready and places orders" "$(trader_health)"
 fi
-# Best effort: kill while an order of ours rests, so that the cancel is seen.
-poll 60 some_open
+# An order of ours must rest when the switch goes on, so that its cancel is
+# seen. Limit entries at the last price often fill at once, so one is
+# placed here as the trader would (our prefix, a BUY far below the market):
+# the trader adopts it at its next reconcile (CQ_TRADER_RECONCILE_MS=5000)
+# and from then on it is one of "ours" to cancel.
+PLANTED=${TT_PREFIX}00000000000000000000000000c0ffee
+last=$(sim_value '.symbols[] | select(.symbol == "BTCUSDT") | .last_price')
+price=$(dec "scale=2; $last * 0.6 / 1")
+signed POST /api/v3/order "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=$price&newClientOrderId=$PLANTED"
+[ "$STATUS" = 200 ] || not_ok "an order with our prefix rests on the exchange" "HTTP $STATUS $BODY"
+adopted() {
+  orders_json | jq -e --arg c "$PLANTED" 'any(.[]; .client_order_id == $c)' >/dev/null
+}
+if poll 60 adopted; then
+  ok "the trader adopted the resting order with our prefix"
+else
+  not_ok "the trader adopted the resting order with our prefix" "$(orders_json | head -c 800)"
+fi
 rested=$(our_open_orders)
 
 # ---- 1. kill ---------------------------------------------------------------------------

@@ -2365,6 +2365,7 @@ Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fin
 {
     static const char *const expected[] = {
         "GET /_sim/state",
+        "GET /_sim/orders",
         "POST /_sim/ws/drop",
         "POST /_sim/ws/stall",
         "POST /_sim/ws/user_down",
