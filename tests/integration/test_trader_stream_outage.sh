@@ -7,7 +7,7 @@
 # stream flows, goes down (POST /_sim/ws/user_down: every connection closed,
 # new ones refused) while market data goes on. Checks:
 #   - the feeder sees the user stream down;
-#   - an order of ours that rested (its order.ack said NEW) fills on the
+#   - an order of ours that rested (its order.ack said open/NEW) fills on the
 #     exchange during the outage, and the trader journals that fill
 #     (order.fill) while the stream is still down: it learned it by REST
 #     polling (CQ_TRADER_POLL_MS), the only way left;
@@ -47,13 +47,13 @@ else
   not_ok "the feeder sees the user stream down" "$(health | jq -c .services.feeder.details.user_stream)"
 fi
 
-# fill_learned_by_polling: some order of ours rested (acked NEW), filled on
+# fill_learned_by_polling: some order of ours rested (acked open), filled on
 # the exchange after the outage began, and its fill is journaled. Sets FILLED_CID.
 FILLED_CID=""
 fill_learned_by_polling() {
   local cid
   for cid in $(our_orders_after BTCUSDT 0 ".status == \"FILLED\" and .updateTime >= $down_ms" | jq -r '.[].clientOrderId'); do
-    if has_record order.ack ".payload.client_order_id == \"$cid\" and .payload.status == \"NEW\"" &&
+    if has_record order.ack ".payload.client_order_id == \"$cid\" and (.payload.status | ascii_downcase | . == \"new\" or . == \"open\")" &&
        has_record order.fill ".payload.client_order_id == \"$cid\" and .payload.final == true"; then
       FILLED_CID=$cid
       return 0
@@ -68,10 +68,18 @@ else
     "our orders since the outage: $(our_orders_after BTCUSDT 0 ".updateTime >= $down_ms" | jq -c '[.[] | {clientOrderId, status, price}]')" \
     "$(trader_health)"
 fi
-if health_is '.services.feeder.details.user_stream.connected == false'; then
+if [ -z "$FILLED_CID" ]; then
+  not_ok "the user stream was still down when the fill was learned" "no fill was learned (above)"
+elif health_is '.services.feeder.details.user_stream.connected == false'; then
   ok "the user stream was still down when the fill was learned (so by polling)"
 else
   not_ok "the user stream was still down when the fill was learned" "$(health | jq -c .services.feeder.details.user_stream)"
+fi
+if health_is '.services.trader.details.user_stream_up == false'; then
+  ok "the trader knows its user stream is down (details.user_stream_up false)"
+else
+  not_ok "the trader knows its user stream is down (details.user_stream_up false)" \
+    "$(trader_health | jq -c '.details | {user_stream_up}')"
 fi
 if poll 60 positions_match_exchange BTCUSDT "$WORK/start-balances" >/dev/null; then
   ok "during the outage the daemon's position equals the exchange's balance"
