@@ -373,7 +373,7 @@ static void handle_metrics(struct cq_api *api, const struct cq_api_request *req,
 
 static void trader_unavailable(struct cq_api_response *resp)
 {
-    cq_api__error(resp, 503, "trader_unavailable", "the trader is not running yet",
+    cq_api__error(resp, 503, "not_ready", "the trader is not running yet",
                   "retry in a few seconds; GET /readiness says what the trader waits for");
     resp->retry_after_s = CQ_API_BUSY_RETRY_AFTER_S;
 }

@@ -102,7 +102,10 @@ struct cq_trader_core {
     struct order_x *ox;             /* owned, orders_max */
     size_t n_orders;
 
-    /* seen client ids: a ring of keys and an open-addressing index */
+    /* seen client ids: a ring of keys and an open-addressing index; an id
+     * is remembered by its first 64 bits (ids are SHA-256 based: among
+     * 4,096 of them a collision is ~1e-12 likely), which lets the whole
+     * ring fit the checkpoint */
     struct idkey *seen;  /* owned, CQ_TRADER_SIGNALS_SEEN_MAX */
     int16_t *seen_index; /* owned, SEEN_INDEX slots, -1 empty */
     size_t seen_head, seen_n;
@@ -112,6 +115,9 @@ struct cq_trader_core {
 
     char *ckpt; /* owned, CQ_TRADER_CHECKPOINT_MAX + 1 */
     uint64_t foreign_reported;
+    char limits_json[384]; /* risk.decision's "limits", rendered once per pause/kill state */
+    size_t limits_len;
+    int limits_key;             /* -1: not rendered */
     struct cq_trader_status st; /* counters */
 };
 
@@ -190,34 +196,33 @@ static bool terminal(enum cq_trader_order_state s)
 
 static const char HEX[] = "0123456789abcdef";
 
-static int hexval(char c)
+/* lower-case hex digit -> value, anything else -> 16 */
+static const uint8_t HEXVAL[256] = {
+    ['0'] = 0, ['1'] = 1, ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
+    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+
+static bool hex_half(const char *s, uint64_t *out)
 {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
+    uint64_t v = 0;
+    unsigned bad = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned h = HEXVAL[(unsigned char)s[i]];
+        /* 0 in the table is also "not set": only '0' may map to 0 */
+        bad |= (h == 0 && s[i] != '0');
+        v = (v << 4) | h;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
+    *out = v;
+    return bad == 0;
 }
 
 /* 32 lower-case hex characters -> key; false if s is not exactly that. */
 static bool hex_key(const char *s, struct idkey *k)
 {
-    uint64_t v[2] = {0, 0};
-    for (int i = 0; i < 32; i++) {
-        int h = hexval(s[i]);
-        if (h < 0) {
-            return false;
-        }
-        v[i / 16] = (v[i / 16] << 4) | (uint64_t)h;
-    }
-    if (s[32] != '\0') {
+    if (memchr(s, '\0', 32) != NULL || s[32] != '\0') {
         return false;
     }
-    k->a = v[0];
-    k->b = v[1];
-    return true;
+    return hex_half(s, &k->a) && hex_half(s + 16, &k->b);
 }
 
 static bool client_key(const char *id, struct idkey *k)
@@ -334,7 +339,7 @@ static void jw_init(struct jw *w, char *buf, size_t cap)
     w->over = false;
 }
 
-static void jw_raw(struct jw *w, const char *s, size_t n)
+static inline void jw_raw(struct jw *w, const char *s, size_t n)
 {
     if ((size_t)(w->end - w->p) < n) {
         w->over = true;
@@ -346,8 +351,28 @@ static void jw_raw(struct jw *w, const char *s, size_t n)
 
 #define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
 
+/* 1: the byte must be escaped (or ends the string) in a JSON string */
+static const uint8_t JSON_ESC[256] = {
+    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,  [5] = 1,   [6] = 1,    [7] = 1,  [8] = 1,
+    [9] = 1,  [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,  [15] = 1,   [16] = 1, [17] = 1,
+    [18] = 1, [19] = 1, [20] = 1, [21] = 1, [22] = 1, [23] = 1,  [24] = 1,   [25] = 1, [26] = 1,
+    [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 static void jw_str(struct jw *w, const char *s)
 {
+    /* fast path: nothing to escape (ids, symbols, names) */
+    size_t n = 0;
+    while (!JSON_ESC[(unsigned char)s[n]]) {
+        n++;
+    }
+    if (s[n] == '\0' && (size_t)(w->end - w->p) >= n + 2) {
+        w->p[0] = '"';
+        memcpy(w->p + 1, s, n);
+        w->p[n + 1] = '"';
+        w->p += n + 2;
+        return;
+    }
     JW_LIT(w, "\"");
     const char *run = s;
     for (;; s++) {
@@ -370,17 +395,29 @@ static void jw_str(struct jw *w, const char *s)
     JW_LIT(w, "\"");
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static size_t fmt_u64(uint64_t v, char *out)
 {
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
+    char *e = tmp + sizeof(tmp), *p = e;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
     }
+    if (v >= 10) {
+        *--p = DIGITS2[2 * v + 1];
+        *--p = DIGITS2[2 * v];
+    } else {
+        *--p = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
     return n;
 }
 
@@ -406,25 +443,41 @@ static void jw_u64(struct jw *w, uint64_t v)
 /* Exact text of d, as cq_dec_format, into out (CQ_DEC_STR_MAX bytes). */
 static size_t dec_text(cq_dec d, char *out)
 {
-    char tmp[24];
-    size_t n = 0, k = 0;
-    uint64_t u = (uint64_t)d.m;
+    char tmp[48];
+    char *e = tmp + sizeof(tmp), *p = e; /* written backwards */
+    uint64_t u = d.m < 0 ? 0 - (uint64_t)d.m : (uint64_t)d.m;
+    unsigned scale = d.scale;
+    unsigned n = 0; /* digits written */
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        *--p = DIGITS2[2 * r + 1];
+        *--p = DIGITS2[2 * r];
+        n += 2;
+    }
+    if (u >= 10) {
+        *--p = DIGITS2[2 * u + 1];
+        *--p = DIGITS2[2 * u];
+        n += 2;
+    } else {
+        *--p = (char)('0' + u);
+        n++;
+    }
+    while (n <= scale) {
+        *--p = '0';
+        n++;
+    }
+    size_t k = 0;
     if (d.m < 0) {
         out[k++] = '-';
-        u = 0 - u;
     }
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    while (n <= d.scale) {
-        tmp[n++] = '0';
-    }
-    for (size_t i = n; i > 0; i--) {
-        if (i == d.scale && d.scale > 0) {
-            out[k++] = '.';
-        }
-        out[k++] = tmp[i - 1];
+    size_t int_digits = n - scale;
+    memcpy(out + k, p, int_digits);
+    k += int_digits;
+    if (scale > 0) {
+        out[k++] = '.';
+        memcpy(out + k, p + int_digits, scale);
+        k += scale;
     }
     return k;
 }
@@ -483,6 +536,8 @@ struct ctx {
     int64_t now;
     bool overflow;
     char sink[CQ_TRADER_PAYLOAD_MAX]; /* a payload with no action to go to */
+    char ms_text[32];                 /* ",\"ms\":<now>}" */
+    size_t ms_len;                    /* 0: not formatted yet */
 };
 
 /* Start a journal action; the payload is written through the returned jw. */
@@ -506,9 +561,15 @@ static struct cq_trader_action *journal_begin(struct ctx *x, uint16_t type, cons
 
 static void journal_end(struct ctx *x, struct cq_trader_action *a, struct jw *w)
 {
-    JW_LIT(w, ",\"ms\":");
-    jw_i64(w, x->now);
-    JW_LIT(w, "}");
+    if (x->ms_len == 0) { /* the event's time, formatted once per event */
+        struct jw m;
+        jw_init(&m, x->ms_text, sizeof(x->ms_text));
+        JW_LIT(&m, ",\"ms\":");
+        jw_i64(&m, x->now);
+        JW_LIT(&m, "}");
+        x->ms_len = (size_t)(m.p - m.start);
+    }
+    jw_raw(w, x->ms_text, x->ms_len);
     if (a == NULL) {
         return;
     }
@@ -629,10 +690,19 @@ static void order_remove(struct cq_trader_core *c, int i)
     c->changed = true;
 }
 
-/* seen ids: ring + linear-probing index with backward-shift deletion */
+/* seen ids: ring + linear-probing index with backward-shift deletion;
+ * keyed by k->a, the id's first 64 bits */
 static size_t seen_slot(const struct idkey *k)
 {
-    return (size_t)((k->a ^ (k->b * 0x9e3779b97f4a7c15ULL)) & (SEEN_INDEX - 1));
+    /* ids are SHA-256 based, but a hostile or test id must not cluster:
+     * mix both halves (splitmix64's finalizer) */
+    uint64_t h = k->a * 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return (size_t)(h & (SEEN_INDEX - 1));
 }
 
 static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
@@ -642,7 +712,7 @@ static bool seen_has(const struct cq_trader_core *c, const struct idkey *k)
         if (r < 0) {
             return false;
         }
-        if (c->seen[r].a == k->a && c->seen[r].b == k->b) {
+        if (c->seen[r].a == k->a) {
             return true;
         }
     }
@@ -703,13 +773,30 @@ static void seen_clear(struct cq_trader_core *c)
     c->seen_head = c->seen_n = 0;
 }
 
-static void key_hex(const struct idkey *k, char *out)
+/* A seen id's 64 bits as 11 base64url characters (4 + 10 x 6 bits, most
+ * significant first): the checkpoint's "seen" string. */
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define SEEN_CHARS 11
+
+static void seen_encode(uint64_t v, char *out)
 {
-    for (int i = 0; i < 16; i++) {
-        out[i] = HEX[(k->a >> (60 - 4 * i)) & 15];
-        out[16 + i] = HEX[(k->b >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        out[i] = B64URL[(v >> (60 - 6 * i)) & 63];
     }
-    out[32] = '\0';
+}
+
+static bool seen_decode(const char *s, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < SEEN_CHARS; i++) {
+        const char *p = s[i] != '\0' ? strchr(B64URL, s[i]) : NULL;
+        if (p == NULL || (i == 0 && p - B64URL > 15)) {
+            return false;
+        }
+        r = (r << 6) | (uint64_t)(p - B64URL);
+    }
+    *v = r;
+    return true;
 }
 
 static cq_dec *balance_free(struct cq_trader_core *c, const char *asset)
@@ -954,9 +1041,9 @@ static void usage_for(struct cq_trader_core *c, int sym, int skip_order, struct 
         open[s] = true;
         sym_notional[s] = dadd(c, sym_notional[s], r);
         total = dadd(c, total, r);
-        if (o->state != CQ_TRADER_OS_OPEN) {
-            *pending_quote = dadd(c, *pending_quote, r);
-        }
+        /* every live BUY, open ones too: whether the balance we hold
+         * already shows the exchange's lock or not, we never overspend */
+        *pending_quote = dadd(c, *pending_quote, r);
     }
     for (size_t i = 0; i < c->n_syms; i++) {
         u->open_positions += open[i];
@@ -1009,21 +1096,32 @@ static void rec_risk(struct ctx *x, const struct cq_trader_order *o, const char 
     jw_u64(&w, u->orders_last_minute);
     JW_LIT(&w, ",\"symbol_quarantined\":");
     jw_bool(&w, u->symbol_quarantined);
-    JW_LIT(&w, "},\"limits\":{\"max_open_positions\":");
-    jw_u64(&w, lim->max_open_positions);
-    JW_LIT(&w, ",\"max_position_notional\":");
-    jw_dec(&w, lim->max_position_notional);
-    JW_LIT(&w, ",\"max_total_exposure\":");
-    jw_dec(&w, lim->max_total_exposure);
-    JW_LIT(&w, ",\"max_daily_loss\":");
-    jw_dec(&w, lim->max_daily_loss);
-    JW_LIT(&w, ",\"max_orders_per_minute\":");
-    jw_u64(&w, lim->max_orders_per_minute);
-    JW_LIT(&w, ",\"trading_paused\":");
-    jw_bool(&w, lim->trading_paused);
-    JW_LIT(&w, ",\"kill_switch\":");
-    jw_bool(&w, lim->kill_switch);
-    JW_LIT(&w, "}");
+    JW_LIT(&w, "},\"limits\":");
+    /* the limits change only with pause and kill: rendered once per state */
+    struct cq_trader_core *c = x->c;
+    int key = (int)lim->trading_paused | (int)lim->kill_switch << 1;
+    if (c->limits_key != key) {
+        struct jw l;
+        jw_init(&l, c->limits_json, sizeof(c->limits_json));
+        JW_LIT(&l, "{\"max_open_positions\":");
+        jw_u64(&l, lim->max_open_positions);
+        JW_LIT(&l, ",\"max_position_notional\":");
+        jw_dec(&l, lim->max_position_notional);
+        JW_LIT(&l, ",\"max_total_exposure\":");
+        jw_dec(&l, lim->max_total_exposure);
+        JW_LIT(&l, ",\"max_daily_loss\":");
+        jw_dec(&l, lim->max_daily_loss);
+        JW_LIT(&l, ",\"max_orders_per_minute\":");
+        jw_u64(&l, lim->max_orders_per_minute);
+        JW_LIT(&l, ",\"trading_paused\":");
+        jw_bool(&l, lim->trading_paused);
+        JW_LIT(&l, ",\"kill_switch\":");
+        jw_bool(&l, lim->kill_switch);
+        JW_LIT(&l, "}");
+        c->limits_len = (size_t)(l.p - l.start); /* fits: 7 bounded fields */
+        c->limits_key = key;
+    }
+    jw_raw(&w, c->limits_json, c->limits_len);
     journal_end(x, a, &w);
 }
 
@@ -1195,6 +1293,15 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     if (r->resend >= 0) {
         o = &c->orders[r->resend];
     } else {
+        if (x->now < c->rate_until_ms) {
+            /* a 429 asked us to wait: a new order now would earn a 418 */
+            char detail[64] = "the exchange asked to wait until ms ";
+            size_t n = strlen(detail);
+            n += fmt_u64((uint64_t)c->rate_until_ms, detail + n);
+            detail[n] = '\0';
+            rec_refused(x, s->name, r->signal_id, r->client_id, "rate_limited", detail);
+            return false;
+        }
         memset(&tmp, 0, sizeof(tmp));
         memcpy(tmp.client_id, r->client_id, sizeof(tmp.client_id));
         cq_strlcpy(tmp.signal_id, r->signal_id, sizeof(tmp.signal_id));
@@ -1217,6 +1324,8 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     cq_dec pending;
     usage_for(c, r->sym, r->resend, &u, &pending);
     cq_dec want_quote = CQ_DEC_ZERO, want_qty = CQ_DEC_ZERO, notional;
+    cq_dec avail = CQ_DEC_ZERO;
+    bool balance_bound = false; /* the free balance, not order_quote, set the size */
     struct cq_trader_position *p = pos_of(c, r->sym, false);
     if (r->resend >= 0) {
         want_quote = o->quote_qty;
@@ -1231,10 +1340,11 @@ static bool submit(struct ctx *x, const struct submit_req *r)
     } else if (entry) {
         want_quote = c->cfg.order_quote;
         cq_dec *fq = balance_free(c, s->quote);
-        cq_dec avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
+        avail = fq != NULL ? dsub(c, *fq, pending) : CQ_DEC_ZERO;
         if (cq_dec_sign(avail) < 0) {
             avail = CQ_DEC_ZERO;
         }
+        balance_bound = cq_dec_cmp(avail, want_quote) < 0;
         want_quote = cq_dec_min(want_quote, avail);
         const struct cq_risk_limits *l = &c->cfg.risk;
         if (cq_dec_sign(l->max_position_notional) > 0) {
@@ -1311,6 +1421,12 @@ static bool submit(struct ctx *x, const struct submit_req *r)
         c->st.filter_refusals_total++;
         if (r->resend >= 0) {
             return false; /* the caller closes the order with its reason */
+        }
+        if (balance_bound && s->have_info && s->trading) {
+            /* the size the filters refused is what the balance left */
+            z.filter = "insufficient_balance";
+            detail_dec(z.detail, sizeof(z.detail),
+                       "free quote less what live BUYs may spend: ", avail);
         }
         rec_refused(x, s->name, r->signal_id, r->client_id, z.filter, z.detail);
         return false;
@@ -1414,6 +1530,15 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
             }
             p->qty = dadd(c, p->qty, dq);
             p->cost = dadd(c, p->cost, dquote);
+            /* the quote spent leaves our copy of the balance now (the next
+             * balance update or account snapshot replaces it): a lagging
+             * update never lets the next entry overspend. Proceeds of sells
+             * wait for the exchange's word. */
+            cq_dec *fq = balance_free(c, s->quote);
+            if (fq != NULL) {
+                cq_dec left = dsub(c, *fq, dquote);
+                *fq = cq_dec_sign(left) > 0 ? left : CQ_DEC_ZERO;
+            }
         } else {
             cq_dec sold = dq;
             if (cq_dec_cmp(dq, p->qty) > 0) {
@@ -1964,7 +2089,10 @@ static void pump(struct ctx *x)
     if (c->phase == PH_INIT || (!c->pump_dirty && now < c->pump_due_ms)) {
         return;
     }
-    bool banned = now < c->banned_until_ms;
+    /* a ban or a rate limit holds every request to the exchange */
+    int64_t blocked_until =
+        c->banned_until_ms > c->rate_until_ms ? c->banned_until_ms : c->rate_until_ms;
+    bool banned = now < blocked_until;
     int64_t next = INT64_MAX;
     size_t i = 0;
     while (i < c->n_orders) {
@@ -1976,7 +2104,7 @@ static void pump(struct ctx *x)
         struct order_x *ox = &c->ox[i];
         size_t n_before = c->n_orders;
         if (banned) {
-            next = c->banned_until_ms;
+            next = blocked_until;
             break;
         }
         if (ox->need_cancel && !ox->cancel_sent) {
@@ -2076,6 +2204,15 @@ static void on_open_orders_done(struct ctx *x, bool failed)
             c->st.reconcile_drifts_total++;
             o->state = CQ_TRADER_OS_UNKNOWN;
             ox->next_query_ms = x->now;
+            if (room(x->out, 1)) {
+                struct jw w;
+                struct cq_trader_action *a =
+                    journal_begin(x, CQ_REC_NOTE, o->symbol, "reconcile_drift", CQ_LOG_WARN, &w);
+                JW_LIT(&w, "{\"event\":\"reconcile_drift\",\"client_order_id\":");
+                jw_str(&w, o->client_id);
+                JW_LIT(&w, ",\"detail\":\"open for us, not in openOrders: queried\"");
+                journal_end(x, a, &w);
+            }
         }
     }
     c->pump_dirty = true;
@@ -2196,24 +2333,19 @@ static void checkpoint(struct ctx *x)
         ckpt_order(c, &w, i);
     }
     JW_LIT(&w, "]");
-    /* the seen ids, newest first, as many as fit with room to close */
-    JW_LIT(&w, ",\"seen\":[");
+    /* the seen ids, newest first, 11 characters each, as many as fit with
+     * room to close (all 4,096 unless many orders are live) */
+    JW_LIT(&w, ",\"seen\":\"");
     size_t kept = 0;
     for (; kept < c->seen_n; kept++) {
-        if ((size_t)(w.end - w.p) < 64) {
+        if ((size_t)(w.end - w.p) < 96) { /* an id, and the closing fields */
             break;
         }
         size_t idx = (c->seen_head + c->seen_n - 1 - kept) % CQ_TRADER_SIGNALS_SEEN_MAX;
-        char hex[40];
-        hex[0] = '"';
-        key_hex(&c->seen[idx], hex + 1);
-        hex[33] = '"';
-        if (kept > 0) {
-            JW_LIT(&w, ",");
-        }
-        jw_raw(&w, hex, 34);
+        seen_encode(c->seen[idx].a, w.p);
+        w.p += SEEN_CHARS;
     }
-    JW_LIT(&w, "],\"seen_dropped\":");
+    JW_LIT(&w, "\",\"seen_dropped\":");
     jw_u64(&w, c->seen_n - kept);
     JW_LIT(&w, ",\"ms\":");
     jw_i64(&w, x->now);
@@ -2264,7 +2396,12 @@ static void apply_balances(struct cq_trader_core *c, const struct cq_trader_even
 int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_event *ev,
                             struct cq_trader_actions *out)
 {
-    struct ctx x = {.c = c, .out = out, .now = ev->now_ms, .overflow = false};
+    struct ctx x;
+    x.c = c;
+    x.out = out;
+    x.now = ev->now_ms;
+    x.overflow = false;
+    x.ms_len = 0;
     out->n = 0;
     c->now_ms = ev->now_ms;
     c->st.events_total++;
@@ -2565,6 +2702,7 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
     c->phase = PH_INIT;
     c->day = -1;
     c->last_ckpt_ms = INT64_MIN / 2;
+    c->limits_key = -1;
     return c;
 oom:
     cq_err_set(err, CQ_ENOMEM, 0, NULL, "trader core: out of memory");
@@ -2737,13 +2875,17 @@ static int replay_checkpoint(struct cq_trader_core *c, json_t *j)
         }
     }
     /* newest first in the record: add oldest first */
-    json_t *seen = json_object_get(j, "seen");
-    for (size_t n = json_array_size(seen); n > 0; n--) {
-        struct idkey k;
-        const char *h = json_string_value(json_array_get(seen, n - 1));
-        if (h != NULL && hex_key(h, &k)) {
-            seen_add(c, &k);
+    const char *seen = jstr(j, "seen");
+    size_t len = strlen(seen);
+    if (len % SEEN_CHARS != 0 || len / SEEN_CHARS > CQ_TRADER_SIGNALS_SEEN_MAX) {
+        return rc < 0 ? rc : -CQ_EPARSE;
+    }
+    for (size_t n = len / SEEN_CHARS; n > 0; n--) {
+        struct idkey k = {0, 0};
+        if (!seen_decode(seen + (n - 1) * SEEN_CHARS, &k.a)) {
+            return -CQ_EPARSE;
         }
+        seen_add(c, &k);
     }
     return rc;
 }

@@ -116,6 +116,7 @@ struct cq_trader {
     int64_t list_durable_us; /* durability waits in this list */
     int64_t list_frame_us;   /* the signal's frame stamp (0 = not a signal's list) */
 
+    bool in_cancel; /* performing a CANCEL: its failures say was_cancel */
     bool recovered;
     int64_t last_health_ms, last_tick_ms, last_snapshot_ms;
     bool snapshot_dirty;
@@ -264,6 +265,7 @@ static void push_send_failed(struct cq_trader *t, const char *symbol, const char
                              enum cq_trader_send_outcome outcome, int code, const char *msg,
                              int64_t retry_after_ms, bool was_query)
 {
+    bool was_cancel = t->in_cancel;
     struct cq_trader_event *ev = ev_push(t, CQ_TRADER_EV_SEND_FAILED);
     if (ev == NULL) {
         cq_log_error(SVC, "trader_event_dropped", json_pack("{s:s}", "client_order_id", client_id),
@@ -279,6 +281,7 @@ static void push_send_failed(struct cq_trader *t, const char *symbol, const char
     cq_strlcpy(ev->u.send.msg, msg != NULL ? msg : "", sizeof(ev->u.send.msg));
     ev->u.send.retry_after_ms = retry_after_ms;
     ev->u.send.was_query = was_query;
+    ev->u.send.was_cancel = was_cancel;
 }
 
 /* A REST status that is not OK as the core's outcome. */
@@ -302,7 +305,7 @@ static enum cq_trader_send_outcome outcome_of(const struct cq_rest_response *r)
 /* An intent, kept so a closed order can be shown with its side and type. */
 static void remember_intent(struct cq_trader *t, const struct cq_trader_action *a)
 {
-    json_t *j = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    json_t *j = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return;
@@ -317,7 +320,7 @@ static void remember_intent(struct cq_trader *t, const struct cq_trader_action *
  * core; the API keeps showing it among the recent ones. */
 static void remember_closed(struct cq_trader *t, const struct cq_trader_action *a)
 {
-    json_t *p = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+    json_t *p = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
     const char *id = json_string_value(json_object_get(p, "client_order_id"));
     bool fill = a->u.journal.type == CQ_REC_ORDER_FILL;
     if (id == NULL || (fill && !json_is_true(json_object_get(p, "final")))) {
@@ -353,13 +356,13 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
     uint64_t seq = 0;
     const char *typename = cq_rec_type_name(a->u.journal.type);
     int rc = cq_journal_append(t->journal, a->u.journal.type, a->u.journal.scope,
-                               a->u.journal.payload, a->u.journal.len, &seq);
+                               cq_trader_action_payload(a), a->u.journal.len, &seq);
     if (rc == -CQ_EFULL) { /* backpressure: the writer is behind; retry briefly */
         int64_t until = cq_time_mono_ms() + JOURNAL_APPEND_RETRY_MS;
         while (rc == -CQ_EFULL && cq_time_mono_ms() < until) {
             cq_time_sleep_ms(1);
             rc = cq_journal_append(t->journal, a->u.journal.type, a->u.journal.scope,
-                                   a->u.journal.payload, a->u.journal.len, &seq);
+                                   cq_trader_action_payload(a), a->u.journal.len, &seq);
         }
     }
     int64_t waited_us = 0;
@@ -392,7 +395,7 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
     }
     t->journal_broken = false;
     if (a->u.journal.log_event != NULL) {
-        json_t *fields = json_loadb(a->u.journal.payload, a->u.journal.len, 0, NULL);
+        json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
         if (!json_is_object(fields)) {
             json_decref(fields);
             fields = json_object();
@@ -737,7 +740,9 @@ static void perform(struct cq_trader *t, const struct cq_trader_action *a)
         act_query_or_cancel(t, a, false);
         break;
     case CQ_TRADER_ACT_CANCEL_ORDER:
+        t->in_cancel = true;
         act_query_or_cancel(t, a, true);
+        t->in_cancel = false;
         break;
     case CQ_TRADER_ACT_FETCH_ACCOUNT:
         act_fetch_account(t);
@@ -1067,25 +1072,34 @@ static void publish_health(struct cq_trader *t, const struct cq_trader_status *s
     char detail[CQ_HEALTH_DETAIL_MAX];
     snprintf(detail, sizeof(detail), "%s%s%s", reason_detail(reason), t->journal_broken ? ": " : "",
              t->journal_broken ? t->journal_error : "");
-    cq_health_publish(
-        t->board, CQ_SVC_TRADER, health_status(&shown), ready, cq_trader_reason_name(reason),
-        detail,
-        json_pack("{s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-                  "s:s,s:o}",
-                  "mode", cq_mode_name(t->mode), "open_orders", (json_int_t)st->open_orders,
-                  "unknown_orders", (json_int_t)st->unknown_orders, "positions",
-                  (json_int_t)st->positions, "quarantined", quarantine_json(t),
-                  "daily_realized_pnl", jdec(st->daily_realized_pnl), "total_exposure",
-                  jdec(st->total_exposure), "orders_last_minute",
-                  (json_int_t)st->orders_last_minute, "user_stream_up", st->stream_up, "counters",
-                  "signals", (json_int_t)t->m.signals_received_total, "orders_sent",
-                  (json_int_t)t->m.orders_sent_total, "risk_refusals",
-                  (json_int_t)st->risk_refusals_total, "filter_refusals",
-                  (json_int_t)st->filter_refusals_total, "unknown_outcomes",
-                  (json_int_t)st->unknown_outcomes_total, "duplicate_signals",
-                  (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
-                  (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id,
-                  "rest", cq_rest_budget_json(&b)));
+    json_t *details = json_pack(
+        "{s:s,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "s:s,s:o}",
+        "mode", cq_mode_name(t->mode), "open_orders", (json_int_t)st->open_orders, "unknown_orders",
+        (json_int_t)st->unknown_orders, "positions", (json_int_t)st->positions, "quarantined",
+        quarantine_json(t), "daily_realized_pnl", jdec(st->daily_realized_pnl), "total_exposure",
+        jdec(st->total_exposure), "orders_last_minute", (json_int_t)st->orders_last_minute,
+        "user_stream_up", st->stream_up, "counters", "signals",
+        (json_int_t)t->m.signals_received_total, "orders_sent", (json_int_t)t->m.orders_sent_total,
+        "risk_refusals", (json_int_t)st->risk_refusals_total, "filter_refusals",
+        (json_int_t)st->filter_refusals_total, "unknown_outcomes",
+        (json_int_t)st->unknown_outcomes_total, "duplicate_signals",
+        (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
+        (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id, "rest",
+        cq_rest_budget_json(&b));
+    /* what the skeleton published, kept for the operators' (and tests') jq */
+    json_object_set_new(
+        details, "signals",
+        json_pack("{s:I,s:I,s:s}", "received", (json_int_t)t->m.signals_received_total, "test",
+                  (json_int_t)t->m.test_signals_received_total, "last_id", t->last_signal_id));
+    json_object_set_new(details, "user_events",
+                        json_pack("{s:I,s:I,s:I,s:I}", "execution_reports",
+                                  (json_int_t)t->m.execution_reports_total, "account_positions",
+                                  (json_int_t)t->m.account_positions_total, "other",
+                                  (json_int_t)t->m.other_user_events_total, "gaps",
+                                  (json_int_t)t->m.user_stream_gaps_total));
+    cq_health_publish(t->board, CQ_SVC_TRADER, health_status(&shown), ready,
+                      cq_trader_reason_name(reason), detail, details);
 }
 
 static void publish_metrics(struct cq_trader *t, const struct cq_trader_status *st)

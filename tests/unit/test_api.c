@@ -2128,3 +2128,134 @@ Test(api, token_through_a_symlink_or_in_a_small_buffer_is_refused)
     cr_assert_lt(cq_api_token_load_or_create(data_dir, small, sizeof(small), NULL, &err), 0);
     cr_assert_neq(err.message[0], '\0');
 }
+
+/* ---- the trader's operator surface (/api/v1, issue 11) ----------------------------------- */
+
+struct fake_trader {
+    bool built;
+    unsigned queued, capacity;
+    char last_cmd[32], last_symbol[32];
+};
+static struct fake_trader ft;
+
+static json_t *fake_view(void *ctx, const char *what)
+{
+    struct fake_trader *f = ctx;
+    if (!f->built) {
+        return NULL;
+    }
+    return strcmp(what, "risk") == 0 ? json_pack("{s:s}", "reason", "ok")
+                                     : json_pack("[{s:s}]", "symbol", "BTCUSDT");
+}
+
+static int fake_command(void *ctx, const char *cmd, const char *symbol)
+{
+    struct fake_trader *f = ctx;
+    if (!f->built) {
+        return -CQ_EAGAIN;
+    }
+    if (symbol != NULL && (symbol[0] < 'A' || symbol[0] > 'Z')) {
+        return -CQ_EINVAL;
+    }
+    if (f->queued == f->capacity) {
+        return -CQ_EFULL;
+    }
+    f->queued++;
+    cq_strlcpy(f->last_cmd, cmd, sizeof(f->last_cmd));
+    cq_strlcpy(f->last_symbol, symbol != NULL ? symbol : "", sizeof(f->last_symbol));
+    return 0;
+}
+
+static struct cq_api *make_trader_api(void)
+{
+    struct cq_api_options o = {
+        .board = board,
+        .config = current,
+        .clock = &clk,
+        .version = VERSION,
+        .token = TOKEN,
+        .bind = NULL,
+        .max_connections = 8,
+        .timeout_s = 5,
+        .max_body_bytes = 1024,
+        .trader_view = fake_view,
+        .trader_command = fake_command,
+        .trader_ctx = &ft,
+    };
+    struct cq_err err = {0};
+    struct cq_api *a = cq_api_new(&o, &err);
+    cr_assert_not_null(a, "%s", err.message);
+    return a;
+}
+
+Test(api, trader_views_and_commands_need_the_token_and_answer_in_shape)
+{
+    memset(&ft, 0, sizeof(ft));
+    ft.capacity = 2;
+    cq_api_free(api);
+    api = make_trader_api();
+    struct cq_api_response resp;
+    static const char *const paths[][2] = {
+        {"GET", "/api/v1/positions"},      {"GET", "/api/v1/orders"},
+        {"GET", "/api/v1/risk"},           {"POST", "/api/v1/trader/pause"},
+        {"POST", "/api/v1/trader/resume"}, {"POST", "/api/v1/trader/kill"},
+        {"POST", "/api/v1/trader/unkill"}, {"DELETE", "/api/v1/quarantine/BTCUSDT"},
+    };
+    for (size_t i = 0; i < CQ_ARRAY_LEN(paths); i++) {
+        request(paths[i][0], paths[i][1], NULL, &resp);
+        assert_error(&resp, 401, "unauthorized");
+        cq_api_response_fini(&resp);
+        /* before the trader is built: 503 not_ready with Retry-After */
+        request(paths[i][0], paths[i][1], "Bearer " TOKEN, &resp);
+        assert_error(&resp, 503, "not_ready");
+        cr_expect_gt(resp.retry_after_s, 0);
+        cq_api_response_fini(&resp);
+    }
+    ft.built = true;
+    request("GET", "/api/v1/orders", "Bearer " TOKEN, &resp);
+    cr_expect_eq(resp.status, 200);
+    json_t *b = body_json(&resp);
+    cr_expect_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(b, "orders"), 0), "symbol")),
+                     "BTCUSDT");
+    json_decref(b);
+    cq_api_response_fini(&resp);
+    request("GET", "/api/v1/risk", "Bearer " TOKEN, &resp);
+    cr_expect_eq(resp.status, 200);
+    cr_expect_not_null(strstr(resp.body, "\"risk\":{\"reason\":\"ok\"}"), "%s", resp.body);
+    cq_api_response_fini(&resp);
+
+    request("POST", "/api/v1/trader/pause", "Bearer " TOKEN, &resp);
+    cr_expect_eq(resp.status, 202);
+    cr_expect_str_eq(ft.last_cmd, "pause");
+    cq_api_response_fini(&resp);
+    request("DELETE", "/api/v1/quarantine/ETHUSDT", "Bearer " TOKEN, &resp);
+    cr_expect_eq(resp.status, 202);
+    cr_expect_str_eq(ft.last_cmd, "clear_quarantine");
+    cr_expect_str_eq(ft.last_symbol, "ETHUSDT");
+    cq_api_response_fini(&resp);
+    /* the bounded queue is full: 503 busy with Retry-After, nothing queued */
+    request("POST", "/api/v1/trader/kill", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 503, "busy");
+    cr_expect_gt(resp.retry_after_s, 0);
+    cr_expect_eq(ft.queued, 2);
+    cq_api_response_fini(&resp);
+    ft.capacity = 10;
+    request("DELETE", "/api/v1/quarantine/btc", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 400, "bad_request");
+    cq_api_response_fini(&resp);
+    /* the symbol is one segment, never empty */
+    request("DELETE", "/api/v1/quarantine/", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 404, "not_found");
+    cq_api_response_fini(&resp);
+    request("DELETE", "/api/v1/quarantine/BTC/USDT", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 404, "not_found");
+    cq_api_response_fini(&resp);
+    request("GET", "/api/v1/quarantine/BTCUSDT", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 405, "method_not_allowed");
+    cr_expect_str_eq(resp.allow, "DELETE");
+    cq_api_response_fini(&resp);
+    request("GET", "/api/v1/trader/pause", "Bearer " TOKEN, &resp);
+    assert_error(&resp, 405, "method_not_allowed");
+    cq_api_response_fini(&resp);
+}

@@ -310,6 +310,13 @@ static const char *const promised[][2] = {
     {"coinquant_trader_signals_received_total", "counter"},
     {"coinquant_trader_test_signals_received_total", "counter"},
     {"coinquant_trader_user_events_total", "counter"},
+    {"coinquant_trader_orders_sent_total", "counter"},
+    {"coinquant_trader_risk_refusals_total", "counter"},
+    {"coinquant_trader_filter_refusals_total", "counter"},
+    {"coinquant_trader_unknown_outcomes_total", "counter"},
+    {"coinquant_trader_open_orders", "gauge"},
+    {"coinquant_trader_tick_to_order_seconds", "histogram"},
+    {"coinquant_trader_durable_wait_seconds", "histogram"},
     {"coinquant_journal_commit_wait_seconds", "histogram"},
     {"coinquant_journal_queue_depth", "gauge"},
     {"coinquant_journal_durable_seq", "gauge"},
@@ -474,8 +481,11 @@ Test(metrics, trader_and_journal_move_their_series, .init = setup, .fini = teard
     cq_strlcpy(sig.id, "0123456789abcdef0123456789abcdef", sizeof(sig.id));
     cr_assert(cq_spsc_push(&signals, &sig));
     static const char *const events[] = {
-        "{\"e\":\"executionReport\"}",
-        "{\"e\":\"outboundAccountPosition\"}",
+        /* real shapes (a bare event is unreadable: counted as other) */
+        "{\"e\":\"executionReport\",\"s\":\"BTCUSDT\",\"c\":\"web_1\",\"S\":\"BUY\","
+        "\"o\":\"LIMIT\",\"q\":\"1\",\"p\":\"1\",\"x\":\"NEW\",\"X\":\"NEW\",\"i\":1,"
+        "\"z\":\"0\",\"Z\":\"0\"}",
+        "{\"e\":\"outboundAccountPosition\",\"B\":[{\"a\":\"USDT\",\"f\":\"1\",\"l\":\"0\"}]}",
         "{\"e\":\"balanceUpdate\"}",
     };
     for (size_t i = 0; i < CQ_ARRAY_LEN(events); i++) {

@@ -99,7 +99,7 @@ struct h {
     struct cq_trader_core_config cfg;
     int64_t now;
     struct cq_trader_actions out;
-    struct rec recs[2048];
+    struct rec recs[16384];
     size_t n_recs;
     unsigned sends_total;
 };
@@ -340,7 +340,8 @@ static void sig_id(unsigned seed, char *out)
 }
 
 /* A signal; returns its client id in cid. */
-static void signal(const char *symbol, enum cq_side side, const char *ref, unsigned seed, char *cid)
+static void send_signal(const char *symbol, enum cq_side side, const char *ref, unsigned seed,
+                        char *cid)
 {
     struct cq_signal *s = &EV.u.signal;
     sig_id(seed, s->id);
@@ -405,12 +406,14 @@ static void tick(int64_t advance_ms)
     feed_ev(CQ_TRADER_EV_TICK);
 }
 
+static void expect_refused(const char *filter);
+
 static const char INSUFFICIENT[] = "Account has insufficient balance for requested action.";
 
 /* A BTCUSDT market entry of 100 USDT at 50000, filled, fee 0.1 USDT. */
 static void entry_filled(unsigned seed, char *cid)
 {
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", seed, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", seed, cid);
     cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 1,
            "50000", "0.1", "USDT");
@@ -507,7 +510,7 @@ Test(trader_core, startup_waits_for_balance_with_exponential_backoff)
         cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 1, "retry %zu after %lld ms", i,
                      (long long)want[i]);
     }
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     json_t *r = rec_of(CQ_TRADER_REC_ORDER_REFUSED);
     cr_assert_not_null(r);
@@ -518,7 +521,7 @@ Test(trader_core, startup_waits_for_balance_with_exponential_backoff)
     feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
     cr_expect(status().ready);
     /* not marked seen while not ready: the same signal goes through now */
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -528,7 +531,7 @@ Test(trader_core, entry_fill_exit_with_exact_pnl)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN], xid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_assert_eq(H->out.n, 3, "risk.decision, order.intent, SEND");
     cr_expect_eq(H->out.a[0].u.journal.type, CQ_REC_RISK_DECISION);
     cr_expect_str_eq(H->out.a[0].u.journal.log_event, "risk_decision");
@@ -575,7 +578,7 @@ Test(trader_core, entry_fill_exit_with_exact_pnl)
     mark("BTCUSDT", "50500");
     expect_dec(position("BTCUSDT")->unrealized_pnl, "1", "unrealized at 50500");
 
-    signal("BTCUSDT", CQ_SIDE_SELL, "55000", 2, xid);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "55000", 2, xid);
     s = find(CQ_TRADER_ACT_SEND_ORDER);
     cr_assert_not_null(s);
     cr_expect_eq(s->u.order.side, CQ_SIDE_SELL);
@@ -600,9 +603,9 @@ Test(trader_core, duplicate_signal_refused_even_after_the_order_closed)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     json_t *r = rec_of(CQ_TRADER_REC_ORDER_REFUSED);
     cr_expect_str_eq(jget(r, "filter"), "duplicate_signal");
@@ -610,7 +613,7 @@ Test(trader_core, duplicate_signal_refused_even_after_the_order_closed)
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 1,
            "50000", "0", "USDT");
     cr_expect_null(order(cid));
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     cr_expect_eq(status().duplicate_signals_total, 2);
     cr_expect_eq(H->sends_total, 1);
@@ -622,7 +625,7 @@ Test(trader_core, unknown_outcome_is_only_queried_until_found)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
     cr_expect_eq(order(cid)->state, CQ_TRADER_OS_UNKNOWN);
     const struct cq_trader_action *q = find(CQ_TRADER_ACT_QUERY_ORDER);
@@ -638,7 +641,7 @@ Test(trader_core, unknown_outcome_is_only_queried_until_found)
         send_failed(cid, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", true, 0);
         cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     }
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "the same signal is a duplicate");
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 1,
            "50000", "0", "USDT");
@@ -651,7 +654,7 @@ Test(trader_core, unknown_outcome_not_found_resends_the_same_id)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_UNKNOWN, 0, "connection lost after send", false, 0);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     send_failed(cid, CQ_TRADER_SEND_NOT_FOUND, -2013, "Order does not exist.", true, 0);
@@ -675,7 +678,7 @@ Test(trader_core, unknown_outcome_not_found_resends_the_same_id)
 
 static void insufficient_down_to_quarantine(char *cid)
 {
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     const char *want[] = {"50", "25"};
     for (int i = 0; i < 2; i++) {
         send_failed(cid, CQ_TRADER_SEND_REJECTED, -2010, INSUFFICIENT, false, 0);
@@ -702,12 +705,12 @@ static void insufficient_down_to_quarantine(char *cid)
     cr_expect_str_eq(sym, "BTCUSDT");
     /* the quarantined symbol refuses, the others trade */
     char c2[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     json_t *r = rec_of(CQ_REC_RISK_DECISION);
     cr_expect_str_eq(jget(r, "rule"), "symbol_quarantined");
     json_decref(r);
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, c2);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, c2);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -722,7 +725,7 @@ Test(trader_core, insufficient_balance_scales_down_then_quarantines_until_cleare
     cr_expect_str_eq(jget(u, "reason"), "operator");
     json_decref(u);
     cr_expect_eq(status().quarantined, 0);
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 9, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 9, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -748,7 +751,7 @@ Test(trader_core, insufficient_balance_below_min_notional_quarantines_at_once)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_REJECTED, -2010, INSUFFICIENT, false, 0);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     cr_expect_eq(status().quarantined, 1);
@@ -759,7 +762,7 @@ Test(trader_core, other_rejects_close_the_order)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_REJECTED, -1013, "Filter failure: NOTIONAL", false, 0);
     json_t *r = rec_of(CQ_REC_ORDER_REJECT);
     cr_expect_str_eq(jget(r, "state"), "rejected");
@@ -775,26 +778,31 @@ Test(trader_core, rate_limited_send_goes_again_with_the_same_id_after_retry_afte
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_RATE_LIMITED, -1003, "Too many requests", false, 5000);
     cr_expect_eq(order(cid)->state, CQ_TRADER_OS_INTENT);
+    char c2[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    expect_refused("rate_limited");
     tick(4999);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     tick(1);
     const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
     cr_assert_not_null(s);
     cr_expect_str_eq(s->u.order.client_id, cid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "refused while limited, not remembered");
 }
 
 Test(trader_core, banned_refuses_until_retry_after)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_BANNED, 0, "418", false, 60000);
     cr_expect_eq(status().reason, CQ_TRADER_EXCHANGE_BANNED);
     cr_expect(!status().ready);
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     tick(59999);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
@@ -807,7 +815,7 @@ Test(trader_core, journal_failure_fails_the_order)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     send_failed(cid, CQ_TRADER_SEND_JOURNAL_FAILED, 0, "fsync failed", false, 0);
     cr_expect_null(order(cid));
     cr_expect_eq(status().reason, CQ_TRADER_JOURNAL_UNAVAILABLE);
@@ -834,7 +842,7 @@ Test(trader_core, limit_entry_price_snapped_to_tick_toward_the_passive_side)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000.019", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000.019", 1, cid);
     const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
     cr_assert_not_null(s);
     expect_dec(s->u.order.price, "50000.01", "BUY price floors to the tick");
@@ -850,13 +858,13 @@ Test(trader_core, filter_refusals_are_journaled_and_not_sent)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "0.001", 1, cid); /* below minPrice 0.01 */
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "0.001", 1, cid); /* below minPrice 0.01 */
     expect_refused("PRICE_FILTER");
-    signal("BTCUSDT", CQ_SIDE_BUY, "999999", 2, cid); /* 5 / 999999 < minQty 0.00001 */
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "999999", 2, cid); /* 5 / 999999 < minQty 0.00001 */
     expect_refused("LOT_SIZE");
-    signal("BTCUSDT", CQ_SIDE_BUY, "0.5", 3, cid); /* 10 BTC at 0.5 = 5, ok; a sell: none */
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "0.5", 3, cid); /* 10 BTC at 0.5 = 5, ok; a sell: none */
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
-    signal("ETHUSDT", CQ_SIDE_SELL, "3000", 4, cid);
+    send_signal("ETHUSDT", CQ_SIDE_SELL, "3000", 4, cid);
     expect_refused("no_position");
     cr_expect_eq(status().filter_refusals_total, 3);
 }
@@ -868,7 +876,7 @@ Test(trader_core, market_entry_below_min_notional_refused)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     expect_refused("NOTIONAL");
 }
 
@@ -876,7 +884,7 @@ Test(trader_core, exit_rounds_down_and_reports_dust)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN], xid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     /* fee in BTC: the position holds 0.002 - 0.0000015 */
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 1,
            "50000", "0.0000015", "BTC");
@@ -884,7 +892,7 @@ Test(trader_core, exit_rounds_down_and_reports_dust)
     expect_dec(p->qty, "0.0019985", "qty net of the base fee");
     expect_dec(p->fees, "0.075", "fee at the fill price");
     expect_dec(p->cost, "99.925", "cost less the fee's base");
-    signal("BTCUSDT", CQ_SIDE_SELL, "50000", 2, xid);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "50000", 2, xid);
     const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
     cr_assert_not_null(s);
     expect_dec(s->u.order.qty, "0.00199", "down to the step");
@@ -892,7 +900,7 @@ Test(trader_core, exit_rounds_down_and_reports_dust)
            "50000", "0", "USDT");
     expect_dec(position("BTCUSDT")->qty, "0.0000085", "dust left");
     char x2[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_SELL, "50000", 3, x2);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "50000", 3, x2);
     expect_refused("LOT_SIZE");
     json_t *r = rec_of(CQ_TRADER_REC_ORDER_REFUSED);
     cr_expect(strstr(jget(r, "detail"), "dust") != NULL, "%s", jget(r, "detail"));
@@ -903,7 +911,7 @@ Test(trader_core, commissions_in_other_assets_convert_at_their_mark_or_are_repor
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 1,
            "50000", "0.0002", "BNB");
     json_t *f = rec_of(CQ_REC_ORDER_FILL);
@@ -912,7 +920,7 @@ Test(trader_core, commissions_in_other_assets_convert_at_their_mark_or_are_repor
     json_decref(f);
     cr_expect_eq(status().fees_unconverted_total, 1);
     mark("BNBUSDT", "500");
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
     update(c2, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 2, "3000",
            "0.0002", "BNB");
     expect_dec(position("ETHUSDT")->fees, "0.1", "0.0002 BNB at 500");
@@ -927,14 +935,14 @@ Test(trader_core, kill_switch_cancels_our_open_orders_and_refuses_everything)
     h_core();
     start();
     char c1[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN], c3[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, c1);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, c1);
     update(c1, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0", "0", 0, "0", "0", "");
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, c2);
     op(CQ_TRADER_CMD_KILL, "");
     cr_expect_eq(count(CQ_TRADER_ACT_CANCEL_ORDER), 2);
     cr_expect_eq(status().reason, CQ_TRADER_KILL_SWITCH);
     cr_expect(!status().ready);
-    signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, c3);
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, c3);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     json_t *r = rec_of(CQ_REC_RISK_DECISION);
     cr_expect_str_eq(jget(r, "rule"), "kill_switch");
@@ -957,9 +965,9 @@ Test(trader_core, paused_refuses_entries_but_not_exits)
     entry_filled(1, cid);
     op(CQ_TRADER_CMD_PAUSE, "");
     cr_expect_eq(status().reason, CQ_TRADER_TRADING_PAUSED);
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, xid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, xid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
-    signal("BTCUSDT", CQ_SIDE_SELL, "50000", 3, xid);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "50000", 3, xid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -971,13 +979,13 @@ Test(trader_core, daily_loss_limit_resets_at_utc_midnight)
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN], xid[CQ_TRADER_CLIENT_ID_LEN];
     entry_filled(1, cid);
-    signal("BTCUSDT", CQ_SIDE_SELL, "45000", 2, xid);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "45000", 2, xid);
     update(xid, "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "90.00000000", 2,
            "45000", "0", "USDT");
     struct cq_trader_status st = status();
     expect_dec(st.daily_realized_pnl, "-10.1", "-10 - fee 0.1");
     cr_expect_eq(st.reason, CQ_TRADER_DAILY_LOSS_LIMIT);
-    signal("BTCUSDT", CQ_SIDE_BUY, "45000", 3, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "45000", 3, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     json_t *r = rec_of(CQ_REC_RISK_DECISION);
     cr_expect_str_eq(jget(r, "rule"), "daily_loss_limit");
@@ -990,7 +998,7 @@ Test(trader_core, daily_loss_limit_resets_at_utc_midnight)
     expect_dec(st.daily_realized_pnl, "0", "a new UTC day");
     cr_expect_eq(st.reason, CQ_TRADER_READY_OK);
     expect_dec(position("BTCUSDT")->realized_pnl, "-10.1", "the total stays");
-    signal("BTCUSDT", CQ_SIDE_BUY, "45000", 4, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "45000", 4, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -1003,13 +1011,13 @@ Test(trader_core, max_orders_per_minute_counts_on_the_event_clock)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
-    signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, cid);
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     H->now += 60000;
-    signal("BNBUSDT", CQ_SIDE_BUY, "500", 4, cid);
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 4, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
 }
 
@@ -1020,14 +1028,35 @@ Test(trader_core, entry_capped_by_free_balance_and_position_headroom)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     expect_dec(find(CQ_TRADER_ACT_SEND_ORDER)->u.order.quote_qty, "600", "first");
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, cid);
     expect_dec(find(CQ_TRADER_ACT_SEND_ORDER)->u.order.quote_qty, "400",
                "max_position_notional 1000 - 600 in flight");
     account("250");
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, cid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "250 free - 1000 in flight: nothing left");
+    expect_refused("insufficient_balance");
+}
+
+Test(trader_core, a_fill_spends_the_quote_before_the_balance_update_says_so)
+{
+    h_new();
+    H->cfg.order_quote = D("600");
+    H->cfg.risk.max_position_notional = D("0");
+    H->cfg.risk.max_total_exposure = D("0");
+    h_core();
+    start();
+    account("1000");
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.012", "600", 1, "50000", "0",
+           "USDT");
+    /* no balance update yet: 400 left, not 1000 */
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s);
+    expect_dec(s->u.order.quote_qty, "400", "capped by what the fill left");
 }
 
 Test(trader_core, orders_table_full_refuses_with_a_reason)
@@ -1038,9 +1067,9 @@ Test(trader_core, orders_table_full_refuses_with_a_reason)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
-    signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, cid);
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 3, cid);
     expect_refused("orders_table_full");
     cr_expect_eq(status().orders_table_full_total, 1);
 }
@@ -1141,7 +1170,7 @@ Test(trader_core, balance_below_position_quarantines_only_that_symbol)
 {
     ready();
     char cid[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN];
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 1, cid);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 1, cid);
     update(cid, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 1, "3000",
            "0", "USDT");
     tick(60000); /* periodic reconcile: openOrders + account */
@@ -1153,7 +1182,7 @@ Test(trader_core, balance_below_position_quarantines_only_that_symbol)
     cr_expect_str_eq(jget(q, "reason"), "balance_below_position");
     json_decref(q);
     cr_expect_eq(status().reconcile_drifts_total, 1);
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "the rest trades");
 }
 
@@ -1164,7 +1193,7 @@ Test(trader_core, stream_down_polls_open_orders_and_a_gap_reconciles)
     h_core();
     start();
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0", "0", 0, "0", "0", "");
     tick(5000);
     cr_expect_eq(count(CQ_TRADER_ACT_QUERY_ORDER), 0, "the stream is up");
@@ -1174,6 +1203,10 @@ Test(trader_core, stream_down_polls_open_orders_and_a_gap_reconciles)
     feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE); /* nothing listed: it closed unseen */
     cr_expect_eq(count(CQ_TRADER_ACT_QUERY_ORDER), 1);
     cr_expect_eq(status().reconcile_drifts_total, 1);
+    json_t *n = rec_of(CQ_REC_NOTE);
+    cr_assert_not_null(n, "drift reported");
+    cr_expect_str_eq(jget(n, "event"), "reconcile_drift");
+    json_decref(n);
     update(cid, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.001", "50", 0, "0", "0", "");
     tick(1999);
     cr_expect_eq(count(CQ_TRADER_ACT_QUERY_ORDER), 0);
@@ -1254,16 +1287,16 @@ static void scenario(void)
 {
     char c[8][CQ_TRADER_CLIENT_ID_LEN];
     entry_filled(1, c[0]);
-    signal("BTCUSDT", CQ_SIDE_SELL, "51000", 2, c[1]);
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "51000", 2, c[1]);
     update(c[1], "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "102.00000000", 2,
            "51000", "0.1", "USDT");
-    signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, c[2]);
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 3, c[2]);
     update(c[2], "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.01000000", "30.00000000", 3, "3000",
            "0.00001", "ETH");
     tick(31000); /* a checkpoint falls here */
-    signal("BNBUSDT", CQ_SIDE_BUY, "500", 4, c[3]);
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 4, c[3]);
     send_failed(c[3], CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 5, c[4]);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 5, c[4]);
     send_failed(c[4], CQ_TRADER_SEND_REJECTED, -2010, INSUFFICIENT, false, 0);
     send_failed(c[4], CQ_TRADER_SEND_REJECTED, -2010, INSUFFICIENT, false, 0);
     send_failed(c[4], CQ_TRADER_SEND_REJECTED, -2010, INSUFFICIENT, false, 0);
@@ -1327,7 +1360,7 @@ Test(trader_core, restart_by_replay_equals_the_live_state)
     cr_expect_eq(status().reason, CQ_TRADER_RECONCILING);
     send_failed(bnb, CQ_TRADER_SEND_NOT_FOUND, -2013, "Order does not exist.", true, 0);
     cr_expect_eq(status().reason, CQ_TRADER_SYMBOL_QUARANTINED, "ready, BTCUSDT quarantined");
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
     cr_expect_eq(status().duplicate_signals_total, 1);
 }
@@ -1356,7 +1389,7 @@ Test(trader_core, checkpoint_at_most_every_30_s_when_changed)
     tick(60000);
     cr_expect_eq(find(CQ_TRADER_ACT_JOURNAL), NULL, "unchanged: none");
     char cid[CQ_TRADER_CLIENT_ID_LEN];
-    signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
     cr_assert_eq(H->out.n, 4, "risk, intent, send, then the checkpoint (60 s since the last)");
     const struct cq_trader_action *a = &H->out.a[3];
     cr_expect_eq(a->u.journal.type, CQ_TRADER_REC_TRADER_CHECKPOINT);
@@ -1374,7 +1407,7 @@ Test(trader_core, checkpoint_at_most_every_30_s_when_changed)
     cr_assert_not_null(j);
     cr_expect_eq(json_array_size(json_object_get(j, "positions")), 1);
     cr_expect_eq(json_array_size(json_object_get(j, "orders")), 0);
-    cr_expect_eq(json_array_size(json_object_get(j, "seen")), 1);
+    cr_expect_eq(strlen(json_string_value(json_object_get(j, "seen"))), 11, "one id");
     json_decref(j);
 }
 
@@ -1407,4 +1440,106 @@ Test(trader_core, client_ids)
     cq_trader_client_id_for_exit(out, CQ_TRADER_TAKE_PROFIT, 0, tp0);
     cr_expect_str_neq(again, sl1);
     cr_expect_str_neq(again, tp0);
+}
+
+Test(trader_core, hostile_texts_are_escaped_and_bad_ids_refused)
+{
+    ready();
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    send_failed(cid, CQ_TRADER_SEND_REJECTED, -1100, "bad \"param\"\n\\\x01 here", false, 0);
+    json_t *r = rec_of(CQ_REC_ORDER_REJECT);
+    cr_assert_not_null(r, "the payload is valid JSON");
+    cr_expect_str_eq(jget(r, "msg"), "bad \"param\"\n\\\x01 here");
+    json_decref(r);
+    /* a signal id that is not 32 lower-case hex characters */
+    struct cq_signal *s = &EV.u.signal;
+    cq_strlcpy(s->id, "0123456789ABCDEF0123456789abcdef", sizeof(s->id));
+    cq_strlcpy(s->symbol, "BTCUSDT", sizeof(s->symbol));
+    s->side = CQ_SIDE_BUY;
+    s->reference_price = D("50000");
+    feed_ev(CQ_TRADER_EV_SIGNAL);
+    expect_refused("bad_signal_id");
+    /* an update for an id of ours that was never sent, already closed and
+     * unknown: applied, and the symbol quarantined */
+    update("cq1-ffffffffffffffffffffffffffffffff", "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED,
+           "0.01", "30", 5, "3000", "0", "USDT");
+    json_t *q = rec_of(CQ_REC_QUARANTINE);
+    cr_assert_not_null(q);
+    cr_expect_str_eq(jget(q, "reason"), "unattributed_fill");
+    json_decref(q);
+    expect_dec(position("ETHUSDT")->qty, "0.01", "applied");
+    /* a cumulative quantity that goes backwards is not applied */
+    send_signal("BNBUSDT", CQ_SIDE_BUY, "500", 2, cid);
+    update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.1", "50", 6, "500", "0", "USDT");
+    update(cid, "BNBUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_OPEN, "0.05", "25", 0, "0", "0", "");
+    expect_dec(position("BNBUSDT")->qty, "0.1", "stale report ignored");
+}
+
+Test(trader_core, seen_ring_and_checkpoint_are_bounded)
+{
+    ready();
+    op(CQ_TRADER_CMD_KILL, ""); /* every signal refused by the gate, and remembered */
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    unsigned n = CQ_TRADER_SIGNALS_SEEN_MAX + 100;
+    for (unsigned i = 1; i <= n; i++) {
+        send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", i, cid);
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
+    }
+    tick(30000);
+    const struct cq_trader_action *a = find(CQ_TRADER_ACT_JOURNAL);
+    cr_assert_not_null(a);
+    cr_assert_eq(a->u.journal.type, CQ_TRADER_REC_TRADER_CHECKPOINT);
+    cr_expect_leq(a->u.journal.len, CQ_TRADER_CHECKPOINT_MAX);
+    json_t *j = payload_json(a);
+    cr_assert_not_null(j, "the bounded checkpoint is valid JSON");
+    size_t kept = strlen(json_string_value(json_object_get(j, "seen"))) / 11;
+    json_int_t dropped = json_integer_value(json_object_get(j, "seen_dropped"));
+    cr_expect_eq(kept, CQ_TRADER_SIGNALS_SEEN_MAX, "the whole ring fits");
+    cr_expect_eq(dropped, 0);
+    json_decref(j);
+    /* the newest are refused after a restart from this checkpoint; the
+     * ring's oldest are forgotten (the documented bound) */
+    struct cq_err err = {0};
+    struct cq_trader_core *b = cq_trader_core_new(&H->cfg, &err);
+    cr_assert_not_null(b);
+    cr_assert_eq(cq_trader_core_replay(b, a->u.journal.type, "trader", cq_trader_action_payload(a),
+                                       a->u.journal.len),
+                 0);
+    cq_trader_core_free(H->core);
+    H->core = b;
+    start();
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", n, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "newest: duplicate");
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", n - CQ_TRADER_SIGNALS_SEEN_MAX + 1, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0, "the oldest still in the ring: duplicate");
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 1, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "oldest: out of the ring");
+}
+
+Test(trader_core, orders_table_at_its_maximum_and_a_checkpoint_too_big_is_skipped)
+{
+    h_new();
+    H->cfg.entry_type = CQ_TRADER_LIMIT;
+    H->cfg.order_quote = D("10");
+    H->cfg.risk.max_open_positions = 0;
+    H->cfg.risk.max_position_notional = D("0");
+    H->cfg.risk.max_total_exposure = D("0");
+    H->cfg.risk.max_orders_per_minute = 0;
+    h_core();
+    start();
+    char cid[CQ_TRADER_CLIENT_ID_LEN];
+    for (unsigned i = 1; i <= CQ_TRADER_ORDERS_MAX; i++) {
+        send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", i, cid);
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1, "order %u", i);
+    }
+    const struct cq_trader_order *o;
+    cr_expect_eq(cq_trader_core_orders(H->core, &o), CQ_TRADER_ORDERS_MAX);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", CQ_TRADER_ORDERS_MAX + 1, cid);
+    expect_refused("orders_table_full");
+    uint64_t before = status().checkpoints_total;
+    tick(30000);
+    cr_expect_eq(status().checkpoints_total, before, "512 orders do not fit 60 KiB");
+    cr_expect_geq(status().checkpoints_skipped_total, 1);
+    cr_expect_null(find(CQ_TRADER_ACT_JOURNAL));
 }
