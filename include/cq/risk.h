@@ -14,11 +14,15 @@
  *   trading_paused         no entry; exits (reduce-only) still allowed
  *   daily_loss_limit       no entry once the UTC day's realized PnL is at or
  *                          below -max_daily_loss; exits allowed
- *   max_orders_per_minute  no order beyond the count in the last 60 s
- *   max_open_positions     no entry opening a new position beyond the count
+ *   max_orders_per_minute  no order (exits included) once the orders sent
+ *                          in the last 60 s are at or above the count
+ *   max_open_positions     no entry opening a new position once the open
+ *                          positions are at or above the count
  *   max_position_notional  no entry taking the symbol's notional above it
+ *                          (reaching it exactly is allowed)
  *   max_total_exposure     no entry taking the total notional above it
- * A limit of 0 means "no limit" for the numeric rules.
+ * A limit of 0 means "no limit" for the numeric rules. A sum beyond the
+ * int64 range is above any limit. docs/RISK.md has the table.
  *
  * Threads: pure (any thread). No allocation.
  */
