@@ -34,7 +34,7 @@ cleanup() {
     kill -KILL "$PID" 2>/dev/null
     { wait "$PID"; } 2>/dev/null
   fi
-  rm -rf "$WORK"
+  [ -n "${CQ_BENCH_KEEP:-}" ] && echo "# kept: $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 

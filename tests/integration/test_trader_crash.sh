@@ -184,13 +184,13 @@ for s in ${SYMS//,/ }; do
   c=$(our_orders_count "$s")
   total=$((total + ${c:-0}))
 done
-if [ "$total" -ge $((ROUNDS / 2)) ]; then
-  ok "the rounds placed $total orders of ours on the exchange"
+if [ "$total" -ge $((ROUNDS_RUN / 2)) ]; then
+  ok "the $ROUNDS_RUN rounds placed $total orders of ours on the exchange"
 else
-  not_ok "the rounds placed orders (at least $((ROUNDS / 2)))" "only $total orders with prefix $TT_PREFIX"
+  not_ok "the $ROUNDS_RUN rounds placed orders (at least $((ROUNDS_RUN / 2)))" "only $total orders with prefix $TT_PREFIX"
 fi
 
-no_duplicates "after $ROUNDS rounds"
+no_duplicates "after $ROUNDS_RUN rounds"
 
 # Fills reach the daemon by the user stream or by its poll: equal in the end.
 if poll 60 positions_match_exchange "$SYMS" "$WORK/start-balances" >/dev/null; then

@@ -34,10 +34,12 @@ tt_simex_start
 # ---- 1. below min notional ------------------------------------------------------------
 tt_daemon_start CQ_ORDER_QUOTE=1
 tt_require_trader
-if poll 90 has_record order.refused '.scope == "BTCUSDT"'; then
-  r=$(records order.refused '.scope == "BTCUSDT"' | head -1)
-  if jq -e '.payload.filter | test("NOTIONAL")' <<<"$r" >/dev/null &&
-     jq -e '.payload.client_order_id and .payload.signal_id and .payload.detail' <<<"$r" >/dev/null; then
+# (SELL signals without a position are refused too, as no_position: not
+# what this looks for.)
+notional_refused='.scope == "BTCUSDT" and (.payload.filter | test("NOTIONAL"))'
+if poll 90 has_record order.refused "$notional_refused"; then
+  r=$(records order.refused "$notional_refused" | head -1)
+  if jq -e '.payload.client_order_id and .payload.signal_id and .payload.detail' <<<"$r" >/dev/null; then
     ok "an entry of 1 USDT is refused by the NOTIONAL filter, journaled with signal and client ids"
   else
     not_ok "an entry of 1 USDT is refused by the NOTIONAL filter, journaled with signal and client ids" "$r"

@@ -40,7 +40,6 @@ else
   tt_bail "the trader is ready and trades" "$(trader_health)"
 fi
 
-before=$(max_order_id BTCUSDT)
 sim_ctl POST /_sim/ws/user_down on=1 >/dev/null
 if poll 30 health_is '.services.feeder.details.user_stream.connected == false'; then
   ok "the user stream is down"
