@@ -19,8 +19,7 @@
  *              counted loss, logged as user_event_dropped. Every new
  *              subscription and every loss is followed by our own
  *              {"e":"userStreamGap","E":ms,"reason":"…","gaps":n} event:
- *              the trader reconciles over REST (today it counts and logs
- *              it: the trader is a skeleton without REST access).
+ *              the trader reconciles over REST (open orders and account).
  *
  * Health (service "feeder"): ready when the market stream is connected and
  * every symbol has had a valid message (one that passes cq_msg_check) within

@@ -428,3 +428,39 @@ int cq_trader__parse_ticker_price(const json_t *o, char *symbol, size_t symbol_l
     }
     return 0;
 }
+
+int cq_trader__attach_trades(json_t *order, const json_t *my_trades, char *why, size_t why_len)
+{
+    uint64_t order_id = 0;
+    if (!json_is_object(order) || get_u64(order, "orderId", true, &order_id, why, why_len) < 0) {
+        return -1;
+    }
+    if (!json_is_array(my_trades)) {
+        return fail(why, why_len, "myTrades: the answer is not an array");
+    }
+    json_t *fills = json_array();
+    for (size_t i = 0; i < json_array_size(my_trades); i++) {
+        const json_t *t = json_array_get(my_trades, i);
+        uint64_t oid = 0, id = 0;
+        if (!json_is_object(t) || get_u64(t, "orderId", true, &oid, why, why_len) < 0 ||
+            get_u64(t, "id", true, &id, why, why_len) < 0) {
+            json_decref(fills);
+            return -1;
+        }
+        if (oid != order_id) {
+            continue;
+        }
+        json_t *f = json_pack("{s:O,s:O,s:O,s:O,s:I}", "price", json_object_get(t, "price"), "qty",
+                              json_object_get(t, "qty"), "commission",
+                              json_object_get(t, "commission"), "commissionAsset",
+                              json_object_get(t, "commissionAsset"), "tradeId", (json_int_t)id);
+        if (f == NULL) {
+            json_decref(fills);
+            return fail(why, why_len, "myTrades: trade %llu lacks price, qty or commission",
+                        (unsigned long long)id);
+        }
+        json_array_append_new(fills, f);
+    }
+    json_object_set_new(order, "fills", fills);
+    return 0;
+}

@@ -52,6 +52,14 @@ int cq_trader__parse_order(const json_t *o, struct cq_trader_order_update *out, 
 size_t cq_trader__parse_place_response(const json_t *o, struct cq_trader_order_update *out,
                                        size_t max, char *why, size_t why_len);
 
+/* GET /api/v3/myTrades?orderId= rows -> a "fills" array on the order object
+ * (a query answer), in the FULL answer's shape, so that
+ * cq_trader__parse_place_response gives one update per trade with its
+ * commission: an order learned only by a query (its answer and events lost
+ * in a crash or an outage) still has its fees applied, once per trade id.
+ * Rows of other orders are skipped. 0 or -1 (why). */
+int cq_trader__attach_trades(json_t *order, const json_t *my_trades, char *why, size_t why_len);
+
 /* GET /api/v3/account: the balances (zero ones skipped; more than
  * CQ_TRADER_ASSETS_MAX non-zero ones: the first ones kept, *dropped counts
  * the rest). 0 or -1 (why). */

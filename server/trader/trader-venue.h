@@ -11,10 +11,9 @@
  * it. The REST client's safe door, cq_rest_call, refuses every order
  * endpoint, so there is no second way.
  *
- * Today the trader is a skeleton that sends no order, so this wrapper has
- * no caller yet; the trader issue's submit path (risk guard, filters,
- * deterministic client order id, journal the intent, send, journal the
- * outcome) calls it and nothing else.
+ * Its callers are the trader thread's SEND_ORDER and CANCEL_ORDER actions
+ * (server/trader/trader.c), which the decision core emits only after the
+ * risk decision and a durable order.intent (docs/TRADER.md).
  */
 #ifndef CQ_TRADER_VENUE_H
 #define CQ_TRADER_VENUE_H

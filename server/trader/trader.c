@@ -72,6 +72,10 @@
 /* Answers waiting to be fed to the core (one place answer gives up to
  * CQ_TRADER_PARSE_FILLS_MAX, openOrders up to this many). */
 #define TRADER_EVENTS_MAX 1024
+/* How often the feeder's health record is read for the user stream's
+ * state, ms (its loss is not an event on the ring: only the resubscription
+ * is, as a userStreamGap). */
+#define STREAM_CHECK_EVERY_MS 500
 /* Answers fed per step at most (the rest waits for the next step). */
 #define EVENTS_PER_STEP_MAX 2048
 /* How long a durable wait may take before the intent counts as failed, ms. */
@@ -116,7 +120,9 @@ struct cq_trader {
     int64_t list_durable_us; /* durability waits in this list */
     int64_t list_frame_us;   /* the signal's frame stamp (0 = not a signal's list) */
 
-    bool in_cancel; /* performing a CANCEL: its failures say was_cancel */
+    bool in_cancel;    /* performing a CANCEL: its failures say was_cancel */
+    int feeder_stream; /* the feeder's user stream: 1 subscribed, 0 not, -1 unknown */
+    int64_t last_stream_check_ms;
     bool recovered;
     int64_t last_health_ms, last_tick_ms, last_snapshot_ms;
     bool snapshot_dirty;
@@ -212,7 +218,7 @@ static void crash_hook_arm(struct cq_trader *t)
     for (size_t i = 0; colon != NULL && i < CQ_ARRAY_LEN(points); i++) {
         if (strlen(points[i].name) == (size_t)(colon - spec) &&
             memcmp(spec, points[i].name, (size_t)(colon - spec)) == 0 && end != NULL &&
-            *end == '\0' && n >= 1 && n <= 1000000) {
+            *end == '\0' && n >= 1 && n <= UINT32_MAX) {
             t->crash_point = points[i].p;
             t->crash_at = (unsigned)n;
         }
@@ -394,7 +400,8 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
         return;
     }
     t->journal_broken = false;
-    if (a->u.journal.log_event != NULL) {
+    if (a->u.journal.log_event != NULL &&
+        cq_log_enabled((enum cq_log_level)a->u.journal.log_level)) {
         json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
         if (!json_is_object(fields)) {
             json_decref(fields);
@@ -470,6 +477,17 @@ static void build_order_params(const struct cq_trader_action *a, struct cq_rest_
     cq_rest_params_add(p, "newOrderRespType", "FULL");
 }
 
+static json_t *send_fields(const struct cq_trader *t, const struct cq_trader_action *a,
+                           int64_t tto_us)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol,
+                     "client_order_id", a->u.order.client_id, "side", side_name(a->u.order.side),
+                     "type", a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty",
+                     jdec(a->u.order.qty), "quote_qty", jdec(a->u.order.quote_qty), "price",
+                     jdec(a->u.order.price), "tick_to_order_us", (json_int_t)tto_us,
+                     "durable_wait_us", (json_int_t)t->list_durable_us);
+}
+
 static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
 {
     if (t->skip_next_send) {
@@ -487,13 +505,8 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
             tto_us = 0;
         }
     }
-    json_t *fields = json_pack(
-        "{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol, "client_order_id",
-        a->u.order.client_id, "side", side_name(a->u.order.side), "type",
-        a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty", jdec(a->u.order.qty),
-        "quote_qty", jdec(a->u.order.quote_qty), "price", jdec(a->u.order.price),
-        "tick_to_order_us", (json_int_t)tto_us, "durable_wait_us", (json_int_t)t->list_durable_us);
     if (t->mode == CQ_MODE_DRYRUN) {
+        json_t *fields = send_fields(t, a, tto_us);
         t->m.orders_dryrun_total++;
         cq_log_info(SVC, "order_dryrun", fields, "dryrun: %s %s %s not sent (intent journaled)",
                     side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id);
@@ -507,8 +520,9 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
     struct cq_rest_response r = {0};
     int rc = cq_trader_venue_send(t->rest, "POST", "/api/v3/order", &p, 1, &r);
     t->m.orders_sent_total += rc == 0;
-    cq_log_info(SVC, "order_sent", fields, "%s %s sent as %s: %s", side_name(a->u.order.side),
-                a->u.order.symbol, a->u.order.client_id,
+    /* the log line is built after the request went out: not in tick-to-order */
+    cq_log_info(SVC, "order_sent", send_fields(t, a, tto_us), "%s %s sent as %s: %s",
+                side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id,
                 rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status));
     crash_point(t, CRASH_AFTER_SEND);
     if (rc < 0) { /* a caller bug (too long, bad path): nothing was sent */
@@ -536,6 +550,45 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
     cq_rest_response_fini(&r);
 }
 
+/* A query answer with fills: the trades (GET /api/v3/myTrades?orderId=) are
+ * fed first, one update each with its commission, then the answer's totals,
+ * as a FULL place answer would have been. False when there is nothing to
+ * add or the trades cannot be had (the plain answer is fed then). */
+static bool query_with_trades(struct cq_trader *t, const struct cq_trader_action *as_order,
+                              json_t *body)
+{
+    const char *exec = json_string_value(json_object_get(body, "executedQty"));
+    cq_dec e;
+    if (exec == NULL || cq_dec_parse(exec, strlen(exec), &e) < 0 || cq_dec_sign(e) <= 0 ||
+        !json_is_integer(json_object_get(body, "orderId"))) {
+        return false;
+    }
+    struct cq_rest_params p;
+    cq_rest_params_init(&p);
+    cq_rest_params_add(&p, "symbol", as_order->u.order.symbol);
+    cq_rest_params_add_int(&p, "orderId", json_integer_value(json_object_get(body, "orderId")));
+    struct cq_rest_response r = {0};
+    int rc = cq_rest_call(t->rest, "GET", "/api/v3/myTrades", &p, CQ_SEC_SIGNED, 20, &r);
+    char why[160] = "";
+    bool ok = rc == 0 && r.status == CQ_REST_OK &&
+              cq_trader__attach_trades(body, r.body, why, sizeof(why)) == 0 &&
+              json_array_size(json_object_get(body, "fills")) > 0;
+    if (!ok) {
+        cq_log_warn(SVC, "order_trades_fetch_failed",
+                    json_pack("{s:s,s:s,s:s}", "client_order_id", as_order->u.order.client_id,
+                              "status", rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status),
+                              "why", why[0] != '\0' ? why : r.msg),
+                    "the trades of %s could not be read (%s): its fill is applied without "
+                    "their commissions",
+                    as_order->u.order.client_id, why[0] != '\0' ? why : r.msg);
+        json_object_del(body, "fills");
+    } else {
+        push_order_answer(t, as_order, body, true, true);
+    }
+    cq_rest_response_fini(&r);
+    return ok;
+}
+
 static void act_query_or_cancel(struct cq_trader *t, const struct cq_trader_action *a, bool cancel)
 {
     if (t->mode == CQ_MODE_DRYRUN) { /* nothing ever reached the exchange */
@@ -556,6 +609,8 @@ static void act_query_or_cancel(struct cq_trader *t, const struct cq_trader_acti
     if (rc < 0) {
         push_send_failed(t, a->u.ref.symbol, a->u.ref.client_id, CQ_TRADER_SEND_UNKNOWN, 0, r.msg,
                          0, !cancel);
+    } else if (r.status == CQ_REST_OK && !cancel && query_with_trades(t, &as_order, r.body)) {
+        /* fed with its trades (commissions) */
     } else if (r.status == CQ_REST_OK) {
         push_order_answer(t, &as_order, r.body, false, !cancel);
     } else {
@@ -848,9 +903,18 @@ static int replay_one(void *ctx, const struct cq_journal_record *rec)
 {
     struct replay_ctx *rc = ctx;
     rc->records++;
-    if (cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload, rec->payload_len) <
-        0) {
-        rc->refused++;
+    int r =
+        cq_trader_core_replay(rc->t->core, rec->type, rec->scope, rec->payload, rec->payload_len);
+    if (r < 0) {
+        if (++rc->refused <= 5) { /* the first few, named */
+            const char *name = cq_rec_type_name(rec->type);
+            cq_log_warn(SVC, "trader_replay_refused",
+                        json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)rec->seq, "type",
+                                  name != NULL ? name : "?", "scope", rec->scope, "error",
+                                  cq_strerror(r)),
+                        "the decision core refused journal record %" PRIu64 " (%s %s): %s",
+                        rec->seq, name != NULL ? name : "?", rec->scope, cq_strerror(r));
+        }
     }
     return 0;
 }
@@ -1118,6 +1182,12 @@ static void publish_metrics(struct cq_trader *t, const struct cq_trader_status *
 
 /* ---- commands -------------------------------------------------------------------------- */
 
+static const char *command_name(enum cq_trader_operator_cmd c)
+{
+    static const char *const names[] = {"pause", "resume", "kill", "unkill", "clear_quarantine"};
+    return (size_t)c < CQ_ARRAY_LEN(names) ? names[c] : "?";
+}
+
 int cq_trader_command_parse(const char *name, enum cq_trader_operator_cmd *out)
 {
     static const struct {
@@ -1250,6 +1320,37 @@ static void take_user_event(struct cq_trader *t, const struct cq_user_event *ue)
     }
 }
 
+/* The feeder says whether the user data stream is subscribed (its health
+ * record): when it goes down the core is told (STREAM_GAP: it polls open
+ * orders and reconciles until the stream is back), when it comes back
+ * STREAM_UP (the feeder's own userStreamGap follows and reconciles). */
+static void check_user_stream(struct cq_trader *t, int64_t now_mono)
+{
+    if (now_mono - t->last_stream_check_ms < STREAM_CHECK_EVERY_MS) {
+        return;
+    }
+    t->last_stream_check_ms = now_mono;
+    json_t *rec = cq_health_record_json(t->board, CQ_SVC_FEEDER);
+    json_t *sub = json_object_get(json_object_get(json_object_get(rec, "details"), "user_stream"),
+                                  "subscribed");
+    int now = json_is_boolean(sub) ? json_is_true(sub) : -1;
+    json_decref(rec);
+    if (now < 0 || now == t->feeder_stream) {
+        return;
+    }
+    int before = t->feeder_stream;
+    t->feeder_stream = now;
+    if (now == 0 && before == 1) {
+        cq_log_warn(SVC, "user_stream_down", NULL,
+                    "the user data stream is down: polling open orders every %lld ms until it "
+                    "is back",
+                    (long long)cq_config_int(t->cfg, CQ_CFG_TRADER_POLL_MS));
+        feed_simple(t, CQ_TRADER_EV_STREAM_GAP);
+    } else if (now == 1 && before == 0) {
+        feed_simple(t, CQ_TRADER_EV_STREAM_UP);
+    }
+}
+
 static void tick(struct cq_trader *t)
 {
     t->last_tick_ms = cq_time_mono_ms();
@@ -1276,8 +1377,8 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
         cq_strlcpy(ev.u.op.symbol, c.symbol, sizeof(ev.u.op.symbol));
         t->m.commands_total++;
         cq_log_info(SVC, "operator_command",
-                    json_pack("{s:i,s:s}", "cmd", (int)c.cmd, "symbol", c.symbol),
-                    "operator command %d %s", (int)c.cmd, c.symbol);
+                    json_pack("{s:s,s:s}", "command", command_name(c.cmd), "symbol", c.symbol),
+                    "operator command %s %s applied", command_name(c.cmd), c.symbol);
         feed(t, &ev, 0);
     }
     struct cq_trader_event sev;
@@ -1299,6 +1400,7 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     if (real_now - t->last_tick_ms >= TICK_EVERY_MS) {
         tick(t);
     }
+    check_user_stream(t, real_now);
     struct cq_trader_status st;
     cq_trader_core_status(t->core, &st);
     if (t->snapshot_dirty && real_now - t->last_snapshot_ms >= SNAPSHOT_EVERY_MS) {
@@ -1419,6 +1521,7 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
                    o->api_secret[0] != '\0';
     t->applied_paused = cq_config_onoff(o->cfg, CQ_CFG_TRADING_PAUSED);
     t->applied_kill = cq_config_onoff(o->cfg, CQ_CFG_KILL_SWITCH);
+    t->feeder_stream = -1;
     t->bad_event_rl.window_ms = 10000;
     t->bad_event_rl.burst = 5;
     t->storm_rl.window_ms = 10000;
@@ -1460,6 +1563,12 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
         cq_trader_free(t);
         return NULL;
     }
+    /* The first snapshot now (no other thread has the core yet): the API
+     * answers 200 with empty lists while the trader waits for its start
+     * stage, rather than 503. */
+    struct cq_trader_status st0;
+    cq_trader_core_status(t->core, &st0);
+    publish_snapshot(t, &st0);
     t->last_health_ms = cq_time_mono_ms() - HEALTH_EVERY_MS; /* first step publishes */
     t->last_tick_ms = cq_time_mono_ms();
     t->svc = cq_service_new(&trader_ops, t, o->board, NULL, err);

@@ -318,3 +318,42 @@ Test(trader_parse, recorded_exchange_info_symbols_and_a_ticker)
     cr_expect_lt(cq_trader__parse_ticker_price(t, sym, sizeof(sym), &p, why, sizeof(why)), 0);
     json_decref(t);
 }
+
+/* An order learned only by a query (its FULL answer lost in a crash): its
+ * trades from myTrades become the fills, so every commission is applied once
+ * per trade id, and the last update carries the query's totals. */
+Test(trader_parse, query_answer_with_my_trades_gives_the_commissions)
+{
+    json_t *q = J("{\"symbol\":\"BTCUSDT\",\"orderId\":28,\"clientOrderId\":\"cq1-cc\","
+                  "\"price\":\"0\",\"origQty\":\"0.002\",\"executedQty\":\"0.002\","
+                  "\"cummulativeQuoteQty\":\"60.1\",\"status\":\"FILLED\",\"type\":\"MARKET\","
+                  "\"side\":\"BUY\",\"updateTime\":5}");
+    json_t *trades = J("[{\"symbol\":\"BTCUSDT\",\"id\":7,\"orderId\":28,\"price\":\"30000\","
+                       "\"qty\":\"0.001\",\"quoteQty\":\"30\",\"commission\":\"0.000001\","
+                       "\"commissionAsset\":\"BTC\",\"time\":1},"
+                       "{\"symbol\":\"BTCUSDT\",\"id\":8,\"orderId\":27,\"price\":\"1\","
+                       "\"qty\":\"9\",\"quoteQty\":\"9\",\"commission\":\"1\","
+                       "\"commissionAsset\":\"BTC\",\"time\":1},"
+                       "{\"symbol\":\"BTCUSDT\",\"id\":9,\"orderId\":28,\"price\":\"30100\","
+                       "\"qty\":\"0.001\",\"quoteQty\":\"30.1\",\"commission\":\"0.000001\","
+                       "\"commissionAsset\":\"BTC\",\"time\":2}]");
+    cr_assert_eq(cq_trader__attach_trades(q, trades, why, sizeof(why)), 0, "%s", why);
+    struct cq_trader_order_update u[CQ_TRADER_PARSE_FILLS_MAX];
+    size_t n = cq_trader__parse_place_response(q, u, CQ_ARRAY_LEN(u), why, sizeof(why));
+    cr_assert_eq(n, 2, "%s (another order's trade must be skipped)", why);
+    cr_expect_eq(u[0].trade_id, 7);
+    cr_expect_eq(u[1].trade_id, 9);
+    cr_expect_eq(u[0].state, CQ_TRADER_OS_OPEN);
+    cr_expect_eq(u[1].state, CQ_TRADER_OS_FILLED);
+    expect_dec(u[0].executed_qty, "0.001");
+    expect_dec(u[1].executed_qty, "0.002");
+    expect_dec(u[1].cum_quote, "60.1");
+    expect_dec(u[1].commission, "0.000001");
+    cr_expect_str_eq(u[1].commission_asset, "BTC");
+    json_decref(trades);
+    trades = J("[{\"id\":1,\"orderId\":28,\"qty\":\"1\"}]");
+    cr_expect_lt(cq_trader__attach_trades(q, trades, why, sizeof(why)), 0);
+    cr_expect_not_null(strstr(why, "lacks price, qty or commission"), "%s", why);
+    json_decref(trades);
+    json_decref(q);
+}

@@ -118,7 +118,11 @@ Test(trader_shell, command_queue_is_bounded_and_drained_in_order)
 {
     struct cq_config *cfg = load_config(NULL);
     struct cq_trader *t = make_trader(cfg);
-    cr_expect_null(cq_trader_snapshot_json(t, "orders"), "no snapshot before the thread runs");
+    /* a snapshot from the start (empty), before the thread runs */
+    json_t *orders0 = cq_trader_snapshot_json(t, "orders");
+    cr_expect(json_is_array(orders0) && json_array_size(orders0) == 0);
+    json_decref(orders0);
+    cr_expect_null(cq_trader_snapshot_json(t, "nonsense"));
     /* the thread is not running: the queue fills up to its bound */
     for (int i = 0; i < CQ_TRADER_COMMANDS_MAX; i++) {
         cr_assert_eq(cq_trader_command(t, i % 2 ? CQ_TRADER_CMD_RESUME : CQ_TRADER_CMD_PAUSE, NULL),
