@@ -65,9 +65,10 @@ left_s() {
 if poll "$(left_s)" has_orders; then
   ok "GET /api/v1/orders shows orders $(($(date +%s%3N) - START_MS)) ms after the start"
 else
+  api GET /api/v1/orders
   not_ok "GET /api/v1/orders shows orders within a minute of the start" \
-    "HTTP $STATUS $(head -c 500 <<<"$BODY")" "$(trader_health)" \
-    "$(health | jq -c '.services.ares | {status, reason, detail}')"
+    "GET /api/v1/orders: HTTP $STATUS $(head -c 500 <<<"$BODY")" "$(trader_health)" \
+    "ARES: $(health | jq -c '.services.ares | {status, reason, detail, signals_emitted_total: .details.signals_emitted_total}')"
 fi
 if poll "$(left_s)" ready_200; then
   ok "/readiness answers 200 $(($(date +%s%3N) - START_MS)) ms after the start"
