@@ -105,6 +105,9 @@
  *     coinquant-simex fault injection (orders/reject).";
  *   - insufficient: POST /order and /order/test -> -2010 "Account has
  *     insufficient balance for requested action." (filters still come first);
+ *   - late orders: the next N POST /order are executed, then their answer is
+ *     held for M ms (a client whose timeout is shorter learns nothing: an
+ *     unknown outcome to resolve by a query);
  *   - clock skew: cq_sim__server_time_ms (GET /time, timestamp window);
  *   - market pause: cq_sim__market_set_paused.
  *
@@ -200,7 +203,7 @@ struct control_param {
 #define CONTROL_PARAMS_MAX 2
 
 struct control_args {
-    int64_t n;
+    int64_t n, n2;
     bool on;
     const char *asset;
     cq_dec amount;
@@ -221,10 +224,14 @@ struct control {
 
 static void c_state(struct cq_sim__rest *rest, const struct control_args *a,
                     struct rest_resp *resp);
+static void c_orders(struct cq_sim__rest *rest, const struct control_args *a,
+                     struct rest_resp *resp);
 static void c_ws_drop(struct cq_sim__rest *rest, const struct control_args *a,
                       struct rest_resp *resp);
 static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
                        struct rest_resp *resp);
+static void c_ws_user_down(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp);
 static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp);
 static void c_rest_errors(struct cq_sim__rest *rest, const struct control_args *a,
@@ -235,6 +242,8 @@ static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args
                             struct rest_resp *resp);
 static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp);
+static void c_orders_timeout(struct cq_sim__rest *rest, const struct control_args *a,
+                             struct rest_resp *resp);
 static void c_balance_set(struct cq_sim__rest *rest, const struct control_args *a,
                           struct rest_resp *resp);
 static void c_clock_skew(struct cq_sim__rest *rest, const struct control_args *a,
@@ -264,8 +273,18 @@ static const struct control controls[] = {
      {{CP_NONE, NULL, 0, 0}},
      "orders, balances, counters, faults, lock, limits",
      c_state},
+    {"GET",
+     "/_sim/orders",
+     {{CP_SYMBOL, "symbol", 0, 0}},
+     "every kept order of a symbol, as allOrders, not charged",
+     c_orders},
     {"POST", "/_sim/ws/drop", {{CP_NONE, NULL, 0, 0}}, "close every WS connection", c_ws_drop},
     {"POST", "/_sim/ws/stall", {P_ON}, "WS keeps connections, sends no data", c_ws_stall},
+    {"POST",
+     "/_sim/ws/user_down",
+     {P_ON},
+     "WS API (user data) connections closed and refused",
+     c_ws_user_down},
     {"POST",
      "/_sim/rest/latency",
      {P_INT("ms", 0, LATENCY_MAX_MS)},
@@ -286,6 +305,11 @@ static const struct control controls[] = {
      {P_INT("count", 0, 1000000)},
      "next N POST /order -> -2010",
      c_orders_reject},
+    {"POST",
+     "/_sim/orders/timeout",
+     {P_INT("count", 0, 1000000), P_INT("ms", 0, LATENCY_MAX_MS)},
+     "next N POST /order executed, answered ms late",
+     c_orders_timeout},
     {"POST",
      "/_sim/balance/insufficient",
      {P_ON},
@@ -2486,6 +2510,37 @@ static void injected_latency(struct cq_sim__state *sim)
     }
 }
 
+/* The orders/timeout fault: an order that was executed has its answer held
+ * back (in 10 ms slices, so that a stop is not held up), and the held order
+ * is logged (simex_order_answer_held) so that a test knows which one. */
+static void late_order_answer(struct cq_sim__state *sim, const struct rest_resp *resp)
+{
+    cq_sim__lock(sim);
+    int64_t ms = 0;
+    if (sim->faults.late_orders > 0) {
+        sim->faults.late_orders--;
+        ms = sim->faults.late_order_ms;
+    }
+    cq_sim__unlock(sim);
+    if (ms == 0) {
+        return;
+    }
+    const char *cid = json_string_value(json_object_get(resp->body, "clientOrderId"));
+    json_t *oid = json_object_get(resp->body, "orderId");
+    cq_log_info(SERVICE, "simex_order_answer_held",
+                json_pack("{s:s,s:I,s:i,s:I}", "client_order_id", cid != NULL ? cid : "",
+                          "order_id",
+                          (json_int_t)(json_is_integer(oid) ? json_integer_value(oid) : 0),
+                          "status", resp->status, "ms", (json_int_t)ms),
+                "orders/timeout fault: the answer to order %s is held for %lld ms",
+                cid != NULL ? cid : "(refused)", (long long)ms);
+    while (ms > 0 && !atomic_load(&sim->stop)) {
+        int64_t slice = ms < 10 ? ms : 10;
+        cq_time_sleep_ms(slice);
+        ms -= slice;
+    }
+}
+
 /* /api/... : everything but the MHD plumbing. */
 static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, const char *method,
                        const char *path, const char *query, size_t query_len,
@@ -2558,6 +2613,9 @@ static void handle_api(struct cq_sim__state *sim, struct MHD_Connection *conn, c
         }
         if (ad == ADMIT_5XX_AFTER) {
             set_5xx(r); /* executed, but the client learns nothing */
+        }
+        if ((ep->flags & EP_ORDER_POST) != 0) {
+            late_order_answer(sim, &r->resp);
         }
     }
 
@@ -2671,6 +2729,22 @@ static void ctl_ok(struct rest_resp *resp, json_t *extra)
     resp->body = o;
 }
 
+/* GET /_sim/orders: what allOrders answers, every kept order of the symbol
+ * at once, without weight or signature: the tests' view of the exchange,
+ * which must not eat the rate limit the client under test shares. */
+static void c_orders(struct cq_sim__rest *rest, const struct control_args *a,
+                     struct rest_resp *resp)
+{
+    struct rest_req r;
+    memset(&r, 0, sizeof(r));
+    r.sim = rest->sim;
+    struct orders_ctx oc = {&r, rest->sim->engine, json_array()};
+    cq_sim__lock(rest->sim);
+    cq_sim__engine_all_orders(rest->sim->engine, a->symbol_idx, 0, 0, 0, 0, add_query_order, &oc);
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:s,s:o}", "symbol", a->symbol, "orders", oc.arr));
+}
+
 /* Equal in time that depends only on the presented length, not on where the
  * first difference is. */
 static bool token_equal(const char *expected, const char *presented)
@@ -2769,6 +2843,13 @@ static void c_ws_stall(struct cq_sim__rest *rest, const struct control_args *a,
     ctl_ok(resp, json_pack("{s:b}", "ws_stall", a->on));
 }
 
+static void c_ws_user_down(struct cq_sim__rest *rest, const struct control_args *a,
+                           struct rest_resp *resp)
+{
+    atomic_store_explicit(&rest->sim->faults.ws_user_down, a->on, memory_order_relaxed);
+    ctl_ok(resp, json_pack("{s:b}", "ws_user_down", a->on));
+}
+
 static void c_rest_latency(struct cq_sim__rest *rest, const struct control_args *a,
                            struct rest_resp *resp)
 {
@@ -2804,6 +2885,17 @@ static void c_orders_reject(struct cq_sim__rest *rest, const struct control_args
     rest->sim->faults.reject_next_orders = (uint32_t)a->n;
     cq_sim__unlock(rest->sim);
     ctl_ok(resp, json_pack("{s:I}", "reject_next_orders", (json_int_t)a->n));
+}
+
+static void c_orders_timeout(struct cq_sim__rest *rest, const struct control_args *a,
+                             struct rest_resp *resp)
+{
+    cq_sim__lock(rest->sim);
+    rest->sim->faults.late_orders = (uint32_t)a->n;
+    rest->sim->faults.late_order_ms = a->n2;
+    cq_sim__unlock(rest->sim);
+    ctl_ok(resp, json_pack("{s:I,s:I}", "late_orders", (json_int_t)a->n, "late_order_ms",
+                           (json_int_t)a->n2));
 }
 
 static void c_insufficient(struct cq_sim__rest *rest, const struct control_args *a,
@@ -2876,6 +2968,8 @@ static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args 
     sim->faults.rest_5xx_per_mille = 0;
     sim->faults.storm_until_ms = 0;
     sim->faults.reject_next_orders = 0;
+    sim->faults.late_orders = 0;
+    sim->faults.late_order_ms = 0;
     sim->faults.force_insufficient = false;
     sim->faults.clock_skew_ms = 0;
     sim->faults.market_paused = false;
@@ -2884,6 +2978,7 @@ static void c_faults_clear(struct cq_sim__rest *rest, const struct control_args 
     sim->rl.requests_after_429 = 0;
     cq_sim__unlock(sim);
     atomic_store_explicit(&sim->faults.ws_stall, false, memory_order_relaxed);
+    atomic_store_explicit(&sim->faults.ws_user_down, false, memory_order_relaxed);
     ctl_ok(resp, NULL);
 }
 
@@ -2970,7 +3065,8 @@ static bool control_args_parse(struct cq_sim__state *sim, const struct control *
         const char *v = cq_sim__params_get(p, cp->name);
         switch (cp->kind) {
         case CP_INT:
-            if (!ctl_int(p, cp->name, cp->min, cp->max, &a->n, resp)) {
+            /* a row's first integer is n, its second n2 */
+            if (!ctl_int(p, cp->name, cp->min, cp->max, cp == c->params ? &a->n : &a->n2, resp)) {
                 return false;
             }
             break;

@@ -64,9 +64,12 @@ struct cq_sim__faults {
     bool force_insufficient;     /* orders fail -2010 insufficient balance */
     int64_t clock_skew_ms;       /* added to the server's time */
     bool market_paused;          /* mirrored into cq_sim__market_set_paused */
+    uint32_t late_orders;        /* next N POST /order executed, answered late_order_ms late */
+    int64_t late_order_ms;
     /* WS thread reads these without the lock. */
     _Atomic uint64_t ws_drop_generation; /* bumped: close every WS connection */
     _Atomic bool ws_stall;               /* keep connections, send no data */
+    _Atomic bool ws_user_down;           /* close and refuse WS API (user data) connections */
 };
 
 /* Rate-limit accounting (rest.c), guarded by st->lock. One client IP in

@@ -45,6 +45,10 @@
  *                       discarded and counted as dropped; connections stay
  *                       open, control replies are still sent, server pings
  *                       still go out and client pings are still answered.
+ *   ws_user_down        while true, every WS API connection (/ws-api/v3,
+ *                       where the user data stream flows) is closed (1001)
+ *                       within a tick and new ones are refused with 503;
+ *                       market streams are not touched.
  *
  * Connections: /ws/<stream>[/<stream>…] (raw payloads; a name that is not a
  * stream keeps the connection open with no subscriptions, for ccxt.pro's
@@ -1333,8 +1337,21 @@ static void deliver_item(struct cq_sim__ws *ws, const struct ws_item *it)
     msg_unref(fr.wrapped);
 }
 
+static void check_user_down_fault(struct cq_sim__ws *ws)
+{
+    if (!atomic_load_explicit(&ws->sim->faults.ws_user_down, memory_order_relaxed)) {
+        return;
+    }
+    for (struct ws_conn *c = ws->conns; c != NULL; c = c->next) {
+        if (c->wsapi) {
+            conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "simex fault: user stream down");
+        }
+    }
+}
+
 static void check_drop_fault(struct cq_sim__ws *ws)
 {
+    check_user_down_fault(ws);
     /* acquire: pairs with nothing in particular; the generation is the data */
     uint64_t gen = atomic_load_explicit(&ws->sim->faults.ws_drop_generation, memory_order_acquire);
     if (gen == ws->seen_drop_generation) {
@@ -1981,6 +1998,11 @@ static void handle_handshake(struct cq_sim__ws *ws, struct ws_conn *c, char *hea
     }
     if (status == 0) {
         status = conn_setup(ws, c, target, &why);
+        if (status == 0 && c->wsapi &&
+            atomic_load_explicit(&ws->sim->faults.ws_user_down, memory_order_relaxed)) {
+            status = 503;
+            why = "simex fault: the WebSocket API is down (POST /_sim/ws/user_down)";
+        }
         if (status != 0) {
             conn_release(ws, c);
             cq_log_info(WS_SERVICE, "ws_refused",

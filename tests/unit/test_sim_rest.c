@@ -2252,6 +2252,46 @@ Test(sim_rest, mutating_5xx_may_execute_first, .init = setup_default, .fini = te
     resp_free(&r);
 }
 
+/* orders/timeout: the order is executed, then its answer is held back (a
+ * client with a shorter timeout sees an unknown outcome); faults/clear ends
+ * it. */
+Test(sim_rest, orders_timeout_executes_then_answers_late, .init = setup_default, .fini = teardown)
+{
+    struct resp r = http("POST", "/_sim/orders/timeout", "count=1", NULL);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    cr_expect_str_eq(jstr(json_object_get(r.json, "error"), "param"), "ms", "%s", r.body);
+    resp_free(&r);
+    r = http("POST", "/_sim/orders/timeout", "count=1&ms=60001", NULL);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    resp_free(&r);
+
+    control_ok("/_sim/orders/timeout", "count=1&ms=400");
+    const char *order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                        "&price=20000&newClientOrderId=late-1";
+    int64_t t0 = mono_ms();
+    r = http("GET", "/api/v3/ping", NULL, NULL);
+    expect_ok(&r);
+    resp_free(&r);
+    r = signed_req("POST", "/api/v3/order", order);
+    expect_ok(&r);
+    cr_expect_geq(mono_ms() - t0, 390, "the answer was not held back");
+    resp_free(&r);
+    r = signed_req("GET", "/api/v3/order", "symbol=BTCUSDT&origClientOrderId=late-1");
+    expect_ok(&r);
+    cr_expect_str_eq(jstr(r.json, "status"), "NEW", "%s", r.body);
+    resp_free(&r);
+    /* faults/clear ends it: a 60 s hold would outlast the bound below */
+    control_ok("/_sim/orders/timeout", "count=5&ms=60000");
+    control_ok("/_sim/faults/clear", NULL);
+    t0 = mono_ms();
+    r = signed_req("POST", "/api/v3/order",
+                   "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001"
+                   "&price=20000&newClientOrderId=late-3");
+    expect_ok(&r);
+    cr_expect_lt(mono_ms() - t0, 30000, "faults/clear did not end orders/timeout");
+    resp_free(&r);
+}
+
 /* ---- symbol names of CQ_SYMBOL_MAX_CHARS (issue 9.7) -------------------------- */
 
 #define SYM20 "ABCDEFGHIJKLMNOPUSDT" /* CQ_SYMBOL_MAX_CHARS characters, base of 16 */
@@ -2324,12 +2364,21 @@ Test(sim_rest, symbol_one_over_the_limit_is_refused_at_start)
 Test(sim_rest, control_table_rows_are_all_reachable, .init = setup_default, .fini = teardown)
 {
     static const char *const expected[] = {
-        "GET /_sim/state",          "POST /_sim/ws/drop",
-        "POST /_sim/ws/stall",      "POST /_sim/rest/latency",
-        "POST /_sim/rest/errors",   "POST /_sim/ratelimit/storm",
-        "POST /_sim/orders/reject", "POST /_sim/balance/insufficient",
-        "POST /_sim/balance/set",   "POST /_sim/clock/skew",
-        "POST /_sim/market/pause",  "POST /_sim/symbol/status",
+        "GET /_sim/state",
+        "GET /_sim/orders",
+        "POST /_sim/ws/drop",
+        "POST /_sim/ws/stall",
+        "POST /_sim/ws/user_down",
+        "POST /_sim/rest/latency",
+        "POST /_sim/rest/errors",
+        "POST /_sim/ratelimit/storm",
+        "POST /_sim/orders/reject",
+        "POST /_sim/orders/timeout",
+        "POST /_sim/balance/insufficient",
+        "POST /_sim/balance/set",
+        "POST /_sim/clock/skew",
+        "POST /_sim/market/pause",
+        "POST /_sim/symbol/status",
         "POST /_sim/faults/clear",
     };
     struct resp r = http("POST", "/_sim/no/such/path", NULL, NULL);

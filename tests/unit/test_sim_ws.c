@@ -1082,6 +1082,29 @@ Test(sim_ws, drop_fault_closes_every_connection)
     tc_free(a);
 }
 
+/* ws_user_down (POST /_sim/ws/user_down): the WS API, where the user data
+ * stream flows, is closed and refused; market streams go on. */
+Test(sim_ws, user_down_fault_closes_and_refuses_the_ws_api_only)
+{
+    struct tclient *market = tc_open(g_port, "/ws/btcusdt@trade");
+    struct tclient *api = tc_open(g_port, "/ws-api/v3");
+    cr_assert(tc_wait_established(market, 3000));
+    cr_assert(tc_wait_established(api, 3000));
+    atomic_store(&g_sim->state.faults.ws_user_down, true);
+    cr_assert(tc_wait_closed(api, 3000), "the WS API connection is closed");
+    cr_expect_eq(tc_close_code(api), 1001);
+    cr_assert_eq(raw_try_connect("/ws-api/v3"), -1, "a new WS API connection is refused");
+    size_t now = tc_count(market);
+    cr_assert_geq(tc_wait_count(market, now + 3, 10000), now + 3, "market data goes on");
+    cr_assert_not(tc_is_closed(market));
+    atomic_store(&g_sim->state.faults.ws_user_down, false);
+    int fd = raw_try_connect("/ws-api/v3");
+    cr_assert_geq(fd, 0, "the WS API accepts connections again");
+    close(fd);
+    tc_free(api);
+    tc_free(market);
+}
+
 Test(sim_ws, stall_fault_keeps_connection_but_sends_no_data)
 {
     struct tclient *tc = tc_open(g_port, "/ws/btcusdt@trade");
