@@ -9,7 +9,8 @@
 # ./var, admin API on 127.0.0.1:8080). A test cannot run it as is (it would
 # install packages, rebuild the source tree and take port 8080), so this
 # runs the same command: the coinquantd under test, no arguments, the
-# environment of a new user (nothing but PATH and HOME), from a fresh
+# environment of a new user (nothing but PATH and HOME, plus the demo
+# defaults scripts/run exports when it has no arguments: scripts/run-defaults), from a fresh
 # directory (no config.env); only the data directory (CQ_DATA_DIR, a temp
 # dir) and the admin port (CQ_ADMIN_BIND=127.0.0.1:0, ephemeral) differ,
 # both of which scripts/run passes through. The first check makes sure
@@ -30,7 +31,9 @@ tt_init trader-run
 
 START_MS=$(date +%s%3N)
 mkdir -p "$WORK/newuser"
-(cd "$WORK/newuser" && exec env -i PATH="$PATH" HOME="$WORK/newuser" \
+# shellcheck source=scripts/run-defaults
+. "$SRC/scripts/run-defaults"
+(cd "$WORK/newuser" && exec env -i PATH="$PATH" HOME="$WORK/newuser" "${CQ_RUN_DEFAULTS[@]}" \
   CQ_DATA_DIR="$DATA" CQ_ADMIN_BIND=127.0.0.1:0 "$BIN" >"$WORK/stdout.log" 2>"$WORK/stderr.log") &
 PID=$!
 if ! poll 60 test -s "$DATA/admin.addr"; then
