@@ -7,6 +7,7 @@
  *   coinquantd config example               print config.env.example
  *   coinquantd config doc                   print the docs/CONFIG.md key table
  *   coinquantd journal verify|replay|export|snapshot --dir DIR
+ *   coinquantd journal export --dir DIR [--type risk.decision,…] [--scope BTCUSDT]
  *   coinquantd indicators --data FILE.csv --indicators SPEC [--format csv|json]
  *   coinquantd --version | --help
  *
@@ -40,6 +41,7 @@ static void usage(FILE *out)
           "       coinquantd config check [--config FILE]\n"
           "       coinquantd config example | config doc\n"
           "       coinquantd journal verify|replay|export|snapshot --dir DIR\n"
+          "       coinquantd journal export --dir DIR [--type T[,T…]] [--scope SCOPE]\n"
           "       coinquantd indicators --data FILE.csv --indicators SPEC [--format csv|json]\n"
           "       coinquantd --version | --help\n"
           "\n"
@@ -236,9 +238,41 @@ static void journal_error(const char *what, const struct cq_err *err)
 /* coinquantd journal verify|replay|export|snapshot --dir DIR: offline
  * tools over a journal directory (a stopped daemon's DATA_DIR/journal, or a
  * copy). verify exits 1 on any integrity failure. */
+/* export --type a,b: the record types' bit mask; false (with the message
+ * printed) when a name is unknown. */
+static bool parse_export_types(const char *list, uint32_t *mask)
+{
+    char buf[512];
+    if (cq_strlcpy(buf, list, sizeof(buf)) >= sizeof(buf)) {
+        fprintf(stderr, "coinquantd journal export: --type list too long\n");
+        return false;
+    }
+    *mask = 0;
+    for (char *save = NULL, *name = strtok_r(buf, ",", &save); name != NULL;
+         name = strtok_r(NULL, ",", &save)) {
+        uint16_t t = cq_rec_type_parse(name);
+        if (t == 0) {
+            fprintf(stderr, "coinquantd journal export: unknown record type '%s'; known:", name);
+            for (uint16_t k = 1; k < CQ_REC__MAX; k++) {
+                fprintf(stderr, "%s%s", k == 1 ? " " : ", ", cq_rec_type_name(k));
+            }
+            fprintf(stderr, "\n");
+            return false;
+        }
+        *mask |= 1u << t;
+    }
+    if (*mask == 0) {
+        fprintf(stderr, "coinquantd journal export: --type needs at least one record type "
+                        "(e.g. --type risk.decision)\n");
+        return false;
+    }
+    return true;
+}
+
 static int cmd_journal(int argc, char **argv)
 {
     const char *dir = NULL;
+    struct cq_journal_export_filter filter = {0, NULL};
     if (argc < 3) {
         usage(stderr);
         return EXIT_CONFIG;
@@ -246,6 +280,14 @@ static int cmd_journal(int argc, char **argv)
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
             dir = argv[++i];
+        } else if (strcmp(argv[2], "export") == 0 && strcmp(argv[i], "--type") == 0 &&
+                   i + 1 < argc) {
+            if (!parse_export_types(argv[++i], &filter.types)) {
+                return EXIT_CONFIG;
+            }
+        } else if (strcmp(argv[2], "export") == 0 && strcmp(argv[i], "--scope") == 0 &&
+                   i + 1 < argc) {
+            filter.scope = argv[++i];
         } else {
             fprintf(stderr, "coinquantd journal: unexpected argument '%s'\n", argv[i]);
             return EXIT_CONFIG;
@@ -308,7 +350,7 @@ static int cmd_journal(int argc, char **argv)
         return 0;
     }
     if (strcmp(what, "export") == 0) {
-        if (cq_journal_export_dir(dir, NULL, stdout, &err) < 0) {
+        if (cq_journal_export_dir_filtered(dir, NULL, &filter, stdout, &err) < 0) {
             journal_error("export", &err);
             return 1;
         }

@@ -303,6 +303,18 @@ char *cq_journal_state_dump(const json_t *state);
 int cq_journal_export_dir(const char *dir, const struct cq_journal_fs *fs, FILE *out,
                           struct cq_err *err) CQ_WUR;
 
+/* Which records an export writes: types is a bit mask (1u << type) of the
+ * record types wanted, 0 = every type; scope NULL = every scope, else only
+ * records of that exact scope. The checks before writing are the same. */
+_Static_assert(CQ_REC__MAX <= 32, "struct cq_journal_export_filter: a bit per record type");
+struct cq_journal_export_filter {
+    uint32_t types;
+    const char *scope;
+};
+int cq_journal_export_dir_filtered(const char *dir, const struct cq_journal_fs *fs,
+                                   const struct cq_journal_export_filter *filter, FILE *out,
+                                   struct cq_err *err) CQ_WUR;
+
 /* Write a snapshot of the directory's replayed state now (offline). */
 int cq_journal_snapshot_dir(const char *dir, const struct cq_journal_fs *fs,
                             struct cq_err *err) CQ_WUR;

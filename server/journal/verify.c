@@ -614,7 +614,8 @@ int cq_journal_replay_dir_info(const char *dir, const struct cq_journal_fs *fs, 
 
 struct export_ctx {
     FILE *out;
-    int write_errno; /* a write to out failed (0 = none) */
+    int write_errno;                               /* a write to out failed (0 = none) */
+    const struct cq_journal_export_filter *filter; /* NULL = every record */
 };
 
 static int is_utf8(const uint8_t *s, size_t n)
@@ -628,6 +629,11 @@ static int is_utf8(const uint8_t *s, size_t n)
 static int export_one(void *vctx, const struct cq_journal_record *rec)
 {
     struct export_ctx *x = vctx;
+    const struct cq_journal_export_filter *f = x->filter;
+    if (f != NULL && ((f->types != 0 && (rec->type >= 32 || !(f->types & (1u << rec->type)))) ||
+                      (f->scope != NULL && strcmp(f->scope, rec->scope) != 0))) {
+        return 0;
+    }
     char ts[CQ_RFC3339_US_LEN];
     char tname[16];
     const char *type = cq_rec_type_name(rec->type);
@@ -679,7 +685,14 @@ static int export_one(void *vctx, const struct cq_journal_record *rec)
 int cq_journal_export_dir(const char *dir, const struct cq_journal_fs *fs, FILE *out,
                           struct cq_err *err)
 {
-    struct export_ctx x = {out, 0};
+    return cq_journal_export_dir_filtered(dir, fs, NULL, out, err);
+}
+
+int cq_journal_export_dir_filtered(const char *dir, const struct cq_journal_fs *fs,
+                                   const struct cq_journal_export_filter *filter, FILE *out,
+                                   struct cq_err *err)
+{
+    struct export_ctx x = {out, 0, filter};
     /* replay's checks first: an export that starts after missing records
      * (pruned with no snapshot covering them, a snapshot ahead of every
      * record) is refused like the replay */

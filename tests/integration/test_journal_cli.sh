@@ -90,6 +90,34 @@ else
   not_ok "export prints 4 lines" "$OUT"
 fi
 
+# ---- export filters (the audit log: issue 11's risk decisions) ---------------------
+
+D=$(fresh filter)
+timeout -s KILL "$LIMIT_S" "$BIN" journal export --dir "$D" --type order.intent,order.ack \
+  >"$WORK/out" 2>"$WORK/err"
+if [ $? -eq 0 ] && [ "$(jq -r .type "$WORK/out" | tr '\n' ' ')" = "order.intent order.ack " ]; then
+  ok "export --type keeps only the named record types"
+else
+  not_ok "export --type keeps only the named record types" "$(cat "$WORK/out" "$WORK/err")"
+fi
+timeout -s KILL "$LIMIT_S" "$BIN" journal export --dir "$D" --scope ops >"$WORK/out" 2>"$WORK/err"
+if [ $? -eq 0 ] && [ "$(jq -r .scope "$WORK/out" | sort -u)" = "ops" ] &&
+  [ "$(wc -l <"$WORK/out")" -eq 1 ]; then
+  ok "export --scope keeps only that scope's records"
+else
+  not_ok "export --scope keeps only that scope's records" "$(cat "$WORK/out" "$WORK/err")"
+fi
+timeout -s KILL "$LIMIT_S" "$BIN" journal export --dir "$D" --type risk.decison \
+  >"$WORK/out" 2>"$WORK/err"
+rc=$?
+if [ "$rc" -ne 0 ] && grep -qF "unknown record type 'risk.decison'" "$WORK/err" &&
+  grep -qF "risk.decision" "$WORK/err" && [ ! -s "$WORK/out" ]; then
+  ok "export --type with an unknown name is refused, listing the known ones"
+else
+  not_ok "export --type with an unknown name is refused, listing the known ones" \
+    "exit $rc" "$(cat "$WORK/err")"
+fi
+
 # ---- 17.4: non-regular files named like journal files hang nothing ----------------
 
 for cmd in verify replay export; do
