@@ -448,10 +448,11 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
         .doc = "Recorded order books the embedded simulator replays as the market of their "
                "symbols (docs/SIMEX.md \"Recorded book\").",
     },
-    INT_KEY(CQ_CFG_SIM_ORDER_LATENCY_MS, "CQ_SIM_ORDER_LATENCY_MS", 0, 10000, "0", false,
+    INT_KEY(CQ_CFG_SIM_ORDER_LATENCY_MS, "CQ_SIM_ORDER_LATENCY_MS", 0, 10000, "5", false,
             "Market time, in milliseconds, an order or cancel takes to reach the embedded "
-            "simulator's book."),
-    INT_KEY(CQ_CFG_SIM_RESPONSE_LATENCY_MS, "CQ_SIM_RESPONSE_LATENCY_MS", 0, 10000, "0", false,
+            "simulator's book (5: a well-placed client's one-way trip to Binance; 0 = none, "
+            "which makes paper fills rosier than live)."),
+    INT_KEY(CQ_CFG_SIM_RESPONSE_LATENCY_MS, "CQ_SIM_RESPONSE_LATENCY_MS", 0, 10000, "5", false,
             "Market time, in milliseconds, the embedded simulator's answer to an order or "
             "cancel takes after it met the book."),
     {
