@@ -339,6 +339,9 @@ struct cq_trader_status {
     uint64_t math_errors_total;      /* decimal overflows (the value was not applied) */
     uint64_t insufficient_retries_total, quarantines_total, failed_intents_total;
     int64_t banned_until_ms; /* 0 = not banned */
+    /* a balance shortfall seen on an account snapshot older than fills of
+     * the symbol: confirmed on a fresh snapshot instead of quarantining */
+    uint64_t balance_rechecks_total;
 };
 
 struct cq_trader_core;

@@ -1151,6 +1151,8 @@ static void publish_health(struct cq_trader *t, const struct cq_trader_status *s
         (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
         (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id, "rest",
         cq_rest_budget_json(&b));
+    json_object_set_new(json_object_get(details, "counters"), "balance_rechecks",
+                        json_integer((json_int_t)st->balance_rechecks_total));
     /* what the skeleton published, kept for the operators' (and tests') jq */
     json_object_set_new(
         details, "signals",

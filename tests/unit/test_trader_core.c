@@ -1378,6 +1378,135 @@ Test(trader_core, replay_ignores_other_writers_and_refuses_after_recovery)
                  -CQ_ESTATE);
 }
 
+/* ---- the balance check waits for unresolved orders (issue 11) ------------------------- */
+
+/* An account snapshot: quote free and one base asset's free balance. */
+static void account_with(const char *usdt, const char *asset, const char *qty)
+{
+    EV.u.balances.n = 2;
+    cq_strlcpy(EV.u.balances.items[0].asset, "USDT", CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[0].free = D(usdt);
+    EV.u.balances.items[0].locked = D("0");
+    cq_strlcpy(EV.u.balances.items[1].asset, asset, CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[1].free = D(qty);
+    EV.u.balances.items[1].locked = D("0");
+    feed_ev(CQ_TRADER_EV_ACCOUNT);
+}
+
+static size_t records_since(size_t first, uint16_t type)
+{
+    size_t n = 0;
+    for (size_t i = first; i < H->n_recs; i++) {
+        n += H->recs[i].type == type;
+    }
+    return n;
+}
+
+/* The crash test's after_send: a SELL exit was sent and filled by the
+ * exchange, the daemon died before handling the answer. The restarted core
+ * sees the sale in the balances before it knows the order's outcome: it
+ * must query the order, apply its fill, and only then compare (it used to
+ * quarantine the symbol as balance_below_position at the account snapshot). */
+Test(trader_core, restart_after_send_resolves_the_order_before_comparing_balances)
+{
+    ready();
+    char buy[CQ_TRADER_CLIENT_ID_LEN], sell[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 1, buy);
+    update(buy, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 1, "3000",
+           "0", "USDT");
+    send_signal("ETHUSDT", CQ_SIDE_SELL, "3000", 2, sell);
+    cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
+    /* SIGKILL here: the journal ends with the SELL's durable intent */
+    struct cq_err err = {0};
+    struct cq_trader_core *b = cq_trader_core_new(&H->cfg, &err);
+    cr_assert_not_null(b, "%s", err.message);
+    replay_from(b, 0);
+    cq_trader_core_free(H->core);
+    H->core = b;
+    cr_assert_not_null(order(sell));
+    cr_expect_eq(order(sell)->state, CQ_TRADER_OS_SENT);
+    expect_dec(position("ETHUSDT")->qty, "0.0333", "the journal's position");
+    size_t first = H->n_recs;
+
+    feed_ev(CQ_TRADER_EV_RECOVERED);
+    symbol_info("BTCUSDT");
+    symbol_info("ETHUSDT");
+    feed_ev(CQ_TRADER_EV_EXCHANGE_INFO_DONE);
+    account_with("10000.1", "ETH", "0"); /* the exchange sold it all */
+    cr_expect_eq(status().quarantined, 0, "compared before the SELL was resolved");
+    cr_expect_eq(status().reason, CQ_TRADER_RECONCILING);
+    cr_assert_eq(count(CQ_TRADER_ACT_FETCH_OPEN_ORDERS), 1);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE); /* not listed: it is closed */
+    const struct cq_trader_action *q = find(CQ_TRADER_ACT_QUERY_ORDER);
+    cr_assert_not_null(q, "the journaled SELL is queried by its client id");
+    cr_expect_str_eq(q->u.ref.client_id, sell);
+    cr_expect_eq(status().quarantined, 0);
+    cr_expect_eq(status().reason, CQ_TRADER_RECONCILING, "until the query answers");
+    /* the query's answer, with its trade (myTrades) */
+    update(sell, "ETHUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.03330000", "100.00000000", 7,
+           "3003.003", "0.1", "USDT");
+    expect_dec(position("ETHUSDT")->qty, "0", "the sale applied");
+    struct cq_trader_status st = status();
+    cr_expect_eq(st.reason, CQ_TRADER_READY_OK, "ready, nothing quarantined (reason %d)",
+                 (int)st.reason);
+    cr_expect_eq(st.quarantined, 0);
+    cr_expect_eq(st.reconcile_drifts_total, 0);
+    cr_expect_eq(records_since(first, CQ_REC_QUARANTINE), 0);
+    cr_expect_eq(H->sends_total, 2, "nothing sent again");
+}
+
+/* The same while ready: a periodic snapshot that arrives while a SELL's
+ * outcome is unknown waits for the query; a shortfall on a snapshot that a
+ * later fill moved past is confirmed on a fresh snapshot, and a real one
+ * still quarantines. */
+Test(trader_core, balance_check_waits_for_unresolved_orders_and_confirms_stale_shortfalls)
+{
+    ready();
+    char c1[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN], x1[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, c1); /* BTCUSDT 0.002 */
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "50000", 2, x1);
+    send_failed(x1, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
+    tick(60000);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 1, "periodic reconcile");
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("10000", "BTC", "0"); /* the SELL filled */
+    cr_expect_eq(status().quarantined, 0, "the SELL is unresolved: the check waits");
+    update(x1, "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 2,
+           "50000", "0", "USDT");
+    cr_expect_eq(status().quarantined, 0);
+    expect_dec(position("BTCUSDT")->qty, "0", "flat");
+
+    /* a BUY unresolved at the snapshot, filled after it */
+    entry_filled(3, c1); /* 0.002 again */
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 4, c2);
+    send_failed(c2, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
+    tick(60000);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("9800", "BTC", "0.002");
+    update(c2, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 4,
+           "50000", "0", "USDT");
+    expect_dec(position("BTCUSDT")->qty, "0.004", "two entries");
+    cr_expect_eq(status().quarantined, 0, "a snapshot older than the fill proves nothing");
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 1, "a fresh snapshot is asked for");
+    cr_expect_eq(status().balance_rechecks_total, 1);
+    account_with("9700", "BTC", "0.004");
+    cr_expect_eq(status().quarantined, 0, "the fresh snapshot agrees");
+    tick(1000);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 0, "asked once");
+
+    /* a real shortfall on a snapshot no fill moved past */
+    tick(60000);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    size_t first = H->n_recs;
+    account_with("9700", "BTC", "0.003");
+    cr_expect_eq(records_since(first, CQ_REC_QUARANTINE), 1);
+    json_t *qr = rec_of(CQ_REC_QUARANTINE);
+    cr_assert_not_null(qr);
+    cr_expect_str_eq(jget(qr, "reason"), "balance_below_position");
+    json_decref(qr);
+    cr_expect_eq(status().balance_rechecks_total, 1);
+}
+
 Test(trader_core, checkpoint_at_most_every_30_s_when_changed)
 {
     ready();
