@@ -67,6 +67,7 @@ struct sym {
     /* a fill (or fee) of this symbol was applied after the last account
      * snapshot arrived: that snapshot may not show it yet */
     bool fill_after_account;
+    int64_t mark_next_ms; /* the next FETCH_MARK while it has a position */
 };
 
 struct pos_x {
@@ -2282,6 +2283,29 @@ static void check_balances(struct ctx *x)
     }
 }
 
+/* EV_TICK: the last price of every symbol with a position, at most every
+ * mark_every_ms each (the answer comes back as EV_MARK_PRICE: unrealized
+ * PnL, stop-loss, take-profit). Not while a ban or a rate limit holds every
+ * request; a symbol that finds no room in this list goes at the next tick. */
+static void request_marks(struct ctx *x)
+{
+    struct cq_trader_core *c = x->c;
+    int64_t now = x->now;
+    if (c->cfg.mark_every_ms <= 0 || c->phase != PH_READY || now < c->banned_until_ms ||
+        now < c->rate_until_ms) {
+        return;
+    }
+    for (size_t i = 0; i < c->n_pos && room(x->out, 1); i++) {
+        struct sym *s = &c->syms[c->posx[i].sym];
+        if (cq_dec_sign(c->pos[i].qty) <= 0 || now < s->mark_next_ms) {
+            continue;
+        }
+        s->mark_next_ms = now + c->cfg.mark_every_ms;
+        c->st.marks_requested_total++;
+        act_ref(x, CQ_TRADER_ACT_FETCH_MARK, s->name, "");
+    }
+}
+
 static void timers(struct ctx *x)
 {
     struct cq_trader_core *c = x->c;
@@ -2675,6 +2699,7 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     day_roll(c, ev->now_ms);
     switch (ev->kind) {
     case CQ_TRADER_EV_TICK:
+        request_marks(&x);
         break;
     case CQ_TRADER_EV_SIGNAL:
         on_signal(&x, &ev->u.signal);
@@ -2946,8 +2971,9 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
                cfg->reconcile_every_ms <= 0 || cfg->poll_orders_every_ms <= 0 ||
                cfg->account_retry_min_ms <= 0 ||
                cfg->account_retry_max_ms < cfg->account_retry_min_ms ||
-               cfg->exchange_info_every_ms < 0) {
-        bad = "every interval must be > 0 ms and account_retry_max_ms >= account_retry_min_ms";
+               cfg->exchange_info_every_ms < 0 || cfg->mark_every_ms < 0) {
+        bad = "every interval must be > 0 ms (exchange_info_every_ms, mark_every_ms: >= 0) and "
+              "account_retry_max_ms >= account_retry_min_ms";
     } else if (cfg->orders_max > CQ_TRADER_ORDERS_MAX) {
         bad = "orders_max must be <= CQ_TRADER_ORDERS_MAX (512)";
     }

@@ -1112,6 +1112,109 @@ Test(trader_core, stop_loss_and_take_profit_trigger_once_through_the_same_path)
     cr_expect_str_neq(tp, sl);
 }
 
+/* The daemon learns marks only by asking: on EV_TICK the core emits
+ * FETCH_MARK for every symbol with a position, at most every mark_every_ms,
+ * and none without one; the answer (EV_MARK_PRICE) values the position and
+ * a price below the stop-loss sends the exit through the one path. */
+Test(trader_core, marks_are_requested_for_positions_at_the_configured_cadence)
+{
+    h_new();
+    H->cfg.mark_every_ms = 2000;
+    h_core();
+    start();
+    for (int i = 0; i < 20; i++) {
+        tick(200);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "no position, no mark");
+    }
+    char cid[CQ_TRADER_CLIENT_ID_LEN], eth[CQ_TRADER_CLIENT_ID_LEN], sl[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "only on ticks");
+    tick(200);
+    const struct cq_trader_action *m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m, "a position: its mark is asked at the next tick");
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "BTCUSDT");
+    mark("BTCUSDT", "50500");
+    expect_dec(position("BTCUSDT")->mark, "50500", "mark");
+    expect_dec(position("BTCUSDT")->unrealized_pnl, "1", "unrealized at 50500");
+    for (int i = 0; i < 9; i++) {
+        tick(200);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "%d ms after the last", (i + 1) * 200);
+    }
+    tick(199);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "1999 ms after the last");
+    tick(1);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1, "every mark_every_ms");
+
+    /* a second position: both symbols, each at its own cadence */
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, eth);
+    update(eth, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 2, "3000",
+           "0", "USDT");
+    tick(200);
+    m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "ETHUSDT");
+    tick(1800);
+    m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "BTCUSDT");
+    cr_expect_eq(status().marks_requested_total, 4);
+
+    /* the answer below the stop-loss (2 % under 50000): the exit, through
+     * submit (feed_ev checks decision -> durable intent -> send) */
+    mark("BTCUSDT", "48999.99");
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s, "stop-loss sent");
+    cq_trader_client_id_for_exit(cid, CQ_TRADER_STOP_LOSS, 0, sl);
+    cr_expect_str_eq(s->u.order.client_id, sl);
+    cr_expect_eq(s->u.order.side, CQ_SIDE_SELL);
+    expect_dec(s->u.order.qty, "0.002", "the whole position");
+    json_t *r = rec_of(CQ_REC_RISK_DECISION);
+    cr_assert_not_null(r);
+    cr_expect_str_eq(jget(r, "purpose"), "stop_loss");
+    json_decref(r);
+    update(sl, "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "98.00000000", 3,
+           "49000", "0", "USDT");
+    expect_dec(position("BTCUSDT")->qty, "0", "closed");
+    for (int i = 0; i < 10; i++) {
+        tick(1000);
+        for (size_t k = 0; k < H->out.n; k++) {
+            if (H->out.a[k].kind == CQ_TRADER_ACT_FETCH_MARK) {
+                cr_expect_str_eq(H->out.a[k].u.ref.symbol, "ETHUSDT", "BTCUSDT is flat");
+            }
+        }
+    }
+}
+
+Test(trader_core, marks_off_when_mark_every_ms_is_zero_or_requests_are_held)
+{
+    ready(); /* mark_every_ms 0: whoever feeds the core sends the marks */
+    char cid[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    for (int i = 0; i < 10; i++) {
+        tick(1000);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0);
+    }
+    h_free();
+    h_new();
+    H->cfg.mark_every_ms = 500;
+    h_core();
+    start();
+    entry_filled(1, cid);
+    tick(500);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
+    send_failed(c2, CQ_TRADER_SEND_BANNED, -1003, "banned", false, 5000);
+    for (int i = 0; i < 9; i++) {
+        tick(500);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "no request while banned");
+    }
+    tick(600);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1, "after the ban");
+}
+
 /* ---- reconcile: adoption, foreign orders, intents never seen ---------------------------- */
 
 Test(trader_core, reconcile_adopts_ours_leaves_foreign_and_fails_unseen_intents)
