@@ -67,7 +67,8 @@ struct sym {
     /* a fill (or fee) of this symbol was applied after the last account
      * snapshot arrived: that snapshot may not show it yet */
     bool fill_after_account;
-    int64_t mark_next_ms; /* the next FETCH_MARK while it has a position */
+    int64_t mark_next_ms;        /* the next FETCH_MARK while it has a position */
+    int64_t exit_retry_delay_ms; /* the last wait after a refused exit (0: none) */
 };
 
 struct pos_x {
@@ -1106,6 +1107,7 @@ static void unquarantine(struct ctx *x, int sym, const char *why)
     struct sym *s = &x->c->syms[sym];
     s->quarantined = false;
     s->q_until_ms = 0;
+    s->exit_retry_ms = s->exit_retry_delay_ms = 0; /* a stop may go at the next mark */
     x->c->changed = true;
     struct jw w;
     struct cq_trader_action *a =
@@ -1771,6 +1773,7 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
         pos_unrealized(c, p);
         pos_thresholds(c, ox->sym);
         s->fill_after_account = true;
+        s->exit_retry_ms = s->exit_retry_delay_ms = 0; /* the position changed */
     }
 
     enum cq_trader_order_state ns = u->state;
@@ -2169,8 +2172,13 @@ static void on_mark(struct ctx *x, const char *symbol, cq_dec price)
     (void)client_key(cid, &req.key);
     if (submit(x, &req)) {
         px->exit_seq++; /* the next exit of this position gets a new id */
+        s->exit_retry_delay_ms = 0;
     } else {
-        s->exit_retry_ms = x->now + CQ_TRADER__EXIT_RETRY_MS;
+        int64_t d = s->exit_retry_delay_ms;
+        d = d <= 0 ? CQ_TRADER__EXIT_RETRY_MS : d * 2;
+        s->exit_retry_delay_ms =
+            d < CQ_TRADER__EXIT_RETRY_MAX_MS ? d : CQ_TRADER__EXIT_RETRY_MAX_MS;
+        s->exit_retry_ms = x->now + s->exit_retry_delay_ms;
     }
 }
 
@@ -2799,6 +2807,9 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
             break;
         case CQ_TRADER_CMD_UNKILL:
             c->killed = false;
+            for (size_t i = 0; i < c->n_syms; i++) {
+                c->syms[i].exit_retry_ms = c->syms[i].exit_retry_delay_ms = 0;
+            }
             break;
         case CQ_TRADER_CMD_CLEAR_QUARANTINE:
             if (sym >= 0 && c->syms[sym].quarantined) {

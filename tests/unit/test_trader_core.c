@@ -306,6 +306,19 @@ static void account(const char *quote_free)
     feed_ev(CQ_TRADER_EV_ACCOUNT);
 }
 
+/* An account snapshot: quote free and one base asset's free balance. */
+static void account_with(const char *usdt, const char *asset, const char *qty)
+{
+    EV.u.balances.n = 2;
+    cq_strlcpy(EV.u.balances.items[0].asset, "USDT", CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[0].free = D(usdt);
+    EV.u.balances.items[0].locked = D("0");
+    cq_strlcpy(EV.u.balances.items[1].asset, asset, CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[1].free = D(qty);
+    EV.u.balances.items[1].locked = D("0");
+    feed_ev(CQ_TRADER_EV_ACCOUNT);
+}
+
 /* RECOVERED -> exchangeInfo -> account -> openOrders (none) -> ready. */
 static void start(void)
 {
@@ -1215,6 +1228,52 @@ Test(trader_core, marks_off_when_mark_every_ms_is_zero_or_requests_are_held)
     cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1, "after the ban");
 }
 
+/* A stop-loss refused for a reason that lasts (here a quarantine until the
+ * operator clears it) is tried again after 1 s, then 2, 4, … up to 10 min:
+ * with a mark every 2 s the journal gets a few refusals an hour, not one
+ * per mark; clearing the quarantine lets the next mark send the stop. */
+Test(trader_core, refused_stop_loss_backs_off_until_the_cause_goes)
+{
+    ready();
+    char cid[CQ_TRADER_CLIENT_ID_LEN], sl[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    tick(60000); /* periodic reconcile: a snapshot without the BTC */
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("10000", "BTC", "0");
+    cr_assert_eq(status().quarantined, 1);
+    unsigned refusals = 0;
+    int64_t at[16];
+    int64_t t0 = H->now;
+    for (int i = 0; i < 1800; i++) { /* an hour of marks every 2 s */
+        H->now += 2000;
+        mark("BTCUSDT", "49000");
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
+        json_t *r = rec_of(CQ_REC_RISK_DECISION);
+        if (r != NULL) {
+            cr_expect_str_eq(jget(r, "rule"), "symbol_quarantined");
+            if (refusals < CQ_ARRAY_LEN(at)) {
+                at[refusals] = H->now - t0;
+            }
+            refusals++;
+            json_decref(r);
+        }
+    }
+    /* at 2 s, then after waits of 1, 2, 4, … 512 s, then 600 s: 15 in an hour */
+    cr_expect_eq(refusals, 15, "refusals in an hour: %u", refusals);
+    cr_expect_eq(at[0], 2000);
+    cr_expect_eq(at[1], 4000, "1 s later, at the next mark");
+    cr_expect_eq(at[2], 6000, "2 s later");
+    cr_expect_eq(at[3], 10000, "4 s later");
+    cr_expect_eq(at[4], 18000, "8 s later");
+    op(CQ_TRADER_CMD_CLEAR_QUARANTINE, "BTCUSDT");
+    H->now += 2000;
+    mark("BTCUSDT", "49000");
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s, "the stop goes at the next mark once the cause is gone");
+    cq_trader_client_id_for_exit(cid, CQ_TRADER_STOP_LOSS, 0, sl);
+    cr_expect_str_eq(s->u.order.client_id, sl);
+}
+
 /* ---- reconcile: adoption, foreign orders, intents never seen ---------------------------- */
 
 Test(trader_core, reconcile_adopts_ours_leaves_foreign_and_fails_unseen_intents)
@@ -1482,19 +1541,6 @@ Test(trader_core, replay_ignores_other_writers_and_refuses_after_recovery)
 }
 
 /* ---- the balance check waits for unresolved orders (issue 11) ------------------------- */
-
-/* An account snapshot: quote free and one base asset's free balance. */
-static void account_with(const char *usdt, const char *asset, const char *qty)
-{
-    EV.u.balances.n = 2;
-    cq_strlcpy(EV.u.balances.items[0].asset, "USDT", CQ_TRADER_ASSET_LEN);
-    EV.u.balances.items[0].free = D(usdt);
-    EV.u.balances.items[0].locked = D("0");
-    cq_strlcpy(EV.u.balances.items[1].asset, asset, CQ_TRADER_ASSET_LEN);
-    EV.u.balances.items[1].free = D(qty);
-    EV.u.balances.items[1].locked = D("0");
-    feed_ev(CQ_TRADER_EV_ACCOUNT);
-}
 
 static size_t records_since(size_t first, uint16_t type)
 {
