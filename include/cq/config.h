@@ -99,6 +99,7 @@ enum cq_config_key_id {
     CQ_CFG_TRADER_RECONCILE_MS,        /* 60000 */
     CQ_CFG_TRADER_POLL_MS,             /* 2000 */
     CQ_CFG_TRADER_EXCHANGE_INFO_MS,    /* 3600000 */
+    CQ_CFG_TRADER_MARK_MS,             /* 2000: mark price of each position this often */
     CQ_CFG__COUNT
 };
 

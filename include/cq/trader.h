@@ -114,6 +114,10 @@ struct cq_trader_core_config {
     int64_t exchange_info_every_ms; /* reload filters */
     struct cq_risk_limits risk;
     unsigned orders_max; /* live orders tracked; 0 = CQ_TRADER_ORDERS_MAX (the most) */
+    /* CQ_TRADER_MARK_MS: on EV_TICK, FETCH_MARK for each symbol with a
+     * position at most this often (unrealized PnL, stop-loss, take-profit);
+     * 0 = never (whoever feeds the core sends EV_MARK_PRICE itself) */
+    int64_t mark_every_ms;
 };
 
 /* One symbol from exchangeInfo. */
@@ -339,6 +343,10 @@ struct cq_trader_status {
     uint64_t math_errors_total;      /* decimal overflows (the value was not applied) */
     uint64_t insufficient_retries_total, quarantines_total, failed_intents_total;
     int64_t banned_until_ms; /* 0 = not banned */
+    /* a balance shortfall seen on an account snapshot older than fills of
+     * the symbol: confirmed on a fresh snapshot instead of quarantining */
+    uint64_t balance_rechecks_total;
+    uint64_t marks_requested_total; /* FETCH_MARK actions (mark_every_ms) */
 };
 
 struct cq_trader_core;

@@ -660,6 +660,9 @@ static const struct cq_config_key keys[CQ_CFG__COUNT] = {
             "Poll open orders this often while the user data stream is down."),
     INT_KEY(CQ_CFG_TRADER_EXCHANGE_INFO_MS, "CQ_TRADER_EXCHANGE_INFO_MS", 60000, 86400000,
             "3600000", false, "Reload exchangeInfo (symbol filters) this often."),
+    INT_KEY(CQ_CFG_TRADER_MARK_MS, "CQ_TRADER_MARK_MS", 250, 600000, "2000", false,
+            "Fetch the last price of every symbol with a position this often (unrealized PnL, "
+            "stop-loss, take-profit)."),
 };
 
 _Static_assert(CQ_ARRAY_LEN(mode_choices) == CQ_MODE_LIVE + 2,

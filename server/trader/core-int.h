@@ -15,6 +15,12 @@
 /* A refused stop-loss / take-profit is tried again at most this often, ms
  * (the next mark price after it): no risk.decision record per tick. */
 #define CQ_TRADER__EXIT_RETRY_MS 1000
+/* ... and each further refusal in a row doubles the wait up to this, ms: a
+ * refusal that lasts (a quarantine until the operator clears it, the kill
+ * switch, dust the filters never accept) under marks every
+ * CQ_TRADER_MARK_MS journals a few records an hour, not one per mark. A
+ * fill of the symbol, an exit sent, an unquarantine or UNKILL starts over. */
+#define CQ_TRADER__EXIT_RETRY_MAX_MS 600000
 /* Trade ids remembered per order (commission applied once per trade id). */
 #define CQ_TRADER__TRADES_PER_ORDER 16
 /* A RATE_LIMITED / BANNED answer without a Retry-After waits this long, ms. */

@@ -64,6 +64,11 @@ struct sym {
     int64_t q_until_ms;        /* 0 = until the operator clears it */
     cq_dec sl_price, tp_price; /* 0 = off */
     int64_t exit_retry_ms;
+    /* a fill (or fee) of this symbol was applied after the last account
+     * snapshot arrived: that snapshot may not show it yet */
+    bool fill_after_account;
+    int64_t mark_next_ms;        /* the next FETCH_MARK while it has a position */
+    int64_t exit_retry_delay_ms; /* the last wait after a refused exit (0: none) */
 };
 
 struct pos_x {
@@ -78,6 +83,12 @@ struct cq_trader_core {
     bool paused, killed, journal_failed, stream_up;
     bool info_in_flight, account_in_flight, open_orders_in_flight, reconcile_startup;
     bool open_orders_done; /* startup: the list arrived, queries follow */
+    /* the last account snapshot still has to be compared with the positions
+     * (check_balances: a symbol waits while one of its orders is unresolved) */
+    bool bal_check;
+    /* a shortfall on a snapshot that fills applied since have moved past:
+     * confirmed on a fresh snapshot before anything is quarantined */
+    bool bal_refetch;
     int64_t info_next_ms, account_next_ms, account_delay_ms, open_orders_next_ms;
     int64_t info_reload_ms, reconcile_next_ms;
     int64_t banned_until_ms, rate_until_ms;
@@ -1096,6 +1107,7 @@ static void unquarantine(struct ctx *x, int sym, const char *why)
     struct sym *s = &x->c->syms[sym];
     s->quarantined = false;
     s->q_until_ms = 0;
+    s->exit_retry_ms = s->exit_retry_delay_ms = 0; /* a stop may go at the next mark */
     x->c->changed = true;
     struct jw w;
     struct cq_trader_action *a =
@@ -1760,6 +1772,8 @@ static void apply_update(struct ctx *x, int i, const struct cq_trader_order_upda
     if (p != NULL) {
         pos_unrealized(c, p);
         pos_thresholds(c, ox->sym);
+        s->fill_after_account = true;
+        s->exit_retry_ms = s->exit_retry_delay_ms = 0; /* the position changed */
     }
 
     enum cq_trader_order_state ns = u->state;
@@ -2158,8 +2172,13 @@ static void on_mark(struct ctx *x, const char *symbol, cq_dec price)
     (void)client_key(cid, &req.key);
     if (submit(x, &req)) {
         px->exit_seq++; /* the next exit of this position gets a new id */
+        s->exit_retry_delay_ms = 0;
     } else {
-        s->exit_retry_ms = x->now + CQ_TRADER__EXIT_RETRY_MS;
+        int64_t d = s->exit_retry_delay_ms;
+        d = d <= 0 ? CQ_TRADER__EXIT_RETRY_MS : d * 2;
+        s->exit_retry_delay_ms =
+            d < CQ_TRADER__EXIT_RETRY_MAX_MS ? d : CQ_TRADER__EXIT_RETRY_MAX_MS;
+        s->exit_retry_ms = x->now + s->exit_retry_delay_ms;
     }
 }
 
@@ -2190,13 +2209,54 @@ static void account_backoff(struct cq_trader_core *c, int64_t now)
     c->account_next_ms = now + d;
 }
 
+/* An order of the symbol whose outcome the core does not know yet: not sent
+ * (intent), in flight (sent), unknown, or journaled live and not yet
+ * confirmed by the start-up reconcile (openOrders or its query). Its fills
+ * may already be in the exchange's balances and not in the position. */
+static bool sym_unresolved(const struct cq_trader_core *c, int sym)
+{
+    for (size_t i = 0; i < c->n_orders; i++) {
+        if (c->ox[i].sym != sym) {
+            continue;
+        }
+        enum cq_trader_order_state st = c->orders[i].state;
+        if (c->ox[i].reconcile_pending || st == CQ_TRADER_OS_INTENT || st == CQ_TRADER_OS_SENT ||
+            st == CQ_TRADER_OS_UNKNOWN) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void request_account(struct ctx *x)
+{
+    struct cq_trader_core *c = x->c;
+    if (c->account_in_flight || x->now < c->account_next_ms || x->now < c->banned_until_ms ||
+        !room(x->out, 1)) {
+        return; /* timers() asks again */
+    }
+    c->account_in_flight = true;
+    act_plain(x, CQ_TRADER_ACT_FETCH_ACCOUNT);
+}
+
+/* Compare the last account snapshot with the positions: a base-asset
+ * balance (free + locked) below the position quarantines that symbol. Only
+ * on settled facts: a symbol with an unresolved order waits (the check
+ * stays due, bal_check), and a shortfall on a snapshot that fills applied
+ * since have moved past is confirmed on a fresh snapshot (bal_refetch,
+ * balance_rechecks_total) instead of quarantining. */
 static void check_balances(struct ctx *x)
 {
     struct cq_trader_core *c = x->c;
+    bool waiting = false;
     for (size_t i = 0; i < c->n_pos; i++) {
         int sym = c->posx[i].sym;
         struct sym *s = &c->syms[sym];
         if (cq_dec_sign(c->pos[i].qty) <= 0 || s->quarantined || s->base[0] == '\0') {
+            continue;
+        }
+        if (sym_unresolved(c, sym)) {
+            waiting = true;
             continue;
         }
         cq_dec held = CQ_DEC_ZERO;
@@ -2205,12 +2265,52 @@ static void check_balances(struct ctx *x)
                 held = dadd(c, c->bal[b].free, c->bal[b].locked);
             }
         }
-        if (cq_dec_cmp(held, c->pos[i].qty) < 0 && room(x->out, 1)) {
-            char detail[160];
-            detail_dec(detail, sizeof(detail), "balance below the position: held ", held);
-            c->st.reconcile_drifts_total++;
-            quarantine(x, sym, "balance_below_position", detail, 0);
+        if (cq_dec_cmp(held, c->pos[i].qty) >= 0) {
+            continue;
         }
+        if (s->fill_after_account) {
+            waiting = true;
+            if (!c->bal_refetch) {
+                c->bal_refetch = true;
+                c->st.balance_rechecks_total++;
+            }
+            continue;
+        }
+        if (!room(x->out, 1)) {
+            waiting = true;
+            continue;
+        }
+        char detail[160];
+        detail_dec(detail, sizeof(detail), "balance below the position: held ", held);
+        c->st.reconcile_drifts_total++;
+        quarantine(x, sym, "balance_below_position", detail, 0);
+    }
+    c->bal_check = waiting;
+    if (c->bal_refetch) {
+        request_account(x);
+    }
+}
+
+/* EV_TICK: the last price of every symbol with a position, at most every
+ * mark_every_ms each (the answer comes back as EV_MARK_PRICE: unrealized
+ * PnL, stop-loss, take-profit). Not while a ban or a rate limit holds every
+ * request; a symbol that finds no room in this list goes at the next tick. */
+static void request_marks(struct ctx *x)
+{
+    struct cq_trader_core *c = x->c;
+    int64_t now = x->now;
+    if (c->cfg.mark_every_ms <= 0 || c->phase != PH_READY || now < c->banned_until_ms ||
+        now < c->rate_until_ms) {
+        return;
+    }
+    for (size_t i = 0; i < c->n_pos && room(x->out, 1); i++) {
+        struct sym *s = &c->syms[c->posx[i].sym];
+        if (cq_dec_sign(c->pos[i].qty) <= 0 || now < s->mark_next_ms) {
+            continue;
+        }
+        s->mark_next_ms = now + c->cfg.mark_every_ms;
+        c->st.marks_requested_total++;
+        act_ref(x, CQ_TRADER_ACT_FETCH_MARK, s->name, "");
     }
 }
 
@@ -2233,6 +2333,9 @@ static void timers(struct ctx *x)
     if (!banned && c->phase == PH_RECONCILE && !c->open_orders_in_flight && !c->open_orders_done &&
         now >= c->open_orders_next_ms) {
         start_open_orders(x);
+    }
+    if (c->bal_refetch && (c->phase == PH_RECONCILE || c->phase == PH_READY)) {
+        request_account(x);
     }
     if (c->phase == PH_READY && !banned) {
         if (now >= c->reconcile_next_ms && !c->open_orders_in_flight && !c->account_in_flight &&
@@ -2344,6 +2447,14 @@ static void finish_reconcile(struct ctx *x)
         if (c->ox[i].reconcile_pending) {
             return;
         }
+    }
+    /* every journaled order is resolved: only now do the balances say
+     * something about the positions */
+    if (c->bal_check) {
+        check_balances(x);
+    }
+    if (c->bal_check) {
+        return; /* a shortfall to confirm on a fresh snapshot: still reconciling */
     }
     c->phase = PH_READY;
     c->reconcile_next_ms = x->now + c->cfg.reconcile_every_ms;
@@ -2596,6 +2707,7 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     day_roll(c, ev->now_ms);
     switch (ev->kind) {
     case CQ_TRADER_EV_TICK:
+        request_marks(&x);
         break;
     case CQ_TRADER_EV_SIGNAL:
         on_signal(&x, &ev->u.signal);
@@ -2629,7 +2741,7 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     case CQ_TRADER_EV_ACCOUNT:
         c->account_in_flight = false;
         if (ev->failed) {
-            if (c->phase == PH_ACCOUNT) {
+            if (c->phase == PH_ACCOUNT || c->bal_refetch) {
                 account_backoff(c, ev->now_ms);
             }
             break;
@@ -2640,9 +2752,16 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
             c->phase = PH_RECONCILE;
             c->open_orders_done = false;
             c->open_orders_next_ms = ev->now_ms;
-            c->account_delay_ms = 0;
         }
-        check_balances(&x);
+        c->account_delay_ms = 0;
+        /* compared with the positions once every order is resolved: at
+         * start-up when the reconcile ends (finish_reconcile), while ready
+         * at the end of this event, or later for a symbol that waits */
+        c->bal_check = true;
+        c->bal_refetch = false;
+        for (size_t i = 0; i < c->n_syms; i++) {
+            c->syms[i].fill_after_account = false;
+        }
         break;
     case CQ_TRADER_EV_BALANCE_UPDATE:
         apply_balances(c, ev);
@@ -2688,6 +2807,9 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
             break;
         case CQ_TRADER_CMD_UNKILL:
             c->killed = false;
+            for (size_t i = 0; i < c->n_syms; i++) {
+                c->syms[i].exit_retry_ms = c->syms[i].exit_retry_delay_ms = 0;
+            }
             break;
         case CQ_TRADER_CMD_CLEAR_QUARANTINE:
             if (sym >= 0 && c->syms[sym].quarantined) {
@@ -2711,6 +2833,9 @@ int cq_trader_core_on_event(struct cq_trader_core *c, const struct cq_trader_eve
     timers(&x);
     pump(&x);
     finish_reconcile(&x);
+    if (c->phase == PH_READY && c->bal_check) {
+        check_balances(&x);
+    }
     if (c->phase != PH_INIT &&
         (c->ckpt_due ||
          (c->changed && ev->now_ms - c->last_ckpt_ms >= CQ_TRADER__CHECKPOINT_EVERY_MS)) &&
@@ -2857,8 +2982,9 @@ struct cq_trader_core *cq_trader_core_new(const struct cq_trader_core_config *cf
                cfg->reconcile_every_ms <= 0 || cfg->poll_orders_every_ms <= 0 ||
                cfg->account_retry_min_ms <= 0 ||
                cfg->account_retry_max_ms < cfg->account_retry_min_ms ||
-               cfg->exchange_info_every_ms < 0) {
-        bad = "every interval must be > 0 ms and account_retry_max_ms >= account_retry_min_ms";
+               cfg->exchange_info_every_ms < 0 || cfg->mark_every_ms < 0) {
+        bad = "every interval must be > 0 ms (exchange_info_every_ms, mark_every_ms: >= 0) and "
+              "account_retry_max_ms >= account_retry_min_ms";
     } else if (cfg->orders_max > CQ_TRADER_ORDERS_MAX) {
         bad = "orders_max must be <= CQ_TRADER_ORDERS_MAX (512)";
     }

@@ -157,6 +157,7 @@ struct cq_trader {
     char last_signal_id[CQ_SIGNAL_ID_LEN + 1];
     struct cq_log_ratelimit bad_event_rl;
     struct cq_log_ratelimit storm_rl;
+    struct cq_log_ratelimit mark_rl; /* mark_fetch_failed */
 };
 
 static int64_t wall_ms(const struct cq_trader *t)
@@ -778,6 +779,20 @@ static void act_fetch_mark(struct cq_trader *t, const struct cq_trader_action *a
             cq_strlcpy(ev->u.mark.symbol, sym, sizeof(ev->u.mark.symbol));
             ev->u.mark.price = price;
         }
+    } else {
+        /* the core asks again after CQ_TRADER_MARK_MS; until then the
+         * position keeps its last mark */
+        uint64_t suppressed = 0;
+        if (cq_log_ratelimit_allow(&t->mark_rl, cq_time_mono_ms(), &suppressed)) {
+            cq_log_warn(SVC, "mark_fetch_failed",
+                        json_pack("{s:s,s:s,s:i,s:s,s:I}", "symbol", a->u.ref.symbol, "status",
+                                  rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status), "code",
+                                  r.code, "why", why[0] != '\0' ? why : r.msg, "suppressed",
+                                  (json_int_t)suppressed),
+                        "GET /api/v3/ticker/price?symbol=%s failed (%s): the mark of the "
+                        "position is not updated (asked again after CQ_TRADER_MARK_MS)",
+                        a->u.ref.symbol, why[0] != '\0' ? why : r.msg);
+        }
     }
     cq_rest_response_fini(&r);
 }
@@ -1151,6 +1166,10 @@ static void publish_health(struct cq_trader *t, const struct cq_trader_status *s
         (json_int_t)st->duplicate_signals_total, "reconcile_drifts",
         (json_int_t)st->reconcile_drifts_total, "last_signal_id", t->last_signal_id, "rest",
         cq_rest_budget_json(&b));
+    json_object_set_new(json_object_get(details, "counters"), "balance_rechecks",
+                        json_integer((json_int_t)st->balance_rechecks_total));
+    json_object_set_new(json_object_get(details, "counters"), "marks_requested",
+                        json_integer((json_int_t)st->marks_requested_total));
     /* what the skeleton published, kept for the operators' (and tests') jq */
     json_object_set_new(
         details, "signals",
@@ -1480,6 +1499,7 @@ static struct cq_trader_core_config core_config(const struct cq_config *cfg)
         .account_retry_min_ms = 500,
         .account_retry_max_ms = 30000,
         .exchange_info_every_ms = cq_config_int(cfg, CQ_CFG_TRADER_EXCHANGE_INFO_MS),
+        .mark_every_ms = cq_config_int(cfg, CQ_CFG_TRADER_MARK_MS),
         .risk =
             {
                 .max_open_positions = (unsigned)cq_config_int(cfg, CQ_CFG_RISK_MAX_OPEN_POSITIONS),
@@ -1526,6 +1546,8 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
     t->bad_event_rl.burst = 5;
     t->storm_rl.window_ms = 10000;
     t->storm_rl.burst = 3;
+    t->mark_rl.window_ms = 60000;
+    t->mark_rl.burst = 3;
     t->journal_dir = strdup(o->journal_dir);
     t->events = malloc(sizeof(*t->events) * TRADER_EVENTS_MAX);
     if (t->journal_dir == NULL || t->events == NULL) {

@@ -565,8 +565,8 @@ Test(config, int_bounds_of_every_int_key)
         }
     }
     /* 21 + CQ_SIM_MAKER_FEE_BPS, CQ_SIM_TAKER_FEE_BPS, CQ_SIM_ORDER_LATENCY_MS,
-     * CQ_SIM_RESPONSE_LATENCY_MS + the trader's 7 */
-    cr_assert_eq(int_keys, 32);
+     * CQ_SIM_RESPONSE_LATENCY_MS + the trader's 8 */
+    cr_assert_eq(int_keys, 33);
 }
 
 Test(config, good_values_are_accepted)
@@ -1477,6 +1477,7 @@ Test(config, hash_changes_with_every_non_secret_key)
         {CQ_CFG_TRADER_RECONCILE_MS, "CQ_TRADER_RECONCILE_MS=60001", NULL, NULL},
         {CQ_CFG_TRADER_POLL_MS, "CQ_TRADER_POLL_MS=2001", NULL, NULL},
         {CQ_CFG_TRADER_EXCHANGE_INFO_MS, "CQ_TRADER_EXCHANGE_INFO_MS=3600001", NULL, NULL},
+        {CQ_CFG_TRADER_MARK_MS, "CQ_TRADER_MARK_MS=2001", NULL, NULL},
         {CQ_CFG_SIM_SPEED, "CQ_SIM_SPEED=max", NULL, NULL},
         {CQ_CFG_SIM_SEED, "CQ_SIM_SEED=2", NULL, NULL},
         {CQ_CFG_SIM_BALANCES, "CQ_SIM_BALANCES=USDT=1", NULL, NULL},

@@ -306,6 +306,19 @@ static void account(const char *quote_free)
     feed_ev(CQ_TRADER_EV_ACCOUNT);
 }
 
+/* An account snapshot: quote free and one base asset's free balance. */
+static void account_with(const char *usdt, const char *asset, const char *qty)
+{
+    EV.u.balances.n = 2;
+    cq_strlcpy(EV.u.balances.items[0].asset, "USDT", CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[0].free = D(usdt);
+    EV.u.balances.items[0].locked = D("0");
+    cq_strlcpy(EV.u.balances.items[1].asset, asset, CQ_TRADER_ASSET_LEN);
+    EV.u.balances.items[1].free = D(qty);
+    EV.u.balances.items[1].locked = D("0");
+    feed_ev(CQ_TRADER_EV_ACCOUNT);
+}
+
 /* RECOVERED -> exchangeInfo -> account -> openOrders (none) -> ready. */
 static void start(void)
 {
@@ -1112,6 +1125,155 @@ Test(trader_core, stop_loss_and_take_profit_trigger_once_through_the_same_path)
     cr_expect_str_neq(tp, sl);
 }
 
+/* The daemon learns marks only by asking: on EV_TICK the core emits
+ * FETCH_MARK for every symbol with a position, at most every mark_every_ms,
+ * and none without one; the answer (EV_MARK_PRICE) values the position and
+ * a price below the stop-loss sends the exit through the one path. */
+Test(trader_core, marks_are_requested_for_positions_at_the_configured_cadence)
+{
+    h_new();
+    H->cfg.mark_every_ms = 2000;
+    h_core();
+    start();
+    for (int i = 0; i < 20; i++) {
+        tick(200);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "no position, no mark");
+    }
+    char cid[CQ_TRADER_CLIENT_ID_LEN], eth[CQ_TRADER_CLIENT_ID_LEN], sl[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "only on ticks");
+    tick(200);
+    const struct cq_trader_action *m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m, "a position: its mark is asked at the next tick");
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "BTCUSDT");
+    mark("BTCUSDT", "50500");
+    expect_dec(position("BTCUSDT")->mark, "50500", "mark");
+    expect_dec(position("BTCUSDT")->unrealized_pnl, "1", "unrealized at 50500");
+    for (int i = 0; i < 9; i++) {
+        tick(200);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "%d ms after the last", (i + 1) * 200);
+    }
+    tick(199);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "1999 ms after the last");
+    tick(1);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1, "every mark_every_ms");
+
+    /* a second position: both symbols, each at its own cadence */
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 2, eth);
+    update(eth, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 2, "3000",
+           "0", "USDT");
+    tick(200);
+    m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "ETHUSDT");
+    tick(1800);
+    m = find(CQ_TRADER_ACT_FETCH_MARK);
+    cr_assert_not_null(m);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    cr_expect_str_eq(m->u.ref.symbol, "BTCUSDT");
+    cr_expect_eq(status().marks_requested_total, 4);
+
+    /* the answer below the stop-loss (2 % under 50000): the exit, through
+     * submit (feed_ev checks decision -> durable intent -> send) */
+    mark("BTCUSDT", "48999.99");
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s, "stop-loss sent");
+    cq_trader_client_id_for_exit(cid, CQ_TRADER_STOP_LOSS, 0, sl);
+    cr_expect_str_eq(s->u.order.client_id, sl);
+    cr_expect_eq(s->u.order.side, CQ_SIDE_SELL);
+    expect_dec(s->u.order.qty, "0.002", "the whole position");
+    json_t *r = rec_of(CQ_REC_RISK_DECISION);
+    cr_assert_not_null(r);
+    cr_expect_str_eq(jget(r, "purpose"), "stop_loss");
+    json_decref(r);
+    update(sl, "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "98.00000000", 3,
+           "49000", "0", "USDT");
+    expect_dec(position("BTCUSDT")->qty, "0", "closed");
+    for (int i = 0; i < 10; i++) {
+        tick(1000);
+        for (size_t k = 0; k < H->out.n; k++) {
+            if (H->out.a[k].kind == CQ_TRADER_ACT_FETCH_MARK) {
+                cr_expect_str_eq(H->out.a[k].u.ref.symbol, "ETHUSDT", "BTCUSDT is flat");
+            }
+        }
+    }
+}
+
+Test(trader_core, marks_off_when_mark_every_ms_is_zero_or_requests_are_held)
+{
+    ready(); /* mark_every_ms 0: whoever feeds the core sends the marks */
+    char cid[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    for (int i = 0; i < 10; i++) {
+        tick(1000);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0);
+    }
+    h_free();
+    h_new();
+    H->cfg.mark_every_ms = 500;
+    h_core();
+    start();
+    entry_filled(1, cid);
+    tick(500);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1);
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 2, c2);
+    send_failed(c2, CQ_TRADER_SEND_BANNED, -1003, "banned", false, 5000);
+    for (int i = 0; i < 9; i++) {
+        tick(500);
+        cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 0, "no request while banned");
+    }
+    tick(600);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_MARK), 1, "after the ban");
+}
+
+/* A stop-loss refused for a reason that lasts (here a quarantine until the
+ * operator clears it) is tried again after 1 s, then 2, 4, … up to 10 min:
+ * with a mark every 2 s the journal gets a few refusals an hour, not one
+ * per mark; clearing the quarantine lets the next mark send the stop. */
+Test(trader_core, refused_stop_loss_backs_off_until_the_cause_goes)
+{
+    ready();
+    char cid[CQ_TRADER_CLIENT_ID_LEN], sl[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, cid);
+    tick(60000); /* periodic reconcile: a snapshot without the BTC */
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("10000", "BTC", "0");
+    cr_assert_eq(status().quarantined, 1);
+    unsigned refusals = 0;
+    int64_t at[16];
+    int64_t t0 = H->now;
+    for (int i = 0; i < 1800; i++) { /* an hour of marks every 2 s */
+        H->now += 2000;
+        mark("BTCUSDT", "49000");
+        cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 0);
+        json_t *r = rec_of(CQ_REC_RISK_DECISION);
+        if (r != NULL) {
+            cr_expect_str_eq(jget(r, "rule"), "symbol_quarantined");
+            if (refusals < CQ_ARRAY_LEN(at)) {
+                at[refusals] = H->now - t0;
+            }
+            refusals++;
+            json_decref(r);
+        }
+    }
+    /* at 2 s, then after waits of 1, 2, 4, … 512 s, then 600 s: 15 in an hour */
+    cr_expect_eq(refusals, 15, "refusals in an hour: %u", refusals);
+    cr_expect_eq(at[0], 2000);
+    cr_expect_eq(at[1], 4000, "1 s later, at the next mark");
+    cr_expect_eq(at[2], 6000, "2 s later");
+    cr_expect_eq(at[3], 10000, "4 s later");
+    cr_expect_eq(at[4], 18000, "8 s later");
+    op(CQ_TRADER_CMD_CLEAR_QUARANTINE, "BTCUSDT");
+    H->now += 2000;
+    mark("BTCUSDT", "49000");
+    const struct cq_trader_action *s = find(CQ_TRADER_ACT_SEND_ORDER);
+    cr_assert_not_null(s, "the stop goes at the next mark once the cause is gone");
+    cq_trader_client_id_for_exit(cid, CQ_TRADER_STOP_LOSS, 0, sl);
+    cr_expect_str_eq(s->u.order.client_id, sl);
+}
+
 /* ---- reconcile: adoption, foreign orders, intents never seen ---------------------------- */
 
 Test(trader_core, reconcile_adopts_ours_leaves_foreign_and_fails_unseen_intents)
@@ -1376,6 +1538,122 @@ Test(trader_core, replay_ignores_other_writers_and_refuses_after_recovery)
     feed_ev(CQ_TRADER_EV_RECOVERED);
     cr_expect_eq(cq_trader_core_replay(H->core, CQ_REC_ORDER_ACK, "BTCUSDT", p, strlen(p)),
                  -CQ_ESTATE);
+}
+
+/* ---- the balance check waits for unresolved orders (issue 11) ------------------------- */
+
+static size_t records_since(size_t first, uint16_t type)
+{
+    size_t n = 0;
+    for (size_t i = first; i < H->n_recs; i++) {
+        n += H->recs[i].type == type;
+    }
+    return n;
+}
+
+/* The crash test's after_send: a SELL exit was sent and filled by the
+ * exchange, the daemon died before handling the answer. The restarted core
+ * sees the sale in the balances before it knows the order's outcome: it
+ * must query the order, apply its fill, and only then compare (it used to
+ * quarantine the symbol as balance_below_position at the account snapshot). */
+Test(trader_core, restart_after_send_resolves_the_order_before_comparing_balances)
+{
+    ready();
+    char buy[CQ_TRADER_CLIENT_ID_LEN], sell[CQ_TRADER_CLIENT_ID_LEN];
+    send_signal("ETHUSDT", CQ_SIDE_BUY, "3000", 1, buy);
+    update(buy, "ETHUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.03330000", "99.90000000", 1, "3000",
+           "0", "USDT");
+    send_signal("ETHUSDT", CQ_SIDE_SELL, "3000", 2, sell);
+    cr_assert_eq(count(CQ_TRADER_ACT_SEND_ORDER), 1);
+    /* SIGKILL here: the journal ends with the SELL's durable intent */
+    struct cq_err err = {0};
+    struct cq_trader_core *b = cq_trader_core_new(&H->cfg, &err);
+    cr_assert_not_null(b, "%s", err.message);
+    replay_from(b, 0);
+    cq_trader_core_free(H->core);
+    H->core = b;
+    cr_assert_not_null(order(sell));
+    cr_expect_eq(order(sell)->state, CQ_TRADER_OS_SENT);
+    expect_dec(position("ETHUSDT")->qty, "0.0333", "the journal's position");
+    size_t first = H->n_recs;
+
+    feed_ev(CQ_TRADER_EV_RECOVERED);
+    symbol_info("BTCUSDT");
+    symbol_info("ETHUSDT");
+    feed_ev(CQ_TRADER_EV_EXCHANGE_INFO_DONE);
+    account_with("10000.1", "ETH", "0"); /* the exchange sold it all */
+    cr_expect_eq(status().quarantined, 0, "compared before the SELL was resolved");
+    cr_expect_eq(status().reason, CQ_TRADER_RECONCILING);
+    cr_assert_eq(count(CQ_TRADER_ACT_FETCH_OPEN_ORDERS), 1);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE); /* not listed: it is closed */
+    const struct cq_trader_action *q = find(CQ_TRADER_ACT_QUERY_ORDER);
+    cr_assert_not_null(q, "the journaled SELL is queried by its client id");
+    cr_expect_str_eq(q->u.ref.client_id, sell);
+    cr_expect_eq(status().quarantined, 0);
+    cr_expect_eq(status().reason, CQ_TRADER_RECONCILING, "until the query answers");
+    /* the query's answer, with its trade (myTrades) */
+    update(sell, "ETHUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.03330000", "100.00000000", 7,
+           "3003.003", "0.1", "USDT");
+    expect_dec(position("ETHUSDT")->qty, "0", "the sale applied");
+    struct cq_trader_status st = status();
+    cr_expect_eq(st.reason, CQ_TRADER_READY_OK, "ready, nothing quarantined (reason %d)",
+                 (int)st.reason);
+    cr_expect_eq(st.quarantined, 0);
+    cr_expect_eq(st.reconcile_drifts_total, 0);
+    cr_expect_eq(records_since(first, CQ_REC_QUARANTINE), 0);
+    cr_expect_eq(H->sends_total, 2, "nothing sent again");
+}
+
+/* The same while ready: a periodic snapshot that arrives while a SELL's
+ * outcome is unknown waits for the query; a shortfall on a snapshot that a
+ * later fill moved past is confirmed on a fresh snapshot, and a real one
+ * still quarantines. */
+Test(trader_core, balance_check_waits_for_unresolved_orders_and_confirms_stale_shortfalls)
+{
+    ready();
+    char c1[CQ_TRADER_CLIENT_ID_LEN], c2[CQ_TRADER_CLIENT_ID_LEN], x1[CQ_TRADER_CLIENT_ID_LEN];
+    entry_filled(1, c1); /* BTCUSDT 0.002 */
+    send_signal("BTCUSDT", CQ_SIDE_SELL, "50000", 2, x1);
+    send_failed(x1, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
+    tick(60000);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 1, "periodic reconcile");
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("10000", "BTC", "0"); /* the SELL filled */
+    cr_expect_eq(status().quarantined, 0, "the SELL is unresolved: the check waits");
+    update(x1, "BTCUSDT", CQ_SIDE_SELL, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 2,
+           "50000", "0", "USDT");
+    cr_expect_eq(status().quarantined, 0);
+    expect_dec(position("BTCUSDT")->qty, "0", "flat");
+
+    /* a BUY unresolved at the snapshot, filled after it */
+    entry_filled(3, c1); /* 0.002 again */
+    send_signal("BTCUSDT", CQ_SIDE_BUY, "50000", 4, c2);
+    send_failed(c2, CQ_TRADER_SEND_UNKNOWN, 0, "timeout", false, 0);
+    tick(60000);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    account_with("9800", "BTC", "0.002");
+    update(c2, "BTCUSDT", CQ_SIDE_BUY, CQ_TRADER_OS_FILLED, "0.00200000", "100.00000000", 4,
+           "50000", "0", "USDT");
+    expect_dec(position("BTCUSDT")->qty, "0.004", "two entries");
+    cr_expect_eq(status().quarantined, 0, "a snapshot older than the fill proves nothing");
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 1, "a fresh snapshot is asked for");
+    cr_expect_eq(status().balance_rechecks_total, 1);
+    account_with("9700", "BTC", "0.004");
+    cr_expect_eq(status().quarantined, 0, "the fresh snapshot agrees");
+    tick(1000);
+    cr_expect_eq(count(CQ_TRADER_ACT_FETCH_ACCOUNT), 0, "asked once");
+
+    /* a real shortfall on a snapshot no fill moved past */
+    tick(60000);
+    feed_ev(CQ_TRADER_EV_OPEN_ORDERS_DONE);
+    size_t first = H->n_recs;
+    account_with("9700", "BTC", "0.003");
+    cr_expect_eq(records_since(first, CQ_REC_QUARANTINE), 1);
+    json_t *qr = rec_of(CQ_REC_QUARANTINE);
+    cr_assert_not_null(qr);
+    cr_expect_str_eq(jget(qr, "reason"), "balance_below_position");
+    json_decref(qr);
+    cr_expect_eq(status().balance_rechecks_total, 1);
 }
 
 Test(trader_core, checkpoint_at_most_every_30_s_when_changed)
