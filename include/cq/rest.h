@@ -50,6 +50,7 @@
 #ifndef CQ_EXCHANGE_H
 #define CQ_EXCHANGE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -129,6 +130,12 @@ struct cq_rest_options {
     int64_t time_sync_interval_ms; /* default 60000 */
     uint64_t jitter_seed;          /* 0 = from the clock */
     const struct cq_clock *clock;  /* NULL = system; borrowed */
+    /* NULL = none. Once *abort is true (any thread sets it, e.g. a stop
+     * request), a transfer in flight is cut within ~1 s (libcurl's progress
+     * callback), no retry or backoff sleep starts, and the call returns:
+     * a safe request as CQ_REST_NETWORK, an order request whose fate is
+     * unsure as CQ_REST_UNKNOWN (the restart path resolves it). Borrowed. */
+    const atomic_bool *abort;
 };
 
 struct cq_rest_client;

@@ -40,6 +40,11 @@ struct cq_service_ops {
      *   next_timer_ms  ms until the service's next timer is due (0 = now) */
     bool (*has_work)(void *ctx);
     int64_t (*next_timer_ms)(void *ctx, int64_t now_mono_ms);
+    /* Called by cq_service_request_stop on the CALLER's thread (may be
+     * NULL): set a flag that cuts the service's blocking I/O short (the
+     * trader's REST calls: cq_rest_options.abort), so the stop fits the
+     * budget. Must not block or touch the service's state otherwise. */
+    void (*stop_requested)(void *ctx);
 };
 
 struct cq_service;

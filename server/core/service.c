@@ -230,6 +230,9 @@ void cq_service_request_stop(struct cq_service *s)
     atomic_store_explicit(&s->stop_requested, true, memory_order_relaxed);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    if (s->ops->stop_requested != NULL) {
+        s->ops->stop_requested(s->ctx); /* cut blocking I/O short */
+    }
     cq_doorbell_notify(s->bell); /* after the store; NULL: no doorbell */
 }
 

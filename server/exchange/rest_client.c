@@ -199,6 +199,7 @@ struct cq_rest_client {
     int64_t retry_budget_ms;
     int64_t time_sync_interval_ms;
     const struct cq_clock *clock; /* borrowed */
+    const atomic_bool *abort;     /* borrowed; NULL = never aborted */
 
     /* owner thread only */
     CURL *curl;                    /* owned */
@@ -491,6 +492,7 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
     c->time_sync_interval_ms =
         opts->time_sync_interval_ms > 0 ? opts->time_sync_interval_ms : 60000;
     c->clock = opts->clock != NULL ? opts->clock : cq_clock_system();
+    c->abort = opts->abort;
     c->rng = opts->jitter_seed != 0
                  ? opts->jitter_seed
                  : (uint64_t)cq_clock_wall_us(c->clock) ^
@@ -662,6 +664,24 @@ static bool curl_nothing_sent(CURLcode cc)
            cc == CURLE_URL_MALFORMAT;
 }
 
+static bool aborted(const struct cq_rest_client *c)
+{
+    return c->abort != NULL && atomic_load(c->abort);
+}
+
+/* libcurl's progress callback (about once a second while a transfer
+ * waits, and on every chunk): non-zero cuts the transfer
+ * (CURLE_ABORTED_BY_CALLBACK) once the owner asked to abort. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return aborted(ud) ? 1 : 0;
+}
+
 static int perform(struct cq_rest_client *c, const char *method, bool send_key, bool fresh,
                    struct attempt *a)
 {
@@ -693,6 +713,11 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
     SETOPT(CURLOPT_WRITEDATA, c);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(CURLOPT_HEADERDATA, c);
+    if (c->abort != NULL) {
+        SETOPT(CURLOPT_NOPROGRESS, 0L);
+        SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
+        SETOPT(CURLOPT_XFERINFODATA, c);
+    }
     if (send_key && c->key_header != NULL) {
         SETOPT(CURLOPT_HTTPHEADER, c->key_header);
     }
@@ -1072,6 +1097,10 @@ static enum step classify(struct cq_rest_client *c, const struct call *k, const 
 }
 
 /* Sleep before retry `n` (0-based); false when the budget is spent. */
+/* A backoff sleep is taken in slices of this many ms, checking the abort
+ * flag between them. */
+#define BACKOFF_SLICE_MS 50
+
 static bool backoff(struct cq_rest_client *c, int n, int64_t *slept_ms, int64_t *this_sleep)
 {
     int64_t left = c->retry_budget_ms - *slept_ms;
@@ -1090,9 +1119,12 @@ static bool backoff(struct cq_rest_client *c, int n, int64_t *slept_ms, int64_t 
         d = left;
     }
     *this_sleep = d;
-    cq_time_sleep_ms(d);
+    /* in slices, so an abort (a stop request) ends the wait */
+    for (int64_t waited = 0; waited < d && !aborted(c); waited += BACKOFF_SLICE_MS) {
+        cq_time_sleep_ms(d - waited < BACKOFF_SLICE_MS ? d - waited : BACKOFF_SLICE_MS);
+    }
     *slept_ms += d;
-    return true;
+    return !aborted(c);
 }
 
 static int sync_time_inner(struct cq_rest_client *c, struct cq_rest_response *r);
@@ -1138,7 +1170,7 @@ static int run(struct cq_rest_client *c, const struct call *k, struct cq_rest_re
         }
         if (s == STEP_RETRY) {
             int64_t d = 0;
-            if (retries >= c->max_retries || !backoff(c, retries, &slept_ms, &d)) {
+            if (aborted(c) || retries >= c->max_retries || !backoff(c, retries, &slept_ms, &d)) {
                 break; /* NETWORK, last status/code/msg kept */
             }
             retries++;

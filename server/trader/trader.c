@@ -105,6 +105,9 @@ struct cq_trader {
     const struct cq_clock *clock;  /* borrowed or system */
     struct cq_doorbell bell;       /* owned; both rings and the command queue ring it */
     bool bell_ready;
+    /* Set by a stop request (any thread): cuts a REST call in flight, so a
+     * hanging exchange cannot hold the stop past its budget. */
+    atomic_bool io_abort;
     enum cq_mode mode;
     bool have_keys;
     struct cq_rest_client *rest;   /* owned; this thread only */
@@ -1468,11 +1471,19 @@ static int64_t trader_next_timer_ms(void *ctx, int64_t now_mono_ms)
     return wait < 0 ? 0 : wait;
 }
 
+/* The supervisor's stop request (its thread): abort REST I/O in flight. */
+static void trader_stop_requested(void *ctx)
+{
+    struct cq_trader *t = ctx;
+    atomic_store(&t->io_abort, true);
+}
+
 static const struct cq_service_ops trader_ops = {
     .id = CQ_SVC_TRADER,
     .tick_ms = SLEEP_MAX_MS, /* with the doorbell: the longest sleep */
     .step = trader_step,
     .on_stop = NULL,
+    .stop_requested = trader_stop_requested,
     .has_work = trader_has_work,
     .next_timer_ms = trader_next_timer_ms,
 };
@@ -1579,6 +1590,7 @@ struct cq_trader *cq_trader_new(const struct cq_trader_options *o, struct cq_err
         .max_retries = 1,
         .retry_budget_ms = timeout / 2,
         .clock = o->clock,
+        .abort = &t->io_abort,
     };
     t->rest = cq_rest_client_new(&ro, err);
     if (t->rest == NULL) {

@@ -1899,3 +1899,56 @@ Test(rest_client, retry_after_zero_is_raised_to_the_floor, .init = setup_no_sim,
     cr_expect_eq(script_hits(&srv, "GET /418-zero "), 2);
     script_stop(&srv);
 }
+
+/* ---- abort (a stop request cuts a call in flight) ---------------------------------------- */
+
+struct abort_later {
+    atomic_bool *flag;
+    int after_ms;
+};
+
+static void *set_abort_later(void *arg)
+{
+    struct abort_later *a = arg;
+    cq_time_sleep_ms(a->after_ms);
+    atomic_store(a->flag, true);
+    return NULL;
+}
+
+/* feeder_slow_rest found it: the trader sat in a 20 s REST call through the
+ * whole 5 s stop budget. With cq_rest_options.abort set, the call ends soon
+ * after the flag: a GET as NETWORK without a retry, an order as UNKNOWN. */
+Test(rest_client, abort_cuts_a_slow_call_short_without_retrying, .init = setup_default,
+     .fini = teardown)
+{
+    atomic_bool flag = false;
+    struct cq_rest_options o = opts_default();
+    o.total_timeout_ms = 20000;
+    o.max_retries = 3;
+    o.abort = &flag;
+    struct cq_rest_client *c = client_new(&o);
+    struct cq_rest_response r;
+    sim_ctl("/_sim/rest/latency?ms=15000");
+
+    struct abort_later al = {&flag, 300};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, set_abort_later, &al), 0);
+    int64_t t0 = cq_time_mono_ms();
+    get_time(c, &r);
+    int64_t took = cq_time_mono_ms() - t0;
+    pthread_join(th, NULL);
+    cr_expect_eq(r.status, CQ_REST_NETWORK, "%s", cq_rest_status_name(r.status));
+    cr_expect_eq(r.attempts, 1, "no retry after an abort");
+    cr_expect_lt(took, 10000, "the call ended %lld ms after it started", (long long)took);
+    cq_rest_response_fini(&r);
+
+    /* still aborted: an order's fate is unsure, so UNKNOWN, at once */
+    t0 = cq_time_mono_ms();
+    place_order(c, "cq-abort-order", &r);
+    took = cq_time_mono_ms() - t0;
+    cr_expect_eq(r.status, CQ_REST_UNKNOWN, "%s", cq_rest_status_name(r.status));
+    cr_expect_lt(took, 10000, "the order call ended %lld ms after it started", (long long)took);
+    cq_rest_response_fini(&r);
+    sim_ctl("/_sim/rest/latency?ms=0");
+    cq_rest_client_free(c);
+}
