@@ -142,5 +142,41 @@ wait "$PID"
 rc=$?
 if [ $rc = 0 ]; then ok "SIGTERM: clean stop"; else not_ok "SIGTERM: clean stop" "exit $rc"; fi
 PID=""
+
+# A restart on the same DATA_DIR: the paper account persisted
+# (DATA_DIR/sim-state.json), so the reconcile finds what the journal expects
+# and quarantines nothing (it did, balance_below_position, when the embedded
+# simulator started a fresh account on every start).
+if [ -s "$WORK/data/sim-state.json" ]; then
+  ok "the paper account is kept in DATA_DIR/sim-state.json"
+else
+  not_ok "the paper account is kept in DATA_DIR/sim-state.json" "$(ls -la "$WORK/data")"
+fi
+rm -f "$WORK/data/admin.addr"
+env -i PATH="$PATH" HOME="$WORK" CQ_DATA_DIR="$WORK/data" CQ_ADMIN_BIND=127.0.0.1:0 \
+  CQ_MODE=paper "$BIN" 2>>"$WORK/stderr.log" &
+PID=$!
+for _ in $(seq 1 200); do
+  [ -s "$WORK/data/admin.addr" ] && break
+  sleep 0.1
+done
+ADDR=$(cat "$WORK/data/admin.addr" 2>/dev/null)
+deadline=$((SECONDS + 60))
+STATUS=""
+while [ $SECONDS -lt $deadline ]; do
+  http GET /readiness ""
+  [ "$STATUS" = 200 ] && break
+  sleep 0.2
+done
+trader=$(curl -s "http://$ADDR/health" | jq -c '.services.trader | {reason, quarantined: .details.quarantined}')
+if [ "$STATUS" = 200 ] && ! grep -q balance_below_position <<<"$trader" &&
+  [ "$(jq -r .reason <<<"$trader")" != symbol_quarantined ]; then
+  ok "restart on the same DATA_DIR: ready, nothing quarantined"
+else
+  not_ok "restart on the same DATA_DIR: ready, nothing quarantined" "readiness=$STATUS" "$trader"
+fi
+kill -TERM "$PID"
+wait "$PID"
+PID=""
 echo "1..$n"
 [ "$failures" -eq 0 ]
