@@ -68,10 +68,12 @@ enum cq_candle_source {
 
 struct cq_market_event {
     enum cq_market_event_type type;
-    int symbol_idx;        /* index into CQ_SYMBOLS */
-    int64_t recv_mono_ms;  /* when the feeder received it */
-    int64_t frame_mono_us; /* closed candles from the stream: cq_time_mono_us() when the
-                              feeder took the frame (tick-to-order); else 0 */
+    int symbol_idx;         /* index into CQ_SYMBOLS */
+    int64_t recv_mono_ms;   /* when the feeder received it */
+    int64_t frame_mono_us;  /* closed candles from the stream: cq_time_mono_us() when the
+                               feeder took the frame (tick-to-order); else 0 */
+    int64_t pushed_mono_us; /* with frame_mono_us: cq_time_mono_us() just before the feeder
+                               pushed the closed candle to ARES's ring (a stage stamp) */
     union {
         struct {
             struct cq_candle candle;

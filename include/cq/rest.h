@@ -86,13 +86,18 @@ const char *cq_rest_status_name(enum cq_rest_status s); /* "ok", "rejected", …
 
 struct cq_rest_response {
     enum cq_rest_status status;
-    int http_status;        /* last HTTP status seen (0 if none) */
-    int code;               /* the exchange's error code, e.g. -2010; 0 if none */
-    char msg[256];          /* the exchange's msg verbatim, or our description */
-    json_t *body;           /* owned: the parsed body for OK (and the error object) */
-    int64_t retry_after_ms; /* RATE_LIMITED / BANNED / THROTTLED: how long to wait */
-    int attempts;           /* requests actually sent */
-    int64_t latency_ms;     /* of the last attempt */
+    int http_status;         /* last HTTP status seen (0 if none) */
+    int code;                /* the exchange's error code, e.g. -2010; 0 if none */
+    char msg[256];           /* the exchange's msg verbatim, or our description */
+    json_t *body;            /* owned: the parsed body for OK (and the error object) */
+    int64_t retry_after_ms;  /* RATE_LIMITED / BANNED / THROTTLED: how long to wait */
+    int attempts;            /* requests actually sent */
+    int64_t latency_ms;      /* of the last attempt */
+    int64_t perform_mono_us; /* cq_time_mono_us() when the last attempt went to curl
+                                (curl_easy_perform, signed and set up); 0 none */
+    int64_t sent_mono_us;    /* cq_time_mono_us() when the last attempt's request was about to
+                                be written (curl's CURLINFO_PRETRANSFER_TIME_T after its start);
+                                0 when it never got that far */
 };
 
 /* Release body; safe on a zeroed or already released response. */
@@ -198,6 +203,11 @@ struct cq_rest_budget {
     uint64_t unknown_total;      /* order requests with an unknown outcome */
     uint64_t time_syncs_total;
     uint64_t errors_total; /* REJECTED + NETWORK + BAD_RESPONSE */
+    /* order requests sent on the connection opened ahead for them, and
+     * spares closed unused (not connected yet, closed by the server, older
+     * than 20 s): rest_client.c "What is never resent" */
+    uint64_t order_spares_used_total;
+    uint64_t order_spares_discarded_total;
 };
 
 /* Snapshot of the budget and counters; any thread. */

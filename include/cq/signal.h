@@ -35,6 +35,16 @@ struct cq_signal {
      * that closed the candle; 0 when unknown (backfill, warm-up, the test
      * signal's timer). The trader's tick-to-order latency starts here. */
     int64_t frame_mono_us;
+    /* Stage stamps on the way to the trader, cq_time_mono_us() like
+     * frame_mono_us, set only when frame_mono_us is: the feeder's push of
+     * the closed candle, ARES's wake-up that took it, the strategy's
+     * decision to signal, and the push to the trader's ring (after the
+     * signal.emitted journal append). The trader logs them in order_sent
+     * (docs/TRADER.md "Tick-to-order stages"). */
+    int64_t candle_pushed_mono_us;
+    int64_t ares_woke_mono_us;
+    int64_t decided_mono_us;
+    int64_t pushed_mono_us;
 };
 
 /* Fill s->id from the other fields. */

@@ -123,6 +123,7 @@ struct cq_ares {
     uint64_t test_count;
 
     int64_t last_health_ms;
+    int64_t woke_mono_us; /* cq_time_mono_us() when this step began (a stage stamp) */
     struct cq_log_ratelimit blocked_rl;
 };
 
@@ -231,7 +232,11 @@ static bool pending_push(struct cq_ares *a, const struct cq_signal *sig)
 static void flush_signals(struct cq_ares *a)
 {
     while (a->pending_len > 0 && a->out != NULL) {
-        if (!cq_spsc_push(a->out, &a->pending[a->pending_head])) {
+        struct cq_signal *sig = &a->pending[a->pending_head];
+        if (sig->frame_mono_us > 0) {
+            sig->pushed_mono_us = cq_time_mono_us(); /* stage stamp */
+        }
+        if (!cq_spsc_push(a->out, sig)) {
             return;
         }
         a->pending_head = (a->pending_head + 1) % PENDING_MAX;
@@ -350,6 +355,11 @@ static void on_candle(struct cq_ares *a, int idx, const struct cq_market_event *
     struct cq_signal sig;
     fill_signal(a, idx, &sig, ss.side, ss.strength, ss.reason, c->open_ms, false);
     sig.frame_mono_us = ev->frame_mono_us; /* tick-to-order starts at the closing frame */
+    if (sig.frame_mono_us > 0) {           /* stage stamps (order_sent logs them) */
+        sig.candle_pushed_mono_us = ev->pushed_mono_us;
+        sig.ares_woke_mono_us = a->woke_mono_us;
+        sig.decided_mono_us = cq_time_mono_us();
+    }
     const char *detail = "";
     enum gate g =
         check_gate(a, s, now, ev->u.candle.source == CQ_CANDLE_FROM_BACKFILL, true, &detail);
@@ -493,6 +503,7 @@ static int ares_step(void *ctx, int64_t now)
 {
     struct cq_ares *a = ctx;
     struct cq_market_event ev;
+    a->woke_mono_us = cq_time_mono_us();
     flush_signals(a);
     /* While signals wait for the trader, leave the candles in the feeder's
      * ring: backpressure travels upstream, nothing is dropped. */

@@ -48,9 +48,20 @@
  *     - libcurl silently resends a request on a REUSED keep-alive connection
  *       that dies before a single response byte arrives (Curl_retry_request).
  *       For an order that would be a blind resend, so order requests use
- *       CURLOPT_FRESH_CONNECT: one extra TCP (+TLS) handshake per order, the
- *       price of the guarantee. The new connection is cached and reused by
- *       the next safe request.
+ *       CURLOPT_FRESH_CONNECT: a connection no request used before. The
+ *       TCP handshake is made ahead, off the order's path: after each order
+ *       request the client opens a spare connection to the same address
+ *       (non-blocking connect), and the next order request gets it through
+ *       CURLOPT_OPENSOCKETFUNCTION / CURLOPT_SOCKOPTFUNCTION
+ *       (CURL_SOCKOPT_ALREADY_CONNECTED): to curl it is a fresh connection
+ *       (never a reused one, so never silently resent), without a connect
+ *       on the order's path (tick-to-order, docs/BENCHMARKS.md). A spare
+ *       is used only when it is connected, has no pending error, has seen
+ *       neither data nor end-of-file (MSG_PEEK) and is younger than
+ *       ORDER_SPARE_MAX_AGE_MS; else it is closed and curl connects as
+ *       before (counted: order_spares_used_total, _discarded_total). TLS,
+ *       when the URL has it, is still negotiated on the order's path. The
+ *       new connection is cached and reused by the next safe request.
  *     - A connect failure where curl reports that nothing was sent
  *       (CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST/_PROXY, and the
  *       URL/protocol errors raised before connecting) is definitively not
@@ -117,6 +128,12 @@
 #include <strings.h>
 #include <time.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -148,6 +165,10 @@
 #define RETRY_AFTER_MAX_S (3 * 86400 + 3600) /* bans last at most 3 days */
 #define FAILED_SYNC_RETRY_MS 5000
 #define TEN_SECONDS_MS 10000
+/* A spare order connection older than this is not used (closed, and the
+ * order connects as before), ms: under the idle timeouts of servers and
+ * NATs on the way (libmicrohttpd's in the simulator: 30 s). */
+#define ORDER_SPARE_MAX_AGE_MS 20000
 
 /* Written by the owner under `lock`; cq_rest_client_budget copies it. */
 struct budget_state {
@@ -170,6 +191,8 @@ struct budget_state {
     uint64_t unknown_total;
     uint64_t time_syncs_total;
     uint64_t errors_total;
+    uint64_t order_spares_used_total;
+    uint64_t order_spares_discarded_total;
 };
 
 /* Headers of the current attempt's final response. */
@@ -217,6 +240,17 @@ struct cq_rest_client {
     struct cq_log_ratelimit rl_retry;
     struct cq_log_ratelimit rl_throttled;
     struct cq_log_ratelimit rl_refused;
+    /* The spare order connection (see "What is never resent"): the address
+     * curl connected to for the last order request, and a socket connected
+     * to it ahead of the next one. */
+    bool in_order;  /* an order request is being performed */
+    bool have_addr; /* order_addr holds the order requests' peer */
+    int order_family, order_socktype, order_protocol;
+    struct sockaddr_storage order_addr;
+    socklen_t order_addrlen;
+    int spare_fd; /* -1 none; owned until handed to curl */
+    int64_t spare_made_mono_ms;
+    int handed_fd; /* the spare curl got for this request, -1 none */
 
     pthread_mutex_t lock;
     struct budget_state b; /* see struct budget_state */
@@ -464,6 +498,8 @@ struct cq_rest_client *cq_rest_client_new(const struct cq_rest_options *opts, st
         cq_err_set(err, CQ_ENOMEM, ENOMEM, NULL, "REST client: out of memory");
         return NULL;
     }
+    c->spare_fd = -1;
+    c->handed_fd = -1;
     cq_buf_init(&c->body, BODY_MAX_BYTES + 1);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
@@ -545,6 +581,9 @@ void cq_rest_client_free(struct cq_rest_client *c)
     }
     if (c->curl != NULL) {
         curl_easy_cleanup(c->curl);
+    }
+    if (c->spare_fd >= 0) {
+        close(c->spare_fd);
     }
     /* curl's copy of "X-MBX-APIKEY: <key>" is plain heap: wiped at least */
     for (struct curl_slist *l = c->key_header; l != NULL; l = l->next) {
@@ -649,7 +688,110 @@ struct attempt {
     CURLcode cc;
     long http_status;
     int64_t latency_ms;
+    int64_t perform_mono_us; /* cq_time_mono_us() when curl_easy_perform was called */
+    int64_t sent_mono_us;    /* cq_time_mono_us() when the request was about to be written; 0 */
 };
+
+/* ---- the spare order connection ---------------------------------------------------- */
+
+static void spare_discard(struct cq_rest_client *c)
+{
+    close(c->spare_fd);
+    c->spare_fd = -1;
+    pthread_mutex_lock(&c->lock);
+    c->b.order_spares_discarded_total++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Is the spare connected, error-free, silent and young enough? */
+static bool spare_usable(const struct cq_rest_client *c)
+{
+    if (mono_ms(c) - c->spare_made_mono_ms > ORDER_SPARE_MAX_AGE_MS) {
+        return false;
+    }
+    struct pollfd pfd = {.fd = c->spare_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) != 1 || (pfd.revents & (POLLERR | POLLHUP)) != 0 ||
+        (pfd.revents & POLLOUT) == 0) {
+        return false; /* still connecting, or failed */
+    }
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(c->spare_fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
+        return false;
+    }
+    char byte;
+    ssize_t n = recv(c->spare_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* -1 EAGAIN: open and silent. 0: the server closed it; data: not ours. */
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Open the next order request's connection ahead (after an order request,
+ * off its path). Non-blocking: the handshake completes while we wait for
+ * the next signal. */
+static void spare_make(struct cq_rest_client *c)
+{
+    if (!c->have_addr || c->spare_fd >= 0) {
+        return;
+    }
+    int fd = socket(c->order_family, c->order_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    c->order_protocol);
+    if (fd < 0) {
+        return; /* the next order connects as before */
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)&c->order_addr, c->order_addrlen) != 0 &&
+        errno != EINPROGRESS) {
+        close(fd);
+        return;
+    }
+    c->spare_fd = fd;
+    c->spare_made_mono_ms = mono_ms(c);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: an order request's connection is the spare
+ * when it is usable and goes to the same address; else a new socket, as
+ * curl's own would be. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct cq_rest_client *c = clientp;
+    if (c->in_order && purpose == CURLSOCKTYPE_IPCXN &&
+        a->addrlen <= (unsigned)sizeof(c->order_addr)) {
+        bool same = c->have_addr && c->order_family == a->family &&
+                    c->order_socktype == a->socktype && c->order_protocol == a->protocol &&
+                    c->order_addrlen == a->addrlen &&
+                    memcmp(&c->order_addr, &a->addr, a->addrlen) == 0;
+        if (!same) {
+            c->have_addr = true;
+            c->order_family = a->family;
+            c->order_socktype = a->socktype;
+            c->order_protocol = a->protocol;
+            c->order_addrlen = a->addrlen;
+            memcpy(&c->order_addr, &a->addr, a->addrlen);
+        }
+        if (c->spare_fd >= 0) {
+            if (same && spare_usable(c)) {
+                int fd = c->spare_fd; /* curl owns it from here (it closes it) */
+                c->spare_fd = -1;
+                c->handed_fd = fd;
+                pthread_mutex_lock(&c->lock);
+                c->b.order_spares_used_total++;
+                pthread_mutex_unlock(&c->lock);
+                return fd;
+            }
+            spare_discard(c);
+        }
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: the spare is connected already. */
+static int sock_opt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    struct cq_rest_client *c = clientp;
+    (void)purpose;
+    return fd == c->handed_fd ? CURL_SOCKOPT_ALREADY_CONNECTED : CURL_SOCKOPT_OK;
+}
 
 static bool curl_ok(CURLcode cc)
 {
@@ -718,6 +860,10 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
         SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
         SETOPT(CURLOPT_XFERINFODATA, c);
     }
+    SETOPT(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    SETOPT(CURLOPT_OPENSOCKETDATA, c);
+    SETOPT(CURLOPT_SOCKOPTFUNCTION, sock_opt);
+    SETOPT(CURLOPT_SOCKOPTDATA, c);
     if (send_key && c->key_header != NULL) {
         SETOPT(CURLOPT_HTTPHEADER, c->key_header);
     }
@@ -741,10 +887,27 @@ static int perform(struct cq_rest_client *c, const char *method, bool send_key, 
 
     c->attempt_wall_ms = wall_ms(c);
     int64_t t0 = mono_ms(c);
+    c->in_order = fresh;
+    c->handed_fd = -1;
+    int64_t t0_us = cq_time_mono_us();
     a->cc = curl_easy_perform(h);
     a->latency_ms = mono_ms(c) - t0;
+    c->in_order = false;
+    c->handed_fd = -1;
     a->http_status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->http_status);
+    /* CURLINFO_PRETRANSFER_TIME_T: from the start of the transfer until
+     * just before the request is written (connect and TLS included); the
+     * first byte of the request goes out right after. 0: never got there. */
+    curl_off_t pre_us = 0;
+    a->sent_mono_us = 0;
+    a->perform_mono_us = t0_us;
+    if (curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &pre_us) == CURLE_OK && pre_us > 0) {
+        a->sent_mono_us = t0_us + (int64_t)pre_us;
+    }
+    if (fresh) {
+        spare_make(c); /* the next order's connection, after this one's answer */
+    }
     pthread_mutex_lock(&c->lock);
     c->b.requests_total++;
     pthread_mutex_unlock(&c->lock);
@@ -1148,6 +1311,8 @@ static int run(struct cq_rest_client *c, const struct call *k, struct cq_rest_re
             return rc;
         }
         out->attempts++;
+        out->perform_mono_us = a.perform_mono_us;
+        out->sent_mono_us = a.sent_mono_us;
         apply_headers(c);
         enum step s = classify(c, k, &a, out);
         release_big_body(c);
@@ -1486,12 +1651,14 @@ void cq_rest_client_budget(struct cq_rest_client *c, struct cq_rest_budget *out)
     out->unknown_total = c->b.unknown_total;
     out->time_syncs_total = c->b.time_syncs_total;
     out->errors_total = c->b.errors_total;
+    out->order_spares_used_total = c->b.order_spares_used_total;
+    out->order_spares_discarded_total = c->b.order_spares_discarded_total;
     pthread_mutex_unlock(&c->lock);
 }
 
 json_t *cq_rest_budget_json(const struct cq_rest_budget *b)
 {
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                      "used_weight_1m", (json_int_t)b->used_weight_1m, "weight_limit_1m",
                      (json_int_t)b->weight_limit_1m, "order_count_10s",
                      (json_int_t)b->order_count_10s, "order_limit_10s",
@@ -1503,5 +1670,7 @@ json_t *cq_rest_budget_json(const struct cq_rest_budget *b)
                      "throttled_total", (json_int_t)b->throttled_total, "rate_limited_total",
                      (json_int_t)b->rate_limited_total, "banned_total", (json_int_t)b->banned_total,
                      "unknown_total", (json_int_t)b->unknown_total, "time_syncs_total",
-                     (json_int_t)b->time_syncs_total, "errors_total", (json_int_t)b->errors_total);
+                     (json_int_t)b->time_syncs_total, "errors_total", (json_int_t)b->errors_total,
+                     "order_spares_used_total", (json_int_t)b->order_spares_used_total,
+                     "order_spares_discarded_total", (json_int_t)b->order_spares_discarded_total);
 }

@@ -255,6 +255,7 @@ static void emit_candle(struct cq_feeder *f, int idx, const struct cq_candle *c,
     ev.u.candle.candle.closed = true;
     ev.u.candle.source = source;
     ev.frame_mono_us = source == CQ_CANDLE_FROM_STREAM ? f->frame_mono_us : 0;
+    ev.pushed_mono_us = ev.frame_mono_us > 0 ? cq_time_mono_us() : 0; /* stage stamp */
     /* Straight into the ring when nothing is held before it (order kept). */
     bool passed = f->pending_len == 0 && cq_spsc_push(f->to_ares, &ev);
     if (!passed && !pending_push(f, &ev)) {

@@ -122,6 +122,23 @@ struct cq_trader {
     bool skip_next_send;     /* a wait_durable journal action failed */
     int64_t list_durable_us; /* durability waits in this list */
     int64_t list_frame_us;   /* the signal's frame stamp (0 = not a signal's list) */
+    /* Stage stamps of the signal's list (cq_time_mono_us; 0 = not reached),
+     * logged in order_sent as stages_us (docs/TRADER.md): the signal's own
+     * (feeder and ARES), then the trader's. */
+    struct cq_signal list_sig;  /* the signal being fed (its stamps) */
+    int64_t step_mono_us;       /* this step began */
+    int64_t list_woke_us;       /* the trader took the signal (woke for it) */
+    int64_t list_core_done_us;  /* cq_trader_core_on_event returned */
+    int64_t list_appended_us;   /* the intent was appended to the journal */
+    int64_t list_durable_at_us; /* ... and is durable */
+    /* Journal log lines held back until the list's order is sent (they
+     * are not on the order's path): actions of t->acts, in order. */
+    bool defer_logs;
+    struct {
+        const struct cq_trader_action *a; /* borrowed: t->acts */
+        uint64_t seq;
+    } deferred[CQ_TRADER_ACTIONS_MAX];
+    size_t deferred_n;
 
     bool in_cancel;    /* performing a CANCEL: its failures say was_cancel */
     int feeder_stream; /* the feeder's user stream: 1 subscribed, 0 not, -1 unknown */
@@ -361,6 +378,41 @@ static void remember_closed(struct cq_trader *t, const struct cq_trader_action *
     t->recent_next = (t->recent_next + 1) % RECENT_ORDERS_MAX;
 }
 
+/* A journaled record's log line (log_event) and, for an intent, the API's
+ * copy of it. */
+static void journal_logged(struct cq_trader *t, const struct cq_trader_action *a, uint64_t seq)
+{
+    if (a->u.journal.log_event != NULL &&
+        cq_log_enabled((enum cq_log_level)a->u.journal.log_level)) {
+        json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
+        if (!json_is_object(fields)) {
+            json_decref(fields);
+            fields = json_object();
+        }
+        json_object_set_new(fields, "journal_seq", json_integer((json_int_t)seq));
+        json_object_set_new(fields, "symbol", json_string(a->u.journal.scope));
+        enum cq_log_level lvl = (enum cq_log_level)a->u.journal.log_level;
+        if (lvl < CQ_LOG_DEBUG || lvl > CQ_LOG_ERROR) {
+            lvl = CQ_LOG_INFO;
+        }
+        cq_log(lvl, SVC, a->u.journal.log_event, fields, "%s %s (journal seq %" PRIu64 ")",
+               a->u.journal.log_event, a->u.journal.scope, seq);
+    }
+    if (a->u.journal.type == CQ_REC_ORDER_INTENT) {
+        remember_intent(t, a);
+    }
+}
+
+/* The log lines held back while an order was on its way, in their order. */
+static void flush_deferred(struct cq_trader *t)
+{
+    for (size_t i = 0; i < t->deferred_n; i++) {
+        journal_logged(t, t->deferred[i].a, t->deferred[i].seq);
+    }
+    t->deferred_n = 0;
+    t->defer_logs = false;
+}
+
 static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
 {
     uint64_t seq = 0;
@@ -382,6 +434,8 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
         rc = cq_journal_wait_durable(t->journal, seq, DURABLE_WAIT_MS);
         waited_us = mono_us() - t0;
         if (a->u.journal.wait_durable) {
+            t->list_appended_us = t0;
+            t->list_durable_at_us = t0 + waited_us;
             cq_latency_histogram_observe(&t->m.durable_wait, (uint64_t)waited_us * 1000u);
             t->list_durable_us += waited_us;
         }
@@ -404,24 +458,16 @@ static void act_journal(struct cq_trader *t, const struct cq_trader_action *a)
         return;
     }
     t->journal_broken = false;
-    if (a->u.journal.log_event != NULL &&
-        cq_log_enabled((enum cq_log_level)a->u.journal.log_level)) {
-        json_t *fields = json_loadb(cq_trader_action_payload(a), a->u.journal.len, 0, NULL);
-        if (!json_is_object(fields)) {
-            json_decref(fields);
-            fields = json_object();
-        }
-        json_object_set_new(fields, "journal_seq", json_integer((json_int_t)seq));
-        json_object_set_new(fields, "symbol", json_string(a->u.journal.scope));
-        enum cq_log_level lvl = (enum cq_log_level)a->u.journal.log_level;
-        if (lvl < CQ_LOG_DEBUG || lvl > CQ_LOG_ERROR) {
-            lvl = CQ_LOG_INFO;
-        }
-        cq_log(lvl, SVC, a->u.journal.log_event, fields, "%s %s (journal seq %" PRIu64 ")",
-               a->u.journal.log_event, a->u.journal.scope, seq);
+    if (t->defer_logs && t->deferred_n < CQ_ARRAY_LEN(t->deferred)) {
+        /* before the order's send: its log line (and the API's copy of an
+         * intent) are done after the request is written (flush_deferred) */
+        t->deferred[t->deferred_n].a = a;
+        t->deferred[t->deferred_n].seq = seq;
+        t->deferred_n++;
+    } else {
+        journal_logged(t, a, seq);
     }
     if (a->u.journal.type == CQ_REC_ORDER_INTENT) {
-        remember_intent(t, a);
         crash_point(t, CRASH_AFTER_INTENT);
     } else if (a->u.journal.type == CQ_REC_ORDER_FILL) {
         remember_closed(t, a);
@@ -481,20 +527,43 @@ static void build_order_params(const struct cq_trader_action *a, struct cq_rest_
     cq_rest_params_add(p, "newOrderRespType", "FULL");
 }
 
-static json_t *send_fields(const struct cq_trader *t, const struct cq_trader_action *a,
-                           int64_t tto_us)
+/* µs from the closing frame to a stage stamp; -1 when not stamped. */
+static json_t *stage(const struct cq_trader *t, int64_t at_us)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol,
-                     "client_order_id", a->u.order.client_id, "side", side_name(a->u.order.side),
-                     "type", a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty",
-                     jdec(a->u.order.qty), "quote_qty", jdec(a->u.order.quote_qty), "price",
-                     jdec(a->u.order.price), "tick_to_order_us", (json_int_t)tto_us,
-                     "durable_wait_us", (json_int_t)t->list_durable_us);
+    return json_integer(at_us > 0 ? (json_int_t)(at_us - t->list_frame_us) : -1);
+}
+
+static json_t *send_fields(const struct cq_trader *t, const struct cq_trader_action *a,
+                           int64_t tto_us, int64_t handed_us, int64_t curl_us, int64_t written_us)
+{
+    json_t *f = json_pack(
+        "{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I}", "symbol", a->u.order.symbol, "client_order_id",
+        a->u.order.client_id, "side", side_name(a->u.order.side), "type",
+        a->u.order.type == CQ_TRADER_MARKET ? "MARKET" : "LIMIT", "qty", jdec(a->u.order.qty),
+        "quote_qty", jdec(a->u.order.quote_qty), "price", jdec(a->u.order.price),
+        "tick_to_order_us", (json_int_t)tto_us, "durable_wait_us", (json_int_t)t->list_durable_us);
+    if (f != NULL && t->list_frame_us > 0) {
+        /* each stage in µs since the closing frame, in path order (the
+         * durable stamp includes the wait that tick_to_order_us leaves out) */
+        const struct cq_signal *g = &t->list_sig;
+        json_object_set_new(
+            f, "stages_us",
+            json_pack(
+                "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "candle_pushed",
+                stage(t, g->candle_pushed_mono_us), "ares_woke", stage(t, g->ares_woke_mono_us),
+                "signal_decided", stage(t, g->decided_mono_us), "signal_pushed",
+                stage(t, g->pushed_mono_us), "trader_woke", stage(t, t->list_woke_us), "core_done",
+                stage(t, t->list_core_done_us), "intent_appended", stage(t, t->list_appended_us),
+                "durable", stage(t, t->list_durable_at_us), "handed_to_rest", stage(t, handed_us),
+                "handed_to_curl", stage(t, curl_us), "request_written", stage(t, written_us)));
+    }
+    return f;
 }
 
 static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
 {
     if (t->skip_next_send) {
+        flush_deferred(t);
         t->skip_next_send = false;
         push_send_failed(t, a->u.order.symbol, a->u.order.client_id, CQ_TRADER_SEND_JOURNAL_FAILED,
                          0, "the intent did not become durable: not sent", 0, false);
@@ -503,14 +572,14 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
     struct cq_rest_params p;
     build_order_params(a, &p);
     int64_t tto_us = -1;
-    if (t->list_frame_us > 0) {
-        tto_us = mono_us() - t->list_frame_us - t->list_durable_us;
-        if (tto_us < 0) {
-            tto_us = 0;
-        }
-    }
+    int64_t handed_us = mono_us();
     if (t->mode == CQ_MODE_DRYRUN) {
-        json_t *fields = send_fields(t, a, tto_us);
+        flush_deferred(t);
+        if (t->list_frame_us > 0) { /* to where the request would be written */
+            tto_us = handed_us - t->list_frame_us - t->list_durable_us;
+            tto_us = tto_us < 0 ? 0 : tto_us;
+        }
+        json_t *fields = send_fields(t, a, tto_us, handed_us, 0, 0);
         t->m.orders_dryrun_total++;
         cq_log_info(SVC, "order_dryrun", fields, "dryrun: %s %s %s not sent (intent journaled)",
                     side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id);
@@ -518,16 +587,24 @@ static void act_send(struct cq_trader *t, const struct cq_trader_action *a)
                          "dryrun: journaled and logged, not sent", 0, false);
         return;
     }
-    if (tto_us >= 0) {
-        cq_latency_histogram_observe(&t->m.tick_to_order, (uint64_t)tto_us * 1000u);
-    }
     struct cq_rest_response r = {0};
     int rc = cq_trader_venue_send(t->rest, "POST", "/api/v3/order", &p, 1, &r);
     t->m.orders_sent_total += rc == 0;
+    /* Tick-to-order ends when the request is written (the REST client's
+     * stamp: curl's CURLINFO_PRETRANSFER_TIME_T after the transfer began);
+     * a request refused before that ends at the hand-over. */
+    int64_t written_us = rc == 0 ? r.sent_mono_us : 0;
+    flush_deferred(t); /* the intent's lines before order_sent, as before */
+    if (t->list_frame_us > 0) {
+        tto_us = (written_us > 0 ? written_us : handed_us) - t->list_frame_us - t->list_durable_us;
+        tto_us = tto_us < 0 ? 0 : tto_us;
+        cq_latency_histogram_observe(&t->m.tick_to_order, (uint64_t)tto_us * 1000u);
+    }
     /* the log line is built after the request went out: not in tick-to-order */
-    cq_log_info(SVC, "order_sent", send_fields(t, a, tto_us), "%s %s sent as %s: %s",
-                side_name(a->u.order.side), a->u.order.symbol, a->u.order.client_id,
-                rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status));
+    cq_log_info(SVC, "order_sent",
+                send_fields(t, a, tto_us, handed_us, rc == 0 ? r.perform_mono_us : 0, written_us),
+                "%s %s sent as %s: %s", side_name(a->u.order.side), a->u.order.symbol,
+                a->u.order.client_id, rc < 0 ? cq_strerror(rc) : cq_rest_status_name(r.status));
     crash_point(t, CRASH_AFTER_SEND);
     if (rc < 0) { /* a caller bug (too long, bad path): nothing was sent */
         push_send_failed(t, a->u.order.symbol, a->u.order.client_id, CQ_TRADER_SEND_REJECTED, 0,
@@ -840,6 +917,9 @@ static void perform(struct cq_trader *t, const struct cq_trader_action *a)
 static void feed_one(struct cq_trader *t, const struct cq_trader_event *ev, int64_t frame_us)
 {
     int rc = cq_trader_core_on_event(t->core, ev, &t->acts);
+    t->list_core_done_us = frame_us > 0 ? mono_us() : 0;
+    t->list_appended_us = 0;
+    t->list_durable_at_us = 0;
     if (rc < 0) {
         cq_log_error(SVC, "core_event_refused",
                      json_pack("{s:i,s:s}", "kind", (int)ev->kind, "error", cq_strerror(rc)),
@@ -858,9 +938,20 @@ static void feed_one(struct cq_trader *t, const struct cq_trader_event *ev, int6
     t->skip_next_send = false;
     t->list_durable_us = 0;
     t->list_frame_us = frame_us;
+    /* Log lines of the records before an order's send wait for the send
+     * (not with the crash hook armed: its kill after the intent must find
+     * them written, as before). */
+    size_t send_at = t->acts.n;
+    for (size_t i = 0; rc == 0 && i < t->acts.n && send_at == t->acts.n; i++) {
+        if (t->acts.a[i].kind == CQ_TRADER_ACT_SEND_ORDER) {
+            send_at = i;
+        }
+    }
     for (size_t i = 0; rc == 0 && i < t->acts.n; i++) {
+        t->defer_logs = i < send_at && t->crash_point == CRASH_NONE;
         perform(t, &t->acts.a[i]);
     }
+    flush_deferred(t);
     t->snapshot_dirty = true;
     cq_service_heartbeat(t->svc);
 }
@@ -1383,6 +1474,7 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
 {
     struct cq_trader *t = ctx;
     (void)now_mono_ms;
+    t->step_mono_us = mono_us();
     if (!t->recovered) {
         t->recovered = true;
         recover(t);
@@ -1406,6 +1498,12 @@ static int trader_step(void *ctx, int64_t now_mono_ms)
     struct cq_trader_event sev;
     memset(&sev, 0, offsetof(struct cq_trader_event, u));
     while (t->signals != NULL && cq_spsc_pop(t->signals, &sev.u.signal)) {
+        if (sev.u.signal.frame_mono_us > 0) {
+            /* woke for it; or, already awake when it came, took it now */
+            t->list_sig = sev.u.signal;
+            t->list_woke_us =
+                t->step_mono_us >= sev.u.signal.pushed_mono_us ? t->step_mono_us : mono_us();
+        }
         t->m.signals_received_total++;
         t->m.test_signals_received_total += sev.u.signal.test;
         cq_strlcpy(t->last_signal_id, sev.u.signal.id, sizeof(t->last_signal_id));

@@ -9,8 +9,16 @@
 #                     the wait for the intent to be durable;
 #   durable_wait_us   that wait (journal group commit + fdatasync), reported
 #                     beside it.
+# tick_to_order_us ends when the request is about to be written (the REST
+# client's stamp: curl_easy_perform's start + CURLINFO_PRETRANSFER_TIME_T).
 # Percentiles are nearest-rank over every order (p50, p99, p99.9); target
-# p99 tick_to_order < 100 us. The /metrics histogram
+# p99 tick_to_order < 100 us. With a coinquantd that logs `stages_us` in
+# order_sent, "stages_us" gives each hop's own time (the difference between
+# consecutive stamps, µs), p50/p90/p99 over the orders: frame -> candle
+# pushed to ARES's ring -> ARES woke -> signal decided -> signal pushed to
+# the trader's ring (after the signal.emitted journal append) -> trader woke
+# -> core done -> intent appended -> durable (excluded from tick_to_order)
+# -> handed to the REST client -> handed to curl -> request written. The /metrics histogram
 # coinquant_trader_tick_to_order_seconds must have counted the same orders.
 #
 # Signals: ema_cross fast=3,slow=8 on two symbols with the simulator at
@@ -98,15 +106,34 @@ pct() {
 }
 sent_lines | jq -r '.tick_to_order_us' | sort -n >"$WORK/t2o"
 sent_lines | jq -r '.durable_wait_us // empty' | sort -n >"$WORK/dw"
+# Per-stage times: consecutive differences of the stamps, per order.
+STAGES="candle_pushed ares_woke signal_decided signal_pushed trader_woke core_done intent_appended durable handed_to_rest handed_to_curl request_written"
+stages='{}'
+if [ "$(sent_lines | jq -c 'select(.stages_us != null)' | wc -l)" -gt 0 ]; then
+  prev=""
+  for st in $STAGES; do
+    if [ -z "$prev" ]; then
+      sent_lines | jq -r --arg s "$st" 'select(.stages_us != null) | .stages_us[$s]' | sort -n >"$WORK/st"
+    else
+      sent_lines | jq -r --arg s "$st" --arg p "$prev" \
+        'select(.stages_us != null and .stages_us[$s] >= 0 and .stages_us[$p] >= 0) | .stages_us[$s] - .stages_us[$p]' |
+        sort -n >"$WORK/st"
+    fi
+    stages=$(jq -c --arg k "${prev:-frame}>$st" --argjson p50 "$(pct "$WORK/st" 50)" \
+      --argjson p90 "$(pct "$WORK/st" 90)" --argjson p99 "$(pct "$WORK/st" 99)" \
+      '. + {($k): {p50: $p50, p90: $p90, p99: $p99}}' <<<"$stages")
+    prev=$st
+  done
+fi
 hist_count=$(awk '$1 == "coinquant_trader_tick_to_order_seconds_count" { print $2 }' <<<"$metrics")
 jq -n -c --argjson n "$(wc -l <"$WORK/t2o")" --argjson secs "$secs" \
   --argjson p50 "$(pct "$WORK/t2o" 50)" --argjson p99 "$(pct "$WORK/t2o" 99)" \
   --argjson p999 "$(pct "$WORK/t2o" 99.9)" --argjson max "$(pct "$WORK/t2o" 100)" \
   --argjson d50 "$(pct "$WORK/dw" 50)" --argjson d99 "$(pct "$WORK/dw" 99)" \
-  --argjson d999 "$(pct "$WORK/dw" 99.9)" --arg hist "${hist_count:-absent}" --arg speed "$SPEED" \
+  --argjson d999 "$(pct "$WORK/dw" 99.9)" --argjson stages "$stages" --arg hist "${hist_count:-absent}" --arg speed "$SPEED" \
   '{bench: "trader_tick_to_order", orders: $n, seconds: $secs, sim_speed: $speed,
     tick_to_order_us: {p50: $p50, p99: $p99, p999: $p999, max: $max},
-    durable_wait_us: {p50: $d50, p99: $d99, p999: $d999},
+    durable_wait_us: {p50: $d50, p99: $d99, p999: $d999}, stages_us: $stages,
     metrics_histogram_count: $hist,
     target: "p99 tick_to_order < 100 us (durability wait excluded)",
     met: ($p99 != null and $p99 < 100)}'

@@ -637,6 +637,8 @@ Test(rest_client, budget_json_fields, .init = setup_no_sim, .fini = teardown)
         .unknown_total = 14,
         .time_syncs_total = 15,
         .errors_total = 16,
+        .order_spares_used_total = 17,
+        .order_spares_discarded_total = 18,
     };
     json_t *j = cq_rest_budget_json(&b);
     cr_assert_not_null(j);
@@ -644,12 +646,24 @@ Test(rest_client, budget_json_fields, .init = setup_no_sim, .fini = teardown)
         const char *name;
         json_int_t want;
     } fields[] = {
-        {"used_weight_1m", 1},  {"weight_limit_1m", 2},     {"order_count_10s", 3},
-        {"order_limit_10s", 4}, {"rate_limited_for_ms", 5}, {"banned_for_ms", 6},
-        {"time_offset_ms", -7}, {"last_sync_age_ms", -1},   {"requests_total", 9},
-        {"retries_total", 10},  {"throttled_total", 11},    {"rate_limited_total", 12},
-        {"banned_total", 13},   {"unknown_total", 14},      {"time_syncs_total", 15},
+        {"used_weight_1m", 1},
+        {"weight_limit_1m", 2},
+        {"order_count_10s", 3},
+        {"order_limit_10s", 4},
+        {"rate_limited_for_ms", 5},
+        {"banned_for_ms", 6},
+        {"time_offset_ms", -7},
+        {"last_sync_age_ms", -1},
+        {"requests_total", 9},
+        {"retries_total", 10},
+        {"throttled_total", 11},
+        {"rate_limited_total", 12},
+        {"banned_total", 13},
+        {"unknown_total", 14},
+        {"time_syncs_total", 15},
         {"errors_total", 16},
+        {"order_spares_used_total", 17},
+        {"order_spares_discarded_total", 18},
     };
     cr_expect_eq(json_object_size(j), CQ_ARRAY_LEN(fields));
     for (size_t i = 0; i < CQ_ARRAY_LEN(fields); i++) {
@@ -1698,6 +1712,73 @@ Test(rest_client, order_on_a_dying_keepalive_connection_is_not_resent, .init = s
     simple(c, "GET", "/api/v3/ping", false, &r);
     expect_ok(&r);
     cq_rest_response_fini(&r);
+    cq_rest_client_free(c);
+    script_stop(&srv);
+}
+
+/* The order connection is opened ahead (after each order, off the next
+ * one's path) and handed to curl as a fresh connection: the next order
+ * makes no connection of its own, is still never resent when the server
+ * drops it, and a spare too old is closed unused (the order connects). */
+static const struct script_route spare_routes[] = {
+    {"POST /api/v3/order ", "200 OK", NULL, "{\"status\":\"FILLED\"}", 0},
+    {"POST /drop ", NULL, NULL, NULL, 0},
+};
+
+static void wait_connections(struct script_server *srv, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(&srv->connections) < want; i++) {
+        cq_time_sleep_ms(10);
+    }
+    cr_assert_eq(atomic_load(&srv->connections), want, "connections accepted");
+}
+
+Test(rest_client, order_connection_opened_ahead_never_resent, .init = setup_no_sim,
+     .fini = teardown)
+{
+    struct script_server srv;
+    script_start(&srv, spare_routes, CQ_ARRAY_LEN(spare_routes));
+    struct fake_clock fc = FAKE_CLOCK_INIT(1000, cq_time_wall_us());
+    struct cq_clock clock = fake_clock_as_clock(&fc);
+    struct cq_rest_options o = opts_default();
+    o.clock = &clock;
+    struct cq_rest_client *c = client_new(&o);
+    struct cq_rest_response r;
+
+    simple(c, "POST", "/api/v3/order", true, &r); /* connects; then opens the spare */
+    expect_ok(&r);
+    cr_expect_gt(r.sent_mono_us, 0, "the request's write is stamped");
+    cq_rest_response_fini(&r);
+    wait_connections(&srv, 2);
+    cr_expect_eq(budget(c).order_spares_used_total, 0);
+
+    simple(c, "POST", "/api/v3/order", true, &r); /* on the spare; opens the next */
+    expect_ok(&r);
+    cq_rest_response_fini(&r);
+    cr_expect_eq(budget(c).order_spares_used_total, 1);
+    wait_connections(&srv, 3);
+    cr_expect_eq(script_hits(&srv, "POST /api/v3/order "), 2);
+
+    /* dropped without a byte on the spare: unknown, sent exactly once */
+    simple(c, "POST", "/drop", true, &r);
+    cr_expect_eq(r.status, CQ_REST_UNKNOWN, "%s", cq_rest_status_name(r.status));
+    cr_expect_eq(r.attempts, 1);
+    cq_rest_response_fini(&r);
+    cr_expect_eq(budget(c).order_spares_used_total, 2);
+    wait_connections(&srv, 4);
+    cq_time_sleep_ms(50);
+    cr_expect_eq(script_hits(&srv, "POST /drop "), 1, "the order went out exactly once");
+
+    /* a spare older than 20 s is closed unused; the order connects itself */
+    fake_clock_advance_ms(&fc, 20001);
+    simple(c, "POST", "/api/v3/order", true, &r);
+    expect_ok(&r);
+    cq_rest_response_fini(&r);
+    cr_expect_eq(budget(c).order_spares_used_total, 2);
+    cr_expect_eq(budget(c).order_spares_discarded_total, 1);
+    wait_connections(&srv, 6); /* its own connection, then the next spare */
+    cr_expect_eq(script_hits(&srv, "POST /api/v3/order "), 3);
+
     cq_rest_client_free(c);
     script_stop(&srv);
 }
