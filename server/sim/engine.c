@@ -3749,6 +3749,10 @@ static int load_orders(const struct cq_sim__engine *e, const json_t *root, struc
         const struct order_rec *dup;
         int rc;
         snprintf(path, sizeof(path), "orders[%zu]", i); /* bounded: 7 + 20 + 2 < 48 */
+        /* zeroed: the queue position is not in the state file, so a resting
+         * order rejoins behind what the next book shows at its price
+         * (q.known false), the conservative side */
+        memset(rec, 0, sizeof(*rec));
         rec->prev = rec->next = rec->gprev = rec->gnext = NO_IDX;
         rc = load_order(e, json_array_get(arr, i), path,
                         i == 0 ? ns->first_order_id : ns->orders[i - 1].o.order_id + 1,

@@ -3651,3 +3651,42 @@ Test(sim_engine, refill_net_does_not_take_our_fills_twice_when_the_book_already_
     assert_dec(m2.fills[0].qty, "0.6");
     cq_sim__engine_free(e);
 }
+
+/* The state file has no queue position: a resting order loaded from it
+ * rejoins behind what the next book shows at its price. The loader left
+ * the position uninitialised (UBSan in CI: "load of value 190, which is not
+ * a valid value for type 'bool'" under MALLOC_PERTURB_, in queue_on_book
+ * after a simex restart). The allocation is perturbed here so that the test
+ * fails on the old loader without the environment's help. */
+Test(sim_engine, a_loaded_resting_order_rejoins_the_queue_at_the_next_book)
+{
+    struct cq_sim__engine *e = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct book b;
+    book_init(&b);
+    bid(&b, "29999.00", "2");
+    ask(&b, "30001.00", "1");
+    struct placed p = place_ok(e, limit(BTC, SIM_BUY, SIM_GTC, "0.5", "29999.00"), &b, 1);
+    cr_assert_eq(p.o.status, SIM_NEW);
+    json_t *saved = cq_sim__engine_save(e);
+    cr_assert_not_null(saved);
+    cq_sim__engine_free(e);
+
+    /* dirty the heap the loader will likely get back */
+    for (int i = 0; i < 64; i++) {
+        void *junk = malloc(4096);
+        cr_assert_not_null(junk);
+        memset(junk, 0xbe, 4096);
+        free(junk);
+    }
+    struct cq_sim__engine *e2 = queue_engine(SIM_QUEUE_CONSERVATIVE);
+    struct cq_err err;
+    cr_assert_eq(cq_sim__engine_load(e2, saved, &err), 0, "%s", err.message);
+    json_decref(saved);
+    cq_dec ahead;
+    cr_expect_not(cq_sim__engine_queue_ahead(e2, p.o.order_id, &ahead),
+                  "no queue position before a book shows the level");
+    cr_assert_eq(cq_sim__engine_on_book(e2, BTC, &b.v, 2), 0);
+    assert_dec(ahead_of(e2, p.o.order_id), "2");
+    check_invariants(e2);
+    cq_sim__engine_free(e2);
+}
