@@ -2912,7 +2912,10 @@ Test(journal, fifo_at_the_next_segment_pauses_instead_of_hanging, .timeout = 30)
     WAIT_FOR((cq_journal_get_stats(j, &st), st.state == CQ_JOURNAL_PAUSED), 5000);
     cr_expect_eq(st.state, CQ_JOURNAL_PAUSED, "state %d", (int)st.state);
     cr_expect_not_null(strstr(st.last_error, "seg-00000002.cqj"), "%s", st.last_error);
-    struct health h = health_of();
+    /* the health record follows the state change (it is published after
+     * it): poll for it rather than read it once */
+    struct health h;
+    WAIT_FOR((h = health_of(), strcmp(h.reason, "io_error") == 0), 5000);
     cr_expect_str_eq(h.reason, "io_error");
     (void)!cq_journal_stop(j, NULL);
     cq_journal_free(j);
